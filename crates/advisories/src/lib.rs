@@ -1,0 +1,1 @@
+//! Dependency audit: lock files matched against OSV advisories.

@@ -1,0 +1,1 @@
+//! Pulls jobs from a hangar server and runs them with the engine.

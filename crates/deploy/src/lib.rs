@@ -1,0 +1,1 @@
+//! Delivery engine: supervisor, health checks, strategies, analysis, rollback, DORA.

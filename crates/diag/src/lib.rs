@@ -1,0 +1,1 @@
+//! Diagnostics with file:line:col and a source snippet, shared by every parser.

@@ -1,0 +1,1 @@
+//! GitHub Actions expression language: lexer, parser, evaluator, values and contexts.

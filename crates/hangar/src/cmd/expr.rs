@@ -1,0 +1,10 @@
+//! `hangar expr`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`hangar expr` is not built yet")
+}

@@ -1,0 +1,13 @@
+//! One module per subcommand family. Each exposes clap argument types and a
+//! `run` function returning the process exit code.
+
+pub mod deploy;
+pub mod expr;
+pub mod release;
+pub mod run;
+pub mod scan;
+pub mod scan_deps;
+pub mod scan_policy;
+pub mod scan_secrets;
+pub mod serve;
+pub mod validate;

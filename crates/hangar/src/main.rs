@@ -1,0 +1,56 @@
+//! The `hangar` command line: argument parsing and wiring only.
+//!
+//! Every subcommand family lives in its own module under `cmd/`, owned by the
+//! crate that does the work; this file only lists them.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// One binary for a team's whole delivery system.
+#[derive(Parser)]
+#[command(name = "hangar", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run GitHub Actions workflows on this machine.
+    Run(cmd::run::Args),
+    /// Check workflows (and hangar.yml) for mistakes, with file:line:col errors.
+    Validate(cmd::validate::Args),
+    /// Evaluate one GitHub Actions expression against JSON contexts.
+    Expr(cmd::expr::Args),
+    #[command(flatten)]
+    Server(cmd::serve::Command),
+    #[command(flatten)]
+    Deploy(cmd::deploy::Command),
+    #[command(flatten)]
+    Release(cmd::release::Command),
+    /// Security gates: secrets, policy, dependencies.
+    Scan(cmd::scan::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Expr(args) => cmd::expr::run(args),
+        Command::Server(command) => cmd::serve::run(command),
+        Command::Deploy(command) => cmd::deploy::run(command),
+        Command::Release(command) => cmd::release::run(command),
+        Command::Scan(args) => cmd::scan::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

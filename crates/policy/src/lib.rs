@@ -1,0 +1,1 @@
+//! Policy-as-code: Rego evaluation over YAML, JSON, TOML and Dockerfiles.

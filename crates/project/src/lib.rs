@@ -1,0 +1,1 @@
+//! hangar.yml: services, environments, release and scan settings, with source positions.

@@ -1,0 +1,1 @@
+//! Conventional commits to semantic versions, changelogs and tags.

@@ -1,0 +1,1 @@
+//! hangar's HTTP reverse proxy: weighted routing between versions, per-version metrics.

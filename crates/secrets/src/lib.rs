@@ -1,0 +1,1 @@
+//! Secret scanning of working trees and git history.

@@ -1,0 +1,1 @@
+//! hangar serve: HTTP API, webhooks, scheduler, queue and leases, web UI.

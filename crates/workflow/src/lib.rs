@@ -1,0 +1,1 @@
+//! GitHub Actions workflow model parsed from YAML with source positions, and validation.
