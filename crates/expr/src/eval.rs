@@ -253,6 +253,7 @@ fn lookup<'v>(target: &'v Value, key: &Value) -> Option<&'v Value> {
 
 /// `x.*` / `x[*]`: an array's items or an object's values; on a filtered array,
 /// the items' items and values, flattened one level.
+#[inline(never)]
 fn wildcard(target: Out<'_>) -> Out<'static> {
     let mut items = Vec::new();
     match &target {
@@ -274,6 +275,8 @@ fn wildcard(target: Out<'_>) -> Out<'static> {
     Out::Filtered(Value::Array(Arc::new(items)))
 }
 
+// Kept out of line: inlined, its locals would bloat every `eval` frame.
+#[inline(never)]
 fn call<'a>(
     function: Function,
     args: &'a [Node],

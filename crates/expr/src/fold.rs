@@ -84,6 +84,16 @@ pub fn ends_with_ignore_case(haystack: &str, suffix: &str) -> bool {
 /// [`eq_ignore_case`] hash alike, without allocating.
 pub(crate) fn hash_folded<H: Hasher>(s: &str, state: &mut H) {
     let mut buf = [0u8; 64];
+    if s.is_ascii() {
+        for chunk in s.as_bytes().chunks(buf.len()) {
+            for (b, c) in buf.iter_mut().zip(chunk) {
+                *b = c.to_ascii_uppercase();
+            }
+            state.write(&buf[..chunk.len()]);
+        }
+        state.write_u8(0xff);
+        return;
+    }
     let mut len = 0;
     for c in s.chars() {
         let f = fold_char(c);

@@ -1,0 +1,376 @@
+//! The tricky parts of the language, pinned beyond the shared corpus.
+
+use hangar_expr::{
+    Contexts, DefaultHost, Function, Host, StatusFunction, SyntaxErrorKind, Template, Value,
+    evaluate, is_single_expression, parse, single_expression_source,
+};
+use serde_json::json;
+
+fn contexts() -> Contexts {
+    Contexts::from_json(&json!({
+        "github": {
+            "ref": "refs/heads/main",
+            "event_name": "push",
+            "event": {"commits": [
+                {"message": "fix: a", "author": {"name": "Ann"}},
+                {"message": "feat: b", "author": {"name": "Bob"}},
+                {"message": "chore", "author": null}
+            ]}
+        },
+        "matrix": {"os": "Linux", "versions": [1, 2, 3]},
+        "steps": {"build": {"outputs": {"json": "{\"a\": [1, 2]}"}, "outcome": "success"}},
+        "env": {"EMPTY": ""}
+    }))
+}
+
+fn eval(src: &str) -> Value {
+    evaluate(src, &contexts(), &DefaultHost).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
+
+fn eval_json(src: &str) -> serde_json::Value {
+    eval(src).to_json()
+}
+
+#[test]
+fn and_or_return_operands_not_booleans() {
+    assert_eq!(eval("env.EMPTY || 'fallback'"), Value::from("fallback"));
+    assert_eq!(eval("matrix.os && github.event_name"), Value::from("push"));
+    assert_eq!(eval("env.EMPTY && 'never'"), Value::from(""));
+    assert_eq!(eval("env.missing || null"), Value::Null);
+}
+
+#[test]
+fn and_or_short_circuit_errors_on_the_other_side() {
+    // The right side would fail (bad format string) if evaluated.
+    assert_eq!(eval("false && format('{0}')"), Value::Bool(false));
+    assert_eq!(eval("true || format('{0}')"), Value::Bool(true));
+    assert!(evaluate("true && format('{0}')", &contexts(), &DefaultHost).is_err());
+}
+
+#[test]
+fn comparisons_coerce_and_ignore_case() {
+    assert_eq!(eval("matrix.os == 'LINUX'"), Value::Bool(true));
+    assert_eq!(eval("'10' > 9"), Value::Bool(true));
+    assert_eq!(eval("'abc' < 'ABD'"), Value::Bool(true));
+    assert_eq!(eval("NaN < 1 || NaN >= 1"), Value::Bool(false));
+    assert_eq!(eval("github.event == github.event"), Value::Bool(true));
+    assert_eq!(eval("fromJSON('{}') == fromJSON('{}')"), Value::Bool(false));
+    assert_eq!(eval("null == ''"), Value::Bool(true));
+}
+
+#[test]
+fn property_and_context_names_ignore_case() {
+    assert_eq!(eval("GITHUB.Event_Name"), Value::from("push"));
+    assert_eq!(eval("github['EVENT_NAME']"), Value::from("push"));
+    assert_eq!(eval("matrix.versions[1]"), Value::Number(2.0));
+    assert_eq!(eval("matrix.versions['2']"), Value::Number(3.0));
+    assert_eq!(eval("matrix.versions[7]"), Value::Null);
+    assert_eq!(eval("nosuch.thing.deeper"), Value::Null);
+}
+
+#[test]
+fn filters_map_over_items_and_skip_misses() {
+    assert_eq!(
+        eval_json("github.event.commits.*.message"),
+        json!(["fix: a", "feat: b", "chore"])
+    );
+    // The third author is null: it has no name, so it is skipped.
+    assert_eq!(
+        eval_json("github.event.commits.*.author.name"),
+        json!(["Ann", "Bob"])
+    );
+    assert_eq!(
+        eval_json("github.event.commits[*].author"),
+        json!([{"name": "Ann"}, {"name": "Bob"}, null])
+    );
+    assert_eq!(eval_json("matrix.*"), json!(["Linux", [1, 2, 3]]));
+    // A filter on a filter flattens one level.
+    assert_eq!(eval_json("matrix.*.*"), json!([1, 2, 3]));
+    assert_eq!(
+        eval("contains(github.event.commits.*.message, 'FEAT: B')"),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        eval("join(github.event.commits.*.author.name, ' & ')"),
+        Value::from("Ann & Bob")
+    );
+    assert_eq!(eval_json("env.EMPTY.*"), json!([]));
+}
+
+#[test]
+fn format_escapes_and_bad_indices() {
+    assert_eq!(
+        eval("format('{{{0}}} {1}', 'a', 2.50)"),
+        Value::from("{a} 2.5")
+    );
+    let err = evaluate("format('{0} {2}', 1, 2)", &contexts(), &DefaultHost).unwrap_err();
+    assert!(err.message().contains("references more arguments"), "{err}");
+    let err = evaluate("format('{a}', 1)", &contexts(), &DefaultHost).unwrap_err();
+    assert!(err.message().contains("is invalid"), "{err}");
+    assert_eq!(err.offset(), 0);
+}
+
+#[test]
+fn json_round_trips() {
+    assert_eq!(
+        eval_json("fromJSON(steps.build.outputs.json).a[1]"),
+        json!(2)
+    );
+    assert_eq!(
+        eval("toJSON(matrix.versions)"),
+        Value::from("[\n  1,\n  2,\n  3\n]")
+    );
+    assert_eq!(eval("toJSON('a\"b')"), Value::from("\"a\\\"b\""));
+    assert!(evaluate("fromJSON('{oops')", &contexts(), &DefaultHost).is_err());
+}
+
+#[test]
+fn numbers_print_as_github_prints_them() {
+    assert_eq!(
+        eval("format('{0}|{1}|{2}|{3}', 1.0, 0.1, 1e21, -0)"),
+        Value::from("1|0.1|1E+21|0")
+    );
+    assert_eq!(eval("0xff"), Value::Number(255.0));
+    assert_eq!(
+        eval("format('{0}', 123456789012.5)"),
+        Value::from("123456789012.5")
+    );
+}
+
+struct FailedHost;
+
+impl Host for FailedHost {
+    fn status(&self, f: StatusFunction) -> bool {
+        matches!(f, StatusFunction::Failure | StatusFunction::Always)
+    }
+
+    fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
+        Ok(format!("hash:{}", patterns.join("+")))
+    }
+}
+
+#[test]
+fn status_functions_and_hash_files_ask_the_host() {
+    let ctx = contexts();
+    let check = |src: &str| parse(src).unwrap().eval(&ctx, &FailedHost).unwrap();
+    assert_eq!(check("success()"), Value::Bool(false));
+    assert_eq!(check("FAILURE() && always()"), Value::Bool(true));
+    assert_eq!(
+        check("hashFiles('**/*.lock', matrix.os)"),
+        Value::from("hash:**/*.lock+Linux")
+    );
+    let err = parse("hashFiles('x')")
+        .unwrap()
+        .eval(&ctx, &DefaultHost)
+        .unwrap_err();
+    assert!(err.message.contains("hashFiles"));
+}
+
+#[test]
+fn syntax_errors_have_offsets_and_kinds() {
+    let err = parse("github.ref == ").unwrap_err();
+    assert_eq!((err.kind, err.offset), (SyntaxErrorKind::Parsing, 11));
+    assert_eq!(err.message, "Unexpected end of expression: '=='");
+    let err = parse("a = b").unwrap_err();
+    assert_eq!((err.kind, err.offset), (SyntaxErrorKind::Lexing, 2));
+    let err = parse("nope(1)").unwrap_err();
+    assert_eq!(err.message, "Unrecognized function: 'nope'");
+    let err = parse("contains(1)").unwrap_err();
+    assert_eq!(err.message, "Too few parameters supplied: 'contains'");
+    assert_eq!(
+        err.github_message("contains(1)"),
+        "Too few parameters supplied: 'contains'. Located at position 1 within expression: contains(1)"
+    );
+}
+
+#[test]
+fn hostile_input_errors_instead_of_overflowing() {
+    for src in [
+        "(".repeat(100_000),
+        "!".repeat(100_000),
+        format!("{}1{}", "(".repeat(300), ")".repeat(300)),
+    ] {
+        let err = parse(&src).unwrap_err();
+        assert!(err.message.contains("depth"), "{}", err.message);
+    }
+    // Exponential growth through nested format() hits the memory bound.
+    let mut src = "'xxxxxxxxxxxxxxxx'".to_string();
+    for _ in 0..40 {
+        src = format!("format('{{0}}{{0}}', {src})");
+    }
+    let err = evaluate(&src, &contexts(), &DefaultHost).unwrap_err();
+    assert!(err.message().contains("maximum allowed memory"), "{err}");
+}
+
+#[test]
+fn templates_split_text_and_expressions() {
+    let ctx = contexts();
+    let t = Template::parse("on ${{ matrix.os }}/${{ github.event_name }}!").unwrap();
+    assert_eq!(
+        t.eval_to_string(&ctx, &DefaultHost).unwrap(),
+        "on Linux/push!"
+    );
+    assert!(!t.is_single_expression());
+    assert_eq!(
+        t.expressions()
+            .map(|(_, src, off)| (src, off))
+            .collect::<Vec<_>>(),
+        vec![(" matrix.os ", 6), (" github.event_name ", 23)]
+    );
+
+    // `}}` inside a string literal does not close the expression.
+    let t = Template::parse("${{ format('}}{0}{{', 'x') }} done").unwrap();
+    assert_eq!(t.eval_to_string(&ctx, &DefaultHost).unwrap(), "}x{ done");
+
+    // A lone expression keeps its type.
+    let t = Template::parse("  ${{ fromJSON(steps.build.outputs.json) }}\n").unwrap();
+    assert!(t.is_single_expression());
+    assert_eq!(
+        t.eval_to_value(&ctx, &DefaultHost).unwrap().to_json(),
+        json!({"a": [1, 2]})
+    );
+    let t = Template::parse("${{ github.ref == 'refs/heads/main' }}").unwrap();
+    assert_eq!(
+        t.eval_to_value(&ctx, &DefaultHost).unwrap(),
+        Value::Bool(true)
+    );
+
+    // Plain text and empty expressions.
+    let t = Template::parse("no expressions").unwrap();
+    assert!(t.is_literal());
+    assert_eq!(
+        t.eval_to_value(&ctx, &DefaultHost).unwrap(),
+        Value::from("no expressions")
+    );
+    assert_eq!(
+        Template::parse("[${{ }}]")
+            .unwrap()
+            .eval_to_string(&ctx, &DefaultHost)
+            .unwrap(),
+        "[]"
+    );
+}
+
+#[test]
+fn template_errors_point_into_the_template() {
+    let err = Template::parse("echo ${{ 1 2 }}").unwrap_err();
+    assert_eq!(
+        (err.message.as_str(), err.offset),
+        ("Unexpected symbol: '2'", 11)
+    );
+    let err = Template::parse("echo ${{ github.ref").unwrap_err();
+    assert_eq!(err.offset, 5);
+    let t = Template::parse("x ${{ format('{9}') }}").unwrap();
+    assert_eq!(
+        t.eval_to_string(&contexts(), &DefaultHost)
+            .unwrap_err()
+            .offset,
+        6
+    );
+}
+
+#[test]
+fn single_expression_detection_without_parsing() {
+    assert!(is_single_expression("${{ a }}"));
+    assert!(is_single_expression(" ${{ '}}' }} "));
+    assert!(!is_single_expression("${{ a }} b"));
+    assert!(!is_single_expression("a ${{ b }}"));
+    assert!(!is_single_expression("${{ a }}${{ b }}"));
+    assert_eq!(single_expression_source("  ${{ x.y }}"), Some((" x.y ", 5)));
+}
+
+#[test]
+fn analysis_lists_contexts_calls_and_paths() {
+    let src = "contains(needs.build.outputs.list, matrix.os) && STEPS.x['y'].z || toJson(github.event.*.a)";
+    let expr = parse(src).unwrap();
+    let names: Vec<_> = expr
+        .named_values()
+        .into_iter()
+        .map(|n| (n.name, n.offset))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("needs", 9), ("matrix", 35), ("STEPS", 49), ("github", 74)]
+    );
+    let calls: Vec<_> = expr
+        .calls()
+        .into_iter()
+        .map(|c| (c.function, c.name, c.arg_count, c.offset))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (Function::Contains, "contains", 2, 0),
+            (Function::ToJson, "toJSON", 1, 67)
+        ]
+    );
+    let paths: Vec<_> = expr
+        .paths()
+        .into_iter()
+        .map(|p| p.segments.join("."))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "needs.build.outputs.list",
+            "matrix.os",
+            "STEPS.x",
+            "github.event"
+        ]
+    );
+    assert!(!expr.uses_status_function());
+    assert!(parse("always() && x").unwrap().uses_status_function());
+    assert!(parse("1 == 2").unwrap().is_constant());
+}
+
+#[test]
+fn restricted_named_values_are_syntax_errors() {
+    let allowed = |name: &str| {
+        ["github", "inputs"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    };
+    assert!(hangar_expr::parse_with_named_values("GitHub.ref && inputs.x", &allowed).is_ok());
+    let err =
+        hangar_expr::parse_with_named_values("github.ref && secrets.x", &allowed).unwrap_err();
+    assert_eq!(
+        (err.message.as_str(), err.offset),
+        ("Unrecognized named-value: 'secrets'", 14)
+    );
+}
+
+#[test]
+fn values_convert_to_and_from_json() {
+    let json = json!({"b": [true, null, 1.5, "s"], "a": {"Nested": -3}});
+    let value = Value::from(json.clone());
+    assert_eq!(value.to_json(), json);
+    assert_eq!(
+        value
+            .get("B")
+            .and_then(|b| b.as_array())
+            .map(<[Value]>::len),
+        Some(4)
+    );
+    assert_eq!(
+        serde_json::Value::from(Value::Number(f64::INFINITY)),
+        json!("Infinity")
+    );
+}
+
+#[test]
+fn fuzz_entry_survives_odd_input() {
+    for input in [
+        "",
+        "${{",
+        "${{ '",
+        "'",
+        "a[",
+        "a.*.*[*]",
+        "\u{0}",
+        "format('{', '{0}')",
+        "${{ ${{ }} }}",
+        "fromJSON('1e400')",
+    ] {
+        hangar_expr::fuzz_parse_and_eval(input);
+    }
+}
