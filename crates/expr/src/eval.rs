@@ -14,8 +14,9 @@ use crate::value::{Value, parse_number};
 /// `env`, `matrix`, ... Names are case-insensitive.
 #[derive(Clone, Debug, Default)]
 pub struct Contexts {
-    /// (case-folded name, value); a handful of entries, so a scan beats hashing.
-    entries: Vec<(Box<str>, Value)>,
+    /// (case-folded name, name as given, value); a handful of entries, so a
+    /// scan beats hashing.
+    entries: Vec<(Box<str>, Box<str>, Value)>,
 }
 
 impl Contexts {
@@ -27,9 +28,9 @@ impl Contexts {
     pub fn insert(&mut self, name: &str, value: impl Into<Value>) {
         let folded = fold::fold_string(name);
         let value = value.into();
-        match self.entries.iter_mut().find(|(n, _)| **n == *folded) {
-            Some(entry) => entry.1 = value,
-            None => self.entries.push((folded.into(), value)),
+        match self.entries.iter_mut().find(|(n, _, _)| **n == *folded) {
+            Some(entry) => entry.2 = value,
+            None => self.entries.push((folded.into(), name.into(), value)),
         }
     }
 
@@ -45,19 +46,24 @@ impl Contexts {
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let folded = fold::fold_string(name);
-        let i = self.entries.iter().position(|(n, _)| **n == *folded)?;
-        Some(self.entries.remove(i).1)
+        let i = self.entries.iter().position(|(n, _, _)| **n == *folded)?;
+        Some(self.entries.remove(i).2)
     }
 
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
+    /// The contexts as (name, value) pairs, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(_, n, v)| (&**n, v))
+    }
+
     fn get_folded(&self, folded: &str) -> Option<&Value> {
         self.entries
             .iter()
-            .find(|(n, _)| **n == *folded)
-            .map(|(_, v)| v)
+            .find(|(n, _, _)| **n == *folded)
+            .map(|(_, _, v)| v)
     }
 
     /// Builds contexts from a JSON object (`{"github": {...}, "matrix": {...}}`);

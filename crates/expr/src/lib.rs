@@ -37,6 +37,9 @@
 //! - [`Template`]: `${{ }}` splitting with offsets, `eval_to_string`,
 //!   `eval_to_value` (typed when the template is one expression);
 //!   [`is_single_expression`] without parsing.
+//! - [`Condition`]: an `if:` value with or without `${{ }}`, empty meaning
+//!   `success()`, and GitHub's implicit `success() && (...)` unless the
+//!   condition calls a status function.
 //! - [`Value`]: `Null`, `Bool`, `Number(f64)`, `String`, `Array`, `Object`
 //!   (ordered, case-insensitive keys); `is_truthy`, `to_display_string` (GitHub's
 //!   string coercion), `to_number`, `loose_eq`/`loose_cmp` (GitHub's `==`/`<`),
@@ -64,6 +67,7 @@
 //! suite in `tests/` holds it to GitHub's shared test corpus.
 
 mod ast;
+mod condition;
 mod error;
 mod eval;
 mod fold;
@@ -74,6 +78,7 @@ mod template;
 mod value;
 
 pub use ast::{CallRef, Expr, NamedValueRef, PathRef};
+pub use condition::Condition;
 pub use error::{Error, EvalError, SyntaxError, SyntaxErrorKind, column_of};
 pub use eval::{Contexts, DefaultHost, Host};
 pub use fold::{cmp_ignore_case, eq_ignore_case};
@@ -127,6 +132,9 @@ pub fn fuzz_parse_and_eval(input: &str) {
         let _ = expr.named_values();
         let _ = expr.calls();
         let _ = expr.paths();
+    }
+    if let Ok(condition) = Condition::parse(input) {
+        let _ = condition.eval(&contexts, &DefaultHost);
     }
     if let Ok(template) = Template::parse(input) {
         let _ = template.eval_to_string(&contexts, &DefaultHost);

@@ -374,3 +374,127 @@ fn fuzz_entry_survives_odd_input() {
         hangar_expr::fuzz_parse_and_eval(input);
     }
 }
+
+#[test]
+fn conditions_read_if_values_as_github_does() {
+    use hangar_expr::Condition;
+    let ctx = contexts();
+    let run =
+        |text: &str, host: &dyn Host| Condition::parse(text).unwrap().eval(&ctx, host).unwrap();
+    // Bare and wrapped forms are the same expression.
+    assert!(run("github.event_name == 'push'", &DefaultHost));
+    assert!(run("${{ github.event_name == 'push' }}", &DefaultHost));
+    assert!(!run(" ${{ matrix.os == 'windows' }} ", &DefaultHost));
+    // Empty means success().
+    assert!(run("", &DefaultHost));
+    assert!(!run("", &FailedHost));
+    // Without a status function GitHub adds `success() &&`.
+    assert!(!run("true", &FailedHost));
+    assert!(run("failure()", &FailedHost));
+    assert!(run("always() && matrix.os == 'linux'", &FailedHost));
+    assert!(
+        Condition::parse("cancelled() || true")
+            .map(|c| !c.has_implicit_success())
+            .unwrap()
+    );
+    // Text around a `${{ }}` makes a string, which is truthy when not empty.
+    assert!(run("${{ false }} text", &DefaultHost));
+    // Offsets point into the whole `if:` text.
+    let err = Condition::parse("  ${{ github.ref == }}").unwrap_err();
+    assert_eq!(err.offset, 17);
+    let cond = Condition::parse("${{ format('{1}', 0) }}").unwrap();
+    assert_eq!(cond.eval(&ctx, &DefaultHost).unwrap_err().offset, 4);
+    assert_eq!(cond.expressions().len(), 1);
+}
+
+/// A small deterministic fuzzer over a token alphabet: parsing and evaluating
+/// arbitrary token soup must return errors, never panic or overflow the stack.
+#[test]
+fn random_token_soup_never_panics() {
+    const PIECES: &[&str] = &[
+        "(",
+        ")",
+        "[",
+        "]",
+        ",",
+        ".",
+        "*",
+        "!",
+        "&&",
+        "||",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "=",
+        "&",
+        "|",
+        "1",
+        "-2.5e3",
+        "0x1F",
+        "0o7",
+        ".5",
+        "'s'",
+        "'",
+        "''",
+        "'}}'",
+        "NaN",
+        "Infinity",
+        "null",
+        "true",
+        "github",
+        "matrix",
+        "env",
+        "ref",
+        "event",
+        "commits",
+        "format",
+        "join",
+        "toJSON",
+        "fromJSON",
+        "contains",
+        "case",
+        "startsWith",
+        "success",
+        "hashFiles",
+        "'{0}{1}'",
+        "'[1,{\"a\":2}]'",
+        "${{",
+        "}}",
+        " ",
+        "\n",
+        "é",
+        "😊",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..20_000 {
+        let len = (next() % 24) as usize;
+        let input: String = (0..len)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect();
+        hangar_expr::fuzz_parse_and_eval(&input);
+    }
+}
+
+#[test]
+fn contexts_are_case_insensitive_and_replaceable() {
+    let mut ctx = Contexts::new()
+        .with("GitHub", json!({"a": 1}))
+        .with("env", json!({}));
+    ctx.insert("github", Value::from("replaced"));
+    assert_eq!(ctx.get("GITHUB"), Some(&Value::from("replaced")));
+    assert_eq!(
+        ctx.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        vec!["GitHub", "env"]
+    );
+    assert_eq!(ctx.remove("ENV"), Some(Value::from(json!({}))));
+    assert!(!ctx.contains("env"));
+}

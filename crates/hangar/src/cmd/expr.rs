@@ -2,7 +2,7 @@
 //! debugging an `if:`.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -21,50 +21,52 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let contexts = match &args.context {
         None => Contexts::new(),
-        Some(path) => {
-            let text = if path.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("reading contexts from stdin")?;
-                text
-            } else {
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?
-            };
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not valid JSON", path.display()))?;
-            anyhow::ensure!(
-                json.is_object(),
-                "{}: expected a JSON object of contexts, like {{\"github\": {{...}}, \"matrix\": {{...}}}}",
-                path.display()
-            );
-            Contexts::from_json(&json)
-        }
+        Some(path) => load_contexts(path)?,
     };
-
-    let source = args.expression.as_str();
-    let result = if hangar_expr::has_expressions(source) {
-        Template::parse(source).map(|t| t.eval_to_value(&contexts, &DefaultHost))
-    } else {
-        hangar_expr::parse(source).map(|e| e.eval(&contexts, &DefaultHost))
-    };
-    match result {
-        Ok(Ok(value)) => {
-            println!("{}", value.to_json_pretty());
+    match evaluate(&args.expression, &contexts) {
+        Ok(json) => {
+            println!("{json}");
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Err(err)) => {
-            eprint!("{}", positioned("error", &err.message, source, err.offset));
+        Err(message) => {
+            eprint!("{message}");
             Ok(ExitCode::from(1))
         }
-        Err(err) => {
-            eprint!(
-                "{}",
-                positioned("syntax error", &err.message, source, err.offset)
-            );
-            Ok(ExitCode::from(1))
-        }
+    }
+}
+
+/// Reads `{"github": {...}, ...}` from a file, or from stdin for `-`.
+fn load_contexts(path: &Path) -> anyhow::Result<Contexts> {
+    let text = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading contexts from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    anyhow::ensure!(
+        json.is_object(),
+        "{}: expected a JSON object of contexts, like {{\"github\": {{...}}, \"matrix\": {{...}}}}",
+        path.display()
+    );
+    Ok(Contexts::from_json(&json))
+}
+
+/// The result as pretty JSON, or the positioned error text.
+fn evaluate(source: &str, contexts: &Contexts) -> Result<String, String> {
+    let result = if hangar_expr::has_expressions(source) {
+        Template::parse(source).map(|t| t.eval_to_value(contexts, &DefaultHost))
+    } else {
+        hangar_expr::parse(source).map(|e| e.eval(contexts, &DefaultHost))
+    };
+    match result {
+        Ok(Ok(value)) => Ok(value.to_json_pretty()),
+        Ok(Err(err)) => Err(positioned("error", &err.message, source, err.offset)),
+        Err(err) => Err(positioned("syntax error", &err.message, source, err.offset)),
     }
 }
 
@@ -91,7 +93,60 @@ fn positioned(what: &str, message: &str, source: &str, offset: usize) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::positioned;
+    use super::{evaluate, load_contexts, positioned};
+
+    #[test]
+    fn evaluates_against_a_context_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctx.json");
+        std::fs::write(
+            &path,
+            r#"{"github": {"ref": "refs/heads/main"}, "matrix": {"os": "linux"}}"#,
+        )
+        .unwrap();
+        let contexts = load_contexts(&path).unwrap();
+        let out = evaluate("github.ref == 'refs/heads/main' && matrix", &contexts);
+        assert_eq!(out, Ok("{\n  \"os\": \"linux\"\n}".to_string()));
+        assert_eq!(
+            evaluate("os: ${{ matrix.os }}", &contexts),
+            Ok("\"os: linux\"".to_string())
+        );
+        assert_eq!(
+            evaluate("${{ matrix.missing }}", &contexts),
+            Ok("null".to_string())
+        );
+    }
+
+    #[test]
+    fn bad_context_files_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctx.json");
+        std::fs::write(&path, "[1]").unwrap();
+        let err = load_contexts(&path).unwrap_err().to_string();
+        assert!(err.contains("expected a JSON object of contexts"), "{err}");
+        std::fs::write(&path, "{oops").unwrap();
+        assert!(
+            load_contexts(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn syntax_and_evaluation_errors_are_positioned() {
+        let contexts = hangar_expr::Contexts::new();
+        let err = evaluate("1 2", &contexts).unwrap_err();
+        assert!(
+            err.starts_with("syntax error: Unexpected symbol: '2' (at column 3)"),
+            "{err}"
+        );
+        let err = evaluate("x ${{ format('{1}', 1) }}", &contexts).unwrap_err();
+        assert!(
+            err.contains("(at column 7)\n  x ${{ format('{1}', 1) }}\n        ^"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn caret_sits_under_the_offending_column() {
