@@ -33,10 +33,7 @@ pub(crate) enum NodeKind {
     Literal(Value),
     /// A named value (context) such as `github`.
     NamedValue {
-        /// As written.
         name: Box<str>,
-        /// Case-folded, for allocation-free lookups in [`crate::Contexts`].
-        folded: Box<str>,
     },
     /// `target.name` (the key is a string value, ready for lookups).
     Property {

@@ -14,9 +14,9 @@ use crate::value::{Value, parse_number};
 /// `env`, `matrix`, ... Names are case-insensitive.
 #[derive(Clone, Debug, Default)]
 pub struct Contexts {
-    /// (case-folded name, name as given, value); a handful of entries, so a
+    /// (name as given, value); a handful of entries, so a case-insensitive
     /// scan beats hashing.
-    entries: Vec<(Box<str>, Box<str>, Value)>,
+    entries: Vec<(Box<str>, Value)>,
 }
 
 impl Contexts {
@@ -26,11 +26,14 @@ impl Contexts {
 
     /// Sets (or replaces) a named value.
     pub fn insert(&mut self, name: &str, value: impl Into<Value>) {
-        let folded = fold::fold_string(name);
         let value = value.into();
-        match self.entries.iter_mut().find(|(n, _, _)| **n == *folded) {
-            Some(entry) => entry.2 = value,
-            None => self.entries.push((folded.into(), name.into(), value)),
+        match self
+            .entries
+            .iter_mut()
+            .find(|(n, _)| fold::eq_ignore_case(n, name))
+        {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((name.into(), value)),
         }
     }
 
@@ -41,13 +44,18 @@ impl Contexts {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.get_folded(&fold::fold_string(name))
+        self.entries
+            .iter()
+            .find(|(n, _)| fold::eq_ignore_case(n, name))
+            .map(|(_, v)| v)
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let folded = fold::fold_string(name);
-        let i = self.entries.iter().position(|(n, _, _)| **n == *folded)?;
-        Some(self.entries.remove(i).2)
+        let i = self
+            .entries
+            .iter()
+            .position(|(n, _)| fold::eq_ignore_case(n, name))?;
+        Some(self.entries.remove(i).1)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -56,14 +64,7 @@ impl Contexts {
 
     /// The contexts as (name, value) pairs, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries.iter().map(|(_, n, v)| (&**n, v))
-    }
-
-    fn get_folded(&self, folded: &str) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|(n, _, _)| **n == *folded)
-            .map(|(_, _, v)| v)
+        self.entries.iter().map(|(n, v)| (&**n, v))
     }
 
     /// Builds contexts from a JSON object (`{"github": {...}, "matrix": {...}}`);
@@ -165,7 +166,7 @@ impl Expr {
 fn eval<'a>(node: &'a Node, cx: &Cx<'a>) -> Result<Out<'a>, EvalError> {
     Ok(match &node.kind {
         NodeKind::Literal(value) => Out::Ref(value),
-        NodeKind::NamedValue { folded, .. } => match cx.contexts.get_folded(folded) {
+        NodeKind::NamedValue { name } => match cx.contexts.get(name) {
             Some(value) => Out::Ref(value),
             None => Out::Owned(Value::Null),
         },

@@ -107,11 +107,6 @@ pub(crate) fn hash_folded<H: Hasher>(s: &str, state: &mut H) {
     state.write_u8(0xff);
 }
 
-/// The folded form of `s` (used for names fixed at parse time).
-pub(crate) fn fold_string(s: &str) -> String {
-    s.chars().map(fold_char).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //! bad token reported whole, and `.` starts a number (`.5`) only where a value
 //! may begin.
 
+use std::sync::Arc;
+
 use crate::error::SyntaxError;
 use crate::value::parse_number;
 
@@ -26,7 +28,7 @@ pub(crate) enum Tok {
     Ge,
     Number(f64),
     /// A string literal, with `''` already unescaped.
-    Str(String),
+    Str(Arc<str>),
     /// An identifier or keyword (`true`, `null`, a context or function name);
     /// the text is `source[start..end]`.
     Word,
@@ -55,7 +57,7 @@ fn is_legal_word(word: &str) -> bool {
 }
 
 pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, SyntaxError> {
-    let mut tokens: Vec<Token> = Vec::new();
+    let mut tokens: Vec<Token> = Vec::with_capacity(src.len() / 4 + 1);
     let bytes = src.as_bytes();
     let mut i = 0;
     while i < src.len() {
@@ -149,21 +151,24 @@ fn run_end(src: &str, from: usize, dots_allowed: bool) -> usize {
 }
 
 fn read_string(src: &str, start: usize) -> Result<(Tok, usize), SyntaxError> {
-    let mut value = String::new();
     let mut i = start + 1;
+    let mut escaped = false;
     loop {
-        match src[i..].find('\'') {
-            None => return Err(unexpected(src, start, src.len())),
-            Some(rel) => {
-                value.push_str(&src[i..i + rel]);
-                i += rel + 1;
-                if src.as_bytes().get(i) == Some(&b'\'') {
-                    value.push('\'');
-                    i += 1;
-                } else {
-                    return Ok((Tok::Str(value), i));
-                }
-            }
+        let Some(rel) = src[i..].find('\'') else {
+            return Err(unexpected(src, start, src.len()));
+        };
+        i += rel + 1;
+        if src.as_bytes().get(i) == Some(&b'\'') {
+            escaped = true;
+            i += 1;
+        } else {
+            let body = &src[start + 1..i - 1];
+            let value: Arc<str> = if escaped {
+                body.replace("''", "'").into()
+            } else {
+                body.into()
+            };
+            return Ok((Tok::Str(value), i));
         }
     }
 }
@@ -209,7 +214,7 @@ mod tests {
     #[test]
     fn strings_unescape_doubled_quotes() {
         assert_eq!(kinds("'it''s'"), vec![Tok::Str("it's".into())]);
-        assert_eq!(kinds("''"), vec![Tok::Str(String::new())]);
+        assert_eq!(kinds("''"), vec![Tok::Str("".into())]);
     }
 
     #[test]

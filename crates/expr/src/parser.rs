@@ -5,7 +5,6 @@
 
 use crate::ast::{CmpOp, Expr, Node, NodeKind};
 use crate::error::SyntaxError;
-use crate::fold;
 use crate::functions::{Function, lookup_function};
 use crate::lexer::{Tok, Token, tokenize};
 use crate::value::Value;
@@ -284,7 +283,7 @@ impl Parser<'_, '_> {
             }
             Tok::Str(s) => {
                 self.pos += 1;
-                literal(Value::from(s))
+                literal(Value::String(s))
             }
             Tok::LParen => {
                 self.pos += 1;
@@ -314,10 +313,7 @@ impl Parser<'_, '_> {
                         token.start,
                     ));
                 }
-                let kind = NodeKind::NamedValue {
-                    name: word.into(),
-                    folded: fold::fold_string(word).into(),
-                };
+                let kind = NodeKind::NamedValue { name: word.into() };
                 Ok((
                     Node {
                         kind,
