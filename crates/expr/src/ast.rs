@@ -59,7 +59,10 @@ pub(crate) enum NodeKind {
         right: Box<Node>,
     },
     Call {
-        function: Function,
+        /// `None` only in trees from [`crate::parse_for_analysis`].
+        function: Option<Function>,
+        /// As written.
+        name: Box<str>,
         args: Vec<Node>,
     },
 }
@@ -75,10 +78,12 @@ pub struct NamedValueRef<'e> {
 
 /// A function call in an expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallRef {
-    pub function: Function,
-    /// Canonical name (`toJSON`), whatever case was written.
-    pub name: &'static str,
+pub struct CallRef<'e> {
+    /// `None` for an unknown function (possible only after
+    /// [`crate::parse_for_analysis`]).
+    pub function: Option<Function>,
+    /// As written (`tojson`); the canonical name is `function.name()`.
+    pub name: &'e str,
     pub arg_count: usize,
     /// Byte offset of the function name in the expression's source.
     pub offset: usize,
@@ -110,13 +115,18 @@ impl Expr {
     }
 
     /// Every function call, in source order.
-    pub fn calls(&self) -> Vec<CallRef> {
+    pub fn calls(&self) -> Vec<CallRef<'_>> {
         let mut out = Vec::new();
         self.root.walk(&mut |node| {
-            if let NodeKind::Call { function, args } = &node.kind {
+            if let NodeKind::Call {
+                function,
+                name,
+                args,
+            } = &node.kind
+            {
                 out.push(CallRef {
                     function: *function,
-                    name: function.name(),
+                    name,
                     arg_count: args.len(),
                     offset: node.offset,
                 });
@@ -142,7 +152,7 @@ impl Expr {
         self.root.walk(&mut |node| match &node.kind {
             NodeKind::NamedValue { .. } => constant = false,
             NodeKind::Call { function, .. }
-                if function.status().is_some() || *function == Function::HashFiles =>
+                if function.is_none_or(|f| f.status().is_some() || f == Function::HashFiles) =>
             {
                 constant = false;
             }
@@ -155,7 +165,9 @@ impl Expr {
     /// (`success()`, `always()`, `cancelled()`, `failure()`): an `if:` that does
     /// not is implicitly `success() && (...)` on GitHub.
     pub fn uses_status_function(&self) -> bool {
-        self.calls().iter().any(|c| c.function.status().is_some())
+        self.calls()
+            .iter()
+            .any(|c| c.function.and_then(Function::status).is_some())
     }
 }
 

@@ -212,7 +212,30 @@ fn eval<'a>(node: &'a Node, cx: &Cx<'a>) -> Result<Out<'a>, EvalError> {
             };
             Out::Owned(Value::Bool(result))
         }
-        NodeKind::Call { function, args } => call(*function, args, node.offset, cx)?,
+        NodeKind::Call {
+            function: Some(function),
+            args,
+            ..
+        } if function.spec().check_arity(args.len()).is_ok() => {
+            call(*function, args, node.offset, cx)?
+        }
+        // Only trees from `parse_for_analysis` get here.
+        NodeKind::Call {
+            function: None,
+            name,
+            ..
+        } => {
+            return Err(EvalError::new(
+                format!("Unrecognized function: '{name}'"),
+                node.offset,
+            ));
+        }
+        NodeKind::Call { name, .. } => {
+            return Err(EvalError::new(
+                format!("Wrong number of parameters supplied: '{name}'"),
+                node.offset,
+            ));
+        }
     })
 }
 

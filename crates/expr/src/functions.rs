@@ -82,6 +82,22 @@ pub fn lookup_function(name: &str) -> Option<&'static FunctionSpec> {
     FUNCTIONS.iter().find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
+impl FunctionSpec {
+    /// GitHub's complaint about calling this function with `count` arguments,
+    /// if any (`Too few parameters supplied`, ...), without the name.
+    pub fn check_arity(&self, count: usize) -> Result<(), &'static str> {
+        if count < self.min_args {
+            Err("Too few parameters supplied")
+        } else if count > self.max_args {
+            Err("Too many parameters supplied")
+        } else if self.function == Function::Case && count % 2 == 0 {
+            Err("Even number of parameters supplied, requires an odd number of parameters")
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl Function {
     pub fn spec(self) -> &'static FunctionSpec {
         FUNCTIONS

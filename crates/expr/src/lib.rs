@@ -45,7 +45,9 @@
 //!   string coercion), `to_number`, `loose_eq`/`loose_cmp` (GitHub's `==`/`<`),
 //!   `to_json_pretty` (`toJSON`), and `From`/`to_json` for `serde_json::Value`.
 //! - Analysis for validators: [`Expr::named_values`], [`Expr::calls`],
-//!   [`Expr::paths`] (all with offsets) and the [`FUNCTIONS`] table with arity.
+//!   [`Expr::paths`] (all with offsets), the [`FUNCTIONS`] table with arity
+//!   ([`FunctionSpec::check_arity`]), and [`parse_for_analysis`], which accepts
+//!   unknown functions and wrong arity so that every one can be reported.
 //!
 //! # Semantics
 //! Literals `null`, `true`, `false`, numbers (`1`, `-.5`, `1e3`, `0xff`, `0o17`,
@@ -113,6 +115,14 @@ pub fn parse_with_named_values(
     parser::parse(source, Some(allowed))
 }
 
+/// Parses for analysis only: unknown functions and wrong argument counts are
+/// accepted (and listed by [`Expr::calls`]) so a validator can report each one
+/// with [`lookup_function`] and [`FunctionSpec::check_arity`]; other syntax
+/// errors are reported as by [`parse`]. Such a tree fails if evaluated.
+pub fn parse_for_analysis(source: &str) -> Result<Expr, SyntaxError> {
+    parser::parse_lenient(source)
+}
+
 /// Parses and evaluates in one go.
 pub fn evaluate(source: &str, contexts: &Contexts, host: &dyn Host) -> Result<Value, Error> {
     Ok(parse(source)?.eval(contexts, host)?)
@@ -127,6 +137,9 @@ pub fn fuzz_parse_and_eval(input: &str) {
         "matrix": {"os": "linux", "n": [1, 2, 3]},
         "env": {"A": "1"},
     }));
+    if let Ok(expr) = parse_for_analysis(input) {
+        let _ = expr.eval(&contexts, &DefaultHost);
+    }
     if let Ok(expr) = parse(input) {
         let _ = expr.eval(&contexts, &DefaultHost);
         let _ = expr.named_values();

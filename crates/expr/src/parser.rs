@@ -5,7 +5,7 @@
 
 use crate::ast::{CmpOp, Expr, Node, NodeKind};
 use crate::error::SyntaxError;
-use crate::functions::{Function, lookup_function};
+use crate::functions::lookup_function;
 use crate::lexer::{Tok, Token, tokenize};
 use crate::value::Value;
 
@@ -19,6 +19,20 @@ const MAX_RECURSION: usize = 4 * MAX_DEPTH;
 pub(crate) type NamedValueFilter<'f> = Option<&'f dyn Fn(&str) -> bool>;
 
 pub(crate) fn parse(src: &str, allowed: NamedValueFilter<'_>) -> Result<Expr, SyntaxError> {
+    parse_inner(src, allowed, false)
+}
+
+/// Parses accepting unknown functions and any argument count, so a validator
+/// can list every call; such a tree fails at evaluation instead.
+pub(crate) fn parse_lenient(src: &str) -> Result<Expr, SyntaxError> {
+    parse_inner(src, None, true)
+}
+
+fn parse_inner(
+    src: &str,
+    allowed: NamedValueFilter<'_>,
+    lenient: bool,
+) -> Result<Expr, SyntaxError> {
     let tokens = tokenize(src)?;
     if tokens.is_empty() {
         // GitHub evaluates an empty expression to null.
@@ -34,6 +48,7 @@ pub(crate) fn parse(src: &str, allowed: NamedValueFilter<'_>) -> Result<Expr, Sy
         tokens,
         pos: 0,
         allowed,
+        lenient,
         recursion: 0,
     };
     let (root, _) = parser.or()?;
@@ -48,6 +63,8 @@ struct Parser<'s, 'f> {
     tokens: Vec<Token>,
     pos: usize,
     allowed: NamedValueFilter<'f>,
+    /// Accept unknown functions and wrong arity (see [`parse_lenient`]).
+    lenient: bool,
     recursion: usize,
 }
 
@@ -327,12 +344,13 @@ impl Parser<'_, '_> {
     }
 
     fn call(&mut self, name: &str, offset: usize) -> Result<Parsed, SyntaxError> {
-        let Some(spec) = lookup_function(name) else {
+        let spec = lookup_function(name);
+        if spec.is_none() && !self.lenient {
             return Err(SyntaxError::parsing(
                 format!("Unrecognized function: '{name}'"),
                 offset,
             ));
-        };
+        }
         self.expect(Tok::LParen)?;
         let mut args = Vec::new();
         let mut height = 0;
@@ -353,26 +371,17 @@ impl Parser<'_, '_> {
                 }
             }
         }
-        let arity_error =
-            |what: &str| Err(SyntaxError::parsing(format!("{what}: '{name}'"), offset));
-        if args.len() < spec.min_args {
-            return arity_error("Too few parameters supplied");
+        if let Some(spec) = spec
+            && !self.lenient
+            && let Err(what) = spec.check_arity(args.len())
+        {
+            return Err(SyntaxError::parsing(format!("{what}: '{name}'"), offset));
         }
-        if args.len() > spec.max_args {
-            return arity_error("Too many parameters supplied");
-        }
-        if spec.function == Function::Case && args.len() % 2 == 0 {
-            return arity_error(
-                "Even number of parameters supplied, requires an odd number of parameters",
-            );
-        }
-        self.node(
-            NodeKind::Call {
-                function: spec.function,
-                args,
-            },
-            offset,
-            height + 1,
-        )
+        let kind = NodeKind::Call {
+            function: spec.map(|s| s.function),
+            name: name.into(),
+            args,
+        };
+        self.node(kind, offset, height + 1)
     }
 }

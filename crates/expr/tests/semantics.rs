@@ -300,8 +300,8 @@ fn analysis_lists_contexts_calls_and_paths() {
     assert_eq!(
         calls,
         vec![
-            (Function::Contains, "contains", 2, 0),
-            (Function::ToJson, "toJSON", 1, 67)
+            (Some(Function::Contains), "contains", 2, 0),
+            (Some(Function::ToJson), "toJson", 1, 67)
         ]
     );
     let paths: Vec<_> = expr
@@ -497,4 +497,45 @@ fn contexts_are_case_insensitive_and_replaceable() {
     );
     assert_eq!(ctx.remove("ENV"), Some(Value::from(json!({}))));
     assert!(!ctx.contains("env"));
+}
+
+#[test]
+fn analysis_parse_lists_unknown_functions_and_bad_arity() {
+    let expr = hangar_expr::parse_for_analysis("nope(1) || contains('a') || toJSON(1, 2)").unwrap();
+    let report: Vec<String> = expr
+        .calls()
+        .iter()
+        .map(|c| match c.function {
+            None => format!("{}: unknown function '{}'", c.offset, c.name),
+            Some(f) => match f.spec().check_arity(c.arg_count) {
+                Ok(()) => format!("{}: ok", c.offset),
+                Err(what) => format!("{}: {what}: '{}'", c.offset, c.name),
+            },
+        })
+        .collect();
+    assert_eq!(
+        report,
+        vec![
+            "0: unknown function 'nope'",
+            "11: Too few parameters supplied: 'contains'",
+            "28: Too many parameters supplied: 'toJSON'",
+        ]
+    );
+    // Evaluating such a tree is an error, not a panic.
+    let err = expr.eval(&contexts(), &DefaultHost).unwrap_err();
+    assert_eq!(
+        (err.message.as_str(), err.offset),
+        ("Unrecognized function: 'nope'", 0)
+    );
+    let err = hangar_expr::parse_for_analysis("contains('a')")
+        .unwrap()
+        .eval(&contexts(), &DefaultHost)
+        .unwrap_err();
+    assert!(
+        err.message.contains("Wrong number of parameters"),
+        "{}",
+        err.message
+    );
+    // Other syntax errors still fail.
+    assert!(hangar_expr::parse_for_analysis("nope(1 2)").is_err());
 }
