@@ -1,1 +1,173 @@
-//! Pulls jobs from a hangar server and runs them with the engine.
+//! `hangar agent`: pulls leased jobs from a hangar server over HTTP and runs them.
+//!
+//! The embedded agent of `hangar serve` is this same code talking to its own server
+//! over loopback HTTP, so the single-process mode exercises exactly the remote path.
+//! The agent never touches storage: everything goes through [`protocol`].
+
+pub mod client;
+pub mod protocol;
+pub mod reporter;
+pub mod runner;
+pub mod workspace;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+pub use client::Client;
+pub use protocol::*;
+pub use reporter::Reporter;
+pub use runner::{JobOutcome, JobRunner, ShellRunner};
+pub use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub token: String,
+    pub id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: usize,
+    pub work_dir: PathBuf,
+    /// How long one poll may wait on the server before it answers "nothing".
+    pub poll_wait: Duration,
+}
+
+/// Runs the pull loop until `shutdown` is cancelled.
+pub async fn run_agent(
+    config: AgentConfig,
+    runner: Arc<dyn JobRunner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = Client::new(&config.server, &config.token)?;
+    std::fs::create_dir_all(&config.work_dir)?;
+    let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let req = PollRequest {
+            agent_id: config.id.clone(),
+            name: config.name.clone(),
+            labels: config.labels.clone(),
+            capacity: config.capacity as i64,
+            free_slots: slots.available_permits() as i64 + 1,
+            wait_ms: config.poll_wait.as_millis() as u64,
+        };
+        let polled = tokio::select! {
+            r = client.poll(&req) => r,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        match polled {
+            Ok(Some(assignment)) => {
+                backoff = Duration::from_millis(100);
+                let client = client.clone();
+                let runner = runner.clone();
+                let work_dir = config.work_dir.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let job_id = assignment.job_id;
+                    if let Err(e) = run_one(client, runner, assignment, work_dir, shutdown).await {
+                        tracing::warn!(job_id, "job ended with an agent error: {e:#}");
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(None) => drop(permit),
+            Err(e) => {
+                drop(permit);
+                tracing::warn!("poll failed: {e:#}; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn run_one(
+    client: Client,
+    runner: Arc<dyn JobRunner>,
+    a: Assignment,
+    work_dir: PathBuf,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let cancel = shutdown.child_token();
+    let lost = CancellationToken::new();
+    let heartbeat = {
+        let client = client.clone();
+        let cancel = cancel.clone();
+        let lost = lost.clone();
+        let (job_id, fence) = (a.job_id, a.fence);
+        let every = Duration::from_millis((a.lease_ms / 3).clamp(100, 10_000) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match client.heartbeat(job_id, fence).await {
+                    Ok(Some(r)) if r.cancel => cancel.cancel(),
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        lost.cancel();
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job_id, "heartbeat failed: {e:#}"),
+                }
+            }
+        })
+    };
+    let reporter = Reporter::start(
+        client.clone(),
+        a.job_id,
+        a.fence,
+        a.secrets.values().cloned().collect(),
+    );
+    let ws = work_dir.join(format!("job-{}-{}", a.job_id, a.attempt));
+    let outcome = match workspace::prepare(&ws, &a.clone_url, &a.sha, &reporter).await {
+        Ok(()) => {
+            runner
+                .run(a.clone(), ws.clone(), reporter.clone(), cancel.clone())
+                .await
+        }
+        Err(e) => {
+            reporter.line(&format!("##[error]could not prepare the workspace: {e:#}"));
+            JobOutcome {
+                conclusion: "failure".into(),
+                outputs: Default::default(),
+            }
+        }
+    };
+    let outcome = if cancel.is_cancelled() && outcome.conclusion != "success" {
+        JobOutcome {
+            conclusion: "cancelled".into(),
+            ..outcome
+        }
+    } else {
+        outcome
+    };
+    reporter.finish().await;
+    heartbeat.abort();
+    let _ = tokio::fs::remove_dir_all(&ws).await;
+    if lost.is_cancelled() {
+        anyhow::bail!(
+            "lost the lease of job {}; its result is discarded",
+            a.job_id
+        );
+    }
+    client
+        .complete(
+            a.job_id,
+            &CompleteRequest {
+                fence: a.fence,
+                conclusion: outcome.conclusion,
+                outputs: outcome.outputs,
+            },
+        )
+        .await
+}

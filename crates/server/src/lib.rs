@@ -1,1 +1,275 @@
-//! hangar serve: HTTP API, webhooks, scheduler, queue and leases, web UI.
+//! `hangar serve`: webhooks, scheduler, queue and leases, live logs, REST API and
+//! the web UI. The server never executes steps: an agent does, the embedded one
+//! included, through the same HTTP protocol a remote agent uses.
+
+pub mod agent_api;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod git;
+pub mod hooks;
+pub mod live;
+pub mod mask;
+pub mod metrics;
+pub mod openapi;
+pub mod triggers;
+pub mod ui;
+pub mod webhook;
+pub mod workflows;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post, put};
+use tokio_util::sync::CancellationToken;
+
+use hangar_agent::{AgentConfig, JobRunner};
+use hangar_store::{NewRepo, Role, Store};
+
+pub use app::App;
+
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// A leased job whose agent has not sent a heartbeat for this long is lost.
+    pub lease: Duration,
+    pub reap_every: Duration,
+    /// Attempts per job when its agent is lost (1 = fail at once, never retry).
+    pub max_attempts: i64,
+    /// Slots of the embedded agent; 0 runs no embedded agent.
+    pub embedded_capacity: usize,
+    pub embedded_labels: Vec<String>,
+    pub metrics_public: bool,
+    /// Local repositories to register and watch (no forge needed).
+    pub watch: Vec<PathBuf>,
+    pub watch_every: Duration,
+    pub runner: Arc<dyn JobRunner>,
+    pub cron: bool,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf, runner: Arc<dyn JobRunner>) -> ServeConfig {
+        ServeConfig {
+            listen: "127.0.0.1:8420".parse().expect("literal address"),
+            data_dir,
+            lease: Duration::from_secs(30),
+            reap_every: Duration::from_secs(1),
+            max_attempts: 1,
+            embedded_capacity: 4,
+            embedded_labels: default_labels(),
+            metrics_public: false,
+            watch: vec![],
+            watch_every: Duration::from_secs(1),
+            runner,
+            cron: true,
+        }
+    }
+}
+
+/// The labels a `runs-on` of a hosted runner name maps onto: the embedded agent
+/// runs on this machine, as `hangar run` does.
+pub fn default_labels() -> Vec<String> {
+    [
+        "self-hosted",
+        "linux",
+        "x64",
+        "hangar",
+        "ubuntu-latest",
+        "ubuntu-24.04",
+        "ubuntu-22.04",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    /// Printed once on first start; `None` when tokens already existed.
+    pub admin_token: Option<String>,
+    pub app: Arc<App>,
+    pub shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/metrics", get(api::metrics))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
+        .route("/api/v1/repos", get(api::list_repos).post(api::create_repo))
+        .route("/api/v1/repos/{id}/dispatch", post(api::dispatch))
+        .route("/api/v1/repos/{id}/secrets", get(api::list_secrets))
+        .route("/api/v1/repos/{id}/secrets/{name}", put(api::put_secret))
+        .route(
+            "/api/v1/repos/{id}/variables/{name}",
+            put(api::put_variable),
+        )
+        .route("/api/v1/runs", get(api::list_runs))
+        .route("/api/v1/runs/{id}", get(api::get_run))
+        .route("/api/v1/runs/{id}/cancel", post(api::cancel_run))
+        .route("/api/v1/runs/{id}/rerun", post(api::rerun))
+        .route("/api/v1/runs/{id}/events", get(api::run_events))
+        .route("/api/v1/runs/{id}/artifacts", get(api::list_artifacts))
+        .route(
+            "/api/v1/runs/{id}/artifacts/{name}",
+            get(api::download_artifact).post(api::upload_artifact),
+        )
+        .route("/api/v1/jobs/{id}/logs", get(api::job_log_lines))
+        .route("/api/v1/jobs/{id}/logs/raw", get(api::job_log_raw))
+        .route("/api/v1/approvals", get(api::list_approvals))
+        .route("/api/v1/approvals/{id}", post(api::decide_approval))
+        .route("/api/v1/agents", get(api::list_agents))
+        .route("/api/v1/deliveries", get(api::list_deliveries))
+        .route("/api/v1/audit", get(api::list_audit))
+        .route("/api/v1/deployments", get(api::list_deployments))
+        .route(
+            "/api/v1/tokens",
+            get(api::list_tokens).post(api::create_token),
+        )
+        .route("/api/v1/agent/poll", post(agent_api::poll))
+        .route(
+            "/api/v1/agent/jobs/{id}/heartbeat",
+            post(agent_api::heartbeat),
+        )
+        .route("/api/v1/agent/jobs/{id}/logs", post(agent_api::logs))
+        .route("/api/v1/agent/jobs/{id}/steps", post(agent_api::step))
+        .route(
+            "/api/v1/agent/jobs/{id}/complete",
+            post(agent_api::complete),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/hooks/{forge}", post(hooks::receive))
+        .merge(ui::routes())
+        .merge(api)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(app)
+}
+
+/// Opens the store, registers repositories, binds, and starts every background task.
+pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
+    let store: Arc<dyn Store> = Arc::new(hangar_store::open(&cfg.data_dir)?);
+    let admin_token = if store.token_count()? == 0 {
+        Some(store.create_token("admin", Role::Admin)?)
+    } else {
+        None
+    };
+    let internal_token = hangar_store::crypto::random_token()?;
+    let embedded_agent_id = format!("embedded-{}", &hangar_store::crypto::random_token()?[4..16]);
+    let app = Arc::new(App {
+        store: store.clone(),
+        git: git::GitReader::new(cfg.data_dir.join("mirrors")),
+        live: Default::default(),
+        metrics: Default::default(),
+        work: Default::default(),
+        agents: Mutex::new(HashMap::new()),
+        sched: Default::default(),
+        maskers: Default::default(),
+        timers: Default::default(),
+        lease_ms: cfg.lease.as_millis() as i64,
+        max_attempts: cfg.max_attempts.max(1),
+        internal_token: internal_token.clone(),
+        embedded_agent_id: embedded_agent_id.clone(),
+        metrics_public: cfg.metrics_public,
+        started_at: hangar_store::now_ms(),
+    });
+    std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
+    app.recover().await?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (is another hangar serve running? use --listen)",
+                cfg.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    {
+        let shutdown = shutdown.clone();
+        let router = router(app.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+        }));
+    }
+    app::spawn_reaper(app.clone(), cfg.reap_every);
+    if cfg.cron {
+        triggers::cron(app.clone());
+    }
+    for path in &cfg.watch {
+        let path =
+            std::fs::canonicalize(path).with_context(|| format!("--repo {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
+        let repo = store.create_repo(&NewRepo {
+            name,
+            clone_url: path.to_string_lossy().into_owned(),
+            forge: "local".into(),
+            webhook_secret: None,
+        })?;
+        if let Some(head) = app.git.symbolic_head(&repo.clone_url).await
+            && let Ok(sha) = app.git.resolve(&repo.clone_url, &head).await
+            && let Err(e) = app.sync_environments(&repo, &sha).await
+        {
+            tracing::warn!("{e:#}");
+        }
+        triggers::watch_local(app.clone(), repo, path, cfg.watch_every);
+    }
+    if cfg.embedded_capacity > 0 {
+        let agent = AgentConfig {
+            server: format!("http://{addr}"),
+            token: internal_token,
+            id: embedded_agent_id,
+            name: "embedded".into(),
+            labels: cfg.embedded_labels.clone(),
+            capacity: cfg.embedded_capacity,
+            work_dir: cfg.data_dir.join("work"),
+            poll_wait: Duration::from_secs(30),
+        };
+        let runner = cfg.runner.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = hangar_agent::run_agent(agent, runner, shutdown).await {
+                tracing::error!("embedded agent stopped: {e:#}");
+            }
+        }));
+    }
+    Ok(Server {
+        addr,
+        admin_token,
+        app,
+        shutdown,
+        tasks,
+    })
+}

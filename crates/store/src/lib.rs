@@ -1,1 +1,186 @@
-//! Persistence behind traits: SQLite by default.
+//! Persistence for the CI server, behind the [`Store`] trait.
+//!
+//! The server only ever talks to `dyn Store`; SQL lives in [`sqlite`] alone, so a
+//! PostgreSQL implementation is a second module, not a rewrite.
+//!
+//! ## Why `rusqlite` (bundled) and not `sqlx`
+//! CI builds the whole tree on 2 cores. `rusqlite` with the bundled SQLite is one C
+//! file compiled once plus a thin safe wrapper; `sqlx` (even with macros and default
+//! features off) brings its async runtime glue, `sqlx-core` and a larger generic
+//! surface that costs more to build. SQLite calls are sub-millisecond in WAL mode, so
+//! a synchronous API behind one mutex is simpler than an async pool, and the online
+//! backup API (`hangar backup`) comes with it.
+//!
+//! ## The queue
+//! Jobs are rows. A claim sets a lease (`lease_owner`, `lease_expires_at`), bumps the
+//! `attempt` counter and the `fence` (fencing token). Every later call from the agent
+//! carries the fence; a call with a stale fence is refused, so an agent that lost
+//! its lease (it was presumed dead and the job went to someone else) cannot overwrite
+//! the newer attempt. The server's reaper finds expired leases with
+//! [`Store::expired_leases`].
+
+pub mod blobs;
+pub mod crypto;
+pub mod model;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use model::*;
+
+pub type Result<T> = anyhow::Result<T>;
+
+/// Everything the server persists. Methods are short, synchronous and atomic.
+pub trait Store: Send + Sync {
+    // Repositories and deliveries.
+    fn create_repo(&self, repo: &NewRepo) -> Result<Repo>;
+    fn list_repos(&self) -> Result<Vec<Repo>>;
+    fn get_repo(&self, id: i64) -> Result<Option<Repo>>;
+    fn find_repo(&self, name: &str) -> Result<Option<Repo>>;
+    fn repo_webhook_secret(&self, id: i64) -> Result<Option<String>>;
+    /// Records a delivery and creates its runs in one transaction. Returns `None`
+    /// when the delivery id was seen before (nothing is created then).
+    fn record_delivery(
+        &self,
+        delivery_id: &str,
+        repo_id: Option<i64>,
+        event: &str,
+        outcome: &str,
+        runs: &[NewRun],
+    ) -> Result<Option<Vec<i64>>>;
+    fn list_deliveries(&self, limit: i64) -> Result<Vec<Delivery>>;
+
+    // Runs, jobs and steps.
+    fn create_run(&self, run: &NewRun) -> Result<i64>;
+    fn get_run(&self, id: i64) -> Result<Option<Run>>;
+    fn run_context(&self, id: i64) -> Result<serde_json::Value>;
+    fn run_payload(&self, id: i64) -> Result<serde_json::Value>;
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// Runs that are not completed, oldest first.
+    fn active_runs(&self) -> Result<Vec<Run>>;
+    fn set_run_status(
+        &self,
+        id: i64,
+        status: &str,
+        conclusion: Option<&str>,
+        waiting_reason: Option<&str>,
+    ) -> Result<()>;
+    fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>>;
+    fn get_job(&self, id: i64) -> Result<Option<Job>>;
+    fn update_job(&self, id: i64, update: &JobUpdate) -> Result<()>;
+    fn request_cancel(&self, job_id: i64) -> Result<()>;
+    /// Puts the given jobs of a run back to `waiting` for a re-run: steps and logs
+    /// of the previous attempt are dropped, the run's attempt counter goes up.
+    fn reset_jobs(&self, run_id: i64, job_ids: &[i64]) -> Result<()>;
+    fn upsert_step(&self, step: &Step) -> Result<()>;
+    fn steps_of_job(&self, job_id: i64) -> Result<Vec<Step>>;
+
+    // The queue.
+    /// Queued jobs whose labels are all in `labels`, oldest first (read only: idle
+    /// polls do not write).
+    fn runnable_jobs(&self, labels: &[String], limit: i64) -> Result<Vec<Job>>;
+    /// Leases one queued job to `agent` if it is still queued.
+    fn claim_job(&self, job_id: i64, agent: &str, lease_ms: i64) -> Result<Option<Lease>>;
+    fn heartbeat(&self, job_id: i64, fence: i64, lease_ms: i64) -> Result<LeaseCheck>;
+    /// Finishes a leased job; `false` when the fence is stale.
+    fn complete_job(
+        &self,
+        job_id: i64,
+        fence: i64,
+        conclusion: &str,
+        outputs: &serde_json::Value,
+    ) -> Result<bool>;
+    fn expired_leases(&self, now: Millis) -> Result<Vec<Job>>;
+    /// Jobs leased to an agent id (to fail the embedded agent's jobs after a crash).
+    fn jobs_leased_by_prefix(&self, owner_prefix: &str) -> Result<Vec<Job>>;
+    /// Takes the lease away: back to `queued` (retry) or to `completed` with the
+    /// given conclusion and reason.
+    fn release_lease(&self, job_id: i64, fence: i64, requeue: bool, reason: &str) -> Result<bool>;
+    fn queue_depth(&self) -> Result<i64>;
+
+    // Logs.
+    /// Stores one chunk of log lines; idempotent on (job, chunk index). Returns
+    /// `false` when the chunk was already stored.
+    fn append_log_chunk(&self, job_id: i64, idx: i64, first_line: i64, lines: &str)
+    -> Result<bool>;
+    /// Chunks with index >= `from_idx`, decompressed.
+    fn log_chunks(&self, job_id: i64, from_idx: i64) -> Result<Vec<LogChunk>>;
+    /// Chunks that hold any of lines `[from, to)`.
+    fn log_chunks_for_lines(&self, job_id: i64, from: i64, to: i64) -> Result<Vec<LogChunk>>;
+    /// (number of chunks, number of lines).
+    fn log_stats(&self, job_id: i64) -> Result<(i64, i64)>;
+
+    // Secrets, variables, environments.
+    fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()>;
+    fn delete_secret(&self, repo_id: Option<i64>, name: &str) -> Result<bool>;
+    fn secret_names(&self, repo_id: Option<i64>) -> Result<Vec<String>>;
+    /// Global secrets overlaid with the repository's, decrypted.
+    fn secrets_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>>;
+    fn set_variable(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()>;
+    fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>>;
+    fn set_environment(&self, repo_id: i64, name: &str, protection: &Protection) -> Result<()>;
+    fn get_environment(&self, repo_id: i64, name: &str) -> Result<Option<Protection>>;
+
+    // Approvals and deployments.
+    fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64>;
+    fn decide_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        reviewer: &str,
+        comment: &str,
+    ) -> Result<Option<Approval>>;
+    fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>>;
+    fn approvals_of_job(&self, job_id: i64) -> Result<Vec<Approval>>;
+    fn record_deployment(
+        &self,
+        run_id: i64,
+        job_id: i64,
+        environment: &str,
+        sha: &str,
+        status: &str,
+    ) -> Result<i64>;
+    fn list_deployments(&self, environment: Option<&str>) -> Result<Vec<Deployment>>;
+
+    // Agents and tokens.
+    fn upsert_agent(&self, agent: &Agent) -> Result<()>;
+    fn list_agents(&self) -> Result<Vec<Agent>>;
+    /// Creates a token and returns its plaintext, the only time it exists.
+    fn create_token(&self, name: &str, role: Role) -> Result<String>;
+    fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>>;
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
+    fn token_count(&self) -> Result<i64>;
+
+    // Audit.
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()>;
+    fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>>;
+
+    // Artifacts and caches (blobs on disk, content-addressed).
+    fn put_blob(&self, bytes: &[u8]) -> Result<String>;
+    fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+    fn create_artifact(&self, run_id: i64, name: &str, digest: &str, size: i64) -> Result<i64>;
+    fn list_artifacts(&self, run_id: i64) -> Result<Vec<Artifact>>;
+    fn put_cache(&self, repo_id: i64, key: &str, digest: &str, size: i64) -> Result<()>;
+    /// Exact key first, then the newest entry whose key starts with `prefix`.
+    fn find_cache(
+        &self,
+        repo_id: i64,
+        key: &str,
+        prefixes: &[String],
+    ) -> Result<Option<CacheEntry>>;
+
+    /// Consistent online copy of the database to `dest` (a new file).
+    fn backup_to(&self, dest: &Path) -> Result<()>;
+}
+
+/// Opens (creating when needed) the default store under `data_dir`.
+pub fn open(data_dir: &Path) -> Result<sqlite::SqliteStore> {
+    sqlite::SqliteStore::open(data_dir)
+}

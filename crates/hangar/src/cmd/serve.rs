@@ -1,17 +1,276 @@
 //! `hangar serve`, `hangar agent`, `hangar backup`, `hangar restore`.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Subcommand;
+
+use hangar_agent::{AgentConfig, CancellationToken, JobRunner, ShellRunner};
+use hangar_server::ServeConfig;
+use hangar_store::Store;
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the CI server: web UI, API, webhooks, scheduler and an embedded agent.
-    Serve {},
+    Serve {
+        /// Address to listen on (loopback by default: put a TLS proxy in front to expose it).
+        #[arg(long, default_value = "127.0.0.1:8420")]
+        listen: SocketAddr,
+        /// Data directory (SQLite database, key file, blobs). Default: ~/.local/share/hangar.
+        #[arg(long, env = "HANGAR_DATA")]
+        data: Option<PathBuf>,
+        /// Local git repository to register and watch for new commits (repeatable).
+        /// Default: the current directory when it is a git repository.
+        #[arg(long = "repo")]
+        repos: Vec<PathBuf>,
+        /// Seconds without a heartbeat after which an agent's job is declared lost.
+        #[arg(long, default_value_t = 30)]
+        lease_timeout: u64,
+        /// Attempts per job when its agent is lost (1: fail, never retry).
+        #[arg(long, default_value_t = 1)]
+        max_attempts: i64,
+        /// Slots of the embedded agent (0: run no embedded agent).
+        #[arg(long, default_value_t = 4)]
+        agent_capacity: usize,
+        /// Labels of the embedded agent, comma-separated (default: self-hosted,linux,x64,hangar,ubuntu-latest,...).
+        #[arg(long, value_delimiter = ',')]
+        agent_labels: Vec<String>,
+        /// Serve /metrics without a token.
+        #[arg(long)]
+        metrics_public: bool,
+        /// How often watched repositories are polled, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+    },
     /// Take jobs from a hangar server and run them on this machine.
-    Agent {},
+    Agent {
+        /// The server's URL, e.g. http://ci.example:8420.
+        #[arg(long, env = "HANGAR_SERVER")]
+        server: String,
+        /// An `agent` (or admin) token from `POST /api/v1/tokens`.
+        #[arg(long, env = "HANGAR_TOKEN")]
+        token: String,
+        /// Labels this agent offers to `runs-on`, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 2)]
+        capacity: usize,
+        /// Name shown in the UI (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where job workspaces go (default: a directory under the system temp dir).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// Copy the server's data directory (online SQLite backup, key file and blobs).
+    Backup {
+        #[arg(long, env = "HANGAR_DATA")]
+        data: Option<PathBuf>,
+        /// Directory to create with the copy.
+        out: PathBuf,
+    },
+    /// Restore a data directory from `hangar backup` (the server must be stopped).
+    Restore {
+        #[arg(long, env = "HANGAR_DATA")]
+        data: Option<PathBuf>,
+        /// Directory made by `hangar backup`.
+        from: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
-pub fn run(_command: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the server commands are not built yet")
+/// The job runner agents use. The workflow engine's runner replaces the shell
+/// runner here once it exposes one.
+fn runner() -> Arc<dyn JobRunner> {
+    Arc::new(ShellRunner)
+}
+
+fn data_dir(d: Option<PathBuf>) -> PathBuf {
+    d.unwrap_or_else(hangar_server::app::data_dir_default)
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        Command::Serve {
+            listen,
+            data,
+            repos,
+            lease_timeout,
+            max_attempts,
+            agent_capacity,
+            agent_labels,
+            metrics_public,
+            poll_ms,
+        } => {
+            let data = data_dir(data);
+            let mut cfg = ServeConfig::new(data.clone(), runner());
+            cfg.listen = listen;
+            cfg.lease = Duration::from_secs(lease_timeout.max(1));
+            cfg.reap_every = Duration::from_millis((lease_timeout * 1000 / 10).clamp(100, 1000));
+            cfg.max_attempts = max_attempts;
+            cfg.embedded_capacity = agent_capacity;
+            if !agent_labels.is_empty() {
+                cfg.embedded_labels = agent_labels;
+            }
+            cfg.metrics_public = metrics_public;
+            cfg.watch_every = Duration::from_millis(poll_ms.max(50));
+            cfg.watch = if repos.is_empty() {
+                let cwd = std::env::current_dir()?;
+                if cwd.join(".git").exists() {
+                    vec![cwd]
+                } else {
+                    vec![]
+                }
+            } else {
+                repos
+            };
+            rt.block_on(async move {
+                let server = hangar_server::start(cfg).await?;
+                println!("hangar serve: data in {}", data.display());
+                for repo in server.app.store.list_repos()? {
+                    println!(
+                        "hangar serve: repository {} ({})",
+                        repo.name, repo.clone_url
+                    );
+                }
+                if let Some(t) = &server.admin_token {
+                    println!("hangar serve: admin token (shown once; keep it): {t}");
+                }
+                println!("hangar serve: listening on {}/ui/", server.url());
+                tokio::signal::ctrl_c().await?;
+                eprintln!("hangar serve: shutting down");
+                server.stop().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Agent {
+            server,
+            token,
+            labels,
+            capacity,
+            name,
+            work_dir,
+        } => {
+            let name = name.unwrap_or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "agent".into())
+            });
+            let labels = if labels.is_empty() {
+                hangar_server::default_labels()
+            } else {
+                labels
+            };
+            let id = format!("agent-{name}-{}", std::process::id());
+            let work_dir = work_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("hangar-agent-{}", std::process::id()))
+            });
+            let cfg = AgentConfig {
+                server,
+                token,
+                id,
+                name,
+                labels,
+                capacity,
+                work_dir,
+                poll_wait: Duration::from_secs(30),
+            };
+            rt.block_on(async move {
+                let shutdown = CancellationToken::new();
+                let s2 = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    s2.cancel();
+                });
+                eprintln!(
+                    "hangar agent: polling {} as {} with labels {}",
+                    cfg.server,
+                    cfg.name,
+                    cfg.labels.join(",")
+                );
+                hangar_agent::run_agent(cfg, runner(), shutdown).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Backup { data, out } => {
+            let data = data_dir(data);
+            backup(&data, &out)?;
+            println!("hangar backup: {} -> {}", data.display(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { data, from, force } => {
+            let data = data_dir(data);
+            restore(&from, &data, force)?;
+            println!("hangar restore: {} -> {}", from.display(), data.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn backup(data: &Path, out: &Path) -> anyhow::Result<()> {
+    if !data.join("hangar.db").exists() {
+        bail!("{} holds no hangar database", data.display());
+    }
+    if out.exists() {
+        bail!("{} already exists; choose a new directory", out.display());
+    }
+    std::fs::create_dir_all(out)?;
+    let store = hangar_store::open(data)?;
+    store.backup_to(&out.join("hangar.db"))?;
+    std::fs::copy(data.join("secret.key"), out.join("secret.key"))
+        .context("copying the key file")?;
+    copy_dir(&data.join("blobs"), &out.join("blobs"))?;
+    Ok(())
+}
+
+fn restore(from: &Path, data: &Path, force: bool) -> anyhow::Result<()> {
+    for f in ["hangar.db", "secret.key"] {
+        if !from.join(f).exists() {
+            bail!("{} is not a hangar backup: {f} is missing", from.display());
+        }
+    }
+    if data.join("hangar.db").exists() && !force {
+        bail!(
+            "{} already holds a database; stop the server and pass --force to replace it",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data)?;
+    for f in ["hangar.db-wal", "hangar.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    std::fs::copy(from.join("hangar.db"), data.join("hangar.db"))?;
+    std::fs::copy(from.join("secret.key"), data.join("secret.key"))?;
+    copy_dir(&from.join("blobs"), &data.join("blobs"))?;
+    // Opening runs the migrations and checks the key decrypts.
+    let store = hangar_store::open(data)?;
+    store.token_count()?;
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if !from.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }

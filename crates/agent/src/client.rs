@@ -1,0 +1,140 @@
+//! HTTP client for the agent protocol, with retries where a call is idempotent.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::StatusCode;
+
+use crate::protocol::*;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(server: &str, token: &str) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(16)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn poll(&self, req: &PollRequest) -> anyhow::Result<Option<Assignment>> {
+        let resp = self
+            .post("/api/v1/agent/poll")
+            .timeout(Duration::from_millis(req.wait_ms + 10_000))
+            .json(req)
+            .send()
+            .await
+            .with_context(|| format!("polling {}", self.base))?;
+        match resp.status() {
+            StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::OK => Ok(Some(resp.json().await?)),
+            s => bail!(
+                "poll answered {s}: {}",
+                resp.text().await.unwrap_or_default()
+            ),
+        }
+    }
+
+    /// `None` when the lease was lost (409).
+    pub async fn heartbeat(
+        &self,
+        job_id: i64,
+        fence: i64,
+    ) -> anyhow::Result<Option<HeartbeatResponse>> {
+        let resp = self
+            .post(&format!("/api/v1/agent/jobs/{job_id}/heartbeat"))
+            .timeout(Duration::from_secs(10))
+            .json(&FenceOnly { fence })
+            .send()
+            .await?;
+        match resp.status() {
+            StatusCode::CONFLICT => Ok(None),
+            s if s.is_success() => Ok(Some(resp.json().await?)),
+            s => bail!("heartbeat answered {s}"),
+        }
+    }
+
+    /// Retries until the server acknowledges the chunk; safe because chunks are
+    /// idempotent on their index.
+    pub async fn upload_logs(&self, job_id: i64, up: &LogUpload) -> anyhow::Result<LogAck> {
+        self.retrying(|| async {
+            let resp = self
+                .post(&format!("/api/v1/agent/jobs/{job_id}/logs"))
+                .timeout(Duration::from_secs(30))
+                .json(up)
+                .send()
+                .await?;
+            if resp.status() == StatusCode::CONFLICT {
+                bail!("lease lost");
+            }
+            Ok(resp.error_for_status()?.json::<LogAck>().await?)
+        })
+        .await
+    }
+
+    pub async fn step(&self, job_id: i64, step: &StepReport) -> anyhow::Result<()> {
+        self.retrying(|| async {
+            self.post(&format!("/api/v1/agent/jobs/{job_id}/steps"))
+                .timeout(Duration::from_secs(10))
+                .json(step)
+                .send()
+                .await?
+                .error_for_status()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn complete(&self, job_id: i64, req: &CompleteRequest) -> anyhow::Result<()> {
+        self.retrying(|| async {
+            let resp = self
+                .post(&format!("/api/v1/agent/jobs/{job_id}/complete"))
+                .timeout(Duration::from_secs(10))
+                .json(req)
+                .send()
+                .await?;
+            if resp.status() == StatusCode::CONFLICT {
+                bail!("lease lost: the job was reassigned or finished elsewhere");
+            }
+            resp.error_for_status()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retrying<T, F, Fut>(&self, f: F) -> anyhow::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        let mut last = None;
+        for _ in 0..8 {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.to_string().contains("lease lost") => return Err(e),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}

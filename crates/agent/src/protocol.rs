@@ -1,0 +1,98 @@
+//! The agent ↔ server contract, shared by remote agents and the embedded one.
+//!
+//! Every call after a poll carries the job's fencing token (`fence`). The server
+//! refuses calls with a stale fence with HTTP 409: the lease was taken away (the
+//! agent was presumed dead) and the agent must stop the job at once.
+//!
+//! | call | path | semantics |
+//! |---|---|---|
+//! | poll | `POST /api/v1/agent/poll` | long-poll up to `wait_ms`; 200 with an [`Assignment`] or 204. Idle polls write nothing. |
+//! | heartbeat | `POST /api/v1/agent/jobs/{id}/heartbeat` | extends the lease; answers whether a cancel was requested |
+//! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk; idempotent on `chunk`; the answer acknowledges it |
+//! | step | `POST /api/v1/agent/jobs/{id}/steps` | a step started or finished |
+//! | complete | `POST /api/v1/agent/jobs/{id}/complete` | the job's conclusion and outputs |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub agent_id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: i64,
+    pub free_slots: i64,
+    pub wait_ms: u64,
+}
+
+/// A leased job with everything needed to run it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assignment {
+    pub job_id: i64,
+    pub run_id: i64,
+    pub fence: i64,
+    pub attempt: i64,
+    pub lease_ms: i64,
+    pub job_key: String,
+    pub job_name: String,
+    /// The job as the server planned it (steps, env, matrix values, runs-on...).
+    pub spec: serde_json::Value,
+    /// Workflow path and text, so an engine can re-read the job from the source.
+    pub workflow_path: String,
+    pub workflow: String,
+    pub event_name: String,
+    pub event: serde_json::Value,
+    pub clone_url: String,
+    pub sha: String,
+    pub git_ref: String,
+    pub repository: String,
+    pub secrets: BTreeMap<String, String>,
+    pub vars: BTreeMap<String, String>,
+    /// `needs.<job>.outputs` / `.result` of the jobs this one needs.
+    pub needs: serde_json::Value,
+    pub inputs: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FenceOnly {
+    pub fence: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub cancel: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogUpload {
+    pub fence: i64,
+    pub chunk: i64,
+    pub first_line: i64,
+    /// Newline-terminated lines.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogAck {
+    pub chunk: i64,
+    pub stored: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReport {
+    pub fence: i64,
+    pub idx: i64,
+    pub name: String,
+    /// `running` or `completed`.
+    pub status: String,
+    pub conclusion: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompleteRequest {
+    pub fence: i64,
+    /// `success`, `failure` or `cancelled`.
+    pub conclusion: String,
+    pub outputs: BTreeMap<String, String>,
+}

@@ -1,0 +1,158 @@
+//! Ordered, batched reporting of one job: log lines are masked, gathered into
+//! chunks (flushed every 50 ms or 256 KiB, well inside the 250 ms live-log budget)
+//! and uploaded with their index until acknowledged; step events go through the same
+//! queue so a step never finishes before its last lines are stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::client::Client;
+use crate::protocol::{LogUpload, StepReport};
+
+enum Msg {
+    Line(String),
+    Step(StepReport),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<Msg>,
+    fence: i64,
+    masks: Arc<Vec<String>>,
+}
+
+/// Secrets shorter than this are not masked: masking "a" or "1" would blank whole logs.
+pub const MIN_MASK_LEN: usize = 4;
+
+impl Reporter {
+    pub fn start(client: Client, job_id: i64, fence: i64, secrets: Vec<String>) -> Reporter {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(upload_loop(client, job_id, fence, rx));
+        let mut masks: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| s.len() >= MIN_MASK_LEN)
+            .collect();
+        masks.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Reporter {
+            tx,
+            fence,
+            masks: Arc::new(masks),
+        }
+    }
+
+    /// One line of output (without its newline); secrets are masked here, before
+    /// the line leaves this process.
+    pub fn line(&self, line: &str) {
+        let mut l = line.trim_end_matches(['\n', '\r']).to_string();
+        for m in self.masks.iter() {
+            if l.contains(m.as_str()) {
+                l = l.replace(m.as_str(), "***");
+            }
+        }
+        let _ = self.tx.send(Msg::Line(l));
+    }
+
+    pub fn step_started(&self, idx: i64, name: &str) {
+        let _ = self.tx.send(Msg::Step(StepReport {
+            fence: self.fence,
+            idx,
+            name: name.to_string(),
+            status: "running".into(),
+            conclusion: None,
+        }));
+    }
+
+    pub fn step_finished(&self, idx: i64, name: &str, conclusion: &str) {
+        let _ = self.tx.send(Msg::Step(StepReport {
+            fence: self.fence,
+            idx,
+            name: name.to_string(),
+            status: "completed".into(),
+            conclusion: Some(conclusion.to_string()),
+        }));
+    }
+
+    /// Waits until everything reported so far is acknowledged by the server.
+    pub async fn finish(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+const MAX_CHUNK: usize = 256 * 1024;
+
+async fn upload_loop(
+    client: Client,
+    job_id: i64,
+    fence: i64,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut buf = String::new();
+    let mut buf_lines = 0i64;
+    let mut next_line = 0i64;
+    let mut chunk = 0i64;
+    let mut dead = false;
+    let mut flush = async |buf: &mut String, buf_lines: &mut i64, dead: &mut bool| {
+        if buf.is_empty() || *dead {
+            buf.clear();
+            *buf_lines = 0;
+            return;
+        }
+        let up = LogUpload {
+            fence,
+            chunk,
+            first_line: next_line,
+            text: std::mem::take(buf),
+        };
+        if let Err(e) = client.upload_logs(job_id, &up).await {
+            tracing::warn!(job_id, "log upload failed, dropping further logs: {e:#}");
+            *dead = true;
+        }
+        chunk += 1;
+        next_line += *buf_lines;
+        *buf_lines = 0;
+    };
+    loop {
+        let msg = if buf.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(FLUSH_EVERY, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    flush(&mut buf, &mut buf_lines, &mut dead).await;
+                    continue;
+                }
+            }
+        };
+        match msg {
+            Some(Msg::Line(l)) => {
+                buf.push_str(&l);
+                buf.push('\n');
+                buf_lines += 1;
+                if buf.len() >= MAX_CHUNK {
+                    flush(&mut buf, &mut buf_lines, &mut dead).await;
+                }
+            }
+            Some(Msg::Step(s)) => {
+                flush(&mut buf, &mut buf_lines, &mut dead).await;
+                if !dead && let Err(e) = client.step(job_id, &s).await {
+                    tracing::warn!(job_id, "step report failed: {e:#}");
+                }
+            }
+            Some(Msg::Flush(done)) => {
+                flush(&mut buf, &mut buf_lines, &mut dead).await;
+                let _ = done.send(());
+            }
+            None => {
+                flush(&mut buf, &mut buf_lines, &mut dead).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The server side of the agent protocol (see `hangar_agent::protocol`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use hangar_agent::protocol::*;
+use hangar_store::{Job, LeaseCheck, Step, now_ms};
+
+use crate::app::{AgentSeen, App};
+use crate::auth::error;
+
+/// An idle agent's poll costs reads only; its registration row is rewritten at
+/// most this often.
+const PERSIST_AGENT_EVERY_MS: i64 = 60_000;
+
+fn seen(app: &App, req: &PollRequest) {
+    let now = now_ms();
+    let mut agents = app.agents.lock().unwrap_or_else(|e| e.into_inner());
+    let prev = agents.get(&req.agent_id).cloned();
+    let persist = match &prev {
+        None => true,
+        Some(p) => {
+            p.labels != req.labels
+                || p.capacity != req.capacity
+                || now - p.persisted_at > PERSIST_AGENT_EVERY_MS
+        }
+    };
+    let entry = AgentSeen {
+        id: req.agent_id.clone(),
+        name: req.name.clone(),
+        labels: req.labels.clone(),
+        capacity: req.capacity,
+        free_slots: req.free_slots,
+        last_seen: now,
+        persisted_at: if persist {
+            now
+        } else {
+            prev.as_ref().map(|p| p.persisted_at).unwrap_or(now)
+        },
+        embedded: req.agent_id == app.embedded_agent_id,
+    };
+    agents.insert(req.agent_id.clone(), entry);
+    app.metrics.agents.set(
+        agents
+            .values()
+            .filter(|a| now - a.last_seen < 60_000)
+            .count() as i64,
+    );
+    drop(agents);
+    if persist {
+        let _ = app.store.upsert_agent(&hangar_store::Agent {
+            id: req.agent_id.clone(),
+            name: req.name.clone(),
+            labels: req.labels.clone(),
+            capacity: req.capacity,
+            last_seen: now,
+            created_at: now,
+        });
+    }
+}
+
+pub async fn poll(State(app): State<Arc<App>>, Json(req): Json<PollRequest>) -> Response {
+    seen(&app, &req);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(60_000));
+    loop {
+        // Register interest before looking, so a job queued in between still wakes us.
+        let notified = app.work.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match try_claim(&app, &req) {
+            Ok(Some(a)) => return Json(a).into_response(),
+            Ok(None) => {}
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        }
+        // Backstop re-check every 5 s in case a wake-up was missed.
+        let backstop = tokio::time::Instant::now() + Duration::from_secs(5);
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(backstop.min(deadline)) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if let Ok(mut agents) = app.agents.lock()
+                && let Some(a) = agents.get_mut(&req.agent_id)
+            {
+                a.last_seen = now_ms();
+            }
+            return StatusCode::NO_CONTENT.into_response();
+        }
+    }
+}
+
+fn try_claim(app: &App, req: &PollRequest) -> anyhow::Result<Option<Assignment>> {
+    for job in app.store.runnable_jobs(&req.labels, 4)? {
+        if let Some(lease) = app.store.claim_job(job.id, &req.agent_id, app.lease_ms)? {
+            app.publish_job(lease.job.run_id, lease.job.id);
+            return Ok(Some(assignment(app, &lease.job, lease.fence)?));
+        }
+    }
+    Ok(None)
+}
+
+fn assignment(app: &App, job: &Job, fence: i64) -> anyhow::Result<Assignment> {
+    let run = app
+        .store
+        .get_run(job.run_id)?
+        .ok_or_else(|| anyhow::anyhow!("run {} vanished", job.run_id))?;
+    let ctx = app.store.run_context(run.id)?;
+    let payload = app.store.run_payload(run.id)?;
+    let mut needs = serde_json::Map::new();
+    for d in app
+        .store
+        .jobs_of_run(run.id)?
+        .into_iter()
+        .filter(|d| job.needs.contains(&d.key))
+    {
+        needs.insert(
+            d.key.clone(),
+            json!({"result": d.conclusion, "outputs": d.outputs}),
+        );
+    }
+    let s = |k: &str| ctx.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Ok(Assignment {
+        job_id: job.id,
+        run_id: run.id,
+        fence,
+        attempt: job.attempt,
+        lease_ms: app.lease_ms,
+        job_key: job.key.clone(),
+        job_name: job.name.clone(),
+        spec: job.spec.clone(),
+        workflow_path: run.workflow_path.clone(),
+        workflow: s("workflow"),
+        event_name: run.event.clone(),
+        event: payload,
+        clone_url: s("clone_url"),
+        sha: run.sha.clone(),
+        git_ref: run.git_ref.clone(),
+        repository: s("repository"),
+        secrets: app.store.secrets_for_repo(run.repo_id)?,
+        vars: app.store.variables_for_repo(run.repo_id)?,
+        needs: Value::Object(needs),
+        inputs: ctx.get("inputs").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// The job, if `fence` is the current one and the job is still running.
+#[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
+fn held(app: &App, job_id: i64, fence: i64) -> Result<Job, Response> {
+    match app.store.get_job(job_id) {
+        Ok(Some(j)) if j.fence == fence && j.status == "running" => Ok(j),
+        Ok(Some(_)) => Err(error(
+            StatusCode::CONFLICT,
+            "the lease is no longer yours: stop this job",
+        )),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such job")),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))),
+    }
+}
+
+pub async fn heartbeat(
+    State(app): State<Arc<App>>,
+    Path(job_id): Path<i64>,
+    Json(req): Json<FenceOnly>,
+) -> Response {
+    match app.store.heartbeat(job_id, req.fence, app.lease_ms) {
+        Ok(LeaseCheck::Held { cancel_requested }) => Json(HeartbeatResponse {
+            cancel: cancel_requested,
+        })
+        .into_response(),
+        Ok(LeaseCheck::Lost) => error(
+            StatusCode::CONFLICT,
+            "the lease is no longer yours: stop this job",
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
+}
+
+pub async fn logs(
+    State(app): State<Arc<App>>,
+    Path(job_id): Path<i64>,
+    Json(up): Json<LogUpload>,
+) -> Response {
+    let job = match held(&app, job_id, up.fence) {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let repo_id = app
+        .store
+        .get_run(job.run_id)
+        .ok()
+        .flatten()
+        .map(|r| r.repo_id)
+        .unwrap_or(0);
+    let text = app.masker_for_job(&job, repo_id).mask(&up.text);
+    match app
+        .store
+        .append_log_chunk(job_id, up.chunk, up.first_line, &text)
+    {
+        Ok(stored) => {
+            if stored {
+                app.metrics.log_bytes.inc_by(text.len() as u64);
+                app.live.publish(
+                    job.run_id,
+                    json!({"type": "log", "job_id": job_id, "chunk": up.chunk, "first_line": up.first_line, "text": text}),
+                );
+            }
+            Json(LogAck {
+                chunk: up.chunk,
+                stored,
+            })
+            .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
+}
+
+pub async fn step(
+    State(app): State<Arc<App>>,
+    Path(job_id): Path<i64>,
+    Json(s): Json<StepReport>,
+) -> Response {
+    let job = match held(&app, job_id, s.fence) {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let now = now_ms();
+    let step = Step {
+        job_id,
+        idx: s.idx,
+        name: s.name.clone(),
+        status: s.status.clone(),
+        conclusion: s.conclusion.clone(),
+        started_at: Some(now),
+        finished_at: (s.status == "completed").then_some(now),
+    };
+    if let Err(e) = app.store.upsert_step(&step) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+    }
+    let stored = app
+        .store
+        .steps_of_job(job_id)
+        .ok()
+        .and_then(|v| v.into_iter().find(|x| x.idx == s.idx));
+    app.live.publish(
+        job.run_id,
+        json!({"type": "step", "step": stored.unwrap_or(step)}),
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn complete(
+    State(app): State<Arc<App>>,
+    Path(job_id): Path<i64>,
+    Json(req): Json<CompleteRequest>,
+) -> Response {
+    let job = match held(&app, job_id, req.fence) {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let run = app.store.get_run(job.run_id).ok().flatten();
+    let repo_id = run.as_ref().map(|r| r.repo_id).unwrap_or(0);
+    let masker = app.masker_for_job(&job, repo_id);
+    let outputs: serde_json::Map<String, Value> = req
+        .outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(masker.mask(v))))
+        .collect();
+    let conclusion = match req.conclusion.as_str() {
+        "success" | "failure" | "cancelled" | "skipped" => req.conclusion.as_str(),
+        _ => "failure",
+    };
+    match app
+        .store
+        .complete_job(job_id, req.fence, conclusion, &Value::Object(outputs))
+    {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::CONFLICT, "the lease is no longer yours"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
+    let secs = job
+        .started_at
+        .map(|s| (now_ms() - s) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    app.metrics
+        .job_duration
+        .get_or_create(&crate::metrics::ConclusionLabel {
+            conclusion: conclusion.to_string(),
+        })
+        .observe(secs);
+    if let (Some(env), Some(run)) = (&job.environment, &run) {
+        let _ = app
+            .store
+            .record_deployment(run.id, job.id, env, &run.sha, conclusion);
+    }
+    app.publish_job(job.run_id, job_id);
+    app.advance_run(job.run_id).await;
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,535 @@
+//! REST API under `/api/v1` (see `openapi.rs` for the document served to clients).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use hangar_store::{NewRepo, Role, RunFilter};
+
+use crate::app::App;
+use crate::auth::{Caller, error};
+use crate::workflows::{self, Event};
+
+fn internal(e: anyhow::Error) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))
+}
+
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return internal(e.into()),
+        }
+    };
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    if let Ok(d) = app.store.queue_depth() {
+        app.metrics.queue_depth.set(d);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct NewRepoBody {
+    pub name: String,
+    pub clone_url: String,
+    #[serde(default)]
+    pub forge: Option<String>,
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+pub async fn list_repos(State(app): State<Arc<App>>) -> Response {
+    Json(tri!(app.store.list_repos())).into_response()
+}
+
+pub async fn create_repo(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<NewRepoBody>,
+) -> Response {
+    if b.name.trim().is_empty() || b.clone_url.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`name` and `clone_url` are required",
+        );
+    }
+    let repo = tri!(app.store.create_repo(&NewRepo {
+        name: b.name.clone(),
+        clone_url: b.clone_url.clone(),
+        forge: b.forge.unwrap_or_else(|| "github".into()),
+        webhook_secret: b.webhook_secret,
+    }));
+    tri!(app.store.audit(
+        &c.name,
+        "repo.register",
+        &format!("repo/{}", repo.id),
+        &json!({"name": repo.name})
+    ));
+    (StatusCode::CREATED, Json(repo)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct SecretBody {
+    pub value: String,
+}
+
+pub async fn put_secret(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path((repo, name)): Path<(i64, String)>,
+    Json(b): Json<SecretBody>,
+) -> Response {
+    let repo = if repo == 0 { None } else { Some(repo) };
+    tri!(app.store.set_secret(repo, &name, &b.value));
+    tri!(app.store.audit(
+        &c.name,
+        "secret.set",
+        &format!("repo/{}/secret/{name}", repo.unwrap_or(0)),
+        &json!({})
+    ));
+    app.maskers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn list_secrets(State(app): State<Arc<App>>, Path(repo): Path<i64>) -> Response {
+    let repo = if repo == 0 { None } else { Some(repo) };
+    Json(json!({"names": tri!(app.store.secret_names(repo))})).into_response()
+}
+
+pub async fn put_variable(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path((repo, name)): Path<(i64, String)>,
+    Json(b): Json<SecretBody>,
+) -> Response {
+    let repo = if repo == 0 { None } else { Some(repo) };
+    tri!(app.store.set_variable(repo, &name, &b.value));
+    tri!(app.store.audit(
+        &c.name,
+        "variable.set",
+        &format!("repo/{}/variable/{name}", repo.unwrap_or(0)),
+        &json!({})
+    ));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+pub struct DispatchBody {
+    pub workflow: String,
+    #[serde(rename = "ref", default)]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, Value>,
+}
+
+pub async fn dispatch(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(repo_id): Path<i64>,
+    Json(b): Json<DispatchBody>,
+) -> Response {
+    let Some(repo) = tri!(app.store.get_repo(repo_id)) else {
+        return error(StatusCode::NOT_FOUND, "no such repository");
+    };
+    let rev = b.git_ref.clone().unwrap_or_else(|| "HEAD".into());
+    let sha = match app.git.resolve(&repo.clone_url, &rev).await {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot resolve `{rev}`: {e:#}"),
+            );
+        }
+    };
+    let files = tri!(app.git.workflows_at(&repo.clone_url, &sha).await);
+    let wanted = b.workflow.trim_start_matches(".github/workflows/");
+    let Some((path, text)) = files
+        .into_iter()
+        .find(|(p, _)| p.trim_start_matches(".github/workflows/") == wanted)
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no workflow `{}` at {sha}", b.workflow),
+        );
+    };
+    let wf = match workflows::parse(&path, &text) {
+        Ok(w) => w,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(declared) = wf.dispatch_inputs() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("{path} has no `workflow_dispatch` trigger"),
+        );
+    };
+    let inputs = match workflows::check_inputs(&declared, &b.inputs) {
+        Ok(i) => i,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let git_ref = match &b.git_ref {
+        Some(r) if r.starts_with("refs/") => r.clone(),
+        Some(r) if r.len() != 40 => format!("refs/heads/{r}"),
+        _ => app
+            .git
+            .symbolic_head(&repo.clone_url)
+            .await
+            .unwrap_or_else(|| "refs/heads/main".into()),
+    };
+    let ev = Event {
+        name: "workflow_dispatch".into(),
+        git_ref,
+        sha,
+        payload: json!({"inputs": inputs, "ref": b.git_ref, "sender": {"login": c.name}}),
+        actor: c.name.clone(),
+        ..Default::default()
+    };
+    let run = match app.new_run(&repo, &wf, &ev, inputs) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let id = tri!(app.store.create_run(&run));
+    tri!(app.store.audit(
+        &c.name,
+        "run.dispatch",
+        &format!("run/{id}"),
+        &json!({"workflow": path})
+    ));
+    app.start_runs(&[id]).await;
+    (StatusCode::CREATED, Json(json!({"run": id}))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    pub repo: Option<i64>,
+    pub status: Option<String>,
+    pub event: Option<String>,
+    pub branch: Option<String>,
+    pub workflow: Option<String>,
+    pub limit: Option<i64>,
+}
+
+pub async fn list_runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> Response {
+    let f = RunFilter {
+        repo_id: q.repo,
+        status: q.status.filter(|s| !s.is_empty()),
+        event: q.event.filter(|s| !s.is_empty()),
+        branch: q.branch.filter(|s| !s.is_empty()),
+        workflow: q.workflow.filter(|s| !s.is_empty()),
+        limit: Some(q.limit.unwrap_or(50).clamp(1, 500)),
+    };
+    Json(tri!(app.store.list_runs(&f))).into_response()
+}
+
+pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
+    let Some(run) = tri!(app.store.get_run(id)) else {
+        return error(StatusCode::NOT_FOUND, "no such run");
+    };
+    let mut jobs = Vec::new();
+    for job in tri!(app.store.jobs_of_run(id)) {
+        let steps = tri!(app.store.steps_of_job(job.id));
+        let approvals = tri!(app.store.approvals_of_job(job.id));
+        let (_, lines) = tri!(app.store.log_stats(job.id));
+        let mut v = serde_json::to_value(&job).unwrap_or_default();
+        if job.status == "queued" {
+            v["waiting_reason"] = json!(app.queued_reason(&job));
+        }
+        v["steps"] = json!(steps);
+        v["approvals"] = json!(approvals);
+        v["log_lines"] = json!(lines);
+        jobs.push(v);
+    }
+    let repo = tri!(app.store.get_repo(run.repo_id));
+    Json(json!({"run": run, "repo": repo, "jobs": jobs})).into_response()
+}
+
+pub async fn cancel_run(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    if tri!(app.store.get_run(id)).is_none() {
+        return error(StatusCode::NOT_FOUND, "no such run");
+    }
+    tri!(
+        app.cancel_run(id, &c.name, &format!("cancelled by {}", c.name))
+            .await
+    );
+    StatusCode::ACCEPTED.into_response()
+}
+
+#[derive(Deserialize)]
+pub struct RerunBody {
+    #[serde(default)]
+    pub jobs: Option<Value>,
+}
+
+pub async fn rerun(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    body: Option<Json<RerunBody>>,
+) -> Response {
+    let which = match body.and_then(|b| b.0.jobs) {
+        None => "all".to_string(),
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("`jobs` is `all`, `failed` or a job id, not {other}"),
+            );
+        }
+    };
+    match app.rerun(id, &which, &c.name).await {
+        Ok(jobs) => (StatusCode::ACCEPTED, Json(json!({"jobs": jobs}))).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, &format!("{e:#}")),
+    }
+}
+
+pub async fn run_events(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = app.live.subscribe(id);
+    let hello = tokio_stream::once(Ok(
+        SseEvent::default().data(json!({"type": "hello", "run": id}).to_string())
+    ));
+    let stream = BroadcastStream::new(rx).map(|m| {
+        Ok(match m {
+            Ok(s) => SseEvent::default().data(&*s),
+            // Too slow to keep up: the client reloads from the store.
+            Err(_) => SseEvent::default().data(json!({"type": "resync"}).to_string()),
+        })
+    });
+    Sse::new(hello.chain(stream)).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+pub struct LinesQuery {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+pub async fn job_log_lines(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    Query(q): Query<LinesQuery>,
+) -> Response {
+    let from = q.from.unwrap_or(0).max(0);
+    let to = q.to.unwrap_or(from + 1000).min(from + 10_000);
+    let chunks = tri!(app.store.log_chunks_for_lines(id, from, to));
+    let mut lines = Vec::new();
+    for c in chunks {
+        let text = String::from_utf8_lossy(&c.data).into_owned();
+        for (i, l) in text.lines().enumerate() {
+            let n = c.first_line + i as i64;
+            if n >= from && n < to {
+                lines.push(json!([n, l]));
+            }
+        }
+    }
+    let (_, total) = tri!(app.store.log_stats(id));
+    Json(json!({"from": from, "total": total, "lines": lines})).into_response()
+}
+
+pub async fn job_log_raw(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
+    let chunks = tri!(app.store.log_chunks(id, 0));
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.data.len()).sum());
+    for c in chunks {
+        out.extend_from_slice(&c.data);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
+}
+
+pub async fn list_artifacts(State(app): State<Arc<App>>, Path(run): Path<i64>) -> Response {
+    Json(tri!(app.store.list_artifacts(run))).into_response()
+}
+
+pub async fn upload_artifact(
+    State(app): State<Arc<App>>,
+    Path((run, name)): Path<(i64, String)>,
+    body: Bytes,
+) -> Response {
+    let digest = tri!(app.store.put_blob(&body));
+    let id = tri!(
+        app.store
+            .create_artifact(run, &name, &digest, body.len() as i64)
+    );
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "digest": digest})),
+    )
+        .into_response()
+}
+
+pub async fn download_artifact(
+    State(app): State<Arc<App>>,
+    Path((run, name)): Path<(i64, String)>,
+) -> Response {
+    let arts = tri!(app.store.list_artifacts(run));
+    let Some(a) = arts.into_iter().rev().find(|a| a.name == name) else {
+        return error(StatusCode::NOT_FOUND, "no such artifact");
+    };
+    match tri!(app.store.get_blob(&a.digest)) {
+        Some(b) => ([(header::CONTENT_TYPE, "application/octet-stream")], b).into_response(),
+        None => error(
+            StatusCode::GONE,
+            "the artifact's blob is missing from the data directory",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ApprovalsQuery {
+    pub pending: Option<bool>,
+}
+
+pub async fn list_approvals(
+    State(app): State<Arc<App>>,
+    Query(q): Query<ApprovalsQuery>,
+) -> Response {
+    Json(tri!(app.store.list_approvals(q.pending.unwrap_or(true)))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct DecisionBody {
+    pub approve: bool,
+    #[serde(default)]
+    pub comment: String,
+}
+
+pub async fn decide_approval(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(b): Json<DecisionBody>,
+) -> Response {
+    let all = tri!(app.store.list_approvals(false));
+    let Some(a) = all.into_iter().find(|a| a.id == id) else {
+        return error(StatusCode::NOT_FOUND, "no such approval");
+    };
+    let run = tri!(app.store.get_run(a.run_id));
+    let protection = match &run {
+        Some(r) => tri!(app.store.get_environment(r.repo_id, &a.environment)).unwrap_or_default(),
+        None => Default::default(),
+    };
+    if c.role != Role::Admin && !protection.reviewers.iter().any(|r| r == &c.name) {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "`{}` is not a reviewer of environment `{}` ({})",
+                c.name,
+                a.environment,
+                protection.reviewers.join(", ")
+            ),
+        );
+    }
+    let Some(decided) = tri!(
+        app.store
+            .decide_approval(id, b.approve, &c.name, &b.comment)
+    ) else {
+        return error(StatusCode::CONFLICT, "this approval was already decided");
+    };
+    tri!(app.store.audit(
+        &c.name,
+        if b.approve { "approval.approve" } else { "approval.reject" },
+        &format!("approval/{id}"),
+        &json!({"job": a.job_id, "run": a.run_id, "environment": a.environment, "comment": b.comment}),
+    ));
+    app.advance_run(a.run_id).await;
+    Json(decided).into_response()
+}
+
+pub async fn list_agents(State(app): State<Arc<App>>) -> Response {
+    let stored = tri!(app.store.list_agents());
+    let live = app.agents.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let now = hangar_store::now_ms();
+    let out: Vec<Value> = stored
+        .into_iter()
+        .map(|a| {
+            let l = live.get(&a.id);
+            json!({
+                "id": a.id, "name": a.name, "labels": a.labels, "capacity": a.capacity,
+                "last_seen": l.map(|l| l.last_seen).unwrap_or(a.last_seen),
+                "connected": l.map(|l| now - l.last_seen < 60_000).unwrap_or(false),
+                "free_slots": l.map(|l| l.free_slots),
+                "embedded": l.map(|l| l.embedded).unwrap_or(false),
+            })
+        })
+        .collect();
+    Json(out).into_response()
+}
+
+pub async fn list_deliveries(State(app): State<Arc<App>>) -> Response {
+    Json(tri!(app.store.list_deliveries(200))).into_response()
+}
+
+pub async fn list_audit(State(app): State<Arc<App>>) -> Response {
+    Json(tri!(app.store.list_audit(500))).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    pub name: String,
+    pub role: String,
+}
+
+pub async fn create_token(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<TokenBody>,
+) -> Response {
+    let Some(role) = Role::parse(&b.role) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`role` is `admin`, `read` or `agent`",
+        );
+    };
+    let token = tri!(app.store.create_token(&b.name, role));
+    tri!(app.store.audit(
+        &c.name,
+        "token.create",
+        &format!("token/{}", b.name),
+        &json!({"role": b.role})
+    ));
+    (
+        StatusCode::CREATED,
+        Json(json!({"token": token, "name": b.name, "role": b.role})),
+    )
+        .into_response()
+}
+
+pub async fn list_tokens(State(app): State<Arc<App>>) -> Response {
+    Json(tri!(app.store.list_tokens())).into_response()
+}
+
+pub async fn list_deployments(State(app): State<Arc<App>>) -> Response {
+    Json(tri!(app.store.list_deployments(None))).into_response()
+}

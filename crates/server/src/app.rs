@@ -1,0 +1,753 @@
+//! The server's state and its business rules: turning events into runs, deciding
+//! when a job may run (needs, environments, concurrency), and reaping lost leases.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use hangar_store::{Job, JobUpdate, Millis, NewRun, Protection, Repo, Store, now_ms};
+
+use crate::git::GitReader;
+use crate::live::LiveHub;
+use crate::mask::Masker;
+use crate::metrics::Metrics;
+use crate::workflows::{self, Event};
+
+#[derive(Debug, Clone)]
+pub struct AgentSeen {
+    pub id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: i64,
+    pub free_slots: i64,
+    pub last_seen: Millis,
+    pub persisted_at: Millis,
+    pub embedded: bool,
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub git: GitReader,
+    pub live: LiveHub,
+    pub metrics: Metrics,
+    /// Woken whenever a job becomes queued: long-polling agents re-check at once.
+    pub work: Notify,
+    pub agents: Mutex<HashMap<String, AgentSeen>>,
+    /// Serialises scheduling decisions (one server process owns the schedule).
+    pub sched: tokio::sync::Mutex<()>,
+    pub maskers: Mutex<HashMap<i64, Arc<Masker>>>,
+    /// Wait timers of protected environments: when they end, the run is re-checked.
+    pub timers: Mutex<BTreeMap<(Millis, i64), ()>>,
+    pub lease_ms: i64,
+    pub max_attempts: i64,
+    /// Token the embedded agent uses; it lives only in memory.
+    pub internal_token: String,
+    pub embedded_agent_id: String,
+    pub metrics_public: bool,
+    pub started_at: Millis,
+}
+
+pub fn default_branch_refs() -> [&'static str; 2] {
+    ["refs/heads/main", "refs/heads/master"]
+}
+
+impl App {
+    pub fn masker_for_job(&self, job: &Job, repo_id: i64) -> Arc<Masker> {
+        if let Some(m) = self
+            .maskers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job.id)
+        {
+            return m.clone();
+        }
+        let secrets = self.store.secrets_for_repo(repo_id).unwrap_or_default();
+        let mut values: Vec<String> = secrets.into_values().collect();
+        if let Some(s) = self.store.repo_webhook_secret(repo_id).ok().flatten() {
+            values.push(s);
+        }
+        let m = Arc::new(Masker::new(values.iter()));
+        self.maskers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id, m.clone());
+        m
+    }
+
+    /// Reads the workflows at the event's commit and builds the runs it triggers.
+    pub async fn runs_for_event(
+        &self,
+        repo: &Repo,
+        ev: &Event,
+    ) -> anyhow::Result<(Vec<NewRun>, Vec<String>)> {
+        let files = self.git.workflows_at(&repo.clone_url, &ev.sha).await?;
+        let mut runs = Vec::new();
+        let mut errors = Vec::new();
+        let mut ev = ev.clone();
+        if ev.changed_files.is_none() && ev.name == "push" {
+            ev.changed_files = Some(
+                self.git
+                    .changed_files(&repo.clone_url, &ev.before, &ev.sha)
+                    .await,
+            );
+        }
+        for (path, text) in files {
+            let wf = match workflows::parse(&path, &text) {
+                Ok(w) => w,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            if !wf.triggered_by(&ev) {
+                continue;
+            }
+            match self.new_run(repo, &wf, &ev, json!({})) {
+                Ok(r) => runs.push(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((runs, errors))
+    }
+
+    pub fn new_run(
+        &self,
+        repo: &Repo,
+        wf: &workflows::Workflow,
+        ev: &Event,
+        inputs: Value,
+    ) -> Result<NewRun, String> {
+        let jobs = wf.plan_jobs(self.max_attempts)?;
+        let (group, cancel) = match wf.concurrency(ev, &repo.name) {
+            Some((g, c)) => (Some(g), c),
+            None => (None, false),
+        };
+        Ok(NewRun {
+            repo_id: repo.id,
+            workflow_path: wf.path.clone(),
+            workflow_name: wf.name.clone(),
+            event: ev.name.clone(),
+            git_ref: ev.git_ref.clone(),
+            sha: ev.sha.clone(),
+            payload: ev.payload.clone(),
+            concurrency_group: group,
+            cancel_in_progress: cancel,
+            actor: ev.actor.clone(),
+            context: json!({
+                "workflow": wf.text,
+                "clone_url": repo.clone_url,
+                "repository": repo.name,
+                "inputs": inputs,
+            }),
+            jobs,
+        })
+    }
+
+    /// Brings newly created runs to life: concurrency groups first, then jobs.
+    pub async fn start_runs(&self, run_ids: &[i64]) {
+        for &id in run_ids {
+            if let Err(e) = self.apply_concurrency(id).await {
+                tracing::warn!(run = id, "concurrency: {e:#}");
+            }
+            self.advance_run(id).await;
+        }
+    }
+
+    async fn apply_concurrency(&self, run_id: i64) -> anyhow::Result<()> {
+        let Some(run) = self.store.get_run(run_id)? else {
+            return Ok(());
+        };
+        let Some(group) = &run.concurrency_group else {
+            return Ok(());
+        };
+        let others: Vec<_> = self
+            .store
+            .active_runs()?
+            .into_iter()
+            .filter(|r| r.id != run.id && r.concurrency_group.as_ref() == Some(group))
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        if run.cancel_in_progress {
+            for o in others.iter().filter(|o| o.id < run.id) {
+                self.cancel_run(
+                    o.id,
+                    "concurrency",
+                    &format!("cancelled by run #{} in group {group}", run.id),
+                )
+                .await?;
+            }
+        } else {
+            self.store.set_run_status(
+                run.id,
+                "waiting",
+                None,
+                Some(&format!("waiting for concurrency group `{group}`")),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Decides what every job of a run may do now. Idempotent; called after any change.
+    pub async fn advance_run(&self, run_id: i64) {
+        let mut next = Some(run_id);
+        while let Some(id) = next {
+            next = match self.advance_run_inner(id).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(run = id, "scheduling failed: {e:#}");
+                    None
+                }
+            };
+        }
+    }
+
+    /// Returns a run that may start now because this one left its concurrency group.
+    async fn advance_run_inner(&self, run_id: i64) -> anyhow::Result<Option<i64>> {
+        let _g = self.sched.lock().await;
+        let Some(run) = self.store.get_run(run_id)? else {
+            return Ok(None);
+        };
+        if run.status == "completed" {
+            return Ok(None);
+        }
+        if run.status == "waiting" {
+            let group = run.concurrency_group.clone().unwrap_or_default();
+            let blocked = self.store.active_runs()?.iter().any(|r| {
+                r.id < run.id
+                    && r.concurrency_group.as_deref() == Some(group.as_str())
+                    && r.status != "waiting"
+            });
+            let older_waiting =
+                self.store.active_runs()?.iter().any(|r| {
+                    r.id < run.id && r.concurrency_group.as_deref() == Some(group.as_str())
+                });
+            if blocked || older_waiting {
+                return Ok(None);
+            }
+            self.store.set_run_status(run.id, "queued", None, None)?;
+        }
+        let jobs = self.store.jobs_of_run(run_id)?;
+        let mut queued_any = false;
+        for job in jobs.iter().filter(|j| j.status == "waiting") {
+            let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
+            let pending: Vec<&str> = deps
+                .iter()
+                .filter(|d| d.status != "completed")
+                .map(|d| d.key.as_str())
+                .collect();
+            if !pending.is_empty() {
+                let mut p = pending.clone();
+                p.dedup();
+                self.set_waiting(job, &format!("waiting for needed jobs: {}", p.join(", ")))?;
+                continue;
+            }
+            if let Some(failed) = deps
+                .iter()
+                .find(|d| d.conclusion.as_deref() != Some("success"))
+            {
+                self.finish_job(
+                    job,
+                    "skipped",
+                    &format!("skipped: needed job `{}` did not succeed", failed.key),
+                )?;
+                continue;
+            }
+            if let Some(env) = &job.environment {
+                let protection = self
+                    .store
+                    .get_environment(run.repo_id, env)?
+                    .unwrap_or_default();
+                if !protection.branches.is_empty() {
+                    let branch = run
+                        .git_ref
+                        .strip_prefix("refs/heads/")
+                        .unwrap_or(&run.git_ref);
+                    if !protection
+                        .branches
+                        .iter()
+                        .any(|p| workflows::pattern_match(p, branch))
+                    {
+                        self.finish_job(job, "failure", &format!("branch `{branch}` may not deploy to environment `{env}` (allowed: {})", protection.branches.join(", ")))?;
+                        continue;
+                    }
+                }
+                if !protection.reviewers.is_empty() && !job.approved {
+                    let approvals = self.store.approvals_of_job(job.id)?;
+                    if let Some(rej) = approvals.iter().find(|a| a.state == "rejected") {
+                        let who = rej.reviewer.clone().unwrap_or_default();
+                        self.finish_job(
+                            job,
+                            "failure",
+                            &format!("rejected by {who} for environment `{env}`"),
+                        )?;
+                        continue;
+                    }
+                    if approvals.iter().any(|a| a.state == "approved") {
+                        self.store.update_job(
+                            job.id,
+                            &JobUpdate {
+                                approved: Some(true),
+                                ..Default::default()
+                            },
+                        )?;
+                    } else {
+                        if approvals.is_empty() {
+                            let id = self.store.create_approval(job.id, run.id, env)?;
+                            self.store.audit(
+                                "hangar",
+                                "approval.requested",
+                                &format!("approval/{id}"),
+                                &json!({"job": job.id, "run": run.id, "environment": env}),
+                            )?;
+                        }
+                        self.set_waiting(
+                            job,
+                            &format!(
+                                "waiting for approval by a reviewer of environment `{env}` ({})",
+                                protection.reviewers.join(", ")
+                            ),
+                        )?;
+                        continue;
+                    }
+                }
+                if protection.wait_seconds > 0 {
+                    let now = now_ms();
+                    let until = match job.not_before {
+                        Some(t) => t,
+                        None => {
+                            let t = now + protection.wait_seconds * 1000;
+                            self.store.update_job(
+                                job.id,
+                                &JobUpdate {
+                                    not_before: Some(Some(t)),
+                                    ..Default::default()
+                                },
+                            )?;
+                            t
+                        }
+                    };
+                    if now < until {
+                        self.timers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((until, run.id), ());
+                        self.set_waiting(
+                            job,
+                            &format!(
+                                "wait timer of environment `{env}`: {} s left",
+                                (until - now + 999) / 1000
+                            ),
+                        )?;
+                        continue;
+                    }
+                }
+            }
+            self.store.update_job(
+                job.id,
+                &JobUpdate {
+                    status: Some("queued".into()),
+                    waiting_reason: Some(None),
+                    ..Default::default()
+                },
+            )?;
+            queued_any = true;
+            self.publish_job(run_id, job.id);
+        }
+        if queued_any {
+            self.work.notify_waiters();
+        }
+        self.conclude_run(run_id)
+    }
+
+    fn set_waiting(&self, job: &Job, reason: &str) -> anyhow::Result<()> {
+        if job.waiting_reason.as_deref() != Some(reason) {
+            self.store.update_job(
+                job.id,
+                &JobUpdate {
+                    waiting_reason: Some(Some(reason.to_string())),
+                    ..Default::default()
+                },
+            )?;
+            self.publish_job(job.run_id, job.id);
+        }
+        Ok(())
+    }
+
+    fn finish_job(&self, job: &Job, conclusion: &str, reason: &str) -> anyhow::Result<()> {
+        self.store.update_job(
+            job.id,
+            &JobUpdate {
+                status: Some("completed".into()),
+                conclusion: Some(Some(conclusion.into())),
+                waiting_reason: Some(Some(reason.into())),
+                finished_at: Some(now_ms()),
+                ..Default::default()
+            },
+        )?;
+        self.publish_job(job.run_id, job.id);
+        Ok(())
+    }
+
+    /// Sets the run's status from its jobs.
+    fn conclude_run(&self, run_id: i64) -> anyhow::Result<Option<i64>> {
+        let Some(run) = self.store.get_run(run_id)? else {
+            return Ok(None);
+        };
+        if run.status == "waiting" {
+            return Ok(None);
+        }
+        let jobs = self.store.jobs_of_run(run_id)?;
+        let (status, conclusion) = if jobs.iter().all(|j| j.status == "completed") {
+            let c = if jobs
+                .iter()
+                .any(|j| j.conclusion.as_deref() == Some("failure"))
+            {
+                "failure"
+            } else if jobs
+                .iter()
+                .any(|j| j.conclusion.as_deref() == Some("cancelled"))
+            {
+                "cancelled"
+            } else {
+                "success"
+            };
+            ("completed", Some(c))
+        } else if jobs
+            .iter()
+            .any(|j| j.status == "running" || j.status == "completed")
+        {
+            ("running", None)
+        } else {
+            ("queued", None)
+        };
+        if run.status != status || run.conclusion.as_deref() != conclusion {
+            self.store
+                .set_run_status(run_id, status, conclusion, None)?;
+            self.live.publish(
+                run_id,
+                json!({"type": "run", "status": status, "conclusion": conclusion}),
+            );
+            if status == "completed" {
+                let mut m = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
+                for j in &jobs {
+                    m.remove(&j.id);
+                }
+                drop(m);
+                // A run leaving a concurrency group lets the next one in.
+                if let Some(group) = &run.concurrency_group {
+                    let next = self.store.active_runs()?.into_iter().find(|r| {
+                        r.status == "waiting" && r.concurrency_group.as_ref() == Some(group)
+                    });
+                    return Ok(next.map(|n| n.id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn publish_job(&self, run_id: i64, job_id: i64) {
+        if let Ok(Some(job)) = self.store.get_job(job_id) {
+            self.live
+                .publish(run_id, json!({"type": "job", "job": job}));
+        }
+    }
+
+    pub async fn cancel_run(&self, run_id: i64, actor: &str, reason: &str) -> anyhow::Result<()> {
+        {
+            let _g = self.sched.lock().await;
+            for job in self.store.jobs_of_run(run_id)? {
+                match job.status.as_str() {
+                    "waiting" | "queued" => self.finish_job(&job, "cancelled", reason)?,
+                    "running" => self.store.request_cancel(job.id)?,
+                    _ => {}
+                }
+            }
+            if let Some(run) = self.store.get_run(run_id)?
+                && run.status == "waiting"
+            {
+                self.store.set_run_status(run_id, "queued", None, None)?;
+            }
+        }
+        self.store.audit(
+            actor,
+            "run.cancel",
+            &format!("run/{run_id}"),
+            &json!({"reason": reason}),
+        )?;
+        self.advance_run(run_id).await;
+        Ok(())
+    }
+
+    /// Re-runs jobs: `which` is `all`, `failed` or a job id.
+    pub async fn rerun(&self, run_id: i64, which: &str, actor: &str) -> anyhow::Result<Vec<i64>> {
+        let jobs = self.store.jobs_of_run(run_id)?;
+        if jobs.iter().any(|j| j.status != "completed") {
+            anyhow::bail!("the run is still in progress; cancel it or wait for it to finish");
+        }
+        let mut chosen: Vec<i64> = match which {
+            "all" => jobs.iter().map(|j| j.id).collect(),
+            "failed" => jobs
+                .iter()
+                .filter(|j| j.conclusion.as_deref() != Some("success"))
+                .map(|j| j.id)
+                .collect(),
+            id => {
+                let id: i64 = id
+                    .parse()
+                    .context("re-run takes `all`, `failed` or a job id")?;
+                if !jobs.iter().any(|j| j.id == id) {
+                    anyhow::bail!("job {id} is not part of run {run_id}");
+                }
+                vec![id]
+            }
+        };
+        // Jobs downstream of a re-run job run again too (their inputs change).
+        loop {
+            let keys: Vec<&str> = jobs
+                .iter()
+                .filter(|j| chosen.contains(&j.id))
+                .map(|j| j.key.as_str())
+                .collect();
+            let more: Vec<i64> = jobs
+                .iter()
+                .filter(|j| {
+                    !chosen.contains(&j.id) && j.needs.iter().any(|n| keys.contains(&n.as_str()))
+                })
+                .map(|j| j.id)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            chosen.extend(more);
+        }
+        self.store.reset_jobs(run_id, &chosen)?;
+        self.store.audit(
+            actor,
+            "run.rerun",
+            &format!("run/{run_id}"),
+            &json!({"jobs": chosen, "which": which}),
+        )?;
+        self.live.publish(
+            run_id,
+            json!({"type": "run", "status": "queued", "conclusion": null}),
+        );
+        self.advance_run(run_id).await;
+        Ok(chosen)
+    }
+
+    /// Expired leases: retried when attempts remain, otherwise failed with the reason.
+    pub async fn reap(&self) -> anyhow::Result<usize> {
+        let expired = self.store.expired_leases(now_ms())?;
+        let n = expired.len();
+        for job in expired {
+            self.lose_job(
+                &job,
+                "the agent stopped sending heartbeats; its lease expired",
+            )
+            .await?;
+        }
+        let due: Vec<i64> = {
+            let mut t = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+            let now = now_ms();
+            let due: Vec<(Millis, i64)> = t.keys().filter(|(at, _)| *at <= now).cloned().collect();
+            for k in &due {
+                t.remove(k);
+            }
+            due.into_iter().map(|(_, r)| r).collect()
+        };
+        for run in due {
+            self.advance_run(run).await;
+        }
+        Ok(n)
+    }
+
+    pub async fn lose_job(&self, job: &Job, why: &str) -> anyhow::Result<()> {
+        let owner = job.lease_owner.clone().unwrap_or_default();
+        let retry = job.attempt < job.max_attempts;
+        let reason = if retry {
+            format!(
+                "{why} (agent {owner}); retrying, attempt {} of {}",
+                job.attempt + 1,
+                job.max_attempts
+            )
+        } else {
+            format!("{why} (agent {owner})")
+        };
+        if self
+            .store
+            .release_lease(job.id, job.fence, retry, &reason)?
+        {
+            tracing::warn!(job = job.id, "{reason}");
+            self.store.audit(
+                "hangar",
+                "job.lease_lost",
+                &format!("job/{}", job.id),
+                &json!({"agent": owner, "retry": retry}),
+            )?;
+            if !retry {
+                let _ = self.store.append_log_chunk(
+                    job.id,
+                    1_000_000,
+                    10_000_000,
+                    &format!("##[error]{reason}\n"),
+                );
+            }
+            self.publish_job(job.run_id, job.id);
+            if retry {
+                self.work.notify_waiters();
+            }
+            self.advance_run(job.run_id).await;
+        }
+        Ok(())
+    }
+
+    /// After a restart: the previous process's embedded agent died with it, so its
+    /// leases are settled now rather than after expiry; every active run is re-checked.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        for job in self.store.jobs_leased_by_prefix("embedded-")? {
+            if job.lease_owner.as_deref() != Some(self.embedded_agent_id.as_str()) {
+                self.lose_job(
+                    &job,
+                    "the server restarted while the job ran on its embedded agent",
+                )
+                .await?;
+            }
+        }
+        for run in self.store.active_runs()? {
+            self.advance_run(run.id).await;
+        }
+        Ok(())
+    }
+
+    /// Why a queued job is still queued, from the agents seen recently.
+    pub fn queued_reason(&self, job: &Job) -> String {
+        let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let matching: Vec<&AgentSeen> = agents
+            .values()
+            .filter(|a| now - a.last_seen < 60_000)
+            .filter(|a| {
+                job.labels
+                    .iter()
+                    .all(|l| a.labels.iter().any(|o| o.eq_ignore_ascii_case(l)))
+            })
+            .collect();
+        if matching.is_empty() {
+            format!(
+                "no connected agent has the labels [{}]",
+                job.labels.join(", ")
+            )
+        } else {
+            "waiting for a free slot on an agent".to_string()
+        }
+    }
+
+    /// Protection rules from `hangar.yml` (`environments.<name>.protection`) at a commit.
+    pub async fn sync_environments(&self, repo: &Repo, sha: &str) -> anyhow::Result<()> {
+        let Some(text) = self.git.file_at(&repo.clone_url, sha, "hangar.yml").await? else {
+            return Ok(());
+        };
+        for (name, p) in parse_protections(&text).map_err(|e| anyhow::anyhow!("hangar.yml: {e}"))? {
+            self.store.set_environment(repo.id, &name, &p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads only `environments.<name>.protection` of hangar.yml; the full model is
+/// the `project` crate's.
+pub fn parse_protections(text: &str) -> Result<Vec<(String, Protection)>, String> {
+    let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let loc = e
+            .location()
+            .map(|l| format!("{}:{}: ", l.line(), l.column()))
+            .unwrap_or_default();
+        format!("{loc}{e}")
+    })?;
+    let v = serde_json::to_value(v).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let Some(envs) = v.get("environments").and_then(Value::as_object) else {
+        return Ok(out);
+    };
+    for (name, env) in envs {
+        let Some(p) = env.get("protection") else {
+            continue;
+        };
+        let wait_seconds = match p.get("wait") {
+            None => 0,
+            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+            Some(Value::String(s)) => parse_duration(s).ok_or_else(|| format!("environments.{name}.protection.wait: `{s}` is not a duration like 30s, 5m or 1h"))?,
+            Some(other) => return Err(format!("environments.{name}.protection.wait: expected seconds or a duration, got {other}")),
+        };
+        out.push((
+            name.clone(),
+            Protection {
+                reviewers: workflows::list(p.get("reviewers")),
+                wait_seconds,
+                branches: workflows::list(p.get("branches")),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().ok()?;
+    Some(match unit.trim() {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    })
+}
+
+pub fn data_dir_default() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("hangar");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/share/hangar");
+    }
+    PathBuf::from(".hangar")
+}
+
+pub fn spawn_reaper(app: Arc<App>, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = app.reap().await {
+                tracing::warn!("reaper: {e:#}");
+            }
+            if let Ok(d) = app.store.queue_depth() {
+                app.metrics.queue_depth.set(d);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protections_from_hangar_yml() {
+        let p = parse_protections("environments:\n  prod:\n    protection:\n      reviewers: [alice]\n      wait: 5m\n      branches: [main]\n  dev: {}\n").unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].1.wait_seconds, 300);
+        assert_eq!(p[0].1.reviewers, vec!["alice"]);
+        assert!(
+            parse_protections("environments:\n  p:\n    protection: {wait: soon}\n")
+                .unwrap_err()
+                .contains("duration")
+        );
+    }
+}

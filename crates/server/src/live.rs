@@ -1,0 +1,33 @@
+//! Live events per run (job and step changes, log chunks) fanned out to SSE
+//! subscribers. Nothing here is durable: the store is written first, then events
+//! are published, so a subscriber that misses one catches up from the store.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+#[derive(Default)]
+pub struct LiveHub {
+    runs: Mutex<HashMap<i64, broadcast::Sender<std::sync::Arc<str>>>>,
+}
+
+impl LiveHub {
+    pub fn subscribe(&self, run_id: i64) -> broadcast::Receiver<std::sync::Arc<str>> {
+        let mut m = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(run_id)
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe()
+    }
+
+    pub fn publish(&self, run_id: i64, event: Value) {
+        let mut m = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = m.get(&run_id) {
+            if tx.send(event.to_string().into()).is_err() {
+                // Nobody listens any more.
+                m.remove(&run_id);
+            }
+        }
+    }
+}

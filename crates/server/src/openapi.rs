@@ -1,0 +1,56 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`, written by hand: the
+//! API is small, and a derive framework would cost more build time than it saves.
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, tag: &str) -> Value {
+    json!({"summary": summary, "tags": [tag], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or unknown token"}}})
+}
+
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "hangar CI server", "version": env!("CARGO_PKG_VERSION")},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness (no token)", "security": [], "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": op("Prometheus metrics", "ops")},
+            "/hooks/{forge}": {"post": {"summary": "Forge webhook (github, gitea, forgejo, gitlab); authenticated by signature", "security": [],
+                "parameters": [{"name": "forge", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "repo", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"202": {"description": "runs queued"}, "200": {"description": "duplicate delivery"}, "400": {"description": "malformed payload"}, "401": {"description": "bad signature"}}}},
+            "/api/v1/repos": {"get": op("List repositories", "repos"), "post": op("Register a repository {name, clone_url, forge, webhook_secret}", "repos")},
+            "/api/v1/repos/{id}/dispatch": {"post": op("workflow_dispatch {workflow, ref, inputs}", "runs")},
+            "/api/v1/repos/{id}/secrets": {"get": op("Secret names (never values); id 0 = global", "secrets")},
+            "/api/v1/repos/{id}/secrets/{name}": {"put": op("Set a secret {value}", "secrets")},
+            "/api/v1/repos/{id}/variables/{name}": {"put": op("Set a variable {value}", "secrets")},
+            "/api/v1/runs": {"get": {"summary": "List runs", "tags": ["runs"], "parameters": [
+                {"name": "repo", "in": "query", "schema": {"type": "integer"}},
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["waiting", "queued", "running", "completed"]}},
+                {"name": "event", "in": "query", "schema": {"type": "string"}},
+                {"name": "branch", "in": "query", "schema": {"type": "string"}},
+                {"name": "workflow", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "OK"}}}},
+            "/api/v1/runs/{id}": {"get": op("A run with its jobs, steps, approvals and why each job waits", "runs")},
+            "/api/v1/runs/{id}/cancel": {"post": op("Cancel a run (reaches running processes)", "runs")},
+            "/api/v1/runs/{id}/rerun": {"post": op("Re-run {jobs: all | failed | <job id>}", "runs")},
+            "/api/v1/runs/{id}/events": {"get": op("Server-sent events: job, step, log and run changes", "runs")},
+            "/api/v1/runs/{id}/artifacts": {"get": op("Artifacts of a run", "artifacts")},
+            "/api/v1/runs/{id}/artifacts/{name}": {"get": op("Download an artifact", "artifacts"), "post": op("Upload an artifact (body = bytes)", "artifacts")},
+            "/api/v1/jobs/{id}/logs": {"get": op("Log lines [from, to) as JSON", "logs")},
+            "/api/v1/jobs/{id}/logs/raw": {"get": op("The whole log as text", "logs")},
+            "/api/v1/approvals": {"get": op("Approvals (pending=true by default)", "approvals")},
+            "/api/v1/approvals/{id}": {"post": op("Approve or reject {approve, comment}", "approvals")},
+            "/api/v1/agents": {"get": op("Agents", "agents")},
+            "/api/v1/deliveries": {"get": op("Webhook deliveries", "ops")},
+            "/api/v1/audit": {"get": op("Audit log", "ops")},
+            "/api/v1/deployments": {"get": op("Deployments", "ops")},
+            "/api/v1/tokens": {"get": op("Tokens (never values)", "ops"), "post": op("Create a token {name, role: admin|read|agent}", "ops")},
+            "/api/v1/agent/poll": {"post": op("Agent: long-poll for a job", "agent")},
+            "/api/v1/agent/jobs/{id}/heartbeat": {"post": op("Agent: extend the lease {fence}", "agent")},
+            "/api/v1/agent/jobs/{id}/logs": {"post": op("Agent: one log chunk {fence, chunk, first_line, text}", "agent")},
+            "/api/v1/agent/jobs/{id}/steps": {"post": op("Agent: a step started or finished", "agent")},
+            "/api/v1/agent/jobs/{id}/complete": {"post": op("Agent: the job's conclusion and outputs", "agent")}
+        }
+    })
+}

@@ -1,0 +1,162 @@
+//! Triggers that do not come from a forge: `--repo PATH` (watching a local git
+//! repository's branches and tags) and `schedule:` cron entries (UTC).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use hangar_store::Repo;
+
+use crate::app::App;
+use crate::hooks::queue_event;
+use crate::workflows::{self, Event};
+
+/// Polls `git for-each-ref` of a local repository; every moved branch or tag is a push.
+pub fn watch_local(app: Arc<App>, repo: Repo, path: PathBuf, every: Duration) {
+    tokio::spawn(async move {
+        let mut known: HashMap<String, String> = match app.git.local_refs(&path).await {
+            Ok(refs) => refs.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!("not watching {}: {e:#}", path.display());
+                return;
+            }
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            let Ok(refs) = app.git.local_refs(&path).await else {
+                continue;
+            };
+            for (r, sha) in refs {
+                let before = known.get(&r).cloned();
+                if before.as_deref() == Some(sha.as_str()) {
+                    continue;
+                }
+                known.insert(r.clone(), sha.clone());
+                let before = before.unwrap_or_else(|| "0".repeat(40));
+                let ev = Event {
+                    name: "push".into(),
+                    git_ref: r.clone(),
+                    sha: sha.clone(),
+                    before: before.clone(),
+                    actor: whoami(),
+                    payload: json!({
+                        "ref": r, "before": before, "after": sha,
+                        "repository": {"full_name": repo.name, "clone_url": repo.clone_url},
+                    }),
+                    ..Default::default()
+                };
+                let delivery = format!("local:{}:{r}:{sha}", repo.id);
+                let _ = queue_event(&app, &repo, &ev, &delivery).await;
+            }
+        }
+    });
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "local".into())
+}
+
+/// Once a minute (UTC), runs the `schedule:` workflows of each repository's default
+/// branch. Delivery ids name the minute, so a restart never runs a tick twice.
+pub fn cron(app: Arc<App>) {
+    tokio::spawn(async move {
+        loop {
+            let now = chrono_now_secs();
+            let next_minute = (now / 60 + 1) * 60;
+            tokio::time::sleep(Duration::from_secs((next_minute - now) as u64)).await;
+            if let Err(e) = tick(&app, next_minute).await {
+                tracing::warn!("schedule: {e:#}");
+            }
+        }
+    });
+}
+
+fn chrono_now_secs() -> i64 {
+    hangar_store::now_ms() / 1000
+}
+
+pub async fn tick(app: &App, minute_secs: i64) -> anyhow::Result<usize> {
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(minute_secs as u64);
+    let mut queued = 0;
+    for repo in app.store.list_repos()? {
+        let head = app
+            .git
+            .symbolic_head(&repo.clone_url)
+            .await
+            .unwrap_or_else(|| "HEAD".into());
+        let Ok(sha) = app.git.resolve(&repo.clone_url, &head).await else {
+            continue;
+        };
+        for (path, text) in app
+            .git
+            .workflows_at(&repo.clone_url, &sha)
+            .await
+            .unwrap_or_default()
+        {
+            let Ok(wf) = workflows::parse(&path, &text) else {
+                continue;
+            };
+            for expr in wf.schedules() {
+                if !cron_matches(&expr, when) {
+                    continue;
+                }
+                let ev = Event {
+                    name: "schedule".into(),
+                    git_ref: head.clone(),
+                    sha: sha.clone(),
+                    actor: "schedule".into(),
+                    payload: json!({"schedule": expr}),
+                    ..Default::default()
+                };
+                let Ok(run) = app.new_run(&repo, &wf, &ev, json!({})) else {
+                    continue;
+                };
+                let delivery = format!("schedule:{}:{path}:{expr}:{minute_secs}", repo.id);
+                if let Some(ids) = app.store.record_delivery(
+                    &delivery,
+                    Some(repo.id),
+                    "schedule",
+                    "queued",
+                    &[run],
+                )? {
+                    queued += ids.len();
+                    app.start_runs(&ids).await;
+                }
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Whether a five-field cron expression (UTC) fires at this minute.
+pub fn cron_matches(expr: &str, when: std::time::SystemTime) -> bool {
+    let Ok(cron) = croner::Cron::new(expr).parse() else {
+        return false;
+    };
+    let secs = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0) else {
+        return false;
+    };
+    cron.is_time_matching(&t).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_in_utc() {
+        // 2024-01-01T00:00:00Z was a Monday.
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
+        assert!(cron_matches("0 0 * * *", t));
+        assert!(cron_matches("0 0 * * 1", t));
+        assert!(!cron_matches("30 0 * * *", t));
+        assert!(!cron_matches("not a cron", t));
+    }
+}

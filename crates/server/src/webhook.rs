@@ -1,0 +1,324 @@
+//! Webhook authentication and payload normalisation for GitHub, Gitea/Forgejo and
+//! GitLab. Signatures are checked before the body is parsed, in constant time.
+
+use axum::http::HeaderMap;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::workflows::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forge {
+    GitHub,
+    Gitea,
+    GitLab,
+}
+
+impl Forge {
+    pub fn parse(s: &str) -> Option<Forge> {
+        match s {
+            "github" => Some(Forge::GitHub),
+            "gitea" | "forgejo" => Some(Forge::Gitea),
+            "gitlab" => Some(Forge::GitLab),
+            _ => None,
+        }
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> Vec<u8> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks the forge's signature header against `secret`.
+pub fn verify(forge: Forge, headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
+    match forge {
+        Forge::GitHub | Forge::Gitea => {
+            let given = match forge {
+                Forge::GitHub => {
+                    header(headers, "x-hub-signature-256").and_then(|s| s.strip_prefix("sha256="))
+                }
+                _ => header(headers, "x-gitea-signature")
+                    .or_else(|| header(headers, "x-forgejo-signature"))
+                    .or_else(|| {
+                        header(headers, "x-hub-signature-256")
+                            .and_then(|s| s.strip_prefix("sha256="))
+                    }),
+            };
+            let Some(given) = given.and_then(|g| hex::decode(g.trim()).ok()) else {
+                return false;
+            };
+            let expected = hmac_hex(secret, body);
+            given.len() == expected.len() && bool::from(given.ct_eq(&expected))
+        }
+        Forge::GitLab => {
+            let Some(given) = header(headers, "x-gitlab-token") else {
+                return false;
+            };
+            // Compare digests so the comparison time does not depend on the length either.
+            let a = hmac_hex("hangar-gitlab", given.as_bytes());
+            let b = hmac_hex("hangar-gitlab", secret.as_bytes());
+            bool::from(a.ct_eq(&b))
+        }
+    }
+}
+
+pub struct Parsed {
+    pub delivery_id: String,
+    /// `None` for events hangar does not act on (ping, issues...): recorded, nothing queued.
+    pub event: Option<Event>,
+    pub event_name: String,
+    pub repo_full_name: Option<String>,
+    pub clone_url: Option<String>,
+}
+
+fn s(v: &Value, ptr: &str) -> Option<String> {
+    v.pointer(ptr).and_then(Value::as_str).map(String::from)
+}
+
+/// Parses a verified body. Errors are messages for a 400 answer.
+pub fn parse(forge: Forge, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, String> {
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the payload is not JSON: {e}"))?;
+    if !payload.is_object() {
+        return Err("the payload must be a JSON object".into());
+    }
+    let (event_name, delivery) = match forge {
+        Forge::GitHub => (
+            header(headers, "x-github-event"),
+            header(headers, "x-github-delivery"),
+        ),
+        Forge::Gitea => (
+            header(headers, "x-gitea-event")
+                .or_else(|| header(headers, "x-forgejo-event"))
+                .or_else(|| header(headers, "x-github-event")),
+            header(headers, "x-gitea-delivery")
+                .or_else(|| header(headers, "x-forgejo-delivery"))
+                .or_else(|| header(headers, "x-github-delivery")),
+        ),
+        Forge::GitLab => (
+            header(headers, "x-gitlab-event"),
+            header(headers, "x-gitlab-event-uuid")
+                .or_else(|| header(headers, "x-gitlab-webhook-uuid")),
+        ),
+    };
+    let event_name = event_name
+        .ok_or("the event header is missing (X-GitHub-Event, X-Gitea-Event or X-Gitlab-Event)")?;
+    let delivery_id = match delivery {
+        Some(d) if !d.is_empty() => d.to_string(),
+        // No delivery id: the body's hash stands in, so exact redeliveries still de-duplicate.
+        _ => format!("sha256:{}", hangar_store::crypto::sha256_hex(body)),
+    };
+    let (event, full_name, clone_url) = match forge {
+        Forge::GitHub | Forge::Gitea => {
+            let full = s(&payload, "/repository/full_name");
+            let url = s(&payload, "/repository/clone_url");
+            let ev = match event_name {
+                "push" => Some(github_push(&payload)?),
+                "pull_request" => Some(github_pr(&payload)?),
+                _ => None,
+            };
+            (ev, full, url)
+        }
+        Forge::GitLab => {
+            let full = s(&payload, "/project/path_with_namespace");
+            let url = s(&payload, "/project/git_http_url");
+            let ev = match event_name {
+                "Push Hook" | "Tag Push Hook" => Some(gitlab_push(&payload)?),
+                "Merge Request Hook" => Some(gitlab_mr(&payload)?),
+                _ => None,
+            };
+            (ev, full, url)
+        }
+    };
+    Ok(Parsed {
+        delivery_id,
+        event,
+        event_name: event_name.to_string(),
+        repo_full_name: full_name,
+        clone_url,
+    })
+}
+
+fn files_of(commits: Option<&Value>) -> Option<Vec<String>> {
+    let commits = commits?.as_array()?;
+    let mut files = Vec::new();
+    for c in commits {
+        for k in ["added", "modified", "removed"] {
+            if let Some(a) = c.get(k).and_then(Value::as_array) {
+                files.extend(a.iter().filter_map(|f| f.as_str().map(String::from)));
+            }
+        }
+    }
+    Some(files)
+}
+
+fn github_push(p: &Value) -> Result<Event, String> {
+    let git_ref = s(p, "/ref").ok_or("push payload has no `ref`")?;
+    let sha = s(p, "/after").ok_or("push payload has no `after` commit")?;
+    Ok(Event {
+        name: "push".into(),
+        git_ref,
+        deleted: p.get("deleted").and_then(Value::as_bool).unwrap_or(false)
+            || sha.bytes().all(|b| b == b'0'),
+        sha,
+        before: s(p, "/before").unwrap_or_default(),
+        changed_files: files_of(p.get("commits")).filter(|f| !f.is_empty()),
+        actor: s(p, "/pusher/name")
+            .or_else(|| s(p, "/sender/login"))
+            .unwrap_or_default(),
+        payload: p.clone(),
+        ..Default::default()
+    })
+}
+
+fn github_pr(p: &Value) -> Result<Event, String> {
+    let number = p
+        .pointer("/number")
+        .or_else(|| p.pointer("/pull_request/number"))
+        .and_then(Value::as_i64)
+        .ok_or("pull_request payload has no `number`")?;
+    Ok(Event {
+        name: "pull_request".into(),
+        git_ref: format!("refs/pull/{number}/head"),
+        sha: s(p, "/pull_request/head/sha")
+            .ok_or("pull_request payload has no `pull_request.head.sha`")?,
+        base_ref: s(p, "/pull_request/base/ref"),
+        action: s(p, "/action"),
+        actor: s(p, "/sender/login").unwrap_or_default(),
+        payload: p.clone(),
+        ..Default::default()
+    })
+}
+
+fn gitlab_push(p: &Value) -> Result<Event, String> {
+    let git_ref = s(p, "/ref").ok_or("push payload has no `ref`")?;
+    let sha = s(p, "/checkout_sha")
+        .or_else(|| s(p, "/after"))
+        .ok_or("push payload has no `after`")?;
+    Ok(Event {
+        name: "push".into(),
+        git_ref,
+        deleted: sha.bytes().all(|b| b == b'0'),
+        sha,
+        before: s(p, "/before").unwrap_or_default(),
+        changed_files: files_of(p.get("commits")).filter(|f| !f.is_empty()),
+        actor: s(p, "/user_username").unwrap_or_default(),
+        payload: p.clone(),
+        ..Default::default()
+    })
+}
+
+fn gitlab_mr(p: &Value) -> Result<Event, String> {
+    let iid = p
+        .pointer("/object_attributes/iid")
+        .and_then(Value::as_i64)
+        .ok_or("merge request payload has no `object_attributes.iid`")?;
+    let action = match s(p, "/object_attributes/action").as_deref() {
+        Some("open") => "opened",
+        Some("update") => "synchronize",
+        Some("reopen") => "reopened",
+        Some("close") => "closed",
+        Some(other) => other,
+        None => "opened",
+    }
+    .to_string();
+    Ok(Event {
+        name: "pull_request".into(),
+        git_ref: format!("refs/merge-requests/{iid}/head"),
+        sha: s(p, "/object_attributes/last_commit/id")
+            .ok_or("merge request payload has no last commit")?,
+        base_ref: s(p, "/object_attributes/target_branch"),
+        action: Some(action),
+        actor: s(p, "/user/username").unwrap_or_default(),
+        payload: p.clone(),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn github_signature() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let sig = format!("sha256={}", hex::encode(hmac_hex("s3cret", body)));
+        assert!(verify(
+            Forge::GitHub,
+            &headers(&[("x-hub-signature-256", &sig)]),
+            body,
+            "s3cret"
+        ));
+        assert!(!verify(
+            Forge::GitHub,
+            &headers(&[("x-hub-signature-256", &sig)]),
+            body,
+            "other"
+        ));
+        assert!(!verify(
+            Forge::GitHub,
+            &headers(&[("x-hub-signature-256", "sha256=zz")]),
+            body,
+            "s3cret"
+        ));
+        assert!(!verify(Forge::GitHub, &headers(&[]), body, "s3cret"));
+        let gitea = hex::encode(hmac_hex("s3cret", body));
+        assert!(verify(
+            Forge::Gitea,
+            &headers(&[("x-gitea-signature", &gitea)]),
+            body,
+            "s3cret"
+        ));
+        assert!(verify(
+            Forge::GitLab,
+            &headers(&[("x-gitlab-token", "s3cret")]),
+            body,
+            "s3cret"
+        ));
+        assert!(!verify(
+            Forge::GitLab,
+            &headers(&[("x-gitlab-token", "s3cre")]),
+            body,
+            "s3cret"
+        ));
+    }
+
+    #[test]
+    fn malformed_payloads_explain_themselves() {
+        let h = headers(&[("x-github-event", "push"), ("x-github-delivery", "1")]);
+        assert!(
+            parse(Forge::GitHub, &h, b"nope")
+                .err()
+                .unwrap()
+                .contains("not JSON")
+        );
+        assert!(
+            parse(Forge::GitHub, &h, b"{}")
+                .err()
+                .unwrap()
+                .contains("no `ref`")
+        );
+        let p = parse(Forge::GitHub, &h, br#"{"ref":"refs/heads/main","after":"abc","commits":[{"added":["a"],"modified":["b"]}]}"#).unwrap();
+        assert_eq!(p.event.unwrap().changed_files.unwrap(), vec!["a", "b"]);
+    }
+}

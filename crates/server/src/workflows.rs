@@ -1,0 +1,540 @@
+//! What the server needs from a workflow file before any job runs: which events
+//! trigger it (with branch, tag, path and type filters), its `workflow_dispatch`
+//! inputs, its cron schedules, its concurrency group, and its jobs (`needs`,
+//! `runs-on` labels, `environment`, matrix combinations).
+//!
+//! This reads the YAML as plain data. Running a job (steps, expressions) is the
+//! engine's business on the agent side; the agent receives the workflow text too.
+
+use serde_json::{Map, Value, json};
+
+use hangar_store::NewJob;
+
+/// An event normalised across forges.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// `push`, `pull_request`, `workflow_dispatch` or `schedule`.
+    pub name: String,
+    /// Full ref: `refs/heads/main`, `refs/tags/v1`, `refs/pull/3/merge`.
+    pub git_ref: String,
+    pub sha: String,
+    pub before: String,
+    /// For pull requests: the base branch (filters match it) and the action.
+    pub base_ref: Option<String>,
+    pub action: Option<String>,
+    pub changed_files: Option<Vec<String>>,
+    pub deleted: bool,
+    pub payload: Value,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub path: String,
+    pub name: String,
+    pub text: String,
+    pub doc: Value,
+}
+
+pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let loc = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        format!("{path}{loc}: {e}")
+    })?;
+    let doc = serde_json::to_value(yaml).map_err(|e| format!("{path}: {e}"))?;
+    if !doc.is_object() {
+        return Err(format!(
+            "{path}:1:1: a workflow must be a mapping with `on:` and `jobs:`"
+        ));
+    }
+    let name = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .unwrap_or_else(|| path.to_string());
+    Ok(Workflow {
+        path: path.to_string(),
+        name,
+        text: text.to_string(),
+        doc,
+    })
+}
+
+impl Workflow {
+    /// `on:` as a map from event name to its filter object (null when none).
+    /// YAML 1.1 reads a bare `on` key as `true`, so that spelling is accepted too.
+    fn triggers(&self) -> Map<String, Value> {
+        let on = self
+            .doc
+            .get("on")
+            .or_else(|| self.doc.get("true"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        match on {
+            Value::String(s) => [(s, Value::Null)].into_iter().collect(),
+            Value::Array(a) => a
+                .into_iter()
+                .filter_map(|v| v.as_str().map(|s| (s.to_string(), Value::Null)))
+                .collect(),
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    pub fn triggered_by(&self, ev: &Event) -> bool {
+        let triggers = self.triggers();
+        let Some(filter) = triggers.get(&ev.name) else {
+            return false;
+        };
+        match ev.name.as_str() {
+            "push" => {
+                if ev.deleted {
+                    return false;
+                }
+                let (kind, short) = split_ref(&ev.git_ref);
+                let has_branch =
+                    filter.get("branches").is_some() || filter.get("branches-ignore").is_some();
+                let has_tag = filter.get("tags").is_some() || filter.get("tags-ignore").is_some();
+                let ref_ok = match kind {
+                    "branch" if has_tag && !has_branch => false,
+                    "tag" if has_branch && !has_tag => false,
+                    "branch" => ref_filter(filter, "branches", short),
+                    "tag" => ref_filter(filter, "tags", short),
+                    _ => true,
+                };
+                ref_ok && (kind == "tag" || path_filter(filter, ev.changed_files.as_deref()))
+            }
+            "pull_request" | "pull_request_target" => {
+                let types = list(filter.get("types"));
+                let types: Vec<String> = if types.is_empty() {
+                    vec!["opened".into(), "synchronize".into(), "reopened".into()]
+                } else {
+                    types
+                };
+                let action = ev.action.clone().unwrap_or_default();
+                types.contains(&action)
+                    && ref_filter(filter, "branches", ev.base_ref.as_deref().unwrap_or(""))
+                    && path_filter(filter, ev.changed_files.as_deref())
+            }
+            _ => true,
+        }
+    }
+
+    pub fn schedules(&self) -> Vec<String> {
+        match self.triggers().get("schedule") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|c| c.get("cron")?.as_str().map(String::from))
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    pub fn dispatch_inputs(&self) -> Option<Map<String, Value>> {
+        let t = self.triggers();
+        let d = t.get("workflow_dispatch")?;
+        Some(
+            d.get("inputs")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
+    /// `(group, cancel-in-progress)` with the common `${{ github.* }}` references filled in.
+    pub fn concurrency(&self, ev: &Event, repo: &str) -> Option<(String, bool)> {
+        let c = self.doc.get("concurrency")?;
+        let (group, cancel) = match c {
+            Value::String(s) => (s.clone(), false),
+            Value::Object(m) => (
+                m.get("group")?.as_str()?.to_string(),
+                m.get("cancel-in-progress")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            ),
+            _ => return None,
+        };
+        Some((substitute_github(&group, ev, repo, &self.name), cancel))
+    }
+
+    /// The workflow's jobs, one per matrix combination, in file order.
+    pub fn plan_jobs(&self, max_attempts: i64) -> Result<Vec<NewJob>, String> {
+        let Some(jobs) = self.doc.get("jobs").and_then(Value::as_object) else {
+            return Err(format!(
+                "{}: the workflow has no `jobs:` mapping",
+                self.path
+            ));
+        };
+        let mut out = Vec::new();
+        for (key, job) in jobs {
+            let needs = list(job.get("needs"));
+            for n in &needs {
+                if !jobs.contains_key(n) {
+                    return Err(format!(
+                        "{}: job `{key}` needs `{n}`, which is not a job in this workflow",
+                        self.path
+                    ));
+                }
+            }
+            let labels = match job.get("runs-on") {
+                Some(Value::Object(m)) => list(m.get("labels")),
+                other => list(other),
+            };
+            let environment = match job.get("environment") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Object(m)) => m.get("name").and_then(Value::as_str).map(String::from),
+                _ => None,
+            };
+            let base_name = job
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(key)
+                .to_string();
+            for combo in matrix_combinations(job.get("strategy").and_then(|s| s.get("matrix"))) {
+                let name = if combo.is_empty() {
+                    base_name.clone()
+                } else {
+                    let vals: Vec<String> = combo
+                        .values()
+                        .map(|v| {
+                            v.as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect();
+                    format!("{base_name} ({})", vals.join(", "))
+                };
+                let mut spec = job.clone();
+                if let Value::Object(m) = &mut spec {
+                    m.insert("matrix".into(), Value::Object(combo.clone()));
+                }
+                out.push(NewJob {
+                    key: key.clone(),
+                    name,
+                    needs: needs.clone(),
+                    labels: labels.clone(),
+                    environment: environment.clone(),
+                    max_attempts,
+                    spec,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn split_ref(r: &str) -> (&'static str, &str) {
+    if let Some(b) = r.strip_prefix("refs/heads/") {
+        ("branch", b)
+    } else if let Some(t) = r.strip_prefix("refs/tags/") {
+        ("tag", t)
+    } else {
+        ("other", r)
+    }
+}
+
+pub fn list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// GitHub's filter-pattern matching: `*` stays within a path segment, `**` crosses
+/// them, and later `!pattern` entries exclude what earlier ones included.
+pub fn pattern_match(pattern: &str, value: &str) -> bool {
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    glob::Pattern::new(pattern)
+        .map(|p| p.matches_with(value, opts))
+        .unwrap_or(pattern == value)
+}
+
+fn matches_list(patterns: &[String], value: &str) -> bool {
+    let mut hit = false;
+    for p in patterns {
+        if let Some(neg) = p.strip_prefix('!') {
+            if pattern_match(neg, value) {
+                hit = false;
+            }
+        } else if pattern_match(p, value) {
+            hit = true;
+        }
+    }
+    hit
+}
+
+fn ref_filter(filter: &Value, key: &str, value: &str) -> bool {
+    if let Some(inc) = filter.get(key) {
+        return matches_list(&list(Some(inc)), value);
+    }
+    if let Some(exc) = filter.get(format!("{key}-ignore").as_str()) {
+        return !matches_list(&list(Some(exc)), value);
+    }
+    true
+}
+
+fn path_filter(filter: &Value, files: Option<&[String]>) -> bool {
+    let Some(files) = files else { return true };
+    if let Some(inc) = filter.get("paths") {
+        let pats = list(Some(inc));
+        return files.iter().any(|f| matches_list(&pats, f));
+    }
+    if let Some(exc) = filter.get("paths-ignore") {
+        let pats = list(Some(exc));
+        return files.iter().any(|f| !matches_list(&pats, f));
+    }
+    true
+}
+
+fn substitute_github(template: &str, ev: &Event, repo: &str, workflow: &str) -> String {
+    let head_ref = ev
+        .payload
+        .pointer("/pull_request/head/ref")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut out = template.to_string();
+    for (k, v) in [
+        ("github.ref", ev.git_ref.as_str()),
+        ("github.workflow", workflow),
+        ("github.head_ref", head_ref),
+        ("github.event_name", ev.name.as_str()),
+        ("github.sha", ev.sha.as_str()),
+        ("github.repository", repo),
+    ] {
+        for spelled in [format!("${{{{ {k} }}}}"), format!("${{{{{k}}}}}")] {
+            out = out.replace(&spelled, v);
+        }
+    }
+    out
+}
+
+/// Cartesian product of the matrix's list-valued keys, then `exclude`, then `include`.
+fn matrix_combinations(matrix: Option<&Value>) -> Vec<Map<String, Value>> {
+    let Some(Value::Object(m)) = matrix else {
+        return vec![Map::new()];
+    };
+    let mut combos = vec![Map::new()];
+    for (k, v) in m {
+        if k == "include" || k == "exclude" {
+            continue;
+        }
+        let Value::Array(vals) = v else { continue };
+        let mut next = Vec::new();
+        for c in &combos {
+            for val in vals {
+                let mut c2 = c.clone();
+                c2.insert(k.clone(), val.clone());
+                next.push(c2);
+            }
+        }
+        combos = next;
+    }
+    let subset = |c: &Map<String, Value>, pat: &Map<String, Value>| {
+        pat.iter().all(|(k, v)| c.get(k) == Some(v))
+    };
+    if let Some(Value::Array(ex)) = m.get("exclude") {
+        combos.retain(|c| !ex.iter().filter_map(Value::as_object).any(|e| subset(c, e)));
+    }
+    if let Some(Value::Array(inc)) = m.get("include") {
+        for i in inc.iter().filter_map(Value::as_object) {
+            let mut merged = false;
+            for c in combos.iter_mut() {
+                let original_keys_match = i
+                    .iter()
+                    .all(|(k, v)| !c.contains_key(k) || c.get(k) == Some(v));
+                if original_keys_match && !c.is_empty() {
+                    for (k, v) in i {
+                        c.insert(k.clone(), v.clone());
+                    }
+                    merged = true;
+                }
+            }
+            if !merged {
+                combos.push(i.clone());
+            }
+        }
+    }
+    if combos.is_empty() {
+        vec![Map::new()]
+    } else {
+        combos
+    }
+}
+
+/// Checks dispatch inputs against the workflow's declared types; fills defaults.
+pub fn check_inputs(
+    declared: &Map<String, Value>,
+    given: &Map<String, Value>,
+) -> Result<Value, String> {
+    for k in given.keys() {
+        if !declared.contains_key(k) {
+            return Err(format!(
+                "unknown input `{k}`; declared inputs: {}",
+                declared.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let mut out = Map::new();
+    for (name, decl) in declared {
+        let ty = decl.get("type").and_then(Value::as_str).unwrap_or("string");
+        let required = decl
+            .get("required")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let value = match given.get(name).or_else(|| decl.get("default")) {
+            Some(v) => v.clone(),
+            None if required => return Err(format!("input `{name}` is required")),
+            None => continue,
+        };
+        let value = match ty {
+            "boolean" => match &value {
+                Value::Bool(_) => value,
+                Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
+                _ => return Err(format!("input `{name}` must be a boolean, got {value}")),
+            },
+            "number" => match &value {
+                Value::Number(_) => value,
+                Value::String(s) => s
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
+                    .ok_or_else(|| format!("input `{name}` must be a number, got {s:?}"))?,
+                _ => return Err(format!("input `{name}` must be a number, got {value}")),
+            },
+            "choice" => {
+                let opts = list(decl.get("options"));
+                let s = value
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| value.to_string());
+                if !opts.contains(&s) {
+                    return Err(format!(
+                        "input `{name}` must be one of {}, got {s:?}",
+                        opts.join(", ")
+                    ));
+                }
+                Value::String(s)
+            }
+            _ => Value::String(
+                value
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| value.to_string()),
+            ),
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(json!(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf(text: &str) -> Workflow {
+        parse("ci.yml", text).unwrap()
+    }
+
+    fn push(r: &str, files: &[&str]) -> Event {
+        Event {
+            name: "push".into(),
+            git_ref: r.into(),
+            changed_files: Some(files.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn push_filters() {
+        let w = wf(
+            "on:\n  push:\n    branches: [main, 'release/**', '!release/old']\n    paths: ['src/**']\njobs: {a: {runs-on: x, steps: []}}",
+        );
+        assert!(w.triggered_by(&push("refs/heads/main", &["src/a.rs"])));
+        assert!(!w.triggered_by(&push("refs/heads/main", &["README.md"])));
+        assert!(w.triggered_by(&push("refs/heads/release/1/x", &["src/a.rs"])));
+        assert!(!w.triggered_by(&push("refs/heads/release/old", &["src/a.rs"])));
+        assert!(!w.triggered_by(&push("refs/heads/dev", &["src/a.rs"])));
+        // Only branches are filtered, so tags do not trigger.
+        assert!(!w.triggered_by(&push("refs/tags/v1", &[])));
+        let t = wf("on:\n  push:\n    tags: ['v*']\njobs: {}");
+        assert!(t.triggered_by(&push("refs/tags/v1.2", &[])));
+        assert!(!t.triggered_by(&push("refs/heads/main", &[])));
+    }
+
+    #[test]
+    fn pull_request_types() {
+        let w = wf(
+            "on:\n  pull_request:\n    types: [opened, labeled]\n    branches: [main]\njobs: {}",
+        );
+        let mut ev = Event {
+            name: "pull_request".into(),
+            action: Some("labeled".into()),
+            base_ref: Some("main".into()),
+            ..Default::default()
+        };
+        assert!(w.triggered_by(&ev));
+        ev.action = Some("synchronize".into());
+        assert!(!w.triggered_by(&ev));
+        let d = wf("on: pull_request\njobs: {}");
+        assert!(d.triggered_by(&ev));
+    }
+
+    #[test]
+    fn matrix_and_needs_plan() {
+        let w = wf(
+            "on: push\njobs:\n  build:\n    runs-on: [self-hosted, linux]\n    strategy:\n      matrix:\n        os: [a, b]\n        v: [1, 2]\n        exclude: [{os: b, v: 2}]\n    steps: [{run: 'true'}]\n  deploy:\n    needs: build\n    environment: prod\n    runs-on: x\n    steps: []\n",
+        );
+        let jobs = w.plan_jobs(1).unwrap();
+        assert_eq!(jobs.len(), 4);
+        assert_eq!(jobs[0].labels, vec!["self-hosted", "linux"]);
+        assert_eq!(jobs[3].needs, vec!["build"]);
+        assert_eq!(jobs[3].environment.as_deref(), Some("prod"));
+        let bad = wf("on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n");
+        assert!(bad.plan_jobs(1).unwrap_err().contains("needs `nope`"));
+    }
+
+    #[test]
+    fn typed_inputs() {
+        let w = wf(
+            "on:\n  workflow_dispatch:\n    inputs:\n      n: {type: number, required: true}\n      flag: {type: boolean, default: false}\n      level: {type: choice, options: [a, b]}\njobs: {}",
+        );
+        let decl = w.dispatch_inputs().unwrap();
+        let ok = check_inputs(&decl, json!({"n": "3", "level": "a"}).as_object().unwrap()).unwrap();
+        assert_eq!(ok["flag"], json!(false));
+        assert_eq!(ok["n"], json!(3.0));
+        assert!(
+            check_inputs(&decl, json!({}).as_object().unwrap())
+                .unwrap_err()
+                .contains("required")
+        );
+        assert!(check_inputs(&decl, json!({"n": 1, "level": "z"}).as_object().unwrap()).is_err());
+        assert!(check_inputs(&decl, json!({"n": 1, "zz": 1}).as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn concurrency_group_substitution() {
+        let w = wf(
+            "on: push\nconcurrency:\n  group: ci-${{ github.ref }}\n  cancel-in-progress: true\njobs: {}",
+        );
+        let (g, c) = w.concurrency(&push("refs/heads/main", &[]), "r").unwrap();
+        assert_eq!(g, "ci-refs/heads/main");
+        assert!(c);
+    }
+
+    #[test]
+    fn yaml_errors_have_positions() {
+        let e = parse("ci.yml", "on: [push\njobs:").unwrap_err();
+        assert!(e.starts_with("ci.yml:"), "{e}");
+    }
+}

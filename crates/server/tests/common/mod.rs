@@ -1,0 +1,213 @@
+//! Helpers for the server's integration tests: real git repositories in temp
+//! directories, real servers on loopback ports, real HTTP.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+pub const SECRET: &str = "webhook-secret-for-tests";
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository with the given files committed on `main`; returns (dir, sha).
+pub fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    commit(dir.path(), files).map(|sha| (dir, sha)).unwrap()
+}
+
+pub fn commit(dir: &Path, files: &[(&str, &str)]) -> Option<String> {
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "change", "--allow-empty"]);
+    Some(git(dir, &["rev-parse", "HEAD"]))
+}
+
+pub fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub struct TestServer {
+    pub server: hangar_server::Server,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub data: tempfile::TempDir,
+}
+
+pub async fn start_with(configure: impl FnOnce(&mut hangar_server::ServeConfig)) -> TestServer {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = hangar_server::ServeConfig::new(
+        data.path().to_path_buf(),
+        Arc::new(hangar_agent::ShellRunner),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.cron = false;
+    configure(&mut cfg);
+    let server = hangar_server::start(cfg).await.unwrap();
+    let token = server.admin_token.clone().unwrap();
+    TestServer {
+        server,
+        token,
+        http: reqwest::Client::new(),
+        data,
+    }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.url(), path)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn register(&self, name: &str, path: &Path) -> i64 {
+        let (s, v) = self
+            .post(
+                "/api/v1/repos",
+                json!({"name": name, "clone_url": path.to_string_lossy(), "forge": "github", "webhook_secret": SECRET}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// A signed GitHub push delivery.
+    pub async fn push(&self, repo: &str, clone: &Path, sha: &str, delivery: &str) -> (u16, Value) {
+        let body = push_body(repo, clone, sha);
+        self.hook("github", &body, &sign(&body), delivery, "push")
+            .await
+    }
+
+    pub async fn hook(
+        &self,
+        forge: &str,
+        body: &[u8],
+        sig: &str,
+        delivery: &str,
+        event: &str,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/hooks/{forge}")))
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sig)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn wait_run(&self, id: i64, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.get(&format!("/api/v1/runs/{id}")).await;
+            if v["run"]["status"] == "completed" {
+                return v;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "run {id} did not complete: {v:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn runs(&self) -> Vec<Value> {
+        self.get("/api/v1/runs?limit=500")
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+pub fn push_body(repo: &str, clone: &Path, sha: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
+        "after": sha,
+        "repository": {"full_name": repo, "clone_url": clone.to_string_lossy()},
+        "pusher": {"name": "tester"},
+        "commits": [{"added": [".github/workflows/ci.yml"], "modified": [], "removed": []}]
+    }))
+    .unwrap()
+}
+
+pub fn hangar_bin() -> Option<PathBuf> {
+    // The `hangar` binary, when the workspace built it (process-level tests).
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?;
+    let bin = dir.join("hangar");
+    bin.exists().then_some(bin)
+}

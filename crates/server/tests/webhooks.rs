@@ -1,0 +1,134 @@
+//! Webhooks end to end: real server on a loopback port, real HTTP, real git.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WORKFLOW: &str = "name: ci\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - name: greet\n        run: echo hello from $GITHUB_SHA\n  test:\n    needs: build\n    runs-on: ubuntu-latest\n    steps:\n      - run: test -f .github/workflows/ci.yml && echo checked out\n";
+
+#[tokio::test]
+async fn signed_push_runs_to_completion() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (status, v) = s.push("acme/app", repo.path(), &sha, "d-1").await;
+    assert_eq!(status, 202, "{v}");
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let jobs = run["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", jobs[0]["id"]))
+        .await;
+    assert!(log.contains(&format!("hello from {sha}")), "{log}");
+    let log2 = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", jobs[1]["id"]))
+        .await;
+    assert!(
+        log2.contains("checked out"),
+        "the workspace holds the commit: {log2}"
+    );
+    // A redelivery of the same id queues nothing new.
+    let (status, v) = s.push("acme/app", repo.path(), &sha, "d-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["duplicate"], true);
+    assert_eq!(s.runs().await.len(), 1);
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signature_is_401_and_queues_nothing() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let body = push_body("acme/app", repo.path(), &sha);
+    let (status, _) = s.hook("github", &body, "sha256=00", "d-bad", "push").await;
+    assert_eq!(status, 401);
+    let (status, _) = s
+        .hook("github", &body, &sign(b"another body"), "d-bad2", "push")
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = s.hook("github", &body, "", "d-bad3", "push").await;
+    assert_eq!(status, 401);
+    assert!(s.runs().await.is_empty());
+    assert!(
+        s.get("/api/v1/deliveries")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let metrics = s.get_text("/metrics").await;
+    assert!(
+        metrics.contains("hangar_webhook_deliveries_total{outcome=\"bad_signature\"} 3"),
+        "{metrics}"
+    );
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_payload_is_400_with_a_message() {
+    let (repo, _sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let body = br#"{"repository": {"full_name": "acme/app"}, "after": "x"}"#;
+    let (status, v) = s.hook("github", body, &sign(body), "d-m", "push").await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("ref"), "{v}");
+    let (status, v) = s
+        .hook("github", b"not json", &sign(b"not json"), "d-m2", "push")
+        .await;
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("not JSON"), "{v}");
+    assert!(s.runs().await.is_empty());
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_queue_exactly_once_each() {
+    let (repo, sha) = repo_with(&[(
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
+    )]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let s = std::sync::Arc::new(s);
+    let mut tasks = Vec::new();
+    // 50 copies of one delivery and 50 distinct deliveries, all at once.
+    for i in 0..100 {
+        let s = s.clone();
+        let path = repo.path().to_path_buf();
+        let sha = sha.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = if i % 2 == 0 {
+                "same".to_string()
+            } else {
+                format!("distinct-{i}")
+            };
+            s.push("acme/app", &path, &sha, &id).await.0
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 202).count(), 51, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 49, "{codes:?}");
+    assert_eq!(s.runs().await.len(), 51);
+    let deliveries = s.get("/api/v1/deliveries").await;
+    assert_eq!(deliveries.as_array().unwrap().len(), 51);
+    let runs = s.get("/api/v1/runs?limit=500").await;
+    let mut ids: Vec<i64> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 51);
+    let _ = json!({});
+}

@@ -1,0 +1,287 @@
+//! Plain records the store hands out. They carry no behaviour: the business rules
+//! (when a job becomes runnable, how a run concludes) live in the server.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Repo {
+    pub id: i64,
+    pub name: String,
+    pub clone_url: String,
+    /// `github`, `gitea`, `gitlab` or `local`.
+    pub forge: String,
+    pub has_webhook_secret: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewRepo {
+    pub name: String,
+    pub clone_url: String,
+    pub forge: String,
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub delivery_id: String,
+    pub repo_id: Option<i64>,
+    pub event: String,
+    pub outcome: String,
+    pub run_ids: Vec<i64>,
+    pub received_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub repo_id: i64,
+    pub workflow_path: String,
+    pub workflow_name: String,
+    pub event: String,
+    pub git_ref: String,
+    pub sha: String,
+    /// `waiting`, `queued`, `running` or `completed`.
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub waiting_reason: Option<String>,
+    pub concurrency_group: Option<String>,
+    pub cancel_in_progress: bool,
+    pub attempt: i64,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub actor: String,
+}
+
+/// What the scheduler needs to create a run and its jobs in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub repo_id: i64,
+    pub workflow_path: String,
+    pub workflow_name: String,
+    pub event: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub payload: serde_json::Value,
+    pub concurrency_group: Option<String>,
+    pub cancel_in_progress: bool,
+    pub actor: String,
+    /// The run-wide context every job's agent needs (workflow text, clone URL, inputs).
+    pub context: serde_json::Value,
+    pub jobs: Vec<NewJob>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewJob {
+    pub key: String,
+    pub name: String,
+    pub needs: Vec<String>,
+    pub labels: Vec<String>,
+    pub environment: Option<String>,
+    pub max_attempts: i64,
+    /// Backend-neutral description of the job for the agent (no secrets).
+    pub spec: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub run_id: i64,
+    pub key: String,
+    pub name: String,
+    pub needs: Vec<String>,
+    pub labels: Vec<String>,
+    /// `waiting`, `queued`, `running` or `completed`.
+    pub status: String,
+    pub conclusion: Option<String>,
+    /// Why a job that is not running is not running, in words for the UI.
+    pub waiting_reason: Option<String>,
+    pub environment: Option<String>,
+    pub outputs: serde_json::Value,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+    pub fence: i64,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub cancel_requested: bool,
+    pub approved: bool,
+    pub not_before: Option<Millis>,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    #[serde(skip_serializing)]
+    pub spec: serde_json::Value,
+}
+
+/// A change to a job's scheduling state; `None` fields are left as they are.
+#[derive(Debug, Clone, Default)]
+pub struct JobUpdate {
+    pub status: Option<String>,
+    pub conclusion: Option<Option<String>>,
+    pub waiting_reason: Option<Option<String>>,
+    pub approved: Option<bool>,
+    pub not_before: Option<Option<Millis>>,
+    pub finished_at: Option<Millis>,
+}
+
+/// A job handed to one agent: the fencing token must accompany every later call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    pub job: Job,
+    pub fence: i64,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseCheck {
+    /// The lease is held with this fence and was extended.
+    Held { cancel_requested: bool },
+    /// Another attempt owns the job now, or it finished: the caller must stop.
+    Lost,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    pub job_id: i64,
+    pub idx: i64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub idx: i64,
+    pub first_line: i64,
+    pub line_count: i64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: i64,
+    pub last_seen: Millis,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Read,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Read => "read",
+            Role::Agent => "agent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "read" => Some(Role::Read),
+            "agent" => Some(Role::Agent),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: i64,
+    pub job_id: i64,
+    pub run_id: i64,
+    pub environment: String,
+    /// `pending`, `approved` or `rejected`.
+    pub state: String,
+    pub reviewer: Option<String>,
+    pub comment: Option<String>,
+    pub created_at: Millis,
+    pub decided_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Protection {
+    pub reviewers: Vec<String>,
+    pub wait_seconds: i64,
+    pub branches: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Millis,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Artifact {
+    pub id: i64,
+    pub run_id: i64,
+    pub name: String,
+    pub digest: String,
+    pub size: i64,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub repo_id: i64,
+    pub key: String,
+    pub digest: String,
+    pub size: i64,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub run_id: i64,
+    pub job_id: i64,
+    pub environment: String,
+    pub sha: String,
+    pub status: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub repo_id: Option<i64>,
+    pub status: Option<String>,
+    pub event: Option<String>,
+    pub branch: Option<String>,
+    pub workflow: Option<String>,
+    pub limit: Option<i64>,
+}

@@ -1,0 +1,1316 @@
+//! The SQLite implementation of [`Store`]: WAL mode, versioned migrations, one
+//! connection behind a mutex (SQLite serialises writers anyway; one connection
+//! keeps every method trivially atomic).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::blobs::BlobDir;
+use crate::crypto::{SecretBox, random_token, sha256_hex};
+use crate::model::*;
+use crate::{Result, Store};
+
+/// Ordered schema migrations; the index + 1 is the version stored in `user_version`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE repos (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, clone_url TEXT NOT NULL,
+  forge TEXT NOT NULL, webhook_secret BLOB, created_at INTEGER NOT NULL);
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY, delivery_id TEXT NOT NULL UNIQUE, repo_id INTEGER,
+  event TEXT NOT NULL, outcome TEXT NOT NULL, run_ids TEXT NOT NULL, received_at INTEGER NOT NULL);
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY, repo_id INTEGER NOT NULL, workflow_path TEXT NOT NULL,
+  workflow_name TEXT NOT NULL, event TEXT NOT NULL, git_ref TEXT NOT NULL, sha TEXT NOT NULL,
+  status TEXT NOT NULL, conclusion TEXT, waiting_reason TEXT, concurrency_group TEXT,
+  cancel_in_progress INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1,
+  payload TEXT NOT NULL, context TEXT NOT NULL, actor TEXT NOT NULL,
+  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
+CREATE INDEX runs_status ON runs(status);
+CREATE INDEX runs_group ON runs(concurrency_group, status);
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), key TEXT NOT NULL,
+  name TEXT NOT NULL, needs TEXT NOT NULL, labels TEXT NOT NULL, status TEXT NOT NULL,
+  conclusion TEXT, waiting_reason TEXT, environment TEXT, spec TEXT NOT NULL,
+  outputs TEXT NOT NULL DEFAULT '{}', lease_owner TEXT, lease_expires_at INTEGER,
+  fence INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL DEFAULT 1, cancel_requested INTEGER NOT NULL DEFAULT 0,
+  approved INTEGER NOT NULL DEFAULT 0, not_before INTEGER,
+  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
+CREATE INDEX jobs_run ON jobs(run_id);
+CREATE INDEX jobs_queue ON jobs(status, id);
+CREATE INDEX jobs_lease ON jobs(status, lease_expires_at);
+CREATE TABLE steps (
+  job_id INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+  conclusion TEXT, started_at INTEGER, finished_at INTEGER, PRIMARY KEY (job_id, idx));
+CREATE TABLE log_chunks (
+  job_id INTEGER NOT NULL, idx INTEGER NOT NULL, first_line INTEGER NOT NULL,
+  line_count INTEGER NOT NULL, raw_len INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY (job_id, idx));
+CREATE TABLE secrets (
+  repo_id INTEGER NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, updated_at INTEGER NOT NULL,
+  PRIMARY KEY (repo_id, name));
+CREATE TABLE variables (
+  repo_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (repo_id, name));
+CREATE TABLE environments (
+  repo_id INTEGER NOT NULL, name TEXT NOT NULL, protection TEXT NOT NULL, PRIMARY KEY (repo_id, name));
+CREATE TABLE approvals (
+  id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, run_id INTEGER NOT NULL, environment TEXT NOT NULL,
+  state TEXT NOT NULL, reviewer TEXT, comment TEXT, created_at INTEGER NOT NULL, decided_at INTEGER);
+CREATE TABLE deployments (
+  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, job_id INTEGER NOT NULL, environment TEXT NOT NULL,
+  sha TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, capacity INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE api_tokens (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL);
+CREATE TABLE audit_log (
+  id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+  target TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE artifacts (
+  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,
+  size INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE caches (
+  repo_id INTEGER NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, PRIMARY KEY (repo_id, key));
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    secrets: SecretBox,
+    blobs: BlobDir,
+    path: PathBuf,
+}
+
+const JOB_COLS: &str = "id, run_id, key, name, needs, labels, status, conclusion, waiting_reason, \
+    environment, outputs, lease_owner, lease_expires_at, fence, attempt, max_attempts, \
+    cancel_requested, approved, not_before, created_at, started_at, finished_at, spec";
+
+const RUN_COLS: &str = "id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
+    conclusion, waiting_reason, concurrency_group, cancel_in_progress, attempt, created_at, \
+    started_at, finished_at, actor";
+
+fn json_list(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        key: r.get(2)?,
+        name: r.get(3)?,
+        needs: json_list(r.get(4)?),
+        labels: json_list(r.get(5)?),
+        status: r.get(6)?,
+        conclusion: r.get(7)?,
+        waiting_reason: r.get(8)?,
+        environment: r.get(9)?,
+        outputs: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+        lease_owner: r.get(11)?,
+        lease_expires_at: r.get(12)?,
+        fence: r.get(13)?,
+        attempt: r.get(14)?,
+        max_attempts: r.get(15)?,
+        cancel_requested: r.get(16)?,
+        approved: r.get(17)?,
+        not_before: r.get(18)?,
+        created_at: r.get(19)?,
+        started_at: r.get(20)?,
+        finished_at: r.get(21)?,
+        spec: serde_json::from_str(&r.get::<_, String>(22)?).unwrap_or_default(),
+    })
+}
+
+fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
+    Ok(Run {
+        id: r.get(0)?,
+        repo_id: r.get(1)?,
+        workflow_path: r.get(2)?,
+        workflow_name: r.get(3)?,
+        event: r.get(4)?,
+        git_ref: r.get(5)?,
+        sha: r.get(6)?,
+        status: r.get(7)?,
+        conclusion: r.get(8)?,
+        waiting_reason: r.get(9)?,
+        concurrency_group: r.get(10)?,
+        cancel_in_progress: r.get(11)?,
+        attempt: r.get(12)?,
+        created_at: r.get(13)?,
+        started_at: r.get(14)?,
+        finished_at: r.get(15)?,
+        actor: r.get(16)?,
+    })
+}
+
+fn repo_from_row(r: &Row) -> rusqlite::Result<Repo> {
+    Ok(Repo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        clone_url: r.get(2)?,
+        forge: r.get(3)?,
+        has_webhook_secret: r.get::<_, Option<Vec<u8>>>(4)?.is_some(),
+        created_at: r.get(5)?,
+    })
+}
+
+fn approval_from_row(r: &Row) -> rusqlite::Result<Approval> {
+    Ok(Approval {
+        id: r.get(0)?,
+        job_id: r.get(1)?,
+        run_id: r.get(2)?,
+        environment: r.get(3)?,
+        state: r.get(4)?,
+        reviewer: r.get(5)?,
+        comment: r.get(6)?,
+        created_at: r.get(7)?,
+        decided_at: r.get(8)?,
+    })
+}
+
+fn insert_run(tx: &Connection, run: &NewRun) -> Result<i64> {
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO runs (repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
+         concurrency_group, cancel_in_progress, payload, context, actor, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            run.repo_id,
+            run.workflow_path,
+            run.workflow_name,
+            run.event,
+            run.git_ref,
+            run.sha,
+            run.concurrency_group,
+            run.cancel_in_progress,
+            run.payload.to_string(),
+            run.context.to_string(),
+            run.actor,
+            now
+        ],
+    )?;
+    let run_id = tx.last_insert_rowid();
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO jobs (run_id, key, name, needs, labels, status, waiting_reason, environment, \
+         spec, max_attempts, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', 'waiting for the scheduler', ?6, ?7, ?8, ?9)",
+    )?;
+    for job in &run.jobs {
+        stmt.execute(params![
+            run_id,
+            job.key,
+            job.name,
+            serde_json::to_string(&job.needs)?,
+            serde_json::to_string(&job.labels)?,
+            job.environment,
+            job.spec.to_string(),
+            job.max_attempts.max(1),
+            now
+        ])?;
+    }
+    Ok(run_id)
+}
+
+impl SqliteStore {
+    pub fn open(data_dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let path = data_dir.join("hangar.db");
+        let conn =
+            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL: readers never block the writer; NORMAL sync is durable across process
+        // crashes (the kill -9 case) and only risks the last commits on power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&conn)?;
+        let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            secrets,
+            blobs: BlobDir::new(data_dir.join("blobs")),
+            path,
+        })
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn c(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolls
+        // back any open transaction when the statement is dropped.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn query_jobs(&self, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<Job>> {
+        let c = self.c();
+        let mut stmt = c.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs {sql_where}"))?;
+        let rows = stmt.query_map(p, job_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn query_runs(&self, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<Run>> {
+        let c = self.c();
+        let mut stmt = c.prepare(&format!("SELECT {RUN_COLS} FROM runs {sql_where}"))?;
+        let rows = stmt.query_map(p, run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        anyhow::bail!(
+            "the database schema is version {version}, newer than this hangar understands ({}); upgrade hangar",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn compress(lines: &str) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(lines.as_bytes())
+}
+
+fn decompress(data: &[u8]) -> Vec<u8> {
+    lz4_flex::decompress_size_prepended(data).unwrap_or_else(|_| b"<corrupt log chunk>\n".to_vec())
+}
+
+impl Store for SqliteStore {
+    fn create_repo(&self, repo: &NewRepo) -> Result<Repo> {
+        let sealed = match &repo.webhook_secret {
+            Some(s) => Some(self.secrets.seal(s.as_bytes())?),
+            None => None,
+        };
+        let c = self.c();
+        c.execute(
+            "INSERT INTO repos (name, clone_url, forge, webhook_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(name) DO UPDATE SET clone_url = excluded.clone_url, forge = excluded.forge, \
+             webhook_secret = COALESCE(excluded.webhook_secret, repos.webhook_secret)",
+            params![repo.name, repo.clone_url, repo.forge, sealed, now_ms()],
+        )?;
+        let r = c.query_row(
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos WHERE name = ?1",
+            [&repo.name],
+            repo_from_row,
+        )?;
+        Ok(r)
+    }
+
+    fn list_repos(&self) -> Result<Vec<Repo>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos ORDER BY id",
+        )?;
+        Ok(s.query_map([], repo_from_row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn get_repo(&self, id: i64) -> Result<Option<Repo>> {
+        let c = self.c();
+        Ok(c.query_row(
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos WHERE id = ?1",
+            [id],
+            repo_from_row,
+        )
+        .optional()?)
+    }
+
+    fn find_repo(&self, name: &str) -> Result<Option<Repo>> {
+        let c = self.c();
+        Ok(c.query_row(
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos WHERE name = ?1",
+            [name],
+            repo_from_row,
+        )
+        .optional()?)
+    }
+
+    fn repo_webhook_secret(&self, id: i64) -> Result<Option<String>> {
+        let sealed: Option<Option<Vec<u8>>> = self
+            .c()
+            .query_row(
+                "SELECT webhook_secret FROM repos WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match sealed.flatten() {
+            Some(s) => Ok(Some(String::from_utf8(self.secrets.open(&s)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn record_delivery(
+        &self,
+        delivery_id: &str,
+        repo_id: Option<i64>,
+        event: &str,
+        outcome: &str,
+        runs: &[NewRun],
+    ) -> Result<Option<Vec<i64>>> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO deliveries (delivery_id, repo_id, event, outcome, run_ids, received_at) \
+             VALUES (?1, ?2, ?3, ?4, '[]', ?5) ON CONFLICT(delivery_id) DO NOTHING",
+            params![delivery_id, repo_id, event, outcome, now_ms()],
+        )?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let id = tx.last_insert_rowid();
+        let mut run_ids = Vec::new();
+        for run in runs {
+            run_ids.push(insert_run(&tx, run)?);
+        }
+        tx.execute(
+            "UPDATE deliveries SET run_ids = ?1 WHERE id = ?2",
+            params![serde_json::to_string(&run_ids)?, id],
+        )?;
+        tx.commit()?;
+        Ok(Some(run_ids))
+    }
+
+    fn list_deliveries(&self, limit: i64) -> Result<Vec<Delivery>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, delivery_id, repo_id, event, outcome, run_ids, received_at FROM deliveries ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = s.query_map([limit], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                delivery_id: r.get(1)?,
+                repo_id: r.get(2)?,
+                event: r.get(3)?,
+                outcome: r.get(4)?,
+                run_ids: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                received_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn create_run(&self, run: &NewRun) -> Result<i64> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let id = insert_run(&tx, run)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn get_run(&self, id: i64) -> Result<Option<Run>> {
+        Ok(self.query_runs("WHERE id = ?1", [id])?.pop())
+    }
+
+    fn run_context(&self, id: i64) -> Result<serde_json::Value> {
+        let s: String =
+            self.c()
+                .query_row("SELECT context FROM runs WHERE id = ?1", [id], |r| r.get(0))?;
+        Ok(serde_json::from_str(&s)?)
+    }
+
+    fn run_payload(&self, id: i64) -> Result<serde_json::Value> {
+        let s: String =
+            self.c()
+                .query_row("SELECT payload FROM runs WHERE id = ?1", [id], |r| r.get(0))?;
+        Ok(serde_json::from_str(&s)?)
+    }
+
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<Run>> {
+        let branch_ref = f.branch.as_ref().map(|b| format!("refs/heads/{b}"));
+        self.query_runs(
+            "WHERE (?1 IS NULL OR repo_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR event = ?3) \
+             AND (?4 IS NULL OR git_ref = ?4) AND (?5 IS NULL OR workflow_name = ?5 OR workflow_path = ?5) \
+             ORDER BY id DESC LIMIT ?6",
+            params![f.repo_id, f.status, f.event, branch_ref, f.workflow, f.limit.unwrap_or(100)],
+        )
+    }
+
+    fn active_runs(&self) -> Result<Vec<Run>> {
+        self.query_runs("WHERE status != 'completed' ORDER BY id", [])
+    }
+
+    fn set_run_status(
+        &self,
+        id: i64,
+        status: &str,
+        conclusion: Option<&str>,
+        waiting: Option<&str>,
+    ) -> Result<()> {
+        let now = now_ms();
+        self.c().execute(
+            "UPDATE runs SET status = ?2, conclusion = ?3, waiting_reason = ?4, \
+             started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?5 ELSE started_at END, \
+             finished_at = CASE WHEN ?2 = 'completed' THEN ?5 ELSE NULL END WHERE id = ?1",
+            params![id, status, conclusion, waiting, now],
+        )?;
+        Ok(())
+    }
+
+    fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>> {
+        self.query_jobs("WHERE run_id = ?1 ORDER BY id", [run_id])
+    }
+
+    fn get_job(&self, id: i64) -> Result<Option<Job>> {
+        Ok(self.query_jobs("WHERE id = ?1", [id])?.pop())
+    }
+
+    fn update_job(&self, id: i64, u: &JobUpdate) -> Result<()> {
+        let c = self.c();
+        if let Some(s) = &u.status {
+            c.execute("UPDATE jobs SET status = ?2 WHERE id = ?1", params![id, s])?;
+        }
+        if let Some(v) = &u.conclusion {
+            c.execute(
+                "UPDATE jobs SET conclusion = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = &u.waiting_reason {
+            c.execute(
+                "UPDATE jobs SET waiting_reason = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = u.approved {
+            c.execute(
+                "UPDATE jobs SET approved = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = u.not_before {
+            c.execute(
+                "UPDATE jobs SET not_before = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = u.finished_at {
+            c.execute(
+                "UPDATE jobs SET finished_at = ?2, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn request_cancel(&self, job_id: i64) -> Result<()> {
+        self.c().execute(
+            "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
+            [job_id],
+        )?;
+        Ok(())
+    }
+
+    fn reset_jobs(&self, run_id: i64, job_ids: &[i64]) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        for id in job_ids {
+            tx.execute(
+                "UPDATE jobs SET status = 'waiting', conclusion = NULL, waiting_reason = 'waiting for the scheduler', \
+                 outputs = '{}', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, approved = 0, \
+                 not_before = NULL, started_at = NULL, finished_at = NULL, attempt = 0 WHERE id = ?1 AND run_id = ?2",
+                params![id, run_id],
+            )?;
+            tx.execute("DELETE FROM steps WHERE job_id = ?1", [id])?;
+            tx.execute("DELETE FROM log_chunks WHERE job_id = ?1", [id])?;
+        }
+        tx.execute(
+            "UPDATE runs SET status = 'queued', conclusion = NULL, finished_at = NULL, attempt = attempt + 1 WHERE id = ?1",
+            [run_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn upsert_step(&self, s: &Step) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO steps (job_id, idx, name, status, conclusion, started_at, finished_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(job_id, idx) DO UPDATE SET name = excluded.name, \
+             status = excluded.status, conclusion = excluded.conclusion, \
+             started_at = COALESCE(steps.started_at, excluded.started_at), finished_at = excluded.finished_at",
+            params![s.job_id, s.idx, s.name, s.status, s.conclusion, s.started_at, s.finished_at],
+        )?;
+        Ok(())
+    }
+
+    fn steps_of_job(&self, job_id: i64) -> Result<Vec<Step>> {
+        let c = self.c();
+        let mut s = c.prepare_cached(
+            "SELECT job_id, idx, name, status, conclusion, started_at, finished_at FROM steps WHERE job_id = ?1 ORDER BY idx",
+        )?;
+        let rows = s.query_map([job_id], |r| {
+            Ok(Step {
+                job_id: r.get(0)?,
+                idx: r.get(1)?,
+                name: r.get(2)?,
+                status: r.get(3)?,
+                conclusion: r.get(4)?,
+                started_at: r.get(5)?,
+                finished_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn runnable_jobs(&self, labels: &[String], limit: i64) -> Result<Vec<Job>> {
+        // Label matching happens here in Rust (a job's labels must all be offered):
+        // it keeps the SQL portable, and the queued set is small.
+        let jobs = self.query_jobs(
+            "WHERE status = 'queued' ORDER BY id LIMIT ?1",
+            [limit.max(1) * 8],
+        )?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| {
+                j.labels
+                    .iter()
+                    .all(|l| labels.iter().any(|o| o.eq_ignore_ascii_case(l)))
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    fn claim_job(&self, job_id: i64, agent: &str, lease_ms: i64) -> Result<Option<Lease>> {
+        let now = now_ms();
+        let expires = now + lease_ms;
+        let changed = self.c().execute(
+            "UPDATE jobs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3, fence = fence + 1, \
+             attempt = attempt + 1, waiting_reason = NULL, started_at = ?4 WHERE id = ?1 AND status = 'queued'",
+            params![job_id, agent, expires, now],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let job = self.get_job(job_id)?.context("claimed job vanished")?;
+        Ok(Some(Lease {
+            fence: job.fence,
+            expires_at: expires,
+            job,
+        }))
+    }
+
+    fn heartbeat(&self, job_id: i64, fence: i64, lease_ms: i64) -> Result<LeaseCheck> {
+        let c = self.c();
+        let changed = c.execute(
+            "UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND fence = ?2 AND status = 'running'",
+            params![job_id, fence, now_ms() + lease_ms],
+        )?;
+        if changed == 0 {
+            return Ok(LeaseCheck::Lost);
+        }
+        let cancel: bool = c.query_row(
+            "SELECT cancel_requested FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| r.get(0),
+        )?;
+        Ok(LeaseCheck::Held {
+            cancel_requested: cancel,
+        })
+    }
+
+    fn complete_job(
+        &self,
+        job_id: i64,
+        fence: i64,
+        conclusion: &str,
+        outputs: &serde_json::Value,
+    ) -> Result<bool> {
+        let changed = self.c().execute(
+            "UPDATE jobs SET status = 'completed', conclusion = ?3, outputs = ?4, finished_at = ?5, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1 AND fence = ?2 AND status = 'running'",
+            params![job_id, fence, conclusion, outputs.to_string(), now_ms()],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn expired_leases(&self, now: Millis) -> Result<Vec<Job>> {
+        self.query_jobs(
+            "WHERE status = 'running' AND lease_expires_at < ?1 ORDER BY id",
+            [now],
+        )
+    }
+
+    fn jobs_leased_by_prefix(&self, owner_prefix: &str) -> Result<Vec<Job>> {
+        self.query_jobs(
+            "WHERE status = 'running' AND substr(lease_owner, 1, length(?1)) = ?1 ORDER BY id",
+            [owner_prefix],
+        )
+    }
+
+    fn release_lease(&self, job_id: i64, fence: i64, requeue: bool, reason: &str) -> Result<bool> {
+        let c = self.c();
+        let changed = if requeue {
+            c.execute(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, waiting_reason = ?3 \
+                 WHERE id = ?1 AND fence = ?2 AND status = 'running'",
+                params![job_id, fence, reason],
+            )?
+        } else {
+            c.execute(
+                "UPDATE jobs SET status = 'completed', conclusion = 'failure', lease_owner = NULL, \
+                 lease_expires_at = NULL, waiting_reason = ?3, finished_at = ?4 \
+                 WHERE id = ?1 AND fence = ?2 AND status = 'running'",
+                params![job_id, fence, reason, now_ms()],
+            )?
+        };
+        if changed == 1 && !requeue {
+            // Steps that were running when the agent vanished did not finish.
+            c.execute(
+                "UPDATE steps SET status = 'completed', conclusion = 'failure', finished_at = ?2 \
+                 WHERE job_id = ?1 AND status != 'completed'",
+                params![job_id, now_ms()],
+            )?;
+        }
+        Ok(changed == 1)
+    }
+
+    fn queue_depth(&self) -> Result<i64> {
+        Ok(self.c().query_row(
+            "SELECT count(*) FROM jobs WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn append_log_chunk(
+        &self,
+        job_id: i64,
+        idx: i64,
+        first_line: i64,
+        lines: &str,
+    ) -> Result<bool> {
+        let line_count = lines.lines().count() as i64;
+        // Compress outside the lock so concurrent uploads overlap.
+        let data = compress(lines);
+        let changed = self.c().execute(
+            "INSERT INTO log_chunks (job_id, idx, first_line, line_count, raw_len, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT(job_id, idx) DO NOTHING",
+            params![job_id, idx, first_line, line_count, lines.len() as i64, data],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn log_chunks(&self, job_id: i64, from_idx: i64) -> Result<Vec<LogChunk>> {
+        let raw: Vec<(i64, i64, i64, Vec<u8>)> = {
+            let c = self.c();
+            let mut s = c.prepare_cached(
+                "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 AND idx >= ?2 ORDER BY idx",
+            )?;
+            s.query_map([job_id, from_idx], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        Ok(raw
+            .into_iter()
+            .map(|(idx, first_line, line_count, d)| LogChunk {
+                idx,
+                first_line,
+                line_count,
+                data: decompress(&d),
+            })
+            .collect())
+    }
+
+    fn log_chunks_for_lines(&self, job_id: i64, from: i64, to: i64) -> Result<Vec<LogChunk>> {
+        let raw: Vec<(i64, i64, i64, Vec<u8>)> = {
+            let c = self.c();
+            let mut s = c.prepare_cached(
+                "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 \
+                 AND first_line < ?3 AND first_line + line_count > ?2 ORDER BY idx",
+            )?;
+            s.query_map([job_id, from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        Ok(raw
+            .into_iter()
+            .map(|(idx, first_line, line_count, d)| LogChunk {
+                idx,
+                first_line,
+                line_count,
+                data: decompress(&d),
+            })
+            .collect())
+    }
+
+    fn log_stats(&self, job_id: i64) -> Result<(i64, i64)> {
+        Ok(self.c().query_row(
+            "SELECT count(*), COALESCE(max(first_line + line_count), 0) FROM log_chunks WHERE job_id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
+        let sealed = self.secrets.seal(value.as_bytes())?;
+        self.c().execute(
+            "INSERT INTO secrets (repo_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(repo_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            params![repo_id.unwrap_or(0), name, sealed, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_secret(&self, repo_id: Option<i64>, name: &str) -> Result<bool> {
+        Ok(self.c().execute(
+            "DELETE FROM secrets WHERE repo_id = ?1 AND name = ?2",
+            params![repo_id.unwrap_or(0), name],
+        )? == 1)
+    }
+
+    fn secret_names(&self, repo_id: Option<i64>) -> Result<Vec<String>> {
+        let c = self.c();
+        let mut s = c.prepare("SELECT name FROM secrets WHERE repo_id = ?1 ORDER BY name")?;
+        Ok(s.query_map([repo_id.unwrap_or(0)], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn secrets_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>> {
+        let rows: Vec<(String, Vec<u8>)> = {
+            let c = self.c();
+            let mut s = c.prepare_cached(
+                "SELECT name, sealed FROM secrets WHERE repo_id IN (0, ?1) ORDER BY repo_id",
+            )?;
+            s.query_map([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut out = BTreeMap::new();
+        for (name, sealed) in rows {
+            out.insert(name, String::from_utf8(self.secrets.open(&sealed)?)?);
+        }
+        Ok(out)
+    }
+
+    fn set_variable(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO variables (repo_id, name, value) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(repo_id, name) DO UPDATE SET value = excluded.value",
+            params![repo_id.unwrap_or(0), name, value],
+        )?;
+        Ok(())
+    }
+
+    fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>> {
+        let c = self.c();
+        let mut s = c.prepare_cached(
+            "SELECT name, value FROM variables WHERE repo_id IN (0, ?1) ORDER BY repo_id",
+        )?;
+        let rows = s.query_map([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_environment(&self, repo_id: i64, name: &str, p: &Protection) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO environments (repo_id, name, protection) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(repo_id, name) DO UPDATE SET protection = excluded.protection",
+            params![repo_id, name, serde_json::to_string(p)?],
+        )?;
+        Ok(())
+    }
+
+    fn get_environment(&self, repo_id: i64, name: &str) -> Result<Option<Protection>> {
+        let s: Option<String> = self
+            .c()
+            .query_row(
+                "SELECT protection FROM environments WHERE repo_id = ?1 AND name = ?2",
+                params![repo_id, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(s.map(|s| serde_json::from_str(&s)).transpose()?)
+    }
+
+    fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64> {
+        let c = self.c();
+        c.execute(
+            "INSERT INTO approvals (job_id, run_id, environment, state, created_at) VALUES (?1, ?2, ?3, 'pending', ?4)",
+            params![job_id, run_id, environment, now_ms()],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn decide_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        reviewer: &str,
+        comment: &str,
+    ) -> Result<Option<Approval>> {
+        let c = self.c();
+        let changed = c.execute(
+            "UPDATE approvals SET state = ?2, reviewer = ?3, comment = ?4, decided_at = ?5 WHERE id = ?1 AND state = 'pending'",
+            params![id, if approve { "approved" } else { "rejected" }, reviewer, comment, now_ms()],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Ok(c.query_row(
+            "SELECT id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at FROM approvals WHERE id = ?1",
+            [id],
+            approval_from_row,
+        )
+        .optional()?)
+    }
+
+    fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at FROM approvals \
+             WHERE (?1 = 0 OR state = 'pending') ORDER BY id DESC LIMIT 200",
+        )?;
+        Ok(s.query_map([pending_only], approval_from_row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn approvals_of_job(&self, job_id: i64) -> Result<Vec<Approval>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at FROM approvals \
+             WHERE job_id = ?1 ORDER BY id",
+        )?;
+        Ok(s.query_map([job_id], approval_from_row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn record_deployment(
+        &self,
+        run_id: i64,
+        job_id: i64,
+        env: &str,
+        sha: &str,
+        status: &str,
+    ) -> Result<i64> {
+        let c = self.c();
+        c.execute(
+            "INSERT INTO deployments (run_id, job_id, environment, sha, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run_id, job_id, env, sha, status, now_ms()],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn list_deployments(&self, env: Option<&str>) -> Result<Vec<Deployment>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, run_id, job_id, environment, sha, status, created_at FROM deployments \
+             WHERE (?1 IS NULL OR environment = ?1) ORDER BY id DESC LIMIT 200",
+        )?;
+        let rows = s.query_map([env], |r| {
+            Ok(Deployment {
+                id: r.get(0)?,
+                run_id: r.get(1)?,
+                job_id: r.get(2)?,
+                environment: r.get(3)?,
+                sha: r.get(4)?,
+                status: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn upsert_agent(&self, a: &Agent) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO agents (id, name, labels, capacity, last_seen, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
+             capacity = excluded.capacity, last_seen = excluded.last_seen",
+            params![a.id, a.name, serde_json::to_string(&a.labels)?, a.capacity, a.last_seen, a.created_at],
+        )?;
+        Ok(())
+    }
+
+    fn list_agents(&self) -> Result<Vec<Agent>> {
+        let c = self.c();
+        let mut s =
+            c.prepare("SELECT id, name, labels, capacity, last_seen, created_at FROM agents ORDER BY last_seen DESC")?;
+        let rows = s.query_map([], |r| {
+            Ok(Agent {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                labels: json_list(r.get(2)?),
+                capacity: r.get(3)?,
+                last_seen: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn create_token(&self, name: &str, role: Role) -> Result<String> {
+        let token = random_token()?;
+        self.c().execute(
+            "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), sha256_hex(token.as_bytes()), now_ms()],
+        )?;
+        Ok(token)
+    }
+
+    fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>> {
+        // Looking up by the hash is safe against timing attacks: the attacker does not
+        // control the hash prefix being compared.
+        let hash = sha256_hex(plaintext.as_bytes());
+        let row: Option<(i64, String, String, i64)> = self
+            .c()
+            .query_row(
+                "SELECT id, name, role, created_at FROM api_tokens WHERE hash = ?1",
+                [hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(id, name, role, created_at)| {
+            Some(TokenInfo {
+                id,
+                name,
+                role: Role::parse(&role)?,
+                created_at,
+            })
+        }))
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let c = self.c();
+        let mut s = c.prepare("SELECT id, name, role, created_at FROM api_tokens ORDER BY id")?;
+        let rows = s.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, name, role, created_at) = row?;
+            if let Some(role) = Role::parse(&role) {
+                out.push(TokenInfo {
+                    id,
+                    name,
+                    role,
+                    created_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn token_count(&self) -> Result<i64> {
+        Ok(self
+            .c()
+            .query_row("SELECT count(*) FROM api_tokens", [], |r| r.get(0))?)
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_ms(), actor, action, target, detail.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = s.query_map([limit], |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> Result<String> {
+        self.blobs.put(bytes)
+    }
+
+    fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        self.blobs.get(digest)
+    }
+
+    fn create_artifact(&self, run_id: i64, name: &str, digest: &str, size: i64) -> Result<i64> {
+        let c = self.c();
+        c.execute(
+            "INSERT INTO artifacts (run_id, name, digest, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, name, digest, size, now_ms()],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn list_artifacts(&self, run_id: i64) -> Result<Vec<Artifact>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, run_id, name, digest, size, created_at FROM artifacts WHERE run_id = ?1 ORDER BY id",
+        )?;
+        let rows = s.query_map([run_id], |r| {
+            Ok(Artifact {
+                id: r.get(0)?,
+                run_id: r.get(1)?,
+                name: r.get(2)?,
+                digest: r.get(3)?,
+                size: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn put_cache(&self, repo_id: i64, key: &str, digest: &str, size: i64) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO caches (repo_id, key, digest, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(repo_id, key) DO NOTHING",
+            params![repo_id, key, digest, size, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn find_cache(
+        &self,
+        repo_id: i64,
+        key: &str,
+        prefixes: &[String],
+    ) -> Result<Option<CacheEntry>> {
+        let c = self.c();
+        let row = |r: &Row| {
+            Ok(CacheEntry {
+                repo_id: r.get(0)?,
+                key: r.get(1)?,
+                digest: r.get(2)?,
+                size: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        };
+        let exact = c
+            .query_row(
+                "SELECT repo_id, key, digest, size, created_at FROM caches WHERE repo_id = ?1 AND key = ?2",
+                params![repo_id, key],
+                row,
+            )
+            .optional()?;
+        if exact.is_some() {
+            return Ok(exact);
+        }
+        for p in prefixes {
+            let hit = c
+                .query_row(
+                    "SELECT repo_id, key, digest, size, created_at FROM caches WHERE repo_id = ?1 \
+                     AND substr(key, 1, length(?2)) = ?2 ORDER BY created_at DESC LIMIT 1",
+                    params![repo_id, p],
+                    row,
+                )
+                .optional()?;
+            if hit.is_some() {
+                return Ok(hit);
+            }
+        }
+        Ok(None)
+    }
+
+    fn backup_to(&self, dest: &Path) -> Result<()> {
+        let c = self.c();
+        let mut out =
+            Connection::open(dest).with_context(|| format!("creating {}", dest.display()))?;
+        let backup = rusqlite::backup::Backup::new(&c, &mut out)?;
+        backup.run_to_completion(256, std::time::Duration::from_millis(0), None)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    fn run_with_jobs(repo_id: i64, n: usize) -> NewRun {
+        NewRun {
+            repo_id,
+            workflow_path: ".github/workflows/ci.yml".into(),
+            workflow_name: "ci".into(),
+            event: "push".into(),
+            git_ref: "refs/heads/main".into(),
+            sha: "abc".into(),
+            actor: "test".into(),
+            jobs: (0..n)
+                .map(|i| NewJob {
+                    key: format!("j{i}"),
+                    name: format!("j{i}"),
+                    labels: vec![],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_reopen_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let v: i64 = s
+            .c()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let mode: String = s
+            .c()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn tokens_are_hashed_at_rest() {
+        let (dir, s) = store();
+        let t = s.create_token("admin", Role::Admin).unwrap();
+        assert_eq!(s.verify_token(&t).unwrap().unwrap().role, Role::Admin);
+        assert!(s.verify_token("hgr_nope").unwrap().is_none());
+        drop(s);
+        let db = std::fs::read(dir.path().join("hangar.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("hangar.db-wal")).unwrap_or_default();
+        for bytes in [db, wal] {
+            assert!(
+                !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+                "token plaintext found on disk"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_are_encrypted_at_rest() {
+        let (dir, s) = store();
+        let repo = s
+            .create_repo(&NewRepo {
+                name: "r".into(),
+                clone_url: "x".into(),
+                forge: "local".into(),
+                webhook_secret: None,
+            })
+            .unwrap();
+        s.set_secret(Some(repo.id), "TOKEN", "super-secret-value-123")
+            .unwrap();
+        s.set_secret(None, "GLOBAL", "global-value-456").unwrap();
+        let m = s.secrets_for_repo(repo.id).unwrap();
+        assert_eq!(m["TOKEN"], "super-secret-value-123");
+        assert_eq!(m["GLOBAL"], "global-value-456");
+        drop(s);
+        for f in ["hangar.db", "hangar.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+            assert!(!bytes.windows(22).any(|w| w == b"super-secret-value-123"));
+        }
+    }
+
+    #[test]
+    fn delivery_dedup_creates_runs_once() {
+        let (_d, s) = store();
+        let runs = vec![run_with_jobs(1, 2)];
+        assert_eq!(
+            s.record_delivery("d1", Some(1), "push", "queued", &runs)
+                .unwrap()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            s.record_delivery("d1", Some(1), "push", "queued", &runs)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(s.list_runs(&RunFilter::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lease_fencing_rejects_stale_holders() {
+        let (_d, s) = store();
+        let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+        let job = s.jobs_of_run(run).unwrap().remove(0);
+        s.update_job(
+            job.id,
+            &JobUpdate {
+                status: Some("queued".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.queue_depth().unwrap(), 1);
+        let lease = s.claim_job(job.id, "a1", 1000).unwrap().unwrap();
+        assert!(
+            s.claim_job(job.id, "a2", 1000).unwrap().is_none(),
+            "double claim"
+        );
+        assert!(s.expired_leases(now_ms() + 5000).unwrap().len() == 1);
+        // The reaper requeues; a new holder claims with a newer fence.
+        assert!(
+            s.release_lease(job.id, lease.fence, true, "agent lost")
+                .unwrap()
+        );
+        let lease2 = s.claim_job(job.id, "a2", 1000).unwrap().unwrap();
+        assert!(lease2.fence > lease.fence);
+        assert_eq!(lease2.job.attempt, 2);
+        assert_eq!(
+            s.heartbeat(job.id, lease.fence, 1000).unwrap(),
+            LeaseCheck::Lost
+        );
+        assert!(
+            !s.complete_job(job.id, lease.fence, "success", &serde_json::json!({}))
+                .unwrap()
+        );
+        assert!(
+            s.complete_job(job.id, lease2.fence, "success", &serde_json::json!({}))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn log_chunks_are_idempotent_and_paged() {
+        let (_d, s) = store();
+        assert!(s.append_log_chunk(7, 0, 0, "a\nb\n").unwrap());
+        assert!(!s.append_log_chunk(7, 0, 0, "a\nb\n").unwrap());
+        assert!(s.append_log_chunk(7, 1, 2, "c\n").unwrap());
+        assert_eq!(s.log_stats(7).unwrap(), (2, 3));
+        let page = s.log_chunks_for_lines(7, 2, 3).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].data, b"c\n");
+        assert_eq!(s.log_chunks(7, 0).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn backup_is_a_readable_copy() {
+        let (d, s) = store();
+        s.create_token("t", Role::Read).unwrap();
+        let dest = d.path().join("copy.db");
+        s.backup_to(&dest).unwrap();
+        let c = Connection::open(dest).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM api_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}
