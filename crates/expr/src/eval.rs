@@ -96,6 +96,13 @@ pub trait Host {
         matches!(function, StatusFunction::Success | StatusFunction::Always)
     }
 
+    /// `success('job', ...)` / `failure('job', ...)` in a job's `if:`: the status
+    /// of just those dependencies. Default: as [`Host::status`].
+    fn status_of(&self, function: StatusFunction, jobs: &[String]) -> bool {
+        let _ = jobs;
+        self.status(function)
+    }
+
     /// `hashFiles(patterns...)`: the hex SHA-256 GitHub computes, or a message.
     fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
         let _ = patterns;
@@ -314,7 +321,14 @@ fn call<'a>(
     cx: &Cx<'a>,
 ) -> Result<Out<'a>, EvalError> {
     if let Some(status) = function.status() {
-        return Ok(Out::Owned(Value::Bool(cx.host.status(status))));
+        if args.is_empty() {
+            return Ok(Out::Owned(Value::Bool(cx.host.status(status))));
+        }
+        let mut jobs = Vec::with_capacity(args.len());
+        for arg in args {
+            jobs.push(eval(arg, cx)?.value().to_display_string().into_owned());
+        }
+        return Ok(Out::Owned(Value::Bool(cx.host.status_of(status, &jobs))));
     }
     if function == Function::Case {
         return case(args, cx);

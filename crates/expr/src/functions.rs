@@ -55,10 +55,12 @@ pub const FUNCTIONS: &[FunctionSpec] = &[
     spec(Function::ToJson, "toJSON", 1, 1),
     spec(Function::FromJson, "fromJSON", 1, 1),
     spec(Function::HashFiles, "hashFiles", 1, ANY),
-    spec(Function::Success, "success", 0, 0),
+    // In a job's `if:`, GitHub also takes job names: `success('build', 'test')`
+    // asks about those dependencies only (see `Host::status_of`).
+    spec(Function::Success, "success", 0, ANY),
     spec(Function::Always, "always", 0, 0),
     spec(Function::Cancelled, "cancelled", 0, 0),
-    spec(Function::Failure, "failure", 0, 0),
+    spec(Function::Failure, "failure", 0, ANY),
     // case(pred1, val1, pred2, val2, ..., default): an odd count, at least 3.
     spec(Function::Case, "case", 3, ANY),
 ];

@@ -144,9 +144,30 @@ impl Host for FailedHost {
         matches!(f, StatusFunction::Failure | StatusFunction::Always)
     }
 
+    fn status_of(&self, f: StatusFunction, jobs: &[String]) -> bool {
+        // Only the job named `broken` failed.
+        let failed = jobs.iter().any(|j| j == "broken");
+        match f {
+            StatusFunction::Success => !failed,
+            StatusFunction::Failure => failed,
+            other => self.status(other),
+        }
+    }
+
     fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
         Ok(format!("hash:{}", patterns.join("+")))
     }
+}
+
+#[test]
+fn job_status_functions_take_job_names() {
+    let ctx = contexts();
+    let check = |src: &str| parse(src).unwrap().eval(&ctx, &FailedHost).unwrap();
+    assert_eq!(check("success('fine', 'also-fine')"), Value::Bool(true));
+    assert_eq!(check("failure('broken')"), Value::Bool(true));
+    assert_eq!(check("success('broken')"), Value::Bool(false));
+    assert!(parse("always(1)").is_err());
+    assert!(parse("cancelled('x')").is_err());
 }
 
 #[test]
