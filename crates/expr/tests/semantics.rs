@@ -496,7 +496,12 @@ fn random_token_soup_never_panics() {
         seed ^= seed << 17;
         seed
     };
-    for _ in 0..20_000 {
+    // EXPR_FUZZ_ITERS=2000000 (with --release) for a longer run.
+    let iterations: usize = std::env::var("EXPR_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    for _ in 0..iterations {
         let len = (next() % 24) as usize;
         let input: String = (0..len)
             .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
@@ -559,4 +564,121 @@ fn analysis_parse_lists_unknown_functions_and_bad_arity() {
     );
     // Other syntax errors still fail.
     assert!(hangar_expr::parse_for_analysis("nope(1 2)").is_err());
+}
+
+/// Random well-formed expressions (grammar-driven, deterministic) checked
+/// against algebraic laws of GitHub's operators: `==` is symmetric, `!=` is its
+/// negation, `<` mirrors `>`, `<=` mirrors `>=`, `!` is the negated truthiness,
+/// and nothing panics. EXPR_PROP_ITERS raises the count.
+#[test]
+fn random_expressions_obey_operator_laws() {
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+        fn expr(&mut self, depth: u32) -> String {
+            const LEAVES: &[&str] = &[
+                "null",
+                "true",
+                "false",
+                "0",
+                "-0",
+                "1",
+                "-1.5",
+                "0x10",
+                "1e3",
+                "NaN",
+                "Infinity",
+                "-Infinity",
+                "''",
+                "'a'",
+                "'A'",
+                "' 1 '",
+                "'0x10'",
+                "'it''s'",
+                "'ÜΣς'",
+                "'[1,2]'",
+                "'{\"a\":1}'",
+                "github",
+                "github.ref",
+                "github.event.commits",
+                "github.event.commits.*.message",
+                "matrix",
+                "matrix.os",
+                "matrix.versions",
+                "matrix.versions[0]",
+                "env",
+                "env.EMPTY",
+                "steps.build.outputs.json",
+                "nothing",
+            ];
+            if depth == 0 || self.next() % 3 == 0 {
+                return self.pick(LEAVES).to_string();
+            }
+            let (a, b) = (self.expr(depth - 1), self.expr(depth - 1));
+            match self.next() % 14 {
+                0 => format!("!({a})"),
+                1 => format!("({a}) && ({b})"),
+                2 => format!("({a}) || ({b})"),
+                3 => format!(
+                    "({a}) {} ({b})",
+                    self.pick(&["==", "!=", "<", "<=", ">", ">="])
+                ),
+                4 => format!("({a})[{b}]"),
+                5 => format!("({a}).*"),
+                6 => format!("({a})[*]"),
+                7 => format!("contains({a}, {b})"),
+                8 => format!("{}({a}, {b})", self.pick(&["startsWith", "endsWith"])),
+                9 => format!("format('{{0}}-{{1}}', {a}, {b})"),
+                10 => format!("join({a}, {b})"),
+                11 => format!("toJSON({a})"),
+                12 => format!("fromJSON(toJSON({a}))"),
+                _ => format!("case(({a}) == ({b}), {a}, {b})"),
+            }
+        }
+    }
+    let ctx = contexts();
+    let eval = |src: &str| evaluate(src, &ctx, &DefaultHost);
+    let iterations: usize = std::env::var("EXPR_PROP_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3_000);
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let mut evaluated = 0;
+    for _ in 0..iterations {
+        let (a, b) = (g.expr(3), g.expr(3));
+        let (Ok(va), Ok(vb)) = (eval(&a), eval(&b)) else {
+            continue;
+        };
+        evaluated += 1;
+        let law = |lhs: String, rhs: String| {
+            let (l, r) = (eval(&lhs), eval(&rhs));
+            assert_eq!(l, r, "{lhs}  vs  {rhs}");
+        };
+        law(format!("({a}) == ({b})"), format!("({b}) == ({a})"));
+        law(format!("({a}) != ({b})"), format!("!(({a}) == ({b}))"));
+        law(format!("({a}) < ({b})"), format!("({b}) > ({a})"));
+        law(format!("({a}) <= ({b})"), format!("({b}) >= ({a})"));
+        assert_eq!(
+            eval(&format!("!({a})")).ok(),
+            Some(Value::Bool(!va.is_truthy())),
+            "!({a})"
+        );
+        assert_eq!(
+            eval(&format!("!!({b})")).ok(),
+            Some(Value::Bool(vb.is_truthy())),
+            "!!({b})"
+        );
+    }
+    assert!(
+        evaluated > iterations / 4,
+        "only {evaluated} of {iterations} generated pairs evaluated"
+    );
 }
