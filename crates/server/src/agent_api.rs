@@ -98,6 +98,15 @@ pub async fn poll(State(app): State<Arc<App>>, Json(req): Json<PollRequest>) -> 
 fn try_claim(app: &App, req: &PollRequest) -> anyhow::Result<Option<Assignment>> {
     for job in app.store.runnable_jobs(&req.labels, 4)? {
         if let Some(lease) = app.store.claim_job(job.id, &req.agent_id, app.lease_ms)? {
+            if let Some(run) = app.store.get_run(lease.job.run_id)?
+                && run.status == "queued"
+            {
+                app.store.set_run_status(run.id, "running", None, None)?;
+                app.live.publish(
+                    run.id,
+                    json!({"type": "run", "status": "running", "conclusion": null}),
+                );
+            }
             app.publish_job(lease.job.run_id, lease.job.id);
             return Ok(Some(assignment(app, &lease.job, lease.fence)?));
         }

@@ -1,0 +1,417 @@
+//! `hangar serve` and `hangar agent` as real processes: crash recovery, lost
+//! agents, the end-to-end browser test. Plain std HTTP keeps the CLI crate's
+//! dependencies untouched.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hangar");
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn new_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.path().join("README"), "x").unwrap();
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn commit(dir: &Path, files: &[(&str, &str)]) {
+    for (p, t) in files {
+        let p = dir.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, t).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "change"]);
+}
+
+struct Serve {
+    child: Child,
+    url: String,
+    token: Option<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, args: &[&str]) -> Serve {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = None;
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("hangar serve printed its address")
+            .unwrap();
+        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
+            token = Some(t.trim().to_string());
+        }
+        if let Some(u) = line.split("listening on ").nth(1) {
+            break u.trim().trim_end_matches("/ui/").to_string();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, url, token }
+}
+
+fn http(method: &str, url: &str, token: &str, body: Option<&str>) -> (u16, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn get_json(url: &str, token: &str) -> Value {
+    let (s, b) = http("GET", url, token, None);
+    assert_eq!(s, 200, "GET {url}: {b}");
+    serde_json::from_str(&b).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kill_pid_file(path: &Path) {
+    if let Ok(pid) = std::fs::read_to_string(path) {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+    }
+}
+
+const SLOW: &str = "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo slow-started; echo $$ > PIDFILE; sleep 60\n";
+const FAST: &str = "on: push\njobs:\n  fast:\n    runs-on: ubuntu-latest\n    steps:\n      - run: for i in $(seq 1 500); do echo finished-log-line-$i; done\n";
+
+#[test]
+fn kill_9_mid_run_then_restart_leaves_nothing_running() {
+    let repo = new_repo();
+    let data = tempfile::tempdir().unwrap();
+    let pidfile = data.path().join("step.pid");
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    let mut s = serve(data.path(), &["--repo", &repo_arg, "--poll-ms", "100"]);
+    let token = s.token.clone().unwrap();
+    commit(
+        repo.path(),
+        &[
+            (
+                ".github/workflows/slow.yml",
+                &SLOW.replace("PIDFILE", pidfile.to_str().unwrap()),
+            ),
+            (".github/workflows/fast.yml", FAST),
+        ],
+    );
+    let runs_url = format!("{}/api/v1/runs", s.url);
+    wait_for(
+        "the fast run to finish and the slow job to start",
+        Duration::from_secs(30),
+        || {
+            let runs = get_json(&runs_url, &token);
+            let runs = runs.as_array().unwrap();
+            runs.len() == 2
+                && runs.iter().any(|r| {
+                    r["workflow_path"].as_str().unwrap().ends_with("fast.yml")
+                        && r["status"] == "completed"
+                })
+                && pidfile.exists()
+        },
+    );
+    // kill -9: no shutdown code runs.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    kill_pid_file(&pidfile);
+
+    let s2 = serve(data.path(), &["--repo", &repo_arg]);
+    assert!(
+        s2.token.is_none(),
+        "the admin token is printed only on the first start"
+    );
+    let runs_url = format!("{}/api/v1/runs", s2.url);
+    let runs = get_json(&runs_url, &token);
+    for r in runs.as_array().unwrap() {
+        assert_eq!(
+            r["status"], "completed",
+            "a run stayed {}: {r}",
+            r["status"]
+        );
+    }
+    let slow = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workflow_path"].as_str().unwrap().ends_with("slow.yml"))
+        .unwrap();
+    assert_eq!(slow["conclusion"], "failure");
+    let detail = get_json(&format!("{}/api/v1/runs/{}", s2.url, slow["id"]), &token);
+    assert!(
+        detail["jobs"][0]["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("restarted"),
+        "{detail}"
+    );
+    let fast = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workflow_path"].as_str().unwrap().ends_with("fast.yml"))
+        .unwrap();
+    assert_eq!(fast["conclusion"], "success");
+    let detail = get_json(&format!("{}/api/v1/runs/{}", s2.url, fast["id"]), &token);
+    let (_, log) = http(
+        "GET",
+        &format!(
+            "{}/api/v1/jobs/{}/logs/raw",
+            s2.url, detail["jobs"][0]["id"]
+        ),
+        &token,
+        None,
+    );
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 500, "finished logs are intact");
+    assert_eq!(lines[499], "finished-log-line-500");
+}
+
+#[test]
+fn a_killed_agent_loses_its_lease_within_the_bound() {
+    let repo = new_repo();
+    let data = tempfile::tempdir().unwrap();
+    let pidfile = data.path().join("step.pid");
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    // No embedded agent; a 2 s lease.
+    let s = serve(
+        data.path(),
+        &[
+            "--repo",
+            &repo_arg,
+            "--poll-ms",
+            "100",
+            "--agent-capacity",
+            "0",
+            "--lease-timeout",
+            "2",
+        ],
+    );
+    let token = s.token.clone().unwrap();
+    let (st, body) = http(
+        "POST",
+        &format!("{}/api/v1/tokens", s.url),
+        &token,
+        Some(r#"{"name":"runner-1","role":"agent"}"#),
+    );
+    assert_eq!(st, 201, "{body}");
+    let agent_token = serde_json::from_str::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut agent = Command::new(BIN)
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &agent_token,
+            "--capacity",
+            "1",
+            "--name",
+            "doomed",
+        ])
+        .arg("--work-dir")
+        .arg(data.path().join("agent-work"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    commit(
+        repo.path(),
+        &[(
+            ".github/workflows/slow.yml",
+            &SLOW.replace("PIDFILE", pidfile.to_str().unwrap()),
+        )],
+    );
+    let runs_url = format!("{}/api/v1/runs", s.url);
+    wait_for(
+        "the agent to start the job",
+        Duration::from_secs(30),
+        || pidfile.exists(),
+    );
+    let run_id = get_json(&runs_url, &token)[0]["id"].as_i64().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let killed_at = Instant::now();
+    kill_pid_file(&pidfile);
+    let run_url = format!("{}/api/v1/runs/{run_id}", s.url);
+    wait_for("the lost job to be marked", Duration::from_secs(15), || {
+        get_json(&run_url, &token)["run"]["status"] == "completed"
+    });
+    let took = killed_at.elapsed();
+    // Bound: lease (2 s) + reaper period (0.2 s) + slack for a loaded machine.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    let detail = get_json(&run_url, &token);
+    let job = &detail["jobs"][0];
+    assert_eq!(job["conclusion"], "failure");
+    assert!(
+        job["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired"),
+        "{job}"
+    );
+    let agents = get_json(&format!("{}/api/v1/agents", s.url), &token);
+    assert_eq!(agents[0]["name"], "doomed");
+}
+
+#[test]
+fn everything_but_healthz_needs_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &["--agent-capacity", "0"]);
+    let token = s.token.clone().unwrap();
+    assert_eq!(http("GET", &format!("{}/healthz", s.url), "", None).0, 200);
+    for path in [
+        "/metrics",
+        "/api/v1/runs",
+        "/api/v1/repos",
+        "/api/v1/agents",
+        "/api/v1/openapi.json",
+        "/api/v1/runs/1/events",
+    ] {
+        assert_eq!(
+            http("GET", &format!("{}{path}", s.url), "", None).0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            http("GET", &format!("{}{path}", s.url), "hgr_wrong", None).0,
+            401,
+            "{path}"
+        );
+    }
+    let (st, body) = http(
+        "POST",
+        &format!("{}/api/v1/tokens", s.url),
+        &token,
+        Some(r#"{"name":"viewer","role":"read"}"#),
+    );
+    assert_eq!(st, 201);
+    let read = serde_json::from_str::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        http("GET", &format!("{}/api/v1/runs", s.url), &read, None).0,
+        200
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{}/api/v1/repos", s.url),
+            &read,
+            Some(r#"{"name":"x","clone_url":"y"}"#)
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{}/api/v1/agent/poll", s.url),
+            &read,
+            Some("{}")
+        )
+        .0,
+        403
+    );
+    let doc = get_json(&format!("{}/api/v1/openapi.json", s.url), &token);
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Tokens are hashed at rest: the plaintext is nowhere in the data directory.
+    drop(s);
+    for entry in std::fs::read_dir(data.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            for t in [&token, &read] {
+                assert!(
+                    !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+                    "token found in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
