@@ -32,8 +32,44 @@ pub trait JobRunner: Send + Sync + 'static {
 }
 
 /// Runs each planned step's `run:` script with `bash -e`, in order, stopping at the
-/// first failure; a cancel kills the step's process group.
+/// first failure; a cancel kills the step's process group. `${{ }}` templates in
+/// `run:`, `env:` and `name:` are evaluated with `hangar-expr` over the `github`,
+/// `secrets`, `vars`, `inputs`, `matrix`, `needs` and `env` contexts. This is the
+/// server's test seam until the workflow engine's runner replaces it: no `uses:`,
+/// no `if:`, no workflow commands beyond what the server itself parses from logs.
 pub struct ShellRunner;
+
+fn contexts(
+    job: &Assignment,
+    ws: &std::path::Path,
+    env: &BTreeMap<String, String>,
+) -> hangar_expr::Contexts {
+    hangar_expr::Contexts::from_json(&serde_json::json!({
+        "github": {
+            "sha": job.sha, "ref": job.git_ref, "event_name": job.event_name, "event": job.event,
+            "repository": job.repository, "run_id": job.run_id.to_string(), "job": job.job_key,
+            "workspace": ws.to_string_lossy(),
+            "ref_name": job.git_ref.rsplit('/').next().unwrap_or(""),
+        },
+        "secrets": job.secrets,
+        "vars": job.vars,
+        "inputs": job.inputs,
+        "matrix": job.spec.get("matrix").cloned().unwrap_or_default(),
+        "needs": job.needs,
+        "env": env,
+    }))
+}
+
+/// Evaluates `${{ }}` in `text`; a bad expression is reported and fails the step.
+fn render(text: &str, ctx: &hangar_expr::Contexts) -> Result<String, String> {
+    if !text.contains("${{") {
+        return Ok(text.to_string());
+    }
+    let t = hangar_expr::Template::parse(text)
+        .map_err(|e| format!("{} (at byte {})", e.message, e.offset))?;
+    t.eval_to_string(ctx, &hangar_expr::DefaultHost)
+        .map_err(|e| e.to_string())
+}
 
 impl JobRunner for ShellRunner {
     fn run(
@@ -76,19 +112,33 @@ impl JobRunner for ShellRunner {
                     continue;
                 };
                 let mut env: BTreeMap<String, String> = BTreeMap::new();
+                let mut bad = None;
                 for scope in [job.spec.get("env"), step.get("env")] {
                     if let Some(obj) = scope.and_then(|e| e.as_object()) {
                         for (k, v) in obj {
-                            env.insert(
-                                k.clone(),
-                                v.as_str()
-                                    .map(String::from)
-                                    .unwrap_or_else(|| v.to_string()),
-                            );
+                            let raw = v
+                                .as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| v.to_string());
+                            match render(&raw, &contexts(&job, &ws, &env)) {
+                                Ok(val) => {
+                                    env.insert(k.clone(), val);
+                                }
+                                Err(e) => bad = Some(format!("env {k}: {e}")),
+                            }
                         }
                     }
                 }
-                let ok = run_script(script, &ws, &env, &job, &reporter, &cancel).await;
+                let script = match (bad, render(script, &contexts(&job, &ws, &env))) {
+                    (None, Ok(s)) => s,
+                    (Some(e), _) | (None, Err(e)) => {
+                        reporter.line(&format!("##[error]{name}: {e}"));
+                        reporter.step_finished(idx, &name, "failure");
+                        conclusion = "failure".into();
+                        continue;
+                    }
+                };
+                let ok = run_script(&script, &ws, &env, &job, &reporter, &cancel).await;
                 let c = if cancel.is_cancelled() {
                     "cancelled"
                 } else if ok {

@@ -1,0 +1,376 @@
+//! Server behaviours end to end over loopback HTTP: masking, approvals,
+//! concurrency groups, cancel, re-run, dispatch inputs, waiting reasons.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_api_or_disk() {
+    let secret = "sup3r:s3cret/value-42";
+    let wf = "on: push\njobs:\n  leak:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo plain=${{ secrets.TOKEN }}\n          echo b64=$(printf %s \"${{ secrets.TOKEN }}\" | base64)\n          python3 -c 'import sys, urllib.parse; print(\"url=\" + urllib.parse.quote(sys.argv[1], safe=\"\"))' \"${{ secrets.TOKEN }}\"\n          echo short=${{ secrets.SHORT }}\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/repos/{id}/secrets/TOKEN")))
+        .bearer_auth(&s.token)
+        .json(&json!({"value": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    s.http
+        .put(s.url(&format!("/api/v1/repos/{id}/secrets/SHORT")))
+        .bearer_auth(&s.token)
+        .json(&json!({"value": "ab"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    let job = run["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(log.contains("plain=***"), "{log}");
+    assert!(log.contains("b64=***"), "base64 form is masked: {log}");
+    assert!(log.contains("url=***"), "URL-encoded form is masked: {log}");
+    assert!(
+        log.contains("short=ab"),
+        "values under the minimum length are left alone: {log}"
+    );
+    let b64 = "c3VwM3I6czNjcmV0L3ZhbHVlLTQy";
+    let mut everything = log.clone();
+    for path in [
+        format!("/api/v1/runs/{}", run["run"]["id"]),
+        "/api/v1/runs".into(),
+        format!("/api/v1/repos/{id}/secrets"),
+        "/api/v1/repos".into(),
+        format!("/api/v1/jobs/{job}/logs?from=0&to=100"),
+        "/api/v1/audit".into(),
+        "/api/v1/deliveries".into(),
+    ] {
+        everything.push_str(&s.get_text(&path).await);
+    }
+    assert!(!everything.contains(secret) && !everything.contains(b64));
+    assert!(everything.contains("TOKEN"), "secret names are listed");
+    for f in ["hangar.db", "hangar.db-wal"] {
+        let bytes = std::fs::read(s.data.path().join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret in {f}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn protected_environment_waits_for_a_reviewer() {
+    let hangar_yml = "environments:\n  prod:\n    protection:\n      reviewers: [alice]\n      branches: [main]\n";
+    let wf = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps: [{run: echo built}]\n  deploy:\n    needs: build\n    environment: prod\n    runs-on: ubuntu-latest\n    steps: [{run: echo deployed}]\n";
+    let (repo, sha) = repo_with(&[("hangar.yml", hangar_yml), (".github/workflows/cd.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run_url = format!("/api/v1/runs/{run_id}");
+    wait_until(
+        "the deploy job to wait for approval",
+        Duration::from_secs(20),
+        async || {
+            let r = s.get(&run_url).await;
+            r["jobs"][1]["waiting_reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("approval")
+        },
+    )
+    .await;
+    let r = s.get(&run_url).await;
+    assert_eq!(r["jobs"][1]["status"], "waiting");
+    assert!(
+        r["jobs"][1]["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("alice")
+    );
+    let pending = s.get("/api/v1/approvals").await;
+    let approval = pending[0]["id"].as_i64().unwrap();
+    // A read token that is not a reviewer may not decide.
+    let (_, bob) = s
+        .post("/api/v1/tokens", json!({"name": "bob", "role": "read"}))
+        .await;
+    let r = s
+        .http
+        .post(s.url(&format!("/api/v1/approvals/{approval}")))
+        .bearer_auth(bob["token"].as_str().unwrap())
+        .json(&json!({"approve": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, alice) = s
+        .post("/api/v1/tokens", json!({"name": "alice", "role": "read"}))
+        .await;
+    let r = s
+        .http
+        .post(s.url(&format!("/api/v1/approvals/{approval}")))
+        .bearer_auth(alice["token"].as_str().unwrap())
+        .json(&json!({"approve": true, "comment": "ship it"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = s.wait_run(run_id, Duration::from_secs(20)).await;
+    assert_eq!(done["run"]["conclusion"], "success", "{done:#}");
+    let audit = s.get("/api/v1/audit").await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "approval.approve" && e["actor"] == "alice")
+    );
+    let deployments = s.get("/api/v1/deployments").await;
+    assert_eq!(deployments[0]["environment"], "prod");
+    assert_eq!(deployments[0]["status"], "success");
+}
+
+#[tokio::test]
+async fn cancel_in_progress_kills_the_older_run() {
+    let pids = tempfile::tempdir().unwrap();
+    let wf = format!(
+        "on: push\nconcurrency:\n  group: deploy-${{{{ github.ref }}}}\n  cancel-in-progress: true\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo $$ > {}/$GITHUB_RUN_ID; sleep 60\n",
+        pids.path().display()
+    );
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", &wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "first").await;
+    let first = v["runs"][0].as_i64().unwrap();
+    let pid_file = pids.path().join(first.to_string());
+    wait_until(
+        "the first run's step to start",
+        Duration::from_secs(20),
+        async || pid_file.exists(),
+    )
+    .await;
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(alive(&pid));
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "second").await;
+    let second = v["runs"][0].as_i64().unwrap();
+    let r = s.wait_run(first, Duration::from_secs(20)).await;
+    assert_eq!(r["run"]["conclusion"], "cancelled", "{r:#}");
+    wait_until(
+        "the cancelled step's process to die",
+        Duration::from_secs(10),
+        async || !alive(&pid),
+    )
+    .await;
+    // The newer run goes ahead; cancelling it through the API reaches its process too.
+    let pid2_file = pids.path().join(second.to_string());
+    wait_until(
+        "the second run to start",
+        Duration::from_secs(20),
+        async || pid2_file.exists(),
+    )
+    .await;
+    let pid2 = std::fs::read_to_string(&pid2_file).unwrap();
+    let (code, _) = s
+        .post(&format!("/api/v1/runs/{second}/cancel"), json!({}))
+        .await;
+    assert_eq!(code, 202);
+    let r = s.wait_run(second, Duration::from_secs(20)).await;
+    assert_eq!(r["run"]["conclusion"], "cancelled");
+    wait_until(
+        "the second step's process to die",
+        Duration::from_secs(10),
+        async || !alive(&pid2),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rerun_failed_jobs_only_and_single_jobs() {
+    let flag = tempfile::tempdir().unwrap();
+    let wf = format!(
+        "on: push\njobs:\n  ok:\n    runs-on: ubuntu-latest\n    steps: [{{run: echo fine}}]\n  flaky:\n    runs-on: ubuntu-latest\n    steps: [{{run: 'test -e {}/pass'}}]\n  after:\n    needs: flaky\n    runs-on: ubuntu-latest\n    steps: [{{run: echo after}}]\n",
+        flag.path().display()
+    );
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", &wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let r = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert_eq!(r["run"]["conclusion"], "failure");
+    let job = |r: &Value, key: &str| {
+        r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(job(&r, "after")["conclusion"], "skipped");
+    let ok_finished = job(&r, "ok")["finished_at"].clone();
+    std::fs::write(flag.path().join("pass"), "").unwrap();
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/runs/{run_id}/rerun"),
+            json!({"jobs": "failed"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(
+        v["jobs"].as_array().unwrap().len(),
+        2,
+        "flaky and the job that needs it: {v}"
+    );
+    let r = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert_eq!(r["run"]["conclusion"], "success", "{r:#}");
+    assert_eq!(r["run"]["attempt"], 2);
+    assert_eq!(
+        job(&r, "ok")["finished_at"],
+        ok_finished,
+        "the successful job was not re-run"
+    );
+    // A single job.
+    let ok_id = job(&r, "ok")["id"].as_i64().unwrap();
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/runs/{run_id}/rerun"),
+            json!({"jobs": ok_id}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["jobs"], json!([ok_id]));
+    let r = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert_eq!(r["run"]["attempt"], 3);
+    assert_ne!(job(&r, "ok")["finished_at"], ok_finished);
+}
+
+#[tokio::test]
+async fn dispatch_checks_typed_inputs() {
+    let wf = "on:\n  workflow_dispatch:\n    inputs:\n      count: {type: number, required: true}\n      level: {type: choice, options: [low, high], default: low}\njobs:\n  show:\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo count=${{ inputs.count }} level=${{ inputs.level }}'}]\n";
+    let (repo, _sha) = repo_with(&[(".github/workflows/manual.yml", wf)]);
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/repos/{id}/dispatch"),
+            json!({"workflow": "manual.yml", "inputs": {"count": "many"}}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(v["error"].as_str().unwrap().contains("number"), "{v}");
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/repos/{id}/dispatch"),
+            json!({"workflow": "manual.yml", "inputs": {}}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(v["error"].as_str().unwrap().contains("required"), "{v}");
+    let (code, v) = s.post(&format!("/api/v1/repos/{id}/dispatch"), json!({"workflow": "manual.yml", "ref": "main", "inputs": {"count": 3, "level": "high"}})).await;
+    assert_eq!(code, 201, "{v}");
+    let r = s
+        .wait_run(v["run"].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(r["run"]["event"], "workflow_dispatch");
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", r["jobs"][0]["id"]))
+        .await;
+    assert!(log.contains("count=3 level=high"), "{log}");
+}
+
+#[tokio::test]
+async fn a_waiting_job_says_why() {
+    let wf = "on: push\njobs:\n  gpu:\n    runs-on: [self-hosted, gpu]\n    steps: [{run: 'true'}]\n  later:\n    needs: gpu\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    // Give the embedded agent a poll so it is known.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(r["jobs"][0]["status"], "queued");
+    assert_eq!(
+        r["jobs"][0]["waiting_reason"],
+        "no connected agent has the labels [self-hosted, gpu]"
+    );
+    assert_eq!(
+        r["jobs"][1]["waiting_reason"],
+        "waiting for needed jobs: gpu"
+    );
+    let metrics = s.get_text("/metrics").await;
+    assert!(metrics.contains("hangar_queue_depth 1"), "{metrics}");
+    assert!(metrics.contains("hangar_agents_connected 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn gitlab_and_gitea_webhooks() {
+    let wf = "on:\n  push:\n    branches: [main]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo ok}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("group/app", repo.path()).await;
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main", "before": "0", "after": sha, "checkout_sha": sha,
+        "project": {"path_with_namespace": "group/app", "git_http_url": repo.path().to_string_lossy()}
+    }))
+    .unwrap();
+    let send = |token: &'static str, id: &'static str| {
+        s.http
+            .post(s.url("/hooks/gitlab"))
+            .header("x-gitlab-event", "Push Hook")
+            .header("x-gitlab-token", token)
+            .header("x-gitlab-event-uuid", id)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send("wrong", "g1").await.unwrap().status(), 401);
+    assert_eq!(send(SECRET, "g1").await.unwrap().status(), 202);
+    // Gitea signs the hex HMAC without a prefix.
+    let gbody = push_body("group/app", repo.path(), &sha);
+    let sig = sign(&gbody);
+    let r = s
+        .http
+        .post(s.url("/hooks/gitea"))
+        .header("x-gitea-event", "push")
+        .header("x-gitea-delivery", "t1")
+        .header("x-gitea-signature", sig.trim_start_matches("sha256="))
+        .body(gbody)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // A push to another branch is filtered out: recorded, nothing queued.
+    let other = serde_json::to_vec(
+        &json!({"ref": "refs/heads/dev", "after": sha, "repository": {"full_name": "group/app"}}),
+    )
+    .unwrap();
+    let (code, v) = s
+        .hook("github", &other, &sign(&other), "dev-1", "push")
+        .await;
+    assert_eq!(code, 202);
+    assert_eq!(v["runs"], json!([]));
+    assert_eq!(s.runs().await.len(), 2);
+}
