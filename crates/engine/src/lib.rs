@@ -1,1 +1,172 @@
 //! Planning (needs DAG, matrix) and execution of workflow jobs and steps on the host.
+//!
+//! # Using the engine
+//!
+//! The same API serves `hangar run` (terminal) and the agent (server):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), String> {
+//! use std::sync::Arc;
+//! use hangar_engine::{Engine, JobSpec, RunContext, Workflow, report::MemoryReporter};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let engine = Engine::new();                       // built-ins: checkout, cache, artifacts
+//! let workspace = std::path::Path::new(".");
+//! let mut run = RunContext::new(workspace, "push", None); // push of HEAD via `git`
+//! run.secrets.insert("TOKEN".into(), "s3cret".into());
+//! let run = Arc::new(run);
+//! let wf = Arc::new(Workflow::load(std::path::Path::new(".github/workflows/ci.yml"))?);
+//!
+//! // Plan: jobs in stages of the `needs` graph.
+//! let stages = hangar_engine::plan::stages(&wf, None)?;
+//!
+//! // Run ONE job (what an agent does with a leased job). Matrix legs, `needs`
+//! // results and outputs come in the JobSpec; events go to the reporter.
+//! let mut spec = JobSpec::new(wf.clone(), &stages[0][0]);
+//! spec.needs = serde_json::Map::new();
+//! let reporter = Arc::new(MemoryReporter::default());
+//! let outcome = engine.run_job(run.clone(), spec, reporter.clone(), CancellationToken::new()).await;
+//! println!("{} {:?}", outcome.result, outcome.outputs);
+//!
+//! // Or a whole run (what `hangar run` does).
+//! let summary = engine
+//!     .run_workflows(run, vec![wf], Default::default(), reporter, CancellationToken::new())
+//!     .await?;
+//! # let _ = summary; Ok(()) }
+//! ```
+//!
+//! * [`Engine::run_job`] runs one job (one matrix leg) to completion and returns
+//!   its [`report::Conclusion`] and outputs. Cancelling the token sends SIGINT to
+//!   the running step's process group, SIGTERM and SIGKILL [`process::GRACE`]
+//!   apart; remaining steps are skipped unless their `if:` uses `always()` or
+//!   `cancelled()`; the result is `cancelled`.
+//! * For the server: [`plan::stages`] gives the job graph, [`matrix::expand`]
+//!   the legs of an evaluated `strategy.matrix` (evaluate it with
+//!   [`evaluate::eval_tree`] once the needed jobs' outputs are known), and
+//!   [`job::JobSpec`] carries `needs` (`{"job": {"result", "outputs"}}`),
+//!   `matrix` and `strategy` values.
+//! * Every event a [`report::Reporter`] receives is already masked: secrets
+//!   (`RunContext::secrets`, or `JobSpec::secrets`) and `::add-mask::` values
+//!   never leave the engine in clear.
+//! * Built-in actions: implement [`builtin::BuiltinAction`] and
+//!   [`Engine::register`] it; `uses: owner/name@ref` then runs it in-process.
+
+pub mod builtin;
+pub mod commands;
+pub mod context;
+pub mod dotenv;
+pub mod envfile;
+pub mod evaluate;
+pub mod hashfiles;
+pub mod job;
+pub mod mask;
+pub mod matrix;
+pub mod output;
+pub mod plan;
+pub mod process;
+pub mod report;
+pub mod run;
+pub mod shell;
+pub mod workflow;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use builtin::{ActionCall, ActionResult, BuiltinAction, OutputSink};
+pub use context::RunContext;
+pub use job::{JobOutcome, JobSpec};
+pub use report::{Conclusion, Event, Reporter};
+pub use run::{JobSummary, RunOptions, RunSummary};
+pub use tokio_util::sync::CancellationToken;
+pub use workflow::Workflow;
+
+/// The executor: built-in actions and local copies of remote actions. Cheap
+/// to clone (shared inside).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    builtins: HashMap<String, Arc<dyn BuiltinAction>>,
+    /// `owner/repo@ref` (lower case) → directory.
+    action_dirs: HashMap<String, PathBuf>,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// An engine with the default built-ins (`actions/checkout`, `actions/cache`,
+    /// `actions/upload-artifact`, `actions/download-artifact`).
+    pub fn new() -> Engine {
+        let mut inner = Inner::default();
+        for b in builtin::defaults() {
+            inner.builtins.insert(b.name().to_ascii_lowercase(), b);
+        }
+        Engine {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("configure the engine before cloning it")
+    }
+
+    /// Registers a built-in action (replacing one of the same name).
+    pub fn register(&mut self, action: Arc<dyn BuiltinAction>) {
+        let name = action.name().to_ascii_lowercase();
+        self.inner_mut().builtins.insert(name, action);
+    }
+
+    /// `owner/repo@ref=PATH`: use the local directory PATH for that action.
+    pub fn add_action_dir(&mut self, spec: &str) -> Result<(), String> {
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--action-dir {spec:?}: expected owner/repo@ref=PATH"))?;
+        let (repo, r) = name
+            .split_once('@')
+            .ok_or_else(|| format!("--action-dir {spec:?}: expected owner/repo@ref=PATH"))?;
+        if repo.split('/').count() != 2 || r.is_empty() {
+            return Err(format!(
+                "--action-dir {spec:?}: expected owner/repo@ref=PATH"
+            ));
+        }
+        let dir = PathBuf::from(path);
+        if !dir.is_dir() {
+            return Err(format!("--action-dir {spec:?}: {path} is not a directory"));
+        }
+        self.inner_mut().action_dirs.insert(
+            format!("{}@{}", repo.to_ascii_lowercase(), r.to_ascii_lowercase()),
+            dir,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn builtin(&self, name: &str) -> Option<Arc<dyn BuiltinAction>> {
+        self.inner.builtins.get(name).cloned()
+    }
+
+    pub(crate) fn action_dir(&self, repo: &str, version: &str) -> Option<PathBuf> {
+        self.inner
+            .action_dirs
+            .get(&format!("{repo}@{}", version.to_ascii_lowercase()))
+            .cloned()
+    }
+
+    /// Runs one job (one matrix leg) on the host. See the crate docs.
+    pub async fn run_job(
+        &self,
+        run: Arc<RunContext>,
+        spec: JobSpec,
+        reporter: Arc<dyn Reporter>,
+        cancel: CancellationToken,
+    ) -> JobOutcome {
+        job::run_job(self, run, spec, reporter, cancel).await
+    }
+}

@@ -1,10 +1,562 @@
-//! `hangar run`.
+//! `hangar run`: run GitHub Actions workflows on this machine.
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use hangar_engine::report::{Event, Level};
+use hangar_engine::{
+    CancellationToken, Conclusion, Engine, Reporter, RunContext, RunOptions, Workflow,
+};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The event to run (`push`, `pull_request`, `workflow_dispatch`...).
+    #[arg(default_value = "push")]
+    pub event: String,
+    /// Workflow file, or directory of workflow files.
+    #[arg(short = 'W', long = "workflows", default_value = ".github/workflows")]
+    pub workflows: PathBuf,
+    /// Run only this job (and the jobs it needs).
+    #[arg(short = 'j', long = "job")]
+    pub job: Option<String>,
+    /// A secret, NAME=VALUE (or NAME to take it from the environment).
+    #[arg(short = 's', long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// Secrets in dotenv format (default: `.secrets` when it exists).
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// A configuration variable (`vars` context), NAME=VALUE.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Variables in dotenv format (default: `.vars` when it exists).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_file: Option<PathBuf>,
+    /// Environment for every step in dotenv format (default: `.env` when it exists).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// An input of `workflow_dispatch` / `workflow_call`, NAME=VALUE.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// The event payload (JSON); default: a push of HEAD.
+    #[arg(short = 'e', long = "eventpath", value_name = "FILE")]
+    pub eventpath: Option<PathBuf>,
+    /// List workflows, jobs and their events; run nothing.
+    #[arg(short = 'l', long)]
+    pub list: bool,
+    /// Print the job graph by stages; run nothing.
+    #[arg(short = 'g', long)]
+    pub graph: bool,
+    /// Show what would run without running it.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+    /// Emit events as JSON lines instead of the terminal view.
+    #[arg(long)]
+    pub json: bool,
+    /// Jobs running at once (default: number of cores).
+    #[arg(long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Use a local directory for a remote action: owner/repo@ref=PATH.
+    #[arg(long = "action-dir", value_name = "OWNER/REPO@REF=PATH")]
+    pub action_dirs: Vec<String>,
+    /// Repository root (GITHUB_WORKSPACE); default: the current directory.
+    #[arg(short = 'C', long = "directory", value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hangar run` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let workspace = match &args.directory {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let workspace = workspace.canonicalize().unwrap_or(workspace);
+    let wf_path = if args.workflows.is_absolute() {
+        args.workflows.clone()
+    } else {
+        workspace.join(&args.workflows)
+    };
+    if !wf_path.exists() {
+        bail!(
+            "{} does not exist: no workflows to run (use -W to point at a workflow file or directory)",
+            args.workflows.display()
+        );
+    }
+    let (workflows, errors) =
+        hangar_engine::plan::load_workflows(&wf_path).map_err(anyhow::Error::msg)?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if args.list {
+        list(&workflows, &workspace);
+        return Ok(if errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let selected = hangar_engine::plan::for_event(&workflows, Some(&args.event));
+    if args.graph {
+        return graph(&selected, args.job.as_deref(), &workspace);
+    }
+    if !errors.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    if selected.is_empty() {
+        eprintln!(
+            "no workflow in {} runs on `{}`",
+            args.workflows.display(),
+            args.event
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let event = match &args.eventpath {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Some(
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .with_context(|| format!("{}: invalid JSON", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut run = RunContext::new(&workspace, &args.event, event);
+    load_pairs(
+        &workspace,
+        args.secret_file.as_deref(),
+        ".secrets",
+        &mut run.secrets,
+    )?;
+    for s in &args.secrets {
+        let (k, v) = match s.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (s.clone(), std::env::var(s).unwrap_or_default()),
+        };
+        run.secrets.insert(k, v);
+    }
+    load_pairs(&workspace, args.var_file.as_deref(), ".vars", &mut run.vars)?;
+    for s in &args.vars {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--var {s}: expected NAME=VALUE"))?;
+        run.vars.insert(k.to_string(), v.to_string());
+    }
+    load_pairs(&workspace, args.env_file.as_deref(), ".env", &mut run.env)?;
+    for s in &args.inputs {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--input {s}: expected NAME=VALUE"))?;
+        run.inputs
+            .insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    apply_input_defaults(&selected, &args.event, &mut run);
+    if !args.inputs.is_empty() || args.event == "workflow_dispatch" {
+        if let Some(obj) = run.event.as_object_mut() {
+            obj.insert(
+                "inputs".into(),
+                serde_json::Value::Object(run.inputs.clone()),
+            );
+        }
+    }
+    let mut engine = Engine::new();
+    for d in &args.action_dirs {
+        engine.add_action_dir(d).map_err(anyhow::Error::msg)?;
+    }
+    let parallel = args
+        .jobs
+        .unwrap_or_else(|| RunOptions::default().parallel)
+        .max(1);
+    let job_count: usize = selected
+        .iter()
+        .map(|w| {
+            w.jobs()
+                .map(|(_, j)| if j.get("strategy").is_some() { 2 } else { 1 })
+                .sum::<usize>()
+        })
+        .sum();
+    let reporter: Arc<dyn Reporter> = if args.json {
+        Arc::new(JsonReporter::default())
+    } else {
+        Arc::new(TerminalReporter::new(job_count > 1 && parallel > 1))
+    };
+    let opts = RunOptions {
+        parallel,
+        only_job: args.job.clone(),
+        dry_run: args.dry_run,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(parallel.clamp(1, 4))
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let cancel = CancellationToken::new();
+    let run = Arc::new(run);
+    let summary = rt.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nhangar: cancelling (Ctrl-C again to stop at once)");
+                c.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        engine
+            .run_workflows(run, selected, opts, reporter.clone(), cancel.clone())
+            .await
+    });
+    reporter.flush();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !args.json {
+        print_summary(&summary);
+    }
+    rt.shutdown_background();
+    Ok(if cancel.is_cancelled() {
+        ExitCode::from(130)
+    } else if summary.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `workflow_dispatch` / `workflow_call` inputs not given take their declared defaults.
+fn apply_input_defaults(workflows: &[Arc<Workflow>], event: &str, run: &mut RunContext) {
+    for wf in workflows {
+        let Some(defs) = wf
+            .event_config(event)
+            .and_then(|c| c.get("inputs"))
+            .and_then(|i| i.as_object())
+        else {
+            continue;
+        };
+        let from_event = run
+            .event
+            .get("inputs")
+            .and_then(|i| i.as_object())
+            .cloned()
+            .unwrap_or_default();
+        for (name, def) in defs {
+            if run.inputs.contains_key(name) {
+                continue;
+            }
+            if let Some(v) = from_event.get(name) {
+                run.inputs.insert(name.clone(), v.clone());
+            } else if let Some(d) = def.get("default") {
+                let typed = match (def.get("type").and_then(|t| t.as_str()), d) {
+                    (Some("boolean"), serde_json::Value::String(s)) => {
+                        serde_json::Value::Bool(s == "true")
+                    }
+                    _ => d.clone(),
+                };
+                run.inputs.insert(name.clone(), typed);
+            }
+        }
+    }
+}
+
+fn load_pairs(
+    workspace: &Path,
+    file: Option<&Path>,
+    default: &str,
+    into: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => {
+            let p = workspace.join(default);
+            if !p.is_file() {
+                return Ok(());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    for (k, v) in hangar_engine::dotenv::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    {
+        into.insert(k, v);
+    }
+    Ok(())
+}
+
+fn rel(p: &Path, base: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).display().to_string()
+}
+
+fn list(workflows: &[Arc<Workflow>], workspace: &Path) {
+    let mut rows = vec![[
+        "Stage".to_string(),
+        "Job ID".into(),
+        "Job name".into(),
+        "Workflow name".into(),
+        "Workflow file".into(),
+        "Events".into(),
+    ]];
+    for wf in workflows {
+        let events = wf.events().join(",");
+        let stages = hangar_engine::plan::stages(wf, None).unwrap_or_default();
+        for (i, stage) in stages.iter().enumerate() {
+            for id in stage {
+                let name = wf
+                    .job(id)
+                    .and_then(|j| j.get("name"))
+                    .and_then(hangar_engine::workflow::scalar_string)
+                    .unwrap_or_else(|| id.clone());
+                rows.push([
+                    i.to_string(),
+                    id.clone(),
+                    name,
+                    wf.name.clone(),
+                    rel(&wf.path, workspace),
+                    events.clone(),
+                ]);
+            }
+        }
+    }
+    let mut widths = [0usize; 6];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+}
+
+fn graph(
+    workflows: &[Arc<Workflow>],
+    only: Option<&str>,
+    workspace: &Path,
+) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for wf in workflows {
+        println!("{} ({})", wf.name, rel(&wf.path, workspace));
+        match hangar_engine::plan::stages(wf, only) {
+            Ok(stages) => {
+                for (i, stage) in stages.iter().enumerate() {
+                    let jobs: Vec<String> = stage
+                        .iter()
+                        .map(|id| {
+                            let needs = wf
+                                .job(id)
+                                .map(hangar_engine::workflow::needs)
+                                .unwrap_or_default();
+                            if needs.is_empty() {
+                                id.clone()
+                            } else {
+                                format!("{id} <- {}", needs.join(", "))
+                            }
+                        })
+                        .collect();
+                    println!("  stage {i}: {}", jobs.join("  |  "));
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn fmt_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+fn print_summary(summary: &hangar_engine::RunSummary) {
+    let mut out = std::io::stdout().lock();
+    let w = summary
+        .jobs
+        .iter()
+        .map(|j| j.key.chars().count())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let _ = writeln!(out, "\n{:<w$}  {:<9}  duration", "job", "result");
+    for j in &summary.jobs {
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<9}  {}",
+            j.key,
+            j.result.as_str(),
+            fmt_ms(j.duration_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if summary.success {
+            "run succeeded"
+        } else {
+            "run failed"
+        }
+    );
+}
+
+/// Live terminal view: lines grouped under their step, `[job] ` prefixes when
+/// several jobs run, buffered and written once per chunk of output.
+struct TerminalReporter {
+    prefix: bool,
+    out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+}
+
+impl TerminalReporter {
+    fn new(prefix: bool) -> TerminalReporter {
+        TerminalReporter {
+            prefix,
+            out: Mutex::new(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            )),
+        }
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn event(&self, event: Event) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let p = if self.prefix {
+            format!("[{}] ", event.job())
+        } else {
+            String::new()
+        };
+        let _ = match &event {
+            Event::JobStarted { name, job, .. } => {
+                if name != job {
+                    writeln!(out, "{p}Job {name}")
+                } else {
+                    writeln!(out, "{p}Job started")
+                }
+            }
+            Event::StepStarted { name, .. } => writeln!(out, "{p}> {name}"),
+            Event::StepFinished {
+                name,
+                conclusion,
+                outcome,
+                duration_ms,
+                ..
+            } => {
+                let mark = match conclusion {
+                    Conclusion::Success if *outcome == Conclusion::Failure => {
+                        "ok (continue-on-error)"
+                    }
+                    Conclusion::Success => "ok",
+                    Conclusion::Failure => "FAILED",
+                    Conclusion::Cancelled => "cancelled",
+                    Conclusion::Skipped => "skipped",
+                };
+                writeln!(out, "{p}< {name}: {mark} [{}]", fmt_ms(*duration_ms))
+            }
+            Event::Log { line, .. } => writeln!(out, "{p}  | {line}"),
+            Event::Annotation {
+                level,
+                message,
+                location,
+                ..
+            } => {
+                let l = match level {
+                    Level::Error => "error",
+                    Level::Warning => "warning",
+                    Level::Notice => "notice",
+                };
+                let mut at = String::new();
+                if let Some(f) = &location.file {
+                    at = format!(" ({f}");
+                    if let Some(line) = location.line {
+                        at.push_str(&format!(":{line}"));
+                        if let Some(c) = location.col {
+                            at.push_str(&format!(":{c}"));
+                        }
+                    }
+                    at.push(')');
+                }
+                let title = location
+                    .title
+                    .as_deref()
+                    .map(|t| format!("{t}: "))
+                    .unwrap_or_default();
+                writeln!(out, "{p}  {l}: {title}{message}{at}")
+            }
+            Event::GroupStart { title, .. } => writeln!(out, "{p}  ▸ {title}"),
+            Event::GroupEnd { .. } => Ok(()),
+            Event::Summary { markdown, .. } => {
+                let mut r = Ok(());
+                for l in markdown.lines() {
+                    r = writeln!(out, "{p}  (summary) {l}");
+                }
+                r
+            }
+            Event::JobOutputs { outputs, .. } => {
+                let keys: Vec<&str> = outputs.keys().map(String::as_str).collect();
+                writeln!(out, "{p}outputs: {}", keys.join(", "))
+            }
+            Event::JobFinished {
+                result,
+                duration_ms,
+                ..
+            } => {
+                let r = writeln!(
+                    out,
+                    "{p}Job {} in {}",
+                    result.as_str(),
+                    fmt_ms(*duration_ms)
+                );
+                let _ = out.flush();
+                r
+            }
+        };
+    }
+
+    fn flush(&self) {
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    }
+}
+
+/// `--json`: one event per line.
+#[derive(Default)]
+struct JsonReporter {
+    out: Mutex<Option<std::io::BufWriter<std::io::Stdout>>>,
+}
+
+impl Reporter for JsonReporter {
+    fn event(&self, event: Event) {
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let out = guard.get_or_insert_with(|| std::io::BufWriter::new(std::io::stdout()));
+        if let Ok(s) = serde_json::to_string(&event) {
+            let _ = writeln!(out, "{s}");
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(out) = self.out.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = out.flush();
+        }
+    }
 }

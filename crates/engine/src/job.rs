@@ -1,0 +1,1643 @@
+//! Running one job on the host: contexts, steps (scripts, local composite and
+//! JavaScript actions, built-ins), env files, post steps and job outputs.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hangar_expr::{Condition, Contexts, Host, StatusFunction, Value as EValue};
+use indexmap::IndexMap;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::Engine;
+use crate::builtin::{ActionCall, ActionResult, BuiltinAction, OutputSink};
+use crate::context::RunContext;
+use crate::envfile;
+use crate::evaluate::{eval_scalar, eval_string};
+use crate::mask::Masker;
+use crate::output::StepSink;
+use crate::process::{self, Spec};
+use crate::report::{Conclusion, Event, Level, Location, Reporter, now_ms};
+use crate::shell;
+use crate::workflow::{Workflow, scalar_string, steps as job_steps};
+
+/// One job (or one matrix leg) ready to run.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub workflow: Arc<Workflow>,
+    pub job_id: String,
+    /// Display key, unique in the run: `build`, `test (ubuntu, 18)`,
+    /// `call / inner` for jobs of a called workflow.
+    pub key: String,
+    /// Values of this matrix leg (`matrix` context); empty without a matrix.
+    pub matrix: Map<String, Value>,
+    /// `strategy` context: `fail-fast`, `job-index`, `job-total`, `max-parallel`.
+    pub strategy: Map<String, Value>,
+    /// `needs` context: `{ "<job>": { "result": "success", "outputs": {...} } }`.
+    pub needs: Map<String, Value>,
+    /// `inputs` for a job of a called workflow (else the run's inputs).
+    pub inputs: Option<Map<String, Value>>,
+    /// Secrets for a job of a called workflow (else the run's secrets).
+    pub secrets: Option<BTreeMap<String, String>>,
+}
+
+impl JobSpec {
+    /// A job without matrix, needs or overrides.
+    pub fn new(workflow: Arc<Workflow>, job_id: &str) -> JobSpec {
+        JobSpec {
+            workflow,
+            job_id: job_id.to_string(),
+            key: job_id.to_string(),
+            matrix: Map::new(),
+            strategy: Map::new(),
+            needs: Map::new(),
+            inputs: None,
+            secrets: None,
+        }
+    }
+}
+
+/// What a job ended with.
+#[derive(Clone, Debug)]
+pub struct JobOutcome {
+    pub result: Conclusion,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Status functions and `hashFiles` for step conditions.
+pub(crate) struct StepHost<'a> {
+    pub failed: bool,
+    pub cancelled: bool,
+    pub workspace: &'a Path,
+}
+
+impl Host for StepHost<'_> {
+    fn status(&self, f: StatusFunction) -> bool {
+        match f {
+            StatusFunction::Success => !self.failed && !self.cancelled,
+            StatusFunction::Failure => self.failed && !self.cancelled,
+            StatusFunction::Cancelled => self.cancelled,
+            StatusFunction::Always => true,
+        }
+    }
+
+    fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
+        crate::hashfiles::hash_files(self.workspace, patterns)
+    }
+}
+
+struct Files {
+    env: PathBuf,
+    path: PathBuf,
+    output: PathBuf,
+    state: PathBuf,
+    summary: PathBuf,
+}
+
+/// A step list being executed: the job's, or a composite action's.
+#[derive(Default)]
+struct Scope {
+    steps: Map<String, Value>,
+    failed: bool,
+    /// Composite: its `inputs` context.
+    inputs: Option<Value>,
+    /// Composite: the calling step's environment.
+    env: IndexMap<String, String>,
+    action_path: Option<PathBuf>,
+    composite: bool,
+    depth: usize,
+}
+
+enum Post {
+    Js {
+        name: String,
+        dir: PathBuf,
+        file: String,
+        condition: String,
+        env: IndexMap<String, String>,
+        state_key: String,
+    },
+    Builtin {
+        name: String,
+        action: Arc<dyn BuiltinAction>,
+        call: Box<PostCall>,
+    },
+}
+
+struct PostCall {
+    action_name: String,
+    version: String,
+    inputs: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    state: BTreeMap<String, String>,
+}
+
+struct StepResult {
+    success: bool,
+    cancelled: bool,
+    outputs: BTreeMap<String, String>,
+}
+
+impl StepResult {
+    fn failed() -> StepResult {
+        StepResult {
+            success: false,
+            cancelled: false,
+            outputs: BTreeMap::new(),
+        }
+    }
+}
+
+type Pairs = BTreeMap<String, String>;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub(crate) struct Job<'e> {
+    engine: &'e Engine,
+    run: Arc<RunContext>,
+    spec: JobSpec,
+    doc: Value,
+    reporter: Arc<dyn Reporter>,
+    masker: Masker,
+    _tmp: tempfile::TempDir,
+    tmp: PathBuf,
+    files: Files,
+    base_env: IndexMap<String, String>,
+    env: IndexMap<String, String>,
+    path_prepend: Vec<String>,
+    base_cx: Contexts,
+    github: Map<String, Value>,
+    counter: usize,
+    cancel: CancellationToken,
+    /// Never cancelled: `always()` steps after a cancel run to completion.
+    no_cancel: CancellationToken,
+    post: Vec<Post>,
+    states: BTreeMap<String, BTreeMap<String, String>>,
+    debug: bool,
+}
+
+/// Entry point used by [`Engine::run_job`].
+pub(crate) async fn run_job(
+    engine: &Engine,
+    run: Arc<RunContext>,
+    spec: JobSpec,
+    reporter: Arc<dyn Reporter>,
+    cancel: CancellationToken,
+) -> JobOutcome {
+    let started = Instant::now();
+    let key = spec.key.clone();
+    let display = spec
+        .workflow
+        .job(&spec.job_id)
+        .and_then(|j| j.get("name"))
+        .and_then(scalar_string)
+        .unwrap_or_else(|| spec.job_id.clone());
+    reporter.event(Event::JobStarted {
+        job: key.clone(),
+        name: display,
+        ts: now_ms(),
+    });
+    let outcome = match Job::new(engine, run, spec, reporter.clone(), cancel.clone()) {
+        Ok(mut job) => job.execute(cancel).await,
+        Err(e) => {
+            reporter.event(Event::Annotation {
+                job: key.clone(),
+                step: None,
+                level: Level::Error,
+                message: e,
+                location: Location::default(),
+                ts: now_ms(),
+            });
+            JobOutcome {
+                result: Conclusion::Failure,
+                outputs: BTreeMap::new(),
+            }
+        }
+    };
+    if !outcome.outputs.is_empty() {
+        reporter.event(Event::JobOutputs {
+            job: key.clone(),
+            outputs: outcome.outputs.clone(),
+            ts: now_ms(),
+        });
+    }
+    reporter.event(Event::JobFinished {
+        job: key,
+        result: outcome.result,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ts: now_ms(),
+    });
+    reporter.flush();
+    outcome
+}
+
+fn to_evalue(v: &Value) -> EValue {
+    EValue::from(v)
+}
+
+fn map_value(m: &IndexMap<String, String>) -> EValue {
+    let mut o = hangar_expr::Object::with_capacity(m.len());
+    for (k, v) in m {
+        o.insert(k.as_str(), EValue::string(v.as_str()));
+    }
+    EValue::object(o)
+}
+
+fn minutes(v: &str) -> Option<Duration> {
+    let m: f64 = v.trim().parse().ok()?;
+    (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
+}
+
+impl<'e> Job<'e> {
+    fn new(
+        engine: &'e Engine,
+        run: Arc<RunContext>,
+        spec: JobSpec,
+        reporter: Arc<dyn Reporter>,
+        cancel: CancellationToken,
+    ) -> Result<Job<'e>, String> {
+        let doc = spec.workflow.job(&spec.job_id).cloned().ok_or_else(|| {
+            format!(
+                "job '{}' not found in {}",
+                spec.job_id,
+                spec.workflow.path.display()
+            )
+        })?;
+        for key in ["container", "services"] {
+            if doc.get(key).is_some_and(|v| !v.is_null()) {
+                return Err(format!(
+                    "job '{}' uses `{key}:`, which needs a container engine; hangar runs jobs on the host without Docker. Remove `{key}:` or run this job on GitHub",
+                    spec.key
+                ));
+            }
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("hangar-job-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let t = tmp.path().to_path_buf();
+        let files = Files {
+            env: t.join("set_env"),
+            path: t.join("add_path"),
+            output: t.join("set_output"),
+            state: t.join("save_state"),
+            summary: t.join("step_summary"),
+        };
+        for f in [
+            &files.env,
+            &files.path,
+            &files.output,
+            &files.state,
+            &files.summary,
+        ] {
+            std::fs::write(f, "").map_err(|e| format!("cannot create {}: {e}", f.display()))?;
+        }
+        let masker = Masker::new();
+        let secrets = spec.secrets.clone().unwrap_or_else(|| run.secrets.clone());
+        for v in secrets.values() {
+            masker.add(v);
+        }
+        let debug = run.debug
+            || secrets
+                .get("ACTIONS_STEP_DEBUG")
+                .is_some_and(|v| v == "true")
+            || run
+                .vars
+                .get("ACTIONS_STEP_DEBUG")
+                .is_some_and(|v| v == "true");
+        let (ref_name, ref_type) = run.ref_name_and_type();
+        let owner = run.repository.split('/').next().unwrap_or("").to_string();
+        let workspace = run.workspace.to_string_lossy().into_owned();
+        let event_path = run.event_path().to_string_lossy().into_owned();
+        let wf_path = spec.workflow.path.to_string_lossy().into_owned();
+        let mut github = Map::new();
+        let mut gh = |k: &str, v: Value| {
+            github.insert(k.to_string(), v);
+        };
+        gh("action", json!(""));
+        gh("action_path", json!(""));
+        gh("action_ref", json!(""));
+        gh("action_repository", json!(""));
+        gh("actor", json!(run.actor));
+        gh("api_url", json!("https://api.github.com"));
+        gh("base_ref", json!(run.base_ref));
+        gh("env", json!(files.env.to_string_lossy()));
+        gh("event", run.event.clone());
+        gh("event_name", json!(run.event_name));
+        gh("event_path", json!(event_path));
+        gh("graphql_url", json!("https://api.github.com/graphql"));
+        gh("head_ref", json!(run.head_ref));
+        gh("job", json!(spec.job_id));
+        gh("output", json!(files.output.to_string_lossy()));
+        gh("path", json!(files.path.to_string_lossy()));
+        gh("ref", json!(run.git_ref));
+        gh("ref_name", json!(ref_name));
+        gh("ref_protected", json!(false));
+        gh("ref_type", json!(ref_type));
+        gh("repository", json!(run.repository));
+        gh("repository_owner", json!(owner));
+        gh(
+            "repositoryUrl",
+            json!(format!("{}/{}.git", run.server_url, run.repository)),
+        );
+        gh("retention_days", json!("0"));
+        gh("run_attempt", json!(run.run_attempt));
+        gh("run_id", json!(run.run_id));
+        gh("run_number", json!(run.run_number));
+        gh("secret_source", json!("None"));
+        gh("server_url", json!(run.server_url));
+        gh("sha", json!(run.sha));
+        gh("state", json!(files.state.to_string_lossy()));
+        gh("step_summary", json!(files.summary.to_string_lossy()));
+        gh(
+            "token",
+            json!(secrets.get("GITHUB_TOKEN").cloned().unwrap_or_default()),
+        );
+        gh("triggering_actor", json!(run.actor));
+        gh("workflow", json!(spec.workflow.name));
+        gh(
+            "workflow_ref",
+            json!(format!("{}/{}@{}", run.repository, wf_path, run.git_ref)),
+        );
+        gh("workflow_sha", json!(run.sha));
+        gh("workspace", json!(workspace));
+
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "X64",
+            "aarch64" => "ARM64",
+            "arm" => "ARM",
+            "x86" => "X86",
+            other => other,
+        };
+        let tool_cache = run
+            .data_dir
+            .join("tool_cache")
+            .to_string_lossy()
+            .into_owned();
+        let mut runner = json!({
+            "os": "Linux",
+            "arch": arch,
+            "name": "hangar",
+            "environment": "self-hosted",
+            "temp": t.to_string_lossy(),
+            "tool_cache": tool_cache,
+            "workspace": run.workspace.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+        });
+        if debug {
+            runner["debug"] = json!("1");
+        }
+
+        let mut base_env: IndexMap<String, String> = std::env::vars().collect();
+        for (k, v) in &run.env {
+            base_env.insert(k.clone(), v.clone());
+        }
+        let mut set = |k: &str, v: &str| {
+            base_env.insert(k.to_string(), v.to_string());
+        };
+        set("CI", "true");
+        set("GITHUB_ACTIONS", "true");
+        set("GITHUB_ACTOR", &run.actor);
+        set("GITHUB_API_URL", "https://api.github.com");
+        set("GITHUB_BASE_REF", &run.base_ref);
+        set("GITHUB_EVENT_NAME", &run.event_name);
+        set("GITHUB_EVENT_PATH", &event_path);
+        set("GITHUB_GRAPHQL_URL", "https://api.github.com/graphql");
+        set("GITHUB_HEAD_REF", &run.head_ref);
+        set("GITHUB_JOB", &spec.job_id);
+        set("GITHUB_REF", &run.git_ref);
+        set("GITHUB_REF_NAME", &ref_name);
+        set("GITHUB_REF_PROTECTED", "false");
+        set("GITHUB_REF_TYPE", ref_type);
+        set("GITHUB_REPOSITORY", &run.repository);
+        set("GITHUB_REPOSITORY_OWNER", &owner);
+        set("GITHUB_RETENTION_DAYS", "0");
+        set("GITHUB_RUN_ATTEMPT", &run.run_attempt);
+        set("GITHUB_RUN_ID", &run.run_id);
+        set("GITHUB_RUN_NUMBER", &run.run_number);
+        set("GITHUB_SERVER_URL", &run.server_url);
+        set("GITHUB_SHA", &run.sha);
+        set("GITHUB_TRIGGERING_ACTOR", &run.actor);
+        set("GITHUB_WORKFLOW", &spec.workflow.name);
+        set(
+            "GITHUB_WORKFLOW_REF",
+            &format!("{}/{}@{}", run.repository, wf_path, run.git_ref),
+        );
+        set("GITHUB_WORKFLOW_SHA", &run.sha);
+        set("GITHUB_WORKSPACE", &workspace);
+        set("GITHUB_ENV", &files.env.to_string_lossy());
+        set("GITHUB_PATH", &files.path.to_string_lossy());
+        set("GITHUB_OUTPUT", &files.output.to_string_lossy());
+        set("GITHUB_STATE", &files.state.to_string_lossy());
+        set("GITHUB_STEP_SUMMARY", &files.summary.to_string_lossy());
+        set("RUNNER_OS", "Linux");
+        set("RUNNER_ARCH", arch);
+        set("RUNNER_NAME", "hangar");
+        set("RUNNER_ENVIRONMENT", "self-hosted");
+        set("RUNNER_TEMP", &t.to_string_lossy());
+        set("RUNNER_TOOL_CACHE", &tool_cache);
+        set(
+            "RUNNER_WORKSPACE",
+            runner["workspace"].as_str().unwrap_or(""),
+        );
+        if debug {
+            set("RUNNER_DEBUG", "1");
+        }
+
+        let mut secrets_obj = Map::new();
+        for (k, v) in &secrets {
+            secrets_obj.insert(k.clone(), json!(v));
+        }
+        let mut vars_obj = Map::new();
+        for (k, v) in &run.vars {
+            vars_obj.insert(k.clone(), json!(v));
+        }
+        let inputs = spec.inputs.clone().unwrap_or_else(|| run.inputs.clone());
+        let mut cx = Contexts::new();
+        cx.insert("github", to_evalue(&Value::Object(github.clone())));
+        cx.insert("runner", to_evalue(&runner));
+        cx.insert("vars", to_evalue(&Value::Object(vars_obj)));
+        cx.insert("secrets", to_evalue(&Value::Object(secrets_obj)));
+        cx.insert("inputs", to_evalue(&Value::Object(inputs)));
+        cx.insert("matrix", to_evalue(&Value::Object(spec.matrix.clone())));
+        cx.insert("strategy", to_evalue(&Value::Object(spec.strategy.clone())));
+        cx.insert("needs", to_evalue(&Value::Object(spec.needs.clone())));
+        cx.insert(
+            "job",
+            to_evalue(&json!({"status": "success", "container": {}, "services": {}})),
+        );
+        cx.insert("steps", EValue::object(hangar_expr::Object::new()));
+        cx.insert("env", EValue::object(hangar_expr::Object::new()));
+
+        let mut job = Job {
+            engine,
+            run: run.clone(),
+            spec,
+            doc,
+            reporter,
+            masker,
+            _tmp: tmp,
+            tmp: t,
+            files,
+            base_env,
+            env: IndexMap::new(),
+            path_prepend: Vec::new(),
+            base_cx: cx,
+            github,
+            counter: 0,
+            cancel,
+            no_cancel: CancellationToken::new(),
+            post: Vec::new(),
+            states: BTreeMap::new(),
+            debug,
+        };
+        // env: workflow env, then job env, each evaluated against what came before.
+        let wf_env = job.spec.workflow.doc.get("env").cloned();
+        let job_env = job.doc.get("env").cloned();
+        for layer in [wf_env, job_env].into_iter().flatten() {
+            job.apply_env_layer(&layer)?;
+        }
+        Ok(job)
+    }
+
+    fn apply_env_layer(&mut self, layer: &Value) -> Result<(), String> {
+        let host = self.host(false, false);
+        let mut cx = self.base_cx.clone();
+        cx.insert("env", map_value(&self.env));
+        match layer {
+            Value::Object(m) => {
+                let mut out = Vec::new();
+                for (k, v) in m {
+                    out.push((k.clone(), eval_scalar(v, &cx, &host)?));
+                }
+                self.env.extend(out);
+            }
+            Value::String(s) => {
+                if let Value::Object(m) = crate::evaluate::eval_typed(s, &cx, &host)? {
+                    for (k, v) in m {
+                        self.env
+                            .insert(k, scalar_string(&v).unwrap_or_else(|| v.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn host(&self, failed: bool, cancelled: bool) -> StepHost<'_> {
+        StepHost {
+            failed,
+            cancelled,
+            workspace: &self.run.workspace,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn cx(&self, scope: &Scope, env: &IndexMap<String, String>) -> Contexts {
+        let mut cx = self.base_cx.clone();
+        cx.insert("env", map_value(env));
+        cx.insert("steps", to_evalue(&Value::Object(scope.steps.clone())));
+        if let Some(inputs) = &scope.inputs {
+            cx.insert("inputs", to_evalue(inputs));
+        }
+        if let Some(p) = &scope.action_path {
+            let mut gh = self.github.clone();
+            gh.insert("action_path".into(), json!(p.to_string_lossy()));
+            cx.insert("github", to_evalue(&Value::Object(gh)));
+        }
+        cx
+    }
+
+    fn annotate(&self, step: Option<usize>, level: Level, message: &str) {
+        self.reporter.event(Event::Annotation {
+            job: self.spec.key.clone(),
+            step,
+            level,
+            message: self.masker.mask(message).into_owned(),
+            location: Location::default(),
+            ts: now_ms(),
+        });
+    }
+
+    fn log(&self, step: Option<usize>, line: &str) {
+        self.reporter.event(Event::Log {
+            job: self.spec.key.clone(),
+            step,
+            line: self.masker.mask(line).into_owned(),
+            ts: now_ms(),
+        });
+    }
+
+    async fn execute(&mut self, outer: CancellationToken) -> JobOutcome {
+        // The job's timeout and the caller's cancel both cancel the steps.
+        let timeout = self
+            .doc
+            .get("timeout-minutes")
+            .map(|v| {
+                let scope = Scope::default();
+                let cx = self.cx(&scope, &self.env);
+                eval_scalar(v, &cx, &self.host(false, false)).unwrap_or_default()
+            })
+            .and_then(|v| minutes(&v))
+            .unwrap_or(Duration::from_secs(360 * 60));
+        let job_cancel = CancellationToken::new();
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let job_cancel = job_cancel.clone();
+            let timed_out = timed_out.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = outer.cancelled() => {}
+                    _ = tokio::time::sleep(timeout) => {
+                        timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ = job_cancel.cancelled() => {}
+                }
+                job_cancel.cancel();
+            })
+        };
+        self.cancel = job_cancel.clone();
+        let steps: Vec<Value> = job_steps(&self.doc).to_vec();
+        let mut scope = Scope::default();
+        self.run_steps(&mut scope, &steps).await;
+        self.run_posts(&mut scope).await;
+        let was_timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
+        let was_cancelled = self.cancel.is_cancelled() && !was_timed_out;
+        job_cancel.cancel();
+        let _ = watcher.await;
+        if was_timed_out {
+            self.annotate(
+                None,
+                Level::Error,
+                &format!(
+                    "The job running on runner hangar has exceeded the maximum execution time of {} minutes.",
+                    timeout.as_secs_f64() / 60.0
+                ),
+            );
+        }
+        let outputs = self.job_outputs(&scope);
+        let result = if was_cancelled {
+            Conclusion::Cancelled
+        } else if scope.failed || was_timed_out {
+            Conclusion::Failure
+        } else {
+            Conclusion::Success
+        };
+        JobOutcome { result, outputs }
+    }
+
+    fn job_outputs(&self, scope: &Scope) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(Value::Object(defs)) = self.doc.get("outputs") else {
+            return out;
+        };
+        let cx = self.cx(scope, &self.env);
+        let host = self.host(scope.failed, self.cancelled());
+        for (k, v) in defs {
+            match eval_scalar(v, &cx, &host) {
+                Ok(value) => {
+                    if self.masker.mask(&value) != value {
+                        self.annotate(
+                            None,
+                            Level::Warning,
+                            &format!("Skip output '{k}' since it may contain secret."),
+                        );
+                    } else {
+                        out.insert(k.clone(), value);
+                    }
+                }
+                Err(e) => self.annotate(None, Level::Error, &format!("output '{k}': {e}")),
+            }
+        }
+        out
+    }
+
+    fn run_steps<'a>(&'a mut self, scope: &'a mut Scope, steps: &'a [Value]) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            for step in steps {
+                self.run_step(scope, step).await;
+            }
+        })
+    }
+
+    fn default_name(step: &Value) -> String {
+        if let Some(run) = step.get("run").and_then(scalar_string) {
+            let first = run
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            format!("Run {first}")
+        } else if let Some(uses) = step.get("uses").and_then(scalar_string) {
+            format!("Run {uses}")
+        } else {
+            "step".into()
+        }
+    }
+
+    async fn run_step(&mut self, scope: &mut Scope, step: &Value) {
+        let number = self.counter;
+        self.counter += 1;
+        let key = self.spec.key.clone();
+        let id = step.get("id").and_then(scalar_string);
+        let started = Instant::now();
+        let is_cancelled = self.cancelled();
+
+        // The step's environment: job env, the composite caller's env, then the
+        // step's own env (evaluated against the env before it).
+        let mut env = self.env.clone();
+        env.extend(scope.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let has_exprs = step_has_expressions(step);
+        let mut cx = if has_exprs || step.get("if").is_some() {
+            Some(self.cx(scope, &env))
+        } else {
+            None
+        };
+
+        let name = match step.get("name").and_then(scalar_string) {
+            Some(n) if n.contains("${{") => {
+                let cx = cx.get_or_insert_with(|| self.cx(scope, &env));
+                eval_string(&n, cx, &self.host(scope.failed, is_cancelled)).unwrap_or(n)
+            }
+            Some(n) => n,
+            None => Self::default_name(step),
+        };
+        let name = self.masker.mask(&name).into_owned();
+
+        let condition = match step.get("if") {
+            None => Ok(!scope.failed && !is_cancelled),
+            Some(v) => {
+                let text = scalar_string(v).unwrap_or_default();
+                let cx = cx.get_or_insert_with(|| self.cx(scope, &env));
+                match Condition::parse(&text) {
+                    Ok(c) => c
+                        .eval(cx, &self.host(scope.failed, is_cancelled))
+                        .map_err(|e| format!("The step's `if: {text}` cannot be evaluated: {e}")),
+                    Err(e) => Err(format!(
+                        "The step's `if: {text}` is invalid: {}",
+                        e.github_message(&text)
+                    )),
+                }
+            }
+        };
+        let record = |scope: &mut Scope,
+                      outcome: Conclusion,
+                      conclusion: Conclusion,
+                      outputs: &BTreeMap<String, String>| {
+            if let Some(id) = &id {
+                scope.steps.insert(
+                    id.clone(),
+                    json!({"outputs": outputs, "outcome": outcome.as_str(), "conclusion": conclusion.as_str()}),
+                );
+            }
+        };
+        self.reporter.event(Event::StepStarted {
+            job: key.clone(),
+            step: number,
+            name: name.clone(),
+            ts: now_ms(),
+        });
+        let finish = |this: &Self, outcome: Conclusion, conclusion: Conclusion| {
+            this.reporter.event(Event::StepFinished {
+                job: key.clone(),
+                step: number,
+                name: name.clone(),
+                outcome,
+                conclusion,
+                duration_ms: started.elapsed().as_millis() as u64,
+                ts: now_ms(),
+            });
+            this.reporter.flush();
+        };
+        match condition {
+            Ok(true) => {}
+            Ok(false) => {
+                record(
+                    scope,
+                    Conclusion::Skipped,
+                    Conclusion::Skipped,
+                    &BTreeMap::new(),
+                );
+                finish(self, Conclusion::Skipped, Conclusion::Skipped);
+                return;
+            }
+            Err(e) => {
+                self.annotate(Some(number), Level::Error, &e);
+                scope.failed = true;
+                record(
+                    scope,
+                    Conclusion::Failure,
+                    Conclusion::Failure,
+                    &BTreeMap::new(),
+                );
+                finish(self, Conclusion::Failure, Conclusion::Failure);
+                return;
+            }
+        }
+
+        let host_failed = scope.failed;
+        // Step env, continue-on-error and timeout.
+        let prepared: Result<(bool, Option<Duration>), String> = (|| {
+            if let Some(Value::Object(step_env)) = step.get("env") {
+                let cx0 = cx.get_or_insert_with(|| self.cx(scope, &env));
+                let mut evaluated = Vec::new();
+                for (k, v) in step_env {
+                    evaluated.push((
+                        k.clone(),
+                        eval_scalar(v, cx0, &self.host(host_failed, is_cancelled))?,
+                    ));
+                }
+                env.extend(evaluated);
+                cx = Some(self.cx(scope, &env));
+            }
+            let host = self.host(host_failed, is_cancelled);
+            let mut eval = |v: &Value| -> Result<String, String> {
+                let cx = cx.get_or_insert_with(|| self.cx(scope, &env));
+                eval_scalar(v, cx, &host)
+            };
+            let coe = match step.get("continue-on-error") {
+                Some(v) => {
+                    let s = eval(v)?;
+                    s == "true"
+                }
+                None => false,
+            };
+            let timeout = match step.get("timeout-minutes") {
+                Some(v) => minutes(&eval(v)?),
+                None => None,
+            };
+            Ok((coe, timeout))
+        })();
+        let (continue_on_error, timeout) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.annotate(Some(number), Level::Error, &e);
+                scope.failed = true;
+                record(
+                    scope,
+                    Conclusion::Failure,
+                    Conclusion::Failure,
+                    &BTreeMap::new(),
+                );
+                finish(self, Conclusion::Failure, Conclusion::Failure);
+                return;
+            }
+        };
+        let mut cx = cx.unwrap_or_else(|| self.cx(scope, &env));
+
+        let cancel = if is_cancelled {
+            self.no_cancel.clone()
+        } else {
+            self.cancel.clone()
+        };
+        let result = if step.get("run").is_some() {
+            self.run_script(
+                scope,
+                step,
+                &env,
+                &cx,
+                number,
+                timeout,
+                &cancel,
+                host_failed,
+            )
+            .await
+        } else {
+            let with_cx = &mut cx;
+            self.run_uses(
+                scope,
+                step,
+                &env,
+                with_cx,
+                number,
+                timeout,
+                &cancel,
+                id.as_deref().unwrap_or(""),
+                &name,
+            )
+            .await
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.annotate(Some(number), Level::Error, &e);
+                StepResult::failed()
+            }
+        };
+        let outcome = if result.success {
+            Conclusion::Success
+        } else if result.cancelled || (self.cancelled() && !is_cancelled) {
+            Conclusion::Cancelled
+        } else {
+            Conclusion::Failure
+        };
+        let conclusion = if outcome == Conclusion::Failure && continue_on_error {
+            Conclusion::Success
+        } else {
+            outcome
+        };
+        if conclusion != Conclusion::Success {
+            scope.failed = true;
+        }
+        record(scope, outcome, conclusion, &result.outputs);
+        finish(self, outcome, conclusion);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_script(
+        &mut self,
+        scope: &mut Scope,
+        step: &Value,
+        env: &IndexMap<String, String>,
+        cx: &Contexts,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        failed: bool,
+    ) -> Result<StepResult, String> {
+        let host = self.host(failed, cancel.is_cancelled());
+        let script = eval_scalar(step.get("run").unwrap_or(&Value::Null), cx, &host)?;
+        let defaults_run = |key: &str| -> Option<Value> {
+            if scope.composite {
+                return None;
+            }
+            self.doc
+                .pointer(&format!("/defaults/run/{key}"))
+                .or_else(|| {
+                    self.spec
+                        .workflow
+                        .doc
+                        .pointer(&format!("/defaults/run/{key}"))
+                })
+                .cloned()
+        };
+        let shell_v = step.get("shell").cloned().or_else(|| defaults_run("shell"));
+        let shell_text = match shell_v {
+            Some(v) => Some(eval_scalar(&v, cx, &host)?),
+            None => None,
+        };
+        let wd_v = step
+            .get("working-directory")
+            .cloned()
+            .or_else(|| defaults_run("working-directory"));
+        let cwd = match wd_v {
+            Some(v) => {
+                let wd = eval_scalar(&v, cx, &host)?;
+                self.run.workspace.join(wd)
+            }
+            None => self.run.workspace.clone(),
+        };
+        let process_env = self.process_env(env, &[]);
+        let shell = shell::resolve(
+            shell_text.as_deref(),
+            process_env.get("PATH").map(String::as_str),
+        )?;
+        let script_path = self.tmp.join(format!("step-{number}{}", shell.extension));
+        std::fs::write(&script_path, script.as_bytes())
+            .map_err(|e| format!("cannot write the step's script: {e}"))?;
+        let (program, args) = shell.command_for(&script_path);
+        let spec = Spec {
+            program,
+            args,
+            cwd,
+            env: process_env.into_iter().collect(),
+        };
+        self.exec(spec, number, timeout, cancel, env).await
+    }
+
+    /// The complete environment of a step process.
+    fn process_env(
+        &self,
+        env: &IndexMap<String, String>,
+        extra: &[(String, String)],
+    ) -> IndexMap<String, String> {
+        let mut out = self.base_env.clone();
+        for (k, v) in env {
+            out.insert(k.clone(), v.clone());
+        }
+        for (k, v) in extra {
+            out.insert(k.clone(), v.clone());
+        }
+        if !self.path_prepend.is_empty() {
+            let base = out.get("PATH").cloned().unwrap_or_default();
+            let mut parts = self.path_prepend.clone();
+            if !base.is_empty() {
+                parts.push(base);
+            }
+            out.insert("PATH".into(), parts.join(":"));
+        }
+        out
+    }
+
+    /// Runs a process, then applies what it wrote to the env files.
+    async fn exec(
+        &mut self,
+        spec: Spec,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        env: &IndexMap<String, String>,
+    ) -> Result<StepResult, String> {
+        let mut sink = StepSink::new(
+            &self.spec.key,
+            number,
+            self.reporter.clone(),
+            self.masker.clone(),
+        );
+        sink.allow_unsecure = env
+            .get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
+            .or_else(|| self.base_env.get("ACTIONS_ALLOW_UNSECURE_COMMANDS"))
+            .is_some_and(|v| v == "true");
+        sink.debug = self.debug;
+        let (mut sink, exit) = process::run(spec, sink, cancel, timeout).await;
+        sink.finish();
+        if let Some(e) = &exit.error {
+            self.annotate(Some(number), Level::Error, e);
+        }
+        if exit.timed_out {
+            self.annotate(Some(number), Level::Error, "The action has timed out.");
+        } else if let Some(code) = exit.code.filter(|c| *c != 0) {
+            if !exit.cancelled {
+                self.annotate(
+                    Some(number),
+                    Level::Error,
+                    &format!("Process completed with exit code {code}."),
+                );
+            }
+        } else if exit.code.is_none() && exit.error.is_none() && !exit.cancelled {
+            self.annotate(
+                Some(number),
+                Level::Error,
+                "The process was killed by a signal.",
+            );
+        }
+        let mut success = exit.success();
+        for e in &sink.errors {
+            self.log(Some(number), e);
+            success = false;
+        }
+        for (k, v) in sink.env.drain(..) {
+            self.env.insert(k, v);
+        }
+        for p in sink.paths.drain(..) {
+            self.prepend_path(p);
+        }
+        let mut outputs = std::mem::take(&mut sink.outputs);
+        let state = std::mem::take(&mut sink.state);
+        match self.collect_files(number) {
+            Ok((file_outputs, file_state)) => {
+                outputs.extend(file_outputs);
+                self.states.insert(
+                    format!("{number}"),
+                    state.into_iter().chain(file_state).collect(),
+                );
+            }
+            Err(e) => {
+                self.annotate(Some(number), Level::Error, &e);
+                success = false;
+            }
+        }
+        Ok(StepResult {
+            success,
+            cancelled: exit.cancelled,
+            outputs,
+        })
+    }
+
+    fn prepend_path(&mut self, p: String) {
+        self.path_prepend.retain(|x| *x != p);
+        self.path_prepend.insert(0, p);
+    }
+
+    /// Reads and empties the env files after a process.
+    fn collect_files(&mut self, number: usize) -> Result<(Pairs, Pairs), String> {
+        let take = |p: &Path| -> Result<Option<String>, String> {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            std::fs::write(p, "").map_err(|e| format!("cannot reset {}: {e}", p.display()))?;
+            Ok(Some(text))
+        };
+        if let Some(text) = take(&self.files.env)? {
+            for (k, v) in
+                envfile::parse_key_values(&text).map_err(|e| format!("GITHUB_ENV: {e}"))?
+            {
+                self.env.insert(k, v);
+            }
+        }
+        if let Some(text) = take(&self.files.path)? {
+            for p in envfile::parse_paths(&text) {
+                self.prepend_path(p);
+            }
+        }
+        let mut outputs = BTreeMap::new();
+        if let Some(text) = take(&self.files.output)? {
+            outputs.extend(
+                envfile::parse_key_values(&text).map_err(|e| format!("GITHUB_OUTPUT: {e}"))?,
+            );
+        }
+        let mut state = BTreeMap::new();
+        if let Some(text) = take(&self.files.state)? {
+            state.extend(
+                envfile::parse_key_values(&text).map_err(|e| format!("GITHUB_STATE: {e}"))?,
+            );
+        }
+        if let Some(text) = take(&self.files.summary)? {
+            self.reporter.event(Event::Summary {
+                job: self.spec.key.clone(),
+                step: number,
+                markdown: self.masker.mask(&text).into_owned(),
+                ts: now_ms(),
+            });
+        }
+        Ok((outputs, state))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_uses(
+        &mut self,
+        scope: &mut Scope,
+        step: &Value,
+        env: &IndexMap<String, String>,
+        cx: &mut Contexts,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        step_id: &str,
+        name: &str,
+    ) -> Result<StepResult, String> {
+        let host = self.host(scope.failed, cancel.is_cancelled());
+        let uses = eval_scalar(step.get("uses").unwrap_or(&Value::Null), cx, &host)?;
+        let mut with = IndexMap::new();
+        if let Some(Value::Object(w)) = step.get("with") {
+            for (k, v) in w {
+                with.insert(k.clone(), eval_scalar(v, cx, &host)?);
+            }
+        }
+        if let Some(image) = uses.strip_prefix("docker://") {
+            return Err(format!(
+                "step `uses: docker://{image}` needs a container engine; hangar runs steps on the host without Docker"
+            ));
+        }
+        let (dir, action_ref) = if uses.starts_with("./") || uses.starts_with('/') {
+            (self.run.workspace.join(&uses), uses.clone())
+        } else {
+            let (path, version) = uses
+                .split_once('@')
+                .ok_or_else(|| format!("`uses: {uses}`: expected {{owner}}/{{repo}}[/path]@ref"))?;
+            let lower = path.to_ascii_lowercase();
+            let mut parts = lower.splitn(3, '/');
+            let owner = parts.next().unwrap_or("");
+            let repo = parts.next().unwrap_or("");
+            let sub = parts.next().unwrap_or("");
+            let base = format!("{owner}/{repo}");
+            let builtin = self
+                .engine
+                .builtin(&lower)
+                .or_else(|| self.engine.builtin(&base));
+            if let Some(b) = builtin {
+                return self
+                    .run_builtin(b, &lower, version, with, env, number, timeout, cancel, name)
+                    .await;
+            }
+            match self.engine.action_dir(&base, version) {
+                Some(dir) => (
+                    if sub.is_empty() {
+                        dir
+                    } else {
+                        dir.join(&path[base.len() + 1..])
+                    },
+                    uses.clone(),
+                ),
+                None => {
+                    return Err(format!(
+                        "the action `{uses}` is not available offline: hangar does not download actions. \
+                         Provide a local copy with `--action-dir {base}@{version}=PATH`"
+                    ));
+                }
+            }
+        };
+        let action = load_action(&dir)?;
+        let using = action
+            .pointer("/runs/using")
+            .and_then(scalar_string)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let inputs = action_inputs(&action, &with);
+        match using.as_str() {
+            "composite" => {
+                let mut inner = Scope {
+                    inputs: None,
+                    env: env.clone(),
+                    action_path: Some(dir.clone()),
+                    composite: true,
+                    depth: scope.depth + 1,
+                    failed: false,
+                    steps: Map::new(),
+                };
+                if inner.depth > 20 {
+                    return Err(format!(
+                        "`uses: {uses}`: composite actions nested more than 20 deep"
+                    ));
+                }
+                // Input defaults may use expressions; evaluate them in the
+                // composite's context.
+                let mut input_values = Map::new();
+                {
+                    let cx2 = self.cx(&inner, env);
+                    let host = self.host(false, false);
+                    for (k, v) in &inputs {
+                        let value = match v {
+                            InputValue::Given(s) => s.clone(),
+                            InputValue::Default(d) => eval_scalar(d, &cx2, &host)?,
+                        };
+                        input_values.insert(k.clone(), json!(value));
+                    }
+                }
+                inner.inputs = Some(Value::Object(input_values));
+                let steps: Vec<Value> = action
+                    .pointer("/runs/steps")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                self.run_steps(&mut inner, &steps).await;
+                let mut outputs = BTreeMap::new();
+                if let Some(Value::Object(defs)) = action.get("outputs") {
+                    let cx2 = self.cx(&inner, &self.env);
+                    let host = self.host(inner.failed, self.cancelled());
+                    for (k, def) in defs {
+                        if let Some(v) = def.get("value") {
+                            outputs.insert(k.clone(), eval_scalar(v, &cx2, &host)?);
+                        }
+                    }
+                }
+                Ok(StepResult {
+                    success: !inner.failed,
+                    cancelled: false,
+                    outputs,
+                })
+            }
+            u if u.starts_with("node") => {
+                let mut action_env = env.clone();
+                for (k, v) in &inputs {
+                    let value = match v {
+                        InputValue::Given(s) => s.clone(),
+                        InputValue::Default(d) => eval_scalar(d, cx, &self.host(false, false))?,
+                    };
+                    action_env.insert(input_env_name(k), value);
+                }
+                action_env.insert(
+                    "GITHUB_ACTION_PATH".into(),
+                    dir.to_string_lossy().into_owned(),
+                );
+                action_env.insert(
+                    "GITHUB_ACTION".into(),
+                    if step_id.is_empty() {
+                        format!("__{number}")
+                    } else {
+                        step_id.to_string()
+                    },
+                );
+                action_env.insert("GITHUB_ACTION_REF".into(), action_ref);
+                let runs = action.get("runs").cloned().unwrap_or(Value::Null);
+                let state_key = format!("{number}");
+                if let Some(pre) = runs.get("pre").and_then(scalar_string) {
+                    let cond = runs
+                        .get("pre-if")
+                        .and_then(scalar_string)
+                        .unwrap_or_else(|| "always()".into());
+                    if self.eval_action_condition(&cond, scope, env)? {
+                        let r = self
+                            .run_node(
+                                &dir,
+                                &pre,
+                                &action_env,
+                                number,
+                                timeout,
+                                cancel,
+                                &BTreeMap::new(),
+                            )
+                            .await?;
+                        if !r.success {
+                            return Ok(r);
+                        }
+                    }
+                }
+                let main = runs
+                    .get("main")
+                    .and_then(scalar_string)
+                    .ok_or_else(|| format!("{}: `runs.main` is missing", dir.display()))?;
+                let result = self
+                    .run_node(
+                        &dir,
+                        &main,
+                        &action_env,
+                        number,
+                        timeout,
+                        cancel,
+                        &BTreeMap::new(),
+                    )
+                    .await?;
+                if let Some(post) = runs.get("post").and_then(scalar_string) {
+                    let cond = runs
+                        .get("post-if")
+                        .and_then(scalar_string)
+                        .unwrap_or_else(|| "always()".into());
+                    self.post.push(Post::Js {
+                        name: format!("Post {name}"),
+                        dir: dir.clone(),
+                        file: post,
+                        condition: cond,
+                        env: action_env,
+                        state_key,
+                    });
+                }
+                Ok(result)
+            }
+            "docker" => Err(format!(
+                "the action at {} runs in Docker (`runs.using: docker`), which needs a container engine; hangar runs on the host",
+                dir.display()
+            )),
+            other => Err(format!(
+                "{}: unsupported `runs.using: {other}` (expected composite, node12/16/20/24 or docker)",
+                dir.display()
+            )),
+        }
+    }
+
+    fn eval_action_condition(
+        &self,
+        cond: &str,
+        scope: &Scope,
+        env: &IndexMap<String, String>,
+    ) -> Result<bool, String> {
+        let cx = self.cx(scope, env);
+        let c =
+            Condition::parse(cond).map_err(|e| format!("`{cond}`: {}", e.github_message(cond)))?;
+        c.eval(&cx, &self.host(scope.failed, self.cancelled()))
+            .map_err(|e| format!("`{cond}`: {e}"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_node(
+        &mut self,
+        dir: &Path,
+        file: &str,
+        env: &IndexMap<String, String>,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        state: &BTreeMap<String, String>,
+    ) -> Result<StepResult, String> {
+        let extra: Vec<(String, String)> = state
+            .iter()
+            .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
+            .collect();
+        let process_env = self.process_env(env, &extra);
+        let spec = Spec {
+            program: "node".into(),
+            args: vec![dir.join(file).to_string_lossy().into_owned()],
+            cwd: self.run.workspace.clone(),
+            env: process_env.into_iter().collect(),
+        };
+        self.exec(spec, number, timeout, cancel, env).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_builtin(
+        &mut self,
+        action: Arc<dyn BuiltinAction>,
+        name: &str,
+        version: &str,
+        with: IndexMap<String, String>,
+        env: &IndexMap<String, String>,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        display: &str,
+    ) -> Result<StepResult, String> {
+        let call_env: BTreeMap<String, String> = self.process_env(env, &[]).into_iter().collect();
+        let post = PostCall {
+            action_name: name.to_string(),
+            version: version.to_string(),
+            inputs: with.into_iter().collect(),
+            env: call_env,
+            state: BTreeMap::new(),
+        };
+        let (result, errors) = self
+            .call_builtin(action.clone(), &post, number, timeout, cancel, false)
+            .await;
+        for e in errors {
+            self.annotate(Some(number), Level::Error, &e);
+        }
+        if result.wants_post {
+            self.post.push(Post::Builtin {
+                name: format!("Post {display}"),
+                action,
+                call: Box::new(PostCall {
+                    state: result.state.clone(),
+                    ..post
+                }),
+            });
+        }
+        Ok(StepResult {
+            success: result.success,
+            cancelled: false,
+            outputs: result.outputs,
+        })
+    }
+
+    async fn call_builtin(
+        &mut self,
+        action: Arc<dyn BuiltinAction>,
+        call: &PostCall,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        post: bool,
+    ) -> (ActionResult, Vec<String>) {
+        let sink = Arc::new(Mutex::new(StepSink::new(
+            &self.spec.key,
+            number,
+            self.reporter.clone(),
+            self.masker.clone(),
+        )));
+        let sink2 = sink.clone();
+        let output = OutputSink::new(move |line: &str| {
+            let mut s = sink2.lock().unwrap_or_else(|e| e.into_inner());
+            s.line(line);
+        });
+        let call = ActionCall {
+            name: call.action_name.clone(),
+            version: call.version.clone(),
+            inputs: call.inputs.clone(),
+            env: call.env.clone(),
+            workspace: self.run.workspace.clone(),
+            run: self.run.clone(),
+            state: call.state.clone(),
+            job_succeeded: true,
+            output,
+            cancel: cancel.clone(),
+        };
+        let handle = tokio::task::spawn_blocking(move || {
+            if post {
+                action.post(&call)
+            } else {
+                action.run(&call)
+            }
+        });
+        let result = match timeout {
+            Some(t) => match tokio::time::timeout(t, handle).await {
+                Ok(r) => r.ok(),
+                Err(_) => {
+                    cancel.cancel();
+                    None
+                }
+            },
+            None => handle.await.ok(),
+        };
+        let errors = sink.lock().map(|s| s.errors.clone()).unwrap_or_default();
+        (result.unwrap_or_else(ActionResult::failed), errors)
+    }
+
+    async fn run_posts(&mut self, scope: &mut Scope) {
+        let posts = std::mem::take(&mut self.post);
+        for post in posts.into_iter().rev() {
+            let number = self.counter;
+            self.counter += 1;
+            let started = Instant::now();
+            let (name, result) = match post {
+                Post::Js {
+                    name,
+                    dir,
+                    file,
+                    condition,
+                    env,
+                    state_key,
+                } => {
+                    let run = match self.eval_action_condition(&condition, scope, &env) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.annotate(Some(number), Level::Error, &e);
+                            scope.failed = true;
+                            continue;
+                        }
+                    };
+                    if !run {
+                        continue;
+                    }
+                    self.reporter.event(Event::StepStarted {
+                        job: self.spec.key.clone(),
+                        step: number,
+                        name: name.clone(),
+                        ts: now_ms(),
+                    });
+                    let state = self.states.get(&state_key).cloned().unwrap_or_default();
+                    let token = self.no_cancel.clone();
+                    let r = self
+                        .run_node(&dir, &file, &env, number, None, &token, &state)
+                        .await;
+                    (name, r.map(|r| r.success).unwrap_or(false))
+                }
+                Post::Builtin { name, action, call } => {
+                    self.reporter.event(Event::StepStarted {
+                        job: self.spec.key.clone(),
+                        step: number,
+                        name: name.clone(),
+                        ts: now_ms(),
+                    });
+                    let token = self.no_cancel.clone();
+                    let failed = scope.failed;
+                    let mut call = *call;
+                    call.env
+                        .insert("HANGAR_JOB_FAILED".into(), failed.to_string());
+                    let (mut r, errors) = {
+                        let action2 = action.clone();
+                        let mut c = PostCall { ..call };
+                        c.state
+                            .insert("__job_succeeded".into(), (!failed).to_string());
+                        self.call_builtin_post(action2, &c, number, &token, !failed)
+                            .await
+                    };
+                    for e in errors {
+                        self.annotate(Some(number), Level::Error, &e);
+                        r.success = false;
+                    }
+                    (name, r.success)
+                }
+            };
+            let c = if result {
+                Conclusion::Success
+            } else {
+                Conclusion::Failure
+            };
+            if !result {
+                scope.failed = true;
+            }
+            self.reporter.event(Event::StepFinished {
+                job: self.spec.key.clone(),
+                step: number,
+                name,
+                outcome: c,
+                conclusion: c,
+                duration_ms: started.elapsed().as_millis() as u64,
+                ts: now_ms(),
+            });
+        }
+    }
+
+    async fn call_builtin_post(
+        &mut self,
+        action: Arc<dyn BuiltinAction>,
+        call: &PostCall,
+        number: usize,
+        cancel: &CancellationToken,
+        job_succeeded: bool,
+    ) -> (ActionResult, Vec<String>) {
+        let sink = Arc::new(Mutex::new(StepSink::new(
+            &self.spec.key,
+            number,
+            self.reporter.clone(),
+            self.masker.clone(),
+        )));
+        let sink2 = sink.clone();
+        let output = OutputSink::new(move |line: &str| {
+            sink2.lock().unwrap_or_else(|e| e.into_inner()).line(line);
+        });
+        let mut state = call.state.clone();
+        state.remove("__job_succeeded");
+        let call = ActionCall {
+            name: call.action_name.clone(),
+            version: call.version.clone(),
+            inputs: call.inputs.clone(),
+            env: call.env.clone(),
+            workspace: self.run.workspace.clone(),
+            run: self.run.clone(),
+            state,
+            job_succeeded,
+            output,
+            cancel: cancel.clone(),
+        };
+        let r = tokio::task::spawn_blocking(move || action.post(&call)).await;
+        let errors = sink.lock().map(|s| s.errors.clone()).unwrap_or_default();
+        (r.unwrap_or_else(|_| ActionResult::failed()), errors)
+    }
+}
+
+/// Whether any string in the step mentions `${{`: steps without expressions
+/// skip building contexts altogether (the common, fast case).
+fn step_has_expressions(step: &Value) -> bool {
+    match step {
+        Value::String(s) => s.contains("${{"),
+        Value::Array(a) => a.iter().any(step_has_expressions),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k.contains("${{") || step_has_expressions(v)),
+        _ => false,
+    }
+}
+
+enum InputValue {
+    Given(String),
+    Default(Value),
+}
+
+/// Declared inputs (given or defaulted) plus undeclared `with:` keys, in order.
+fn action_inputs(action: &Value, with: &IndexMap<String, String>) -> IndexMap<String, InputValue> {
+    let mut out = IndexMap::new();
+    if let Some(Value::Object(defs)) = action.get("inputs") {
+        for (k, def) in defs {
+            let given = with
+                .iter()
+                .find(|(w, _)| w.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone());
+            let v = match given {
+                Some(v) => InputValue::Given(v),
+                None => InputValue::Default(
+                    def.get("default")
+                        .cloned()
+                        .unwrap_or(Value::String(String::new())),
+                ),
+            };
+            out.insert(k.clone(), v);
+        }
+    }
+    for (k, v) in with {
+        if !out.keys().any(|o| o.eq_ignore_ascii_case(k)) {
+            out.insert(k.clone(), InputValue::Given(v.clone()));
+        }
+    }
+    out
+}
+
+/// `INPUT_<NAME>` as the actions toolkit reads it: upper case, spaces as `_`.
+pub fn input_env_name(name: &str) -> String {
+    format!("INPUT_{}", name.replace(' ', "_").to_ascii_uppercase())
+}
+
+/// Reads `action.yml` / `action.yaml` from an action directory.
+pub fn load_action(dir: &Path) -> Result<Value, String> {
+    for name in ["action.yml", "action.yaml"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let v = crate::workflow::load_yaml(&p, &text)?;
+            if v.get("runs").is_none() {
+                return Err(format!("{}: `runs:` is missing", p.display()));
+            }
+            return Ok(v);
+        }
+    }
+    Err(format!(
+        "can't find 'action.yml' or 'action.yaml' in {} (is the path right, relative to the repository root?)",
+        dir.display()
+    ))
+}

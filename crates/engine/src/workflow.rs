@@ -1,0 +1,264 @@
+//! Workflow and action files as the engine reads them: YAML turned into a JSON
+//! tree (ordered maps), with the few accessors execution needs. Validation with
+//! positions is `hangar-workflow`'s job; here a malformed file still gets a
+//! positioned message and never a panic.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// A loaded workflow file.
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    /// Path as given (used in messages and `github.workflow_ref`).
+    pub path: PathBuf,
+    /// `name:` or the file path, as GitHub shows it.
+    pub name: String,
+    pub doc: Value,
+}
+
+impl Workflow {
+    pub fn load(path: &Path) -> Result<Workflow, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Workflow::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Workflow, String> {
+        let doc = load_yaml(path, text)?;
+        if !doc.is_object() {
+            return Err(format!("{}: a workflow must be a mapping", path.display()));
+        }
+        let name = doc
+            .get("name")
+            .and_then(scalar_string)
+            .unwrap_or_else(|| path.to_string_lossy().into_owned());
+        let wf = Workflow {
+            path: path.to_path_buf(),
+            name,
+            doc,
+        };
+        for (id, job) in wf.jobs() {
+            if !valid_job_id(id) {
+                return Err(format!(
+                    "{}: job name '{id}' is invalid. Names must start with a letter or '_' and contain only alphanumeric characters, '-', or '_'",
+                    path.display()
+                ));
+            }
+            if !job.is_object() {
+                return Err(format!("{}: job '{id}' must be a mapping", path.display()));
+            }
+            for (i, step) in steps(job).iter().enumerate() {
+                match step {
+                    Value::Object(s) => {
+                        if s.contains_key("run") && s.contains_key("uses") {
+                            return Err(format!(
+                                "{}: invalid run/uses syntax for job:{id} step:{}: a step has either `run` or `uses`",
+                                path.display(),
+                                s.get("name")
+                                    .and_then(scalar_string)
+                                    .unwrap_or(i.to_string())
+                            ));
+                        }
+                        if !s.contains_key("run") && !s.contains_key("uses") {
+                            return Err(format!(
+                                "{}: invalid step {i} of job '{id}': missing `run` or `uses` key",
+                                path.display()
+                            ));
+                        }
+                        if let Some(uses) = s.get("uses").and_then(Value::as_str) {
+                            check_uses(uses).map_err(|e| {
+                                format!("{}: job '{id}' step {i}: {e}", path.display())
+                            })?;
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{}: invalid step {i} of job '{id}': missing `run` or `uses` key",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(wf)
+    }
+
+    /// Jobs in file order.
+    pub fn jobs(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.doc
+            .get("jobs")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    pub fn job(&self, id: &str) -> Option<&Value> {
+        self.doc.get("jobs")?.get(id)
+    }
+
+    /// Event names in `on:` (string, list or mapping form).
+    pub fn events(&self) -> Vec<String> {
+        match self.doc.get("on") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(scalar_string).collect(),
+            Some(Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The configuration under `on.<event>` (e.g. `workflow_dispatch.inputs`).
+    pub fn event_config(&self, event: &str) -> Option<&Value> {
+        self.doc.get("on")?.as_object()?.get(event)
+    }
+}
+
+/// `uses:` references must be `./path`, `docker://image` or `owner/repo[/path]@ref`.
+pub fn check_uses(uses: &str) -> Result<(), String> {
+    if uses.starts_with("./") || uses.starts_with("docker://") || uses.starts_with('/') {
+        return Ok(());
+    }
+    if has_expression(uses) {
+        return Ok(());
+    }
+    match uses.split_once('@') {
+        Some((repo, r))
+            if !r.is_empty() && repo.split('/').filter(|p| !p.is_empty()).count() >= 2 =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "`uses: {uses}`: expected format {{org}}/{{repo}}[/path]@ref, ./local/path or docker://image"
+        )),
+    }
+}
+
+fn has_expression(s: &str) -> bool {
+    s.contains("${{")
+}
+
+pub fn valid_job_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A job's steps (empty for reusable-workflow calls).
+pub fn steps(job: &Value) -> &[Value] {
+    job.get("steps")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// `needs:` as a list of job ids (string or list form).
+pub fn needs(job: &Value) -> Vec<String> {
+    match job.get("needs") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(scalar_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A scalar as the string GitHub would see (`true`, `3`, `text`); `None` for
+/// null, sequences and mappings.
+pub fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses YAML into JSON. Keys become strings; anchors and aliases resolve.
+pub fn load_yaml(path: &Path, text: &str) -> Result<Value, String> {
+    if text.trim().is_empty() {
+        return Err(format!("{}: file is empty", path.display()));
+    }
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| match e.location() {
+        Some(loc) => format!("{}:{}:{}: {}", path.display(), loc.line(), loc.column(), e),
+        None => format!("{}: {e}", path.display()),
+    })?;
+    Ok(to_json(yaml))
+}
+
+fn to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Bool(b) => b.to_string(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Null => "null".into(),
+                    other => serde_yaml::to_string(&other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                out.insert(key, to_json(v));
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => to_json(t.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_in_all_forms() {
+        let p = Path::new("w.yml");
+        let w = Workflow::parse(p, "on: push\njobs: {}\n").unwrap();
+        assert_eq!(w.events(), ["push"]);
+        let w = Workflow::parse(p, "on: [push, pull_request]\njobs: {}\n").unwrap();
+        assert_eq!(w.events(), ["push", "pull_request"]);
+        let w = Workflow::parse(
+            p,
+            "on:\n  workflow_dispatch:\n  push: {branches: [main]}\njobs: {}\n",
+        )
+        .unwrap();
+        assert_eq!(w.events(), ["workflow_dispatch", "push"]);
+    }
+
+    #[test]
+    fn bad_input_gets_positioned_errors() {
+        let p = Path::new("w.yml");
+        let e = Workflow::parse(p, "on: push\njobs:\n  a: [\n").unwrap_err();
+        assert!(e.starts_with("w.yml:"), "{e}");
+        assert!(Workflow::parse(p, "").unwrap_err().contains("empty"));
+        let e = Workflow::parse(
+            p,
+            "on: push\njobs:\n  1bad:\n    runs-on: x\n    steps: [{run: x}]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("invalid"), "{e}");
+        let e = Workflow::parse(
+            p,
+            "on: push\njobs:\n  a:\n    steps: [{uses: actions/checkout}]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("{org}/{repo}"), "{e}");
+    }
+}
