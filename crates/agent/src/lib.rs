@@ -44,6 +44,7 @@ pub async fn run_agent(
     let client = Client::new(&config.server, &config.token)?;
     std::fs::create_dir_all(&config.work_dir)?;
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
+    let workspaces = Arc::new(workspace::Workspaces::new(&config.work_dir));
     let mut backoff = Duration::from_millis(100);
     loop {
         let permit = tokio::select! {
@@ -69,9 +70,12 @@ pub async fn run_agent(
                 let runner = runner.clone();
                 let work_dir = config.work_dir.clone();
                 let shutdown = shutdown.clone();
+                let workspaces = workspaces.clone();
                 tokio::spawn(async move {
                     let job_id = assignment.job_id;
-                    if let Err(e) = run_one(client, runner, assignment, work_dir, shutdown).await {
+                    if let Err(e) =
+                        run_one(client, runner, assignment, work_dir, &workspaces, shutdown).await
+                    {
                         tracing::warn!(job_id, "job ended with an agent error: {e:#}");
                     }
                     drop(permit);
@@ -96,6 +100,7 @@ async fn run_one(
     runner: Arc<dyn JobRunner>,
     a: Assignment,
     work_dir: PathBuf,
+    workspaces: &workspace::Workspaces,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cancel = shutdown.child_token();
@@ -105,7 +110,9 @@ async fn run_one(
         let cancel = cancel.clone();
         let lost = lost.clone();
         let (job_id, fence) = (a.job_id, a.fence);
-        let every = Duration::from_millis((a.lease_ms / 3).clamp(100, 10_000) as u64);
+        // At least every second, so a cancel reaches the job's processes quickly; the
+        // server writes the lease only when a third of it is used.
+        let every = Duration::from_millis((a.lease_ms / 3).clamp(100, 1_000) as u64);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -129,7 +136,11 @@ async fn run_one(
         a.secrets.values().cloned().collect(),
     );
     let ws = work_dir.join(format!("job-{}-{}", a.job_id, a.attempt));
-    let outcome = match workspace::prepare(&ws, &a.clone_url, &a.sha, &reporter).await {
+    let _ = tokio::fs::remove_dir_all(&ws).await;
+    let outcome = match workspaces
+        .prepare(&ws, &a.clone_url, &a.sha, &reporter)
+        .await
+    {
         Ok(()) => {
             runner
                 .run(a.clone(), ws.clone(), reporter.clone(), cancel.clone())

@@ -1,50 +1,144 @@
-//! The job's workspace: the commit fetched from the run's clone URL with the `git`
-//! CLI (local paths and file URLs work as well as forges).
+//! The job's workspace: the run's commit, checked out with the `git` CLI from the
+//! run's clone URL (local paths and file URLs work as well as forges).
+//!
+//! Each agent keeps one bare mirror per clone URL and fetches a commit into it
+//! once; a job's workspace is then a repository that borrows the mirror's objects
+//! (what `git clone --shared` makes) plus a checkout. A run of many jobs costs one
+//! fetch, and each job one `git checkout`.
 
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 
 use crate::reporter::Reporter;
 
-pub async fn prepare(
-    ws: &Path,
-    clone_url: &str,
-    sha: &str,
-    reporter: &Reporter,
-) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(ws)
-        .await
-        .with_context(|| format!("creating {}", ws.display()))?;
-    if clone_url.is_empty() || sha.is_empty() {
-        return Ok(());
+pub struct Workspaces {
+    mirrors: PathBuf,
+    fetched: Mutex<HashSet<(String, String)>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Workspaces {
+    pub fn new(work_dir: &Path) -> Workspaces {
+        Workspaces {
+            mirrors: work_dir.join("mirrors"),
+            fetched: Default::default(),
+            locks: Default::default(),
+        }
     }
-    git(ws, &["init", "-q"]).await?;
-    // Fetch exactly the commit (protocol v2 serves any reachable object); a shallow
-    // fetch keeps big histories cheap.
-    if let Err(e) = git(
-        ws,
-        &["fetch", "-q", "--no-tags", "--depth=1", clone_url, sha],
-    )
-    .await
-    {
-        reporter.line(&format!(
-            "fetching {sha} by id failed ({e:#}); fetching all refs"
-        ));
-        git(
-            ws,
-            &[
-                "fetch",
-                "-q",
-                "--no-tags",
-                clone_url,
-                "+refs/*:refs/remotes/origin/*",
-            ],
+
+    /// Creates `ws` (which must not exist yet) holding `sha`.
+    pub async fn prepare(
+        &self,
+        ws: &Path,
+        clone_url: &str,
+        sha: &str,
+        reporter: &Reporter,
+    ) -> anyhow::Result<()> {
+        if clone_url.is_empty() || sha.is_empty() {
+            tokio::fs::create_dir_all(ws)
+                .await
+                .with_context(|| format!("creating {}", ws.display()))?;
+            return Ok(());
+        }
+        let mirror = self.mirror_with(clone_url, sha, reporter).await?;
+        // The files `git clone --shared --no-checkout` would write, written directly:
+        // the clone costs ~20 ms of process start-up and ref copying per job, which
+        // caps a 4-slot agent's throughput on short jobs.
+        let dot_git = ws.join(".git");
+        for d in ["objects/info", "refs/heads", "refs/tags"] {
+            tokio::fs::create_dir_all(dot_git.join(d))
+                .await
+                .with_context(|| format!("creating {}", ws.display()))?;
+        }
+        tokio::fs::write(dot_git.join("HEAD"), "ref: refs/heads/main\n").await?;
+        let config = format!(
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n\
+             [remote \"origin\"]\n\turl = {}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+            clone_url.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        tokio::fs::write(dot_git.join("config"), config).await?;
+        let objects = std::fs::canonicalize(mirror.join("objects"))?;
+        tokio::fs::write(
+            dot_git.join("objects/info/alternates"),
+            format!("{}\n", objects.display()),
         )
         .await?;
+        git(ws, &["checkout", "-q", "--detach", sha]).await?;
+        Ok(())
     }
-    git(ws, &["checkout", "-q", "--detach", sha]).await?;
-    Ok(())
+
+    async fn mirror_with(
+        &self,
+        clone_url: &str,
+        sha: &str,
+        reporter: &Reporter,
+    ) -> anyhow::Result<PathBuf> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        clone_url.hash(&mut h);
+        let dir = self.mirrors.join(format!("{:016x}.git", h.finish()));
+        let key = (clone_url.to_string(), sha.to_string());
+        if self
+            .fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(dir);
+        }
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(clone_url.to_string())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        if self
+            .fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(dir);
+        }
+        if !dir.exists() {
+            tokio::fs::create_dir_all(&dir).await?;
+            git(&dir, &["init", "-q", "--bare"]).await?;
+        }
+        if git(&dir, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
+            .await
+            .is_err()
+        {
+            // Fetch exactly the commit (protocol v2 serves any reachable object).
+            if let Err(e) = git(&dir, &["fetch", "-q", "--no-tags", clone_url, sha]).await {
+                reporter.line(&format!(
+                    "fetching {sha} by id failed ({e:#}); fetching all branches"
+                ));
+                git(
+                    &dir,
+                    &[
+                        "fetch",
+                        "-q",
+                        "--no-tags",
+                        clone_url,
+                        "+refs/heads/*:refs/heads/*",
+                    ],
+                )
+                .await?;
+            }
+        }
+        // Keep the commit reachable so `git gc` in the mirror never drops it.
+        let _ = git(&dir, &["update-ref", &format!("refs/hangar/{sha}"), sha]).await;
+        self.fetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(dir)
+    }
 }
 
 async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {

@@ -415,3 +415,62 @@ fn everything_but_healthz_needs_a_token() {
         }
     }
 }
+
+#[test]
+fn backup_and_restore_round_trip() {
+    let data = tempfile::tempdir().unwrap();
+    let s = serve(data.path(), &["--agent-capacity", "0"]);
+    let token = s.token.clone().unwrap();
+    let (st, _) = http(
+        "POST",
+        &format!("{}/api/v1/repos", s.url),
+        &token,
+        Some(r#"{"name":"acme/app","clone_url":"/nowhere","webhook_secret":"whs-123456"}"#),
+    );
+    assert_eq!(st, 201);
+    let (st, _) = http(
+        "PUT",
+        &format!("{}/api/v1/repos/1/secrets/TOKEN", s.url),
+        &token,
+        Some(r#"{"value":"v-123456"}"#),
+    );
+    assert_eq!(st, 204);
+    // Online: the server keeps running while the backup is taken.
+    let out = tempfile::tempdir().unwrap();
+    let copy = out.path().join("copy");
+    let ok = Command::new(BIN)
+        .args(["backup", "--data"])
+        .arg(data.path())
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    drop(s);
+    let fresh = tempfile::tempdir().unwrap();
+    let target = fresh.path().join("restored");
+    let ok = Command::new(BIN)
+        .args(["restore", "--data"])
+        .arg(&target)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let again = Command::new(BIN)
+        .args(["restore", "--data"])
+        .arg(&target)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "restore refuses to overwrite without --force"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let s2 = serve(&target, &["--agent-capacity", "0"]);
+    let repos = get_json(&format!("{}/api/v1/repos", s2.url), &token);
+    assert_eq!(repos[0]["name"], "acme/app");
+    let names = get_json(&format!("{}/api/v1/repos/1/secrets", s2.url), &token);
+    assert_eq!(names["names"][0], "TOKEN");
+}

@@ -233,7 +233,13 @@ impl App {
             }
             self.store.set_run_status(run.id, "queued", None, None)?;
         }
-        let jobs = self.store.jobs_of_run(run_id)?;
+        // Most calls follow a job's completion in a run with nothing waiting: then
+        // only the counts are read, however many jobs the run has.
+        let jobs = if self.store.jobs_of_run_in(run_id, "waiting")?.is_empty() {
+            vec![]
+        } else {
+            self.store.jobs_of_run(run_id)?
+        };
         let mut queued_any = false;
         for job in jobs.iter().filter(|j| j.status == "waiting") {
             let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
@@ -403,26 +409,17 @@ impl App {
         if run.status == "waiting" {
             return Ok(None);
         }
-        let jobs = self.store.jobs_of_run(run_id)?;
-        let (status, conclusion) = if jobs.iter().all(|j| j.status == "completed") {
-            let c = if jobs
-                .iter()
-                .any(|j| j.conclusion.as_deref() == Some("failure"))
-            {
+        let n = self.store.job_counts(run_id)?;
+        let (status, conclusion) = if n.completed == n.total {
+            let c = if n.failed > 0 {
                 "failure"
-            } else if jobs
-                .iter()
-                .any(|j| j.conclusion.as_deref() == Some("cancelled"))
-            {
+            } else if n.cancelled > 0 {
                 "cancelled"
             } else {
                 "success"
             };
             ("completed", Some(c))
-        } else if jobs
-            .iter()
-            .any(|j| j.status == "running" || j.status == "completed")
-        {
+        } else if n.running > 0 || n.completed > 0 {
             ("running", None)
         } else {
             ("queued", None)
@@ -436,7 +433,7 @@ impl App {
             );
             if status == "completed" {
                 let mut m = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
-                for j in &jobs {
+                for j in self.store.jobs_of_run(run_id)? {
                     m.remove(&j.id);
                 }
                 drop(m);

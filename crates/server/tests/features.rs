@@ -374,3 +374,39 @@ async fn gitlab_and_gitea_webhooks() {
     assert_eq!(v["runs"], json!([]));
     assert_eq!(s.runs().await.len(), 2);
 }
+
+#[tokio::test]
+async fn schedule_ticks_queue_once_per_minute() {
+    let wf = "on:\n  schedule:\n    - cron: '*/5 * * * *'\njobs:\n  nightly:\n    runs-on: ubuntu-latest\n    steps: [{run: echo tick}]\n";
+    let (repo, _sha) = repo_with(&[(".github/workflows/nightly.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let app = &s.server.app;
+    // 2024-01-01T00:05:00Z matches, 00:06 does not.
+    assert_eq!(
+        hangar_server::triggers::tick(app, 1_704_067_500)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        hangar_server::triggers::tick(app, 1_704_067_500)
+            .await
+            .unwrap(),
+        0,
+        "a tick is never run twice"
+    );
+    assert_eq!(
+        hangar_server::triggers::tick(app, 1_704_067_560)
+            .await
+            .unwrap(),
+        0
+    );
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["event"], "schedule");
+    let r = s
+        .wait_run(runs[0]["id"].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(r["run"]["conclusion"], "success");
+}

@@ -67,6 +67,10 @@ pub trait Store: Send + Sync {
         waiting_reason: Option<&str>,
     ) -> Result<()>;
     fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>>;
+    /// Jobs of a run in one status (without their spec).
+    fn jobs_of_run_in(&self, run_id: i64, status: &str) -> Result<Vec<Job>>;
+    /// How many of a run's jobs are in each state, for concluding the run cheaply.
+    fn job_counts(&self, run_id: i64) -> Result<JobCounts>;
     fn get_job(&self, id: i64) -> Result<Option<Job>>;
     fn update_job(&self, id: i64, update: &JobUpdate) -> Result<()>;
     fn request_cancel(&self, job_id: i64) -> Result<()>;

@@ -285,3 +285,12 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     pub limit: Option<i64>,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub total: i64,
+    pub completed: i64,
+    pub running: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}

@@ -256,6 +256,16 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Jobs without their spec: the spec is only needed when a job is handed to
+    /// an agent (`get_job`); leaving it out keeps scheduling many jobs cheap.
+    fn query_jobs_light(&self, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<Job>> {
+        let c = self.c();
+        let cols = JOB_COLS.replace(", spec", ", '{}'");
+        let mut stmt = c.prepare_cached(&format!("SELECT {cols} FROM jobs {sql_where}"))?;
+        let rows = stmt.query_map(p, job_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn query_runs(&self, sql_where: &str, p: impl rusqlite::Params) -> Result<Vec<Run>> {
         let c = self.c();
         let mut stmt = c.prepare(&format!("SELECT {RUN_COLS} FROM runs {sql_where}"))?;
@@ -463,7 +473,25 @@ impl Store for SqliteStore {
     }
 
     fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>> {
-        self.query_jobs("WHERE run_id = ?1 ORDER BY id", [run_id])
+        self.query_jobs_light("WHERE run_id = ?1 ORDER BY id", [run_id])
+    }
+
+    fn jobs_of_run_in(&self, run_id: i64, status: &str) -> Result<Vec<Job>> {
+        self.query_jobs_light(
+            "WHERE run_id = ?1 AND status = ?2 ORDER BY id",
+            params![run_id, status],
+        )
+    }
+
+    fn job_counts(&self, run_id: i64) -> Result<JobCounts> {
+        Ok(self.c().query_row(
+            "SELECT count(*), \
+             COALESCE(sum(status = 'completed'), 0), COALESCE(sum(status = 'running'), 0), \
+             COALESCE(sum(status = 'completed' AND conclusion = 'failure'), 0), \
+             COALESCE(sum(status = 'completed' AND conclusion = 'cancelled'), 0) FROM jobs WHERE run_id = ?1",
+            [run_id],
+            |r| Ok(JobCounts { total: r.get(0)?, completed: r.get(1)?, running: r.get(2)?, failed: r.get(3)?, cancelled: r.get(4)? }),
+        )?)
     }
 
     fn get_job(&self, id: i64) -> Result<Option<Job>> {
@@ -605,19 +633,32 @@ impl Store for SqliteStore {
     }
 
     fn heartbeat(&self, job_id: i64, fence: i64, lease_ms: i64) -> Result<LeaseCheck> {
+        // Agents beat often so that a cancel reaches them quickly; the lease row is
+        // rewritten only once a third of it has been used, so most beats only read.
         let c = self.c();
-        let changed = c.execute(
-            "UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND fence = ?2 AND status = 'running'",
-            params![job_id, fence, now_ms() + lease_ms],
-        )?;
-        if changed == 0 {
+        let row: Option<(i64, String, bool, Option<i64>)> = c
+            .query_row(
+                "SELECT fence, status, cancel_requested, lease_expires_at FROM jobs WHERE id = ?1",
+                [job_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((current, status, cancel, expires)) = row else {
+            return Ok(LeaseCheck::Lost);
+        };
+        if current != fence || status != "running" {
             return Ok(LeaseCheck::Lost);
         }
-        let cancel: bool = c.query_row(
-            "SELECT cancel_requested FROM jobs WHERE id = ?1",
-            [job_id],
-            |r| r.get(0),
-        )?;
+        let now = now_ms();
+        if expires.unwrap_or(0) < now + lease_ms * 2 / 3 {
+            let changed = c.execute(
+                "UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND fence = ?2 AND status = 'running'",
+                params![job_id, fence, now + lease_ms],
+            )?;
+            if changed == 0 {
+                return Ok(LeaseCheck::Lost);
+            }
+        }
         Ok(LeaseCheck::Held {
             cancel_requested: cancel,
         })

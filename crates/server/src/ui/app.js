@@ -18,7 +18,8 @@ function takeTokenFromUrl() {
   const m = location.hash.match(/[?&]token=([^&]+)/);
   if (m) {
     localStorage.setItem('hangar.token', decodeURIComponent(m[1]));
-    location.replace(location.hash.replace(/[?&]token=[^&]+/, ''));
+    // replaceState: no hashchange, so the page routes once.
+    history.replaceState(null, '', location.hash.replace(/[?&]token=[^&]+/, ''));
   }
 }
 takeTokenFromUrl();
