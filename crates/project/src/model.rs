@@ -1,0 +1,375 @@
+//! The typed model of `hangar.yml`. Field names are the YAML keys.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+pub use serde_saphyr::{Location, Spanned};
+
+pub use crate::duration::{Dur, Percent};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    #[serde(default)]
+    pub services: IndexMap<String, Spanned<Service>>,
+    #[serde(default)]
+    pub environments: IndexMap<String, Spanned<Environment>>,
+    /// Owned by the release crate; kept raw here.
+    #[serde(default)]
+    pub release: Option<serde_json::Value>,
+    /// Owned by the scanners; kept raw here.
+    #[serde(default)]
+    pub scan: Option<serde_json::Value>,
+}
+
+/// A service: a command that listens on `$PORT`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Shell command that builds the artifact, run in the project directory.
+    #[serde(default)]
+    pub build: Option<String>,
+    /// Shell command that starts one instance; `$PORT` is the port it must listen on.
+    pub run: String,
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    #[serde(default = "one")]
+    pub instances: u32,
+    #[serde(default)]
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub stop: Stop,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Where the environment's router listens for this service (`127.0.0.1:8080`).
+    /// An environment may override it under `listen:`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Paths (relative to the project) copied into each release as the artifact.
+    /// Empty means the whole project directory is the working directory of instances.
+    #[serde(default)]
+    pub artifact: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How an instance is judged ready and alive.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// HTTP GET on this path must answer 2xx or 3xx.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A TCP connect to `$PORT` must succeed.
+    #[serde(default)]
+    pub tcp: bool,
+    /// A shell command that must exit 0 (`$PORT` is set).
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+    /// Consecutive successes before an instance counts as healthy.
+    #[serde(default = "one")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a healthy instance counts as unhealthy.
+    #[serde(default = "three")]
+    pub unhealthy_threshold: u32,
+    /// Failures during this period after start do not count.
+    #[serde(default)]
+    pub start_period: Dur,
+    /// An instance not healthy this long after start fails the deployment.
+    #[serde(default = "default_deadline")]
+    pub deadline: Dur,
+}
+
+fn three() -> u32 {
+    3
+}
+fn default_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(2))
+}
+fn default_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(1))
+}
+fn default_deadline() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: None,
+            tcp: true,
+            command: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+            start_period: Dur::default(),
+            deadline: default_deadline(),
+        }
+    }
+}
+
+/// Graceful stop.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    #[serde(default = "default_signal")]
+    pub signal: String,
+    /// Time between taking the instance out of the router and sending the signal.
+    #[serde(default = "default_drain")]
+    pub drain: Dur,
+    /// Time after the signal before SIGKILL.
+    #[serde(default = "default_grace")]
+    pub timeout: Dur,
+}
+
+fn default_signal() -> String {
+    "TERM".into()
+}
+fn default_drain() -> Dur {
+    Dur(std::time::Duration::from_millis(500))
+}
+fn default_grace() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop {
+            signal: default_signal(),
+            drain: default_drain(),
+            timeout: default_grace(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// A place the services are deployed to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    #[serde(default = "default_strategy")]
+    pub strategy: Spanned<StrategyKind>,
+    #[serde(default)]
+    pub rolling: Rolling,
+    #[serde(default)]
+    pub blue_green: BlueGreen,
+    #[serde(default)]
+    pub canary: Option<Canary>,
+    /// Router listen address per service (overrides the service's `listen`).
+    #[serde(default)]
+    pub listen: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub protection: Option<Protection>,
+    #[serde(default)]
+    pub vars: IndexMap<String, String>,
+    /// Names of secrets (values come from the environment of `hangar deploy` or the server's store).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Releases kept on disk for rollback.
+    #[serde(default = "default_keep")]
+    pub keep_releases: u32,
+    /// Services deployed here; empty means all.
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+}
+
+fn default_keep() -> u32 {
+    5
+}
+
+fn default_strategy() -> Spanned<StrategyKind> {
+    Spanned::new(StrategyKind::Rolling, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    #[default]
+    Rolling,
+    BlueGreen,
+    Canary,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rolling {
+    /// Extra instances allowed above `instances` during the rollout.
+    #[serde(default = "one")]
+    pub max_surge: u32,
+    /// Instances allowed below `instances` during the rollout.
+    #[serde(default)]
+    pub max_unavailable: u32,
+}
+
+impl Default for Rolling {
+    fn default() -> Self {
+        Rolling {
+            max_surge: 1,
+            max_unavailable: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    /// How long the old (blue) version stays warm after the switch.
+    #[serde(default = "default_scale_down")]
+    pub scale_down_delay: Dur,
+    /// Mirror-free pre-promotion analysis: route this fraction of traffic to green
+    /// for `analysis_duration` and judge it before switching.
+    #[serde(default)]
+    pub pre_promotion: Option<Analysis>,
+    /// Switch without waiting for `hangar promote`.
+    #[serde(default = "yes")]
+    pub auto_promote: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_scale_down() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+
+impl Default for BlueGreen {
+    fn default() -> Self {
+        BlueGreen {
+            scale_down_delay: default_scale_down(),
+            pre_promotion: None,
+            auto_promote: true,
+        }
+    }
+}
+
+/// Thresholds a version is judged against.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Analysis {
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_interval_30")]
+    pub duration: Dur,
+    #[serde(default)]
+    pub max_error_rate: Option<Percent>,
+    #[serde(default)]
+    pub max_p95: Option<Dur>,
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+}
+
+fn default_weight() -> u32 {
+    10
+}
+fn default_interval_30() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_min_requests() -> u64 {
+    20
+}
+
+/// Canary: weights in steps, judged at each step.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// Percent of traffic at each step; the last should be 100.
+    pub steps: Spanned<Vec<u32>>,
+    /// Pause at each step before judging it.
+    #[serde(default = "default_interval_30")]
+    pub interval: Dur,
+    #[serde(default)]
+    pub max_error_rate: Option<Percent>,
+    #[serde(default)]
+    pub max_p95: Option<Dur>,
+    /// The canary's error rate may exceed stable's by at most this much.
+    #[serde(default)]
+    pub max_error_rate_increase: Option<Percent>,
+    /// No judgement before this many requests reached the canary in the step.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// A step without enough traffic by then pauses for a human (`hangar promote` / `abort`).
+    #[serde(default = "default_step_deadline")]
+    pub step_deadline: Dur,
+    /// Retry an idempotent request that failed on the canary on the stable version.
+    #[serde(default)]
+    pub retry_on_stable: bool,
+}
+
+fn default_step_deadline() -> Dur {
+    Dur(std::time::Duration::from_secs(300))
+}
+
+/// Rules a deployment must pass before it starts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protection {
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(default)]
+    pub wait: Option<Dur>,
+    #[serde(default)]
+    pub branches: Vec<String>,
+}
+
+impl Project {
+    /// The services an environment deploys, in dependency order (dependencies first).
+    pub fn services_in_order(&self, env: Option<&Environment>) -> Vec<String> {
+        let wanted: Vec<&str> = match env {
+            Some(e) if !e.services.is_empty() => {
+                e.services.iter().map(|s| s.value.as_str()).collect()
+            }
+            _ => self.services.keys().map(String::as_str).collect(),
+        };
+        let mut order = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        fn visit<'a>(
+            p: &'a Project,
+            name: &'a str,
+            seen: &mut std::collections::HashSet<&'a str>,
+            order: &mut Vec<String>,
+        ) {
+            if !seen.insert(name) {
+                return;
+            }
+            if let Some(svc) = p.services.get(name) {
+                for dep in &svc.value.depends_on {
+                    visit(p, &dep.value, seen, order);
+                }
+            }
+            order.push(name.to_string());
+        }
+        for name in wanted {
+            visit(self, name, &mut seen, &mut order);
+        }
+        order
+    }
+
+    /// The router address for a service in an environment, if it has one.
+    pub fn listen_address(&self, env: &Environment, service: &str) -> Option<String> {
+        env.listen
+            .get(service)
+            .map(|s| s.value.clone())
+            .or_else(|| {
+                self.services
+                    .get(service)
+                    .and_then(|s| s.value.listen.clone())
+            })
+    }
+}

@@ -1,0 +1,195 @@
+//! Rules beyond the types: references, cycles, ranges.
+
+use std::collections::HashMap;
+
+use crate::{Location, Project, ProjectError, StrategyKind};
+
+/// Checks what serde cannot: every problem found, with its position.
+pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
+    let mut errors = Vec::new();
+    let err = |loc: &Location, message: String, help: Option<String>| ProjectError {
+        file: file.to_string(),
+        line: loc.line() as u32,
+        column: loc.column() as u32,
+        message,
+        help,
+    };
+    let names: Vec<&str> = p.services.keys().map(String::as_str).collect();
+    for (name, svc) in &p.services {
+        if svc.value.instances == 0 {
+            errors.push(err(
+                &svc.referenced,
+                format!("service `{name}` has `instances: 0`"),
+                Some("use at least 1".into()),
+            ));
+        }
+        if svc.value.run.trim().is_empty() {
+            errors.push(err(
+                &svc.referenced,
+                format!("service `{name}` has an empty `run` command"),
+                None,
+            ));
+        }
+        for dep in &svc.value.depends_on {
+            if !p.services.contains_key(&dep.value) {
+                errors.push(err(
+                    &dep.referenced,
+                    format!(
+                        "service `{name}` depends on unknown service `{}`",
+                        dep.value
+                    ),
+                    Some(suggest(&dep.value, &names)),
+                ));
+            }
+        }
+        if let Some(h) = &svc.value.health {
+            let kinds = h.path.is_some() as u8 + h.command.is_some() as u8 + h.tcp as u8;
+            if kinds > 1 {
+                errors.push(err(&svc.referenced, format!("service `{name}`: health check has more than one of `path`, `tcp`, `command`"), Some("keep one".into())));
+            }
+            if let Some(path) = &h.path
+                && !path.starts_with('/')
+            {
+                errors.push(err(
+                    &svc.referenced,
+                    format!("service `{name}`: health path `{path}` must start with `/`"),
+                    None,
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(p) {
+        let first = &p.services[&cycle[0]];
+        errors.push(err(
+            &first.referenced,
+            format!("dependency cycle between services: {}", cycle.join(" -> ")),
+            Some("remove one `depends_on` edge of the cycle".into()),
+        ));
+    }
+    for (env_name, env) in &p.environments {
+        let e = &env.value;
+        for svc in e.services.iter() {
+            if !p.services.contains_key(&svc.value) {
+                errors.push(err(
+                    &svc.referenced,
+                    format!(
+                        "environment `{env_name}` lists unknown service `{}`",
+                        svc.value
+                    ),
+                    Some(suggest(&svc.value, &names)),
+                ));
+            }
+        }
+        for (svc, addr) in &e.listen {
+            if !p.services.contains_key(svc) {
+                errors.push(err(
+                    &addr.referenced,
+                    format!("environment `{env_name}` sets `listen` for unknown service `{svc}`"),
+                    Some(suggest(svc, &names)),
+                ));
+            }
+            if addr.value.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(err(
+                    &addr.referenced,
+                    format!("`{}` is not an address like `127.0.0.1:8080`", addr.value),
+                    None,
+                ));
+            }
+        }
+        if e.strategy.value == StrategyKind::Canary {
+            match &e.canary {
+                None => errors.push(err(&e.strategy.referenced, format!("environment `{env_name}` uses `strategy: canary` without a `canary:` section"), Some("add `canary: { steps: [10, 50, 100] }`".into()))),
+                Some(c) => {
+                    let steps = &c.steps.value;
+                    if steps.is_empty() || steps.iter().any(|s| *s == 0 || *s > 100) || steps.windows(2).any(|w| w[0] >= w[1]) {
+                        errors.push(err(&c.steps.referenced, "canary steps must be increasing percentages between 1 and 100".into(), Some("for example `[10, 50, 100]`".into())));
+                    }
+                }
+            }
+        }
+        if e.keep_releases == 0 {
+            errors.push(err(
+                &env.referenced,
+                format!("environment `{env_name}`: `keep_releases` must be at least 1"),
+                None,
+            ));
+        }
+    }
+    errors
+}
+
+fn suggest(name: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (distance(name, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3);
+    match best {
+        Some((_, k)) => format!("did you mean `{k}`?"),
+        None if known.is_empty() => "no services are defined".into(),
+        None => format!("known services: {}", known.join(", ")),
+    }
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn find_cycle(p: &Project) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn dfs(
+        p: &Project,
+        n: &str,
+        marks: &mut HashMap<String, Mark>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Visiting) => {
+                let start = stack.iter().position(|s| s == n).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(n.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(n.to_string(), Mark::Visiting);
+        stack.push(n.to_string());
+        if let Some(svc) = p.services.get(n) {
+            for d in &svc.value.depends_on {
+                if p.services.contains_key(&d.value)
+                    && let Some(c) = dfs(p, &d.value, marks, stack)
+                {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(n.to_string(), Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for name in p.services.keys() {
+        if let Some(c) = dfs(p, name, &mut marks, &mut Vec::new()) {
+            return Some(c);
+        }
+    }
+    None
+}
