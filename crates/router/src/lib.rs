@@ -1,1 +1,400 @@
-//! hangar's HTTP reverse proxy: weighted routing between versions, per-version metrics.
+//! hangar's HTTP reverse proxy: weighted, sticky routing between versions of a
+//! service, connection draining and per-version metrics.
+//!
+//! One [`Router`] serves one environment service on one listener. The routing
+//! table is swapped atomically ([`arc_swap`]), so a blue-green switch or a
+//! canary weight change takes effect for the next request with no lock on the
+//! request path. Requests already in flight finish on the instance they reached
+//! (draining); [`Router::inflight`] tells the supervisor when an instance is idle.
+//!
+//! Retries happen only when a request never reached an instance (connection
+//! refused or reset before any byte of answer), and — when the table says so —
+//! an idempotent request that failed on the canary is retried on the stable
+//! version, still counted against the canary.
+
+mod stats;
+
+pub use stats::{Snapshot, Summary, VersionStats};
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// The cookie that pins a client to one version during a rollout.
+pub const STICKY_COOKIE: &str = "hangar_version";
+/// Response header naming the version that answered (for clients and tests).
+pub const VERSION_HEADER: &str = "x-hangar-version";
+/// Request bodies are buffered (so a request can be retried) up to this size.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// One instance's address, with the count of requests it is serving now.
+#[derive(Debug)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    inflight: AtomicUsize,
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr) -> Arc<Backend> {
+        Arc::new(Backend { addr, inflight: AtomicUsize::new(0) })
+    }
+}
+
+/// A version's share of traffic and its healthy instances.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub version: String,
+    /// Relative weight; 0 receives no new clients (but keeps sticky ones if it has instances).
+    pub weight: u32,
+    pub backends: Vec<Arc<Backend>>,
+}
+
+/// The whole routing state, replaced atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub routes: Vec<Route>,
+    /// Retry idempotent requests that fail (5xx) on `canary` once on `stable`.
+    pub retry_on_stable: Option<(String, String)>,
+}
+
+struct RouteRt {
+    route: Route,
+    stats: Arc<VersionStats>,
+    next: AtomicUsize,
+}
+
+struct TableRt {
+    routes: Vec<RouteRt>,
+    total_weight: u64,
+    retry_on_stable: Option<(usize, usize)>,
+    /// More than one version may answer: set the sticky cookie.
+    sticky: bool,
+}
+
+/// A reverse proxy for one service.
+pub struct Router {
+    name: String,
+    table: ArcSwap<TableRt>,
+    stats: Mutex<HashMap<String, Arc<VersionStats>>>,
+    backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    seq: AtomicU64,
+}
+
+impl Router {
+    pub fn new(name: impl Into<String>) -> Arc<Router> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(connector);
+        Arc::new(Router {
+            name: name.into(),
+            table: ArcSwap::from_pointee(TableRt { routes: Vec::new(), total_weight: 0, retry_on_stable: None, sticky: false }),
+            stats: Mutex::default(),
+            backends: Mutex::default(),
+            client,
+            seq: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The shared backend record for an address (so in-flight counts survive table swaps).
+    pub fn backend(&self, addr: SocketAddr) -> Arc<Backend> {
+        let mut map = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(addr).or_insert_with(|| Backend::new(addr)).clone()
+    }
+
+    /// Live counters of a version (created on first use, kept across table swaps).
+    pub fn stats(&self, version: &str) -> Arc<VersionStats> {
+        let mut map = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(version.to_string()).or_default().clone()
+    }
+
+    /// Replaces the routing table; the next request uses the new one.
+    pub fn set_table(&self, table: Table) {
+        let routes: Vec<RouteRt> = table
+            .routes
+            .into_iter()
+            .map(|route| RouteRt { stats: self.stats(&route.version), route, next: AtomicUsize::new(0) })
+            .collect();
+        let idx = |v: &str| routes.iter().position(|r| r.route.version == v);
+        let retry_on_stable = table.retry_on_stable.as_ref().and_then(|(c, s)| Some((idx(c)?, idx(s)?)));
+        let total_weight = routes.iter().filter(|r| !r.route.backends.is_empty()).map(|r| r.route.weight as u64).sum();
+        let sticky = routes.iter().filter(|r| !r.route.backends.is_empty()).count() > 1;
+        self.table.store(Arc::new(TableRt { routes, total_weight, retry_on_stable, sticky }));
+    }
+
+    /// The table now in force.
+    pub fn table(&self) -> Table {
+        let t = self.table.load();
+        Table {
+            routes: t.routes.iter().map(|r| r.route.clone()).collect(),
+            retry_on_stable: t.retry_on_stable.map(|(c, s)| (t.routes[c].route.version.clone(), t.routes[s].route.version.clone())),
+        }
+    }
+
+    /// Requests an instance is serving right now (0 means it can be stopped).
+    pub fn inflight(&self, addr: SocketAddr) -> usize {
+        self.backends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)
+            .map(|b| b.inflight.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Binds the listener and serves until the returned handle is dropped or aborted.
+    pub async fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<RouterHandle> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let router = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(err) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("router {}: accept failed: {err}", router.name);
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let router = router.clone();
+                        async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(RouterHandle { addr: local, task })
+    }
+
+    fn random(&self) -> u64 {
+        // splitmix64 over a shared counter: uniform enough for weights, no lock, no syscall.
+        let mut z = self.seq.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick_route(&self, t: &TableRt, cookie: Option<&str>) -> Option<usize> {
+        if let Some(v) = cookie
+            && let Some(i) = t.routes.iter().position(|r| r.route.version == v && !r.route.backends.is_empty())
+        {
+            return Some(i);
+        }
+        if t.total_weight == 0 {
+            return t.routes.iter().position(|r| !r.route.backends.is_empty());
+        }
+        let mut ticket = self.random() % t.total_weight;
+        for (i, r) in t.routes.iter().enumerate() {
+            if r.route.backends.is_empty() {
+                continue;
+            }
+            let w = r.route.weight as u64;
+            if ticket < w {
+                return Some(i);
+            }
+            ticket -= w;
+        }
+        None
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let t = self.table.load_full();
+        let cookie = sticky_cookie(&req);
+        let Some(first) = self.pick_route(&t, cookie.as_deref()) else {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "hangar: no healthy instance for this service\n");
+        };
+        let (mut parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "hangar: request body too large or broken\n"),
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
+
+        // Candidates: the chosen version first, then the others (only for requests that never reached an instance).
+        let mut order: Vec<usize> = vec![first];
+        order.extend((0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()));
+        let mut last_connect_error = None;
+        for (attempt, &ri) in order.iter().enumerate() {
+            let route = &t.routes[ri];
+            let n = route.route.backends.len();
+            let start_at = route.next.fetch_add(1, Ordering::Relaxed);
+            for k in 0..n {
+                let backend = &route.route.backends[(start_at + k) % n];
+                match self.forward(backend, &parts, body.clone()).await {
+                    Ok((resp, latency)) => {
+                        let failed = resp.status().is_server_error();
+                        route.stats.record(latency, failed);
+                        if failed && idempotent && t.retry_on_stable.map(|(c, _)| c) == Some(ri) {
+                            let (_, stable) = t.retry_on_stable.unwrap_or((ri, ri));
+                            if let Some(resp) = self.try_route(&t, stable, &parts, &body).await {
+                                return self.finish(resp, &t, stable, attempt > 0 || cookie.is_none());
+                            }
+                        }
+                        return self.finish(resp, &t, ri, cookie.as_deref() != Some(route.route.version.as_str()));
+                    }
+                    Err(err) => {
+                        route.stats.record_connect_error();
+                        last_connect_error = Some(err);
+                    }
+                }
+            }
+        }
+        let msg = format!(
+            "hangar: no instance of {} answered: {}\n",
+            self.name,
+            last_connect_error.map(|e| e.to_string()).unwrap_or_default()
+        );
+        plain(StatusCode::BAD_GATEWAY, &msg)
+    }
+
+    async fn try_route(&self, t: &TableRt, ri: usize, parts: &hyper::http::request::Parts, body: &Bytes) -> Option<Response<Incoming>> {
+        let route = &t.routes[ri];
+        let n = route.route.backends.len();
+        let start = route.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let backend = &route.route.backends[(start + k) % n];
+            match self.forward(backend, parts, body.clone()).await {
+                Ok((resp, latency)) => {
+                    route.stats.record(latency, resp.status().is_server_error());
+                    return Some(resp);
+                }
+                Err(_) => route.stats.record_connect_error(),
+            }
+        }
+        None
+    }
+
+    fn finish(&self, resp: Response<Incoming>, t: &TableRt, ri: usize, set_cookie: bool) -> Response<Body> {
+        let version = &t.routes[ri].route.version;
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if let Ok(v) = HeaderValue::from_str(version) {
+            parts.headers.insert(HeaderName::from_static(VERSION_HEADER), v);
+        }
+        if t.sticky
+            && set_cookie
+            && let Ok(v) = HeaderValue::from_str(&format!("{STICKY_COOKIE}={version}; Path=/; HttpOnly; SameSite=Lax"))
+        {
+            parts.headers.append(hyper::header::SET_COOKIE, v);
+        }
+        Response::from_parts(parts, body.boxed())
+    }
+
+    async fn forward(
+        &self,
+        backend: &Arc<Backend>,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+    ) -> Result<(Response<Incoming>, std::time::Duration), hyper_util::client::legacy::Error> {
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let uri = format!("http://{}{}", backend.addr, path);
+        let mut builder = Request::builder().method(parts.method.clone()).uri(uri).version(hyper::Version::HTTP_11);
+        if let Some(h) = builder.headers_mut() {
+            *h = parts.headers.clone();
+        }
+        let req = match builder.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(_) => unreachable_request(),
+        };
+        backend.inflight.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = self.client.request(req).await;
+        backend.inflight.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(resp) => Ok((resp, started.elapsed())),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+fn unreachable_request() -> Request<Full<Bytes>> {
+    // The parts came from a request hyper already accepted, so they are valid; this
+    // fallback only exists so that a malformed path can never panic the router.
+    Request::new(Full::new(Bytes::new()))
+}
+
+/// A running listener.
+pub struct RouterHandle {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RouterHandle {
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for RouterHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn sticky_cookie(req: &Request<Incoming>) -> Option<String> {
+    for value in req.headers().get_all(hyper::header::COOKIE) {
+        let Ok(s) = value.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == STICKY_COOKIE
+            {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
+}
+
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"] {
+        headers.remove(name);
+    }
+}
+
+fn plain(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(msg.to_string())).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp
+}
