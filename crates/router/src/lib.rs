@@ -53,7 +53,10 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(addr: SocketAddr) -> Arc<Backend> {
-        Arc::new(Backend { addr, inflight: AtomicUsize::new(0) })
+        Arc::new(Backend {
+            addr,
+            inflight: AtomicUsize::new(0),
+        })
     }
 }
 
@@ -109,7 +112,12 @@ impl Router {
             .build(connector);
         Arc::new(Router {
             name: name.into(),
-            table: ArcSwap::from_pointee(TableRt { routes: Vec::new(), total_weight: 0, retry_on_stable: None, sticky: false }),
+            table: ArcSwap::from_pointee(TableRt {
+                routes: Vec::new(),
+                total_weight: 0,
+                retry_on_stable: None,
+                sticky: false,
+            }),
             stats: Mutex::default(),
             backends: Mutex::default(),
             client,
@@ -124,7 +132,9 @@ impl Router {
     /// The shared backend record for an address (so in-flight counts survive table swaps).
     pub fn backend(&self, addr: SocketAddr) -> Arc<Backend> {
         let mut map = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(addr).or_insert_with(|| Backend::new(addr)).clone()
+        map.entry(addr)
+            .or_insert_with(|| Backend::new(addr))
+            .clone()
     }
 
     /// Live counters of a version (created on first use, kept across table swaps).
@@ -138,13 +148,33 @@ impl Router {
         let routes: Vec<RouteRt> = table
             .routes
             .into_iter()
-            .map(|route| RouteRt { stats: self.stats(&route.version), route, next: AtomicUsize::new(0) })
+            .map(|route| RouteRt {
+                stats: self.stats(&route.version),
+                route,
+                next: AtomicUsize::new(0),
+            })
             .collect();
         let idx = |v: &str| routes.iter().position(|r| r.route.version == v);
-        let retry_on_stable = table.retry_on_stable.as_ref().and_then(|(c, s)| Some((idx(c)?, idx(s)?)));
-        let total_weight = routes.iter().filter(|r| !r.route.backends.is_empty()).map(|r| r.route.weight as u64).sum();
-        let sticky = routes.iter().filter(|r| !r.route.backends.is_empty()).count() > 1;
-        self.table.store(Arc::new(TableRt { routes, total_weight, retry_on_stable, sticky }));
+        let retry_on_stable = table
+            .retry_on_stable
+            .as_ref()
+            .and_then(|(c, s)| Some((idx(c)?, idx(s)?)));
+        let total_weight = routes
+            .iter()
+            .filter(|r| !r.route.backends.is_empty())
+            .map(|r| r.route.weight as u64)
+            .sum();
+        let sticky = routes
+            .iter()
+            .filter(|r| !r.route.backends.is_empty())
+            .count()
+            > 1;
+        self.table.store(Arc::new(TableRt {
+            routes,
+            total_weight,
+            retry_on_stable,
+            sticky,
+        }));
     }
 
     /// The table now in force.
@@ -152,7 +182,12 @@ impl Router {
         let t = self.table.load();
         Table {
             routes: t.routes.iter().map(|r| r.route.clone()).collect(),
-            retry_on_stable: t.retry_on_stable.map(|(c, s)| (t.routes[c].route.version.clone(), t.routes[s].route.version.clone())),
+            retry_on_stable: t.retry_on_stable.map(|(c, s)| {
+                (
+                    t.routes[c].route.version.clone(),
+                    t.routes[s].route.version.clone(),
+                )
+            }),
         }
     }
 
@@ -209,7 +244,10 @@ impl Router {
 
     fn pick_route(&self, t: &TableRt, cookie: Option<&str>) -> Option<usize> {
         if let Some(v) = cookie
-            && let Some(i) = t.routes.iter().position(|r| r.route.version == v && !r.route.backends.is_empty())
+            && let Some(i) = t
+                .routes
+                .iter()
+                .position(|r| r.route.version == v && !r.route.backends.is_empty())
         {
             return Some(i);
         }
@@ -234,26 +272,45 @@ impl Router {
         let t = self.table.load_full();
         let cookie = sticky_cookie(&req);
         let Some(first) = self.pick_route(&t, cookie.as_deref()) else {
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "hangar: no healthy instance for this service\n");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hangar: no healthy instance for this service\n",
+            );
         };
         let (mut parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "hangar: request body too large or broken\n"),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "hangar: request body too large or broken\n",
+                );
+            }
         };
         strip_hop_by_hop(&mut parts.headers);
-        let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let forwarded = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prev) => format!("{prev}, {}", peer.ip()),
             None => peer.ip().to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&forwarded) {
-            parts.headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+            parts
+                .headers
+                .insert(HeaderName::from_static("x-forwarded-for"), v);
         }
-        let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
 
         // Candidates: the chosen version first, then the others (only for requests that never reached an instance).
         let mut order: Vec<usize> = vec![first];
-        order.extend((0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()));
+        order.extend(
+            (0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()),
+        );
         let mut last_connect_error = None;
         for (attempt, &ri) in order.iter().enumerate() {
             let route = &t.routes[ri];
@@ -268,10 +325,20 @@ impl Router {
                         if failed && idempotent && t.retry_on_stable.map(|(c, _)| c) == Some(ri) {
                             let (_, stable) = t.retry_on_stable.unwrap_or((ri, ri));
                             if let Some(resp) = self.try_route(&t, stable, &parts, &body).await {
-                                return self.finish(resp, &t, stable, attempt > 0 || cookie.is_none());
+                                return self.finish(
+                                    resp,
+                                    &t,
+                                    stable,
+                                    attempt > 0 || cookie.is_none(),
+                                );
                             }
                         }
-                        return self.finish(resp, &t, ri, cookie.as_deref() != Some(route.route.version.as_str()));
+                        return self.finish(
+                            resp,
+                            &t,
+                            ri,
+                            cookie.as_deref() != Some(route.route.version.as_str()),
+                        );
                     }
                     Err(err) => {
                         route.stats.record_connect_error();
@@ -283,12 +350,20 @@ impl Router {
         let msg = format!(
             "hangar: no instance of {} answered: {}\n",
             self.name,
-            last_connect_error.map(|e| e.to_string()).unwrap_or_default()
+            last_connect_error
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         );
         plain(StatusCode::BAD_GATEWAY, &msg)
     }
 
-    async fn try_route(&self, t: &TableRt, ri: usize, parts: &hyper::http::request::Parts, body: &Bytes) -> Option<Response<Incoming>> {
+    async fn try_route(
+        &self,
+        t: &TableRt,
+        ri: usize,
+        parts: &hyper::http::request::Parts,
+        body: &Bytes,
+    ) -> Option<Response<Incoming>> {
         let route = &t.routes[ri];
         let n = route.route.backends.len();
         let start = route.next.fetch_add(1, Ordering::Relaxed);
@@ -305,16 +380,26 @@ impl Router {
         None
     }
 
-    fn finish(&self, resp: Response<Incoming>, t: &TableRt, ri: usize, set_cookie: bool) -> Response<Body> {
+    fn finish(
+        &self,
+        resp: Response<Incoming>,
+        t: &TableRt,
+        ri: usize,
+        set_cookie: bool,
+    ) -> Response<Body> {
         let version = &t.routes[ri].route.version;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         if let Ok(v) = HeaderValue::from_str(version) {
-            parts.headers.insert(HeaderName::from_static(VERSION_HEADER), v);
+            parts
+                .headers
+                .insert(HeaderName::from_static(VERSION_HEADER), v);
         }
         if t.sticky
             && set_cookie
-            && let Ok(v) = HeaderValue::from_str(&format!("{STICKY_COOKIE}={version}; Path=/; HttpOnly; SameSite=Lax"))
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "{STICKY_COOKIE}={version}; Path=/; HttpOnly; SameSite=Lax"
+            ))
         {
             parts.headers.append(hyper::header::SET_COOKIE, v);
         }
@@ -327,9 +412,16 @@ impl Router {
         parts: &hyper::http::request::Parts,
         body: Bytes,
     ) -> Result<(Response<Incoming>, std::time::Duration), hyper_util::client::legacy::Error> {
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let uri = format!("http://{}{}", backend.addr, path);
-        let mut builder = Request::builder().method(parts.method.clone()).uri(uri).version(hyper::Version::HTTP_11);
+        let mut builder = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .version(hyper::Version::HTTP_11);
         if let Some(h) = builder.headers_mut() {
             *h = parts.headers.clone();
         }
@@ -388,13 +480,25 @@ fn sticky_cookie(req: &Request<Incoming>) -> Option<String> {
 }
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"] {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
         headers.remove(name);
     }
 }
 
 fn plain(status: StatusCode, msg: &str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(msg.to_string())).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(msg.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
     resp
 }

@@ -76,7 +76,11 @@ impl VersionStats {
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             connect_errors: self.connect_errors.load(Ordering::Relaxed),
-            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }
@@ -143,7 +147,11 @@ impl Snapshot {
         Summary {
             requests: self.requests,
             errors: failures,
-            error_rate: if attempts == 0 { 0.0 } else { failures as f64 / attempts as f64 },
+            error_rate: if attempts == 0 {
+                0.0
+            } else {
+                failures as f64 / attempts as f64
+            },
             p50_ms: self.quantile(0.50).as_secs_f64() * 1000.0,
             p95_ms: self.quantile(0.95).as_secs_f64() * 1000.0,
             p99_ms: self.quantile(0.99).as_secs_f64() * 1000.0,
@@ -158,13 +166,21 @@ mod tests {
     #[test]
     fn buckets_are_monotonic_and_tight() {
         let mut last = 0;
-        for micros in [0u64, 1, 7, 8, 9, 15, 16, 100, 1_000, 12_345, 1_000_000, 60_000_000] {
+        for micros in [
+            0u64, 1, 7, 8, 9, 15, 16, 100, 1_000, 12_345, 1_000_000, 60_000_000,
+        ] {
             let b = bucket_of(micros);
             assert!(b >= last, "bucket order at {micros}");
             last = b;
             let upper = bucket_upper_micros(b);
-            assert!(upper >= micros, "{micros} above its bucket's upper bound {upper}");
-            assert!(upper as f64 <= micros.max(1) as f64 * 1.25 + 1.0, "{micros}: bucket too wide ({upper})");
+            assert!(
+                upper >= micros,
+                "{micros} above its bucket's upper bound {upper}"
+            );
+            assert!(
+                upper as f64 <= micros.max(1) as f64 * 1.25 + 1.0,
+                "{micros}: bucket too wide ({upper})"
+            );
         }
     }
 
@@ -181,7 +197,10 @@ mod tests {
         let all = s.snapshot().summary();
         assert_eq!(all.requests, 100);
         assert!((all.error_rate - 0.10).abs() < 1e-9);
-        assert!(all.p50_ms < 1.3 && all.p99_ms >= 100.0 && all.p99_ms < 125.0, "{all:?}");
+        assert!(
+            all.p50_ms < 1.3 && all.p99_ms >= 100.0 && all.p99_ms < 125.0,
+            "{all:?}"
+        );
         let window = s.snapshot().since(&before).summary();
         assert_eq!(window.requests, 10);
         assert_eq!(window.error_rate, 1.0);

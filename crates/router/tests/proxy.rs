@@ -25,7 +25,10 @@ async fn backend(name: &'static str, status: u16) -> SocketAddr {
                     acc.extend_from_slice(&buf[..n]);
                     while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
                         acc.drain(..end + 4);
-                        let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{name}",
+                            name.len()
+                        );
                         if s.write_all(resp.as_bytes()).await.is_err() {
                             return;
                         }
@@ -39,8 +42,14 @@ async fn backend(name: &'static str, status: u16) -> SocketAddr {
 
 async fn raw_get(addr: SocketAddr, cookie: Option<&str>) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let cookie = cookie.map(|c| format!("cookie: {c}\r\n")).unwrap_or_default();
-    s.write_all(format!("GET / HTTP/1.1\r\nhost: x\r\n{cookie}connection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let cookie = cookie
+        .map(|c| format!("cookie: {c}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET / HTTP/1.1\r\nhost: x\r\n{cookie}connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -57,13 +66,21 @@ async fn get(addr: SocketAddr, cookie: Option<&str>) -> (u16, String, Option<Str
     };
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     if status == 200 && body != "live" {
-        assert_eq!(header(VERSION_HEADER).unwrap_or_default(), body.trim(), "version header names the answering version");
+        assert_eq!(
+            header(VERSION_HEADER).unwrap_or_default(),
+            body.trim(),
+            "version header names the answering version"
+        );
     }
     (status, body, header("set-cookie"))
 }
 
 fn route(router: &Arc<Router>, version: &str, weight: u32, addrs: &[SocketAddr]) -> Route {
-    Route { version: version.into(), weight, backends: addrs.iter().map(|a| router.backend(*a)).collect() }
+    Route {
+        version: version.into(),
+        weight,
+        backends: addrs.iter().map(|a| router.backend(*a)).collect(),
+    }
 }
 
 #[tokio::test]
@@ -71,7 +88,10 @@ async fn weights_sticky_cookie_and_atomic_switch() {
     let blue = backend("blue", 200).await;
     let green = backend("green", 200).await;
     let router = Router::new("api");
-    router.set_table(Table { routes: vec![route(&router, "blue", 100, &[blue])], retry_on_stable: None });
+    router.set_table(Table {
+        routes: vec![route(&router, "blue", 100, &[blue])],
+        retry_on_stable: None,
+    });
     let h = router.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
 
     let (status, body, cookie) = get(h.addr, None).await;
@@ -79,25 +99,41 @@ async fn weights_sticky_cookie_and_atomic_switch() {
     assert!(cookie.is_none(), "a single version sets no sticky cookie");
 
     router.set_table(Table {
-        routes: vec![route(&router, "blue", 50, &[blue]), route(&router, "green", 50, &[green])],
+        routes: vec![
+            route(&router, "blue", 50, &[blue]),
+            route(&router, "green", 50, &[green]),
+        ],
         retry_on_stable: None,
     });
     let mut seen = std::collections::HashMap::new();
     for _ in 0..200 {
         let (_, body, cookie) = get(h.addr, None).await;
-        assert!(cookie.unwrap().starts_with(&format!("hangar_version={body}")));
+        assert!(
+            cookie
+                .unwrap()
+                .starts_with(&format!("hangar_version={body}"))
+        );
         *seen.entry(body).or_insert(0) += 1;
     }
-    assert!(seen["blue"] > 60 && seen["green"] > 60, "50/50 split: {seen:?}");
+    assert!(
+        seen["blue"] > 60 && seen["green"] > 60,
+        "50/50 split: {seen:?}"
+    );
     for _ in 0..20 {
         let (_, body, _) = get(h.addr, Some("hangar_version=green")).await;
         assert_eq!(body, "green", "a pinned client stays on its version");
     }
 
-    router.set_table(Table { routes: vec![route(&router, "green", 100, &[green])], retry_on_stable: None });
+    router.set_table(Table {
+        routes: vec![route(&router, "green", 100, &[green])],
+        retry_on_stable: None,
+    });
     for _ in 0..20 {
         let (_, body, _) = get(h.addr, Some("hangar_version=blue")).await;
-        assert_eq!(body, "green", "a pin to a removed version falls back to the live one");
+        assert_eq!(
+            body, "green",
+            "a pin to a removed version falls back to the live one"
+        );
     }
     let g = router.stats("green").snapshot().summary();
     assert!(g.requests >= 60 && g.errors == 0, "{g:?}");
@@ -111,7 +147,10 @@ async fn connect_failures_retry_elsewhere_and_count() {
         l.local_addr().unwrap()
     }; // bound then dropped: connections are refused
     let router = Router::new("api");
-    router.set_table(Table { routes: vec![route(&router, "v1", 100, &[dead, live])], retry_on_stable: None });
+    router.set_table(Table {
+        routes: vec![route(&router, "v1", 100, &[dead, live])],
+        retry_on_stable: None,
+    });
     let h = router.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     for _ in 0..10 {
         let (status, body, _) = get(h.addr, None).await;
@@ -119,9 +158,15 @@ async fn connect_failures_retry_elsewhere_and_count() {
     }
     let s = router.stats("v1").snapshot();
     assert_eq!(s.requests, 10);
-    assert!(s.connect_errors >= 4, "refused connections are counted: {s:?}");
+    assert!(
+        s.connect_errors >= 4,
+        "refused connections are counted: {s:?}"
+    );
 
-    router.set_table(Table { routes: vec![route(&router, "v1", 100, &[dead])], retry_on_stable: None });
+    router.set_table(Table {
+        routes: vec![route(&router, "v1", 100, &[dead])],
+        retry_on_stable: None,
+    });
     let (status, _, _) = get(h.addr, None).await;
     assert_eq!(status, 502);
 }
@@ -132,7 +177,10 @@ async fn canary_failures_retry_on_stable_but_count_against_canary() {
     let canary = backend("canary", 500).await;
     let router = Router::new("api");
     router.set_table(Table {
-        routes: vec![route(&router, "stable", 0, &[stable]), route(&router, "canary", 100, &[canary])],
+        routes: vec![
+            route(&router, "stable", 0, &[stable]),
+            route(&router, "canary", 100, &[canary]),
+        ],
         retry_on_stable: Some(("canary".into(), "stable".into())),
     });
     let h = router.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
