@@ -30,7 +30,7 @@ pub struct RunContext {
     pub vars: BTreeMap<String, String>,
     /// `inputs` of a `workflow_dispatch` / `workflow_call` run.
     pub inputs: Map<String, Value>,
-    /// Extra environment for every step (act's `.env`).
+    /// Extra environment for every step and the lowest layer of the `env` context (act's `.env`).
     pub env: BTreeMap<String, String>,
     /// Persistent store for `actions/cache` (shared across runs).
     pub data_dir: PathBuf,

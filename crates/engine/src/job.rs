@@ -483,7 +483,12 @@ impl<'e> Job<'e> {
             tmp: t,
             files,
             base_env,
-            env: IndexMap::new(),
+            // The run's extra env (`.env`) is the lowest layer of the env context.
+            env: run
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             path_prepend: Vec::new(),
             base_cx: cx,
             github,
@@ -934,7 +939,14 @@ impl<'e> Job<'e> {
             }
             None => self.run.workspace.clone(),
         };
-        let process_env = self.process_env(env, &[]);
+        let mut extra = Vec::new();
+        if let Some(p) = &scope.action_path {
+            extra.push((
+                "GITHUB_ACTION_PATH".to_string(),
+                p.to_string_lossy().into_owned(),
+            ));
+        }
+        let process_env = self.process_env(env, &extra);
         let shell = shell::resolve(
             shell_text.as_deref(),
             process_env.get("PATH").map(String::as_str),
@@ -943,6 +955,13 @@ impl<'e> Job<'e> {
         std::fs::write(&script_path, script.as_bytes())
             .map_err(|e| format!("cannot write the step's script: {e}"))?;
         let (program, args) = shell.command_for(&script_path);
+        let mut process_env = process_env;
+        if matches!(program.as_str(), "bash" | "sh") {
+            // $SHELL names the shell running the step (act's containers behave so).
+            if let Some(p) = shell::which(&program, process_env.get("PATH").map(String::as_str)) {
+                process_env.insert("SHELL".into(), p.to_string_lossy().into_owned());
+            }
+        }
         let spec = Spec {
             program,
             args,
@@ -1211,7 +1230,9 @@ impl<'e> Job<'e> {
                 self.run_steps(&mut inner, &steps).await;
                 let mut outputs = BTreeMap::new();
                 if let Some(Value::Object(defs)) = action.get("outputs") {
-                    let cx2 = self.cx(&inner, &self.env);
+                    let mut out_env = self.env.clone();
+                    out_env.extend(inner.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let cx2 = self.cx(&inner, &out_env);
                     let host = self.host(inner.failed, self.cancelled());
                     for (k, def) in defs {
                         if let Some(v) = def.get("value") {

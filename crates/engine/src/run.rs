@@ -197,6 +197,10 @@ fn run_graph(
     secrets: Option<BTreeMap<String, String>>,
 ) -> BoxFut<Result<HashMap<String, NodeResult>, String>> {
     Box::pin(async move {
+        let inputs = Some(match inputs {
+            Some(i) => i,
+            None => top_level_inputs(&wf, &shared.run),
+        });
         let stages = plan::stages(&wf, only.as_deref())?;
         let all: Vec<String> = stages.into_iter().flatten().collect();
         let mut results: HashMap<String, NodeResult> = HashMap::new();
@@ -242,6 +246,43 @@ fn run_graph(
         }
         Ok(results)
     })
+}
+
+/// `inputs` of a triggered workflow: the given ones (CLI, event payload), then
+/// the declared defaults of `on.<event>.inputs`, typed as declared.
+pub fn top_level_inputs(wf: &Workflow, run: &RunContext) -> Map<String, Value> {
+    let mut out = run.inputs.clone();
+    let from_event = run
+        .event
+        .get("inputs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in from_event {
+        out.entry(k).or_insert(v);
+    }
+    let defs = wf
+        .event_config(&run.event_name)
+        .and_then(|c| c.get("inputs"))
+        .and_then(Value::as_object);
+    if let Some(defs) = defs {
+        for (name, def) in defs {
+            let v = out
+                .get(name)
+                .cloned()
+                .or_else(|| def.get("default").cloned());
+            let Some(v) = v else { continue };
+            let typed = match (def.get("type").and_then(Value::as_str), &v) {
+                (Some("boolean"), Value::String(s)) => json!(s == "true"),
+                (Some("number"), Value::String(s)) => {
+                    s.parse::<f64>().map(|n| json!(n)).unwrap_or(v.clone())
+                }
+                _ => v,
+            };
+            out.insert(name.clone(), typed);
+        }
+    }
+    out
 }
 
 fn needs_context(needs: &BTreeMap<String, NodeResult>) -> Map<String, Value> {

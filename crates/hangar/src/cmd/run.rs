@@ -153,7 +153,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         run.inputs
             .insert(k.to_string(), serde_json::Value::String(v.to_string()));
     }
-    apply_input_defaults(&selected, &args.event, &mut run);
     if !args.inputs.is_empty() || args.event == "workflow_dispatch" {
         if let Some(obj) = run.event.as_object_mut() {
             obj.insert(
@@ -229,41 +228,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// `workflow_dispatch` / `workflow_call` inputs not given take their declared defaults.
-fn apply_input_defaults(workflows: &[Arc<Workflow>], event: &str, run: &mut RunContext) {
-    for wf in workflows {
-        let Some(defs) = wf
-            .event_config(event)
-            .and_then(|c| c.get("inputs"))
-            .and_then(|i| i.as_object())
-        else {
-            continue;
-        };
-        let from_event = run
-            .event
-            .get("inputs")
-            .and_then(|i| i.as_object())
-            .cloned()
-            .unwrap_or_default();
-        for (name, def) in defs {
-            if run.inputs.contains_key(name) {
-                continue;
-            }
-            if let Some(v) = from_event.get(name) {
-                run.inputs.insert(name.clone(), v.clone());
-            } else if let Some(d) = def.get("default") {
-                let typed = match (def.get("type").and_then(|t| t.as_str()), d) {
-                    (Some("boolean"), serde_json::Value::String(s)) => {
-                        serde_json::Value::Bool(s == "true")
-                    }
-                    _ => d.clone(),
-                };
-                run.inputs.insert(name.clone(), typed);
-            }
-        }
-    }
 }
 
 fn load_pairs(

@@ -1,0 +1,317 @@
+//! Failure paths of execution, with real processes: failing steps, step and job
+//! timeouts, cancellation, `needs` cycles, bad expressions, masking of secrets
+//! split across writes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hangar_engine::report::MemoryReporter;
+use hangar_engine::{
+    CancellationToken, Conclusion, Engine, Event, RunContext, RunOptions, Workflow,
+};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn workflow(&self, text: &str) -> Arc<Workflow> {
+        Arc::new(Workflow::parse(&self.dir.path().join("w.yml"), text).unwrap())
+    }
+
+    fn run(
+        &self,
+        text: &str,
+        secrets: &[(&str, &str)],
+        cancel: CancellationToken,
+    ) -> (
+        Result<hangar_engine::RunSummary, String>,
+        Arc<MemoryReporter>,
+    ) {
+        let wf = self.workflow(text);
+        let mut run = RunContext::new(self.dir.path(), "push", None);
+        run.data_dir = self.dir.path().join(".data");
+        for (k, v) in secrets {
+            run.secrets.insert(k.to_string(), v.to_string());
+        }
+        let reporter = Arc::new(MemoryReporter::default());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(Engine::new().run_workflows(
+            Arc::new(run),
+            vec![wf],
+            RunOptions::default(),
+            reporter.clone(),
+            cancel,
+        ));
+        (r, reporter)
+    }
+}
+
+fn step_results(r: &MemoryReporter) -> Vec<(String, Conclusion)> {
+    r.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepFinished {
+                name, conclusion, ..
+            } => Some((name.clone(), *conclusion)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn result_of(s: &hangar_engine::RunSummary, key: &str) -> Conclusion {
+    s.jobs
+        .iter()
+        .find(|j| j.key == key)
+        .map(|j| j.result)
+        .unwrap_or_else(|| panic!("no job {key}: {:?}", s.jobs))
+}
+
+#[test]
+fn failing_step_fails_the_job_skips_the_rest_and_dependents() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - {name: bad, run: 'exit 3'}\n      - {name: later, run: 'echo never'}\n      - {name: on-failure, if: failure(), run: 'echo cleanup'}\n  b:\n    needs: a\n    steps: [{run: 'echo b'}]\n  c:\n    needs: a\n    if: always()\n    steps: [{run: 'echo c'}]\n",
+        &[],
+        CancellationToken::new(),
+    );
+    let s = r.unwrap();
+    assert!(!s.success);
+    assert_eq!(result_of(&s, "a"), Conclusion::Failure);
+    assert_eq!(result_of(&s, "b"), Conclusion::Skipped);
+    assert_eq!(result_of(&s, "c"), Conclusion::Success);
+    let steps = step_results(&rep);
+    assert!(steps.contains(&("bad".into(), Conclusion::Failure)));
+    assert!(steps.contains(&("later".into(), Conclusion::Skipped)));
+    assert!(steps.contains(&("on-failure".into(), Conclusion::Success)));
+    assert!(rep.lines().contains(&"cleanup".to_string()));
+}
+
+#[test]
+fn step_timeout_kills_the_step() {
+    let f = Fixture::new();
+    let t = Instant::now();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - {name: slow, run: 'sleep 30', timeout-minutes: 0.01}\n      - {name: after, if: always(), run: 'echo after'}\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    let s = r.unwrap();
+    assert_eq!(result_of(&s, "a"), Conclusion::Failure);
+    assert!(step_results(&rep).contains(&("slow".into(), Conclusion::Failure)));
+    assert!(rep.lines().contains(&"after".to_string()));
+}
+
+#[test]
+fn job_timeout_fails_the_job() {
+    let f = Fixture::new();
+    let t = Instant::now();
+    let (r, _) = f.run(
+        "on: push\njobs:\n  a:\n    timeout-minutes: 0.01\n    steps:\n      - run: 'sleep 30'\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(result_of(&r.unwrap(), "a"), Conclusion::Failure);
+}
+
+#[test]
+fn cancel_stops_the_running_step_and_runs_always_steps() {
+    let f = Fixture::new();
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        c2.cancel();
+    });
+    let t = Instant::now();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - {name: long, run: 'sleep 30'}\n      - {name: normal, run: 'echo normal'}\n      - {name: always, if: always(), run: 'echo always ran'}\n      - {name: when-cancelled, if: cancelled(), run: 'echo saw cancel'}\n",
+        &[],
+        cancel,
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    let s = r.unwrap();
+    assert!(!s.success);
+    assert_eq!(result_of(&s, "a"), Conclusion::Cancelled);
+    let lines = rep.lines();
+    assert!(lines.contains(&"always ran".to_string()), "{lines:?}");
+    assert!(lines.contains(&"saw cancel".to_string()), "{lines:?}");
+    assert!(!lines.contains(&"normal".to_string()));
+}
+
+#[test]
+fn needs_cycle_is_a_planning_error() {
+    let f = Fixture::new();
+    let (r, _) = f.run(
+        "on: push\njobs:\n  a: {needs: b, steps: [{run: x}]}\n  b: {needs: a, steps: [{run: x}]}\n",
+        &[],
+        CancellationToken::new(),
+    );
+    let e = r.unwrap_err();
+    assert!(e.contains("cycle"), "{e}");
+}
+
+#[test]
+fn bad_expression_fails_the_step_with_a_message() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - {name: bad, run: 'echo ${{ github.sha == }}'}\n      - {name: bad-if, if: 'github.sha ==', run: 'echo x'}\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert_eq!(result_of(&r.unwrap(), "a"), Conclusion::Failure);
+    let errors: Vec<String> = rep
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Annotation { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        errors.iter().any(|m| m.contains("github.sha ==")),
+        "{errors:?}"
+    );
+    assert!(step_results(&rep).contains(&("bad".into(), Conclusion::Failure)));
+}
+
+#[test]
+fn secrets_are_masked_even_split_across_writes() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - run: |\n          printf 'value=top-'; sleep 0.2; printf 'secret\\n'\n          echo \"multi: line-one and line-two\"\n          echo '::add-mask::dynamic123'\n          echo \"later dynamic123\"\n          echo '::error title=top-secret::top-secret in an annotation'\n",
+        &[("S", "top-secret"), ("M", "line-one\nline-two")],
+        CancellationToken::new(),
+    );
+    assert!(r.unwrap().success);
+    let all = format!("{:?}", rep.events.lock().unwrap());
+    assert!(!all.contains("top-secret"), "{all}");
+    assert!(
+        !all.contains("line-one") && !all.contains("line-two"),
+        "{all}"
+    );
+    assert!(!all.contains("dynamic123"), "{all}");
+    let lines = rep.lines();
+    assert!(lines.contains(&"value=***".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"multi: *** and ***".to_string()),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn container_jobs_fail_with_a_clear_error() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  box:\n    container: alpine\n    steps: [{run: 'echo hi'}]\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert_eq!(result_of(&r.unwrap(), "box"), Conclusion::Failure);
+    let all = format!("{:?}", rep.events.lock().unwrap());
+    assert!(all.contains("job 'box' uses `container:`"), "{all}");
+}
+
+#[test]
+fn env_files_outputs_and_shells() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        r##"on: push
+env: {LEVEL: workflow, W: w}
+jobs:
+  a:
+    env: {LEVEL: job}
+    outputs:
+      out: ${{ steps.one.outputs.x }}
+    steps:
+      - id: one
+        run: |
+          echo "x=1" >> "$GITHUB_OUTPUT"
+          echo "FROM_FILE<<EOF" >> "$GITHUB_ENV"
+          echo "a=b" >> "$GITHUB_ENV"
+          echo "EOF" >> "$GITHUB_ENV"
+          mkdir -p "$RUNNER_TEMP/bin" && printf '#!/bin/sh\necho tool-ran\n' > "$RUNNER_TEMP/bin/mytool" && chmod +x "$RUNNER_TEMP/bin/mytool"
+          echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"
+          echo "# Summary" >> "$GITHUB_STEP_SUMMARY"
+      - env: {LEVEL: step}
+        shell: bash
+        run: |
+          echo "level=$LEVEL w=$W file=$FROM_FILE ci=$CI ws=${GITHUB_WORKSPACE:+set}"
+          mytool
+          set -o | grep pipefail
+      - shell: sh
+        run: echo "sh ${{ env.LEVEL }} ${{ steps.one.outputs.x }}"
+      - shell: python
+        run: import os; print("python", os.environ["LEVEL"])
+  b:
+    needs: a
+    steps:
+      - run: echo "got ${{ needs.a.outputs.out }} ${{ needs.a.result }}"
+"##,
+        &[],
+        CancellationToken::new(),
+    );
+    assert!(r.unwrap().success, "{:?}", rep.lines());
+    let lines = rep.lines();
+    assert!(
+        lines.contains(&"level=step w=w file=a=b ci=true ws=set".to_string()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"tool-ran".to_string()), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pipefail") && l.ends_with("on")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"sh job 1".to_string()), "{lines:?}");
+    assert!(lines.contains(&"python job".to_string()), "{lines:?}");
+    assert!(lines.contains(&"got 1 success".to_string()), "{lines:?}");
+}
+
+#[test]
+fn matrix_fail_fast_cancels_the_other_legs() {
+    let f = Fixture::new();
+    let t = Instant::now();
+    let (r, _) = f.run(
+        "on: push\njobs:\n  m:\n    strategy:\n      matrix:\n        n: [1, 2]\n    steps:\n      - run: 'if [ ${{ matrix.n }} = 1 ]; then exit 1; else sleep 30; fi'\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    let s = r.unwrap();
+    assert_eq!(result_of(&s, "m (1)"), Conclusion::Failure);
+    assert_eq!(result_of(&s, "m (2)"), Conclusion::Cancelled);
+}

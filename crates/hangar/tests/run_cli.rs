@@ -1,0 +1,93 @@
+//! `hangar run` as users call it: a real child process, real signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo(workflow: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".github/workflows")).unwrap();
+    std::fs::write(dir.path().join(".github/workflows/w.yml"), workflow).unwrap();
+    dir
+}
+
+fn hangar(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hangar"));
+    c.arg("run").args(args).current_dir(dir);
+    c
+}
+
+#[test]
+fn ctrl_c_cancels_runs_always_steps_and_exits_130() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    steps:\n      - run: echo started; sleep 30\n      - run: echo never > never.txt\n      - if: always()\n        run: echo cleaned > always.txt\n",
+    );
+    let mut child = hangar(dir.path(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("started") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the step never started");
+    let t = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = child.wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        dir.path().join("always.txt").exists(),
+        "the always() step did not run"
+    );
+    assert!(!dir.path().join("never.txt").exists());
+}
+
+#[test]
+fn exit_code_list_json_and_secret_files() {
+    let dir = repo(
+        "name: demo\non: [push, pull_request]\njobs:\n  ok:\n    steps: [{run: 'echo ${{ secrets.TOKEN }} $VAR_FROM ${{ vars.V }}'}]\n  bad:\n    needs: ok\n    steps: [{run: 'exit 4'}]\n",
+    );
+    std::fs::write(dir.path().join(".secrets"), "TOKEN=hunter2\n").unwrap();
+    std::fs::write(dir.path().join(".vars"), "V=from-vars\n").unwrap();
+    let out = hangar(dir.path(), &["--list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("bad") && text.contains("push,pull_request"),
+        "{text}"
+    );
+
+    let out = hangar(dir.path(), &["--json", "-j", "ok"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\"line\":\"*** from-vars\""), "{text}");
+    assert!(!text.contains("hunter2"));
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("JSON lines");
+    }
+
+    let out = hangar(dir.path(), &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("run failed"), "{text}");
+}
