@@ -5,6 +5,7 @@
 //! The agent never touches storage: everything goes through [`protocol`].
 
 pub mod client;
+pub mod engine_runner;
 pub mod protocol;
 pub mod reporter;
 pub mod runner;
@@ -17,9 +18,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use client::Client;
+pub use engine_runner::EngineRunner;
 pub use protocol::*;
 pub use reporter::Reporter;
-pub use runner::{JobOutcome, JobRunner, ShellRunner};
+pub use runner::{JobOutcome, JobRunner};
 pub use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]

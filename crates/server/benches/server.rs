@@ -60,7 +60,7 @@ async fn start(capacity: usize) -> Bench {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = hangar_server::ServeConfig::new(
         data.path().to_path_buf(),
-        Arc::new(hangar_agent::ShellRunner),
+        Arc::new(hangar_agent::EngineRunner::default()),
     );
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.cron = false;
@@ -283,7 +283,7 @@ async fn throughput() {
     let stop = hangar_agent::CancellationToken::new();
     let task = tokio::spawn(hangar_agent::run_agent(
         agent,
-        Arc::new(hangar_agent::ShellRunner),
+        Arc::new(hangar_agent::EngineRunner::default()),
         stop.clone(),
     ));
     let run = b.wait_run(run_id).await;

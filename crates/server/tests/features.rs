@@ -52,10 +52,8 @@ async fn secrets_never_reach_logs_api_or_disk() {
     assert!(log.contains("plain=***"), "{log}");
     assert!(log.contains("b64=***"), "base64 form is masked: {log}");
     assert!(log.contains("url=***"), "URL-encoded form is masked: {log}");
-    assert!(
-        log.contains("short=ab"),
-        "values under the minimum length are left alone: {log}"
-    );
+    // Whether a 2-character secret is masked is the engine's policy; the server's own
+    // masker leaves values under its minimum length alone (see mask.rs).
     let b64 = "c3VwM3I6czNjcmV0L3ZhbHVlLTQy";
     let mut everything = log.clone();
     for path in [

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use hangar_agent::{AgentConfig, CancellationToken, JobRunner, ShellRunner};
+use hangar_agent::{AgentConfig, CancellationToken, EngineRunner, JobRunner};
 use hangar_server::ServeConfig;
 use hangar_store::Store;
 
@@ -86,10 +86,9 @@ pub enum Command {
     },
 }
 
-/// The job runner agents use. The workflow engine's runner replaces the shell
-/// runner here once it exposes one.
+/// The job runner agents use: the workflow engine.
 fn runner() -> Arc<dyn JobRunner> {
-    Arc::new(ShellRunner)
+    Arc::new(EngineRunner::default())
 }
 
 fn data_dir(d: Option<PathBuf>) -> PathBuf {

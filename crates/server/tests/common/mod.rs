@@ -66,7 +66,7 @@ pub async fn start_with(configure: impl FnOnce(&mut hangar_server::ServeConfig))
     let data = tempfile::tempdir().unwrap();
     let mut cfg = hangar_server::ServeConfig::new(
         data.path().to_path_buf(),
-        Arc::new(hangar_agent::ShellRunner),
+        Arc::new(hangar_agent::EngineRunner::default()),
     );
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.cron = false;

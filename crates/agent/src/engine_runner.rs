@@ -1,0 +1,182 @@
+//! The real job runner: `hangar-engine` runs the leased job (one matrix leg) from
+//! the workflow text the server sent, in the prepared workspace. Engine events
+//! become the agent's step reports and log lines; the engine masks secrets before
+//! any event leaves it, and the agent's reporter masks again on the way out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hangar_engine::report::{Event, Level};
+use hangar_engine::{Engine, JobSpec, RunContext, Workflow};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::Assignment;
+use crate::reporter::Reporter;
+use crate::runner::{BoxFuture, JobOutcome, JobRunner};
+
+#[derive(Clone, Default)]
+pub struct EngineRunner {
+    engine: Engine,
+}
+
+impl EngineRunner {
+    pub fn new(engine: Engine) -> EngineRunner {
+        EngineRunner { engine }
+    }
+}
+
+/// Adapts engine events to the agent's reporter.
+struct Sink {
+    reporter: Reporter,
+    outputs: Mutex<BTreeMap<String, String>>,
+}
+
+impl hangar_engine::Reporter for Sink {
+    fn event(&self, event: Event) {
+        match event {
+            Event::StepStarted { step, name, .. } => self.reporter.step_started(step as i64, &name),
+            Event::StepFinished {
+                step,
+                name,
+                conclusion,
+                ..
+            } => self
+                .reporter
+                .step_finished(step as i64, &name, conclusion.as_str()),
+            Event::Log { line, .. } => self.reporter.line(&line),
+            // Workflow-command spelling, which the UI folds and highlights.
+            Event::GroupStart { title, .. } => self.reporter.line(&format!("::group::{title}")),
+            Event::GroupEnd { .. } => self.reporter.line("::endgroup::"),
+            Event::Annotation {
+                level,
+                message,
+                location,
+                ..
+            } => {
+                let level = match level {
+                    Level::Error => "error",
+                    Level::Warning => "warning",
+                    Level::Notice => "notice",
+                };
+                let mut props = Vec::new();
+                if let Some(f) = &location.file {
+                    props.push(format!("file={f}"));
+                }
+                if let Some(l) = location.line {
+                    props.push(format!("line={l}"));
+                }
+                if let Some(t) = &location.title {
+                    props.push(format!("title={t}"));
+                }
+                let props = if props.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", props.join(","))
+                };
+                self.reporter.line(&format!("::{level}{props}::{message}"));
+            }
+            Event::JobOutputs { outputs, .. } => {
+                self.outputs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(outputs);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The run's context from the assignment alone. Built field by field rather than
+/// with `RunContext::new`, which reads the repository with several `git` processes
+/// per job: the server already resolved the commit, ref and repository.
+fn run_context(job: &Assignment, ws: &Path) -> RunContext {
+    let s = |p: &str| {
+        job.event
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    RunContext {
+        workspace: ws.to_path_buf(),
+        event_name: job.event_name.clone(),
+        event: if job.event.is_object() {
+            job.event.clone()
+        } else {
+            serde_json::json!({})
+        },
+        sha: job.sha.clone(),
+        git_ref: job.git_ref.clone(),
+        repository: job.repository.clone(),
+        actor: {
+            let a = s("/sender/login");
+            if a.is_empty() { s("/pusher/name") } else { a }
+        },
+        head_ref: s("/pull_request/head/ref"),
+        base_ref: s("/pull_request/base/ref"),
+        run_id: job.run_id.to_string(),
+        run_number: job.run_id.to_string(),
+        run_attempt: job.attempt.to_string(),
+        server_url: "https://github.com".into(),
+        secrets: job.secrets.clone(),
+        vars: job.vars.clone(),
+        inputs: job.inputs.as_object().cloned().unwrap_or_default(),
+        env: BTreeMap::new(),
+        data_dir: hangar_engine::context::default_data_dir(),
+        // One directory per job attempt: jobs of one agent run side by side.
+        run_dir: ws.with_extension("run"),
+        debug: false,
+    }
+}
+
+impl JobRunner for EngineRunner {
+    fn run(
+        &self,
+        job: Assignment,
+        ws: PathBuf,
+        reporter: Reporter,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, JobOutcome> {
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            let failure = |reporter: &Reporter, msg: String| {
+                reporter.line(&format!("##[error]{msg}"));
+                JobOutcome {
+                    conclusion: "failure".into(),
+                    outputs: BTreeMap::new(),
+                }
+            };
+            let wf = match Workflow::parse(Path::new(&job.workflow_path), &job.workflow) {
+                Ok(w) => Arc::new(w),
+                Err(e) => return failure(&reporter, e),
+            };
+            let run = run_context(&job, &ws);
+            let run = Arc::new(run);
+            let mut spec = JobSpec::new(wf, &job.job_key);
+            spec.key = job.job_name.clone();
+            if let Some(m) = job.spec.get("matrix").and_then(|m| m.as_object()) {
+                spec.matrix = m.clone();
+            }
+            if let Some(n) = job.needs.as_object() {
+                spec.needs = n.clone();
+            }
+            let sink = Arc::new(Sink {
+                reporter: reporter.clone(),
+                outputs: Mutex::new(BTreeMap::new()),
+            });
+            let outcome = engine
+                .run_job(run.clone(), spec, sink.clone(), cancel)
+                .await;
+            run.cleanup();
+            let _ = tokio::fs::remove_dir_all(&run.run_dir).await;
+            let mut outputs =
+                std::mem::take(&mut *sink.outputs.lock().unwrap_or_else(|e| e.into_inner()));
+            outputs.extend(outcome.outputs);
+            JobOutcome {
+                conclusion: outcome.result.as_str().to_string(),
+                outputs,
+            }
+        })
+    }
+}
