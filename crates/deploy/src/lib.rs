@@ -1,1 +1,21 @@
-//! Delivery engine: supervisor, health checks, strategies, analysis, rollback, DORA.
+//! The delivery engine: services as supervised processes behind hangar's router,
+//! rolled out with rolling, blue-green or canary strategies, judged by the
+//! router's own numbers, rolled back by themselves, and counted for DORA.
+//!
+//! - [`supervisor`]: instance processes, restarts with backoff, health.
+//! - [`controller`]: one environment: routers, rollouts, rollback, recovery.
+//! - [`analysis`]: verdicts from error rates and latency, with their numbers.
+//! - [`release`], [`state`]: what is kept on disk.
+//! - [`dora`]: the four keys from the deployment history.
+//! - [`control`]: the local socket through which the CLI talks to a running controller.
+
+pub mod analysis;
+pub mod control;
+pub mod controller;
+pub mod dora;
+pub mod health;
+pub mod release;
+pub mod state;
+pub mod supervisor;
+
+pub use controller::{Controller, DeployRequest, EnvStatus, Signal};

@@ -1,0 +1,167 @@
+//! The control socket: a running controller (`hangar up`) listens on a Unix socket
+//! in the environment's directory; `hangar deploy|promote|abort|rollback|status|down`
+//! connect to it, send one JSON request line, and read JSON lines back: progress
+//! events, then one result. Unix permissions on the data directory guard it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::controller::{Controller, DeployRequest, Signal};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Deploy {
+        service: Option<String>,
+        artifact: Option<String>,
+        commit: Option<String>,
+        commit_time: Option<u64>,
+        no_build: bool,
+    },
+    Promote,
+    Abort,
+    Rollback {
+        service: Option<String>,
+        to: Option<String>,
+    },
+    Status,
+    Down,
+}
+
+/// One line of an answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reply {
+    Event(String),
+    Result(serde_json::Value),
+    Error(String),
+}
+
+/// Serves requests until `down` (then returns).
+pub async fn serve(ctl: Arc<Controller>, socket: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(socket);
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(socket)?;
+    let (down_tx, mut down_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let ctl = ctl.clone();
+                let down = down_tx.clone();
+                tokio::spawn(async move { let _ = handle(ctl, stream, down).await; });
+            }
+            _ = down_rx.recv() => {
+                let _ = std::fs::remove_file(socket);
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn handle(
+    ctl: Arc<Controller>,
+    stream: UnixStream,
+    down: tokio::sync::mpsc::Sender<()>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let req: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => return send(&mut write, &Reply::Error(format!("bad request: {e}"))).await,
+    };
+    let mut events = ctl.subscribe();
+    let work = {
+        let ctl = ctl.clone();
+        async move {
+            let json = |v: anyhow::Result<serde_json::Value>| match v {
+                Ok(v) => Reply::Result(v),
+                Err(e) => Reply::Error(format!("{e:#}")),
+            };
+            match req {
+                Request::Deploy {
+                    service,
+                    artifact,
+                    commit,
+                    commit_time,
+                    no_build,
+                } => json(
+                    ctl.deploy(DeployRequest {
+                        service,
+                        artifact: artifact.map(Into::into),
+                        commit: commit.map(|c| (c, commit_time.unwrap_or(0))),
+                        no_build,
+                    })
+                    .await
+                    .and_then(|r| Ok(serde_json::to_value(r)?)),
+                ),
+                Request::Promote => json(
+                    ctl.signal(Signal::Promote)
+                        .map(|_| serde_json::json!("promoted")),
+                ),
+                Request::Abort => json(
+                    ctl.signal(Signal::Abort)
+                        .map(|_| serde_json::json!("aborting")),
+                ),
+                Request::Rollback { service, to } => json(
+                    ctl.rollback(service.as_deref(), to.as_deref())
+                        .await
+                        .and_then(|r| Ok(serde_json::to_value(r)?)),
+                ),
+                Request::Status => json(Ok(serde_json::to_value(ctl.status()).unwrap_or_default())),
+                Request::Down => {
+                    ctl.shutdown().await;
+                    let _ = down.send(()).await;
+                    Reply::Result(serde_json::json!("stopped"))
+                }
+            }
+        }
+    };
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            reply = &mut work => {
+                while let Ok(e) = events.try_recv() {
+                    send(&mut write, &Reply::Event(e)).await?;
+                }
+                return send(&mut write, &reply).await;
+            }
+            Ok(e) = events.recv() => send(&mut write, &Reply::Event(e)).await?,
+        }
+    }
+}
+
+async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r)?;
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+/// Client side: sends a request and calls `on_event` for each progress line.
+pub async fn call(
+    socket: &Path,
+    req: &Request,
+    mut on_event: impl FnMut(&str),
+) -> anyhow::Result<serde_json::Value> {
+    let stream = UnixStream::connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut lines = BufReader::new(read).lines();
+    while let Some(l) = lines.next_line().await? {
+        match serde_json::from_str::<Reply>(&l)? {
+            Reply::Event(e) => on_event(&e),
+            Reply::Result(v) => return Ok(v),
+            Reply::Error(e) => anyhow::bail!("{e}"),
+        }
+    }
+    anyhow::bail!("the controller closed the connection without an answer")
+}

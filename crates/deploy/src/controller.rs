@@ -1,0 +1,1250 @@
+//! The controller of one environment: it owns the routers and instances of every
+//! service, runs rollouts, and restores the desired state after a restart.
+//!
+//! Commit point: a rollout changes `stable` in `state.json` (atomically) only after
+//! the router already sends all traffic to the new version. A controller killed at
+//! any moment restarts from `stable`, so the environment comes back serving exactly
+//! one consistent version, and every process the dead controller started (recorded
+//! in the same file, by pid and start time) is killed first: no orphans.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use hangar_project::{Environment, Project, StrategyKind};
+use hangar_router::{Route, Router, RouterHandle, Table};
+use indexmap::IndexMap;
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::analysis::{self, Thresholds, Verdict};
+use crate::release::{Release, Releases};
+use crate::state::{DeploymentRecord, EnvFiles, EnvState, Outcome, ProcessRecord};
+use crate::supervisor::{self, Instance, InstanceSpec, InstanceStatus, now_unix};
+
+/// A human's word on a paused or running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Promote,
+    Abort,
+}
+
+/// What a deployment was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct DeployRequest {
+    pub service: Option<String>,
+    pub artifact: Option<PathBuf>,
+    /// Commit sha and commit time (unix seconds), for history and DORA.
+    pub commit: Option<(String, u64)>,
+    /// Skip the services' build commands.
+    pub no_build: bool,
+}
+
+struct ServiceRt {
+    router: Arc<Router>,
+    handle: RouterHandle,
+    instances: Vec<Arc<Instance>>,
+    /// Traffic share per version (relative weights) the refresher keeps applying.
+    weights: Vec<(String, u32)>,
+    retry_on_stable: Option<(String, String)>,
+    rollout: Option<String>,
+}
+
+/// Status of one service, for `hangar status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub listen: SocketAddr,
+    pub stable: Option<String>,
+    pub weights: Vec<(String, u32)>,
+    pub rollout: Option<String>,
+    pub instances: Vec<InstanceStatus>,
+    pub traffic: Vec<(String, hangar_router::Summary)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvStatus {
+    pub env: String,
+    pub controller_pid: u32,
+    pub services: Vec<ServiceStatus>,
+}
+
+pub struct Controller {
+    pub env: String,
+    project_dir: PathBuf,
+    project: Mutex<Project>,
+    files: EnvFiles,
+    releases: Releases,
+    services: Mutex<IndexMap<String, ServiceRt>>,
+    state: Mutex<EnvState>,
+    signal: watch::Sender<Option<Signal>>,
+    busy: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<String>,
+}
+
+fn env_config(project: &Project, env: &str) -> Environment {
+    project
+        .environments
+        .get(env)
+        .map(|e| e.value.clone())
+        .unwrap_or_else(|| {
+            // An environment not in hangar.yml (`local` usually) gets the defaults.
+            hangar_project::parse("-", "environments: {x: {}}")
+                .ok()
+                .and_then(|p| p.environments.get("x").map(|e| e.value.clone()))
+                .unwrap_or_else(unreachable_default)
+        })
+}
+
+fn unreachable_default() -> Environment {
+    // `environments: {x: {}}` always parses; this keeps the type checker honest without a panic.
+    serde_json::from_str("{}").unwrap_or_else(|_| std::process::abort())
+}
+
+impl Controller {
+    /// Opens an environment: kills what a previous controller left behind, then
+    /// starts every service at its stable release (or its first release when it has none).
+    pub async fn open(
+        project_dir: &Path,
+        data: &Path,
+        env: &str,
+    ) -> anyhow::Result<Arc<Controller>> {
+        let (_, project) = hangar_project::load(project_dir).map_err(|e| anyhow!("{e}"))?;
+        if env != "local" && !project.environments.contains_key(env) {
+            let known: Vec<&str> = project.environments.keys().map(String::as_str).collect();
+            bail!(
+                "unknown environment `{env}`: hangar.yml defines {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        let files = EnvFiles::new(data, env);
+        let mut state = files.load();
+        if let Some(pid) = state.controller_pid
+            && pid != std::process::id()
+            && supervisor::process_alive(pid)
+            && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.contains("hangar"))
+                .unwrap_or(false)
+        {
+            bail!(
+                "environment `{env}` is already run by hangar process {pid}: use `hangar deploy`/`status` against it, or `hangar down --env {env}`"
+            );
+        }
+        // Orphans of a dead controller: same pid *and* same start time, so a reused pid is never hit.
+        for p in state.processes.drain(..) {
+            if supervisor::process_alive(p.pid)
+                && supervisor::process_start_time(p.pid) == p.start_time
+            {
+                tracing::warn!(
+                    "stopping {}#{} (pid {}) left by a previous controller",
+                    p.service,
+                    p.version,
+                    p.pid
+                );
+                supervisor::signal_group(p.pid, libc::SIGKILL);
+            }
+        }
+        state.controller_pid = Some(std::process::id());
+        files.save(&state)?;
+        let (signal, _) = watch::channel(None);
+        let (events, _) = broadcast::channel(1024);
+        let ctl = Arc::new(Controller {
+            env: env.to_string(),
+            project_dir: project_dir.to_path_buf(),
+            project: Mutex::new(project),
+            releases: Releases::new(data),
+            files,
+            services: Mutex::default(),
+            state: Mutex::new(state),
+            signal,
+            busy: tokio::sync::Mutex::new(()),
+            events,
+        });
+        tokio::spawn(ctl.clone().refresher());
+        Ok(ctl)
+    }
+
+    /// Starts every service of the environment at its stable release, in dependency order.
+    pub async fn start_all(self: &Arc<Self>, build: bool) -> anyhow::Result<()> {
+        let _busy = self.busy.lock().await;
+        let (order, env) = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            let env = env_config(&p, &self.env);
+            (p.services_in_order(Some(&env)), env)
+        };
+        for svc in order {
+            let stable = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stable
+                .get(&svc)
+                .cloned();
+            let release = match stable.and_then(|v| self.releases.get(&svc, &v)) {
+                Some(r) => r,
+                None => {
+                    self.new_release(
+                        &svc,
+                        &DeployRequest {
+                            no_build: !build,
+                            ..Default::default()
+                        },
+                    )
+                    .await?
+                }
+            };
+            self.ensure_router(&svc, &env).await?;
+            let mut record = self.record(&svc, &release, None, "start");
+            let count = release.config.instances;
+            let started = self.start_instances(&svc, &release, count)?;
+            if let Err(e) = wait_all_healthy(
+                &started,
+                release.config.health.clone().unwrap_or_default().deadline.0,
+            )
+            .await
+            {
+                self.event(
+                    &mut record,
+                    format!("{svc}: {} did not become healthy: {e}", release.version),
+                );
+                for i in &started {
+                    i.stop().await;
+                }
+                self.forget(&svc, &started);
+                bail!("service `{svc}` did not start: {e}");
+            }
+            self.set_weights(&svc, vec![(release.version.clone(), 100)], None);
+            self.commit_stable(&svc, &release.version)?;
+            self.event(
+                &mut record,
+                format!(
+                    "{svc}: {} serving on {}",
+                    release.version,
+                    self.listen_addr(&svc)
+                        .map(|a| a.to_string())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+
+    pub fn signal(&self, s: Signal) -> anyhow::Result<()> {
+        let rolling = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|s| s.rollout.is_some());
+        if !rolling {
+            bail!("no rollout in progress in `{}`", self.env);
+        }
+        self.signal.send_replace(Some(s));
+        Ok(())
+    }
+
+    pub fn listen_addr(&self, svc: &str) -> Option<SocketAddr> {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(svc)
+            .map(|s| s.handle.addr)
+    }
+
+    pub fn router(&self, svc: &str) -> Option<Arc<Router>> {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(svc)
+            .map(|s| s.router.clone())
+    }
+
+    /// Deploys new releases of the environment's services (or one service).
+    pub async fn deploy(
+        self: &Arc<Self>,
+        req: DeployRequest,
+    ) -> anyhow::Result<Vec<DeploymentRecord>> {
+        let _busy = self.busy.lock().await;
+        let (_, project) = hangar_project::load(&self.project_dir).map_err(|e| anyhow!("{e}"))?;
+        *self.project.lock().unwrap_or_else(|e| e.into_inner()) = project.clone();
+        let env = env_config(&project, &self.env);
+        let order = match &req.service {
+            Some(s) if !project.services.contains_key(s) => {
+                bail!("unknown service `{s}` in hangar.yml")
+            }
+            Some(s) => vec![s.clone()],
+            None => project.services_in_order(Some(&env)),
+        };
+        let mut out = Vec::new();
+        for svc in order {
+            self.ensure_router(&svc, &env).await?;
+            let release = self.new_release(&svc, &req).await?;
+            let rec = self.rollout(&svc, &env, release).await?;
+            let failed = rec.outcome != Outcome::Succeeded;
+            out.push(rec);
+            if failed {
+                break; // later services depend on this one
+            }
+        }
+        Ok(out)
+    }
+
+    async fn new_release(&self, svc: &str, req: &DeployRequest) -> anyhow::Result<Release> {
+        let config = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            p.services
+                .get(svc)
+                .map(|s| s.value.clone())
+                .ok_or_else(|| anyhow!("unknown service `{svc}`"))?
+        };
+        if let (Some(build), None, false) = (&config.build, &req.artifact, req.no_build) {
+            let _ = self.events.send(format!("{svc}: building: {build}"));
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(build)
+                .current_dir(&self.project_dir)
+                .output()
+                .await?;
+            if !out.status.success() {
+                bail!(
+                    "service `{svc}`: build `{build}` failed ({}):\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let commit = req.commit.clone().or_else(|| git_head(&self.project_dir));
+        self.releases.create(
+            &self.project_dir,
+            svc,
+            &config,
+            req.artifact.as_deref(),
+            commit,
+        )
+    }
+
+    async fn ensure_router(&self, svc: &str, env: &Environment) -> anyhow::Result<()> {
+        if self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(svc)
+        {
+            return Ok(());
+        }
+        let listen = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            p.listen_address(env, svc)
+                .unwrap_or_else(|| "127.0.0.1:0".into())
+        };
+        let addr: SocketAddr = listen
+            .parse()
+            .with_context(|| format!("service `{svc}`: bad listen address `{listen}`"))?;
+        let router = Router::new(svc);
+        let handle = router
+            .serve(addr)
+            .await
+            .with_context(|| format!("service `{svc}`: cannot listen on {addr}"))?;
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                svc.to_string(),
+                ServiceRt {
+                    router,
+                    handle,
+                    instances: Vec::new(),
+                    weights: Vec::new(),
+                    retry_on_stable: None,
+                    rollout: None,
+                },
+            );
+        Ok(())
+    }
+
+    fn start_instances(
+        &self,
+        svc: &str,
+        release: &Release,
+        count: u32,
+    ) -> anyhow::Result<Vec<Arc<Instance>>> {
+        let mut started = Vec::new();
+        let base = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(svc)
+            .map(|s| {
+                s.instances
+                    .iter()
+                    .filter(|i| i.spec.version == release.version)
+                    .count() as u32
+            })
+            .unwrap_or(0);
+        let env_vars: Vec<(String, String)> = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            env_config(&p, &self.env).vars.into_iter().collect()
+        };
+        for k in 0..count {
+            let index = base + k;
+            let mut env: Vec<(String, String)> = env_vars.clone();
+            env.extend(
+                release
+                    .config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            env.push(("HANGAR_DATA".into(), self.files.dir.display().to_string()));
+            let spec = InstanceSpec {
+                service: svc.into(),
+                version: release.version.clone(),
+                index,
+                command: release.config.run.clone(),
+                cwd: release.workdir.clone(),
+                env,
+                health: release.config.health.clone().unwrap_or_default(),
+                stop: release.config.stop.clone(),
+                restart: release.config.restart,
+                log_path: self
+                    .files
+                    .dir
+                    .join("logs")
+                    .join(format!("{svc}-{}-{index}.log", release.version)),
+            };
+            let inst = Instance::start(spec)
+                .with_context(|| format!("cannot start `{}`", release.config.run))?;
+            started.push(inst);
+        }
+        {
+            let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = services.get_mut(svc) {
+                s.instances.extend(started.iter().cloned());
+            }
+        }
+        self.save_processes()?;
+        Ok(started)
+    }
+
+    fn save_processes(&self) -> anyhow::Result<()> {
+        let procs: Vec<ProcessRecord> = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flat_map(|s| s.instances.iter())
+            .map(|i| ProcessRecord {
+                service: i.spec.service.clone(),
+                version: i.spec.version.clone(),
+                pid: i.pid(),
+                start_time: supervisor::process_start_time(i.pid()),
+            })
+            .collect();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.processes = procs;
+        self.files.save(&st)?;
+        Ok(())
+    }
+
+    fn commit_stable(&self, svc: &str, version: &str) -> anyhow::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.stable.insert(svc.to_string(), version.to_string());
+        self.files.save(&st)?;
+        Ok(())
+    }
+
+    fn stable(&self, svc: &str) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stable
+            .get(svc)
+            .cloned()
+    }
+
+    /// Sets traffic weights and applies them at once.
+    fn set_weights(
+        &self,
+        svc: &str,
+        weights: Vec<(String, u32)>,
+        retry_on_stable: Option<(String, String)>,
+    ) {
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = services.get_mut(svc) {
+            s.weights = weights;
+            s.retry_on_stable = retry_on_stable;
+            apply(s);
+        }
+    }
+
+    fn forget(&self, svc: &str, gone: &[Arc<Instance>]) {
+        {
+            let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = services.get_mut(svc) {
+                s.instances
+                    .retain(|i| !gone.iter().any(|g| Arc::ptr_eq(g, i)));
+                apply(s);
+            }
+        }
+        let _ = self.save_processes();
+    }
+
+    fn instances_of(&self, svc: &str, version: &str) -> Vec<Arc<Instance>> {
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(svc)
+            .map(|s| {
+                s.instances
+                    .iter()
+                    .filter(|i| i.spec.version == version)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Takes instances out of the router, lets their requests finish, then stops them.
+    async fn retire(&self, svc: &str, instances: Vec<Arc<Instance>>) {
+        if instances.is_empty() {
+            return;
+        }
+        self.forget(svc, &instances);
+        let router = self.router(svc);
+        let drain = instances[0].spec.stop.drain.0;
+        let deadline = Instant::now() + drain.max(Duration::from_millis(50));
+        loop {
+            let busy: usize = instances
+                .iter()
+                .map(|i| router.as_ref().map(|r| r.inflight(addr(i))).unwrap_or(0))
+                .sum();
+            if busy == 0 || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for i in &instances {
+            i.stop().await;
+        }
+    }
+
+    fn set_rollout(&self, svc: &str, text: Option<String>) {
+        if let Some(s) = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(svc)
+        {
+            s.rollout = text;
+        }
+    }
+
+    fn record(
+        &self,
+        svc: &str,
+        release: &Release,
+        previous: Option<String>,
+        strategy: &str,
+    ) -> DeploymentRecord {
+        let history = self.files.history();
+        DeploymentRecord {
+            id: history.last().map(|r| r.id + 1).unwrap_or(1),
+            env: self.env.clone(),
+            service: svc.into(),
+            version: release.version.clone(),
+            previous,
+            strategy: strategy.into(),
+            commit: release.commit.clone(),
+            commit_time: release.commit_time,
+            started: now_unix(),
+            finished: 0,
+            outcome: Outcome::Succeeded,
+            rollback_from: None,
+            events: Vec::new(),
+        }
+    }
+
+    fn event(&self, rec: &mut DeploymentRecord, msg: String) {
+        tracing::info!("{}: {msg}", self.env);
+        let _ = self.events.send(msg.clone());
+        rec.events.push(msg);
+    }
+
+    fn finish(
+        &self,
+        mut rec: DeploymentRecord,
+        outcome: Outcome,
+    ) -> anyhow::Result<DeploymentRecord> {
+        rec.outcome = outcome;
+        rec.finished = now_unix();
+        self.set_rollout(&rec.service, None);
+        self.files.append_history(&rec)?;
+        let keep = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            env_config(&p, &self.env).keep_releases as usize
+        };
+        let stable = self.stable(&rec.service);
+        let protect: Vec<&str> = [stable.as_deref(), Some(rec.version.as_str())]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.releases.prune(&rec.service, keep.max(1), &protect);
+        Ok(rec)
+    }
+
+    /// One service's rollout with the environment's strategy.
+    async fn rollout(
+        self: &Arc<Self>,
+        svc: &str,
+        env: &Environment,
+        release: Release,
+    ) -> anyhow::Result<DeploymentRecord> {
+        self.signal.send_replace(None);
+        let previous = self
+            .stable(svc)
+            .filter(|v| !self.instances_of(svc, v).is_empty());
+        let strategy = match (env.strategy.value, &previous) {
+            (_, None) => "first",
+            (StrategyKind::Rolling, _) => "rolling",
+            (StrategyKind::BlueGreen, _) => "blue-green",
+            (StrategyKind::Canary, _) => "canary",
+        };
+        let mut rec = self.record(svc, &release, previous.clone(), strategy);
+        self.event(
+            &mut rec,
+            format!(
+                "{svc}: deploying {} ({strategy}){}",
+                release.version,
+                previous
+                    .as_ref()
+                    .map(|p| format!(", replacing {p}"))
+                    .unwrap_or_default()
+            ),
+        );
+        let new = release.version.clone();
+        let count = release.config.instances;
+        let deadline = release.config.health.clone().unwrap_or_default().deadline.0;
+
+        if strategy == "rolling" {
+            return self
+                .rolling(svc, env, release, previous.unwrap_or_default(), rec)
+                .await;
+        }
+        self.set_rollout(svc, Some(format!("starting {count} instance(s) of {new}")));
+        let started = self.start_instances(svc, &release, count)?;
+        if let Err(report) = wait_all_healthy(&started, deadline).await {
+            self.event(
+                &mut rec,
+                format!(
+                    "{svc}: {new} never became healthy; rolled back, {} keeps serving. {report}",
+                    previous.as_deref().unwrap_or("nothing")
+                ),
+            );
+            self.retire(svc, started).await;
+            return self.finish(
+                rec,
+                if previous.is_some() {
+                    Outcome::RolledBack
+                } else {
+                    Outcome::Failed
+                },
+            );
+        }
+        self.event(
+            &mut rec,
+            format!("{svc}: {count} instance(s) of {new} healthy"),
+        );
+        let Some(old) = previous else {
+            self.set_weights(svc, vec![(new.clone(), 100)], None);
+            self.commit_stable(svc, &new)?;
+            self.event(&mut rec, format!("{svc}: {new} takes 100% of traffic"));
+            return self.finish(rec, Outcome::Succeeded);
+        };
+
+        let verdict = if strategy == "canary" {
+            self.canary_steps(svc, env, &old, &new, &mut rec).await
+        } else {
+            self.blue_green_checks(svc, env, &old, &new, &mut rec).await
+        };
+        match verdict {
+            Ok(()) => {}
+            Err(outcome) => {
+                self.set_weights(svc, vec![(old.clone(), 100)], None);
+                self.event(
+                    &mut rec,
+                    format!("{svc}: traffic back to {old} (100%); stopping {new}"),
+                );
+                self.retire(svc, self.instances_of(svc, &new)).await;
+                return self.finish(rec, outcome);
+            }
+        }
+        // The switch: all new clients and all pinned ones go to the new version at once.
+        self.set_weights(svc, vec![(new.clone(), 100)], None);
+        self.commit_stable(svc, &new)?;
+        self.event(
+            &mut rec,
+            format!("{svc}: switched 100% of traffic to {new}"),
+        );
+        let delay = if strategy == "blue-green" {
+            env.blue_green.scale_down_delay.0
+        } else {
+            Duration::ZERO
+        };
+        let old_instances = self.instances_of(svc, &old);
+        if delay.is_zero() {
+            self.retire(svc, old_instances).await;
+            self.event(&mut rec, format!("{svc}: stopped {old}"));
+        } else {
+            self.event(
+                &mut rec,
+                format!(
+                    "{svc}: keeping {old} warm for {} s for an instant rollback",
+                    delay.as_secs()
+                ),
+            );
+            let me = self.clone();
+            let svc2 = svc.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _busy = me.busy.lock().await;
+                if me.stable(&svc2).as_deref() != Some(old.as_str()) {
+                    let still: Vec<Arc<Instance>> = me.instances_of(&svc2, &old);
+                    me.retire(&svc2, still).await;
+                    let _ = me
+                        .events
+                        .send(format!("{svc2}: scale-down delay over, stopped {old}"));
+                }
+            });
+        }
+        self.finish(rec, Outcome::Succeeded)
+    }
+
+    async fn rolling(
+        self: &Arc<Self>,
+        svc: &str,
+        env: &Environment,
+        release: Release,
+        old: String,
+        mut rec: DeploymentRecord,
+    ) -> anyhow::Result<DeploymentRecord> {
+        let new = release.version.clone();
+        let total = release.config.instances;
+        let surge = env
+            .rolling
+            .max_surge
+            .max(if env.rolling.max_unavailable == 0 {
+                1
+            } else {
+                0
+            });
+        let unavailable = env.rolling.max_unavailable;
+        let deadline = release.config.health.clone().unwrap_or_default().deadline.0;
+        let batch = (surge + unavailable).max(1);
+        let mut replaced = 0;
+        while replaced < total {
+            let n = batch.min(total - replaced);
+            self.set_rollout(
+                svc,
+                Some(format!(
+                    "rolling: {replaced}/{total} replaced, starting {n}"
+                )),
+            );
+            // With max_unavailable, old instances go first (capacity dips), else new ones first (surge).
+            let take_old_first = unavailable.min(n);
+            if take_old_first > 0 {
+                let olds: Vec<_> = self
+                    .instances_of(svc, &old)
+                    .into_iter()
+                    .take(take_old_first as usize)
+                    .collect();
+                self.retire(svc, olds).await;
+            }
+            let started = self.start_instances(svc, &release, n)?;
+            if let Err(report) = wait_all_healthy(&started, deadline).await {
+                self.event(
+                    &mut rec,
+                    format!("{svc}: {new} never became healthy; rolling back to {old}. {report}"),
+                );
+                let all_new = self.instances_of(svc, &new);
+                let missing = total.saturating_sub(self.instances_of(svc, &old).len() as u32);
+                if missing > 0
+                    && let Some(old_release) = self.releases.get(svc, &old)
+                {
+                    let back = self.start_instances(svc, &old_release, missing)?;
+                    let _ = wait_all_healthy(&back, deadline).await;
+                }
+                self.set_weights(svc, vec![(old.clone(), 100)], None);
+                self.retire(svc, all_new).await;
+                return self.finish(rec, Outcome::RolledBack);
+            }
+            replaced += n;
+            let olds_left = total - replaced;
+            // Weights follow instance counts, so each instance gets an equal share.
+            self.set_weights(
+                svc,
+                vec![(old.clone(), olds_left), (new.clone(), replaced)],
+                None,
+            );
+            let remove = n - take_old_first;
+            if remove > 0 {
+                let olds: Vec<_> = self
+                    .instances_of(svc, &old)
+                    .into_iter()
+                    .take(remove as usize)
+                    .collect();
+                self.retire(svc, olds).await;
+            }
+            self.event(
+                &mut rec,
+                format!("{svc}: {replaced}/{total} instances on {new}"),
+            );
+        }
+        self.set_weights(svc, vec![(new.clone(), 100)], None);
+        self.commit_stable(svc, &new)?;
+        let leftover = self.instances_of(svc, &old);
+        self.retire(svc, leftover).await;
+        self.event(&mut rec, format!("{svc}: rollout of {new} complete"));
+        self.finish(rec, Outcome::Succeeded)
+    }
+
+    async fn blue_green_checks(
+        &self,
+        svc: &str,
+        env: &Environment,
+        old: &str,
+        new: &str,
+        rec: &mut DeploymentRecord,
+    ) -> Result<(), Outcome> {
+        if let Some(a) = &env.blue_green.pre_promotion {
+            let w = a.weight.clamp(1, 100);
+            self.set_rollout(svc, Some(format!("pre-promotion analysis: {w}% to {new}")));
+            self.set_weights(
+                svc,
+                vec![(old.to_string(), 100 - w), (new.to_string(), w)],
+                None,
+            );
+            let t = Thresholds {
+                max_error_rate: a
+                    .max_error_rate
+                    .map(|p| p.0)
+                    .unwrap_or(analysis::DEFAULT_MAX_ERROR_RATE),
+                max_p95_ms: a.max_p95.map(|d| d.0.as_secs_f64() * 1000.0),
+                max_error_rate_increase: None,
+                min_requests: a.min_requests,
+            };
+            self.analyse_step(
+                svc,
+                old,
+                new,
+                &t,
+                a.duration.0,
+                a.duration.0 * 4,
+                rec,
+                &format!("pre-promotion ({w}%)"),
+            )
+            .await?;
+        }
+        if !env.blue_green.auto_promote {
+            self.set_rollout(
+                svc,
+                Some(format!(
+                    "{new} healthy and idle; waiting for `hangar promote {}`",
+                    self.env
+                )),
+            );
+            self.event(
+                rec,
+                format!(
+                    "{svc}: waiting for `hangar promote {}` (or abort)",
+                    self.env
+                ),
+            );
+            if self.wait_signal(None).await == Some(Signal::Abort) {
+                self.event(rec, format!("{svc}: aborted by a human"));
+                return Err(Outcome::Aborted);
+            }
+        }
+        Ok(())
+    }
+
+    async fn canary_steps(
+        &self,
+        svc: &str,
+        env: &Environment,
+        old: &str,
+        new: &str,
+        rec: &mut DeploymentRecord,
+    ) -> Result<(), Outcome> {
+        let Some(c) = env.canary.clone() else {
+            return Ok(());
+        };
+        let t = Thresholds {
+            max_error_rate: c
+                .max_error_rate
+                .map(|p| p.0)
+                .unwrap_or(analysis::DEFAULT_MAX_ERROR_RATE),
+            max_p95_ms: c.max_p95.map(|d| d.0.as_secs_f64() * 1000.0),
+            max_error_rate_increase: c.max_error_rate_increase.map(|p| p.0),
+            min_requests: c.min_requests,
+        };
+        for &w in &c.steps.value {
+            if w >= 100 {
+                break; // 100% is the promotion itself
+            }
+            let retry = c
+                .retry_on_stable
+                .then(|| (new.to_string(), old.to_string()));
+            self.set_weights(
+                svc,
+                vec![(old.to_string(), 100 - w), (new.to_string(), w)],
+                retry,
+            );
+            self.set_rollout(svc, Some(format!("canary at {w}%")));
+            self.event(rec, format!("{svc}: canary step {w}% to {new}"));
+            self.analyse_step(
+                svc,
+                old,
+                new,
+                &t,
+                c.interval.0,
+                c.step_deadline.0,
+                rec,
+                &format!("step {w}%"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Watches one step: fails at once on a breach with enough traffic, passes after
+    /// `interval` with enough traffic, pauses for a human past `deadline` without it.
+    #[allow(clippy::too_many_arguments)]
+    async fn analyse_step(
+        &self,
+        svc: &str,
+        old: &str,
+        new: &str,
+        t: &Thresholds,
+        interval: Duration,
+        deadline: Duration,
+        rec: &mut DeploymentRecord,
+        label: &str,
+    ) -> Result<(), Outcome> {
+        let Some(router) = self.router(svc) else {
+            return Ok(());
+        };
+        let (c0, s0) = (router.stats(new).snapshot(), router.stats(old).snapshot());
+        let started = Instant::now();
+        loop {
+            if let Some(sig) = self.take_signal() {
+                self.event(
+                    rec,
+                    format!(
+                        "{svc}: {label}: {} by a human",
+                        if sig == Signal::Abort {
+                            "aborted"
+                        } else {
+                            "promoted"
+                        }
+                    ),
+                );
+                return if sig == Signal::Abort {
+                    Err(Outcome::Aborted)
+                } else {
+                    Ok(())
+                };
+            }
+            let cw = router.stats(new).snapshot().since(&c0).summary();
+            let sw = router.stats(old).snapshot().since(&s0).summary();
+            let verdict = analysis::judge(t, &cw, Some(&sw));
+            match verdict {
+                Verdict::Fail(why) => {
+                    self.event(rec, format!("{svc}: {label}: {new} fails analysis: {why}; rolling back automatically"));
+                    return Err(Outcome::RolledBack);
+                }
+                Verdict::Pass(why) if started.elapsed() >= interval => {
+                    self.event(rec, format!("{svc}: {label}: {new} passes: {why}"));
+                    return Ok(());
+                }
+                Verdict::Inconclusive(why) if started.elapsed() >= deadline => {
+                    self.event(rec, format!("{svc}: {label}: not enough traffic to judge after {} s ({why}); paused for `hangar promote` or `hangar abort`", deadline.as_secs()));
+                    self.set_rollout(
+                        svc,
+                        Some(format!("{label}: paused, waiting for a human ({why})")),
+                    );
+                    return match self.wait_signal(None).await {
+                        Some(Signal::Promote) => Ok(()),
+                        _ => Err(Outcome::Aborted),
+                    };
+                }
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn take_signal(&self) -> Option<Signal> {
+        self.signal.send_replace(None)
+    }
+
+    async fn wait_signal(&self, timeout: Option<Duration>) -> Option<Signal> {
+        let mut rx = self.signal.subscribe();
+        let fut = async {
+            loop {
+                if let Some(s) = *rx.borrow_and_update() {
+                    self.signal.send_replace(None);
+                    return Some(s);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, fut).await.ok().flatten(),
+            None => fut.await,
+        }
+    }
+
+    /// Switches a service (or all) back to an earlier release: instantly when it is still warm.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        service: Option<&str>,
+        to: Option<&str>,
+    ) -> anyhow::Result<Vec<DeploymentRecord>> {
+        let _busy = self.busy.lock().await;
+        let svcs: Vec<String> = match service {
+            Some(s) => vec![s.to_string()],
+            None => self
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned()
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for svc in svcs {
+            let current = self.stable(&svc).ok_or_else(|| {
+                anyhow!("service `{svc}` has never been deployed in `{}`", self.env)
+            })?;
+            let target = match to {
+                Some(v) => self.releases.get(&svc, v).ok_or_else(|| {
+                    let kept: Vec<String> = self
+                        .releases
+                        .list(&svc)
+                        .into_iter()
+                        .map(|r| r.version)
+                        .collect();
+                    anyhow!(
+                        "no kept release `{v}` of `{svc}`; kept: {}",
+                        kept.join(", ")
+                    )
+                })?,
+                None => self
+                    .previous_release(&svc, &current)
+                    .ok_or_else(|| anyhow!("`{svc}` has no earlier release to roll back to"))?,
+            };
+            let mut rec = self.record(&svc, &target, Some(current.clone()), "rollback");
+            rec.rollback_from = Some(current.clone());
+            let t0 = Instant::now();
+            let mut warm: Vec<_> = self
+                .instances_of(&svc, &target.version)
+                .into_iter()
+                .filter(|i| i.is_healthy())
+                .collect();
+            if warm.is_empty() {
+                self.event(
+                    &mut rec,
+                    format!("{svc}: starting {} (not warm)", target.version),
+                );
+                warm = self.start_instances(&svc, &target, target.config.instances)?;
+                if let Err(report) = wait_all_healthy(
+                    &warm,
+                    target.config.health.clone().unwrap_or_default().deadline.0,
+                )
+                .await
+                {
+                    self.retire(&svc, warm).await;
+                    self.event(
+                        &mut rec,
+                        format!(
+                            "{svc}: {} did not become healthy; {current} keeps serving. {report}",
+                            target.version
+                        ),
+                    );
+                    out.push(self.finish(rec, Outcome::Failed)?);
+                    continue;
+                }
+            }
+            self.set_weights(&svc, vec![(target.version.clone(), 100)], None);
+            self.commit_stable(&svc, &target.version)?;
+            self.event(
+                &mut rec,
+                format!(
+                    "{svc}: 100% of traffic on {} after {} ms",
+                    target.version,
+                    t0.elapsed().as_millis()
+                ),
+            );
+            let old = self.instances_of(&svc, &current);
+            self.retire(&svc, old).await;
+            out.push(self.finish(rec, Outcome::Rollback)?);
+        }
+        Ok(out)
+    }
+
+    fn previous_release(&self, svc: &str, current: &str) -> Option<Release> {
+        // The version that was stable before `current` became stable.
+        let history = self.files.history();
+        let prev = history
+            .iter()
+            .rev()
+            .find(|r| {
+                r.service == svc
+                    && r.version == current
+                    && matches!(r.outcome, Outcome::Succeeded | Outcome::Rollback)
+            })
+            .and_then(|r| r.previous.clone());
+        prev.and_then(|v| self.releases.get(svc, &v)).or_else(|| {
+            let all = self.releases.list(svc);
+            let pos = all.iter().position(|r| r.version == current)?;
+            pos.checked_sub(1).map(|p| all[p].clone())
+        })
+    }
+
+    pub fn status(&self) -> EnvStatus {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        EnvStatus {
+            env: self.env.clone(),
+            controller_pid: std::process::id(),
+            services: services
+                .iter()
+                .map(|(name, s)| ServiceStatus {
+                    service: name.clone(),
+                    listen: s.handle.addr,
+                    stable: st.stable.get(name).cloned(),
+                    weights: s.weights.clone(),
+                    rollout: s.rollout.clone(),
+                    instances: s.instances.iter().map(|i| i.status()).collect(),
+                    traffic: s
+                        .weights
+                        .iter()
+                        .map(|(v, _)| (v.clone(), s.router.stats(v).snapshot().summary()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops every instance (dependents first) and releases the environment.
+    pub async fn shutdown(&self) {
+        let order: Vec<String> = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            p.services_in_order(Some(&env_config(&p, &self.env)))
+        };
+        for svc in order.iter().rev() {
+            let all: Vec<Arc<Instance>> = self
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(svc)
+                .map(|s| s.instances.clone())
+                .unwrap_or_default();
+            self.retire(svc, all).await;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.processes.clear();
+        st.controller_pid = None;
+        let _ = self.files.save(&st);
+    }
+
+    /// Re-applies the routing table as instance health changes (crash, recovery).
+    async fn refresher(self: Arc<Self>) {
+        let mut last: HashMap<String, Vec<(String, Vec<SocketAddr>)>> = HashMap::new();
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if Arc::strong_count(&self) == 1 {
+                return;
+            }
+            let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, s) in services.iter_mut() {
+                let now = backends(s);
+                if last.get(name) != Some(&now) {
+                    apply(s);
+                    last.insert(name.clone(), now);
+                }
+            }
+        }
+    }
+}
+
+fn addr(i: &Instance) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], i.port))
+}
+
+fn backends(s: &ServiceRt) -> Vec<(String, Vec<SocketAddr>)> {
+    s.weights
+        .iter()
+        .map(|(v, _)| {
+            (
+                v.clone(),
+                s.instances
+                    .iter()
+                    .filter(|i| &i.spec.version == v && i.is_healthy())
+                    .map(|i| addr(i))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Builds the router table from the weights and the healthy instances: no instance gets traffic before its health check passes.
+fn apply(s: &mut ServiceRt) {
+    let routes = backends(s)
+        .into_iter()
+        .zip(s.weights.iter())
+        .map(|((version, addrs), (_, weight))| Route {
+            version,
+            weight: *weight,
+            backends: addrs.into_iter().map(|a| s.router.backend(a)).collect(),
+        })
+        .collect();
+    s.router.set_table(Table {
+        routes,
+        retry_on_stable: s.retry_on_stable.clone(),
+    });
+}
+
+async fn wait_all_healthy(instances: &[Arc<Instance>], deadline: Duration) -> Result<(), String> {
+    for i in instances {
+        i.wait_healthy(deadline).await?;
+    }
+    Ok(())
+}
+
+fn git_head(dir: &Path) -> Option<(String, u64)> {
+    let out = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%H %ct"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (sha, time) = text.trim().split_once(' ')?;
+    Some((sha.to_string(), time.parse().ok()?))
+}

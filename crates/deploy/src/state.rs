@@ -1,0 +1,136 @@
+//! What survives a restart of hangar: the desired state of an environment, the
+//! processes it started, and the history of deployments.
+//!
+//! Kept as JSON files under `<data>/envs/<env>/`, written atomically (write to a
+//! temporary file, fsync, rename), so a `kill -9` at any moment leaves either the
+//! old or the new file, never a torn one. The history is append-only JSON lines.
+//! A small trait would let this move into `hangar-store` when deployments go
+//! through the server; files keep `hangar deploy` usable with no server at all.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// The desired and observed state of one environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EnvState {
+    /// Per service: the release that serves 100% when no rollout is in progress.
+    pub stable: IndexMap<String, String>,
+    /// Processes started by the controller (to kill orphans after a crash).
+    pub processes: Vec<ProcessRecord>,
+    /// Pid of the controller that owns this environment.
+    pub controller_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub service: String,
+    pub version: String,
+    pub pid: u32,
+    pub start_time: Option<u64>,
+}
+
+/// One deployment (or rollback), as history and DORA read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub id: u64,
+    pub env: String,
+    pub service: String,
+    pub version: String,
+    pub previous: Option<String>,
+    pub strategy: String,
+    pub commit: Option<String>,
+    /// Commit time (unix seconds), for lead time.
+    pub commit_time: Option<u64>,
+    pub started: u64,
+    pub finished: u64,
+    pub outcome: Outcome,
+    /// Set on rollbacks: the version rolled back from.
+    #[serde(default)]
+    pub rollback_from: Option<String>,
+    /// Every decision, with its numbers.
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Succeeded,
+    /// The new version failed and traffic went back to the previous one by itself.
+    RolledBack,
+    /// Stopped by `hangar abort`.
+    Aborted,
+    Failed,
+    /// A manual `hangar rollback`.
+    Rollback,
+}
+
+/// Files of one environment.
+#[derive(Debug, Clone)]
+pub struct EnvFiles {
+    pub dir: PathBuf,
+}
+
+impl EnvFiles {
+    pub fn new(data: &Path, env: &str) -> EnvFiles {
+        EnvFiles {
+            dir: data.join("envs").join(env),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn load(&self) -> EnvState {
+        std::fs::read(self.dir.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, state: &EnvState) -> std::io::Result<()> {
+        write_atomic(
+            &self.dir.join("state.json"),
+            &serde_json::to_vec_pretty(state)?,
+        )
+    }
+
+    pub fn append_history(&self, rec: &DeploymentRecord) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("history.jsonl"))?;
+        let mut line = serde_json::to_vec(rec)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+
+    /// Every record, oldest first; a torn last line (crash mid-append) is skipped.
+    pub fn history(&self) -> Vec<DeploymentRecord> {
+        std::fs::read_to_string(self.dir.join("history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+    ));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}

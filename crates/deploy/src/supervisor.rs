@@ -1,0 +1,448 @@
+//! Instances as child processes: start with `$PORT`, restart with backoff,
+//! health-check continuously, stop gracefully (signal to the process group, then SIGKILL).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hangar_project::{Health, RestartPolicy, Stop};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::health;
+
+/// Everything needed to start one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub service: String,
+    pub version: String,
+    pub index: u32,
+    pub command: String,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub health: Health,
+    pub stop: Stop,
+    pub restart: RestartPolicy,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Starting,
+    Healthy,
+    Unhealthy,
+    /// Exited; waiting out the restart backoff.
+    Backoff,
+    Stopped,
+    /// Exited and will not be restarted (policy or crash loop).
+    Failed,
+}
+
+/// What `status` shows of an instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub service: String,
+    pub version: String,
+    pub index: u32,
+    pub port: u16,
+    pub pid: u32,
+    pub phase: Phase,
+    pub restarts: u32,
+    pub last_health: Option<String>,
+    pub last_exit: Option<String>,
+    pub log: PathBuf,
+}
+
+/// A supervised instance.
+pub struct Instance {
+    pub spec: InstanceSpec,
+    pub port: u16,
+    pid: AtomicU32,
+    stopping: AtomicBool,
+    state: Mutex<State>,
+    healthy_tx: watch::Sender<bool>,
+    started: Instant,
+}
+
+struct State {
+    phase: Phase,
+    restarts: u32,
+    last_health: Option<String>,
+    last_exit: Option<String>,
+}
+
+/// After this many restarts within a minute a service is reported as crash-looping
+/// and its restarts are spaced by the maximum backoff.
+const CRASH_LOOP_RESTARTS: u32 = 3;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Instance {
+    /// Starts the process and its keeper and health tasks.
+    pub fn start(spec: InstanceSpec) -> std::io::Result<Arc<Instance>> {
+        let port = free_port()?;
+        if let Some(dir) = spec.log_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let (healthy_tx, _) = watch::channel(false);
+        let inst = Arc::new(Instance {
+            spec,
+            port,
+            pid: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
+            state: Mutex::new(State {
+                phase: Phase::Starting,
+                restarts: 0,
+                last_health: None,
+                last_exit: None,
+            }),
+            healthy_tx,
+            started: Instant::now(),
+        });
+        let child = inst.spawn_child()?;
+        tokio::spawn(inst.clone().keep(child));
+        tokio::spawn(inst.clone().check_health());
+        Ok(inst)
+    }
+
+    fn spawn_child(&self) -> std::io::Result<tokio::process::Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.spec.log_path)?;
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("exec {}", self.spec.command))
+            .current_dir(&self.spec.cwd)
+            .env("PORT", self.port.to_string())
+            .env("HANGAR_SERVICE", &self.spec.service)
+            .env("HANGAR_VERSION", &self.spec.version)
+            .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a stop reaches everything the command started,
+            // and hangar's Ctrl-C does not reach it before the graceful stop does.
+            .process_group(0);
+        let child = cmd.spawn()?;
+        self.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+        Ok(child)
+    }
+
+    async fn keep(self: Arc<Self>, mut child: tokio::process::Child) {
+        let mut recent: Vec<Instant> = Vec::new();
+        loop {
+            let status = child.wait().await;
+            let exit = match &status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = self.healthy_tx.send_replace(false);
+            if self.stopping.load(Ordering::SeqCst) {
+                self.set(|s| {
+                    s.phase = Phase::Stopped;
+                    s.last_exit = Some(exit.clone());
+                });
+                return;
+            }
+            let success = matches!(&status, Ok(s) if s.success());
+            let restart = match self.spec.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !success,
+                RestartPolicy::Never => false,
+            };
+            recent.retain(|t| t.elapsed() < Duration::from_secs(60));
+            recent.push(Instant::now());
+            let restarts = self.set(|s| {
+                s.last_exit = Some(exit.clone());
+                s.phase = if restart {
+                    Phase::Backoff
+                } else {
+                    Phase::Failed
+                };
+                s.restarts
+            });
+            if !restart {
+                tracing::warn!(
+                    "{}#{} ({}) exited: {exit}; restart policy says no restart",
+                    self.spec.service,
+                    self.spec.index,
+                    self.spec.version
+                );
+                return;
+            }
+            let backoff = if recent.len() as u32 > CRASH_LOOP_RESTARTS {
+                MAX_BACKOFF
+            } else {
+                (Duration::from_millis(250) * 2u32.pow(restarts.min(7))).min(MAX_BACKOFF)
+            };
+            tracing::warn!(
+                "{}#{} ({}) exited: {exit}; restart {} in {} ms{}",
+                self.spec.service,
+                self.spec.index,
+                self.spec.version,
+                restarts + 1,
+                backoff.as_millis(),
+                if recent.len() as u32 > CRASH_LOOP_RESTARTS {
+                    " (crash loop)"
+                } else {
+                    ""
+                }
+            );
+            let deadline = Instant::now() + backoff;
+            while Instant::now() < deadline {
+                if self.stopping.load(Ordering::SeqCst) {
+                    self.set(|s| s.phase = Phase::Stopped);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            match self.spawn_child() {
+                Ok(c) => {
+                    child = c;
+                    self.set(|s| {
+                        s.restarts += 1;
+                        s.phase = Phase::Starting;
+                    });
+                }
+                Err(e) => {
+                    self.set(|s| {
+                        s.phase = Phase::Failed;
+                        s.last_exit = Some(format!("cannot restart: {e}"));
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn check_health(self: Arc<Self>) {
+        let h = self.spec.health.clone();
+        let (mut ok_run, mut fail_run) = (0u32, 0u32);
+        let mut healthy = false;
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let phase = self.state.lock().unwrap_or_else(|e| e.into_inner()).phase;
+            if matches!(phase, Phase::Failed | Phase::Stopped) {
+                return;
+            }
+            // Until first healthy, probe often so a deploy is gated by the service's
+            // real start time rather than by the probe interval.
+            let interval = if healthy {
+                h.interval.0
+            } else {
+                h.interval.0.min(Duration::from_millis(100))
+            };
+            if phase != Phase::Backoff {
+                match health::probe(&h, self.port).await {
+                    Ok(msg) => {
+                        ok_run += 1;
+                        fail_run = 0;
+                        if !healthy && ok_run >= h.healthy_threshold {
+                            healthy = true;
+                            let _ = self.healthy_tx.send_replace(true);
+                        }
+                        self.set(|s| {
+                            s.last_health = Some(msg);
+                            if healthy {
+                                s.phase = Phase::Healthy;
+                            }
+                        });
+                    }
+                    Err(msg) => {
+                        ok_run = 0;
+                        let in_start_period = self.started.elapsed() < h.start_period.0;
+                        if !in_start_period {
+                            fail_run += 1;
+                        }
+                        if healthy && fail_run >= h.unhealthy_threshold {
+                            healthy = false;
+                            let _ = self.healthy_tx.send_replace(false);
+                        }
+                        self.set(|s| {
+                            s.last_health = Some(msg);
+                            if !healthy && s.phase == Phase::Healthy {
+                                s.phase = Phase::Unhealthy;
+                            }
+                        });
+                    }
+                }
+            } else if healthy {
+                healthy = false;
+                ok_run = 0;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    fn set<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        *self.healthy_tx.borrow()
+    }
+
+    /// A receiver that flips when health changes.
+    pub fn health_watch(&self) -> watch::Receiver<bool> {
+        self.healthy_tx.subscribe()
+    }
+
+    /// Waits until the instance is healthy, or fails with the reason at `deadline`.
+    pub async fn wait_healthy(&self, deadline: Duration) -> Result<(), String> {
+        let mut rx = self.health_watch();
+        let res = tokio::time::timeout(deadline, async {
+            loop {
+                if *rx.borrow_and_update() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if res.is_ok() && self.is_healthy() {
+            return Ok(());
+        }
+        let st = self.status();
+        Err(format!(
+            "{}#{} ({}) on port {} not healthy after {} s: last health check: {}; last exit: {}; last log lines:\n{}",
+            st.service,
+            st.index,
+            st.version,
+            st.port,
+            deadline.as_secs_f64(),
+            st.last_health.as_deref().unwrap_or("none yet"),
+            st.last_exit.as_deref().unwrap_or("still running"),
+            tail(&self.spec.log_path, 10)
+        ))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::SeqCst)
+    }
+
+    pub fn status(&self) -> InstanceStatus {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        InstanceStatus {
+            service: self.spec.service.clone(),
+            version: self.spec.version.clone(),
+            index: self.spec.index,
+            port: self.port,
+            pid: self.pid(),
+            phase: s.phase,
+            restarts: s.restarts,
+            last_health: s.last_health.clone(),
+            last_exit: s.last_exit.clone(),
+            log: self.spec.log_path.clone(),
+        }
+    }
+
+    /// Graceful stop: the configured signal to the process group, SIGKILL after the timeout.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.healthy_tx.send_replace(false);
+        let pid = self.pid();
+        if pid == 0 {
+            return;
+        }
+        signal_group(pid, signal_number(&self.spec.stop.signal));
+        let deadline = Instant::now() + self.spec.stop.timeout.0;
+        while Instant::now() < deadline && process_alive(pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if process_alive(pid) {
+            signal_group(pid, libc::SIGKILL);
+        }
+        // The group may hold grandchildren that outlived the leader.
+        signal_group(pid, libc::SIGKILL);
+        self.set(|s| s.phase = Phase::Stopped);
+    }
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn free_port() -> std::io::Result<u16> {
+    // Bind-and-release: the kernel hands out ephemeral ports in sequence, so the
+    // window for another process to take it before the instance binds is tiny;
+    // a lost race shows up as a failed health check and a restart.
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub fn signal_number(name: &str) -> i32 {
+    match name.trim_start_matches("SIG").to_ascii_uppercase().as_str() {
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "HUP" => libc::SIGHUP,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        _ => libc::SIGTERM,
+    }
+}
+
+/// Sends a signal to a process group (the instance was started as its group leader).
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in std; arguments are plain integers.
+pub fn signal_group(pgid: u32, sig: i32) {
+    if pgid > 1 {
+        unsafe {
+            libc::kill(-(pgid as i32), sig);
+        }
+    }
+}
+
+/// Whether a pid is alive (and not a zombie we already reaped).
+#[allow(unsafe_code)] // kill(pid, 0) probes existence; no memory is touched.
+pub fn process_alive(pid: u32) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+    if !alive {
+        return false;
+    }
+    // A zombie still answers kill(0); check its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Process start time (clock ticks since boot) from /proc: with the pid it identifies a process.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
