@@ -390,6 +390,9 @@ impl Router {
         let version = &t.routes[ri].route.version;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // The client speaks to hangar, not to the backend: an HTTP/1.0 backend must
+        // not downgrade the client's keep-alive connection.
+        parts.version = hyper::Version::HTTP_11;
         if let Ok(v) = HeaderValue::from_str(version) {
             parts
                 .headers

@@ -1,17 +1,542 @@
 //! `hangar up|down|deploy|promote|abort|rollback|status|history|dora`.
+//!
+//! An environment is run by one controller process (`hangar up --env E`, in the
+//! foreground, or started in the background by the first `hangar deploy E`). The
+//! other commands talk to it over its control socket, so a deployment outlives the
+//! shell that started it, and `promote`/`abort` work from another terminal.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Subcommand;
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hangar_deploy::control::{self, Request};
+use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
+use hangar_deploy::{Controller, dora};
+
+#[derive(Args, Clone)]
+pub struct Where {
+    /// Project directory (holding hangar.yml).
+    #[arg(long, default_value = ".", global = true)]
+    dir: PathBuf,
+    /// Data directory for releases, state and logs [default: <dir>/.hangar].
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Where {
+    fn data(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".hangar"))
+    }
+    fn files(&self, env: &str) -> EnvFiles {
+        EnvFiles::new(&self.data(), env)
+    }
+}
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Start an environment's services in dependency order, in the foreground.
-    Up {},
-    /// Deploy a new version of an environment's services.
-    Deploy {},
+    /// Start an environment's services in dependency order and run its controller in the foreground (Ctrl-C stops all).
+    Up {
+        #[arg(long, default_value = "local")]
+        env: String,
+        /// Do not run the services' build commands.
+        #[arg(long)]
+        no_build: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Stop an environment's controller and all its instances.
+    Down {
+        #[arg(long, default_value = "local")]
+        env: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Deploy a new release of an environment's services with its strategy.
+    Deploy {
+        env: String,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Deploy this file or directory as the artifact instead of building.
+        #[arg(long)]
+        artifact: Option<PathBuf>,
+        /// Record this commit (sha) as the deployed change [default: HEAD].
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long)]
+        no_build: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Let a paused or running rollout go on to 100%.
+    Promote {
+        env: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Stop a rollout and send all traffic back to the stable version.
+    Abort {
+        env: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Switch back to an earlier kept release (instantly while it is still warm).
+    Rollback {
+        env: String,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Versions, instances, health, weights and live traffic of an environment.
+    Status {
+        env: Option<String>,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Past deployments of an environment, with every decision and its numbers.
+    History {
+        env: String,
+        /// Show each deployment's events.
+        #[arg(long, short)]
+        verbose: bool,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// DORA metrics: deployment frequency, lead time, change failure rate, recovery time.
+    Dora {
+        #[arg(long, default_value = "prod")]
+        env: String,
+        /// Window, e.g. 30d, 12h.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[command(flatten)]
+        at: Where,
+    },
 }
 
-pub fn run(_command: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the delivery commands are not built yet")
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(dispatch(command))
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up { env, no_build, at } => up(&env, !no_build, &at).await,
+        Command::Down { env, at } => {
+            let files = at.files(&env);
+            if !controller_running(&files).await {
+                eprintln!("environment `{env}` is not running");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let v = control::call(&files.socket(), &Request::Down, |e| eprintln!("{e}")).await?;
+            print_value(&at, &v, |_| format!("environment `{env}` stopped"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy {
+            env,
+            service,
+            artifact,
+            git_ref,
+            no_build,
+            at,
+        } => {
+            let files = at.files(&env);
+            let fresh = !controller_running(&files).await;
+            if fresh {
+                let had_stable = !files.load().stable.is_empty();
+                start_background(&env, &at, no_build).await?;
+                if !had_stable {
+                    // The new controller's first start *is* the first deployment.
+                    return status(Some(env), &at).await;
+                }
+            }
+            let commit = match git_ref {
+                Some(r) => Some(resolve_commit(&at.dir, &r)?),
+                None => None,
+            };
+            let artifact = artifact
+                .map(|a| {
+                    std::fs::canonicalize(&a).with_context(|| format!("artifact {}", a.display()))
+                })
+                .transpose()?;
+            let req = Request::Deploy {
+                service,
+                artifact: artifact.map(|a| a.display().to_string()),
+                commit: commit.as_ref().map(|c| c.0.clone()),
+                commit_time: commit.map(|c| c.1),
+                no_build,
+            };
+            let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
+            let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
+            print_value(&at, &v, |_| {
+                recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+            });
+            Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Promote { env, at } => simple(&env, &at, Request::Promote).await,
+        Command::Abort { env, at } => simple(&env, &at, Request::Abort).await,
+        Command::Rollback {
+            env,
+            to,
+            service,
+            at,
+        } => {
+            let files = at.files(&env);
+            if !controller_running(&files).await {
+                start_background(&env, &at, true).await?;
+            }
+            let v = control::call(&files.socket(), &Request::Rollback { service, to }, |e| {
+                eprintln!("{e}")
+            })
+            .await?;
+            let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
+            print_value(&at, &v, |_| {
+                recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+            });
+            Ok(if recs.iter().all(|r| r.outcome == Outcome::Rollback) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Status { env, at } => status(env, &at).await,
+        Command::History { env, verbose, at } => {
+            let history = at.files(&env).history();
+            if at.json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+            } else if history.is_empty() {
+                println!("no deployments in `{env}` yet");
+            } else {
+                for r in &history {
+                    println!("{}", summary_line(r));
+                    if verbose {
+                        for e in &r.events {
+                            println!("    {e}");
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dora { env, since, at } => {
+            let window = hangar_project::parse_duration(&since)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let d = dora::compute(
+                &env,
+                &at.files(&env).history(),
+                hangar_deploy::supervisor::now_unix(),
+                window.as_secs(),
+            );
+            if at.json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| {
+                    v.map(f).unwrap_or_else(|| "n/a".into())
+                };
+                println!(
+                    "DORA metrics for `{env}` over the last {since} ({} deployments)",
+                    d.deployments
+                );
+                println!(
+                    "  deployment frequency      {:.2} per day",
+                    d.deployment_frequency_per_day
+                );
+                println!(
+                    "  lead time for changes     {}",
+                    opt(d.lead_time_seconds_median, &|s| human(s))
+                );
+                println!(
+                    "  change failure rate       {}",
+                    opt(d.change_failure_rate, &|r| format!("{:.1}%", r * 100.0))
+                );
+                println!(
+                    "  failed deployment recovery {}",
+                    opt(d.recovery_time_seconds_median, &|s| human(s))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn up(env: &str, build: bool, at: &Where) -> anyhow::Result<ExitCode> {
+    let dir = std::fs::canonicalize(&at.dir)
+        .with_context(|| format!("project directory {}", at.dir.display()))?;
+    let data = at.data.clone().unwrap_or_else(|| dir.join(".hangar"));
+    let ctl = Controller::open(&dir, &data, env).await?;
+    let mut events = ctl.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            eprintln!("{e}");
+        }
+    });
+    let files = EnvFiles::new(&data, env);
+    if let Err(e) = ctl.start_all(build).await {
+        ctl.shutdown().await;
+        printer.abort();
+        return Err(e);
+    }
+    for s in ctl.status().services {
+        eprintln!(
+            "{}: {} on http://{}",
+            s.service,
+            s.stable.unwrap_or_default(),
+            s.listen
+        );
+    }
+    eprintln!("environment `{env}` is up; Ctrl-C stops it");
+    let socket = files.socket();
+    tokio::select! {
+        r = control::serve(ctl.clone(), &socket) => { r?; }
+        _ = shutdown_signal() => {
+            eprintln!("stopping `{env}`...");
+            ctl.shutdown().await;
+            let _ = std::fs::remove_file(&socket);
+        }
+    }
+    printer.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn controller_running(files: &EnvFiles) -> bool {
+    tokio::net::UnixStream::connect(files.socket())
+        .await
+        .is_ok()
+}
+
+/// Starts `hangar up --env ENV` detached, logging to the environment's directory, and waits for its socket.
+async fn start_background(env: &str, at: &Where, no_build: bool) -> anyhow::Result<()> {
+    let files = at.files(env);
+    std::fs::create_dir_all(&files.dir)?;
+    let log_path = files.dir.join("controller.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["up", "--env", env, "--dir"])
+        .arg(&at.dir)
+        .arg("--data")
+        .arg(at.data());
+    if no_build {
+        cmd.arg("--no-build");
+    }
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .context("cannot start the environment's controller")?;
+    eprintln!(
+        "started the controller of `{env}` in the background (pid {}, log {})",
+        child.id(),
+        log_path.display()
+    );
+    for _ in 0..1200 {
+        if controller_running(&files).await {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!(
+                "the controller of `{env}` exited ({status}):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "the controller of `{env}` did not come up in 120 s; see {}",
+        log_path.display()
+    )
+}
+
+async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode> {
+    let files = at.files(env);
+    if !controller_running(&files).await {
+        bail!(
+            "environment `{env}` is not running: nothing to {}",
+            if matches!(req, Request::Promote) {
+                "promote"
+            } else {
+                "abort"
+            }
+        );
+    }
+    let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
+    print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
+    let envs: Vec<String> = match env {
+        Some(e) => vec![e],
+        None => std::fs::read_dir(at.data().join("envs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+    };
+    let mut all = Vec::new();
+    for env in envs {
+        let files = at.files(&env);
+        if controller_running(&files).await {
+            all.push(control::call(&files.socket(), &Request::Status, |_| {}).await?);
+        } else {
+            let st = files.load();
+            all.push(serde_json::json!({"env": env, "running": false, "stable": st.stable}));
+        }
+    }
+    if at.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("no environment has been started here (hangar up / hangar deploy ENV)");
+    }
+    for s in all {
+        let env = s["env"].as_str().unwrap_or_default();
+        if s.get("running") == Some(&serde_json::json!(false)) {
+            println!("{env}: not running; stable releases: {}", s["stable"]);
+            continue;
+        }
+        println!("{env} (controller pid {})", s["controller_pid"]);
+        for svc in s["services"].as_array().into_iter().flatten() {
+            println!(
+                "  {} on http://{}  stable {}",
+                svc["service"].as_str().unwrap_or_default(),
+                svc["listen"].as_str().unwrap_or_default(),
+                svc["stable"].as_str().unwrap_or("-")
+            );
+            if let Some(r) = svc["rollout"].as_str() {
+                println!("    rollout: {r}");
+            }
+            for w in svc["weights"].as_array().into_iter().flatten() {
+                println!(
+                    "    weight {} = {}",
+                    w[0].as_str().unwrap_or_default(),
+                    w[1]
+                );
+            }
+            for t in svc["traffic"].as_array().into_iter().flatten() {
+                let m = &t[1];
+                println!(
+                    "    traffic {}: {} requests, {} errors ({:.2}%), p95 {:.1} ms",
+                    t[0].as_str().unwrap_or_default(),
+                    m["requests"],
+                    m["errors"],
+                    m["error_rate"].as_f64().unwrap_or(0.0) * 100.0,
+                    m["p95_ms"].as_f64().unwrap_or(0.0)
+                );
+            }
+            for i in svc["instances"].as_array().into_iter().flatten() {
+                println!(
+                    "    #{} {} pid {} port {} {} restarts {}  {}",
+                    i["index"],
+                    i["version"].as_str().unwrap_or_default(),
+                    i["pid"],
+                    i["port"],
+                    i["phase"].as_str().unwrap_or_default(),
+                    i["restarts"],
+                    i["last_health"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resolve_commit(dir: &Path, r: &str) -> anyhow::Result<(String, u64)> {
+    let out = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%H %ct", r, "--"])
+        .current_dir(dir)
+        .output()?;
+    if !out.status.success() {
+        bail!("--ref {r}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (sha, t) = text
+        .trim()
+        .split_once(' ')
+        .context("unexpected git output")?;
+    Ok((sha.to_string(), t.parse()?))
+}
+
+fn summary_line(r: &DeploymentRecord) -> String {
+    let outcome = serde_json::to_value(r.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!(
+        "#{} {} {} -> {} ({}) {} in {} s{}{}",
+        r.id,
+        r.service,
+        r.previous.as_deref().unwrap_or("-"),
+        r.version,
+        r.strategy,
+        outcome,
+        r.finished.saturating_sub(r.started),
+        r.commit
+            .as_ref()
+            .map(|c| format!(" commit {}", &c[..c.len().min(7)]))
+            .unwrap_or_default(),
+        r.events
+            .last()
+            .map(|e| format!("\n    {e}"))
+            .unwrap_or_default()
+    )
+}
+
+fn print_value(at: &Where, v: &serde_json::Value, text: impl FnOnce(&serde_json::Value) -> String) {
+    if at.json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        println!("{}", text(v));
+    }
+}
+
+fn human(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else if secs < 172800.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else {
+        format!("{:.1} days", secs / 86400.0)
+    }
 }

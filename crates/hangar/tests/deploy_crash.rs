@@ -1,0 +1,210 @@
+//! `kill -9` of an environment's controller in the middle of a blue-green switch,
+//! then a restart: the environment serves exactly one consistent version, every
+//! instance of it healthy, and no process of the dead controller is left behind.
+//! Real processes throughout: the `hangar` binary and `python3 -m http.server` instances.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    if !out.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(out.split("\r\n\r\n").nth(1)?.trim().to_string())
+}
+
+fn project(dir: &Path, port: u16, version: &str) {
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/index.html"), version).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 2\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 30s }}\n    listen: {{ web: 127.0.0.1:{port} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn hangar(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(HANGAR)
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join(".hangar/envs/prod/state.json")).unwrap())
+        .unwrap()
+}
+
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Instances of this project still running, found by their working directory.
+fn instances_of(dir: &Path) -> Vec<u64> {
+    let releases = dir.join(".hangar/releases");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .map(|c| c.starts_with(&releases))
+                .unwrap_or(false)
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required in CI"
+        );
+        eprintln!("SKIPPED: python3 not found");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    project(dir, port, "v1");
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(port).as_deref(), Some("v1"));
+
+    // Start the v2 rollout and kill the controller while green is starting / switching.
+    project(dir, port, "v2");
+    let mut deploy = Command::new(HANGAR)
+        .args(["deploy", "prod", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    while state(dir)["processes"]
+        .as_array()
+        .map(|p| p.len())
+        .unwrap_or(0)
+        < 4
+        && t0.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    let _ = deploy.wait();
+    assert!(!alive(controller));
+    let before = instances_of(dir);
+    assert!(
+        !before.is_empty(),
+        "the dead controller's instances are still running (orphans) before the restart"
+    );
+
+    // Restart the environment.
+    let mut up = Command::new(HANGAR)
+        .args(["up", "--env", "prod", "--no-build", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut first = None;
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Some(v) = get(port) {
+            first = Some(v);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = first.expect("the restarted environment serves");
+    assert!(first == "v1" || first == "v2", "{first}");
+    for _ in 0..50 {
+        assert_eq!(
+            get(port).as_deref(),
+            Some(first.as_str()),
+            "exactly one version is served"
+        );
+    }
+    let status = hangar(dir, &["status", "prod", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let instances = status[0]["services"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(instances.len(), 2, "{status}");
+    for i in &instances {
+        assert_eq!(i["phase"], "healthy", "{i}");
+    }
+    let versions: std::collections::HashSet<_> = instances
+        .iter()
+        .map(|i| i["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions.len(), 1, "one version: {versions:?}");
+    // No orphans: every process of the dead controller is gone; only the new instances run.
+    for pid in &before {
+        assert!(
+            !alive(*pid),
+            "orphan {pid} of the killed controller is still running"
+        );
+    }
+    let live: Vec<u64> = instances
+        .iter()
+        .map(|i| i["pid"].as_u64().unwrap())
+        .collect();
+    let mut running = instances_of(dir);
+    running.sort();
+    let mut expected = live.clone();
+    expected.sort();
+    assert_eq!(running, expected);
+
+    let out = hangar(dir, &["down", "--env", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = up.wait();
+    assert!(instances_of(dir).is_empty(), "down stops every instance");
+}
