@@ -297,26 +297,35 @@ fn path_filter(filter: &Value, files: Option<&[String]>) -> bool {
     true
 }
 
+/// Evaluates `${{ }}` in a concurrency group with `hangar-expr` over the `github`
+/// and `inputs` contexts known before the run starts; a bad expression leaves the
+/// text as written (the group still serialises runs that share it).
 fn substitute_github(template: &str, ev: &Event, repo: &str, workflow: &str) -> String {
+    if !template.contains("${{") {
+        return template.to_string();
+    }
     let head_ref = ev
         .payload
         .pointer("/pull_request/head/ref")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut out = template.to_string();
-    for (k, v) in [
-        ("github.ref", ev.git_ref.as_str()),
-        ("github.workflow", workflow),
-        ("github.head_ref", head_ref),
-        ("github.event_name", ev.name.as_str()),
-        ("github.sha", ev.sha.as_str()),
-        ("github.repository", repo),
-    ] {
-        for spelled in [format!("${{{{ {k} }}}}"), format!("${{{{{k}}}}}")] {
-            out = out.replace(&spelled, v);
-        }
-    }
-    out
+    let base_ref = ev
+        .payload
+        .pointer("/pull_request/base/ref")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let ctx = hangar_expr::Contexts::from_json(&json!({
+        "github": {
+            "ref": ev.git_ref, "sha": ev.sha, "workflow": workflow, "event_name": ev.name,
+            "repository": repo, "head_ref": head_ref, "base_ref": base_ref, "event": ev.payload,
+            "ref_name": ev.git_ref.rsplit('/').next().unwrap_or(""), "actor": ev.actor,
+        },
+        "inputs": ev.payload.get("inputs").cloned().unwrap_or(json!({})),
+    }));
+    hangar_expr::Template::parse(template)
+        .ok()
+        .and_then(|t| t.eval_to_string(&ctx, &hangar_expr::DefaultHost).ok())
+        .unwrap_or_else(|| template.to_string())
 }
 
 /// Cartesian product of the matrix's list-valued keys, then `exclude`, then `include`.
@@ -530,6 +539,12 @@ mod tests {
         let (g, c) = w.concurrency(&push("refs/heads/main", &[]), "r").unwrap();
         assert_eq!(g, "ci-refs/heads/main");
         assert!(c);
+        let w = wf(
+            "on: push\nconcurrency: ${{ github.workflow }}-${{ github.head_ref || github.ref }}\njobs: {}",
+        );
+        let (g, c) = w.concurrency(&push("refs/heads/dev", &[]), "r").unwrap();
+        assert_eq!(g, "ci.yml-refs/heads/dev");
+        assert!(!c);
     }
 
     #[test]
