@@ -226,6 +226,52 @@ pub async fn dispatch(
 }
 
 #[derive(Deserialize)]
+pub struct RefQuery {
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+}
+
+/// The repository's workflows at a ref (default: its HEAD), with the
+/// `workflow_dispatch` inputs the UI turns into a form.
+pub async fn list_workflows(
+    State(app): State<Arc<App>>,
+    Path(repo_id): Path<i64>,
+    Query(q): Query<RefQuery>,
+) -> Response {
+    let Some(repo) = tri!(app.store.get_repo(repo_id)) else {
+        return error(StatusCode::NOT_FOUND, "no such repository");
+    };
+    let rev = match q.git_ref {
+        Some(r) => r,
+        None => app
+            .git
+            .symbolic_head(&repo.clone_url)
+            .await
+            .unwrap_or_else(|| "HEAD".into()),
+    };
+    let sha = match app.git.resolve(&repo.clone_url, &rev).await {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot resolve `{rev}`: {e:#}"),
+            );
+        }
+    };
+    let files = tri!(app.git.workflows_at(&repo.clone_url, &sha).await);
+    let out: Vec<Value> = files
+        .into_iter()
+        .map(|(path, text)| match workflows::parse(&path, &text) {
+            Ok(wf) => {
+                json!({"path": path, "name": wf.name, "dispatch_inputs": wf.dispatch_inputs()})
+            }
+            Err(e) => json!({"path": path, "error": e}),
+        })
+        .collect();
+    Json(json!({"ref": rev, "sha": sha, "workflows": out})).into_response()
+}
+
+#[derive(Deserialize)]
 pub struct RunsQuery {
     pub repo: Option<i64>,
     pub status: Option<String>,

@@ -119,6 +119,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/repos", get(api::list_repos).post(api::create_repo))
         .route("/api/v1/repos/{id}/dispatch", post(api::dispatch))
+        .route("/api/v1/repos/{id}/workflows", get(api::list_workflows))
         .route("/api/v1/repos/{id}/secrets", get(api::list_secrets))
         .route("/api/v1/repos/{id}/secrets/{name}", put(api::put_secret))
         .route(

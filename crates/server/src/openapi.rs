@@ -21,6 +21,7 @@ pub fn document() -> Value {
                 "responses": {"202": {"description": "runs queued"}, "200": {"description": "duplicate delivery"}, "400": {"description": "malformed payload"}, "401": {"description": "bad signature"}}}},
             "/api/v1/repos": {"get": op("List repositories", "repos"), "post": op("Register a repository {name, clone_url, forge, webhook_secret}", "repos")},
             "/api/v1/repos/{id}/dispatch": {"post": op("workflow_dispatch {workflow, ref, inputs}", "runs")},
+            "/api/v1/repos/{id}/workflows": {"get": op("Workflows at a ref with their workflow_dispatch inputs", "runs")},
             "/api/v1/repos/{id}/secrets": {"get": op("Secret names (never values); id 0 = global", "secrets")},
             "/api/v1/repos/{id}/secrets/{name}": {"put": op("Set a secret {value}", "secrets")},
             "/api/v1/repos/{id}/variables/{name}": {"put": op("Set a variable {value}", "secrets")},

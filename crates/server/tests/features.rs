@@ -271,6 +271,15 @@ async fn dispatch_checks_typed_inputs() {
     let (repo, _sha) = repo_with(&[(".github/workflows/manual.yml", wf)]);
     let s = start().await;
     let id = s.register("acme/app", repo.path()).await;
+    let listed = s.get(&format!("/api/v1/repos/{id}/workflows")).await;
+    assert_eq!(
+        listed["workflows"][0]["path"],
+        ".github/workflows/manual.yml"
+    );
+    assert_eq!(
+        listed["workflows"][0]["dispatch_inputs"]["level"]["options"],
+        json!(["low", "high"])
+    );
     let (code, v) = s
         .post(
             &format!("/api/v1/repos/{id}/dispatch"),

@@ -81,7 +81,9 @@ async function runsPage(main) {
   const form = h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); save(); } },
     status, field('event', 'event'), field('branch', 'branch'), field('workflow', 'workflow'), h('button', { type: 'submit' }, 'Filter'));
   const body = h('tbody');
-  put(main, h('h1', {}, 'Runs'), form, h('table', {}, h('thead', {}, h('tr', {}, ['#', 'workflow', 'event', 'ref', 'commit', 'status', 'started', 'duration'].map((c) => h('th', {}, c)))), body));
+  const dispatch = h('details', { class: 'dispatch' }, h('summary', {}, 'Run workflow'), h('div', { id: 'dispatch-body' }, 'Loading…'));
+  dispatch.addEventListener('toggle', () => { if (dispatch.open) dispatchForm($('#dispatch-body', dispatch)); });
+  put(main, h('h1', {}, 'Runs'), dispatch, form, h('table', {}, h('thead', {}, h('tr', {}, ['#', 'workflow', 'event', 'ref', 'commit', 'status', 'started', 'duration'].map((c) => h('th', {}, c)))), body));
   function save() {
     const v = Object.fromEntries(new FormData(form));
     sessionStorage.setItem('hangar.filters', JSON.stringify(v));
@@ -102,6 +104,53 @@ async function runsPage(main) {
   await load();
   const t = setInterval(() => load().catch(() => {}), 3000);
   onLeave(() => clearInterval(t));
+}
+
+// workflow_dispatch with typed inputs: booleans are checkboxes, choices selects.
+async function dispatchForm(box) {
+  const repos = await api('/api/v1/repos');
+  if (!repos.length) { put(box, h('p', { class: 'muted' }, 'No repositories registered.')); return; }
+  const repoSel = h('select', {}, repos.map((r) => h('option', { value: r.id }, r.name)));
+  const wfSel = h('select');
+  const refIn = h('input', { placeholder: 'ref (default branch)' });
+  const fields = h('div', { class: 'filters' });
+  const msg = h('span', { class: 'muted' });
+  let workflows = [];
+  async function loadWorkflows() {
+    const v = await api(`/api/v1/repos/${repoSel.value}/workflows`);
+    workflows = v.workflows.filter((w) => w.dispatch_inputs);
+    put(wfSel, ...workflows.map((w) => h('option', { value: w.path }, w.name + ' (' + w.path.split('/').pop() + ')')));
+    renderInputs();
+  }
+  function renderInputs() {
+    const wf = workflows.find((w) => w.path === wfSel.value);
+    const inputs = wf ? Object.entries(wf.dispatch_inputs) : [];
+    put(fields, ...inputs.map(([name, d]) => {
+      const type = d.type || 'string';
+      let el;
+      if (type === 'boolean') el = h('input', { type: 'checkbox', name, checked: d.default === true || d.default === 'true' });
+      else if (type === 'choice') el = h('select', { name }, (d.options || []).map((o) => h('option', { value: o, selected: o === d.default }, o)));
+      else el = h('input', { name, type: type === 'number' ? 'number' : 'text', value: d.default ?? '', placeholder: name });
+      el.dataset.type = type;
+      return h('label', {}, name + (d.required ? '*' : '') + ' ', el);
+    }));
+    if (!workflows.length) put(fields, h('span', { class: 'muted' }, 'No workflow with a workflow_dispatch trigger.'));
+  }
+  repoSel.addEventListener('change', loadWorkflows);
+  wfSel.addEventListener('change', renderInputs);
+  const go = h('button', { class: 'primary', onclick: async () => {
+    const inputs = {};
+    for (const el of fields.querySelectorAll('[name]')) {
+      if (el.dataset.type === 'boolean') inputs[el.name] = el.checked;
+      else if (el.value !== '') inputs[el.name] = el.dataset.type === 'number' ? Number(el.value) : el.value;
+    }
+    try {
+      const r = await api(`/api/v1/repos/${repoSel.value}/dispatch`, { method: 'POST', body: JSON.stringify({ workflow: wfSel.value, ref: refIn.value || undefined, inputs }) });
+      location.hash = '#/runs/' + r.run;
+    } catch (e) { msg.textContent = e.message; }
+  } }, 'Run');
+  put(box, h('div', { class: 'filters' }, repoSel, wfSel, refIn), fields, h('div', { class: 'filters' }, go, msg));
+  await loadWorkflows();
 }
 
 // ---- Run page ---------------------------------------------------------------
