@@ -64,6 +64,8 @@ impl Drop for Serve {
 
 fn serve(data: &Path, args: &[&str]) -> Serve {
     let mut child = Command::new(BIN)
+        // Not inside a git repository: `hangar serve` would register it.
+        .current_dir(data)
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -473,4 +475,46 @@ fn backup_and_restore_round_trip() {
     assert_eq!(repos[0]["name"], "acme/app");
     let names = get_json(&format!("{}/api/v1/repos/1/secrets", s2.url), &token);
     assert_eq!(names["names"][0], "TOKEN");
+}
+
+#[test]
+fn serve_with_no_flags_registers_the_current_repository() {
+    let repo = new_repo();
+    let sub = repo.path().join("src");
+    std::fs::create_dir_all(&sub).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // No --data: the data directory defaults under $XDG_DATA_HOME.
+    let mut child = Command::new(BIN)
+        .current_dir(&sub)
+        .env("XDG_DATA_HOME", home.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = String::new();
+    let url = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(t) = l.split("keep it): ").nth(1) {
+            token = t.trim().to_string();
+        }
+        if let Some(u) = l.split("listening on ").nth(1) {
+            break u.trim().trim_end_matches("/ui/").to_string();
+        }
+    };
+    let s = Serve {
+        child,
+        url,
+        token: Some(token.clone()),
+    };
+    assert!(s.url.starts_with("http://127.0.0.1:"));
+    assert!(home.path().join("hangar/hangar.db").exists());
+    assert!(home.path().join("hangar/secret.key").exists());
+    let repos = get_json(&format!("{}/api/v1/repos", s.url), &token);
+    let top = std::fs::canonicalize(repo.path()).unwrap();
+    assert_eq!(repos[0]["clone_url"], top.to_str().unwrap(), "{repos}");
+    let (st, html) = http("GET", &format!("{}/ui/", s.url), "", None);
+    assert_eq!(st, 200);
+    assert!(html.contains("hangar"));
 }

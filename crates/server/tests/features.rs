@@ -417,3 +417,47 @@ async fn schedule_ticks_queue_once_per_minute() {
         .await;
     assert_eq!(r["run"]["conclusion"], "success");
 }
+
+#[tokio::test]
+async fn idle_agents_do_not_write_to_the_store() {
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    // An agent that re-polls every 50 ms with nothing to do.
+    let agent = hangar_agent::AgentConfig {
+        server: s.server.url(),
+        token: s.server.app.internal_token.clone(),
+        id: "agent-idle".into(),
+        name: "idle".into(),
+        labels: vec!["linux".into()],
+        capacity: 2,
+        work_dir: s.data.path().join("idle-work"),
+        poll_wait: Duration::from_millis(50),
+    };
+    let stop = hangar_agent::CancellationToken::new();
+    let task = tokio::spawn(hangar_agent::run_agent(
+        agent,
+        std::sync::Arc::new(hangar_agent::EngineRunner::default()),
+        stop.clone(),
+    ));
+    // The first poll registers the agent (one write); after that, polls only read.
+    wait_until(
+        "the agent to register",
+        Duration::from_secs(10),
+        async || {
+            s.get("/api/v1/agents")
+                .await
+                .as_array()
+                .map(|a| !a.is_empty())
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let wal = s.data.path().join("hangar.db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let (db_before, wal_before) = (size(&s.data.path().join("hangar.db")), size(&wal));
+    tokio::time::sleep(Duration::from_millis(1500)).await; // ~30 polls
+    assert_eq!(size(&wal), wal_before, "idle polls wrote to the WAL");
+    assert_eq!(size(&s.data.path().join("hangar.db")), db_before);
+    stop.cancel();
+    let _ = task.await;
+}

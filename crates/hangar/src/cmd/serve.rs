@@ -91,6 +91,16 @@ fn runner() -> Arc<dyn JobRunner> {
     Arc::new(EngineRunner::default())
 }
 
+/// The top of the git repository the current directory is in, if any.
+fn current_repo() -> Option<PathBuf> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()?;
+    let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !top.is_empty()).then(|| PathBuf::from(top))
+}
+
 fn data_dir(d: Option<PathBuf>) -> PathBuf {
     d.unwrap_or_else(hangar_server::app::data_dir_default)
 }
@@ -124,12 +134,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             cfg.metrics_public = metrics_public;
             cfg.watch_every = Duration::from_millis(poll_ms.max(50));
             cfg.watch = if repos.is_empty() {
-                let cwd = std::env::current_dir()?;
-                if cwd.join(".git").exists() {
-                    vec![cwd]
-                } else {
-                    vec![]
-                }
+                current_repo().into_iter().collect()
             } else {
                 repos
             };
