@@ -12,6 +12,7 @@
 //! an idempotent request that failed on the canary is retried on the stable
 //! version, still counted against the canary.
 
+mod pool;
 mod stats;
 
 pub use stats::{Snapshot, Summary, VersionStats};
@@ -30,9 +31,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use pool::{Pool, PooledBody, SendError};
 use tokio::net::TcpListener;
 
 /// The cookie that pins a client to one version during a rollout.
@@ -49,6 +49,7 @@ type Body = BoxBody<Bytes, hyper::Error>;
 pub struct Backend {
     pub addr: SocketAddr,
     inflight: AtomicUsize,
+    pool: Arc<Pool>,
 }
 
 impl Backend {
@@ -56,6 +57,7 @@ impl Backend {
         Arc::new(Backend {
             addr,
             inflight: AtomicUsize::new(0),
+            pool: Arc::default(),
         })
     }
 }
@@ -89,6 +91,8 @@ struct TableRt {
     retry_on_stable: Option<(usize, usize)>,
     /// More than one version may answer: set the sticky cookie.
     sticky: bool,
+    /// Versions with at least one instance (1 = no choice to make, the common case).
+    live: usize,
 }
 
 /// A reverse proxy for one service.
@@ -97,19 +101,11 @@ pub struct Router {
     table: ArcSwap<TableRt>,
     stats: Mutex<HashMap<String, Arc<VersionStats>>>,
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
-    client: Client<HttpConnector, Full<Bytes>>,
     seq: AtomicU64,
 }
 
 impl Router {
     pub fn new(name: impl Into<String>) -> Arc<Router> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build(connector);
         Arc::new(Router {
             name: name.into(),
             table: ArcSwap::from_pointee(TableRt {
@@ -117,10 +113,10 @@ impl Router {
                 total_weight: 0,
                 retry_on_stable: None,
                 sticky: false,
+                live: 0,
             }),
             stats: Mutex::default(),
             backends: Mutex::default(),
-            client,
             seq: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
         })
     }
@@ -164,16 +160,16 @@ impl Router {
             .filter(|r| !r.route.backends.is_empty())
             .map(|r| r.route.weight as u64)
             .sum();
-        let sticky = routes
+        let live = routes
             .iter()
             .filter(|r| !r.route.backends.is_empty())
-            .count()
-            > 1;
+            .count();
         self.table.store(Arc::new(TableRt {
             routes,
             total_weight,
             retry_on_stable,
-            sticky,
+            sticky: live > 1,
+            live,
         }));
     }
 
@@ -251,7 +247,7 @@ impl Router {
         {
             return Some(i);
         }
-        if t.total_weight == 0 {
+        if t.live == 1 || t.total_weight == 0 {
             return t.routes.iter().position(|r| !r.route.backends.is_empty());
         }
         let mut ticket = self.random() % t.total_weight;
@@ -278,13 +274,18 @@ impl Router {
             );
         };
         let (mut parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "hangar: request body too large or broken\n",
-                );
+        // Buffered so that a request that never reached an instance can be sent again.
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            match Limited::new(body, MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return plain(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "hangar: request body too large or broken\n",
+                    );
+                }
             }
         };
         strip_hop_by_hop(&mut parts.headers);
@@ -315,7 +316,11 @@ impl Router {
         for (attempt, &ri) in order.iter().enumerate() {
             let route = &t.routes[ri];
             let n = route.route.backends.len();
-            let start_at = route.next.fetch_add(1, Ordering::Relaxed);
+            let start_at = if n > 1 {
+                route.next.fetch_add(1, Ordering::Relaxed)
+            } else {
+                0
+            };
             for k in 0..n {
                 let backend = &route.route.backends[(start_at + k) % n];
                 match self.forward(backend, &parts, body.clone()).await {
@@ -363,7 +368,7 @@ impl Router {
         ri: usize,
         parts: &hyper::http::request::Parts,
         body: &Bytes,
-    ) -> Option<Response<Incoming>> {
+    ) -> Option<Response<PooledBody>> {
         let route = &t.routes[ri];
         let n = route.route.backends.len();
         let start = route.next.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +387,7 @@ impl Router {
 
     fn finish(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<PooledBody>,
         t: &TableRt,
         ri: usize,
         set_cookie: bool,
@@ -414,39 +419,27 @@ impl Router {
         backend: &Arc<Backend>,
         parts: &hyper::http::request::Parts,
         body: Bytes,
-    ) -> Result<(Response<Incoming>, std::time::Duration), hyper_util::client::legacy::Error> {
-        let path = parts
+    ) -> Result<(Response<PooledBody>, std::time::Duration), SendError> {
+        // Origin-form URI (path only): the backend gets what the client sent, Host header included.
+        let uri = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri = format!("http://{}{}", backend.addr, path);
-        let mut builder = Request::builder()
-            .method(parts.method.clone())
-            .uri(uri)
-            .version(hyper::Version::HTTP_11);
-        if let Some(h) = builder.headers_mut() {
-            *h = parts.headers.clone();
-        }
-        let req = match builder.body(Full::new(body)) {
-            Ok(r) => r,
-            Err(_) => unreachable_request(),
+            .cloned()
+            .map(hyper::Uri::from)
+            .unwrap_or_else(|| hyper::Uri::from_static("/"));
+        let build = || {
+            let mut req = Request::new(Full::new(body.clone()));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = parts.headers.clone();
+            req
         };
         backend.inflight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = self.client.request(req).await;
+        let result = backend.pool.send(backend.addr, build).await;
         backend.inflight.fetch_sub(1, Ordering::Relaxed);
-        match result {
-            Ok(resp) => Ok((resp, started.elapsed())),
-            Err(err) => Err(err),
-        }
+        result.map(|resp| (resp, started.elapsed()))
     }
-}
-
-fn unreachable_request() -> Request<Full<Bytes>> {
-    // The parts came from a request hyper already accepted, so they are valid; this
-    // fallback only exists so that a malformed path can never panic the router.
-    Request::new(Full::new(Bytes::new()))
 }
 
 /// A running listener.

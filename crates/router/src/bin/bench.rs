@@ -1,0 +1,35 @@
+//! `hangar-router-bench LISTEN BACKEND`: the router with one route, nothing else,
+//! so `benches/router-vs-nginx.sh` measures proxying alone (nginx runs 2 workers; so does this).
+
+use hangar_router::{Route, Router, Table};
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(backend)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: hangar-router-bench LISTEN_ADDR BACKEND_ADDR");
+        std::process::exit(2);
+    };
+    let listen = listen
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{listen}: {e}")))?;
+    let backend = backend
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{backend}: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let router = Router::new("bench");
+        router.set_table(Table {
+            routes: vec![Route {
+                version: "v1".into(),
+                weight: 100,
+                backends: vec![router.backend(backend)],
+            }],
+            retry_on_stable: None,
+        });
+        let _handle = router.serve(listen).await?;
+        std::future::pending::<std::io::Result<()>>().await
+    })
+}
