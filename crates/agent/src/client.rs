@@ -119,6 +119,56 @@ impl Client {
         .await
     }
 
+    /// Names of the artifacts the job's run has so far.
+    pub async fn artifact_names(&self, job_id: i64) -> anyhow::Result<Vec<String>> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/v1/agent/jobs/{job_id}/artifacts",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(resp.json().await?)
+    }
+
+    /// An artifact as a tar archive of its directory.
+    pub async fn download_artifact(&self, job_id: i64, name: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/v1/agent/jobs/{job_id}/artifacts/{name}",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(resp.bytes().await?.to_vec())
+    }
+
+    pub async fn upload_artifact(
+        &self,
+        job_id: i64,
+        fence: i64,
+        name: &str,
+        tar: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        self.post(&format!(
+            "/api/v1/agent/jobs/{job_id}/artifacts/{name}?fence={fence}"
+        ))
+        .timeout(Duration::from_secs(600))
+        .body(tar)
+        .send()
+        .await?
+        .error_for_status()?;
+        Ok(())
+    }
+
     async fn retrying<T, F, Fut>(&self, f: F) -> anyhow::Result<T>
     where
         F: Fn() -> Fut,

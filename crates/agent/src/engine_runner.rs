@@ -125,7 +125,7 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         env: BTreeMap::new(),
         data_dir: hangar_engine::context::default_data_dir(),
         // One directory per job attempt: jobs of one agent run side by side.
-        run_dir: ws.with_extension("run"),
+        run_dir: crate::runner::run_dir_of(ws),
         debug: false,
     }
 }
@@ -168,8 +168,7 @@ impl JobRunner for EngineRunner {
             let outcome = engine
                 .run_job(run.clone(), spec, sink.clone(), cancel)
                 .await;
-            run.cleanup();
-            let _ = tokio::fs::remove_dir_all(&run.run_dir).await;
+            // The agent uploads new artifacts from the run directory, then removes it.
             let mut outputs =
                 std::mem::take(&mut *sink.outputs.lock().unwrap_or_else(|e| e.into_inner()));
             outputs.extend(outcome.outputs);

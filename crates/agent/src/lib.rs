@@ -4,6 +4,7 @@
 //! over loopback HTTP, so the single-process mode exercises exactly the remote path.
 //! The agent never touches storage: everything goes through [`protocol`].
 
+pub mod artifacts;
 pub mod client;
 pub mod engine_runner;
 pub mod protocol;
@@ -139,6 +140,17 @@ async fn run_one(
     );
     let ws = work_dir.join(format!("job-{}-{}", a.job_id, a.attempt));
     let _ = tokio::fs::remove_dir_all(&ws).await;
+    let run_dir = runner::run_dir_of(&ws);
+    let _ = tokio::fs::remove_dir_all(&run_dir).await;
+    let had = match artifacts::download_all(&client, a.job_id, &run_dir).await {
+        Ok(names) => names,
+        Err(e) => {
+            reporter.line(&format!(
+                "##[warning]could not fetch the run's artifacts: {e:#}"
+            ));
+            vec![]
+        }
+    };
     let outcome = match workspaces
         .prepare(&ws, &a.clone_url, &a.sha, &reporter)
         .await
@@ -164,9 +176,13 @@ async fn run_one(
     } else {
         outcome
     };
+    if let Err(e) = artifacts::upload_new(&client, a.job_id, a.fence, &run_dir, &had).await {
+        reporter.line(&format!("##[error]uploading artifacts failed: {e:#}"));
+    }
     reporter.finish().await;
     heartbeat.abort();
     let _ = tokio::fs::remove_dir_all(&ws).await;
+    let _ = tokio::fs::remove_dir_all(&run_dir).await;
     if lost.is_cancelled() {
         anyhow::bail!(
             "lost the lease of job {}; its result is discarded",

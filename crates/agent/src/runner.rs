@@ -27,3 +27,10 @@ pub trait JobRunner: Send + Sync + 'static {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, JobOutcome>;
 }
+
+/// The per-job directory beside the workspace where the engine keeps the run's
+/// files (event payload, artifacts). The agent fills `artifacts/` with the run's
+/// earlier artifacts before the job and uploads new ones after it.
+pub fn run_dir_of(workspace: &std::path::Path) -> PathBuf {
+    workspace.with_extension("run")
+}

@@ -311,3 +311,71 @@ pub async fn complete(
     app.advance_run(job.run_id).await;
     StatusCode::NO_CONTENT.into_response()
 }
+
+#[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
+fn run_of_job(app: &App, job_id: i64) -> Result<i64, Response> {
+    match app.store.get_job(job_id) {
+        Ok(Some(j)) => Ok(j.run_id),
+        Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such job")),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))),
+    }
+}
+
+/// Names of the artifacts of the job's run (the newest upload of each name wins).
+pub async fn artifact_names(State(app): State<Arc<App>>, Path(job_id): Path<i64>) -> Response {
+    let run = match run_of_job(&app, job_id) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match app.store.list_artifacts(run) {
+        Ok(list) => {
+            let mut names: Vec<String> = list.into_iter().map(|a| a.name).collect();
+            names.sort();
+            names.dedup();
+            Json(names).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
+}
+
+pub async fn artifact_download(
+    State(app): State<Arc<App>>,
+    Path((job_id, name)): Path<(i64, String)>,
+) -> Response {
+    let run = match run_of_job(&app, job_id) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    crate::api::download_artifact(State(app), Path((run, name))).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct FenceQuery {
+    pub fence: i64,
+}
+
+pub async fn artifact_upload(
+    State(app): State<Arc<App>>,
+    Path((job_id, name)): Path<(i64, String)>,
+    axum::extract::Query(q): axum::extract::Query<FenceQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let job = match held(&app, job_id, q.fence) {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    if name.is_empty() || name.contains('/') || name.contains("..") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "an artifact name may not contain `/` or `..`",
+        );
+    }
+    let stored = app.store.put_blob(&body).and_then(|digest| {
+        app.store
+            .create_artifact(job.run_id, &name, &digest, body.len() as i64)
+    });
+    match stored {
+        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
+}

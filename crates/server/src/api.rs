@@ -312,7 +312,8 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         jobs.push(v);
     }
     let repo = tri!(app.store.get_repo(run.repo_id));
-    Json(json!({"run": run, "repo": repo, "jobs": jobs})).into_response()
+    let artifacts = tri!(app.store.list_artifacts(id));
+    Json(json!({"run": run, "repo": repo, "jobs": jobs, "artifacts": artifacts})).into_response()
 }
 
 pub async fn cancel_run(

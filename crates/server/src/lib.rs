@@ -159,6 +159,14 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/agent/jobs/{id}/complete",
             post(agent_api::complete),
         )
+        .route(
+            "/api/v1/agent/jobs/{id}/artifacts",
+            get(agent_api::artifact_names),
+        )
+        .route(
+            "/api/v1/agent/jobs/{id}/artifacts/{name}",
+            get(agent_api::artifact_download).post(agent_api::artifact_upload),
+        )
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::require_token,

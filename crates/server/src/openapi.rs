@@ -51,7 +51,9 @@ pub fn document() -> Value {
             "/api/v1/agent/jobs/{id}/heartbeat": {"post": op("Agent: extend the lease {fence}", "agent")},
             "/api/v1/agent/jobs/{id}/logs": {"post": op("Agent: one log chunk {fence, chunk, first_line, text}", "agent")},
             "/api/v1/agent/jobs/{id}/steps": {"post": op("Agent: a step started or finished", "agent")},
-            "/api/v1/agent/jobs/{id}/complete": {"post": op("Agent: the job's conclusion and outputs", "agent")}
+            "/api/v1/agent/jobs/{id}/complete": {"post": op("Agent: the job's conclusion and outputs", "agent")},
+            "/api/v1/agent/jobs/{id}/artifacts": {"get": op("Agent: artifact names of the job's run", "agent")},
+            "/api/v1/agent/jobs/{id}/artifacts/{name}": {"get": op("Agent: an artifact (tar)", "agent"), "post": op("Agent: upload an artifact (tar body, ?fence=)", "agent")}
         }
     })
 }

@@ -461,3 +461,41 @@ async fn idle_agents_do_not_write_to_the_store() {
     stop.cancel();
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn artifacts_pass_between_jobs_through_the_server() {
+    let wf = "on: push\njobs:\n  make:\n    runs-on: ubuntu-latest\n    steps:\n      - run: mkdir -p out && echo artifact-body-42 > out/report.txt\n      - uses: actions/upload-artifact@v4\n        with: {name: report, path: out}\n  use:\n    needs: make\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/download-artifact@v4\n        with: {name: report, path: got}\n      - run: cat got/report.txt\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let r = s.wait_run(run_id, Duration::from_secs(30)).await;
+    let use_job = r["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == "use")
+        .unwrap()["id"]
+        .clone();
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{use_job}/logs/raw"))
+        .await;
+    assert_eq!(r["run"]["conclusion"], "success", "{r:#}\n{log}");
+    assert!(log.contains("artifact-body-42"), "{log}");
+    assert_eq!(r["artifacts"][0]["name"], "report");
+    let tar = s
+        .http
+        .get(s.url(&format!("/api/v1/runs/{run_id}/artifacts/report")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        tar.windows(10).any(|w| w == b"report.txt"),
+        "the download is a tar of the artifact"
+    );
+}

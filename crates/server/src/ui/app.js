@@ -159,7 +159,8 @@ async function runPage(main, id) {
   const head = h('div', { class: 'runhead' });
   const graph = h('div', { class: 'graph', id: 'graph' });
   const panel = h('div', { class: 'jobpanel', id: 'jobpanel' });
-  put(main, head, graph, panel);
+  const arts = h('div', { class: 'artifacts', id: 'artifacts' });
+  put(main, head, graph, arts, panel);
 
   const es = new EventSource(`/api/v1/runs/${id}/events?access_token=${encodeURIComponent(token())}`);
   onLeave(() => es.close());
@@ -187,6 +188,7 @@ async function runPage(main, id) {
     }
     renderHead(run);
     renderGraph(jobs);
+    put(arts, ...(state.data.artifacts || []).map((a) => h('a', { class: 'artifact', href: `/api/v1/runs/${id}/artifacts/${encodeURIComponent(a.name)}?access_token=${encodeURIComponent(token())}` }, `⬇ ${a.name} (${a.size} B)`)));
     renderJob(jobs.find((j) => j.id === state.selected));
   }
 
