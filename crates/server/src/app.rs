@@ -254,16 +254,25 @@ impl App {
                 self.set_waiting(job, &format!("waiting for needed jobs: {}", p.join(", ")))?;
                 continue;
             }
-            if let Some(failed) = deps
-                .iter()
-                .find(|d| d.conclusion.as_deref() != Some("success"))
-            {
-                self.finish_job(
-                    job,
-                    "skipped",
-                    &format!("skipped: needed job `{}` did not succeed", failed.key),
-                )?;
-                continue;
+            match self.job_condition(&run, job, &deps)? {
+                Ok(true) => {}
+                Ok(false) => {
+                    let why = match deps
+                        .iter()
+                        .find(|d| d.conclusion.as_deref() != Some("success"))
+                    {
+                        Some(failed) => {
+                            format!("skipped: needed job `{}` did not succeed", failed.key)
+                        }
+                        None => "skipped: its `if:` condition is false".to_string(),
+                    };
+                    self.finish_job(job, "skipped", &why)?;
+                    continue;
+                }
+                Err(e) => {
+                    self.finish_job(job, "failure", &e)?;
+                    continue;
+                }
             }
             if let Some(env) = &job.environment {
                 let protection = self
@@ -370,6 +379,68 @@ impl App {
             self.work.notify_waiters();
         }
         self.conclude_run(run_id)
+    }
+
+    /// The job's `if:` (default `success()`) over the run's `github`, `needs`,
+    /// `vars` and `inputs` contexts, with status functions answered from the
+    /// needed jobs' results. `Err` holds a message for a bad expression.
+    fn job_condition(
+        &self,
+        run: &hangar_store::Run,
+        job: &Job,
+        deps: &[&Job],
+    ) -> anyhow::Result<Result<bool, String>> {
+        // Scheduling reads jobs without their spec; the condition lives there.
+        let spec = self
+            .store
+            .get_job(job.id)?
+            .map(|j| j.spec)
+            .unwrap_or_default();
+        let text = match spec.get("if") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        if text.trim().is_empty()
+            && deps
+                .iter()
+                .all(|d| d.conclusion.as_deref() == Some("success"))
+        {
+            return Ok(Ok(true));
+        }
+        let cond = match hangar_expr::Condition::parse(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "job `{}`: `if: {text}` is invalid: {}",
+                    job.key, e.message
+                )));
+            }
+        };
+        let mut needs = serde_json::Map::new();
+        for d in deps {
+            needs.insert(
+                d.key.clone(),
+                json!({"result": d.conclusion, "outputs": d.outputs}),
+            );
+        }
+        let ctx_json = self.store.run_context(run.id)?;
+        let payload = self.store.run_payload(run.id)?;
+        let contexts = hangar_expr::Contexts::from_json(&json!({
+            "github": {
+                "event_name": run.event, "event": payload, "ref": run.git_ref, "sha": run.sha,
+                "repository": ctx_json.get("repository"), "actor": run.actor, "workflow": run.workflow_name,
+                "run_id": run.id.to_string(), "job": job.key,
+                "ref_name": run.git_ref.rsplit('/').next().unwrap_or(""),
+            },
+            "needs": needs,
+            "vars": self.store.variables_for_repo(run.repo_id)?,
+            "inputs": ctx_json.get("inputs").cloned().unwrap_or(json!({})),
+        }));
+        let host = NeedsHost { deps };
+        Ok(cond
+            .eval(&contexts, &host)
+            .map_err(|e| format!("job `{}`: `if: {text}`: {e}", job.key)))
     }
 
     fn set_waiting(&self, job: &Job, reason: &str) -> anyhow::Result<()> {
@@ -655,6 +726,39 @@ impl App {
             self.store.set_environment(repo.id, &name, &p)?;
         }
         Ok(())
+    }
+}
+
+/// Status functions in a job's `if:`, answered from the jobs it needs.
+struct NeedsHost<'a> {
+    deps: &'a [&'a Job],
+}
+
+impl NeedsHost<'_> {
+    fn answer(&self, f: hangar_expr::StatusFunction, only: Option<&[String]>) -> bool {
+        use hangar_expr::StatusFunction::*;
+        let deps = self
+            .deps
+            .iter()
+            .filter(|d| only.is_none_or(|o| o.iter().any(|k| k.eq_ignore_ascii_case(&d.key))));
+        let results: Vec<&str> = deps
+            .map(|d| d.conclusion.as_deref().unwrap_or(""))
+            .collect();
+        match f {
+            Always => true,
+            Success => results.iter().all(|r| *r == "success"),
+            Failure => results.iter().any(|r| *r == "failure"),
+            Cancelled => results.iter().any(|r| *r == "cancelled"),
+        }
+    }
+}
+
+impl hangar_expr::Host for NeedsHost<'_> {
+    fn status(&self, f: hangar_expr::StatusFunction) -> bool {
+        self.answer(f, None)
+    }
+    fn status_of(&self, f: hangar_expr::StatusFunction, jobs: &[String]) -> bool {
+        self.answer(f, Some(jobs))
     }
 }
 

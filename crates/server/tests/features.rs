@@ -499,3 +499,30 @@ async fn artifacts_pass_between_jobs_through_the_server() {
         "the download is a tar of the artifact"
     );
 }
+
+#[tokio::test]
+async fn job_if_conditions_use_needs_results() {
+    let wf = "on: push\njobs:\n  bad:\n    runs-on: ubuntu-latest\n    steps: [{run: 'exit 1'}]\n  cleanup:\n    needs: bad\n    if: always()\n    runs-on: ubuntu-latest\n    steps: [{run: echo cleaning}]\n  on-failure:\n    needs: bad\n    if: failure()\n    runs-on: ubuntu-latest\n    steps: [{run: echo reporting}]\n  next:\n    needs: bad\n    runs-on: ubuntu-latest\n    steps: [{run: echo never}]\n  only-tags:\n    if: startsWith(github.ref, 'refs/tags/')\n    runs-on: ubuntu-latest\n    steps: [{run: echo tag}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    let c = |key: &str| {
+        r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap()["conclusion"]
+            .clone()
+    };
+    assert_eq!(c("bad"), "failure");
+    assert_eq!(c("cleanup"), "success", "{r:#}");
+    assert_eq!(c("on-failure"), "success");
+    assert_eq!(c("next"), "skipped");
+    assert_eq!(c("only-tags"), "skipped");
+    assert_eq!(r["run"]["conclusion"], "failure");
+}
