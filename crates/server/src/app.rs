@@ -747,8 +747,8 @@ impl NeedsHost<'_> {
         match f {
             Always => true,
             Success => results.iter().all(|r| *r == "success"),
-            Failure => results.iter().any(|r| *r == "failure"),
-            Cancelled => results.iter().any(|r| *r == "cancelled"),
+            Failure => results.contains(&"failure"),
+            Cancelled => results.contains(&"cancelled"),
         }
     }
 }
