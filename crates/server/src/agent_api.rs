@@ -309,6 +309,7 @@ pub async fn complete(
     }
     app.publish_job(job.run_id, job_id);
     app.advance_run(job.run_id).await;
+    app.wake_group(job_id).await;
     StatusCode::NO_CONTENT.into_response()
 }
 

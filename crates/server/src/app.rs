@@ -41,6 +41,8 @@ pub struct App {
     /// Serialises scheduling decisions (one server process owns the schedule).
     pub sched: tokio::sync::Mutex<()>,
     pub maskers: Mutex<HashMap<i64, Arc<Masker>>>,
+    /// Runs to re-check after the current scheduling decision (see `advance_run`).
+    pub pending_advance: Mutex<Vec<i64>>,
     /// Wait timers of protected environments: when they end, the run is re-checked.
     pub timers: Mutex<BTreeMap<(Millis, i64), ()>>,
     pub lease_ms: i64,
@@ -197,15 +199,90 @@ impl App {
     /// Decides what every job of a run may do now. Idempotent; called after any change.
     pub async fn advance_run(&self, run_id: i64) {
         let mut next = Some(run_id);
-        while let Some(id) = next {
-            next = match self.advance_run_inner(id).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(run = id, "scheduling failed: {e:#}");
-                    None
-                }
-            };
+        loop {
+            while let Some(id) = next {
+                next = match self.advance_run_inner(id).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(run = id, "scheduling failed: {e:#}");
+                        None
+                    }
+                };
+            }
+            // Runs touched by a decision about another run (concurrency groups).
+            next = self
+                .pending_advance
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            if next.is_none() {
+                return;
+            }
         }
+    }
+
+    /// A job left its concurrency group: the jobs waiting for the group get a look.
+    pub async fn wake_group(&self, job_id: i64) {
+        let Ok(Some(group)) = self.store.job_group(job_id) else {
+            return;
+        };
+        let mut runs: Vec<i64> = match self.store.jobs_in_group(&group) {
+            Ok(jobs) => jobs
+                .into_iter()
+                .filter(|j| j.status == "waiting")
+                .map(|j| j.run_id)
+                .collect(),
+            Err(_) => return,
+        };
+        runs.dedup();
+        for r in runs {
+            self.advance_run(r).await;
+        }
+    }
+
+    /// The job-level `concurrency:` (string or `{group, cancel-in-progress}`), its
+    /// `${{ }}` evaluated over `github`, `matrix` and `inputs`.
+    fn job_concurrency(
+        &self,
+        run: &hangar_store::Run,
+        job: &Job,
+    ) -> anyhow::Result<Option<(String, bool)>> {
+        let spec = self
+            .store
+            .get_job(job.id)?
+            .map(|j| j.spec)
+            .unwrap_or_default();
+        let (template, cancel) = match spec.get("concurrency") {
+            Some(Value::String(s)) => (s.clone(), false),
+            Some(Value::Object(m)) => match m.get("group").and_then(Value::as_str) {
+                Some(g) => (
+                    g.to_string(),
+                    m.get("cancel-in-progress")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                ),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        if !template.contains("${{") {
+            return Ok(Some((template, cancel)));
+        }
+        let ctx = self.store.run_context(run.id)?;
+        let contexts = hangar_expr::Contexts::from_json(&json!({
+            "github": {
+                "ref": run.git_ref, "sha": run.sha, "workflow": run.workflow_name, "event_name": run.event,
+                "repository": ctx.get("repository"), "job": job.key,
+                "ref_name": run.git_ref.rsplit('/').next().unwrap_or(""),
+            },
+            "matrix": spec.get("matrix").cloned().unwrap_or(json!({})),
+            "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
+        }));
+        let group = hangar_expr::Template::parse(&template)
+            .ok()
+            .and_then(|t| t.eval_to_string(&contexts, &hangar_expr::DefaultHost).ok())
+            .unwrap_or(template);
+        Ok(Some((group, cancel)))
     }
 
     /// Returns a run that may start now because this one left its concurrency group.
@@ -241,6 +318,7 @@ impl App {
             self.store.jobs_of_run(run_id)?
         };
         let mut queued_any = false;
+        let mut others_to_advance: Vec<i64> = Vec::new();
         for job in jobs.iter().filter(|j| j.status == "waiting") {
             let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
             let pending: Vec<&str> = deps
@@ -364,6 +442,44 @@ impl App {
                     }
                 }
             }
+            if let Some((group, cancel)) = self.job_concurrency(&run, job)? {
+                self.store.set_job_group(job.id, Some(&group))?;
+                let older: Vec<Job> = self
+                    .store
+                    .jobs_in_group(&group)?
+                    .into_iter()
+                    .filter(|o| o.id < job.id)
+                    .collect();
+                if cancel {
+                    for o in &older {
+                        match o.status.as_str() {
+                            "running" => self.store.request_cancel(o.id)?,
+                            _ => {
+                                self.finish_job(
+                                    o,
+                                    "cancelled",
+                                    &format!(
+                                        "cancelled by job #{} in concurrency group `{group}`",
+                                        job.id
+                                    ),
+                                )?;
+                                if o.run_id != run_id {
+                                    others_to_advance.push(o.run_id);
+                                }
+                            }
+                        }
+                    }
+                } else if !older.is_empty() {
+                    self.set_waiting(
+                        job,
+                        &format!(
+                            "waiting for concurrency group `{group}` (job #{} holds it)",
+                            older[0].id
+                        ),
+                    )?;
+                    continue;
+                }
+            }
             self.store.update_job(
                 job.id,
                 &JobUpdate {
@@ -377,6 +493,12 @@ impl App {
         }
         if queued_any {
             self.work.notify_waiters();
+        }
+        if !others_to_advance.is_empty() {
+            self.pending_advance
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(others_to_advance);
         }
         self.conclude_run(run_id)
     }
@@ -550,6 +672,9 @@ impl App {
             &json!({"reason": reason}),
         )?;
         self.advance_run(run_id).await;
+        for job in self.store.jobs_of_run(run_id)? {
+            self.wake_group(job.id).await;
+        }
         Ok(())
     }
 
@@ -672,6 +797,7 @@ impl App {
                 self.work.notify_waiters();
             }
             self.advance_run(job.run_id).await;
+            self.wake_group(job.id).await;
         }
         Ok(())
     }

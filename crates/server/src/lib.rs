@@ -199,6 +199,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         agents: Mutex::new(HashMap::new()),
         sched: Default::default(),
         maskers: Default::default(),
+        pending_advance: Default::default(),
         timers: Default::default(),
         lease_ms: cfg.lease.as_millis() as i64,
         max_attempts: cfg.max_attempts.max(1),

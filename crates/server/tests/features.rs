@@ -526,3 +526,90 @@ async fn job_if_conditions_use_needs_results() {
     assert_eq!(c("only-tags"), "skipped");
     assert_eq!(r["run"]["conclusion"], "failure");
 }
+
+#[tokio::test]
+async fn pull_request_types_and_branches() {
+    let wf = "on:\n  pull_request:\n    types: [opened, synchronize]\n    branches: [main]\njobs:\n  check:\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo pr ${{ github.event.pull_request.number }} $GITHUB_REF'}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/pr.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let pr = |action: &str, base: &str| {
+        serde_json::to_vec(&json!({
+            "action": action, "number": 7,
+            "pull_request": {"number": 7, "head": {"sha": sha, "ref": "feature"}, "base": {"ref": base}},
+            "repository": {"full_name": "acme/app", "clone_url": repo.path().to_string_lossy()},
+            "sender": {"login": "dev"}
+        }))
+        .unwrap()
+    };
+    let body = pr("opened", "main");
+    let (code, v) = s
+        .hook("github", &body, &sign(&body), "pr-1", "pull_request")
+        .await;
+    assert_eq!(code, 202);
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["event"], "pull_request");
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", run["jobs"][0]["id"]))
+        .await;
+    assert!(log.contains("pr 7"), "{log}");
+    for (id, action, base) in [("pr-2", "closed", "main"), ("pr-3", "opened", "release")] {
+        let body = pr(action, base);
+        let (code, v) = s
+            .hook("github", &body, &sign(&body), id, "pull_request")
+            .await;
+        assert_eq!(code, 202);
+        assert_eq!(v["runs"], json!([]), "{action} into {base} is filtered out");
+    }
+    // A ping is recorded and ignored.
+    let ping = br#"{"zen": "hi", "repository": {"full_name": "acme/app"}}"#;
+    let (code, v) = s.hook("github", ping, &sign(ping), "ping-1", "ping").await;
+    assert_eq!(code, 202);
+    assert_eq!(v["ignored"], "ping");
+}
+
+#[tokio::test]
+async fn job_level_concurrency_serialises_jobs_across_runs() {
+    let gate = tempfile::tempdir().unwrap();
+    let wf = format!(
+        "on: push\njobs:\n  deploy:\n    concurrency: deploy-${{{{ github.ref }}}}\n    runs-on: ubuntu-latest\n    steps:\n      - run: while [ ! -e {}/go-$GITHUB_RUN_ID ]; do sleep 0.05; done\n",
+        gate.path().display()
+    );
+    let (repo, sha) = repo_with(&[(".github/workflows/cd.yml", &wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v1) = s.push("acme/app", repo.path(), &sha, "c1").await;
+    let first = v1["runs"][0].as_i64().unwrap();
+    wait_until(
+        "the first deploy to run",
+        Duration::from_secs(20),
+        async || s.get(&format!("/api/v1/runs/{first}")).await["jobs"][0]["status"] == "running",
+    )
+    .await;
+    let (_, v2) = s.push("acme/app", repo.path(), &sha, "c2").await;
+    let second = v2["runs"][0].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r2 = s.get(&format!("/api/v1/runs/{second}")).await;
+    assert_eq!(r2["jobs"][0]["status"], "waiting", "{r2:#}");
+    assert!(
+        r2["jobs"][0]["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("deploy-refs/heads/main"),
+        "{r2:#}"
+    );
+    // The first finishes; the second takes the group.
+    std::fs::write(gate.path().join(format!("go-{first}")), "").unwrap();
+    std::fs::write(gate.path().join(format!("go-{second}")), "").unwrap();
+    assert_eq!(
+        s.wait_run(first, Duration::from_secs(20)).await["run"]["conclusion"],
+        "success"
+    );
+    assert_eq!(
+        s.wait_run(second, Duration::from_secs(20)).await["run"]["conclusion"],
+        "success"
+    );
+}

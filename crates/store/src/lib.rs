@@ -69,6 +69,11 @@ pub trait Store: Send + Sync {
     fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>>;
     /// Jobs of a run in one status (without their spec).
     fn jobs_of_run_in(&self, run_id: i64, status: &str) -> Result<Vec<Job>>;
+    /// A job's evaluated job-level `concurrency` group.
+    fn set_job_group(&self, job_id: i64, group: Option<&str>) -> Result<()>;
+    /// Jobs of any run in a concurrency group that have not completed.
+    fn jobs_in_group(&self, group: &str) -> Result<Vec<Job>>;
+    fn job_group(&self, job_id: i64) -> Result<Option<String>>;
     /// How many of a run's jobs are in each state, for concluding the run cheaply.
     fn job_counts(&self, run_id: i64) -> Result<JobCounts>;
     fn get_job(&self, id: i64) -> Result<Option<Job>>;

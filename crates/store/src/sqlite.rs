@@ -15,7 +15,8 @@ use crate::model::*;
 use crate::{Result, Store};
 
 /// Ordered schema migrations; the index + 1 is the version stored in `user_version`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repos (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, clone_url TEXT NOT NULL,
   forge TEXT NOT NULL, webhook_secret BLOB, created_at INTEGER NOT NULL);
@@ -78,7 +79,12 @@ CREATE TABLE artifacts (
 CREATE TABLE caches (
   repo_id INTEGER NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
   created_at INTEGER NOT NULL, PRIMARY KEY (repo_id, key));
-"#];
+"#,
+    r#"
+ALTER TABLE jobs ADD COLUMN concurrency_group TEXT;
+CREATE INDEX jobs_group ON jobs(concurrency_group, status);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -481,6 +487,33 @@ impl Store for SqliteStore {
             "WHERE run_id = ?1 AND status = ?2 ORDER BY id",
             params![run_id, status],
         )
+    }
+
+    fn set_job_group(&self, job_id: i64, group: Option<&str>) -> Result<()> {
+        self.c().execute(
+            "UPDATE jobs SET concurrency_group = ?2 WHERE id = ?1",
+            params![job_id, group],
+        )?;
+        Ok(())
+    }
+
+    fn jobs_in_group(&self, group: &str) -> Result<Vec<Job>> {
+        self.query_jobs_light(
+            "WHERE concurrency_group = ?1 AND status != 'completed' ORDER BY id",
+            [group],
+        )
+    }
+
+    fn job_group(&self, job_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .c()
+            .query_row(
+                "SELECT concurrency_group FROM jobs WHERE id = ?1",
+                [job_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     fn job_counts(&self, run_id: i64) -> Result<JobCounts> {
