@@ -144,7 +144,13 @@ fn spawn_and_read(
             return Err(format!("cannot create a pipe: {e}"));
         }
     };
-    let mut cmd = std::process::Command::new(&spec.program);
+    // A full path lets std use posix_spawn (vfork-like) instead of fork+exec:
+    // with PATH set in the child's environment and a bare name it must fork.
+    let path_var = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    let program = crate::shell::which(&spec.program, path_var)
+        .map(|p| p.into_os_string())
+        .unwrap_or_else(|| spec.program.clone().into());
+    let mut cmd = std::process::Command::new(&program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
