@@ -146,7 +146,11 @@ fn spawn_and_read(
     };
     // A full path lets std use posix_spawn (vfork-like) instead of fork+exec:
     // with PATH set in the child's environment and a bare name it must fork.
-    let path_var = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    let path_var = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
     let program = crate::shell::which(&spec.program, path_var)
         .map(|p| p.into_os_string())
         .unwrap_or_else(|| spec.program.clone().into());
