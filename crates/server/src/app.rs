@@ -352,6 +352,21 @@ impl App {
                     continue;
                 }
             }
+            match self.expand_deferred_matrix(&run, job, &deps)? {
+                MatrixStep::Ready => {}
+                MatrixStep::Expanded => {
+                    // The legs are new waiting jobs: look at the run again.
+                    self.pending_advance
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(run_id);
+                    continue;
+                }
+                MatrixStep::Failed(msg) => {
+                    self.finish_job(job, "failure", &msg)?;
+                    continue;
+                }
+            }
             if let Some(env) = &job.environment {
                 let protection = self
                     .store
@@ -563,6 +578,98 @@ impl App {
         Ok(cond
             .eval(&contexts, &host)
             .map_err(|e| format!("job `{}`: `if: {text}`: {e}", job.key)))
+    }
+
+    /// A job whose `strategy.matrix` holds expressions becomes its legs once the
+    /// jobs it needs have finished (their outputs feed the expressions).
+    fn expand_deferred_matrix(
+        &self,
+        run: &hangar_store::Run,
+        job: &Job,
+        deps: &[&Job],
+    ) -> anyhow::Result<MatrixStep> {
+        let spec = self
+            .store
+            .get_job(job.id)?
+            .map(|j| j.spec)
+            .unwrap_or_default();
+        if spec.get("matrix_deferred") != Some(&Value::Bool(true)) {
+            return Ok(MatrixStep::Ready);
+        }
+        let matrix = spec
+            .pointer("/strategy/matrix")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut needs = serde_json::Map::new();
+        for d in deps {
+            needs.insert(
+                d.key.clone(),
+                json!({"result": d.conclusion, "outputs": d.outputs}),
+            );
+        }
+        let ctx = self.store.run_context(run.id)?;
+        let contexts = hangar_expr::Contexts::from_json(&json!({
+            "github": {
+                "ref": run.git_ref, "sha": run.sha, "workflow": run.workflow_name, "event_name": run.event,
+                "repository": ctx.get("repository"), "event": self.store.run_payload(run.id)?,
+            },
+            "needs": needs,
+            "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
+            "vars": self.store.variables_for_repo(run.repo_id)?,
+        }));
+        let host = NeedsHost { deps };
+        let evaluated = match hangar_engine::evaluate::eval_tree(&matrix, &contexts, &host) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(MatrixStep::Failed(format!(
+                    "job `{}`: strategy.matrix: {e}",
+                    job.key
+                )));
+            }
+        };
+        let legs = match hangar_engine::matrix::expand(Some(&evaluated)) {
+            Ok(l) if !l.is_empty() => l,
+            Ok(_) => {
+                return Ok(MatrixStep::Failed(format!(
+                    "job `{}`: the matrix has no legs",
+                    job.key
+                )));
+            }
+            Err(e) => return Ok(MatrixStep::Failed(format!("job `{}`: {e}", job.key))),
+        };
+        let base = spec
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(&job.key)
+            .to_string();
+        let leg_spec = |leg: &serde_json::Map<String, Value>| {
+            let mut s = spec.clone();
+            if let Value::Object(m) = &mut s {
+                m.remove("matrix_deferred");
+                m.insert("matrix".into(), Value::Object(leg.clone()));
+            }
+            s
+        };
+        self.store.set_job_spec(
+            job.id,
+            &workflows::leg_name(&base, &legs[0]),
+            &leg_spec(&legs[0]),
+        )?;
+        let more: Vec<hangar_store::NewJob> = legs[1..]
+            .iter()
+            .map(|leg| hangar_store::NewJob {
+                key: job.key.clone(),
+                name: workflows::leg_name(&base, leg),
+                needs: job.needs.clone(),
+                labels: job.labels.clone(),
+                environment: job.environment.clone(),
+                max_attempts: job.max_attempts,
+                spec: leg_spec(leg),
+            })
+            .collect();
+        self.store.add_jobs(run.id, &more)?;
+        self.publish_job(run.id, job.id);
+        Ok(MatrixStep::Expanded)
     }
 
     fn set_waiting(&self, job: &Job, reason: &str) -> anyhow::Result<()> {
@@ -853,6 +960,12 @@ impl App {
         }
         Ok(())
     }
+}
+
+enum MatrixStep {
+    Ready,
+    Expanded,
+    Failed(String),
 }
 
 /// Status functions in a job's `if:`, answered from the jobs it needs.

@@ -193,7 +193,26 @@ impl Workflow {
                 .and_then(Value::as_str)
                 .unwrap_or(key)
                 .to_string();
-            for combo in matrix_combinations(job.get("strategy").and_then(|s| s.get("matrix"))) {
+            let matrix = job.get("strategy").and_then(|s| s.get("matrix"));
+            if matrix.is_some_and(|m| m.to_string().contains("${{")) {
+                // The legs depend on expressions (often `fromJSON(needs.x.outputs.y)`):
+                // one placeholder now, expanded by the scheduler when the job is ready.
+                let mut spec = job.clone();
+                if let Value::Object(m) = &mut spec {
+                    m.insert("matrix_deferred".into(), Value::Bool(true));
+                }
+                out.push(NewJob {
+                    key: key.clone(),
+                    name: base_name.clone(),
+                    needs: needs.clone(),
+                    labels: labels.clone(),
+                    environment: environment.clone(),
+                    max_attempts,
+                    spec,
+                });
+                continue;
+            }
+            for combo in matrix_combinations(matrix) {
                 let name = if combo.is_empty() {
                     base_name.clone()
                 } else {
@@ -329,6 +348,21 @@ fn substitute_github(template: &str, ev: &Event, repo: &str, workflow: &str) -> 
 }
 
 /// Cartesian product of the matrix's list-valued keys, then `exclude`, then `include`.
+pub fn leg_name(base: &str, combo: &Map<String, Value>) -> String {
+    if combo.is_empty() {
+        return base.to_string();
+    }
+    let vals: Vec<String> = combo
+        .values()
+        .map(|v| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect();
+    format!("{base} ({})", vals.join(", "))
+}
+
 fn matrix_combinations(matrix: Option<&Value>) -> Vec<Map<String, Value>> {
     let Some(Value::Object(m)) = matrix else {
         return vec![Map::new()];

@@ -613,3 +613,37 @@ async fn job_level_concurrency_serialises_jobs_across_runs() {
         "success"
     );
 }
+
+#[tokio::test]
+async fn matrix_from_needed_outputs_expands_when_ready() {
+    let wf = "on: push\njobs:\n  setup:\n    runs-on: ubuntu-latest\n    outputs:\n      list: ${{ steps.s.outputs.list }}\n    steps:\n      - id: s\n        run: echo 'list=[\"a\",\"b\",\"c\"]' >> $GITHUB_OUTPUT\n  build:\n    needs: setup\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        x: ${{ fromJSON(needs.setup.outputs.list) }}\n    steps:\n      - run: echo leg=${{ matrix.x }}\n  after:\n    needs: build\n    runs-on: ubuntu-latest\n    steps: [{run: echo all legs done}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(r["run"]["conclusion"], "success", "{r:#}");
+    let jobs = r["jobs"].as_array().unwrap();
+    let mut legs: Vec<String> = jobs
+        .iter()
+        .filter(|j| j["key"] == "build")
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect();
+    legs.sort();
+    assert_eq!(legs, vec!["build (a)", "build (b)", "build (c)"]);
+    for j in jobs.iter().filter(|j| j["key"] == "build") {
+        let log = s
+            .get_text(&format!("/api/v1/jobs/{}/logs/raw", j["id"]))
+            .await;
+        let leg = j["name"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("build (")
+            .trim_end_matches(')');
+        assert!(log.contains(&format!("leg={leg}")), "{log}");
+    }
+    let after = jobs.iter().find(|j| j["key"] == "after").unwrap();
+    assert_eq!(after["conclusion"], "success");
+}

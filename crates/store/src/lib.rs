@@ -69,6 +69,9 @@ pub trait Store: Send + Sync {
     fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>>;
     /// Jobs of a run in one status (without their spec).
     fn jobs_of_run_in(&self, run_id: i64, status: &str) -> Result<Vec<Job>>;
+    /// Adds jobs to a run (matrix legs known only once the needed jobs finished).
+    fn add_jobs(&self, run_id: i64, jobs: &[NewJob]) -> Result<Vec<i64>>;
+    fn set_job_spec(&self, job_id: i64, name: &str, spec: &serde_json::Value) -> Result<()>;
     /// A job's evaluated job-level `concurrency` group.
     fn set_job_group(&self, job_id: i64, group: Option<&str>) -> Result<()>;
     /// Jobs of any run in a concurrency group that have not completed.

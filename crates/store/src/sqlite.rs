@@ -489,6 +489,42 @@ impl Store for SqliteStore {
         )
     }
 
+    fn add_jobs(&self, run_id: i64, jobs: &[NewJob]) -> Result<Vec<i64>> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let mut ids = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO jobs (run_id, key, name, needs, labels, status, waiting_reason, environment, \
+                 spec, max_attempts, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', 'waiting for the scheduler', ?6, ?7, ?8, ?9)",
+            )?;
+            for job in jobs {
+                stmt.execute(params![
+                    run_id,
+                    job.key,
+                    job.name,
+                    serde_json::to_string(&job.needs)?,
+                    serde_json::to_string(&job.labels)?,
+                    job.environment,
+                    job.spec.to_string(),
+                    job.max_attempts.max(1),
+                    now_ms()
+                ])?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn set_job_spec(&self, job_id: i64, name: &str, spec: &serde_json::Value) -> Result<()> {
+        self.c().execute(
+            "UPDATE jobs SET name = ?2, spec = ?3 WHERE id = ?1",
+            params![job_id, name, spec.to_string()],
+        )?;
+        Ok(())
+    }
+
     fn set_job_group(&self, job_id: i64, group: Option<&str>) -> Result<()> {
         self.c().execute(
             "UPDATE jobs SET concurrency_group = ?2 WHERE id = ?1",
