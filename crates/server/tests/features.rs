@@ -647,3 +647,46 @@ async fn matrix_from_needed_outputs_expands_when_ready() {
     let after = jobs.iter().find(|j| j["key"] == "after").unwrap();
     assert_eq!(after["conclusion"], "success");
 }
+
+#[tokio::test]
+async fn environment_wait_timer_and_branch_rules() {
+    let hangar_yml = "environments:\n  staging:\n    protection:\n      wait: 1\n  prod:\n    protection:\n      branches: [release/*]\n";
+    let wf = "on: push\njobs:\n  stage:\n    environment: staging\n    runs-on: ubuntu-latest\n    steps: [{run: echo staged}]\n  ship:\n    environment: {name: prod}\n    runs-on: ubuntu-latest\n    steps: [{run: echo shipped}]\n";
+    let (repo, sha) = repo_with(&[("hangar.yml", hangar_yml), (".github/workflows/cd.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let started = Instant::now();
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let r = s.get(&format!("/api/v1/runs/{run_id}")).await;
+    let job = |r: &Value, key: &str| {
+        r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        job(&r, "stage")["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("wait timer"),
+        "{r:#}"
+    );
+    let r = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the wait timer held the job"
+    );
+    assert_eq!(job(&r, "stage")["conclusion"], "success");
+    assert_eq!(job(&r, "ship")["conclusion"], "failure");
+    assert!(
+        job(&r, "ship")["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("may not deploy"),
+        "{r:#}"
+    );
+}
