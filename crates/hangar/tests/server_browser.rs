@@ -249,4 +249,50 @@ fn browser_shows_live_log_and_final_status() {
     // Read the page's own DOM once more for the job graph and step list.
     let graph = cdp.eval("document.querySelector('#graph').innerText");
     assert!(graph.as_str().unwrap().contains("build"), "{graph}");
+
+    // A protected environment: the run page offers Approve, and clicking it lets
+    // the deployment job run.
+    std::fs::write(
+        repo.path().join("hangar.yml"),
+        "environments:\n  prod:\n    protection:\n      reviewers: [admin]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join(".github/workflows/e2e.yml"),
+        "name: e2e\non: push\njobs:\n  deploy:\n    environment: prod\n    runs-on: ubuntu-latest\n    steps: [{run: echo deployed-for-real}]\n",
+    )
+    .unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "deploy"]);
+    let start = Instant::now();
+    loop {
+        cdp.eval("location.hash = '#/runs/2'; 1");
+        std::thread::sleep(Duration::from_millis(300));
+        if cdp.eval("!!document.querySelector('.approval button.primary')") == json!(true) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no Approve button appeared"
+        );
+        cdp.eval("location.hash = '#/runs'; 1");
+    }
+    cdp.eval("document.querySelector('.approval button.primary').click(); 1");
+    let start = Instant::now();
+    loop {
+        state = read(&mut cdp);
+        if state["conclusion"] == "success"
+            && state["log"]
+                .as_str()
+                .unwrap_or("")
+                .contains("deployed-for-real")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the approved job did not run: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
