@@ -455,7 +455,10 @@ impl<'e> Job<'e> {
         for (k, v) in &run.vars {
             vars_obj.insert(k.clone(), json!(v));
         }
-        let inputs = spec.inputs.clone().unwrap_or_else(|| run.inputs.clone());
+        let inputs = spec
+            .inputs
+            .clone()
+            .unwrap_or_else(|| crate::run::top_level_inputs(&spec.workflow, &run));
         let mut cx = Contexts::new();
         cx.insert("github", to_evalue(&Value::Object(github.clone())));
         cx.insert("runner", to_evalue(&runner));
@@ -939,7 +942,11 @@ impl<'e> Job<'e> {
             }
             None => self.run.workspace.clone(),
         };
-        let mut extra = Vec::new();
+        let action = step
+            .get("id")
+            .and_then(scalar_string)
+            .unwrap_or_else(|| format!("__run_{number}"));
+        let mut extra = vec![("GITHUB_ACTION".to_string(), action)];
         if let Some(p) = &scope.action_path {
             extra.push((
                 "GITHUB_ACTION_PATH".to_string(),

@@ -169,11 +169,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .jobs
         .unwrap_or_else(|| RunOptions::default().parallel)
         .max(1);
+    // `[job] ` prefixes only when several jobs (or matrix legs) may interleave.
     let job_count: usize = selected
         .iter()
         .map(|w| {
-            w.jobs()
-                .map(|(_, j)| if j.get("strategy").is_some() { 2 } else { 1 })
+            let stages = hangar_engine::plan::stages(w, args.job.as_deref()).unwrap_or_default();
+            stages
+                .iter()
+                .flatten()
+                .map(|id| match w.job(id).and_then(|j| j.get("strategy")) {
+                    Some(_) => 2,
+                    None => 1,
+                })
                 .sum::<usize>()
         })
         .sum();
