@@ -91,6 +91,21 @@ fn runner() -> Arc<dyn JobRunner> {
     Arc::new(EngineRunner::default())
 }
 
+/// Ctrl-C or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 /// The top of the git repository the current directory is in, if any.
 fn current_repo() -> Option<PathBuf> {
     let out = std::process::Command::new("git")
@@ -151,7 +166,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     println!("hangar serve: admin token (shown once; keep it): {t}");
                 }
                 println!("hangar serve: listening on {}/ui/", server.url());
-                tokio::signal::ctrl_c().await?;
+                shutdown_signal().await;
                 eprintln!("hangar serve: shutting down");
                 server.stop().await;
                 Ok(ExitCode::SUCCESS)
@@ -193,7 +208,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let shutdown = CancellationToken::new();
                 let s2 = shutdown.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown_signal().await;
                     s2.cancel();
                 });
                 eprintln!(
