@@ -1,17 +1,181 @@
 //! `hangar release` and `hangar commitlint`.
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use hangar_release::{Options, commitlint, lint};
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Cut a release from conventional commits: version, changelog, tag.
-    Release {},
-    /// Check commit messages against Conventional Commits.
-    Commitlint {},
+    /// Cut a release from conventional commits: version, changelog, version files, commit, tag.
+    Release {
+        /// Show the next version and notes; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Pre-release channel, e.g. `rc` -> 1.4.0-rc.1, rc.2, ...
+        #[arg(long)]
+        pre: Option<String>,
+        /// Release exactly this version.
+        #[arg(long = "as", value_name = "X.Y.Z")]
+        force: Option<semver_arg::V>,
+        /// Print only the release notes of the new version.
+        #[arg(long)]
+        notes: bool,
+        /// Only this package (monorepo).
+        #[arg(long)]
+        package: Option<String>,
+        #[arg(long)]
+        no_commit: bool,
+        #[arg(long)]
+        no_tag: bool,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check commit messages against Conventional Commits (a range, a message file, or stdin).
+    Commitlint {
+        /// Commits to check, e.g. `origin/main..HEAD` [default: HEAD~1..HEAD].
+        range: Option<String>,
+        /// Check the message in this file (a commit-msg hook passes `.git/COMMIT_EDITMSG`); `-` reads stdin.
+        #[arg(long)]
+        edit: Option<PathBuf>,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(_command: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the release commands are not built yet")
+mod semver_arg {
+    #[derive(Clone, Debug)]
+    pub struct V(pub semver::Version);
+    impl std::str::FromStr for V {
+        type Err = String;
+        fn from_str(s: &str) -> Result<Self, String> {
+            semver::Version::parse(s.trim_start_matches('v'))
+                .map(V)
+                .map_err(|e| format!("`{s}` is not a semantic version: {e}"))
+        }
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Release {
+            dry_run,
+            pre,
+            force,
+            notes,
+            package,
+            no_commit,
+            no_tag,
+            dir,
+            json,
+        } => {
+            let opts = Options {
+                dir,
+                dry_run: dry_run || notes,
+                pre,
+                force: force.map(|v| v.0),
+                package,
+                no_commit,
+                no_tag,
+            };
+            let outcomes = hangar_release::run(&opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcomes)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for o in &outcomes {
+                let who = o
+                    .package
+                    .as_deref()
+                    .map(|p| format!("{p}: "))
+                    .unwrap_or_default();
+                for w in &o.warnings {
+                    eprintln!("warning: {who}{w}");
+                }
+                for n in &o.nonconforming {
+                    eprintln!(
+                        "warning: {who}commit {} is not a Conventional Commit and was left out: {}",
+                        &n.sha[..7.min(n.sha.len())],
+                        n.subject
+                    );
+                }
+                if notes {
+                    print!("{}", o.notes);
+                    continue;
+                }
+                if !o.released {
+                    println!(
+                        "{who}nothing to release: {}",
+                        o.reason.as_deref().unwrap_or("")
+                    );
+                    continue;
+                }
+                let verb = if dry_run { "would release" } else { "released" };
+                println!(
+                    "{who}{verb} {} (tag {}, {} commits, previous {})",
+                    o.version.as_deref().unwrap_or(""),
+                    o.tag.as_deref().unwrap_or(""),
+                    o.commits,
+                    o.previous.as_deref().unwrap_or("none")
+                );
+                if dry_run {
+                    println!("\n{}", o.notes);
+                } else if !o.files.is_empty() {
+                    println!("  updated {}", o.files.join(", "));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Commitlint {
+            range,
+            edit,
+            dir,
+            json,
+        } => {
+            let results: Vec<(String, String, Vec<String>)> = if let Some(path) = edit {
+                let mut text = String::new();
+                if path.as_os_str() == "-" {
+                    std::io::stdin().read_to_string(&mut text)?;
+                } else {
+                    text = std::fs::read_to_string(&path)?;
+                }
+                // Git's commit template comments are not part of the message.
+                let msg: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                vec![(
+                    "message".into(),
+                    msg.lines().next().unwrap_or("").to_string(),
+                    lint(&msg),
+                )]
+            } else {
+                commitlint(&dir, range.as_deref().unwrap_or("HEAD~1..HEAD"))?
+            };
+            let bad = results.iter().filter(|r| !r.2.is_empty()).count();
+            if json {
+                let v: Vec<_> = results.iter().map(|(sha, subject, problems)| serde_json::json!({"commit": sha, "subject": subject, "problems": problems})).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for (sha, subject, problems) in &results {
+                    for p in problems {
+                        println!("{sha} {subject}\n  {p}");
+                    }
+                }
+                println!("{} checked, {bad} with problems", results.len());
+            }
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }

@@ -1,0 +1,157 @@
+//! The `release:` section of `hangar.yml`.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// How versions, changelogs and tags are made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Tag name; `{version}` is replaced (default `v{version}`).
+    #[serde(default = "default_tag")]
+    pub tag_format: String,
+    /// The first version when no tag exists yet.
+    #[serde(default = "default_initial")]
+    pub initial_version: String,
+    /// What a breaking change bumps below 1.0.0: `minor` (default) or `major`.
+    #[serde(default = "default_minor")]
+    pub breaking_below_1: Bump,
+    /// Commit type -> bump and changelog section. Merged over the defaults.
+    #[serde(default)]
+    pub types: IndexMap<String, TypeRule>,
+    #[serde(default = "default_changelog")]
+    pub changelog: String,
+    /// A minijinja template replacing the built-in one (see README, "Releases").
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Extra files whose version is replaced by a regex (first capture group is the version).
+    #[serde(default)]
+    pub version_files: Vec<VersionFile>,
+    /// Monorepo: packages released on their own.
+    #[serde(default)]
+    pub packages: Vec<Package>,
+    /// Web URL of the repository for commit links (default: from `git remote get-url origin`).
+    #[serde(default)]
+    pub repository_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bump {
+    None,
+    Patch,
+    Minor,
+    Major,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRule {
+    #[serde(default = "default_none")]
+    pub bump: Bump,
+    /// Changelog section title; none hides the type from the changelog.
+    #[serde(default)]
+    pub section: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFile {
+    pub path: String,
+    /// Regex whose first group is the version to replace.
+    pub regex: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub name: String,
+    /// Directory (relative to the repository root); commits touching it count for the package.
+    pub path: String,
+    /// Default `{name}-v{version}`.
+    #[serde(default)]
+    pub tag_format: Option<String>,
+    #[serde(default)]
+    pub changelog: Option<String>,
+}
+
+fn default_tag() -> String {
+    "v{version}".into()
+}
+fn default_initial() -> String {
+    "0.1.0".into()
+}
+fn default_minor() -> Bump {
+    Bump::Minor
+}
+fn default_none() -> Bump {
+    Bump::None
+}
+fn default_changelog() -> String {
+    "CHANGELOG.md".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tag_format: default_tag(),
+            initial_version: default_initial(),
+            breaking_below_1: Bump::Minor,
+            types: IndexMap::new(),
+            changelog: default_changelog(),
+            template: None,
+            version_files: Vec::new(),
+            packages: Vec::new(),
+            repository_url: None,
+        }
+    }
+}
+
+impl Config {
+    /// The rule for a commit type: configured, else the Conventional Commits defaults.
+    pub fn rule(&self, ty: &str) -> TypeRule {
+        if let Some(r) = self.types.get(ty) {
+            return r.clone();
+        }
+        let (bump, section) = match ty {
+            "feat" => (Bump::Minor, Some("Features")),
+            "fix" => (Bump::Patch, Some("Bug Fixes")),
+            "perf" => (Bump::Patch, Some("Performance")),
+            "revert" => (Bump::Patch, Some("Reverts")),
+            "refactor" => (Bump::None, Some("Refactoring")),
+            "docs" => (Bump::None, Some("Documentation")),
+            _ => (Bump::None, None),
+        };
+        TypeRule {
+            bump,
+            section: section.map(String::from),
+        }
+    }
+
+    /// Reads the `release:` section of `hangar.yml` in `dir`, if any; other sections are ignored.
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<Config> {
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            release: Option<Config>,
+        }
+        for name in ["hangar.yml", "hangar.yaml"] {
+            let path = dir.join(name);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let file: File = serde_saphyr::from_str(&text).map_err(|e| {
+                    let at = e
+                        .location()
+                        .map(|l| format!("{}:{}", l.line(), l.column()))
+                        .unwrap_or_else(|| "1:1".into());
+                    anyhow::anyhow!(
+                        "{}:{at}: {}",
+                        path.display(),
+                        e.to_string().lines().next().unwrap_or_default()
+                    )
+                })?;
+                return Ok(file.release.unwrap_or_default());
+            }
+        }
+        Ok(Config::default())
+    }
+}
