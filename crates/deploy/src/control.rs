@@ -165,3 +165,63 @@ pub async fn call(
     }
     anyhow::bail!("the controller closed the connection without an answer")
 }
+
+/// Whether a controller answers on `socket`.
+pub async fn running(socket: &Path) -> bool {
+    UnixStream::connect(socket).await.is_ok()
+}
+
+/// Starts `EXE up --env ENV` detached (its own process group, logging to the
+/// environment's directory) and waits until its socket answers. Returns its pid.
+pub async fn start_controller(
+    exe: &Path,
+    dir: &Path,
+    data: &Path,
+    env: &str,
+    no_build: bool,
+) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let files = crate::state::EnvFiles::new(data, env);
+    std::fs::create_dir_all(&files.dir)?;
+    let log_path = files.dir.join("controller.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["up", "--env", env, "--dir"])
+        .arg(dir)
+        .arg("--data")
+        .arg(data);
+    if no_build {
+        cmd.arg("--no-build");
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start the controller of `{env}`: {e}"))?;
+    let pid = child.id();
+    for _ in 0..1200 {
+        if running(&files.socket()).await {
+            // Reap it when it exits some day, without blocking: it outlives us by design.
+            std::thread::spawn(move || child.wait());
+            return Ok(pid);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            anyhow::bail!(
+                "the controller of `{env}` exited ({status}):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "the controller of `{env}` did not come up in 120 s; see {}",
+        log_path.display()
+    )
+}

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -333,55 +332,20 @@ async fn controller_running(files: &EnvFiles) -> bool {
         .is_ok()
 }
 
-/// Starts `hangar up --env ENV` detached, logging to the environment's directory, and waits for its socket.
 async fn start_background(env: &str, at: &Where, no_build: bool) -> anyhow::Result<()> {
-    let files = at.files(env);
-    std::fs::create_dir_all(&files.dir)?;
-    let log_path = files.dir.join("controller.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["up", "--env", env, "--dir"])
-        .arg(&at.dir)
-        .arg("--data")
-        .arg(at.data());
-    if no_build {
-        cmd.arg("--no-build");
-    }
-    use std::os::unix::process::CommandExt;
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .context("cannot start the environment's controller")?;
-    eprintln!(
-        "started the controller of `{env}` in the background (pid {}, log {})",
-        child.id(),
-        log_path.display()
-    );
-    for _ in 0..1200 {
-        if controller_running(&files).await {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            bail!(
-                "the controller of `{env}` exited ({status}):\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "the controller of `{env}` did not come up in 120 s; see {}",
-        log_path.display()
+    let pid = control::start_controller(
+        &std::env::current_exe()?,
+        &at.dir,
+        &at.data(),
+        env,
+        no_build,
     )
+    .await?;
+    eprintln!(
+        "started the controller of `{env}` in the background (pid {pid}, log {})",
+        at.files(env).dir.join("controller.log").display()
+    );
+    Ok(())
 }
 
 async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode> {

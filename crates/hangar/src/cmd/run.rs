@@ -162,6 +162,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let mut engine = Engine::new();
+    for action in hangar_builtins::all() {
+        engine.register(action);
+    }
     for d in &args.action_dirs {
         engine.add_action_dir(d).map_err(anyhow::Error::msg)?;
     }

@@ -1,0 +1,184 @@
+//! hangar's own steps for workflows: `uses: hangar/release@v1` and
+//! `uses: hangar/deploy@v1`, as engine built-in actions. Thin adapters: the work
+//! is done by `hangar-release` and `hangar-deploy`; this crate only maps `with:`
+//! inputs to their options and their results to step outputs. Both the local
+//! `hangar run` and the server's agents register [`all`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hangar_engine::builtin::{ActionCall, ActionResult, BuiltinAction};
+
+/// Every hangar built-in, for `Engine::register`.
+pub fn all() -> Vec<Arc<dyn BuiltinAction>> {
+    vec![Arc::new(Release), Arc::new(Deploy)]
+}
+
+fn truthy(s: &str) -> bool {
+    matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+}
+
+/// `hangar/release@v1`: inputs `dry-run`, `pre`, `as`, `package`, `no-commit`, `no-tag`;
+/// outputs `released` (`true`/`false`), `version`, `tag`, `notes`.
+struct Release;
+
+impl BuiltinAction for Release {
+    fn name(&self) -> &str {
+        "hangar/release"
+    }
+
+    fn run(&self, call: &ActionCall) -> ActionResult {
+        let force = match call.input("as").trim() {
+            "" => None,
+            v => match semver::Version::parse(v.trim_start_matches('v')) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    call.output.error(&format!(
+                        "hangar/release: input `as` is not a semantic version: {e}"
+                    ));
+                    return ActionResult::failed();
+                }
+            },
+        };
+        let opts = hangar_release::Options {
+            dir: call.workspace.clone(),
+            dry_run: truthy(call.input("dry-run")),
+            pre: Some(call.input("pre").trim().to_string()).filter(|p| !p.is_empty()),
+            force,
+            package: Some(call.input("package").trim().to_string()).filter(|p| !p.is_empty()),
+            no_commit: truthy(call.input("no-commit")),
+            no_tag: truthy(call.input("no-tag")),
+        };
+        let outcomes = match hangar_release::run(&opts) {
+            Ok(o) => o,
+            Err(e) => {
+                call.output.error(&format!("hangar/release: {e:#}"));
+                return ActionResult::failed();
+            }
+        };
+        let mut result = ActionResult::ok();
+        let first = outcomes.iter().find(|o| o.released).or(outcomes.first());
+        for o in &outcomes {
+            for n in &o.nonconforming {
+                call.output.warning(&format!(
+                    "commit {} is not a Conventional Commit: {}",
+                    &n.sha[..7.min(n.sha.len())],
+                    n.subject
+                ));
+            }
+            match (&o.version, o.released) {
+                (Some(v), true) => call.output.line(&format!(
+                    "{}released {v} ({})",
+                    o.package
+                        .as_deref()
+                        .map(|p| format!("{p}: "))
+                        .unwrap_or_default(),
+                    o.tag.as_deref().unwrap_or("")
+                )),
+                _ => call.output.line(&format!(
+                    "nothing to release: {}",
+                    o.reason.as_deref().unwrap_or("")
+                )),
+            }
+        }
+        let released = outcomes.iter().any(|o| o.released);
+        result
+            .outputs
+            .insert("released".into(), released.to_string());
+        if let Some(o) = first {
+            result
+                .outputs
+                .insert("version".into(), o.version.clone().unwrap_or_default());
+            result
+                .outputs
+                .insert("tag".into(), o.tag.clone().unwrap_or_default());
+            result.outputs.insert("notes".into(), o.notes.clone());
+        }
+        result
+    }
+}
+
+/// `hangar/deploy@v1`: inputs `environment` (required), `service`, `artifact`, `no-build`;
+/// outputs `version`, `outcome`. The deployment runs in the environment's controller
+/// (started in the background if none runs), so it outlives the job.
+struct Deploy;
+
+impl BuiltinAction for Deploy {
+    fn name(&self) -> &str {
+        "hangar/deploy"
+    }
+
+    fn run(&self, call: &ActionCall) -> ActionResult {
+        let env = call.input("environment").trim().to_string();
+        if env.is_empty() {
+            call.output.error("hangar/deploy: the `environment` input is required (e.g. `with: { environment: staging }`)");
+            return ActionResult::failed();
+        }
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                call.output.error(&format!("hangar/deploy: {e}"));
+                return ActionResult::failed();
+            }
+        };
+        let dir = call.workspace.clone();
+        let data = dir.join(".hangar");
+        let files = hangar_deploy::state::EnvFiles::new(&data, &env);
+        let no_build = truthy(call.input("no-build"));
+        let sha = call.env.get("GITHUB_SHA").cloned();
+        let req = hangar_deploy::control::Request::Deploy {
+            service: Some(call.input("service").trim().to_string()).filter(|s| !s.is_empty()),
+            artifact: Some(call.input("artifact").trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(|a| dir.join(a).display().to_string()),
+            commit: sha,
+            commit_time: None,
+            no_build,
+        };
+        let result = rt.block_on(async {
+            if !hangar_deploy::control::running(&files.socket()).await {
+                let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
+                let had_stable = !files.load().stable.is_empty();
+                hangar_deploy::control::start_controller(&exe, &dir, &data, &env, no_build).await?;
+                if !had_stable {
+                    call.output
+                        .line(&format!("started environment `{env}` (first deployment)"));
+                    return Ok(serde_json::json!([]));
+                }
+            }
+            hangar_deploy::control::call(&files.socket(), &req, |e| call.output.line(e)).await
+        });
+        match result {
+            Ok(v) => {
+                let recs = v.as_array().cloned().unwrap_or_default();
+                let ok = recs.iter().all(|r| r["outcome"] == "succeeded");
+                let mut res = if ok {
+                    ActionResult::ok()
+                } else {
+                    ActionResult::failed()
+                };
+                if let Some(last) = recs.last() {
+                    res.outputs.insert(
+                        "version".into(),
+                        last["version"].as_str().unwrap_or_default().to_string(),
+                    );
+                    res.outputs.insert(
+                        "outcome".into(),
+                        last["outcome"].as_str().unwrap_or_default().to_string(),
+                    );
+                }
+                if !ok {
+                    call.output.error(&format!("hangar/deploy: the deployment to `{env}` did not succeed (rolled back or failed); see the log above"));
+                }
+                res
+            }
+            Err(e) => {
+                call.output.error(&format!("hangar/deploy: {e:#}"));
+                ActionResult::failed()
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `uses: hangar/release@v1` inside a real `hangar run`, with its outputs feeding a later job's `if`.
+
+use std::process::Command;
+
+const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn release_step_outputs_drive_a_later_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "Dev"]);
+    git(dir, &["config", "user.email", "dev@example.com"]);
+    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
+    std::fs::write(
+        dir.join(".github/workflows/release.yml"),
+        r#"on: push
+jobs:
+  release:
+    runs-on: ubuntu-latest
+    outputs:
+      released: ${{ steps.r.outputs.released }}
+      version: ${{ steps.r.outputs.version }}
+    steps:
+      - id: r
+        uses: hangar/release@v1
+        with: { dry-run: true }
+  announce:
+    needs: release
+    if: needs.release.outputs.released == 'true'
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "announcing v=${{ needs.release.outputs.version }}"
+  skipped:
+    needs: release
+    if: needs.release.outputs.released != 'true'
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "must not run"
+"#,
+    )
+    .unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "feat: first feature"]);
+    let out = Command::new(HANGAR)
+        .arg("run")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("announcing v=0.1.0"), "{text}");
+    assert!(!text.contains("must not run"), "{text}");
+    // The dry run changed nothing.
+    let tags = Command::new("git")
+        .args(["tag"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(tags.stdout.is_empty());
+}
