@@ -90,6 +90,9 @@ impl GitReader {
         sha: &str,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let dir = self.repo_with(clone_url, sha).await?;
+        git(&dir, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
+            .await
+            .with_context(|| format!("commit {sha} is not in {clone_url}"))?;
         let listing = git_out(
             &dir,
             &[

@@ -148,8 +148,10 @@ pub async fn queue_event(
         Ok(x) => x,
         Err(e) => {
             app.metrics.delivery("fetch_failed");
+            // Recorded under a distinct id: the forge's redelivery of the same id
+            // must still be processed once the commit can be fetched.
             let _ = app.store.record_delivery(
-                delivery_id,
+                &format!("{delivery_id}#failed-{}", hangar_store::now_ms()),
                 Some(repo.id),
                 &event.name,
                 "fetch_failed",

@@ -132,3 +132,18 @@ async fn concurrent_deliveries_queue_exactly_once_each() {
     assert_eq!(ids.len(), 51);
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn an_unfetchable_commit_does_not_block_its_redelivery() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let body = push_body("acme/app", repo.path(), missing);
+    let (status, v) = s.hook("github", &body, &sign(&body), "d-r", "push").await;
+    assert_eq!(status, 422, "{v}");
+    // The forge redelivers the same id with a fetchable commit.
+    let (status, v) = s.push("acme/app", repo.path(), &sha, "d-r").await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 1);
+}
