@@ -1,1 +1,139 @@
-//! Diagnostics with file:line:col and a source snippet, shared by every parser.
+//! Diagnostics with a file, a line and a column, rendered cargo-style with the
+//! source line and a caret. Every parser in hangar reports through this.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+    /// What the user can do about it.
+    pub help: Option<String>,
+    pub severity: Severity,
+}
+
+impl Diagnostic {
+    pub fn error(file: &str, line: usize, column: usize, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: file.into(),
+            line: line.max(1),
+            column: column.max(1),
+            message: message.into(),
+            help: None,
+            severity: Severity::Error,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// `file:line:col: message`, then the source line with a caret, then the help.
+    pub fn render(&self, source: &str) -> String {
+        let mut out = format!("{self}\n");
+        if let Some(text) = source.lines().nth(self.line - 1) {
+            let gutter = self.line.to_string().len();
+            out.push_str(&format!(
+                "{:gutter$} |\n{} | {text}\n{:gutter$} | {}^\n",
+                "",
+                self.line,
+                "",
+                " ".repeat(self.column - 1)
+            ));
+        }
+        if let Some(help) = &self.help {
+            out.push_str(&format!("  = help: {help}\n"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {sev}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// The closest candidate within an edit distance of 2 (or a third of the word), for "did you mean".
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = word.len().div_ceil(3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| {
+            (
+                distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_caret() {
+        let d = Diagnostic::error("ci.yml", 2, 5, "unknown key `runs_on`")
+            .with_help("did you mean `runs-on`?");
+        let text = d.render("jobs:\n    runs_on: x\n");
+        assert_eq!(
+            text,
+            "ci.yml:2:5: error: unknown key `runs_on`\n  |\n2 |     runs_on: x\n  |     ^\n  = help: did you mean `runs-on`?\n"
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("runs_on", ["runs-on", "needs"]),
+            Some("runs-on")
+        );
+        assert_eq!(did_you_mean("stpes", ["steps", "env"]), Some("steps"));
+        assert_eq!(did_you_mean("zzz", ["steps"]), None);
+    }
+}

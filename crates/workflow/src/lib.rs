@@ -1,1 +1,12 @@
-//! GitHub Actions workflow model parsed from YAML with source positions, and validation.
+//! GitHub Actions workflow files: YAML with positions ([`yaml`]) and validation
+//! ([`validate`]) for `hangar validate`.
+//!
+//! The executor (`hangar-engine`) reads workflows into JSON trees of its own;
+//! this crate owns where things are and what is wrong with them. zizmor's
+//! `github-actions-models` was considered: its serde models carry no positions,
+//! and every diagnostic here needs a line and a column.
+
+pub mod validate;
+pub mod yaml;
+
+pub use validate::validate;

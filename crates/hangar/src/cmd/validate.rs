@@ -1,10 +1,92 @@
-//! `hangar validate`.
+//! `hangar validate [FILES]`: workflows (and hangar.yml) checked before a push.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use hangar_diag::Diagnostic;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hangar validate` is not built yet")
+#[derive(clap::Args)]
+pub struct Args {
+    /// Workflow files [default: .github/workflows/*.yml|yaml, and hangar.yml when present].
+    files: Vec<PathBuf>,
+    /// Print diagnostics as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut files = args.files.clone();
+    let defaults = files.is_empty();
+    if defaults {
+        if let Ok(entries) = std::fs::read_dir(".github/workflows") {
+            let mut found: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        if files.is_empty() && !std::path::Path::new("hangar.yml").exists() {
+            anyhow::bail!(
+                "no workflows in .github/workflows and no hangar.yml here: pass the files to check"
+            );
+        }
+    }
+    let mut all: Vec<(Diagnostic, String)> = Vec::new();
+    let mut checked = 0;
+    for path in &files {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        checked += 1;
+        let diags = if path
+            .file_name()
+            .is_some_and(|n| n == "hangar.yml" || n == "hangar.yaml")
+        {
+            project_diagnostics(&name, &text)
+        } else {
+            hangar_workflow::validate(&name, &text)
+        };
+        all.extend(diags.into_iter().map(|d| (d, text.clone())));
+    }
+    if defaults && std::path::Path::new("hangar.yml").exists() {
+        let text = std::fs::read_to_string("hangar.yml")?;
+        checked += 1;
+        all.extend(
+            project_diagnostics("hangar.yml", &text)
+                .into_iter()
+                .map(|d| (d, text.clone())),
+        );
+    }
+    if args.json {
+        let v: Vec<&Diagnostic> = all.iter().map(|(d, _)| d).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (d, text) in &all {
+            eprint!("{}", d.render(text));
+        }
+        eprintln!("{checked} file(s) checked, {} error(s)", all.len());
+    }
+    Ok(if all.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn project_diagnostics(name: &str, text: &str) -> Vec<Diagnostic> {
+    match hangar_project::parse(name, text) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs
+            .0
+            .into_iter()
+            .map(|e| {
+                let d = Diagnostic::error(&e.file, e.line as usize, e.column as usize, e.message);
+                match e.help {
+                    Some(h) => d.with_help(h),
+                    None => d,
+                }
+            })
+            .collect(),
+    }
 }

@@ -1,0 +1,727 @@
+//! `hangar validate`: the mistakes GitHub would reject, found before a push.
+//!
+//! Keys are checked against GitHub's workflow syntax (with "did you mean"),
+//! values against their types, jobs against each other (`needs` targets,
+//! cycles), steps against their job (ids, `run` xor `uses`), and every
+//! `${{ }}` is parsed with `hangar-expr` and its contexts and functions checked
+//! against GitHub's context-availability table for the key it sits in.
+
+use std::collections::{HashMap, HashSet};
+
+use hangar_diag::{Diagnostic, did_you_mean};
+use hangar_expr::{Template, lookup_function};
+
+use crate::yaml::{Key, Kind, Node, Pos};
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "run-name",
+    "on",
+    "env",
+    "defaults",
+    "permissions",
+    "concurrency",
+    "jobs",
+];
+const JOB_KEYS: &[&str] = &[
+    "name",
+    "needs",
+    "if",
+    "runs-on",
+    "environment",
+    "outputs",
+    "env",
+    "defaults",
+    "strategy",
+    "continue-on-error",
+    "timeout-minutes",
+    "container",
+    "services",
+    "steps",
+    "permissions",
+    "concurrency",
+    "uses",
+    "with",
+    "secrets",
+    "cancel-timeout-minutes",
+    "snapshot",
+];
+const CALL_JOB_KEYS: &[&str] = &[
+    "name",
+    "needs",
+    "if",
+    "uses",
+    "with",
+    "secrets",
+    "strategy",
+    "permissions",
+    "concurrency",
+];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "if",
+    "uses",
+    "run",
+    "shell",
+    "with",
+    "env",
+    "working-directory",
+    "continue-on-error",
+    "timeout-minutes",
+    "background",
+];
+const STRATEGY_KEYS: &[&str] = &["matrix", "fail-fast", "max-parallel"];
+const EVENTS: &[&str] = &[
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "create",
+    "delete",
+    "deployment",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "gollum",
+    "issue_comment",
+    "issues",
+    "label",
+    "merge_group",
+    "milestone",
+    "page_build",
+    "project",
+    "project_card",
+    "project_column",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_target",
+    "push",
+    "registry_package",
+    "release",
+    "repository_dispatch",
+    "schedule",
+    "status",
+    "watch",
+    "workflow_call",
+    "workflow_dispatch",
+    "workflow_run",
+    "image_version",
+];
+const FILTER_KEYS: &[&str] = &[
+    "branches",
+    "branches-ignore",
+    "tags",
+    "tags-ignore",
+    "paths",
+    "paths-ignore",
+    "types",
+    "workflows",
+    "inputs",
+    "outputs",
+    "secrets",
+    "names",
+    "versions",
+];
+
+/// Contexts GitHub allows at each place (its "context availability" table).
+#[derive(Clone, Copy)]
+struct Allowed {
+    contexts: &'static [&'static str],
+    status_functions: bool,
+    hash_files: bool,
+}
+
+const RUN_NAME: Allowed = Allowed {
+    contexts: &["github", "inputs", "vars"],
+    status_functions: false,
+    hash_files: false,
+};
+const WORKFLOW_ENV: Allowed = Allowed {
+    contexts: &["github", "secrets", "inputs", "vars"],
+    status_functions: false,
+    hash_files: false,
+};
+const JOB_IF: Allowed = Allowed {
+    contexts: &["github", "needs", "vars", "inputs"],
+    status_functions: true,
+    hash_files: false,
+};
+const JOB_LEVEL: Allowed = Allowed {
+    contexts: &["github", "needs", "strategy", "matrix", "vars", "inputs"],
+    status_functions: false,
+    hash_files: false,
+};
+const JOB_ENV: Allowed = Allowed {
+    contexts: &[
+        "github", "needs", "strategy", "matrix", "vars", "secrets", "inputs",
+    ],
+    status_functions: false,
+    hash_files: false,
+};
+const JOB_STRATEGY: Allowed = Allowed {
+    contexts: &["github", "needs", "vars", "inputs"],
+    status_functions: false,
+    hash_files: false,
+};
+const JOB_OUTPUTS: Allowed = Allowed {
+    contexts: &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
+        "steps", "inputs",
+    ],
+    status_functions: false,
+    hash_files: false,
+};
+const STEP: Allowed = Allowed {
+    contexts: &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
+        "steps", "inputs",
+    ],
+    status_functions: false,
+    hash_files: true,
+};
+const STEP_IF: Allowed = Allowed {
+    contexts: &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "steps", "inputs",
+    ],
+    status_functions: true,
+    hash_files: true,
+};
+
+struct Checker<'a> {
+    file: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, pos: Pos, msg: impl Into<String>) -> &mut Diagnostic {
+        self.out
+            .push(Diagnostic::error(self.file, pos.line, pos.column, msg));
+        let last = self.out.len() - 1;
+        &mut self.out[last]
+    }
+
+    fn keys(&mut self, node: &Node, known: &[&str], what: &str) {
+        for (k, _) in node.entries() {
+            if !known.contains(&k.name.as_str()) {
+                let help = did_you_mean(&k.name, known.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| format!("valid keys: {}", known.join(", ")));
+                self.err(k.pos, format!("unknown key `{}` in {what}", k.name))
+                    .help = Some(help);
+            }
+        }
+    }
+
+    fn expect_map(&mut self, node: &Node, what: &str) -> bool {
+        if matches!(node.kind, Kind::Map(_)) {
+            return true;
+        }
+        self.err(
+            node.pos,
+            format!("{what} must be a mapping, found {}", node.type_name()),
+        );
+        false
+    }
+
+    /// Checks every `${{ }}` in a scalar (and in nested values) against `allowed`.
+    fn exprs(&mut self, node: &Node, allowed: Allowed, bare: bool) {
+        match &node.kind {
+            Kind::Str(s) => self.expr_text(node, s, allowed, bare),
+            Kind::Seq(items) => items.iter().for_each(|i| self.exprs(i, allowed, false)),
+            Kind::Map(m) => m.iter().for_each(|(_, v)| self.exprs(v, allowed, false)),
+            _ => {}
+        }
+    }
+
+    fn expr_text(&mut self, node: &Node, text: &str, allowed: Allowed, bare: bool) {
+        // `if:` may be written without `${{ }}`.
+        let wrapped;
+        let (source, shift) = if bare && !text.contains("${{") {
+            wrapped = format!("${{{{ {text} }}}}");
+            (wrapped.as_str(), -4i64)
+        } else {
+            (text, 0)
+        };
+        let at = |offset: usize| -> Pos {
+            let offset = (offset as i64 + shift).max(0) as usize;
+            let before = &text[..offset.min(text.len())];
+            let newlines = before.matches('\n').count();
+            let col_in_line = before
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0);
+            Pos {
+                line: node.pos.line + newlines,
+                // Block scalars: `node.pos` is already the first content line's indentation.
+                column: node.pos.column + col_in_line,
+            }
+        };
+        let template = match Template::parse(source) {
+            Ok(t) => t,
+            Err(e) => {
+                let p = at(e.offset);
+                self.err(p, format!("invalid expression: {}", e.message));
+                return;
+            }
+        };
+        for (expr, _, offset) in template.expressions() {
+            for nv in expr.named_values() {
+                let name = nv.name.to_ascii_lowercase();
+                if !hangar_expr::KNOWN_CONTEXTS.contains(&name.as_str()) {
+                    let help = did_you_mean(&name, hangar_expr::KNOWN_CONTEXTS.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?"));
+                    let d = self.err(
+                        at(offset + nv.offset),
+                        format!("unknown context `{}`", nv.name),
+                    );
+                    d.help = help;
+                } else if !allowed.contexts.contains(&name.as_str()) {
+                    self.err(
+                        at(offset + nv.offset),
+                        format!("context `{name}` is not available here"),
+                    )
+                    .help = Some(format!("available here: {}", allowed.contexts.join(", ")));
+                }
+            }
+            for call in expr.calls() {
+                let Some(spec) = lookup_function(call.name) else {
+                    self.err(
+                        at(offset + call.offset),
+                        format!("unknown function `{}`", call.name),
+                    );
+                    continue;
+                };
+                if let Err(why) = spec.check_arity(call.arg_count) {
+                    self.err(
+                        at(offset + call.offset),
+                        format!("{why} to `{}` ({} given)", spec.name, call.arg_count),
+                    );
+                }
+                if call.function.and_then(|f| f.status()).is_some() && !allowed.status_functions {
+                    self.err(
+                        at(offset + call.offset),
+                        format!("`{}()` is only available in `if:` conditions", spec.name),
+                    );
+                }
+                if spec.name.eq_ignore_ascii_case("hashFiles") && !allowed.hash_files {
+                    self.err(
+                        at(offset + call.offset),
+                        "`hashFiles()` is only available in steps",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Validates one workflow file's text.
+pub fn validate(file: &str, text: &str) -> Vec<Diagnostic> {
+    let root = match crate::yaml::parse(text) {
+        Ok(r) => r,
+        Err(errors) => {
+            return errors
+                .into_iter()
+                .map(|e| {
+                    Diagnostic::error(
+                        file,
+                        e.pos.line,
+                        e.pos.column,
+                        format!("YAML: {}", e.message),
+                    )
+                })
+                .collect();
+        }
+    };
+    let mut c = Checker {
+        file,
+        out: Vec::new(),
+    };
+    if !c.expect_map(&root, "a workflow") {
+        return c.out;
+    }
+    c.keys(&root, TOP_KEYS, "the workflow");
+    match root.get("on") {
+        None => {
+            c.err(root.pos, "the workflow has no `on:` trigger").help =
+                Some("add e.g. `on: push`".into());
+        }
+        Some(on) => check_on(&mut c, on),
+    }
+    if let Some(n) = root.get("run-name") {
+        c.exprs(n, RUN_NAME, false);
+    }
+    if let Some(n) = root.get("env") {
+        c.exprs(n, WORKFLOW_ENV, false);
+    }
+    if let Some(n) = root.get("concurrency") {
+        c.exprs(n, RUN_NAME, false);
+    }
+    let Some(jobs) = root.get("jobs") else {
+        c.err(root.pos, "the workflow has no `jobs:`");
+        return c.out;
+    };
+    if !c.expect_map(jobs, "`jobs`") {
+        return c.out;
+    }
+    if jobs.entries().is_empty() {
+        c.err(jobs.pos, "`jobs` must define at least one job");
+    }
+    let ids: Vec<&str> = jobs
+        .entries()
+        .iter()
+        .map(|(k, _)| k.name.as_str())
+        .collect();
+    let mut graph: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (key, job) in jobs.entries() {
+        check_job(&mut c, key, job, &ids, &mut graph);
+    }
+    if let Some(cycle) = find_cycle(&ids, &graph) {
+        let first = jobs
+            .entries()
+            .iter()
+            .find(|(k, _)| k.name == cycle[0])
+            .map(|(k, _)| k.pos)
+            .unwrap_or(jobs.pos);
+        c.err(
+            first,
+            format!(
+                "the `needs` of these jobs form a cycle: {}",
+                cycle.join(" -> ")
+            ),
+        )
+        .help = Some("remove one of the `needs` edges".into());
+    }
+    c.out.sort_by_key(|d| (d.line, d.column));
+    c.out
+}
+
+fn check_on(c: &mut Checker, on: &Node) {
+    let check_event = |c: &mut Checker, k: &Key| {
+        if !EVENTS.contains(&k.name.as_str()) {
+            let help = did_you_mean(&k.name, EVENTS.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"));
+            c.err(k.pos, format!("unknown event `{}`", k.name)).help = help;
+        }
+    };
+    match &on.kind {
+        Kind::Str(s) => check_event(
+            c,
+            &Key {
+                name: s.clone(),
+                pos: on.pos,
+            },
+        ),
+        Kind::Seq(items) => {
+            for i in items {
+                match i.as_str() {
+                    Some(s) => check_event(
+                        c,
+                        &Key {
+                            name: s.to_string(),
+                            pos: i.pos,
+                        },
+                    ),
+                    None => {
+                        c.err(
+                            i.pos,
+                            format!("an event name must be a string, found {}", i.type_name()),
+                        );
+                    }
+                }
+            }
+        }
+        Kind::Map(m) => {
+            for (k, v) in m {
+                check_event(c, k);
+                if k.name == "schedule" {
+                    for item in v.items() {
+                        match item.get("cron").and_then(Node::as_str) {
+                            Some(cron) if cron.split_whitespace().count() == 5 => {}
+                            Some(cron) => {
+                                c.err(item.pos, format!("cron `{cron}` must have 5 fields (minute hour day month weekday)"));
+                            }
+                            None => {
+                                c.err(item.pos, "each schedule entry needs a `cron:` string");
+                            }
+                        }
+                    }
+                } else if matches!(v.kind, Kind::Map(_)) {
+                    // GitHub ignores unknown keys under workflow_dispatch.
+                    if k.name != "workflow_dispatch" {
+                        c.keys(v, FILTER_KEYS, &format!("`on.{}`", k.name));
+                    }
+                    let filtered =
+                        ["push", "pull_request", "pull_request_target"].contains(&k.name.as_str());
+                    for f in ["branches", "tags", "paths"] {
+                        if filtered && v.get(f).is_some() && v.get(&format!("{f}-ignore")).is_some()
+                        {
+                            c.err(
+                                k.pos,
+                                format!(
+                                    "`{f}` and `{f}-ignore` cannot be used together for `{}`",
+                                    k.name
+                                ),
+                            );
+                        }
+                    }
+                    if let Some(inputs) = v.get("inputs") {
+                        for (name, spec) in inputs.entries() {
+                            if let Some(t) = spec.get("type").and_then(Node::as_str)
+                                && !["string", "boolean", "number", "choice", "environment"]
+                                    .contains(&t)
+                            {
+                                c.err(
+                                    spec.get("type").map(|n| n.pos).unwrap_or(name.pos),
+                                    format!("input `{}` has unknown type `{t}`", name.name),
+                                )
+                                .help = Some(
+                                    "use string, boolean, number, choice or environment".into(),
+                                );
+                            }
+                            if let Some(d) = spec.get("default") {
+                                c.exprs(d, RUN_NAME, false);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            c.err(
+                on.pos,
+                format!(
+                    "`on` must be an event name, a list or a mapping, found {}",
+                    on.type_name()
+                ),
+            );
+        }
+    }
+}
+
+fn check_job<'a>(
+    c: &mut Checker,
+    key: &'a Key,
+    job: &'a Node,
+    ids: &[&'a str],
+    graph: &mut HashMap<&'a str, Vec<&'a str>>,
+) {
+    let id = key.name.as_str();
+    if !id
+        .chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        || !id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    {
+        c.err(key.pos, format!("invalid job id `{id}`")).help = Some(
+            "a job id starts with a letter or `_` and contains only letters, digits, `-` and `_`"
+                .into(),
+        );
+    }
+    if !c.expect_map(job, &format!("job `{id}`")) {
+        return;
+    }
+    let is_call = job.get("uses").is_some();
+    c.keys(
+        job,
+        if is_call { CALL_JOB_KEYS } else { JOB_KEYS },
+        &format!("job `{id}`"),
+    );
+    if !is_call && job.get("runs-on").is_none() {
+        c.err(key.pos, format!("job `{id}` has no `runs-on`")).help =
+            Some("add `runs-on: ubuntu-latest` (or call a reusable workflow with `uses:`)".into());
+    }
+    if is_call && job.get("runs-on").is_some() {
+        c.err(
+            job.get("runs-on").map(|n| n.pos).unwrap_or(key.pos),
+            format!("job `{id}` calls a reusable workflow and cannot have `runs-on`"),
+        );
+    }
+    let mut needs = Vec::new();
+    if let Some(n) = job.get("needs") {
+        let list: Vec<&Node> = match &n.kind {
+            Kind::Str(_) => vec![n],
+            Kind::Seq(items) => items.iter().collect(),
+            _ => {
+                c.err(n.pos, "`needs` must be a job id or a list of job ids");
+                Vec::new()
+            }
+        };
+        for item in list {
+            let Some(name) = item.as_str() else { continue };
+            if !ids.contains(&name) {
+                let help = did_you_mean(name, ids.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| format!("jobs: {}", ids.join(", ")));
+                c.err(item.pos, format!("job `{id}` needs unknown job `{name}`"))
+                    .help = Some(help);
+            } else {
+                needs.push(ids[ids.iter().position(|x| *x == name).unwrap_or(0)]);
+            }
+        }
+    }
+    graph.insert(id, needs);
+    if let Some(n) = job.get("if") {
+        c.exprs(n, JOB_IF, true);
+    }
+    for k in [
+        "runs-on",
+        "environment",
+        "name",
+        "timeout-minutes",
+        "continue-on-error",
+        "concurrency",
+        "with",
+    ] {
+        if let Some(n) = job.get(k) {
+            c.exprs(n, JOB_LEVEL, false);
+        }
+    }
+    // `container`/`services` credentials may use secrets.
+    for k in ["env", "container", "services"] {
+        if let Some(n) = job.get(k) {
+            c.exprs(n, JOB_ENV, false);
+        }
+    }
+    if let Some(n) = job.get("secrets") {
+        c.exprs(n, JOB_ENV, false);
+    }
+    if let Some(n) = job.get("outputs") {
+        c.exprs(n, JOB_OUTPUTS, false);
+    }
+    if let Some(s) = job.get("strategy") {
+        if c.expect_map(s, "`strategy`") {
+            c.keys(s, STRATEGY_KEYS, "`strategy`");
+        }
+        c.exprs(s, JOB_STRATEGY, false);
+        if let Some(m) = s.get("matrix")
+            && let Kind::Map(entries) = &m.kind
+        {
+            for (k, v) in entries {
+                if !["include", "exclude"].contains(&k.name.as_str())
+                    && matches!(v.kind, Kind::Seq(ref items) if items.is_empty())
+                {
+                    c.err(k.pos, format!("matrix vector `{}` is empty", k.name));
+                }
+            }
+        }
+    }
+    if let Some(t) = job.get("timeout-minutes")
+        && !matches!(t.kind, Kind::Number(_) | Kind::Str(_))
+    {
+        c.err(
+            t.pos,
+            format!(
+                "`timeout-minutes` must be a number, found {}",
+                t.type_name()
+            ),
+        );
+    }
+    // A job without steps parses (GitHub fails it when it runs).
+    if let Some(steps) = job.get("steps") {
+        check_steps(c, id, steps);
+    }
+}
+
+fn check_steps(c: &mut Checker, job: &str, steps: &Node) {
+    let Kind::Seq(items) = &steps.kind else {
+        c.err(steps.pos, format!("`steps` of job `{job}` must be a list"));
+        return;
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    for step in items {
+        if !c.expect_map(step, "a step") {
+            continue;
+        }
+        c.keys(step, STEP_KEYS, "a step");
+        match (step.get("run"), step.get("uses")) {
+            (Some(_), Some(u)) => {
+                c.err(u.pos, "a step has either `run` or `uses`, not both");
+            }
+            (None, None) => {
+                c.err(step.pos, "a step needs `run` or `uses`");
+            }
+            (None, Some(u)) => {
+                if let Some(s) = u.as_str()
+                    && !s.starts_with("./")
+                    && !s.starts_with("docker://")
+                    && !s.contains('@')
+                {
+                    c.err(
+                        u.pos,
+                        format!(
+                            "`uses: {s}` needs a version: `{s}@v1` (a tag, branch or commit sha)"
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Some(idn) = step.get("id").and_then(|n| n.as_str().map(|s| (s, n.pos))) {
+            let (idv, pos) = idn;
+            if !idv
+                .chars()
+                .next()
+                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+                || !idv
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                c.err(pos, format!("invalid step id `{idv}`")).help = Some("a step id starts with a letter or `_` and contains only letters, digits, `-` and `_`".into());
+            }
+            if !seen.insert(idv.to_ascii_lowercase()) {
+                c.err(
+                    pos,
+                    format!("the step id `{idv}` is already used in job `{job}`"),
+                );
+            }
+        }
+        if let Some(n) = step.get("if") {
+            c.exprs(n, STEP_IF, true);
+        }
+        for (k, v) in step.entries() {
+            if !["if", "id", "uses", "shell"].contains(&k.name.as_str()) {
+                c.exprs(v, STEP, false);
+            }
+        }
+    }
+}
+
+fn find_cycle<'a>(ids: &[&'a str], graph: &HashMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    fn dfs<'a>(
+        n: &'a str,
+        graph: &HashMap<&'a str, Vec<&'a str>>,
+        state: &mut HashMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(n);
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(n, 1);
+        stack.push(n);
+        for d in graph.get(n).into_iter().flatten() {
+            if let Some(c) = dfs(d, graph, state, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        state.insert(n, 2);
+        None
+    }
+    let mut state = HashMap::new();
+    ids.iter()
+        .find_map(|id| dfs(id, graph, &mut state, &mut Vec::new()))
+}

@@ -1,0 +1,115 @@
+//! Each mistake gets an error at its exact place.
+
+use hangar_workflow::validate;
+
+/// Every diagnostic as `line:col message`, one per line.
+fn all(text: &str) -> String {
+    let d = validate("ci.yml", text);
+    assert!(!d.is_empty(), "expected an error for:\n{text}");
+    d.iter()
+        .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn has(text: &str, expected: &str) {
+    let got = all(text);
+    assert!(
+        got.lines().any(|l| l == expected || l.contains(expected)),
+        "expected `{expected}` in:\n{got}"
+    );
+}
+
+#[test]
+fn positioned_errors() {
+    has(
+        "on: push\njobs:\n  a:\n    runs_on: x\n    steps: [{run: x}]\n",
+        "4:5 unknown key `runs_on` in job `a`",
+    );
+    let d = validate(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs_on: x\n    steps: [{run: x}]\n",
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.help.as_deref() == Some("did you mean `runs-on`?"))
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    needs: [b]\n    steps: [{run: x}]\n",
+        "5:13 job `a` needs unknown job `b`",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    needs: b\n    steps: [{run: x}]\n  b:\n    runs-on: x\n    needs: a\n    steps: [{run: x}]\n",
+        "cycle: a -> b -> a",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - id: s\n        run: x\n      - id: s\n        run: y\n",
+        "8:13 the step id `s` is already used in job `a`",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ github.ref == }}\n",
+        "6:34 invalid expression: Unexpected end of expression: '=='",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ gihub.ref }}\n",
+        "6:23 unknown context `gihub`",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    if: secrets.TOKEN != ''\n    steps: [{run: x}]\n",
+        "5:9 context `secrets` is not available here",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ startsWith('a') }}\n",
+        "6:23 invalid expression: Too few parameters supplied: 'startsWith'",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ frobnicate(1) }}\n",
+        "6:23 invalid expression: Unrecognized function: 'frobnicate'",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: x\n        uses: actions/checkout@v4\n",
+        "7:15 a step has either `run` or `uses`, not both",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    steps: [{run: x}]\n",
+        "3:3 job `a` has no `runs-on`",
+    );
+    has(
+        "on: pusj\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "1:5 unknown event `pusj`",
+    );
+    has("on: push\njobs: [\n", "YAML: ");
+}
+
+#[test]
+fn a_good_workflow_is_clean() {
+    let text = r#"name: ci
+on:
+  push: { branches: [main], paths-ignore: ['docs/**'] }
+  workflow_dispatch:
+    inputs:
+      level: { type: choice, options: [a, b], default: a }
+env:
+  REF: ${{ github.ref }}
+jobs:
+  build:
+    runs-on: ${{ matrix.os }}
+    strategy:
+      matrix: { os: [ubuntu-latest], node: [18, 20] }
+    outputs:
+      v: ${{ steps.v.outputs.version }}
+    steps:
+      - uses: actions/checkout@v4
+      - id: v
+        run: echo "version=1" >> "$GITHUB_OUTPUT"
+      - if: failure()
+        run: echo ${{ hashFiles('**/*.lock') }} ${{ secrets.TOKEN }}
+  deploy:
+    needs: build
+    if: ${{ needs.build.outputs.v != '' && github.ref == 'refs/heads/main' }}
+    uses: ./.github/workflows/deploy.yml
+    with: { version: "${{ needs.build.outputs.v }}" }
+    secrets: inherit
+"#;
+    assert_eq!(validate("ci.yml", text), vec![]);
+}
