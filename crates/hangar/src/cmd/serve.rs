@@ -88,7 +88,12 @@ pub enum Command {
 
 /// The job runner agents use: the workflow engine.
 fn runner() -> Arc<dyn JobRunner> {
-    Arc::new(EngineRunner::default())
+    // hangar's own steps (hangar/release, hangar/deploy) run in server jobs too.
+    let mut engine = hangar_engine::Engine::new();
+    for action in hangar_builtins::all() {
+        engine.register(action);
+    }
+    Arc::new(EngineRunner::new(engine))
 }
 
 /// Ctrl-C or SIGTERM (what service managers send).
