@@ -1085,6 +1085,10 @@ impl<'e> Job<'e> {
     /// Reads and empties the env files after a process.
     fn collect_files(&mut self, number: usize) -> Result<(Pairs, Pairs), String> {
         let take = |p: &Path| -> Result<Option<String>, String> {
+            // One stat for the common case of an untouched file.
+            if std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true) {
+                return Ok(None);
+            }
             let text = std::fs::read_to_string(p).unwrap_or_default();
             if text.is_empty() {
                 return Ok(None);
