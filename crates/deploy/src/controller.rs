@@ -539,6 +539,18 @@ impl Controller {
         }
     }
 
+    /// Retires `n` instances of `version` (none when `n` is 0).
+    async fn retire_some(&self, svc: &str, version: &str, n: u32) {
+        if n > 0 {
+            let some: Vec<_> = self
+                .instances_of(svc, version)
+                .into_iter()
+                .take(n as usize)
+                .collect();
+            self.retire(svc, some).await;
+        }
+    }
+
     fn set_rollout(&self, svc: &str, text: Option<String>) {
         if let Some(s) = self
             .services
@@ -762,14 +774,7 @@ impl Controller {
             );
             // With max_unavailable, old instances go first (capacity dips), else new ones first (surge).
             let take_old_first = unavailable.min(n);
-            if take_old_first > 0 {
-                let olds: Vec<_> = self
-                    .instances_of(svc, &old)
-                    .into_iter()
-                    .take(take_old_first as usize)
-                    .collect();
-                self.retire(svc, olds).await;
-            }
+            self.retire_some(svc, &old, take_old_first).await;
             let started = self.start_instances(svc, &release, n)?;
             if let Err(report) = wait_all_healthy(&started, deadline).await {
                 self.event(
@@ -797,14 +802,7 @@ impl Controller {
                 None,
             );
             let remove = n - take_old_first;
-            if remove > 0 {
-                let olds: Vec<_> = self
-                    .instances_of(svc, &old)
-                    .into_iter()
-                    .take(remove as usize)
-                    .collect();
-                self.retire(svc, olds).await;
-            }
+            self.retire_some(svc, &old, remove).await;
             self.event(
                 &mut rec,
                 format!("{svc}: {replaced}/{total} instances on {new}"),

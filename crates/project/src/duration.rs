@@ -84,20 +84,24 @@ pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(f64),
-            S(String),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::N(n) => n.to_string(),
-            Raw::S(s) => s,
-        };
-        parse_duration(&text)
+        parse_duration(&number_or_string(d)?)
             .map(Dur)
             .map_err(serde::de::Error::custom)
     }
+}
+
+/// YAML writes `30` and `30s` alike: read either as text.
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(f64),
+        S(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::N(n) => n.to_string(),
+        Raw::S(s) => s,
+    })
 }
 
 impl serde::Serialize for Dur {
@@ -112,17 +116,7 @@ pub struct Percent(pub f64);
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(f64),
-            S(String),
-        }
-        let text = match Raw::deserialize(d)? {
-            Raw::N(n) => n.to_string(),
-            Raw::S(s) => s,
-        };
-        parse_percent(&text)
+        parse_percent(&number_or_string(d)?)
             .map(Percent)
             .map_err(serde::de::Error::custom)
     }

@@ -119,33 +119,11 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
 }
 
 fn suggest(name: &str, known: &[&str]) -> String {
-    let best = known
-        .iter()
-        .map(|k| (distance(name, k), *k))
-        .min()
-        .filter(|(d, _)| *d <= 3);
-    match best {
-        Some((_, k)) => format!("did you mean `{k}`?"),
+    match hangar_diag::did_you_mean(name, known.iter().copied()) {
+        Some(k) => format!("did you mean `{k}`?"),
         None if known.is_empty() => "no services are defined".into(),
         None => format!("known services: {}", known.join(", ")),
     }
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn find_cycle(p: &Project) -> Option<Vec<String>> {

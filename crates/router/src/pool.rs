@@ -67,17 +67,7 @@ impl Pool {
                 return Ok((s, true));
             }
         }
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(std::io::Error::other(e)))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok((sender, false))
+        Ok((connect(addr).await?, false))
     }
 
     fn checkin(&self, s: Sender) {
@@ -102,7 +92,7 @@ impl Pool {
             Ok(r) => r,
             // The pooled connection died before our request went out: nothing reached the backend.
             Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
-                let (mut fresh, _) = self.checkout_fresh(addr).await?;
+                let mut fresh = connect(addr).await?;
                 let r = fresh
                     .send_request(build())
                     .await
@@ -122,20 +112,21 @@ impl Pool {
             },
         ))
     }
+}
 
-    async fn checkout_fresh(&self, addr: SocketAddr) -> Result<(Sender, bool), SendError> {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(std::io::Error::other(e)))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok((sender, false))
-    }
+/// A new keep-alive connection; its driver runs on its own task.
+async fn connect(addr: SocketAddr) -> Result<Sender, SendError> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(SendError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::Connect(std::io::Error::other(e)))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// A backend's response body; returns the connection to its pool when done.
