@@ -1,1 +1,143 @@
 //! Dependency audit: lock files matched against OSV advisories.
+//!
+//! `scan` walks a directory (or reads one lock file), reads every lock file it
+//! knows, and matches each pinned package against an offline OSV directory.
+
+pub mod lockfile;
+pub mod matcher;
+pub mod osv;
+pub mod version;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+pub use lockfile::Package;
+pub use matcher::Vulnerability;
+pub use osv::Database;
+
+/// The ecosystems hangar reads lock files for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ecosystem {
+    CratesIo,
+    Npm,
+    PyPI,
+    Go,
+}
+
+impl Ecosystem {
+    /// The ecosystem's name in OSV records.
+    pub fn osv_name(self) -> &'static str {
+        match self {
+            Ecosystem::CratesIo => "crates.io",
+            Ecosystem::Npm => "npm",
+            Ecosystem::PyPI => "PyPI",
+            Ecosystem::Go => "Go",
+        }
+    }
+
+    pub fn from_osv(name: &str) -> Option<Ecosystem> {
+        match name {
+            "crates.io" => Some(Ecosystem::CratesIo),
+            "npm" => Some(Ecosystem::Npm),
+            "PyPI" => Some(Ecosystem::PyPI),
+            "Go" => Some(Ecosystem::Go),
+            _ => None,
+        }
+    }
+
+    /// Package names as the registry compares them: PyPI per PEP 503
+    /// (case-insensitive, runs of `-_.` equal); the others exactly.
+    pub fn normalize(self, name: &str) -> String {
+        match self {
+            Ecosystem::PyPI => {
+                let mut out = String::with_capacity(name.len());
+                for c in name.chars() {
+                    if "-_.".contains(c) {
+                        if !out.ends_with('-') {
+                            out.push('-');
+                        }
+                    } else {
+                        out.push(c.to_ascii_lowercase());
+                    }
+                }
+                out
+            }
+            _ => name.to_string(),
+        }
+    }
+}
+
+/// What to scan.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A lock file or a directory searched (recursively, skipping `.git`,
+    /// `node_modules`, `target`, `vendor`) for lock files.
+    pub path: PathBuf,
+    /// The OSV advisory directory.
+    pub db: PathBuf,
+}
+
+/// The result of a scan.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub vulnerabilities: Vec<Vulnerability>,
+    /// Packages without an exact pin (e.g. `flask>=2` in requirements.txt):
+    /// their exposure is unknown.
+    pub unpinned: Vec<Package>,
+    pub lock_files: Vec<PathBuf>,
+    pub packages: usize,
+    pub advisories: usize,
+}
+
+/// Reads the lock files under `opts.path` and matches them against `opts.db`.
+pub fn scan(opts: &Options) -> Result<Report> {
+    let db = Database::open(&opts.db)?;
+    let lock_files = find_lock_files(&opts.path)?;
+    if lock_files.is_empty() {
+        anyhow::bail!(
+            "no lock file found under {} (looked for {})",
+            opts.path.display(),
+            lockfile::LOCK_FILES.join(", ")
+        );
+    }
+    let mut report = Report { advisories: db.len(), ..Report::default() };
+    for file in &lock_files {
+        for pkg in lockfile::read(file)? {
+            report.packages += 1;
+            if pkg.version.is_none() {
+                report.unpinned.push(pkg);
+                continue;
+            }
+            report.vulnerabilities.extend(matcher::check(&db, &pkg));
+        }
+    }
+    report.lock_files = lock_files;
+    Ok(report)
+}
+
+fn find_lock_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    walk(path, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() {
+            if !matches!(name.as_str(), ".git" | "node_modules" | "target" | "vendor" | ".venv" | "venv") {
+                walk(&entry.path(), out)?;
+            }
+        } else if lockfile::LOCK_FILES.contains(&name.as_str()) {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}

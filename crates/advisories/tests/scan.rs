@@ -1,0 +1,168 @@
+//! End-to-end: a fixture OSV directory and lock files of every format, all
+//! written by the test into a temp dir.
+
+use std::fs;
+use std::path::Path;
+
+use hangar_advisories::{Options, scan};
+use serde_json::json;
+
+fn advisory(dir: &Path, id: &str, record: serde_json::Value) {
+    let mut record = record;
+    record["id"] = json!(id);
+    record["modified"] = json!("2024-01-01T00:00:00Z");
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join(format!("{id}.json")), serde_json::to_string_pretty(&record).unwrap()).unwrap();
+}
+
+fn range(eco: &str, name: &str, kind: &str, events: serde_json::Value) -> serde_json::Value {
+    json!({"package": {"ecosystem": eco, "name": name}, "ranges": [{"type": kind, "events": events}]})
+}
+
+fn fixture_db(root: &Path) -> std::path::PathBuf {
+    let db = root.join("db");
+    // crates.io, RustSec's osv-branch layout (crates/).
+    advisory(&db.join("crates"), "RUSTSEC-2024-0001", json!({
+        "aliases": ["CVE-2024-0001"], "summary": "smallvec overflow",
+        "affected": [range("crates.io", "smallvec", "SEMVER", json!([{"introduced": "1.0.0"}, {"fixed": "1.6.1"}]))],
+        "database_specific": {"severity": "high"}
+    }));
+    // last_affected is inclusive.
+    advisory(&db.join("crates"), "RUSTSEC-2024-0002", json!({
+        "affected": [range("crates.io", "time", "SEMVER", json!([{"introduced": "0.2.0"}, {"last_affected": "0.2.22"}]))]
+    }));
+    // Withdrawn advisories are ignored.
+    advisory(&db.join("crates"), "RUSTSEC-2024-0003", json!({
+        "withdrawn": "2024-02-01T00:00:00Z",
+        "affected": [range("crates.io", "libc", "SEMVER", json!([{"introduced": "0"}]))]
+    }));
+    advisory(&db.join("npm"), "GHSA-aaaa-bbbb-cccc", json!({
+        "aliases": ["CVE-2021-23337"], "summary": "lodash command injection",
+        "affected": [range("npm", "lodash", "SEMVER", json!([{"introduced": "0"}, {"fixed": "4.17.21"}]))],
+        "database_specific": {"severity": "HIGH"}
+    }));
+    advisory(&db.join("npm"), "GHSA-minimist", json!({
+        "affected": [{"package": {"ecosystem": "npm", "name": "minimist"}, "versions": ["1.2.5"]}]
+    }));
+    advisory(&db.join("pypi"), "PYSEC-2023-1", json!({
+        "affected": [range("PyPI", "Django", "ECOSYSTEM", json!([{"introduced": "4.0"}, {"fixed": "4.1.0rc1"}]))],
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
+    }));
+    advisory(&db.join("go"), "GO-2023-0001", json!({
+        "affected": [range("Go", "golang.org/x/net", "SEMVER", json!([{"introduced": "0"}, {"fixed": "0.7.0"}]))]
+    }));
+    db
+}
+
+#[test]
+fn matches_every_lock_format_with_boundaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = fixture_db(tmp.path());
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(proj.join("web")).unwrap();
+    fs::create_dir_all(proj.join("legacy")).unwrap();
+    fs::create_dir_all(proj.join("py")).unwrap();
+    fs::create_dir_all(proj.join("svc")).unwrap();
+    fs::write(proj.join("Cargo.lock"), r#"version = 3
+
+[[package]]
+name = "app"
+version = "0.1.0"
+
+[[package]]
+name = "smallvec"
+version = "1.6.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "time"
+version = "0.2.22"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+
+[[package]]
+name = "libc"
+version = "0.2.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+"#).unwrap();
+    // v3: packages only. lodash at the fixed version is not affected.
+    fs::write(proj.join("web/package-lock.json"), serde_json::to_string_pretty(&json!({
+        "name": "web", "lockfileVersion": 3,
+        "packages": {
+            "": {"name": "web"},
+            "node_modules/lodash": {"version": "4.17.21"},
+            "node_modules/a/node_modules/lodash": {"version": "4.17.20"},
+            "node_modules/minimist": {"version": "1.2.5"}
+        }
+    })).unwrap()).unwrap();
+    // v1: nested dependencies.
+    fs::write(proj.join("legacy/package-lock.json"), serde_json::to_string_pretty(&json!({
+        "name": "legacy", "lockfileVersion": 1,
+        "dependencies": {
+            "express": {"version": "4.0.0", "dependencies": {"lodash": {"version": "3.0.0"}}},
+            "minimist": {"version": "1.2.6"}
+        }
+    })).unwrap()).unwrap();
+    fs::write(proj.join("py/requirements.txt"), "# deps\ndjango==4.0  # web\nrequests>=2\nflask\n").unwrap();
+    fs::write(proj.join("py/poetry.lock"), "[[package]]\nname = \"Django\"\nversion = \"4.1.0\"\n\n[package.dependencies]\nasgiref = \"*\"\n\n[[package]]\nname = \"django\"\nversion = \"4.1rc1.dev0\"\n").unwrap();
+    fs::write(proj.join("svc/go.sum"), "golang.org/x/net v0.6.0 h1:abc=\ngolang.org/x/net v0.6.0/go.mod h1:def=\ngolang.org/x/net v0.7.0 h1:ghi=\n").unwrap();
+
+    let report = scan(&Options { path: proj.clone(), db }).unwrap();
+    let mut got: Vec<String> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| {
+            let file = v.file.strip_prefix(&proj).unwrap().display().to_string();
+            format!("{} {} {} {}:{} fixed={:?}", v.advisory, v.package, v.version, file, v.line, v.fixed)
+        })
+        .collect();
+    got.sort();
+    let want = [
+        "GHSA-aaaa-bbbb-cccc lodash 3.0.0 legacy/package-lock.json:8 fixed=Some(\"4.17.21\")",
+        "GHSA-aaaa-bbbb-cccc lodash 4.17.20 web/package-lock.json:11 fixed=Some(\"4.17.21\")",
+        "GHSA-minimist minimist 1.2.5 web/package-lock.json:14 fixed=None",
+        "GO-2023-0001 golang.org/x/net v0.6.0 svc/go.sum:1 fixed=Some(\"0.7.0\")",
+        "PYSEC-2023-1 django 4.0 py/requirements.txt:2 fixed=Some(\"4.1.0rc1\")",
+        "PYSEC-2023-1 django 4.1rc1.dev0 py/poetry.lock:9 fixed=Some(\"4.1.0rc1\")",
+        "RUSTSEC-2024-0001 smallvec 1.6.0 Cargo.lock:8 fixed=Some(\"1.6.1\")",
+        "RUSTSEC-2024-0002 time 0.2.22 Cargo.lock:13 fixed=None",
+    ];
+    assert_eq!(got, want);
+    let smallvec = report.vulnerabilities.iter().find(|v| v.package == "smallvec").unwrap();
+    assert_eq!(smallvec.aliases, ["CVE-2024-0001"]);
+    assert_eq!(smallvec.severity.as_deref(), Some("HIGH"));
+    let django = report.vulnerabilities.iter().find(|v| v.package == "django").unwrap();
+    assert!(django.severity.as_deref().unwrap().starts_with("CVSS:3.1/"));
+    let unpinned: Vec<_> = report.unpinned.iter().map(|p| (p.name.as_str(), p.line)).collect();
+    assert_eq!(unpinned, [("requests", 3), ("flask", 4)]);
+}
+
+#[test]
+fn package_lock_v2_prefers_packages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = fixture_db(tmp.path());
+    let lock = tmp.path().join("package-lock.json");
+    fs::write(&lock, serde_json::to_string_pretty(&json!({
+        "lockfileVersion": 2,
+        "packages": {"": {}, "node_modules/lodash": {"version": "4.17.0"}},
+        "dependencies": {"lodash": {"version": "4.17.0"}}
+    })).unwrap()).unwrap();
+    let report = scan(&Options { path: lock, db }).unwrap();
+    assert_eq!(report.vulnerabilities.len(), 1);
+    assert_eq!(report.packages, 1);
+}
+
+#[test]
+fn helpful_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let md = tmp.path().join("advisory-db/crates/foo");
+    fs::create_dir_all(&md).unwrap();
+    fs::write(md.join("RUSTSEC-2020-0001.md"), "```toml\n[advisory]\n```\n").unwrap();
+    let err = scan(&Options { path: tmp.path().into(), db: tmp.path().join("advisory-db") }).unwrap_err();
+    assert!(err.to_string().contains("-b osv"), "{err}");
+
+    let db = fixture_db(tmp.path());
+    let lock = tmp.path().join("package-lock.json");
+    fs::write(&lock, "{\n  \"packages\": oops\n}").unwrap();
+    let err = scan(&Options { path: lock, db }).unwrap_err().to_string();
+    assert!(err.contains("package-lock.json:2:"), "{err}");
+}
