@@ -101,7 +101,10 @@ pub fn scan(opts: &Options) -> Result<Report> {
             lockfile::LOCK_FILES.join(", ")
         );
     }
-    let mut report = Report { advisories: db.len(), ..Report::default() };
+    let mut report = Report {
+        advisories: db.len(),
+        ..Report::default()
+    };
     for file in &lock_files {
         for pkg in lockfile::read(file)? {
             report.packages += 1;
@@ -127,12 +130,16 @@ fn find_lock_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type()?.is_dir() {
-            if !matches!(name.as_str(), ".git" | "node_modules" | "target" | "vendor" | ".venv" | "venv") {
+            if !matches!(
+                name.as_str(),
+                ".git" | "node_modules" | "target" | "vendor" | ".venv" | "venv"
+            ) {
                 walk(&entry.path(), out)?;
             }
         } else if lockfile::LOCK_FILES.contains(&name.as_str()) {

@@ -21,19 +21,33 @@ pub struct Package {
 }
 
 /// File names this module reads.
-pub const LOCK_FILES: &[&str] = &["Cargo.lock", "package-lock.json", "requirements.txt", "poetry.lock", "go.sum"];
+pub const LOCK_FILES: &[&str] = &[
+    "Cargo.lock",
+    "package-lock.json",
+    "requirements.txt",
+    "poetry.lock",
+    "go.sum",
+];
 
 /// Reads one lock file, chosen by its file name.
 pub fn read(path: &Path) -> Result<Vec<Package>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     match name {
         "Cargo.lock" => Ok(toml_packages(&text, path, Ecosystem::CratesIo)),
         "poetry.lock" => Ok(toml_packages(&text, path, Ecosystem::PyPI)),
         "package-lock.json" | "npm-shrinkwrap.json" => package_lock(&text, path),
         "go.sum" => Ok(go_sum(&text, path)),
         n if n.starts_with("requirements") && n.ends_with(".txt") => Ok(requirements(&text, path)),
-        _ => anyhow::bail!("{}: not a lock file hangar reads (expected one of {})", path.display(), LOCK_FILES.join(", ")),
+        _ => anyhow::bail!(
+            "{}: not a lock file hangar reads (expected one of {})",
+            path.display(),
+            LOCK_FILES.join(", ")
+        ),
     }
 }
 
@@ -49,25 +63,48 @@ fn toml_packages(text: &str, file: &Path, eco: Ecosystem) -> Vec<Package> {
     let mut out = Vec::new();
     let mut cur: Option<Entry> = None;
     let flush = |cur: Option<Entry>, out: &mut Vec<Package>| {
-        let Some(Entry { name: Some((name, line)), version, source }) = cur else { return };
+        let Some(Entry {
+            name: Some((name, line)),
+            version,
+            source,
+        }) = cur
+        else {
+            return;
+        };
         // Cargo: path and git dependencies (workspace members included) are not
         // crates.io releases, so advisories about crates.io versions do not apply.
-        if eco == Ecosystem::CratesIo && !source.as_deref().is_some_and(|s| s.starts_with("registry+")) {
+        if eco == Ecosystem::CratesIo
+            && !source
+                .as_deref()
+                .is_some_and(|s| s.starts_with("registry+"))
+        {
             return;
         }
-        out.push(Package { ecosystem: eco, name, version, file: file.to_path_buf(), line });
+        out.push(Package {
+            ecosystem: eco,
+            name,
+            version,
+            file: file.to_path_buf(),
+            line,
+        });
     };
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.starts_with('[') {
             flush(cur.take(), &mut out);
             if line == "[[package]]" {
-                cur = Some(Entry { name: None, version: None, source: None });
+                cur = Some(Entry {
+                    name: None,
+                    version: None,
+                    source: None,
+                });
             }
             continue;
         }
         let Some(entry) = cur.as_mut() else { continue };
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let value = value.trim().trim_matches('"').to_string();
         match key.trim() {
             "name" => entry.name = Some((value, i + 1)),
@@ -84,7 +121,12 @@ fn toml_packages(text: &str, file: &Path, eco: Ecosystem) -> Vec<Package> {
 /// by install path). v2 carries both; `packages` is preferred.
 fn package_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
     let doc: Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!("{}:{}:{}: invalid JSON: {e}", file.display(), e.line(), e.column())
+        anyhow::anyhow!(
+            "{}:{}:{}: invalid JSON: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
     })?;
     let mut out = Vec::new();
     let finder = LineFinder::new(text);
@@ -93,24 +135,49 @@ fn package_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
             if key.is_empty() || meta.get("link").and_then(Value::as_bool) == Some(true) {
                 continue;
             }
-            let Some(idx) = key.rfind("node_modules/") else { continue };
+            let Some(idx) = key.rfind("node_modules/") else {
+                continue;
+            };
             let name = meta
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or(&key[idx + "node_modules/".len()..])
                 .to_string();
-            let version = meta.get("version").and_then(Value::as_str).map(str::to_string);
+            let version = meta
+                .get("version")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let line = finder.find(&format!("\"{key}\""));
-            out.push(Package { ecosystem: Ecosystem::Npm, name, version, file: file.to_path_buf(), line });
+            out.push(Package {
+                ecosystem: Ecosystem::Npm,
+                name,
+                version,
+                file: file.to_path_buf(),
+                line,
+            });
         }
     } else if let Some(deps) = doc.get("dependencies").and_then(Value::as_object) {
-        fn walk(deps: &serde_json::Map<String, Value>, file: &Path, finder: &LineFinder, out: &mut Vec<Package>) {
+        fn walk(
+            deps: &serde_json::Map<String, Value>,
+            file: &Path,
+            finder: &LineFinder,
+            out: &mut Vec<Package>,
+        ) {
             for (name, meta) in deps {
-                let version = meta.get("version").and_then(Value::as_str).map(str::to_string);
+                let version = meta
+                    .get("version")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 // Aliased or linked entries (`file:`, `npm:other@1`) are not registry versions.
                 let version = version.filter(|v| !v.contains(':'));
                 let line = finder.find(&format!("\"{name}\": {{"));
-                out.push(Package { ecosystem: Ecosystem::Npm, name: name.clone(), version, file: file.to_path_buf(), line });
+                out.push(Package {
+                    ecosystem: Ecosystem::Npm,
+                    name: name.clone(),
+                    version,
+                    file: file.to_path_buf(),
+                    line,
+                });
                 if let Some(nested) = meta.get("dependencies").and_then(Value::as_object) {
                     walk(nested, file, finder, out);
                 }
@@ -127,25 +194,37 @@ fn requirements(text: &str, file: &Path) -> Vec<Package> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split(" #").next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('-') || line.contains("://") {
+        if line.is_empty() || line.starts_with('#') || line.starts_with('-') || line.contains("://")
+        {
             continue;
         }
         let line = line.split(';').next().unwrap_or("").trim();
-        let name_end = line.find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))).unwrap_or(line.len());
+        let name_end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+            .unwrap_or(line.len());
         let name = &line[..name_end];
         if name.is_empty() {
             continue;
         }
         let mut rest = line[name_end..].trim_start();
         if rest.starts_with('[') {
-            rest = rest.split_once(']').map(|(_, r)| r.trim_start()).unwrap_or("");
+            rest = rest
+                .split_once(']')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
         }
         let version = rest
             .strip_prefix("===")
             .or_else(|| rest.strip_prefix("=="))
             .map(|v| v.trim().to_string())
             .filter(|v| !v.contains(['*', ',', '<', '>', '!', '~']));
-        out.push(Package { ecosystem: Ecosystem::PyPI, name: name.to_string(), version, file: file.to_path_buf(), line: i + 1 });
+        out.push(Package {
+            ecosystem: Ecosystem::PyPI,
+            name: name.to_string(),
+            version,
+            file: file.to_path_buf(),
+            line: i + 1,
+        });
     }
     out
 }
@@ -156,7 +235,9 @@ fn go_sum(text: &str, file: &Path) -> Vec<Package> {
     let mut seen = std::collections::HashSet::new();
     for (i, raw) in text.lines().enumerate() {
         let mut fields = raw.split_whitespace();
-        let (Some(module), Some(version)) = (fields.next(), fields.next()) else { continue };
+        let (Some(module), Some(version)) = (fields.next(), fields.next()) else {
+            continue;
+        };
         let version = version.strip_suffix("/go.mod").unwrap_or(version);
         if seen.insert((module.to_string(), version.to_string())) {
             out.push(Package {

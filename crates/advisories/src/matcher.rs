@@ -27,10 +27,14 @@ pub struct Vulnerability {
 }
 
 pub fn check(db: &Database, pkg: &Package) -> Vec<Vulnerability> {
-    let Some(version) = pkg.version.as_deref() else { return Vec::new() };
+    let Some(version) = pkg.version.as_deref() else {
+        return Vec::new();
+    };
     let mut out: Vec<Vulnerability> = Vec::new();
     for (adv, affected) in db.lookup(pkg.ecosystem, &pkg.name) {
-        let Some(fixed) = affects(pkg.ecosystem, affected, version) else { continue };
+        let Some(fixed) = affects(pkg.ecosystem, affected, version) else {
+            continue;
+        };
         if out.iter().any(|v| v.advisory == adv.id) {
             continue;
         }
@@ -82,7 +86,11 @@ pub fn affects(eco: Ecosystem, affected: &Affected, version: &str) -> Option<Opt
         });
         let mut inside = false;
         for (kind, v) in &events {
-            let ord = if *v == "0" { Some(Ordering::Less) } else { compare(eco, v, version) };
+            let ord = if *v == "0" {
+                Some(Ordering::Less)
+            } else {
+                compare(eco, v, version)
+            };
             let Some(ord) = ord else { continue };
             match *kind {
                 "introduced" if ord != Ordering::Greater => inside = true,
@@ -96,7 +104,9 @@ pub fn affects(eco: Ecosystem, affected: &Affected, version: &str) -> Option<Opt
             if fixed.is_none() {
                 fixed = events
                     .iter()
-                    .filter(|(k, v)| *k == "fixed" && compare(eco, v, version) == Some(Ordering::Greater))
+                    .filter(|(k, v)| {
+                        *k == "fixed" && compare(eco, v, version) == Some(Ordering::Greater)
+                    })
                     .map(|(_, v)| v.to_string())
                     .next();
             }
@@ -107,7 +117,10 @@ pub fn affects(eco: Ecosystem, affected: &Affected, version: &str) -> Option<Opt
 
 fn severity(adv: &Advisory, affected: &Affected) -> Option<String> {
     let label = |v: &Option<serde_json::Value>| {
-        v.as_ref().and_then(|v| v.get("severity")).and_then(|s| s.as_str()).map(str::to_uppercase)
+        v.as_ref()
+            .and_then(|v| v.get("severity"))
+            .and_then(|s| s.as_str())
+            .map(str::to_uppercase)
     };
     label(&adv.database_specific)
         .or_else(|| label(&affected.ecosystem_specific))

@@ -100,14 +100,24 @@ impl Database {
             }
             anyhow::bail!("{}: no OSV JSON advisories found", dir.display());
         }
-        let mut db = Database { by_package: HashMap::new(), advisories: Vec::new(), withdrawn: 0 };
+        let mut db = Database {
+            by_package: HashMap::new(),
+            advisories: Vec::new(),
+            withdrawn: 0,
+        };
         for file in files {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let mut adv: Advisory = match serde_json::from_str(&text) {
                 Ok(a) => a,
                 // Other JSON (an index, a schema) may sit beside the records.
                 Err(_) if !text.contains("\"affected\"") => continue,
-                Err(e) => anyhow::bail!("{}:{}:{}: not an OSV record: {e}", file.display(), e.line(), e.column()),
+                Err(e) => anyhow::bail!(
+                    "{}:{}:{}: not an OSV record: {e}",
+                    file.display(),
+                    e.line(),
+                    e.column()
+                ),
             };
             if adv.withdrawn.is_some() {
                 db.withdrawn += 1;
@@ -116,9 +126,16 @@ impl Database {
             adv.source = file;
             let index = db.advisories.len();
             for (ai, affected) in adv.affected.iter().enumerate() {
-                let Some(pkg) = &affected.package else { continue };
-                let Some(eco) = Ecosystem::from_osv(&pkg.ecosystem) else { continue };
-                db.by_package.entry((eco, eco.normalize(&pkg.name))).or_default().push((index, ai));
+                let Some(pkg) = &affected.package else {
+                    continue;
+                };
+                let Some(eco) = Ecosystem::from_osv(&pkg.ecosystem) else {
+                    continue;
+                };
+                db.by_package
+                    .entry((eco, eco.normalize(&pkg.name)))
+                    .or_default()
+                    .push((index, ai));
             }
             db.advisories.push(adv);
         }
@@ -134,7 +151,11 @@ impl Database {
     }
 
     /// The advisories' `affected` entries that name this package.
-    pub fn lookup(&self, eco: Ecosystem, name: &str) -> impl Iterator<Item = (&Advisory, &Affected)> {
+    pub fn lookup(
+        &self,
+        eco: Ecosystem,
+        name: &str,
+    ) -> impl Iterator<Item = (&Advisory, &Affected)> {
         self.by_package
             .get(&(eco, eco.normalize(name)))
             .into_iter()

@@ -122,7 +122,10 @@ impl Pep440 {
                 let (n, used) = take_num(r2);
                 dev = Some(n);
                 rest = &r2[used..];
-            } else if sep == 1 && rest.starts_with('-') && r.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+            } else if sep == 1
+                && rest.starts_with('-')
+                && r.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            {
                 // `1.0-1` is an implicit post-release.
                 let (n, used) = take_num(r);
                 post = Some(n);
@@ -134,16 +137,27 @@ impl Pep440 {
         let local = local
             .map(|l| {
                 l.split(['.', '-', '_'])
-                    .map(|p| p.parse().map(LocalPart::Num).unwrap_or_else(|_| LocalPart::Str(p.to_string())))
+                    .map(|p| {
+                        p.parse()
+                            .map(LocalPart::Num)
+                            .unwrap_or_else(|_| LocalPart::Str(p.to_string()))
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        Some(Pep440 { epoch, release, pre, post, dev, local })
+        Some(Pep440 {
+            epoch,
+            release,
+            pre,
+            post,
+            dev,
+            local,
+        })
     }
 
     /// The sort key of PEP 440's ordering: a dev release of a final version
     /// sorts before its pre-releases; post-releases after the final.
-    fn key(&self) -> (u64, Vec<u64>, (i8, u64, u64), (i8, u64), (i8, u64)) {
+    fn key(&self) -> SortKey {
         let mut release = self.release.clone();
         while release.len() > 1 && release.last() == Some(&0) {
             release.pop();
@@ -165,9 +179,14 @@ impl Pep440 {
     }
 }
 
+/// (epoch, release without trailing zeros, pre, post, dev).
+type SortKey = (u64, Vec<u64>, (i8, u64, u64), (i8, u64), (i8, u64));
+
 impl Ord for Pep440 {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key()).then_with(|| self.local.cmp(&other.local))
+        self.key()
+            .cmp(&other.key())
+            .then_with(|| self.local.cmp(&other.local))
     }
 }
 
@@ -189,14 +208,30 @@ mod tests {
     #[test]
     fn pep440_ordering() {
         let chain = [
-            "1.0.dev1", "1.0a1", "1.0a2.dev1", "1.0a2", "1.0b1", "1.0rc1", "1.0", "1.0+local", "1.0.post1",
-            "1.1", "1.10", "1!0.1",
+            "1.0.dev1",
+            "1.0a1",
+            "1.0a2.dev1",
+            "1.0a2",
+            "1.0b1",
+            "1.0rc1",
+            "1.0",
+            "1.0+local",
+            "1.0.post1",
+            "1.1",
+            "1.10",
+            "1!0.1",
         ];
         for w in chain.windows(2) {
             lt(Ecosystem::PyPI, w[0], w[1]);
         }
-        assert_eq!(compare(Ecosystem::PyPI, "1.0", "1.0.0"), Some(Ordering::Equal));
-        assert_eq!(compare(Ecosystem::PyPI, "1.0RC1", "1.0c1"), Some(Ordering::Equal));
+        assert_eq!(
+            compare(Ecosystem::PyPI, "1.0", "1.0.0"),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            compare(Ecosystem::PyPI, "1.0RC1", "1.0c1"),
+            Some(Ordering::Equal)
+        );
         assert!(Pep440::parse("not a version").is_none());
     }
 
@@ -204,7 +239,11 @@ mod tests {
     fn semver_and_go_ordering() {
         lt(Ecosystem::Npm, "1.2.3-beta.1", "1.2.3");
         lt(Ecosystem::CratesIo, "0.9.9", "0.10.0");
-        lt(Ecosystem::Go, "v0.0.0-20200101000000-abcdefabcdef", "v0.0.1");
+        lt(
+            Ecosystem::Go,
+            "v0.0.0-20200101000000-abcdefabcdef",
+            "v0.0.1",
+        );
         lt(Ecosystem::Go, "v1.2.0", "v1.10.0");
         lt(Ecosystem::Go, "v2.0.0+incompatible", "v2.0.1");
         lt(Ecosystem::Npm, "1.2", "1.2.1");

@@ -12,7 +12,11 @@ fn advisory(dir: &Path, id: &str, record: serde_json::Value) {
     record["id"] = json!(id);
     record["modified"] = json!("2024-01-01T00:00:00Z");
     fs::create_dir_all(dir).unwrap();
-    fs::write(dir.join(format!("{id}.json")), serde_json::to_string_pretty(&record).unwrap()).unwrap();
+    fs::write(
+        dir.join(format!("{id}.json")),
+        serde_json::to_string_pretty(&record).unwrap(),
+    )
+    .unwrap();
 }
 
 fn range(eco: &str, name: &str, kind: &str, events: serde_json::Value) -> serde_json::Value {
@@ -22,35 +26,63 @@ fn range(eco: &str, name: &str, kind: &str, events: serde_json::Value) -> serde_
 fn fixture_db(root: &Path) -> std::path::PathBuf {
     let db = root.join("db");
     // crates.io, RustSec's osv-branch layout (crates/).
-    advisory(&db.join("crates"), "RUSTSEC-2024-0001", json!({
-        "aliases": ["CVE-2024-0001"], "summary": "smallvec overflow",
-        "affected": [range("crates.io", "smallvec", "SEMVER", json!([{"introduced": "1.0.0"}, {"fixed": "1.6.1"}]))],
-        "database_specific": {"severity": "high"}
-    }));
+    advisory(
+        &db.join("crates"),
+        "RUSTSEC-2024-0001",
+        json!({
+            "aliases": ["CVE-2024-0001"], "summary": "smallvec overflow",
+            "affected": [range("crates.io", "smallvec", "SEMVER", json!([{"introduced": "1.0.0"}, {"fixed": "1.6.1"}]))],
+            "database_specific": {"severity": "high"}
+        }),
+    );
     // last_affected is inclusive.
-    advisory(&db.join("crates"), "RUSTSEC-2024-0002", json!({
-        "affected": [range("crates.io", "time", "SEMVER", json!([{"introduced": "0.2.0"}, {"last_affected": "0.2.22"}]))]
-    }));
+    advisory(
+        &db.join("crates"),
+        "RUSTSEC-2024-0002",
+        json!({
+            "affected": [range("crates.io", "time", "SEMVER", json!([{"introduced": "0.2.0"}, {"last_affected": "0.2.22"}]))]
+        }),
+    );
     // Withdrawn advisories are ignored.
-    advisory(&db.join("crates"), "RUSTSEC-2024-0003", json!({
-        "withdrawn": "2024-02-01T00:00:00Z",
-        "affected": [range("crates.io", "libc", "SEMVER", json!([{"introduced": "0"}]))]
-    }));
-    advisory(&db.join("npm"), "GHSA-aaaa-bbbb-cccc", json!({
-        "aliases": ["CVE-2021-23337"], "summary": "lodash command injection",
-        "affected": [range("npm", "lodash", "SEMVER", json!([{"introduced": "0"}, {"fixed": "4.17.21"}]))],
-        "database_specific": {"severity": "HIGH"}
-    }));
-    advisory(&db.join("npm"), "GHSA-minimist", json!({
-        "affected": [{"package": {"ecosystem": "npm", "name": "minimist"}, "versions": ["1.2.5"]}]
-    }));
-    advisory(&db.join("pypi"), "PYSEC-2023-1", json!({
-        "affected": [range("PyPI", "Django", "ECOSYSTEM", json!([{"introduced": "4.0"}, {"fixed": "4.1.0rc1"}]))],
-        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
-    }));
-    advisory(&db.join("go"), "GO-2023-0001", json!({
-        "affected": [range("Go", "golang.org/x/net", "SEMVER", json!([{"introduced": "0"}, {"fixed": "0.7.0"}]))]
-    }));
+    advisory(
+        &db.join("crates"),
+        "RUSTSEC-2024-0003",
+        json!({
+            "withdrawn": "2024-02-01T00:00:00Z",
+            "affected": [range("crates.io", "libc", "SEMVER", json!([{"introduced": "0"}]))]
+        }),
+    );
+    advisory(
+        &db.join("npm"),
+        "GHSA-aaaa-bbbb-cccc",
+        json!({
+            "aliases": ["CVE-2021-23337"], "summary": "lodash command injection",
+            "affected": [range("npm", "lodash", "SEMVER", json!([{"introduced": "0"}, {"fixed": "4.17.21"}]))],
+            "database_specific": {"severity": "HIGH"}
+        }),
+    );
+    advisory(
+        &db.join("npm"),
+        "GHSA-minimist",
+        json!({
+            "affected": [{"package": {"ecosystem": "npm", "name": "minimist"}, "versions": ["1.2.5"]}]
+        }),
+    );
+    advisory(
+        &db.join("pypi"),
+        "PYSEC-2023-1",
+        json!({
+            "affected": [range("PyPI", "Django", "ECOSYSTEM", json!([{"introduced": "4.0"}, {"fixed": "4.1.0rc1"}]))],
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
+        }),
+    );
+    advisory(
+        &db.join("go"),
+        "GO-2023-0001",
+        json!({
+            "affected": [range("Go", "golang.org/x/net", "SEMVER", json!([{"introduced": "0"}, {"fixed": "0.7.0"}]))]
+        }),
+    );
     db
 }
 
@@ -63,7 +95,9 @@ fn matches_every_lock_format_with_boundaries() {
     fs::create_dir_all(proj.join("legacy")).unwrap();
     fs::create_dir_all(proj.join("py")).unwrap();
     fs::create_dir_all(proj.join("svc")).unwrap();
-    fs::write(proj.join("Cargo.lock"), r#"version = 3
+    fs::write(
+        proj.join("Cargo.lock"),
+        r#"version = 3
 
 [[package]]
 name = "app"
@@ -83,36 +117,59 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
 name = "libc"
 version = "0.2.0"
 source = "registry+https://github.com/rust-lang/crates.io-index"
-"#).unwrap();
+"#,
+    )
+    .unwrap();
     // v3: packages only. lodash at the fixed version is not affected.
-    fs::write(proj.join("web/package-lock.json"), serde_json::to_string_pretty(&json!({
-        "name": "web", "lockfileVersion": 3,
-        "packages": {
-            "": {"name": "web"},
-            "node_modules/lodash": {"version": "4.17.21"},
-            "node_modules/a/node_modules/lodash": {"version": "4.17.20"},
-            "node_modules/minimist": {"version": "1.2.5"}
-        }
-    })).unwrap()).unwrap();
+    fs::write(
+        proj.join("web/package-lock.json"),
+        serde_json::to_string_pretty(&json!({
+            "name": "web", "lockfileVersion": 3,
+            "packages": {
+                "": {"name": "web"},
+                "node_modules/lodash": {"version": "4.17.21"},
+                "node_modules/a/node_modules/lodash": {"version": "4.17.20"},
+                "node_modules/minimist": {"version": "1.2.5"}
+            }
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     // v1: nested dependencies.
-    fs::write(proj.join("legacy/package-lock.json"), serde_json::to_string_pretty(&json!({
-        "name": "legacy", "lockfileVersion": 1,
-        "dependencies": {
-            "express": {"version": "4.0.0", "dependencies": {"lodash": {"version": "3.0.0"}}},
-            "minimist": {"version": "1.2.6"}
-        }
-    })).unwrap()).unwrap();
-    fs::write(proj.join("py/requirements.txt"), "# deps\ndjango==4.0  # web\nrequests>=2\nflask\n").unwrap();
+    fs::write(
+        proj.join("legacy/package-lock.json"),
+        serde_json::to_string_pretty(&json!({
+            "name": "legacy", "lockfileVersion": 1,
+            "dependencies": {
+                "express": {"version": "4.0.0", "dependencies": {"lodash": {"version": "3.0.0"}}},
+                "minimist": {"version": "1.2.6"}
+            }
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        proj.join("py/requirements.txt"),
+        "# deps\ndjango==4.0  # web\nrequests>=2\nflask\n",
+    )
+    .unwrap();
     fs::write(proj.join("py/poetry.lock"), "[[package]]\nname = \"Django\"\nversion = \"4.1.0\"\n\n[package.dependencies]\nasgiref = \"*\"\n\n[[package]]\nname = \"django\"\nversion = \"4.1rc1.dev0\"\n").unwrap();
     fs::write(proj.join("svc/go.sum"), "golang.org/x/net v0.6.0 h1:abc=\ngolang.org/x/net v0.6.0/go.mod h1:def=\ngolang.org/x/net v0.7.0 h1:ghi=\n").unwrap();
 
-    let report = scan(&Options { path: proj.clone(), db }).unwrap();
+    let report = scan(&Options {
+        path: proj.clone(),
+        db,
+    })
+    .unwrap();
     let mut got: Vec<String> = report
         .vulnerabilities
         .iter()
         .map(|v| {
             let file = v.file.strip_prefix(&proj).unwrap().display().to_string();
-            format!("{} {} {} {}:{} fixed={:?}", v.advisory, v.package, v.version, file, v.line, v.fixed)
+            format!(
+                "{} {} {} {}:{} fixed={:?}",
+                v.advisory, v.package, v.version, file, v.line, v.fixed
+            )
         })
         .collect();
     got.sort();
@@ -127,12 +184,24 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
         "RUSTSEC-2024-0002 time 0.2.22 Cargo.lock:13 fixed=None",
     ];
     assert_eq!(got, want);
-    let smallvec = report.vulnerabilities.iter().find(|v| v.package == "smallvec").unwrap();
+    let smallvec = report
+        .vulnerabilities
+        .iter()
+        .find(|v| v.package == "smallvec")
+        .unwrap();
     assert_eq!(smallvec.aliases, ["CVE-2024-0001"]);
     assert_eq!(smallvec.severity.as_deref(), Some("HIGH"));
-    let django = report.vulnerabilities.iter().find(|v| v.package == "django").unwrap();
+    let django = report
+        .vulnerabilities
+        .iter()
+        .find(|v| v.package == "django")
+        .unwrap();
     assert!(django.severity.as_deref().unwrap().starts_with("CVSS:3.1/"));
-    let unpinned: Vec<_> = report.unpinned.iter().map(|p| (p.name.as_str(), p.line)).collect();
+    let unpinned: Vec<_> = report
+        .unpinned
+        .iter()
+        .map(|p| (p.name.as_str(), p.line))
+        .collect();
     assert_eq!(unpinned, [("requests", 3), ("flask", 4)]);
 }
 
@@ -141,11 +210,16 @@ fn package_lock_v2_prefers_packages() {
     let tmp = tempfile::tempdir().unwrap();
     let db = fixture_db(tmp.path());
     let lock = tmp.path().join("package-lock.json");
-    fs::write(&lock, serde_json::to_string_pretty(&json!({
-        "lockfileVersion": 2,
-        "packages": {"": {}, "node_modules/lodash": {"version": "4.17.0"}},
-        "dependencies": {"lodash": {"version": "4.17.0"}}
-    })).unwrap()).unwrap();
+    fs::write(
+        &lock,
+        serde_json::to_string_pretty(&json!({
+            "lockfileVersion": 2,
+            "packages": {"": {}, "node_modules/lodash": {"version": "4.17.0"}},
+            "dependencies": {"lodash": {"version": "4.17.0"}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     let report = scan(&Options { path: lock, db }).unwrap();
     assert_eq!(report.vulnerabilities.len(), 1);
     assert_eq!(report.packages, 1);
@@ -156,8 +230,16 @@ fn helpful_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let md = tmp.path().join("advisory-db/crates/foo");
     fs::create_dir_all(&md).unwrap();
-    fs::write(md.join("RUSTSEC-2020-0001.md"), "```toml\n[advisory]\n```\n").unwrap();
-    let err = scan(&Options { path: tmp.path().into(), db: tmp.path().join("advisory-db") }).unwrap_err();
+    fs::write(
+        md.join("RUSTSEC-2020-0001.md"),
+        "```toml\n[advisory]\n```\n",
+    )
+    .unwrap();
+    let err = scan(&Options {
+        path: tmp.path().into(),
+        db: tmp.path().join("advisory-db"),
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("-b osv"), "{err}");
 
     let db = fixture_db(tmp.path());

@@ -25,9 +25,9 @@ pub fn parse(text: &str) -> Value {
         if raw.is_empty() {
             continue;
         }
-        if raw.starts_with('#') {
+        if let Some(comment) = raw.strip_prefix('#') {
             // Parser directives are only honoured before the first instruction.
-            if !seen_instruction && let Some(d) = raw[1..].trim().strip_prefix("escape=") {
+            if !seen_instruction && let Some(d) = comment.trim().strip_prefix("escape=") {
                 escape = d.trim().chars().next().unwrap_or('\\');
             }
             continue;
@@ -43,7 +43,9 @@ pub fn parse(text: &str) -> Value {
                 logical.push_str(stripped);
                 logical.push(' ');
                 original.push('\n');
-                while i < lines.len() && (lines[i].trim_start().starts_with('#') || lines[i].trim().is_empty()) {
+                while i < lines.len()
+                    && (lines[i].trim_start().starts_with('#') || lines[i].trim().is_empty())
+                {
                     i += 1;
                 }
                 if i >= lines.len() {
@@ -65,7 +67,11 @@ pub fn parse(text: &str) -> Value {
         } else {
             (String::new(), rest)
         };
-        let effective = if sub_cmd.is_empty() { cmd.as_str() } else { sub_cmd.as_str() };
+        let effective = if sub_cmd.is_empty() {
+            cmd.as_str()
+        } else {
+            sub_cmd.as_str()
+        };
         let (flags, rest) = take_flags(rest);
         if cmd == "from" {
             stage += 1;
@@ -104,7 +110,10 @@ fn take_flags(mut rest: &str) -> (Vec<String>, &str) {
 }
 
 fn values(cmd: &str, rest: &str) -> (bool, Vec<String>) {
-    let json_capable = matches!(cmd, "run" | "cmd" | "entrypoint" | "shell" | "copy" | "add" | "volume");
+    let json_capable = matches!(
+        cmd,
+        "run" | "cmd" | "entrypoint" | "shell" | "copy" | "add" | "volume"
+    );
     if json_capable
         && rest.starts_with('[')
         && let Ok(items) = serde_json::from_str::<Vec<String>>(rest)
@@ -130,7 +139,14 @@ fn values(cmd: &str, rest: &str) -> (bool, Vec<String>) {
             } else {
                 // Legacy `ENV KEY value with spaces`.
                 let (k, v) = split_word(rest);
-                (false, if v.is_empty() { vec![k.to_string()] } else { vec![k.to_string(), v.to_string()] })
+                (
+                    false,
+                    if v.is_empty() {
+                        vec![k.to_string()]
+                    } else {
+                        vec![k.to_string(), v.to_string()]
+                    },
+                )
             }
         }
         _ => (false, words()),
@@ -178,8 +194,14 @@ mod tests {
         let cmds = doc.as_array().unwrap();
         assert_eq!(cmds[0]["Cmd"], "from");
         assert_eq!(cmds[0]["Value"], json!(["python:3.10-slim", "AS", "build"]));
-        assert_eq!(cmds[1]["Value"], json!(["apt-get update &&  apt-get install -y curl"]));
-        assert_eq!((cmds[1]["StartLine"].as_u64(), cmds[1]["EndLine"].as_u64()), (Some(3), Some(5)));
+        assert_eq!(
+            cmds[1]["Value"],
+            json!(["apt-get update &&  apt-get install -y curl"])
+        );
+        assert_eq!(
+            (cmds[1]["StartLine"].as_u64(), cmds[1]["EndLine"].as_u64()),
+            (Some(3), Some(5))
+        );
         assert_eq!(cmds[2]["Flags"], json!(["--from=build"]));
         assert_eq!(cmds[3]["Value"], json!(["A", "1", "B", "two words"]));
         assert_eq!(cmds[4]["JSON"], true);

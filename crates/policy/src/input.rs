@@ -26,7 +26,11 @@ pub struct Document {
 
 pub fn kind_of(path: &Path) -> Option<Kind> {
     let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-    if name == "dockerfile" || name == "containerfile" || name.starts_with("dockerfile.") || name.ends_with(".dockerfile") {
+    if name == "dockerfile"
+        || name == "containerfile"
+        || name.starts_with("dockerfile.")
+        || name.ends_with(".dockerfile")
+    {
         return Some(Kind::Dockerfile);
     }
     match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
@@ -39,37 +43,57 @@ pub fn kind_of(path: &Path) -> Option<Kind> {
 
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Document>> {
     let kind = kind_of(path).ok_or_else(|| {
-        anyhow!("{}: unknown input kind (expected .yaml, .yml, .json, .toml or a Dockerfile)", path.display())
+        anyhow!(
+            "{}: unknown input kind (expected .yaml, .yml, .json, .toml or a Dockerfile)",
+            path.display()
+        )
     })?;
     let file = path.display();
     match kind {
         Kind::Json => {
             let value = serde_json::from_str(text)
                 .map_err(|e| anyhow!("{file}:{}:{}: invalid JSON: {e}", e.line(), e.column()))?;
-            Ok(vec![Document { value, index: 0, line: 1 }])
+            Ok(vec![Document {
+                value,
+                index: 0,
+                line: 1,
+            }])
         }
         Kind::Toml => {
             let value: Value = toml::from_str(text).map_err(|e| {
                 let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
                 anyhow!("{file}:{line}:{col}: invalid TOML: {}", e.message())
             })?;
-            Ok(vec![Document { value, index: 0, line: 1 }])
+            Ok(vec![Document {
+                value,
+                index: 0,
+                line: 1,
+            }])
         }
-        Kind::Dockerfile => Ok(vec![Document { value: dockerfile::parse(text), index: 0, line: 1 }]),
+        Kind::Dockerfile => Ok(vec![Document {
+            value: dockerfile::parse(text),
+            index: 0,
+            line: 1,
+        }]),
         Kind::Yaml => {
             let starts = yaml_document_starts(text);
             let mut docs = Vec::new();
             for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-                let value: serde_yaml::Value = serde::Deserialize::deserialize(de).map_err(|e| match e.location() {
-                    Some(l) => anyhow!("{file}:{}:{}: invalid YAML: {e}", l.line(), l.column()),
-                    None => anyhow!("{file}: invalid YAML: {e}"),
-                })?;
+                let value: serde_yaml::Value =
+                    serde::Deserialize::deserialize(de).map_err(|e| match e.location() {
+                        Some(l) => anyhow!("{file}:{}:{}: invalid YAML: {e}", l.line(), l.column()),
+                        None => anyhow!("{file}: invalid YAML: {e}"),
+                    })?;
                 // Empty documents (a trailing `---`) carry nothing to check.
                 if value.is_null() {
                     continue;
                 }
                 let value = yaml_to_json(value);
-                docs.push(Document { value, index, line: starts.get(index).copied().unwrap_or(1) });
+                docs.push(Document {
+                    value,
+                    index,
+                    line: starts.get(index).copied().unwrap_or(1),
+                });
             }
             Ok(docs)
         }
@@ -90,7 +114,10 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
                 .map(|(k, v)| {
                     let key = match k {
                         Y::String(s) => s,
-                        other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_string(),
+                        other => serde_yaml::to_string(&other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
                     };
                     (key, yaml_to_json(v))
                 })

@@ -19,9 +19,18 @@ use serde_json::Value;
 
 /// The policies compiled into the binary: (virtual path, Rego).
 pub const BUNDLED: &[(&str, &str)] = &[
-    ("bundled/kubernetes.rego", include_str!("../policies/kubernetes.rego")),
-    ("bundled/dockerfile.rego", include_str!("../policies/dockerfile.rego")),
-    ("bundled/workflows.rego", include_str!("../policies/workflows.rego")),
+    (
+        "bundled/kubernetes.rego",
+        include_str!("../policies/kubernetes.rego"),
+    ),
+    (
+        "bundled/dockerfile.rego",
+        include_str!("../policies/dockerfile.rego"),
+    ),
+    (
+        "bundled/workflows.rego",
+        include_str!("../policies/workflows.rego"),
+    ),
 ];
 const BUNDLED_NAMESPACES: &[&str] = &["hangar.kubernetes", "hangar.dockerfile", "hangar.workflows"];
 
@@ -72,10 +81,16 @@ pub struct Report {
 
 impl Report {
     pub fn failures(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.level == Level::Failure).count()
+        self.outcomes
+            .iter()
+            .filter(|o| o.level == Level::Failure)
+            .count()
     }
     pub fn warnings(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.level == Level::Warning).count()
+        self.outcomes
+            .iter()
+            .filter(|o| o.level == Level::Warning)
+            .count()
     }
 }
 
@@ -84,7 +99,8 @@ pub fn scan(opts: &Options) -> Result<Report> {
     let mut policy = Policy::load(opts)?;
     let mut report = Report::default();
     for file in input_files(&opts.files)? {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         report.files += 1;
         for doc in input::parse(&file, &text)? {
             report.documents += 1;
@@ -105,7 +121,11 @@ impl Policy {
         let mut engine = Engine::new();
         let dirs: Vec<PathBuf> = if opts.policy_dirs.is_empty() {
             let default = PathBuf::from("policy");
-            if default.is_dir() { vec![default] } else { Vec::new() }
+            if default.is_dir() {
+                vec![default]
+            } else {
+                Vec::new()
+            }
         } else {
             opts.policy_dirs.clone()
         };
@@ -115,7 +135,8 @@ impl Policy {
                 bail!("policy directory {} does not exist", dir.display());
             }
             for file in rego_files(dir)? {
-                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 add_policy(&mut engine, &file.display().to_string(), &text)?;
                 user_files += 1;
             }
@@ -125,19 +146,29 @@ impl Policy {
                 add_policy(&mut engine, path, text)?;
             }
         } else if user_files == 0 {
-            bail!("no policies: no .rego files in {} and --no-bundled given", display_dirs(&dirs));
+            bail!(
+                "no policies: no .rego files in {} and --no-bundled given",
+                display_dirs(&dirs)
+            );
         }
         for data in &opts.data {
-            let text = std::fs::read_to_string(data).with_context(|| format!("reading {}", data.display()))?;
+            let text = std::fs::read_to_string(data)
+                .with_context(|| format!("reading {}", data.display()))?;
             let docs = input::parse(data, &text)?;
             for doc in docs {
                 let value = to_regorus(&doc.value)?;
-                engine.add_data(value).map_err(|e| anyhow!("{}: {e}", data.display()))?;
+                engine
+                    .add_data(value)
+                    .map_err(|e| anyhow!("{}: {e}", data.display()))?;
             }
         }
         let packages = engine.get_packages().map_err(|e| anyhow!("{e}"))?;
         let mut namespaces: Vec<String> = if opts.all_namespaces {
-            packages.iter().map(|p| p.trim_start_matches("data.").to_string()).filter(|p| !p.starts_with("hangar.")).collect()
+            packages
+                .iter()
+                .map(|p| p.trim_start_matches("data.").to_string())
+                .filter(|p| !p.starts_with("hangar."))
+                .collect()
         } else if opts.namespaces.is_empty() {
             vec!["main".to_string()]
         } else {
@@ -151,7 +182,12 @@ impl Policy {
     }
 
     /// Evaluates the failure and warning rules of every namespace against one document.
-    pub fn evaluate(&mut self, file: &Path, text: &str, doc: &input::Document) -> Result<Vec<Outcome>> {
+    pub fn evaluate(
+        &mut self,
+        file: &Path,
+        text: &str,
+        doc: &input::Document,
+    ) -> Result<Vec<Outcome>> {
         self.engine.set_input(to_regorus(&doc.value)?);
         let mut out = Vec::new();
         for ns in &self.namespaces {
@@ -159,23 +195,34 @@ impl Policy {
                 .engine
                 .eval_query(format!("data.{ns}"), false)
                 .map_err(|e| explain(&e.to_string(), file, doc))?;
-            let Some(package) = results.result.first().and_then(|r| r.expressions.first()) else { continue };
+            let Some(package) = results.result.first().and_then(|r| r.expressions.first()) else {
+                continue;
+            };
             let package: Value = serde_json::to_value(&package.value)?;
-            let Some(rules) = package.as_object() else { continue };
+            let Some(rules) = package.as_object() else {
+                continue;
+            };
             for (rule, value) in rules {
-                let Some(level) = rule_level(rule) else { continue };
+                let Some(level) = rule_level(rule) else {
+                    continue;
+                };
                 for message in messages(value) {
                     let (msg, id, locate, metadata) = match &message {
                         Value::String(s) => (s.clone(), None, None, None),
                         Value::Object(o) => (
-                            o.get("msg").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| message.to_string()),
+                            o.get("msg")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                                .unwrap_or_else(|| message.to_string()),
                             o.get("id").and_then(Value::as_str).map(str::to_string),
                             o.get("locate").and_then(Value::as_str).map(str::to_string),
                             Some(message.clone()),
                         ),
                         other => (other.to_string(), None, None, None),
                     };
-                    let line = locate.and_then(|needle| find_line(text, doc.line, &needle)).unwrap_or(doc.line);
+                    let line = locate
+                        .and_then(|needle| find_line(text, doc.line, &needle))
+                        .unwrap_or(doc.line);
                     out.push(Outcome {
                         level,
                         file: file.to_path_buf(),
@@ -207,22 +254,34 @@ fn add_policy(engine: &mut Engine, path: &str, text: &str) -> Result<()> {
     engine.set_rego_v0(true);
     let result = engine.add_policy(path.to_string(), text.to_string());
     engine.set_rego_v0(false);
-    result.map(|_| ()).map_err(|_| anyhow!("{}", with_suggestion(&v1.to_string())))
+    result
+        .map(|_| ())
+        .map_err(|_| anyhow!("{}", with_suggestion(&v1.to_string())))
 }
 
 /// Adds a "did you mean" to errors about unknown functions, and names the
 /// input document the error surfaced on.
 fn explain(err: &str, file: &Path, doc: &input::Document) -> anyhow::Error {
     let mut msg = with_suggestion(err);
-    msg.push_str(&format!("\n  (while evaluating {} document {})", file.display(), doc.index + 1));
+    msg.push_str(&format!(
+        "\n  (while evaluating {} document {})",
+        file.display(),
+        doc.index + 1
+    ));
     anyhow!(msg)
 }
 
 fn with_suggestion(err: &str) -> String {
     let mut msg = err.to_string();
     if let Some(rest) = err.split("could not find function ").nth(1) {
-        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
-        msg = msg.replace(&format!("could not find function {name}"), &format!("unknown function `{name}`: Rego has no builtin named `{name}`"));
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+            .collect();
+        msg = msg.replace(
+            &format!("could not find function {name}"),
+            &format!("unknown function `{name}`: Rego has no builtin named `{name}`"),
+        );
         if let Some(s) = suggest::closest(&name) {
             msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
         }
@@ -251,7 +310,11 @@ fn messages(value: &Value) -> Vec<Value> {
 }
 
 fn find_line(text: &str, from_line: usize, needle: &str) -> Option<usize> {
-    let offset: usize = text.split_inclusive('\n').take(from_line.saturating_sub(1)).map(str::len).sum();
+    let offset: usize = text
+        .split_inclusive('\n')
+        .take(from_line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     let at = text[offset..].find(needle)?;
     Some(input::line_col(text, offset + at).0)
 }
@@ -269,7 +332,10 @@ fn rego_files(dir: &Path) -> Result<Vec<PathBuf>> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if path.is_dir() {
                 stack.push(path);
             } else if name.ends_with(".rego") && !name.ends_with("_test.rego") {
@@ -288,11 +354,16 @@ fn input_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         if path.is_dir() {
             let mut stack = vec![path.clone()];
             while let Some(d) = stack.pop() {
-                for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+                for entry in
+                    std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?
+                {
                     let p = entry?.path();
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
                     if p.is_dir() {
-                        if !(name.starts_with('.') && name != ".github") && name != "node_modules" && name != "target" {
+                        if !(name.starts_with('.') && name != ".github")
+                            && name != "node_modules"
+                            && name != "target"
+                        {
                             stack.push(p);
                         }
                     } else if input::kind_of(&p).is_some() {
@@ -314,5 +385,8 @@ fn display_dirs(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
         return "./policy".into();
     }
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
