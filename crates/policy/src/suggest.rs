@@ -103,35 +103,15 @@ pub const BUILTINS: &[&str] = &[
 ];
 
 /// The closest builtin to `name`, if one is close enough to be a likely typo.
+/// Separators are ignored first (`starts_with` -> `startswith`), then the
+/// workspace's edit-distance "did you mean" decides.
 pub fn closest(name: &str) -> Option<&'static str> {
     let squash = |s: &str| s.replace(['_', '.'], "").to_ascii_lowercase();
     let target = squash(name);
     if let Some(exact) = BUILTINS.iter().find(|b| squash(b) == target) {
         return Some(exact);
     }
-    BUILTINS
-        .iter()
-        .map(|b| (levenshtein(&target, &squash(b)), *b))
-        .filter(|(d, b)| *d <= 2.max(b.len() / 4))
-        .min()
-        .map(|(_, b)| b)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    hangar_diag::did_you_mean(name, BUILTINS.iter().copied())
 }
 
 #[cfg(test)]
