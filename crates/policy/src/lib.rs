@@ -174,6 +174,23 @@ impl Policy {
         } else {
             opts.namespaces.clone()
         };
+        // A namespace asked for by name that no policy declares is a typo, not a pass.
+        for ns in &opts.namespaces {
+            if !packages.iter().any(|p| p.trim_start_matches("data.") == ns) {
+                let known: Vec<&str> = packages
+                    .iter()
+                    .map(|p| p.trim_start_matches("data."))
+                    .collect();
+                let mut msg = format!(
+                    "no policy declares `package {ns}` (known: {})",
+                    known.join(", ")
+                );
+                if let Some(s) = hangar_diag::did_you_mean(ns, known.iter().copied()) {
+                    msg.push_str(&format!("\nhelp: did you mean `--namespace {s}`?"));
+                }
+                bail!(msg);
+            }
+        }
         if !opts.no_bundled {
             namespaces.extend(BUNDLED_NAMESPACES.iter().map(|s| s.to_string()));
         }
@@ -254,9 +271,17 @@ fn add_policy(engine: &mut Engine, path: &str, text: &str) -> Result<()> {
     engine.set_rego_v0(true);
     let result = engine.add_policy(path.to_string(), text.to_string());
     engine.set_rego_v0(false);
-    result
-        .map(|_| ())
-        .map_err(|_| anyhow!("{}", with_suggestion(&v1.to_string())))
+    // Report the error of the dialect the module appears to be written in.
+    let looks_v1 =
+        text.contains("import rego.v1") || text.contains(" if ") || text.contains(" if{");
+    result.map(|_| ()).map_err(|v0| {
+        let err = if looks_v1 {
+            v1.to_string()
+        } else {
+            v0.to_string()
+        };
+        anyhow!("{}", with_suggestion(&err))
+    })
 }
 
 /// Adds a "did you mean" to errors about unknown functions, and names the

@@ -305,3 +305,44 @@ jobs:
     let good = "on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n      - run: echo hi\n        env:\n          T: ${{ github.event.issue.title }}\n";
     assert_eq!(bundled_ids("ok.yaml", good), []);
 }
+
+#[test]
+fn unknown_namespace_is_an_error_with_suggestion() {
+    let err = scan(&Options {
+        files: vec![fixtures().join("seed002/compliant.yaml")],
+        policy_dirs: vec![fixtures().join("seed002/corrected.rego")],
+        namespaces: vec!["kubernetes.admision".into()],
+        no_bundled: true,
+        ..Options::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("did you mean `--namespace kubernetes.admission`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn v0_syntax_errors_are_reported_in_v0_terms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pol = write(
+        tmp.path(),
+        "p/old.rego",
+        "package main\n\ndeny[msg] {\n  msg := \"x\"\n  input.a ==\n}\n",
+    );
+    let input = write(tmp.path(), "x.json", "{}");
+    let err = scan(&Options {
+        files: vec![input],
+        policy_dirs: vec![pol.parent().unwrap().into()],
+        no_bundled: true,
+        ..Options::default()
+    })
+    .unwrap_err()
+    .to_string();
+    eprintln!("{err}");
+    assert!(
+        err.contains("old.rego:5:") || err.contains("old.rego:6:"),
+        "{err}"
+    );
+}
