@@ -45,7 +45,6 @@ pub const BUILTINS: &[&str] = &[
     "json.filter",
     "json.is_valid",
     "json.marshal",
-    "json.patch",
     "json.remove",
     "json.unmarshal",
     "lower",
@@ -94,12 +93,7 @@ pub const BUILTINS: &[&str] = &[
     "trim_suffix",
     "type_name",
     "union",
-    "units.parse",
-    "units.parse_bytes",
     "upper",
-    "urlquery.decode",
-    "urlquery.encode",
-    "walk",
 ];
 
 /// The closest builtin to `name`, if one is close enough to be a likely typo.
