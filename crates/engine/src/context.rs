@@ -56,14 +56,15 @@ impl RunContext {
         let mut sha = git.sha.clone();
         let mut head_ref = String::new();
         let mut base_ref = String::new();
-        if let Some(r) = event.get("ref").and_then(Value::as_str) {
-            if event_name != "pull_request" && !r.is_empty() {
-                git_ref = if r.starts_with("refs/") {
-                    r.to_string()
-                } else {
-                    format!("refs/heads/{r}")
-                };
-            }
+        if let Some(r) = event.get("ref").and_then(Value::as_str)
+            && event_name != "pull_request"
+            && !r.is_empty()
+        {
+            git_ref = if r.starts_with("refs/") {
+                r.to_string()
+            } else {
+                format!("refs/heads/{r}")
+            };
         }
         if let Some(pr) = event.get("pull_request") {
             head_ref = pr
@@ -82,10 +83,11 @@ impl RunContext {
             if let Some(s) = pr.pointer("/head/sha").and_then(Value::as_str) {
                 sha = s.to_string();
             }
-        } else if let Some(s) = event.get("after").and_then(Value::as_str) {
-            if s.len() == 40 && s.bytes().any(|b| b != b'0') {
-                sha = s.to_string();
-            }
+        } else if let Some(s) = event.get("after").and_then(Value::as_str)
+            && s.len() == 40
+            && s.bytes().any(|b| b != b'0')
+        {
+            sha = s.to_string();
         }
         let actor = event
             .pointer("/sender/login")

@@ -57,11 +57,11 @@ fn extra_inputs(case: &Value, run: &mut RunContext, dir: &Path) {
                 .insert(k.clone(), v.as_str().unwrap_or("").to_string());
         }
     }
-    if let Some(s) = case["secrets"].as_str() {
-        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(s) {
-            for (k, v) in m {
-                run.secrets.insert(k, v.as_str().unwrap_or("").to_string());
-            }
+    if let Some(s) = case["secrets"].as_str()
+        && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(s)
+    {
+        for (k, v) in m {
+            run.secrets.insert(k, v.as_str().unwrap_or("").to_string());
         }
     }
     if wp == "secrets" {

@@ -92,7 +92,7 @@ impl FunctionSpec {
             Err("Too few parameters supplied")
         } else if count > self.max_args {
             Err("Too many parameters supplied")
-        } else if self.function == Function::Case && count % 2 == 0 {
+        } else if self.function == Function::Case && count.is_multiple_of(2) {
             Err("Even number of parameters supplied, requires an odd number of parameters")
         } else {
             Ok(())

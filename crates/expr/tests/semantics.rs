@@ -619,7 +619,7 @@ fn random_expressions_obey_operator_laws() {
                 "steps.build.outputs.json",
                 "nothing",
             ];
-            if depth == 0 || self.next() % 3 == 0 {
+            if depth == 0 || self.next().is_multiple_of(3) {
                 return self.pick(LEAVES).to_string();
             }
             let (a, b) = (self.expr(depth - 1), self.expr(depth - 1));

@@ -23,11 +23,11 @@ impl LiveHub {
 
     pub fn publish(&self, run_id: i64, event: Value) {
         let mut m = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = m.get(&run_id) {
-            if tx.send(event.to_string().into()).is_err() {
-                // Nobody listens any more.
-                m.remove(&run_id);
-            }
+        if let Some(tx) = m.get(&run_id)
+            && tx.send(event.to_string().into()).is_err()
+        {
+            // Nobody listens any more.
+            m.remove(&run_id);
         }
     }
 }

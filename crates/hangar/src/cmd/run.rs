@@ -153,13 +153,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         run.inputs
             .insert(k.to_string(), serde_json::Value::String(v.to_string()));
     }
-    if !args.inputs.is_empty() || args.event == "workflow_dispatch" {
-        if let Some(obj) = run.event.as_object_mut() {
-            obj.insert(
-                "inputs".into(),
-                serde_json::Value::Object(run.inputs.clone()),
-            );
-        }
+    if (!args.inputs.is_empty() || args.event == "workflow_dispatch")
+        && let Some(obj) = run.event.as_object_mut()
+    {
+        obj.insert(
+            "inputs".into(),
+            serde_json::Value::Object(run.inputs.clone()),
+        );
     }
     let mut engine = Engine::new();
     for action in hangar_builtins::all() {
