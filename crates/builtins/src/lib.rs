@@ -1,5 +1,5 @@
-//! hangar's own steps for workflows: `uses: hangar/release@v1` and
-//! `uses: hangar/deploy@v1`, as engine built-in actions. Thin adapters: the work
+//! hangar's own steps for workflows: `uses: hangar/release@v1`,
+//! `uses: hangar/deploy@v1` and `uses: hangar/scan@v1`, as engine built-in actions. Thin adapters: the work
 //! is done by `hangar-release` and `hangar-deploy`; this crate only maps `with:`
 //! inputs to their options and their results to step outputs. Both the local
 //! `hangar run` and the server's agents register [`all`].
@@ -11,7 +11,7 @@ use hangar_engine::builtin::{ActionCall, ActionResult, BuiltinAction};
 
 /// Every hangar built-in, for `Engine::register`.
 pub fn all() -> Vec<Arc<dyn BuiltinAction>> {
-    vec![Arc::new(Release), Arc::new(Deploy)]
+    vec![Arc::new(Release), Arc::new(Deploy), Arc::new(Scan)]
 }
 
 fn truthy(s: &str) -> bool {
@@ -181,4 +181,153 @@ impl BuiltinAction for Deploy {
             }
         }
     }
+}
+
+/// `hangar/scan@v1`: inputs `kind` (`policy` or `deps`), `path` (default the workspace),
+/// `policy` and `namespace` (policy; comma-separated), `db` (deps: OSV directory),
+/// `fail-on` (`error` (default), `warning`, `never`). Findings become annotations
+/// (`::error file=,line=::`); output `findings` is their count.
+struct Scan;
+
+impl BuiltinAction for Scan {
+    fn name(&self) -> &str {
+        "hangar/scan"
+    }
+
+    fn run(&self, call: &ActionCall) -> ActionResult {
+        let list = |name: &str| -> Vec<String> {
+            call.input(name)
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let path = match call.input("path").trim() {
+            "" => call.workspace.clone(),
+            p => call.workspace.join(p),
+        };
+        let fail_on = match call.input("fail-on").trim() {
+            "" | "error" => FailOn::Error,
+            "warning" => FailOn::Warning,
+            "never" | "none" => FailOn::Never,
+            other => {
+                call.output.error(&format!(
+                    "hangar/scan: `fail-on: {other}` is not one of error, warning, never"
+                ));
+                return ActionResult::failed();
+            }
+        };
+        let rel = |p: &std::path::Path| {
+            p.strip_prefix(&call.workspace)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
+        let (errors, warnings) = match call.input("kind").trim() {
+            "policy" => {
+                let opts = hangar_policy::Options {
+                    files: vec![path],
+                    policy_dirs: list("policy")
+                        .into_iter()
+                        .map(|p| call.workspace.join(p))
+                        .collect(),
+                    namespaces: list("namespace"),
+                    ..Default::default()
+                };
+                match hangar_policy::scan(&opts) {
+                    Ok(report) => {
+                        for o in &report.outcomes {
+                            let level = if o.level == hangar_policy::Level::Failure {
+                                "error"
+                            } else {
+                                "warning"
+                            };
+                            let id = o.id.as_deref().unwrap_or(&o.rule);
+                            call.output.line(&format!(
+                                "::{level} file={},line={},title={id}::{}",
+                                rel(&o.file),
+                                o.line.max(1),
+                                o.msg
+                            ));
+                        }
+                        (report.failures(), report.warnings())
+                    }
+                    Err(e) => {
+                        call.output.error(&format!("hangar/scan: {e:#}"));
+                        return ActionResult::failed();
+                    }
+                }
+            }
+            "deps" => {
+                let db = match call.input("db").trim() {
+                    "" => match call.env.get("HANGAR_ADVISORY_DB") {
+                        Some(d) => PathBuf::from(d),
+                        None => {
+                            call.output.error("hangar/scan: `kind: deps` needs `db:` (a directory of OSV advisories) or HANGAR_ADVISORY_DB");
+                            return ActionResult::failed();
+                        }
+                    },
+                    d => call.workspace.join(d),
+                };
+                match hangar_advisories::scan(&hangar_advisories::Options { path, db }) {
+                    Ok(report) => {
+                        for v in &report.vulnerabilities {
+                            let fix = v
+                                .fixed
+                                .as_deref()
+                                .map(|f| format!(", fixed in {f}"))
+                                .unwrap_or_default();
+                            call.output.line(&format!(
+                                "::error file={},line={},title={}::{} {} is affected by {}{fix}",
+                                rel(&v.file),
+                                v.line.max(1),
+                                v.advisory,
+                                v.package,
+                                v.version,
+                                v.summary.as_deref().unwrap_or(&v.advisory)
+                            ));
+                        }
+                        (report.vulnerabilities.len(), report.unpinned.len())
+                    }
+                    Err(e) => {
+                        call.output.error(&format!("hangar/scan: {e:#}"));
+                        return ActionResult::failed();
+                    }
+                }
+            }
+            "secrets" => {
+                call.output.error("hangar/scan: `kind: secrets` is not available in this build yet (secret scanning is still to come); use `kind: policy` or `kind: deps`");
+                return ActionResult::failed();
+            }
+            other => {
+                call.output.error(&format!(
+                    "hangar/scan: `kind` must be `policy` or `deps`, got `{other}`"
+                ));
+                return ActionResult::failed();
+            }
+        };
+        let failed = match fail_on {
+            FailOn::Error => errors > 0,
+            FailOn::Warning => errors + warnings > 0,
+            FailOn::Never => false,
+        };
+        call.output
+            .line(&format!("{errors} error(s), {warnings} warning(s)"));
+        let mut res = if failed {
+            ActionResult::failed()
+        } else {
+            ActionResult::ok()
+        };
+        res.outputs
+            .insert("findings".into(), (errors + warnings).to_string());
+        res
+    }
+}
+
+#[derive(Clone, Copy)]
+enum FailOn {
+    Error,
+    Warning,
+    Never,
 }

@@ -76,3 +76,70 @@ jobs:
         .unwrap();
     assert!(tags.stdout.is_empty());
 }
+
+#[test]
+fn scan_step_turns_policy_findings_into_annotations_and_fails_as_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "Dev"]);
+    git(dir, &["config", "user.email", "dev@example.com"]);
+    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
+    std::fs::create_dir_all(dir.join("docker")).unwrap();
+    std::fs::write(
+        dir.join("docker/Dockerfile"),
+        "FROM ubuntu\nADD https://example.com/x.tgz /x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".github/workflows/scan.yml"),
+        r#"on: push
+jobs:
+  gate:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: hangar/scan@v1
+        with: { kind: policy, path: docker }
+  report-only:
+    runs-on: ubuntu-latest
+    steps:
+      - id: s
+        uses: hangar/scan@v1
+        with: { kind: policy, path: docker, fail-on: never }
+      - run: echo "found=${{ steps.s.outputs.findings }}"
+"#,
+    )
+    .unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "ci: scan"]);
+    let out = Command::new(HANGAR)
+        .arg("run")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "the gate job fails on findings:\n{text}"
+    );
+    assert!(
+        text.contains("docker/Dockerfile") && text.contains("DF002"),
+        "findings are annotations with file and rule:\n{text}"
+    );
+    // The step's output line, not the echo of its script.
+    let found = text
+        .lines()
+        .filter_map(|l| l.split("found=").nth(1))
+        .find(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or("0")
+        .trim()
+        .to_string();
+    assert!(
+        found.parse::<u32>().unwrap_or(0) >= 2,
+        "report-only job saw the findings: {found}\n{text}"
+    );
+}
