@@ -365,6 +365,17 @@ impl Instance {
     }
 }
 
+impl Drop for Instance {
+    /// An instance nobody holds any more (its controller ended without `shutdown`,
+    /// e.g. a failing test) must not outlive it. A controller killed with SIGKILL runs
+    /// no destructors: its successor finds those processes in the state file instead.
+    fn drop(&mut self) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            signal_group(self.pid(), libc::SIGKILL);
+        }
+    }
+}
+
 /// The last `n` lines of a log file.
 pub fn tail(path: &std::path::Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -86,6 +86,18 @@ fn instances_of(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// Stops the environment when the test ends, passed or failed, so no instance outlives it.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = hangar(self.0, &["down", "--env", "prod"]);
+        for pid in instances_of(self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 #[test]
 fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
     if Command::new("python3").arg("--version").output().is_err() {
@@ -99,6 +111,7 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let port = free_port();
+    let _down = Down(dir);
     project(dir, port, "v1");
     let out = hangar(dir, &["deploy", "prod"]);
     assert!(
