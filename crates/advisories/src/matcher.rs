@@ -26,6 +26,52 @@ pub struct Vulnerability {
     pub line: usize,
 }
 
+impl Vulnerability {
+    /// One sentence: package, advisory, aliases, summary and the fix.
+    pub fn message(&self) -> String {
+        let mut msg = format!(
+            "{} {} is affected by {}",
+            self.package, self.version, self.advisory
+        );
+        if !self.aliases.is_empty() {
+            msg.push_str(&format!(" ({})", self.aliases.join(", ")));
+        }
+        if let Some(s) = &self.summary {
+            msg.push_str(&format!(": {s}"));
+        }
+        match &self.fixed {
+            Some(f) => msg.push_str(&format!("; fixed in {f}")),
+            None => msg.push_str("; no fixed version"),
+        }
+        msg
+    }
+
+    /// The shared shape for SARIF and annotations; paths relative to `root` when under it.
+    pub fn to_finding(&self, root: Option<&std::path::Path>) -> hangar_findings::Finding {
+        let file = root
+            .and_then(|r| self.file.strip_prefix(r).ok())
+            .unwrap_or(&self.file);
+        let mut properties = serde_json::Map::new();
+        properties.insert("package".into(), self.package.clone().into());
+        properties.insert("version".into(), self.version.clone().into());
+        properties.insert("aliases".into(), self.aliases.clone().into());
+        properties.insert("severity".into(), self.severity.clone().into());
+        properties.insert("fixed".into(), self.fixed.clone().into());
+        hangar_findings::Finding {
+            rule_id: self.advisory.clone(),
+            level: hangar_findings::Level::Error,
+            message: self.message(),
+            location: Some(hangar_findings::Location {
+                path: file.display().to_string().replace('\\', "/"),
+                line: self.line.max(1) as u32,
+                ..Default::default()
+            }),
+            fingerprint: None,
+            properties,
+        }
+    }
+}
+
 pub fn check(db: &Database, pkg: &Package) -> Vec<Vulnerability> {
     let Some(version) = pkg.version.as_deref() else {
         return Vec::new();

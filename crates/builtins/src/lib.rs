@@ -183,7 +183,8 @@ impl BuiltinAction for Deploy {
     }
 }
 
-/// `hangar/scan@v1`: inputs `kind` (`policy` or `deps`), `path` (default the workspace),
+/// `hangar/scan@v1`: inputs `kind` (`secrets`, `policy` or `deps`), `path` (default the workspace),
+/// `git` (secrets: `true` or a range scans history), `config` and `baseline` (secrets),
 /// `policy` and `namespace` (policy; comma-separated), `db` (deps: OSV directory),
 /// `fail-on` (`error` (default), `warning`, `never`). Findings become annotations
 /// (`::error file=,line=::`); output `findings` is their count.
@@ -218,12 +219,6 @@ impl BuiltinAction for Scan {
                 return ActionResult::failed();
             }
         };
-        let rel = |p: &std::path::Path| {
-            p.strip_prefix(&call.workspace)
-                .unwrap_or(p)
-                .display()
-                .to_string()
-        };
         let (errors, warnings) = match call.input("kind").trim() {
             "policy" => {
                 let opts = hangar_policy::Options {
@@ -238,17 +233,8 @@ impl BuiltinAction for Scan {
                 match hangar_policy::scan(&opts) {
                     Ok(report) => {
                         for o in &report.outcomes {
-                            let level = if o.level == hangar_policy::Level::Failure {
-                                "error"
-                            } else {
-                                "warning"
-                            };
-                            let id = o.id.as_deref().unwrap_or(&o.rule);
-                            call.output.line(&format!(
-                                "::{level} file={},line={},title={id}::{}",
-                                rel(&o.file),
-                                o.line.max(1),
-                                o.msg
+                            call.output.line(&hangar_findings::annotation(
+                                &o.to_finding(Some(&call.workspace)),
                             ));
                         }
                         (report.failures(), report.warnings())
@@ -273,19 +259,8 @@ impl BuiltinAction for Scan {
                 match hangar_advisories::scan(&hangar_advisories::Options { path, db }) {
                     Ok(report) => {
                         for v in &report.vulnerabilities {
-                            let fix = v
-                                .fixed
-                                .as_deref()
-                                .map(|f| format!(", fixed in {f}"))
-                                .unwrap_or_default();
-                            call.output.line(&format!(
-                                "::error file={},line={},title={}::{} {} is affected by {}{fix}",
-                                rel(&v.file),
-                                v.line.max(1),
-                                v.advisory,
-                                v.package,
-                                v.version,
-                                v.summary.as_deref().unwrap_or(&v.advisory)
+                            call.output.line(&hangar_findings::annotation(
+                                &v.to_finding(Some(&call.workspace)),
                             ));
                         }
                         (report.vulnerabilities.len(), report.unpinned.len())
@@ -297,12 +272,54 @@ impl BuiltinAction for Scan {
                 }
             }
             "secrets" => {
-                call.output.error("hangar/scan: `kind: secrets` is not available in this build yet (secret scanning is still to come); use `kind: policy` or `kind: deps`");
-                return ActionResult::failed();
+                // Findings are relative to `path`; annotations to the workspace.
+                let prefix = path
+                    .strip_prefix(&call.workspace)
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
+                let target = match call.input("git").trim() {
+                    "" | "false" => hangar_secrets::Target::Tree(path),
+                    "true" => hangar_secrets::Target::Git {
+                        repo: path,
+                        range: None,
+                    },
+                    range => hangar_secrets::Target::Git {
+                        repo: path,
+                        range: Some(range.to_string()),
+                    },
+                };
+                let opt_path = |name: &str| match call.input(name).trim() {
+                    "" => None,
+                    p => Some(call.workspace.join(p)),
+                };
+                let opts = hangar_secrets::report::Options {
+                    target,
+                    config: opt_path("config"),
+                    baseline: opt_path("baseline"),
+                    threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                };
+                match hangar_secrets::report::run(&opts) {
+                    Ok(report) => {
+                        // Secrets stay redacted in the log: it is kept and shown to everyone.
+                        for f in &report.findings {
+                            let mut finding = f.to_finding(true);
+                            if let Some(l) = finding.location.as_mut() {
+                                l.path = prefix.join(&l.path).display().to_string();
+                            }
+                            call.output.line(&hangar_findings::annotation(&finding));
+                        }
+                        call.output.line(&report.summary());
+                        (report.findings.len(), 0)
+                    }
+                    Err(e) => {
+                        call.output.error(&format!("hangar/scan: {e}"));
+                        return ActionResult::failed();
+                    }
+                }
             }
             other => {
                 call.output.error(&format!(
-                    "hangar/scan: `kind` must be `policy` or `deps`, got `{other}`"
+                    "hangar/scan: `kind` must be `secrets`, `policy` or `deps`, got `{other}`"
                 ));
                 return ActionResult::failed();
             }

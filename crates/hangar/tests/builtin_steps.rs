@@ -17,6 +17,34 @@ fn git(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
+/// A committed repository holding `files`, and the combined output and
+/// success of `hangar run` in it.
+fn run_in_repo(files: &[(&str, &str)]) -> (tempfile::TempDir, bool, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "Dev"]);
+    git(dir, &["config", "user.email", "dev@example.com"]);
+    for (path, text) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "ci: scan"]);
+    let out = Command::new(HANGAR)
+        .arg("run")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (tmp, out.status.success(), text)
+}
+
 #[test]
 fn release_step_outputs_drive_a_later_job() {
     let tmp = tempfile::tempdir().unwrap();
@@ -79,21 +107,14 @@ jobs:
 
 #[test]
 fn scan_step_turns_policy_findings_into_annotations_and_fails_as_configured() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["config", "user.name", "Dev"]);
-    git(dir, &["config", "user.email", "dev@example.com"]);
-    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
-    std::fs::create_dir_all(dir.join("docker")).unwrap();
-    std::fs::write(
-        dir.join("docker/Dockerfile"),
-        "FROM ubuntu\nADD https://example.com/x.tgz /x\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join(".github/workflows/scan.yml"),
-        r#"on: push
+    let (_tmp, ok, text) = run_in_repo(&[
+        (
+            "docker/Dockerfile",
+            "FROM ubuntu\nADD https://example.com/x.tgz /x\n",
+        ),
+        (
+            ".github/workflows/scan.yml",
+            r#"on: push
 jobs:
   gate:
     runs-on: ubuntu-latest
@@ -108,24 +129,9 @@ jobs:
         with: { kind: policy, path: docker, fail-on: never }
       - run: echo "found=${{ steps.s.outputs.findings }}"
 "#,
-    )
-    .unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "ci: scan"]);
-    let out = Command::new(HANGAR)
-        .arg("run")
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !out.status.success(),
-        "the gate job fails on findings:\n{text}"
-    );
+        ),
+    ]);
+    assert!(!ok, "the gate job fails on findings:\n{text}");
     assert!(
         text.contains("docker/Dockerfile") && text.contains("DF002"),
         "findings are annotations with file and rule:\n{text}"
@@ -142,4 +148,40 @@ jobs:
         found.parse::<u32>().unwrap_or(0) >= 2,
         "report-only job saw the findings: {found}\n{text}"
     );
+}
+
+#[test]
+fn scan_step_reports_secrets_redacted_with_their_place() {
+    let token = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e";
+    let (_tmp, ok, text) = run_in_repo(&[
+        ("config/app.env", &format!("# app\nGITHUB_TOKEN={token}\n")),
+        (
+            ".github/workflows/secrets.yml",
+            r#"on: push
+jobs:
+  gate:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: hangar/scan@v1
+        with: { kind: secrets, path: config }
+  history:
+    runs-on: ubuntu-latest
+    steps:
+      - id: h
+        uses: hangar/scan@v1
+        with: { kind: secrets, git: true, fail-on: never }
+      - run: echo "history-findings=${{ steps.h.outputs.findings }}"
+"#,
+        ),
+    ]);
+    assert!(!ok, "secrets fail the gate:\n{text}");
+    assert!(
+        text.contains("config/app.env:2:14") && text.contains("github-pat"),
+        "the finding is an annotation at its place:\n{text}"
+    );
+    assert!(
+        !text.contains(token),
+        "the secret is redacted in the log:\n{text}"
+    );
+    assert!(text.contains("history-findings=1"), "{text}");
 }

@@ -72,6 +72,41 @@ pub struct Outcome {
     pub metadata: Option<Value>,
 }
 
+impl Outcome {
+    /// The rule id shown to users: the bundled id (`K8S001`) or `namespace.rule`.
+    pub fn rule_id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", self.namespace, self.rule))
+    }
+
+    /// The shared shape for SARIF and annotations; paths relative to `root` when under it.
+    pub fn to_finding(&self, root: Option<&std::path::Path>) -> hangar_findings::Finding {
+        let file = root
+            .and_then(|r| self.file.strip_prefix(r).ok())
+            .unwrap_or(&self.file);
+        let mut properties = serde_json::Map::new();
+        properties.insert("namespace".into(), self.namespace.clone().into());
+        properties.insert("rule".into(), self.rule.clone().into());
+        properties.insert("document".into(), self.document.into());
+        hangar_findings::Finding {
+            rule_id: self.rule_id(),
+            level: match self.level {
+                Level::Failure => hangar_findings::Level::Error,
+                Level::Warning => hangar_findings::Level::Warning,
+            },
+            message: self.msg.clone(),
+            location: Some(hangar_findings::Location {
+                path: file.display().to_string().replace('\\', "/"),
+                line: self.line.max(1) as u32,
+                ..Default::default()
+            }),
+            fingerprint: None,
+            properties,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub outcomes: Vec<Outcome>,

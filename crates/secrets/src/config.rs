@@ -383,7 +383,7 @@ fn compile(
 }
 
 pub(crate) fn build(re: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(re)
+    RegexBuilder::new(&go_compatible(re))
         .unicode(false)
         .size_limit(64 << 20)
         .dfa_size_limit(64 << 20)
@@ -397,4 +397,74 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
     let start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[start..].chars().count() + 1)
+}
+
+/// gitleaks' patterns are Go RE2, where a `{` that does not start a counted
+/// repetition (`{2}`, `{2,}`, `{2,5}`) is a literal brace; Rust's `regex`
+/// rejects it. Escaping those braces is the only translation the 222 rules
+/// of gitleaks' own configuration need.
+fn go_compatible(re: &str) -> String {
+    let bytes = re.as_bytes();
+    let mut out = String::with_capacity(re.len() + 8);
+    let mut in_class = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\\' => {
+                let end = (i + 2).min(bytes.len());
+                out.push_str(&re[i..end]);
+                i = end;
+                continue;
+            }
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'{' if !in_class => {
+                match repetition_len(&bytes[i..]) {
+                    Some(n) => {
+                        out.push_str(&re[i..i + n]);
+                        i += n;
+                    }
+                    None => {
+                        out.push_str("\\{");
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            b'}' if !in_class => {
+                out.push_str("\\}");
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let ch = re[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Length of `{n}`, `{n,}` or `{n,m}` at the start of `s`, if it is one.
+fn repetition_len(s: &[u8]) -> Option<usize> {
+    let end = s.iter().position(|&b| b == b'}')?;
+    let inner = &s[1..end];
+    let mut parts = inner.splitn(2, |&b| b == b',');
+    let first = parts.next().unwrap_or_default();
+    let digits = |p: &[u8]| p.iter().all(u8::is_ascii_digit);
+    (!first.is_empty() && digits(first) && parts.next().is_none_or(digits)).then_some(end + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_compatible;
+
+    #[test]
+    fn literal_braces_are_escaped_as_go_reads_them() {
+        assert_eq!(go_compatible(r"^\$(?:\d+|{\d+})$"), r"^\$(?:\d+|\{\d+\})$");
+        assert_eq!(go_compatible(r"a{2,5}b{3}c{1,}"), r"a{2,5}b{3}c{1,}");
+        assert_eq!(go_compatible(r"[{}]\{x"), r"[{}]\{x");
+        assert_eq!(go_compatible(r"\$\{\{[^}]+}}"), r"\$\{\{[^}]+\}\}");
+    }
 }

@@ -192,29 +192,42 @@ impl RuleSet {
                 out.push(f);
             }
         }
-        drop_shadowed_generics(&mut out);
+        drop_shadowed(&mut out);
         out.sort_by_key(|f| (f.line, f.column));
         out
     }
 }
 
-/// A generic rule's finding is noise when a specific rule found the same
-/// secret (say `api_key = "ghp_..."`): keep the specific one.
-fn drop_shadowed_generics(out: &mut Vec<Finding>) {
+/// One secret, one finding: a generic rule's finding is noise when a
+/// specific rule found the same secret (`api_key = "ghp_..."`), and of two
+/// specific rules reporting the very same span the first (in file order) wins.
+fn drop_shadowed(out: &mut Vec<Finding>) {
     if out.len() < 2 {
         return;
     }
-    let specific: Vec<(u32, u32, u32, u32)> = out
-        .iter()
-        .filter(|f| !f.rule_id.starts_with("generic"))
-        .map(|f| (f.line, f.column, f.end_line, f.end_column))
-        .collect();
-    out.retain(|f| {
-        !f.rule_id.starts_with("generic")
-            || !specific.iter().any(|&(l, c, el, ec)| {
-                (l, c) <= (f.end_line, f.end_column) && (f.line, f.column) <= (el, ec)
-            })
-    });
+    let span = |f: &Finding| ((f.line, f.column), (f.end_line, f.end_column));
+    let is_generic = |f: &Finding| f.rule_id.starts_with("generic");
+    let mut keep = vec![true; out.len()];
+    for i in 0..out.len() {
+        for j in 0..out.len() {
+            if i == j || !keep[j] {
+                continue;
+            }
+            let (a, b) = (span(&out[i]), span(&out[j]));
+            let overlap = a.0 <= b.1 && b.0 <= a.1;
+            let shadowed = if is_generic(&out[i]) {
+                overlap && !is_generic(&out[j])
+            } else {
+                a == b && j < i && !is_generic(&out[j])
+            };
+            if shadowed {
+                keep[i] = false;
+                break;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    out.retain(|_| k.next().unwrap_or(true));
 }
 
 #[allow(clippy::too_many_arguments)]

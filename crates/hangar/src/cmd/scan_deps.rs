@@ -1,6 +1,6 @@
 //! `hangar scan deps`.
 //!
-//! Rendering is local until the shared `hangar-findings` renderers land.
+//! SARIF comes from `hangar-findings`; text and JSON are this command's own.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,21 +44,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn message(v: &hangar_advisories::Vulnerability) -> String {
-    let mut msg = format!("{} {} is affected by {}", v.package, v.version, v.advisory);
-    if !v.aliases.is_empty() {
-        msg.push_str(&format!(" ({})", v.aliases.join(", ")));
-    }
-    if let Some(s) = &v.summary {
-        msg.push_str(&format!(": {s}"));
-    }
-    match &v.fixed {
-        Some(f) => msg.push_str(&format!("; fixed in {f}")),
-        None => msg.push_str("; no fixed version"),
-    }
-    msg
-}
-
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for v in &report.vulnerabilities {
@@ -67,7 +52,7 @@ pub fn text(report: &Report) -> String {
             "{}:{}: [{sev}] {}\n",
             v.file.display(),
             v.line,
-            message(v)
+            v.message()
         ));
     }
     for p in &report.unpinned {
@@ -116,31 +101,17 @@ pub fn json_report(report: &Report) -> serde_json::Value {
 }
 
 pub fn sarif(report: &Report) -> serde_json::Value {
-    let mut rules: Vec<&str> = report
+    let findings: Vec<hangar_findings::Finding> = report
         .vulnerabilities
         .iter()
-        .map(|v| v.advisory.as_str())
+        .map(|v| v.to_finding(None))
         .collect();
-    rules.sort();
-    rules.dedup();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "hangar-deps",
-                "rules": rules.iter().map(|r| json!({"id": r})).collect::<Vec<_>>(),
-            }},
-            "results": report.vulnerabilities.iter().map(|v| json!({
-                "ruleId": v.advisory,
-                "level": "error",
-                "message": {"text": message(v)},
-                "properties": {"package": v.package, "version": v.version, "aliases": v.aliases, "severity": v.severity, "fixed": v.fixed},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": v.file.display().to_string().replace('\\', "/")},
-                    "region": {"startLine": v.line},
-                }}],
-            })).collect::<Vec<_>>(),
-        }],
-    })
+    hangar_findings::sarif(
+        &hangar_findings::Tool {
+            name: "hangar-deps",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        &[],
+        &findings,
+    )
 }

@@ -1,7 +1,6 @@
 //! `hangar scan policy`.
 //!
-//! Rendering is local until the shared `hangar-findings` renderers land; the
-//! JSON and SARIF shapes follow SARIF 2.1.0 (`ruleId`, `level`, locations).
+//! SARIF comes from `hangar-findings`; text and JSON are this command's own.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,11 +72,6 @@ fn label(level: Level) -> &'static str {
     }
 }
 
-fn rule_id(o: &hangar_policy::Outcome) -> String {
-    o.id.clone()
-        .unwrap_or_else(|| format!("{}.{}", o.namespace, o.rule))
-}
-
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for o in &report.outcomes {
@@ -86,7 +80,7 @@ pub fn text(report: &Report) -> String {
             label(o.level),
             o.file.display(),
             o.line,
-            rule_id(o),
+            o.rule_id(),
             o.msg
         ));
     }
@@ -113,7 +107,7 @@ pub fn json_report(report: &Report) -> serde_json::Value {
             "document": o.document,
             "namespace": o.namespace,
             "rule": o.rule,
-            "id": rule_id(o),
+            "id": o.rule_id(),
             "msg": o.msg,
             "metadata": o.metadata,
         })).collect::<Vec<_>>(),
@@ -121,27 +115,14 @@ pub fn json_report(report: &Report) -> serde_json::Value {
 }
 
 pub fn sarif(report: &Report) -> serde_json::Value {
-    let mut rules: Vec<String> = report.outcomes.iter().map(rule_id).collect();
-    rules.sort();
-    rules.dedup();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "hangar-policy",
-                "informationUri": "https://github.com/hangar",
-                "rules": rules.iter().map(|r| json!({"id": r})).collect::<Vec<_>>(),
-            }},
-            "results": report.outcomes.iter().map(|o| json!({
-                "ruleId": rule_id(o),
-                "level": if o.level == Level::Failure { "error" } else { "warning" },
-                "message": {"text": o.msg},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": o.file.display().to_string().replace('\\', "/")},
-                    "region": {"startLine": o.line},
-                }}],
-            })).collect::<Vec<_>>(),
-        }],
-    })
+    let findings: Vec<hangar_findings::Finding> =
+        report.outcomes.iter().map(|o| o.to_finding(None)).collect();
+    hangar_findings::sarif(
+        &hangar_findings::Tool {
+            name: "hangar-policy",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        &[],
+        &findings,
+    )
 }
