@@ -571,6 +571,12 @@ fn filler(rng: &mut Rng, lang: Lang) -> String {
 
 /// A corpus of `files` files.
 pub fn generate(seed: u64, files: usize) -> Corpus {
+    generate_with(seed, files, 0)
+}
+
+/// As [`generate`], with about `extra_lines` more ordinary lines per file
+/// (for throughput measurements on realistic file sizes).
+pub fn generate_with(seed: u64, files: usize, extra_lines: usize) -> Corpus {
     let mut rng = Rng::new(seed);
     let mut corpus = Corpus {
         files: Vec::new(),
@@ -613,7 +619,13 @@ pub fn generate(seed: u64, files: usize) -> Corpus {
                 corpus.decoys.push(label);
             }
         }
-        for _ in 0..rng.below(8) {
+        let tail = rng.below(8)
+            + if extra_lines > 0 {
+                rng.below(2 * extra_lines)
+            } else {
+                0
+            };
+        for _ in 0..tail {
             lines.push(filler(&mut rng, lang));
         }
         if matches!(lang, Lang::Json) {
