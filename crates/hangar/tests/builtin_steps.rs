@@ -152,7 +152,7 @@ jobs:
 
 #[test]
 fn scan_step_reports_secrets_redacted_with_their_place() {
-    let token = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e";
+    let token = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e"; // hangar:allow (a fake credential for the test)
     let (_tmp, ok, text) = run_in_repo(&[
         ("config/app.env", &format!("# app\nGITHUB_TOKEN={token}\n")),
         (

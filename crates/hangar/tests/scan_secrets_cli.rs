@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
-const TOKEN: &str = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e";
+const TOKEN: &str = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e"; // hangar:allow (a fake credential for the test)
 
 fn hangar(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(HANGAR)

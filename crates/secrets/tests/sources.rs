@@ -7,9 +7,9 @@ use std::process::Command;
 use hangar_secrets::report::{Options, run};
 use hangar_secrets::{Target, default_rules, scan};
 
-const GH: &str = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e";
-const GH2: &str = "ghp_Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8";
-const NPM: &str = "npm_Zq8Xw7Cv6Bn5Mm4Ll3Kk2Jj1Hh0Gg9Ff8Ee7";
+const GH: &str = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e"; // hangar:allow (a fake credential for the test)
+const GH2: &str = "ghp_Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8"; // hangar:allow (a fake credential for the test)
+const NPM: &str = "npm_Zq8Xw7Cv6Bn5Mm4Ll3Kk2Jj1Hh0Gg9Ff8Ee7"; // hangar:allow (a fake credential for the test)
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
