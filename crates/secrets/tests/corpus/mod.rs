@@ -304,7 +304,28 @@ fn decoy(rng: &mut Rng) -> Plant {
             rng.chars(HEX, 12)
         )
     };
-    match rng.below(18) {
+    match rng.below(24) {
+        18 => p(
+            "pinned-action",
+            "uses",
+            format!("actions/checkout@{}", rng.chars(HEX, 40)),
+        ),
+        19 => p(
+            "image-digest",
+            "image",
+            format!("nginx@sha256:{}", rng.chars(HEX, 64)),
+        ),
+        20 => p("placeholder", "authorization", "Bearer ${API_TOKEN}".into()),
+        21 => p(
+            "public-key",
+            "ssh_public_key",
+            format!(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{} deploy@ci",
+                rng.chars(B64, 43)
+            ),
+        ),
+        22 => p("uuid", "correlation_id", uuid(rng)),
+        23 => p("reference", "api_key", "settings.PAYMENTS_API_KEY".into()),
         0 => p("uuid", "request_id", uuid(rng)),
         1 => p("uuid", "tenant_id", uuid(rng)),
         2 => p("sha1", "commit_sha", rng.chars(HEX, 40)),
@@ -429,6 +450,36 @@ fn assign(lang: Lang, name: &str, value: &str) -> String {
         Lang::Shell => format!("export {upper}=\"{value}\""),
         Lang::Terraform => format!("  {name} = \"{value}\""),
         Lang::Properties => format!("{}={value}", name.replace('_', ".")),
+    }
+}
+
+/// The same value where secrets also turn up: an HTTP header in a script, a
+/// compose file's environment list, a comment, a CLI flag.
+fn elsewhere(rng: &mut Rng, lang: Lang, plant: &Plant) -> String {
+    let upper = plant.name.to_ascii_uppercase();
+    let comment = match lang {
+        Lang::Python
+        | Lang::Ruby
+        | Lang::Yaml
+        | Lang::Env
+        | Lang::Shell
+        | Lang::Terraform
+        | Lang::Properties => "#",
+        Lang::Json => return assign(lang, plant.name, &plant.value),
+        _ => "//",
+    };
+    match rng.below(4) {
+        0 if plant.kind != "generic-secret" => format!("{comment} old value: {}", plant.value),
+        0 | 1 => format!(
+            "{comment} curl -H \"Authorization: Bearer {}\" https://api.internal/v1/orders",
+            plant.value
+        ),
+        2 => format!("      - {upper}={}", plant.value),
+        _ => format!(
+            "{comment} deploy --{}={}",
+            plant.name.replace('_', "-"),
+            plant.value
+        ),
     }
 }
 
@@ -605,6 +656,7 @@ pub fn generate_with(seed: u64, files: usize, extra_lines: usize) -> Corpus {
             let (block, at) = match plant.kind {
                 "private-key" => private_key(&mut rng, lang),
                 "gcp-service-account" => service_account(&mut rng),
+                _ if is_secret && rng.below(4) == 0 => (vec![elsewhere(&mut rng, lang, &plant)], 0),
                 _ => (vec![assign(lang, plant.name, &plant.value)], 0),
             };
             let label = Label {
