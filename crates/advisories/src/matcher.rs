@@ -48,9 +48,6 @@ impl Vulnerability {
 
     /// The shared shape for SARIF and annotations; paths relative to `root` when under it.
     pub fn to_finding(&self, root: Option<&std::path::Path>) -> hangar_findings::Finding {
-        let file = root
-            .and_then(|r| self.file.strip_prefix(r).ok())
-            .unwrap_or(&self.file);
         let mut properties = serde_json::Map::new();
         properties.insert("package".into(), self.package.clone().into());
         properties.insert("version".into(), self.version.clone().into());
@@ -61,11 +58,9 @@ impl Vulnerability {
             rule_id: self.advisory.clone(),
             level: hangar_findings::Level::Error,
             message: self.message(),
-            location: Some(hangar_findings::Location {
-                path: file.display().to_string().replace('\\', "/"),
-                line: self.line.max(1) as u32,
-                ..Default::default()
-            }),
+            location: Some(hangar_findings::Location::line_in(
+                &self.file, root, self.line,
+            )),
             fingerprint: None,
             properties,
         }

@@ -40,6 +40,22 @@ pub struct Location {
     pub end_column: Option<u32>,
 }
 
+impl Location {
+    /// A whole-line location in `file`, relative to `root` when it lies under it.
+    pub fn line_in(
+        file: &std::path::Path,
+        root: Option<&std::path::Path>,
+        line: usize,
+    ) -> Location {
+        let file = root.and_then(|r| file.strip_prefix(r).ok()).unwrap_or(file);
+        Location {
+            path: file.display().to_string().replace('\\', "/"),
+            line: u32::try_from(line.max(1)).unwrap_or(u32::MAX),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub rule_id: String,

@@ -19,7 +19,7 @@ fn git(dir: &std::path::Path, args: &[&str]) {
 
 /// A committed repository holding `files`, and the combined output and
 /// success of `hangar run` in it.
-fn run_in_repo(files: &[(&str, &str)]) -> (tempfile::TempDir, bool, String) {
+fn run_in_repo(message: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, bool, String) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     git(dir, &["init", "-q", "-b", "main"]);
@@ -31,7 +31,7 @@ fn run_in_repo(files: &[(&str, &str)]) -> (tempfile::TempDir, bool, String) {
         std::fs::write(full, text).unwrap();
     }
     git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "ci: scan"]);
+    git(dir, &["commit", "-q", "-m", message]);
     let out = Command::new(HANGAR)
         .arg("run")
         .current_dir(dir)
@@ -47,15 +47,11 @@ fn run_in_repo(files: &[(&str, &str)]) -> (tempfile::TempDir, bool, String) {
 
 #[test]
 fn release_step_outputs_drive_a_later_job() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["config", "user.name", "Dev"]);
-    git(dir, &["config", "user.email", "dev@example.com"]);
-    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
-    std::fs::write(
-        dir.join(".github/workflows/release.yml"),
-        r#"on: push
+    let (tmp, ok, text) = run_in_repo(
+        "feat: first feature",
+        &[(
+            ".github/workflows/release.yml",
+            r#"on: push
 jobs:
   release:
     runs-on: ubuntu-latest
@@ -79,21 +75,10 @@ jobs:
     steps:
       - run: echo "must not run"
 "#,
-    )
-    .unwrap();
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "feat: first feature"]);
-    let out = Command::new(HANGAR)
-        .arg("run")
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        )],
     );
-    assert!(out.status.success(), "{text}");
+    let dir = tmp.path();
+    assert!(ok, "{text}");
     assert!(text.contains("announcing v=0.1.0"), "{text}");
     assert!(!text.contains("must not run"), "{text}");
     // The dry run changed nothing.
@@ -107,14 +92,16 @@ jobs:
 
 #[test]
 fn scan_step_turns_policy_findings_into_annotations_and_fails_as_configured() {
-    let (_tmp, ok, text) = run_in_repo(&[
-        (
-            "docker/Dockerfile",
-            "FROM ubuntu\nADD https://example.com/x.tgz /x\n",
-        ),
-        (
-            ".github/workflows/scan.yml",
-            r#"on: push
+    let (_tmp, ok, text) = run_in_repo(
+        "ci: scan",
+        &[
+            (
+                "docker/Dockerfile",
+                "FROM ubuntu\nADD https://example.com/x.tgz /x\n",
+            ),
+            (
+                ".github/workflows/scan.yml",
+                r#"on: push
 jobs:
   gate:
     runs-on: ubuntu-latest
@@ -129,8 +116,9 @@ jobs:
         with: { kind: policy, path: docker, fail-on: never }
       - run: echo "found=${{ steps.s.outputs.findings }}"
 "#,
-        ),
-    ]);
+            ),
+        ],
+    );
     assert!(!ok, "the gate job fails on findings:\n{text}");
     assert!(
         text.contains("docker/Dockerfile") && text.contains("DF002"),
@@ -153,11 +141,13 @@ jobs:
 #[test]
 fn scan_step_reports_secrets_redacted_with_their_place() {
     let token = "ghp_x8Kq2mZ0rT4vW9bN3cY7dF1gH5jL6pQ0sA2e"; // hangar:allow (a fake credential for the test)
-    let (_tmp, ok, text) = run_in_repo(&[
-        ("config/app.env", &format!("# app\nGITHUB_TOKEN={token}\n")),
-        (
-            ".github/workflows/secrets.yml",
-            r#"on: push
+    let (_tmp, ok, text) = run_in_repo(
+        "ci: scan",
+        &[
+            ("config/app.env", &format!("# app\nGITHUB_TOKEN={token}\n")),
+            (
+                ".github/workflows/secrets.yml",
+                r#"on: push
 jobs:
   gate:
     runs-on: ubuntu-latest
@@ -172,8 +162,9 @@ jobs:
         with: { kind: secrets, git: true, fail-on: never }
       - run: echo "history-findings=${{ steps.h.outputs.findings }}"
 "#,
-        ),
-    ]);
+            ),
+        ],
+    );
     assert!(!ok, "secrets fail the gate:\n{text}");
     assert!(
         text.contains("config/app.env:2:14") && text.contains("github-pat"),

@@ -82,9 +82,6 @@ impl Outcome {
 
     /// The shared shape for SARIF and annotations; paths relative to `root` when under it.
     pub fn to_finding(&self, root: Option<&std::path::Path>) -> hangar_findings::Finding {
-        let file = root
-            .and_then(|r| self.file.strip_prefix(r).ok())
-            .unwrap_or(&self.file);
         let mut properties = serde_json::Map::new();
         properties.insert("namespace".into(), self.namespace.clone().into());
         properties.insert("rule".into(), self.rule.clone().into());
@@ -96,11 +93,9 @@ impl Outcome {
                 Level::Warning => hangar_findings::Level::Warning,
             },
             message: self.msg.clone(),
-            location: Some(hangar_findings::Location {
-                path: file.display().to_string().replace('\\', "/"),
-                line: self.line.max(1) as u32,
-                ..Default::default()
-            }),
+            location: Some(hangar_findings::Location::line_in(
+                &self.file, root, self.line,
+            )),
             fingerprint: None,
             properties,
         }

@@ -6,10 +6,12 @@
 //!    per-file counts in its `secrets.csv`): per-file recall is printed, and the
 //!    overall figure may not fall below what it is today.
 
+mod common;
 mod corpus;
 
+use common::shared;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
 
 use hangar_secrets::{Target, default_rules, scan};
 
@@ -99,23 +101,6 @@ fn labelled_corpus_recall_and_precision() {
     }
     assert!(recall >= 0.98, "recall {recall:.3} below 0.98");
     assert!(precision >= 0.95, "precision {precision:.3} below 0.95");
-}
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("HANGAR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("conformance").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "the shared conformance data is missing at {}",
-            dir.display()
-        );
-    }
-    eprintln!("SKIPPED: no shared conformance data at {}", dir.display());
-    None
 }
 
 /// Overall per-line recall over leaky-repo's risk lines, measured when the

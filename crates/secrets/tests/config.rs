@@ -1,40 +1,28 @@
 //! Reading gitleaks-format configuration: gitleaks' own 222-rule file, our
 //! defaults, extension, and the errors a broken file gets.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::shared;
 
 use hangar_secrets::config::{Source, load};
 use hangar_secrets::detect::{Fragment, Scratch};
-use hangar_secrets::{RuleSet, default_rules, load_file};
+use hangar_secrets::{Finding, RuleSet, default_rules, load_file};
 
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("HANGAR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("conformance").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "the shared conformance data is missing at {}",
-            dir.display()
-        );
-    }
-    eprintln!("SKIPPED: no shared conformance data at {}", dir.display());
-    None
+fn findings(rules: &RuleSet, path: &str, text: &str) -> Vec<Finding> {
+    rules.scan(
+        &Fragment {
+            path,
+            text: text.as_bytes(),
+            commit: None,
+            line_numbers: None,
+        },
+        &mut Scratch::default(),
+    )
 }
 
 fn rules_found(rules: &RuleSet, path: &str, text: &str) -> Vec<String> {
-    rules
-        .scan(
-            &Fragment {
-                path,
-                text: text.as_bytes(),
-                commit: None,
-                line_numbers: None,
-            },
-            &mut Scratch::default(),
-        )
+    findings(rules, path, text)
         .into_iter()
         .map(|f| f.rule_id)
         .collect()
@@ -148,17 +136,7 @@ entropy = 3.0
 "#,
     )
     .unwrap();
-    let scan = |t: &str| {
-        rules.scan(
-            &Fragment {
-                path: "x",
-                text: t.as_bytes(),
-                commit: None,
-                line_numbers: None,
-            },
-            &mut Scratch::default(),
-        )
-    };
+    let scan = |t: &str| findings(&rules, "x", t);
     let f = scan("\n  pw=Zx8qL2mN0rT4\n");
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].secret, "Zx8qL2mN0rT4");
