@@ -21,7 +21,7 @@ fn hangar(dir: &Path, args: &[&str]) -> Command {
 #[test]
 fn ctrl_c_cancels_runs_always_steps_and_exits_130() {
     let dir = repo(
-        "on: push\njobs:\n  a:\n    steps:\n      - run: echo started; sleep 30\n      - run: echo never > never.txt\n      - if: always()\n        run: echo cleaned > always.txt\n",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30\n      - run: echo never > never.txt\n      - if: always()\n        run: echo cleaned > always.txt\n",
     );
     let mut child = hangar(dir.path(), &[])
         .stdout(Stdio::piped())
@@ -63,7 +63,7 @@ fn ctrl_c_cancels_runs_always_steps_and_exits_130() {
 #[test]
 fn exit_code_list_json_and_secret_files() {
     let dir = repo(
-        "name: demo\non: [push, pull_request]\njobs:\n  ok:\n    steps: [{run: 'echo ${{ secrets.TOKEN }} $VAR_FROM ${{ vars.V }}'}]\n  bad:\n    needs: ok\n    steps: [{run: 'exit 4'}]\n",
+        "name: demo\non: [push, pull_request]\njobs:\n  ok:\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo ${{ secrets.TOKEN }} $VAR_FROM ${{ vars.V }}'}]\n  bad:\n    runs-on: ubuntu-latest\n    needs: ok\n    steps: [{run: 'exit 4'}]\n",
     );
     std::fs::write(dir.path().join(".secrets"), "TOKEN=hunter2\n").unwrap();
     std::fs::write(dir.path().join(".vars"), "V=from-vars\n").unwrap();
@@ -90,4 +90,20 @@ fn exit_code_list_json_and_secret_files() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("run failed"), "{text}");
+}
+
+#[test]
+fn invalid_workflows_are_refused_at_their_line_before_any_step_runs() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [nope]\n    steps:\n      - run: echo ran > ran.txt\n",
+    );
+    let out = hangar(dir.path(), &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(".github/workflows/w.yml:5:13: error: job `a` needs unknown job `nope`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was run"), "{stderr}");
+    assert!(!dir.path().join("ran.txt").exists());
 }

@@ -56,6 +56,9 @@ pub struct Args {
     /// Emit events as JSON lines instead of the terminal view.
     #[arg(long)]
     pub json: bool,
+    /// Run even when `hangar validate` finds errors in the selected workflows.
+    #[arg(long)]
+    pub no_validate: bool,
     /// Jobs running at once (default: number of cores).
     #[arg(long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
@@ -102,6 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return graph(&selected, args.job.as_deref(), &workspace);
     }
     if !errors.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    if !args.no_validate && !validate_first(&selected, &workspace) {
         return Ok(ExitCode::from(1));
     }
     if selected.is_empty() {
@@ -264,6 +270,31 @@ fn load_pairs(
         into.insert(k, v);
     }
     Ok(())
+}
+
+/// Checks the workflows about to run as `hangar validate` does, so a typo is
+/// reported at its line before any step has run. Warnings are printed and do not
+/// stop the run; errors do. Returns whether the run may go on.
+fn validate_first(workflows: &[Arc<Workflow>], workspace: &Path) -> bool {
+    let mut errors = 0;
+    for wf in workflows {
+        let Ok(text) = std::fs::read_to_string(&wf.path) else {
+            continue;
+        };
+        let name = rel(&wf.path, workspace);
+        for d in hangar_workflow::validate(&name, &text) {
+            if d.severity == hangar_diag::Severity::Error {
+                errors += 1;
+            }
+            eprint!("{}", d.render(&text));
+        }
+    }
+    if errors > 0 {
+        eprintln!(
+            "{errors} error(s): nothing was run; fix them, or pass --no-validate to run anyway"
+        );
+    }
+    errors == 0
 }
 
 fn rel(p: &Path, base: &Path) -> String {
