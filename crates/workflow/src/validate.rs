@@ -162,6 +162,20 @@ const JOB_ENV: Allowed = Allowed {
     status_functions: false,
     hash_files: false,
 };
+const JOB_CONTAINER: Allowed = Allowed {
+    contexts: &[
+        "github", "needs", "strategy", "matrix", "env", "vars", "secrets", "inputs",
+    ],
+    status_functions: false,
+    hash_files: false,
+};
+const ENVIRONMENT_URL: Allowed = Allowed {
+    contexts: &[
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "steps", "inputs",
+    ],
+    status_functions: false,
+    hash_files: false,
+};
 const JOB_STRATEGY: Allowed = Allowed {
     contexts: &["github", "needs", "vars", "inputs"],
     status_functions: false,
@@ -360,6 +374,17 @@ pub fn validate(file: &str, text: &str) -> Vec<Diagnostic> {
     }
     if let Some(n) = root.get("concurrency") {
         c.exprs(n, RUN_NAME, false);
+        check_concurrency(&mut c, n);
+    }
+    for k in ["name", "run-name"] {
+        if let Some(n) = root.get(k)
+            && matches!(n.kind, Kind::Seq(_) | Kind::Map(_))
+        {
+            c.err(
+                n.pos,
+                format!("`{k}` must be a string, found {}", n.type_name()),
+            );
+        }
     }
     let Some(jobs) = root.get("jobs") else {
         c.err(root.pos, "the workflow has no `jobs:`");
@@ -376,6 +401,21 @@ pub fn validate(file: &str, text: &str) -> Vec<Diagnostic> {
         .iter()
         .map(|(k, _)| k.name.as_str())
         .collect();
+    // Job ids are case-insensitive: `build` and `BUILD` are the same job.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (k, _) in jobs.entries() {
+        match seen.get(&k.name.to_ascii_lowercase()) {
+            Some(line) => {
+                c.err(k.pos, format!("'{}' is already defined", k.name))
+                    .help = Some(format!(
+                    "job ids are case-insensitive; the first is at line {line}: rename one"
+                ));
+            }
+            None => {
+                seen.insert(k.name.to_ascii_lowercase(), k.pos.line);
+            }
+        }
+    }
     let mut graph: HashMap<&str, Vec<&str>> = HashMap::new();
     for (key, job) in jobs.entries() {
         check_job(&mut c, key, job, &ids, &mut graph);
@@ -451,10 +491,16 @@ fn check_on(c: &mut Checker, on: &Node) {
                         }
                     }
                 } else if matches!(v.kind, Kind::Map(_)) {
-                    // GitHub ignores unknown keys under workflow_dispatch.
-                    if k.name != "workflow_dispatch" {
-                        c.keys(v, FILTER_KEYS, &format!("`on.{}`", k.name));
+                    match k.name.as_str() {
+                        // GitHub ignores unknown keys directly under workflow_dispatch
+                        // (not under its inputs).
+                        "workflow_dispatch" => {}
+                        "workflow_call" => {
+                            c.keys(v, &["inputs", "outputs", "secrets"], "`on.workflow_call`")
+                        }
+                        _ => c.keys(v, FILTER_KEYS, &format!("`on.{}`", k.name)),
                     }
+                    check_call_interface(c, &k.name, v);
                     let filtered =
                         ["push", "pull_request", "pull_request_target"].contains(&k.name.as_str());
                     for f in ["branches", "tags", "paths"] {
@@ -499,6 +545,70 @@ fn check_on(c: &mut Checker, on: &Node) {
                     on.type_name()
                 ),
             );
+        }
+    }
+}
+
+/// `workflow_dispatch` / `workflow_call` inputs, outputs and secrets: their
+/// keys, and the properties GitHub requires (`type` of a called workflow's
+/// input, `value` of its output).
+fn check_call_interface(c: &mut Checker, event: &str, v: &Node) {
+    let (input_keys, needs_type): (&[&str], bool) = match event {
+        "workflow_dispatch" => (
+            &["description", "required", "default", "type", "options"],
+            false,
+        ),
+        "workflow_call" => (&["description", "required", "default", "type"], true),
+        _ => return,
+    };
+    if let Some(inputs) = v.get("inputs") {
+        for (name, spec) in inputs.entries() {
+            if !matches!(spec.kind, Kind::Map(_)) {
+                continue;
+            }
+            c.keys(spec, input_keys, &format!("input `{}`", name.name));
+            if needs_type && spec.get("type").is_none() {
+                c.err(spec.pos, "Required property is missing: type").help =
+                    Some("a called workflow's input needs `type: string|boolean|number`".into());
+            }
+        }
+    }
+    if event == "workflow_call" {
+        for (name, spec) in v.get("outputs").map(Node::entries).unwrap_or_default() {
+            if matches!(spec.kind, Kind::Map(_)) {
+                c.keys(
+                    spec,
+                    &["description", "value"],
+                    &format!("output `{}`", name.name),
+                );
+                if spec.get("value").is_none() {
+                    c.err(spec.pos, "Required property is missing: value").help =
+                        Some("set `value: ${{ jobs.<job>.outputs.<name> }}`".into());
+                }
+            }
+        }
+        for (name, spec) in v.get("secrets").map(Node::entries).unwrap_or_default() {
+            if matches!(spec.kind, Kind::Map(_)) {
+                c.keys(
+                    spec,
+                    &["description", "required"],
+                    &format!("secret `{}`", name.name),
+                );
+            }
+        }
+    }
+}
+
+/// `concurrency` is a group name or a mapping with a `group`.
+fn check_concurrency(c: &mut Checker, n: &Node) {
+    if let Kind::Map(_) = n.kind {
+        c.keys(
+            n,
+            &["group", "cancel-in-progress", "queue"],
+            "`concurrency`",
+        );
+        if n.get("group").is_none() {
+            c.err(n.pos, "Required property is missing: group");
         }
     }
 }
@@ -570,9 +680,19 @@ fn check_job<'a>(
     if let Some(n) = job.get("if") {
         c.exprs(n, JOB_IF, true);
     }
+    if let Some(env) = job.get("environment") {
+        match env.get("url") {
+            Some(url) => {
+                c.exprs(url, ENVIRONMENT_URL, false);
+                if let Some(name) = env.get("name") {
+                    c.exprs(name, JOB_LEVEL, false);
+                }
+            }
+            None => c.exprs(env, JOB_LEVEL, false),
+        }
+    }
     for k in [
         "runs-on",
-        "environment",
         "name",
         "timeout-minutes",
         "continue-on-error",
@@ -583,11 +703,34 @@ fn check_job<'a>(
             c.exprs(n, JOB_LEVEL, false);
         }
     }
-    // `container`/`services` credentials may use secrets.
-    for k in ["env", "container", "services"] {
+    if let Some(n) = job.get("env") {
+        c.exprs(n, JOB_ENV, false);
+    }
+    // `container`/`services` credentials may use secrets and env.
+    for k in ["container", "services"] {
         if let Some(n) = job.get(k) {
-            c.exprs(n, JOB_ENV, false);
+            c.exprs(n, JOB_CONTAINER, false);
         }
+    }
+    if let Some(n) = job.get("container")
+        && let Kind::Map(_) = n.kind
+        && n.get("image").is_none()
+    {
+        c.err(n.pos, "Container image cannot be empty").help =
+            Some("give the container an `image:`".into());
+    }
+    if let Some(services) = job.get("services") {
+        for (_, svc) in services.entries() {
+            if let Kind::Map(_) = svc.kind
+                && svc.get("image").is_none()
+            {
+                c.err(svc.pos, "Container image cannot be empty").help =
+                    Some("give the service an `image:`".into());
+            }
+        }
+    }
+    if let Some(n) = job.get("concurrency") {
+        check_concurrency(c, n);
     }
     if let Some(n) = job.get("secrets") {
         c.exprs(n, JOB_ENV, false);

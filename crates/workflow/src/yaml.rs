@@ -103,8 +103,8 @@ pub struct YamlError {
     pub message: String,
 }
 
-/// Parses one YAML document. (saphyr's loader keeps the last of duplicate keys;
-/// detecting them needs its event stream — not done yet.)
+/// Parses one YAML document. Duplicate mapping keys are errors, as GitHub
+/// reports them (`'build' is already defined`).
 pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
     let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
         vec![YamlError {
@@ -116,7 +116,7 @@ pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
         }]
     })?;
     let lines: Vec<&str> = text.lines().collect();
-    let mut errors = Vec::new();
+    let mut errors = duplicate_keys(text);
     let root = match docs.into_iter().next() {
         Some(d) => convert(d, &lines, &mut errors),
         None => Node {
@@ -130,6 +130,66 @@ pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
     } else {
         Err(errors)
     }
+}
+
+/// Keys defined twice in one mapping, found on the parser's event stream
+/// because the loader silently keeps the last one. Reported at the second
+/// definition, naming the first.
+fn duplicate_keys(text: &str) -> Vec<YamlError> {
+    use saphyr_parser::{Event, Parser};
+    use std::collections::HashMap;
+
+    enum Frame {
+        /// Keys seen with their line; whether the next node is a key.
+        Map(HashMap<String, usize>, bool),
+        Seq,
+    }
+    // A node (scalar, alias, or a closed collection) is complete: in a
+    // mapping, keys and values alternate.
+    fn done(stack: &mut [Frame]) {
+        if let Some(Frame::Map(_, expect_key)) = stack.last_mut() {
+            *expect_key = !*expect_key;
+        }
+    }
+    let mut errors = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    for item in Parser::new_from_str(text) {
+        let Ok((event, span)) = item else {
+            break; // the loader reports syntax errors
+        };
+        match event {
+            Event::DocumentStart(_) => stack.clear(),
+            Event::Scalar(value, ..) => {
+                if let Some(Frame::Map(keys, true)) = stack.last_mut() {
+                    let line = span.start.line();
+                    match keys.get(value.as_ref()) {
+                        Some(first) => errors.push(YamlError {
+                            pos: Pos {
+                                line,
+                                column: span.start.col() + 1,
+                            },
+                            message: format!(
+                                "'{value}' is already defined (first at line {first}); YAML would keep only the last one: remove or rename one"
+                            ),
+                        }),
+                        None => {
+                            keys.insert(value.into_owned(), line);
+                        }
+                    }
+                }
+                done(&mut stack);
+            }
+            Event::Alias(_) => done(&mut stack),
+            Event::MappingStart(..) => stack.push(Frame::Map(HashMap::new(), true)),
+            Event::SequenceStart(..) => stack.push(Frame::Seq),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                done(&mut stack);
+            }
+            _ => {}
+        }
+    }
+    errors
 }
 
 fn pos_of(n: &MarkedYamlOwned) -> Pos {
@@ -232,5 +292,19 @@ mod tests {
     fn syntax_errors_and_duplicates() {
         let e = parse("a: [1, 2\n").unwrap_err();
         assert!(e[0].pos.line >= 1);
+
+        let e =
+            parse("jobs:\n  build:\n    x: 1\n  test: {}\n  build:\n    y: [a, a]\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].pos, Pos { line: 5, column: 3 });
+        assert!(
+            e[0].message
+                .contains("'build' is already defined (first at line 2)")
+        );
+
+        // The same key in sibling mappings, nested keys and sequences of mappings are fine.
+        assert!(parse("a: {k: 1}\nb: {k: 2}\nc: [{k: 1}, {k: 2}]\nd:\n  a: 1\n").is_ok());
+        let e = parse("steps:\n  - run: a\n    run: b\n").unwrap_err();
+        assert_eq!(e[0].pos, Pos { line: 3, column: 5 });
     }
 }

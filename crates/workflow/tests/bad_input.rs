@@ -113,3 +113,47 @@ jobs:
 "#;
     assert_eq!(validate("ci.yml", text), vec![]);
 }
+
+#[test]
+fn duplicates_and_required_properties() {
+    // A key defined twice: YAML would silently keep the last.
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    runs-on: y\n    steps: [{run: x}]\n",
+        "5:5 YAML: 'runs-on' is already defined (first at line 4)",
+    );
+    // Job ids are case-insensitive.
+    has(
+        "on: push\njobs:\n  build:\n    runs-on: x\n    steps: [{run: x}]\n  BUILD:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "6:3 'BUILD' is already defined",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    concurrency:\n      cancel-in-progress: true\n    steps: [{run: x}]\n",
+        "6:7 Required property is missing: group",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    container:\n      options: --cpus 1\n    steps: [{run: x}]\n",
+        "6:7 Container image cannot be empty",
+    );
+    has(
+        "on:\n  workflow_call:\n    inputs:\n      who:\n        default: me\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "5:9 Required property is missing: type",
+    );
+    has(
+        "name: [a, b]\non: push\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "1:7 `name` must be a string, found a sequence",
+    );
+}
+
+#[test]
+fn contexts_where_github_allows_them() {
+    let ok = "on: push\njobs:\n  a:\n    runs-on: x\n    environment:\n      name: prod\n      url: ${{ steps.deploy.outputs.url }}\n    container:\n      image: x\n      credentials:\n        username: ${{ env.USER }}\n        password: ${{ secrets.PW }}\n    steps: [{id: deploy, run: x}]\n";
+    assert!(
+        validate("ci.yml", ok).is_empty(),
+        "{:?}",
+        validate("ci.yml", ok)
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    environment:\n      name: ${{ steps.x.outputs.y }}\n    steps: [{run: x}]\n",
+        "context `steps` is not available here",
+    );
+}

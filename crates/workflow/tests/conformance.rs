@@ -110,11 +110,11 @@ fn workflow_parser_corpus() {
     eprintln!("missed errors:\n  {}", misses.join("\n  "));
     // Ratchet: raise these as the validator learns more of GitHub's rules.
     assert!(
-        total.false_positive <= 5,
+        total.false_positive <= 3,
         "valid workflows rejected: {total:?}"
     );
     assert!(
-        total.error_found >= 26,
+        total.error_found >= 35,
         "invalid workflows caught: {total:?}"
     );
 }
