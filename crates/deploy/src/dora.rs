@@ -58,7 +58,16 @@ pub fn compute(env: &str, history: &[DeploymentRecord], now: u64, since_secs: u6
     let recovery: Vec<f64> = failed
         .iter()
         .filter_map(|r| {
-            if r.outcome != Outcome::Succeeded {
+            if r.strategy == "workflow" {
+                // A workflow's deployment job knows nothing of traffic: the
+                // environment is good again when a later deployment succeeds.
+                recs.iter()
+                    .filter(|x| {
+                        (x.started, x.id) > (r.started, r.id) && x.outcome == Outcome::Succeeded
+                    })
+                    .map(|x| x.finished.saturating_sub(r.started) as f64)
+                    .reduce(f64::min)
+            } else if r.outcome != Outcome::Succeeded {
                 // Automatic rollback or abort: restored when the deployment finished.
                 Some(r.finished.saturating_sub(r.started) as f64)
             } else {
@@ -89,6 +98,79 @@ pub fn compute(env: &str, history: &[DeploymentRecord], now: u64, since_secs: u6
     }
 }
 
+/// The environments that have a deployment history under a data directory
+/// (`<data>/envs/<env>/history.jsonl`), sorted.
+pub fn environments(data: &std::path::Path) -> Vec<String> {
+    let mut envs: Vec<String> = std::fs::read_dir(data.join("envs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("history.jsonl").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    envs.sort();
+    envs
+}
+
+/// The four keys as OpenMetrics gauges, one sample per (source, environment),
+/// for a server's `/metrics`. Keys without data (no successful deployment with
+/// a commit time, no failure) are left out rather than reported as zero.
+pub fn openmetrics(rows: &[(&str, &Dora)]) -> String {
+    use std::fmt::Write;
+    type Get = fn(&Dora) -> Option<f64>;
+    let families: [(&str, &str, Get); 5] = [
+        (
+            "dora_deployments",
+            "Deployments in the window (rollbacks excluded)",
+            |d| Some(d.deployments as f64),
+        ),
+        (
+            "dora_deployment_frequency_per_day",
+            "Successful deployments per day",
+            |d| Some(d.deployment_frequency_per_day),
+        ),
+        (
+            "dora_lead_time_seconds",
+            "Median time from commit to running in the environment",
+            |d| d.lead_time_seconds_median,
+        ),
+        (
+            "dora_change_failure_ratio",
+            "Deployments that failed, were rolled back or aborted, over all deployments",
+            |d| d.change_failure_rate,
+        ),
+        (
+            "dora_recovery_time_seconds",
+            "Median time from a failed deployment to a good version serving again",
+            |d| d.recovery_time_seconds_median,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, get) in families {
+        let _ = writeln!(out, "# TYPE hangar_{name} gauge");
+        let _ = writeln!(out, "# HELP hangar_{name} {help}.");
+        for (source, d) in rows {
+            if let Some(v) = get(d) {
+                let _ = writeln!(
+                    out,
+                    "hangar_{name}{{source=\"{}\",env=\"{}\",window_days=\"{}\"}} {v}",
+                    label(source),
+                    label(&d.env),
+                    d.since_days
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A label value escaped as the exposition format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -105,6 +187,26 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openmetrics_has_one_family_per_key_and_skips_missing_values() {
+        let d = Dora {
+            env: "prod".into(),
+            since_days: 30.0,
+            deployments: 4,
+            deployment_frequency_per_day: 0.1,
+            lead_time_seconds_median: Some(700.0),
+            change_failure_rate: Some(0.25),
+            recovery_time_seconds_median: None,
+        };
+        let text = openmetrics(&[("shop\"x", &d)]);
+        assert!(text.contains(
+            "hangar_dora_change_failure_ratio{source=\"shop\\\"x\",env=\"prod\",window_days=\"30\"} 0.25\n"
+        ), "{text}");
+        assert!(text.contains("hangar_dora_lead_time_seconds{"));
+        assert!(text.contains("# TYPE hangar_dora_recovery_time_seconds gauge"));
+        assert!(!text.contains("hangar_dora_recovery_time_seconds{"));
+    }
 
     fn rec(
         id: u64,

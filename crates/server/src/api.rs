@@ -1,5 +1,6 @@
 //! REST API under `/api/v1` (see `openapi.rs` for the document served to clients).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -42,14 +43,79 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Ok(d) = app.store.queue_depth() {
         app.metrics.queue_depth.set(d);
     }
+    let mut text = app.metrics.render();
+    // The DORA gauges are computed per scrape from the deployment histories;
+    // they go before the exposition's closing `# EOF`.
+    let dora = dora_metrics(&app);
+    match text.rfind("# EOF") {
+        Some(at) => text.insert_str(at, &dora),
+        None => text.push_str(&dora),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        text,
     )
         .into_response()
+}
+
+/// DORA's four keys over the last 30 days, for every environment hangar knows:
+/// those `hangar deploy` manages in watched repositories (source = the
+/// repository's directory name) and the environments workflow jobs deploy to
+/// (source = `workflow`).
+fn dora_metrics(app: &App) -> String {
+    use hangar_deploy::dora;
+    use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
+    const WINDOW: u64 = 30 * 86_400;
+    let now = (hangar_store::now_ms() / 1000) as u64;
+    let mut rows: Vec<(String, dora::Dora)> = Vec::new();
+    for data in &app.delivery_data {
+        let source = data
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for env in dora::environments(data) {
+            let history = EnvFiles::new(data, &env).history();
+            rows.push((source.clone(), dora::compute(&env, &history, now, WINDOW)));
+        }
+    }
+    let mut by_env: BTreeMap<String, Vec<DeploymentRecord>> = BTreeMap::new();
+    for d in app.store.list_deployments(None).unwrap_or_default() {
+        let at = (d.created_at / 1000) as u64;
+        by_env
+            .entry(d.environment.clone())
+            .or_default()
+            .push(DeploymentRecord {
+                id: d.id as u64,
+                env: d.environment,
+                service: String::new(),
+                version: d.sha.clone(),
+                previous: None,
+                strategy: "workflow".into(),
+                commit: Some(d.sha),
+                commit_time: None,
+                started: at,
+                finished: at,
+                outcome: if d.status == "success" {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed
+                },
+                rollback_from: None,
+                events: Vec::new(),
+            });
+    }
+    for (env, records) in by_env {
+        rows.push((
+            "workflow".into(),
+            dora::compute(&env, &records, now, WINDOW),
+        ));
+    }
+    let refs: Vec<(&str, &dora::Dora)> = rows.iter().map(|(s, d)| (s.as_str(), d)).collect();
+    dora::openmetrics(&refs)
 }
 
 #[derive(Deserialize)]

@@ -52,6 +52,9 @@ pub struct App {
     pub embedded_agent_id: String,
     pub metrics_public: bool,
     pub started_at: Millis,
+    /// Delivery data directories (`<repo>/.hangar`) of watched repositories,
+    /// whose deployment histories feed the DORA gauges on `/metrics`.
+    pub delivery_data: Vec<std::path::PathBuf>,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {

@@ -207,6 +207,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         embedded_agent_id: embedded_agent_id.clone(),
         metrics_public: cfg.metrics_public,
         started_at: hangar_store::now_ms(),
+        delivery_data: cfg.watch.iter().map(|p| p.join(".hangar")).collect(),
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
     app.recover().await?;

@@ -690,3 +690,70 @@ async fn environment_wait_timer_and_branch_rules() {
         "{r:#}"
     );
 }
+
+#[tokio::test]
+async fn dora_keys_on_metrics_for_workflow_and_delivery_environments() {
+    let wf = "on: push\njobs:\n  ship:\n    runs-on: ubuntu-latest\n    environment: prod\n    steps: [{run: 'test \"$(cat STATE)\" = ok'}]\n";
+    let (repo, sha1) = repo_with(&[(".github/workflows/cd.yml", wf), ("STATE", "bad")]);
+    // A project `hangar deploy` manages, watched by the server, with a history:
+    // one good deployment, one rolled back by itself after 40 s.
+    let (project, _) = repo_with(&[("README", "shop")]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let env_dir = project.path().join(".hangar/envs/staging");
+    std::fs::create_dir_all(&env_dir).unwrap();
+    let record = |id: u64, outcome: &str, started: u64| {
+        json!({
+            "id": id, "env": "staging", "service": "web", "version": format!("v{id}"),
+            "previous": null, "strategy": "canary", "commit": "abc", "commit_time": started - 600,
+            "started": started, "finished": started + 40, "outcome": outcome,
+            "rollback_from": null, "events": []
+        })
+        .to_string()
+    };
+    std::fs::write(
+        env_dir.join("history.jsonl"),
+        format!(
+            "{}\n{}\n",
+            record(1, "succeeded", now - 7200),
+            record(2, "rolled-back", now - 3600)
+        ),
+    )
+    .unwrap();
+    let s = start_with(|cfg| cfg.watch = vec![project.path().to_path_buf()]).await;
+    s.register("acme/app", repo.path()).await;
+
+    let (_, v) = s.push("acme/app", repo.path(), &sha1, "d1").await;
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(r["run"]["conclusion"], "failure", "{r}");
+    let sha2 = commit(repo.path(), &[("STATE", "ok")]).unwrap();
+    let (_, v) = s.push("acme/app", repo.path(), &sha2, "d2").await;
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(r["run"]["conclusion"], "success", "{r}");
+
+    let metrics = s.get_text("/metrics").await;
+    let name = project
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    for expected in [
+        "hangar_dora_deployments{source=\"workflow\",env=\"prod\",window_days=\"30\"} 2\n".to_string(),
+        "hangar_dora_change_failure_ratio{source=\"workflow\",env=\"prod\",window_days=\"30\"} 0.5\n".to_string(),
+        "hangar_dora_recovery_time_seconds{source=\"workflow\",env=\"prod\"".to_string(),
+        format!("hangar_dora_deployments{{source=\"{name}\",env=\"staging\",window_days=\"30\"}} 2\n"),
+        format!("hangar_dora_change_failure_ratio{{source=\"{name}\",env=\"staging\",window_days=\"30\"}} 0.5\n"),
+        format!("hangar_dora_recovery_time_seconds{{source=\"{name}\",env=\"staging\",window_days=\"30\"}} 40\n"),
+        format!("hangar_dora_lead_time_seconds{{source=\"{name}\",env=\"staging\",window_days=\"30\"}} 640\n"),
+    ] {
+        assert!(metrics.contains(&expected), "missing {expected} in\n{metrics}");
+    }
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+}
