@@ -352,9 +352,11 @@ impl Controller {
             .parse()
             .with_context(|| format!("service `{svc}`: bad listen address `{listen}`"))?;
         let router = Router::new(svc);
+        // The router runs on threads of its own (one event loop each), not on
+        // the controller's runtime: see `Router::serve_threads`.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let handle = router
-            .serve(addr)
-            .await
+            .serve_threads(addr, threads)
             .with_context(|| format!("service `{svc}`: cannot listen on {addr}"))?;
         self.services
             .lock()

@@ -32,7 +32,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use pool::{Pool, PooledBody, SendError};
+use pool::{Local, Pool, SendError};
 use tokio::net::TcpListener;
 
 /// The cookie that pins a client to one version during a rollout.
@@ -83,6 +83,8 @@ struct RouteRt {
     route: Route,
     stats: Arc<VersionStats>,
     next: AtomicUsize,
+    /// `x-hangar-version` of this route's answers, built once per table.
+    version_header: Option<HeaderValue>,
 }
 
 struct TableRt {
@@ -146,6 +148,7 @@ impl Router {
             .into_iter()
             .map(|route| RouteRt {
                 stats: self.stats(&route.version),
+                version_header: HeaderValue::from_str(&route.version).ok(),
                 route,
                 next: AtomicUsize::new(0),
             })
@@ -197,37 +200,124 @@ impl Router {
             .unwrap_or(0)
     }
 
-    /// Binds the listener and serves until the returned handle is dropped or aborted.
+    /// Binds the listener and serves on the current tokio runtime until the
+    /// returned handle is dropped or stopped.
     pub async fn serve(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<RouterHandle> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        let router = self.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(s) => s,
-                    Err(err) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("router {}: accept failed: {err}", router.name);
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
+        let task = tokio::spawn(accept_loop(self.clone(), listener));
+        Ok(RouterHandle {
+            addr: local,
+            stop: Stop::Task(task),
+        })
+    }
+
+    /// Binds the listener and serves from `threads` threads, each with a
+    /// single-threaded runtime, as an event-driven proxy runs one loop per
+    /// worker: a multi-threaded runtime spends a fifth of a proxy's time waking
+    /// its idle workers (measured with perf under benches/router-vs-nginx.sh),
+    /// while here a connection lives and dies on one thread. The first thread
+    /// accepts and deals connections round-robin, which keeps the threads evenly
+    /// loaded; one listening socket (not `SO_REUSEPORT`) keeps a second hangar
+    /// from binding the same address and quietly taking half the traffic.
+    /// Stopping stops accepting; connections in flight get up to [`DRAIN`].
+    pub fn serve_threads(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        threads: usize,
+    ) -> std::io::Result<RouterHandle> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut inboxes = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 1..threads.max(1) {
+            let (tx, rx) =
+                tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+            inboxes.push(tx);
+            receivers.push(rx);
+        }
+        let spawn = |i: usize, work: ThreadWork| {
+            let name = format!("router-{}-{i}", self.name);
+            std::thread::Builder::new().name(name).spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("router thread: no runtime: {e}");
+                        return;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let router = router.clone();
-                        async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                let live = Arc::new(AtomicUsize::new(0));
+                rt.block_on(work(live.clone()));
+                // Connections in flight finish (bounded) before the thread ends.
+                let deadline = Instant::now() + DRAIN;
+                rt.block_on(async {
+                    while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
                 });
-            }
-        });
-        Ok(RouterHandle { addr: local, task })
+            })
+        };
+        for (i, mut rx) in receivers.into_iter().enumerate() {
+            let router = self.clone();
+            spawn(
+                i + 1,
+                Box::new(move |live| {
+                    Box::pin(async move {
+                        // Ends when the acceptor stops (it drops the senders).
+                        while let Some((stream, addr)) = rx.recv().await {
+                            if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                                serve_connection(router.clone(), stream, addr, live.clone());
+                            }
+                        }
+                    })
+                }),
+            )?;
+        }
+        let router = self.clone();
+        let mut stop_rx = stop_rx;
+        spawn(
+            0,
+            Box::new(move |live| {
+                Box::pin(async move {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let accepting = async {
+                        let mut turn = 0usize;
+                        loop {
+                            let (stream, addr) = match listener.accept().await {
+                                Ok(s) => s,
+                                Err(err) => {
+                                    // EMFILE and friends: back off instead of spinning.
+                                    tracing::warn!("router {}: accept failed: {err}", router.name);
+                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                    continue;
+                                }
+                            };
+                            turn = (turn + 1) % (inboxes.len() + 1);
+                            if turn == 0 {
+                                serve_connection(router.clone(), stream, addr, live.clone());
+                            } else if let Ok(std_stream) = stream.into_std() {
+                                let _ = inboxes[turn - 1].send((std_stream, addr));
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = accepting => {}
+                        _ = stop_rx.wait_for(|s| *s) => {}
+                    }
+                })
+            }),
+        )?;
+        Ok(RouterHandle {
+            addr: local,
+            stop: Stop::Threads(stop_tx),
+        })
     }
 
     fn random(&self) -> u64 {
@@ -264,7 +354,7 @@ impl Router {
         None
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, peer: &Peer, local: &Local) -> Response<Body> {
         let t = self.table.load_full();
         let cookie = sticky_cookie(&req);
         let Some(first) = self.pick_route(&t, cookie.as_deref()) else {
@@ -294,10 +384,10 @@ impl Router {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
         {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+            None => peer.ip_header.clone(),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        if let Some(v) = forwarded {
             parts
                 .headers
                 .insert(HeaderName::from_static("x-forwarded-for"), v);
@@ -308,12 +398,11 @@ impl Router {
         );
 
         // Candidates: the chosen version first, then the others (only for requests that never reached an instance).
-        let mut order: Vec<usize> = vec![first];
-        order.extend(
+        let order = std::iter::once(first).chain(
             (0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()),
         );
         let mut last_connect_error = None;
-        for (attempt, &ri) in order.iter().enumerate() {
+        for (attempt, ri) in order.enumerate() {
             let route = &t.routes[ri];
             let n = route.route.backends.len();
             let start_at = if n > 1 {
@@ -323,13 +412,15 @@ impl Router {
             };
             for k in 0..n {
                 let backend = &route.route.backends[(start_at + k) % n];
-                match self.forward(backend, &parts, body.clone()).await {
+                match self.forward(local, backend, &parts, body.clone()).await {
                     Ok((resp, latency)) => {
                         let failed = resp.status().is_server_error();
                         route.stats.record(latency, failed);
                         if failed && idempotent && t.retry_on_stable.map(|(c, _)| c) == Some(ri) {
                             let (_, stable) = t.retry_on_stable.unwrap_or((ri, ri));
-                            if let Some(resp) = self.try_route(&t, stable, &parts, &body).await {
+                            if let Some(resp) =
+                                self.try_route(local, &t, stable, &parts, &body).await
+                            {
                                 return self.finish(
                                     resp,
                                     &t,
@@ -364,17 +455,18 @@ impl Router {
 
     async fn try_route(
         &self,
+        local: &Local,
         t: &TableRt,
         ri: usize,
         parts: &hyper::http::request::Parts,
         body: &Bytes,
-    ) -> Option<Response<PooledBody>> {
+    ) -> Option<Response<Incoming>> {
         let route = &t.routes[ri];
         let n = route.route.backends.len();
         let start = route.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
             let backend = &route.route.backends[(start + k) % n];
-            match self.forward(backend, parts, body.clone()).await {
+            match self.forward(local, backend, parts, body.clone()).await {
                 Ok((resp, latency)) => {
                     route.stats.record(latency, resp.status().is_server_error());
                     return Some(resp);
@@ -387,7 +479,7 @@ impl Router {
 
     fn finish(
         &self,
-        resp: Response<PooledBody>,
+        resp: Response<Incoming>,
         t: &TableRt,
         ri: usize,
         set_cookie: bool,
@@ -398,10 +490,10 @@ impl Router {
         // The client speaks to hangar, not to the backend: an HTTP/1.0 backend must
         // not downgrade the client's keep-alive connection.
         parts.version = hyper::Version::HTTP_11;
-        if let Ok(v) = HeaderValue::from_str(version) {
+        if let Some(v) = &t.routes[ri].version_header {
             parts
                 .headers
-                .insert(HeaderName::from_static(VERSION_HEADER), v);
+                .insert(HeaderName::from_static(VERSION_HEADER), v.clone());
         }
         if t.sticky
             && set_cookie
@@ -416,10 +508,11 @@ impl Router {
 
     async fn forward(
         &self,
+        local: &Local,
         backend: &Arc<Backend>,
         parts: &hyper::http::request::Parts,
         body: Bytes,
-    ) -> Result<(Response<PooledBody>, std::time::Duration), SendError> {
+    ) -> Result<(Response<Incoming>, std::time::Duration), SendError> {
         // Origin-form URI (path only): the backend gets what the client sent, Host header included.
         let uri = parts
             .uri
@@ -427,37 +520,113 @@ impl Router {
             .cloned()
             .map(hyper::Uri::from)
             .unwrap_or_else(|| hyper::Uri::from_static("/"));
-        let build = || {
-            let mut req = Request::new(Full::new(body.clone()));
-            *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = uri.clone();
-            *req.headers_mut() = parts.headers.clone();
-            req
-        };
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = parts.headers.clone();
         backend.inflight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = backend.pool.send(backend.addr, build).await;
+        let result = local.send(backend.addr, &backend.pool, req).await;
         backend.inflight.fetch_sub(1, Ordering::Relaxed);
         result.map(|resp| (resp, started.elapsed()))
     }
 }
 
+/// What a router thread runs, given its count of live connections.
+type ThreadWork = Box<
+    dyn FnOnce(Arc<AtomicUsize>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send,
+>;
+
+/// The client end of a connection, with its `x-forwarded-for` value built once.
+struct Peer {
+    addr: SocketAddr,
+    ip_header: Option<HeaderValue>,
+}
+
+/// How long connections in flight may finish after a threaded router stops.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn accept_loop(router: Arc<Router>, listener: TcpListener) {
+    let live = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(s) => s,
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("router {}: accept failed: {err}", router.name);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        serve_connection(router.clone(), stream, addr, live.clone());
+    }
+}
+
+/// Serves one client connection on a task of the current runtime; `live`
+/// counts the connections being served.
+fn serve_connection(
+    router: Arc<Router>,
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    live: Arc<AtomicUsize>,
+) {
+    let _ = stream.set_nodelay(true);
+    let peer = Arc::new(Peer {
+        addr,
+        ip_header: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+    });
+    live.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        // The backend connections this client connection uses are driven
+        // here, in its own task (see `pool`).
+        let local = Arc::new(Local::default());
+        let svc = {
+            let local = local.clone();
+            service_fn(move |req| {
+                let router = router.clone();
+                let local = local.clone();
+                let peer = peer.clone();
+                async move { Ok::<_, Infallible>(router.handle(req, &peer, &local).await) }
+            })
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), svc);
+        tokio::select! {
+            _ = conn => {}
+            _ = local.drive() => {}
+        }
+        local.release();
+        live.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 /// A running listener.
 pub struct RouterHandle {
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    stop: Stop,
+}
+
+enum Stop {
+    Task(tokio::task::JoinHandle<()>),
+    Threads(tokio::sync::watch::Sender<bool>),
 }
 
 impl RouterHandle {
     /// Stops accepting connections.
     pub fn stop(&self) {
-        self.task.abort();
+        match &self.stop {
+            Stop::Task(t) => t.abort(),
+            Stop::Threads(tx) => {
+                let _ = tx.send(true);
+            }
+        }
     }
 }
 
 impl Drop for RouterHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 

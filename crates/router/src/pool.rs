@@ -1,31 +1,41 @@
-//! Keep-alive connections to backends, one small pool per instance.
+//! Keep-alive connections to backends, driven in the task of the client
+//! connection that uses them.
 //!
-//! Written here instead of using hyper-util's legacy `Client`: the proxy only
-//! ever talks HTTP/1.1 to loopback instances, and a lock-light stack of ready
-//! `SendRequest`s per backend costs far less per request than the general
-//! client's pool (measured by benches/router-vs-nginx.sh). A connection goes back
-//! to its pool when the response body is finished (or dropped) and is reused
-//! only once hyper says it is ready again; closed ones are discarded.
+//! hyper's client splits a connection into a `SendRequest` handle and a
+//! `Connection` future that does the I/O. The usual way spawns that future as a
+//! task of its own, so every proxied request hops between two tasks (and often
+//! two threads) twice. Here the client connection's task polls the backend
+//! connections it holds ([`Local::drive`], joined with the server connection),
+//! so a request and its response are read, forwarded and written in one task,
+//! the way an event-driven proxy does it — this is most of the router's
+//! throughput (benches/router-vs-nginx.sh). When the client goes away its idle
+//! backend connections go to the backend's shared [`Pool`], so a new client
+//! connection reuses them instead of connecting again.
+//!
+//! Written here rather than with hyper-util's pooled `Client`: that client
+//! spawns each connection's future and cannot hand it to another task.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 type Sender = SendRequest<Full<Bytes>>;
+type Conn = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
 
-/// Idle connections to one backend.
+/// Idle connections to one backend, each with the future that drives it.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<(Sender, Conn)>>,
 }
 
 /// Why a request did not get an answer.
@@ -56,116 +66,173 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    async fn checkout(&self, addr: SocketAddr) -> Result<(Sender, bool), SendError> {
-        loop {
-            let popped = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut s) = popped else { break };
-            if s.is_closed() {
-                continue;
-            }
-            if s.is_ready() || s.ready().await.is_ok() {
-                return Ok((s, true));
+    fn take(&self) -> Option<(Sender, Conn)> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((s, c)) = idle.pop() {
+            if !s.is_closed() {
+                return Some((s, c));
             }
         }
-        Ok((connect(addr).await?, false))
+        None
     }
 
-    fn checkin(&self, s: Sender) {
-        if s.is_closed() {
-            return;
-        }
+    fn put(&self, s: Sender, c: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(s);
+            idle.push((s, c));
         }
-    }
-
-    /// Sends one request; retries once on a fresh connection when a pooled one had
-    /// been closed by the backend before the request was written (a keep-alive race).
-    pub async fn send(
-        self: &Arc<Self>,
-        addr: SocketAddr,
-        build: impl Fn() -> Request<Full<Bytes>>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        let (mut sender, reused) = self.checkout(addr).await?;
-        let resp = match sender.send_request(build()).await {
-            Ok(r) => r,
-            // The pooled connection died before our request went out: nothing reached the backend.
-            Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
-                let mut fresh = connect(addr).await?;
-                let r = fresh
-                    .send_request(build())
-                    .await
-                    .map_err(SendError::Request)?;
-                sender = fresh;
-                r
-            }
-            Err(e) => return Err(SendError::Request(e)),
-        };
-        let (parts, body) = resp.into_parts();
-        Ok(Response::from_parts(
-            parts,
-            PooledBody {
-                inner: body,
-                sender: Some(sender),
-                pool: self.clone(),
-            },
-        ))
     }
 }
 
-/// A new keep-alive connection; its driver runs on its own task.
-async fn connect(addr: SocketAddr) -> Result<Sender, SendError> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(SendError::Connect)?;
+struct Held {
+    id: u64,
+    addr: SocketAddr,
+    pool: Arc<Pool>,
+    sender: Sender,
+    conn: Conn,
+}
+
+/// The backend connections one client connection holds and drives.
+#[derive(Default)]
+pub struct Local {
+    inner: Mutex<LocalInner>,
+}
+
+#[derive(Default)]
+struct LocalInner {
+    held: Vec<Held>,
+    /// The waker of the task running [`Local::drive`], woken when a connection is added.
+    waker: Option<Waker>,
+    next_id: u64,
+}
+
+impl Local {
+    fn lock(&self) -> MutexGuard<'_, LocalInner> {
+        // Uncontended: only this client connection's task takes it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Polls every held backend connection; never finishes. Run it joined with
+    /// the client connection, in the same task.
+    pub fn drive(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let me = self.clone();
+        poll_fn(move |cx| {
+            let mut g = me.lock();
+            if !g.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                g.waker = Some(cx.waker().clone());
+            }
+            // A finished connection future (closed, or failed) is never polled again.
+            g.held.retain_mut(|h| h.conn.as_mut().poll(cx).is_pending());
+            Poll::Pending
+        })
+    }
+
+    /// The client connection ended: idle backend connections go back to their
+    /// backends' pools, busy ones are dropped (closing them).
+    pub fn release(&self) {
+        let held = std::mem::take(&mut self.lock().held);
+        for h in held {
+            if h.sender.is_ready() && !h.sender.is_closed() {
+                h.pool.put(h.sender, h.conn);
+            }
+        }
+    }
+
+    /// A ready connection to `addr`: one this client connection holds, else one
+    /// from the backend's pool, else a new one.
+    async fn acquire(&self, addr: SocketAddr, pool: &Arc<Pool>) -> Result<u64, SendError> {
+        for _ in 0..3 {
+            let existing = self
+                .lock()
+                .held
+                .iter()
+                .find(|h| h.addr == addr && !h.sender.is_closed())
+                .map(|h| h.id);
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let (sender, conn) = match pool.take() {
+                        Some(pair) => pair,
+                        None => connect(addr).await?,
+                    };
+                    let mut g = self.lock();
+                    let id = g.next_id;
+                    g.next_id += 1;
+                    g.held.push(Held {
+                        id,
+                        addr,
+                        pool: pool.clone(),
+                        sender,
+                        conn,
+                    });
+                    if let Some(w) = g.waker.take() {
+                        w.wake();
+                    }
+                    id
+                }
+            };
+            let ready = poll_fn(|cx| {
+                let mut g = self.lock();
+                match g.held.iter_mut().find(|h| h.id == id) {
+                    Some(h) => h.sender.poll_ready(cx).map(|r| r.is_ok()),
+                    None => Poll::Ready(false),
+                }
+            })
+            .await;
+            if ready {
+                return Ok(id);
+            }
+            self.lock().held.retain(|h| h.id != id);
+        }
+        Err(SendError::Connect(std::io::Error::other(
+            "the instance keeps closing its connections",
+        )))
+    }
+
+    /// Sends one request to `addr`. A request that a held or pooled connection
+    /// could not take (it closed before the request was written) goes out again
+    /// on another connection: it never reached the backend.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        pool: &Arc<Pool>,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut req = Some(req);
+        for _ in 0..3 {
+            let id = self.acquire(addr, pool).await?;
+            let fut = {
+                let mut g = self.lock();
+                match g.held.iter_mut().find(|h| h.id == id) {
+                    Some(h) => h
+                        .sender
+                        .try_send_request(req.take().expect("kept on retry")),
+                    None => continue,
+                }
+            };
+            match fut.await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        req = Some(unsent);
+                        self.lock().held.retain(|h| h.id != id);
+                    }
+                    None => return Err(SendError::Request(e.into_error())),
+                },
+            }
+        }
+        Err(SendError::Connect(std::io::Error::other(
+            "the instance keeps closing its connections",
+        )))
+    }
+}
+
+/// A new keep-alive connection, not yet driven by anyone.
+async fn connect(addr: SocketAddr) -> Result<(Sender, Conn), SendError> {
+    let stream = TcpStream::connect(addr).await.map_err(SendError::Connect)?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| SendError::Connect(std::io::Error::other(e)))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// A backend's response body; returns the connection to its pool when done.
-pub struct PooledBody {
-    inner: Incoming,
-    sender: Option<Sender>,
-    pool: Arc<Pool>,
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        if let Some(s) = self.sender.take() {
-            self.pool.checkin(s);
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let res = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = res
-            && let Some(s) = self.sender.take()
-        {
-            self.pool.checkin(s);
-        }
-        res
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    Ok((sender, Box::pin(conn)))
 }

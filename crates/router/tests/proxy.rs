@@ -191,3 +191,40 @@ async fn canary_failures_retry_on_stable_but_count_against_canary() {
     let c = router.stats("canary").snapshot().summary();
     assert_eq!((c.requests, c.errors), (10, 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threaded_router_serves_keeps_its_address_and_stops() {
+    let a = backend("a", 200).await;
+    let router = Router::new("web");
+    router.set_table(Table {
+        routes: vec![route(&router, "a", 100, &[a])],
+        retry_on_stable: None,
+    });
+    let handle = router
+        .serve_threads("127.0.0.1:0".parse().unwrap(), 3)
+        .unwrap();
+    let addr = handle.addr;
+    // Many connections at once, dealt over the threads; every one is answered.
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        tasks.push(tokio::spawn(async move { get(addr, None).await }));
+    }
+    for t in tasks {
+        let (status, body, _) = t.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "a"));
+    }
+    assert_eq!(router.stats("a").snapshot().requests, 30);
+    // No second listener can take the address while it serves.
+    assert!(std::net::TcpListener::bind(addr).is_err());
+    handle.stop();
+    // Stopped: the listening socket is closed once the acceptor has seen the stop.
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refused, "a stopped router no longer accepts");
+}

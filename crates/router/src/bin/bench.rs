@@ -1,5 +1,6 @@
 //! `hangar-router-bench LISTEN BACKEND`: the router with one route, nothing else,
-//! so `benches/router-vs-nginx.sh` measures proxying alone (nginx runs 2 workers; so does this).
+//! so `benches/router-vs-nginx.sh` measures proxying alone (nginx runs 2 workers;
+//! the router serves on 2 threads, as `hangar deploy` runs it).
 
 use hangar_router::{Route, Router, Table};
 
@@ -15,21 +16,17 @@ fn main() -> std::io::Result<()> {
     let backend = backend
         .parse()
         .map_err(|e| std::io::Error::other(format!("{backend}: {e}")))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let router = Router::new("bench");
-        router.set_table(Table {
-            routes: vec![Route {
-                version: "v1".into(),
-                weight: 100,
-                backends: vec![router.backend(backend)],
-            }],
-            retry_on_stable: None,
-        });
-        let _handle = router.serve(listen).await?;
-        std::future::pending::<std::io::Result<()>>().await
-    })
+    let router = Router::new("bench");
+    router.set_table(Table {
+        routes: vec![Route {
+            version: "v1".into(),
+            weight: 100,
+            backends: vec![router.backend(backend)],
+        }],
+        retry_on_stable: None,
+    });
+    let _handle = router.serve_threads(listen, 2)?;
+    loop {
+        std::thread::park();
+    }
 }
