@@ -279,6 +279,10 @@ async fn up(env: &str, build: bool, at: &Where) -> anyhow::Result<ExitCode> {
     let dir = std::fs::canonicalize(&at.dir)
         .with_context(|| format!("project directory {}", at.dir.display()))?;
     let data = at.data.clone().unwrap_or_else(|| dir.join(".hangar"));
+    // Ctrl-C is caught from now on: one pressed while the services start is
+    // acted on once they have started (a half-started environment is not
+    // abandoned with instances running in their own process groups).
+    let mut stop = StopSignals::new()?;
     let ctl = Controller::open(&dir, &data, env).await?;
     let mut events = ctl.subscribe();
     let printer = tokio::spawn(async move {
@@ -287,9 +291,15 @@ async fn up(env: &str, build: bool, at: &Where) -> anyhow::Result<ExitCode> {
         }
     });
     let files = EnvFiles::new(&data, env);
+    // Instances' output, prefixed `service[index]`, from what they write from now on.
+    let logs = tokio::spawn(super::follow::follow(
+        ctl.clone(),
+        super::follow::baseline(&files.dir.join("logs")),
+    ));
     if let Err(e) = ctl.start_all(build).await {
         ctl.shutdown().await;
         printer.abort();
+        logs.abort();
         return Err(e);
     }
     for s in ctl.status().services {
@@ -304,25 +314,37 @@ async fn up(env: &str, build: bool, at: &Where) -> anyhow::Result<ExitCode> {
     let socket = files.socket();
     tokio::select! {
         r = control::serve(ctl.clone(), &socket) => { r?; }
-        _ = shutdown_signal() => {
+        _ = stop.recv() => {
             eprintln!("stopping `{env}`...");
             ctl.shutdown().await;
             let _ = std::fs::remove_file(&socket);
         }
     }
     printer.abort();
+    logs.abort();
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, caught from creation on.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
 

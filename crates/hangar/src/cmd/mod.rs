@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod expr;
+pub mod follow;
 pub mod release;
 pub mod run;
 pub mod scan;
