@@ -137,12 +137,24 @@ impl BuiltinAction for Deploy {
             commit: sha,
             commit_time: None,
             no_build,
+            // The workspace is the checkout of the commit already.
+            from_commit: false,
         };
         let result = rt.block_on(async {
             if !hangar_deploy::control::running(&files.socket()).await {
                 let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
                 let had_stable = !files.load().stable.is_empty();
-                hangar_deploy::control::start_controller(&exe, &dir, &data, &env, no_build).await?;
+                let first = hangar_deploy::control::FirstRelease {
+                    git_ref: None,
+                    artifact: match &req {
+                        hangar_deploy::control::Request::Deploy { artifact, .. } => {
+                            artifact.as_ref().map(PathBuf::from)
+                        }
+                        _ => None,
+                    },
+                };
+                hangar_deploy::control::start_controller(&exe, &dir, &data, &env, no_build, &first)
+                    .await?;
                 if !had_stable {
                     call.output
                         .line(&format!("started environment `{env}` (first deployment)"));

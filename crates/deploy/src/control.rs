@@ -21,6 +21,9 @@ pub enum Request {
         commit: Option<String>,
         commit_time: Option<u64>,
         no_build: bool,
+        /// Build `commit` itself rather than the working tree (`--ref`).
+        #[serde(default)]
+        from_commit: bool,
     },
     Promote,
     Abort,
@@ -92,12 +95,14 @@ async fn handle(
                     commit,
                     commit_time,
                     no_build,
+                    from_commit,
                 } => json(
                     ctl.deploy(DeployRequest {
                         service,
                         artifact: artifact.map(Into::into),
                         commit: commit.map(|c| (c, commit_time.unwrap_or(0))),
                         no_build,
+                        from_commit,
                     })
                     .await
                     .and_then(|r| Ok(serde_json::to_value(r)?)),
@@ -173,12 +178,22 @@ pub async fn running(socket: &Path) -> bool {
 
 /// Starts `EXE up --env ENV` detached (its own process group, logging to the
 /// environment's directory) and waits until its socket answers. Returns its pid.
+/// Where the first release of services with none comes from, for a
+/// controller started by a deployment.
+#[derive(Debug, Default, Clone)]
+pub struct FirstRelease {
+    /// A commit to build (`hangar deploy --ref`).
+    pub git_ref: Option<String>,
+    pub artifact: Option<std::path::PathBuf>,
+}
+
 pub async fn start_controller(
     exe: &Path,
     dir: &Path,
     data: &Path,
     env: &str,
     no_build: bool,
+    first: &FirstRelease,
 ) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     let files = crate::state::EnvFiles::new(data, env);
@@ -195,6 +210,12 @@ pub async fn start_controller(
         .arg(data);
     if no_build {
         cmd.arg("--no-build");
+    }
+    if let Some(r) = &first.git_ref {
+        cmd.arg("--ref").arg(r);
+    }
+    if let Some(a) = &first.artifact {
+        cmd.arg("--artifact").arg(a);
     }
     cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)

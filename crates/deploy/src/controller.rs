@@ -39,6 +39,9 @@ pub struct DeployRequest {
     pub artifact: Option<PathBuf>,
     /// Commit sha and commit time (unix seconds), for history and DORA.
     pub commit: Option<(String, u64)>,
+    /// Build that commit (exported from the project's repository) instead of
+    /// the working tree: its `hangar.yml`, its build command, its artifacts.
+    pub from_commit: bool,
     /// Skip the services' build commands.
     pub no_build: bool,
 }
@@ -173,7 +176,22 @@ impl Controller {
 
     /// Starts every service of the environment at its stable release, in dependency order.
     pub async fn start_all(self: &Arc<Self>, build: bool) -> anyhow::Result<()> {
+        self.start_all_with(&DeployRequest {
+            no_build: !build,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// As [`Controller::start_all`]; a service with no stable release gets its
+    /// first one as `first` says (a commit to build, an artifact).
+    pub async fn start_all_with(self: &Arc<Self>, first: &DeployRequest) -> anyhow::Result<()> {
         let _busy = self.busy.lock().await;
+        let source = self.source_for(first).await?;
+        if source != self.project_dir {
+            let (_, project) = hangar_project::load(&source).map_err(|e| anyhow!("{e}"))?;
+            *self.project.lock().unwrap_or_else(|e| e.into_inner()) = project;
+        }
         let (order, env) = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             let env = env_config(&p, &self.env);
@@ -189,16 +207,7 @@ impl Controller {
                 .cloned();
             let release = match stable.and_then(|v| self.releases.get(&svc, &v)) {
                 Some(r) => r,
-                None => {
-                    self.new_release(
-                        &svc,
-                        &DeployRequest {
-                            no_build: !build,
-                            ..Default::default()
-                        },
-                    )
-                    .await?
-                }
+                None => self.new_release(&svc, first, &source).await?,
             };
             self.ensure_router(&svc, &env).await?;
             let mut record = self.record(&svc, &release, None, "start");
@@ -276,7 +285,8 @@ impl Controller {
         req: DeployRequest,
     ) -> anyhow::Result<Vec<DeploymentRecord>> {
         let _busy = self.busy.lock().await;
-        let (_, project) = hangar_project::load(&self.project_dir).map_err(|e| anyhow!("{e}"))?;
+        let source = self.source_for(&req).await?;
+        let (_, project) = hangar_project::load(&source).map_err(|e| anyhow!("{e}"))?;
         *self.project.lock().unwrap_or_else(|e| e.into_inner()) = project.clone();
         let env = env_config(&project, &self.env);
         let order = match &req.service {
@@ -289,7 +299,7 @@ impl Controller {
         let mut out = Vec::new();
         for svc in order {
             self.ensure_router(&svc, &env).await?;
-            let release = self.new_release(&svc, &req).await?;
+            let release = self.new_release(&svc, &req, &source).await?;
             let rec = self.rollout(&svc, &env, release).await?;
             let failed = rec.outcome != Outcome::Succeeded;
             out.push(rec);
@@ -300,7 +310,31 @@ impl Controller {
         Ok(out)
     }
 
-    async fn new_release(&self, svc: &str, req: &DeployRequest) -> anyhow::Result<Release> {
+    /// Where a deployment's release comes from: the project directory, or the
+    /// exported tree of the commit it names (`from_commit`).
+    async fn source_for(&self, req: &DeployRequest) -> anyhow::Result<PathBuf> {
+        match (&req.commit, req.from_commit) {
+            (Some((sha, _)), true) => {
+                let _ = self
+                    .events
+                    .send(format!("checking out {}", &sha[..sha.len().min(12)]));
+                let dest = self.files.dir.join("sources").join(sha);
+                let (repo, sha, d) = (self.project_dir.clone(), sha.clone(), dest.clone());
+                tokio::task::spawn_blocking(move || export_commit(&repo, &sha, &d)).await??;
+                Ok(dest)
+            }
+            _ => Ok(self.project_dir.clone()),
+        }
+    }
+
+    /// Builds (unless told not to) and records a release of `svc` from `source`:
+    /// the project directory, or an exported commit.
+    async fn new_release(
+        &self,
+        svc: &str,
+        req: &DeployRequest,
+        source: &Path,
+    ) -> anyhow::Result<Release> {
         let config = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             p.services
@@ -313,7 +347,7 @@ impl Controller {
             let out = tokio::process::Command::new("sh")
                 .arg("-c")
                 .arg(build)
-                .current_dir(&self.project_dir)
+                .current_dir(source)
                 .output()
                 .await?;
             if !out.status.success() {
@@ -325,13 +359,8 @@ impl Controller {
             }
         }
         let commit = req.commit.clone().or_else(|| git_head(&self.project_dir));
-        self.releases.create(
-            &self.project_dir,
-            svc,
-            &config,
-            req.artifact.as_deref(),
-            commit,
-        )
+        self.releases
+            .create(source, svc, &config, req.artifact.as_deref(), commit)
     }
 
     async fn ensure_router(&self, svc: &str, env: &Environment) -> anyhow::Result<()> {
@@ -1232,6 +1261,45 @@ async fn wait_all_healthy(instances: &[Arc<Instance>], deadline: Duration) -> Re
     for i in instances {
         i.wait_healthy(deadline).await?;
     }
+    Ok(())
+}
+
+/// Writes the tree of commit `sha` to `dest` (`git archive` piped into `tar`),
+/// once: an export that completed is reused, a half-written one redone. It is
+/// kept, since a release without `artifact:` paths runs from it.
+fn export_commit(repo: &Path, sha: &str, dest: &Path) -> anyhow::Result<()> {
+    use std::process::{Command, Stdio};
+    let done = dest.join(".hangar-export");
+    if done.exists() {
+        return Ok(());
+    }
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let mut git = Command::new("git")
+        .args(["archive", "--format=tar", sha])
+        .current_dir(repo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run git")?;
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&tmp)
+        .stdin(git.stdout.take().context("git's output")?)
+        .status()
+        .context("cannot run tar")?;
+    let out = git.wait_with_output()?;
+    if !out.status.success() || !tar.success() {
+        bail!(
+            "cannot check out {sha}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    std::fs::write(tmp.join(".hangar-export"), sha)?;
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(&tmp, dest)?;
     Ok(())
 }
 

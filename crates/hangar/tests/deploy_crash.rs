@@ -1,4 +1,4 @@
-//! `kill -9` of an environment's controller in the middle of a blue-green switch,
+//! `hangar deploy` as a user runs it. `kill -9` of an environment's controller in the middle of a blue-green switch,
 //! then a restart: the environment serves exactly one consistent version, every
 //! instance of it healthy, and no process of the dead controller is left behind.
 //! Real processes throughout: the `hangar` binary and `python3 -m http.server` instances.
@@ -220,4 +220,81 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
     );
     let _ = up.wait();
     assert!(instances_of(dir).is_empty(), "down stops every instance");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn deploy_ref_builds_that_commit_not_the_working_tree() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required in CI"
+        );
+        eprintln!("SKIPPED: python3 not found");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    // The build upper-cases the page: what is served proves the build ran on the commit.
+    let write = |page: &str| {
+        std::fs::create_dir_all(dir.join("site")).unwrap();
+        std::fs::write(dir.join("site/index.html"), page).unwrap();
+        std::fs::write(
+            dir.join("hangar.yml"),
+            format!(
+                "services:\n  web:\n    build: tr a-z A-Z < site/index.html > site/up.html && mv site/up.html site/index.html\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    listen: {{ web: 127.0.0.1:{port} }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    git(dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join(".gitignore"), ".hangar/\n").unwrap();
+    write("one");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "one"]);
+    write("two");
+    git(dir, &["commit", "-qam", "two"]);
+    write("dirty");
+
+    let out = hangar(dir, &["deploy", "prod", "--ref", "HEAD~1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(port).as_deref(), Some("ONE"));
+    let out = hangar(dir, &["deploy", "prod", "--ref", "main"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(port).as_deref(), Some("TWO"));
+    // The working tree was neither built nor changed.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("site/index.html")).unwrap(),
+        "dirty"
+    );
+
+    let out = hangar(dir, &["deploy", "prod", "--ref", "no-such-ref"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-ref"));
 }

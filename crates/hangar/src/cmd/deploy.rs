@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hangar_deploy::control::{self, Request};
+use hangar_deploy::controller::DeployRequest;
 use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
 use hangar_deploy::{Controller, dora};
 
@@ -47,6 +48,12 @@ pub enum Command {
         /// Do not run the services' build commands.
         #[arg(long)]
         no_build: bool,
+        /// Services with no release yet get their first one from this git ref.
+        #[arg(long = "ref", value_name = "REF", conflicts_with = "artifact")]
+        git_ref: Option<String>,
+        /// Services with no release yet get this artifact as their first.
+        #[arg(long, value_name = "PATH")]
+        artifact: Option<PathBuf>,
         #[command(flatten)]
         at: Where,
     },
@@ -133,7 +140,31 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { env, no_build, at } => up(&env, !no_build, &at).await,
+        Command::Up {
+            env,
+            no_build,
+            git_ref,
+            artifact,
+            at,
+        } => {
+            let commit = match &git_ref {
+                Some(r) => Some(resolve_commit(&at.dir, r)?),
+                None => None,
+            };
+            let first = DeployRequest {
+                service: None,
+                artifact: artifact
+                    .map(|a| {
+                        std::fs::canonicalize(&a)
+                            .with_context(|| format!("artifact {}", a.display()))
+                    })
+                    .transpose()?,
+                from_commit: commit.is_some(),
+                commit,
+                no_build,
+            };
+            up(&env, &first, &at).await
+        }
         Command::Down { env, at } => {
             let files = at.files(&env);
             if !controller_running(&files).await {
@@ -156,12 +187,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let fresh = !controller_running(&files).await;
             if fresh {
                 let had_stable = !files.load().stable.is_empty();
-                start_background(&env, &at, no_build).await?;
+                // Without a stable release the controller's start is the first
+                // deployment: it must build what this one asks for.
+                let first = control::FirstRelease {
+                    git_ref: if had_stable { None } else { git_ref.clone() },
+                    artifact: if had_stable { None } else { artifact.clone() },
+                };
+                start_background(&env, &at, no_build, &first).await?;
                 if !had_stable {
                     // The new controller's first start *is* the first deployment.
                     return status(Some(env), &at).await;
                 }
             }
+            let from_commit = git_ref.is_some() && artifact.is_none();
             let commit = match git_ref {
                 Some(r) => Some(resolve_commit(&at.dir, &r)?),
                 None => None,
@@ -177,6 +215,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 commit: commit.as_ref().map(|c| c.0.clone()),
                 commit_time: commit.map(|c| c.1),
                 no_build,
+                from_commit,
             };
             let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
             let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
@@ -199,7 +238,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let files = at.files(&env);
             if !controller_running(&files).await {
-                start_background(&env, &at, true).await?;
+                start_background(&env, &at, true, &control::FirstRelease::default()).await?;
             }
             let v = control::call(&files.socket(), &Request::Rollback { service, to }, |e| {
                 eprintln!("{e}")
@@ -275,7 +314,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn up(env: &str, build: bool, at: &Where) -> anyhow::Result<ExitCode> {
+async fn up(env: &str, first: &DeployRequest, at: &Where) -> anyhow::Result<ExitCode> {
     let dir = std::fs::canonicalize(&at.dir)
         .with_context(|| format!("project directory {}", at.dir.display()))?;
     let data = at.data.clone().unwrap_or_else(|| dir.join(".hangar"));
@@ -296,7 +335,7 @@ async fn up(env: &str, build: bool, at: &Where) -> anyhow::Result<ExitCode> {
         ctl.clone(),
         super::follow::baseline(&files.dir.join("logs")),
     ));
-    if let Err(e) = ctl.start_all(build).await {
+    if let Err(e) = ctl.start_all_with(first).await {
         ctl.shutdown().await;
         printer.abort();
         logs.abort();
@@ -354,13 +393,19 @@ async fn controller_running(files: &EnvFiles) -> bool {
         .is_ok()
 }
 
-async fn start_background(env: &str, at: &Where, no_build: bool) -> anyhow::Result<()> {
+async fn start_background(
+    env: &str,
+    at: &Where,
+    no_build: bool,
+    first: &control::FirstRelease,
+) -> anyhow::Result<()> {
     let pid = control::start_controller(
         &std::env::current_exe()?,
         &at.dir,
         &at.data(),
         env,
         no_build,
+        first,
     )
     .await?;
     eprintln!(
