@@ -9,4 +9,4 @@
 pub mod validate;
 pub mod yaml;
 
-pub use validate::validate;
+pub use validate::{local_callee, validate, validate_with};

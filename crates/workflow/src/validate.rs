@@ -208,6 +208,8 @@ const STEP_IF: Allowed = Allowed {
 struct Checker<'a> {
     file: &'a str,
     out: Vec<Diagnostic>,
+    /// The text of a called workflow (`uses:` of a job), when it can be read.
+    resolve: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Checker<'_> {
@@ -335,6 +337,26 @@ impl Checker<'_> {
 
 /// Validates one workflow file's text.
 pub fn validate(file: &str, text: &str) -> Vec<Diagnostic> {
+    validate_with(file, text, &|_| None)
+}
+
+/// Reads the text of a local reusable workflow (`./.github/workflows/x.yml`)
+/// relative to `root`, for [`validate_with`]. Remote ones are not fetched.
+pub fn local_callee(root: &std::path::Path) -> impl Fn(&str) -> Option<String> + '_ {
+    move |uses: &str| {
+        let rel = uses.strip_prefix("./")?;
+        std::fs::read_to_string(root.join(rel)).ok()
+    }
+}
+
+/// As [`validate`]; calls of reusable workflows that `resolve` can read are
+/// checked against what the callee declares (`with:` inputs and their types,
+/// required inputs and secrets, undeclared secrets).
+pub fn validate_with(
+    file: &str,
+    text: &str,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Diagnostic> {
     let root = match crate::yaml::parse(text) {
         Ok(r) => r,
         Err(errors) => {
@@ -354,6 +376,7 @@ pub fn validate(file: &str, text: &str) -> Vec<Diagnostic> {
     let mut c = Checker {
         file,
         out: Vec::new(),
+        resolve,
     };
     if !c.expect_map(&root, "a workflow") {
         return c.out;
@@ -599,6 +622,128 @@ fn check_call_interface(c: &mut Checker, event: &str, v: &Node) {
     }
 }
 
+/// A job that calls a reusable workflow, against what the callee declares
+/// under `on.workflow_call`, with GitHub's wording.
+fn check_call(c: &mut Checker, job: &Node) {
+    if let Some(secrets) = job.get("secrets")
+        && let Some(v) = secrets.as_str()
+        && v != "inherit"
+    {
+        c.err(secrets.pos, format!("Unexpected value '{v}'")).help =
+            Some("`secrets:` is `inherit` or a mapping of the callee's secrets".into());
+    }
+    let Some(uses_node) = job.get("uses") else {
+        return;
+    };
+    let Some(uses) = uses_node.as_str() else {
+        return;
+    };
+    let Some(text) = (c.resolve)(uses) else {
+        return;
+    };
+    let Ok(callee) = crate::yaml::parse(&text) else {
+        return; // its own validation reports it
+    };
+    let call = match callee.get("on") {
+        Some(on) => match &on.kind {
+            Kind::Str(s) if s == "workflow_call" => Some(None),
+            Kind::Seq(items) if items.iter().any(|i| i.as_str() == Some("workflow_call")) => {
+                Some(None)
+            }
+            Kind::Map(_) => on.get("workflow_call").map(Some),
+            _ => None,
+        },
+        None => None,
+    };
+    let Some(call) = call else {
+        c.err(
+            uses_node.pos,
+            format!("`{uses}` is not a reusable workflow: its `on` has no `workflow_call`"),
+        );
+        return;
+    };
+    let declared = |what: &str| -> Vec<(String, &Node)> {
+        call.and_then(|n| n.get(what))
+            .map(|m| {
+                m.entries()
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let required = |spec: &Node| {
+        matches!(
+            spec.get("required").map(|r| &r.kind),
+            Some(Kind::Bool(true))
+        ) && spec.get("default").is_none()
+    };
+    let inputs = declared("inputs");
+    let with = job.get("with");
+    for (name, value) in with.map(Node::entries).unwrap_or_default() {
+        let Some((_, spec)) = inputs.iter().find(|(n, _)| *n == name.name) else {
+            c.err(
+                name.pos,
+                format!(
+                    "Invalid input, {} is not defined in the referenced workflow.",
+                    name.name
+                ),
+            );
+            continue;
+        };
+        let ty = spec.get("type").and_then(Node::as_str).unwrap_or("string");
+        let ok = match (&value.kind, ty) {
+            (Kind::Str(s), _) if s.contains("${{") => true,
+            (Kind::Bool(_), "boolean") => true,
+            (Kind::Number(_), "number") => true,
+            (Kind::Str(s), "number") => s.trim().parse::<f64>().is_ok(),
+            (_, "boolean" | "number") => false,
+            _ => true,
+        };
+        if !ok {
+            let shown = match &value.kind {
+                Kind::Str(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            c.err(value.pos, format!("Unexpected value '{shown}'")).help =
+                Some(format!("input `{}` is a {ty}", name.name));
+        }
+    }
+    for (name, spec) in &inputs {
+        if required(spec) && with.and_then(|w| w.get(name)).is_none() {
+            c.err(
+                uses_node.pos,
+                format!("Input {name} is required, but not provided while calling."),
+            );
+        }
+    }
+    let secrets = declared("secrets");
+    match job.get("secrets") {
+        Some(s) if s.as_str() == Some("inherit") => {}
+        given => {
+            for (name, _) in given.map(Node::entries).unwrap_or_default() {
+                if !secrets.iter().any(|(n, _)| *n == name.name) {
+                    c.err(
+                        name.pos,
+                        format!(
+                            "Invalid secret, {} is not defined in the referenced workflow.",
+                            name.name
+                        ),
+                    );
+                }
+            }
+            for (name, spec) in &secrets {
+                if required(spec) && given.and_then(|g| g.get(name)).is_none() {
+                    c.err(
+                        uses_node.pos,
+                        format!("Secret {name} is required, but not provided while calling."),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `concurrency` is a group name or a mapping with a `group`.
 fn check_concurrency(c: &mut Checker, n: &Node) {
     if let Kind::Map(_) = n.kind {
@@ -646,6 +791,9 @@ fn check_job<'a>(
     if !is_call && job.get("runs-on").is_none() {
         c.err(key.pos, format!("job `{id}` has no `runs-on`")).help =
             Some("add `runs-on: ubuntu-latest` (or call a reusable workflow with `uses:`)".into());
+    }
+    if is_call {
+        check_call(c, job);
     }
     if is_call && job.get("runs-on").is_some() {
         c.err(

@@ -157,3 +157,42 @@ fn contexts_where_github_allows_them() {
         "context `steps` is not available here",
     );
 }
+
+#[test]
+fn calls_of_reusable_workflows_match_what_the_callee_declares() {
+    let callee = "on:\n  workflow_call:\n    inputs:\n      env:\n        type: string\n        required: true\n      dry:\n        type: boolean\n    secrets:\n      token:\n        required: true\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n";
+    let resolve =
+        |uses: &str| (uses == "./.github/workflows/deploy.yml").then(|| callee.to_string());
+    let check = |caller: &str| -> Vec<String> {
+        hangar_workflow::validate_with("ci.yml", caller, &resolve)
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect()
+    };
+    let good = "on: push\njobs:\n  d:\n    uses: ./.github/workflows/deploy.yml\n    with:\n      env: prod\n      dry: ${{ github.ref != 'refs/heads/main' }}\n    secrets:\n      token: ${{ secrets.T }}\n";
+    assert!(check(good).is_empty(), "{:?}", check(good));
+    let inherit = "on: push\njobs:\n  d:\n    uses: ./.github/workflows/deploy.yml\n    with: { env: prod, dry: true }\n    secrets: inherit\n";
+    assert!(check(inherit).is_empty(), "{:?}", check(inherit));
+    let bad = "on: push\njobs:\n  d:\n    uses: ./.github/workflows/deploy.yml\n    with:\n      dry: maybe\n      region: eu\n    secrets:\n      other: x\n";
+    let got = check(bad);
+    for expected in [
+        "4:11 Input env is required, but not provided while calling.",
+        "4:11 Secret token is required, but not provided while calling.",
+        "6:12 Unexpected value 'maybe'",
+        "7:7 Invalid input, region is not defined in the referenced workflow.",
+        "9:7 Invalid secret, other is not defined in the referenced workflow.",
+    ] {
+        assert!(
+            got.iter().any(|g| g == expected),
+            "missing {expected} in {got:?}"
+        );
+    }
+    let typo = "on: push\njobs:\n  d:\n    uses: ./.github/workflows/deploy.yml\n    with: { env: prod }\n    secrets: inhrit\n";
+    assert!(
+        check(typo)
+            .iter()
+            .any(|g| g == "6:14 Unexpected value 'inhrit'"),
+        "{:?}",
+        check(typo)
+    );
+}

@@ -282,7 +282,8 @@ fn validate_first(workflows: &[Arc<Workflow>], workspace: &Path) -> bool {
             continue;
         };
         let name = rel(&wf.path, workspace);
-        for d in hangar_workflow::validate(&name, &text) {
+        let callee = hangar_workflow::local_callee(workspace);
+        for d in hangar_workflow::validate_with(&name, &text, &callee) {
             if d.severity == hangar_diag::Severity::Error {
                 errors += 1;
             }

@@ -45,7 +45,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         {
             project_diagnostics(&name, &text)
         } else {
-            hangar_workflow::validate(&name, &text)
+            // Local reusable workflows are read relative to the repository root (here).
+            hangar_workflow::validate_with(
+                &name,
+                &text,
+                &hangar_workflow::local_callee(std::path::Path::new(".")),
+            )
         };
         all.extend(diags.into_iter().map(|d| (d, text.clone())));
     }
