@@ -60,7 +60,7 @@ fn workflow_parser_corpus() {
             .join("-");
         let c = by_prefix.entry(prefix).or_default();
         // header, workflow, (callee name, callee text)*, expected result
-        if docs.len() < 3 || docs.len() % 2 == 0 {
+        if docs.len() < 3 || docs.len().is_multiple_of(2) {
             c.skipped += 1;
             total.skipped += 1;
             continue;
