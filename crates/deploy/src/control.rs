@@ -176,8 +176,6 @@ pub async fn running(socket: &Path) -> bool {
     UnixStream::connect(socket).await.is_ok()
 }
 
-/// Starts `EXE up --env ENV` detached (its own process group, logging to the
-/// environment's directory) and waits until its socket answers. Returns its pid.
 /// Where the first release of services with none comes from, for a
 /// controller started by a deployment.
 #[derive(Debug, Default, Clone)]
@@ -187,6 +185,8 @@ pub struct FirstRelease {
     pub artifact: Option<std::path::PathBuf>,
 }
 
+/// Starts `EXE up --env ENV` detached (its own process group, logging to the
+/// environment's directory) and waits until its socket answers. Returns its pid.
 pub async fn start_controller(
     exe: &Path,
     dir: &Path,

@@ -518,3 +518,103 @@ fn serve_with_no_flags_registers_the_current_repository() {
     assert_eq!(st, 200);
     assert!(html.contains("hangar"));
 }
+
+#[test]
+fn deployments_go_through_the_server_and_outlive_the_cli() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required in CI"
+        );
+        eprintln!("SKIPPED: python3 not found");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let repo = new_repo();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yml = format!(
+        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    listen: {{ web: 127.0.0.1:{port} }}\n"
+    );
+    commit(
+        repo.path(),
+        &[
+            ("hangar.yml", &yml),
+            ("site/index.html", "v1"),
+            (".gitignore", ".hangar/\n"),
+        ],
+    );
+    commit(repo.path(), &[("site/index.html", "v2")]);
+    let repo_arg = repo.path().display().to_string();
+    let s = serve(data.path(), &["--repo", &repo_arg]);
+    let token = s.token.clone().unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--dir", &repo_arg, "--server", &s.url])
+            .env("HANGAR_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    struct Down<'a>(&'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(BIN)
+                .args(["down", "--env", "prod", "--dir", self.0])
+                .output();
+        }
+    }
+    let _down = Down(&repo_arg);
+    let page = || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        c.write_all(b"GET /index.html HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        Some(out.split("\r\n\r\n").nth(1)?.trim().to_string())
+    };
+
+    let out = cli(&["deploy", "prod", "--ref", "HEAD~1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(page().as_deref(), Some("v1"));
+    let out = cli(&["deploy", "prod", "--ref", "main"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.trim().is_empty(),
+        "progress is shown while the server deploys"
+    );
+    assert_eq!(page().as_deref(), Some("v2"));
+
+    let out = cli(&["status", "prod", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v[0]["services"][0]["stable"]
+            .as_str()
+            .unwrap()
+            .starts_with("r2"),
+        "{v}"
+    );
+
+    // Without a token the server refuses; an unknown project is named.
+    let out = Command::new(BIN)
+        .args(["status", "prod", "--dir", &repo_arg, "--server", &s.url])
+        .env_remove("HANGAR_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = cli(&["status", "prod", "--project", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no watched project `nope`"));
+}

@@ -55,6 +55,8 @@ pub struct App {
     /// Delivery data directories (`<repo>/.hangar`) of watched repositories,
     /// whose deployment histories feed the DORA gauges on `/metrics`.
     pub delivery_data: Vec<std::path::PathBuf>,
+    /// Deployments the server runs for clients (`hangar deploy --server`).
+    pub operations: crate::delivery::Operations,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {

@@ -6,6 +6,7 @@ pub mod agent_api;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod delivery;
 pub mod git;
 pub mod hooks;
 pub mod live;
@@ -144,6 +145,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/deliveries", get(api::list_deliveries))
         .route("/api/v1/audit", get(api::list_audit))
         .route("/api/v1/deployments", get(api::list_deployments))
+        .route("/api/v1/delivery/{project}/{env}", post(delivery::request))
+        .route("/api/v1/delivery/operations/{id}", get(delivery::operation))
         .route(
             "/api/v1/tokens",
             get(api::list_tokens).post(api::create_token),
@@ -207,7 +210,16 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         embedded_agent_id: embedded_agent_id.clone(),
         metrics_public: cfg.metrics_public,
         started_at: hangar_store::now_ms(),
-        delivery_data: cfg.watch.iter().map(|p| p.join(".hangar")).collect(),
+        delivery_data: cfg
+            .watch
+            .iter()
+            .map(|p| {
+                std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .join(".hangar")
+            })
+            .collect(),
+        operations: Default::default(),
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
     app.recover().await?;

@@ -26,9 +26,82 @@ pub struct Where {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Go through this hangar server (it watches the project with `--repo`):
+    /// the deployment then runs in the server and outlives this command.
+    #[arg(long, global = true, env = "HANGAR_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// API token for `--server`.
+    #[arg(long, global = true, env = "HANGAR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The project's name on the server [default: the name of --dir].
+    #[arg(long, global = true)]
+    project: Option<String>,
 }
 
 impl Where {
+    /// Sends a controller request through the server; a deployment is
+    /// followed (its progress printed) until it ends.
+    async fn remote(
+        &self,
+        server: &str,
+        env: &str,
+        req: &Request,
+    ) -> anyhow::Result<serde_json::Value> {
+        let project = match &self.project {
+            Some(p) => p.clone(),
+            None => std::fs::canonicalize(&self.dir)?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .context("--project is needed: the directory has no name")?,
+        };
+        let base = server.trim_end_matches('/');
+        let client = reqwest::Client::new();
+        let auth = |rb: reqwest::RequestBuilder| match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        };
+        let resp = auth(
+            client
+                .post(format!("{base}/api/v1/delivery/{project}/{env}"))
+                .json(req),
+        )
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the hangar server at {base}"))?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{base}: {}", v["error"].as_str().unwrap_or(status.as_str()));
+        }
+        let Some(id) = v["id"]
+            .as_u64()
+            .filter(|_| status == reqwest::StatusCode::ACCEPTED)
+        else {
+            return Ok(v);
+        };
+        let mut shown = 0;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let op: serde_json::Value =
+                auth(client.get(format!("{base}/api/v1/delivery/operations/{id}")))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+            let events = op["events"].as_array().cloned().unwrap_or_default();
+            for e in events.iter().skip(shown) {
+                eprintln!("{}", e.as_str().unwrap_or_default());
+            }
+            shown = events.len();
+            if op["done"].as_bool() == Some(true) {
+                if let Some(e) = op["error"].as_str() {
+                    bail!("{e}");
+                }
+                return Ok(op["result"].clone());
+            }
+        }
+    }
+
     fn data(&self) -> PathBuf {
         self.data
             .clone()
@@ -183,6 +256,26 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             no_build,
             at,
         } => {
+            if let Some(server) = at.server.clone() {
+                let req = Request::Deploy {
+                    service,
+                    artifact: artifact.map(|a| a.display().to_string()),
+                    commit: git_ref.clone(),
+                    commit_time: None,
+                    no_build,
+                    from_commit: git_ref.is_some(),
+                };
+                let v = at.remote(&server, &env, &req).await?;
+                let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
+                print_value(&at, &v, |_| {
+                    recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+                });
+                return Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             let files = at.files(&env);
             let fresh = !controller_running(&files).await;
             if fresh {
@@ -236,14 +329,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             service,
             at,
         } => {
-            let files = at.files(&env);
-            if !controller_running(&files).await {
-                start_background(&env, &at, true, &control::FirstRelease::default()).await?;
-            }
-            let v = control::call(&files.socket(), &Request::Rollback { service, to }, |e| {
-                eprintln!("{e}")
-            })
-            .await?;
+            let req = Request::Rollback { service, to };
+            let v = match &at.server {
+                Some(server) => at.remote(server, &env, &req).await?,
+                None => {
+                    let files = at.files(&env);
+                    if !controller_running(&files).await {
+                        start_background(&env, &at, true, &control::FirstRelease::default())
+                            .await?;
+                    }
+                    control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?
+                }
+            };
             let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
             print_value(&at, &v, |_| {
                 recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
@@ -416,6 +513,11 @@ async fn start_background(
 }
 
 async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &at.server {
+        let v = at.remote(server, env, &req).await?;
+        print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string());
+        return Ok(ExitCode::SUCCESS);
+    }
     let files = at.files(env);
     if !controller_running(&files).await {
         bail!(
@@ -444,6 +546,10 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
     };
     let mut all = Vec::new();
     for env in envs {
+        if let Some(server) = &at.server {
+            all.push(at.remote(server, &env, &Request::Status).await?);
+            continue;
+        }
         let files = at.files(&env);
         if controller_running(&files).await {
             all.push(control::call(&files.socket(), &Request::Status, |_| {}).await?);
