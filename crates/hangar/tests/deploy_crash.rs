@@ -147,6 +147,12 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
         .status()
         .unwrap();
     let _ = deploy.wait();
+    // SIGKILL is delivered at once, but a process with several threads takes a
+    // moment to be torn down.
+    let t0 = Instant::now();
+    while alive(controller) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(!alive(controller));
     let before = instances_of(dir);
     assert!(
