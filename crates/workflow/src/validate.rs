@@ -111,6 +111,22 @@ const EVENTS: &[&str] = &[
     "workflow_run",
     "image_version",
 ];
+const PUSH_KEYS: &[&str] = &[
+    "branches",
+    "branches-ignore",
+    "tags",
+    "tags-ignore",
+    "paths",
+    "paths-ignore",
+];
+const PULL_REQUEST_KEYS: &[&str] = &[
+    "branches",
+    "branches-ignore",
+    "paths",
+    "paths-ignore",
+    "types",
+];
+const WORKFLOW_RUN_KEYS: &[&str] = &["workflows", "types", "branches", "branches-ignore"];
 const FILTER_KEYS: &[&str] = &[
     "branches",
     "branches-ignore",
@@ -277,6 +293,17 @@ impl Checker<'_> {
                 column: node.pos.column + col_in_line,
             }
         };
+        // `${{ }}`: the template parser reads it as null; GitHub rejects it.
+        let mut from = if shift != 0 { source.len() } else { 0 };
+        while let Some(i) = source[from..].find("${{") {
+            let start = from + i + 3;
+            if source[start..].trim_start().starts_with("}}") {
+                let p = at(start + source[start..].len() - source[start..].trim_start().len());
+                self.err(p, "An expression was expected");
+                return;
+            }
+            from = start;
+        }
         let template = match Template::parse(source) {
             Ok(t) => t,
             Err(e) => {
@@ -398,6 +425,9 @@ pub fn validate_with(
     if let Some(n) = root.get("concurrency") {
         c.exprs(n, RUN_NAME, false);
         check_concurrency(&mut c, n);
+    }
+    if let Some(p) = root.get("permissions") {
+        check_permissions(&mut c, p);
     }
     for k in ["name", "run-name"] {
         if let Some(n) = root.get(k)
@@ -521,6 +551,11 @@ fn check_on(c: &mut Checker, on: &Node) {
                         "workflow_call" => {
                             c.keys(v, &["inputs", "outputs", "secrets"], "`on.workflow_call`")
                         }
+                        "push" => c.keys(v, PUSH_KEYS, "`on.push`"),
+                        "pull_request" | "pull_request_target" => {
+                            c.keys(v, PULL_REQUEST_KEYS, &format!("`on.{}`", k.name))
+                        }
+                        "workflow_run" => c.keys(v, WORKFLOW_RUN_KEYS, "`on.workflow_run`"),
                         _ => c.keys(v, FILTER_KEYS, &format!("`on.{}`", k.name)),
                     }
                     check_call_interface(c, &k.name, v);
@@ -744,6 +779,74 @@ fn check_call(c: &mut Checker, job: &Node) {
     }
 }
 
+const CONTAINER_KEYS: &[&str] = &["image", "credentials", "env", "ports", "volumes", "options"];
+
+/// The scopes a `permissions:` mapping may name, as GitHub documents them.
+const PERMISSION_SCOPES: &[&str] = &[
+    "actions",
+    "attestations",
+    "checks",
+    "contents",
+    "deployments",
+    "discussions",
+    "id-token",
+    "issues",
+    "models",
+    "packages",
+    "pages",
+    "pull-requests",
+    "repository-projects",
+    "security-events",
+    "statuses",
+];
+
+/// `permissions`: `read-all`, `write-all`, `{}` or scope → `read|write|none`.
+fn check_permissions(c: &mut Checker, p: &Node) {
+    match &p.kind {
+        Kind::Str(s) if s == "read-all" || s == "write-all" => {}
+        Kind::Str(s) => {
+            c.err(p.pos, format!("Unexpected value '{s}'")).help =
+                Some("use read-all, write-all, or a mapping of scopes".into());
+        }
+        Kind::Map(entries) => {
+            c.keys(p, PERMISSION_SCOPES, "`permissions`");
+            for (k, v) in entries {
+                let ok = match (k.name.as_str(), v.as_str()) {
+                    ("id-token" | "models", Some("write" | "none" | "read")) => true,
+                    (_, Some("read" | "write" | "none")) => true,
+                    _ => false,
+                };
+                if !ok && PERMISSION_SCOPES.contains(&k.name.as_str()) {
+                    let shown = v
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.type_name().into());
+                    c.err(v.pos, format!("Unexpected value '{shown}'")).help =
+                        Some("a permission is read, write or none".into());
+                }
+            }
+        }
+        Kind::Null => {}
+        _ => {
+            c.err(p.pos, format!("`permissions` cannot be {}", p.type_name()));
+        }
+    }
+}
+
+/// A runner group with a scope must say which: `organization/NAME` or `enterprise/NAME`.
+fn check_runner_group(c: &mut Checker, node: &Node, group: &str) {
+    if group.contains("${{") {
+        return;
+    }
+    if let Some((scope, name)) = group.split_once('/') {
+        if !["organization", "org", "enterprise", "ent"].contains(&scope) || name.contains('/') {
+            c.err(node.pos, format!("Invalid runs-on group name '{group}'. Please use 'organization/' or 'enterprise/' prefix to target a single runner group."));
+        } else if name.is_empty() {
+            c.err(node.pos, format!("Invalid runs-on group name '{group}'."));
+        }
+    }
+}
+
 /// `concurrency` is a group name or a mapping with a `group`.
 fn check_concurrency(c: &mut Checker, n: &Node) {
     if let Kind::Map(_) = n.kind {
@@ -777,6 +880,12 @@ fn check_job<'a>(
         c.err(key.pos, format!("invalid job id `{id}`")).help = Some(
             "a job id starts with a letter or `_` and contains only letters, digits, `-` and `_`"
                 .into(),
+        );
+    }
+    if id.starts_with("__") {
+        c.err(
+            key.pos,
+            format!("The identifier '{id}' is invalid. IDs starting with '__' are reserved."),
         );
     }
     if !c.expect_map(job, &format!("job `{id}`")) {
@@ -859,6 +968,30 @@ fn check_job<'a>(
         if let Some(n) = job.get(k) {
             c.exprs(n, JOB_CONTAINER, false);
         }
+    }
+    for container in job.get("container").into_iter().chain(
+        job.get("services")
+            .map(Node::entries)
+            .unwrap_or_default()
+            .iter()
+            .map(|(_, v)| v),
+    ) {
+        if let Kind::Map(_) = container.kind {
+            c.keys(container, CONTAINER_KEYS, "a container");
+            if let Some(cred) = container.get("credentials") {
+                c.keys(cred, &["username", "password"], "container `credentials`");
+            }
+        }
+    }
+    if let Some(p) = job.get("permissions") {
+        check_permissions(c, p);
+    }
+    if let Some(group) = job
+        .get("runs-on")
+        .and_then(|r| r.get("group"))
+        .and_then(|g| g.as_str().map(|s| (g, s)))
+    {
+        check_runner_group(c, group.0, group.1);
     }
     if let Some(n) = job.get("container")
         && let Kind::Map(_) = n.kind

@@ -196,3 +196,41 @@ fn calls_of_reusable_workflows_match_what_the_callee_declares() {
         check(typo)
     );
 }
+
+#[test]
+fn permissions_runner_groups_containers_and_event_filters() {
+    has(
+        "on: push\npermissions:\n  contents: invalid\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "3:13 Unexpected value 'invalid'",
+    );
+    has(
+        "on: push\npermissions:\n  content: read\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "3:3 unknown key `content` in `permissions`",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on:\n      group: team/linux\n    steps: [{run: x}]\n",
+        "5:14 Invalid runs-on group name 'team/linux'",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    container:\n      image: node\n      credentials:\n        user: me\n    steps: [{run: x}]\n",
+        "8:9 unknown key `user` in container `credentials`",
+    );
+    has(
+        "on:\n  push:\n    types: [opened]\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "3:5 unknown key `types` in `on.push`",
+    );
+    has(
+        "on: push\njobs:\n  __a:\n    runs-on: x\n    steps: [{run: x}]\n",
+        "3:3 The identifier '__a' is invalid. IDs starting with '__' are reserved.",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ }}\n",
+        "6:23 An expression was expected",
+    );
+    let ok = "on: push\npermissions: read-all\njobs:\n  a:\n    runs-on:\n      group: org/linux\n    permissions:\n      id-token: write\n      contents: read\n    if: ''\n    steps: [{run: x}]\n";
+    assert!(
+        validate("ci.yml", ok).is_empty(),
+        "{:?}",
+        validate("ci.yml", ok)
+    );
+}

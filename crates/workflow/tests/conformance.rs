@@ -127,7 +127,7 @@ fn workflow_parser_corpus() {
         "valid workflows rejected: {total:?}"
     );
     assert!(
-        total.error_found >= 41,
+        total.error_found >= 47,
         "invalid workflows caught: {total:?}"
     );
 }
