@@ -811,11 +811,7 @@ fn check_permissions(c: &mut Checker, p: &Node) {
         Kind::Map(entries) => {
             c.keys(p, PERMISSION_SCOPES, "`permissions`");
             for (k, v) in entries {
-                let ok = match (k.name.as_str(), v.as_str()) {
-                    ("id-token" | "models", Some("write" | "none" | "read")) => true,
-                    (_, Some("read" | "write" | "none")) => true,
-                    _ => false,
-                };
+                let ok = matches!(v.as_str(), Some("read" | "write" | "none"));
                 if !ok && PERMISSION_SCOPES.contains(&k.name.as_str()) {
                     let shown = v
                         .as_str()
