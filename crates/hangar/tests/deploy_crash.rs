@@ -9,15 +9,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
+
+const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
 
 fn get(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -100,12 +96,7 @@ impl Drop for Down<'_> {
 
 #[test]
 fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required in CI"
-        );
-        eprintln!("SKIPPED: python3 not found");
+    if !common::have_python3() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -247,12 +238,7 @@ fn git(dir: &Path, args: &[&str]) {
 
 #[test]
 fn deploy_ref_builds_that_commit_not_the_working_tree() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required in CI"
-        );
-        eprintln!("SKIPPED: python3 not found");
+    if !common::have_python3() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hangar");
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -521,21 +523,12 @@ fn serve_with_no_flags_registers_the_current_repository() {
 
 #[test]
 fn deployments_go_through_the_server_and_outlive_the_cli() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required in CI"
-        );
-        eprintln!("SKIPPED: python3 not found");
+    if !common::have_python3() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
     let repo = new_repo();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let yml = format!(
         "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    listen: {{ web: 127.0.0.1:{port} }}\n"
     );

@@ -290,15 +290,7 @@ impl Router {
                     let accepting = async {
                         let mut turn = 0usize;
                         loop {
-                            let (stream, addr) = match listener.accept().await {
-                                Ok(s) => s,
-                                Err(err) => {
-                                    // EMFILE and friends: back off instead of spinning.
-                                    tracing::warn!("router {}: accept failed: {err}", router.name);
-                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                                    continue;
-                                }
-                            };
+                            let (stream, addr) = accept(&router, &listener).await;
                             turn = (turn + 1) % (inboxes.len() + 1);
                             if turn == 0 {
                                 serve_connection(router.clone(), stream, addr, live.clone());
@@ -546,18 +538,23 @@ struct Peer {
 /// How long connections in flight may finish after a threaded router stops.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The next connection; failures (EMFILE and friends) back off instead of spinning.
+async fn accept(router: &Router, listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(s) => return s,
+            Err(err) => {
+                tracing::warn!("router {}: accept failed: {err}", router.name);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 async fn accept_loop(router: Arc<Router>, listener: TcpListener) {
     let live = Arc::new(AtomicUsize::new(0));
     loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(s) => s,
-            Err(err) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("router {}: accept failed: {err}", router.name);
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (stream, addr) = accept(&router, &listener).await;
         serve_connection(router.clone(), stream, addr, live.clone());
     }
 }
