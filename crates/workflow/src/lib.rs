@@ -9,4 +9,6 @@
 pub mod validate;
 pub mod yaml;
 
-pub use validate::{local_callee, validate, validate_with};
+pub use validate::{
+    PermissionsPolicy, local_callee, validate, validate_with, validate_with_policy,
+};

@@ -226,6 +226,19 @@ struct Checker<'a> {
     out: Vec<Diagnostic>,
     /// The text of a called workflow (`uses:` of a job), when it can be read.
     resolve: &'a dyn Fn(&str) -> Option<String>,
+    /// The workflow's own `permissions:` (what a job without any gets).
+    workflow_permissions: Option<Node>,
+    policy: PermissionsPolicy,
+}
+
+/// The repository's default `GITHUB_TOKEN` permissions (a repository setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PermissionsPolicy {
+    /// `contents` and `packages` read, nothing else: GitHub's default.
+    #[default]
+    LimitedRead,
+    /// Every scope write (the permissive setting).
+    Write,
 }
 
 impl Checker<'_> {
@@ -384,6 +397,17 @@ pub fn validate_with(
     text: &str,
     resolve: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<Diagnostic> {
+    validate_with_policy(file, text, resolve, PermissionsPolicy::default())
+}
+
+/// As [`validate_with`], for a repository whose default token permissions
+/// are `policy` (what a called workflow may request when the caller says nothing).
+pub fn validate_with_policy(
+    file: &str,
+    text: &str,
+    resolve: &dyn Fn(&str) -> Option<String>,
+    policy: PermissionsPolicy,
+) -> Vec<Diagnostic> {
     let root = match crate::yaml::parse(text) {
         Ok(r) => r,
         Err(errors) => {
@@ -404,6 +428,8 @@ pub fn validate_with(
         file,
         out: Vec::new(),
         resolve,
+        workflow_permissions: root.get("permissions").cloned(),
+        policy,
     };
     if !c.expect_map(&root, "a workflow") {
         return c.out;
@@ -659,7 +685,7 @@ fn check_call_interface(c: &mut Checker, event: &str, v: &Node) {
 
 /// A job that calls a reusable workflow, against what the callee declares
 /// under `on.workflow_call`, with GitHub's wording.
-fn check_call(c: &mut Checker, job: &Node) {
+fn check_call(c: &mut Checker, key_pos: Pos, job: &Node) {
     if let Some(secrets) = job.get("secrets")
         && let Some(v) = secrets.as_str()
         && v != "inherit"
@@ -697,6 +723,7 @@ fn check_call(c: &mut Checker, job: &Node) {
         );
         return;
     };
+    check_called_permissions(c, job, key_pos, uses, &callee);
     let declared = |what: &str| -> Vec<(String, &Node)> {
         call.and_then(|n| n.get(what))
             .map(|m| {
@@ -774,6 +801,94 @@ fn check_call(c: &mut Checker, job: &Node) {
                         format!("Secret {name} is required, but not provided while calling."),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// `none` < `read` < `write`.
+fn level_rank(level: &str) -> u8 {
+    match level {
+        "write" => 2,
+        "read" => 1,
+        _ => 0,
+    }
+}
+
+/// A `permissions:` value as scope → level for every scope (`None`: not given).
+fn permission_levels(p: &Node) -> Option<Vec<(&'static str, String)>> {
+    let all = |level: &str| {
+        PERMISSION_SCOPES
+            .iter()
+            .map(|s| (*s, level.to_string()))
+            .collect::<Vec<_>>()
+    };
+    match &p.kind {
+        Kind::Str(s) if s == "read-all" => Some(all("read")),
+        Kind::Str(s) if s == "write-all" => Some(all("write")),
+        Kind::Map(_) | Kind::Null => Some(
+            PERMISSION_SCOPES
+                .iter()
+                .map(|s| {
+                    let level = p.get(s).and_then(Node::as_str).unwrap_or("none");
+                    (*s, level.to_string())
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The jobs of a called workflow may not request more token permissions than
+/// the calling job has: its own `permissions`, else the workflow's, else the
+/// repository's default.
+fn check_called_permissions(
+    c: &mut Checker,
+    caller: &Node,
+    key_pos: Pos,
+    uses: &str,
+    callee: &Node,
+) {
+    let granted: Vec<(&'static str, String)> = match caller
+        .get("permissions")
+        .or(c.workflow_permissions.as_ref())
+        .and_then(permission_levels)
+    {
+        Some(g) => g,
+        None => PERMISSION_SCOPES
+            .iter()
+            .map(|s| {
+                let level = match (c.policy, *s) {
+                    (PermissionsPolicy::Write, _) => "write",
+                    (PermissionsPolicy::LimitedRead, "contents" | "packages") => "read",
+                    _ => "none",
+                };
+                (*s, level.to_string())
+            })
+            .collect(),
+    };
+    let callee_default = callee.get("permissions");
+    for (id, job) in callee.get("jobs").map(Node::entries).unwrap_or_default() {
+        let Some(requested) = job
+            .get("permissions")
+            .or(callee_default)
+            .and_then(permission_levels)
+        else {
+            continue;
+        };
+        let name = job.get("name").and_then(Node::as_str).unwrap_or(&id.name);
+        for ((scope, want), (_, have)) in requested.iter().zip(&granted) {
+            if level_rank(want) > level_rank(have) {
+                c.err(
+                    key_pos,
+                    format!(
+                        "Error calling workflow '{uses}'. The nested job '{name}' is requesting '{scope}: {want}', but is only allowed '{scope}: {have}'."
+                    ),
+                )
+                .help = Some(format!(
+                    "grant it in the calling job: `permissions: {{ {scope}: {want} }}`"
+                ));
+                break;
             }
         }
     }
@@ -898,7 +1013,7 @@ fn check_job<'a>(
             Some("add `runs-on: ubuntu-latest` (or call a reusable workflow with `uses:`)".into());
     }
     if is_call {
-        check_call(c, job);
+        check_call(c, key.pos, job);
     }
     if is_call && job.get("runs-on").is_some() {
         c.err(

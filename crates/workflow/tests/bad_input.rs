@@ -234,3 +234,33 @@ fn permissions_runner_groups_containers_and_event_filters() {
         validate("ci.yml", ok)
     );
 }
+
+#[test]
+fn called_workflows_may_not_ask_for_more_token_permissions_than_the_caller_has() {
+    let callee = "on: workflow_call\njobs:\n  d:\n    name: Deploy\n    permissions:\n      contents: write\n    runs-on: x\n    steps: [{run: x}]\n";
+    let resolve = |_: &str| Some(callee.to_string());
+    let msgs = |caller: &str, policy| -> Vec<String> {
+        hangar_workflow::validate_with_policy("ci.yml", caller, &resolve, policy)
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect()
+    };
+    use hangar_workflow::PermissionsPolicy::{LimitedRead, Write};
+    let by_default = "on: push\njobs:\n  go:\n    uses: ./.github/workflows/d.yml\n";
+    assert_eq!(
+        msgs(by_default, LimitedRead),
+        vec![
+            "3:3 Error calling workflow './.github/workflows/d.yml'. The nested job 'Deploy' is requesting 'contents: write', but is only allowed 'contents: read'."
+        ]
+    );
+    assert!(msgs(by_default, Write).is_empty());
+    let granted = "on: push\njobs:\n  go:\n    permissions:\n      contents: write\n    uses: ./.github/workflows/d.yml\n";
+    assert!(msgs(granted, LimitedRead).is_empty());
+    let workflow_level =
+        "on: push\npermissions: read-all\njobs:\n  go:\n    uses: ./.github/workflows/d.yml\n";
+    assert_eq!(
+        msgs(workflow_level, Write).len(),
+        1,
+        "the workflow's read-all is all the job has"
+    );
+}
