@@ -136,6 +136,14 @@ struct PostCall {
     state: BTreeMap<String, String>,
 }
 
+/// Who a step is, for reporting its end.
+struct StepEnd {
+    id: Option<String>,
+    number: usize,
+    name: String,
+    started: Instant,
+}
+
 struct StepResult {
     success: bool,
     cancelled: bool,
@@ -735,59 +743,31 @@ impl<'e> Job<'e> {
                 }
             }
         };
-        let record = |scope: &mut Scope,
-                      outcome: Conclusion,
-                      conclusion: Conclusion,
-                      outputs: &BTreeMap<String, String>| {
-            if let Some(id) = &id {
-                scope.steps.insert(
-                    id.clone(),
-                    json!({"outputs": outputs, "outcome": outcome.as_str(), "conclusion": conclusion.as_str()}),
-                );
-            }
-        };
         self.reporter.event(Event::StepStarted {
-            job: key.clone(),
+            job: key,
             step: number,
             name: name.clone(),
             ts: now_ms(),
         });
-        let finish = |this: &Self, outcome: Conclusion, conclusion: Conclusion| {
-            this.reporter.event(Event::StepFinished {
-                job: key.clone(),
-                step: number,
-                name: name.clone(),
-                outcome,
-                conclusion,
-                duration_ms: started.elapsed().as_millis() as u64,
-                ts: now_ms(),
-            });
-            this.reporter.flush();
+        let end = StepEnd {
+            id: id.clone(),
+            number,
+            name: name.clone(),
+            started,
         };
         match condition {
             Ok(true) => {}
             Ok(false) => {
-                record(
+                self.end_step(
                     scope,
+                    &end,
                     Conclusion::Skipped,
                     Conclusion::Skipped,
                     &BTreeMap::new(),
                 );
-                finish(self, Conclusion::Skipped, Conclusion::Skipped);
                 return;
             }
-            Err(e) => {
-                self.annotate(Some(number), Level::Error, &e);
-                scope.failed = true;
-                record(
-                    scope,
-                    Conclusion::Failure,
-                    Conclusion::Failure,
-                    &BTreeMap::new(),
-                );
-                finish(self, Conclusion::Failure, Conclusion::Failure);
-                return;
-            }
+            Err(e) => return self.fail_before_run(scope, &end, &e),
         }
 
         let host_failed = scope.failed;
@@ -825,18 +805,7 @@ impl<'e> Job<'e> {
         })();
         let (continue_on_error, timeout) = match prepared {
             Ok(p) => p,
-            Err(e) => {
-                self.annotate(Some(number), Level::Error, &e);
-                scope.failed = true;
-                record(
-                    scope,
-                    Conclusion::Failure,
-                    Conclusion::Failure,
-                    &BTreeMap::new(),
-                );
-                finish(self, Conclusion::Failure, Conclusion::Failure);
-                return;
-            }
+            Err(e) => return self.fail_before_run(scope, &end, &e),
         };
         let mut cx = cx.unwrap_or_else(|| self.cx(scope, &env));
 
@@ -894,8 +863,49 @@ impl<'e> Job<'e> {
         if conclusion != Conclusion::Success {
             scope.failed = true;
         }
-        record(scope, outcome, conclusion, &result.outputs);
-        finish(self, outcome, conclusion);
+        self.end_step(scope, &end, outcome, conclusion, &result.outputs);
+    }
+
+    /// A step that failed before it ran (its `if:`, `env:`, `continue-on-error:`
+    /// or `timeout-minutes:` could not be evaluated): the error is annotated on
+    /// the step, and the job goes on as after any failed step.
+    fn fail_before_run(&self, scope: &mut Scope, end: &StepEnd, message: &str) {
+        self.annotate(Some(end.number), Level::Error, message);
+        scope.failed = true;
+        self.end_step(
+            scope,
+            end,
+            Conclusion::Failure,
+            Conclusion::Failure,
+            &BTreeMap::new(),
+        );
+    }
+
+    /// Records a step's result in `steps.<id>` and reports it finished.
+    fn end_step(
+        &self,
+        scope: &mut Scope,
+        end: &StepEnd,
+        outcome: Conclusion,
+        conclusion: Conclusion,
+        outputs: &BTreeMap<String, String>,
+    ) {
+        if let Some(id) = &end.id {
+            scope.steps.insert(
+                id.clone(),
+                json!({"outputs": outputs, "outcome": outcome.as_str(), "conclusion": conclusion.as_str()}),
+            );
+        }
+        self.reporter.event(Event::StepFinished {
+            job: self.spec.key.clone(),
+            step: end.number,
+            name: end.name.clone(),
+            outcome,
+            conclusion,
+            duration_ms: end.started.elapsed().as_millis() as u64,
+            ts: now_ms(),
+        });
+        self.reporter.flush();
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -204,6 +204,48 @@ fn bad_expression_fails_the_step_with_a_message() {
 }
 
 #[test]
+fn a_step_that_fails_before_it_runs_is_annotated_recorded_and_finished() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - {id: e, name: bad-env, env: {X: '${{ fromJSON(1, 2) }}'}, run: 'echo never-env'}\n      - {id: t, name: bad-timeout, if: always(), timeout-minutes: '${{ github.sha == }}', run: 'echo never-timeout'}\n      - {name: report, if: always(), run: 'echo \"e=${{ steps.e.outcome }} t=${{ steps.t.conclusion }}\"'}\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert_eq!(result_of(&r.unwrap(), "a"), Conclusion::Failure);
+    let steps = step_results(&rep);
+    assert!(
+        steps.contains(&("bad-env".into(), Conclusion::Failure)),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("bad-timeout".into(), Conclusion::Failure)),
+        "{steps:?}"
+    );
+    let lines = rep.lines();
+    assert!(
+        lines.contains(&"e=failure t=failure".to_string()),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("never")), "{lines:?}");
+    let annotated = rep
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Annotation {
+                    step: Some(0 | 1),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(annotated, 2);
+}
+
+#[test]
 fn secrets_are_masked_even_split_across_writes() {
     let f = Fixture::new();
     let (r, rep) = f.run(
