@@ -26,14 +26,18 @@ pub fn workflow_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Loads every workflow of `path`; returns the good ones and the errors.
-pub fn load_workflows(path: &Path) -> Result<(Vec<Arc<Workflow>>, Vec<String>), String> {
+/// A workflow file that could not be read, with why.
+pub type LoadError = (PathBuf, String);
+
+/// Loads every workflow of `path`; returns the good ones and the files that
+/// failed, so a caller can explain each with a snippet.
+pub fn load_workflows(path: &Path) -> Result<(Vec<Arc<Workflow>>, Vec<LoadError>), String> {
     let mut good = Vec::new();
     let mut errors = Vec::new();
     for f in workflow_files(path)? {
         match Workflow::load(&f) {
             Ok(w) => good.push(Arc::new(w)),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push((f, e)),
         }
     }
     Ok((good, errors))

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A loaded workflow file.
 #[derive(Clone, Debug)]
@@ -171,56 +171,30 @@ pub fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
-/// Parses YAML into JSON. Keys become strings; anchors and aliases resolve.
+/// Parses YAML into JSON with the validator's reader, so `hangar run` and
+/// `hangar validate` agree on every value: keys become strings, anchors and
+/// aliases resolve, numbers are GitHub's (integral ones without a fraction).
 pub fn load_yaml(path: &Path, text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Err(format!("{}: file is empty", path.display()));
     }
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| match e.location() {
-        Some(loc) => format!("{}:{}:{}: {}", path.display(), loc.line(), loc.column(), e),
-        None => format!("{}: {e}", path.display()),
-    })?;
-    Ok(to_json(yaml))
-}
-
-fn to_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                n.as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null)
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        Y::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let key = match k {
-                    Y::String(s) => s,
-                    Y::Bool(b) => b.to_string(),
-                    Y::Number(n) => n.to_string(),
-                    Y::Null => "null".into(),
-                    other => serde_yaml::to_string(&other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
-                out.insert(key, to_json(v));
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(t) => to_json(t.value),
-    }
+    hangar_workflow::yaml::parse(text)
+        .map(|node| node.to_json())
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}:{}:{}: {}",
+                        path.display(),
+                        e.pos.line,
+                        e.pos.column,
+                        e.message
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
 }
 
 #[cfg(test)]

@@ -107,3 +107,36 @@ fn invalid_workflows_are_refused_at_their_line_before_any_step_runs() {
     assert!(stderr.contains("nothing was run"), "{stderr}");
     assert!(!dir.path().join("ran.txt").exists());
 }
+
+/// GitHub reads anchors and aliases since September 2025; `hangar validate`
+/// and `hangar run` read them the same way, and refuse the `<<` merge key.
+#[test]
+fn anchors_and_aliases_run_and_merge_keys_are_refused() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    env: &env\n      GREETING: hello\n      COUNT: 3\n    steps:\n      - &say\n        run: echo \"$GREETING x$COUNT from $JOB\" >> out.txt\n        env: {JOB: a}\n  b:\n    runs-on: ubuntu-latest\n    needs: a\n    env: *env\n    steps:\n      - *say\n      - run: echo \"b=$JOB\" >> out.txt\n        env: {JOB: b}\n",
+    );
+    let out = hangar(dir.path(), &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    // An integer stays an integer (3, not 3.0) when it becomes an env value.
+    assert_eq!(text, "hello x3 from a\nhello x3 from a\nb=b\n");
+
+    let dir = repo(
+        "on: push\njobs:\n  a: &a\n    runs-on: ubuntu-latest\n    steps: [{run: echo ran > ran.txt}]\n  b:\n    <<: *a\n    needs: a\n",
+    );
+    let out = hangar(dir.path(), &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(".github/workflows/w.yml:7:5: error:")
+            && stderr.contains("merge key `<<` is not supported")
+            && stderr.contains("7 |     <<: *a"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("ran.txt").exists());
+}

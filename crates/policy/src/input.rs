@@ -77,53 +77,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Document>> {
         }]),
         Kind::Yaml => {
             let starts = yaml_document_starts(text);
-            let mut docs = Vec::new();
-            for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-                let value: serde_yaml::Value =
-                    serde::Deserialize::deserialize(de).map_err(|e| match e.location() {
-                        Some(l) => anyhow!("{file}:{}:{}: invalid YAML: {e}", l.line(), l.column()),
-                        None => anyhow!("{file}: invalid YAML: {e}"),
-                    })?;
+            let nodes = hangar_workflow::yaml::parse_stream(text).map_err(|errors| {
+                let e = &errors[0];
+                anyhow!(
+                    "{file}:{}:{}: invalid YAML: {}",
+                    e.pos.line,
+                    e.pos.column,
+                    e.message
+                )
+            })?;
+            Ok(nodes
+                .iter()
+                .enumerate()
                 // Empty documents (a trailing `---`) carry nothing to check.
-                if value.is_null() {
-                    continue;
-                }
-                let value = yaml_to_json(value);
-                docs.push(Document {
-                    value,
+                .filter(|(_, node)| node.kind != hangar_workflow::yaml::Kind::Null)
+                .map(|(index, node)| Document {
+                    value: node.to_json(),
                     index,
                     line: starts.get(index).copied().unwrap_or(1),
-                });
-            }
-            Ok(docs)
-        }
-    }
-}
-
-/// serde_yaml's mapping keys may be non-strings; JSON's (and Rego's input) are strings.
-fn yaml_to_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(n).unwrap_or(Value::Null),
-        Y::String(s) => Value::String(s),
-        Y::Sequence(s) => Value::Array(s.into_iter().map(yaml_to_json).collect()),
-        Y::Mapping(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Y::String(s) => s,
-                        other => serde_yaml::to_string(&other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string(),
-                    };
-                    (key, yaml_to_json(v))
                 })
-                .collect(),
-        ),
-        Y::Tagged(t) => yaml_to_json(t.value),
+                .collect())
+        }
     }
 }
 

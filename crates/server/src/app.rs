@@ -1009,14 +1009,12 @@ impl hangar_expr::Host for NeedsHost<'_> {
 /// Reads only `environments.<name>.protection` of hangar.yml; the full model is
 /// the `project` crate's.
 pub fn parse_protections(text: &str) -> Result<Vec<(String, Protection)>, String> {
-    let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!("{}:{}: ", l.line(), l.column()))
-            .unwrap_or_default();
-        format!("{loc}{e}")
-    })?;
-    let v = serde_json::to_value(v).map_err(|e| e.to_string())?;
+    let v = hangar_workflow::yaml::parse(text)
+        .map_err(|errors| {
+            let e = &errors[0];
+            format!("{}:{}: {}", e.pos.line, e.pos.column, e.message)
+        })?
+        .to_json();
     let mut out = Vec::new();
     let Some(envs) = v.get("environments").and_then(Value::as_object) else {
         return Ok(out);

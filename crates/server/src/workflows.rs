@@ -37,14 +37,12 @@ pub struct Workflow {
 }
 
 pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        format!("{path}{loc}: {e}")
-    })?;
-    let doc = serde_json::to_value(yaml).map_err(|e| format!("{path}: {e}"))?;
+    let doc = hangar_workflow::yaml::parse(text)
+        .map_err(|errors| {
+            let e = &errors[0];
+            format!("{path}:{}:{}: {}", e.pos.line, e.pos.column, e.message)
+        })?
+        .to_json();
     if !doc.is_object() {
         return Err(format!(
             "{path}:1:1: a workflow must be a mapping with `on:` and `jobs:`"

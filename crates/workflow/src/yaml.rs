@@ -82,6 +82,11 @@ impl Node {
         match &self.kind {
             Kind::Null => serde_json::Value::Null,
             Kind::Bool(b) => (*b).into(),
+            // GitHub reads every number as a double; an integral one is shown
+            // (and compared, and passed to actions) without a fraction.
+            Kind::Number(n) if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 => {
+                (*n as i64).into()
+            }
             Kind::Number(n) => serde_json::Number::from_f64(*n)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
@@ -103,9 +108,29 @@ pub struct YamlError {
     pub message: String,
 }
 
-/// Parses one YAML document. Duplicate mapping keys are errors, as GitHub
-/// reports them (`'build' is already defined`).
+/// Parses one YAML document (the first of the stream). Duplicate mapping keys
+/// are errors, as GitHub reports them (`'build' is already defined`).
 pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
+    let mut docs = parse_stream(text)?;
+    Ok(if docs.is_empty() {
+        Node {
+            pos: Pos { line: 1, column: 1 },
+            kind: Kind::Null,
+            style: '\0',
+        }
+    } else {
+        docs.swap_remove(0)
+    })
+}
+
+/// Parses every document of a YAML stream (`---`-separated), for inputs such
+/// as Kubernetes manifests. Same rules as [`parse`].
+pub fn parse_stream(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
+    let (mut errors, too_big) = check_events(text);
+    if too_big {
+        // Never hand the loader a document it would expand without bound.
+        return Err(errors);
+    }
     let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
         vec![YamlError {
             pos: Pos {
@@ -116,80 +141,152 @@ pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
         }]
     })?;
     let lines: Vec<&str> = text.lines().collect();
-    let mut errors = duplicate_keys(text);
-    let root = match docs.into_iter().next() {
-        Some(d) => convert(d, &lines, &mut errors),
-        None => Node {
-            pos: Pos { line: 1, column: 1 },
-            kind: Kind::Null,
-            style: '\0',
-        },
-    };
+    let nodes: Vec<Node> = docs
+        .into_iter()
+        .map(|d| convert(d, &lines, &mut errors))
+        .collect();
     if errors.is_empty() {
-        Ok(root)
+        Ok(nodes)
     } else {
+        errors.sort_by_key(|e| (e.pos.line, e.pos.column));
         Err(errors)
     }
 }
 
-/// Keys defined twice in one mapping, found on the parser's event stream
-/// because the loader silently keeps the last one. Reported at the second
-/// definition, naming the first.
-fn duplicate_keys(text: &str) -> Vec<YamlError> {
-    use saphyr_parser::{Event, Parser};
+/// The most nodes a document may hold once its aliases are expanded. The
+/// loader copies an anchored node for every alias, so a few lines of nested
+/// aliases ("billion laughs") would otherwise exhaust memory before any rule
+/// could look at them. A workflow with ten thousand jobs of a hundred nodes each
+/// stays well inside it.
+pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
+
+/// Checks made on the parser's event stream, before the loader builds the tree:
+/// - keys defined twice in one mapping (the loader silently keeps the last
+///   one), reported at the second definition, naming the first;
+/// - the `<<` merge key, which GitHub rejects (anchors and aliases are
+///   supported since September 2025, merges are not);
+/// - documents whose aliases expand beyond [`MAX_EXPANDED_NODES`]; the sizes
+///   are added up per anchor, never expanded.
+///
+/// On a syntax error it stops: the loader reports those with their position.
+fn check_events(text: &str) -> (Vec<YamlError>, bool) {
+    use saphyr_parser::{Event, Parser, ScalarStyle};
     use std::collections::HashMap;
 
-    enum Frame {
+    enum Shape {
         /// Keys seen with their line; whether the next node is a key.
         Map(HashMap<String, usize>, bool),
         Seq,
     }
-    // A node (scalar, alias, or a closed collection) is complete: in a
-    // mapping, keys and values alternate.
-    fn done(stack: &mut [Frame]) {
-        if let Some(Frame::Map(_, expect_key)) = stack.last_mut() {
-            *expect_key = !*expect_key;
+    struct Frame {
+        shape: Shape,
+        /// Nodes in this collection so far, itself included, aliases expanded.
+        size: u64,
+        anchor: usize,
+    }
+    // A node (scalar, alias, or a closed collection) of `size` nodes is
+    // complete: count it in its parent, record its anchor, and in a mapping
+    // flip between key and value.
+    fn done(
+        stack: &mut [Frame],
+        top: &mut u64,
+        sizes: &mut HashMap<usize, u64>,
+        anchor: usize,
+        size: u64,
+    ) {
+        if anchor > 0 {
+            sizes.insert(anchor, size);
+        }
+        match stack.last_mut() {
+            Some(parent) => {
+                parent.size = parent.size.saturating_add(size);
+                if let Shape::Map(_, expect_key) = &mut parent.shape {
+                    *expect_key = !*expect_key;
+                }
+            }
+            None => *top = top.saturating_add(size),
         }
     }
     let mut errors = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
+    let mut sizes: HashMap<usize, u64> = HashMap::new();
+    let mut top = 0u64;
     for item in Parser::new_from_str(text) {
         let Ok((event, span)) = item else {
-            break; // the loader reports syntax errors
+            break;
+        };
+        let pos = Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
         };
         match event {
-            Event::DocumentStart(_) => stack.clear(),
-            Event::Scalar(value, ..) => {
-                if let Some(Frame::Map(keys, true)) = stack.last_mut() {
-                    let line = span.start.line();
+            Event::DocumentStart(_) => {
+                stack.clear();
+                top = 0;
+            }
+            Event::Scalar(value, style, anchor, _) => {
+                if let Some(Frame {
+                    shape: Shape::Map(keys, true),
+                    ..
+                }) = stack.last_mut()
+                {
+                    if value == "<<" && style == ScalarStyle::Plain {
+                        errors.push(YamlError {
+                            pos,
+                            message: "the YAML merge key `<<` is not supported by GitHub Actions: anchor and alias the whole mapping, or write its keys out".into(),
+                        });
+                    }
                     match keys.get(value.as_ref()) {
                         Some(first) => errors.push(YamlError {
-                            pos: Pos {
-                                line,
-                                column: span.start.col() + 1,
-                            },
+                            pos,
                             message: format!(
                                 "'{value}' is already defined (first at line {first}); YAML would keep only the last one: remove or rename one"
                             ),
                         }),
                         None => {
-                            keys.insert(value.into_owned(), line);
+                            keys.insert(value.into_owned(), pos.line);
                         }
                     }
                 }
-                done(&mut stack);
+                done(&mut stack, &mut top, &mut sizes, anchor, 1);
             }
-            Event::Alias(_) => done(&mut stack),
-            Event::MappingStart(..) => stack.push(Frame::Map(HashMap::new(), true)),
-            Event::SequenceStart(..) => stack.push(Frame::Seq),
+            Event::Alias(anchor) => {
+                let size = sizes.get(&anchor).copied().unwrap_or(1);
+                done(&mut stack, &mut top, &mut sizes, 0, size);
+                let total = stack
+                    .iter()
+                    .fold(top, |sum, frame| sum.saturating_add(frame.size));
+                if total > MAX_EXPANDED_NODES {
+                    errors.push(YamlError {
+                        pos,
+                        message: format!(
+                            "aliases expand this document beyond {MAX_EXPANDED_NODES} nodes: alias smaller pieces, or fewer times"
+                        ),
+                    });
+                    return (errors, true);
+                }
+            }
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                let shape = if matches!(event, Event::MappingStart(..)) {
+                    Shape::Map(HashMap::new(), true)
+                } else {
+                    Shape::Seq
+                };
+                stack.push(Frame {
+                    shape,
+                    size: 1,
+                    anchor,
+                });
+            }
             Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                done(&mut stack);
+                if let Some(frame) = stack.pop() {
+                    done(&mut stack, &mut top, &mut sizes, frame.anchor, frame.size);
+                }
             }
             _ => {}
         }
     }
-    errors
+    (errors, false)
 }
 
 fn pos_of(n: &MarkedYamlOwned) -> Pos {
@@ -262,10 +359,14 @@ fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> N
             Kind::Map(out)
         }
         YamlDataOwned::Tagged(_, inner) => return convert(*inner, lines, errors),
+        // The loader resolves every alias to a copy of its anchored node (whose
+        // inner positions stay at the anchor); only an alias it could not
+        // resolve gets here.
         YamlDataOwned::Alias(_) => {
             errors.push(YamlError {
                 pos,
-                message: "YAML aliases are not supported by GitHub Actions".into(),
+                message: "this alias names no anchor defined before it: define `&name` first"
+                    .into(),
             });
             Kind::Null
         }
@@ -306,5 +407,85 @@ mod tests {
         assert!(parse("a: {k: 1}\nb: {k: 2}\nc: [{k: 1}, {k: 2}]\nd:\n  a: 1\n").is_ok());
         let e = parse("steps:\n  - run: a\n    run: b\n").unwrap_err();
         assert_eq!(e[0].pos, Pos { line: 3, column: 5 });
+    }
+
+    #[test]
+    fn anchors_and_aliases_resolve_as_github_reads_them() {
+        let n = parse(
+            "env: &env\n  A: 1\n  B: two\njobs:\n  a:\n    env: *env\n    steps:\n      - run: &echo echo hi\n      - run: *echo\n",
+        )
+        .unwrap();
+        let a = n.get("jobs").unwrap().get("a").unwrap();
+        assert_eq!(
+            a.get("env").unwrap().to_json(),
+            serde_json::json!({"A": 1, "B": "two"})
+        );
+        // The alias itself is positioned where it is written; what it copies
+        // keeps the anchor's positions, where the text is.
+        assert_eq!(
+            a.get("env").unwrap().pos,
+            Pos {
+                line: 6,
+                column: 10
+            }
+        );
+        assert_eq!(
+            a.get("env").unwrap().entries()[0].0.pos,
+            Pos { line: 2, column: 3 }
+        );
+        let steps = a.get("steps").unwrap().items();
+        assert_eq!(steps[1].get("run").unwrap().as_str(), Some("echo hi"));
+    }
+
+    #[test]
+    fn merge_keys_are_rejected_where_they_are_written() {
+        let e = parse("base: &b {x: 1}\njob:\n  <<: *b\n  y: 2\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].pos, Pos { line: 3, column: 3 });
+        assert!(e[0].message.contains("merge key"), "{}", e[0].message);
+        // A quoted "<<" is an ordinary key.
+        assert!(parse("'<<': 1\n").is_ok());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_before_they_are_expanded() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let e = parse(&text).unwrap_err();
+        assert!(e[0].message.contains("aliases expand"), "{e:?}");
+        assert_eq!(e[0].pos.line, 6, "the first alias past the limit: {e:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Many aliases of a small anchor are fine.
+        let mut ok = String::from("a: &a {k: v}\nl:\n");
+        for _ in 0..1000 {
+            ok.push_str("  - *a\n");
+        }
+        assert_eq!(parse(&ok).unwrap().get("l").unwrap().items().len(), 1000);
+    }
+
+    #[test]
+    fn integral_numbers_stay_integers_in_json() {
+        let n = parse("a: 1\nb: 1.5\nc: 1.0\nd: -3\ne: 1e3\n").unwrap();
+        assert_eq!(
+            n.to_json(),
+            serde_json::json!({"a": 1, "b": 1.5, "c": 1, "d": -3, "e": 1000})
+        );
+        assert_eq!(n.to_json()["a"].to_string(), "1");
+    }
+
+    #[test]
+    fn streams_of_documents() {
+        let docs = parse_stream("a: 1\n---\nb: 2\n---\n").unwrap();
+        assert_eq!(docs.len(), 3, "a trailing `---` starts an empty document");
+        assert_eq!(docs[2].kind, Kind::Null);
+        assert_eq!(docs[1].get("b").unwrap().pos, Pos { line: 3, column: 4 });
+        let e = parse_stream("a: 1\n---\nb: 2\nb: 3\n").unwrap_err();
+        assert_eq!(e[0].pos.line, 4);
     }
 }

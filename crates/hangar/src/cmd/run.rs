@@ -89,8 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let (workflows, errors) =
         hangar_engine::plan::load_workflows(&wf_path).map_err(anyhow::Error::msg)?;
-    for e in &errors {
-        eprintln!("error: {e}");
+    for (path, e) in &errors {
+        report_load_error(path, e, &workspace, args.no_validate);
     }
     if args.list {
         list(&workflows, &workspace);
@@ -270,6 +270,24 @@ fn load_pairs(
         into.insert(k, v);
     }
     Ok(())
+}
+
+/// A workflow that did not load (YAML syntax, a duplicate key, a merge key) is
+/// shown as `hangar validate` shows it: relative path, line, column, snippet.
+fn report_load_error(path: &Path, error: &str, workspace: &Path, no_validate: bool) {
+    if !no_validate && let Ok(text) = std::fs::read_to_string(path) {
+        let diags = hangar_workflow::validate(&rel(path, workspace), &text);
+        if diags
+            .iter()
+            .any(|d| d.severity == hangar_diag::Severity::Error)
+        {
+            for d in &diags {
+                eprint!("{}", d.render(&text));
+            }
+            return;
+        }
+    }
+    eprintln!("error: {error}");
 }
 
 /// Checks the workflows about to run as `hangar validate` does, so a typo is
