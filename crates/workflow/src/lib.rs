@@ -6,6 +6,7 @@
 //! `github-actions-models` was considered: its serde models carry no positions,
 //! and every diagnostic here needs a line and a column.
 
+pub mod template;
 pub mod validate;
 pub mod yaml;
 

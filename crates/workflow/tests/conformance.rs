@@ -5,7 +5,9 @@
 //! error from `hangar validate` (and we count how often our first error is on the
 //! expected line); a case with a converted template must validate clean. Cases
 //! with callee documents (reusable workflows) give the validator those
-//! documents as the callees their `uses:` names.
+//! documents as the callees their `uses:` names. A case with a converted
+//! template is also compared, structure for structure, with what
+//! `hangar_workflow::template` converts the workflow to.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -162,4 +164,217 @@ fn every_act_workflow_validates_or_errors_with_a_position_never_panics() {
     }
     eprintln!("{n} act workflows validated without a panic");
     assert!(n > 100);
+}
+
+/// One reader case: its options, workflow, called workflows and expected result.
+struct ReaderCase {
+    name: String,
+    options: hangar_workflow::yaml::Node,
+    workflow: String,
+    callees: BTreeMap<String, String>,
+    expected: serde_json::Value,
+}
+
+fn reader_cases(shared: &Path) -> Vec<ReaderCase> {
+    let dir = shared.join("conformance/workflow-parser/reader");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let docs: Vec<&str> = text.split("\n---\n").collect();
+            assert!(docs.len() >= 3, "{name}: fewer than three documents");
+            // Upstream reads callee pairs only for cases named `reusable`.
+            let callees = if name.contains("reusable") {
+                docs[2..docs.len() - 1]
+                    .chunks(2)
+                    .filter(|pair| pair.len() == 2)
+                    .map(|pair| (pair[0].trim().to_string(), pair[1].to_string()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            ReaderCase {
+                options: hangar_workflow::yaml::parse(docs[0])
+                    .unwrap_or_else(|e| panic!("{name}: options: {e:?}")),
+                workflow: docs[1].to_string(),
+                callees,
+                expected: serde_json::from_str(docs[docs.len() - 1].trim())
+                    .unwrap_or_else(|e| panic!("{name}: expected JSON: {e}")),
+                name,
+            }
+        })
+        .collect()
+}
+
+fn prefix_of(name: &str) -> String {
+    name.split('-')
+        .take(if name.starts_with("errors-") { 2 } else { 1 })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The first place two JSON values differ, as a path (`jobs[0].steps[1].id`).
+fn first_difference(path: &str, ours: &serde_json::Value, theirs: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, bv) in b {
+                match a.get(k) {
+                    Some(av) if av != bv => {
+                        return first_difference(&format!("{path}.{k}"), av, bv);
+                    }
+                    None => return format!("{path}.{k}: missing (expected {})", short(bv)),
+                    _ => {}
+                }
+            }
+            match a.keys().find(|k| !b.contains_key(*k)) {
+                Some(k) => format!("{path}.{k}: unexpected {}", short(&a[k])),
+                None => format!("{path}: equal"),
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (av, bv)) in a.iter().zip(b).enumerate() {
+                if av != bv {
+                    return first_difference(&format!("{path}[{i}]"), av, bv);
+                }
+            }
+            format!("{path}: {} items, expected {}", a.len(), b.len())
+        }
+        _ => format!("{path}: {} (expected {})", short(ours), short(theirs)),
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[derive(Default, Debug)]
+struct StructureCounts {
+    matched: usize,
+    differs: usize,
+    not_expressible: usize,
+}
+
+/// Why a case's expected template is outside what hangar models, if it is.
+fn not_expressible(case: &ReaderCase, expected: &serde_json::Value) -> Option<&'static str> {
+    if case.options.get("experimental-features").is_some() {
+        return Some(
+            "assumes an experimental parser feature (background steps) hangar does not run",
+        );
+    }
+    if case.options.get("is-partial-rerun").is_some() {
+        return Some("partial-rerun file-table ordering is a server-side rerun detail");
+    }
+    if expected.get("events").is_some() {
+        return Some("the converted `on:` triggers (TypeScript parser only) are not modelled");
+    }
+    None
+}
+
+/// Compares our converted template with GitHub's for every reader case
+/// that expects one, after upstream's normalisation (xlang.test.ts): `events`
+/// is only kept for TypeScript-only cases.
+#[test]
+fn workflow_parser_corpus_structure() {
+    let Some(shared) = shared() else { return };
+    let mut by_prefix: BTreeMap<String, StructureCounts> = BTreeMap::new();
+    let mut total = StructureCounts::default();
+    let mut differs = Vec::new();
+    let mut skipped = Vec::new();
+    for case in reader_cases(&shared) {
+        let mut expected = case.expected.clone();
+        if expected.get("errors").is_some() {
+            continue;
+        }
+        let skip: Vec<String> = case
+            .options
+            .get("skip")
+            .map(|s| {
+                s.items()
+                    .iter()
+                    .filter_map(|i| i.as_str())
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let typescript_only = skip.iter().any(|s| s == "go") && skip.iter().any(|s| s == "c#");
+        if !typescript_only && let Some(o) = expected.as_object_mut() {
+            o.remove("events");
+        }
+        let c = by_prefix.entry(prefix_of(&case.name)).or_default();
+        if let Some(reason) = not_expressible(&case, &expected) {
+            c.not_expressible += 1;
+            total.not_expressible += 1;
+            skipped.push(format!("{}: {reason}", case.name));
+            continue;
+        }
+        let flag = |key: &str| {
+            matches!(
+                case.options.get(key).map(|n| &n.kind),
+                Some(hangar_workflow::yaml::Kind::Bool(true))
+            )
+        };
+        let opts = hangar_workflow::template::Options {
+            include_source: flag("include-source"),
+            skip_reusable_workflows: flag("skip-reusable-workflows"),
+            max_nested_depth: match case
+                .options
+                .get("max-nested-reusable-workflows-depth")
+                .map(|n| &n.kind)
+            {
+                Some(hangar_workflow::yaml::Kind::Number(n)) => *n as usize,
+                _ => 4,
+            },
+        };
+        let ours = hangar_workflow::template::convert(
+            &format!(".github/workflows/{}", case.name),
+            &case.workflow,
+            &|uses: &str| case.callees.get(uses).cloned(),
+            &opts,
+        );
+        match ours {
+            Ok(ours) if ours == expected => {
+                c.matched += 1;
+                total.matched += 1;
+            }
+            Ok(ours) => {
+                c.differs += 1;
+                total.differs += 1;
+                differs.push(format!(
+                    "{}: {}",
+                    case.name,
+                    first_difference("", &ours, &expected)
+                ));
+            }
+            Err(e) => {
+                c.differs += 1;
+                total.differs += 1;
+                differs.push(format!("{}: conversion failed: {e}", case.name));
+            }
+        }
+    }
+    for (p, c) in &by_prefix {
+        eprintln!("{p:28} {c:?}");
+    }
+    eprintln!("TOTAL {total:?}");
+    eprintln!("structure differs:\n  {}", differs.join("\n  "));
+    eprintln!("not expressible:\n  {}", skipped.join("\n  "));
+    // Ratchet: raise as the converter learns more of GitHub's rules.
+    assert!(total.matched >= 90, "fewer templates matched: {total:?}");
+    assert!(
+        total.matched + total.differs + total.not_expressible == 108,
+        "every template case is counted once: {total:?}"
+    );
 }

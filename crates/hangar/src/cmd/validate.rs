@@ -12,9 +12,16 @@ pub struct Args {
     /// Print diagnostics as JSON.
     #[arg(long)]
     json: bool,
+    /// Print the workflow as GitHub's parser hands it to the runner: jobs with
+    /// defaulted names and `if`s, generated step ids, called workflows inlined.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["files", "json"])]
+    template: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.template {
+        return template(path);
+    }
     let mut files = args.files.clone();
     let defaults = files.is_empty();
     if defaults {
@@ -77,6 +84,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--template FILE`: validates first (a template of an invalid workflow
+/// would mislead), then prints the converted template as JSON on stdout.
+fn template(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    // Local reusable workflows are read relative to the repository root (here).
+    let resolve = hangar_workflow::local_callee(std::path::Path::new("."));
+    let diags = hangar_workflow::validate_with(&name, &text, &resolve);
+    if !diags.is_empty() {
+        for d in &diags {
+            eprint!("{}", d.render(&text));
+        }
+        eprintln!(
+            "{name}: {} error(s); fix them to see the converted template",
+            diags.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let options = hangar_workflow::template::Options::default();
+    match hangar_workflow::template::convert(&name, &text, &resolve, &options) {
+        Ok(t) => {
+            println!("{}", serde_json::to_string_pretty(&t)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => anyhow::bail!(
+            "{e} (only local called workflows, `uses: ./...`, are read; remote ones are not fetched)"
+        ),
+    }
 }
 
 fn project_diagnostics(name: &str, text: &str) -> Vec<Diagnostic> {

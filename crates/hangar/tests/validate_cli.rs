@@ -1,0 +1,78 @@
+//! `hangar validate` as users call it: a child process in a repository.
+
+use std::path::Path;
+use std::process::Command;
+
+fn hangar(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .arg("validate")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+#[test]
+fn template_prints_generated_ids_defaulted_ifs_and_inlined_callees() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    if: github.ref == 'refs/heads/main'\n    steps:\n      - uses: actions/checkout@v4\n      - run: make\n      - run: make test\n  deploy:\n    needs: build\n    uses: ./.github/workflows/deploy.yml\n",
+    );
+    write(
+        dir.path(),
+        ".github/workflows/deploy.yml",
+        "on:\n  workflow_call:\njobs:\n  ship:\n    runs-on: ubuntu-latest\n    steps:\n      - run: ./ship\n",
+    );
+    let out = hangar(dir.path(), &["--template", ".github/workflows/ci.yml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let build = &t["jobs"][0];
+    assert_eq!(build["name"], "build");
+    assert_eq!(
+        build["if"],
+        serde_json::json!({"type": 3, "expr": "success() && (github.ref == 'refs/heads/main')"})
+    );
+    let ids: Vec<&str> = build["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["__actions_checkout", "__run", "__run_2"]);
+    let deploy = &t["jobs"][1];
+    assert_eq!(deploy["type"], "reusableWorkflowJob");
+    assert_eq!(deploy["needs"], serde_json::json!(["build"]));
+    assert_eq!(deploy["jobs"][0]["id"], "ship");
+    assert_eq!(deploy["jobs"][0]["steps"][0]["run"], "./ship");
+}
+
+#[test]
+fn template_of_an_invalid_workflow_shows_the_errors_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "w.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    needs: nowhere\n    steps:\n      - run: echo\n",
+    );
+    let out = hangar(dir.path(), &["--template", "w.yml"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no template for an invalid workflow");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nowhere"), "{err}");
+    assert!(
+        err.contains("fix them to see the converted template"),
+        "{err}"
+    );
+}
