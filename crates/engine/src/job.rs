@@ -968,7 +968,11 @@ impl<'e> Job<'e> {
             shell_text.as_deref(),
             process_env.get("PATH").map(String::as_str),
         )?;
-        let script_path = self.tmp.join(format!("step-{number}{}", shell.extension));
+        // One script file per job and extension, rewritten for each step:
+        // creating a new inode per step costs more than the step itself on
+        // ext4 (its allocator scans for recently deleted inodes), and a step's
+        // script is done with once its process has exited.
+        let script_path = self.tmp.join(format!("step{}", shell.extension));
         std::fs::write(&script_path, script.as_bytes())
             .map_err(|e| format!("cannot write the step's script: {e}"))?;
         let (program, args) = shell.command_for(&script_path);
