@@ -217,7 +217,12 @@ impl Converter<'_> {
     fn job(&mut self, key: &Key, job: &Node) -> Value {
         let id = self.string_literal(&key.name, key.pos);
         let name = match job.get("name") {
-            Some(n) if !matches!(&n.kind, Kind::Str(s) if s.is_empty()) && is_scalar(n) => {
+            // An empty name (`name:` reads as null, which becomes "") falls back to the id.
+            Some(n)
+                if !matches!(&n.kind, Kind::Str(s) if s.is_empty())
+                    && !matches!(n.kind, Kind::Null)
+                    && is_scalar(n) =>
+            {
                 self.token(n, Def::Str)
             }
             _ => id.clone(),
@@ -1100,7 +1105,7 @@ mod tests {
             "success() && ('always()' == x)"
         );
         let v = convert_str(
-            "on: push\njobs:\n  a:\n    if: ${{ github.x }}\n    runs-on: x\n    steps:\n      - run: a\n        if: ''\n  b:\n    if: true\n    runs-on: x\n    steps: [{run: a}]\n",
+            "on: push\njobs:\n  a:\n    name:\n    if: ${{ github.x }}\n    runs-on: x\n    steps:\n      - run: a\n        if: ''\n  b:\n    if: true\n    runs-on: x\n    steps: [{run: a}]\n",
         );
         assert_eq!(
             v["jobs"][0]["if"],
@@ -1114,6 +1119,7 @@ mod tests {
             v["jobs"][1]["if"],
             json!({"type": 3, "expr": "success() && (true)"})
         );
+        assert_eq!(v["jobs"][0]["name"], "a", "a job's name defaults to its id");
     }
 
     #[test]
