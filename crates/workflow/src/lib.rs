@@ -6,10 +6,13 @@
 //! `github-actions-models` was considered: its serde models carry no positions,
 //! and every diagnostic here needs a line and a column.
 
+mod limits;
+mod tags;
 pub mod template;
 pub mod validate;
 pub mod yaml;
 
 pub use validate::{
-    PermissionsPolicy, local_callee, validate, validate_with, validate_with_policy,
+    Limits, Options, PermissionsPolicy, local_callee, validate, validate_with,
+    validate_with_options, validate_with_policy,
 };

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use hangar_diag::{Diagnostic, did_you_mean};
 use hangar_expr::{Template, lookup_function};
 
+pub use crate::limits::Limits;
 use crate::yaml::{Key, Kind, Node, Pos};
 
 const TOP_KEYS: &[&str] = &[
@@ -229,6 +230,22 @@ struct Checker<'a> {
     /// The workflow's own `permissions:` (what a job without any gets).
     workflow_permissions: Option<Node>,
     policy: PermissionsPolicy,
+    limits: Limits,
+    /// GitHub's memory accounting for the workflow and every called workflow read so far.
+    bytes: usize,
+    /// Distinct reusable workflows referenced so far, nested ones included.
+    called: Vec<String>,
+    /// Jobs so far, in this workflow and the workflows it calls.
+    jobs: usize,
+    /// A limit on the calls was hit: GitHub stops loading there, and so do we.
+    walk_stopped: bool,
+}
+
+/// How to validate: the repository's settings and the installation's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub policy: PermissionsPolicy,
+    pub limits: Limits,
 }
 
 /// The repository's default `GITHUB_TOKEN` permissions (a repository setting).
@@ -408,19 +425,43 @@ pub fn validate_with_policy(
     resolve: &dyn Fn(&str) -> Option<String>,
     policy: PermissionsPolicy,
 ) -> Vec<Diagnostic> {
+    validate_with_options(
+        file,
+        text,
+        resolve,
+        &Options {
+            policy,
+            ..Options::default()
+        },
+    )
+}
+
+/// As [`validate_with`], with the repository's token policy and the
+/// installation's limits given.
+pub fn validate_with_options(
+    file: &str,
+    text: &str,
+    resolve: &dyn Fn(&str) -> Option<String>,
+    options: &Options,
+) -> Vec<Diagnostic> {
+    let at = |e: &crate::yaml::YamlError, message: String| {
+        Diagnostic::error(file, e.pos.line, e.pos.column, message)
+    };
+    // Limits first: GitHub reads nothing of a file past them.
+    let measured = crate::limits::measure(text, &options.limits);
+    if let Some(e) = &measured.fatal {
+        return vec![at(e, e.message.clone())];
+    }
+    // GitHub's tag rules are a workflow's, not YAML's: checked here, not in the reader.
+    let mut errors = crate::tags::check(text);
     let root = match crate::yaml::parse(text) {
-        Ok(r) => r,
-        Err(errors) => {
+        Ok(r) if errors.is_empty() => r,
+        parsed => {
+            errors.extend(parsed.err().unwrap_or_default());
+            errors.sort_by_key(|e| (e.pos.line, e.pos.column));
             return errors
-                .into_iter()
-                .map(|e| {
-                    Diagnostic::error(
-                        file,
-                        e.pos.line,
-                        e.pos.column,
-                        format!("YAML: {}", e.message),
-                    )
-                })
+                .iter()
+                .map(|e| at(e, format!("YAML: {}", e.message)))
                 .collect();
         }
     };
@@ -429,8 +470,16 @@ pub fn validate_with_policy(
         out: Vec::new(),
         resolve,
         workflow_permissions: root.get("permissions").cloned(),
-        policy,
+        policy: options.policy,
+        limits: options.limits,
+        bytes: measured.bytes,
+        called: Vec::new(),
+        jobs: 0,
+        walk_stopped: false,
     };
+    for e in &measured.long_expressions {
+        c.out.push(at(e, e.message.clone()));
+    }
     if !c.expect_map(&root, "a workflow") {
         return c.out;
     }
@@ -495,21 +544,47 @@ pub fn validate_with_policy(
             }
         }
     }
+    c.jobs = jobs.entries().len();
+    if let Some(max) = c.limits.max_jobs
+        && let Some((k, _)) = jobs.entries().get(max)
+    {
+        c.walk_stopped = true;
+        c.err(
+            k.pos,
+            format!("Workflows may not contain more than {max} jobs across all referenced files"),
+        )
+        .help = Some("merge jobs, or split the workflow into several".into());
+    }
     let mut graph: HashMap<&str, Vec<&str>> = HashMap::new();
     for (key, job) in jobs.entries() {
         check_job(&mut c, key, job, &ids, &mut graph);
     }
+    if let Some((first, _)) = jobs.entries().first()
+        && graph.len() == jobs.entries().len()
+        && graph.values().all(|needs| !needs.is_empty())
+    {
+        c.err(
+            first.pos,
+            "The workflow must contain at least one job with no dependencies",
+        )
+        .help = Some("every job `needs` another, so none can start: break the cycle below".into());
+    }
     if let Some(cycle) = find_cycle(&ids, &graph) {
-        let first = jobs
-            .entries()
-            .iter()
-            .find(|(k, _)| k.name == cycle[0])
-            .map(|(k, _)| k.pos)
+        // At the `needs` entry that closes the cycle, as GitHub reports it.
+        let needs = jobs.get(cycle[0]).and_then(|j| j.get("needs"));
+        let at = needs
+            .and_then(|n| match &n.kind {
+                Kind::Seq(items) => items.iter().find(|i| i.as_str() == Some(cycle[1])),
+                _ => Some(n),
+            })
+            .map(|n| n.pos)
             .unwrap_or(jobs.pos);
         c.err(
-            first,
+            at,
             format!(
-                "the `needs` of these jobs form a cycle: {}",
+                "Job '{}' depends on job '{}' which creates a cycle in the dependency graph: {}",
+                cycle[0],
+                cycle[1],
                 cycle.join(" -> ")
             ),
         )
@@ -794,8 +869,11 @@ fn check_call(c: &mut Checker, key_pos: Pos, job: &Node) {
                     );
                 }
             }
+            // A `secrets:` that is neither `inherit` nor a mapping is reported
+            // above; which secrets it lacks would only repeat that.
+            let is_string = given.is_some_and(|g| g.as_str().is_some());
             for (name, spec) in &secrets {
-                if required(spec) && given.and_then(|g| g.get(name)).is_none() {
+                if !is_string && required(spec) && given.and_then(|g| g.get(name)).is_none() {
                     c.err(
                         uses_node.pos,
                         format!("Secret {name} is required, but not provided while calling."),
@@ -839,6 +917,70 @@ fn permission_levels(p: &Node) -> Option<Vec<(&'static str, String)>> {
     }
 }
 
+type Levels = Vec<(&'static str, String)>;
+
+/// What a calling job grants the workflow it calls: its own `permissions`,
+/// else its workflow's, else what it was granted itself (at the top, the
+/// repository's default).
+fn granted_levels(
+    job: &Node,
+    workflow: Option<&Node>,
+    inherited: impl FnOnce() -> Levels,
+) -> Levels {
+    job.get("permissions")
+        .or(workflow)
+        .and_then(permission_levels)
+        .unwrap_or_else(inherited)
+}
+
+/// The repository's default token permissions, for a top-level job that sets none.
+fn policy_levels(policy: PermissionsPolicy) -> Levels {
+    PERMISSION_SCOPES
+        .iter()
+        .map(|s| {
+            let level = match (policy, *s) {
+                (PermissionsPolicy::Write, _) => "write",
+                (PermissionsPolicy::LimitedRead, "contents" | "packages") => "read",
+                _ => "none",
+            };
+            (*s, level.to_string())
+        })
+        .collect()
+}
+
+/// For each job of a called workflow that asks more of a scope than
+/// `granted`: who asks (the job, or the workflow for a job without its own
+/// `permissions`), what it asks and what it may have.
+fn excess_permissions(
+    uses: &str,
+    callee: &Node,
+    granted: &Levels,
+) -> Vec<(String, String, String)> {
+    let callee_default = callee.get("permissions");
+    let mut out = Vec::new();
+    for (id, job) in callee.get("jobs").map(Node::entries).unwrap_or_default() {
+        let (requested, who) = match job.get("permissions") {
+            Some(p) => {
+                let name = job.get("name").and_then(Node::as_str).unwrap_or(&id.name);
+                (permission_levels(p), format!("nested job '{name}'"))
+            }
+            None => (
+                callee_default.and_then(permission_levels),
+                format!("workflow '{uses}'"),
+            ),
+        };
+        let Some(requested) = requested else { continue };
+        if let Some(((scope, want), (_, have))) = requested
+            .iter()
+            .zip(granted)
+            .find(|((_, want), (_, have))| level_rank(want) > level_rank(have))
+        {
+            out.push((who, format!("{scope}: {want}"), format!("{scope}: {have}")));
+        }
+    }
+    out
+}
+
 /// The jobs of a called workflow may not request more token permissions than
 /// the calling job has: its own `permissions`, else the workflow's, else the
 /// repository's default.
@@ -849,47 +991,144 @@ fn check_called_permissions(
     uses: &str,
     callee: &Node,
 ) {
-    let granted: Vec<(&'static str, String)> = match caller
-        .get("permissions")
-        .or(c.workflow_permissions.as_ref())
-        .and_then(permission_levels)
-    {
-        Some(g) => g,
-        None => PERMISSION_SCOPES
-            .iter()
-            .map(|s| {
-                let level = match (c.policy, *s) {
-                    (PermissionsPolicy::Write, _) => "write",
-                    (PermissionsPolicy::LimitedRead, "contents" | "packages") => "read",
-                    _ => "none",
-                };
-                (*s, level.to_string())
-            })
-            .collect(),
+    let policy = c.policy;
+    let granted = granted_levels(caller, c.workflow_permissions.as_ref(), || {
+        policy_levels(policy)
+    });
+    for (who, want, have) in excess_permissions(uses, callee, &granted) {
+        c.err(
+            key_pos,
+            format!(
+                "Error calling workflow '{uses}'. The {who} is requesting '{want}', but is only allowed '{have}'."
+            ),
+        )
+        .help = Some(format!(
+            "grant it in the calling job: `permissions: {{ {want} }}`"
+        ));
+    }
+}
+
+/// A top-level job that calls a reusable workflow, for errors found further down.
+#[derive(Clone, Copy)]
+struct TopCall {
+    key: Pos,
+    uses: Pos,
+}
+
+/// Follows one call of a reusable workflow and the calls it makes in turn,
+/// as GitHub loads them: each level deeper than the limit, each distinct
+/// workflow past the limit, every job and every byte read counts against
+/// the whole run. Errors from further down are reported at the top-level
+/// job, naming the called file and the place in it.
+fn walk_call(c: &mut Checker, top: TopCall, uses: &str, granted: &Levels, depth: usize) {
+    if c.walk_stopped {
+        return;
+    }
+    let limits = c.limits;
+    if depth > limits.max_nested_depth {
+        c.walk_stopped = true;
+        c.err(
+            top.uses,
+            format!(
+                "Nested reusable workflow depth exceeded {}: `{uses}` is called {depth} levels below this workflow",
+                limits.max_nested_depth
+            ),
+        )
+        .help = Some(format!(
+            "GitHub runs the caller and at most {} levels of reusable workflows below it: call fewer levels deep, or turn a level into a composite action",
+            limits.max_nested_depth
+        ));
+        return;
+    }
+    if !c.called.iter().any(|u| u == uses) {
+        c.called.push(uses.to_string());
+        if c.called.len() > limits.max_called_workflows {
+            c.walk_stopped = true;
+            c.err(
+                top.uses,
+                format!(
+                    "too many reusable workflows are referenced: `{uses}` is number {}, the limit is {}",
+                    c.called.len(),
+                    limits.max_called_workflows
+                ),
+            )
+            .help = Some("the limit counts distinct workflows across every level of calls: merge some of them".into());
+            return;
+        }
+    }
+    let Some(text) = (c.resolve)(uses) else {
+        return;
     };
-    let callee_default = callee.get("permissions");
-    for (id, job) in callee.get("jobs").map(Node::entries).unwrap_or_default() {
-        let Some(requested) = job
-            .get("permissions")
-            .or(callee_default)
-            .and_then(permission_levels)
-        else {
+    let measured = crate::limits::measure(&text, &limits);
+    let from = |e: &crate::yaml::YamlError| {
+        format!(
+            "Error from called workflow {uses} ({}:{}): {}",
+            e.pos.line, e.pos.column, e.message
+        )
+    };
+    if let Some(e) = &measured.fatal {
+        c.walk_stopped = true;
+        let msg = from(e);
+        c.err(top.uses, msg);
+        return;
+    }
+    c.bytes += measured.bytes;
+    if c.bytes > limits.max_result_size {
+        c.walk_stopped = true;
+        c.err(
+            top.uses,
+            format!("Error from called workflow {uses}: Maximum object size exceeded"),
+        )
+        .help = Some(format!(
+            "GitHub reads at most {} bytes of workflow for a run, every called workflow included (each call reads it again): call fewer or smaller workflows",
+            limits.max_result_size
+        ));
+        return;
+    }
+    let Ok(callee) = crate::yaml::parse(&text) else {
+        return; // its own validation reports it
+    };
+    let jobs = callee.get("jobs").map(Node::entries).unwrap_or_default();
+    c.jobs += jobs.len();
+    if let Some(max) = limits.max_jobs
+        && c.jobs > max
+    {
+        c.walk_stopped = true;
+        c.err(
+            top.uses,
+            format!("Workflows may not contain more than {max} jobs across all referenced files"),
+        )
+        .help = Some(format!(
+            "`{uses}` brings the count to {}: every job of every called workflow counts",
+            c.jobs
+        ));
+        return;
+    }
+    let callee_permissions = callee.get("permissions");
+    for (key, job) in jobs {
+        let Some(nested) = job.get("uses").and_then(Node::as_str) else {
             continue;
         };
-        let name = job.get("name").and_then(Node::as_str).unwrap_or(&id.name);
-        for ((scope, want), (_, have)) in requested.iter().zip(&granted) {
-            if level_rank(want) > level_rank(have) {
+        let granted_here = granted_levels(job, callee_permissions, || granted.clone());
+        if let Some(nested_text) = (c.resolve)(nested)
+            && let Ok(nested_callee) = crate::yaml::parse(&nested_text)
+        {
+            for (who, want, have) in excess_permissions(nested, &nested_callee, &granted_here) {
                 c.err(
-                    key_pos,
+                    top.key,
                     format!(
-                        "Error calling workflow '{uses}'. The nested job '{name}' is requesting '{scope}: {want}', but is only allowed '{scope}: {have}'."
+                        "{uses} ({}:{}): Error calling workflow '{nested}'. The {who} is requesting '{want}', but is only allowed '{have}'.",
+                        key.pos.line, key.pos.column
                     ),
                 )
                 .help = Some(format!(
-                    "grant it in the calling job: `permissions: {{ {scope}: {want} }}`"
+                    "a called workflow gets at most what its caller has: grant `{want}` at each level of the calls, or request less"
                 ));
-                break;
             }
+        }
+        walk_call(c, top, nested, &granted_here, depth + 1);
+        if c.walk_stopped {
+            return;
         }
     }
 }
@@ -1003,23 +1242,62 @@ fn check_job<'a>(
         return;
     }
     let is_call = job.get("uses").is_some();
+    let both = is_call && job.get("runs-on").is_some();
+    let call_keys: Vec<&str> = CALL_JOB_KEYS
+        .iter()
+        .copied()
+        .chain(both.then_some("runs-on"))
+        .collect();
     c.keys(
         job,
-        if is_call { CALL_JOB_KEYS } else { JOB_KEYS },
+        if is_call { &call_keys } else { JOB_KEYS },
         &format!("job `{id}`"),
     );
+    if both {
+        // GitHub takes the job for what its first key says and rejects the second.
+        let (first, second) = {
+            let mut keys: Vec<&Key> = job
+                .entries()
+                .iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.name == "uses" || k.name == "runs-on")
+                .collect();
+            keys.sort_by_key(|k| (k.pos.line, k.pos.column));
+            (keys[0].name.clone(), keys[keys.len() - 1])
+        };
+        c.err(
+            second.pos,
+            format!("Unexpected value '{}': job `{id}` has `{first}` already", second.name),
+        )
+        .help = Some(
+            "a job either runs steps on a runner (`runs-on`) or calls a reusable workflow (`uses`), not both"
+                .into(),
+        );
+    }
     if !is_call && job.get("runs-on").is_none() {
-        c.err(key.pos, format!("job `{id}` has no `runs-on`")).help =
+        // At the job's mapping, where GitHub reports a missing property.
+        c.err(
+            job.pos,
+            format!("Required property is missing: runs-on (job `{id}`)"),
+        )
+        .help =
             Some("add `runs-on: ubuntu-latest` (or call a reusable workflow with `uses:`)".into());
     }
     if is_call {
         check_call(c, key.pos, job);
-    }
-    if is_call && job.get("runs-on").is_some() {
-        c.err(
-            job.get("runs-on").map(|n| n.pos).unwrap_or(key.pos),
-            format!("job `{id}` calls a reusable workflow and cannot have `runs-on`"),
-        );
+        if let Some(uses) = job.get("uses")
+            && let Some(name) = uses.as_str()
+        {
+            let policy = c.policy;
+            let granted = granted_levels(job, c.workflow_permissions.as_ref(), || {
+                policy_levels(policy)
+            });
+            let top = TopCall {
+                key: key.pos,
+                uses: uses.pos,
+            };
+            walk_call(c, top, name, &granted, 1);
+        }
     }
     let mut needs = Vec::new();
     if let Some(n) = job.get("needs") {
@@ -1259,4 +1537,266 @@ fn find_cycle<'a>(ids: &[&'a str], graph: &HashMap<&'a str, Vec<&'a str>>) -> Op
     let mut state = HashMap::new();
     ids.iter()
         .find_map(|id| dfs(id, graph, &mut state, &mut Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `line:col message` of every diagnostic, validating `caller` with the
+    /// callees in `files` (by their `uses:`) and `limits`.
+    fn check(caller: &str, files: &[(&str, &str)], limits: Limits) -> Vec<String> {
+        let resolve = |uses: &str| {
+            files
+                .iter()
+                .find(|(name, _)| *name == uses)
+                .map(|(_, text)| text.to_string())
+        };
+        let options = Options {
+            policy: PermissionsPolicy::Write,
+            limits,
+        };
+        validate_with_options("ci.yml", caller, &resolve, &options)
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect()
+    }
+
+    /// A reusable workflow whose one job calls `next` (or runs steps).
+    fn level(next: Option<&str>) -> String {
+        match next {
+            Some(n) => format!("on: workflow_call\njobs:\n  j:\n    uses: {n}\n"),
+            None => {
+                "on: workflow_call\njobs:\n  j:\n    runs-on: x\n    steps: [{run: x}]\n".into()
+            }
+        }
+    }
+
+    fn chain(levels: usize) -> Vec<(String, String)> {
+        (1..=levels)
+            .map(|i| {
+                let next = (i < levels).then(|| format!("./l{}.yml", i + 1));
+                (format!("./l{i}.yml"), level(next.as_deref()))
+            })
+            .collect()
+    }
+
+    const CALLER: &str = "on: push\njobs:\n  go:\n    uses: ./l1.yml\n";
+
+    #[test]
+    fn nested_calls_stop_at_ten_levels_of_workflows() {
+        let run = |n: usize| {
+            let files = chain(n);
+            let refs: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            check(CALLER, &refs, Limits::default())
+        };
+        // The caller and nine levels below it.
+        assert!(run(9).is_empty(), "{:?}", run(9));
+        let e = run(10);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("4:11 Nested reusable workflow depth exceeded 9: `./l10.yml` is called 10 levels below"),
+            "{e:?}"
+        );
+        // A workflow that calls itself ends at the limit too.
+        let selfish = level(Some("./l1.yml"));
+        let e = check(CALLER, &[("./l1.yml", &selfish)], Limits::default());
+        assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn distinct_called_workflows_are_limited_across_levels() {
+        let limits = Limits {
+            max_called_workflows: 2,
+            ..Limits::default()
+        };
+        let two = chain(2);
+        let refs: Vec<(&str, &str)> = two.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert!(check(CALLER, &refs, limits).is_empty());
+        // The same workflow twice is one.
+        let twice = "on: push\njobs:\n  a:\n    uses: ./l1.yml\n  b:\n    uses: ./l1.yml\n";
+        assert!(check(twice, &refs, limits).is_empty());
+        let three = chain(3);
+        let refs: Vec<(&str, &str)> = three
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let e = check(CALLER, &refs, limits);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(
+                "too many reusable workflows are referenced: `./l3.yml` is number 3, the limit is 2"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn jobs_and_bytes_count_across_called_workflows() {
+        let callee = level(None);
+        let files = [("./l1.yml", callee.as_str())];
+        let two_calls = "on: push\njobs:\n  a:\n    uses: ./l1.yml\n  b:\n    uses: ./l1.yml\n";
+        let jobs = |n| Limits {
+            max_jobs: Some(n),
+            ..Limits::default()
+        };
+        // Two calling jobs and the one job each call brings.
+        assert!(check(two_calls, &files, jobs(4)).is_empty());
+        let e = check(two_calls, &files, jobs(3));
+        assert_eq!(
+            e,
+            vec!["6:11 Workflows may not contain more than 3 jobs across all referenced files"]
+        );
+        let e = check(two_calls, &files, jobs(1));
+        assert_eq!(
+            e,
+            vec!["5:3 Workflows may not contain more than 1 jobs across all referenced files"]
+        );
+
+        let own = crate::limits::measure(two_calls, &Limits::default()).bytes;
+        let each = crate::limits::measure(&callee, &Limits::default()).bytes;
+        let bytes = |n| Limits {
+            max_result_size: n,
+            ..Limits::default()
+        };
+        assert!(check(two_calls, &files, bytes(own + 2 * each)).is_empty());
+        let e = check(two_calls, &files, bytes(own + 2 * each - 1));
+        assert_eq!(
+            e,
+            vec!["6:11 Error from called workflow ./l1.yml: Maximum object size exceeded"]
+        );
+        // A called file past a limit of its own is reported at the call.
+        let e = check(
+            two_calls,
+            &files,
+            Limits {
+                max_depth: 3,
+                ..Limits::default()
+            },
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "4:11 Error from called workflow ./l1.yml (5:12): Maximum object depth exceeded"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn nested_calls_get_no_more_permissions_than_their_caller() {
+        let l1 = "on: workflow_call\njobs:\n  mid:\n    permissions:\n      actions: read\n    uses: ./l2.yml\n";
+        let l1_workflow =
+            "on: workflow_call\npermissions:\n  actions: read\njobs:\n  mid:\n    uses: ./l2.yml\n";
+        let l2_job = "on: workflow_call\njobs:\n  deep:\n    permissions:\n      actions: write\n    runs-on: x\n    steps: [{run: x}]\n";
+        let l2_workflow = "on: workflow_call\npermissions:\n  actions: write\njobs:\n  deep:\n    runs-on: x\n    steps: [{run: x}]\n";
+        let caller = "on: push\npermissions:\n  actions: write\njobs:\n  go:\n    uses: ./l1.yml\n";
+        let e = check(
+            caller,
+            &[("./l1.yml", l1), ("./l2.yml", l2_job)],
+            Limits::default(),
+        );
+        assert_eq!(
+            e,
+            vec![
+                "5:3 ./l1.yml (3:3): Error calling workflow './l2.yml'. The nested job 'deep' is requesting 'actions: write', but is only allowed 'actions: read'."
+            ]
+        );
+        let e = check(
+            caller,
+            &[("./l1.yml", l1_workflow), ("./l2.yml", l2_workflow)],
+            Limits::default(),
+        );
+        assert_eq!(
+            e,
+            vec![
+                "5:3 ./l1.yml (5:3): Error calling workflow './l2.yml'. The workflow './l2.yml' is requesting 'actions: write', but is only allowed 'actions: read'."
+            ]
+        );
+        // A middle level that sets nothing passes on what it was given.
+        let l1_plain = "on: workflow_call\njobs:\n  mid:\n    uses: ./l2.yml\n";
+        assert!(
+            check(
+                caller,
+                &[("./l1.yml", l1_plain), ("./l2.yml", l2_job)],
+                Limits::default()
+            )
+            .is_empty()
+        );
+        let read_caller =
+            "on: push\npermissions:\n  actions: read\njobs:\n  go:\n    uses: ./l1.yml\n";
+        let e = check(
+            read_caller,
+            &[("./l1.yml", l1_plain), ("./l2.yml", l2_job)],
+            Limits::default(),
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("is only allowed 'actions: read'"), "{e:?}");
+    }
+
+    #[test]
+    fn a_long_compiled_expression_is_reported_at_its_value() {
+        let script = format!("echo ${{{{ github.sha }}}} {}", "x".repeat(21_000));
+        let text = format!(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: |\n          {script}\n"
+        );
+        let e = check(&text, &[], Limits::default());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("6:14 Exceeded max expression length 21000"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_job_runs_on_a_runner_or_calls_a_workflow() {
+        let e = check(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    uses: ./w.yml\n",
+            &[],
+            Limits::default(),
+        );
+        assert_eq!(
+            e,
+            vec!["5:5 Unexpected value 'uses': job `a` has `runs-on` already"]
+        );
+        let e = check(
+            "on: push\njobs:\n  a:\n    uses: ./w.yml\n    runs-on: x\n",
+            &[],
+            Limits::default(),
+        );
+        assert_eq!(
+            e,
+            vec!["5:5 Unexpected value 'runs-on': job `a` has `uses` already"]
+        );
+    }
+
+    #[test]
+    fn a_mistyped_secrets_inherit_is_one_error() {
+        let callee = "on:\n  workflow_call:\n    secrets:\n      token:\n        required: true\njobs:\n  j:\n    runs-on: x\n    steps: [{run: x}]\n";
+        let e = check(
+            "on: push\njobs:\n  a:\n    uses: ./w.yml\n    secrets: inhrit\n",
+            &[("./w.yml", callee)],
+            Limits::default(),
+        );
+        assert_eq!(e, vec!["5:14 Unexpected value 'inhrit'"]);
+    }
+
+    #[test]
+    fn limits_on_bad_input_do_not_panic() {
+        let tiny = Limits {
+            max_file_size: 0,
+            max_depth: 0,
+            max_result_size: 0,
+            max_jobs: Some(0),
+            max_nested_depth: 0,
+            max_called_workflows: 0,
+        };
+        for text in ["", "on: push", "jobs: {a: {uses: x}}", "[", "a: *b", "{{{{"] {
+            let _ = check(text, &[("x", "jobs: {b: {uses: x}}")], tiny);
+            let _ = check(text, &[("x", "jobs: {b: {uses: x}}")], Limits::default());
+        }
+    }
 }

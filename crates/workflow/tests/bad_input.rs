@@ -40,7 +40,11 @@ fn positioned_errors() {
     );
     has(
         "on: push\njobs:\n  a:\n    runs-on: x\n    needs: b\n    steps: [{run: x}]\n  b:\n    runs-on: x\n    needs: a\n    steps: [{run: x}]\n",
-        "cycle: a -> b -> a",
+        "5:12 Job 'a' depends on job 'b' which creates a cycle in the dependency graph: a -> b -> a",
+    );
+    has(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    needs: b\n    steps: [{run: x}]\n  b:\n    runs-on: x\n    needs: a\n    steps: [{run: x}]\n",
+        "3:3 The workflow must contain at least one job with no dependencies",
     );
     has(
         "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - id: s\n        run: x\n      - id: s\n        run: y\n",
@@ -72,7 +76,7 @@ fn positioned_errors() {
     );
     has(
         "on: push\njobs:\n  a:\n    steps: [{run: x}]\n",
-        "3:3 job `a` has no `runs-on`",
+        "4:5 Required property is missing: runs-on (job `a`)",
     );
     has(
         "on: pusj\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",

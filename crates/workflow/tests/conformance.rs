@@ -34,8 +34,52 @@ struct Counts {
     error_missed: usize,
     clean_ok: usize,
     false_positive: usize,
+    /// Error cases listed in `EXPECTED_DIFFERENCES` that validate clean.
+    expected_difference: usize,
     skipped: usize,
 }
+
+/// The parser limits a case's header sets (`max-depth: 5`), over GitHub's defaults.
+fn header_limits(header: &str) -> hangar_workflow::Limits {
+    let mut limits = hangar_workflow::Limits::default();
+    for line in header.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let Ok(n) = value
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .parse::<usize>()
+        else {
+            continue;
+        };
+        match key.trim() {
+            "max-depth" => limits.max_depth = n,
+            "max-file-size" => limits.max_file_size = n,
+            "max-result-size" => limits.max_result_size = n,
+            "max-job-limit" => limits.max_jobs = Some(n),
+            "max-nested-reusable-workflows-depth" => limits.max_nested_depth = n,
+            _ => {}
+        }
+    }
+    limits
+}
+
+/// Error cases where GitHub's current, documented behaviour differs from this
+/// snapshot of the corpus, or the corpus contradicts itself: hangar follows
+/// GitHub, and these are counted apart.
+const EXPECTED_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "errors-anchor-tag.yml",
+        "GitHub accepts YAML anchors and aliases since 18 September 2025",
+    ),
+    (
+        "errors-max-result-size.yml",
+        "max-result-size.yml accepts the same workflow at a lower limit (1128 < 1141); GitHub's reader accounts 1028 bytes for it",
+    ),
+];
 
 #[test]
 fn workflow_parser_corpus() {
@@ -51,6 +95,8 @@ fn workflow_parser_corpus() {
     let mut total = Counts::default();
     let mut fps = Vec::new();
     let mut misses = Vec::new();
+    let mut elsewhere = Vec::new();
+    let mut error_cases = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let docs: Vec<String> = text.split("\n---\n").map(String::from).collect();
@@ -85,14 +131,22 @@ fn workflow_parser_corpus() {
         } else {
             hangar_workflow::PermissionsPolicy::LimitedRead
         };
-        let diags = hangar_workflow::validate_with_policy(
+        let options = hangar_workflow::Options {
+            policy,
+            limits: header_limits(&docs[0]),
+        };
+        let diags = hangar_workflow::validate_with_options(
             &format!(".github/workflows/{name}"),
             &docs[1],
             &|uses: &str| callees.get(uses).cloned(),
-            policy,
+            &options,
         );
         if let Some(errors) = expected.get("errors") {
-            if diags.is_empty() {
+            error_cases.push(name.clone());
+            if diags.is_empty() && EXPECTED_DIFFERENCES.iter().any(|(n, _)| *n == name) {
+                c.expected_difference += 1;
+                total.expected_difference += 1;
+            } else if diags.is_empty() {
                 c.error_missed += 1;
                 total.error_missed += 1;
                 misses.push(name.clone());
@@ -105,10 +159,13 @@ fn workflow_parser_corpus() {
                     .nth(1)
                     .and_then(|s| s.split(',').next())
                     .and_then(|l| l.parse::<usize>().ok())
-                    && diags[0].line == line
                 {
-                    c.error_line_matched += 1;
-                    total.error_line_matched += 1;
+                    if diags[0].line == line {
+                        c.error_line_matched += 1;
+                        total.error_line_matched += 1;
+                    } else {
+                        elsewhere.push(format!("{name}: expected line {line}, got {}", diags[0]));
+                    }
                 }
             }
         } else if diags.is_empty() {
@@ -126,6 +183,13 @@ fn workflow_parser_corpus() {
     eprintln!("TOTAL {total:?}");
     eprintln!("false positives:\n  {}", fps.join("\n  "));
     eprintln!("missed errors:\n  {}", misses.join("\n  "));
+    eprintln!("first error on another line:\n  {}", elsewhere.join("\n  "));
+    for (case, why) in EXPECTED_DIFFERENCES {
+        assert!(
+            error_cases.iter().any(|n| n == case),
+            "expected difference `{case}` ({why}) is not an error case of the corpus"
+        );
+    }
     // Ratchet: raise these as the validator learns more of GitHub's rules.
     assert!(
         total.clean_ok >= 105,
@@ -136,8 +200,12 @@ fn workflow_parser_corpus() {
         "valid workflows rejected: {total:?}"
     );
     assert!(
-        total.error_found >= 69,
+        total.error_found >= 85,
         "invalid workflows caught: {total:?}"
+    );
+    assert!(
+        total.error_line_matched >= 71,
+        "first errors on GitHub's line: {total:?}"
     );
 }
 
