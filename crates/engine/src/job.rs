@@ -178,8 +178,11 @@ pub(crate) struct Job<'e> {
     env: IndexMap<String, String>,
     path_prepend: Vec<String>,
     base_cx: Contexts,
-    github: Map<String, Value>,
     counter: usize,
+    /// The running step's id as GitHub names it (`github.action`,
+    /// `GITHUB_ACTION`): its own `id`, or a generated `__run`, `__run_2`,
+    /// `__actions_checkout`…
+    action: String,
     cancel: CancellationToken,
     /// Never cancelled: `always()` steps after a cancel run to completion.
     no_cancel: CancellationToken,
@@ -321,7 +324,7 @@ impl<'e> Job<'e> {
         let owner = run.repository.split('/').next().unwrap_or("").to_string();
         let workspace = run.workspace.to_string_lossy().into_owned();
         let event_path = run.event_path().to_string_lossy().into_owned();
-        let wf_path = spec.workflow.path.to_string_lossy().into_owned();
+        let wf_path = crate::workflow::repo_path(&spec.workflow.path);
         let mut github = Map::new();
         let mut gh = |k: &str, v: Value| {
             github.insert(k.to_string(), v);
@@ -502,8 +505,8 @@ impl<'e> Job<'e> {
                 .collect(),
             path_prepend: Vec::new(),
             base_cx: cx,
-            github,
             counter: 0,
+            action: String::new(),
             cancel,
             no_cancel: CancellationToken::new(),
             post: Vec::new(),
@@ -558,15 +561,20 @@ impl<'e> Job<'e> {
 
     fn cx(&self, scope: &Scope, env: &IndexMap<String, String>) -> Contexts {
         let mut cx = self.base_cx.clone();
+        // `github` differs per step only in `action` (and `action_path` in a
+        // composite): a shallow copy of its top level, the payload shared.
+        if let Some(EValue::Object(github)) = cx.get("github") {
+            let mut github = (**github).clone();
+            github.insert("action", EValue::from(self.action.as_str()));
+            if let Some(p) = &scope.action_path {
+                github.insert("action_path", EValue::from(p.to_string_lossy().as_ref()));
+            }
+            cx.insert("github", EValue::Object(Arc::new(github)));
+        }
         cx.insert("env", map_value(env));
         cx.insert("steps", to_evalue(&Value::Object(scope.steps.clone())));
         if let Some(inputs) = &scope.inputs {
             cx.insert("inputs", to_evalue(inputs));
-        }
-        if let Some(p) = &scope.action_path {
-            let mut gh = self.github.clone();
-            gh.insert("action_path".into(), json!(p.to_string_lossy()));
-            cx.insert("github", to_evalue(&Value::Object(gh)));
         }
         cx
     }
@@ -677,7 +685,15 @@ impl<'e> Job<'e> {
 
     fn run_steps<'a>(&'a mut self, scope: &'a mut Scope, steps: &'a [Value]) -> BoxFut<'a, ()> {
         Box::pin(async move {
-            for step in steps {
+            let actions = hangar_workflow::template::step_ids(steps.iter().map(|step| {
+                hangar_workflow::template::StepIdSource {
+                    id: step.get("id").and_then(Value::as_str),
+                    uses: step.get("uses").and_then(Value::as_str),
+                    run: step.get("run").is_some(),
+                }
+            }));
+            for (step, action) in steps.iter().zip(actions) {
+                self.action = action;
                 self.run_step(scope, step).await;
             }
         })
@@ -828,18 +844,8 @@ impl<'e> Job<'e> {
             .await
         } else {
             let with_cx = &mut cx;
-            self.run_uses(
-                scope,
-                step,
-                &env,
-                with_cx,
-                number,
-                timeout,
-                &cancel,
-                id.as_deref().unwrap_or(""),
-                &name,
-            )
-            .await
+            self.run_uses(scope, step, &env, with_cx, number, timeout, &cancel, &name)
+                .await
         };
         let result = match result {
             Ok(r) => r,
@@ -952,11 +958,7 @@ impl<'e> Job<'e> {
             }
             None => self.run.workspace.clone(),
         };
-        let action = step
-            .get("id")
-            .and_then(scalar_string)
-            .unwrap_or_else(|| format!("__run_{number}"));
-        let mut extra = vec![("GITHUB_ACTION".to_string(), action)];
+        let mut extra = vec![("GITHUB_ACTION".to_string(), self.action.clone())];
         if let Some(p) = &scope.action_path {
             extra.push((
                 "GITHUB_ACTION_PATH".to_string(),
@@ -1155,7 +1157,6 @@ impl<'e> Job<'e> {
         number: usize,
         timeout: Option<Duration>,
         cancel: &CancellationToken,
-        step_id: &str,
         name: &str,
     ) -> Result<StepResult, String> {
         let host = self.host(scope.failed, cancel.is_cancelled());
@@ -1284,14 +1285,7 @@ impl<'e> Job<'e> {
                     "GITHUB_ACTION_PATH".into(),
                     dir.to_string_lossy().into_owned(),
                 );
-                action_env.insert(
-                    "GITHUB_ACTION".into(),
-                    if step_id.is_empty() {
-                        format!("__{number}")
-                    } else {
-                        step_id.to_string()
-                    },
-                );
+                action_env.insert("GITHUB_ACTION".into(), self.action.clone());
                 action_env.insert("GITHUB_ACTION_REF".into(), action_ref);
                 let runs = action.get("runs").cloned().unwrap_or(Value::Null);
                 let state_key = format!("{number}");

@@ -10,7 +10,7 @@ use serde_json::Value;
 /// A loaded workflow file.
 #[derive(Clone, Debug)]
 pub struct Workflow {
-    /// Path as given (used in messages and `github.workflow_ref`).
+    /// Path as given (used in messages; `repo_path` gives GitHub's form).
     pub path: PathBuf,
     /// `name:` or the file path, as GitHub shows it.
     pub name: String,
@@ -32,7 +32,7 @@ impl Workflow {
         let name = doc
             .get("name")
             .and_then(scalar_string)
-            .unwrap_or_else(|| path.to_string_lossy().into_owned());
+            .unwrap_or_else(|| repo_path(path));
         let wf = Workflow {
             path: path.to_path_buf(),
             name,
@@ -171,6 +171,17 @@ pub fn scalar_string(v: &Value) -> Option<String> {
     }
 }
 
+/// The workflow file's path as GitHub names it: from the repository root
+/// (`.github/workflows/ci.yml`), whatever directory `hangar run` was given.
+/// A file outside `.github/workflows` keeps the path it was given.
+pub fn repo_path(path: &Path) -> String {
+    let text = path.to_string_lossy().replace('\\', "/");
+    match text.rfind(".github/workflows/") {
+        Some(at) => text[at..].to_string(),
+        None => text,
+    }
+}
+
 /// Parses YAML into JSON with the validator's reader, so `hangar run` and
 /// `hangar validate` agree on every value: keys become strings, anchors and
 /// aliases resolve, numbers are GitHub's (integral ones without a fraction).
@@ -200,6 +211,21 @@ pub fn load_yaml(path: &Path, text: &str) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unnamed_workflow_is_named_by_its_repository_path() {
+        let text = "on: push\njobs: {}\n";
+        let w = Workflow::parse(Path::new("/home/u/repo/.github/workflows/ci.yml"), text).unwrap();
+        assert_eq!(w.name, ".github/workflows/ci.yml");
+        let w = Workflow::parse(Path::new("other/x.yml"), text).unwrap();
+        assert_eq!(w.name, "other/x.yml");
+        let w = Workflow::parse(
+            Path::new("/r/.github/workflows/ci.yml"),
+            "name: CI\non: push\njobs: {}\n",
+        )
+        .unwrap();
+        assert_eq!(w.name, "CI");
+    }
 
     #[test]
     fn events_in_all_forms() {

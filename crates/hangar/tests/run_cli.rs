@@ -140,3 +140,32 @@ fn anchors_and_aliases_run_and_merge_keys_are_refused() {
     );
     assert!(!dir.path().join("ran.txt").exists());
 }
+
+/// `github.action` / `GITHUB_ACTION` name the step as GitHub does (`__run`,
+/// then `__run_2`; an author's id as given), and an unnamed workflow is named
+/// by its path in the repository, wherever hangar was started.
+#[test]
+fn step_and_workflow_names_follow_github() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"1 $GITHUB_ACTION ${{ github.action }}\" >> out.txt\n      - id: mine\n        run: echo \"2 $GITHUB_ACTION ${{ github.action }}\" >> out.txt\n      - run: echo \"3 $GITHUB_ACTION ${{ github.action }} ${{ github.workflow }} $GITHUB_WORKFLOW\" >> out.txt\n      - run: echo \"$GITHUB_WORKFLOW_REF\" >> out.txt\n",
+    );
+    let out = hangar(dir.path(), &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1 __run __run");
+    assert_eq!(lines[1], "2 mine mine");
+    assert_eq!(
+        lines[2],
+        "3 __run_2 __run_2 .github/workflows/w.yml .github/workflows/w.yml"
+    );
+    assert!(
+        lines[3].contains("/.github/workflows/w.yml@") && !lines[3].contains("//"),
+        "{}",
+        lines[3]
+    );
+}

@@ -323,33 +323,18 @@ impl Converter<'_> {
     }
 
     fn steps(&mut self, steps: &Node) -> Vec<Value> {
-        let mut ids = IdBuilder::default();
-        // Ids the author gave are taken first, so generated ones avoid them.
-        for step in steps.items() {
-            if let Some(id) = step.get("id").and_then(Node::as_str)
-                && !id.is_empty()
-            {
-                ids.add_known(id);
-            }
-        }
+        let maps: Vec<&Node> = steps
+            .items()
+            .iter()
+            .filter(|step| matches!(step.kind, Kind::Map(_)))
+            .collect();
+        let ids = step_ids(maps.iter().map(|step| StepIdSource {
+            id: step.get("id").and_then(Node::as_str),
+            uses: step.get("uses").and_then(Node::as_str),
+            run: step.get("run").is_some(),
+        }));
         let mut out = Vec::new();
-        for step in steps.items() {
-            if !matches!(step.kind, Kind::Map(_)) {
-                continue;
-            }
-            let id = match step.get("id").and_then(Node::as_str) {
-                Some(id) if !id.is_empty() => id.to_string(),
-                _ => {
-                    let segment = step
-                        .get("uses")
-                        .filter(|_| step.get("run").is_none())
-                        .and_then(Node::as_str)
-                        .and_then(generated_step_id)
-                        .unwrap_or_else(|| "run".to_string());
-                    ids.append_segment(&format!("__{segment}"));
-                    ids.build()
-                }
-            };
+        for (step, id) in maps.into_iter().zip(ids) {
             let mut s = Map::new();
             s.insert("id".into(), id.into());
             if let Some(name) = step.get("name") {
@@ -944,6 +929,45 @@ fn with_status_function(cond: &str) -> String {
         Err(_) => cond.to_string(),
         Ok(_) => format!("success() && ({cond})"),
     }
+}
+
+/// What a step's id is derived from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepIdSource<'a> {
+    /// The `id:` the author gave, if any.
+    pub id: Option<&'a str>,
+    pub uses: Option<&'a str>,
+    /// Whether the step has `run:`.
+    pub run: bool,
+}
+
+/// The ids GitHub gives a list of steps, in order: the author's `id`, else a
+/// generated one (`__run`, `__run_2`, `__actions_checkout`, …) that avoids
+/// every id the author gave. The runner shows it as `github.action` and
+/// `GITHUB_ACTION`.
+pub fn step_ids<'a>(steps: impl IntoIterator<Item = StepIdSource<'a>> + Clone) -> Vec<String> {
+    let mut ids = IdBuilder::default();
+    // Ids the author gave are taken first, so generated ones avoid them.
+    for step in steps.clone() {
+        if let Some(id) = step.id.filter(|id| !id.is_empty()) {
+            ids.add_known(id);
+        }
+    }
+    steps
+        .into_iter()
+        .map(|step| match step.id.filter(|id| !id.is_empty()) {
+            Some(id) => id.to_string(),
+            None => {
+                let segment = step
+                    .uses
+                    .filter(|_| !step.run)
+                    .and_then(generated_step_id)
+                    .unwrap_or_else(|| "run".to_string());
+                ids.append_segment(&format!("__{segment}"));
+                ids.build()
+            }
+        })
+        .collect()
 }
 
 /// The id segment GitHub derives from a step's `uses:` (`actions/checkout`
