@@ -1,7 +1,8 @@
 //! YAML with a position on every node, read with `saphyr` (the maintained
 //! successor of yaml-rust; the archived `serde_yaml` keeps no positions).
 
-use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use saphyr::{MarkedYamlOwned, ScalarOwned, YamlDataOwned, YamlLoader};
+use saphyr_parser::{Parser, ScalarStyle, Tag};
 
 /// 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,24 +127,37 @@ pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
 /// Parses every document of a YAML stream (`---`-separated), for inputs such
 /// as Kubernetes manifests. Same rules as [`parse`].
 pub fn parse_stream(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
+    let text = &*comments_after_flow_ends(text);
     let (mut errors, too_big) = check_events(text);
     if too_big {
         // Never hand the loader a document it would expand without bound.
         return Err(errors);
     }
-    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
-        vec![YamlError {
-            pos: Pos {
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
-            },
-            message: e.info().to_string(),
-        }]
-    })?;
-    let lines: Vec<&str> = text.lines().collect();
+    // Scalars are resolved here, not by the loader: it turns a tagged value it
+    // cannot parse (`!!int 0xff`) into nothing, and GitHub's reader resolves
+    // plain scalars by the YAML 1.2 core schema, which `resolve` spells out.
+    let mut loader: YamlLoader<MarkedYamlOwned> = YamlLoader::default();
+    loader.early_parse(false);
+    let docs = Parser::new_from_str(text)
+        .load(&mut loader, true)
+        .map(|()| loader.into_documents())
+        .map_err(|e| {
+            vec![YamlError {
+                pos: Pos {
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                },
+                message: e.info().to_string(),
+            }]
+        })?;
+    let source = Source {
+        lines: text.lines().collect(),
+        chars: text.chars().count(),
+        final_newline: text.ends_with('\n'),
+    };
     let nodes: Vec<Node> = docs
         .into_iter()
-        .map(|d| convert(d, &lines, &mut errors))
+        .map(|d| convert(d, &source, &mut errors))
         .collect();
     if errors.is_empty() {
         Ok(nodes)
@@ -151,6 +165,31 @@ pub fn parse_stream(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
         errors.sort_by_key(|e| (e.pos.line, e.pos.column));
         Err(errors)
     }
+}
+
+/// GitHub's reader accepts a comment straight after a flow collection's end
+/// (`[one]# note`), which YAML requires a space before; GitHub kept it when
+/// its YAML library started refusing it, because workflows rely on it. This
+/// puts the space in, so the rest of the text keeps its positions (only the
+/// comment itself moves).
+fn comments_after_flow_ends(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    // Each pass fixes the first such comment; a file has a handful at most.
+    for _ in 0..1000 {
+        let Some(Err(e)) = Parser::new_from_str(&text).find(Result::is_err) else {
+            break;
+        };
+        let at = e.marker().index();
+        let mut chars = text.char_indices().skip(at.saturating_sub(1));
+        let (Some((_, before)), Some((hash_at, '#'))) = (chars.next(), chars.next()) else {
+            break;
+        };
+        if !matches!(before, ']' | '}') {
+            break;
+        }
+        text.to_mut().insert(hash_at, ' ');
+    }
+    text
 }
 
 /// The most nodes a document may hold once its aliases are expanded. The
@@ -296,19 +335,25 @@ fn pos_of(n: &MarkedYamlOwned) -> Pos {
     }
 }
 
-fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> Node {
+/// What `convert` needs of the text around a node.
+struct Source<'a> {
+    lines: Vec<&'a str>,
+    chars: usize,
+    final_newline: bool,
+}
+
+fn convert(n: MarkedYamlOwned, source: &Source, errors: &mut Vec<YamlError>) -> Node {
     let mut pos = pos_of(&n);
     let mut style = '\0';
+    let ends_the_text = n.span.end.index() >= source.chars;
     let kind = match n.data {
-        YamlDataOwned::Value(s) => match s {
-            ScalarOwned::Null => Kind::Null,
-            ScalarOwned::Boolean(b) => Kind::Bool(b),
-            ScalarOwned::Integer(i) => Kind::Number(i as f64),
-            ScalarOwned::FloatingPoint(f) => Kind::Number(f.into_inner()),
-            ScalarOwned::String(s) => {
+        YamlDataOwned::Representation(text, scalar_style, tag) => {
+            let mut kind = resolve(text, scalar_style, tag.as_ref());
+            if let Kind::Str(value) = &mut kind {
                 // The marker points at the node's first character: a quote, a block
                 // indicator, or the text itself. Expression columns are relative to the text.
-                let first = lines
+                let first = source
+                    .lines
                     .get(pos.line.wrapping_sub(1))
                     .and_then(|l| l.chars().nth(pos.column - 1))
                     .unwrap_or(' ');
@@ -319,7 +364,7 @@ fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> N
                     }
                     '|' | '>' => {
                         style = first;
-                        let next = lines.get(pos.line).copied().unwrap_or("");
+                        let next = source.lines.get(pos.line).copied().unwrap_or("");
                         pos = Pos {
                             line: pos.line + 1,
                             column: next.len() - next.trim_start().len() + 1,
@@ -327,14 +372,31 @@ fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> N
                     }
                     _ => {}
                 }
-                Kind::Str(s)
+                // A block scalar's last line break is kept only when there is
+                // one: at the end of a text without a final newline there is
+                // none, whatever the loader added.
+                if matches!(scalar_style, ScalarStyle::Literal | ScalarStyle::Folded)
+                    && ends_the_text
+                    && !source.final_newline
+                    && value.ends_with('\n')
+                {
+                    value.pop();
+                }
             }
+            kind
+        }
+        // Only with early parsing, which `parse_stream` turns off.
+        YamlDataOwned::Value(scalar) => match scalar {
+            ScalarOwned::Null => Kind::Null,
+            ScalarOwned::Boolean(b) => Kind::Bool(b),
+            ScalarOwned::Integer(i) => Kind::Number(i as f64),
+            ScalarOwned::FloatingPoint(f) => Kind::Number(f.into_inner()),
+            ScalarOwned::String(s) => Kind::Str(s),
         },
-        YamlDataOwned::Representation(s, _, _) => Kind::Str(s),
         YamlDataOwned::Sequence(items) => Kind::Seq(
             items
                 .into_iter()
-                .map(|i| convert(i, lines, errors))
+                .map(|i| convert(i, source, errors))
                 .collect(),
         ),
         YamlDataOwned::Mapping(map) => {
@@ -342,6 +404,8 @@ fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> N
             for (k, v) in map {
                 let kpos = pos_of(&k);
                 let name = match &k.data {
+                    // A key is its text whatever it resolves to (`on`, `1`, `true`).
+                    YamlDataOwned::Representation(s, _, _) => s.clone(),
                     YamlDataOwned::Value(ScalarOwned::String(s)) => s.clone(),
                     YamlDataOwned::Value(ScalarOwned::Boolean(b)) => b.to_string(),
                     YamlDataOwned::Value(ScalarOwned::Integer(i)) => i.to_string(),
@@ -354,11 +418,11 @@ fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> N
                         continue;
                     }
                 };
-                out.push((Key { name, pos: kpos }, convert(v, lines, errors)));
+                out.push((Key { name, pos: kpos }, convert(v, source, errors)));
             }
             Kind::Map(out)
         }
-        YamlDataOwned::Tagged(_, inner) => return convert(*inner, lines, errors),
+        YamlDataOwned::Tagged(_, inner) => return convert(*inner, source, errors),
         // The loader resolves every alias to a copy of its anchored node (whose
         // inner positions stay at the anchor); only an alias it could not
         // resolve gets here.
@@ -373,6 +437,111 @@ fn convert(n: MarkedYamlOwned, lines: &[&str], errors: &mut Vec<YamlError>) -> N
         YamlDataOwned::BadValue => Kind::Null,
     };
     Node { pos, kind, style }
+}
+
+/// A scalar's value as GitHub's reader resolves it: a core-schema tag
+/// (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`) says what it is; an
+/// untagged quoted or block scalar is a string; an untagged plain one is null,
+/// a boolean, an integer (decimal, `0o` octal, `0x` hex) or a float by the
+/// YAML 1.2 core schema, else a string. A value its tag does not fit stays a
+/// string here; `tags::check` reports it.
+fn resolve(text: String, style: ScalarStyle, tag: Option<&Tag>) -> Kind {
+    let core = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+    let core = core
+        .as_deref()
+        .map(|t| t.strip_prefix("tag:yaml.org,2002:").unwrap_or("!"));
+    let resolved = match core {
+        Some("str") | Some("!") => None,
+        Some("null") => Some(Kind::Null),
+        Some("bool") => core_bool(&text).map(Kind::Bool),
+        Some("int") => core_int(&text).map(Kind::Number),
+        Some("float") => core_float(&text)
+            .or_else(|| core_int(&text))
+            .map(Kind::Number),
+        Some(_) => None,
+        None if style != ScalarStyle::Plain => None,
+        None => {
+            if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                Some(Kind::Null)
+            } else {
+                core_bool(&text)
+                    .map(Kind::Bool)
+                    .or_else(|| core_int(&text).map(Kind::Number))
+                    .or_else(|| core_float(&text).map(Kind::Number))
+            }
+        }
+    };
+    resolved.unwrap_or(Kind::Str(text))
+}
+
+fn core_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`, as a double (GitHub keeps
+/// every number as one).
+fn core_int(text: &str) -> Option<f64> {
+    let radix = |digits: &str, radix: u32| {
+        (!digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))).then(|| {
+            digits.chars().fold(0f64, |n, c| {
+                n * radix as f64 + c.to_digit(radix).unwrap_or(0) as f64
+            })
+        })
+    };
+    if let Some(octal) = text.strip_prefix("0o") {
+        return radix(octal, 8);
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        return radix(hex, 16);
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    // Decimal through the float parser: exact rounding for long digit strings.
+    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
+        .then(|| text.parse::<f64>().ok())
+        .flatten()
+}
+
+/// `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`, `[-+]?.inf`, `.nan`.
+fn core_float(text: &str) -> Option<f64> {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let negative = text.starts_with('-');
+    match unsigned {
+        ".inf" | ".Inf" | ".INF" => {
+            return Some(if negative {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            });
+        }
+        ".nan" | ".NaN" | ".NAN" if unsigned.len() == text.len() => return Some(f64::NAN),
+        _ => {}
+    }
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = match mantissa.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (mantissa, None),
+    };
+    let all_digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    let mantissa_ok = match fraction {
+        // `.5` and `1.` are floats; `.` is not.
+        Some(f) => all_digits(whole) && all_digits(f) && !(whole.is_empty() && f.is_empty()),
+        None => !whole.is_empty() && all_digits(whole),
+    };
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && all_digits(e)
+    });
+    if !(mantissa_ok && exponent_ok) {
+        return None;
+    }
+    text.parse::<f64>().ok()
 }
 
 #[cfg(test)]
@@ -487,5 +656,69 @@ mod tests {
         assert_eq!(docs[1].get("b").unwrap().pos, Pos { line: 3, column: 4 });
         let e = parse_stream("a: 1\n---\nb: 2\nb: 3\n").unwrap_err();
         assert_eq!(e[0].pos.line, 4);
+    }
+
+    #[test]
+    fn scalars_resolve_by_the_core_schema_and_their_tags() {
+        let n = parse(
+            "- 0755\n- 0o10\n- 0xFF\n- +1\n- -0\n- 1.\n- .5\n- -1e3\n- .inf\n- 1_000\n- 0x\n- yes\n- ~\n- ''\n- !!int 0xff\n- !!float 1\n- !!str null\n- !!bool FALSE\n- !!null ''\n- !<tag:yaml.org,2002:int> 0o10\n- '1'\n- True\n- .\n",
+        )
+        .unwrap();
+        let values: Vec<_> = n.items().iter().map(|i| i.kind.clone()).collect();
+        use Kind::*;
+        assert_eq!(
+            values,
+            [
+                Number(755.0),
+                Number(8.0),
+                Number(255.0),
+                Number(1.0),
+                Number(-0.0),
+                Number(1.0),
+                Number(0.5),
+                Number(-1000.0),
+                Number(f64::INFINITY),
+                Str("1_000".into()),
+                Str("0x".into()),
+                Str("yes".into()),
+                Null,
+                Str("".into()),
+                Number(255.0),
+                Number(1.0),
+                Str("null".into()),
+                Bool(false),
+                Null,
+                Number(8.0),
+                Str("1".into()),
+                Bool(true),
+                Str(".".into()),
+            ]
+        );
+        // Keys are their text.
+        let n = parse("on: 1\n1: a\ntrue: b\n").unwrap();
+        let keys: Vec<_> = n.entries().iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(keys, ["on", "1", "true"]);
+    }
+
+    #[test]
+    fn a_block_scalar_at_the_end_of_a_text_without_a_final_newline_has_none() {
+        let n = parse("run: |\n  a\n  b").unwrap();
+        assert_eq!(n.get("run").unwrap().as_str(), Some("a\nb"));
+        let n = parse("run: |\n  a\n  b\n").unwrap();
+        assert_eq!(n.get("run").unwrap().as_str(), Some("a\nb\n"));
+        let n = parse("run: |\n  a\nnext: 1").unwrap();
+        assert_eq!(n.get("run").unwrap().as_str(), Some("a\n"));
+    }
+
+    #[test]
+    fn a_comment_right_after_a_flow_end_is_a_comment_as_github_reads_it() {
+        let n = parse("a:\n  - [one]#, two ]\n  - {k: v}# c\nb: [x]\n").unwrap();
+        let a = n.get("a").unwrap().items();
+        assert_eq!(a[0].to_json(), serde_json::json!(["one"]));
+        assert_eq!(a[1].to_json(), serde_json::json!({"k": "v"}));
+        assert_eq!(n.get("b").unwrap().pos, Pos { line: 4, column: 4 });
+        // Inside a plain scalar a `#` is text; other junk after `]` is still an error.
+        assert_eq!(parse("a: x#y\n").unwrap().get("a").unwrap().as_str(), Some("x#y"));
+        assert!(parse("a: [one]x\n").is_err());
     }
 }

@@ -192,11 +192,11 @@ fn workflow_parser_corpus() {
     }
     // Ratchet: raise these as the validator learns more of GitHub's rules.
     assert!(
-        total.clean_ok >= 105,
+        total.clean_ok >= 106,
         "fewer valid workflows accepted: {total:?}"
     );
     assert!(
-        total.false_positive <= 3,
+        total.false_positive <= 2,
         "valid workflows rejected: {total:?}"
     );
     assert!(
@@ -440,7 +440,7 @@ fn workflow_parser_corpus_structure() {
     eprintln!("structure differs:\n  {}", differs.join("\n  "));
     eprintln!("not expressible:\n  {}", skipped.join("\n  "));
     // Ratchet: raise as the converter learns more of GitHub's rules.
-    assert!(total.matched >= 90, "fewer templates matched: {total:?}");
+    assert!(total.matched >= 96, "fewer templates matched: {total:?}");
     assert!(
         total.matched + total.differs + total.not_expressible == 108,
         "every template case is counted once: {total:?}"
