@@ -43,6 +43,9 @@ pub struct JobSpec {
     pub inputs: Option<Map<String, Value>>,
     /// Secrets for a job of a called workflow (else the run's secrets).
     pub secrets: Option<BTreeMap<String, String>>,
+    /// A job of a called (reusable) workflow: its `github.event` is the
+    /// caller's, untouched by its own inputs.
+    pub called: bool,
 }
 
 impl JobSpec {
@@ -57,6 +60,7 @@ impl JobSpec {
             needs: Map::new(),
             inputs: None,
             secrets: None,
+            called: false,
         }
     }
 }
@@ -183,6 +187,8 @@ pub(crate) struct Job<'e> {
     /// `GITHUB_ACTION`): its own `id`, or a generated `__run`, `__run_2`,
     /// `__actions_checkout`…
     action: String,
+    /// A step of the job (not only of the composite being run) has failed.
+    job_failed: bool,
     cancel: CancellationToken,
     /// Never cancelled: `always()` steps after a cancel run to completion.
     no_cancel: CancellationToken,
@@ -470,6 +476,22 @@ impl<'e> Job<'e> {
             .inputs
             .clone()
             .unwrap_or_else(|| crate::run::top_level_inputs(&spec.workflow, &run));
+        if !spec.called
+            && run.event_name == "workflow_dispatch"
+            && let Some(Value::Object(event)) = github.get_mut("event")
+        {
+            // A dispatch carries every input, defaults included, as strings:
+            // `inputs.flag` is a boolean, `github.event.inputs.flag` is "true".
+            let given = event
+                .entry("inputs")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(given) = given {
+                for (k, v) in &inputs {
+                    let text = scalar_string(v).unwrap_or_else(|| v.to_string());
+                    given.entry(k.clone()).or_insert(Value::String(text));
+                }
+            }
+        }
         let mut cx = Contexts::new();
         cx.insert("github", to_evalue(&Value::Object(github.clone())));
         cx.insert("runner", to_evalue(&runner));
@@ -507,6 +529,7 @@ impl<'e> Job<'e> {
             base_cx: cx,
             counter: 0,
             action: String::new(),
+            job_failed: false,
             cancel,
             no_cancel: CancellationToken::new(),
             post: Vec::new(),
@@ -570,6 +593,18 @@ impl<'e> Job<'e> {
                 github.insert("action_path", EValue::from(p.to_string_lossy().as_ref()));
             }
             cx.insert("github", EValue::Object(Arc::new(github)));
+        }
+        // `job.status` turns to failure once a step of the job has failed.
+        if self.job_failed || scope.failed || self.cancelled() {
+            let status = if self.cancelled() {
+                "cancelled"
+            } else {
+                "failure"
+            };
+            cx.insert(
+                "job",
+                to_evalue(&json!({"status": status, "container": {}, "services": {}})),
+            );
         }
         cx.insert("env", map_value(env));
         cx.insert("steps", to_evalue(&Value::Object(scope.steps.clone())));
@@ -868,6 +903,8 @@ impl<'e> Job<'e> {
         };
         if conclusion != Conclusion::Success {
             scope.failed = true;
+            // A composite's inner failure counts once its own step concludes.
+            self.job_failed |= !scope.composite;
         }
         self.end_step(scope, &end, outcome, conclusion, &result.outputs);
     }
@@ -875,9 +912,10 @@ impl<'e> Job<'e> {
     /// A step that failed before it ran (its `if:`, `env:`, `continue-on-error:`
     /// or `timeout-minutes:` could not be evaluated): the error is annotated on
     /// the step, and the job goes on as after any failed step.
-    fn fail_before_run(&self, scope: &mut Scope, end: &StepEnd, message: &str) {
+    fn fail_before_run(&mut self, scope: &mut Scope, end: &StepEnd, message: &str) {
         self.annotate(Some(end.number), Level::Error, message);
         scope.failed = true;
+        self.job_failed |= !scope.composite;
         self.end_step(
             scope,
             end,

@@ -197,6 +197,7 @@ fn run_graph(
     secrets: Option<BTreeMap<String, String>>,
 ) -> BoxFut<Result<HashMap<String, NodeResult>, String>> {
     Box::pin(async move {
+        let called = inputs.is_some();
         let inputs = Some(match inputs {
             Some(i) => i,
             None => top_level_inputs(&wf, &shared.run),
@@ -231,8 +232,11 @@ fn run_graph(
                     id.clone(),
                     format!("{prefix}{id}"),
                     needs_results,
-                    inputs.clone(),
-                    secrets.clone(),
+                    Given {
+                        inputs: inputs.clone(),
+                        secrets: secrets.clone(),
+                        called,
+                    },
                 );
                 running.spawn(async move { (id, fut.await) });
             }
@@ -337,16 +341,28 @@ fn node_error(shared: &Shared, wf: &Workflow, key: &str, message: String) -> Nod
     }
 }
 
+/// What the jobs of a workflow are given by whoever started it.
+struct Given {
+    inputs: Option<Map<String, Value>>,
+    secrets: Option<BTreeMap<String, String>>,
+    /// Started by a `uses:` job of another workflow.
+    called: bool,
+}
+
 fn run_node(
     shared: Arc<Shared>,
     wf: Arc<Workflow>,
     id: String,
     key: String,
     needs_results: BTreeMap<String, NodeResult>,
-    inputs: Option<Map<String, Value>>,
-    secrets: Option<BTreeMap<String, String>>,
+    given: Given,
 ) -> BoxFut<NodeResult> {
     Box::pin(async move {
+        let Given {
+            inputs,
+            secrets,
+            called,
+        } = given;
         let Some(job) = wf.job(&id).cloned() else {
             return node_error(&shared, &wf, &key, format!("job '{id}' not found"));
         };
@@ -495,6 +511,7 @@ fn run_node(
                 needs: needs_cx.clone(),
                 inputs: inputs.clone(),
                 secrets: secrets.clone(),
+                called,
             };
             let shared = shared.clone();
             let leg_limit = leg_limit.clone();

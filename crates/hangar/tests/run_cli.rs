@@ -169,3 +169,19 @@ fn step_and_workflow_names_follow_github() {
         lines[3]
     );
 }
+
+/// `job.status` turns to failure after a failed step (what `always()` steps
+/// report), and a dispatch's `github.event.inputs` carries every input,
+/// defaults included, as strings while `inputs` keeps their types.
+#[test]
+fn job_status_and_dispatch_inputs_follow_github() {
+    let dir = repo(
+        "on:\n  workflow_dispatch:\n    inputs:\n      flag: {type: boolean, default: true}\n      name: {default: world}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo '${{ toJSON(github.event.inputs.flag) }} ${{ toJSON(inputs.flag) }} ${{ github.event.inputs.name }} ${{ job.status }}' >> out.txt\n      - run: exit 1\n      - if: always()\n        run: echo '${{ job.status }}' >> out.txt\n",
+    );
+    let out = hangar(dir.path(), &["workflow_dispatch", "--input", "name=you"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    assert_eq!(text, "\"true\" true you success\nfailure\n");
+}

@@ -718,7 +718,10 @@ mod tests {
         assert_eq!(a[1].to_json(), serde_json::json!({"k": "v"}));
         assert_eq!(n.get("b").unwrap().pos, Pos { line: 4, column: 4 });
         // Inside a plain scalar a `#` is text; other junk after `]` is still an error.
-        assert_eq!(parse("a: x#y\n").unwrap().get("a").unwrap().as_str(), Some("x#y"));
+        assert_eq!(
+            parse("a: x#y\n").unwrap().get("a").unwrap().as_str(),
+            Some("x#y")
+        );
         assert!(parse("a: [one]x\n").is_err());
     }
 }
