@@ -76,3 +76,39 @@ fn template_of_an_invalid_workflow_shows_the_errors_instead() {
         "{err}"
     );
 }
+
+/// Limits GitHub's reader enforces reach users with the file, line and column
+/// of the value: a tag GitHub does not read, and a `run:` whose compiled
+/// expression is past 21000 characters, reported at its `|`.
+#[test]
+fn unsupported_tags_and_overlong_expressions_are_shown_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!("echo ${{{{ github.sha }}}} {}", "x".repeat(21_000));
+    write(
+        dir.path(),
+        ".github/workflows/ci.yml",
+        &format!(
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          {script}\n"
+        ),
+    );
+    write(
+        dir.path(),
+        ".github/workflows/tag.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    timeout-minutes: !!timestamp 2022-10-26\n    steps: [{run: x}]\n",
+    );
+    let out = hangar(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains(".github/workflows/ci.yml:6:14: error: Exceeded max expression length 21000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            ".github/workflows/tag.yml:5:22: error: YAML: Unexpected tag 'tag:yaml.org,2002:timestamp'"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 error(s)"), "{stderr}");
+}

@@ -481,7 +481,7 @@ pub fn validate_with_options(
         c.out.push(at(e, e.message.clone()));
     }
     if !c.expect_map(&root, "a workflow") {
-        return c.out;
+        return by_position(c.out);
     }
     c.keys(&root, TOP_KEYS, "the workflow");
     match root.get("on") {
@@ -514,12 +514,21 @@ pub fn validate_with_options(
             );
         }
     }
+    // The workflow's `name` is shown as written: no context is available to it.
+    if let Some(n) = root.get("name")
+        && n.as_str().is_some_and(|s| s.contains("${{"))
+    {
+        c.err(n.pos, "A template expression is not allowed in this context")
+            .help = Some(
+            "the workflow's `name` is not evaluated: use `run-name:` for a name built from `github`, `inputs` or `vars`".into(),
+        );
+    }
     let Some(jobs) = root.get("jobs") else {
         c.err(root.pos, "the workflow has no `jobs:`");
-        return c.out;
+        return by_position(c.out);
     };
     if !c.expect_map(jobs, "`jobs`") {
-        return c.out;
+        return by_position(c.out);
     }
     if jobs.entries().is_empty() {
         c.err(jobs.pos, "`jobs` must define at least one job");
@@ -590,13 +599,26 @@ pub fn validate_with_options(
         )
         .help = Some("remove one of the `needs` edges".into());
     }
-    c.out.sort_by_key(|d| (d.line, d.column));
-    c.out
+    by_position(c.out)
+}
+
+/// Diagnostics in source order, whichever check found them first.
+fn by_position(mut out: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    out.sort_by_key(|d| (d.line, d.column));
+    out
 }
 
 fn check_on(c: &mut Checker, on: &Node) {
     let check_event = |c: &mut Checker, k: &Key| {
-        if !EVENTS.contains(&k.name.as_str()) {
+        if k.name.contains("${{") {
+            c.err(
+                k.pos,
+                "A template expression is not allowed in this context",
+            )
+            .help = Some(
+                "GitHub reads the triggers before any expression: write the event name out".into(),
+            );
+        } else if !EVENTS.contains(&k.name.as_str()) {
             let help = did_you_mean(&k.name, EVENTS.iter().copied())
                 .map(|s| format!("did you mean `{s}`?"));
             c.err(k.pos, format!("unknown event `{}`", k.name)).help = help;
@@ -1748,6 +1770,22 @@ mod tests {
         assert!(
             e[0].starts_with("6:14 Exceeded max expression length 21000"),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_workflow_name_and_its_triggers_take_no_expressions() {
+        let e = check(
+            "name: Build ${{ github.ref }}\nrun-name: Build ${{ github.ref }}\non:\n  ${{ 'push' }}:\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n",
+            &[],
+            Limits::default(),
+        );
+        assert_eq!(
+            e,
+            vec![
+                "1:7 A template expression is not allowed in this context",
+                "4:3 A template expression is not allowed in this context",
+            ]
         );
     }
 
