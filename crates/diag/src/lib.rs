@@ -47,12 +47,13 @@ impl Diagnostic {
         let mut out = format!("{self}\n");
         if let Some(text) = source.lines().nth(self.line - 1) {
             let gutter = self.line.to_string().len();
+            let (text, caret) = snippet_window(text, self.column);
             out.push_str(&format!(
                 "{:gutter$} |\n{} | {text}\n{:gutter$} | {}^\n",
                 "",
                 self.line,
                 "",
-                " ".repeat(self.column - 1)
+                " ".repeat(caret)
             ));
         }
         if let Some(help) = &self.help {
@@ -60,6 +61,33 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// The widest source line shown under a diagnostic, in characters.
+const SNIPPET_WIDTH: usize = 120;
+
+/// The part of `line` to show and the caret's offset in it: the whole line
+/// when it is short, else a window around `column` with `…` where it was cut
+/// (a minified JSON value or a 20,000-character `run:` would fill the screen).
+fn snippet_window(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let at = column.saturating_sub(1).min(chars.len());
+    if chars.len() <= SNIPPET_WIDTH {
+        return (line.to_string(), at);
+    }
+    let start = at.saturating_sub(SNIPPET_WIDTH / 2);
+    let end = (start + SNIPPET_WIDTH).min(chars.len());
+    let start = end.saturating_sub(SNIPPET_WIDTH).min(start);
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret = at - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret)
 }
 
 impl fmt::Display for Diagnostic {
@@ -124,6 +152,35 @@ mod tests {
         assert_eq!(
             text,
             "ci.yml:2:5: error: unknown key `runs_on`\n  |\n2 |     runs_on: x\n  |     ^\n  = help: did you mean `runs-on`?\n"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_shown_around_the_column() {
+        // The column's character is a `Y` in a sea of `x`.
+        let line = format!("run: {}Y{}", "x".repeat(19_994), "x".repeat(10_000));
+        let d = Diagnostic::error("ci.yml", 1, 20_000, "too long");
+        let text = d.render(&line);
+        let shown = text.lines().nth(2).unwrap();
+        assert!(
+            shown.starts_with("1 | …") && shown.ends_with('…'),
+            "{shown}"
+        );
+        assert!(shown.chars().count() < 130);
+        // The caret still sits under the column's character.
+        let caret = text.lines().nth(3).unwrap().find('^').unwrap();
+        assert_eq!(shown.chars().nth(caret), Some('Y'));
+        // Short lines are shown whole.
+        let d = Diagnostic::error("ci.yml", 1, 3, "x");
+        assert_eq!(d.render("abcdef").lines().nth(2), Some("1 | abcdef"));
+        // At the start of a long line, no leading cut.
+        let d = Diagnostic::error("ci.yml", 1, 1, "x");
+        assert!(
+            d.render(&line)
+                .lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("1 | run: x")
         );
     }
 

@@ -33,7 +33,7 @@ pub struct Options {
     pub include_source: bool,
     /// Leave `uses:` jobs unexpanded (no callee is read).
     pub skip_reusable_workflows: bool,
-    /// How deep called workflows may call others (GitHub allows 4 levels).
+    /// How deep called workflows may call others (validation's limit).
     pub max_nested_depth: usize,
 }
 
@@ -42,7 +42,7 @@ impl Default for Options {
         Options {
             include_source: false,
             skip_reusable_workflows: false,
-            max_nested_depth: 4,
+            max_nested_depth: crate::limits::Limits::default().max_nested_depth,
         }
     }
 }
