@@ -161,6 +161,9 @@ struct Converter<'a> {
 impl Converter<'_> {
     fn workflow(&mut self, root: &Node) -> Result<Value, ConvertError> {
         let mut out = Map::new();
+        if let Some(on) = root.get("on") {
+            out.insert("events".into(), events(on));
+        }
         let input_types = dispatch_input_types(root);
         if !input_types.is_empty() {
             out.insert("input-types".into(), Value::Object(input_types));
@@ -931,6 +934,157 @@ fn with_status_function(cond: &str) -> String {
     }
 }
 
+/// The triggers as GitHub's parser reads `on:` (its `events`): every event
+/// named, with its filters as lists (`branches`, `tags`, `paths` and their
+/// `-ignore` twins, `types`, `versions`, `names`, `workflows`), `schedule` as
+/// its crons, `workflow_dispatch` inputs typed (`string` unless said
+/// otherwise) and `workflow_call` secrets. Not sent to the runner; shown by
+/// `hangar validate --template` so a user sees what will trigger the run.
+fn events(on: &Node) -> Value {
+    let mut out = Map::new();
+    match &on.kind {
+        Kind::Str(event) => {
+            out.insert(event.clone(), json!({}));
+        }
+        Kind::Seq(items) => {
+            for event in items.iter().filter_map(Node::as_str) {
+                out.insert(event.to_string(), json!({}));
+            }
+        }
+        Kind::Map(entries) => {
+            for (key, config) in entries {
+                let value = match (key.name.as_str(), &config.kind) {
+                    (_, Kind::Null) => json!({}),
+                    ("schedule", _) => schedule(config),
+                    ("workflow_dispatch", _) => workflow_dispatch_event(config),
+                    ("workflow_call", _) => workflow_call_event(config),
+                    _ => {
+                        const FILTERS: [&str; 10] = [
+                            "branches",
+                            "branches-ignore",
+                            "tags",
+                            "tags-ignore",
+                            "paths",
+                            "paths-ignore",
+                            "types",
+                            "versions",
+                            "names",
+                            "workflows",
+                        ];
+                        let mut filters = Map::new();
+                        for name in FILTERS {
+                            if let Some(list) = config.get(name) {
+                                filters.insert(name.into(), string_list(list));
+                            }
+                        }
+                        Value::Object(filters)
+                    }
+                };
+                out.insert(key.name.clone(), value);
+            }
+        }
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// A string or a list of strings, as a list.
+fn string_list(node: &Node) -> Value {
+    match &node.kind {
+        Kind::Seq(items) => items
+            .iter()
+            .filter_map(scalar_text)
+            .map(Value::String)
+            .collect(),
+        _ => scalar_text(node)
+            .map(|s| json!([s]))
+            .unwrap_or_else(|| json!([])),
+    }
+}
+
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.kind {
+        Kind::Str(s) => Some(s.clone()),
+        Kind::Bool(b) => Some(b.to_string()),
+        Kind::Number(_) => Some(node.to_json().to_string()),
+        _ => None,
+    }
+}
+
+fn schedule(config: &Node) -> Value {
+    config
+        .items()
+        .iter()
+        .filter_map(|item| item.get("cron").and_then(Node::as_str))
+        .map(|cron| json!({ "cron": cron }))
+        .collect()
+}
+
+fn workflow_dispatch_event(config: &Node) -> Value {
+    let mut out = Map::new();
+    if let Some(inputs) = config.get("inputs") {
+        out.insert("inputs".into(), inputs_config(inputs));
+    }
+    Value::Object(out)
+}
+
+/// `inputs` of `workflow_dispatch` or `workflow_call`: each typed (`string`
+/// unless said otherwise), with its description, whether it is required,
+/// its options, and its default as its type says (a boolean for `boolean`,
+/// text for `string`, `choice` and `environment`).
+fn inputs_config(inputs: &Node) -> Value {
+    let mut converted = Map::new();
+    for (name, input) in inputs.entries() {
+        let kind = input.get("type").and_then(Node::as_str).unwrap_or("string");
+        let mut c = Map::new();
+        c.insert("type".into(), json!(kind));
+        if let Some(d) = input.get("description").and_then(scalar_text) {
+            c.insert("description".into(), json!(d));
+        }
+        if let Some(Kind::Bool(r)) = input.get("required").map(|r| &r.kind) {
+            c.insert("required".into(), json!(r));
+        }
+        if let Some(options) = input.get("options") {
+            c.insert("options".into(), string_list(options));
+        }
+        match (kind, input.get("default").map(|d| &d.kind)) {
+            ("boolean", Some(Kind::Bool(b))) => {
+                c.insert("default".into(), json!(b));
+            }
+            ("string" | "choice" | "environment", Some(_)) => {
+                if let Some(d) = input.get("default").and_then(scalar_text) {
+                    c.insert("default".into(), json!(d));
+                }
+            }
+            _ => {}
+        }
+        converted.insert(name.name.clone(), Value::Object(c));
+    }
+    Value::Object(converted)
+}
+
+fn workflow_call_event(config: &Node) -> Value {
+    let mut out = Map::new();
+    if let Some(inputs) = config.get("inputs") {
+        out.insert("inputs".into(), inputs_config(inputs));
+    }
+    if let Some(secrets) = config.get("secrets") {
+        let mut converted = Map::new();
+        for (name, secret) in secrets.entries() {
+            let mut c = Map::new();
+            if let Some(d) = secret.get("description").and_then(scalar_text) {
+                c.insert("description".into(), json!(d));
+            }
+            if let Some(Kind::Bool(r)) = secret.get("required").map(|r| &r.kind) {
+                c.insert("required".into(), json!(r));
+            }
+            converted.insert(name.name.clone(), Value::Object(c));
+        }
+        out.insert("secrets".into(), Value::Object(converted));
+    }
+    Value::Object(out)
+}
+
 /// What a step's id is derived from.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StepIdSource<'a> {
@@ -1260,5 +1414,32 @@ mod tests {
         );
         assert_eq!(v["jobs"][0]["runs-on"]["col"], json!(14));
         assert_eq!(v["file-table"], json!(["w.yml"]));
+    }
+
+    #[test]
+    fn events_list_every_trigger_with_its_filters_as_lists() {
+        let text = "on:\n  push:\n    branches: main\n    paths-ignore: [docs/**]\n  pull_request:\n    types: [opened]\n  schedule:\n    - cron: '0 5 * * 1'\n  workflow_dispatch:\n    inputs:\n      flag: {type: boolean, default: true, description: Flag}\n      who: {default: 3}\n  issues:\njobs:\n  a: {runs-on: x, steps: [{run: echo}]}\n";
+        let v = convert("w.yml", text, &|_: &str| None, &Options::default()).unwrap();
+        assert_eq!(
+            v["events"],
+            json!({
+                "push": {"branches": ["main"], "paths-ignore": ["docs/**"]},
+                "pull_request": {"types": ["opened"]},
+                "schedule": [{"cron": "0 5 * * 1"}],
+                "workflow_dispatch": {"inputs": {
+                    "flag": {"type": "boolean", "description": "Flag", "default": true},
+                    "who": {"type": "string", "default": "3"}
+                }},
+                "issues": {}
+            })
+        );
+        let v = convert(
+            "w.yml",
+            "on: [push, fork]\njobs: {}\n",
+            &|_: &str| None,
+            &Options::default(),
+        )
+        .unwrap();
+        assert_eq!(v["events"], json!({"push": {}, "fork": {}}));
     }
 }

@@ -336,7 +336,7 @@ struct StructureCounts {
 }
 
 /// Why a case's expected template is outside what hangar models, if it is.
-fn not_expressible(case: &ReaderCase, expected: &serde_json::Value) -> Option<&'static str> {
+fn not_expressible(case: &ReaderCase) -> Option<&'static str> {
     if case.options.get("experimental-features").is_some() {
         return Some(
             "assumes an experimental parser feature (background steps) hangar does not run",
@@ -344,9 +344,6 @@ fn not_expressible(case: &ReaderCase, expected: &serde_json::Value) -> Option<&'
     }
     if case.options.get("is-partial-rerun").is_some() {
         return Some("partial-rerun file-table ordering is a server-side rerun detail");
-    }
-    if expected.get("events").is_some() {
-        return Some("the converted `on:` triggers (TypeScript parser only) are not modelled");
     }
     None
 }
@@ -382,7 +379,7 @@ fn workflow_parser_corpus_structure() {
             o.remove("events");
         }
         let c = by_prefix.entry(prefix_of(&case.name)).or_default();
-        if let Some(reason) = not_expressible(&case, &expected) {
+        if let Some(reason) = not_expressible(&case) {
             c.not_expressible += 1;
             total.not_expressible += 1;
             skipped.push(format!("{}: {reason}", case.name));
@@ -411,7 +408,19 @@ fn workflow_parser_corpus_structure() {
             &case.workflow,
             &|uses: &str| case.callees.get(uses).cloned(),
             &opts,
-        );
+        )
+        .map(|mut ours| {
+            // Upstream compares `events` only for TypeScript-only cases; the
+            // TypeScript parser has no `input-types` (the runner's parsers do).
+            if let Some(o) = ours.as_object_mut() {
+                o.remove(if typescript_only {
+                    "input-types"
+                } else {
+                    "events"
+                });
+            }
+            ours
+        });
         match ours {
             Ok(ours) if ours == expected => {
                 c.matched += 1;
@@ -440,7 +449,7 @@ fn workflow_parser_corpus_structure() {
     eprintln!("structure differs:\n  {}", differs.join("\n  "));
     eprintln!("not expressible:\n  {}", skipped.join("\n  "));
     // Ratchet: raise as the converter learns more of GitHub's rules.
-    assert!(total.matched >= 96, "fewer templates matched: {total:?}");
+    assert!(total.matched >= 106, "fewer templates matched: {total:?}");
     assert!(
         total.matched + total.differs + total.not_expressible == 108,
         "every template case is counted once: {total:?}"
