@@ -36,7 +36,6 @@ struct Counts {
     false_positive: usize,
     /// Error cases listed in `EXPECTED_DIFFERENCES` that validate clean.
     expected_difference: usize,
-    skipped: usize,
 }
 
 /// The parser limits a case's header sets (`max-depth: 5`), over GitHub's defaults.
@@ -84,60 +83,35 @@ const EXPECTED_DIFFERENCES: &[(&str, &str)] = &[
 #[test]
 fn workflow_parser_corpus() {
     let Some(shared) = shared() else { return };
-    let dir = shared.join("conformance/workflow-parser/reader");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
     let mut by_prefix: BTreeMap<String, Counts> = BTreeMap::new();
     let mut total = Counts::default();
     let mut fps = Vec::new();
     let mut misses = Vec::new();
     let mut elsewhere = Vec::new();
     let mut error_cases = Vec::new();
-    for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let docs: Vec<String> = text.split("\n---\n").map(String::from).collect();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let prefix = name
-            .split('-')
-            .take(if name.starts_with("errors-") { 2 } else { 1 })
-            .collect::<Vec<_>>()
-            .join("-");
-        let c = by_prefix.entry(prefix).or_default();
-        // header, workflow, (callee name, callee text)*, expected result
-        if docs.len() < 3 || docs.len().is_multiple_of(2) {
-            c.skipped += 1;
-            total.skipped += 1;
-            continue;
-        }
-        let callees: BTreeMap<String, String> = docs[2..docs.len() - 1]
-            .chunks(2)
-            .map(|pair| (pair[0].trim().to_string(), pair[1].clone()))
-            .collect();
-        let expected: serde_json::Value = match serde_json::from_str(docs[docs.len() - 1].trim()) {
-            Ok(v) => v,
-            Err(_) => {
-                c.skipped += 1;
-                total.skipped += 1;
-                continue;
-            }
-        };
+    for case in reader_cases(&shared) {
+        let ReaderCase {
+            name,
+            header,
+            workflow,
+            callees,
+            expected,
+            ..
+        } = case;
+        let c = by_prefix.entry(prefix_of(&name)).or_default();
         // The case's header may set the repository's default token permissions.
-        let policy = if docs[0].contains("permissions-policy: Write") {
+        let policy = if header.contains("permissions-policy: Write") {
             hangar_workflow::PermissionsPolicy::Write
         } else {
             hangar_workflow::PermissionsPolicy::LimitedRead
         };
         let options = hangar_workflow::Options {
             policy,
-            limits: header_limits(&docs[0]),
+            limits: header_limits(&header),
         };
         let diags = hangar_workflow::validate_with_options(
             &format!(".github/workflows/{name}"),
-            &docs[1],
+            &workflow,
             &|uses: &str| callees.get(uses).cloned(),
             &options,
         );
@@ -237,6 +211,8 @@ fn every_act_workflow_validates_or_errors_with_a_position_never_panics() {
 /// One reader case: its options, workflow, called workflows and expected result.
 struct ReaderCase {
     name: String,
+    /// The options document as written (limits are read from its lines).
+    header: String,
     options: hangar_workflow::yaml::Node,
     workflow: String,
     callees: BTreeMap<String, String>,
@@ -269,6 +245,7 @@ fn reader_cases(shared: &Path) -> Vec<ReaderCase> {
                 BTreeMap::new()
             };
             ReaderCase {
+                header: docs[0].to_string(),
                 options: hangar_workflow::yaml::parse(docs[0])
                     .unwrap_or_else(|e| panic!("{name}: options: {e:?}")),
                 workflow: docs[1].to_string(),
