@@ -33,6 +33,9 @@ pub struct JobSpec {
     /// Display key, unique in the run: `build`, `test (ubuntu, 18)`,
     /// `call / inner` for jobs of a called workflow.
     pub key: String,
+    /// The name GitHub shows: `name:` evaluated for this leg, or the job's
+    /// name with the leg's matrix values; `None`: `name:` or the job id.
+    pub name: Option<String>,
     /// Values of this matrix leg (`matrix` context); empty without a matrix.
     pub matrix: Map<String, Value>,
     /// `strategy` context: `fail-fast`, `job-index`, `job-total`, `max-parallel`.
@@ -55,6 +58,7 @@ impl JobSpec {
             workflow,
             job_id: job_id.to_string(),
             key: job_id.to_string(),
+            name: None,
             matrix: Map::new(),
             strategy: Map::new(),
             needs: Map::new(),
@@ -207,12 +211,13 @@ pub(crate) async fn run_job(
 ) -> JobOutcome {
     let started = Instant::now();
     let key = spec.key.clone();
-    let display = spec
-        .workflow
-        .job(&spec.job_id)
-        .and_then(|j| j.get("name"))
-        .and_then(scalar_string)
-        .unwrap_or_else(|| spec.job_id.clone());
+    let display = spec.name.clone().unwrap_or_else(|| {
+        spec.workflow
+            .job(&spec.job_id)
+            .and_then(|j| j.get("name"))
+            .and_then(scalar_string)
+            .unwrap_or_else(|| spec.job_id.clone())
+    });
     reporter.event(Event::JobStarted {
         job: key.clone(),
         name: display,

@@ -150,6 +150,10 @@ impl Engine {
 /// Status functions in a job-level `if:` look at the jobs it needs.
 struct NeedsHost<'a> {
     needs: &'a BTreeMap<String, Conclusion>,
+    /// Every job this one depends on, directly or not: GitHub's `success()`
+    /// and `failure()` look down the whole chain (a job after an `always()`
+    /// job whose own need failed is still skipped by default).
+    ancestors: &'a BTreeMap<String, Conclusion>,
     cancelled: bool,
     workspace: &'a std::path::Path,
 }
@@ -170,7 +174,7 @@ impl NeedsHost<'_> {
 
 impl Host for NeedsHost<'_> {
     fn status(&self, f: StatusFunction) -> bool {
-        self.check(f, &mut self.needs.values().copied())
+        self.check(f, &mut self.ancestors.values().copied())
     }
 
     fn status_of(&self, f: StatusFunction, jobs: &[String]) -> bool {
@@ -185,6 +189,20 @@ impl Host for NeedsHost<'_> {
     fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
         crate::hashfiles::hash_files(self.workspace, patterns)
     }
+}
+
+/// The jobs `id` needs, directly or through other jobs.
+fn ancestors(wf: &Workflow, id: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = wf.job(id).map(needs).unwrap_or_default();
+    while let Some(n) = todo.pop() {
+        if out.contains(&n) {
+            continue;
+        }
+        todo.extend(wf.job(&n).map(needs).unwrap_or_default());
+        out.push(n);
+    }
+    out
 }
 
 /// Runs the jobs of one workflow; returns each job's aggregate result.
@@ -226,12 +244,17 @@ fn run_graph(
                     .into_iter()
                     .filter_map(|n| results.get(&n).map(|r| (n, r.clone())))
                     .collect();
+                let ancestors: BTreeMap<String, Conclusion> = ancestors(&wf, &id)
+                    .into_iter()
+                    .filter_map(|n| results.get(&n).map(|r| (n, r.result)))
+                    .collect();
                 let fut = run_node(
                     shared.clone(),
                     wf.clone(),
                     id.clone(),
                     format!("{prefix}{id}"),
                     needs_results,
+                    ancestors,
                     Given {
                         inputs: inputs.clone(),
                         secrets: secrets.clone(),
@@ -355,6 +378,7 @@ fn run_node(
     id: String,
     key: String,
     needs_results: BTreeMap<String, NodeResult>,
+    ancestors: BTreeMap<String, Conclusion>,
     given: Given,
 ) -> BoxFut<NodeResult> {
     Box::pin(async move {
@@ -391,6 +415,7 @@ fn run_node(
         cx.insert("inputs", EValue::from(&Value::Object(inputs_v)));
         let host = NeedsHost {
             needs: &statuses,
+            ancestors: &ancestors,
             cancelled: shared.cancel.is_cancelled(),
             workspace: &run.workspace,
         };
@@ -429,15 +454,6 @@ fn run_node(
             }
             Err(e) => return node_error(&shared, &wf, &key, e),
         }
-        let job_coe = job
-            .get("continue-on-error")
-            .map(|v| {
-                eval_scalar(v, &cx, &host)
-                    .map(|s| s == "true")
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false);
-
         // A call of a reusable workflow.
         if let Some(uses) = job.get("uses").and_then(scalar_string) {
             let r = call_workflow(&shared, &job, &uses, &key, &cx, &host).await;
@@ -458,7 +474,7 @@ fn run_node(
             },
             _ => Value::Null,
         };
-        let legs = match matrix::expand(strategy.get("matrix")) {
+        let legs = match matrix::legs(strategy.get("matrix")) {
             Ok(l) => l,
             Err(e) => return node_error(&shared, &wf, &key, format!("job '{id}': {e}")),
         };
@@ -477,19 +493,30 @@ fn run_node(
         let total = legs.len();
         let leg_limit = Arc::new(Semaphore::new(max_parallel.min(total.max(1))));
         let legs_cancel = shared.cancel.child_token();
-        let display = job
-            .get("name")
-            .and_then(scalar_string)
-            .filter(|n| !n.contains("${{"))
-            .unwrap_or_else(|| key.clone());
-        let _ = display;
+        // GitHub names a leg `name (v1, v2)` by its matrix values, unless
+        // `name:` holds an expression: that is evaluated for each leg instead.
+        let name_text = job.get("name").and_then(scalar_string);
+        let mut keys_used: Vec<String> = Vec::new();
         let mut set = tokio::task::JoinSet::new();
         for (index, leg) in legs.into_iter().enumerate() {
-            let leg_key = if has_matrix {
-                matrix::leg_name(&key, &leg)
+            let matrix::Leg {
+                matrix: leg,
+                segments,
+            } = leg;
+            let mut leg_key = if has_matrix {
+                matrix::display_name(&key, &segments)
             } else {
                 key.clone()
             };
+            // Two legs named alike (include entries with the same values)
+            // still need distinct keys.
+            let base_key = leg_key.clone();
+            let mut n = 1;
+            while keys_used.contains(&leg_key) {
+                n += 1;
+                leg_key = format!("{base_key}_{n}");
+            }
+            keys_used.push(leg_key.clone());
             let mut strategy_cx = Map::new();
             strategy_cx.insert("fail-fast".into(), json!(fail_fast));
             strategy_cx.insert("job-index".into(), json!(index));
@@ -502,10 +529,36 @@ fn run_node(
                     max_parallel
                 }),
             );
+            let mut leg_cx = cx.clone();
+            leg_cx.insert("matrix", EValue::from(&Value::Object(leg.clone())));
+            leg_cx.insert(
+                "strategy",
+                EValue::from(&Value::Object(strategy_cx.clone())),
+            );
+            let display = match &name_text {
+                Some(n) if n.contains("${{") => Some(
+                    crate::evaluate::eval_string(n, &leg_cx, &host).unwrap_or_else(|_| n.clone()),
+                ),
+                Some(n) if has_matrix => Some(matrix::display_name(n, &segments)),
+                Some(n) => Some(n.clone()),
+                None if has_matrix => Some(leg_key.clone()),
+                None => None,
+            };
+            // `continue-on-error` may differ per leg (`${{ matrix.experimental }}`):
+            // such a leg failing neither fails the job nor cancels the others.
+            let leg_coe = job
+                .get("continue-on-error")
+                .map(|v| {
+                    eval_scalar(v, &leg_cx, &host)
+                        .map(|s| s == "true")
+                        .unwrap_or(false)
+                })
+                .unwrap_or(false);
             let spec = JobSpec {
                 workflow: wf.clone(),
                 job_id: id.clone(),
                 key: leg_key.clone(),
+                name: display,
                 matrix: leg,
                 strategy: strategy_cx,
                 needs: needs_cx.clone(),
@@ -557,6 +610,12 @@ fn run_node(
                     outcome.result,
                     started.elapsed().as_millis() as u64,
                 );
+                if outcome.result == Conclusion::Failure && leg_coe {
+                    return JobOutcome {
+                        result: Conclusion::Success,
+                        ..outcome
+                    };
+                }
                 if fail_fast && outcome.result == Conclusion::Failure {
                     legs_cancel.cancel();
                 }
@@ -579,9 +638,6 @@ fn run_node(
                 _ => Conclusion::Success,
             };
             outputs.extend(o.outputs);
-        }
-        if job_coe && result == Conclusion::Failure {
-            result = Conclusion::Success;
         }
         NodeResult { result, outputs }
     })

@@ -357,3 +357,51 @@ fn matrix_fail_fast_cancels_the_other_legs() {
     assert_eq!(result_of(&s, "m (1)"), Conclusion::Failure);
     assert_eq!(result_of(&s, "m (2)"), Conclusion::Cancelled);
 }
+
+fn job_names(r: &MemoryReporter) -> Vec<(String, String)> {
+    r.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::JobStarted { job, name, .. } => Some((job.clone(), name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Legs are named by their product values (an include's extra values are
+/// not), `name:` with an expression is evaluated per leg, a leg whose
+/// `continue-on-error` is true neither fails the job nor triggers fail-fast,
+/// and `success()` looks at every ancestor: a job after an `always()` job
+/// whose own need failed is skipped, while `failure()` there is true.
+#[test]
+fn matrix_legs_continue_on_error_and_ancestor_status() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  legs:\n    continue-on-error: ${{ matrix.exp }}\n    strategy:\n      matrix:\n        n: [1, 2]\n        exp: [false]\n        include:\n          - {n: 1, note: extra}\n          - {n: 3, exp: true}\n    steps:\n      - run: if [ ${{ matrix.n }} = 3 ]; then exit 1; fi; echo leg ${{ matrix.n }} ${{ matrix.note }}\n  named:\n    name: N ${{ matrix.v }}-${{ strategy.job-index }}\n    strategy: {matrix: {v: [x]}}\n    steps: [{run: echo}]\n  literal:\n    name: Lit\n    strategy: {matrix: {v: [y]}}\n    steps: [{run: echo}]\n  after:\n    needs: legs\n    steps: [{run: 'echo after ${{ needs.legs.result }}'}]\n  a:\n    steps: [{run: exit 1}]\n  b:\n    needs: a\n    if: always()\n    steps: [{run: echo b}]\n  c:\n    needs: b\n    steps: [{run: echo c}]\n  d:\n    needs: b\n    if: failure()\n    steps: [{run: echo d}]\n",
+        &[],
+        CancellationToken::new(),
+    );
+    let s = r.unwrap();
+    assert_eq!(result_of(&s, "legs (3, true)"), Conclusion::Failure);
+    assert_eq!(result_of(&s, "legs (1, false)"), Conclusion::Success);
+    assert_eq!(result_of(&s, "legs (2, false)"), Conclusion::Success);
+    assert_eq!(result_of(&s, "after"), Conclusion::Success);
+    assert_eq!(result_of(&s, "b"), Conclusion::Success);
+    assert_eq!(result_of(&s, "c"), Conclusion::Skipped);
+    assert_eq!(result_of(&s, "d"), Conclusion::Success);
+    let lines = rep.lines();
+    assert!(lines.contains(&"leg 1 extra".to_string()), "{lines:?}");
+    assert!(lines.contains(&"leg 2".to_string()), "{lines:?}");
+    assert!(lines.contains(&"after success".to_string()), "{lines:?}");
+    let names = job_names(&rep);
+    assert!(
+        names.contains(&("named (x)".into(), "N x-0".into())),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&("literal (y)".into(), "Lit (y)".into())),
+        "{names:?}"
+    );
+}
