@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
     pub name: String,
+    /// Property names in lower case: the runner reads them ignoring case
+    /// (`endLine`, `ENDLINE`).
     pub props: BTreeMap<String, String>,
     pub message: String,
 }
@@ -24,11 +26,11 @@ pub fn parse(line: &str) -> Option<Command> {
     }
     let mut props = BTreeMap::new();
     for pair in props_text.split(',') {
-        if let Some((k, v)) = pair.split_once('=') {
-            let k = k.trim();
-            if !k.is_empty() {
-                props.insert(k.to_string(), unescape_property(v));
-            }
+        if let Some((k, v)) = pair.split_once('=')
+            && !k.is_empty()
+            && !v.is_empty()
+        {
+            props.insert(k.to_ascii_lowercase(), unescape_property(v));
         }
     }
     Some(Command {
@@ -38,15 +40,14 @@ pub fn parse(line: &str) -> Option<Command> {
     })
 }
 
-/// `%25` `%0D` `%0A` as the runner's `ActionCommand` decodes message data.
+/// `%0D` `%0A` `%25` as the runner's `ActionCommand` decodes message data:
+/// in that order and case-sensitive (`%0a` stays as written).
 pub fn unescape_data(s: &str) -> String {
     if !s.contains('%') {
         return s.to_string();
     }
     s.replace("%0D", "\r")
-        .replace("%0d", "\r")
         .replace("%0A", "\n")
-        .replace("%0a", "\n")
         .replace("%25", "%")
 }
 
@@ -56,13 +57,9 @@ pub fn unescape_property(s: &str) -> String {
         return s.to_string();
     }
     s.replace("%0D", "\r")
-        .replace("%0d", "\r")
         .replace("%0A", "\n")
-        .replace("%0a", "\n")
         .replace("%3A", ":")
-        .replace("%3a", ":")
         .replace("%2C", ",")
-        .replace("%2c", ",")
         .replace("%25", "%")
 }
 
@@ -79,6 +76,12 @@ mod tests {
         assert_eq!(c.props["line"], "10");
         assert_eq!(c.props["title"], "A: b");
         assert_eq!(c.message, "Something\nwent wrong");
+        // Property names ignore case; escapes are case-sensitive; `%25` is
+        // decoded last, so `%250A` is a literal `%0A`.
+        let c = parse("::warning ENDLINE=3,Title=x%2cy::a%0ab%250A").unwrap();
+        assert_eq!(c.props["endline"], "3");
+        assert_eq!(c.props["title"], "x%2cy");
+        assert_eq!(c.message, "a%0ab%0A");
         assert_eq!(parse("::endgroup::").unwrap().name, "endgroup");
         assert_eq!(parse("  ::add-mask::x").unwrap().message, "x");
         assert!(parse("not ::a command::").is_none());

@@ -630,15 +630,6 @@ impl<'e> Job<'e> {
         });
     }
 
-    fn log(&self, step: Option<usize>, line: &str) {
-        self.reporter.event(Event::Log {
-            job: self.spec.key.clone(),
-            step,
-            line: self.masker.mask(line).into_owned(),
-            ts: now_ms(),
-        });
-    }
-
     async fn execute(&mut self, outer: CancellationToken) -> JobOutcome {
         // The job's timeout and the caller's cancel both cancel the steps.
         let timeout = self
@@ -1076,10 +1067,13 @@ impl<'e> Job<'e> {
             self.reporter.clone(),
             self.masker.clone(),
         );
-        sink.allow_unsecure = env
-            .get("ACTIONS_ALLOW_UNSECURE_COMMANDS")
-            .or_else(|| self.base_env.get("ACTIONS_ALLOW_UNSECURE_COMMANDS"))
-            .is_some_and(|v| v == "true");
+        let allowed = |name: &str| {
+            env.get(name)
+                .or_else(|| self.base_env.get(name))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        };
+        sink.allow_unsecure = allowed("ACTIONS_ALLOW_UNSECURE_COMMANDS");
+        sink.allow_unsecure_stop = allowed("ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS");
         sink.debug = self.debug;
         let (mut sink, exit) = process::run(spec, sink, cancel, timeout).await;
         sink.finish();
@@ -1105,7 +1099,7 @@ impl<'e> Job<'e> {
         }
         let mut success = exit.success();
         for e in &sink.errors {
-            self.log(Some(number), e);
+            self.annotate(Some(number), Level::Error, e);
             success = false;
         }
         for (k, v) in sink.env.drain(..) {
@@ -1155,10 +1149,23 @@ impl<'e> Job<'e> {
             std::fs::write(p, "").map_err(|e| format!("cannot reset {}: {e}", p.display()))?;
             Ok(Some(text))
         };
+        // As the runner's FileCommandManager: a file that cannot be read
+        // fails the step, naming the file command.
+        let failed = |name: &str, e: String| {
+            format!("Unable to process file command '{name}' successfully. {e}")
+        };
         if let Some(text) = take(&self.files.env)? {
-            for (k, v) in
-                envfile::parse_key_values(&text).map_err(|e| format!("GITHUB_ENV: {e}"))?
-            {
+            for (k, v) in envfile::parse_key_values(&text).map_err(|e| failed("env", e))? {
+                // GitHub refuses NODE_OPTIONS from GITHUB_ENV (an error
+                // annotation; the step goes on).
+                if k.eq_ignore_ascii_case("NODE_OPTIONS") {
+                    self.annotate(
+                        Some(number),
+                        Level::Error,
+                        "Can't store NODE_OPTIONS output parameter using '$GITHUB_ENV' command.",
+                    );
+                    continue;
+                }
                 self.env.insert(k, v);
             }
         }
@@ -1169,15 +1176,11 @@ impl<'e> Job<'e> {
         }
         let mut outputs = BTreeMap::new();
         if let Some(text) = take(&self.files.output)? {
-            outputs.extend(
-                envfile::parse_key_values(&text).map_err(|e| format!("GITHUB_OUTPUT: {e}"))?,
-            );
+            outputs.extend(envfile::parse_key_values(&text).map_err(|e| failed("output", e))?);
         }
         let mut state = BTreeMap::new();
         if let Some(text) = take(&self.files.state)? {
-            state.extend(
-                envfile::parse_key_values(&text).map_err(|e| format!("GITHUB_STATE: {e}"))?,
-            );
+            state.extend(envfile::parse_key_values(&text).map_err(|e| failed("state", e))?);
         }
         if let Some(text) = take(&self.files.summary)? {
             self.reporter.event(Event::Summary {

@@ -31,9 +31,10 @@ impl Masker {
             }
         };
         push(value);
-        if value.contains('\n') {
-            for line in value.lines() {
-                push(line);
+        // Each line too, trimmed, as the runner's `add-mask` registers them.
+        if value.contains('\n') || value.contains('\r') {
+            for line in value.split(['\r', '\n']) {
+                push(line.trim());
             }
         }
         // Longest first, so a secret that contains another is hidden whole.

@@ -20,6 +20,11 @@ pub struct StepSink {
     stop_token: Option<String>,
     /// `ACTIONS_ALLOW_UNSECURE_COMMANDS=true`: `set-env` and `add-path` work.
     pub allow_unsecure: bool,
+    /// `ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS=true`: `stop-commands`
+    /// accepts an empty token, `pause-logging` or a command's name.
+    pub allow_unsecure_stop: bool,
+    /// `::echo::on`: commands are shown in the log as they are processed.
+    echo: bool,
     pub debug: bool,
     /// Legacy `::set-output`.
     pub outputs: BTreeMap<String, String>,
@@ -29,7 +34,9 @@ pub struct StepSink {
     pub paths: Vec<String>,
     /// `::save-state`.
     pub state: BTreeMap<String, String>,
-    /// A command that fails the step (disabled `set-env`...).
+    /// Errors of commands that fail the step (disabled `set-env`...), as the
+    /// runner reports them: `Unable to process command '...' successfully.`
+    /// then the reason.
     pub errors: Vec<String>,
 }
 
@@ -43,6 +50,8 @@ impl StepSink {
             splitter: LineSplitter::default(),
             stop_token: None,
             allow_unsecure: false,
+            allow_unsecure_stop: false,
+            echo: false,
             debug: false,
             outputs: BTreeMap::new(),
             env: Vec::new(),
@@ -78,25 +87,69 @@ impl StepSink {
         });
     }
 
+    /// A command that could not be processed fails the step, as the runner's
+    /// `ActionCommandManager` does.
+    fn command_failed(&mut self, shown: &str, reason: String) {
+        let shown = self.masker.mask(shown).into_owned();
+        self.errors
+            .push(format!("Unable to process command '{shown}' successfully."));
+        self.errors.push(reason);
+    }
+
+    fn issue(&self, level: Level, message: &str) {
+        self.reporter.event(Event::Annotation {
+            job: self.job.clone(),
+            step: Some(self.step),
+            level,
+            message: self.masker.mask(message).into_owned(),
+            location: Location::default(),
+            ts: now_ms(),
+        });
+    }
+
     /// Handles one complete line.
     pub fn line(&mut self, line: &str) {
-        if let Some(token) = &self.stop_token {
-            if line.trim() == format!("::{token}::") {
-                self.stop_token = None;
-            } else {
-                self.log(line);
+        let cmd = commands::parse(line).filter(|c| {
+            KNOWN.contains(&c.name.as_str()) || self.stop_token.as_deref() == Some(c.name.as_str())
+        });
+        if let Some(token) = self.stop_token.clone() {
+            // Only `::TOKEN::` (the name compared ignoring case) resumes.
+            match cmd {
+                Some(c) if c.name.eq_ignore_ascii_case(&token) => {
+                    self.log(line);
+                    self.stop_token = None;
+                }
+                _ => self.log(line),
             }
             return;
         }
-        let Some(cmd) = commands::parse(line) else {
+        let Some(cmd) = cmd else {
             self.log(line);
             return;
         };
+        // add-mask, debug and the annotations never echo their line.
+        let omit_echo = matches!(
+            cmd.name.as_str(),
+            "add-mask" | "debug" | "error" | "warning" | "notice"
+        );
+        if self.echo && !omit_echo && cmd.name != "stop-commands" {
+            self.log(line);
+        }
         match cmd.name.as_str() {
             "add-mask" => {
-                // Registered before anything else is printed; the line itself
-                // is not shown (it holds the secret).
-                self.masker.add(&cmd.message);
+                if cmd.message.trim().is_empty() {
+                    self.issue(
+                        Level::Warning,
+                        "Can't add secret mask for empty string in ##[add-mask] command.",
+                    );
+                } else {
+                    // Registered before anything else is printed; the line
+                    // itself is not shown (it holds the secret).
+                    if self.echo {
+                        self.log("::add-mask::***");
+                    }
+                    self.masker.add(&cmd.message);
+                }
             }
             "group" => self.reporter.event(Event::GroupStart {
                 job: self.job.clone(),
@@ -123,8 +176,8 @@ impl StepSink {
                         .map(|f| self.masker.mask(f).into_owned()),
                     line: num("line"),
                     col: num("col"),
-                    end_line: num("endLine"),
-                    end_col: num("endColumn"),
+                    end_line: num("endline"),
+                    end_col: num("endcolumn"),
                     title: cmd
                         .props
                         .get("title")
@@ -139,57 +192,101 @@ impl StepSink {
                     ts: now_ms(),
                 });
             }
-            "debug" => {
-                if self.debug {
-                    self.log(&format!("##[debug]{}", cmd.message));
-                }
-            }
+            "debug" if self.debug => self.log(&format!("##[debug]{}", cmd.message)),
+            "echo" => match cmd.message.trim().to_ascii_lowercase().as_str() {
+                "on" => self.echo = true,
+                "off" => self.echo = false,
+                _ => self.command_failed(
+                    line,
+                    format!(
+                        "Invalid echo command value. Possible values can be: 'on', 'off'. Current value is: '{}'.",
+                        cmd.message
+                    ),
+                ),
+            },
             "stop-commands" => {
-                if !cmd.message.is_empty() {
-                    self.stop_token = Some(cmd.message.clone());
+                let token = cmd.message.clone();
+                let invalid = token.is_empty()
+                    || token.eq_ignore_ascii_case("pause-logging")
+                    || KNOWN.contains(&token.as_str());
+                if invalid && !self.allow_unsecure_stop {
+                    self.command_failed(line, STOP_TOKEN_REFUSED.to_string());
+                    return;
                 }
+                // A long token is a secret of sorts: whoever knows it can
+                // resume commands in output that was meant to be inert.
+                if token.chars().count() > 6 {
+                    self.masker.add(&token);
+                }
+                self.log(line);
+                self.stop_token = Some(token);
             }
-            "set-output" => match cmd.props.get("name") {
+            "set-output" => match cmd.props.get("name").filter(|n| !n.is_empty()) {
                 Some(name) => {
                     self.outputs.insert(name.clone(), cmd.message.clone());
                 }
-                None => self
-                    .errors
-                    .push("::set-output:: needs a `name` property".into()),
+                None => self.command_failed(
+                    line,
+                    "Required field 'name' is missing in ##[set-output] command.".into(),
+                ),
             },
-            "save-state" => {
-                if let Some(name) = cmd.props.get("name") {
+            "save-state" => match cmd.props.get("name").filter(|n| !n.is_empty()) {
+                Some(name) => {
                     self.state.insert(name.clone(), cmd.message.clone());
                 }
-            }
+                None => self.command_failed(
+                    line,
+                    "Required field 'name' is missing in ##[save-state] command.".into(),
+                ),
+            },
             "set-env" | "add-path" => {
                 if !self.allow_unsecure {
-                    let msg = format!(
-                        "The `{}` command is disabled. Please upgrade to using Environment Files or opt into unsecure command execution by setting the `ACTIONS_ALLOW_UNSECURE_COMMANDS` environment variable to `true`.",
+                    let reason = format!(
+                        "The `{}` command is disabled. Please upgrade to using Environment Files or opt into unsecure command execution by setting the `ACTIONS_ALLOW_UNSECURE_COMMANDS` environment variable to `true`. For more information see: https://github.blog/changelog/2020-10-01-github-actions-deprecating-set-env-and-add-path-commands/",
                         cmd.name
                     );
-                    self.reporter.event(Event::Annotation {
-                        job: self.job.clone(),
-                        step: Some(self.step),
-                        level: Level::Error,
-                        message: msg.clone(),
-                        location: Location::default(),
-                        ts: now_ms(),
-                    });
-                    self.errors.push(msg);
+                    self.command_failed(line, reason);
                 } else if cmd.name == "set-env" {
-                    match cmd.props.get("name") {
+                    match cmd.props.get("name").filter(|n| !n.is_empty()) {
+                        Some(name) if name.eq_ignore_ascii_case("NODE_OPTIONS") => self.issue(
+                            Level::Error,
+                            "Can't update NODE_OPTIONS environment variable using ::set-env:: command.",
+                        ),
                         Some(name) => self.env.push((name.clone(), cmd.message.clone())),
-                        None => self
-                            .errors
-                            .push("::set-env:: needs a `name` property".into()),
+                        None => self.command_failed(
+                            line,
+                            "Required field 'name' is missing in ##[set-env] command.".into(),
+                        ),
                     }
+                } else if cmd.message.is_empty() {
+                    self.command_failed(line, "Parameter 'path' cannot be null or empty.".into());
                 } else {
                     self.paths.push(cmd.message.clone());
                 }
             }
-            "echo" | "add-matcher" | "remove-matcher" => {}
-            _ => self.log(line),
+            // Problem matchers are not applied on the host.
+            _ => {}
         }
     }
 }
+
+/// The commands the runner registers; any other `::name::` line is output.
+const KNOWN: &[&str] = &[
+    "add-mask",
+    "add-matcher",
+    "add-path",
+    "debug",
+    "echo",
+    "endgroup",
+    "error",
+    "group",
+    "notice",
+    "remove-matcher",
+    "save-state",
+    "set-env",
+    "set-output",
+    "stop-commands",
+    "warning",
+];
+
+const STOP_TOKEN_REFUSED: &str = "You cannot use a endToken that is an empty string, the string 'pause-logging', or another workflow command. For more information see: https://docs.github.com/actions/learn-github-actions/workflow-commands-for-github-actions#example-stopping-and-starting-workflow-commands or opt into insecure command execution by setting the `ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS` environment variable to `true`.";

@@ -405,3 +405,83 @@ fn matrix_legs_continue_on_error_and_ancestor_status() {
         "{names:?}"
     );
 }
+
+fn annotations(r: &MemoryReporter) -> Vec<String> {
+    r.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Annotation { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Workflow commands as the runner processes them: `echo` shows the
+/// commands that follow, `add-mask` hides the value and an empty one is
+/// warned about, a long `stop-commands` token is masked and the lines in
+/// between are inert, a refused token, a disabled `set-env` or an unclosed
+/// heredoc fail the step with GitHub's words, and `NODE_OPTIONS` from
+/// `GITHUB_ENV` is refused without failing it.
+#[test]
+fn workflow_commands_follow_the_runner() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  a:\n    steps:\n      - name: one\n        run: |\n          echo '::echo::on'\n          echo '::set-output name=o::1'\n          echo '::add-mask::sec ret'\n          echo 'sec ret is hidden'\n          echo '::echo::off'\n          echo '::stop-commands::longtoken1'\n          echo '::warning::inert'\n          echo '::longtoken1::'\n          echo '::add-mask::  '\n          echo 'NODE_OPTIONS=--x' >> $GITHUB_ENV\n          echo 'KEPT=yes' >> $GITHUB_ENV\n      - name: two\n        run: echo \"$KEPT/$NODE_OPTIONS/\"\n      - name: three\n        run: echo '::stop-commands::warning'\n      - name: four\n        if: always()\n        run: echo '::set-env name=X::y'\n      - name: five\n        if: always()\n        run: printf 'A<<EOF\\nvalue\\n' >> $GITHUB_OUTPUT\n",
+        &[],
+        CancellationToken::new(),
+    );
+    assert_eq!(result_of(&r.unwrap(), "a"), Conclusion::Failure);
+    let lines = rep.lines();
+    for expected in [
+        "::set-output name=o::1",
+        "::add-mask::***",
+        "*** is hidden",
+        "::echo::off",
+        "::stop-commands::***",
+        "::warning::inert",
+        "::***::",
+        "yes//",
+    ] {
+        assert!(
+            lines.contains(&expected.to_string()),
+            "{expected}: {lines:?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains("echo::on")), "{lines:?}");
+    let notes = annotations(&rep);
+    let has = |s: &str| notes.iter().any(|n| n.contains(s));
+    assert!(!has("inert"), "{notes:?}");
+    assert!(has(
+        "Can't add secret mask for empty string in ##[add-mask] command."
+    ));
+    assert!(has(
+        "Can't store NODE_OPTIONS output parameter using '$GITHUB_ENV' command."
+    ));
+    assert!(has(
+        "Unable to process command '::stop-commands::warning' successfully."
+    ));
+    assert!(has(
+        "Unable to process command '::set-env name=X::y' successfully."
+    ));
+    assert!(has("The `set-env` command is disabled."));
+    assert!(has("Unable to process file command 'output' successfully."));
+    let steps = step_results(&rep);
+    assert!(
+        steps.contains(&("one".into(), Conclusion::Success)),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("three".into(), Conclusion::Failure)),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("four".into(), Conclusion::Failure)),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&("five".into(), Conclusion::Failure)),
+        "{steps:?}"
+    );
+}
