@@ -336,6 +336,18 @@ impl<'e> Job<'e> {
         let workspace = run.workspace.to_string_lossy().into_owned();
         let event_path = run.event_path().to_string_lossy().into_owned();
         let wf_path = crate::workflow::repo_path(&spec.workflow.path);
+        // Numeric ids from the payload (GitHub sends them as strings in the
+        // context and the environment); "0" for a payload built locally.
+        let id_at = |pointer: &str| -> String {
+            match run.event.pointer(pointer) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                _ => "0".to_string(),
+            }
+        };
+        let actor_id = id_at("/sender/id");
+        let repository_id = id_at("/repository/id");
+        let owner_id = id_at("/repository/owner/id");
         let mut github = Map::new();
         let mut gh = |k: &str, v: Value| {
             github.insert(k.to_string(), v);
@@ -345,6 +357,7 @@ impl<'e> Job<'e> {
         gh("action_ref", json!(""));
         gh("action_repository", json!(""));
         gh("actor", json!(run.actor));
+        gh("actor_id", json!(actor_id));
         gh("api_url", json!("https://api.github.com"));
         gh("base_ref", json!(run.base_ref));
         gh("env", json!(files.env.to_string_lossy()));
@@ -361,7 +374,9 @@ impl<'e> Job<'e> {
         gh("ref_protected", json!(false));
         gh("ref_type", json!(ref_type));
         gh("repository", json!(run.repository));
+        gh("repository_id", json!(repository_id));
         gh("repository_owner", json!(owner));
+        gh("repository_owner_id", json!(owner_id));
         gh(
             "repositoryUrl",
             json!(format!("{}/{}.git", run.server_url, run.repository)),
@@ -423,19 +438,21 @@ impl<'e> Job<'e> {
         set("CI", "true");
         set("GITHUB_ACTIONS", "true");
         set("GITHUB_ACTOR", &run.actor);
+        set("GITHUB_ACTOR_ID", &actor_id);
         set("GITHUB_API_URL", "https://api.github.com");
-        set("GITHUB_BASE_REF", &run.base_ref);
         set("GITHUB_EVENT_NAME", &run.event_name);
         set("GITHUB_EVENT_PATH", &event_path);
         set("GITHUB_GRAPHQL_URL", "https://api.github.com/graphql");
-        set("GITHUB_HEAD_REF", &run.head_ref);
+
         set("GITHUB_JOB", &spec.job_id);
         set("GITHUB_REF", &run.git_ref);
         set("GITHUB_REF_NAME", &ref_name);
         set("GITHUB_REF_PROTECTED", "false");
         set("GITHUB_REF_TYPE", ref_type);
         set("GITHUB_REPOSITORY", &run.repository);
+        set("GITHUB_REPOSITORY_ID", &repository_id);
         set("GITHUB_REPOSITORY_OWNER", &owner);
+        set("GITHUB_REPOSITORY_OWNER_ID", &owner_id);
         set("GITHUB_RETENTION_DAYS", "0");
         set("GITHUB_RUN_ATTEMPT", &run.run_attempt);
         set("GITHUB_RUN_ID", &run.run_id);
@@ -467,6 +484,20 @@ impl<'e> Job<'e> {
         );
         if debug {
             set("RUNNER_DEBUG", "1");
+        } else {
+            // Not inherited from the host either: only a debug run has it.
+            base_env.shift_remove("RUNNER_DEBUG");
+        }
+        // GitHub sets the head and base refs only for pull request events.
+        if matches!(
+            run.event_name.as_str(),
+            "pull_request" | "pull_request_target"
+        ) {
+            base_env.insert("GITHUB_HEAD_REF".into(), run.head_ref.clone());
+            base_env.insert("GITHUB_BASE_REF".into(), run.base_ref.clone());
+        } else {
+            base_env.shift_remove("GITHUB_HEAD_REF");
+            base_env.shift_remove("GITHUB_BASE_REF");
         }
 
         let mut secrets_obj = Map::new();

@@ -168,7 +168,12 @@ fn spawn_and_read(
             cmd.stdout(w2).stderr(writer);
             cmd.spawn().map_err(|e| {
                 if !spec.cwd.is_dir() {
-                    format!("working directory {} does not exist", spec.cwd.display())
+                    // GitHub's words for a `working-directory` that is missing.
+                    format!(
+                        "An error occurred trying to start process '{}' with working directory '{}'. No such file or directory",
+                        std::path::Path::new(&program).display(),
+                        spec.cwd.display()
+                    )
                 } else if e.kind() == std::io::ErrorKind::NotFound {
                     format!("`{}` was not found on PATH: {e}", spec.program)
                 } else {

@@ -185,3 +185,40 @@ fn job_status_and_dispatch_inputs_follow_github() {
     let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
     assert_eq!(text, "\"true\" true you success\nfailure\n");
 }
+
+/// GitHub's default variables: the head and base refs only on pull request
+/// events, the numeric ids from the payload, no RUNNER_DEBUG outside debug
+/// runs; a missing `working-directory` fails the step with GitHub's error.
+#[test]
+fn default_variables_and_missing_working_directory_follow_github() {
+    let dir = repo(
+        "on: [push, pull_request]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"${GITHUB_HEAD_REF-unset} ${GITHUB_BASE_REF-unset} ${RUNNER_DEBUG-unset} $GITHUB_ACTOR_ID $GITHUB_REPOSITORY_ID $GITHUB_REPOSITORY_OWNER_ID ${{ github.repository_owner_id }}\" >> out.txt\n      - run: echo never >> out.txt\n        working-directory: missing\n",
+    );
+    let out = hangar(dir.path(), &["push"])
+        .env("RUNNER_DEBUG", "1")
+        .env("GITHUB_HEAD_REF", "from-host")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("An error occurred trying to start process '")
+            && stdout.contains("/missing'. No such file or directory"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    assert_eq!(text, "unset unset unset 0 0 0 0\n");
+
+    std::fs::remove_file(dir.path().join("out.txt")).unwrap();
+    std::fs::write(
+        dir.path().join("pr.json"),
+        r#"{"number": 7, "pull_request": {"head": {"ref": "feature"}, "base": {"ref": "main"}}, "sender": {"login": "u", "id": 42}, "repository": {"id": 9, "full_name": "o/r", "owner": {"login": "o", "id": 5}}}"#,
+    )
+    .unwrap();
+    let out = hangar(dir.path(), &["pull_request", "-e", "pr.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    assert_eq!(text, "feature main unset 42 9 5 5\n");
+}
