@@ -396,6 +396,7 @@ fn run_node(
             .map(|(k, v)| (k.clone(), v.result))
             .collect();
         let needs_cx = needs_context(&needs_results);
+        let (ref_name, ref_type) = run.ref_name_and_type();
         let mut cx = Contexts::new();
         cx.insert("github", EValue::from(&json!({
             "event_name": run.event_name, "event": run.event, "ref": run.git_ref, "sha": run.sha,
@@ -403,6 +404,8 @@ fn run_node(
             "run_id": run.run_id, "run_number": run.run_number, "job": id, "workflow": wf.name,
             "repository_owner": run.repository.split('/').next().unwrap_or(""),
             "head_ref": run.head_ref, "base_ref": run.base_ref,
+            "ref_name": ref_name, "ref_type": ref_type, "run_attempt": run.run_attempt,
+            "server_url": run.server_url, "triggering_actor": run.actor,
         })));
         cx.insert("needs", EValue::from(&Value::Object(needs_cx.clone())));
         let vars: Map<String, Value> = run

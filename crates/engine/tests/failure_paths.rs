@@ -379,7 +379,7 @@ fn job_names(r: &MemoryReporter) -> Vec<(String, String)> {
 fn matrix_legs_continue_on_error_and_ancestor_status() {
     let f = Fixture::new();
     let (r, rep) = f.run(
-        "on: push\njobs:\n  legs:\n    continue-on-error: ${{ matrix.exp }}\n    strategy:\n      matrix:\n        n: [1, 2]\n        exp: [false]\n        include:\n          - {n: 1, note: extra}\n          - {n: 3, exp: true}\n    steps:\n      - run: if [ ${{ matrix.n }} = 3 ]; then exit 1; fi; echo leg ${{ matrix.n }} ${{ matrix.note }}\n  named:\n    name: N ${{ matrix.v }}-${{ strategy.job-index }}\n    strategy: {matrix: {v: [x]}}\n    steps: [{run: echo}]\n  literal:\n    name: Lit\n    strategy: {matrix: {v: [y]}}\n    steps: [{run: echo}]\n  after:\n    needs: legs\n    steps: [{run: 'echo after ${{ needs.legs.result }}'}]\n  a:\n    steps: [{run: exit 1}]\n  b:\n    needs: a\n    if: always()\n    steps: [{run: echo b}]\n  c:\n    needs: b\n    steps: [{run: echo c}]\n  d:\n    needs: b\n    if: failure()\n    steps: [{run: echo d}]\n",
+        "on: push\njobs:\n  legs:\n    continue-on-error: ${{ matrix.exp }}\n    strategy:\n      matrix:\n        n: [1, 2]\n        exp: [false]\n        include:\n          - {n: 1, note: extra}\n          - {n: 3, exp: true}\n    steps:\n      - run: if [ ${{ matrix.n }} = 3 ]; then exit 1; fi; echo leg ${{ matrix.n }} ${{ matrix.note }}\n  named:\n    name: N ${{ matrix.v }}-${{ strategy.job-index }}-${{ github.ref_type }}\n    strategy: {matrix: {v: [x]}}\n    steps: [{run: echo}]\n  literal:\n    name: Lit\n    strategy: {matrix: {v: [y]}}\n    steps: [{run: echo}]\n  after:\n    needs: legs\n    steps: [{run: 'echo after ${{ needs.legs.result }}'}]\n  a:\n    steps: [{run: exit 1}]\n  b:\n    needs: a\n    if: always()\n    steps: [{run: echo b}]\n  c:\n    needs: b\n    steps: [{run: echo c}]\n  d:\n    needs: b\n    if: failure()\n    steps: [{run: echo d}]\n",
         &[],
         CancellationToken::new(),
     );
@@ -397,7 +397,7 @@ fn matrix_legs_continue_on_error_and_ancestor_status() {
     assert!(lines.contains(&"after success".to_string()), "{lines:?}");
     let names = job_names(&rep);
     assert!(
-        names.contains(&("named (x)".into(), "N x-0".into())),
+        names.contains(&("named (x)".into(), "N x-0-branch".into())),
         "{names:?}"
     );
     assert!(
