@@ -632,7 +632,7 @@ impl App {
                 )));
             }
         };
-        let legs = match hangar_engine::matrix::expand(Some(&evaluated)) {
+        let legs = match hangar_engine::matrix::legs(Some(&evaluated)) {
             Ok(l) if !l.is_empty() => l,
             Ok(_) => {
                 return Ok(MatrixStep::Failed(format!(
@@ -647,24 +647,24 @@ impl App {
             .and_then(Value::as_str)
             .unwrap_or(&job.key)
             .to_string();
-        let leg_spec = |leg: &serde_json::Map<String, Value>| {
+        let leg_spec = |leg: &hangar_engine::matrix::Leg| {
             let mut s = spec.clone();
             if let Value::Object(m) = &mut s {
                 m.remove("matrix_deferred");
-                m.insert("matrix".into(), Value::Object(leg.clone()));
+                m.insert("matrix".into(), Value::Object(leg.matrix.clone()));
             }
             s
         };
-        self.store.set_job_spec(
-            job.id,
-            &workflows::leg_name(&base, &legs[0]),
-            &leg_spec(&legs[0]),
-        )?;
+        let leg_name = |leg: &hangar_engine::matrix::Leg| {
+            hangar_engine::matrix::display_name(&base, &leg.segments)
+        };
+        self.store
+            .set_job_spec(job.id, &leg_name(&legs[0]), &leg_spec(&legs[0]))?;
         let more: Vec<hangar_store::NewJob> = legs[1..]
             .iter()
             .map(|leg| hangar_store::NewJob {
                 key: job.key.clone(),
-                name: workflows::leg_name(&base, leg),
+                name: leg_name(leg),
                 needs: job.needs.clone(),
                 labels: job.labels.clone(),
                 environment: job.environment.clone(),

@@ -210,20 +210,12 @@ impl Workflow {
                 });
                 continue;
             }
-            for combo in matrix_combinations(matrix) {
-                let name = if combo.is_empty() {
-                    base_name.clone()
-                } else {
-                    let vals: Vec<String> = combo
-                        .values()
-                        .map(|v| {
-                            v.as_str()
-                                .map(String::from)
-                                .unwrap_or_else(|| v.to_string())
-                        })
-                        .collect();
-                    format!("{base_name} ({})", vals.join(", "))
-                };
+            // The engine's matrix: the legs and names `hangar run` gives.
+            let legs = hangar_engine::matrix::legs(matrix)
+                .map_err(|e| format!("{}: job `{key}`: {e}", self.path))?;
+            for leg in legs {
+                let name = hangar_engine::matrix::display_name(&base_name, &leg.segments);
+                let combo = leg.matrix;
                 let mut spec = job.clone();
                 if let Value::Object(m) = &mut spec {
                     m.insert("matrix".into(), Value::Object(combo.clone()));
@@ -343,74 +335,6 @@ fn substitute_github(template: &str, ev: &Event, repo: &str, workflow: &str) -> 
         .ok()
         .and_then(|t| t.eval_to_string(&ctx, &hangar_expr::DefaultHost).ok())
         .unwrap_or_else(|| template.to_string())
-}
-
-/// Cartesian product of the matrix's list-valued keys, then `exclude`, then `include`.
-pub fn leg_name(base: &str, combo: &Map<String, Value>) -> String {
-    if combo.is_empty() {
-        return base.to_string();
-    }
-    let vals: Vec<String> = combo
-        .values()
-        .map(|v| {
-            v.as_str()
-                .map(String::from)
-                .unwrap_or_else(|| v.to_string())
-        })
-        .collect();
-    format!("{base} ({})", vals.join(", "))
-}
-
-fn matrix_combinations(matrix: Option<&Value>) -> Vec<Map<String, Value>> {
-    let Some(Value::Object(m)) = matrix else {
-        return vec![Map::new()];
-    };
-    let mut combos = vec![Map::new()];
-    for (k, v) in m {
-        if k == "include" || k == "exclude" {
-            continue;
-        }
-        let Value::Array(vals) = v else { continue };
-        let mut next = Vec::new();
-        for c in &combos {
-            for val in vals {
-                let mut c2 = c.clone();
-                c2.insert(k.clone(), val.clone());
-                next.push(c2);
-            }
-        }
-        combos = next;
-    }
-    let subset = |c: &Map<String, Value>, pat: &Map<String, Value>| {
-        pat.iter().all(|(k, v)| c.get(k) == Some(v))
-    };
-    if let Some(Value::Array(ex)) = m.get("exclude") {
-        combos.retain(|c| !ex.iter().filter_map(Value::as_object).any(|e| subset(c, e)));
-    }
-    if let Some(Value::Array(inc)) = m.get("include") {
-        for i in inc.iter().filter_map(Value::as_object) {
-            let mut merged = false;
-            for c in combos.iter_mut() {
-                let original_keys_match = i
-                    .iter()
-                    .all(|(k, v)| !c.contains_key(k) || c.get(k) == Some(v));
-                if original_keys_match && !c.is_empty() {
-                    for (k, v) in i {
-                        c.insert(k.clone(), v.clone());
-                    }
-                    merged = true;
-                }
-            }
-            if !merged {
-                combos.push(i.clone());
-            }
-        }
-    }
-    if combos.is_empty() {
-        vec![Map::new()]
-    } else {
-        combos
-    }
 }
 
 /// Checks dispatch inputs against the workflow's declared types; fills defaults.
@@ -543,6 +467,27 @@ mod tests {
         assert_eq!(jobs[3].environment.as_deref(), Some("prod"));
         let bad = wf("on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n");
         assert!(bad.plan_jobs(1).unwrap_err().contains("needs `nope`"));
+    }
+
+    /// The server plans the legs `hangar run` runs: GitHub's include rules and
+    /// leg names (an include's extra values are not part of the name).
+    #[test]
+    fn matrix_legs_and_names_are_the_engines() {
+        let w = wf(
+            "on: push\njobs:\n  build:\n    runs-on: x\n    strategy:\n      matrix:\n        os: [a, b]\n        include: [{os: A, extra: e}, {os: c, n: 1}]\n    steps: [{run: 'true'}]\n",
+        );
+        let jobs = w.plan_jobs(1).unwrap();
+        let names: Vec<_> = jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["build (a)", "build (b)", "build (c, 1)"]);
+        assert_eq!(
+            jobs[0].spec["matrix"],
+            serde_json::json!({"os": "a", "extra": "e"})
+        );
+        let bad = wf(
+            "on: push\njobs:\n  build:\n    runs-on: x\n    strategy:\n      matrix:\n        os: [a]\n        exclude: [{arch: x}]\n    steps: []\n",
+        );
+        let e = bad.plan_jobs(1).unwrap_err();
+        assert!(e.contains("job `build`"), "{e}");
     }
 
     #[test]
