@@ -136,14 +136,57 @@ pub fn which(program: &str, path_var: Option<&str>) -> Option<PathBuf> {
         Some(p) => p.to_string(),
         None => std::env::var("PATH").unwrap_or_default(),
     };
-    std::env::split_paths(&path)
+    // `bash` and `sh` are looked up for every step, several times, across
+    // every PATH directory: a stat each, more than the rest of a trivial
+    // step's bookkeeping. Where they were found is remembered per PATH and
+    // checked with one stat; other programs (which steps may install) are
+    // always looked up afresh.
+    static SHELLS: std::sync::Mutex<Vec<(String, String, PathBuf)>> =
+        std::sync::Mutex::new(Vec::new());
+    let remembered = matches!(program, "bash" | "sh");
+    if remembered {
+        let cache = SHELLS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, p)) = cache
+            .iter()
+            .find(|(prog, dirs, _)| prog == program && *dirs == path)
+            && p.is_file()
+        {
+            return Some(p.clone());
+        }
+    }
+    let found = std::env::split_paths(&path)
         .map(|d| d.join(program))
-        .find(|p| p.is_file())
+        .find(|p| p.is_file())?;
+    if remembered {
+        let mut cache = SHELLS.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(prog, dirs, _)| !(prog == program && *dirs == path));
+        // A handful of PATHs per run; bound it anyway.
+        if cache.len() >= 64 {
+            cache.remove(0);
+        }
+        cache.push((program.to_string(), path, found.clone()));
+    }
+    Some(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_shell_that_is_gone_is_looked_up_again() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(a.path().join("sh"), "").unwrap();
+        std::fs::write(b.path().join("sh"), "").unwrap();
+        let path = std::env::join_paths([a.path(), b.path()]).unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(which("sh", Some(path)), Some(a.path().join("sh")));
+        assert_eq!(which("sh", Some(path)), Some(a.path().join("sh")));
+        std::fs::remove_file(a.path().join("sh")).unwrap();
+        assert_eq!(which("sh", Some(path)), Some(b.path().join("sh")));
+        std::fs::remove_file(b.path().join("sh")).unwrap();
+        assert_eq!(which("sh", Some(path)), None);
+    }
 
     #[test]
     fn github_templates() {
