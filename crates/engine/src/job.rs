@@ -193,6 +193,8 @@ pub(crate) struct Job<'e> {
     action: String,
     /// A step of the job (not only of the composite being run) has failed.
     job_failed: bool,
+    /// Problem matchers registered by earlier steps.
+    matchers: crate::matcher::Matchers,
     cancel: CancellationToken,
     /// Never cancelled: `always()` steps after a cancel run to completion.
     no_cancel: CancellationToken,
@@ -566,6 +568,7 @@ impl<'e> Job<'e> {
             counter: 0,
             action: String::new(),
             job_failed: false,
+            matchers: Default::default(),
             cancel,
             no_cancel: CancellationToken::new(),
             post: Vec::new(),
@@ -1106,8 +1109,11 @@ impl<'e> Job<'e> {
         sink.allow_unsecure = allowed("ACTIONS_ALLOW_UNSECURE_COMMANDS");
         sink.allow_unsecure_stop = allowed("ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS");
         sink.debug = self.debug;
+        sink.matchers = std::mem::take(&mut self.matchers);
+        sink.workspace = self.run.workspace.clone();
         let (mut sink, exit) = process::run(spec, sink, cancel, timeout).await;
         sink.finish();
+        self.matchers = std::mem::take(&mut sink.matchers);
         if let Some(e) = &exit.error {
             self.annotate(Some(number), Level::Error, e);
         }

@@ -60,6 +60,7 @@ pub mod evaluate;
 pub mod hashfiles;
 pub mod job;
 pub mod mask;
+pub mod matcher;
 pub mod matrix;
 pub mod output;
 pub mod plan;

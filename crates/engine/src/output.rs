@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::commands;
 use crate::mask::{LineSplitter, Masker};
+use crate::matcher::Matchers;
 use crate::report::{Event, Level, Location, Reporter, now_ms};
 
 /// Per-step output state. Lives on the blocking thread that reads the pipe
@@ -38,6 +39,10 @@ pub struct StepSink {
     /// runner reports them: `Unable to process command '...' successfully.`
     /// then the reason.
     pub errors: Vec<String>,
+    /// The job's problem matchers (`::add-matcher::`), lent to the step.
+    pub matchers: Matchers,
+    /// Where a relative `::add-matcher::` path is found.
+    pub workspace: std::path::PathBuf,
 }
 
 impl StepSink {
@@ -58,6 +63,8 @@ impl StepSink {
             paths: Vec::new(),
             state: BTreeMap::new(),
             errors: Vec::new(),
+            matchers: Matchers::default(),
+            workspace: std::path::PathBuf::new(),
         }
     }
 
@@ -85,6 +92,29 @@ impl StepSink {
             line,
             ts: now_ms(),
         });
+    }
+
+    /// An output line a registered problem matcher recognises becomes an
+    /// annotation (the line itself is logged as it is).
+    fn match_problems(&mut self, line: &str) {
+        if self.matchers.is_empty() {
+            return;
+        }
+        if let Some(issue) = self.matchers.line(line) {
+            let mask = |s: String| self.masker.mask(&s).into_owned();
+            let location = Location {
+                file: issue.location.file.map(mask),
+                ..issue.location
+            };
+            self.reporter.event(Event::Annotation {
+                job: self.job.clone(),
+                step: Some(self.step),
+                level: issue.level,
+                message: self.masker.mask(&issue.message).into_owned(),
+                location,
+                ts: now_ms(),
+            });
+        }
     }
 
     /// A command that could not be processed fails the step, as the runner's
@@ -125,6 +155,7 @@ impl StepSink {
         }
         let Some(cmd) = cmd else {
             self.log(line);
+            self.match_problems(line);
             return;
         };
         // add-mask, debug and the annotations never echo their line.
@@ -264,7 +295,26 @@ impl StepSink {
                     self.paths.push(cmd.message.clone());
                 }
             }
-            // Problem matchers are not applied on the host.
+            "add-matcher" => {
+                let path = self.workspace.join(cmd.message.trim());
+                let added = if cmd.message.trim().is_empty() {
+                    Err("Parameter 'path' cannot be null or empty.".to_string())
+                } else {
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read the problem matcher file {}: {e}", path.display()))
+                        .and_then(|text| self.matchers.add(&text))
+                };
+                if let Err(reason) = added {
+                    self.command_failed(line, reason);
+                }
+            }
+            "remove-matcher" => match cmd.props.get("owner").filter(|o| !o.is_empty()) {
+                Some(owner) => self.matchers.remove(owner),
+                None => self.command_failed(
+                    line,
+                    "Required field 'owner' is missing in ##[remove-matcher] command.".into(),
+                ),
+            },
             _ => {}
         }
     }

@@ -222,3 +222,44 @@ fn default_variables_and_missing_working_directory_follow_github() {
     let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
     assert_eq!(text, "feature main unset 42 9 5 5\n");
 }
+
+/// A problem matcher registered by one step turns later output into
+/// annotations until it is removed; a matcher file that cannot be read fails
+/// the step that names it.
+#[test]
+fn problem_matchers_annotate_output_until_removed() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo '::add-matcher::.github/lint.json'\n      - run: |\n          echo 'src/app.js:12:5: warning: unused variable x'\n          echo 'nothing to see'\n      - run: |\n          echo '::remove-matcher owner=lint::'\n          echo 'src/b.js:1:1: error: after removal'\n      - run: echo '::add-matcher::missing.json'\n",
+    );
+    std::fs::write(
+        dir.path().join(".github/lint.json"),
+        r#"{"problemMatcher": [{"owner": "lint", "pattern": [{"regexp": "^(.+):(\\d+):(\\d+): (warning|error): (.+)$", "file": 1, "line": 2, "column": 3, "severity": 4, "message": 5}]}]}"#,
+    )
+    .unwrap();
+    let out = hangar(dir.path(), &["--json"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let annotations: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "annotation")
+        .collect();
+    let matched: Vec<_> = annotations
+        .iter()
+        .filter(|a| a["message"] == "unused variable x")
+        .collect();
+    assert_eq!(matched.len(), 1, "{annotations:?}");
+    assert_eq!(matched[0]["level"], "warning");
+    assert_eq!(matched[0]["file"], "src/app.js");
+    assert_eq!(matched[0]["line"], 12);
+    assert!(
+        !annotations.iter().any(|a| a["message"] == "after removal"),
+        "{annotations:?}"
+    );
+    assert!(
+        annotations.iter().any(|a| a["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot read the problem matcher file"))),
+        "{annotations:?}"
+    );
+}
