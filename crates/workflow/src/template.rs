@@ -1153,6 +1153,9 @@ fn generated_step_id(uses: &str) -> Option<String> {
 struct IdBuilder {
     name: String,
     taken: HashSet<String>,
+    /// Per generated name, the attempt to start from: a job of a thousand
+    /// `run:` steps would otherwise retry every earlier suffix each time.
+    next_attempt: std::collections::HashMap<String, usize>,
 }
 
 const MAX_ID_LENGTH: usize = 100;
@@ -1191,7 +1194,8 @@ impl IdBuilder {
         } else {
             std::mem::take(&mut self.name)
         };
-        for attempt in 1..1000 {
+        let first = self.next_attempt.get(&original).copied().unwrap_or(1);
+        for attempt in first..1000 {
             let suffix = if attempt == 1 {
                 String::new()
             } else {
@@ -1200,6 +1204,7 @@ impl IdBuilder {
             let keep = original.len().min(MAX_ID_LENGTH - suffix.len());
             let candidate = format!("{}{suffix}", &original[..keep]);
             if self.taken.insert(candidate.to_lowercase()) {
+                self.next_attempt.insert(original, attempt + 1);
                 return candidate;
             }
         }
