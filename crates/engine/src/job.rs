@@ -195,6 +195,9 @@ pub(crate) struct Job<'e> {
     job_failed: bool,
     /// Problem matchers registered by earlier steps.
     matchers: crate::matcher::Matchers,
+    /// The running step's index in the job's `steps:` (none inside a
+    /// composite action, whose steps are in another file).
+    step_index: Option<usize>,
     cancel: CancellationToken,
     /// Never cancelled: `always()` steps after a cancel run to completion.
     no_cancel: CancellationToken,
@@ -569,6 +572,7 @@ impl<'e> Job<'e> {
             action: String::new(),
             job_failed: false,
             matchers: Default::default(),
+            step_index: None,
             cancel,
             no_cancel: CancellationToken::new(),
             post: Vec::new(),
@@ -654,14 +658,37 @@ impl<'e> Job<'e> {
     }
 
     fn annotate(&self, step: Option<usize>, level: Level, message: &str) {
+        self.annotate_at(step, level, message, Location::default());
+    }
+
+    fn annotate_at(&self, step: Option<usize>, level: Level, message: &str, location: Location) {
         self.reporter.event(Event::Annotation {
             job: self.spec.key.clone(),
             step,
             level,
             message: self.masker.mask(message).into_owned(),
-            location: Location::default(),
+            location,
             ts: now_ms(),
         });
+    }
+
+    /// Where the running step's `key` is written in the workflow, for an
+    /// error about it (as GitHub's `(Line: L, Col: C)`); nothing inside a
+    /// composite action.
+    fn step_location(&self, key: &str) -> Location {
+        let Some(index) = self.step_index else {
+            return Location::default();
+        };
+        let wf = &self.spec.workflow;
+        match wf.position(&self.spec.job_id, Some(index), key) {
+            Some((line, col)) => Location {
+                file: Some(crate::workflow::repo_path(&wf.path)),
+                line: u32::try_from(line).ok(),
+                col: u32::try_from(col).ok(),
+                ..Location::default()
+            },
+            None => Location::default(),
+        }
     }
 
     async fn execute(&mut self, outer: CancellationToken) -> JobOutcome {
@@ -757,10 +784,13 @@ impl<'e> Job<'e> {
                     run: step.get("run").is_some(),
                 }
             }));
-            for (step, action) in steps.iter().zip(actions) {
+            let outer = self.step_index;
+            for (i, (step, action)) in steps.iter().zip(actions).enumerate() {
                 self.action = action;
+                self.step_index = (!scope.composite).then_some(i);
                 self.run_step(scope, step).await;
             }
+            self.step_index = outer;
         })
     }
 
@@ -848,19 +878,20 @@ impl<'e> Job<'e> {
                 );
                 return;
             }
-            Err(e) => return self.fail_before_run(scope, &end, &e),
+            Err(e) => return self.fail_before_run(scope, &end, "if", &e),
         }
 
         let host_failed = scope.failed;
         // Step env, continue-on-error and timeout.
-        let prepared: Result<(bool, Option<Duration>), String> = (|| {
+        let prepared: Result<(bool, Option<Duration>), (&str, String)> = (|| {
             if let Some(Value::Object(step_env)) = step.get("env") {
                 let cx0 = cx.get_or_insert_with(|| self.cx(scope, &env));
                 let mut evaluated = Vec::new();
                 for (k, v) in step_env {
                     evaluated.push((
                         k.clone(),
-                        eval_scalar(v, cx0, &self.host(host_failed, is_cancelled))?,
+                        eval_scalar(v, cx0, &self.host(host_failed, is_cancelled))
+                            .map_err(|e| ("env", e))?,
                     ));
                 }
                 env.extend(evaluated);
@@ -873,20 +904,20 @@ impl<'e> Job<'e> {
             };
             let coe = match step.get("continue-on-error") {
                 Some(v) => {
-                    let s = eval(v)?;
+                    let s = eval(v).map_err(|e| ("continue-on-error", e))?;
                     s == "true"
                 }
                 None => false,
             };
             let timeout = match step.get("timeout-minutes") {
-                Some(v) => minutes(&eval(v)?),
+                Some(v) => minutes(&eval(v).map_err(|e| ("timeout-minutes", e))?),
                 None => None,
             };
             Ok((coe, timeout))
         })();
         let (continue_on_error, timeout) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.fail_before_run(scope, &end, &e),
+            Err((key, e)) => return self.fail_before_run(scope, &end, key, &e),
         };
         let mut cx = cx.unwrap_or_else(|| self.cx(scope, &env));
 
@@ -915,7 +946,13 @@ impl<'e> Job<'e> {
         let result = match result {
             Ok(r) => r,
             Err(e) => {
-                self.annotate(Some(number), Level::Error, &e);
+                let key = if step.get("run").is_some() {
+                    "run"
+                } else {
+                    "uses"
+                };
+                let location = self.step_location(key);
+                self.annotate_at(Some(number), Level::Error, &e, location);
                 StepResult::failed()
             }
         };
@@ -942,8 +979,9 @@ impl<'e> Job<'e> {
     /// A step that failed before it ran (its `if:`, `env:`, `continue-on-error:`
     /// or `timeout-minutes:` could not be evaluated): the error is annotated on
     /// the step, and the job goes on as after any failed step.
-    fn fail_before_run(&mut self, scope: &mut Scope, end: &StepEnd, message: &str) {
-        self.annotate(Some(end.number), Level::Error, message);
+    fn fail_before_run(&mut self, scope: &mut Scope, end: &StepEnd, key: &str, message: &str) {
+        let location = self.step_location(key);
+        self.annotate_at(Some(end.number), Level::Error, message, location);
         scope.failed = true;
         self.job_failed |= !scope.composite;
         self.end_step(

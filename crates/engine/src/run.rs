@@ -337,7 +337,24 @@ fn record(shared: &Shared, wf: &Workflow, key: &str, result: Conclusion, duratio
         });
 }
 
-fn node_error(shared: &Shared, wf: &Workflow, key: &str, message: String) -> NodeResult {
+/// A job that failed before any step ran; the error points at job `id`'s
+/// key `at` in the workflow (the job itself when it has no such key).
+fn node_error(
+    shared: &Shared,
+    wf: &Workflow,
+    key: &str,
+    (id, at): (&str, &str),
+    message: String,
+) -> NodeResult {
+    let location = match wf.position(id, None, at) {
+        Some((line, col)) => Location {
+            file: Some(crate::workflow::repo_path(&wf.path)),
+            line: u32::try_from(line).ok(),
+            col: u32::try_from(col).ok(),
+            ..Location::default()
+        },
+        None => Location::default(),
+    };
     shared.reporter.event(Event::JobStarted {
         job: key.to_string(),
         name: key.to_string(),
@@ -348,7 +365,7 @@ fn node_error(shared: &Shared, wf: &Workflow, key: &str, message: String) -> Nod
         step: None,
         level: Level::Error,
         message,
-        location: Location::default(),
+        location,
         ts: now_ms(),
     });
     shared.reporter.event(Event::JobFinished {
@@ -388,7 +405,13 @@ fn run_node(
             called,
         } = given;
         let Some(job) = wf.job(&id).cloned() else {
-            return node_error(&shared, &wf, &key, format!("job '{id}' not found"));
+            return node_error(
+                &shared,
+                &wf,
+                &key,
+                (&id, ""),
+                format!("job '{id}' not found"),
+            );
         };
         let run = shared.run.clone();
         let statuses: BTreeMap<String, Conclusion> = needs_results
@@ -455,14 +478,14 @@ fn run_node(
                     outputs: BTreeMap::new(),
                 };
             }
-            Err(e) => return node_error(&shared, &wf, &key, e),
+            Err(e) => return node_error(&shared, &wf, &key, (&id, "if"), e),
         }
         // A call of a reusable workflow.
         if let Some(uses) = job.get("uses").and_then(scalar_string) {
             let r = call_workflow(&shared, &job, &uses, &key, &cx, &host).await;
             return match r {
                 Ok(r) => r,
-                Err(e) => node_error(&shared, &wf, &key, e),
+                Err(e) => node_error(&shared, &wf, &key, (&id, "uses"), e),
             };
         }
 
@@ -472,14 +495,28 @@ fn run_node(
             Value::String(_) | Value::Object(_) => match eval_tree(&strategy, &cx, &host) {
                 Ok(s) => s,
                 Err(e) => {
-                    return node_error(&shared, &wf, &key, format!("job '{id}': strategy: {e}"));
+                    return node_error(
+                        &shared,
+                        &wf,
+                        &key,
+                        (&id, "strategy"),
+                        format!("job '{id}': strategy: {e}"),
+                    );
                 }
             },
             _ => Value::Null,
         };
         let legs = match matrix::legs(strategy.get("matrix")) {
             Ok(l) => l,
-            Err(e) => return node_error(&shared, &wf, &key, format!("job '{id}': {e}")),
+            Err(e) => {
+                return node_error(
+                    &shared,
+                    &wf,
+                    &key,
+                    (&id, "strategy"),
+                    format!("job '{id}': {e}"),
+                );
+            }
         };
         let fail_fast = strategy
             .get("fail-fast")

@@ -15,9 +15,25 @@ pub struct Workflow {
     /// `name:` or the file path, as GitHub shows it.
     pub name: String,
     pub doc: Value,
+    /// The same document with a position on every node, for errors met
+    /// while running (`doc` is what the engine reads values from).
+    pub tree: Option<std::sync::Arc<hangar_workflow::yaml::Node>>,
 }
 
 impl Workflow {
+    /// Where `key` of a job (or of its step number `step`) is written, as
+    /// 1-based line and column; the job's or step's own position when the
+    /// key is absent.
+    pub fn position(&self, job: &str, step: Option<usize>, key: &str) -> Option<(usize, usize)> {
+        let jobs = self.tree.as_deref()?.get("jobs")?;
+        let mut node = &jobs.entries().iter().find(|(k, _)| k.name == job)?.1;
+        if let Some(i) = step {
+            node = node.get("steps")?.items().get(i)?;
+        }
+        let at = node.get(key).map_or(node.pos, |n| n.pos);
+        Some((at.line, at.column))
+    }
+
     pub fn load(path: &Path) -> Result<Workflow, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -25,7 +41,8 @@ impl Workflow {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Workflow, String> {
-        let doc = load_yaml(path, text)?;
+        let tree = parse_yaml(path, text)?;
+        let doc = tree.to_json();
         if !doc.is_object() {
             return Err(format!("{}: a workflow must be a mapping", path.display()));
         }
@@ -37,6 +54,7 @@ impl Workflow {
             path: path.to_path_buf(),
             name,
             doc,
+            tree: Some(std::sync::Arc::new(tree)),
         };
         for (id, job) in wf.jobs() {
             if !valid_job_id(id) {
@@ -186,26 +204,29 @@ pub fn repo_path(path: &Path) -> String {
 /// `hangar validate` agree on every value: keys become strings, anchors and
 /// aliases resolve, numbers are GitHub's (integral ones without a fraction).
 pub fn load_yaml(path: &Path, text: &str) -> Result<Value, String> {
+    parse_yaml(path, text).map(|node| node.to_json())
+}
+
+/// [`load_yaml`] with the positions kept.
+fn parse_yaml(path: &Path, text: &str) -> Result<hangar_workflow::yaml::Node, String> {
     if text.trim().is_empty() {
         return Err(format!("{}: file is empty", path.display()));
     }
-    hangar_workflow::yaml::parse(text)
-        .map(|node| node.to_json())
-        .map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}:{}:{}: {}",
-                        path.display(),
-                        e.pos.line,
-                        e.pos.column,
-                        e.message
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+    hangar_workflow::yaml::parse(text).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}:{}: {}",
+                    path.display(),
+                    e.pos.line,
+                    e.pos.column,
+                    e.message
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 #[cfg(test)]

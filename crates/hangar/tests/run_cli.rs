@@ -263,3 +263,23 @@ fn problem_matchers_annotate_output_until_removed() {
         "{annotations:?}"
     );
 }
+
+/// An expression that fails while the job runs is reported where it is
+/// written in the workflow (GitHub's `(Line: L, Col: C)`).
+#[test]
+fn runtime_expression_errors_point_at_their_line() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - if: fromJSON('{')\n        run: echo one\n      - if: always()\n        run: echo ${{ fromJSON('[') }}\n  b:\n    if: fromJSON('nope')\n    runs-on: ubuntu-latest\n    steps: [{run: echo b}]\n",
+    );
+    let out = hangar(dir.path(), &["--json"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let mut at: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "annotation" && e["file"] == ".github/workflows/w.yml")
+        .map(|e| (e["line"].as_u64().unwrap(), e["col"].as_u64().unwrap()))
+        .collect();
+    at.sort();
+    assert_eq!(at, [(6, 13), (9, 14), (11, 9)], "{text}");
+}
