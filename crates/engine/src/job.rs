@@ -676,17 +676,11 @@ impl<'e> Job<'e> {
     /// error about it (as GitHub's `(Line: L, Col: C)`); nothing inside a
     /// composite action.
     fn step_location(&self, key: &str) -> Location {
-        let Some(index) = self.step_index else {
-            return Location::default();
-        };
-        let wf = &self.spec.workflow;
-        match wf.position(&self.spec.job_id, Some(index), key) {
-            Some((line, col)) => Location {
-                file: Some(crate::workflow::repo_path(&wf.path)),
-                line: u32::try_from(line).ok(),
-                col: u32::try_from(col).ok(),
-                ..Location::default()
-            },
+        match self.step_index {
+            Some(index) => self
+                .spec
+                .workflow
+                .location(&self.spec.job_id, Some(index), key),
             None => Location::default(),
         }
     }

@@ -19,7 +19,7 @@ use crate::evaluate::{eval_scalar, eval_tree};
 use crate::job::{JobOutcome, JobSpec};
 use crate::matrix;
 use crate::plan;
-use crate::report::{Conclusion, Event, Level, Location, Reporter, now_ms};
+use crate::report::{Conclusion, Event, Level, Reporter, now_ms};
 use crate::workflow::{Workflow, needs, scalar_string};
 
 /// How to run.
@@ -346,15 +346,7 @@ fn node_error(
     (id, at): (&str, &str),
     message: String,
 ) -> NodeResult {
-    let location = match wf.position(id, None, at) {
-        Some((line, col)) => Location {
-            file: Some(crate::workflow::repo_path(&wf.path)),
-            line: u32::try_from(line).ok(),
-            col: u32::try_from(col).ok(),
-            ..Location::default()
-        },
-        None => Location::default(),
-    };
+    let location = wf.location(id, None, at);
     shared.reporter.event(Event::JobStarted {
         job: key.to_string(),
         name: key.to_string(),

@@ -34,6 +34,20 @@ impl Workflow {
         Some((at.line, at.column))
     }
 
+    /// [`Workflow::position`] as an annotation's location in this file
+    /// (empty when the key cannot be found).
+    pub fn location(&self, job: &str, step: Option<usize>, key: &str) -> crate::report::Location {
+        match self.position(job, step, key) {
+            Some((line, col)) => crate::report::Location {
+                file: Some(repo_path(&self.path)),
+                line: u32::try_from(line).ok(),
+                col: u32::try_from(col).ok(),
+                ..Default::default()
+            },
+            None => Default::default(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Workflow, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;

@@ -71,6 +71,14 @@ fn step_results(r: &MemoryReporter) -> Vec<(String, Conclusion)> {
         .collect()
 }
 
+/// The step named `name` ended with `conclusion` (the list is printed otherwise).
+fn expect_step(steps: &[(String, Conclusion)], name: &str, conclusion: Conclusion) {
+    assert!(
+        steps.iter().any(|(n, c)| n == name && *c == conclusion),
+        "expected step `{name}` to end {conclusion:?}: {steps:?}"
+    );
+}
+
 fn result_of(s: &hangar_engine::RunSummary, key: &str) -> Conclusion {
     s.jobs
         .iter()
@@ -213,14 +221,8 @@ fn a_step_that_fails_before_it_runs_is_annotated_recorded_and_finished() {
     );
     assert_eq!(result_of(&r.unwrap(), "a"), Conclusion::Failure);
     let steps = step_results(&rep);
-    assert!(
-        steps.contains(&("bad-env".into(), Conclusion::Failure)),
-        "{steps:?}"
-    );
-    assert!(
-        steps.contains(&("bad-timeout".into(), Conclusion::Failure)),
-        "{steps:?}"
-    );
+    expect_step(&steps, "bad-env", Conclusion::Failure);
+    expect_step(&steps, "bad-timeout", Conclusion::Failure);
     let lines = rep.lines();
     assert!(
         lines.contains(&"e=failure t=failure".to_string()),
@@ -468,20 +470,8 @@ fn workflow_commands_follow_the_runner() {
     assert!(has("The `set-env` command is disabled."));
     assert!(has("Unable to process file command 'output' successfully."));
     let steps = step_results(&rep);
-    assert!(
-        steps.contains(&("one".into(), Conclusion::Success)),
-        "{steps:?}"
-    );
-    assert!(
-        steps.contains(&("three".into(), Conclusion::Failure)),
-        "{steps:?}"
-    );
-    assert!(
-        steps.contains(&("four".into(), Conclusion::Failure)),
-        "{steps:?}"
-    );
-    assert!(
-        steps.contains(&("five".into(), Conclusion::Failure)),
-        "{steps:?}"
-    );
+    expect_step(&steps, "one", Conclusion::Success);
+    expect_step(&steps, "three", Conclusion::Failure);
+    expect_step(&steps, "four", Conclusion::Failure);
+    expect_step(&steps, "five", Conclusion::Failure);
 }
