@@ -58,17 +58,17 @@ impl Fixture {
 }
 
 fn step_results(r: &MemoryReporter) -> Vec<(String, Conclusion)> {
-    r.events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            Event::StepFinished {
-                name, conclusion, ..
-            } => Some((name.clone(), *conclusion)),
-            _ => None,
-        })
-        .collect()
+    events_of(r, |e| match e {
+        Event::StepFinished {
+            name, conclusion, ..
+        } => Some((name.clone(), *conclusion)),
+        _ => None,
+    })
+}
+
+/// What `pick` takes from each event the run reported, in order.
+fn events_of<T>(r: &MemoryReporter, pick: impl Fn(&Event) -> Option<T>) -> Vec<T> {
+    r.events.lock().unwrap().iter().filter_map(pick).collect()
 }
 
 /// The step named `name` ended with `conclusion` (the list is printed otherwise).
@@ -361,15 +361,10 @@ fn matrix_fail_fast_cancels_the_other_legs() {
 }
 
 fn job_names(r: &MemoryReporter) -> Vec<(String, String)> {
-    r.events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            Event::JobStarted { job, name, .. } => Some((job.clone(), name.clone())),
-            _ => None,
-        })
-        .collect()
+    events_of(r, |e| match e {
+        Event::JobStarted { job, name, .. } => Some((job.clone(), name.clone())),
+        _ => None,
+    })
 }
 
 /// Legs are named by their product values (an include's extra values are
@@ -409,15 +404,10 @@ fn matrix_legs_continue_on_error_and_ancestor_status() {
 }
 
 fn annotations(r: &MemoryReporter) -> Vec<String> {
-    r.events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            Event::Annotation { message, .. } => Some(message.clone()),
-            _ => None,
-        })
-        .collect()
+    events_of(r, |e| match e {
+        Event::Annotation { message, .. } => Some(message.clone()),
+        _ => None,
+    })
 }
 
 /// Workflow commands as the runner processes them: `echo` shows the
