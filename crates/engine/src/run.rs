@@ -482,32 +482,22 @@ fn run_node(
         }
 
         // Matrix legs.
-        let strategy = job.get("strategy").cloned().unwrap_or(Value::Null);
-        let strategy = match &strategy {
-            Value::String(_) | Value::Object(_) => match eval_tree(&strategy, &cx, &host) {
-                Ok(s) => s,
-                Err(e) => {
-                    return node_error(
-                        &shared,
-                        &wf,
-                        &key,
-                        (&id, "strategy"),
-                        format!("job '{id}': strategy: {e}"),
-                    );
+        // The strategy evaluates and its matrix expands, or the job fails at `strategy:`.
+        let planned = (|| {
+            let strategy = match job.get("strategy") {
+                Some(s @ (Value::String(_) | Value::Object(_))) => {
+                    eval_tree(s, &cx, &host).map_err(|e| format!("strategy: {e}"))?
                 }
-            },
-            _ => Value::Null,
-        };
-        let legs = match matrix::legs(strategy.get("matrix")) {
-            Ok(l) => l,
+                _ => Value::Null,
+            };
+            let legs = matrix::legs(strategy.get("matrix"))?;
+            Ok::<_, String>((strategy, legs))
+        })();
+        let (strategy, legs) = match planned {
+            Ok(p) => p,
             Err(e) => {
-                return node_error(
-                    &shared,
-                    &wf,
-                    &key,
-                    (&id, "strategy"),
-                    format!("job '{id}': {e}"),
-                );
+                let message = format!("job '{id}': {e}");
+                return node_error(&shared, &wf, &key, (&id, "strategy"), message);
             }
         };
         let fail_fast = strategy
