@@ -125,6 +125,30 @@ where
     }
 }
 
+/// Most steps are short. Waiting a moment for the process to exit before
+/// streaming its output costs a trivial step one wake-up (its exit) instead
+/// of one per write plus one for the end of its output; a longer step is
+/// streamed as usual after [`FIRST_WAIT`], and one that fills the pipe
+/// meanwhile only waits that long.
+fn wait_briefly_for_exit(pid: u32) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return;
+    };
+    // Without pidfds (old kernels), stream at once.
+    let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+        return;
+    };
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: FIRST_WAIT.as_nanos() as _,
+    };
+    let _ = poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&timeout));
+}
+
+/// How long a step's output may wait for the step to end before it is streamed.
+const FIRST_WAIT: Duration = Duration::from_millis(5);
+
 fn signal_group(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process_group(pid, signal);
@@ -192,6 +216,7 @@ fn spawn_and_read(
         }
     };
     let _ = pid_tx.send(Some(child.id()));
+    wait_briefly_for_exit(child.id());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match reader.read(&mut buf) {
