@@ -448,7 +448,6 @@ impl<'e> Job<'e> {
         set("GITHUB_EVENT_NAME", &run.event_name);
         set("GITHUB_EVENT_PATH", &event_path);
         set("GITHUB_GRAPHQL_URL", "https://api.github.com/graphql");
-
         set("GITHUB_JOB", &spec.job_id);
         set("GITHUB_REF", &run.git_ref);
         set("GITHUB_REF_NAME", &ref_name);

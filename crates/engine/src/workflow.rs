@@ -17,7 +17,7 @@ pub struct Workflow {
     pub doc: Value,
     /// The same document with a position on every node, for errors met
     /// while running (`doc` is what the engine reads values from).
-    pub tree: Option<std::sync::Arc<hangar_workflow::yaml::Node>>,
+    pub tree: std::sync::Arc<hangar_workflow::yaml::Node>,
 }
 
 impl Workflow {
@@ -25,7 +25,7 @@ impl Workflow {
     /// 1-based line and column; the job's or step's own position when the
     /// key is absent.
     pub fn position(&self, job: &str, step: Option<usize>, key: &str) -> Option<(usize, usize)> {
-        let jobs = self.tree.as_deref()?.get("jobs")?;
+        let jobs = self.tree.get("jobs")?;
         let mut node = &jobs.entries().iter().find(|(k, _)| k.name == job)?.1;
         if let Some(i) = step {
             node = node.get("steps")?.items().get(i)?;
@@ -68,7 +68,7 @@ impl Workflow {
             path: path.to_path_buf(),
             name,
             doc,
-            tree: Some(std::sync::Arc::new(tree)),
+            tree: std::sync::Arc::new(tree),
         };
         for (id, job) in wf.jobs() {
             if !valid_job_id(id) {
