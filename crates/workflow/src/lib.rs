@@ -1,12 +1,13 @@
-//! GitHub Actions workflow files: YAML with positions ([`yaml`]) and validation
-//! ([`validate`]) for `hangar validate`.
+//! GitHub Actions workflow files: YAML with positions ([`yaml`]), the typed
+//! model every reader uses ([`model`]) and validation ([`validate`]) for
+//! `hangar validate`.
 //!
-//! The executor (`hangar-engine`) reads workflows into JSON trees of its own;
-//! this crate owns where things are and what is wrong with them. zizmor's
-//! `github-actions-models` was considered: its serde models carry no positions,
-//! and every diagnostic here needs a line and a column.
+//! zizmor's `github-actions-models` was considered: its serde models carry no
+//! positions, and every diagnostic here needs a line and a column; [`model`]
+//! borrows its shape (`LoE`, one trigger type for every spelling of `on:`).
 
 mod limits;
+pub mod model;
 mod tags;
 pub mod template;
 pub mod validate;

@@ -89,6 +89,7 @@ fn workflow_parser_corpus() {
     let mut misses = Vec::new();
     let mut elsewhere = Vec::new();
     let mut error_cases = Vec::new();
+    let mut model_refused = Vec::new();
     for case in reader_cases(&shared) {
         let ReaderCase {
             name,
@@ -145,6 +146,10 @@ fn workflow_parser_corpus() {
         } else if diags.is_empty() {
             c.clean_ok += 1;
             total.clean_ok += 1;
+            // The typed model is never stricter than the validator.
+            if let Err(e) = hangar_workflow::model::Workflow::parse(&workflow) {
+                model_refused.push(format!("{name}: {}", e[0]));
+            }
         } else {
             c.false_positive += 1;
             total.false_positive += 1;
@@ -164,6 +169,11 @@ fn workflow_parser_corpus() {
             "expected difference `{case}` ({why}) is not an error case of the corpus"
         );
     }
+    assert!(
+        model_refused.is_empty(),
+        "valid workflows the model cannot read:\n  {}",
+        model_refused.join("\n  ")
+    );
     // Ratchet: raise these as the validator learns more of GitHub's rules.
     assert!(
         total.clean_ok >= 106,
@@ -197,8 +207,18 @@ fn every_act_workflow_validates_or_errors_with_a_position_never_panics() {
                 && p.file_stem().is_none_or(|s| s != "action")
             {
                 let text = std::fs::read_to_string(&p).unwrap_or_default();
-                for d in hangar_workflow::validate(&p.display().to_string(), &text) {
+                let diags = hangar_workflow::validate(&p.display().to_string(), &text);
+                for d in &diags {
                     assert!(d.line >= 1 && d.column >= 1);
+                }
+                // The typed model reads what the validator accepts, and
+                // positions what it refuses.
+                match hangar_workflow::model::Workflow::parse(&text) {
+                    Ok(_) => {}
+                    Err(e) if diags.is_empty() => {
+                        panic!("{}: valid, but the model refuses it: {}", p.display(), e[0])
+                    }
+                    Err(e) => assert!(e.iter().all(|e| e.pos.line >= 1 && e.pos.column >= 1)),
                 }
                 n += 1;
             }
