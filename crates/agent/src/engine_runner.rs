@@ -127,6 +127,7 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         // One directory per job attempt: jobs of one agent run side by side.
         run_dir: crate::runner::run_dir_of(ws),
         debug: false,
+        services: None,
     }
 }
 

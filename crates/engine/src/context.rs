@@ -38,6 +38,17 @@ pub struct RunContext {
     pub run_dir: PathBuf,
     /// `ACTIONS_STEP_DEBUG`: show `::debug::` lines.
     pub debug: bool,
+    /// Services the run offers its steps over the network (GitHub's cache and
+    /// artifact services): the engine only hands their variables to each job.
+    pub services: Option<std::sync::Arc<dyn JobServices>>,
+}
+
+/// What a job's steps reach outside the engine, as the runner announces it in
+/// their environment (`ACTIONS_RESULTS_URL`, `ACTIONS_RUNTIME_TOKEN`, ...).
+pub trait JobServices: Send + Sync + std::fmt::Debug {
+    /// Variables for every step of job `job_key` of `run`: (name, value,
+    /// whether the value is a secret to mask in the job's output).
+    fn job_env(&self, run: &RunContext, job_key: &str) -> Vec<(String, String, bool)>;
 }
 
 impl RunContext {
@@ -129,6 +140,7 @@ impl RunContext {
             data_dir,
             run_dir,
             debug: false,
+            services: None,
         }
     }
 

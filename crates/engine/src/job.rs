@@ -492,6 +492,14 @@ impl<'e> Job<'e> {
             // Not inherited from the host either: only a debug run has it.
             base_env.shift_remove("RUNNER_DEBUG");
         }
+        if let Some(services) = &run.services {
+            for (k, v, secret) in services.job_env(&run, &spec.key) {
+                if secret {
+                    masker.add(&v);
+                }
+                base_env.insert(k, v);
+            }
+        }
         // GitHub sets the head and base refs only for pull request events.
         if matches!(
             run.event_name.as_str(),
@@ -1298,10 +1306,14 @@ impl<'e> Job<'e> {
             let repo = parts.next().unwrap_or("");
             let sub = parts.next().unwrap_or("");
             let base = format!("{owner}/{repo}");
+            // A local copy given for an action overrides hangar's built-in
+            // look-alike of it: with the cache and artifact services in place
+            // the real `actions/cache` runs as itself.
             let builtin = self
                 .engine
                 .builtin(&lower)
-                .or_else(|| self.engine.builtin(&base));
+                .or_else(|| self.engine.builtin(&base))
+                .filter(|_| self.engine.action_dir(&base, version).is_none());
             if let Some(b) = builtin {
                 return self
                     .run_builtin(b, &lower, version, with, env, number, timeout, cancel, name)

@@ -75,7 +75,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use builtin::{ActionCall, ActionResult, BuiltinAction, OutputSink};
-pub use context::RunContext;
+pub use context::{JobServices, RunContext};
 pub use job::{JobOutcome, JobSpec};
 pub use report::{Conclusion, Event, Reporter};
 pub use run::{JobSummary, RunOptions, RunSummary};

@@ -65,6 +65,14 @@ pub struct Args {
     /// Use a local directory for a remote action: owner/repo@ref=PATH.
     #[arg(long = "action-dir", value_name = "OWNER/REPO@REF=PATH")]
     pub action_dirs: Vec<String>,
+    /// Keep the artifacts that steps upload (`upload-artifact@v4`+) in DIR
+    /// after the run, as NAME.zip; default: removed with the run.
+    #[arg(long = "artifacts", value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Total size of a repository's cache entries (`actions/cache`) before the
+    /// least recently used go: 10GB, 500MB, 2GiB...
+    #[arg(long = "cache-size", value_name = "SIZE", default_value = "10GB")]
+    pub cache_size: String,
     /// Repository root (GITHUB_WORKSPACE); default: the current directory.
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
     pub directory: Option<PathBuf>,
@@ -209,6 +217,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     let cancel = CancellationToken::new();
+    let cache_size = parse_size(&args.cache_size)?;
+    // GitHub's cache and artifact services for this run's steps, on loopback.
+    let results = if args.dry_run {
+        None
+    } else {
+        let artifact_dir = match &args.artifacts {
+            Some(d) => d.clone(),
+            None => run.run_dir.join("artifacts"),
+        };
+        let mut cfg = hangar_results::Config::new(artifact_dir);
+        cfg.max_total_bytes = cache_size;
+        let store = hangar_results::DirStore::open(&run.data_dir.join("results-cache"))
+            .with_context(|| format!("cannot open the cache under {}", run.data_dir.display()))?;
+        let svc = hangar_results::Service::new(Arc::new(store), cfg)?;
+        let running = rt.block_on(svc.start(([127, 0, 0, 1], 0).into()))?;
+        run.services = Some(Arc::new(ResultsEnv(running.service.clone())));
+        Some(running)
+    };
     let run = Arc::new(run);
     let summary = rt.block_on(async {
         let c = cancel.clone();
@@ -226,6 +252,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
     });
     reporter.flush();
+    if let Some(r) = &results {
+        r.service.discard_unfinished();
+    }
+    drop(results);
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -244,6 +274,63 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Hands each job a runtime token scoped as GitHub scopes caches: its own
+/// ref, a pull request's base branch, the default branch.
+#[derive(Debug)]
+struct ResultsEnv(hangar_results::Service);
+
+impl hangar_engine::JobServices for ResultsEnv {
+    fn job_env(&self, run: &RunContext, job_key: &str) -> Vec<(String, String, bool)> {
+        let base = (!run.base_ref.is_empty()).then_some(run.base_ref.as_str());
+        let default = run
+            .event
+            .pointer("/repository/default_branch")
+            .and_then(serde_json::Value::as_str);
+        let grant = hangar_results::Grant::for_ref(
+            &run.repository,
+            &run.run_id,
+            job_key,
+            &run.git_ref,
+            base,
+            default,
+        );
+        self.0
+            .job_env(&grant)
+            .into_iter()
+            .map(|(k, v)| {
+                let secret = k == "ACTIONS_RUNTIME_TOKEN";
+                (k, v, secret)
+            })
+            .collect()
+    }
+}
+
+/// `10GB`, `500MB`, `2GiB`, `1048576`: a size in bytes.
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--cache-size {text:?}: expected a size like 10GB or 500MB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => bail!(
+            "--cache-size {text:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB)"
+        ),
+    };
+    Ok((n * mult) as u64)
 }
 
 fn load_pairs(

@@ -1,0 +1,267 @@
+//! The cache and artifact services that `hangar run` serves its steps, used by
+//! the real clients: `actions/cache@v4` from the bundles in
+//! `../shared/actions/` (its own compiled code, unchanged) and
+//! `@actions/artifact` from npm (what `upload-artifact@v4` and
+//! `download-artifact@v4` are built on).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> Option<PathBuf> {
+    let p = std::env::var_os("HANGAR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if p.join("actions/actions/cache.bundle").is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "action bundles missing at {} (set HANGAR_SHARED)",
+        p.display()
+    );
+    eprintln!(
+        "!!! SKIPPING: action bundles not found at {} (set HANGAR_SHARED)",
+        p.display()
+    );
+    None
+}
+
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("!!! SKIPPING: {tool} not found");
+    }
+    ok
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "advice.detachedHead=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A checkout of `OWNER/REPO` at `tag` from its bundle.
+fn action(shared: &Path, repo: &str, tag: &str, into: &Path) -> PathBuf {
+    let dir = into.join(repo.replace('/', "-"));
+    let bundle = shared.join("actions").join(format!("{repo}.bundle"));
+    git(
+        into,
+        &[
+            "clone",
+            "-q",
+            "--end-of-options",
+            bundle.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    );
+    git(&dir, &["checkout", "-q", tag]);
+    dir
+}
+
+/// A repository on `main` holding `workflow`.
+fn repo(root: &Path, workflow: &str) -> PathBuf {
+    let dir = root.join("repo");
+    std::fs::create_dir_all(dir.join(".github/workflows")).unwrap();
+    std::fs::write(dir.join(".github/workflows/w.yml"), workflow).unwrap();
+    std::fs::write(dir.join("lock.txt"), "v1\n").unwrap();
+    git(&dir, &["init", "-q"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+fn hangar_run(dir: &Path, data: &Path, args: &[&str]) -> (Output, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .arg("run")
+        .args(args)
+        .current_dir(dir)
+        .env("HANGAR_DATA_DIR", data)
+        .env_remove("ACTIONS_RUNTIME_TOKEN")
+        .env_remove("ACTIONS_RESULTS_URL")
+        .env_remove("ACTIONS_CACHE_URL")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+const CACHE_WORKFLOW: &str = r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/cache@v4
+        id: c
+        with:
+          path: deps
+          key: deps-${{ hashFiles('lock.txt') }}
+          restore-keys: deps-
+      - run: echo "hit=${{ steps.c.outputs.cache-hit }};"
+      - if: steps.c.outputs.cache-hit != 'true'
+        run: mkdir -p deps && echo "built from $(cat lock.txt)" > deps/out.txt
+      - run: cat deps/out.txt
+"#;
+
+#[test]
+fn the_real_actions_cache_saves_in_one_run_and_hits_in_the_next() {
+    let Some(shared) = shared() else { return };
+    if !have("node") || !have("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = action(&shared, "actions/cache", "v4", tmp.path());
+    let dir = repo(tmp.path(), CACHE_WORKFLOW);
+    let data = tmp.path().join("data");
+    let action_dir = format!("actions/cache@v4={}", cache.display());
+    let args = ["--action-dir", action_dir.as_str()];
+
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    // A miss leaves `cache-hit` unset, as on GitHub.
+    assert!(text.contains("hit=;"), "{text}");
+    assert!(text.contains("Cache saved with key: deps-"), "{text}");
+
+    // The next run, with the directory gone, gets it back from the cache.
+    std::fs::remove_dir_all(dir.join("deps")).unwrap();
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hit=true;"), "{text}");
+    assert!(text.contains("Cache restored from key: deps-"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("deps/out.txt")).unwrap(),
+        "built from v1\n"
+    );
+    // The runtime token never shows in the output.
+    assert!(!text.contains("eyJ"), "{text}");
+
+    // A changed lock file: the exact key misses, the restore key hits, and
+    // the new key is saved for the run after.
+    std::fs::write(dir.join("lock.txt"), "v2\n").unwrap();
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hit=false;"), "{text}");
+    assert!(text.contains("Cache hit for restore-key: deps-"), "{text}");
+    assert!(text.contains("Cache saved with key: deps-"), "{text}");
+
+    // A feature branch reads the default branch's entries.
+    git(&dir, &["checkout", "-q", "-b", "feature"]);
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hit=true;"), "{text}");
+}
+
+const ARTIFACT_WORKFLOW: &str = r#"on: push
+jobs:
+  up:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir -p out/sub && echo alpha > out/a.txt && echo beta > out/sub/b.txt
+      - run: node up.js
+  down:
+    runs-on: ubuntu-latest
+    needs: up
+    steps:
+      - run: node down.js
+      - run: cat got/a.txt got/sub/b.txt
+"#;
+
+const UP_JS: &str = r#"
+const { DefaultArtifactClient } = require('@actions/artifact');
+(async () => {
+  const c = new DefaultArtifactClient();
+  const r = await c.uploadArtifact('site', ['out/a.txt', 'out/sub/b.txt'], 'out', { retentionDays: 1 });
+  console.log(`uploaded id=${r.id} size=${r.size}`);
+  const t = await c.uploadArtifact('scratch', ['out/a.txt'], 'out');
+  console.log(`uploaded scratch id=${t.id}`);
+})().catch(e => { console.error(`upload failed: ${e.message}`); process.exit(1); });
+"#;
+
+const DOWN_JS: &str = r#"
+const { DefaultArtifactClient } = require('@actions/artifact');
+(async () => {
+  const c = new DefaultArtifactClient();
+  const { artifacts } = await c.listArtifacts();
+  console.log(`listed ${artifacts.map(a => a.name).sort().join(',')}`);
+  const { artifact } = await c.getArtifact('site');
+  const d = await c.downloadArtifact(artifact.id, { path: 'got', expectedHash: artifact.digest });
+  console.log(`downloaded digestMismatch=${d.digestMismatch}`);
+  await c.deleteArtifact('scratch');
+  const after = await c.listArtifacts();
+  console.log(`after delete ${after.artifacts.map(a => a.name).join(',')}`);
+})().catch(e => { console.error(`download failed: ${e.message}`); process.exit(1); });
+"#;
+
+#[test]
+fn the_artifact_client_uploads_lists_downloads_and_deletes_through_v4() {
+    if !have("node") || !have("npm") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = repo(tmp.path(), ARTIFACT_WORKFLOW);
+    std::fs::write(dir.join("up.js"), UP_JS).unwrap();
+    std::fs::write(dir.join("down.js"), DOWN_JS).unwrap();
+    // The client library as the v4 actions bundle it (2.x); the registry must be reachable.
+    let npm = Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "@actions/artifact@2",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    if !npm.status.success() {
+        // The registry is outside this machine: its absence skips, loudly, even in CI.
+        eprintln!(
+            "!!! SKIPPING: npm install @actions/artifact failed: {}",
+            String::from_utf8_lossy(&npm.stderr)
+        );
+        return;
+    }
+    let keep = tmp.path().join("kept");
+    let (out, text) = hangar_run(
+        &dir,
+        &tmp.path().join("data"),
+        &["--artifacts", keep.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("uploaded id="), "{text}");
+    assert!(text.contains("listed scratch,site"), "{text}");
+    assert!(text.contains("downloaded digestMismatch=false"), "{text}");
+    assert!(text.contains("after delete site"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("got/sub/b.txt")).unwrap(),
+        "beta\n"
+    );
+    // Kept after the run; the deleted one is gone.
+    let zip = std::fs::read(keep.join("site.zip")).unwrap();
+    assert_eq!(&zip[..2], b"PK");
+    assert!(!keep.join("scratch.zip").exists());
+}
