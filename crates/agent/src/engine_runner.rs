@@ -87,6 +87,20 @@ impl hangar_engine::Reporter for Sink {
     }
 }
 
+/// The variables of the server's services, as the server sent them for this
+/// job; the runtime token is masked in the job's output.
+#[derive(Debug)]
+struct ServerServices(BTreeMap<String, String>);
+
+impl hangar_engine::JobServices for ServerServices {
+    fn job_env(&self, _run: &RunContext, _job_key: &str) -> Vec<(String, String, bool)> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone(), k == "ACTIONS_RUNTIME_TOKEN"))
+            .collect()
+    }
+}
+
 /// The run's context from the assignment alone. Built field by field rather than
 /// with `RunContext::new`, which reads the repository with several `git` processes
 /// per job: the server already resolved the commit, ref and repository.
@@ -127,7 +141,11 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         // One directory per job attempt: jobs of one agent run side by side.
         run_dir: crate::runner::run_dir_of(ws),
         debug: false,
-        services: None,
+        services: if job.services_env.is_empty() {
+            None
+        } else {
+            Some(Arc::new(ServerServices(job.services_env.clone())))
+        },
     }
 }
 

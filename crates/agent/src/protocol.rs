@@ -52,6 +52,11 @@ pub struct Assignment {
     /// `needs.<job>.outputs` / `.result` of the jobs this one needs.
     pub needs: serde_json::Value,
     pub inputs: serde_json::Value,
+    /// Variables of the services the server offers the job's steps (GitHub's
+    /// cache and artifact services: `ACTIONS_RESULTS_URL`,
+    /// `ACTIONS_RUNTIME_TOKEN`, ...). Absent from older servers.
+    #[serde(default)]
+    pub services_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -109,6 +109,7 @@ fn main() {
             for p in puts {
                 assert_eq!(p.await.expect("join").as_u16(), 201);
             }
+            let blocks = t.elapsed();
             let xml: String = ids
                 .iter()
                 .map(|i| format!("<Latest>{i}</Latest>"))
@@ -122,6 +123,7 @@ fn main() {
                 .await
                 .expect("blocklist");
             assert_eq!(r.status().as_u16(), 201);
+            let listed = t.elapsed();
             let fin = rpc(
                 &http,
                 &base,
@@ -159,7 +161,12 @@ fn main() {
             out.flush().expect("flush");
             assert_eq!(n, SIZE);
             let restore = t.elapsed();
-            println!("round {round}:");
+            println!(
+                "round {round}: blocks {} ms, block list {} ms, finalize {} ms",
+                blocks.as_millis(),
+                (listed - blocks).as_millis(),
+                (save - listed).as_millis()
+            );
             report("save", save);
             report("restore", restore);
         }

@@ -73,10 +73,25 @@ impl Service {
             .map_err(|e| Refused(401, format!("the runtime token is refused: {e}")))
     }
 
-    fn signed_url(&self, kind: &str, id: &str) -> String {
+    /// A signed URL on the host the request came to (`Host`), else on the
+    /// address the service listens on.
+    fn signed_url(&self, headers: &HeaderMap, kind: &str, id: &str) -> String {
         let exp = now_ms() / 1000 + self.inner.cfg.token_ttl.as_secs() as i64;
         let sig = self.inner.signer.url_sig(&format!("{kind}:{id}"), exp);
-        format!("{}blob/{kind}/{id}?se={exp}&sig={sig}", self.base_url())
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes().all(|b| {
+                        b.is_ascii_graphic() && b != b'/' && b != b'?' && b != b'#' && b != b'@'
+                    })
+            });
+        let base = match host {
+            Some(h) => format!("http://{h}/"),
+            None => self.base_url().to_string(),
+        };
+        format!("{base}blob/{kind}/{id}?se={exp}&sig={sig}")
     }
 
     fn new_upload(&self, target: Target) -> String {
@@ -310,10 +325,10 @@ async fn twirp(
     };
     let res = match (service.as_str(), method.as_str()) {
         ("github.actions.results.api.v1.CacheService", m) => {
-            cache_rpc(&svc, &grant, m, &body).await
+            cache_rpc(&svc, &grant, &headers, m, &body).await
         }
         ("github.actions.results.api.v1.ArtifactService", m) => {
-            artifact_rpc(&svc, &grant, m, &body).await
+            artifact_rpc(&svc, &grant, &headers, m, &body).await
         }
         _ => Err(Refused(404, format!("no such service: {service}"))),
     };
@@ -326,6 +341,7 @@ async fn twirp(
 async fn cache_rpc(
     svc: &Service,
     grant: &Grant,
+    headers: &HeaderMap,
     method: &str,
     body: &Value,
 ) -> Result<Value, Refused> {
@@ -359,7 +375,7 @@ async fn cache_rpc(
                 version,
                 legacy_id: None,
             });
-            Ok(json!({"ok": true, "signed_upload_url": svc.signed_url("up", &id)}))
+            Ok(json!({"ok": true, "signed_upload_url": svc.signed_url(headers, "up", &id)}))
         }
         "FinalizeCacheEntryUpload" => {
             let size = field(body, "size_bytes").and_then(int64).unwrap_or(-1);
@@ -403,7 +419,7 @@ async fn cache_rpc(
                     svc.touch(&e).await;
                     Ok(json!({
                         "ok": true,
-                        "signed_download_url": svc.signed_url("cache", &e.id.to_string()),
+                        "signed_download_url": svc.signed_url(headers, "cache", &e.id.to_string()),
                         "matched_key": e.key,
                     }))
                 }
@@ -451,6 +467,7 @@ fn artifact_json(a: &Artifact) -> Value {
 async fn artifact_rpc(
     svc: &Service,
     grant: &Grant,
+    headers: &HeaderMap,
     method: &str,
     body: &Value,
 ) -> Result<Value, Refused> {
@@ -502,7 +519,7 @@ async fn artifact_rpc(
                 mime,
                 expires_ms,
             });
-            Ok(json!({"ok": true, "signed_upload_url": svc.signed_url("up", &id)}))
+            Ok(json!({"ok": true, "signed_upload_url": svc.signed_url(headers, "up", &id)}))
         }
         "FinalizeArtifact" => {
             let size = field(body, "size").and_then(int64).unwrap_or(-1);
@@ -553,18 +570,26 @@ async fn artifact_rpc(
             } else {
                 name.clone()
             };
-            let path: PathBuf = svc.inner.cfg.artifact_dir.join(file);
+            let dir = if svc.inner.cfg.artifacts_per_run {
+                svc.inner.cfg.artifact_dir.join(&run)
+            } else {
+                svc.inner.cfg.artifact_dir.clone()
+            };
+            let path: PathBuf = dir.join(file);
             let data = up.data.clone();
             let p2 = path.clone();
-            tokio::task::spawn_blocking(move || std::fs::rename(&data, &p2))
-                .await
-                .map_err(|e| Refused(500, e.to_string()))?
-                .map_err(|e| {
-                    Refused(
-                        500,
-                        format!("cannot keep artifact {name} at {}: {e}", path.display()),
-                    )
-                })?;
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(&data, &p2)
+            })
+            .await
+            .map_err(|e| Refused(500, e.to_string()))?
+            .map_err(|e| {
+                Refused(
+                    500,
+                    format!("cannot keep artifact {name} at {}: {e}", path.display()),
+                )
+            })?;
             up.discard();
             let a = Artifact {
                 id: svc.next_id(),
@@ -619,7 +644,7 @@ async fn artifact_rpc(
                         format!("no artifact named {name} on this workflow run"),
                     )
                 })?;
-            Ok(json!({"signed_url": svc.signed_url("artifact", &id.to_string())}))
+            Ok(json!({"signed_url": svc.signed_url(headers, "artifact", &id.to_string())}))
         }
         "DeleteArtifact" => {
             let removed = {
@@ -891,7 +916,7 @@ async fn legacy_get(
                 "scope": e.scope,
                 "cacheVersion": e.version,
                 "creationTime": rfc3339(e.created_ms),
-                "archiveLocation": svc.signed_url("cache", &e.id.to_string()),
+                "archiveLocation": svc.signed_url(&headers, "cache", &e.id.to_string()),
             }))
             .into_response()
         }

@@ -56,6 +56,9 @@ pub struct Config {
     pub artifact_retention_days: u32,
     /// Lifetime of a runtime token and of signed URLs.
     pub token_ttl: Duration,
+    /// Keep each run's artifacts in `artifact_dir/RUN/` (a server holding
+    /// many runs), rather than directly in `artifact_dir` (one local run).
+    pub artifacts_per_run: bool,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             artifact_dir,
             artifact_retention_days: 90,
             token_ttl: Duration::from_secs(24 * 3600),
+            artifacts_per_run: false,
         }
     }
 }
@@ -155,6 +159,13 @@ impl Service {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The endpoints, to serve on a router of one's own (`hangar serve` puts
+    /// them beside its API). Signed URLs point back at the host each request
+    /// came to, so a client reaches them the way it reached the service.
+    pub fn router(&self) -> axum::Router {
+        handlers::router(self.clone())
+    }
+
     /// Listens on `addr` (a loopback address for `hangar run`) on the current
     /// tokio runtime.
     pub async fn start(self, addr: SocketAddr) -> anyhow::Result<Running> {
@@ -200,7 +211,16 @@ impl Service {
     /// The variables a job's steps get, as GitHub's runner sets them.
     /// `ACTIONS_RUNTIME_TOKEN` is a secret: mask it.
     pub fn job_env(&self, grant: &Grant) -> Vec<(String, String)> {
-        let url = self.base_url().to_string();
+        self.job_env_at(self.base_url(), grant)
+    }
+
+    /// [`Service::job_env`] for a service reached at `url` (`http://HOST/`).
+    pub fn job_env_at(&self, url: &str, grant: &Grant) -> Vec<(String, String)> {
+        let url = if url.ends_with('/') {
+            url.to_string()
+        } else {
+            format!("{url}/")
+        };
         vec![
             ("ACTIONS_RESULTS_URL".into(), url.clone()),
             ("ACTIONS_CACHE_URL".into(), url),

@@ -65,7 +65,18 @@ fn seen(app: &App, req: &PollRequest) {
     }
 }
 
-pub async fn poll(State(app): State<Arc<App>>, Json(req): Json<PollRequest>) -> Response {
+pub async fn poll(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<PollRequest>,
+) -> Response {
+    // The agent reached the server at this host: its jobs' steps reach the
+    // cache and artifact services there too.
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     seen(&app, &req);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(60_000));
     loop {
@@ -73,7 +84,7 @@ pub async fn poll(State(app): State<Arc<App>>, Json(req): Json<PollRequest>) -> 
         let notified = app.work.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match try_claim(&app, &req) {
+        match try_claim(&app, &req, &host) {
             Ok(Some(a)) => return Json(a).into_response(),
             Ok(None) => {}
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
@@ -95,7 +106,7 @@ pub async fn poll(State(app): State<Arc<App>>, Json(req): Json<PollRequest>) -> 
     }
 }
 
-fn try_claim(app: &App, req: &PollRequest) -> anyhow::Result<Option<Assignment>> {
+fn try_claim(app: &App, req: &PollRequest, host: &str) -> anyhow::Result<Option<Assignment>> {
     for job in app.store.runnable_jobs(&req.labels, 4)? {
         if let Some(lease) = app.store.claim_job(job.id, &req.agent_id, app.lease_ms)? {
             if let Some(run) = app.store.get_run(lease.job.run_id)?
@@ -108,13 +119,13 @@ fn try_claim(app: &App, req: &PollRequest) -> anyhow::Result<Option<Assignment>>
                 );
             }
             app.publish_job(lease.job.run_id, lease.job.id);
-            return Ok(Some(assignment(app, &lease.job, lease.fence)?));
+            return Ok(Some(assignment(app, &lease.job, lease.fence, host)?));
         }
     }
     Ok(None)
 }
 
-fn assignment(app: &App, job: &Job, fence: i64) -> anyhow::Result<Assignment> {
+fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<Assignment> {
     let run = app
         .store
         .get_run(job.run_id)?
@@ -134,6 +145,7 @@ fn assignment(app: &App, job: &Job, fence: i64) -> anyhow::Result<Assignment> {
         );
     }
     let s = |k: &str| ctx.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let services_env = results_env(app, &run, job, &payload, &s("repository"), host);
     Ok(Assignment {
         job_id: job.id,
         run_id: run.id,
@@ -155,7 +167,37 @@ fn assignment(app: &App, job: &Job, fence: i64) -> anyhow::Result<Assignment> {
         vars: app.store.variables_for_repo(run.repo_id)?,
         needs: Value::Object(needs),
         inputs: ctx.get("inputs").cloned().unwrap_or(json!({})),
+        services_env,
     })
+}
+
+/// The cache and artifact services' variables for one job: a runtime token
+/// scoped as GitHub scopes caches (the run's ref, a pull request's base, the
+/// default branch), the services at the host the agent reached.
+fn results_env(
+    app: &App,
+    run: &hangar_store::Run,
+    job: &Job,
+    payload: &Value,
+    repository: &str,
+    host: &str,
+) -> std::collections::BTreeMap<String, String> {
+    if host.is_empty() {
+        return Default::default();
+    }
+    let text = |p: &str| payload.pointer(p).and_then(Value::as_str);
+    let grant = hangar_results::Grant::for_ref(
+        repository,
+        &run.id.to_string(),
+        &job.key,
+        &run.git_ref,
+        text("/pull_request/base/ref"),
+        text("/repository/default_branch").or(Some("main")),
+    );
+    app.results
+        .job_env_at(&format!("http://{host}/"), &grant)
+        .into_iter()
+        .collect()
 }
 
 /// The job, if `fence` is the current one and the job is still running.

@@ -57,6 +57,9 @@ pub struct App {
     pub delivery_data: Vec<std::path::PathBuf>,
     /// Deployments the server runs for clients (`hangar deploy --server`).
     pub operations: crate::delivery::Operations,
+    /// GitHub's cache and artifact services for every agent's jobs (caches
+    /// are shared between agents).
+    pub results: hangar_results::Service,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {

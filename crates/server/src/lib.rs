@@ -220,6 +220,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             })
             .collect(),
         operations: Default::default(),
+        results: {
+            let store = hangar_results::DirStore::open(&cfg.data_dir.join("results-cache"))
+                .context("opening the cache under the data directory")?;
+            let mut rc = hangar_results::Config::new(cfg.data_dir.join("results-artifacts"));
+            rc.artifacts_per_run = true;
+            hangar_results::Service::new(Arc::new(store), rc)?
+        },
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
     app.recover().await?;
@@ -237,7 +244,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let mut tasks = Vec::new();
     {
         let shutdown = shutdown.clone();
-        let router = router(app.clone());
+        // The results service checks its own tokens (a job's runtime token,
+        // signed blob URLs), not the API's.
+        let router = router(app.clone()).merge(app.results.router());
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
