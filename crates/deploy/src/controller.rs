@@ -78,6 +78,8 @@ pub struct EnvStatus {
 pub struct Controller {
     pub env: String,
     project_dir: PathBuf,
+    /// The data directory (releases, every environment's state).
+    data: PathBuf,
     project: Mutex<Project>,
     files: EnvFiles,
     releases: Releases,
@@ -161,6 +163,7 @@ impl Controller {
         let ctl = Arc::new(Controller {
             env: env.to_string(),
             project_dir: project_dir.to_path_buf(),
+            data: data.to_path_buf(),
             project: Mutex::new(project),
             releases: Releases::new(data),
             files,
@@ -205,12 +208,25 @@ impl Controller {
                 .stable
                 .get(&svc)
                 .cloned();
-            let release = match stable.and_then(|v| self.releases.get(&svc, &v)) {
-                Some(r) => r,
-                None => self.new_release(&svc, first, &source).await?,
-            };
+            // A service with no stable release is deployed here for the first
+            // time: that is a deployment (history, DORA), a restart is not.
+            let (release, first_deployment) =
+                match stable.and_then(|v| self.releases.get(&svc, &v)) {
+                    Some(r) => (r, false),
+                    None => (
+                        self.new_release(&svc, first, &source, None)
+                            .await?
+                            .ok_or_else(|| anyhow!("service `{svc}`: no release was built"))?,
+                        true,
+                    ),
+                };
             self.ensure_router(&svc, &env).await?;
-            let mut record = self.record(&svc, &release, None, "start");
+            let mut record = self.record(
+                &svc,
+                &release,
+                None,
+                if first_deployment { "first" } else { "start" },
+            );
             let count = release.config.instances;
             let started = self.start_instances(&svc, &release, count)?;
             if let Err(e) = wait_all_healthy(
@@ -227,6 +243,9 @@ impl Controller {
                     i.stop().await;
                 }
                 self.forget(&svc, &started);
+                if first_deployment {
+                    self.finish(record, Outcome::Failed)?;
+                }
                 bail!("service `{svc}` did not start: {e}");
             }
             self.set_weights(&svc, vec![(release.version.clone(), 100)], None);
@@ -241,6 +260,9 @@ impl Controller {
                         .unwrap_or_default()
                 ),
             );
+            if first_deployment {
+                self.finish(record, Outcome::Succeeded)?;
+            }
         }
         Ok(())
     }
@@ -299,7 +321,21 @@ impl Controller {
         let mut out = Vec::new();
         for svc in order {
             self.ensure_router(&svc, &env).await?;
-            let release = self.new_release(&svc, &req, &source).await?;
+            // Without `--service`, a service whose build and configuration are
+            // the same as what it serves is left alone.
+            let unless_same = match &req.service {
+                Some(_) => None,
+                None => self
+                    .stable(&svc)
+                    .filter(|v| !self.instances_of(&svc, v).is_empty())
+                    .and_then(|v| self.releases.get(&svc, &v)),
+            };
+            let Some(release) = self
+                .new_release(&svc, &req, &source, unless_same.as_ref())
+                .await?
+            else {
+                continue;
+            };
             let rec = self.rollout(&svc, &env, release).await?;
             let failed = rec.outcome != Outcome::Succeeded;
             out.push(rec);
@@ -328,13 +364,16 @@ impl Controller {
     }
 
     /// Builds (unless told not to) and records a release of `svc` from `source`:
-    /// the project directory, or an exported commit.
+    /// the project directory, or an exported commit. With `unless_same`, no
+    /// release is made (`None`) when the build, the configuration and the
+    /// environment's variables are those of that release.
     async fn new_release(
         &self,
         svc: &str,
         req: &DeployRequest,
         source: &Path,
-    ) -> anyhow::Result<Release> {
+        unless_same: Option<&Release>,
+    ) -> anyhow::Result<Option<Release>> {
         let config = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             p.services
@@ -358,9 +397,69 @@ impl Controller {
                 );
             }
         }
-        let commit = req.commit.clone().or_else(|| git_head(&self.project_dir));
+        let commit = match &req.commit {
+            Some(c) => Some(c.clone()),
+            // What runs is the working tree: a commit id alone would claim
+            // that uncommitted changes are that commit.
+            None if req.artifact.is_none() && source == self.project_dir => {
+                let head = git_head(&self.project_dir);
+                match head {
+                    Some((sha, time)) if git_dirty(&self.project_dir, &self.data) => {
+                        let _ = self.events.send(format!(
+                            "{svc}: the working tree has uncommitted changes: recorded as {}-dirty, not as commit {}",
+                            &sha[..sha.len().min(7)],
+                            &sha[..sha.len().min(7)]
+                        ));
+                        Some((format!("{sha}-dirty"), time))
+                    }
+                    other => other,
+                }
+            }
+            None => git_head(&self.project_dir),
+        };
+        let vars: Vec<(String, String)> = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            env_config(&p, &self.env).vars.into_iter().collect()
+        };
+        let project_files = if req.artifact.is_some() || !config.artifact.is_empty() {
+            None // the artifact is what counts
+        } else if source == self.project_dir {
+            let (dir, data) = (self.project_dir.clone(), self.data.clone());
+            tokio::task::spawn_blocking(move || project_digest(&dir, &data))
+                .await
+                .ok()
+                .flatten()
+        } else {
+            // An exported commit: its id names its files.
+            req.commit.as_ref().map(|c| c.0.clone())
+        };
+        let fingerprint = crate::release::fingerprint(
+            source,
+            &config,
+            &vars,
+            req.artifact.as_deref(),
+            project_files.as_deref(),
+        );
+        if let Some(same) = unless_same
+            && fingerprint.is_some()
+            && same.fingerprint == fingerprint
+        {
+            let _ = self.events.send(format!(
+                "{svc}: unchanged since {} (same build, configuration and variables): not deployed",
+                same.version
+            ));
+            return Ok(None);
+        }
         self.releases
-            .create(source, svc, &config, req.artifact.as_deref(), commit)
+            .create(
+                source,
+                svc,
+                &config,
+                req.artifact.as_deref(),
+                commit,
+                fingerprint,
+            )
+            .map(Some)
     }
 
     async fn ensure_router(&self, svc: &str, env: &Environment) -> anyhow::Result<()> {
@@ -637,11 +736,10 @@ impl Controller {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             env_config(&p, &self.env).keep_releases as usize
         };
-        let stable = self.stable(&rec.service);
-        let protect: Vec<&str> = [stable.as_deref(), Some(rec.version.as_str())]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut protect = self.protected_releases(&rec.service);
+        protect.push(rec.version.clone());
+        protect.extend(self.stable(&rec.service));
+        let protect: Vec<&str> = protect.iter().map(String::as_str).collect();
         self.releases.prune(&rec.service, keep.max(1), &protect);
         Ok(rec)
     }
@@ -996,6 +1094,27 @@ impl Controller {
             }
             let cw = router.stats(new).snapshot().since(&c0).summary();
             let sw = router.stats(old).snapshot().since(&s0).summary();
+            // A service the router sends nothing to (a worker, an internal API
+            // nobody calls yet) can only be judged by its health: waiting for
+            // traffic that never comes would pause every deployment of it.
+            if cw.requests == 0
+                && sw.requests == 0
+                && cw.error_rate == 0.0
+                && started.elapsed() >= interval
+            {
+                let new_instances = self.instances_of(svc, new);
+                if !new_instances.is_empty() && new_instances.iter().all(|i| i.is_healthy()) {
+                    self.event(
+                        rec,
+                        format!(
+                            "{svc}: {label}: no request reached {svc} in {} ms; {new} passes on its health alone ({} instance(s) healthy)",
+                            started.elapsed().as_millis(),
+                            new_instances.len()
+                        ),
+                    );
+                    return Ok(());
+                }
+            }
             let verdict = analysis::judge(t, &cw, Some(&sw));
             match verdict {
                 Verdict::Fail(why) => {
@@ -1031,7 +1150,10 @@ impl Controller {
         let mut rx = self.signal.subscribe();
         let fut = async {
             loop {
-                if let Some(s) = *rx.borrow_and_update() {
+                // Copied out first: the borrow guard is a read lock on the
+                // channel, and `send_replace` below takes its write lock.
+                let seen = *rx.borrow_and_update();
+                if let Some(s) = seen {
                     self.signal.send_replace(None);
                     return Some(s);
                 }
@@ -1134,23 +1256,62 @@ impl Controller {
         Ok(out)
     }
 
+    /// Where `hangar rollback` goes from `current`: the version that was stable
+    /// before it, else the newest older release; never one that failed its
+    /// rollout (health or analysis) in any environment.
     fn previous_release(&self, svc: &str, current: &str) -> Option<Release> {
-        // The version that was stable before `current` became stable.
-        let history = self.files.history();
-        let prev = history
-            .iter()
-            .rev()
-            .find(|r| {
-                r.service == svc
-                    && r.version == current
-                    && matches!(r.outcome, Outcome::Succeeded | Outcome::Rollback)
+        let histories = self.all_histories();
+        let failed = |v: &str| {
+            histories
+                .iter()
+                .flatten()
+                .any(|r| r.service == svc && r.version == v && failed_rollout(r))
+        };
+        rollback_target(&self.files.history(), svc, current)
+            .filter(|v| !failed(v))
+            .and_then(|v| self.releases.get(svc, &v))
+            .or_else(|| {
+                let all = self.releases.list(svc);
+                let pos = all.iter().position(|r| r.version == current)?;
+                all[..pos].iter().rev().find(|r| !failed(&r.version)).cloned()
             })
-            .and_then(|r| r.previous.clone());
-        prev.and_then(|v| self.releases.get(svc, &v)).or_else(|| {
-            let all = self.releases.list(svc);
-            let pos = all.iter().position(|r| r.version == current)?;
-            pos.checked_sub(1).map(|p| all[p].clone())
-        })
+    }
+
+    /// The environments sharing this data directory (and so its releases).
+    fn all_env_files(&self) -> Vec<EnvFiles> {
+        std::fs::read_dir(self.data.join("envs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| EnvFiles { dir: e.path() })
+            .collect()
+    }
+
+    fn all_histories(&self) -> Vec<Vec<DeploymentRecord>> {
+        self.all_env_files().iter().map(|f| f.history()).collect()
+    }
+
+    /// Releases of `svc` that pruning must keep: what any environment serves,
+    /// runs, or would roll back to.
+    fn protected_releases(&self, svc: &str) -> Vec<String> {
+        let mut keep = Vec::new();
+        for files in self.all_env_files() {
+            let st = files.load();
+            if let Some(stable) = st.stable.get(svc) {
+                if let Some(back) = rollback_target(&files.history(), svc, stable) {
+                    keep.push(back);
+                }
+                keep.push(stable.clone());
+            }
+            keep.extend(
+                st.processes
+                    .iter()
+                    .filter(|p| p.service == svc)
+                    .map(|p| p.version.clone()),
+            );
+        }
+        keep
     }
 
     pub fn status(&self) -> EnvStatus {
@@ -1217,6 +1378,28 @@ impl Controller {
                 }
             }
         }
+    }
+}
+
+/// The version that was stable before `current` became stable in this history.
+fn rollback_target(history: &[DeploymentRecord], svc: &str, current: &str) -> Option<String> {
+    history
+        .iter()
+        .rev()
+        .find(|r| {
+            r.service == svc
+                && r.version == current
+                && matches!(r.outcome, Outcome::Succeeded | Outcome::Rollback)
+        })
+        .and_then(|r| r.previous.clone())
+}
+
+/// A rollout whose new version failed its health checks or its analysis.
+fn failed_rollout(r: &DeploymentRecord) -> bool {
+    match r.outcome {
+        Outcome::RolledBack => true,
+        Outcome::Failed => r.strategy != "rollback",
+        _ => false,
     }
 }
 
@@ -1301,6 +1484,66 @@ fn export_commit(repo: &Path, sha: &str, dest: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dest);
     std::fs::rename(&tmp, dest)?;
     Ok(())
+}
+
+/// Whether the working tree of `dir` differs from HEAD (tracked changes or
+/// untracked files), hangar's own data directory aside.
+fn git_dirty(dir: &Path, data: &Path) -> bool {
+    let mut cmd = std::process::Command::new("git");
+    cmd.args(["status", "--porcelain", "--untracked-files=normal", "--", "."])
+        .current_dir(dir);
+    if let Ok(rel) = data.strip_prefix(dir)
+        && !rel.as_os_str().is_empty()
+    {
+        cmd.arg(format!(":(exclude){}", rel.display()));
+    }
+    match cmd.output() {
+        Ok(out) if out.status.success() => !out.stdout.is_empty(),
+        _ => false,
+    }
+}
+
+/// A digest of the files a service without `artifact:` runs from: every file
+/// git tracks or would track in `dir` (ignored files, hangar's data and
+/// `hangar.yml` aside: services' configurations are compared on their own, so
+/// editing one service does not change the others). `None` outside git.
+fn project_digest(dir: &Path, data: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let out = std::process::Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut paths: Vec<&[u8]> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty() && *p != b"hangar.yml")
+        .collect();
+    paths.sort();
+    paths.dedup();
+    let mut h = Sha256::new();
+    for p in paths {
+        let path = dir.join(String::from_utf8_lossy(p).as_ref());
+        if path.starts_with(data) {
+            continue;
+        }
+        h.update(p);
+        h.update([0]);
+        // A tracked file deleted in the working tree hashes as absent.
+        if crate::release::hash_tree(&mut h, &path).is_err() {
+            h.update(b"-");
+        }
+    }
+    Some(format!("{:x}", h.finalize()))
 }
 
 fn git_head(dir: &Path) -> Option<(String, u64)> {

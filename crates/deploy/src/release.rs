@@ -20,6 +20,10 @@ pub struct Release {
     /// Where instances run: the release's artifact directory, or the project directory
     /// when the service declares no `artifact:` paths.
     pub workdir: PathBuf,
+    /// What the release is made of (see [`fingerprint`]): equal fingerprints,
+    /// nothing to deploy. Absent when it cannot be known.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 pub struct Releases {
@@ -63,6 +67,7 @@ impl Releases {
         config: &Service,
         artifact: Option<&Path>,
         commit: Option<(String, u64)>,
+        fingerprint: Option<String>,
     ) -> anyhow::Result<Release> {
         let next = self
             .list(service)
@@ -73,7 +78,10 @@ impl Releases {
             + 1;
         let short = commit
             .as_ref()
-            .map(|(sha, _)| format!("-{}", &sha[..sha.len().min(7)]))
+            .map(|(sha, _)| match sha.strip_suffix("-dirty") {
+                Some(sha) => format!("-{}-dirty", &sha[..sha.len().min(7)]),
+                None => format!("-{}", &sha[..sha.len().min(7)]),
+            })
             .unwrap_or_default();
         let version = format!("r{next}{short}");
         let dir = self.dir(service).join(&version);
@@ -107,6 +115,7 @@ impl Releases {
             commit_time: commit.map(|c| c.1),
             created: crate::supervisor::now_unix(),
             workdir,
+            fingerprint,
         };
         write_atomic(
             &dir.join("release.json"),
@@ -125,6 +134,64 @@ impl Releases {
             }
         }
     }
+}
+
+/// A digest of everything a release of `config` would run: the service's
+/// configuration, the environment's variables, and its files: the artifact
+/// (given, or the service's `artifact:` paths after the build), or for a
+/// service that runs from the project directory, `project_files` (a digest of
+/// that directory's files, see the controller). `None` when that cannot be
+/// known (no git, a missing path): such a release always counts as changed.
+pub fn fingerprint(
+    source: &Path,
+    config: &Service,
+    vars: &[(String, String)],
+    artifact: Option<&Path>,
+    project_files: Option<&str>,
+) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(config).ok()?);
+    h.update(serde_json::to_vec(vars).ok()?);
+    if let Some(path) = artifact {
+        hash_tree(&mut h, path).ok()?;
+    } else if !config.artifact.is_empty() {
+        for rel in &config.artifact {
+            h.update(rel.as_bytes());
+            hash_tree(&mut h, &source.join(rel)).ok()?;
+        }
+    } else {
+        h.update(project_files?.as_bytes());
+    }
+    Some(format!("{:x}", h.finalize()))
+}
+
+/// Names, kinds and contents of a file tree, in a fixed order.
+pub(crate) fn hash_tree(h: &mut sha2::Sha256, path: &Path) -> std::io::Result<()> {
+    use sha2::Digest;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        h.update(b"l");
+        h.update(std::fs::read_link(path)?.as_os_str().as_encoded_bytes());
+    } else if meta.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        h.update(b"d");
+        for n in names {
+            h.update(n.as_encoded_bytes());
+            h.update([0]);
+            hash_tree(h, &path.join(&n))?;
+        }
+        h.update(b"e");
+    } else {
+        let bytes = std::fs::read(path)?;
+        h.update(b"f");
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(())
 }
 
 fn version_number(v: &str) -> u64 {

@@ -271,3 +271,283 @@ async fn crash_looping_service_is_backed_off_and_router_survives() {
     );
     ctl.shutdown().await;
 }
+
+/// Runs `scenario` on its own runtime, bounded: a controller that deadlocks
+/// blocks a worker thread for ever, which a `#[tokio::test]` would wait on.
+fn bounded<F: std::future::Future<Output = ()>>(secs: u64, scenario: F) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(secs), scenario).await });
+    rt.shutdown_background();
+    r.unwrap_or_else(|_| panic!("the scenario did not finish in {secs} s"));
+}
+
+/// Waits until the service's rollout text contains `what`.
+async fn rollout_reaches(ctl: &Controller, what: &str) {
+    let t0 = Instant::now();
+    loop {
+        let text = ctl.status().services[0].rollout.clone().unwrap_or_default();
+        if text.contains(what) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "rollout never reached `{what}` (now: `{text}`)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Deploys in the background, waits until the rollout pauses, sends `signal`
+/// and returns the deployment's outcome.
+async fn deploy_then_signal(
+    ctl: &Arc<Controller>,
+    paused: &str,
+    addr: SocketAddr,
+    signal: hangar_deploy::Signal,
+) -> Outcome {
+    let deploying = {
+        let ctl = ctl.clone();
+        tokio::spawn(async move { ctl.deploy(DeployRequest::default()).await })
+    };
+    // A trickle of traffic: too little for a verdict, so a canary pauses.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let _ = body(addr).await;
+    }
+    rollout_reaches(ctl, paused).await;
+    ctl.signal(signal).unwrap();
+    let recs = tokio::time::timeout(Duration::from_secs(15), deploying)
+        .await
+        .expect("the rollout ends after the human's word (no deadlock)")
+        .unwrap()
+        .unwrap();
+    recs[0].outcome
+}
+
+#[test]
+fn promote_and_abort_of_paused_blue_green_and_canary_rollouts() {
+    use hangar_deploy::Signal::{Abort, Promote};
+    bounded(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let bg = "    strategy: blue-green\n    blue_green: { auto_promote: false, scale_down_delay: 0s }\n";
+        write_project(dir.path(), bg, "v1", "");
+        let ctl = open(dir.path()).await;
+        let addr = ctl.listen_addr("api").unwrap();
+
+        write_project(dir.path(), bg, "v2", "");
+        assert_eq!(
+            deploy_then_signal(&ctl, "waiting for", addr, Promote).await,
+            Outcome::Succeeded
+        );
+        assert_eq!(body(addr).await, "v2");
+        write_project(dir.path(), bg, "v3", "");
+        assert_eq!(
+            deploy_then_signal(&ctl, "waiting for", addr, Abort).await,
+            Outcome::Aborted
+        );
+        assert_eq!(body(addr).await, "v2");
+
+        let canary = "    strategy: canary\n    canary: { steps: [50, 100], interval: 200ms, step_deadline: 1s, min_requests: 1000 }\n";
+        write_project(dir.path(), canary, "v4", "");
+        assert_eq!(
+            deploy_then_signal(&ctl, "paused", addr, Promote).await,
+            Outcome::Succeeded
+        );
+        assert_eq!(body(addr).await, "v4");
+        write_project(dir.path(), canary, "v5", "");
+        assert_eq!(
+            deploy_then_signal(&ctl, "paused", addr, Abort).await,
+            Outcome::Aborted
+        );
+        assert_eq!(body(addr).await, "v4");
+        ctl.shutdown().await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_of_a_service_without_traffic_is_promoted_on_health_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A step deadline far beyond the test's bound: reaching it would be the bug.
+    let canary = "    strategy: canary\n    canary: { steps: [25, 100], interval: 300ms, step_deadline: 10m, min_requests: 20 }\n";
+    write_project(dir.path(), canary, "v1", "");
+    let ctl = open(dir.path()).await;
+    write_project(dir.path(), canary, "v2", "");
+    let recs = tokio::time::timeout(
+        Duration::from_secs(20),
+        ctl.deploy(DeployRequest::default()),
+    )
+    .await
+    .expect("a canary without traffic does not wait for its step deadline")
+    .unwrap();
+    assert_eq!(recs[0].outcome, Outcome::Succeeded, "{:?}", recs[0].events);
+    let log = recs[0].events.join("\n");
+    assert!(log.contains("health alone"), "history says why: {log}");
+    ctl.shutdown().await;
+}
+
+fn releases_of(data: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data.join("releases/api"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_what_any_environment_serves_or_rolls_back_to_and_rollback_skips_failed_releases()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(".hangar");
+    let envs = |version: &str, extra: &str| {
+        let yml = format!(
+            "services:\n  api:\n    run: {SVC}\n    env: {{ TESTSVC_VERSION: {version}{extra} }}\n    instances: 1\n    health: {{ path: /health, interval: 100ms, timeout: 500ms, deadline: 2s }}\n    stop: {{ drain: 50ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 0s }}\n    keep_releases: 2\n  staging:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 0s }}\n    keep_releases: 2\n"
+        );
+        std::fs::write(dir.path().join("hangar.yml"), yml).unwrap();
+    };
+    // prod: r1 good, r2 fails its health checks (rolled back), r3 good.
+    envs("v1", "");
+    let prod = Controller::open(dir.path(), &data, "prod").await.unwrap();
+    prod.start_all(false).await.unwrap();
+    envs("v2", ", TESTSVC_NEVER_HEALTHY: 1");
+    let recs = prod.deploy(DeployRequest::default()).await.unwrap();
+    assert_eq!(recs[0].outcome, Outcome::RolledBack);
+    envs("v3", "");
+    let recs = prod.deploy(DeployRequest::default()).await.unwrap();
+    assert_eq!(recs[0].outcome, Outcome::Succeeded);
+    assert!(
+        releases_of(&data).contains(&"r1".to_string()),
+        "prod's rollback target r1 is kept: {:?}",
+        releases_of(&data)
+    );
+
+    // staging deploys three times: prod's stable (r3) and its way back (r1) stay.
+    let staging = Controller::open(dir.path(), &data, "staging").await.unwrap();
+    staging.start_all(false).await.unwrap();
+    for v in ["s1", "s2", "s3"] {
+        envs(v, "");
+        let recs = staging
+            .deploy(DeployRequest {
+                service: Some("api".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(recs[0].outcome, Outcome::Succeeded);
+    }
+    let kept = releases_of(&data);
+    for v in ["r1", "r3"] {
+        assert!(kept.contains(&v.to_string()), "{v} pruned: {kept:?}");
+    }
+    staging.shutdown().await;
+
+    // Without r1, prod's rollback must not land on r2, which failed.
+    let aside = dir.path().join("r1-aside");
+    std::fs::rename(data.join("releases/api/r1"), &aside).unwrap();
+    let err = prod.rollback(None, None).await;
+    assert!(
+        err.is_err(),
+        "rolled back to a failed release: {:?}",
+        err.map(|r| r[0].version.clone())
+    );
+    std::fs::rename(&aside, data.join("releases/api/r1")).unwrap();
+    let recs = prod.rollback(None, None).await.unwrap();
+    assert_eq!(recs[0].version, "r1");
+    assert_eq!(body(prod.listen_addr("api").unwrap()).await, "v1");
+    prod.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_deployment_is_in_history_and_dora() {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "    strategy: rolling\n", "v1", "");
+    let ctl = open(dir.path()).await;
+    let history = hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].strategy, "first");
+    assert_eq!(history[0].outcome, Outcome::Succeeded);
+    let d = hangar_deploy::dora::compute(
+        "prod",
+        &history,
+        hangar_deploy::supervisor::now_unix(),
+        86400,
+    );
+    assert_eq!(d.deployments, 1);
+    // A restart of the same release is not a deployment.
+    ctl.shutdown().await;
+    drop(ctl);
+    let ctl = open(dir.path()).await;
+    let history = hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    ctl.shutdown().await;
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dirty_working_tree_is_not_recorded_as_its_head_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), "    strategy: rolling\n", "v1", "");
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "hangar.yml"]);
+    git(dir.path(), &["commit", "-qm", "one"]);
+    write_project(dir.path(), "    strategy: rolling\n", "v1-edited", "");
+    let ctl = open(dir.path()).await;
+    let history = hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    let rec = &history[0];
+    assert!(rec.version.ends_with("-dirty"), "{rec:?}");
+    assert!(rec.commit.as_deref().unwrap_or("").ends_with("-dirty"), "{rec:?}");
+    ctl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_without_service_deploys_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |api: &str, worker: &str| {
+        let yml = format!(
+            "services:\n  api:\n    run: {SVC}\n    env: {{ TESTSVC_VERSION: {api} }}\n    health: {{ path: /health, interval: 100ms, timeout: 500ms, deadline: 3s }}\n    stop: {{ drain: 50ms, timeout: 2s }}\n  worker:\n    run: {SVC}\n    env: {{ TESTSVC_VERSION: {worker} }}\n    health: {{ path: /health, interval: 100ms, timeout: 500ms, deadline: 3s }}\n    stop: {{ drain: 50ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: rolling\n"
+        );
+        std::fs::write(dir.path().join("hangar.yml"), yml).unwrap();
+    };
+    write("a1", "w1");
+    // What a service without `artifact:` runs is the project's files, as git lists them.
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.path().join(".gitignore"), ".hangar/\n").unwrap();
+    let ctl = open(dir.path()).await;
+    write("a2", "w1");
+    let recs = ctl.deploy(DeployRequest::default()).await.unwrap();
+    let deployed: Vec<&str> = recs.iter().map(|r| r.service.as_str()).collect();
+    assert_eq!(deployed, ["api"]);
+    let recs = ctl.deploy(DeployRequest::default()).await.unwrap();
+    assert!(recs.is_empty(), "nothing changed: {recs:?}");
+    // A file of the project changes what both services run.
+    std::fs::write(dir.path().join("app.txt"), "new code").unwrap();
+    let recs = ctl.deploy(DeployRequest::default()).await.unwrap();
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    // Named explicitly, a service is deployed even when unchanged.
+    let recs = ctl
+        .deploy(DeployRequest {
+            service: Some("worker".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recs.len(), 1);
+    ctl.shutdown().await;
+}

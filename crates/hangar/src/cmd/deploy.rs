@@ -313,7 +313,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
             let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
             print_value(&at, &v, |_| {
-                recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+                if recs.is_empty() {
+                    format!("nothing changed since the last deployment to `{env}`: no service deployed (name one with --service to deploy it anyway)")
+                } else {
+                    recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+                }
             });
             Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
                 ExitCode::SUCCESS
