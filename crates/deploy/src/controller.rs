@@ -210,16 +210,16 @@ impl Controller {
                 .cloned();
             // A service with no stable release is deployed here for the first
             // time: that is a deployment (history, DORA), a restart is not.
-            let (release, first_deployment) =
-                match stable.and_then(|v| self.releases.get(&svc, &v)) {
-                    Some(r) => (r, false),
-                    None => (
-                        self.new_release(&svc, first, &source, None)
-                            .await?
-                            .ok_or_else(|| anyhow!("service `{svc}`: no release was built"))?,
-                        true,
-                    ),
-                };
+            let (release, first_deployment) = match stable.and_then(|v| self.releases.get(&svc, &v))
+            {
+                Some(r) => (r, false),
+                None => (
+                    self.new_release(&svc, first, &source, None)
+                        .await?
+                        .ok_or_else(|| anyhow!("service `{svc}`: no release was built"))?,
+                    true,
+                ),
+            };
             self.ensure_router(&svc, &env).await?;
             let mut record = self.record(
                 &svc,
@@ -1273,7 +1273,11 @@ impl Controller {
             .or_else(|| {
                 let all = self.releases.list(svc);
                 let pos = all.iter().position(|r| r.version == current)?;
-                all[..pos].iter().rev().find(|r| !failed(&r.version)).cloned()
+                all[..pos]
+                    .iter()
+                    .rev()
+                    .find(|r| !failed(&r.version))
+                    .cloned()
             })
     }
 
@@ -1490,8 +1494,14 @@ fn export_commit(repo: &Path, sha: &str, dest: &Path) -> anyhow::Result<()> {
 /// untracked files), hangar's own data directory aside.
 fn git_dirty(dir: &Path, data: &Path) -> bool {
     let mut cmd = std::process::Command::new("git");
-    cmd.args(["status", "--porcelain", "--untracked-files=normal", "--", "."])
-        .current_dir(dir);
+    cmd.args([
+        "status",
+        "--porcelain",
+        "--untracked-files=normal",
+        "--",
+        ".",
+    ])
+    .current_dir(dir);
     if let Ok(rel) = data.strip_prefix(dir)
         && !rel.as_os_str().is_empty()
     {

@@ -427,7 +427,9 @@ async fn pruning_keeps_what_any_environment_serves_or_rolls_back_to_and_rollback
     );
 
     // staging deploys three times: prod's stable (r3) and its way back (r1) stay.
-    let staging = Controller::open(dir.path(), &data, "staging").await.unwrap();
+    let staging = Controller::open(dir.path(), &data, "staging")
+        .await
+        .unwrap();
     staging.start_all(false).await.unwrap();
     for v in ["s1", "s2", "s3"] {
         envs(v, "");
@@ -467,7 +469,8 @@ async fn first_deployment_is_in_history_and_dora() {
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), "    strategy: rolling\n", "v1", "");
     let ctl = open(dir.path()).await;
-    let history = hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    let history =
+        hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].strategy, "first");
     assert_eq!(history[0].outcome, Outcome::Succeeded);
@@ -482,7 +485,8 @@ async fn first_deployment_is_in_history_and_dora() {
     ctl.shutdown().await;
     drop(ctl);
     let ctl = open(dir.path()).await;
-    let history = hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    let history =
+        hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
     assert_eq!(history.len(), 1, "{history:?}");
     ctl.shutdown().await;
 }
@@ -509,10 +513,14 @@ async fn a_dirty_working_tree_is_not_recorded_as_its_head_commit() {
     git(dir.path(), &["commit", "-qm", "one"]);
     write_project(dir.path(), "    strategy: rolling\n", "v1-edited", "");
     let ctl = open(dir.path()).await;
-    let history = hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    let history =
+        hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
     let rec = &history[0];
     assert!(rec.version.ends_with("-dirty"), "{rec:?}");
-    assert!(rec.commit.as_deref().unwrap_or("").ends_with("-dirty"), "{rec:?}");
+    assert!(
+        rec.commit.as_deref().unwrap_or("").ends_with("-dirty"),
+        "{rec:?}"
+    );
     ctl.shutdown().await;
 }
 

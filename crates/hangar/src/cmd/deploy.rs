@@ -314,7 +314,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
             print_value(&at, &v, |_| {
                 if recs.is_empty() {
-                    format!("nothing changed since the last deployment to `{env}`: no service deployed (name one with --service to deploy it anyway)")
+                    format!(
+                        "nothing changed since the last deployment to `{env}`: no service deployed (name one with --service to deploy it anyway)"
+                    )
                 } else {
                     recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
                 }
