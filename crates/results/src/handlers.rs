@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::blob::{self, Refused, Target, Upload};
-use crate::storage::CacheEntry;
+use crate::storage::{CacheEntry, Part};
 use crate::token::Grant;
 use crate::{Artifact, Service, now_ms};
 
@@ -176,7 +176,12 @@ impl Service {
     }
 
     /// Publishes a finished cache upload, then evicts by age and total size.
-    async fn publish(&self, up: Upload, size: u64, sha256: String) -> Result<CacheEntry, Refused> {
+    async fn publish(
+        &self,
+        up: Upload,
+        size: u64,
+        parts: Vec<Part>,
+    ) -> Result<CacheEntry, Refused> {
         let Target::Cache {
             repository,
             scope,
@@ -195,7 +200,7 @@ impl Service {
             key,
             version,
             size,
-            sha256,
+            parts,
             created_ms: now,
             last_used_ms: now,
         };
@@ -383,7 +388,7 @@ async fn cache_rpc(
                 .take_upload(|u| matches!(&u.target, Target::Cache { repository, scope, key: k, version: v, legacy_id: None }
                     if repository == &grant.repository && scope == &grant.write_scope && k == &key && v == &version))
                 .ok_or_else(|| Refused(404, format!("no upload in progress for cache key {key}")))?;
-            let Some((got, sha)) = up.done.clone() else {
+            let Some((got, parts)) = up.done.clone() else {
                 up.discard();
                 return Err(Refused(
                     400,
@@ -399,7 +404,7 @@ async fn cache_rpc(
                     ),
                 ));
             }
-            let e = svc.publish(up, got, sha).await?;
+            let e = svc.publish(up, got, parts).await?;
             Ok(json!({"ok": true, "entry_id": e.id.to_string()}))
         }
         "GetCacheEntryDownloadURL" => {
@@ -531,7 +536,7 @@ async fn artifact_rpc(
                 .ok_or_else(|| {
                     Refused(404, format!("no upload in progress for artifact {name}"))
                 })?;
-            let Some((got, sha)) = up.done.clone() else {
+            let Some((got, parts)) = up.done.clone() else {
                 up.discard();
                 return Err(Refused(
                     400,
@@ -546,18 +551,6 @@ async fn artifact_rpc(
                         "artifact {name}: the upload is incomplete ({got} of {size} bytes arrived); it is not kept"
                     ),
                 ));
-            }
-            if let Some(h) = field(body, "hash").and_then(Value::as_str) {
-                let want = h.strip_prefix("sha256:").unwrap_or(h);
-                if !want.eq_ignore_ascii_case(&sha) {
-                    up.discard();
-                    return Err(Refused(
-                        400,
-                        format!(
-                            "artifact {name}: the uploaded bytes hash to sha256:{sha}, not {h}; it is not kept"
-                        ),
-                    ));
-                }
             }
             let Target::Artifact {
                 mime, expires_ms, ..
@@ -576,20 +569,45 @@ async fn artifact_rpc(
                 svc.inner.cfg.artifact_dir.clone()
             };
             let path: PathBuf = dir.join(file);
-            let data = up.data.clone();
-            let p2 = path.clone();
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir)?;
-                std::fs::rename(&data, &p2)
+            // Joined under a hidden name first: the digest the client sent is
+            // checked before the file takes its name.
+            let tmp = dir.join(format!(".{:x}.upload", svc.next_id()));
+            let (data, t2, parts2) = (up.data.clone(), tmp.clone(), parts.clone());
+            let joined = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(t2.parent().unwrap_or(&t2))?;
+                blob::join_parts(&data, &parts2, &t2)
             })
             .await
-            .map_err(|e| Refused(500, e.to_string()))?
-            .map_err(|e| {
-                Refused(
+            .map_err(|e| Refused(500, e.to_string()))?;
+            let sha = match joined {
+                Ok(sha) => sha,
+                Err(e) => {
+                    up.discard();
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Refused(500, format!("cannot keep artifact {name}: {e}")));
+                }
+            };
+            if let Some(h) = field(body, "hash").and_then(Value::as_str) {
+                let want = h.strip_prefix("sha256:").unwrap_or(h);
+                if !want.eq_ignore_ascii_case(&sha) {
+                    up.discard();
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Refused(
+                        400,
+                        format!(
+                            "artifact {name}: the uploaded bytes hash to sha256:{sha}, not {h}; it is not kept"
+                        ),
+                    ));
+                }
+            }
+            if let Err(e) = std::fs::rename(&tmp, &path) {
+                up.discard();
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Refused(
                     500,
                     format!("cannot keep artifact {name} at {}: {e}", path.display()),
-                )
-            })?;
+                ));
+            }
             up.discard();
             let a = Artifact {
                 id: svc.next_id(),
@@ -723,7 +741,11 @@ async fn blob_put(
         }
     };
     let limit = svc.inner.cfg.max_total_bytes;
-    let result: Result<Option<(u64, String)>, Refused> = async {
+    let sha = |h: Option<sha2::Sha256>| {
+        use sha2::Digest as _;
+        hex::encode(h.unwrap_or_default().finalize())
+    };
+    let result: Result<Option<(u64, Vec<Part>)>, Refused> = async {
         match (q.comp.as_deref(), q.blockid.as_deref()) {
             (Some("block"), Some(bid)) => {
                 let name = blob::block_file_name(bid)?;
@@ -732,9 +754,23 @@ async fn blob_put(
                 let tmp = blocks.join(format!("{name}.part"));
                 let f = std::fs::File::create(&tmp)
                     .map_err(|e| Refused(500, format!("cannot stage the block: {e}")))?;
-                blob::body_to_file(body, f, None, limit).await?;
+                let (_, h, n) =
+                    blob::body_to_file(body, f, Some(sha2::Digest::new()), limit).await?;
                 std::fs::rename(&tmp, blocks.join(&name))
                     .map_err(|e| Refused(500, format!("cannot stage the block: {e}")))?;
+                let part = Part {
+                    size: n,
+                    sha256: sha(h),
+                };
+                if let Some(u) = svc
+                    .inner
+                    .uploads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&id)
+                {
+                    u.staged.insert(name, part);
+                }
                 Ok(None)
             }
             (Some("blocklist"), _) => {
@@ -742,20 +778,36 @@ async fn blob_put(
                     .await
                     .map_err(|e| Refused(400, format!("cannot read the block list: {e}")))?;
                 let ids = blob::parse_block_list(&String::from_utf8_lossy(&bytes))?;
-                let r =
-                    tokio::task::spawn_blocking(move || blob::commit_blocks(&blocks, &ids, &data))
-                        .await
-                        .map_err(|e| Refused(500, e.to_string()))??;
+                let staged = svc
+                    .inner
+                    .uploads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .map(|u| u.staged.clone())
+                    .unwrap_or_default();
+                let r = tokio::task::spawn_blocking(move || {
+                    blob::commit_blocks(&blocks, &ids, &data, &staged)
+                })
+                .await
+                .map_err(|e| Refused(500, e.to_string()))??;
                 Ok(Some(r))
             }
             (None, _) => {
-                let f = std::fs::File::create(&data)
+                let _ = std::fs::remove_dir_all(&data);
+                std::fs::create_dir_all(&data)
+                    .map_err(|e| Refused(500, format!("cannot store the upload: {e}")))?;
+                let f = std::fs::File::create(blob::part_path(&data, 0))
                     .map_err(|e| Refused(500, format!("cannot store the upload: {e}")))?;
                 let (_, h, n) =
                     blob::body_to_file(body, f, Some(sha2::Digest::new()), limit).await?;
-                use sha2::Digest as _;
-                let h: sha2::Sha256 = h.expect("hash requested");
-                Ok(Some((n, hex::encode(h.finalize()))))
+                Ok(Some((
+                    n,
+                    vec![Part {
+                        size: n,
+                        sha256: sha(h),
+                    }],
+                )))
             }
             (Some(other), _) => Err(Refused(
                 400,
@@ -782,6 +834,9 @@ async fn blob_put(
     }
 }
 
+/// What to do when stored bytes turn out corrupt while served.
+type OnCorrupt = Box<dyn FnOnce() + Send>;
+
 /// A signed download of a cache entry or an artifact.
 async fn blob_get(
     State(svc): State<Service>,
@@ -801,72 +856,77 @@ async fn blob_get(
     let Ok(num) = id.parse::<u64>() else {
         return twirp_error(404, "no such blob");
     };
-    let (path, size, sha, mime, on_corrupt): (
-        PathBuf,
-        u64,
-        String,
-        String,
-        Box<dyn FnOnce() + Send>,
-    ) = match kind.as_str() {
-        "cache" => {
-            let all = match svc.inner.cache.all_entries() {
-                Ok(a) => a,
-                Err(e) => return twirp_error(500, format!("cannot read the cache: {e}")),
-            };
-            let Some(e) = all.into_iter().find(|e| e.id == num) else {
-                return twirp_error(404, "the cache entry is gone (evicted)");
-            };
-            let store = svc.inner.cache.clone();
-            let e2 = e.clone();
-            let remove: Box<dyn FnOnce() + Send> = Box::new(move || {
-                tracing::warn!(message = "Corrupt cache entry removed.", key = %e2.key);
-                let _ = store.remove(&e2);
-            });
-            (
-                svc.inner.cache.blob_path(&e),
-                e.size,
-                e.sha256,
-                "application/octet-stream".into(),
-                remove,
-            )
+    // Each part's file with its recorded size and digest.
+    let (files, size, mime, on_corrupt): (Vec<(PathBuf, Part)>, u64, String, OnCorrupt) =
+        match kind.as_str() {
+            "cache" => {
+                let all = match svc.inner.cache.all_entries() {
+                    Ok(a) => a,
+                    Err(e) => return twirp_error(500, format!("cannot read the cache: {e}")),
+                };
+                let Some(e) = all.into_iter().find(|e| e.id == num) else {
+                    return twirp_error(404, "the cache entry is gone (evicted)");
+                };
+                let store = svc.inner.cache.clone();
+                let e2 = e.clone();
+                let remove: OnCorrupt = Box::new(move || {
+                    tracing::warn!(message = "Corrupt cache entry removed.", key = %e2.key);
+                    let _ = store.remove(&e2);
+                });
+                let dir = svc.inner.cache.blob_path(&e);
+                let files = e
+                    .parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (blob::part_path(&dir, i), p.clone()))
+                    .collect();
+                (files, e.size, "application/octet-stream".into(), remove)
+            }
+            "artifact" => {
+                let now = now_ms();
+                let a = svc
+                    .inner
+                    .artifacts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .find(|a| a.id == num && a.expires_ms > now)
+                    .cloned();
+                let Some(a) = a else {
+                    return twirp_error(404, "the artifact is gone (deleted or expired)");
+                };
+                let part = Part {
+                    size: a.size,
+                    sha256: a.sha256,
+                };
+                (vec![(a.path, part)], a.size, a.mime, Box::new(|| {}))
+            }
+            _ => return twirp_error(404, "no such blob"),
+        };
+    // A missing part or a size that differs from the record is caught before
+    // a byte is sent.
+    let mut on_disk = 0u64;
+    let mut sizes_match = true;
+    for (path, part) in &files {
+        match std::fs::metadata(path) {
+            Ok(m) => {
+                on_disk += m.len();
+                sizes_match &= m.len() == part.size;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => sizes_match = false,
+            Err(e) => return twirp_error(500, format!("the stored bytes cannot be read: {e}")),
         }
-        "artifact" => {
-            let now = now_ms();
-            let a = svc
-                .inner
-                .artifacts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .find(|a| a.id == num && a.expires_ms > now)
-                .cloned();
-            let Some(a) = a else {
-                return twirp_error(404, "the artifact is gone (deleted or expired)");
-            };
-            (a.path, a.size, a.sha256, a.mime, Box::new(|| {}))
-        }
-        _ => return twirp_error(404, "no such blob"),
-    };
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) => return twirp_error(500, format!("the stored bytes cannot be read: {e}")),
-    };
-    // A size that differs from the record is caught before a byte is sent.
-    match file.metadata() {
-        Ok(m) if m.len() == size => {}
-        Ok(m) => {
-            on_corrupt();
-            return twirp_error(
-                500,
-                format!(
-                    "the stored bytes are corrupt ({} bytes, {size} recorded); the entry was removed",
-                    m.len()
-                ),
-            );
-        }
-        Err(e) => return twirp_error(500, format!("the stored bytes cannot be read: {e}")),
     }
-    let body = blob::checked_stream(file, size, sha, on_corrupt);
+    if !sizes_match || on_disk != size {
+        on_corrupt();
+        return twirp_error(
+            500,
+            format!(
+                "the stored bytes are corrupt ({on_disk} bytes, {size} recorded); the entry was removed"
+            ),
+        );
+    }
+    let body = blob::checked_stream(files, on_corrupt);
     let mut r = Response::new(body);
     let h = r.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
@@ -1045,11 +1105,13 @@ async fn legacy_patch(
     }
     let res: Result<u64, Refused> = async {
         use std::io::Seek;
+        std::fs::create_dir_all(&data)
+            .map_err(|e| Refused(500, format!("cannot store the upload: {e}")))?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&data)
+            .open(blob::part_path(&data, 0))
             .map_err(|e| Refused(500, format!("cannot store the upload: {e}")))?;
         f.seek(std::io::SeekFrom::Start(start))
             .map_err(|e| Refused(500, e.to_string()))?;
@@ -1101,7 +1163,7 @@ async fn legacy_commit(
     let Some(up) = svc.take_upload(|u| u.data.ends_with(format!("{up_id}.data"))) else {
         return legacy_error(404, format!("no cache reservation {id}"));
     };
-    let data = up.data.clone();
+    let data = blob::part_path(&up.data, 0);
     let hashed = tokio::task::spawn_blocking(move || blob::hash_file(&data)).await;
     let (len, sha) = match hashed {
         Ok(Ok(h)) => h,
@@ -1117,7 +1179,17 @@ async fn legacy_commit(
             ),
         );
     }
-    match svc.publish(up, len, sha).await {
+    match svc
+        .publish(
+            up,
+            len,
+            vec![Part {
+                size: len,
+                sha256: sha,
+            }],
+        )
+        .await
+    {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => legacy_error(e.0, e.1),
     }

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-pub use storage::{CacheEntry, CacheStore, DirStore};
+pub use storage::{CacheEntry, CacheStore, DirStore, Part};
 pub use token::Grant;
 
 /// Limits and places.

@@ -27,11 +27,22 @@ pub struct CacheEntry {
     /// The client's hash of paths and compression: entries only match their own version.
     pub version: String,
     pub size: u64,
-    /// SHA-256 of the blob, checked while it is served.
-    pub sha256: String,
+    /// The blob as uploaded, part by part (one part, or one per Azure block),
+    /// each with its SHA-256: checked while it is served. Digests are taken
+    /// while the bytes arrive, so committing a block list costs no second
+    /// read of the archive.
+    #[serde(default)]
+    pub parts: Vec<Part>,
     /// Milliseconds since the epoch.
     pub created_ms: i64,
     pub last_used_ms: i64,
+}
+
+/// A run of bytes of a blob and its digest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Part {
+    pub size: u64,
+    pub sha256: String,
 }
 
 impl CacheEntry {
@@ -51,14 +62,15 @@ impl CacheEntry {
 pub trait CacheStore: Send + Sync + std::fmt::Debug {
     /// A directory on the same filesystem as the blobs, for uploads in progress.
     fn staging_dir(&self) -> &Path;
-    /// Makes `file` (a finished upload in the staging directory) the bytes of
-    /// `entry`. `Ok(false)`: an entry with the same slot exists (the file is removed).
-    fn publish(&self, entry: &CacheEntry, file: &Path) -> io::Result<bool>;
+    /// Makes `parts` (a finished upload's directory of parts in the staging
+    /// directory) the bytes of `entry`. `Ok(false)`: an entry with the same
+    /// slot exists (the upload is removed).
+    fn publish(&self, entry: &CacheEntry, parts: &Path) -> io::Result<bool>;
     /// Every entry of `repository`.
     fn entries(&self, repository: &str) -> io::Result<Vec<CacheEntry>>;
     /// Every repository's entries (for eviction).
     fn all_entries(&self) -> io::Result<Vec<CacheEntry>>;
-    /// The file holding an entry's bytes.
+    /// The directory holding an entry's parts (`0`, `1`, ...).
     fn blob_path(&self, entry: &CacheEntry) -> PathBuf;
     /// Records a use (eviction removes the least recently used first).
     fn touch(&self, entry: &CacheEntry, now_ms: i64) -> io::Result<()>;
@@ -102,7 +114,7 @@ impl DirStore {
                 Err(e) => return Err(e),
             };
             match serde_json::from_slice::<CacheEntry>(&bytes) {
-                Ok(e) if self.blob_path(&e).exists() => out.push(e),
+                Ok(e) if self.blob_path(&e).is_dir() => out.push(e),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(message = "Unreadable cache entry skipped.", file = %f.path().display(), error = %e);
@@ -118,15 +130,15 @@ impl CacheStore for DirStore {
         &self.staging
     }
 
-    fn publish(&self, entry: &CacheEntry, file: &Path) -> io::Result<bool> {
+    fn publish(&self, entry: &CacheEntry, parts: &Path) -> io::Result<bool> {
         let slot = entry.slot();
         let final_meta = self.entry_path(&slot);
         if final_meta.exists() {
-            let _ = std::fs::remove_file(file);
+            let _ = std::fs::remove_dir_all(parts);
             return Ok(false);
         }
         let blob = self.blob_path(entry);
-        std::fs::rename(file, &blob)?;
+        std::fs::rename(parts, &blob)?;
         let tmp = self
             .root
             .join("entries")
@@ -139,11 +151,11 @@ impl CacheStore for DirStore {
         match linked {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = std::fs::remove_file(&blob);
+                let _ = std::fs::remove_dir_all(&blob);
                 Ok(false)
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&blob);
+                let _ = std::fs::remove_dir_all(&blob);
                 Err(e)
             }
         }
@@ -185,7 +197,7 @@ impl CacheStore for DirStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        match std::fs::remove_file(self.blob_path(entry)) {
+        match std::fs::remove_dir_all(self.blob_path(entry)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -204,28 +216,36 @@ mod tests {
             key: key.into(),
             version: "v".into(),
             size: 3,
-            sha256: String::new(),
+            parts: Vec::new(),
             created_ms: 1,
             last_used_ms: 1,
         }
+    }
+
+    fn upload(s: &DirStore, name: &str, bytes: &[u8]) -> PathBuf {
+        let d = s.staging_dir().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("0"), bytes).unwrap();
+        d
     }
 
     #[test]
     fn entries_are_immutable_and_never_visible_without_bytes() {
         let d = tempfile::tempdir().unwrap();
         let s = DirStore::open(d.path()).unwrap();
-        let f = s.staging_dir().join("up1");
-        std::fs::write(&f, b"abc").unwrap();
+        let f = upload(&s, "up1", b"abc");
         assert!(s.publish(&entry(1, "k"), &f).unwrap());
-        let f2 = s.staging_dir().join("up2");
-        std::fs::write(&f2, b"xyz").unwrap();
+        let f2 = upload(&s, "up2", b"xyz");
         assert!(!s.publish(&entry(2, "k"), &f2).unwrap(), "same slot twice");
         assert!(!f2.exists(), "the losing upload is removed");
         let all = s.entries("o/r").unwrap();
         assert_eq!(all.len(), 1);
-        assert_eq!(std::fs::read(s.blob_path(&all[0])).unwrap(), b"abc");
+        assert_eq!(
+            std::fs::read(s.blob_path(&all[0]).join("0")).unwrap(),
+            b"abc"
+        );
         // Bytes gone (by hand, or a crash): the entry is not offered.
-        std::fs::remove_file(s.blob_path(&all[0])).unwrap();
+        std::fs::remove_dir_all(s.blob_path(&all[0])).unwrap();
         assert!(s.entries("o/r").unwrap().is_empty());
         // A corrupt metadata file is skipped, not fatal.
         std::fs::write(d.path().join("entries/bad.json"), b"{").unwrap();
@@ -236,8 +256,7 @@ mod tests {
     fn touch_and_remove() {
         let d = tempfile::tempdir().unwrap();
         let s = DirStore::open(d.path()).unwrap();
-        let f = s.staging_dir().join("up");
-        std::fs::write(&f, b"abc").unwrap();
+        let f = upload(&s, "up", b"abc");
         let e = entry(7, "k");
         s.publish(&e, &f).unwrap();
         s.touch(&e, 99).unwrap();

@@ -321,9 +321,10 @@ async fn a_corrupt_entry_fails_the_download_and_is_removed() {
     // Same size, different bytes: only the digest can tell.
     use hangar_results::CacheStore;
     let e = store.entries("o/r").unwrap().pop().unwrap();
-    let mut bytes = std::fs::read(store.blob_path(&e)).unwrap();
+    let part = store.blob_path(&e).join("0");
+    let mut bytes = std::fs::read(&part).unwrap();
     bytes[(2 << 20) + 5] ^= 1;
-    std::fs::write(store.blob_path(&e), &bytes).unwrap();
+    std::fs::write(&part, &bytes).unwrap();
     let (_, r) = f
         .rpc(
             &main,
@@ -347,7 +348,7 @@ async fn a_corrupt_entry_fails_the_download_and_is_removed() {
     // A truncated blob is caught before any byte is sent.
     f.save(&main, "k2", b"0123456789").await;
     let e = store.entries("o/r").unwrap().pop().unwrap();
-    std::fs::write(store.blob_path(&e), b"01234").unwrap();
+    std::fs::write(store.blob_path(&e).join("0"), b"01234").unwrap();
     let (_, r) = f
         .rpc(
             &main,
@@ -413,6 +414,81 @@ async fn blocks_and_a_block_list_as_the_azure_sdk_uploads_large_archives() {
     assert_eq!(bytes.len(), 200_000);
     assert!(
         bytes[..100_000].iter().all(|b| *b == b'a') && bytes[100_000..].iter().all(|b| *b == b'b')
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_block_of_an_entry_fails_its_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DirStore::open(&dir.path().join("cache")).unwrap());
+    let svc = Service::new(store.clone(), Config::new(dir.path().join("a"))).unwrap();
+    let running = svc.start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let http = reqwest::Client::new();
+    let f = Fixture {
+        _dir: tempfile::tempdir().unwrap(),
+        running,
+        http,
+    };
+    let main = grant("refs/heads/main");
+    let (_, c) = f
+        .rpc(
+            &main,
+            CACHE,
+            "CreateCacheEntry",
+            json!({"key": "blk", "version": "v1"}),
+        )
+        .await;
+    let url = c["signed_upload_url"].as_str().unwrap().to_string();
+    for (id, fill) in [("QUFB", b'a'), ("QkJC", b'b')] {
+        f.http
+            .put(format!("{url}&comp=block&blockid={id}"))
+            .body(vec![fill; 2 << 20])
+            .send()
+            .await
+            .unwrap();
+    }
+    f.http
+        .put(format!("{url}&comp=blocklist"))
+        .body("<BlockList><Latest>QUFB</Latest><Latest>QkJC</Latest></BlockList>")
+        .send()
+        .await
+        .unwrap();
+    let size = (4u64 << 20).to_string();
+    let (s, _) = f
+        .rpc(
+            &main,
+            CACHE,
+            "FinalizeCacheEntryUpload",
+            json!({"key": "blk", "version": "v1", "size_bytes": size}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    use hangar_results::CacheStore;
+    let e = store.entries("o/r").unwrap().pop().unwrap();
+    assert_eq!(e.parts.len(), 2, "one part per block, no copy");
+    // The second block's bytes change on disk, its size does not.
+    let part = store.blob_path(&e).join("1");
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[0] = b'x';
+    std::fs::write(&part, &bytes).unwrap();
+    let (_, r) = f
+        .rpc(
+            &main,
+            CACHE,
+            "GetCacheEntryDownloadURL",
+            json!({"key": "blk", "version": "v1"}),
+        )
+        .await;
+    let resp = f
+        .http
+        .get(r["signed_download_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.bytes().await.is_err(), "the body must not complete");
+    assert!(
+        store.entries("o/r").unwrap().is_empty(),
+        "the corrupt entry is gone"
     );
 }
 
