@@ -265,3 +265,77 @@ fn the_artifact_client_uploads_lists_downloads_and_deletes_through_v4() {
     assert_eq!(&zip[..2], b"PK");
     assert!(!keep.join("scratch.zip").exists());
 }
+
+const RUST_CACHE_WORKFLOW: &str = r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: Swatinem/rust-cache@v2
+        id: rc
+      - run: echo "rust-cache hit=${{ steps.rc.outputs.cache-hit }};"
+      - run: cargo build --offline
+"#;
+
+#[test]
+fn swatinem_rust_cache_saves_a_crate_build_and_restores_it() {
+    let Some(shared) = shared() else { return };
+    if !have("node") || !have("cargo") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let action_dir = action(&shared, "Swatinem/rust-cache", "v2", tmp.path());
+    let dir = repo(tmp.path(), RUST_CACHE_WORKFLOW);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+    )
+    .unwrap();
+    // A committed lock file keeps the action's key stable between runs.
+    std::fs::write(
+        dir.join("Cargo.lock"),
+        "version = 4\n\n[[package]]\nname = \"tiny\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() { println!(\"tiny\"); }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join(".gitignore"), "target\n").unwrap();
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "crate"]);
+    let data = tmp.path().join("data");
+    let spec = format!("Swatinem/rust-cache@v2={}", action_dir.display());
+    // The action caches CARGO_HOME: a fresh one, beside the toolchain in use.
+    let run = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hangar"));
+        c.args(["run", "--action-dir", &spec])
+            .current_dir(&dir)
+            .env("HANGAR_DATA_DIR", &data)
+            .env("CARGO_HOME", tmp.path().join("cargo-home"));
+        if std::env::var_os("RUSTUP_HOME").is_none()
+            && let Some(home) = std::env::var_os("HOME")
+            && Path::new(&home).join(".rustup").is_dir()
+        {
+            c.env("RUSTUP_HOME", Path::new(&home).join(".rustup"));
+        }
+        let out = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out, text)
+    };
+    let (out, text) = run();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("rust-cache hit=false;"), "{text}");
+    assert!(text.contains("Saving cache"), "{text}");
+    std::fs::remove_dir_all(dir.join("target")).unwrap();
+    let (out, text) = run();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("full match: true"), "{text}");
+    assert!(text.contains("rust-cache hit=true;"), "{text}");
+}

@@ -486,6 +486,7 @@ async fn artifact_rpc(
     let live = |a: &Artifact| a.run == run && a.expires_ms > now;
     match method {
         "CreateArtifact" => {
+            svc.sweep_expired_artifacts();
             if job != grant.job {
                 return Err(Refused(403, "the token is for another job".into()));
             }
@@ -622,6 +623,13 @@ async fn artifact_rpc(
                 path,
             };
             let id = a.id;
+            if let Err(e) = svc.remember_artifact(&a) {
+                let _ = std::fs::remove_file(&a.path);
+                return Err(Refused(
+                    500,
+                    format!("cannot record artifact {}: {e}", a.name),
+                ));
+            }
             svc.inner
                 .artifacts
                 .lock()
@@ -682,7 +690,7 @@ async fn artifact_rpc(
                     })?;
                 arts.remove(pos)
             };
-            let _ = std::fs::remove_file(&removed.path);
+            svc.forget_artifact(&removed);
             Ok(json!({"ok": true, "artifact_id": removed.id.to_string()}))
         }
         other => Err(Refused(

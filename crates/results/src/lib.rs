@@ -56,8 +56,10 @@ pub struct Config {
     pub artifact_retention_days: u32,
     /// Lifetime of a runtime token and of signed URLs.
     pub token_ttl: Duration,
-    /// Keep each run's artifacts in `artifact_dir/RUN/` (a server holding
-    /// many runs), rather than directly in `artifact_dir` (one local run).
+    /// Keep each run's artifacts in `artifact_dir/RUN/`, each with its record
+    /// beside it (`.NAME.json`) so they outlive a restart (a server holding
+    /// many runs), rather than directly in `artifact_dir` for the life of the
+    /// service (one local run).
     pub artifacts_per_run: bool,
 }
 
@@ -92,7 +94,7 @@ struct Inner {
 }
 
 /// A finalized artifact.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Artifact {
     pub id: u64,
     pub run: String,
@@ -123,6 +125,33 @@ impl Drop for Running {
     }
 }
 
+/// The records of artifacts kept in `dir/RUN/.NAME.json` whose bytes are there.
+fn load_artifacts(dir: &std::path::Path) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    let Ok(runs) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for run in runs.flatten() {
+        let Ok(files) = std::fs::read_dir(run.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with('.') && name.ends_with(".json")) {
+                continue;
+            }
+            match std::fs::read(f.path()).map(|b| serde_json::from_slice::<Artifact>(&b)) {
+                Ok(Ok(a)) if a.path.is_file() => out.push(a),
+                Ok(Ok(_)) => {}
+                _ => {
+                    tracing::warn!(message = "Unreadable artifact record skipped.", file = %f.path().display())
+                }
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -142,17 +171,70 @@ impl Service {
         // two processes sharing a store do not collide in practice, and the
         // store refuses a clash anyway (its blob would exist).
         let seed = (now_ms() as u64 & 0x000f_ffff_ffff) << 12;
-        Ok(Service {
+        let artifacts = if cfg.artifacts_per_run {
+            load_artifacts(&cfg.artifact_dir)
+        } else {
+            Vec::new()
+        };
+        let svc = Service {
             inner: Arc::new(Inner {
                 signer: token::Signer::random()?,
                 cache,
                 cfg,
                 base_url: OnceLock::new(),
                 uploads: Mutex::new(HashMap::new()),
-                artifacts: Mutex::new(Vec::new()),
+                artifacts: Mutex::new(artifacts),
                 next_id: AtomicU64::new(seed.max(1)),
             }),
-        })
+        };
+        svc.sweep_expired_artifacts();
+        Ok(svc)
+    }
+
+    fn record_path(a: &Artifact) -> PathBuf {
+        let name = a
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        a.path.with_file_name(format!(".{name}.json"))
+    }
+
+    /// Writes an artifact's record beside it (kept services only).
+    pub(crate) fn remember_artifact(&self, a: &Artifact) -> std::io::Result<()> {
+        if !self.inner.cfg.artifacts_per_run {
+            return Ok(());
+        }
+        let rec = Self::record_path(a);
+        let tmp = rec.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(a)?)?;
+        std::fs::rename(&tmp, &rec)
+    }
+
+    /// Removes an artifact's bytes and record.
+    pub(crate) fn forget_artifact(&self, a: &Artifact) {
+        let _ = std::fs::remove_file(Self::record_path(a));
+        let _ = std::fs::remove_file(&a.path);
+    }
+
+    /// Removes artifacts past their retention.
+    pub(crate) fn sweep_expired_artifacts(&self) {
+        let now = now_ms();
+        let expired: Vec<Artifact> = {
+            let mut arts = self
+                .inner
+                .artifacts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut *arts)
+                .into_iter()
+                .partition(|a| a.expires_ms <= now);
+            *arts = keep;
+            gone
+        };
+        for a in &expired {
+            self.forget_artifact(a);
+        }
     }
 
     fn next_id(&self) -> u64 {

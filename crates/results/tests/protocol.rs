@@ -797,3 +797,54 @@ async fn an_artifact_whose_digest_differs_is_not_kept() {
         .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn kept_artifacts_outlive_a_restart_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut cfg = Config::new(dir.path().join("artifacts"));
+        cfg.artifacts_per_run = true;
+        let store = DirStore::open(&dir.path().join("cache")).unwrap();
+        Service::new(Arc::new(store), cfg).unwrap()
+    };
+    let running = open().start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let f = Fixture {
+        _dir: tempfile::tempdir().unwrap(),
+        running,
+        http: reqwest::Client::new(),
+    };
+    let g = grant("refs/heads/main");
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    for (name, exp) in [("keep", None), ("brief", Some(soon.to_rfc3339()))] {
+        let mut req = json!({"workflow_run_backend_id": g.run, "workflow_job_run_backend_id": g.job, "name": name});
+        if let Some(e) = exp {
+            req["expires_at"] = json!(e);
+        }
+        let (_, c) = f.rpc(&g, ARTIFACT, "CreateArtifact", req.clone()).await;
+        f.http
+            .put(c["signed_upload_url"].as_str().unwrap())
+            .body("PK..")
+            .send()
+            .await
+            .unwrap();
+        req["size"] = json!("4");
+        let (s, r) = f.rpc(&g, ARTIFACT, "FinalizeArtifact", req).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    drop(f);
+    // A new service over the same directory: both are there.
+    let again = open();
+    let names = |svc: &Service| {
+        let mut n: Vec<String> = svc.artifacts("41").into_iter().map(|a| a.name).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&again), ["brief", "keep"]);
+    assert!(dir.path().join("artifacts/41/keep.zip").is_file());
+    drop(again);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Past its retention, an artifact is gone with its bytes.
+    let later = open();
+    assert_eq!(names(&later), ["keep"]);
+    assert!(!dir.path().join("artifacts/41/brief.zip").exists());
+}
