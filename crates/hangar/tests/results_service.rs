@@ -339,3 +339,35 @@ fn swatinem_rust_cache_saves_a_crate_build_and_restores_it() {
     assert!(text.contains("full match: true"), "{text}");
     assert!(text.contains("rust-cache hit=true;"), "{text}");
 }
+
+#[test]
+fn the_real_actions_cache_speaks_the_legacy_protocol_when_v2_is_off() {
+    let Some(shared) = shared() else { return };
+    if !have("node") || !have("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = action(&shared, "actions/cache", "v4", tmp.path());
+    // An empty ACTIONS_CACHE_SERVICE_V2 makes the toolkit use ACTIONS_CACHE_URL
+    // (`_apis/artifactcache`), as older runners and toolkits do.
+    let wf = CACHE_WORKFLOW.replace(
+        "    runs-on: ubuntu-latest\n",
+        "    runs-on: ubuntu-latest\n    env:\n      ACTIONS_CACHE_SERVICE_V2: ''\n",
+    );
+    let dir = repo(tmp.path(), &wf);
+    let data = tmp.path().join("data");
+    let action_dir = format!("actions/cache@v4={}", cache.display());
+    let args = ["--action-dir", action_dir.as_str()];
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    // Only the legacy client says this (the v2 client uploads with the blob SDK).
+    assert!(text.contains("Cache saved successfully"), "{text}");
+    std::fs::remove_dir_all(dir.join("deps")).unwrap();
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hit=true;"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("deps/out.txt")).unwrap(),
+        "built from v1\n"
+    );
+}
