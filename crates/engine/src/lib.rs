@@ -67,6 +67,7 @@ pub mod plan;
 pub mod process;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod shell;
 pub mod workflow;
 

@@ -564,6 +564,24 @@ pub async fn decide_approval(
             ),
         );
     }
+    if a.state != "pending" {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("approval {id} is already {}", a.state),
+        );
+    }
+    if let Some(r) = &run
+        && r.status == "completed"
+    {
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "run {} is completed ({}): there is nothing left to approve",
+                r.id,
+                r.conclusion.as_deref().unwrap_or("no conclusion")
+            ),
+        );
+    }
     let Some(decided) = tri!(
         app.store
             .decide_approval(id, b.approve, &c.name, &b.comment)

@@ -133,6 +133,15 @@ impl App {
         inputs: Value,
     ) -> Result<NewRun, String> {
         let jobs = wf.plan_jobs(self.max_attempts)?;
+        // A run whose jobs cannot all be scheduled is refused now, not left
+        // waiting for ever: the scheduler's graph check, named as validate names it.
+        let mut nodes: Vec<(String, Vec<String>)> = Vec::new();
+        for j in &jobs {
+            if !nodes.iter().any(|(k, _)| *k == j.key) {
+                nodes.push((j.key.clone(), j.needs.clone()));
+            }
+        }
+        hangar_engine::schedule::Graph::new(nodes).map_err(|e| format!("{}: {e}", wf.path))?;
         let (group, cancel) = match wf.concurrency(ev, &repo.name) {
             Some((g, c)) => (Some(g), c),
             None => (None, false),
@@ -327,39 +336,21 @@ impl App {
         };
         let mut queued_any = false;
         let mut others_to_advance: Vec<i64> = Vec::new();
-        for job in jobs.iter().filter(|j| j.status == "waiting") {
+        // The engine's scheduler decides; this loop carries its decisions out
+        // and persists them. Jobs here are matrix legs; the graph's nodes are
+        // their keys.
+        let to_run = match self.decide_jobs(&run, &jobs)? {
+            Ok(ids) => ids,
+            Err(graph_error) => {
+                // Runs stored before cycles were refused at creation.
+                for job in jobs.iter().filter(|j| j.status == "waiting") {
+                    self.finish_job(job, "failure", &graph_error)?;
+                }
+                Vec::new()
+            }
+        };
+        for job in jobs.iter().filter(|j| to_run.contains(&j.id)) {
             let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
-            let pending: Vec<&str> = deps
-                .iter()
-                .filter(|d| d.status != "completed")
-                .map(|d| d.key.as_str())
-                .collect();
-            if !pending.is_empty() {
-                let mut p = pending.clone();
-                p.dedup();
-                self.set_waiting(job, &format!("waiting for needed jobs: {}", p.join(", ")))?;
-                continue;
-            }
-            match self.job_condition(&run, job, &deps)? {
-                Ok(true) => {}
-                Ok(false) => {
-                    let why = match deps
-                        .iter()
-                        .find(|d| d.conclusion.as_deref() != Some("success"))
-                    {
-                        Some(failed) => {
-                            format!("skipped: needed job `{}` did not succeed", failed.key)
-                        }
-                        None => "skipped: its `if:` condition is false".to_string(),
-                    };
-                    self.finish_job(job, "skipped", &why)?;
-                    continue;
-                }
-                Err(e) => {
-                    self.finish_job(job, "failure", &e)?;
-                    continue;
-                }
-            }
             match self.expand_deferred_matrix(&run, job, &deps)? {
                 MatrixStep::Ready => {}
                 MatrixStep::Expanded => {
@@ -526,14 +517,89 @@ impl App {
         self.conclude_run(run_id)
     }
 
+    /// Asks the scheduler about the run's waiting jobs and persists what it
+    /// decides for them (waiting reasons, skips, failures). Returns the ids of
+    /// the jobs (legs) that may go on (matrix expansion, environments,
+    /// concurrency, queue), or the graph's error for a run whose `needs` cannot
+    /// be scheduled.
+    fn decide_jobs(
+        &self,
+        run: &hangar_store::Run,
+        jobs: &[Job],
+    ) -> anyhow::Result<Result<Vec<i64>, String>> {
+        use hangar_engine::schedule::{Decision, Graph, State};
+        let mut nodes: Vec<(String, Vec<String>)> = Vec::new();
+        for j in jobs {
+            if !nodes.iter().any(|(k, _)| *k == j.key) {
+                nodes.push((j.key.clone(), j.needs.clone()));
+            }
+        }
+        let graph = match Graph::new(nodes) {
+            Ok(g) => g,
+            Err(e) => return Ok(Err(format!("{}: {e}", run.workflow_path))),
+        };
+        fn legs<'a>(jobs: &'a [Job], key: &'a str) -> impl Iterator<Item = &'a Job> {
+            jobs.iter().filter(move |j| j.key == key)
+        }
+        let mut states: BTreeMap<String, State> = graph
+            .order()
+            .iter()
+            .map(|k| (k.clone(), State::of_legs(legs(jobs, k).map(job_state))))
+            .collect();
+        // Legs still waiting in a job whose other legs went on were decided
+        // to run before (an approval, a wait timer or a concurrency group
+        // holds them): they go on to those checks again.
+        let mut to_run: Vec<i64> = graph
+            .order()
+            .iter()
+            .filter(|k| states[*k] == State::Running)
+            .flat_map(|k| {
+                legs(jobs, k)
+                    .filter(|j| j.status == "waiting")
+                    .map(|j| j.id)
+            })
+            .collect();
+        let mut store_error = None;
+        let decisions = graph.decide(&mut states, false, &mut |key, host| {
+            let Some(job) = legs(jobs, key).next() else {
+                return Ok(false);
+            };
+            match self.job_condition(run, job, jobs, host) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    store_error.get_or_insert(e);
+                    Ok(false)
+                }
+            }
+        });
+        if let Some(e) = store_error {
+            return Err(e);
+        }
+        for (key, decision) in decisions {
+            for job in legs(jobs, &key).filter(|j| j.status == "waiting") {
+                match &decision {
+                    Decision::Run => to_run.push(job.id),
+                    Decision::Wait(on) => self
+                        .set_waiting(job, &format!("waiting for needed jobs: {}", on.join(", ")))?,
+                    Decision::Skip(why) => {
+                        self.finish_job(job, "skipped", &format!("skipped: {why}"))?
+                    }
+                    Decision::Fail(e) => self.finish_job(job, "failure", e)?,
+                }
+            }
+        }
+        Ok(Ok(to_run))
+    }
+
     /// The job's `if:` (default `success()`) over the run's `github`, `needs`,
-    /// `vars` and `inputs` contexts, with status functions answered from the
-    /// needed jobs' results. `Err` holds a message for a bad expression.
+    /// `vars` and `inputs` contexts, with status functions answered by the
+    /// scheduler's `host`. `Err` inside holds a message for a bad expression.
     fn job_condition(
         &self,
         run: &hangar_store::Run,
         job: &Job,
-        deps: &[&Job],
+        jobs: &[Job],
+        host: &hangar_engine::schedule::StatusHost,
     ) -> anyhow::Result<Result<bool, String>> {
         // Scheduling reads jobs without their spec; the condition lives there.
         let spec = self
@@ -546,13 +612,6 @@ impl App {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
-        if text.trim().is_empty()
-            && deps
-                .iter()
-                .all(|d| d.conclusion.as_deref() == Some("success"))
-        {
-            return Ok(Ok(true));
-        }
         let cond = match hangar_expr::Condition::parse(&text) {
             Ok(c) => c,
             Err(e) => {
@@ -562,13 +621,14 @@ impl App {
                 )));
             }
         };
-        let mut needs = serde_json::Map::new();
-        for d in deps {
-            needs.insert(
-                d.key.clone(),
-                json!({"result": d.conclusion, "outputs": d.outputs}),
-            );
+        if text.trim().is_empty() {
+            // `success()` needs no context.
+            return Ok(cond
+                .eval(&hangar_expr::Contexts::new(), host)
+                .map_err(|e| format!("job `{}`: {e}", job.key)));
         }
+        let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
+        let needs = needs_context(&deps, host);
         let ctx_json = self.store.run_context(run.id)?;
         let payload = self.store.run_payload(run.id)?;
         let contexts = hangar_expr::Contexts::from_json(&json!({
@@ -582,9 +642,8 @@ impl App {
             "vars": self.store.variables_for_repo(run.repo_id)?,
             "inputs": ctx_json.get("inputs").cloned().unwrap_or(json!({})),
         }));
-        let host = NeedsHost { deps };
         Ok(cond
-            .eval(&contexts, &host)
+            .eval(&contexts, host)
             .map_err(|e| format!("job `{}`: `if: {text}`: {e}", job.key)))
     }
 
@@ -608,13 +667,8 @@ impl App {
             .pointer("/strategy/matrix")
             .cloned()
             .unwrap_or(Value::Null);
-        let mut needs = serde_json::Map::new();
-        for d in deps {
-            needs.insert(
-                d.key.clone(),
-                json!({"result": d.conclusion, "outputs": d.outputs}),
-            );
-        }
+        let host = status_host_of(deps);
+        let needs = needs_context(deps, &host);
         let ctx = self.store.run_context(run.id)?;
         let contexts = hangar_expr::Contexts::from_json(&json!({
             "github": {
@@ -625,7 +679,6 @@ impl App {
             "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
             "vars": self.store.variables_for_repo(run.repo_id)?,
         }));
-        let host = NeedsHost { deps };
         let evaluated = match hangar_engine::evaluate::eval_tree(&matrix, &contexts, &host) {
             Ok(v) => v,
             Err(e) => {
@@ -779,6 +832,10 @@ impl App {
             {
                 self.store.set_run_status(run_id, "queued", None, None)?;
             }
+            // Nothing is left to approve: a reviewer must not be asked, nor
+            // able to start a job of a cancelled run.
+            self.store
+                .expire_approvals(run_id, &format!("the run was cancelled: {reason}"))?;
         }
         self.store.audit(
             actor,
@@ -976,37 +1033,61 @@ enum MatrixStep {
     Failed(String),
 }
 
-/// Status functions in a job's `if:`, answered from the jobs it needs.
-struct NeedsHost<'a> {
-    deps: &'a [&'a Job],
+/// A stored job's place in the scheduler's graph.
+fn job_state(j: &Job) -> hangar_engine::schedule::State {
+    use hangar_engine::schedule::State;
+    match j.status.as_str() {
+        "waiting" => State::Waiting,
+        "completed" => State::Done(conclusion_of(j.conclusion.as_deref())),
+        _ => State::Running,
+    }
 }
 
-impl NeedsHost<'_> {
-    fn answer(&self, f: hangar_expr::StatusFunction, only: Option<&[String]>) -> bool {
-        use hangar_expr::StatusFunction::*;
-        let deps = self
-            .deps
-            .iter()
-            .filter(|d| only.is_none_or(|o| o.iter().any(|k| k.eq_ignore_ascii_case(&d.key))));
-        let results: Vec<&str> = deps
-            .map(|d| d.conclusion.as_deref().unwrap_or(""))
-            .collect();
-        match f {
-            Always => true,
-            Success => results.iter().all(|r| *r == "success"),
-            Failure => results.contains(&"failure"),
-            Cancelled => results.contains(&"cancelled"),
+fn conclusion_of(c: Option<&str>) -> hangar_engine::report::Conclusion {
+    use hangar_engine::report::Conclusion;
+    match c {
+        Some("success") => Conclusion::Success,
+        Some("cancelled") => Conclusion::Cancelled,
+        Some("skipped") => Conclusion::Skipped,
+        _ => Conclusion::Failure,
+    }
+}
+
+/// Status functions over the jobs `deps` (matrix legs grouped by key).
+fn status_host_of(deps: &[&Job]) -> hangar_engine::schedule::StatusHost {
+    use hangar_engine::schedule::State;
+    let mut needs = BTreeMap::new();
+    for d in deps {
+        let legs = deps.iter().filter(|o| o.key == d.key).map(|o| job_state(o));
+        if let State::Done(c) = State::of_legs(legs) {
+            needs.insert(d.key.clone(), c);
         }
     }
+    hangar_engine::schedule::StatusHost {
+        ancestors: needs.clone(),
+        needs,
+        cancelled: false,
+    }
 }
 
-impl hangar_expr::Host for NeedsHost<'_> {
-    fn status(&self, f: hangar_expr::StatusFunction) -> bool {
-        self.answer(f, None)
+/// The `needs` context: each needed job's result (its legs' aggregate, as the
+/// scheduler sees it) and outputs (every leg's, merged).
+fn needs_context(deps: &[&Job], host: &hangar_engine::schedule::StatusHost) -> Value {
+    let mut needs = serde_json::Map::new();
+    for d in deps {
+        let entry = needs.entry(d.key.clone()).or_insert_with(|| {
+            json!({
+                "result": host.needs.get(&d.key).map(|c| c.as_str()),
+                "outputs": {},
+            })
+        });
+        if let (Some(Value::Object(into)), Value::Object(from)) =
+            (entry.get_mut("outputs"), &d.outputs)
+        {
+            into.extend(from.clone());
+        }
     }
-    fn status_of(&self, f: hangar_expr::StatusFunction, jobs: &[String]) -> bool {
-        self.answer(f, Some(jobs))
-    }
+    Value::Object(needs)
 }
 
 /// Reads only `environments.<name>.protection` of hangar.yml; the full model is

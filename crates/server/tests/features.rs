@@ -757,3 +757,92 @@ async fn dora_keys_on_metrics_for_workflow_and_delivery_environments() {
     }
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 }
+
+/// A job after a skipped job is skipped too, at once: the run completes.
+#[tokio::test]
+async fn a_chain_after_a_failed_job_is_skipped_and_the_run_completes() {
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: exit 1}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo b}]\n  c:\n    needs: b\n    runs-on: ubuntu-latest\n    steps: [{run: echo c}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "failure", "{run:#}");
+    let result = |key: &str| {
+        run["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .map(|j| (j["conclusion"].clone(), j["waiting_reason"].clone()))
+            .unwrap()
+    };
+    assert_eq!(result("a").0, "failure");
+    assert_eq!(result("b").0, "skipped");
+    assert_eq!(result("c").0, "skipped");
+    assert!(
+        result("c").1.as_str().unwrap().contains("`b`"),
+        "{:?}",
+        result("c")
+    );
+}
+
+/// A `needs` cycle is refused when the event arrives, named as validate names it.
+#[tokio::test]
+async fn a_needs_cycle_is_refused_when_the_run_would_be_created() {
+    let cyclic = "on: push\njobs:\n  a:\n    needs: b\n    runs-on: ubuntu-latest\n    steps: [{run: echo a}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo b}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/loop.yml", cyclic)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    assert_eq!(v["runs"], json!([]), "{v:#}");
+    let errors = v["workflow_errors"].to_string();
+    assert!(
+        errors.contains("loop.yml") && errors.contains("a -> b -> a"),
+        "{v:#}"
+    );
+    assert!(s.runs().await.is_empty());
+}
+
+/// Cancelling a run settles its pending approval; deciding it later is a 409.
+#[tokio::test]
+async fn cancelling_a_run_settles_its_pending_approval() {
+    let hangar_yml = "environments:\n  prod:\n    protection:\n      reviewers: [alice]\n";
+    let wf = "on: push\njobs:\n  deploy:\n    environment: prod\n    runs-on: ubuntu-latest\n    steps: [{run: echo deployed}]\n";
+    let (repo, sha) = repo_with(&[("hangar.yml", hangar_yml), (".github/workflows/cd.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    wait_until(
+        "the approval to be asked",
+        Duration::from_secs(20),
+        async || !s.get("/api/v1/approvals").await[0]["id"].is_null(),
+    )
+    .await;
+    let approval = s.get("/api/v1/approvals").await[0]["id"].as_i64().unwrap();
+    let (code, _) = s
+        .post(&format!("/api/v1/runs/{run_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(code, 202);
+    let run = s.wait_run(run_id, Duration::from_secs(20)).await;
+    assert_eq!(run["run"]["conclusion"], "cancelled", "{run:#}");
+    assert_eq!(s.get("/api/v1/approvals").await, json!([]), "none pending");
+    let all = s.get("/api/v1/approvals?pending=false").await;
+    assert_eq!(all[0]["state"], "cancelled", "{all:#}");
+    let (code, body) = s
+        .post(
+            &format!("/api/v1/approvals/{approval}"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(code, 409, "{body:#}");
+    assert!(
+        body["error"].as_str().unwrap().contains("cancelled"),
+        "{body:#}"
+    );
+    let after = s.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(after["jobs"][0]["conclusion"], "cancelled", "{after:#}");
+}

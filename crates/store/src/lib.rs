@@ -136,6 +136,9 @@ pub trait Store: Send + Sync {
 
     // Approvals and deployments.
     fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64>;
+    /// Settles a run's pending approvals as `cancelled` (the run was cancelled:
+    /// nothing is left to approve). Returns how many were pending.
+    fn expire_approvals(&self, run_id: i64, reason: &str) -> Result<usize>;
     fn decide_approval(
         &self,
         id: i64,

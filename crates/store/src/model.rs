@@ -221,7 +221,8 @@ pub struct Approval {
     pub job_id: i64,
     pub run_id: i64,
     pub environment: String,
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved`, `rejected` or `cancelled` (its run was cancelled
+    /// before anyone decided).
     pub state: String,
     pub reviewer: Option<String>,
     pub comment: Option<String>,

@@ -956,6 +956,13 @@ impl Store for SqliteStore {
         Ok(c.last_insert_rowid())
     }
 
+    fn expire_approvals(&self, run_id: i64, reason: &str) -> Result<usize> {
+        Ok(self.c().execute(
+            "UPDATE approvals SET state = 'cancelled', comment = ?2, decided_at = ?3 WHERE run_id = ?1 AND state = 'pending'",
+            params![run_id, reason, now_ms()],
+        )?)
+    }
+
     fn decide_approval(
         &self,
         id: i64,
