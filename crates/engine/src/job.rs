@@ -274,11 +274,6 @@ fn map_value(m: &IndexMap<String, String>) -> EValue {
     EValue::object(o)
 }
 
-fn minutes(v: &str) -> Option<Duration> {
-    let m: f64 = v.trim().parse().ok()?;
-    (m > 0.0 && m.is_finite()).then(|| Duration::from_secs_f64(m * 60.0))
-}
-
 impl<'e> Job<'e> {
     fn new(
         engine: &'e Engine,
@@ -692,18 +687,44 @@ impl<'e> Job<'e> {
         }
     }
 
+    /// The job's `timeout-minutes`, evaluated and read by the one checked
+    /// parser: GitHub's default when absent, capped at the longest a job may
+    /// run (with a warning), an error when it is not a number.
+    fn job_timeout(&self) -> Result<Duration, String> {
+        let Some(v) = self.doc.get("timeout-minutes") else {
+            return Ok(hangar_units::DEFAULT_JOB_TIMEOUT);
+        };
+        let scope = Scope::default();
+        let cx = self.cx(&scope, &self.env);
+        let text = eval_scalar(v, &cx, &self.host(false, false))?;
+        let timeout = hangar_units::timeout_minutes(&text)?;
+        if let Some(warning) = timeout.warning(&text) {
+            let location = self
+                .spec
+                .workflow
+                .location(&self.spec.job_id, None, "timeout-minutes");
+            self.annotate_at(None, Level::Warning, &warning, location);
+        }
+        Ok(timeout.or(hangar_units::DEFAULT_JOB_TIMEOUT))
+    }
+
     async fn execute(&mut self, outer: CancellationToken) -> JobOutcome {
         // The job's timeout and the caller's cancel both cancel the steps.
-        let timeout = self
-            .doc
-            .get("timeout-minutes")
-            .map(|v| {
-                let scope = Scope::default();
-                let cx = self.cx(&scope, &self.env);
-                eval_scalar(v, &cx, &self.host(false, false)).unwrap_or_default()
-            })
-            .and_then(|v| minutes(&v))
-            .unwrap_or(Duration::from_secs(360 * 60));
+        let timeout = match self.job_timeout() {
+            Ok(t) => t,
+            Err(message) => {
+                // GitHub fails a job whose timeout cannot be read before any step runs.
+                let location =
+                    self.spec
+                        .workflow
+                        .location(&self.spec.job_id, None, "timeout-minutes");
+                self.annotate_at(None, Level::Error, &message, location);
+                return JobOutcome {
+                    result: Conclusion::Failure,
+                    outputs: BTreeMap::new(),
+                };
+            }
+        };
         let job_cancel = CancellationToken::new();
         let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watcher = {
@@ -884,6 +905,7 @@ impl<'e> Job<'e> {
 
         let host_failed = scope.failed;
         // Step env, continue-on-error and timeout.
+        let mut warnings: Vec<String> = Vec::new();
         let prepared: Result<(bool, Option<Duration>), (&str, String)> = (|| {
             if let Some(Value::Object(step_env)) = step.get("env") {
                 let cx0 = cx.get_or_insert_with(|| self.cx(scope, &env));
@@ -911,7 +933,18 @@ impl<'e> Job<'e> {
                 None => false,
             };
             let timeout = match step.get("timeout-minutes") {
-                Some(v) => minutes(&eval(v).map_err(|e| ("timeout-minutes", e))?),
+                Some(v) => {
+                    let text = eval(v).map_err(|e| ("timeout-minutes", e))?;
+                    let t =
+                        hangar_units::timeout_minutes(&text).map_err(|e| ("timeout-minutes", e))?;
+                    if let Some(warning) = t.warning(&text) {
+                        warnings.push(warning);
+                    }
+                    match t {
+                        hangar_units::Timeout::Ignored => None,
+                        t => Some(t.or(Duration::ZERO)),
+                    }
+                }
                 None => None,
             };
             Ok((coe, timeout))
@@ -920,6 +953,10 @@ impl<'e> Job<'e> {
             Ok(p) => p,
             Err((key, e)) => return self.fail_before_run(scope, &end, key, &e),
         };
+        for warning in warnings {
+            let location = self.step_location("timeout-minutes");
+            self.annotate_at(Some(number), Level::Warning, &warning, location);
+        }
         let mut cx = cx.unwrap_or_else(|| self.cx(scope, &env));
 
         let cancel = if is_cancelled {

@@ -403,6 +403,43 @@ fn matrix_legs_continue_on_error_and_ancestor_status() {
     );
 }
 
+/// Numbers a user writes never panic the engine: a huge `timeout-minutes`
+/// (GitHub's parser takes even infinities; values show as its expressions
+/// format them) is capped at the five days a job
+/// may run and said so, zero or negative ones are ignored with a warning, and
+/// one that is not a number fails its job or step where it is written.
+#[test]
+fn hostile_timeouts_are_capped_ignored_or_errors_never_panics() {
+    let f = Fixture::new();
+    let (r, rep) = f.run(
+        "on: push\njobs:\n  huge:\n    timeout-minutes: 1e18\n    steps:\n      - {name: s1, run: 'echo ok', timeout-minutes: 1e300}\n      - {name: s2, run: 'echo ok', timeout-minutes: -3}\n  words:\n    timeout-minutes: ${{ 'soon' }}\n    steps:\n      - run: echo never\n  step-words:\n    steps:\n      - {name: bad, run: 'echo never', timeout-minutes: \"${{ 'later' }}\"}\n",
+        &[],
+        CancellationToken::new(),
+    );
+    let s = r.unwrap();
+    assert_eq!(result_of(&s, "huge"), Conclusion::Success);
+    assert_eq!(result_of(&s, "words"), Conclusion::Failure);
+    assert_eq!(result_of(&s, "step-words"), Conclusion::Failure);
+    let steps = step_results(&rep);
+    expect_step(&steps, "s1", Conclusion::Success);
+    expect_step(&steps, "s2", Conclusion::Success);
+    expect_step(&steps, "bad", Conclusion::Failure);
+    assert!(!rep.lines().contains(&"never".to_string()));
+    let notes = annotations(&rep);
+    let has = |needle: &str| notes.iter().any(|n| n.contains(needle));
+    assert!(
+        has("timeout-minutes `1E+18` is above the 7200 minutes"),
+        "{notes:?}"
+    );
+    assert!(has("timeout-minutes `1E+300` is above"), "{notes:?}");
+    assert!(
+        has("timeout-minutes `-3` is not more than 0 minutes"),
+        "{notes:?}"
+    );
+    assert!(has("must be a number of minutes, not `soon`"), "{notes:?}");
+    assert!(has("must be a number of minutes, not `later`"), "{notes:?}");
+}
+
 fn annotations(r: &MemoryReporter) -> Vec<String> {
     events_of(r, |e| match e {
         Event::Annotation { message, .. } => Some(message.clone()),

@@ -1109,9 +1109,20 @@ pub fn parse_protections(text: &str) -> Result<Vec<(String, Protection)>, String
         };
         let wait_seconds = match p.get("wait") {
             None => 0,
-            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-            Some(Value::String(s)) => parse_duration(s).ok_or_else(|| format!("environments.{name}.protection.wait: `{s}` is not a duration like 30s, 5m or 1h"))?,
-            Some(other) => return Err(format!("environments.{name}.protection.wait: expected seconds or a duration, got {other}")),
+            Some(w @ (Value::Number(_) | Value::String(_))) => {
+                let text = match w {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let wait = hangar_units::parse_duration(&text)
+                    .map_err(|e| format!("environments.{name}.protection.wait: {e}"))?;
+                i64::try_from(wait.as_secs()).unwrap_or(i64::MAX)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "environments.{name}.protection.wait: expected seconds or a duration, got {other}"
+                ));
+            }
         };
         out.push((
             name.clone(),
@@ -1123,18 +1134,6 @@ pub fn parse_protections(text: &str) -> Result<Vec<(String, Protection)>, String
         ));
     }
     Ok(out)
-}
-
-fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().ok()?;
-    Some(match unit.trim() {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return None,
-    })
 }
 
 pub fn data_dir_default() -> PathBuf {

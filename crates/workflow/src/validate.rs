@@ -1359,6 +1359,11 @@ fn check_job<'a>(
             None => c.exprs(env, JOB_LEVEL, false),
         }
     }
+    for k in ["timeout-minutes", "cancel-timeout-minutes"] {
+        if let Some(n) = job.get(k) {
+            check_minutes(c, n, k);
+        }
+    }
     for k in [
         "runs-on",
         "name",
@@ -1464,6 +1469,31 @@ fn check_job<'a>(
     }
 }
 
+/// `timeout-minutes` and `cancel-timeout-minutes` hold a number of minutes or
+/// an expression. Numbers out of the runner's range are GitHub-valid (its
+/// corpus has infinities): the engine caps or ignores them with a warning,
+/// through the same `hangar_units` reader, so only the type is checked here.
+fn check_minutes(c: &mut Checker, n: &Node, key: &str) {
+    let ok = match &n.kind {
+        Kind::Number(_) => true,
+        Kind::Str(s) => s.contains("${{") || hangar_units::timeout_minutes(s).is_ok(),
+        _ => false,
+    };
+    if !ok {
+        let found = match &n.kind {
+            Kind::Str(s) => format!("`{s}`"),
+            _ => n.type_name().to_string(),
+        };
+        c.err(
+            n.pos,
+            format!("`{key}` must be a number of minutes, found {found}"),
+        )
+        .help = Some(format!(
+            "write a number, e.g. `{key}: 30`, or an expression"
+        ));
+    }
+}
+
 fn check_steps(c: &mut Checker, job: &str, steps: &Node) {
     let Kind::Seq(items) = &steps.kind else {
         c.err(steps.pos, format!("`steps` of job `{job}` must be a list"));
@@ -1516,6 +1546,9 @@ fn check_steps(c: &mut Checker, job: &str, steps: &Node) {
                     format!("the step id `{idv}` is already used in job `{job}`"),
                 );
             }
+        }
+        if let Some(n) = step.get("timeout-minutes") {
+            check_minutes(c, n, "timeout-minutes");
         }
         if let Some(n) = step.get("if") {
             c.exprs(n, STEP_IF, true);
@@ -1836,5 +1869,39 @@ mod tests {
             let _ = check(text, &[("x", "jobs: {b: {uses: x}}")], tiny);
             let _ = check(text, &[("x", "jobs: {b: {uses: x}}")], Limits::default());
         }
+    }
+
+    #[test]
+    fn timeout_minutes_must_be_numbers_of_any_size() {
+        let wf = |job: &str, step: &str| {
+            format!(
+                "on: push\njobs:\n  a:\n    runs-on: x\n    timeout-minutes: {job}\n    steps:\n      - run: echo\n        timeout-minutes: {step}\n"
+            )
+        };
+        // GitHub's parser takes any number, infinities included.
+        for (job, step) in [("10", "1.5"), ("1e18", "-3"), ("${{ matrix.t }}", "'20'")] {
+            let d = validate("ci.yml", &wf(job, step));
+            assert!(d.is_empty(), "{job} {step}: {d:?}");
+        }
+        let d = validate("ci.yml", &wf("soon", "[1]"));
+        let msgs: Vec<_> = d
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                (
+                    5,
+                    22,
+                    "`timeout-minutes` must be a number of minutes, found `soon`"
+                ),
+                (
+                    8,
+                    26,
+                    "`timeout-minutes` must be a number of minutes, found a sequence"
+                ),
+            ]
+        );
     }
 }
