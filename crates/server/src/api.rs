@@ -255,7 +255,7 @@ pub async fn dispatch(
             &format!("{path} has no `workflow_dispatch` trigger"),
         );
     };
-    let inputs = match workflows::check_inputs(&declared, &b.inputs) {
+    let inputs = match workflows::check_inputs(declared, &b.inputs) {
         Ok(i) => i,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
@@ -329,7 +329,7 @@ pub async fn list_workflows(
         .into_iter()
         .map(|(path, text)| match workflows::parse(&path, &text) {
             Ok(wf) => {
-                json!({"path": path, "name": wf.name, "dispatch_inputs": wf.dispatch_inputs()})
+                json!({"path": path, "name": wf.name, "dispatch_inputs": wf.dispatch_inputs_json()})
             }
             Err(e) => json!({"path": path, "error": e}),
         })

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use hangar_store::NewJob;
+use hangar_workflow::model::{Input, InputType, LoE, Spanned, Trigger, Workflow as Model};
 
 /// An event normalised across forges.
 #[derive(Debug, Clone, Default)]
@@ -33,58 +34,38 @@ pub struct Workflow {
     pub path: String,
     pub name: String,
     pub text: String,
+    /// The job specs the store keeps are cut from this JSON form.
     pub doc: Value,
+    /// What the server reads: triggers, concurrency, jobs.
+    pub model: Model,
 }
 
 pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
-    let doc = hangar_workflow::yaml::parse(text)
-        .map_err(|errors| {
-            let e = &errors[0];
-            format!("{path}:{}:{}: {}", e.pos.line, e.pos.column, e.message)
-        })?
-        .to_json();
-    if !doc.is_object() {
-        return Err(format!(
-            "{path}:1:1: a workflow must be a mapping with `on:` and `jobs:`"
-        ));
-    }
-    let name = doc
-        .get("name")
-        .and_then(Value::as_str)
-        .map(String::from)
+    let model = Model::parse(text).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| format!("{path}:{e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let doc = model.root.to_json();
+    let name = model
+        .name
+        .as_ref()
+        .map(|n| n.raw().to_string())
         .unwrap_or_else(|| path.to_string());
     Ok(Workflow {
         path: path.to_string(),
         name,
         text: text.to_string(),
         doc,
+        model,
     })
 }
 
 impl Workflow {
-    /// `on:` as a map from event name to its filter object (null when none).
-    /// YAML 1.1 reads a bare `on` key as `true`, so that spelling is accepted too.
-    fn triggers(&self) -> Map<String, Value> {
-        let on = self
-            .doc
-            .get("on")
-            .or_else(|| self.doc.get("true"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        match on {
-            Value::String(s) => [(s, Value::Null)].into_iter().collect(),
-            Value::Array(a) => a
-                .into_iter()
-                .filter_map(|v| v.as_str().map(|s| (s.to_string(), Value::Null)))
-                .collect(),
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
-    }
-
     pub fn triggered_by(&self, ev: &Event) -> bool {
-        let triggers = self.triggers();
-        let Some(filter) = triggers.get(&ev.name) else {
+        let Some(filter) = self.model.trigger(&ev.name) else {
             return false;
         };
         match ev.name.as_str() {
@@ -93,28 +74,29 @@ impl Workflow {
                     return false;
                 }
                 let (kind, short) = split_ref(&ev.git_ref);
-                let has_branch =
-                    filter.get("branches").is_some() || filter.get("branches-ignore").is_some();
-                let has_tag = filter.get("tags").is_some() || filter.get("tags-ignore").is_some();
+                let has_branch = filter.branches.is_some() || filter.branches_ignore.is_some();
+                let has_tag = filter.tags.is_some() || filter.tags_ignore.is_some();
                 let ref_ok = match kind {
                     "branch" if has_tag && !has_branch => false,
                     "tag" if has_branch && !has_tag => false,
-                    "branch" => ref_filter(filter, "branches", short),
-                    "tag" => ref_filter(filter, "tags", short),
+                    "branch" => ref_filter(&filter.branches, &filter.branches_ignore, short),
+                    "tag" => ref_filter(&filter.tags, &filter.tags_ignore, short),
                     _ => true,
                 };
                 ref_ok && (kind == "tag" || path_filter(filter, ev.changed_files.as_deref()))
             }
             "pull_request" | "pull_request_target" => {
-                let types = list(filter.get("types"));
-                let types: Vec<String> = if types.is_empty() {
-                    vec!["opened".into(), "synchronize".into(), "reopened".into()]
-                } else {
-                    types
-                };
                 let action = ev.action.clone().unwrap_or_default();
-                types.contains(&action)
-                    && ref_filter(filter, "branches", ev.base_ref.as_deref().unwrap_or(""))
+                let type_ok = match &filter.types {
+                    Some(types) if !types.is_empty() => types.iter().any(|t| t.value == action),
+                    _ => ["opened", "synchronize", "reopened"].contains(&action.as_str()),
+                };
+                type_ok
+                    && ref_filter(
+                        &filter.branches,
+                        &filter.branches_ignore,
+                        ev.base_ref.as_deref().unwrap_or(""),
+                    )
                     && path_filter(filter, ev.changed_files.as_deref())
             }
             _ => true,
@@ -122,80 +104,107 @@ impl Workflow {
     }
 
     pub fn schedules(&self) -> Vec<String> {
-        match self.triggers().get("schedule") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|c| c.get("cron")?.as_str().map(String::from))
-                .collect(),
-            _ => vec![],
-        }
+        self.model
+            .trigger("schedule")
+            .map(|t| t.crons.iter().map(|c| c.value.clone()).collect())
+            .unwrap_or_default()
     }
 
-    pub fn dispatch_inputs(&self) -> Option<Map<String, Value>> {
-        let t = self.triggers();
-        let d = t.get("workflow_dispatch")?;
-        Some(
-            d.get("inputs")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-        )
+    /// The `workflow_dispatch` inputs, when the workflow has that trigger.
+    pub fn dispatch_inputs(&self) -> Option<&[Input]> {
+        self.model
+            .trigger("workflow_dispatch")
+            .map(|t| t.inputs.as_slice())
+    }
+
+    /// The dispatch inputs as the API and UI show them: name → `{type,
+    /// required, default, options, description}`.
+    pub fn dispatch_inputs_json(&self) -> Option<Value> {
+        let inputs = self.dispatch_inputs()?;
+        let map: Map<String, Value> = inputs
+            .iter()
+            .map(|i| {
+                let mut d = Map::new();
+                d.insert("type".into(), json!(i.kind.as_str()));
+                d.insert("required".into(), json!(i.required));
+                if let Some(v) = &i.default {
+                    d.insert("default".into(), v.to_json());
+                }
+                if !i.options.is_empty() {
+                    let options: Vec<&str> = i.options.iter().map(|o| o.value.as_str()).collect();
+                    d.insert("options".into(), json!(options));
+                }
+                if let Some(t) = &i.description {
+                    d.insert("description".into(), json!(t.raw()));
+                }
+                (i.name.name.clone(), Value::Object(d))
+            })
+            .collect();
+        Some(Value::Object(map))
     }
 
     /// `(group, cancel-in-progress)` with the common `${{ github.* }}` references filled in.
     pub fn concurrency(&self, ev: &Event, repo: &str) -> Option<(String, bool)> {
-        let c = self.doc.get("concurrency")?;
-        let (group, cancel) = match c {
-            Value::String(s) => (s.clone(), false),
-            Value::Object(m) => (
-                m.get("group")?.as_str()?.to_string(),
-                m.get("cancel-in-progress")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            ),
-            _ => return None,
-        };
-        Some((substitute_github(&group, ev, repo, &self.name), cancel))
+        let c = &self.model.concurrency.as_ref()?.value;
+        let cancel = c
+            .cancel_in_progress
+            .as_ref()
+            .and_then(|c| c.literal_value().copied())
+            .unwrap_or(false);
+        Some((
+            substitute_github(c.group.raw(), ev, repo, &self.name),
+            cancel,
+        ))
     }
 
     /// The workflow's jobs, one per matrix combination, in file order.
     pub fn plan_jobs(&self, max_attempts: i64) -> Result<Vec<NewJob>, String> {
-        let Some(jobs) = self.doc.get("jobs").and_then(Value::as_object) else {
+        if self.model.root.get("jobs").is_none() {
             return Err(format!(
                 "{}: the workflow has no `jobs:` mapping",
                 self.path
             ));
-        };
+        }
         let mut out = Vec::new();
-        for (key, job) in jobs {
-            let needs = list(job.get("needs"));
+        for job in &self.model.jobs {
+            let key = &job.id.name;
+            let needs: Vec<String> = job.needs_ids().map(String::from).collect();
             for n in &needs {
-                if !jobs.contains_key(n) {
+                if self.model.job(n).is_none() {
                     return Err(format!(
                         "{}: job `{key}` needs `{n}`, which is not a job in this workflow",
                         self.path
                     ));
                 }
             }
-            let labels = match job.get("runs-on") {
-                Some(Value::Object(m)) => list(m.get("labels")),
-                other => list(other),
-            };
-            let environment = match job.get("environment") {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Object(m)) => m.get("name").and_then(Value::as_str).map(String::from),
+            let labels: Vec<String> = job
+                .runs_on
+                .iter()
+                .flat_map(|r| r.value.labels.iter().map(|l| l.raw().to_string()))
+                .collect();
+            let environment = job
+                .environment
+                .as_ref()
+                .map(|e| e.value.name.raw().to_string());
+            let base_name = job
+                .name
+                .as_ref()
+                .map_or(key.as_str(), |n| n.raw())
+                .to_string();
+            let job_json = self
+                .doc
+                .get("jobs")
+                .and_then(|j| j.get(key))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let strategy = match job.strategy.as_ref().map(|s| &s.value) {
+                Some(LoE::Literal(s)) => Some(s),
                 _ => None,
             };
-            let base_name = job
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(key)
-                .to_string();
-            let matrix = job.get("strategy").and_then(|s| s.get("matrix"));
-            if matrix.is_some_and(|m| m.to_string().contains("${{")) {
+            if strategy.is_some_and(|s| s.matrix_has_expressions()) {
                 // The legs depend on expressions (often `fromJSON(needs.x.outputs.y)`):
                 // one placeholder now, expanded by the scheduler when the job is ready.
-                let mut spec = job.clone();
+                let mut spec = job_json;
                 if let Value::Object(m) = &mut spec {
                     m.insert("matrix_deferred".into(), Value::Bool(true));
                 }
@@ -211,12 +220,15 @@ impl Workflow {
                 continue;
             }
             // The engine's matrix: the legs and names `hangar run` gives.
-            let legs = hangar_engine::matrix::legs(matrix)
+            let matrix = strategy
+                .and_then(|s| s.matrix.as_ref())
+                .map(|m| m.to_json());
+            let legs = hangar_engine::matrix::legs(matrix.as_ref())
                 .map_err(|e| format!("{}: job `{key}`: {e}", self.path))?;
             for leg in legs {
                 let name = hangar_engine::matrix::display_name(&base_name, &leg.segments);
                 let combo = leg.matrix;
-                let mut spec = job.clone();
+                let mut spec = job_json.clone();
                 if let Value::Object(m) = &mut spec {
                     m.insert("matrix".into(), Value::Object(combo.clone()));
                 }
@@ -283,24 +295,32 @@ fn matches_list(patterns: &[String], value: &str) -> bool {
     hit
 }
 
-fn ref_filter(filter: &Value, key: &str, value: &str) -> bool {
-    if let Some(inc) = filter.get(key) {
-        return matches_list(&list(Some(inc)), value);
+fn patterns(list: &[Spanned<String>]) -> Vec<String> {
+    list.iter().map(|p| p.value.clone()).collect()
+}
+
+fn ref_filter(
+    include: &Option<Vec<Spanned<String>>>,
+    ignore: &Option<Vec<Spanned<String>>>,
+    value: &str,
+) -> bool {
+    if let Some(inc) = include {
+        return matches_list(&patterns(inc), value);
     }
-    if let Some(exc) = filter.get(format!("{key}-ignore").as_str()) {
-        return !matches_list(&list(Some(exc)), value);
+    if let Some(exc) = ignore {
+        return !matches_list(&patterns(exc), value);
     }
     true
 }
 
-fn path_filter(filter: &Value, files: Option<&[String]>) -> bool {
+fn path_filter(filter: &Trigger, files: Option<&[String]>) -> bool {
     let Some(files) = files else { return true };
-    if let Some(inc) = filter.get("paths") {
-        let pats = list(Some(inc));
+    if let Some(inc) = &filter.paths {
+        let pats = patterns(inc);
         return files.iter().any(|f| matches_list(&pats, f));
     }
-    if let Some(exc) = filter.get("paths-ignore") {
-        let pats = list(Some(exc));
+    if let Some(exc) = &filter.paths_ignore {
+        let pats = patterns(exc);
         return files.iter().any(|f| !matches_list(&pats, f));
     }
     true
@@ -338,37 +358,38 @@ fn substitute_github(template: &str, ev: &Event, repo: &str, workflow: &str) -> 
 }
 
 /// Checks dispatch inputs against the workflow's declared types; fills defaults.
-pub fn check_inputs(
-    declared: &Map<String, Value>,
-    given: &Map<String, Value>,
-) -> Result<Value, String> {
+pub fn check_inputs(declared: &[Input], given: &Map<String, Value>) -> Result<Value, String> {
     for k in given.keys() {
-        if !declared.contains_key(k) {
+        if !declared.iter().any(|d| d.name.name == *k) {
             return Err(format!(
                 "unknown input `{k}`; declared inputs: {}",
-                declared.keys().cloned().collect::<Vec<_>>().join(", ")
+                declared
+                    .iter()
+                    .map(|d| d.name.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
     let mut out = Map::new();
-    for (name, decl) in declared {
-        let ty = decl.get("type").and_then(Value::as_str).unwrap_or("string");
-        let required = decl
-            .get("required")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let value = match given.get(name).or_else(|| decl.get("default")) {
-            Some(v) => v.clone(),
-            None if required => return Err(format!("input `{name}` is required")),
+    for decl in declared {
+        let name = &decl.name.name;
+        let value = match given
+            .get(name)
+            .cloned()
+            .or_else(|| decl.default.as_ref().map(|d| d.to_json()))
+        {
+            Some(v) => v,
+            None if decl.required => return Err(format!("input `{name}` is required")),
             None => continue,
         };
-        let value = match ty {
-            "boolean" => match &value {
+        let value = match decl.kind {
+            InputType::Boolean => match &value {
                 Value::Bool(_) => value,
                 Value::String(s) if s == "true" || s == "false" => Value::Bool(s == "true"),
                 _ => return Err(format!("input `{name}` must be a boolean, got {value}")),
             },
-            "number" => match &value {
+            InputType::Number => match &value {
                 Value::Number(_) => value,
                 Value::String(s) => s
                     .parse::<f64>()
@@ -377,13 +398,13 @@ pub fn check_inputs(
                     .ok_or_else(|| format!("input `{name}` must be a number, got {s:?}"))?,
                 _ => return Err(format!("input `{name}` must be a number, got {value}")),
             },
-            "choice" => {
-                let opts = list(decl.get("options"));
+            InputType::Choice => {
                 let s = value
                     .as_str()
                     .map(String::from)
                     .unwrap_or_else(|| value.to_string());
-                if !opts.contains(&s) {
+                if !decl.options.iter().any(|o| o.value == s) {
+                    let opts: Vec<&str> = decl.options.iter().map(|o| o.value.as_str()).collect();
                     return Err(format!(
                         "input `{name}` must be one of {}, got {s:?}",
                         opts.join(", ")
@@ -391,7 +412,7 @@ pub fn check_inputs(
                 }
                 Value::String(s)
             }
-            _ => Value::String(
+            InputType::String | InputType::Environment => Value::String(
                 value
                     .as_str()
                     .map(String::from)
@@ -496,16 +517,16 @@ mod tests {
             "on:\n  workflow_dispatch:\n    inputs:\n      n: {type: number, required: true}\n      flag: {type: boolean, default: false}\n      level: {type: choice, options: [a, b]}\njobs: {}",
         );
         let decl = w.dispatch_inputs().unwrap();
-        let ok = check_inputs(&decl, json!({"n": "3", "level": "a"}).as_object().unwrap()).unwrap();
+        let ok = check_inputs(decl, json!({"n": "3", "level": "a"}).as_object().unwrap()).unwrap();
         assert_eq!(ok["flag"], json!(false));
         assert_eq!(ok["n"], json!(3.0));
         assert!(
-            check_inputs(&decl, json!({}).as_object().unwrap())
+            check_inputs(decl, json!({}).as_object().unwrap())
                 .unwrap_err()
                 .contains("required")
         );
-        assert!(check_inputs(&decl, json!({"n": 1, "level": "z"}).as_object().unwrap()).is_err());
-        assert!(check_inputs(&decl, json!({"n": 1, "zz": 1}).as_object().unwrap()).is_err());
+        assert!(check_inputs(decl, json!({"n": 1, "level": "z"}).as_object().unwrap()).is_err());
+        assert!(check_inputs(decl, json!({"n": 1, "zz": 1}).as_object().unwrap()).is_err());
     }
 
     #[test]
@@ -522,6 +543,36 @@ mod tests {
         let (g, c) = w.concurrency(&push("refs/heads/dev", &[]), "r").unwrap();
         assert_eq!(g, "ci.yml-refs/heads/dev");
         assert!(!c);
+    }
+
+    /// A shape the server cannot use is refused where it is written, rather
+    /// than read as nothing (a `needs:` mapping once planned a job that
+    /// waited for nothing).
+    #[test]
+    fn wrong_shapes_are_refused_with_their_positions() {
+        let e = parse(
+            "ci.yml",
+            "on: push\njobs:\n  a:\n    runs-on: x\n  b:\n    needs: {a: 1}\n    runs-on: x\n",
+        )
+        .unwrap_err();
+        assert_eq!(e, "ci.yml:6:12: `needs` must be a string, found a mapping");
+        let e = parse("ci.yml", "on:\n  push:\n    branches: {main: 1}\njobs: {}\n").unwrap_err();
+        assert!(e.starts_with("ci.yml:3:15: "), "{e}");
+    }
+
+    #[test]
+    fn dispatch_inputs_as_the_ui_reads_them() {
+        let w = wf(
+            "on:\n  workflow_dispatch:\n    inputs:\n      level: {type: choice, options: [a, b], default: a, description: L}\n      plain:\njobs: {}",
+        );
+        assert_eq!(
+            w.dispatch_inputs_json().unwrap(),
+            json!({
+                "level": {"type": "choice", "required": false, "default": "a", "options": ["a", "b"], "description": "L"},
+                "plain": {"type": "string", "required": false},
+            })
+        );
+        assert!(wf("on: push\njobs: {}").dispatch_inputs_json().is_none());
     }
 
     #[test]
