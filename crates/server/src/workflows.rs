@@ -556,7 +556,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, "ci.yml:6:12: `needs` must be a string, found a mapping");
-        let e = parse("ci.yml", "on:\n  push:\n    branches: {main: 1}\njobs: {}\n").unwrap_err();
+        let e = parse(
+            "ci.yml",
+            "on:\n  push:\n    branches: {main: 1}\njobs: {}\n",
+        )
+        .unwrap_err();
         assert!(e.starts_with("ci.yml:3:15: "), "{e}");
     }
 
