@@ -245,8 +245,17 @@ impl BuiltinAction for Scan {
                 match hangar_policy::scan(&opts) {
                     Ok(report) => {
                         for o in &report.outcomes {
+                            if o.level == hangar_policy::Level::Exception {
+                                continue;
+                            }
                             call.output.line(&hangar_findings::annotation(
                                 &o.to_finding(Some(&call.workspace)),
+                            ));
+                        }
+                        for input in report.unapplied() {
+                            call.output.line(&format!(
+                                "::warning file={}::hangar/scan: no policy rule applied to this input; check that the policies are written for this kind of file",
+                                input.file.strip_prefix(&call.workspace).unwrap_or(&input.file).display()
                             ));
                         }
                         (report.failures(), report.warnings())

@@ -302,7 +302,8 @@ jobs:
             ("GHA003".into(), 14),
         ]
     );
-    let good = "on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n      - run: echo hi\n        env:\n          T: ${{ github.event.issue.title }}\n";
+    // Seed 003: hangar's own steps (`hangar/scan@v1`) are not third-party actions.
+    let good = "on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n      - uses: hangar/scan@v1\n      - uses: hangar/release@v1\n      - run: echo hi\n        env:\n          T: ${{ github.event.issue.title }}\n";
     assert_eq!(bundled_ids("ok.yaml", good), []);
 }
 
