@@ -142,22 +142,37 @@ impl Controller {
                 "environment `{env}` is already run by hangar process {pid}: use `hangar deploy`/`status` against it, or `hangar down --env {env}`"
             );
         }
-        // Orphans of a dead controller: same pid *and* same start time, so a reused pid is never hit.
-        for p in state.processes.drain(..) {
-            if supervisor::process_alive(p.pid)
-                && supervisor::process_start_time(p.pid) == p.start_time
-            {
-                tracing::warn!(
-                    "stopping {}#{} (pid {}) left by a previous controller",
-                    p.service,
-                    p.version,
-                    p.pid
-                );
-                supervisor::signal_group(p.pid, libc::SIGKILL);
-            }
-        }
+        let dead = state.controller_pid.filter(|p| *p != std::process::id());
+        stop_recorded_processes(&mut state);
+        // What the dead controller was doing: recorded as it ended, since the
+        // state holds the commit point (`stable`) of each rollout.
+        let interrupted: Vec<DeploymentRecord> = state.in_progress.drain(..).collect();
         state.controller_pid = Some(std::process::id());
         files.save(&state)?;
+        for mut rec in interrupted {
+            let stable = state.stable.get(&rec.service).cloned();
+            let who = dead
+                .map(|p| format!("the controller (pid {p})"))
+                .unwrap_or_else(|| "the controller".into());
+            let outcome = if stable.as_deref() == Some(rec.version.as_str()) {
+                rec.events.push(format!(
+                    "{}: {who} stopped after {} took all traffic; the restarted controller keeps it",
+                    rec.service, rec.version
+                ));
+                Outcome::Succeeded
+            } else {
+                rec.events.push(format!(
+                    "{}: {who} died during this deployment; the restarted controller abandoned {} and serves {}",
+                    rec.service,
+                    rec.version,
+                    stable.as_deref().unwrap_or("nothing")
+                ));
+                Outcome::Aborted
+            };
+            rec.outcome = outcome;
+            rec.finished = now_unix();
+            files.append_history(&rec)?;
+        }
         let (signal, _) = watch::channel(None);
         let (events, _) = broadcast::channel(1024);
         let ctl = Arc::new(Controller {
@@ -721,6 +736,20 @@ impl Controller {
         tracing::info!("{}: {msg}", self.env);
         let _ = self.events.send(msg.clone());
         rec.events.push(msg);
+        self.track(rec);
+    }
+
+    /// Keeps a deployment's progress in the durable state until it finishes.
+    fn track(&self, rec: &DeploymentRecord) {
+        if rec.strategy == "start" {
+            return; // a restart, not a deployment
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.in_progress.iter_mut().find(|r| r.id == rec.id) {
+            Some(r) => *r = rec.clone(),
+            None => st.in_progress.push(rec.clone()),
+        }
+        let _ = self.files.save(&st);
     }
 
     fn finish(
@@ -732,6 +761,11 @@ impl Controller {
         rec.finished = now_unix();
         self.set_rollout(&rec.service, None);
         self.files.append_history(&rec)?;
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.in_progress.retain(|r| r.id != rec.id);
+            self.files.save(&st)?;
+        }
         let keep = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             env_config(&p, &self.env).keep_releases as usize
@@ -1383,6 +1417,47 @@ impl Controller {
             }
         }
     }
+}
+
+/// Kills every process a controller recorded (its instances), checking the
+/// start time so that a reused pid is never hit, and forgets them.
+fn stop_recorded_processes(state: &mut EnvState) -> usize {
+    let mut stopped = 0;
+    for p in state.processes.drain(..) {
+        if supervisor::process_alive(p.pid) && supervisor::process_start_time(p.pid) == p.start_time
+        {
+            tracing::warn!(
+                "stopping {}#{} (pid {}) left by a previous controller",
+                p.service,
+                p.version,
+                p.pid
+            );
+            supervisor::signal_group(p.pid, libc::SIGKILL);
+            stopped += 1;
+        }
+    }
+    stopped
+}
+
+/// `hangar down` of an environment whose controller is gone: stops what it
+/// left running. Returns how many processes were stopped.
+pub fn stop_leftovers(files: &EnvFiles) -> anyhow::Result<usize> {
+    let mut state = files.load();
+    if let Some(pid) = state.controller_pid
+        && pid != std::process::id()
+        && supervisor::process_alive(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .map(|c| c.contains("hangar"))
+            .unwrap_or(false)
+    {
+        bail!(
+            "the controller of this environment (pid {pid}) is alive but does not answer on its socket; stop it first (kill {pid})"
+        );
+    }
+    let n = stop_recorded_processes(&mut state);
+    state.controller_pid = None;
+    files.save(&state)?;
+    Ok(n)
 }
 
 /// The version that was stable before `current` became stable in this history.

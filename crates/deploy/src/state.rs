@@ -22,6 +22,10 @@ pub struct EnvState {
     pub processes: Vec<ProcessRecord>,
     /// Pid of the controller that owns this environment.
     pub controller_pid: Option<u32>,
+    /// Deployments under way, as far as they got: a controller that dies in
+    /// the middle leaves them here, and the next one records how they ended.
+    #[serde(default)]
+    pub in_progress: Vec<DeploymentRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

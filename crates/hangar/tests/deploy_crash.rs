@@ -177,6 +177,30 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
             "exactly one version is served"
         );
     }
+    // The interrupted deployment is in history, with how it ended and why.
+    let history = hangar(dir, &["history", "prod", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let records = history.as_array().unwrap();
+    assert_eq!(
+        records.len(),
+        2,
+        "first deployment + the interrupted one: {history}"
+    );
+    let interrupted = &records[1];
+    let ended = interrupted["outcome"].as_str().unwrap();
+    assert!(ended == "aborted" || ended == "succeeded", "{interrupted}");
+    assert!(
+        interrupted["events"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains(&format!("controller (pid {controller})"))),
+        "{interrupted}"
+    );
+    assert_eq!(
+        ended == "succeeded",
+        first == "v2",
+        "history agrees with what is served: {interrupted}"
+    );
     let status = hangar(dir, &["status", "prod", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let instances = status[0]["services"][0]["instances"]
@@ -217,6 +241,53 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
     );
     let _ = up.wait();
     assert!(instances_of(dir).is_empty(), "down stops every instance");
+}
+
+#[test]
+fn down_stops_the_instances_of_a_killed_controller() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    project(dir, port, "v1");
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    while alive(controller) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        instances_of(dir).len(),
+        2,
+        "the instances outlive their controller"
+    );
+    let out = hangar(dir, &["down", "--env", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = Instant::now();
+    while !instances_of(dir).is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        instances_of(dir).is_empty(),
+        "down left instances running: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn git(dir: &Path, args: &[&str]) {

@@ -241,7 +241,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Down { env, at } => {
             let files = at.files(&env);
             if !controller_running(&files).await {
-                eprintln!("environment `{env}` is not running");
+                // A controller that died (kill -9, OOM) leaves its instances
+                // running in their own process groups: down stops them too.
+                let n = hangar_deploy::controller::stop_leftovers(&files)?;
+                if n > 0 {
+                    eprintln!(
+                        "environment `{env}` had no controller; stopped the {n} instance(s) it left running"
+                    );
+                } else {
+                    eprintln!("environment `{env}` is not running");
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let v = control::call(&files.socket(), &Request::Down, |e| eprintln!("{e}")).await?;
