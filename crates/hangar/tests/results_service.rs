@@ -371,3 +371,70 @@ fn the_real_actions_cache_speaks_the_legacy_protocol_when_v2_is_off() {
         "built from v1\n"
     );
 }
+
+const SETUP_NODE_WORKFLOW: &str = r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/setup-node@v4
+        id: sn
+        with:
+          cache: npm
+      - run: echo "setup-node cache-hit=${{ steps.sn.outputs.cache-hit }};"
+      - run: npm ci --no-audit --no-fund --offline
+"#;
+
+#[test]
+fn setup_node_caches_npm_through_the_service() {
+    let Some(shared) = shared() else { return };
+    if !have("node") || !have("npm") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let setup_node = action(&shared, "actions/setup-node", "v4", tmp.path());
+    let dir = repo(tmp.path(), SETUP_NODE_WORKFLOW);
+    // No dependencies: nothing to fetch, yet npm fills its cache directory.
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"t","version":"1.0.0","dependencies":{}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("package-lock.json"),
+        r#"{"name":"t","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"t","version":"1.0.0"}}}"#,
+    )
+    .unwrap();
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "npm"]);
+    let data = tmp.path().join("data");
+    let npm_cache = tmp.path().join("npm-cache");
+    let spec = format!("actions/setup-node@v4={}", setup_node.display());
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_hangar"))
+            .args(["run", "--action-dir", &spec])
+            .current_dir(&dir)
+            .env("HANGAR_DATA_DIR", &data)
+            .env("npm_config_cache", &npm_cache)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out, text)
+    };
+    let (out, text) = run();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("setup-node cache-hit=false;"), "{text}");
+    assert!(
+        text.contains("Cache saved with the key: node-cache-"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&npm_cache).unwrap();
+    let (out, text) = run();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("setup-node cache-hit=true;"), "{text}");
+    assert!(npm_cache.is_dir(), "restored");
+}

@@ -13,6 +13,7 @@ pub mod live;
 pub mod mask;
 pub mod metrics;
 pub mod openapi;
+mod results_store;
 pub mod triggers;
 pub mod ui;
 pub mod webhook;
@@ -221,11 +222,11 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             .collect(),
         operations: Default::default(),
         results: {
-            let store = hangar_results::DirStore::open(&cfg.data_dir.join("results-cache"))
+            let cache = results_store::StoreCache::open(store.clone())
                 .context("opening the cache under the data directory")?;
             let mut rc = hangar_results::Config::new(cfg.data_dir.join("results-artifacts"));
             rc.artifacts_per_run = true;
-            hangar_results::Service::new(Arc::new(store), rc)?
+            hangar_results::Service::new(Arc::new(cache), rc)?
         },
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;

@@ -191,6 +191,16 @@ pub trait Store: Send + Sync {
         prefixes: &[String],
     ) -> Result<Option<CacheEntry>>;
 
+    // GitHub's cache service entries (their bytes are files under `blob_root`).
+    /// `false` when an entry with the same (repository, scope, version, key) exists.
+    fn insert_results_cache(&self, entry: &ResultsCacheRow) -> Result<bool>;
+    /// Every entry, or those of one repository.
+    fn results_caches(&self, repository: Option<&str>) -> Result<Vec<ResultsCacheRow>>;
+    fn touch_results_cache(&self, id: i64, at: Millis) -> Result<()>;
+    fn delete_results_cache(&self, id: i64) -> Result<()>;
+    /// The directory of the store's blob files.
+    fn blob_root(&self) -> &Path;
+
     /// Consistent online copy of the database to `dest` (a new file).
     fn backup_to(&self, dest: &Path) -> Result<()>;
 }

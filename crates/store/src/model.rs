@@ -266,6 +266,22 @@ pub struct CacheEntry {
     pub created_at: Millis,
 }
 
+/// An entry of GitHub's cache service (`hangar-results`): immutable per
+/// (repository, scope, version, key); `parts` lists its bytes' parts and
+/// their digests as the service wrote them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResultsCacheRow {
+    pub id: i64,
+    pub repository: String,
+    pub scope: String,
+    pub key: String,
+    pub version: String,
+    pub size: i64,
+    pub parts: serde_json::Value,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Deployment {
     pub id: i64,

@@ -84,6 +84,16 @@ CREATE TABLE caches (
 ALTER TABLE jobs ADD COLUMN concurrency_group TEXT;
 CREATE INDEX jobs_group ON jobs(concurrency_group, status);
 "#,
+    // GitHub's cache service: one row per immutable entry, its bytes in
+    // `blobs/results/ID/` (parts). The unique slot is what makes entries immutable.
+    r#"
+CREATE TABLE results_caches (
+  id INTEGER PRIMARY KEY, repository TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,
+  version TEXT NOT NULL, size INTEGER NOT NULL, parts TEXT NOT NULL,
+  created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL,
+  UNIQUE (repository, scope, version, key));
+CREATE INDEX results_caches_repo ON results_caches(repository);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -1245,6 +1255,65 @@ impl Store for SqliteStore {
         Ok(None)
     }
 
+    fn insert_results_cache(&self, e: &ResultsCacheRow) -> Result<bool> {
+        let n = self.c().execute(
+            "INSERT INTO results_caches (id, repository, scope, key, version, size, parts, created_at, last_used_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+            params![
+                e.id,
+                e.repository,
+                e.scope,
+                e.key,
+                e.version,
+                e.size,
+                e.parts.to_string(),
+                e.created_at,
+                e.last_used_at
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn results_caches(&self, repository: Option<&str>) -> Result<Vec<ResultsCacheRow>> {
+        let c = self.c();
+        let mut stmt = c.prepare_cached(
+            "SELECT id, repository, scope, key, version, size, parts, created_at, last_used_at \
+             FROM results_caches WHERE ?1 IS NULL OR repository = ?1",
+        )?;
+        let rows = stmt.query_map(params![repository], |r| {
+            Ok(ResultsCacheRow {
+                id: r.get(0)?,
+                repository: r.get(1)?,
+                scope: r.get(2)?,
+                key: r.get(3)?,
+                version: r.get(4)?,
+                size: r.get(5)?,
+                parts: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                created_at: r.get(7)?,
+                last_used_at: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn touch_results_cache(&self, id: i64, at: Millis) -> Result<()> {
+        self.c().execute(
+            "UPDATE results_caches SET last_used_at = ?2 WHERE id = ?1",
+            params![id, at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_results_cache(&self, id: i64) -> Result<()> {
+        self.c()
+            .execute("DELETE FROM results_caches WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    fn blob_root(&self) -> &Path {
+        self.blobs.root()
+    }
+
     fn backup_to(&self, dest: &Path) -> Result<()> {
         let c = self.c();
         let mut out =
@@ -1301,6 +1370,33 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn results_cache_entries_are_immutable_per_slot() {
+        let (_dir, s) = store();
+        let row = |id: i64, key: &str| ResultsCacheRow {
+            id,
+            repository: "o/r".into(),
+            scope: "refs/heads/main".into(),
+            key: key.into(),
+            version: "v".into(),
+            size: 3,
+            parts: serde_json::json!([{"size": 3, "sha256": "ab"}]),
+            created_at: 1,
+            last_used_at: 1,
+        };
+        assert!(s.insert_results_cache(&row(10, "k")).unwrap());
+        assert!(!s.insert_results_cache(&row(11, "k")).unwrap(), "same slot");
+        assert!(s.insert_results_cache(&row(12, "k2")).unwrap());
+        s.touch_results_cache(10, 50).unwrap();
+        let all = s.results_caches(Some("o/r")).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.iter().find(|r| r.id == 10).unwrap().last_used_at, 50);
+        assert_eq!(all[0].parts[0]["sha256"], "ab");
+        assert!(s.results_caches(Some("o/other")).unwrap().is_empty());
+        s.delete_results_cache(10).unwrap();
+        assert_eq!(s.results_caches(None).unwrap().len(), 1);
     }
 
     #[test]
