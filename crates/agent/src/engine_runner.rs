@@ -76,6 +76,11 @@ impl hangar_engine::Reporter for Sink {
                 };
                 self.reporter.line(&format!("::{level}{props}::{message}"));
             }
+            // As GitHub's job log says it, so the job page shows which commit
+            // each `uses:` ran.
+            Event::ActionResolved { uses, commit, .. } => self.reporter.line(&format!(
+                "Download action repository '{uses}' (SHA:{commit})"
+            )),
             Event::JobOutputs { outputs, .. } => {
                 self.outputs
                     .lock()

@@ -1,7 +1,7 @@
 //! Running one job on the host: contexts, steps (scripts, local composite and
 //! JavaScript actions, built-ins), env files, post steps and job outputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -204,6 +204,9 @@ pub(crate) struct Job<'e> {
     post: Vec<Post>,
     states: BTreeMap<String, BTreeMap<String, String>>,
     debug: bool,
+    /// Remote `uses:` of this job already resolved (or that failed to), by
+    /// `owner/repo@ref`: resolved once per job, as GitHub's "Set up job" does.
+    fetched: HashMap<String, Result<crate::actions::Fetched, String>>,
 }
 
 /// Entry point used by [`Engine::run_job`].
@@ -580,6 +583,7 @@ impl<'e> Job<'e> {
             post: Vec::new(),
             states: BTreeMap::new(),
             debug,
+            fetched: HashMap::new(),
         };
         // env: workflow env, then job env, each evaluated against what came before.
         let wf_env = job.spec.workflow.doc.get("env").cloned();
@@ -743,6 +747,7 @@ impl<'e> Job<'e> {
         };
         self.cancel = job_cancel.clone();
         let steps: Vec<Value> = job_steps(&self.doc).to_vec();
+        self.prefetch_actions(&steps).await;
         let mut scope = Scope::default();
         self.run_steps(&mut scope, &steps).await;
         self.run_posts(&mut scope).await;
@@ -1333,6 +1338,13 @@ impl<'e> Job<'e> {
         }
         let (dir, action_ref) = if uses.starts_with("./") || uses.starts_with('/') {
             (self.run.workspace.join(&uses), uses.clone())
+        } else if let Some(rest) = uses.strip_prefix("$/") {
+            // GitHub's self-repository syntax: the action in this repository
+            // at the workflow's commit, which is the workspace hangar runs in.
+            (
+                crate::actions::self_path(&self.run.workspace, rest, &uses)?,
+                uses.clone(),
+            )
         } else {
             let (path, version) = uses
                 .split_once('@')
@@ -1366,10 +1378,9 @@ impl<'e> Job<'e> {
                     uses.clone(),
                 ),
                 None => {
-                    return Err(format!(
-                        "the action `{uses}` is not available offline: hangar does not download actions. \
-                         Provide a local copy with `--action-dir {base}@{version}=PATH`"
-                    ));
+                    let r = crate::actions::RemoteRef::parse(&uses)?;
+                    let fetched = self.fetch_action(&uses).await?;
+                    (fetched.path(&r), uses.clone())
                 }
             }
         };
@@ -1513,6 +1524,101 @@ impl<'e> Job<'e> {
                 "{}: unsupported `runs.using: {other}` (expected composite, node12/16/20/24 or docker)",
                 dir.display()
             )),
+        }
+    }
+
+    /// Resolves every remote `uses:` of the job's steps at once, in parallel,
+    /// before the first step (as GitHub's "Set up job"), so a job of six
+    /// actions waits for the slowest forge answer, not the sum of six.
+    async fn prefetch_actions(&mut self, steps: &[Value]) {
+        let mut wanted: Vec<String> = Vec::new();
+        for step in steps {
+            let Some(uses) = step.get("uses").and_then(Value::as_str) else {
+                continue;
+            };
+            if uses.contains("${{")
+                || !self.is_fetched_remote(uses)
+                || wanted.iter().any(|w| w == uses)
+            {
+                continue;
+            }
+            wanted.push(uses.to_string());
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let cache = crate::actions::ActionCache::new(&self.run.data_dir);
+        let tasks: Vec<_> = wanted
+            .iter()
+            .map(|uses| {
+                let (cache, source, uses) = (
+                    cache.clone(),
+                    self.engine.action_source().clone(),
+                    uses.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    let r = crate::actions::RemoteRef::parse(&uses)?;
+                    cache.fetch(&source, &r)
+                })
+            })
+            .collect();
+        for (uses, task) in wanted.into_iter().zip(tasks) {
+            let r = task
+                .await
+                .unwrap_or_else(|e| Err(format!("fetching `{uses}` stopped: {e}")));
+            self.record_fetch(&uses, &r);
+            self.fetched.insert(uses, r);
+        }
+    }
+
+    /// A `uses:` that names a remote action hangar fetches (not a local path,
+    /// Docker image, built-in or `--action-dir` override).
+    fn is_fetched_remote(&self, uses: &str) -> bool {
+        if uses.starts_with("./")
+            || uses.starts_with('/')
+            || uses.starts_with("$/")
+            || uses.starts_with("docker://")
+        {
+            return false;
+        }
+        let Some((path, version)) = uses.split_once('@') else {
+            return false;
+        };
+        let lower = path.to_ascii_lowercase();
+        let base: String = lower.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+        self.engine.builtin(&lower).is_none()
+            && self.engine.builtin(&base).is_none()
+            && self.engine.action_dir(&base, version).is_none()
+    }
+
+    async fn fetch_action(&mut self, uses: &str) -> Result<crate::actions::Fetched, String> {
+        if let Some(r) = self.fetched.get(uses) {
+            return r.clone();
+        }
+        let cache = crate::actions::ActionCache::new(&self.run.data_dir);
+        let source = self.engine.action_source().clone();
+        let owned = uses.to_string();
+        let r = tokio::task::spawn_blocking(move || {
+            let r = crate::actions::RemoteRef::parse(&owned)?;
+            cache.fetch(&source, &r)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("fetching `{uses}` stopped: {e}")));
+        self.record_fetch(uses, &r);
+        self.fetched.insert(uses.to_string(), r.clone());
+        r
+    }
+
+    fn record_fetch(&self, uses: &str, r: &Result<crate::actions::Fetched, String>) {
+        if let Ok(f) = r {
+            self.reporter.event(Event::ActionResolved {
+                job: self.spec.key.clone(),
+                uses: uses.to_string(),
+                commit: f.commit.clone(),
+                source: self.engine.action_source().display_url(),
+                cached: f.cached,
+                ts: now_ms(),
+            });
         }
     }
 

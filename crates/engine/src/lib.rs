@@ -51,6 +51,7 @@
 //! * Built-in actions: implement [`builtin::BuiltinAction`] and
 //!   [`Engine::register`] it; `uses: owner/name@ref` then runs it in-process.
 
+pub mod actions;
 pub mod builtin;
 pub mod commands;
 pub mod context;
@@ -95,6 +96,8 @@ struct Inner {
     builtins: HashMap<String, Arc<dyn BuiltinAction>>,
     /// `owner/repo@ref` (lower case) → directory.
     action_dirs: HashMap<String, PathBuf>,
+    /// Where remote actions are fetched from (and whether they may be).
+    source: actions::ActionSource,
 }
 
 impl Default for Engine {
@@ -148,6 +151,16 @@ impl Engine {
             dir,
         );
         Ok(())
+    }
+
+    /// Fetch remote actions and reusable workflows from `source` (default:
+    /// `HANGAR_ACTIONS_URL` or GitHub), into `<data_dir>/actions`.
+    pub fn set_action_source(&mut self, source: actions::ActionSource) {
+        self.inner_mut().source = source;
+    }
+
+    pub(crate) fn action_source(&self) -> &actions::ActionSource {
+        &self.inner.source
     }
 
     pub(crate) fn builtin(&self, name: &str) -> Option<Arc<dyn BuiltinAction>> {

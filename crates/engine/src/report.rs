@@ -127,6 +127,17 @@ pub enum Event {
         outputs: BTreeMap<String, String>,
         ts: u64,
     },
+    /// A remote `uses:` resolved to a commit and made available from the action
+    /// cache (GitHub's "Download action repository 'X' (SHA:Y)"). `source` is
+    /// the forge's URL without credentials; `cached` when nothing was downloaded.
+    ActionResolved {
+        job: String,
+        uses: String,
+        commit: String,
+        source: String,
+        cached: bool,
+        ts: u64,
+    },
     JobFinished {
         job: String,
         result: Conclusion,
@@ -147,6 +158,7 @@ impl Event {
             | Event::GroupEnd { job, .. }
             | Event::Summary { job, .. }
             | Event::JobOutputs { job, .. }
+            | Event::ActionResolved { job, .. }
             | Event::JobFinished { job, .. } => job,
         }
     }

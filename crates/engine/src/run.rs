@@ -717,6 +717,47 @@ fn dry_run(shared: &Shared, spec: &JobSpec) -> JobOutcome {
     }
 }
 
+/// Where the called workflow's file is: `./PATH` and `$/PATH` in this
+/// repository, `OWNER/REPO/PATH@REF` fetched into the action cache.
+async fn called_workflow_path(
+    shared: &Arc<Shared>,
+    uses: &str,
+    key: &str,
+) -> Result<std::path::PathBuf, String> {
+    if uses.starts_with("./") {
+        return Ok(shared
+            .run
+            .workspace
+            .join(uses.split('@').next().unwrap_or(uses)));
+    }
+    if let Some(rest) = uses.strip_prefix("$/") {
+        return crate::actions::self_path(&shared.run.workspace, rest, uses);
+    }
+    let r = crate::actions::RemoteRef::parse(uses).map_err(|e| format!("job '{key}': {e}"))?;
+    if r.path.is_empty() {
+        return Err(format!(
+            "job '{key}': `uses: {uses}` names a repository, not a workflow file \
+             (expected OWNER/REPO/.github/workflows/FILE.yml@REF)"
+        ));
+    }
+    let cache = crate::actions::ActionCache::new(&shared.run.data_dir);
+    let source = shared.engine.action_source().clone();
+    let r2 = r.clone();
+    let fetched = tokio::task::spawn_blocking(move || cache.fetch(&source, &r2))
+        .await
+        .unwrap_or_else(|e| Err(format!("fetching `{uses}` stopped: {e}")))
+        .map_err(|e| format!("job '{key}': {e}"))?;
+    shared.reporter.event(Event::ActionResolved {
+        job: key.to_string(),
+        uses: uses.to_string(),
+        commit: fetched.commit.clone(),
+        source: shared.engine.action_source().display_url(),
+        cached: fetched.cached,
+        ts: now_ms(),
+    });
+    Ok(fetched.path(&r))
+}
+
 /// `jobs.<id>.uses: ./.github/workflows/x.yml`: runs the called workflow's jobs
 /// with `with:` as `inputs` and the given (or inherited) secrets; its
 /// `on.workflow_call.outputs` become this job's outputs.
@@ -728,15 +769,7 @@ async fn call_workflow(
     cx: &Contexts,
     host: &NeedsHost<'_>,
 ) -> Result<NodeResult, String> {
-    if !uses.starts_with("./") {
-        return Err(format!(
-            "job '{key}' calls the remote workflow `{uses}`; hangar runs offline and only calls local workflows (`./.github/workflows/x.yml`)"
-        ));
-    }
-    let path = shared
-        .run
-        .workspace
-        .join(uses.split('@').next().unwrap_or(uses));
+    let path = called_workflow_path(shared, uses, key).await?;
     let called = Arc::new(crate::workflow::Workflow::load(&path)?);
     let call_cfg = called
         .event_config("workflow_call")

@@ -147,7 +147,11 @@ impl Workflow {
 
 /// `uses:` references must be `./path`, `docker://image` or `owner/repo[/path]@ref`.
 pub fn check_uses(uses: &str) -> Result<(), String> {
-    if uses.starts_with("./") || uses.starts_with("docker://") || uses.starts_with('/') {
+    if uses.starts_with("./")
+        || uses.starts_with("$/")
+        || uses.starts_with("docker://")
+        || uses.starts_with('/')
+    {
         return Ok(());
     }
     if has_expression(uses) {

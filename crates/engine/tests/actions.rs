@@ -134,12 +134,22 @@ fn cache_round_trip_and_artifacts_between_jobs() {
 }
 
 #[test]
-fn remote_actions_need_a_local_copy() {
+fn action_dir_overrides_the_forge() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
     std::fs::create_dir_all(&root).unwrap();
     let wf = "on: push\njobs:\n  a:\n    steps:\n      - uses: someone/tool/sub@v2\n        with: {x: '5'}\n";
-    let (s, _) = run(&root, &dir.path().join("d"), Engine::new(), wf);
+    // A forge without that repository (never the network in a test).
+    let empty_forge = dir.path().join("forge");
+    std::fs::create_dir_all(&empty_forge).unwrap();
+    let source = hangar_engine::actions::ActionSource::new(
+        &format!("file://{}", empty_forge.display()),
+        false,
+    )
+    .unwrap();
+    let mut engine = Engine::new();
+    engine.set_action_source(source.clone());
+    let (s, _) = run(&root, &dir.path().join("d"), engine, wf);
     assert_eq!(s.jobs[0].result, Conclusion::Failure);
     let copy = dir.path().join("tool");
     write(
@@ -148,6 +158,7 @@ fn remote_actions_need_a_local_copy() {
         "inputs: {x: {}}\nruns:\n  using: composite\n  steps:\n    - run: echo \"tool ${{ inputs.x }}\"\n      shell: sh\n",
     );
     let mut engine = Engine::new();
+    engine.set_action_source(source);
     engine
         .add_action_dir(&format!("someone/tool@v2={}", copy.display()))
         .unwrap();

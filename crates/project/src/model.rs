@@ -20,6 +20,19 @@ pub struct Project {
     /// Owned by the scanners; kept raw here.
     #[serde(default)]
     pub scan: Option<serde_json::Value>,
+    /// Where `hangar run` fetches marketplace actions from.
+    #[serde(default)]
+    pub actions: Option<Actions>,
+}
+
+/// `actions:`: the forge remote `uses:` are fetched from.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actions {
+    /// Base URL (`https://github.com` when unset): a GitHub Enterprise, Gitea or
+    /// Forgejo instance, a mirror, or `file:///path/to/forge`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// A service: a command that listens on `$PORT`.

@@ -401,7 +401,9 @@ pub fn validate(file: &str, text: &str) -> Vec<Diagnostic> {
 /// relative to `root`, for [`validate_with`]. Remote ones are not fetched.
 pub fn local_callee(root: &std::path::Path) -> impl Fn(&str) -> Option<String> + '_ {
     move |uses: &str| {
-        let rel = uses.strip_prefix("./")?;
+        let rel = uses
+            .strip_prefix("./")
+            .or_else(|| uses.strip_prefix("$/"))?;
         std::fs::read_to_string(root.join(rel)).ok()
     }
 }
@@ -1515,6 +1517,7 @@ fn check_steps(c: &mut Checker, job: &str, steps: &Node) {
             (None, Some(u)) => {
                 if let Some(s) = u.as_str()
                     && !s.starts_with("./")
+                    && !s.starts_with("$/")
                     && !s.starts_with("docker://")
                     && !s.contains('@')
                 {

@@ -73,6 +73,14 @@ pub struct Args {
     /// least recently used go: 10GB, 500MB, 2GiB...
     #[arg(long = "cache-size", value_name = "SIZE", default_value = "10GB")]
     pub cache_size: String,
+    /// Forge remote actions and reusable workflows are fetched from (default:
+    /// `actions.url` in hangar.yml, else https://github.com). GitHub Enterprise,
+    /// Gitea, Forgejo, a mirror, or file:///path/to/forge.
+    #[arg(long = "actions-url", value_name = "URL", env = "HANGAR_ACTIONS_URL")]
+    pub actions_url: Option<String>,
+    /// Use only actions already in the cache; never contact the forge.
+    #[arg(long)]
+    pub offline: bool,
     /// Repository root (GITHUB_WORKSPACE); default: the current directory.
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
     pub directory: Option<PathBuf>,
@@ -182,6 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for d in &args.action_dirs {
         engine.add_action_dir(d).map_err(anyhow::Error::msg)?;
     }
+    engine.set_action_source(action_source(&args, &workspace)?);
     let parallel = args
         .jobs
         .unwrap_or_else(|| RunOptions::default().parallel)
@@ -331,6 +340,40 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
         ),
     };
     Ok((n * mult) as u64)
+}
+
+/// `--actions-url` / `HANGAR_ACTIONS_URL`, then `actions.url` in hangar.yml,
+/// then GitHub.
+fn action_source(
+    args: &Args,
+    workspace: &Path,
+) -> anyhow::Result<hangar_engine::actions::ActionSource> {
+    let configured = match &args.actions_url {
+        Some(u) if !u.trim().is_empty() => Some(("--actions-url".to_string(), u.clone())),
+        _ => {
+            let has_file = ["hangar.yml", "hangar.yaml"]
+                .iter()
+                .any(|f| workspace.join(f).is_file());
+            if has_file {
+                let (path, project) =
+                    hangar_project::load(workspace).map_err(|e| anyhow::anyhow!("{e}"))?;
+                project
+                    .actions
+                    .and_then(|a| a.url)
+                    .map(|u| (path.display().to_string(), u))
+            } else {
+                None
+            }
+        }
+    };
+    let (from, url) = configured.unwrap_or_else(|| {
+        (
+            "default".into(),
+            hangar_engine::actions::DEFAULT_URL.to_string(),
+        )
+    });
+    hangar_engine::actions::ActionSource::new(&url, args.offline)
+        .map_err(|e| anyhow::anyhow!("{from}: {e}"))
 }
 
 fn load_pairs(
@@ -623,6 +666,18 @@ impl Reporter for TerminalReporter {
                     r = writeln!(out, "{p}  (summary) {l}");
                 }
                 r
+            }
+            Event::ActionResolved {
+                uses,
+                commit,
+                cached,
+                ..
+            } => {
+                let how = if *cached { "cached" } else { "downloaded" };
+                writeln!(
+                    out,
+                    "{p}Download action repository '{uses}' (SHA:{commit}) [{how}]"
+                )
             }
             Event::JobOutputs { outputs, .. } => {
                 let keys: Vec<&str> = outputs.keys().map(String::as_str).collect();
