@@ -313,13 +313,17 @@ async fn deploy_then_signal(
         let ctl = ctl.clone();
         tokio::spawn(async move { ctl.deploy(DeployRequest::default()).await })
     };
-    // A trickle of traffic: too little for a verdict, so a canary pauses.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for _ in 0..3 {
-        let _ = body(addr).await;
-    }
+    // A trickle of traffic from the start: too little for a verdict, so a
+    // canary pauses (with none at all it would pass on health alone).
+    let trickle = tokio::spawn(async move {
+        loop {
+            let _ = body(addr).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
     rollout_reaches(ctl, paused).await;
     ctl.signal(signal).unwrap();
+    trickle.abort();
     let recs = tokio::time::timeout(Duration::from_secs(15), deploying)
         .await
         .expect("the rollout ends after the human's word (no deadlock)")
