@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::schedule::Graph;
 use crate::workflow::{Workflow, needs};
 
 /// Workflow files of `path`: the file itself, or the `*.yml` / `*.yaml` files
@@ -79,6 +80,8 @@ pub fn stages(wf: &Workflow, only: Option<&str>) -> Result<Vec<Vec<String>>, Str
         }
     };
     selected.sort_by_key(|s| ids.iter().position(|i| i == s));
+    // The scheduler's check, so a cycle is named as `hangar validate` names it.
+    graph_of(&selected, &deps).map_err(|e| format!("{}: {e}", wf.path.display()))?;
     let mut level: HashMap<String, usize> = HashMap::new();
     let mut remaining = selected.clone();
     let mut out: Vec<Vec<String>> = Vec::new();
@@ -102,6 +105,28 @@ pub fn stages(wf: &Workflow, only: Option<&str>) -> Result<Vec<Vec<String>>, Str
         out.push(ready);
     }
     Ok(out)
+}
+
+/// The scheduler's graph of `wf`'s jobs (with `only`, just that job and what
+/// it needs); unknown `needs` and cycles are errors naming the job.
+pub fn graph(wf: &Workflow, only: Option<&str>) -> Result<Graph, String> {
+    let selected: Vec<String> = stages(wf, only)?.into_iter().flatten().collect();
+    let deps: BTreeMap<String, Vec<String>> = wf
+        .jobs()
+        .map(|(id, job)| (id.to_string(), needs(job)))
+        .collect();
+    graph_of(&selected, &deps).map_err(|e| format!("{}: {e}", wf.path.display()))
+}
+
+fn graph_of(
+    selected: &[String],
+    deps: &BTreeMap<String, Vec<String>>,
+) -> Result<Graph, crate::schedule::GraphError> {
+    Graph::new(
+        selected
+            .iter()
+            .map(|id| (id.clone(), deps.get(id).cloned().unwrap_or_default())),
+    )
 }
 
 /// Workflows triggered by `event` (all when `event` is `None`).
@@ -138,7 +163,11 @@ mod tests {
         let w = wf(
             "on: push\njobs:\n  a: {needs: b, steps: [{run: x}]}\n  b: {needs: a, steps: [{run: x}]}\n",
         );
-        assert!(stages(&w, None).unwrap_err().contains("cycle"));
+        assert!(
+            stages(&w, None)
+                .unwrap_err()
+                .contains("creates a cycle in the dependency graph: a -> b -> a")
+        );
         let w = wf("on: push\njobs:\n  a: {needs: nope, steps: [{run: x}]}\n");
         assert!(stages(&w, None).unwrap_err().contains("'nope'"));
     }

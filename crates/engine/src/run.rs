@@ -20,7 +20,8 @@ use crate::job::{JobOutcome, JobSpec};
 use crate::matrix;
 use crate::plan;
 use crate::report::{Conclusion, Event, Level, Reporter, now_ms};
-use crate::workflow::{Workflow, needs, scalar_string};
+use crate::schedule::{Decision, Graph, State, StatusHost};
+use crate::workflow::{Workflow, scalar_string};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -147,43 +148,20 @@ impl Engine {
     }
 }
 
-/// Status functions in a job-level `if:` look at the jobs it needs.
+/// Status functions of a job as the scheduler answers them, and `hashFiles`
+/// over the workspace.
 struct NeedsHost<'a> {
-    needs: &'a BTreeMap<String, Conclusion>,
-    /// Every job this one depends on, directly or not: GitHub's `success()`
-    /// and `failure()` look down the whole chain (a job after an `always()`
-    /// job whose own need failed is still skipped by default).
-    ancestors: &'a BTreeMap<String, Conclusion>,
-    cancelled: bool,
+    status: StatusHost,
     workspace: &'a std::path::Path,
-}
-
-impl NeedsHost<'_> {
-    fn check(&self, f: StatusFunction, jobs: &mut dyn Iterator<Item = Conclusion>) -> bool {
-        let all: Vec<Conclusion> = jobs.collect();
-        match f {
-            StatusFunction::Always => true,
-            StatusFunction::Cancelled => self.cancelled,
-            StatusFunction::Success => {
-                !self.cancelled && all.iter().all(|c| *c == Conclusion::Success)
-            }
-            StatusFunction::Failure => !self.cancelled && all.contains(&Conclusion::Failure),
-        }
-    }
 }
 
 impl Host for NeedsHost<'_> {
     fn status(&self, f: StatusFunction) -> bool {
-        self.check(f, &mut self.ancestors.values().copied())
+        self.status.status(f)
     }
 
     fn status_of(&self, f: StatusFunction, jobs: &[String]) -> bool {
-        self.check(
-            f,
-            &mut jobs
-                .iter()
-                .map(|j| self.needs.get(j).copied().unwrap_or(Conclusion::Skipped)),
-        )
+        self.status.status_of(f, jobs)
     }
 
     fn hash_files(&self, patterns: &[String]) -> Result<String, String> {
@@ -191,21 +169,8 @@ impl Host for NeedsHost<'_> {
     }
 }
 
-/// The jobs `id` needs, directly or through other jobs.
-fn ancestors(wf: &Workflow, id: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = wf.job(id).map(needs).unwrap_or_default();
-    while let Some(n) = todo.pop() {
-        if out.contains(&n) {
-            continue;
-        }
-        todo.extend(wf.job(&n).map(needs).unwrap_or_default());
-        out.push(n);
-    }
-    out
-}
-
-/// Runs the jobs of one workflow; returns each job's aggregate result.
+/// Runs the jobs of one workflow as the scheduler decides; returns each job's
+/// aggregate result.
 fn run_graph(
     shared: Arc<Shared>,
     wf: Arc<Workflow>,
@@ -220,51 +185,73 @@ fn run_graph(
             Some(i) => i,
             None => top_level_inputs(&wf, &shared.run),
         });
-        let stages = plan::stages(&wf, only.as_deref())?;
-        let all: Vec<String> = stages.into_iter().flatten().collect();
+        let graph = plan::graph(&wf, only.as_deref())?;
         let mut results: HashMap<String, NodeResult> = HashMap::new();
-        let mut pending: Vec<String> = all.clone();
+        let mut states: BTreeMap<String, State> = BTreeMap::new();
         let mut running = tokio::task::JoinSet::new();
         loop {
-            let ready: Vec<String> = pending
-                .iter()
-                .filter(|id| {
-                    wf.job(id)
-                        .map(|j| needs(j).iter().all(|n| results.contains_key(n)))
-                        .unwrap_or(true)
-                })
-                .cloned()
-                .collect();
-            pending.retain(|p| !ready.contains(p));
-            for id in ready {
-                let needs_results: BTreeMap<String, NodeResult> = wf
-                    .job(&id)
-                    .map(needs)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|n| results.get(&n).map(|r| (n, r.clone())))
-                    .collect();
-                let ancestors: BTreeMap<String, Conclusion> = ancestors(&wf, &id)
-                    .into_iter()
-                    .filter_map(|n| results.get(&n).map(|r| (n, r.result)))
-                    .collect();
-                let fut = run_node(
-                    shared.clone(),
-                    wf.clone(),
-                    id.clone(),
-                    format!("{prefix}{id}"),
-                    needs_results,
-                    ancestors,
-                    Given {
-                        inputs: inputs.clone(),
-                        secrets: secrets.clone(),
-                        called,
-                    },
-                );
-                running.spawn(async move { (id, fut.await) });
+            let cancelled = shared.cancel.is_cancelled();
+            let decisions = graph.decide(&mut states, cancelled, &mut |id, host| {
+                job_condition(
+                    &shared,
+                    &wf,
+                    id,
+                    &needs_of(&graph, id, &results),
+                    &inputs,
+                    host,
+                )
+            });
+            for (id, decision) in decisions {
+                let key = format!("{prefix}{id}");
+                match decision {
+                    Decision::Wait(_) => {}
+                    Decision::Skip(_) => {
+                        let result = Conclusion::Skipped;
+                        shared.reporter.event(Event::JobStarted {
+                            job: key.clone(),
+                            name: key.clone(),
+                            ts: now_ms(),
+                        });
+                        shared.reporter.event(Event::JobFinished {
+                            job: key.clone(),
+                            result,
+                            duration_ms: 0,
+                            ts: now_ms(),
+                        });
+                        record(&shared, &wf, &key, result, 0);
+                        results.insert(
+                            id,
+                            NodeResult {
+                                result,
+                                outputs: BTreeMap::new(),
+                            },
+                        );
+                    }
+                    Decision::Fail(e) => {
+                        let r = node_error(&shared, &wf, &key, (&id, "if"), e);
+                        results.insert(id, r);
+                    }
+                    Decision::Run => {
+                        let fut = run_node(
+                            shared.clone(),
+                            wf.clone(),
+                            id.clone(),
+                            key,
+                            needs_of(&graph, &id, &results),
+                            status_host(&graph, &id, &results, cancelled),
+                            Given {
+                                inputs: inputs.clone(),
+                                secrets: secrets.clone(),
+                                called,
+                            },
+                        );
+                        running.spawn(async move { (id, fut.await) });
+                    }
+                }
             }
             match running.join_next().await {
                 Some(Ok((id, r))) => {
+                    states.insert(id.clone(), State::Done(r.result));
                     results.insert(id, r);
                 }
                 Some(Err(e)) => return Err(format!("a job task failed: {e}")),
@@ -273,6 +260,103 @@ fn run_graph(
         }
         Ok(results)
     })
+}
+
+/// The results of the jobs `id` needs.
+fn needs_of(
+    graph: &Graph,
+    id: &str,
+    results: &HashMap<String, NodeResult>,
+) -> BTreeMap<String, NodeResult> {
+    graph
+        .needs(id)
+        .iter()
+        .filter_map(|n| results.get(n).map(|r| (n.clone(), r.clone())))
+        .collect()
+}
+
+/// Status functions for job `id` from the results so far (as the scheduler
+/// built them when it decided the job).
+fn status_host(
+    graph: &Graph,
+    id: &str,
+    results: &HashMap<String, NodeResult>,
+    cancelled: bool,
+) -> StatusHost {
+    let of = |ids: &[String]| {
+        ids.iter()
+            .filter_map(|n| results.get(n).map(|r| (n.clone(), r.result)))
+            .collect()
+    };
+    StatusHost {
+        needs: of(graph.needs(id)),
+        ancestors: of(graph.ancestors(id)),
+        cancelled,
+    }
+}
+
+/// A job's `if:` (default `success()`: every job it depends on succeeded)
+/// over its contexts, for the scheduler.
+fn job_condition(
+    shared: &Shared,
+    wf: &Workflow,
+    id: &str,
+    needs_results: &BTreeMap<String, NodeResult>,
+    inputs: &Option<Map<String, Value>>,
+    status: &StatusHost,
+) -> Result<bool, String> {
+    let cond_text = wf
+        .job(id)
+        .and_then(|j| j.get("if"))
+        .and_then(scalar_string)
+        .unwrap_or_default();
+    let cond = Condition::parse(&cond_text).map_err(|e| {
+        format!(
+            "job '{id}': `if: {cond_text}` is invalid: {}",
+            e.github_message(&cond_text)
+        )
+    })?;
+    let (cx, _) = job_contexts(shared, wf, id, needs_results, inputs);
+    let host = NeedsHost {
+        status: status.clone(),
+        workspace: &shared.run.workspace,
+    };
+    cond.eval(&cx, &host)
+        .map_err(|e| format!("job '{id}': `if: {cond_text}`: {e}"))
+}
+
+/// The contexts of job `id`'s own keys (`if:`, `strategy:`, `name:`, a call's
+/// `with:`): `github`, `needs`, `vars`, `inputs`; and its `needs` context.
+fn job_contexts(
+    shared: &Shared,
+    wf: &Workflow,
+    id: &str,
+    needs_results: &BTreeMap<String, NodeResult>,
+    inputs: &Option<Map<String, Value>>,
+) -> (Contexts, Map<String, Value>) {
+    let run = &shared.run;
+    let needs_cx = needs_context(needs_results);
+    let (ref_name, ref_type) = run.ref_name_and_type();
+    let mut cx = Contexts::new();
+    cx.insert("github", EValue::from(&json!({
+        "event_name": run.event_name, "event": run.event, "ref": run.git_ref, "sha": run.sha,
+        "repository": run.repository, "actor": run.actor, "workspace": run.workspace.to_string_lossy(),
+        "run_id": run.run_id, "run_number": run.run_number, "job": id, "workflow": wf.name,
+        "repository_owner": run.repository.split('/').next().unwrap_or(""),
+        "head_ref": run.head_ref, "base_ref": run.base_ref,
+        "ref_name": ref_name, "ref_type": ref_type, "run_attempt": run.run_attempt,
+        "server_url": run.server_url, "triggering_actor": run.actor,
+    })));
+    cx.insert("needs", EValue::from(&Value::Object(needs_cx.clone())));
+    let vars: Map<String, Value> = run
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    cx.insert("vars", EValue::from(&Value::Object(vars)));
+    let inputs_v = inputs.clone().unwrap_or_else(|| run.inputs.clone());
+    cx.insert("inputs", EValue::from(&Value::Object(inputs_v)));
+    (cx, needs_cx)
 }
 
 /// `inputs` of a triggered workflow: the given ones (CLI, event payload), then
@@ -387,7 +471,7 @@ fn run_node(
     id: String,
     key: String,
     needs_results: BTreeMap<String, NodeResult>,
-    ancestors: BTreeMap<String, Conclusion>,
+    status: StatusHost,
     given: Given,
 ) -> BoxFut<NodeResult> {
     Box::pin(async move {
@@ -405,73 +489,12 @@ fn run_node(
                 format!("job '{id}' not found"),
             );
         };
-        let run = shared.run.clone();
-        let statuses: BTreeMap<String, Conclusion> = needs_results
-            .iter()
-            .map(|(k, v)| (k.clone(), v.result))
-            .collect();
-        let needs_cx = needs_context(&needs_results);
-        let (ref_name, ref_type) = run.ref_name_and_type();
-        let mut cx = Contexts::new();
-        cx.insert("github", EValue::from(&json!({
-            "event_name": run.event_name, "event": run.event, "ref": run.git_ref, "sha": run.sha,
-            "repository": run.repository, "actor": run.actor, "workspace": run.workspace.to_string_lossy(),
-            "run_id": run.run_id, "run_number": run.run_number, "job": id, "workflow": wf.name,
-            "repository_owner": run.repository.split('/').next().unwrap_or(""),
-            "head_ref": run.head_ref, "base_ref": run.base_ref,
-            "ref_name": ref_name, "ref_type": ref_type, "run_attempt": run.run_attempt,
-            "server_url": run.server_url, "triggering_actor": run.actor,
-        })));
-        cx.insert("needs", EValue::from(&Value::Object(needs_cx.clone())));
-        let vars: Map<String, Value> = run
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        cx.insert("vars", EValue::from(&Value::Object(vars)));
-        let inputs_v = inputs.clone().unwrap_or_else(|| run.inputs.clone());
-        cx.insert("inputs", EValue::from(&Value::Object(inputs_v)));
+        // The scheduler decided to run this job: its `if:` held.
+        let (cx, needs_cx) = job_contexts(&shared, &wf, &id, &needs_results, &inputs);
         let host = NeedsHost {
-            needs: &statuses,
-            ancestors: &ancestors,
-            cancelled: shared.cancel.is_cancelled(),
-            workspace: &run.workspace,
+            status,
+            workspace: &shared.run.workspace,
         };
-
-        // Job `if:` (default `success()`: every needed job succeeded).
-        let cond_text = job.get("if").and_then(scalar_string).unwrap_or_default();
-        let go = match Condition::parse(&cond_text) {
-            Ok(c) => c
-                .eval(&cx, &host)
-                .map_err(|e| format!("job '{id}': `if: {cond_text}`: {e}")),
-            Err(e) => Err(format!(
-                "job '{id}': `if: {cond_text}` is invalid: {}",
-                e.github_message(&cond_text)
-            )),
-        };
-        match go {
-            Ok(true) => {}
-            Ok(false) => {
-                let result = Conclusion::Skipped;
-                shared.reporter.event(Event::JobStarted {
-                    job: key.clone(),
-                    name: key.clone(),
-                    ts: now_ms(),
-                });
-                shared.reporter.event(Event::JobFinished {
-                    job: key.clone(),
-                    result,
-                    duration_ms: 0,
-                    ts: now_ms(),
-                });
-                record(&shared, &wf, &key, result, 0);
-                return NodeResult {
-                    result,
-                    outputs: BTreeMap::new(),
-                };
-            }
-            Err(e) => return node_error(&shared, &wf, &key, (&id, "if"), e),
-        }
         // A call of a reusable workflow.
         if let Some(uses) = job.get("uses").and_then(scalar_string) {
             let r = call_workflow(&shared, &job, &uses, &key, &cx, &host).await;

@@ -283,3 +283,52 @@ fn runtime_expression_errors_point_at_their_line() {
     at.sort();
     assert_eq!(at, [(6, 13), (9, 14), (11, 9)], "{text}");
 }
+
+/// The scheduler `hangar serve` uses: a chain after a failed job is skipped
+/// and the run fails; a `needs` cycle is refused, named as validate names it,
+/// even past validation.
+#[test]
+fn skipped_chains_complete_and_cycles_are_named() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: exit 1}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo b > b.txt}]\n  c:\n    needs: b\n    runs-on: ubuntu-latest\n    steps: [{run: echo c > c.txt}]\n  d:\n    needs: b\n    if: failure()\n    runs-on: ubuntu-latest\n    steps: [{run: echo d > d.txt}]\n",
+    );
+    let out = hangar(dir.path(), &["--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let finished: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "job_finished")
+        .collect();
+    let result = |job: &str| {
+        finished
+            .iter()
+            .find(|e| e["job"] == job)
+            .map(|e| e["result"].clone())
+            .unwrap_or_else(|| panic!("no job_finished for {job}: {text}"))
+    };
+    assert_eq!(result("a"), "failure");
+    assert_eq!(result("b"), "skipped");
+    assert_eq!(result("c"), "skipped");
+    // failure() looks at every ancestor: `a` failed behind the skipped `b`.
+    assert_eq!(result("d"), "success");
+    assert!(!dir.path().join("c.txt").exists());
+    assert!(dir.path().join("d.txt").exists());
+
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    needs: b\n    runs-on: ubuntu-latest\n    steps: [{run: echo a > a.txt}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo b > b.txt}]\n",
+    );
+    for args in [&[][..], &["--no-validate"][..]] {
+        let out = hangar(dir.path(), args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cycle in the dependency graph: a -> b -> a"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!dir.path().join("a.txt").exists());
+    }
+}
