@@ -67,14 +67,25 @@ impl BuiltinAction for Release {
                 ));
             }
             match (&o.version, o.released) {
-                (Some(v), true) => call.output.line(&format!(
-                    "{}released {v} ({})",
-                    o.package
-                        .as_deref()
-                        .map(|p| format!("{p}: "))
-                        .unwrap_or_default(),
-                    o.tag.as_deref().unwrap_or("")
-                )),
+                (Some(v), true) => {
+                    // A dry run released nothing: say so, as `hangar release --dry-run` does.
+                    let verb = if opts.dry_run {
+                        "would release"
+                    } else {
+                        "released"
+                    };
+                    call.output.line(&format!(
+                        "{}{verb} {v} ({})",
+                        o.package
+                            .as_deref()
+                            .map(|p| format!("{p}: "))
+                            .unwrap_or_default(),
+                        o.tag.as_deref().unwrap_or("")
+                    ));
+                    for e in &o.explain {
+                        call.output.line(&format!("  note: {e}"));
+                    }
+                }
                 _ => call.output.line(&format!(
                     "nothing to release: {}",
                     o.reason.as_deref().unwrap_or("")

@@ -81,6 +81,9 @@ jobs:
     assert!(ok, "{text}");
     assert!(text.contains("announcing v=0.1.0"), "{text}");
     assert!(!text.contains("must not run"), "{text}");
+    // Seed 003: a dry run printed "released 2.0.0".
+    assert!(text.contains("would release 0.1.0 (v0.1.0)"), "{text}");
+    assert!(!text.contains("released 0.1.0"), "{text}");
     // The dry run changed nothing.
     let tags = Command::new("git")
         .args(["tag"])

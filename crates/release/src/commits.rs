@@ -24,6 +24,27 @@ pub struct Commit {
     pub files: Vec<String>,
 }
 
+impl Commit {
+    /// A commit that is not conventional, listed by its subject (the notes
+    /// of a release forced with `--as` over such a history).
+    pub fn plain(sha: &str, subject: &str, repo_url: Option<&str>) -> Commit {
+        Commit {
+            sha: sha.to_string(),
+            short: sha.chars().take(7).collect(),
+            author: String::new(),
+            time: 0,
+            kind: "other".into(),
+            scope: None,
+            description: subject.to_string(),
+            body: None,
+            breaking: false,
+            breaking_description: None,
+            link: repo_url.map(|u| format!("{u}/commit/{sha}")),
+            files: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct NonConforming {
     pub sha: String,

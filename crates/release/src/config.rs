@@ -13,9 +13,14 @@ pub struct Config {
     /// The first version when no tag exists yet.
     #[serde(default = "default_initial")]
     pub initial_version: String,
-    /// What a breaking change bumps below 1.0.0: `minor` (default) or `major`.
-    #[serde(default = "default_minor")]
+    /// What a breaking change bumps below 1.0.0: `major` (default: 1.0.0, as
+    /// commitizen and python-semantic-release do) or `minor` (as git-cliff does).
+    #[serde(default = "default_major")]
     pub breaking_below_1: Bump,
+    /// Only commits after this one count (a tag, branch or commit id): a
+    /// project with a non-conventional past starts its releases from here.
+    #[serde(default)]
+    pub since: Option<String>,
     /// Commit type -> bump and changelog section. Merged over the defaults.
     #[serde(default)]
     pub types: IndexMap<String, TypeRule>,
@@ -81,8 +86,8 @@ fn default_tag() -> String {
 fn default_initial() -> String {
     "0.1.0".into()
 }
-fn default_minor() -> Bump {
-    Bump::Minor
+fn default_major() -> Bump {
+    Bump::Major
 }
 fn default_none() -> Bump {
     Bump::None
@@ -96,7 +101,8 @@ impl Default for Config {
         Config {
             tag_format: default_tag(),
             initial_version: default_initial(),
-            breaking_below_1: Bump::Minor,
+            breaking_below_1: Bump::Major,
+            since: None,
             types: IndexMap::new(),
             changelog: default_changelog(),
             template: None,

@@ -189,3 +189,90 @@ fn update_package_lock(lock: &Path, version: &str) -> anyhow::Result<bool> {
     std::fs::write(lock, serde_json::to_string_pretty(&v)? + "\n")?;
     Ok(true)
 }
+
+/// The versions the project's files declare now (Cargo.toml, package.json,
+/// pyproject.toml, version.txt, and `release.version_files`), as
+/// `(file, version)`. With no tag yet these are the current version: a
+/// release must not go below them.
+pub fn current_versions(
+    dir: &Path,
+    regex_files: &[VersionFile],
+) -> anyhow::Result<Vec<(String, semver::Version)>> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let toml_version = |name: &str, keys: &[&[&str]]| -> anyhow::Result<Option<String>> {
+        let path = dir.join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for key in keys {
+            let mut item = doc.as_item();
+            let mut ok = true;
+            for k in *key {
+                match item.get(k) {
+                    Some(i) => item = i,
+                    None => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok && let Some(v) = item.as_str() {
+                return Ok(Some(v.to_string()));
+            }
+        }
+        Ok(None)
+    };
+    if let Some(v) = toml_version(
+        "Cargo.toml",
+        &[
+            &["package", "version"],
+            &["workspace", "package", "version"],
+        ],
+    )? {
+        found.push(("Cargo.toml".into(), v));
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("package.json")) {
+        let re = regex::Regex::new(r#"(?m)^(\s{1,4}|\t)"version"\s*:\s*"([^"]*)""#)?;
+        if let Some(m) = re.captures(&text).and_then(|c| c.get(2)) {
+            found.push(("package.json".into(), m.as_str().to_string()));
+        }
+    }
+    if let Some(v) = toml_version(
+        "pyproject.toml",
+        &[&["project", "version"], &["tool", "poetry", "version"]],
+    )? {
+        found.push(("pyproject.toml".into(), v));
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("version.txt")) {
+        found.push(("version.txt".into(), text.trim().to_string()));
+    }
+    for f in regex_files {
+        let Ok(text) = std::fs::read_to_string(dir.join(&f.path)) else {
+            continue;
+        };
+        let re = regex::Regex::new(&f.regex)
+            .map_err(|e| anyhow::anyhow!("release.version_files: {}: bad regex: {e}", f.path))?;
+        if let Some(m) = re.captures(&text).and_then(|c| c.get(1)) {
+            found.push((f.path.clone(), m.as_str().to_string()));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(file, v)| {
+            let text = v.trim().trim_start_matches('v');
+            // `1.2` (common in pyproject.toml) is read as 1.2.0.
+            let padded = if text.matches('.').count() == 1 {
+                format!("{text}.0")
+            } else {
+                text.to_string()
+            };
+            let version = semver::Version::parse(&padded).map_err(|e| {
+                anyhow::anyhow!("{file}: version `{v}` is not a semantic version ({e}); fix it or release with --as X.Y.Z")
+            })?;
+            Ok((file, version))
+        })
+        .collect()
+}

@@ -35,6 +35,11 @@ pub struct RawCommit {
 
 /// Commits in `range` (oldest first), with the files each touches when `with_files`.
 pub fn log(dir: &Path, range: &str, with_files: bool) -> anyhow::Result<Vec<RawCommit>> {
+    log_revs(dir, &[range], with_files)
+}
+
+/// Commits reachable from `revs` (`A..B`, `^C`...), oldest first.
+pub fn log_revs(dir: &Path, revs: &[&str], with_files: bool) -> anyhow::Result<Vec<RawCommit>> {
     // One process, records separated by RS (0x1e) and fields by US (0x1f): messages may hold anything else.
     let mut args = vec![
         "log",
@@ -44,7 +49,7 @@ pub fn log(dir: &Path, range: &str, with_files: bool) -> anyhow::Result<Vec<RawC
     if with_files {
         args.push("--name-only");
     }
-    args.push(range);
+    args.extend(revs);
     args.push("--");
     let text = git(dir, &args)?;
     let mut out = Vec::new();
@@ -72,6 +77,29 @@ pub fn log(dir: &Path, range: &str, with_files: bool) -> anyhow::Result<Vec<RawC
         });
     }
     Ok(out)
+}
+
+/// The commit id `rev` names, checked to be a commit (`release.since`).
+pub fn resolve_commit(dir: &Path, rev: &str) -> anyhow::Result<String> {
+    let spec = format!("{rev}^{{commit}}");
+    let out = git(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &spec,
+        ],
+    )
+    .map_err(|_| {
+        anyhow::anyhow!("release.since: `{rev}` is not a commit, tag or branch of this repository")
+    })?;
+    let sha = out.trim().to_string();
+    if sha.is_empty() || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("release.since: `{rev}` is not a commit, tag or branch of this repository");
+    }
+    Ok(sha)
 }
 
 pub fn is_shallow(dir: &Path) -> bool {

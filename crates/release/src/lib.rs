@@ -49,6 +49,9 @@ pub struct Outcome {
     pub nonconforming: Vec<NonConforming>,
     pub files: Vec<String>,
     pub warnings: Vec<String>,
+    /// How the version was decided, where a peer tool might decide otherwise
+    /// (shown by `--dry-run`).
+    pub explain: Vec<String>,
     /// Why nothing was released, when `released` is false.
     pub reason: Option<String>,
 }
@@ -178,6 +181,7 @@ fn plan_unit(
     repo_url: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let mut warnings = Vec::new();
+    let mut explain = Vec::new();
     let (prefix, suffix) = unit
         .tag_format
         .split_once("{version}")
@@ -199,28 +203,85 @@ fn plan_unit(
     if git::is_shallow(&opts.dir) && last_stable.is_none() {
         warnings.push("shallow clone: the last version tag may be outside the fetched history; fetch with --unshallow (or fetch-depth: 0) for an exact version".into());
     }
-    let range_from = |tag: Option<&String>| {
-        tag.map(|t| format!("{t}..HEAD"))
-            .unwrap_or_else(|| "HEAD".into())
+    // What the version files say now: with no tag they are the current version.
+    let unit_dir = unit
+        .path
+        .as_deref()
+        .map(|p| opts.dir.join(p))
+        .unwrap_or_else(|| opts.dir.clone());
+    let regex_files: &[config::VersionFile] = if unit.path.is_none() {
+        &config.version_files
+    } else {
+        &[]
     };
-    let stable_range = range_from(last_stable.as_ref().map(|x| x.1));
-    let raw = git::log(&opts.dir, &stable_range, unit.path.is_some())?;
-    let raw: Vec<_> = match &unit.path {
-        Some(p) => raw
-            .into_iter()
-            .filter(|c| {
-                c.files
-                    .iter()
-                    .any(|f| f == p || f.starts_with(&format!("{p}/")))
-            })
-            .collect(),
-        None => raw,
+    let declared = files::current_versions(&unit_dir, regex_files)?;
+    if let Some((first_file, first)) = declared.first()
+        && let Some((other_file, other)) = declared.iter().find(|(_, v)| v != first)
+    {
+        bail!(
+            "the version files disagree: {first_file} says {first}, {other_file} says {other}; make them agree (or release with --as X.Y.Z, which writes it to all of them)"
+        );
+    }
+    let declared_version = declared.first().map(|(f, v)| (f.clone(), v.clone()));
+    // `release.since`: only commits after this one count.
+    let since = match &config.since {
+        Some(rev) => Some(git::resolve_commit(&opts.dir, rev)?),
+        None => None,
     };
+    let log_since = |tag: Option<&String>| -> anyhow::Result<Vec<git::RawCommit>> {
+        let range = tag
+            .map(|t| format!("{t}..HEAD"))
+            .unwrap_or_else(|| "HEAD".into());
+        let mut revs = vec![range];
+        if let Some(s) = &since {
+            revs.push(format!("^{s}"));
+        }
+        let revs: Vec<&str> = revs.iter().map(String::as_str).collect();
+        let raw = git::log_revs(&opts.dir, &revs, unit.path.is_some())?;
+        Ok(match &unit.path {
+            Some(p) => raw
+                .into_iter()
+                .filter(|c| {
+                    c.files
+                        .iter()
+                        .any(|f| f == p || f.starts_with(&format!("{p}/")))
+                })
+                .collect(),
+            None => raw,
+        })
+    };
+    let raw = log_since(last_stable.as_ref().map(|x| x.1))?;
+    let raw_count = raw.len();
     let (commits, nonconforming) = commits::classify(raw, repo_url);
-    let base = last_stable.as_ref().map(|x| x.0.clone());
+    let mut base = last_stable.as_ref().map(|x| x.0.clone());
+    let mut previous = last_any.as_ref().map(|x| x.0.to_string());
+    if base.is_none()
+        && let Some((file, v)) = &declared_version
+    {
+        explain.push(format!(
+            "no {} tag yet: the current version is {v}, from {file}",
+            unit.tag_format.replace("{version}", "X.Y.Z")
+        ));
+        base = Some(v.clone());
+        previous = previous.or_else(|| Some(v.to_string()));
+    }
     let major_zero = base.as_ref().map(|b| b.major == 0).unwrap_or(true);
     let bump = commits::bump(&commits, config, major_zero);
-    let previous = last_any.as_ref().map(|x| x.0.to_string());
+    if major_zero && commits.iter().any(|c| c.breaking) && opts.force.is_none() {
+        explain.push(match config.breaking_below_1 {
+            Bump::Major => "a breaking change before 1.0.0 releases 1.0.0, as commitizen and python-semantic-release do by default (git-cliff would bump the minor version); `release.breaking_below_1: minor` in hangar.yml keeps 0.x".to_string(),
+            _ => "a breaking change before 1.0.0 bumps the minor version, as configured (release.breaking_below_1), as git-cliff does; commitizen and python-semantic-release would release 1.0.0".to_string(),
+        });
+    }
+    let since_what = last_stable
+        .as_ref()
+        .map(|x| x.1.clone())
+        .or_else(|| {
+            since
+                .as_ref()
+                .map(|s| format!("release.since ({})", &s[..7.min(s.len())]))
+        })
+        .unwrap_or_else(|| "the first commit".into());
     let mut out = Outcome {
         package: unit.name.clone(),
         released: false,
@@ -233,22 +294,25 @@ fn plan_unit(
         nonconforming,
         files: Vec::new(),
         warnings,
+        explain,
         reason: None,
     };
     let next = if let Some(v) = &opts.force {
         v.clone()
     } else if bump == Bump::None {
-        out.reason = Some(if commits.is_empty() {
+        out.reason = Some(if raw_count == 0 {
+            format!("no commits since {since_what}")
+        } else if commits.is_empty() {
             format!(
-                "no commits since {}",
-                last_stable
-                    .as_ref()
-                    .map(|x| x.1.as_str())
-                    .unwrap_or("the start")
+                "{raw_count} commit(s) since {since_what}, none of them a Conventional Commit (e.g. `{}`); write `feat: ...`/`fix: ...` from now on and set `release.since` to the last old commit, or release once with --as X.Y.Z",
+                out.nonconforming
+                    .first()
+                    .map(|n| n.subject.as_str())
+                    .unwrap_or("")
             )
         } else {
             format!(
-                "{} commit(s) since the last release, none of a type that bumps the version",
+                "{} conventional commit(s) since {since_what}, none of a type that bumps the version (feat, fix, perf, revert or a breaking change)",
                 commits.len()
             )
         });
@@ -260,6 +324,21 @@ fn plan_unit(
             Some(b) => bumped(b, bump),
         }
     };
+    // Never a downgrade: not below what the version files declare, and
+    // `--as` not below the last release.
+    if let Some((file, declared)) = &declared_version
+        && next < *declared
+    {
+        bail!(
+            "{next} would go back from {declared} ({file} says {declared}); hangar does not downgrade: release --as {declared} (or higher), or correct {file}"
+        );
+    }
+    if opts.force.is_some()
+        && let Some((last, tag)) = &last_stable
+        && next < *last
+    {
+        bail!("--as {next} would go back from {last} ({tag}); hangar does not downgrade");
+    }
     let next = match &opts.pre {
         None => next,
         Some(channel) => {
@@ -288,29 +367,44 @@ fn plan_unit(
         return Ok(out);
     }
     // Notes of a pre-release list what is new since the previous tag of any kind.
-    let notes_commits = if opts.pre.is_some() && last_any.as_ref().map(|x| &x.0) != base.as_ref() {
-        let raw = git::log(
-            &opts.dir,
-            &range_from(last_any.as_ref().map(|x| x.1)),
-            unit.path.is_some(),
-        )?;
+    let newer_pre = opts.pre.is_some() && last_any.as_ref().map(|x| &x.0) != base.as_ref();
+    let notes_commits = if newer_pre {
+        let raw = log_since(last_any.as_ref().map(|x| x.1))?;
+        if raw.is_empty() && opts.force.is_none() {
+            // No empty pre-release: rc.2 right after rc.1 would ship the same thing.
+            out.reason = Some(format!(
+                "no commits since {}; a new pre-release would be the same as it",
+                last_any.as_ref().map(|x| x.1.as_str()).unwrap_or("")
+            ));
+            return Ok(out);
+        }
         commits::classify(raw, repo_url).0
     } else {
         commits.clone()
     };
     let tag = unit.tag_format.replace("{version}", &next.to_string());
-    out.notes = changelog::render(
+    let mut ctx = changelog::Context::new(
+        &next,
+        previous.as_deref(),
+        &tag,
+        last_any.as_ref().map(|x| x.1.as_str()),
+        &notes_commits,
         config,
-        &changelog::Context::new(
-            &next,
-            previous.as_deref(),
-            &tag,
-            last_any.as_ref().map(|x| x.1.as_str()),
-            &notes_commits,
-            config,
-            repo_url,
-        ),
-    )?;
+        repo_url,
+    );
+    // `--as` on a history that is not conventional: list what changed rather
+    // than an empty entry.
+    if ctx.sections.is_empty() && ctx.breaking.is_empty() && !out.nonconforming.is_empty() {
+        ctx.sections.push(changelog::Section {
+            title: "Changes".into(),
+            commits: out
+                .nonconforming
+                .iter()
+                .map(|n| commits::Commit::plain(&n.sha, &n.subject, repo_url))
+                .collect(),
+        });
+    }
+    out.notes = changelog::render(config, &ctx)?;
     out.released = true;
     out.version = Some(next.to_string());
     out.tag = Some(tag);

@@ -146,10 +146,19 @@ fn bump_rules_major_minor_patch_and_zero_x() {
     z.git(&["tag", "v0.3.2"]);
     z.commit("fix: y\n\nBREAKING CHANGE: config key renamed");
     let out = z.release(|o| o.dry_run = true);
+    // As commitizen and python-semantic-release do by default (git-cliff bumps minor).
     assert_eq!(
         version(&out),
-        Some("0.4.0".into()),
-        "breaking below 1.0.0 bumps minor"
+        Some("1.0.0".into()),
+        "breaking below 1.0.0 releases 1.0.0"
+    );
+    assert!(
+        out[0]
+            .explain
+            .iter()
+            .any(|e| e.contains("breaking_below_1: minor")),
+        "{:?}",
+        out[0].explain
     );
     assert!(
         out[0]
@@ -162,11 +171,17 @@ fn bump_rules_major_minor_patch_and_zero_x() {
         out[0].notes.find("BREAKING").unwrap() < out[0].notes.find("### Bug Fixes").unwrap(),
         "breaking changes first"
     );
-    z.write("hangar.yml", "release:\n  breaking_below_1: major\n");
+    z.write("hangar.yml", "release:\n  breaking_below_1: minor\n");
     z.commit_all("chore: config");
-    assert_eq!(
-        version(&z.release(|o| o.dry_run = true)),
-        Some("1.0.0".into())
+    let out = z.release(|o| o.dry_run = true);
+    assert_eq!(version(&out), Some("0.4.0".into()));
+    assert!(
+        out[0]
+            .explain
+            .iter()
+            .any(|e| e.contains("as git-cliff does")),
+        "{:?}",
+        out[0].explain
     );
 }
 
@@ -430,4 +445,150 @@ fn commitlint_reports_each_bad_message() {
     );
     assert!(hangar_release::lint("fix(api): trailing period.")[0].contains("period"));
     assert!(hangar_release::lint("Merge branch 'x'").is_empty());
+}
+
+#[test]
+fn without_a_tag_the_version_files_are_the_current_version() {
+    // Seed 003: version.txt said 1.0.0, no tag, and 0.1.0 was released over it.
+    let r = Repo::new();
+    r.write("version.txt", "1.0.0\n");
+    r.commit_all("chore: start");
+    r.commit("feat: telemetry");
+    let out = r.release(|o| o.dry_run = true);
+    assert_eq!(version(&out), Some("1.1.0".into()));
+    assert_eq!(out[0].previous.as_deref(), Some("1.0.0"));
+    assert!(
+        out[0].explain[0].contains("the current version is 1.0.0, from version.txt"),
+        "{:?}",
+        out[0].explain
+    );
+    // `--as` below it is refused; `--as` the declared version tags it as it is.
+    let err = run(&Options {
+        dir: r.dir.clone(),
+        force: Some("0.5.0".parse().unwrap()),
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("does not downgrade"), "{err}");
+    let out = r.release(|o| o.force = Some("1.0.0".parse().unwrap()));
+    assert_eq!(out[0].tag.as_deref(), Some("v1.0.0"));
+    assert_eq!(r.read("version.txt"), "1.0.0\n");
+
+    // Files that disagree are an error naming both.
+    let d = Repo::new();
+    d.write("version.txt", "1.0.0\n");
+    d.write(
+        "package.json",
+        "{\n  \"name\": \"x\",\n  \"version\": \"1.2.0\"\n}\n",
+    );
+    d.commit_all("feat: start");
+    let err = run(&Options {
+        dir: d.dir.clone(),
+        dry_run: true,
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("package.json says 1.2.0") && err.contains("version.txt says 1.0.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_empty_pre_release() {
+    // Seed 003: an rc.2 was offered right after rc.1 with nothing new.
+    let r = Repo::new();
+    r.commit("feat: base");
+    r.git(&["tag", "v1.3.0"]);
+    r.commit("feat: search");
+    assert_eq!(
+        version(&r.release(|o| o.pre = Some("rc".into()))),
+        Some("1.4.0-rc.1".into())
+    );
+    let out = r.release(|o| {
+        o.pre = Some("rc".into());
+        o.dry_run = true
+    });
+    assert!(!out[0].released);
+    assert!(
+        out[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no commits since v1.4.0-rc.1"),
+        "{:?}",
+        out[0].reason
+    );
+}
+
+#[test]
+fn a_non_conventional_past_is_named_and_can_be_skipped() {
+    // Seed 000: their history is not conventional; "nothing to release" said
+    // nothing of why, and --as 1.0.0 wrote empty notes.
+    let r = Repo::new();
+    r.commit("Update README");
+    let old = r.commit("Fix login bug");
+    let out = r.release(|o| o.dry_run = true);
+    assert!(!out[0].released);
+    let reason = out[0].reason.clone().unwrap();
+    assert!(
+        reason.contains("2 commit(s) since the first commit, none of them a Conventional Commit"),
+        "{reason}"
+    );
+    let forced = r.release(|o| {
+        o.force = Some("1.0.0".parse().unwrap());
+        o.dry_run = true
+    });
+    assert!(
+        forced[0].notes.contains("### Changes\n\n* Update README (")
+            && forced[0].notes.contains("* Fix login bug ("),
+        "{}",
+        forced[0].notes
+    );
+
+    // release.since: only what follows counts.
+    r.write("hangar.yml", &format!("release:\n  since: {old}\n"));
+    r.commit_all("chore: adopt conventional commits");
+    let out = r.release(|o| o.dry_run = true);
+    assert!(!out[0].released);
+    assert!(
+        out[0].nonconforming.is_empty(),
+        "{:?}",
+        out[0].nonconforming
+    );
+    assert!(
+        out[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("1 conventional commit(s) since release.since"),
+        "{:?}",
+        out[0].reason
+    );
+    r.commit("feat: sign-up page");
+    let out = r.release(|_| {});
+    assert_eq!(version(&out), Some("0.1.0".into()));
+    assert!(!out[0].notes.contains("login"), "{}", out[0].notes);
+
+    r.write("hangar.yml", "release:\n  since: no-such-ref\n");
+    r.commit_all("chore: typo");
+    let err = run(&Options {
+        dir: r.dir.clone(),
+        dry_run: true,
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("release.since: `no-such-ref` is not a commit"),
+        "{err}"
+    );
+    // No commits at all since a tag is said as such.
+    let e = Repo::new();
+    e.commit("feat: a");
+    e.git(&["tag", "v1.0.0"]);
+    let out = e.release(|o| o.dry_run = true);
+    assert_eq!(out[0].reason.as_deref(), Some("no commits since v1.0.0"));
 }

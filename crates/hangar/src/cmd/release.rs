@@ -125,6 +125,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     o.previous.as_deref().unwrap_or("none")
                 );
                 if dry_run {
+                    for e in &o.explain {
+                        println!("  note: {e}");
+                    }
                     println!("\n{}", o.notes);
                 } else if !o.files.is_empty() {
                     println!("  updated {}", o.files.join(", "));
