@@ -17,6 +17,11 @@ use crate::storage::{CacheEntry, Part};
 use crate::token::Grant;
 use crate::{Artifact, Service, now_ms};
 
+/// Uploads open at once, across all jobs of the service.
+const MAX_PENDING_UPLOADS: usize = 256;
+/// Azure's limit of blocks staged for one blob.
+const MAX_BLOCKS: usize = 50_000;
+
 pub(crate) fn router(svc: Service) -> Router {
     Router::new()
         .route("/twirp/{service}/{method}", post(twirp))
@@ -94,7 +99,7 @@ impl Service {
         format!("{base}blob/{kind}/{id}?se={exp}&sig={sig}")
     }
 
-    fn new_upload(&self, target: Target) -> String {
+    fn new_upload(&self, target: Target) -> Result<String, Refused> {
         let id = format!("{:x}", self.next_id());
         let up = Upload::new(self.inner.cache.staging_dir(), &id, target);
         let mut ups = self.inner.uploads.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,8 +113,18 @@ impl Service {
             }
             keep
         });
+        // Each upload may stage up to the size limit on disk: a bound on how
+        // many are open bounds what a misbehaving job can fill.
+        if ups.len() >= MAX_PENDING_UPLOADS {
+            return Err(Refused(
+                429,
+                format!(
+                    "{MAX_PENDING_UPLOADS} uploads are in progress; finish or abandon some first"
+                ),
+            ));
+        }
         ups.insert(id.clone(), up);
-        id
+        Ok(id)
     }
 
     /// Takes the upload that `pred` picks out of the pending ones.
@@ -379,7 +394,7 @@ async fn cache_rpc(
                 key,
                 version,
                 legacy_id: None,
-            });
+            })?;
             Ok(json!({"ok": true, "signed_upload_url": svc.signed_url(headers, "up", &id)}))
         }
         "FinalizeCacheEntryUpload" => {
@@ -524,7 +539,7 @@ async fn artifact_rpc(
                 name,
                 mime,
                 expires_ms,
-            });
+            })?;
             Ok(json!({"ok": true, "signed_upload_url": svc.signed_url(headers, "up", &id)}))
         }
         "FinalizeArtifact" => {
@@ -740,15 +755,24 @@ async fn blob_put(
             "the upload URL is not valid (bad signature or expired)",
         );
     }
-    let (blocks, data) = {
+    let (blocks, data, staged_bytes, staged_count) = {
         let ups = svc.inner.uploads.lock().unwrap_or_else(|e| e.into_inner());
         match ups.get(&id) {
-            Some(u) if u.done.is_none() => (u.blocks.clone(), u.data.clone()),
+            Some(u) if u.done.is_none() => (
+                u.blocks.clone(),
+                u.data.clone(),
+                u.staged.values().map(|p| p.size).sum::<u64>(),
+                u.staged.len(),
+            ),
             Some(_) => return twirp_error(409, "this upload is already complete"),
             None => return twirp_error(404, "no such upload (finalized, or never created)"),
         }
     };
-    let limit = svc.inner.cfg.max_total_bytes;
+    // The whole blob, all its blocks together, stays within the size limit.
+    let limit = svc.inner.cfg.max_total_bytes.saturating_sub(staged_bytes);
+    if q.comp.as_deref() == Some("block") && staged_count >= MAX_BLOCKS {
+        return twirp_error(413, format!("an upload has at most {MAX_BLOCKS} blocks"));
+    }
     let sha = |h: Option<sha2::Sha256>| {
         use sha2::Digest as _;
         hex::encode(h.unwrap_or_default().finalize())
@@ -1063,7 +1087,7 @@ async fn legacy_reserve(
             key: key.clone(),
             version: version.clone(),
             legacy_id: Some(cache_id),
-        });
+        })?;
         Ok(axum::Json(json!({"cacheId": cache_id})).into_response())
     }
     .await;

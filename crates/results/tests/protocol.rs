@@ -848,3 +848,49 @@ async fn kept_artifacts_outlive_a_restart_and_expire() {
     assert_eq!(names(&later), ["keep"]);
     assert!(!dir.path().join("artifacts/41/brief.zip").exists());
 }
+
+#[tokio::test]
+async fn uploads_are_bounded_in_size_across_blocks_and_in_number() {
+    let f = start(|c| c.max_total_bytes = 100).await;
+    let main = grant("refs/heads/main");
+    let (_, c) = f
+        .rpc(
+            &main,
+            CACHE,
+            "CreateCacheEntry",
+            json!({"key": "k", "version": "v1"}),
+        )
+        .await;
+    let url = c["signed_upload_url"].as_str().unwrap().to_string();
+    let put = |id: &str, n: usize| {
+        f.http
+            .put(format!("{url}&comp=block&blockid={id}"))
+            .body(vec![0u8; n])
+            .send()
+    };
+    assert_eq!(put("QUFB", 60).await.unwrap().status().as_u16(), 201);
+    // Each block is under the limit; together they are not.
+    assert_eq!(put("QkJC", 60).await.unwrap().status().as_u16(), 413);
+    // A single "Put Blob" over the limit too.
+    let r = f.http.put(&url).body(vec![0u8; 101]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+
+    // At most 256 uploads open at once.
+    let mut refused = None;
+    for i in 0..300 {
+        let (s, r) = f
+            .rpc(
+                &main,
+                CACHE,
+                "CreateCacheEntry",
+                json!({"key": format!("many-{i}"), "version": "v1"}),
+            )
+            .await;
+        if s != 200 {
+            refused = Some((i, s, r));
+            break;
+        }
+    }
+    let (i, s, r) = refused.expect("an upload beyond the bound was accepted");
+    assert_eq!((i, s), (255, 429), "{r}");
+}
