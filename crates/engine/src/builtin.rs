@@ -232,10 +232,10 @@ fn expand_paths(call: &ActionCall, text: &str) -> Vec<String> {
 /// identically for every input: it copies directories instead of the
 /// toolkit's versioned tar archives, ignores `lookup-only`,
 /// `enableCrossOsArchive` and branch scoping, and its entries are invisible
-/// to the real action and to other tools using `@actions/cache`. Now that
-/// hangar serves GitHub's cache service (`hangar-results`), the real action
-/// runs whenever its code is at hand (`--action-dir`, and fetched actions
-/// once fetching lands); this built-in is only the fallback when it is not.
+/// to the real action and to other tools using `@actions/cache`. So it goes
+/// wherever hangar serves GitHub's cache service (`hangar-results`):
+/// `hangar run` and the agents of `hangar serve` unregister it and fetch the
+/// real action; it remains for an engine used without the service.
 struct Cache;
 
 fn cache_dir(call: &ActionCall) -> PathBuf {

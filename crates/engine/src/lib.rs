@@ -129,6 +129,11 @@ impl Engine {
         self.inner_mut().builtins.insert(name, action);
     }
 
+    /// Drops a built-in, so `uses:` of that action runs the real one.
+    pub fn unregister(&mut self, name: &str) {
+        self.inner_mut().builtins.remove(&name.to_ascii_lowercase());
+    }
+
     /// `owner/repo@ref=PATH`: use the local directory PATH for that action.
     pub fn add_action_dir(&mut self, spec: &str) -> Result<(), String> {
         let (name, path) = spec

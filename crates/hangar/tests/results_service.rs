@@ -438,3 +438,42 @@ fn setup_node_caches_npm_through_the_service() {
     assert!(text.contains("setup-node cache-hit=true;"), "{text}");
     assert!(npm_cache.is_dir(), "restored");
 }
+
+#[test]
+fn actions_cache_is_fetched_and_runs_as_itself_not_the_look_alike() {
+    let Some(shared) = shared() else { return };
+    if !have("node") || !have("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A forge as a folder of bare repositories, over file://.
+    let forge = tmp.path().join("forge");
+    std::fs::create_dir_all(forge.join("actions")).unwrap();
+    let bundle = shared.join("actions/actions/cache.bundle");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--end-of-options",
+            bundle.to_str().unwrap(),
+            forge.join("actions/cache.git").to_str().unwrap(),
+        ],
+    );
+    let dir = repo(tmp.path(), CACHE_WORKFLOW);
+    let data = tmp.path().join("data");
+    let url = format!("file://{}", forge.display());
+    let args = ["--actions-url", url.as_str()];
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Cache saved with key: deps-"), "{text}");
+    // The real action's own words (the look-alike archives nothing).
+    assert!(text.contains("[command]") && text.contains("tar"), "{text}");
+    std::fs::remove_dir_all(dir.join("deps")).unwrap();
+    let (out, text) = hangar_run(&dir, &data, &args);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Cache restored from key: deps-"), "{text}");
+    assert!(text.contains("Cache Size: ~"), "{text}");
+    assert!(text.contains("hit=true;"), "{text}");
+}

@@ -187,6 +187,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for action in hangar_builtins::all() {
         engine.register(action);
     }
+    // The run serves GitHub's cache service, so `actions/cache` runs as
+    // itself (fetched like any action); the look-alike is not identical
+    // (see the engine's `builtin::Cache`).
+    engine.unregister("actions/cache");
     for d in &args.action_dirs {
         engine.add_action_dir(d).map_err(anyhow::Error::msg)?;
     }

@@ -93,6 +93,9 @@ fn runner() -> Arc<dyn JobRunner> {
     for action in hangar_builtins::all() {
         engine.register(action);
     }
+    // The server serves GitHub's cache service to every job: the real
+    // `actions/cache` runs, not the engine's look-alike.
+    engine.unregister("actions/cache");
     Arc::new(EngineRunner::new(engine))
 }
 
