@@ -136,7 +136,7 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         base_ref: s("/pull_request/base/ref"),
         run_id: job.run_id.to_string(),
         run_number: job.run_id.to_string(),
-        run_attempt: job.attempt.to_string(),
+        run_attempt: job.run_attempt.unwrap_or(job.attempt).max(1).to_string(),
         server_url: "https://github.com".into(),
         secrets: job.secrets.clone(),
         vars: job.vars.clone(),

@@ -32,7 +32,13 @@ pub struct Assignment {
     pub job_id: i64,
     pub run_id: i64,
     pub fence: i64,
+    /// The job's attempt: how many times it was leased (retries after a lost
+    /// agent, re-runs).
     pub attempt: i64,
+    /// The run's attempt (`github.run_attempt`): 1, then one more per re-run.
+    /// Absent from older servers.
+    #[serde(default)]
+    pub run_attempt: Option<i64>,
     pub lease_ms: i64,
     pub job_key: String,
     pub job_name: String,

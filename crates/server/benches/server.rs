@@ -333,7 +333,7 @@ async fn ingestion() {
     let total_chunks = 800; // ~200 MB
     let t0 = Instant::now();
     for i in 0..total_chunks {
-        store.append_log_chunk(1, i, 0, &chunk).unwrap();
+        store.append_log_chunk(1, 1, i, 0, &chunk).unwrap();
     }
     let mb = (chunk.len() * total_chunks as usize) as f64 / 1e6;
     report(
@@ -423,7 +423,9 @@ async fn run_page() {
             ));
             line_no += 1;
         }
-        store.append_log_chunk(job.id, c, c * 1000, &text).unwrap();
+        store
+            .append_log_chunk(job.id, 1, c, c * 1000, &text)
+            .unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();
     let (to_fifo, from_fifo) = (tmp.path().join("in"), tmp.path().join("out"));

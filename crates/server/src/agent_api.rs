@@ -151,6 +151,7 @@ fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<As
         run_id: run.id,
         fence,
         attempt: job.attempt,
+        run_attempt: Some(run.attempt),
         lease_ms: app.lease_ms,
         job_key: job.key.clone(),
         job_name: job.name.clone(),
@@ -251,7 +252,7 @@ pub async fn logs(
     let text = app.masker_for_job(&job, repo_id).mask(&up.text);
     match app
         .store
-        .append_log_chunk(job_id, up.chunk, up.first_line, &text)
+        .append_log_chunk(job_id, job.attempt, up.chunk, up.first_line, &text)
     {
         Ok(stored) => {
             if stored {
@@ -283,6 +284,7 @@ pub async fn step(
     let now = now_ms();
     let step = Step {
         job_id,
+        attempt: job.attempt,
         idx: s.idx,
         name: s.name.clone(),
         status: s.status.clone(),
@@ -295,7 +297,7 @@ pub async fn step(
     }
     let stored = app
         .store
-        .steps_of_job(job_id)
+        .steps_of_job(job_id, Some(job.attempt))
         .ok()
         .and_then(|v| v.into_iter().find(|x| x.idx == s.idx));
     app.live.publish(

@@ -365,9 +365,9 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
     };
     let mut jobs = Vec::new();
     for job in tri!(app.store.jobs_of_run(id)) {
-        let steps = tri!(app.store.steps_of_job(job.id));
+        let steps = tri!(app.store.steps_of_job(job.id, None));
         let approvals = tri!(app.store.approvals_of_job(job.id));
-        let (_, lines) = tri!(app.store.log_stats(job.id));
+        let (_, lines) = tri!(app.store.log_stats(job.id, None));
         let mut v = serde_json::to_value(&job).unwrap_or_default();
         if job.status == "queued" {
             v["waiting_reason"] = json!(app.queued_reason(&job));
@@ -448,6 +448,13 @@ pub async fn run_events(
 pub struct LinesQuery {
     pub from: Option<i64>,
     pub to: Option<i64>,
+    /// An earlier attempt of the job (a retry or a re-run); default the latest.
+    pub attempt: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct AttemptQuery {
+    pub attempt: Option<i64>,
 }
 
 pub async fn job_log_lines(
@@ -457,7 +464,7 @@ pub async fn job_log_lines(
 ) -> Response {
     let from = q.from.unwrap_or(0).max(0);
     let to = q.to.unwrap_or(from + 1000).min(from + 10_000);
-    let chunks = tri!(app.store.log_chunks_for_lines(id, from, to));
+    let chunks = tri!(app.store.log_chunks_for_lines(id, q.attempt, from, to));
     let mut lines = Vec::new();
     for c in chunks {
         let text = String::from_utf8_lossy(&c.data).into_owned();
@@ -468,12 +475,16 @@ pub async fn job_log_lines(
             }
         }
     }
-    let (_, total) = tri!(app.store.log_stats(id));
+    let (_, total) = tri!(app.store.log_stats(id, q.attempt));
     Json(json!({"from": from, "total": total, "lines": lines})).into_response()
 }
 
-pub async fn job_log_raw(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
-    let chunks = tri!(app.store.log_chunks(id, 0));
+pub async fn job_log_raw(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    Query(q): Query<AttemptQuery>,
+) -> Response {
+    let chunks = tri!(app.store.log_chunks(id, q.attempt, 0));
     let mut out = Vec::with_capacity(chunks.iter().map(|c| c.data.len()).sum());
     for c in chunks {
         out.extend_from_slice(&c.data);

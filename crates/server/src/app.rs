@@ -892,7 +892,7 @@ impl App {
             }
             chosen.extend(more);
         }
-        self.store.reset_jobs(run_id, &chosen)?;
+        self.store.reset_jobs(run_id, &chosen, self.max_attempts)?;
         self.store.audit(
             actor,
             "run.rerun",
@@ -959,6 +959,7 @@ impl App {
             if !retry {
                 let _ = self.store.append_log_chunk(
                     job.id,
+                    job.attempt,
                     1_000_000,
                     10_000_000,
                     &format!("##[error]{reason}\n"),

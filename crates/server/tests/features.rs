@@ -846,3 +846,159 @@ async fn cancelling_a_run_settles_its_pending_approval() {
     let after = s.get(&format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(after["jobs"][0]["conclusion"], "cancelled", "{after:#}");
 }
+
+/// POSTs as an agent with `token`; returns status and JSON body.
+async fn as_agent(s: &TestServer, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .post(s.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A job retried after its agent was lost keeps each attempt's logs and
+/// steps: the second attempt's chunk 0 is stored, not dropped as a duplicate.
+#[tokio::test]
+async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo hi}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start_with(|c| {
+        c.embedded_capacity = 0;
+        c.lease = Duration::from_millis(400);
+        c.reap_every = Duration::from_millis(100);
+        c.max_attempts = 2;
+    })
+    .await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let (_, t) = s
+        .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
+        .await;
+    let agent = t["token"].as_str().unwrap().to_string();
+    let poll = json!({"agent_id": "a1", "name": "a1", "labels": ["ubuntu-latest"],
+        "capacity": 1, "free_slots": 1, "wait_ms": 0});
+    let mut leases = Vec::new();
+    for text in ["attempt one\n", "attempt two\n"] {
+        let start = Instant::now();
+        let lease = loop {
+            let (code, a) = as_agent(&s, &agent, "/api/v1/agent/poll", poll.clone()).await;
+            if code == 200 {
+                break a;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no job leased");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (job, fence) = (lease["job_id"].as_i64().unwrap(), lease["fence"].clone());
+        let base = format!("/api/v1/agent/jobs/{job}");
+        let (code, ack) = as_agent(
+            &s,
+            &agent,
+            &format!("{base}/logs"),
+            json!({"fence": fence, "chunk": 0, "first_line": 0, "text": text}),
+        )
+        .await;
+        assert_eq!((code, &ack["stored"]), (200, &json!(true)), "{text}: {ack}");
+        let (code, _) = as_agent(
+            &s,
+            &agent,
+            &format!("{base}/steps"),
+            json!({"fence": fence, "idx": 0, "name": text.trim(), "status": "completed", "conclusion": "success"}),
+        )
+        .await;
+        assert_eq!(code, 204);
+        leases.push(lease);
+        // The first attempt's agent goes silent: its lease expires and the job
+        // is queued again for its second attempt.
+    }
+    assert_eq!(leases[1]["attempt"], 2, "{:#}", leases[1]);
+    let job = leases[1]["job_id"].as_i64().unwrap();
+    let (code, _) = as_agent(
+        &s,
+        &agent,
+        &format!("/api/v1/agent/jobs/{job}/complete"),
+        json!({"fence": leases[1]["fence"], "conclusion": "success", "outputs": {}}),
+    )
+    .await;
+    assert_eq!(code, 204);
+    let run = s.wait_run(run_id, Duration::from_secs(10)).await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    assert_eq!(run["jobs"][0]["steps"][0]["name"], "attempt two", "{run:#}");
+    let raw = format!("/api/v1/jobs/{job}/logs/raw");
+    assert_eq!(s.get_text(&raw).await, "attempt two\n");
+    assert_eq!(
+        s.get_text(&format!("{raw}?attempt=1")).await,
+        "attempt one\n"
+    );
+    let lines = s
+        .get(&format!("/api/v1/jobs/{job}/logs?from=0&attempt=1"))
+        .await;
+    assert_eq!(lines["lines"][0][1], "attempt one", "{lines:#}");
+}
+
+/// A re-run is a new attempt: `github.run_attempt` counts it, a protected job
+/// asks its reviewers again, and the earlier attempt's log stays readable.
+#[tokio::test]
+async fn a_rerun_is_a_new_attempt_that_asks_reviewers_again() {
+    let hangar_yml = "environments:\n  prod:\n    protection:\n      reviewers: [alice]\n";
+    let wf = "on: push\njobs:\n  deploy:\n    environment: prod\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo attempt=${{ github.run_attempt }}'}]\n";
+    let (repo, sha) = repo_with(&[("hangar.yml", hangar_yml), (".github/workflows/cd.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let approve = async || {
+        wait_until(
+            "an approval to be asked",
+            Duration::from_secs(20),
+            async || !s.get("/api/v1/approvals").await[0]["id"].is_null(),
+        )
+        .await;
+        let id = s.get("/api/v1/approvals").await[0]["id"].as_i64().unwrap();
+        let (code, body) = s
+            .post(&format!("/api/v1/approvals/{id}"), json!({"approve": true}))
+            .await;
+        assert_eq!(code, 200, "{body:#}");
+    };
+    approve().await;
+    let first = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert_eq!(first["run"]["conclusion"], "success", "{first:#}");
+    let job = first["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(log.contains("attempt=1"), "{log}");
+
+    let (code, body) = s
+        .post(&format!("/api/v1/runs/{run_id}/rerun"), json!({}))
+        .await;
+    assert!(code < 300, "{code} {body:#}");
+    // The approval of the first attempt does not carry over.
+    wait_until(
+        "the re-run to wait for a reviewer",
+        Duration::from_secs(20),
+        async || {
+            let r = s.get(&format!("/api/v1/runs/{run_id}")).await;
+            r["jobs"][0]["waiting_reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("approval")
+        },
+    )
+    .await;
+    approve().await;
+    let second = s.wait_run(run_id, Duration::from_secs(30)).await;
+    assert_eq!(second["run"]["conclusion"], "success", "{second:#}");
+    assert_eq!(second["run"]["attempt"], 2);
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(log.contains("attempt=2"), "{log}");
+    let earlier = s
+        .get_text(&format!("/api/v1/jobs/{job}/logs/raw?attempt=1"))
+        .await;
+    assert!(earlier.contains("attempt=1"), "{earlier}");
+    let all = s.get("/api/v1/approvals?pending=false").await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all:#}");
+}

@@ -82,11 +82,15 @@ pub trait Store: Send + Sync {
     fn get_job(&self, id: i64) -> Result<Option<Job>>;
     fn update_job(&self, id: i64, update: &JobUpdate) -> Result<()>;
     fn request_cancel(&self, job_id: i64) -> Result<()>;
-    /// Puts the given jobs of a run back to `waiting` for a re-run: steps and logs
-    /// of the previous attempt are dropped, the run's attempt counter goes up.
-    fn reset_jobs(&self, run_id: i64, job_ids: &[i64]) -> Result<()>;
+    /// Puts the given jobs of a run back to `waiting` for a re-run, the run's
+    /// attempt counter up: each job gets `max_attempts` more claims, and its
+    /// next claim is a new attempt whose steps and logs are kept apart from
+    /// the earlier ones (which stay readable). Approvals of earlier attempts
+    /// no longer count: a protected job asks its reviewers again.
+    fn reset_jobs(&self, run_id: i64, job_ids: &[i64], max_attempts: i64) -> Result<()>;
     fn upsert_step(&self, step: &Step) -> Result<()>;
-    fn steps_of_job(&self, job_id: i64) -> Result<Vec<Step>>;
+    /// Steps of one attempt of a job (`None`: its latest).
+    fn steps_of_job(&self, job_id: i64, attempt: Option<i64>) -> Result<Vec<Step>>;
 
     // The queue.
     /// Queued jobs whose labels are all in `labels`, oldest first (read only: idle
@@ -112,16 +116,30 @@ pub trait Store: Send + Sync {
     fn queue_depth(&self) -> Result<i64>;
 
     // Logs.
-    /// Stores one chunk of log lines; idempotent on (job, chunk index). Returns
-    /// `false` when the chunk was already stored.
-    fn append_log_chunk(&self, job_id: i64, idx: i64, first_line: i64, lines: &str)
-    -> Result<bool>;
+    /// Stores one chunk of log lines of an attempt of a job; idempotent on
+    /// (job, attempt, chunk index). Returns `false` when the chunk was already
+    /// stored. Reads take the attempt too; `None` is the job's latest.
+    fn append_log_chunk(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        idx: i64,
+        first_line: i64,
+        lines: &str,
+    ) -> Result<bool>;
     /// Chunks with index >= `from_idx`, decompressed.
-    fn log_chunks(&self, job_id: i64, from_idx: i64) -> Result<Vec<LogChunk>>;
+    fn log_chunks(&self, job_id: i64, attempt: Option<i64>, from_idx: i64)
+    -> Result<Vec<LogChunk>>;
     /// Chunks that hold any of lines `[from, to)`.
-    fn log_chunks_for_lines(&self, job_id: i64, from: i64, to: i64) -> Result<Vec<LogChunk>>;
+    fn log_chunks_for_lines(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LogChunk>>;
     /// (number of chunks, number of lines).
-    fn log_stats(&self, job_id: i64) -> Result<(i64, i64)>;
+    fn log_stats(&self, job_id: i64, attempt: Option<i64>) -> Result<(i64, i64)>;
 
     // Secrets, variables, environments.
     fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()>;
@@ -147,6 +165,7 @@ pub trait Store: Send + Sync {
         comment: &str,
     ) -> Result<Option<Approval>>;
     fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>>;
+    /// Approvals of a job in its run's current attempt.
     fn approvals_of_job(&self, job_id: i64) -> Result<Vec<Approval>>;
     fn record_deployment(
         &self,

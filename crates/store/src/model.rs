@@ -155,6 +155,8 @@ pub enum LeaseCheck {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Step {
     pub job_id: i64,
+    /// The attempt of the job (its lease count) this step ran in.
+    pub attempt: i64,
     pub idx: i64,
     pub name: String,
     pub status: String,

@@ -94,6 +94,31 @@ CREATE TABLE results_caches (
   UNIQUE (repository, scope, version, key));
 CREATE INDEX results_caches_repo ON results_caches(repository);
 "#,
+    // Logs and steps are kept per attempt of a job (a retried job's second
+    // attempt writes its own chunk 0 and step 0 instead of being refused as a
+    // duplicate of the first's). Existing rows belong to the job's last attempt.
+    r#"
+CREATE TABLE log_chunks_by_attempt (
+  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, idx INTEGER NOT NULL,
+  first_line INTEGER NOT NULL, line_count INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+  data BLOB NOT NULL, PRIMARY KEY (job_id, attempt, idx));
+INSERT INTO log_chunks_by_attempt
+  SELECT l.job_id, COALESCE((SELECT max(j.attempt, 1) FROM jobs j WHERE j.id = l.job_id), 1),
+         l.idx, l.first_line, l.line_count, l.raw_len, l.data FROM log_chunks l;
+DROP TABLE log_chunks;
+ALTER TABLE log_chunks_by_attempt RENAME TO log_chunks;
+CREATE TABLE steps_by_attempt (
+  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL,
+  status TEXT NOT NULL, conclusion TEXT, started_at INTEGER, finished_at INTEGER,
+  PRIMARY KEY (job_id, attempt, idx));
+INSERT INTO steps_by_attempt
+  SELECT s.job_id, COALESCE((SELECT max(j.attempt, 1) FROM jobs j WHERE j.id = s.job_id), 1),
+         s.idx, s.name, s.status, s.conclusion, s.started_at, s.finished_at FROM steps s;
+DROP TABLE steps;
+ALTER TABLE steps_by_attempt RENAME TO steps;
+ALTER TABLE approvals ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;
+UPDATE approvals SET run_attempt = COALESCE((SELECT attempt FROM runs WHERE runs.id = approvals.run_id), 1);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -623,18 +648,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn reset_jobs(&self, run_id: i64, job_ids: &[i64]) -> Result<()> {
+    fn reset_jobs(&self, run_id: i64, job_ids: &[i64], max_attempts: i64) -> Result<()> {
         let mut c = self.c();
         let tx = c.transaction()?;
         for id in job_ids {
             tx.execute(
                 "UPDATE jobs SET status = 'waiting', conclusion = NULL, waiting_reason = 'waiting for the scheduler', \
                  outputs = '{}', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, approved = 0, \
-                 not_before = NULL, started_at = NULL, finished_at = NULL, attempt = 0 WHERE id = ?1 AND run_id = ?2",
-                params![id, run_id],
+                 not_before = NULL, started_at = NULL, finished_at = NULL, max_attempts = attempt + ?3 \
+                 WHERE id = ?1 AND run_id = ?2",
+                params![id, run_id, max_attempts.max(1)],
             )?;
-            tx.execute("DELETE FROM steps WHERE job_id = ?1", [id])?;
-            tx.execute("DELETE FROM log_chunks WHERE job_id = ?1", [id])?;
         }
         tx.execute(
             "UPDATE runs SET status = 'queued', conclusion = NULL, finished_at = NULL, attempt = attempt + 1 WHERE id = ?1",
@@ -646,29 +670,31 @@ impl Store for SqliteStore {
 
     fn upsert_step(&self, s: &Step) -> Result<()> {
         self.c().execute(
-            "INSERT INTO steps (job_id, idx, name, status, conclusion, started_at, finished_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(job_id, idx) DO UPDATE SET name = excluded.name, \
+            "INSERT INTO steps (job_id, attempt, idx, name, status, conclusion, started_at, finished_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(job_id, attempt, idx) DO UPDATE SET name = excluded.name, \
              status = excluded.status, conclusion = excluded.conclusion, \
              started_at = COALESCE(steps.started_at, excluded.started_at), finished_at = excluded.finished_at",
-            params![s.job_id, s.idx, s.name, s.status, s.conclusion, s.started_at, s.finished_at],
+            params![s.job_id, s.attempt, s.idx, s.name, s.status, s.conclusion, s.started_at, s.finished_at],
         )?;
         Ok(())
     }
 
-    fn steps_of_job(&self, job_id: i64) -> Result<Vec<Step>> {
+    fn steps_of_job(&self, job_id: i64, attempt: Option<i64>) -> Result<Vec<Step>> {
         let c = self.c();
         let mut s = c.prepare_cached(
-            "SELECT job_id, idx, name, status, conclusion, started_at, finished_at FROM steps WHERE job_id = ?1 ORDER BY idx",
+            "SELECT job_id, attempt, idx, name, status, conclusion, started_at, finished_at FROM steps \
+             WHERE job_id = ?1 AND attempt = COALESCE(?2, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
         )?;
-        let rows = s.query_map([job_id], |r| {
+        let rows = s.query_map(params![job_id, attempt], |r| {
             Ok(Step {
                 job_id: r.get(0)?,
-                idx: r.get(1)?,
-                name: r.get(2)?,
-                status: r.get(3)?,
-                conclusion: r.get(4)?,
-                started_at: r.get(5)?,
-                finished_at: r.get(6)?,
+                attempt: r.get(1)?,
+                idx: r.get(2)?,
+                name: r.get(3)?,
+                status: r.get(4)?,
+                conclusion: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -810,6 +836,7 @@ impl Store for SqliteStore {
     fn append_log_chunk(
         &self,
         job_id: i64,
+        attempt: i64,
         idx: i64,
         first_line: i64,
         lines: &str,
@@ -818,20 +845,34 @@ impl Store for SqliteStore {
         // Compress outside the lock so concurrent uploads overlap.
         let data = compress(lines);
         let changed = self.c().execute(
-            "INSERT INTO log_chunks (job_id, idx, first_line, line_count, raw_len, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT(job_id, idx) DO NOTHING",
-            params![job_id, idx, first_line, line_count, lines.len() as i64, data],
+            "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(job_id, attempt, idx) DO NOTHING",
+            params![
+                job_id,
+                attempt,
+                idx,
+                first_line,
+                line_count,
+                lines.len() as i64,
+                data
+            ],
         )?;
         Ok(changed == 1)
     }
 
-    fn log_chunks(&self, job_id: i64, from_idx: i64) -> Result<Vec<LogChunk>> {
+    fn log_chunks(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        from_idx: i64,
+    ) -> Result<Vec<LogChunk>> {
         let raw: Vec<(i64, i64, i64, Vec<u8>)> = {
             let c = self.c();
             let mut s = c.prepare_cached(
-                "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 AND idx >= ?2 ORDER BY idx",
+                "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 AND idx >= ?2 \
+                 AND attempt = COALESCE(?3, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
             )?;
-            s.query_map([job_id, from_idx], |r| {
+            s.query_map(params![job_id, from_idx, attempt], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<rusqlite::Result<_>>()?
@@ -847,14 +888,21 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    fn log_chunks_for_lines(&self, job_id: i64, from: i64, to: i64) -> Result<Vec<LogChunk>> {
+    fn log_chunks_for_lines(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LogChunk>> {
         let raw: Vec<(i64, i64, i64, Vec<u8>)> = {
             let c = self.c();
             let mut s = c.prepare_cached(
                 "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 \
-                 AND first_line < ?3 AND first_line + line_count > ?2 ORDER BY idx",
+                 AND first_line < ?3 AND first_line + line_count > ?2 \
+                 AND attempt = COALESCE(?4, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
             )?;
-            s.query_map([job_id, from, to], |r| {
+            s.query_map(params![job_id, from, to, attempt], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect::<rusqlite::Result<_>>()?
@@ -870,10 +918,11 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    fn log_stats(&self, job_id: i64) -> Result<(i64, i64)> {
+    fn log_stats(&self, job_id: i64, attempt: Option<i64>) -> Result<(i64, i64)> {
         Ok(self.c().query_row(
-            "SELECT count(*), COALESCE(max(first_line + line_count), 0) FROM log_chunks WHERE job_id = ?1",
-            [job_id],
+            "SELECT count(*), COALESCE(max(first_line + line_count), 0) FROM log_chunks WHERE job_id = ?1 \
+             AND attempt = COALESCE(?2, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1))",
+            params![job_id, attempt],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
@@ -960,7 +1009,8 @@ impl Store for SqliteStore {
     fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64> {
         let c = self.c();
         c.execute(
-            "INSERT INTO approvals (job_id, run_id, environment, state, created_at) VALUES (?1, ?2, ?3, 'pending', ?4)",
+            "INSERT INTO approvals (job_id, run_id, environment, state, created_at, run_attempt) \
+             VALUES (?1, ?2, ?3, 'pending', ?4, (SELECT attempt FROM runs WHERE id = ?2))",
             params![job_id, run_id, environment, now_ms()],
         )?;
         Ok(c.last_insert_rowid())
@@ -1010,7 +1060,7 @@ impl Store for SqliteStore {
         let c = self.c();
         let mut s = c.prepare(
             "SELECT id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at FROM approvals \
-             WHERE job_id = ?1 ORDER BY id",
+             WHERE job_id = ?1 AND run_attempt = (SELECT attempt FROM runs WHERE runs.id = approvals.run_id) ORDER BY id",
         )?;
         Ok(s.query_map([job_id], approval_from_row)?
             .collect::<rusqlite::Result<_>>()?)
@@ -1504,14 +1554,92 @@ mod tests {
     #[test]
     fn log_chunks_are_idempotent_and_paged() {
         let (_d, s) = store();
-        assert!(s.append_log_chunk(7, 0, 0, "a\nb\n").unwrap());
-        assert!(!s.append_log_chunk(7, 0, 0, "a\nb\n").unwrap());
-        assert!(s.append_log_chunk(7, 1, 2, "c\n").unwrap());
-        assert_eq!(s.log_stats(7).unwrap(), (2, 3));
-        let page = s.log_chunks_for_lines(7, 2, 3).unwrap();
+        assert!(s.append_log_chunk(7, 1, 0, 0, "a\nb\n").unwrap());
+        assert!(!s.append_log_chunk(7, 1, 0, 0, "a\nb\n").unwrap());
+        assert!(s.append_log_chunk(7, 1, 1, 2, "c\n").unwrap());
+        assert_eq!(s.log_stats(7, Some(1)).unwrap(), (2, 3));
+        let page = s.log_chunks_for_lines(7, Some(1), 2, 3).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].data, b"c\n");
-        assert_eq!(s.log_chunks(7, 0).unwrap().len(), 2);
+        assert_eq!(s.log_chunks(7, Some(1), 0).unwrap().len(), 2);
+    }
+
+    /// A retried job's second attempt writes its own chunk 0 and step 0;
+    /// reads default to the job's latest attempt, the first stays readable.
+    #[test]
+    fn logs_and_steps_are_kept_per_attempt() {
+        let (_d, s) = store();
+        let repo = s
+            .create_repo(&NewRepo {
+                name: "a/b".into(),
+                clone_url: "x".into(),
+                forge: "local".into(),
+                webhook_secret: None,
+            })
+            .unwrap();
+        let run = s.create_run(&run_with_jobs(repo.id, 1)).unwrap();
+        let job = s.jobs_of_run(run).unwrap()[0].id;
+        let step = |attempt, name: &str| Step {
+            job_id: job,
+            attempt,
+            idx: 0,
+            name: name.into(),
+            status: "completed".into(),
+            conclusion: Some("success".into()),
+            started_at: Some(attempt),
+            finished_at: Some(attempt),
+        };
+        let claim = |s: &SqliteStore| {
+            s.update_job(
+                job,
+                &JobUpdate {
+                    status: Some("queued".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            s.claim_job(job, "agent", 60_000).unwrap().unwrap()
+        };
+        assert_eq!(claim(&s).job.attempt, 1);
+        assert!(s.append_log_chunk(job, 1, 0, 0, "first\n").unwrap());
+        s.upsert_step(&step(1, "one")).unwrap();
+        assert_eq!(claim(&s).job.attempt, 2);
+        assert!(s.append_log_chunk(job, 2, 0, 0, "second\n").unwrap());
+        s.upsert_step(&step(2, "two")).unwrap();
+        assert_eq!(s.log_chunks(job, None, 0).unwrap()[0].data, b"second\n");
+        assert_eq!(s.log_chunks(job, Some(1), 0).unwrap()[0].data, b"first\n");
+        assert_eq!(s.steps_of_job(job, None).unwrap()[0].name, "two");
+        assert_eq!(s.steps_of_job(job, Some(1)).unwrap()[0].name, "one");
+    }
+
+    /// A database written before logs were kept per attempt opens, and its
+    /// logs, steps and approvals are those of each job's last attempt.
+    #[test]
+    fn a_database_from_before_attempts_keeps_its_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("hangar.db")).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 3).unwrap();
+            c.execute_batch(
+                "INSERT INTO runs (id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, attempt, payload, context, actor, created_at) \
+                   VALUES (1, 1, 'w.yml', 'w', 'push', 'refs/heads/main', 'abc', 'completed', 2, '{}', '{}', 'a', 0);
+                 INSERT INTO jobs (id, run_id, key, name, needs, labels, status, spec, attempt, created_at) \
+                   VALUES (5, 1, 'a', 'a', '[]', '[]', 'completed', '{}', 3, 0);
+                 INSERT INTO log_chunks VALUES (5, 0, 0, 1, 4, X'00');
+                 INSERT INTO steps VALUES (5, 0, 'build', 'completed', 'success', 1, 2);
+                 INSERT INTO approvals (job_id, run_id, environment, state, created_at) VALUES (5, 1, 'prod', 'approved', 0);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.get_run(1).unwrap().unwrap().attempt, 2);
+        assert_eq!(s.log_stats(5, None).unwrap(), (1, 1));
+        assert_eq!(s.log_stats(5, Some(3)).unwrap(), (1, 1));
+        assert_eq!(s.steps_of_job(5, None).unwrap()[0].name, "build");
+        assert_eq!(s.approvals_of_job(5).unwrap().len(), 1);
     }
 
     #[test]
