@@ -142,3 +142,103 @@ async fn a_cache_saved_on_one_agent_is_restored_on_another() {
     stop.cancel();
     let _ = task.await;
 }
+
+fn shared() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("HANGAR_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if p.join("actions/actions/cache.bundle").is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "action bundles missing at {} (set HANGAR_SHARED)",
+        p.display()
+    );
+    eprintln!("!!! SKIPPING: action bundles not found at {}", p.display());
+    None
+}
+
+/// The real `actions/cache@v4`, as both agents' engines run it.
+fn engine_with_real_cache(action: &Path) -> Arc<dyn hangar_agent::JobRunner> {
+    let mut engine = hangar_engine::Engine::new();
+    engine.unregister("actions/cache");
+    engine
+        .add_action_dir(&format!("actions/cache@v4={}", action.display()))
+        .unwrap();
+    Arc::new(hangar_agent::EngineRunner::new(engine))
+}
+
+#[tokio::test]
+async fn the_real_actions_cache_saves_on_one_agent_and_hits_on_another() {
+    let Some(shared) = shared() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let action = tmp.path().join("cache");
+    let bundle = shared.join("actions/actions/cache.bundle");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--end-of-options",
+            bundle.to_str().unwrap(),
+            action.to_str().unwrap(),
+        ],
+    );
+    git(
+        &action,
+        &["-c", "advice.detachedHead=false", "checkout", "-q", "v4"],
+    );
+    let wf = "on: push\njobs:\n  save:\n    runs-on: one\n    steps:\n      - uses: actions/cache@v4\n        id: c\n        with: {path: deps, key: 'deps-${{ hashFiles(''lock.txt'') }}'}\n      - run: echo \"hit=${{ steps.c.outputs.cache-hit }};\"\n      - run: mkdir -p deps && echo built-on-one > deps/out.txt\n  restore:\n    needs: save\n    runs-on: two\n    steps:\n      - uses: actions/cache@v4\n        id: c\n        with: {path: deps, key: 'deps-${{ hashFiles(''lock.txt'') }}'}\n      - run: echo \"hit=${{ steps.c.outputs.cache-hit }};\"; cat deps/out.txt\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf), ("lock.txt", "v1\n")]);
+    let runner = engine_with_real_cache(&action);
+    let r2 = runner.clone();
+    let s = start_with(move |c| {
+        c.embedded_labels = vec!["one".into()];
+        c.runner = r2;
+    })
+    .await;
+    let agent = hangar_agent::AgentConfig {
+        server: s.server.url(),
+        token: s.server.app.internal_token.clone(),
+        id: "agent-two".into(),
+        name: "two".into(),
+        labels: vec!["two".into()],
+        capacity: 1,
+        work_dir: s.data.path().join("two-work"),
+        poll_wait: Duration::from_secs(5),
+    };
+    let stop = hangar_agent::CancellationToken::new();
+    let task = tokio::spawn(hangar_agent::run_agent(agent, runner, stop.clone()));
+    s.register("acme/app", repo.path()).await;
+    let log_of = async |r: &serde_json::Value, key: &str| {
+        let id = r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap()["id"]
+            .clone();
+        s.get_text(&format!("/api/v1/jobs/{id}/logs/raw")).await
+    };
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(90))
+        .await;
+    let (save, restore) = (log_of(&r, "save").await, log_of(&r, "restore").await);
+    assert_eq!(r["run"]["conclusion"], "success", "{save}\n{restore}");
+    assert!(save.contains("Cache saved with key: deps-"), "{save}");
+    assert!(restore.contains("hit=true;"), "{restore}");
+    assert!(restore.contains("built-on-one"), "{restore}");
+    // The next run hits on the first agent too: the entry is the server's.
+    let sha2 = commit(repo.path(), &[("README", "again")]).unwrap();
+    let (_, v) = s.push("acme/app", repo.path(), &sha2, "d2").await;
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(90))
+        .await;
+    let save = log_of(&r, "save").await;
+    assert_eq!(r["run"]["conclusion"], "success", "{save}");
+    assert!(save.contains("hit=true;"), "{save}");
+    stop.cancel();
+    let _ = task.await;
+}
