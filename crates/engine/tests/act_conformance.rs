@@ -16,23 +16,7 @@ use serde_json::Value;
 const MIN_PASSED: usize = 61;
 
 fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("HANGAR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.join("conformance/act-cases.json").is_file() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "conformance data missing at {} (set HANGAR_SHARED)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "!!! SKIPPING act conformance: {} not found (set HANGAR_SHARED)",
-        p.display()
-    );
-    None
+    hangar_testkit::shared("conformance/act-cases.json")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -10,29 +10,13 @@
 //! expression: ...` form for syntax errors.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use hangar_expr::{Contexts, DefaultHost, SyntaxErrorKind, Value, parse_with_named_values};
 use serde_json::Value as Json;
 
 fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HANGAR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("conformance/expressions").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "conformance corpus missing at {} (set HANGAR_SHARED)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPING expression conformance: no corpus at {} (set HANGAR_SHARED) !!!\n",
-        dir.display()
-    );
-    None
+    hangar_testkit::shared("conformance/expressions")
 }
 
 #[derive(Default)]

@@ -8,22 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("HANGAR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.join("actions/actions/cache.bundle").is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "action bundles missing at {} (set HANGAR_SHARED)",
-        p.display()
-    );
-    eprintln!(
-        "!!! SKIPPING: action bundles not found at {} (set HANGAR_SHARED)",
-        p.display()
-    );
-    None
+    hangar_testkit::shared("actions/actions/cache.bundle")
 }
 
 fn have(tool: &str) -> bool {

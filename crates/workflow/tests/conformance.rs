@@ -13,18 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("HANGAR_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.join("conformance").is_dir() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "../shared/conformance is missing in CI"
-    );
-    eprintln!("SKIPPED: ../shared/conformance not found (set HANGAR_SHARED)");
-    None
+    hangar_testkit::shared("conformance/workflow-parser")
 }
 
 #[derive(Default, Debug)]

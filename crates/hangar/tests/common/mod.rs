@@ -20,11 +20,4 @@ pub fn have_python3() -> bool {
     false
 }
 
-/// A port free on loopback now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use hangar_testkit::free_port;

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,40 +12,12 @@ use sha2::Sha256;
 
 pub const SECRET: &str = "webhook-secret-for-tests";
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use hangar_testkit::{git, repo_with};
 
-/// A repository with the given files committed on `main`; returns (dir, sha).
-pub fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    commit(dir.path(), files).map(|sha| (dir, sha)).unwrap()
-}
-
+/// [`hangar_testkit::commit`], in the shape these tests were written for.
 pub fn commit(dir: &Path, files: &[(&str, &str)]) -> Option<String> {
-    for (path, text) in files {
-        let p = dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "change", "--allow-empty"]);
-    Some(git(dir, &["rev-parse", "HEAD"]))
+    Some(hangar_testkit::commit(dir, files))
 }
 
 pub fn sign(body: &[u8]) -> String {
