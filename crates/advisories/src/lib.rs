@@ -3,9 +3,11 @@
 //! `scan` walks a directory (or reads one lock file), reads every lock file it
 //! knows, and matches each pinned package against an offline OSV directory.
 
+pub mod ignore;
 pub mod lockfile;
 pub mod matcher;
 pub mod osv;
+pub mod severity;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,11 @@ pub struct Options {
     pub path: PathBuf,
     /// The OSV advisory directory.
     pub db: PathBuf,
+    /// Advisories to ignore, in osv-scanner's `osv-scanner.toml` shape;
+    /// default: `osv-scanner.toml` in the scanned directory when it exists.
+    pub ignore_file: Option<PathBuf>,
+    /// "Today" for ignore expiry (tests); default the current UTC date.
+    pub today: Option<String>,
 }
 
 /// The result of a scan.
@@ -88,11 +95,36 @@ pub struct Report {
     pub lock_files: Vec<PathBuf>,
     pub packages: usize,
     pub advisories: usize,
+    /// Findings an ignore entry switched off, with its reason.
+    pub ignored: Vec<(Vulnerability, String)>,
+    /// Problems with the ignore list (expired entries, missing reasons).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Findings that are vulnerabilities (not informational).
+    pub fn vulnerable(&self) -> impl Iterator<Item = &Vulnerability> {
+        self.vulnerabilities
+            .iter()
+            .filter(|v| v.informational.is_none())
+    }
+
+    /// Findings at or above `min` (informational ones only when `min` is
+    /// informational). A finding whose advisory gives no severity counts as
+    /// failing: an unknown risk does not pass a gate.
+    pub fn at_least(&self, min: severity::Severity) -> impl Iterator<Item = &Vulnerability> {
+        self.vulnerabilities.iter().filter(move |v| match v.level {
+            Some(severity::Severity::Informational) => min == severity::Severity::Informational,
+            Some(level) => level >= min,
+            None => true,
+        })
+    }
 }
 
 /// Reads the lock files under `opts.path` and matches them against `opts.db`.
 pub fn scan(opts: &Options) -> Result<Report> {
-    let db = Database::open(&opts.db)?;
+    // A database that cannot be read is the first thing to fix.
+    osv::list(&opts.db)?;
     let lock_files = find_lock_files(&opts.path)?;
     if lock_files.is_empty() {
         anyhow::bail!(
@@ -101,18 +133,47 @@ pub fn scan(opts: &Options) -> Result<Report> {
             lockfile::LOCK_FILES.join(", ")
         );
     }
+    let mut packages = Vec::new();
+    for file in &lock_files {
+        packages.extend(lockfile::read(file)?);
+    }
+    // Only the ecosystems present are loaded: a full OSV export is gigabytes.
+    let present: std::collections::HashSet<Ecosystem> =
+        packages.iter().map(|p| p.ecosystem).collect();
+    let db = Database::open_for(&opts.db, &present)?;
+    let ignore_file = opts.ignore_file.clone().or_else(|| {
+        let dir = if opts.path.is_dir() {
+            opts.path.clone()
+        } else {
+            opts.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        };
+        let default = dir.join("osv-scanner.toml");
+        default.is_file().then_some(default)
+    });
+    let ignores = match &ignore_file {
+        Some(f) => ignore::IgnoreList::load(f)?,
+        None => ignore::IgnoreList::default(),
+    };
+    let today = opts.today.clone().unwrap_or_else(ignore::today);
     let mut report = Report {
         advisories: db.len(),
         ..Report::default()
     };
-    for file in &lock_files {
-        for pkg in lockfile::read(file)? {
-            report.packages += 1;
-            if pkg.version.is_none() {
-                report.unpinned.push(pkg);
-                continue;
+    report.warnings.extend(ignores.warnings(&today));
+    for pkg in packages {
+        report.packages += 1;
+        if pkg.version.is_none() {
+            report.unpinned.push(pkg);
+            continue;
+        }
+        for v in matcher::check(&db, &pkg) {
+            match ignores.reason_for(&v, &today) {
+                Some(reason) => report.ignored.push((v, reason)),
+                None => report.vulnerabilities.push(v),
             }
-            report.vulnerabilities.extend(matcher::check(&db, &pkg));
         }
     }
     report.lock_files = lock_files;
@@ -142,7 +203,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             ) {
                 walk(&entry.path(), out)?;
             }
-        } else if lockfile::LOCK_FILES.contains(&name.as_str()) {
+        } else if lockfile::is_lock_file(&entry.path()) {
             out.push(entry.path());
         }
     }

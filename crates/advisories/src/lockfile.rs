@@ -20,14 +20,42 @@ pub struct Package {
     pub line: usize,
 }
 
-/// File names this module reads.
+/// File names this module reads (`requirements*.txt` and any `.txt` under
+/// a `requirements/` directory are read as requirements files).
 pub const LOCK_FILES: &[&str] = &[
     "Cargo.lock",
     "package-lock.json",
+    "npm-shrinkwrap.json",
     "requirements.txt",
+    "requirements-*.txt",
+    "requirements/*.txt",
     "poetry.lock",
     "go.sum",
 ];
+
+/// Whether `path` is a lock file `read` understands, by its name.
+pub fn is_lock_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    matches!(
+        name,
+        "Cargo.lock" | "package-lock.json" | "npm-shrinkwrap.json" | "poetry.lock" | "go.sum"
+    ) || is_requirements(path)
+}
+
+fn is_requirements(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let in_requirements_dir = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|d| d == "requirements");
+    name.ends_with(".txt") && (name.starts_with("requirements") || in_requirements_dir)
+}
 
 /// Reads one lock file, chosen by its file name.
 pub fn read(path: &Path) -> Result<Vec<Package>> {
@@ -42,7 +70,7 @@ pub fn read(path: &Path) -> Result<Vec<Package>> {
         "poetry.lock" => Ok(toml_packages(&text, path, Ecosystem::PyPI)),
         "package-lock.json" | "npm-shrinkwrap.json" => package_lock(&text, path),
         "go.sum" => Ok(go_sum(&text, path)),
-        n if n.starts_with("requirements") && n.ends_with(".txt") => Ok(requirements(&text, path)),
+        _ if is_requirements(path) => Ok(requirements(&text, path)),
         _ => anyhow::bail!(
             "{}: not a lock file hangar reads (expected one of {})",
             path.display(),
@@ -157,10 +185,14 @@ fn package_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
             });
         }
     } else if let Some(deps) = doc.get("dependencies").and_then(Value::as_object) {
+        // serde_json keeps the file's key order, so walking depth-first
+        // meets entries in text order: a cursor gives each nested copy its
+        // own line instead of the first same-named entry's.
         fn walk(
             deps: &serde_json::Map<String, Value>,
             file: &Path,
             finder: &LineFinder,
+            cursor: &mut usize,
             out: &mut Vec<Package>,
         ) {
             for (name, meta) in deps {
@@ -170,7 +202,7 @@ fn package_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
                     .map(str::to_string);
                 // Aliased or linked entries (`file:`, `npm:other@1`) are not registry versions.
                 let version = version.filter(|v| !v.contains(':'));
-                let line = finder.find(&format!("\"{name}\": {{"));
+                let line = finder.find_from(&format!("\"{name}\": {{"), cursor);
                 out.push(Package {
                     ecosystem: Ecosystem::Npm,
                     name: name.clone(),
@@ -179,11 +211,12 @@ fn package_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
                     line,
                 });
                 if let Some(nested) = meta.get("dependencies").and_then(Value::as_object) {
-                    walk(nested, file, finder, out);
+                    walk(nested, file, finder, cursor, out);
                 }
             }
         }
-        walk(deps, file, &finder, &mut out);
+        let mut cursor = 0;
+        walk(deps, file, &finder, &mut cursor, &mut out);
     }
     Ok(out)
 }
@@ -230,7 +263,16 @@ fn requirements(text: &str, file: &Path) -> Vec<Package> {
 }
 
 /// `go.sum`: `module version[/go.mod] hash`; one package per module version.
+/// go.sum keeps the checksums of every version the module graph mentions,
+/// but the build uses only the versions minimal version selection picks,
+/// which go.mod (Go 1.17+) lists in full: with a go.mod beside it, only those
+/// are reported, as govulncheck and osv-scanner do.
 fn go_sum(text: &str, file: &Path) -> Vec<Package> {
+    let selected = file
+        .parent()
+        .map(|d| d.join("go.mod"))
+        .and_then(|m| std::fs::read_to_string(m).ok())
+        .map(|m| go_mod_requires(&m));
     let mut out: Vec<Package> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, raw) in text.lines().enumerate() {
@@ -239,6 +281,11 @@ fn go_sum(text: &str, file: &Path) -> Vec<Package> {
             continue;
         };
         let version = version.strip_suffix("/go.mod").unwrap_or(version);
+        if let Some(selected) = &selected
+            && !selected.contains(&(module.to_string(), version.to_string()))
+        {
+            continue;
+        }
         if seen.insert((module.to_string(), version.to_string())) {
             out.push(Package {
                 ecosystem: Ecosystem::Go,
@@ -252,6 +299,36 @@ fn go_sum(text: &str, file: &Path) -> Vec<Package> {
     out
 }
 
+/// `(module, version)` of every `require` in a go.mod, block or single line.
+fn go_mod_requires(text: &str) -> std::collections::HashSet<(String, String)> {
+    let mut out = std::collections::HashSet::new();
+    let mut in_block = false;
+    for raw in text.lines() {
+        let line = raw.split("//").next().unwrap_or("").trim();
+        let entry = if in_block {
+            if line == ")" {
+                in_block = false;
+                continue;
+            }
+            line
+        } else if let Some(rest) = line.strip_prefix("require") {
+            let rest = rest.trim();
+            if rest == "(" {
+                in_block = true;
+                continue;
+            }
+            rest
+        } else {
+            continue;
+        };
+        let mut f = entry.split_whitespace();
+        if let (Some(m), Some(v)) = (f.next(), f.next()) {
+            out.insert((m.to_string(), v.to_string()));
+        }
+    }
+    out
+}
+
 /// Finds the line of a key in a JSON document (serde_json keeps no positions).
 struct LineFinder<'a> {
     text: &'a str,
@@ -260,6 +337,17 @@ struct LineFinder<'a> {
 impl<'a> LineFinder<'a> {
     fn new(text: &'a str) -> Self {
         LineFinder { text }
+    }
+    /// The line of `needle` at or after byte `cursor`, moving the cursor past it.
+    fn find_from(&self, needle: &str, cursor: &mut usize) -> usize {
+        match self.text[(*cursor).min(self.text.len())..].find(needle) {
+            Some(at) => {
+                let at = *cursor + at;
+                *cursor = at + needle.len();
+                self.text[..at].matches('\n').count() + 1
+            }
+            None => self.find(needle),
+        }
     }
     fn find(&self, needle: &str) -> usize {
         match self.text.find(needle) {

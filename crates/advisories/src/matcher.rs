@@ -24,6 +24,12 @@ pub struct Vulnerability {
     pub fixed: Option<String>,
     pub file: PathBuf,
     pub line: usize,
+    /// RustSec's informational kind (`unmaintained`, `unsound`, `notice`):
+    /// a warning, not a vulnerability, unless the gate asks for it.
+    pub informational: Option<String>,
+    /// The level a gate compares: informational, or from the label or CVSS
+    /// vector; `None` when the advisory gives neither.
+    pub level: Option<crate::severity::Severity>,
 }
 
 impl Vulnerability {
@@ -56,7 +62,11 @@ impl Vulnerability {
         properties.insert("fixed".into(), self.fixed.clone().into());
         hangar_findings::Finding {
             rule_id: self.advisory.clone(),
-            level: hangar_findings::Level::Error,
+            level: if self.informational.is_some() {
+                hangar_findings::Level::Warning
+            } else {
+                hangar_findings::Level::Error
+            },
             message: self.message(),
             location: Some(hangar_findings::Location::line_in(
                 &self.file, root, self.line,
@@ -79,6 +89,15 @@ pub fn check(db: &Database, pkg: &Package) -> Vec<Vulnerability> {
         if out.iter().any(|v| v.advisory == adv.id) {
             continue;
         }
+        let informational = informational(adv, affected);
+        let severity = severity(adv, affected);
+        let level = if informational.is_some() {
+            Some(crate::severity::Severity::Informational)
+        } else {
+            severity
+                .as_deref()
+                .and_then(crate::severity::Severity::from_label_or_vector)
+        };
         out.push(Vulnerability {
             ecosystem: pkg.ecosystem,
             package: pkg.name.clone(),
@@ -86,10 +105,12 @@ pub fn check(db: &Database, pkg: &Package) -> Vec<Vulnerability> {
             advisory: adv.id.clone(),
             aliases: adv.aliases.clone(),
             summary: adv.summary.clone(),
-            severity: severity(adv, affected),
+            severity,
             fixed,
             file: pkg.file.clone(),
             line: pkg.line,
+            informational,
+            level,
         });
     }
     out
@@ -154,6 +175,20 @@ pub fn affects(eco: Ecosystem, affected: &Affected, version: &str) -> Option<Opt
         }
     }
     hit.then_some(fixed)
+}
+
+/// RustSec marks advisories that are not vulnerabilities (`unmaintained`,
+/// `unsound`, `notice`) with `informational` in `database_specific`, at the
+/// record's or the affected entry's level.
+fn informational(adv: &Advisory, affected: &Affected) -> Option<String> {
+    let kind = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .and_then(|v| v.get("informational"))
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    kind(&affected.database_specific).or_else(|| kind(&adv.database_specific))
 }
 
 fn severity(adv: &Advisory, affected: &Affected) -> Option<String> {

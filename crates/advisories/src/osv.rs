@@ -81,25 +81,20 @@ pub struct Database {
 
 impl Database {
     pub fn open(dir: &Path) -> Result<Database> {
-        if !dir.is_dir() {
-            anyhow::bail!(
-                "advisory database {} is not a directory (fetch one: see `hangar scan deps --help`)",
-                dir.display()
-            );
-        }
-        let mut files = Vec::new();
-        let mut markdown = 0usize;
-        collect(dir, &mut files, &mut markdown)?;
-        if files.is_empty() {
-            if markdown > 0 {
-                anyhow::bail!(
-                    "{} holds Markdown advisories (RustSec's main branch); hangar reads OSV JSON: \
-                     clone the `osv` branch instead (git clone --depth 1 -b osv https://github.com/rustsec/advisory-db)",
-                    dir.display()
-                );
-            }
-            anyhow::bail!("{}: no OSV JSON advisories found", dir.display());
-        }
+        Self::open_for(dir, &std::collections::HashSet::new())
+    }
+
+    /// Loads only the advisories of `ecosystems` (all when empty). A record
+    /// whose text names none of them is not parsed at all.
+    pub fn open_for(
+        dir: &Path,
+        ecosystems: &std::collections::HashSet<Ecosystem>,
+    ) -> Result<Database> {
+        let wanted: Vec<String> = ecosystems
+            .iter()
+            .map(|e| format!("\"{}\"", e.osv_name()))
+            .collect();
+        let files = list(dir)?;
         let mut db = Database {
             by_package: HashMap::new(),
             advisories: Vec::new(),
@@ -108,6 +103,9 @@ impl Database {
         for file in files {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            if !wanted.is_empty() && !wanted.iter().any(|w| text.contains(w.as_str())) {
+                continue;
+            }
             let mut adv: Advisory = match serde_json::from_str(&text) {
                 Ok(a) => a,
                 // Other JSON (an index, a schema) may sit beside the records.
@@ -132,6 +130,9 @@ impl Database {
                 let Some(eco) = Ecosystem::from_osv(&pkg.ecosystem) else {
                     continue;
                 };
+                if !ecosystems.is_empty() && !ecosystems.contains(&eco) {
+                    continue;
+                }
                 db.by_package
                     .entry((eco, eco.normalize(&pkg.name)))
                     .or_default()
@@ -162,6 +163,30 @@ impl Database {
             .flatten()
             .map(|&(a, i)| (&self.advisories[a], &self.advisories[a].affected[i]))
     }
+}
+
+/// The advisory files under `dir`, or an error that says how to get some.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "advisory database {} is not a directory (fetch one: see `hangar scan deps --help`)",
+            dir.display()
+        );
+    }
+    let mut files = Vec::new();
+    let mut markdown = 0usize;
+    collect(dir, &mut files, &mut markdown)?;
+    if files.is_empty() {
+        if markdown > 0 {
+            anyhow::bail!(
+                "{} holds Markdown advisories (RustSec's main branch); hangar reads OSV JSON: \
+                     clone the `osv` branch instead (git clone --depth 1 -b osv https://github.com/rustsec/advisory-db)",
+                dir.display()
+            );
+        }
+        anyhow::bail!("{}: no OSV JSON advisories found", dir.display());
+    }
+    Ok(files)
 }
 
 fn collect(dir: &Path, files: &mut Vec<PathBuf>, markdown: &mut usize) -> Result<()> {

@@ -159,6 +159,8 @@ source = "registry+https://github.com/rust-lang/crates.io-index"
     let report = scan(&Options {
         path: proj.clone(),
         db,
+        ignore_file: None,
+        today: None,
     })
     .unwrap();
     let mut got: Vec<String> = report
@@ -220,7 +222,13 @@ fn package_lock_v2_prefers_packages() {
         .unwrap(),
     )
     .unwrap();
-    let report = scan(&Options { path: lock, db }).unwrap();
+    let report = scan(&Options {
+        path: lock,
+        db,
+        ignore_file: None,
+        today: None,
+    })
+    .unwrap();
     assert_eq!(report.vulnerabilities.len(), 1);
     assert_eq!(report.packages, 1);
 }
@@ -238,6 +246,8 @@ fn helpful_errors() {
     let err = scan(&Options {
         path: tmp.path().into(),
         db: tmp.path().join("advisory-db"),
+        ignore_file: None,
+        today: None,
     })
     .unwrap_err();
     assert!(err.to_string().contains("-b osv"), "{err}");
@@ -245,6 +255,195 @@ fn helpful_errors() {
     let db = fixture_db(tmp.path());
     let lock = tmp.path().join("package-lock.json");
     fs::write(&lock, "{\n  \"packages\": oops\n}").unwrap();
-    let err = scan(&Options { path: lock, db }).unwrap_err().to_string();
+    let err = scan(&Options {
+        path: lock,
+        db,
+        ignore_file: None,
+        today: None,
+    })
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("package-lock.json:2:"), "{err}");
+}
+
+fn opts(path: &Path, db: &Path) -> Options {
+    Options {
+        path: path.to_path_buf(),
+        db: db.to_path_buf(),
+        ignore_file: None,
+        today: Some("2026-12-04".into()),
+    }
+}
+
+#[test]
+fn informational_advisories_severity_levels_and_ignores() {
+    use hangar_advisories::severity::Severity;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = fixture_db(tmp.path());
+    // RustSec's informational advisories (unmaintained) are warnings, as cargo-audit reports them.
+    advisory(
+        &db.join("crates"),
+        "RUSTSEC-2024-0100",
+        json!({
+            "summary": "ansi_term is unmaintained",
+            "affected": [{"package": {"ecosystem": "crates.io", "name": "ansi_term"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}],
+                "database_specific": {"informational": "unmaintained"}}]
+        }),
+    );
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(&proj).unwrap();
+    fs::write(
+        proj.join("Cargo.lock"),
+        "version = 3\n\n[[package]]\nname = \"ansi_term\"\nversion = \"0.12.1\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"time\"\nversion = \"0.2.10\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+    )
+    .unwrap();
+    let report = scan(&opts(&proj, &db)).unwrap();
+    let ids = |it: Vec<&hangar_advisories::Vulnerability>| -> Vec<String> {
+        let mut v: Vec<String> = it.iter().map(|v| v.advisory.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ids(report.vulnerabilities.iter().collect()),
+        [
+            "RUSTSEC-2024-0001",
+            "RUSTSEC-2024-0002",
+            "RUSTSEC-2024-0100"
+        ]
+    );
+    assert_eq!(
+        ids(report.vulnerable().collect()),
+        ["RUSTSEC-2024-0001", "RUSTSEC-2024-0002"],
+        "informational advisories are not vulnerabilities"
+    );
+    // Seed 001's gate: high and above; an advisory with no severity still counts.
+    assert_eq!(
+        ids(report.at_least(Severity::High).collect()),
+        ["RUSTSEC-2024-0001", "RUSTSEC-2024-0002"]
+    );
+    assert_eq!(
+        ids(report.at_least(Severity::Critical).collect()),
+        ["RUSTSEC-2024-0002"]
+    );
+    assert_eq!(
+        ids(report.at_least(Severity::Informational).collect()).len(),
+        3
+    );
+    // Only crates.io was loaded for a Cargo.lock (npm, PyPI and Go are not).
+    assert_eq!(report.advisories, 3);
+
+    // osv-scanner.toml beside the lock file: a reason and an expiry.
+    fs::write(
+        proj.join("osv-scanner.toml"),
+        "[[IgnoredVulns]]\nid = \"CVE-2024-0001\"\nignoreUntil = 2027-01-31\nreason = \"not reachable: we never call insert_many\"\n\n[[IgnoredVulns]]\nid = \"RUSTSEC-2024-0002\"\nignoreUntil = 2026-01-01\nreason = \"old\"\n\n[[IgnoredVulns]]\nid = \"RUSTSEC-2024-0100\"\n",
+    )
+    .unwrap();
+    let report = scan(&opts(&proj, &db)).unwrap();
+    assert_eq!(ids(report.vulnerable().collect()), ["RUSTSEC-2024-0002"]);
+    let ignored: Vec<(&str, &str)> = report
+        .ignored
+        .iter()
+        .map(|(v, r)| (v.advisory.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            ("RUSTSEC-2024-0100", "no reason given"),
+            (
+                "RUSTSEC-2024-0001",
+                "not reachable: we never call insert_many (until 2027-01-31)"
+            ),
+        ]
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("RUSTSEC-2024-0002 expired on 2026-01-01")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("RUSTSEC-2024-0100 gives no reason"))
+    );
+    fs::write(
+        proj.join("osv-scanner.toml"),
+        "[[IgnoredVulns]]\nreason = \"x\"\n",
+    )
+    .unwrap();
+    let err = scan(&opts(&proj, &db)).unwrap_err().to_string();
+    assert!(err.contains("has no `id`"), "{err}");
+}
+
+#[test]
+fn lock_file_discovery_go_mod_selection_and_nested_npm_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = fixture_db(tmp.path());
+    let proj = tmp.path().join("proj");
+    let w = |p: &str, t: &str| {
+        let f = proj.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, t).unwrap();
+    };
+    // The README's names: requirements-*.txt, requirements/*.txt, npm-shrinkwrap.json.
+    w("requirements-dev.txt", "Django==4.0.1\n");
+    w("requirements/base.txt", "django==4.0.2\n");
+    w("requirements/notes.md", "Django==4.0.0\n");
+    w(
+        "web/npm-shrinkwrap.json",
+        "{\n  \"lockfileVersion\": 1,\n  \"dependencies\": {\n    \"lodash\": {\n      \"version\": \"4.17.20\"\n    },\n    \"a\": {\n      \"version\": \"1.0.0\",\n      \"dependencies\": {\n        \"lodash\": {\n          \"version\": \"4.17.4\"\n        }\n      }\n    }\n  }\n}\n",
+    );
+    // go.sum lists x/net 0.1.0 (from the module graph) and 0.6.0; go.mod selects 0.6.0.
+    w(
+        "svc/go.mod",
+        "module example.com/svc\n\ngo 1.21\n\nrequire (\n\tgolang.org/x/net v0.6.0 // indirect\n)\n",
+    );
+    w(
+        "svc/go.sum",
+        "golang.org/x/net v0.1.0 h1:a=\ngolang.org/x/net v0.1.0/go.mod h1:b=\ngolang.org/x/net v0.6.0 h1:c=\ngolang.org/x/net v0.6.0/go.mod h1:d=\n",
+    );
+    let report = scan(&opts(&proj, &db)).unwrap();
+    let names: Vec<String> = report
+        .lock_files
+        .iter()
+        .map(|f| f.strip_prefix(&proj).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "requirements",
+            "requirements-dev.txt",
+            "svc/go.sum",
+            "web/npm-shrinkwrap.json"
+        ]
+        .iter()
+        .map(|s| if *s == "requirements" {
+            "requirements/base.txt".to_string()
+        } else {
+            s.to_string()
+        })
+        .collect::<Vec<_>>()
+    );
+    let mut got: Vec<(String, String, usize)> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| (v.package.clone(), v.version.clone(), v.line))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("Django".to_string(), "4.0.1".to_string(), 1),
+            ("django".to_string(), "4.0.2".to_string(), 1),
+            // Only the version go.mod selects.
+            ("golang.org/x/net".to_string(), "v0.6.0".to_string(), 3),
+            // Each copy of lodash on its own line.
+            ("lodash".to_string(), "4.17.20".to_string(), 4),
+            ("lodash".to_string(), "4.17.4".to_string(), 10),
+        ]
+    );
 }

@@ -209,6 +209,7 @@ impl BuiltinAction for Deploy {
 /// `hangar/scan@v1`: inputs `kind` (`secrets`, `policy` or `deps`), `path` (default the workspace),
 /// `git` (secrets: `true` or a range scans history), `config` and `baseline` (secrets),
 /// `policy` and `namespace` (policy; comma-separated), `db` (deps: OSV directory),
+/// `severity` (deps: only findings at or above `low`/`moderate`/`high`/`critical`),
 /// `fail-on` (`error` (default), `warning`, `never`). Findings become annotations
 /// (`::error file=,line=::`); output `findings` is their count.
 struct Scan;
@@ -288,14 +289,39 @@ impl BuiltinAction for Scan {
                     },
                     d => call.workspace.join(d),
                 };
-                match hangar_advisories::scan(&hangar_advisories::Options { path, db }) {
+                let severity = match call.input("severity").trim() {
+                    "" => None,
+                    s => match s.parse::<hangar_advisories::severity::Severity>() {
+                        Ok(level) => Some(level),
+                        Err(e) => {
+                            call.output.error(&format!("hangar/scan: severity: {e}"));
+                            return ActionResult::failed();
+                        }
+                    },
+                };
+                match hangar_advisories::scan(&hangar_advisories::Options {
+                    path,
+                    db,
+                    ignore_file: None,
+                    today: None,
+                }) {
                     Ok(report) => {
-                        for v in &report.vulnerabilities {
+                        for w in &report.warnings {
+                            call.output.warning(w);
+                        }
+                        // `severity: high` (seed 001's gate): findings below it are not errors.
+                        let shown: Vec<&hangar_advisories::Vulnerability> = match severity {
+                            Some(min) => report.at_least(min).collect(),
+                            None => report.vulnerabilities.iter().collect(),
+                        };
+                        for v in &shown {
                             call.output.line(&hangar_findings::annotation(
                                 &v.to_finding(Some(&call.workspace)),
                             ));
                         }
-                        (report.vulnerabilities.len(), report.unpinned.len())
+                        let errors = shown.iter().filter(|v| v.informational.is_none()).count();
+                        let warnings = report.unpinned.len() + shown.len() - errors;
+                        (errors, warnings)
                     }
                     Err(e) => {
                         call.output.error(&format!("hangar/scan: {e:#}"));

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hangar_advisories::{Options, Report};
+use hangar_advisories::severity::Severity;
+use hangar_advisories::{Options, Report, Vulnerability};
 use serde_json::json;
 
 use super::scan_policy::Format;
@@ -16,28 +17,67 @@ use super::scan_policy::Format;
     or unzip OSV's per-ecosystem exports (crates.io, npm, PyPI, Go: <ecosystem>/all.zip) into one directory.")]
 pub struct Args {
     /// A lock file, or a directory searched for Cargo.lock, package-lock.json,
-    /// requirements.txt, poetry.lock and go.sum.
+    /// npm-shrinkwrap.json, requirements*.txt, requirements/*.txt, poetry.lock and go.sum.
     #[arg(default_value = ".")]
     path: PathBuf,
     /// Directory of OSV JSON advisories.
     #[arg(long, env = "HANGAR_ADVISORY_DB")]
     db: PathBuf,
+    /// Report and fail only on findings at or above this level
+    /// (low, moderate, high, critical). Advisories without a severity count as failing.
+    #[arg(long, value_name = "LEVEL")]
+    severity: Option<Severity>,
+    /// Fail only on findings at or above this level; all are reported.
+    /// `informational` also fails on unmaintained/unsound advisories (warnings otherwise).
+    #[arg(long, value_name = "LEVEL")]
+    fail_on: Option<Severity>,
+    /// Accepted advisories with reasons and expiry, osv-scanner's format
+    /// ([[IgnoredVulns]] id, ignoreUntil, reason). Default: osv-scanner.toml in PATH.
+    #[arg(long, value_name = "FILE")]
+    ignore_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = hangar_advisories::scan(&Options {
+    let mut report = hangar_advisories::scan(&Options {
         path: args.path,
         db: args.db,
+        ignore_file: args.ignore_file,
+        today: None,
     })?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    // `--severity high`: what is below it is neither shown nor failing (counted).
+    let mut below = 0;
+    if let Some(min) = args.severity {
+        let before = report.vulnerabilities.len();
+        let keep: Vec<Vulnerability> = report.at_least(min).cloned().collect();
+        below = before - keep.len();
+        report.vulnerabilities = keep;
+    }
     let out = match args.format {
-        Format::Text => text(&report),
+        Format::Text => {
+            let mut t = text(&report);
+            if below > 0 {
+                t.push_str(&format!(
+                    "{below} finding(s) below {} not shown (--severity)\n",
+                    args.severity.map(|s| s.as_str()).unwrap_or("")
+                ));
+            }
+            t
+        }
         Format::Json => serde_json::to_string_pretty(&json_report(&report))? + "\n",
         Format::Sarif => serde_json::to_string_pretty(&sarif(&report))? + "\n",
     };
     print!("{out}");
-    Ok(if report.vulnerabilities.is_empty() {
+    let failing = match args.fail_on.or(args.severity) {
+        Some(min) => report.at_least(min).count(),
+        // By default vulnerabilities fail and informational advisories warn.
+        None => report.vulnerable().count(),
+    };
+    Ok(if failing == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -47,12 +87,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for v in &report.vulnerabilities {
-        let sev = v.severity.as_deref().unwrap_or("UNKNOWN");
+        let sev = match (&v.informational, v.level) {
+            (Some(kind), _) => format!("warning: {kind}"),
+            (None, Some(level)) => level.as_str().to_string(),
+            (None, None) => v.severity.clone().unwrap_or_else(|| "UNKNOWN".into()),
+        };
         out.push_str(&format!(
             "{}:{}: [{sev}] {}\n",
             v.file.display(),
             v.line,
             v.message()
+        ));
+    }
+    for (v, reason) in &report.ignored {
+        out.push_str(&format!(
+            "{}:{}: [ignored] {} {} {}: {reason}\n",
+            v.file.display(),
+            v.line,
+            v.advisory,
+            v.package,
+            v.version
         ));
     }
     for p in &report.unpinned {
@@ -63,12 +117,15 @@ pub fn text(report: &Report) -> String {
             p.name
         ));
     }
+    let informational = report.vulnerabilities.len() - report.vulnerable().count();
     out.push_str(&format!(
-        "\n{} lock files, {} packages, {} advisories: {} vulnerable, {} unpinned\n",
+        "\n{} lock files, {} packages, {} advisories: {} vulnerable, {} informational, {} ignored, {} unpinned\n",
         report.lock_files.len(),
         report.packages,
         report.advisories,
-        report.vulnerabilities.len(),
+        report.vulnerable().count(),
+        informational,
+        report.ignored.len(),
         report.unpinned.len()
     ));
     out
@@ -87,9 +144,14 @@ pub fn json_report(report: &Report) -> serde_json::Value {
             "aliases": v.aliases,
             "summary": v.summary,
             "severity": v.severity,
+            "level": v.level.map(|l| l.as_str()),
+            "informational": v.informational,
             "fixed": v.fixed,
             "file": v.file.display().to_string(),
             "line": v.line,
+        })).collect::<Vec<_>>(),
+        "ignored": report.ignored.iter().map(|(v, reason)| json!({
+            "package": v.package, "version": v.version, "advisory": v.advisory, "reason": reason,
         })).collect::<Vec<_>>(),
         "unpinned": report.unpinned.iter().map(|p| json!({
             "ecosystem": p.ecosystem.osv_name(),
