@@ -462,3 +462,27 @@ fn actions_cache_is_fetched_and_runs_as_itself_not_the_look_alike() {
     assert!(text.contains("Cache Size: ~"), "{text}");
     assert!(text.contains("hit=true;"), "{text}");
 }
+
+#[test]
+fn a_cache_that_cannot_be_opened_warns_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = repo(
+        tmp.path(),
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"url=${ACTIONS_RESULTS_URL:-none}\"\n",
+    );
+    // The data directory is a file: nothing can be created under it.
+    let data = tmp.path().join("not-a-dir");
+    std::fs::write(&data, "").unwrap();
+    let (out, text) = hangar_run(&dir, &data, &[]);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: cannot open the cache under"),
+        "{text}"
+    );
+    assert!(text.contains("url=none"), "{text}");
+    // Asked to keep artifacts, the run does not start without the service.
+    let keep = tmp.path().join("kept");
+    let (out, text) = hangar_run(&dir, &data, &["--artifacts", keep.to_str().unwrap()]);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("cannot open the cache under"), "{text}");
+}

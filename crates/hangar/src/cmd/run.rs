@@ -232,21 +232,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let cache_size = parse_size(&args.cache_size)?;
     // GitHub's cache and artifact services for this run's steps, on loopback.
+    // A run whose cache cannot be opened still runs, without them (a step
+    // using the cache then warns, as on GitHub when the service is down);
+    // one asked to keep artifacts somewhere does not.
     let results = if args.dry_run {
         None
     } else {
-        let artifact_dir = match &args.artifacts {
-            Some(d) => d.clone(),
-            None => run.run_dir.join("artifacts"),
+        let start = || -> anyhow::Result<hangar_results::Running> {
+            let artifact_dir = match &args.artifacts {
+                Some(d) => d.clone(),
+                None => run.run_dir.join("artifacts"),
+            };
+            let mut cfg = hangar_results::Config::new(artifact_dir);
+            cfg.max_total_bytes = cache_size;
+            let store = hangar_results::DirStore::open(&run.data_dir.join("results-cache"))
+                .with_context(|| {
+                    format!("cannot open the cache under {}", run.data_dir.display())
+                })?;
+            let svc = hangar_results::Service::new(Arc::new(store), cfg)?;
+            rt.block_on(svc.start(([127, 0, 0, 1], 0).into()))
         };
-        let mut cfg = hangar_results::Config::new(artifact_dir);
-        cfg.max_total_bytes = cache_size;
-        let store = hangar_results::DirStore::open(&run.data_dir.join("results-cache"))
-            .with_context(|| format!("cannot open the cache under {}", run.data_dir.display()))?;
-        let svc = hangar_results::Service::new(Arc::new(store), cfg)?;
-        let running = rt.block_on(svc.start(([127, 0, 0, 1], 0).into()))?;
-        run.services = Some(Arc::new(ResultsEnv(running.service.clone())));
-        Some(running)
+        match start() {
+            Ok(running) => {
+                run.services = Some(Arc::new(ResultsEnv(running.service.clone())));
+                Some(running)
+            }
+            Err(e) if args.artifacts.is_none() => {
+                eprintln!("warning: {e:#}; steps run without the cache and artifact services");
+                None
+            }
+            Err(e) => return Err(e),
+        }
     };
     let run = Arc::new(run);
     let summary = rt.block_on(async {
