@@ -123,6 +123,7 @@ struct Scope {
 enum Post {
     Js {
         name: String,
+        runtime: crate::actions::node::Runtime,
         dir: PathBuf,
         file: String,
         condition: String,
@@ -749,6 +750,7 @@ impl<'e> Job<'e> {
         let steps: Vec<Value> = job_steps(&self.doc).to_vec();
         self.prefetch_actions(&steps).await;
         let mut scope = Scope::default();
+        self.run_pre_steps(&mut scope, &steps).await;
         self.run_steps(&mut scope, &steps).await;
         self.run_posts(&mut scope).await;
         let was_timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
@@ -1447,6 +1449,8 @@ impl<'e> Job<'e> {
                 })
             }
             u if u.starts_with("node") => {
+                let runtime = crate::actions::node::Runtime::parse(u)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
                 let mut action_env = env.clone();
                 for (k, v) in &inputs {
                     let value = match v {
@@ -1455,33 +1459,39 @@ impl<'e> Job<'e> {
                     };
                     action_env.insert(input_env_name(k), value);
                 }
-                action_env.insert(
-                    "GITHUB_ACTION_PATH".into(),
-                    dir.to_string_lossy().into_owned(),
-                );
-                action_env.insert("GITHUB_ACTION".into(), self.action.clone());
-                action_env.insert("GITHUB_ACTION_REF".into(), action_ref);
+                self.set_action_env(&mut action_env, &dir, &action_ref);
                 let runs = action.get("runs").cloned().unwrap_or(Value::Null);
-                let state_key = format!("{number}");
+                // Pre, main and post of one action share its state
+                // (`GITHUB_STATE` → `STATE_*`); a step of the job's own list
+                // is keyed by its index, since its `pre` ran before any step.
+                let state_key = match (self.step_index, scope.composite) {
+                    (Some(i), false) => format!("step-{i}"),
+                    _ => format!("{number}"),
+                };
+                let local = is_local_uses(&action_ref);
                 if let Some(pre) = runs.get("pre").and_then(scalar_string) {
-                    let cond = runs
-                        .get("pre-if")
-                        .and_then(scalar_string)
-                        .unwrap_or_else(|| "always()".into());
-                    if self.eval_action_condition(&cond, scope, env)? {
-                        let r = self
-                            .run_node(
-                                &dir,
-                                &pre,
-                                &action_env,
-                                number,
-                                timeout,
-                                cancel,
-                                &BTreeMap::new(),
-                            )
-                            .await?;
-                        if !r.success {
-                            return Ok(r);
+                    if local {
+                        // As the runner: `pre` of a local action never runs
+                        // (it would run before the checkout that brings it).
+                        self.annotate(
+                            Some(number),
+                            Level::Warning,
+                            &format!("`pre` execution is not supported for local action from '{action_ref}'"),
+                        );
+                    } else if self.step_index.is_none() || scope.composite {
+                        // Inside a composite there is no job start to run it
+                        // at: it runs right before its main.
+                        let cond = runs
+                            .get("pre-if")
+                            .and_then(scalar_string)
+                            .unwrap_or_else(|| "always()".into());
+                        if self.eval_action_condition(&cond, scope, env)? {
+                            let r = self
+                                .run_node(runtime, &dir, &pre, &action_env, number, timeout, cancel, &state_key)
+                                .await?;
+                            if !r.success {
+                                return Ok(r);
+                            }
                         }
                     }
                 }
@@ -1490,15 +1500,7 @@ impl<'e> Job<'e> {
                     .and_then(scalar_string)
                     .ok_or_else(|| format!("{}: `runs.main` is missing", dir.display()))?;
                 let result = self
-                    .run_node(
-                        &dir,
-                        &main,
-                        &action_env,
-                        number,
-                        timeout,
-                        cancel,
-                        &BTreeMap::new(),
-                    )
+                    .run_node(runtime, &dir, &main, &action_env, number, timeout, cancel, &state_key)
                     .await?;
                 if let Some(post) = runs.get("post").and_then(scalar_string) {
                     let cond = runs
@@ -1507,6 +1509,7 @@ impl<'e> Job<'e> {
                         .unwrap_or_else(|| "always()".into());
                     self.post.push(Post::Js {
                         name: format!("Post {name}"),
+                        runtime,
                         dir: dir.clone(),
                         file: post,
                         condition: cond,
@@ -1569,6 +1572,121 @@ impl<'e> Job<'e> {
             self.record_fetch(&uses, &r);
             self.fetched.insert(uses, r);
         }
+    }
+
+    /// The `pre:` of every remote JavaScript action of the job, before its
+    /// first step and in step order, as GitHub runs them ("Pre Run X"): with
+    /// the step's inputs evaluated at job start and `pre-if` (default
+    /// `always()`) deciding; state it saves reaches the action's main and post.
+    async fn run_pre_steps(&mut self, scope: &mut Scope, steps: &[Value]) {
+        let ids = hangar_workflow::template::step_ids(steps.iter().map(|step| {
+            hangar_workflow::template::StepIdSource {
+                id: step.get("id").and_then(Value::as_str),
+                uses: step.get("uses").and_then(Value::as_str),
+                run: step.get("run").is_some(),
+            }
+        }));
+        for (i, (step, action_id)) in steps.iter().zip(ids).enumerate() {
+            let Some(uses) = step.get("uses").and_then(Value::as_str) else {
+                continue;
+            };
+            let (Some(Ok(fetched)), Ok(r)) = (
+                self.fetched.get(uses).cloned(),
+                crate::actions::RemoteRef::parse(uses),
+            ) else {
+                continue;
+            };
+            let dir = fetched.path(&r);
+            let Ok(action) = load_action(&dir) else {
+                continue;
+            };
+            let runs = action.get("runs").cloned().unwrap_or(Value::Null);
+            let using = runs.get("using").and_then(scalar_string).unwrap_or_default();
+            let (Ok(runtime), Some(pre)) = (
+                crate::actions::node::Runtime::parse(&using),
+                runs.get("pre").and_then(scalar_string),
+            ) else {
+                continue;
+            };
+            self.action = action_id;
+            self.step_index = Some(i);
+            let cond = runs
+                .get("pre-if")
+                .and_then(scalar_string)
+                .unwrap_or_else(|| "always()".into());
+            let env = self.env.clone();
+            let number = self.counter;
+            let started = Instant::now();
+            let name = format!(
+                "Pre {}",
+                step.get("name")
+                    .and_then(scalar_string)
+                    .filter(|n| !n.contains("${{"))
+                    .unwrap_or_else(|| Self::default_name(step))
+            );
+            let prepared = (|| -> Result<Option<IndexMap<String, String>>, String> {
+                if !self.eval_action_condition(&cond, scope, &env)? {
+                    return Ok(None);
+                }
+                let cx = self.cx(scope, &env);
+                let host = self.host(scope.failed, self.cancelled());
+                let mut with = IndexMap::new();
+                if let Some(Value::Object(w)) = step.get("with") {
+                    for (k, v) in w {
+                        with.insert(k.clone(), eval_scalar(v, &cx, &host)?);
+                    }
+                }
+                let mut action_env = env.clone();
+                for (k, v) in action_inputs(&action, &with) {
+                    let value = match v {
+                        InputValue::Given(s) => s,
+                        InputValue::Default(d) => eval_scalar(&d, &cx, &host)?,
+                    };
+                    action_env.insert(input_env_name(&k), value);
+                }
+                self.set_action_env(&mut action_env, &dir, uses);
+                Ok(Some(action_env))
+            })();
+            let action_env = match prepared {
+                Ok(None) => continue,
+                Ok(Some(e)) => Ok(e),
+                Err(e) => Err(e),
+            };
+            self.counter += 1;
+            self.reporter.event(Event::StepStarted {
+                job: self.spec.key.clone(),
+                step: number,
+                name: name.clone(),
+                ts: now_ms(),
+            });
+            let cancel = self.cancel.clone();
+            let result = match action_env {
+                Ok(action_env) => self
+                    .run_node(runtime, &dir, &pre, &action_env, number, None, &cancel, &format!("step-{i}"))
+                    .await
+                    .map(|r| r.success),
+                Err(e) => Err(e),
+            };
+            let ok = result.unwrap_or_else(|e| {
+                self.annotate(Some(number), Level::Error, &e);
+                false
+            });
+            let c = if ok { Conclusion::Success } else { Conclusion::Failure };
+            if !ok {
+                scope.failed = true;
+                self.job_failed = true;
+            }
+            self.reporter.event(Event::StepFinished {
+                job: self.spec.key.clone(),
+                step: number,
+                name,
+                outcome: c,
+                conclusion: c,
+                duration_ms: started.elapsed().as_millis() as u64,
+                ts: now_ms(),
+            });
+        }
+        self.step_index = None;
     }
 
     /// A `uses:` that names a remote action hangar fetches (not a local path,
@@ -1635,29 +1753,58 @@ impl<'e> Job<'e> {
             .map_err(|e| format!("`{cond}`: {e}"))
     }
 
+    /// `GITHUB_ACTION_PATH`, `GITHUB_ACTION`, and for a remote action its
+    /// `GITHUB_ACTION_REPOSITORY` and `GITHUB_ACTION_REF` (empty for a local
+    /// one, as on GitHub).
+    fn set_action_env(&self, action_env: &mut IndexMap<String, String>, dir: &Path, uses: &str) {
+        action_env.insert("GITHUB_ACTION_PATH".into(), dir.to_string_lossy().into_owned());
+        action_env.insert("GITHUB_ACTION".into(), self.action.clone());
+        let (repository, git_ref) = if is_local_uses(uses) {
+            (String::new(), String::new())
+        } else {
+            let (path, r) = uses.rsplit_once('@').unwrap_or((uses, ""));
+            let repo: Vec<&str> = path.splitn(3, '/').take(2).collect();
+            (repo.join("/"), r.to_string())
+        };
+        action_env.insert("GITHUB_ACTION_REPOSITORY".into(), repository);
+        action_env.insert("GITHUB_ACTION_REF".into(), git_ref);
+    }
+
+    /// Runs one of a JavaScript action's files with the node chosen for its
+    /// runtime; what it saves with `GITHUB_STATE` joins the action's state.
     #[allow(clippy::too_many_arguments)]
     async fn run_node(
         &mut self,
+        runtime: crate::actions::node::Runtime,
         dir: &Path,
         file: &str,
         env: &IndexMap<String, String>,
         number: usize,
         timeout: Option<Duration>,
         cancel: &CancellationToken,
-        state: &BTreeMap<String, String>,
+        state_key: &str,
     ) -> Result<StepResult, String> {
+        let node = self.engine.node_for(runtime, self.process_env(env, &[]).get("PATH").map(String::as_str))?;
+        if let Some(w) = node.warning(runtime) {
+            self.annotate(Some(number), Level::Warning, &w);
+        }
+        let state = self.states.get(state_key).cloned().unwrap_or_default();
         let extra: Vec<(String, String)> = state
             .iter()
             .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
             .collect();
         let process_env = self.process_env(env, &extra);
         let spec = Spec {
-            program: "node".into(),
+            program: node.program.to_string_lossy().into_owned(),
             args: vec![dir.join(file).to_string_lossy().into_owned()],
             cwd: self.run.workspace.clone(),
             env: process_env.into_iter().collect(),
         };
-        self.exec(spec, number, timeout, cancel, env).await
+        let r = self.exec(spec, number, timeout, cancel, env).await;
+        if let Some(saved) = self.states.remove(&number.to_string()) {
+            self.states.entry(state_key.to_string()).or_default().extend(saved);
+        }
+        r
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1766,6 +1913,7 @@ impl<'e> Job<'e> {
             let (name, result) = match post {
                 Post::Js {
                     name,
+                    runtime,
                     dir,
                     file,
                     condition,
@@ -1789,10 +1937,9 @@ impl<'e> Job<'e> {
                         name: name.clone(),
                         ts: now_ms(),
                     });
-                    let state = self.states.get(&state_key).cloned().unwrap_or_default();
                     let token = self.no_cancel.clone();
                     let r = self
-                        .run_node(&dir, &file, &env, number, None, &token, &state)
+                        .run_node(runtime, &dir, &file, &env, number, None, &token, &state_key)
                         .await;
                     (name, r.map(|r| r.success).unwrap_or(false))
                 }
@@ -1925,6 +2072,11 @@ fn action_inputs(action: &Value, with: &IndexMap<String, String>) -> IndexMap<St
         }
     }
     out
+}
+
+/// A `uses:` of an action in this repository (`./x`, `/abs`, `$/x`).
+fn is_local_uses(uses: &str) -> bool {
+    uses.starts_with("./") || uses.starts_with('/') || uses.starts_with("$/")
 }
 
 /// `INPUT_<NAME>` as the actions toolkit reads it: upper case, spaces as `_`.

@@ -98,6 +98,10 @@ struct Inner {
     action_dirs: HashMap<String, PathBuf>,
     /// Where remote actions are fetched from (and whether they may be).
     source: actions::ActionSource,
+    /// `--node RUNTIME=PATH`.
+    node_runtimes: HashMap<actions::node::Runtime, PathBuf>,
+    /// `node --version` of each binary used, read once.
+    node_versions: std::sync::Mutex<HashMap<PathBuf, Result<actions::node::Node, String>>>,
 }
 
 impl Default for Engine {
@@ -162,6 +166,40 @@ impl Engine {
     /// `HANGAR_ACTIONS_URL` or GitHub), into `<data_dir>/actions`.
     pub fn set_action_source(&mut self, source: actions::ActionSource) {
         self.inner_mut().source = source;
+    }
+
+    /// Run JavaScript actions declaring `runtime` with the node at `program`
+    /// (default: the first `node` on the step's PATH).
+    pub fn set_node_runtime(&mut self, runtime: actions::node::Runtime, program: PathBuf) {
+        self.inner_mut().node_runtimes.insert(runtime, program);
+    }
+
+    /// The node for `runtime`: configured, or `node` on `path_var`.
+    pub(crate) fn node_for(
+        &self,
+        runtime: actions::node::Runtime,
+        path_var: Option<&str>,
+    ) -> Result<actions::node::Node, String> {
+        let program = match self.inner.node_runtimes.get(&runtime) {
+            Some(p) => p.clone(),
+            None => shell::which("node", path_var).ok_or_else(|| {
+                format!(
+                    "this action runs on {rt}, but no `node` is on PATH: install Node.js {m} \
+                     or pass --node {rt}=PATH",
+                    rt = runtime.name(),
+                    m = runtime.major()
+                )
+            })?,
+        };
+        let mut known = self
+            .inner
+            .node_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known
+            .entry(program.clone())
+            .or_insert_with(|| actions::node::Node::probe(&program))
+            .clone()
     }
 
     pub(crate) fn action_source(&self) -> &actions::ActionSource {

@@ -419,3 +419,102 @@ fn remote_reusable_workflows_and_self_repository_uses() {
         )]
     );
 }
+
+const JS_ACTION: &[(&str, &str)] = &[
+    (
+        "action.yml",
+        "inputs:\n  who:\n    default: world\n  extra words: {}\nruns:\n  using: node24\n  pre: pre.js\n  pre-if: runner.os == 'Linux'\n  main: main.js\n  post: post.js\n  post-if: success()\n",
+    ),
+    (
+        "pre.js",
+        "const fs = require('fs');\nconsole.log(`pre for ${process.env.INPUT_WHO}`);\nfs.appendFileSync(process.env.GITHUB_STATE, 'a=1\\n');\n",
+    ),
+    (
+        "main.js",
+        "const fs = require('fs');\nconst e = process.env;\nconsole.log(`main ${e.INPUT_WHO} ${e.INPUT_EXTRA_WORDS} a=${e.STATE_a} repo=${e.GITHUB_ACTION_REPOSITORY} ref=${e.GITHUB_ACTION_REF}`);\nfs.appendFileSync(e.GITHUB_STATE, 'b=2\\n');\n",
+    ),
+    (
+        "post.js",
+        "console.log(`post a=${process.env.STATE_a} b=${process.env.STATE_b}`);\n",
+    ),
+];
+
+fn node_major() -> u32 {
+    let out = std::process::Command::new("node").arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn javascript_actions_run_pre_main_post_as_github_runs_them() {
+    if !has_node() {
+        eprintln!("!!! skipping: node is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let forge_dir = dir.path().join("forge");
+    forge::repo_from_files(&forge_dir, "acme/js", JS_ACTION, "v1");
+    let root = dir.path().join("repo");
+    for (p, text) in JS_ACTION {
+        write(&root, &format!("local-js/{p}"), text);
+    }
+    let data = dir.path().join("data");
+    let url = format!("file://{}", forge_dir.display());
+    let ran = run(
+        &root,
+        &data,
+        ActionSource::new(&url, false).unwrap(),
+        "on: push\njobs:\n  a:\n    steps:\n      - run: echo first step\n      - name: remote\n        uses: acme/js@v1\n        with: {who: '${{ github.event_name }}', extra words: more}\n      - name: local\n        uses: ./local-js\n        with: {who: here}\n",
+    );
+    assert!(ran.summary.success, "{:?}", ran.events);
+    let lines = ran.lines();
+    let pos = |l: &str| {
+        lines
+            .iter()
+            .position(|x| x == l)
+            .unwrap_or_else(|| panic!("{l:?} not in {lines:?}"))
+    };
+    // The remote action's pre runs at job start, before the first step.
+    assert!(pos("pre for push") < pos("first step"));
+    assert!(pos("first step") < pos("main push more a=1 repo=acme/js ref=v1"));
+    // A local action's pre never runs (a warning says so); its main and
+    // post still do, without the remote action's state.
+    assert!(!lines.contains(&"pre for here".to_string()), "{lines:?}");
+    assert!(lines.contains(&"main here  a=undefined repo= ref=".to_string()), "{lines:?}");
+    // Posts in reverse order, each with its own action's state.
+    assert!(pos("post a=undefined b=2") < pos("post a=1 b=2"));
+    let names: Vec<String> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["Pre remote", "Run echo first step", "remote", "local", "Post local", "Post remote"]
+    );
+    let warnings: Vec<String> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Annotation { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w == "`pre` execution is not supported for local action from './local-js'"),
+        "{warnings:?}"
+    );
+    let old_node = warnings.iter().any(|w| w.contains("declares node24 but runs with node"));
+    assert_eq!(old_node, node_major() < 24, "{warnings:?}");
+}

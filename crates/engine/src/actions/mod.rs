@@ -16,6 +16,7 @@
 //! share entries.
 
 pub(crate) mod git;
+pub mod node;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
