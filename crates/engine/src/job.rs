@@ -414,11 +414,10 @@ impl<'e> Job<'e> {
             "x86" => "X86",
             other => other,
         };
-        let tool_cache = run
-            .data_dir
-            .join("tool_cache")
-            .to_string_lossy()
-            .into_owned();
+        let tool_cache = crate::toolcache::dir(&run.data_dir);
+        // The setup actions write into it; it outlives the run.
+        let _ = std::fs::create_dir_all(&tool_cache);
+        let tool_cache = tool_cache.to_string_lossy().into_owned();
         let mut runner = json!({
             "os": "Linux",
             "arch": arch,
@@ -1487,7 +1486,16 @@ impl<'e> Job<'e> {
                             .unwrap_or_else(|| "always()".into());
                         if self.eval_action_condition(&cond, scope, env)? {
                             let r = self
-                                .run_node(runtime, &dir, &pre, &action_env, number, timeout, cancel, &state_key)
+                                .run_node(
+                                    runtime,
+                                    &dir,
+                                    &pre,
+                                    &action_env,
+                                    number,
+                                    timeout,
+                                    cancel,
+                                    &state_key,
+                                )
                                 .await?;
                             if !r.success {
                                 return Ok(r);
@@ -1500,7 +1508,16 @@ impl<'e> Job<'e> {
                     .and_then(scalar_string)
                     .ok_or_else(|| format!("{}: `runs.main` is missing", dir.display()))?;
                 let result = self
-                    .run_node(runtime, &dir, &main, &action_env, number, timeout, cancel, &state_key)
+                    .run_node(
+                        runtime,
+                        &dir,
+                        &main,
+                        &action_env,
+                        number,
+                        timeout,
+                        cancel,
+                        &state_key,
+                    )
                     .await?;
                 if let Some(post) = runs.get("post").and_then(scalar_string) {
                     let cond = runs
@@ -1601,7 +1618,10 @@ impl<'e> Job<'e> {
                 continue;
             };
             let runs = action.get("runs").cloned().unwrap_or(Value::Null);
-            let using = runs.get("using").and_then(scalar_string).unwrap_or_default();
+            let using = runs
+                .get("using")
+                .and_then(scalar_string)
+                .unwrap_or_default();
             let (Ok(runtime), Some(pre)) = (
                 crate::actions::node::Runtime::parse(&using),
                 runs.get("pre").and_then(scalar_string),
@@ -1662,7 +1682,16 @@ impl<'e> Job<'e> {
             let cancel = self.cancel.clone();
             let result = match action_env {
                 Ok(action_env) => self
-                    .run_node(runtime, &dir, &pre, &action_env, number, None, &cancel, &format!("step-{i}"))
+                    .run_node(
+                        runtime,
+                        &dir,
+                        &pre,
+                        &action_env,
+                        number,
+                        None,
+                        &cancel,
+                        &format!("step-{i}"),
+                    )
                     .await
                     .map(|r| r.success),
                 Err(e) => Err(e),
@@ -1671,7 +1700,11 @@ impl<'e> Job<'e> {
                 self.annotate(Some(number), Level::Error, &e);
                 false
             });
-            let c = if ok { Conclusion::Success } else { Conclusion::Failure };
+            let c = if ok {
+                Conclusion::Success
+            } else {
+                Conclusion::Failure
+            };
             if !ok {
                 scope.failed = true;
                 self.job_failed = true;
@@ -1757,7 +1790,10 @@ impl<'e> Job<'e> {
     /// `GITHUB_ACTION_REPOSITORY` and `GITHUB_ACTION_REF` (empty for a local
     /// one, as on GitHub).
     fn set_action_env(&self, action_env: &mut IndexMap<String, String>, dir: &Path, uses: &str) {
-        action_env.insert("GITHUB_ACTION_PATH".into(), dir.to_string_lossy().into_owned());
+        action_env.insert(
+            "GITHUB_ACTION_PATH".into(),
+            dir.to_string_lossy().into_owned(),
+        );
         action_env.insert("GITHUB_ACTION".into(), self.action.clone());
         let (repository, git_ref) = if is_local_uses(uses) {
             (String::new(), String::new())
@@ -1784,7 +1820,10 @@ impl<'e> Job<'e> {
         cancel: &CancellationToken,
         state_key: &str,
     ) -> Result<StepResult, String> {
-        let node = self.engine.node_for(runtime, self.process_env(env, &[]).get("PATH").map(String::as_str))?;
+        let node = self.engine.node_for(
+            runtime,
+            self.process_env(env, &[]).get("PATH").map(String::as_str),
+        )?;
         if let Some(w) = node.warning(runtime) {
             self.annotate(Some(number), Level::Warning, &w);
         }
@@ -1802,7 +1841,10 @@ impl<'e> Job<'e> {
         };
         let r = self.exec(spec, number, timeout, cancel, env).await;
         if let Some(saved) = self.states.remove(&number.to_string()) {
-            self.states.entry(state_key.to_string()).or_default().extend(saved);
+            self.states
+                .entry(state_key.to_string())
+                .or_default()
+                .extend(saved);
         }
         r
     }

@@ -70,6 +70,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod shell;
+pub mod toolcache;
 pub mod workflow;
 
 use std::collections::HashMap;

@@ -440,7 +440,10 @@ const JS_ACTION: &[(&str, &str)] = &[
 ];
 
 fn node_major() -> u32 {
-    let out = std::process::Command::new("node").arg("--version").output().unwrap();
+    let out = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .trim_start_matches('v')
@@ -486,7 +489,10 @@ fn javascript_actions_run_pre_main_post_as_github_runs_them() {
     // A local action's pre never runs (a warning says so); its main and
     // post still do, without the remote action's state.
     assert!(!lines.contains(&"pre for here".to_string()), "{lines:?}");
-    assert!(lines.contains(&"main here  a=undefined repo= ref=".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"main here  a=undefined repo= ref=".to_string()),
+        "{lines:?}"
+    );
     // Posts in reverse order, each with its own action's state.
     assert!(pos("post a=undefined b=2") < pos("post a=1 b=2"));
     let names: Vec<String> = ran
@@ -499,7 +505,14 @@ fn javascript_actions_run_pre_main_post_as_github_runs_them() {
         .collect();
     assert_eq!(
         names,
-        ["Pre remote", "Run echo first step", "remote", "local", "Post local", "Post remote"]
+        [
+            "Pre remote",
+            "Run echo first step",
+            "remote",
+            "local",
+            "Post local",
+            "Post remote"
+        ]
     );
     let warnings: Vec<String> = ran
         .events
@@ -515,6 +528,64 @@ fn javascript_actions_run_pre_main_post_as_github_runs_them() {
             .any(|w| w == "`pre` execution is not supported for local action from './local-js'"),
         "{warnings:?}"
     );
-    let old_node = warnings.iter().any(|w| w.contains("declares node24 but runs with node"));
+    let old_node = warnings
+        .iter()
+        .any(|w| w.contains("declares node24 but runs with node"));
     assert_eq!(old_node, node_major() < 24, "{warnings:?}");
+}
+
+#[test]
+fn setup_node_finds_a_seeded_tool_cache_with_no_network() {
+    let Some(bundles) = forge::bundles() else {
+        eprintln!("!!! skipping: ../shared/actions is not there");
+        return;
+    };
+    let Some(node) = hangar_engine::shell::which("node", None) else {
+        eprintln!("!!! skipping: node is not installed");
+        return;
+    };
+    let node = node.canonicalize().unwrap();
+    let prefix = node.parent().unwrap().parent().unwrap();
+    let out = std::process::Command::new(&node)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches('v')
+        .to_string();
+    let major = version.split('.').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let forge_dir = dir.path().join("forge");
+    forge::build(&forge_dir, &bundles, &["actions/setup-node"]);
+    let commit = forge::git(
+        &forge_dir.join("actions/setup-node.git"),
+        &["rev-parse", "v4"],
+    );
+    let data = dir.path().join("data");
+    let cache = hangar_engine::toolcache::dir(&data);
+    hangar_engine::toolcache::add(&cache, "node", &version, prefix).unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(&root).unwrap();
+    let url = format!("file://{}", forge_dir.display());
+    for pin in ["v4", commit.as_str()] {
+        let wf = format!(
+            "on: push\njobs:\n  a:\n    steps:\n      - uses: actions/setup-node@{pin}\n        with: {{node-version: '{major}'}}\n      - run: echo \"node at $(command -v node) $(node --version)\"\n"
+        );
+        let ran = run(&root, &data, ActionSource::new(&url, false).unwrap(), &wf);
+        assert!(ran.summary.success, "{:?}", ran.events);
+        let lines = ran.lines();
+        let entry = cache
+            .join("node")
+            .join(&version)
+            .join(hangar_engine::toolcache::arch());
+        assert!(
+            lines.contains(&format!("Found in cache @ {}", entry.display())),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&format!("node at {}/bin/node v{version}", entry.display())),
+            "{lines:?}"
+        );
+    }
 }

@@ -33,6 +33,8 @@ enum Command {
     Release(cmd::release::Command),
     /// Security gates: secrets, policy, dependencies.
     Scan(cmd::scan::Args),
+    /// The tool cache the setup actions read (RUNNER_TOOL_CACHE).
+    Toolcache(cmd::toolcache::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Deploy(command) => cmd::deploy::run(command),
         Command::Release(command) => cmd::release::run(command),
         Command::Scan(args) => cmd::scan::run(args),
+        Command::Toolcache(args) => cmd::toolcache::run(args),
     };
     match result {
         Ok(code) => code,

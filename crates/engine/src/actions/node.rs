@@ -101,9 +101,9 @@ impl Node {
 
 /// `RUNTIME=PATH` (`--node node24=/opt/node24/bin/node`).
 pub fn parse_node_flag(spec: &str) -> Result<(Runtime, PathBuf), String> {
-    let (rt, path) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("--node {spec:?}: expected RUNTIME=PATH, e.g. node24=/opt/node24/bin/node"))?;
+    let (rt, path) = spec.split_once('=').ok_or_else(|| {
+        format!("--node {spec:?}: expected RUNTIME=PATH, e.g. node24=/opt/node24/bin/node")
+    })?;
     let runtime = Runtime::parse(rt).map_err(|e| format!("--node {spec:?}: {e}"))?;
     let path = PathBuf::from(path);
     if !path.is_file() {
@@ -119,7 +119,11 @@ mod tests {
     #[test]
     fn runtimes_and_warnings() {
         assert_eq!(Runtime::parse("Node20").unwrap(), Runtime::Node20);
-        assert!(Runtime::parse("node14").unwrap_err().contains("node12, node16, node20 or node24"));
+        assert!(
+            Runtime::parse("node14")
+                .unwrap_err()
+                .contains("node12, node16, node20 or node24")
+        );
         let n = Node {
             program: "/usr/bin/node".into(),
             version: "v20.1.0".into(),
@@ -128,6 +132,9 @@ mod tests {
         assert!(n.warning(Runtime::Node20).is_none());
         assert!(n.warning(Runtime::Node16).is_none());
         let w = n.warning(Runtime::Node24).unwrap();
-        assert!(w.contains("node24") && w.contains("v20.1.0") && w.contains("--node node24=PATH"), "{w}");
+        assert!(
+            w.contains("node24") && w.contains("v20.1.0") && w.contains("--node node24=PATH"),
+            "{w}"
+        );
     }
 }

@@ -11,4 +11,5 @@ pub mod scan_deps;
 pub mod scan_policy;
 pub mod scan_secrets;
 pub mod serve;
+pub mod toolcache;
 pub mod validate;

@@ -81,6 +81,10 @@ pub struct Args {
     /// Use only actions already in the cache; never contact the forge.
     #[arg(long)]
     pub offline: bool,
+    /// The node that runs JavaScript actions declaring RUNTIME (node12,
+    /// node16, node20, node24); default: `node` on PATH.
+    #[arg(long = "node", value_name = "RUNTIME=PATH")]
+    pub node: Vec<String>,
     /// Repository root (GITHUB_WORKSPACE); default: the current directory.
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
     pub directory: Option<PathBuf>,
@@ -195,6 +199,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         engine.add_action_dir(d).map_err(anyhow::Error::msg)?;
     }
     engine.set_action_source(action_source(&args, &workspace)?);
+    for spec in &args.node {
+        let (runtime, path) =
+            hangar_engine::actions::node::parse_node_flag(spec).map_err(anyhow::Error::msg)?;
+        engine.set_node_runtime(runtime, path);
+    }
     let parallel = args
         .jobs
         .unwrap_or_else(|| RunOptions::default().parallel)
