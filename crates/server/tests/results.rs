@@ -144,19 +144,7 @@ async fn a_cache_saved_on_one_agent_is_restored_on_another() {
 }
 
 fn shared() -> Option<std::path::PathBuf> {
-    let p = std::env::var_os("HANGAR_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.join("actions/actions/cache.bundle").is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "action bundles missing at {} (set HANGAR_SHARED)",
-        p.display()
-    );
-    eprintln!("!!! SKIPPING: action bundles not found at {}", p.display());
-    None
+    hangar_testkit::shared("actions/actions/cache.bundle")
 }
 
 /// The real `actions/cache@v4`, as both agents' engines run it.
