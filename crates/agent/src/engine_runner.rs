@@ -135,7 +135,7 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         head_ref: s("/pull_request/head/ref"),
         base_ref: s("/pull_request/base/ref"),
         run_id: job.run_id.to_string(),
-        run_number: job.run_id.to_string(),
+        run_number: job.run_number.unwrap_or(job.run_id).to_string(),
         run_attempt: job.run_attempt.unwrap_or(job.attempt).max(1).to_string(),
         server_url: "https://github.com".into(),
         secrets: job.secrets.clone(),

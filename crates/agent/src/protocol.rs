@@ -39,6 +39,9 @@ pub struct Assignment {
     /// Absent from older servers.
     #[serde(default)]
     pub run_attempt: Option<i64>,
+    /// `github.run_number`, counted per workflow. Absent from older servers.
+    #[serde(default)]
+    pub run_number: Option<i64>,
     pub lease_ms: i64,
     pub job_key: String,
     pub job_name: String,

@@ -152,6 +152,7 @@ fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<As
         fence,
         attempt: job.attempt,
         run_attempt: Some(run.attempt),
+        run_number: Some(run.run_number),
         lease_ms: app.lease_ms,
         job_key: job.key.clone(),
         job_name: job.name.clone(),

@@ -375,6 +375,7 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         v["steps"] = json!(steps);
         v["approvals"] = json!(approvals);
         v["log_lines"] = json!(lines);
+        v["attempts"] = json!(tri!(app.store.log_attempts(job.id)));
         jobs.push(v);
     }
     let repo = tri!(app.store.get_repo(run.repo_id));

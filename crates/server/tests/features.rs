@@ -939,6 +939,7 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
         .get(&format!("/api/v1/jobs/{job}/logs?from=0&attempt=1"))
         .await;
     assert_eq!(lines["lines"][0][1], "attempt one", "{lines:#}");
+    assert_eq!(run["jobs"][0]["attempts"], json!([1, 2]), "{run:#}");
 }
 
 /// A re-run is a new attempt: `github.run_attempt` counts it, a protected job
@@ -946,12 +947,18 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
 #[tokio::test]
 async fn a_rerun_is_a_new_attempt_that_asks_reviewers_again() {
     let hangar_yml = "environments:\n  prod:\n    protection:\n      reviewers: [alice]\n";
-    let wf = "on: push\njobs:\n  deploy:\n    environment: prod\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo attempt=${{ github.run_attempt }}'}]\n";
-    let (repo, sha) = repo_with(&[("hangar.yml", hangar_yml), (".github/workflows/cd.yml", wf)]);
+    let wf = "on: push\njobs:\n  deploy:\n    environment: prod\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo attempt=${{ github.run_attempt }} number=${{ github.run_number }}'}]\n";
+    // A second workflow's run takes the next run id, but its own run number.
+    let other = "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps: [{run: echo x}]\n";
+    let (repo, sha) = repo_with(&[
+        ("hangar.yml", hangar_yml),
+        (".github/workflows/a-other.yml", other),
+        (".github/workflows/cd.yml", wf),
+    ]);
     let s = start().await;
     s.register("acme/app", repo.path()).await;
     let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
-    let run_id = v["runs"][0].as_i64().unwrap();
+    let run_id = v["runs"][1].as_i64().unwrap();
     let approve = async || {
         wait_until(
             "an approval to be asked",
@@ -970,7 +977,8 @@ async fn a_rerun_is_a_new_attempt_that_asks_reviewers_again() {
     assert_eq!(first["run"]["conclusion"], "success", "{first:#}");
     let job = first["jobs"][0]["id"].as_i64().unwrap();
     let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
-    assert!(log.contains("attempt=1"), "{log}");
+    assert!(log.contains("attempt=1 number=1"), "{log}");
+    assert!(run_id > 1 && first["run"]["run_number"] == 1, "{first:#}");
 
     let (code, body) = s
         .post(&format!("/api/v1/runs/{run_id}/rerun"), json!({}))
@@ -994,7 +1002,7 @@ async fn a_rerun_is_a_new_attempt_that_asks_reviewers_again() {
     assert_eq!(second["run"]["conclusion"], "success", "{second:#}");
     assert_eq!(second["run"]["attempt"], 2);
     let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
-    assert!(log.contains("attempt=2"), "{log}");
+    assert!(log.contains("attempt=2 number=1"), "{log}");
     let earlier = s
         .get_text(&format!("/api/v1/jobs/{job}/logs/raw?attempt=1"))
         .await;

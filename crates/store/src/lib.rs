@@ -138,6 +138,8 @@ pub trait Store: Send + Sync {
         from: i64,
         to: i64,
     ) -> Result<Vec<LogChunk>>;
+    /// The attempts of a job that wrote logs or steps, in order.
+    fn log_attempts(&self, job_id: i64) -> Result<Vec<i64>>;
     /// (number of chunks, number of lines).
     fn log_stats(&self, job_id: i64, attempt: Option<i64>) -> Result<(i64, i64)>;
 

@@ -63,6 +63,8 @@ pub struct Run {
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
     pub actor: String,
+    /// `github.run_number`: 1, 2, ... per workflow of the repository.
+    pub run_number: i64,
 }
 
 /// What the scheduler needs to create a run and its jobs in one transaction.

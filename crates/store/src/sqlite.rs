@@ -119,6 +119,14 @@ ALTER TABLE steps_by_attempt RENAME TO steps;
 ALTER TABLE approvals ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;
 UPDATE approvals SET run_attempt = COALESCE((SELECT attempt FROM runs WHERE runs.id = approvals.run_id), 1);
 "#,
+    // `github.run_number`: counted per workflow of a repository, as GitHub does
+    // (existing runs numbered in the order they were created).
+    r#"
+ALTER TABLE runs ADD COLUMN run_number INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET run_number = (SELECT count(*) FROM runs r2 WHERE r2.repo_id = runs.repo_id
+  AND r2.workflow_path = runs.workflow_path AND r2.id <= runs.id);
+CREATE INDEX runs_workflow ON runs(repo_id, workflow_path, run_number);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -134,7 +142,7 @@ const JOB_COLS: &str = "id, run_id, key, name, needs, labels, status, conclusion
 
 const RUN_COLS: &str = "id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
     conclusion, waiting_reason, concurrency_group, cancel_in_progress, attempt, created_at, \
-    started_at, finished_at, actor";
+    started_at, finished_at, actor, run_number";
 
 fn json_list(s: String) -> Vec<String> {
     serde_json::from_str(&s).unwrap_or_default()
@@ -187,6 +195,7 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         started_at: r.get(14)?,
         finished_at: r.get(15)?,
         actor: r.get(16)?,
+        run_number: r.get(17)?,
     })
 }
 
@@ -219,8 +228,9 @@ fn insert_run(tx: &Connection, run: &NewRun) -> Result<i64> {
     let now = now_ms();
     tx.execute(
         "INSERT INTO runs (repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
-         concurrency_group, cancel_in_progress, payload, context, actor, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12)",
+         concurrency_group, cancel_in_progress, payload, context, actor, created_at, run_number) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11, ?12, \
+         (SELECT COALESCE(max(run_number), 0) + 1 FROM runs WHERE repo_id = ?1 AND workflow_path = ?2))",
         params![
             run.repo_id,
             run.workflow_path,
@@ -918,6 +928,15 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    fn log_attempts(&self, job_id: i64) -> Result<Vec<i64>> {
+        let c = self.c();
+        let mut s = c.prepare_cached(
+            "SELECT attempt FROM log_chunks WHERE job_id = ?1 UNION SELECT attempt FROM steps WHERE job_id = ?1 ORDER BY 1",
+        )?;
+        Ok(s.query_map([job_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
     fn log_stats(&self, job_id: i64, attempt: Option<i64>) -> Result<(i64, i64)> {
         Ok(self.c().query_row(
             "SELECT count(*), COALESCE(max(first_line + line_count), 0) FROM log_chunks WHERE job_id = ?1 \
@@ -1610,10 +1629,26 @@ mod tests {
         assert_eq!(s.log_chunks(job, Some(1), 0).unwrap()[0].data, b"first\n");
         assert_eq!(s.steps_of_job(job, None).unwrap()[0].name, "two");
         assert_eq!(s.steps_of_job(job, Some(1)).unwrap()[0].name, "one");
+        assert_eq!(s.log_attempts(job).unwrap(), [1, 2]);
+    }
+
+    /// `github.run_number` counts per workflow of a repository, not per server.
+    #[test]
+    fn run_numbers_count_per_workflow() {
+        let (_d, s) = store();
+        let mut numbers = Vec::new();
+        for (repo, path) in [(1, "ci.yml"), (1, "cd.yml"), (1, "ci.yml"), (2, "ci.yml")] {
+            let mut run = run_with_jobs(repo, 1);
+            run.workflow_path = path.into();
+            let id = s.create_run(&run).unwrap();
+            numbers.push(s.get_run(id).unwrap().unwrap().run_number);
+        }
+        assert_eq!(numbers, [1, 1, 2, 1]);
     }
 
     /// A database written before logs were kept per attempt opens, and its
-    /// logs, steps and approvals are those of each job's last attempt.
+    /// logs, steps and approvals are those of each job's last attempt; its
+    /// runs are numbered per workflow.
     #[test]
     fn a_database_from_before_attempts_keeps_its_logs() {
         let dir = tempfile::tempdir().unwrap();
@@ -1630,7 +1665,10 @@ mod tests {
                    VALUES (5, 1, 'a', 'a', '[]', '[]', 'completed', '{}', 3, 0);
                  INSERT INTO log_chunks VALUES (5, 0, 0, 1, 4, X'00');
                  INSERT INTO steps VALUES (5, 0, 'build', 'completed', 'success', 1, 2);
-                 INSERT INTO approvals (job_id, run_id, environment, state, created_at) VALUES (5, 1, 'prod', 'approved', 0);",
+                 INSERT INTO approvals (job_id, run_id, environment, state, created_at) VALUES (5, 1, 'prod', 'approved', 0);
+                 INSERT INTO runs (id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, payload, context, actor, created_at) \
+                   VALUES (2, 1, 'other.yml', 'o', 'push', 'refs/heads/main', 'abc', 'completed', '{}', '{}', 'a', 0),
+                          (3, 1, 'w.yml', 'w', 'push', 'refs/heads/main', 'abc', 'completed', '{}', '{}', 'a', 0);",
             )
             .unwrap();
         }
@@ -1640,6 +1678,10 @@ mod tests {
         assert_eq!(s.log_stats(5, Some(3)).unwrap(), (1, 1));
         assert_eq!(s.steps_of_job(5, None).unwrap()[0].name, "build");
         assert_eq!(s.approvals_of_job(5).unwrap().len(), 1);
+        let numbers: Vec<i64> = (1..=3)
+            .map(|id| s.get_run(id).unwrap().unwrap().run_number)
+            .collect();
+        assert_eq!(numbers, [1, 1, 2], "runs kept, numbered per workflow");
     }
 
     #[test]

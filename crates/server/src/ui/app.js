@@ -197,7 +197,7 @@ async function runPage(main, id) {
       try { await api(path, { method: 'POST', body: JSON.stringify(body || {}) }); await load(); } catch (e) { alert(e.message); }
     } }, label);
     put(head, 
-      h('h1', {}, `${run.workflow_name} #${run.id}`),
+      h('h1', {}, `${run.workflow_name} #${run.run_number || run.id}`),
       h('span', { id: 'run-status', 'data-status': run.status, 'data-conclusion': run.conclusion || '' }, badge(run.status, run.conclusion)),
       h('span', { class: 'muted' }, `${run.event} · ${run.git_ref} · ${run.sha.slice(0, 10)} · attempt ${run.attempt}`),
       h('span', { class: 'muted' }, dur(run.started_at, run.finished_at)),
@@ -267,6 +267,9 @@ async function runPage(main, id) {
       log.annotationsEl,
       h('div', { class: 'toolbar' },
         h('a', { href: `/api/v1/jobs/${job.id}/logs/raw?access_token=${encodeURIComponent(token())}`, target: '_blank' }, 'Raw log'),
+        // Earlier attempts of this job (retries after a lost agent, re-runs) keep their logs.
+        ...(job.attempts || []).filter((n) => n !== job.attempt).map((n) =>
+          h('a', { class: 'attempt', href: `/api/v1/jobs/${job.id}/logs/raw?attempt=${n}&access_token=${encodeURIComponent(token())}`, target: '_blank' }, `Attempt ${n} log`)),
         h('button', { onclick: () => log.foldAll(false) }, 'Expand groups'),
         h('button', { onclick: () => log.foldAll(true) }, 'Collapse groups'),
         log.countEl),
