@@ -210,6 +210,7 @@ impl BuiltinAction for Deploy {
 /// `git` (secrets: `true` or a range scans history), `config` and `baseline` (secrets),
 /// `policy` and `namespace` (policy; comma-separated), `db` (deps: OSV directory),
 /// `severity` (deps: only findings at or above `low`/`moderate`/`high`/`critical`),
+/// `files`, `min`, `diff-min`, `base` (coverage: reports, total and added-lines thresholds),
 /// `fail-on` (`error` (default), `warning`, `never`). Findings become annotations
 /// (`::error file=,line=::`); output `findings` is their count.
 struct Scan;
@@ -271,6 +272,64 @@ impl BuiltinAction for Scan {
                             ));
                         }
                         (report.failures(), report.warnings())
+                    }
+                    Err(e) => {
+                        call.output.error(&format!("hangar/scan: {e:#}"));
+                        return ActionResult::failed();
+                    }
+                }
+            }
+            "coverage" => {
+                let pct = |name: &str| -> Result<Option<f64>, String> {
+                    match call.input(name).trim() {
+                        "" => Ok(None),
+                        v => v
+                            .trim_end_matches('%')
+                            .parse::<f64>()
+                            .map(Some)
+                            .map_err(|_| format!("hangar/scan: `{name}: {v}` is not a percentage")),
+                    }
+                };
+                let (min, diff_min) = match (pct("min"), pct("diff-min")) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) | (_, Err(e)) => {
+                        call.output.error(&e);
+                        return ActionResult::failed();
+                    }
+                };
+                let files: Vec<std::path::PathBuf> = list("files")
+                    .iter()
+                    .map(|f| call.workspace.join(f))
+                    .collect();
+                let base = Some(call.input("base").trim().to_string()).filter(|b| !b.is_empty());
+                if diff_min.is_some() && base.is_none() {
+                    call.output.error("hangar/scan: `diff-min` needs `base` (the branch the change is compared with)");
+                    return ActionResult::failed();
+                }
+                match hangar_coverage::gate(&files, &call.workspace, min, diff_min, base.as_deref())
+                {
+                    Ok(gate) => {
+                        for line in gate.summary.lines() {
+                            call.output.line(line);
+                        }
+                        for a in &gate.annotations {
+                            call.output.line(a);
+                        }
+                        // The table is also the job's summary, as a workflow step writes it.
+                        if let Some(path) = call.env.get("GITHUB_STEP_SUMMARY")
+                            && !path.is_empty()
+                            && let Ok(mut f) = std::fs::OpenOptions::new()
+                                .append(true)
+                                .create(true)
+                                .open(path)
+                        {
+                            use std::io::Write;
+                            let _ = writeln!(f, "{}", gate.summary);
+                        }
+                        for f in &gate.failures {
+                            call.output.error(&format!("hangar/scan: {f}"));
+                        }
+                        (gate.failures.len(), gate.annotations.len())
                     }
                     Err(e) => {
                         call.output.error(&format!("hangar/scan: {e:#}"));
@@ -377,7 +436,7 @@ impl BuiltinAction for Scan {
             }
             other => {
                 call.output.error(&format!(
-                    "hangar/scan: `kind` must be `secrets`, `policy` or `deps`, got `{other}`"
+                    "hangar/scan: `kind` must be `secrets`, `policy`, `deps` or `coverage`, got `{other}`"
                 ));
                 return ActionResult::failed();
             }

@@ -179,3 +179,40 @@ jobs:
     );
     assert!(text.contains("history-findings=1"), "{text}");
 }
+
+#[test]
+fn scan_step_gates_on_coverage_with_a_summary_table() {
+    let (_tmp, ok, text) = run_in_repo(
+        "ci: coverage",
+        &[
+            (
+                "lcov.info",
+                "SF:src/a.rs\nDA:1,1\nDA:2,1\nDA:3,0\nDA:4,1\nend_of_record\n",
+            ),
+            (
+                ".github/workflows/cov.yml",
+                r#"on: push
+jobs:
+  enough:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: hangar/scan@v1
+        with: { kind: coverage, files: lcov.info, min: 70 }
+      - run: echo "enough passed"
+  too-low:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: hangar/scan@v1
+        with: { kind: coverage, files: lcov.info, min: "90%" }
+"#,
+            ),
+        ],
+    );
+    assert!(!ok, "the too-low job fails:\n{text}");
+    assert!(text.contains("| total | 4 | 3 | 75.00% |"), "{text}");
+    assert!(text.contains("enough passed"), "{text}");
+    assert!(
+        text.contains("total coverage 75.00% is below --min 90%"),
+        "{text}"
+    );
+}

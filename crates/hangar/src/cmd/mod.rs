@@ -7,6 +7,7 @@ pub mod follow;
 pub mod release;
 pub mod run;
 pub mod scan;
+pub mod scan_coverage;
 pub mod scan_deps;
 pub mod scan_policy;
 pub mod scan_secrets;

@@ -1,10 +1,10 @@
-//! `hangar scan secrets|policy|deps`.
+//! `hangar scan secrets|policy|deps|coverage`.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{scan_deps, scan_policy, scan_secrets};
+use super::{scan_coverage, scan_deps, scan_policy, scan_secrets};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +20,8 @@ enum Kind {
     Policy(scan_policy::Args),
     /// Match lock files against an offline OSV advisory database.
     Deps(scan_deps::Args),
+    /// Gate on test coverage: the total and the lines a change adds (lcov, Cobertura, JaCoCo, Go).
+    Coverage(scan_coverage::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -27,5 +29,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Kind::Secrets(args) => scan_secrets::run(args),
         Kind::Policy(args) => scan_policy::run(args),
         Kind::Deps(args) => scan_deps::run(args),
+        Kind::Coverage(args) => scan_coverage::run(args),
     }
 }
