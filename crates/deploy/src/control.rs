@@ -204,7 +204,7 @@ pub async fn start_controller(
         .append(true)
         .open(&log_path)?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["up", "--env", env, "--dir"])
+    cmd.args(["up", env, "--dir"])
         .arg(dir)
         .arg("--data")
         .arg(data);

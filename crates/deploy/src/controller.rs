@@ -139,7 +139,7 @@ impl Controller {
                 .unwrap_or(false)
         {
             bail!(
-                "environment `{env}` is already run by hangar process {pid}: use `hangar deploy`/`status` against it, or `hangar down --env {env}`"
+                "environment `{env}` is already run by hangar process {pid}: use `hangar deploy`/`status` against it, or `hangar down {env}`"
             );
         }
         let dead = state.controller_pid.filter(|p| *p != std::process::id());
@@ -169,8 +169,11 @@ impl Controller {
                 ));
                 Outcome::Aborted
             };
+            rec.event_times.resize(rec.events.len() - 1, 0);
+            rec.event_times.push(supervisor::now_unix_ms());
             rec.outcome = outcome;
             rec.finished = now_unix();
+            rec.finished_ms = Some(supervisor::now_unix_ms());
             files.append_history(&rec)?;
         }
         let (signal, _) = watch::channel(None);
@@ -729,6 +732,9 @@ impl Controller {
             outcome: Outcome::Succeeded,
             rollback_from: None,
             events: Vec::new(),
+            event_times: Vec::new(),
+            started_ms: Some(supervisor::now_unix_ms()),
+            finished_ms: None,
         }
     }
 
@@ -736,6 +742,7 @@ impl Controller {
         tracing::info!("{}: {msg}", self.env);
         let _ = self.events.send(msg.clone());
         rec.events.push(msg);
+        rec.event_times.push(supervisor::now_unix_ms());
         self.track(rec);
     }
 
@@ -759,6 +766,7 @@ impl Controller {
     ) -> anyhow::Result<DeploymentRecord> {
         rec.outcome = outcome;
         rec.finished = now_unix();
+        rec.finished_ms = Some(supervisor::now_unix_ms());
         self.set_rollout(&rec.service, None);
         self.files.append_history(&rec)?;
         {

@@ -230,6 +230,9 @@ mod tests {
             outcome,
             rollback_from: None,
             events: vec![],
+            event_times: vec![],
+            started_ms: None,
+            finished_ms: None,
         }
     }
 

@@ -56,6 +56,15 @@ pub struct DeploymentRecord {
     pub rollback_from: Option<String>,
     /// Every decision, with its numbers.
     pub events: Vec<String>,
+    /// When each event happened (unix milliseconds), one per event; empty in
+    /// records written before hangar kept them.
+    #[serde(default)]
+    pub event_times: Vec<u64>,
+    /// Start and end in unix milliseconds (`started`/`finished` are seconds).
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -64,6 +64,8 @@ pub struct Instance {
     state: Mutex<State>,
     healthy_tx: watch::Sender<bool>,
     started: Instant,
+    /// Whether a health check ever passed (a later exit 127 is then not a typo in `run:`).
+    ever_healthy: AtomicBool,
 }
 
 struct State {
@@ -99,6 +101,7 @@ impl Instance {
             }),
             healthy_tx,
             started: Instant::now(),
+            ever_healthy: AtomicBool::new(false),
         });
         let child = inst.spawn_child()?;
         tokio::spawn(inst.clone().keep(child));
@@ -147,6 +150,30 @@ impl Instance {
                 return;
             }
             let success = matches!(&status, Ok(s) if s.success());
+            // The shell's "command not found" (127) or "not executable" (126)
+            // on the first start: no restart can fix that, and waiting for the
+            // health deadline would only hide it.
+            let unrunnable = matches!(&status, Ok(s) if matches!(s.code(), Some(126 | 127)))
+                && self.set(|s| s.restarts) == 0
+                && !self.ever_healthy.load(Ordering::SeqCst);
+            if unrunnable {
+                let why = format!(
+                    "`{}` cannot run ({exit}: {})",
+                    self.spec.command,
+                    if status.as_ref().ok().and_then(|s| s.code()) == Some(127) {
+                        "command not found"
+                    } else {
+                        "not executable"
+                    }
+                );
+                self.set(|s| {
+                    s.last_exit = Some(why.clone());
+                    s.phase = Phase::Failed;
+                });
+                // Wakes whoever waits for health, so they fail now.
+                let _ = self.healthy_tx.send_replace(false);
+                return;
+            }
             let restart = match self.spec.restart {
                 RestartPolicy::Always => true,
                 RestartPolicy::OnFailure => !success,
@@ -243,6 +270,7 @@ impl Instance {
                         fail_run = 0;
                         if !healthy && ok_run >= h.healthy_threshold {
                             healthy = true;
+                            self.ever_healthy.store(true, Ordering::SeqCst);
                             let _ = self.healthy_tx.send_replace(true);
                         }
                         self.set(|s| {
@@ -300,6 +328,9 @@ impl Instance {
                 if *rx.borrow_and_update() {
                     return;
                 }
+                if self.set(|s| s.phase == Phase::Failed) {
+                    return; // it will not come up: say why now
+                }
                 if rx.changed().await.is_err() {
                     return;
                 }
@@ -310,6 +341,16 @@ impl Instance {
             return Ok(());
         }
         let st = self.status();
+        if st.phase == Phase::Failed {
+            return Err(format!(
+                "{}#{} ({}) failed before it became healthy: {}; last log lines:\n{}",
+                st.service,
+                st.index,
+                st.version,
+                st.last_exit.as_deref().unwrap_or("exited"),
+                tail(&self.spec.log_path, 10)
+            ));
+        }
         Err(format!(
             "{}#{} ({}) on port {} not healthy after {} s: last health check: {}; last exit: {}; last log lines:\n{}",
             st.service,
@@ -449,6 +490,14 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
         .nth(19)?
         .parse()
         .ok()
+}
+
+/// Unix time in milliseconds, for history's timings.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now_unix() -> u64 {

@@ -563,3 +563,29 @@ async fn deploy_without_service_deploys_only_what_changed() {
     assert_eq!(recs.len(), 1);
     ctl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_command_fails_at_once_not_at_the_health_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hangar.yml"),
+        "services:\n  api:\n    run: hangar-no-such-command-here --port $PORT\n    health: { path: /health, deadline: 60s }\nenvironments:\n  prod: {}\n",
+    )
+    .unwrap();
+    let ctl = Controller::open(dir.path(), &dir.path().join(".hangar"), "prod")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let err = ctl.start_all(false).await.unwrap_err();
+    let took = t0.elapsed();
+    let text = format!("{err:#}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {text}");
+    let history =
+        hangar_deploy::state::EnvFiles::new(&dir.path().join(".hangar"), "prod").history();
+    let report = history[0].events.join("\n");
+    assert!(
+        report.contains("command not found") && report.contains("hangar-no-such-command-here"),
+        "{report}"
+    );
+    ctl.shutdown().await;
+}

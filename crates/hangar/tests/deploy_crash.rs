@@ -361,3 +361,88 @@ fn deploy_ref_builds_that_commit_not_the_working_tree() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-ref"));
 }
+
+/// A history written as the controller writes it: two deployments.
+fn some_history(dir: &Path) {
+    let envs = dir.join(".hangar/envs/prod");
+    std::fs::create_dir_all(&envs).unwrap();
+    let rec = |id: u64, version: &str| {
+        serde_json::json!({
+            "id": id, "env": "prod", "service": "web", "version": version,
+            "previous": null, "strategy": "first", "commit": null, "commit_time": null,
+            "started": 1796370617, "finished": 1796370619, "outcome": "succeeded",
+            "events": ["web: deploying", "web: serving"],
+            "event_times": [1796370617123u64, 1796370618456u64],
+            "started_ms": 1796370617100u64, "finished_ms": 1796370619345u64
+        })
+        .to_string()
+    };
+    std::fs::write(
+        envs.join("history.jsonl"),
+        format!("{}\n{}\n", rec(1, "r1"), rec(2, "r2")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn history_verbose_shows_dates_and_milliseconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    some_history(tmp.path());
+    let out = hangar(tmp.path(), &["history", "prod", "-v"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("#1 2026-12-04 07:50:17.100 UTC"), "{text}");
+    assert!(text.contains("in 2.245 s"), "{text}");
+    assert!(text.contains("    07:50:18.456  web: serving"), "{text}");
+}
+
+#[test]
+fn history_into_a_closed_pipe_does_not_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    some_history(tmp.path());
+    // The reading end is closed before hangar writes: `hangar history -v | head -0`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(HANGAR)
+        .args(["history", "prod", "-v", "--dir"])
+        .arg(tmp.path())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn every_command_names_the_environment_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    some_history(tmp.path());
+    // Positional everywhere: `down ENV`, `dora ENV`, as `deploy ENV` and `history ENV`.
+    let out = hangar(tmp.path(), &["down", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hangar(tmp.path(), &["dora", "prod", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["env"], "prod");
+    // The flag earlier versions took still works.
+    let out = hangar(tmp.path(), &["dora", "--env", "prod", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -102,8 +102,41 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
                 Some(c) => {
                     let steps = &c.steps.value;
                     if steps.is_empty() || steps.iter().any(|s| *s == 0 || *s > 100) || steps.windows(2).any(|w| w[0] >= w[1]) {
-                        errors.push(err(&c.steps.referenced, "canary steps must be increasing percentages between 1 and 100".into(), Some("for example `[10, 50, 100]`".into())));
+                        errors.push(err(&c.steps.referenced, format!("environment `{env_name}`: canary steps must be increasing percentages between 1 and 100"), Some("for example `[10, 50, 100]`".into())));
+                    } else if steps.last() != Some(&100) {
+                        errors.push(err(&c.steps.referenced, format!("environment `{env_name}`: canary steps end at {}%, so the new version would never take all traffic", steps.last().copied().unwrap_or(0)), Some(format!("end the steps with 100: `{:?}`", steps.iter().copied().chain([100]).collect::<Vec<_>>()))));
                     }
+                }
+            }
+        }
+        // Two services behind one address: the second router could not listen.
+        let mut taken: HashMap<std::net::SocketAddr, &str> = HashMap::new();
+        for svc in p.services_in_order(Some(e)) {
+            let Some(addr) = p.listen_address(e, &svc) else {
+                continue;
+            };
+            let Ok(sock) = addr.parse::<std::net::SocketAddr>() else {
+                continue; // reported above
+            };
+            if sock.port() == 0 {
+                continue; // any free port
+            }
+            let Some(at) = e
+                .listen
+                .get(&svc)
+                .map(|a| a.referenced)
+                .or_else(|| p.services.get(&svc).map(|s| s.referenced))
+            else {
+                continue;
+            };
+            match taken.get(&sock) {
+                Some(other) => errors.push(err(
+                    &at,
+                    format!("environment `{env_name}`: services `{other}` and `{svc}` both listen on {sock}"),
+                    Some(format!("give `{svc}` its own address under `listen:` in environment `{env_name}`")),
+                )),
+                None => {
+                    taken.insert(sock, p.services.get_key_value(&svc).map(|(k, _)| k.as_str()).unwrap_or(""));
                 }
             }
         }

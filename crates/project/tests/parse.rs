@@ -97,3 +97,69 @@ fn broken_yaml_never_panics() {
         let _ = parse("hangar.yml", text);
     }
 }
+
+fn errors(text: &str) -> Vec<hangar_project::ProjectError> {
+    parse("hangar.yml", text).unwrap_err().0
+}
+
+#[test]
+fn every_mistake_at_once_with_the_service_named_and_types_explained() {
+    let text = "services:\n  api:\n    run: x\n    instances: two\n    helth: {path: /}\n  worker:\n    run: y\n    health: {path: /, tcp: maybe}\nenvironments:\n  prod:\n    strategy: canry\n";
+    let errs = errors(text);
+    let lines: Vec<u32> = errs.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [4, 5, 8, 11], "{errs:#?}");
+    assert_eq!(
+        errs[0].message,
+        "service `api`: `instances` must be a whole number, not `two`"
+    );
+    assert_eq!(errs[1].message, "service `api`: unknown key `helth`");
+    assert_eq!(errs[1].help.as_deref(), Some("did you mean `health`?"));
+    assert_eq!(
+        errs[2].message,
+        "service `worker`: `tcp` must be true or false, not `maybe`"
+    );
+    assert_eq!(
+        errs[3].message,
+        "environment `prod`: `canry` is not a valid `strategy`"
+    );
+    assert_eq!(errs[3].help.as_deref(), Some("did you mean `canary`?"));
+    for e in &errs {
+        let all = format!("{} {:?}", e.message, e.help);
+        assert!(
+            !all.contains("docs/"),
+            "no source-tree path in messages: {all}"
+        );
+        assert!(
+            !all.contains("line "),
+            "the position is not repeated: {all}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_run_is_named() {
+    let errs = errors("services:\n  api:\n    instances: 2\n");
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].message.contains("service `api`") && errs[0].message.contains("`run`"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn two_services_on_one_address_and_canary_steps_short_of_100() {
+    let text = "services:\n  api: { run: a, listen: 127.0.0.1:8080 }\n  web: { run: b }\nenvironments:\n  prod:\n    listen: { web: 127.0.0.1:8080 }\n    strategy: canary\n    canary: { steps: [10, 50] }\n  dev:\n    listen: { web: 127.0.0.1:8081 }\n";
+    let errs = errors(text);
+    let text_of = |e: &hangar_project::ProjectError| e.message.clone();
+    let msgs: Vec<String> = errs.iter().map(text_of).collect();
+    assert_eq!(errs.len(), 2, "{msgs:#?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`api` and `web` both listen on 127.0.0.1:8080")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("canary steps end at 50%")),
+        "{msgs:#?}"
+    );
+}

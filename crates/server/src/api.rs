@@ -106,6 +106,9 @@ fn dora_metrics(app: &App) -> String {
                 },
                 rollback_from: None,
                 events: Vec::new(),
+                event_times: Vec::new(),
+                started_ms: None,
+                finished_ms: None,
             });
     }
     for (env, records) in by_env {

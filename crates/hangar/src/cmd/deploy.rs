@@ -15,6 +15,15 @@ use hangar_deploy::controller::DeployRequest;
 use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
 use hangar_deploy::{Controller, dora};
 
+/// `println!` that returns the error instead of panicking when stdout is
+/// closed early (`hangar history -v | head`); [`run`] treats that as done.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)?;
+    }};
+}
+
 #[derive(Args, Clone)]
 pub struct Where {
     /// Project directory (holding hangar.yml).
@@ -116,8 +125,12 @@ impl Where {
 pub enum Command {
     /// Start an environment's services in dependency order and run its controller in the foreground (Ctrl-C stops all).
     Up {
-        #[arg(long, default_value = "local")]
-        env: String,
+        /// The environment [default: local].
+        #[arg(value_name = "ENV")]
+        env: Option<String>,
+        /// The environment, as earlier versions named it.
+        #[arg(long = "env", value_name = "ENV", hide = true, conflicts_with = "env")]
+        env_flag: Option<String>,
         /// Do not run the services' build commands.
         #[arg(long)]
         no_build: bool,
@@ -132,8 +145,12 @@ pub enum Command {
     },
     /// Stop an environment's controller and all its instances.
     Down {
-        #[arg(long, default_value = "local")]
-        env: String,
+        /// The environment [default: local].
+        #[arg(value_name = "ENV")]
+        env: Option<String>,
+        /// The environment, as earlier versions named it.
+        #[arg(long = "env", value_name = "ENV", hide = true, conflicts_with = "env")]
+        env_flag: Option<String>,
         #[command(flatten)]
         at: Where,
     },
@@ -193,8 +210,12 @@ pub enum Command {
     },
     /// DORA metrics: deployment frequency, lead time, change failure rate, recovery time.
     Dora {
-        #[arg(long, default_value = "prod")]
-        env: String,
+        /// The environment [default: prod].
+        #[arg(value_name = "ENV")]
+        env: Option<String>,
+        /// The environment, as earlier versions named it.
+        #[arg(long = "env", value_name = "ENV", hide = true, conflicts_with = "env")]
+        env_flag: Option<String>,
         /// Window, e.g. 30d, 12h.
         #[arg(long, default_value = "30d")]
         since: String,
@@ -208,13 +229,25 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(dispatch(command))
+    match rt.block_on(dispatch(command)) {
+        // The reader went away (`| head`): what it wanted was written.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up {
             env,
+            env_flag,
             no_build,
             git_ref,
             artifact,
@@ -236,9 +269,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 commit,
                 no_build,
             };
+            let env = env.or(env_flag).unwrap_or_else(|| "local".into());
             up(&env, &first, &at).await
         }
-        Command::Down { env, at } => {
+        Command::Down { env, env_flag, at } => {
+            let env = env.or(env_flag).unwrap_or_else(|| "local".into());
             let files = at.files(&env);
             if !controller_running(&files).await {
                 // A controller that died (kill -9, OOM) leaves its instances
@@ -254,7 +289,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let v = control::call(&files.socket(), &Request::Down, |e| eprintln!("{e}")).await?;
-            print_value(&at, &v, |_| format!("environment `{env}` stopped"));
+            print_value(&at, &v, |_| format!("environment `{env}` stopped"))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploy {
@@ -278,7 +313,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
                 print_value(&at, &v, |_| {
                     recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
-                });
+                })?;
                 return Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
                     ExitCode::SUCCESS
                 } else {
@@ -329,7 +364,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 } else {
                     recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
                 }
-            });
+            })?;
             Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
                 ExitCode::SUCCESS
             } else {
@@ -359,7 +394,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
             print_value(&at, &v, |_| {
                 recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
-            });
+            })?;
             Ok(if recs.iter().all(|r| r.outcome == Outcome::Rollback) {
                 ExitCode::SUCCESS
             } else {
@@ -370,22 +405,33 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::History { env, verbose, at } => {
             let history = at.files(&env).history();
             if at.json {
-                println!("{}", serde_json::to_string_pretty(&history)?);
+                outln!("{}", serde_json::to_string_pretty(&history)?);
             } else if history.is_empty() {
-                println!("no deployments in `{env}` yet");
+                outln!("no deployments in `{env}` yet");
             } else {
                 for r in &history {
-                    println!("{}", summary_line(r));
                     if verbose {
-                        for e in &r.events {
-                            println!("    {e}");
+                        outln!("{}", summary_head(r));
+                        for (i, e) in r.events.iter().enumerate() {
+                            match r.event_times.get(i).filter(|t| **t > 0) {
+                                Some(t) => outln!("    {}  {e}", clock_ms(*t)),
+                                None => outln!("    {e}"),
+                            }
                         }
+                    } else {
+                        outln!("{}", summary_line(r));
                     }
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dora { env, since, at } => {
+        Command::Dora {
+            env,
+            env_flag,
+            since,
+            at,
+        } => {
+            let env = env.or(env_flag).unwrap_or_else(|| "prod".into());
             let window = hangar_project::parse_duration(&since)
                 .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
             let d = dora::compute(
@@ -395,28 +441,28 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 window.as_secs(),
             );
             if at.json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                outln!("{}", serde_json::to_string_pretty(&d)?);
             } else {
                 let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| {
                     v.map(f).unwrap_or_else(|| "n/a".into())
                 };
-                println!(
+                outln!(
                     "DORA metrics for `{env}` over the last {since} ({} deployments)",
                     d.deployments
                 );
-                println!(
+                outln!(
                     "  deployment frequency      {:.2} per day",
                     d.deployment_frequency_per_day
                 );
-                println!(
+                outln!(
                     "  lead time for changes     {}",
                     opt(d.lead_time_seconds_median, &|s| human(s))
                 );
-                println!(
+                outln!(
                     "  change failure rate       {}",
                     opt(d.change_failure_rate, &|r| format!("{:.1}%", r * 100.0))
                 );
-                println!(
+                outln!(
                     "  failed deployment recovery {}",
                     opt(d.recovery_time_seconds_median, &|s| human(s))
                 );
@@ -530,7 +576,7 @@ async fn start_background(
 async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode> {
     if let Some(server) = &at.server {
         let v = at.remote(server, env, &req).await?;
-        print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string());
+        print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
     let files = at.files(env);
@@ -545,7 +591,7 @@ async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode>
         );
     }
     let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
-    print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string());
+    print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -574,31 +620,31 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
         }
     }
     if at.json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("no environment has been started here (hangar up / hangar deploy ENV)");
+        outln!("no environment has been started here (hangar up / hangar deploy ENV)");
     }
     for s in all {
         let env = s["env"].as_str().unwrap_or_default();
         if s.get("running") == Some(&serde_json::json!(false)) {
-            println!("{env}: not running; stable releases: {}", s["stable"]);
+            outln!("{env}: not running; stable releases: {}", s["stable"]);
             continue;
         }
-        println!("{env} (controller pid {})", s["controller_pid"]);
+        outln!("{env} (controller pid {})", s["controller_pid"]);
         for svc in s["services"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "  {} on http://{}  stable {}",
                 svc["service"].as_str().unwrap_or_default(),
                 svc["listen"].as_str().unwrap_or_default(),
                 svc["stable"].as_str().unwrap_or("-")
             );
             if let Some(r) = svc["rollout"].as_str() {
-                println!("    rollout: {r}");
+                outln!("    rollout: {r}");
             }
             for w in svc["weights"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "    weight {} = {}",
                     w[0].as_str().unwrap_or_default(),
                     w[1]
@@ -606,7 +652,7 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
             }
             for t in svc["traffic"].as_array().into_iter().flatten() {
                 let m = &t[1];
-                println!(
+                outln!(
                     "    traffic {}: {} requests, {} errors ({:.2}%), p95 {:.1} ms",
                     t[0].as_str().unwrap_or_default(),
                     m["requests"],
@@ -616,7 +662,7 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
                 );
             }
             for i in svc["instances"].as_array().into_iter().flatten() {
-                println!(
+                outln!(
                     "    #{} {} pid {} port {} {} restarts {}  {}",
                     i["index"],
                     i["version"].as_str().unwrap_or_default(),
@@ -648,6 +694,48 @@ fn resolve_commit(dir: &Path, r: &str) -> anyhow::Result<(String, u64)> {
     Ok((sha.to_string(), t.parse()?))
 }
 
+/// `2026-12-04 07:17:44.123` (UTC) from unix milliseconds.
+fn date_ms(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `07:17:44.123` (UTC) from unix milliseconds.
+fn clock_ms(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|d| d.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A deployment's first line in `history -v`: when it started (UTC, to the
+/// millisecond) and how long it took.
+fn summary_head(r: &DeploymentRecord) -> String {
+    let outcome = serde_json::to_value(r.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let started = r.started_ms.unwrap_or(r.started * 1000);
+    let took = match (r.started_ms, r.finished_ms) {
+        (Some(a), Some(b)) => format!("{:.3} s", b.saturating_sub(a) as f64 / 1000.0),
+        _ => format!("{} s", r.finished.saturating_sub(r.started)),
+    };
+    format!(
+        "#{} {} UTC  {} {} -> {} ({}) {} in {took}{}",
+        r.id,
+        date_ms(started),
+        r.service,
+        r.previous.as_deref().unwrap_or("-"),
+        r.version,
+        r.strategy,
+        outcome,
+        r.commit
+            .as_ref()
+            .map(|c| format!(" commit {}", &c[..c.len().min(7)]))
+            .unwrap_or_default(),
+    )
+}
+
 fn summary_line(r: &DeploymentRecord) -> String {
     let outcome = serde_json::to_value(r.outcome)
         .ok()
@@ -673,12 +761,17 @@ fn summary_line(r: &DeploymentRecord) -> String {
     )
 }
 
-fn print_value(at: &Where, v: &serde_json::Value, text: impl FnOnce(&serde_json::Value) -> String) {
+fn print_value(
+    at: &Where,
+    v: &serde_json::Value,
+    text: impl FnOnce(&serde_json::Value) -> String,
+) -> std::io::Result<()> {
     if at.json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
-        println!("{}", text(v));
+        outln!("{}", text(v));
     }
+    Ok(())
 }
 
 fn human(secs: f64) -> String {
