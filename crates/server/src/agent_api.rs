@@ -132,18 +132,11 @@ fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<As
         .ok_or_else(|| anyhow::anyhow!("run {} vanished", job.run_id))?;
     let ctx = app.store.run_context(run.id)?;
     let payload = app.store.run_payload(run.id)?;
-    let mut needs = serde_json::Map::new();
-    for d in app
-        .store
-        .jobs_of_run(run.id)?
-        .into_iter()
-        .filter(|d| job.needs.contains(&d.key))
-    {
-        needs.insert(
-            d.key.clone(),
-            json!({"result": d.conclusion, "outputs": d.outputs}),
-        );
-    }
+    // The needed jobs as the scheduler saw them: a matrix job's result is its
+    // legs' aggregate (not whichever leg was read last), its outputs merged.
+    let all = app.store.jobs_of_run(run.id)?;
+    let deps: Vec<&Job> = all.iter().filter(|d| job.needs.contains(&d.key)).collect();
+    let needs = crate::app::needs_context(&deps, &crate::app::status_host_of(&deps));
     let s = |k: &str| ctx.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let services_env = results_env(app, &run, job, &payload, &s("repository"), host);
     Ok(Assignment {
@@ -167,7 +160,7 @@ fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<As
         repository: s("repository"),
         secrets: app.store.secrets_for_repo(run.repo_id)?,
         vars: app.store.variables_for_repo(run.repo_id)?,
-        needs: Value::Object(needs),
+        needs,
         inputs: ctx.get("inputs").cloned().unwrap_or(json!({})),
         services_env,
     })

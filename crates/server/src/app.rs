@@ -1055,7 +1055,7 @@ fn conclusion_of(c: Option<&str>) -> hangar_engine::report::Conclusion {
 }
 
 /// Status functions over the jobs `deps` (matrix legs grouped by key).
-fn status_host_of(deps: &[&Job]) -> hangar_engine::schedule::StatusHost {
+pub(crate) fn status_host_of(deps: &[&Job]) -> hangar_engine::schedule::StatusHost {
     use hangar_engine::schedule::State;
     let mut needs = BTreeMap::new();
     for d in deps {
@@ -1073,7 +1073,7 @@ fn status_host_of(deps: &[&Job]) -> hangar_engine::schedule::StatusHost {
 
 /// The `needs` context: each needed job's result (its legs' aggregate, as the
 /// scheduler sees it) and outputs (every leg's, merged).
-fn needs_context(deps: &[&Job], host: &hangar_engine::schedule::StatusHost) -> Value {
+pub(crate) fn needs_context(deps: &[&Job], host: &hangar_engine::schedule::StatusHost) -> Value {
     let mut needs = serde_json::Map::new();
     for d in deps {
         let entry = needs.entry(d.key.clone()).or_insert_with(|| {

@@ -1010,3 +1010,28 @@ async fn a_rerun_is_a_new_attempt_that_asks_reviewers_again() {
     let all = s.get("/api/v1/approvals?pending=false").await;
     assert_eq!(all.as_array().unwrap().len(), 2, "{all:#}");
 }
+
+/// A job after a matrix sees the matrix's result as the scheduler decided it:
+/// one failed leg fails the job, whichever leg finished last.
+#[tokio::test]
+async fn needs_result_of_a_matrix_is_its_legs_aggregate() {
+    let wf = "on: push\njobs:\n  m:\n    strategy:\n      fail-fast: false\n      matrix:\n        code: [1, 0]\n    runs-on: ubuntu-latest\n    steps: [{run: 'exit ${{ matrix.code }}'}]\n  after:\n    needs: m\n    if: always()\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo m=${{ needs.m.result }}'}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "failure", "{run:#}");
+    let after = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == "after")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{after}/logs/raw")).await;
+    assert!(log.contains("m=failure"), "{log}");
+}
