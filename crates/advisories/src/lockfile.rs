@@ -30,6 +30,10 @@ pub const LOCK_FILES: &[&str] = &[
     "requirements-*.txt",
     "requirements/*.txt",
     "poetry.lock",
+    "uv.lock",
+    "Pipfile.lock",
+    "yarn.lock",
+    "pnpm-lock.yaml",
     "go.sum",
 ];
 
@@ -41,7 +45,15 @@ pub fn is_lock_file(path: &Path) -> bool {
         .unwrap_or_default();
     matches!(
         name,
-        "Cargo.lock" | "package-lock.json" | "npm-shrinkwrap.json" | "poetry.lock" | "go.sum"
+        "Cargo.lock"
+            | "package-lock.json"
+            | "npm-shrinkwrap.json"
+            | "poetry.lock"
+            | "uv.lock"
+            | "Pipfile.lock"
+            | "yarn.lock"
+            | "pnpm-lock.yaml"
+            | "go.sum"
     ) || is_requirements(path)
 }
 
@@ -67,7 +79,10 @@ pub fn read(path: &Path) -> Result<Vec<Package>> {
         .unwrap_or_default();
     match name {
         "Cargo.lock" => Ok(toml_packages(&text, path, Ecosystem::CratesIo)),
-        "poetry.lock" => Ok(toml_packages(&text, path, Ecosystem::PyPI)),
+        "poetry.lock" | "uv.lock" => Ok(toml_packages(&text, path, Ecosystem::PyPI)),
+        "Pipfile.lock" => pipfile_lock(&text, path),
+        "yarn.lock" => Ok(yarn_lock(&text, path)),
+        "pnpm-lock.yaml" => Ok(pnpm_lock(&text, path)),
         "package-lock.json" | "npm-shrinkwrap.json" => package_lock(&text, path),
         "go.sum" => Ok(go_sum(&text, path)),
         _ if is_requirements(path) => Ok(requirements(&text, path)),
@@ -106,6 +121,14 @@ fn toml_packages(text: &str, file: &Path, eco: Ecosystem) -> Vec<Package> {
                 .as_deref()
                 .is_some_and(|s| s.starts_with("registry+"))
         {
+            return;
+        }
+        // uv.lock: the project itself and local paths are not PyPI releases.
+        if source.as_deref().is_some_and(|s| {
+            ["editable", "virtual", "directory", "path ="]
+                .iter()
+                .any(|k| s.contains(k))
+        }) {
             return;
         }
         out.push(Package {
@@ -290,6 +313,141 @@ fn go_sum(text: &str, file: &Path) -> Vec<Package> {
             out.push(Package {
                 ecosystem: Ecosystem::Go,
                 name: module.to_string(),
+                version: Some(version.to_string()),
+                file: file.to_path_buf(),
+                line: i + 1,
+            });
+        }
+    }
+    out
+}
+
+/// Pipfile.lock: `default` and `develop` maps of `name: {"version": "==x"}`.
+fn pipfile_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}:{}: invalid JSON: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let finder = LineFinder::new(text);
+    let mut cursor = 0;
+    let mut out = Vec::new();
+    for section in ["default", "develop"] {
+        let Some(deps) = doc.get(section).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, meta) in deps {
+            let version = meta
+                .get("version")
+                .and_then(Value::as_str)
+                .and_then(|v| v.strip_prefix("=="))
+                .map(str::to_string);
+            out.push(Package {
+                ecosystem: Ecosystem::PyPI,
+                name: name.clone(),
+                version,
+                file: file.to_path_buf(),
+                line: finder.find_from(&format!("\"{name}\": {{"), &mut cursor),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The package name of a yarn/pnpm spec: `lodash@^4`, `@babel/core@npm:^7`.
+fn npm_spec_name(spec: &str) -> &str {
+    let spec = spec.trim().trim_matches('"').trim_matches('\'');
+    match spec[1.min(spec.len())..].find('@') {
+        Some(at) => &spec[..at + 1],
+        None => spec,
+    }
+}
+
+/// yarn.lock, classic (v1: `version "x"`) and berry (`version: x`): one
+/// entry per resolved version, headed by its specs at column 0. Workspace,
+/// link, portal and file entries are not registry packages.
+fn yarn_lock(text: &str, file: &Path) -> Vec<Package> {
+    let mut out = Vec::new();
+    let mut head: Option<(String, usize)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        if raw.starts_with('#') || raw.trim().is_empty() {
+            continue;
+        }
+        if !raw.starts_with(' ') {
+            head = None;
+            let Some(specs) = raw.trim_end().strip_suffix(':') else {
+                continue;
+            };
+            if specs.starts_with("__metadata") {
+                continue;
+            }
+            let first = specs.split(", ").next().unwrap_or(specs);
+            if ["@workspace:", "@link:", "@portal:", "@file:", "@patch:"]
+                .iter()
+                .any(|k| first.contains(k))
+            {
+                continue;
+            }
+            head = Some((npm_spec_name(first).to_string(), i + 1));
+            continue;
+        }
+        let line = raw.trim();
+        let version = line
+            .strip_prefix("version ")
+            .or_else(|| line.strip_prefix("version: "))
+            .map(|v| v.trim().trim_matches('"').to_string());
+        if let (Some(version), Some((name, at))) = (version, head.take()) {
+            out.push(Package {
+                ecosystem: Ecosystem::Npm,
+                name,
+                version: Some(version),
+                file: file.to_path_buf(),
+                line: at,
+            });
+        }
+    }
+    out
+}
+
+/// pnpm-lock.yaml: the keys of `packages:` — `/name/1.0.0` (v5),
+/// `/name@1.0.0` (v6), `name@1.0.0` (v9); peer suffixes `(react@18.2.0)`
+/// dropped.
+fn pnpm_lock(text: &str, file: &Path) -> Vec<Package> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut in_packages = false;
+    for (i, raw) in text.lines().enumerate() {
+        if !raw.starts_with(' ') && !raw.trim().is_empty() {
+            in_packages = raw.trim_end() == "packages:";
+            continue;
+        }
+        if !in_packages || !raw.starts_with("  ") || raw.starts_with("   ") {
+            continue;
+        }
+        let Some(key) = raw.trim().strip_suffix(':') else {
+            continue;
+        };
+        let key = key.trim_matches('\'').trim_matches('"');
+        let key = key.split('(').next().unwrap_or(key);
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let (name, version) = match key[1.min(key.len())..].find('@') {
+            Some(at) => (&key[..at + 1], &key[at + 2..]),
+            // v5: name/version, the version after the last slash.
+            None => match key.rsplit_once('/') {
+                Some((n, v)) => (n, v),
+                None => continue,
+            },
+        };
+        if version.is_empty() || version.contains(':') {
+            continue;
+        }
+        if seen.insert((name.to_string(), version.to_string())) {
+            out.push(Package {
+                ecosystem: Ecosystem::Npm,
+                name: name.to_string(),
                 version: Some(version.to_string()),
                 file: file.to_path_buf(),
                 line: i + 1,

@@ -447,3 +447,62 @@ fn lock_file_discovery_go_mod_selection_and_nested_npm_copies() {
         ]
     );
 }
+
+#[test]
+fn yarn_pnpm_pipfile_and_uv_lock_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = fixture_db(tmp.path());
+    let proj = tmp.path().join("proj");
+    let w = |p: &str, t: &str| {
+        let f = proj.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, t).unwrap();
+    };
+    w(
+        "classic/yarn.lock",
+        "# yarn lockfile v1\n\n\n\"@babel/code-frame@^7.0.0\", \"@babel/code-frame@^7.10.4\":\n  version \"7.12.13\"\n\nlodash@^4.17.15:\n  version \"4.17.20\"\n  resolved \"https://registry.yarnpkg.com/lodash/-/lodash-4.17.20.tgz\"\n",
+    );
+    w(
+        "berry/yarn.lock",
+        "__metadata:\n  version: 6\n\n\"app@workspace:.\":\n  version: 0.0.0-use.local\n\n\"minimist@npm:^1.2.0\":\n  version: 1.2.5\n  resolution: \"minimist@npm:1.2.5\"\n",
+    );
+    w(
+        "pnpm/pnpm-lock.yaml",
+        "lockfileVersion: '9.0'\n\nimporters:\n  .:\n    dependencies:\n      lodash:\n        specifier: ^4\n        version: 4.17.19\n\npackages:\n\n  lodash@4.17.19:\n    resolution: {integrity: sha512-x}\n\n  '@types/node@20.1.0':\n    resolution: {integrity: sha512-y}\n\nsnapshots:\n\n  lodash@4.17.19: {}\n",
+    );
+    w(
+        "pipenv/Pipfile.lock",
+        "{\n  \"_meta\": {},\n  \"default\": {\n    \"django\": {\n      \"version\": \"==4.0.3\"\n    }\n  },\n  \"develop\": {}\n}\n",
+    );
+    w(
+        "uv/uv.lock",
+        "version = 1\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\nsource = { editable = \".\" }\n\n[[package]]\nname = \"django\"\nversion = \"4.0.4\"\nsource = { registry = \"https://pypi.org/simple\" }\n",
+    );
+    let report = scan(&opts(&proj, &db)).unwrap();
+    let mut got: Vec<(String, String, String, usize)> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| {
+            (
+                v.file.strip_prefix(&proj).unwrap().display().to_string(),
+                v.package.clone(),
+                v.version.clone(),
+                v.line,
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String, String, usize)> = [
+        ("berry/yarn.lock", "minimist", "1.2.5", 7),
+        ("classic/yarn.lock", "lodash", "4.17.20", 7),
+        ("pipenv/Pipfile.lock", "django", "4.0.3", 4),
+        ("pnpm/pnpm-lock.yaml", "lodash", "4.17.19", 12),
+        ("uv/uv.lock", "django", "4.0.4", 9),
+    ]
+    .iter()
+    .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), *d))
+    .collect();
+    assert_eq!(got, want);
+    // Every registry package was read (the local app entries were not).
+    assert_eq!(report.packages, 7);
+}
