@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::reporter::Reporter;
 
@@ -44,6 +44,8 @@ impl Workspaces {
                 .with_context(|| format!("creating {}", ws.display()))?;
             return Ok(());
         }
+        // The server sends full commit ids; anything else is refused before git sees it.
+        hangar_git::commit_id("the job's commit", sha)?;
         let mirror = self.mirror_with(clone_url, sha, reporter).await?;
         // The files `git clone --shared --no-checkout` would write, written directly:
         // the clone costs ~20 ms of process start-up and ref copying per job, which
@@ -67,7 +69,7 @@ impl Workspaces {
             format!("{}\n", objects.display()),
         )
         .await?;
-        git(ws, &["checkout", "-q", "--detach", sha]).await?;
+        git(ws, &["checkout", "-q", "--detach"], &[sha]).await?;
         Ok(())
     }
 
@@ -107,32 +109,27 @@ impl Workspaces {
         }
         if !dir.exists() {
             tokio::fs::create_dir_all(&dir).await?;
-            git(&dir, &["init", "-q", "--bare"]).await?;
+            git(&dir, &["init", "-q", "--bare"], &[]).await?;
         }
-        if git(&dir, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
+        if git(&dir, &["cat-file", "-e"], &[&format!("{sha}^{{commit}}")])
             .await
             .is_err()
         {
             // Fetch exactly the commit (protocol v2 serves any reachable object).
-            if let Err(e) = git(&dir, &["fetch", "-q", "--no-tags", clone_url, sha]).await {
+            if let Err(e) = git(&dir, &["fetch", "-q", "--no-tags"], &[clone_url, sha]).await {
                 reporter.line(&format!(
                     "fetching {sha} by id failed ({e:#}); fetching all branches"
                 ));
                 git(
                     &dir,
-                    &[
-                        "fetch",
-                        "-q",
-                        "--no-tags",
-                        clone_url,
-                        "+refs/heads/*:refs/heads/*",
-                    ],
+                    &["fetch", "-q", "--no-tags"],
+                    &[clone_url, "+refs/heads/*:refs/heads/*"],
                 )
                 .await?;
             }
         }
         // Keep the commit reachable so `git gc` in the mirror never drops it.
-        let _ = git(&dir, &["update-ref", &format!("refs/hangar/{sha}"), sha]).await;
+        let _ = git(&dir, &["update-ref"], &[&format!("refs/hangar/{sha}"), sha]).await;
         self.fetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -141,21 +138,11 @@ impl Workspaces {
     }
 }
 
-async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = tokio::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .kill_on_drop(true)
-        .output()
+/// `git OPTIONS --end-of-options VALUES` in `dir` (see `hangar_git`).
+async fn git(dir: &Path, options: &[&str], values: &[&str]) -> anyhow::Result<()> {
+    hangar_git::Git::new(dir)
+        .args(options)
+        .values(values)
+        .run_async()
         .await
-        .context("running git (is it installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }

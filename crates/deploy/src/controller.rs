@@ -1546,9 +1546,10 @@ fn export_commit(repo: &Path, sha: &str, dest: &Path) -> anyhow::Result<()> {
     let tmp = dest.with_extension("partial");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let mut git = Command::new("git")
-        .args(["archive", "--format=tar", sha])
-        .current_dir(repo)
+    let mut git = hangar_git::Git::new(repo)
+        .args(&["archive", "--format=tar"])
+        .value(sha)
+        .into_command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1640,15 +1641,10 @@ fn project_digest(dir: &Path, data: &Path) -> Option<String> {
 }
 
 fn git_head(dir: &Path) -> Option<(String, u64)> {
-    let out = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%H %ct"])
-        .current_dir(dir)
+    let text = hangar_git::Git::new(dir)
+        .args(&["log", "-1", "--format=%H %ct"])
         .output()
         .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
     let (sha, time) = text.trim().split_once(' ')?;
     Some((sha.to_string(), time.parse().ok()?))
 }

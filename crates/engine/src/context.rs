@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
@@ -204,14 +203,12 @@ pub struct GitInfo {
 impl GitInfo {
     pub fn read(dir: &Path) -> GitInfo {
         let git = |args: &[&str]| -> Option<String> {
-            let out = Command::new("git")
+            // Only literal options here: HEAD is read, no user value reaches git.
+            hangar_git::Git::new(dir)
                 .args(args)
-                .current_dir(dir)
                 .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+                .ok()
+                .map(|s| s.trim_end().to_string())
         };
         // One call for everything about HEAD keeps `hangar run` start-up fast.
         let head =

@@ -2,24 +2,16 @@
 //! clones, credentials) and costs no build time.
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
+/// `git OPTIONS --end-of-options VALUES` in `dir`: refs, ranges, tag names and
+/// paths go in `values`, so none can be read as an option (see `hangar_git`).
+pub fn git(dir: &Path, options: &[&str], values: &[&str]) -> anyhow::Result<String> {
+    hangar_git::Git::new(dir)
+        .args(options)
+        .values(values)
         .output()
-        .context("cannot run git: is it installed?")?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// One commit of the range.
@@ -49,9 +41,11 @@ pub fn log_revs(dir: &Path, revs: &[&str], with_files: bool) -> anyhow::Result<V
     if with_files {
         args.push("--name-only");
     }
-    args.extend(revs);
-    args.push("--");
-    let text = git(dir, &args)?;
+    let text = hangar_git::Git::new(dir)
+        .args(&args)
+        .values(revs)
+        .arg("--")
+        .output()?;
     let mut out = Vec::new();
     for rec in text.split('\u{1e}').filter(|r| !r.trim().is_empty()) {
         let f: Vec<&str> = rec.splitn(6, '\u{1f}').collect();
@@ -82,16 +76,7 @@ pub fn log_revs(dir: &Path, revs: &[&str], with_files: bool) -> anyhow::Result<V
 /// The commit id `rev` names, checked to be a commit (`release.since`).
 pub fn resolve_commit(dir: &Path, rev: &str) -> anyhow::Result<String> {
     let spec = format!("{rev}^{{commit}}");
-    let out = git(
-        dir,
-        &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            "--end-of-options",
-            &spec,
-        ],
-    )
+    let out = git(dir, &["rev-parse", "--verify", "--quiet"], &[&spec])
     .map_err(|_| {
         anyhow::anyhow!("release.since: `{rev}` is not a commit, tag or branch of this repository")
     })?;
@@ -103,14 +88,14 @@ pub fn resolve_commit(dir: &Path, rev: &str) -> anyhow::Result<String> {
 }
 
 pub fn is_shallow(dir: &Path) -> bool {
-    git(dir, &["rev-parse", "--is-shallow-repository"])
+    git(dir, &["rev-parse", "--is-shallow-repository"], &[])
         .map(|s| s.trim() == "true")
         .unwrap_or(false)
 }
 
 /// The web URL of `origin`, for commit links (GitHub/GitLab/Gitea style).
 pub fn remote_url(dir: &Path) -> Option<String> {
-    let url = git(dir, &["remote", "get-url", "origin"]).ok()?;
+    let url = git(dir, &["remote", "get-url", "origin"], &[]).ok()?;
     let url = url.trim().trim_end_matches(".git");
     if let Some(rest) = url.strip_prefix("git@") {
         let (host, path) = rest.split_once(':')?;

@@ -66,7 +66,7 @@ struct Unit {
 /// Plans and (unless `dry_run`) performs the release.
 pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
     let config = Config::load(&opts.dir)?;
-    git::git(&opts.dir, &["rev-parse", "--git-dir"])
+    git::git(&opts.dir, &["rev-parse", "--git-dir"], &[])
         .map_err(|_| anyhow::anyhow!("{} is not a git repository", opts.dir.display()))?;
     let units: Vec<Unit> = if config.packages.is_empty() {
         vec![Unit {
@@ -103,7 +103,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
         .repository_url
         .clone()
         .or_else(|| git::remote_url(&opts.dir));
-    let tags: Vec<String> = git::git(&opts.dir, &["tag", "--merged", "HEAD"])?
+    let tags: Vec<String> = git::git(&opts.dir, &["tag", "--merged", "HEAD"], &[])?
         .lines()
         .map(String::from)
         .collect();
@@ -144,30 +144,26 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
     }
     let tags_made: Vec<&Outcome> = outcomes.iter().filter(|o| o.released).collect();
     if !opts.no_commit {
-        let mut add = vec!["add".to_string(), "--".to_string()];
-        add.extend(touched.iter().map(|p| p.display().to_string()));
-        git::git(
-            &opts.dir,
-            &add.iter().map(String::as_str).collect::<Vec<_>>(),
-        )?;
+        let paths: Vec<String> = touched.iter().map(|p| p.display().to_string()).collect();
+        hangar_git::Git::new(&opts.dir)
+            .arg("add")
+            .values(&paths)
+            .output()?;
         let names: Vec<String> = tags_made.iter().filter_map(|o| o.tag.clone()).collect();
-        git::git(
-            &opts.dir,
-            &[
-                "commit",
-                "-m",
-                &format!("chore(release): {}", names.join(", ")),
-            ],
-        )?;
+        hangar_git::Git::new(&opts.dir)
+            .arg("commit")
+            .opt("-m", format!("chore(release): {}", names.join(", ")))
+            .output()?;
     }
     if !opts.no_tag {
         for o in &tags_made {
             let tag = o.tag.clone().unwrap_or_default();
             // `-a` makes an annotated tag; git signs it by itself when `tag.gpgSign` is set.
-            git::git(
-                &opts.dir,
-                &["tag", "-a", &tag, "-m", &format!("{tag}\n\n{}", o.notes)],
-            )?;
+            hangar_git::Git::new(&opts.dir)
+                .args(&["tag", "-a"])
+                .opt("-m", format!("{tag}\n\n{}", o.notes))
+                .value(&tag)
+                .output()?;
         }
     }
     Ok(outcomes)

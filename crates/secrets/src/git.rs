@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, mpsc};
 
 use crate::detect::{Commit, Finding, Fragment, Scratch};
@@ -41,19 +41,21 @@ pub fn scan_history(
     ]
     .map(String::from)
     .to_vec();
-    match range {
+    let range = match range {
         Some(r) if !r.trim().is_empty() => {
             if r.starts_with('-') {
                 return Err(ScanError::Input(format!(
                     "`{r}` is not a commit range (it starts with `-`)"
                 )));
             }
-            args.push(r.to_string());
+            Some(r)
         }
-        _ => args.push("--all".into()),
-    }
-    args.push("--".into());
-    run_patch_stream(repo, &args, rules, threads, true)
+        _ => {
+            args.push("--all".into());
+            None
+        }
+    };
+    run_patch_stream(repo, &args, range, rules, threads, true)
 }
 
 /// Scans the lines added in the index (what `git commit` would record).
@@ -71,7 +73,7 @@ pub fn scan_staged(repo: &Path, rules: &RuleSet, threads: usize) -> Result<Scann
     ]
     .map(String::from)
     .to_vec();
-    run_patch_stream(repo, &args, rules, threads, false)
+    run_patch_stream(repo, &args, None, rules, threads, false)
 }
 
 struct Job {
@@ -84,14 +86,18 @@ struct Job {
 fn run_patch_stream(
     repo: &Path,
     args: &[String],
+    range: Option<&str>,
     rules: &RuleSet,
     threads: usize,
     history: bool,
 ) -> Result<Scanned, ScanError> {
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
+    let args_str: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The range is the user's: it goes after `--end-of-options`, paths after `--`.
+    let mut child = hangar_git::Git::new(repo)
+        .args(&args_str)
+        .values(range)
+        .arg("--")
+        .into_command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

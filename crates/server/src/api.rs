@@ -135,6 +135,9 @@ pub async fn list_repos(State(app): State<Arc<App>>) -> Response {
     Json(tri!(app.store.list_repos())).into_response()
 }
 
+/// Shortest webhook secret accepted at registration: a guessable secret is no secret.
+pub(crate) const MIN_WEBHOOK_SECRET: usize = 16;
+
 pub async fn create_repo(
     State(app): State<Arc<App>>,
     Extension(c): Extension<Caller>,
@@ -144,6 +147,19 @@ pub async fn create_repo(
         return error(
             StatusCode::BAD_REQUEST,
             "`name` and `clone_url` are required",
+        );
+    }
+    if let Err(msg) = crate::git::check_clone_url(&b.clone_url, &app.data_dir, &app.local_repos) {
+        return error(StatusCode::BAD_REQUEST, &msg);
+    }
+    if let Some(secret) = &b.webhook_secret
+        && secret.chars().count() < MIN_WEBHOOK_SECRET
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "`webhook_secret` must be at least {MIN_WEBHOOK_SECRET} characters (an empty or short secret lets anyone forge deliveries); generate one with `openssl rand -hex 32`, or leave it out to accept no webhooks"
+            ),
         );
     }
     let repo = tri!(app.store.create_repo(&NewRepo {

@@ -60,6 +60,11 @@ pub struct App {
     /// GitHub's cache and artifact services for every agent's jobs (caches
     /// are shared between agents).
     pub results: hangar_results::Service,
+    /// The server's data directory: no clone URL may point into it.
+    pub data_dir: PathBuf,
+    pub local_repos: crate::git::LocalRepos,
+    /// Webhook bodies seen recently (replays under a new delivery id are refused).
+    pub replays: Mutex<crate::hooks::ReplayWindow>,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {
@@ -95,6 +100,10 @@ impl App {
         repo: &Repo,
         ev: &Event,
     ) -> anyhow::Result<(Vec<NewRun>, Vec<String>)> {
+        // Always the registered URL; a pull request's head from that same URL.
+        self.git
+            .repo_with_ref(&repo.clone_url, &ev.sha, Some(&ev.git_ref))
+            .await?;
         let files = self.git.workflows_at(&repo.clone_url, &ev.sha).await?;
         let mut runs = Vec::new();
         let mut errors = Vec::new();

@@ -209,18 +209,12 @@ pub async fn operation(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Resp
 
 /// `REF` → (sha, commit time) in the repository at `dir`.
 fn resolve(dir: &std::path::Path, r: &str) -> Result<(String, u64), String> {
-    let out = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%H %ct", r, "--"])
-        .current_dir(dir)
+    let text = hangar_git::Git::new(dir)
+        .args(&["log", "-1", "--format=%H %ct"])
+        .value(r)
+        .arg("--")
         .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ref {r}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+        .map_err(|e| format!("ref {r}: {e:#}"))?;
     let (sha, t) = text.trim().split_once(' ').ok_or("unexpected git output")?;
     Ok((
         sha.to_string(),

@@ -1,12 +1,15 @@
-//! The server's reads of repositories, through the `git` CLI (see ARCHITECTURE).
+//! The server's reads of repositories, through `hangar_git` (see ARCHITECTURE).
 //! A local clone URL (a path or `file://`) is read in place; anything else is
-//! fetched into a bare mirror under the data directory, one fetch per repo at a time.
+//! fetched into a bare mirror under the data directory, one fetch per repo at a
+//! time. The URL is always the registered one (see `check_clone_url`), never a
+//! payload's; every commit id is checked to be hex before git sees it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use hangar_git::{Git, commit_id};
 use tokio::sync::Mutex;
 
 #[derive(Default)]
@@ -21,6 +24,84 @@ pub fn local_path(clone_url: &str) -> Option<PathBuf> {
     (path.is_absolute() && path.exists()).then(|| path.to_path_buf())
 }
 
+/// Which local paths may be registered as clone URLs.
+#[derive(Debug, Clone, Default)]
+pub enum LocalRepos {
+    /// Any existing local path outside the server's data directory.
+    #[default]
+    Any,
+    /// Only paths under one of these directories (and never the data directory).
+    Under(Vec<PathBuf>),
+}
+
+/// Refuses a clone URL the server must not fetch from: only `https://`,
+/// `ssh://`, scp-style `user@host:path`, or an allowed local path; nothing that
+/// looks like an option, no other transport (`ext::`, `git://`, `http://`), and
+/// no path into the server's own data directory.
+pub fn check_clone_url(url: &str, data_dir: &Path, local: &LocalRepos) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "clone_url `{}` is refused: {why}; use https://, ssh:// or an allowed local path",
+            url.chars().take(200).collect::<String>()
+        ))
+    };
+    if url.is_empty() || url.starts_with('-') {
+        return bad("it is empty or looks like an option");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("it holds whitespace or control characters");
+    }
+    if let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("ssh://")) {
+        let host = rest.split(['/', '@']).next().unwrap_or("");
+        if rest.is_empty() || host.starts_with('-') {
+            return bad("it names no host");
+        }
+        return Ok(());
+    }
+    if url.contains("://") || url.contains("::") {
+        return bad("only the https and ssh transports are fetched");
+    }
+    let local_str = url.strip_prefix("file://").unwrap_or(url);
+    if local_str.starts_with('/') {
+        let Ok(real) = std::fs::canonicalize(local_str) else {
+            return bad("the local path does not exist");
+        };
+        let data = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        if real.starts_with(&data) {
+            return bad("it points into the server's data directory");
+        }
+        return match local {
+            LocalRepos::Any => Ok(()),
+            LocalRepos::Under(roots) => {
+                if roots.iter().any(|r| {
+                    std::fs::canonicalize(r)
+                        .map(|r| real.starts_with(r))
+                        .unwrap_or(false)
+                }) {
+                    Ok(())
+                } else {
+                    bad("the local path is outside the allowed directories (--local-repos)")
+                }
+            }
+        };
+    }
+    // scp-like ssh: user@host:path (git reads `host:path` with no user the same way).
+    if let Some((host, path)) = url.split_once(':')
+        && !host.is_empty()
+        && !host.contains('/')
+        && !path.is_empty()
+    {
+        return Ok(());
+    }
+    bad("it is neither a URL nor an absolute path")
+}
+
+/// Git run for a fetch from a clone URL: only these transports, whatever the
+/// URL says (a redirect or submodule cannot switch to `ext::` or `git://`).
+fn fetch_git(dir: &Path) -> Git {
+    Git::new(dir).env("GIT_ALLOW_PROTOCOL", "https:ssh:file")
+}
+
 impl GitReader {
     pub fn new(mirrors_dir: PathBuf) -> GitReader {
         GitReader {
@@ -29,8 +110,18 @@ impl GitReader {
         }
     }
 
-    /// A git directory that contains `sha` (fetching it when needed).
-    pub async fn repo_with(&self, clone_url: &str, sha: &str) -> anyhow::Result<PathBuf> {
+    /// A git directory that contains `sha` (fetching it when needed). For a pull
+    /// request, `also_ref` (`refs/pull/N/head`) is fetched from the same URL when
+    /// the commit itself cannot be.
+    pub async fn repo_with_ref(
+        &self,
+        clone_url: &str,
+        sha: &str,
+        also_ref: Option<&str>,
+    ) -> anyhow::Result<PathBuf> {
+        if !sha.is_empty() {
+            commit_id("commit", sha)?;
+        }
         if let Some(p) = local_path(clone_url) {
             return Ok(p);
         }
@@ -43,44 +134,39 @@ impl GitReader {
         let _guard = lock.lock().await;
         if !dir.exists() {
             tokio::fs::create_dir_all(&dir).await?;
-            git(&dir, &["init", "-q", "--bare"]).await?;
+            Git::new(&dir)
+                .args(&["init", "-q", "--bare"])
+                .run_async()
+                .await?;
         }
-        if !sha.is_empty()
-            && git(&dir, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
-                .await
-                .is_ok()
-        {
+        if !sha.is_empty() && has_commit(&dir, sha).await {
             return Ok(dir);
         }
         let target = if sha.is_empty() { "HEAD" } else { sha };
-        if git(
-            &dir,
-            &[
-                "fetch",
-                "-q",
-                "--no-tags",
-                "--no-write-fetch-head",
-                clone_url,
-                target,
-            ],
-        )
-        .await
-        .is_err()
-        {
-            git(
-                &dir,
-                &[
-                    "fetch",
-                    "-q",
-                    "--no-tags",
-                    clone_url,
-                    "+refs/heads/*:refs/heads/*",
-                ],
-            )
-            .await
-            .with_context(|| format!("fetching {sha} from {clone_url}"))?;
+        let direct = fetch_git(&dir)
+            .args(&["fetch", "-q", "--no-tags", "--no-write-fetch-head"])
+            .value(clone_url)
+            .value(target)
+            .run_async()
+            .await;
+        if direct.is_err() {
+            let mut fetch = fetch_git(&dir)
+                .args(&["fetch", "-q", "--no-tags"])
+                .value(clone_url)
+                .value("+refs/heads/*:refs/heads/*");
+            if let Some(r) = also_ref.filter(|r| is_review_ref(r)) {
+                fetch = fetch.value(format!("+{r}:{r}"));
+            }
+            fetch
+                .run_async()
+                .await
+                .with_context(|| format!("fetching {sha} from {clone_url}"))?;
         }
         Ok(dir)
+    }
+
+    pub async fn repo_with(&self, clone_url: &str, sha: &str) -> anyhow::Result<PathBuf> {
+        self.repo_with_ref(clone_url, sha, None).await
     }
 
     /// Workflow files (`.github/workflows/*.yml|yaml`) at `sha`: (path, text).
@@ -89,19 +175,16 @@ impl GitReader {
         clone_url: &str,
         sha: &str,
     ) -> anyhow::Result<Vec<(String, String)>> {
+        commit_id("commit", sha)?;
         let dir = self.repo_with(clone_url, sha).await?;
-        git(&dir, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
-            .await
-            .with_context(|| format!("commit {sha} is not in {clone_url}"))?;
-        let listing = git_out(
-            &dir,
-            &[
-                "ls-tree",
-                "--name-only",
-                &format!("{sha}:.github/workflows"),
-            ],
-        )
-        .await;
+        if !has_commit(&dir, sha).await {
+            bail!("commit {sha} is not in {clone_url}");
+        }
+        let listing = Git::new(&dir)
+            .args(&["ls-tree", "--name-only"])
+            .value(format!("{sha}:.github/workflows"))
+            .output_async()
+            .await;
         let Ok(listing) = listing else {
             return Ok(vec![]);
         };
@@ -111,7 +194,11 @@ impl GitReader {
                 continue;
             }
             let path = format!(".github/workflows/{name}");
-            let text = git_out(&dir, &["show", &format!("{sha}:{path}")]).await?;
+            let text = Git::new(&dir)
+                .arg("show")
+                .value(format!("{sha}:{path}"))
+                .output_async()
+                .await?;
             out.push((path, text));
         }
         Ok(out)
@@ -123,34 +210,48 @@ impl GitReader {
         sha: &str,
         path: &str,
     ) -> anyhow::Result<Option<String>> {
+        commit_id("commit", sha)?;
         let dir = self.repo_with(clone_url, sha).await?;
-        Ok(git_out(&dir, &["show", &format!("{sha}:{path}")])
+        Ok(Git::new(&dir)
+            .arg("show")
+            .value(format!("{sha}:{path}"))
+            .output_async()
             .await
             .ok())
     }
 
     /// Resolves a branch, tag or sha to a commit id.
     pub async fn resolve(&self, clone_url: &str, rev: &str) -> anyhow::Result<String> {
-        if let Some(p) = local_path(clone_url) {
-            return Ok(
-                git_out(&p, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
-                    .await?
-                    .trim()
-                    .to_string(),
-            );
-        }
-        let out = git_out(&self.mirrors_dir, &["ls-remote", clone_url, rev]).await?;
-        match out.lines().next().and_then(|l| l.split_whitespace().next()) {
-            Some(sha) => Ok(sha.to_string()),
-            None if rev.len() == 40 => Ok(rev.to_string()),
-            None => bail!("{rev} not found in {clone_url}"),
-        }
+        let sha = if let Some(p) = local_path(clone_url) {
+            Git::new(&p)
+                .args(&["rev-parse", "--verify"])
+                .value(format!("{rev}^{{commit}}"))
+                .output_async()
+                .await?
+                .trim()
+                .to_string()
+        } else {
+            let out = fetch_git(&self.mirrors_dir)
+                .arg("ls-remote")
+                .value(clone_url)
+                .value(rev)
+                .output_async()
+                .await?;
+            match out.lines().next().and_then(|l| l.split_whitespace().next()) {
+                Some(sha) => sha.to_string(),
+                None if hangar_git::is_commit_id(rev) => rev.to_string(),
+                None => bail!("{rev} not found in {clone_url}"),
+            }
+        };
+        Ok(commit_id("resolved commit", &sha)?.to_string())
     }
 
     /// The branch HEAD points at, for local repositories.
     pub async fn symbolic_head(&self, clone_url: &str) -> Option<String> {
         let p = local_path(clone_url)?;
-        git_out(&p, &["symbolic-ref", "-q", "HEAD"])
+        Git::new(&p)
+            .args(&["symbolic-ref", "-q", "HEAD"])
+            .output_async()
             .await
             .ok()
             .map(|s| s.trim().to_string())
@@ -158,16 +259,15 @@ impl GitReader {
 
     /// `(ref, sha)` of every branch and tag of a local repository.
     pub async fn local_refs(&self, path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-        let out = git_out(
-            path,
-            &[
+        let out = Git::new(path)
+            .args(&[
                 "for-each-ref",
                 "--format=%(refname) %(objectname)",
                 "refs/heads",
                 "refs/tags",
-            ],
-        )
-        .await?;
+            ])
+            .output_async()
+            .await?;
         Ok(out
             .lines()
             .filter_map(|l| {
@@ -178,39 +278,84 @@ impl GitReader {
     }
 
     pub async fn changed_files(&self, clone_url: &str, before: &str, after: &str) -> Vec<String> {
+        if commit_id("commit", after).is_err() {
+            return vec![];
+        }
         let Ok(dir) = self.repo_with(clone_url, after).await else {
             return vec![];
         };
         let zero = before.is_empty() || before.bytes().all(|b| b == b'0');
         let out = if zero {
-            git_out(&dir, &["show", "--name-only", "--format=", after]).await
+            Git::new(&dir)
+                .args(&["show", "--name-only", "--format="])
+                .value(after)
+                .output_async()
+                .await
+        } else if commit_id("commit", before).is_ok() {
+            Git::new(&dir)
+                .args(&["diff", "--name-only"])
+                .value(before)
+                .value(after)
+                .output_async()
+                .await
         } else {
-            git_out(&dir, &["diff", "--name-only", before, after]).await
+            return vec![];
         };
         out.map(|o| o.lines().map(String::from).collect())
             .unwrap_or_default()
     }
 }
 
-pub async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    git_out(dir, args).await.map(|_| ())
+/// A pull or merge request's head ref, the only refs besides branches a mirror fetches.
+fn is_review_ref(r: &str) -> bool {
+    let num = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    r.strip_prefix("refs/pull/")
+        .and_then(|x| x.strip_suffix("/head"))
+        .is_some_and(num)
+        || r.strip_prefix("refs/merge-requests/")
+            .and_then(|x| x.strip_suffix("/head"))
+            .is_some_and(num)
 }
 
-pub async fn git_out(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .kill_on_drop(true)
-        .output()
+async fn has_commit(dir: &Path, sha: &str) -> bool {
+    Git::new(dir)
+        .args(&["cat-file", "-e"])
+        .value(format!("{sha}^{{commit}}"))
+        .run_async()
         .await
-        .context("running git (is it installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_urls() {
+        let data = std::env::temp_dir().join("hangar-data-clone-url-test");
+        std::fs::create_dir_all(data.join("db")).unwrap();
+        let any = LocalRepos::Any;
+        assert!(check_clone_url("https://github.com/a/b.git", &data, &any).is_ok());
+        assert!(check_clone_url("ssh://git@host/a/b", &data, &any).is_ok());
+        assert!(check_clone_url("git@github.com:a/b.git", &data, &any).is_ok());
+        for bad in [
+            "",
+            "--upload-pack=touch x",
+            "http://169.254.169.254/latest",
+            "git://host/x",
+            "ext::sh -c touch% /tmp/pwned",
+            "file:///nonexistent-hangar-path",
+            "https://-oProxyCommand=x/",
+            "relative/path",
+        ] {
+            assert!(check_clone_url(bad, &data, &any).is_err(), "{bad}");
+        }
+        let inside = format!("file://{}", data.join("db").display());
+        assert!(check_clone_url(&inside, &data, &any).is_err());
+        let other = std::env::temp_dir();
+        let under = LocalRepos::Under(vec![data.join("nowhere")]);
+        assert!(check_clone_url(&other.to_string_lossy(), &data, &under).is_err());
+        assert!(is_review_ref("refs/pull/12/head"));
+        assert!(!is_review_ref("refs/pull/--x/head"));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::{App, default_branch_refs};
 use crate::auth::error;
@@ -20,9 +19,98 @@ pub struct HookQuery {
     pub repo: Option<String>,
 }
 
+/// GitHub's own cap on a webhook payload; anything larger is refused unread.
+pub const MAX_HOOK_BODY: usize = 25 * 1024 * 1024;
+
+/// A body seen again within this window is a replay, whatever its delivery id.
+const REPLAY_WINDOW_MS: i64 = 60 * 60 * 1000;
+/// Bodies remembered at most (oldest forgotten first): the window's memory is bounded.
+const REPLAY_MAX: usize = 50_000;
+
+/// Digests of accepted webhook bodies in the replay window.
+#[derive(Default)]
+pub struct ReplayWindow {
+    /// Body digest → (first seen, its delivery id).
+    seen: std::collections::HashMap<[u8; 32], (i64, String)>,
+    order: std::collections::VecDeque<([u8; 32], i64)>,
+}
+
+impl ReplayWindow {
+    /// Records `digest` under `delivery`; false when the body was already seen
+    /// within the window under another delivery id (the same id is the forge's
+    /// redelivery, which the delivery record answers as a duplicate).
+    fn admit(&mut self, digest: [u8; 32], delivery: &str, now: i64) -> bool {
+        while let Some((d, at)) = self.order.front().copied() {
+            if now - at < REPLAY_WINDOW_MS && self.order.len() < REPLAY_MAX {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&d).is_some_and(|(t, _)| *t == at) {
+                self.seen.remove(&d);
+            }
+        }
+        if let Some((_, id)) = self.seen.get(&digest) {
+            return id == delivery;
+        }
+        self.seen.insert(digest, (now, delivery.to_string()));
+        self.order.push_back((digest, now));
+        true
+    }
+
+    /// Forgets a body whose delivery could not be processed, so its redelivery is.
+    fn forget(&mut self, digest: &[u8; 32]) {
+        self.seen.remove(digest);
+    }
+}
+
 fn reject(app: &App, status: StatusCode, outcome: &str, msg: &str) -> Response {
     app.metrics.delivery(outcome);
     error(status, msg)
+}
+
+/// The answer to any delivery that cannot be authenticated: the same for an
+/// unknown repository, one without a secret and a bad signature, so a caller
+/// cannot probe which repositories are registered.
+fn unauthenticated(app: &App, outcome: &str) -> Response {
+    reject(
+        app,
+        StatusCode::UNAUTHORIZED,
+        outcome,
+        "the webhook signature does not match the repository's secret (or the repository is not registered)",
+    )
+}
+
+/// Only the repository's name, read to find whose secret checks the signature;
+/// everything else in the body is skipped unread until the signature holds.
+#[derive(Deserialize)]
+struct NameOnly {
+    repository: Option<FullName>,
+    project: Option<PathWithNamespace>,
+}
+#[derive(Deserialize)]
+struct FullName {
+    full_name: Option<String>,
+}
+#[derive(Deserialize)]
+struct PathWithNamespace {
+    path_with_namespace: Option<String>,
+}
+
+/// The JSON document of a body: GitHub and Gitea can send `payload=<json>` form-encoded.
+fn json_of(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        for (k, v) in form_urlencoded::parse(body) {
+            if k == "payload" {
+                return v.into_owned().into_bytes();
+            }
+        }
+        return Vec::new();
+    }
+    body.to_vec()
 }
 
 pub async fn receive(
@@ -30,7 +118,7 @@ pub async fn receive(
     Path(forge): Path<String>,
     Query(q): Query<HookQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(forge) = Forge::parse(&forge) else {
         return error(
@@ -38,12 +126,36 @@ pub async fn receive(
             "unknown forge: use /hooks/github, /hooks/gitea, /hooks/forgejo or /hooks/gitlab",
         );
     };
+    let too_large = || {
+        reject(
+            &app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &format!("a webhook body is at most {MAX_HOOK_BODY} bytes"),
+        )
+    };
+    // Refused before a byte is read when the length is announced; otherwise the
+    // read stops at the cap.
+    if headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_HOOK_BODY as u64)
+    {
+        return too_large();
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_HOOK_BODY).await else {
+        return too_large();
+    };
+    let json = json_of(&headers, &body);
     // Which repository? `?repo=` or the payload's own name (untrusted until verified).
     let name = match q.repo {
         Some(n) => n,
         None => {
-            let v: Value = match serde_json::from_slice(&body) {
-                Ok(v) => v,
+            let named = match serde_json::from_slice::<NameOnly>(&json) {
+                Ok(n) => n.repository.and_then(|r| r.full_name).or_else(|| {
+                    n.project.and_then(|p| p.path_with_namespace)
+                }),
                 Err(e) => {
                     return reject(
                         &app,
@@ -53,12 +165,8 @@ pub async fn receive(
                     );
                 }
             };
-            match v
-                .pointer("/repository/full_name")
-                .or_else(|| v.pointer("/project/path_with_namespace"))
-                .and_then(Value::as_str)
-            {
-                Some(n) => n.to_string(),
+            match named {
+                Some(n) => n,
                 None => {
                     return reject(
                         &app,
@@ -71,41 +179,49 @@ pub async fn receive(
         }
     };
     let repo = match app.store.find_repo(&name) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return reject(
-                &app,
-                StatusCode::NOT_FOUND,
-                "unknown_repo",
-                &format!("repository `{name}` is not registered; POST /api/v1/repos first"),
-            );
-        }
+        Ok(r) => r,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     };
-    let secret = match app.store.repo_webhook_secret(repo.id) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return reject(
-                &app,
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                &format!("repository `{name}` has no webhook secret; set one to accept webhooks"),
-            );
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    let secret = match &repo {
+        Some(r) => match app.store.repo_webhook_secret(r.id) {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        },
+        None => None,
     };
-    if !webhook::verify(forge, &headers, &body, &secret) {
-        return reject(
-            &app,
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            "the webhook signature does not match the repository's secret",
-        );
-    }
-    let parsed = match webhook::parse(forge, &headers, &body) {
+    // A secret stored before short ones were refused authenticates nothing.
+    let secret = secret.filter(|s| s.chars().count() >= crate::api::MIN_WEBHOOK_SECRET);
+    // The same work whether or not the repository exists (no timing probe).
+    let verified = webhook::verify(
+        forge,
+        &headers,
+        &body,
+        secret.as_deref().unwrap_or("hangar-no-such-repository-secret"),
+    );
+    let (Some(repo), Some(_), true) = (repo, secret, verified) else {
+        return unauthenticated(&app, "bad_signature");
+    };
+    let parsed = match webhook::parse(forge, &headers, &json) {
         Ok(p) => p,
         Err(msg) => return reject(&app, StatusCode::BAD_REQUEST, "malformed", &msg),
     };
+    let digest: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&body).into()
+    };
+    let fresh = app
+        .replays
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(digest, &parsed.delivery_id, hangar_store::now_ms());
+    if !fresh {
+        return reject(
+            &app,
+            StatusCode::CONFLICT,
+            "replay",
+            "this body was already delivered (a replay under a new delivery id is refused)",
+        );
+    }
     let Some(mut event) = parsed.event else {
         return match app.store.record_delivery(
             &parsed.delivery_id,
@@ -125,16 +241,21 @@ pub async fn receive(
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         };
     };
-    let clone_url = parsed
-        .clone_url
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| repo.clone_url.clone());
-    let mut fetch_repo = repo.clone();
-    fetch_repo.clone_url = clone_url;
     if event.actor.is_empty() {
         event.actor = format!("{forge:?}").to_lowercase();
     }
-    queue_event(&app, &fetch_repo, &event, &parsed.delivery_id).await
+    // The payload's clone URL is never fetched: the repository is read from the
+    // URL the administrator registered.
+    let answer = queue_event(&app, &repo, &event, &parsed.delivery_id).await;
+    if answer.status() == StatusCode::UNPROCESSABLE_ENTITY
+        || answer.status().is_server_error()
+    {
+        app.replays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(&digest);
+    }
+    answer
 }
 
 /// Shared by webhooks and the local repository watcher.

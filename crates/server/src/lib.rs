@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub watch_every: Duration,
     pub runner: Arc<dyn JobRunner>,
     pub cron: bool,
+    /// Local paths that may be registered as clone URLs.
+    pub local_repos: git::LocalRepos,
 }
 
 impl ServeConfig {
@@ -69,6 +71,7 @@ impl ServeConfig {
             watch_every: Duration::from_secs(1),
             runner,
             cron: true,
+            local_repos: git::LocalRepos::Any,
         }
     }
 }
@@ -177,7 +180,12 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/hooks/{forge}", post(hooks::receive))
+        // The handler enforces GitHub's 25 MB itself, refusing unread when the
+        // length is announced; this limit only has to let that through.
+        .route(
+            "/hooks/{forge}",
+            post(hooks::receive).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .merge(ui::routes())
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
@@ -228,6 +236,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             rc.artifacts_per_run = true;
             hangar_results::Service::new(Arc::new(cache), rc)?
         },
+        data_dir: cfg.data_dir.clone(),
+        local_repos: cfg.local_repos.clone(),
+        replays: Default::default(),
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
     app.recover().await?;

@@ -77,7 +77,6 @@ pub struct Parsed {
     pub event: Option<Event>,
     pub event_name: String,
     pub repo_full_name: Option<String>,
-    pub clone_url: Option<String>,
 }
 
 fn s(v: &Value, ptr: &str) -> Option<String> {
@@ -117,26 +116,26 @@ pub fn parse(forge: Forge, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, S
         // No delivery id: the body's hash stands in, so exact redeliveries still de-duplicate.
         _ => format!("sha256:{}", hangar_store::crypto::sha256_hex(body)),
     };
-    let (event, full_name, clone_url) = match forge {
+    // The payload's clone URL is not read at all: the server fetches from the
+    // URL the repository was registered with.
+    let (event, full_name) = match forge {
         Forge::GitHub | Forge::Gitea => {
             let full = s(&payload, "/repository/full_name");
-            let url = s(&payload, "/repository/clone_url");
             let ev = match event_name {
                 "push" => Some(github_push(&payload)?),
                 "pull_request" => Some(github_pr(&payload)?),
                 _ => None,
             };
-            (ev, full, url)
+            (ev, full)
         }
         Forge::GitLab => {
             let full = s(&payload, "/project/path_with_namespace");
-            let url = s(&payload, "/project/git_http_url");
             let ev = match event_name {
                 "Push Hook" | "Tag Push Hook" => Some(gitlab_push(&payload)?),
                 "Merge Request Hook" => Some(gitlab_mr(&payload)?),
                 _ => None,
             };
-            (ev, full, url)
+            (ev, full)
         }
     };
     Ok(Parsed {
@@ -144,8 +143,25 @@ pub fn parse(forge: Forge, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, S
         event,
         event_name: event_name.to_string(),
         repo_full_name: full_name,
-        clone_url,
     })
+}
+
+/// A commit id from the payload: 40 or 64 hex characters, or the delivery is refused.
+fn commit(p: &Value, ptr: &str, what: &str) -> Result<String, String> {
+    let v = s(p, ptr).ok_or_else(|| format!("the payload has no {what}"))?;
+    hangar_git::commit_id(what, &v)
+        .map(str::to_string)
+        .map_err(|e| e.to_string())
+}
+
+/// `before` may be absent, empty or zeros (a new branch); otherwise it is a commit id.
+fn before(p: &Value) -> Result<String, String> {
+    match s(p, "/before") {
+        Some(b) if !b.is_empty() && !b.bytes().all(|c| c == b'0') => {
+            commit(p, "/before", "`before`")
+        }
+        _ => Ok(String::new()),
+    }
 }
 
 fn files_of(commits: Option<&Value>) -> Option<Vec<String>> {
@@ -163,14 +179,15 @@ fn files_of(commits: Option<&Value>) -> Option<Vec<String>> {
 
 fn github_push(p: &Value) -> Result<Event, String> {
     let git_ref = s(p, "/ref").ok_or("push payload has no `ref`")?;
-    let sha = s(p, "/after").ok_or("push payload has no `after` commit")?;
+    s(p, "/after").ok_or("push payload has no `after` commit")?;
+    let sha = commit(p, "/after", "`after`")?;
     Ok(Event {
         name: "push".into(),
         git_ref,
         deleted: p.get("deleted").and_then(Value::as_bool).unwrap_or(false)
             || sha.bytes().all(|b| b == b'0'),
         sha,
-        before: s(p, "/before").unwrap_or_default(),
+        before: before(p)?,
         changed_files: files_of(p.get("commits")).filter(|f| !f.is_empty()),
         actor: s(p, "/pusher/name")
             .or_else(|| s(p, "/sender/login"))
@@ -189,8 +206,7 @@ fn github_pr(p: &Value) -> Result<Event, String> {
     Ok(Event {
         name: "pull_request".into(),
         git_ref: format!("refs/pull/{number}/head"),
-        sha: s(p, "/pull_request/head/sha")
-            .ok_or("pull_request payload has no `pull_request.head.sha`")?,
+        sha: commit(p, "/pull_request/head/sha", "`pull_request.head.sha`")?,
         base_ref: s(p, "/pull_request/base/ref"),
         action: s(p, "/action"),
         actor: s(p, "/sender/login").unwrap_or_default(),
@@ -201,15 +217,17 @@ fn github_pr(p: &Value) -> Result<Event, String> {
 
 fn gitlab_push(p: &Value) -> Result<Event, String> {
     let git_ref = s(p, "/ref").ok_or("push payload has no `ref`")?;
-    let sha = s(p, "/checkout_sha")
-        .or_else(|| s(p, "/after"))
-        .ok_or("push payload has no `after`")?;
+    let sha = if s(p, "/checkout_sha").is_some() {
+        commit(p, "/checkout_sha", "`checkout_sha`")?
+    } else {
+        commit(p, "/after", "`after`")?
+    };
     Ok(Event {
         name: "push".into(),
         git_ref,
         deleted: sha.bytes().all(|b| b == b'0'),
         sha,
-        before: s(p, "/before").unwrap_or_default(),
+        before: before(p)?,
         changed_files: files_of(p.get("commits")).filter(|f| !f.is_empty()),
         actor: s(p, "/user_username").unwrap_or_default(),
         payload: p.clone(),
@@ -234,8 +252,7 @@ fn gitlab_mr(p: &Value) -> Result<Event, String> {
     Ok(Event {
         name: "pull_request".into(),
         git_ref: format!("refs/merge-requests/{iid}/head"),
-        sha: s(p, "/object_attributes/last_commit/id")
-            .ok_or("merge request payload has no last commit")?,
+        sha: commit(p, "/object_attributes/last_commit/id", "merge request's last commit")?,
         base_ref: s(p, "/object_attributes/target_branch"),
         action: Some(action),
         actor: s(p, "/user/username").unwrap_or_default(),
@@ -318,7 +335,7 @@ mod tests {
                 .unwrap()
                 .contains("no `ref`")
         );
-        let p = parse(Forge::GitHub, &h, br#"{"ref":"refs/heads/main","after":"abc","commits":[{"added":["a"],"modified":["b"]}]}"#).unwrap();
+        let p = parse(Forge::GitHub, &h, br#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","commits":[{"added":["a"],"modified":["b"]}]}"#).unwrap();
         assert_eq!(p.event.unwrap().changed_files.unwrap(), vec!["a", "b"]);
     }
 }

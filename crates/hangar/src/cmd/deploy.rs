@@ -679,14 +679,12 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
 }
 
 fn resolve_commit(dir: &Path, r: &str) -> anyhow::Result<(String, u64)> {
-    let out = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%H %ct", r, "--"])
-        .current_dir(dir)
-        .output()?;
-    if !out.status.success() {
-        bail!("--ref {r}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = hangar_git::Git::new(dir)
+        .args(&["log", "-1", "--format=%H %ct"])
+        .value(r)
+        .arg("--")
+        .output()
+        .with_context(|| format!("--ref {r}"))?;
     let (sha, t) = text
         .trim()
         .split_once(' ')

@@ -116,12 +116,12 @@ async fn shutdown_signal() {
 
 /// The top of the git repository the current directory is in, if any.
 fn current_repo() -> Option<PathBuf> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--show-toplevel"])
+    let out = hangar_git::Git::here()
+        .args(&["rev-parse", "--show-toplevel"])
         .output()
         .ok()?;
-    let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !top.is_empty()).then(|| PathBuf::from(top))
+    let top = out.trim().to_string();
+    (!top.is_empty()).then(|| PathBuf::from(top))
 }
 
 fn data_dir(d: Option<PathBuf>) -> PathBuf {

@@ -1,0 +1,302 @@
+//! The attack suite: each test attacks a real server on a loopback port the way
+//! an outsider, a fork or a rogue agent would, and checks the answer. See
+//! docs/SECURITY.md for the threat model these pin.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const WORKFLOW: &str = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo ok}]\n";
+
+fn body_of(v: Value) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn refs_that_look_like_options_are_refused_before_git_sees_them() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("pwned");
+    let output = scratch.path().join("written");
+    // A path that does not exist is not read in place: the server would run
+    // `git fetch <url> <after>`, and git would take `--upload-pack` as an option.
+    let missing = scratch.path().join("no-such-repo");
+    let attacks = [
+        json!({"ref": "refs/heads/main", "after": format!("--upload-pack=touch {};", marker.display()),
+               "repository": {"full_name": "acme/app", "clone_url": missing.to_string_lossy()}}),
+        json!({"ref": "refs/heads/main", "after": format!("--output={}", output.display()),
+               "repository": {"full_name": "acme/app"}}),
+        json!({"ref": "refs/heads/main", "after": sha, "before": format!("--output={}", output.display()),
+               "repository": {"full_name": "acme/app"}}),
+        json!({"action": "opened", "number": 1,
+               "pull_request": {"number": 1, "head": {"sha": "--upload-pack=id"}, "base": {"ref": "main"}},
+               "repository": {"full_name": "acme/app"}}),
+    ];
+    for (i, a) in attacks.into_iter().enumerate() {
+        let event = if a.get("pull_request").is_some() {
+            "pull_request"
+        } else {
+            "push"
+        };
+        let body = body_of(a);
+        let (code, v) = s
+            .hook("github", &body, &sign(&body), &format!("opt-{i}"), event)
+            .await;
+        assert_eq!(code, 400, "attack {i}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("not a commit id"),
+            "attack {i}: {v}"
+        );
+    }
+    assert!(!marker.exists(), "--upload-pack ran a command");
+    assert!(!output.exists(), "--output wrote a file");
+    assert!(s.runs().await.is_empty());
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_payload_clone_url_is_never_fetched() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    // An "internal" service the attacker wants the server to reach.
+    let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = internal.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    {
+        let hits = hits.clone();
+        std::thread::spawn(move || {
+            for c in internal.incoming() {
+                hits.fetch_add(1, Ordering::SeqCst);
+                drop(c);
+            }
+        });
+    }
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let body = body_of(json!({
+        "ref": "refs/heads/main", "after": sha,
+        "repository": {"full_name": "acme/app", "clone_url": format!("http://127.0.0.1:{port}/internal.git")},
+    }));
+    let (code, v) = s.hook("github", &body, &sign(&body), "u-1", "push").await;
+    assert_eq!(code, 202, "{v}");
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        run["run"]["conclusion"], "success",
+        "the run reads the registered repository: {run:#}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the server connected to the payload's clone_url"
+    );
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn clone_urls_are_checked_at_registration() {
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let data_db = format!("file://{}", s.data.path().display());
+    for bad in [
+        "--upload-pack=touch /tmp/x",
+        "http://169.254.169.254/latest/meta-data",
+        "git://127.0.0.1/x",
+        "ext::sh -c touch% /tmp/pwned",
+        data_db.as_str(),
+        "relative/dir",
+    ] {
+        let (code, v) = s
+            .post(
+                "/api/v1/repos",
+                json!({"name": "x/y", "clone_url": bad, "webhook_secret": SECRET}),
+            )
+            .await;
+        assert_eq!(code, 400, "{bad}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("clone_url"),
+            "{bad}: {v}"
+        );
+    }
+    let (code, v) = s
+        .post(
+            "/api/v1/repos",
+            json!({"name": "x/y", "clone_url": "https://github.com/acme/app.git", "webhook_secret": SECRET}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn empty_or_short_webhook_secrets_are_refused() {
+    let (repo, _) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    for secret in ["", "short", "fifteen-chars.."] {
+        let (code, v) = s
+            .post(
+                "/api/v1/repos",
+                json!({"name": "acme/app", "clone_url": repo.path().to_string_lossy(), "webhook_secret": secret}),
+            )
+            .await;
+        assert_eq!(code, 400, "{secret:?}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("webhook_secret"),
+            "{v}"
+        );
+    }
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_replayed_body_is_refused_under_a_new_delivery_id() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "r-1").await;
+    assert_eq!(code, 202, "{v}");
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "r-2").await;
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("replay"), "{v}");
+    // The forge's own redelivery (same id) is still answered as a duplicate.
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "r-1").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(s.runs().await.len(), 1);
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_registered_repositories_answer_alike() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let known = push_body("acme/app", repo.path(), &sha);
+    let unknown = push_body("acme/secret-project", repo.path(), &sha);
+    let a = s.hook("github", &known, "sha256=00", "p-1", "push").await;
+    let b = s.hook("github", &unknown, "sha256=00", "p-2", "push").await;
+    let c = s
+        .hook("github", &unknown, &sign(&unknown), "p-3", "push")
+        .await;
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(a.0, 401);
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn form_encoded_payloads_are_accepted() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let json = String::from_utf8(push_body("acme/app", repo.path(), &sha)).unwrap();
+    let form = format!(
+        "payload={}",
+        json.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            })
+            .collect::<String>()
+    );
+    let r = s
+        .http
+        .post(s.url("/hooks/github"))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "f-1")
+        .header("x-hub-signature-256", sign(form.as_bytes()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 1, "{v}");
+    s.server.stop().await;
+}
+
+/// Writes an unauthenticated 50 MB webhook over a raw socket; returns the status
+/// line and how many body bytes the server let in before answering.
+fn send_50mb(addr: std::net::SocketAddr, chunked: bool) -> (String, usize) {
+    const TOTAL: usize = 50 * 1024 * 1024;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = if chunked {
+        "POST /hooks/github?repo=acme/app HTTP/1.1\r\nhost: x\r\nx-github-event: push\r\ntransfer-encoding: chunked\r\n\r\n".to_string()
+    } else {
+        format!(
+            "POST /hooks/github?repo=acme/app HTTP/1.1\r\nhost: x\r\nx-github-event: push\r\ncontent-length: {TOTAL}\r\n\r\n"
+        )
+    };
+    c.write_all(head.as_bytes()).unwrap();
+    let block = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < TOTAL {
+        let ok = if chunked {
+            c.write_all(format!("{:x}\r\n", block.len()).as_bytes())
+                .and_then(|_| c.write_all(&block))
+                .and_then(|_| c.write_all(b"\r\n"))
+        } else {
+            c.write_all(&block)
+        };
+        if ok.is_err() {
+            break;
+        }
+        sent += block.len();
+    }
+    if chunked && sent >= TOTAL {
+        let _ = c.write_all(b"0\r\n\r\n");
+    }
+    let mut answer = vec![0u8; 4096];
+    let n = c.read(&mut answer).unwrap_or(0);
+    let text = String::from_utf8_lossy(&answer[..n]).to_string();
+    (text.lines().next().unwrap_or("").to_string(), sent)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50mb_unauthenticated_webhook_is_refused_with_memory_bounded() {
+    let (repo, _) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let addr = s.server.addr;
+    let before = rss_kib();
+    let (status, sent) = tokio::task::spawn_blocking(move || send_50mb(addr, false))
+        .await
+        .unwrap();
+    assert!(status.contains("413"), "announced 50 MB: {status}");
+    assert!(
+        sent < 50 * 1024 * 1024,
+        "the server read the whole announced body before refusing it"
+    );
+    let (status, _) = tokio::task::spawn_blocking(move || send_50mb(addr, true))
+        .await
+        .unwrap();
+    assert!(status.contains("413"), "chunked 50 MB: {status}");
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "the server's memory grew by {grown_mib} MiB for a refused body"
+    );
+    s.server.stop().await;
+}
