@@ -51,7 +51,10 @@ pub fn check_clone_url(url: &str, data_dir: &Path, local: &LocalRepos) -> Result
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return bad("it holds whitespace or control characters");
     }
-    if let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("ssh://")) {
+    if let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("ssh://"))
+    {
         let host = rest.split(['/', '@']).next().unwrap_or("");
         if rest.is_empty() || host.starts_with('-') {
             return bad("it names no host");

@@ -153,9 +153,10 @@ pub async fn receive(
         Some(n) => n,
         None => {
             let named = match serde_json::from_slice::<NameOnly>(&json) {
-                Ok(n) => n.repository.and_then(|r| r.full_name).or_else(|| {
-                    n.project.and_then(|p| p.path_with_namespace)
-                }),
+                Ok(n) => n
+                    .repository
+                    .and_then(|r| r.full_name)
+                    .or_else(|| n.project.and_then(|p| p.path_with_namespace)),
                 Err(e) => {
                     return reject(
                         &app,
@@ -196,7 +197,9 @@ pub async fn receive(
         forge,
         &headers,
         &body,
-        secret.as_deref().unwrap_or("hangar-no-such-repository-secret"),
+        secret
+            .as_deref()
+            .unwrap_or("hangar-no-such-repository-secret"),
     );
     let (Some(repo), Some(_), true) = (repo, secret, verified) else {
         return unauthenticated(&app, "bad_signature");
@@ -209,11 +212,11 @@ pub async fn receive(
         use sha2::Digest;
         sha2::Sha256::digest(&body).into()
     };
-    let fresh = app
-        .replays
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .admit(digest, &parsed.delivery_id, hangar_store::now_ms());
+    let fresh = app.replays.lock().unwrap_or_else(|e| e.into_inner()).admit(
+        digest,
+        &parsed.delivery_id,
+        hangar_store::now_ms(),
+    );
     if !fresh {
         return reject(
             &app,
@@ -247,9 +250,7 @@ pub async fn receive(
     // The payload's clone URL is never fetched: the repository is read from the
     // URL the administrator registered.
     let answer = queue_event(&app, &repo, &event, &parsed.delivery_id).await;
-    if answer.status() == StatusCode::UNPROCESSABLE_ENTITY
-        || answer.status().is_server_error()
-    {
+    if answer.status() == StatusCode::UNPROCESSABLE_ENTITY || answer.status().is_server_error() {
         app.replays
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -252,7 +252,11 @@ fn gitlab_mr(p: &Value) -> Result<Event, String> {
     Ok(Event {
         name: "pull_request".into(),
         git_ref: format!("refs/merge-requests/{iid}/head"),
-        sha: commit(p, "/object_attributes/last_commit/id", "merge request's last commit")?,
+        sha: commit(
+            p,
+            "/object_attributes/last_commit/id",
+            "merge request's last commit",
+        )?,
         base_ref: s(p, "/object_attributes/target_branch"),
         action: Some(action),
         actor: s(p, "/user/username").unwrap_or_default(),

@@ -12,7 +12,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-const WORKFLOW: &str = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo ok}]\n";
+const WORKFLOW: &str =
+    "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo ok}]\n";
 
 fn body_of(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
@@ -160,13 +161,14 @@ async fn a_replayed_body_is_refused_under_a_new_delivery_id() {
     let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
     let s = start_with(|c| c.embedded_capacity = 0).await;
     s.register("acme/app", repo.path()).await;
-    let (code, v) = s.push("acme/app", repo.path(), &sha, "r-1").await;
+    let body = push_body("acme/app", repo.path(), &sha);
+    let (code, v) = s.hook("github", &body, &sign(&body), "r-1", "push").await;
     assert_eq!(code, 202, "{v}");
-    let (code, v) = s.push("acme/app", repo.path(), &sha, "r-2").await;
+    let (code, v) = s.hook("github", &body, &sign(&body), "r-2", "push").await;
     assert_eq!(code, 409, "{v}");
     assert!(v["error"].as_str().unwrap().contains("replay"), "{v}");
     // The forge's own redelivery (same id) is still answered as a duplicate.
-    let (code, v) = s.push("acme/app", repo.path(), &sha, "r-1").await;
+    let (code, v) = s.hook("github", &body, &sign(&body), "r-1", "push").await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(s.runs().await.len(), 1);
     s.server.stop().await;

@@ -110,8 +110,12 @@ impl TestServer {
     }
 
     /// A signed GitHub push delivery.
+    /// Each delivery id has its own body (as every real delivery does: the same
+    /// body under a new id is refused as a replay); a redelivery repeats both.
     pub async fn push(&self, repo: &str, clone: &Path, sha: &str, delivery: &str) -> (u16, Value) {
-        let body = push_body(repo, clone, sha);
+        let mut body: Value = serde_json::from_slice(&push_body(repo, clone, sha)).unwrap();
+        body["head_commit"] = json!({"id": sha, "message": delivery});
+        let body = serde_json::to_vec(&body).unwrap();
         self.hook("github", &body, &sign(&body), delivery, "push")
             .await
     }
