@@ -429,7 +429,9 @@ fn backup_and_restore_round_trip() {
         "POST",
         &format!("{}/api/v1/repos", s.url),
         &token,
-        Some(r#"{"name":"acme/app","clone_url":"/nowhere","webhook_secret":"whs-123456"}"#),
+        Some(
+            r#"{"name":"acme/app","clone_url":"https://example.invalid/acme/app.git","webhook_secret":"whs-1234567890abcdef"}"#,
+        ),
     );
     assert_eq!(st, 201);
     let (st, _) = http(
