@@ -1577,23 +1577,21 @@ fn export_commit(repo: &Path, sha: &str, dest: &Path) -> anyhow::Result<()> {
 /// Whether the working tree of `dir` differs from HEAD (tracked changes or
 /// untracked files), hangar's own data directory aside.
 fn git_dirty(dir: &Path, data: &Path) -> bool {
-    let mut cmd = std::process::Command::new("git");
-    cmd.args([
+    let mut git = hangar_git::Git::new(dir).args(&[
         "status",
         "--porcelain",
         "--untracked-files=normal",
         "--",
         ".",
-    ])
-    .current_dir(dir);
+    ]);
     if let Ok(rel) = data.strip_prefix(dir)
         && !rel.as_os_str().is_empty()
     {
-        cmd.arg(format!(":(exclude){}", rel.display()));
+        git = git.value(format!(":(exclude){}", rel.display()));
     }
-    match cmd.output() {
-        Ok(out) if out.status.success() => !out.stdout.is_empty(),
-        _ => false,
+    match git.output() {
+        Ok(out) => !out.is_empty(),
+        Err(_) => false,
     }
 }
 
@@ -1603,15 +1601,15 @@ fn git_dirty(dir: &Path, data: &Path) -> bool {
 /// editing one service does not change the others). `None` outside git.
 fn project_digest(dir: &Path, data: &Path) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let out = std::process::Command::new("git")
-        .args([
+    let out = hangar_git::Git::new(dir)
+        .args(&[
             "ls-files",
             "-z",
             "--cached",
             "--others",
             "--exclude-standard",
         ])
-        .current_dir(dir)
+        .into_command()
         .output()
         .ok()?;
     if !out.status.success() {

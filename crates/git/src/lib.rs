@@ -46,7 +46,7 @@ impl Git {
     /// after the first value is a bug, caught in debug builds.
     pub fn arg(mut self, a: &str) -> Git {
         debug_assert!(
-            !self.values_started || a == "--",
+            !self.values_started || !a.starts_with('-') || a == "--",
             "literal git option {a} after a user value"
         );
         // After `--` git reads only paths: no `--end-of-options` is needed (and
