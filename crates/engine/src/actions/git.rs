@@ -19,22 +19,20 @@ pub(crate) fn git(cwd: &Path, fixed: &[&str], user: &[&str]) -> Result<String, S
 }
 
 fn command(cwd: &Path, fixed: &[&str], user: &[&str]) -> Command {
-    let mut c = Command::new("git");
-    c.current_dir(cwd)
+    let mut c = hangar_git::Git::new(cwd)
         .args(fixed)
-        .arg("--end-of-options")
-        .args(user)
-        .stdin(Stdio::null())
+        .values(user)
         // A forge that asks for credentials fails at once instead of hanging
         // on a prompt nobody sees (an agent has no terminal).
-        .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .env("SSH_ASKPASS", "true")
         // An explicit bound: a forge that stops sending for a minute fails.
         .env("GIT_HTTP_LOW_SPEED_LIMIT", "1")
         .env("GIT_HTTP_LOW_SPEED_TIME", "60")
         // Only the transports an action source can name: never `ext::`.
-        .env("GIT_ALLOW_PROTOCOL", "file:https:http:ssh:git");
+        .env("GIT_ALLOW_PROTOCOL", "file:https:http:ssh:git")
+        .into_command();
+    c.stdin(Stdio::null());
     c
 }
 
