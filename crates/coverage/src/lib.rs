@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -306,9 +305,11 @@ pub fn added_lines(repo: &Path, base: &str) -> Result<BTreeMap<String, Vec<u32>>
         ],
         vec!["diff", "--no-color", "--no-ext-diff", "--unified=0"],
     ] {
-        let o = Command::new("git")
+        // The range went after `--end-of-options` above; the wrapper is the
+        // tree's one spawn of git (see hangar_git).
+        let o = hangar_git::Git::new(repo)
             .args(&args)
-            .current_dir(repo)
+            .into_command()
             .output()
             .context("running git diff")?;
         if !o.status.success() {

@@ -76,8 +76,7 @@ pub fn log_revs(dir: &Path, revs: &[&str], with_files: bool) -> anyhow::Result<V
 /// The commit id `rev` names, checked to be a commit (`release.since`).
 pub fn resolve_commit(dir: &Path, rev: &str) -> anyhow::Result<String> {
     let spec = format!("{rev}^{{commit}}");
-    let out = git(dir, &["rev-parse", "--verify", "--quiet"], &[&spec])
-    .map_err(|_| {
+    let out = git(dir, &["rev-parse", "--verify", "--quiet"], &[&spec]).map_err(|_| {
         anyhow::anyhow!("release.since: `{rev}` is not a commit, tag or branch of this repository")
     })?;
     let sha = out.trim().to_string();
