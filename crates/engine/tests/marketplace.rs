@@ -232,6 +232,23 @@ fn fetches_pinned_by_tag_and_commit(via_http: bool) {
     forge_dir_gone(&forge_dir);
     let third = run(&root, &data, ActionSource::new(&url, true).unwrap(), &wf);
     assert!(third.summary.success, "{:?}", third.events);
+
+    // A tag resolved moments ago is not asked of the forge again (the forge
+    // is gone: this run would fail if it were); with no window it is.
+    let fresh = run(&root, &data, ActionSource::new(&url, false).unwrap(), &wf);
+    assert!(fresh.summary.success, "{:?}", fresh.events);
+    let mut always = ActionSource::new(&url, false).unwrap();
+    always.ref_ttl = std::time::Duration::ZERO;
+    let asked = run(&root, &data, always, &wf);
+    assert!(!asked.summary.success);
+    assert!(
+        asked
+            .step_errors()
+            .iter()
+            .any(|(s, m)| s == "by tag" && m.contains("cannot reach the action repository")),
+        "{:?}",
+        asked.step_errors()
+    );
 }
 
 /// Removes the forge, so a run that still reached it would fail.

@@ -32,6 +32,19 @@ pub struct ActionSource {
     pub url: String,
     /// Use only the cache; never contact the forge.
     pub offline: bool,
+    /// How long a tag or branch resolved to a cached commit is taken as it
+    /// is without asking the forge again (`HANGAR_ACTIONS_TTL`, seconds;
+    /// default 300, 0 asks every time). A repeated local run then costs no
+    /// forge round trip; a moved tag is seen once the window passes.
+    pub ref_ttl: std::time::Duration,
+}
+
+fn ref_ttl_from_env() -> std::time::Duration {
+    std::env::var("HANGAR_ACTIONS_TTL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(300))
 }
 
 /// `HANGAR_ACTIONS_URL` when set, otherwise GitHub.
@@ -45,6 +58,7 @@ impl Default for ActionSource {
                 .filter(|u| !u.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_URL.to_string()),
             offline: false,
+            ref_ttl: ref_ttl_from_env(),
         }
     }
 }
@@ -65,6 +79,7 @@ impl ActionSource {
         Ok(ActionSource {
             url: u.to_string(),
             offline,
+            ref_ttl: ref_ttl_from_env(),
         })
     }
 
@@ -326,6 +341,14 @@ impl ActionCache {
                     ));
                 }
             }
+        } else if let Some(c) = fresh_ref(&ref_file, source.ref_ttl)
+            && repo_dir.join(&c).is_dir()
+        {
+            return Ok(Fetched {
+                root: repo_dir.join(&c),
+                commit: c,
+                cached: true,
+            });
         } else {
             resolve_ref(&url, &shown, &r.git_ref)?
         };
@@ -400,11 +423,27 @@ impl ActionCache {
     }
 }
 
+/// The commit `refs/<ref>` records, when it was written less than `ttl` ago.
+fn fresh_ref(ref_file: &Path, ttl: std::time::Duration) -> Option<String> {
+    if ttl.is_zero() {
+        return None;
+    }
+    let age = std::fs::metadata(ref_file)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    if age >= ttl {
+        return None;
+    }
+    let c = std::fs::read_to_string(ref_file).ok()?;
+    let c = c.trim();
+    is_commit_id(c).then(|| c.to_string())
+}
+
 /// Writes `refs/<ref>` atomically (temporary file, then rename).
 fn remember_ref(repo_dir: &Path, ref_file: &Path, commit: &str) {
-    if std::fs::read_to_string(ref_file).ok().as_deref() == Some(commit) {
-        return;
-    }
     let refs = repo_dir.join("refs");
     if std::fs::create_dir_all(&refs).is_err() {
         return;
