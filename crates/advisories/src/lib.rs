@@ -7,6 +7,7 @@ pub mod ignore;
 pub mod lockfile;
 pub mod matcher;
 pub mod osv;
+pub mod sbom;
 pub mod severity;
 pub mod version;
 
@@ -95,6 +96,8 @@ pub struct Report {
     pub lock_files: Vec<PathBuf>,
     pub packages: usize,
     pub advisories: usize,
+    /// Every pinned package read, for the SBOM.
+    pub pinned: Vec<Package>,
     /// Findings an ignore entry switched off, with its reason.
     pub ignored: Vec<(Vulnerability, String)>,
     /// Problems with the ignore list (expired entries, missing reasons).
@@ -175,6 +178,7 @@ pub fn scan(opts: &Options) -> Result<Report> {
                 None => report.vulnerabilities.push(v),
             }
         }
+        report.pinned.push(pkg);
     }
     report.lock_files = lock_files;
     Ok(report)

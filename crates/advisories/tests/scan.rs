@@ -506,3 +506,34 @@ fn yarn_pnpm_pipfile_and_uv_lock_files() {
     // Every registry package was read (the local app entries were not).
     assert_eq!(report.packages, 7);
 }
+
+#[test]
+fn sbom_lists_every_pinned_package_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = fixture_db(tmp.path());
+    let proj = tmp.path().join("proj");
+    fs::create_dir_all(proj.join("web")).unwrap();
+    fs::write(
+        proj.join("requirements.txt"),
+        "Django_Rest==3.0\nflask>=2\n",
+    )
+    .unwrap();
+    fs::write(
+        proj.join("web/yarn.lock"),
+        "\"@babel/core@^7\":\n  version \"7.1.0\"\n\n\"@babel/core@^7.1\":\n  version \"7.1.0\"\n",
+    )
+    .unwrap();
+    let report = scan(&opts(&proj, &db)).unwrap();
+    let bom = hangar_advisories::sbom::cyclonedx(&report.pinned, "0.1.0");
+    assert_eq!(bom["bomFormat"], "CycloneDX");
+    let purls: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        purls,
+        ["pkg:pypi/django-rest@3.0", "pkg:npm/%40babel/core@7.1.0"]
+    );
+}

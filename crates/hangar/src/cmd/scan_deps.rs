@@ -35,6 +35,9 @@ pub struct Args {
     /// ([[IgnoredVulns]] id, ignoreUntil, reason). Default: osv-scanner.toml in PATH.
     #[arg(long, value_name = "FILE")]
     ignore_file: Option<PathBuf>,
+    /// Also write a CycloneDX 1.5 SBOM (JSON) of the packages read to this file.
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -48,6 +51,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(path) = &args.sbom {
+        let bom = hangar_advisories::sbom::cyclonedx(&report.pinned, env!("CARGO_PKG_VERSION"));
+        std::fs::write(path, serde_json::to_string_pretty(&bom)? + "\n")
+            .map_err(|e| anyhow::anyhow!("--sbom {}: {e}", path.display()))?;
     }
     // `--severity high`: what is below it is neither shown nor failing (counted).
     let mut below = 0;
