@@ -5,7 +5,9 @@
 //! options, `Value` the arguments (JSON form: the array's strings; shell form
 //! of RUN/CMD/ENTRYPOINT/SHELL: one string; ENV/LABEL/ARG `k=v`: `[k, v, ...]`;
 //! others: whitespace-split words), `Stage` the 0-based index of the `FROM`
-//! stage the instruction belongs to. `SubCmd` is the instruction after ONBUILD.
+//! stage the instruction belongs to. Comment lines above an instruction come
+//! before it as `{"Cmd": "comment", "Value": [text]}`, as conftest emits them
+//! (parser directives such as `# syntax=` are not comments). `SubCmd` is the instruction after ONBUILD.
 //! Written here (no Rust crate reproduces BuildKit's parser shape) and kept to
 //! what policies read.
 
@@ -18,6 +20,8 @@ pub fn parse(text: &str) -> Value {
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
     let mut seen_instruction = false;
+    // Comments waiting for the instruction they precede: (text, line).
+    let mut pending: Vec<(String, usize)> = Vec::new();
     while i < lines.len() {
         let start = i;
         let raw = lines[i].trim();
@@ -26,9 +30,23 @@ pub fn parse(text: &str) -> Value {
             continue;
         }
         if let Some(comment) = raw.strip_prefix('#') {
+            let text = comment.trim();
             // Parser directives are only honoured before the first instruction.
-            if !seen_instruction && let Some(d) = comment.trim().strip_prefix("escape=") {
-                escape = d.trim().chars().next().unwrap_or('\\');
+            if !seen_instruction && pending.is_empty() {
+                if let Some(d) = text.strip_prefix("escape=") {
+                    escape = d.trim().chars().next().unwrap_or('\\');
+                    continue;
+                }
+                if text.starts_with("syntax=") || text.starts_with("check=") {
+                    continue;
+                }
+            }
+            // As BuildKit's parser keeps them: the comment lines above an
+            // instruction, an empty `#` starting the block anew.
+            if text.is_empty() {
+                pending.clear();
+            } else {
+                pending.push((text.to_string(), start + 1));
             }
             continue;
         }
@@ -77,6 +95,21 @@ pub fn parse(text: &str) -> Value {
             stage += 1;
         }
         let (is_json, value) = values(effective, rest);
+        // conftest emits them as `comment` commands before the instruction,
+        // in the instruction's stage.
+        for (text, line) in pending.drain(..) {
+            out.push(json!({
+                "Cmd": "comment",
+                "SubCmd": "",
+                "JSON": false,
+                "Original": format!("# {text}"),
+                "StartLine": line,
+                "EndLine": line,
+                "Flags": [],
+                "Value": [text],
+                "Stage": stage.max(0),
+            }));
+        }
         out.push(json!({
             "Cmd": cmd,
             "SubCmd": sub_cmd,
@@ -208,5 +241,35 @@ mod tests {
         assert_eq!(cmds[4]["Value"], json!(["python", "-m", "app"]));
         assert_eq!(cmds[6]["Stage"], 1);
         assert_eq!(cmds[6]["Cmd"], "user");
+    }
+
+    #[test]
+    fn comments_come_before_their_instruction_as_conftest_emits_them() {
+        let doc = parse(
+            "# syntax=docker/dockerfile:1\nFROM alpine AS a\n# runtime image\n# keep it small\nFROM scratch\n#\n# only this\nUSER 1\n# trailing\n",
+        );
+        let got: Vec<(String, serde_json::Value, i64)> = doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["Cmd"].as_str().unwrap().to_string(),
+                    c["Value"].clone(),
+                    c["Stage"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("from".into(), json!(["alpine", "AS", "a"]), 0),
+                ("comment".into(), json!(["runtime image"]), 1),
+                ("comment".into(), json!(["keep it small"]), 1),
+                ("from".into(), json!(["scratch"]), 1),
+                ("comment".into(), json!(["only this"]), 1),
+                ("user".into(), json!(["1"]), 1),
+            ]
+        );
     }
 }
