@@ -321,8 +321,36 @@ fn job_condition(
         status: status.clone(),
         workspace: &shared.run.workspace,
     };
-    cond.eval(&cx, &host)
-        .map_err(|e| format!("job '{id}': `if: {cond_text}`: {e}"))
+    match cond.eval(&cx, &host) {
+        Err(e) if unknown_until_run(shared, &cond_text) => {
+            dry_run_note(
+                shared,
+                id,
+                &format!(
+                    "`if: {cond_text}` reads outputs of the jobs it needs, unknown until they run ({e}); planned as if it holds"
+                ),
+            );
+            Ok(true)
+        }
+        r => r.map_err(|e| format!("job '{id}': `if: {cond_text}`: {e}")),
+    }
+}
+
+/// In a dry run, jobs produce no outputs: an expression that reads
+/// `needs.<job>.outputs` has no value yet, which is not the workflow's fault.
+fn unknown_until_run(shared: &Shared, text: &str) -> bool {
+    shared.opts.dry_run && text.contains("needs.") && text.contains("outputs")
+}
+
+fn dry_run_note(shared: &Shared, job: &str, message: &str) {
+    shared.reporter.event(Event::Annotation {
+        job: job.to_string(),
+        step: None,
+        level: Level::Notice,
+        message: format!("dry run: {message}"),
+        location: Default::default(),
+        ts: now_ms(),
+    });
 }
 
 /// The contexts of job `id`'s own keys (`if:`, `strategy:`, `name:`, a call's
@@ -516,6 +544,25 @@ fn run_node(
             let legs = matrix::legs(strategy.get("matrix"))?;
             Ok::<_, String>((strategy, legs))
         })();
+        let planned = match planned {
+            Err(e)
+                if unknown_until_run(
+                    &shared,
+                    &serde_json::to_string(job.get("strategy").unwrap_or(&Value::Null))
+                        .unwrap_or_default(),
+                ) =>
+            {
+                dry_run_note(
+                    &shared,
+                    &key,
+                    &format!(
+                        "the matrix reads outputs of the jobs it needs, unknown until they run ({e}); planned as one leg"
+                    ),
+                );
+                matrix::legs(None).map(|legs| (Value::Null, legs))
+            }
+            p => p,
+        };
         let (strategy, legs) = match planned {
             Ok(p) => p,
             Err(e) => {

@@ -502,3 +502,45 @@ fn workflow_commands_follow_the_runner() {
     expect_step(&steps, "four", Conclusion::Failure);
     expect_step(&steps, "five", Conclusion::Failure);
 }
+
+#[test]
+fn dry_run_plans_jobs_whose_if_or_matrix_read_needs_outputs() {
+    let f = Fixture::new();
+    let wf = f.workflow(
+        "on: push\njobs:\n  gen:\n    outputs:\n      m: ${{ steps.s.outputs.m }}\n    steps:\n      - id: s\n        run: echo 'm=[\"a\"]' >> $GITHUB_OUTPUT\n  use:\n    needs: gen\n    if: ${{ fromJSON(needs.gen.outputs.m)[0] == 'a' }}\n    strategy:\n      matrix:\n        x: ${{ fromJSON(needs.gen.outputs.m) }}\n    steps:\n      - run: echo ${{ matrix.x }}\n",
+    );
+    let mut run = RunContext::new(f.dir.path(), "push", None);
+    run.data_dir = f.dir.path().join(".data");
+    let reporter = Arc::new(MemoryReporter::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let opts = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let s = rt
+        .block_on(Engine::new().run_workflows(
+            Arc::new(run),
+            vec![wf],
+            opts,
+            reporter.clone(),
+            CancellationToken::new(),
+        ))
+        .unwrap();
+    assert!(s.success, "{:?}", annotations(&reporter));
+    assert_eq!(result_of(&s, "use"), Conclusion::Success);
+    let notes = annotations(&reporter);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("dry run: `if:") && n.contains("unknown until they run")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("dry run: the matrix")),
+        "{notes:?}"
+    );
+}
