@@ -12,6 +12,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// The key of the lease this client speaks about (`X-Hangar-Lease`).
+    lease: Option<String>,
 }
 
 impl Client {
@@ -25,13 +27,28 @@ impl Client {
             http,
             base: server.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            lease: None,
         })
     }
 
+    /// This client, proving the lease `key` on every call.
+    pub fn with_lease(&self, key: &str) -> Client {
+        Client {
+            lease: Some(key.to_string()),
+            ..self.clone()
+        }
+    }
+
+    fn authed(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let r = r.bearer_auth(&self.token);
+        match &self.lease {
+            Some(k) => r.header(crate::protocol::LEASE_HEADER, k),
+            None => r,
+        }
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .post(format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
+        self.authed(self.http.post(format!("{}{}", self.base, path)))
     }
 
     pub async fn poll(&self, req: &PollRequest) -> anyhow::Result<Option<Assignment>> {
@@ -122,12 +139,10 @@ impl Client {
     /// Names of the artifacts the job's run has so far.
     pub async fn artifact_names(&self, job_id: i64) -> anyhow::Result<Vec<String>> {
         let resp = self
-            .http
-            .get(format!(
+            .authed(self.http.get(format!(
                 "{}/api/v1/agent/jobs/{job_id}/artifacts",
                 self.base
-            ))
-            .bearer_auth(&self.token)
+            )))
             .timeout(Duration::from_secs(30))
             .send()
             .await?
@@ -138,12 +153,10 @@ impl Client {
     /// An artifact as a tar archive of its directory.
     pub async fn download_artifact(&self, job_id: i64, name: &str) -> anyhow::Result<Vec<u8>> {
         let resp = self
-            .http
-            .get(format!(
+            .authed(self.http.get(format!(
                 "{}/api/v1/agent/jobs/{job_id}/artifacts/{name}",
                 self.base
-            ))
-            .bearer_auth(&self.token)
+            )))
             .timeout(Duration::from_secs(600))
             .send()
             .await?

@@ -106,6 +106,7 @@ async fn run_one(
     workspaces: &workspace::Workspaces,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let client = client.with_lease(&a.lease_key);
     let cancel = shutdown.child_token();
     let lost = CancellationToken::new();
     let heartbeat = {

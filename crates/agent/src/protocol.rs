@@ -1,8 +1,10 @@
 //! The agent ↔ server contract, shared by remote agents and the embedded one.
 //!
-//! Every call after a poll carries the job's fencing token (`fence`). The server
-//! refuses calls with a stale fence with HTTP 409: the lease was taken away (the
-//! agent was presumed dead) and the agent must stop the job at once.
+//! Every call after a poll carries the job's fencing token (`fence`) and the
+//! lease's key in the `X-Hangar-Lease` header. The server refuses calls with a
+//! stale fence with HTTP 409: the lease was taken away (the agent was presumed
+//! dead) and the agent must stop the job at once; a call without the key of the
+//! lease (another agent's token, a guessed fence) is refused with 403.
 //!
 //! | call | path | semantics |
 //! |---|---|---|
@@ -66,7 +68,16 @@ pub struct Assignment {
     /// `ACTIONS_RUNTIME_TOKEN`, ...). Absent from older servers.
     #[serde(default)]
     pub services_env: BTreeMap<String, String>,
+    /// Proof of this lease, sent back as `X-Hangar-Lease` on every call about
+    /// the job: 128 bits the server derives from a secret only it knows, the
+    /// job, the attempt's fence, the agent and its token. Another agent (or the
+    /// same token for another agent id) cannot produce it.
+    #[serde(default)]
+    pub lease_key: String,
 }
+
+/// The header that carries [`Assignment::lease_key`].
+pub const LEASE_HEADER: &str = "x-hangar-lease";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FenceOnly {

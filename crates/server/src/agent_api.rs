@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -13,7 +14,7 @@ use hangar_agent::protocol::*;
 use hangar_store::{Job, LeaseCheck, Step, now_ms};
 
 use crate::app::{AgentSeen, App};
-use crate::auth::error;
+use crate::auth::{Caller, error};
 
 /// An idle agent's poll costs reads only; its registration row is rewritten at
 /// most this often.
@@ -67,6 +68,7 @@ fn seen(app: &App, req: &PollRequest) {
 
 pub async fn poll(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     headers: axum::http::HeaderMap,
     Json(req): Json<PollRequest>,
 ) -> Response {
@@ -84,7 +86,7 @@ pub async fn poll(
         let notified = app.work.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match try_claim(&app, &req, &host) {
+        match try_claim(&app, &req, &host, &caller) {
             Ok(Some(a)) => return Json(a).into_response(),
             Ok(None) => {}
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
@@ -106,8 +108,19 @@ pub async fn poll(
     }
 }
 
-fn try_claim(app: &App, req: &PollRequest, host: &str) -> anyhow::Result<Option<Assignment>> {
+fn try_claim(
+    app: &App,
+    req: &PollRequest,
+    host: &str,
+    caller: &Caller,
+) -> anyhow::Result<Option<Assignment>> {
+    let embedded = caller.name == crate::auth::EMBEDDED_AGENT;
     for job in app.store.runnable_jobs(&req.labels, 4)? {
+        // Untrusted code (a fork's pull request) never runs inside the server's
+        // own process tree, next to its data, unless the administrator says so.
+        if embedded && !app.untrusted_on_embedded && app.job_is_untrusted(&job)? {
+            continue;
+        }
         if let Some(lease) = app.store.claim_job(job.id, &req.agent_id, app.lease_ms)? {
             if let Some(run) = app.store.get_run(lease.job.run_id)?
                 && run.status == "queued"
@@ -119,13 +132,20 @@ fn try_claim(app: &App, req: &PollRequest, host: &str) -> anyhow::Result<Option<
                 );
             }
             app.publish_job(lease.job.run_id, lease.job.id);
-            return Ok(Some(assignment(app, &lease.job, lease.fence, host)?));
+            let key = lease_key(app, lease.job.id, lease.fence, &req.agent_id, &caller.name);
+            return Ok(Some(assignment(app, &lease.job, lease.fence, host, key)?));
         }
     }
     Ok(None)
 }
 
-fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<Assignment> {
+fn assignment(
+    app: &App,
+    job: &Job,
+    fence: i64,
+    host: &str,
+    lease_key: String,
+) -> anyhow::Result<Assignment> {
     let run = app
         .store
         .get_run(job.run_id)?
@@ -139,6 +159,16 @@ fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<As
     let needs = crate::app::needs_context(&deps, &crate::app::status_host_of(&deps));
     let s = |k: &str| ctx.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let services_env = results_env(app, &run, job, &payload, &s("repository"), host);
+    // A fork's code gets neither secrets nor variables (as on GitHub); any other
+    // job only the secrets it names.
+    let (secrets, vars) = if app.untrusted(&run.event, &payload) {
+        Default::default()
+    } else {
+        (
+            secrets_named_by(&job.spec, app.store.secrets_for_repo(run.repo_id)?),
+            app.store.variables_for_repo(run.repo_id)?,
+        )
+    };
     Ok(Assignment {
         job_id: job.id,
         run_id: run.id,
@@ -158,11 +188,12 @@ fn assignment(app: &App, job: &Job, fence: i64, host: &str) -> anyhow::Result<As
         sha: run.sha.clone(),
         git_ref: run.git_ref.clone(),
         repository: s("repository"),
-        secrets: app.store.secrets_for_repo(run.repo_id)?,
-        vars: app.store.variables_for_repo(run.repo_id)?,
+        secrets,
+        vars,
         needs,
         inputs: ctx.get("inputs").cloned().unwrap_or(json!({})),
         services_env,
+        lease_key,
     })
 }
 
@@ -195,11 +226,96 @@ fn results_env(
         .collect()
 }
 
-/// The job, if `fence` is the current one and the job is still running.
+/// The secrets a job's definition names (`secrets.NAME`, `secrets['NAME']`):
+/// an agent holding one job learns no other secret. A job that indexes
+/// `secrets` with an expression or serialises the whole context gets them all.
+fn secrets_named_by(
+    spec: &Value,
+    all: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    let text = spec.to_string().to_ascii_uppercase();
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let dynamic = compact.match_indices("SECRETS[").any(|(i, m)| {
+        !matches!(
+            compact[i + m.len()..].chars().next(),
+            Some('\'') | Some('\\')
+        )
+    }) || compact.contains("TOJSON(SECRETS)")
+        || compact.contains("SECRETS:INHERIT")
+        || compact.contains("\"SECRETS\":\"INHERIT\"");
+    if dynamic {
+        return all;
+    }
+    all.into_iter()
+        .filter(|(name, _)| {
+            let n = name.to_ascii_uppercase();
+            compact.contains(&format!("SECRETS.{n}"))
+                && !compact
+                    .match_indices(&format!("SECRETS.{n}"))
+                    .all(|(i, m)| {
+                        compact[i + m.len()..]
+                            .chars()
+                            .next()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                || compact.contains(&format!("SECRETS['{n}']"))
+                || compact.contains(&format!("SECRETS[\\\"{n}\\\"]"))
+        })
+        .collect()
+}
+
+/// The key of a lease (see `Assignment::lease_key`): HMAC-SHA256 under the
+/// server's lease secret of the job, the attempt's fence, the agent and the
+/// token it polled with, cut to 128 bits. Derived rather than stored, so every
+/// attempt has its own key without a column for it, and a restarted server
+/// still recognises the keys its agents hold.
+pub(crate) fn lease_key(app: &App, job_id: i64, fence: i64, agent: &str, token: &str) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(&app.lease_secret).expect("any key length");
+    mac.update(format!("{job_id}\0{fence}\0{agent}\0{token}").as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Whether the caller proves the job's current lease with `X-Hangar-Lease`.
+fn proves_lease(app: &App, job: &Job, caller: &Caller, headers: &HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(owner) = job.lease_owner.as_deref() else {
+        return false;
+    };
+    let Some(given) = headers.get(LEASE_HEADER).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let expected = lease_key(app, job.id, job.fence, owner, &caller.name);
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 #[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
-fn held(app: &App, job_id: i64, fence: i64) -> Result<Job, Response> {
+fn not_yours() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "this job is leased to another agent: the X-Hangar-Lease key does not match",
+    )
+}
+
+/// The job, if `fence` is the current one, the job is still running and the
+/// caller holds its lease.
+#[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
+fn held(
+    app: &App,
+    job_id: i64,
+    fence: i64,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<Job, Response> {
     match app.store.get_job(job_id) {
-        Ok(Some(j)) if j.fence == fence && j.status == "running" => Ok(j),
+        Ok(Some(j)) if j.fence == fence && j.status == "running" => {
+            if proves_lease(app, &j, caller, headers) {
+                Ok(j)
+            } else {
+                Err(not_yours())
+            }
+        }
         Ok(Some(_)) => Err(error(
             StatusCode::CONFLICT,
             "the lease is no longer yours: stop this job",
@@ -211,9 +327,14 @@ fn held(app: &App, job_id: i64, fence: i64) -> Result<Job, Response> {
 
 pub async fn heartbeat(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(job_id): Path<i64>,
     Json(req): Json<FenceOnly>,
 ) -> Response {
+    if let Err(r) = held(&app, job_id, req.fence, &caller, &headers) {
+        return r;
+    }
     match app.store.heartbeat(job_id, req.fence, app.lease_ms) {
         Ok(LeaseCheck::Held { cancel_requested }) => Json(HeartbeatResponse {
             cancel: cancel_requested,
@@ -229,10 +350,12 @@ pub async fn heartbeat(
 
 pub async fn logs(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(job_id): Path<i64>,
     Json(up): Json<LogUpload>,
 ) -> Response {
-    let job = match held(&app, job_id, up.fence) {
+    let job = match held(&app, job_id, up.fence, &caller, &headers) {
         Ok(j) => j,
         Err(r) => return r,
     };
@@ -268,10 +391,12 @@ pub async fn logs(
 
 pub async fn step(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(job_id): Path<i64>,
     Json(s): Json<StepReport>,
 ) -> Response {
-    let job = match held(&app, job_id, s.fence) {
+    let job = match held(&app, job_id, s.fence, &caller, &headers) {
         Ok(j) => j,
         Err(r) => return r,
     };
@@ -303,10 +428,12 @@ pub async fn step(
 
 pub async fn complete(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path(job_id): Path<i64>,
     Json(req): Json<CompleteRequest>,
 ) -> Response {
-    let job = match held(&app, job_id, req.fence) {
+    let job = match held(&app, job_id, req.fence, &caller, &headers) {
         Ok(j) => j,
         Err(r) => return r,
     };
@@ -351,18 +478,33 @@ pub async fn complete(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The run of a job the caller holds the lease of: an agent reads the
+/// artifacts of its own job's run only.
 #[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
-fn run_of_job(app: &App, job_id: i64) -> Result<i64, Response> {
+fn run_of_job(
+    app: &App,
+    job_id: i64,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<i64, Response> {
     match app.store.get_job(job_id) {
-        Ok(Some(j)) => Ok(j.run_id),
+        Ok(Some(j)) if j.status == "running" && proves_lease(app, &j, caller, headers) => {
+            Ok(j.run_id)
+        }
+        Ok(Some(_)) => Err(not_yours()),
         Ok(None) => Err(error(StatusCode::NOT_FOUND, "no such job")),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))),
     }
 }
 
 /// Names of the artifacts of the job's run (the newest upload of each name wins).
-pub async fn artifact_names(State(app): State<Arc<App>>, Path(job_id): Path<i64>) -> Response {
-    let run = match run_of_job(&app, job_id) {
+pub async fn artifact_names(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(job_id): Path<i64>,
+) -> Response {
+    let run = match run_of_job(&app, job_id, &caller, &headers) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -379,9 +521,11 @@ pub async fn artifact_names(State(app): State<Arc<App>>, Path(job_id): Path<i64>
 
 pub async fn artifact_download(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path((job_id, name)): Path<(i64, String)>,
 ) -> Response {
-    let run = match run_of_job(&app, job_id) {
+    let run = match run_of_job(&app, job_id, &caller, &headers) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -395,11 +539,13 @@ pub struct FenceQuery {
 
 pub async fn artifact_upload(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Path((job_id, name)): Path<(i64, String)>,
     axum::extract::Query(q): axum::extract::Query<FenceQuery>,
     body: axum::body::Bytes,
 ) -> Response {
-    let job = match held(&app, job_id, q.fence) {
+    let job = match held(&app, job_id, q.fence, &caller, &headers) {
         Ok(j) => j,
         Err(r) => return r,
     };

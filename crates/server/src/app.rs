@@ -65,6 +65,12 @@ pub struct App {
     pub local_repos: crate::git::LocalRepos,
     /// Webhook bodies seen recently (replays under a new delivery id are refused).
     pub replays: Mutex<crate::hooks::ReplayWindow>,
+    /// Key of the leases' keys (`agent_api::lease_key`), kept in the data directory.
+    pub lease_secret: [u8; 32],
+    /// Whether untrusted runs (forks' pull requests) may run on the embedded agent.
+    pub untrusted_on_embedded: bool,
+    /// Whether a first-time contributor's pull request is untrusted like a fork's.
+    pub first_time_untrusted: bool,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {
@@ -72,6 +78,44 @@ pub fn default_branch_refs() -> [&'static str; 2] {
 }
 
 impl App {
+    /// Whether a run executes code the repository's owners have not vetted: a
+    /// pull request from a fork (or whose head repository is gone), and, when
+    /// configured, one from a first-time contributor.
+    pub fn untrusted(&self, event: &str, payload: &Value) -> bool {
+        let s = |p: &str| payload.pointer(p).and_then(Value::as_str);
+        match event {
+            "pull_request" | "pull_request_review" | "pull_request_review_comment" => {}
+            _ => return false,
+        }
+        if let Some(mr) = payload.get("object_attributes") {
+            // GitLab: a merge request from another project.
+            let src = mr.get("source_project_id");
+            return src.is_none() || src != mr.get("target_project_id");
+        }
+        let head = s("/pull_request/head/repo/full_name");
+        let fork = payload
+            .pointer("/pull_request/head/repo/fork")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let first_time = matches!(
+            s("/pull_request/author_association"),
+            Some("FIRST_TIME_CONTRIBUTOR" | "FIRST_TIMER" | "NONE")
+        );
+        fork || head.is_none()
+            || head != s("/repository/full_name")
+            || (self.first_time_untrusted && first_time)
+    }
+
+    pub fn job_is_untrusted(&self, job: &Job) -> anyhow::Result<bool> {
+        let Some(run) = self.store.get_run(job.run_id)? else {
+            return Ok(false);
+        };
+        if !run.event.starts_with("pull_request") {
+            return Ok(false);
+        }
+        Ok(self.untrusted(&run.event, &self.store.run_payload(run.id)?))
+    }
+
     pub fn masker_for_job(&self, job: &Job, repo_id: i64) -> Arc<Masker> {
         if let Some(m) = self
             .maskers

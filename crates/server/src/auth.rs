@@ -37,6 +37,9 @@ fn token_of(req: &Request) -> Option<String> {
     })
 }
 
+/// The caller name of the embedded agent's in-memory token.
+pub(crate) const EMBEDDED_AGENT: &str = "embedded-agent";
+
 pub fn error(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(serde_json::json!({"error": msg}))).into_response()
 }
@@ -54,7 +57,7 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
     };
     let caller = if bool::from(token.as_bytes().ct_eq(app.internal_token.as_bytes())) {
         Caller {
-            name: "embedded-agent".into(),
+            name: EMBEDDED_AGENT.into(),
             role: Role::Agent,
         }
     } else {

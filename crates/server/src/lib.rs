@@ -54,6 +54,10 @@ pub struct ServeConfig {
     pub cron: bool,
     /// Local paths that may be registered as clone URLs.
     pub local_repos: git::LocalRepos,
+    /// Run forks' pull requests on the embedded agent too (off: only remote agents take them).
+    pub untrusted_on_embedded: bool,
+    /// Treat a first-time contributor's pull request like a fork's.
+    pub first_time_untrusted: bool,
 }
 
 impl ServeConfig {
@@ -72,6 +76,8 @@ impl ServeConfig {
             runner,
             cron: true,
             local_repos: git::LocalRepos::Any,
+            untrusted_on_embedded: false,
+            first_time_untrusted: false,
         }
     }
 }
@@ -192,6 +198,34 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The key of lease keys, created once (0600) in the data directory so leases
+/// outlive a restart of the server.
+fn lease_secret(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("lease.key");
+    let parse = |text: &str| -> Option<[u8; 32]> { hex::decode(text.trim()).ok()?.try_into().ok() };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return parse(&text).with_context(|| {
+            format!(
+                "{} is not 64 hex characters; delete it to make a new one (agents then re-poll)",
+                path.display()
+            )
+        });
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token = hangar_store::crypto::random_token()?;
+    let hexed = hangar_store::crypto::sha256_hex(token.as_bytes());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(hexed.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    parse(&hexed).context("a fresh lease key")
+}
+
 /// Opens the store, registers repositories, binds, and starts every background task.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let store: Arc<dyn Store> = Arc::new(hangar_store::open(&cfg.data_dir)?);
@@ -239,6 +273,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         data_dir: cfg.data_dir.clone(),
         local_repos: cfg.local_repos.clone(),
         replays: Default::default(),
+        lease_secret: lease_secret(&cfg.data_dir)?,
+        untrusted_on_embedded: cfg.untrusted_on_embedded,
+        first_time_untrusted: cfg.first_time_untrusted,
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
     app.recover().await?;

@@ -302,3 +302,177 @@ async fn a_50mb_unauthenticated_webhook_is_refused_with_memory_bounded() {
     );
     s.server.stop().await;
 }
+
+/// An agent token made through the API (as `hangar agent` gets one).
+async fn agent_token(s: &TestServer, name: &str) -> String {
+    let (code, v) = s
+        .post("/api/v1/tokens", json!({"name": name, "role": "agent"}))
+        .await;
+    assert_eq!(code, 201, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// One long poll as an agent; the assignment, if any.
+async fn poll(s: &TestServer, token: &str, agent_id: &str) -> Option<Value> {
+    let r = s
+        .http
+        .post(s.url("/api/v1/agent/poll"))
+        .bearer_auth(token)
+        .json(
+            &json!({"agent_id": agent_id, "name": agent_id, "labels": ["ubuntu-latest"],
+                      "capacity": 1, "free_slots": 1, "wait_ms": 3000}),
+        )
+        .send()
+        .await
+        .unwrap();
+    (r.status() == 200).then_some(())?;
+    Some(r.json().await.unwrap())
+}
+
+async fn agent_call(
+    s: &TestServer,
+    token: &str,
+    key: Option<&str>,
+    path: &str,
+    body: Value,
+) -> u16 {
+    let mut r = s.http.post(s.url(path)).bearer_auth(token).json(&body);
+    if let Some(k) = key {
+        r = r.header("x-hangar-lease", k);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn another_agents_token_cannot_touch_a_leased_job() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let honest = agent_token(&s, "honest").await;
+    let rogue = agent_token(&s, "rogue").await;
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "a-1").await;
+    assert_eq!(code, 202, "{v}");
+    let a = poll(&s, &honest, "box-1").await.expect("the job is leased");
+    let (job, fence) = (a["job_id"].as_i64().unwrap(), a["fence"].as_i64().unwrap());
+    let key = a["lease_key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 32, "a 128-bit key: {key}");
+    let forged = json!({"fence": fence, "conclusion": "success", "outputs": {"x": "forged"}});
+    // The rogue knows the job and fence (they are small numbers), not the key;
+    // with the honest agent's key its own token still does not match.
+    for k in [None, Some("0".repeat(32)), Some(key.clone())] {
+        let k = k.as_deref();
+        for (path, body) in [
+            (format!("/api/v1/agent/jobs/{job}/complete"), forged.clone()),
+            (
+                format!("/api/v1/agent/jobs/{job}/heartbeat"),
+                json!({"fence": fence}),
+            ),
+            (
+                format!("/api/v1/agent/jobs/{job}/logs"),
+                json!({"fence": fence, "chunk": 0, "first_line": 0, "text": "forged\n"}),
+            ),
+            (
+                format!("/api/v1/agent/jobs/{job}/artifacts/loot?fence={fence}"),
+                json!({}),
+            ),
+        ] {
+            let code = agent_call(&s, &rogue, k, &path, body).await;
+            assert_eq!(code, 403, "rogue {path} with key {k:?}");
+        }
+        let r = s
+            .http
+            .get(s.url(&format!("/api/v1/agent/jobs/{job}/artifacts")))
+            .bearer_auth(&rogue)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "rogue lists the run's artifacts");
+    }
+    // The honest agent, with its key, is still the one that finishes the job.
+    let ok = json!({"fence": fence, "conclusion": "success", "outputs": {}});
+    let code = agent_call(
+        &s,
+        &honest,
+        Some(&key),
+        &format!("/api/v1/agent/jobs/{job}/complete"),
+        ok,
+    )
+    .await;
+    assert_eq!(code, 204);
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(10))
+        .await;
+    assert_eq!(run["jobs"][0]["outputs"], json!({}), "{run:#}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_fork_pull_request_gets_no_secrets_and_skips_the_embedded_agent() {
+    let wf = "on: pull_request\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"[${{ secrets.TOKEN }}]\" > \"$HANGAR_DATA_PROBE\"\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/pr.yml", wf)]);
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    for (name, value) in [("TOKEN", "tok-value-1234"), ("OTHER", "other-value-5678")] {
+        let r = s
+            .http
+            .put(s.url(&format!("/api/v1/repos/{id}/secrets/{name}")))
+            .bearer_auth(&s.token)
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let pr = |number: i64, head_repo: &str| {
+        body_of(json!({
+            "action": "opened", "number": number,
+            "pull_request": {"number": number, "head": {"sha": sha, "ref": "f", "repo": {"full_name": head_repo}},
+                             "base": {"ref": "main"}},
+            "repository": {"full_name": "acme/app"}, "sender": {"login": "outsider"}
+        }))
+    };
+    let body = pr(1, "outsider/app");
+    let (code, v) = s
+        .hook("github", &body, &sign(&body), "fork-1", "pull_request")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let run_id = v["runs"][0].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let run = s.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(
+        run["jobs"][0]["status"], "queued",
+        "the embedded agent took a fork's job: {run:#}"
+    );
+    // A remote agent takes it, without secrets or variables.
+    let agent = agent_token(&s, "sandbox-box").await;
+    let a = poll(&s, &agent, "box-1")
+        .await
+        .expect("a remote agent gets it");
+    assert_eq!(a["secrets"], json!({}), "{a:#}");
+    assert_eq!(a["vars"], json!({}));
+    s.server.stop().await;
+    // The same repository's pull request gets the secret it names, and only
+    // that (a server without an embedded agent, so the test's agent gets it).
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let id = s.register("acme/app", repo.path()).await;
+    for (name, value) in [("TOKEN", "tok-value-1234"), ("OTHER", "other-value-5678")] {
+        let r = s
+            .http
+            .put(s.url(&format!("/api/v1/repos/{id}/secrets/{name}")))
+            .bearer_auth(&s.token)
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let body = pr(2, "acme/app");
+    let (code, _) = s
+        .hook("github", &body, &sign(&body), "own-2", "pull_request")
+        .await;
+    assert_eq!(code, 202);
+    let agent2 = agent_token(&s, "second-box").await;
+    let a = poll(&s, &agent2, "box-2").await.expect("the own PR's job");
+    assert_eq!(a["secrets"], json!({"TOKEN": "tok-value-1234"}), "{a:#}");
+    s.server.stop().await;
+}

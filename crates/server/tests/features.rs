@@ -536,7 +536,7 @@ async fn pull_request_types_and_branches() {
     let pr = |action: &str, base: &str| {
         serde_json::to_vec(&json!({
             "action": action, "number": 7,
-            "pull_request": {"number": 7, "head": {"sha": sha, "ref": "feature"}, "base": {"ref": base}},
+            "pull_request": {"number": 7, "head": {"sha": sha, "ref": "feature", "repo": {"full_name": "acme/app"}}, "base": {"ref": base}},
             "repository": {"full_name": "acme/app", "clone_url": repo.path().to_string_lossy()},
             "sender": {"login": "dev"}
         }))
