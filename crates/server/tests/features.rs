@@ -847,12 +847,14 @@ async fn cancelling_a_run_settles_its_pending_approval() {
     assert_eq!(after["jobs"][0]["conclusion"], "cancelled", "{after:#}");
 }
 
-/// POSTs as an agent with `token`; returns status and JSON body.
-async fn as_agent(s: &TestServer, token: &str, path: &str, body: Value) -> (u16, Value) {
+/// POSTs as an agent with `token` and the lease's key (`""` before a lease);
+/// returns status and JSON body.
+async fn as_agent(s: &TestServer, token: &str, key: &str, path: &str, body: Value) -> (u16, Value) {
     let r = s
         .http
         .post(s.url(path))
         .bearer_auth(token)
+        .header("x-hangar-lease", key)
         .json(&body)
         .send()
         .await
@@ -887,7 +889,7 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
     for text in ["attempt one\n", "attempt two\n"] {
         let start = Instant::now();
         let lease = loop {
-            let (code, a) = as_agent(&s, &agent, "/api/v1/agent/poll", poll.clone()).await;
+            let (code, a) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll.clone()).await;
             if code == 200 {
                 break a;
             }
@@ -896,9 +898,11 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
         };
         let (job, fence) = (lease["job_id"].as_i64().unwrap(), lease["fence"].clone());
         let base = format!("/api/v1/agent/jobs/{job}");
+        let key = lease["lease_key"].as_str().unwrap_or_default();
         let (code, ack) = as_agent(
             &s,
             &agent,
+            key,
             &format!("{base}/logs"),
             json!({"fence": fence, "chunk": 0, "first_line": 0, "text": text}),
         )
@@ -907,6 +911,7 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
         let (code, _) = as_agent(
             &s,
             &agent,
+            key,
             &format!("{base}/steps"),
             json!({"fence": fence, "idx": 0, "name": text.trim(), "status": "completed", "conclusion": "success"}),
         )
@@ -921,6 +926,7 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
     let (code, _) = as_agent(
         &s,
         &agent,
+        leases[1]["lease_key"].as_str().unwrap_or_default(),
         &format!("/api/v1/agent/jobs/{job}/complete"),
         json!({"fence": leases[1]["fence"], "conclusion": "success", "outputs": {}}),
     )

@@ -42,6 +42,18 @@ pub enum Command {
         /// Serve /metrics without a token.
         #[arg(long)]
         metrics_public: bool,
+        /// Let forks' pull requests run on the embedded agent (inside the
+        /// server's process tree, beside its data). Off: only remote agents take them.
+        #[arg(long)]
+        untrusted_on_embedded: bool,
+        /// Treat a first-time contributor's pull request like a fork's (no
+        /// secrets, no variables, never on the embedded agent).
+        #[arg(long)]
+        first_time_untrusted: bool,
+        /// Only local repositories under these directories may be registered
+        /// (default: any local path outside the data directory).
+        #[arg(long, value_delimiter = ',')]
+        local_repos: Vec<PathBuf>,
         /// How often watched repositories are polled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
@@ -142,6 +154,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             agent_capacity,
             agent_labels,
             metrics_public,
+            untrusted_on_embedded,
+            first_time_untrusted,
+            local_repos,
             poll_ms,
         } => {
             let data = data_dir(data);
@@ -155,6 +170,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.embedded_labels = agent_labels;
             }
             cfg.metrics_public = metrics_public;
+            cfg.untrusted_on_embedded = untrusted_on_embedded;
+            cfg.first_time_untrusted = first_time_untrusted;
+            if !local_repos.is_empty() {
+                cfg.local_repos = hangar_server::git::LocalRepos::Under(local_repos);
+            }
             cfg.watch_every = Duration::from_millis(poll_ms.max(50));
             cfg.watch = if repos.is_empty() {
                 current_repo().into_iter().collect()
