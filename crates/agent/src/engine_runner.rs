@@ -110,13 +110,6 @@ impl hangar_engine::JobServices for ServerServices {
 /// with `RunContext::new`, which reads the repository with several `git` processes
 /// per job: the server already resolved the commit, ref and repository.
 fn run_context(job: &Assignment, ws: &Path) -> RunContext {
-    let s = |p: &str| {
-        job.event
-            .pointer(p)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
     RunContext {
         workspace: ws.to_path_buf(),
         event_name: job.event_name.clone(),
@@ -128,12 +121,9 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         sha: job.sha.clone(),
         git_ref: job.git_ref.clone(),
         repository: job.repository.clone(),
-        actor: {
-            let a = s("/sender/login");
-            if a.is_empty() { s("/pusher/name") } else { a }
-        },
-        head_ref: s("/pull_request/head/ref"),
-        base_ref: s("/pull_request/base/ref"),
+        actor: hangar_engine::context::event_actor(&job.event).unwrap_or_default(),
+        head_ref: hangar_engine::context::pr_refs(&job.event).0,
+        base_ref: hangar_engine::context::pr_refs(&job.event).1,
         run_id: job.run_id.to_string(),
         run_number: job.run_number.unwrap_or(job.run_id).to_string(),
         run_attempt: job.run_attempt.unwrap_or(job.attempt).max(1).to_string(),

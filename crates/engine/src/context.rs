@@ -99,11 +99,7 @@ impl RunContext {
         {
             sha = s.to_string();
         }
-        let actor = event
-            .pointer("/sender/login")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| git.actor.clone());
+        let actor = event_actor(&event).unwrap_or_else(|| git.actor.clone());
         let repository = event
             .pointer("/repository/full_name")
             .and_then(Value::as_str)
@@ -145,14 +141,27 @@ impl RunContext {
 
     /// `refs/heads/main` → (`main`, `branch`).
     pub fn ref_name_and_type(&self) -> (String, &'static str) {
-        if let Some(b) = self.git_ref.strip_prefix("refs/heads/") {
-            (b.to_string(), "branch")
-        } else if let Some(t) = self.git_ref.strip_prefix("refs/tags/") {
-            (t.to_string(), "tag")
-        } else if let Some(p) = self.git_ref.strip_prefix("refs/") {
-            (p.to_string(), "branch")
-        } else {
-            (self.git_ref.clone(), "branch")
+        ref_name_and_type(&self.git_ref)
+    }
+
+    /// The facts of this run for [`github_context`], in `workflow`'s job `job`.
+    pub fn github_facts(&self, workflow: &crate::Workflow, job: &str) -> GithubFacts {
+        GithubFacts {
+            event_name: self.event_name.clone(),
+            event: self.event.clone(),
+            git_ref: self.git_ref.clone(),
+            sha: self.sha.clone(),
+            repository: self.repository.clone(),
+            actor: self.actor.clone(),
+            head_ref: self.head_ref.clone(),
+            base_ref: self.base_ref.clone(),
+            run_id: self.run_id.clone(),
+            run_number: self.run_number.clone(),
+            run_attempt: self.run_attempt.clone(),
+            server_url: self.server_url.clone(),
+            workflow: workflow.name.clone(),
+            workflow_path: crate::workflow::repo_path(&workflow.path),
+            job: job.to_string(),
         }
     }
 
@@ -171,6 +180,178 @@ impl RunContext {
     pub fn cleanup(&self) {
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
+}
+
+/// What the `github` context is made of: facts of the event and the run,
+/// held alike by `hangar run` ([`RunContext::github_facts`]) and by the
+/// server (from its run row). [`github_context`] is the one builder of the
+/// context from them, so a local run and a server run of the same event see
+/// the same `github`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GithubFacts {
+    pub event_name: String,
+    /// The webhook payload (`github.event`).
+    pub event: Value,
+    /// The full ref: `refs/heads/feature/x`, `refs/tags/v1`, `refs/pull/1/merge`.
+    pub git_ref: String,
+    pub sha: String,
+    /// `owner/name`.
+    pub repository: String,
+    pub actor: String,
+    pub head_ref: String,
+    pub base_ref: String,
+    pub run_id: String,
+    pub run_number: String,
+    pub run_attempt: String,
+    pub server_url: String,
+    /// The workflow's `name:` (or its path when unnamed).
+    pub workflow: String,
+    /// The workflow file from the repository root (`.github/workflows/ci.yml`).
+    pub workflow_path: String,
+    /// The job id.
+    pub job: String,
+}
+
+/// What only the runner of a job knows: its files and workspace, and the
+/// token. Absent where a job's steps are not running (job `if:`, concurrency).
+#[derive(Clone, Debug, Default)]
+pub struct RunnerFiles {
+    pub env: String,
+    pub event_path: String,
+    pub output: String,
+    pub path: String,
+    pub state: String,
+    pub step_summary: String,
+    pub token: String,
+    pub workspace: String,
+}
+
+/// `github.actor` from a payload: the account that triggered the event
+/// (`sender.login`), else a push's pusher.
+pub fn event_actor(event: &Value) -> Option<String> {
+    ["/sender/login", "/pusher/name"]
+        .iter()
+        .filter_map(|p| event.pointer(p).and_then(Value::as_str))
+        .find(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A pull request's head and base branches from its payload (empty for
+/// other events).
+pub fn pr_refs(event: &Value) -> (String, String) {
+    let at = |p: &str| {
+        event
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    match event.get("pull_request") {
+        Some(_) => (at("/pull_request/head/ref"), at("/pull_request/base/ref")),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// `refs/heads/feature/x` → (`feature/x`, `branch`): the whole name after the
+/// kind, slashes and all, as GitHub gives `github.ref_name`.
+pub fn ref_name_and_type(git_ref: &str) -> (String, &'static str) {
+    if let Some(b) = git_ref.strip_prefix("refs/heads/") {
+        (b.to_string(), "branch")
+    } else if let Some(t) = git_ref.strip_prefix("refs/tags/") {
+        (t.to_string(), "tag")
+    } else if let Some(p) = git_ref.strip_prefix("refs/pull/") {
+        // `<number>/merge`, as GitHub names a pull request's ref.
+        (p.to_string(), "branch")
+    } else if let Some(p) = git_ref.strip_prefix("refs/") {
+        (p.to_string(), "branch")
+    } else {
+        (git_ref.to_string(), "branch")
+    }
+}
+
+/// The `github` context from `facts`, with the runner's own fields when a
+/// job's steps are running.
+pub fn github_context(facts: &GithubFacts, runner: Option<&RunnerFiles>) -> Map<String, Value> {
+    // A pull request runs on its merge ref, whichever of its refs was fetched.
+    let merge_ref;
+    let git_ref = match facts.git_ref.strip_suffix("/head") {
+        Some(pr) if facts.event_name == "pull_request" && pr.starts_with("refs/pull/") => {
+            merge_ref = format!("{pr}/merge");
+            &merge_ref
+        }
+        _ => &facts.git_ref,
+    };
+    let (ref_name, ref_type) = ref_name_and_type(git_ref);
+    let owner = facts.repository.split('/').next().unwrap_or("");
+    // Numeric ids from the payload (GitHub sends them as strings in the
+    // context and the environment); "0" for a payload built locally.
+    let id_at = |pointer: &str| -> String {
+        match facts.event.pointer(pointer) {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => "0".to_string(),
+        }
+    };
+    let mut github = Map::new();
+    let mut gh = |k: &str, v: Value| {
+        github.insert(k.to_string(), v);
+    };
+    let local = |gh: &mut dyn FnMut(&str, Value), k: &str, f: fn(&RunnerFiles) -> &String| {
+        if let Some(r) = runner {
+            gh(k, json!(f(r)));
+        }
+    };
+    gh("action", json!(""));
+    gh("action_path", json!(""));
+    gh("action_ref", json!(""));
+    gh("action_repository", json!(""));
+    gh("actor", json!(facts.actor));
+    gh("actor_id", json!(id_at("/sender/id")));
+    gh("api_url", json!("https://api.github.com"));
+    gh("base_ref", json!(facts.base_ref));
+    local(&mut gh, "env", |r| &r.env);
+    gh("event", facts.event.clone());
+    gh("event_name", json!(facts.event_name));
+    local(&mut gh, "event_path", |r| &r.event_path);
+    gh("graphql_url", json!("https://api.github.com/graphql"));
+    gh("head_ref", json!(facts.head_ref));
+    gh("job", json!(facts.job));
+    local(&mut gh, "output", |r| &r.output);
+    local(&mut gh, "path", |r| &r.path);
+    gh("ref", json!(git_ref));
+    gh("ref_name", json!(ref_name));
+    gh("ref_protected", json!(false));
+    gh("ref_type", json!(ref_type));
+    gh("repository", json!(facts.repository));
+    gh("repository_id", json!(id_at("/repository/id")));
+    gh("repository_owner", json!(owner));
+    gh("repository_owner_id", json!(id_at("/repository/owner/id")));
+    gh(
+        "repositoryUrl",
+        json!(format!("{}/{}.git", facts.server_url, facts.repository)),
+    );
+    gh("retention_days", json!("0"));
+    gh("run_attempt", json!(facts.run_attempt));
+    gh("run_id", json!(facts.run_id));
+    gh("run_number", json!(facts.run_number));
+    gh("secret_source", json!("None"));
+    gh("server_url", json!(facts.server_url));
+    gh("sha", json!(facts.sha));
+    local(&mut gh, "state", |r| &r.state);
+    local(&mut gh, "step_summary", |r| &r.step_summary);
+    local(&mut gh, "token", |r| &r.token);
+    gh("triggering_actor", json!(facts.actor));
+    gh("workflow", json!(facts.workflow));
+    gh(
+        "workflow_ref",
+        json!(format!(
+            "{}/{}@{}",
+            facts.repository, facts.workflow_path, git_ref
+        )),
+    );
+    gh("workflow_sha", json!(facts.sha));
+    local(&mut gh, "workspace", |r| &r.workspace);
+    github
 }
 
 /// `$XDG_DATA_HOME/hangar` or `~/.local/share/hangar`; env `HANGAR_DATA_DIR` wins.
@@ -294,6 +475,19 @@ pub fn repo_from_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ref_names_are_whole_names() {
+        for (git_ref, name, kind) in [
+            ("refs/heads/feature/x", "feature/x", "branch"),
+            ("refs/heads/main", "main", "branch"),
+            ("refs/tags/v1/rc", "v1/rc", "tag"),
+            ("refs/pull/7/merge", "7/merge", "branch"),
+            ("main", "main", "branch"),
+        ] {
+            assert_eq!(ref_name_and_type(git_ref), (name.to_string(), kind));
+        }
+    }
 
     #[test]
     fn repository_from_remote_urls() {

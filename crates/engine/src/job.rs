@@ -352,60 +352,21 @@ impl<'e> Job<'e> {
         let actor_id = id_at("/sender/id");
         let repository_id = id_at("/repository/id");
         let owner_id = id_at("/repository/owner/id");
-        let mut github = Map::new();
-        let mut gh = |k: &str, v: Value| {
-            github.insert(k.to_string(), v);
+        let files_of = |p: &Path| p.to_string_lossy().into_owned();
+        let runner_files = crate::context::RunnerFiles {
+            env: files_of(&files.env),
+            event_path: event_path.clone(),
+            output: files_of(&files.output),
+            path: files_of(&files.path),
+            state: files_of(&files.state),
+            step_summary: files_of(&files.summary),
+            token: secrets.get("GITHUB_TOKEN").cloned().unwrap_or_default(),
+            workspace: workspace.clone(),
         };
-        gh("action", json!(""));
-        gh("action_path", json!(""));
-        gh("action_ref", json!(""));
-        gh("action_repository", json!(""));
-        gh("actor", json!(run.actor));
-        gh("actor_id", json!(actor_id));
-        gh("api_url", json!("https://api.github.com"));
-        gh("base_ref", json!(run.base_ref));
-        gh("env", json!(files.env.to_string_lossy()));
-        gh("event", run.event.clone());
-        gh("event_name", json!(run.event_name));
-        gh("event_path", json!(event_path));
-        gh("graphql_url", json!("https://api.github.com/graphql"));
-        gh("head_ref", json!(run.head_ref));
-        gh("job", json!(spec.job_id));
-        gh("output", json!(files.output.to_string_lossy()));
-        gh("path", json!(files.path.to_string_lossy()));
-        gh("ref", json!(run.git_ref));
-        gh("ref_name", json!(ref_name));
-        gh("ref_protected", json!(false));
-        gh("ref_type", json!(ref_type));
-        gh("repository", json!(run.repository));
-        gh("repository_id", json!(repository_id));
-        gh("repository_owner", json!(owner));
-        gh("repository_owner_id", json!(owner_id));
-        gh(
-            "repositoryUrl",
-            json!(format!("{}/{}.git", run.server_url, run.repository)),
+        let mut github = crate::context::github_context(
+            &run.github_facts(&spec.workflow, &spec.job_id),
+            Some(&runner_files),
         );
-        gh("retention_days", json!("0"));
-        gh("run_attempt", json!(run.run_attempt));
-        gh("run_id", json!(run.run_id));
-        gh("run_number", json!(run.run_number));
-        gh("secret_source", json!("None"));
-        gh("server_url", json!(run.server_url));
-        gh("sha", json!(run.sha));
-        gh("state", json!(files.state.to_string_lossy()));
-        gh("step_summary", json!(files.summary.to_string_lossy()));
-        gh(
-            "token",
-            json!(secrets.get("GITHUB_TOKEN").cloned().unwrap_or_default()),
-        );
-        gh("triggering_actor", json!(run.actor));
-        gh("workflow", json!(spec.workflow.name));
-        gh(
-            "workflow_ref",
-            json!(format!("{}/{}@{}", run.repository, wf_path, run.git_ref)),
-        );
-        gh("workflow_sha", json!(run.sha));
-        gh("workspace", json!(workspace));
 
         let arch = match std::env::consts::ARCH {
             "x86_64" => "X64",

@@ -364,17 +364,12 @@ fn job_contexts(
 ) -> (Contexts, Map<String, Value>) {
     let run = &shared.run;
     let needs_cx = needs_context(needs_results);
-    let (ref_name, ref_type) = run.ref_name_and_type();
     let mut cx = Contexts::new();
-    cx.insert("github", EValue::from(&json!({
-        "event_name": run.event_name, "event": run.event, "ref": run.git_ref, "sha": run.sha,
-        "repository": run.repository, "actor": run.actor, "workspace": run.workspace.to_string_lossy(),
-        "run_id": run.run_id, "run_number": run.run_number, "job": id, "workflow": wf.name,
-        "repository_owner": run.repository.split('/').next().unwrap_or(""),
-        "head_ref": run.head_ref, "base_ref": run.base_ref,
-        "ref_name": ref_name, "ref_type": ref_type, "run_attempt": run.run_attempt,
-        "server_url": run.server_url, "triggering_actor": run.actor,
-    })));
+    // The job-level `github`: what the server builds for the same job, and
+    // the workspace, which `hangar run` knows before any step runs.
+    let mut github = crate::context::github_context(&run.github_facts(wf, id), None);
+    github.insert("workspace".into(), json!(run.workspace.to_string_lossy()));
+    cx.insert("github", EValue::from(&Value::Object(github)));
     cx.insert("needs", EValue::from(&Value::Object(needs_cx.clone())));
     let vars: Map<String, Value> = run
         .vars

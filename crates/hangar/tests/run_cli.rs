@@ -332,3 +332,25 @@ fn skipped_chains_complete_and_cycles_are_named() {
         assert!(!dir.path().join("a.txt").exists());
     }
 }
+
+/// `github.ref_name` is the whole branch name, slashes and all: the job's
+/// `if:` below runs here and on the server (`crates/server/tests/features.rs`
+/// holds the same workflow).
+#[test]
+fn a_branch_with_a_slash_is_its_whole_ref_name() {
+    let dir = repo(REF_NAME_WORKFLOW);
+    std::fs::write(
+        dir.path().join("push.json"),
+        r#"{"ref": "refs/heads/feature/x", "repository": {"full_name": "acme/app"}, "sender": {"login": "dev"}}"#,
+    )
+    .unwrap();
+    let out = hangar(dir.path(), &["push", "-e", "push.json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    assert_eq!(text, "feature/x\n", "{stdout}");
+}
+
+const REF_NAME_WORKFLOW: &str = "on: push\njobs:\n  whole:\n    if: github.ref_name == 'feature/x'\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo ${{ github.ref_name }} >> out.txt'}]\n  last-segment:\n    if: github.ref_name == 'x'\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo wrong >> out.txt'}]\n";

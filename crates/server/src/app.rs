@@ -310,6 +310,18 @@ impl App {
         }
     }
 
+    /// The `github` context of job `job` of `run`, from the builder `hangar run`
+    /// uses, over the facts the run holds.
+    fn github_context(&self, run: &hangar_store::Run, job: &str) -> anyhow::Result<Value> {
+        let ctx = self.store.run_context(run.id)?;
+        let payload = self.store.run_payload(run.id)?;
+        let repository = ctx.get("repository").and_then(Value::as_str).unwrap_or("");
+        let facts = workflows::github_facts(run, repository, payload, job);
+        Ok(Value::Object(hangar_engine::context::github_context(
+            &facts, None,
+        )))
+    }
+
     /// The job-level `concurrency:` (string or `{group, cancel-in-progress}`), its
     /// `${{ }}` evaluated over `github`, `matrix` and `inputs`.
     fn job_concurrency(
@@ -340,11 +352,7 @@ impl App {
         }
         let ctx = self.store.run_context(run.id)?;
         let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": {
-                "ref": run.git_ref, "sha": run.sha, "workflow": run.workflow_name, "event_name": run.event,
-                "repository": ctx.get("repository"), "job": job.key,
-                "ref_name": run.git_ref.rsplit('/').next().unwrap_or(""),
-            },
+            "github": self.github_context(run, &job.key)?,
             "matrix": spec.get("matrix").cloned().unwrap_or(json!({})),
             "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
         }));
@@ -683,14 +691,8 @@ impl App {
         let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
         let needs = needs_context(&deps, host);
         let ctx_json = self.store.run_context(run.id)?;
-        let payload = self.store.run_payload(run.id)?;
         let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": {
-                "event_name": run.event, "event": payload, "ref": run.git_ref, "sha": run.sha,
-                "repository": ctx_json.get("repository"), "actor": run.actor, "workflow": run.workflow_name,
-                "run_id": run.id.to_string(), "job": job.key,
-                "ref_name": run.git_ref.rsplit('/').next().unwrap_or(""),
-            },
+            "github": self.github_context(run, &job.key)?,
             "needs": needs,
             "vars": self.store.variables_for_repo(run.repo_id)?,
             "inputs": ctx_json.get("inputs").cloned().unwrap_or(json!({})),
@@ -724,10 +726,7 @@ impl App {
         let needs = needs_context(deps, &host);
         let ctx = self.store.run_context(run.id)?;
         let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": {
-                "ref": run.git_ref, "sha": run.sha, "workflow": run.workflow_name, "event_name": run.event,
-                "repository": ctx.get("repository"), "event": self.store.run_payload(run.id)?,
-            },
+            "github": self.github_context(run, &job.key)?,
             "needs": needs,
             "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
             "vars": self.store.variables_for_repo(run.repo_id)?,

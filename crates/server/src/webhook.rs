@@ -189,9 +189,7 @@ fn github_push(p: &Value) -> Result<Event, String> {
         sha,
         before: before(p)?,
         changed_files: files_of(p.get("commits")).filter(|f| !f.is_empty()),
-        actor: s(p, "/pusher/name")
-            .or_else(|| s(p, "/sender/login"))
-            .unwrap_or_default(),
+        actor: hangar_engine::context::event_actor(p).unwrap_or_default(),
         payload: p.clone(),
         ..Default::default()
     })

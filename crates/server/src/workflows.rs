@@ -8,7 +8,10 @@
 
 use serde_json::{Map, Value, json};
 
-use hangar_store::NewJob;
+use std::path::Path;
+
+use hangar_engine::context::GithubFacts;
+use hangar_store::{NewJob, Run};
 use hangar_workflow::model::{Input, InputType, LoE, Spanned, Trigger, Workflow as Model};
 
 /// An event normalised across forges.
@@ -151,10 +154,7 @@ impl Workflow {
             .as_ref()
             .and_then(|c| c.literal_value().copied())
             .unwrap_or(false);
-        Some((
-            substitute_github(c.group.raw(), ev, repo, &self.name),
-            cancel,
-        ))
+        Some((substitute_github(c.group.raw(), ev, repo, self), cancel))
     }
 
     /// The workflow's jobs, one per matrix combination, in file order.
@@ -326,29 +326,55 @@ fn path_filter(filter: &Trigger, files: Option<&[String]>) -> bool {
     true
 }
 
-/// Evaluates `${{ }}` in a concurrency group with `hangar-expr` over the `github`
-/// and `inputs` contexts known before the run starts; a bad expression leaves the
-/// text as written (the group still serialises runs that share it).
-fn substitute_github(template: &str, ev: &Event, repo: &str, workflow: &str) -> String {
+/// The facts of a job of `run` for the engine's `github` context builder
+/// (the one `hangar run` uses). The agent is given the same: the run id as
+/// run number, the run's attempt.
+pub fn github_facts(run: &Run, repository: &str, payload: Value, job: &str) -> GithubFacts {
+    let (head_ref, base_ref) = hangar_engine::context::pr_refs(&payload);
+    GithubFacts {
+        event_name: run.event.clone(),
+        event: payload,
+        git_ref: run.git_ref.clone(),
+        sha: run.sha.clone(),
+        repository: repository.to_string(),
+        actor: run.actor.clone(),
+        head_ref,
+        base_ref,
+        run_id: run.id.to_string(),
+        run_number: run.id.to_string(),
+        run_attempt: run.attempt.to_string(),
+        server_url: "https://github.com".into(),
+        workflow: run.workflow_name.clone(),
+        workflow_path: hangar_engine::workflow::repo_path(Path::new(&run.workflow_path)),
+        job: job.to_string(),
+    }
+}
+
+/// Evaluates `${{ }}` in a workflow's concurrency group with `hangar-expr`
+/// over the `github` and `inputs` contexts known before the run starts (no
+/// run id yet); a bad expression leaves the text as written (the group still
+/// serialises runs that share it).
+fn substitute_github(template: &str, ev: &Event, repo: &str, wf: &Workflow) -> String {
     if !template.contains("${{") {
         return template.to_string();
     }
-    let head_ref = ev
-        .payload
-        .pointer("/pull_request/head/ref")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let base_ref = ev
-        .payload
-        .pointer("/pull_request/base/ref")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let (head_ref, base_ref) = hangar_engine::context::pr_refs(&ev.payload);
+    let facts = GithubFacts {
+        event_name: ev.name.clone(),
+        event: ev.payload.clone(),
+        git_ref: ev.git_ref.clone(),
+        sha: ev.sha.clone(),
+        repository: repo.to_string(),
+        actor: ev.actor.clone(),
+        head_ref,
+        base_ref,
+        server_url: "https://github.com".into(),
+        workflow: wf.name.clone(),
+        workflow_path: hangar_engine::workflow::repo_path(Path::new(&wf.path)),
+        ..GithubFacts::default()
+    };
     let ctx = hangar_expr::Contexts::from_json(&json!({
-        "github": {
-            "ref": ev.git_ref, "sha": ev.sha, "workflow": workflow, "event_name": ev.name,
-            "repository": repo, "head_ref": head_ref, "base_ref": base_ref, "event": ev.payload,
-            "ref_name": ev.git_ref.rsplit('/').next().unwrap_or(""), "actor": ev.actor,
-        },
+        "github": hangar_engine::context::github_context(&facts, None),
         "inputs": ev.payload.get("inputs").cloned().unwrap_or(json!({})),
     }));
     hangar_expr::Template::parse(template)
@@ -577,6 +603,91 @@ mod tests {
             })
         );
         assert!(wf("on: push\njobs: {}").dispatch_inputs_json().is_none());
+    }
+
+    /// The same workflow and event give the same `github` context under
+    /// `hangar run` and on the server: each side's facts, from the payload
+    /// as each reads it, through the one builder, compared field by field.
+    #[test]
+    fn local_and_server_github_contexts_agree_field_by_field() {
+        let text = "name: CI\non: [push, pull_request]\njobs:\n  build:\n    runs-on: x\n    steps: [{run: x}]\n";
+        let sha = "a".repeat(40);
+        let push = json!({
+            "ref": "refs/heads/feature/x", "before": "0".repeat(40), "after": sha,
+            "repository": {"full_name": "acme/app", "id": 9, "owner": {"login": "acme", "id": 5}},
+            "pusher": {"name": "Dev Eloper"}, "sender": {"login": "dev", "id": 42},
+        });
+        let pr = json!({
+            "action": "opened", "number": 7,
+            "pull_request": {"number": 7, "head": {"sha": sha, "ref": "feature/x"}, "base": {"ref": "main"}},
+            "repository": {"full_name": "acme/app"}, "sender": {"login": "dev"},
+        });
+        let workspace = tempfile::tempdir().unwrap();
+        for (event_name, payload) in [("push", push), ("pull_request", pr)] {
+            // The server: the webhook read into an event, the run it creates.
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-github-event", event_name.parse().unwrap());
+            headers.insert("x-github-delivery", "d".parse().unwrap());
+            let body = serde_json::to_vec(&payload).unwrap();
+            let ev = crate::webhook::parse(crate::webhook::Forge::GitHub, &headers, &body)
+                .unwrap()
+                .event
+                .unwrap();
+            let wf = parse(".github/workflows/ci.yml", text).unwrap();
+            let run = Run {
+                id: 12,
+                repo_id: 1,
+                workflow_path: wf.path.clone(),
+                workflow_name: wf.name.clone(),
+                event: ev.name.clone(),
+                git_ref: ev.git_ref.clone(),
+                sha: ev.sha.clone(),
+                status: "queued".into(),
+                conclusion: None,
+                waiting_reason: None,
+                concurrency_group: None,
+                cancel_in_progress: false,
+                attempt: 1,
+                created_at: 0,
+                started_at: None,
+                finished_at: None,
+                actor: ev.actor.clone(),
+            };
+            let server = github_facts(&run, "acme/app", ev.payload.clone(), "build");
+            // `hangar run` with the same payload; run ids are the server's.
+            let mut local =
+                hangar_engine::RunContext::new(workspace.path(), event_name, Some(payload.clone()));
+            local.run_id = "12".into();
+            local.run_number = "12".into();
+            local.run_attempt = "1".into();
+            let local_wf = hangar_engine::Workflow::parse(
+                &workspace.path().join(".github/workflows/ci.yml"),
+                text,
+            )
+            .unwrap();
+            let local = local.github_facts(&local_wf, "build");
+            let a = hangar_engine::context::github_context(&local, None);
+            let b = hangar_engine::context::github_context(&server, None);
+            let keys: std::collections::BTreeSet<_> = a.keys().chain(b.keys()).collect();
+            let differing: Vec<String> = keys
+                .into_iter()
+                .filter(|k| a.get(*k) != b.get(*k))
+                .map(|k| format!("{k}: local {:?}, server {:?}", a.get(k), b.get(k)))
+                .collect();
+            assert!(
+                differing.is_empty(),
+                "{event_name}:\n{}",
+                differing.join("\n")
+            );
+            assert_eq!(
+                b["ref_name"],
+                if event_name == "push" {
+                    "feature/x"
+                } else {
+                    "7/merge"
+                }
+            );
+        }
     }
 
     #[test]

@@ -1041,3 +1041,41 @@ async fn needs_result_of_a_matrix_is_its_legs_aggregate() {
     let log = s.get_text(&format!("/api/v1/jobs/{after}/logs/raw")).await;
     assert!(log.contains("m=failure"), "{log}");
 }
+
+/// `github.ref_name` is the whole branch name, slashes and all, for a job's
+/// `if:` on the server as under `hangar run` (the server once kept only the
+/// last segment, so `feature/x` was `x`). The same workflow runs locally in
+/// `crates/hangar/tests/run_cli.rs`.
+#[tokio::test]
+async fn a_branch_with_a_slash_is_its_whole_ref_name() {
+    let wf = "on: push\njobs:\n  whole:\n    if: github.ref_name == 'feature/x'\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo ${{ github.ref_name }}'}]\n  last-segment:\n    if: github.ref_name == 'x'\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo wrong'}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let mut body: Value =
+        serde_json::from_slice(&push_body("acme/app", repo.path(), &sha)).unwrap();
+    body["ref"] = json!("refs/heads/feature/x");
+    let body = serde_json::to_vec(&body).unwrap();
+    let (code, v) = s
+        .hook("github", &body, &sign(&body), "slash-1", "push")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let r = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    let job = |key: &str| {
+        r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(job("whole")["conclusion"], "success", "{r:#}");
+    assert_eq!(job("last-segment")["conclusion"], "skipped", "{r:#}");
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", job("whole")["id"]))
+        .await;
+    assert!(log.contains("feature/x"), "{log}");
+}
