@@ -327,8 +327,7 @@ fn path_filter(filter: &Trigger, files: Option<&[String]>) -> bool {
 }
 
 /// The facts of a job of `run` for the engine's `github` context builder
-/// (the one `hangar run` uses). The agent is given the same: the run id as
-/// run number, the run's attempt.
+/// (the one `hangar run` uses). The agent is given the same ids.
 pub fn github_facts(run: &Run, repository: &str, payload: Value, job: &str) -> GithubFacts {
     let (head_ref, base_ref) = hangar_engine::context::pr_refs(&payload);
     GithubFacts {
@@ -341,7 +340,7 @@ pub fn github_facts(run: &Run, repository: &str, payload: Value, job: &str) -> G
         head_ref,
         base_ref,
         run_id: run.id.to_string(),
-        run_number: run.id.to_string(),
+        run_number: run.run_number.to_string(),
         run_attempt: run.attempt.to_string(),
         server_url: "https://github.com".into(),
         workflow: run.workflow_name.clone(),
@@ -648,6 +647,7 @@ mod tests {
                 concurrency_group: None,
                 cancel_in_progress: false,
                 attempt: 1,
+                run_number: 3,
                 created_at: 0,
                 started_at: None,
                 finished_at: None,
@@ -658,7 +658,7 @@ mod tests {
             let mut local =
                 hangar_engine::RunContext::new(workspace.path(), event_name, Some(payload.clone()));
             local.run_id = "12".into();
-            local.run_number = "12".into();
+            local.run_number = "3".into();
             local.run_attempt = "1".into();
             let local_wf = hangar_engine::Workflow::parse(
                 &workspace.path().join(".github/workflows/ci.yml"),
