@@ -520,10 +520,58 @@ fn run_node(
         };
         // A call of a reusable workflow.
         if let Some(uses) = job.get("uses").and_then(scalar_string) {
-            let r = call_workflow(&shared, &job, &uses, &key, &cx, &host).await;
-            return match r {
-                Ok(r) => r,
-                Err(e) => node_error(&shared, &wf, &key, (&id, "uses"), e),
+            // With a matrix, each leg calls the workflow, named as GitHub
+            // names them (`call (a, 1) / build`); the job's result is its
+            // legs' and its outputs the last leg's, as on GitHub.
+            let legs = match job.get("strategy") {
+                Some(st @ (Value::String(_) | Value::Object(_))) => {
+                    let planned = eval_tree(st, &cx, &host)
+                        .map_err(|e| format!("strategy: {e}"))
+                        .and_then(|st| {
+                            st.get("matrix")
+                                .filter(|m| !m.is_null())
+                                .map(|m| matrix::legs(Some(m)))
+                                .transpose()
+                        });
+                    match planned {
+                        Ok(legs) => legs,
+                        Err(e) => {
+                            let message = format!("job '{id}': {e}");
+                            return node_error(&shared, &wf, &key, (&id, "strategy"), message);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let Some(legs) = legs else {
+                let r = call_workflow(&shared, &job, &uses, &key, &cx, &host).await;
+                return match r {
+                    Ok(r) => r,
+                    Err(e) => node_error(&shared, &wf, &key, (&id, "uses"), e),
+                };
+            };
+            let mut conclusions = Vec::new();
+            let mut outputs = BTreeMap::new();
+            for leg in legs {
+                let leg_key = matrix::display_name(&key, &leg.segments);
+                let mut leg_cx = cx.clone();
+                leg_cx.insert("matrix", EValue::from(&Value::Object(leg.matrix)));
+                match call_workflow(&shared, &job, &uses, &leg_key, &leg_cx, &host).await {
+                    Ok(r) => {
+                        conclusions.push(r.result);
+                        if !r.outputs.is_empty() {
+                            outputs = r.outputs;
+                        }
+                    }
+                    Err(e) => {
+                        conclusions
+                            .push(node_error(&shared, &wf, &leg_key, (&id, "uses"), e).result);
+                    }
+                }
+            }
+            return NodeResult {
+                result: crate::schedule::aggregate(conclusions),
+                outputs,
             };
         }
 

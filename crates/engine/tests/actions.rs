@@ -230,3 +230,23 @@ fn registered_builtin_actions_run_in_process() {
     );
     assert!(lines.contains(&"said yes".to_string()), "{lines:?}");
 }
+
+#[test]
+fn matrix_on_a_job_calling_a_reusable_workflow_calls_it_per_leg() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        ".github/workflows/called.yml",
+        "on:\n  workflow_call:\n    inputs:\n      os: {type: string, required: true}\n    outputs:\n      seen:\n        value: ${{ jobs.build.outputs.seen }}\njobs:\n  build:\n    outputs:\n      seen: ${{ steps.s.outputs.seen }}\n    steps:\n      - id: s\n        run: echo \"leg ${{ inputs.os }}\" && echo \"seen=${{ inputs.os }}\" >> $GITHUB_OUTPUT\n",
+    );
+    let wf = "on: push\njobs:\n  call:\n    strategy:\n      matrix:\n        os: [linux, mac]\n    uses: ./.github/workflows/called.yml\n    with: {os: '${{ matrix.os }}'}\n  after:\n    needs: call\n    steps:\n      - run: echo \"last ${{ needs.call.outputs.seen }}\"\n";
+    let (s, lines) = run(root, &root.join(".data"), Engine::new(), wf);
+    assert!(s.success, "{lines:?}");
+    for want in ["leg linux", "leg mac", "last mac"] {
+        assert!(lines.contains(&want.to_string()), "{want}: {lines:?}");
+    }
+    let keys: Vec<&str> = s.jobs.iter().map(|j| j.key.as_str()).collect();
+    assert!(keys.contains(&"call (linux) / build"), "{keys:?}");
+    assert!(keys.contains(&"call (mac) / build"), "{keys:?}");
+}
