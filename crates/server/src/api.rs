@@ -10,7 +10,6 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
@@ -446,22 +445,45 @@ pub async fn rerun(
     }
 }
 
-pub async fn run_events(
-    State(app): State<Arc<App>>,
-    Path(id): Path<i64>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+/// Releases a run's live channel when the SSE stream that read it ends.
+struct LeaveOnDrop {
+    app: Arc<App>,
+    run: i64,
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.app.live.release(self.run);
+    }
+}
+
+pub async fn run_events(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
+    // An unknown run has no channel to make: 404, nothing kept.
+    match app.store.get_run(id) {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, &format!("no run {id}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
     let rx = app.live.subscribe(id);
-    let hello = tokio_stream::once(Ok(
-        SseEvent::default().data(json!({"type": "hello", "run": id}).to_string())
+    let leave = LeaveOnDrop {
+        app: app.clone(),
+        run: id,
+    };
+    let hello = tokio_stream::once(Ok::<_, Infallible>(
+        SseEvent::default().data(json!({"type": "hello", "run": id}).to_string()),
     ));
-    let stream = BroadcastStream::new(rx).map(|m| {
+    // The guard lives in the closure, which drops after the receiver.
+    let stream = BroadcastStream::new(rx).map(move |m| {
+        let _ = &leave;
         Ok(match m {
             Ok(s) => SseEvent::default().data(&*s),
             // Too slow to keep up: the client reloads from the store.
             Err(_) => SseEvent::default().data(json!({"type": "resync"}).to_string()),
         })
     });
-    Sse::new(hello.chain(stream)).keep_alive(KeepAlive::default())
+    Sse::new(hello.chain(stream))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,21 @@ impl LiveHub {
             .subscribe()
     }
 
+    /// Drops the run's channel when its last reader has left (a page closed):
+    /// channels live only while someone listens, so readers of many runs (or
+    /// of runs that never publish again) leave nothing behind.
+    pub fn release(&self, run_id: i64) {
+        let mut m = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&run_id).is_some_and(|tx| tx.receiver_count() == 0) {
+            m.remove(&run_id);
+        }
+    }
+
+    /// Open channels (one per run with a live reader).
+    pub fn channels(&self) -> usize {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     pub fn publish(&self, run_id: i64, event: Value) {
         let mut m = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = m.get(&run_id)

@@ -476,3 +476,65 @@ async fn a_fork_pull_request_gets_no_secrets_and_skips_the_embedded_agent() {
     assert_eq!(a["secrets"], json!({"TOKEN": "tok-value-1234"}), "{a:#}");
     s.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_for_unknown_runs_is_404_and_keeps_nothing() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = Arc::new(start_with(|c| c.embedded_capacity = 0).await);
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "sse-1").await;
+    let run = v["runs"][0].as_i64().unwrap();
+    let before = rss_kib();
+    let mut tasks = Vec::new();
+    for w in 0..8i64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut not_found = 0;
+            for i in 0..2_500i64 {
+                let r = s
+                    .http
+                    .get(s.url(&format!(
+                        "/api/v1/runs/{}/events",
+                        1_000_000 + w * 10_000 + i
+                    )))
+                    .bearer_auth(&s.token)
+                    .send()
+                    .await
+                    .unwrap();
+                not_found += usize::from(r.status() == 404);
+            }
+            not_found
+        }));
+    }
+    let mut not_found = 0;
+    for t in tasks {
+        not_found += t.await.unwrap();
+    }
+    assert_eq!(not_found, 20_000);
+    // Readers of a real run that leave take its channel with them.
+    for _ in 0..50 {
+        let r = s
+            .http
+            .get(s.url(&format!("/api/v1/runs/{run}/events")))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        drop(r);
+    }
+    let start = std::time::Instant::now();
+    while s.server.app.live.channels() != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{} live channels left with no reader",
+            s.server.app.live.channels()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 32,
+        "20,000 unknown-run reads grew memory by {grown_mib} MiB"
+    );
+}
