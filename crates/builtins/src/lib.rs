@@ -137,7 +137,6 @@ impl BuiltinAction for Deploy {
         };
         let dir = call.workspace.clone();
         let data = dir.join(".hangar");
-        let files = hangar_deploy::state::EnvFiles::new(&data, &env);
         let no_build = truthy(call.input("no-build"));
         let sha = call.env.get("GITHUB_SHA").cloned();
         let req = hangar_deploy::control::Request::Deploy {
@@ -151,32 +150,15 @@ impl BuiltinAction for Deploy {
             // The workspace is the checkout of the commit already.
             from_commit: false,
         };
-        let result = rt.block_on(async {
-            if !hangar_deploy::control::running(&files.socket()).await {
-                let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
-                let had_stable = !files.load().stable.is_empty();
-                let first = hangar_deploy::control::FirstRelease {
-                    git_ref: None,
-                    artifact: match &req {
-                        hangar_deploy::control::Request::Deploy { artifact, .. } => {
-                            artifact.as_ref().map(PathBuf::from)
-                        }
-                        _ => None,
-                    },
-                };
-                hangar_deploy::control::start_controller(&exe, &dir, &data, &env, no_build, &first)
-                    .await?;
-                if !had_stable {
-                    call.output
-                        .line(&format!("started environment `{env}` (first deployment)"));
-                    return Ok(serde_json::json!([]));
-                }
-            }
-            hangar_deploy::control::call(&files.socket(), &req, |e| call.output.line(e)).await
-        });
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
+        let client = hangar_deploy::client::EnvClient::new(&exe, &dir, &data, &env);
+        let result = rt.block_on(client.deploy(&req, |e| call.output.line(e)));
         match result {
-            Ok(v) => {
-                let recs = v.as_array().cloned().unwrap_or_default();
+            Ok(recs) => {
+                let recs: Vec<serde_json::Value> = recs
+                    .iter()
+                    .filter_map(|r| serde_json::to_value(r).ok())
+                    .collect();
                 let ok = recs.iter().all(|r| r["outcome"] == "succeeded");
                 let mut res = if ok {
                     ActionResult::ok()

@@ -8,8 +8,10 @@
 //! - [`release`], [`state`]: what is kept on disk.
 //! - [`dora`]: the four keys from the deployment history.
 //! - [`control`]: the local socket through which the CLI talks to a running controller.
+//! - [`client`]: the one client of that socket (CLI, server, built-in step): starts the controller when none runs.
 
 pub mod analysis;
+pub mod client;
 pub mod control;
 pub mod controller;
 pub mod dora;

@@ -12,8 +12,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hangar_deploy::control::{self, FirstRelease, Request};
-use hangar_deploy::state::EnvFiles;
+use hangar_deploy::client::{EnvClient, Started};
+use hangar_deploy::control::{FirstRelease, Request};
 use serde::Serialize;
 
 use crate::App;
@@ -94,9 +94,13 @@ pub async fn request(
         }
     }
     let data = dir.join(".hangar");
-    let files = EnvFiles::new(&data, &env);
-    let mut first_start = false;
-    if !control::running(&files.socket()).await {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let client = EnvClient::new(&exe, &dir, &data, &env);
+    let files = client.files().clone();
+    if !client.running().await {
         if matches!(
             req,
             Request::Status | Request::Promote | Request::Abort | Request::Down
@@ -122,22 +126,22 @@ pub async fn request(
             req,
             Request::Deploy { no_build: true, .. } | Request::Rollback { .. }
         );
-        let exe = match std::env::current_exe() {
-            Ok(e) => e,
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        };
-        first_start = files.load().stable.is_empty();
-        if let Err(e) = control::start_controller(&exe, &dir, &data, &env, no_build, &first).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+        let before = files.history().len();
+        match client.ensure_running(no_build, &first).await {
+            Ok(Started::Now {
+                first_deployment: true,
+                ..
+            }) if matches!(req, Request::Deploy { .. }) => {
+                // The controller's start was this deployment (its first release).
+                let made: Vec<_> = files.history().into_iter().skip(before).collect();
+                return Json(made).into_response();
+            }
+            Ok(_) => {}
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         }
     }
-    if first_start && matches!(req, Request::Deploy { .. }) {
-        // The controller's start was this deployment (its first release).
-        let last: Vec<_> = files.history().into_iter().rev().take(1).collect();
-        return Json(last).into_response();
-    }
     if !matches!(req, Request::Deploy { .. }) {
-        return match control::call(&files.socket(), &req, |_| {}).await {
+        return match client.call(&req, |_| {}).await {
             Ok(v) => Json(v).into_response(),
             Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}")),
         };
@@ -177,11 +181,12 @@ pub async fn request(
                 f(op);
             }
         };
-        let result = control::call(&files.socket(), &req, |e| {
-            let e = e.to_string();
-            update(&|op| op.events.push(e.clone()));
-        })
-        .await;
+        let result = client
+            .call(&req, |e| {
+                let e = e.to_string();
+                update(&|op| op.events.push(e.clone()));
+            })
+            .await;
         update(&|op| {
             op.done = true;
             match &result {

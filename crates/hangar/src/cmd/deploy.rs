@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use hangar_deploy::client::EnvClient;
 use hangar_deploy::control::{self, Request};
 use hangar_deploy::controller::DeployRequest;
 use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
@@ -118,6 +119,15 @@ impl Where {
     }
     fn files(&self, env: &str) -> EnvFiles {
         EnvFiles::new(&self.data(), env)
+    }
+    /// The environment's controller, started by this very binary when needed.
+    fn client(&self, env: &str) -> anyhow::Result<EnvClient> {
+        Ok(EnvClient::new(
+            &std::env::current_exe()?,
+            &self.dir,
+            &self.data(),
+            env,
+        ))
     }
 }
 
@@ -320,22 +330,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::FAILURE
                 });
             }
-            let files = at.files(&env);
-            let fresh = !controller_running(&files).await;
-            if fresh {
-                let had_stable = !files.load().stable.is_empty();
-                // Without a stable release the controller's start is the first
-                // deployment: it must build what this one asks for.
-                let first = control::FirstRelease {
-                    git_ref: if had_stable { None } else { git_ref.clone() },
-                    artifact: if had_stable { None } else { artifact.clone() },
-                };
-                start_background(&env, &at, no_build, &first).await?;
-                if !had_stable {
-                    // The new controller's first start *is* the first deployment.
-                    return status(Some(env), &at).await;
-                }
-            }
             let from_commit = git_ref.is_some() && artifact.is_none();
             let commit = match git_ref {
                 Some(r) => Some(resolve_commit(&at.dir, &r)?),
@@ -354,8 +348,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 no_build,
                 from_commit,
             };
-            let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
-            let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
+            let recs = at.client(&env)?.deploy(&req, |e| eprintln!("{e}")).await?;
+            let v = serde_json::to_value(&recs)?;
             print_value(&at, &v, |_| {
                 if recs.is_empty() {
                     format!(
@@ -382,14 +376,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let req = Request::Rollback { service, to };
             let v = match &at.server {
                 Some(server) => at.remote(server, &env, &req).await?,
-                None => {
-                    let files = at.files(&env);
-                    if !controller_running(&files).await {
-                        start_background(&env, &at, true, &control::FirstRelease::default())
-                            .await?;
-                    }
-                    control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?
-                }
+                None => serde_json::to_value(
+                    at.client(&env)?
+                        .rollback(&req, |e| eprintln!("{e}"))
+                        .await?,
+                )?,
             };
             let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
             print_value(&at, &v, |_| {
@@ -546,31 +537,7 @@ impl StopSignals {
 }
 
 async fn controller_running(files: &EnvFiles) -> bool {
-    tokio::net::UnixStream::connect(files.socket())
-        .await
-        .is_ok()
-}
-
-async fn start_background(
-    env: &str,
-    at: &Where,
-    no_build: bool,
-    first: &control::FirstRelease,
-) -> anyhow::Result<()> {
-    let pid = control::start_controller(
-        &std::env::current_exe()?,
-        &at.dir,
-        &at.data(),
-        env,
-        no_build,
-        first,
-    )
-    .await?;
-    eprintln!(
-        "started the controller of `{env}` in the background (pid {pid}, log {})",
-        at.files(env).dir.join("controller.log").display()
-    );
-    Ok(())
+    control::running(&files.socket()).await
 }
 
 async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode> {
@@ -579,19 +546,10 @@ async fn simple(env: &str, at: &Where, req: Request) -> anyhow::Result<ExitCode>
         print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let files = at.files(env);
-    if !controller_running(&files).await {
-        bail!(
-            "environment `{env}` is not running: nothing to {}",
-            if matches!(req, Request::Promote) {
-                "promote"
-            } else {
-                "abort"
-            }
-        );
-    }
-    let v = control::call(&files.socket(), &req, |e| eprintln!("{e}")).await?;
-    print_value(at, &v, |v| v.as_str().unwrap_or_default().to_string())?;
+    let answer = at.client(env)?.signal(&req).await?;
+    print_value(at, &serde_json::json!(answer), |v| {
+        v.as_str().unwrap_or_default().to_string()
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

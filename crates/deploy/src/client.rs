@@ -1,0 +1,154 @@
+//! The one way to reach an environment's controller, for the CLI, the server
+//! and the `hangar/deploy` step: start it when none runs, send it a request,
+//! read typed replies. A controller started with no stable release deploys
+//! its first release as it starts; [`EnvClient::deploy`] then answers with
+//! that deployment, read from history, as if it had been asked for.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::control::{self, FirstRelease, Request};
+use crate::state::{DeploymentRecord, EnvFiles};
+
+/// One environment of one project, as seen from outside its controller.
+#[derive(Debug, Clone)]
+pub struct EnvClient {
+    /// The `hangar` binary that runs controllers (`hangar up ENV`).
+    exe: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    env: String,
+    files: EnvFiles,
+}
+
+/// Whether [`EnvClient::ensure_running`] found a controller or started one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    AlreadyRunning,
+    /// Started now (its pid); `first_deployment` when it had no stable
+    /// release, so that its start deployed one.
+    Now {
+        pid: u32,
+        first_deployment: bool,
+    },
+}
+
+impl EnvClient {
+    pub fn new(exe: &Path, dir: &Path, data: &Path, env: &str) -> EnvClient {
+        EnvClient {
+            exe: exe.to_path_buf(),
+            dir: dir.to_path_buf(),
+            data: data.to_path_buf(),
+            env: env.to_string(),
+            files: EnvFiles::new(data, env),
+        }
+    }
+
+    pub fn files(&self) -> &EnvFiles {
+        &self.files
+    }
+
+    /// Whether a controller answers on the environment's socket.
+    pub async fn running(&self) -> bool {
+        control::running(&self.files.socket()).await
+    }
+
+    /// Starts the controller unless one answers. `first` says where the first
+    /// release of services that have none comes from.
+    pub async fn ensure_running(
+        &self,
+        no_build: bool,
+        first: &FirstRelease,
+    ) -> anyhow::Result<Started> {
+        if self.running().await {
+            return Ok(Started::AlreadyRunning);
+        }
+        let first_deployment = self.files.load().stable.is_empty();
+        let pid =
+            control::start_controller(&self.exe, &self.dir, &self.data, &self.env, no_build, first)
+                .await?;
+        Ok(Started::Now {
+            pid,
+            first_deployment,
+        })
+    }
+
+    /// Sends one request to a running controller; `on_event` gets its progress.
+    pub async fn call(
+        &self,
+        req: &Request,
+        on_event: impl FnMut(&str),
+    ) -> anyhow::Result<serde_json::Value> {
+        control::call(&self.files.socket(), req, on_event).await
+    }
+
+    /// Deploys (`req` is a [`Request::Deploy`]), starting the controller when
+    /// none runs. Returns the deployments made: none when nothing changed.
+    pub async fn deploy(
+        &self,
+        req: &Request,
+        mut on_event: impl FnMut(&str),
+    ) -> anyhow::Result<Vec<DeploymentRecord>> {
+        let Request::Deploy {
+            artifact,
+            commit,
+            no_build,
+            from_commit,
+            ..
+        } = req
+        else {
+            bail!("not a deployment request");
+        };
+        let before = self.files.history().len();
+        let first = FirstRelease {
+            git_ref: commit.clone().filter(|_| *from_commit),
+            artifact: artifact.as_ref().map(PathBuf::from),
+        };
+        if let Started::Now {
+            pid,
+            first_deployment,
+        } = self.ensure_running(*no_build, &first).await?
+        {
+            on_event(&format!(
+                "started the controller of `{}` (pid {pid}, log {})",
+                self.env,
+                self.files.dir.join("controller.log").display()
+            ));
+            if first_deployment {
+                // Its start was this deployment.
+                return Ok(self.files.history().into_iter().skip(before).collect());
+            }
+        }
+        let v = self.call(req, on_event).await?;
+        serde_json::from_value(v).context("unexpected answer from the controller")
+    }
+
+    /// Rolls back (a [`Request::Rollback`]), starting the controller when none runs.
+    pub async fn rollback(
+        &self,
+        req: &Request,
+        on_event: impl FnMut(&str),
+    ) -> anyhow::Result<Vec<DeploymentRecord>> {
+        self.ensure_running(true, &FirstRelease::default()).await?;
+        let v = self.call(req, on_event).await?;
+        serde_json::from_value(v).context("unexpected answer from the controller")
+    }
+
+    /// `promote` or `abort` of a running rollout: the controller's answer.
+    pub async fn signal(&self, req: &Request) -> anyhow::Result<String> {
+        if !self.running().await {
+            bail!(
+                "environment `{}` is not running: nothing to {}",
+                self.env,
+                if matches!(req, Request::Promote) {
+                    "promote"
+                } else {
+                    "abort"
+                }
+            );
+        }
+        let v = self.call(req, |_| {}).await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+}
