@@ -49,8 +49,9 @@ pub fn load_workflows(path: &Path) -> Result<(Vec<Arc<Workflow>>, Vec<LoadError>
 pub fn stages(wf: &Workflow, only: Option<&str>) -> Result<Vec<Vec<String>>, String> {
     let ids: Vec<String> = wf.jobs().map(|(id, _)| id.to_string()).collect();
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (id, job) in wf.jobs() {
-        let n = needs(job);
+    for job in &wf.model.jobs {
+        let id = job.id.name.as_str();
+        let n: Vec<String> = job.needs_ids().map(String::from).collect();
         for d in &n {
             if !ids.iter().any(|i| i == d) {
                 return Err(format!(

@@ -18,6 +18,8 @@ pub struct Workflow {
     /// The same document with a position on every node, for errors met
     /// while running (`doc` is what the engine reads values from).
     pub tree: std::sync::Arc<hangar_workflow::yaml::Node>,
+    /// The typed model (triggers, needs, strategies...) the planner reads.
+    pub model: std::sync::Arc<hangar_workflow::model::Workflow>,
 }
 
 impl Workflow {
@@ -64,13 +66,9 @@ impl Workflow {
             .get("name")
             .and_then(scalar_string)
             .unwrap_or_else(|| repo_path(path));
-        let wf = Workflow {
-            path: path.to_path_buf(),
-            name,
-            doc,
-            tree: std::sync::Arc::new(tree),
-        };
-        for (id, job) in wf.jobs() {
+        let jobs = doc.get("jobs").and_then(Value::as_object);
+        for (id, job) in jobs.into_iter().flat_map(|m| m.iter()) {
+            let id = id.as_str();
             if !valid_job_id(id) {
                 return Err(format!(
                     "{}: job name '{id}' is invalid. Names must start with a letter or '_' and contain only alphanumeric characters, '-', or '_'",
@@ -113,7 +111,23 @@ impl Workflow {
                 }
             }
         }
-        Ok(wf)
+        // The engine's own checks above keep their messages; the model
+        // reports every other shape it cannot use, where it is written.
+        let model =
+            hangar_workflow::model::Workflow::from_node(tree.clone()).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| format!("{}:{e}", path.display()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+        Ok(Workflow {
+            path: path.to_path_buf(),
+            name,
+            doc,
+            tree: std::sync::Arc::new(tree),
+            model: std::sync::Arc::new(model),
+        })
     }
 
     /// Jobs in file order.
@@ -131,12 +145,7 @@ impl Workflow {
 
     /// Event names in `on:` (string, list or mapping form).
     pub fn events(&self) -> Vec<String> {
-        match self.doc.get("on") {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(scalar_string).collect(),
-            Some(Value::Object(m)) => m.keys().cloned().collect(),
-            _ => Vec::new(),
-        }
+        self.model.events().map(String::from).collect()
     }
 
     /// The configuration under `on.<event>` (e.g. `workflow_dispatch.inputs`).
@@ -279,6 +288,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.events(), ["workflow_dispatch", "push"]);
+    }
+
+    /// A shape the planner cannot use is refused where it is written (a
+    /// `needs:` mapping once planned a job that waited for nothing).
+    #[test]
+    fn shapes_the_model_cannot_use_are_refused_at_their_position() {
+        let e = Workflow::parse(
+            Path::new("w.yml"),
+            "on: push\njobs:\n  a: {steps: [{run: x}]}\n  b:\n    needs: {a: 1}\n    steps: [{run: x}]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e, "w.yml:5:12: `needs` must be a string, found a mapping");
     }
 
     #[test]
