@@ -385,6 +385,7 @@ fn job_contexts(
 /// `inputs` of a triggered workflow: the given ones (CLI, event payload), then
 /// the declared defaults of `on.<event>.inputs`, typed as declared.
 pub fn top_level_inputs(wf: &Workflow, run: &RunContext) -> Map<String, Value> {
+    use hangar_workflow::model::InputType;
     let mut out = run.inputs.clone();
     let from_event = run
         .event
@@ -395,26 +396,26 @@ pub fn top_level_inputs(wf: &Workflow, run: &RunContext) -> Map<String, Value> {
     for (k, v) in from_event {
         out.entry(k).or_insert(v);
     }
-    let defs = wf
-        .event_config(&run.event_name)
-        .and_then(|c| c.get("inputs"))
-        .and_then(Value::as_object);
-    if let Some(defs) = defs {
-        for (name, def) in defs {
-            let v = out
-                .get(name)
-                .cloned()
-                .or_else(|| def.get("default").cloned());
-            let Some(v) = v else { continue };
-            let typed = match (def.get("type").and_then(Value::as_str), &v) {
-                (Some("boolean"), Value::String(s)) => json!(s == "true"),
-                (Some("number"), Value::String(s)) => {
-                    s.parse::<f64>().map(|n| json!(n)).unwrap_or(v.clone())
-                }
-                _ => v,
-            };
-            out.insert(name.clone(), typed);
-        }
+    let declared = wf
+        .model
+        .trigger(&run.event_name)
+        .map(|t| t.inputs.as_slice())
+        .unwrap_or_default();
+    for def in declared {
+        let name = &def.name.name;
+        let v = out
+            .get(name)
+            .cloned()
+            .or_else(|| def.default.as_ref().map(|d| d.to_json()));
+        let Some(v) = v else { continue };
+        let typed = match (def.kind, &v) {
+            (InputType::Boolean, Value::String(s)) => json!(s == "true"),
+            (InputType::Number, Value::String(s)) => {
+                s.parse::<f64>().map(|n| json!(n)).unwrap_or(v.clone())
+            }
+            _ => v,
+        };
+        out.insert(name.clone(), typed);
     }
     out
 }
