@@ -392,7 +392,11 @@ impl<'e> Job<'e> {
             runner["debug"] = json!("1");
         }
 
-        let mut base_env: IndexMap<String, String> = std::env::vars().collect();
+        // hangar's own variables (an agent's HANGAR_TOKEN, HANGAR_DATA...) are
+        // the agent's, not the job's: a step never sees them.
+        let mut base_env: IndexMap<String, String> = std::env::vars()
+            .filter(|(k, _)| !k.starts_with("HANGAR_"))
+            .collect();
         for (k, v) in &run.env {
             base_env.insert(k.clone(), v.clone());
         }

@@ -354,3 +354,18 @@ fn a_branch_with_a_slash_is_its_whole_ref_name() {
 }
 
 const REF_NAME_WORKFLOW: &str = "on: push\njobs:\n  whole:\n    if: github.ref_name == 'feature/x'\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo ${{ github.ref_name }} >> out.txt'}]\n  last-segment:\n    if: github.ref_name == 'x'\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo wrong >> out.txt'}]\n";
+
+/// An agent's own variables (its token above all) never reach a step.
+#[test]
+fn steps_do_not_inherit_hangar_variables() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"token=[${HANGAR_TOKEN:-}] path=[${PATH:+set}]\"\n",
+    );
+    let out = hangar(dir.path(), &[])
+        .env("HANGAR_TOKEN", "hgr_agent_secret_token")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("token=[] path=[set]"), "{text}");
+}

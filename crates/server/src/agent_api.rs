@@ -16,6 +16,9 @@ use hangar_store::{Job, LeaseCheck, Step, now_ms};
 use crate::app::{AgentSeen, App};
 use crate::auth::{Caller, error};
 
+/// The largest log chunk an agent may send (the agent sends far smaller ones).
+const MAX_LOG_CHUNK: usize = 1024 * 1024;
+
 /// An idle agent's poll costs reads only; its registration row is rewritten at
 /// most this often.
 const PERSIST_AGENT_EVERY_MS: i64 = 60_000;
@@ -359,6 +362,12 @@ pub async fn logs(
         Ok(j) => j,
         Err(r) => return r,
     };
+    if up.text.len() > MAX_LOG_CHUNK {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("a log chunk is at most {MAX_LOG_CHUNK} bytes; send smaller chunks"),
+        );
+    }
     let repo_id = app
         .store
         .get_run(job.run_id)

@@ -538,3 +538,54 @@ async fn sse_for_unknown_runs_is_404_and_keeps_nothing() {
         "20,000 unknown-run reads grew memory by {grown_mib} MiB"
     );
 }
+
+#[tokio::test]
+async fn the_ui_cannot_be_framed_or_sniffed() {
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    for path in ["/ui/", "/ui/app.js"] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+    }
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_log_chunk_over_1_mib_is_refused() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let agent = agent_token(&s, "box").await;
+    s.push("acme/app", repo.path(), &sha, "log-1").await;
+    let a = poll(&s, &agent, "box-1").await.expect("leased");
+    let (job, fence) = (a["job_id"].as_i64().unwrap(), a["fence"].as_i64().unwrap());
+    let key = a["lease_key"].as_str().unwrap();
+    let path = format!("/api/v1/agent/jobs/{job}/logs");
+    let big = "x".repeat(1024 * 1024 + 1);
+    let code = agent_call(
+        &s,
+        &agent,
+        Some(key),
+        &path,
+        json!({"fence": fence, "chunk": 0, "first_line": 0, "text": big}),
+    )
+    .await;
+    assert_eq!(code, 413);
+    let code = agent_call(
+        &s,
+        &agent,
+        Some(key),
+        &path,
+        json!({"fence": fence, "chunk": 0, "first_line": 0, "text": "fine\n"}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    s.server.stop().await;
+}
