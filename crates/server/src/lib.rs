@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub cron: bool,
     /// Local paths that may be registered as clone URLs.
     pub local_repos: git::LocalRepos,
+    /// A client must send its request's headers within this long.
+    pub header_timeout: Duration,
     /// Run forks' pull requests on the embedded agent too (off: only remote agents take them).
     pub untrusted_on_embedded: bool,
     /// Treat a first-time contributor's pull request like a fork's.
@@ -76,6 +78,7 @@ impl ServeConfig {
             runner,
             cron: true,
             local_repos: git::LocalRepos::Any,
+            header_timeout: Duration::from_secs(10),
             untrusted_on_embedded: false,
             first_time_untrusted: false,
         }
@@ -226,6 +229,57 @@ fn lease_secret(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     parse(&hexed).context("a fresh lease key")
 }
 
+/// Connections served at once; more wait in the listen backlog, so a flood of
+/// idle connections cannot exhaust the process's file descriptors.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// hyper's HTTP/1 server with what `axum::serve` does not offer: a header read
+/// timeout (a slow-headers client is dropped) and a connection cap.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors and the like: wait, do not spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
 /// The UI's pages run only their own scripts, cannot be framed (clickjacking
 /// an approval button) and are never sniffed as another type.
 async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
@@ -319,11 +373,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         // The results service checks its own tokens (a job's runtime token,
         // signed blob URLs), not the API's.
         let router = router(app.clone()).merge(app.results.router());
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-        }));
+        let header_timeout = cfg.header_timeout;
+        tasks.push(tokio::spawn(serve_http(
+            listener,
+            router,
+            shutdown,
+            header_timeout,
+        )));
     }
     app::spawn_reaper(app.clone(), cfg.reap_every);
     if cfg.cron {

@@ -589,3 +589,37 @@ async fn a_log_chunk_over_1_mib_is_refused() {
     assert_eq!(code, 200);
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_headers_client_is_dropped() {
+    let s = start_with(|c| {
+        c.embedded_capacity = 0;
+        c.header_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = s.server.addr;
+    let (closed_after, answered) = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Half a request line, then nothing: a slowloris holding a connection.
+        c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 256];
+        let n = c.read(&mut buf).unwrap_or(0);
+        (
+            start.elapsed(),
+            String::from_utf8_lossy(&buf[..n]).to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed_after < Duration::from_secs(5),
+        "the server kept a slow-headers connection for {closed_after:?} ({answered:?})"
+    );
+    // A prompt client is served as before.
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    s.server.stop().await;
+}
