@@ -177,6 +177,210 @@ pub async fn create_repo(
 }
 
 #[derive(Deserialize)]
+pub struct ForgeBody {
+    /// A token that may write commit statuses (write-only: never shown again).
+    pub token: String,
+    /// `github`, `gitea`, `forgejo` or `gitlab`; the repository's forge when absent.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The forge's API root; GitHub's and gitlab.com's are the defaults.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// `owner/name` on the forge; the repository's registered name when absent.
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+fn forge_view(repo_id: i64, c: &hangar_store::ForgeCredential) -> Value {
+    json!({
+        "repo_id": repo_id,
+        "kind": c.kind,
+        "api_url": c.api_url,
+        "project": c.project,
+        "has_token": !c.token.is_empty(),
+    })
+}
+
+/// Sets where a repository's commit statuses go, with the token sealed like a secret.
+pub async fn put_forge(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(repo_id): Path<i64>,
+    Json(b): Json<ForgeBody>,
+) -> Response {
+    let Some(repo) = tri!(app.store.get_repo(repo_id)) else {
+        return error(StatusCode::NOT_FOUND, &format!("no repository {repo_id}"));
+    };
+    let kind = b.kind.unwrap_or_else(|| repo.forge.clone());
+    let kind = if kind == "forgejo" {
+        "gitea".to_string()
+    } else {
+        kind
+    };
+    let api_url = match b.api_url.or_else(|| {
+        crate::forge_status::Forge::parse(&kind)
+            .and_then(|f| f.default_api_url())
+            .map(String::from)
+    }) {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!(
+                    "`api_url` is required for {kind}: the forge's API root, e.g. https://gitea.example.com/api/v1"
+                ),
+            );
+        }
+    };
+    let cred = hangar_store::ForgeCredential {
+        kind,
+        api_url,
+        project: b.project.unwrap_or_else(|| repo.name.clone()),
+        token: b.token,
+    };
+    if let Err(msg) = crate::forge_status::validate(&cred) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &msg);
+    }
+    tri!(app.store.set_forge_credential(repo_id, &cred));
+    tri!(app.store.audit(
+        &c.name,
+        "repo.forge.set",
+        &format!("repo/{repo_id}"),
+        &json!({"kind": cred.kind, "api_url": cred.api_url, "project": cred.project})
+    ));
+    Json(forge_view(repo_id, &cred)).into_response()
+}
+
+pub async fn get_forge(State(app): State<Arc<App>>, Path(repo_id): Path<i64>) -> Response {
+    match tri!(app.store.forge_credential(repo_id)) {
+        Some(c) => Json(forge_view(repo_id, &c)).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("repository {repo_id} reports to no forge"),
+        ),
+    }
+}
+
+pub async fn delete_forge(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(repo_id): Path<i64>,
+) -> Response {
+    if !tri!(app.store.delete_forge_credential(repo_id)) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("repository {repo_id} reports to no forge"),
+        );
+    }
+    tri!(app.store.audit(
+        &c.name,
+        "repo.forge.delete",
+        &format!("repo/{repo_id}"),
+        &json!({})
+    ));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+pub struct OutboundQuery {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+/// What the server sent out (commit statuses, notifications) and how it went.
+pub async fn list_outbound(
+    State(app): State<Arc<App>>,
+    Query(q): Query<OutboundQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Json(tri!(app.store.list_outbound(q.kind.as_deref(), limit))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationBody {
+    /// The repository whose events are sent; absent: every repository.
+    #[serde(default)]
+    pub repo_id: Option<i64>,
+    pub events: Vec<String>,
+    /// `slack`, `teams` or `webhook`.
+    pub channel: String,
+    /// The channel's incoming webhook URL (write-only: only its host is shown).
+    pub url: String,
+    /// `webhook` only: signs each body, `X-Hangar-Signature-256: sha256=<hmac>`.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+fn rule_view(r: &hangar_store::NotificationRule) -> Value {
+    json!({
+        "id": r.id,
+        "repo_id": r.repo_id,
+        "events": r.events,
+        "channel": r.channel,
+        "host": crate::notify::host_of(&r.target),
+        "signed": r.secret.is_some(),
+        "created_at": r.created_at,
+    })
+}
+
+pub async fn create_notification(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Json(b): Json<NotificationBody>,
+) -> Response {
+    if let Some(id) = b.repo_id
+        && tri!(app.store.get_repo(id)).is_none()
+    {
+        return error(StatusCode::NOT_FOUND, &format!("no repository {id}"));
+    }
+    let mut rule = hangar_store::NotificationRule {
+        id: 0,
+        repo_id: b.repo_id,
+        events: b.events,
+        channel: b.channel,
+        target: b.url,
+        secret: b.secret.filter(|s| !s.is_empty()),
+        created_at: hangar_store::now_ms(),
+    };
+    if let Err(msg) = crate::notify::validate(&rule) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &msg);
+    }
+    rule.id = tri!(app.store.create_notification_rule(&rule));
+    tri!(app.store.audit(
+        &c.name,
+        "notification.create",
+        &format!("notification/{}", rule.id),
+        &json!({"channel": rule.channel, "events": rule.events, "repo_id": rule.repo_id})
+    ));
+    (StatusCode::CREATED, Json(rule_view(&rule))).into_response()
+}
+
+pub async fn list_notifications(State(app): State<Arc<App>>) -> Response {
+    let rules = tri!(app.store.notification_rules());
+    Json(rules.iter().map(rule_view).collect::<Vec<_>>()).into_response()
+}
+
+pub async fn delete_notification(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    if !tri!(app.store.delete_notification_rule(id)) {
+        return error(StatusCode::NOT_FOUND, &format!("no notification rule {id}"));
+    }
+    tri!(app.store.audit(
+        &c.name,
+        "notification.delete",
+        &format!("notification/{id}"),
+        &json!({})
+    ));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
 pub struct SecretBody {
     pub value: String,
 }

@@ -71,6 +71,10 @@ pub struct App {
     pub untrusted_on_embedded: bool,
     /// Whether a first-time contributor's pull request is untrusted like a fork's.
     pub first_time_untrusted: bool,
+    /// Commit statuses on the forge of each repository that has a credential.
+    pub forge: Arc<crate::forge_status::Reporter>,
+    /// Notification rules' deliveries.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {
@@ -468,6 +472,28 @@ impl App {
                     } else {
                         if approvals.is_empty() {
                             let id = self.store.create_approval(job.id, run.id, env)?;
+                            self.notifier.notify(
+                                &self.store,
+                                crate::notify::Notice {
+                                    event: "approval_waiting",
+                                    repo_id: Some(run.repo_id),
+                                    run_id: Some(run.id),
+                                    title: format!(
+                                        "Approval waiting: {} to {env}",
+                                        self.repo_name(run.repo_id)
+                                    ),
+                                    text: format!(
+                                        "{} / {} on {} ({}) waits for a reviewer of `{env}` ({})",
+                                        run.workflow_name,
+                                        job.name,
+                                        short_ref(&run.git_ref),
+                                        short_sha(&run.sha),
+                                        protection.reviewers.join(", ")
+                                    ),
+                                    data: json!({"approval_id": id, "job_id": job.id, "environment": env,
+                                        "ref": run.git_ref, "sha": run.sha}),
+                                },
+                            );
                             self.store.audit(
                                 "hangar",
                                 "approval.requested",
@@ -845,6 +871,7 @@ impl App {
                 json!({"type": "run", "status": status, "conclusion": conclusion}),
             );
             if status == "completed" {
+                self.notify_run_completed(&run, conclusion.unwrap_or_default());
                 let mut m = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
                 for j in self.store.jobs_of_run(run_id)? {
                     m.remove(&j.id);
@@ -862,8 +889,126 @@ impl App {
         Ok(None)
     }
 
+    /// A job with an environment is a deployment: it started when it runs, and
+    /// its conclusion is the deployment's.
+    fn notify_deployment(&self, job: &Job) {
+        let Some(env) = &job.environment else {
+            return;
+        };
+        let event = match (job.status.as_str(), job.conclusion.as_deref()) {
+            ("running", _) => "deployment_started",
+            ("completed", Some("success")) => "deployment_succeeded",
+            ("completed", Some("failure")) => "deployment_failed",
+            _ => return,
+        };
+        if !self.notifier.first_time(job.id, job.attempt, event) {
+            return;
+        }
+        let Ok(Some(run)) = self.store.get_run(job.run_id) else {
+            return;
+        };
+        let repo = self.repo_name(run.repo_id);
+        let what = match event {
+            "deployment_started" => "started",
+            "deployment_succeeded" => "succeeded",
+            _ => "failed",
+        };
+        self.notifier.notify(
+            &self.store,
+            crate::notify::Notice {
+                event,
+                repo_id: Some(run.repo_id),
+                run_id: Some(run.id),
+                title: format!("Deployment to {env} {what}: {repo}"),
+                text: format!(
+                    "{} / {} on {} ({})",
+                    run.workflow_name,
+                    job.name,
+                    short_ref(&run.git_ref),
+                    short_sha(&run.sha)
+                ),
+                data: json!({"environment": env, "job_id": job.id, "sha": run.sha, "ref": run.git_ref}),
+            },
+        );
+    }
+
+    fn repo_name(&self, repo_id: i64) -> String {
+        self.store
+            .get_repo(repo_id)
+            .ok()
+            .flatten()
+            .map(|r| r.name)
+            .unwrap_or_else(|| format!("repository {repo_id}"))
+    }
+
+    /// A run just completed: failed, or fixed (it succeeded where the previous
+    /// run of its workflow on its ref had failed).
+    fn notify_run_completed(&self, run: &hangar_store::Run, conclusion: &str) {
+        let event = match conclusion {
+            "failure" => "run_failed",
+            "success" => {
+                let previous = self
+                    .store
+                    .list_runs(&hangar_store::RunFilter {
+                        repo_id: Some(run.repo_id),
+                        workflow: Some(run.workflow_path.clone()),
+                        status: Some("completed".into()),
+                        limit: Some(50),
+                        ..Default::default()
+                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|r| r.id < run.id && r.git_ref == run.git_ref);
+                match previous {
+                    Some(p) if p.conclusion.as_deref() == Some("failure") => "run_fixed",
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        let repo = self.repo_name(run.repo_id);
+        let title = if event == "run_failed" {
+            format!("{} failed: {repo}", run.workflow_name)
+        } else {
+            format!("{} fixed: {repo}", run.workflow_name)
+        };
+        let failed: Vec<String> = self
+            .store
+            .jobs_of_run(run.id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|j| j.conclusion.as_deref() == Some("failure"))
+            .map(|j| j.name)
+            .collect();
+        let mut text = format!(
+            "{} on {} ({}) by {}",
+            run.event,
+            short_ref(&run.git_ref),
+            short_sha(&run.sha),
+            run.actor
+        );
+        if !failed.is_empty() {
+            text.push_str(&format!("; failed: {}", failed.join(", ")));
+        }
+        self.notifier.notify(
+            &self.store,
+            crate::notify::Notice {
+                event,
+                repo_id: Some(run.repo_id),
+                run_id: Some(run.id),
+                title,
+                text,
+                data: json!({"workflow": run.workflow_path, "ref": run.git_ref, "sha": run.sha,
+                    "event": run.event, "actor": run.actor, "conclusion": conclusion, "failed_jobs": failed}),
+            },
+        );
+    }
+
     pub fn publish_job(&self, run_id: i64, job_id: i64) {
         if let Ok(Some(job)) = self.store.get_job(job_id) {
+            // The one point every job state change goes through.
+            self.forge.job_changed(&self.store, &job);
+            self.notify_deployment(&job);
             self.live
                 .publish(run_id, json!({"type": "job", "job": job}));
         }
@@ -1002,6 +1147,18 @@ impl App {
             .release_lease(job.id, job.fence, retry, &reason)?
         {
             tracing::warn!(job = job.id, "{reason}");
+            let run = self.store.get_run(job.run_id).ok().flatten();
+            self.notifier.notify(
+                &self.store,
+                crate::notify::Notice {
+                    event: "agent_lost",
+                    repo_id: run.as_ref().map(|r| r.repo_id),
+                    run_id: Some(job.run_id),
+                    title: format!("Agent lost: {owner}"),
+                    text: format!("job {} ({}): {reason}", job.name, job.id),
+                    data: json!({"agent": owner, "job_id": job.id, "retry": retry}),
+                },
+            );
             self.store.audit(
                 "hangar",
                 "job.lease_lost",
@@ -1187,6 +1344,16 @@ pub fn parse_protections(text: &str) -> Result<Vec<(String, Protection)>, String
         ));
     }
     Ok(out)
+}
+
+fn short_ref(r: &str) -> &str {
+    r.strip_prefix("refs/heads/")
+        .or_else(|| r.strip_prefix("refs/tags/"))
+        .unwrap_or(r)
+}
+
+fn short_sha(s: &str) -> &str {
+    s.get(..7).unwrap_or(s)
 }
 
 pub fn data_dir_default() -> PathBuf {

@@ -7,11 +7,13 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod delivery;
+pub mod forge_status;
 pub mod git;
 pub mod hooks;
 pub mod live;
 pub mod mask;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 mod results_store;
 pub mod triggers;
@@ -60,6 +62,11 @@ pub struct ServeConfig {
     pub untrusted_on_embedded: bool,
     /// Treat a first-time contributor's pull request like a fork's.
     pub first_time_untrusted: bool,
+    /// The server's address as users reach it (links on commit statuses);
+    /// `http://<listen address>` when unset.
+    pub public_url: Option<String>,
+    /// Retries of commit status delivery.
+    pub status_retry: forge_status::RetryPolicy,
 }
 
 impl ServeConfig {
@@ -81,6 +88,8 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(10),
             untrusted_on_embedded: false,
             first_time_untrusted: false,
+            public_url: None,
+            status_retry: Default::default(),
         }
     }
 }
@@ -135,6 +144,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/repos/{id}/dispatch", post(api::dispatch))
         .route("/api/v1/repos/{id}/workflows", get(api::list_workflows))
         .route("/api/v1/repos/{id}/secrets", get(api::list_secrets))
+        .route(
+            "/api/v1/repos/{id}/forge",
+            get(api::get_forge)
+                .put(api::put_forge)
+                .delete(api::delete_forge),
+        )
+        .route("/api/v1/outbound", get(api::list_outbound))
+        .route(
+            "/api/v1/notifications",
+            get(api::list_notifications).post(api::create_notification),
+        )
+        .route(
+            "/api/v1/notifications/{id}",
+            axum::routing::delete(api::delete_notification),
+        )
         .route("/api/v1/repos/{id}/secrets/{name}", put(api::put_secret))
         .route(
             "/api/v1/repos/{id}/variables/{name}",
@@ -353,6 +377,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         lease_secret: lease_secret(&cfg.data_dir)?,
         untrusted_on_embedded: cfg.untrusted_on_embedded,
         first_time_untrusted: cfg.first_time_untrusted,
+        forge: Arc::new(forge_status::Reporter::new(cfg.status_retry.clone())),
+        notifier: Arc::new(notify::Notifier::new(cfg.status_retry.clone())),
     });
     std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
     app.recover().await?;
@@ -366,6 +392,15 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let base_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    *app.forge.base_url.lock().unwrap_or_else(|e| e.into_inner()) = base_url.clone();
+    *app.notifier
+        .base_url
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = base_url;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     {

@@ -7,7 +7,43 @@ fn op(summary: &str, tag: &str) -> Value {
     json!({"summary": summary, "tags": [tag], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or unknown token"}}})
 }
 
+/// Forge statuses, notifications and the outbound log (a second `json!` call:
+/// one literal of every path exceeds the macro's recursion limit).
+fn outbound_paths() -> Value {
+    json!({
+            "/api/v1/notifications": {
+                "get": op("Notification rules (URLs shown by host only)", "notifications"),
+                "post": {"summary": "Add a rule {repo_id?, events, channel: slack|teams|webhook, url, secret?}", "tags": ["notifications"],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["events", "channel", "url"], "properties": {
+                        "repo_id": {"type": "integer"},
+                        "events": {"type": "array", "items": {"type": "string", "enum": ["run_failed", "run_fixed", "approval_waiting", "deployment_started", "deployment_succeeded", "deployment_failed", "agent_lost"]}},
+                        "channel": {"type": "string", "enum": ["slack", "teams", "webhook"]},
+                        "url": {"type": "string"}, "secret": {"type": "string"}}}}}},
+                    "responses": {"201": {"description": "created"}, "401": {"description": "missing or unknown token"}, "404": {"description": "no such repository"}, "422": {"description": "invalid rule, named"}}}},
+            "/api/v1/notifications/{id}": {"delete": {"summary": "Remove a rule", "tags": ["notifications"], "responses": {"204": {"description": "removed"}, "404": {"description": "no such rule"}}}},
+            "/api/v1/repos/{id}/forge": {
+                "get": op("Where the repository's commit statuses go {kind, api_url, project, has_token}; 404 when nowhere", "repos"),
+                "put": {"summary": "Report commit statuses to the forge {token, kind?, api_url?, project?}; the token is sealed and write-only", "tags": ["repos"],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["token"], "properties": {
+                        "token": {"type": "string"}, "kind": {"type": "string", "enum": ["github", "gitea", "forgejo", "gitlab"]},
+                        "api_url": {"type": "string"}, "project": {"type": "string"}}}}}},
+                    "responses": {"200": {"description": "stored"}, "401": {"description": "missing or unknown token"}, "404": {"description": "no such repository"}, "422": {"description": "invalid setting, named"}}},
+                "delete": {"summary": "Stop reporting commit statuses", "tags": ["repos"], "responses": {"204": {"description": "removed"}, "404": {"description": "none set"}}}},
+            "/api/v1/outbound": {"get": {"summary": "What the server sent out (commit statuses, notifications), newest first, with attempts and outcome", "tags": ["ops"], "parameters": [
+                {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["status", "notification"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or unknown token"}}}}
+    })
+}
+
 pub fn document() -> Value {
+    let mut doc = document_base();
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), outbound_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+fn document_base() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "hangar CI server", "version": env!("CARGO_PKG_VERSION")},

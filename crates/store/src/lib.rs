@@ -198,6 +198,19 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>>;
 
+    // Forge credentials (the token sealed like a secret) and outbound deliveries
+    // (commit statuses, notifications): what was sent where, and how it went.
+    fn set_forge_credential(&self, repo_id: i64, cred: &ForgeCredential) -> Result<()>;
+    fn forge_credential(&self, repo_id: i64) -> Result<Option<ForgeCredential>>;
+    fn delete_forge_credential(&self, repo_id: i64) -> Result<bool>;
+    /// Stores a rule with its URL and signing secret sealed; returns its id.
+    fn create_notification_rule(&self, rule: &NotificationRule) -> Result<i64>;
+    fn notification_rules(&self) -> Result<Vec<NotificationRule>>;
+    fn delete_notification_rule(&self, id: i64) -> Result<bool>;
+    fn record_outbound(&self, delivery: &NewOutbound) -> Result<i64>;
+    /// Newest first; `kind` `None` lists every kind.
+    fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>>;
+
     // Artifacts and caches (blobs on disk, content-addressed).
     fn put_blob(&self, bytes: &[u8]) -> Result<String>;
     fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>>;

@@ -32,6 +32,94 @@ pub struct NewRepo {
     pub webhook_secret: Option<String>,
 }
 
+/// Where and how the server reports commit statuses for a repository. Not
+/// `Serialize`: the token never leaves the server (the API shows `has_token`).
+#[derive(Clone, Default, PartialEq)]
+pub struct ForgeCredential {
+    /// `github`, `gitea` (also Forgejo) or `gitlab`.
+    pub kind: String,
+    /// The forge's API root, e.g. `https://api.github.com`.
+    pub api_url: String,
+    /// `owner/name` on the forge (GitLab: the project's full path).
+    pub project: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ForgeCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeCredential")
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url)
+            .field("project", &self.project)
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+/// Which events go to which channel. Not `Serialize`: the target URL of a Slack
+/// or Teams webhook is itself a credential, and `secret` signs generic webhooks.
+#[derive(Clone, Default, PartialEq)]
+pub struct NotificationRule {
+    pub id: i64,
+    /// `None`: every repository (and server-wide events such as a lost agent).
+    pub repo_id: Option<i64>,
+    pub events: Vec<String>,
+    /// `slack`, `teams` or `webhook`.
+    pub channel: String,
+    pub target: String,
+    pub secret: Option<String>,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for NotificationRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationRule")
+            .field("id", &self.id)
+            .field("repo_id", &self.repo_id)
+            .field("events", &self.events)
+            .field("channel", &self.channel)
+            .field("target", &"***")
+            .finish()
+    }
+}
+
+/// One message the server sent out (a commit status, a notification), after
+/// its last attempt.
+#[derive(Debug, Clone, Default)]
+pub struct NewOutbound {
+    /// `status` or `notification`.
+    pub kind: String,
+    pub repo_id: Option<i64>,
+    pub run_id: Option<i64>,
+    /// Where it went, without credentials (a URL or an address).
+    pub target: String,
+    /// What it was about (a status context, a notification rule).
+    pub subject: String,
+    /// The state reported (`pending`, `success`, …) or the event notified.
+    pub state: String,
+    pub attempts: i64,
+    /// `delivered`, `refused` (a 4xx: not retried) or `failed` (retries exhausted).
+    pub outcome: String,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outbound {
+    pub id: i64,
+    pub kind: String,
+    pub repo_id: Option<i64>,
+    pub run_id: Option<i64>,
+    pub target: String,
+    pub subject: String,
+    pub state: String,
+    pub attempts: i64,
+    pub outcome: String,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    pub at: Millis,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: i64,

@@ -127,6 +127,21 @@ UPDATE runs SET run_number = (SELECT count(*) FROM runs r2 WHERE r2.repo_id = ru
   AND r2.workflow_path = runs.workflow_path AND r2.id <= runs.id);
 CREATE INDEX runs_workflow ON runs(repo_id, workflow_path, run_number);
 "#,
+    // Commit statuses and notifications: forge tokens and rule URLs sealed,
+    // and the log of what was sent out.
+    r#"
+CREATE TABLE forge_credentials (
+  repo_id INTEGER PRIMARY KEY, kind TEXT NOT NULL, api_url TEXT NOT NULL, project TEXT NOT NULL,
+  sealed BLOB NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE outbound_deliveries (
+  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, repo_id INTEGER, run_id INTEGER,
+  target TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+  outcome TEXT NOT NULL, http_status INTEGER, error TEXT, at INTEGER NOT NULL);
+CREATE INDEX outbound_kind ON outbound_deliveries(kind, id);
+CREATE TABLE notification_rules (
+  id INTEGER PRIMARY KEY, repo_id INTEGER, events TEXT NOT NULL, channel TEXT NOT NULL,
+  target BLOB NOT NULL, secret BLOB, created_at INTEGER NOT NULL);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -1238,6 +1253,170 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn set_forge_credential(&self, repo_id: i64, cred: &ForgeCredential) -> Result<()> {
+        let sealed = self.secrets.seal(cred.token.as_bytes())?;
+        self.c().execute(
+            "INSERT INTO forge_credentials (repo_id, kind, api_url, project, sealed, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(repo_id) DO UPDATE SET kind = excluded.kind, \
+             api_url = excluded.api_url, project = excluded.project, sealed = excluded.sealed, \
+             updated_at = excluded.updated_at",
+            params![repo_id, cred.kind, cred.api_url, cred.project, sealed, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn forge_credential(&self, repo_id: i64) -> Result<Option<ForgeCredential>> {
+        let row: Option<(String, String, String, Vec<u8>)> = self
+            .c()
+            .query_row(
+                "SELECT kind, api_url, project, sealed FROM forge_credentials WHERE repo_id = ?1",
+                [repo_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        match row {
+            Some((kind, api_url, project, sealed)) => Ok(Some(ForgeCredential {
+                kind,
+                api_url,
+                project,
+                token: String::from_utf8(self.secrets.open(&sealed)?)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_forge_credential(&self, repo_id: i64) -> Result<bool> {
+        Ok(self.c().execute(
+            "DELETE FROM forge_credentials WHERE repo_id = ?1",
+            [repo_id],
+        )? > 0)
+    }
+
+    fn create_notification_rule(&self, rule: &NotificationRule) -> Result<i64> {
+        let target = self.secrets.seal(rule.target.as_bytes())?;
+        let secret = match &rule.secret {
+            Some(s) => Some(self.secrets.seal(s.as_bytes())?),
+            None => None,
+        };
+        let c = self.c();
+        c.execute(
+            "INSERT INTO notification_rules (repo_id, events, channel, target, secret, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                rule.repo_id,
+                serde_json::to_string(&rule.events)?,
+                rule.channel,
+                target,
+                secret,
+                now_ms()
+            ],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn notification_rules(&self) -> Result<Vec<NotificationRule>> {
+        type Raw = (
+            i64,
+            Option<i64>,
+            String,
+            String,
+            Vec<u8>,
+            Option<Vec<u8>>,
+            i64,
+        );
+        let raw: Vec<Raw> = {
+            let c = self.c();
+            let mut s = c.prepare(
+                "SELECT id, repo_id, events, channel, target, secret, created_at \
+                 FROM notification_rules ORDER BY id",
+            )?;
+            s.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        raw.into_iter()
+            .map(
+                |(id, repo_id, events, channel, target, secret, created_at)| {
+                    Ok(NotificationRule {
+                        id,
+                        repo_id,
+                        events: serde_json::from_str(&events)?,
+                        channel,
+                        target: String::from_utf8(self.secrets.open(&target)?)?,
+                        secret: match secret {
+                            Some(s) => Some(String::from_utf8(self.secrets.open(&s)?)?),
+                            None => None,
+                        },
+                        created_at,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn delete_notification_rule(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .c()
+            .execute("DELETE FROM notification_rules WHERE id = ?1", [id])?
+            > 0)
+    }
+
+    fn record_outbound(&self, d: &NewOutbound) -> Result<i64> {
+        let c = self.c();
+        c.execute(
+            "INSERT INTO outbound_deliveries (kind, repo_id, run_id, target, subject, state, attempts, \
+             outcome, http_status, error, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                d.kind,
+                d.repo_id,
+                d.run_id,
+                d.target,
+                d.subject,
+                d.state,
+                d.attempts,
+                d.outcome,
+                d.http_status,
+                d.error,
+                now_ms()
+            ],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, kind, repo_id, run_id, target, subject, state, attempts, outcome, http_status, \
+             error, at FROM outbound_deliveries WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = s.query_map(params![kind, limit], |r| {
+            Ok(Outbound {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                repo_id: r.get(2)?,
+                run_id: r.get(3)?,
+                target: r.get(4)?,
+                subject: r.get(5)?,
+                state: r.get(6)?,
+                attempts: r.get(7)?,
+                outcome: r.get(8)?,
+                http_status: r.get(9)?,
+                error: r.get(10)?,
+                at: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn put_blob(&self, bytes: &[u8]) -> Result<String> {
         self.blobs.put(bytes)
     }
@@ -1507,6 +1686,47 @@ mod tests {
             let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
             assert!(!bytes.windows(22).any(|w| w == b"super-secret-value-123"));
         }
+    }
+
+    #[test]
+    fn forge_tokens_are_sealed_at_rest_and_survive_reopening() {
+        let (dir, s) = store();
+        let cred = ForgeCredential {
+            kind: "github".into(),
+            api_url: "https://api.github.com".into(),
+            project: "acme/app".into(),
+            token: "ghp_forge-token-value-789".into(),
+        };
+        s.set_forge_credential(7, &cred).unwrap();
+        assert!(
+            !format!("{cred:?}").contains("ghp_"),
+            "Debug masks the token"
+        );
+        drop(s);
+        for f in ["hangar.db", "hangar.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap_or_default();
+            assert!(!bytes.windows(25).any(|w| w == b"ghp_forge-token-value-789"));
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.forge_credential(7).unwrap(), Some(cred));
+        assert!(s.delete_forge_credential(7).unwrap());
+        assert_eq!(s.forge_credential(7).unwrap(), None);
+        s.record_outbound(&NewOutbound {
+            kind: "status".into(),
+            target: "https://api.github.com/repos/acme/app/statuses/abc".into(),
+            state: "pending".into(),
+            attempts: 3,
+            outcome: "delivered".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let log = s.list_outbound(Some("status"), 10).unwrap();
+        assert_eq!((log.len(), log[0].attempts), (1, 3));
+        assert!(
+            s.list_outbound(Some("notification"), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

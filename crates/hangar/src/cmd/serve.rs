@@ -57,6 +57,10 @@ pub enum Command {
         /// How often watched repositories are polled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
+        /// The server's address as users reach it (links on commit statuses),
+        /// e.g. https://ci.example.com; http://<listen address> when unset.
+        #[arg(long, env = "HANGAR_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Take jobs from a hangar server and run them on this machine.
     Agent {
@@ -158,6 +162,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             first_time_untrusted,
             local_repos,
             poll_ms,
+            public_url,
         } => {
             let data = data_dir(data);
             let mut cfg = ServeConfig::new(data.clone(), runner());
@@ -176,6 +181,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.local_repos = hangar_server::git::LocalRepos::Under(local_repos);
             }
             cfg.watch_every = Duration::from_millis(poll_ms.max(50));
+            cfg.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
             cfg.watch = if repos.is_empty() {
                 current_repo().into_iter().collect()
             } else {

@@ -1,0 +1,527 @@
+//! Commit statuses on the forge: every job of a run becomes one status on its
+//! commit, named as GitHub names a workflow's checks
+//! (`<workflow name> / <job name> (<event>)`), pending while it waits or runs and
+//! then its conclusion, with a link to the run's page.
+//!
+//! The forges' documented endpoints:
+//! - GitHub: `POST {api}/repos/{owner}/{repo}/statuses/{sha}`, `Authorization:
+//!   Bearer`, states `pending|success|failure|error`;
+//! - Gitea and Forgejo: the same path under `/api/v1`, `Authorization: token`,
+//!   the same states;
+//! - GitLab: `POST {api}/projects/{url-encoded path}/statuses/{sha}` with
+//!   `name` for the context, `PRIVATE-TOKEN`, states
+//!   `pending|running|success|failed|canceled|skipped`.
+//!
+//! Delivery is asynchronous and never holds up scheduling: each update is a task.
+//! Updates of one context are sent in order and a superseded one is dropped
+//! (a slow `pending` can never land after the conclusion); a state equal to the
+//! last one delivered is not sent again (GitLab refuses a transition to the
+//! state a status already has). A 5xx, 429, timeout or connection error is
+//! retried with bounded exponential backoff; any other 4xx is the forge saying
+//! no (bad token, unknown repository) and is not retried. Every final outcome is
+//! written to the store's outbound log (`GET /api/v1/outbound`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use hangar_store::{ForgeCredential, Job, NewOutbound, Run, Store};
+
+/// How hard delivery tries. Tests shorten the backoff.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The forges hangar reports to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forge {
+    GitHub,
+    Gitea,
+    GitLab,
+}
+
+impl Forge {
+    pub fn parse(s: &str) -> Option<Forge> {
+        match s {
+            "github" => Some(Forge::GitHub),
+            "gitea" | "forgejo" => Some(Forge::Gitea),
+            "gitlab" => Some(Forge::GitLab),
+            _ => None,
+        }
+    }
+
+    pub fn default_api_url(self) -> Option<&'static str> {
+        match self {
+            Forge::GitHub => Some("https://api.github.com"),
+            Forge::GitLab => Some("https://gitlab.com/api/v4"),
+            Forge::Gitea => None,
+        }
+    }
+}
+
+/// Checks a credential before it is stored: a forge hangar knows, an http(s) API
+/// root, a project path that cannot leave its URL segment.
+pub fn validate(cred: &ForgeCredential) -> Result<(), String> {
+    if Forge::parse(&cred.kind).is_none() {
+        return Err(format!(
+            "unknown forge `{}`: use github, gitea, forgejo or gitlab",
+            cred.kind
+        ));
+    }
+    let url = cred.api_url.trim_end_matches('/');
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err(format!(
+            "`api_url` `{}` must start with https:// (or http:// for a forge on a private network)",
+            cred.api_url
+        ));
+    };
+    if rest.is_empty() || rest.contains(['?', '#', ' ', '@']) {
+        return Err(format!(
+            "`api_url` `{}` must be the API root only, e.g. https://api.github.com, with no credentials, query or fragment",
+            cred.api_url
+        ));
+    }
+    let parts: Vec<&str> = cred.project.split('/').collect();
+    let ok_part = |p: &&str| {
+        !p.is_empty()
+            && *p != "."
+            && *p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if parts.len() < 2 || !parts.iter().all(ok_part) {
+        return Err(format!(
+            "`project` `{}` must be the repository's path on the forge, e.g. owner/name (letters, digits, - _ .)",
+            cred.project
+        ));
+    }
+    if cred.token.trim().is_empty() {
+        return Err("`token` is required: a token that may write commit statuses".into());
+    }
+    Ok(())
+}
+
+/// One status to put on a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub sha: String,
+    pub git_ref: String,
+    pub context: String,
+    /// hangar's view: `pending`, `running`, `success`, `failure`, `cancelled`, `skipped`.
+    pub state: &'static str,
+    pub description: String,
+    pub target_url: String,
+}
+
+/// The context GitHub shows for a job of a workflow run.
+pub fn context(workflow_name: &str, job_name: &str, event: &str) -> String {
+    format!("{workflow_name} / {job_name} ({event})")
+}
+
+/// What a job's state means on the forge, in hangar's words.
+pub fn job_status(run: &Run, job: &Job, base_url: &str) -> Status {
+    let (state, description): (&'static str, String) = match job.status.as_str() {
+        "completed" => match job.conclusion.as_deref() {
+            Some("success") => ("success", "Successful".into()),
+            Some("skipped") => ("skipped", "Skipped".into()),
+            Some("cancelled") => ("cancelled", "Cancelled".into()),
+            _ => ("failure", "Failing".into()),
+        },
+        "running" => ("running", "In progress".into()),
+        "queued" => ("pending", "Queued".into()),
+        _ => (
+            "pending",
+            job.waiting_reason
+                .clone()
+                .unwrap_or_else(|| "Waiting".into()),
+        ),
+    };
+    Status {
+        sha: run.sha.clone(),
+        git_ref: run.git_ref.clone(),
+        context: context(&run.workflow_name, &job.name, &run.event),
+        state,
+        description,
+        target_url: format!("{}/ui/#/runs/{}", base_url.trim_end_matches('/'), run.id),
+    }
+}
+
+/// The request a forge expects for a status: URL, auth header, JSON body.
+pub fn request_for(
+    forge: Forge,
+    cred: &ForgeCredential,
+    s: &Status,
+) -> (String, (&'static str, String), Value) {
+    let api = cred.api_url.trim_end_matches('/');
+    // The forge rejects descriptions over 140 characters (GitHub) or 255 (GitLab).
+    let description: String = s.description.chars().take(140).collect();
+    match forge {
+        Forge::GitHub | Forge::Gitea => {
+            let state = match s.state {
+                "pending" | "running" => "pending",
+                "success" | "skipped" => "success",
+                "failure" => "failure",
+                _ => "error",
+            };
+            let auth = if forge == Forge::GitHub {
+                ("authorization", format!("Bearer {}", cred.token))
+            } else {
+                ("authorization", format!("token {}", cred.token))
+            };
+            (
+                format!("{api}/repos/{}/statuses/{}", cred.project, s.sha),
+                auth,
+                json!({
+                    "state": state,
+                    "target_url": s.target_url,
+                    "description": description,
+                    "context": s.context,
+                }),
+            )
+        }
+        Forge::GitLab => {
+            let state = match s.state {
+                "pending" => "pending",
+                "running" => "running",
+                "success" => "success",
+                "skipped" => "skipped",
+                "cancelled" => "canceled",
+                _ => "failed",
+            };
+            let branch = s
+                .git_ref
+                .strip_prefix("refs/heads/")
+                .or_else(|| s.git_ref.strip_prefix("refs/tags/"));
+            let mut body = json!({
+                "state": state,
+                "name": s.context,
+                "target_url": s.target_url,
+                "description": description,
+            });
+            if let Some(b) = branch {
+                body["ref"] = json!(b);
+            }
+            (
+                format!(
+                    "{api}/projects/{}/statuses/{}",
+                    cred.project.replace('/', "%2F"),
+                    s.sha
+                ),
+                ("private-token", cred.token.clone()),
+                body,
+            )
+        }
+    }
+}
+
+/// The outcome of delivering one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub attempts: u32,
+    /// `delivered`, `refused` (4xx, not retried) or `failed` (retries exhausted).
+    pub outcome: &'static str,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// Sends one JSON request with retries on 5xx, 429, timeouts and connection
+/// errors, and none on other 4xx. `headers` are sent as given (credentials
+/// included), and never logged.
+pub async fn send_with_retries(
+    client: &reqwest::Client,
+    policy: &RetryPolicy,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Outcome {
+    let mut backoff = policy.first_backoff;
+    let mut last = Outcome {
+        attempts: 0,
+        outcome: "failed",
+        http_status: None,
+        error: None,
+    };
+    for attempt in 1..=policy.attempts.max(1) {
+        last.attempts = attempt;
+        let mut req = client
+            .post(url)
+            .timeout(policy.timeout)
+            .header("content-type", "application/json")
+            .header("user-agent", concat!("hangar/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        match req.body(body.to_vec()).send().await {
+            Ok(resp) => {
+                let code = resp.status();
+                last.http_status = Some(code.as_u16());
+                if code.is_success() {
+                    last.outcome = "delivered";
+                    last.error = None;
+                    return last;
+                }
+                let text: String = resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
+                last.error = Some(format!("HTTP {code}: {text}"));
+                if code.is_client_error() && code.as_u16() != 429 {
+                    last.outcome = "refused";
+                    return last;
+                }
+            }
+            Err(e) => {
+                last.http_status = None;
+                // Without the URL: it is in `target` already, and stays free of
+                // anything a user put in a query string.
+                last.error = Some(e.without_url().to_string());
+            }
+        }
+        if attempt < policy.attempts {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(policy.max_backoff);
+        }
+    }
+    last.outcome = "failed";
+    last
+}
+
+type Key = (i64, String, String);
+
+#[derive(Default)]
+struct Slot {
+    /// The forge state last delivered.
+    delivered: Option<&'static str>,
+}
+
+/// Reports job states to the forge of each repository that has a credential.
+pub struct Reporter {
+    client: reqwest::Client,
+    pub policy: RetryPolicy,
+    /// The server's address as users reach it, for the links on statuses.
+    pub base_url: Mutex<String>,
+    slots: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Slot>>>>,
+    seq: std::sync::atomic::AtomicU64,
+    newest: Mutex<HashMap<Key, u64>>,
+}
+
+impl Reporter {
+    pub fn new(policy: RetryPolicy) -> Reporter {
+        Reporter {
+            client: reqwest::Client::new(),
+            policy,
+            base_url: Mutex::new(String::new()),
+            slots: Default::default(),
+            seq: Default::default(),
+            newest: Default::default(),
+        }
+    }
+
+    /// Called whenever a job changed: queues the status its state means, when
+    /// the repository reports to a forge. Returns at once.
+    pub fn job_changed(self: &Arc<Self>, store: &Arc<dyn Store>, job: &Job) {
+        let Ok(Some(run)) = store.get_run(job.run_id) else {
+            return;
+        };
+        let cred = match store.forge_credential(run.repo_id) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(repo = run.repo_id, "reading the forge credential: {e:#}");
+                return;
+            }
+        };
+        let Some(forge) = Forge::parse(&cred.kind) else {
+            return;
+        };
+        // Commit ids come from webhooks: only a hex id reaches a URL.
+        if !(run.sha.len() == 40 || run.sha.len() == 64)
+            || !run.sha.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return;
+        }
+        let base = self
+            .base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let status = job_status(&run, job, &base);
+        let key: Key = (run.repo_id, status.sha.clone(), status.context.clone());
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.newest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), seq);
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let me = self.clone();
+        let store = store.clone();
+        let run_id = run.id;
+        let repo_id = run.repo_id;
+        tokio::spawn(async move {
+            let mut slot = slot.lock().await;
+            let newest = me
+                .newest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied()
+                .unwrap_or(seq);
+            if newest > seq {
+                return; // superseded by a newer state of the same context
+            }
+            let (url, auth, body) = request_for(forge, &cred, &status);
+            let wire_state = body["state"].as_str().unwrap_or_default();
+            if slot.delivered.is_some_and(|d| d == wire_state) {
+                return;
+            }
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let mut headers = vec![(auth.0, auth.1)];
+            if forge == Forge::GitHub {
+                headers.push(("accept", "application/vnd.github+json".into()));
+                headers.push(("x-github-api-version", "2022-11-28".into()));
+            }
+            let out = send_with_retries(&me.client, &me.policy, &url, &headers, &bytes).await;
+            if out.outcome == "delivered" {
+                slot.delivered = Some(match wire_state {
+                    "pending" => "pending",
+                    "running" => "running",
+                    "success" => "success",
+                    "failure" => "failure",
+                    "failed" => "failed",
+                    "canceled" => "canceled",
+                    "skipped" => "skipped",
+                    _ => "error",
+                });
+            } else {
+                tracing::warn!(
+                    repo = repo_id,
+                    context = %status.context,
+                    "commit status not delivered after {} attempt(s): {}",
+                    out.attempts,
+                    out.error.as_deref().unwrap_or(out.outcome)
+                );
+            }
+            if status.state != "pending" && status.state != "running" {
+                // A final state: forget the context unless a newer state came in
+                // (a re-run starts it again with a fresh slot).
+                let mut newest = me.newest.lock().unwrap_or_else(|e| e.into_inner());
+                if newest.get(&key) == Some(&seq) {
+                    newest.remove(&key);
+                    me.slots
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                }
+            }
+            let _ = store.record_outbound(&NewOutbound {
+                kind: "status".into(),
+                repo_id: Some(repo_id),
+                run_id: Some(run_id),
+                target: url,
+                subject: status.context.clone(),
+                state: wire_state.to_string(),
+                attempts: out.attempts as i64,
+                outcome: out.outcome.into(),
+                http_status: out.http_status.map(i64::from),
+                error: out.error,
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(kind: &str) -> ForgeCredential {
+        ForgeCredential {
+            kind: kind.into(),
+            api_url: "https://forge.example/api/v1/".into(),
+            project: "acme/app".into(),
+            token: "t0ken".into(),
+        }
+    }
+
+    #[test]
+    fn credentials_are_checked_before_they_are_stored() {
+        assert!(validate(&cred("github")).is_ok());
+        assert!(
+            validate(&cred("bitbucket"))
+                .unwrap_err()
+                .contains("unknown forge")
+        );
+        for project in ["acme", "acme/../x", "acme/app?x=1", "/app", "acme/a b"] {
+            let c = ForgeCredential {
+                project: project.into(),
+                ..cred("github")
+            };
+            assert!(validate(&c).is_err(), "{project}");
+        }
+        for url in ["ftp://x", "https://u:p@x", "https://x/?a", "api.github.com"] {
+            let c = ForgeCredential {
+                api_url: url.into(),
+                ..cred("github")
+            };
+            assert!(validate(&c).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn gitlab_gets_its_own_states_path_and_header() {
+        let s = Status {
+            sha: "a".repeat(40),
+            git_ref: "refs/heads/main".into(),
+            context: "ci / build (push)".into(),
+            state: "cancelled",
+            description: "x".repeat(300),
+            target_url: "http://h/ui/#/runs/1".into(),
+        };
+        let (url, auth, body) = request_for(Forge::GitLab, &cred("gitlab"), &s);
+        assert_eq!(
+            url,
+            format!(
+                "https://forge.example/api/v1/projects/acme%2Fapp/statuses/{}",
+                s.sha
+            )
+        );
+        assert_eq!(auth, ("private-token", "t0ken".to_string()));
+        assert_eq!(body["state"], "canceled");
+        assert_eq!(body["name"], "ci / build (push)");
+        assert_eq!(body["ref"], "main");
+        assert_eq!(body["description"].as_str().unwrap().len(), 140);
+        let (_, auth, body) = request_for(Forge::GitHub, &cred("github"), &s);
+        assert_eq!(auth.1, "Bearer t0ken");
+        assert_eq!(body["state"], "error");
+        let (_, auth, _) = request_for(Forge::Gitea, &cred("gitea"), &s);
+        assert_eq!(auth.1, "token t0ken");
+    }
+}

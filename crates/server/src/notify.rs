@@ -1,0 +1,261 @@
+//! Notifications: rules (`POST /api/v1/notifications`) say which events go to
+//! which channel — a Slack-compatible incoming webhook, a Microsoft Teams
+//! workflow webhook, or a generic JSON webhook signed like GitHub's
+//! (`X-Hangar-Signature-256: sha256=<HMAC-SHA256 of the body>`).
+//!
+//! Messages are built from run and job names only, and then masked with the
+//! repository's secrets all the same (a workflow or branch name may carry one).
+//! Delivery shares the commit statuses' retry rules (`forge_status::send_with_retries`)
+//! and its outcome goes to the outbound log with kind `notification`.
+
+use std::sync::{Arc, Mutex};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use hangar_store::{NewOutbound, NotificationRule, Store};
+
+use crate::forge_status::{RetryPolicy, send_with_retries};
+use crate::mask::Masker;
+
+/// The events a rule can name.
+pub const EVENTS: &[&str] = &[
+    "run_failed",
+    "run_fixed",
+    "approval_waiting",
+    "deployment_started",
+    "deployment_succeeded",
+    "deployment_failed",
+    "agent_lost",
+];
+
+/// The channels a rule can deliver to.
+pub const CHANNELS: &[&str] = &["slack", "teams", "webhook"];
+
+/// One thing that happened, in words and as data.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub event: &'static str,
+    pub repo_id: Option<i64>,
+    pub run_id: Option<i64>,
+    pub title: String,
+    pub text: String,
+    /// Machine-readable details for the generic webhook.
+    pub data: Value,
+}
+
+/// Checks a rule before it is stored.
+pub fn validate(rule: &NotificationRule) -> Result<(), String> {
+    if rule.events.is_empty() {
+        return Err(format!(
+            "`events` is empty: name one or more of {}",
+            EVENTS.join(", ")
+        ));
+    }
+    for e in &rule.events {
+        if !EVENTS.contains(&e.as_str()) {
+            return Err(format!("unknown event `{e}`: use {}", EVENTS.join(", ")));
+        }
+    }
+    if !CHANNELS.contains(&rule.channel.as_str()) {
+        return Err(format!(
+            "unknown channel `{}`: use {}",
+            rule.channel,
+            CHANNELS.join(", ")
+        ));
+    }
+    let url = rule.target.as_str();
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
+        return Err("`url` must be an http(s) URL (the channel's incoming webhook)".into());
+    }
+    Ok(())
+}
+
+/// The host of a webhook URL: what the API and the log show of it (the rest of
+/// a Slack or Teams URL is the credential).
+pub fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    host.rsplit('@').next().unwrap_or(host).to_string()
+}
+
+/// The body a channel expects.
+pub fn body_for(channel: &str, n: &Notice, link: Option<&str>) -> Value {
+    let line = match link {
+        Some(l) => format!("{}\n{}\n{l}", n.title, n.text),
+        None => format!("{}\n{}", n.title, n.text),
+    };
+    match channel {
+        "slack" => json!({"text": line}),
+        // A Teams workflow ("When a Teams webhook request is received") takes an
+        // Adaptive Card in a message envelope.
+        "teams" => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "text": n.title, "weight": "Bolder", "wrap": true},
+                        {"type": "TextBlock", "text": n.text, "wrap": true}
+                    ],
+                    "actions": link.map(|l| json!([{"type": "Action.OpenUrl", "title": "Open", "url": l}])).unwrap_or(json!([]))
+                }
+            }]
+        }),
+        _ => json!({
+            "event": n.event,
+            "title": n.title,
+            "text": n.text,
+            "url": link,
+            "repo_id": n.repo_id,
+            "run_id": n.run_id,
+            "data": n.data,
+        }),
+    }
+}
+
+/// `sha256=<hex>`: GitHub's `X-Hub-Signature-256` scheme, over the exact body.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub struct Notifier {
+    client: reqwest::Client,
+    pub policy: RetryPolicy,
+    pub base_url: Mutex<String>,
+    /// (job, attempt, event) already notified: a job's state is published more
+    /// than once, its deployment is announced once.
+    seen: Mutex<std::collections::HashSet<(i64, i64, &'static str)>>,
+}
+
+impl Notifier {
+    pub fn new(policy: RetryPolicy) -> Notifier {
+        Notifier {
+            client: reqwest::Client::new(),
+            policy,
+            base_url: Mutex::new(String::new()),
+            seen: Default::default(),
+        }
+    }
+
+    /// `true` the first time it is asked about (job, attempt, event).
+    pub fn first_time(&self, job: i64, attempt: i64, event: &'static str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > 100_000 {
+            // Bounded memory; a repeat after this is one more message, not a leak.
+            seen.clear();
+        }
+        seen.insert((job, attempt, event))
+    }
+
+    /// Sends `n` through every rule that wants it. Returns at once.
+    pub fn notify(&self, store: &Arc<dyn Store>, n: Notice) {
+        let rules = match store.notification_rules() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("reading notification rules: {e:#}");
+                return;
+            }
+        };
+        let rules: Vec<NotificationRule> = rules
+            .into_iter()
+            .filter(|r| r.repo_id.is_none() || r.repo_id == n.repo_id)
+            .filter(|r| r.events.iter().any(|e| e == n.event))
+            .collect();
+        if rules.is_empty() {
+            return;
+        }
+        let masker = {
+            let mut secrets: Vec<String> = match n.repo_id {
+                Some(id) => store
+                    .secrets_for_repo(id)
+                    .unwrap_or_default()
+                    .into_values()
+                    .collect(),
+                None => Vec::new(),
+            };
+            for r in &rules {
+                secrets.extend(r.secret.clone());
+            }
+            Masker::new(secrets.iter())
+        };
+        let n = Notice {
+            title: masker.mask(&n.title),
+            text: masker.mask(&n.text),
+            data: serde_json::from_str(&masker.mask(&n.data.to_string())).unwrap_or(Value::Null),
+            ..n
+        };
+        let base = self
+            .base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let link = n.run_id.map(|id| format!("{base}/ui/#/runs/{id}"));
+        for rule in rules {
+            let body = body_for(&rule.channel, &n, link.as_deref());
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let mut headers = vec![("x-hangar-event", n.event.to_string())];
+            if let Some(secret) = &rule.secret {
+                headers.push(("x-hangar-signature-256", signature(secret, &bytes)));
+            }
+            let client = self.client.clone();
+            let policy = self.policy.clone();
+            let store = store.clone();
+            let n = n.clone();
+            tokio::spawn(async move {
+                let out = send_with_retries(&client, &policy, &rule.target, &headers, &bytes).await;
+                if out.outcome != "delivered" {
+                    tracing::warn!(
+                        rule = rule.id,
+                        "notification not delivered after {} attempt(s): {}",
+                        out.attempts,
+                        out.error.as_deref().unwrap_or(out.outcome)
+                    );
+                }
+                let _ = store.record_outbound(&NewOutbound {
+                    kind: "notification".into(),
+                    repo_id: n.repo_id,
+                    run_id: n.run_id,
+                    target: format!("{} {}", rule.channel, host_of(&rule.target)),
+                    subject: format!("rule {}", rule.id),
+                    state: n.event.into(),
+                    attempts: out.attempts as i64,
+                    outcome: out.outcome.into(),
+                    http_status: out.http_status.map(i64::from),
+                    error: out.error,
+                });
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_githubs_documented_example() {
+        // docs.github.com, "Validating webhook deliveries": secret "It's a Secret
+        // to Everybody", payload "Hello, World!".
+        assert_eq!(
+            signature("It's a Secret to Everybody", b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn the_log_shows_only_the_host_of_a_webhook_url() {
+        assert_eq!(
+            host_of("https://hooks.slack.com/services/T000/B000/XXXX"),
+            "hooks.slack.com"
+        );
+        assert_eq!(host_of("http://u:p@127.0.0.1:9/x?y"), "127.0.0.1:9");
+    }
+}
