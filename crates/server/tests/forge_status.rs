@@ -290,34 +290,35 @@ async fn every_job_reaches_each_forge_as_its_documented_status() {
     }
     let finals = |g: &Contract| g.received.iter().filter(|r| r.state == "success").count() == 6;
     until(&c, "every job's conclusion on its forge", finals).await;
-    let g = c.lock().unwrap();
-    assert!(g.violations.is_empty(), "{:#?}", g.violations);
-    for (name, sha, run, _) in &runs {
-        for job in ["build", "test"] {
-            let context = format!("ci / {job} (push)");
-            let seen: Vec<&Received> = g
-                .received
-                .iter()
-                .filter(|r| r.project == *name && r.context == context)
-                .collect();
-            let states: Vec<&str> = seen.iter().map(|r| r.state.as_str()).collect();
-            let forge = seen[0].forge;
-            if forge == "gitlab" {
-                assert!(
-                    matches!(states.first(), Some(&"pending") | Some(&"running"))
-                        && states.last() == Some(&"success"),
-                    "{name} {context}: {states:?}"
-                );
-            } else {
-                assert_eq!(states, ["pending", "success"], "{name} {context}");
-            }
-            for r in &seen {
-                assert_eq!(r.sha, *sha);
-                assert_eq!(r.target_url, s.url(&format!("/ui/#/runs/{run}")));
+    {
+        let g = c.lock().unwrap();
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+        for (name, sha, run, _) in &runs {
+            for job in ["build", "test"] {
+                let context = format!("ci / {job} (push)");
+                let seen: Vec<&Received> = g
+                    .received
+                    .iter()
+                    .filter(|r| r.project == *name && r.context == context)
+                    .collect();
+                let states: Vec<&str> = seen.iter().map(|r| r.state.as_str()).collect();
+                let forge = seen[0].forge;
+                if forge == "gitlab" {
+                    assert!(
+                        matches!(states.first(), Some(&"pending") | Some(&"running"))
+                            && states.last() == Some(&"success"),
+                        "{name} {context}: {states:?}"
+                    );
+                } else {
+                    assert_eq!(states, ["pending", "success"], "{name} {context}");
+                }
+                for r in &seen {
+                    assert_eq!(r.sha, *sha);
+                    assert_eq!(r.target_url, s.url(&format!("/ui/#/runs/{run}")));
+                }
             }
         }
     }
-    drop(g);
     // The delivery log shows the retries: the 502 and the stall each cost one
     // more attempt of whichever GitHub status met them.
     let log = s.get("/api/v1/outbound?kind=status").await;
@@ -403,14 +404,15 @@ async fn a_refusing_forge_gets_one_try_and_a_broken_one_a_bounded_few() {
             .all(|d| d["attempts"] == 3 && d["outcome"] == "failed" && d["http_status"] == 503),
         "{down:#?}"
     );
-    let g = c.lock().unwrap();
-    assert_eq!(g.requests["acme/denied"], denied.len(), "no retry on a 4xx");
-    assert_eq!(
-        g.requests["acme/down"],
-        3 * down.len(),
-        "bounded retries on a 5xx"
-    );
-    drop(g);
+    {
+        let g = c.lock().unwrap();
+        assert_eq!(g.requests["acme/denied"], denied.len(), "no retry on a 4xx");
+        assert_eq!(
+            g.requests["acme/down"],
+            3 * down.len(),
+            "bounded retries on a 5xx"
+        );
+    }
     s.server.stop().await;
 }
 
