@@ -266,6 +266,21 @@ pub async fn queue_event(
     event: &crate::workflows::Event,
     delivery_id: &str,
 ) -> Response {
+    // A deleted branch or tag has no commit to read (its `after` is all
+    // zeros): nothing to build, and nothing the forge should retry.
+    if event.name == "push" && event.deleted {
+        app.metrics.delivery("ref_deleted");
+        let duplicate = matches!(
+            app.store
+                .record_delivery(delivery_id, Some(repo.id), &event.name, "ref_deleted", &[]),
+            Ok(None)
+        );
+        return (
+            StatusCode::OK,
+            Json(json!({"runs": [], "ref_deleted": true, "duplicate": duplicate})),
+        )
+            .into_response();
+    }
     let (runs, errors) = match app.runs_for_event(repo, event).await {
         Ok(x) => x,
         Err(e) => {

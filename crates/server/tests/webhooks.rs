@@ -147,3 +147,25 @@ async fn an_unfetchable_commit_does_not_block_its_redelivery() {
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["runs"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_branch_deletion_answers_200_and_queues_nothing() {
+    let (repo, _) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/feature",
+        "before": "1111111111111111111111111111111111111111",
+        "after": "0000000000000000000000000000000000000000",
+        "deleted": true,
+        "repository": {"full_name": "acme/app", "clone_url": repo.path().to_string_lossy()},
+        "pusher": {"name": "tester"},
+        "commits": []
+    }))
+    .unwrap();
+    let (status, v) = s.hook("github", &body, &sign(&body), "d-del", "push").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ref_deleted"], true, "{v}");
+    assert!(s.runs().await.is_empty());
+    s.server.stop().await;
+}
