@@ -26,6 +26,12 @@ pub struct Leg {
 
 /// Expands an evaluated `strategy.matrix` into legs (each a map of values).
 /// `None` / empty matrix: one leg with no values (the caller runs the job once).
+/// GitHub's limit on the legs of one job's matrix.
+pub const MAX_LEGS: usize = 256;
+/// Combinations looked at before `exclude`: bounds the work a hostile matrix
+/// (six vectors of a hundred values) can ask for.
+const MAX_COMBINATIONS: usize = 65_536;
+
 pub fn expand(matrix: Option<&Value>) -> Result<Vec<Map<String, Value>>, String> {
     Ok(legs(matrix)?.into_iter().map(|l| l.matrix).collect())
 }
@@ -103,7 +109,15 @@ pub fn legs(matrix: Option<&Value>) -> Result<Vec<Leg>, String> {
     let size: usize = if vectors.is_empty() {
         0
     } else {
-        vectors.iter().map(|(_, v)| v.len()).product()
+        vectors
+            .iter()
+            .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()))
+            .filter(|n| *n <= MAX_COMBINATIONS)
+            .ok_or_else(|| {
+                format!(
+                    "strategy.matrix: more than {MAX_COMBINATIONS} combinations before exclude; a job has at most {MAX_LEGS} legs"
+                )
+            })?
     };
     for index in 0..size {
         let mut combo = Map::new();
@@ -145,6 +159,12 @@ pub fn legs(matrix: Option<&Value>) -> Result<Vec<Leg>, String> {
             matrix: combo,
             segments,
         });
+    }
+    if out.len() > MAX_LEGS {
+        return Err(format!(
+            "strategy.matrix: {} legs; a job has at most {MAX_LEGS} (GitHub's limit)",
+            out.len()
+        ));
     }
     if out.is_empty() && vectors.is_empty() {
         out.push(Leg {
@@ -347,5 +367,23 @@ mod tests {
         assert!(expand(Some(&json!({"os": ["a"], "include": [{}]}))).is_err());
         let e = expand(Some(&json!({"os": ["a"], "exclude": [{"os": "A"}]}))).unwrap_err();
         assert!(e.contains("every combination is excluded"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_matrix_is_capped_at_256_legs_and_bounded_work() {
+        let ok =
+            serde_json::json!({"a": (0..16).collect::<Vec<_>>(), "b": (0..16).collect::<Vec<_>>()});
+        assert_eq!(legs(Some(&ok)).unwrap().len(), 256);
+        let over =
+            serde_json::json!({"a": (0..16).collect::<Vec<_>>(), "b": (0..17).collect::<Vec<_>>()});
+        assert!(legs(Some(&over)).unwrap_err().contains("at most 256"));
+        let v: Vec<i64> = (0..100).collect();
+        let huge = serde_json::json!({"a": v, "b": v, "c": v, "d": v, "e": v, "f": v});
+        assert!(legs(Some(&huge)).unwrap_err().contains("combinations"));
     }
 }
