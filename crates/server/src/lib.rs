@@ -327,6 +327,32 @@ async fn security_headers(mut r: axum::response::Response) -> axum::response::Re
     r
 }
 
+/// The name a watched directory is registered under: its folder name, unless
+/// another directory already holds that name (registering under it would merge
+/// two repositories into one); then its parent's name before it, and the whole
+/// path as a last resort.
+fn watched_name(store: &dyn Store, path: &std::path::Path) -> anyhow::Result<String> {
+    let url = path.to_string_lossy().into_owned();
+    let folder = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".into());
+    let parent = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| format!("{}/{folder}", n.to_string_lossy()));
+    for name in [Some(folder), parent, Some(url.clone())]
+        .into_iter()
+        .flatten()
+    {
+        match store.find_repo(&name)? {
+            Some(r) if r.clone_url != url => continue,
+            _ => return Ok(name),
+        }
+    }
+    Ok(url)
+}
+
 /// Opens the store, registers repositories, binds, and starts every background task.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let store: Arc<dyn Store> = Arc::new(hangar_store::open(&cfg.data_dir)?);
@@ -423,10 +449,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     for path in &cfg.watch {
         let path =
             std::fs::canonicalize(path).with_context(|| format!("--repo {}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "repo".into());
+        let name = watched_name(store.as_ref(), &path)?;
         let repo = store.create_repo(&NewRepo {
             name,
             clone_url: path.to_string_lossy().into_owned(),

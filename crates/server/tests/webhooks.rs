@@ -169,3 +169,24 @@ async fn a_branch_deletion_answers_200_and_queues_nothing() {
     assert!(s.runs().await.is_empty());
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn two_watched_repositories_with_the_same_folder_name_stay_two() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for root in [&a, &b] {
+        let dir = root.path().join("app");
+        std::fs::create_dir(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        paths.push(dir);
+    }
+    let watch = paths.clone();
+    let s = start_with(move |c| c.watch = watch).await;
+    let repos = s.get("/api/v1/repos").await;
+    let repos = repos.as_array().unwrap();
+    assert_eq!(repos.len(), 2, "{repos:#?}");
+    assert_ne!(repos[0]["name"], repos[1]["name"]);
+    assert_ne!(repos[0]["clone_url"], repos[1]["clone_url"]);
+    s.server.stop().await;
+}
