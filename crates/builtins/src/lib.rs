@@ -248,10 +248,23 @@ impl BuiltinAction for Scan {
                             ));
                         }
                         for input in report.unapplied() {
-                            call.output.line(&format!(
-                                "::warning file={}::hangar/scan: no policy rule applied to this input; check that the policies are written for this kind of file",
-                                input.file.strip_prefix(&call.workspace).unwrap_or(&input.file).display()
-                            ));
+                            // Through `findings`, which escapes the path as a command property.
+                            let path = input
+                                .file
+                                .strip_prefix(&call.workspace)
+                                .unwrap_or(&input.file);
+                            call.output.line(&hangar_findings::annotation(&hangar_findings::Finding {
+                                rule_id: "hangar/scan".into(),
+                                level: hangar_findings::Level::Warning,
+                                message: "no policy rule applied to this input; check that the policies are written for this kind of file".into(),
+                                location: Some(hangar_findings::Location {
+                                    path: path.display().to_string(),
+                                    line: 0,
+                                    ..Default::default()
+                                }),
+                                fingerprint: None,
+                                properties: Default::default(),
+                            }));
                         }
                         (report.failures(), report.warnings())
                     }
