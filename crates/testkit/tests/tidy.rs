@@ -132,6 +132,10 @@ fn processes_are_spawned_by_the_engine_deploy_and_wrappers_only() {
                     "runs service instances and health commands",
                 ),
                 ("crates/testkit/", "test support"),
+                (
+                    "crates/git/",
+                    "the one git wrapper (`--end-of-options` before user values)",
+                ),
                 ("crates/server/src/git.rs", "the server's git wrapper"),
                 (
                     "crates/release/src/git.rs",
@@ -181,6 +185,10 @@ fn annotations_are_written_by_findings() {
             ],
             &[
                 ("crates/findings/", "writes every annotation"),
+                (
+                    "crates/coverage/src/lib.rs",
+                    "uncovered added lines with endLine; to move onto findings::annotation",
+                ),
                 (
                     "crates/engine/src/builtin.rs",
                     "the built-in actions' output API, read back by the engine's own command parser",
