@@ -1,5 +1,5 @@
 //! Numbers and durations a user writes (workflow `timeout-minutes`, hangar.yml
-//! intervals, deadlines, percentages, counts), read by one checked parser.
+//! intervals, deadlines, percentages), read by one checked parser.
 //!
 //! Every reader of a number that came from a file goes through here, so that no
 //! value can reach `Duration::from_secs_f64` (which panics on overflow) or an
@@ -71,7 +71,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Seconds as a [`Duration`], refusing what is negative, not a number, or
 /// longer than [`MAX_DURATION`].
-pub fn bounded_secs(secs: f64, text: &str) -> Result<Duration, String> {
+fn bounded_secs(secs: f64, text: &str) -> Result<Duration, String> {
     if secs.is_nan() || secs < 0.0 {
         return Err(format!(
             "invalid duration `{text}`: it must be zero or more, e.g. `30s`"
@@ -159,7 +159,7 @@ pub fn timeout_minutes(text: &str) -> Result<Timeout, String> {
 }
 
 /// [`timeout_minutes`] for a value that is already a number.
-pub fn minutes_value(minutes: f64) -> Timeout {
+fn minutes_value(minutes: f64) -> Timeout {
     if minutes.is_nan() || minutes <= 0.0 {
         Timeout::Ignored
     } else if minutes > MAX_JOB_MINUTES {
@@ -167,26 +167,6 @@ pub fn minutes_value(minutes: f64) -> Timeout {
     } else {
         Timeout::Limit(Duration::from_secs_f64(minutes * 60.0))
     }
-}
-
-/// A whole number within `min..=max`, from text or from a YAML number. The
-/// error says what was expected ("a whole number from 1 to 100").
-pub fn whole_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let expected = || format!("a whole number from {min} to {max}");
-    let t = text.trim();
-    let n: u64 = match t.parse::<u64>() {
-        Ok(n) => n,
-        Err(_) => match t.parse::<f64>() {
-            // `3.0` is how some YAML writers spell 3.
-            Ok(f) if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 => f as u64,
-            Ok(_) => return Err(format!("`{text}` is not {}", expected())),
-            Err(_) => return Err(format!("`{text}` is not a number: expected {}", expected())),
-        },
-    };
-    if !(min..=max).contains(&n) {
-        return Err(format!("`{text}` is out of range: expected {}", expected()));
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -280,29 +260,5 @@ mod tests {
                 .unwrap()
                 .contains("7200")
         );
-    }
-
-    #[test]
-    fn whole_numbers_are_bounded_and_explained() {
-        assert_eq!(whole_number("3", 1, 10).unwrap(), 3);
-        assert_eq!(whole_number("3.0", 1, 10).unwrap(), 3);
-        assert!(
-            whole_number("two", 1, 10)
-                .unwrap_err()
-                .contains("a whole number from 1 to 10")
-        );
-        assert!(
-            whole_number("2.5", 1, 10)
-                .unwrap_err()
-                .contains("whole number")
-        );
-        assert!(
-            whole_number("0", 1, 10)
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(whole_number("1e300", 1, 10).is_err());
-        assert!(whole_number("-1", 1, 10).is_err());
-        assert!(whole_number("18446744073709551616", 1, u64::MAX).is_err());
     }
 }
