@@ -119,14 +119,11 @@ fn only_the_workflow_crate_reads_yaml() {
 #[test]
 fn processes_are_spawned_by_the_engine_deploy_and_wrappers_only() {
     check(
-        "only `engine` (steps) and `deploy` (instances) spawn processes; git runs through wrappers",
+        "only `engine` (steps) and `deploy` (instances) spawn processes; git runs through `crates/git`",
         offenders(
             &["Command::new", "process::Command"],
             &[
-                (
-                    "crates/engine/",
-                    "runs workflow steps, fetches actions through its git wrapper",
-                ),
+                ("crates/engine/", "runs workflow steps"),
                 (
                     "crates/deploy/",
                     "runs service instances and health commands",
@@ -136,38 +133,38 @@ fn processes_are_spawned_by_the_engine_deploy_and_wrappers_only() {
                     "crates/git/",
                     "the one git wrapper (`--end-of-options` before user values)",
                 ),
-                ("crates/server/src/git.rs", "the server's git wrapper"),
-                (
-                    "crates/release/src/git.rs",
-                    "release's git wrapper (log, tag)",
-                ),
-                (
-                    "crates/secrets/src/git.rs",
-                    "the history scanner's git wrapper (one log -p stream)",
-                ),
                 (
                     "crates/release/src/files.rs",
                     "lock files follow a version bump through their own tools (cargo, npm)",
                 ),
-                (
-                    "crates/agent/src/workspace.rs",
-                    "the agent's workspace mirror (git)",
-                ),
                 ("crates/agent/src/artifacts.rs", "artifact archives (tar)"),
-                (
-                    "crates/server/src/delivery.rs",
-                    "reads a watched project's HEAD (git)",
-                ),
-                (
-                    "crates/hangar/src/cmd/deploy.rs",
-                    "the CLI reads HEAD for a deployment (git)",
-                ),
-                (
-                    "crates/hangar/src/cmd/serve.rs",
-                    "the CLI checks that a watched folder is a repository (git)",
-                ),
             ],
         ),
+    );
+}
+
+/// Every `git` hangar spawns goes through `hangar_git::Git`, which keeps user
+/// values behind `--end-of-options`. Checked over whole files, unit tests
+/// included, with whitespace removed so a call split over lines is seen too.
+#[test]
+fn git_is_spawned_by_its_wrapper_only() {
+    let allowed = [
+        "crates/git/src/lib.rs",
+        // Builds the tests' fixture repositories; only tests link it.
+        "crates/testkit/src/lib.rs",
+    ];
+    let found: Vec<String> = sources()
+        .into_iter()
+        .filter(|(path, _)| !allowed.contains(&path.as_str()))
+        .filter(|(_, text)| {
+            let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            squeezed.contains("Command::new(\"git\"")
+        })
+        .map(|(path, _)| path)
+        .collect();
+    check(
+        "git runs through hangar_git::Git, so user values stay behind --end-of-options",
+        found,
     );
 }
 
@@ -252,4 +249,9 @@ fn the_rules_see_the_sources() {
     assert!(files.iter().any(|(p, _)| p == "crates/store/src/sqlite.rs"));
     assert!(!offenders(&["CREATE TABLE"], &[]).is_empty());
     assert!(!offenders(&["Command::new"], &[]).is_empty());
+    assert!(
+        files
+            .iter()
+            .any(|(p, t)| p == "crates/git/src/lib.rs" && t.contains("Command::new(\"git\")"))
+    );
 }
