@@ -403,22 +403,12 @@ async fn cache_rpc(
                 .take_upload(|u| matches!(&u.target, Target::Cache { repository, scope, key: k, version: v, legacy_id: None }
                     if repository == &grant.repository && scope == &grant.write_scope && k == &key && v == &version))
                 .ok_or_else(|| Refused(404, format!("no upload in progress for cache key {key}")))?;
-            let Some((got, parts)) = up.done.clone() else {
-                up.discard();
-                return Err(Refused(
-                    400,
-                    format!("cache key {key}: nothing was uploaded; the entry is not saved"),
-                ));
-            };
-            if size < 0 || got != size as u64 {
-                up.discard();
-                return Err(Refused(
-                    400,
-                    format!(
-                        "cache key {key}: the upload is incomplete ({got} of {size} bytes arrived); the entry is not saved"
-                    ),
-                ));
-            }
+            let (got, parts) = completed(
+                &up,
+                size,
+                &format!("cache key {key}"),
+                "the entry is not saved",
+            )?;
             let e = svc.publish(up, got, parts).await?;
             Ok(json!({"ok": true, "entry_id": e.id.to_string()}))
         }
@@ -552,22 +542,7 @@ async fn artifact_rpc(
                 .ok_or_else(|| {
                     Refused(404, format!("no upload in progress for artifact {name}"))
                 })?;
-            let Some((got, parts)) = up.done.clone() else {
-                up.discard();
-                return Err(Refused(
-                    400,
-                    format!("artifact {name}: nothing was uploaded"),
-                ));
-            };
-            if size < 0 || got != size as u64 {
-                up.discard();
-                return Err(Refused(
-                    400,
-                    format!(
-                        "artifact {name}: the upload is incomplete ({got} of {size} bytes arrived); it is not kept"
-                    ),
-                ));
-            }
+            let (got, parts) = completed(&up, size, &format!("artifact {name}"), "it is not kept")?;
             let Target::Artifact {
                 mime, expires_ms, ..
             } = up.target.clone()
@@ -1225,4 +1200,32 @@ async fn legacy_commit(
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => legacy_error(e.0, e.1),
     }
+}
+
+/// The one completeness check of a finalize call, for cache entries and artifacts alike: an
+/// upload that never arrived, or whose size differs from the size the finalize call names, is
+/// discarded and refused, so a truncated upload never becomes an entry.
+fn completed(
+    up: &Upload,
+    size: i64,
+    what: &str,
+    consequence: &str,
+) -> Result<(u64, Vec<crate::storage::Part>), Refused> {
+    let Some((got, parts)) = up.done.clone() else {
+        up.discard();
+        return Err(Refused(
+            400,
+            format!("{what}: nothing was uploaded; {consequence}"),
+        ));
+    };
+    if size < 0 || got != size as u64 {
+        up.discard();
+        return Err(Refused(
+            400,
+            format!(
+                "{what}: the upload is incomplete ({got} of {size} bytes arrived); {consequence}"
+            ),
+        ));
+    }
+    Ok((got, parts))
 }
