@@ -26,6 +26,12 @@ pub enum Ecosystem {
     Npm,
     PyPI,
     Go,
+    /// Gradle's lock files name Maven coordinates (`group:artifact`).
+    Maven,
+    /// composer.lock.
+    Packagist,
+    /// Gemfile.lock.
+    RubyGems,
 }
 
 impl Ecosystem {
@@ -36,6 +42,9 @@ impl Ecosystem {
             Ecosystem::Npm => "npm",
             Ecosystem::PyPI => "PyPI",
             Ecosystem::Go => "Go",
+            Ecosystem::Maven => "Maven",
+            Ecosystem::Packagist => "Packagist",
+            Ecosystem::RubyGems => "RubyGems",
         }
     }
 
@@ -45,12 +54,16 @@ impl Ecosystem {
             "npm" => Some(Ecosystem::Npm),
             "PyPI" => Some(Ecosystem::PyPI),
             "Go" => Some(Ecosystem::Go),
+            "Maven" => Some(Ecosystem::Maven),
+            "Packagist" => Some(Ecosystem::Packagist),
+            "RubyGems" => Some(Ecosystem::RubyGems),
             _ => None,
         }
     }
 
     /// Package names as the registry compares them: PyPI per PEP 503
-    /// (case-insensitive, runs of `-_.` equal); the others exactly.
+    /// (case-insensitive, runs of `-_.` equal); Packagist case-insensitively
+    /// (Composer lower-cases vendor and package names); the others exactly.
     pub fn normalize(self, name: &str) -> String {
         match self {
             Ecosystem::PyPI => {
@@ -66,6 +79,7 @@ impl Ecosystem {
                 }
                 out
             }
+            Ecosystem::Packagist => name.to_ascii_lowercase(),
             _ => name.to_string(),
         }
     }

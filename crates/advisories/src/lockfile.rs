@@ -35,6 +35,9 @@ pub const LOCK_FILES: &[&str] = &[
     "yarn.lock",
     "pnpm-lock.yaml",
     "go.sum",
+    "gradle.lockfile",
+    "composer.lock",
+    "Gemfile.lock",
 ];
 
 /// Whether `path` is a lock file `read` understands, by its name.
@@ -54,6 +57,10 @@ pub fn is_lock_file(path: &Path) -> bool {
             | "yarn.lock"
             | "pnpm-lock.yaml"
             | "go.sum"
+            | "gradle.lockfile"
+            | "composer.lock"
+            | "Gemfile.lock"
+            | "gems.locked"
     ) || is_requirements(path)
 }
 
@@ -85,6 +92,9 @@ pub fn read(path: &Path) -> Result<Vec<Package>> {
         "pnpm-lock.yaml" => Ok(pnpm_lock(&text, path)),
         "package-lock.json" | "npm-shrinkwrap.json" => package_lock(&text, path),
         "go.sum" => Ok(go_sum(&text, path)),
+        "gradle.lockfile" => Ok(gradle_lockfile(&text, path)),
+        "composer.lock" => composer_lock(&text, path),
+        "Gemfile.lock" | "gems.locked" => Ok(gemfile_lock(&text, path)),
         _ if is_requirements(path) => Ok(requirements(&text, path)),
         _ => anyhow::bail!(
             "{}: not a lock file hangar reads (expected one of {})",
@@ -453,6 +463,108 @@ fn pnpm_lock(text: &str, file: &Path) -> Vec<Package> {
                 line: i + 1,
             });
         }
+    }
+    out
+}
+
+/// Gradle's dependency lock file: `group:artifact:version=configurations`
+/// per line (`empty=...` lists configurations with nothing locked).
+fn gradle_lockfile(text: &str, file: &Path) -> Vec<Package> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("empty=") {
+            continue;
+        }
+        let coordinates = line.split('=').next().unwrap_or(line);
+        let mut parts = coordinates.splitn(3, ':');
+        let (Some(group), Some(artifact), Some(version)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        out.push(Package {
+            ecosystem: Ecosystem::Maven,
+            name: format!("{group}:{artifact}"),
+            version: Some(version.to_string()),
+            file: file.to_path_buf(),
+            line: i + 1,
+        });
+    }
+    out
+}
+
+/// composer.lock: `packages` and `packages-dev`, each `{name, version}`.
+/// Branch installs (`dev-main`) are not releases an advisory can name: they
+/// are listed as unpinned.
+fn composer_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}:{}: not a composer.lock: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let finder = LineFinder::new(text);
+    let mut cursor = 0;
+    let mut out = Vec::new();
+    for section in ["packages", "packages-dev"] {
+        let Some(list) = doc.get(section).and_then(Value::as_array) else {
+            continue;
+        };
+        for entry in list {
+            let Some(name) = entry.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let version = entry.get("version").and_then(Value::as_str).unwrap_or("");
+            let line = finder.find_from(&format!("\"name\": \"{name}\""), &mut cursor);
+            let release = version.strip_prefix(['v', 'V']).unwrap_or(version);
+            out.push(Package {
+                ecosystem: Ecosystem::Packagist,
+                name: name.to_string(),
+                version: (!release.is_empty()
+                    && !release.starts_with("dev-")
+                    && !release.ends_with("-dev"))
+                .then(|| release.to_string()),
+                file: file.to_path_buf(),
+                line,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Gemfile.lock: the `specs:` of the `GEM` section, `    name (version)` at
+/// four spaces (their own dependencies sit at six). `GIT` and `PATH` sections
+/// are not from a gem server, so no advisory names them. A platform gem's
+/// version carries its platform (`1.13.10-x86_64-linux`): the version is the
+/// part before it, as gem versions never contain `-`.
+fn gemfile_lock(text: &str, file: &Path) -> Vec<Package> {
+    let mut out = Vec::new();
+    let mut in_gem = false;
+    for (i, raw) in text.lines().enumerate() {
+        if !raw.starts_with(' ') {
+            in_gem = raw.trim_end() == "GEM";
+            continue;
+        }
+        if !in_gem || !raw.starts_with("    ") || raw.starts_with("     ") {
+            continue;
+        }
+        let Some((name, rest)) = raw.trim().split_once(" (") else {
+            continue;
+        };
+        let Some(version) = rest.strip_suffix(')') else {
+            continue;
+        };
+        let version = version.split('-').next().unwrap_or(version);
+        out.push(Package {
+            ecosystem: Ecosystem::RubyGems,
+            name: name.to_string(),
+            version: Some(version.to_string()),
+            file: file.to_path_buf(),
+            line: i + 1,
+        });
     }
     out
 }

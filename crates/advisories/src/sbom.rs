@@ -17,6 +17,10 @@ pub fn purl(p: &Package) -> Option<String> {
         // purl's pypi names are PEP 503-normalised with `-`, lower case.
         Ecosystem::PyPI => format!("pkg:pypi/{}@{version}", Ecosystem::PyPI.normalize(&p.name)),
         Ecosystem::Go => format!("pkg:golang/{}@{version}", p.name),
+        // purl: maven's namespace is the group id, composer's the vendor.
+        Ecosystem::Maven => format!("pkg:maven/{}@{version}", p.name.replacen(':', "/", 1)),
+        Ecosystem::Packagist => format!("pkg:composer/{}@{version}", p.name),
+        Ecosystem::RubyGems => format!("pkg:gem/{}@{version}", p.name),
     })
 }
 

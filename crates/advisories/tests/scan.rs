@@ -537,3 +537,99 @@ fn sbom_lists_every_pinned_package_once() {
         ["pkg:pypi/django-rest@3.0", "pkg:npm/%40babel/core@7.1.0"]
     );
 }
+
+#[test]
+fn gradle_composer_and_gemfile_lock_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("osv");
+    // Ranges as OSV's exports give them (ECOSYSTEM ranges ordered by each
+    // ecosystem's own rules: Maven's `2.0-beta9` is below `2.14.1`).
+    advisory(
+        &db.join("Maven"),
+        "GHSA-jfh8-c2jp-5v3q",
+        json!({"affected": [range("Maven", "org.apache.logging.log4j:log4j-core", "ECOSYSTEM",
+            json!([{"introduced": "2.0-beta9"}, {"fixed": "2.15.0"}]))],
+            "database_specific": {"severity": "CRITICAL"}}),
+    );
+    advisory(
+        &db.join("RubyGems"),
+        "GHSA-2qc6-mcvw-92cw",
+        json!({"affected": [range("RubyGems", "nokogiri", "ECOSYSTEM",
+            json!([{"introduced": "0"}, {"fixed": "1.13.10"}]))]}),
+    );
+    advisory(
+        &db.join("Packagist"),
+        "GHSA-q559-8m2m-g699",
+        json!({"affected": [range("Packagist", "guzzlehttp/guzzle", "ECOSYSTEM",
+            json!([{"introduced": "7.0.0"}, {"fixed": "7.4.5"}]))]}),
+    );
+    let proj = tmp.path().join("proj");
+    let w = |p: &str, t: &str| {
+        let f = proj.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, t).unwrap();
+    };
+    w(
+        "java/gradle.lockfile",
+        "# This is a Gradle generated file for dependency locking.\n# Manual edits can break the build and are not advised.\n# This file is expected to be part of source control.\ncom.google.guava:guava:31.1-jre=compileClasspath,runtimeClasspath\norg.apache.logging.log4j:log4j-core:2.14.1=runtimeClasspath\norg.apache.logging.log4j:log4j-api:2.14.1=runtimeClasspath\nempty=annotationProcessor\n",
+    );
+    w(
+        "php/composer.lock",
+        "{\n    \"_readme\": [\"This file locks the dependencies of your project to a known state\"],\n    \"content-hash\": \"x\",\n    \"packages\": [\n        {\n            \"name\": \"guzzlehttp/guzzle\",\n            \"version\": \"7.4.4\"\n        },\n        {\n            \"name\": \"monolog/monolog\",\n            \"version\": \"dev-main\"\n        }\n    ],\n    \"packages-dev\": [\n        {\n            \"name\": \"Guzzlehttp/Guzzle\",\n            \"version\": \"v7.4.5\"\n        }\n    ]\n}\n",
+    );
+    w(
+        "ruby/Gemfile.lock",
+        "GIT\n  remote: https://github.com/example/forked.git\n  revision: 0123456789abcdef0123456789abcdef01234567\n  specs:\n    nokogiri (1.0.0)\n\nGEM\n  remote: https://rubygems.org/\n  specs:\n    mini_portile2 (2.8.0)\n    nokogiri (1.13.9-x86_64-linux)\n      racc (~> 1.4)\n    racc (1.6.0)\n    rack (2.2.8)\n\nPLATFORMS\n  x86_64-linux\n\nDEPENDENCIES\n  nokogiri\n\nBUNDLED WITH\n   2.3.26\n",
+    );
+    let report = scan(&opts(&proj, &db)).unwrap();
+    let mut got: Vec<(String, String, String, usize)> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| {
+            (
+                v.file.strip_prefix(&proj).unwrap().display().to_string(),
+                v.package.clone(),
+                v.version.clone(),
+                v.line,
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String, String, usize)> = [
+        (
+            "java/gradle.lockfile",
+            "org.apache.logging.log4j:log4j-core",
+            "2.14.1",
+            5,
+        ),
+        ("php/composer.lock", "guzzlehttp/guzzle", "7.4.4", 6),
+        ("ruby/Gemfile.lock", "nokogiri", "1.13.9", 11),
+    ]
+    .iter()
+    .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), *d))
+    .collect();
+    assert_eq!(
+        got, want,
+        "the git-sourced nokogiri and the fixed guzzle are not findings"
+    );
+    // 3 gradle + 3 composer (one a branch install, unpinned) + 4 gems; not the git gem.
+    assert_eq!(report.packages, 10);
+    assert_eq!(report.unpinned.len(), 1);
+    assert_eq!(report.unpinned[0].name, "monolog/monolog");
+    let sbom = hangar_advisories::sbom::cyclonedx(&report.pinned, "test");
+    let purls: Vec<&str> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    assert!(
+        purls.contains(&"pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1"),
+        "{purls:?}"
+    );
+    assert!(purls.contains(&"pkg:gem/nokogiri@1.13.9"), "{purls:?}");
+    assert!(
+        purls.contains(&"pkg:composer/guzzlehttp/guzzle@7.4.4"),
+        "{purls:?}"
+    );
+}
