@@ -24,6 +24,8 @@ pub enum Kind {
     Dotenv,
     Properties,
     Xml,
+    /// Terraform's HCL2 (`.tf`, `.tfvars`, `.hcl`).
+    Hcl2,
 }
 
 /// `--parser` names hangar reads, as conftest spells them.
@@ -36,12 +38,12 @@ pub const PARSERS: &[(&str, Kind)] = &[
     ("dotenv", Kind::Dotenv),
     ("properties", Kind::Properties),
     ("xml", Kind::Xml),
+    ("hcl2", Kind::Hcl2),
 ];
 
 /// conftest's parsers hangar does not have, with the file names that select
 /// them, so a file of such a kind is named rather than silently skipped.
 pub const UNSUPPORTED: &[(&str, &[&str])] = &[
-    ("hcl2", &["hcl", "tf", "tfvars"]),
     ("hcl1", &[]),
     ("cue", &["cue"]),
     ("hocon", &["hocon"]),
@@ -115,6 +117,7 @@ pub fn kind_of(path: &Path) -> Option<Kind> {
         "ini" => Some(Kind::Ini),
         "properties" => Some(Kind::Properties),
         "xml" => Some(Kind::Xml),
+        "tf" | "tfvars" | "hcl" => Some(Kind::Hcl2),
         _ => None,
     }
 }
@@ -147,7 +150,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Document>> {
                 );
             }
             bail!(
-                "{file}: unknown input kind (expected .yaml, .yml, .json, .toml, .ini, .env, .properties, .xml or a Dockerfile; `--parser NAME` forces one)"
+                "{file}: unknown input kind (expected .yaml, .yml, .json, .toml, .ini, .env, .properties, .xml, .tf, .tfvars, .hcl or a Dockerfile; `--parser NAME` forces one)"
             )
         }
     };
@@ -190,6 +193,7 @@ pub fn parse_as(kind: Kind, path: &Path, text: &str) -> Result<Vec<Document>> {
             })?))
         }
         Kind::Properties => Ok(single(properties(text))),
+        Kind::Hcl2 => Ok(single(hcl2(text).map_err(|e| anyhow!("{file}:{e}"))?)),
         Kind::Xml => Ok(single(xml(text).map_err(|(offset, e)| {
             let (line, col) = line_col(text, offset);
             anyhow!("{file}:{line}:{col}: invalid XML: {e}")
@@ -218,6 +222,23 @@ pub fn parse_as(kind: Kind, path: &Path, text: &str) -> Result<Vec<Document>> {
                 .collect())
         }
     }
+}
+
+/// HCL2 as conftest gives it: a block nests under its type and each label
+/// (`resource "aws_s3_bucket" "b" {}` is `resource.aws_s3_bucket.b`), a
+/// second block at the same place turns the value into a list, and an
+/// expression that is not a literal stays as its `${...}` text. hcl-rs reads
+/// HCL2 into that shape (and is the parser the Rust field uses).
+fn hcl2(text: &str) -> Result<Value, String> {
+    hcl::from_str::<Value>(text).map_err(|e| match e {
+        hcl::Error::Parse(p) => format!(
+            "{}:{}: invalid HCL: {}",
+            p.location().line(),
+            p.location().column(),
+            p.message()
+        ),
+        other => format!("1:1: invalid HCL: {other}"),
+    })
 }
 
 /// INI as conftest gives it: `{section: {key: value}}`, keys before the
@@ -631,8 +652,9 @@ mod tests {
     fn rego_is_never_an_input_and_unsupported_kinds_are_named() {
         assert_eq!(kind_of(Path::new("policy/dockerfile.rego")), None);
         assert_eq!(kind_of(Path::new("Dockerfile.dev")), Some(Kind::Dockerfile));
-        let err = parse(Path::new("main.tf"), "").err().unwrap().to_string();
-        assert!(err.contains("no hcl2 parser"), "{err}");
+        assert_eq!(kind_of(Path::new("main.tf")), Some(Kind::Hcl2));
+        let err = parse(Path::new("app.cue"), "").err().unwrap().to_string();
+        assert!(err.contains("no cue parser"), "{err}");
         let err = Kind::from_parser("yml").err().unwrap().to_string();
         assert!(err.contains("did you mean `--parser yaml`"), "{err}");
         assert!(

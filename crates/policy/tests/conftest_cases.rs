@@ -337,7 +337,7 @@ deny contains msg if {
 #[test]
 fn a_directory_without_inputs_is_an_error_and_rego_is_never_an_input() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "main.tf", "resource \"x\" \"y\" {}\n");
+    write(tmp.path(), "app.cue", "x: 1\n");
     write(tmp.path(), "README.md", "# x\n");
     let err = scan(&Options {
         files: vec![tmp.path().to_path_buf()],
@@ -346,7 +346,7 @@ fn a_directory_without_inputs_is_an_error_and_rego_is_never_an_input() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("no input hangar reads"), "{err}");
-    assert!(err.contains("main.tf (hcl2)"), "{err}");
+    assert!(err.contains("app.cue (cue)"), "{err}");
 
     // Seed 003: `scan policy .` parsed policy/dockerfile.rego as a Dockerfile.
     let pol = tmp.path().join("policy");
@@ -443,4 +443,127 @@ todo_test_later if false
         ]
     );
     assert_eq!(results[4].status, TestStatus::Skip);
+}
+
+#[test]
+fn terraform_hcl2_as_conftest_reads_it() {
+    // conftest's examples/hcl2 (acceptance.bats "Can parse hcl2 files"): the three
+    // deny rules fire on the listener, the open rule and the unencrypted disk; the
+    // nested block reads as an object and a repeated block as a list.
+    let tmp = tempfile::tempdir().unwrap();
+    let pol = tmp.path().join("policy");
+    write(
+        &pol,
+        "deny.rego",
+        r#"package main
+import rego.v1
+
+has_field(obj, field) if obj[field]
+
+deny contains msg if {
+	some lb
+	proto := input.resource.aws_alb_listener[lb].protocol
+	proto == "HTTP"
+	msg = sprintf("ALB `%v` is using HTTP rather than HTTPS", [lb])
+}
+
+deny contains msg if {
+	some name
+	rule := input.resource.aws_security_group_rule[name]
+	rule.type == "ingress"
+	contains(rule.cidr_blocks[_], "0.0.0.0/0")
+	msg = sprintf("ASG `%v` defines a fully open ingress", [name])
+}
+
+deny contains msg if {
+	some name
+	disk = input.resource.azurerm_managed_disk[name]
+	has_field(disk, "encryption_settings")
+	disk.encryption_settings.enabled != true
+	msg = sprintf("Azure disk `%v` is not encrypted", [name])
+}
+
+warn contains msg if {
+	count(input.locals) == 2
+	msg := sprintf("two locals blocks, bucket %v", [input.resource.aws_s3_bucket.valid.tags.owner])
+}
+"#,
+    );
+    let tf = write(
+        tmp.path(),
+        "terraform.tf",
+        r#"resource "aws_security_group_rule" "my-rule" {
+  type        = "ingress"
+  cidr_blocks = ["0.0.0.0/0"]
+}
+
+resource "aws_alb_listener" "my-alb-listener" {
+  port     = "80"
+  protocol = "HTTP"
+}
+
+resource "aws_db_security_group" "my-group" {
+
+}
+
+resource "azurerm_managed_disk" "source" {
+  encryption_settings {
+    enabled = false
+  }
+}
+
+resource "aws_s3_bucket" "valid" {
+  bucket = "validBucket"
+  acl    = "private"
+
+  tags = {
+    environment = "prod"
+    owner = "devops"
+  }
+}
+
+locals {
+  a = 1
+}
+
+locals {
+  b = var.region
+}
+"#,
+    );
+    let r = run(vec![tf], &pol, |_| {});
+    let mut msgs: Vec<&str> = r.outcomes.iter().map(|o| o.msg.as_str()).collect();
+    msgs.sort();
+    assert_eq!(
+        msgs,
+        [
+            "ALB `my-alb-listener` is using HTTP rather than HTTPS",
+            "ASG `my-rule` defines a fully open ingress",
+            "Azure disk `source` is not encrypted",
+            "two locals blocks, bucket devops",
+        ]
+    );
+    assert_eq!(r.failures(), 3);
+    assert_eq!(r.warnings(), 1);
+
+    // A syntax error is positioned; `--parser hcl2` reads any file name.
+    let bad = write(tmp.path(), "bad.tf", "resource \"a\" \"b\" {\n  x = \n}\n");
+    let err = scan(&Options {
+        files: vec![bad],
+        policy_dirs: vec![pol.clone()],
+        no_bundled: true,
+        ..Options::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("bad.tf:2:7: invalid HCL"), "{err}");
+    let other = write(
+        tmp.path(),
+        "listener.conf",
+        "resource \"aws_alb_listener\" \"x\" {\n  protocol = \"HTTP\"\n}\n",
+    );
+    let r = run(vec![other], &pol, |o| {
+        o.parser = Some(hangar_policy::input::Kind::from_parser("hcl2").unwrap())
+    });
+    assert_eq!(r.failures(), 1);
 }
