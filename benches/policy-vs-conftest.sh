@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CT=${1:?usage: policy-vs-conftest.sh CONFTEST_CHECKOUT}
-cargo build -q -p hangar
+cargo build -q -p hangar || { echo "build failed" >&2; exit 1; }
 HANGAR=$PWD/target/debug/hangar
 cd "$CT"
 

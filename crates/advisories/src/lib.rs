@@ -9,6 +9,7 @@ pub mod matcher;
 pub mod osv;
 pub mod sbom;
 pub mod severity;
+pub mod update;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -136,6 +137,21 @@ impl Report {
             None => true,
         })
     }
+}
+
+/// The ecosystems of the packages the lock files under `path` pin, in a
+/// stable order (what `--update` downloads).
+pub fn ecosystems_under(path: &Path) -> Result<Vec<Ecosystem>> {
+    let mut out = Vec::new();
+    for file in find_lock_files(path)? {
+        for p in lockfile::read(&file)? {
+            if !out.contains(&p.ecosystem) {
+                out.push(p.ecosystem);
+            }
+        }
+    }
+    out.sort_by_key(|e| e.osv_name());
+    Ok(out)
 }
 
 /// Reads the lock files under `opts.path` and matches them against `opts.db`.

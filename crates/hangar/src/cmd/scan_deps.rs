@@ -14,7 +14,8 @@ use super::scan_policy::Format;
 #[derive(clap::Args)]
 #[command(after_help = "Fetch an advisory database (offline afterwards):\n  \
     git clone --depth 1 -b osv https://github.com/rustsec/advisory-db   (crates.io, OSV JSON)\n  \
-    or unzip OSV's per-ecosystem exports (crates.io, npm, PyPI, Go: <ecosystem>/all.zip) into one directory.")]
+    or unzip OSV's per-ecosystem exports (<ecosystem>/all.zip) into one directory,\n  \
+    or let `--update` download the exports of the ecosystems your lock files use.")]
 pub struct Args {
     /// A lock file, or a directory searched for Cargo.lock, package-lock.json,
     /// npm-shrinkwrap.json, requirements*.txt, requirements/*.txt, poetry.lock and go.sum.
@@ -40,9 +41,34 @@ pub struct Args {
     sbom: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// First download OSV's exports of the ecosystems the lock files use into
+    /// --db (each replaced only once its new copy is complete).
+    #[arg(long)]
+    update: bool,
+    /// Where --update downloads from (`<URL>/<Ecosystem>/all.zip`): OSV's bucket by default,
+    /// or a mirror of it.
+    #[arg(long, value_name = "URL", env = "HANGAR_OSV_URL", default_value = hangar_advisories::update::DEFAULT_BASE)]
+    osv_url: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.update {
+        let ecosystems = hangar_advisories::ecosystems_under(&args.path)?;
+        let updated = hangar_advisories::update::update(
+            &args.db,
+            &args.osv_url,
+            &ecosystems,
+            hangar_advisories::update::Limits::default(),
+        )?;
+        for u in updated {
+            eprintln!(
+                "updated {}: {} advisories ({} bytes)",
+                u.ecosystem.osv_name(),
+                u.records,
+                u.bytes
+            );
+        }
+    }
     let mut report = hangar_advisories::scan(&Options {
         path: args.path,
         db: args.db,
