@@ -25,6 +25,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Evaluate one GitHub Actions expression against JSON contexts.
     Expr(cmd::expr::Args),
+    /// Write a starter hangar.yml from what the project has (Procfile, Cargo.toml, package.json, ...).
+    Init(cmd::init::Args),
     #[command(flatten)]
     Server(cmd::serve::Command),
     #[command(flatten)]
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Expr(args) => cmd::expr::run(args),
+        Command::Init(args) => cmd::init::run(args),
         Command::Server(command) => cmd::serve::run(command),
         Command::Deploy(command) => cmd::deploy::run(command),
         Command::Release(command) => cmd::release::run(command),

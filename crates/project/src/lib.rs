@@ -9,6 +9,7 @@
 
 mod duration;
 mod model;
+pub mod starter;
 mod validate;
 
 pub use duration::{parse_duration, parse_percent};

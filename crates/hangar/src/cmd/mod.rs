@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod expr;
 pub mod follow;
+pub mod init;
 pub mod release;
 pub mod run;
 pub mod scan;
