@@ -12,6 +12,10 @@ cargo build -q -p hangar || { echo "build failed" >&2; exit 1; }
 HANGAR=$PWD/target/debug/hangar
 cd "$CT"
 
+# acceptance.bats reads examples/hcl2 through a symlinked directory.
+HCL2_LINK=$(mktemp -u); ln -s "$PWD/examples/hcl2" "$HCL2_LINK"
+trap 'rm -f "$HCL2_LINK"' EXIT
+
 pass=0; total=0
 # case | expected exit | expected text in output ("" for none) | arguments
 while IFS='|' read -r name want_rc want_text args; do
@@ -50,6 +54,7 @@ compose (non-conforming)|1|2 tests, 0 passed, 0 warnings, 2 failures, 0 exceptio
 compose (conforming)|0|2 tests, 2 passed, 0 warnings, 0 failures, 0 exceptions|-p examples/compose/policy examples/compose/docker-compose-valid.yml
 combine yaml files|1|2 tests, 1 passed, 0 warnings, 1 failure|-p examples/combine/policy examples/combine/team.yaml examples/combine/user1.yaml examples/combine/user2.yaml --combine
 hcl2 (terraform)|1|ALB `my-alb-listener` is using HTTP rather than HTTPS|-p examples/hcl2/policy examples/hcl2/terraform.tf
+hcl2 symlinked directory|1|10 tests, 3 passed, 0 warnings, 7 failures, 0 exceptions|-p examples/hcl2/policy "$HCL2_LINK"
 CASES
 
 echo

@@ -224,13 +224,16 @@ pub fn parse_as(kind: Kind, path: &Path, text: &str) -> Result<Vec<Document>> {
     }
 }
 
-/// HCL2 as conftest gives it: a block nests under its type and each label
-/// (`resource "aws_s3_bucket" "b" {}` is `resource.aws_s3_bucket.b`), a
-/// second block at the same place turns the value into a list, and an
-/// expression that is not a literal stays as its `${...}` text. hcl-rs reads
-/// HCL2 into that shape (and is the parser the Rust field uses).
+/// HCL2 as conftest gives it (its parser is tmccombs/hcl2json's `convert`):
+/// a block nests under its type and each label, and its body is always
+/// wrapped in a list (`resource "aws_s3_bucket" "b" {}` is
+/// `resource.aws_s3_bucket.b[0]`; a second such block is the list's second
+/// item); attributes are values; an expression that is not a literal stays as
+/// its `${...}` text. hcl-rs parses; the shape is built here because its own
+/// serde mapping merges blocks into objects, which conftest's policies (`some
+/// lb in input.resource.aws_alb_listener[name]`) do not expect.
 fn hcl2(text: &str) -> Result<Value, String> {
-    hcl::from_str::<Value>(text).map_err(|e| match e {
+    let body = hcl::parse(text).map_err(|e| match e {
         hcl::Error::Parse(p) => format!(
             "{}:{}: invalid HCL: {}",
             p.location().line(),
@@ -238,7 +241,91 @@ fn hcl2(text: &str) -> Result<Value, String> {
             p.message()
         ),
         other => format!("1:1: invalid HCL: {other}"),
-    })
+    })?;
+    Ok(hcl_body(&body))
+}
+
+fn hcl_body(body: &hcl::Body) -> Value {
+    let mut out = serde_json::Map::new();
+    for attr in body.attributes() {
+        out.insert(attr.key.to_string(), hcl_expr(&attr.expr));
+    }
+    for block in body.blocks() {
+        let mut path = vec![block.identifier.to_string()];
+        path.extend(block.labels.iter().map(|l| l.as_str().to_string()));
+        insert_block(&mut out, &path, hcl_body(&block.body));
+    }
+    Value::Object(out)
+}
+
+/// Puts a block's body at its type and labels, always in a list.
+fn insert_block(map: &mut serde_json::Map<String, Value>, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        match map
+            .entry(first.clone())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            Value::Array(items) => items.push(value),
+            other => *other = Value::Array(vec![other.take(), value]),
+        }
+        return;
+    }
+    // hcl2json refuses a block whose labels collide with an attribute; the attribute stays.
+    if let Value::Object(inner) = map
+        .entry(first.clone())
+        .or_insert_with(|| Value::Object(Default::default()))
+    {
+        insert_block(inner, rest, value);
+    }
+}
+
+fn hcl_expr(expr: &hcl::Expression) -> Value {
+    use hcl::Expression as E;
+    match expr {
+        E::Null => Value::Null,
+        E::Bool(b) => Value::Bool(*b),
+        E::Number(n) => serde_json::to_value(n).unwrap_or(Value::Null),
+        E::String(s) => Value::String(s.clone()),
+        E::Array(items) => Value::Array(items.iter().map(hcl_expr).collect()),
+        E::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        hcl::ObjectKey::Identifier(id) => id.to_string(),
+                        hcl::ObjectKey::Expression(E::String(s)) => s.clone(),
+                        other => format!("${{{other}}}"),
+                    };
+                    (key, hcl_expr(v))
+                })
+                .collect(),
+        ),
+        // A template keeps its text: literal parts as written, `${...}` parts as source.
+        E::TemplateExpr(t) => Value::String(match t.as_ref() {
+            hcl::TemplateExpr::QuotedString(s) => s.clone(),
+            hcl::TemplateExpr::Heredoc(h) => h.template.clone(),
+        }),
+        E::Parenthesis(inner) => hcl_expr(inner),
+        // `-1` is a number to hcl2json; every other operation is source text.
+        E::Operation(op) => match op.as_ref() {
+            hcl::Operation::Unary(u)
+                if u.operator == hcl::UnaryOperator::Neg && matches!(u.expr, E::Number(_)) =>
+            {
+                match hcl_expr(&u.expr) {
+                    Value::Number(n) => n
+                        .as_i64()
+                        .map(|i| Value::from(-i))
+                        .or_else(|| n.as_f64().map(|f| Value::from(-f)))
+                        .unwrap_or(Value::Null),
+                    other => other,
+                }
+            }
+            _ => Value::String(format!("${{{expr}}}")),
+        },
+        other => Value::String(format!("${{{other}}}")),
+    }
 }
 
 /// INI as conftest gives it: `{section: {key: value}}`, keys before the

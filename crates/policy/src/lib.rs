@@ -121,7 +121,8 @@ impl Outcome {
 pub struct InputSummary {
     pub file: PathBuf,
     pub documents: usize,
-    /// Rule definitions evaluated, summed over documents (conftest's "tests").
+    /// conftest's "tests", summed over documents: findings, plus passes
+    /// (one per rule name that found nothing, and the rule bodies left over).
     pub tests: usize,
     /// Tests with no failure, warning or exception.
     pub passed: usize,
@@ -169,7 +170,7 @@ impl Report {
     pub fn exceptions(&self) -> usize {
         self.count(Level::Exception)
     }
-    /// conftest's "tests": rule definitions evaluated, summed over documents.
+    /// conftest's "tests" (see [`InputSummary::tests`]).
     pub fn tests(&self) -> usize {
         self.inputs.iter().map(|i| i.tests).sum()
     }
@@ -483,6 +484,7 @@ impl Policy {
                 Vec::new()
             };
             let mut found = 0;
+            let mut successes = 0;
             let mut fired: Vec<&str> = Vec::new();
             for rule in &ns.rules {
                 let level = rule_level(rule).unwrap_or(Level::Failure);
@@ -506,7 +508,10 @@ impl Policy {
                 let value = query(&mut self.engine, &format!("data.{}.{rule}", ns.name))
                     .map_err(|e| explain(&e.to_string(), file, doc))?;
                 let msgs = messages(&value);
-                if !msgs.is_empty() {
+                if msgs.is_empty() {
+                    // conftest: a rule whose set is empty is one passed result.
+                    successes += 1;
+                } else {
                     fired.push(rule);
                 }
                 for message in msgs {
@@ -514,8 +519,12 @@ impl Policy {
                     out.push(outcome(level, file, text, doc, &ns.name, rule, message));
                 }
             }
-            summary.tests += ns.defs.len();
-            summary.passed += ns.defs.len().saturating_sub(found);
+            // conftest's arithmetic (policy/engine.go `check`): results are the
+            // findings plus one pass per rule name that returned nothing; when
+            // there are fewer results than rule bodies, the rest passed too.
+            successes += ns.defs.len().saturating_sub(found + successes);
+            summary.tests += found + successes;
+            summary.passed += successes;
             if !ns.bundled {
                 summary.user_rules += ns.defs.len();
                 for def in &ns.defs {

@@ -447,9 +447,9 @@ todo_test_later if false
 
 #[test]
 fn terraform_hcl2_as_conftest_reads_it() {
-    // conftest's examples/hcl2 (acceptance.bats "Can parse hcl2 files"): the three
-    // deny rules fire on the listener, the open rule and the unencrypted disk; the
-    // nested block reads as an object and a repeated block as a list.
+    // conftest's examples/hcl2 as of its hcl2json v0.6.7 parser (acceptance.bats
+    // "Can parse hcl2 files" and "Can parse files from a symlinked directory"):
+    // every block body is a list, so its policies iterate with `some x in`.
     let tmp = tempfile::tempdir().unwrap();
     let pol = tmp.path().join("policy");
     write(
@@ -458,18 +458,20 @@ fn terraform_hcl2_as_conftest_reads_it() {
         r#"package main
 import rego.v1
 
-has_field(obj, field) if obj[field]
-
-deny contains msg if {
-	some lb
-	proto := input.resource.aws_alb_listener[lb].protocol
-	proto == "HTTP"
-	msg = sprintf("ALB `%v` is using HTTP rather than HTTPS", [lb])
+has_field(obj, field) if {
+	obj[field]
 }
 
 deny contains msg if {
 	some name
-	rule := input.resource.aws_security_group_rule[name]
+	some lb in input.resource.aws_alb_listener[name]
+	lb.protocol == "HTTP"
+	msg = sprintf("ALB `%v` is using HTTP rather than HTTPS", [name])
+}
+
+deny contains msg if {
+	some name
+	some rule in input.resource.aws_security_group_rule[name]
 	rule.type == "ingress"
 	contains(rule.cidr_blocks[_], "0.0.0.0/0")
 	msg = sprintf("ASG `%v` defines a fully open ingress", [name])
@@ -477,15 +479,27 @@ deny contains msg if {
 
 deny contains msg if {
 	some name
-	disk = input.resource.azurerm_managed_disk[name]
+	some disk in input.resource.azurerm_managed_disk[name]
 	has_field(disk, "encryption_settings")
-	disk.encryption_settings.enabled != true
+	not disk.encryption_settings.enabled
 	msg = sprintf("Azure disk `%v` is not encrypted", [name])
+}
+
+required_tags := {"environment", "owner"}
+missing_tags(resource) := {tag | tag := required_tags[_]; not resource.tags[tag]}
+
+deny contains msg if {
+	some aws_resource, name
+	some resource in input.resource[aws_resource][name]
+	startswith(aws_resource, "aws_")
+	missing := missing_tags(resource)
+	count(missing) > 0
+	msg = sprintf("AWS resource: %q named %q is missing required tags: %v", [aws_resource, name, missing])
 }
 
 warn contains msg if {
 	count(input.locals) == 2
-	msg := sprintf("two locals blocks, bucket %v", [input.resource.aws_s3_bucket.valid.tags.owner])
+	msg := sprintf("locals: %v", [input.locals])
 }
 "#,
     );
@@ -523,11 +537,12 @@ resource "aws_s3_bucket" "valid" {
 }
 
 locals {
-  a = 1
+  a = -1
 }
 
 locals {
-  b = var.region
+  b = "${var.region}-x"
+  c = var.region
 }
 "#,
     );
@@ -539,11 +554,14 @@ locals {
         [
             "ALB `my-alb-listener` is using HTTP rather than HTTPS",
             "ASG `my-rule` defines a fully open ingress",
+            "AWS resource: \"aws_alb_listener\" named \"my-alb-listener\" is missing required tags: {\"environment\", \"owner\"}",
+            "AWS resource: \"aws_db_security_group\" named \"my-group\" is missing required tags: {\"environment\", \"owner\"}",
+            "AWS resource: \"aws_security_group_rule\" named \"my-rule\" is missing required tags: {\"environment\", \"owner\"}",
             "Azure disk `source` is not encrypted",
-            "two locals blocks, bucket devops",
+            "locals: [{\"a\": -1}, {\"b\": \"${var.region}-x\", \"c\": \"${var.region}\"}]",
         ]
     );
-    assert_eq!(r.failures(), 3);
+    assert_eq!(r.failures(), 6);
     assert_eq!(r.warnings(), 1);
 
     // A syntax error is positioned; `--parser hcl2` reads any file name.
@@ -560,7 +578,7 @@ locals {
     let other = write(
         tmp.path(),
         "listener.conf",
-        "resource \"aws_alb_listener\" \"x\" {\n  protocol = \"HTTP\"\n}\n",
+        "resource \"aws_alb_listener\" \"x\" {\n  protocol = \"HTTP\"\n  tags = { environment = \"a\", owner = \"b\" }\n}\n",
     );
     let r = run(vec![other], &pol, |o| {
         o.parser = Some(hangar_policy::input::Kind::from_parser("hcl2").unwrap())
