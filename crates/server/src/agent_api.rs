@@ -167,10 +167,17 @@ fn assignment(
     let (secrets, vars) = if app.untrusted(&run.event, &payload) {
         Default::default()
     } else {
-        (
-            secrets_named_by(&job.spec, app.store.secrets_for_repo(run.repo_id)?),
-            app.store.variables_for_repo(run.repo_id)?,
-        )
+        // Three levels as on GitHub: the server's, overlaid by the
+        // repository's, overlaid by the job's environment's. A job is only
+        // queued once it passed its environment's protection (approval, wait,
+        // branches), so reaching here is what releases them.
+        let mut secrets = app.store.secrets_for_repo(run.repo_id)?;
+        let mut vars = app.store.variables_for_repo(run.repo_id)?;
+        if let Some(env) = &job.environment {
+            secrets.extend(app.store.env_secrets(run.repo_id, Some(env))?);
+            vars.extend(app.store.env_variables(run.repo_id, env)?);
+        }
+        (secrets_named_by(&job.spec, secrets), vars)
     };
     Ok(Assignment {
         job_id: job.id,
@@ -215,7 +222,7 @@ fn results_env(
         return Default::default();
     }
     let text = |p: &str| payload.pointer(p).and_then(Value::as_str);
-    let grant = hangar_results::Grant::for_ref(
+    let mut grant = hangar_results::Grant::for_ref(
         repository,
         &run.id.to_string(),
         &job.key,
@@ -223,6 +230,18 @@ fn results_env(
         text("/pull_request/base/ref"),
         text("/repository/default_branch").or(Some("main")),
     );
+    // Untrusted code saves only where untrusted code reads: its pull
+    // request's own ref, never a branch's scope (which every later run of
+    // that branch restores from). Should an untrusted run ever carry a
+    // branch ref, its saves go to a scope of its own.
+    let pr_scope = ["refs/pull/", "refs/merge-requests/"]
+        .iter()
+        .any(|p| grant.write_scope.starts_with(p));
+    if !pr_scope && app.untrusted(&run.event, payload) {
+        grant.write_scope = format!("refs/hangar/untrusted/run-{}", run.id);
+        grant.read_scopes.retain(|s| !s.is_empty());
+        grant.read_scopes.insert(0, grant.write_scope.clone());
+    }
     app.results
         .job_env_at(&format!("http://{host}/"), &grant)
         .into_iter()

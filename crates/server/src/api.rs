@@ -167,6 +167,11 @@ pub async fn create_repo(
         forge: b.forge.unwrap_or_else(|| "github".into()),
         webhook_secret: b.webhook_secret,
     }));
+    // Its protection rules count from now, not from the first push to main.
+    app.env_loads
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(repo.id, 0);
     tri!(app.store.audit(
         &c.name,
         "repo.register",
@@ -391,6 +396,9 @@ pub async fn put_secret(
     Path((repo, name)): Path<(i64, String)>,
     Json(b): Json<SecretBody>,
 ) -> Response {
+    if let Some(r) = crate::settings::bad_name("secret", &name) {
+        return r;
+    }
     let repo = if repo == 0 { None } else { Some(repo) };
     tri!(app.store.set_secret(repo, &name, &b.value));
     tri!(app.store.audit(
@@ -417,6 +425,9 @@ pub async fn put_variable(
     Path((repo, name)): Path<(i64, String)>,
     Json(b): Json<SecretBody>,
 ) -> Response {
+    if let Some(r) = crate::settings::bad_name("variable", &name) {
+        return r;
+    }
     let repo = if repo == 0 { None } else { Some(repo) };
     tri!(app.store.set_variable(repo, &name, &b.value));
     tri!(app.store.audit(
@@ -602,7 +613,10 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
     }
     let repo = tri!(app.store.get_repo(run.repo_id));
     let artifacts = tri!(app.store.list_artifacts(id));
-    Json(json!({"run": run, "repo": repo, "jobs": jobs, "artifacts": artifacts})).into_response()
+    // `held`: an untrusted run waiting for "approve and run".
+    let held = tri!(app.store.run_held(id));
+    Json(json!({"run": run, "repo": repo, "jobs": jobs, "artifacts": artifacts, "held": held}))
+        .into_response()
 }
 
 pub async fn cancel_run(
@@ -747,6 +761,12 @@ pub async fn upload_artifact(
     Path((run, name)): Path<(i64, String)>,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = crate::settings::bad_name("artifact", &name) {
+        return r;
+    }
+    if tri!(app.store.get_run(run)).is_none() {
+        return error(StatusCode::NOT_FOUND, &format!("no run {run}"));
+    }
     let digest = tri!(app.store.put_blob(&body));
     let id = tri!(
         app.store
@@ -887,7 +907,14 @@ pub async fn list_audit(State(app): State<Arc<App>>) -> Response {
 pub struct TokenBody {
     pub name: String,
     pub role: String,
+    /// Seconds until the token stops authenticating; absent: it lasts until revoked.
+    #[serde(default)]
+    pub expires_in: Option<i64>,
 }
+
+/// The longest `expires_in`: ten years, far beyond any sensible lifetime,
+/// only so the expiry instant cannot overflow.
+const MAX_TOKEN_SECS: i64 = 10 * 366 * 86_400;
 
 pub async fn create_token(
     State(app): State<Arc<App>>,
@@ -897,19 +924,36 @@ pub async fn create_token(
     let Some(role) = Role::parse(&b.role) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "`role` is `admin`, `read` or `agent`",
+            "`role` is `admin`, `write`, `read` or `agent`",
         );
     };
-    let token = tri!(app.store.create_token(&b.name, role));
+    if let Some(r) = crate::settings::bad_name("token", &b.name) {
+        return r;
+    }
+    let expires_at = match b.expires_in {
+        None => None,
+        Some(secs) if (1..=MAX_TOKEN_SECS).contains(&secs) => {
+            Some(hangar_store::now_ms() + secs * 1000)
+        }
+        Some(secs) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "`expires_in` is a number of seconds from 1 to {MAX_TOKEN_SECS}, not {secs}; leave it out for a token that lasts until revoked"
+                ),
+            );
+        }
+    };
+    let (id, token) = tri!(app.store.create_token_expiring(&b.name, role, expires_at));
     tri!(app.store.audit(
         &c.name,
         "token.create",
-        &format!("token/{}", b.name),
-        &json!({"role": b.role})
+        &format!("token/{id}"),
+        &json!({"name": b.name, "role": b.role, "expires_at": expires_at})
     ));
     (
         StatusCode::CREATED,
-        Json(json!({"token": token, "name": b.name, "role": b.role})),
+        Json(json!({"id": id, "token": token, "name": b.name, "role": b.role, "expires_at": expires_at})),
     )
         .into_response()
 }

@@ -75,6 +75,10 @@ pub struct App {
     pub forge: Arc<crate::forge_status::Reporter>,
     /// Notification rules' deliveries.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// Repositories whose protection rules are still to be read (just
+    /// registered, or a job of theirs names an environment before they were
+    /// read), with when to try next; the reaper reads them.
+    pub env_loads: Mutex<BTreeMap<i64, Millis>>,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {
@@ -131,6 +135,12 @@ impl App {
         }
         let secrets = self.store.secrets_for_repo(repo_id).unwrap_or_default();
         let mut values: Vec<String> = secrets.into_values().collect();
+        values.extend(
+            self.store
+                .env_secrets(repo_id, None)
+                .unwrap_or_default()
+                .into_values(),
+        );
         if let Some(s) = self.store.repo_webhook_secret(repo_id).ok().flatten() {
             values.push(s);
         }
@@ -224,9 +234,109 @@ impl App {
         })
     }
 
+    /// Whether a run must wait for an approval before any of its jobs is
+    /// leased ("approve and run"), and why, from the repository's policy.
+    fn needs_approval_to_run(&self, run: &hangar_store::Run) -> anyhow::Result<Option<String>> {
+        if !run.event.starts_with("pull_request") {
+            return Ok(None);
+        }
+        let payload = self.store.run_payload(run.id)?;
+        if !self.untrusted(&run.event, &payload) {
+            return Ok(None);
+        }
+        let s = |p: &str| payload.pointer(p).and_then(Value::as_str);
+        let first_time = matches!(
+            s("/pull_request/author_association"),
+            Some("FIRST_TIME_CONTRIBUTOR" | "FIRST_TIMER" | "NONE")
+        );
+        let hold = match self.store.approval_policy(run.repo_id)?.as_str() {
+            "untrusted" => true,
+            "first-time" => first_time,
+            _ => false,
+        };
+        if !hold {
+            return Ok(None);
+        }
+        let who = s("/pull_request/user/login")
+            .or(s("/sender/login"))
+            .unwrap_or("an outside contributor");
+        let from = s("/pull_request/head/repo/full_name").unwrap_or("a fork");
+        let what = if first_time {
+            "a first-time contributor's pull request"
+        } else {
+            "a pull request from a fork"
+        };
+        Ok(Some(format!(
+            "waiting for approval to run: {what} ({from}, by {who}); an administrator or a write token approves it (POST /api/v1/runs/{}/approve, or Approve and run in the UI)",
+            run.id
+        )))
+    }
+
+    /// Holds a run that needs an approval to run: the run shows `waiting`
+    /// with the reason, its jobs too, and nothing is queued until
+    /// [`App::release_held_run`].
+    fn hold_if_untrusted(&self, run_id: i64) -> anyhow::Result<bool> {
+        let Some(run) = self.store.get_run(run_id)? else {
+            return Ok(false);
+        };
+        if self.store.run_held(run_id)? {
+            return Ok(true);
+        }
+        let Some(reason) = self.needs_approval_to_run(&run)? else {
+            return Ok(false);
+        };
+        self.store.set_run_held(run_id, true)?;
+        self.store
+            .set_run_status(run_id, "waiting", None, Some(&reason))?;
+        for job in self.store.jobs_of_run(run_id)? {
+            self.set_waiting(&job, &reason)?;
+        }
+        self.store.audit(
+            "hangar",
+            "run.held",
+            &format!("run/{run_id}"),
+            &json!({"reason": reason}),
+        )?;
+        self.live.publish(
+            run_id,
+            json!({"type": "run", "status": "waiting", "conclusion": null}),
+        );
+        Ok(true)
+    }
+
+    /// An approver let a held run start.
+    pub async fn release_held_run(&self, run_id: i64, approver: &str) -> anyhow::Result<()> {
+        {
+            let _g = self.sched.lock().await;
+            self.store.set_run_held(run_id, false)?;
+            self.store.set_run_status(run_id, "queued", None, None)?;
+        }
+        self.store.audit(
+            approver,
+            "run.approve",
+            &format!("run/{run_id}"),
+            &json!({}),
+        )?;
+        // Not `start_runs`: that would hold the run again.
+        if let Err(e) = self.apply_concurrency(run_id).await {
+            tracing::warn!(run = run_id, "concurrency: {e:#}");
+        }
+        self.advance_run(run_id).await;
+        Ok(())
+    }
+
     /// Brings newly created runs to life: concurrency groups first, then jobs.
     pub async fn start_runs(&self, run_ids: &[i64]) {
         for &id in run_ids {
+            match self.hold_if_untrusted(id) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    // Not knowing whether to hold is holding.
+                    tracing::warn!(run = id, "approve-and-run check: {e:#}");
+                    continue;
+                }
+            }
             if let Err(e) = self.apply_concurrency(id).await {
                 tracing::warn!(run = id, "concurrency: {e:#}");
             }
@@ -376,6 +486,10 @@ impl App {
         if run.status == "completed" {
             return Ok(None);
         }
+        // An untrusted run waiting for its approval leases nothing.
+        if self.store.run_held(run_id)? {
+            return Ok(None);
+        }
         if run.status == "waiting" {
             let group = run.concurrency_group.clone().unwrap_or_default();
             let blocked = self.store.active_runs()?.iter().any(|r| {
@@ -432,6 +546,21 @@ impl App {
                 }
             }
             if let Some(env) = &job.environment {
+                // Rules never read are not "no rules": the job waits for them.
+                if !self.store.environments_loaded(run.repo_id)? {
+                    self.env_loads
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(run.repo_id)
+                        .or_insert(0);
+                    self.set_waiting(
+                        job,
+                        &format!(
+                            "waiting for the protection rules of environment `{env}`: the repository's hangar.yml has not been read yet"
+                        ),
+                    )?;
+                    continue;
+                }
                 let protection = self
                     .store
                     .get_environment(run.repo_id, env)?
@@ -1027,6 +1156,7 @@ impl App {
             if let Some(run) = self.store.get_run(run_id)?
                 && run.status == "waiting"
             {
+                self.store.set_run_held(run_id, false)?;
                 self.store.set_run_status(run_id, "queued", None, None)?;
             }
             // Nothing is left to approve: a reviewer must not be asked, nor
@@ -1127,7 +1257,71 @@ impl App {
         for run in due {
             self.advance_run(run).await;
         }
+        self.load_pending_environments().await;
         Ok(n)
+    }
+
+    /// Reads the protection rules of repositories that wait for them, then
+    /// lets their waiting jobs go on; a repository that cannot be read is
+    /// tried again in 30 s.
+    async fn load_pending_environments(&self) {
+        let now = now_ms();
+        let due: Vec<i64> = self
+            .env_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(r, _)| *r)
+            .collect();
+        for repo_id in due {
+            let loaded = match self.store.get_repo(repo_id) {
+                Ok(Some(repo)) => match self.load_environments(&repo).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(repo = repo.name, "protection rules: {e:#}");
+                        false
+                    }
+                },
+                _ => true,
+            };
+            {
+                let mut pending = self.env_loads.lock().unwrap_or_else(|e| e.into_inner());
+                if loaded {
+                    pending.remove(&repo_id);
+                } else {
+                    pending.insert(repo_id, now_ms() + 30_000);
+                }
+            }
+            if loaded {
+                let runs: Vec<i64> = self
+                    .store
+                    .active_runs()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| r.repo_id == repo_id)
+                    .map(|r| r.id)
+                    .collect();
+                for run in runs {
+                    self.advance_run(run).await;
+                }
+            }
+        }
+    }
+
+    /// The protection rules at the repository's default branch.
+    pub async fn load_environments(&self, repo: &Repo) -> anyhow::Result<()> {
+        let head = self
+            .git
+            .symbolic_head(&repo.clone_url)
+            .await
+            .unwrap_or_else(|| "refs/heads/main".into());
+        let sha = self
+            .git
+            .resolve(&repo.clone_url, &head)
+            .await
+            .with_context(|| format!("resolving {head} of {}", repo.name))?;
+        self.sync_environments(repo, &sha).await
     }
 
     pub async fn lose_job(&self, job: &Job, why: &str) -> anyhow::Result<()> {
@@ -1228,11 +1422,13 @@ impl App {
     /// Protection rules from `hangar.yml` (`environments.<name>.protection`) at a commit.
     pub async fn sync_environments(&self, repo: &Repo, sha: &str) -> anyhow::Result<()> {
         let Some(text) = self.git.file_at(&repo.clone_url, sha, "hangar.yml").await? else {
+            self.store.set_environments_loaded(repo.id)?;
             return Ok(());
         };
         for (name, p) in parse_protections(&text).map_err(|e| anyhow::anyhow!("hangar.yml: {e}"))? {
             self.store.set_environment(repo.id, &name, &p)?;
         }
+        self.store.set_environments_loaded(repo.id)?;
         Ok(())
     }
 }

@@ -19,22 +19,113 @@ pub struct Caller {
     pub role: Role,
 }
 
-fn token_of(req: &Request) -> Option<String> {
-    if let Some(h) = req
+/// The bearer token of the `Authorization` header. A token anywhere else (a
+/// query string lands in proxies' logs, browser history and `Referer`) is
+/// not looked at, except the stream token below.
+fn bearer_of(req: &Request) -> Option<String> {
+    let h = req
         .headers()
         .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    {
-        return h
-            .strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
-            .map(|t| t.trim().to_string());
+        .and_then(|v| v.to_str().ok())?;
+    h.strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .map(|t| t.trim().to_string())
+}
+
+/// `EventSource` cannot send headers: the live stream of a run, and only it,
+/// takes `?access_token=` holding a stream token minted for that run
+/// (`POST /api/v1/runs/{id}/events/token`), which expires within a minute
+/// and opens nothing else.
+fn stream_token_of(req: &Request) -> Option<String> {
+    if req.method() != Method::GET {
+        return None;
     }
-    // EventSource cannot send headers, so the UI passes the token in the query.
-    req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("access_token=").map(|t| t.to_string()))
-    })
+    let rest = req.uri().path().strip_prefix("/api/v1/runs/")?;
+    rest.strip_suffix("/events")?;
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token=").map(String::from))
+}
+
+/// How long a stream token opens its run's live stream (an open stream
+/// outlives it; a reconnect mints a new one).
+pub(crate) const STREAM_TOKEN_SECS: i64 = 60;
+
+fn stream_mac(app: &App, run: i64, expires: i64) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(&app.lease_secret).expect("any key length");
+    mac.update(format!("stream-token\0{run}\0{expires}").as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// A token that opens `GET /api/v1/runs/{run}/events` until it expires.
+pub(crate) fn mint_stream_token(app: &App, run: i64) -> String {
+    let expires = hangar_store::now_ms() + STREAM_TOKEN_SECS * 1000;
+    format!("hst.{run}.{expires}.{}", stream_mac(app, run, expires))
+}
+
+/// Whether `token` is a live stream token for the run whose events `path` reads.
+fn stream_token_opens(app: &App, token: &str, path: &str) -> bool {
+    let mut parts = token.split('.');
+    let (Some("hst"), Some(run), Some(expires), Some(mac), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let (Ok(run), Ok(expires)) = (run.parse::<i64>(), expires.parse::<i64>()) else {
+        return false;
+    };
+    let expected = stream_mac(app, run, expires);
+    expires > hangar_store::now_ms()
+        && path == format!("/api/v1/runs/{run}/events")
+        && mac.len() == expected.len()
+        && bool::from(mac.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Paths only an administrator reaches, whatever the method: the tokens
+/// (a `read` token must not learn who else holds one) and the audit log.
+fn admin_only(path: &str) -> bool {
+    path == "/api/v1/tokens" || path.starts_with("/api/v1/tokens/") || path == "/api/v1/audit"
+}
+
+/// What a `write` token may change: runs (dispatch, cancel, re-run, approve
+/// an untrusted run), approvals and artifacts. Repositories' settings,
+/// secrets, variables, forge credentials and notification rules stay the
+/// administrator's.
+fn write_may(method: &Method, path: &str) -> bool {
+    if method == Method::GET {
+        return true;
+    }
+    let run_action = path.strip_prefix("/api/v1/runs/").is_some_and(|rest| {
+        let mut p = rest.split('/');
+        p.next().is_some_and(|id| id.parse::<i64>().is_ok())
+            && matches!(
+                (p.next(), p.next(), p.next()),
+                (Some("cancel" | "rerun" | "approve"), None, None)
+                    | (Some("artifacts"), Some(_), None)
+                    | (Some("events"), Some("token"), None)
+            )
+    });
+    let dispatch = path
+        .strip_prefix("/api/v1/repos/")
+        .and_then(|rest| rest.strip_suffix("/dispatch"))
+        .is_some_and(|id| id.parse::<i64>().is_ok());
+    run_action || dispatch || path.starts_with("/api/v1/approvals/")
+}
+
+/// A `read` token's one write: minting the stream token of a run it may read.
+fn read_may(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        || path.starts_with("/api/v1/approvals/")
+        || (method == Method::POST
+            && path.starts_with("/api/v1/runs/")
+            && path.ends_with("/events/token"))
 }
 
 /// The caller name of the embedded agent's in-memory token.
@@ -49,10 +140,25 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
     if path == "/metrics" && app.metrics_public {
         return next.run(req).await;
     }
-    let Some(token) = token_of(&req) else {
+    if let Some(token) = stream_token_of(&req)
+        && bearer_of(&req).is_none()
+    {
+        if !stream_token_opens(&app, &token, &path) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "`access_token` must be a live stream token of this run (POST /api/v1/runs/{id}/events/token mints one; it lasts a minute)",
+            );
+        }
+        req.extensions_mut().insert(Caller {
+            name: "stream-token".into(),
+            role: Role::Read,
+        });
+        return next.run(req).await;
+    }
+    let Some(token) = bearer_of(&req) else {
         return error(
             StatusCode::UNAUTHORIZED,
-            "a bearer token is required (Authorization: Bearer <token>)",
+            "a bearer token is required in the Authorization header (Authorization: Bearer <token>); tokens in the URL are refused",
         );
     };
     let caller = if bool::from(token.as_bytes().ct_eq(app.internal_token.as_bytes())) {
@@ -66,7 +172,12 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
                 name: t.name,
                 role: t.role,
             },
-            Ok(None) => return error(StatusCode::UNAUTHORIZED, "unknown token"),
+            Ok(None) => {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "unknown, expired or revoked token: ask an administrator for a new one",
+                );
+            }
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         }
     };
@@ -74,9 +185,8 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
     let allowed = match caller.role {
         Role::Admin => true,
         Role::Agent => agent_path,
-        Role::Read => {
-            !agent_path && (req.method() == Method::GET || path.starts_with("/api/v1/approvals/"))
-        }
+        Role::Write => !agent_path && !admin_only(&path) && write_may(req.method(), &path),
+        Role::Read => !agent_path && !admin_only(&path) && read_may(req.method(), &path),
     };
     if !allowed {
         return error(

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 mod results_store;
+pub mod settings;
 pub mod triggers;
 pub mod ui;
 pub mod webhook;
@@ -160,6 +161,31 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(api::delete_notification),
         )
         .route("/api/v1/repos/{id}/secrets/{name}", put(api::put_secret))
+        .route(
+            "/api/v1/repos/{id}/settings",
+            get(settings::get_settings).put(settings::put_settings),
+        )
+        .route(
+            "/api/v1/repos/{id}/environments/{env}/secrets",
+            get(settings::list_env_secrets),
+        )
+        .route(
+            "/api/v1/repos/{id}/environments/{env}/secrets/{name}",
+            put(settings::put_env_secret).delete(settings::delete_env_secret),
+        )
+        .route(
+            "/api/v1/repos/{id}/environments/{env}/variables/{name}",
+            put(settings::put_env_variable),
+        )
+        .route("/api/v1/runs/{id}/approve", post(settings::approve_run))
+        .route(
+            "/api/v1/runs/{id}/events/token",
+            post(settings::stream_token),
+        )
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(settings::revoke_token),
+        )
         .route(
             "/api/v1/repos/{id}/variables/{name}",
             put(api::put_variable),
@@ -356,6 +382,12 @@ fn watched_name(store: &dyn Store, path: &std::path::Path) -> anyhow::Result<Str
 /// Opens the store, registers repositories, binds, and starts every background task.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let store: Arc<dyn Store> = Arc::new(hangar_store::open(&cfg.data_dir)?);
+    // Sealed secrets, their key, token hashes and every blob live here: no
+    // other user of the machine may read them, whatever an older version or
+    // the umask left behind.
+    for fixed in hangar_store::fsmode::secure_data_dir(&cfg.data_dir)? {
+        tracing::warn!("data directory was readable by others: {fixed}");
+    }
     let admin_token = if store.token_count()? == 0 {
         Some(store.create_token("admin", Role::Admin)?)
     } else {
@@ -405,8 +437,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         first_time_untrusted: cfg.first_time_untrusted,
         forge: Arc::new(forge_status::Reporter::new(cfg.status_retry.clone())),
         notifier: Arc::new(notify::Notifier::new(cfg.status_retry.clone())),
+        env_loads: Default::default(),
     });
-    std::fs::create_dir_all(cfg.data_dir.join("mirrors"))?;
+    hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;
     app.recover().await?;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -33,9 +33,10 @@ impl BlobDir {
             return Ok(digest);
         }
         let dir = path.parent().expect("blob path has a parent");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::fsmode::create_private_dir(dir)?;
         let tmp = dir.join(format!(".{digest}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
+        crate::fsmode::write_private_file(&tmp, bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)?;
         Ok(digest)
     }

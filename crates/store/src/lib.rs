@@ -21,6 +21,7 @@
 
 pub mod blobs;
 pub mod crypto;
+pub mod fsmode;
 pub mod model;
 pub mod sqlite;
 
@@ -151,8 +152,27 @@ pub trait Store: Send + Sync {
     fn secrets_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>>;
     fn set_variable(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()>;
     fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>>;
+    /// Environment names are compared without case, as GitHub compares them.
     fn set_environment(&self, repo_id: i64, name: &str, protection: &Protection) -> Result<()>;
     fn get_environment(&self, repo_id: i64, name: &str) -> Result<Option<Protection>>;
+    /// Secrets of one environment of a repository (GitHub's third level).
+    fn set_env_secret(&self, repo_id: i64, env: &str, name: &str, value: &str) -> Result<()>;
+    fn delete_env_secret(&self, repo_id: i64, env: &str, name: &str) -> Result<bool>;
+    fn env_secret_names(&self, repo_id: i64, env: &str) -> Result<Vec<String>>;
+    /// One environment's secrets, decrypted; with `None`, every environment's,
+    /// keyed `environment/NAME` (what the log masker must know).
+    fn env_secrets(&self, repo_id: i64, env: Option<&str>) -> Result<BTreeMap<String, String>>;
+    fn set_env_variable(&self, repo_id: i64, env: &str, name: &str, value: &str) -> Result<()>;
+    fn env_variables(&self, repo_id: i64, env: &str) -> Result<BTreeMap<String, String>>;
+    /// Records that the repository's protection rules were read (from its hangar.yml).
+    fn set_environments_loaded(&self, repo_id: i64) -> Result<()>;
+    fn environments_loaded(&self, repo_id: i64) -> Result<bool>;
+    /// "Approve and run": `none`, `first-time` or `untrusted`. `false` for an unknown repository.
+    fn set_approval_policy(&self, repo_id: i64, policy: &str) -> Result<bool>;
+    fn approval_policy(&self, repo_id: i64) -> Result<String>;
+    /// A held run leases no job until someone approves it.
+    fn set_run_held(&self, run_id: i64, held: bool) -> Result<()>;
+    fn run_held(&self, run_id: i64) -> Result<bool>;
 
     // Approvals and deployments.
     fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64>;
@@ -184,6 +204,16 @@ pub trait Store: Send + Sync {
     fn list_agents(&self) -> Result<Vec<Agent>>;
     /// Creates a token and returns its plaintext, the only time it exists.
     fn create_token(&self, name: &str, role: Role) -> Result<String>;
+    /// Creates a token that stops authenticating at `expires_at`; returns its id and plaintext.
+    fn create_token_expiring(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<Millis>,
+    ) -> Result<(i64, String)>;
+    /// `false` when there is no such token or it was already revoked.
+    fn revoke_token(&self, id: i64) -> Result<bool>;
+    /// Only tokens that are neither expired nor revoked.
     fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>>;
     fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
     fn token_count(&self) -> Result<i64>;

@@ -277,6 +277,8 @@ pub struct Agent {
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
+    /// Runs runs: dispatch, cancel, re-run, approve; not settings, secrets or tokens.
+    Write,
     Read,
     Agent,
 }
@@ -285,6 +287,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::Write => "write",
             Role::Read => "read",
             Role::Agent => "agent",
         }
@@ -292,6 +295,7 @@ impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "admin" => Some(Role::Admin),
+            "write" => Some(Role::Write),
             "read" => Some(Role::Read),
             "agent" => Some(Role::Agent),
             _ => None,
@@ -305,6 +309,10 @@ pub struct TokenInfo {
     pub name: String,
     pub role: Role,
     pub created_at: Millis,
+    /// After this instant the token authenticates nothing.
+    pub expires_at: Option<Millis>,
+    /// Set when the token was revoked (`DELETE /api/v1/tokens/{id}`).
+    pub revoked_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

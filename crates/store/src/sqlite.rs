@@ -142,6 +142,38 @@ CREATE TABLE notification_rules (
   id INTEGER PRIMARY KEY, repo_id INTEGER, events TEXT NOT NULL, channel TEXT NOT NULL,
   target BLOB NOT NULL, secret BLOB, created_at INTEGER NOT NULL);
 "#,
+    // Tokens that expire and can be revoked; secrets and variables at the
+    // environment level too ('' is the repository's or the server's own
+    // level); environment names compared without case, as GitHub compares
+    // them; "approve and run" for untrusted pull requests (a repository's
+    // policy, a run held until someone approves it); whether a repository's
+    // protection rules were ever read (a job naming an environment of a
+    // repository whose rules were never loaded waits rather than run unprotected).
+    r#"
+ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
+CREATE TABLE secrets_by_env (
+  repo_id INTEGER NOT NULL, environment TEXT NOT NULL COLLATE NOCASE DEFAULT '', name TEXT NOT NULL,
+  sealed BLOB NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (repo_id, environment, name));
+INSERT INTO secrets_by_env SELECT repo_id, '', name, sealed, updated_at FROM secrets;
+DROP TABLE secrets;
+ALTER TABLE secrets_by_env RENAME TO secrets;
+CREATE TABLE variables_by_env (
+  repo_id INTEGER NOT NULL, environment TEXT NOT NULL COLLATE NOCASE DEFAULT '', name TEXT NOT NULL,
+  value TEXT NOT NULL, PRIMARY KEY (repo_id, environment, name));
+INSERT INTO variables_by_env SELECT repo_id, '', name, value FROM variables;
+DROP TABLE variables;
+ALTER TABLE variables_by_env RENAME TO variables;
+CREATE TABLE environments_nocase (
+  repo_id INTEGER NOT NULL, name TEXT NOT NULL COLLATE NOCASE, protection TEXT NOT NULL,
+  PRIMARY KEY (repo_id, name));
+INSERT OR REPLACE INTO environments_nocase SELECT repo_id, name, protection FROM environments ORDER BY rowid;
+DROP TABLE environments;
+ALTER TABLE environments_nocase RENAME TO environments;
+ALTER TABLE repos ADD COLUMN approval_policy TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE repos ADD COLUMN environments_loaded_at INTEGER;
+ALTER TABLE runs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -284,11 +316,18 @@ fn insert_run(tx: &Connection, run: &NewRun) -> Result<i64> {
 
 impl SqliteStore {
     pub fn open(data_dir: &Path) -> Result<SqliteStore> {
-        std::fs::create_dir_all(data_dir)
+        crate::fsmode::create_private_dir(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let path = data_dir.join("hangar.db");
         let conn =
             Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        // SQLite creates the file by the umask, and its -wal and -shm files
+        // with the database's mode: 0600 before either exists.
+        std::fs::set_permissions(
+            &path,
+            std::os::unix::fs::PermissionsExt::from_mode(crate::fsmode::FILE_MODE),
+        )
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL: readers never block the writer; NORMAL sync is durable across process
         // crashes (the kill -9 case) and only risks the last commits on power loss.
@@ -964,8 +1003,8 @@ impl Store for SqliteStore {
     fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
         let sealed = self.secrets.seal(value.as_bytes())?;
         self.c().execute(
-            "INSERT INTO secrets (repo_id, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(repo_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            "INSERT INTO secrets (repo_id, environment, name, sealed, updated_at) VALUES (?1, '', ?2, ?3, ?4) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
             params![repo_id.unwrap_or(0), name, sealed, now_ms()],
         )?;
         Ok(())
@@ -973,14 +1012,16 @@ impl Store for SqliteStore {
 
     fn delete_secret(&self, repo_id: Option<i64>, name: &str) -> Result<bool> {
         Ok(self.c().execute(
-            "DELETE FROM secrets WHERE repo_id = ?1 AND name = ?2",
+            "DELETE FROM secrets WHERE repo_id = ?1 AND environment = '' AND name = ?2",
             params![repo_id.unwrap_or(0), name],
         )? == 1)
     }
 
     fn secret_names(&self, repo_id: Option<i64>) -> Result<Vec<String>> {
         let c = self.c();
-        let mut s = c.prepare("SELECT name FROM secrets WHERE repo_id = ?1 ORDER BY name")?;
+        let mut s = c.prepare(
+            "SELECT name FROM secrets WHERE repo_id = ?1 AND environment = '' ORDER BY name",
+        )?;
         Ok(s.query_map([repo_id.unwrap_or(0)], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?)
     }
@@ -989,7 +1030,7 @@ impl Store for SqliteStore {
         let rows: Vec<(String, Vec<u8>)> = {
             let c = self.c();
             let mut s = c.prepare_cached(
-                "SELECT name, sealed FROM secrets WHERE repo_id IN (0, ?1) ORDER BY repo_id",
+                "SELECT name, sealed FROM secrets WHERE repo_id IN (0, ?1) AND environment = '' ORDER BY repo_id",
             )?;
             s.query_map([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?
@@ -1003,8 +1044,8 @@ impl Store for SqliteStore {
 
     fn set_variable(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
         self.c().execute(
-            "INSERT INTO variables (repo_id, name, value) VALUES (?1, ?2, ?3) \
-             ON CONFLICT(repo_id, name) DO UPDATE SET value = excluded.value",
+            "INSERT INTO variables (repo_id, environment, name, value) VALUES (?1, '', ?2, ?3) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET value = excluded.value",
             params![repo_id.unwrap_or(0), name, value],
         )?;
         Ok(())
@@ -1013,7 +1054,7 @@ impl Store for SqliteStore {
     fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>> {
         let c = self.c();
         let mut s = c.prepare_cached(
-            "SELECT name, value FROM variables WHERE repo_id IN (0, ?1) ORDER BY repo_id",
+            "SELECT name, value FROM variables WHERE repo_id IN (0, ?1) AND environment = '' ORDER BY repo_id",
         )?;
         let rows = s.query_map([repo_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1038,6 +1079,132 @@ impl Store for SqliteStore {
             )
             .optional()?;
         Ok(s.map(|s| serde_json::from_str(&s)).transpose()?)
+    }
+
+    fn set_env_secret(&self, repo_id: i64, env: &str, name: &str, value: &str) -> Result<()> {
+        let sealed = self.secrets.seal(value.as_bytes())?;
+        self.c().execute(
+            "INSERT INTO secrets (repo_id, environment, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            params![repo_id, env, name, sealed, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_env_secret(&self, repo_id: i64, env: &str, name: &str) -> Result<bool> {
+        Ok(self.c().execute(
+            "DELETE FROM secrets WHERE repo_id = ?1 AND environment = ?2 AND name = ?3",
+            params![repo_id, env, name],
+        )? == 1)
+    }
+
+    fn env_secret_names(&self, repo_id: i64, env: &str) -> Result<Vec<String>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT name FROM secrets WHERE repo_id = ?1 AND environment = ?2 ORDER BY name",
+        )?;
+        Ok(s.query_map(params![repo_id, env], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn env_secrets(&self, repo_id: i64, env: Option<&str>) -> Result<BTreeMap<String, String>> {
+        let rows: Vec<(String, String, Vec<u8>)> = {
+            let c = self.c();
+            let mut s = c.prepare_cached(
+                "SELECT environment, name, sealed FROM secrets WHERE repo_id = ?1 AND environment <> '' \
+                 AND (?2 IS NULL OR environment = ?2) ORDER BY environment, name",
+            )?;
+            s.query_map(params![repo_id, env], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        let mut out = BTreeMap::new();
+        for (environment, name, sealed) in rows {
+            let value = String::from_utf8(self.secrets.open(&sealed)?)?;
+            let key = if env.is_some() {
+                name
+            } else {
+                format!("{environment}/{name}")
+            };
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
+
+    fn set_env_variable(&self, repo_id: i64, env: &str, name: &str, value: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO variables (repo_id, environment, name, value) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET value = excluded.value",
+            params![repo_id, env, name, value],
+        )?;
+        Ok(())
+    }
+
+    fn env_variables(&self, repo_id: i64, env: &str) -> Result<BTreeMap<String, String>> {
+        let c = self.c();
+        let mut s = c.prepare_cached(
+            "SELECT name, value FROM variables WHERE repo_id = ?1 AND environment = ?2 AND environment <> ''",
+        )?;
+        let rows = s.query_map(params![repo_id, env], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_environments_loaded(&self, repo_id: i64) -> Result<()> {
+        self.c().execute(
+            "UPDATE repos SET environments_loaded_at = ?2 WHERE id = ?1",
+            params![repo_id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn environments_loaded(&self, repo_id: i64) -> Result<bool> {
+        let at: Option<Option<i64>> = self
+            .c()
+            .query_row(
+                "SELECT environments_loaded_at FROM repos WHERE id = ?1",
+                [repo_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(at.flatten().is_some())
+    }
+
+    fn set_approval_policy(&self, repo_id: i64, policy: &str) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE repos SET approval_policy = ?2 WHERE id = ?1",
+            params![repo_id, policy],
+        )? == 1)
+    }
+
+    fn approval_policy(&self, repo_id: i64) -> Result<String> {
+        let p: Option<String> = self
+            .c()
+            .query_row(
+                "SELECT approval_policy FROM repos WHERE id = ?1",
+                [repo_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(p.unwrap_or_else(|| "none".into()))
+    }
+
+    fn set_run_held(&self, run_id: i64, held: bool) -> Result<()> {
+        self.c().execute(
+            "UPDATE runs SET held = ?2 WHERE id = ?1",
+            params![run_id, held],
+        )?;
+        Ok(())
+    }
+
+    fn run_held(&self, run_id: i64) -> Result<bool> {
+        let h: Option<bool> = self
+            .c()
+            .query_row("SELECT held FROM runs WHERE id = ?1", [run_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(h.unwrap_or(false))
     }
 
     fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64> {
@@ -1164,51 +1331,84 @@ impl Store for SqliteStore {
     }
 
     fn create_token(&self, name: &str, role: Role) -> Result<String> {
+        Ok(self.create_token_expiring(name, role, None)?.1)
+    }
+
+    fn create_token_expiring(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<Millis>,
+    ) -> Result<(i64, String)> {
         let token = random_token()?;
-        self.c().execute(
-            "INSERT INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role.as_str(), sha256_hex(token.as_bytes()), now_ms()],
+        let c = self.c();
+        c.execute(
+            "INSERT INTO api_tokens (name, role, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, role.as_str(), sha256_hex(token.as_bytes()), now_ms(), expires_at],
         )?;
-        Ok(token)
+        Ok((c.last_insert_rowid(), token))
+    }
+
+    fn revoke_token(&self, id: i64) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now_ms()],
+        )? == 1)
     }
 
     fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>> {
         // Looking up by the hash is safe against timing attacks: the attacker does not
         // control the hash prefix being compared.
         let hash = sha256_hex(plaintext.as_bytes());
-        let row: Option<(i64, String, String, i64)> = self
+        // An expired or revoked token is no token: the caller sees the same
+        // answer as for an unknown one.
+        let row: Option<(i64, String, String, i64, Option<i64>)> = self
             .c()
             .query_row(
-                "SELECT id, name, role, created_at FROM api_tokens WHERE hash = ?1",
-                [hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                "SELECT id, name, role, created_at, expires_at FROM api_tokens WHERE hash = ?1 \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
+                params![hash, now_ms()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        Ok(row.and_then(|(id, name, role, created_at)| {
+        Ok(row.and_then(|(id, name, role, created_at, expires_at)| {
             Some(TokenInfo {
                 id,
                 name,
                 role: Role::parse(&role)?,
                 created_at,
+                expires_at,
+                revoked_at: None,
             })
         }))
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let c = self.c();
-        let mut s = c.prepare("SELECT id, name, role, created_at FROM api_tokens ORDER BY id")?;
+        let mut s = c.prepare(
+            "SELECT id, name, role, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id",
+        )?;
         let rows = s.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, role, created_at) = row?;
+            let (id, name, role, created_at, expires_at, revoked_at) = row?;
             if let Some(role) = Role::parse(&role) {
                 out.push(TokenInfo {
                     id,
                     name,
                     role,
                     created_at,
+                    expires_at,
+                    revoked_at,
                 });
             }
         }

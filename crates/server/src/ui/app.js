@@ -162,20 +162,33 @@ async function runPage(main, id) {
   const arts = h('div', { class: 'artifacts', id: 'artifacts' });
   put(main, head, graph, arts, panel);
 
-  const es = new EventSource(`/api/v1/runs/${id}/events?access_token=${encodeURIComponent(token())}`);
-  onLeave(() => es.close());
+  // EventSource sends no Authorization header: the stream's URL carries a
+  // token minted for this run that lasts a minute; a reconnect mints another.
+  let es = null;
+  let left = false;
+  onLeave(() => { left = true; if (es) es.close(); });
+  async function openStream() {
+    if (left) return;
+    let t;
+    try { t = await api(`/api/v1/runs/${id}/events/token`, { method: 'POST' }); } catch (e) { setTimeout(openStream, 5000); return; }
+    if (left) return;
+    es = new EventSource(`/api/v1/runs/${id}/events?access_token=${encodeURIComponent(t.token)}`);
+    es.onmessage = onEvent;
+    es.onerror = () => { es.close(); setTimeout(openStream, 2000); };
+  }
   let reloadPending = false;
   const reload = () => {
     if (reloadPending) return;
     reloadPending = true;
     setTimeout(async () => { reloadPending = false; await load().catch(() => {}); }, 100);
   };
-  es.onmessage = (m) => {
+  const onEvent = (m) => {
     const ev = JSON.parse(m.data);
     if (ev.type === 'log') {
       const log = state.logs.get(ev.job_id);
       if (log) log.addChunk(ev.first_line, ev.text);
-    } else if (ev.type !== 'hello') {
+    } else {
+      // `hello` too: what happened before the stream opened is read again.
       reload();
     }
   };
@@ -188,7 +201,7 @@ async function runPage(main, id) {
     }
     renderHead(run);
     renderGraph(jobs);
-    put(arts, ...(state.data.artifacts || []).map((a) => h('a', { class: 'artifact', href: `/api/v1/runs/${id}/artifacts/${encodeURIComponent(a.name)}?access_token=${encodeURIComponent(token())}` }, `⬇ ${a.name} (${a.size} B)`)));
+    put(arts, ...(state.data.artifacts || []).map((a) => h('a', { class: 'artifact', href: '#', onclick: (e) => { e.preventDefault(); download(`/api/v1/runs/${id}/artifacts/${encodeURIComponent(a.name)}`, a.name); } }, `⬇ ${a.name} (${a.size} B)`)));
     renderJob(jobs.find((j) => j.id === state.selected));
   }
 
@@ -201,6 +214,7 @@ async function runPage(main, id) {
       h('span', { id: 'run-status', 'data-status': run.status, 'data-conclusion': run.conclusion || '' }, badge(run.status, run.conclusion)),
       h('span', { class: 'muted' }, `${run.event} · ${run.git_ref} · ${run.sha.slice(0, 10)} · attempt ${run.attempt}`),
       h('span', { class: 'muted' }, dur(run.started_at, run.finished_at)),
+      state.data.held ? act('Approve and run', `/api/v1/runs/${run.id}/approve`, null, 'primary') : null,
       run.status !== 'completed' ? act('Cancel', `/api/v1/runs/${run.id}/cancel`, null, 'danger') : null,
       run.status === 'completed' ? act('Re-run all jobs', `/api/v1/runs/${run.id}/rerun`, { jobs: 'all' }) : null,
       run.status === 'completed' && run.conclusion !== 'success' ? act('Re-run failed jobs', `/api/v1/runs/${run.id}/rerun`, { jobs: 'failed' }) : null,
@@ -266,10 +280,10 @@ async function runPage(main, id) {
       h('ul', { class: 'steps' }, (job.steps || []).map((s) => h('li', {}, badge(s.status, s.conclusion), s.name, h('span', { class: 't' }, dur(s.started_at, s.finished_at))))),
       log.annotationsEl,
       h('div', { class: 'toolbar' },
-        h('a', { href: `/api/v1/jobs/${job.id}/logs/raw?access_token=${encodeURIComponent(token())}`, target: '_blank' }, 'Raw log'),
+        h('a', { href: '#', onclick: (e) => { e.preventDefault(); download(`/api/v1/jobs/${job.id}/logs/raw`, `job-${job.id}.log`); } }, 'Raw log'),
         // Earlier attempts of this job (retries after a lost agent, re-runs) keep their logs.
         ...(job.attempts || []).filter((n) => n !== job.attempt).map((n) =>
-          h('a', { class: 'attempt', href: `/api/v1/jobs/${job.id}/logs/raw?attempt=${n}&access_token=${encodeURIComponent(token())}`, target: '_blank' }, `Attempt ${n} log`)),
+          h('a', { class: 'attempt', href: '#', onclick: (e) => { e.preventDefault(); download(`/api/v1/jobs/${job.id}/logs/raw?attempt=${n}`, `job-${job.id}-attempt-${n}.log`); } }, `Attempt ${n} log`)),
         h('button', { onclick: () => log.foldAll(false) }, 'Expand groups'),
         h('button', { onclick: () => log.foldAll(true) }, 'Collapse groups'),
         log.countEl),
@@ -283,6 +297,22 @@ async function runPage(main, id) {
   }
 
   await load();
+  openStream();
+}
+
+// Downloads with the token in the Authorization header (never in a URL, where
+// proxies, history and Referer would keep it).
+async function download(path, name) {
+  try {
+    const r = await fetch(path, { headers: { 'Authorization': 'Bearer ' + token() } });
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+    const url = URL.createObjectURL(await r.blob());
+    const a = h('a', { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) { alert(e.message); }
 }
 
 // A virtualised log: only the rows in view are in the DOM, so 100,000 lines open
