@@ -1,28 +1,18 @@
 //! Server-side masking of secrets in logs and outputs, before anything is stored.
-//! Agents mask the plain values already; the server also catches the encoded
-//! forms (base64, URL- and JSON-escaped), so a step that prints `base64 <<< $TOKEN`
-//! does not leak it either.
+//! Agents mask already; the server masks again on ingest (an agent may be
+//! old, or its masker may not know a secret set since), with the same encoded
+//! forms as the engine (`hangar_engine::mask::encoded_forms`: base64 at every
+//! alignment, hex, URL- and JSON-escaped), so a step that prints
+//! `base64 <<< $TOKEN` does not leak it either. One Aho-Corasick automaton
+//! over every form keeps that a single pass over each chunk.
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use base64::Engine;
 
 /// Values shorter than this are never masked: masking "1" or "on" would blank logs.
 pub const MIN_SECRET_LEN: usize = 4;
 
 pub struct Masker {
     ac: Option<AhoCorasick>,
-}
-
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl Masker {
@@ -32,17 +22,7 @@ impl Masker {
             if s.len() < MIN_SECRET_LEN {
                 continue;
             }
-            let b64 = base64::engine::general_purpose::STANDARD.encode(s);
-            let json = serde_json::to_string(s).unwrap_or_default();
-            let json = json.trim_matches('"').to_string();
-            for form in [
-                s.clone(),
-                b64.trim_end_matches('=').to_string(),
-                b64,
-                url_encode(s),
-                url_encode(s).to_lowercase(),
-                json,
-            ] {
+            for form in std::iter::once(s.clone()).chain(hangar_engine::mask::encoded_forms(s)) {
                 if form.len() >= MIN_SECRET_LEN && !pats.contains(&form) {
                     pats.push(form);
                 }
@@ -82,20 +62,21 @@ mod tests {
 
     #[test]
     fn masks_plain_and_encoded_forms() {
+        use base64::Engine;
         let s = "p@ss w/rd\"x".to_string();
         let m = Masker::new([&s]);
         let b64 = base64::engine::general_purpose::STANDARD.encode(&s);
+        let shifted = base64::engine::general_purpose::STANDARD.encode(format!("u:{s}"));
+        let hex: String = s.bytes().map(|b| format!("{b:02x}")).collect();
+        let url = "p%40ss%20w%2Frd%22x";
         let line = format!(
-            "plain={s} b64={b64} url={} json={}",
-            url_encode(&s),
+            "plain={s} b64={b64} shifted={shifted} hex={hex} url={url} json={}",
             serde_json::to_string(&s).unwrap()
         );
         let out = m.mask(&line);
-        assert!(
-            !out.contains(&s) && !out.contains(&b64) && !out.contains(&url_encode(&s)),
-            "{out}"
-        );
-        assert!(!out.contains("p@ss"), "{out}");
+        for leak in [s.as_str(), &b64, &shifted, &hex, url, "p@ss"] {
+            assert!(!out.contains(leak), "{leak} in {out}");
+        }
     }
 
     #[test]

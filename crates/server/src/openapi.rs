@@ -35,10 +35,37 @@ fn outbound_paths() -> Value {
     })
 }
 
+/// Access: token revocation, the live stream's token, "approve and run",
+/// environment secrets and variables.
+fn access_paths() -> Value {
+    let name_rule = "1 to 100 of A-Z a-z 0-9 . _ - (no `..`); 400 otherwise";
+    json!({
+        "/api/v1/tokens/{id}": {"delete": {"summary": "Revoke a token: it answers 401 from now on", "tags": ["ops"],
+            "responses": {"204": {"description": "revoked"}, "404": {"description": "no such token, or already revoked"}}}},
+        "/api/v1/runs/{id}/events/token": {"post": {"summary": "A stream token for this run's live stream (`?access_token=` of GET /api/v1/runs/{id}/events only), valid 60 s", "tags": ["runs"],
+            "responses": {"200": {"description": "{token, expires_in}"}, "404": {"description": "no such run"}}}},
+        "/api/v1/runs/{id}/approve": {"post": {"summary": "Approve and run: start a run held for approval (an untrusted pull request); admin or write token", "tags": ["runs"],
+            "responses": {"202": {"description": "started"}, "404": {"description": "no such run"}, "409": {"description": "not held, or completed"}}}},
+        "/api/v1/repos/{id}/settings": {
+            "get": op("The repository's settings {approval_policy}", "repos"),
+            "put": {"summary": "Set {approval_policy: none|first-time|untrusted}: which untrusted pull requests wait for an approval before they run", "tags": ["repos"],
+                "responses": {"200": {"description": "stored"}, "404": {"description": "no such repository"}, "422": {"description": "unknown policy"}}}},
+        "/api/v1/repos/{id}/environments/{env}/secrets": {"get": op("Names of an environment's secrets (environment names compared without case)", "secrets")},
+        "/api/v1/repos/{id}/environments/{env}/secrets/{name}": {
+            "put": {"summary": format!("Set an environment's secret {{value}}, released only to a job of that environment once it passed its protection; names: {name_rule}"), "tags": ["secrets"],
+                "responses": {"204": {"description": "stored"}, "400": {"description": "invalid name"}, "404": {"description": "no such repository"}}},
+            "delete": {"summary": "Remove an environment's secret", "tags": ["secrets"], "responses": {"204": {"description": "removed"}, "404": {"description": "no such secret"}}}},
+        "/api/v1/repos/{id}/environments/{env}/variables/{name}": {"put": {"summary": format!("Set an environment's variable {{value}}; names: {name_rule}"), "tags": ["secrets"],
+            "responses": {"204": {"description": "stored"}, "400": {"description": "invalid name"}, "404": {"description": "no such repository"}}}},
+    })
+}
+
 pub fn document() -> Value {
     let mut doc = document_base();
-    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), outbound_paths()) {
-        paths.extend(more);
+    for more in [outbound_paths(), access_paths()] {
+        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
+            paths.extend(more);
+        }
     }
     doc
 }
@@ -82,7 +109,7 @@ fn document_base() -> Value {
             "/api/v1/deliveries": {"get": op("Webhook deliveries", "ops")},
             "/api/v1/audit": {"get": op("Audit log", "ops")},
             "/api/v1/deployments": {"get": op("Deployments", "ops")},
-            "/api/v1/tokens": {"get": op("Tokens (never values)", "ops"), "post": op("Create a token {name, role: admin|read|agent}", "ops")},
+            "/api/v1/tokens": {"get": op("Tokens (never values)", "ops"), "post": op("Create a token {name, role: admin|write|read|agent, expires_in?: seconds}", "ops")},
             "/api/v1/agent/poll": {"post": op("Agent: long-poll for a job", "agent")},
             "/api/v1/agent/jobs/{id}/heartbeat": {"post": op("Agent: extend the lease {fence}", "agent")},
             "/api/v1/agent/jobs/{id}/logs": {"post": op("Agent: one log chunk {fence, chunk, first_line, text}", "agent")},

@@ -629,3 +629,229 @@ async fn a_forks_runtime_token_cannot_poison_the_default_branchs_cache() {
     );
     s.server.stop().await;
 }
+
+const DEPLOY_WORKFLOW: &str = r#"on: push
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    environment: PRODUCTION
+    steps: [{run: "echo ${{ secrets.DEPLOY_KEY }} ${{ secrets.REPO_KEY }} ${{ secrets.SERVER_KEY }} ${{ vars.REGION }}"}]
+  build:
+    runs-on: ubuntu-latest
+    steps: [{run: "echo ${{ secrets.DEPLOY_KEY }} ${{ secrets.REPO_KEY }}"}]
+"#;
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(15), "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn environment_secrets_reach_only_a_job_that_passed_its_protection() {
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/deploy.yml", DEPLOY_WORKFLOW),
+        (
+            "hangar.yml",
+            "environments:\n  Production:\n    protection:\n      reviewers: [alice]\n",
+        ),
+    ]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let id = s.register("acme/app", repo.path()).await;
+    for (path, value) in [
+        (
+            format!("/api/v1/repos/{id}/environments/production/secrets/DEPLOY_KEY"),
+            "env-level-secret-1",
+        ),
+        (
+            format!("/api/v1/repos/{id}/environments/production/secrets/REPO_KEY"),
+            "env-overrides-repo-2",
+        ),
+        (
+            format!("/api/v1/repos/{id}/secrets/REPO_KEY"),
+            "repo-level-secret-3",
+        ),
+        (
+            "/api/v1/repos/0/secrets/SERVER_KEY".to_string(),
+            "server-level-secret-4",
+        ),
+        (
+            format!("/api/v1/repos/{id}/environments/Production/variables/REGION"),
+            "eu-west-1",
+        ),
+    ] {
+        let (code, v) = put_json(&s, &path, json!({"value": value})).await;
+        assert_eq!(code, 204, "{path}: {v}");
+    }
+    let names = s
+        .get(&format!(
+            "/api/v1/repos/{id}/environments/PRODUCTION/secrets"
+        ))
+        .await;
+    assert_eq!(
+        names["names"],
+        json!(["DEPLOY_KEY", "REPO_KEY"]),
+        "names without case"
+    );
+    let agent = new_token(&s, "remote-box", "agent", None).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // No push to main happened: the rules are read because the repository
+    // was registered.
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "deploy-1").await;
+    assert_eq!(code, 202, "{v}");
+    let run = v["runs"][0].as_i64().unwrap();
+    let job = |v: &Value, key: &str| {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .cloned()
+            .unwrap()
+    };
+    wait_for("the deploy job waits for alice", async || {
+        let v = s.get(&format!("/api/v1/runs/{run}")).await;
+        job(&v, "deploy")["waiting_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("approval by a reviewer"))
+    })
+    .await;
+    // The job without an environment: the repository's and the server's
+    // secrets it names, not the environment's.
+    let build = poll(&s, &agent, "box-1", 5000).await.expect("build");
+    assert_eq!(build["job_key"], "build");
+    assert_eq!(
+        build["secrets"],
+        json!({"REPO_KEY": "repo-level-secret-3"}),
+        "{build:#}"
+    );
+    assert!(
+        poll(&s, &agent, "box-1", 1000).await.is_none(),
+        "deploy leased unapproved"
+    );
+    // alice's approval (here the administrator's) releases the environment's secrets.
+    let pending = s.get("/api/v1/approvals").await;
+    let approval = pending[0]["id"].as_i64().unwrap();
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/approvals/{approval}"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let deploy = poll(&s, &agent, "box-2", 5000).await.expect("deploy");
+    assert_eq!(deploy["job_key"], "deploy");
+    assert_eq!(
+        deploy["secrets"],
+        json!({"DEPLOY_KEY": "env-level-secret-1", "REPO_KEY": "env-overrides-repo-2",
+               "SERVER_KEY": "server-level-secret-4"}),
+        "{deploy:#}"
+    );
+    assert_eq!(deploy["vars"]["REGION"], "eu-west-1", "{deploy:#}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_naming_an_environment_waits_while_the_rules_are_unread() {
+    // HEAD names a branch that does not exist: the rules cannot be read at
+    // registration, and a push to another branch must not run unprotected.
+    let repo = hangar_testkit::empty_repo();
+    git(repo.path(), &["checkout", "-q", "-b", "feature"]);
+    let sha = hangar_testkit::commit(
+        repo.path(),
+        &[
+            (".github/workflows/deploy.yml", DEPLOY_WORKFLOW),
+            (
+                "hangar.yml",
+                "environments:\n  production:\n    protection:\n      reviewers: [alice]\n",
+            ),
+        ],
+    );
+    git(repo.path(), &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/feature", "before": "0".repeat(40), "after": sha,
+        "repository": {"full_name": "acme/app"}, "pusher": {"name": "t"},
+    }))
+    .unwrap();
+    let (code, v) = s
+        .hook("github", &body, &sign(&body), "feature-1", "push")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let run = v["runs"][0].as_i64().unwrap();
+    let agent = new_token(&s, "remote-box", "agent", None).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let build = poll(&s, &agent, "box-1", 5000).await.expect("build runs");
+    assert_eq!(build["job_key"], "build");
+    assert!(
+        poll(&s, &agent, "box-1", 2000).await.is_none(),
+        "deploy ran unprotected"
+    );
+    let v = s.get(&format!("/api/v1/runs/{run}")).await;
+    let deploy = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == "deploy")
+        .unwrap()
+        .clone();
+    assert_eq!(deploy["status"], "waiting", "{v:#}");
+    assert!(
+        deploy["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .contains("has not been read yet"),
+        "{deploy:#}"
+    );
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_printed_as_base64_at_any_alignment_or_as_hex_is_masked_in_the_stored_log() {
+    let wf = r#"on: push
+jobs:
+  leak:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          for p in '' x xy; do printf '%s%s' "$p" "$T" | base64; done
+          printf '%s' "$T" | od -An -tx1 | tr -d ' \n'; echo
+        env: {T: "${{ secrets.TOKEN }}"}
+"#;
+    let (repo, sha) = repo_with(&[(".github/workflows/leak.yml", wf)]);
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    let secret = "correct-horse-battery";
+    let (code, _) = put_json(
+        &s,
+        &format!("/api/v1/repos/{id}/secrets/TOKEN"),
+        json!({"value": secret}),
+    )
+    .await;
+    assert_eq!(code, 204);
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "leak-1").await;
+    assert_eq!(code, 202, "{v}");
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let job = run["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    use base64::Engine;
+    let b64 = |p: &str| base64::engine::general_purpose::STANDARD.encode(format!("{p}{secret}"));
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    for leak in [b64(""), b64("x"), b64("xy"), hex] {
+        // The middle of each encoding depends on the secret alone.
+        let middle = &leak[4..leak.len() - 4];
+        assert!(!log.contains(middle), "{middle} leaked:\n{log}");
+    }
+    assert!(log.matches("***").count() >= 4, "{log}");
+    s.server.stop().await;
+}
