@@ -577,10 +577,15 @@ pub async fn artifact_upload(
         Ok(j) => j,
         Err(r) => return r,
     };
-    if name.is_empty() || name.contains('/') || name.contains("..") {
+    // GitHub's artifact names (a workflow's `name:` may hold spaces), minus
+    // anything that walks out of the directory another agent unpacks it to.
+    const BAD: &[char] = &[
+        '"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/', '\0',
+    ];
+    if name.trim().is_empty() || name.len() > 256 || name.contains(BAD) || name.contains("..") {
         return error(
             StatusCode::BAD_REQUEST,
-            "an artifact name may not contain `/` or `..`",
+            "an artifact name is 1 to 256 characters, none of \" : < > | * ? \\ / or line breaks, and no `..`",
         );
     }
     let stored = app.store.put_blob(&body).and_then(|digest| {

@@ -297,6 +297,22 @@ impl App {
             &format!("run/{run_id}"),
             &json!({"reason": reason}),
         )?;
+        self.notifier.notify(
+            &self.store,
+            crate::notify::Notice {
+                event: "approval_waiting",
+                repo_id: Some(run.repo_id),
+                run_id: Some(run_id),
+                title: format!("Approval to run waiting: {}", self.repo_name(run.repo_id)),
+                text: format!(
+                    "{} on {} ({}): {reason}",
+                    run.workflow_name,
+                    short_ref(&run.git_ref),
+                    short_sha(&run.sha)
+                ),
+                data: json!({"run_id": run_id, "ref": run.git_ref, "sha": run.sha, "approve_and_run": true}),
+            },
+        );
         self.live.publish(
             run_id,
             json!({"type": "run", "status": "waiting", "conclusion": null}),

@@ -476,6 +476,29 @@ async fn approve_and_run_holds_a_forks_pull_request_until_a_writer_approves() {
         json!({}),
         "approved is still untrusted: {a:#}"
     );
+    // Its artifacts keep GitHub's names, never one that walks out of the
+    // directory another agent unpacks it into.
+    let (job, fence) = (a["job_id"].as_i64().unwrap(), a["fence"].as_i64().unwrap());
+    let key = a["lease_key"].as_str().unwrap();
+    for (name, want) in [
+        ("my%20report", 201),
+        ("a%3Ab", 400),
+        ("a..b", 400),
+        ("back%5Cslash", 400),
+    ] {
+        let r = s
+            .http
+            .post(s.url(&format!(
+                "/api/v1/agent/jobs/{job}/artifacts/{name}?fence={fence}"
+            )))
+            .bearer_auth(&agent)
+            .header("x-hangar-lease", key)
+            .body("tar")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "artifact {name}");
+    }
     let audit = s.get("/api/v1/audit").await;
     assert!(
         audit

@@ -2066,6 +2066,78 @@ mod tests {
         assert_eq!(numbers, [1, 1, 2, 1]);
     }
 
+    /// A database from before environment-level secrets keeps its secrets,
+    /// variables, protection rules (one per name without case) and tokens.
+    #[test]
+    fn a_database_from_before_environment_secrets_keeps_what_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let sealer = SecretBox::load_or_create(&dir.path().join("secret.key")).unwrap();
+            let c = Connection::open(dir.path().join("hangar.db")).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 6).unwrap();
+            c.execute(
+                "INSERT INTO secrets VALUES (1, 'TOKEN', ?1, 0), (0, 'GLOBAL', ?2, 0)",
+                params![
+                    sealer.seal(b"repo-value").unwrap(),
+                    sealer.seal(b"server-value").unwrap()
+                ],
+            )
+            .unwrap();
+            c.execute_batch(
+                "INSERT INTO variables VALUES (1, 'REGION', 'eu');
+                 INSERT INTO environments VALUES (1, 'Prod', '{\"reviewers\":[\"old\"],\"wait_seconds\":0,\"branches\":[]}');
+                 INSERT INTO environments VALUES (1, 'prod', '{\"reviewers\":[\"new\"],\"wait_seconds\":0,\"branches\":[]}');
+                 INSERT INTO repos (id, name, clone_url, forge, created_at) VALUES (1, 'a/b', '/x', 'github', 0);",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO api_tokens (name, role, hash, created_at) VALUES ('admin', 'admin', ?1, 0)",
+                [sha256_hex(b"the-token")],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let secrets = s.secrets_for_repo(1).unwrap();
+        assert_eq!(secrets["TOKEN"], "repo-value");
+        assert_eq!(secrets["GLOBAL"], "server-value");
+        assert!(s.env_secrets(1, None).unwrap().is_empty());
+        assert_eq!(s.variables_for_repo(1).unwrap()["REGION"], "eu");
+        let p = s.get_environment(1, "PROD").unwrap().unwrap();
+        assert_eq!(p.reviewers, ["new"], "the later row of one name wins");
+        assert_eq!(s.verify_token("the-token").unwrap().unwrap().name, "admin");
+        assert_eq!(s.approval_policy(1).unwrap(), "none");
+        assert!(!s.environments_loaded(1).unwrap());
+        // The three levels stay apart.
+        s.set_env_secret(1, "Prod", "TOKEN", "env-value").unwrap();
+        assert_eq!(s.secrets_for_repo(1).unwrap()["TOKEN"], "repo-value");
+        assert_eq!(
+            s.env_secrets(1, Some("PROD")).unwrap()["TOKEN"],
+            "env-value"
+        );
+        assert_eq!(s.env_secret_names(1, "prod").unwrap(), ["TOKEN"]);
+    }
+
+    #[test]
+    fn expired_and_revoked_tokens_verify_as_none() {
+        let (_d, s) = store();
+        let (_, past) = s
+            .create_token_expiring("old", Role::Read, Some(now_ms() - 1))
+            .unwrap();
+        assert!(s.verify_token(&past).unwrap().is_none());
+        let (id, live) = s
+            .create_token_expiring("live", Role::Write, Some(now_ms() + 60_000))
+            .unwrap();
+        assert_eq!(s.verify_token(&live).unwrap().unwrap().role, Role::Write);
+        assert!(s.revoke_token(id).unwrap());
+        assert!(!s.revoke_token(id).unwrap());
+        assert!(s.verify_token(&live).unwrap().is_none());
+        let listed = s.list_tokens().unwrap();
+        assert!(listed.iter().any(|t| t.id == id && t.revoked_at.is_some()));
+    }
+
     /// A database written before logs were kept per attempt opens, and its
     /// logs, steps and approvals are those of each job's last attempt; its
     /// runs are numbered per workflow.
