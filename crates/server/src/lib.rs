@@ -14,6 +14,7 @@ pub mod live;
 pub mod mask;
 pub mod metrics;
 pub mod notify;
+mod notify_email;
 pub mod openapi;
 mod results_store;
 pub mod settings;
@@ -68,6 +69,9 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Retries of commit status delivery.
     pub status_retry: forge_status::RetryPolicy,
+    /// A PEM certificate trusted for e-mail notifications' SMTP servers besides
+    /// the web's roots (an internal CA).
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -91,6 +95,7 @@ impl ServeConfig {
             first_time_untrusted: false,
             public_url: None,
             status_retry: Default::default(),
+            smtp_ca_file: None,
         }
     }
 }
@@ -436,7 +441,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         untrusted_on_embedded: cfg.untrusted_on_embedded,
         first_time_untrusted: cfg.first_time_untrusted,
         forge: Arc::new(forge_status::Reporter::new(cfg.status_retry.clone())),
-        notifier: Arc::new(notify::Notifier::new(cfg.status_retry.clone())),
+        notifier: Arc::new(
+            notify::Notifier::new(cfg.status_retry.clone()).with_smtp_ca(cfg.smtp_ca_file.clone()),
+        ),
         env_loads: Default::default(),
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;

@@ -1,7 +1,8 @@
 //! Notifications: rules (`POST /api/v1/notifications`) say which events go to
 //! which channel — a Slack-compatible incoming webhook, a Microsoft Teams
-//! workflow webhook, or a generic JSON webhook signed like GitHub's
-//! (`X-Hangar-Signature-256: sha256=<HMAC-SHA256 of the body>`).
+//! workflow webhook, a generic JSON webhook signed like GitHub's
+//! (`X-Hangar-Signature-256: sha256=<HMAC-SHA256 of the body>`), or e-mail
+//! over SMTP (`notify_email`: STARTTLS required unless the rule says otherwise).
 //!
 //! Messages are built from run and job names only, and then masked with the
 //! repository's secrets all the same (a workflow or branch name may carry one).
@@ -31,7 +32,7 @@ pub const EVENTS: &[&str] = &[
 ];
 
 /// The channels a rule can deliver to.
-pub const CHANNELS: &[&str] = &["slack", "teams", "webhook"];
+pub const CHANNELS: &[&str] = &["slack", "teams", "webhook", "email"];
 
 /// One thing that happened, in words and as data.
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub fn validate(rule: &NotificationRule) -> Result<(), String> {
         ));
     }
     let url = rule.target.as_str();
+    if rule.channel == "email" {
+        return crate::notify_email::parse(url).map(|_| ());
+    }
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(' ') {
         return Err("`url` must be an http(s) URL (the channel's incoming webhook)".into());
     }
@@ -75,6 +79,9 @@ pub fn validate(rule: &NotificationRule) -> Result<(), String> {
 /// The host of a webhook URL: what the API and the log show of it (the rest of
 /// a Slack or Teams URL is the credential).
 pub fn host_of(url: &str) -> String {
+    if let Ok(t) = crate::notify_email::parse(url) {
+        return t.describe();
+    }
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     host.rsplit('@').next().unwrap_or(host).to_string()
@@ -118,6 +125,35 @@ pub fn body_for(channel: &str, n: &Notice, link: Option<&str>) -> Value {
     }
 }
 
+/// The outbound log's line for one notification, whatever its channel.
+fn record(
+    store: &Arc<dyn Store>,
+    rule: &NotificationRule,
+    n: &Notice,
+    out: &crate::forge_status::Outcome,
+) {
+    if out.outcome != "delivered" {
+        tracing::warn!(
+            rule = rule.id,
+            "notification not delivered after {} attempt(s): {}",
+            out.attempts,
+            out.error.as_deref().unwrap_or(out.outcome)
+        );
+    }
+    let _ = store.record_outbound(&NewOutbound {
+        kind: "notification".into(),
+        repo_id: n.repo_id,
+        run_id: n.run_id,
+        target: format!("{} {}", rule.channel, host_of(&rule.target)),
+        subject: format!("rule {}", rule.id),
+        state: n.event.into(),
+        attempts: out.attempts as i64,
+        outcome: out.outcome.into(),
+        http_status: out.http_status.map(i64::from),
+        error: out.error.clone(),
+    });
+}
+
 /// `sha256=<hex>`: GitHub's `X-Hub-Signature-256` scheme, over the exact body.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
@@ -133,6 +169,7 @@ pub struct Notifier {
     /// (job, attempt, event) already notified: a job's state is published more
     /// than once, its deployment is announced once.
     seen: Mutex<std::collections::HashSet<(i64, i64, &'static str)>>,
+    smtp_ca: Option<std::path::PathBuf>,
 }
 
 impl Notifier {
@@ -142,7 +179,14 @@ impl Notifier {
             policy,
             base_url: Mutex::new(String::new()),
             seen: Default::default(),
+            smtp_ca: None,
         }
+    }
+
+    /// Trusts `ca` (a PEM certificate) for SMTP servers, besides the web's roots.
+    pub fn with_smtp_ca(mut self, ca: Option<std::path::PathBuf>) -> Notifier {
+        self.smtp_ca = ca;
+        self
     }
 
     /// `true` the first time it is asked about (job, attempt, event).
@@ -199,6 +243,10 @@ impl Notifier {
             .clone();
         let link = n.run_id.map(|id| format!("{base}/ui/#/runs/{id}"));
         for rule in rules {
+            if rule.channel == "email" {
+                self.email(store, &rule, &n, link.as_deref());
+                continue;
+            }
             let body = body_for(&rule.channel, &n, link.as_deref());
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
             let mut headers = vec![("x-hangar-event", n.event.to_string())];
@@ -211,28 +259,38 @@ impl Notifier {
             let n = n.clone();
             tokio::spawn(async move {
                 let out = send_with_retries(&client, &policy, &rule.target, &headers, &bytes).await;
-                if out.outcome != "delivered" {
-                    tracing::warn!(
-                        rule = rule.id,
-                        "notification not delivered after {} attempt(s): {}",
-                        out.attempts,
-                        out.error.as_deref().unwrap_or(out.outcome)
-                    );
-                }
-                let _ = store.record_outbound(&NewOutbound {
-                    kind: "notification".into(),
-                    repo_id: n.repo_id,
-                    run_id: n.run_id,
-                    target: format!("{} {}", rule.channel, host_of(&rule.target)),
-                    subject: format!("rule {}", rule.id),
-                    state: n.event.into(),
-                    attempts: out.attempts as i64,
-                    outcome: out.outcome.into(),
-                    http_status: out.http_status.map(i64::from),
-                    error: out.error,
-                });
+                record(&store, &rule, &n, &out);
             });
         }
+    }
+
+    /// Sends `n` by e-mail through `rule`'s SMTP server, in the background.
+    fn email(
+        &self,
+        store: &Arc<dyn Store>,
+        rule: &NotificationRule,
+        n: &Notice,
+        link: Option<&str>,
+    ) {
+        let target = match crate::notify_email::parse(&rule.target) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(rule = rule.id, "e-mail rule unusable: {e}");
+                return;
+            }
+        };
+        let body = match link {
+            Some(l) => format!("{}\n\n{l}\n", n.text),
+            None => format!("{}\n", n.text),
+        };
+        let (policy, store, rule, n) =
+            (self.policy.clone(), store.clone(), rule.clone(), n.clone());
+        let ca = self.smtp_ca.clone();
+        tokio::spawn(async move {
+            let out =
+                crate::notify_email::send(&target, &policy, ca.as_deref(), &n.title, &body).await;
+            record(&store, &rule, &n, &out);
+        });
     }
 }
 

@@ -162,3 +162,285 @@ async fn a_failed_run_and_its_fix_reach_slack_teams_and_a_signed_webhook_without
     );
     s.server.stop().await;
 }
+
+/// A real SMTP server (aiosmtpd, from PyPI) on loopback, with STARTTLS required
+/// and AUTH only over TLS, or plain; every message it accepts is appended to
+/// `out` as a JSON line with whether TLS and AUTH were used.
+const SMTP_SERVER: &str = r#"
+import json, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, out, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, "a") as f:
+            f.write(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                "data": envelope.content.decode("utf8", "replace"),
+                "tls": session.ssl is not None, "auth": bool(session.authenticated)}) + "\n")
+        return "250 OK"
+def auth(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b"ci" and data.password == b"p@ss word"
+    return AuthResult(success=ok)
+kw = {}
+if cert != "-":
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    kw = dict(tls_context=ctx, require_starttls=True, authenticator=auth,
+              auth_require_tls=True, auth_required=True)
+Controller(Handler(), hostname="127.0.0.1", port=port, **kw).start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// Whether python3 with aiosmtpd and openssl are here; missing, the test is
+/// skipped loudly, except under CI, where it fails.
+fn have_smtp_tools() -> bool {
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if py && openssl {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "python3 with aiosmtpd and openssl are required in CI (.ci/run installs them)"
+    );
+    eprintln!("SKIPPED: python3 -m aiosmtpd or openssl not found");
+    false
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hangar test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    out: std::path::PathBuf,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_server(dir: &std::path::Path, name: &str, tls: bool) -> Smtp {
+    use std::io::BufRead;
+    let port = hangar_testkit::free_port();
+    let out = dir.join(format!("{name}.jsonl"));
+    let script = dir.join("smtp_server.py");
+    std::fs::write(&script, SMTP_SERVER).unwrap();
+    let (cert, key) = if tls {
+        (
+            dir.join("leaf.pem").display().to_string(),
+            dir.join("leaf.key").display().to_string(),
+        )
+    } else {
+        ("-".to_string(), "-".to_string())
+    };
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&out)
+        .args([&cert, &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "aiosmtpd did not start");
+    Smtp { child, port, out }
+}
+
+fn mails(smtp: &Smtp) -> Vec<Value> {
+    std::fs::read_to_string(&smtp.out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn e_mail_goes_over_starttls_with_auth_and_never_in_clear() {
+    if !have_smtp_tools() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    make_certificates(tmp.path());
+    let secure = smtp_server(tmp.path(), "secure", true);
+    let plain = smtp_server(tmp.path(), "plain", false);
+    let ca = tmp.path().join("ca.pem");
+    let s = start_with(move |cfg| {
+        cfg.smtp_ca_file = Some(ca);
+        cfg.status_retry.first_backoff = Duration::from_millis(10);
+    })
+    .await;
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", FAILING)]);
+    let id = s.register("acme/app", repo.path()).await;
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/repos/{id}/secrets/TOKEN")))
+        .bearer_auth(&s.token)
+        .json(&json!({"value": "S3CRET-VALUE-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let secure_url = format!(
+        "smtp://ci:p%40ss%20word@127.0.0.1:{}?from=ci@hangar.test&to=dev@acme.test,ops@acme.test",
+        secure.port
+    );
+    // A server that offers no STARTTLS is refused, never sent the message in clear.
+    let plain_url = format!(
+        "smtp://127.0.0.1:{}?from=ci@hangar.test&to=dev@acme.test",
+        plain.port
+    );
+    for url in [&secure_url, &plain_url] {
+        let (code, v) = s
+            .post(
+                "/api/v1/notifications",
+                json!({"repo_id": id, "events": ["run_failed"], "channel": "email", "url": url}),
+            )
+            .await;
+        assert_eq!(code, 201, "{v}");
+        assert!(
+            !v.to_string().contains("p%40ss"),
+            "the password is write-only: {v}"
+        );
+    }
+    // Credentials over a connection without TLS are refused when the rule is made.
+    let (code, v) = s
+        .post(
+            "/api/v1/notifications",
+            json!({"events": ["run_failed"], "channel": "email",
+                   "url": format!("smtp://ci:pw@127.0.0.1:{}?from=a@b.test&to=c@d.test&tls=none", plain.port)}),
+        )
+        .await;
+    assert_eq!(code, 422, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("in clear"), "{v}");
+
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d-1").await;
+    let run = v["runs"][0].as_i64().unwrap();
+    assert_eq!(
+        s.wait_run(run, Duration::from_secs(30)).await["run"]["conclusion"],
+        "failure"
+    );
+    let start = Instant::now();
+    let log = loop {
+        let log = s.get("/api/v1/outbound?kind=notification").await;
+        if log.as_array().unwrap().len() >= 2 {
+            break log;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{log:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mail = mails(&secure);
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    let m = &mail[0];
+    assert_eq!(m["tls"], true, "STARTTLS was used");
+    assert_eq!(m["auth"], true, "AUTH went over TLS");
+    assert_eq!(m["to"], json!(["dev@acme.test", "ops@acme.test"]));
+    let data = m["data"].as_str().unwrap();
+    assert!(data.contains("Subject: ci failed: acme/app"), "{data}");
+    assert!(data.contains(&format!("/ui/#/runs/{run}")), "{data}");
+    assert!(!data.contains("S3CRET-VALUE-123"), "{data}");
+    assert!(
+        mails(&plain).is_empty(),
+        "nothing reached the server without STARTTLS"
+    );
+    let by_target: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["target"].as_str().unwrap().to_string(),
+                d["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        by_target.contains(&(
+            format!("email 127.0.0.1:{}", secure.port),
+            "delivered".into()
+        )),
+        "{by_target:?}"
+    );
+    assert!(
+        by_target.contains(&(format!("email 127.0.0.1:{}", plain.port), "refused".into())),
+        "{by_target:?}"
+    );
+    assert!(!log.to_string().contains("p%40ss"), "{log}");
+    s.server.stop().await;
+}

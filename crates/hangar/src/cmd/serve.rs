@@ -54,6 +54,10 @@ pub enum Command {
         /// (default: any local path outside the data directory).
         #[arg(long, value_delimiter = ',')]
         local_repos: Vec<PathBuf>,
+        /// A PEM certificate to trust for e-mail notifications' SMTP servers,
+        /// besides the web's roots (an internal CA).
+        #[arg(long, value_name = "FILE", env = "HANGAR_SMTP_CA_FILE")]
+        smtp_ca_file: Option<PathBuf>,
         /// How often watched repositories are polled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
@@ -161,6 +165,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             untrusted_on_embedded,
             first_time_untrusted,
             local_repos,
+            smtp_ca_file,
             poll_ms,
             public_url,
         } => {
@@ -177,6 +182,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             cfg.metrics_public = metrics_public;
             cfg.untrusted_on_embedded = untrusted_on_embedded;
             cfg.first_time_untrusted = first_time_untrusted;
+            cfg.smtp_ca_file = smtp_ca_file;
             if !local_repos.is_empty() {
                 cfg.local_repos = hangar_server::git::LocalRepos::Under(local_repos);
             }
