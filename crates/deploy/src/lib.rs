@@ -16,6 +16,7 @@ pub mod control;
 pub mod controller;
 pub mod dora;
 pub mod health;
+pub mod recovery;
 pub mod release;
 pub mod state;
 pub mod supervisor;

@@ -33,6 +33,8 @@ enum Command {
     Deploy(cmd::deploy::Command),
     #[command(flatten)]
     Release(cmd::release::Command),
+    /// Project backups, restores and recovery drills (RPO/RTO).
+    Recovery(cmd::recovery::Args),
     /// Security gates: secrets, policy, dependencies.
     Scan(cmd::scan::Args),
     /// The tool cache the setup actions read (RUNNER_TOOL_CACHE).
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Server(command) => cmd::serve::run(command),
         Command::Deploy(command) => cmd::deploy::run(command),
         Command::Release(command) => cmd::release::run(command),
+        Command::Recovery(args) => cmd::recovery::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Toolcache(args) => cmd::toolcache::run(args),
     };

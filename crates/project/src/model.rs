@@ -23,6 +23,40 @@ pub struct Project {
     /// Where `hangar run` fetches marketplace actions from.
     #[serde(default)]
     pub actions: Option<Actions>,
+    /// Disaster-recovery targets and where project backups go.
+    #[serde(default)]
+    pub recovery: Option<Recovery>,
+}
+
+/// `recovery:`: what `hangar recovery backup` keeps and what a drill must achieve.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// Recovery point objective: the newest backup may be at most this old.
+    #[serde(default)]
+    pub rpo: Option<Dur>,
+    /// Recovery time objective: a drill must have the services back within this.
+    #[serde(default)]
+    pub rto: Option<Dur>,
+    /// Backups kept per environment (oldest removed first).
+    #[serde(default = "default_keep_backups")]
+    pub keep: u32,
+    /// Where backups go, relative to the project (default `.hangar/backups`).
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+fn default_keep_backups() -> u32 {
+    7
+}
+
+/// A stateful service's `backup:`: shell commands that write its data into
+/// `$HANGAR_BACKUP_DIR` and read it back.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    pub run: String,
+    pub restore: String,
 }
 
 /// `actions:`: the forge remote `uses:` are fetched from.
@@ -64,6 +98,9 @@ pub struct Service {
     /// Empty means the whole project directory is the working directory of instances.
     #[serde(default)]
     pub artifact: Vec<String>,
+    /// How `hangar recovery` backs up and restores this service's data.
+    #[serde(default)]
+    pub backup: Option<Backup>,
 }
 
 fn one() -> u32 {

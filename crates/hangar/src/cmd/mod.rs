@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod expr;
 pub mod follow;
 pub mod init;
+pub mod recovery;
 pub mod release;
 pub mod run;
 pub mod scan;
