@@ -15,15 +15,53 @@ use crate::hooks::queue_event;
 use crate::workflows::{self, Event};
 
 /// Polls `git for-each-ref` of a local repository; every moved branch or tag is a push.
+///
+/// What was seen is durable: each push is a delivery named
+/// `local:<repo>:<ref>:<sha>`, so after a restart a ref whose commit differs
+/// from the last one seen is built (with that commit as `before`), and a ref
+/// created while the server was down is built as a new one. The first watch of
+/// a repository records its refs as they are, building nothing.
 pub fn watch_local(app: Arc<App>, repo: Repo, path: PathBuf, every: Duration) {
     tokio::spawn(async move {
-        let mut known: HashMap<String, String> = match app.git.local_refs(&path).await {
-            Ok(refs) => refs.into_iter().collect(),
+        let refs = match app.git.local_refs(&path).await {
+            Ok(refs) => refs,
             Err(e) => {
                 tracing::warn!("not watching {}: {e:#}", path.display());
                 return;
             }
         };
+        let mut known: HashMap<String, String> = HashMap::new();
+        let prefix = format!("local:{}:", repo.id);
+        let first_watch = matches!(
+            app.store.latest_delivery_with_prefix(repo.id, &prefix),
+            Ok(None)
+        );
+        for (r, sha) in refs {
+            let id = delivery_id(&repo, &r, &sha);
+            if first_watch {
+                let _ = app
+                    .store
+                    .record_delivery(&id, Some(repo.id), "push", "baseline", &[]);
+                known.insert(r, sha);
+                continue;
+            }
+            let last = app
+                .store
+                .latest_delivery_with_prefix(repo.id, &format!("{prefix}{r}:"))
+                .ok()
+                .flatten();
+            if last.as_deref() == Some(id.as_str()) {
+                known.insert(r, sha);
+                continue;
+            }
+            // Moved (or created) while the server was down.
+            let before = last
+                .as_deref()
+                .and_then(|l| l.rsplit(':').next())
+                .map(str::to_string);
+            known.insert(r.clone(), sha.clone());
+            push(&app, &repo, &r, before, &sha).await;
+        }
         loop {
             tokio::time::sleep(every).await;
             let Ok(refs) = app.git.local_refs(&path).await else {
@@ -35,24 +73,32 @@ pub fn watch_local(app: Arc<App>, repo: Repo, path: PathBuf, every: Duration) {
                     continue;
                 }
                 known.insert(r.clone(), sha.clone());
-                let before = before.unwrap_or_else(|| "0".repeat(40));
-                let ev = Event {
-                    name: "push".into(),
-                    git_ref: r.clone(),
-                    sha: sha.clone(),
-                    before: before.clone(),
-                    actor: whoami(),
-                    payload: json!({
-                        "ref": r, "before": before, "after": sha,
-                        "repository": {"full_name": repo.name, "clone_url": repo.clone_url},
-                    }),
-                    ..Default::default()
-                };
-                let delivery = format!("local:{}:{r}:{sha}", repo.id);
-                let _ = queue_event(&app, &repo, &ev, &delivery).await;
+                push(&app, &repo, &r, before, &sha).await;
             }
         }
     });
+}
+
+fn delivery_id(repo: &Repo, git_ref: &str, sha: &str) -> String {
+    format!("local:{}:{git_ref}:{sha}", repo.id)
+}
+
+/// Queues the push of `git_ref` from `before` (none: a new ref) to `sha`.
+async fn push(app: &Arc<App>, repo: &Repo, git_ref: &str, before: Option<String>, sha: &str) {
+    let before = before.unwrap_or_else(|| "0".repeat(40));
+    let ev = Event {
+        name: "push".into(),
+        git_ref: git_ref.into(),
+        sha: sha.into(),
+        before: before.clone(),
+        actor: whoami(),
+        payload: json!({
+            "ref": git_ref, "before": before, "after": sha,
+            "repository": {"full_name": repo.name, "clone_url": repo.clone_url},
+        }),
+        ..Default::default()
+    };
+    let _ = queue_event(app, repo, &ev, &delivery_id(repo, git_ref, sha)).await;
 }
 
 fn whoami() -> String {

@@ -190,3 +190,152 @@ async fn two_watched_repositories_with_the_same_folder_name_stay_two() {
     assert_ne!(repos[0]["clone_url"], repos[1]["clone_url"]);
     s.server.stop().await;
 }
+
+/// A server on `data` watching `repo`; the admin token is made on the first start only.
+async fn watching(data: &std::path::Path, repo: &std::path::Path) -> hangar_server::Server {
+    let mut cfg = hangar_server::ServeConfig::new(
+        data.to_path_buf(),
+        std::sync::Arc::new(hangar_agent::EngineRunner::default()),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.cron = false;
+    cfg.watch = vec![repo.to_path_buf()];
+    cfg.watch_every = Duration::from_millis(100);
+    hangar_server::start(cfg).await.unwrap()
+}
+
+async fn runs_of(server: &hangar_server::Server, token: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs", server.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["git_ref"].as_str().unwrap().to_string(),
+                r["sha"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn wait_runs(server: &hangar_server::Server, token: &str, n: usize) -> Vec<(String, String)> {
+    let start = std::time::Instant::now();
+    loop {
+        let runs = runs_of(server, token).await;
+        if runs.len() >= n {
+            return runs;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} of {n} runs: {runs:?}",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn commits_pushed_while_the_server_was_down_are_built_when_it_starts_again() {
+    let wf = "name: ci\non: push\njobs:\n  show:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"before=${{ github.event.before }}\"\n";
+    let (repo, first) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let data = tempfile::tempdir().unwrap();
+    // The first watch takes the repository as it is: nothing is built.
+    let server = watching(data.path(), repo.path()).await;
+    let token = server.admin_token.clone().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(runs_of(&server, &token).await.is_empty());
+    // A commit while it runs is built, as before.
+    let second = commit(repo.path(), &[("a.txt", "a")]).unwrap();
+    let runs = wait_runs(&server, &token, 1).await;
+    assert_eq!(runs, [("refs/heads/main".to_string(), second.clone())]);
+    server.stop().await;
+
+    // Down: main moves on and a branch is created.
+    let third = commit(repo.path(), &[("b.txt", "b")]).unwrap();
+    git(repo.path(), &["checkout", "-q", "-b", "feature"]);
+    let fourth = commit(repo.path(), &[("c.txt", "c")]).unwrap();
+    git(repo.path(), &["checkout", "-q", "main"]);
+
+    let server = watching(data.path(), repo.path()).await;
+    let runs = wait_runs(&server, &token, 3).await;
+    let mut want = vec![
+        ("refs/heads/feature".to_string(), fourth.clone()),
+        ("refs/heads/main".to_string(), second.clone()),
+        ("refs/heads/main".to_string(), third.clone()),
+    ];
+    want.sort();
+    assert_eq!(runs, want);
+    // `before` of the catch-up push is the last commit built, not the start-up state.
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs", server.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let main_run = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["sha"] == third.as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let start = std::time::Instant::now();
+    let log = loop {
+        let detail: serde_json::Value = http
+            .get(format!("{}/api/v1/runs/{main_run}", server.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if detail["run"]["status"] == "completed" {
+            let job = detail["jobs"][0]["id"].as_i64().unwrap();
+            break http
+                .get(format!("{}/api/v1/jobs/{job}/logs/raw", server.url()))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{detail:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        log.contains(&format!("before={second}")),
+        "before is the last commit built, not the start-up state: {log}"
+    );
+    server.stop().await;
+
+    // Up again with nothing new: nothing more is built.
+    let server = watching(data.path(), repo.path()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs_of(&server, &token).await.len(), 3);
+    assert!(
+        !runs_of(&server, &token)
+            .await
+            .iter()
+            .any(|(_, s)| s == &first)
+    );
+    server.stop().await;
+}

@@ -51,6 +51,10 @@ pub trait Store: Send + Sync {
         runs: &[NewRun],
     ) -> Result<Option<Vec<i64>>>;
     fn list_deliveries(&self, limit: i64) -> Result<Vec<Delivery>>;
+    /// The newest delivery id of a repository that starts with `prefix` (the
+    /// local watcher's ids name the ref and commit, so this is the last commit
+    /// of a ref that was seen).
+    fn latest_delivery_with_prefix(&self, repo_id: i64, prefix: &str) -> Result<Option<String>>;
 
     // Runs, jobs and steps.
     fn create_run(&self, run: &NewRun) -> Result<i64>;

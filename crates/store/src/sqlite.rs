@@ -520,6 +520,19 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn latest_delivery_with_prefix(&self, repo_id: i64, prefix: &str) -> Result<Option<String>> {
+        // substr, not LIKE: a ref name may hold `%` or `_`.
+        Ok(self
+            .c()
+            .query_row(
+                "SELECT delivery_id FROM deliveries WHERE repo_id = ?1 \
+                 AND substr(delivery_id, 1, length(?2)) = ?2 ORDER BY id DESC LIMIT 1",
+                params![repo_id, prefix],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     fn create_run(&self, run: &NewRun) -> Result<i64> {
         let mut c = self.c();
         let tx = c.transaction()?;
