@@ -118,7 +118,30 @@ fn try_claim(
     caller: &Caller,
 ) -> anyhow::Result<Option<Assignment>> {
     let embedded = caller.name == crate::auth::EMBEDDED_AGENT;
-    for job in app.store.runnable_jobs(&req.labels, 4)? {
+    // A scoped agent token claims only its labels, whatever the agent says it
+    // has, and only its repositories' jobs; it looks further down the queue,
+    // past jobs it may not take.
+    let scope = &caller.scope;
+    let labels: Vec<String> = if scope.labels.is_empty() {
+        req.labels.clone()
+    } else {
+        req.labels
+            .iter()
+            .filter(|l| scope.labels.iter().any(|s| s.eq_ignore_ascii_case(l)))
+            .cloned()
+            .collect()
+    };
+    let window = if scope.repos.is_empty() { 4 } else { 64 };
+    for job in app.store.runnable_jobs(&labels, window)? {
+        if !scope.repos.is_empty() {
+            let repo = app
+                .store
+                .get_run(job.run_id)?
+                .and_then(|r| app.store.get_repo(r.repo_id).ok().flatten());
+            if !repo.is_some_and(|r| scope.repos.iter().any(|n| n == &r.name)) {
+                continue;
+            }
+        }
         // Untrusted code (a fork's pull request) never runs inside the server's
         // own process tree, next to its data, unless the administrator says so.
         if embedded && !app.untrusted_on_embedded && app.job_is_untrusted(&job)? {

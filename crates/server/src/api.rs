@@ -910,6 +910,13 @@ pub struct TokenBody {
     /// Seconds until the token stops authenticating; absent: it lasts until revoked.
     #[serde(default)]
     pub expires_in: Option<i64>,
+    /// `agent` tokens only: the repositories (names) whose jobs it may take.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    /// `agent` tokens only: the labels it may claim; a job is taken only when
+    /// all its `runs-on` labels are among them.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// The longest `expires_in`: ten years, far beyond any sensible lifetime,
@@ -944,16 +951,41 @@ pub async fn create_token(
             );
         }
     };
-    let (id, token) = tri!(app.store.create_token_expiring(&b.name, role, expires_at));
+    let scope = hangar_store::TokenScope {
+        repos: b.repos,
+        labels: b.labels,
+    };
+    if !scope.is_empty() && role != Role::Agent {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`repos` and `labels` limit agent tokens only; other roles' reach is their role",
+        );
+    }
+    if scope.repos.len() + scope.labels.len() > 1000
+        || scope
+            .repos
+            .iter()
+            .chain(&scope.labels)
+            .any(|n| n.is_empty() || n.len() > 200 || n.chars().any(char::is_control))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`repos` and `labels` hold at most 1000 non-empty names of up to 200 characters",
+        );
+    }
+    let (id, token) = tri!(
+        app.store
+            .create_token_scoped(&b.name, role, expires_at, &scope)
+    );
     tri!(app.store.audit(
         &c.name,
         "token.create",
         &format!("token/{id}"),
-        &json!({"name": b.name, "role": b.role, "expires_at": expires_at})
+        &json!({"name": b.name, "role": b.role, "expires_at": expires_at, "scope": scope})
     ));
     (
         StatusCode::CREATED,
-        Json(json!({"id": id, "token": token, "name": b.name, "role": b.role, "expires_at": expires_at})),
+        Json(json!({"id": id, "token": token, "name": b.name, "role": b.role, "expires_at": expires_at, "scope": scope})),
     )
         .into_response()
 }

@@ -17,6 +17,8 @@ use crate::app::App;
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// An agent token's limits (repositories, labels); empty for everyone else.
+    pub scope: hangar_store::TokenScope,
 }
 
 /// The bearer token of the `Authorization` header. A token anywhere else (a
@@ -152,6 +154,7 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
         req.extensions_mut().insert(Caller {
             name: "stream-token".into(),
             role: Role::Read,
+            scope: Default::default(),
         });
         return next.run(req).await;
     }
@@ -165,12 +168,14 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
         Caller {
             name: EMBEDDED_AGENT.into(),
             role: Role::Agent,
+            scope: Default::default(),
         }
     } else {
         match app.store.verify_token(&token) {
             Ok(Some(t)) => Caller {
                 name: t.name,
                 role: t.role,
+                scope: t.scope,
             },
             Ok(None) => {
                 return error(

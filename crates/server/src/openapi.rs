@@ -109,7 +109,7 @@ fn document_base() -> Value {
             "/api/v1/deliveries": {"get": op("Webhook deliveries", "ops")},
             "/api/v1/audit": {"get": op("Audit log", "ops")},
             "/api/v1/deployments": {"get": op("Deployments", "ops")},
-            "/api/v1/tokens": {"get": op("Tokens (never values)", "ops"), "post": op("Create a token {name, role: admin|write|read|agent, expires_in?: seconds}", "ops")},
+            "/api/v1/tokens": {"get": op("Tokens (never values)", "ops"), "post": op("Create a token {name, role: admin|write|read|agent, expires_in?: seconds, repos?: [names], labels?: [labels] (agent tokens only)}", "ops")},
             "/api/v1/agent/poll": {"post": op("Agent: long-poll for a job", "agent")},
             "/api/v1/agent/jobs/{id}/heartbeat": {"post": op("Agent: extend the lease {fence}", "agent")},
             "/api/v1/agent/jobs/{id}/logs": {"post": op("Agent: one log chunk {fence, chunk, first_line, text}", "agent")},

@@ -623,3 +623,81 @@ async fn a_slow_headers_client_is_dropped() {
     assert_eq!(r.status(), 200);
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_scoped_agent_token_takes_only_its_repositories_and_labels() {
+    let gpu = "name: ci\non: push\njobs:\n  train:\n    runs-on: [self-hosted, gpu]\n    steps:\n      - run: echo train\n";
+    let (a, sha_a) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let (b, sha_b) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let (c, sha_c) = repo_with(&[(".github/workflows/ci.yml", gpu)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/a", a.path()).await;
+    s.register("acme/b", b.path()).await;
+    s.register("acme/c", c.path()).await;
+    // Scopes are for agent tokens only.
+    let (code, v) = s
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "r", "role": "read", "repos": ["acme/a"]}),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = s
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "box-a", "role": "agent", "repos": ["acme/a", "acme/c"], "labels": ["ubuntu-latest", "self-hosted"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["scope"]["repos"], json!(["acme/a", "acme/c"]));
+    let scoped = v["token"].as_str().unwrap().to_string();
+    // acme/b's job is queued first: the scoped agent looks past it.
+    for (name, repo, sha, id) in [
+        ("acme/b", &b, &sha_b, "b-1"),
+        ("acme/a", &a, &sha_a, "a-1"),
+        ("acme/c", &c, &sha_c, "c-1"),
+    ] {
+        let (code, v) = s.push(name, repo.path(), sha, id).await;
+        assert_eq!(code, 202, "{v}");
+    }
+    // It claims `gpu` too, which its token does not allow: acme/c's job stays queued.
+    let claim = |token: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(s.url("/api/v1/agent/poll"))
+                .bearer_auth(token)
+                .json(&json!({"agent_id": "box-a", "name": "box-a",
+                    "labels": ["ubuntu-latest", "self-hosted", "gpu"],
+                    "capacity": 1, "free_slots": 1, "wait_ms": 500}))
+                .send()
+                .await
+                .unwrap();
+            (r.status() == 200).then_some(())?;
+            r.json::<Value>().await.ok()
+        }
+    };
+    let got = claim(scoped.clone()).await.expect("acme/a's job");
+    assert_eq!(got["repository"], "acme/a", "{got}");
+    assert!(
+        claim(scoped.clone()).await.is_none(),
+        "neither acme/b's job nor acme/c's gpu job"
+    );
+    // An unscoped agent takes what is left.
+    let any = agent_token(&s, "any").await;
+    let got = poll(&s, &any, "box-b").await.expect("acme/b's job");
+    assert_eq!(got["repository"], "acme/b", "{got}");
+    // The token list shows the scope; the audit log records it.
+    let tokens = s.get("/api/v1/tokens").await;
+    assert!(
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "box-a"
+                && t["scope"]["labels"] == json!(["ubuntu-latest", "self-hosted"])),
+        "{tokens:#}"
+    );
+    s.server.stop().await;
+}

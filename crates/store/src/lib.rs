@@ -214,6 +214,16 @@ pub trait Store: Send + Sync {
         name: &str,
         role: Role,
         expires_at: Option<Millis>,
+    ) -> Result<(i64, String)> {
+        self.create_token_scoped(name, role, expires_at, &TokenScope::default())
+    }
+    /// As [`Store::create_token_expiring`], limited to `scope` (agent tokens).
+    fn create_token_scoped(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<Millis>,
+        scope: &TokenScope,
     ) -> Result<(i64, String)>;
     /// `false` when there is no such token or it was already revoked.
     fn revoke_token(&self, id: i64) -> Result<bool>;

@@ -313,6 +313,25 @@ pub struct TokenInfo {
     pub expires_at: Option<Millis>,
     /// Set when the token was revoked (`DELETE /api/v1/tokens/{id}`).
     pub revoked_at: Option<Millis>,
+    /// What an agent token may take (empty lists: anything).
+    #[serde(default)]
+    pub scope: TokenScope,
+}
+
+/// The jobs an agent token may lease: of these repositories (by name) and
+/// with `runs-on` labels all among these. Empty lists do not restrict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenScope {
+    #[serde(default)]
+    pub repos: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl TokenScope {
+    pub fn is_empty(&self) -> bool {
+        self.repos.is_empty() && self.labels.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

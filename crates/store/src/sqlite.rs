@@ -174,6 +174,10 @@ ALTER TABLE repos ADD COLUMN approval_policy TEXT NOT NULL DEFAULT 'none';
 ALTER TABLE repos ADD COLUMN environments_loaded_at INTEGER;
 ALTER TABLE runs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Agent tokens limited to repositories and labels.
+    r#"
+ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 pub struct SqliteStore {
@@ -1347,17 +1351,26 @@ impl Store for SqliteStore {
         Ok(self.create_token_expiring(name, role, None)?.1)
     }
 
-    fn create_token_expiring(
+    fn create_token_scoped(
         &self,
         name: &str,
         role: Role,
         expires_at: Option<Millis>,
+        scope: &TokenScope,
     ) -> Result<(i64, String)> {
         let token = random_token()?;
         let c = self.c();
         c.execute(
-            "INSERT INTO api_tokens (name, role, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, role.as_str(), sha256_hex(token.as_bytes()), now_ms(), expires_at],
+            "INSERT INTO api_tokens (name, role, hash, created_at, expires_at, scope) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                name,
+                role.as_str(),
+                sha256_hex(token.as_bytes()),
+                now_ms(),
+                expires_at,
+                serde_json::to_string(scope)?
+            ],
         )?;
         Ok((c.last_insert_rowid(), token))
     }
@@ -1375,31 +1388,36 @@ impl Store for SqliteStore {
         let hash = sha256_hex(plaintext.as_bytes());
         // An expired or revoked token is no token: the caller sees the same
         // answer as for an unknown one.
-        let row: Option<(i64, String, String, i64, Option<i64>)> = self
+        let row: Option<(i64, String, String, i64, Option<i64>, String)> = self
             .c()
             .query_row(
-                "SELECT id, name, role, created_at, expires_at FROM api_tokens WHERE hash = ?1 \
+                "SELECT id, name, role, created_at, expires_at, scope FROM api_tokens WHERE hash = ?1 \
                  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
                 params![hash, now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
-        Ok(row.and_then(|(id, name, role, created_at, expires_at)| {
-            Some(TokenInfo {
-                id,
-                name,
-                role: Role::parse(&role)?,
-                created_at,
-                expires_at,
-                revoked_at: None,
-            })
+        let Some((id, name, role, created_at, expires_at, scope)) = row else {
+            return Ok(None);
+        };
+        // A scope that cannot be read must not widen into "anything".
+        let scope: TokenScope = serde_json::from_str(&scope)
+            .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
+        Ok(Role::parse(&role).map(|role| TokenInfo {
+            id,
+            name,
+            role,
+            created_at,
+            expires_at,
+            revoked_at: None,
+            scope,
         }))
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let c = self.c();
         let mut s = c.prepare(
-            "SELECT id, name, role, created_at, expires_at, revoked_at FROM api_tokens ORDER BY id",
+            "SELECT id, name, role, created_at, expires_at, revoked_at, scope FROM api_tokens ORDER BY id",
         )?;
         let rows = s.query_map([], |r| {
             Ok((
@@ -1409,11 +1427,14 @@ impl Store for SqliteStore {
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get::<_, String>(6)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, role, created_at, expires_at, revoked_at) = row?;
+            let (id, name, role, created_at, expires_at, revoked_at, scope) = row?;
+            let scope = serde_json::from_str(&scope)
+                .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
             if let Some(role) = Role::parse(&role) {
                 out.push(TokenInfo {
                     id,
@@ -1422,6 +1443,7 @@ impl Store for SqliteStore {
                     created_at,
                     expires_at,
                     revoked_at,
+                    scope,
                 });
             }
         }
