@@ -181,14 +181,7 @@ fn toml_packages(text: &str, file: &Path, eco: Ecosystem) -> Vec<Package> {
 /// package-lock.json v1 (`dependencies`, nested) and v2/v3 (`packages`, keyed
 /// by install path). v2 carries both; `packages` is preferred.
 fn package_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: invalid JSON: {e}",
-            file.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
+    let doc = json_doc(text, file)?;
     let mut out = Vec::new();
     let finder = LineFinder::new(text);
     if let Some(packages) = doc.get("packages").and_then(Value::as_object) {
@@ -334,14 +327,7 @@ fn go_sum(text: &str, file: &Path) -> Vec<Package> {
 
 /// Pipfile.lock: `default` and `develop` maps of `name: {"version": "==x"}`.
 fn pipfile_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: invalid JSON: {e}",
-            file.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
+    let doc = json_doc(text, file)?;
     let finder = LineFinder::new(text);
     let mut cursor = 0;
     let mut out = Vec::new();
@@ -498,14 +484,7 @@ fn gradle_lockfile(text: &str, file: &Path) -> Vec<Package> {
 /// Branch installs (`dev-main`) are not releases an advisory can name: they
 /// are listed as unpinned.
 fn composer_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: not a composer.lock: {e}",
-            file.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
+    let doc = json_doc(text, file)?;
     let finder = LineFinder::new(text);
     let mut cursor = 0;
     let mut out = Vec::new();
@@ -597,6 +576,18 @@ fn go_mod_requires(text: &str) -> std::collections::HashSet<(String, String)> {
         }
     }
     out
+}
+
+/// A JSON lock file, or an error at its line and column.
+fn json_doc(text: &str, file: &Path) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}:{}: invalid JSON: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// Finds the line of a key in a JSON document (serde_json keeps no positions).

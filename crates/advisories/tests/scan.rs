@@ -266,6 +266,27 @@ fn helpful_errors() {
     assert!(err.contains("package-lock.json:2:"), "{err}");
 }
 
+/// (lock file under `proj`, package, version, line) of every finding, sorted.
+fn findings(
+    report: &hangar_advisories::Report,
+    proj: &Path,
+) -> Vec<(String, String, String, usize)> {
+    let mut got: Vec<_> = report
+        .vulnerabilities
+        .iter()
+        .map(|v| {
+            (
+                v.file.strip_prefix(proj).unwrap().display().to_string(),
+                v.package.clone(),
+                v.version.clone(),
+                v.line,
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
 fn opts(path: &Path, db: &Path) -> Options {
     Options {
         path: path.to_path_buf(),
@@ -479,19 +500,7 @@ fn yarn_pnpm_pipfile_and_uv_lock_files() {
         "version = 1\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\nsource = { editable = \".\" }\n\n[[package]]\nname = \"django\"\nversion = \"4.0.4\"\nsource = { registry = \"https://pypi.org/simple\" }\n",
     );
     let report = scan(&opts(&proj, &db)).unwrap();
-    let mut got: Vec<(String, String, String, usize)> = report
-        .vulnerabilities
-        .iter()
-        .map(|v| {
-            (
-                v.file.strip_prefix(&proj).unwrap().display().to_string(),
-                v.package.clone(),
-                v.version.clone(),
-                v.line,
-            )
-        })
-        .collect();
-    got.sort();
+    let got = findings(&report, &proj);
     let want: Vec<(String, String, String, usize)> = [
         ("berry/yarn.lock", "minimist", "1.2.5", 7),
         ("classic/yarn.lock", "lodash", "4.17.20", 7),
@@ -582,19 +591,7 @@ fn gradle_composer_and_gemfile_lock_files() {
         "GIT\n  remote: https://github.com/example/forked.git\n  revision: 0123456789abcdef0123456789abcdef01234567\n  specs:\n    nokogiri (1.0.0)\n\nGEM\n  remote: https://rubygems.org/\n  specs:\n    mini_portile2 (2.8.0)\n    nokogiri (1.13.9-x86_64-linux)\n      racc (~> 1.4)\n    racc (1.6.0)\n    rack (2.2.8)\n\nPLATFORMS\n  x86_64-linux\n\nDEPENDENCIES\n  nokogiri\n\nBUNDLED WITH\n   2.3.26\n",
     );
     let report = scan(&opts(&proj, &db)).unwrap();
-    let mut got: Vec<(String, String, String, usize)> = report
-        .vulnerabilities
-        .iter()
-        .map(|v| {
-            (
-                v.file.strip_prefix(&proj).unwrap().display().to_string(),
-                v.package.clone(),
-                v.version.clone(),
-                v.line,
-            )
-        })
-        .collect();
-    got.sort();
+    let got = findings(&report, &proj);
     let want: Vec<(String, String, String, usize)> = [
         (
             "java/gradle.lockfile",
