@@ -54,10 +54,9 @@ async fn wait_for(got: &Got, n: usize) -> Vec<(String, HeaderMap, Bytes)> {
     }
 }
 
-#[tokio::test]
-async fn a_failed_run_and_its_fix_reach_slack_teams_and_a_signed_webhook_without_secrets() {
-    let (url, got) = receiver().await;
-    let s = start().await;
+/// `acme/app` with a failing workflow whose job name carries the repository
+/// secret `S3CRET-VALUE-123`: (checkout, commit, repository id).
+async fn failing_repo_with_a_secret(s: &TestServer) -> (tempfile::TempDir, String, i64) {
     let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", FAILING)]);
     let id = s.register("acme/app", repo.path()).await;
     let r = s
@@ -69,6 +68,14 @@ async fn a_failed_run_and_its_fix_reach_slack_teams_and_a_signed_webhook_without
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    (repo, sha, id)
+}
+
+#[tokio::test]
+async fn a_failed_run_and_its_fix_reach_slack_teams_and_a_signed_webhook_without_secrets() {
+    let (url, got) = receiver().await;
+    let s = start().await;
+    let (repo, sha, id) = failing_repo_with_a_secret(&s).await;
     let events = json!(["run_failed", "run_fixed"]);
     for (channel, path, secret) in [
         ("slack", "/slack/T000/B000/XXXX", None),
@@ -346,17 +353,7 @@ async fn e_mail_goes_over_starttls_with_auth_and_never_in_clear() {
         cfg.status_retry.first_backoff = Duration::from_millis(10);
     })
     .await;
-    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", FAILING)]);
-    let id = s.register("acme/app", repo.path()).await;
-    let r = s
-        .http
-        .put(s.url(&format!("/api/v1/repos/{id}/secrets/TOKEN")))
-        .bearer_auth(&s.token)
-        .json(&json!({"value": "S3CRET-VALUE-123"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (repo, sha, id) = failing_repo_with_a_secret(&s).await;
     let secure_url = format!(
         "smtp://ci:p%40ss%20word@127.0.0.1:{}?from=ci@hangar.test&to=dev@acme.test,ops@acme.test",
         secure.port
