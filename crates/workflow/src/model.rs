@@ -290,8 +290,14 @@ pub struct Step {
     pub env: Option<Env>,
     pub timeout_minutes: Option<Spanned<LoE<f64>>>,
     pub continue_on_error: Option<Spanned<LoE<bool>>>,
+    /// `background: true`: the step starts and the job moves on; its result
+    /// counts once a `wait`, `wait-all`, `cancel` or the job's end waits for it.
+    pub background: Option<Spanned<LoE<bool>>>,
 }
 
+/// What a step does. The last four are GitHub's parallel steps (June 2026):
+/// steps of their own that only wait for or stop background steps, or run a
+/// group of steps at once.
 #[derive(Debug, Clone)]
 pub enum StepBody {
     Run {
@@ -303,7 +309,25 @@ pub enum StepBody {
         uses: Text,
         with: Vec<(Key, Text)>,
     },
+    /// `wait: ID` or `wait: [IDS]`: waits for those background steps.
+    Wait {
+        ids: Vec<Spanned<String>>,
+    },
+    /// `wait-all:` (bare or `true`): waits for every background step so far.
+    WaitAll,
+    /// `cancel: ID`: stops a background step and waits for it.
+    Cancel {
+        id: Spanned<String>,
+    },
+    /// `parallel:` a list of `run`/`uses` steps started together; the group
+    /// ends when all of them have.
+    Parallel {
+        steps: Vec<Step>,
+    },
 }
+
+/// The keys that say what a step does; a step has exactly one of them.
+pub const STEP_KINDS: &[&str] = &["run", "uses", "wait", "wait-all", "cancel", "parallel"];
 
 impl Workflow {
     /// Reads a workflow's text: YAML errors and shape errors together, in
@@ -931,27 +955,76 @@ impl Reader {
     fn step(&mut self, n: &Node) -> Option<Step> {
         self.map(n, "a step")?;
         let field = |key: &str| n.get(key);
-        let body = match (field("run"), field("uses")) {
-            (Some(_), Some(u)) => {
-                self.err(u.pos, "a step has either `run` or `uses`, not both");
+        let kinds: Vec<&str> = STEP_KINDS
+            .iter()
+            .copied()
+            .filter(|k| field(k).is_some())
+            .collect();
+        let body = match kinds.as_slice() {
+            [] => {
+                self.err(n.pos, "a step needs `run` or `uses`");
                 return None;
             }
-            (Some(run), None) => StepBody::Run {
-                run: self.text(run, "run")?,
+            ["run", "uses"] => {
+                self.err(
+                    field("uses").map_or(n.pos, |u| u.pos),
+                    "a step has either `run` or `uses`, not both",
+                );
+                return None;
+            }
+            [first, second, ..] => {
+                self.err(
+                    field(second).map_or(n.pos, |u| u.pos),
+                    format!("a step has one of `run`, `uses`, `wait`, `wait-all`, `cancel` and `parallel`: this one has `{first}` and `{second}`"),
+                );
+                return None;
+            }
+            ["run"] => StepBody::Run {
+                run: self.text(field("run")?, "run")?,
                 shell: field("shell").and_then(|v| self.text(v, "shell")),
                 working_directory: field("working-directory")
                     .and_then(|v| self.text(v, "working-directory")),
             },
-            (None, Some(uses)) => StepBody::Uses {
-                uses: self.text(uses, "uses")?,
+            ["uses"] => StepBody::Uses {
+                uses: self.text(field("uses")?, "uses")?,
                 with: field("with")
                     .map(|v| self.text_map(v, "with"))
                     .unwrap_or_default(),
             },
-            (None, None) => {
-                self.err(n.pos, "a step needs `run` or `uses`");
-                return None;
+            ["wait"] => {
+                let v = field("wait")?;
+                if matches!(v.kind, Kind::Null) {
+                    self.wrong(v, "wait", "a step id or a list of step ids");
+                    return None;
+                }
+                StepBody::Wait {
+                    ids: self.strings(v, "wait"),
+                }
             }
+            ["wait-all"] => {
+                let v = field("wait-all")?;
+                match v.kind {
+                    Kind::Null | Kind::Bool(true) => StepBody::WaitAll,
+                    _ => {
+                        self.wrong(v, "wait-all", "empty or `true`");
+                        return None;
+                    }
+                }
+            }
+            ["cancel"] => StepBody::Cancel {
+                id: self.string(field("cancel")?, "cancel")?,
+            },
+            ["parallel"] => {
+                let v = field("parallel")?;
+                let Kind::Seq(items) = &v.kind else {
+                    self.wrong(v, "parallel", "a list of steps");
+                    return None;
+                };
+                StepBody::Parallel {
+                    steps: items.iter().filter_map(|i| self.step(i)).collect(),
+                }
+            }
+            _ => return None,
         };
         Some(Step {
             pos: n.pos,
@@ -964,6 +1037,7 @@ impl Reader {
                 .and_then(|v| self.number(v, "timeout-minutes")),
             continue_on_error: field("continue-on-error")
                 .and_then(|v| self.flag(v, "continue-on-error")),
+            background: field("background").and_then(|v| self.flag(v, "background")),
         })
     }
 }
@@ -1472,5 +1546,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn parallel_steps_are_read_into_their_own_bodies() {
+        let text = concat!(
+            "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n",
+            "      - {id: a, run: a, background: true}\n",
+            "      - wait: [a]\n",
+            "      - wait-all:\n",
+            "      - cancel: a\n",
+            "      - parallel: [{run: b}, {uses: ./c}]\n",
+            "      - {wait: a, run: x}\n",
+        );
+        let e = Workflow::parse(text).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].pos.line, e[0].pos.column), (11, 16));
+        let text = text.replace("      - {wait: a, run: x}\n", "");
+        let wf = Workflow::parse(&text).unwrap();
+        let steps = &wf.jobs[0].steps;
+        assert!(matches!(
+            steps[0].background.as_ref().map(|b| &b.value),
+            Some(LoE::Literal(true))
+        ));
+        assert!(matches!(&steps[1].body, StepBody::Wait { ids } if ids[0].value == "a"));
+        assert!(matches!(steps[2].body, StepBody::WaitAll));
+        assert!(matches!(&steps[3].body, StepBody::Cancel { id } if id.value == "a"));
+        assert!(matches!(&steps[4].body, StepBody::Parallel { steps } if steps.len() == 2));
     }
 }

@@ -72,7 +72,13 @@ const STEP_KEYS: &[&str] = &[
     "continue-on-error",
     "timeout-minutes",
     "background",
+    "wait",
+    "wait-all",
+    "cancel",
+    "parallel",
 ];
+/// What a `wait`, `wait-all` or `cancel` step may have besides its own key.
+const CONTROL_STEP_KEYS: &[&str] = &["id", "name", "if", "continue-on-error"];
 const STRATEGY_KEYS: &[&str] = &["matrix", "fail-fast", "max-parallel"];
 const EVENTS: &[&str] = &[
     "branch_protection_rule",
@@ -1501,65 +1507,276 @@ fn check_steps(c: &mut Checker, job: &str, steps: &Node) {
         c.err(steps.pos, format!("`steps` of job `{job}` must be a list"));
         return;
     };
-    let mut seen: HashSet<String> = HashSet::new();
+    // Every id of the job, for "defined after this step" and did-you-mean.
+    let mut all_ids: Vec<String> = Vec::new();
     for step in items {
-        if !c.expect_map(step, "a step") {
-            continue;
+        collect_ids(step, &mut all_ids);
+    }
+    let mut state = StepState {
+        job,
+        seen: HashSet::new(),
+        all_ids,
+        background: Vec::new(),
+        before: Vec::new(),
+    };
+    for step in items {
+        check_step(c, &mut state, step, false);
+    }
+}
+
+/// What the steps before the one being checked define.
+struct StepState<'a> {
+    job: &'a str,
+    seen: HashSet<String>,
+    all_ids: Vec<String>,
+    /// Ids of background steps before this one (parallel groups' members excluded:
+    /// their group already waited for them).
+    background: Vec<String>,
+    /// Ids of every step before this one.
+    before: Vec<String>,
+}
+
+fn collect_ids(step: &Node, out: &mut Vec<String>) {
+    if let Some(id) = step.get("id").and_then(Node::as_str) {
+        out.push(id.to_string());
+    }
+    if let Some(Kind::Seq(members)) = step.get("parallel").map(|p| &p.kind) {
+        for m in members {
+            collect_ids(m, out);
         }
-        c.keys(step, STEP_KEYS, "a step");
-        match (step.get("run"), step.get("uses")) {
-            (Some(_), Some(u)) => {
-                c.err(u.pos, "a step has either `run` or `uses`, not both");
-            }
-            (None, None) => {
-                c.err(step.pos, "a step needs `run` or `uses`");
-            }
-            (None, Some(u)) => {
-                if let Some(s) = u.as_str()
-                    && !s.starts_with("./")
-                    && !s.starts_with("$/")
-                    && !s.starts_with("docker://")
-                    && !s.contains('@')
-                {
-                    c.err(
-                        u.pos,
-                        format!(
-                            "`uses: {s}` needs a version: `{s}@v1` (a tag, branch or commit sha)"
-                        ),
-                    );
-                }
-            }
-            _ => {}
+    }
+}
+
+fn check_step(c: &mut Checker, st: &mut StepState, step: &Node, in_parallel: bool) {
+    if !c.expect_map(step, "a step") {
+        return;
+    }
+    c.keys(step, STEP_KEYS, "a step");
+    let kinds: Vec<&str> = crate::model::STEP_KINDS
+        .iter()
+        .copied()
+        .filter(|k| step.get(k).is_some())
+        .collect();
+    match kinds.as_slice() {
+        [] => {
+            c.err(step.pos, "a step needs `run` or `uses`").help =
+                Some("or, for parallel steps, `wait`, `wait-all`, `cancel` or `parallel`".into());
         }
-        if let Some(idn) = step.get("id").and_then(|n| n.as_str().map(|s| (s, n.pos))) {
-            let (idv, pos) = idn;
-            if !idv
-                .chars()
-                .next()
-                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
-                || !idv
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-            {
-                c.err(pos, format!("invalid step id `{idv}`")).help = Some("a step id starts with a letter or `_` and contains only letters, digits, `-` and `_`".into());
-            }
-            if !seen.insert(idv.to_ascii_lowercase()) {
+        ["run", "uses"] => {
+            let pos = step.get("uses").map_or(step.pos, |u| u.pos);
+            c.err(pos, "a step has either `run` or `uses`, not both");
+        }
+        [first, second, ..] => {
+            let pos = step.get(second).map_or(step.pos, |u| u.pos);
+            c.err(
+                pos,
+                format!("a step has one of `run`, `uses`, `wait`, `wait-all`, `cancel` and `parallel`: this one has `{first}` and `{second}`"),
+            );
+        }
+        [kind] if !["run", "uses"].contains(kind) => {
+            if in_parallel {
                 c.err(
-                    pos,
-                    format!("the step id `{idv}` is already used in job `{job}`"),
+                    step.pos,
+                    format!("a `parallel` group runs `run` and `uses` steps, not `{kind}`"),
+                )
+                .help = Some(
+                    "put this step after the group: the group ends when all its steps have".into(),
+                );
+            } else if *kind != "parallel" {
+                check_control_step(c, st, step, kind);
+            }
+        }
+        _ => {}
+    }
+    if let Some(u) = step.get("uses")
+        && let Some(s) = u.as_str()
+        && !s.starts_with("./")
+        && !s.starts_with("$/")
+        && !s.starts_with("docker://")
+        && !s.contains('@')
+    {
+        c.err(
+            u.pos,
+            format!("`uses: {s}` needs a version: `{s}@v1` (a tag, branch or commit sha)"),
+        );
+    }
+    let id = step.get("id").and_then(|n| n.as_str().map(|s| (s, n.pos)));
+    if let Some((idv, pos)) = id {
+        if !idv
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+            || !idv
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            c.err(pos, format!("invalid step id `{idv}`")).help = Some("a step id starts with a letter or `_` and contains only letters, digits, `-` and `_`".into());
+        }
+        if !st.seen.insert(idv.to_ascii_lowercase()) {
+            c.err(
+                pos,
+                format!("the step id `{idv}` is already used in job `{}`", st.job),
+            );
+        }
+    }
+    if let Some(b) = step.get("background") {
+        match &b.kind {
+            Kind::Bool(_) => {}
+            Kind::Str(s) if s.contains("${{") => {}
+            _ => {
+                c.err(
+                    b.pos,
+                    format!(
+                        "`background` must be `true` or `false`, found {}",
+                        b.type_name()
+                    ),
                 );
             }
         }
-        if let Some(n) = step.get("timeout-minutes") {
-            check_minutes(c, n, "timeout-minutes");
+        let on = matches!(b.kind, Kind::Bool(true));
+        if in_parallel && on {
+            c.err(
+                b.pos,
+                "a step of a `parallel` group already runs in the background",
+            )
+            .help = Some("remove `background: true`".into());
+        } else if on && step.get("run").is_none() && step.get("uses").is_none() {
+            c.err(
+                b.pos,
+                "only a `run` or `uses` step can run in the background",
+            );
+        } else if on && let Some((idv, _)) = id {
+            st.background.push(idv.to_string());
         }
-        if let Some(n) = step.get("if") {
-            c.exprs(n, STEP_IF, true);
+    }
+    if let Some(n) = step.get("timeout-minutes") {
+        check_minutes(c, n, "timeout-minutes");
+    }
+    if let Some(n) = step.get("if") {
+        c.exprs(n, STEP_IF, true);
+    }
+    for (k, v) in step.entries() {
+        if !["if", "id", "uses", "shell", "parallel", "wait", "cancel"].contains(&k.name.as_str()) {
+            c.exprs(v, STEP, false);
         }
-        for (k, v) in step.entries() {
-            if !["if", "id", "uses", "shell"].contains(&k.name.as_str()) {
-                c.exprs(v, STEP, false);
+    }
+    if let Some(p) = step.get("parallel") {
+        match &p.kind {
+            Kind::Seq(members) if !members.is_empty() => {
+                for m in members {
+                    check_step(c, st, m, true);
+                }
             }
+            Kind::Seq(_) => {
+                c.err(p.pos, "a `parallel` group needs at least one step");
+            }
+            _ => {
+                c.err(
+                    p.pos,
+                    format!(
+                        "`parallel` must be a list of steps, found {}",
+                        p.type_name()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some((idv, _)) = id {
+        st.before.push(idv.to_string());
+    }
+}
+
+/// `wait`, `wait-all` and `cancel`: what they name must be a background step
+/// before them, and they take no `run`-step keys.
+fn check_control_step(c: &mut Checker, st: &StepState, step: &Node, kind: &str) {
+    for (k, _) in step.entries() {
+        if k.name != kind
+            && STEP_KEYS.contains(&k.name.as_str())
+            && !CONTROL_STEP_KEYS.contains(&k.name.as_str())
+        {
+            c.err(k.pos, format!("a `{kind}` step cannot have `{}`", k.name))
+                .help = Some(format!(
+                "a `{kind}` step has only `{kind}`, `id`, `name`, `if` and `continue-on-error`"
+            ));
+        }
+    }
+    let Some(v) = step.get(kind) else { return };
+    let names: Vec<&Node> = match (kind, &v.kind) {
+        ("wait-all", Kind::Null | Kind::Bool(true)) => return,
+        ("wait-all", _) => {
+            c.err(
+                v.pos,
+                format!(
+                    "`wait-all` must be empty or `true`, found {}",
+                    v.type_name()
+                ),
+            )
+            .help = Some("write `wait-all:` or `wait-all: true`".into());
+            return;
+        }
+        ("wait", Kind::Seq(items)) if !items.is_empty() => items.iter().collect(),
+        (_, Kind::Str(_)) => vec![v],
+        _ => {
+            let expected = if kind == "wait" {
+                "a step id or a list of step ids"
+            } else {
+                "a step id"
+            };
+            c.err(
+                v.pos,
+                format!("`{kind}` must be {expected}, found {}", v.type_name()),
+            );
+            return;
+        }
+    };
+    for n in names {
+        let Some(name) = n.as_str() else {
+            c.err(
+                n.pos,
+                format!("`{kind}` names steps by id, found {}", n.type_name()),
+            );
+            continue;
+        };
+        if st.background.iter().any(|b| b == name) {
+            continue;
+        }
+        if name.contains("${{") {
+            c.err(
+                n.pos,
+                format!("`{kind}` names a step by its id; an expression is not allowed here"),
+            );
+        } else if st.before.iter().any(|b| b == name) {
+            c.err(
+                n.pos,
+                format!("`{kind}: {name}` names a step that does not run in the background"),
+            )
+            .help = Some(format!(
+                "add `background: true` to step `{name}` (a step inside a `parallel` group is waited for at the end of its group)"
+            ));
+        } else if st.all_ids.iter().any(|b| b == name) {
+            c.err(
+                n.pos,
+                format!("`{kind}: {name}` names a step that comes after this one"),
+            )
+            .help = Some("move the step before it".into());
+        } else {
+            let help = did_you_mean(name, st.background.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    if st.background.is_empty() {
+                        "no background step with an `id` comes before this step: give the step `background: true` and an `id`".to_string()
+                    } else {
+                        format!("background steps before this one: {}", st.background.join(", "))
+                    }
+                });
+            c.err(
+                n.pos,
+                format!(
+                    "`{kind}: {name}`: job `{}` has no step with id `{name}`",
+                    st.job
+                ),
+            )
+            .help = Some(help);
         }
     }
 }
@@ -1906,5 +2123,138 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    /// Diagnostics (`line:col message | help`) of a job made of `steps`.
+    fn steps_check(steps: &str) -> Vec<String> {
+        let text = format!("on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n{steps}");
+        let options = Options {
+            policy: PermissionsPolicy::Write,
+            limits: Limits::default(),
+        };
+        validate_with_options("ci.yml", &text, &|_: &str| None, &options)
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{} {} | {}",
+                    d.line,
+                    d.column,
+                    d.message,
+                    d.help.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parallel_steps_that_github_runs_validate_clean() {
+        let ok = concat!(
+            "      - {id: server, run: serve, background: true}\n",
+            "      - {id: lint, run: lint, background: true}\n",
+            "      - run: work\n",
+            "      - wait: lint\n",
+            "      - {name: both, wait: [lint, server]}\n",
+            "      - wait-all:\n",
+            "      - wait-all: true\n",
+            "      - parallel:\n",
+            "          - {id: a, run: a}\n",
+            "          - uses: ./local\n",
+            "      - cancel: server\n",
+            "      - run: echo ${{ steps.a.outputs.x }}\n",
+        );
+        assert_eq!(steps_check(ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn parallel_steps_bad_input_is_positioned() {
+        // An unknown id, with did-you-mean among the background steps.
+        let e =
+            steps_check("      - {id: server, run: s, background: true}\n      - wait: sever\n");
+        assert_eq!(
+            e,
+            ["7:15 `wait: sever`: job `j` has no step with id `sever` | did you mean `server`?"]
+        );
+        // Waiting on a step that does not run in the background.
+        let e = steps_check("      - {id: build, run: b}\n      - cancel: build\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("7:17 `cancel: build` names a step that does not run in the background | add `background: true` to step `build`"), "{e:?}");
+        // A background step waited on needs an id (here it has none).
+        let e = steps_check("      - {run: s, background: true}\n      - wait: [s]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "7:16 `wait: s`: job `j` has no step with id `s` | no background step with an `id`"
+            ),
+            "{e:?}"
+        );
+        // Waiting on a step that comes later.
+        let e = steps_check("      - wait: later\n      - {id: later, run: s, background: true}\n");
+        assert_eq!(
+            e,
+            ["6:15 `wait: later` names a step that comes after this one | move the step before it"]
+        );
+        // Wrong types.
+        let e = steps_check("      - {run: s, background: yes}\n");
+        assert_eq!(
+            e,
+            ["6:30 `background` must be `true` or `false`, found a string | "]
+        );
+        let e = steps_check("      - wait-all: 3\n");
+        assert_eq!(
+            e,
+            [
+                "6:19 `wait-all` must be empty or `true`, found a number | write `wait-all:` or `wait-all: true`"
+            ]
+        );
+        let e = steps_check("      - wait: {a: b}\n");
+        assert_eq!(
+            e,
+            ["6:15 `wait` must be a step id or a list of step ids, found a mapping | "]
+        );
+        let e = steps_check("      - parallel: x\n");
+        assert_eq!(
+            e,
+            ["6:19 `parallel` must be a list of steps, found a string | "]
+        );
+        // Shapes GitHub refuses.
+        let e =
+            steps_check("      - {id: s, run: s, background: true}\n      - {wait: s, run: x}\n");
+        assert_eq!(
+            e,
+            [
+                "7:16 a step has one of `run`, `uses`, `wait`, `wait-all`, `cancel` and `parallel`: this one has `run` and `wait` | "
+            ]
+        );
+        let e = steps_check(
+            "      - {id: s, run: s, background: true}\n      - {cancel: s, timeout-minutes: 1}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "7:21 a `cancel` step cannot have `timeout-minutes` | a `cancel` step has only `cancel`, `id`, `name`, `if` and `continue-on-error`"
+            ]
+        );
+        let e = steps_check(
+            "      - parallel:\n          - {run: a, background: true}\n          - wait-all:\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "7:34 a step of a `parallel` group already runs in the background | remove `background: true`",
+                "8:13 a `parallel` group runs `run` and `uses` steps, not `wait-all` | put this step after the group: the group ends when all its steps have",
+            ]
+        );
+        // A member of a parallel group was waited for by its group.
+        let e = steps_check("      - parallel:\n          - {id: a, run: a}\n      - wait: a\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("8:15 `wait: a` names a step that does not run in the background"),
+            "{e:?}"
+        );
+        // Ids inside a group count for duplicates.
+        let e = steps_check(
+            "      - {id: a, run: a}\n      - parallel:\n          - {id: a, run: a}\n",
+        );
+        assert_eq!(e, ["8:18 the step id `a` is already used in job `j` | "]);
     }
 }
