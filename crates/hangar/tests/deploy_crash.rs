@@ -28,13 +28,15 @@ fn get(port: u16) -> Option<String> {
     Some(out.split("\r\n\r\n").nth(1)?.trim().to_string())
 }
 
+/// Instances take a second to listen, so a kill shortly after the new ones
+/// start lands while the rollout is in flight, however loaded the machine.
 fn project(dir: &Path, port: u16, version: &str) {
     std::fs::create_dir_all(dir.join("site")).unwrap();
     std::fs::write(dir.join("site/index.html"), version).unwrap();
     std::fs::write(
         dir.join("hangar.yml"),
         format!(
-            "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 2\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 30s }}\n    listen: {{ web: 127.0.0.1:{port} }}\n"
+            "services:\n  web:\n    run: sh -c 'sleep 1; exec python3 -m http.server $PORT --bind 127.0.0.1 --directory site'\n    artifact: [site]\n    instances: 2\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 30s }}\n    listen: {{ web: 127.0.0.1:{port} }}\n"
         ),
     )
     .unwrap();
