@@ -208,6 +208,9 @@ pub(crate) struct Job<'e> {
     /// Remote `uses:` of this job already resolved (or that failed to), by
     /// `owner/repo@ref`: resolved once per job, as GitHub's "Set up job" does.
     fetched: HashMap<String, Result<crate::actions::Fetched, String>>,
+    /// `RUNNER_TRACKING_ID` of this job's processes: what is killed when the
+    /// job ends (its orphans).
+    tracking_id: String,
 }
 
 /// Entry point used by [`Engine::run_job`].
@@ -233,7 +236,11 @@ pub(crate) async fn run_job(
         ts: now_ms(),
     });
     let outcome = match Job::new(engine, run, spec, reporter.clone(), cancel.clone()) {
-        Ok(mut job) => job.execute(cancel).await,
+        Ok(mut job) => {
+            let outcome = job.execute(cancel).await;
+            job.clean_up_orphans();
+            outcome
+        }
         Err(e) => {
             reporter.event(Event::Annotation {
                 job: key.clone(),
@@ -266,6 +273,19 @@ pub(crate) async fn run_job(
     outcome
 }
 
+/// Writes `bytes` to a file only its owner can read and write.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
 fn to_evalue(v: &Value) -> EValue {
     EValue::from(v)
 }
@@ -279,6 +299,29 @@ fn map_value(m: &IndexMap<String, String>) -> EValue {
 }
 
 impl<'e> Job<'e> {
+    /// GitHub's "Cleaning up orphan processes": whatever the job's steps left
+    /// running is killed when the job ends, and said so in its log.
+    fn clean_up_orphans(&mut self) {
+        let killed = process::kill_job_processes(&self.tracking_id);
+        process::unwatch(&self.tracking_id);
+        if !killed.is_empty() {
+            self.reporter.event(Event::Log {
+                job: self.spec.key.clone(),
+                step: None,
+                line: format!(
+                    "Cleaning up orphan processes: terminated {} ({})",
+                    killed.len(),
+                    killed
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                ts: now_ms(),
+            });
+        }
+    }
+
     fn new(
         engine: &'e Engine,
         run: Arc<RunContext>,
@@ -404,6 +447,18 @@ impl<'e> Job<'e> {
             base_env.insert(k.to_string(), v.to_string());
         };
         set("CI", "true");
+        // Unique per job on this machine: the job's temporary directory is.
+        let tracking_id = format!(
+            "hangar_{}_{}",
+            std::process::id(),
+            t.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("job")
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        );
+        set(process::TRACKING_VAR, &tracking_id);
         set("GITHUB_ACTIONS", "true");
         set("GITHUB_ACTOR", &run.actor);
         set("GITHUB_ACTOR_ID", &actor_id);
@@ -549,7 +604,9 @@ impl<'e> Job<'e> {
             states: BTreeMap::new(),
             debug,
             fetched: HashMap::new(),
+            tracking_id,
         };
+        process::watch(&job.tracking_id);
         // env: workflow env, then job env, each evaluated against what came before.
         let wf_env = job.spec.workflow.doc.get("env").cloned();
         let job_env = job.doc.get("env").cloned();
@@ -1090,7 +1147,10 @@ impl<'e> Job<'e> {
         // ext4 (its allocator scans for recently deleted inodes), and a step's
         // script is done with once its process has exited.
         let script_path = self.tmp.join(format!("step{}", shell.extension));
-        std::fs::write(&script_path, script.as_bytes())
+        // 0600 in the job's 0700 temporary directory: another user of the
+        // machine can neither read the script (it may hold evaluated secrets)
+        // nor swap it before it runs.
+        write_private(&script_path, script.as_bytes())
             .map_err(|e| format!("cannot write the step's script: {e}"))?;
         let (program, args) = shell.command_for(&script_path);
         let mut process_env = process_env;

@@ -1,6 +1,14 @@
 //! Running one step's process: spawned directly (no wrapper shell), in its own
 //! process group so cancellation reaches its children, stdout and stderr merged
 //! into one pipe in write order, read in large chunks on a blocking thread.
+//!
+//! Every process of a job carries `RUNNER_TRACKING_ID` in its environment, as
+//! on GitHub's runner, which uses it to find a job's orphans: at the end of the
+//! job whatever still carries it (a `server &` a step left behind, a daemon
+//! that left its process group) is killed ([`kill_job_processes`]); a process
+//! that empties its own environment escapes this. A
+//! watchdog outlives this process to do the same if it dies first, `kill -9`
+//! included ([`watch`]), so a retry never meets a previous attempt's leftovers.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -218,16 +226,205 @@ fn spawn_and_read(
     let _ = pid_tx.send(Some(child.id()));
     wait_briefly_for_exit(child.id());
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => sink.chunk(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
+    let pidfd = rustix::process::Pid::from_raw(child.id() as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    match pidfd {
+        Some(pidfd) => read_until_exit(&mut reader, &pidfd, sink, &mut buf),
+        // Without pidfds (old kernels): until the pipe closes.
+        None => loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => sink.chunk(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        },
     }
     let status = child
         .wait()
         .map_err(|e| format!("waiting for the step: {e}"))?;
     Ok(status.code())
+}
+
+/// Streams the step's output until the step's own process has exited, not
+/// until the pipe closes: a process it started in the background (`server &`)
+/// holds the pipe open for as long as it runs, and on GitHub the step still
+/// ends when its process does. What the step wrote before exiting is in the
+/// pipe and is read; the background process's later output is not the step's.
+fn read_until_exit(
+    reader: &mut std::io::PipeReader,
+    pidfd: &rustix::fd::OwnedFd,
+    sink: &mut dyn Sink,
+    buf: &mut [u8],
+) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let readable = PollFlags::IN | PollFlags::HUP | PollFlags::ERR;
+    loop {
+        let (pipe, exited) = {
+            let mut fds = [
+                PollFd::new(reader, PollFlags::IN),
+                PollFd::new(pidfd, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            (
+                fds[0].revents().intersects(readable),
+                fds[1].revents().contains(PollFlags::IN),
+            )
+        };
+        if exited {
+            // What the step wrote before it exited is in the pipe (at most a
+            // pipe's buffer: a writer blocks until it is read). Drain it, for a
+            // bounded time, as a background process may keep writing.
+            let until = std::time::Instant::now() + Duration::from_millis(100);
+            while std::time::Instant::now() < until {
+                let mut fds = [PollFd::new(reader, PollFlags::IN)];
+                let zero = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                if !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+                    || !fds[0].revents().intersects(readable)
+                {
+                    return;
+                }
+                match reader.read(buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => sink.chunk(&buf[..n]),
+                }
+            }
+            return;
+        }
+        if pipe {
+            match reader.read(buf) {
+                Ok(0) => return,
+                Ok(n) => sink.chunk(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// The environment variable that marks every process of a job.
+pub const TRACKING_VAR: &str = "RUNNER_TRACKING_ID";
+
+/// Kills every process whose environment carries `RUNNER_TRACKING_ID=<id>`:
+/// the job's steps' children, grandchildren and daemons that left their
+/// process group alike. (Not the steps' process groups by number: once a
+/// group is empty its number can be a new process's, another job's step.)
+/// Returns the processes found.
+pub fn kill_job_processes(id: &str) -> Vec<u32> {
+    let needle = format!("{TRACKING_VAR}={id}\0");
+    let me = std::process::id();
+    let mut found = Vec::new();
+    // A process can fork while the scan runs: look again until nothing is left.
+    for _ in 0..5 {
+        let mut this_pass = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let carries = env.starts_with(needle.as_bytes())
+                || env
+                    .windows(needle.len() + 1)
+                    .any(|w| w[0] == 0 && &w[1..] == needle.as_bytes());
+            if carries && let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                this_pass += 1;
+                if !found.contains(&pid) {
+                    found.push(pid);
+                }
+            }
+        }
+        if this_pass == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    found
+}
+
+/// The watchdog: `sh` in a process group of its own, ignoring the signals a
+/// terminal or a supervisor sends to ours, reading job ids on its stdin
+/// (`+id` when a job starts, `-id` when it ended and was cleaned up). When its
+/// stdin closes (this process exited or was killed), it kills every process
+/// still carrying a registered id. Written in sh so it needs nothing but a
+/// shell, and so it is not a copy of this (possibly large) process.
+const WATCHDOG: &str = r#"trap '' INT TERM HUP PIPE
+ids=""
+while IFS= read -r line; do
+  case "$line" in
+    +*) ids="$ids ${line#+}" ;;
+    -*) keep=""; for i in $ids; do [ "$i" = "${line#-}" ] || keep="$keep $i"; done; ids=$keep ;;
+  esac
+done
+[ -z "$ids" ] && exit 0
+for pass in 1 2 3; do
+  for e in /proc/[0-9]*/environ; do
+    for i in $ids; do
+      if tr '\0' '\n' < "$e" 2>/dev/null | grep -qx "RUNNER_TRACKING_ID=$i"; then
+        p=${e#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null
+      fi
+    done
+  done
+  sleep 0.1
+done
+"#;
+
+static WATCHDOG_STDIN: std::sync::Mutex<Option<std::process::ChildStdin>> =
+    std::sync::Mutex::new(None);
+
+fn tell_watchdog(line: &str) {
+    use std::io::Write;
+    let mut guard = WATCHDOG_STDIN.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        use std::os::unix::process::CommandExt;
+        let spawned = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(mut child) => *guard = child.stdin.take(),
+            Err(e) => {
+                eprintln!(
+                    "warning: no watchdog for job processes ({e}): if hangar is killed, its jobs' processes may outlive it"
+                );
+                return;
+            }
+        }
+    }
+    if let Some(stdin) = guard.as_mut()
+        && stdin.write_all(format!("{line}\n").as_bytes()).is_err()
+    {
+        *guard = None;
+    }
+}
+
+/// Registers job `id` with the watchdog.
+pub fn watch(id: &str) {
+    tell_watchdog(&format!("+{id}"));
+}
+
+/// The job `id` was cleaned up: the watchdog forgets it.
+pub fn unwatch(id: &str) {
+    tell_watchdog(&format!("-{id}"));
 }
