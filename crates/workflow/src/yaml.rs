@@ -127,7 +127,8 @@ pub fn parse(text: &str) -> Result<Node, Vec<YamlError>> {
 /// Parses every document of a YAML stream (`---`-separated), for inputs such
 /// as Kubernetes manifests. Same rules as [`parse`].
 pub fn parse_stream(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
-    let text = &*comments_after_flow_ends(text);
+    let text = comments_after_flow_ends(text);
+    let text = &*flow_ends_at_their_keys_column(text);
     let (mut errors, too_big) = check_events(text);
     if too_big {
         // Never hand the loader a document it would expand without bound.
@@ -193,6 +194,65 @@ fn comments_after_flow_ends(text: &str) -> std::borrow::Cow<'_, str> {
             break;
         }
         text.to_mut().insert(hash_at, ' ');
+    }
+    text
+}
+
+/// GitHub's reader accepts a multi-line flow collection whose closing `]` or
+/// `}` sits at the column of the key that opened it, which YAML refuses as
+/// under-indented:
+///
+/// ```yaml
+///     python: [
+///       "3.9",
+///     ]
+/// ```
+///
+/// pytest's main workflow has one and runs on GitHub every day. This indents
+/// such a line by one space (only that line's columns move), and only where
+/// the bracket is at exactly the opening line's indentation, so what GitHub
+/// refuses stays refused.
+fn flow_ends_at_their_keys_column(text: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
+    let mut text = text;
+    let closes_a_line = |l: &str| matches!(l.trim_start().chars().next(), Some(']' | '}'));
+    if !text.lines().any(closes_a_line) {
+        return text;
+    }
+    for _ in 0..1000 {
+        let Some(Err(e)) = Parser::new_from_str(&text).find(Result::is_err) else {
+            break;
+        };
+        if !e.info().contains("indentation") {
+            break;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let Some(at) = e.marker().line().checked_sub(1) else {
+            break;
+        };
+        let Some(line) = lines.get(at) else { break };
+        if !closes_a_line(line) {
+            break;
+        }
+        let indent = line.len() - line.trim_start().len();
+        // The nearest line above that opens a flow collection at its end.
+        let opener = lines[..at].iter().rev().find(|l| {
+            let code = l.split(" #").next().unwrap_or(l).trim_end();
+            code.ends_with('[') || code.ends_with('{')
+        });
+        let Some(opener) = opener else { break };
+        if opener.len() - opener.trim_start().len() != indent {
+            break;
+        }
+        // Where line `at` starts (after `at` newlines; `\r\n` counts as one line end).
+        let offset = if at == 0 {
+            0
+        } else {
+            match text.match_indices('\n').nth(at - 1) {
+                Some((i, _)) => i + 1,
+                None => break,
+            }
+        };
+        text.to_mut().insert(offset, ' ');
     }
     text
 }
@@ -561,6 +621,40 @@ mod tests {
         assert_eq!(b.entries()[0].0.pos, Pos { line: 3, column: 3 });
         assert_eq!(b.get("c").unwrap().pos, Pos { line: 3, column: 7 });
         assert_eq!(b.get("d").unwrap().pos, Pos { line: 5, column: 5 });
+    }
+
+    #[test]
+    fn a_flow_collection_may_close_at_its_keys_column_as_on_github() {
+        // pytest's main workflow, shaped down; also with Windows line ends.
+        for eol in ["\n", "\r\n"] {
+            let text = "jobs:\n  t:\n    strategy:\n      matrix:\n        python: [\n          \"3.9\",\n          \"3.10\",\n        ]\n        os: {\n          a: 1\n        }\n    steps: [{run: x}]\n"
+                .replace('\n', eol);
+            let n = parse(&text).unwrap();
+            let m = n
+                .get("jobs")
+                .unwrap()
+                .get("t")
+                .unwrap()
+                .get("strategy")
+                .unwrap();
+            let m = m.get("matrix").unwrap();
+            assert_eq!(
+                m.get("python").unwrap().to_json(),
+                serde_json::json!(["3.9", "3.10"])
+            );
+            assert_eq!(m.get("os").unwrap().to_json(), serde_json::json!({"a": 1}));
+            // Positions of every other line are where they were.
+            assert_eq!(
+                m.get("python").unwrap().pos,
+                Pos {
+                    line: 5,
+                    column: 17
+                }
+            );
+        }
+        // Further left than the key that opened it: refused, as GitHub refuses it.
+        let e = parse("a:\n  b: [\n    1,\n ]\n").unwrap_err();
+        assert_eq!(e[0].pos.line, 4);
     }
 
     #[test]
