@@ -142,7 +142,10 @@ impl Engine {
             }
         }
         let jobs = std::mem::take(&mut *shared.summary.lock().unwrap_or_else(|e| e.into_inner()));
-        let ok = ok && !shared.cancel.is_cancelled();
+        let ok = ok
+            && !shared.cancel.is_cancelled()
+            // A dry run passes only if every job could be planned.
+            && !(shared.opts.dry_run && jobs.iter().any(|j| j.result == Conclusion::Failure));
         shared.run.cleanup();
         Ok(RunSummary { jobs, success: ok })
     }
@@ -746,6 +749,15 @@ fn run_node(
                     outcome.result,
                     started.elapsed().as_millis() as u64,
                 );
+                if shared.opts.dry_run {
+                    // A job that could not be planned is reported as failed,
+                    // and its dependents are planned all the same: a dry run
+                    // lists everything a run would need.
+                    return JobOutcome {
+                        result: Conclusion::Success,
+                        ..outcome
+                    };
+                }
                 if outcome.result == Conclusion::Failure && leg_coe {
                     return JobOutcome {
                         result: Conclusion::Success,
@@ -779,6 +791,59 @@ fn run_node(
     })
 }
 
+/// What a dry run can say of a step's `uses:` without running or fetching
+/// anything: `Ok(note)` when it is there to run, `Err(why)` when it is not.
+fn plan_uses(shared: &Shared, uses: &str) -> Result<String, String> {
+    if uses.contains("${{") {
+        return Ok(format!("`{uses}` is known only when the job runs"));
+    }
+    if let Some(image) = uses.strip_prefix("docker://") {
+        return Err(format!(
+            "`docker://{image}` needs a container engine; hangar runs steps on the host"
+        ));
+    }
+    let workspace = &shared.run.workspace;
+    if uses.starts_with("./") || uses.starts_with("$/") {
+        let path = match uses.strip_prefix("$/") {
+            Some(rest) => workspace.join(rest.split('@').next().unwrap_or(rest)),
+            None => workspace.join(uses.split('@').next().unwrap_or(uses)),
+        };
+        return if path.exists() {
+            Ok(format!("`{uses}`: local, present"))
+        } else {
+            Err(format!(
+                "`{uses}`: no such file or folder in the repository"
+            ))
+        };
+    }
+    let (path, version) = uses.split_once('@').unwrap_or((uses, ""));
+    let lower = path.to_ascii_lowercase();
+    let base: String = lower.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+    if shared.engine.action_dir(&base, version).is_some() {
+        return Ok(format!("`{uses}`: from --action-dir"));
+    }
+    if shared.engine.builtin(&lower).is_some() || shared.engine.builtin(&base).is_some() {
+        return Ok(format!("`{uses}`: built into hangar"));
+    }
+    let r = crate::actions::RemoteRef::parse(uses)?;
+    let source = shared.engine.action_source();
+    match crate::actions::ActionCache::new(&shared.run.data_dir).lookup(source, &r) {
+        Some(commit) => Ok(format!("`{uses}`: in the action cache at {commit}")),
+        None => Err(format!(
+            "`{uses}` is not in the action cache: `hangar run` fetches it from {}{}",
+            source.display_url(),
+            if source.offline {
+                " (not with --offline)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+/// Plans a job without running it: each step, and for each `uses:` whether
+/// what it names is here to run. A step whose action is missing is not
+/// planned, and neither is its job: a dry run says so rather than "success".
 fn dry_run(shared: &Shared, spec: &JobSpec) -> JobOutcome {
     let r = &shared.reporter;
     r.event(Event::JobStarted {
@@ -786,16 +851,14 @@ fn dry_run(shared: &Shared, spec: &JobSpec) -> JobOutcome {
         name: spec.key.clone(),
         ts: now_ms(),
     });
+    let mut planned = true;
     if let Some(job) = spec.workflow.job(&spec.job_id) {
         for (i, step) in crate::workflow::steps(job).iter().enumerate() {
+            let uses = step.get("uses").and_then(scalar_string);
             let name = step
                 .get("name")
                 .and_then(scalar_string)
-                .or_else(|| {
-                    step.get("uses")
-                        .and_then(scalar_string)
-                        .map(|u| format!("Run {u}"))
-                })
+                .or_else(|| uses.as_ref().map(|u| format!("Run {u}")))
                 .or_else(|| {
                     step.get("run")
                         .and_then(scalar_string)
@@ -808,25 +871,47 @@ fn dry_run(shared: &Shared, spec: &JobSpec) -> JobOutcome {
                 name: name.clone(),
                 ts: now_ms(),
             });
+            let mut outcome = Conclusion::Success;
+            if let Some(u) = &uses {
+                let (line, ok) = match plan_uses(shared, u) {
+                    Ok(note) => (note, true),
+                    Err(why) => (why, false),
+                };
+                if !ok {
+                    outcome = Conclusion::Failure;
+                    planned = false;
+                }
+                r.event(Event::Log {
+                    job: spec.key.clone(),
+                    step: Some(i),
+                    line,
+                    ts: now_ms(),
+                });
+            }
             r.event(Event::StepFinished {
                 job: spec.key.clone(),
                 step: i,
                 name,
-                outcome: Conclusion::Success,
-                conclusion: Conclusion::Success,
+                outcome,
+                conclusion: outcome,
                 duration_ms: 0,
                 ts: now_ms(),
             });
         }
     }
+    let result = if planned {
+        Conclusion::Success
+    } else {
+        Conclusion::Failure
+    };
     r.event(Event::JobFinished {
         job: spec.key.clone(),
-        result: Conclusion::Success,
+        result,
         duration_ms: 0,
         ts: now_ms(),
     });
     JobOutcome {
-        result: Conclusion::Success,
+        result,
         outputs: BTreeMap::new(),
     }
 }

@@ -318,6 +318,20 @@ impl ActionCache {
             .join(&r.repo)
     }
 
+    /// The commit `r` resolved to when it was last fetched, if its tree is in
+    /// the cache; never touches the network (what `--dry-run` reports).
+    pub fn lookup(&self, source: &ActionSource, r: &RemoteRef) -> Option<String> {
+        let repo_dir = self.repo_dir(source, r);
+        let commit = if is_commit_id(&r.git_ref) {
+            r.git_ref.to_ascii_lowercase()
+        } else {
+            let ref_file = repo_dir.join("refs").join(r.git_ref.replace('/', "%2F"));
+            let c = std::fs::read_to_string(ref_file).ok()?;
+            c.trim().to_string()
+        };
+        (is_commit_id(&commit) && repo_dir.join(&commit).is_dir()).then_some(commit)
+    }
+
     /// Resolves `r` to a commit and makes sure its tree is in the cache. Blocking
     /// (runs git); call it from a blocking thread.
     pub fn fetch(&self, source: &ActionSource, r: &RemoteRef) -> Result<Fetched, String> {
