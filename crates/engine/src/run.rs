@@ -706,11 +706,14 @@ fn run_node(
                 called,
             };
             let shared = shared.clone();
-            let leg_limit = leg_limit.clone();
+            // Taken here, in matrix order, not in the leg's task: with
+            // `max-parallel` legs start in the order the matrix lists them,
+            // as on GitHub (tasks would reach the semaphore in any order).
+            let leg_permit = leg_limit.clone().acquire_owned().await.ok();
             let legs_cancel = legs_cancel.clone();
             let wf2 = wf.clone();
             set.spawn(async move {
-                let _leg = leg_limit.acquire_owned().await.ok();
+                let _leg = leg_permit;
                 let _slot = shared.slots.clone().acquire_owned().await.ok();
                 let started = Instant::now();
                 let outcome = if legs_cancel.is_cancelled() {

@@ -369,3 +369,37 @@ fn steps_do_not_inherit_hangar_variables() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("token=[] path=[set]"), "{text}");
 }
+
+#[test]
+fn max_parallel_runs_legs_in_matrix_order() {
+    // Seed 004: `max-parallel: 1` over [storage, auth, api, notifications]
+    // ran them one at a time, in a different order each time.
+    let out_dir = tempfile::tempdir().unwrap();
+    let order_file = out_dir.path().join("order.txt");
+    let dir = repo(&format!(
+        "on: push\njobs:\n  up:\n    runs-on: ubuntu-latest\n    strategy:\n      max-parallel: 1\n      matrix:\n        svc: [storage, auth, api, notifications, billing, search, mail]\n    steps:\n      - run: echo ${{{{ matrix.svc }}}} >> '{}'\n",
+        order_file.display()
+    ));
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&order_file);
+        let out = hangar(dir.path(), &[]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let order = std::fs::read_to_string(&order_file).unwrap();
+        assert_eq!(
+            order.split_whitespace().collect::<Vec<_>>(),
+            [
+                "storage",
+                "auth",
+                "api",
+                "notifications",
+                "billing",
+                "search",
+                "mail"
+            ]
+        );
+    }
+}
