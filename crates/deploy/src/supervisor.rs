@@ -116,7 +116,7 @@ impl Instance {
             .open(&self.spec.log_path)?;
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("exec {}", self.spec.command))
+            .arg(shell_line(&self.spec.command))
             .current_dir(&self.spec.cwd)
             .env("PORT", self.port.to_string())
             .env("HANGAR_SERVICE", &self.spec.service)
@@ -449,6 +449,28 @@ pub fn signal_number(name: &str) -> i32 {
     }
 }
 
+/// The line `sh -c` runs for a `run:` command, as compose hands a string to a
+/// shell. A plain command is `exec`'d, so the instance is the process itself;
+/// one that starts with variable assignments (`PORT=5432 postgres`) or joins
+/// commands (`npm ci && npm start`, a pipe, a redirection) is given to the
+/// shell as written: `exec` would make the first a "not found" and cut the
+/// second short. Stops reach every process of the instance either way (they
+/// signal its process group).
+pub fn shell_line(command: &str) -> String {
+    let first = command.split_whitespace().next().unwrap_or("");
+    let assignment = first.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+    });
+    let compound = command.contains([';', '&', '|', '<', '>', '(', ')', '`', '\n']);
+    if assignment || compound {
+        command.to_string()
+    } else {
+        format!("exec {command}")
+    }
+}
+
 /// Sends a signal to a process group (the instance was started as its group leader).
 #[allow(unsafe_code)] // kill(2) has no safe wrapper in std; arguments are plain integers.
 pub fn signal_group(pgid: u32, sig: i32) {
@@ -505,4 +527,26 @@ pub fn now_unix() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_lines_are_execd_only_when_plain() {
+        assert_eq!(
+            shell_line("python3 -m http.server $PORT"),
+            "exec python3 -m http.server $PORT"
+        );
+        for as_written in [
+            "PORT=5432 postgres -D data",
+            "npm ci && npm start",
+            "cat x | server",
+            "server > out.log",
+            "cd api; ./run",
+        ] {
+            assert_eq!(shell_line(as_written), as_written);
+        }
+    }
 }
