@@ -418,6 +418,36 @@ pub async fn logs(
         .map(|r| r.repo_id)
         .unwrap_or(0);
     let text = app.masker_for_job(&job, repo_id).mask(&up.text);
+    // A job's log has a ceiling: a step printing without end must not fill
+    // the server's disk. The chunk that crosses it keeps the lines that fit
+    // and says what happened; later chunks are acknowledged and dropped.
+    let used = match app.store.log_bytes(job_id, job.attempt) {
+        Ok(n) => n.max(0) as u64,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    };
+    if used >= app.max_log_bytes {
+        return Json(LogAck {
+            chunk: up.chunk,
+            stored: false,
+        })
+        .into_response();
+    }
+    let text = if used + text.len() as u64 > app.max_log_bytes {
+        let room = (app.max_log_bytes - used) as usize;
+        // Cut after a newline (a byte search: `room` may fall inside a character).
+        let cut = text.as_bytes()[..room.min(text.len())]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        format!(
+            "{}hangar: this job's log reached its limit of {} bytes; later lines were not kept\n",
+            &text[..cut],
+            app.max_log_bytes
+        )
+    } else {
+        text
+    };
     match app
         .store
         .append_log_chunk(job_id, job.attempt, up.chunk, up.first_line, &text)

@@ -69,6 +69,8 @@ pub struct App {
     pub lease_secret: [u8; 32],
     /// Whether untrusted runs (forks' pull requests) may run on the embedded agent.
     pub untrusted_on_embedded: bool,
+    /// The most log one attempt of a job keeps; later lines are dropped after a marker.
+    pub max_log_bytes: u64,
     /// Whether a first-time contributor's pull request is untrusted like a fork's.
     pub first_time_untrusted: bool,
     /// Commit statuses on the forge of each repository that has a credential.

@@ -72,6 +72,8 @@ pub struct ServeConfig {
     /// A PEM certificate trusted for e-mail notifications' SMTP servers besides
     /// the web's roots (an internal CA).
     pub smtp_ca_file: Option<PathBuf>,
+    /// The most log one attempt of a job keeps (64 MiB by default).
+    pub max_log_bytes: u64,
 }
 
 impl ServeConfig {
@@ -96,6 +98,7 @@ impl ServeConfig {
             public_url: None,
             status_retry: Default::default(),
             smtp_ca_file: None,
+            max_log_bytes: 64 << 20,
         }
     }
 }
@@ -439,6 +442,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         replays: Default::default(),
         lease_secret: lease_secret(&cfg.data_dir)?,
         untrusted_on_embedded: cfg.untrusted_on_embedded,
+        max_log_bytes: cfg.max_log_bytes,
         first_time_untrusted: cfg.first_time_untrusted,
         forge: Arc::new(forge_status::Reporter::new(cfg.status_retry.clone())),
         notifier: Arc::new(

@@ -701,3 +701,31 @@ async fn a_scoped_agent_token_takes_only_its_repositories_and_labels() {
     );
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_log_without_end_is_cut_at_the_jobs_limit_with_a_marker() {
+    let chatty = "name: ci\non: push\njobs:\n  talk:\n    runs-on: ubuntu-latest\n    steps:\n      - run: for i in $(seq 1 20000); do echo \"line $i é\"; done\n      - run: echo after the flood\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", chatty)]);
+    let s = start_with(|c| c.max_log_bytes = 16 * 1024).await;
+    s.register("acme/app", repo.path()).await;
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "flood-1").await;
+    assert_eq!(code, 202, "{v}");
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        run["run"]["conclusion"], "success",
+        "the job itself is not failed: {run:#}"
+    );
+    let job = run["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(log.len() < 16 * 1024 + 200, "{} bytes kept", log.len());
+    assert!(log.contains("line 1 é"), "the start is kept");
+    assert!(
+        log.contains("log reached its limit of 16384 bytes"),
+        "the cut is said: {}",
+        &log[log.len().saturating_sub(300)..]
+    );
+    assert!(!log.contains("after the flood"), "nothing past the limit");
+    s.server.stop().await;
+}

@@ -147,6 +147,8 @@ pub trait Store: Send + Sync {
     fn log_attempts(&self, job_id: i64) -> Result<Vec<i64>>;
     /// (number of chunks, number of lines).
     fn log_stats(&self, job_id: i64, attempt: Option<i64>) -> Result<(i64, i64)>;
+    /// Bytes of log stored for one attempt of a job (before compression).
+    fn log_bytes(&self, job_id: i64, attempt: i64) -> Result<i64>;
 
     // Secrets, variables, environments.
     fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()>;

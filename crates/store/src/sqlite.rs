@@ -1017,6 +1017,14 @@ impl Store for SqliteStore {
         )?)
     }
 
+    fn log_bytes(&self, job_id: i64, attempt: i64) -> Result<i64> {
+        Ok(self.c().query_row(
+            "SELECT COALESCE(sum(raw_len), 0) FROM log_chunks WHERE job_id = ?1 AND attempt = ?2",
+            params![job_id, attempt],
+            |r| r.get(0),
+        )?)
+    }
+
     fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
         let sealed = self.secrets.seal(value.as_bytes())?;
         self.c().execute(

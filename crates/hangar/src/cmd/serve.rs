@@ -58,6 +58,10 @@ pub enum Command {
         /// besides the web's roots (an internal CA).
         #[arg(long, value_name = "FILE", env = "HANGAR_SMTP_CA_FILE")]
         smtp_ca_file: Option<PathBuf>,
+        /// The most log one attempt of a job keeps, in MiB; later lines are
+        /// dropped after a marker line.
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        max_log_mib: u64,
         /// How often watched repositories are polled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
@@ -166,6 +170,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             first_time_untrusted,
             local_repos,
             smtp_ca_file,
+            max_log_mib,
             poll_ms,
             public_url,
         } => {
@@ -183,6 +188,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             cfg.untrusted_on_embedded = untrusted_on_embedded;
             cfg.first_time_untrusted = first_time_untrusted;
             cfg.smtp_ca_file = smtp_ca_file;
+            cfg.max_log_bytes = max_log_mib.clamp(1, 1 << 20) << 20;
             if !local_repos.is_empty() {
                 cfg.local_repos = hangar_server::git::LocalRepos::Under(local_repos);
             }
