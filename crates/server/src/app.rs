@@ -71,6 +71,7 @@ pub struct App {
     pub untrusted_on_embedded: bool,
     /// The most log one attempt of a job keeps; later lines are dropped after a marker.
     pub max_log_bytes: u64,
+    pub body_idle_timeout: std::time::Duration,
     /// Whether a first-time contributor's pull request is untrusted like a fork's.
     pub first_time_untrusted: bool,
     /// Commit statuses on the forge of each repository that has a credential.

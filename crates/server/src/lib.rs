@@ -74,6 +74,8 @@ pub struct ServeConfig {
     pub smtp_ca_file: Option<PathBuf>,
     /// The most log one attempt of a job keeps (64 MiB by default).
     pub max_log_bytes: u64,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_idle_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -99,6 +101,7 @@ impl ServeConfig {
             status_retry: Default::default(),
             smtp_ca_file: None,
             max_log_bytes: 64 << 20,
+            body_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -256,7 +259,45 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ui::routes().layer(axum::middleware::map_response(security_headers)))
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            app.body_idle_timeout,
+            body_idle_timeout,
+        ))
         .with_state(app)
+}
+
+/// A request body that stops arriving for `idle` ends in an error instead of
+/// holding its connection (one of a bounded number) for ever: the header
+/// timeout stops slow headers, this stops a slow body after fast headers.
+async fn body_idle_timeout(
+    axum::extract::State(idle): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use futures_util::StreamExt;
+    let (parts, body) = req.into_parts();
+    let timed = futures_util::stream::unfold(Some(body.into_data_stream()), move |s| async move {
+        let mut s = s?;
+        match tokio::time::timeout(idle, s.next()).await {
+            Ok(Some(item)) => Some((item, Some(s))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(axum::Error::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the request body stopped arriving for {} s",
+                        idle.as_secs_f64()
+                    ),
+                ))),
+                None,
+            )),
+        }
+    });
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from_stream(timed),
+    ))
+    .await
 }
 
 /// The key of lease keys, created once (0600) in the data directory so leases
@@ -443,6 +484,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         lease_secret: lease_secret(&cfg.data_dir)?,
         untrusted_on_embedded: cfg.untrusted_on_embedded,
         max_log_bytes: cfg.max_log_bytes,
+        body_idle_timeout: cfg.body_idle_timeout,
         first_time_untrusted: cfg.first_time_untrusted,
         forge: Arc::new(forge_status::Reporter::new(cfg.status_retry.clone())),
         notifier: Arc::new(

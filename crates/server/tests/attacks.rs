@@ -729,3 +729,43 @@ async fn a_log_without_end_is_cut_at_the_jobs_limit_with_a_marker() {
     assert!(!log.contains("after the flood"), "nothing past the limit");
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_body_is_cut_off() {
+    let s = start_with(|c| {
+        c.embedded_capacity = 0;
+        c.body_idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = s.server.addr;
+    let token = s.token.clone();
+    let (answered_after, answer) = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Prompt headers announcing a body, a few bytes of it, then nothing.
+        write!(
+            c,
+            "POST /api/v1/tokens HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"name\""
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap_or(0);
+        (
+            start.elapsed(),
+            String::from_utf8_lossy(&buf[..n]).to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        answered_after < Duration::from_secs(5),
+        "the server waited {answered_after:?} for a body that stopped ({answer:?})"
+    );
+    // Refused (4xx) or closed: either way the connection is given back.
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    // No token was made from half a body.
+    let tokens = s.get("/api/v1/tokens").await;
+    assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    s.server.stop().await;
+}
