@@ -554,7 +554,10 @@ impl Controller {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
-            env.push(("HANGAR_DATA".into(), self.files.dir.display().to_string()));
+            // Absolute: instances run in their release's folder, where the
+            // default `./.hangar/envs/ENV` would name a folder that is not there.
+            let data = std::path::absolute(&self.files.dir).unwrap_or(self.files.dir.clone());
+            env.push(("HANGAR_DATA".into(), data.display().to_string()));
             let spec = InstanceSpec {
                 service: svc.into(),
                 version: release.version.clone(),

@@ -122,10 +122,10 @@ fn command_env(
     }
     out.push(("HANGAR_ENV".into(), env.into()));
     out.push(("HANGAR_SERVICE".into(), svc.into()));
-    out.push((
-        "HANGAR_DATA".into(),
-        EnvFiles::new(data, env).dir.display().to_string(),
-    ));
+    // The same absolute folder the instances were given.
+    let dir = EnvFiles::new(data, env).dir;
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    out.push(("HANGAR_DATA".into(), dir.display().to_string()));
     out.push(("HANGAR_BACKUP_DIR".into(), folder.display().to_string()));
     out
 }

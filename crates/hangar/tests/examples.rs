@@ -1,0 +1,780 @@
+//! The projects of `examples/`, one per seed team, run end to end as their
+//! teams would: each is copied into a temporary git repository whose history
+//! follows the team's commit conventions, then the built `hangar` binary
+//! validates it, runs its CI workflow, brings its stack up, deploys it with the
+//! team's strategy (a good version, then a bad one that must roll back on its
+//! own), scans it, releases it and reports DORA, and takes everything down.
+//! Real processes throughout: `hangar`, git, and the examples' own services.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::free_port;
+use hangar_testkit::git;
+
+const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
+
+/// A temporary copy of one example, made into a git repository.
+struct Project {
+    tmp: tempfile::TempDir,
+    /// hangar's own data directory (actions and caches), outside the project.
+    data: tempfile::TempDir,
+    /// The example's `listen` ports, each replaced by a free one.
+    ports: BTreeMap<u16, u16>,
+    /// Environments brought up, taken down at the end whatever happens.
+    envs: Vec<String>,
+}
+
+impl Project {
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The free port standing in for the example's port `p`.
+    fn port(&self, p: u16) -> u16 {
+        self.ports[&p]
+    }
+
+    /// `hangar ARGS` in the project, with `hangar` itself first on PATH (as
+    /// `cargo install` leaves it) for the workflows' `run: hangar scan ...`.
+    fn hangar(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("hangar runs");
+        eprintln!(
+            "$ hangar {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let bin = Path::new(HANGAR).parent().expect("the binary's folder");
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut c = Command::new(HANGAR);
+        c.args(args)
+            .current_dir(self.dir())
+            .env("PATH", format!("{}:{path}", bin.display()))
+            .env("HANGAR_DATA_DIR", self.data.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env_remove("HANGAR_SERVER")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `hangar ARGS`, which must succeed; its standard output and error.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.hangar(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "hangar {args:?} failed:\n{text}");
+        text
+    }
+
+    /// `hangar ARGS`, which must fail with `code`; its output.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.hangar(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "hangar {args:?} should exit {code}:\n{text}"
+        );
+        text
+    }
+
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.dir().join(path)).expect("a file of the example")
+    }
+
+    /// Replaces `from` by `to` in `path` (which must contain it) and commits
+    /// the change with `message`.
+    fn change(&self, path: &str, from: &str, to: &str, message: &str) {
+        let text = self.read(path);
+        assert!(text.contains(from), "{path} has no {from:?}");
+        std::fs::write(self.dir().join(path), text.replacen(from, to, 1)).expect("write");
+        git(self.dir(), &["commit", "-qam", message]);
+    }
+
+    /// Deploys `env` with the team's strategy: a good version that then
+    /// answers `marker` on `port`, then a bad one (`bad` = (file, from, to),
+    /// committed as `fix`) that must fail and roll back by itself while the
+    /// good version keeps answering; then the bad commit is undone: `git
+    /// revert` (a revert and what it reverts cancel out in a release), or
+    /// with `undo` a change back committed with that message.
+    fn deploy_and_roll_back(
+        &mut self,
+        env: &str,
+        port: u16,
+        marker: &str,
+        bad: (&str, &str, &str),
+        fix: &str,
+        undo: Option<&str>,
+    ) {
+        // An environment a workflow deployed already serves this version.
+        if !self.envs.iter().any(|e| e == env) {
+            self.envs.push(env.to_string());
+            let out = self.ok(&["deploy", env]);
+            assert!(out.contains("succeeded"), "{out}");
+        }
+        let body = get(self.port(port), "/").expect("the good version answers");
+        assert!(body.contains(marker), "{body}");
+
+        let (file, from, to) = bad;
+        self.change(file, from, to, fix);
+        let out = self.fails(&["deploy", env], 1);
+        assert!(out.contains("rolled-back"), "{out}");
+        let body = get(self.port(port), "/").expect("the good version still answers");
+        assert!(body.contains(marker), "{body}");
+        let history = self.ok(&["history", env]);
+        assert!(history.contains("rolled-back"), "{history}");
+        match undo {
+            None => {
+                git(self.dir(), &["revert", "--no-edit", "HEAD"]);
+            }
+            Some(message) => self.change(file, to, from, message),
+        }
+    }
+
+    /// `hangar up` (the `local` environment, in the foreground) until `port`
+    /// answers `marker` on `path`, then Ctrl-C: it must stop everything.
+    fn up_local(&self, port: u16, path: &str, marker: &str) {
+        let mut up = self
+            .command(&["up"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hangar up");
+        let port = self.port(port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let body = loop {
+            if let Some(body) = get(port, path) {
+                break body;
+            }
+            if Instant::now() > deadline || up.try_wait().ok().flatten().is_some() {
+                let _ = up.kill();
+                let mut err = String::new();
+                let _ = up.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("hangar up never served :{port}{path}:\n{err}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(body.contains(marker), "{body}");
+        Command::new("kill")
+            .args(["-INT", &up.id().to_string()])
+            .status()
+            .expect("kill runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while up.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "hangar up ignored Ctrl-C");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(get(port, path).is_none(), "the local stack outlived Ctrl-C");
+    }
+}
+
+impl Drop for Project {
+    /// `hangar down` of every environment brought up, then no process of the
+    /// project may be left (checked by working directory under the project).
+    fn drop(&mut self) {
+        for env in std::mem::take(&mut self.envs) {
+            let _ = self.command(&["down", &env]).output();
+        }
+        let left = processes_under(self.dir());
+        if !left.is_empty() && !std::thread::panicking() {
+            for pid in &left {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            panic!("processes left after hangar down: {left:?}");
+        }
+    }
+}
+
+/// Processes whose working directory is under `dir`.
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(dir))
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+        })
+        .collect()
+}
+
+/// GET `path` on loopback `port`: the body of a 2xx answer, else None.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status: u16 = out.get(9..12)?.parse().ok()?;
+    if !(200..300).contains(&status) {
+        return None;
+    }
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(body.to_string());
+    }
+    // The router answers HTTP/1.1 and chunks a body of unknown length.
+    let mut rest = body;
+    let mut decoded = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(decoded);
+        }
+        decoded.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
+}
+
+fn example_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("a folder");
+    for entry in std::fs::read_dir(from).expect("the example's folder") {
+        let entry = entry.expect("an entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("a copy");
+        }
+    }
+}
+
+/// Copies `examples/NAME` into a temporary repository on `main` and commits it
+/// as `history` says: each (message, path prefixes) commits the files under
+/// those prefixes, the last one everything left. The example's `127.0.0.1:PORT`
+/// addresses in hangar.yml get free ports, so examples run side by side.
+fn project(name: &str, history: &[(&str, &[&str])]) -> Project {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path();
+    copy_tree(&example_dir(name), dir);
+    let yml = std::fs::read_to_string(dir.join("hangar.yml")).expect("hangar.yml");
+    let mut ports = BTreeMap::new();
+    let mut rewritten = String::new();
+    let mut rest = yml.as_str();
+    while let Some(i) = rest.find("127.0.0.1:") {
+        let (head, tail) = rest.split_at(i + 10);
+        let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+        let p: u16 = digits.parse().expect("a port after 127.0.0.1:");
+        let free = *ports.entry(p).or_insert_with(free_port);
+        rewritten.push_str(head);
+        rewritten.push_str(&free.to_string());
+        rest = &tail[digits.len()..];
+    }
+    rewritten.push_str(rest);
+    std::fs::write(dir.join("hangar.yml"), rewritten).expect("hangar.yml");
+    git(dir, &["init", "-q", "-b", "main"]);
+    for (i, (message, paths)) in history.iter().enumerate() {
+        if i + 1 == history.len() {
+            git(dir, &["add", "-A"]);
+        } else {
+            let mut args = vec!["add", "--"];
+            args.extend_from_slice(paths);
+            git(dir, &args);
+        }
+        git(dir, &["commit", "-qm", message]);
+    }
+    Project {
+        tmp,
+        data: tempfile::tempdir().expect("a temporary directory"),
+        ports,
+        envs: Vec::new(),
+    }
+}
+
+/// The seeds' services are tiny Python and Node servers.
+fn have(tool: &str) -> bool {
+    if Command::new(tool).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+    eprintln!("SKIPPED: {tool} not found");
+    false
+}
+
+/// Asserts the CI run printed `run succeeded` with every one of `jobs` a success.
+fn assert_jobs_succeeded(out: &str, jobs: &[&str]) {
+    assert!(out.contains("run succeeded"), "{out}");
+    for job in jobs {
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().take(2).eq([*job, "success"])),
+            "job {job} did not succeed:\n{out}"
+        );
+    }
+}
+
+/// CodeCraft AI (seed 000): a Python API, lint and test on every push,
+/// rolling staging and blue-green production, and a history that is not
+/// conventional: the first release is cut with `--as`, then the team writes
+/// Conventional Commits.
+#[test]
+fn codecraft_ai() {
+    if !have("python3") {
+        return;
+    }
+    let mut p = project(
+        "codecraft-ai",
+        &[
+            ("Initial commit", &["README.md", ".gitignore"]),
+            ("Add API", &["app", "requirements.txt", "hangar.yml"]),
+            ("Add tests and CI", &[]),
+        ],
+    );
+    let out = p.ok(&["validate"]);
+    assert!(out.contains("0 error(s)"), "{out}");
+    let out = p.ok(&["run"]);
+    assert_jobs_succeeded(&out, &["lint", "test", "secrets"]);
+    assert!(out.contains("Ran 2 tests"), "{out}");
+    p.up_local(18001, "/", "codecraft-ai 0.0.0");
+
+    p.deploy_and_roll_back(
+        "production",
+        18003,
+        "codecraft-ai 0.0.0",
+        ("app/main.py", "HEALTHY = True", "HEALTHY = False"),
+        "Fix the model loader",
+        Some("Back out the model loader fix"),
+    );
+    let out = p.ok(&["history", "production"]);
+    assert!(out.contains("(blue-green) rolled-back"), "{out}");
+
+    p.ok(&["scan", "secrets", "."]);
+
+    // Nothing conventional yet: hangar says so and what to do.
+    let out = p.ok(&["release", "--dry-run"]);
+    assert!(out.contains("nothing to release"), "{out}");
+    assert!(out.contains("none of them a Conventional Commit"), "{out}");
+    // The team's first release, with the old subjects as its notes.
+    let out = p.ok(&["release", "--as", "1.0.0"]);
+    assert!(out.contains("released 1.0.0"), "{out}");
+    assert_eq!(p.read("app/VERSION").trim(), "1.0.0");
+    assert!(p.read("CHANGELOG.md").contains("* Add API"));
+    assert_eq!(git(p.dir(), &["tag", "--list"]), "v1.0.0");
+    // From now on, Conventional Commits.
+    p.change(
+        "app/main.py",
+        "codecraft-ai {VERSION}",
+        "CodeCraft AI {VERSION}",
+        "feat: a friendlier greeting",
+    );
+    let out = p.ok(&["release", "--dry-run"]);
+    assert!(out.contains("would release 1.1.0"), "{out}");
+
+    let out = p.ok(&["dora", "production"]);
+    assert!(out.contains("2 deployments"), "{out}");
+    assert!(out.contains("change failure rate       50.0%"), "{out}");
+}
+
+/// AI Code Platform (seed 001): a Node.js API; CI on main, develop and
+/// feature branches with a dependency gate that fails on high and critical
+/// advisories only; rolling staging, blue-green production.
+#[test]
+fn ai_code_platform() {
+    if !have("python3") || !have("node") {
+        return;
+    }
+    let mut p = project(
+        "ai-code-platform",
+        &[
+            (
+                "chore: initial import",
+                &["package.json", "package-lock.json", ".gitignore"],
+            ),
+            ("feat(api): health endpoint", &["src"]),
+            ("ci: CI, deploy and security pipelines", &[]),
+        ],
+    );
+    p.ok(&["validate"]);
+    let out = p.ok(&["run"]);
+    assert_jobs_succeeded(
+        &out,
+        &["ci/quality", "ci/test", "ci/security", "security/scan"],
+    );
+    // The deploy workflow waits for CI (`workflow_run`), which `hangar run`
+    // does not trigger today: it must not have run beside CI either.
+    assert!(!out.contains("deploy/"), "{out}");
+    // On a feature branch, CI runs too.
+    git(p.dir(), &["checkout", "-qb", "feature/login"]);
+    let out = p.ok(&["run", "--workflows", ".github/workflows/ci.yml"]);
+    assert!(out.contains("run succeeded"), "{out}");
+    git(p.dir(), &["checkout", "-q", "main"]);
+
+    // The dependency gate: a lock file back on lodash 4.17.20 fails on the
+    // high advisory and leaves the moderate one out.
+    let lock = p.read("package-lock.json");
+    std::fs::write(
+        p.dir().join("package-lock.json"),
+        lock.replace("4.17.21", "4.17.20"),
+    )
+    .unwrap();
+    let out = p.fails(
+        &[
+            "scan",
+            "deps",
+            ".",
+            "--db",
+            "security/advisories",
+            "--severity",
+            "high",
+        ],
+        1,
+    );
+    assert!(out.contains("GHSA-35jh-r3h4-6jhm"), "{out}");
+    assert!(!out.contains("GHSA-29mw-wpgm-hmr9"), "{out}");
+    assert!(out.contains("1 finding(s) below HIGH not shown"), "{out}");
+    std::fs::write(p.dir().join("package-lock.json"), lock).unwrap();
+    p.ok(&["scan", "policy", ".github/workflows"]);
+
+    p.up_local(18011, "/", "aicode-api 1.0.0");
+    p.deploy_and_roll_back(
+        "staging",
+        18012,
+        "aicode-api 1.0.0",
+        (
+            "src/server.js",
+            "const HEALTHY = true;",
+            "const HEALTHY = false;",
+        ),
+        "fix(api): stricter request parsing",
+        None,
+    );
+    assert!(
+        p.ok(&["history", "staging"])
+            .contains("(rolling) rolled-back")
+    );
+    p.deploy_and_roll_back(
+        "production",
+        18013,
+        "aicode-api 1.0.0",
+        (
+            "src/server.js",
+            "const HEALTHY = true;",
+            "const HEALTHY = false;",
+        ),
+        "fix(api): stricter request parsing",
+        None,
+    );
+
+    let out = p.ok(&["release", "--dry-run"]);
+    assert!(out.contains("would release 1.1.0"), "{out}");
+    let out = p.ok(&["release"]);
+    assert!(out.contains("released 1.1.0"), "{out}");
+    assert!(p.read("package.json").contains("\"version\": \"1.1.0\""));
+    assert!(
+        p.read("package-lock.json")
+            .contains("\"version\": \"1.1.0\"")
+    );
+    let out = p.ok(&["dora", "production"]);
+    assert!(out.contains("2 deployments"), "{out}");
+}
+
+/// CODE (seed 002): conventional commits and release-please's version marker;
+/// the OPA admission policy gating manifests; a canary in prod; the
+/// disaster-recovery plan (backups, RPO 1 hour, RTO 4 hours) as a drill.
+#[test]
+fn code() {
+    if !have("python3") {
+        return;
+    }
+    let mut p = project(
+        "code",
+        &[
+            (
+                "chore: initial commit",
+                &["README.md", ".gitignore", "requirements.txt"],
+            ),
+            ("feat(api): notes endpoint", &["src", "tests"]),
+            ("feat(security): OPA admission policy", &["policy", "k8s"]),
+            ("ci: pipeline and environments", &[]),
+        ],
+    );
+    p.ok(&["validate"]);
+    let out = p.ok(&["run"]);
+    assert_jobs_succeeded(&out, &["lint", "test", "security", "build"]);
+    assert!(out.contains("3 of 3 rules applied"), "{out}");
+
+    // The policy refuses a privileged pod from Docker Hub...
+    let review = p
+        .read("k8s/api-pod-review.json")
+        .replace("ghcr.io/code/api:0.4.0", "docker.io/library/python:3.12")
+        .replace("\"privileged\": false", "\"privileged\": true");
+    std::fs::write(p.dir().join("k8s/debug-pod-review.json"), review).unwrap();
+    let out = p.fails(
+        &[
+            "scan",
+            "policy",
+            "k8s",
+            "--namespace",
+            "kubernetes.admission",
+        ],
+        1,
+    );
+    assert!(
+        out.contains("Only images from ghcr.io are allowed (docker.io/library/python:3.12)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Privileged containers are not allowed"),
+        "{out}"
+    );
+    // ...and a bare Pod (not an AdmissionReview) is not silently "passed".
+    std::fs::remove_file(p.dir().join("k8s/debug-pod-review.json")).unwrap();
+    std::fs::write(
+        p.dir().join("pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: x, image: nginx}]\n",
+    )
+    .unwrap();
+    let out = p.fails(
+        &[
+            "scan",
+            "policy",
+            "pod.yaml",
+            "--namespace",
+            "kubernetes.admission",
+            "--fail-on-empty",
+        ],
+        1,
+    );
+    assert!(out.contains("input.request"), "{out}");
+    std::fs::remove_file(p.dir().join("pod.yaml")).unwrap();
+
+    p.deploy_and_roll_back(
+        "prod",
+        18023,
+        "code 0.4.0",
+        ("src/main.py", "HEALTHY = True", "HEALTHY = False"),
+        "fix(api): faster notes",
+        None,
+    );
+    assert!(p.ok(&["history", "prod"]).contains("(canary) rolled-back"));
+
+    // State the instances keep under $HANGAR_DATA, backed up and drilled.
+    let port = p.port(18023);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "POST /notes HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\nfirst note").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(get(port, "/notes").as_deref(), Some("first note\n"));
+    let out = p.ok(&["recovery", "backup", "prod"]);
+    assert!(!out.contains("error"), "{out}");
+    p.envs.push("drill".into());
+    let out = p.ok(&["recovery", "drill", "prod", "--into", "drill"]);
+    assert!(out.contains("RPO") && out.contains("RTO"), "{out}");
+    assert!(out.contains("PASSED"), "{out}");
+    // The drill restored the notes into the scratch environment's data.
+    assert_eq!(p.read(".hangar/envs/drill/notes.txt"), "first note\n");
+
+    let out = p.ok(&["release", "--dry-run"]);
+    assert!(out.contains("would release 0.5.0"), "{out}");
+    p.ok(&["release"]);
+    assert!(p.read("src/main.py").contains("VERSION = \"0.5.0\""));
+    let out = p.ok(&["dora", "prod"]);
+    assert!(out.contains("2 deployments"), "{out}");
+}
+
+/// Menteebot (seed 003): version.txt holds the version (1.0.0, no tag yet);
+/// the pipeline builds, checks the Dockerfile, tests and deploys blue-green
+/// from the workflow itself; releases are semantic, with release candidates.
+#[test]
+fn menteebot() {
+    if !have("python3") {
+        return;
+    }
+    let mut p = project(
+        "menteebot",
+        &[
+            (
+                "chore: project structure",
+                &["version.txt", ".gitignore", "README.md"],
+            ),
+            (
+                "feat: hello world service with health endpoints",
+                &["src", "tests"],
+            ),
+            ("build: multi-stage Dockerfile", &["docker", "policy"]),
+            ("ci: ci-cd, security and release pipelines", &[]),
+        ],
+    );
+    p.ok(&["validate"]);
+    // The whole pipeline, deployment included (gated on a variable so that a
+    // plain `hangar run` does not deploy).
+    p.envs.push("prod".into());
+    let out = p.ok(&["run", "--var", "DEPLOY=true"]);
+    assert_jobs_succeeded(
+        &out,
+        &[
+            "ci-cd/source",
+            "ci-cd/build",
+            "ci-cd/test",
+            "ci-cd/deploy",
+            "security-scan/scan",
+        ],
+    );
+    assert!(out.contains("deployed 1.0.0"), "{out}");
+    assert_eq!(
+        get(p.port(18033), "/").as_deref(),
+        Some("Hello from Menteebot 1.0.0\n")
+    );
+
+    // The Dockerfile policy: a Debian base is refused.
+    p.change(
+        "docker/Dockerfile",
+        "FROM python:3.12-alpine\n",
+        "FROM python:3.12-slim\n",
+        "build: slim base",
+    );
+    let out = p.fails(&["scan", "policy", "docker/Dockerfile"], 1);
+    assert!(
+        out.contains("base image python:3.12-slim is not Alpine"),
+        "{out}"
+    );
+    git(p.dir(), &["revert", "--no-edit", "HEAD"]);
+
+    p.up_local(18031, "/health", "healthy");
+    p.deploy_and_roll_back(
+        "prod",
+        18033,
+        "Menteebot 1.0.0",
+        ("src/health_check.py", "HEALTHY = True", "HEALTHY = False"),
+        "fix: health check reads the database",
+        None,
+    );
+
+    // The release workflow's dry run, then a candidate and the release.
+    let out = p.ok(&[
+        "run",
+        "workflow_dispatch",
+        "--workflows",
+        ".github/workflows/release.yml",
+    ]);
+    assert!(out.contains("would release 1.1.0"), "{out}");
+    let out = p.ok(&["release"]);
+    assert!(out.contains("released 1.1.0 (tag v1.1.0"), "{out}");
+    assert_eq!(p.read("version.txt").trim(), "1.1.0");
+    // The next feature goes through a release candidate first.
+    p.change(
+        "src/hello_world.py",
+        "Hello from Menteebot",
+        "Hello from Menteebot,",
+        "feat: a warmer greeting",
+    );
+    let out = p.ok(&["release", "--pre", "rc"]);
+    assert!(out.contains("released 1.2.0-rc.1"), "{out}");
+    assert_eq!(p.read("version.txt").trim(), "1.2.0-rc.1");
+    let out = p.ok(&["release"]);
+    assert!(out.contains("released 1.2.0 (tag v1.2.0"), "{out}");
+    assert_eq!(p.read("version.txt").trim(), "1.2.0");
+    let out = p.ok(&["dora", "prod"]);
+    assert!(out.contains("2 deployments"), "{out}");
+}
+
+/// Echoes (seed 004): a web frontend and an API as the local stack; CI on
+/// main and develop; infrastructure stacks deployed one at a time in their
+/// order; dev rolling, staging and prod blue-green.
+#[test]
+fn echoes() {
+    if !have("python3") {
+        return;
+    }
+    let mut p = project(
+        "echoes",
+        &[
+            ("feat(web): landing page", &["web", ".gitignore"]),
+            ("feat(api): echoes endpoint", &["backend"]),
+            ("ci: CI and deployment workflows", &[".github"]),
+            // Last, so that the push `hangar run` simulates touches
+            // `infrastructure/**`, the infrastructure workflow's path filter.
+            ("feat(infra): stacks and environments", &[]),
+        ],
+    );
+    p.ok(&["validate"]);
+    let log = p.dir().join("stacks.log");
+    let out = p
+        .command(&["run"])
+        .env("STACK_LOG", &log)
+        .output()
+        .expect("hangar run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_jobs_succeeded(&text, &["ci/lint", "ci/test", "ci/security", "ci/build"]);
+    // max-parallel: 1 over the stacks: one at a time, in the matrix's order.
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "deployed echoes-storage-dev\ndeployed echoes-auth-dev\ndeployed echoes-api-dev\ndeployed echoes-notifications-dev\n"
+    );
+
+    p.up_local(18042, "/health", "\"stage\": \"local\"");
+    p.deploy_and_roll_back(
+        "dev",
+        18044,
+        "\"stage\": \"dev\"",
+        ("backend/app.py", "HEALTHY = True", "HEALTHY = False"),
+        "fix(api): paginate echoes",
+        None,
+    );
+    p.deploy_and_roll_back(
+        "prod",
+        18048,
+        "\"stage\": \"prod\"",
+        ("backend/app.py", "HEALTHY = True", "HEALTHY = False"),
+        "fix(api): paginate echoes",
+        None,
+    );
+    assert!(get(p.port(18047), "/index.html").is_some_and(|b| b.contains("Echoes")));
+    let out = p.ok(&["release", "--dry-run"]);
+    assert!(out.contains("would release"), "{out}");
+    // web and api first, then api's failed release.
+    let out = p.ok(&["dora", "prod"]);
+    assert!(out.contains("3 deployments"), "{out}");
+    assert!(out.contains("change failure rate       33.3%"), "{out}");
+}
