@@ -198,10 +198,24 @@ impl Drop for Project {
         for env in std::mem::take(&mut self.envs) {
             let _ = self.command(&["down", &env]).output();
         }
-        let left = processes_under(self.dir());
+        // A stopped process may take a moment to be reaped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut left = processes_under(self.dir());
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            left = processes_under(self.dir());
+        }
+        let left: Vec<String> = left
+            .into_iter()
+            .map(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                format!("{pid} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect();
         if !left.is_empty() && !std::thread::panicking() {
             for pid in &left {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                let pid = pid.split(' ').next().unwrap_or_default();
+                let _ = Command::new("kill").args(["-9", pid]).status();
             }
             panic!("processes left after hangar down: {left:?}");
         }
