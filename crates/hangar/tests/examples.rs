@@ -624,12 +624,79 @@ fn code() {
     // The drill restored the notes into the scratch environment's data.
     assert_eq!(p.read(".hangar/envs/drill/notes.txt"), "first note\n");
 
+    server_backup_and_restore(&p);
+
     let out = p.ok(&["release", "--dry-run"]);
     assert!(out.contains("would release 0.5.0"), "{out}");
     p.ok(&["release"]);
     assert!(p.read("src/main.py").contains("VERSION = \"0.5.0\""));
     let out = p.ok(&["dora", "prod"]);
     assert!(out.contains("2 deployments"), "{out}");
+}
+
+/// The CI server's side of the plan: `hangar serve` watching the project,
+/// `hangar backup` of its data directory while it runs, `hangar restore` of
+/// that copy into a new data directory once it is stopped.
+fn server_backup_and_restore(p: &Project) {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let data = data.path().join("server");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = p.dir().display().to_string();
+    let mut serve = p
+        .command(&[
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            &listen,
+            "--repo",
+            &dir,
+            "--agent-capacity",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hangar serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, "/healthz").is_none() {
+        if Instant::now() > deadline || serve.try_wait().ok().flatten().is_some() {
+            let _ = serve.kill();
+            panic!("hangar serve never answered /healthz");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let copy = data.with_file_name("backup");
+    let out = p.ok(&[
+        "backup",
+        &copy.display().to_string(),
+        "--data",
+        &data.display().to_string(),
+    ]);
+    Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let _ = serve.wait();
+    let restored = data.with_file_name("restored");
+    let out2 = p.ok(&[
+        "restore",
+        &copy.display().to_string(),
+        "--data",
+        &restored.display().to_string(),
+    ]);
+    let files: Vec<_> = std::fs::read_dir(&restored)
+        .expect("the restored data directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with(".db") || f.ends_with(".sqlite")),
+        "{out}{out2}{files:?}"
+    );
 }
 
 /// Menteebot (seed 003): version.txt holds the version (1.0.0, no tag yet);

@@ -763,7 +763,10 @@ async fn a_slow_body_is_cut_off() {
         "the server waited {answered_after:?} for a body that stopped ({answer:?})"
     );
     // Refused (4xx) or closed: either way the connection is given back.
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
     // No token was made from half a body.
     let tokens = s.get("/api/v1/tokens").await;
     assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
