@@ -463,7 +463,21 @@ pub fn shell_line(command: &str) -> String {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit())
     });
-    let compound = command.contains([';', '&', '|', '<', '>', '(', ')', '`', '\n']);
+    // Operators count outside quotes only: `sh -c 'a; b'` is one plain command.
+    let (mut single, mut double, mut escaped, mut compound) = (false, false, false, false);
+    for c in command.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if !single => escaped = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            ';' | '&' | '|' | '<' | '>' | '(' | ')' | '`' | '\n' if !single && !double => {
+                compound = true;
+                break;
+            }
+            _ => {}
+        }
+    }
     if assignment || compound {
         command.to_string()
     } else {
@@ -548,5 +562,11 @@ mod tests {
         ] {
             assert_eq!(shell_line(as_written), as_written);
         }
+        // Quoted operators belong to the quoted program.
+        assert_eq!(
+            shell_line("sh -c 'sleep 1; exec server'"),
+            "exec sh -c 'sleep 1; exec server'"
+        );
+        assert_eq!(shell_line("echo \"a|b\" x"), "exec echo \"a|b\" x");
     }
 }
