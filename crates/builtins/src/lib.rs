@@ -19,7 +19,9 @@ fn truthy(s: &str) -> bool {
 }
 
 /// `hangar/release@v1`: inputs `dry-run`, `pre`, `as`, `package`, `no-commit`, `no-tag`;
-/// outputs `released` (`true`/`false`), `version`, `tag`, `notes`.
+/// outputs `released` (`true` only when a release was made: never in a dry
+/// run, so a publishing step gated on it does not run for a preview),
+/// `would-release` (a release is due, dry run or not), `version`, `tag`, `notes`.
 struct Release;
 
 impl BuiltinAction for Release {
@@ -92,10 +94,13 @@ impl BuiltinAction for Release {
                 )),
             }
         }
-        let released = outcomes.iter().any(|o| o.released);
+        let due = outcomes.iter().any(|o| o.released);
         result
             .outputs
-            .insert("released".into(), released.to_string());
+            .insert("released".into(), (due && !opts.dry_run).to_string());
+        result
+            .outputs
+            .insert("would-release".into(), due.to_string());
         if let Some(o) = first {
             result
                 .outputs

@@ -57,6 +57,7 @@ jobs:
     runs-on: ubuntu-latest
     outputs:
       released: ${{ steps.r.outputs.released }}
+      would: ${{ steps.r.outputs.would-release }}
       version: ${{ steps.r.outputs.version }}
     steps:
       - id: r
@@ -64,16 +65,16 @@ jobs:
         with: { dry-run: true }
   announce:
     needs: release
-    if: needs.release.outputs.released == 'true'
+    if: needs.release.outputs.would == 'true'
     runs-on: ubuntu-latest
     steps:
       - run: echo "announcing v=${{ needs.release.outputs.version }}"
-  skipped:
+  publish:
     needs: release
-    if: needs.release.outputs.released != 'true'
+    if: needs.release.outputs.released == 'true'
     runs-on: ubuntu-latest
     steps:
-      - run: echo "must not run"
+      - run: echo "must not run, a dry run released nothing"
 "#,
         )],
     );
