@@ -72,6 +72,7 @@ pub mod schedule;
 pub mod shell;
 pub mod toolcache;
 pub mod workflow;
+pub mod workspace;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -79,6 +79,8 @@ fn repo(root: &Path, workflow: &str) -> PathBuf {
 fn hangar_run(dir: &Path, data: &Path, args: &[&str]) -> (Output, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hangar"))
         .arg("run")
+        // In place: these tests look at what the steps restored.
+        .arg("--bind")
         .args(args)
         .current_dir(dir)
         .env("HANGAR_DATA_DIR", data)
@@ -296,7 +298,7 @@ fn swatinem_rust_cache_saves_a_crate_build_and_restores_it() {
     // The action caches CARGO_HOME: a fresh one, beside the toolchain in use.
     let run = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hangar"));
-        c.args(["run", "--action-dir", &spec])
+        c.args(["run", "--bind", "--action-dir", &spec])
             .current_dir(&dir)
             .env("HANGAR_DATA_DIR", &data)
             .env("CARGO_HOME", tmp.path().join("cargo-home"));
@@ -397,7 +399,7 @@ fn setup_node_caches_npm_through_the_service() {
     let spec = format!("actions/setup-node@v4={}", setup_node.display());
     let run = || {
         let out = Command::new(env!("CARGO_BIN_EXE_hangar"))
-            .args(["run", "--action-dir", &spec])
+            .args(["run", "--bind", "--action-dir", &spec])
             .current_dir(&dir)
             .env("HANGAR_DATA_DIR", &data)
             .env("npm_config_cache", &npm_cache)

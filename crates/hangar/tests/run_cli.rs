@@ -14,7 +14,9 @@ fn repo(workflow: &str) -> tempfile::TempDir {
 
 fn hangar(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hangar"));
-    c.arg("run").args(args).current_dir(dir);
+    // In place: these tests read what the steps wrote (the private copy has
+    // its own tests in workspace_cli.rs).
+    c.arg("run").arg("--bind").args(args).current_dir(dir);
     c
 }
 

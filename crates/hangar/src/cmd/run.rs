@@ -85,9 +85,20 @@ pub struct Args {
     /// node16, node20, node24); default: `node` on PATH.
     #[arg(long = "node", value_name = "RUNTIME=PATH")]
     pub node: Vec<String>,
-    /// Repository root (GITHUB_WORKSPACE); default: the current directory.
+    /// Repository root; default: the current directory. Steps run in a
+    /// private copy of it (see --bind).
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// Run the steps in the repository itself instead of a private copy:
+    /// what they commit, tag, delete or build then happens to it.
+    #[arg(long, conflicts_with_all = ["copy_ignored", "keep_workspace"])]
+    pub bind: bool,
+    /// Copy ignored files (target/, node_modules/...) into the private copy too.
+    #[arg(long)]
+    pub copy_ignored: bool,
+    /// Leave the private copy on disk after the run and print where it is.
+    #[arg(long)]
+    pub keep_workspace: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -186,6 +197,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "inputs".into(),
             serde_json::Value::Object(run.inputs.clone()),
         );
+    }
+    // Steps run in a private copy of the working tree (uncommitted and
+    // untracked files included), as act does, so what they commit, tag,
+    // clean or build stays out of the user's repository. Removed when
+    // `_copy` drops, after the run.
+    let mut _copy = None;
+    if !args.bind && !args.dry_run {
+        let parent = run.data_dir.join("workspaces");
+        let opts = hangar_engine::workspace::CopyOptions {
+            ignored: args.copy_ignored,
+        };
+        // Under the data directory (usually on the repository's filesystem,
+        // where reflinks and hard links work), else the temporary directory.
+        let mut ws = hangar_engine::workspace::prepare(&workspace, &parent, opts)
+            .or_else(|e| {
+                let tmp = std::env::temp_dir().join("hangar-workspaces");
+                hangar_engine::workspace::prepare(&workspace, &tmp, opts)
+                    .map_err(|e2| e2.context(format!("{e:#}")))
+            })
+            .context("cannot copy the working tree for the run (--bind runs in place)")?;
+        if args.keep_workspace {
+            ws.keep();
+            eprintln!(
+                "hangar: the run's workspace is kept in {}",
+                ws.path().display()
+            );
+        }
+        run.workspace = ws.path().to_path_buf();
+        _copy = Some(ws);
     }
     let mut engine = Engine::new();
     for action in hangar_builtins::all() {
