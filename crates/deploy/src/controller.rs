@@ -4,8 +4,13 @@
 //! Commit point: a rollout changes `stable` in `state.json` (atomically) only after
 //! the router already sends all traffic to the new version. A controller killed at
 //! any moment restarts from `stable`, so the environment comes back serving exactly
-//! one consistent version, and every process the dead controller started (recorded
-//! in the same file, by pid and start time) is killed first: no orphans.
+//! one consistent version. Under `hangar up` the routers run in a process of their
+//! own (`plane`), which keeps serving the last weights while no controller runs;
+//! the restarted controller then takes over the dead one's instances (recorded in
+//! the same file, by pid, start time and port): they keep serving until its own
+//! instances of the stable version are healthy and take the traffic, then they are
+//! drained and stopped: no refused connection, no orphans. Without a router
+//! process (the router died with the controller) they are killed first.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use hangar_project::{Environment, Project, StrategyKind};
-use hangar_router::{Route, Router, RouterHandle, Table};
+use hangar_router::daemon::Link;
 use indexmap::IndexMap;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::analysis::{self, Thresholds, Verdict};
+use crate::plane::{self, Plane};
 use crate::release::{Release, Releases};
 use crate::state::{DeploymentRecord, EnvFiles, EnvState, Outcome, ProcessRecord};
 use crate::supervisor::{self, Instance, InstanceSpec, InstanceStatus, now_unix};
@@ -47,8 +53,7 @@ pub struct DeployRequest {
 }
 
 struct ServiceRt {
-    router: Arc<Router>,
-    handle: RouterHandle,
+    plane: Arc<Plane>,
     instances: Vec<Arc<Instance>>,
     /// Traffic share per version (relative weights) the refresher keeps applying.
     weights: Vec<(String, u32)>,
@@ -88,6 +93,11 @@ pub struct Controller {
     signal: watch::Sender<Option<Signal>>,
     busy: tokio::sync::Mutex<()>,
     events: broadcast::Sender<String>,
+    /// The environment's router process, when the routers run apart from the controller.
+    link: Option<Link>,
+    /// Instances of a controller that died, still serving through the router
+    /// until this controller's own instances take over (then stopped).
+    leftovers: Mutex<Vec<ProcessRecord>>,
 }
 
 fn env_config(project: &Project, env: &str) -> Environment {
@@ -143,7 +153,36 @@ impl Controller {
             );
         }
         let dead = state.controller_pid.filter(|p| *p != std::process::id());
-        stop_recorded_processes(&mut state);
+        // A router process still answering has served the dead controller's
+        // instances all along: they keep serving until ours are healthy.
+        let link = match plane::router_exe() {
+            Some(exe) => {
+                let exe = exe.to_path_buf();
+                let dir = files.dir.clone();
+                let had_router = Link::new(&dir).ping().is_some();
+                let (link, _) =
+                    tokio::task::spawn_blocking(move || plane::ensure_router_process(&exe, &dir))
+                        .await??;
+                if !had_router {
+                    stop_recorded_processes(&mut state);
+                }
+                Some(link)
+            }
+            None => {
+                stop_recorded_processes(&mut state);
+                None
+            }
+        };
+        let leftovers: Vec<ProcessRecord> = state
+            .processes
+            .iter()
+            .filter(|p| {
+                supervisor::process_alive(p.pid)
+                    && supervisor::process_start_time(p.pid) == p.start_time
+            })
+            .cloned()
+            .collect();
+        state.processes = leftovers.clone();
         // What the dead controller was doing: recorded as it ended, since the
         // state holds the commit point (`stable`) of each rollout.
         let interrupted: Vec<DeploymentRecord> = state.in_progress.drain(..).collect();
@@ -162,10 +201,18 @@ impl Controller {
                 Outcome::Succeeded
             } else {
                 rec.events.push(format!(
-                    "{}: {who} died during this deployment; the restarted controller abandoned {} and serves {}",
+                    "{}: {who} died during this deployment; the restarted controller abandoned {} and serves {}{}",
                     rec.service,
                     rec.version,
-                    stable.as_deref().unwrap_or("nothing")
+                    stable.as_deref().unwrap_or("nothing"),
+                    if leftovers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (the router kept the last weights meanwhile; {} instance(s) of the dead controller drained and stopped once it serves)",
+                            leftovers.iter().filter(|p| p.service == rec.service).count()
+                        )
+                    }
                 ));
                 Outcome::Aborted
             };
@@ -190,6 +237,8 @@ impl Controller {
             signal,
             busy: tokio::sync::Mutex::new(()),
             events,
+            link,
+            leftovers: Mutex::new(leftovers),
         });
         tokio::spawn(ctl.clone().refresher());
         Ok(ctl)
@@ -282,7 +331,57 @@ impl Controller {
                 self.finish(record, Outcome::Succeeded)?;
             }
         }
+        self.stop_leftovers().await;
         Ok(())
+    }
+
+    /// Drains and stops the instances a dead controller left, now that the
+    /// router sends their traffic to this controller's instances.
+    async fn stop_leftovers(&self) {
+        let left: Vec<ProcessRecord> =
+            std::mem::take(&mut *self.leftovers.lock().unwrap_or_else(|e| e.into_inner()));
+        if left.is_empty() {
+            return;
+        }
+        let addrs: Vec<(String, SocketAddr)> = left
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.service.clone(),
+                    SocketAddr::from(([127, 0, 0, 1], p.port?)),
+                ))
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let busy: usize = addrs
+                .iter()
+                .map(|(svc, a)| self.plane(svc).map(|p| p.inflight(&[*a])).unwrap_or(0))
+                .sum();
+            if busy == 0 || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for p in &left {
+            if supervisor::process_alive(p.pid)
+                && supervisor::process_start_time(p.pid) == p.start_time
+            {
+                supervisor::signal_group(p.pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && left.iter().any(|p| supervisor::process_alive(p.pid)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for p in &left {
+            if supervisor::process_alive(p.pid)
+                && supervisor::process_start_time(p.pid) == p.start_time
+            {
+                supervisor::signal_group(p.pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.save_processes();
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
@@ -308,15 +407,15 @@ impl Controller {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(svc)
-            .map(|s| s.handle.addr)
+            .map(|s| s.plane.addr())
     }
 
-    pub fn router(&self, svc: &str) -> Option<Arc<Router>> {
+    fn plane(&self, svc: &str) -> Option<Arc<Plane>> {
         self.services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(svc)
-            .map(|s| s.router.clone())
+            .map(|s| s.plane.clone())
     }
 
     /// Deploys new releases of the environment's services (or one service).
@@ -497,21 +596,17 @@ impl Controller {
         let addr: SocketAddr = listen
             .parse()
             .with_context(|| format!("service `{svc}`: bad listen address `{listen}`"))?;
-        let router = Router::new(svc);
-        // The router runs on threads of its own (one event loop each), not on
-        // the controller's runtime: see `Router::serve_threads`.
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let handle = router
-            .serve_threads(addr, threads)
-            .with_context(|| format!("service `{svc}`: cannot listen on {addr}"))?;
+        let plane = Arc::new(match &self.link {
+            Some(link) => Plane::remote(link.clone(), svc, addr)?,
+            None => Plane::local(svc, addr)?,
+        });
         self.services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 svc.to_string(),
                 ServiceRt {
-                    router,
-                    handle,
+                    plane,
                     instances: Vec::new(),
                     weights: Vec::new(),
                     retry_on_stable: None,
@@ -600,7 +695,15 @@ impl Controller {
                 version: i.spec.version.clone(),
                 pid: i.pid(),
                 start_time: supervisor::process_start_time(i.pid()),
+                port: Some(i.port),
             })
+            .chain(
+                self.leftovers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned(),
+            )
             .collect();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.processes = procs;
@@ -672,14 +775,12 @@ impl Controller {
             return;
         }
         self.forget(svc, &instances);
-        let router = self.router(svc);
+        let plane = self.plane(svc);
+        let addrs: Vec<SocketAddr> = instances.iter().map(|i| addr(i)).collect();
         let drain = instances[0].spec.stop.drain.0;
         let deadline = Instant::now() + drain.max(Duration::from_millis(50));
         loop {
-            let busy: usize = instances
-                .iter()
-                .map(|i| router.as_ref().map(|r| r.inflight(addr(i))).unwrap_or(0))
-                .sum();
+            let busy: usize = plane.as_ref().map(|p| p.inflight(&addrs)).unwrap_or(0);
             if busy == 0 || Instant::now() >= deadline {
                 break;
             }
@@ -1113,10 +1214,10 @@ impl Controller {
         rec: &mut DeploymentRecord,
         label: &str,
     ) -> Result<(), Outcome> {
-        let Some(router) = self.router(svc) else {
+        let Some(plane) = self.plane(svc) else {
             return Ok(());
         };
-        let (c0, s0) = (router.stats(new).snapshot(), router.stats(old).snapshot());
+        let (c0, s0) = (plane.snapshot(new), plane.snapshot(old));
         let started = Instant::now();
         loop {
             if let Some(sig) = self.take_signal() {
@@ -1137,8 +1238,8 @@ impl Controller {
                     Ok(())
                 };
             }
-            let cw = router.stats(new).snapshot().since(&c0).summary();
-            let sw = router.stats(old).snapshot().since(&s0).summary();
+            let cw = plane.snapshot(new).since(&c0).summary();
+            let sw = plane.snapshot(old).since(&s0).summary();
             // A service the router sends nothing to (a worker, an internal API
             // nobody calls yet) can only be judged by its health: waiting for
             // traffic that never comes would pause every deployment of it.
@@ -1373,7 +1474,7 @@ impl Controller {
                 .iter()
                 .map(|(name, s)| ServiceStatus {
                     service: name.clone(),
-                    listen: s.handle.addr,
+                    listen: s.plane.addr(),
                     stable: st.stable.get(name).cloned(),
                     weights: s.weights.clone(),
                     rollout: s.rollout.clone(),
@@ -1381,7 +1482,7 @@ impl Controller {
                     traffic: s
                         .weights
                         .iter()
-                        .map(|(v, _)| (v.clone(), s.router.stats(v).snapshot().summary()))
+                        .map(|(v, _)| (v.clone(), s.plane.snapshot(v).summary()))
                         .collect(),
                 })
                 .collect(),
@@ -1404,10 +1505,18 @@ impl Controller {
                 .unwrap_or_default();
             self.retire(svc, all).await;
         }
+        // What a dead controller left and nobody took over yet goes too.
+        let mut left: Vec<ProcessRecord> =
+            std::mem::take(&mut *self.leftovers.lock().unwrap_or_else(|e| e.into_inner()));
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.processes.clear();
+        st.processes.append(&mut left);
+        stop_recorded_processes(&mut st);
         st.controller_pid = None;
         let _ = self.files.save(&st);
+        drop(st);
+        if self.link.is_some() {
+            plane::stop_router_process(&self.files.dir);
+        }
     }
 
     /// Re-applies the routing table as instance health changes (crash, recovery).
@@ -1465,7 +1574,11 @@ pub fn stop_leftovers(files: &EnvFiles) -> anyhow::Result<usize> {
             "the controller of this environment (pid {pid}) is alive but does not answer on its socket; stop it first (kill {pid})"
         );
     }
-    let n = stop_recorded_processes(&mut state);
+    let mut n = stop_recorded_processes(&mut state);
+    // The router process serves nothing once the instances are gone.
+    if plane::stop_router_process(&files.dir) {
+        n += 1;
+    }
     state.controller_pid = None;
     files.save(&state)?;
     Ok(n)
@@ -1514,20 +1627,18 @@ fn backends(s: &ServiceRt) -> Vec<(String, Vec<SocketAddr>)> {
 }
 
 /// Builds the router table from the weights and the healthy instances: no instance gets traffic before its health check passes.
+/// A service given no weights yet keeps the router's table: that is what a
+/// restarted controller finds serving, and it must not be blanked.
 fn apply(s: &mut ServiceRt) {
+    if s.weights.is_empty() {
+        return;
+    }
     let routes = backends(s)
         .into_iter()
         .zip(s.weights.iter())
-        .map(|((version, addrs), (_, weight))| Route {
-            version,
-            weight: *weight,
-            backends: addrs.into_iter().map(|a| s.router.backend(a)).collect(),
-        })
+        .map(|((version, addrs), (_, weight))| (version, *weight, addrs))
         .collect();
-    s.router.set_table(Table {
-        routes,
-        retry_on_stable: s.retry_on_stable.clone(),
-    });
+    s.plane.set(routes, s.retry_on_stable.clone());
 }
 
 async fn wait_all_healthy(instances: &[Arc<Instance>], deadline: Duration) -> Result<(), String> {

@@ -8,6 +8,7 @@
 //! - [`release`], [`state`]: what is kept on disk.
 //! - [`dora`]: the four keys from the deployment history.
 //! - [`control`]: the local socket through which the CLI talks to a running controller.
+//! - `plane`: where routers run: a router process of their own (`hangar up`), which keeps the last weights while the controller restarts, or in the controller.
 //! - [`client`]: the one client of that socket (CLI, server, built-in step): starts the controller when none runs.
 
 pub mod analysis;
@@ -16,9 +17,11 @@ pub mod control;
 pub mod controller;
 pub mod dora;
 pub mod health;
+mod plane;
 pub mod recovery;
 pub mod release;
 pub mod state;
 pub mod supervisor;
 
 pub use controller::{Controller, DeployRequest, EnvStatus, Signal};
+pub use plane::{run_router, use_router_process};

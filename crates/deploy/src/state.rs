@@ -34,6 +34,9 @@ pub struct ProcessRecord {
     pub version: String,
     pub pid: u32,
     pub start_time: Option<u64>,
+    /// Where it listens, so that a restarted controller can drain it.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// One deployment (or rollback), as history and DORA read it.

@@ -39,6 +39,13 @@ enum Command {
     Scan(cmd::scan::Args),
     /// The tool cache the setup actions read (RUNNER_TOOL_CACHE).
     Toolcache(cmd::toolcache::Args),
+    /// An environment's router (its data plane), started by its controller.
+    #[command(name = "__router", hide = true)]
+    Router {
+        /// The environment's state directory.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Command::Recovery(args) => cmd::recovery::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Toolcache(args) => cmd::toolcache::run(args),
+        Command::Router { dir } => hangar_deploy::run_router(&dir).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -84,13 +84,48 @@ fn instances_of(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// Waits until a controller answers on the environment's socket (it does once
+/// its instances serve and the dead controller's are stopped).
+fn controller_answers(dir: &Path, within: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        let out = hangar(dir, &["status", "prod", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v[0]["services"].is_array()
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Router processes of this project (the data plane), found by their command line.
+fn routers_of(dir: &Path) -> Vec<u64> {
+    let envs = dir.join(".hangar/envs").to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("__router") && c.contains(&envs)
+                })
+                .unwrap_or(false)
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
 /// Stops the environment when the test ends, passed or failed, so no instance outlives it.
 struct Down<'a>(&'a Path);
 
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = hangar(self.0, &["down", "--env", "prod"]);
-        for pid in instances_of(self.0) {
+        for pid in instances_of(self.0).into_iter().chain(routers_of(self.0)) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
@@ -171,6 +206,9 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let first = first.expect("the restarted environment serves");
+    // The router served the dead controller's instances meanwhile; the
+    // restarted controller answers once its own instances took over.
+    assert!(controller_answers(dir, Duration::from_secs(30)));
     assert!(first == "v1" || first == "v2", "{first}");
     for _ in 0..50 {
         assert_eq!(
@@ -243,6 +281,7 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
     );
     let _ = up.wait();
     assert!(instances_of(dir).is_empty(), "down stops every instance");
+    assert!(routers_of(dir).is_empty(), "down stops the router");
 }
 
 #[test]
@@ -290,6 +329,11 @@ fn down_stops_the_instances_of_a_killed_controller() {
         "down left instances running: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let t0 = Instant::now();
+    while !routers_of(dir).is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(routers_of(dir).is_empty(), "down left the router running");
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -447,4 +491,225 @@ fn every_command_names_the_environment_the_same_way() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What a client loop saw: answered, refused (nobody listening) and failed otherwise.
+#[derive(Debug, Default, Clone, Copy)]
+struct Load {
+    ok: u64,
+    refused: u64,
+    failed: u64,
+}
+
+/// A client loop against the router (one request per connection, so that every
+/// request is also a new connection the router must accept), until `stop`.
+fn load(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Load> {
+    std::thread::spawn(move || {
+        let mut l = Load::default();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && l.ok + l.failed < 50_000 {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => l.refused += 1,
+                Err(_) => l.failed += 1,
+                Ok(mut s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut out = String::new();
+                    let answered = s
+                        .write_all(
+                            b"GET /index.html HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                        )
+                        .and_then(|()| s.read_to_string(&mut out))
+                        .is_ok();
+                    if answered && out.starts_with("HTTP/1.1 200") {
+                        l.ok += 1;
+                    } else {
+                        l.failed += 1;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        l
+    })
+}
+
+fn strategy_project(dir: &Path, port: u16, version: &str, strategy: &str) {
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/index.html"), version).unwrap();
+    let extra = match strategy {
+        "canary" => {
+            "    canary: { steps: [30, 60, 100], interval: 1s, min_requests: 5, step_deadline: 20s }\n"
+        }
+        "blue-green" => "    blue_green: { scale_down_delay: 1s }\n",
+        _ => "",
+    };
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 2\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: {strategy}\n{extra}    listen: {{ web: 127.0.0.1:{port} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// The events the rollout in progress has recorded so far (its phase).
+fn phase(dir: &Path) -> usize {
+    std::fs::read(dir.join(".hangar/envs/prod/state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["in_progress"][0]["events"].as_array().map(|e| e.len()))
+        .unwrap_or(0)
+}
+
+/// kill -9 of the controller once the v2 rollout has recorded `at` events,
+/// under a client loop: no connection is refused while no controller runs nor
+/// while the restarted one takes over, history says how the rollout ended, and
+/// `hangar down` leaves no process. Prints one line of figures for
+/// benches/deploy-kill-matrix.sh.
+fn kill_matrix_case(strategy: &str, at: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    strategy_project(dir, port, "v1", strategy);
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = load(port, stop.clone());
+
+    strategy_project(dir, port, "v2", strategy);
+    let mut deploy = Command::new(HANGAR)
+        .args(["deploy", "prod", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    while phase(dir) < at && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let reached = phase(dir);
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    let _ = deploy.wait();
+    let t0 = Instant::now();
+    while alive(controller) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No controller: the router alone serves for a second.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let killed_at = Instant::now();
+    let mut up = Command::new(HANGAR)
+        .args(["up", "--env", "prod", "--no-build", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        controller_answers(dir, Duration::from_secs(40)),
+        "the restarted controller answers"
+    );
+    let took_over = killed_at.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = client.join().unwrap();
+
+    let history = hangar(dir, &["history", "prod", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let records = history.as_array().unwrap();
+    let last = records.last().unwrap();
+    let outcome = last["outcome"].as_str().unwrap_or("").to_string();
+    println!(
+        "kill-matrix strategy={strategy} phase={reached} requests={} refused={} failed={} outcome={outcome} takeover_ms={}",
+        seen.ok + seen.refused + seen.failed,
+        seen.refused,
+        seen.failed,
+        took_over.as_millis()
+    );
+    assert_eq!(
+        records.len(),
+        2,
+        "first deployment + the interrupted one: {history}"
+    );
+    assert!(outcome == "aborted" || outcome == "succeeded", "{last}");
+    assert!(
+        last["events"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("controller (pid {controller})"))),
+        "{last}"
+    );
+    assert_eq!(seen.refused, 0, "connections refused: {seen:?}");
+    // At most the requests in flight when the controller died may be lost; the
+    // controller is not on the request path, so that is none.
+    assert!(seen.failed <= 1, "{seen:?}");
+    assert!(seen.ok > 100, "{seen:?}");
+    let served = get(port).unwrap();
+    assert_eq!(served == "v2", outcome == "succeeded", "{last}");
+
+    let out = hangar(dir, &["down", "--env", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = up.wait();
+    let t0 = Instant::now();
+    while (!instances_of(dir).is_empty() || !routers_of(dir).is_empty())
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(instances_of(dir).is_empty(), "down stops every instance");
+    assert!(routers_of(dir).is_empty(), "down stops the router");
+}
+
+/// The phases to kill at: `HANGAR_KILL_PHASES=1,2,3,4` (the benchmark) or one mid-rollout phase.
+fn phases(default: usize) -> Vec<usize> {
+    std::env::var("HANGAR_KILL_PHASES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![default])
+}
+
+#[test]
+fn kill_9_matrix_rolling() {
+    if !common::have_python3() {
+        return;
+    }
+    for at in phases(2) {
+        kill_matrix_case("rolling", at);
+    }
+}
+
+#[test]
+fn kill_9_matrix_blue_green() {
+    if !common::have_python3() {
+        return;
+    }
+    for at in phases(2) {
+        kill_matrix_case("blue-green", at);
+    }
+}
+
+#[test]
+fn kill_9_matrix_canary() {
+    if !common::have_python3() {
+        return;
+    }
+    for at in phases(3) {
+        kill_matrix_case("canary", at);
+    }
 }

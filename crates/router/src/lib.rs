@@ -12,6 +12,7 @@
 //! an idempotent request that failed on the canary is retried on the stable
 //! version, still counted against the canary.
 
+pub mod daemon;
 mod pool;
 mod stats;
 

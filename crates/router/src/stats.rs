@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const SUB: usize = 8;
 const POWERS: usize = 40;
@@ -86,7 +86,7 @@ impl VersionStats {
 }
 
 /// Counters at one moment; subtract two to get a window.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub requests: u64,
     /// Answers with status ≥ 500.

@@ -471,6 +471,8 @@ async fn up(env: &str, first: &DeployRequest, at: &Where) -> anyhow::Result<Exit
     // acted on once they have started (a half-started environment is not
     // abandoned with instances running in their own process groups).
     let mut stop = StopSignals::new()?;
+    // The routers run in a process of their own, which keeps serving if this one dies.
+    hangar_deploy::use_router_process(std::env::current_exe()?);
     let ctl = Controller::open(&dir, &data, env).await?;
     let mut events = ctl.subscribe();
     let printer = tokio::spawn(async move {
