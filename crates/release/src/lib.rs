@@ -363,7 +363,12 @@ fn plan_unit(
         return Ok(out);
     }
     // Notes of a pre-release list what is new since the previous tag of any kind.
-    let newer_pre = opts.pre.is_some() && last_any.as_ref().map(|x| &x.0) != base.as_ref();
+    // (The newest tag is a pre-release newer than the last stable one; with no
+    // stable tag, the base may be that same pre-release read from the files.)
+    let newer_pre = opts.pre.is_some()
+        && last_any
+            .as_ref()
+            .is_some_and(|(v, _)| Some(v) != last_stable.as_ref().map(|x| &x.0));
     let notes_commits = if newer_pre {
         let raw = log_since(last_any.as_ref().map(|x| x.1))?;
         if raw.is_empty() && opts.force.is_none() {
@@ -407,10 +412,19 @@ fn plan_unit(
     Ok(out)
 }
 
+/// The next version after `b` (semver's increment, as npm's `semver.inc`
+/// and semantic-release compute it): from a pre-release such as
+/// `1.1.0-rc.1` (what the version files say after a release candidate, before
+/// any stable tag) the release it leads to, `1.1.0`, unless the change needs
+/// more than that version already is.
 fn bumped(b: &Version, bump: Bump) -> Version {
+    let pre = !b.pre.is_empty();
     match bump {
+        Bump::Major if pre && b.minor == 0 && b.patch == 0 => Version::new(b.major, 0, 0),
         Bump::Major => Version::new(b.major + 1, 0, 0),
+        Bump::Minor if pre && b.patch == 0 => Version::new(b.major, b.minor, 0),
         Bump::Minor => Version::new(b.major, b.minor + 1, 0),
+        Bump::Patch | Bump::None if pre => Version::new(b.major, b.minor, b.patch),
         Bump::Patch | Bump::None => Version::new(b.major, b.minor, b.patch + 1),
     }
 }

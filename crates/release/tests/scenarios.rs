@@ -213,6 +213,29 @@ fn pre_release_channel_then_final() {
 }
 
 #[test]
+fn release_candidates_before_the_first_tag_lead_to_their_release() {
+    // The version file is the current version (1.0.0) and there is no tag:
+    // rc.1 of 1.1.0, no empty rc.2, rc.2 after a fix, then 1.1.0 itself (it
+    // went 1.1.0-rc.1 then 1.2.0: the file's 1.1.0-rc.1 was bumped again).
+    let r = Repo::new();
+    r.write("version.txt", "1.0.0\n");
+    r.commit_all("chore: start");
+    r.commit("feat: search");
+    let rc = |r: &Repo| version(&r.release(|o| o.pre = Some("rc".into())));
+    assert_eq!(rc(&r), Some("1.1.0-rc.1".into()));
+    assert_eq!(r.read("version.txt"), "1.1.0-rc.1\n");
+    assert_eq!(rc(&r), None, "no empty rc.2 right after rc.1");
+    r.commit("fix: search crash");
+    assert_eq!(rc(&r), Some("1.1.0-rc.2".into()));
+    assert_eq!(version(&r.release(|_| {})), Some("1.1.0".into()));
+    assert_eq!(r.read("version.txt"), "1.1.0\n");
+    // A breaking change after a candidate of a minor release still goes up a major.
+    r.commit("feat!: new api");
+    assert_eq!(rc(&r), Some("2.0.0-rc.1".into()));
+    assert_eq!(version(&r.release(|_| {})), Some("2.0.0".into()));
+}
+
+#[test]
 fn empty_range_and_forced_version() {
     let r = Repo::new();
     r.commit("feat: a");
