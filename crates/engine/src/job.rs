@@ -98,6 +98,7 @@ impl Host for StepHost<'_> {
     }
 }
 
+#[derive(Clone)]
 struct Files {
     env: PathBuf,
     path: PathBuf,
@@ -151,6 +152,45 @@ struct StepEnd {
     number: usize,
     name: String,
     started: Instant,
+    /// When a background step's process ended (its end is reported later,
+    /// when it is waited for, with the time it really ended).
+    ended: Option<(Instant, u64)>,
+}
+
+/// A `background: true` step (or a member of a `parallel:` group) whose
+/// process is running while the job goes on.
+///
+/// Semantics (GitHub's parallel steps, June 2026), as implemented here:
+/// - the step's `if`, `env`, `continue-on-error` and `timeout-minutes` are
+///   evaluated when it starts; its process then runs concurrently with the
+///   steps after it, with its own log (events carry its step number) and its
+///   own `GITHUB_OUTPUT`/`GITHUB_ENV`/`GITHUB_PATH`/`GITHUB_STATE`/summary files;
+/// - its outcome, outputs and `GITHUB_ENV`/`GITHUB_PATH` changes become
+///   visible to the steps after the `wait`, `wait-all` or `cancel` that waits
+///   for it (a failure then fails the job and skips the steps after, unless
+///   `continue-on-error`), never before;
+/// - `cancel:` stops its process group (SIGINT, then SIGTERM, then SIGKILL,
+///   `process::GRACE` apart) and waits for it; it ends `cancelled`, which
+///   does not fail the job: stopping a service is what `cancel` is for;
+/// - a `parallel:` group starts its members as background steps and waits
+///   for all of them at its end;
+/// - the job waits for the background steps still running when its steps
+///   are done, before its post steps, and fails if any of them failed.
+struct Background {
+    end: StepEnd,
+    continue_on_error: bool,
+    /// Cancels this step's process only (a child of the job's token).
+    cancel: CancellationToken,
+    /// `cancel:` stopped it: it ends cancelled rather than failed.
+    stopped: bool,
+    files: Files,
+    handle: tokio::task::JoinHandle<(StepSink, process::Exit, Instant, u64)>,
+}
+
+/// How a step runs: in order, or started in the background into the list.
+enum Mode<'b> {
+    Foreground,
+    Background(&'b mut Vec<Background>),
 }
 
 struct StepResult {
@@ -835,10 +875,34 @@ impl<'e> Job<'e> {
                 }
             }));
             let outer = self.step_index;
+            let mut background: Vec<Background> = Vec::new();
             for (i, (step, action)) in steps.iter().zip(actions).enumerate() {
                 self.action = action;
                 self.step_index = (!scope.composite).then_some(i);
-                self.run_step(scope, step).await;
+                if step.get("wait").is_some()
+                    || step.get("wait-all").is_some()
+                    || step.get("cancel").is_some()
+                {
+                    self.control_step(scope, step, &mut background).await;
+                } else if let Some(Value::Array(members)) = step.get("parallel") {
+                    let mut group = Vec::new();
+                    for member in members {
+                        self.run_step(scope, member, Mode::Background(&mut group))
+                            .await;
+                    }
+                    for bg in group {
+                        self.finish_background(scope, bg).await;
+                    }
+                } else if step.get("background").is_some_and(is_true) {
+                    self.run_step(scope, step, Mode::Background(&mut background))
+                        .await;
+                } else {
+                    self.run_step(scope, step, Mode::Foreground).await;
+                }
+            }
+            // The step list ends by waiting for what still runs in the background.
+            for bg in background {
+                self.finish_background(scope, bg).await;
             }
             self.step_index = outer;
         })
@@ -859,7 +923,7 @@ impl<'e> Job<'e> {
         }
     }
 
-    async fn run_step(&mut self, scope: &mut Scope, step: &Value) {
+    async fn run_step(&mut self, scope: &mut Scope, step: &Value, mode: Mode<'_>) {
         let number = self.counter;
         self.counter += 1;
         let key = self.spec.key.clone();
@@ -915,6 +979,7 @@ impl<'e> Job<'e> {
             number,
             name: name.clone(),
             started,
+            ended: None,
         };
         match condition {
             Ok(true) => {}
@@ -992,6 +1057,52 @@ impl<'e> Job<'e> {
         } else {
             self.cancel.clone()
         };
+        if let Mode::Background(list) = mode {
+            if step.get("run").is_some() {
+                match self.start_background(
+                    scope,
+                    step,
+                    &env,
+                    &cx,
+                    end,
+                    timeout,
+                    &cancel,
+                    host_failed,
+                ) {
+                    Ok(mut bg) => {
+                        bg.continue_on_error = continue_on_error;
+                        list.push(bg);
+                    }
+                    Err((end, e)) => {
+                        let location = self.step_location("run");
+                        self.annotate_at(Some(number), Level::Error, &e, location);
+                        let conclusion = if continue_on_error {
+                            Conclusion::Success
+                        } else {
+                            scope.failed = true;
+                            self.job_failed |= !scope.composite;
+                            Conclusion::Failure
+                        };
+                        self.end_step(
+                            scope,
+                            &end,
+                            Conclusion::Failure,
+                            conclusion,
+                            &BTreeMap::new(),
+                        );
+                    }
+                }
+                return;
+            }
+            // An action's steps share the job's files and state; they run in order.
+            let location = self.step_location("background");
+            self.annotate_at(
+                Some(number),
+                Level::Warning,
+                "hangar runs only `run:` steps in the background: this `uses:` step runs before the next one starts",
+                location,
+            );
+        }
         let result = if step.get("run").is_some() {
             self.run_script(
                 scope,
@@ -1080,8 +1191,11 @@ impl<'e> Job<'e> {
             name: end.name.clone(),
             outcome,
             conclusion,
-            duration_ms: end.started.elapsed().as_millis() as u64,
-            ts: now_ms(),
+            duration_ms: end
+                .ended
+                .map_or_else(|| end.started.elapsed(), |(at, _)| at - end.started)
+                .as_millis() as u64,
+            ts: end.ended.map_or_else(now_ms, |(_, ts)| ts),
         });
         self.reporter.flush();
     }
@@ -1098,6 +1212,24 @@ impl<'e> Job<'e> {
         cancel: &CancellationToken,
         failed: bool,
     ) -> Result<StepResult, String> {
+        let spec = self.script_spec(scope, step, env, cx, failed, cancel, None)?;
+        self.exec(spec, number, timeout, cancel, env).await
+    }
+
+    /// The process of a `run:` step. A background step (`own` files) gets its
+    /// own script file and its own env files, so that it and the steps
+    /// running beside it never read or empty each other's.
+    #[allow(clippy::too_many_arguments)]
+    fn script_spec(
+        &self,
+        scope: &Scope,
+        step: &Value,
+        env: &IndexMap<String, String>,
+        cx: &Contexts,
+        failed: bool,
+        cancel: &CancellationToken,
+        own: Option<(usize, &Files)>,
+    ) -> Result<Spec, String> {
         let host = self.host(failed, cancel.is_cancelled());
         let script = eval_scalar(step.get("run").unwrap_or(&Value::Null), cx, &host)?;
         let defaults_run = |key: &str| -> Option<Value> {
@@ -1131,6 +1263,17 @@ impl<'e> Job<'e> {
             None => self.run.workspace.clone(),
         };
         let mut extra = vec![("GITHUB_ACTION".to_string(), self.action.clone())];
+        if let Some((_, files)) = own {
+            for (k, p) in [
+                ("GITHUB_ENV", &files.env),
+                ("GITHUB_PATH", &files.path),
+                ("GITHUB_OUTPUT", &files.output),
+                ("GITHUB_STATE", &files.state),
+                ("GITHUB_STEP_SUMMARY", &files.summary),
+            ] {
+                extra.push((k.to_string(), p.to_string_lossy().into_owned()));
+            }
+        }
         if let Some(p) = &scope.action_path {
             extra.push((
                 "GITHUB_ACTION_PATH".to_string(),
@@ -1146,7 +1289,10 @@ impl<'e> Job<'e> {
         // creating a new inode per step costs more than the step itself on
         // ext4 (its allocator scans for recently deleted inodes), and a step's
         // script is done with once its process has exited.
-        let script_path = self.tmp.join(format!("step{}", shell.extension));
+        let script_path = match own {
+            Some((number, _)) => self.tmp.join(format!("step-{number}{}", shell.extension)),
+            None => self.tmp.join(format!("step{}", shell.extension)),
+        };
         // 0600 in the job's 0700 temporary directory: another user of the
         // machine can neither read the script (it may hold evaluated secrets)
         // nor swap it before it runs.
@@ -1160,13 +1306,210 @@ impl<'e> Job<'e> {
                 process_env.insert("SHELL".into(), p.to_string_lossy().into_owned());
             }
         }
-        let spec = Spec {
+        Ok(Spec {
             program,
             args,
             cwd,
             env: process_env.into_iter().collect(),
+        })
+    }
+
+    /// Starts a background `run:` step's process; on error, gives back the
+    /// step's end to report it failed.
+    #[allow(clippy::too_many_arguments)]
+    fn start_background(
+        &mut self,
+        scope: &Scope,
+        step: &Value,
+        env: &IndexMap<String, String>,
+        cx: &Contexts,
+        end: StepEnd,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        failed: bool,
+    ) -> Result<Background, (StepEnd, String)> {
+        let number = end.number;
+        let dir = self.tmp.join(format!("step-{number}"));
+        let files = Files {
+            env: dir.join("set_env"),
+            path: dir.join("add_path"),
+            output: dir.join("set_output"),
+            state: dir.join("save_state"),
+            summary: dir.join("step_summary"),
         };
-        self.exec(spec, number, timeout, cancel, env).await
+        let made = std::fs::create_dir_all(&dir).and_then(|()| {
+            [
+                &files.env,
+                &files.path,
+                &files.output,
+                &files.state,
+                &files.summary,
+            ]
+            .into_iter()
+            .try_for_each(|f| write_private(f, b""))
+        });
+        if let Err(e) = made {
+            return Err((end, format!("cannot create the step's files: {e}")));
+        }
+        let spec =
+            match self.script_spec(scope, step, env, cx, failed, cancel, Some((number, &files))) {
+                Ok(spec) => spec,
+                Err(e) => return Err((end, e)),
+            };
+        let mut sink = self.step_sink(number, env);
+        sink.matchers = self.matchers.clone();
+        let own = cancel.child_token();
+        let token = own.clone();
+        let handle = tokio::spawn(async move {
+            let (sink, exit) = process::run(spec, sink, &token, timeout).await;
+            (sink, exit, Instant::now(), now_ms())
+        });
+        Ok(Background {
+            end,
+            continue_on_error: false,
+            cancel: own,
+            stopped: false,
+            files,
+            handle,
+        })
+    }
+
+    /// Waits for a background step and concludes it as a step that ran in
+    /// order would conclude at this point: its outputs, outcome and env
+    /// changes are seen from here on.
+    async fn finish_background(&mut self, scope: &mut Scope, bg: Background) {
+        let Background {
+            mut end,
+            continue_on_error,
+            stopped,
+            files,
+            handle,
+            ..
+        } = bg;
+        let number = end.number;
+        let result = match handle.await {
+            Ok((sink, exit, at, ts)) => {
+                end.ended = Some((at, ts));
+                if stopped && exit.cancelled {
+                    // `cancel:` asked for it: not a failure of the step's own.
+                    let mut sink = sink;
+                    sink.finish();
+                    StepResult {
+                        success: false,
+                        cancelled: true,
+                        outputs: BTreeMap::new(),
+                    }
+                } else {
+                    self.finish_exec(sink, exit, number, &files, false)
+                }
+            }
+            Err(e) => {
+                self.annotate(
+                    Some(number),
+                    Level::Error,
+                    &format!("the step's task failed: {e}"),
+                );
+                StepResult::failed()
+            }
+        };
+        let outcome = if result.success {
+            Conclusion::Success
+        } else if result.cancelled {
+            Conclusion::Cancelled
+        } else {
+            Conclusion::Failure
+        };
+        let conclusion = if outcome == Conclusion::Failure && continue_on_error {
+            Conclusion::Success
+        } else {
+            outcome
+        };
+        if conclusion == Conclusion::Failure || (conclusion == Conclusion::Cancelled && !stopped) {
+            scope.failed = true;
+            self.job_failed |= !scope.composite;
+        }
+        self.end_step(scope, &end, outcome, conclusion, &result.outputs);
+    }
+
+    /// `wait: ID | [IDS]`, `wait-all:` and `cancel: ID`: a step of their own
+    /// (reported as one, so its place in the log shows what it waited for).
+    async fn control_step(
+        &mut self,
+        scope: &mut Scope,
+        step: &Value,
+        background: &mut Vec<Background>,
+    ) {
+        let ids: Option<Vec<String>> = match (step.get("wait"), step.get("cancel")) {
+            (Some(Value::Array(items)), _) => {
+                Some(items.iter().filter_map(scalar_string).collect())
+            }
+            (Some(v), _) | (None, Some(v)) => Some(scalar_string(v).into_iter().collect()),
+            (None, None) => None,
+        };
+        let cancel = step.get("cancel").is_some();
+        let number = self.counter;
+        self.counter += 1;
+        let name = match (step.get("name").and_then(scalar_string), &ids) {
+            (Some(n), _) => n,
+            (None, Some(ids)) if cancel => format!("Cancel {}", ids.join(", ")),
+            (None, Some(ids)) => format!("Wait for {}", ids.join(", ")),
+            (None, None) => "Wait for all background steps".to_string(),
+        };
+        self.reporter.event(Event::StepStarted {
+            job: self.spec.key.clone(),
+            step: number,
+            name: name.clone(),
+            ts: now_ms(),
+        });
+        let end = StepEnd {
+            id: step.get("id").and_then(scalar_string),
+            number,
+            name,
+            started: Instant::now(),
+            ended: None,
+        };
+        let mut chosen = Vec::new();
+        let mut missing = Vec::new();
+        match &ids {
+            None => chosen.append(background),
+            Some(ids) => {
+                for id in ids {
+                    match background
+                        .iter()
+                        .position(|b| b.end.id.as_deref() == Some(id.as_str()))
+                    {
+                        Some(i) => chosen.push(background.remove(i)),
+                        None => missing.push(id.clone()),
+                    }
+                }
+            }
+        }
+        if cancel {
+            for bg in &mut chosen {
+                bg.stopped = true;
+                bg.cancel.cancel();
+            }
+        }
+        for bg in chosen {
+            self.finish_background(scope, bg).await;
+        }
+        // `hangar validate` refuses these; at run time an id may name a step
+        // that was skipped by its `if:`, or one already waited for: GitHub
+        // has nothing to wait for then either.
+        for id in missing {
+            self.annotate(
+                Some(number),
+                Level::Warning,
+                &format!("no background step `{id}` is running: nothing to wait for"),
+            );
+        }
+        self.end_step(
+            scope,
+            &end,
+            Conclusion::Success,
+            Conclusion::Success,
+            &BTreeMap::new(),
+        );
     }
 
     /// The complete environment of a step process.
@@ -1202,6 +1545,15 @@ impl<'e> Job<'e> {
         cancel: &CancellationToken,
         env: &IndexMap<String, String>,
     ) -> Result<StepResult, String> {
+        let mut sink = self.step_sink(number, env);
+        sink.matchers = std::mem::take(&mut self.matchers);
+        let (sink, exit) = process::run(spec, sink, cancel, timeout).await;
+        let files = self.files.clone();
+        Ok(self.finish_exec(sink, exit, number, &files, true))
+    }
+
+    /// Where a step's output goes: its own log, masked, with its workflow commands.
+    fn step_sink(&self, number: usize, env: &IndexMap<String, String>) -> StepSink {
         let mut sink = StepSink::new(
             &self.spec.key,
             number,
@@ -1216,11 +1568,25 @@ impl<'e> Job<'e> {
         sink.allow_unsecure = allowed("ACTIONS_ALLOW_UNSECURE_COMMANDS");
         sink.allow_unsecure_stop = allowed("ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS");
         sink.debug = self.debug;
-        sink.matchers = std::mem::take(&mut self.matchers);
         sink.workspace = self.run.workspace.clone();
-        let (mut sink, exit) = process::run(spec, sink, cancel, timeout).await;
+        sink
+    }
+
+    /// After a step's process: its annotations, what it wrote to its env
+    /// files and commands. A step that ran in order hands its problem
+    /// matchers on (`keep_matchers`); a background step's stay its own.
+    fn finish_exec(
+        &mut self,
+        mut sink: StepSink,
+        exit: process::Exit,
+        number: usize,
+        files: &Files,
+        keep_matchers: bool,
+    ) -> StepResult {
         sink.finish();
-        self.matchers = std::mem::take(&mut sink.matchers);
+        if keep_matchers {
+            self.matchers = std::mem::take(&mut sink.matchers);
+        }
         if let Some(e) = &exit.error {
             self.annotate(Some(number), Level::Error, e);
         }
@@ -1254,7 +1620,7 @@ impl<'e> Job<'e> {
         }
         let mut outputs = std::mem::take(&mut sink.outputs);
         let state = std::mem::take(&mut sink.state);
-        match self.collect_files(number) {
+        match self.collect_files(number, files) {
             Ok((file_outputs, file_state)) => {
                 outputs.extend(file_outputs);
                 self.states.insert(
@@ -1267,11 +1633,11 @@ impl<'e> Job<'e> {
                 success = false;
             }
         }
-        Ok(StepResult {
+        StepResult {
             success,
             cancelled: exit.cancelled,
             outputs,
-        })
+        }
     }
 
     fn prepend_path(&mut self, p: String) {
@@ -1280,7 +1646,7 @@ impl<'e> Job<'e> {
     }
 
     /// Reads and empties the env files after a process.
-    fn collect_files(&mut self, number: usize) -> Result<(Pairs, Pairs), String> {
+    fn collect_files(&mut self, number: usize, files: &Files) -> Result<(Pairs, Pairs), String> {
         let take = |p: &Path| -> Result<Option<String>, String> {
             // One stat for the common case of an untouched file.
             if std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true) {
@@ -1298,7 +1664,7 @@ impl<'e> Job<'e> {
         let failed = |name: &str, e: String| {
             format!("Unable to process file command '{name}' successfully. {e}")
         };
-        if let Some(text) = take(&self.files.env)? {
+        if let Some(text) = take(&files.env)? {
             for (k, v) in envfile::parse_key_values(&text).map_err(|e| failed("env", e))? {
                 // GitHub refuses NODE_OPTIONS from GITHUB_ENV (an error
                 // annotation; the step goes on).
@@ -1313,20 +1679,20 @@ impl<'e> Job<'e> {
                 self.env.insert(k, v);
             }
         }
-        if let Some(text) = take(&self.files.path)? {
+        if let Some(text) = take(&files.path)? {
             for p in envfile::parse_paths(&text) {
                 self.prepend_path(p);
             }
         }
         let mut outputs = BTreeMap::new();
-        if let Some(text) = take(&self.files.output)? {
+        if let Some(text) = take(&files.output)? {
             outputs.extend(envfile::parse_key_values(&text).map_err(|e| failed("output", e))?);
         }
         let mut state = BTreeMap::new();
-        if let Some(text) = take(&self.files.state)? {
+        if let Some(text) = take(&files.state)? {
             state.extend(envfile::parse_key_values(&text).map_err(|e| failed("state", e))?);
         }
-        if let Some(text) = take(&self.files.summary)? {
+        if let Some(text) = take(&files.summary)? {
             self.reporter.event(Event::Summary {
                 job: self.spec.key.clone(),
                 step: number,
@@ -2097,6 +2463,11 @@ impl<'e> Job<'e> {
 
 /// Whether any string in the step mentions `${{`: steps without expressions
 /// skip building contexts altogether (the common, fast case).
+/// `background: true` (GitHub also reads the string `'true'`).
+fn is_true(v: &Value) -> bool {
+    v.as_bool() == Some(true) || v.as_str() == Some("true")
+}
+
 fn step_has_expressions(step: &Value) -> bool {
     match step {
         Value::String(s) => s.contains("${{"),

@@ -26,7 +26,7 @@ struct MatcherConfig {
     pattern: Vec<PatternConfig>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PatternConfig {
     regexp: String,
@@ -41,11 +41,13 @@ struct PatternConfig {
     repeat: bool,
 }
 
+#[derive(Clone)]
 struct Pattern {
     regex: Regex,
     config: PatternConfig,
 }
 
+#[derive(Clone)]
 struct Matcher {
     owner: String,
     default_level: Level,
@@ -97,8 +99,9 @@ pub struct Issue {
     pub location: Location,
 }
 
-/// The matchers registered in a job, newest first.
-#[derive(Default)]
+/// The matchers registered in a job, newest first (a background step
+/// works on a copy: what it registers stays its own).
+#[derive(Clone, Default)]
 pub struct Matchers {
     list: Vec<Matcher>,
 }

@@ -90,7 +90,12 @@ impl Workflow {
                                     .unwrap_or(i.to_string())
                             ));
                         }
-                        if !s.contains_key("run") && !s.contains_key("uses") {
+                        // Parallel steps' `wait`, `wait-all`, `cancel` and
+                        // `parallel` are checked by the model below.
+                        if !hangar_workflow::model::STEP_KINDS
+                            .iter()
+                            .any(|k| s.contains_key(*k))
+                        {
                             return Err(format!(
                                 "{}: invalid step {i} of job '{id}': missing `run` or `uses` key",
                                 path.display()

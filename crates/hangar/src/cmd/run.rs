@@ -648,6 +648,10 @@ fn print_summary(summary: &hangar_engine::RunSummary) {
 struct TerminalReporter {
     prefix: bool,
     out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+    /// Steps started and not yet finished, by job and step number: while a
+    /// job has more than one (background and parallel steps), each log line
+    /// carries its step's name so interleaved output stays readable.
+    running: Mutex<std::collections::HashMap<(String, usize), String>>,
 }
 
 impl TerminalReporter {
@@ -658,6 +662,7 @@ impl TerminalReporter {
                 64 * 1024,
                 std::io::stdout(),
             )),
+            running: Mutex::default(),
         }
     }
 }
@@ -678,14 +683,24 @@ impl Reporter for TerminalReporter {
                     writeln!(out, "{p}Job started")
                 }
             }
-            Event::StepStarted { name, .. } => writeln!(out, "{p}> {name}"),
+            Event::StepStarted {
+                name, job, step, ..
+            } => {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                running.insert((job.clone(), *step), name.clone());
+                writeln!(out, "{p}> {name}")
+            }
             Event::StepFinished {
                 name,
                 conclusion,
                 outcome,
                 duration_ms,
+                job,
+                step,
                 ..
             } => {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                running.remove(&(job.clone(), *step));
                 let mark = match conclusion {
                     Conclusion::Success if *outcome == Conclusion::Failure => {
                         "ok (continue-on-error)"
@@ -697,7 +712,16 @@ impl Reporter for TerminalReporter {
                 };
                 writeln!(out, "{p}< {name}: {mark} [{}]", fmt_ms(*duration_ms))
             }
-            Event::Log { line, .. } => writeln!(out, "{p}  | {line}"),
+            Event::Log {
+                line, job, step, ..
+            } => {
+                let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                let concurrent = running.keys().filter(|(j, _)| j == job).count() > 1;
+                match step.and_then(|n| running.get(&(job.clone(), n))) {
+                    Some(name) if concurrent => writeln!(out, "{p}  | [{name}] {line}"),
+                    _ => writeln!(out, "{p}  | {line}"),
+                }
+            }
             Event::Annotation {
                 level,
                 message,
