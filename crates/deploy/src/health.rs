@@ -22,8 +22,10 @@ async fn probe_inner(health: &Health, port: u16) -> Result<String, String> {
         let mut s = TcpStream::connect(("127.0.0.1", port))
             .await
             .map_err(|e| format!("connect to port {port}: {e}"))?;
+        // HTTP/1.0: the answer's body comes as it is, never chunked, so a
+        // failing check can quote it (Node answered `7\r\nbroken\r\n0`).
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: hangar-health\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: hangar-health\r\nConnection: close\r\n\r\n"
         );
         s.write_all(req.as_bytes())
             .await
@@ -87,5 +89,42 @@ async fn probe_inner(health: &Health, port: u16) -> Result<String, String> {
             .await
             .map(|_| format!("tcp {port} open"))
             .map_err(|e| format!("tcp {port}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that, like Node's, answers an HTTP/1.1 request with a chunked
+    /// body and an HTTP/1.0 one with the body as it is.
+    async fn failing_server() -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let answer = if req.lines().next().unwrap_or("").ends_with("HTTP/1.1") {
+                    "HTTP/1.1 500 Internal Server Error\r\ntransfer-encoding: chunked\r\n\r\n6\r\nbroken\r\n0\r\n\r\n"
+                } else {
+                    "HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\nbroken"
+                };
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_failing_check_quotes_the_body_as_the_service_wrote_it() {
+        let port = failing_server().await;
+        let health = Health {
+            path: Some("/health".into()),
+            ..Health::default()
+        };
+        let err = probe(&health, port).await.unwrap_err();
+        assert_eq!(err, "GET /health -> 500 broken");
     }
 }
