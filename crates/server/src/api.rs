@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -19,6 +19,8 @@ use hangar_store::{NewRepo, Role, RunFilter};
 
 use crate::app::App;
 use crate::auth::{Caller, error};
+use crate::errors::error_coded;
+use crate::paging::{self, Key, PageQuery, page_or_400};
 use crate::workflows::{self, Event};
 
 fn internal(e: anyhow::Error) -> Response {
@@ -130,8 +132,14 @@ pub struct NewRepoBody {
     pub webhook_secret: Option<String>,
 }
 
-pub async fn list_repos(State(app): State<Arc<App>>) -> Response {
-    Json(tri!(app.store.list_repos())).into_response()
+pub async fn list_repos(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
+    let repos = tri!(app.store.list_repos());
+    paging::respond(&uri, repos, |r| Key::Int(r.id), false, &page)
 }
 
 /// Shortest webhook secret accepted at registration: a guessable secret is no secret.
@@ -290,18 +298,24 @@ pub async fn delete_forge(
 pub struct OutboundQuery {
     #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
-    pub limit: Option<i64>,
 }
 
 /// What the server sent out (commit statuses, notifications) and how it went.
 pub async fn list_outbound(
     State(app): State<Arc<App>>,
+    uri: Uri,
     Query(q): Query<OutboundQuery>,
+    Query(p): Query<PageQuery>,
 ) -> Response {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Json(tri!(app.store.list_outbound(q.kind.as_deref(), limit))).into_response()
+    let page = page_or_400!(p);
+    // Pages walk the newest entries the log keeps in one read.
+    let all = tri!(app.store.list_outbound(q.kind.as_deref(), LIST_WINDOW));
+    paging::respond(&uri, all, |o| Key::Int(o.id), true, &page)
 }
+
+/// The newest entries of an append-only log (outbound, deliveries, audit)
+/// that its list pages through.
+const LIST_WINDOW: i64 = 10_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,9 +377,21 @@ pub async fn create_notification(
     (StatusCode::CREATED, Json(rule_view(&rule))).into_response()
 }
 
-pub async fn list_notifications(State(app): State<Arc<App>>) -> Response {
+pub async fn list_notifications(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
     let rules = tri!(app.store.notification_rules());
-    Json(rules.iter().map(rule_view).collect::<Vec<_>>()).into_response()
+    let views: Vec<Value> = rules.iter().map(rule_view).collect();
+    paging::respond(
+        &uri,
+        views,
+        |r| Key::Int(r["id"].as_i64().unwrap_or(0)),
+        false,
+        &page,
+    )
 }
 
 pub async fn delete_notification(
@@ -414,9 +440,25 @@ pub async fn put_secret(
     StatusCode::NO_CONTENT.into_response()
 }
 
-pub async fn list_secrets(State(app): State<Arc<App>>, Path(repo): Path<i64>) -> Response {
+pub async fn list_secrets(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Path(repo): Path<i64>,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
     let repo = if repo == 0 { None } else { Some(repo) };
-    Json(json!({"names": tri!(app.store.secret_names(repo))})).into_response()
+    names_page(&uri, tri!(app.store.secret_names(repo)), &page)
+}
+
+/// A page of names, as `{"names": [...]}` with the paging headers.
+pub(crate) fn names_page(uri: &Uri, names: Vec<String>, page: &paging::Page) -> Response {
+    let (out, total, next) = paging::slice(names, |n| Key::Str(n.clone()), false, page);
+    (
+        paging::headers(uri, total, next.as_ref()),
+        Json(json!({"names": out})),
+    )
+        .into_response()
 }
 
 pub async fn put_variable(
@@ -577,19 +619,59 @@ pub struct RunsQuery {
     pub event: Option<String>,
     pub branch: Option<String>,
     pub workflow: Option<String>,
-    pub limit: Option<i64>,
+    pub conclusion: Option<String>,
+    pub commit: Option<String>,
+    pub actor: Option<String>,
+    pub pull_request: Option<i64>,
 }
 
-pub async fn list_runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> Response {
-    let f = RunFilter {
-        repo_id: q.repo,
-        status: q.status.filter(|s| !s.is_empty()),
-        event: q.event.filter(|s| !s.is_empty()),
-        branch: q.branch.filter(|s| !s.is_empty()),
-        workflow: q.workflow.filter(|s| !s.is_empty()),
-        limit: Some(q.limit.unwrap_or(50).clamp(1, 500)),
+/// Runs, newest first, filtered and paged (see `paging.rs`).
+pub async fn list_runs(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(q): Query<RunsQuery>,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = match p.page(50) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    Json(tri!(app.store.list_runs(&f))).into_response()
+    let before = match page.after {
+        None => None,
+        Some(Key::Int(id)) => Some(id),
+        Some(Key::Str(_)) => {
+            return error_coded(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "`cursor` is not a cursor of the runs list",
+            );
+        }
+    };
+    let some = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let mut f = RunFilter {
+        repo_id: q.repo,
+        status: some(q.status),
+        event: some(q.event),
+        branch: some(q.branch),
+        workflow: some(q.workflow),
+        conclusion: some(q.conclusion),
+        commit: some(q.commit),
+        actor: some(q.actor),
+        pull_request: q.pull_request,
+        before,
+        // One more than the page says whether another page follows.
+        limit: Some(page.limit + 1),
+    };
+    let mut runs = tri!(app.store.list_runs(&f));
+    f.before = None;
+    let total = tri!(app.store.count_runs(&f));
+    let next = if runs.len() as i64 > page.limit {
+        runs.truncate(page.limit as usize);
+        runs.last().map(|r| Key::Int(r.id))
+    } else {
+        None
+    };
+    (paging::headers(&uri, total, next.as_ref()), Json(runs)).into_response()
 }
 
 pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
@@ -723,7 +805,10 @@ pub async fn job_log_lines(
     Query(q): Query<LinesQuery>,
 ) -> Response {
     let from = q.from.unwrap_or(0).max(0);
-    let to = q.to.unwrap_or(from + 1000).min(from + 10_000);
+    // Saturating: `from` near i64::MAX must not overflow.
+    let to =
+        q.to.unwrap_or(from.saturating_add(1000))
+            .min(from.saturating_add(10_000));
     let chunks = tri!(app.store.log_chunks_for_lines(id, q.attempt, from, to));
     let mut lines = Vec::new();
     for c in chunks {
@@ -752,8 +837,18 @@ pub async fn job_log_raw(
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], out).into_response()
 }
 
-pub async fn list_artifacts(State(app): State<Arc<App>>, Path(run): Path<i64>) -> Response {
-    Json(tri!(app.store.list_artifacts(run))).into_response()
+pub async fn list_artifacts(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Path(run): Path<i64>,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
+    if tri!(app.store.get_run(run)).is_none() {
+        return error(StatusCode::NOT_FOUND, &format!("no run {run}"));
+    }
+    let arts = tri!(app.store.list_artifacts(run));
+    paging::respond(&uri, arts, |a| Key::Int(a.id), false, &page)
 }
 
 pub async fn upload_artifact(
@@ -803,9 +898,13 @@ pub struct ApprovalsQuery {
 
 pub async fn list_approvals(
     State(app): State<Arc<App>>,
+    uri: Uri,
     Query(q): Query<ApprovalsQuery>,
+    Query(p): Query<PageQuery>,
 ) -> Response {
-    Json(tri!(app.store.list_approvals(q.pending.unwrap_or(true)))).into_response()
+    let page = page_or_400!(p);
+    let all = tri!(app.store.list_approvals(q.pending.unwrap_or(true)));
+    paging::respond(&uri, all, |a| Key::Int(a.id), true, &page)
 }
 
 #[derive(Deserialize)]
@@ -875,7 +974,12 @@ pub async fn decide_approval(
     Json(decided).into_response()
 }
 
-pub async fn list_agents(State(app): State<Arc<App>>) -> Response {
+pub async fn list_agents(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
     let stored = tri!(app.store.list_agents());
     let live = app.agents.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let now = hangar_store::now_ms();
@@ -892,15 +996,28 @@ pub async fn list_agents(State(app): State<Arc<App>>) -> Response {
             })
         })
         .collect();
-    Json(out).into_response()
+    let id_of = |a: &Value| Key::Str(a["id"].as_str().unwrap_or("").to_string());
+    paging::respond(&uri, out, id_of, false, &page)
 }
 
-pub async fn list_deliveries(State(app): State<Arc<App>>) -> Response {
-    Json(tri!(app.store.list_deliveries(200))).into_response()
+pub async fn list_deliveries(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
+    let all = tri!(app.store.list_deliveries(LIST_WINDOW));
+    paging::respond(&uri, all, |d| Key::Int(d.id), true, &page)
 }
 
-pub async fn list_audit(State(app): State<Arc<App>>) -> Response {
-    Json(tri!(app.store.list_audit(500))).into_response()
+pub async fn list_audit(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
+    let all = tri!(app.store.list_audit(LIST_WINDOW));
+    paging::respond(&uri, all, |a| Key::Int(a.id), true, &page)
 }
 
 #[derive(Deserialize)]
@@ -990,10 +1107,22 @@ pub async fn create_token(
         .into_response()
 }
 
-pub async fn list_tokens(State(app): State<Arc<App>>) -> Response {
-    Json(tri!(app.store.list_tokens())).into_response()
+pub async fn list_tokens(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
+    let all = tri!(app.store.list_tokens());
+    paging::respond(&uri, all, |t| Key::Int(t.id), false, &page)
 }
 
-pub async fn list_deployments(State(app): State<Arc<App>>) -> Response {
-    Json(tri!(app.store.list_deployments(None))).into_response()
+pub async fn list_deployments(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    Query(p): Query<PageQuery>,
+) -> Response {
+    let page = page_or_400!(p);
+    let all = tri!(app.store.list_deployments(None));
+    paging::respond(&uri, all, |d| Key::Int(d.id), true, &page)
 }

@@ -62,6 +62,8 @@ pub struct App {
     pub results: hangar_results::Service,
     /// The server's data directory: no clone URL may point into it.
     pub data_dir: PathBuf,
+    /// How long logs, artifacts and caches are kept (`retention.rs`).
+    pub retention: crate::retention::Retention,
     pub local_repos: crate::git::LocalRepos,
     /// Webhook bodies seen recently (replays under a new delivery id are refused).
     pub replays: Mutex<crate::hooks::ReplayWindow>,

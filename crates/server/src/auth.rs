@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use hangar_store::Role;
@@ -133,9 +133,7 @@ fn read_may(method: &Method, path: &str) -> bool {
 /// The caller name of the embedded agent's in-memory token.
 pub(crate) const EMBEDDED_AGENT: &str = "embedded-agent";
 
-pub fn error(status: StatusCode, msg: &str) -> Response {
-    (status, axum::Json(serde_json::json!({"error": msg}))).into_response()
-}
+pub use crate::errors::error;
 
 pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();

@@ -38,7 +38,7 @@ pub struct Operations {
 }
 
 fn error(status: StatusCode, msg: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": msg }))).into_response()
+    crate::errors::error(status, msg)
 }
 
 /// The directory of a watched repository, by its name.

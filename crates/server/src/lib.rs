@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod delivery;
+mod errors;
 pub mod forge_status;
 pub mod git;
 pub mod hooks;
@@ -16,7 +17,9 @@ pub mod metrics;
 pub mod notify;
 mod notify_email;
 pub mod openapi;
+mod paging;
 mod results_store;
+pub mod retention;
 pub mod settings;
 pub mod triggers;
 pub mod ui;
@@ -76,6 +79,8 @@ pub struct ServeConfig {
     pub max_log_bytes: u64,
     /// A request body that sends nothing for this long is cut off.
     pub body_idle_timeout: Duration,
+    /// How long logs, artifacts and caches are kept, and their size budget.
+    pub retention: retention::Retention,
 }
 
 impl ServeConfig {
@@ -102,6 +107,7 @@ impl ServeConfig {
             smtp_ca_file: None,
             max_log_bytes: 64 << 20,
             body_idle_timeout: Duration::from_secs(30),
+            retention: Default::default(),
         }
     }
 }
@@ -219,6 +225,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/deliveries", get(api::list_deliveries))
         .route("/api/v1/audit", get(api::list_audit))
         .route("/api/v1/deployments", get(api::list_deployments))
+        .route("/api/v1/usage", get(retention::usage))
         .route("/api/v1/delivery/{project}/{env}", post(delivery::request))
         .route("/api/v1/delivery/operations/{id}", get(delivery::operation))
         .route(
@@ -258,6 +265,8 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .merge(ui::routes().layer(axum::middleware::map_response(security_headers)))
         .merge(api)
+        .fallback(errors::not_found)
+        .layer(axum::middleware::map_response(errors::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(
             app.body_idle_timeout,
@@ -479,6 +488,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             hangar_results::Service::new(Arc::new(cache), rc)?
         },
         data_dir: cfg.data_dir.clone(),
+        retention: cfg.retention.clone(),
         local_repos: cfg.local_repos.clone(),
         replays: Default::default(),
         lease_secret: lease_secret(&cfg.data_dir)?,
@@ -529,6 +539,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         )));
     }
     app::spawn_reaper(app.clone(), cfg.reap_every);
+    retention::spawn(app.clone(), cfg.retention.clone());
     if cfg.cron {
         triggers::cron(app.clone());
     }

@@ -1,122 +1,331 @@
 //! The OpenAPI 3.1 document served at `/api/v1/openapi.json`, written by hand: the
 //! API is small, and a derive framework would cost more build time than it saves.
+//! Every route of `lib.rs::router` is here with its request and response
+//! schemas and the statuses it really answers; the suite validates the
+//! document (openapi-spec-validator) and runs schemathesis against a live
+//! server with it (`crates/hangar/tests/api_contract.rs`).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-fn op(summary: &str, tag: &str) -> Value {
-    json!({"summary": summary, "tags": [tag], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or unknown token"}}})
+/// A schema reference.
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-/// Forge statuses, notifications and the outbound log (a second `json!` call:
-/// one literal of every path exceeds the macro's recursion limit).
-fn outbound_paths() -> Value {
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+fn int() -> Value {
+    json!({"type": "integer"})
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn opt(t: &str) -> Value {
+    json!({"type": [t, "null"]})
+}
+
+/// An object with these required properties (more may come: clients ignore them).
+fn object(props: &[(&str, Value)]) -> Value {
+    let mut p = Map::new();
+    for (k, v) in props {
+        p.insert((*k).into(), v.clone());
+    }
+    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    json!({"type": "object", "required": required, "properties": p})
+}
+
+fn error_response(desc: &str) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": r("Error")}}})
+}
+
+/// One operation, built up: its responses start with what every
+/// authenticated route answers.
+struct Op(Value);
+
+fn op(summary: &str, tag: &str) -> Op {
+    Op(json!({
+        "summary": summary,
+        "tags": [tag],
+        "responses": {
+            "400": error_response("a path or query parameter is not of its type (`invalid_path`, `invalid_query`)"),
+            "401": error_response("missing, unknown, expired or revoked token (`unauthorized`)"),
+            "403": error_response("the token's role does not reach this route (`forbidden`)"),
+        }
+    }))
+}
+
+impl Op {
+    fn ok(mut self, status: &str, desc: &str, schema: Value) -> Op {
+        self.0["responses"][status] =
+            json!({"description": desc, "content": {"application/json": {"schema": schema}}});
+        self
+    }
+    fn ok_as(mut self, status: &str, desc: &str, media: &str, schema: Value) -> Op {
+        self.0["responses"][status] =
+            json!({"description": desc, "content": {media: {"schema": schema}}});
+        self
+    }
+    fn empty(mut self, status: &str, desc: &str) -> Op {
+        self.0["responses"][status] = json!({"description": desc});
+        self
+    }
+    fn err(mut self, status: &str, desc: &str) -> Op {
+        self.0["responses"][status] = error_response(desc);
+        self
+    }
+    /// A JSON request body; a body that is not JSON, not of the schema, or too large is refused.
+    fn body(mut self, schema: Value, required: bool) -> Op {
+        self.0["requestBody"] =
+            json!({"required": required, "content": {"application/json": {"schema": schema}}});
+        self.err("400", "a parameter or the body is not JSON (`invalid_json`, `invalid_query`, `invalid_path`), or a value is refused")
+            .err("413", "the body is over 64 MiB (`payload_too_large`)")
+            .err("415", "the body is not `Content-Type: application/json` (`unsupported_media_type`)")
+            .err("422", "the body is not of the schema (`invalid_body`), or a value is refused")
+    }
+    fn raw_body(mut self) -> Op {
+        self.0["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+        self.err("413", "the body is over 64 MiB (`payload_too_large`)")
+    }
+    fn query(mut self, name: &str, schema: Value, desc: &str) -> Op {
+        let p = json!({"name": name, "in": "query", "required": false, "schema": schema, "description": desc});
+        match self.0["parameters"].as_array_mut() {
+            Some(list) => list.push(p),
+            None => self.0["parameters"] = json!([p]),
+        }
+        self
+    }
+    /// A list: `limit` and `cursor`, the page's headers, `invalid_cursor`.
+    fn paged(self, desc: &str, items: Value) -> Op {
+        let mut o = self
+            .query("limit", json!({"type": "integer", "minimum": 1, "maximum": 500}), "items per page (default 100, 50 for runs; larger values are capped at 500)")
+            .query("cursor", string(), "where the page starts: the `cursor` of the previous page's `Link: rel=\"next\"` (opaque)")
+            .ok("200", desc, items)
+            .err("400", "a parameter is not of its type (`invalid_query`, `invalid_path`), or `cursor` is not one this server made (`invalid_cursor`)");
+        o.0["responses"]["200"]["headers"] = json!({
+            "X-Total-Count": {"description": "how many items the filters match, on every page", "schema": int()},
+            "Link": {"description": "`<url>; rel=\"next\"` when another page follows", "schema": string()},
+            "X-Next-Cursor": {"description": "the next page's `cursor`, when another page follows", "schema": string()}
+        });
+        o
+    }
+    fn public(mut self) -> Op {
+        self.0["security"] = json!([]);
+        if let Some(r) = self.0["responses"].as_object_mut() {
+            r.remove("401");
+            r.remove("403");
+        }
+        self
+    }
+}
+
+fn schemas() -> Value {
+    let millis = json!({"type": "integer", "description": "milliseconds since the Unix epoch"});
+    let names = object(&[("names", array(string()))]);
     json!({
-            "/api/v1/notifications": {
-                "get": op("Notification rules (URLs shown by host only)", "notifications"),
-                "post": {"summary": "Add a rule {repo_id?, events, channel: slack|teams|webhook, url, secret?}", "tags": ["notifications"],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["events", "channel", "url"], "properties": {
-                        "repo_id": {"type": "integer"},
-                        "events": {"type": "array", "items": {"type": "string", "enum": ["run_failed", "run_fixed", "approval_waiting", "deployment_started", "deployment_succeeded", "deployment_failed", "agent_lost"]}},
-                        "channel": {"type": "string", "enum": ["slack", "teams", "webhook"]},
-                        "url": {"type": "string"}, "secret": {"type": "string"}}}}}},
-                    "responses": {"201": {"description": "created"}, "401": {"description": "missing or unknown token"}, "404": {"description": "no such repository"}, "422": {"description": "invalid rule, named"}}}},
-            "/api/v1/notifications/{id}": {"delete": {"summary": "Remove a rule", "tags": ["notifications"], "responses": {"204": {"description": "removed"}, "404": {"description": "no such rule"}}}},
-            "/api/v1/repos/{id}/forge": {
-                "get": op("Where the repository's commit statuses go {kind, api_url, project, has_token}; 404 when nowhere", "repos"),
-                "put": {"summary": "Report commit statuses to the forge {token, kind?, api_url?, project?}; the token is sealed and write-only", "tags": ["repos"],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["token"], "properties": {
-                        "token": {"type": "string"}, "kind": {"type": "string", "enum": ["github", "gitea", "forgejo", "gitlab"]},
-                        "api_url": {"type": "string"}, "project": {"type": "string"}}}}}},
-                    "responses": {"200": {"description": "stored"}, "401": {"description": "missing or unknown token"}, "404": {"description": "no such repository"}, "422": {"description": "invalid setting, named"}}},
-                "delete": {"summary": "Stop reporting commit statuses", "tags": ["repos"], "responses": {"204": {"description": "removed"}, "404": {"description": "none set"}}}},
-            "/api/v1/outbound": {"get": {"summary": "What the server sent out (commit statuses, notifications), newest first, with attempts and outcome", "tags": ["ops"], "parameters": [
-                {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["status", "notification"]}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}], "responses": {"200": {"description": "OK"}, "401": {"description": "missing or unknown token"}}}}
+        "Error": {"type": "object", "required": ["error", "code"], "properties": {
+            "error": {"type": "string", "description": "what went wrong and what to do"},
+            "code": {"type": "string", "description": "stable: bad_request, invalid_query, invalid_path, invalid_json, invalid_body, invalid_cursor, unauthorized, forbidden, not_found, method_not_allowed, conflict, gone, payload_too_large, unsupported_media_type, unprocessable, too_many_requests, internal, …"}}},
+        "Repo": object(&[("id", int()), ("name", string()), ("clone_url", string()), ("forge", string()), ("has_webhook_secret", json!({"type": "boolean"})), ("created_at", millis.clone())]),
+        "Run": object(&[("id", int()), ("repo_id", int()), ("workflow_path", string()), ("workflow_name", string()), ("event", string()), ("git_ref", string()), ("sha", string()),
+            ("status", json!({"type": "string", "enum": ["waiting", "queued", "running", "completed"]})), ("conclusion", opt("string")), ("attempt", int()), ("created_at", millis.clone()),
+            ("started_at", opt("integer")), ("finished_at", opt("integer")), ("actor", string()), ("run_number", int())]),
+        "RunDetail": object(&[("run", r("Run")), ("repo", json!({"oneOf": [r("Repo"), {"type": "null"}]})), ("jobs", array(r("Job"))), ("artifacts", array(r("Artifact"))), ("held", json!({"type": "boolean"}))]),
+        "Job": object(&[("id", int()), ("run_id", int()), ("key", string()), ("name", string()), ("status", string()), ("conclusion", opt("string")), ("attempt", int())]),
+        "Artifact": object(&[("id", int()), ("run_id", int()), ("name", string()), ("digest", string()), ("size", int()), ("created_at", millis.clone())]),
+        "Approval": object(&[("id", int()), ("job_id", int()), ("run_id", int()), ("environment", string()), ("state", string()), ("reviewer", opt("string")), ("comment", opt("string")), ("created_at", millis.clone()), ("decided_at", opt("integer"))]),
+        "Agent": object(&[("id", string()), ("name", string()), ("labels", array(string())), ("capacity", int()), ("connected", json!({"type": "boolean"})), ("embedded", json!({"type": "boolean"}))]),
+        "Delivery": object(&[("id", int()), ("delivery_id", string()), ("repo_id", opt("integer")), ("event", string()), ("outcome", string()), ("run_ids", array(int())), ("received_at", millis.clone())]),
+        "AuditEntry": object(&[("id", int()), ("at", millis.clone()), ("actor", string()), ("action", string()), ("target", string()), ("detail", json!({}))]),
+        "Deployment": object(&[("id", int()), ("run_id", int()), ("job_id", int()), ("environment", string()), ("sha", string()), ("status", string()), ("created_at", millis.clone())]),
+        "Outbound": object(&[("id", int()), ("kind", string()), ("repo_id", opt("integer")), ("run_id", opt("integer")), ("target", string()), ("subject", string()), ("state", string()), ("attempts", int()), ("outcome", string()), ("http_status", opt("integer")), ("error", opt("string")), ("at", millis.clone())]),
+        "Token": object(&[("id", int()), ("name", string()), ("role", json!({"type": "string", "enum": ["admin", "write", "read", "agent"]})), ("created_at", millis.clone()), ("expires_at", opt("integer")), ("revoked_at", opt("integer"))]),
+        "TokenCreated": object(&[("id", int()), ("token", json!({"type": "string", "description": "shown once"})), ("name", string()), ("role", string()), ("expires_at", opt("integer"))]),
+        "NotificationRule": object(&[("id", int()), ("repo_id", opt("integer")), ("events", array(string())), ("channel", string()), ("host", string()), ("signed", json!({"type": "boolean"})), ("created_at", millis)]),
+        "Forge": object(&[("repo_id", int()), ("kind", string()), ("api_url", string()), ("project", string()), ("has_token", json!({"type": "boolean"}))]),
+        "Names": names,
+        "Value": {"type": "object", "required": ["value"], "properties": {"value": string()}},
     })
 }
 
-/// Access: token revocation, the live stream's token, "approve and run",
-/// environment secrets and variables.
-fn access_paths() -> Value {
+/// Every path with its operations.
+fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
     let name_rule = "1 to 100 of A-Z a-z 0-9 . _ - (no `..`); 400 otherwise";
-    json!({
-        "/api/v1/tokens/{id}": {"delete": {"summary": "Revoke a token: it answers 401 from now on", "tags": ["ops"],
-            "responses": {"204": {"description": "revoked"}, "404": {"description": "no such token, or already revoked"}}}},
-        "/api/v1/runs/{id}/events/token": {"post": {"summary": "A stream token for this run's live stream (`?access_token=` of GET /api/v1/runs/{id}/events only), valid 60 s", "tags": ["runs"],
-            "responses": {"200": {"description": "{token, expires_in}"}, "404": {"description": "no such run"}}}},
-        "/api/v1/runs/{id}/approve": {"post": {"summary": "Approve and run: start a run held for approval (an untrusted pull request); admin or write token", "tags": ["runs"],
-            "responses": {"202": {"description": "started"}, "404": {"description": "no such run"}, "409": {"description": "not held, or completed"}}}},
-        "/api/v1/repos/{id}/settings": {
-            "get": op("The repository's settings {approval_policy}", "repos"),
-            "put": {"summary": "Set {approval_policy: none|first-time|untrusted}: which untrusted pull requests wait for an approval before they run", "tags": ["repos"],
-                "responses": {"200": {"description": "stored"}, "404": {"description": "no such repository"}, "422": {"description": "unknown policy"}}}},
-        "/api/v1/repos/{id}/environments/{env}/secrets": {"get": op("Names of an environment's secrets (environment names compared without case)", "secrets")},
-        "/api/v1/repos/{id}/environments/{env}/secrets/{name}": {
-            "put": {"summary": format!("Set an environment's secret {{value}}, released only to a job of that environment once it passed its protection; names: {name_rule}"), "tags": ["secrets"],
-                "responses": {"204": {"description": "stored"}, "400": {"description": "invalid name"}, "404": {"description": "no such repository"}}},
-            "delete": {"summary": "Remove an environment's secret", "tags": ["secrets"], "responses": {"204": {"description": "removed"}, "404": {"description": "no such secret"}}}},
-        "/api/v1/repos/{id}/environments/{env}/variables/{name}": {"put": {"summary": format!("Set an environment's variable {{value}}; names: {name_rule}"), "tags": ["secrets"],
-            "responses": {"204": {"description": "stored"}, "400": {"description": "invalid name"}, "404": {"description": "no such repository"}}}},
-    })
+    let notification = json!({"type": "object", "required": ["events", "channel", "url"], "additionalProperties": false, "properties": {
+        "repo_id": int(),
+        "events": array(json!({"type": "string", "enum": ["run_failed", "run_fixed", "approval_waiting", "deployment_started", "deployment_succeeded", "deployment_failed", "agent_lost"]})),
+        "channel": {"type": "string", "enum": ["slack", "teams", "webhook", "email"]},
+        "url": string(), "secret": string()}});
+    let agent = |summary: &str| {
+        op(summary, "agent")
+            .err("404", "no such job")
+            .err("409", "the lease is lost or the fence is stale")
+    };
+    vec![
+        ("/healthz", vec![("get", op("Liveness (no token)", "ops").public().ok_as("200", "ok", "text/plain", string()))]),
+        ("/metrics", vec![("get", op("OpenMetrics: queue, agents, jobs, DORA gauges", "ops").ok_as("200", "metrics", "application/openmetrics-text", string()))]),
+        ("/api/v1/openapi.json", vec![("get", op("This document", "ops").ok("200", "the OpenAPI document", json!({"type": "object"})))]),
+        ("/hooks/{forge}", vec![("post", op("Forge webhook (github, gitea, forgejo, gitlab); authenticated by its signature or token", "hooks").public()
+            .query("repo", string(), "the registered repository, when the payload does not name it")
+            .ok("202", "runs queued", json!({"type": "object"})).ok("200", "a duplicate delivery, or nothing to do", json!({"type": "object"}))
+            .err("401", "bad signature").err("404", "no such forge or repository").err("413", "over GitHub's 25 MB").err("422", "a payload that is not the forge's"))]),
+        ("/api/v1/repos", vec![
+            ("get", op("Repositories, oldest first", "repos").paged("repositories", array(r("Repo")))),
+            ("post", op("Register a repository", "repos").body(object(&[("name", string()), ("clone_url", string())]), true).ok("201", "registered", r("Repo")).err("409", "the name is taken"))]),
+        ("/api/v1/repos/{id}/dispatch", vec![("post", op("workflow_dispatch: start a workflow at a ref with typed inputs", "runs")
+            .body(json!({"type": "object", "required": ["workflow"], "properties": {"workflow": string(), "ref": string(), "inputs": {"type": "object"}}}), true)
+            .ok("201", "the run", object(&[("run", int())])).err("404", "no such repository or workflow"))]),
+        ("/api/v1/repos/{id}/workflows", vec![("get", op("Workflows at a ref (default: HEAD) with their workflow_dispatch inputs", "runs")
+            .query("ref", string(), "a branch, tag or commit")
+            .ok("200", "workflows", object(&[("ref", string()), ("sha", string()), ("workflows", array(json!({"type": "object"})))])).err("404", "no such repository"))]),
+        ("/api/v1/repos/{id}/secrets", vec![("get", op("Secret names (never values); id 0 = global", "secrets").paged("names", r("Names")))]),
+        ("/api/v1/repos/{id}/secrets/{name}", vec![("put", op(&format!("Set a secret; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored"))]),
+        ("/api/v1/repos/{id}/variables/{name}", vec![("put", op(&format!("Set a variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored"))]),
+        ("/api/v1/repos/{id}/forge", vec![
+            ("get", op("Where the repository's commit statuses go", "repos").ok("200", "the forge", r("Forge")).err("404", "reports to no forge")),
+            ("put", op("Report commit statuses to the forge; the token is sealed and write-only", "repos")
+                .body(json!({"type": "object", "required": ["token"], "properties": {"token": string(), "kind": {"type": "string", "enum": ["github", "gitea", "forgejo", "gitlab"]}, "api_url": string(), "project": string()}}), true)
+                .ok("200", "stored", r("Forge")).err("404", "no such repository")),
+            ("delete", op("Stop reporting commit statuses", "repos").empty("204", "removed").err("404", "none set"))]),
+        ("/api/v1/repos/{id}/settings", vec![
+            ("get", op("The repository's settings", "repos").ok("200", "settings", object(&[("approval_policy", string())])).err("404", "no such repository")),
+            ("put", op("Which untrusted pull requests wait for an approval before they run", "repos")
+                .body(json!({"type": "object", "required": ["approval_policy"], "properties": {"approval_policy": {"type": "string", "enum": ["none", "first-time", "untrusted"]}}}), true)
+                .ok("200", "stored", object(&[("approval_policy", string())])).err("404", "no such repository"))]),
+        ("/api/v1/repos/{id}/environments/{env}/secrets", vec![("get", op("Names of an environment's secrets", "secrets").paged("names", r("Names")))]),
+        ("/api/v1/repos/{id}/environments/{env}/secrets/{name}", vec![
+            ("put", op(&format!("Set an environment's secret, released only to its jobs once they passed its protection; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored").err("404", "no such repository")),
+            ("delete", op("Remove an environment's secret", "secrets").empty("204", "removed").err("404", "no such secret"))]),
+        ("/api/v1/repos/{id}/environments/{env}/variables/{name}", vec![("put", op(&format!("Set an environment's variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored").err("404", "no such repository"))]),
+        ("/api/v1/runs", vec![("get", op("Runs, newest first", "runs")
+            .query("repo", int(), "repository id")
+            .query("workflow", string(), "workflow name, path, or file name under .github/workflows/")
+            .query("branch", string(), "short branch name (also a pull request's head branch) or full ref")
+            .query("event", string(), "push, pull_request, workflow_dispatch, schedule, …")
+            .query("status", json!({"type": "string", "enum": ["waiting", "queued", "running", "completed"]}), "")
+            .query("conclusion", string(), "success, failure, cancelled, skipped, …")
+            .query("commit", string(), "a commit id or its prefix")
+            .query("actor", string(), "who triggered the run")
+            .query("pull_request", int(), "the pull request's number")
+            .paged("runs", array(r("Run"))))]),
+        ("/api/v1/runs/{id}", vec![("get", op("A run with its jobs, steps, approvals and why each job waits", "runs").ok("200", "the run", r("RunDetail")).err("404", "no such run"))]),
+        ("/api/v1/runs/{id}/cancel", vec![("post", op("Cancel a run (reaches running processes)", "runs").empty("202", "cancelling").err("404", "no such run"))]),
+        ("/api/v1/runs/{id}/rerun", vec![("post", op("Re-run all jobs, the failed ones, or one", "runs")
+            .body(json!({"type": "object", "properties": {"jobs": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}}), false)
+            .ok("202", "re-run", object(&[("jobs", array(int()))])).err("409", "nothing to re-run"))]),
+        ("/api/v1/runs/{id}/approve", vec![("post", op("Approve and run: start a run held for approval (an untrusted pull request)", "runs")
+            .empty("202", "started").err("404", "no such run").err("409", "not held, or completed"))]),
+        ("/api/v1/runs/{id}/events", vec![("get", op("Server-sent events: job, step, log and run changes (an endless stream)", "runs")
+            .query("access_token", string(), "a stream token (for EventSource, which sends no headers)")
+            .ok_as("200", "the stream", "text/event-stream", string()).err("404", "no such run"))]),
+        ("/api/v1/runs/{id}/events/token", vec![("post", op("A stream token for this run's live stream, valid 60 s", "runs")
+            .ok("200", "the token", object(&[("token", string()), ("expires_in", int())])).err("404", "no such run"))]),
+        ("/api/v1/runs/{id}/artifacts", vec![("get", op("Artifacts of a run", "artifacts").paged("artifacts", array(r("Artifact"))).err("404", "no such run"))]),
+        ("/api/v1/runs/{id}/artifacts/{name}", vec![
+            ("get", op("Download an artifact", "artifacts").ok_as("200", "its bytes", "application/octet-stream", json!({"type": "string", "format": "binary"}))
+                .err("404", "no such artifact").err("410", "its bytes are gone from the data directory")),
+            ("post", op("Upload an artifact (body = bytes)", "artifacts").raw_body().ok("201", "stored", object(&[("id", int()), ("digest", string())])).err("404", "no such run"))]),
+        ("/api/v1/jobs/{id}/logs", vec![("get", op("Log lines [from, to) as JSON", "logs")
+            .query("from", int(), "first line").query("to", int(), "line after the last (at most from + 10000)").query("attempt", int(), "an earlier attempt; default the latest")
+            .ok("200", "lines", object(&[("from", int()), ("total", int()), ("lines", array(json!({"type": "array"})))])))]),
+        ("/api/v1/jobs/{id}/logs/raw", vec![("get", op("The whole log as text", "logs").query("attempt", int(), "an earlier attempt; default the latest")
+            .ok_as("200", "the log", "text/plain", string()))]),
+        ("/api/v1/approvals", vec![("get", op("Approvals, newest first", "approvals").query("pending", json!({"type": "boolean"}), "only pending ones (default true)")
+            .paged("approvals", array(r("Approval"))))]),
+        ("/api/v1/approvals/{id}", vec![("post", op("Approve or reject a deployment to a protected environment", "approvals")
+            .body(json!({"type": "object", "required": ["approve"], "properties": {"approve": {"type": "boolean"}, "comment": string()}}), true)
+            .ok("200", "decided", r("Approval")).err("404", "no such approval").err("409", "already decided, or the run is completed"))]),
+        ("/api/v1/agents", vec![("get", op("Agents", "agents").paged("agents", array(r("Agent"))))]),
+        ("/api/v1/deliveries", vec![("get", op("Webhook deliveries, newest first", "ops").paged("deliveries", array(r("Delivery"))))]),
+        ("/api/v1/audit", vec![("get", op("Audit log, newest first (admin)", "ops").paged("entries", array(r("AuditEntry"))))]),
+        ("/api/v1/deployments", vec![("get", op("Deployments by workflow jobs, newest first", "ops").paged("deployments", array(r("Deployment"))))]),
+        ("/api/v1/usage", vec![("get", op("Bytes kept on disk per repository (logs, artifacts, caches) and the retention in force", "ops")
+            .ok("200", "usage", object(&[("total_bytes", int()), ("retention", json!({"type": "object"})),
+                ("repos", array(object(&[("repo_id", opt("integer")), ("repo", opt("string")), ("logs_bytes", int()), ("artifacts_bytes", int()), ("caches_bytes", int()), ("total_bytes", int())])))])))]),
+        ("/api/v1/outbound", vec![("get", op("What the server sent out (commit statuses, notifications), newest first", "ops")
+            .query("kind", json!({"type": "string", "enum": ["status", "notification"]}), "").paged("entries", array(r("Outbound"))))]),
+        ("/api/v1/notifications", vec![
+            ("get", op("Notification rules (URLs shown by host only)", "notifications").paged("rules", array(r("NotificationRule")))),
+            ("post", op("Add a rule", "notifications").body(notification, true).ok("201", "created", r("NotificationRule")).err("404", "no such repository"))]),
+        ("/api/v1/notifications/{id}", vec![("delete", op("Remove a rule", "notifications").empty("204", "removed").err("404", "no such rule"))]),
+        ("/api/v1/tokens", vec![
+            ("get", op("Tokens (never values; admin)", "ops").paged("tokens", array(r("Token")))),
+            ("post", op("Create a token (admin)", "ops").body(json!({"type": "object", "required": ["name", "role"], "properties": {
+                "name": string(), "role": {"type": "string", "enum": ["admin", "write", "read", "agent"]},
+                "expires_in": {"type": "integer", "description": "seconds"}, "repos": array(string()), "labels": array(string())}}), true)
+                .ok("201", "created: the value is shown once", r("TokenCreated")))]),
+        ("/api/v1/tokens/{id}", vec![("delete", op("Revoke a token: it answers 401 from now on", "ops").empty("204", "revoked").err("404", "no such token, or already revoked"))]),
+        ("/api/v1/delivery/{project}/{env}", vec![("post", op("Deploy, roll back or promote a watched project's environment through its controller", "delivery")
+            .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).err("404", "no such project").err("409", "busy").err("502", "the controller failed").err("503", "the controller cannot be reached"))]),
+        ("/api/v1/delivery/operations/{id}", vec![("get", op("A delivery operation's progress", "delivery").ok("200", "the operation", json!({"type": "object"})).err("404", "no such operation"))]),
+        ("/api/v1/agent/poll", vec![("post", op("Agent: long-poll for a job (up to its `wait`)", "agent").body(json!({"type": "object"}), true)
+            .ok("200", "a job", json!({"type": "object"})).empty("204", "no job within the wait"))]),
+        ("/api/v1/agent/jobs/{id}/heartbeat", vec![("post", agent("Agent: extend the lease").body(json!({"type": "object", "required": ["fence"], "properties": {"fence": int()}}), true).ok("200", "extended", json!({"type": "object"})))]),
+        ("/api/v1/agent/jobs/{id}/logs", vec![("post", agent("Agent: one log chunk").body(json!({"type": "object"}), true).ok("200", "stored", json!({"type": "object"})))]),
+        ("/api/v1/agent/jobs/{id}/steps", vec![("post", agent("Agent: a step started or finished").body(json!({"type": "object"}), true).ok("200", "stored", json!({"type": "object"})))]),
+        ("/api/v1/agent/jobs/{id}/complete", vec![("post", agent("Agent: the job's conclusion and outputs").body(json!({"type": "object"}), true).ok("200", "stored", json!({"type": "object"})))]),
+        ("/api/v1/agent/jobs/{id}/artifacts", vec![("get", agent("Agent: artifact names of the job's run").ok("200", "names", json!({})))]),
+        ("/api/v1/agent/jobs/{id}/artifacts/{name}", vec![
+            ("get", agent("Agent: an artifact (tar)").ok_as("200", "the tar", "application/octet-stream", json!({"type": "string", "format": "binary"}))),
+            ("post", agent("Agent: upload an artifact (tar body)").query("fence", int(), "the lease's fence").raw_body().ok("201", "stored", json!({"type": "object"})))]),
+    ]
+}
+
+/// The path parameters of a templated path: ids are integers, the rest strings.
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let schema = if name == "id" {
+                int()
+            } else {
+                json!({"type": "string", "minLength": 1})
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
+        .collect()
 }
 
 pub fn document() -> Value {
-    let mut doc = document_base();
-    for more in [outbound_paths(), access_paths()] {
-        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
-            paths.extend(more);
+    let mut out = Map::new();
+    for (path, ops) in paths() {
+        let mut item = Map::new();
+        let params = path_params(path);
+        if !params.is_empty() {
+            item.insert("parameters".into(), Value::Array(params));
         }
+        for (method, Op(mut o)) in ops {
+            let id = format!(
+                "{method}{}",
+                path.replace(['{', '}'], "").replace(['/', '.', '-'], "_")
+            );
+            o["operationId"] = json!(id);
+            item.insert(method.into(), o);
+        }
+        out.insert(path.into(), Value::Object(item));
     }
-    doc
-}
-
-fn document_base() -> Value {
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "hangar CI server", "version": env!("CARGO_PKG_VERSION")},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "info": {"title": "hangar CI server", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Errors are JSON `{error, code}` with a stable `code`. Lists page with `limit` and an opaque `cursor`: the next page is the `Link: rel=\"next\"` header, `X-Total-Count` counts every match."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas()},
         "security": [{"bearer": []}],
-        "paths": {
-            "/healthz": {"get": {"summary": "Liveness (no token)", "security": [], "responses": {"200": {"description": "ok"}}}},
-            "/metrics": {"get": op("Prometheus metrics", "ops")},
-            "/hooks/{forge}": {"post": {"summary": "Forge webhook (github, gitea, forgejo, gitlab); authenticated by signature", "security": [],
-                "parameters": [{"name": "forge", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "repo", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"202": {"description": "runs queued"}, "200": {"description": "duplicate delivery"}, "400": {"description": "malformed payload"}, "401": {"description": "bad signature"}}}},
-            "/api/v1/repos": {"get": op("List repositories", "repos"), "post": op("Register a repository {name, clone_url, forge, webhook_secret}", "repos")},
-            "/api/v1/repos/{id}/dispatch": {"post": op("workflow_dispatch {workflow, ref, inputs}", "runs")},
-            "/api/v1/repos/{id}/workflows": {"get": op("Workflows at a ref with their workflow_dispatch inputs", "runs")},
-            "/api/v1/repos/{id}/secrets": {"get": op("Secret names (never values); id 0 = global", "secrets")},
-            "/api/v1/repos/{id}/secrets/{name}": {"put": op("Set a secret {value}", "secrets")},
-            "/api/v1/repos/{id}/variables/{name}": {"put": op("Set a variable {value}", "secrets")},
-            "/api/v1/runs": {"get": {"summary": "List runs", "tags": ["runs"], "parameters": [
-                {"name": "repo", "in": "query", "schema": {"type": "integer"}},
-                {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["waiting", "queued", "running", "completed"]}},
-                {"name": "event", "in": "query", "schema": {"type": "string"}},
-                {"name": "branch", "in": "query", "schema": {"type": "string"}},
-                {"name": "workflow", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer"}}], "responses": {"200": {"description": "OK"}}}},
-            "/api/v1/runs/{id}": {"get": op("A run with its jobs, steps, approvals and why each job waits", "runs")},
-            "/api/v1/runs/{id}/cancel": {"post": op("Cancel a run (reaches running processes)", "runs")},
-            "/api/v1/runs/{id}/rerun": {"post": op("Re-run {jobs: all | failed | <job id>}", "runs")},
-            "/api/v1/runs/{id}/events": {"get": op("Server-sent events: job, step, log and run changes", "runs")},
-            "/api/v1/runs/{id}/artifacts": {"get": op("Artifacts of a run", "artifacts")},
-            "/api/v1/runs/{id}/artifacts/{name}": {"get": op("Download an artifact", "artifacts"), "post": op("Upload an artifact (body = bytes)", "artifacts")},
-            "/api/v1/jobs/{id}/logs": {"get": op("Log lines [from, to) as JSON; ?attempt=N for an earlier attempt of the job", "logs")},
-            "/api/v1/jobs/{id}/logs/raw": {"get": op("The whole log as text; ?attempt=N for an earlier attempt of the job", "logs")},
-            "/api/v1/approvals": {"get": op("Approvals (pending=true by default)", "approvals")},
-            "/api/v1/approvals/{id}": {"post": op("Approve or reject {approve, comment}", "approvals")},
-            "/api/v1/agents": {"get": op("Agents", "agents")},
-            "/api/v1/deliveries": {"get": op("Webhook deliveries", "ops")},
-            "/api/v1/audit": {"get": op("Audit log", "ops")},
-            "/api/v1/deployments": {"get": op("Deployments", "ops")},
-            "/api/v1/tokens": {"get": op("Tokens (never values)", "ops"), "post": op("Create a token {name, role: admin|write|read|agent, expires_in?: seconds, repos?: [names], labels?: [labels] (agent tokens only)}", "ops")},
-            "/api/v1/agent/poll": {"post": op("Agent: long-poll for a job", "agent")},
-            "/api/v1/agent/jobs/{id}/heartbeat": {"post": op("Agent: extend the lease {fence}", "agent")},
-            "/api/v1/agent/jobs/{id}/logs": {"post": op("Agent: one log chunk {fence, chunk, first_line, text}", "agent")},
-            "/api/v1/agent/jobs/{id}/steps": {"post": op("Agent: a step started or finished", "agent")},
-            "/api/v1/agent/jobs/{id}/complete": {"post": op("Agent: the job's conclusion and outputs", "agent")},
-            "/api/v1/agent/jobs/{id}/artifacts": {"get": op("Agent: artifact names of the job's run", "agent")},
-            "/api/v1/agent/jobs/{id}/artifacts/{name}": {"get": op("Agent: an artifact (tar)", "agent"), "post": op("Agent: upload an artifact (tar body, ?fence=)", "agent")}
-        }
+        "paths": out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_templated_path_declares_its_parameters() {
+        let doc = super::document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let n = path.matches('{').count();
+            let declared = item["parameters"].as_array().map_or(0, Vec::len);
+            assert_eq!(n, declared, "{path}");
+        }
+    }
 }

@@ -36,6 +36,19 @@ impl StoreCache {
     }
 }
 
+/// Deletes a cache entry: the row first (an entry is never visible without
+/// its bytes), then its bytes. Used by the service's eviction and by retention.
+pub(crate) fn remove_entry(store: &dyn Store, id: i64) -> anyhow::Result<()> {
+    store.delete_results_cache(id)?;
+    let dir = store.blob_root().join("results").join(id.to_string());
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context(format!("removing {}", dir.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn io_err(e: anyhow::Error) -> io::Error {
     io::Error::other(format!("{e:#}"))
 }
@@ -121,14 +134,7 @@ impl CacheStore for StoreCache {
     }
 
     fn remove(&self, entry: &CacheEntry) -> io::Result<()> {
-        // The row first: an entry is never visible without its bytes.
-        self.store
-            .delete_results_cache(entry.id as i64)
-            .map_err(io_err)?;
-        match std::fs::remove_dir_all(self.blob_path(entry)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_entry(&*self.store, entry.id as i64).map_err(io_err)
     }
 }
 

@@ -158,12 +158,16 @@ pub async fn delete_env_secret(
 
 pub async fn list_env_secrets(
     State(app): State<Arc<App>>,
+    uri: axum::http::Uri,
     Path((repo, env)): Path<(i64, String)>,
+    axum::extract::Query(p): axum::extract::Query<crate::paging::PageQuery>,
 ) -> Response {
     if let Some(r) = bad_name("environment", &env) {
         return r;
     }
-    Json(json!({"names": tri!(app.store.env_secret_names(repo, &env))})).into_response()
+    let page = crate::paging::page_or_400!(p);
+    let names = tri!(app.store.env_secret_names(repo, &env));
+    crate::api::names_page(&uri, names, &page)
 }
 
 pub async fn put_env_variable(

@@ -49,4 +49,15 @@ impl BlobDir {
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
+
+    /// Deletes a blob; a blob already gone is no error.
+    pub fn remove(&self, digest: &str) -> anyhow::Result<()> {
+        let path = self.path_of(digest)?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
 }

@@ -62,6 +62,8 @@ pub trait Store: Send + Sync {
     fn run_context(&self, id: i64) -> Result<serde_json::Value>;
     fn run_payload(&self, id: i64) -> Result<serde_json::Value>;
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// How many runs the filter matches (its `before` and `limit` aside).
+    fn count_runs(&self, filter: &RunFilter) -> Result<i64>;
     /// Runs that are not completed, oldest first.
     fn active_runs(&self) -> Result<Vec<Run>>;
     fn set_run_status(
@@ -256,6 +258,14 @@ pub trait Store: Send + Sync {
     fn record_outbound(&self, delivery: &NewOutbound) -> Result<i64>;
     /// Newest first; `kind` `None` lists every kind.
     fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>>;
+
+    // Retention: what may expire, and deleting it.
+    /// Every completed run's logs, every artifact and every cache entry with its size.
+    fn retention_items(&self) -> Result<Vec<RetentionItem>>;
+    /// Deletes a run's logs (every attempt of every job); the bytes freed.
+    fn delete_run_logs(&self, run_id: i64) -> Result<i64>;
+    /// Deletes an artifact, and its blob when no other artifact shares it.
+    fn delete_artifact(&self, id: i64) -> Result<()>;
 
     // Artifacts and caches (blobs on disk, content-addressed).
     fn put_blob(&self, bytes: &[u8]) -> Result<String>;

@@ -417,8 +417,19 @@ pub struct RunFilter {
     pub repo_id: Option<i64>,
     pub status: Option<String>,
     pub event: Option<String>,
+    /// A branch's short name (`main`, also matching a pull request's head
+    /// branch) or a full ref (`refs/heads/main`, `refs/tags/v1`).
     pub branch: Option<String>,
+    /// The workflow's name, its path, or its file name under `.github/workflows/`.
     pub workflow: Option<String>,
+    pub conclusion: Option<String>,
+    /// A commit id or a prefix of one.
+    pub commit: Option<String>,
+    pub actor: Option<String>,
+    /// The pull request's number.
+    pub pull_request: Option<i64>,
+    /// Only runs older than this id (the cursor of the previous page).
+    pub before: Option<i64>,
     pub limit: Option<i64>,
 }
 
@@ -429,4 +440,29 @@ pub struct JobCounts {
     pub running: i64,
     pub failed: i64,
     pub cancelled: i64,
+}
+
+/// What retention may delete: a completed run's logs, an artifact, a cache entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionKind {
+    Logs,
+    Artifact,
+    Cache,
+}
+
+/// One thing retention may delete, with its size on disk and its age.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionItem {
+    pub kind: RetentionKind,
+    /// The run (logs), the artifact or the cache entry.
+    pub id: i64,
+    /// The repository, when the item knows it by id (logs, artifacts).
+    pub repo_id: Option<i64>,
+    /// A cache entry's repository, by name (`owner/name`).
+    pub repository: Option<String>,
+    /// When it was last of use: a run's end, an artifact's upload, a cache
+    /// entry's last hit.
+    pub at: Millis,
+    pub bytes: i64,
 }

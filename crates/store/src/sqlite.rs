@@ -564,13 +564,28 @@ impl Store for SqliteStore {
     }
 
     fn list_runs(&self, f: &RunFilter) -> Result<Vec<Run>> {
-        let branch_ref = f.branch.as_ref().map(|b| format!("refs/heads/{b}"));
+        let (cond, values) = run_filter_sql(f);
+        let mut values = values;
+        values.push(f.before.into());
+        values.push(f.limit.unwrap_or(100).into());
+        let n = values.len();
         self.query_runs(
-            "WHERE (?1 IS NULL OR repo_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR event = ?3) \
-             AND (?4 IS NULL OR git_ref = ?4) AND (?5 IS NULL OR workflow_name = ?5 OR workflow_path = ?5) \
-             ORDER BY id DESC LIMIT ?6",
-            params![f.repo_id, f.status, f.event, branch_ref, f.workflow, f.limit.unwrap_or(100)],
+            &format!(
+                "WHERE {cond} AND (?{} IS NULL OR id < ?{}) ORDER BY id DESC LIMIT ?{n}",
+                n - 1,
+                n - 1
+            ),
+            rusqlite::params_from_iter(values),
         )
+    }
+
+    fn count_runs(&self, f: &RunFilter) -> Result<i64> {
+        let (cond, values) = run_filter_sql(f);
+        Ok(self.c().query_row(
+            &format!("SELECT COUNT(*) FROM runs WHERE {cond}"),
+            rusqlite::params_from_iter(values),
+            |r| r.get(0),
+        )?)
     }
 
     fn active_runs(&self) -> Result<Vec<Run>> {
@@ -1805,6 +1820,103 @@ impl Store for SqliteStore {
         self.blobs.root()
     }
 
+    fn retention_items(&self) -> Result<Vec<RetentionItem>> {
+        let c = self.c();
+        let mut out = Vec::new();
+        // A run's logs expire together, from when the run ended.
+        let mut s = c.prepare(
+            "SELECT r.id, r.repo_id, COALESCE(r.finished_at, r.created_at), SUM(length(l.data)) \
+             FROM runs r JOIN jobs j ON j.run_id = r.id JOIN log_chunks l ON l.job_id = j.id \
+             WHERE r.status = 'completed' GROUP BY r.id",
+        )?;
+        for item in s.query_map([], |r| {
+            Ok(RetentionItem {
+                kind: RetentionKind::Logs,
+                id: r.get(0)?,
+                repo_id: Some(r.get(1)?),
+                repository: None,
+                at: r.get(2)?,
+                bytes: r.get(3)?,
+            })
+        })? {
+            out.push(item?);
+        }
+        let mut s = c.prepare(
+            "SELECT a.id, r.repo_id, a.created_at, a.size FROM artifacts a LEFT JOIN runs r ON r.id = a.run_id",
+        )?;
+        for item in s.query_map([], |r| {
+            Ok(RetentionItem {
+                kind: RetentionKind::Artifact,
+                id: r.get(0)?,
+                repo_id: r.get(1)?,
+                repository: None,
+                at: r.get(2)?,
+                bytes: r.get(3)?,
+            })
+        })? {
+            out.push(item?);
+        }
+        let mut s = c.prepare("SELECT id, repository, last_used_at, size FROM results_caches")?;
+        for item in s.query_map([], |r| {
+            Ok(RetentionItem {
+                kind: RetentionKind::Cache,
+                id: r.get(0)?,
+                repo_id: None,
+                repository: Some(r.get(1)?),
+                at: r.get(2)?,
+                bytes: r.get(3)?,
+            })
+        })? {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+
+    fn delete_run_logs(&self, run_id: i64) -> Result<i64> {
+        let c = self.c();
+        let bytes: i64 = c.query_row(
+            "SELECT COALESCE(SUM(length(data)), 0) FROM log_chunks WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?1)",
+            [run_id],
+            |r| r.get(0),
+        )?;
+        c.execute(
+            "DELETE FROM log_chunks WHERE job_id IN (SELECT id FROM jobs WHERE run_id = ?1)",
+            [run_id],
+        )?;
+        Ok(bytes)
+    }
+
+    fn delete_artifact(&self, id: i64) -> Result<()> {
+        let orphan: Option<String> = {
+            let mut c = self.c();
+            let tx = c.transaction()?;
+            let digest: Option<String> = tx
+                .query_row("SELECT digest FROM artifacts WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            tx.execute("DELETE FROM artifacts WHERE id = ?1", [id])?;
+            let orphan = match digest {
+                Some(d) => {
+                    let shared: i64 = tx.query_row(
+                        "SELECT COUNT(*) FROM artifacts WHERE digest = ?1",
+                        [&d],
+                        |r| r.get(0),
+                    )?;
+                    (shared == 0).then_some(d)
+                }
+                None => None,
+            };
+            tx.commit()?;
+            orphan
+        };
+        // The row first: an artifact is never listed without its bytes.
+        if let Some(d) = orphan {
+            self.blobs.remove(&d)?;
+        }
+        Ok(())
+    }
+
     fn backup_to(&self, dest: &Path) -> Result<()> {
         let c = self.c();
         let mut out =
@@ -2231,4 +2343,60 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
     }
+}
+
+/// The `WHERE` condition of a run filter (without paging) and its values, `?1`…
+fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let text = |o: &Option<String>| -> V {
+        match o.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => V::Text(s.to_string()),
+            None => V::Null,
+        }
+    };
+    let branch = f.branch.as_deref().filter(|b| !b.is_empty());
+    let full_ref = branch.map(|b| {
+        if b.starts_with("refs/") {
+            b.to_string()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    });
+    let workflow_file = f
+        .workflow
+        .as_deref()
+        .filter(|w| !w.is_empty() && !w.contains('/'))
+        .map(|w| format!(".github/workflows/{w}"));
+    // A commit prefix is matched with LIKE: its wildcards are escaped.
+    let commit = f.commit.as_deref().filter(|c| !c.is_empty()).map(|c| {
+        let esc = c
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("{esc}%")
+    });
+    let values = vec![
+        f.repo_id.into(),
+        text(&f.status),
+        text(&f.event),
+        full_ref.map(V::Text).unwrap_or(V::Null),
+        branch
+            .map(|b| V::Text(b.trim_start_matches("refs/heads/").to_string()))
+            .unwrap_or(V::Null),
+        text(&f.workflow),
+        workflow_file.map(V::Text).unwrap_or(V::Null),
+        text(&f.conclusion),
+        commit.map(V::Text).unwrap_or(V::Null),
+        text(&f.actor),
+        f.pull_request.into(),
+    ];
+    let cond = "(?1 IS NULL OR repo_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR event = ?3) \
+         AND (?4 IS NULL OR git_ref = ?4 OR json_extract(payload, '$.pull_request.head.ref') = ?5) \
+         AND (?6 IS NULL OR workflow_name = ?6 OR workflow_path = ?6 OR workflow_path = ?7) \
+         AND (?8 IS NULL OR conclusion = ?8) AND (?9 IS NULL OR sha LIKE ?9 ESCAPE '\\') \
+         AND (?10 IS NULL OR actor = ?10) \
+         AND (?11 IS NULL OR json_extract(payload, '$.pull_request.number') = ?11 \
+              OR git_ref IN ('refs/pull/' || ?11 || '/merge', 'refs/pull/' || ?11 || '/head'))"
+        .to_string();
+    (cond, values)
 }

@@ -69,6 +69,12 @@ pub enum Command {
         /// e.g. https://ci.example.com; http://<listen address> when unset.
         #[arg(long, env = "HANGAR_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Days completed runs' logs, artifacts and cache entries are kept (0: no limit by age).
+        #[arg(long, default_value_t = 90)]
+        retention_days: u32,
+        /// Total megabytes of logs, artifacts and caches; past it the oldest go first (default: no budget).
+        #[arg(long, value_name = "MB")]
+        retention_max_mb: Option<u64>,
     },
     /// Take jobs from a hangar server and run them on this machine.
     Agent {
@@ -173,6 +179,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             max_log_mib,
             poll_ms,
             public_url,
+            retention_days,
+            retention_max_mb,
         } => {
             let data = data_dir(data);
             let mut cfg = ServeConfig::new(data.clone(), runner());
@@ -193,6 +201,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 cfg.local_repos = hangar_server::git::LocalRepos::Under(local_repos);
             }
             cfg.watch_every = Duration::from_millis(poll_ms.max(50));
+            cfg.retention.max_age = (retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(retention_days) * 86_400));
+            cfg.retention.max_bytes = retention_max_mb.map(|mb| mb.saturating_mul(1024 * 1024));
             cfg.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
             cfg.watch = if repos.is_empty() {
                 current_repo().into_iter().collect()
