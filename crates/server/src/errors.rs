@@ -94,10 +94,9 @@ pub async fn json_errors(resp: Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let (mut parts, body) = resp.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_ERROR_BODY).await {
-        Ok(b) => b,
-        Err(_) => Default::default(),
-    };
+    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
     let value = if is_json {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(mut m)) => {

@@ -1927,6 +1927,62 @@ impl Store for SqliteStore {
     }
 }
 
+/// The `WHERE` condition of a run filter (without paging) and its values, `?1`…
+fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let text = |o: &Option<String>| -> V {
+        match o.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => V::Text(s.to_string()),
+            None => V::Null,
+        }
+    };
+    let branch = f.branch.as_deref().filter(|b| !b.is_empty());
+    let full_ref = branch.map(|b| {
+        if b.starts_with("refs/") {
+            b.to_string()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    });
+    let workflow_file = f
+        .workflow
+        .as_deref()
+        .filter(|w| !w.is_empty() && !w.contains('/'))
+        .map(|w| format!(".github/workflows/{w}"));
+    // A commit prefix is matched with LIKE: its wildcards are escaped.
+    let commit = f.commit.as_deref().filter(|c| !c.is_empty()).map(|c| {
+        let esc = c
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("{esc}%")
+    });
+    let values = vec![
+        f.repo_id.into(),
+        text(&f.status),
+        text(&f.event),
+        full_ref.map(V::Text).unwrap_or(V::Null),
+        branch
+            .map(|b| V::Text(b.trim_start_matches("refs/heads/").to_string()))
+            .unwrap_or(V::Null),
+        text(&f.workflow),
+        workflow_file.map(V::Text).unwrap_or(V::Null),
+        text(&f.conclusion),
+        commit.map(V::Text).unwrap_or(V::Null),
+        text(&f.actor),
+        f.pull_request.into(),
+    ];
+    let cond = "(?1 IS NULL OR repo_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR event = ?3) \
+         AND (?4 IS NULL OR git_ref = ?4 OR json_extract(payload, '$.pull_request.head.ref') = ?5) \
+         AND (?6 IS NULL OR workflow_name = ?6 OR workflow_path = ?6 OR workflow_path = ?7) \
+         AND (?8 IS NULL OR conclusion = ?8) AND (?9 IS NULL OR sha LIKE ?9 ESCAPE '\\') \
+         AND (?10 IS NULL OR actor = ?10) \
+         AND (?11 IS NULL OR json_extract(payload, '$.pull_request.number') = ?11 \
+              OR git_ref IN ('refs/pull/' || ?11 || '/merge', 'refs/pull/' || ?11 || '/head'))"
+        .to_string();
+    (cond, values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2343,60 +2399,4 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
     }
-}
-
-/// The `WHERE` condition of a run filter (without paging) and its values, `?1`…
-fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let text = |o: &Option<String>| -> V {
-        match o.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => V::Text(s.to_string()),
-            None => V::Null,
-        }
-    };
-    let branch = f.branch.as_deref().filter(|b| !b.is_empty());
-    let full_ref = branch.map(|b| {
-        if b.starts_with("refs/") {
-            b.to_string()
-        } else {
-            format!("refs/heads/{b}")
-        }
-    });
-    let workflow_file = f
-        .workflow
-        .as_deref()
-        .filter(|w| !w.is_empty() && !w.contains('/'))
-        .map(|w| format!(".github/workflows/{w}"));
-    // A commit prefix is matched with LIKE: its wildcards are escaped.
-    let commit = f.commit.as_deref().filter(|c| !c.is_empty()).map(|c| {
-        let esc = c
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        format!("{esc}%")
-    });
-    let values = vec![
-        f.repo_id.into(),
-        text(&f.status),
-        text(&f.event),
-        full_ref.map(V::Text).unwrap_or(V::Null),
-        branch
-            .map(|b| V::Text(b.trim_start_matches("refs/heads/").to_string()))
-            .unwrap_or(V::Null),
-        text(&f.workflow),
-        workflow_file.map(V::Text).unwrap_or(V::Null),
-        text(&f.conclusion),
-        commit.map(V::Text).unwrap_or(V::Null),
-        text(&f.actor),
-        f.pull_request.into(),
-    ];
-    let cond = "(?1 IS NULL OR repo_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR event = ?3) \
-         AND (?4 IS NULL OR git_ref = ?4 OR json_extract(payload, '$.pull_request.head.ref') = ?5) \
-         AND (?6 IS NULL OR workflow_name = ?6 OR workflow_path = ?6 OR workflow_path = ?7) \
-         AND (?8 IS NULL OR conclusion = ?8) AND (?9 IS NULL OR sha LIKE ?9 ESCAPE '\\') \
-         AND (?10 IS NULL OR actor = ?10) \
-         AND (?11 IS NULL OR json_extract(payload, '$.pull_request.number') = ?11 \
-              OR git_ref IN ('refs/pull/' || ?11 || '/merge', 'refs/pull/' || ?11 || '/head'))"
-        .to_string();
-    (cond, values)
 }
