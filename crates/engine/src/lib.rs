@@ -72,6 +72,7 @@ pub mod schedule;
 pub mod shell;
 pub mod toolcache;
 pub mod workflow;
+pub mod workflow_run;
 pub mod workspace;
 
 use std::collections::HashMap;

@@ -405,3 +405,117 @@ fn max_parallel_runs_legs_in_matrix_order() {
         );
     }
 }
+
+const CI: &str = "name: CI\non: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ci ${{ github.ref_name }} >> log.txt\n      - run: test -z '${{ vars.FAIL }}'\n";
+const CD: &str = "name: CD\non:\n  workflow_run:\n    workflows: [CI]\n    types: [completed]\n    branches: [main]\njobs:\n  deploy:\n    if: github.event.workflow_run.conclusion == 'success'\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo cd ${{ github.event.action }} ${{ github.event.workflow_run.head_branch }} ${{ github.ref }} >> log.txt\n";
+// No name: GitHub knows it by its path; no branch filter; no `types:` means
+// requested and completed.
+const REPORT: &str = "on:\n  workflow_run:\n    workflows: [CI]\njobs:\n  report:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo report ${{ github.event.action }} ${{ github.event.workflow_run.status }} ${{ github.event.workflow_run.conclusion }} ${{ github.event.workflow_run.head_sha }} ${{ github.sha }} ${{ github.event_name }} >> log.txt\n";
+
+fn log_of(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("log.txt")).unwrap_or_default();
+    let _ = std::fs::remove_file(dir.join("log.txt"));
+    text
+}
+
+/// CD waits for CI and starts after it completes, only for CI runs of the
+/// branches it names, on the default branch's ref and commit, with GitHub's
+/// `github.event.workflow_run`; its `if:` on the conclusion holds it back
+/// when CI failed.
+#[test]
+fn workflow_run_follows_ci_on_matching_branches() {
+    let (dir, main_sha) = hangar_testkit::repo_with(&[
+        (".github/workflows/ci.yml", CI),
+        (".github/workflows/cd.yml", CD),
+        (".github/workflows/report.yml", REPORT),
+        (".gitignore", "log.txt\n"),
+    ]);
+    let dir = dir.path();
+
+    // Without the flag only CI runs.
+    let out = hangar(dir, &["push"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(log_of(dir), "ci main\n");
+
+    let out = hangar(dir, &["push", "--follow-workflow-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        log_of(dir),
+        format!(
+            "ci main\nreport requested queued {main_sha} {main_sha} workflow_run\ncd completed main refs/heads/main\nreport completed completed success {main_sha} {main_sha} workflow_run\n"
+        ),
+        "{stderr}"
+    );
+
+    // A branch CD does not name: only the report, which runs on main's
+    // commit while the payload tells the feature's.
+    hangar_testkit::git(dir, &["checkout", "-q", "-b", "feature"]);
+    let feature_sha = hangar_testkit::commit(dir, &[]);
+    let out = hangar(dir, &["push", "--follow-workflow-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        log_of(dir),
+        format!(
+            "ci feature\nreport requested queued {feature_sha} {main_sha} workflow_run\nreport completed completed success {feature_sha} {main_sha} workflow_run\n"
+        ),
+        "{stderr}"
+    );
+
+    // CI fails on main: CD starts but its `if:` skips the deployment.
+    hangar_testkit::git(dir, &["checkout", "-q", "main"]);
+    let out = hangar(dir, &["push", "--follow-workflow-run", "--var", "FAIL=1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        log_of(dir),
+        format!(
+            "ci main\nreport requested queued {main_sha} {main_sha} workflow_run\nreport completed completed failure {main_sha} {main_sha} workflow_run\n"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("starting `CD`"), "{stderr}");
+}
+
+/// A → B → C → D → E: B, C and D run, E does not (GitHub's three levels).
+#[test]
+fn workflow_run_chains_stop_after_three_levels() {
+    let next = |name: &str, after: &str| {
+        format!(
+            "name: {name}\non:\n  workflow_run:\n    workflows: [{after}]\n    types: [completed]\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps: [{{run: 'echo {name} >> log.txt'}}]\n"
+        )
+    };
+    let (b, c, d, e) = (
+        next("B", "A"),
+        next("C", "B"),
+        next("D", "C"),
+        next("E", "D"),
+    );
+    let (dir, _) = hangar_testkit::repo_with(&[
+        (
+            ".github/workflows/a.yml",
+            "name: A\non: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo A >> log.txt'}]\n",
+        ),
+        (".github/workflows/b.yml", &b),
+        (".github/workflows/c.yml", &c),
+        (".github/workflows/d.yml", &d),
+        (".github/workflows/e.yml", &e),
+    ]);
+    let out = hangar(dir.path(), &["push", "--follow-workflow-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(log_of(dir.path()), "A\nB\nC\nD\n", "{stderr}");
+    assert!(
+        stderr.contains("`E` waits for `D` but is not started"),
+        "{stderr}"
+    );
+}

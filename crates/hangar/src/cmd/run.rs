@@ -85,6 +85,13 @@ pub struct Args {
     /// node16, node20, node24); default: `node` on PATH.
     #[arg(long = "node", value_name = "RUNTIME=PATH")]
     pub node: Vec<String>,
+    /// Then run the workflows that wait for the finished ones through
+    /// `on: workflow_run` (matching `workflows:`, `types:` and branch
+    /// filters), with GitHub's `github.event.workflow_run`, on the default
+    /// branch's ref and commit, up to GitHub's three levels. Locally they run
+    /// after the workflow they follow, `requested` ones first.
+    #[arg(long = "follow-workflow-run")]
+    pub follow_workflow_run: bool,
     /// Repository root; default: the current directory. Steps run in a
     /// private copy of it (see --bind).
     #[arg(short = 'C', long = "directory", value_name = "DIR")]
@@ -325,9 +332,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        engine
-            .run_workflows(run, selected, opts, reporter.clone(), cancel.clone())
-            .await
+        let first = engine
+            .run_workflows(
+                run.clone(),
+                selected.clone(),
+                opts.clone(),
+                reporter.clone(),
+                cancel.clone(),
+            )
+            .await?;
+        if !args.follow_workflow_run || args.dry_run {
+            return Ok(first);
+        }
+        follow_workflow_runs(
+            &engine, &workflows, run, &selected, first, &opts, &reporter, &cancel,
+        )
+        .await
     });
     reporter.flush();
     if let Some(r) = &results {
@@ -352,6 +372,88 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--follow-workflow-run`: after `selected` ran in `run`, the workflows
+/// whose `on.workflow_run` matches each of them, level by level (GitHub's
+/// three at most), each in a run of its own; their jobs join the summary.
+#[allow(clippy::too_many_arguments)]
+async fn follow_workflow_runs(
+    engine: &Engine,
+    all: &[Arc<Workflow>],
+    run: Arc<RunContext>,
+    selected: &[Arc<Workflow>],
+    first: hangar_engine::RunSummary,
+    opts: &RunOptions,
+    reporter: &Arc<dyn Reporter>,
+    cancel: &CancellationToken,
+) -> Result<hangar_engine::RunSummary, String> {
+    use hangar_engine::workflow_run as wr;
+    let mut summary = first;
+    // (finished workflow, its run, the jobs of that run, its depth in the chain)
+    let mut finished: Vec<(Arc<Workflow>, Arc<RunContext>, usize)> = selected
+        .iter()
+        .map(|w| (w.clone(), run.clone(), 0))
+        .collect();
+    let mut jobs_of: Vec<Vec<hangar_engine::JobSummary>> =
+        vec![summary.jobs.clone(); finished.len()];
+    let mut seq = 0;
+    while !finished.is_empty() && !cancel.is_cancelled() {
+        let mut next = Vec::new();
+        let mut next_jobs = Vec::new();
+        for ((wf, parent, depth), jobs) in finished.iter().zip(&jobs_of) {
+            let conclusion = wr::conclusion(jobs, &wf.name);
+            let requested = wr::from_local(parent, wf, "queued", None);
+            let completed = wr::from_local(parent, wf, "completed", Some(conclusion));
+            for (action, triggering) in [("requested", &requested), ("completed", &completed)] {
+                for follower in all.iter().filter(|f| {
+                    f.model
+                        .trigger("workflow_run")
+                        .is_some_and(|t| wr::follows(t, triggering, action))
+                }) {
+                    if *depth as u32 >= wr::MAX_DEPTH {
+                        eprintln!(
+                            "hangar: `{}` waits for `{}` but is not started: workflow_run chains stop after {} levels (as on GitHub)",
+                            follower.name,
+                            wf.name,
+                            wr::MAX_DEPTH
+                        );
+                        continue;
+                    }
+                    seq += 1;
+                    eprintln!(
+                        "hangar: workflow_run: starting `{}` ({action} `{}` on {}{})",
+                        follower.name,
+                        wf.name,
+                        triggering.head_branch,
+                        if action == "completed" {
+                            format!(", {conclusion}")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let child = Arc::new(wr::local_context(parent, triggering, action, seq));
+                    let s = engine
+                        .run_workflows(
+                            child.clone(),
+                            vec![follower.clone()],
+                            opts.clone(),
+                            reporter.clone(),
+                            cancel.clone(),
+                        )
+                        .await?;
+                    child.cleanup();
+                    summary.success &= s.success;
+                    summary.jobs.extend(s.jobs.iter().cloned());
+                    next.push((follower.clone(), child, depth + 1));
+                    next_jobs.push(s.jobs);
+                }
+            }
+        }
+        finished = next;
+        jobs_of = next_jobs;
+    }
+    Ok(summary)
 }
 
 /// Hands each job a runtime token scoped as GitHub scopes caches: its own
