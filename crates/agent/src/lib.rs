@@ -13,6 +13,8 @@ pub mod runner;
 pub mod workspace;
 
 use std::path::PathBuf;
+
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +47,8 @@ pub async fn run_agent(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = Client::new(&config.server, &config.token)?;
-    std::fs::create_dir_all(&config.work_dir)?;
+    workspace::make_private(&config.work_dir)
+        .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
     let workspaces = Arc::new(workspace::Workspaces::new(&config.work_dir));
     let mut backoff = Duration::from_millis(100);

@@ -15,6 +15,39 @@ use anyhow::Context;
 
 use crate::reporter::Reporter;
 
+/// A new directory only this user can enter (0700) under the system's
+/// temporary directory, for an agent's workspaces: outside the server's data
+/// directory, named unpredictably and created here (never an existing one
+/// reused), so another user cannot plant it or see into it.
+pub fn private_work_dir(prefix: &str) -> std::io::Result<PathBuf> {
+    use std::hash::BuildHasher;
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..16 {
+        // RandomState's keys are random per process and per call.
+        let n = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        let dir = base.join(format!("{prefix}-{n:016x}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+}
+
+/// Makes `dir` (and its parents) and restricts it to this user: workspaces hold
+/// the job's checkout and step files of every job the agent runs.
+pub(crate) fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 pub struct Workspaces {
     mirrors: PathBuf,
     fetched: Mutex<HashSet<(String, String)>>,

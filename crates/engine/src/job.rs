@@ -222,6 +222,8 @@ pub(crate) struct Job<'e> {
     masker: Masker,
     _tmp: tempfile::TempDir,
     tmp: PathBuf,
+    /// bubblewrap's options when the engine's sandbox jails steps.
+    jail: Option<Arc<Vec<std::ffi::OsString>>>,
     files: Files,
     base_env: IndexMap<String, String>,
     env: IndexMap<String, String>,
@@ -384,8 +386,10 @@ impl<'e> Job<'e> {
                 ));
             }
         }
+        // 0700: the step scripts, env files and event payload are the job's alone.
         let tmp = tempfile::Builder::new()
             .prefix("hangar-job-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
         let t = tmp.path().to_path_buf();
@@ -477,8 +481,11 @@ impl<'e> Job<'e> {
 
         // hangar's own variables (an agent's HANGAR_TOKEN, HANGAR_DATA...) are
         // the agent's, not the job's: a step never sees them.
+        // An agent's sandbox passes only its allow-list of the agent's own variables.
+        let clean_env = engine.sandbox().clean_env();
         let mut base_env: IndexMap<String, String> = std::env::vars()
             .filter(|(k, _)| !k.starts_with("HANGAR_"))
+            .filter(|(k, _)| !clean_env || crate::process::env_allowed(k))
             .collect();
         for (k, v) in &run.env {
             base_env.insert(k.clone(), v.clone());
@@ -614,6 +621,9 @@ impl<'e> Job<'e> {
         cx.insert("steps", EValue::object(hangar_expr::Object::new()));
         cx.insert("env", EValue::object(hangar_expr::Object::new()));
 
+        // Created now so a jail can bind it (read-only) before the first `uses:` fills it.
+        let actions_dir = run.data_dir.join("actions");
+        let _ = std::fs::create_dir_all(&actions_dir);
         let mut job = Job {
             engine,
             run: run.clone(),
@@ -622,6 +632,15 @@ impl<'e> Job<'e> {
             reporter,
             masker,
             _tmp: tmp,
+            jail: {
+                let mut readable = vec![actions_dir.clone(), crate::toolcache::dir(&run.data_dir)];
+                readable.extend(git_alternates(&run.workspace));
+                let readable: Vec<&std::path::Path> =
+                    readable.iter().map(|p| p.as_path()).collect();
+                engine
+                    .sandbox()
+                    .jail(&[&run.workspace, &run.run_dir, &t], &readable)
+            },
             tmp: t,
             files,
             base_env,
@@ -1311,6 +1330,7 @@ impl<'e> Job<'e> {
             args,
             cwd,
             env: process_env.into_iter().collect(),
+            jail: self.jail.clone(),
         })
     }
 
@@ -2229,6 +2249,7 @@ impl<'e> Job<'e> {
             args: vec![dir.join(file).to_string_lossy().into_owned()],
             cwd: self.run.workspace.clone(),
             env: process_env.into_iter().collect(),
+            jail: self.jail.clone(),
         };
         let r = self.exec(spec, number, timeout, cancel, env).await;
         if let Some(saved) = self.states.remove(&number.to_string()) {
@@ -2539,4 +2560,17 @@ pub fn load_action(dir: &Path) -> Result<Value, String> {
         "can't find 'action.yml' or 'action.yaml' in {} (is the path right, relative to the repository root?)",
         dir.display()
     ))
+}
+
+/// The object directories a workspace borrows (an agent's checkout shares its
+/// mirror's objects): a jail shows them read-only, or git in the step finds
+/// no commit.
+fn git_alternates(workspace: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(workspace.join(".git/objects/info/alternates"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
 }

@@ -105,6 +105,8 @@ struct Inner {
     node_runtimes: HashMap<actions::node::Runtime, PathBuf>,
     /// `node --version` of each binary used, read once.
     node_versions: std::sync::Mutex<HashMap<PathBuf, Result<actions::node::Node, String>>>,
+    /// How steps are isolated (none unless an agent asks).
+    sandbox: process::Sandbox,
 }
 
 impl Default for Engine {
@@ -175,6 +177,15 @@ impl Engine {
     /// (default: the first `node` on the step's PATH).
     pub fn set_node_runtime(&mut self, runtime: actions::node::Runtime, program: PathBuf) {
         self.inner_mut().node_runtimes.insert(runtime, program);
+    }
+
+    /// Run every step in `sandbox` (agents: `--sandbox`).
+    pub fn set_sandbox(&mut self, sandbox: process::Sandbox) {
+        self.inner_mut().sandbox = sandbox;
+    }
+
+    pub(crate) fn sandbox(&self) -> &process::Sandbox {
+        &self.inner.sandbox
     }
 
     /// The node for `runtime`: configured, or `node` on `path_var`.

@@ -9,10 +9,19 @@
 //! that empties its own environment escapes this. A
 //! watchdog outlives this process to do the same if it dies first, `kill -9`
 //! included ([`watch`]), so a retry never meets a previous attempt's leftovers.
+//!
+//! The step's own process also gets a parent-death signal (SIGKILL when the
+//! thread that started it, hence the agent, the server or `hangar run`, dies),
+//! so it goes at once, before the watchdog's scan. With the bubblewrap jail
+//! ([`Sandbox`]) a step is inside its own PID namespace (`--unshare-pid
+//! --die-with-parent`): when bubblewrap goes, the kernel kills everything in
+//! the namespace, whatever it did to its environment.
 
+use std::ffi::OsString;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -37,6 +46,219 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// The complete environment (the child inherits nothing else).
     pub env: Vec<(String, String)>,
+    /// bubblewrap's program and options (everything before `--chdir`) when the job is jailed.
+    pub jail: Option<Arc<Vec<OsString>>>,
+}
+
+/// How jobs are isolated from the machine that runs them (`--sandbox`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// bubblewrap when it is installed and works here, else plain processes with a warning.
+    Auto,
+    /// bubblewrap, or refuse to start.
+    Bwrap,
+    /// Plain processes as the agent's user (the environment is still the allow-list).
+    None,
+}
+
+impl std::str::FromStr for SandboxMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SandboxMode, String> {
+        match s {
+            "auto" => Ok(SandboxMode::Auto),
+            "bwrap" => Ok(SandboxMode::Bwrap),
+            "none" => Ok(SandboxMode::None),
+            _ => Err(format!("unknown sandbox {s:?}: use auto, bwrap or none")),
+        }
+    }
+}
+
+/// The variables of the agent's own environment a job may see. Everything else
+/// (tokens, the server's configuration, whatever the service manager set) stays
+/// with the agent; the job's own variables (`GITHUB_*`, `RUNNER_*`, `env:`) are
+/// added by the engine.
+pub const ENV_ALLOW_LIST: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "GOROOT",
+    "GOPATH",
+    "JAVA_HOME",
+];
+
+/// Whether `name` of the agent's environment passes to a job (the allow-list and `LC_*`).
+pub fn env_allowed(name: &str) -> bool {
+    ENV_ALLOW_LIST.contains(&name) || name.starts_with("LC_")
+}
+
+/// How an agent's jobs are isolated (the engine's default is no isolation:
+/// `hangar run` on a developer's machine runs as the developer).
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    bwrap: Option<PathBuf>,
+    hide: Vec<PathBuf>,
+    clean_env: bool,
+}
+
+impl Sandbox {
+    /// The sandbox of an agent's jobs. `hide` lists what no step may see (the
+    /// server's data directory, the agent's work directory with other jobs'
+    /// workspaces). Returns a warning to print when `auto` found no working
+    /// bubblewrap; `bwrap` without a working bubblewrap is an error.
+    pub fn for_agent(
+        mode: SandboxMode,
+        hide: Vec<PathBuf>,
+    ) -> Result<(Sandbox, Option<String>), String> {
+        let mut sandbox = Sandbox {
+            bwrap: None,
+            hide,
+            clean_env: true,
+        };
+        if mode == SandboxMode::None {
+            return Ok((sandbox, None));
+        }
+        match probe_bwrap() {
+            Ok(program) => {
+                sandbox.bwrap = Some(program);
+                Ok((sandbox, None))
+            }
+            Err(why) if mode == SandboxMode::Bwrap => Err(format!(
+                "--sandbox bwrap: {why}. Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) \
+                 or choose --sandbox none"
+            )),
+            Err(why) => Ok((
+                sandbox,
+                Some(format!(
+                    "WARNING: jobs are NOT sandboxed ({why}): every step runs as this user \
+                     and can read what it can read, the server's data directory included. \
+                     Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or pass \
+                     --sandbox none to say this is intended"
+                )),
+            )),
+        }
+    }
+
+    /// Steps run in a bubblewrap jail.
+    pub fn jailed(&self) -> bool {
+        self.bwrap.is_some()
+    }
+
+    /// Steps get only [`ENV_ALLOW_LIST`] of the agent's environment.
+    pub(crate) fn clean_env(&self) -> bool {
+        self.clean_env
+    }
+
+    /// bubblewrap's options for one job: the machine read-only, a private `/tmp`,
+    /// `/dev` and `/proc` of its own PID namespace (the agent's processes and
+    /// their environment are not there), the hidden directories replaced by
+    /// empty ones, then `writable` (workspace, run and temporary directories)
+    /// and `readable` (action and tool caches) bound back in.
+    pub(crate) fn jail(
+        &self,
+        writable: &[&Path],
+        readable: &[&Path],
+    ) -> Option<Arc<Vec<OsString>>> {
+        let program = self.bwrap.as_ref()?;
+        let mut a: Vec<OsString> = vec![program.clone().into()];
+        let mut opt = |o: &str, p: &[&Path]| {
+            a.push(o.into());
+            for p in p {
+                a.push(p.as_os_str().to_owned());
+            }
+        };
+        opt("--ro-bind", &[Path::new("/"), Path::new("/")]);
+        opt("--dev", &[Path::new("/dev")]);
+        opt("--proc", &[Path::new("/proc")]);
+        opt("--tmpfs", &[Path::new("/tmp")]);
+        for h in &self.hide {
+            // A directory that does not exist cannot be mounted over (and shows nothing).
+            if h.is_dir() {
+                opt("--tmpfs", &[h]);
+            }
+        }
+        for p in readable {
+            if p.is_dir() {
+                opt("--ro-bind", &[p, p]);
+            }
+        }
+        for p in writable {
+            if p.is_dir() {
+                opt("--bind", &[p, p]);
+            }
+        }
+        // Read-only once the binds under them are made: a step writing into the
+        // data directory gets an error, not a throwaway copy that looks like success.
+        for h in &self.hide {
+            if h.is_dir() {
+                opt("--remount-ro", &[h]);
+            }
+        }
+        for o in [
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--die-with-parent",
+            "--new-session",
+        ] {
+            a.push(o.into());
+        }
+        Some(Arc::new(a))
+    }
+}
+
+/// The `bwrap` on PATH, if it can make the namespaces a job needs here (it
+/// needs user namespaces, or root): a real jail started and stopped.
+fn probe_bwrap() -> Result<PathBuf, String> {
+    let path = std::env::var("PATH").ok();
+    let program = crate::shell::which("bwrap", path.as_deref())
+        .ok_or_else(|| "bubblewrap (`bwrap`) is not on PATH".to_string())?;
+    let out = std::process::Command::new(&program)
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--die-with-parent",
+            "--new-session",
+            "--",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} is installed but cannot make a jail here ({}): it needs unprivileged user namespaces \
+             (sysctl kernel.unprivileged_userns_clone=1) or root",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(program)
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +385,36 @@ fn signal_group(pid: u32, signal: rustix::process::Signal) {
     }
 }
 
+/// Gives the step's process a parent-death signal: SIGKILL when the thread
+/// that spawned it (which waits for it) goes, so when its agent, server or
+/// `hangar run` dies, `kill -9` included.
+#[allow(unsafe_code)] // pre_exec and prctl have no safe wrappers; see SAFETY.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, getppid), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: the signal will not come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 fn spawn_and_read(
     spec: Spec,
     sink: &mut dyn Sink,
@@ -186,13 +438,25 @@ fn spawn_and_read(
     let program = crate::shell::which(&spec.program, path_var)
         .map(|p| p.into_os_string())
         .unwrap_or_else(|| spec.program.clone().into());
-    let mut cmd = std::process::Command::new(&program);
+    let mut cmd = match &spec.jail {
+        Some(jail) => {
+            let mut cmd = std::process::Command::new(&jail[0]);
+            cmd.args(&jail[1..])
+                .arg("--chdir")
+                .arg(&spec.cwd)
+                .arg("--")
+                .arg(&program);
+            cmd
+        }
+        None => std::process::Command::new(&program),
+    };
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .process_group(0);
+    die_with_parent(&mut cmd);
     let spawned = writer
         .try_clone()
         .map_err(|e| format!("cannot duplicate a pipe: {e}"))

@@ -110,6 +110,9 @@ fn browser_shows_live_log_and_final_status() {
             "127.0.0.1:0",
             "--poll-ms",
             "100",
+            // Unjailed: the step waits for a file the test creates in its /tmp.
+            "--sandbox",
+            "none",
             "--data",
         ])
         .arg(data.path())

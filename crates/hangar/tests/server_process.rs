@@ -169,7 +169,11 @@ fn kill_9_mid_run_then_restart_leaves_nothing_running() {
     let data = tempfile::tempdir().unwrap();
     let pidfile = data.path().join("step.pid");
     let repo_arg = repo.path().to_str().unwrap().to_string();
-    let mut s = serve(data.path(), &["--repo", &repo_arg, "--poll-ms", "100"]);
+    // Unjailed: the step writes its pid where the test reads it.
+    let mut s = serve(
+        data.path(),
+        &["--repo", &repo_arg, "--poll-ms", "100", "--sandbox", "none"],
+    );
     let token = s.token.clone().unwrap();
     commit(
         repo.path(),
@@ -295,6 +299,9 @@ fn a_killed_agent_loses_its_lease_within_the_bound() {
             "1",
             "--name",
             "doomed",
+            // Unjailed: the step writes its pid where the test reads it.
+            "--sandbox",
+            "none",
         ])
         .arg("--work-dir")
         .arg(data.path().join("agent-work"))

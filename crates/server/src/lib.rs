@@ -136,6 +136,8 @@ pub struct Server {
     pub app: Arc<App>,
     pub shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The embedded agent's private work directory (removed on stop).
+    work_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -147,6 +149,9 @@ impl Server {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        if let Some(w) = self.work_dir {
+            let _ = tokio::fs::remove_dir_all(w).await;
         }
     }
 }
@@ -561,7 +566,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         }
         triggers::watch_local(app.clone(), repo, path, cfg.watch_every);
     }
+    let mut work_dir = None;
     if cfg.embedded_capacity > 0 {
+        // Outside the data directory: a job's workspace never leads into the
+        // database or the key file, and a jail can hide the whole data directory.
+        let private = hangar_agent::workspace::private_work_dir("hangar-serve")
+            .context("creating the embedded agent's work directory")?;
+        work_dir = Some(private.clone());
         let agent = AgentConfig {
             server: format!("http://{addr}"),
             token: internal_token,
@@ -569,7 +580,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             name: "embedded".into(),
             labels: cfg.embedded_labels.clone(),
             capacity: cfg.embedded_capacity,
-            work_dir: cfg.data_dir.join("work"),
+            work_dir: private,
             poll_wait: Duration::from_secs(30),
         };
         let runner = cfg.runner.clone();
@@ -586,5 +597,6 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         app,
         shutdown,
         tasks,
+        work_dir,
     })
 }

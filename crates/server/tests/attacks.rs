@@ -770,5 +770,77 @@ async fn a_slow_body_is_cut_off() {
     // No token was made from half a body.
     let tokens = s.get("/api/v1/tokens").await;
     assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+/// Whether bubblewrap works here. Missing, the test says so loudly and is
+/// skipped; installed but broken, it fails under CI=1.
+fn bwrap_works() -> bool {
+    use hangar_engine::process::{Sandbox, SandboxMode};
+    match Sandbox::for_agent(SandboxMode::Bwrap, vec![]) {
+        Ok(_) => true,
+        Err(why) => {
+            let installed = std::process::Command::new("bwrap")
+                .arg("--version")
+                .output()
+                .is_ok();
+            assert!(
+                !(installed && std::env::var_os("CI").is_some()),
+                "bubblewrap is installed but does not work on this machine: {why}"
+            );
+            eprintln!("SKIPPED (NOT TESTED): the bubblewrap jail cannot run here: {why}");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_pull_request_in_the_jail_cannot_reach_the_data_directory() {
+    use hangar_engine::process::{Sandbox, SandboxMode};
+    if !bwrap_works() {
+        return;
+    }
+    // Not under /tmp (a jail's /tmp is its own anyway): the data directory
+    // must be hidden because it is named, not by luck.
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = data.path().to_path_buf();
+    let pid = std::process::id();
+    // Every attempt prints what it got; the job fails if any works.
+    let wf = format!(
+        "on: pull_request\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          fail=0\n          for f in {d}/* {d}/.[!.]*; do if [ -f \"$f\" ] && head -c1 \"$f\" > /dev/null 2>&1; then echo \"READ $f\"; fail=1; fi; done\n          if echo pwned > {d}/pwned 2>/dev/null; then echo WROTE; fail=1; fi\n          if head -c1 /proc/{pid}/environ > /dev/null 2>&1; then echo ENVIRON; fail=1; fi\n          if env | grep -q ^HANGAR_; then echo HANGAR-ENV; fail=1; fi\n          case \"$PWD\" in {d}*) echo WORKSPACE-IN-DATA; fail=1;; esac\n          if [ \"$(stat -c %a \"$0\")\" != 600 ] || [ \"$(stat -c %a \"$(dirname \"$0\")\")\" != 700 ]; then echo SCRIPT-MODE $(stat -c %a \"$0\" \"$(dirname \"$0\")\"); fail=1; fi\n          echo \"attempts done: $fail\"\n          exit $fail\n",
+        d = data_dir.display()
+    );
+    let (repo, sha) = repo_with(&[(".github/workflows/pr.yml", &wf)]);
+    let s = start_with(|c| {
+        c.data_dir = data_dir.clone();
+        c.untrusted_on_embedded = true;
+        let (sandbox, _) = Sandbox::for_agent(SandboxMode::Bwrap, vec![data_dir.clone()]).unwrap();
+        let mut engine = hangar_engine::Engine::new();
+        engine.set_sandbox(sandbox);
+        c.runner = Arc::new(hangar_agent::EngineRunner::new(engine));
+    })
+    .await;
+    // The database and the key file are there to be read, outside the jail.
+    let files: Vec<_> = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    s.register("acme/app", repo.path()).await;
+    let body = body_of(json!({
+        "action": "opened", "number": 7,
+        "pull_request": {"number": 7, "head": {"sha": sha, "ref": "f", "repo": {"full_name": "outsider/app"}},
+                         "base": {"ref": "main"}},
+        "repository": {"full_name": "acme/app"}, "sender": {"login": "outsider"}
+    }));
+    let (code, v) = s
+        .hook("github", &body, &sign(&body), "fork-7", "pull_request")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run = s.wait_run(run_id, Duration::from_secs(60)).await;
+    let job_id = run["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job_id}/logs/raw")).await;
+    assert!(log.contains("attempts done: 0"), "{log}");
+    assert_eq!(run["jobs"][0]["conclusion"], "success", "{log}");
+    assert!(!data_dir.join("pwned").exists());
     s.server.stop().await;
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use hangar_agent::{AgentConfig, CancellationToken, EngineRunner, JobRunner};
+use hangar_engine::process::{Sandbox, SandboxMode};
 use hangar_server::ServeConfig;
 use hangar_store::Store;
 
@@ -75,6 +76,11 @@ pub enum Command {
         /// Total megabytes of logs, artifacts and caches; past it the oldest go first (default: no budget).
         #[arg(long, value_name = "MB")]
         retention_max_mb: Option<u64>,
+        /// How the embedded agent isolates jobs: auto (bubblewrap when it works
+        /// here, else plain processes with a warning), bwrap (refuse to start
+        /// without it), none.
+        #[arg(long, default_value = "auto", value_parser = parse_sandbox)]
+        sandbox: SandboxMode,
     },
     /// Take jobs from a hangar server and run them on this machine.
     Agent {
@@ -96,6 +102,10 @@ pub enum Command {
         /// Where job workspaces go (default: a directory under the system temp dir).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// How jobs are isolated: auto (bubblewrap when it works here, else
+        /// plain processes with a warning), bwrap (refuse to start without it), none.
+        #[arg(long, default_value = "auto", value_parser = parse_sandbox)]
+        sandbox: SandboxMode,
     },
     /// Copy the server's data directory (online SQLite backup, key file and blobs).
     Backup {
@@ -116,10 +126,25 @@ pub enum Command {
     },
 }
 
+fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
+    s.parse()
+}
+
+/// The sandbox of an agent's jobs; the warning of `auto` without bubblewrap is
+/// printed here, once, on the agent's standard error.
+fn sandbox(mode: SandboxMode, hide: Vec<PathBuf>) -> anyhow::Result<Sandbox> {
+    let (sandbox, warning) = Sandbox::for_agent(mode, hide).map_err(anyhow::Error::msg)?;
+    if let Some(w) = warning {
+        eprintln!("hangar: {w}");
+    }
+    Ok(sandbox)
+}
+
 /// The job runner agents use: the workflow engine.
-fn runner() -> Arc<dyn JobRunner> {
+fn runner(sandbox: Sandbox) -> Arc<dyn JobRunner> {
     // hangar's own steps (hangar/release, hangar/deploy) run in server jobs too.
     let mut engine = hangar_engine::Engine::new();
+    engine.set_sandbox(sandbox);
     for action in hangar_builtins::all() {
         engine.register(action);
     }
@@ -181,9 +206,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             public_url,
             retention_days,
             retention_max_mb,
+            sandbox: mode,
         } => {
             let data = data_dir(data);
-            let mut cfg = ServeConfig::new(data.clone(), runner());
+            // No step sees the database, the key file or the blobs.
+            let jobs = sandbox(mode, vec![data.clone()])?;
+            let mut cfg = ServeConfig::new(data.clone(), runner(jobs));
             cfg.listen = listen;
             cfg.lease = Duration::from_secs(lease_timeout.max(1));
             cfg.reap_every = Duration::from_millis((lease_timeout * 1000 / 10).clamp(100, 1000));
@@ -236,6 +264,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             capacity,
             name,
             work_dir,
+            sandbox: mode,
         } => {
             let name = name.unwrap_or_else(|| {
                 std::fs::read_to_string("/etc/hostname")
@@ -248,9 +277,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 labels
             };
             let id = format!("agent-{name}-{}", std::process::id());
-            let work_dir = work_dir.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("hangar-agent-{}", std::process::id()))
-            });
+            let work_dir = match work_dir {
+                Some(w) => w,
+                None => hangar_agent::workspace::private_work_dir("hangar-agent")
+                    .context("creating the agent's work directory")?,
+            };
+            // Other jobs' workspaces and the agent's git mirrors stay out of sight;
+            // the job's own workspace is bound back in.
+            let jobs = sandbox(mode, vec![work_dir.clone()])?;
             let cfg = AgentConfig {
                 server,
                 token,
@@ -274,7 +308,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     cfg.name,
                     cfg.labels.join(",")
                 );
-                hangar_agent::run_agent(cfg, runner(), shutdown).await?;
+                hangar_agent::run_agent(cfg, runner(jobs), shutdown).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
