@@ -770,6 +770,9 @@ async fn a_slow_body_is_cut_off() {
     // No token was made from half a body.
     let tokens = s.get("/api/v1/tokens").await;
     assert_eq!(tokens.as_array().unwrap().len(), 1, "{tokens}");
+    s.server.stop().await;
+}
+
 /// Whether bubblewrap works here. Missing, the test says so loudly and is
 /// skipped; installed but broken, it fails under CI=1.
 fn bwrap_works() -> bool {
