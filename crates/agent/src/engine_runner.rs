@@ -11,7 +11,7 @@ use hangar_engine::report::{Event, Level};
 use hangar_engine::{Engine, JobSpec, RunContext, Workflow};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Assignment;
+use crate::protocol::{Assignment, Conclusion};
 use crate::reporter::Reporter;
 use crate::runner::{BoxFuture, JobOutcome, JobRunner};
 
@@ -41,9 +41,7 @@ impl hangar_engine::Reporter for Sink {
                 name,
                 conclusion,
                 ..
-            } => self
-                .reporter
-                .step_finished(step as i64, &name, conclusion.as_str()),
+            } => self.reporter.step_finished(step as i64, &name, conclusion),
             Event::Log { line, .. } => self.reporter.line(&line),
             // Workflow-command spelling, which the UI folds and highlights.
             Event::GroupStart { title, .. } => self.reporter.line(&format!("::group::{title}")),
@@ -157,7 +155,7 @@ impl JobRunner for EngineRunner {
             let failure = |reporter: &Reporter, msg: String| {
                 reporter.line(&format!("##[error]{msg}"));
                 JobOutcome {
-                    conclusion: "failure".into(),
+                    conclusion: Conclusion::Failure,
                     outputs: BTreeMap::new(),
                 }
             };
@@ -187,7 +185,7 @@ impl JobRunner for EngineRunner {
                 std::mem::take(&mut *sink.outputs.lock().unwrap_or_else(|e| e.into_inner()));
             outputs.extend(outcome.outputs);
             JobOutcome {
-                conclusion: outcome.result.as_str().to_string(),
+                conclusion: outcome.result,
                 outputs,
             }
         })

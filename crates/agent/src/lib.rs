@@ -167,14 +167,14 @@ async fn run_one(
         Err(e) => {
             reporter.line(&format!("##[error]could not prepare the workspace: {e:#}"));
             JobOutcome {
-                conclusion: "failure".into(),
+                conclusion: Conclusion::Failure,
                 outputs: Default::default(),
             }
         }
     };
-    let outcome = if cancel.is_cancelled() && outcome.conclusion != "success" {
+    let outcome = if cancel.is_cancelled() && outcome.conclusion != Conclusion::Success {
         JobOutcome {
-            conclusion: "cancelled".into(),
+            conclusion: Conclusion::Cancelled,
             ..outcome
         }
     } else {

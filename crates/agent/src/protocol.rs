@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use hangar_status::{Conclusion, Status};
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollRequest {
     pub agent_id: String,
@@ -110,14 +112,13 @@ pub struct StepReport {
     pub idx: i64,
     pub name: String,
     /// `running` or `completed`.
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompleteRequest {
     pub fence: i64,
-    /// `success`, `failure` or `cancelled`.
-    pub conclusion: String,
+    pub conclusion: Conclusion,
     pub outputs: BTreeMap<String, String>,
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::client::Client;
-use crate::protocol::{LogUpload, StepReport};
+use crate::protocol::{Conclusion, LogUpload, Status, StepReport};
 
 enum Msg {
     Line(String),
@@ -60,18 +60,18 @@ impl Reporter {
             fence: self.fence,
             idx,
             name: name.to_string(),
-            status: "running".into(),
+            status: Status::Running,
             conclusion: None,
         }));
     }
 
-    pub fn step_finished(&self, idx: i64, name: &str, conclusion: &str) {
+    pub fn step_finished(&self, idx: i64, name: &str, conclusion: Conclusion) {
         let _ = self.tx.send(Msg::Step(StepReport {
             fence: self.fence,
             idx,
             name: name.to_string(),
-            status: "completed".into(),
-            conclusion: Some(conclusion.to_string()),
+            status: Status::Completed,
+            conclusion: Some(conclusion),
         }));
     }
 

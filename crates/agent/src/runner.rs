@@ -7,12 +7,12 @@ use std::pin::Pin;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Assignment;
+use crate::protocol::{Assignment, Conclusion};
 use crate::reporter::Reporter;
 
 #[derive(Debug, Clone)]
 pub struct JobOutcome {
-    pub conclusion: String,
+    pub conclusion: Conclusion,
     pub outputs: BTreeMap<String, String>,
 }
 

@@ -8,32 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-/// How a step or job ended. `Skipped` steps did not run (their `if:` was false).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Conclusion {
-    Success,
-    Failure,
-    Cancelled,
-    Skipped,
-}
-
-impl Conclusion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Conclusion::Success => "success",
-            Conclusion::Failure => "failure",
-            Conclusion::Cancelled => "cancelled",
-            Conclusion::Skipped => "skipped",
-        }
-    }
-}
-
-impl std::fmt::Display for Conclusion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How a step or job ended: the one enum engine, store, agent protocol and
+/// server share. `Skipped` steps did not run (their `if:` was false).
+pub use hangar_status::Conclusion;
 
 /// Severity of an annotation (`::error::`, `::warning::`, `::notice::`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -304,13 +304,13 @@ async fn throughput() {
     let failed = app
         .store
         .list_runs(&hangar_store::RunFilter {
-            status: Some("completed".into()),
+            status: Some(hangar_store::Status::Completed),
             limit: Some(2000),
             ..Default::default()
         })
         .unwrap()
         .iter()
-        .filter(|r| r.conclusion.as_deref() != Some("success"))
+        .filter(|r| r.conclusion != Some(hangar_store::Conclusion::Success))
         .count();
     assert_eq!(failed, 0, "every job succeeded");
     report(

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use hangar_agent::protocol::*;
-use hangar_store::{Job, LeaseCheck, Step, now_ms};
+use hangar_store::{Job, LeaseCheck, Status, Step, now_ms};
 
 use crate::app::{AgentSeen, App};
 use crate::auth::{Caller, error};
@@ -149,12 +149,13 @@ fn try_claim(
         }
         if let Some(lease) = app.store.claim_job(job.id, &req.agent_id, app.lease_ms)? {
             if let Some(run) = app.store.get_run(lease.job.run_id)?
-                && run.status == "queued"
+                && run.status == Status::Queued
             {
-                app.store.set_run_status(run.id, "running", None, None)?;
+                app.store
+                    .set_run_status(run.id, Status::Running, None, None)?;
                 app.live.publish(
                     run.id,
-                    json!({"type": "run", "status": "running", "conclusion": null}),
+                    json!({"type": "run", "status": Status::Running, "conclusion": null}),
                 );
             }
             app.publish_job(lease.job.run_id, lease.job.id);
@@ -354,7 +355,7 @@ fn held(
     headers: &HeaderMap,
 ) -> Result<Job, Response> {
     match app.store.get_job(job_id) {
-        Ok(Some(j)) if j.fence == fence && j.status == "running" => {
+        Ok(Some(j)) if j.fence == fence && j.status == Status::Running => {
             if proves_lease(app, &j, caller, headers) {
                 Ok(j)
             } else {
@@ -487,10 +488,10 @@ pub async fn step(
         attempt: job.attempt,
         idx: s.idx,
         name: s.name.clone(),
-        status: s.status.clone(),
-        conclusion: s.conclusion.clone(),
+        status: s.status,
+        conclusion: s.conclusion,
         started_at: Some(now),
-        finished_at: (s.status == "completed").then_some(now),
+        finished_at: (s.status == Status::Completed).then_some(now),
     };
     if let Err(e) = app.store.upsert_step(&step) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
@@ -526,10 +527,7 @@ pub async fn complete(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(masker.mask(v))))
         .collect();
-    let conclusion = match req.conclusion.as_str() {
-        "success" | "failure" | "cancelled" | "skipped" => req.conclusion.as_str(),
-        _ => "failure",
-    };
+    let conclusion = req.conclusion;
     match app
         .store
         .complete_job(job_id, req.fence, conclusion, &Value::Object(outputs))
@@ -569,7 +567,7 @@ fn run_of_job(
     headers: &HeaderMap,
 ) -> Result<i64, Response> {
     match app.store.get_job(job_id) {
-        Ok(Some(j)) if j.status == "running" && proves_lease(app, &j, caller, headers) => {
+        Ok(Some(j)) if j.status == Status::Running && proves_lease(app, &j, caller, headers) => {
             Ok(j.run_id)
         }
         Ok(Some(_)) => Err(not_yours()),

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use hangar_store::{NewRepo, Role, RunFilter};
+use hangar_store::{ApprovalState, NewRepo, Role, RunFilter, Status};
 
 use crate::app::App;
 use crate::auth::{Caller, error};
@@ -100,7 +100,7 @@ fn dora_metrics(app: &App) -> String {
                 commit_time: None,
                 started: at,
                 finished: at,
-                outcome: if d.status == "success" {
+                outcome: if d.status == hangar_store::Conclusion::Success {
                     Outcome::Succeeded
                 } else {
                     Outcome::Failed
@@ -648,9 +648,20 @@ pub async fn list_runs(
         }
     };
     let some = |s: Option<String>| s.filter(|s| !s.is_empty());
+    let status = match some(q.status).map(|s| s.parse::<Status>()) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            return error_coded(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &format!("`status`: {e}"),
+            );
+        }
+    };
     let mut f = RunFilter {
         repo_id: q.repo,
-        status: some(q.status),
+        status,
         event: some(q.event),
         branch: some(q.branch),
         workflow: some(q.workflow),
@@ -684,7 +695,7 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         let approvals = tri!(app.store.approvals_of_job(job.id));
         let (_, lines) = tri!(app.store.log_stats(job.id, None));
         let mut v = serde_json::to_value(&job).unwrap_or_default();
-        if job.status == "queued" {
+        if job.status == Status::Queued {
             v["waiting_reason"] = json!(app.queued_reason(&job));
         }
         v["steps"] = json!(steps);
@@ -940,21 +951,21 @@ pub async fn decide_approval(
             ),
         );
     }
-    if a.state != "pending" {
+    if a.state != ApprovalState::Pending {
         return error(
             StatusCode::CONFLICT,
             &format!("approval {id} is already {}", a.state),
         );
     }
     if let Some(r) = &run
-        && r.status == "completed"
+        && r.status == Status::Completed
     {
         return error(
             StatusCode::CONFLICT,
             &format!(
                 "run {} is completed ({}): there is nothing left to approve",
                 r.id,
-                r.conclusion.as_deref().unwrap_or("no conclusion")
+                r.conclusion.map_or("no conclusion", |c| c.as_str())
             ),
         );
     }

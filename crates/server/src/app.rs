@@ -10,7 +10,10 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use hangar_store::{Job, JobUpdate, Millis, NewRun, Protection, Repo, Store, now_ms};
+use hangar_store::{
+    ApprovalState, Conclusion, Job, JobUpdate, Millis, NewRun, Protection, Repo, Status, Store,
+    now_ms,
+};
 
 use crate::git::GitReader;
 use crate::live::LiveHub;
@@ -292,7 +295,7 @@ impl App {
         };
         self.store.set_run_held(run_id, true)?;
         self.store
-            .set_run_status(run_id, "waiting", None, Some(&reason))?;
+            .set_run_status(run_id, Status::Waiting, None, Some(&reason))?;
         for job in self.store.jobs_of_run(run_id)? {
             self.set_waiting(&job, &reason)?;
         }
@@ -320,7 +323,7 @@ impl App {
         );
         self.live.publish(
             run_id,
-            json!({"type": "run", "status": "waiting", "conclusion": null}),
+            json!({"type": "run", "status": Status::Waiting, "conclusion": null}),
         );
         Ok(true)
     }
@@ -330,7 +333,8 @@ impl App {
         {
             let _g = self.sched.lock().await;
             self.store.set_run_held(run_id, false)?;
-            self.store.set_run_status(run_id, "queued", None, None)?;
+            self.store
+                .set_run_status(run_id, Status::Queued, None, None)?;
         }
         self.store.audit(
             approver,
@@ -393,7 +397,7 @@ impl App {
         } else {
             self.store.set_run_status(
                 run.id,
-                "waiting",
+                Status::Waiting,
                 None,
                 Some(&format!("waiting for concurrency group `{group}`")),
             )?;
@@ -434,7 +438,7 @@ impl App {
         let mut runs: Vec<i64> = match self.store.jobs_in_group(&group) {
             Ok(jobs) => jobs
                 .into_iter()
-                .filter(|j| j.status == "waiting")
+                .filter(|j| j.status == Status::Waiting)
                 .map(|j| j.run_id)
                 .collect(),
             Err(_) => return,
@@ -504,19 +508,19 @@ impl App {
         let Some(run) = self.store.get_run(run_id)? else {
             return Ok(None);
         };
-        if run.status == "completed" {
+        if run.status == Status::Completed {
             return Ok(None);
         }
         // An untrusted run waiting for its approval leases nothing.
         if self.store.run_held(run_id)? {
             return Ok(None);
         }
-        if run.status == "waiting" {
+        if run.status == Status::Waiting {
             let group = run.concurrency_group.clone().unwrap_or_default();
             let blocked = self.store.active_runs()?.iter().any(|r| {
                 r.id < run.id
                     && r.concurrency_group.as_deref() == Some(group.as_str())
-                    && r.status != "waiting"
+                    && r.status != Status::Waiting
             });
             let older_waiting =
                 self.store.active_runs()?.iter().any(|r| {
@@ -525,11 +529,16 @@ impl App {
             if blocked || older_waiting {
                 return Ok(None);
             }
-            self.store.set_run_status(run.id, "queued", None, None)?;
+            self.store
+                .set_run_status(run.id, Status::Queued, None, None)?;
         }
         // Most calls follow a job's completion in a run with nothing waiting: then
         // only the counts are read, however many jobs the run has.
-        let jobs = if self.store.jobs_of_run_in(run_id, "waiting")?.is_empty() {
+        let jobs = if self
+            .store
+            .jobs_of_run_in(run_id, Status::Waiting)?
+            .is_empty()
+        {
             vec![]
         } else {
             self.store.jobs_of_run(run_id)?
@@ -543,8 +552,8 @@ impl App {
             Ok(ids) => ids,
             Err(graph_error) => {
                 // Runs stored before cycles were refused at creation.
-                for job in jobs.iter().filter(|j| j.status == "waiting") {
-                    self.finish_job(job, "failure", &graph_error)?;
+                for job in jobs.iter().filter(|j| j.status == Status::Waiting) {
+                    self.finish_job(job, Conclusion::Failure, &graph_error)?;
                 }
                 Vec::new()
             }
@@ -562,7 +571,7 @@ impl App {
                     continue;
                 }
                 MatrixStep::Failed(msg) => {
-                    self.finish_job(job, "failure", &msg)?;
+                    self.finish_job(job, Conclusion::Failure, &msg)?;
                     continue;
                 }
             }
@@ -596,22 +605,25 @@ impl App {
                         .iter()
                         .any(|p| workflows::pattern_match(p, branch))
                     {
-                        self.finish_job(job, "failure", &format!("branch `{branch}` may not deploy to environment `{env}` (allowed: {})", protection.branches.join(", ")))?;
+                        self.finish_job(job, Conclusion::Failure, &format!("branch `{branch}` may not deploy to environment `{env}` (allowed: {})", protection.branches.join(", ")))?;
                         continue;
                     }
                 }
                 if !protection.reviewers.is_empty() && !job.approved {
                     let approvals = self.store.approvals_of_job(job.id)?;
-                    if let Some(rej) = approvals.iter().find(|a| a.state == "rejected") {
+                    if let Some(rej) = approvals
+                        .iter()
+                        .find(|a| a.state == ApprovalState::Rejected)
+                    {
                         let who = rej.reviewer.clone().unwrap_or_default();
                         self.finish_job(
                             job,
-                            "failure",
+                            Conclusion::Failure,
                             &format!("rejected by {who} for environment `{env}`"),
                         )?;
                         continue;
                     }
-                    if approvals.iter().any(|a| a.state == "approved") {
+                    if approvals.iter().any(|a| a.state == ApprovalState::Approved) {
                         self.store.update_job(
                             job.id,
                             &JobUpdate {
@@ -703,12 +715,12 @@ impl App {
                     .collect();
                 if cancel {
                     for o in &older {
-                        match o.status.as_str() {
-                            "running" => self.store.request_cancel(o.id)?,
+                        match o.status {
+                            Status::Running => self.store.request_cancel(o.id)?,
                             _ => {
                                 self.finish_job(
                                     o,
-                                    "cancelled",
+                                    Conclusion::Cancelled,
                                     &format!(
                                         "cancelled by job #{} in concurrency group `{group}`",
                                         job.id
@@ -734,7 +746,7 @@ impl App {
             self.store.update_job(
                 job.id,
                 &JobUpdate {
-                    status: Some("queued".into()),
+                    status: Some(Status::Queued),
                     waiting_reason: Some(None),
                     ..Default::default()
                 },
@@ -792,7 +804,7 @@ impl App {
             .filter(|k| states[*k] == State::Running)
             .flat_map(|k| {
                 legs(jobs, k)
-                    .filter(|j| j.status == "waiting")
+                    .filter(|j| j.status == Status::Waiting)
                     .map(|j| j.id)
             })
             .collect();
@@ -813,15 +825,15 @@ impl App {
             return Err(e);
         }
         for (key, decision) in decisions {
-            for job in legs(jobs, &key).filter(|j| j.status == "waiting") {
+            for job in legs(jobs, &key).filter(|j| j.status == Status::Waiting) {
                 match &decision {
                     Decision::Run => to_run.push(job.id),
                     Decision::Wait(on) => self
                         .set_waiting(job, &format!("waiting for needed jobs: {}", on.join(", ")))?,
                     Decision::Skip(why) => {
-                        self.finish_job(job, "skipped", &format!("skipped: {why}"))?
+                        self.finish_job(job, Conclusion::Skipped, &format!("skipped: {why}"))?
                     }
-                    Decision::Fail(e) => self.finish_job(job, "failure", e)?,
+                    Decision::Fail(e) => self.finish_job(job, Conclusion::Failure, e)?,
                 }
             }
         }
@@ -975,12 +987,12 @@ impl App {
         Ok(())
     }
 
-    fn finish_job(&self, job: &Job, conclusion: &str, reason: &str) -> anyhow::Result<()> {
+    fn finish_job(&self, job: &Job, conclusion: Conclusion, reason: &str) -> anyhow::Result<()> {
         self.store.update_job(
             job.id,
             &JobUpdate {
-                status: Some("completed".into()),
-                conclusion: Some(Some(conclusion.into())),
+                status: Some(Status::Completed),
+                conclusion: Some(Some(conclusion)),
                 waiting_reason: Some(Some(reason.into())),
                 finished_at: Some(now_ms()),
                 ..Default::default()
@@ -995,33 +1007,33 @@ impl App {
         let Some(run) = self.store.get_run(run_id)? else {
             return Ok(None);
         };
-        if run.status == "waiting" {
+        if run.status == Status::Waiting {
             return Ok(None);
         }
         let n = self.store.job_counts(run_id)?;
         let (status, conclusion) = if n.completed == n.total {
             let c = if n.failed > 0 {
-                "failure"
+                Conclusion::Failure
             } else if n.cancelled > 0 {
-                "cancelled"
+                Conclusion::Cancelled
             } else {
-                "success"
+                Conclusion::Success
             };
-            ("completed", Some(c))
+            (Status::Completed, Some(c))
         } else if n.running > 0 || n.completed > 0 {
-            ("running", None)
+            (Status::Running, None)
         } else {
-            ("queued", None)
+            (Status::Queued, None)
         };
-        if run.status != status || run.conclusion.as_deref() != conclusion {
+        if run.status != status || run.conclusion != conclusion {
             self.store
                 .set_run_status(run_id, status, conclusion, None)?;
             self.live.publish(
                 run_id,
                 json!({"type": "run", "status": status, "conclusion": conclusion}),
             );
-            if status == "completed" {
-                self.notify_run_completed(&run, conclusion.unwrap_or_default());
+            if status == Status::Completed {
+                self.notify_run_completed(&run, conclusion.unwrap_or(Conclusion::Failure));
                 let mut m = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
                 for j in self.store.jobs_of_run(run_id)? {
                     m.remove(&j.id);
@@ -1030,7 +1042,7 @@ impl App {
                 // A run leaving a concurrency group lets the next one in.
                 if let Some(group) = &run.concurrency_group {
                     let next = self.store.active_runs()?.into_iter().find(|r| {
-                        r.status == "waiting" && r.concurrency_group.as_ref() == Some(group)
+                        r.status == Status::Waiting && r.concurrency_group.as_ref() == Some(group)
                     });
                     return Ok(next.map(|n| n.id));
                 }
@@ -1045,10 +1057,10 @@ impl App {
         let Some(env) = &job.environment else {
             return;
         };
-        let event = match (job.status.as_str(), job.conclusion.as_deref()) {
-            ("running", _) => "deployment_started",
-            ("completed", Some("success")) => "deployment_succeeded",
-            ("completed", Some("failure")) => "deployment_failed",
+        let event = match (job.status, job.conclusion) {
+            (Status::Running, _) => "deployment_started",
+            (Status::Completed, Some(Conclusion::Success)) => "deployment_succeeded",
+            (Status::Completed, Some(Conclusion::Failure)) => "deployment_failed",
             _ => return,
         };
         if !self.notifier.first_time(job.id, job.attempt, event) {
@@ -1093,16 +1105,16 @@ impl App {
 
     /// A run just completed: failed, or fixed (it succeeded where the previous
     /// run of its workflow on its ref had failed).
-    fn notify_run_completed(&self, run: &hangar_store::Run, conclusion: &str) {
+    fn notify_run_completed(&self, run: &hangar_store::Run, conclusion: Conclusion) {
         let event = match conclusion {
-            "failure" => "run_failed",
-            "success" => {
+            Conclusion::Failure => "run_failed",
+            Conclusion::Success => {
                 let previous = self
                     .store
                     .list_runs(&hangar_store::RunFilter {
                         repo_id: Some(run.repo_id),
                         workflow: Some(run.workflow_path.clone()),
-                        status: Some("completed".into()),
+                        status: Some(Status::Completed),
                         limit: Some(50),
                         ..Default::default()
                     })
@@ -1110,7 +1122,7 @@ impl App {
                     .into_iter()
                     .find(|r| r.id < run.id && r.git_ref == run.git_ref);
                 match previous {
-                    Some(p) if p.conclusion.as_deref() == Some("failure") => "run_fixed",
+                    Some(p) if p.conclusion == Some(Conclusion::Failure) => "run_fixed",
                     _ => return,
                 }
             }
@@ -1127,7 +1139,7 @@ impl App {
             .jobs_of_run(run.id)
             .unwrap_or_default()
             .into_iter()
-            .filter(|j| j.conclusion.as_deref() == Some("failure"))
+            .filter(|j| j.conclusion == Some(Conclusion::Failure))
             .map(|j| j.name)
             .collect();
         let mut text = format!(
@@ -1168,17 +1180,20 @@ impl App {
         {
             let _g = self.sched.lock().await;
             for job in self.store.jobs_of_run(run_id)? {
-                match job.status.as_str() {
-                    "waiting" | "queued" => self.finish_job(&job, "cancelled", reason)?,
-                    "running" => self.store.request_cancel(job.id)?,
-                    _ => {}
+                match job.status {
+                    Status::Waiting | Status::Queued => {
+                        self.finish_job(&job, Conclusion::Cancelled, reason)?
+                    }
+                    Status::Running => self.store.request_cancel(job.id)?,
+                    Status::Completed => {}
                 }
             }
             if let Some(run) = self.store.get_run(run_id)?
-                && run.status == "waiting"
+                && run.status == Status::Waiting
             {
                 self.store.set_run_held(run_id, false)?;
-                self.store.set_run_status(run_id, "queued", None, None)?;
+                self.store
+                    .set_run_status(run_id, Status::Queued, None, None)?;
             }
             // Nothing is left to approve: a reviewer must not be asked, nor
             // able to start a job of a cancelled run.
@@ -1201,14 +1216,14 @@ impl App {
     /// Re-runs jobs: `which` is `all`, `failed` or a job id.
     pub async fn rerun(&self, run_id: i64, which: &str, actor: &str) -> anyhow::Result<Vec<i64>> {
         let jobs = self.store.jobs_of_run(run_id)?;
-        if jobs.iter().any(|j| j.status != "completed") {
+        if jobs.iter().any(|j| j.status != Status::Completed) {
             anyhow::bail!("the run is still in progress; cancel it or wait for it to finish");
         }
         let mut chosen: Vec<i64> = match which {
             "all" => jobs.iter().map(|j| j.id).collect(),
             "failed" => jobs
                 .iter()
-                .filter(|j| j.conclusion.as_deref() != Some("success"))
+                .filter(|j| j.conclusion != Some(Conclusion::Success))
                 .map(|j| j.id)
                 .collect(),
             id => {
@@ -1249,7 +1264,7 @@ impl App {
         )?;
         self.live.publish(
             run_id,
-            json!({"type": "run", "status": "queued", "conclusion": null}),
+            json!({"type": "run", "status": Status::Queued, "conclusion": null}),
         );
         self.advance_run(run_id).await;
         Ok(chosen)
@@ -1463,20 +1478,12 @@ enum MatrixStep {
 /// A stored job's place in the scheduler's graph.
 fn job_state(j: &Job) -> hangar_engine::schedule::State {
     use hangar_engine::schedule::State;
-    match j.status.as_str() {
-        "waiting" => State::Waiting,
-        "completed" => State::Done(conclusion_of(j.conclusion.as_deref())),
-        _ => State::Running,
-    }
-}
-
-fn conclusion_of(c: Option<&str>) -> hangar_engine::report::Conclusion {
-    use hangar_engine::report::Conclusion;
-    match c {
-        Some("success") => Conclusion::Success,
-        Some("cancelled") => Conclusion::Cancelled,
-        Some("skipped") => Conclusion::Skipped,
-        _ => Conclusion::Failure,
+    match j.status {
+        Status::Waiting => State::Waiting,
+        // A completed job always has a conclusion; should a row lack one,
+        // the jobs that need it must not run as if it had succeeded.
+        Status::Completed => State::Done(j.conclusion.unwrap_or(Conclusion::Failure)),
+        Status::Queued | Status::Running => State::Running,
     }
 }
 

@@ -140,16 +140,17 @@ pub fn context(workflow_name: &str, job_name: &str, event: &str) -> String {
 
 /// What a job's state means on the forge, in hangar's words.
 pub fn job_status(run: &Run, job: &Job, base_url: &str) -> Status {
-    let (state, description): (&'static str, String) = match job.status.as_str() {
-        "completed" => match job.conclusion.as_deref() {
-            Some("success") => ("success", "Successful".into()),
-            Some("skipped") => ("skipped", "Skipped".into()),
-            Some("cancelled") => ("cancelled", "Cancelled".into()),
-            _ => ("failure", "Failing".into()),
+    use hangar_store::{Conclusion as C, Status as S};
+    let (state, description): (&'static str, String) = match job.status {
+        S::Completed => match job.conclusion {
+            Some(C::Success) => ("success", "Successful".into()),
+            Some(C::Skipped) => ("skipped", "Skipped".into()),
+            Some(C::Cancelled) => ("cancelled", "Cancelled".into()),
+            Some(C::Failure) | None => ("failure", "Failing".into()),
         },
-        "running" => ("running", "In progress".into()),
-        "queued" => ("pending", "Queued".into()),
-        _ => (
+        S::Running => ("running", "In progress".into()),
+        S::Queued => ("pending", "Queued".into()),
+        S::Waiting => (
             "pending",
             job.waiting_reason
                 .clone()

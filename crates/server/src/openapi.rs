@@ -131,7 +131,7 @@ fn schemas() -> Value {
             "code": {"type": "string", "description": "stable: bad_request, invalid_query, invalid_path, invalid_json, invalid_body, invalid_cursor, unauthorized, forbidden, not_found, method_not_allowed, conflict, gone, payload_too_large, unsupported_media_type, unprocessable, too_many_requests, internal, …"}}},
         "Repo": object(&[("id", int()), ("name", string()), ("clone_url", string()), ("forge", string()), ("has_webhook_secret", json!({"type": "boolean"})), ("created_at", millis.clone())]),
         "Run": object(&[("id", int()), ("repo_id", int()), ("workflow_path", string()), ("workflow_name", string()), ("event", string()), ("git_ref", string()), ("sha", string()),
-            ("status", json!({"type": "string", "enum": ["waiting", "queued", "running", "completed"]})), ("conclusion", opt("string")), ("attempt", int()), ("created_at", millis.clone()),
+            ("status", json!({"type": "string", "enum": hangar_store::Status::ALL})), ("conclusion", opt("string")), ("attempt", int()), ("created_at", millis.clone()),
             ("started_at", opt("integer")), ("finished_at", opt("integer")), ("actor", string()), ("run_number", int())]),
         "RunDetail": object(&[("run", r("Run")), ("repo", json!({"oneOf": [r("Repo"), {"type": "null"}]})), ("jobs", array(r("Job"))), ("artifacts", array(r("Artifact"))), ("held", json!({"type": "boolean"}))]),
         "Job": object(&[("id", int()), ("run_id", int()), ("key", string()), ("name", string()), ("status", string()), ("conclusion", opt("string")), ("attempt", int())]),
@@ -205,7 +205,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .query("workflow", string(), "workflow name, path, or file name under .github/workflows/")
             .query("branch", string(), "short branch name (also a pull request's head branch) or full ref")
             .query("event", string(), "push, pull_request, workflow_dispatch, schedule, …")
-            .query("status", json!({"type": "string", "enum": ["waiting", "queued", "running", "completed"]}), "")
+            .query("status", json!({"type": "string", "enum": hangar_store::Status::ALL}), "")
             .query("conclusion", string(), "success, failure, cancelled, skipped, …")
             .query("commit", string(), "a commit id or its prefix")
             .query("actor", string(), "who triggered the run")

@@ -273,7 +273,7 @@ pub async fn approve_run(
             &format!("run {run} is not waiting for an approval to run"),
         );
     }
-    if r.status == "completed" {
+    if r.status == hangar_store::Status::Completed {
         return error(
             StatusCode::CONFLICT,
             &format!("run {run} is completed: there is nothing left to approve"),

@@ -641,7 +641,7 @@ mod tests {
                 event: ev.name.clone(),
                 git_ref: ev.git_ref.clone(),
                 sha: ev.sha.clone(),
-                status: "queued".into(),
+                status: hangar_store::Status::Queued,
                 conclusion: None,
                 waiting_reason: None,
                 concurrency_group: None,

@@ -69,13 +69,13 @@ pub trait Store: Send + Sync {
     fn set_run_status(
         &self,
         id: i64,
-        status: &str,
-        conclusion: Option<&str>,
+        status: Status,
+        conclusion: Option<Conclusion>,
         waiting_reason: Option<&str>,
     ) -> Result<()>;
     fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>>;
     /// Jobs of a run in one status (without their spec).
-    fn jobs_of_run_in(&self, run_id: i64, status: &str) -> Result<Vec<Job>>;
+    fn jobs_of_run_in(&self, run_id: i64, status: Status) -> Result<Vec<Job>>;
     /// Adds jobs to a run (matrix legs known only once the needed jobs finished).
     fn add_jobs(&self, run_id: i64, jobs: &[NewJob]) -> Result<Vec<i64>>;
     fn set_job_spec(&self, job_id: i64, name: &str, spec: &serde_json::Value) -> Result<()>;
@@ -111,7 +111,7 @@ pub trait Store: Send + Sync {
         &self,
         job_id: i64,
         fence: i64,
-        conclusion: &str,
+        conclusion: Conclusion,
         outputs: &serde_json::Value,
     ) -> Result<bool>;
     fn expired_leases(&self, now: Millis) -> Result<Vec<Job>>;
@@ -203,7 +203,7 @@ pub trait Store: Send + Sync {
         job_id: i64,
         environment: &str,
         sha: &str,
-        status: &str,
+        status: Conclusion,
     ) -> Result<i64>;
     fn list_deployments(&self, environment: Option<&str>) -> Result<Vec<Deployment>>;
 

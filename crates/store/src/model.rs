@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use hangar_status::{ApprovalState, Conclusion, Status, UnknownName};
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
@@ -140,9 +142,8 @@ pub struct Run {
     pub event: String,
     pub git_ref: String,
     pub sha: String,
-    /// `waiting`, `queued`, `running` or `completed`.
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
     pub waiting_reason: Option<String>,
     pub concurrency_group: Option<String>,
     pub cancel_in_progress: bool,
@@ -193,9 +194,8 @@ pub struct Job {
     pub name: String,
     pub needs: Vec<String>,
     pub labels: Vec<String>,
-    /// `waiting`, `queued`, `running` or `completed`.
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
     /// Why a job that is not running is not running, in words for the UI.
     pub waiting_reason: Option<String>,
     pub environment: Option<String>,
@@ -218,8 +218,8 @@ pub struct Job {
 /// A change to a job's scheduling state; `None` fields are left as they are.
 #[derive(Debug, Clone, Default)]
 pub struct JobUpdate {
-    pub status: Option<String>,
-    pub conclusion: Option<Option<String>>,
+    pub status: Option<Status>,
+    pub conclusion: Option<Option<Conclusion>>,
     pub waiting_reason: Option<Option<String>>,
     pub approved: Option<bool>,
     pub not_before: Option<Option<Millis>>,
@@ -249,8 +249,8 @@ pub struct Step {
     pub attempt: i64,
     pub idx: i64,
     pub name: String,
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
 }
@@ -340,9 +340,7 @@ pub struct Approval {
     pub job_id: i64,
     pub run_id: i64,
     pub environment: String,
-    /// `pending`, `approved`, `rejected` or `cancelled` (its run was cancelled
-    /// before anyone decided).
-    pub state: String,
+    pub state: ApprovalState,
     pub reviewer: Option<String>,
     pub comment: Option<String>,
     pub created_at: Millis,
@@ -408,14 +406,15 @@ pub struct Deployment {
     pub job_id: i64,
     pub environment: String,
     pub sha: String,
-    pub status: String,
+    /// The conclusion of the job that deployed.
+    pub status: Conclusion,
     pub created_at: Millis,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub repo_id: Option<i64>,
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub event: Option<String>,
     /// A branch's short name (`main`, also matching a pull request's head
     /// branch) or a full ref (`refs/heads/main`, `refs/tags/v1`).

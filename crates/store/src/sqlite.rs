@@ -199,6 +199,29 @@ fn json_list(s: String) -> Vec<String> {
     serde_json::from_str(&s).unwrap_or_default()
 }
 
+/// A status, conclusion or approval state read from its column: a name this
+/// binary does not know is an error (a corrupt row, or a database written by
+/// a newer hangar), not a guess.
+fn named<T: std::str::FromStr<Err = UnknownName>>(r: &Row, i: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e: UnknownName| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn named_opt<T: std::str::FromStr<Err = UnknownName>>(
+    r: &Row,
+    i: usize,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = r.get(i)?;
+    text.map(|t| {
+        t.parse().map_err(|e: UnknownName| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
+}
+
 fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
@@ -207,8 +230,8 @@ fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
         name: r.get(3)?,
         needs: json_list(r.get(4)?),
         labels: json_list(r.get(5)?),
-        status: r.get(6)?,
-        conclusion: r.get(7)?,
+        status: named(r, 6)?,
+        conclusion: named_opt(r, 7)?,
         waiting_reason: r.get(8)?,
         environment: r.get(9)?,
         outputs: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
@@ -236,8 +259,8 @@ fn run_from_row(r: &Row) -> rusqlite::Result<Run> {
         event: r.get(4)?,
         git_ref: r.get(5)?,
         sha: r.get(6)?,
-        status: r.get(7)?,
-        conclusion: r.get(8)?,
+        status: named(r, 7)?,
+        conclusion: named_opt(r, 8)?,
         waiting_reason: r.get(9)?,
         concurrency_group: r.get(10)?,
         cancel_in_progress: r.get(11)?,
@@ -267,7 +290,7 @@ fn approval_from_row(r: &Row) -> rusqlite::Result<Approval> {
         job_id: r.get(1)?,
         run_id: r.get(2)?,
         environment: r.get(3)?,
-        state: r.get(4)?,
+        state: named(r, 4)?,
         reviewer: r.get(5)?,
         comment: r.get(6)?,
         created_at: r.get(7)?,
@@ -595,8 +618,8 @@ impl Store for SqliteStore {
     fn set_run_status(
         &self,
         id: i64,
-        status: &str,
-        conclusion: Option<&str>,
+        status: Status,
+        conclusion: Option<Conclusion>,
         waiting: Option<&str>,
     ) -> Result<()> {
         let now = now_ms();
@@ -604,7 +627,7 @@ impl Store for SqliteStore {
             "UPDATE runs SET status = ?2, conclusion = ?3, waiting_reason = ?4, \
              started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?5 ELSE started_at END, \
              finished_at = CASE WHEN ?2 = 'completed' THEN ?5 ELSE NULL END WHERE id = ?1",
-            params![id, status, conclusion, waiting, now],
+            params![id, status.as_str(), conclusion.map(Conclusion::as_str), waiting, now],
         )?;
         Ok(())
     }
@@ -613,10 +636,10 @@ impl Store for SqliteStore {
         self.query_jobs_light("WHERE run_id = ?1 ORDER BY id", [run_id])
     }
 
-    fn jobs_of_run_in(&self, run_id: i64, status: &str) -> Result<Vec<Job>> {
+    fn jobs_of_run_in(&self, run_id: i64, status: Status) -> Result<Vec<Job>> {
         self.query_jobs_light(
             "WHERE run_id = ?1 AND status = ?2 ORDER BY id",
-            params![run_id, status],
+            params![run_id, status.as_str()],
         )
     }
 
@@ -701,12 +724,15 @@ impl Store for SqliteStore {
     fn update_job(&self, id: i64, u: &JobUpdate) -> Result<()> {
         let c = self.c();
         if let Some(s) = &u.status {
-            c.execute("UPDATE jobs SET status = ?2 WHERE id = ?1", params![id, s])?;
+            c.execute(
+                "UPDATE jobs SET status = ?2 WHERE id = ?1",
+                params![id, s.as_str()],
+            )?;
         }
         if let Some(v) = &u.conclusion {
             c.execute(
                 "UPDATE jobs SET conclusion = ?2 WHERE id = ?1",
-                params![id, v],
+                params![id, v.map(Conclusion::as_str)],
             )?;
         }
         if let Some(v) = &u.waiting_reason {
@@ -770,7 +796,7 @@ impl Store for SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(job_id, attempt, idx) DO UPDATE SET name = excluded.name, \
              status = excluded.status, conclusion = excluded.conclusion, \
              started_at = COALESCE(steps.started_at, excluded.started_at), finished_at = excluded.finished_at",
-            params![s.job_id, s.attempt, s.idx, s.name, s.status, s.conclusion, s.started_at, s.finished_at],
+            params![s.job_id, s.attempt, s.idx, s.name, s.status.as_str(), s.conclusion.map(Conclusion::as_str), s.started_at, s.finished_at],
         )?;
         Ok(())
     }
@@ -787,8 +813,8 @@ impl Store for SqliteStore {
                 attempt: r.get(1)?,
                 idx: r.get(2)?,
                 name: r.get(3)?,
-                status: r.get(4)?,
-                conclusion: r.get(5)?,
+                status: named(r, 4)?,
+                conclusion: named_opt(r, 5)?,
                 started_at: r.get(6)?,
                 finished_at: r.get(7)?,
             })
@@ -837,17 +863,17 @@ impl Store for SqliteStore {
         // Agents beat often so that a cancel reaches them quickly; the lease row is
         // rewritten only once a third of it has been used, so most beats only read.
         let c = self.c();
-        let row: Option<(i64, String, bool, Option<i64>)> = c
+        let row: Option<(i64, Status, bool, Option<i64>)> = c
             .query_row(
                 "SELECT fence, status, cancel_requested, lease_expires_at FROM jobs WHERE id = ?1",
                 [job_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, named(r, 1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
         let Some((current, status, cancel, expires)) = row else {
             return Ok(LeaseCheck::Lost);
         };
-        if current != fence || status != "running" {
+        if current != fence || status != Status::Running {
             return Ok(LeaseCheck::Lost);
         }
         let now = now_ms();
@@ -869,13 +895,13 @@ impl Store for SqliteStore {
         &self,
         job_id: i64,
         fence: i64,
-        conclusion: &str,
+        conclusion: Conclusion,
         outputs: &serde_json::Value,
     ) -> Result<bool> {
         let changed = self.c().execute(
             "UPDATE jobs SET status = 'completed', conclusion = ?3, outputs = ?4, finished_at = ?5, \
              lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1 AND fence = ?2 AND status = 'running'",
-            params![job_id, fence, conclusion, outputs.to_string(), now_ms()],
+            params![job_id, fence, conclusion.as_str(), outputs.to_string(), now_ms()],
         )?;
         Ok(changed == 1)
     }
@@ -1274,7 +1300,7 @@ impl Store for SqliteStore {
         let c = self.c();
         let changed = c.execute(
             "UPDATE approvals SET state = ?2, reviewer = ?3, comment = ?4, decided_at = ?5 WHERE id = ?1 AND state = 'pending'",
-            params![id, if approve { "approved" } else { "rejected" }, reviewer, comment, now_ms()],
+            params![id, if approve { ApprovalState::Approved } else { ApprovalState::Rejected }.as_str(), reviewer, comment, now_ms()],
         )?;
         if changed == 0 {
             return Ok(None);
@@ -1313,12 +1339,12 @@ impl Store for SqliteStore {
         job_id: i64,
         env: &str,
         sha: &str,
-        status: &str,
+        status: Conclusion,
     ) -> Result<i64> {
         let c = self.c();
         c.execute(
             "INSERT INTO deployments (run_id, job_id, environment, sha, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run_id, job_id, env, sha, status, now_ms()],
+            params![run_id, job_id, env, sha, status.as_str(), now_ms()],
         )?;
         Ok(c.last_insert_rowid())
     }
@@ -1336,7 +1362,7 @@ impl Store for SqliteStore {
                 job_id: r.get(2)?,
                 environment: r.get(3)?,
                 sha: r.get(4)?,
-                status: r.get(5)?,
+                status: named(r, 5)?,
                 created_at: r.get(6)?,
             })
         })?;
@@ -1959,7 +1985,9 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
     });
     let values = vec![
         f.repo_id.into(),
-        text(&f.status),
+        f.status
+            .map(|st| V::Text(st.as_str().to_string()))
+            .unwrap_or(V::Null),
         text(&f.event),
         full_ref.map(V::Text).unwrap_or(V::Null),
         branch
@@ -2167,7 +2195,7 @@ mod tests {
         s.update_job(
             job.id,
             &JobUpdate {
-                status: Some("queued".into()),
+                status: Some(Status::Queued),
                 ..Default::default()
             },
         )
@@ -2192,12 +2220,22 @@ mod tests {
             LeaseCheck::Lost
         );
         assert!(
-            !s.complete_job(job.id, lease.fence, "success", &serde_json::json!({}))
-                .unwrap()
+            !s.complete_job(
+                job.id,
+                lease.fence,
+                Conclusion::Success,
+                &serde_json::json!({})
+            )
+            .unwrap()
         );
         assert!(
-            s.complete_job(job.id, lease2.fence, "success", &serde_json::json!({}))
-                .unwrap()
+            s.complete_job(
+                job.id,
+                lease2.fence,
+                Conclusion::Success,
+                &serde_json::json!({})
+            )
+            .unwrap()
         );
     }
 
@@ -2212,6 +2250,39 @@ mod tests {
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].data, b"c\n");
         assert_eq!(s.log_chunks(7, Some(1), 0).unwrap().len(), 2);
+    }
+
+    /// Statuses are read back as the enums they were written from; a name
+    /// the binary does not know (a corrupt row) is an error naming it, not
+    /// a default that would let the scheduler treat the job as waiting.
+    #[test]
+    fn statuses_round_trip_and_unknown_names_are_errors() {
+        let (_d, s) = store();
+        let repo = s
+            .create_repo(&NewRepo {
+                name: "a/b".into(),
+                clone_url: "x".into(),
+                forge: "local".into(),
+                webhook_secret: None,
+            })
+            .unwrap();
+        let run = s.create_run(&run_with_jobs(repo.id, 1)).unwrap();
+        s.set_run_status(run, Status::Completed, Some(Conclusion::Cancelled), None)
+            .unwrap();
+        let r = s.get_run(run).unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.conclusion),
+            (Status::Completed, Some(Conclusion::Cancelled))
+        );
+        let job = s.jobs_of_run(run).unwrap()[0].id;
+        s.c()
+            .execute(
+                "UPDATE jobs SET status = 'in_progress' WHERE id = ?1",
+                [job],
+            )
+            .unwrap();
+        let err = format!("{:#}", s.get_job(job).unwrap_err());
+        assert!(err.contains("unknown status `in_progress`"), "{err}");
     }
 
     /// A retried job's second attempt writes its own chunk 0 and step 0;
@@ -2234,8 +2305,8 @@ mod tests {
             attempt,
             idx: 0,
             name: name.into(),
-            status: "completed".into(),
-            conclusion: Some("success".into()),
+            status: Status::Completed,
+            conclusion: Some(Conclusion::Success),
             started_at: Some(attempt),
             finished_at: Some(attempt),
         };
@@ -2243,7 +2314,7 @@ mod tests {
             s.update_job(
                 job,
                 &JobUpdate {
-                    status: Some("queued".into()),
+                    status: Some(Status::Queued),
                     ..Default::default()
                 },
             )

@@ -223,6 +223,7 @@ fn no_crate_reaches_past_its_layer() {
             &["hangar-secrets", "hangar-policy", "hangar-advisories"],
         ),
         ("units", &["hangar-"]),
+        ("status", &["hangar-"]),
         ("diag", &["hangar-"]),
     ];
     let mut found = Vec::new();
