@@ -126,13 +126,27 @@ impl EnvFiles {
         f.sync_data()
     }
 
-    /// Every record, oldest first; a torn last line (crash mid-append) is skipped.
+    /// Every deployment, oldest first; a torn last line (crash mid-append) is
+    /// skipped. The file is append-only, so a deployment recorded again (a
+    /// controller killed after writing its record but before clearing its
+    /// in-progress entry, whose successor then records how it ended) is one
+    /// deployment: its last record wins, in its first record's place.
     pub fn history(&self) -> Vec<DeploymentRecord> {
-        std::fs::read_to_string(self.dir.join("history.jsonl"))
+        let mut out: Vec<DeploymentRecord> = Vec::new();
+        for rec in std::fs::read_to_string(self.dir.join("history.jsonl"))
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+            .filter_map(|l| serde_json::from_str::<DeploymentRecord>(l).ok())
+        {
+            match out
+                .iter_mut()
+                .find(|r| r.id == rec.id && r.service == rec.service)
+            {
+                Some(earlier) => *earlier = rec,
+                None => out.push(rec),
+            }
+        }
+        out
     }
 }
 
@@ -149,4 +163,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployment_recorded_twice_is_one_deployment_with_its_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = EnvFiles::new(dir.path(), "prod");
+        let rec = |id: u64, event: &str| -> DeploymentRecord {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "env": "prod", "service": "web", "version": format!("r{id}"),
+                "previous": null, "strategy": "blue-green", "commit": null, "commit_time": null,
+                "started": 1, "finished": 2, "outcome": "succeeded", "rollback_from": null,
+                "events": [event], "event_times": [1]
+            }))
+            .unwrap()
+        };
+        files.append_history(&rec(1, "first")).unwrap();
+        files.append_history(&rec(2, "switched")).unwrap();
+        files
+            .append_history(&rec(2, "switched; the controller (pid 7) stopped after"))
+            .unwrap();
+        let h = files.history();
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            h[1].events,
+            ["switched; the controller (pid 7) stopped after"]
+        );
+    }
 }

@@ -644,13 +644,15 @@ fn kill_matrix_case(strategy: &str, at: usize) {
         "first deployment + the interrupted one: {history}"
     );
     assert!(outcome == "aborted" || outcome == "succeeded", "{last}");
-    assert!(
-        last["events"].as_array().unwrap().iter().any(|e| e
-            .as_str()
+    // The kill lands mid-rollout when the rollout was seen at its phase; a
+    // rollout that finished before it was seen there (a fast blue-green switch
+    // on an idle machine) has nothing to interrupt, and says so by succeeding.
+    let named = last["events"].as_array().unwrap().iter().any(|e| {
+        e.as_str()
             .unwrap_or("")
-            .contains(&format!("controller (pid {controller})"))),
-        "{last}"
-    );
+            .contains(&format!("controller (pid {controller})"))
+    });
+    assert!(named || (reached < at && outcome == "succeeded"), "{last}");
     assert_eq!(seen.refused, 0, "connections refused: {seen:?}");
     // At most the requests in flight when the controller died may be lost; the
     // controller is not on the request path, so that is none.
