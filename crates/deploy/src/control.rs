@@ -207,7 +207,12 @@ pub async fn start_controller(
     cmd.args(["up", env, "--dir"])
         .arg(dir)
         .arg("--data")
-        .arg(data);
+        .arg(data)
+        // A controller started by a workflow step (`hangar/deploy@v1`) runs the
+        // environment after the job ends: it is not one of the job's
+        // processes, which the job's orphan clean-up finds by this variable
+        // (GitHub's runner spares a process the same way).
+        .env_remove("RUNNER_TRACKING_ID");
     if no_build {
         cmd.arg("--no-build");
     }

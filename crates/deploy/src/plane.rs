@@ -33,6 +33,9 @@ pub fn run_router(env_dir: &Path) -> anyhow::Result<()> {
 #[allow(unsafe_code)] // pre_exec: setsid(2) has no safe wrapper in std.
 pub(crate) fn ensure_router_process(exe: &Path, env_dir: &Path) -> anyhow::Result<(Link, u32)> {
     use std::os::unix::process::CommandExt;
+    // The router runs in the environment's directory: a relative path given
+    // to it (`--dir ./.hangar/envs/prod`) would name a directory below that.
+    let env_dir = &std::path::absolute(env_dir)?;
     let link = Link::new(env_dir);
     if let Some(pid) = link.ping() {
         return Ok((link, pid));
@@ -47,6 +50,8 @@ pub(crate) fn ensure_router_process(exe: &Path, env_dir: &Path) -> anyhow::Resul
     cmd.arg("__router")
         .arg("--dir")
         .arg(env_dir)
+        // Not one of a workflow job's processes (see `control::start_controller`).
+        .env_remove("RUNNER_TRACKING_ID")
         .current_dir(env_dir)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)

@@ -726,7 +726,9 @@ fn menteebot() {
     // The whole pipeline, deployment included (gated on a variable so that a
     // plain `hangar run` does not deploy).
     p.envs.push("prod".into());
-    let out = p.ok(&["run", "--var", "DEPLOY=true"]);
+    // `--bind`: the deployment a job starts must outlive the run, and a run's
+    // private copy of the working tree is removed when it ends.
+    let out = p.ok(&["run", "--bind", "--var", "DEPLOY=true"]);
     assert_jobs_succeeded(
         &out,
         &[
