@@ -3,24 +3,11 @@
 //! dependents are planned all the same. Real git forge over `file://`.
 
 use std::path::Path;
+
+use hangar_testkit::git;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hangar");
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok, "git {args:?}");
-}
 
 fn run(dir: &Path, data: &Path, forge: &str, args: &[&str]) -> (Output, String) {
     let out = Command::new(BIN)
