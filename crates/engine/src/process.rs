@@ -428,8 +428,9 @@ fn spawn_and_read(
             return Err(format!("cannot create a pipe: {e}"));
         }
     };
-    // A full path lets std use posix_spawn (vfork-like) instead of fork+exec:
-    // with PATH set in the child's environment and a bare name it must fork.
+    // The program is found on the step's own PATH (the job's, not this
+    // process's). (std forks rather than posix_spawns here whatever the path:
+    // the parent-death signal needs a `pre_exec`.)
     let path_var = spec
         .env
         .iter()
