@@ -433,6 +433,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_manifest_naming_a_file_outside_its_backup_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "x").unwrap();
+        let backup = dir.path().join("b");
+        std::fs::create_dir(&backup).unwrap();
+        for rel in ["../secret", "/etc/passwd"] {
+            let manifest = Manifest {
+                environment: "prod".into(),
+                created_ms: 0,
+                hangar: "0".into(),
+                services: vec![],
+                files: vec![(rel.into(), "0".repeat(64))],
+            };
+            std::fs::write(
+                backup.join("manifest.json"),
+                serde_json::to_vec(&manifest).unwrap(),
+            )
+            .unwrap();
+            let err = verify(&backup).unwrap_err().to_string();
+            assert!(err.contains("outside the backup"), "{rel}: {err}");
+        }
+    }
+
+    #[test]
     fn stamps_sort_as_time_does() {
         assert_eq!(stamp(0), "19700101T000000.000Z");
         assert_eq!(stamp(1_795_000_000_123), "20261118T110640.123Z");
