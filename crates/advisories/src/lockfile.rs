@@ -92,9 +92,9 @@ pub fn read(path: &Path) -> Result<Vec<Package>> {
         "pnpm-lock.yaml" => Ok(pnpm_lock(&text, path)),
         "package-lock.json" | "npm-shrinkwrap.json" => package_lock(&text, path),
         "go.sum" => Ok(go_sum(&text, path)),
-        "gradle.lockfile" => Ok(gradle_lockfile(&text, path)),
+        "gradle.lockfile" => gradle_lockfile(&text, path),
         "composer.lock" => composer_lock(&text, path),
-        "Gemfile.lock" | "gems.locked" => Ok(gemfile_lock(&text, path)),
+        "Gemfile.lock" | "gems.locked" => gemfile_lock(&text, path),
         _ if is_requirements(path) => Ok(requirements(&text, path)),
         _ => anyhow::bail!(
             "{}: not a lock file hangar reads (expected one of {})",
@@ -455,7 +455,11 @@ fn pnpm_lock(text: &str, file: &Path) -> Vec<Package> {
 
 /// Gradle's dependency lock file: `group:artifact:version=configurations`
 /// per line (`empty=...` lists configurations with nothing locked).
-fn gradle_lockfile(text: &str, file: &Path) -> Vec<Package> {
+///
+/// A line that is none of these is an error rather than skipped (osv-scanner
+/// only warns): a dependency the reader drops is a vulnerability the gate
+/// silently passes.
+fn gradle_lockfile(text: &str, file: &Path) -> Result<Vec<Package>> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -463,12 +467,28 @@ fn gradle_lockfile(text: &str, file: &Path) -> Vec<Package> {
             continue;
         }
         let coordinates = line.split('=').next().unwrap_or(line);
-        let mut parts = coordinates.splitn(3, ':');
-        let (Some(group), Some(artifact), Some(version)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
+        let parts: Vec<&str> = coordinates.split(':').collect();
+        let [group, artifact, version] = parts[..] else {
+            return Err(malformed_line(
+                file,
+                i,
+                raw,
+                "not a Gradle lock entry",
+                "each line is `group:artifact:version=configurations`, `empty=...` or a `#` comment; regenerate it with `gradle dependencies --write-locks`",
+            ));
         };
+        if [group, artifact, version]
+            .iter()
+            .any(|p| p.trim().is_empty())
+        {
+            return Err(malformed_line(
+                file,
+                i,
+                raw,
+                "a Gradle lock entry with an empty group, artifact or version",
+                "regenerate the file with `gradle dependencies --write-locks`",
+            ));
+        }
         out.push(Package {
             ecosystem: Ecosystem::Maven,
             name: format!("{group}:{artifact}"),
@@ -477,7 +497,20 @@ fn gradle_lockfile(text: &str, file: &Path) -> Vec<Package> {
             line: i + 1,
         });
     }
-    out
+    Ok(out)
+}
+
+/// The error for a line of a line-oriented lock file that its format does not
+/// allow: where (file, line, column of its first non-blank character), what,
+/// and what to do.
+fn malformed_line(file: &Path, index: usize, raw: &str, what: &str, help: &str) -> anyhow::Error {
+    let column = raw.len() - raw.trim_start().len() + 1;
+    anyhow::anyhow!(
+        "{}:{}:{column}: {what}: `{}`\n  help: {help}",
+        file.display(),
+        index + 1,
+        raw.trim()
+    )
 }
 
 /// composer.lock: `packages` and `packages-dev`, each `{name, version}`.
@@ -489,12 +522,22 @@ fn composer_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
     let mut cursor = 0;
     let mut out = Vec::new();
     for section in ["packages", "packages-dev"] {
-        let Some(list) = doc.get(section).and_then(Value::as_array) else {
+        let Some(list) = doc.get(section) else {
             continue;
         };
-        for entry in list {
+        let Some(list) = list.as_array() else {
+            anyhow::bail!(
+                "{}:{}: `{section}` is not a list of packages\n  help: regenerate the file with `composer update --lock`",
+                file.display(),
+                finder.find(&format!("\"{section}\"")),
+            );
+        };
+        for (index, entry) in list.iter().enumerate() {
             let Some(name) = entry.get("name").and_then(Value::as_str) else {
-                continue;
+                anyhow::bail!(
+                    "{}: `{section}[{index}]` has no `name`\n  help: regenerate the file with `composer update --lock`",
+                    file.display(),
+                );
             };
             let version = entry.get("version").and_then(Value::as_str).unwrap_or("");
             let line = finder.find_from(&format!("\"name\": \"{name}\""), &mut cursor);
@@ -519,22 +562,48 @@ fn composer_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
 /// are not from a gem server, so no advisory names them. A platform gem's
 /// version carries its platform (`1.13.10-x86_64-linux`): the version is the
 /// part before it, as gem versions never contain `-`.
-fn gemfile_lock(text: &str, file: &Path) -> Vec<Package> {
+///
+/// A spec line that is not `name (version)`, or a file with none of Bundler's
+/// sections, is an error: a gem the reader drops is one the gate never checks.
+fn gemfile_lock(text: &str, file: &Path) -> Result<Vec<Package>> {
+    // Bundler's section headers (lib/bundler/lockfile_parser.rb).
+    const SECTIONS: &[&str] = &[
+        "GEM",
+        "GIT",
+        "PATH",
+        "PLUGIN SOURCE",
+        "PLATFORMS",
+        "DEPENDENCIES",
+        "RUBY VERSION",
+        "BUNDLED WITH",
+        "CHECKSUMS",
+    ];
     let mut out = Vec::new();
     let mut in_gem = false;
+    let mut sections = 0;
     for (i, raw) in text.lines().enumerate() {
         if !raw.starts_with(' ') {
-            in_gem = raw.trim_end() == "GEM";
+            let header = raw.trim_end();
+            sections += usize::from(SECTIONS.contains(&header));
+            in_gem = header == "GEM";
             continue;
         }
         if !in_gem || !raw.starts_with("    ") || raw.starts_with("     ") {
             continue;
         }
-        let Some((name, rest)) = raw.trim().split_once(" (") else {
-            continue;
-        };
-        let Some(version) = rest.strip_suffix(')') else {
-            continue;
+        let spec = raw
+            .trim()
+            .split_once(" (")
+            .and_then(|(name, rest)| Some((name, rest.strip_suffix(')')?)))
+            .filter(|(name, version)| !name.is_empty() && !version.is_empty());
+        let Some((name, version)) = spec else {
+            return Err(malformed_line(
+                file,
+                i,
+                raw,
+                "not a gem spec",
+                "gems under `GEM` / `specs:` are `name (version)`; regenerate the file with `bundle lock`",
+            ));
         };
         let version = version.split('-').next().unwrap_or(version);
         out.push(Package {
@@ -545,7 +614,13 @@ fn gemfile_lock(text: &str, file: &Path) -> Vec<Package> {
             line: i + 1,
         });
     }
-    out
+    if sections == 0 && !text.trim().is_empty() {
+        anyhow::bail!(
+            "{}:1:1: none of Bundler's sections (GEM, GIT, PATH, DEPENDENCIES, ...): not a Gemfile.lock\n  help: regenerate it with `bundle lock`",
+            file.display()
+        );
+    }
+    Ok(out)
 }
 
 /// `(module, version)` of every `require` in a go.mod, block or single line.

@@ -630,3 +630,68 @@ fn gradle_composer_and_gemfile_lock_files() {
         "{purls:?}"
     );
 }
+
+/// A broken gradle.lockfile, composer.lock or Gemfile.lock stops the scan with
+/// the file, line and column and what to do: a dependency the reader skipped
+/// would be one the gate silently passes.
+#[test]
+fn broken_gradle_composer_and_gemfile_lock_files_are_errors_at_their_line() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "gradle.lockfile",
+            "# generated\ncom.google.guava:guava:31.1-jre=compileClasspath\n  org.apache.logging.log4j:log4j-core=runtimeClasspath\n",
+            "gradle.lockfile:3:3: not a Gradle lock entry",
+        ),
+        (
+            "gradle.lockfile",
+            "com.google.guava:guava:=compileClasspath\n",
+            "gradle.lockfile:1:1: a Gradle lock entry with an empty group, artifact or version",
+        ),
+        (
+            "composer.lock",
+            "{\n  \"packages\": [\n    {\"name\": \"a/b\", \"version\": \"1.0.0\"},\n",
+            "composer.lock:4:",
+        ),
+        (
+            "composer.lock",
+            "{\n  \"packages\": {\"name\": \"a/b\"}\n}\n",
+            "composer.lock:2: `packages` is not a list of packages",
+        ),
+        (
+            "composer.lock",
+            "{\n  \"packages\": [{\"version\": \"1.0.0\"}]\n}\n",
+            "composer.lock: `packages[0]` has no `name`",
+        ),
+        (
+            "Gemfile.lock",
+            "GEM\n  remote: https://rubygems.org/\n  specs:\n    rack (2.2.8)\n    nokogiri 1.13.9\n\nDEPENDENCIES\n  rack\n",
+            "Gemfile.lock:5:5: not a gem spec: `nokogiri 1.13.9`",
+        ),
+        (
+            "Gemfile.lock",
+            "this is not a lock file\n",
+            "Gemfile.lock:1:1: none of Bundler's sections",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("osv");
+        for (eco, package) in [("Maven", "g:a"), ("Packagist", "a/b"), ("RubyGems", "rack")] {
+            advisory(
+                &db.join(eco),
+                &format!("GHSA-{eco}"),
+                json!({"affected": [range(eco, package, "ECOSYSTEM",
+                    json!([{"introduced": "0"}, {"fixed": "99"}]))]}),
+            );
+        }
+        let proj = tmp.path().join("proj");
+        fs::create_dir_all(&proj).unwrap();
+        fs::write(proj.join(name), text).unwrap();
+        let err = match scan(&opts(&proj, &db)) {
+            Ok(report) => panic!("{name} {text:?}: scanned without error: {report:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(err.contains("help:") || *name == "composer.lock", "{err}");
+    }
+}
