@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::{InstanceGauge, MetricsServer};
 use crate::{Route, Router, RouterHandle, Table};
 
 /// The socket's file name in the environment's directory.
@@ -65,6 +66,17 @@ pub enum Request {
         service: String,
         addrs: Vec<SocketAddr>,
     },
+    /// Serves the environment's measurements in Prometheus' format on
+    /// `listen` (`GET /metrics`), or stops serving them (`None`).
+    Metrics {
+        env: String,
+        listen: Option<SocketAddr>,
+    },
+    /// What the controller knows of `service`'s instances, for `/metrics`.
+    Instances {
+        service: String,
+        instances: Vec<InstanceGauge>,
+    },
     /// Stops serving, forgets the tables and exits (`hangar down`).
     Stop,
 }
@@ -78,6 +90,8 @@ struct Served {
 struct Daemon {
     dir: PathBuf,
     services: Mutex<BTreeMap<String, Served>>,
+    /// The metrics listener, when the environment has `metrics_listen`.
+    metrics: Mutex<Option<MetricsServer>>,
 }
 
 /// Runs the router of the environment whose directory is `dir` until asked to
@@ -95,6 +109,7 @@ pub fn run(dir: &Path) -> std::io::Result<()> {
     let daemon = Arc::new(Daemon {
         dir: dir.to_path_buf(),
         services: Mutex::default(),
+        metrics: Mutex::default(),
     });
     // The last tables first: traffic resumes with the weights it had.
     let saved: BTreeMap<String, ServiceSpec> = std::fs::read(dir.join(STATE))
@@ -115,7 +130,7 @@ pub fn run(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Daemon {
-    fn session(&self, conn: UnixStream) {
+    fn session(self: &Arc<Self>, conn: UnixStream) {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
         let Ok(mut out) = conn.try_clone() else {
             return;
@@ -147,7 +162,7 @@ impl Daemon {
         }
     }
 
-    fn handle(&self, req: Request) -> Result<serde_json::Value, String> {
+    fn handle(self: &Arc<Self>, req: Request) -> Result<serde_json::Value, String> {
         match req {
             Request::Ping => Ok(serde_json::json!({ "pid": std::process::id() })),
             Request::Listen { service, listen } => {
@@ -182,6 +197,44 @@ impl Daemon {
                     .map(|s| addrs.iter().map(|a| s.router.inflight(*a)).sum())
                     .unwrap_or(0);
                 Ok(serde_json::json!({ "inflight": n }))
+            }
+            Request::Metrics { env, listen } => {
+                let mut metrics = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                let same = |m: &MetricsServer| {
+                    listen.is_some_and(|l| l == m.addr || (l.port() == 0 && l.ip() == m.addr.ip()))
+                };
+                if metrics.as_ref().is_some_and(|m| !same(m)) {
+                    // Dropping it closes the listener before the new one binds.
+                    *metrics = None;
+                }
+                if let Some(listen) = listen
+                    && metrics.is_none()
+                {
+                    // A weak reference: the listener must not keep a stopped daemon alive.
+                    let daemon = Arc::downgrade(self);
+                    let render: crate::metrics::Render = Arc::new(move || {
+                        let Some(daemon) = daemon.upgrade() else {
+                            return String::new();
+                        };
+                        let services = daemon.lock();
+                        let list: Vec<(&str, &Router)> = services
+                            .iter()
+                            .map(|(name, s)| (name.as_str(), &*s.router))
+                            .collect();
+                        crate::metrics::render(&env, &list)
+                    });
+                    *metrics = Some(
+                        crate::metrics::serve(listen, render)
+                            .map_err(|e| format!("metrics: cannot listen on {listen}: {e}"))?,
+                    );
+                }
+                Ok(serde_json::json!({ "addr": metrics.as_ref().map(|m| m.addr) }))
+            }
+            Request::Instances { service, instances } => {
+                if let Some(s) = self.lock().get(&service) {
+                    s.router.set_instance_gauges(instances);
+                }
+                Ok(serde_json::json!({ "ok": true }))
             }
             Request::Stop => Ok(serde_json::json!({ "ok": true })),
         }

@@ -13,6 +13,7 @@
 //! version, still counted against the canary.
 
 pub mod daemon;
+pub mod metrics;
 mod pool;
 mod stats;
 
@@ -105,6 +106,8 @@ pub struct Router {
     stats: Mutex<HashMap<String, Arc<VersionStats>>>,
     backends: Mutex<HashMap<SocketAddr, Arc<Backend>>>,
     seq: AtomicU64,
+    /// The controller's word on each version's instances, repeated on `/metrics`.
+    instances: Mutex<Vec<metrics::InstanceGauge>>,
 }
 
 impl Router {
@@ -121,6 +124,7 @@ impl Router {
             stats: Mutex::default(),
             backends: Mutex::default(),
             seq: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            instances: Mutex::default(),
         })
     }
 
@@ -140,6 +144,28 @@ impl Router {
     pub fn stats(&self, version: &str) -> Arc<VersionStats> {
         let mut map = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(version.to_string()).or_default().clone()
+    }
+
+    /// Every version that has counters (served now or earlier: counters never go back).
+    pub fn versions(&self) -> Vec<String> {
+        let map = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        map.keys().cloned().collect()
+    }
+
+    /// Replaces what the controller says of each version's instances.
+    pub fn set_instance_gauges(&self, gauges: Vec<metrics::InstanceGauge>) {
+        for g in &gauges {
+            // A version with instances but no request yet is still a series.
+            self.stats(&g.version);
+        }
+        *self.instances.lock().unwrap_or_else(|e| e.into_inner()) = gauges;
+    }
+
+    pub fn instance_gauges(&self) -> Vec<metrics::InstanceGauge> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the routing table; the next request uses the new one.
@@ -408,7 +434,7 @@ impl Router {
                 match self.forward(local, backend, &parts, body.clone()).await {
                     Ok((resp, latency)) => {
                         let failed = resp.status().is_server_error();
-                        route.stats.record(latency, failed);
+                        route.stats.record(latency, resp.status().as_u16());
                         if failed && idempotent && t.retry_on_stable.map(|(c, _)| c) == Some(ri) {
                             let (_, stable) = t.retry_on_stable.unwrap_or((ri, ri));
                             if let Some(resp) =
@@ -461,7 +487,7 @@ impl Router {
             let backend = &route.route.backends[(start + k) % n];
             match self.forward(local, backend, parts, body.clone()).await {
                 Ok((resp, latency)) => {
-                    route.stats.record(latency, resp.status().is_server_error());
+                    route.stats.record(latency, resp.status().as_u16());
                     return Some(resp);
                 }
                 Err(_) => route.stats.record_connect_error(),

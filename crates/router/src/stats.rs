@@ -20,6 +20,10 @@ pub struct VersionStats {
     requests: AtomicU64,
     errors: AtomicU64,
     connect_errors: AtomicU64,
+    /// Answers by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    classes: [AtomicU64; 5],
+    /// Total latency in microseconds (a Prometheus histogram's `_sum`).
+    sum_micros: AtomicU64,
     buckets: Box<[AtomicU64]>,
 }
 
@@ -29,10 +33,15 @@ impl Default for VersionStats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
+            classes: Default::default(),
+            sum_micros: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
+
+/// The status classes counted, in the order of [`Snapshot::classes`].
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 fn bucket_of(micros: u64) -> usize {
     if micros < SUB as u64 {
@@ -55,13 +64,16 @@ fn bucket_upper_micros(index: usize) -> u64 {
 }
 
 impl VersionStats {
-    /// Records one answered request.
-    pub fn record(&self, latency: Duration, error: bool) {
+    /// Records one answered request with its HTTP status (≥ 500 is an error).
+    pub fn record(&self, latency: Duration, status: u16) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if error {
+        if status >= 500 {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
         let micros = latency.as_micros().min(u64::MAX as u128) as u64;
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
         self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -76,6 +88,8 @@ impl VersionStats {
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             connect_errors: self.connect_errors.load(Ordering::Relaxed),
+            classes: std::array::from_fn(|i| self.classes[i].load(Ordering::Relaxed)),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
             buckets: self
                 .buckets
                 .iter()
@@ -93,6 +107,12 @@ pub struct Snapshot {
     pub errors: u64,
     /// Connections refused or reset before an answer.
     pub connect_errors: u64,
+    /// Answers per status class (see [`CLASSES`]); zero in snapshots of older routers.
+    #[serde(default)]
+    pub classes: [u64; 5],
+    /// Sum of the answers' latencies, in microseconds.
+    #[serde(default)]
+    pub sum_micros: u64,
     buckets: Vec<u64>,
 }
 
@@ -115,6 +135,8 @@ impl Snapshot {
             requests: self.requests.saturating_sub(earlier.requests),
             errors: self.errors.saturating_sub(earlier.errors),
             connect_errors: self.connect_errors.saturating_sub(earlier.connect_errors),
+            classes: std::array::from_fn(|i| self.classes[i].saturating_sub(earlier.classes[i])),
+            sum_micros: self.sum_micros.saturating_sub(earlier.sum_micros),
             buckets: self
                 .buckets
                 .iter()
@@ -122,6 +144,36 @@ impl Snapshot {
                 .map(|(i, b)| b.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
                 .collect(),
         }
+    }
+
+    /// Adds `other`'s counts (a service's versions summed).
+    pub fn add(&mut self, other: &Snapshot) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.connect_errors += other.connect_errors;
+        for (a, b) in self.classes.iter_mut().zip(other.classes) {
+            *a += b;
+        }
+        self.sum_micros += other.sum_micros;
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// Answers whose latency is at most `micros`, counted from the buckets
+    /// whose upper bound is at most `micros`: a bucket straddling the bound
+    /// (at most 12.5% wide) counts in the next one, so a cumulative count is
+    /// never over-stated.
+    pub fn answered_within(&self, micros: u64) -> u64 {
+        self.buckets
+            .iter()
+            .enumerate()
+            .take_while(|(i, _)| bucket_upper_micros(*i) <= micros)
+            .map(|(_, c)| c)
+            .sum()
     }
 
     /// The latency below which `q` (0..1) of the requests were answered.
@@ -188,11 +240,11 @@ mod tests {
     fn quantiles_and_windows() {
         let s = VersionStats::default();
         for _ in 0..90 {
-            s.record(Duration::from_millis(1), false);
+            s.record(Duration::from_millis(1), 200);
         }
         let before = s.snapshot();
         for _ in 0..10 {
-            s.record(Duration::from_millis(100), true);
+            s.record(Duration::from_millis(100), 503);
         }
         let all = s.snapshot().summary();
         assert_eq!(all.requests, 100);
@@ -201,8 +253,16 @@ mod tests {
             all.p50_ms < 1.3 && all.p99_ms >= 100.0 && all.p99_ms < 125.0,
             "{all:?}"
         );
-        let window = s.snapshot().since(&before).summary();
+        let snap = s.snapshot();
+        assert_eq!(snap.classes, [0, 90, 0, 0, 10]);
+        assert_eq!(snap.sum_micros, 90 * 1_000 + 10 * 100_000);
+        assert_eq!(snap.answered_within(2_000), 90);
+        assert_eq!(snap.answered_within(200_000), 100);
+        let window = snap.since(&before).summary();
         assert_eq!(window.requests, 10);
         assert_eq!(window.error_rate, 1.0);
+        let mut total = before.clone();
+        total.add(&snap.since(&before));
+        assert_eq!(total, snap);
     }
 }
