@@ -23,7 +23,7 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 /// YAML writes `30` and `30s` alike: read either as text.
-fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {

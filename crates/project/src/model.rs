@@ -238,6 +238,153 @@ pub struct Environment {
     /// Services deployed here; empty means all.
     #[serde(default)]
     pub services: Vec<Spanned<String>>,
+    /// Where the router serves this environment's measurements in
+    /// Prometheus' format (`GET /metrics`); off when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<Spanned<String>>,
+    /// Alert rules evaluated continuously from the router's measurements and
+    /// the instances' health.
+    #[serde(default)]
+    pub alerts: Option<Alerts>,
+}
+
+/// `alerts:` of an environment: rules, and where notifications go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// Firing and resolved alerts are POSTed here as JSON (signed with
+    /// `X-Hangar-Signature-256` when `secret` names a set variable).
+    #[serde(default)]
+    pub webhook: Option<Spanned<String>>,
+    /// Name of the environment variable that holds the webhook's HMAC key.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// How often the rules are evaluated.
+    #[serde(default = "default_alert_interval")]
+    pub interval: Dur,
+    #[serde(default)]
+    pub rules: IndexMap<String, Spanned<AlertRule>>,
+}
+
+fn default_alert_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+
+/// One rule: "`kind` above `threshold` for `for`".
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub kind: Spanned<AlertKind>,
+    /// The service watched; unset watches each service of the environment.
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
+    /// A percentage (`error_rate`), a duration (`p95_latency`, `p99_latency`)
+    /// or a count (`instances_down`, `restart_loop`, `health_failing`,
+    /// `no_traffic`); read by [`AlertRule::limit`].
+    #[serde(default)]
+    pub threshold: Option<Spanned<Threshold>>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(default, rename = "for")]
+    pub for_: Dur,
+    /// Requests and restarts are counted over this trailing window.
+    #[serde(default = "default_alert_window")]
+    pub window: Dur,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+fn default_alert_window() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// Answers ≥ 500 and connection failures over all requests, in the window.
+    ErrorRate,
+    P95Latency,
+    P99Latency,
+    /// Instances whose process is not running (exited, backing off, given up).
+    InstancesDown,
+    /// Restarts in the window.
+    RestartLoop,
+    /// Instances running but failing their health check.
+    HealthFailing,
+    /// Fewer requests than the threshold (default 1) in the window.
+    NoTraffic,
+}
+
+impl AlertKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::ErrorRate => "error_rate",
+            AlertKind::P95Latency => "p95_latency",
+            AlertKind::P99Latency => "p99_latency",
+            AlertKind::InstancesDown => "instances_down",
+            AlertKind::RestartLoop => "restart_loop",
+            AlertKind::HealthFailing => "health_failing",
+            AlertKind::NoTraffic => "no_traffic",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    #[default]
+    Warning,
+    Info,
+}
+
+/// A threshold as written (`5%`, `300ms`, `2`): its meaning depends on the rule's kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Threshold(pub String);
+
+impl<'de> Deserialize<'de> for Threshold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::duration::number_or_string(d).map(Threshold)
+    }
+}
+
+/// A threshold read for its rule's kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// A fraction (0.05 for `5%`).
+    Rate(f64),
+    Latency(std::time::Duration),
+    Count(u64),
+}
+
+impl AlertRule {
+    /// The threshold in the unit of the rule's kind, or what to write instead.
+    pub fn limit(&self) -> Result<Limit, String> {
+        let kind = self.kind.value;
+        let text = self.threshold.as_ref().map(|t| t.value.0.trim());
+        match (kind, text) {
+            (AlertKind::ErrorRate, Some(t)) => crate::parse_percent(t)
+                .map(Limit::Rate)
+                .map_err(|e| format!("threshold: {e}")),
+            (AlertKind::ErrorRate, None) => Err(
+                "an `error_rate` rule needs a `threshold:` percentage, e.g. `threshold: 5%`".into(),
+            ),
+            (AlertKind::P95Latency | AlertKind::P99Latency, Some(t)) => crate::parse_duration(t)
+                .map(Limit::Latency)
+                .map_err(|e| format!("threshold: {e}")),
+            (AlertKind::P95Latency | AlertKind::P99Latency, None) => Err(format!(
+                "a `{}` rule needs a `threshold:` duration, e.g. `threshold: 300ms`",
+                kind.name()
+            )),
+            (_, Some(t)) => t.parse::<u64>().map(Limit::Count).map_err(|_| {
+                format!(
+                    "the threshold of a `{}` rule is a whole number, not `{t}`",
+                    kind.name()
+                )
+            }),
+            (AlertKind::RestartLoop, None) => Ok(Limit::Count(3)),
+            (_, None) => Ok(Limit::Count(1)),
+        }
+    }
 }
 
 fn default_keep() -> u32 {

@@ -140,6 +140,77 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
                 }
             }
         }
+        if let Some(m) = &e.metrics_listen
+            && m.value.parse::<std::net::SocketAddr>().is_err()
+        {
+            errors.push(err(
+                &m.referenced,
+                format!(
+                    "environment `{env_name}`: `metrics_listen: {}` is not an address like `127.0.0.1:9464`",
+                    m.value
+                ),
+                None,
+            ));
+        }
+        if let Some(alerts) = &e.alerts {
+            if let Some(url) = &alerts.webhook
+                && !(url.value.starts_with("http://") || url.value.starts_with("https://"))
+            {
+                errors.push(err(
+                    &url.referenced,
+                    format!(
+                        "environment `{env_name}`: alert webhook `{}` is not an http:// or https:// URL",
+                        url.value
+                    ),
+                    None,
+                ));
+            }
+            if alerts.interval.0.is_zero() {
+                errors.push(err(
+                    &env.referenced,
+                    format!("environment `{env_name}`: `alerts.interval` must be more than 0"),
+                    Some("for example `interval: 10s`".into()),
+                ));
+            }
+            for (rule_name, rule) in &alerts.rules {
+                let r = &rule.value;
+                if let Some(svc) = &r.service
+                    && !p.services.contains_key(&svc.value)
+                {
+                    errors.push(err(
+                        &svc.referenced,
+                        format!(
+                            "environment `{env_name}`: alert `{rule_name}` watches unknown service `{}`",
+                            svc.value
+                        ),
+                        Some(suggest(&svc.value, &names)),
+                    ));
+                }
+                if let Err(message) = r.limit() {
+                    let at = r
+                        .threshold
+                        .as_ref()
+                        .map(|t| t.referenced)
+                        .unwrap_or(rule.referenced);
+                    errors.push(err(
+                        &at,
+                        format!("environment `{env_name}`: alert `{rule_name}`: {message}"),
+                        None,
+                    ));
+                }
+                if r.window.0.is_zero() {
+                    errors.push(err(
+                        &rule.referenced,
+                        format!(
+                            "environment `{env_name}`: alert `{rule_name}` has a `window` of 0"
+                        ),
+                        Some(
+                            "requests are counted over the window: for example `window: 1m`".into(),
+                        ),
+                    ));
+                }
+            }
+        }
         if e.keep_releases == 0 {
             errors.push(err(
                 &env.referenced,

@@ -1,4 +1,4 @@
-use hangar_project::{StrategyKind, parse};
+use hangar_project::{AlertKind, Limit, Severity, StrategyKind, parse};
 
 const GOOD: &str = r#"
 services:
@@ -162,4 +162,70 @@ fn two_services_on_one_address_and_canary_steps_short_of_100() {
         msgs.iter().any(|m| m.contains("canary steps end at 50%")),
         "{msgs:#?}"
     );
+}
+
+#[test]
+fn alert_rules_are_read_with_their_units() {
+    let text = "services:\n  web: {run: x}\nenvironments:\n  prod:\n    metrics_listen: 127.0.0.1:9464\n    alerts:\n      webhook: https://hooks.example/alerts\n      secret: ALERT_KEY\n      interval: 1s\n      rules:\n        errors: {service: web, kind: error_rate, threshold: 5%, for: 5m, severity: critical}\n        slow: {kind: p95_latency, threshold: 300ms, window: 30s}\n        crashing: {kind: restart_loop}\n        down: {kind: instances_down, threshold: 2}\n";
+    let p = parse("hangar.yml", text).unwrap_or_else(|e| panic!("{e}"));
+    let prod = &p.environments["prod"].value;
+    assert_eq!(
+        prod.metrics_listen.as_ref().unwrap().value,
+        "127.0.0.1:9464"
+    );
+    let alerts = prod.alerts.as_ref().unwrap();
+    assert_eq!(alerts.interval.0, std::time::Duration::from_secs(1));
+    let rule = |n: &str| &alerts.rules[n].value;
+    assert_eq!(rule("errors").limit(), Ok(Limit::Rate(0.05)));
+    assert_eq!(rule("errors").for_.0, std::time::Duration::from_secs(300));
+    assert_eq!(rule("errors").severity, Severity::Critical);
+    assert_eq!(
+        rule("slow").limit(),
+        Ok(Limit::Latency(std::time::Duration::from_millis(300)))
+    );
+    assert_eq!(rule("slow").severity, Severity::Warning);
+    assert_eq!(rule("crashing").limit(), Ok(Limit::Count(3)));
+    assert_eq!(rule("down").limit(), Ok(Limit::Count(2)));
+    assert_eq!(rule("down").kind.value, AlertKind::InstancesDown);
+}
+
+#[test]
+fn alert_mistakes_are_reported_where_they_are_written() {
+    let text = "services:\n  web: {run: x}\nenvironments:\n  prod:\n    metrics_listen: nowhere\n    alerts:\n      webhook: ftp://x\n      rules:\n        a: {kind: error_rat, threshold: 5%}\n        b: {kind: error_rate, threshold: lots}\n        c: {kind: p99_latency}\n        d: {kind: no_traffic, service: webb}\n        e: {kind: error_rate, threshold: 1%, fore: 5m}\n";
+    let errs = errors(text);
+    let got: Vec<(u32, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+    assert_eq!(errs.len(), 7, "{got:#?}");
+    assert_eq!(errs[0].line, 5);
+    assert!(
+        errs[0]
+            .message
+            .contains("`metrics_listen: nowhere` is not an address")
+    );
+    assert_eq!(errs[1].line, 7);
+    assert!(errs[1].message.contains("not an http:// or https:// URL"));
+    assert_eq!((errs[2].line, errs[2].column), (9, 19), "{got:#?}");
+    assert_eq!(
+        errs[2].message,
+        "environment `prod`: `error_rat` is not a valid `kind`"
+    );
+    assert_eq!(errs[2].help.as_deref(), Some("did you mean `error_rate`?"));
+    assert_eq!(errs[3].line, 10);
+    assert!(
+        errs[3]
+            .message
+            .contains("alert `b`: threshold: invalid percentage `lots`"),
+        "{got:#?}"
+    );
+    assert_eq!(errs[4].line, 11);
+    assert!(
+        errs[4]
+            .message
+            .contains("`p99_latency` rule needs a `threshold:` duration")
+    );
+    assert_eq!(errs[5].line, 12);
+    assert!(errs[5].message.contains("unknown service `webb`"));
+    assert_eq!(errs[5].help.as_deref(), Some("did you mean `web`?"));
+    assert_eq!(errs[6].line, 13);
+    assert_eq!(errs[6].message, "environment `prod`: unknown key `fore`");
+    assert_eq!(errs[6].help.as_deref(), Some("did you mean `for`?"));
 }
