@@ -1,7 +1,9 @@
 //! Persistence for the CI server, behind the [`Store`] trait.
 //!
-//! The server only ever talks to `dyn Store`; SQL lives in [`sqlite`] alone, so a
-//! PostgreSQL implementation is a second module, not a rewrite.
+//! The server only ever talks to `dyn Store`; SQL lives in [`sqlite`] (the
+//! embedded default) and [`postgres`] (several servers on one database), both
+//! migrated from one list of schema versions (`migrations.rs`), both held to one
+//! test suite (`tests/backends.rs`).
 //!
 //! ## Why `rusqlite` (bundled) and not `sqlx`
 //! CI builds the whole tree on 2 cores. `rusqlite` with the bundled SQLite is one C
@@ -22,7 +24,9 @@
 pub mod blobs;
 pub mod crypto;
 pub mod fsmode;
+mod migrations;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -11,174 +11,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::blobs::BlobDir;
 use crate::crypto::{SecretBox, random_token, sha256_hex};
+use crate::migrations::MIGRATIONS;
 use crate::model::*;
 use crate::{Result, Store};
-
-/// Ordered schema migrations; the index + 1 is the version stored in `user_version`.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE repos (
-  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, clone_url TEXT NOT NULL,
-  forge TEXT NOT NULL, webhook_secret BLOB, created_at INTEGER NOT NULL);
-CREATE TABLE deliveries (
-  id INTEGER PRIMARY KEY, delivery_id TEXT NOT NULL UNIQUE, repo_id INTEGER,
-  event TEXT NOT NULL, outcome TEXT NOT NULL, run_ids TEXT NOT NULL, received_at INTEGER NOT NULL);
-CREATE TABLE runs (
-  id INTEGER PRIMARY KEY, repo_id INTEGER NOT NULL, workflow_path TEXT NOT NULL,
-  workflow_name TEXT NOT NULL, event TEXT NOT NULL, git_ref TEXT NOT NULL, sha TEXT NOT NULL,
-  status TEXT NOT NULL, conclusion TEXT, waiting_reason TEXT, concurrency_group TEXT,
-  cancel_in_progress INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 1,
-  payload TEXT NOT NULL, context TEXT NOT NULL, actor TEXT NOT NULL,
-  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
-CREATE INDEX runs_status ON runs(status);
-CREATE INDEX runs_group ON runs(concurrency_group, status);
-CREATE TABLE jobs (
-  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), key TEXT NOT NULL,
-  name TEXT NOT NULL, needs TEXT NOT NULL, labels TEXT NOT NULL, status TEXT NOT NULL,
-  conclusion TEXT, waiting_reason TEXT, environment TEXT, spec TEXT NOT NULL,
-  outputs TEXT NOT NULL DEFAULT '{}', lease_owner TEXT, lease_expires_at INTEGER,
-  fence INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL DEFAULT 1, cancel_requested INTEGER NOT NULL DEFAULT 0,
-  approved INTEGER NOT NULL DEFAULT 0, not_before INTEGER,
-  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
-CREATE INDEX jobs_run ON jobs(run_id);
-CREATE INDEX jobs_queue ON jobs(status, id);
-CREATE INDEX jobs_lease ON jobs(status, lease_expires_at);
-CREATE TABLE steps (
-  job_id INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
-  conclusion TEXT, started_at INTEGER, finished_at INTEGER, PRIMARY KEY (job_id, idx));
-CREATE TABLE log_chunks (
-  job_id INTEGER NOT NULL, idx INTEGER NOT NULL, first_line INTEGER NOT NULL,
-  line_count INTEGER NOT NULL, raw_len INTEGER NOT NULL, data BLOB NOT NULL,
-  PRIMARY KEY (job_id, idx));
-CREATE TABLE secrets (
-  repo_id INTEGER NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, updated_at INTEGER NOT NULL,
-  PRIMARY KEY (repo_id, name));
-CREATE TABLE variables (
-  repo_id INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (repo_id, name));
-CREATE TABLE environments (
-  repo_id INTEGER NOT NULL, name TEXT NOT NULL, protection TEXT NOT NULL, PRIMARY KEY (repo_id, name));
-CREATE TABLE approvals (
-  id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, run_id INTEGER NOT NULL, environment TEXT NOT NULL,
-  state TEXT NOT NULL, reviewer TEXT, comment TEXT, created_at INTEGER NOT NULL, decided_at INTEGER);
-CREATE TABLE deployments (
-  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, job_id INTEGER NOT NULL, environment TEXT NOT NULL,
-  sha TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE agents (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, capacity INTEGER NOT NULL,
-  last_seen INTEGER NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE api_tokens (
-  id INTEGER PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-  created_at INTEGER NOT NULL);
-CREATE TABLE audit_log (
-  id INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-  target TEXT NOT NULL, detail TEXT NOT NULL);
-CREATE TABLE artifacts (
-  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,
-  size INTEGER NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE caches (
-  repo_id INTEGER NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
-  created_at INTEGER NOT NULL, PRIMARY KEY (repo_id, key));
-"#,
-    r#"
-ALTER TABLE jobs ADD COLUMN concurrency_group TEXT;
-CREATE INDEX jobs_group ON jobs(concurrency_group, status);
-"#,
-    // GitHub's cache service: one row per immutable entry, its bytes in
-    // `blobs/results/ID/` (parts). The unique slot is what makes entries immutable.
-    r#"
-CREATE TABLE results_caches (
-  id INTEGER PRIMARY KEY, repository TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,
-  version TEXT NOT NULL, size INTEGER NOT NULL, parts TEXT NOT NULL,
-  created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL,
-  UNIQUE (repository, scope, version, key));
-CREATE INDEX results_caches_repo ON results_caches(repository);
-"#,
-    // Logs and steps are kept per attempt of a job (a retried job's second
-    // attempt writes its own chunk 0 and step 0 instead of being refused as a
-    // duplicate of the first's). Existing rows belong to the job's last attempt.
-    r#"
-CREATE TABLE log_chunks_by_attempt (
-  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, idx INTEGER NOT NULL,
-  first_line INTEGER NOT NULL, line_count INTEGER NOT NULL, raw_len INTEGER NOT NULL,
-  data BLOB NOT NULL, PRIMARY KEY (job_id, attempt, idx));
-INSERT INTO log_chunks_by_attempt
-  SELECT l.job_id, COALESCE((SELECT max(j.attempt, 1) FROM jobs j WHERE j.id = l.job_id), 1),
-         l.idx, l.first_line, l.line_count, l.raw_len, l.data FROM log_chunks l;
-DROP TABLE log_chunks;
-ALTER TABLE log_chunks_by_attempt RENAME TO log_chunks;
-CREATE TABLE steps_by_attempt (
-  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL,
-  status TEXT NOT NULL, conclusion TEXT, started_at INTEGER, finished_at INTEGER,
-  PRIMARY KEY (job_id, attempt, idx));
-INSERT INTO steps_by_attempt
-  SELECT s.job_id, COALESCE((SELECT max(j.attempt, 1) FROM jobs j WHERE j.id = s.job_id), 1),
-         s.idx, s.name, s.status, s.conclusion, s.started_at, s.finished_at FROM steps s;
-DROP TABLE steps;
-ALTER TABLE steps_by_attempt RENAME TO steps;
-ALTER TABLE approvals ADD COLUMN run_attempt INTEGER NOT NULL DEFAULT 1;
-UPDATE approvals SET run_attempt = COALESCE((SELECT attempt FROM runs WHERE runs.id = approvals.run_id), 1);
-"#,
-    // `github.run_number`: counted per workflow of a repository, as GitHub does
-    // (existing runs numbered in the order they were created).
-    r#"
-ALTER TABLE runs ADD COLUMN run_number INTEGER NOT NULL DEFAULT 0;
-UPDATE runs SET run_number = (SELECT count(*) FROM runs r2 WHERE r2.repo_id = runs.repo_id
-  AND r2.workflow_path = runs.workflow_path AND r2.id <= runs.id);
-CREATE INDEX runs_workflow ON runs(repo_id, workflow_path, run_number);
-"#,
-    // Commit statuses and notifications: forge tokens and rule URLs sealed,
-    // and the log of what was sent out.
-    r#"
-CREATE TABLE forge_credentials (
-  repo_id INTEGER PRIMARY KEY, kind TEXT NOT NULL, api_url TEXT NOT NULL, project TEXT NOT NULL,
-  sealed BLOB NOT NULL, updated_at INTEGER NOT NULL);
-CREATE TABLE outbound_deliveries (
-  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, repo_id INTEGER, run_id INTEGER,
-  target TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
-  outcome TEXT NOT NULL, http_status INTEGER, error TEXT, at INTEGER NOT NULL);
-CREATE INDEX outbound_kind ON outbound_deliveries(kind, id);
-CREATE TABLE notification_rules (
-  id INTEGER PRIMARY KEY, repo_id INTEGER, events TEXT NOT NULL, channel TEXT NOT NULL,
-  target BLOB NOT NULL, secret BLOB, created_at INTEGER NOT NULL);
-"#,
-    // Tokens that expire and can be revoked; secrets and variables at the
-    // environment level too ('' is the repository's or the server's own
-    // level); environment names compared without case, as GitHub compares
-    // them; "approve and run" for untrusted pull requests (a repository's
-    // policy, a run held until someone approves it); whether a repository's
-    // protection rules were ever read (a job naming an environment of a
-    // repository whose rules were never loaded waits rather than run unprotected).
-    r#"
-ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
-ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
-CREATE TABLE secrets_by_env (
-  repo_id INTEGER NOT NULL, environment TEXT NOT NULL COLLATE NOCASE DEFAULT '', name TEXT NOT NULL,
-  sealed BLOB NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (repo_id, environment, name));
-INSERT INTO secrets_by_env SELECT repo_id, '', name, sealed, updated_at FROM secrets;
-DROP TABLE secrets;
-ALTER TABLE secrets_by_env RENAME TO secrets;
-CREATE TABLE variables_by_env (
-  repo_id INTEGER NOT NULL, environment TEXT NOT NULL COLLATE NOCASE DEFAULT '', name TEXT NOT NULL,
-  value TEXT NOT NULL, PRIMARY KEY (repo_id, environment, name));
-INSERT INTO variables_by_env SELECT repo_id, '', name, value FROM variables;
-DROP TABLE variables;
-ALTER TABLE variables_by_env RENAME TO variables;
-CREATE TABLE environments_nocase (
-  repo_id INTEGER NOT NULL, name TEXT NOT NULL COLLATE NOCASE, protection TEXT NOT NULL,
-  PRIMARY KEY (repo_id, name));
-INSERT OR REPLACE INTO environments_nocase SELECT repo_id, name, protection FROM environments ORDER BY rowid;
-DROP TABLE environments;
-ALTER TABLE environments_nocase RENAME TO environments;
-ALTER TABLE repos ADD COLUMN approval_policy TEXT NOT NULL DEFAULT 'none';
-ALTER TABLE repos ADD COLUMN environments_loaded_at INTEGER;
-ALTER TABLE runs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
-"#,
-    // Agent tokens limited to repositories and labels.
-    r#"
-ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT '{}';
-"#,
-];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -414,7 +249,12 @@ fn migrate(conn: &Connection) -> Result<()> {
             MIGRATIONS.len()
         );
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .map(|m| m.sqlite)
+        .enumerate()
+        .skip(version as usize)
+    {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)
             .with_context(|| format!("applying migration {}", i + 1))?;
@@ -2060,33 +1900,6 @@ mod tests {
     }
 
     #[test]
-    fn results_cache_entries_are_immutable_per_slot() {
-        let (_dir, s) = store();
-        let row = |id: i64, key: &str| ResultsCacheRow {
-            id,
-            repository: "o/r".into(),
-            scope: "refs/heads/main".into(),
-            key: key.into(),
-            version: "v".into(),
-            size: 3,
-            parts: serde_json::json!([{"size": 3, "sha256": "ab"}]),
-            created_at: 1,
-            last_used_at: 1,
-        };
-        assert!(s.insert_results_cache(&row(10, "k")).unwrap());
-        assert!(!s.insert_results_cache(&row(11, "k")).unwrap(), "same slot");
-        assert!(s.insert_results_cache(&row(12, "k2")).unwrap());
-        s.touch_results_cache(10, 50).unwrap();
-        let all = s.results_caches(Some("o/r")).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all.iter().find(|r| r.id == 10).unwrap().last_used_at, 50);
-        assert_eq!(all[0].parts[0]["sha256"], "ab");
-        assert!(s.results_caches(Some("o/other")).unwrap().is_empty());
-        s.delete_results_cache(10).unwrap();
-        assert_eq!(s.results_caches(None).unwrap().len(), 1);
-    }
-
-    #[test]
     fn tokens_are_hashed_at_rest() {
         let (dir, s) = store();
         let t = s.create_token("admin", Role::Admin).unwrap();
@@ -2168,90 +1981,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn delivery_dedup_creates_runs_once() {
-        let (_d, s) = store();
-        let runs = vec![run_with_jobs(1, 2)];
-        assert_eq!(
-            s.record_delivery("d1", Some(1), "push", "queued", &runs)
-                .unwrap()
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(
-            s.record_delivery("d1", Some(1), "push", "queued", &runs)
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(s.list_runs(&RunFilter::default()).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn lease_fencing_rejects_stale_holders() {
-        let (_d, s) = store();
-        let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
-        let job = s.jobs_of_run(run).unwrap().remove(0);
-        s.update_job(
-            job.id,
-            &JobUpdate {
-                status: Some(Status::Queued),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(s.queue_depth().unwrap(), 1);
-        let lease = s.claim_job(job.id, "a1", 1000).unwrap().unwrap();
-        assert!(
-            s.claim_job(job.id, "a2", 1000).unwrap().is_none(),
-            "double claim"
-        );
-        assert!(s.expired_leases(now_ms() + 5000).unwrap().len() == 1);
-        // The reaper requeues; a new holder claims with a newer fence.
-        assert!(
-            s.release_lease(job.id, lease.fence, true, "agent lost")
-                .unwrap()
-        );
-        let lease2 = s.claim_job(job.id, "a2", 1000).unwrap().unwrap();
-        assert!(lease2.fence > lease.fence);
-        assert_eq!(lease2.job.attempt, 2);
-        assert_eq!(
-            s.heartbeat(job.id, lease.fence, 1000).unwrap(),
-            LeaseCheck::Lost
-        );
-        assert!(
-            !s.complete_job(
-                job.id,
-                lease.fence,
-                Conclusion::Success,
-                &serde_json::json!({})
-            )
-            .unwrap()
-        );
-        assert!(
-            s.complete_job(
-                job.id,
-                lease2.fence,
-                Conclusion::Success,
-                &serde_json::json!({})
-            )
-            .unwrap()
-        );
-    }
-
-    #[test]
-    fn log_chunks_are_idempotent_and_paged() {
-        let (_d, s) = store();
-        assert!(s.append_log_chunk(7, 1, 0, 0, "a\nb\n").unwrap());
-        assert!(!s.append_log_chunk(7, 1, 0, 0, "a\nb\n").unwrap());
-        assert!(s.append_log_chunk(7, 1, 1, 2, "c\n").unwrap());
-        assert_eq!(s.log_stats(7, Some(1)).unwrap(), (2, 3));
-        let page = s.log_chunks_for_lines(7, Some(1), 2, 3).unwrap();
-        assert_eq!(page.len(), 1);
-        assert_eq!(page[0].data, b"c\n");
-        assert_eq!(s.log_chunks(7, Some(1), 0).unwrap().len(), 2);
-    }
-
     /// Statuses are read back as the enums they were written from; a name
     /// the binary does not know (a corrupt row) is an error naming it, not
     /// a default that would let the scheduler treat the job as waiting.
@@ -2285,69 +2014,6 @@ mod tests {
         assert!(err.contains("unknown status `in_progress`"), "{err}");
     }
 
-    /// A retried job's second attempt writes its own chunk 0 and step 0;
-    /// reads default to the job's latest attempt, the first stays readable.
-    #[test]
-    fn logs_and_steps_are_kept_per_attempt() {
-        let (_d, s) = store();
-        let repo = s
-            .create_repo(&NewRepo {
-                name: "a/b".into(),
-                clone_url: "x".into(),
-                forge: "local".into(),
-                webhook_secret: None,
-            })
-            .unwrap();
-        let run = s.create_run(&run_with_jobs(repo.id, 1)).unwrap();
-        let job = s.jobs_of_run(run).unwrap()[0].id;
-        let step = |attempt, name: &str| Step {
-            job_id: job,
-            attempt,
-            idx: 0,
-            name: name.into(),
-            status: Status::Completed,
-            conclusion: Some(Conclusion::Success),
-            started_at: Some(attempt),
-            finished_at: Some(attempt),
-        };
-        let claim = |s: &SqliteStore| {
-            s.update_job(
-                job,
-                &JobUpdate {
-                    status: Some(Status::Queued),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-            s.claim_job(job, "agent", 60_000).unwrap().unwrap()
-        };
-        assert_eq!(claim(&s).job.attempt, 1);
-        assert!(s.append_log_chunk(job, 1, 0, 0, "first\n").unwrap());
-        s.upsert_step(&step(1, "one")).unwrap();
-        assert_eq!(claim(&s).job.attempt, 2);
-        assert!(s.append_log_chunk(job, 2, 0, 0, "second\n").unwrap());
-        s.upsert_step(&step(2, "two")).unwrap();
-        assert_eq!(s.log_chunks(job, None, 0).unwrap()[0].data, b"second\n");
-        assert_eq!(s.log_chunks(job, Some(1), 0).unwrap()[0].data, b"first\n");
-        assert_eq!(s.steps_of_job(job, None).unwrap()[0].name, "two");
-        assert_eq!(s.steps_of_job(job, Some(1)).unwrap()[0].name, "one");
-        assert_eq!(s.log_attempts(job).unwrap(), [1, 2]);
-    }
-
-    /// `github.run_number` counts per workflow of a repository, not per server.
-    #[test]
-    fn run_numbers_count_per_workflow() {
-        let (_d, s) = store();
-        let mut numbers = Vec::new();
-        for (repo, path) in [(1, "ci.yml"), (1, "cd.yml"), (1, "ci.yml"), (2, "ci.yml")] {
-            let mut run = run_with_jobs(repo, 1);
-            run.workflow_path = path.into();
-            let id = s.create_run(&run).unwrap();
-            numbers.push(s.get_run(id).unwrap().unwrap().run_number);
-        }
-        assert_eq!(numbers, [1, 1, 2, 1]);
-    }
-
     /// A database from before environment-level secrets keeps its secrets,
     /// variables, protection rules (one per name without case) and tokens.
     #[test]
@@ -2356,8 +2022,8 @@ mod tests {
         {
             let sealer = SecretBox::load_or_create(&dir.path().join("secret.key")).unwrap();
             let c = Connection::open(dir.path().join("hangar.db")).unwrap();
-            for sql in &MIGRATIONS[..6] {
-                c.execute_batch(sql).unwrap();
+            for m in &MIGRATIONS[..6] {
+                c.execute_batch(m.sqlite).unwrap();
             }
             c.pragma_update(None, "user_version", 6).unwrap();
             c.execute(
@@ -2402,24 +2068,6 @@ mod tests {
         assert_eq!(s.env_secret_names(1, "prod").unwrap(), ["TOKEN"]);
     }
 
-    #[test]
-    fn expired_and_revoked_tokens_verify_as_none() {
-        let (_d, s) = store();
-        let (_, past) = s
-            .create_token_expiring("old", Role::Read, Some(now_ms() - 1))
-            .unwrap();
-        assert!(s.verify_token(&past).unwrap().is_none());
-        let (id, live) = s
-            .create_token_expiring("live", Role::Write, Some(now_ms() + 60_000))
-            .unwrap();
-        assert_eq!(s.verify_token(&live).unwrap().unwrap().role, Role::Write);
-        assert!(s.revoke_token(id).unwrap());
-        assert!(!s.revoke_token(id).unwrap());
-        assert!(s.verify_token(&live).unwrap().is_none());
-        let listed = s.list_tokens().unwrap();
-        assert!(listed.iter().any(|t| t.id == id && t.revoked_at.is_some()));
-    }
-
     /// A database written before logs were kept per attempt opens, and its
     /// logs, steps and approvals are those of each job's last attempt; its
     /// runs are numbered per workflow.
@@ -2428,8 +2076,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let c = Connection::open(dir.path().join("hangar.db")).unwrap();
-            for sql in &MIGRATIONS[..3] {
-                c.execute_batch(sql).unwrap();
+            for m in &MIGRATIONS[..3] {
+                c.execute_batch(m.sqlite).unwrap();
             }
             c.pragma_update(None, "user_version", 3).unwrap();
             c.execute_batch(

@@ -3,6 +3,8 @@
 //! missing), a free loopback port, and real git repositories in temporary
 //! directories. Only ever a dev-dependency.
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -248,6 +248,11 @@ fn the_rules_see_the_sources() {
     let files = sources();
     assert!(files.len() > 100, "only {} source files found", files.len());
     assert!(files.iter().any(|(p, _)| p == "crates/store/src/sqlite.rs"));
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p == "crates/store/src/postgres.rs")
+    );
     assert!(!offenders(&["CREATE TABLE"], &[]).is_empty());
     assert!(!offenders(&["Command::new"], &[]).is_empty());
     assert!(

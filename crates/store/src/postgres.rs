@@ -1,0 +1,2296 @@
+//! The PostgreSQL implementation of [`Store`], for a team whose server state
+//! outgrows one machine: several `hangar serve` processes can share one database.
+//!
+//! ## Why `tokio-postgres` driven from a blocking call, and not the `postgres` crate
+//! The [`Store`] trait is synchronous and the server calls it from inside its
+//! async handlers (as it does with SQLite behind a mutex). The synchronous
+//! `postgres` crate runs a tokio runtime per connection and `block_on`s it, which
+//! panics on a thread that already drives a runtime. So the connections' I/O runs
+//! on one small runtime of this module's own (a thread), and a call waits for its
+//! answer by parking the calling thread ([`block_on`]), which is legal anywhere.
+//! No TLS feature: no OpenSSL; connect over a unix socket or a trusted network.
+//!
+//! ## What lives where
+//! Rows (runs, jobs, steps, log chunks LZ4-compressed as in SQLite, secrets sealed
+//! with the same key file) are in PostgreSQL. Blobs (artifacts, caches) stay files
+//! under `DATA/blobs`, content-addressed: several servers share them through one
+//! shared directory (NFS or a volume), which keeps large bytes out of the database
+//! and its backups. Every server needs the same `secret.key` in its data directory.
+//!
+//! ## The queue
+//! A claim is one statement: the row is locked with `FOR UPDATE SKIP LOCKED`, so
+//! two servers claiming the same job never wait on each other (one wins, the other
+//! sees nothing to claim), and the claimed job comes back with `RETURNING`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+
+use anyhow::{Context, anyhow};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use crate::blobs::BlobDir;
+use crate::crypto::{SecretBox, random_token, sha256_hex};
+use crate::migrations::MIGRATIONS;
+use crate::model::*;
+use crate::{Result, Store};
+
+/// Connections kept per store. Each call holds one for its few statements only.
+const POOL_SIZE: usize = 8;
+
+/// The advisory lock key under which servers starting at once migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x6861_6e67_6172; // "hangar"
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// Waits for `f` on the calling thread. The connection's socket is served by the
+/// module's runtime; the futures polled here only exchange messages with it.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// The runtime that serves every PostgreSQL connection of the process.
+fn runtime() -> Result<&'static tokio::runtime::Handle> {
+    static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the PostgreSQL connections' runtime")?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("hangar-postgres".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .context("starting the PostgreSQL connections' thread")?;
+    Ok(HANDLE.get_or_init(|| handle))
+}
+
+/// One connection and its prepared statements (a statement is prepared once per
+/// connection: each later call is one round trip).
+struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+fn db_err(sql: &str) -> impl FnOnce(tokio_postgres::Error) -> anyhow::Error + '_ {
+    move |e| {
+        let detail = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let head: String = head.chars().take(80).collect();
+        anyhow!("PostgreSQL: {detail} (in `{head}`)")
+    }
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = block_on(self.client.prepare(sql)).map_err(db_err(sql))?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        block_on(self.client.query(&s, params)).map_err(db_err(sql))
+    }
+
+    fn query_opt(&mut self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
+        let s = self.statement(sql)?;
+        block_on(self.client.query_opt(&s, params)).map_err(db_err(sql))
+    }
+
+    fn query_one(&mut self, sql: &str, params: &[Param]) -> Result<Row> {
+        let s = self.statement(sql)?;
+        block_on(self.client.query_one(&s, params)).map_err(db_err(sql))
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        let s = self.statement(sql)?;
+        block_on(self.client.execute(&s, params)).map_err(db_err(sql))
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        block_on(self.client.batch_execute(sql)).map_err(db_err(sql))
+    }
+}
+
+struct PoolState {
+    idle: Vec<PgConn>,
+    open: usize,
+}
+
+/// A small pool written here rather than `r2d2`: a vector of idle connections,
+/// a count of open ones and a condition variable to wait for one.
+struct Pool {
+    config: tokio_postgres::Config,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<PgConn>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = PgConn;
+    fn deref(&self) -> &PgConn {
+        self.conn
+            .as_ref()
+            .expect("a pooled connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        self.conn
+            .as_mut()
+            .expect("a pooled connection until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        match self.conn.take() {
+            Some(c) if !c.client.is_closed() => state.idle.push(c),
+            // A broken connection is forgotten; the next caller opens a new one.
+            Some(_) => state.open -= 1,
+            // Already forgotten (a transaction that could not be rolled back).
+            None => {}
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Pool {
+    fn connect(&self) -> Result<PgConn> {
+        let config = self.config.clone();
+        let handle = runtime()?;
+        let client = block_on(handle.spawn(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            // The connection ends when its client is dropped or the server goes away;
+            // the client then reports `is_closed` and the pool drops it.
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        }))
+        .context("the PostgreSQL connection task stopped")?
+        .map_err(|e| anyhow!("connecting to PostgreSQL: {}", error_chain(&e)))?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn get(&self) -> Result<Pooled<'_>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = state.idle.pop() {
+                if c.client.is_closed() {
+                    state.open -= 1;
+                    continue;
+                }
+                return Ok(Pooled {
+                    pool: self,
+                    conn: Some(c),
+                });
+            }
+            if state.open < POOL_SIZE {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(c) => Ok(Pooled {
+                        pool: self,
+                        conn: Some(c),
+                    }),
+                    Err(e) => {
+                        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        state.open -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+pub struct PgStore {
+    pool: Pool,
+    secrets: SecretBox,
+    blobs: BlobDir,
+}
+
+const JOB_COLS: &str = "id, run_id, key, name, needs, labels, status, conclusion, waiting_reason, \
+    environment, outputs, lease_owner, lease_expires_at, fence, attempt, max_attempts, \
+    cancel_requested, approved, not_before, created_at, started_at, finished_at, spec";
+
+const RUN_COLS: &str = "id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
+    conclusion, waiting_reason, concurrency_group, cancel_in_progress, attempt, created_at, \
+    started_at, finished_at, actor, run_number";
+
+const REPO_COLS: &str = "id, name, clone_url, forge, webhook_secret, created_at";
+
+const APPROVAL_COLS: &str =
+    "id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at";
+
+/// A column by name, with the column named in the error.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, name: &str) -> Result<T> {
+    r.try_get(name)
+        .map_err(|e| anyhow!("reading column `{name}`: {}", error_chain(&e)))
+}
+
+/// A status, conclusion or approval state read from its column: an unknown name
+/// is an error (a corrupt row, or a database written by a newer hangar).
+fn named<T: std::str::FromStr<Err = UnknownName>>(r: &Row, name: &str) -> Result<T> {
+    let text: String = col(r, name)?;
+    text.parse()
+        .map_err(|e: UnknownName| anyhow!("column `{name}`: {e}"))
+}
+
+fn named_opt<T: std::str::FromStr<Err = UnknownName>>(r: &Row, name: &str) -> Result<Option<T>> {
+    let text: Option<String> = col(r, name)?;
+    text.map(|t| {
+        t.parse()
+            .map_err(|e: UnknownName| anyhow!("column `{name}`: {e}"))
+    })
+    .transpose()
+}
+
+fn json_list(r: &Row, name: &str) -> Result<Vec<String>> {
+    Ok(serde_json::from_str(&col::<String>(r, name)?).unwrap_or_default())
+}
+
+fn json_value(r: &Row, name: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&col::<String>(r, name)?).unwrap_or_default())
+}
+
+fn job_from_row(r: &Row) -> Result<Job> {
+    Ok(Job {
+        id: col(r, "id")?,
+        run_id: col(r, "run_id")?,
+        key: col(r, "key")?,
+        name: col(r, "name")?,
+        needs: json_list(r, "needs")?,
+        labels: json_list(r, "labels")?,
+        status: named(r, "status")?,
+        conclusion: named_opt(r, "conclusion")?,
+        waiting_reason: col(r, "waiting_reason")?,
+        environment: col(r, "environment")?,
+        outputs: json_value(r, "outputs")?,
+        lease_owner: col(r, "lease_owner")?,
+        lease_expires_at: col(r, "lease_expires_at")?,
+        fence: col(r, "fence")?,
+        attempt: col(r, "attempt")?,
+        max_attempts: col(r, "max_attempts")?,
+        cancel_requested: col(r, "cancel_requested")?,
+        approved: col(r, "approved")?,
+        not_before: col(r, "not_before")?,
+        created_at: col(r, "created_at")?,
+        started_at: col(r, "started_at")?,
+        finished_at: col(r, "finished_at")?,
+        spec: json_value(r, "spec")?,
+    })
+}
+
+fn run_from_row(r: &Row) -> Result<Run> {
+    Ok(Run {
+        id: col(r, "id")?,
+        repo_id: col(r, "repo_id")?,
+        workflow_path: col(r, "workflow_path")?,
+        workflow_name: col(r, "workflow_name")?,
+        event: col(r, "event")?,
+        git_ref: col(r, "git_ref")?,
+        sha: col(r, "sha")?,
+        status: named(r, "status")?,
+        conclusion: named_opt(r, "conclusion")?,
+        waiting_reason: col(r, "waiting_reason")?,
+        concurrency_group: col(r, "concurrency_group")?,
+        cancel_in_progress: col(r, "cancel_in_progress")?,
+        attempt: col(r, "attempt")?,
+        created_at: col(r, "created_at")?,
+        started_at: col(r, "started_at")?,
+        finished_at: col(r, "finished_at")?,
+        actor: col(r, "actor")?,
+        run_number: col(r, "run_number")?,
+    })
+}
+
+fn repo_from_row(r: &Row) -> Result<Repo> {
+    Ok(Repo {
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        clone_url: col(r, "clone_url")?,
+        forge: col(r, "forge")?,
+        has_webhook_secret: col::<Option<Vec<u8>>>(r, "webhook_secret")?.is_some(),
+        created_at: col(r, "created_at")?,
+    })
+}
+
+fn approval_from_row(r: &Row) -> Result<Approval> {
+    Ok(Approval {
+        id: col(r, "id")?,
+        job_id: col(r, "job_id")?,
+        run_id: col(r, "run_id")?,
+        environment: col(r, "environment")?,
+        state: named(r, "state")?,
+        reviewer: col(r, "reviewer")?,
+        comment: col(r, "comment")?,
+        created_at: col(r, "created_at")?,
+        decided_at: col(r, "decided_at")?,
+    })
+}
+
+fn chunk_from_row(r: &Row) -> Result<LogChunk> {
+    Ok(LogChunk {
+        idx: col(r, "idx")?,
+        first_line: col(r, "first_line")?,
+        line_count: col(r, "line_count")?,
+        data: decompress(&col::<Vec<u8>>(r, "data")?),
+    })
+}
+
+fn rows<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+fn compress(lines: &str) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(lines.as_bytes())
+}
+
+fn decompress(data: &[u8]) -> Vec<u8> {
+    lz4_flex::decompress_size_prepended(data).unwrap_or_else(|_| b"<corrupt log chunk>\n".to_vec())
+}
+
+const INSERT_JOB: &str = "INSERT INTO jobs (run_id, key, name, needs, labels, status, waiting_reason, \
+    environment, spec, max_attempts, created_at) VALUES ($1, $2, $3, $4, $5, 'waiting', \
+    'waiting for the scheduler', $6, $7, $8, $9) RETURNING id";
+
+fn insert_jobs(c: &mut PgConn, run_id: i64, jobs: &[NewJob]) -> Result<Vec<i64>> {
+    let now = now_ms();
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let needs = serde_json::to_string(&job.needs)?;
+        let labels = serde_json::to_string(&job.labels)?;
+        let spec = job.spec.to_string();
+        let max = job.max_attempts.max(1);
+        let row = c.query_one(
+            INSERT_JOB,
+            &[
+                &run_id,
+                &job.key,
+                &job.name,
+                &needs,
+                &labels,
+                &job.environment,
+                &spec,
+                &max,
+                &now,
+            ],
+        )?;
+        ids.push(col(&row, "id")?);
+    }
+    Ok(ids)
+}
+
+/// Inserts a run and its jobs; the caller holds a transaction.
+fn insert_run(c: &mut PgConn, run: &NewRun) -> Result<i64> {
+    // `run_number` is the workflow's count so far: servers inserting runs of one
+    // repository at once take turns (SQLite has one writer; PostgreSQL needs this).
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('hangar.run_number'), $1::bigint::int4)",
+        &[&(run.repo_id % i64::from(i32::MAX))],
+    )?;
+    let now = now_ms();
+    let payload = run.payload.to_string();
+    let context = run.context.to_string();
+    let row = c.query_one(
+        "INSERT INTO runs (repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
+         concurrency_group, cancel_in_progress, payload, context, actor, created_at, run_number) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $11, $12, \
+         (SELECT COALESCE(max(run_number), 0) + 1 FROM runs WHERE repo_id = $1 AND workflow_path = $2)) \
+         RETURNING id",
+        &[
+            &run.repo_id,
+            &run.workflow_path,
+            &run.workflow_name,
+            &run.event,
+            &run.git_ref,
+            &run.sha,
+            &run.concurrency_group,
+            &run.cancel_in_progress,
+            &payload,
+            &context,
+            &run.actor,
+            &now,
+        ],
+    )?;
+    let run_id: i64 = col(&row, "id")?;
+    insert_jobs(c, run_id, &run.jobs)?;
+    Ok(run_id)
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`, or a unix
+    /// socket directory as `host=/path` in the query), applies the migrations this
+    /// database lacks, and keeps blobs and the sealing key in `data_dir`.
+    pub fn open(url: &str, data_dir: &Path) -> Result<PgStore> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            anyhow!(
+                "the database URL is not a PostgreSQL connection string ({}); \
+                 expected postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                error_chain(&e)
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("hangar");
+        }
+        crate::fsmode::create_private_dir(data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let pool = Pool {
+            config,
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        };
+        migrate(&mut *pool.get()?)?;
+        let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
+        Ok(PgStore {
+            pool,
+            secrets,
+            blobs: BlobDir::new(data_dir.join("blobs")),
+        })
+    }
+
+    fn c(&self) -> Result<Pooled<'_>> {
+        self.pool.get()
+    }
+
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    fn tx<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        let mut c = self.c()?;
+        c.batch("BEGIN")?;
+        match f(&mut c) {
+            Ok(v) => {
+                c.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                if c.batch("ROLLBACK").is_err() {
+                    // A connection in an unknown state does not go back to the pool.
+                    if let Some(conn) = c.conn.take() {
+                        drop(conn);
+                        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+                        state.open -= 1;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        self.c()?.query(sql, params)
+    }
+
+    fn query_opt(&self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
+        self.c()?.query_opt(sql, params)
+    }
+
+    fn query_one(&self, sql: &str, params: &[Param]) -> Result<Row> {
+        self.c()?.query_one(sql, params)
+    }
+
+    fn execute(&self, sql: &str, params: &[Param]) -> Result<u64> {
+        self.c()?.execute(sql, params)
+    }
+
+    fn query_jobs(&self, sql_where: &str, params: &[Param]) -> Result<Vec<Job>> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs {sql_where}");
+        rows(self.query(&sql, params)?, job_from_row)
+    }
+
+    /// Jobs without their spec (only `get_job` hands a spec to an agent).
+    fn query_jobs_light(&self, sql_where: &str, params: &[Param]) -> Result<Vec<Job>> {
+        let cols = JOB_COLS.replace(", spec", ", '{}' AS spec");
+        let sql = format!("SELECT {cols} FROM jobs {sql_where}");
+        rows(self.query(&sql, params)?, job_from_row)
+    }
+
+    fn query_runs(&self, sql_where: &str, params: &[Param]) -> Result<Vec<Run>> {
+        let sql = format!("SELECT {RUN_COLS} FROM runs {sql_where}");
+        rows(self.query(&sql, params)?, run_from_row)
+    }
+
+    fn open_sealed(&self, sealed: &[u8]) -> Result<String> {
+        Ok(String::from_utf8(self.secrets.open(sealed)?)?)
+    }
+}
+
+fn migrate(c: &mut PgConn) -> Result<()> {
+    // Several servers may start at once on one database: one migrates, the
+    // others wait for the lock and then find nothing left to do.
+    c.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+    let result = (|| -> Result<()> {
+        c.batch(
+            "CREATE TABLE IF NOT EXISTS hangar_schema (version BIGINT NOT NULL); \
+             INSERT INTO hangar_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM hangar_schema)",
+        )?;
+        let version: i64 = col(
+            &c.query_one("SELECT version FROM hangar_schema", &[])?,
+            "version",
+        )?;
+        if version as usize > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the database schema is version {version}, newer than this hangar understands ({}); upgrade hangar",
+                MIGRATIONS.len()
+            );
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let v = (i + 1) as i64;
+            c.batch("BEGIN")?;
+            let applied = (|| -> Result<()> {
+                if let Some(sql) = m.postgres {
+                    c.batch(sql)
+                        .with_context(|| format!("applying migration {v}"))?;
+                }
+                c.execute("UPDATE hangar_schema SET version = $1", &[&v])?;
+                Ok(())
+            })();
+            match applied {
+                Ok(()) => c.batch("COMMIT")?,
+                Err(e) => {
+                    let _ = c.batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    })();
+    c.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+    // Prepared statements may name tables a migration just changed.
+    c.statements.clear();
+    result
+}
+
+/// The `WHERE` condition of a run filter (without paging) and its values, `$1`…
+/// Every parameter carries its type: PostgreSQL cannot infer one from `$n IS NULL`.
+fn run_filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
+    let text = |o: &Option<String>| -> Option<String> {
+        o.as_deref().filter(|s| !s.is_empty()).map(str::to_string)
+    };
+    let branch = f.branch.as_deref().filter(|b| !b.is_empty());
+    let full_ref = branch.map(|b| {
+        if b.starts_with("refs/") {
+            b.to_string()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    });
+    let workflow_file = f
+        .workflow
+        .as_deref()
+        .filter(|w| !w.is_empty() && !w.contains('/'))
+        .map(|w| format!(".github/workflows/{w}"));
+    // A commit prefix is matched with LIKE: its wildcards are escaped.
+    let commit = f.commit.as_deref().filter(|c| !c.is_empty()).map(|c| {
+        let esc = c
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("{esc}%")
+    });
+    let values: Vec<Box<dyn ToSql + Sync>> = vec![
+        Box::new(f.repo_id),
+        Box::new(f.status.map(|s| s.as_str().to_string())),
+        Box::new(text(&f.event)),
+        Box::new(full_ref),
+        Box::new(branch.map(|b| b.trim_start_matches("refs/heads/").to_string())),
+        Box::new(text(&f.workflow)),
+        Box::new(workflow_file),
+        Box::new(text(&f.conclusion)),
+        Box::new(commit),
+        Box::new(text(&f.actor)),
+        Box::new(f.pull_request),
+    ];
+    let cond = "($1::bigint IS NULL OR repo_id = $1) AND ($2::text IS NULL OR status = $2) \
+         AND ($3::text IS NULL OR event = $3) \
+         AND ($4::text IS NULL OR git_ref = $4 OR (payload::jsonb #>> '{pull_request,head,ref}') = $5::text) \
+         AND ($6::text IS NULL OR workflow_name = $6 OR workflow_path = $6 OR workflow_path = $7::text) \
+         AND ($8::text IS NULL OR conclusion = $8) AND ($9::text IS NULL OR sha LIKE $9 ESCAPE '\\') \
+         AND ($10::text IS NULL OR actor = $10) \
+         AND ($11::bigint IS NULL OR (payload::jsonb #>> '{pull_request,number}') = $11::text \
+              OR git_ref IN ('refs/pull/' || $11::text || '/merge', 'refs/pull/' || $11::text || '/head'))"
+        .to_string();
+    (cond, values)
+}
+
+/// The attempt a read without one means: the job's latest (at least 1).
+const LATEST_ATTEMPT: &str =
+    "COALESCE($2::bigint, (SELECT GREATEST(attempt, 1) FROM jobs WHERE id = $1))";
+
+impl Store for PgStore {
+    fn create_repo(&self, repo: &NewRepo) -> Result<Repo> {
+        let sealed = match &repo.webhook_secret {
+            Some(s) => Some(self.secrets.seal(s.as_bytes())?),
+            None => None,
+        };
+        let row = self.query_one(
+            &format!(
+                "INSERT INTO repos (name, clone_url, forge, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT(name) DO UPDATE SET clone_url = excluded.clone_url, forge = excluded.forge, \
+                 webhook_secret = COALESCE(excluded.webhook_secret, repos.webhook_secret) RETURNING {REPO_COLS}"
+            ),
+            &[&repo.name, &repo.clone_url, &repo.forge, &sealed, &now_ms()],
+        )?;
+        repo_from_row(&row)
+    }
+
+    fn list_repos(&self) -> Result<Vec<Repo>> {
+        rows(
+            self.query(&format!("SELECT {REPO_COLS} FROM repos ORDER BY id"), &[])?,
+            repo_from_row,
+        )
+    }
+
+    fn get_repo(&self, id: i64) -> Result<Option<Repo>> {
+        self.query_opt(
+            &format!("SELECT {REPO_COLS} FROM repos WHERE id = $1"),
+            &[&id],
+        )?
+        .as_ref()
+        .map(repo_from_row)
+        .transpose()
+    }
+
+    fn find_repo(&self, name: &str) -> Result<Option<Repo>> {
+        self.query_opt(
+            &format!("SELECT {REPO_COLS} FROM repos WHERE name = $1"),
+            &[&name],
+        )?
+        .as_ref()
+        .map(repo_from_row)
+        .transpose()
+    }
+
+    fn repo_webhook_secret(&self, id: i64) -> Result<Option<String>> {
+        let row = self.query_opt("SELECT webhook_secret FROM repos WHERE id = $1", &[&id])?;
+        match row.map(|r| col::<Option<Vec<u8>>>(&r, "webhook_secret")) {
+            Some(sealed) => sealed?.map(|s| self.open_sealed(&s)).transpose(),
+            None => Ok(None),
+        }
+    }
+
+    fn record_delivery(
+        &self,
+        delivery_id: &str,
+        repo_id: Option<i64>,
+        event: &str,
+        outcome: &str,
+        runs: &[NewRun],
+    ) -> Result<Option<Vec<i64>>> {
+        self.tx(|c| {
+            // Two servers handed the same delivery: the second waits on the unique
+            // index until the first commits, then inserts nothing.
+            let row = c.query_opt(
+                "INSERT INTO deliveries (delivery_id, repo_id, event, outcome, run_ids, received_at) \
+                 VALUES ($1, $2, $3, $4, '[]', $5) ON CONFLICT(delivery_id) DO NOTHING RETURNING id",
+                &[&delivery_id, &repo_id, &event, &outcome, &now_ms()],
+            )?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let id: i64 = col(&row, "id")?;
+            let mut run_ids = Vec::new();
+            for run in runs {
+                run_ids.push(insert_run(c, run)?);
+            }
+            c.execute(
+                "UPDATE deliveries SET run_ids = $1 WHERE id = $2",
+                &[&serde_json::to_string(&run_ids)?, &id],
+            )?;
+            Ok(Some(run_ids))
+        })
+    }
+
+    fn list_deliveries(&self, limit: i64) -> Result<Vec<Delivery>> {
+        rows(
+            self.query(
+                "SELECT id, delivery_id, repo_id, event, outcome, run_ids, received_at FROM deliveries \
+                 ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )?,
+            |r| {
+                Ok(Delivery {
+                    id: col(r, "id")?,
+                    delivery_id: col(r, "delivery_id")?,
+                    repo_id: col(r, "repo_id")?,
+                    event: col(r, "event")?,
+                    outcome: col(r, "outcome")?,
+                    run_ids: serde_json::from_str(&col::<String>(r, "run_ids")?)
+                        .unwrap_or_default(),
+                    received_at: col(r, "received_at")?,
+                })
+            },
+        )
+    }
+
+    fn latest_delivery_with_prefix(&self, repo_id: i64, prefix: &str) -> Result<Option<String>> {
+        // substr, not LIKE: a ref name may hold `%` or `_`.
+        self.query_opt(
+            "SELECT delivery_id FROM deliveries WHERE repo_id = $1 \
+             AND substr(delivery_id, 1, length($2::text)) = $2::text ORDER BY id DESC LIMIT 1",
+            &[&repo_id, &prefix],
+        )?
+        .map(|r| col(&r, "delivery_id"))
+        .transpose()
+    }
+
+    fn create_run(&self, run: &NewRun) -> Result<i64> {
+        self.tx(|c| insert_run(c, run))
+    }
+
+    fn get_run(&self, id: i64) -> Result<Option<Run>> {
+        Ok(self.query_runs("WHERE id = $1", &[&id])?.pop())
+    }
+
+    fn run_context(&self, id: i64) -> Result<serde_json::Value> {
+        let s: String = col(
+            &self.query_one("SELECT context FROM runs WHERE id = $1", &[&id])?,
+            "context",
+        )?;
+        Ok(serde_json::from_str(&s)?)
+    }
+
+    fn run_payload(&self, id: i64) -> Result<serde_json::Value> {
+        let s: String = col(
+            &self.query_one("SELECT payload FROM runs WHERE id = $1", &[&id])?,
+            "payload",
+        )?;
+        Ok(serde_json::from_str(&s)?)
+    }
+
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<Run>> {
+        let (cond, mut values) = run_filter_sql(f);
+        values.push(Box::new(f.before));
+        values.push(Box::new(f.limit.unwrap_or(100)));
+        let n = values.len();
+        let params: Vec<Param> = values.iter().map(|v| &**v as Param).collect();
+        self.query_runs(
+            &format!(
+                "WHERE {cond} AND (${b}::bigint IS NULL OR id < ${b}) ORDER BY id DESC LIMIT ${n}",
+                b = n - 1
+            ),
+            &params,
+        )
+    }
+
+    fn count_runs(&self, f: &RunFilter) -> Result<i64> {
+        let (cond, values) = run_filter_sql(f);
+        let params: Vec<Param> = values.iter().map(|v| &**v as Param).collect();
+        col(
+            &self.query_one(
+                &format!("SELECT COUNT(*) AS n FROM runs WHERE {cond}"),
+                &params,
+            )?,
+            "n",
+        )
+    }
+
+    fn active_runs(&self) -> Result<Vec<Run>> {
+        self.query_runs("WHERE status != 'completed' ORDER BY id", &[])
+    }
+
+    fn set_run_status(
+        &self,
+        id: i64,
+        status: Status,
+        conclusion: Option<Conclusion>,
+        waiting: Option<&str>,
+    ) -> Result<()> {
+        self.execute(
+            "UPDATE runs SET status = $2::text, conclusion = $3, waiting_reason = $4, \
+             started_at = CASE WHEN $2::text = 'running' AND started_at IS NULL THEN $5 ELSE started_at END, \
+             finished_at = CASE WHEN $2::text = 'completed' THEN $5 ELSE NULL END WHERE id = $1",
+            &[
+                &id,
+                &status.as_str(),
+                &conclusion.map(Conclusion::as_str),
+                &waiting,
+                &now_ms(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn jobs_of_run(&self, run_id: i64) -> Result<Vec<Job>> {
+        self.query_jobs_light("WHERE run_id = $1 ORDER BY id", &[&run_id])
+    }
+
+    fn jobs_of_run_in(&self, run_id: i64, status: Status) -> Result<Vec<Job>> {
+        self.query_jobs_light(
+            "WHERE run_id = $1 AND status = $2 ORDER BY id",
+            &[&run_id, &status.as_str()],
+        )
+    }
+
+    fn add_jobs(&self, run_id: i64, jobs: &[NewJob]) -> Result<Vec<i64>> {
+        self.tx(|c| insert_jobs(c, run_id, jobs))
+    }
+
+    fn set_job_spec(&self, job_id: i64, name: &str, spec: &serde_json::Value) -> Result<()> {
+        self.execute(
+            "UPDATE jobs SET name = $2, spec = $3 WHERE id = $1",
+            &[&job_id, &name, &spec.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn set_job_group(&self, job_id: i64, group: Option<&str>) -> Result<()> {
+        self.execute(
+            "UPDATE jobs SET concurrency_group = $2 WHERE id = $1",
+            &[&job_id, &group],
+        )?;
+        Ok(())
+    }
+
+    fn jobs_in_group(&self, group: &str) -> Result<Vec<Job>> {
+        self.query_jobs_light(
+            "WHERE concurrency_group = $1 AND status != 'completed' ORDER BY id",
+            &[&group],
+        )
+    }
+
+    fn job_group(&self, job_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .query_opt(
+                "SELECT concurrency_group FROM jobs WHERE id = $1",
+                &[&job_id],
+            )?
+            .map(|r| col::<Option<String>>(&r, "concurrency_group"))
+            .transpose()?
+            .flatten())
+    }
+
+    fn job_counts(&self, run_id: i64) -> Result<JobCounts> {
+        let r = self.query_one(
+            "SELECT count(*) AS total, \
+             count(*) FILTER (WHERE status = 'completed') AS completed, \
+             count(*) FILTER (WHERE status = 'running') AS running, \
+             count(*) FILTER (WHERE status = 'completed' AND conclusion = 'failure') AS failed, \
+             count(*) FILTER (WHERE status = 'completed' AND conclusion = 'cancelled') AS cancelled \
+             FROM jobs WHERE run_id = $1",
+            &[&run_id],
+        )?;
+        Ok(JobCounts {
+            total: col(&r, "total")?,
+            completed: col(&r, "completed")?,
+            running: col(&r, "running")?,
+            failed: col(&r, "failed")?,
+            cancelled: col(&r, "cancelled")?,
+        })
+    }
+
+    fn get_job(&self, id: i64) -> Result<Option<Job>> {
+        Ok(self.query_jobs("WHERE id = $1", &[&id])?.pop())
+    }
+
+    fn update_job(&self, id: i64, u: &JobUpdate) -> Result<()> {
+        let mut c = self.c()?;
+        if let Some(s) = &u.status {
+            c.execute(
+                "UPDATE jobs SET status = $2 WHERE id = $1",
+                &[&id, &s.as_str()],
+            )?;
+        }
+        if let Some(v) = &u.conclusion {
+            c.execute(
+                "UPDATE jobs SET conclusion = $2 WHERE id = $1",
+                &[&id, &v.map(Conclusion::as_str)],
+            )?;
+        }
+        if let Some(v) = &u.waiting_reason {
+            c.execute(
+                "UPDATE jobs SET waiting_reason = $2 WHERE id = $1",
+                &[&id, v],
+            )?;
+        }
+        if let Some(v) = u.approved {
+            c.execute("UPDATE jobs SET approved = $2 WHERE id = $1", &[&id, &v])?;
+        }
+        if let Some(v) = u.not_before {
+            c.execute("UPDATE jobs SET not_before = $2 WHERE id = $1", &[&id, &v])?;
+        }
+        if let Some(v) = u.finished_at {
+            c.execute(
+                "UPDATE jobs SET finished_at = $2, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+                &[&id, &v],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn request_cancel(&self, job_id: i64) -> Result<()> {
+        self.execute(
+            "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1",
+            &[&job_id],
+        )?;
+        Ok(())
+    }
+
+    fn reset_jobs(&self, run_id: i64, job_ids: &[i64], max_attempts: i64) -> Result<()> {
+        let more = max_attempts.max(1);
+        self.tx(|c| {
+            for id in job_ids {
+                c.execute(
+                    "UPDATE jobs SET status = 'waiting', conclusion = NULL, waiting_reason = 'waiting for the scheduler', \
+                     outputs = '{}', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = FALSE, \
+                     approved = FALSE, not_before = NULL, started_at = NULL, finished_at = NULL, \
+                     max_attempts = attempt + $3 WHERE id = $1 AND run_id = $2",
+                    &[id, &run_id, &more],
+                )?;
+            }
+            c.execute(
+                "UPDATE runs SET status = 'queued', conclusion = NULL, finished_at = NULL, attempt = attempt + 1 WHERE id = $1",
+                &[&run_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn upsert_step(&self, s: &Step) -> Result<()> {
+        self.execute(
+            "INSERT INTO steps (job_id, attempt, idx, name, status, conclusion, started_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT(job_id, attempt, idx) DO UPDATE SET name = excluded.name, \
+             status = excluded.status, conclusion = excluded.conclusion, \
+             started_at = COALESCE(steps.started_at, excluded.started_at), finished_at = excluded.finished_at",
+            &[
+                &s.job_id,
+                &s.attempt,
+                &s.idx,
+                &s.name,
+                &s.status.as_str(),
+                &s.conclusion.map(Conclusion::as_str),
+                &s.started_at,
+                &s.finished_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn steps_of_job(&self, job_id: i64, attempt: Option<i64>) -> Result<Vec<Step>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT job_id, attempt, idx, name, status, conclusion, started_at, finished_at FROM steps \
+                     WHERE job_id = $1 AND attempt = {LATEST_ATTEMPT} ORDER BY idx"
+                ),
+                &[&job_id, &attempt],
+            )?,
+            |r| {
+                Ok(Step {
+                    job_id: col(r, "job_id")?,
+                    attempt: col(r, "attempt")?,
+                    idx: col(r, "idx")?,
+                    name: col(r, "name")?,
+                    status: named(r, "status")?,
+                    conclusion: named_opt(r, "conclusion")?,
+                    started_at: col(r, "started_at")?,
+                    finished_at: col(r, "finished_at")?,
+                })
+            },
+        )
+    }
+
+    fn runnable_jobs(&self, labels: &[String], limit: i64) -> Result<Vec<Job>> {
+        // Label matching happens in Rust, as in SQLite: a job's labels must all be offered.
+        let jobs = self.query_jobs(
+            "WHERE status = 'queued' ORDER BY id LIMIT $1",
+            &[&(limit.max(1) * 8)],
+        )?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| {
+                j.labels
+                    .iter()
+                    .all(|l| labels.iter().any(|o| o.eq_ignore_ascii_case(l)))
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
+    fn claim_job(&self, job_id: i64, agent: &str, lease_ms: i64) -> Result<Option<Lease>> {
+        let now = now_ms();
+        let expires = now + lease_ms;
+        // One round trip: lock the row if nobody else holds it, lease it, return it.
+        let row = self.query_opt(
+            &format!(
+                "UPDATE jobs SET status = 'running', lease_owner = $2, lease_expires_at = $3, \
+                 fence = fence + 1, attempt = attempt + 1, waiting_reason = NULL, started_at = $4 \
+                 WHERE id = (SELECT id FROM jobs WHERE id = $1 AND status = 'queued' FOR UPDATE SKIP LOCKED) \
+                 RETURNING {JOB_COLS}"
+            ),
+            &[&job_id, &agent, &expires, &now],
+        )?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job = job_from_row(&row)?;
+        Ok(Some(Lease {
+            fence: job.fence,
+            expires_at: expires,
+            job,
+        }))
+    }
+
+    fn heartbeat(&self, job_id: i64, fence: i64, lease_ms: i64) -> Result<LeaseCheck> {
+        // As in SQLite: the lease row is rewritten only once a third of it was used.
+        let mut c = self.c()?;
+        let Some(r) = c.query_opt(
+            "SELECT fence, status, cancel_requested, lease_expires_at FROM jobs WHERE id = $1",
+            &[&job_id],
+        )?
+        else {
+            return Ok(LeaseCheck::Lost);
+        };
+        let current: i64 = col(&r, "fence")?;
+        let status: Status = named(&r, "status")?;
+        let cancel: bool = col(&r, "cancel_requested")?;
+        let expires: Option<i64> = col(&r, "lease_expires_at")?;
+        if current != fence || status != Status::Running {
+            return Ok(LeaseCheck::Lost);
+        }
+        let now = now_ms();
+        if expires.unwrap_or(0) < now + lease_ms * 2 / 3 {
+            let changed = c.execute(
+                "UPDATE jobs SET lease_expires_at = $3 WHERE id = $1 AND fence = $2 AND status = 'running'",
+                &[&job_id, &fence, &(now + lease_ms)],
+            )?;
+            if changed == 0 {
+                return Ok(LeaseCheck::Lost);
+            }
+        }
+        Ok(LeaseCheck::Held {
+            cancel_requested: cancel,
+        })
+    }
+
+    fn complete_job(
+        &self,
+        job_id: i64,
+        fence: i64,
+        conclusion: Conclusion,
+        outputs: &serde_json::Value,
+    ) -> Result<bool> {
+        let changed = self.execute(
+            "UPDATE jobs SET status = 'completed', conclusion = $3, outputs = $4, finished_at = $5, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND fence = $2 AND status = 'running'",
+            &[
+                &job_id,
+                &fence,
+                &conclusion.as_str(),
+                &outputs.to_string(),
+                &now_ms(),
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn expired_leases(&self, now: Millis) -> Result<Vec<Job>> {
+        self.query_jobs(
+            "WHERE status = 'running' AND lease_expires_at < $1 ORDER BY id",
+            &[&now],
+        )
+    }
+
+    fn jobs_leased_by_prefix(&self, owner_prefix: &str) -> Result<Vec<Job>> {
+        self.query_jobs(
+            "WHERE status = 'running' AND substr(lease_owner, 1, length($1::text)) = $1::text ORDER BY id",
+            &[&owner_prefix],
+        )
+    }
+
+    fn release_lease(&self, job_id: i64, fence: i64, requeue: bool, reason: &str) -> Result<bool> {
+        self.tx(|c| {
+            let changed = if requeue {
+                c.execute(
+                    "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, waiting_reason = $3 \
+                     WHERE id = $1 AND fence = $2 AND status = 'running'",
+                    &[&job_id, &fence, &reason],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE jobs SET status = 'completed', conclusion = 'failure', lease_owner = NULL, \
+                     lease_expires_at = NULL, waiting_reason = $3, finished_at = $4 \
+                     WHERE id = $1 AND fence = $2 AND status = 'running'",
+                    &[&job_id, &fence, &reason, &now_ms()],
+                )?
+            };
+            if changed == 1 && !requeue {
+                // Steps that were running when the agent vanished did not finish.
+                c.execute(
+                    "UPDATE steps SET status = 'completed', conclusion = 'failure', finished_at = $2 \
+                     WHERE job_id = $1 AND status != 'completed'",
+                    &[&job_id, &now_ms()],
+                )?;
+            }
+            Ok(changed == 1)
+        })
+    }
+
+    fn queue_depth(&self) -> Result<i64> {
+        col(
+            &self.query_one(
+                "SELECT count(*) AS n FROM jobs WHERE status = 'queued'",
+                &[],
+            )?,
+            "n",
+        )
+    }
+
+    fn append_log_chunk(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        idx: i64,
+        first_line: i64,
+        lines: &str,
+    ) -> Result<bool> {
+        let line_count = lines.lines().count() as i64;
+        let data = compress(lines);
+        let changed = self.execute(
+            "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT(job_id, attempt, idx) DO NOTHING",
+            &[
+                &job_id,
+                &attempt,
+                &idx,
+                &first_line,
+                &line_count,
+                &(lines.len() as i64),
+                &data,
+            ],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn log_chunks(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        from_idx: i64,
+    ) -> Result<Vec<LogChunk>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = $1 \
+                     AND idx >= $3 AND attempt = {LATEST_ATTEMPT} ORDER BY idx"
+                ),
+                &[&job_id, &attempt, &from_idx],
+            )?,
+            chunk_from_row,
+        )
+    }
+
+    fn log_chunks_for_lines(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<LogChunk>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = $1 \
+                     AND first_line < $4 AND first_line + line_count > $3 \
+                     AND attempt = {LATEST_ATTEMPT} ORDER BY idx"
+                ),
+                &[&job_id, &attempt, &from, &to],
+            )?,
+            chunk_from_row,
+        )
+    }
+
+    fn log_attempts(&self, job_id: i64) -> Result<Vec<i64>> {
+        rows(
+            self.query(
+                "SELECT attempt FROM log_chunks WHERE job_id = $1 \
+                 UNION SELECT attempt FROM steps WHERE job_id = $1 ORDER BY 1",
+                &[&job_id],
+            )?,
+            |r| col(r, "attempt"),
+        )
+    }
+
+    fn log_stats(&self, job_id: i64, attempt: Option<i64>) -> Result<(i64, i64)> {
+        let r = self.query_one(
+            &format!(
+                "SELECT count(*) AS chunks, COALESCE(max(first_line + line_count), 0) AS lines \
+                 FROM log_chunks WHERE job_id = $1 AND attempt = {LATEST_ATTEMPT}"
+            ),
+            &[&job_id, &attempt],
+        )?;
+        Ok((col(&r, "chunks")?, col(&r, "lines")?))
+    }
+
+    fn log_bytes(&self, job_id: i64, attempt: i64) -> Result<i64> {
+        col(
+            &self.query_one(
+                "SELECT COALESCE(sum(raw_len), 0)::bigint AS n FROM log_chunks WHERE job_id = $1 AND attempt = $2",
+                &[&job_id, &attempt],
+            )?,
+            "n",
+        )
+    }
+
+    fn set_secret(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
+        let sealed = self.secrets.seal(value.as_bytes())?;
+        self.execute(
+            "INSERT INTO secrets (repo_id, environment, name, sealed, updated_at) VALUES ($1, '', $2, $3, $4) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            &[&repo_id.unwrap_or(0), &name, &sealed, &now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_secret(&self, repo_id: Option<i64>, name: &str) -> Result<bool> {
+        Ok(self.execute(
+            "DELETE FROM secrets WHERE repo_id = $1 AND environment = '' AND name = $2",
+            &[&repo_id.unwrap_or(0), &name],
+        )? == 1)
+    }
+
+    fn secret_names(&self, repo_id: Option<i64>) -> Result<Vec<String>> {
+        // Byte order, as SQLite sorts: the database's locale must not reorder names.
+        rows(
+            self.query(
+                "SELECT name FROM secrets WHERE repo_id = $1 AND environment = '' ORDER BY name COLLATE \"C\"",
+                &[&repo_id.unwrap_or(0)],
+            )?,
+            |r| col(r, "name"),
+        )
+    }
+
+    fn secrets_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>> {
+        let found = self.query(
+            "SELECT name, sealed FROM secrets WHERE repo_id IN (0, $1) AND environment = '' ORDER BY repo_id",
+            &[&repo_id],
+        )?;
+        let mut out = BTreeMap::new();
+        for r in found {
+            let sealed: Vec<u8> = col(&r, "sealed")?;
+            out.insert(col(&r, "name")?, self.open_sealed(&sealed)?);
+        }
+        Ok(out)
+    }
+
+    fn set_variable(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO variables (repo_id, environment, name, value) VALUES ($1, '', $2, $3) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET value = excluded.value",
+            &[&repo_id.unwrap_or(0), &name, &value],
+        )?;
+        Ok(())
+    }
+
+    fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>> {
+        let found = self.query(
+            "SELECT name, value FROM variables WHERE repo_id IN (0, $1) AND environment = '' ORDER BY repo_id",
+            &[&repo_id],
+        )?;
+        found
+            .iter()
+            .map(|r| Ok((col(r, "name")?, col(r, "value")?)))
+            .collect()
+    }
+
+    fn set_environment(&self, repo_id: i64, name: &str, p: &Protection) -> Result<()> {
+        self.execute(
+            "INSERT INTO environments (repo_id, name, protection) VALUES ($1, $2, $3) \
+             ON CONFLICT(repo_id, name) DO UPDATE SET protection = excluded.protection",
+            &[&repo_id, &name, &serde_json::to_string(p)?],
+        )?;
+        Ok(())
+    }
+
+    fn get_environment(&self, repo_id: i64, name: &str) -> Result<Option<Protection>> {
+        let row = self.query_opt(
+            "SELECT protection FROM environments WHERE repo_id = $1 AND name = $2",
+            &[&repo_id, &name],
+        )?;
+        match row {
+            Some(r) => Ok(Some(serde_json::from_str(&col::<String>(
+                &r,
+                "protection",
+            )?)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn set_env_secret(&self, repo_id: i64, env: &str, name: &str, value: &str) -> Result<()> {
+        let sealed = self.secrets.seal(value.as_bytes())?;
+        self.execute(
+            "INSERT INTO secrets (repo_id, environment, name, sealed, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            &[&repo_id, &env, &name, &sealed, &now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_env_secret(&self, repo_id: i64, env: &str, name: &str) -> Result<bool> {
+        Ok(self.execute(
+            "DELETE FROM secrets WHERE repo_id = $1 AND environment = $2 AND name = $3",
+            &[&repo_id, &env, &name],
+        )? == 1)
+    }
+
+    fn env_secret_names(&self, repo_id: i64, env: &str) -> Result<Vec<String>> {
+        rows(
+            self.query(
+                "SELECT name FROM secrets WHERE repo_id = $1 AND environment = $2 ORDER BY name COLLATE \"C\"",
+                &[&repo_id, &env],
+            )?,
+            |r| col(r, "name"),
+        )
+    }
+
+    fn env_secrets(&self, repo_id: i64, env: Option<&str>) -> Result<BTreeMap<String, String>> {
+        let found = self.query(
+            "SELECT environment, name, sealed FROM secrets WHERE repo_id = $1 AND environment <> '' \
+             AND ($2::text IS NULL OR environment = $2::text) ORDER BY environment, name COLLATE \"C\"",
+            &[&repo_id, &env],
+        )?;
+        let mut out = BTreeMap::new();
+        for r in found {
+            let environment: String = col(&r, "environment")?;
+            let name: String = col(&r, "name")?;
+            let sealed: Vec<u8> = col(&r, "sealed")?;
+            let key = if env.is_some() {
+                name
+            } else {
+                format!("{environment}/{name}")
+            };
+            out.insert(key, self.open_sealed(&sealed)?);
+        }
+        Ok(out)
+    }
+
+    fn set_env_variable(&self, repo_id: i64, env: &str, name: &str, value: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO variables (repo_id, environment, name, value) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT(repo_id, environment, name) DO UPDATE SET value = excluded.value",
+            &[&repo_id, &env, &name, &value],
+        )?;
+        Ok(())
+    }
+
+    fn env_variables(&self, repo_id: i64, env: &str) -> Result<BTreeMap<String, String>> {
+        let found = self.query(
+            "SELECT name, value FROM variables WHERE repo_id = $1 AND environment = $2 AND environment <> ''",
+            &[&repo_id, &env],
+        )?;
+        found
+            .iter()
+            .map(|r| Ok((col(r, "name")?, col(r, "value")?)))
+            .collect()
+    }
+
+    fn set_environments_loaded(&self, repo_id: i64) -> Result<()> {
+        self.execute(
+            "UPDATE repos SET environments_loaded_at = $2 WHERE id = $1",
+            &[&repo_id, &now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn environments_loaded(&self, repo_id: i64) -> Result<bool> {
+        let row = self.query_opt(
+            "SELECT environments_loaded_at FROM repos WHERE id = $1",
+            &[&repo_id],
+        )?;
+        Ok(match row {
+            Some(r) => col::<Option<i64>>(&r, "environments_loaded_at")?.is_some(),
+            None => false,
+        })
+    }
+
+    fn set_approval_policy(&self, repo_id: i64, policy: &str) -> Result<bool> {
+        Ok(self.execute(
+            "UPDATE repos SET approval_policy = $2 WHERE id = $1",
+            &[&repo_id, &policy],
+        )? == 1)
+    }
+
+    fn approval_policy(&self, repo_id: i64) -> Result<String> {
+        let row = self.query_opt(
+            "SELECT approval_policy FROM repos WHERE id = $1",
+            &[&repo_id],
+        )?;
+        match row {
+            Some(r) => col(&r, "approval_policy"),
+            None => Ok("none".into()),
+        }
+    }
+
+    fn set_run_held(&self, run_id: i64, held: bool) -> Result<()> {
+        self.execute("UPDATE runs SET held = $2 WHERE id = $1", &[&run_id, &held])?;
+        Ok(())
+    }
+
+    fn run_held(&self, run_id: i64) -> Result<bool> {
+        let row = self.query_opt("SELECT held FROM runs WHERE id = $1", &[&run_id])?;
+        match row {
+            Some(r) => col(&r, "held"),
+            None => Ok(false),
+        }
+    }
+
+    fn create_approval(&self, job_id: i64, run_id: i64, environment: &str) -> Result<i64> {
+        col(
+            &self.query_one(
+                "INSERT INTO approvals (job_id, run_id, environment, state, created_at, run_attempt) \
+                 VALUES ($1, $2, $3, 'pending', $4, (SELECT attempt FROM runs WHERE id = $2)) RETURNING id",
+                &[&job_id, &run_id, &environment, &now_ms()],
+            )?,
+            "id",
+        )
+    }
+
+    fn expire_approvals(&self, run_id: i64, reason: &str) -> Result<usize> {
+        Ok(self.execute(
+            "UPDATE approvals SET state = 'cancelled', comment = $2, decided_at = $3 \
+             WHERE run_id = $1 AND state = 'pending'",
+            &[&run_id, &reason, &now_ms()],
+        )? as usize)
+    }
+
+    fn decide_approval(
+        &self,
+        id: i64,
+        approve: bool,
+        reviewer: &str,
+        comment: &str,
+    ) -> Result<Option<Approval>> {
+        let state = if approve {
+            ApprovalState::Approved
+        } else {
+            ApprovalState::Rejected
+        };
+        self.query_opt(
+            &format!(
+                "UPDATE approvals SET state = $2, reviewer = $3, comment = $4, decided_at = $5 \
+                 WHERE id = $1 AND state = 'pending' RETURNING {APPROVAL_COLS}"
+            ),
+            &[&id, &state.as_str(), &reviewer, &comment, &now_ms()],
+        )?
+        .as_ref()
+        .map(approval_from_row)
+        .transpose()
+    }
+
+    fn list_approvals(&self, pending_only: bool) -> Result<Vec<Approval>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT {APPROVAL_COLS} FROM approvals WHERE (NOT $1::boolean OR state = 'pending') \
+                     ORDER BY id DESC LIMIT 200"
+                ),
+                &[&pending_only],
+            )?,
+            approval_from_row,
+        )
+    }
+
+    fn approvals_of_job(&self, job_id: i64) -> Result<Vec<Approval>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT {APPROVAL_COLS} FROM approvals WHERE job_id = $1 \
+                     AND run_attempt = (SELECT attempt FROM runs WHERE runs.id = approvals.run_id) ORDER BY id"
+                ),
+                &[&job_id],
+            )?,
+            approval_from_row,
+        )
+    }
+
+    fn record_deployment(
+        &self,
+        run_id: i64,
+        job_id: i64,
+        env: &str,
+        sha: &str,
+        status: Conclusion,
+    ) -> Result<i64> {
+        col(
+            &self.query_one(
+                "INSERT INTO deployments (run_id, job_id, environment, sha, status, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[&run_id, &job_id, &env, &sha, &status.as_str(), &now_ms()],
+            )?,
+            "id",
+        )
+    }
+
+    fn list_deployments(&self, env: Option<&str>) -> Result<Vec<Deployment>> {
+        rows(
+            self.query(
+                "SELECT id, run_id, job_id, environment, sha, status, created_at FROM deployments \
+                 WHERE ($1::text IS NULL OR environment = $1::text) ORDER BY id DESC LIMIT 200",
+                &[&env],
+            )?,
+            |r| {
+                Ok(Deployment {
+                    id: col(r, "id")?,
+                    run_id: col(r, "run_id")?,
+                    job_id: col(r, "job_id")?,
+                    environment: col(r, "environment")?,
+                    sha: col(r, "sha")?,
+                    status: named(r, "status")?,
+                    created_at: col(r, "created_at")?,
+                })
+            },
+        )
+    }
+
+    fn upsert_agent(&self, a: &Agent) -> Result<()> {
+        self.execute(
+            "INSERT INTO agents (id, name, labels, capacity, last_seen, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
+             capacity = excluded.capacity, last_seen = excluded.last_seen",
+            &[
+                &a.id,
+                &a.name,
+                &serde_json::to_string(&a.labels)?,
+                &a.capacity,
+                &a.last_seen,
+                &a.created_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_agents(&self) -> Result<Vec<Agent>> {
+        rows(
+            self.query(
+                "SELECT id, name, labels, capacity, last_seen, created_at FROM agents ORDER BY last_seen DESC",
+                &[],
+            )?,
+            |r| {
+                Ok(Agent {
+                    id: col(r, "id")?,
+                    name: col(r, "name")?,
+                    labels: json_list(r, "labels")?,
+                    capacity: col(r, "capacity")?,
+                    last_seen: col(r, "last_seen")?,
+                    created_at: col(r, "created_at")?,
+                })
+            },
+        )
+    }
+
+    fn create_token(&self, name: &str, role: Role) -> Result<String> {
+        Ok(self.create_token_expiring(name, role, None)?.1)
+    }
+
+    fn create_token_scoped(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<Millis>,
+        scope: &TokenScope,
+    ) -> Result<(i64, String)> {
+        let token = random_token()?;
+        let id = col(
+            &self.query_one(
+                "INSERT INTO api_tokens (name, role, hash, created_at, expires_at, scope) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &name,
+                    &role.as_str(),
+                    &sha256_hex(token.as_bytes()),
+                    &now_ms(),
+                    &expires_at,
+                    &serde_json::to_string(scope)?,
+                ],
+            )?,
+            "id",
+        )?;
+        Ok((id, token))
+    }
+
+    fn revoke_token(&self, id: i64) -> Result<bool> {
+        Ok(self.execute(
+            "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &now_ms()],
+        )? == 1)
+    }
+
+    fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>> {
+        let hash = sha256_hex(plaintext.as_bytes());
+        // An expired or revoked token is no token.
+        let Some(r) = self.query_opt(
+            "SELECT id, name, role, created_at, expires_at, scope FROM api_tokens WHERE hash = $1 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            &[&hash, &now_ms()],
+        )?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = col(&r, "id")?;
+        // A scope that cannot be read must not widen into "anything".
+        let scope: TokenScope = serde_json::from_str(&col::<String>(&r, "scope")?)
+            .map_err(|e| anyhow!("token {id}: unreadable scope column: {e}"))?;
+        let role: String = col(&r, "role")?;
+        Ok(match Role::parse(&role) {
+            Some(role) => Some(TokenInfo {
+                id,
+                name: col(&r, "name")?,
+                role,
+                created_at: col(&r, "created_at")?,
+                expires_at: col(&r, "expires_at")?,
+                revoked_at: None,
+                scope,
+            }),
+            None => None,
+        })
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let found = self.query(
+            "SELECT id, name, role, created_at, expires_at, revoked_at, scope FROM api_tokens ORDER BY id",
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for r in found {
+            let id: i64 = col(&r, "id")?;
+            let scope = serde_json::from_str(&col::<String>(&r, "scope")?)
+                .map_err(|e| anyhow!("token {id}: unreadable scope column: {e}"))?;
+            if let Some(role) = Role::parse(&col::<String>(&r, "role")?) {
+                out.push(TokenInfo {
+                    id,
+                    name: col(&r, "name")?,
+                    role,
+                    created_at: col(&r, "created_at")?,
+                    expires_at: col(&r, "expires_at")?,
+                    revoked_at: col(&r, "revoked_at")?,
+                    scope,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn token_count(&self) -> Result<i64> {
+        col(
+            &self.query_one("SELECT count(*) AS n FROM api_tokens", &[])?,
+            "n",
+        )
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+            &[&now_ms(), &actor, &action, &target, &detail.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn list_audit(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        rows(
+            self.query(
+                "SELECT id, at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )?,
+            |r| {
+                Ok(AuditEntry {
+                    id: col(r, "id")?,
+                    at: col(r, "at")?,
+                    actor: col(r, "actor")?,
+                    action: col(r, "action")?,
+                    target: col(r, "target")?,
+                    detail: json_value(r, "detail")?,
+                })
+            },
+        )
+    }
+
+    fn set_forge_credential(&self, repo_id: i64, cred: &ForgeCredential) -> Result<()> {
+        let sealed = self.secrets.seal(cred.token.as_bytes())?;
+        self.execute(
+            "INSERT INTO forge_credentials (repo_id, kind, api_url, project, sealed, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(repo_id) DO UPDATE SET kind = excluded.kind, \
+             api_url = excluded.api_url, project = excluded.project, sealed = excluded.sealed, \
+             updated_at = excluded.updated_at",
+            &[
+                &repo_id,
+                &cred.kind,
+                &cred.api_url,
+                &cred.project,
+                &sealed,
+                &now_ms(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn forge_credential(&self, repo_id: i64) -> Result<Option<ForgeCredential>> {
+        let Some(r) = self.query_opt(
+            "SELECT kind, api_url, project, sealed FROM forge_credentials WHERE repo_id = $1",
+            &[&repo_id],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ForgeCredential {
+            kind: col(&r, "kind")?,
+            api_url: col(&r, "api_url")?,
+            project: col(&r, "project")?,
+            token: self.open_sealed(&col::<Vec<u8>>(&r, "sealed")?)?,
+        }))
+    }
+
+    fn delete_forge_credential(&self, repo_id: i64) -> Result<bool> {
+        Ok(self.execute(
+            "DELETE FROM forge_credentials WHERE repo_id = $1",
+            &[&repo_id],
+        )? > 0)
+    }
+
+    fn create_notification_rule(&self, rule: &NotificationRule) -> Result<i64> {
+        let target = self.secrets.seal(rule.target.as_bytes())?;
+        let secret = match &rule.secret {
+            Some(s) => Some(self.secrets.seal(s.as_bytes())?),
+            None => None,
+        };
+        col(
+            &self.query_one(
+                "INSERT INTO notification_rules (repo_id, events, channel, target, secret, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &rule.repo_id,
+                    &serde_json::to_string(&rule.events)?,
+                    &rule.channel,
+                    &target,
+                    &secret,
+                    &now_ms(),
+                ],
+            )?,
+            "id",
+        )
+    }
+
+    fn notification_rules(&self) -> Result<Vec<NotificationRule>> {
+        let found = self.query(
+            "SELECT id, repo_id, events, channel, target, secret, created_at \
+             FROM notification_rules ORDER BY id",
+            &[],
+        )?;
+        rows(found, |r| {
+            Ok(NotificationRule {
+                id: col(r, "id")?,
+                repo_id: col(r, "repo_id")?,
+                events: serde_json::from_str(&col::<String>(r, "events")?)?,
+                channel: col(r, "channel")?,
+                target: self.open_sealed(&col::<Vec<u8>>(r, "target")?)?,
+                secret: col::<Option<Vec<u8>>>(r, "secret")?
+                    .map(|s| self.open_sealed(&s))
+                    .transpose()?,
+                created_at: col(r, "created_at")?,
+            })
+        })
+    }
+
+    fn delete_notification_rule(&self, id: i64) -> Result<bool> {
+        Ok(self.execute("DELETE FROM notification_rules WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn record_outbound(&self, d: &NewOutbound) -> Result<i64> {
+        col(
+            &self.query_one(
+                "INSERT INTO outbound_deliveries (kind, repo_id, run_id, target, subject, state, attempts, \
+                 outcome, http_status, error, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                &[
+                    &d.kind,
+                    &d.repo_id,
+                    &d.run_id,
+                    &d.target,
+                    &d.subject,
+                    &d.state,
+                    &d.attempts,
+                    &d.outcome,
+                    &d.http_status,
+                    &d.error,
+                    &now_ms(),
+                ],
+            )?,
+            "id",
+        )
+    }
+
+    fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>> {
+        rows(
+            self.query(
+                "SELECT id, kind, repo_id, run_id, target, subject, state, attempts, outcome, http_status, \
+                 error, at FROM outbound_deliveries WHERE ($1::text IS NULL OR kind = $1::text) \
+                 ORDER BY id DESC LIMIT $2",
+                &[&kind, &limit],
+            )?,
+            |r| {
+                Ok(Outbound {
+                    id: col(r, "id")?,
+                    kind: col(r, "kind")?,
+                    repo_id: col(r, "repo_id")?,
+                    run_id: col(r, "run_id")?,
+                    target: col(r, "target")?,
+                    subject: col(r, "subject")?,
+                    state: col(r, "state")?,
+                    attempts: col(r, "attempts")?,
+                    outcome: col(r, "outcome")?,
+                    http_status: col(r, "http_status")?,
+                    error: col(r, "error")?,
+                    at: col(r, "at")?,
+                })
+            },
+        )
+    }
+
+    fn retention_items(&self) -> Result<Vec<RetentionItem>> {
+        let mut c = self.c()?;
+        let mut out = Vec::new();
+        // A run's logs expire together, from when the run ended.
+        for r in c.query(
+            "SELECT r.id, r.repo_id, COALESCE(r.finished_at, r.created_at) AS at, \
+             SUM(octet_length(l.data))::bigint AS bytes \
+             FROM runs r JOIN jobs j ON j.run_id = r.id JOIN log_chunks l ON l.job_id = j.id \
+             WHERE r.status = 'completed' GROUP BY r.id",
+            &[],
+        )? {
+            out.push(RetentionItem {
+                kind: RetentionKind::Logs,
+                id: col(&r, "id")?,
+                repo_id: Some(col(&r, "repo_id")?),
+                repository: None,
+                at: col(&r, "at")?,
+                bytes: col(&r, "bytes")?,
+            });
+        }
+        for r in c.query(
+            "SELECT a.id, r.repo_id, a.created_at, a.size FROM artifacts a LEFT JOIN runs r ON r.id = a.run_id",
+            &[],
+        )? {
+            out.push(RetentionItem {
+                kind: RetentionKind::Artifact,
+                id: col(&r, "id")?,
+                repo_id: col(&r, "repo_id")?,
+                repository: None,
+                at: col(&r, "created_at")?,
+                bytes: col(&r, "size")?,
+            });
+        }
+        for r in c.query(
+            "SELECT id, repository, last_used_at, size FROM results_caches",
+            &[],
+        )? {
+            out.push(RetentionItem {
+                kind: RetentionKind::Cache,
+                id: col(&r, "id")?,
+                repo_id: None,
+                repository: Some(col(&r, "repository")?),
+                at: col(&r, "last_used_at")?,
+                bytes: col(&r, "size")?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete_run_logs(&self, run_id: i64) -> Result<i64> {
+        self.tx(|c| {
+            let bytes: i64 = col(
+                &c.query_one(
+                    "SELECT COALESCE(SUM(octet_length(data)), 0)::bigint AS n FROM log_chunks \
+                     WHERE job_id IN (SELECT id FROM jobs WHERE run_id = $1)",
+                    &[&run_id],
+                )?,
+                "n",
+            )?;
+            c.execute(
+                "DELETE FROM log_chunks WHERE job_id IN (SELECT id FROM jobs WHERE run_id = $1)",
+                &[&run_id],
+            )?;
+            Ok(bytes)
+        })
+    }
+
+    fn delete_artifact(&self, id: i64) -> Result<()> {
+        let orphan = self.tx(|c| {
+            let digest: Option<String> = c
+                .query_opt(
+                    "DELETE FROM artifacts WHERE id = $1 RETURNING digest",
+                    &[&id],
+                )?
+                .map(|r| col(&r, "digest"))
+                .transpose()?;
+            let Some(d) = digest else {
+                return Ok(None);
+            };
+            let shared: i64 = col(
+                &c.query_one(
+                    "SELECT COUNT(*) AS n FROM artifacts WHERE digest = $1",
+                    &[&d],
+                )?,
+                "n",
+            )?;
+            Ok((shared == 0).then_some(d))
+        })?;
+        // The row first: an artifact is never listed without its bytes.
+        if let Some(d) = orphan {
+            self.blobs.remove(&d)?;
+        }
+        Ok(())
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> Result<String> {
+        self.blobs.put(bytes)
+    }
+
+    fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        self.blobs.get(digest)
+    }
+
+    fn create_artifact(&self, run_id: i64, name: &str, digest: &str, size: i64) -> Result<i64> {
+        col(
+            &self.query_one(
+                "INSERT INTO artifacts (run_id, name, digest, size, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&run_id, &name, &digest, &size, &now_ms()],
+            )?,
+            "id",
+        )
+    }
+
+    fn list_artifacts(&self, run_id: i64) -> Result<Vec<Artifact>> {
+        rows(
+            self.query(
+                "SELECT id, run_id, name, digest, size, created_at FROM artifacts WHERE run_id = $1 ORDER BY id",
+                &[&run_id],
+            )?,
+            |r| {
+                Ok(Artifact {
+                    id: col(r, "id")?,
+                    run_id: col(r, "run_id")?,
+                    name: col(r, "name")?,
+                    digest: col(r, "digest")?,
+                    size: col(r, "size")?,
+                    created_at: col(r, "created_at")?,
+                })
+            },
+        )
+    }
+
+    fn put_cache(&self, repo_id: i64, key: &str, digest: &str, size: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO caches (repo_id, key, digest, size, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT(repo_id, key) DO NOTHING",
+            &[&repo_id, &key, &digest, &size, &now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn find_cache(
+        &self,
+        repo_id: i64,
+        key: &str,
+        prefixes: &[String],
+    ) -> Result<Option<CacheEntry>> {
+        let entry = |r: &Row| -> Result<CacheEntry> {
+            Ok(CacheEntry {
+                repo_id: col(r, "repo_id")?,
+                key: col(r, "key")?,
+                digest: col(r, "digest")?,
+                size: col(r, "size")?,
+                created_at: col(r, "created_at")?,
+            })
+        };
+        let mut c = self.c()?;
+        if let Some(r) = c.query_opt(
+            "SELECT repo_id, key, digest, size, created_at FROM caches WHERE repo_id = $1 AND key = $2",
+            &[&repo_id, &key],
+        )? {
+            return Ok(Some(entry(&r)?));
+        }
+        for p in prefixes {
+            if let Some(r) = c.query_opt(
+                "SELECT repo_id, key, digest, size, created_at FROM caches WHERE repo_id = $1 \
+                 AND substr(key, 1, length($2::text)) = $2::text ORDER BY created_at DESC LIMIT 1",
+                &[&repo_id, p],
+            )? {
+                return Ok(Some(entry(&r)?));
+            }
+        }
+        Ok(None)
+    }
+
+    fn insert_results_cache(&self, e: &ResultsCacheRow) -> Result<bool> {
+        let n = self.execute(
+            "INSERT INTO results_caches (id, repository, scope, key, version, size, parts, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            &[
+                &e.id,
+                &e.repository,
+                &e.scope,
+                &e.key,
+                &e.version,
+                &e.size,
+                &e.parts.to_string(),
+                &e.created_at,
+                &e.last_used_at,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn results_caches(&self, repository: Option<&str>) -> Result<Vec<ResultsCacheRow>> {
+        rows(
+            self.query(
+                "SELECT id, repository, scope, key, version, size, parts, created_at, last_used_at \
+                 FROM results_caches WHERE $1::text IS NULL OR repository = $1::text",
+                &[&repository],
+            )?,
+            |r| {
+                Ok(ResultsCacheRow {
+                    id: col(r, "id")?,
+                    repository: col(r, "repository")?,
+                    scope: col(r, "scope")?,
+                    key: col(r, "key")?,
+                    version: col(r, "version")?,
+                    size: col(r, "size")?,
+                    parts: json_value(r, "parts")?,
+                    created_at: col(r, "created_at")?,
+                    last_used_at: col(r, "last_used_at")?,
+                })
+            },
+        )
+    }
+
+    fn touch_results_cache(&self, id: i64, at: Millis) -> Result<()> {
+        self.execute(
+            "UPDATE results_caches SET last_used_at = $2 WHERE id = $1",
+            &[&id, &at],
+        )?;
+        Ok(())
+    }
+
+    fn delete_results_cache(&self, id: i64) -> Result<()> {
+        self.execute("DELETE FROM results_caches WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn blob_root(&self) -> &Path {
+        self.blobs.root()
+    }
+
+    fn backup_to(&self, _dest: &Path) -> Result<()> {
+        anyhow::bail!(
+            "`hangar backup` copies a SQLite store; back a PostgreSQL store up with \
+             `pg_dump --format=custom` (and copy the data directory's secret.key and blobs/)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new database of the test process's cluster: (its name, its URL).
+    fn database() -> Option<(String, String)> {
+        let cluster = hangar_testkit::postgres::cluster()?;
+        let url = cluster.database();
+        let name = url.rsplit('/').next().unwrap().to_string();
+        Some((name, url))
+    }
+
+    fn psql(db: &str, sql: &str) -> String {
+        hangar_testkit::postgres::cluster().unwrap().psql(db, sql)
+    }
+
+    /// Servers starting at once on a new database: one applies the migrations,
+    /// the others wait for it; a reopen applies nothing; the version is the
+    /// shared list's length.
+    #[test]
+    fn migrations_run_once_under_concurrent_starts() {
+        let Some((db, url)) = database() else { return };
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        std::thread::scope(|s| {
+            for d in &dirs {
+                let url = &url;
+                s.spawn(move || PgStore::open(url, d.path()).unwrap());
+            }
+        });
+        drop(PgStore::open(&url, dirs[0].path()).unwrap());
+        assert_eq!(
+            psql(&db, "SELECT version FROM hangar_schema"),
+            MIGRATIONS.len().to_string()
+        );
+        assert_eq!(psql(&db, "SELECT count(*) FROM hangar_schema"), "1");
+    }
+
+    /// A database migrated by a newer hangar is refused with what to do.
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let Some((db, url)) = database() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        drop(PgStore::open(&url, dir.path()).unwrap());
+        psql(&db, "UPDATE hangar_schema SET version = 999");
+        let err = format!("{:#}", PgStore::open(&url, dir.path()).err().unwrap());
+        assert!(
+            err.contains("version 999") && err.contains("upgrade hangar"),
+            "{err}"
+        );
+    }
+
+    /// Statuses are read back as enums; a name this binary does not know (a
+    /// corrupt row) is an error naming it, not a default.
+    #[test]
+    fn unknown_status_names_are_errors() {
+        let Some((db, url)) = database() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let s = PgStore::open(&url, dir.path()).unwrap();
+        let run = s
+            .create_run(&NewRun {
+                repo_id: 1,
+                jobs: vec![NewJob::default()],
+                payload: serde_json::json!({}),
+                context: serde_json::json!({}),
+                ..Default::default()
+            })
+            .unwrap();
+        let job = s.jobs_of_run(run).unwrap()[0].id;
+        psql(
+            &db,
+            &format!("UPDATE jobs SET status = 'in_progress' WHERE id = {job}"),
+        );
+        let err = format!("{:#}", s.get_job(job).unwrap_err());
+        assert!(err.contains("unknown status `in_progress`"), "{err}");
+    }
+
+    /// Secrets and forge tokens are sealed before they reach the database, and
+    /// API tokens are stored as hashes.
+    #[test]
+    fn secrets_and_tokens_are_not_stored_in_the_clear() {
+        let Some((db, url)) = database() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let s = PgStore::open(&url, dir.path()).unwrap();
+        s.set_secret(None, "TOKEN", "super-secret-value-123")
+            .unwrap();
+        s.set_forge_credential(
+            1,
+            &ForgeCredential {
+                token: "ghp_forge-token-value-789".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let token = s.create_token("t", Role::Read).unwrap();
+        let dump = psql(
+            &db,
+            "SELECT encode(sealed, 'escape') FROM secrets UNION ALL \
+             SELECT encode(sealed, 'escape') FROM forge_credentials UNION ALL SELECT hash FROM api_tokens",
+        );
+        for plain in [
+            "super-secret-value-123",
+            "ghp_forge-token-value-789",
+            &token,
+        ] {
+            assert!(!dump.contains(plain), "{plain} stored in the clear");
+        }
+        assert_eq!(
+            s.secrets_for_repo(1).unwrap()["TOKEN"],
+            "super-secret-value-123"
+        );
+    }
+
+    /// A wrong URL or an unreachable server is an error that says so, not a hang.
+    #[test]
+    fn bad_urls_and_unreachable_servers_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            PgStore::open("mysql://x", dir.path()).err().unwrap()
+        );
+        assert!(err.contains("expected postgres://"), "{err}");
+        let port = hangar_testkit::free_port();
+        let url = format!("postgres://hangar@127.0.0.1:{port}/none?connect_timeout=5");
+        let err = format!("{:#}", PgStore::open(&url, dir.path()).err().unwrap());
+        assert!(err.contains("connecting to PostgreSQL"), "{err}");
+    }
+
+    /// A connection the server closed (a restart, an idle timeout) is not
+    /// handed out again: the next call opens a new one.
+    #[test]
+    fn closed_connections_are_replaced() {
+        let Some((db, url)) = database() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let s = PgStore::open(&url, dir.path()).unwrap();
+        s.create_token("t", Role::Read).unwrap();
+        psql(
+            "postgres",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            ),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(s.token_count().unwrap(), 1);
+    }
+}

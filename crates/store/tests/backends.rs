@@ -1,0 +1,999 @@
+//! The store's behaviour, once, run against every backend: SQLite always, and
+//! PostgreSQL when its programs are installed (a throwaway cluster of the test
+//! process, a new database per test; missing PostgreSQL fails under `$CI` and
+//! skips loudly elsewhere). A test here must pass on both: the server cannot
+//! tell them apart.
+
+use std::sync::{Arc, Barrier};
+
+use hangar_store::*;
+
+/// A store and what keeps it alive (its data directory).
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Box<dyn Store>,
+}
+
+fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Box::new(hangar_store::sqlite::SqliteStore::open(dir.path()).unwrap());
+    Fixture { _dir: dir, store }
+}
+
+fn postgres() -> Option<Fixture> {
+    let cluster = hangar_testkit::postgres::cluster()?;
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Box::new(hangar_store::postgres::PgStore::open(&cluster.database(), dir.path()).unwrap());
+    Some(Fixture { _dir: dir, store })
+}
+
+/// Each test function runs once per backend, as `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                let f = super::sqlite();
+                super::$name(&*f.store);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let Some(f) = super::postgres() else { return };
+                super::$name(&*f.store);
+            })*
+        }
+    };
+}
+
+on_both!(
+    results_cache_entries_are_immutable_per_slot,
+    tokens_verify_by_plaintext_only,
+    expired_and_revoked_tokens_verify_as_none,
+    secrets_overlay_and_environment_levels,
+    environment_names_compare_without_case,
+    forge_credentials_and_outbound_log,
+    notification_rules_round_trip,
+    delivery_dedup_creates_runs_once,
+    deliveries_are_found_by_prefix_literally,
+    lease_fencing_rejects_stale_holders,
+    concurrent_claims_lease_each_job_once,
+    heartbeats_extend_and_carry_cancel,
+    released_leases_fail_running_steps,
+    log_chunks_are_idempotent_and_paged,
+    logs_and_steps_are_kept_per_attempt,
+    run_numbers_count_per_workflow,
+    statuses_round_trip,
+    run_filters_and_counts,
+    job_counts_and_groups,
+    reset_jobs_starts_a_new_attempt,
+    approvals_belong_to_an_attempt,
+    deployments_agents_and_audit,
+    retention_lists_and_deletes,
+    caches_match_exact_then_prefix,
+    held_runs_and_policies,
+);
+
+fn repo(s: &dyn Store, name: &str) -> Repo {
+    s.create_repo(&NewRepo {
+        name: name.into(),
+        clone_url: "x".into(),
+        forge: "local".into(),
+        webhook_secret: Some("hook-secret".into()),
+    })
+    .unwrap()
+}
+
+fn run_with_jobs(repo_id: i64, n: usize) -> NewRun {
+    NewRun {
+        repo_id,
+        workflow_path: ".github/workflows/ci.yml".into(),
+        workflow_name: "ci".into(),
+        event: "push".into(),
+        git_ref: "refs/heads/main".into(),
+        sha: "abc".into(),
+        actor: "test".into(),
+        payload: serde_json::json!({}),
+        context: serde_json::json!({"k": 1}),
+        jobs: (0..n)
+            .map(|i| NewJob {
+                key: format!("j{i}"),
+                name: format!("j{i}"),
+                labels: vec![],
+                spec: serde_json::json!({"steps": i}),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn queue(s: &dyn Store, job: i64) {
+    s.update_job(
+        job,
+        &JobUpdate {
+            status: Some(Status::Queued),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+fn results_cache_entries_are_immutable_per_slot(s: &dyn Store) {
+    let row = |id: i64, key: &str| ResultsCacheRow {
+        id,
+        repository: "o/r".into(),
+        scope: "refs/heads/main".into(),
+        key: key.into(),
+        version: "v".into(),
+        size: 3,
+        parts: serde_json::json!([{"size": 3, "sha256": "ab"}]),
+        created_at: 1,
+        last_used_at: 1,
+    };
+    assert!(s.insert_results_cache(&row(10, "k")).unwrap());
+    assert!(!s.insert_results_cache(&row(11, "k")).unwrap(), "same slot");
+    assert!(s.insert_results_cache(&row(12, "k2")).unwrap());
+    s.touch_results_cache(10, 50).unwrap();
+    let all = s.results_caches(Some("o/r")).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().find(|r| r.id == 10).unwrap().last_used_at, 50);
+    assert_eq!(all[0].parts[0]["sha256"], "ab");
+    assert!(s.results_caches(Some("o/other")).unwrap().is_empty());
+    s.delete_results_cache(10).unwrap();
+    assert_eq!(s.results_caches(None).unwrap().len(), 1);
+}
+
+fn tokens_verify_by_plaintext_only(s: &dyn Store) {
+    let t = s.create_token("admin", Role::Admin).unwrap();
+    assert_eq!(s.verify_token(&t).unwrap().unwrap().role, Role::Admin);
+    assert!(s.verify_token("hgr_nope").unwrap().is_none());
+    let scope = TokenScope {
+        repos: vec!["a/b".into()],
+        labels: vec!["linux".into()],
+    };
+    let (_, agent) = s
+        .create_token_scoped("agent", Role::Agent, None, &scope)
+        .unwrap();
+    assert_eq!(s.verify_token(&agent).unwrap().unwrap().scope, scope);
+    assert_eq!(s.token_count().unwrap(), 2);
+}
+
+fn expired_and_revoked_tokens_verify_as_none(s: &dyn Store) {
+    let (_, past) = s
+        .create_token_expiring("old", Role::Read, Some(now_ms() - 1))
+        .unwrap();
+    assert!(s.verify_token(&past).unwrap().is_none());
+    let (id, live) = s
+        .create_token_expiring("live", Role::Write, Some(now_ms() + 60_000))
+        .unwrap();
+    assert_eq!(s.verify_token(&live).unwrap().unwrap().role, Role::Write);
+    assert!(s.revoke_token(id).unwrap());
+    assert!(!s.revoke_token(id).unwrap());
+    assert!(s.verify_token(&live).unwrap().is_none());
+    let listed = s.list_tokens().unwrap();
+    assert!(listed.iter().any(|t| t.id == id && t.revoked_at.is_some()));
+}
+
+fn secrets_overlay_and_environment_levels(s: &dyn Store) {
+    let r = repo(s, "a/b");
+    assert_eq!(s.repo_webhook_secret(r.id).unwrap().unwrap(), "hook-secret");
+    s.set_secret(Some(r.id), "TOKEN", "repo-value").unwrap();
+    s.set_secret(None, "TOKEN", "server-value").unwrap();
+    s.set_secret(None, "GLOBAL", "g").unwrap();
+    s.set_secret(Some(r.id), "b_lower", "x").unwrap();
+    s.set_secret(Some(r.id), "A_UPPER", "y").unwrap();
+    let m = s.secrets_for_repo(r.id).unwrap();
+    assert_eq!(m["TOKEN"], "repo-value", "the repository's level wins");
+    assert_eq!(m["GLOBAL"], "g");
+    // Byte order (upper case first), whatever the database's locale.
+    assert_eq!(
+        s.secret_names(Some(r.id)).unwrap(),
+        ["A_UPPER", "TOKEN", "b_lower"]
+    );
+    s.set_env_secret(r.id, "prod", "TOKEN", "env-value")
+        .unwrap();
+    assert_eq!(s.secrets_for_repo(r.id).unwrap()["TOKEN"], "repo-value");
+    assert_eq!(
+        s.env_secrets(r.id, Some("prod")).unwrap()["TOKEN"],
+        "env-value"
+    );
+    assert_eq!(
+        s.env_secrets(r.id, None).unwrap()["prod/TOKEN"],
+        "env-value"
+    );
+    assert!(s.delete_env_secret(r.id, "prod", "TOKEN").unwrap());
+    assert!(!s.delete_env_secret(r.id, "prod", "TOKEN").unwrap());
+    assert!(s.delete_secret(Some(r.id), "TOKEN").unwrap());
+    assert_eq!(s.secrets_for_repo(r.id).unwrap()["TOKEN"], "server-value");
+    s.set_variable(Some(r.id), "REGION", "eu").unwrap();
+    s.set_variable(None, "REGION", "us").unwrap();
+    s.set_variable(None, "ONLY_SERVER", "1").unwrap();
+    let v = s.variables_for_repo(r.id).unwrap();
+    assert_eq!(
+        (v["REGION"].as_str(), v["ONLY_SERVER"].as_str()),
+        ("eu", "1")
+    );
+    s.set_env_variable(r.id, "prod", "REGION", "ap").unwrap();
+    assert_eq!(s.env_variables(r.id, "prod").unwrap()["REGION"], "ap");
+    assert_eq!(s.variables_for_repo(r.id).unwrap()["REGION"], "eu");
+}
+
+/// GitHub compares environment names without case; so do both backends.
+fn environment_names_compare_without_case(s: &dyn Store) {
+    let r = repo(s, "a/b");
+    let p = |who: &str| Protection {
+        reviewers: vec![who.into()],
+        wait_seconds: 0,
+        branches: vec![],
+    };
+    s.set_environment(r.id, "Prod", &p("old")).unwrap();
+    s.set_environment(r.id, "prod", &p("new")).unwrap();
+    assert_eq!(
+        s.get_environment(r.id, "PROD").unwrap().unwrap().reviewers,
+        ["new"]
+    );
+    assert!(s.get_environment(r.id, "staging").unwrap().is_none());
+    s.set_env_secret(r.id, "Prod", "K", "1").unwrap();
+    s.set_env_secret(r.id, "PROD", "K", "2").unwrap();
+    assert_eq!(s.env_secret_names(r.id, "prod").unwrap(), ["K"]);
+    assert_eq!(s.env_secrets(r.id, Some("pRoD")).unwrap()["K"], "2");
+    s.set_env_variable(r.id, "Prod", "V", "1").unwrap();
+    assert_eq!(s.env_variables(r.id, "PROD").unwrap()["V"], "1");
+}
+
+fn forge_credentials_and_outbound_log(s: &dyn Store) {
+    let cred = ForgeCredential {
+        kind: "github".into(),
+        api_url: "https://api.github.com".into(),
+        project: "acme/app".into(),
+        token: "ghp_forge-token-value-789".into(),
+    };
+    s.set_forge_credential(7, &cred).unwrap();
+    assert_eq!(s.forge_credential(7).unwrap(), Some(cred));
+    assert!(s.delete_forge_credential(7).unwrap());
+    assert_eq!(s.forge_credential(7).unwrap(), None);
+    s.record_outbound(&NewOutbound {
+        kind: "status".into(),
+        target: "https://api.github.com/repos/acme/app/statuses/abc".into(),
+        state: "pending".into(),
+        attempts: 3,
+        outcome: "delivered".into(),
+        http_status: Some(201),
+        ..Default::default()
+    })
+    .unwrap();
+    let log = s.list_outbound(Some("status"), 10).unwrap();
+    assert_eq!(
+        (log.len(), log[0].attempts, log[0].http_status),
+        (1, 3, Some(201))
+    );
+    assert!(
+        s.list_outbound(Some("notification"), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.list_outbound(None, 10).unwrap().len(), 1);
+}
+
+fn notification_rules_round_trip(s: &dyn Store) {
+    let id = s
+        .create_notification_rule(&NotificationRule {
+            repo_id: Some(3),
+            events: vec!["run.failed".into()],
+            channel: "webhook".into(),
+            target: "https://hooks.example/x".into(),
+            secret: Some("sign".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let rules = s.notification_rules().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        (
+            rules[0].id,
+            rules[0].target.as_str(),
+            rules[0].secret.as_deref()
+        ),
+        (id, "https://hooks.example/x", Some("sign"))
+    );
+    assert!(s.delete_notification_rule(id).unwrap());
+    assert!(!s.delete_notification_rule(id).unwrap());
+}
+
+fn delivery_dedup_creates_runs_once(s: &dyn Store) {
+    let runs = vec![run_with_jobs(1, 2), run_with_jobs(1, 1)];
+    let ids = s
+        .record_delivery("d1", Some(1), "push", "queued", &runs)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        s.record_delivery("d1", Some(1), "push", "queued", &runs)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.list_runs(&RunFilter::default()).unwrap().len(), 2);
+    let d = s.list_deliveries(10).unwrap();
+    assert_eq!((d.len(), d[0].run_ids.clone()), (1, ids.clone()));
+    assert_eq!(s.jobs_of_run(ids[0]).unwrap().len(), 2);
+    assert_eq!(s.run_context(ids[0]).unwrap()["k"], 1);
+}
+
+/// A ref name may hold `%` or `_`: the prefix is matched literally.
+fn deliveries_are_found_by_prefix_literally(s: &dyn Store) {
+    s.record_delivery("watch:refs/heads/a_b:1", Some(1), "push", "ok", &[])
+        .unwrap();
+    s.record_delivery("watch:refs/heads/axb:2", Some(1), "push", "ok", &[])
+        .unwrap();
+    assert_eq!(
+        s.latest_delivery_with_prefix(1, "watch:refs/heads/a_b:")
+            .unwrap()
+            .as_deref(),
+        Some("watch:refs/heads/a_b:1")
+    );
+    assert!(
+        s.latest_delivery_with_prefix(1, "watch:refs/heads/a%")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.latest_delivery_with_prefix(2, "watch:")
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn lease_fencing_rejects_stale_holders(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap().remove(0);
+    assert_eq!(job.spec, serde_json::json!({}), "listed without the spec");
+    queue(s, job.id);
+    assert_eq!(s.queue_depth().unwrap(), 1);
+    assert_eq!(s.runnable_jobs(&[], 10).unwrap().len(), 1);
+    let lease = s.claim_job(job.id, "a1", 1000).unwrap().unwrap();
+    assert_eq!(lease.job.spec["steps"], 0, "a claim hands the spec");
+    assert_eq!(lease.job.lease_owner.as_deref(), Some("a1"));
+    assert!(
+        s.claim_job(job.id, "a2", 1000).unwrap().is_none(),
+        "double claim"
+    );
+    assert_eq!(s.expired_leases(now_ms() + 5000).unwrap().len(), 1);
+    assert!(s.expired_leases(now_ms() - 5000).unwrap().is_empty());
+    assert_eq!(s.jobs_leased_by_prefix("a").unwrap().len(), 1);
+    // The reaper requeues; a new holder claims with a newer fence.
+    assert!(
+        s.release_lease(job.id, lease.fence, true, "agent lost")
+            .unwrap()
+    );
+    let lease2 = s.claim_job(job.id, "a2", 1000).unwrap().unwrap();
+    assert!(lease2.fence > lease.fence);
+    assert_eq!(lease2.job.attempt, 2);
+    assert_eq!(
+        s.heartbeat(job.id, lease.fence, 1000).unwrap(),
+        LeaseCheck::Lost
+    );
+    let done = |fence| {
+        s.complete_job(
+            job.id,
+            fence,
+            Conclusion::Success,
+            &serde_json::json!({"o": "1"}),
+        )
+        .unwrap()
+    };
+    assert!(!done(lease.fence));
+    assert!(done(lease2.fence));
+    let j = s.get_job(job.id).unwrap().unwrap();
+    assert_eq!(
+        (j.status, j.conclusion),
+        (Status::Completed, Some(Conclusion::Success))
+    );
+    assert_eq!(j.outputs["o"], "1");
+    assert!(j.lease_owner.is_none());
+}
+
+/// Agents of several servers claim the same jobs at once: every job is leased
+/// exactly once (PostgreSQL: `FOR UPDATE SKIP LOCKED`, no waiting on each other).
+fn concurrent_claims_lease_each_job_once(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 40)).unwrap();
+    let jobs: Vec<i64> = s.jobs_of_run(run).unwrap().iter().map(|j| j.id).collect();
+    for j in &jobs {
+        queue(s, *j);
+    }
+    let barrier = Arc::new(Barrier::new(4));
+    let claimed: Vec<Vec<i64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let barrier = barrier.clone();
+                let jobs = &jobs;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let mut mine = Vec::new();
+                    for j in jobs {
+                        if s.claim_job(*j, &format!("agent-{t}"), 60_000)
+                            .unwrap()
+                            .is_some()
+                        {
+                            mine.push(*j);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<i64> = claimed.concat();
+    all.sort();
+    assert_eq!(all, jobs, "each job leased exactly once");
+    assert_eq!(s.queue_depth().unwrap(), 0);
+}
+
+fn heartbeats_extend_and_carry_cancel(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap()[0].id;
+    queue(s, job);
+    let lease = s.claim_job(job, "a", 10).unwrap().unwrap();
+    assert_eq!(
+        s.heartbeat(job, lease.fence, 60_000).unwrap(),
+        LeaseCheck::Held {
+            cancel_requested: false
+        }
+    );
+    let extended = s.get_job(job).unwrap().unwrap().lease_expires_at.unwrap();
+    assert!(
+        extended > lease.expires_at + 30_000,
+        "the lease was extended"
+    );
+    s.request_cancel(job).unwrap();
+    assert_eq!(
+        s.heartbeat(job, lease.fence, 60_000).unwrap(),
+        LeaseCheck::Held {
+            cancel_requested: true
+        }
+    );
+    assert_eq!(
+        s.heartbeat(job + 1000, 1, 60_000).unwrap(),
+        LeaseCheck::Lost
+    );
+}
+
+fn released_leases_fail_running_steps(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap()[0].id;
+    queue(s, job);
+    let lease = s.claim_job(job, "a", 60_000).unwrap().unwrap();
+    s.upsert_step(&Step {
+        job_id: job,
+        attempt: 1,
+        idx: 0,
+        name: "build".into(),
+        status: Status::Running,
+        conclusion: None,
+        started_at: Some(5),
+        finished_at: None,
+    })
+    .unwrap();
+    assert!(
+        !s.release_lease(job, lease.fence + 1, false, "x").unwrap(),
+        "stale fence"
+    );
+    assert!(
+        s.release_lease(job, lease.fence, false, "agent lost")
+            .unwrap()
+    );
+    let j = s.get_job(job).unwrap().unwrap();
+    assert_eq!(
+        (j.status, j.conclusion),
+        (Status::Completed, Some(Conclusion::Failure))
+    );
+    assert_eq!(j.waiting_reason.as_deref(), Some("agent lost"));
+    let step = &s.steps_of_job(job, None).unwrap()[0];
+    assert_eq!(
+        (step.status, step.conclusion),
+        (Status::Completed, Some(Conclusion::Failure))
+    );
+    assert_eq!(step.started_at, Some(5));
+}
+
+fn log_chunks_are_idempotent_and_paged(s: &dyn Store) {
+    assert!(s.append_log_chunk(7, 1, 0, 0, "a\nb\n").unwrap());
+    assert!(!s.append_log_chunk(7, 1, 0, 0, "a\nb\n").unwrap());
+    assert!(s.append_log_chunk(7, 1, 1, 2, "c\n").unwrap());
+    assert_eq!(s.log_stats(7, Some(1)).unwrap(), (2, 3));
+    let page = s.log_chunks_for_lines(7, Some(1), 2, 3).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].data, b"c\n");
+    assert_eq!(s.log_chunks(7, Some(1), 0).unwrap().len(), 2);
+    assert_eq!(s.log_chunks(7, Some(1), 1).unwrap()[0].first_line, 2);
+    assert_eq!(s.log_bytes(7, 1).unwrap(), 6);
+    assert_eq!(s.log_bytes(7, 2).unwrap(), 0);
+}
+
+/// A retried job's second attempt writes its own chunk 0 and step 0; reads
+/// default to the job's latest attempt, the first stays readable.
+fn logs_and_steps_are_kept_per_attempt(s: &dyn Store) {
+    let r = repo(s, "a/b");
+    let run = s.create_run(&run_with_jobs(r.id, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap()[0].id;
+    let step = |attempt, name: &str| Step {
+        job_id: job,
+        attempt,
+        idx: 0,
+        name: name.into(),
+        status: Status::Completed,
+        conclusion: Some(Conclusion::Success),
+        started_at: Some(attempt),
+        finished_at: Some(attempt),
+    };
+    let claim = || {
+        queue(s, job);
+        s.claim_job(job, "agent", 60_000).unwrap().unwrap()
+    };
+    assert_eq!(claim().job.attempt, 1);
+    assert!(s.append_log_chunk(job, 1, 0, 0, "first\n").unwrap());
+    s.upsert_step(&step(1, "one")).unwrap();
+    assert_eq!(claim().job.attempt, 2);
+    assert!(s.append_log_chunk(job, 2, 0, 0, "second\n").unwrap());
+    s.upsert_step(&step(2, "two")).unwrap();
+    assert_eq!(s.log_chunks(job, None, 0).unwrap()[0].data, b"second\n");
+    assert_eq!(s.log_chunks(job, Some(1), 0).unwrap()[0].data, b"first\n");
+    assert_eq!(s.steps_of_job(job, None).unwrap()[0].name, "two");
+    assert_eq!(s.steps_of_job(job, Some(1)).unwrap()[0].name, "one");
+    assert_eq!(s.log_attempts(job).unwrap(), [1, 2]);
+}
+
+/// `github.run_number` counts per workflow of a repository, not per server.
+fn run_numbers_count_per_workflow(s: &dyn Store) {
+    let mut numbers = Vec::new();
+    for (repo, path) in [(1, "ci.yml"), (1, "cd.yml"), (1, "ci.yml"), (2, "ci.yml")] {
+        let mut run = run_with_jobs(repo, 1);
+        run.workflow_path = path.into();
+        let id = s.create_run(&run).unwrap();
+        numbers.push(s.get_run(id).unwrap().unwrap().run_number);
+    }
+    assert_eq!(numbers, [1, 1, 2, 1]);
+}
+
+fn statuses_round_trip(s: &dyn Store) {
+    let r = repo(s, "a/b");
+    let run = s.create_run(&run_with_jobs(r.id, 1)).unwrap();
+    s.set_run_status(run, Status::Running, None, Some("because"))
+        .unwrap();
+    let started = s.get_run(run).unwrap().unwrap();
+    assert!(started.started_at.is_some() && started.finished_at.is_none());
+    assert_eq!(started.waiting_reason.as_deref(), Some("because"));
+    s.set_run_status(run, Status::Completed, Some(Conclusion::Cancelled), None)
+        .unwrap();
+    let r = s.get_run(run).unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.conclusion),
+        (Status::Completed, Some(Conclusion::Cancelled))
+    );
+    assert!(r.finished_at.is_some());
+    assert_eq!(r.started_at, started.started_at, "started once");
+    assert!(s.active_runs().unwrap().is_empty());
+}
+
+fn run_filters_and_counts(s: &dyn Store) {
+    let a = repo(s, "o/a");
+    let mut push = run_with_jobs(a.id, 1);
+    push.sha = "abc123".into();
+    let push = s.create_run(&push).unwrap();
+    let mut pr = run_with_jobs(a.id, 1);
+    pr.event = "pull_request".into();
+    pr.git_ref = "refs/pull/12/merge".into();
+    pr.sha = "a_c999".into();
+    pr.actor = "mona".into();
+    pr.workflow_name = "Checks".into();
+    pr.workflow_path = ".github/workflows/checks.yml".into();
+    pr.payload = serde_json::json!({"pull_request": {"number": 12, "head": {"ref": "feature/x"}}});
+    let pr = s.create_run(&pr).unwrap();
+    let other = s.create_run(&run_with_jobs(a.id + 1, 1)).unwrap();
+    s.set_run_status(other, Status::Completed, Some(Conclusion::Failure), None)
+        .unwrap();
+    let ids = |f: RunFilter| -> Vec<i64> {
+        let runs = s.list_runs(&f).unwrap();
+        if f.limit.is_none() && f.before.is_none() {
+            // The count matches what a page without limits lists.
+            assert_eq!(s.count_runs(&f).unwrap() as usize, runs.len());
+        }
+        runs.iter().map(|r| r.id).collect()
+    };
+    assert_eq!(ids(RunFilter::default()), [other, pr, push]);
+    assert_eq!(
+        ids(RunFilter {
+            repo_id: Some(a.id),
+            ..Default::default()
+        }),
+        [pr, push]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            branch: Some("main".into()),
+            ..Default::default()
+        }),
+        [other, push]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            branch: Some("feature/x".into()),
+            ..Default::default()
+        }),
+        [pr]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            pull_request: Some(12),
+            ..Default::default()
+        }),
+        [pr]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            pull_request: Some(13),
+            ..Default::default()
+        }),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(RunFilter {
+            workflow: Some("checks.yml".into()),
+            ..Default::default()
+        }),
+        [pr]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            workflow: Some("ci".into()),
+            ..Default::default()
+        }),
+        [other, push]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            commit: Some("abc1".into()),
+            ..Default::default()
+        }),
+        [push]
+    );
+    // `_` in a commit prefix is a character, not a wildcard.
+    assert_eq!(
+        ids(RunFilter {
+            commit: Some("a_c".into()),
+            ..Default::default()
+        }),
+        [pr]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            actor: Some("mona".into()),
+            ..Default::default()
+        }),
+        [pr]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            event: Some("push".into()),
+            ..Default::default()
+        }),
+        [other, push]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            status: Some(Status::Completed),
+            ..Default::default()
+        }),
+        [other]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            conclusion: Some(Conclusion::Failure.as_str().into()),
+            ..Default::default()
+        }),
+        [other]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            before: Some(pr),
+            ..Default::default()
+        }),
+        [push]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            limit: Some(1),
+            ..Default::default()
+        }),
+        [other]
+    );
+    assert_eq!(
+        s.count_runs(&RunFilter {
+            repo_id: Some(a.id),
+            ..Default::default()
+        })
+        .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.active_runs()
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>(),
+        [push, pr]
+    );
+}
+
+fn job_counts_and_groups(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 3)).unwrap();
+    let jobs = s.jobs_of_run(run).unwrap();
+    queue(s, jobs[0].id);
+    let lease = s.claim_job(jobs[0].id, "a", 60_000).unwrap().unwrap();
+    s.complete_job(
+        jobs[0].id,
+        lease.fence,
+        Conclusion::Failure,
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    queue(s, jobs[1].id);
+    s.claim_job(jobs[1].id, "a", 60_000).unwrap().unwrap();
+    let c = s.job_counts(run).unwrap();
+    assert_eq!(
+        (c.total, c.completed, c.running, c.failed, c.cancelled),
+        (3, 1, 1, 1, 0)
+    );
+    assert_eq!(s.jobs_of_run_in(run, Status::Waiting).unwrap().len(), 1);
+    s.set_job_group(jobs[2].id, Some("deploy")).unwrap();
+    assert_eq!(s.job_group(jobs[2].id).unwrap().as_deref(), Some("deploy"));
+    assert_eq!(s.job_group(jobs[1].id).unwrap(), None);
+    assert_eq!(s.jobs_in_group("deploy").unwrap()[0].id, jobs[2].id);
+    s.set_job_spec(jobs[2].id, "renamed", &serde_json::json!({"x": 1}))
+        .unwrap();
+    let j = s.get_job(jobs[2].id).unwrap().unwrap();
+    assert_eq!(
+        (j.name.as_str(), j.spec["x"].as_i64()),
+        ("renamed", Some(1))
+    );
+    let added = s
+        .add_jobs(
+            run,
+            &[NewJob {
+                key: "m".into(),
+                name: "m (1)".into(),
+                ..Default::default()
+            }],
+        )
+        .unwrap();
+    assert_eq!(s.job_counts(run).unwrap().total, 4);
+    assert_eq!(s.get_job(added[0]).unwrap().unwrap().max_attempts, 1);
+    s.update_job(
+        added[0],
+        &JobUpdate {
+            status: Some(Status::Completed),
+            conclusion: Some(Some(Conclusion::Skipped)),
+            waiting_reason: Some(None),
+            approved: Some(true),
+            not_before: Some(Some(42)),
+            finished_at: Some(43),
+        },
+    )
+    .unwrap();
+    let j = s.get_job(added[0]).unwrap().unwrap();
+    assert_eq!(
+        (
+            j.conclusion,
+            j.waiting_reason,
+            j.approved,
+            j.not_before,
+            j.finished_at
+        ),
+        (Some(Conclusion::Skipped), None, true, Some(42), Some(43))
+    );
+}
+
+fn reset_jobs_starts_a_new_attempt(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap()[0].id;
+    queue(s, job);
+    let lease = s.claim_job(job, "a", 60_000).unwrap().unwrap();
+    s.complete_job(
+        job,
+        lease.fence,
+        Conclusion::Failure,
+        &serde_json::json!({"a": 1}),
+    )
+    .unwrap();
+    s.set_run_status(run, Status::Completed, Some(Conclusion::Failure), None)
+        .unwrap();
+    s.reset_jobs(run, &[job], 2).unwrap();
+    let j = s.get_job(job).unwrap().unwrap();
+    assert_eq!(
+        (j.status, j.conclusion, j.max_attempts),
+        (Status::Waiting, None, 3)
+    );
+    assert_eq!(j.outputs, serde_json::json!({}));
+    let r = s.get_run(run).unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.attempt, r.finished_at),
+        (Status::Queued, 2, None)
+    );
+}
+
+fn approvals_belong_to_an_attempt(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap()[0].id;
+    let a = s.create_approval(job, run, "prod").unwrap();
+    assert_eq!(s.list_approvals(true).unwrap().len(), 1);
+    let decided = s.decide_approval(a, true, "mona", "ok").unwrap().unwrap();
+    assert_eq!(
+        (decided.state, decided.reviewer.as_deref()),
+        (ApprovalState::Approved, Some("mona"))
+    );
+    assert!(
+        s.decide_approval(a, false, "x", "late").unwrap().is_none(),
+        "decided once"
+    );
+    assert!(s.list_approvals(true).unwrap().is_empty());
+    assert_eq!(s.list_approvals(false).unwrap().len(), 1);
+    assert_eq!(s.approvals_of_job(job).unwrap().len(), 1);
+    s.reset_jobs(run, &[job], 1).unwrap();
+    assert!(
+        s.approvals_of_job(job).unwrap().is_empty(),
+        "a re-run asks again"
+    );
+    s.create_approval(job, run, "prod").unwrap();
+    assert_eq!(s.expire_approvals(run, "run cancelled").unwrap(), 1);
+    assert_eq!(
+        s.approvals_of_job(job).unwrap()[0].state,
+        ApprovalState::Cancelled
+    );
+}
+
+fn deployments_agents_and_audit(s: &dyn Store) {
+    s.record_deployment(1, 2, "prod", "abc", Conclusion::Success)
+        .unwrap();
+    s.record_deployment(1, 3, "staging", "abc", Conclusion::Failure)
+        .unwrap();
+    assert_eq!(s.list_deployments(None).unwrap().len(), 2);
+    let prod = s.list_deployments(Some("prod")).unwrap();
+    assert_eq!((prod.len(), prod[0].status), (1, Conclusion::Success));
+    let agent = |seen| Agent {
+        id: "a1".into(),
+        name: "box".into(),
+        labels: vec!["linux".into()],
+        capacity: 2,
+        last_seen: seen,
+        created_at: 1,
+    };
+    s.upsert_agent(&agent(5)).unwrap();
+    s.upsert_agent(&agent(9)).unwrap();
+    let agents = s.list_agents().unwrap();
+    assert_eq!(
+        (agents.len(), agents[0].last_seen, agents[0].labels.clone()),
+        (1, 9, vec!["linux".to_string()])
+    );
+    s.audit(
+        "mona",
+        "token.create",
+        "t1",
+        &serde_json::json!({"role": "read"}),
+    )
+    .unwrap();
+    s.audit("mona", "token.revoke", "t1", &serde_json::json!({}))
+        .unwrap();
+    let log = s.list_audit(1).unwrap();
+    assert_eq!((log.len(), log[0].action.as_str()), (1, "token.revoke"));
+    assert_eq!(s.list_audit(10).unwrap()[1].detail["role"], "read");
+}
+
+fn retention_lists_and_deletes(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 1)).unwrap();
+    let job = s.jobs_of_run(run).unwrap()[0].id;
+    s.append_log_chunk(job, 1, 0, 0, "some log line\n").unwrap();
+    assert!(
+        !s.retention_items()
+            .unwrap()
+            .iter()
+            .any(|i| i.kind == RetentionKind::Logs),
+        "a running run's logs do not expire"
+    );
+    s.set_run_status(run, Status::Completed, Some(Conclusion::Success), None)
+        .unwrap();
+    let digest = s.put_blob(b"artifact bytes").unwrap();
+    assert_eq!(s.get_blob(&digest).unwrap().unwrap(), b"artifact bytes");
+    let a1 = s.create_artifact(run, "one", &digest, 14).unwrap();
+    let a2 = s.create_artifact(run, "two", &digest, 14).unwrap();
+    assert_eq!(s.list_artifacts(run).unwrap().len(), 2);
+    let items = s.retention_items().unwrap();
+    let logs = items
+        .iter()
+        .find(|i| i.kind == RetentionKind::Logs)
+        .unwrap();
+    assert_eq!((logs.id, logs.repo_id), (run, Some(1)));
+    assert!(logs.bytes > 0);
+    assert_eq!(
+        items
+            .iter()
+            .filter(|i| i.kind == RetentionKind::Artifact)
+            .count(),
+        2
+    );
+    assert_eq!(s.delete_run_logs(run).unwrap(), logs.bytes);
+    assert_eq!(s.log_stats(job, Some(1)).unwrap(), (0, 0));
+    s.delete_artifact(a1).unwrap();
+    assert!(s.get_blob(&digest).unwrap().is_some(), "still shared");
+    s.delete_artifact(a2).unwrap();
+    assert!(
+        s.get_blob(&digest).unwrap().is_none(),
+        "the last one takes its blob"
+    );
+    assert!(s.list_artifacts(run).unwrap().is_empty());
+}
+
+fn caches_match_exact_then_prefix(s: &dyn Store) {
+    s.put_cache(1, "npm-linux-aaa", "d1", 10).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    s.put_cache(1, "npm-linux-bbb", "d2", 20).unwrap();
+    s.put_cache(1, "npm-linux-bbb", "d3", 30).unwrap();
+    let exact = s
+        .find_cache(1, "npm-linux-aaa", &["npm-".into()])
+        .unwrap()
+        .unwrap();
+    assert_eq!(exact.digest, "d1");
+    let newest = s
+        .find_cache(1, "npm-linux-ccc", &["npm-linux-".into()])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        newest.digest, "d2",
+        "the newest prefix match; entries are immutable"
+    );
+    assert!(
+        s.find_cache(2, "npm-linux-aaa", &["npm".into()])
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_cache(1, "x", &["npm_".into(), "%".into()])
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn held_runs_and_policies(s: &dyn Store) {
+    let r = repo(s, "o/r");
+    assert_eq!(s.find_repo("o/r").unwrap().unwrap().id, r.id);
+    assert!(s.get_repo(r.id).unwrap().unwrap().has_webhook_secret);
+    assert_eq!(s.list_repos().unwrap().len(), 1);
+    // Registering again keeps the id and the secret when none is given.
+    let again = s
+        .create_repo(&NewRepo {
+            name: "o/r".into(),
+            clone_url: "y".into(),
+            forge: "github".into(),
+            webhook_secret: None,
+        })
+        .unwrap();
+    assert_eq!(
+        (again.id, again.clone_url.as_str(), again.has_webhook_secret),
+        (r.id, "y", true)
+    );
+    assert_eq!(s.approval_policy(r.id).unwrap(), "none");
+    assert!(s.set_approval_policy(r.id, "untrusted").unwrap());
+    assert_eq!(s.approval_policy(r.id).unwrap(), "untrusted");
+    assert!(!s.set_approval_policy(r.id + 100, "untrusted").unwrap());
+    assert!(!s.environments_loaded(r.id).unwrap());
+    s.set_environments_loaded(r.id).unwrap();
+    assert!(s.environments_loaded(r.id).unwrap());
+    let run = s.create_run(&run_with_jobs(r.id, 1)).unwrap();
+    assert!(!s.run_held(run).unwrap());
+    s.set_run_held(run, true).unwrap();
+    assert!(s.run_held(run).unwrap());
+    assert!(!s.run_held(run + 100).unwrap());
+    assert_eq!(s.run_payload(run).unwrap(), serde_json::json!({}));
+}

@@ -1,0 +1,248 @@
+//! A throwaway PostgreSQL cluster for tests: `initdb` into a temporary
+//! directory, the server on a free loopback port (and a unix socket in that
+//! directory), one per test process, a new database per test.
+//!
+//! PostgreSQL refuses to run as root: as root the cluster runs as the
+//! `postgres` user (Debian's package creates it) through `runuser`.
+//!
+//! The server is stopped when the test process exits, even by a panic or a
+//! kill: it runs under a small shell that waits for its standard input to
+//! close (the test process holds the other end), then stops it and removes
+//! the directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    bin: PathBuf,
+    port: u16,
+    /// Keeps the watchdog's standard input open for the life of the process.
+    _stdin: std::sync::Mutex<std::process::ChildStdin>,
+}
+
+/// Where PostgreSQL's programs are: `$HANGAR_PG_BIN`, else Debian's
+/// `/usr/lib/postgresql/VERSION/bin` (newest first), else `pg_config --bindir`.
+fn find_bin() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("HANGAR_PG_BIN") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    bin.join("initdb").exists().then_some(bin)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A command that runs `program` as the cluster's user.
+fn as_owner(root: bool, program: &Path) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start() -> Cluster {
+    let bin = find_bin().expect("checked by the caller");
+    let root = is_root();
+    let dir = tempfile::Builder::new()
+        .prefix("hangar-pg-")
+        .tempdir()
+        .expect("a temporary directory")
+        .keep();
+    if root {
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .expect("id runs");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("running as root, the tests need a `postgres` user to run PostgreSQL as")
+        };
+        std::os::unix::fs::chown(&dir, Some(id("-u")), Some(id("-g"))).expect("chown");
+    }
+    let data = dir.join("data");
+    let out = as_owner(root, &bin.join("initdb"))
+        .args([
+            "--auth=trust",
+            "--username=hangar",
+            "--encoding=UTF8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .expect("initdb runs");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = crate::free_port();
+    // Durability is not what these tests measure: fsync off keeps them fast.
+    let server = format!(
+        "'{}' -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+        bin.join("postgres").display(),
+        data.display(),
+        dir.display()
+    );
+    let script = format!(
+        "{server} </dev/null >'{log}' 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid; rm -rf '{dir}'",
+        log = dir.join("server.log").display(),
+        dir = dir.display(),
+    );
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh", "-c", &script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &script]);
+        c
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the PostgreSQL watchdog starts");
+    let stdin = child.stdin.take().expect("a piped stdin");
+    // Reaped by nobody: the watchdog outlives this handle by design.
+    std::mem::forget(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL did not start within 60s: {}",
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Cluster {
+        bin,
+        port,
+        _stdin: std::sync::Mutex::new(stdin),
+    }
+}
+
+impl Cluster {
+    /// A new empty database; returns its URL.
+    pub fn database(&self) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new(self.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "hangar",
+                &name,
+            ])
+            .output()
+            .expect("createdb runs");
+        assert!(
+            out.status.success(),
+            "createdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url(&name)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://hangar@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs `sql` with `psql` against `database` and returns its unaligned output.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "hangar", "-d", database])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql runs");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(sql.as_bytes())
+            .expect("psql's input");
+        let out = child.wait_with_output().expect("psql finishes");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// The test process's cluster, started on first use, or `None` when
+/// PostgreSQL is not installed. Missing PostgreSQL never passes a test
+/// silently: under CI (`$CI` set) it fails the test, elsewhere it prints a
+/// loud SKIPPED line.
+pub fn cluster() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+    CLUSTER
+        .get_or_init(|| {
+            if find_bin().is_none() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "PostgreSQL (initdb) is missing in CI: install Debian's `postgresql` package"
+                );
+                eprintln!(
+                    "\n!!! SKIPPED: PostgreSQL's initdb not found (install `postgresql` or set HANGAR_PG_BIN) !!!\n"
+                );
+                return None;
+            }
+            Some(start())
+        })
+        .as_ref()
+}
