@@ -98,6 +98,8 @@ pub struct Controller {
     /// Instances of a controller that died, still serving through the router
     /// until this controller's own instances take over (then stopped).
     leftovers: Mutex<Vec<ProcessRecord>>,
+    /// Itself, for the recorders its instances call from their own tasks.
+    me: std::sync::Weak<Controller>,
 }
 
 fn env_config(project: &Project, env: &str) -> Environment {
@@ -225,7 +227,7 @@ impl Controller {
         }
         let (signal, _) = watch::channel(None);
         let (events, _) = broadcast::channel(1024);
-        let ctl = Arc::new(Controller {
+        let ctl = Arc::new_cyclic(|me| Controller {
             env: env.to_string(),
             project_dir: project_dir.to_path_buf(),
             data: data.to_path_buf(),
@@ -239,6 +241,7 @@ impl Controller {
             events,
             link,
             leftovers: Mutex::new(leftovers),
+            me: me.clone(),
         });
         tokio::spawn(ctl.clone().refresher());
         Ok(ctl)
@@ -669,22 +672,51 @@ impl Controller {
                     .join("logs")
                     .join(format!("{svc}-{}-{index}.log", release.version)),
             };
-            let inst = Instance::start(spec)
-                .with_context(|| format!("cannot start `{}`", release.config.run))?;
-            started.push(inst);
-        }
-        {
-            let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = services.get_mut(svc) {
-                s.instances.extend(started.iter().cloned());
+            let inst = match Instance::start(spec, self.recorder()) {
+                Ok(inst) => inst,
+                Err(e) => {
+                    // Those started already are dropped, which stops them.
+                    self.forget(svc, &started);
+                    return Err(anyhow!("cannot start `{}`: {e}", release.config.run));
+                }
+            };
+            // In the table at once: the next instance's record is written
+            // from it, and must keep this one's.
+            if let Some(s) = self
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(svc)
+            {
+                s.instances.push(inst.clone());
             }
+            started.push(inst);
         }
         self.save_processes()?;
         Ok(started)
     }
 
+    /// Records each process of an instance as it is spawned, before its
+    /// command runs (see `supervisor::Recorder`).
+    fn recorder(&self) -> supervisor::Recorder {
+        let me = self.me.clone();
+        Arc::new(move |rec: ProcessRecord| match me.upgrade() {
+            Some(ctl) => ctl
+                .save_processes_with(Some(rec))
+                .map_err(std::io::Error::other),
+            None => Err(std::io::Error::other("the controller is shutting down")),
+        })
+    }
+
     fn save_processes(&self) -> anyhow::Result<()> {
-        let procs: Vec<ProcessRecord> = self
+        self.save_processes_with(None)
+    }
+
+    /// Writes every process this controller knows of (its instances, the
+    /// dead controller's it has not stopped yet, and `spawned`, an instance
+    /// not yet in the table) to the state file.
+    fn save_processes_with(&self, spawned: Option<ProcessRecord>) -> anyhow::Result<()> {
+        let mut procs: Vec<ProcessRecord> = self
             .services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -705,6 +737,12 @@ impl Controller {
                     .cloned(),
             )
             .collect();
+        if let Some(rec) = spawned {
+            // An instance's port is its own for its life: a restarted process
+            // replaces the record of the one before.
+            procs.retain(|p| p.port != rec.port || p.port.is_none());
+            procs.push(rec);
+        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.processes = procs;
         self.files.save(&st)?;

@@ -11,6 +11,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::health;
+use crate::state::ProcessRecord;
+
+/// Writes where a process of an instance runs (pid, start time, port) where
+/// the next controller and `hangar down` find it. Called after each spawn of
+/// the instance's process and before its command runs: a controller killed at
+/// any moment leaves no instance that nobody knows of.
+pub type Recorder = Arc<dyn Fn(ProcessRecord) -> std::io::Result<()> + Send + Sync>;
+
+/// The first lines of every instance's shell: wait for the controller's word
+/// on standard input (a pipe), given once the pid is recorded ([`Recorder`]).
+/// A controller that dies before it gives it closes the pipe: `read` fails at
+/// end of file and the shell exits without running the command. Then
+/// standard input is /dev/null again, as services expect.
+const GATE: &str = "read -r hangar_gate || exit 0\nexec </dev/null\n";
 
 /// Everything needed to start one instance.
 #[derive(Debug, Clone)]
@@ -66,6 +80,7 @@ pub struct Instance {
     started: Instant,
     /// Whether a health check ever passed (a later exit 127 is then not a typo in `run:`).
     ever_healthy: AtomicBool,
+    recorder: Recorder,
 }
 
 struct State {
@@ -81,8 +96,9 @@ const CRASH_LOOP_RESTARTS: u32 = 3;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Instance {
-    /// Starts the process and its keeper and health tasks.
-    pub fn start(spec: InstanceSpec) -> std::io::Result<Arc<Instance>> {
+    /// Starts the process and its keeper and health tasks. `recorder` is
+    /// called with each process of the instance before its command runs.
+    pub fn start(spec: InstanceSpec, recorder: Recorder) -> std::io::Result<Arc<Instance>> {
         let port = free_port()?;
         if let Some(dir) = spec.log_path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -102,6 +118,7 @@ impl Instance {
             healthy_tx,
             started: Instant::now(),
             ever_healthy: AtomicBool::new(false),
+            recorder,
         });
         let child = inst.spawn_child()?;
         tokio::spawn(inst.clone().keep(child));
@@ -114,22 +131,45 @@ impl Instance {
             .create(true)
             .append(true)
             .open(&self.spec.log_path)?;
+        // Close-on-exec on both ends: another instance spawned meanwhile does
+        // not inherit the write end (which would keep this gate from closing).
+        let (gate, mut open) = std::io::pipe()?;
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
-            .arg(shell_line(&self.spec.command))
+            .arg(format!("{GATE}{}", shell_line(&self.spec.command)))
             .current_dir(&self.spec.cwd)
             .env("PORT", self.port.to_string())
             .env("HANGAR_SERVICE", &self.spec.service)
             .env("HANGAR_VERSION", &self.spec.version)
             .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(std::process::Stdio::null())
+            .stdin(gate)
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group: a stop reaches everything the command started,
             // and hangar's Ctrl-C does not reach it before the graceful stop does.
             .process_group(0);
         let child = cmd.spawn()?;
-        self.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+        drop(cmd); // our copy of the gate's reading end
+        let pid = child.id().unwrap_or(0);
+        self.pid.store(pid, Ordering::SeqCst);
+        let record = ProcessRecord {
+            service: self.spec.service.clone(),
+            version: self.spec.version.clone(),
+            pid,
+            start_time: process_start_time(pid),
+            port: Some(self.port),
+        };
+        if let Err(e) = (self.recorder)(record) {
+            // Nobody could find it after a crash: it does not run.
+            signal_group(pid, libc::SIGKILL);
+            return Err(std::io::Error::other(format!(
+                "cannot record the instance's pid {pid}: {e}"
+            )));
+        }
+        use std::io::Write;
+        // Four bytes into an empty pipe never block; a child already gone is
+        // seen by the keeper.
+        let _ = open.write_all(b"go\n");
         Ok(child)
     }
 

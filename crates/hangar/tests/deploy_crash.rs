@@ -679,6 +679,111 @@ fn kill_matrix_case(strategy: &str, at: usize) {
     assert!(routers_of(dir).is_empty(), "down stops the router");
 }
 
+/// The pids an environment's state file records.
+fn recorded_pids(dir: &Path) -> Vec<u64> {
+    state(dir)["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect()
+}
+
+/// kill -9 of the controller the moment the first process of a new instance
+/// exists, while the others are still being started: whatever runs afterwards
+/// is recorded in the state file (so the next controller or `hangar down`
+/// finds it), and `hangar down` leaves nothing. Before instances waited for
+/// their pid to be on disk, one started just before the kill ran on unrecorded.
+#[test]
+fn kill_9_as_new_instances_spawn_leaves_no_unrecorded_instance() {
+    if !common::have_python3() {
+        return;
+    }
+    for round in 0..2 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let port = free_port();
+        let _down = Down(dir);
+        let write = |version: &str| {
+            std::fs::create_dir_all(dir.join("site")).unwrap();
+            std::fs::write(dir.join("site/index.html"), version).unwrap();
+            std::fs::write(
+                dir.join("hangar.yml"),
+                format!(
+                    "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 4\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    listen: {{ web: 127.0.0.1:{port} }}\n"
+                ),
+            )
+            .unwrap();
+        };
+        write("v1");
+        let out = hangar(dir, &["deploy", "prod"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let controller = state(dir)["controller_pid"].as_u64().unwrap();
+        let v1 = instances_of(dir);
+        assert_eq!(v1.len(), 4, "{v1:?}");
+        write("v2");
+        let mut deploy = Command::new(HANGAR)
+            .args(["deploy", "prod", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while instances_of(dir).len() <= v1.len() && t0.elapsed() < Duration::from_secs(30) {}
+        Command::new("kill")
+            .args(["-9", &controller.to_string()])
+            .status()
+            .unwrap();
+        assert!(
+            instances_of(dir).len() > v1.len(),
+            "round {round}: no new instance seen"
+        );
+        let _ = deploy.wait();
+        let t0 = Instant::now();
+        while alive(controller) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A process that started without being recorded ends by itself (its
+        // gate closed with the controller); give it the moment to.
+        let t0 = Instant::now();
+        let unrecorded = || {
+            let recorded = recorded_pids(dir);
+            instances_of(dir)
+                .into_iter()
+                .filter(|p| !recorded.contains(p))
+                .collect::<Vec<_>>()
+        };
+        while !unrecorded().is_empty() && t0.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            unrecorded(),
+            Vec::<u64>::new(),
+            "round {round}: instances running that the state file does not name: {}",
+            state(dir)
+        );
+        let out = hangar(dir, &["down", "prod"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t0 = Instant::now();
+        while !instances_of(dir).is_empty() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            instances_of(dir).is_empty(),
+            "round {round}: down left instances running"
+        );
+    }
+}
+
 /// The phases to kill at: `HANGAR_KILL_PHASES=1,2,3,4` (the benchmark) or one mid-rollout phase.
 fn phases(default: usize) -> Vec<usize> {
     std::env::var("HANGAR_KILL_PHASES")
