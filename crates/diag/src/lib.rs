@@ -37,6 +37,24 @@ impl Diagnostic {
         }
     }
 
+    /// What GitHub accepts but is almost surely a mistake: shown as
+    /// `warning:`, failing nothing unless warnings are denied.
+    pub fn warning(
+        file: &str,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, line, column, message)
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
         self
@@ -153,6 +171,19 @@ mod tests {
             text,
             "ci.yml:2:5: error: unknown key `runs_on`\n  |\n2 |     runs_on: x\n  |     ^\n  = help: did you mean `runs-on`?\n"
         );
+    }
+
+    #[test]
+    fn warnings_render_and_serialize_as_warnings() {
+        let d = Diagnostic::warning("ci.yml", 1, 5, "`matrix.os` is null");
+        assert!(!d.is_error());
+        assert_eq!(
+            d.render("on: push\n"),
+            "ci.yml:1:5: warning: `matrix.os` is null\n  |\n1 | on: push\n  |     ^\n"
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["severity"], "warning");
+        assert!(Diagnostic::error("ci.yml", 1, 1, "x").is_error());
     }
 
     #[test]

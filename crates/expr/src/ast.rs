@@ -96,6 +96,9 @@ pub struct CallRef<'e> {
 pub struct PathRef<'e> {
     pub segments: Vec<&'e str>,
     pub offset: usize,
+    /// Byte offset of each segment (the named value's, then each property
+    /// name's), so a validator can point at `build` in `needs.build.result`.
+    pub segment_offsets: Vec<usize>,
 }
 
 impl Expr {
@@ -205,10 +208,13 @@ fn literal_path(node: &Node) -> Option<PathRef<'_>> {
         NodeKind::NamedValue { name, .. } => Some(PathRef {
             segments: vec![name],
             offset: node.offset,
+            segment_offsets: vec![node.offset],
         }),
         NodeKind::Property { target, key } => {
             let mut path = literal_path(target)?;
             path.segments.push(key.as_str()?);
+            // A property node sits at its `.`; the name follows it.
+            path.segment_offsets.push(node.offset + 1);
             Some(path)
         }
         _ => None,

@@ -339,6 +339,15 @@ fn analysis_lists_contexts_calls_and_paths() {
             "github.event"
         ]
     );
+    // Each segment's offset, for a validator pointing at `build`.
+    let first = &expr.paths()[0];
+    let at: Vec<&str> = first
+        .segment_offsets
+        .iter()
+        .zip(&first.segments)
+        .map(|(o, s)| &src[*o..*o + s.len()])
+        .collect();
+    assert_eq!(at, ["needs", "build", "outputs", "list"]);
     assert!(!expr.uses_status_function());
     assert!(parse("always() && x").unwrap().uses_status_function());
     assert!(parse("1 == 2").unwrap().is_constant());

@@ -112,3 +112,57 @@ fn unsupported_tags_and_overlong_expressions_are_shown_at_their_place() {
     );
     assert!(stderr.contains("2 error(s)"), "{stderr}");
 }
+
+/// A warning (GitHub accepts the file; the reference is null at run time) is
+/// shown as cargo shows one and fails nothing unless warnings are denied.
+#[test]
+fn warnings_are_shown_counted_apart_and_fail_only_when_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ matrix.os }}\n",
+    );
+    let out = hangar(dir.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            ".github/workflows/ci.yml:6:30: warning: job `a` has no matrix, so `matrix.os` is null"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 file(s) checked, 0 error(s), 1 warning(s)"),
+        "{err}"
+    );
+    for deny in [&["-D", "warnings"][..], &["--deny-warnings"]] {
+        let out = hangar(dir.path(), deny);
+        assert!(!out.status.success(), "{deny:?} fails on a warning");
+    }
+    let out = hangar(dir.path(), &["--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["severity"], "warning");
+    assert_eq!(
+        (v[0]["line"].as_u64(), v[0]["column"].as_u64()),
+        (Some(6), Some(30))
+    );
+    // An error still fails, and is counted apart from the warning.
+    write(
+        dir.path(),
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    continue-on-error: maybe\n    steps:\n      - run: echo ${{ matrix.os }}\n",
+    );
+    let out = hangar(dir.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("ci.yml:5:24: error: `continue-on-error` must be `true`, `false` or an expression, found `maybe`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 file(s) checked, 1 error(s), 1 warning(s)"),
+        "{err}"
+    );
+}

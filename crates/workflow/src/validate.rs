@@ -212,6 +212,12 @@ const JOB_OUTPUTS: Allowed = Allowed {
     status_functions: false,
     hash_files: false,
 };
+/// `on.workflow_call.outputs.<id>.value`.
+const CALL_OUTPUT: Allowed = Allowed {
+    contexts: &["github", "jobs", "vars", "inputs"],
+    status_functions: false,
+    hash_files: false,
+};
 const STEP: Allowed = Allowed {
     contexts: &[
         "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
@@ -245,6 +251,38 @@ struct Checker<'a> {
     jobs: usize,
     /// A limit on the calls was hit: GitHub stops loading there, and so do we.
     walk_stopped: bool,
+    /// What the expressions being checked may refer to.
+    scope: Scope,
+    /// Inputs the workflow declares, when every trigger is one that declares
+    /// them (`workflow_call`, `workflow_dispatch`): for any other event
+    /// `inputs` is empty, so an undeclared name cannot be told from a default.
+    inputs: Option<Vec<String>>,
+    /// Secrets a called workflow declares, when `workflow_call` is its only
+    /// trigger and it declares some (without a `secrets:` list, a caller's
+    /// `secrets: inherit` passes every secret).
+    secrets: Option<Vec<String>>,
+    /// Each job's declared outputs (`None`: not known, e.g. a remote callee's).
+    job_outputs: HashMap<String, Option<Vec<String>>>,
+}
+
+/// What the job and step being checked define, for the reference rules.
+/// `None`: not known here, so not checked.
+#[derive(Default, Clone)]
+struct Scope {
+    job: String,
+    /// The job's `needs`, as written.
+    needs: Option<Vec<String>>,
+    /// Step ids defined before the expression being checked (every id of the
+    /// job in its `outputs`).
+    steps: Option<Vec<String>>,
+    /// Every step id of the job, to tell "later" from "nowhere".
+    all_steps: Vec<String>,
+    /// The id of the step being checked.
+    current: Option<String>,
+    /// The matrix's keys; `None` when the matrix is computed (`fromJSON`).
+    matrix: Option<Vec<String>>,
+    /// Job ids, in `on.workflow_call.outputs.*.value`.
+    jobs: Option<Vec<String>>,
 }
 
 /// How to validate: the repository's settings and the installation's limits.
@@ -268,6 +306,15 @@ impl Checker<'_> {
     fn err(&mut self, pos: Pos, msg: impl Into<String>) -> &mut Diagnostic {
         self.out
             .push(Diagnostic::error(self.file, pos.line, pos.column, msg));
+        let last = self.out.len() - 1;
+        &mut self.out[last]
+    }
+
+    /// What GitHub accepts but is almost surely a mistake (a reference that
+    /// evaluates to null at run time): reported, not failing the check.
+    fn warn(&mut self, pos: Pos, msg: impl Into<String>) -> &mut Diagnostic {
+        self.out
+            .push(Diagnostic::warning(self.file, pos.line, pos.column, msg));
         let last = self.out.len() - 1;
         &mut self.out[last]
     }
@@ -349,6 +396,9 @@ impl Checker<'_> {
             }
         };
         for (expr, _, offset) in template.expressions() {
+            for path in expr.paths() {
+                self.reference(&path, &|o| at(offset + o));
+            }
             for nv in expr.named_values() {
                 let name = nv.name.to_ascii_lowercase();
                 if !hangar_expr::KNOWN_CONTEXTS.contains(&name.as_str()) {
@@ -395,6 +445,216 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// The reference rules: `needs.X`, `steps.X`, `matrix.X`, `inputs.X`,
+    /// `secrets.X` and `jobs.X` naming something the place does not define.
+    /// GitHub accepts all of these (poetry's CI has one and runs daily) and
+    /// evaluates them to null, so they are warnings; what is checked is only
+    /// what can be known from the file (a computed matrix is not).
+    fn reference(&mut self, path: &hangar_expr::PathRef, at: &dyn Fn(usize) -> Pos) {
+        let [ctx, name, rest @ ..] = path.segments.as_slice() else {
+            return;
+        };
+        let name = *name;
+        let pos = at(path.segment_offsets[1]);
+        let has = |list: &[String], name: &str| list.iter().any(|x| x.eq_ignore_ascii_case(name));
+        let job = self.scope.job.clone();
+        let suggest = |name: &str, list: &[String], what: &str| {
+            did_you_mean(name, list.iter().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    if list.is_empty() {
+                        format!("there are no {what} here")
+                    } else {
+                        format!("{what}: {}", list.join(", "))
+                    }
+                })
+        };
+        match ctx.to_ascii_lowercase().as_str() {
+            "needs" => {
+                let Some(needs) = self.scope.needs.clone() else {
+                    return;
+                };
+                if has(&needs, name) {
+                    self.output_reference("needs", name, rest, path, at);
+                    return;
+                }
+                let exists = self
+                    .job_outputs
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case(name));
+                let help = if exists {
+                    format!("add `{name}` to the `needs:` of job `{job}`")
+                } else {
+                    suggest(name, &needs, "jobs it needs")
+                };
+                let msg = if exists {
+                    format!("job `{job}` does not need `{name}`, so `needs.{name}` is null")
+                } else {
+                    format!("there is no job `{name}`, so `needs.{name}` is null")
+                };
+                self.warn(pos, msg).help = Some(help);
+            }
+            "jobs" => {
+                let Some(jobs) = self.scope.jobs.clone() else {
+                    return;
+                };
+                if has(&jobs, name) {
+                    self.output_reference("jobs", name, rest, path, at);
+                    return;
+                }
+                let help = suggest(name, &jobs, "jobs");
+                self.warn(
+                    pos,
+                    format!("there is no job `{name}`, so `jobs.{name}` is null"),
+                )
+                .help = Some(help);
+            }
+            "steps" => {
+                let Some(before) = self.scope.steps.clone() else {
+                    return;
+                };
+                if has(&before, name) {
+                    return;
+                }
+                if self
+                    .scope
+                    .current
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(name))
+                {
+                    self.warn(
+                        pos,
+                        format!(
+                            "a step cannot read its own outputs, so `steps.{name}` is null here"
+                        ),
+                    )
+                    .help =
+                        Some("its outputs are set when it ends: read them in a later step".into());
+                } else if has(&self.scope.all_steps, name) {
+                    self.warn(
+                        pos,
+                        format!(
+                            "step `{name}` runs after this point, so `steps.{name}` is null here"
+                        ),
+                    )
+                    .help = Some("a step sees only the steps before it: move one of them".into());
+                } else {
+                    let help = suggest(name, &before, "step ids before this point");
+                    self.warn(
+                        pos,
+                        format!(
+                            "job `{job}` has no step with id `{name}`, so `steps.{name}` is null"
+                        ),
+                    )
+                    .help = Some(help);
+                }
+            }
+            "matrix" => {
+                let Some(keys) = self.scope.matrix.clone() else {
+                    return;
+                };
+                if has(&keys, name) {
+                    return;
+                }
+                let msg = if keys.is_empty() {
+                    format!("job `{job}` has no matrix, so `matrix.{name}` is null")
+                } else {
+                    format!(
+                        "the matrix of job `{job}` has no key `{name}`, so `matrix.{name}` is null"
+                    )
+                };
+                let help = if keys.is_empty() {
+                    format!("define `{name}` under `strategy.matrix`, or fix the name")
+                } else {
+                    suggest(name, &keys, "matrix keys")
+                };
+                self.warn(pos, msg).help = Some(help);
+            }
+            "inputs" => {
+                let Some(inputs) = self.inputs.clone() else {
+                    return;
+                };
+                if has(&inputs, name) {
+                    return;
+                }
+                let help = suggest(name, &inputs, "declared inputs");
+                self.warn(
+                    pos,
+                    format!("input `{name}` is not declared under `on.workflow_call` or `on.workflow_dispatch`, so `inputs.{name}` is null"),
+                )
+                .help = Some(help);
+            }
+            "secrets" => {
+                let Some(secrets) = self.secrets.clone() else {
+                    return;
+                };
+                if has(&secrets, name) || name.eq_ignore_ascii_case("GITHUB_TOKEN") {
+                    return;
+                }
+                let help = did_you_mean(name, secrets.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "declare it under `on.workflow_call.secrets` (declared: {})",
+                            secrets.join(", ")
+                        )
+                    });
+                self.warn(
+                    pos,
+                    format!("secret `{name}` is not declared under `on.workflow_call.secrets`: a caller can pass it only with `secrets: inherit`"),
+                )
+                .help = Some(help);
+            }
+            _ => {}
+        }
+    }
+
+    /// `needs.X.outputs.Y` / `jobs.X.outputs.Y` where job X declares no output Y.
+    fn output_reference(
+        &mut self,
+        ctx: &str,
+        job: &str,
+        rest: &[&str],
+        path: &hangar_expr::PathRef,
+        at: &dyn Fn(usize) -> Pos,
+    ) {
+        let (Some(outputs_key), Some(output)) = (rest.first(), rest.get(1)) else {
+            return;
+        };
+        if !outputs_key.eq_ignore_ascii_case("outputs") {
+            return;
+        }
+        let Some(Some(declared)) = self
+            .job_outputs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(job))
+            .map(|(_, v)| v.clone())
+        else {
+            return;
+        };
+        if declared.iter().any(|o| o.eq_ignore_ascii_case(output)) {
+            return;
+        }
+        let help = did_you_mean(output, declared.iter().map(String::as_str))
+            .map(|s| format!("did you mean `{s}`?"))
+            .unwrap_or_else(|| {
+                if declared.is_empty() {
+                    format!("job `{job}` has no `outputs:`")
+                } else {
+                    format!("its outputs: {}", declared.join(", "))
+                }
+            });
+        self.warn(
+            at(path.segment_offsets[3]),
+            format!(
+                "job `{job}` has no output `{output}`, so `{ctx}.{job}.outputs.{output}` is null"
+            ),
+        )
+        .help = Some(help);
     }
 }
 
@@ -484,7 +744,13 @@ pub fn validate_with_options(
         called: Vec::new(),
         jobs: 0,
         walk_stopped: false,
+        scope: Scope::default(),
+        inputs: None,
+        secrets: None,
+        job_outputs: HashMap::new(),
     };
+    (c.inputs, c.secrets) = declared_interface(root.get("on"));
+    c.job_outputs = job_outputs(&root, resolve);
     for e in &measured.long_expressions {
         c.out.push(at(e, e.message.clone()));
     }
@@ -770,9 +1036,19 @@ fn check_call_interface(c: &mut Checker, event: &str, v: &Node) {
                     &["description", "value"],
                     &format!("output `{}`", name.name),
                 );
-                if spec.get("value").is_none() {
-                    c.err(spec.pos, "Required property is missing: value").help =
-                        Some("set `value: ${{ jobs.<job>.outputs.<name> }}`".into());
+                match spec.get("value") {
+                    None => {
+                        c.err(spec.pos, "Required property is missing: value").help =
+                            Some("set `value: ${{ jobs.<job>.outputs.<name> }}`".into());
+                    }
+                    Some(value) => {
+                        let mut jobs: Vec<String> = c.job_outputs.keys().cloned().collect();
+                        jobs.sort();
+                        let saved = std::mem::take(&mut c.scope);
+                        c.scope.jobs = Some(jobs);
+                        c.exprs(value, CALL_OUTPUT, false);
+                        c.scope = saved;
+                    }
                 }
             }
         }
@@ -1238,6 +1514,9 @@ fn check_concurrency(c: &mut Checker, n: &Node) {
         if n.get("group").is_none() {
             c.err(n.pos, "Required property is missing: group");
         }
+        if let Some(v) = n.get("cancel-in-progress") {
+            check_bool(c, v, "cancel-in-progress");
+        }
     }
 }
 
@@ -1249,6 +1528,7 @@ fn check_job<'a>(
     graph: &mut HashMap<&'a str, Vec<&'a str>>,
 ) {
     let id = key.name.as_str();
+    c.scope = Scope::default();
     if !id
         .chars()
         .next()
@@ -1353,8 +1633,37 @@ fn check_job<'a>(
         }
     }
     graph.insert(id, needs);
+    let mut all_steps = Vec::new();
+    if let Some(Kind::Seq(items)) = job.get("steps").map(|s| &s.kind) {
+        items
+            .iter()
+            .for_each(|step| collect_ids(step, &mut all_steps));
+    }
+    c.scope = Scope {
+        job: id.to_string(),
+        needs: Some(
+            job.get("needs")
+                .map(|n| match &n.kind {
+                    Kind::Seq(items) => items.iter().collect(),
+                    _ => vec![n],
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|n| n.as_str().map(String::from))
+                .collect(),
+        ),
+        steps: None,
+        all_steps,
+        current: None,
+        matrix: matrix_keys(job),
+        jobs: None,
+    };
     if let Some(n) = job.get("if") {
         c.exprs(n, JOB_IF, true);
+        check_if_template(c, n);
+    }
+    if let Some(n) = job.get("continue-on-error") {
+        check_bool(c, n, "continue-on-error");
     }
     if let Some(env) = job.get("environment") {
         match env.get("url") {
@@ -1441,11 +1750,20 @@ fn check_job<'a>(
         c.exprs(n, JOB_ENV, false);
     }
     if let Some(n) = job.get("outputs") {
+        // A job's outputs are read after all its steps ran.
+        c.scope.steps = Some(c.scope.all_steps.clone());
         c.exprs(n, JOB_OUTPUTS, false);
+        c.scope.steps = None;
     }
     if let Some(s) = job.get("strategy") {
         if c.expect_map(s, "`strategy`") {
             c.keys(s, STRATEGY_KEYS, "`strategy`");
+            if let Some(n) = s.get("fail-fast") {
+                check_bool(c, n, "fail-fast");
+            }
+            if let Some(n) = s.get("max-parallel") {
+                check_number(c, n, "max-parallel");
+            }
         }
         c.exprs(s, JOB_STRATEGY, false);
         if let Some(m) = s.get("matrix")
@@ -1474,6 +1792,175 @@ fn check_job<'a>(
     // A job without steps parses (GitHub fails it when it runs).
     if let Some(steps) = job.get("steps") {
         check_steps(c, id, steps);
+    }
+}
+
+/// The workflow's declared inputs and secrets, as far as the reference rules
+/// may rely on them (see [`Checker::inputs`] and [`Checker::secrets`]).
+fn declared_interface(on: Option<&Node>) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let Some(on) = on else {
+        return (None, None);
+    };
+    let triggers: Vec<String> = match &on.kind {
+        Kind::Str(s) => vec![s.clone()],
+        Kind::Seq(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(String::from))
+            .collect(),
+        Kind::Map(m) => m.iter().map(|(k, _)| k.name.clone()).collect(),
+        _ => Vec::new(),
+    };
+    if triggers.is_empty() {
+        return (None, None);
+    }
+    let declared = |event: &str, what: &str| -> Option<Vec<String>> {
+        let n = on.get(event)?.get(what)?;
+        match &n.kind {
+            Kind::Map(m) => Some(m.iter().map(|(k, _)| k.name.clone()).collect()),
+            _ => None,
+        }
+    };
+    let inputs = triggers
+        .iter()
+        .all(|t| t == "workflow_call" || t == "workflow_dispatch")
+        .then(|| {
+            let mut all = declared("workflow_call", "inputs").unwrap_or_default();
+            all.extend(declared("workflow_dispatch", "inputs").unwrap_or_default());
+            all
+        });
+    let secrets = if triggers == ["workflow_call"] {
+        declared("workflow_call", "secrets")
+    } else {
+        None
+    };
+    (inputs, secrets)
+}
+
+/// Each job's declared outputs (lowercased ids): its `outputs:` keys, or
+/// for a job calling a local reusable workflow, the callee's.
+fn job_outputs(
+    root: &Node,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> HashMap<String, Option<Vec<String>>> {
+    let keys = |n: &Node| match &n.kind {
+        Kind::Map(m) => Some(m.iter().map(|(k, _)| k.name.clone()).collect()),
+        Kind::Null => Some(Vec::new()),
+        _ => None,
+    };
+    let mut out = HashMap::new();
+    for (id, job) in root.get("jobs").map(Node::entries).unwrap_or_default() {
+        let outputs = match job.get("uses").and_then(Node::as_str) {
+            Some(uses) => resolve(uses)
+                .and_then(|text| crate::yaml::parse(&text).ok())
+                .and_then(|callee| {
+                    let call = callee.get("on")?.get("workflow_call")?;
+                    Some(call.get("outputs").map_or(Some(Vec::new()), keys))
+                })
+                .flatten(),
+            None => job.get("outputs").map_or(Some(Vec::new()), keys),
+        };
+        out.insert(id.name.clone(), outputs);
+    }
+    out
+}
+
+/// The keys `matrix.X` may name in a job; `None` when the matrix is computed
+/// (`fromJSON`, an `include` from an expression), so any key may exist.
+fn matrix_keys(job: &Node) -> Option<Vec<String>> {
+    let Some(strategy) = job.get("strategy") else {
+        return Some(Vec::new());
+    };
+    if !matches!(strategy.kind, Kind::Map(_)) {
+        return None;
+    }
+    let Some(m) = strategy.get("matrix") else {
+        return Some(Vec::new());
+    };
+    let Kind::Map(entries) = &m.kind else {
+        return None;
+    };
+    let mut keys = Vec::new();
+    for (k, v) in entries {
+        match k.name.as_str() {
+            "include" => {
+                let Kind::Seq(items) = &v.kind else {
+                    return None;
+                };
+                for item in items {
+                    let Kind::Map(e) = &item.kind else {
+                        return None;
+                    };
+                    keys.extend(e.iter().map(|(k, _)| k.name.clone()));
+                }
+            }
+            "exclude" => {}
+            _ if k.name.contains("${{") => return None,
+            _ => keys.push(k.name.clone()),
+        }
+    }
+    keys.dedup();
+    Some(keys)
+}
+
+/// An `if:` with text around its `${{ }}` is a string template: its value
+/// is a non-empty string, which is true, whatever the expression says.
+fn check_if_template(c: &mut Checker, n: &Node) {
+    let Some(text) = n.as_str() else { return };
+    if text.contains("${{") && !hangar_expr::is_single_expression(text) {
+        c.warn(
+            n.pos,
+            "this `if:` is always true: the text around `${{ }}` makes it a string, and a non-empty string is true",
+        )
+        .help = Some(
+            "put the whole condition inside one `${{ }}`, or write it without `${{ }}`".into(),
+        );
+    }
+}
+
+/// A boolean setting: `true`, `false` or an expression. GitHub rejects
+/// anything else when it reads the file.
+fn check_bool(c: &mut Checker, n: &Node, key: &str) {
+    let ok = match &n.kind {
+        Kind::Bool(_) => true,
+        Kind::Str(s) => s.contains("${{"),
+        _ => false,
+    };
+    if !ok {
+        c.err(
+            n.pos,
+            format!(
+                "`{key}` must be `true`, `false` or an expression, found {}",
+                shown(n)
+            ),
+        )
+        .help = Some(format!("write `{key}: true` or `{key}: false`"));
+    }
+}
+
+/// A number setting (`max-parallel`): a number or an expression.
+fn check_number(c: &mut Checker, n: &Node, key: &str) {
+    let ok = match &n.kind {
+        Kind::Number(_) => true,
+        Kind::Str(s) => s.contains("${{"),
+        _ => false,
+    };
+    if !ok {
+        c.err(
+            n.pos,
+            format!(
+                "`{key}` must be a number or an expression, found {}",
+                shown(n)
+            ),
+        )
+        .help = Some(format!("write a number, e.g. `{key}: 2`"));
+    }
+}
+
+/// A value as an error quotes it: a string as written, else its type.
+fn shown(n: &Node) -> String {
+    match &n.kind {
+        Kind::Str(s) => format!("`{s}`"),
+        _ => n.type_name().to_string(),
     }
 }
 
@@ -1512,6 +1999,7 @@ fn check_steps(c: &mut Checker, job: &str, steps: &Node) {
     for step in items {
         collect_ids(step, &mut all_ids);
     }
+    c.scope.all_steps = all_ids.clone();
     let mut state = StepState {
         job,
         seen: HashSet::new(),
@@ -1551,6 +2039,8 @@ fn check_step(c: &mut Checker, st: &mut StepState, step: &Node, in_parallel: boo
     if !c.expect_map(step, "a step") {
         return;
     }
+    c.scope.steps = Some(st.before.clone());
+    c.scope.current = step.get("id").and_then(Node::as_str).map(String::from);
     c.keys(step, STEP_KEYS, "a step");
     let kinds: Vec<&str> = crate::model::STEP_KINDS
         .iter()
@@ -1654,6 +2144,10 @@ fn check_step(c: &mut Checker, st: &mut StepState, step: &Node, in_parallel: boo
     }
     if let Some(n) = step.get("if") {
         c.exprs(n, STEP_IF, true);
+        check_if_template(c, n);
+    }
+    if let Some(n) = step.get("continue-on-error") {
+        check_bool(c, n, "continue-on-error");
     }
     for (k, v) in step.entries() {
         if !["if", "id", "uses", "shell", "parallel", "wait", "cancel"].contains(&k.name.as_str()) {
@@ -2100,7 +2594,9 @@ mod tests {
         };
         // GitHub's parser takes any number, infinities included.
         for (job, step) in [("10", "1.5"), ("1e18", "-3"), ("${{ matrix.t }}", "'20'")] {
-            let d = validate("ci.yml", &wf(job, step));
+            let mut d = validate("ci.yml", &wf(job, step));
+            // `matrix.t` without a matrix is a warning, not the point here.
+            d.retain(Diagnostic::is_error);
             assert!(d.is_empty(), "{job} {step}: {d:?}");
         }
         let d = validate("ci.yml", &wf("soon", "[1]"));
@@ -2256,5 +2752,202 @@ mod tests {
             "      - {id: a, run: a}\n      - parallel:\n          - {id: a, run: a}\n",
         );
         assert_eq!(e, ["8:18 the step id `a` is already used in job `j` | "]);
+    }
+    /// `line:col severity: message` of every diagnostic of `text`.
+    fn diags(text: &str) -> Vec<String> {
+        validate_with("ci.yml", text, &|_: &str| None)
+            .iter()
+            .map(|d| {
+                let sev = if d.is_error() { "error" } else { "warning" };
+                format!("{}:{} {sev}: {}", d.line, d.column, d.message)
+            })
+            .collect()
+    }
+
+    const CLEAN: &[String] = &[];
+
+    #[test]
+    fn needs_references_name_jobs_in_needs_and_their_outputs() {
+        let wf = |needs: &str, expr: &str| {
+            format!(
+                "on: push\njobs:\n  a:\n    runs-on: x\n    outputs:\n      v: ${{{{ steps.s.outputs.v }}}}\n    steps:\n      - {{id: s, run: x}}\n  b:\n    runs-on: x\n{needs}    steps:\n      - run: echo ${{{{ {expr} }}}}\n"
+            )
+        };
+        assert_eq!(
+            diags(&wf("", "needs.a.outputs.v")),
+            ["12:29 warning: job `b` does not need `a`, so `needs.a` is null"]
+        );
+        assert_eq!(
+            diags(&wf("    needs: a\n", "needs.nope.result")),
+            ["13:29 warning: there is no job `nope`, so `needs.nope` is null"]
+        );
+        assert_eq!(
+            diags(&wf("    needs: [a]\n", "needs.a.outputs.w")),
+            ["13:39 warning: job `a` has no output `w`, so `needs.a.outputs.w` is null"]
+        );
+        assert_eq!(diags(&wf("    needs: [a]\n", "needs.A.outputs.V")), CLEAN);
+        assert_eq!(diags(&wf("    needs: a\n", "needs.a.result")), CLEAN);
+    }
+
+    #[test]
+    fn steps_references_name_steps_before_them() {
+        let wf = "on: push\njobs:\n  j:\n    runs-on: x\n    outputs:\n      o: ${{ steps.late.outputs.o }}\n    steps:\n      - {id: early, run: x}\n      - run: echo ${{ steps.early.outputs.a }} ${{ steps.late.outputs.b }} ${{ steps.erly.outcome }}\n      - {id: late, run: x}\n";
+        assert_eq!(
+            diags(wf),
+            [
+                "9:58 warning: step `late` runs after this point, so `steps.late` is null here",
+                "9:86 warning: job `j` has no step with id `erly`, so `steps.erly` is null",
+            ]
+        );
+        let d = validate_with("ci.yml", wf, &|_: &str| None);
+        assert_eq!(d[1].help.as_deref(), Some("did you mean `early`?"));
+        // A step's own outputs are not there yet either.
+        assert_eq!(
+            diags(
+                "on: push\njobs:\n  j:\n    runs-on: x\n    steps:\n      - id: me\n        run: echo ${{ steps.me.outputs.x }}\n"
+            ),
+            ["7:29 warning: a step cannot read its own outputs, so `steps.me` is null here"]
+        );
+    }
+
+    #[test]
+    fn inputs_references_name_declared_inputs_when_only_input_events_trigger() {
+        let wf = |on: &str| {
+            format!(
+                "on:\n{on}jobs:\n  j:\n    runs-on: x\n    steps:\n      - run: echo ${{{{ inputs.tag }}}} ${{{{ inputs.tga }}}}\n"
+            )
+        };
+        let declared = "  workflow_dispatch:\n    inputs:\n      tag: {type: string}\n";
+        assert_eq!(
+            diags(&wf(declared)),
+            [
+                "9:48 warning: input `tga` is not declared under `on.workflow_call` or `on.workflow_dispatch`, so `inputs.tga` is null"
+            ]
+        );
+        // Declared by the other input event.
+        let both = "  workflow_dispatch:\n  workflow_call:\n    inputs:\n      tag: {type: string}\n      tga: {type: string}\n";
+        assert_eq!(diags(&wf(both)), CLEAN);
+        // On a push, `inputs` is empty: `inputs.x || 'default'` is a pattern, not a mistake.
+        assert_eq!(diags(&wf(&format!("  push:\n{declared}"))), CLEAN);
+    }
+
+    #[test]
+    fn secrets_references_name_declared_secrets_of_a_called_workflow() {
+        let wf = |on: &str| {
+            format!(
+                "on:\n{on}jobs:\n  j:\n    runs-on: x\n    steps:\n      - run: echo ${{{{ secrets.TOKEN }}}} ${{{{ secrets.GITHUB_TOKEN }}}} ${{{{ secrets.NPM }}}}\n"
+            )
+        };
+        let declared = "  workflow_call:\n    secrets:\n      token:\n        required: true\n";
+        assert_eq!(
+            diags(&wf(declared)),
+            [
+                "10:80 warning: secret `NPM` is not declared under `on.workflow_call.secrets`: a caller can pass it only with `secrets: inherit`"
+            ]
+        );
+        // No `secrets:` declared: written for `secrets: inherit`.
+        assert_eq!(diags(&wf("  workflow_call:\n")), CLEAN);
+        // Also run on a push, where the repository's secrets are all there.
+        assert_eq!(diags(&wf(&format!("  push:\n{declared}"))), CLEAN);
+    }
+
+    #[test]
+    fn matrix_references_name_matrix_keys_unless_the_matrix_is_computed() {
+        let wf = |matrix: &str| {
+            format!(
+                "on: push\njobs:\n  j:\n    runs-on: x\n    strategy:\n      matrix:\n{matrix}    steps:\n      - run: echo ${{{{ matrix.os }}}} ${{{{ matrix.rust }}}}\n"
+            )
+        };
+        assert_eq!(
+            diags(&wf("        os: [a, b]\n")),
+            ["9:47 warning: the matrix of job `j` has no key `rust`, so `matrix.rust` is null"]
+        );
+        assert_eq!(
+            diags(&wf(
+                "        os: [a, b]\n        include:\n          - {os: a, rust: beta}\n"
+            )),
+            CLEAN
+        );
+        assert_eq!(
+            diags(&wf(
+                "        os: [a]\n        include: ${{ fromJSON(vars.m) }}\n"
+            )),
+            CLEAN
+        );
+        let computed = "on: push\njobs:\n  j:\n    runs-on: x\n    strategy:\n      matrix: ${{ fromJSON('{}') }}\n    steps:\n      - run: echo ${{ matrix.anything }}\n";
+        assert_eq!(diags(computed), CLEAN);
+    }
+
+    #[test]
+    fn workflow_call_outputs_name_jobs_and_are_checked() {
+        let wf = |value: &str| {
+            format!(
+                "on:\n  workflow_call:\n    outputs:\n      v:\n        value: {value}\njobs:\n  build:\n    runs-on: x\n    outputs:\n      v: x\n    steps: [{{run: x}}]\n"
+            )
+        };
+        assert_eq!(diags(&wf("${{ jobs.build.outputs.v }}")), CLEAN);
+        assert_eq!(
+            diags(&wf("${{ jobs.biuld.outputs.v }}")),
+            ["5:25 warning: there is no job `biuld`, so `jobs.biuld` is null"]
+        );
+        assert_eq!(
+            diags(&wf("${{ jobs.build.outputs.x }}")),
+            ["5:39 warning: job `build` has no output `x`, so `jobs.build.outputs.x` is null"]
+        );
+        assert_eq!(
+            diags(&wf("${{ steps.s.outputs.v }}")),
+            ["5:20 error: context `steps` is not available here"]
+        );
+    }
+
+    #[test]
+    fn an_if_with_text_around_its_expression_is_always_true() {
+        let wf = |cond: &str| {
+            format!(
+                "on: push\njobs:\n  j:\n    runs-on: x\n    if: {cond}\n    steps:\n      - run: x\n        if: {cond}\n"
+            )
+        };
+        assert_eq!(
+            diags(&wf("${{ github.ref == 'x' }} && github.actor == 'y'")),
+            [
+                "5:9 warning: this `if:` is always true: the text around `${{ }}` makes it a string, and a non-empty string is true",
+                "8:13 warning: this `if:` is always true: the text around `${{ }}` makes it a string, and a non-empty string is true",
+            ]
+        );
+        assert_eq!(
+            diags(&wf("${{ github.ref == 'x' && github.actor == 'y' }}")),
+            CLEAN
+        );
+        assert_eq!(
+            diags(&wf("github.ref == 'x' && github.actor == 'y'")),
+            CLEAN
+        );
+        assert_eq!(diags(&wf("\"  ${{ github.ref == 'x' }}  \"")), CLEAN);
+    }
+
+    #[test]
+    fn booleans_and_numbers_of_settings_are_typed() {
+        let wf = |v: &str, n: &str| {
+            format!(
+                "on: push\nconcurrency:\n  group: g\n  cancel-in-progress: {v}\njobs:\n  j:\n    runs-on: x\n    continue-on-error: {v}\n    strategy:\n      fail-fast: {v}\n      max-parallel: {n}\n      matrix: {{a: [1]}}\n    steps:\n      - run: x\n        continue-on-error: {v}\n"
+            )
+        };
+        for (v, n) in [
+            ("true", "2"),
+            ("false", "${{ 1 }}"),
+            ("${{ github.event_name == 'push' }}", "1.5"),
+        ] {
+            assert_eq!(diags(&wf(v, n)), CLEAN, "{v} {n}");
+        }
+        assert_eq!(
+            diags(&wf("maybe", "two")),
+            [
+                "4:23 error: `cancel-in-progress` must be `true`, `false` or an expression, found `maybe`",
+                "8:24 error: `continue-on-error` must be `true`, `false` or an expression, found `maybe`",
+                "10:18 error: `fail-fast` must be `true`, `false` or an expression, found `maybe`",
+                "11:21 error: `max-parallel` must be a number or an expression, found `two`",
+                "15:28 error: `continue-on-error` must be `true`, `false` or an expression, found `maybe`",
+            ]
+        );
     }
 }

@@ -9,9 +9,16 @@ use hangar_diag::Diagnostic;
 pub struct Args {
     /// Workflow files [default: .github/workflows/*.yml|yaml, and hangar.yml when present].
     files: Vec<PathBuf>,
-    /// Print diagnostics as JSON.
+    /// Print diagnostics as JSON (each with its `severity`).
     #[arg(long)]
     json: bool,
+    /// Fail on warnings too (what GitHub accepts but is almost surely a
+    /// mistake, such as `needs.x` for a job not in `needs`).
+    #[arg(long)]
+    deny_warnings: bool,
+    /// `-D warnings`: as `--deny-warnings`, as cargo and clippy spell it.
+    #[arg(short = 'D', value_name = "LINT", value_parser = ["warnings"])]
+    deny: Vec<String>,
     /// Print the workflow as GitHub's parser hands it to the runner: jobs with
     /// defaulted names and `if`s, generated step ids, called workflows inlined.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["files", "json"])]
@@ -70,6 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|d| (d, text.clone())),
         );
     }
+    let errors = all.iter().filter(|(d, _)| d.is_error()).count();
+    let warnings = all.len() - errors;
     if args.json {
         let v: Vec<&Diagnostic> = all.iter().map(|(d, _)| d).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -77,9 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (d, text) in &all {
             eprint!("{}", d.render(text));
         }
-        eprintln!("{checked} file(s) checked, {} error(s)", all.len());
+        eprintln!("{checked} file(s) checked, {errors} error(s), {warnings} warning(s)");
     }
-    Ok(if all.is_empty() {
+    let deny_warnings = args.deny_warnings || !args.deny.is_empty();
+    Ok(if errors == 0 && (warnings == 0 || !deny_warnings) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -94,14 +104,13 @@ fn template(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     // Local reusable workflows are read relative to the repository root (here).
     let resolve = hangar_workflow::local_callee(std::path::Path::new("."));
     let diags = hangar_workflow::validate_with(&name, &text, &resolve);
-    if !diags.is_empty() {
-        for d in &diags {
-            eprint!("{}", d.render(&text));
-        }
-        eprintln!(
-            "{name}: {} error(s); fix them to see the converted template",
-            diags.len()
-        );
+    for d in &diags {
+        eprint!("{}", d.render(&text));
+    }
+    // Warnings are GitHub-valid: the template is still what GitHub converts.
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        eprintln!("{name}: {errors} error(s); fix them to see the converted template");
         return Ok(ExitCode::FAILURE);
     }
     let options = hangar_workflow::template::Options::default();
