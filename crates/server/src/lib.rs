@@ -45,6 +45,9 @@ pub use app::App;
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the server's state in PostgreSQL (several servers
+    /// may share it). `None`: SQLite in the data directory.
+    pub database: Option<String>,
     /// A leased job whose agent has not sent a heartbeat for this long is lost.
     pub lease: Duration,
     pub reap_every: Duration,
@@ -88,6 +91,7 @@ impl ServeConfig {
         ServeConfig {
             listen: "127.0.0.1:8420".parse().expect("literal address"),
             data_dir,
+            database: None,
             lease: Duration::from_secs(30),
             reap_every: Duration::from_secs(1),
             max_attempts: 1,
@@ -444,7 +448,8 @@ fn watched_name(store: &dyn Store, path: &std::path::Path) -> anyhow::Result<Str
 
 /// Opens the store, registers repositories, binds, and starts every background task.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
-    let store: Arc<dyn Store> = Arc::new(hangar_store::open(&cfg.data_dir)?);
+    let store: Arc<dyn Store> =
+        hangar_store::open_database(&cfg.data_dir, cfg.database.as_deref())?;
     // Sealed secrets, their key, token hashes and every blob live here: no
     // other user of the machine may read them, whatever an older version or
     // the umask left behind.

@@ -31,6 +31,7 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub use model::*;
 
@@ -302,4 +303,79 @@ pub trait Store: Send + Sync {
 /// Opens (creating when needed) the default store under `data_dir`.
 pub fn open(data_dir: &Path) -> Result<sqlite::SqliteStore> {
     sqlite::SqliteStore::open(data_dir)
+}
+
+/// Opens the store a server is configured with: PostgreSQL for a
+/// `postgres://` (or `postgresql://`) URL, else SQLite in `data_dir`. Either
+/// way the key file and the blobs are in `data_dir`.
+pub fn open_database(data_dir: &Path, database: Option<&str>) -> Result<Arc<dyn Store>> {
+    match database.map(str::trim).filter(|d| !d.is_empty()) {
+        None => Ok(Arc::new(open(data_dir)?)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = postgres::PgStore::open(url, data_dir).map_err(|e| {
+                anyhow::anyhow!("opening the database {}: {e:#}", database_label(url))
+            })?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => anyhow::bail!(
+            "unsupported database `{}`: give a postgres://USER@HOST:PORT/DATABASE URL, \
+             or leave --database and HANGAR_DATABASE_URL unset for SQLite in the data directory",
+            database_label(other)
+        ),
+    }
+}
+
+/// A database URL fit for logs and errors: the password left out.
+pub fn database_label(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, host) = match rest.rsplit_once('@') {
+                Some((auth, host)) => (Some(auth), host),
+                None => (None, rest),
+            };
+            let user = auth.map(|a| a.split(':').next().unwrap_or(""));
+            match user {
+                Some(u) => format!("{scheme}://{u}@{host}"),
+                None => format!("{scheme}://{host}"),
+            }
+        }
+        None => "(not a URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_logged_without_their_password() {
+        assert_eq!(
+            database_label("postgres://ci:s3cret@db.internal:5432/hangar"),
+            "postgres://ci@db.internal:5432/hangar"
+        );
+        assert_eq!(
+            database_label("postgres://db/hangar"),
+            "postgres://db/hangar"
+        );
+        assert_eq!(database_label("hangar.db"), "(not a URL)");
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_refused_with_what_to_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            open_database(dir.path(), Some("mysql://u:pw@h/db"))
+                .err()
+                .unwrap()
+        );
+        assert!(
+            err.contains("mysql://u@h/db") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(!err.contains("pw"), "{err}");
+        // Unset or empty: SQLite in the data directory.
+        open_database(dir.path(), Some(" ")).unwrap();
+        assert!(dir.path().join("hangar.db").exists());
+    }
 }

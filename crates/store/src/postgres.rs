@@ -2275,6 +2275,21 @@ mod tests {
         assert!(err.contains("connecting to PostgreSQL"), "{err}");
     }
 
+    /// The README's unix-socket form of the URL reaches the server.
+    #[test]
+    fn a_unix_socket_url_connects() {
+        let Some((db, _)) = database() else { return };
+        let cluster = hangar_testkit::postgres::cluster().unwrap();
+        let url = format!(
+            "postgres://hangar@/{db}?host={}&port={}",
+            cluster.socket_dir().display(),
+            cluster.port()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let s = PgStore::open(&url, dir.path()).unwrap();
+        assert_eq!(s.token_count().unwrap(), 0);
+    }
+
     /// A connection the server closed (a restart, an idle timeout) is not
     /// handed out again: the next call opens a new one.
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 pub struct Cluster {
     bin: PathBuf,
     port: u16,
+    dir: PathBuf,
     /// Keeps the watchdog's standard input open for the life of the process.
     _stdin: std::sync::Mutex<std::process::ChildStdin>,
 }
@@ -157,6 +158,7 @@ fn start() -> Cluster {
     Cluster {
         bin,
         port,
+        dir,
         _stdin: std::sync::Mutex::new(stdin),
     }
 }
@@ -196,6 +198,11 @@ impl Cluster {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The directory of the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Runs `sql` with `psql` against `database` and returns its unaligned output.

@@ -24,6 +24,12 @@ pub enum Command {
         /// Data directory (SQLite database, key file, blobs). Default: ~/.local/share/hangar.
         #[arg(long, env = "HANGAR_DATA")]
         data: Option<PathBuf>,
+        /// Keep the server's state in PostgreSQL instead of SQLite in the data
+        /// directory: postgres://USER:PASSWORD@HOST:PORT/DATABASE (no TLS yet:
+        /// a unix socket or a trusted network). The key file and blobs stay in
+        /// the data directory.
+        #[arg(long, env = "HANGAR_DATABASE_URL", value_name = "URL")]
+        database: Option<String>,
         /// Local git repository to register and watch for new commits (repeatable).
         /// Default: the current directory when it is a git repository.
         #[arg(long = "repo")]
@@ -191,6 +197,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve {
             listen,
             data,
+            database,
             repos,
             lease_timeout,
             max_attempts,
@@ -213,6 +220,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let jobs = sandbox(mode, vec![data.clone()])?;
             let mut cfg = ServeConfig::new(data.clone(), runner(jobs));
             cfg.listen = listen;
+            let database_label = database.as_deref().map(hangar_store::database_label);
+            cfg.database = database;
             cfg.lease = Duration::from_secs(lease_timeout.max(1));
             cfg.reap_every = Duration::from_millis((lease_timeout * 1000 / 10).clamp(100, 1000));
             cfg.max_attempts = max_attempts;
@@ -241,6 +250,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             rt.block_on(async move {
                 let server = hangar_server::start(cfg).await?;
                 println!("hangar serve: data in {}", data.display());
+                if let Some(db) = &database_label {
+                    println!("hangar serve: database {db}");
+                }
                 for repo in server.app.store.list_repos()? {
                     println!(
                         "hangar serve: repository {} ({})",

@@ -1,0 +1,210 @@
+//! `hangar serve --database postgres://…` as a real process on a throwaway
+//! PostgreSQL cluster: a pushed commit runs its workflow to success on the
+//! embedded agent, the state is in PostgreSQL (no SQLite file), and a server
+//! killed with -9 and started again finds the run, its logs and its token.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hangar");
+
+struct Serve {
+    child: Child,
+    url: String,
+    token: Option<String>,
+    lines: Vec<String>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
+    let mut child = Command::new(BIN)
+        .current_dir(data)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(args)
+        .env("HANGAR_DATABASE_URL", env_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = None;
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("hangar serve printed its address")
+            .unwrap();
+        seen.push(line.clone());
+        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
+            token = Some(t.trim().to_string());
+        }
+        if let Some(u) = line.split("listening on ").nth(1) {
+            break u.trim().trim_end_matches("/ui/").to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Serve {
+        child,
+        url,
+        token,
+        lines: seen,
+    }
+}
+
+fn get(url: &str, token: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut s = body;
+        while let Some((len, rest)) = s.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 || rest.len() < n {
+                break;
+            }
+            out.push_str(&rest[..n]);
+            s = rest[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn get_json(url: &str, token: &str) -> Value {
+    let (s, b) = get(url, token);
+    assert_eq!(s, 200, "GET {url}: {b}");
+    serde_json::from_str(&b).unwrap()
+}
+
+const WORKFLOW: &str = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: for i in $(seq 1 200); do echo pg-log-line-$i; done\n      - run: echo second-step\n";
+
+#[test]
+fn a_push_runs_to_success_with_the_state_in_postgres() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let (repo, _) = hangar_testkit::repo_with(&[("README", "x")]);
+    let data = tempfile::tempdir().unwrap();
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    let args = ["--repo", &repo_arg, "--poll-ms", "100", "--sandbox", "none"];
+    let s = serve(data.path(), &args, &url);
+    assert!(
+        s.lines
+            .iter()
+            .any(|l| l.contains("database postgres://hangar@")),
+        "{:?}",
+        s.lines
+    );
+    let token = s.token.clone().expect("a new database: a new admin token");
+    hangar_testkit::commit(repo.path(), &[(".github/workflows/ci.yml", WORKFLOW)]);
+    let runs_url = format!("{}/api/v1/runs", s.url);
+    let start = Instant::now();
+    let run = loop {
+        let runs = get_json(&runs_url, &token);
+        if let Some(r) = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == "completed")
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no run completed: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(run["conclusion"], "success", "{run}");
+    assert_eq!(run["event"], "push");
+    // The state is in PostgreSQL: its rows are there, and no SQLite file was made.
+    assert_eq!(
+        cluster.psql(&db, "SELECT status || '/' || conclusion FROM runs"),
+        "completed/success"
+    );
+    assert!(
+        cluster
+            .psql(&db, "SELECT count(*) FROM log_chunks")
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
+    assert!(!data.path().join("hangar.db").exists());
+
+    // kill -9, then start again on the same database: the run, its logs and
+    // the admin token are all still there.
+    drop(s);
+    let s2 = serve(data.path(), &args, &url);
+    assert!(s2.token.is_none(), "the admin token was kept in PostgreSQL");
+    let detail = get_json(&format!("{}/api/v1/runs/{}", s2.url, run["id"]), &token);
+    assert_eq!(detail["run"]["conclusion"], "success");
+    let (_, log) = get(
+        &format!(
+            "{}/api/v1/jobs/{}/logs/raw",
+            s2.url, detail["jobs"][0]["id"]
+        ),
+        &token,
+    );
+    assert!(log.contains("pg-log-line-200"), "{log}");
+    assert!(log.contains("second-step"), "{log}");
+}
+
+#[test]
+fn an_unreachable_database_stops_the_server_with_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let port = hangar_testkit::free_port();
+    let out = Command::new(BIN)
+        .current_dir(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .args([
+            "--database",
+            &format!("postgres://ci:hunter2@127.0.0.1:{port}/hangar?connect_timeout=5"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("opening the database postgres://ci@127.0.0.1")
+            && err.contains("connecting to PostgreSQL"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "the password was printed: {err}");
+}
