@@ -912,7 +912,7 @@ impl<'e> Job<'e> {
                     for bg in group {
                         self.finish_background(scope, bg).await;
                     }
-                } else if step.get("background").is_some_and(is_true) {
+                } else if step.get("background").is_some_and(maybe_true) {
                     self.run_step(scope, step, Mode::Background(&mut background))
                         .await;
                 } else {
@@ -1018,7 +1018,7 @@ impl<'e> Job<'e> {
         let host_failed = scope.failed;
         // Step env, continue-on-error and timeout.
         let mut warnings: Vec<String> = Vec::new();
-        let prepared: Result<(bool, Option<Duration>), (&str, String)> = (|| {
+        let prepared: Result<(bool, Option<Duration>, bool), (&str, String)> = (|| {
             if let Some(Value::Object(step_env)) = step.get("env") {
                 let cx0 = cx.get_or_insert_with(|| self.cx(scope, &env));
                 let mut evaluated = Vec::new();
@@ -1059,9 +1059,28 @@ impl<'e> Job<'e> {
                 }
                 None => None,
             };
-            Ok((coe, timeout))
+            // `background: ${{ expr }}` is decided when the step starts, with
+            // the step's contexts (its `env` included), as its other settings.
+            let background = match step.get("background") {
+                Some(v) if v.as_str().is_some_and(|s| s.contains("${{")) => {
+                    match eval(v).map_err(|e| ("background", e))?.as_str() {
+                        "true" => true,
+                        "false" | "" => false,
+                        other => {
+                            return Err((
+                                "background",
+                                format!(
+                                    "`background` must evaluate to true or false, not `{other}`"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => true,
+            };
+            Ok((coe, timeout, background))
         })();
-        let (continue_on_error, timeout) = match prepared {
+        let (continue_on_error, timeout, background) = match prepared {
             Ok(p) => p,
             Err((key, e)) => return self.fail_before_run(scope, &end, key, &e),
         };
@@ -1076,6 +1095,7 @@ impl<'e> Job<'e> {
         } else {
             self.cancel.clone()
         };
+        let mode = if background { mode } else { Mode::Foreground };
         if let Mode::Background(list) = mode {
             if step.get("run").is_some() {
                 match self.start_background(
@@ -2484,9 +2504,10 @@ impl<'e> Job<'e> {
 
 /// Whether any string in the step mentions `${{`: steps without expressions
 /// skip building contexts altogether (the common, fast case).
-/// `background: true` (GitHub also reads the string `'true'`).
-fn is_true(v: &Value) -> bool {
-    v.as_bool() == Some(true) || v.as_str() == Some("true")
+/// `background: true` (GitHub also reads the string `'true'`), or an
+/// expression, which the step decides when it starts.
+fn maybe_true(v: &Value) -> bool {
+    v.as_bool() == Some(true) || v.as_str().is_some_and(|s| s == "true" || s.contains("${{"))
 }
 
 fn step_has_expressions(step: &Value) -> bool {

@@ -284,3 +284,44 @@ fn the_job_waits_for_background_steps_nobody_waited_for() {
     assert_eq!(c["quick"].1, Conclusion::Success);
     assert_eq!(c["tolerated"], (Conclusion::Failure, Conclusion::Success));
 }
+
+#[test]
+fn an_expression_decides_background_when_the_step_starts() {
+    let f = Fixture::new();
+    // `env.PAR` is set per step: the same expression says yes, then no.
+    let (s, rep) = f.run(concat!(
+        "      - {name: bg1, id: bg1, run: 'sleep 0.6', env: {PAR: '1'}, background: \"${{ env.PAR == '1' }}\"}\n",
+        "      - {name: bg2, id: bg2, run: 'sleep 0.6', env: {PAR: '1'}, background: \"${{ env.PAR == '1' }}\"}\n",
+        "      - wait-all:\n",
+        "      - {name: fg1, run: 'sleep 0.6', env: {PAR: '0'}, background: \"${{ env.PAR == '1' }}\"}\n",
+        "      - {name: fg2, run: 'sleep 0.6', env: {PAR: '0'}, background: \"${{ env.PAR == '1' }}\"}\n",
+    ));
+    assert!(s.success, "{:?}", conclusions(&rep));
+    let t = times(&rep);
+    assert!(
+        overlap(t["bg1"], t["bg2"]),
+        "true runs in the background: {t:?}"
+    );
+    assert!(
+        !overlap(t["fg1"], t["fg2"]) && t["fg2"].0 >= t["fg1"].1,
+        "false runs in order: {t:?}"
+    );
+}
+
+#[test]
+fn a_background_expression_that_is_not_a_boolean_fails_the_step() {
+    let f = Fixture::new();
+    let (s, rep) = f.run(concat!(
+        "      - {name: odd, run: 'echo ran', background: \"${{ 'sometimes' }}\"}\n",
+        "      - {name: after, run: 'echo after'}\n",
+    ));
+    assert!(!s.success);
+    let c = conclusions(&rep);
+    assert_eq!(c["odd"].1, Conclusion::Failure);
+    assert_eq!(c["after"].1, Conclusion::Skipped);
+    assert!(log_of(&rep, "odd").is_empty(), "the step did not run");
+    let said = rep.events.lock().unwrap().iter().any(|e| {
+        matches!(e, Event::Annotation { message, .. } if message.contains("`background` must evaluate to true or false, not `sometimes`"))
+    });
+    assert!(said);
+}

@@ -2135,7 +2135,11 @@ fn check_step(c: &mut Checker, st: &mut StepState, step: &Node, in_parallel: boo
                 b.pos,
                 "only a `run` or `uses` step can run in the background",
             );
-        } else if on && let Some((idv, _)) = id {
+        } else if let Some((idv, _)) = id
+            && (on || b.as_str().is_some_and(|s| s.contains("${{")))
+        {
+            // An expression may put the step in the background when it
+            // starts: a `wait` for it is not a mistake.
             st.background.push(idv.to_string());
         }
     }
@@ -2657,6 +2661,8 @@ mod tests {
             "          - uses: ./local\n",
             "      - cancel: server\n",
             "      - run: echo ${{ steps.a.outputs.x }}\n",
+            "      - {id: maybe, run: m, background: \"${{ github.event_name == 'push' }}\"}\n",
+            "      - wait: maybe\n",
         );
         assert_eq!(steps_check(ok), Vec::<String>::new());
     }
