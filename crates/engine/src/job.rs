@@ -184,7 +184,20 @@ struct Background {
     /// `cancel:` stopped it: it ends cancelled rather than failed.
     stopped: bool,
     files: Files,
-    handle: tokio::task::JoinHandle<(StepSink, process::Exit, Instant, u64)>,
+    handle: BackgroundTask,
+    /// A JavaScript action's: where what it saves with `GITHUB_STATE` goes
+    /// (its `post` reads it), as [`Job::run_node`] keys it.
+    state_key: Option<String>,
+}
+
+type BackgroundTask = tokio::task::JoinHandle<(StepSink, process::Exit, Instant, u64)>;
+
+/// A JavaScript action's main started in the background by [`Job::run_uses`].
+struct StartedAction {
+    files: Files,
+    cancel: CancellationToken,
+    handle: BackgroundTask,
+    state_key: String,
 }
 
 /// How a step runs: in order, or started in the background into the list.
@@ -253,6 +266,11 @@ pub(crate) struct Job<'e> {
     /// `RUNNER_TRACKING_ID` of this job's processes: what is killed when the
     /// job ends (its orphans).
     tracking_id: String,
+    /// The step being started is a `background` `uses:` step: [`Job::run_uses`]
+    /// takes this on entry, so a composite's own steps never see it.
+    background_request: bool,
+    /// What [`Job::run_uses`] started in the background, for the step to list.
+    started: Option<StartedAction>,
 }
 
 /// Entry point used by [`Engine::run_job`].
@@ -664,6 +682,8 @@ impl<'e> Job<'e> {
             debug,
             fetched: HashMap::new(),
             tracking_id,
+            background_request: false,
+            started: None,
         };
         process::watch(&job.tracking_id);
         // env: workflow env, then job env, each evaluated against what came before.
@@ -1096,6 +1116,7 @@ impl<'e> Job<'e> {
             self.cancel.clone()
         };
         let mode = if background { mode } else { Mode::Foreground };
+        let mut bg_list = None;
         if let Mode::Background(list) = mode {
             if step.get("run").is_some() {
                 match self.start_background(
@@ -1133,14 +1154,7 @@ impl<'e> Job<'e> {
                 }
                 return;
             }
-            // An action's steps share the job's files and state; they run in order.
-            let location = self.step_location("background");
-            self.annotate_at(
-                Some(number),
-                Level::Warning,
-                "hangar runs only `run:` steps in the background: this `uses:` step runs before the next one starts",
-                location,
-            );
+            bg_list = Some(list);
         }
         let result = if step.get("run").is_some() {
             self.run_script(
@@ -1156,8 +1170,37 @@ impl<'e> Job<'e> {
             .await
         } else {
             let with_cx = &mut cx;
-            self.run_uses(scope, step, &env, with_cx, number, timeout, &cancel, &name)
-                .await
+            self.background_request = bg_list.is_some();
+            let r = self
+                .run_uses(scope, step, &env, with_cx, number, timeout, &cancel, &name)
+                .await;
+            self.background_request = false;
+            if let Some(started) = self.started.take()
+                && let Some(list) = bg_list
+            {
+                list.push(Background {
+                    end,
+                    continue_on_error,
+                    cancel: started.cancel,
+                    stopped: false,
+                    files: started.files,
+                    handle: started.handle,
+                    state_key: Some(started.state_key),
+                });
+                return;
+            }
+            if bg_list.is_some() && r.is_ok() {
+                // A composite's steps and a built-in action share the job's
+                // files and state: they run in order.
+                let location = self.step_location("background");
+                self.annotate_at(
+                    Some(number),
+                    Level::Warning,
+                    "hangar runs `run:` steps and JavaScript actions in the background: this action ran before the next step started",
+                    location,
+                );
+            }
+            r
         };
         let result = match result {
             Ok(r) => r,
@@ -1369,6 +1412,31 @@ impl<'e> Job<'e> {
         failed: bool,
     ) -> Result<Background, (StepEnd, String)> {
         let number = end.number;
+        let files = match self.background_files(number) {
+            Ok(files) => files,
+            Err(e) => return Err((end, e)),
+        };
+        let spec =
+            match self.script_spec(scope, step, env, cx, failed, cancel, Some((number, &files))) {
+                Ok(spec) => spec,
+                Err(e) => return Err((end, e)),
+            };
+        let (own, handle) = self.spawn_background(spec, number, env, timeout, cancel);
+        Ok(Background {
+            end,
+            continue_on_error: false,
+            cancel: own,
+            stopped: false,
+            files,
+            handle,
+            state_key: None,
+        })
+    }
+
+    /// A background step's own env, path, output, state and summary files,
+    /// so that it and the steps running beside it never read or empty
+    /// each other's.
+    fn background_files(&self, number: usize) -> Result<Files, String> {
         let dir = self.tmp.join(format!("step-{number}"));
         let files = Files {
             env: dir.join("set_env"),
@@ -1377,25 +1445,32 @@ impl<'e> Job<'e> {
             state: dir.join("save_state"),
             summary: dir.join("step_summary"),
         };
-        let made = std::fs::create_dir_all(&dir).and_then(|()| {
-            [
-                &files.env,
-                &files.path,
-                &files.output,
-                &files.state,
-                &files.summary,
-            ]
-            .into_iter()
-            .try_for_each(|f| write_private(f, b""))
-        });
-        if let Err(e) = made {
-            return Err((end, format!("cannot create the step's files: {e}")));
-        }
-        let spec =
-            match self.script_spec(scope, step, env, cx, failed, cancel, Some((number, &files))) {
-                Ok(spec) => spec,
-                Err(e) => return Err((end, e)),
-            };
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                [
+                    &files.env,
+                    &files.path,
+                    &files.output,
+                    &files.state,
+                    &files.summary,
+                ]
+                .into_iter()
+                .try_for_each(|f| write_private(f, b""))
+            })
+            .map_err(|e| format!("cannot create the step's files: {e}"))?;
+        Ok(files)
+    }
+
+    /// Starts a background step's process as a task of its own, cancellable
+    /// alone (`cancel:`) or with the job.
+    fn spawn_background(
+        &self,
+        spec: Spec,
+        number: usize,
+        env: &IndexMap<String, String>,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> (CancellationToken, BackgroundTask) {
         let mut sink = self.step_sink(number, env);
         sink.matchers = self.matchers.clone();
         let own = cancel.child_token();
@@ -1404,14 +1479,7 @@ impl<'e> Job<'e> {
             let (sink, exit) = process::run(spec, sink, &token, timeout).await;
             (sink, exit, Instant::now(), now_ms())
         });
-        Ok(Background {
-            end,
-            continue_on_error: false,
-            cancel: own,
-            stopped: false,
-            files,
-            handle,
-        })
+        (own, handle)
     }
 
     /// Waits for a background step and concludes it as a step that ran in
@@ -1424,6 +1492,7 @@ impl<'e> Job<'e> {
             stopped,
             files,
             handle,
+            state_key,
             ..
         } = bg;
         let number = end.number;
@@ -1440,7 +1509,13 @@ impl<'e> Job<'e> {
                         outputs: BTreeMap::new(),
                     }
                 } else {
-                    self.finish_exec(sink, exit, number, &files, false)
+                    let r = self.finish_exec(sink, exit, number, &files, false);
+                    if let Some(key) = state_key
+                        && let Some(saved) = self.states.remove(&number.to_string())
+                    {
+                        self.states.entry(key).or_default().extend(saved);
+                    }
+                    r
                 }
             }
             Err(e) => {
@@ -1755,6 +1830,9 @@ impl<'e> Job<'e> {
         cancel: &CancellationToken,
         name: &str,
     ) -> Result<StepResult, String> {
+        // Only this action's main may start in the background, not the
+        // steps of a composite it runs.
+        let background = std::mem::take(&mut self.background_request);
         let host = self.host(scope.failed, cancel.is_cancelled());
         let uses = eval_scalar(step.get("uses").unwrap_or(&Value::Null), cx, &host)?;
         let mut with = IndexMap::new();
@@ -1938,8 +2016,33 @@ impl<'e> Job<'e> {
                     .get("main")
                     .and_then(scalar_string)
                     .ok_or_else(|| format!("{}: `runs.main` is missing", dir.display()))?;
-                let result = self
-                    .run_node(
+                let result = if background {
+                    let files = self.background_files(number)?;
+                    let spec = self.node_spec(
+                        runtime,
+                        &dir,
+                        &main,
+                        &action_env,
+                        number,
+                        &state_key,
+                        Some(&files),
+                    )?;
+                    let (own, handle) =
+                        self.spawn_background(spec, number, &action_env, timeout, cancel);
+                    self.started = Some(StartedAction {
+                        files,
+                        cancel: own,
+                        handle,
+                        state_key: state_key.clone(),
+                    });
+                    // Concluded when it is waited for.
+                    StepResult {
+                        success: true,
+                        cancelled: false,
+                        outputs: BTreeMap::new(),
+                    }
+                } else {
+                    self.run_node(
                         runtime,
                         &dir,
                         &main,
@@ -1949,7 +2052,8 @@ impl<'e> Job<'e> {
                         cancel,
                         &state_key,
                     )
-                    .await?;
+                    .await?
+                };
                 if let Some(post) = runs.get("post").and_then(scalar_string) {
                     let cond = runs
                         .get("post-if")
@@ -2251,26 +2355,7 @@ impl<'e> Job<'e> {
         cancel: &CancellationToken,
         state_key: &str,
     ) -> Result<StepResult, String> {
-        let node = self.engine.node_for(
-            runtime,
-            self.process_env(env, &[]).get("PATH").map(String::as_str),
-        )?;
-        if let Some(w) = node.warning(runtime) {
-            self.annotate(Some(number), Level::Warning, &w);
-        }
-        let state = self.states.get(state_key).cloned().unwrap_or_default();
-        let extra: Vec<(String, String)> = state
-            .iter()
-            .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
-            .collect();
-        let process_env = self.process_env(env, &extra);
-        let spec = Spec {
-            program: node.program.to_string_lossy().into_owned(),
-            args: vec![dir.join(file).to_string_lossy().into_owned()],
-            cwd: self.run.workspace.clone(),
-            env: process_env.into_iter().collect(),
-            jail: self.jail.clone(),
-        };
+        let spec = self.node_spec(runtime, dir, file, env, number, state_key, None)?;
         let r = self.exec(spec, number, timeout, cancel, env).await;
         if let Some(saved) = self.states.remove(&number.to_string()) {
             self.states
@@ -2279,6 +2364,53 @@ impl<'e> Job<'e> {
                 .extend(saved);
         }
         r
+    }
+
+    /// The process of one of a JavaScript action's files: the node chosen
+    /// for its runtime, the action's saved state as `STATE_*`, and for a
+    /// background step (`own`), its own env files.
+    #[allow(clippy::too_many_arguments)]
+    fn node_spec(
+        &self,
+        runtime: crate::actions::node::Runtime,
+        dir: &Path,
+        file: &str,
+        env: &IndexMap<String, String>,
+        number: usize,
+        state_key: &str,
+        own: Option<&Files>,
+    ) -> Result<Spec, String> {
+        let node = self.engine.node_for(
+            runtime,
+            self.process_env(env, &[]).get("PATH").map(String::as_str),
+        )?;
+        if let Some(w) = node.warning(runtime) {
+            self.annotate(Some(number), Level::Warning, &w);
+        }
+        let state = self.states.get(state_key).cloned().unwrap_or_default();
+        let mut extra: Vec<(String, String)> = state
+            .iter()
+            .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
+            .collect();
+        if let Some(files) = own {
+            for (k, p) in [
+                ("GITHUB_ENV", &files.env),
+                ("GITHUB_PATH", &files.path),
+                ("GITHUB_OUTPUT", &files.output),
+                ("GITHUB_STATE", &files.state),
+                ("GITHUB_STEP_SUMMARY", &files.summary),
+            ] {
+                extra.push((k.to_string(), p.to_string_lossy().into_owned()));
+            }
+        }
+        let process_env = self.process_env(env, &extra);
+        Ok(Spec {
+            program: node.program.to_string_lossy().into_owned(),
+            args: vec![dir.join(file).to_string_lossy().into_owned()],
+            cwd: self.run.workspace.clone(),
+            env: process_env.into_iter().collect(),
+            jail: self.jail.clone(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

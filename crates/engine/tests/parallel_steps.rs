@@ -325,3 +325,96 @@ fn a_background_expression_that_is_not_a_boolean_fails_the_step() {
     });
     assert!(said);
 }
+
+/// A local JavaScript action whose main sleeps, then sets an output, an env
+/// variable and its state; its post prints the state it finds.
+fn js_action(f: &Fixture) {
+    let dir = f.path("sleepy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("action.yml"),
+        "name: sleepy\ninputs:\n  tag: {required: true}\noutputs:\n  said: {description: x}\nruns:\n  using: node20\n  main: main.js\n  post: post.js\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("main.js"),
+        r#"const fs = require("fs");
+const tag = process.env.INPUT_TAG;
+setTimeout(() => {
+  fs.appendFileSync(process.env.GITHUB_OUTPUT, `said=hello ${tag}\n`);
+  fs.appendFileSync(process.env.GITHUB_ENV, `FROM_${tag}=yes\n`);
+  fs.appendFileSync(process.env.GITHUB_STATE, `tag=${tag}\n`);
+  console.log(`main ${tag} done`);
+}, 800);
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("post.js"),
+        "console.log(`post sees ${process.env.STATE_tag}`);\n",
+    )
+    .unwrap();
+}
+
+fn have_node() -> bool {
+    hangar_engine::shell::which("node", None).is_some()
+}
+
+#[test]
+fn a_javascript_action_runs_in_the_background_like_a_run_step() {
+    if !have_node() {
+        eprintln!("!!! skipping: node is not installed");
+        return;
+    }
+    let f = Fixture::new();
+    js_action(&f);
+    let (s, rep) = f.run(concat!(
+        "      - {name: a, id: a, uses: ./sleepy, with: {tag: A}, background: true}\n",
+        "      - {name: b, id: b, uses: ./sleepy, with: {tag: B}, background: true}\n",
+        "      - {name: early, run: 'echo \"early=${{ steps.a.outputs.said }} ${FROM_A:-unset}\"'}\n",
+        "      - wait: [a, b]\n",
+        "      - {name: late, run: 'echo \"${{ steps.a.outputs.said }}/${{ steps.b.outputs.said }} $FROM_A $FROM_B\"'}\n",
+    ));
+    assert!(s.success, "{:?}", conclusions(&rep));
+    let t = times(&rep);
+    assert!(overlap(t["a"], t["b"]), "{t:?}");
+    assert!(
+        t["a"].1 - t["a"].0 >= 800,
+        "its record covers its process: {t:?}"
+    );
+    // Seen only after the wait, each from its own files.
+    assert_eq!(log_of(&rep, "early"), ["early= unset"]);
+    assert_eq!(log_of(&rep, "late"), ["hello A/hello B yes yes"]);
+    assert_eq!(log_of(&rep, "a"), ["main A done"]);
+    // Each post step reads the state its own main saved.
+    assert_eq!(log_of(&rep, "Post a"), ["post sees A"]);
+    assert_eq!(log_of(&rep, "Post b"), ["post sees B"]);
+    // No "runs in order" warning any more.
+    let warned = rep.events.lock().unwrap().iter().any(
+        |e| matches!(e, Event::Annotation { message, .. } if message.contains("in the background")),
+    );
+    assert!(!warned);
+}
+
+#[test]
+fn a_composite_action_marked_background_runs_in_order_with_a_warning() {
+    let f = Fixture::new();
+    let dir = f.path("comp");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("action.yml"),
+        "name: comp\nruns:\n  using: composite\n  steps:\n    - {run: 'sleep 0.5; echo comp', shell: bash}\n",
+    )
+    .unwrap();
+    let (s, rep) = f.run(concat!(
+        "      - {name: c, id: c, uses: ./comp, background: true}\n",
+        "      - {name: next, run: 'echo next'}\n",
+    ));
+    assert!(s.success, "{:?}", conclusions(&rep));
+    let t = times(&rep);
+    assert!(t["next"].0 >= t["c"].1, "{t:?}");
+    let warned = rep.events.lock().unwrap().iter().any(|e| {
+        matches!(e, Event::Annotation { message, .. } if message.contains("this action ran before the next step started"))
+    });
+    assert!(warned);
+}
