@@ -702,6 +702,64 @@ async fn a_scoped_agent_token_takes_only_its_repositories_and_labels() {
     s.server.stop().await;
 }
 
+/// A scoped agent token's lists are bounded (1000 names of up to 200
+/// characters, none empty or with control characters), so a token request
+/// cannot make every poll scan an unbounded list; a refused request creates
+/// no token.
+#[tokio::test]
+async fn a_scoped_agent_tokens_lists_are_bounded() {
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let long = "x".repeat(201);
+    let many: Vec<String> = (0..1001).map(|i| format!("acme/r{i}")).collect();
+    let at_limit: Vec<String> = (0..1000).map(|i| format!("acme/r{i}")).collect();
+    for (what, body) in [
+        (
+            "1001 repositories",
+            json!({"name": "t1", "role": "agent", "repos": many}),
+        ),
+        (
+            "a 201-character label",
+            json!({"name": "t2", "role": "agent", "labels": [long]}),
+        ),
+        (
+            "an empty repository",
+            json!({"name": "t3", "role": "agent", "repos": [""]}),
+        ),
+        (
+            "a control character",
+            json!({"name": "t4", "role": "agent", "labels": ["gpu\n"]}),
+        ),
+    ] {
+        let (code, v) = s.post("/api/v1/tokens", body).await;
+        assert_eq!(code, 400, "{what}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("at most 1000"),
+            "{what}: {v}"
+        );
+    }
+    let tokens = s.get("/api/v1/tokens").await;
+    assert!(
+        !tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| ["t1", "t2", "t3", "t4"].contains(&t["name"].as_str().unwrap_or_default())),
+        "a refused request created a token: {tokens:#}"
+    );
+    // The limit itself is accepted: 1000 names of 200 characters.
+    let (code, v) = s
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "t5", "role": "agent", "repos": at_limit[..999], "labels": ["y".repeat(200)]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    s.server.stop().await;
+}
+
 #[tokio::test]
 async fn a_log_without_end_is_cut_at_the_jobs_limit_with_a_marker() {
     let chatty = "name: ci\non: push\njobs:\n  talk:\n    runs-on: ubuntu-latest\n    steps:\n      - run: for i in $(seq 1 20000); do echo \"line $i é\"; done\n      - run: echo after the flood\n";
