@@ -29,6 +29,8 @@ impl EngineRunner {
 /// Adapts engine events to the agent's reporter.
 struct Sink {
     reporter: Reporter,
+    /// The job's checkout, which annotation paths are made relative to.
+    workspace: PathBuf,
     outputs: Mutex<BTreeMap<String, String>>,
 }
 
@@ -57,21 +59,37 @@ impl hangar_engine::Reporter for Sink {
                     Level::Warning => "warning",
                     Level::Notice => "notice",
                 };
+                // Rendered back as the workflow command, escaped as the runner
+                // escapes it, so the server reads the same annotation from the
+                // log (its check runs carry them). A file in the workspace is
+                // made relative to it, as GitHub's runner does.
                 let mut props = Vec::new();
                 if let Some(f) = &location.file {
-                    props.push(format!("file={f}"));
+                    let f = Path::new(f)
+                        .strip_prefix(&self.workspace)
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| f.clone());
+                    props.push(format!("file={}", escape_property(&f)));
                 }
-                if let Some(l) = location.line {
-                    props.push(format!("line={l}"));
+                for (k, v) in [
+                    ("line", location.line),
+                    ("endLine", location.end_line),
+                    ("col", location.col),
+                    ("endColumn", location.end_col),
+                ] {
+                    if let Some(v) = v {
+                        props.push(format!("{k}={v}"));
+                    }
                 }
                 if let Some(t) = &location.title {
-                    props.push(format!("title={t}"));
+                    props.push(format!("title={}", escape_property(t)));
                 }
                 let props = if props.is_empty() {
                     String::new()
                 } else {
                     format!(" {}", props.join(","))
                 };
+                let message = escape_data(&message);
                 self.reporter.line(&format!("::{level}{props}::{message}"));
             }
             // As GitHub's job log says it, so the job page shows which commit
@@ -88,6 +106,18 @@ impl hangar_engine::Reporter for Sink {
             _ => {}
         }
     }
+}
+
+/// `%`, CR and LF as the runner escapes a command's message.
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A property value additionally escapes `:` and `,`.
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// The variables of the server's services, as the server sent them for this
@@ -175,6 +205,7 @@ impl JobRunner for EngineRunner {
             }
             let sink = Arc::new(Sink {
                 reporter: reporter.clone(),
+                workspace: ws.clone(),
                 outputs: Mutex::new(BTreeMap::new()),
             });
             let outcome = engine

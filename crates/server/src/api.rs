@@ -191,8 +191,23 @@ pub async fn create_repo(
 
 #[derive(Deserialize)]
 pub struct ForgeBody {
-    /// A token that may write commit statuses (write-only: never shown again).
-    pub token: String,
+    /// A token that may write commit statuses, or check runs with
+    /// `report: checks` (write-only: never shown again).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// GitHub only: `statuses` (the default with a token) or `checks` (check
+    /// runs with annotations; the default with an App).
+    #[serde(default)]
+    pub report: Option<String>,
+    /// A GitHub App's id (or client id), to report check runs as the App.
+    #[serde(default)]
+    pub app_id: Option<serde_json::Value>,
+    /// The App's installation on the repository's account; found when absent.
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+    /// The App's PEM private key (write-only, sealed like a secret).
+    #[serde(default)]
+    pub private_key: Option<String>,
     /// `github`, `gitea`, `forgejo` or `gitlab`; the repository's forge when absent.
     #[serde(default)]
     pub kind: Option<String>,
@@ -205,13 +220,23 @@ pub struct ForgeBody {
 }
 
 fn forge_view(repo_id: i64, c: &hangar_store::ForgeCredential) -> Value {
-    json!({
+    let checks = crate::github_checks::ChecksCredential::decode(&c.token);
+    let mut v = json!({
         "repo_id": repo_id,
         "kind": c.kind,
         "api_url": c.api_url,
         "project": c.project,
-        "has_token": !c.token.is_empty(),
-    })
+        "report": if checks.is_some() { "checks" } else { "statuses" },
+        "has_token": checks.as_ref().map_or(!c.token.is_empty(), |k| k.token.is_some()),
+    });
+    if let Some(k) = checks
+        && let Some(app) = k.app_id
+    {
+        v["app_id"] = json!(app);
+        v["installation_id"] = json!(k.installation_id);
+        v["has_private_key"] = json!(k.private_key.is_some());
+    }
+    v
 }
 
 /// Sets where a repository's commit statuses go, with the token sealed like a secret.
@@ -245,11 +270,75 @@ pub async fn put_forge(
             );
         }
     };
+    let app_id = match b.app_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("`app_id` must be the GitHub App's id, not {other}"),
+            );
+        }
+    };
+    let as_app = app_id.is_some() || b.private_key.is_some() || b.installation_id.is_some();
+    let checks = match b.report.as_deref() {
+        None => as_app,
+        Some("checks") => true,
+        Some("statuses") if !as_app => false,
+        Some("statuses") => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a GitHub App reports check runs: drop `report: statuses` or use a token",
+            );
+        }
+        Some(other) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("`report` `{other}` is not one of statuses, checks"),
+            );
+        }
+    };
+    let token = if checks {
+        if kind != "github" {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!(
+                    "check runs are GitHub's; {kind} takes commit statuses (drop `report`, `app_id`, `private_key`)"
+                ),
+            );
+        }
+        let c = crate::github_checks::ChecksCredential {
+            token: b.token,
+            app_id,
+            installation_id: b.installation_id,
+            private_key: b.private_key,
+        };
+        if let Err(msg) = c.validate() {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, &msg);
+        }
+        c.encode()
+    } else {
+        match b.token {
+            // A plain token is told apart from the checks credential by its
+            // first character.
+            Some(t) if t.trim_start().starts_with('{') => {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "`token` is not a token");
+            }
+            Some(t) => t,
+            None => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "`token` is required: a token that may write commit statuses",
+                );
+            }
+        }
+    };
     let cred = hangar_store::ForgeCredential {
         kind,
         api_url,
         project: b.project.unwrap_or_else(|| repo.name.clone()),
-        token: b.token,
+        token,
     };
     if let Err(msg) = crate::forge_status::validate(&cred) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, &msg);
@@ -259,7 +348,7 @@ pub async fn put_forge(
         &c.name,
         "repo.forge.set",
         &format!("repo/{repo_id}"),
-        &json!({"kind": cred.kind, "api_url": cred.api_url, "project": cred.project})
+        &json!({"kind": cred.kind, "api_url": cred.api_url, "project": cred.project, "report": if checks { "checks" } else { "statuses" }})
     ));
     Json(forge_view(repo_id, &cred)).into_response()
 }

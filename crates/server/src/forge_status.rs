@@ -255,6 +255,28 @@ pub async fn send_with_retries(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Outcome {
+    send(
+        client,
+        policy,
+        reqwest::Method::POST,
+        url,
+        headers,
+        Some(body),
+    )
+    .await
+    .0
+}
+
+/// [`send_with_retries`] with any method, returning the JSON the forge answered
+/// a successful request with (a created check run's id, an installation token).
+pub async fn send(
+    client: &reqwest::Client,
+    policy: &RetryPolicy,
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+) -> (Outcome, Option<Value>) {
     let mut backoff = policy.first_backoff;
     let mut last = Outcome {
         attempts: 0,
@@ -265,21 +287,32 @@ pub async fn send_with_retries(
     for attempt in 1..=policy.attempts.max(1) {
         last.attempts = attempt;
         let mut req = client
-            .post(url)
+            .request(method.clone(), url)
             .timeout(policy.timeout)
-            .header("content-type", "application/json")
             .header("user-agent", concat!("hangar/", env!("CARGO_PKG_VERSION")));
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_vec());
+        }
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        match req.body(body.to_vec()).send().await {
+        match req.send().await {
             Ok(resp) => {
                 let code = resp.status();
                 last.http_status = Some(code.as_u16());
                 if code.is_success() {
                     last.outcome = "delivered";
                     last.error = None;
-                    return last;
+                    // A body that never ends is the forge's fault, not a
+                    // reason to hold the slot: bounded by the timeout.
+                    let answer = tokio::time::timeout(policy.timeout, resp.bytes())
+                        .await
+                        .ok()
+                        .and_then(|b| b.ok())
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    return (last, answer);
                 }
                 let text: String = resp
                     .text()
@@ -291,7 +324,7 @@ pub async fn send_with_retries(
                 last.error = Some(format!("HTTP {code}: {text}"));
                 if code.is_client_error() && code.as_u16() != 429 {
                     last.outcome = "refused";
-                    return last;
+                    return (last, None);
                 }
             }
             Err(e) => {
@@ -307,26 +340,31 @@ pub async fn send_with_retries(
         }
     }
     last.outcome = "failed";
-    last
+    (last, None)
 }
 
-type Key = (i64, String, String);
+pub(crate) type Key = (i64, String, String);
 
 #[derive(Default)]
-struct Slot {
+pub(crate) struct Slot {
     /// The forge state last delivered.
-    delivered: Option<&'static str>,
+    pub(crate) delivered: Option<&'static str>,
+    /// GitHub's id of the job's check run, once created.
+    pub(crate) check_run: Option<u64>,
 }
 
 /// Reports job states to the forge of each repository that has a credential.
 pub struct Reporter {
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     pub policy: RetryPolicy,
     /// The server's address as users reach it, for the links on statuses.
     pub base_url: Mutex<String>,
     slots: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Slot>>>>,
     seq: std::sync::atomic::AtomicU64,
     newest: Mutex<HashMap<Key, u64>>,
+    /// GitHub App installation tokens; held across an exchange so that the jobs
+    /// of a run starting together cost one exchange.
+    pub(crate) tokens: tokio::sync::Mutex<crate::github_checks::TokenCache>,
 }
 
 impl Reporter {
@@ -338,6 +376,46 @@ impl Reporter {
             slots: Default::default(),
             seq: Default::default(),
             newest: Default::default(),
+            tokens: Default::default(),
+        }
+    }
+
+    /// Takes a sequence number for a new state of `key` and the key's slot.
+    pub(crate) fn enqueue(&self, key: &Key) -> (u64, Arc<tokio::sync::Mutex<Slot>>) {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.newest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), seq);
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        (seq, slot)
+    }
+
+    /// Whether a newer state of `key` came in after `seq`.
+    pub(crate) fn superseded(&self, key: &Key, seq: u64) -> bool {
+        self.newest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|n| *n > seq)
+    }
+
+    /// After a final state: forgets the context unless a newer state came in
+    /// (a re-run starts it again with a fresh slot).
+    pub(crate) fn forget(&self, key: &Key, seq: u64) {
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        if newest.get(key) == Some(&seq) {
+            newest.remove(key);
+            self.slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
         }
     }
 
@@ -369,34 +447,22 @@ impl Reporter {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        if forge == Forge::GitHub
+            && let Some(checks) = crate::github_checks::ChecksCredential::decode(&cred.token)
+        {
+            self.check_changed(store, run, job.clone(), cred, checks, base);
+            return;
+        }
         let status = job_status(&run, job, &base);
         let key: Key = (run.repo_id, status.sha.clone(), status.context.clone());
-        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        self.newest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), seq);
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let (seq, slot) = self.enqueue(&key);
         let me = self.clone();
         let store = store.clone();
         let run_id = run.id;
         let repo_id = run.repo_id;
         tokio::spawn(async move {
             let mut slot = slot.lock().await;
-            let newest = me
-                .newest
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .copied()
-                .unwrap_or(seq);
-            if newest > seq {
+            if me.superseded(&key, seq) {
                 return; // superseded by a newer state of the same context
             }
             let (url, auth, body) = request_for(forge, &cred, &status);
@@ -432,16 +498,7 @@ impl Reporter {
                 );
             }
             if status.state != "pending" && status.state != "running" {
-                // A final state: forget the context unless a newer state came in
-                // (a re-run starts it again with a fresh slot).
-                let mut newest = me.newest.lock().unwrap_or_else(|e| e.into_inner());
-                if newest.get(&key) == Some(&seq) {
-                    newest.remove(&key);
-                    me.slots
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
-                }
+                me.forget(&key, seq);
             }
             let _ = store.record_outbound(&NewOutbound {
                 kind: "status".into(),

@@ -10,6 +10,7 @@ pub mod delivery;
 mod errors;
 pub mod forge_status;
 pub mod git;
+pub mod github_checks;
 pub mod hooks;
 pub mod live;
 pub mod mask;

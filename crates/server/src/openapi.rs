@@ -125,6 +125,21 @@ impl Op {
 fn schemas() -> Value {
     let millis = json!({"type": "integer", "description": "milliseconds since the Unix epoch"});
     let names = object(&[("names", array(string()))]);
+    let mut forge = object(&[
+        ("repo_id", int()),
+        ("kind", string()),
+        ("api_url", string()),
+        ("project", string()),
+        (
+            "report",
+            json!({"type": "string", "enum": ["statuses", "checks"]}),
+        ),
+        ("has_token", json!({"type": "boolean"})),
+    ]);
+    // Only with a GitHub App.
+    forge["properties"]["app_id"] = string();
+    forge["properties"]["installation_id"] = json!({"type": ["integer", "null"]});
+    forge["properties"]["has_private_key"] = json!({"type": "boolean"});
     json!({
         "Error": {"type": "object", "required": ["error", "code"], "properties": {
             "error": {"type": "string", "description": "what went wrong and what to do"},
@@ -145,7 +160,7 @@ fn schemas() -> Value {
         "Token": object(&[("id", int()), ("name", string()), ("role", json!({"type": "string", "enum": ["admin", "write", "read", "agent"]})), ("created_at", millis.clone()), ("expires_at", opt("integer")), ("revoked_at", opt("integer"))]),
         "TokenCreated": object(&[("id", int()), ("token", json!({"type": "string", "description": "shown once"})), ("name", string()), ("role", string()), ("expires_at", opt("integer"))]),
         "NotificationRule": object(&[("id", int()), ("repo_id", opt("integer")), ("events", array(string())), ("channel", string()), ("host", string()), ("signed", json!({"type": "boolean"})), ("created_at", millis)]),
-        "Forge": object(&[("repo_id", int()), ("kind", string()), ("api_url", string()), ("project", string()), ("has_token", json!({"type": "boolean"}))]),
+        "Forge": forge,
         "Names": names,
         "Value": {"type": "object", "required": ["value"], "properties": {"value": string()}},
     })
@@ -186,9 +201,10 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/repos/{id}/variables/{name}", vec![("put", op(&format!("Set a variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored"))]),
         ("/api/v1/repos/{id}/forge", vec![
             ("get", op("Where the repository's commit statuses go", "repos").ok("200", "the forge", r("Forge")).err("404", "reports to no forge")),
-            ("put", op("Report commit statuses to the forge; the token is sealed and write-only", "repos")
-                .body(json!({"type": "object", "required": ["token"], "properties": {"token": string(), "kind": {"type": "string", "enum": ["github", "gitea", "forgejo", "gitlab"]}, "api_url": string(), "project": string()}}), true)
-                .ok("200", "stored", r("Forge")).err("404", "no such repository")),
+            ("put", op("Report commit statuses (or, on GitHub, check runs with annotations) to the forge; a token or a GitHub App (`app_id`, `private_key`, optional `installation_id`); token and key are sealed and write-only", "repos")
+                .body(json!({"type": "object", "properties": {"token": string(), "kind": {"type": "string", "enum": ["github", "gitea", "forgejo", "gitlab"]}, "api_url": string(), "project": string(),
+                    "report": {"type": "string", "enum": ["statuses", "checks"]}, "app_id": {"type": ["string", "integer"]}, "installation_id": {"type": "integer", "minimum": 0}, "private_key": string()}}), true)
+                .ok("200", "stored", r("Forge")).err("404", "no such repository").err("422", "a credential the forge cannot take")),
             ("delete", op("Stop reporting commit statuses", "repos").empty("204", "removed").err("404", "none set"))]),
         ("/api/v1/repos/{id}/settings", vec![
             ("get", op("The repository's settings", "repos").ok("200", "settings", object(&[("approval_policy", string())])).err("404", "no such repository")),

@@ -453,3 +453,498 @@ async fn forge_settings_are_checked_and_can_be_removed() {
     assert_eq!(del(format!("/api/v1/repos/{id}/forge")).await, 404);
     s.server.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// GitHub's Checks API with a GitHub App.
+// ---------------------------------------------------------------------------
+
+/// A GitHub App key made by openssl, PKCS#1 PEM as GitHub hands it out, and
+/// its public key (PKCS#1 DER) for the contract server to verify JWTs with.
+fn app_key(dir: &std::path::Path, name: &str) -> (String, Vec<u8>) {
+    let pem = dir.join(format!("{name}.pem"));
+    let der = dir.join(format!("{name}.der"));
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&pem)
+        .arg("2048")
+        .output()
+        .expect("openssl is needed to make a GitHub App key")
+        .status
+        .success();
+    assert!(ok, "openssl genrsa");
+    let ok = std::process::Command::new("openssl")
+        .args(["rsa", "-RSAPublicKey_out", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&der)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "openssl rsa -RSAPublicKey_out");
+    (
+        std::fs::read_to_string(&pem).unwrap(),
+        std::fs::read(&der).unwrap(),
+    )
+}
+
+#[derive(Debug, Clone)]
+struct CheckCall {
+    method: String,
+    /// The check run's id (assigned on create).
+    id: u64,
+    body: Value,
+}
+
+#[derive(Default)]
+struct GitHubApp {
+    public_key: Vec<u8>,
+    app_id: String,
+    /// Token exchanges, accepted or not.
+    exchanges: usize,
+    calls: Vec<CheckCall>,
+    /// Requests to the check-runs endpoints, answered or not.
+    check_requests: usize,
+    violations: Vec<String>,
+    faults: VecDeque<u16>,
+    next_id: u64,
+}
+
+type App = Arc<Mutex<GitHubApp>>;
+
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+}
+
+/// Verifies an App JWT as GitHub does: RS256 with the App's public key, `iss`
+/// the App's id, issued in the past, valid at most ten minutes.
+fn verify_jwt(app: &GitHubApp, jwt: &str) -> Result<(), String> {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [h, c, s] = parts[..] else {
+        return Err("not a JWT".into());
+    };
+    let header: Value =
+        serde_json::from_slice(&b64url(h).ok_or("header")?).map_err(|e| e.to_string())?;
+    if header["alg"] != "RS256" {
+        return Err(format!("alg {}", header["alg"]));
+    }
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        &app.public_key,
+    );
+    key.verify(
+        format!("{h}.{c}").as_bytes(),
+        &b64url(s).ok_or("signature")?,
+    )
+    .map_err(|_| "signature does not verify with the App's public key".to_string())?;
+    let claims: Value =
+        serde_json::from_slice(&b64url(c).ok_or("claims")?).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap_or(0),
+        claims["exp"].as_i64().unwrap_or(0),
+    );
+    if claims["iss"] != json!(app.app_id) {
+        return Err(format!("iss {}", claims["iss"]));
+    }
+    if iat > now || exp <= now || exp - iat > 600 {
+        return Err(format!("iat {iat} exp {exp} now {now}"));
+    }
+    Ok(())
+}
+
+/// The shape GitHub's create/update check run endpoints accept.
+fn check_violations(method: &str, b: &Value) -> Vec<String> {
+    let mut v = Vec::new();
+    if method == "POST" {
+        if !b["name"].is_string() {
+            v.push("no name".into());
+        }
+        let sha = b["head_sha"].as_str().unwrap_or("");
+        if sha.len() != 40 || !sha.bytes().all(|c| c.is_ascii_hexdigit()) {
+            v.push(format!("head_sha `{sha}`"));
+        }
+    }
+    if let Some(s) = b.get("status") {
+        if !["queued", "in_progress", "completed"].contains(&s.as_str().unwrap_or("")) {
+            v.push(format!("status {s}"));
+        }
+        if s == "completed"
+            && ![
+                "success",
+                "failure",
+                "neutral",
+                "cancelled",
+                "skipped",
+                "timed_out",
+                "action_required",
+            ]
+            .contains(&b["conclusion"].as_str().unwrap_or(""))
+        {
+            v.push("completed without a conclusion".into());
+        }
+    }
+    for k in ["started_at", "completed_at"] {
+        if let Some(t) = b.get(k)
+            && chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap_or("")).is_err()
+        {
+            v.push(format!("{k} {t}"));
+        }
+    }
+    if let Some(o) = b.get("output") {
+        if !o["title"].is_string() || !o["summary"].is_string() {
+            v.push("output needs title and summary".into());
+        }
+        let anns = o["annotations"].as_array().cloned().unwrap_or_default();
+        if anns.len() > 50 {
+            v.push(format!("{} annotations in one request", anns.len()));
+        }
+        for a in anns {
+            let ok = a["path"].as_str().is_some_and(|p| !p.starts_with('/'))
+                && a["start_line"].as_u64().is_some()
+                && a["end_line"].as_u64() >= a["start_line"].as_u64()
+                && ["notice", "warning", "failure"]
+                    .contains(&a["annotation_level"].as_str().unwrap_or(""))
+                && a["message"].is_string();
+            if !ok {
+                v.push(format!("annotation {a}"));
+            }
+        }
+    }
+    v
+}
+
+async fn github_app(
+    State(c): State<App>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let path = uri.path().to_string();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut g = c.lock().unwrap();
+    if headers.get("accept").and_then(|v| v.to_str().ok()) != Some("application/vnd.github+json") {
+        g.violations.push(format!("{path}: accept header"));
+    }
+    if path.starts_with("/app/installations/") {
+        g.exchanges += 1;
+        if method != "POST" || path != "/app/installations/77/access_tokens" {
+            return (
+                StatusCode::NOT_FOUND,
+                json!({"message": "Not Found"}).to_string(),
+            );
+        }
+        let Some(jwt) = auth.strip_prefix("Bearer ") else {
+            return (StatusCode::UNAUTHORIZED, "{}".into());
+        };
+        if let Err(e) = verify_jwt(&g, jwt) {
+            return (StatusCode::UNAUTHORIZED, json!({"message": e}).to_string());
+        }
+        let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+        return (
+            StatusCode::CREATED,
+            json!({"token": "ghs_installation", "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}).to_string(),
+        );
+    }
+    let Some(rest) = path.strip_prefix("/repos/acme/checks/check-runs") else {
+        return (StatusCode::NOT_FOUND, format!("no route {path}"));
+    };
+    g.check_requests += 1;
+    if let Some(code) = g.faults.pop_front() {
+        return (
+            StatusCode::from_u16(code).unwrap(),
+            "{\"message\":\"injected\"}".into(),
+        );
+    }
+    if auth != "Bearer ghs_installation" {
+        return (
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "Bad credentials"}).to_string(),
+        );
+    }
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else {
+        g.violations.push(format!("{path}: not JSON"));
+        return (StatusCode::BAD_REQUEST, "{}".into());
+    };
+    let bad = check_violations(method.as_str(), &b);
+    if !bad.is_empty() {
+        g.violations.extend(bad.clone());
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": bad}).to_string(),
+        );
+    }
+    let id = match (method.as_str(), rest) {
+        ("POST", "") => {
+            g.next_id += 1;
+            g.next_id
+        }
+        ("PATCH", id) => match id.trim_start_matches('/').parse::<u64>() {
+            Ok(id) if id >= 1 && id <= g.next_id => id,
+            _ => return (StatusCode::NOT_FOUND, "{}".into()),
+        },
+        _ => return (StatusCode::NOT_FOUND, "{}".into()),
+    };
+    g.calls.push(CheckCall {
+        method: method.to_string(),
+        id,
+        body: b,
+    });
+    (StatusCode::OK, json!({"id": id}).to_string())
+}
+
+async fn github_app_server(app: App) -> String {
+    let router = Router::new().fallback(github_app).with_state(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+const LINT: &str = "name: ci\non: push\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          for i in $(seq 1 119); do echo \"::error file=src/f$i.rs,line=$i,endLine=$((i+1)),title=E$i::problem $i\"; done\n          echo '::warning::no file'\n  build:\n    needs: lint\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo built\n";
+
+#[tokio::test]
+async fn a_github_app_reports_each_job_as_a_check_run_with_its_annotations() {
+    let keys = tempfile::tempdir().unwrap();
+    let (pem, public_key) = app_key(keys.path(), "app");
+    let (other_pem, _) = app_key(keys.path(), "other");
+    let app: App = Arc::new(Mutex::new(GitHubApp {
+        public_key,
+        app_id: "4242".into(),
+        // The first create answers 502: retried.
+        faults: VecDeque::from([502]),
+        ..Default::default()
+    }));
+    let api = github_app_server(app.clone()).await;
+    let s = start_with(fast_retries).await;
+
+    // The credential is checked before it is stored, and stays write-only.
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", LINT)]);
+    let id = s.register("acme/checks", repo.path()).await;
+    for (body, needle) in [
+        (json!({"app_id": 4242, "private_key": "not a key"}), "PEM"),
+        (json!({"app_id": 4242}), "private_key"),
+        (
+            json!({"app_id": 4242, "private_key": pem, "token": "x"}),
+            "not both",
+        ),
+        (
+            json!({"kind": "gitlab", "api_url": api, "report": "checks", "token": "x"}),
+            "GitHub",
+        ),
+    ] {
+        let (code, v) = put_forge(&s, id, body.clone()).await;
+        assert_eq!(code, 422, "{v}");
+        assert!(v.to_string().contains(needle), "{needle}: {v}");
+    }
+    let (code, v) = put_forge(
+        &s,
+        id,
+        json!({"api_url": api, "project": "acme/checks", "app_id": 4242, "installation_id": 77, "private_key": pem}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (&v["report"], &v["app_id"], &v["has_private_key"]),
+        (&json!("checks"), &json!("4242"), &json!(true))
+    );
+    assert!(
+        !v.to_string().contains("PRIVATE KEY"),
+        "the key is write-only: {v}"
+    );
+
+    let (code, v) = s.push("acme/checks", repo.path(), &sha, "d-checks").await;
+    assert_eq!(code, 202, "{v}");
+    let run = v["runs"][0].as_i64().unwrap();
+    let v = s.wait_run(run, Duration::from_secs(60)).await;
+    assert_eq!(v["run"]["conclusion"], "success", "{v:#}");
+
+    // Both check runs complete, and the annotations of lint are all sent.
+    let start = Instant::now();
+    loop {
+        let done = {
+            let g = app.lock().unwrap();
+            let completed = g
+                .calls
+                .iter()
+                .filter(|c| c.body["status"] == "completed")
+                .count();
+            let anns: usize = g
+                .calls
+                .iter()
+                .map(|c| {
+                    c.body["output"]["annotations"]
+                        .as_array()
+                        .map_or(0, Vec::len)
+                })
+                .sum();
+            completed == 2 && anns == 120
+        };
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:#?}",
+            app.lock().unwrap().calls
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let g = app.lock().unwrap();
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+        assert_eq!(
+            g.exchanges, 1,
+            "one installation token, cached for every update"
+        );
+        let details = s.url(&format!("/ui/#/runs/{run}"));
+        for (job, ids) in [("lint", 1), ("build", 1)] {
+            let name = format!("ci / {job}");
+            let mine: Vec<&CheckCall> = g
+                .calls
+                .iter()
+                .filter(|c| {
+                    g.calls
+                        .iter()
+                        .any(|p| p.method == "POST" && p.id == c.id && p.body["name"] == name)
+                })
+                .collect();
+            let distinct: std::collections::BTreeSet<u64> = mine.iter().map(|c| c.id).collect();
+            assert_eq!(distinct.len(), ids, "{name}: one check run");
+            assert_eq!(mine[0].method, "POST", "{name}");
+            assert_eq!(mine[0].body["head_sha"], sha.as_str());
+            assert_eq!(mine[0].body["details_url"], details.as_str());
+            let states: Vec<&str> = mine
+                .iter()
+                .filter_map(|c| c.body["status"].as_str())
+                .collect();
+            if job == "build" {
+                // It waits for lint, so it is seen queued first.
+                assert_eq!(states, ["queued", "in_progress", "completed"], "{name}");
+            } else {
+                assert!(
+                    states.ends_with(&["in_progress", "completed"]),
+                    "{name}: {states:?}"
+                );
+            }
+            let done = mine
+                .iter()
+                .find(|c| c.body["status"] == "completed")
+                .unwrap();
+            assert_eq!(done.body["conclusion"], "success");
+            assert!(done.body["started_at"].is_string() && done.body["completed_at"].is_string());
+        }
+        // 120 annotations: 50 with the completion, then two updates of 50 and 20.
+        let batches: Vec<usize> = g
+            .calls
+            .iter()
+            .filter_map(|c| c.body["output"]["annotations"].as_array().map(Vec::len))
+            .collect();
+        assert_eq!(batches, [50, 50, 20]);
+        let all: Vec<&Value> = g
+            .calls
+            .iter()
+            .filter_map(|c| c.body["output"]["annotations"].as_array())
+            .flatten()
+            .collect();
+        assert_eq!(
+            *all[0],
+            json!({"path": "src/f1.rs", "start_line": 1, "end_line": 2, "annotation_level": "failure", "message": "problem 1", "title": "E1"})
+        );
+        let warning = all
+            .iter()
+            .find(|a| a["annotation_level"] == "warning")
+            .unwrap();
+        assert_eq!(
+            warning["path"], ".github/workflows/ci.yml",
+            "no file: on the workflow"
+        );
+    }
+
+    // The 502 cost one more attempt; nothing was refused.
+    let log = s.get("/api/v1/outbound?kind=check").await;
+    let log = log.as_array().unwrap().clone();
+    assert!(log.iter().all(|d| d["outcome"] == "delivered"), "{log:#?}");
+    let retries: i64 = log
+        .iter()
+        .map(|d| d["attempts"].as_i64().unwrap() - 1)
+        .sum();
+    assert_eq!(retries, 1, "{log:#?}");
+    assert!(
+        !serde_json::to_string(&log)
+            .unwrap()
+            .contains("ghs_installation")
+    );
+
+    // An App whose key GitHub does not know: the exchange is refused (401) once,
+    // and no check run is attempted.
+    let (repo2, sha2) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let id2 = s.register("acme/wrongkey", repo2.path()).await;
+    let (code, v) = put_forge(
+        &s,
+        id2,
+        json!({"api_url": api, "project": "acme/checks", "app_id": "4242", "installation_id": 77, "private_key": other_pem}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (before_ex, before_checks) = {
+        let g = app.lock().unwrap();
+        (g.exchanges, g.check_requests)
+    };
+    let (_, v) = s
+        .push("acme/wrongkey", repo2.path(), &sha2, "d-wrongkey")
+        .await;
+    let run2 = v["runs"][0].as_i64().unwrap();
+    let v = s.wait_run(run2, Duration::from_secs(60)).await;
+    assert_eq!(
+        v["run"]["conclusion"], "success",
+        "a forge's refusal fails no run"
+    );
+    // Until both jobs' completions were tried and nothing more comes.
+    let start = Instant::now();
+    let mut seen = 0;
+    let refused = loop {
+        let log = s.get("/api/v1/outbound?kind=check").await;
+        let refused: Vec<Value> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["run_id"] == run2)
+            .cloned()
+            .collect();
+        if refused.len() >= 2 && refused.len() == seen {
+            break refused;
+        }
+        seen = refused.len();
+        assert!(start.elapsed() < Duration::from_secs(20), "{log:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        refused
+            .iter()
+            .all(|d| d["outcome"] == "refused" && d["http_status"] == 401 && d["attempts"] == 1),
+        "{refused:#?}"
+    );
+    {
+        let g = app.lock().unwrap();
+        assert_eq!(g.exchanges - before_ex, refused.len(), "no retry on a 4xx");
+        assert_eq!(
+            g.check_requests, before_checks,
+            "no check run without a token"
+        );
+    }
+    s.server.stop().await;
+}
