@@ -244,6 +244,7 @@ impl Controller {
             me: me.clone(),
         });
         tokio::spawn(ctl.clone().refresher());
+        crate::alerts::watch(&ctl);
         Ok(ctl)
     }
 
@@ -1555,6 +1556,78 @@ impl Controller {
         if self.link.is_some() {
             plane::stop_router_process(&self.files.dir);
         }
+    }
+
+    /// The environment's directory (its state, history and alerts).
+    pub(crate) fn env_dir(&self) -> &Path {
+        &self.files.dir
+    }
+
+    /// The environment's settings in the hangar.yml now deployed.
+    pub(crate) fn env_settings(&self) -> Environment {
+        env_config(
+            &self.project.lock().unwrap_or_else(|e| e.into_inner()),
+            &self.env,
+        )
+    }
+
+    pub(crate) fn router_link(&self) -> Option<&Link> {
+        self.link.as_ref()
+    }
+
+    /// Each service's counters per version and its instances, for the alert rules.
+    pub(crate) fn observe(&self) -> Vec<crate::alerts::Observed> {
+        let mut planes = Vec::new();
+        let mut observed: Vec<crate::alerts::Observed> = {
+            let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            services
+                .iter()
+                .map(|(name, s)| {
+                    let mut versions: Vec<String> =
+                        s.weights.iter().map(|(v, _)| v.clone()).collect();
+                    for i in &s.instances {
+                        if !versions.contains(&i.spec.version) {
+                            versions.push(i.spec.version.clone());
+                        }
+                    }
+                    planes.push(s.plane.clone());
+                    crate::alerts::Observed {
+                        service: name.clone(),
+                        versions: versions
+                            .into_iter()
+                            .map(|v| (v, Default::default()))
+                            .collect(),
+                        instances: s.instances.iter().map(|i| i.status()).collect(),
+                    }
+                })
+                .collect()
+        };
+        // The router is asked outside the lock (a socket round trip per version).
+        for (obs, plane) in observed.iter_mut().zip(&planes) {
+            for (version, snap) in &mut obs.versions {
+                *snap = plane.snapshot(version);
+            }
+        }
+        observed
+    }
+
+    pub(crate) fn set_instance_gauges(
+        &self,
+        svc: &str,
+        gauges: Vec<hangar_router::metrics::InstanceGauge>,
+    ) {
+        if let Some(plane) = self.plane(svc) {
+            plane.set_instances(gauges);
+        }
+    }
+
+    /// The routers served in this process (none under a router process).
+    pub(crate) fn local_routers(&self) -> Vec<(String, Arc<hangar_router::Router>)> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.plane.local_router()?)))
+            .collect()
     }
 
     /// Re-applies the routing table as instance health changes (crash, recovery).

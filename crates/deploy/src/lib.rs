@@ -4,6 +4,7 @@
 //!
 //! - [`supervisor`]: instance processes, restarts with backoff, health.
 //! - [`controller`]: one environment: routers, rollouts, rollback, recovery.
+//! - [`alerts`]: alert rules evaluated continuously (pending, firing, resolved), silences, webhook notifications, the environment's `/metrics`.
 //! - [`analysis`]: verdicts from error rates and latency, with their numbers.
 //! - [`release`], [`state`]: what is kept on disk.
 //! - [`dora`]: the four keys from the deployment history.
@@ -11,6 +12,7 @@
 //! - `plane`: where routers run: a router process of their own (`hangar up`), which keeps the last weights while the controller restarts, or in the controller.
 //! - [`client`]: the one client of that socket (CLI, server, built-in step): starts the controller when none runs.
 
+pub mod alerts;
 pub mod analysis;
 pub mod client;
 pub mod control;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use hangar_router::daemon::{Link, Request, RouteSpec, ServiceSpec};
+use hangar_router::metrics::InstanceGauge;
 use hangar_router::{Route, Router, RouterHandle, Snapshot, Table};
 
 static ROUTER_EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -200,6 +201,28 @@ impl Plane {
                 .ok()
                 .and_then(|v| v.get("inflight")?.as_u64())
                 .unwrap_or(0) as usize,
+        }
+    }
+
+    /// What the controller knows of the instances, for the router's `/metrics`.
+    pub(crate) fn set_instances(&self, gauges: Vec<InstanceGauge>) {
+        match self {
+            Plane::Local { router, .. } => router.set_instance_gauges(gauges),
+            Plane::Remote { link, service, .. } => {
+                if let Err(e) = link.call(&Request::Instances {
+                    service: service.clone(),
+                    instances: gauges,
+                }) {
+                    tracing::debug!("service `{service}`: instance counts not sent: {e}");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn local_router(&self) -> Option<Arc<Router>> {
+        match self {
+            Plane::Local { router, .. } => Some(router.clone()),
+            Plane::Remote { .. } => None,
         }
     }
 

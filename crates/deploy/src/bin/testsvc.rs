@@ -4,6 +4,8 @@
 //! every other path answers 200 with `$TESTSVC_VERSION`, or 500 for a fraction
 //! `TESTSVC_FAIL_RATE` of requests, after `TESTSVC_LATENCY_MS`.
 //! `TESTSVC_CRASH_AFTER_MS` makes it exit(1) after that long (a crash loop).
+//! While the file `$TESTSVC_FAIL_FILE` exists, every other path answers 500
+//! (a service that starts failing in production, and recovers).
 #![allow(clippy::print_stdout)]
 
 use std::convert::Infallible;
@@ -33,6 +35,9 @@ async fn main() {
     let latency_ms: u64 = env("TESTSVC_LATENCY_MS", 0);
     let never_healthy = env("TESTSVC_NEVER_HEALTHY", 0u8) == 1;
     let crash_after: u64 = env("TESTSVC_CRASH_AFTER_MS", 0);
+    let fail_file: Option<Arc<std::path::Path>> = std::env::var_os("TESTSVC_FAIL_FILE")
+        .filter(|f| !f.is_empty())
+        .map(|f| std::path::PathBuf::from(f).into());
     if crash_after > 0 {
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(crash_after)).await;
@@ -52,10 +57,12 @@ async fn main() {
         let _ = stream.set_nodelay(true);
         let version = version.clone();
         let counter = counter.clone();
+        let fail_file = fail_file.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let version = version.clone();
                 let counter = counter.clone();
+                let failing = fail_file.as_ref().is_some_and(|f| f.exists());
                 async move {
                     if latency_ms > 0 {
                         tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
@@ -66,6 +73,11 @@ async fn main() {
                         } else {
                             (StatusCode::OK, "ok".to_string())
                         }
+                    } else if failing {
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("{version} failing"),
+                        )
                     } else {
                         // Deterministic, evenly spread failures: request n fails when n * rate crosses an integer.
                         let n = counter.fetch_add(1, Ordering::Relaxed) as f64;
