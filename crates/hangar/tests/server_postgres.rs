@@ -208,3 +208,52 @@ fn an_unreachable_database_stops_the_server_with_a_clear_error() {
     );
     assert!(!err.contains("hunter2"), "the password was printed: {err}");
 }
+
+/// `hangar migrate` copies a SQLite store into PostgreSQL, prints each table's
+/// count and hash, and refuses a database that already holds rows.
+#[test]
+fn migrate_copies_a_sqlite_store_once() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    use hangar_store::Store;
+    let url = cluster.database();
+    let data = tempfile::tempdir().unwrap();
+    {
+        let s = hangar_store::open(data.path()).unwrap();
+        s.create_token("admin", hangar_store::Role::Admin).unwrap();
+        s.audit("t", "a", "b", &serde_json::json!({})).unwrap();
+    }
+    let migrate = || {
+        Command::new(BIN)
+            .arg("migrate")
+            .arg("--from")
+            .arg(format!(
+                "sqlite://{}",
+                data.path().join("hangar.db").display()
+            ))
+            .args(["--to", &url])
+            .output()
+            .unwrap()
+    };
+    let out = migrate();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 rows in 20 tables"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("api_tokens") && l.contains(" 1 rows")),
+        "{stdout}"
+    );
+    let db = url.rsplit('/').next().unwrap();
+    assert_eq!(cluster.psql(db, "SELECT name FROM api_tokens"), "admin");
+    let again = migrate();
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already holds"), "{err}");
+}

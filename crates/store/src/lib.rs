@@ -22,6 +22,7 @@
 //! [`Store::expired_leases`].
 
 pub mod blobs;
+pub mod copy;
 pub mod crypto;
 pub mod fsmode;
 mod migrations;

@@ -89,7 +89,7 @@ fn runtime() -> Result<&'static tokio::runtime::Handle> {
 
 /// One connection and its prepared statements (a statement is prepared once per
 /// connection: each later call is one round trip).
-struct PgConn {
+pub(crate) struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
 }
@@ -107,7 +107,7 @@ fn db_err(sql: &str) -> impl FnOnce(tokio_postgres::Error) -> anyhow::Error + '_
 }
 
 impl PgConn {
-    fn statement(&mut self, sql: &str) -> Result<Statement> {
+    pub(crate) fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
@@ -116,27 +116,27 @@ impl PgConn {
         Ok(s)
     }
 
-    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+    pub(crate) fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
         let s = self.statement(sql)?;
         block_on(self.client.query(&s, params)).map_err(db_err(sql))
     }
 
-    fn query_opt(&mut self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
+    pub(crate) fn query_opt(&mut self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
         let s = self.statement(sql)?;
         block_on(self.client.query_opt(&s, params)).map_err(db_err(sql))
     }
 
-    fn query_one(&mut self, sql: &str, params: &[Param]) -> Result<Row> {
+    pub(crate) fn query_one(&mut self, sql: &str, params: &[Param]) -> Result<Row> {
         let s = self.statement(sql)?;
         block_on(self.client.query_one(&s, params)).map_err(db_err(sql))
     }
 
-    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+    pub(crate) fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
         let s = self.statement(sql)?;
         block_on(self.client.execute(&s, params)).map_err(db_err(sql))
     }
 
-    fn batch(&mut self, sql: &str) -> Result<()> {
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
         block_on(self.client.batch_execute(sql)).map_err(db_err(sql))
     }
 }
@@ -510,6 +510,11 @@ impl PgStore {
         self.pool.get()
     }
 
+    /// Runs `f` on one connection of the pool (the store copy's own statements).
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        f(&mut *self.c()?)
+    }
+
     /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
     fn tx<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
         let mut c = self.c()?;
@@ -569,6 +574,56 @@ impl PgStore {
     fn open_sealed(&self, sealed: &[u8]) -> Result<String> {
         Ok(String::from_utf8(self.secrets.open(sealed)?)?)
     }
+}
+
+/// Rows in `table` (one of the schema's, named by the caller, never by a user).
+pub(crate) fn count(c: &mut PgConn, table: &str) -> Result<i64> {
+    col(
+        &c.query_one(&format!("SELECT count(*) AS n FROM {table}"), &[])?,
+        "n",
+    )
+}
+
+/// A table's columns and their types, in the table's order.
+pub(crate) fn columns(c: &mut PgConn, table: &str) -> Result<Vec<(String, crate::copy::PgType)>> {
+    let found = c.query(
+        "SELECT column_name::text AS name, data_type::text AS ty FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+        &[&table],
+    )?;
+    if found.is_empty() {
+        anyhow::bail!("the PostgreSQL schema has no table `{table}`");
+    }
+    found
+        .iter()
+        .map(|r| {
+            let name: String = col(r, "name")?;
+            let ty = crate::copy::pg_type(&col::<String>(r, "ty")?)
+                .with_context(|| format!("{table}.{name}"))?;
+            Ok((name, ty))
+        })
+        .collect()
+}
+
+/// After rows were inserted with their ids, the table's identity continues past them.
+pub(crate) fn advance_identity(c: &mut PgConn, table: &str) -> Result<()> {
+    // Asked only where an `id` column exists: an error would abort the copy's transaction.
+    let row = c.query_opt(
+        "SELECT pg_get_serial_sequence($1, 'id') AS seq FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'id'",
+        &[&table],
+    )?;
+    // No `id`, or one that is not an identity (agents, results_caches): nothing to advance.
+    let Some(seq) = row
+        .map(|r| col::<Option<String>>(&r, "seq"))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(());
+    };
+    c.batch(&format!(
+        "SELECT setval('{seq}', COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+    ))
 }
 
 fn migrate(c: &mut PgConn) -> Result<()> {

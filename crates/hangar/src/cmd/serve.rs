@@ -120,6 +120,18 @@ pub enum Command {
         /// Directory to create with the copy.
         out: PathBuf,
     },
+    /// Copy a whole SQLite store into an empty PostgreSQL database and verify
+    /// every table's row count and hash (the server must be stopped). The data
+    /// directory (key file, blobs) stays where it is: start the server on it
+    /// with `--database` afterwards.
+    Migrate {
+        /// sqlite://DATA_DIR (the directory that holds hangar.db).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// postgres://USER:PASSWORD@HOST:PORT/DATABASE, an empty database.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Restore a data directory from `hangar backup` (the server must be stopped).
     Restore {
         #[arg(long, env = "HANGAR_DATA")]
@@ -328,6 +340,48 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             let data = data_dir(data);
             backup(&data, &out)?;
             println!("hangar backup: {} -> {}", data.display(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { from, to } => {
+            let Some(dir) = from.strip_prefix("sqlite://") else {
+                bail!(
+                    "--from must be sqlite://DATA_DIR (the directory that holds hangar.db), not `{from}`"
+                );
+            };
+            let dir = PathBuf::from(dir);
+            // The database file itself names its directory too.
+            let dir = if dir.file_name().is_some_and(|n| n == "hangar.db") {
+                dir.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                dir
+            };
+            if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+                bail!(
+                    "--to must be a postgres://USER@HOST:PORT/DATABASE URL, not `{}`",
+                    hangar_store::database_label(&to)
+                );
+            }
+            let label = hangar_store::database_label(&to);
+            let report = hangar_store::copy::sqlite_to_postgres(&dir, &to)
+                .with_context(|| format!("migrating {} to {label}", dir.display()))?;
+            let mut rows = 0;
+            for t in &report {
+                println!(
+                    "{:<22} {:>10} rows  sha256 {}",
+                    t.table,
+                    t.rows,
+                    &t.hash[..16]
+                );
+                rows += t.rows;
+            }
+            println!(
+                "hangar migrate: {rows} rows in {} tables copied to {label}, counts and hashes verified",
+                report.len()
+            );
+            println!(
+                "hangar migrate: start the server with --data {} --database {label}",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { data, from, force } => {
