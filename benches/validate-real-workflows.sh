@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `hangar validate` on the real `.github/workflows` of public repositories,
+# `hangar validate` on the real `.github/workflows` (and local actions'
+# `.github/actions/**/action.yml`) of public repositories,
 # each pinned to a commit: prints files checked, errors and warnings per
 # repository, then every error and warning, to be read one by one (a real
 # mistake in the workflow, or a false report of ours). The bar is zero false
@@ -78,8 +79,14 @@ for spec in $REPOS; do
     git --git-dir="$dir.git" fetch -q --depth 1 --filter=blob:none "https://github.com/$repo" "$commit"
     mkdir -p "$dir"
     git --git-dir="$dir.git" archive "$commit" .github/workflows | tar -x -C "$dir"
+    # Local composite actions are checked too (steps.X, inputs.X).
+    if git --git-dir="$dir.git" cat-file -e "$commit:.github/actions" 2>/dev/null; then
+      git --git-dir="$dir.git" archive "$commit" .github/actions | tar -x -C "$dir"
+    fi
   fi
   n=$(find "$dir/.github/workflows" -maxdepth 1 -name '*.y*ml' | wc -l)
+  a=$( (find "$dir/.github/actions" -maxdepth 4 -name 'action.y*ml' 2>/dev/null || true) | wc -l)
+  n=$((n + a))
   out=$(cd "$dir" && "$HANGAR" validate 2>&1 || true)
   e=$(grep -c ': error:' <<<"$out" || true)
   w=$(grep -c ': warning:' <<<"$out" || true)

@@ -166,3 +166,31 @@ fn warnings_are_shown_counted_apart_and_fail_only_when_denied() {
         "{err}"
     );
 }
+
+/// Local composite actions under `.github/actions` are checked with the
+/// workflows: a `steps.X` that no step before defines is shown at its place.
+#[test]
+fn local_composite_actions_are_found_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: ./.github/actions/setup\n",
+    );
+    write(
+        dir.path(),
+        ".github/actions/setup/action.yml",
+        "name: setup\nruns:\n  using: composite\n  steps:\n    - run: echo ${{ steps.tool.outputs.path }}\n      shell: bash\n    - id: tool\n      run: echo path=x >> $GITHUB_OUTPUT\n      shell: bash\n",
+    );
+    let out = hangar(dir.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(".github/actions/setup/action.yml:5:27: warning: step `tool` runs after this point, so `steps.tool` is null here"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 file(s) checked, 0 error(s), 1 warning(s)"),
+        "{err}"
+    );
+}

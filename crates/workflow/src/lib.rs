@@ -14,6 +14,6 @@ pub mod validate;
 pub mod yaml;
 
 pub use validate::{
-    Limits, Options, PermissionsPolicy, local_callee, validate, validate_with,
+    Limits, Options, PermissionsPolicy, local_callee, validate, validate_action, validate_with,
     validate_with_options, validate_with_policy,
 };

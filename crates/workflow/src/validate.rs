@@ -261,6 +261,8 @@ struct Checker<'a> {
     /// trigger and it declares some (without a `secrets:` list, a caller's
     /// `secrets: inherit` passes every secret).
     secrets: Option<Vec<String>>,
+    /// Where `inputs` are declared, for messages.
+    inputs_where: &'static str,
     /// Each job's declared outputs (`None`: not known, e.g. a remote callee's).
     job_outputs: HashMap<String, Option<Vec<String>>>,
 }
@@ -269,6 +271,7 @@ struct Checker<'a> {
 /// `None`: not known here, so not checked.
 #[derive(Default, Clone)]
 struct Scope {
+    /// The job checked; empty in a composite action.
     job: String,
     /// The job's `needs`, as written.
     needs: Option<Vec<String>>,
@@ -547,7 +550,8 @@ impl Checker<'_> {
                     self.warn(
                         pos,
                         format!(
-                            "job `{job}` has no step with id `{name}`, so `steps.{name}` is null"
+                            "{} has no step with id `{name}`, so `steps.{name}` is null",
+                            self.scope.owner()
                         ),
                     )
                     .help = Some(help);
@@ -584,7 +588,10 @@ impl Checker<'_> {
                 let help = suggest(name, &inputs, "declared inputs");
                 self.warn(
                     pos,
-                    format!("input `{name}` is not declared under `on.workflow_call` or `on.workflow_dispatch`, so `inputs.{name}` is null"),
+                    format!(
+                        "input `{name}` is not declared {}, so `inputs.{name}` is null",
+                        self.inputs_where
+                    ),
                 )
                 .help = Some(help);
             }
@@ -656,6 +663,117 @@ impl Checker<'_> {
         )
         .help = Some(help);
     }
+}
+
+impl Scope {
+    /// Who owns the steps, for messages: a job, or the action.
+    fn owner(&self) -> String {
+        if self.job.is_empty() {
+            "this action".into()
+        } else {
+            format!("job `{}`", self.job)
+        }
+    }
+}
+
+/// Where a composite action's expressions are checked: GitHub evaluates
+/// them on the runner, so only their syntax, functions and references are
+/// checked here, not which contexts a key may use.
+const ACTION_STEP: Allowed = Allowed {
+    contexts: hangar_expr::KNOWN_CONTEXTS,
+    status_functions: true,
+    hash_files: true,
+};
+
+/// Validates a composite action's `action.yml`: its YAML, and in its steps
+/// and outputs, expressions and the references they make (`steps.X` with no
+/// step `X` before the use, `inputs.X` the action does not declare).
+/// Other kinds of action (JavaScript, Docker) have no expressions to check.
+pub fn validate_action(file: &str, text: &str) -> Vec<Diagnostic> {
+    let root = match crate::yaml::parse(text) {
+        Ok(r) => r,
+        Err(errors) => {
+            return errors
+                .iter()
+                .map(|e| {
+                    Diagnostic::error(
+                        file,
+                        e.pos.line,
+                        e.pos.column,
+                        format!("YAML: {}", e.message),
+                    )
+                })
+                .collect();
+        }
+    };
+    let composite = root
+        .get("runs")
+        .and_then(|r| r.get("using"))
+        .and_then(Node::as_str)
+        .is_some_and(|u| u.eq_ignore_ascii_case("composite"));
+    let Some(Kind::Seq(steps)) = root
+        .get("runs")
+        .and_then(|r| r.get("steps"))
+        .map(|s| &s.kind)
+    else {
+        return Vec::new();
+    };
+    if !composite {
+        return Vec::new();
+    }
+    let none = |_: &str| None;
+    let mut c = Checker {
+        file,
+        out: Vec::new(),
+        resolve: &none,
+        workflow_permissions: None,
+        policy: PermissionsPolicy::default(),
+        limits: Limits::default(),
+        bytes: 0,
+        called: Vec::new(),
+        jobs: 0,
+        walk_stopped: false,
+        scope: Scope::default(),
+        inputs: Some(
+            root.get("inputs")
+                .map(Node::entries)
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, _)| k.name.clone())
+                .collect(),
+        ),
+        secrets: None,
+        inputs_where: "under the action's `inputs:`",
+        job_outputs: HashMap::new(),
+    };
+    let mut all = Vec::new();
+    steps.iter().for_each(|s| collect_ids(s, &mut all));
+    c.scope.all_steps = all.clone();
+    let mut before: Vec<String> = Vec::new();
+    for step in steps {
+        c.scope.steps = Some(before.clone());
+        c.scope.current = step.get("id").and_then(Node::as_str).map(String::from);
+        for (k, v) in step.entries() {
+            if !["id", "uses", "shell"].contains(&k.name.as_str()) {
+                c.exprs(v, ACTION_STEP, k.name == "if");
+            }
+        }
+        if let Some(n) = step.get("if") {
+            check_if_template(&mut c, n);
+        }
+        if let Some(id) = step.get("id").and_then(Node::as_str) {
+            before.push(id.to_string());
+        }
+    }
+    // The action's outputs are read after all its steps ran.
+    c.scope.steps = Some(all);
+    c.scope.current = None;
+    for (_, output) in root.get("outputs").map(Node::entries).unwrap_or_default() {
+        if let Some(v) = output.get("value") {
+            c.exprs(v, ACTION_STEP, false);
+        }
+    }
+    by_position(c.out)
 }
 
 /// Validates one workflow file's text.
@@ -747,6 +865,7 @@ pub fn validate_with_options(
         scope: Scope::default(),
         inputs: None,
         secrets: None,
+        inputs_where: "under `on.workflow_call` or `on.workflow_dispatch`",
         job_outputs: HashMap::new(),
     };
     (c.inputs, c.secrets) = declared_interface(root.get("on"));
@@ -2954,6 +3073,30 @@ mod tests {
                 "11:21 error: `max-parallel` must be a number or an expression, found `two`",
                 "15:28 error: `continue-on-error` must be `true`, `false` or an expression, found `maybe`",
             ]
+        );
+    }
+    #[test]
+    fn a_composite_actions_steps_refer_to_steps_before_them_and_declared_inputs() {
+        let text = "name: a\ninputs:\n  tag: {description: t}\noutputs:\n  v:\n    value: ${{ steps.last.outputs.v }}\nruns:\n  using: composite\n  steps:\n    - id: first\n      run: echo ${{ inputs.tag }} ${{ inputs.tga }} ${{ steps.last.outputs.v }}\n      shell: bash\n    - id: last\n      run: echo ${{ steps.first.outputs.x }} ${{ steps.frist.outputs.x }}\n      shell: bash\n      if: ${{ inputs.tag }} == 'x'\n";
+        let d: Vec<String> = validate_action("action.yml", text)
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect();
+        assert_eq!(
+            d,
+            [
+                "11:46 input `tga` is not declared under the action's `inputs:`, so `inputs.tga` is null",
+                "11:63 step `last` runs after this point, so `steps.last` is null here",
+                "14:56 this action has no step with id `frist`, so `steps.frist` is null",
+                "16:11 this `if:` is always true: the text around `${{ }}` makes it a string, and a non-empty string is true",
+            ]
+        );
+        // JavaScript and Docker actions have no steps to check; bad YAML is an error.
+        assert!(validate_action("action.yml", "runs:\n  using: node20\n  main: x.js\n").is_empty());
+        let e = validate_action("action.yml", "runs: [\n");
+        assert!(
+            e[0].is_error() && e[0].message.starts_with("YAML:"),
+            "{e:?}"
         );
     }
 }

@@ -7,7 +7,9 @@ use hangar_diag::Diagnostic;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Workflow files [default: .github/workflows/*.yml|yaml, and hangar.yml when present].
+    /// Workflow files, and composite actions' `action.yml` [default:
+    /// .github/workflows/*.yml|yaml, .github/actions/**/action.yml|yaml, and
+    /// hangar.yml when present].
     files: Vec<PathBuf>,
     /// Print diagnostics as JSON (each with its `severity`).
     #[arg(long)]
@@ -41,6 +43,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             found.sort();
             files.extend(found);
         }
+        let mut actions = Vec::new();
+        find_actions(std::path::Path::new(".github/actions"), 0, &mut actions);
+        actions.sort();
+        files.extend(actions);
         if files.is_empty() && !std::path::Path::new("hangar.yml").exists() {
             anyhow::bail!(
                 "no workflows in .github/workflows and no hangar.yml here: pass the files to check"
@@ -53,11 +59,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         checked += 1;
-        let diags = if path
-            .file_name()
-            .is_some_and(|n| n == "hangar.yml" || n == "hangar.yaml")
-        {
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let diags = if file_name == "hangar.yml" || file_name == "hangar.yaml" {
             project_diagnostics(&name, &text)
+        } else if file_name == "action.yml" || file_name == "action.yaml" {
+            hangar_workflow::validate_action(&name, &text)
         } else {
             // Local reusable workflows are read relative to the repository root (here).
             hangar_workflow::validate_with(
@@ -94,6 +100,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The `action.yml` of each local action under `dir` (a few levels deep:
+/// `.github/actions/NAME/action.yml`, or grouped one level further).
+fn find_actions(dir: &std::path::Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        // Not followed through symbolic links: a link loop would never end.
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() && depth < 3 {
+            find_actions(&p, depth + 1, out);
+        } else if kind.is_file()
+            && p.file_name()
+                .is_some_and(|n| n == "action.yml" || n == "action.yaml")
+        {
+            out.push(p);
+        }
+    }
 }
 
 /// `--template FILE`: validates first (a template of an invalid workflow
