@@ -33,6 +33,8 @@ enum Command {
     Deploy(cmd::deploy::Command),
     #[command(flatten)]
     Release(cmd::release::Command),
+    /// Alert rules of hangar.yml and where they stand; silences.
+    Alerts(cmd::alerts::Args),
     /// Project backups, restores and recovery drills (RPO/RTO).
     Recovery(cmd::recovery::Args),
     /// Security gates: secrets, policy, dependencies.
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Server(command) => cmd::serve::run(command),
         Command::Deploy(command) => cmd::deploy::run(command),
         Command::Release(command) => cmd::release::run(command),
+        Command::Alerts(args) => cmd::alerts::run(args),
         Command::Recovery(args) => cmd::recovery::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Toolcache(args) => cmd::toolcache::run(args),

@@ -1,6 +1,7 @@
 //! One module per subcommand family. Each exposes clap argument types and a
 //! `run` function returning the process exit code.
 
+pub mod alerts;
 pub mod deploy;
 pub mod expr;
 pub mod follow;
