@@ -523,6 +523,10 @@ pub struct Protection {
     pub wait: Option<Dur>,
     #[serde(default)]
     pub branches: Vec<String>,
+    /// GitHub's "prevent self-review": the identity that triggered a run
+    /// may not approve its deployment (enforced by `hangar serve`).
+    #[serde(default)]
+    pub prevent_self_review: bool,
 }
 
 impl Project {

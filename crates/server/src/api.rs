@@ -1040,6 +1040,24 @@ pub async fn decide_approval(
             ),
         );
     }
+    // GitHub's "prevent self-review": the run's own trigger may not approve
+    // it, an administrator's token included.
+    if protection.prevent_self_review
+        && let Some(r) = &run
+        && r.actor == c.name
+    {
+        return crate::errors::error_coded(
+            StatusCode::FORBIDDEN,
+            "self_review",
+            &format!(
+                "`{}` triggered run {} and environment `{}` prevents self-review: another reviewer ({}) must decide",
+                c.name,
+                r.id,
+                a.environment,
+                protection.reviewers.join(", ")
+            ),
+        );
+    }
     if a.state != ApprovalState::Pending {
         return error(
             StatusCode::CONFLICT,

@@ -87,6 +87,9 @@ pub struct App {
     /// registered, or a job of theirs names an environment before they were
     /// read), with when to try next; the reaper reads them.
     pub env_loads: Mutex<BTreeMap<i64, Millis>>,
+    /// Runs requested or completed whose `on: workflow_run` followers are
+    /// still to be queued (`workflow_run.rs`).
+    pub workflow_runs: crate::workflow_run::Queue,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {
@@ -346,6 +349,9 @@ impl App {
         if let Err(e) = self.apply_concurrency(run_id).await {
             tracing::warn!(run = run_id, "concurrency: {e:#}");
         }
+        // Held, it was not yet requested: its followers hear of it now.
+        self.workflow_runs
+            .push(run_id, crate::workflow_run::Action::Requested);
         self.advance_run(run_id).await;
         Ok(())
     }
@@ -365,6 +371,8 @@ impl App {
             if let Err(e) = self.apply_concurrency(id).await {
                 tracing::warn!(run = id, "concurrency: {e:#}");
             }
+            self.workflow_runs
+                .push(id, crate::workflow_run::Action::Requested);
             self.advance_run(id).await;
         }
     }
@@ -575,7 +583,16 @@ impl App {
                     continue;
                 }
             }
-            if let Some(env) = &job.environment {
+            // `environment: ${{ inputs.environment }}` names the environment
+            // whose protection applies: evaluated before anything is decided.
+            let environment = match self.job_environment(&run, job, &deps)? {
+                Ok(e) => e,
+                Err(msg) => {
+                    self.finish_job(job, Conclusion::Failure, &msg)?;
+                    continue;
+                }
+            };
+            if let Some(env) = &environment {
                 // Rules never read are not "no rules": the job waits for them.
                 if !self.store.environments_loaded(run.repo_id)? {
                     self.env_loads
@@ -764,6 +781,62 @@ impl App {
                 .extend(others_to_advance);
         }
         self.conclude_run(run_id)
+    }
+
+    /// The job's environment name with its `${{ }}` evaluated over the
+    /// `github`, `inputs`, `matrix`, `needs` and `vars` contexts (GitHub's
+    /// contexts for `jobs.<id>.environment`), stored back so approvals,
+    /// environment secrets and DORA use the evaluated name. An empty result
+    /// is no environment. `Err` inside holds the message for a bad expression.
+    fn job_environment(
+        &self,
+        run: &hangar_store::Run,
+        job: &Job,
+        deps: &[&Job],
+    ) -> anyhow::Result<Result<Option<String>, String>> {
+        let Some(raw) = &job.environment else {
+            return Ok(Ok(None));
+        };
+        if !raw.contains("${{") {
+            return Ok(Ok(Some(raw.clone())));
+        }
+        let spec = self
+            .store
+            .get_job(job.id)?
+            .map(|j| j.spec)
+            .unwrap_or_default();
+        let host = status_host_of(deps);
+        let ctx = self.store.run_context(run.id)?;
+        let contexts = hangar_expr::Contexts::from_json(&json!({
+            "github": self.github_context(run, &job.key)?,
+            "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
+            "matrix": spec.get("matrix").cloned().unwrap_or(json!({})),
+            "needs": needs_context(deps, &host),
+            "vars": self.store.variables_for_repo(run.repo_id)?,
+        }));
+        let name = match hangar_expr::Template::parse(raw) {
+            Ok(t) => match t.eval_to_string(&contexts, &host) {
+                Ok(n) => n.trim().to_string(),
+                Err(e) => {
+                    return Ok(Err(format!("job `{}`: `environment: {raw}`: {e}", job.key)));
+                }
+            },
+            Err(e) => {
+                return Ok(Err(format!(
+                    "job `{}`: `environment: {raw}` is invalid: {}",
+                    job.key, e.message
+                )));
+            }
+        };
+        let name = (!name.is_empty()).then_some(name);
+        self.store.update_job(
+            job.id,
+            &JobUpdate {
+                environment: Some(name.clone()),
+                ..Default::default()
+            },
+        )?;
+        Ok(Ok(name))
     }
 
     /// Asks the scheduler about the run's waiting jobs and persists what it
@@ -1034,6 +1107,8 @@ impl App {
             );
             if status == Status::Completed {
                 self.notify_run_completed(&run, conclusion.unwrap_or(Conclusion::Failure));
+                self.workflow_runs
+                    .push(run_id, crate::workflow_run::Action::Completed);
                 let mut m = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
                 for j in self.store.jobs_of_run(run_id)? {
                     m.remove(&j.id);
@@ -1564,6 +1639,15 @@ pub fn parse_protections(text: &str) -> Result<Vec<(String, Protection)>, String
                 reviewers: workflows::list(p.get("reviewers")),
                 wait_seconds,
                 branches: workflows::list(p.get("branches")),
+                prevent_self_review: match p.get("prevent_self_review") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => {
+                        return Err(format!(
+                            "environments.{name}.protection.prevent_self_review: expected true or false, got {other}"
+                        ));
+                    }
+                },
             },
         ));
     }

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod triggers;
 pub mod ui;
 pub mod webhook;
+pub mod workflow_run;
 pub mod workflows;
 
 use std::collections::HashMap;
@@ -512,6 +513,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             notify::Notifier::new(cfg.status_retry.clone()).with_smtp_ca(cfg.smtp_ca_file.clone()),
         ),
         env_loads: Default::default(),
+        workflow_runs: Default::default(),
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;
     app.recover().await?;
@@ -551,6 +553,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     }
     app::spawn_reaper(app.clone(), cfg.reap_every);
     retention::spawn(app.clone(), cfg.retention.clone());
+    workflow_run::spawn(app.clone());
     if cfg.cron {
         triggers::cron(app.clone());
     }

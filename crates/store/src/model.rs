@@ -224,6 +224,9 @@ pub struct JobUpdate {
     pub approved: Option<bool>,
     pub not_before: Option<Option<Millis>>,
     pub finished_at: Option<Millis>,
+    /// The job's environment once its `${{ }}` name is evaluated (`None`
+    /// inside: an empty name, which is no environment, as on GitHub).
+    pub environment: Option<Option<String>>,
 }
 
 /// A job handed to one agent: the fencing token must accompany every later call.
@@ -352,6 +355,11 @@ pub struct Protection {
     pub reviewers: Vec<String>,
     pub wait_seconds: i64,
     pub branches: Vec<String>,
+    /// GitHub's "prevent self-review": whoever triggered the run (the token
+    /// that dispatched it, the pusher) may not approve its deployments.
+    /// Rows stored before the field existed read as `false`.
+    #[serde(default)]
+    pub prevent_self_review: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

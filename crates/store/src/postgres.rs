@@ -1026,6 +1026,9 @@ impl Store for PgStore {
                 &[&id, &v],
             )?;
         }
+        if let Some(v) = &u.environment {
+            c.execute("UPDATE jobs SET environment = $2 WHERE id = $1", &[&id, v])?;
+        }
         Ok(())
     }
 

@@ -599,6 +599,12 @@ impl Store for SqliteStore {
                 params![id, v],
             )?;
         }
+        if let Some(v) = &u.environment {
+            c.execute(
+                "UPDATE jobs SET environment = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
         Ok(())
     }
 

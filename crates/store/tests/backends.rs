@@ -74,6 +74,7 @@ on_both!(
     retention_lists_and_deletes,
     caches_match_exact_then_prefix,
     held_runs_and_policies,
+    a_jobs_evaluated_environment_is_stored,
 );
 
 fn repo(s: &dyn Store, name: &str) -> Repo {
@@ -228,13 +229,13 @@ fn environment_names_compare_without_case(s: &dyn Store) {
         reviewers: vec![who.into()],
         wait_seconds: 0,
         branches: vec![],
+        prevent_self_review: who == "new",
     };
     s.set_environment(r.id, "Prod", &p("old")).unwrap();
     s.set_environment(r.id, "prod", &p("new")).unwrap();
-    assert_eq!(
-        s.get_environment(r.id, "PROD").unwrap().unwrap().reviewers,
-        ["new"]
-    );
+    let read = s.get_environment(r.id, "PROD").unwrap().unwrap();
+    assert_eq!(read.reviewers, ["new"]);
+    assert!(read.prevent_self_review);
     assert!(s.get_environment(r.id, "staging").unwrap().is_none());
     s.set_env_secret(r.id, "Prod", "K", "1").unwrap();
     s.set_env_secret(r.id, "PROD", "K", "2").unwrap();
@@ -780,6 +781,7 @@ fn job_counts_and_groups(s: &dyn Store) {
             approved: Some(true),
             not_before: Some(Some(42)),
             finished_at: Some(43),
+            environment: None,
         },
     )
     .unwrap();
@@ -996,4 +998,29 @@ fn held_runs_and_policies(s: &dyn Store) {
     assert!(s.run_held(run).unwrap());
     assert!(!s.run_held(run + 100).unwrap());
     assert_eq!(s.run_payload(run).unwrap(), serde_json::json!({}));
+}
+
+/// The scheduler stores the name `environment: ${{ ... }}` evaluated to (or
+/// none for an empty name) so leases, approvals and deployments use it.
+fn a_jobs_evaluated_environment_is_stored(s: &dyn Store) {
+    let r = repo(s, "a/env");
+    let mut run = run_with_jobs(r.id, 2);
+    for j in &mut run.jobs {
+        j.environment = Some("${{ inputs.environment }}".into());
+    }
+    let id = s.create_run(&run).unwrap();
+    let jobs = s.jobs_of_run(id).unwrap();
+    for (job, name) in jobs.iter().zip([Some("production"), None]) {
+        s.update_job(
+            job.id,
+            &JobUpdate {
+                environment: Some(name.map(String::from)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let jobs = s.jobs_of_run(id).unwrap();
+    assert_eq!(jobs[0].environment.as_deref(), Some("production"));
+    assert_eq!(jobs[1].environment, None);
 }
