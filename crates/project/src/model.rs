@@ -235,6 +235,10 @@ pub struct Environment {
     /// Releases kept on disk for rollback.
     #[serde(default = "default_keep")]
     pub keep_releases: u32,
+    /// What a restarted controller does with the rollout its predecessor
+    /// was running when it died.
+    #[serde(default)]
+    pub on_interrupt: OnInterrupt,
     /// Services deployed here; empty means all.
     #[serde(default)]
     pub services: Vec<Spanned<String>>,
@@ -393,6 +397,18 @@ fn default_keep() -> u32 {
 
 fn default_strategy() -> Spanned<StrategyKind> {
     Spanned::new(StrategyKind::Rolling, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+/// `on_interrupt:` of an environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnInterrupt {
+    /// Traffic back to the stable version; the new one is stopped.
+    #[default]
+    Abort,
+    /// The rollout goes on from the step it had reached (the canary weight,
+    /// the blue-green switch, the rolling batches), judged as before.
+    Resume,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

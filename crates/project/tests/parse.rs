@@ -229,3 +229,30 @@ fn alert_mistakes_are_reported_where_they_are_written() {
     assert_eq!(errs[6].message, "environment `prod`: unknown key `fore`");
     assert_eq!(errs[6].help.as_deref(), Some("did you mean `for`?"));
 }
+
+#[test]
+fn on_interrupt_is_abort_unless_resume_is_asked_and_a_typo_is_named() {
+    let p = parse(
+        "hangar.yml",
+        "services:\n  web:\n    run: x\nenvironments:\n  prod:\n    on_interrupt: resume\n  dev: {}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.environments["prod"].value.on_interrupt,
+        hangar_project::OnInterrupt::Resume
+    );
+    assert_eq!(
+        p.environments["dev"].value.on_interrupt,
+        hangar_project::OnInterrupt::Abort
+    );
+    let errs = errors(
+        "services:\n  web:\n    run: x\nenvironments:\n  prod:\n    on_interrupt: resum\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].line, 6);
+    assert_eq!(
+        errs[0].message,
+        "environment `prod`: `resum` is not a valid `on_interrupt`"
+    );
+    assert_eq!(errs[0].help.as_deref(), Some("did you mean `resume`?"));
+}
