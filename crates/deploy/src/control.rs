@@ -236,7 +236,11 @@ pub async fn start_controller(
             std::thread::spawn(move || child.wait());
             return Ok(pid);
         }
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_wait()?
+            // Another controller got the environment first (the router
+            // restarting a dead one): it answers soon.
+            && !files.controller_holds()
+        {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             anyhow::bail!(

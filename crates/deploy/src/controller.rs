@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use hangar_project::{Environment, Project, StrategyKind};
+use hangar_project::{Environment, OnInterrupt, Project, StrategyKind};
 use hangar_router::daemon::Link;
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, watch};
 use crate::analysis::{self, Thresholds, Verdict};
 use crate::plane::{self, Plane};
 use crate::release::{Release, Releases};
-use crate::state::{DeploymentRecord, EnvFiles, EnvState, Outcome, ProcessRecord};
+use crate::state::{DeploymentRecord, EnvFiles, EnvState, Outcome, ProcessRecord, Supervision};
 use crate::supervisor::{self, Instance, InstanceSpec, InstanceStatus, now_unix};
 
 /// A human's word on a paused or running rollout.
@@ -100,6 +100,12 @@ pub struct Controller {
     leftovers: Mutex<Vec<ProcessRecord>>,
     /// Itself, for the recorders its instances call from their own tasks.
     me: std::sync::Weak<Controller>,
+    /// Rollouts a dead controller was running, to go on with once the
+    /// stable versions serve (`on_interrupt: resume`), with the canary step
+    /// they had reached.
+    to_resume: Mutex<Vec<(DeploymentRecord, Option<u32>)>>,
+    /// The environment's lock, held until this controller shuts down.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 fn env_config(project: &Project, env: &str) -> Environment {
@@ -142,6 +148,18 @@ impl Controller {
             );
         }
         let files = EnvFiles::new(data, env);
+        std::fs::create_dir_all(&files.dir)?;
+        let lock = std::fs::File::create(files.lock_path())?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "environment `{env}` is already run by another hangar process{}: use `hangar deploy`/`status` against it, or `hangar down {env}`",
+                files
+                    .load()
+                    .controller_pid
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default()
+            );
+        }
         let mut state = files.load();
         if let Some(pid) = state.controller_pid
             && pid != std::process::id()
@@ -188,8 +206,57 @@ impl Controller {
         // What the dead controller was doing: recorded as it ended, since the
         // state holds the commit point (`stable`) of each rollout.
         let interrupted: Vec<DeploymentRecord> = state.in_progress.drain(..).collect();
+        let steps = std::mem::take(&mut state.steps);
+        let env_cfg = env_config(&project, env);
+        let releases = Releases::new(data);
+        // With `on_interrupt: resume`, a rollout that had not switched goes
+        // on once the stable version serves again; it stays in progress (a
+        // second death resumes it again).
+        let mut to_resume = Vec::new();
+        for rec in &interrupted {
+            let stable = state.stable.get(&rec.service);
+            if env_cfg.on_interrupt == OnInterrupt::Resume
+                && rec.previous.is_some()
+                && stable == rec.previous.as_ref()
+                && releases.get(&rec.service, &rec.version).is_some()
+            {
+                let mut rec = rec.clone();
+                let who = dead
+                    .map(|p| format!("the controller (pid {p})"))
+                    .unwrap_or_else(|| "the controller".into());
+                let at = steps.get(&rec.id).copied();
+                rec.events.push(format!(
+                    "{}: {who} died {}; the restarted controller resumes the rollout of {} from there (on_interrupt: resume)",
+                    rec.service,
+                    where_interrupted(&rec.strategy, at, &env_cfg),
+                    rec.version
+                ));
+                rec.event_times.resize(rec.events.len() - 1, 0);
+                rec.event_times.push(supervisor::now_unix_ms());
+                if let Some(at) = at {
+                    state.steps.insert(rec.id, at);
+                }
+                state.in_progress.push(rec.clone());
+                to_resume.push((rec, at));
+            }
+        }
+        let interrupted: Vec<DeploymentRecord> = interrupted
+            .into_iter()
+            .filter(|r| !to_resume.iter().any(|(t, _)| t.id == r.id))
+            .collect();
         state.controller_pid = Some(std::process::id());
         files.save(&state)?;
+        if let Some(exe) = plane::router_exe() {
+            // The router process restarts this controller if it dies.
+            files.set_supervision(&Supervision {
+                pid: std::process::id(),
+                start_time: supervisor::process_start_time(std::process::id()),
+                exe: exe.to_path_buf(),
+                dir: std::path::absolute(project_dir)?,
+                data: std::path::absolute(data)?,
+                env: env.to_string(),
+            })?;
+        }
         for mut rec in interrupted {
             let stable = state.stable.get(&rec.service).cloned();
             let who = dead
@@ -203,8 +270,9 @@ impl Controller {
                 Outcome::Succeeded
             } else {
                 rec.events.push(format!(
-                    "{}: {who} died during this deployment; the restarted controller abandoned {} and serves {}{}",
+                    "{}: {who} died {}; the restarted controller abandoned {} and serves {}{}",
                     rec.service,
+                    where_interrupted(&rec.strategy, steps.get(&rec.id).copied(), &env_cfg),
                     rec.version,
                     stable.as_deref().unwrap_or("nothing"),
                     if leftovers.is_empty() {
@@ -242,6 +310,8 @@ impl Controller {
             link,
             leftovers: Mutex::new(leftovers),
             me: me.clone(),
+            to_resume: Mutex::new(to_resume),
+            lock: Mutex::new(Some(lock)),
         });
         tokio::spawn(ctl.clone().refresher());
         crate::alerts::watch(&ctl);
@@ -336,7 +406,44 @@ impl Controller {
             }
         }
         self.stop_leftovers().await;
+        let resume = std::mem::take(&mut *self.to_resume.lock().unwrap_or_else(|e| e.into_inner()));
+        if !resume.is_empty() {
+            // After this start (it holds `busy`), so the controller answers
+            // `status`, `promote` and `abort` during the resumed rollout.
+            let me = self.clone();
+            tokio::spawn(async move { me.resume(resume).await });
+        }
         Ok(())
+    }
+
+    /// Goes on with rollouts a dead controller was running (`on_interrupt: resume`).
+    async fn resume(self: Arc<Self>, interrupted: Vec<(DeploymentRecord, Option<u32>)>) {
+        let _busy = self.busy.lock().await;
+        let env = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            env_config(&p, &self.env)
+        };
+        for (rec, at) in interrupted {
+            let svc = rec.service.clone();
+            let Some(release) = self.releases.get(&svc, &rec.version) else {
+                let mut rec = rec;
+                let gone = format!("{svc}: release {} is gone; not resumed", rec.version);
+                self.event(&mut rec, gone);
+                let _ = self.finish(rec, Outcome::Aborted);
+                continue;
+            };
+            if let Err(e) = self.ensure_router(&svc, &env).await {
+                tracing::error!("{svc}: cannot resume: {e:#}");
+                continue;
+            }
+            match self
+                .rollout_from(&svc, &env, release, Some((rec, at)))
+                .await
+            {
+                Ok(r) => tracing::info!("{svc}: resumed rollout ended {:?}", r.outcome),
+                Err(e) => tracing::error!("{svc}: resumed rollout failed: {e:#}"),
+            }
+        }
     }
 
     /// Drains and stops the instances a dead controller left, now that the
@@ -889,6 +996,15 @@ impl Controller {
         self.track(rec);
     }
 
+    /// Records the canary step a rollout is at (saved with its next event).
+    fn set_step(&self, id: u64, step: u32) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .steps
+            .insert(id, step);
+    }
+
     /// Keeps a deployment's progress in the durable state until it finishes.
     fn track(&self, rec: &DeploymentRecord) {
         if rec.strategy == "start" {
@@ -915,6 +1031,7 @@ impl Controller {
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.in_progress.retain(|r| r.id != rec.id);
+            st.steps.shift_remove(&rec.id);
             self.files.save(&st)?;
         }
         let keep = {
@@ -936,6 +1053,20 @@ impl Controller {
         env: &Environment,
         release: Release,
     ) -> anyhow::Result<DeploymentRecord> {
+        self.rollout_from(svc, env, release, None).await
+    }
+
+    /// A rollout, or the rest of an interrupted one (its record, and the
+    /// canary step it had reached): new instances of its release start again
+    /// (the dead controller's were stopped once the stable version served),
+    /// and the canary goes on at the weight it had.
+    async fn rollout_from(
+        self: &Arc<Self>,
+        svc: &str,
+        env: &Environment,
+        release: Release,
+        resumed: Option<(DeploymentRecord, Option<u32>)>,
+    ) -> anyhow::Result<DeploymentRecord> {
         self.signal.send_replace(None);
         let previous = self
             .stable(svc)
@@ -946,18 +1077,28 @@ impl Controller {
             (StrategyKind::BlueGreen, _) => "blue-green",
             (StrategyKind::Canary, _) => "canary",
         };
-        let mut rec = self.record(svc, &release, previous.clone(), strategy);
-        self.event(
-            &mut rec,
-            format!(
-                "{svc}: deploying {} ({strategy}){}",
-                release.version,
-                previous
-                    .as_ref()
-                    .map(|p| format!(", replacing {p}"))
-                    .unwrap_or_default()
-            ),
-        );
+        let (mut rec, from_step) = match resumed {
+            Some((mut rec, at)) => {
+                rec.previous = previous.clone();
+                rec.strategy = strategy.to_string();
+                (rec, at.unwrap_or(0) as usize)
+            }
+            None => {
+                let mut rec = self.record(svc, &release, previous.clone(), strategy);
+                self.event(
+                    &mut rec,
+                    format!(
+                        "{svc}: deploying {} ({strategy}){}",
+                        release.version,
+                        previous
+                            .as_ref()
+                            .map(|p| format!(", replacing {p}"))
+                            .unwrap_or_default()
+                    ),
+                );
+                (rec, 0)
+            }
+        };
         let new = release.version.clone();
         let count = release.config.instances;
         let deadline = release.config.health.clone().unwrap_or_default().deadline.0;
@@ -999,7 +1140,8 @@ impl Controller {
         };
 
         let verdict = if strategy == "canary" {
-            self.canary_steps(svc, env, &old, &new, &mut rec).await
+            self.canary_steps(svc, env, &old, &new, &mut rec, from_step)
+                .await
         } else {
             self.blue_green_checks(svc, env, &old, &new, &mut rec).await
         };
@@ -1197,6 +1339,7 @@ impl Controller {
         old: &str,
         new: &str,
         rec: &mut DeploymentRecord,
+        from_step: usize,
     ) -> Result<(), Outcome> {
         let Some(c) = env.canary.clone() else {
             return Ok(());
@@ -1210,10 +1353,11 @@ impl Controller {
             max_error_rate_increase: c.max_error_rate_increase.map(|p| p.0),
             min_requests: c.min_requests,
         };
-        for &w in &c.steps.value {
+        for (i, &w) in c.steps.value.iter().enumerate().skip(from_step) {
             if w >= 100 {
                 break; // 100% is the promotion itself
             }
+            self.set_step(rec.id, i as u32);
             let retry = c
                 .retry_on_stable
                 .then(|| (new.to_string(), old.to_string()));
@@ -1530,6 +1674,8 @@ impl Controller {
 
     /// Stops every instance (dependents first) and releases the environment.
     pub async fn shutdown(&self) {
+        // Asked to stop: the router must not start another controller.
+        self.files.clear_supervision();
         let order: Vec<String> = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             p.services_in_order(Some(&env_config(&p, &self.env)))
@@ -1556,6 +1702,8 @@ impl Controller {
         if self.link.is_some() {
             plane::stop_router_process(&self.files.dir);
         }
+        // Closing it releases the environment to the next controller.
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 
     /// The environment's directory (its state, history and alerts).
@@ -1673,6 +1821,7 @@ fn stop_recorded_processes(state: &mut EnvState) -> usize {
 /// `hangar down` of an environment whose controller is gone: stops what it
 /// left running. Returns how many processes were stopped.
 pub fn stop_leftovers(files: &EnvFiles) -> anyhow::Result<usize> {
+    files.clear_supervision();
     let mut state = files.load();
     if let Some(pid) = state.controller_pid
         && pid != std::process::id()
@@ -1693,6 +1842,27 @@ pub fn stop_leftovers(files: &EnvFiles) -> anyhow::Result<usize> {
     state.controller_pid = None;
     files.save(&state)?;
     Ok(n)
+}
+
+/// Where a rollout stood when its controller died, for history.
+fn where_interrupted(strategy: &str, step: Option<u32>, env: &Environment) -> String {
+    match (strategy, step) {
+        ("canary", Some(i)) => {
+            let weight = env
+                .canary
+                .as_ref()
+                .and_then(|c| c.steps.value.get(i as usize).copied());
+            format!(
+                "at canary step {}{}",
+                i + 1,
+                weight.map(|w| format!(" ({w}%)")).unwrap_or_default()
+            )
+        }
+        ("canary", None) => "before the first canary step".into(),
+        ("blue-green", _) => "before the switch".into(),
+        ("rolling", _) => "during the rolling batches".into(),
+        _ => "during this deployment".into(),
+    }
 }
 
 /// The version that was stable before `current` became stable in this history.

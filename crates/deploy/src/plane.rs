@@ -24,9 +24,108 @@ pub(crate) fn router_exe() -> Option<&'static Path> {
     ROUTER_EXE.get().map(PathBuf::as_path)
 }
 
-/// The router process itself (`hangar __router --dir ENVDIR`): serves until `hangar down`.
+/// The router process itself (`hangar __router --dir ENVDIR`): serves until
+/// `hangar down`, and restarts the environment's controller when it dies.
 pub fn run_router(env_dir: &Path) -> anyhow::Result<()> {
+    let dir = env_dir.to_path_buf();
+    std::thread::spawn(move || supervise_controller(&dir));
     hangar_router::daemon::run(env_dir).with_context(|| format!("router of {}", env_dir.display()))
+}
+
+/// First wait before restarting a dead controller; doubled at each restart
+/// that did not stay up for [`STAYED_UP`], up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const STAYED_UP: Duration = Duration::from_secs(60);
+
+/// The router process outlives the controller by design (it is the data
+/// plane), so it is the one to notice that the controller died and to start
+/// another, as a process supervisor would: with backoff, and only while
+/// `controller.json` says a controller should run (a controller that stops as
+/// asked removes it). The new controller finds the dead one's instances and
+/// rollout in the state file and applies the environment's `on_interrupt`.
+fn supervise_controller(env_dir: &Path) {
+    use crate::state::EnvFiles;
+    use crate::supervisor::{process_alive, process_start_time};
+    let files = EnvFiles {
+        dir: env_dir.to_path_buf(),
+    };
+    let mut backoff = FIRST_BACKOFF;
+    let mut dead_since: Option<std::time::Instant> = None;
+    let mut up_since = std::time::Instant::now();
+    let mut restarted: Option<std::process::Child> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(sup) = files.supervision() else {
+            dead_since = None;
+            continue;
+        };
+        let alive = process_alive(sup.pid) && process_start_time(sup.pid) == sup.start_time;
+        // One we started that is still starting (it writes controller.json
+        // once it has opened the environment), or any controller holding it.
+        let starting = restarted
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+            || files.controller_holds();
+        if alive || starting {
+            if alive && dead_since.is_some() {
+                dead_since = None;
+                up_since = std::time::Instant::now();
+            }
+            if alive && up_since.elapsed() >= STAYED_UP {
+                backoff = FIRST_BACKOFF;
+            }
+            continue;
+        }
+        let since = *dead_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < backoff {
+            continue;
+        }
+        eprintln!(
+            "router: the controller of `{}` (pid {}) is gone; starting another",
+            sup.env, sup.pid
+        );
+        match start_detached(&sup, &files) {
+            Ok(child) => restarted = Some(child),
+            Err(e) => eprintln!("router: cannot restart the controller: {e}"),
+        }
+        dead_since = Some(std::time::Instant::now());
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// `EXE up ENV --dir DIR --data DATA --no-build` in a session of its own,
+/// logging to `controller.log`, as `hangar deploy` starts a controller.
+#[allow(unsafe_code)] // pre_exec: setsid(2) has no safe wrapper in std.
+fn start_detached(
+    sup: &crate::state::Supervision,
+    files: &crate::state::EnvFiles,
+) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(files.dir.join("controller.log"))?;
+    let mut cmd = std::process::Command::new(&sup.exe);
+    cmd.args(["up", &sup.env, "--no-build", "--dir"])
+        .arg(&sup.dir)
+        .arg("--data")
+        .arg(&sup.data)
+        .env_remove("RUNNER_TRACKING_ID")
+        .current_dir(&sup.dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
 /// Connects to the environment's router process, starting it when none answers.

@@ -26,6 +26,11 @@ pub struct EnvState {
     /// the middle leaves them here, and the next one records how they ended.
     #[serde(default)]
     pub in_progress: Vec<DeploymentRecord>,
+    /// Per deployment in progress (by id): how far its rollout got, the
+    /// index of the canary step it is at. A controller restarted with
+    /// `on_interrupt: resume` goes on from there.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub steps: IndexMap<u64, u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,6 +75,20 @@ pub struct DeploymentRecord {
     pub finished_ms: Option<u64>,
 }
 
+/// How the router process restarts a controller that died: written by the
+/// controller when it starts (`controller.json`), removed when it stops as
+/// asked (`hangar down`, Ctrl-C), so that only a death brings a restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Supervision {
+    pub pid: u32,
+    pub start_time: Option<u64>,
+    /// The `hangar` binary and what it is given: `EXE up ENV --dir DIR --data DATA --no-build`.
+    pub exe: PathBuf,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub env: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -98,6 +117,42 @@ impl EnvFiles {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.join("control.sock")
+    }
+
+    /// Held (`flock`) by the environment's controller for its whole life:
+    /// two controllers never run one environment, however they were started.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("controller.lock")
+    }
+
+    /// Whether a controller process holds the environment (it may not answer
+    /// on its socket yet: one starting).
+    pub fn controller_holds(&self) -> bool {
+        let Ok(f) = std::fs::File::open(self.lock_path()) else {
+            return false;
+        };
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.unlock();
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    pub fn supervision(&self) -> Option<Supervision> {
+        std::fs::read(self.dir.join("controller.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    pub fn set_supervision(&self, s: &Supervision) -> std::io::Result<()> {
+        write_atomic(&self.dir.join("controller.json"), &serde_json::to_vec(s)?)
+    }
+
+    /// The controller stops as asked: the router must not restart it.
+    pub fn clear_supervision(&self) {
+        let _ = std::fs::remove_file(self.dir.join("controller.json"));
     }
 
     pub fn load(&self) -> EnvState {

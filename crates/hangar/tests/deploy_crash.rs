@@ -535,7 +535,7 @@ fn load(
     })
 }
 
-fn strategy_project(dir: &Path, port: u16, version: &str, strategy: &str) {
+fn strategy_project(dir: &Path, port: u16, version: &str, strategy: &str, rule: &str) {
     std::fs::create_dir_all(dir.join("site")).unwrap();
     std::fs::write(dir.join("site/index.html"), version).unwrap();
     let extra = match strategy {
@@ -548,7 +548,7 @@ fn strategy_project(dir: &Path, port: u16, version: &str, strategy: &str) {
     std::fs::write(
         dir.join("hangar.yml"),
         format!(
-            "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 2\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: {strategy}\n{extra}    listen: {{ web: 127.0.0.1:{port} }}\n"
+            "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 2\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: {strategy}\n    on_interrupt: {rule}\n{extra}    listen: {{ web: 127.0.0.1:{port} }}\n"
         ),
     )
     .unwrap();
@@ -564,16 +564,17 @@ fn phase(dir: &Path) -> usize {
 }
 
 /// kill -9 of the controller once the v2 rollout has recorded `at` events,
-/// under a client loop: no connection is refused while no controller runs nor
-/// while the restarted one takes over, history says how the rollout ended, and
-/// `hangar down` leaves no process. Prints one line of figures for
-/// benches/deploy-kill-matrix.sh.
-fn kill_matrix_case(strategy: &str, at: usize) {
+/// under a client loop: the router process restarts the controller by itself
+/// within a few seconds, no connection is refused while no controller runs
+/// nor while the restarted one takes over, the rollout ends as the
+/// environment's `on_interrupt` says (in history), and `hangar down` leaves no
+/// process. Prints one line of figures for benches/deploy-kill-matrix.sh.
+fn kill_matrix_case(strategy: &str, at: usize, rule: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let port = free_port();
     let _down = Down(dir);
-    strategy_project(dir, port, "v1", strategy);
+    strategy_project(dir, port, "v1", strategy, rule);
     let out = hangar(dir, &["deploy", "prod"]);
     assert!(
         out.status.success(),
@@ -583,7 +584,7 @@ fn kill_matrix_case(strategy: &str, at: usize) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = load(port, stop.clone());
 
-    strategy_project(dir, port, "v2", strategy);
+    strategy_project(dir, port, "v2", strategy, rule);
     let mut deploy = Command::new(HANGAR)
         .args(["deploy", "prod", "--dir"])
         .arg(dir)
@@ -601,38 +602,41 @@ fn kill_matrix_case(strategy: &str, at: usize) {
         .args(["-9", &controller.to_string()])
         .status()
         .unwrap();
+    let killed_at = Instant::now();
     let _ = deploy.wait();
     let t0 = Instant::now();
     while alive(controller) && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // No controller: the router alone serves for a second.
-    std::thread::sleep(Duration::from_secs(1));
-
-    let killed_at = Instant::now();
-    let mut up = Command::new(HANGAR)
-        .args(["up", "--env", "prod", "--no-build", "--dir"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Nobody runs `hangar up`: the router process restarts the controller.
     assert!(
-        controller_answers(dir, Duration::from_secs(40)),
-        "the restarted controller answers"
+        controller_answers(dir, Duration::from_secs(20)),
+        "the controller came back by itself"
     );
     let took_over = killed_at.elapsed();
+    let restarted = state(dir)["controller_pid"].as_u64();
+    assert!(restarted.is_some_and(|p| p != controller), "{restarted:?}");
+    // The interrupted rollout ends (a resumed one goes on in the restarted controller).
+    let t0 = Instant::now();
+    let mut records = Vec::new();
+    while t0.elapsed() < Duration::from_secs(60) {
+        let history = hangar(dir, &["history", "prod", "--json"]);
+        records = serde_json::from_slice::<serde_json::Value>(&history.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        if records.len() == 2 && phase(dir) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = client.join().unwrap();
-
-    let history = hangar(dir, &["history", "prod", "--json"]);
-    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
-    let records = history.as_array().unwrap();
-    let last = records.last().unwrap();
+    let last = records.last().cloned().unwrap_or_default();
     let outcome = last["outcome"].as_str().unwrap_or("").to_string();
     println!(
-        "kill-matrix strategy={strategy} phase={reached} requests={} refused={} failed={} outcome={outcome} takeover_ms={}",
+        "kill-matrix strategy={strategy} rule={rule} phase={reached} requests={} refused={} failed={} outcome={outcome} takeover_ms={}",
         seen.ok + seen.refused + seen.failed,
         seen.refused,
         seen.failed,
@@ -641,19 +645,26 @@ fn kill_matrix_case(strategy: &str, at: usize) {
     assert_eq!(
         records.len(),
         2,
-        "first deployment + the interrupted one: {history}"
+        "first deployment + the interrupted one: {records:?}"
     );
-    assert!(outcome == "aborted" || outcome == "succeeded", "{last}");
+    assert!(took_over < Duration::from_secs(10), "back in {took_over:?}");
+    let events: Vec<String> = last["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap_or("").to_string())
+        .collect();
     // The kill lands mid-rollout, or just after a rollout finished (a fast
     // blue-green switch): the record names the dead controller, or succeeded.
-    let named = last["events"].as_array().unwrap().iter().any(|e| {
-        e.as_str()
-            .unwrap_or("")
-            .contains(&format!("controller (pid {controller})"))
-    });
-    // A blue-green switch takes a few milliseconds after its phase is seen:
-    // a kill can land after the rollout finished, which history then shows.
+    let named = events
+        .iter()
+        .any(|e| e.contains(&format!("controller (pid {controller})")));
     assert!(named || outcome == "succeeded", "{last}");
+    if rule == "resume" {
+        assert_eq!(outcome, "succeeded", "a resumed rollout goes on: {last}");
+    } else {
+        assert!(outcome == "aborted" || outcome == "succeeded", "{last}");
+    }
     assert_eq!(seen.refused, 0, "connections refused: {seen:?}");
     // At most the requests in flight when the controller died may be lost; the
     // controller is not on the request path, so that is none.
@@ -668,15 +679,20 @@ fn kill_matrix_case(strategy: &str, at: usize) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = up.wait();
     let t0 = Instant::now();
-    while (!instances_of(dir).is_empty() || !routers_of(dir).is_empty())
+    while (!instances_of(dir).is_empty()
+        || !routers_of(dir).is_empty()
+        || alive(restarted.unwrap_or(0)))
         && t0.elapsed() < Duration::from_secs(5)
     {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(instances_of(dir).is_empty(), "down stops every instance");
     assert!(routers_of(dir).is_empty(), "down stops the router");
+    assert!(
+        !alive(restarted.unwrap_or(0)),
+        "down stops the restarted controller"
+    );
 }
 
 /// The pids an environment's state file records.
@@ -798,7 +814,7 @@ fn kill_9_matrix_rolling() {
         return;
     }
     for at in phases(2) {
-        kill_matrix_case("rolling", at);
+        kill_matrix_case("rolling", at, "abort");
     }
 }
 
@@ -808,7 +824,7 @@ fn kill_9_matrix_blue_green() {
         return;
     }
     for at in phases(2) {
-        kill_matrix_case("blue-green", at);
+        kill_matrix_case("blue-green", at, "abort");
     }
 }
 
@@ -818,6 +834,95 @@ fn kill_9_matrix_canary() {
         return;
     }
     for at in phases(3) {
-        kill_matrix_case("canary", at);
+        kill_matrix_case("canary", at, "abort");
     }
+}
+
+/// `on_interrupt: resume`: kill -9 of the controller at the second canary
+/// step (60%), under load. The router restarts it; it serves v1 again, then
+/// goes on from 60% (not from the first step) and promotes v2, and history
+/// says where it was interrupted and that it resumed.
+#[test]
+fn kill_9_mid_canary_with_resume_goes_on_from_the_step_reached() {
+    if !common::have_python3() {
+        return;
+    }
+    for at in phases(5) {
+        kill_matrix_case("canary", at, "resume");
+    }
+    // The events of one such run, checked in detail.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    strategy_project(dir, port, "v1", "canary", "resume");
+    assert!(hangar(dir, &["deploy", "prod"]).status.success());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = load(port, stop.clone());
+    strategy_project(dir, port, "v2", "canary", "resume");
+    let mut deploy = Command::new(HANGAR)
+        .args(["deploy", "prod", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    while phase(dir) < 5 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    let _ = deploy.wait();
+    let t0 = Instant::now();
+    let mut last = serde_json::Value::Null;
+    while t0.elapsed() < Duration::from_secs(60) {
+        let out = hangar(dir, &["history", "prod", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v.as_array().is_some_and(|a| a.len() == 2)
+        {
+            last = v[1].clone();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    assert_eq!(last["outcome"], "succeeded", "{last}");
+    let events: Vec<&str> = last["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    let resumed = events
+        .iter()
+        .position(|e| e.contains("resumes the rollout"))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(
+        events[resumed].contains(&format!(
+            "controller (pid {controller}) died at canary step 2 (60%)"
+        )),
+        "{}",
+        events[resumed]
+    );
+    let after = &events[resumed..];
+    assert!(
+        !after.iter().any(|e| e.contains("canary step 30%")),
+        "the first step is not run again: {after:#?}"
+    );
+    assert!(
+        after.iter().any(|e| e.contains("canary step 60%")),
+        "{after:#?}"
+    );
+    assert!(
+        after.iter().any(|e| e.contains("switched 100% of traffic")),
+        "{after:#?}"
+    );
+    assert_eq!(seen.refused, 0, "{seen:?}");
+    assert!(seen.failed <= 1, "{seen:?}");
+    assert_eq!(get(port).as_deref(), Some("v2"));
 }

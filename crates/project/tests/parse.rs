@@ -245,9 +245,8 @@ fn on_interrupt_is_abort_unless_resume_is_asked_and_a_typo_is_named() {
         p.environments["dev"].value.on_interrupt,
         hangar_project::OnInterrupt::Abort
     );
-    let errs = errors(
-        "services:\n  web:\n    run: x\nenvironments:\n  prod:\n    on_interrupt: resum\n",
-    );
+    let errs =
+        errors("services:\n  web:\n    run: x\nenvironments:\n  prod:\n    on_interrupt: resum\n");
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert_eq!(errs[0].line, 6);
     assert_eq!(

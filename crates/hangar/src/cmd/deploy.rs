@@ -286,6 +286,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let env = env.or(env_flag).unwrap_or_else(|| "local".into());
             let files = at.files(&env);
             if !controller_running(&files).await {
+                // One the router is restarting holds the environment before
+                // it answers: it is the one to stop everything.
+                files.clear_supervision();
+                let t0 = std::time::Instant::now();
+                while files.controller_holds()
+                    && !controller_running(&files).await
+                    && t0.elapsed() < std::time::Duration::from_secs(120)
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            if !controller_running(&files).await {
                 // A controller that died (kill -9, OOM) leaves its instances
                 // running in their own process groups: down stops them too.
                 let n = hangar_deploy::controller::stop_leftovers(&files)?;
