@@ -142,6 +142,9 @@ async fn run_one(
         a.fence,
         a.secrets.values().cloned().collect(),
     );
+    for n in &a.notices {
+        reporter.line(&format!("##[notice]{n}"));
+    }
     let ws = work_dir.join(format!("job-{}-{}", a.job_id, a.attempt));
     let _ = tokio::fs::remove_dir_all(&ws).await;
     let run_dir = runner::run_dir_of(&ws);

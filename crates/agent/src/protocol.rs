@@ -76,6 +76,11 @@ pub struct Assignment {
     /// same token for another agent id) cannot produce it.
     #[serde(default)]
     pub lease_key: String,
+    /// What the server has to say about the run, printed first in the job's
+    /// log (e.g. that a pull request builds its head because the forge offers
+    /// no merge commit). Absent from older servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// The header that carries [`Assignment::lease_key`].

@@ -228,6 +228,16 @@ fn assignment(
         inputs: ctx.get("inputs").cloned().unwrap_or(json!({})),
         services_env,
         lease_key,
+        notices: ctx
+            .get("notices")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 

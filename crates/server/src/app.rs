@@ -173,10 +173,15 @@ impl App {
         self.git
             .repo_with_ref(&repo.clone_url, &ev.sha, Some(&ev.git_ref))
             .await?;
+        let mut ev = ev.clone();
+        let notices = if ev.name == "pull_request" {
+            self.pull_request_merge(repo, &mut ev).await
+        } else {
+            vec![]
+        };
         let files = self.git.workflows_at(&repo.clone_url, &ev.sha).await?;
         let mut runs = Vec::new();
         let mut errors = Vec::new();
-        let mut ev = ev.clone();
         if ev.changed_files.is_none() && ev.name == "push" {
             ev.changed_files = Some(
                 self.git
@@ -196,11 +201,55 @@ impl App {
                 continue;
             }
             match self.new_run(repo, &wf, &ev, json!({})) {
-                Ok(r) => runs.push(r),
+                Ok(mut r) => {
+                    if !notices.is_empty() {
+                        r.context["notices"] = json!(notices);
+                    }
+                    runs.push(r)
+                }
                 Err(e) => errors.push(e),
             }
         }
         Ok((runs, errors))
+    }
+
+    /// A pull request builds the merge commit GitHub builds: `ev` moves to
+    /// `refs/pull/N/merge` and its commit when the forge offers that ref for
+    /// the pushed head (the payload's `pull_request.head.sha` stays as sent).
+    /// Otherwise the head is built, and the returned notice says why in each
+    /// job's log.
+    async fn pull_request_merge(&self, repo: &Repo, ev: &mut Event) -> Vec<String> {
+        let head = ev.sha.clone();
+        let Some(number) = ev
+            .git_ref
+            .strip_prefix("refs/pull/")
+            .and_then(|r| r.strip_suffix("/head"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return vec![format!(
+                "This run builds the pull request's head commit {head}: the forge offers no merge commit for it ({})",
+                ev.git_ref
+            )];
+        };
+        if ev.payload.pointer("/pull_request/mergeable") == Some(&Value::Bool(false)) {
+            return vec![format!(
+                "This run builds the pull request's head commit {head}: it conflicts with its base branch, so there is no merge commit"
+            )];
+        }
+        match self
+            .git
+            .pull_merge_commit(&repo.clone_url, number, &head)
+            .await
+        {
+            Some(merge) => {
+                ev.sha = merge;
+                ev.git_ref = format!("refs/pull/{number}/merge");
+                vec![]
+            }
+            None => vec![format!(
+                "This run builds the pull request's head commit {head}: refs/pull/{number}/merge does not exist for it (a forge without merge refs, a conflict, or a merge commit not computed yet)"
+            )],
+        }
     }
 
     pub fn new_run(

@@ -138,6 +138,20 @@ pub fn context(workflow_name: &str, job_name: &str, event: &str) -> String {
     format!("{workflow_name} / {job_name} ({event})")
 }
 
+/// The commit a run's statuses and check runs belong on: a pull request's
+/// head, as on GitHub, also when the run built its merge commit.
+pub(crate) fn reported_sha(store: &Arc<dyn Store>, run: &Run) -> String {
+    if run.git_ref.starts_with("refs/pull/")
+        && run.git_ref.ends_with("/merge")
+        && let Ok(p) = store.run_payload(run.id)
+        && let Some(head) = p.pointer("/pull_request/head/sha").and_then(Value::as_str)
+        && hangar_git::is_commit_id(head)
+    {
+        return head.to_string();
+    }
+    run.sha.clone()
+}
+
 /// What a job's state means on the forge, in hangar's words.
 pub fn job_status(run: &Run, job: &Job, base_url: &str) -> Status {
     use hangar_store::{Conclusion as C, Status as S};
@@ -422,9 +436,10 @@ impl Reporter {
     /// Called whenever a job changed: queues the status its state means, when
     /// the repository reports to a forge. Returns at once.
     pub fn job_changed(self: &Arc<Self>, store: &Arc<dyn Store>, job: &Job) {
-        let Ok(Some(run)) = store.get_run(job.run_id) else {
+        let Ok(Some(mut run)) = store.get_run(job.run_id) else {
             return;
         };
+        run.sha = reported_sha(store, &run);
         let cred = match store.forge_credential(run.repo_id) {
             Ok(Some(c)) => c,
             Ok(None) => return,

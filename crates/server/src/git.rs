@@ -168,6 +168,59 @@ impl GitReader {
         Ok(dir)
     }
 
+    /// The merge commit GitHub made for pull request `number` whose head is
+    /// `head_sha` (`refs/pull/N/merge`), when the forge offers one: fetched
+    /// from the registered URL into the mirror (read in place for a local
+    /// repository). `None` when there is no such ref (Gitea, a conflicting
+    /// pull request) or it is stale: GitHub recomputes it after each push, so a
+    /// merge ref whose second parent is not the pushed head is not this
+    /// event's.
+    pub async fn pull_merge_commit(
+        &self,
+        clone_url: &str,
+        number: u64,
+        head_sha: &str,
+    ) -> Option<String> {
+        commit_id("commit", head_sha).ok()?;
+        let merge_ref = format!("refs/pull/{number}/merge");
+        let dir = match local_path(clone_url) {
+            Some(p) => p,
+            None => {
+                let name = hangar_store::crypto::sha256_hex(clone_url.as_bytes());
+                let dir = self.mirrors_dir.join(format!("{}.git", &name[..16]));
+                let lock = {
+                    let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+                    locks.entry(name).or_default().clone()
+                };
+                let _guard = lock.lock().await;
+                fetch_git(&dir)
+                    .args(&["fetch", "-q", "--no-tags"])
+                    .value(clone_url)
+                    .value(format!("+{merge_ref}:{merge_ref}"))
+                    .run_async()
+                    .await
+                    .ok()?;
+                dir
+            }
+        };
+        let rev = |spec: String| {
+            let dir = dir.clone();
+            async move {
+                Git::new(&dir)
+                    .args(&["rev-parse", "--verify", "-q"])
+                    .value(spec)
+                    .output_async()
+                    .await
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| hangar_git::is_commit_id(s))
+            }
+        };
+        let merge = rev(format!("{merge_ref}^{{commit}}")).await?;
+        let second_parent = rev(format!("{merge}^2")).await?;
+        (second_parent == head_sha).then_some(merge)
+    }
+
     pub async fn repo_with(&self, clone_url: &str, sha: &str) -> anyhow::Result<PathBuf> {
         self.repo_with_ref(clone_url, sha, None).await
     }

@@ -948,3 +948,108 @@ async fn a_github_app_reports_each_job_as_a_check_run_with_its_annotations() {
     }
     s.server.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Pull requests build the merge commit, and report on their head.
+// ---------------------------------------------------------------------------
+
+const PR_WORKFLOW: &str = "name: pr\non: pull_request\njobs:\n  check:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo \"sha=$GITHUB_SHA ref=$GITHUB_REF head=${{ github.event.pull_request.head.sha }}\"\n          if test -f from-base.txt; then echo 'base file present'; else echo 'base file absent'; fi\n";
+
+async fn open_pull_request(s: &TestServer, number: i64, head: &str) -> i64 {
+    let body = serde_json::to_vec(&json!({
+        "action": "opened", "number": number,
+        "pull_request": {"number": number, "author_association": "MEMBER", "user": {"login": "octo"},
+                         "head": {"sha": head, "ref": "feature", "repo": {"full_name": "acme/pr", "fork": false}},
+                         "base": {"ref": "main"}},
+        "repository": {"full_name": "acme/pr", "default_branch": "main"}, "sender": {"login": "octo"}
+    }))
+    .unwrap();
+    let (code, v) = s
+        .hook(
+            "github",
+            &body,
+            &sign(&body),
+            &format!("pr-{number}"),
+            "pull_request",
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    v["runs"][0].as_i64().unwrap()
+}
+
+async fn job_log(s: &TestServer, run: i64) -> String {
+    let v = s.get(&format!("/api/v1/runs/{run}")).await;
+    let job = v["jobs"][0]["id"].as_i64().unwrap();
+    s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await
+}
+
+#[tokio::test]
+async fn a_pull_request_builds_githubs_merge_commit_and_reports_on_its_head() {
+    // main gets a file after the pull request branched off it; GitHub's merge
+    // ref joins the two.
+    let (repo, _) = repo_with(&[(".github/workflows/pr.yml", PR_WORKFLOW), ("a.txt", "a")]);
+    let dir = repo.path();
+    git(dir, &["checkout", "-q", "-b", "feature"]);
+    let head = commit(dir, &[("feature.txt", "f")]).unwrap();
+    git(dir, &["checkout", "-q", "main"]);
+    commit(dir, &[("from-base.txt", "moved on")]);
+    git(dir, &["checkout", "-q", "--detach", "main"]);
+    git(dir, &["merge", "-q", "--no-ff", "--no-edit", "feature"]);
+    let merge = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["update-ref", "refs/pull/5/merge", &merge]);
+    // Pull request 6 has the same head but no merge ref (a Gitea, or a
+    // merge GitHub has not computed).
+    git(dir, &["checkout", "-q", "main"]);
+
+    let (forge, c) = contract().await;
+    let s = start_with(fast_retries).await;
+    let id = s.register("acme/pr", dir).await;
+    let (code, v) = put_forge(
+        &s,
+        id,
+        json!({"api_url": format!("{forge}/github"), "token": "gh-token"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+
+    let run = open_pull_request(&s, 5, &head).await;
+    let v = s.wait_run(run, Duration::from_secs(60)).await;
+    assert_eq!(v["run"]["conclusion"], "success", "{v:#}");
+    assert_eq!(v["run"]["sha"], merge.as_str(), "{v:#}");
+    assert_eq!(v["run"]["git_ref"], "refs/pull/5/merge");
+    let log = job_log(&s, run).await;
+    assert!(
+        log.contains(&format!("sha={merge} ref=refs/pull/5/merge head={head}")),
+        "{log}"
+    );
+    assert!(log.contains("base file present"), "{log}");
+
+    let fallback = open_pull_request(&s, 6, &head).await;
+    let v = s.wait_run(fallback, Duration::from_secs(60)).await;
+    assert_eq!(v["run"]["conclusion"], "success", "{v:#}");
+    assert_eq!(v["run"]["sha"], head.as_str());
+    let log = job_log(&s, fallback).await;
+    assert!(
+        log.contains("##[notice]This run builds the pull request's head commit")
+            && log.contains("refs/pull/6/merge does not exist"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("sha={head} ")), "{log}");
+    assert!(log.contains("base file absent"), "{log}");
+
+    // Both runs' statuses are on the head commit, as GitHub puts them.
+    until(&c, "both runs' conclusions", |g| {
+        g.received.iter().filter(|r| r.state == "success").count() == 2
+    })
+    .await;
+    {
+        let g = c.lock().unwrap();
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+        assert!(
+            g.received.iter().all(|r| r.sha == head),
+            "{:#?}",
+            g.received
+        );
+    }
+    s.server.stop().await;
+}
