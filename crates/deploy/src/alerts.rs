@@ -249,7 +249,6 @@ impl Evaluator {
     fn evaluate(&mut self, alerts: &Alerts, observed: &[Observed], now_ms: u64) -> bool {
         let silences = load_silences(&self.dir);
         let mut changed = false;
-        let mut live = Vec::new();
         for obs in observed {
             let past = self.past.entry(obs.service.clone()).or_default();
             let restarts: u64 = obs.instances.iter().map(|i| i.restarts as u64).sum();
@@ -289,11 +288,8 @@ impl Evaluator {
                     continue;
                 };
                 let win = window(past, obs, rule.window.0);
-                let Some((holds, value)) = condition(rule, limit, obs, win.as_ref()) else {
-                    continue;
-                };
+                let judged = condition(rule, limit, obs, win.as_ref());
                 let key = format!("{name}/{}", obs.service);
-                live.push(key.clone());
                 let silenced = silences.get(name).is_some_and(|until| *until > now_ms);
                 let new = !self.records.contains_key(&key);
                 let rec = self.records.entry(key).or_insert_with(|| AlertRecord {
@@ -310,6 +306,17 @@ impl Evaluator {
                     notified: false,
                 });
                 let before = rec.clone();
+                let Some((holds, value)) = judged else {
+                    // Less history than the window (the controller just
+                    // started): nothing is decided, and a firing alert kept
+                    // from before a restart stays firing, unannounced again.
+                    if rec.phase == AlertPhase::Inactive && rec.value.is_empty() {
+                        rec.value = "collecting".into();
+                        rec.threshold = threshold_text(rule, limit);
+                    }
+                    changed |= new;
+                    continue;
+                };
                 rec.value = value;
                 rec.threshold = threshold_text(rule, limit);
                 rec.severity = rule.severity;
@@ -352,9 +359,11 @@ impl Evaluator {
                 }
             }
         }
-        // Rules removed from hangar.yml (or services gone) are forgotten.
+        // Rules removed from hangar.yml are forgotten; a service not observed
+        // now (a restarted controller has not started it yet) keeps its alerts.
         let before = self.records.len();
-        self.records.retain(|k, _| live.contains(k));
+        self.records
+            .retain(|_, r| alerts.rules.contains_key(&r.rule));
         changed || before != self.records.len()
     }
 

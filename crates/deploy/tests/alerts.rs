@@ -83,7 +83,7 @@ fn traffic(addr: SocketAddr) -> Arc<AtomicBool> {
     stop
 }
 
-fn write_project(dir: &Path, hook: SocketAddr, metrics: u16) {
+fn write_project(dir: &Path, hook: SocketAddr, metrics: u16, port: u16) {
     let fail = dir.join("fail");
     let yml = format!(
         "services:
@@ -94,6 +94,7 @@ fn write_project(dir: &Path, hook: SocketAddr, metrics: u16) {
     stop: {{ drain: 100ms, timeout: 2s }}
 environments:
   prod:
+    listen: {{ api: 127.0.0.1:{port} }}
     metrics_listen: 127.0.0.1:{metrics}
     alerts:
       webhook: http://{hook}/hook
@@ -159,7 +160,7 @@ async fn a_failing_service_fires_after_for_and_resolves_and_a_silenced_rule_noti
     let dir = tempfile::tempdir().unwrap();
     let (hook, notices) = receiver();
     let metrics_port = hangar_testkit::free_port();
-    write_project(dir.path(), hook, metrics_port);
+    write_project(dir.path(), hook, metrics_port, hangar_testkit::free_port());
     let data = dir.path().join(".hangar");
     let env_dir = data.join("envs").join("prod");
     // Silenced before the controller even runs: `hangar alerts silence` needs none.
@@ -229,6 +230,21 @@ async fn a_failing_service_fires_after_for_and_resolves_and_a_silenced_rule_noti
         sample(&text, "hangar_instances{env=\"prod\",service=\"api\""),
         1.0,
         "one instance up"
+    );
+
+    // The controller restarts while the service still fails: the alert is
+    // still firing and is not announced a second time.
+    drop(ctl);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ctl = Controller::open(dir.path(), &data, "prod").await.unwrap();
+    ctl.start_all(false).await.unwrap();
+    assert_eq!(ctl.listen_addr("api"), Some(addr));
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(phase(&env_dir, "errors"), Some(AlertPhase::Firing));
+    let again: Vec<serde_json::Value> = notices.try_iter().map(|(_, b)| b).collect();
+    assert!(
+        again.is_empty(),
+        "announced again after a restart: {again:?}"
     );
 
     // Fixed: the error rate falls under the threshold and the alert resolves.
