@@ -110,6 +110,28 @@ fn invalid_workflows_are_refused_at_their_line_before_any_step_runs() {
     assert!(!dir.path().join("ran.txt").exists());
 }
 
+/// A warning (GitHub runs the file; the reference is null) is shown at its
+/// line, and the run goes on as on GitHub.
+#[test]
+fn warnings_are_shown_and_the_workflow_runs() {
+    let dir = repo(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"os=${{ matrix.os }}\" > ran.txt\n",
+    );
+    let out = hangar(dir.path(), &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            ".github/workflows/w.yml:6:34: warning: job `a` has no matrix, so `matrix.os` is null"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ran.txt")).unwrap(),
+        "os=\n"
+    );
+}
+
 /// GitHub reads anchors and aliases since September 2025; `hangar validate`
 /// and `hangar run` read them the same way, and refuse the `<<` merge key.
 #[test]
