@@ -235,8 +235,9 @@ pub(crate) struct Job<'e> {
     masker: Masker,
     _tmp: tempfile::TempDir,
     tmp: PathBuf,
-    /// bubblewrap's options when the engine's sandbox jails steps.
-    jail: Option<Arc<Vec<std::ffi::OsString>>>,
+    /// The job's jail (its PID namespace and bubblewrap's options) when the
+    /// engine's sandbox jails steps.
+    jail: Option<Arc<process::JobJail>>,
     files: Files,
     base_env: IndexMap<String, String>,
     env: IndexMap<String, String>,
@@ -361,8 +362,15 @@ fn map_value(m: &IndexMap<String, String>) -> EValue {
 impl<'e> Job<'e> {
     /// GitHub's "Cleaning up orphan processes": whatever the job's steps left
     /// running is killed when the job ends, and said so in its log.
+    ///
+    /// In the jail, ending the job's PID namespace ends them all (a daemon
+    /// that emptied its environment included) with no scan of `/proc`;
+    /// without it, they are found by their `RUNNER_TRACKING_ID`.
     fn clean_up_orphans(&mut self) {
-        let killed = process::kill_job_processes(&self.tracking_id);
+        let killed = match &self.jail {
+            Some(jail) => jail.end(),
+            None => process::kill_job_processes(&self.tracking_id),
+        };
         process::unwatch(&self.tracking_id);
         if !killed.is_empty() {
             self.reporter.event(Event::Log {
@@ -657,7 +665,7 @@ impl<'e> Job<'e> {
                     readable.iter().map(|p| p.as_path()).collect();
                 engine
                     .sandbox()
-                    .jail(&[&run.workspace, &run.run_dir, &t], &readable)
+                    .jail(&[&run.workspace, &run.run_dir, &t], &readable)?
             },
             tmp: t,
             files,

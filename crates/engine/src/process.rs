@@ -13,9 +13,10 @@
 //! The step's own process also gets a parent-death signal (SIGKILL when the
 //! thread that started it, hence the agent, the server or `hangar run`, dies),
 //! so it goes at once, before the watchdog's scan. With the bubblewrap jail
-//! ([`Sandbox`]) a step is inside its own PID namespace (`--unshare-pid
-//! --die-with-parent`): when bubblewrap goes, the kernel kills everything in
-//! the namespace, whatever it did to its environment.
+//! ([`Sandbox`]) the steps of a job share the job's own PID namespace
+//! ([`JobJail`]): when the job ends, or hangar dies, the namespace's init goes
+//! and the kernel kills everything in it, whatever it did to its environment,
+//! so the jail needs no scan of `/proc`.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -46,8 +47,8 @@ pub struct Spec {
     pub cwd: PathBuf,
     /// The complete environment (the child inherits nothing else).
     pub env: Vec<(String, String)>,
-    /// bubblewrap's program and options (everything before `--chdir`) when the job is jailed.
-    pub jail: Option<Arc<Vec<OsString>>>,
+    /// The job's jail, when its steps are jailed.
+    pub jail: Option<Arc<JobJail>>,
 }
 
 /// How jobs are isolated from the machine that runs them (`--sandbox`).
@@ -164,17 +165,20 @@ impl Sandbox {
         self.clean_env
     }
 
-    /// bubblewrap's options for one job: the machine read-only, a private `/tmp`,
-    /// `/dev` and `/proc` of its own PID namespace (the agent's processes and
+    /// The jail of one job: the machine read-only, a private `/tmp`, `/dev`
+    /// and `/proc` of the job's own PID namespace (the agent's processes and
     /// their environment are not there), the hidden directories replaced by
     /// empty ones, then `writable` (workspace, run and temporary directories)
-    /// and `readable` (action and tool caches) bound back in.
+    /// and `readable` (action and tool caches) bound back in. `None` when the
+    /// sandbox does not jail.
     pub(crate) fn jail(
         &self,
         writable: &[&Path],
         readable: &[&Path],
-    ) -> Option<Arc<Vec<OsString>>> {
-        let program = self.bwrap.as_ref()?;
+    ) -> Result<Option<Arc<JobJail>>, String> {
+        let Some(program) = self.bwrap.as_ref() else {
+            return Ok(None);
+        };
         let mut a: Vec<OsString> = vec![program.clone().into()];
         let mut opt = |o: &str, p: &[&Path]| {
             a.push(o.into());
@@ -210,7 +214,6 @@ impl Sandbox {
             }
         }
         for o in [
-            "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
             "--die-with-parent",
@@ -218,7 +221,230 @@ impl Sandbox {
         ] {
             a.push(o.into());
         }
-        Some(Arc::new(a))
+        JobJail::start(program, a).map(|j| Some(Arc::new(j)))
+    }
+}
+
+/// A job's PID namespace, shared by all its steps as a job's processes share
+/// a machine on GitHub: a `server &` one step starts is there for the next
+/// one. A bubblewrap "holder" (`cat` reading a pipe) keeps the namespace for
+/// the job's life; each step's own bubblewrap joins it (`--pidns`). Ending the
+/// job closes the pipe: the namespace's init exits and the kernel kills
+/// everything left in it, daemons that left their session or emptied their
+/// environment included, with no scan of `/proc`.
+pub struct JobJail {
+    /// bubblewrap's program and the step's options (everything before
+    /// `--chdir`), `--pidns`/`--userns` with the descriptors below included.
+    args: Vec<OsString>,
+    /// `/proc/<init>/ns/pid` (and `ns/user` when bubblewrap made a user
+    /// namespace, as it does without root): inherited by each step's
+    /// bubblewrap under the same numbers.
+    namespaces: Vec<rustix::fd::OwnedFd>,
+    /// The namespace's init (bubblewrap's reaper), as this process sees it.
+    init: u32,
+    /// Closing it ends the holder, hence the namespace.
+    holder_stdin: std::sync::Mutex<Option<std::process::ChildStdin>>,
+    /// The thread that started the holder and waits for it: the holder's
+    /// parent-death signal is tied to it, so it lives as long as the job.
+    holder_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl JobJail {
+    fn start(program: &Path, step_args: Vec<OsString>) -> Result<JobJail, String> {
+        use std::os::fd::AsRawFd;
+        // std's pipes are close-on-exec: only the holder inherits the write end
+        // (through `inherit_fds`), so the read below ends when bubblewrap's does.
+        let (mut info_read, info_write) =
+            std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
+        let info_fd = info_write.as_raw_fd();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let program = program.to_path_buf();
+        let holder_thread = std::thread::Builder::new()
+            .name("job-jail".into())
+            .spawn(move || {
+                use std::os::unix::process::CommandExt;
+                let mut cmd = std::process::Command::new(&program);
+                cmd.args(["--ro-bind", "/", "/", "--unshare-pid", "--die-with-parent"])
+                    .arg("--info-fd")
+                    .arg(info_fd.to_string())
+                    .args(["--", "cat"])
+                    .env_clear()
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .process_group(0);
+                die_with_parent(&mut cmd);
+                inherit_fds(&mut cmd, vec![info_fd]);
+                let spawned = cmd.spawn();
+                drop(info_write);
+                let mut child = match spawned {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("cannot start {}: {e}", program.display())));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok((child.stdin.take(), child.stderr.take())));
+                // The job ended (its stdin closed) or the holder died: reap it.
+                let _ = child.wait();
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        let (stdin, stderr) = rx
+            .recv()
+            .map_err(|_| "the job jail's thread ended".to_string())??;
+        // bubblewrap writes `{"child-pid": N}` in one write once the namespace
+        // exists (read up to the closing brace: whether the sandbox's own
+        // processes keep the descriptor is bubblewrap's business), or exits.
+        let mut info = Vec::new();
+        let mut buf = [0u8; 256];
+        while !info.contains(&b'}') && info.len() < 4096 {
+            match info_read.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => info.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let init = serde_json::from_slice::<serde_json::Value>(&info)
+            .ok()
+            .and_then(|v| v.get("child-pid")?.as_u64())
+            .map(|p| p as u32);
+        let Some(init) = init else {
+            let mut why = String::new();
+            if let Some(mut e) = stderr {
+                let _ = e.read_to_string(&mut why);
+            }
+            drop(stdin);
+            let _ = holder_thread.join();
+            return Err(format!(
+                "bubblewrap did not make the job's PID namespace: {}",
+                why.trim()
+            ));
+        };
+        let open = |kind: &str| {
+            rustix::fs::open(
+                format!("/proc/{init}/ns/{kind}"),
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| format!("cannot open the job's {kind} namespace: {e}"))
+        };
+        let same = |kind: &str| {
+            let ours = rustix::fs::stat(format!("/proc/self/ns/{kind}")).ok();
+            let theirs = rustix::fs::stat(format!("/proc/{init}/ns/{kind}")).ok();
+            matches!((ours, theirs), (Some(a), Some(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        };
+        let mut namespaces = Vec::new();
+        let mut args = step_args;
+        // Joining a PID namespace owned by another user namespace takes that
+        // user namespace too (bubblewrap makes one when not run as root).
+        if !same("user") {
+            let fd = open("user")?;
+            args.push("--userns".into());
+            args.push(fd.as_raw_fd().to_string().into());
+            namespaces.push(fd);
+        }
+        let fd = open("pid")?;
+        args.push("--pidns".into());
+        args.push(fd.as_raw_fd().to_string().into());
+        namespaces.push(fd);
+        // The holder's stderr is not read again: a full pipe must not block it.
+        drop(stderr);
+        Ok(JobJail {
+            args,
+            namespaces,
+            init,
+            holder_stdin: std::sync::Mutex::new(stdin),
+            holder_thread: std::sync::Mutex::new(Some(holder_thread)),
+        })
+    }
+
+    /// Prepares `cmd` (a new `Command` of bubblewrap) to run a step in the jail.
+    fn command(&self) -> std::process::Command {
+        use std::os::fd::AsRawFd;
+        let mut cmd = std::process::Command::new(&self.args[0]);
+        cmd.args(&self.args[1..]);
+        inherit_fds(
+            &mut cmd,
+            self.namespaces.iter().map(|f| f.as_raw_fd()).collect(),
+        );
+        cmd
+    }
+
+    /// Ends the job's namespace and everything in it; returns the processes
+    /// that were still there (the job's orphans), init's own holder excepted.
+    pub(crate) fn end(&self) -> Vec<u32> {
+        let left = descendants(self.init);
+        let Some(stdin) = self
+            .holder_stdin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Vec::new();
+        };
+        drop(stdin);
+        if let Some(t) = self
+            .holder_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
+        // `cat` (the holder itself) is init's first child: not an orphan.
+        left.into_iter().skip(1).collect()
+    }
+}
+
+impl Drop for JobJail {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// The processes below `pid`, parents before children, from
+/// `/proc/PID/task/TID/children` (cheap: no scan of every process). Empty
+/// when the kernel does not offer the file.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = std::collections::VecDeque::from([pid]);
+    while let Some(p) = queue.pop_front() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if !out.contains(&c) && out.len() < 100_000 {
+                    out.push(c);
+                    queue.push_back(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Keeps `fds` open across `cmd`'s exec (they are close-on-exec here, so no
+/// other process inherits them).
+#[allow(unsafe_code)] // pre_exec has no safe wrapper; see SAFETY.
+fn inherit_fds(cmd: &mut std::process::Command, fds: Vec<std::os::fd::RawFd>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec, makes only
+    // fcntl calls (async-signal-safe) and allocates nothing (`fds` was built
+    // before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 
@@ -256,6 +482,34 @@ fn probe_bwrap() -> Result<PathBuf, String> {
              (sysctl kernel.unprivileged_userns_clone=1) or root",
             program.display(),
             String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    // A job's steps join the job's PID namespace (`--pidns`, bubblewrap 0.4+).
+    let jail = JobJail::start(
+        &program,
+        vec![
+            program.clone().into(),
+            "--ro-bind".into(),
+            "/".into(),
+            "/".into(),
+            "--proc".into(),
+            "/proc".into(),
+            "--die-with-parent".into(),
+        ],
+    )
+    .map_err(|e| format!("{}: {e}", program.display()))?;
+    let joined = jail
+        .command()
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    jail.end();
+    if !joined.status.success() {
+        return Err(format!(
+            "{} cannot put a step into its job's PID namespace ({}): bubblewrap 0.4 or later is needed",
+            program.display(),
+            String::from_utf8_lossy(&joined.stderr).trim()
         ));
     }
     Ok(program)
@@ -441,12 +695,8 @@ fn spawn_and_read(
         .unwrap_or_else(|| spec.program.clone().into());
     let mut cmd = match &spec.jail {
         Some(jail) => {
-            let mut cmd = std::process::Command::new(&jail[0]);
-            cmd.args(&jail[1..])
-                .arg("--chdir")
-                .arg(&spec.cwd)
-                .arg("--")
-                .arg(&program);
+            let mut cmd = jail.command();
+            cmd.arg("--chdir").arg(&spec.cwd).arg("--").arg(&program);
             cmd
         }
         None => std::process::Command::new(&program),
