@@ -65,6 +65,7 @@ fn seen(app: &App, req: &PollRequest) {
             capacity: req.capacity,
             last_seen: now,
             created_at: now,
+            drained: false,
         });
     }
 }
@@ -117,6 +118,10 @@ fn try_claim(
     host: &str,
     caller: &Caller,
 ) -> anyhow::Result<Option<Assignment>> {
+    // A drained agent finishes what it holds and is given nothing new.
+    if app.store.agent_drained(&req.agent_id)? {
+        return Ok(None);
+    }
     let embedded = caller.name == crate::auth::EMBEDDED_AGENT;
     // A scoped agent token claims only its labels, whatever the agent says it
     // has, and only its repositories' jobs; it looks further down the queue,

@@ -771,7 +771,39 @@ pub async fn list_runs(
     } else {
         None
     };
-    (paging::headers(&uri, total, next.as_ref()), Json(runs)).into_response()
+    let repos: BTreeMap<i64, String> = tri!(app.store.list_repos())
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
+    let rows: Vec<Value> = runs
+        .iter()
+        .map(|r| run_row(&app, r, repos.get(&r.repo_id)))
+        .collect();
+    (paging::headers(&uri, total, next.as_ref()), Json(rows)).into_response()
+}
+
+/// A run as the runs list shows it: the run, its repository's name, and the
+/// commit message's first line and author from the event (a push's
+/// `head_commit`, a pull request's title and author).
+fn run_row(app: &App, run: &hangar_store::Run, repo: Option<&String>) -> Value {
+    let mut v = serde_json::to_value(run).unwrap_or_default();
+    let payload = app.store.run_payload(run.id).unwrap_or_default();
+    let (message, author) = if let Some(pr) = payload.get("pull_request").filter(|p| p.is_object())
+    {
+        (pr["title"].as_str(), pr["user"]["login"].as_str())
+    } else {
+        let c = &payload["head_commit"];
+        (
+            c["message"].as_str(),
+            c["author"]["name"]
+                .as_str()
+                .or_else(|| c["author"]["username"].as_str()),
+        )
+    };
+    v["repo"] = json!(repo);
+    v["commit_message"] = json!(message.map(|m| m.lines().next().unwrap_or("").to_string()));
+    v["author"] = json!(author.unwrap_or(&run.actor));
+    v
 }
 
 pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
@@ -1111,6 +1143,7 @@ pub async fn list_agents(
                 "connected": l.map(|l| now - l.last_seen < 60_000).unwrap_or(false),
                 "free_slots": l.map(|l| l.free_slots),
                 "embedded": l.map(|l| l.embedded).unwrap_or(false),
+                "drained": a.drained,
             })
         })
         .collect();

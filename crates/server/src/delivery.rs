@@ -226,3 +226,90 @@ fn resolve(dir: &std::path::Path, r: &str) -> Result<(String, u64), String> {
         t.parse().map_err(|_| "unexpected git output")?,
     ))
 }
+
+/// The environments of a watched project: those with a state or a history
+/// under its `.hangar/envs/`.
+fn environments_of(data: &std::path::Path) -> Vec<String> {
+    let mut envs: Vec<String> = std::fs::read_dir(data.join("envs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let p = e.path();
+            p.join("history.jsonl").is_file() || p.join("state.json").is_file()
+        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    envs.sort();
+    envs
+}
+
+/// How many deployments of an environment the delivery page shows.
+const HISTORY_SHOWN: usize = 50;
+
+/// One environment as the delivery page shows it: the controller's live
+/// status when it runs (versions, weights, instances and their health, each
+/// version's traffic and errors), and its history, newest first, with every
+/// decision and when it was taken.
+async fn environment_view(project: &str, dir: &std::path::Path, env: &str) -> serde_json::Value {
+    let data = dir.join(".hangar");
+    let exe = std::env::current_exe().unwrap_or_default();
+    let client = EnvClient::new(&exe, dir, &data, env);
+    let status = if client.running().await {
+        client.call(&Request::Status, |_| {}).await.ok()
+    } else {
+        None
+    };
+    let mut history = client.files().history();
+    history.reverse();
+    history.truncate(HISTORY_SHOWN);
+    let stable = client.files().load().stable;
+    serde_json::json!({
+        "project": project,
+        "env": env,
+        "running": status.is_some(),
+        "status": status,
+        "stable": stable,
+        "history": history,
+    })
+}
+
+/// `GET /api/v1/delivery`: every watched project's environments, for the
+/// delivery page (read tokens too: it changes nothing).
+pub async fn overview(State(app): State<Arc<App>>) -> Response {
+    let mut out = Vec::new();
+    for data in &app.delivery_data {
+        let Some(dir) = data.parent() else { continue };
+        let project = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for env in environments_of(data) {
+            out.push(environment_view(&project, dir, &env).await);
+        }
+    }
+    Json(out).into_response()
+}
+
+/// `GET /api/v1/delivery/{project}/{env}`: one environment (see [`overview`]).
+pub async fn environment(
+    State(app): State<Arc<App>>,
+    Path((project, env)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = crate::settings::bad_name("environment", &env) {
+        return r;
+    }
+    let Some(dir) = project_dir(&app, &project) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no watched project `{project}`"),
+        );
+    };
+    if !environments_of(&dir.join(".hangar")).contains(&env) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("project `{project}` has no deployed environment `{env}`"),
+        );
+    }
+    Json(environment_view(&project, &dir, &env).await).into_response()
+}

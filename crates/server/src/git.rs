@@ -302,6 +302,36 @@ impl GitReader {
         Ok(commit_id("resolved commit", &sha)?.to_string())
     }
 
+    /// A local repository's commit as a push payload's `head_commit` says it
+    /// (id, message, timestamp, author and committer); `None` for a remote one
+    /// (its forge's payload carries it) or an unknown commit.
+    pub async fn head_commit(&self, clone_url: &str, sha: &str) -> Option<serde_json::Value> {
+        let p = local_path(clone_url)?;
+        commit_id("commit", sha).ok()?;
+        let out = Git::new(&p)
+            .args(&[
+                "log",
+                "-1",
+                "--format=%an%x00%ae%x00%cn%x00%ce%x00%cI%x00%B",
+            ])
+            .value(sha)
+            .arg("--")
+            .output_async()
+            .await
+            .ok()?;
+        let f: Vec<&str> = out.splitn(6, '\0').collect();
+        let [an, ae, cn, ce, at, msg] = f.as_slice() else {
+            return None;
+        };
+        Some(serde_json::json!({
+            "id": sha,
+            "message": msg.trim_end(),
+            "timestamp": at,
+            "author": {"name": an, "email": ae},
+            "committer": {"name": cn, "email": ce},
+        }))
+    }
+
     /// The branch HEAD points at, for local repositories.
     pub async fn symbolic_head(&self, clone_url: &str) -> Option<String> {
         let p = local_path(clone_url)?;

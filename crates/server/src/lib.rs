@@ -2,6 +2,7 @@
 //! the web UI. The server never executes steps: an agent does, the embedded one
 //! included, through the same HTTP protocol a remote agent uses.
 
+pub mod admin;
 pub mod agent_api;
 pub mod api;
 pub mod app;
@@ -170,6 +171,23 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { axum::Json(openapi::document()) }),
         )
         .route("/api/v1/repos", get(api::list_repos).post(api::create_repo))
+        .route(
+            "/api/v1/repos/{id}",
+            get(admin::get_repo)
+                .patch(admin::patch_repo)
+                .delete(admin::delete_repo),
+        )
+        .route("/api/v1/repos/{id}/variables", get(admin::list_variables))
+        .route(
+            "/api/v1/repos/{id}/environments/{env}/variables",
+            get(admin::list_env_variables),
+        )
+        .route(
+            "/api/v1/agents/{agent}",
+            axum::routing::delete(admin::delete_agent),
+        )
+        .route("/api/v1/agents/{agent}/drain", post(admin::drain_agent))
+        .route("/api/v1/agents/{agent}/resume", post(admin::resume_agent))
         .route("/api/v1/repos/{id}/dispatch", post(api::dispatch))
         .route("/api/v1/repos/{id}/workflows", get(api::list_workflows))
         .route("/api/v1/repos/{id}/secrets", get(api::list_secrets))
@@ -188,7 +206,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/notifications/{id}",
             axum::routing::delete(api::delete_notification),
         )
-        .route("/api/v1/repos/{id}/secrets/{name}", put(api::put_secret))
+        .route(
+            "/api/v1/repos/{id}/secrets/{name}",
+            put(api::put_secret).delete(admin::delete_secret),
+        )
         .route(
             "/api/v1/repos/{id}/settings",
             get(settings::get_settings).put(settings::put_settings),
@@ -203,7 +224,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/api/v1/repos/{id}/environments/{env}/variables/{name}",
-            put(settings::put_env_variable),
+            put(settings::put_env_variable).delete(admin::delete_env_variable),
         )
         .route("/api/v1/runs/{id}/approve", post(settings::approve_run))
         .route(
@@ -216,7 +237,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/api/v1/repos/{id}/variables/{name}",
-            put(api::put_variable),
+            put(api::put_variable).delete(admin::delete_variable),
         )
         .route("/api/v1/runs", get(api::list_runs))
         .route("/api/v1/runs/{id}", get(api::get_run))
@@ -237,7 +258,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/audit", get(api::list_audit))
         .route("/api/v1/deployments", get(api::list_deployments))
         .route("/api/v1/usage", get(retention::usage))
-        .route("/api/v1/delivery/{project}/{env}", post(delivery::request))
+        .route("/api/v1/whoami", get(admin::whoami))
+        .route("/api/v1/delivery", get(delivery::overview))
+        .route(
+            "/api/v1/delivery/{project}/{env}",
+            get(delivery::environment).post(delivery::request),
+        )
         .route("/api/v1/delivery/operations/{id}", get(delivery::operation))
         .route(
             "/api/v1/tokens",
@@ -268,6 +294,9 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(api::healthz))
+        // Badges need no token (an image in a README cannot send one); only
+        // public repositories have them.
+        .route("/badge/{*path}", get(admin::badge))
         // The handler enforces GitHub's 25 MB itself, refusing unread when the
         // length is announced; this limit only has to let that through.
         .route(

@@ -144,15 +144,18 @@ fn schemas() -> Value {
         "Error": {"type": "object", "required": ["error", "code"], "properties": {
             "error": {"type": "string", "description": "what went wrong and what to do"},
             "code": {"type": "string", "description": "stable: bad_request, invalid_query, invalid_path, invalid_json, invalid_body, invalid_cursor, unauthorized, forbidden, not_found, method_not_allowed, conflict, gone, payload_too_large, unsupported_media_type, unprocessable, too_many_requests, internal, …"}}},
-        "Repo": object(&[("id", int()), ("name", string()), ("clone_url", string()), ("forge", string()), ("has_webhook_secret", json!({"type": "boolean"})), ("created_at", millis.clone())]),
+        "Repo": object(&[("id", int()), ("name", string()), ("clone_url", string()), ("forge", string()), ("has_webhook_secret", json!({"type": "boolean"})), ("created_at", millis.clone()), ("public", json!({"type": "boolean"}))]),
         "Run": object(&[("id", int()), ("repo_id", int()), ("workflow_path", string()), ("workflow_name", string()), ("event", string()), ("git_ref", string()), ("sha", string()),
             ("status", json!({"type": "string", "enum": hangar_store::Status::ALL})), ("conclusion", opt("string")), ("attempt", int()), ("created_at", millis.clone()),
             ("started_at", opt("integer")), ("finished_at", opt("integer")), ("actor", string()), ("run_number", int())]),
+        "RunRow": {"allOf": [r("Run"), {"type": "object", "required": ["repo", "commit_message", "author"], "properties": {
+            "repo": opt("string"), "commit_message": {"type": ["string", "null"], "description": "the first line of the head commit's message, or the pull request's title"},
+            "author": {"type": "string", "description": "the head commit's author, the pull request's author, or who triggered the run"}}}]},
         "RunDetail": object(&[("run", r("Run")), ("repo", json!({"oneOf": [r("Repo"), {"type": "null"}]})), ("jobs", array(r("Job"))), ("artifacts", array(r("Artifact"))), ("held", json!({"type": "boolean"}))]),
         "Job": object(&[("id", int()), ("run_id", int()), ("key", string()), ("name", string()), ("status", string()), ("conclusion", opt("string")), ("attempt", int())]),
         "Artifact": object(&[("id", int()), ("run_id", int()), ("name", string()), ("digest", string()), ("size", int()), ("created_at", millis.clone())]),
         "Approval": object(&[("id", int()), ("job_id", int()), ("run_id", int()), ("environment", string()), ("state", string()), ("reviewer", opt("string")), ("comment", opt("string")), ("created_at", millis.clone()), ("decided_at", opt("integer"))]),
-        "Agent": object(&[("id", string()), ("name", string()), ("labels", array(string())), ("capacity", int()), ("connected", json!({"type": "boolean"})), ("embedded", json!({"type": "boolean"}))]),
+        "Agent": object(&[("id", string()), ("name", string()), ("labels", array(string())), ("capacity", int()), ("connected", json!({"type": "boolean"})), ("embedded", json!({"type": "boolean"})), ("drained", json!({"type": "boolean"}))]),
         "Delivery": object(&[("id", int()), ("delivery_id", string()), ("repo_id", opt("integer")), ("event", string()), ("outcome", string()), ("run_ids", array(int())), ("received_at", millis.clone())]),
         "AuditEntry": object(&[("id", int()), ("at", millis.clone()), ("actor", string()), ("action", string()), ("target", string()), ("detail", json!({}))]),
         "Deployment": object(&[("id", int()), ("run_id", int()), ("job_id", int()), ("environment", string()), ("sha", string()), ("status", string()), ("created_at", millis.clone())]),
@@ -162,6 +165,9 @@ fn schemas() -> Value {
         "NotificationRule": object(&[("id", int()), ("repo_id", opt("integer")), ("events", array(string())), ("channel", string()), ("host", string()), ("signed", json!({"type": "boolean"})), ("created_at", millis)]),
         "Forge": forge,
         "Names": names,
+        "DeliveryEnvironment": object(&[("project", string()), ("env", string()), ("running", json!({"type": "boolean"})),
+            ("status", json!({"type": ["object", "null"], "description": "the controller's status (services: versions, weights, rollout, instances, traffic per version); null when it does not run"})),
+            ("stable", json!({"type": "object"})), ("history", array(json!({"type": "object"})))]),
         "Value": {"type": "object", "required": ["value"], "properties": {"value": string()}},
     })
 }
@@ -190,6 +196,15 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/repos", vec![
             ("get", op("Repositories, oldest first", "repos").paged("repositories", array(r("Repo")))),
             ("post", op("Register a repository", "repos").body(object(&[("name", string()), ("clone_url", string())]), true).ok("201", "registered", r("Repo")).err("409", "the name is taken"))]),
+        ("/api/v1/repos/{id}", vec![
+            ("get", op("A repository", "repos").ok("200", "the repository", r("Repo")).err("404", "no such repository")),
+            ("patch", op("Change a repository's clone URL, forge, webhook secret (null: accept no webhooks) or whether its badges are public; its name stays", "repos")
+                .body(json!({"type": "object", "additionalProperties": false, "properties": {
+                    "clone_url": string(), "forge": {"type": "string", "enum": ["github", "gitea", "forgejo", "gitlab", "local"]},
+                    "webhook_secret": {"type": ["string", "null"], "minLength": 16}, "public": {"type": "boolean"}}}), true)
+                .ok("200", "changed", r("Repo")).err("404", "no such repository")),
+            ("delete", op("Remove a repository with its runs, logs, secrets, variables, environments and rules", "repos")
+                .empty("204", "removed").err("404", "no such repository").err("409", "it has runs in progress, or this server watches it"))]),
         ("/api/v1/repos/{id}/dispatch", vec![("post", op("workflow_dispatch: start a workflow at a ref with typed inputs", "runs")
             .body(json!({"type": "object", "required": ["workflow"], "properties": {"workflow": string(), "ref": string(), "inputs": {"type": "object"}}}), true)
             .ok("201", "the run", object(&[("run", int())])).err("404", "no such repository or workflow"))]),
@@ -197,8 +212,13 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .query("ref", string(), "a branch, tag or commit")
             .ok("200", "workflows", object(&[("ref", string()), ("sha", string()), ("workflows", array(json!({"type": "object"})))])).err("404", "no such repository"))]),
         ("/api/v1/repos/{id}/secrets", vec![("get", op("Secret names (never values); id 0 = global", "secrets").paged("names", r("Names")))]),
-        ("/api/v1/repos/{id}/secrets/{name}", vec![("put", op(&format!("Set a secret; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored"))]),
-        ("/api/v1/repos/{id}/variables/{name}", vec![("put", op(&format!("Set a variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored"))]),
+        ("/api/v1/repos/{id}/secrets/{name}", vec![
+            ("put", op(&format!("Set a secret; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored")),
+            ("delete", op("Remove a secret (id 0 = global)", "secrets").empty("204", "removed").err("404", "no such secret"))]),
+        ("/api/v1/repos/{id}/variables", vec![("get", op("Variable names (values are write-only); id 0 = global", "secrets").paged("names", r("Names")))]),
+        ("/api/v1/repos/{id}/variables/{name}", vec![
+            ("put", op(&format!("Set a variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored")),
+            ("delete", op("Remove a variable (id 0 = global)", "secrets").empty("204", "removed").err("404", "no such variable"))]),
         ("/api/v1/repos/{id}/forge", vec![
             ("get", op("Where the repository's commit statuses go", "repos").ok("200", "the forge", r("Forge")).err("404", "reports to no forge")),
             ("put", op("Report commit statuses (or, on GitHub, check runs with annotations) to the forge; a token or a GitHub App (`app_id`, `private_key`, optional `installation_id`); token and key are sealed and write-only", "repos")
@@ -215,7 +235,10 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/repos/{id}/environments/{env}/secrets/{name}", vec![
             ("put", op(&format!("Set an environment's secret, released only to its jobs once they passed its protection; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored").err("404", "no such repository")),
             ("delete", op("Remove an environment's secret", "secrets").empty("204", "removed").err("404", "no such secret"))]),
-        ("/api/v1/repos/{id}/environments/{env}/variables/{name}", vec![("put", op(&format!("Set an environment's variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored").err("404", "no such repository"))]),
+        ("/api/v1/repos/{id}/environments/{env}/variables", vec![("get", op("Names of an environment's variables", "secrets").paged("names", r("Names")))]),
+        ("/api/v1/repos/{id}/environments/{env}/variables/{name}", vec![
+            ("put", op(&format!("Set an environment's variable; names: {name_rule}"), "secrets").body(r("Value"), true).empty("204", "stored").err("404", "no such repository")),
+            ("delete", op("Remove an environment's variable", "secrets").empty("204", "removed").err("404", "no such variable"))]),
         ("/api/v1/runs", vec![("get", op("Runs, newest first", "runs")
             .query("repo", int(), "repository id")
             .query("workflow", string(), "workflow name, path, or file name under .github/workflows/")
@@ -226,7 +249,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .query("commit", string(), "a commit id or its prefix")
             .query("actor", string(), "who triggered the run")
             .query("pull_request", int(), "the pull request's number")
-            .paged("runs", array(r("Run"))))]),
+            .paged("runs", array(r("RunRow"))))]),
         ("/api/v1/runs/{id}", vec![("get", op("A run with its jobs, steps, approvals and why each job waits", "runs").ok("200", "the run", r("RunDetail")).err("404", "no such run"))]),
         ("/api/v1/runs/{id}/cancel", vec![("post", op("Cancel a run (reaches running processes)", "runs").empty("202", "cancelling").err("404", "no such run"))]),
         ("/api/v1/runs/{id}/rerun", vec![("post", op("Re-run all jobs, the failed ones, or one", "runs")
@@ -255,6 +278,16 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .body(json!({"type": "object", "required": ["approve"], "properties": {"approve": {"type": "boolean"}, "comment": string()}}), true)
             .ok("200", "decided", r("Approval")).err("404", "no such approval").err("409", "already decided, or the run is completed"))]),
         ("/api/v1/agents", vec![("get", op("Agents", "agents").paged("agents", array(r("Agent"))))]),
+        ("/api/v1/agents/{agent}", vec![("delete", op("Forget an agent that holds no job (one that still polls registers again: revoke its token)", "agents")
+            .empty("204", "removed").err("404", "no such agent").err("409", "it holds jobs"))]),
+        ("/api/v1/agents/{agent}/drain", vec![("post", op("Drain an agent: it finishes its jobs and is given no new one", "agents")
+            .ok("200", "drained", object(&[("id", string()), ("name", string()), ("drained", json!({"type": "boolean"}))])).err("404", "no such agent"))]),
+        ("/api/v1/agents/{agent}/resume", vec![("post", op("Put a drained agent back in service", "agents")
+            .ok("200", "in service", object(&[("id", string()), ("name", string()), ("drained", json!({"type": "boolean"}))])).err("404", "no such agent"))]),
+        ("/badge/{path}", vec![("get", op("Status badge of a public repository's workflow: /badge/{repo}/{workflow file}.svg (no token)", "repos").public()
+            .query("branch", string(), "a branch (default: any)")
+            .ok_as("200", "the badge", "image/svg+xml", string()).empty("304", "unchanged since the ETag sent in If-None-Match")
+            .err("404", "no such repository or workflow, or the repository is not public"))]),
         ("/api/v1/deliveries", vec![("get", op("Webhook deliveries, newest first", "ops").paged("deliveries", array(r("Delivery"))))]),
         ("/api/v1/audit", vec![("get", op("Audit log, newest first (admin)", "ops").paged("entries", array(r("AuditEntry"))))]),
         ("/api/v1/deployments", vec![("get", op("Deployments by workflow jobs, newest first", "ops").paged("deployments", array(r("Deployment"))))]),
@@ -274,8 +307,15 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
                 "expires_in": {"type": "integer", "description": "seconds"}, "repos": array(string()), "labels": array(string())}}), true)
                 .ok("201", "created: the value is shown once", r("TokenCreated")))]),
         ("/api/v1/tokens/{id}", vec![("delete", op("Revoke a token: it answers 401 from now on", "ops").empty("204", "revoked").err("404", "no such token, or already revoked"))]),
-        ("/api/v1/delivery/{project}/{env}", vec![("post", op("Deploy, roll back or promote a watched project's environment through its controller", "delivery")
-            .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).err("404", "no such project").err("409", "busy").err("502", "the controller failed").err("503", "the controller cannot be reached"))]),
+        ("/api/v1/whoami", vec![("get", op("The caller's token name and role", "ops").ok("200", "the caller", object(&[("name", string()), ("role", json!({"type": "string", "enum": ["admin", "write", "read", "agent"]}))])))]),
+        ("/api/v1/delivery", vec![("get", op("Every watched project's environments: live status (versions, weights, instances, traffic and errors per version) and history", "delivery")
+            .ok("200", "environments", array(r("DeliveryEnvironment"))))]),
+        ("/api/v1/delivery/{project}/{env}", vec![
+            ("get", op("One environment: live status and its last 50 deployments, newest first, with every decision", "delivery")
+                .ok("200", "the environment", r("DeliveryEnvironment")).err("404", "no such project or environment")),
+            ("post", op("Deploy, roll back or promote a watched project's environment through its controller", "delivery")
+            .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).ok("200", "a request other than a deployment: the controller's answer", json!({})).err("404", "no such project").err("409", "busy").err("502", "the controller failed").err("503", "the controller cannot be reached")),
+        ]),
         ("/api/v1/delivery/operations/{id}", vec![("get", op("A delivery operation's progress", "delivery").ok("200", "the operation", json!({"type": "object"})).err("404", "no such operation"))]),
         ("/api/v1/agent/poll", vec![("post", op("Agent: long-poll for a job (up to its `wait`)", "agent").body(json!({"type": "object"}), true)
             .ok("200", "a job", json!({"type": "object"})).empty("204", "no job within the wait"))]),

@@ -86,6 +86,7 @@ fn delivery_id(repo: &Repo, git_ref: &str, sha: &str) -> String {
 /// Queues the push of `git_ref` from `before` (none: a new ref) to `sha`.
 async fn push(app: &Arc<App>, repo: &Repo, git_ref: &str, before: Option<String>, sha: &str) {
     let before = before.unwrap_or_else(|| "0".repeat(40));
+    let head_commit = app.git.head_commit(&repo.clone_url, sha).await;
     let ev = Event {
         name: "push".into(),
         git_ref: git_ref.into(),
@@ -95,6 +96,7 @@ async fn push(app: &Arc<App>, repo: &Repo, git_ref: &str, before: Option<String>
         payload: json!({
             "ref": git_ref, "before": before, "after": sha,
             "repository": {"full_name": repo.name, "clone_url": repo.clone_url},
+            "head_commit": head_commit,
         }),
         ..Default::default()
     };

@@ -390,6 +390,7 @@ mod tests {
             capacity: 2,
             last_seen: 5,
             created_at: 1,
+            drained: false,
         })
         .unwrap();
         let token = s.create_token("admin", Role::Admin).unwrap();

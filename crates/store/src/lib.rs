@@ -46,6 +46,13 @@ pub trait Store: Send + Sync {
     fn get_repo(&self, id: i64) -> Result<Option<Repo>>;
     fn find_repo(&self, name: &str) -> Result<Option<Repo>>;
     fn repo_webhook_secret(&self, id: i64) -> Result<Option<String>>;
+    /// Changes a repository's registration; `None` when there is no such repository.
+    fn update_repo(&self, id: i64, update: &RepoUpdate) -> Result<Option<Repo>>;
+    /// Removes a repository with everything kept for it (runs, jobs, logs,
+    /// artifacts' rows, caches, secrets, variables, environments, forge
+    /// credentials, its notification rules, deliveries and outbound log),
+    /// in one transaction. `false` when there was no such repository.
+    fn delete_repo(&self, id: i64) -> Result<bool>;
     /// Records a delivery and creates its runs in one transaction. Returns `None`
     /// when the delivery id was seen before (nothing is created then).
     fn record_delivery(
@@ -166,6 +173,10 @@ pub trait Store: Send + Sync {
     fn secrets_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>>;
     fn set_variable(&self, repo_id: Option<i64>, name: &str, value: &str) -> Result<()>;
     fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>>;
+    /// Names of the variables of a repository (`None`: the server's) at an
+    /// environment (`""`: the repository's own level).
+    fn variable_names(&self, repo_id: Option<i64>, env: &str) -> Result<Vec<String>>;
+    fn delete_variable(&self, repo_id: Option<i64>, env: &str, name: &str) -> Result<bool>;
     /// Environment names are compared without case, as GitHub compares them.
     fn set_environment(&self, repo_id: i64, name: &str, protection: &Protection) -> Result<()>;
     fn get_environment(&self, repo_id: i64, name: &str) -> Result<Option<Protection>>;
@@ -216,6 +227,11 @@ pub trait Store: Send + Sync {
     // Agents and tokens.
     fn upsert_agent(&self, agent: &Agent) -> Result<()>;
     fn list_agents(&self) -> Result<Vec<Agent>>;
+    /// Drains an agent (no new jobs) or puts it back in service; `false` when unknown.
+    fn set_agent_drained(&self, id: &str, drained: bool) -> Result<bool>;
+    fn agent_drained(&self, id: &str) -> Result<bool>;
+    /// Forgets an agent; `false` when unknown.
+    fn delete_agent(&self, id: &str) -> Result<bool>;
     /// Creates a token and returns its plaintext, the only time it exists.
     fn create_token(&self, name: &str, role: Role) -> Result<String>;
     /// Creates a token that stops authenticating at `expires_at`; returns its id and plaintext.

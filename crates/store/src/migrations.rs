@@ -303,4 +303,17 @@ ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT '{}';
 "#,
         postgres: None,
     },
+    // Public repositories (status badges without a token) and drained agents.
+    Migration {
+        sqlite: r#"
+ALTER TABLE repos ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
+"#,
+        postgres: Some(
+            r#"
+ALTER TABLE repos ADD COLUMN public BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE agents ADD COLUMN drained BOOLEAN NOT NULL DEFAULT FALSE;
+"#,
+        ),
+    },
 ];

@@ -24,6 +24,19 @@ pub struct Repo {
     pub forge: String,
     pub has_webhook_secret: bool,
     pub created_at: Millis,
+    /// Its status badges are served without a token.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// What `PATCH /api/v1/repos/{id}` changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RepoUpdate {
+    pub clone_url: Option<String>,
+    pub forge: Option<String>,
+    /// `Some(None)` removes the secret (no webhook is accepted then).
+    pub webhook_secret: Option<Option<String>>,
+    pub public: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -274,6 +287,9 @@ pub struct Agent {
     pub capacity: i64,
     pub last_seen: Millis,
     pub created_at: Millis,
+    /// Drained: it finishes the jobs it holds and is given no new one.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

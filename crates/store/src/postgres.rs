@@ -268,7 +268,7 @@ const RUN_COLS: &str = "id, repo_id, workflow_path, workflow_name, event, git_re
     conclusion, waiting_reason, concurrency_group, cancel_in_progress, attempt, created_at, \
     started_at, finished_at, actor, run_number";
 
-const REPO_COLS: &str = "id, name, clone_url, forge, webhook_secret, created_at";
+const REPO_COLS: &str = "id, name, clone_url, forge, webhook_secret, created_at, public";
 
 const APPROVAL_COLS: &str =
     "id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at";
@@ -363,6 +363,7 @@ fn repo_from_row(r: &Row) -> Result<Repo> {
         forge: col(r, "forge")?,
         has_webhook_secret: col::<Option<Vec<u8>>>(r, "webhook_secret")?.is_some(),
         created_at: col(r, "created_at")?,
+        public: col(r, "public")?,
     })
 }
 
@@ -778,6 +779,67 @@ impl Store for PgStore {
             Some(sealed) => sealed?.map(|s| self.open_sealed(&s)).transpose(),
             None => Ok(None),
         }
+    }
+
+    fn update_repo(&self, id: i64, u: &RepoUpdate) -> Result<Option<Repo>> {
+        let sealed = match &u.webhook_secret {
+            Some(Some(s)) => Some(Some(self.secrets.seal(s.as_bytes())?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        // One statement: each field is kept unless given (`$6` says whether
+        // the secret is being set, since NULL is a value it can be set to).
+        let row = self.query_opt(
+            &format!(
+                "UPDATE repos SET clone_url = COALESCE($2, clone_url), forge = COALESCE($3, forge), \
+                 webhook_secret = CASE WHEN $6 THEN $4 ELSE webhook_secret END, public = COALESCE($5, public) \
+                 WHERE id = $1 RETURNING {REPO_COLS}"
+            ),
+            &[
+                &id,
+                &u.clone_url,
+                &u.forge,
+                &sealed.clone().flatten(),
+                &u.public,
+                &sealed.is_some(),
+            ],
+        )?;
+        row.as_ref().map(repo_from_row).transpose()
+    }
+
+    fn delete_repo(&self, id: i64) -> Result<bool> {
+        self.tx(|c| {
+            let Some(row) = c.query_opt("SELECT name FROM repos WHERE id = $1", &[&id])? else {
+                return Ok(false);
+            };
+            let name: String = col(&row, "name")?;
+            // As in SQLite: children first, and nothing left for a reused id.
+            let runs = "SELECT id FROM runs WHERE repo_id = $1";
+            let jobs =
+                "SELECT id FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE repo_id = $1)";
+            for sql in [
+                format!("DELETE FROM steps WHERE job_id IN ({jobs})"),
+                format!("DELETE FROM log_chunks WHERE job_id IN ({jobs})"),
+                format!("DELETE FROM approvals WHERE run_id IN ({runs})"),
+                format!("DELETE FROM deployments WHERE run_id IN ({runs})"),
+                format!("DELETE FROM artifacts WHERE run_id IN ({runs})"),
+                format!("DELETE FROM jobs WHERE run_id IN ({runs})"),
+                "DELETE FROM runs WHERE repo_id = $1".to_string(),
+                "DELETE FROM secrets WHERE repo_id = $1".to_string(),
+                "DELETE FROM variables WHERE repo_id = $1".to_string(),
+                "DELETE FROM environments WHERE repo_id = $1".to_string(),
+                "DELETE FROM caches WHERE repo_id = $1".to_string(),
+                "DELETE FROM forge_credentials WHERE repo_id = $1".to_string(),
+                "DELETE FROM notification_rules WHERE repo_id = $1".to_string(),
+                "DELETE FROM outbound_deliveries WHERE repo_id = $1".to_string(),
+                "DELETE FROM deliveries WHERE repo_id = $1".to_string(),
+                "DELETE FROM repos WHERE id = $1".to_string(),
+            ] {
+                c.execute(&sql, &[&id])?;
+            }
+            c.execute("DELETE FROM results_caches WHERE repository = $1", &[&name])?;
+            Ok(true)
+        })
     }
 
     fn record_delivery(
@@ -1396,6 +1458,23 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn variable_names(&self, repo_id: Option<i64>, env: &str) -> Result<Vec<String>> {
+        rows(
+            self.query(
+                "SELECT name FROM variables WHERE repo_id = $1 AND environment = $2 ORDER BY name COLLATE \"C\"",
+                &[&repo_id.unwrap_or(0), &env],
+            )?,
+            |r| col(r, "name"),
+        )
+    }
+
+    fn delete_variable(&self, repo_id: Option<i64>, env: &str, name: &str) -> Result<bool> {
+        Ok(self.execute(
+            "DELETE FROM variables WHERE repo_id = $1 AND environment = $2 AND name = $3",
+            &[&repo_id.unwrap_or(0), &env, &name],
+        )? == 1)
+    }
+
     fn variables_for_repo(&self, repo_id: i64) -> Result<BTreeMap<String, String>> {
         let found = self.query(
             "SELECT name, value FROM variables WHERE repo_id IN (0, $1) AND environment = '' ORDER BY repo_id",
@@ -1676,7 +1755,7 @@ impl Store for PgStore {
     fn list_agents(&self) -> Result<Vec<Agent>> {
         rows(
             self.query(
-                "SELECT id, name, labels, capacity, last_seen, created_at FROM agents ORDER BY last_seen DESC",
+                "SELECT id, name, labels, capacity, last_seen, created_at, drained FROM agents ORDER BY last_seen DESC",
                 &[],
             )?,
             |r| {
@@ -1687,9 +1766,28 @@ impl Store for PgStore {
                     capacity: col(r, "capacity")?,
                     last_seen: col(r, "last_seen")?,
                     created_at: col(r, "created_at")?,
+                    drained: col(r, "drained")?,
                 })
             },
         )
+    }
+
+    fn set_agent_drained(&self, id: &str, drained: bool) -> Result<bool> {
+        Ok(self.execute(
+            "UPDATE agents SET drained = $2 WHERE id = $1",
+            &[&id, &drained],
+        )? == 1)
+    }
+
+    fn agent_drained(&self, id: &str) -> Result<bool> {
+        match self.query_opt("SELECT drained FROM agents WHERE id = $1", &[&id])? {
+            Some(r) => col(&r, "drained"),
+            None => Ok(false),
+        }
+    }
+
+    fn delete_agent(&self, id: &str) -> Result<bool> {
+        Ok(self.execute("DELETE FROM agents WHERE id = $1", &[&id])? == 1)
     }
 
     fn create_token(&self, name: &str, role: Role) -> Result<String> {

@@ -116,6 +116,7 @@ fn repo_from_row(r: &Row) -> rusqlite::Result<Repo> {
         forge: r.get(3)?,
         has_webhook_secret: r.get::<_, Option<Vec<u8>>>(4)?.is_some(),
         created_at: r.get(5)?,
+        public: r.get(6)?,
     })
 }
 
@@ -286,7 +287,7 @@ impl Store for SqliteStore {
             params![repo.name, repo.clone_url, repo.forge, sealed, now_ms()],
         )?;
         let r = c.query_row(
-            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos WHERE name = ?1",
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at, public FROM repos WHERE name = ?1",
             [&repo.name],
             repo_from_row,
         )?;
@@ -296,7 +297,7 @@ impl Store for SqliteStore {
     fn list_repos(&self) -> Result<Vec<Repo>> {
         let c = self.c();
         let mut s = c.prepare(
-            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos ORDER BY id",
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at, public FROM repos ORDER BY id",
         )?;
         Ok(s.query_map([], repo_from_row)?
             .collect::<rusqlite::Result<_>>()?)
@@ -305,7 +306,7 @@ impl Store for SqliteStore {
     fn get_repo(&self, id: i64) -> Result<Option<Repo>> {
         let c = self.c();
         Ok(c.query_row(
-            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos WHERE id = ?1",
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at, public FROM repos WHERE id = ?1",
             [id],
             repo_from_row,
         )
@@ -315,7 +316,7 @@ impl Store for SqliteStore {
     fn find_repo(&self, name: &str) -> Result<Option<Repo>> {
         let c = self.c();
         Ok(c.query_row(
-            "SELECT id, name, clone_url, forge, webhook_secret, created_at FROM repos WHERE name = ?1",
+            "SELECT id, name, clone_url, forge, webhook_secret, created_at, public FROM repos WHERE name = ?1",
             [name],
             repo_from_row,
         )
@@ -335,6 +336,88 @@ impl Store for SqliteStore {
             Some(s) => Ok(Some(String::from_utf8(self.secrets.open(&s)?)?)),
             None => Ok(None),
         }
+    }
+
+    fn update_repo(&self, id: i64, u: &RepoUpdate) -> Result<Option<Repo>> {
+        let sealed = match &u.webhook_secret {
+            Some(Some(s)) => Some(Some(self.secrets.seal(s.as_bytes())?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let tx_conn = self.c();
+        let tx = tx_conn.unchecked_transaction()?;
+        if let Some(url) = &u.clone_url {
+            tx.execute(
+                "UPDATE repos SET clone_url = ?2 WHERE id = ?1",
+                params![id, url],
+            )?;
+        }
+        if let Some(forge) = &u.forge {
+            tx.execute(
+                "UPDATE repos SET forge = ?2 WHERE id = ?1",
+                params![id, forge],
+            )?;
+        }
+        if let Some(secret) = &sealed {
+            tx.execute(
+                "UPDATE repos SET webhook_secret = ?2 WHERE id = ?1",
+                params![id, secret],
+            )?;
+        }
+        if let Some(public) = u.public {
+            tx.execute(
+                "UPDATE repos SET public = ?2 WHERE id = ?1",
+                params![id, public],
+            )?;
+        }
+        let repo = tx
+            .query_row(
+                "SELECT id, name, clone_url, forge, webhook_secret, created_at, public FROM repos WHERE id = ?1",
+                [id],
+                repo_from_row,
+            )
+            .optional()?;
+        tx.commit()?;
+        Ok(repo)
+    }
+
+    fn delete_repo(&self, id: i64) -> Result<bool> {
+        let conn = self.c();
+        let tx = conn.unchecked_transaction()?;
+        let name: Option<String> = tx
+            .query_row("SELECT name FROM repos WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        let Some(name) = name else {
+            return Ok(false);
+        };
+        // Children first, by the run and job ids they hang from. A reused
+        // repository id must find nothing of this one (deliveries' ids name
+        // the repository id: a leftover would make a new push a duplicate).
+        let runs = "SELECT id FROM runs WHERE repo_id = ?1";
+        let jobs = "SELECT id FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE repo_id = ?1)";
+        for sql in [
+            format!("DELETE FROM steps WHERE job_id IN ({jobs})"),
+            format!("DELETE FROM log_chunks WHERE job_id IN ({jobs})"),
+            format!("DELETE FROM approvals WHERE run_id IN ({runs})"),
+            format!("DELETE FROM deployments WHERE run_id IN ({runs})"),
+            format!("DELETE FROM artifacts WHERE run_id IN ({runs})"),
+            format!("DELETE FROM jobs WHERE run_id IN ({runs})"),
+            "DELETE FROM runs WHERE repo_id = ?1".to_string(),
+            "DELETE FROM secrets WHERE repo_id = ?1".to_string(),
+            "DELETE FROM variables WHERE repo_id = ?1".to_string(),
+            "DELETE FROM environments WHERE repo_id = ?1".to_string(),
+            "DELETE FROM caches WHERE repo_id = ?1".to_string(),
+            "DELETE FROM forge_credentials WHERE repo_id = ?1".to_string(),
+            "DELETE FROM notification_rules WHERE repo_id = ?1".to_string(),
+            "DELETE FROM outbound_deliveries WHERE repo_id = ?1".to_string(),
+            "DELETE FROM deliveries WHERE repo_id = ?1".to_string(),
+            "DELETE FROM repos WHERE id = ?1".to_string(),
+        ] {
+            tx.execute(&sql, [id])?;
+        }
+        tx.execute("DELETE FROM results_caches WHERE repository = ?1", [&name])?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn record_delivery(
@@ -972,6 +1055,24 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn variable_names(&self, repo_id: Option<i64>, env: &str) -> Result<Vec<String>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT name FROM variables WHERE repo_id = ?1 AND environment = ?2 ORDER BY name",
+        )?;
+        Ok(
+            s.query_map(params![repo_id.unwrap_or(0), env], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?,
+        )
+    }
+
+    fn delete_variable(&self, repo_id: Option<i64>, env: &str, name: &str) -> Result<bool> {
+        Ok(self.c().execute(
+            "DELETE FROM variables WHERE repo_id = ?1 AND environment = ?2 AND name = ?3",
+            params![repo_id.unwrap_or(0), env, name],
+        )? == 1)
+    }
+
     fn set_environment(&self, repo_id: i64, name: &str, p: &Protection) -> Result<()> {
         self.c().execute(
             "INSERT INTO environments (repo_id, name, protection) VALUES (?1, ?2, ?3) \
@@ -1228,7 +1329,7 @@ impl Store for SqliteStore {
     fn list_agents(&self) -> Result<Vec<Agent>> {
         let c = self.c();
         let mut s =
-            c.prepare("SELECT id, name, labels, capacity, last_seen, created_at FROM agents ORDER BY last_seen DESC")?;
+            c.prepare("SELECT id, name, labels, capacity, last_seen, created_at, drained FROM agents ORDER BY last_seen DESC")?;
         let rows = s.query_map([], |r| {
             Ok(Agent {
                 id: r.get(0)?,
@@ -1237,9 +1338,31 @@ impl Store for SqliteStore {
                 capacity: r.get(3)?,
                 last_seen: r.get(4)?,
                 created_at: r.get(5)?,
+                drained: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_agent_drained(&self, id: &str, drained: bool) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE agents SET drained = ?2 WHERE id = ?1",
+            params![id, drained],
+        )? == 1)
+    }
+
+    fn agent_drained(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .c()
+            .query_row("SELECT drained FROM agents WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    fn delete_agent(&self, id: &str) -> Result<bool> {
+        Ok(self.c().execute("DELETE FROM agents WHERE id = ?1", [id])? == 1)
     }
 
     fn create_token(&self, name: &str, role: Role) -> Result<String> {

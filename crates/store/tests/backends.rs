@@ -75,6 +75,8 @@ on_both!(
     caches_match_exact_then_prefix,
     held_runs_and_policies,
     a_jobs_evaluated_environment_is_stored,
+    deleting_a_repository_leaves_nothing_of_it_and_spares_the_others,
+    repositories_change_and_agents_drain,
 );
 
 fn repo(s: &dyn Store, name: &str) -> Repo {
@@ -871,6 +873,7 @@ fn deployments_agents_and_audit(s: &dyn Store) {
         capacity: 2,
         last_seen: seen,
         created_at: 1,
+        drained: false,
     };
     s.upsert_agent(&agent(5)).unwrap();
     s.upsert_agent(&agent(9)).unwrap();
@@ -1023,4 +1026,122 @@ fn a_jobs_evaluated_environment_is_stored(s: &dyn Store) {
     let jobs = s.jobs_of_run(id).unwrap();
     assert_eq!(jobs[0].environment.as_deref(), Some("production"));
     assert_eq!(jobs[1].environment, None);
+}
+
+fn deleting_a_repository_leaves_nothing_of_it_and_spares_the_others(s: &dyn Store) {
+    let gone = repo(s, "gone");
+    let kept = repo(s, "kept");
+    let mut jobs = Vec::new();
+    for r in [&gone, &kept] {
+        let runs = s
+            .record_delivery(
+                &format!("local:{}:refs/heads/main:abc", r.id),
+                Some(r.id),
+                "push",
+                "queued",
+                &[run_with_jobs(r.id, 2)],
+            )
+            .unwrap()
+            .unwrap();
+        let job = s.jobs_of_run(runs[0]).unwrap()[0].id;
+        s.append_log_chunk(job, 1, 0, 0, "line\n").unwrap();
+        s.create_approval(job, runs[0], "prod").unwrap();
+        s.set_secret(Some(r.id), "TOKEN", "v").unwrap();
+        s.set_variable(Some(r.id), "V", "v").unwrap();
+        s.set_env_variable(r.id, "prod", "V", "v").unwrap();
+        jobs.push((runs[0], job));
+    }
+    assert!(s.delete_repo(gone.id).unwrap());
+    assert!(
+        !s.delete_repo(gone.id).unwrap(),
+        "a second delete finds nothing"
+    );
+    assert!(s.get_repo(gone.id).unwrap().is_none());
+    let (run, job) = jobs[0];
+    assert!(s.get_run(run).unwrap().is_none());
+    assert!(s.get_job(job).unwrap().is_none());
+    assert!(s.log_chunks(job, None, 0).unwrap().is_empty());
+    assert!(s.approvals_of_job(job).unwrap().is_empty());
+    assert!(s.secret_names(Some(gone.id)).unwrap().is_empty());
+    assert!(s.variable_names(Some(gone.id), "").unwrap().is_empty());
+    assert!(s.variable_names(Some(gone.id), "prod").unwrap().is_empty());
+    assert!(
+        s.list_deliveries(100)
+            .unwrap()
+            .iter()
+            .all(|d| d.repo_id != Some(gone.id)),
+        "a reused id must not find the old deliveries"
+    );
+    // The other repository keeps everything.
+    let (run, job) = jobs[1];
+    assert!(s.get_run(run).unwrap().is_some());
+    assert_eq!(s.log_chunks(job, None, 0).unwrap().len(), 1);
+    assert_eq!(s.approvals_of_job(job).unwrap().len(), 1);
+    assert_eq!(s.secret_names(Some(kept.id)).unwrap(), vec!["TOKEN"]);
+    assert_eq!(s.variable_names(Some(kept.id), "").unwrap(), vec!["V"]);
+    assert_eq!(s.variable_names(Some(kept.id), "PROD").unwrap(), vec!["V"]);
+    assert!(s.delete_variable(Some(kept.id), "Prod", "V").unwrap());
+    assert!(!s.delete_variable(Some(kept.id), "prod", "V").unwrap());
+}
+
+fn repositories_change_and_agents_drain(s: &dyn Store) {
+    let r = repo(s, "r");
+    assert!(!r.public && r.has_webhook_secret);
+    let u = s
+        .update_repo(
+            r.id,
+            &RepoUpdate {
+                public: Some(true),
+                webhook_secret: Some(None),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert!(u.public && !u.has_webhook_secret);
+    assert_eq!(
+        u.clone_url, r.clone_url,
+        "an absent field is left as it was"
+    );
+    let u = s
+        .update_repo(
+            r.id,
+            &RepoUpdate {
+                clone_url: Some("y".into()),
+                webhook_secret: Some(Some("another-hook-secret".into())),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert!(u.public && u.has_webhook_secret && u.clone_url == "y");
+    assert_eq!(
+        s.repo_webhook_secret(r.id).unwrap().as_deref(),
+        Some("another-hook-secret")
+    );
+    assert!(
+        s.update_repo(999, &RepoUpdate::default())
+            .unwrap()
+            .is_none()
+    );
+
+    let agent = Agent {
+        id: "a1".into(),
+        name: "a".into(),
+        labels: vec![],
+        capacity: 1,
+        last_seen: 1,
+        created_at: 1,
+        drained: false,
+    };
+    s.upsert_agent(&agent).unwrap();
+    assert!(s.set_agent_drained("a1", true).unwrap());
+    // The agent's next poll registers it again: it stays drained.
+    s.upsert_agent(&agent).unwrap();
+    assert!(s.agent_drained("a1").unwrap());
+    assert!(s.list_agents().unwrap()[0].drained);
+    assert!(!s.set_agent_drained("nobody", true).unwrap());
+    assert!(s.delete_agent("a1").unwrap());
+    assert!(s.list_agents().unwrap().is_empty());
+    assert!(!s.agent_drained("a1").unwrap());
 }
