@@ -7,6 +7,19 @@ use reqwest::StatusCode;
 
 use crate::protocol::*;
 
+/// The server and this agent cannot work together (another protocol
+/// version): retrying cannot help, the agent stops with this message.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -61,11 +74,34 @@ impl Client {
             .with_context(|| format!("polling {}", self.base))?;
         match resp.status() {
             StatusCode::NO_CONTENT => Ok(None),
-            StatusCode::OK => Ok(Some(resp.json().await?)),
-            s => bail!(
-                "poll answered {s}: {}",
-                resp.text().await.unwrap_or_default()
-            ),
+            StatusCode::OK => {
+                // The version first: another version's assignment may not
+                // even read as this one's.
+                let v: serde_json::Value = resp.json().await?;
+                let theirs = v.get("protocol_version").and_then(|p| p.as_u64());
+                if theirs != Some(u64::from(PROTOCOL_VERSION)) {
+                    let server = v.get("hangar_version").and_then(|h| h.as_str());
+                    return Err(Refused(version_mismatch(
+                        PROTOCOL_VERSION,
+                        HANGAR_VERSION,
+                        theirs.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                        server.unwrap_or(""),
+                    ))
+                    .into());
+                }
+                Ok(Some(
+                    serde_json::from_value(v).context("reading the server's assignment")?,
+                ))
+            }
+            s => {
+                let text = resp.text().await.unwrap_or_default();
+                let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if body.get("code").and_then(|c| c.as_str()) == Some(PROTOCOL_MISMATCH) {
+                    let why = body.get("error").and_then(|e| e.as_str()).unwrap_or(&text);
+                    return Err(Refused(why.to_string()).into());
+                }
+                bail!("poll answered {s}: {text}")
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! The real job runner: `hangar-engine` runs the leased job (one matrix leg) from
-//! the workflow text the server sent, in the prepared workspace. Engine events
+//! The real job runner: `hangar-engine` runs the leased job (one matrix leg) as
+//! the server compiled it, in the prepared workspace; no YAML is read here. Engine events
 //! become the agent's step reports and log lines; the engine masks secrets before
 //! any event leaves it, and the agent's reporter masks again on the way out.
 
@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hangar_engine::report::{Event, Level};
-use hangar_engine::{Engine, JobSpec, RunContext, Workflow};
+use hangar_engine::{Engine, RunContext};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Assignment, Conclusion};
+use crate::protocol::Assignment;
 use crate::reporter::Reporter;
 use crate::runner::{BoxFuture, JobOutcome, JobRunner};
 
@@ -80,6 +80,10 @@ impl hangar_engine::Reporter for Sink {
                     if let Some(v) = v {
                         props.push(format!("{k}={v}"));
                     }
+                }
+                // The column too: a run-time expression error names its place.
+                if let Some(c) = location.col {
+                    props.push(format!("col={c}"));
                 }
                 if let Some(t) = &location.title {
                     props.push(format!("title={}", escape_property(t)));
@@ -158,7 +162,7 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         server_url: "https://github.com".into(),
         secrets: job.secrets.clone(),
         vars: job.vars.clone(),
-        inputs: job.inputs.as_object().cloned().unwrap_or_default(),
+        inputs: job.job.inputs.clone().unwrap_or_default(),
         env: BTreeMap::new(),
         data_dir: hangar_engine::context::default_data_dir(),
         // One directory per job attempt: jobs of one agent run side by side.
@@ -182,27 +186,10 @@ impl JobRunner for EngineRunner {
     ) -> BoxFuture<'static, JobOutcome> {
         let engine = self.engine.clone();
         Box::pin(async move {
-            let failure = |reporter: &Reporter, msg: String| {
-                reporter.line(&format!("##[error]{msg}"));
-                JobOutcome {
-                    conclusion: Conclusion::Failure,
-                    outputs: BTreeMap::new(),
-                }
-            };
-            let wf = match Workflow::parse(Path::new(&job.workflow_path), &job.workflow) {
-                Ok(w) => Arc::new(w),
-                Err(e) => return failure(&reporter, e),
-            };
             let run = run_context(&job, &ws);
             let run = Arc::new(run);
-            let mut spec = JobSpec::new(wf, &job.job_key);
+            let mut spec = job.job.clone();
             spec.key = job.job_name.clone();
-            if let Some(m) = job.spec.get("matrix").and_then(|m| m.as_object()) {
-                spec.matrix = m.clone();
-            }
-            if let Some(n) = job.needs.as_object() {
-                spec.needs = n.clone();
-            }
             let sink = Arc::new(Sink {
                 reporter: reporter.clone(),
                 workspace: ws.clone(),

@@ -58,6 +58,8 @@ pub async fn run_agent(
             _ = shutdown.cancelled() => return Ok(()),
         };
         let req = PollRequest {
+            protocol_version: PROTOCOL_VERSION,
+            hangar_version: HANGAR_VERSION.to_string(),
             agent_id: config.id.clone(),
             name: config.name.clone(),
             labels: config.labels.clone(),
@@ -88,6 +90,7 @@ pub async fn run_agent(
                 });
             }
             Ok(None) => drop(permit),
+            Err(e) if e.downcast_ref::<client::Refused>().is_some() => return Err(e),
             Err(e) => {
                 drop(permit);
                 tracing::warn!("poll failed: {e:#}; retrying in {backoff:?}");

@@ -8,7 +8,7 @@
 //!
 //! | call | path | semantics |
 //! |---|---|---|
-//! | poll | `POST /api/v1/agent/poll` | long-poll up to `wait_ms`; 200 with an [`Assignment`] or 204. Idle polls write nothing. |
+//! | poll | `POST /api/v1/agent/poll` | long-poll up to `wait_ms`; 200 with an [`Assignment`] or 204; 409 `protocol_mismatch` for an agent of another [`PROTOCOL_VERSION`]. Idle polls write nothing. |
 //! | heartbeat | `POST /api/v1/agent/jobs/{id}/heartbeat` | extends the lease; answers whether a cancel was requested |
 //! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk; idempotent on `chunk`; the answer acknowledges it |
 //! | step | `POST /api/v1/agent/jobs/{id}/steps` | a step started or finished |
@@ -18,10 +18,29 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use hangar_engine::CompiledJob;
 pub use hangar_status::{Conclusion, Status};
+
+/// The version of this contract. Server and agent are the same binary
+/// version: an assignment's shape (the [`CompiledJob`]) changes with the
+/// engine, so a server refuses the poll of an agent speaking another
+/// version, naming both, rather than lease it a job it would misread.
+/// Raise it with any change of [`Assignment`] or [`CompiledJob`].
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The hangar release this binary is, said beside [`PROTOCOL_VERSION`] so a
+/// refusal names what to upgrade.
+pub const HANGAR_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollRequest {
+    /// [`PROTOCOL_VERSION`] of the agent; absent (0) from agents older than
+    /// the compiled job, which the server refuses.
+    #[serde(default)]
+    pub protocol_version: u32,
+    /// [`HANGAR_VERSION`] of the agent, for the refusal's message.
+    #[serde(default)]
+    pub hangar_version: String,
     pub agent_id: String,
     pub name: String,
     pub labels: Vec<String>,
@@ -30,9 +49,39 @@ pub struct PollRequest {
     pub wait_ms: u64,
 }
 
+/// Why a server refuses an agent of another protocol version, naming both.
+pub fn version_mismatch(
+    agent_protocol: u32,
+    agent_version: &str,
+    server_protocol: u32,
+    server_version: &str,
+) -> String {
+    let release = |v: &str| {
+        if v.is_empty() {
+            "an older hangar".to_string()
+        } else {
+            format!("hangar {v}")
+        }
+    };
+    format!(
+        "this agent speaks agent protocol {agent_protocol} ({}), the server speaks \
+         protocol {server_protocol} ({}): run the same hangar version on the server and \
+         its agents",
+        release(agent_version),
+        release(server_version)
+    )
+}
+
 /// A leased job with everything needed to run it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assignment {
+    /// The server's [`PROTOCOL_VERSION`]; the agent refuses to run a job
+    /// of another version.
+    #[serde(default)]
+    pub protocol_version: u32,
+    /// The server's [`HANGAR_VERSION`].
+    #[serde(default)]
+    pub hangar_version: String,
     pub job_id: i64,
     pub run_id: i64,
     pub fence: i64,
@@ -49,11 +98,11 @@ pub struct Assignment {
     pub lease_ms: i64,
     pub job_key: String,
     pub job_name: String,
-    /// The job as the server planned it (steps, env, matrix values, runs-on...).
-    pub spec: serde_json::Value,
-    /// Workflow path and text, so an engine can re-read the job from the source.
-    pub workflow_path: String,
-    pub workflow: String,
+    /// The job as the engine runs it: its keys with their positions in the
+    /// workflow file, this leg's matrix values, `strategy`, `needs` (the
+    /// results and outputs of the jobs it needs) and `inputs`. Compiled by
+    /// the server as `hangar run` compiles it; the agent reads no YAML.
+    pub job: CompiledJob,
     pub event_name: String,
     pub event: serde_json::Value,
     pub clone_url: String,
@@ -62,9 +111,6 @@ pub struct Assignment {
     pub repository: String,
     pub secrets: BTreeMap<String, String>,
     pub vars: BTreeMap<String, String>,
-    /// `needs.<job>.outputs` / `.result` of the jobs this one needs.
-    pub needs: serde_json::Value,
-    pub inputs: serde_json::Value,
     /// Variables of the services the server offers the job's steps (GitHub's
     /// cache and artifact services: `ACTIONS_RESULTS_URL`,
     /// `ACTIONS_RUNTIME_TOKEN`, ...). Absent from older servers.
@@ -82,6 +128,10 @@ pub struct Assignment {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
 }
+
+/// The code of the server's refusal of an agent of another protocol
+/// version (HTTP 409).
+pub const PROTOCOL_MISMATCH: &str = "protocol_mismatch";
 
 /// The header that carries [`Assignment::lease_key`].
 pub const LEASE_HEADER: &str = "x-hangar-lease";

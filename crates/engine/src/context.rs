@@ -146,6 +146,15 @@ impl RunContext {
 
     /// The facts of this run for [`github_context`], in `workflow`'s job `job`.
     pub fn github_facts(&self, workflow: &crate::Workflow, job: &str) -> GithubFacts {
+        self.github_facts_for(&crate::compiled::CompiledWorkflow::of(workflow), job)
+    }
+
+    /// [`RunContext::github_facts`] from a compiled job's workflow.
+    pub fn github_facts_for(
+        &self,
+        workflow: &crate::compiled::CompiledWorkflow,
+        job: &str,
+    ) -> GithubFacts {
         GithubFacts {
             event_name: self.event_name.clone(),
             event: self.event.clone(),
@@ -160,7 +169,7 @@ impl RunContext {
             run_attempt: self.run_attempt.clone(),
             server_url: self.server_url.clone(),
             workflow: workflow.name.clone(),
-            workflow_path: crate::workflow::repo_path(&workflow.path),
+            workflow_path: workflow.path.clone(),
             job: job.to_string(),
         }
     }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 use crate::builtin::{ActionCall, ActionResult, BuiltinAction, OutputSink};
+use crate::compiled::CompiledJob;
 use crate::context::RunContext;
 use crate::envfile;
 use crate::evaluate::{eval_scalar, eval_string};
@@ -23,51 +24,7 @@ use crate::output::StepSink;
 use crate::process::{self, Spec};
 use crate::report::{Conclusion, Event, Level, Location, Reporter, now_ms};
 use crate::shell;
-use crate::workflow::{Workflow, scalar_string, steps as job_steps};
-
-/// One job (or one matrix leg) ready to run.
-#[derive(Clone, Debug)]
-pub struct JobSpec {
-    pub workflow: Arc<Workflow>,
-    pub job_id: String,
-    /// Display key, unique in the run: `build`, `test (ubuntu, 18)`,
-    /// `call / inner` for jobs of a called workflow.
-    pub key: String,
-    /// The name GitHub shows: `name:` evaluated for this leg, or the job's
-    /// name with the leg's matrix values; `None`: `name:` or the job id.
-    pub name: Option<String>,
-    /// Values of this matrix leg (`matrix` context); empty without a matrix.
-    pub matrix: Map<String, Value>,
-    /// `strategy` context: `fail-fast`, `job-index`, `job-total`, `max-parallel`.
-    pub strategy: Map<String, Value>,
-    /// `needs` context: `{ "<job>": { "result": "success", "outputs": {...} } }`.
-    pub needs: Map<String, Value>,
-    /// `inputs` for a job of a called workflow (else the run's inputs).
-    pub inputs: Option<Map<String, Value>>,
-    /// Secrets for a job of a called workflow (else the run's secrets).
-    pub secrets: Option<BTreeMap<String, String>>,
-    /// A job of a called (reusable) workflow: its `github.event` is the
-    /// caller's, untouched by its own inputs.
-    pub called: bool,
-}
-
-impl JobSpec {
-    /// A job without matrix, needs or overrides.
-    pub fn new(workflow: Arc<Workflow>, job_id: &str) -> JobSpec {
-        JobSpec {
-            workflow,
-            job_id: job_id.to_string(),
-            key: job_id.to_string(),
-            name: None,
-            matrix: Map::new(),
-            strategy: Map::new(),
-            needs: Map::new(),
-            inputs: None,
-            secrets: None,
-            called: false,
-        }
-    }
-}
+use crate::workflow::{scalar_string, steps as job_steps};
 
 /// What a job ended with.
 #[derive(Clone, Debug)]
@@ -229,7 +186,7 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct Job<'e> {
     engine: &'e Engine,
     run: Arc<RunContext>,
-    spec: JobSpec,
+    spec: CompiledJob,
     doc: Value,
     reporter: Arc<dyn Reporter>,
     masker: Masker,
@@ -278,19 +235,13 @@ pub(crate) struct Job<'e> {
 pub(crate) async fn run_job(
     engine: &Engine,
     run: Arc<RunContext>,
-    spec: JobSpec,
+    spec: CompiledJob,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
     let key = spec.key.clone();
-    let display = spec.name.clone().unwrap_or_else(|| {
-        spec.workflow
-            .job(&spec.job_id)
-            .and_then(|j| j.get("name"))
-            .and_then(scalar_string)
-            .unwrap_or_else(|| spec.job_id.clone())
-    });
+    let display = spec.display_name();
     reporter.event(Event::JobStarted {
         job: key.clone(),
         name: display,
@@ -393,17 +344,20 @@ impl<'e> Job<'e> {
     fn new(
         engine: &'e Engine,
         run: Arc<RunContext>,
-        spec: JobSpec,
+        spec: CompiledJob,
         reporter: Arc<dyn Reporter>,
         cancel: CancellationToken,
     ) -> Result<Job<'e>, String> {
-        let doc = spec.workflow.job(&spec.job_id).cloned().ok_or_else(|| {
-            format!(
+        if let Some(e) = &spec.error {
+            return Err(e.clone());
+        }
+        let doc = spec.job.clone();
+        if !doc.is_object() {
+            return Err(format!(
                 "job '{}' not found in {}",
-                spec.job_id,
-                spec.workflow.path.display()
-            )
-        })?;
+                spec.job_id, spec.workflow.path
+            ));
+        }
         for key in ["container", "services"] {
             if doc.get(key).is_some_and(|v| !v.is_null()) {
                 return Err(format!(
@@ -452,7 +406,7 @@ impl<'e> Job<'e> {
         let owner = run.repository.split('/').next().unwrap_or("").to_string();
         let workspace = run.workspace.to_string_lossy().into_owned();
         let event_path = run.event_path().to_string_lossy().into_owned();
-        let wf_path = crate::workflow::repo_path(&spec.workflow.path);
+        let wf_path = spec.workflow.path.clone();
         // Numeric ids from the payload (GitHub sends them as strings in the
         // context and the environment); "0" for a payload built locally.
         let id_at = |pointer: &str| -> String {
@@ -477,7 +431,7 @@ impl<'e> Job<'e> {
             workspace: workspace.clone(),
         };
         let mut github = crate::context::github_context(
-            &run.github_facts(&spec.workflow, &spec.job_id),
+            &run.github_facts_for(&spec.workflow, &spec.job_id),
             Some(&runner_files),
         );
 
@@ -611,10 +565,7 @@ impl<'e> Job<'e> {
         for (k, v) in &run.vars {
             vars_obj.insert(k.clone(), json!(v));
         }
-        let inputs = spec
-            .inputs
-            .clone()
-            .unwrap_or_else(|| crate::run::top_level_inputs(&spec.workflow, &run));
+        let inputs = spec.inputs.clone().unwrap_or_else(|| run.inputs.clone());
         if !spec.called
             && run.event_name == "workflow_dispatch"
             && let Some(Value::Object(event)) = github.get_mut("event")
@@ -695,7 +646,7 @@ impl<'e> Job<'e> {
         };
         process::watch(&job.tracking_id);
         // env: workflow env, then job env, each evaluated against what came before.
-        let wf_env = job.spec.workflow.doc.get("env").cloned();
+        let wf_env = job.spec.workflow.env.clone();
         let job_env = job.doc.get("env").cloned();
         for layer in [wf_env, job_env].into_iter().flatten() {
             job.apply_env_layer(&layer)?;
@@ -792,10 +743,7 @@ impl<'e> Job<'e> {
     /// composite action.
     fn step_location(&self, key: &str) -> Location {
         match self.step_index {
-            Some(index) => self
-                .spec
-                .workflow
-                .location(&self.spec.job_id, Some(index), key),
+            Some(index) => self.spec.location(Some(index), key),
             None => Location::default(),
         }
     }
@@ -812,10 +760,7 @@ impl<'e> Job<'e> {
         let text = eval_scalar(v, &cx, &self.host(false, false))?;
         let timeout = hangar_units::timeout_minutes(&text)?;
         if let Some(warning) = timeout.warning(&text) {
-            let location = self
-                .spec
-                .workflow
-                .location(&self.spec.job_id, None, "timeout-minutes");
+            let location = self.spec.location(None, "timeout-minutes");
             self.annotate_at(None, Level::Warning, &warning, location);
         }
         Ok(timeout.or(hangar_units::DEFAULT_JOB_TIMEOUT))
@@ -827,10 +772,7 @@ impl<'e> Job<'e> {
             Ok(t) => t,
             Err(message) => {
                 // GitHub fails a job whose timeout cannot be read before any step runs.
-                let location =
-                    self.spec
-                        .workflow
-                        .location(&self.spec.job_id, None, "timeout-minutes");
+                let location = self.spec.location(None, "timeout-minutes");
                 self.annotate_at(None, Level::Error, &message, location);
                 return JobOutcome {
                     result: Conclusion::Failure,
@@ -1331,8 +1273,9 @@ impl<'e> Job<'e> {
                 .or_else(|| {
                     self.spec
                         .workflow
-                        .doc
-                        .pointer(&format!("/defaults/run/{key}"))
+                        .defaults
+                        .as_ref()
+                        .and_then(|d| d.pointer(&format!("/run/{key}")))
                 })
                 .cloned()
         };

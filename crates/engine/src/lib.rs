@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), String> {
 //! use std::sync::Arc;
-//! use hangar_engine::{Engine, JobSpec, RunContext, Workflow, report::MemoryReporter};
+//! use hangar_engine::{Engine, CompiledJob, RunContext, Workflow, report::MemoryReporter};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let engine = Engine::new();                       // built-ins: checkout, cache, artifacts
@@ -21,8 +21,8 @@
 //! let stages = hangar_engine::plan::stages(&wf, None)?;
 //!
 //! // Run ONE job (what an agent does with a leased job). Matrix legs, `needs`
-//! // results and outputs come in the JobSpec; events go to the reporter.
-//! let mut spec = JobSpec::new(wf.clone(), &stages[0][0]);
+//! // results and outputs come in the CompiledJob; events go to the reporter.
+//! let mut spec = CompiledJob::compile(&wf, &stages[0][0])?;
 //! spec.needs = serde_json::Map::new();
 //! let reporter = Arc::new(MemoryReporter::default());
 //! let outcome = engine.run_job(run.clone(), spec, reporter.clone(), CancellationToken::new()).await;
@@ -43,10 +43,10 @@
 //! * For the server: [`plan::stages`] gives the job graph, [`matrix::expand`]
 //!   the legs of an evaluated `strategy.matrix` (evaluate it with
 //!   [`evaluate::eval_tree`] once the needed jobs' outputs are known), and
-//!   [`job::JobSpec`] carries `needs` (`{"job": {"result", "outputs"}}`),
+//!   [`compiled::CompiledJob`] carries `needs` (`{"job": {"result", "outputs"}}`),
 //!   `matrix` and `strategy` values.
 //! * Every event a [`report::Reporter`] receives is already masked: secrets
-//!   (`RunContext::secrets`, or `JobSpec::secrets`) and `::add-mask::` values
+//!   (`RunContext::secrets`, or `CompiledJob::secrets`) and `::add-mask::` values
 //!   never leave the engine in clear.
 //! * Built-in actions: implement [`builtin::BuiltinAction`] and
 //!   [`Engine::register`] it; `uses: owner/name@ref` then runs it in-process.
@@ -54,6 +54,7 @@
 pub mod actions;
 pub mod builtin;
 pub mod commands;
+pub mod compiled;
 pub mod context;
 pub mod dotenv;
 pub mod envfile;
@@ -80,8 +81,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use builtin::{ActionCall, ActionResult, BuiltinAction, OutputSink};
+pub use compiled::CompiledJob;
 pub use context::{JobServices, RunContext};
-pub use job::{JobOutcome, JobSpec};
+pub use job::JobOutcome;
 pub use report::{Conclusion, Event, Reporter};
 pub use run::{JobSummary, RunOptions, RunSummary};
 pub use tokio_util::sync::CancellationToken;
@@ -235,7 +237,7 @@ impl Engine {
     pub async fn run_job(
         &self,
         run: Arc<RunContext>,
-        spec: JobSpec,
+        spec: CompiledJob,
         reporter: Arc<dyn Reporter>,
         cancel: CancellationToken,
     ) -> JobOutcome {

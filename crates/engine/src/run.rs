@@ -14,9 +14,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
+use crate::compiled::CompiledJob;
 use crate::context::RunContext;
 use crate::evaluate::{eval_scalar, eval_tree};
-use crate::job::{JobOutcome, JobSpec};
+use crate::job::JobOutcome;
 use crate::matrix;
 use crate::plan;
 use crate::report::{Conclusion, Event, Level, Reporter, now_ms};
@@ -388,10 +389,21 @@ fn job_contexts(
 /// `inputs` of a triggered workflow: the given ones (CLI, event payload), then
 /// the declared defaults of `on.<event>.inputs`, typed as declared.
 pub fn top_level_inputs(wf: &Workflow, run: &RunContext) -> Map<String, Value> {
+    inputs_context(wf, &run.event_name, &run.event, &run.inputs)
+}
+
+/// [`top_level_inputs`] from the facts themselves: the one builder of the
+/// `inputs` context of a triggered workflow, used by `hangar run` and by the
+/// server when it compiles a job for an agent.
+pub fn inputs_context(
+    wf: &Workflow,
+    event_name: &str,
+    event: &Value,
+    given: &Map<String, Value>,
+) -> Map<String, Value> {
     use hangar_workflow::model::InputType;
-    let mut out = run.inputs.clone();
-    let from_event = run
-        .event
+    let mut out = given.clone();
+    let from_event = event
         .get("inputs")
         .and_then(Value::as_object)
         .cloned()
@@ -401,7 +413,7 @@ pub fn top_level_inputs(wf: &Workflow, run: &RunContext) -> Map<String, Value> {
     }
     let declared = wf
         .model
-        .trigger(&run.event_name)
+        .trigger(event_name)
         .map(|t| t.inputs.as_slice())
         .unwrap_or_default();
     for def in declared {
@@ -617,6 +629,10 @@ fn run_node(
                 return node_error(&shared, &wf, &key, (&id, "strategy"), message);
             }
         };
+        let compiled = match CompiledJob::compile(&wf, &id) {
+            Ok(c) => c,
+            Err(e) => return node_error(&shared, &wf, &key, (&id, ""), e),
+        };
         let fail_fast = strategy
             .get("fail-fast")
             .map(|v| {
@@ -693,9 +709,9 @@ fn run_node(
                         .unwrap_or(false)
                 })
                 .unwrap_or(false);
-            let spec = JobSpec {
-                workflow: wf.clone(),
-                job_id: id.clone(),
+            // What the server sends an agent for this leg: compiled alike,
+            // so a local run and an agent run the same job.
+            let spec = CompiledJob {
                 key: leg_key.clone(),
                 name: display,
                 matrix: leg,
@@ -704,6 +720,7 @@ fn run_node(
                 inputs: inputs.clone(),
                 secrets: secrets.clone(),
                 called,
+                ..compiled.clone()
             };
             let shared = shared.clone();
             // Taken here, in matrix order, not in the leg's task: with
@@ -847,7 +864,7 @@ fn plan_uses(shared: &Shared, uses: &str) -> Result<String, String> {
 /// Plans a job without running it: each step, and for each `uses:` whether
 /// what it names is here to run. A step whose action is missing is not
 /// planned, and neither is its job: a dry run says so rather than "success".
-fn dry_run(shared: &Shared, spec: &JobSpec) -> JobOutcome {
+fn dry_run(shared: &Shared, spec: &CompiledJob) -> JobOutcome {
     let r = &shared.reporter;
     r.event(Event::JobStarted {
         job: spec.key.clone(),
@@ -855,7 +872,8 @@ fn dry_run(shared: &Shared, spec: &JobSpec) -> JobOutcome {
         ts: now_ms(),
     });
     let mut planned = true;
-    if let Some(job) = spec.workflow.job(&spec.job_id) {
+    {
+        let job = &spec.job;
         for (i, step) in crate::workflow::steps(job).iter().enumerate() {
             let uses = step.get("uses").and_then(scalar_string);
             let name = step

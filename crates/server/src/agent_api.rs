@@ -83,6 +83,20 @@ pub async fn poll(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
+    // Another version's agent would misread the compiled job: it is told
+    // why and stops, rather than failing every job it takes.
+    if req.protocol_version != PROTOCOL_VERSION {
+        return crate::errors::error_coded(
+            StatusCode::CONFLICT,
+            PROTOCOL_MISMATCH,
+            &version_mismatch(
+                req.protocol_version,
+                &req.hangar_version,
+                PROTOCOL_VERSION,
+                HANGAR_VERSION,
+            ),
+        );
+    }
     seen(&app, &req);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(60_000));
     loop {
@@ -208,7 +222,18 @@ fn assignment(
         }
         (secrets_named_by(&job.spec, secrets), vars)
     };
+    let compiled = compile_job(
+        &run.workflow_path,
+        &s("workflow"),
+        job,
+        &run.event,
+        &payload,
+        ctx.get("inputs"),
+        needs,
+    );
     Ok(Assignment {
+        protocol_version: PROTOCOL_VERSION,
+        hangar_version: HANGAR_VERSION.to_string(),
         job_id: job.id,
         run_id: run.id,
         fence,
@@ -218,9 +243,7 @@ fn assignment(
         lease_ms: app.lease_ms,
         job_key: job.key.clone(),
         job_name: job.name.clone(),
-        spec: job.spec.clone(),
-        workflow_path: run.workflow_path.clone(),
-        workflow: s("workflow"),
+        job: compiled,
         event_name: run.event.clone(),
         event: payload,
         clone_url: s("clone_url"),
@@ -229,8 +252,6 @@ fn assignment(
         repository: s("repository"),
         secrets,
         vars,
-        needs,
-        inputs: ctx.get("inputs").cloned().unwrap_or(json!({})),
         services_env,
         lease_key,
         notices: ctx
@@ -244,6 +265,45 @@ fn assignment(
             })
             .unwrap_or_default(),
     })
+}
+
+/// The job as the agent's engine runs it, compiled from the run's workflow
+/// text as `hangar run` compiles it (the same `CompiledJob::compile`), with
+/// this leg's matrix values, the needed jobs' results and the run's inputs.
+/// A workflow that no longer reads gives a job that fails with why.
+fn compile_job(
+    path: &str,
+    text: &str,
+    job: &Job,
+    event_name: &str,
+    payload: &Value,
+    inputs: Option<&Value>,
+    needs: Value,
+) -> hangar_engine::CompiledJob {
+    let compiled =
+        hangar_engine::Workflow::parse(std::path::Path::new(path), text).and_then(|wf| {
+            let mut c = hangar_engine::CompiledJob::compile(&wf, &job.key)?;
+            let given = inputs
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            c.inputs = Some(hangar_engine::run::inputs_context(
+                &wf, event_name, payload, &given,
+            ));
+            Ok(c)
+        });
+    let mut c = match compiled {
+        Ok(c) => c,
+        Err(e) => return hangar_engine::CompiledJob::failed(path, &job.key, e),
+    };
+    c.key = job.name.clone();
+    if let Some(m) = job.spec.get("matrix").and_then(Value::as_object) {
+        c.matrix = m.clone();
+    }
+    if let Value::Object(n) = needs {
+        c.needs = n;
+    }
+    c
 }
 
 /// The cache and artifact services' variables for one job: a runtime token

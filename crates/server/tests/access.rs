@@ -54,7 +54,7 @@ async fn poll(s: &TestServer, token: &str, agent_id: &str, wait_ms: u64) -> Opti
         .post(s.url("/api/v1/agent/poll"))
         .bearer_auth(token)
         .json(
-            &json!({"agent_id": agent_id, "name": agent_id, "labels": ["ubuntu-latest"],
+            &json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": agent_id, "name": agent_id, "labels": ["ubuntu-latest"],
                       "capacity": 1, "free_slots": 1, "wait_ms": wait_ms}),
         )
         .send()

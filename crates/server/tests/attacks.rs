@@ -319,7 +319,7 @@ async fn poll(s: &TestServer, token: &str, agent_id: &str) -> Option<Value> {
         .post(s.url("/api/v1/agent/poll"))
         .bearer_auth(token)
         .json(
-            &json!({"agent_id": agent_id, "name": agent_id, "labels": ["ubuntu-latest"],
+            &json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": agent_id, "name": agent_id, "labels": ["ubuntu-latest"],
                       "capacity": 1, "free_slots": 1, "wait_ms": 3000}),
         )
         .send()
@@ -668,7 +668,7 @@ async fn a_scoped_agent_token_takes_only_its_repositories_and_labels() {
                 .http
                 .post(s.url("/api/v1/agent/poll"))
                 .bearer_auth(token)
-                .json(&json!({"agent_id": "box-a", "name": "box-a",
+                .json(&json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "box-a", "name": "box-a",
                     "labels": ["ubuntu-latest", "self-hosted", "gpu"],
                     "capacity": 1, "free_slots": 1, "wait_ms": 500}))
                 .send()

@@ -883,7 +883,7 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
         .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
         .await;
     let agent = t["token"].as_str().unwrap().to_string();
-    let poll = json!({"agent_id": "a1", "name": "a1", "labels": ["ubuntu-latest"],
+    let poll = json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "a1", "name": "a1", "labels": ["ubuntu-latest"],
         "capacity": 1, "free_slots": 1, "wait_ms": 0});
     let mut leases = Vec::new();
     for text in ["attempt one\n", "attempt two\n"] {
@@ -1078,4 +1078,134 @@ async fn a_branch_with_a_slash_is_its_whole_ref_name() {
         .get_text(&format!("/api/v1/jobs/{}/logs/raw", job("whole")["id"]))
         .await;
     assert!(log.contains("feature/x"), "{log}");
+}
+
+/// An expression that fails while an agent runs the job is reported at its
+/// place in the workflow file: the compiled job the agent receives carries
+/// the position of every step's keys, though the agent reads no YAML.
+#[tokio::test]
+async fn a_run_time_expression_error_on_an_agent_names_file_line_and_column() {
+    let wf = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    env:\n      BAD: '{not json'\n    steps:\n      - run: echo first\n      - name: broken\n        run: echo ${{ fromJSON(env.BAD) }}\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["jobs"][0]["conclusion"], "failure", "{run:#}");
+    let job = run["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(log.contains("first"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("::error "))
+        .unwrap_or_else(|| panic!("no error annotation in {log}"));
+    assert!(
+        line.contains("file=.github/workflows/ci.yml,line=10,col=14"),
+        "{line}"
+    );
+    assert!(line.contains("fromJSON"), "{line}");
+}
+
+/// Server and agent are one binary version: a poll of another protocol
+/// version is refused with a 409 naming both versions, the agent's client
+/// turns it into an error that stops the agent, and a poll of this version
+/// gets a compiled job, not the workflow's text.
+#[tokio::test]
+async fn an_agent_of_another_protocol_version_is_refused_naming_both() {
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    strategy: {matrix: {n: [1]}}\n    steps: [{run: 'echo ${{ matrix.n }}'}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let (_, t) = s
+        .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
+        .await;
+    let agent = t["token"].as_str().unwrap().to_string();
+    let ours = hangar_agent::PROTOCOL_VERSION;
+    let theirs = ours + 1;
+    let poll = |v: Value| {
+        let mut p = json!({"agent_id": "a1", "name": "a1", "labels": ["ubuntu-latest"],
+            "capacity": 1, "free_slots": 1, "wait_ms": 0});
+        if let Value::Object(m) = v {
+            p.as_object_mut().unwrap().extend(m);
+        }
+        p
+    };
+    let (code, e) = as_agent(
+        &s,
+        &agent,
+        "",
+        "/api/v1/agent/poll",
+        poll(json!({"protocol_version": theirs, "hangar_version": "9.9.9"})),
+    )
+    .await;
+    assert_eq!(code, 409, "{e}");
+    assert_eq!(e["code"], "protocol_mismatch");
+    let msg = e["error"].as_str().unwrap();
+    for part in [
+        format!("agent protocol {theirs} (hangar 9.9.9)"),
+        format!("protocol {ours} (hangar {})", hangar_agent::HANGAR_VERSION),
+    ] {
+        assert!(msg.contains(&part), "{msg} lacks {part}");
+    }
+    // An agent from before the version existed says none.
+    let (code, e) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll(json!({}))).await;
+    assert_eq!(code, 409, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("agent protocol 0 (an older hangar)"),
+        "{e}"
+    );
+    // The agent's own client: a refusal is an error retrying cannot fix.
+    let client = hangar_agent::Client::new(&s.server.url(), &agent).unwrap();
+    let err = client
+        .poll(&hangar_agent::PollRequest {
+            protocol_version: theirs,
+            hangar_version: "9.9.9".into(),
+            agent_id: "a1".into(),
+            name: "a1".into(),
+            labels: vec!["ubuntu-latest".into()],
+            capacity: 1,
+            free_slots: 1,
+            wait_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    let refused = err.downcast_ref::<hangar_agent::client::Refused>();
+    assert!(refused.is_some_and(|r| r.0 == msg), "{err:#}");
+
+    // This version is leased the compiled job, and no workflow text.
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    assert!(v["runs"][0].is_i64(), "{v}");
+    let start = Instant::now();
+    let a = loop {
+        let (code, a) = as_agent(
+            &s,
+            &agent,
+            "",
+            "/api/v1/agent/poll",
+            poll(json!({"protocol_version": ours})),
+        )
+        .await;
+        if code == 200 {
+            break a;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no job leased");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(a["protocol_version"], ours);
+    assert!(a.get("workflow").is_none(), "{a:#}");
+    let job = &a["job"];
+    assert_eq!(job["workflow"]["path"], ".github/workflows/ci.yml");
+    assert_eq!(job["job_id"], "a");
+    assert_eq!(job["matrix"], json!({"n": 1}));
+    assert_eq!(job["positions"]["steps"][0]["keys"]["run"]["line"], 6);
+    let sent = serde_json::to_string(&a).unwrap();
+    assert!(
+        !sent.contains("jobs:"),
+        "YAML text in the assignment: {sent}"
+    );
 }

@@ -116,6 +116,28 @@ fn only_the_workflow_crate_reads_yaml() {
     );
 }
 
+/// What reads a workflow's YAML: its reader, the workflow models built from
+/// text, and the engine's loaders.
+const WORKFLOW_READERS: &[&str] = &[
+    "Workflow::parse",
+    "Workflow::load",
+    "Model::parse",
+    "yaml::parse",
+    "load_yaml",
+    "hangar_workflow::",
+];
+
+/// An agent runs the job the server compiled (`hangar_engine::CompiledJob`):
+/// reading the workflow again on the agent is how the two once drifted.
+#[test]
+fn the_agent_never_reads_a_workflow() {
+    let found = offenders(WORKFLOW_READERS, &[])
+        .into_iter()
+        .filter(|o| o.starts_with("crates/agent/src/"))
+        .collect();
+    check("the agent runs compiled jobs and reads no YAML", found);
+}
+
 #[test]
 fn processes_are_spawned_by_the_engine_deploy_and_wrappers_only() {
     check(
@@ -255,6 +277,13 @@ fn the_rules_see_the_sources() {
     );
     assert!(!offenders(&["CREATE TABLE"], &[]).is_empty());
     assert!(!offenders(&["Command::new"], &[]).is_empty());
+    // The server compiles jobs from the workflow it reads: the agent rule's
+    // needles do find a reader.
+    assert!(
+        offenders(WORKFLOW_READERS, &[])
+            .iter()
+            .any(|o| o.starts_with("crates/server/src/agent_api.rs"))
+    );
     assert!(
         files
             .iter()
