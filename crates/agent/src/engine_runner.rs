@@ -81,10 +81,6 @@ impl hangar_engine::Reporter for Sink {
                         props.push(format!("{k}={v}"));
                     }
                 }
-                // The column too: a run-time expression error names its place.
-                if let Some(c) = location.col {
-                    props.push(format!("col={c}"));
-                }
                 if let Some(t) = &location.title {
                     props.push(format!("title={}", escape_property(t)));
                 }
