@@ -224,7 +224,7 @@ async fn poll(s: &TestServer, token: &str, agent: &str, wait_ms: u64) -> Option<
         .post(s.url("/api/v1/agent/poll"))
         .bearer_auth(token)
         .json(
-            &json!({"agent_id": agent, "name": agent, "labels": ["ubuntu-latest"],
+            &json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": agent, "name": agent, "labels": ["ubuntu-latest"],
                       "capacity": 1, "free_slots": 1, "wait_ms": wait_ms}),
         )
         .send()
