@@ -257,3 +257,77 @@ fn migrate_copies_a_sqlite_store_once() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("already holds"), "{err}");
 }
+
+/// Two servers on one database: the one watching the repository has no agent,
+/// the other's embedded agent takes the job. Its long poll is woken by the
+/// first server's announcement (LISTEN/NOTIFY), not by its 5-second backstop:
+/// each of three jobs starts within 2 s of being created.
+#[test]
+fn a_job_queued_on_one_server_wakes_an_agent_of_another() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database();
+    let (repo, _) = hangar_testkit::repo_with(&[("README", "x")]);
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(
+        data_a.path(),
+        &[
+            "--repo",
+            &repo_arg,
+            "--poll-ms",
+            "100",
+            "--agent-capacity",
+            "0",
+        ],
+        &url,
+    );
+    let token = a.token.clone().unwrap();
+    // Both servers seal with one key: the second gets the first's key file.
+    std::fs::copy(
+        data_a.path().join("secret.key"),
+        data_b.path().join("secret.key"),
+    )
+    .unwrap();
+    let b = serve(data_b.path(), &["--sandbox", "none"], &url);
+    assert!(b.token.is_none(), "one database, one admin token");
+    let runs_url = format!("{}/api/v1/runs", a.url);
+    for i in 1..=3 {
+        hangar_testkit::commit(
+            repo.path(),
+            &[(
+                ".github/workflows/ci.yml",
+                &format!(
+                    "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo run-{i}\n"
+                ),
+            )],
+        );
+        let start = Instant::now();
+        let run = loop {
+            let runs = get_json(&runs_url, &token);
+            let done: Vec<&Value> = runs
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["status"] == "completed")
+                .collect();
+            if done.len() == i {
+                break done[0].clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "run {i} did not complete: {runs}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(run["conclusion"], "success", "{run}");
+        let detail = get_json(&format!("{}/api/v1/runs/{}", b.url, run["id"]), &token);
+        let job = &detail["jobs"][0];
+        let waited = job["started_at"].as_i64().unwrap() - job["created_at"].as_i64().unwrap();
+        assert!(
+            waited < 2000,
+            "job {i} waited {waited} ms for an agent: {job}"
+        );
+    }
+}

@@ -97,6 +97,15 @@ pub fn default_branch_refs() -> [&'static str; 2] {
 }
 
 impl App {
+    /// Wakes agents waiting for work: this server's, and (PostgreSQL) every
+    /// other server's on the same database, through the store's announcement.
+    pub(crate) fn wake_agents(&self) {
+        self.work.notify_waiters();
+        if let Err(e) = self.store.announce_work() {
+            tracing::warn!("announcing queued jobs to other servers: {e:#}");
+        }
+    }
+
     /// Whether a run executes code the repository's owners have not vetted: a
     /// pull request from a fork (or whose head repository is gone), and, when
     /// configured, one from a first-time contributor.
@@ -821,7 +830,7 @@ impl App {
             self.publish_job(run_id, job.id);
         }
         if queued_any {
-            self.work.notify_waiters();
+            self.wake_agents();
         }
         if !others_to_advance.is_empty() {
             self.pending_advance
@@ -1530,7 +1539,7 @@ impl App {
             }
             self.publish_job(job.run_id, job.id);
             if retry {
-                self.work.notify_waiters();
+                self.wake_agents();
             }
             self.advance_run(job.run_id).await;
             self.wake_group(job.id).await;

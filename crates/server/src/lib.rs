@@ -565,6 +565,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         .base_url
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = base_url;
+    // Jobs queued by another server on the same database wake the agents
+    // waiting here too (a store only this server uses has nothing to hear).
+    let weak = Arc::downgrade(&app);
+    app.store.listen_for_work(Box::new(move || {
+        if let Some(app) = weak.upgrade() {
+            app.work.notify_waiters();
+        }
+    }))?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     {

@@ -315,6 +315,20 @@ pub trait Store: Send + Sync {
 
     /// Consistent online copy of the database to `dest` (a new file).
     fn backup_to(&self, dest: &Path) -> Result<()>;
+
+    // Wake-ups across servers sharing one database.
+    /// Tells every server listening on this database that jobs were queued
+    /// (PostgreSQL: `NOTIFY`). A store only one server uses has no one to tell.
+    fn announce_work(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Calls `wake` whenever any server announces work (and after a lost
+    /// listening connection is back, as announcements may have been missed).
+    /// `false`: this store has no other servers to hear from (SQLite).
+    fn listen_for_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<bool> {
+        drop(wake);
+        Ok(false)
+    }
 }
 
 /// Opens (creating when needed) the default store under `data_dir`.

@@ -41,6 +41,9 @@ use crate::{Result, Store};
 /// Connections kept per store. Each call holds one for its few statements only.
 const POOL_SIZE: usize = 8;
 
+/// The channel on which servers announce queued jobs to each other.
+const WORK_CHANNEL: &str = "hangar_work";
+
 /// The advisory lock key under which servers starting at once migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6861_6e67_6172; // "hangar"
 
@@ -87,6 +90,19 @@ fn runtime() -> Result<&'static tokio::runtime::Handle> {
     Ok(HANDLE.get_or_init(|| handle))
 }
 
+/// Requests sent to PostgreSQL by this process (each a round trip), for the
+/// queue benchmark's "round trips per job".
+static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Round trips to PostgreSQL made by this process so far.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn trip() {
+    ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One connection and its prepared statements (a statement is prepared once per
 /// connection: each later call is one round trip).
 pub(crate) struct PgConn {
@@ -111,6 +127,7 @@ impl PgConn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
+        trip();
         let s = block_on(self.client.prepare(sql)).map_err(db_err(sql))?;
         self.statements.insert(sql.to_string(), s.clone());
         Ok(s)
@@ -118,25 +135,30 @@ impl PgConn {
 
     pub(crate) fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
         let s = self.statement(sql)?;
+        trip();
         block_on(self.client.query(&s, params)).map_err(db_err(sql))
     }
 
     pub(crate) fn query_opt(&mut self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
         let s = self.statement(sql)?;
+        trip();
         block_on(self.client.query_opt(&s, params)).map_err(db_err(sql))
     }
 
     pub(crate) fn query_one(&mut self, sql: &str, params: &[Param]) -> Result<Row> {
         let s = self.statement(sql)?;
+        trip();
         block_on(self.client.query_one(&s, params)).map_err(db_err(sql))
     }
 
     pub(crate) fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
         let s = self.statement(sql)?;
+        trip();
         block_on(self.client.execute(&s, params)).map_err(db_err(sql))
     }
 
     pub(crate) fn batch(&mut self, sql: &str) -> Result<()> {
+        trip();
         block_on(self.client.batch_execute(sql)).map_err(db_err(sql))
     }
 }
@@ -625,6 +647,49 @@ pub(crate) fn advance_identity(c: &mut PgConn, table: &str) -> Result<()> {
     c.batch(&format!(
         "SELECT setval('{seq}', COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
     ))
+}
+
+/// Connects, `LISTEN`s, and calls `wake` on each notification until the
+/// connection ends. The first successful `LISTEN` is reported through `ready`.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    wake: &(dyn Fn() + Send + Sync),
+    ready: &mut Option<std::sync::mpsc::Sender<Result<()>>>,
+) -> Result<()> {
+    let (client, mut connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| anyhow!("connecting to PostgreSQL to listen: {}", error_chain(&e)))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The connection must be driven for `LISTEN` to be answered: its messages
+    // are read by a task of their own, notifications passed on.
+    let reader = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+        .await
+        .map_err(|e| anyhow!("LISTEN {WORK_CHANNEL}: {}", error_chain(&e)))?;
+    if let Some(tx) = ready.take() {
+        let _ = tx.send(Ok(()));
+    }
+    while rx.recv().await.is_some() {
+        wake();
+    }
+    // The reader ended: the connection is gone (the client is dropped here).
+    let _ = reader.await;
+    drop(client);
+    Ok(())
 }
 
 fn migrate(c: &mut PgConn) -> Result<()> {
@@ -2296,6 +2361,37 @@ impl Store for PgStore {
         self.blobs.root()
     }
 
+    fn announce_work(&self) -> Result<()> {
+        self.c()?.batch(&format!("NOTIFY {WORK_CHANNEL}"))
+    }
+
+    fn listen_for_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<bool> {
+        // A connection of its own, outside the pool, that only listens. When it
+        // is lost it is opened again (after a second), and `wake` is called once
+        // then: what was announced meanwhile was not heard.
+        let config = self.pool.config.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        runtime()?.spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                // Failing before the first `LISTEN` is the caller's error; later
+                // failures (the database restarting) are retried.
+                if let Err(e) = listen_once(&config, &wake, &mut ready).await
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                wake();
+            }
+        });
+        ready_rx
+            .recv()
+            .context("the PostgreSQL listener stopped before it started")??;
+        Ok(true)
+    }
+
     fn backup_to(&self, _dest: &Path) -> Result<()> {
         anyhow::bail!(
             "`hangar backup` copies a SQLite store; back a PostgreSQL store up with \
@@ -2444,6 +2540,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = PgStore::open(&url, dir.path()).unwrap();
         assert_eq!(s.token_count().unwrap(), 0);
+    }
+
+    /// A server announcing queued jobs wakes another server's listener on the
+    /// same database, and the listener comes back after its connection is cut.
+    #[test]
+    fn announced_work_wakes_the_other_servers() {
+        let Some((db, url)) = database() else { return };
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = PgStore::open(&url, a_dir.path()).unwrap();
+        let b = PgStore::open(&url, b_dir.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        assert!(
+            b.listen_for_work(Box::new(move || {
+                let _ = tx.lock().unwrap().send(());
+            }))
+            .unwrap()
+        );
+        let wait = std::time::Duration::from_secs(10);
+        a.announce_work().unwrap();
+        rx.recv_timeout(wait).expect("the other server woke");
+        // Cut every connection of the database: the listener reconnects and
+        // wakes once for what it may have missed, then hears new announcements.
+        psql(
+            "postgres",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            ),
+        );
+        rx.recv_timeout(wait).expect("a wake-up after reconnecting");
+        while rx.try_recv().is_ok() {}
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            a.announce_work().unwrap();
+            if rx
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no wake-up after reconnecting"
+            );
+        }
     }
 
     /// A connection the server closed (a restart, an idle timeout) is not
