@@ -239,7 +239,13 @@ struct Evaluator {
     records: BTreeMap<String, AlertRecord>,
     past: HashMap<String, Past>,
     outbox: Outbox,
+    /// A value changed since the last save (written at most every [`VALUES_EVERY`]).
+    values_changed: bool,
+    last_save: Instant,
 }
+
+/// How often values alone (no state changed) are written for `hangar alerts`.
+const VALUES_EVERY: Duration = Duration::from_secs(5);
 
 /// Notices for the sender: (URL, HMAC key, notice).
 type Outbox = tokio::sync::mpsc::UnboundedSender<(String, Option<String>, Notice)>;
@@ -353,10 +359,10 @@ impl Evaluator {
                     rec.notified = true;
                     send(&self.env, &self.outbox, alerts, rule, rec, "firing");
                 }
-                // The value alone changing is not worth a write each tick.
                 if new || rec.phase != before.phase || rec.notified != before.notified {
                     changed = true;
                 }
+                self.values_changed |= rec.value != before.value;
             }
         }
         // Rules removed from hangar.yml are forgotten; a service not observed
@@ -365,6 +371,16 @@ impl Evaluator {
         self.records
             .retain(|_, r| alerts.rules.contains_key(&r.rule));
         changed || before != self.records.len()
+    }
+
+    /// Writes the states when one changed, or values changed a while ago.
+    fn save_if(&mut self, changed: bool) {
+        if !changed && !(self.values_changed && self.last_save.elapsed() >= VALUES_EVERY) {
+            return;
+        }
+        self.values_changed = false;
+        self.last_save = Instant::now();
+        self.save();
     }
 
     fn save(&self) {
@@ -502,6 +518,8 @@ pub(crate) fn watch(ctl: &Arc<Controller>) {
         dir,
         past: HashMap::new(),
         outbox,
+        values_changed: false,
+        last_save: Instant::now(),
     };
     tokio::spawn(async move {
         let mut metrics: Option<(std::net::SocketAddr, Option<MetricsServer>)> = None;
@@ -524,9 +542,8 @@ pub(crate) fn watch(ctl: &Arc<Controller>) {
             }
             let interval = match &env.alerts {
                 Some(alerts) if !alerts.rules.is_empty() => {
-                    if eval.evaluate(alerts, &observed, now_unix_ms()) {
-                        eval.save();
-                    }
+                    let changed = eval.evaluate(alerts, &observed, now_unix_ms());
+                    eval.save_if(changed);
                     alerts.interval.0
                 }
                 _ => Duration::from_secs(1),
