@@ -375,7 +375,8 @@ impl Evaluator {
 
     /// Writes the states when one changed, or values changed a while ago.
     fn save_if(&mut self, changed: bool) {
-        if !changed && !(self.values_changed && self.last_save.elapsed() >= VALUES_EVERY) {
+        let values_due = self.values_changed && self.last_save.elapsed() >= VALUES_EVERY;
+        if !(changed || values_due) {
             return;
         }
         self.values_changed = false;
