@@ -102,6 +102,21 @@ pub enum Outcome {
     Rollback,
 }
 
+/// A protected environment deployed directly with `--override-protection`
+/// (no server to ask its reviewers): who, when, what and why, kept beside the
+/// environment's deployments (`overrides.jsonl`, append-only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtectionOverride {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub by: String,
+    /// `deploy`, `rollback` or `promote`.
+    pub command: String,
+    pub reason: String,
+    /// The rules set aside, as hangar.yml states them.
+    pub rules: String,
+}
+
 /// Files of one environment.
 #[derive(Debug, Clone)]
 pub struct EnvFiles {
@@ -179,6 +194,29 @@ impl EnvFiles {
         line.push(b'\n');
         f.write_all(&line)?;
         f.sync_data()
+    }
+
+    /// Records an override before the action it allows runs, so an action
+    /// that fails or is interrupted is still accounted for.
+    pub fn record_override(&self, o: &ProtectionOverride) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("overrides.jsonl"))?;
+        let mut line = serde_json::to_vec(o)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_data()
+    }
+
+    /// Every override, oldest first (a torn last line is skipped).
+    pub fn overrides(&self) -> Vec<ProtectionOverride> {
+        std::fs::read_to_string(self.dir.join("overrides.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Every deployment, oldest first; a torn last line (crash mid-append) is

@@ -129,10 +129,32 @@ impl Project {
         fix: &str,
         undo: Option<&str>,
     ) {
+        // A protected environment (reviewers, a wait timer) is not deployed
+        // directly: with no server here to ask the reviewers, the team
+        // overrides on the record, as the error says.
+        let protected = hangar_project::load(self.dir())
+            .ok()
+            .and_then(|(_, p)| p.environments.get(env)?.value.protection.clone())
+            .is_some_and(|p| !p.reviewers.is_empty() || p.wait.is_some());
+        let deploy: Vec<&str> = if protected {
+            vec![
+                "deploy",
+                env,
+                "--override-protection",
+                "--reason",
+                "example run without a server",
+            ]
+        } else {
+            vec!["deploy", env]
+        };
         // An environment a workflow deployed already serves this version.
         if !self.envs.iter().any(|e| e == env) {
             self.envs.push(env.to_string());
-            let out = self.ok(&["deploy", env]);
+            if protected {
+                let out = self.fails(&["deploy", env], 2);
+                assert!(out.contains("is protected"), "{out}");
+            }
+            let out = self.ok(&deploy);
             assert!(out.contains("succeeded"), "{out}");
         }
         let body = get(self.port(port), "/").expect("the good version answers");
@@ -140,7 +162,7 @@ impl Project {
 
         let (file, from, to) = bad;
         self.change(file, from, to, fix);
-        let out = self.fails(&["deploy", env], 1);
+        let out = self.fails(&deploy, 1);
         assert!(out.contains("rolled-back"), "{out}");
         let body = get(self.port(port), "/").expect("the good version still answers");
         assert!(body.contains(marker), "{body}");

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use hangar_deploy::client::EnvClient;
 use hangar_deploy::control::{self, Request};
 use hangar_deploy::controller::DeployRequest;
-use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
+use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome, ProtectionOverride};
 use hangar_deploy::{Controller, dora};
 
 /// `println!` that returns the error instead of panicking when stdout is
@@ -46,6 +46,84 @@ pub struct Where {
     /// The project's name on the server [default: the name of --dir].
     #[arg(long, global = true)]
     project: Option<String>,
+}
+
+/// Setting a protected environment's rules aside when no server can ask its
+/// reviewers.
+#[derive(Args, Clone, Default)]
+pub struct Override {
+    /// Act on an environment whose hangar.yml `protection:` has reviewers or a
+    /// wait timer without a server to ask them; recorded with --reason in the
+    /// environment's history (`hangar history ENV`).
+    #[arg(long, requires = "reason")]
+    override_protection: bool,
+    /// Why the protection is set aside (required with --override-protection).
+    #[arg(long, value_name = "TEXT", requires = "override_protection")]
+    reason: Option<String>,
+}
+
+/// What hangar.yml's `protection:` asks of a direct action on `env`, as
+/// text (`reviewers: sre; wait: 1m`), or `None` when nothing: reviewers and
+/// wait timers are decided by a server; `branches` only applies to runs.
+fn protection_rules(dir: &Path, env: &str) -> anyhow::Result<Option<String>> {
+    let (_, project) = hangar_project::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Environment names compare without case, as on the server.
+    let Some(p) = project
+        .environments
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(env))
+        .and_then(|(_, e)| e.value.protection.as_ref())
+    else {
+        return Ok(None);
+    };
+    let mut rules = Vec::new();
+    if !p.reviewers.is_empty() {
+        rules.push(format!("reviewers: {}", p.reviewers.join(", ")));
+    }
+    if let Some(w) = p.wait.as_ref().filter(|w| !w.0.is_zero()) {
+        rules.push(format!("wait: {}s", w.0.as_secs()));
+    }
+    Ok((!rules.is_empty()).then(|| rules.join("; ")))
+}
+
+/// A direct `deploy`/`rollback`/`promote` of a protected environment: refused
+/// unless overridden, and an override is recorded before the action runs.
+fn check_protection(at: &Where, env: &str, command: &str, ov: &Override) -> anyhow::Result<()> {
+    let Some(rules) = protection_rules(&at.dir, env)? else {
+        return Ok(());
+    };
+    if !ov.override_protection {
+        bail!(
+            "environment `{env}` is protected ({rules}): `hangar {command} {env}` does not act on it directly.\n\
+             Either go through a hangar server that watches this project, which asks the reviewers and waits:\n  \
+             hangar {command} {env} --server URL --token TOKEN   (or HANGAR_SERVER and HANGAR_TOKEN)\n\
+             or, with no server, set the protection aside on the record:\n  \
+             hangar {command} {env} --override-protection --reason \"why\"   (kept in `hangar history {env}`)"
+        );
+    }
+    let reason = ov.reason.clone().unwrap_or_default();
+    if reason.trim().is_empty() {
+        bail!("--override-protection needs a --reason that says why");
+    }
+    let by = std::env::var("HANGAR_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    at.files(env)
+        .record_override(&ProtectionOverride {
+            at_ms,
+            by: by.clone(),
+            command: command.into(),
+            reason: reason.clone(),
+            rules: rules.clone(),
+        })
+        .with_context(|| format!("recording the override in {}", at.files(env).dir.display()))?;
+    eprintln!("protection of `{env}` ({rules}) overridden by {by}: {reason}");
+    Ok(())
 }
 
 impl Where {
@@ -179,11 +257,15 @@ pub enum Command {
         #[arg(long)]
         no_build: bool,
         #[command(flatten)]
+        ov: Override,
+        #[command(flatten)]
         at: Where,
     },
     /// Let a paused or running rollout go on to 100%.
     Promote {
         env: String,
+        #[command(flatten)]
+        ov: Override,
         #[command(flatten)]
         at: Where,
     },
@@ -200,6 +282,8 @@ pub enum Command {
         to: Option<String>,
         #[arg(long)]
         service: Option<String>,
+        #[command(flatten)]
+        ov: Override,
         #[command(flatten)]
         at: Where,
     },
@@ -320,6 +404,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             artifact,
             git_ref,
             no_build,
+            ov,
             at,
         } => {
             if let Some(server) = at.server.clone() {
@@ -342,6 +427,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::FAILURE
                 });
             }
+            check_protection(&at, &env, "deploy", &ov)?;
             let from_commit = git_ref.is_some() && artifact.is_none();
             let commit = match git_ref {
                 Some(r) => Some(resolve_commit(&at.dir, &r)?),
@@ -377,14 +463,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Promote { env, at } => simple(&env, &at, Request::Promote).await,
+        Command::Promote { env, ov, at } => {
+            if at.server.is_none() {
+                check_protection(&at, &env, "promote", &ov)?;
+            }
+            simple(&env, &at, Request::Promote).await
+        }
         Command::Abort { env, at } => simple(&env, &at, Request::Abort).await,
         Command::Rollback {
             env,
             to,
             service,
+            ov,
             at,
         } => {
+            if at.server.is_none() {
+                check_protection(&at, &env, "rollback", &ov)?;
+            }
             let req = Request::Rollback { service, to };
             let v = match &at.server {
                 Some(server) => at.remote(server, &env, &req).await?,
@@ -407,6 +502,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { env, at } => status(env, &at).await,
         Command::History { env, verbose, at } => {
             let history = at.files(&env).history();
+            let overrides = at.files(&env).overrides();
+            if !at.json {
+                for o in &overrides {
+                    outln!(
+                        "{}  protection overridden by {} for `{}` ({}): {}",
+                        date_ms(o.at_ms),
+                        o.by,
+                        o.command,
+                        o.rules,
+                        o.reason
+                    );
+                }
+            }
             if at.json {
                 outln!("{}", serde_json::to_string_pretty(&history)?);
             } else if history.is_empty() {
