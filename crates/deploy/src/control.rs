@@ -203,6 +203,7 @@ pub async fn start_controller(
         .create(true)
         .append(true)
         .open(&log_path)?;
+    let logged = log.metadata().map(|m| m.len()).unwrap_or(0);
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["up", env, "--dir"])
         .arg(dir)
@@ -241,7 +242,9 @@ pub async fn start_controller(
             // restarting a dead one): it answers soon.
             && !files.controller_holds()
         {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            // What this start wrote, not an earlier one's errors.
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let log = String::from_utf8_lossy(log.get(logged as usize..).unwrap_or_default());
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             anyhow::bail!(
                 "the controller of `{env}` exited ({status}):\n{}",

@@ -104,6 +104,8 @@ pub struct Controller {
     /// stable versions serve (`on_interrupt: resume`), with the canary step
     /// they had reached.
     to_resume: Mutex<Vec<(DeploymentRecord, Option<u32>)>>,
+    /// Serialises `save_processes_with`.
+    saving: Mutex<()>,
     /// The environment's lock, held until this controller shuts down.
     lock: Mutex<Option<std::fs::File>>,
 }
@@ -312,6 +314,7 @@ impl Controller {
             me: me.clone(),
             to_resume: Mutex::new(to_resume),
             lock: Mutex::new(Some(lock)),
+            saving: Mutex::new(()),
         });
         tokio::spawn(ctl.clone().refresher());
         crate::alerts::watch(&ctl);
@@ -341,6 +344,11 @@ impl Controller {
             let env = env_config(&p, &self.env);
             (p.services_in_order(Some(&env)), env)
         };
+        // Every listener first: a `listen` address in use fails the start at
+        // once, naming who has it, before anything is built or started.
+        for svc in &order {
+            self.ensure_router(svc, &env).await?;
+        }
         for svc in order {
             let stable = self
                 .state
@@ -546,9 +554,12 @@ impl Controller {
             Some(s) => vec![s.clone()],
             None => project.services_in_order(Some(&env)),
         };
+        // Every listener first, as in `start_all_with`.
+        for svc in &order {
+            self.ensure_router(svc, &env).await?;
+        }
         let mut out = Vec::new();
         for svc in order {
-            self.ensure_router(&svc, &env).await?;
             // Without `--service`, a service whose build and configuration are
             // the same as what it serves is left alone.
             let unless_same = match &req.service {
@@ -824,6 +835,10 @@ impl Controller {
     /// dead controller's it has not stopped yet, and `spawned`, an instance
     /// not yet in the table) to the state file.
     fn save_processes_with(&self, spawned: Option<ProcessRecord>) -> anyhow::Result<()> {
+        // One save at a time from list to file: two recorders (instances
+        // restarting at once) must not write their lists in the other order,
+        // the older list last.
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let mut procs: Vec<ProcessRecord> = self
             .services
             .lock()

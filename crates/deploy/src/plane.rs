@@ -212,9 +212,17 @@ impl Plane {
         // The router runs on threads of its own (one event loop each), not on
         // the controller's runtime: see `Router::serve_threads`.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let handle = router
-            .serve_threads(addr, threads)
-            .with_context(|| format!("service `{svc}`: cannot listen on {addr}"))?;
+        let handle = match router.serve_threads(addr, threads) {
+            Ok(h) => h,
+            Err(e) => match taken(svc, addr) {
+                Some(why) => return Err(anyhow!(why)),
+                None => {
+                    return Err(
+                        anyhow!(e).context(format!("service `{svc}`: cannot listen on {addr}"))
+                    );
+                }
+            },
+        };
         Ok(Plane::Local { router, handle })
     }
 
@@ -224,7 +232,11 @@ impl Plane {
                 service: svc.to_string(),
                 listen,
             })
-            .map_err(|e| anyhow!("service `{svc}`: {e}"))?;
+            .map_err(|e| match taken(svc, listen) {
+                Some(why) => anyhow!(why),
+                // The router's error names the service and the address.
+                None => anyhow!("{e}"),
+            })?;
         let addr = answer
             .get("addr")
             .and_then(|a| a.as_str())
@@ -338,4 +350,112 @@ impl Plane {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// When `addr` cannot be bound because something listens there: says who
+/// (another hangar environment's router, or a process by pid and command
+/// line, or another user's process) and what to do.
+pub(crate) fn taken(svc: &str, addr: SocketAddr) -> Option<String> {
+    match std::net::TcpListener::bind(addr) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+        _ => return None,
+    }
+    let holder = listener_pid(addr.port());
+    let cmdline = holder.and_then(|pid| {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        Some(
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>(),
+        )
+    });
+    let router_of = cmdline.as_ref().and_then(|args| {
+        if !args.iter().any(|a| a == "__router") {
+            return None;
+        }
+        let dir = args
+            .iter()
+            .position(|a| a == "--dir")
+            .and_then(|i| args.get(i + 1))?;
+        let dir = Path::new(dir);
+        let env = dir.file_name()?.to_string_lossy().into_owned();
+        // ENVDIR is DATA/envs/ENV, DATA usually PROJECT/.hangar.
+        let project = dir
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| {
+                if d.file_name().is_some_and(|n| n == ".hangar") {
+                    d.parent().unwrap_or(d)
+                } else {
+                    d
+                }
+            })
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        Some((env, project))
+    });
+    Some(match (holder, router_of, cmdline) {
+        (Some(pid), Some((env, project)), _) => format!(
+            "service `{svc}`: {addr} is already served by hangar environment `{env}` of {project} (its router, pid {pid}); give `{svc}` another `listen` address in this environment, or stop that one (`hangar down {env}` there)"
+        ),
+        (Some(pid), None, Some(args)) => format!(
+            "service `{svc}`: {addr} is already in use by process {pid} (`{}`); stop it, or give `{svc}` another `listen` address in hangar.yml",
+            args.join(" ")
+        ),
+        _ => format!(
+            "service `{svc}`: {addr} is already in use by another process (of another user, or gone since); give `{svc}` another `listen` address in hangar.yml"
+        ),
+    })
+}
+
+/// The pid of a process of this user with a TCP socket listening on `port`
+/// (from /proc/net/tcp{,6} and the processes' file descriptors).
+fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXADDR:HEXPORT; state 0A is LISTEN; inode is field 9.
+            let listening = f.get(3) == Some(&"0A");
+            let on_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening
+                && on_port
+                && let Some(inode) = f.get(9)
+            {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
