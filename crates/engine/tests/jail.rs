@@ -4,7 +4,6 @@
 //! process in it, even one that left its session and emptied its environment.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,20 +12,12 @@ use hangar_engine::report::MemoryReporter;
 use hangar_engine::{CancellationToken, Engine, Event, RunContext, RunOptions, Workflow};
 
 /// The jailing sandbox, or `None` (said loudly) where bubblewrap cannot run;
-/// installed but broken is a failure under CI=1.
+/// under CI=1 that is a failure.
 fn jail() -> Option<Sandbox> {
-    match Sandbox::for_agent(SandboxMode::Bwrap, vec![]) {
-        Ok((sandbox, _)) => Some(sandbox),
-        Err(why) => {
-            let installed = Command::new("bwrap").arg("--version").output().is_ok();
-            assert!(
-                !(installed && std::env::var_os("CI").is_some()),
-                "bubblewrap is installed but does not work on this machine: {why}"
-            );
-            eprintln!("SKIPPED (NOT TESTED): the bubblewrap jail cannot run here: {why}");
-            None
-        }
-    }
+    hangar_testkit::required_tool(
+        "the bubblewrap jail",
+        Sandbox::for_agent(SandboxMode::Bwrap, vec![]).map(|(sandbox, _)| sandbox),
+    )
 }
 
 fn run(

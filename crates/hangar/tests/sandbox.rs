@@ -83,21 +83,14 @@ fn unique_mark() -> String {
     )
 }
 
-/// Whether bubblewrap works here. Missing, the test says so loudly and is
-/// skipped; installed but broken, it fails under CI=1.
+/// Whether bubblewrap works here: missing or broken, the test says so loudly
+/// and is skipped, or fails under CI=1.
 fn bwrap_works() -> bool {
-    match Sandbox::for_agent(SandboxMode::Bwrap, vec![]) {
-        Ok(_) => true,
-        Err(why) => {
-            let installed = Command::new("bwrap").arg("--version").output().is_ok();
-            assert!(
-                !(installed && std::env::var_os("CI").is_some()),
-                "bubblewrap is installed but does not work on this machine: {why}"
-            );
-            eprintln!("SKIPPED (NOT TESTED): the bubblewrap jail cannot run here: {why}");
-            false
-        }
-    }
+    hangar_testkit::required_tool(
+        "the bubblewrap jail",
+        Sandbox::for_agent(SandboxMode::Bwrap, vec![]),
+    )
+    .is_some()
 }
 
 struct Serve {

@@ -33,6 +33,25 @@ pub fn shared(required: &str) -> Option<PathBuf> {
     None
 }
 
+/// What a tool the test needs answered when probed (`Ok` when it works here).
+///
+/// Like missing shared data, a tool that does not work never passes a test
+/// silently: under CI (`$CI` set, where `.ci/run` installs it) the test fails
+/// with `why`; elsewhere it prints a loud SKIPPED line and returns `None`.
+pub fn required_tool<T>(what: &str, probe: Result<T, String>) -> Option<T> {
+    match probe {
+        Ok(t) => Some(t),
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{what} does not work in CI: {why}"
+            );
+            eprintln!("\n!!! SKIPPED (NOT TESTED): {what} cannot run here: {why} !!!\n");
+            None
+        }
+    }
+}
+
 /// A port that was free on loopback a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
