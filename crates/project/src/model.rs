@@ -26,6 +26,39 @@ pub struct Project {
     /// Disaster-recovery targets and where project backups go.
     #[serde(default)]
     pub recovery: Option<Recovery>,
+    /// Who `hangar serve` tells about this repository's runs and deployments.
+    #[serde(default)]
+    pub notifications: Vec<Spanned<Notification>>,
+}
+
+/// The events a notification rule can name (the server's API takes the same).
+pub const NOTIFICATION_EVENTS: &[&str] = &[
+    "run_failed",
+    "run_fixed",
+    "approval_waiting",
+    "deployment_started",
+    "deployment_succeeded",
+    "deployment_failed",
+    "agent_lost",
+];
+
+/// The channels a notification rule can deliver to.
+pub const NOTIFICATION_CHANNELS: &[&str] = &["slack", "teams", "webhook", "email"];
+
+/// One rule of `notifications:`. The file is in the repository, so it names
+/// the server-side secrets holding the channel's URL (a Slack or Teams URL is
+/// itself a credential; an SMTP URL carries a password) instead of the values.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    pub events: Vec<Spanned<String>>,
+    pub channel: Spanned<String>,
+    /// The secret (repository's or server's) holding the webhook URL, or the
+    /// `smtp://` / `smtps://` URL for e-mail.
+    pub url_secret: Spanned<String>,
+    /// The secret the generic webhook's body is signed with (HMAC-SHA256).
+    #[serde(default)]
+    pub signing_secret: Option<Spanned<String>>,
 }
 
 /// `recovery:`: what `hangar recovery backup` keeps and what a drill must achieve.

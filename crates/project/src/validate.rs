@@ -219,6 +219,97 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
             ));
         }
     }
+    errors.extend(validate_notifications(file, p));
+    errors
+}
+
+/// A secret's name as the server stores it: letters, digits and `_`, not
+/// starting with a digit (GitHub's rule for secret names).
+fn is_secret_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_notifications(file: &str, p: &Project) -> Vec<ProjectError> {
+    use crate::{NOTIFICATION_CHANNELS, NOTIFICATION_EVENTS};
+    let err = |loc: &Location, message: String, help: Option<String>| ProjectError {
+        file: file.to_string(),
+        line: loc.line() as u32,
+        column: loc.column() as u32,
+        message,
+        help,
+    };
+    let mut errors = Vec::new();
+    for (i, rule) in p.notifications.iter().enumerate() {
+        let r = &rule.value;
+        if r.events.is_empty() {
+            errors.push(err(
+                &rule.referenced,
+                format!("notifications[{i}]: `events` is empty"),
+                Some(format!(
+                    "name one or more of {}",
+                    NOTIFICATION_EVENTS.join(", ")
+                )),
+            ));
+        }
+        for e in &r.events {
+            if !NOTIFICATION_EVENTS.contains(&e.value.as_str()) {
+                let help = match hangar_diag::did_you_mean(
+                    &e.value,
+                    NOTIFICATION_EVENTS.iter().copied(),
+                ) {
+                    Some(k) => format!("did you mean `{k}`?"),
+                    None => format!("known events: {}", NOTIFICATION_EVENTS.join(", ")),
+                };
+                errors.push(err(
+                    &e.referenced,
+                    format!("notifications[{i}]: unknown event `{}`", e.value),
+                    Some(help),
+                ));
+            }
+        }
+        if !NOTIFICATION_CHANNELS.contains(&r.channel.value.as_str()) {
+            errors.push(err(
+                &r.channel.referenced,
+                format!("notifications[{i}]: unknown channel `{}`", r.channel.value),
+                Some(format!("use {}", NOTIFICATION_CHANNELS.join(", "))),
+            ));
+        }
+        for (key, name) in [
+            ("url_secret", Some(&r.url_secret)),
+            ("signing_secret", r.signing_secret.as_ref()),
+        ] {
+            let Some(name) = name else { continue };
+            if name.value.contains("://") || name.value.contains('@') {
+                errors.push(err(
+                    &name.referenced,
+                    format!("notifications[{i}]: `{key}` holds a value, not a secret's name"),
+                    Some("this file is in the repository: store the URL or key as a secret of the repository or the server (PUT /api/v1/repos/{id}/secrets/NAME) and write its NAME here".into()),
+                ));
+            } else if !is_secret_name(&name.value) {
+                errors.push(err(
+                    &name.referenced,
+                    format!(
+                        "notifications[{i}]: `{key}` `{}` is not a secret's name",
+                        name.value
+                    ),
+                    Some(
+                        "secret names are letters, digits and `_`, not starting with a digit"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+        if r.signing_secret.is_some() && r.channel.value != "webhook" {
+            errors.push(err(
+                &r.channel.referenced,
+                format!("notifications[{i}]: `signing_secret` is only for the `webhook` channel"),
+                None,
+            ));
+        }
+    }
     errors
 }
 

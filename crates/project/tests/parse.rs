@@ -255,3 +255,65 @@ fn on_interrupt_is_abort_unless_resume_is_asked_and_a_typo_is_named() {
     );
     assert_eq!(errs[0].help.as_deref(), Some("did you mean `resume`?"));
 }
+
+#[test]
+fn notification_rules_name_secrets_and_known_events_at_their_positions() {
+    let ok = "notifications:\n  - events: [run_failed, run_fixed]\n    channel: webhook\n    url_secret: HOOK_URL\n    signing_secret: HOOK_KEY\n  - events: [deployment_started]\n    channel: email\n    url_secret: SMTP_URL\n";
+    let p = parse("hangar.yml", ok).unwrap();
+    assert_eq!(p.notifications.len(), 2);
+    assert_eq!(p.notifications[0].value.url_secret.value, "HOOK_URL");
+    assert_eq!(
+        p.notifications[0]
+            .value
+            .signing_secret
+            .as_ref()
+            .unwrap()
+            .value,
+        "HOOK_KEY"
+    );
+
+    let bad = "notifications:\n  - events: [run_faild]\n    channel: slak\n    url_secret: https://hooks.slack.com/services/T0/B0/XX\n  - events: []\n    channel: slack\n    url_secret: 9LIVES\n    signing_secret: K\n";
+    let errs = parse("hangar.yml", bad).unwrap_err().0;
+    let at = |line: u32| {
+        errs.iter()
+            .find(|e| e.line == line)
+            .unwrap_or_else(|| panic!("no error on line {line}: {errs:#?}"))
+    };
+    let e = at(2);
+    assert!(e.message.contains("unknown event `run_faild`"), "{e}");
+    assert_eq!(e.help.as_deref(), Some("did you mean `run_failed`?"));
+    assert_eq!(e.column, 14);
+    assert!(at(3).message.contains("unknown channel `slak`"));
+    let e = at(4);
+    assert!(
+        e.message.contains("holds a value, not a secret's name"),
+        "{e}"
+    );
+    assert!(e.help.as_deref().unwrap().contains("secret"), "{e}");
+    assert!(
+        !e.to_string().contains("hooks.slack.com/services"),
+        "the value is not echoed: {e}"
+    );
+    assert!(at(5).message.contains("`events` is empty"));
+    assert!(
+        at(7)
+            .message
+            .contains("`url_secret` `9LIVES` is not a secret's name")
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("only for the `webhook` channel"))
+    );
+
+    let errs = parse(
+        "hangar.yml",
+        "notifications:\n  - events: [run_failed]\n    channel: slack\n    url: https://x\n",
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        errs.iter()
+            .any(|e| e.line == 4 && e.message == "unknown key `url`"),
+        "{errs:#?}"
+    );
+}

@@ -1589,11 +1589,28 @@ impl App {
     }
 
     /// Protection rules from `hangar.yml` (`environments.<name>.protection`) at a commit.
+    /// Also the notification rules of its `notifications:`.
     pub async fn sync_environments(&self, repo: &Repo, sha: &str) -> anyhow::Result<()> {
         let Some(text) = self.git.file_at(&repo.clone_url, sha, "hangar.yml").await? else {
+            self.notifier.set_file_rules(repo.id, vec![]);
             self.store.set_environments_loaded(repo.id)?;
             return Ok(());
         };
+        // A file that does not validate keeps no rules: a typo must not send
+        // a deployment's news to the wrong place. `hangar validate` shows why.
+        match hangar_project::parse("hangar.yml", &text) {
+            Ok(p) => self.notifier.set_file_rules(
+                repo.id,
+                p.notifications.into_iter().map(|r| r.value).collect(),
+            ),
+            Err(e) => {
+                self.notifier.set_file_rules(repo.id, vec![]);
+                tracing::warn!(
+                    repo = %repo.name,
+                    "hangar.yml at {sha} is invalid; its notification rules are not used:\n{e}"
+                );
+            }
+        }
         for (name, p) in parse_protections(&text).map_err(|e| anyhow::anyhow!("hangar.yml: {e}"))? {
             self.store.set_environment(repo.id, &name, &p)?;
         }

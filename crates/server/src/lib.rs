@@ -546,6 +546,14 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;
     app.recover().await?;
+    // Notification rules from each repository's hangar.yml live in memory:
+    // read them again (with the protection rules) by the reaper's next pass.
+    {
+        let mut loads = app.env_loads.lock().unwrap_or_else(|e| e.into_inner());
+        for repo in store.list_repos().unwrap_or_default() {
+            loads.entry(repo.id).or_insert(0);
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

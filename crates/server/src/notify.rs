@@ -1,4 +1,5 @@
-//! Notifications: rules (`POST /api/v1/notifications`) say which events go to
+//! Notifications: rules (`POST /api/v1/notifications`, and a repository's
+//! `notifications:` in hangar.yml at its default branch) say which events go to
 //! which channel — a Slack-compatible incoming webhook, a Microsoft Teams
 //! workflow webhook, a generic JSON webhook signed like GitHub's
 //! (`X-Hangar-Signature-256: sha256=<HMAC-SHA256 of the body>`), or e-mail
@@ -145,7 +146,11 @@ fn record(
         repo_id: n.repo_id,
         run_id: n.run_id,
         target: format!("{} {}", rule.channel, host_of(&rule.target)),
-        subject: format!("rule {}", rule.id),
+        subject: if rule.id < 0 {
+            format!("hangar.yml notifications[{}]", -rule.id - 1)
+        } else {
+            format!("rule {}", rule.id)
+        },
         state: n.event.into(),
         attempts: out.attempts as i64,
         outcome: out.outcome.into(),
@@ -170,6 +175,8 @@ pub struct Notifier {
     /// than once, its deployment is announced once.
     seen: Mutex<std::collections::HashSet<(i64, i64, &'static str)>>,
     smtp_ca: Option<std::path::PathBuf>,
+    /// Each repository's rules from its hangar.yml, as last read.
+    from_files: Mutex<std::collections::HashMap<i64, Vec<hangar_project::Notification>>>,
 }
 
 impl Notifier {
@@ -180,7 +187,89 @@ impl Notifier {
             base_url: Mutex::new(String::new()),
             seen: Default::default(),
             smtp_ca: None,
+            from_files: Default::default(),
         }
+    }
+
+    /// Replaces a repository's rules from its hangar.yml.
+    pub fn set_file_rules(&self, repo_id: i64, rules: Vec<hangar_project::Notification>) {
+        let mut m = self.from_files.lock().unwrap_or_else(|e| e.into_inner());
+        if rules.is_empty() {
+            m.remove(&repo_id);
+        } else {
+            m.insert(repo_id, rules);
+        }
+    }
+
+    /// The hangar.yml rules of `repo_id` that want `event`, with the secrets
+    /// they name resolved (the repository's, over the server's). A rule whose
+    /// secret is not set is reported in the outbound log and skipped. Their
+    /// ids are negative: `-1` is the file's first rule.
+    fn file_rules(
+        &self,
+        store: &Arc<dyn Store>,
+        repo_id: i64,
+        n: &Notice,
+    ) -> Vec<NotificationRule> {
+        let rules: Vec<(usize, hangar_project::Notification)> = {
+            let m = self.from_files.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(rules) = m.get(&repo_id) else {
+                return vec![];
+            };
+            rules
+                .iter()
+                .cloned()
+                .enumerate()
+                .filter(|(_, r)| r.events.iter().any(|e| e.value == n.event))
+                .collect()
+        };
+        if rules.is_empty() {
+            return vec![];
+        }
+        let secrets = store.secrets_for_repo(repo_id).unwrap_or_default();
+        let mut out = Vec::new();
+        for (i, r) in rules {
+            let rule = NotificationRule {
+                id: -(i as i64) - 1,
+                repo_id: Some(repo_id),
+                events: r.events.iter().map(|e| e.value.clone()).collect(),
+                channel: r.channel.value.clone(),
+                target: secrets
+                    .get(&r.url_secret.value)
+                    .cloned()
+                    .unwrap_or_default(),
+                secret: r
+                    .signing_secret
+                    .as_ref()
+                    .and_then(|s| secrets.get(&s.value).cloned()),
+                created_at: 0,
+            };
+            let missing = if rule.target.is_empty() {
+                Some(&r.url_secret.value)
+            } else if r.signing_secret.is_some() && rule.secret.is_none() {
+                r.signing_secret.as_ref().map(|s| &s.value)
+            } else {
+                None
+            };
+            let problem = match missing {
+                Some(name) => Some(format!(
+                    "hangar.yml names the secret `{name}`, which is not set for the repository or the server"
+                )),
+                None => validate(&rule).err(),
+            };
+            if let Some(problem) = problem {
+                let out = crate::forge_status::Outcome {
+                    attempts: 0,
+                    outcome: "refused",
+                    http_status: None,
+                    error: Some(problem),
+                };
+                record(store, &rule, n, &out);
+                continue;
+            }
+            out.push(rule);
+        }
+        out
     }
 
     /// Trusts `ca` (a PEM certificate) for SMTP servers, besides the web's roots.
@@ -208,11 +297,14 @@ impl Notifier {
                 return;
             }
         };
-        let rules: Vec<NotificationRule> = rules
+        let mut rules: Vec<NotificationRule> = rules
             .into_iter()
             .filter(|r| r.repo_id.is_none() || r.repo_id == n.repo_id)
             .filter(|r| r.events.iter().any(|e| e == n.event))
             .collect();
+        if let Some(repo) = n.repo_id {
+            rules.extend(self.file_rules(store, repo, &n));
+        }
         if rules.is_empty() {
             return;
         }
@@ -297,6 +389,12 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hangar_yml_and_the_api_know_the_same_events_and_channels() {
+        assert_eq!(EVENTS, hangar_project::NOTIFICATION_EVENTS);
+        assert_eq!(CHANNELS, hangar_project::NOTIFICATION_CHANNELS);
+    }
 
     #[test]
     fn signature_matches_githubs_documented_example() {

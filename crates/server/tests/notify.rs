@@ -441,3 +441,88 @@ async fn e_mail_goes_over_starttls_with_auth_and_never_in_clear() {
     assert!(!log.to_string().contains("p%40ss"), "{log}");
     s.server.stop().await;
 }
+
+/// hangar.yml's `notifications:` name the secrets holding their URL and key.
+const HANGAR_YML: &str = "environments:\n  ci:\n    protection: { branches: [main] }\nnotifications:\n  - events: [run_failed]\n    channel: webhook\n    url_secret: HOOK_URL\n    signing_secret: HOOK_KEY\n  - events: [run_failed]\n    channel: slack\n    url_secret: SLACK_URL_NOT_SET\n  - events: [run_fixed]\n    channel: slack\n    url_secret: HOOK_URL\n";
+
+/// Waits for the job's environment, so the run starts after hangar.yml was read.
+const FAILING_IN_ENV: &str = "name: ci\non: push\njobs:\n  check:\n    runs-on: ubuntu-latest\n    environment: ci\n    steps:\n      - run: exit 3\n";
+
+#[tokio::test]
+async fn rules_in_hangar_yml_deliver_through_the_secrets_they_name() {
+    let (url, got) = receiver().await;
+    let s = start().await;
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", FAILING_IN_ENV),
+        ("hangar.yml", HANGAR_YML),
+    ]);
+    let id = s.register("acme/yml", repo.path()).await;
+    for (name, value) in [
+        ("HOOK_URL", format!("{url}/from-yml")),
+        ("HOOK_KEY", "yml-hmac-key".to_string()),
+    ] {
+        let r = s
+            .http
+            .put(s.url(&format!("/api/v1/repos/{id}/secrets/{name}")))
+            .bearer_auth(&s.token)
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let (_, v) = s.push("acme/yml", repo.path(), &sha, "d-yml").await;
+    let run = v["runs"][0].as_i64().unwrap();
+    assert_eq!(
+        s.wait_run(run, Duration::from_secs(30)).await["run"]["conclusion"],
+        "failure"
+    );
+    let msgs = wait_for(&got, 1).await;
+    let (path, headers, body) = &msgs[0];
+    assert_eq!(path, "/from-yml");
+    assert_eq!(headers["x-hangar-event"], "run_failed");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"yml-hmac-key").unwrap();
+    mac.update(body);
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(headers["x-hangar-signature-256"], want.as_str());
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["event"], "run_failed");
+    assert_eq!(v["run_id"], run);
+
+    // The rule whose secret is not set is in the delivery log, refused, and
+    // the run_fixed rule sent nothing.
+    let start = Instant::now();
+    let log = loop {
+        let log = s.get("/api/v1/outbound?kind=notification").await;
+        if log.as_array().unwrap().len() >= 2 {
+            break log;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{log:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = log.as_array().unwrap();
+    let refused = log
+        .iter()
+        .find(|d| d["subject"] == "hangar.yml notifications[1]")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(refused["outcome"], "refused");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("SLACK_URL_NOT_SET"),
+        "{refused}"
+    );
+    let sent = log
+        .iter()
+        .find(|d| d["subject"] == "hangar.yml notifications[0]")
+        .unwrap();
+    assert_eq!(sent["outcome"], "delivered");
+    assert!(
+        !serde_json::to_string(log).unwrap().contains("/from-yml"),
+        "the URL is a credential: only its host is logged"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().len(), 1);
+    s.server.stop().await;
+}
