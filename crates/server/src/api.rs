@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use hangar_store::{ApprovalState, NewRepo, Role, RunFilter, Status};
+use hangar_store::{ApprovalState, Conclusion, NewRepo, Role, RunFilter, Status};
 
 use crate::app::App;
 use crate::auth::{Caller, error};
@@ -748,13 +748,24 @@ pub async fn list_runs(
             );
         }
     };
+    let conclusion = match some(q.conclusion).map(|c| c.parse::<Conclusion>()) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            return error_coded(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &format!("`conclusion`: {e}"),
+            );
+        }
+    };
     let mut f = RunFilter {
         repo_id: q.repo,
         status,
         event: some(q.event),
         branch: some(q.branch),
         workflow: some(q.workflow),
-        conclusion: some(q.conclusion),
+        conclusion,
         commit: some(q.commit),
         actor: some(q.actor),
         pull_request: q.pull_request,

@@ -245,7 +245,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .query("branch", string(), "short branch name (also a pull request's head branch) or full ref")
             .query("event", string(), "push, pull_request, workflow_dispatch, schedule, …")
             .query("status", json!({"type": "string", "enum": hangar_store::Status::ALL}), "")
-            .query("conclusion", string(), "success, failure, cancelled, skipped, …")
+            .query("conclusion", json!({"type": "string", "enum": hangar_store::Conclusion::ALL}), "")
             .query("commit", string(), "a commit id or its prefix")
             .query("actor", string(), "who triggered the run")
             .query("pull_request", int(), "the pull request's number")

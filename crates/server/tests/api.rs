@@ -61,6 +61,13 @@ async fn every_error_is_json_with_a_stable_code() {
             400,
             "invalid_query",
         ),
+        // A conclusion the store never writes matched nothing before; now
+        // it is refused with the accepted values.
+        (
+            admin(h.get(s.url("/api/v1/runs?conclusion=succeeded"))),
+            400,
+            "invalid_query",
+        ),
         (admin(h.get(s.url("/api/v1/runs/abc"))), 400, "invalid_path"),
         (
             admin(h.get(s.url("/api/v1/runs?cursor=forged"))),

@@ -445,7 +445,8 @@ pub struct RunFilter {
     pub branch: Option<String>,
     /// The workflow's name, its path, or its file name under `.github/workflows/`.
     pub workflow: Option<String>,
-    pub conclusion: Option<String>,
+    /// Only completed runs that ended so.
+    pub conclusion: Option<Conclusion>,
     /// A commit id or a prefix of one.
     pub commit: Option<String>,
     pub actor: Option<String>,

@@ -773,7 +773,7 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
         Box::new(branch.map(|b| b.trim_start_matches("refs/heads/").to_string())),
         Box::new(text(&f.workflow)),
         Box::new(workflow_file),
-        Box::new(text(&f.conclusion)),
+        Box::new(f.conclusion.map(|c| c.as_str().to_string())),
         Box::new(commit),
         Box::new(text(&f.actor)),
         Box::new(f.pull_request),

@@ -1964,7 +1964,9 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
             .unwrap_or(V::Null),
         text(&f.workflow),
         workflow_file.map(V::Text).unwrap_or(V::Null),
-        text(&f.conclusion),
+        f.conclusion
+            .map(|c| V::Text(c.as_str().to_string()))
+            .unwrap_or(V::Null),
         commit.map(V::Text).unwrap_or(V::Null),
         text(&f.actor),
         f.pull_request.into(),

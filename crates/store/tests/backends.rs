@@ -694,7 +694,7 @@ fn run_filters_and_counts(s: &dyn Store) {
     );
     assert_eq!(
         ids(RunFilter {
-            conclusion: Some(Conclusion::Failure.as_str().into()),
+            conclusion: Some(Conclusion::Failure),
             ..Default::default()
         }),
         [other]
