@@ -331,3 +331,89 @@ fn a_job_queued_on_one_server_wakes_an_agent_of_another() {
         );
     }
 }
+
+/// A server starting on a database another live server uses leaves that
+/// server's running job alone (it settles only the jobs of embedded agents
+/// whose process is gone): the job finishes with success. Once that server is
+/// killed with -9, a server starting on the database settles its job at once.
+#[test]
+fn a_starting_server_settles_only_dead_servers_jobs() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database();
+    let (repo, _) = hangar_testkit::repo_with(&[("README", "x")]);
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = serve(
+        data_a.path(),
+        &["--repo", &repo_arg, "--poll-ms", "100", "--sandbox", "none"],
+        &url,
+    );
+    let token = a.token.clone().unwrap();
+    std::fs::copy(
+        data_a.path().join("secret.key"),
+        data_b.path().join("secret.key"),
+    )
+    .unwrap();
+    let runs_url = format!("{}/api/v1/runs", a.url);
+    let marker = data_a.path().join("started");
+    let pidfile = data_a.path().join("step.pid");
+    let workflow = |secs: u32| {
+        format!(
+            "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo $$ > '{}'; touch '{}'; sleep {secs}\n",
+            pidfile.display(),
+            marker.display()
+        )
+    };
+    let wait = |what: &str, f: &mut dyn FnMut() -> bool| {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    hangar_testkit::commit(repo.path(), &[(".github/workflows/slow.yml", &workflow(4))]);
+    wait("the first job to start", &mut || marker.exists());
+    // A second server starts while the first one's job runs.
+    let b = serve(data_b.path(), &["--agent-capacity", "0"], &url);
+    wait("the first run to finish", &mut || {
+        get_json(&runs_url, &token)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "completed")
+    });
+    let runs = get_json(&runs_url, &token);
+    assert_eq!(
+        runs[0]["conclusion"], "success",
+        "the live server's job was left alone: {runs}"
+    );
+    drop(b);
+
+    std::fs::remove_file(&marker).unwrap();
+    hangar_testkit::commit(
+        repo.path(),
+        &[(".github/workflows/slow.yml", &workflow(60))],
+    );
+    wait("the second job to start", &mut || marker.exists());
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+    }
+    let c = serve(data_b.path(), &["--agent-capacity", "0"], &url);
+    let runs_url = format!("{}/api/v1/runs", c.url);
+    wait("the dead server's run to be settled", &mut || {
+        get_json(&runs_url, &token)
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "completed")
+    });
+    let runs = get_json(&runs_url, &token);
+    assert_eq!(runs[0]["conclusion"], "failure", "{runs}");
+}

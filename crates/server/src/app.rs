@@ -1548,10 +1548,14 @@ impl App {
     }
 
     /// After a restart: the previous process's embedded agent died with it, so its
-    /// leases are settled now rather than after expiry; every active run is re-checked.
+    /// leases are settled now rather than after expiry (unless another server
+    /// that is still running holds them); every active run is re-checked.
     pub async fn recover(&self) -> anyhow::Result<()> {
         for job in self.store.jobs_leased_by_prefix("embedded-")? {
-            if job.lease_owner.as_deref() != Some(self.embedded_agent_id.as_str()) {
+            let owner = job.lease_owner.as_deref().unwrap_or_default();
+            // Another live server's embedded agent (several servers on one
+            // PostgreSQL database) keeps its jobs; a dead process's are settled.
+            if owner != self.embedded_agent_id && !self.store.present(owner)? {
                 self.lose_job(
                     &job,
                     "the server restarted while the job ran on its embedded agent",

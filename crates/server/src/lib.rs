@@ -545,6 +545,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         workflow_runs: Default::default(),
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;
+    // Other servers on the same database see this server's embedded agent as
+    // alive (and leave its jobs alone) for as long as this process runs.
+    app.store.hold_presence(&app.embedded_agent_id)?;
     app.recover().await?;
     // Notification rules from each repository's hangar.yml live in memory:
     // read them again (with the protection rules) by the reaper's next pass.

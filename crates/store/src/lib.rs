@@ -329,6 +329,19 @@ pub trait Store: Send + Sync {
         drop(wake);
         Ok(false)
     }
+    /// Marks `id` (a server's embedded agent) as alive for as long as this
+    /// process runs (PostgreSQL: an advisory lock held by a connection of its
+    /// own, taken again if that connection is lost).
+    fn hold_presence(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Ok(())
+    }
+    /// Whether another process holds `id`'s presence. A store only one server
+    /// uses answers `false`: any other embedded agent died with its process.
+    fn present(&self, id: &str) -> Result<bool> {
+        let _ = id;
+        Ok(false)
+    }
 }
 
 /// Opens (creating when needed) the default store under `data_dir`.

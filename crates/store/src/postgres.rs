@@ -692,6 +692,43 @@ async fn listen_once(
     Ok(())
 }
 
+/// The advisory lock key of an embedded agent's presence.
+fn presence_key(id: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("hangar.presence:{id}").as_bytes());
+    i64::from_le_bytes(digest[..8].try_into().expect("8 bytes of a SHA-256"))
+}
+
+/// Connects, takes the advisory lock `key` and holds it until the connection
+/// ends. The first time the lock is held is reported through `ready`.
+async fn hold_lock_once(
+    config: &tokio_postgres::Config,
+    key: i64,
+    ready: &mut Option<std::sync::mpsc::Sender<Result<()>>>,
+) -> Result<()> {
+    let (client, mut connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| anyhow!("connecting to PostgreSQL: {}", error_chain(&e)))?;
+    let reader = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if m.is_err() {
+                break;
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .map_err(|e| anyhow!("taking an advisory lock: {}", error_chain(&e)))?;
+    if let Some(tx) = ready.take() {
+        let _ = tx.send(Ok(()));
+    }
+    let _ = reader.await;
+    drop(client);
+    Ok(())
+}
+
 fn migrate(c: &mut PgConn) -> Result<()> {
     // Several servers may start at once on one database: one migrates, the
     // others wait for the lock and then find nothing left to do.
@@ -2392,6 +2429,41 @@ impl Store for PgStore {
         Ok(true)
     }
 
+    fn hold_presence(&self, id: &str) -> Result<()> {
+        let config = self.pool.config.clone();
+        let key = presence_key(id);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        runtime()?.spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                if let Err(e) = hold_lock_once(&config, key, &mut ready).await
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        ready_rx
+            .recv()
+            .context("the PostgreSQL presence task stopped before it started")?
+    }
+
+    fn present(&self, id: &str) -> Result<bool> {
+        let key = presence_key(id);
+        let mut c = self.c()?;
+        let got: bool = col(
+            &c.query_one("SELECT pg_try_advisory_lock($1) AS got", &[&key])?,
+            "got",
+        )?;
+        if got {
+            // Nobody holds it: its process is gone. Give it back at once.
+            c.execute("SELECT pg_advisory_unlock($1)", &[&key])?;
+        }
+        Ok(!got)
+    }
+
     fn backup_to(&self, _dest: &Path) -> Result<()> {
         anyhow::bail!(
             "`hangar backup` copies a SQLite store; back a PostgreSQL store up with \
@@ -2586,6 +2658,41 @@ mod tests {
                 "no wake-up after reconnecting"
             );
         }
+    }
+
+    /// An embedded agent's presence is seen by other servers while its process
+    /// holds it, and is gone once that process's connections are.
+    #[test]
+    fn presence_lasts_as_long_as_its_holder() {
+        let Some((db, url)) = database() else { return };
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = PgStore::open(&url, a_dir.path()).unwrap();
+        let b = PgStore::open(&url, b_dir.path()).unwrap();
+        assert!(!b.present("embedded-a").unwrap());
+        a.hold_presence("embedded-a").unwrap();
+        assert!(b.present("embedded-a").unwrap());
+        assert!(b.present("embedded-a").unwrap(), "asking does not take it");
+        assert!(!b.present("embedded-b").unwrap());
+        // The holder's connections end (its process died): the presence is gone
+        // until its task has taken it again.
+        psql(
+            "postgres",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND pid <> pg_backend_pid() AND query LIKE '%advisory_lock(%'"
+            ),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen_gone = false;
+        while std::time::Instant::now() < deadline {
+            match b.present("embedded-a") {
+                Ok(false) => seen_gone = true,
+                Ok(true) if seen_gone => return,
+                _ => {}
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("presence was not lost and taken again (seen gone: {seen_gone})");
     }
 
     /// A connection the server closed (a restart, an idle timeout) is not
