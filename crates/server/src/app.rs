@@ -245,20 +245,30 @@ impl App {
                 "This run builds the pull request's head commit {head}: it conflicts with its base branch, so there is no merge commit"
             )];
         }
-        match self
-            .git
-            .pull_merge_commit(&repo.clone_url, number, &head)
-            .await
-        {
-            Some(merge) => {
+        // GitHub computes the merge commit in the background after a push and
+        // says so with `mergeable: null`: the ref may lag the webhook by a
+        // moment, so it is asked again a few times (bounded: the forge waits
+        // for the webhook's answer). A forge that sends no `mergeable`, or a
+        // settled one, is asked once.
+        let computing = ev.payload.pointer("/pull_request/mergeable") == Some(&Value::Null);
+        let tries = if computing { MERGE_REF_TRIES } else { 1 };
+        for attempt in 1..=tries {
+            if let Some(merge) = self
+                .git
+                .pull_merge_commit(&repo.clone_url, number, &head)
+                .await
+            {
                 ev.sha = merge;
                 ev.git_ref = format!("refs/pull/{number}/merge");
-                vec![]
+                return vec![];
             }
-            None => vec![format!(
-                "This run builds the pull request's head commit {head}: refs/pull/{number}/merge does not exist for it (a forge without merge refs, a conflict, or a merge commit not computed yet)"
-            )],
+            if attempt < tries {
+                tokio::time::sleep(MERGE_REF_WAIT).await;
+            }
         }
+        vec![format!(
+            "This run builds the pull request's head commit {head}: refs/pull/{number}/merge does not exist for it (a forge without merge refs, a conflict, or a merge commit not computed yet)"
+        )]
     }
 
     pub fn new_run(
@@ -1622,6 +1632,12 @@ impl App {
         Ok(())
     }
 }
+
+/// How often, and how far apart, a pull request's merge ref is asked for
+/// while GitHub is still computing it (`mergeable: null`): at most 3 s more
+/// before the webhook is answered.
+const MERGE_REF_TRIES: u32 = 4;
+const MERGE_REF_WAIT: Duration = Duration::from_secs(1);
 
 enum MatrixStep {
     Ready,

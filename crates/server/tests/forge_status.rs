@@ -956,9 +956,13 @@ async fn a_github_app_reports_each_job_as_a_check_run_with_its_annotations() {
 const PR_WORKFLOW: &str = "name: pr\non: pull_request\njobs:\n  check:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo \"sha=$GITHUB_SHA ref=$GITHUB_REF head=${{ github.event.pull_request.head.sha }}\"\n          if test -f from-base.txt; then echo 'base file present'; else echo 'base file absent'; fi\n";
 
 async fn open_pull_request(s: &TestServer, number: i64, head: &str) -> i64 {
+    open_pull_request_with(s, number, head, json!(true)).await
+}
+
+async fn open_pull_request_with(s: &TestServer, number: i64, head: &str, mergeable: Value) -> i64 {
     let body = serde_json::to_vec(&json!({
         "action": "opened", "number": number,
-        "pull_request": {"number": number, "author_association": "MEMBER", "user": {"login": "octo"},
+        "pull_request": {"number": number, "author_association": "MEMBER", "user": {"login": "octo"}, "mergeable": mergeable,
                          "head": {"sha": head, "ref": "feature", "repo": {"full_name": "acme/pr", "fork": false}},
                          "base": {"ref": "main"}},
         "repository": {"full_name": "acme/pr", "default_branch": "main"}, "sender": {"login": "octo"}
@@ -1037,9 +1041,25 @@ async fn a_pull_request_builds_githubs_merge_commit_and_reports_on_its_head() {
     assert!(log.contains(&format!("sha={head} ")), "{log}");
     assert!(log.contains("base file absent"), "{log}");
 
-    // Both runs' statuses are on the head commit, as GitHub puts them.
-    until(&c, "both runs' conclusions", |g| {
-        g.received.iter().filter(|r| r.state == "success").count() == 2
+    // GitHub still computing the merge (`mergeable: null`): the ref appears a
+    // moment after the webhook, and the run still builds it.
+    let late = {
+        let dir = dir.to_path_buf();
+        let merge = merge.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1200));
+            git(&dir, &["update-ref", "refs/pull/7/merge", &merge]);
+        })
+    };
+    let waited = open_pull_request_with(&s, 7, &head, Value::Null).await;
+    late.join().unwrap();
+    let v = s.wait_run(waited, Duration::from_secs(60)).await;
+    assert_eq!(v["run"]["sha"], merge.as_str(), "{v:#}");
+    assert!(job_log(&s, waited).await.contains("base file present"));
+
+    // All three runs' statuses are on the head commit, as GitHub puts them.
+    until(&c, "the runs' conclusions", |g| {
+        g.received.iter().filter(|r| r.state == "success").count() == 3
     })
     .await;
     {
