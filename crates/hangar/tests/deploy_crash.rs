@@ -1037,3 +1037,71 @@ impl Drop for Staging<'_> {
         let _ = hangar(self.0, &["down", "staging"]);
     }
 }
+
+/// A controller that cannot come back (hangar.yml broken after it died) is
+/// retried with a growing wait, not in a tight loop; the router keeps serving
+/// the dead controller's instances meanwhile, and `hangar down` still stops
+/// everything, the router's retries included.
+#[test]
+fn a_controller_that_cannot_start_is_retried_with_backoff_and_down_stops_all() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    strategy_project(dir, port, "v1", "blue-green", "abort");
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    let log = dir.join(".hangar/envs/prod/controller.log");
+    let logged = std::fs::read(&log).unwrap().len();
+    std::fs::write(dir.join("hangar.yml"), "services: [\n").unwrap();
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        assert_eq!(get(port).as_deref(), Some("v1"), "the router keeps serving");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read(&log).unwrap();
+    let attempts = String::from_utf8_lossy(&text[logged..])
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .count();
+    // 250 ms, then 0.5, 1 and 2 s between attempts: 3 or 4 in 4 s (40 without backoff).
+    assert!(
+        (2..=5).contains(&attempts),
+        "{attempts} attempts in 4 s: {}",
+        String::from_utf8_lossy(&text[logged..])
+    );
+    let out = hangar(dir, &["down", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = Instant::now();
+    while (!instances_of(dir).is_empty() || !routers_of(dir).is_empty())
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(instances_of(dir).is_empty(), "down stops every instance");
+    assert!(routers_of(dir).is_empty(), "down stops the router");
+    // No retry after down.
+    let len = std::fs::read(&log).unwrap().len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        std::fs::read(&log).unwrap().len(),
+        len,
+        "no start after down"
+    );
+}
