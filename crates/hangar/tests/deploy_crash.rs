@@ -662,6 +662,10 @@ fn kill_matrix_case(strategy: &str, at: usize, rule: &str) {
     assert!(named || outcome == "succeeded", "{last}");
     if rule == "resume" {
         assert_eq!(outcome, "succeeded", "a resumed rollout goes on: {last}");
+        assert!(
+            !named || events.iter().any(|e| e.contains("resumes the rollout")),
+            "{last}"
+        );
     } else {
         assert!(outcome == "aborted" || outcome == "succeeded", "{last}");
     }
@@ -1104,4 +1108,16 @@ fn a_controller_that_cannot_start_is_retried_with_backoff_and_down_stops_all() {
         len,
         "no start after down"
     );
+}
+
+/// `on_interrupt: resume` for the other strategies: a blue-green rollout
+/// killed before its switch and a rolling one killed in its batches are
+/// finished by the restarted controller (v2 serves, history says succeeded).
+#[test]
+fn kill_9_with_resume_finishes_blue_green_and_rolling() {
+    if !common::have_python3() {
+        return;
+    }
+    kill_matrix_case("blue-green", 1, "resume");
+    kill_matrix_case("rolling", 2, "resume");
 }
