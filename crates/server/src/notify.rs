@@ -251,11 +251,18 @@ impl Notifier {
             } else {
                 None
             };
+            // Neither the secret's value nor validation's words about it (which
+            // quote parts of it) may reach the log: only the secret's name.
             let problem = match missing {
                 Some(name) => Some(format!(
                     "hangar.yml names the secret `{name}`, which is not set for the repository or the server"
                 )),
-                None => validate(&rule).err(),
+                None => validate(&rule).err().map(|_| {
+                    format!(
+                        "the secret `{}` that hangar.yml names does not hold a usable {} URL (an http(s) webhook URL; smtp://host:587?from=...&to=... for email)",
+                        r.url_secret.value, rule.channel
+                    )
+                }),
             };
             if let Some(problem) = problem {
                 let out = crate::forge_status::Outcome {
@@ -264,7 +271,12 @@ impl Notifier {
                     http_status: None,
                     error: Some(problem),
                 };
-                record(store, &rule, n, &out);
+                let redacted = NotificationRule {
+                    target: String::new(),
+                    secret: None,
+                    ..rule
+                };
+                record(store, &redacted, n, &out);
                 continue;
             }
             out.push(rule);

@@ -396,7 +396,7 @@ async fn e_mail_goes_over_starttls_with_auth_and_never_in_clear() {
     let start = Instant::now();
     let log = loop {
         let log = s.get("/api/v1/outbound?kind=notification").await;
-        if log.as_array().unwrap().len() >= 2 {
+        if log.as_array().unwrap().len() >= 3 {
             break log;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{log:#}");
@@ -443,7 +443,7 @@ async fn e_mail_goes_over_starttls_with_auth_and_never_in_clear() {
 }
 
 /// hangar.yml's `notifications:` name the secrets holding their URL and key.
-const HANGAR_YML: &str = "environments:\n  ci:\n    protection: { branches: [main] }\nnotifications:\n  - events: [run_failed]\n    channel: webhook\n    url_secret: HOOK_URL\n    signing_secret: HOOK_KEY\n  - events: [run_failed]\n    channel: slack\n    url_secret: SLACK_URL_NOT_SET\n  - events: [run_fixed]\n    channel: slack\n    url_secret: HOOK_URL\n";
+const HANGAR_YML: &str = "environments:\n  ci:\n    protection: { branches: [main] }\nnotifications:\n  - events: [run_failed]\n    channel: webhook\n    url_secret: HOOK_URL\n    signing_secret: HOOK_KEY\n  - events: [run_failed]\n    channel: slack\n    url_secret: SLACK_URL_NOT_SET\n  - events: [run_fixed]\n    channel: slack\n    url_secret: HOOK_URL\n  - events: [run_failed]\n    channel: teams\n    url_secret: NOT_A_URL\n";
 
 /// Waits for the job's environment, so the run starts after hangar.yml was read.
 const FAILING_IN_ENV: &str = "name: ci\non: push\njobs:\n  check:\n    runs-on: ubuntu-latest\n    environment: ci\n    steps:\n      - run: exit 3\n";
@@ -460,6 +460,7 @@ async fn rules_in_hangar_yml_deliver_through_the_secrets_they_name() {
     for (name, value) in [
         ("HOOK_URL", format!("{url}/from-yml")),
         ("HOOK_KEY", "yml-hmac-key".to_string()),
+        ("NOT_A_URL", "tok_S3CRET:not-a-url/x".to_string()),
     ] {
         let r = s
             .http
@@ -518,6 +519,21 @@ async fn rules_in_hangar_yml_deliver_through_the_secrets_they_name() {
         .find(|d| d["subject"] == "hangar.yml notifications[0]")
         .unwrap();
     assert_eq!(sent["outcome"], "delivered");
+    // A secret that is not a URL: refused, named, and its value nowhere.
+    let not_url = log
+        .iter()
+        .find(|d| d["subject"] == "hangar.yml notifications[3]")
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(not_url["outcome"], "refused");
+    assert!(
+        not_url["error"].as_str().unwrap().contains("NOT_A_URL"),
+        "{not_url}"
+    );
+    let text = serde_json::to_string(log).unwrap();
+    assert!(
+        !text.contains("tok_S3CRET") && !text.contains("not-a-url"),
+        "{text}"
+    );
     assert!(
         !serde_json::to_string(log).unwrap().contains("/from-yml"),
         "the URL is a credential: only its host is logged"
