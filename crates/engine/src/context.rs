@@ -481,6 +481,56 @@ pub fn repo_from_url(url: &str) -> Option<String> {
     (parts.len() >= 2).then(|| format!("{}/{}", parts[parts.len() - 2], parts[parts.len() - 1]))
 }
 
+/// The `strategy` context of leg `index` of the `total` legs of a job whose
+/// `strategy:` is `strategy` (evaluated, or as written): GitHub's
+/// `fail-fast` (true unless `false`), `job-index`, `job-total` and
+/// `max-parallel` (the number of legs when unset). A job without a
+/// strategy has one leg. The one builder, used by `hangar run` for each leg
+/// it starts and by the server for each leg it plans.
+pub fn strategy_context(strategy: &Value, index: usize, total: usize) -> Map<String, Value> {
+    let fail_fast = strategy
+        .get("fail-fast")
+        .map(|v| {
+            !matches!(v, Value::Bool(false))
+                && crate::workflow::scalar_string(v).as_deref() != Some("false")
+        })
+        .unwrap_or(true);
+    let max_parallel = strategy
+        .get("max-parallel")
+        .and_then(|v| crate::workflow::scalar_string(v)?.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(total);
+    let mut cx = Map::new();
+    cx.insert("fail-fast".into(), json!(fail_fast));
+    cx.insert("job-index".into(), json!(index));
+    cx.insert("job-total".into(), json!(total));
+    cx.insert("max-parallel".into(), json!(max_parallel));
+    cx
+}
+
+/// The `needs` context from each needed job's id, result (its legs'
+/// aggregate) and outputs: `{id: {result, outputs}}`. The one builder, used
+/// by `hangar run` and by the server.
+pub fn needs_context(
+    needs: impl IntoIterator<
+        Item = (
+            String,
+            Option<hangar_status::Conclusion>,
+            Map<String, Value>,
+        ),
+    >,
+) -> Map<String, Value> {
+    needs
+        .into_iter()
+        .map(|(id, result, outputs)| {
+            (
+                id,
+                json!({"result": result.map(|r| r.as_str()), "outputs": outputs}),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -436,15 +436,14 @@ pub fn inputs_context(
 }
 
 fn needs_context(needs: &BTreeMap<String, NodeResult>) -> Map<String, Value> {
-    needs
-        .iter()
-        .map(|(k, r)| {
-            (
-                k.clone(),
-                json!({"result": r.result.as_str(), "outputs": r.outputs}),
-            )
-        })
-        .collect()
+    crate::context::needs_context(needs.iter().map(|(k, r)| {
+        let outputs = r
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        (k.clone(), Some(r.result), outputs)
+    }))
 }
 
 fn record(shared: &Shared, wf: &Workflow, key: &str, result: Conclusion, duration_ms: u64) {
@@ -633,20 +632,12 @@ fn run_node(
             Ok(c) => c,
             Err(e) => return node_error(&shared, &wf, &key, (&id, ""), e),
         };
-        let fail_fast = strategy
-            .get("fail-fast")
-            .map(|v| {
-                !matches!(v, Value::Bool(false)) && scalar_string(v).as_deref() != Some("false")
-            })
-            .unwrap_or(true);
-        let max_parallel = strategy
-            .get("max-parallel")
-            .and_then(|v| scalar_string(v)?.parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(usize::MAX);
         let has_matrix = strategy.get("matrix").is_some_and(|m| !m.is_null());
         let total = legs.len();
-        let leg_limit = Arc::new(Semaphore::new(max_parallel.min(total.max(1))));
+        let first = crate::context::strategy_context(&strategy, 0, total);
+        let fail_fast = first["fail-fast"] == json!(true);
+        let max_parallel = first["max-parallel"].as_u64().unwrap_or(1) as usize;
+        let leg_limit = Arc::new(Semaphore::new(max_parallel.clamp(1, total.max(1))));
         let legs_cancel = shared.cancel.child_token();
         // GitHub names a leg `name (v1, v2)` by its matrix values, unless
         // `name:` holds an expression: that is evaluated for each leg instead.
@@ -672,18 +663,7 @@ fn run_node(
                 leg_key = format!("{base_key}_{n}");
             }
             keys_used.push(leg_key.clone());
-            let mut strategy_cx = Map::new();
-            strategy_cx.insert("fail-fast".into(), json!(fail_fast));
-            strategy_cx.insert("job-index".into(), json!(index));
-            strategy_cx.insert("job-total".into(), json!(total));
-            strategy_cx.insert(
-                "max-parallel".into(),
-                json!(if max_parallel == usize::MAX {
-                    total
-                } else {
-                    max_parallel
-                }),
-            );
+            let strategy_cx = crate::context::strategy_context(&strategy, index, total);
             let mut leg_cx = cx.clone();
             leg_cx.insert("matrix", EValue::from(&Value::Object(leg.clone())));
             leg_cx.insert(

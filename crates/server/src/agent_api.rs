@@ -300,6 +300,13 @@ fn compile_job(
     if let Some(m) = job.spec.get("matrix").and_then(Value::as_object) {
         c.matrix = m.clone();
     }
+    if let Some(s) = job
+        .spec
+        .get(crate::workflows::STRATEGY_CONTEXT)
+        .and_then(Value::as_object)
+    {
+        c.strategy = s.clone();
+    }
     if let Value::Object(n) = needs {
         c.needs = n;
     }

@@ -1084,11 +1084,19 @@ impl App {
             .and_then(Value::as_str)
             .unwrap_or(&job.key)
             .to_string();
-        let leg_spec = |leg: &hangar_engine::matrix::Leg| {
+        let total = legs.len();
+        let strategy = spec.get("strategy").cloned().unwrap_or(Value::Null);
+        let leg_spec = |index: usize, leg: &hangar_engine::matrix::Leg| {
             let mut s = spec.clone();
             if let Value::Object(m) = &mut s {
                 m.remove("matrix_deferred");
                 m.insert("matrix".into(), Value::Object(leg.matrix.clone()));
+                m.insert(
+                    crate::workflows::STRATEGY_CONTEXT.into(),
+                    Value::Object(hangar_engine::context::strategy_context(
+                        &strategy, index, total,
+                    )),
+                );
             }
             s
         };
@@ -1096,17 +1104,18 @@ impl App {
             hangar_engine::matrix::display_name(&base, &leg.segments)
         };
         self.store
-            .set_job_spec(job.id, &leg_name(&legs[0]), &leg_spec(&legs[0]))?;
+            .set_job_spec(job.id, &leg_name(&legs[0]), &leg_spec(0, &legs[0]))?;
         let more: Vec<hangar_store::NewJob> = legs[1..]
             .iter()
-            .map(|leg| hangar_store::NewJob {
+            .enumerate()
+            .map(|(i, leg)| hangar_store::NewJob {
                 key: job.key.clone(),
                 name: leg_name(leg),
                 needs: job.needs.clone(),
                 labels: job.labels.clone(),
                 environment: job.environment.clone(),
                 max_attempts: job.max_attempts,
-                spec: leg_spec(leg),
+                spec: leg_spec(i + 1, leg),
             })
             .collect();
         self.store.add_jobs(run.id, &more)?;
@@ -1677,21 +1686,25 @@ pub(crate) fn status_host_of(deps: &[&Job]) -> hangar_engine::schedule::StatusHo
 /// The `needs` context: each needed job's result (its legs' aggregate, as the
 /// scheduler sees it) and outputs (every leg's, merged).
 pub(crate) fn needs_context(deps: &[&Job], host: &hangar_engine::schedule::StatusHost) -> Value {
-    let mut needs = serde_json::Map::new();
+    let mut outputs: Vec<(String, serde_json::Map<String, Value>)> = Vec::new();
     for d in deps {
-        let entry = needs.entry(d.key.clone()).or_insert_with(|| {
-            json!({
-                "result": host.needs.get(&d.key).map(|c| c.as_str()),
-                "outputs": {},
-            })
-        });
-        if let (Some(Value::Object(into)), Value::Object(from)) =
-            (entry.get_mut("outputs"), &d.outputs)
-        {
-            into.extend(from.clone());
+        let at = match outputs.iter().position(|(k, _)| *k == d.key) {
+            Some(at) => at,
+            None => {
+                outputs.push((d.key.clone(), serde_json::Map::new()));
+                outputs.len() - 1
+            }
+        };
+        if let Value::Object(from) = &d.outputs {
+            outputs[at].1.extend(from.clone());
         }
     }
-    Value::Object(needs)
+    Value::Object(hangar_engine::context::needs_context(
+        outputs.into_iter().map(|(k, o)| {
+            let result = host.needs.get(&k).copied();
+            (k, result, o)
+        }),
+    ))
 }
 
 /// Reads only `environments.<name>.protection` of hangar.yml; the full model is

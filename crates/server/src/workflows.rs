@@ -14,6 +14,10 @@ use hangar_engine::context::GithubFacts;
 use hangar_store::{NewJob, Run};
 use hangar_workflow::model::{Input, InputType, LoE, Spanned, Trigger, Workflow as Model};
 
+/// The key of a planned job's spec that holds its leg's `strategy`
+/// context (built by the engine's one builder when the leg is planned).
+pub(crate) const STRATEGY_CONTEXT: &str = "strategy_context";
+
 /// An event normalised across forges.
 #[derive(Debug, Clone, Default)]
 pub struct Event {
@@ -225,12 +229,22 @@ impl Workflow {
                 .map(|m| m.to_json());
             let legs = hangar_engine::matrix::legs(matrix.as_ref())
                 .map_err(|e| format!("{}: job `{key}`: {e}", self.path))?;
-            for leg in legs {
+            let total = legs.len();
+            let strategy_json = job_json.get("strategy").cloned().unwrap_or(Value::Null);
+            for (index, leg) in legs.into_iter().enumerate() {
                 let name = hangar_engine::matrix::display_name(&base_name, &leg.segments);
                 let combo = leg.matrix;
                 let mut spec = job_json.clone();
                 if let Value::Object(m) = &mut spec {
                     m.insert("matrix".into(), Value::Object(combo.clone()));
+                    m.insert(
+                        STRATEGY_CONTEXT.into(),
+                        Value::Object(hangar_engine::context::strategy_context(
+                            &strategy_json,
+                            index,
+                            total,
+                        )),
+                    );
                 }
                 out.push(NewJob {
                     key: key.clone(),

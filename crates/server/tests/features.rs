@@ -1209,3 +1209,141 @@ async fn an_agent_of_another_protocol_version_is_refused_naming_both() {
         "YAML text in the assignment: {sent}"
     );
 }
+
+/// The contexts a job's steps see (`strategy`, `matrix`, `needs`, `inputs`,
+/// `job`, `runner`) come from one builder each: `hangar run` and an agent of
+/// a real `hangar serve` give the same values, field by field, for the same
+/// workflow and dispatch. (The server once sent no `strategy` at all.)
+#[tokio::test]
+async fn local_and_server_runs_build_the_same_contexts() {
+    let wf = "on:
+  workflow_dispatch:
+    inputs:
+      level: {type: choice, options: [low, high], default: low}
+      flag: {type: boolean, default: true}
+      count: {type: number, default: 3}
+jobs:
+  first:
+    runs-on: ubuntu-latest
+    outputs: {v: '${{ steps.s.outputs.v }}'}
+    steps: [{id: s, run: echo v=one >> \"$GITHUB_OUTPUT\"}]
+  legs:
+    needs: first
+    runs-on: ubuntu-latest
+    strategy: {max-parallel: 1, matrix: {n: [1, 2]}}
+    steps:
+      - env:
+          S: ${{ toJSON(strategy) }}
+          M: ${{ toJSON(matrix) }}
+          N: ${{ toJSON(needs) }}
+          I: ${{ toJSON(inputs) }}
+          J: ${{ toJSON(job) }}
+          R: ${{ toJSON(runner) }}
+        run: python3 cx.py
+";
+    // Paths of this machine's runner differ between the two runs by design.
+    let script = "import json, os
+r = json.loads(os.environ['R'])
+for k in ('temp', 'tool_cache', 'workspace'):
+    r.pop(k, None)
+out = {k: json.loads(os.environ[v]) for k, v in (('strategy', 'S'), ('matrix', 'M'), ('needs', 'N'), ('inputs', 'I'), ('job', 'J'))}
+out['runner'] = r
+print('CX ' + json.dumps(out, sort_keys=True))
+";
+    let (repo, _sha) = repo_with(&[(".github/workflows/ci.yml", wf), ("cx.py", script)]);
+    let contexts = |text: &str| -> Vec<Value> {
+        let mut found: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.split_once("CX {").map(|(_, rest)| format!("{{{rest}")))
+            .map(|j| serde_json::from_str(&j).unwrap())
+            .collect();
+        found.sort_by_key(|v| v["matrix"]["n"].as_i64());
+        found
+    };
+
+    // `hangar run` of the dispatch.
+    let dirs = tempfile::tempdir().unwrap();
+    let mut run = hangar_engine::RunContext::new(
+        repo.path(),
+        "workflow_dispatch",
+        Some(json!({"inputs": {"level": "high"}, "ref": "refs/heads/main"})),
+    );
+    run.inputs.insert("level".into(), json!("high"));
+    run.data_dir = dirs.path().join("data");
+    run.run_dir = dirs.path().join("run");
+    let local_wf =
+        hangar_engine::Workflow::load(&repo.path().join(".github/workflows/ci.yml")).unwrap();
+    let reporter = std::sync::Arc::new(hangar_engine::report::MemoryReporter::default());
+    let summary = hangar_engine::Engine::new()
+        .run_workflows(
+            std::sync::Arc::new(run),
+            vec![std::sync::Arc::new(local_wf)],
+            Default::default(),
+            reporter.clone(),
+            hangar_engine::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let local = contexts(&reporter.lines().join("\n"));
+
+    // The same dispatch on the server, run by its agent.
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/repos/{id}/dispatch"),
+            json!({"workflow": "ci.yml", "ref": "main", "inputs": {"level": "high"}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let r = s
+        .wait_run(v["run"].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    let mut logs = String::new();
+    for j in r["jobs"].as_array().unwrap() {
+        logs.push_str(
+            &s.get_text(&format!("/api/v1/jobs/{}/logs/raw", j["id"]))
+                .await,
+        );
+        logs.push('\n');
+    }
+    let server = contexts(&logs);
+
+    assert_eq!(local.len(), 2, "{summary:?}: {:?}", reporter.lines());
+    assert_eq!(server.len(), 2, "{r:#}\n{logs}");
+    let mut differing = Vec::new();
+    for (a, b) in local.iter().zip(&server) {
+        for (cx, fields) in a.as_object().unwrap() {
+            let other = &b[cx];
+            let keys: std::collections::BTreeSet<&String> = fields
+                .as_object()
+                .unwrap()
+                .keys()
+                .chain(other.as_object().into_iter().flat_map(|o| o.keys()))
+                .collect();
+            for k in keys {
+                if fields.get(k) != other.get(k) {
+                    differing.push(format!(
+                        "{cx}.{k}: local {:?}, server {:?}",
+                        fields.get(k),
+                        other.get(k)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(differing.is_empty(), "{}", differing.join("\n"));
+    // And the values are GitHub's.
+    assert_eq!(
+        local[1]["strategy"],
+        json!({"fail-fast": true, "job-index": 1, "job-total": 2, "max-parallel": 1})
+    );
+    assert_eq!(
+        local[0]["needs"],
+        json!({"first": {"result": "success", "outputs": {"v": "one"}}})
+    );
+    assert_eq!(
+        local[0]["inputs"],
+        json!({"level": "high", "flag": true, "count": 3})
+    );
+}
