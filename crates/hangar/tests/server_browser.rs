@@ -2,25 +2,20 @@
 //! `hangar serve`. A push triggers a run; the run page, opened while the job is
 //! still running, shows its live log and then its final status without a reload.
 //!
-//! Chromium is driven over the DevTools protocol on `--remote-debugging-pipe`
-//! (NUL-separated JSON on fds 3 and 4), connected through two FIFOs by `sh`, so
-//! no WebSocket client and no browser download are needed.
+//! Chromium is driven over the DevTools protocol by `common::browser`, shared
+//! with the admin pages' test (`server_admin_browser.rs`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::{Cdp, Kill, chromium};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hangar");
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
 
 fn git(dir: &Path, args: &[&str]) {
     let ok = Command::new("git")
@@ -36,63 +31,9 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(ok, "git {args:?}");
 }
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Cdp {
-    to: std::fs::File,
-    from: BufReader<std::fs::File>,
-    next: u64,
-    session: Option<String>,
-}
-
-impl Cdp {
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let mut msg = json!({"id": id, "method": method, "params": params});
-        if let Some(s) = &self.session {
-            msg["sessionId"] = json!(s);
-        }
-        self.to.write_all(msg.to_string().as_bytes()).unwrap();
-        self.to.write_all(b"\0").unwrap();
-        self.to.flush().unwrap();
-        loop {
-            let mut buf = Vec::new();
-            self.from.read_until(0, &mut buf).unwrap();
-            assert!(!buf.is_empty(), "chromium closed the DevTools pipe");
-            buf.pop();
-            let v: Value = serde_json::from_slice(&buf).unwrap();
-            if v["id"] == id {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
-            }
-        }
-    }
-
-    fn eval(&mut self, expr: &str) -> Value {
-        self.call(
-            "Runtime.evaluate",
-            json!({"expression": expr, "returnByValue": true}),
-        )["result"]["value"]
-            .clone()
-    }
-}
-
 #[test]
 fn browser_shows_live_log_and_final_status() {
-    let Some(chrome) = chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium is not installed; .ci/packages.txt lists it");
-        }
-        eprintln!(
-            "SKIPPED browser_shows_live_log_and_final_status: chromium is not installed (apt-get install chromium)"
-        );
+    let Some(chrome) = chromium("browser_shows_live_log_and_final_status") else {
         return;
     };
     let repo = tempfile::tempdir().unwrap();
@@ -147,55 +88,7 @@ fn browser_shows_live_log_and_final_status() {
     git(repo.path(), &["add", "-A"]);
     git(repo.path(), &["commit", "-q", "-m", "workflow"]);
 
-    let to_fifo = tmp.path().join("to-chrome");
-    let from_fifo = tmp.path().join("from-chrome");
-    for f in [&to_fifo, &from_fifo] {
-        assert!(Command::new("mkfifo").arg(f).status().unwrap().success());
-    }
-    let profile = tmp.path().join("profile");
-    let page = format!("{url}#/runs/1?token={token}");
-    let script = format!(
-        "exec '{}' --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-         --disable-component-update --disable-sync --user-data-dir='{}' --remote-debugging-pipe '{}' 3<'{}' 4>'{}'",
-        chrome.display(),
-        profile.display(),
-        page,
-        to_fifo.display(),
-        from_fifo.display()
-    );
-    let browser = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _browser = Kill(browser);
-    // Opening order matters: chromium opens fd 3 (read) first, then fd 4.
-    let to = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&to_fifo)
-        .unwrap();
-    let from = BufReader::new(std::fs::File::open(&from_fifo).unwrap());
-    let mut cdp = Cdp {
-        to,
-        from,
-        next: 0,
-        session: None,
-    };
-    let targets = cdp.call("Target.getTargets", json!({}));
-    let target = targets["targetInfos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "page")
-        .expect("a page target")["targetId"]
-        .clone();
-    let attached = cdp.call(
-        "Target.attachToTarget",
-        json!({"targetId": target, "flatten": true}),
-    );
-    cdp.session = Some(attached["sessionId"].as_str().unwrap().to_string());
+    let mut cdp = Cdp::launch(&chrome, tmp.path(), &format!("{url}#/runs/1?token={token}"));
 
     let probe = "JSON.stringify({status: document.querySelector('#run-status')?.dataset.status || '', \
                  conclusion: document.querySelector('#run-status')?.dataset.conclusion || '', \

@@ -786,9 +786,27 @@ pub async fn list_runs(
         .into_iter()
         .map(|r| (r.id, r.name))
         .collect();
+    // A run whose job waits for a reviewer is "waiting", as GitHub shows it,
+    // whatever its other jobs do meanwhile.
+    let mut reviews: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for a in tri!(app.store.list_approvals(true)) {
+        reviews.entry(a.run_id).or_default().push(a.environment);
+    }
     let rows: Vec<Value> = runs
         .iter()
-        .map(|r| run_row(&app, r, repos.get(&r.repo_id)))
+        .map(|r| {
+            let mut v = run_row(&app, r, repos.get(&r.repo_id));
+            if let Some(envs) = reviews.get(&r.id)
+                && r.status != Status::Completed
+            {
+                v["status"] = json!(Status::Waiting);
+                v["waiting_reason"] = json!(format!(
+                    "waiting for a reviewer to approve the deployment to {}",
+                    envs.join(", ")
+                ));
+            }
+            v
+        })
         .collect();
     (paging::headers(&uri, total, next.as_ref()), Json(rows)).into_response()
 }

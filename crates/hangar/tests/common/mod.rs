@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 /// Whether python3 (the instances' web server in delivery tests) is here.
 /// Missing, the test is skipped loudly, except under CI, where it fails.
 pub fn have_python3() -> bool {
@@ -20,4 +22,5 @@ pub fn have_python3() -> bool {
     false
 }
 
+#[allow(unused_imports)] // each test binary uses its own subset
 pub use hangar_testkit::free_port;

@@ -29,6 +29,7 @@ $('#token-form').addEventListener('submit', (e) => {
   e.preventDefault();
   localStorage.setItem('hangar.token', $('#token-input').value.trim());
   $('#token-input').value = '';
+  me = null;
   route();
 });
 
@@ -53,17 +54,62 @@ const dur = (a, b) => {
   return s < 60 ? s.toFixed(1) + 's' : Math.floor(s / 60) + 'm' + Math.round(s % 60) + 's';
 };
 
+// Who the token is: the UI offers only the buttons the API would accept from it.
+let me = null;
+async function whoami() {
+  if (!me) me = await api('/api/v1/whoami');
+  return me;
+}
+const isAdmin = async () => (await whoami()).role === 'admin';
+
+// A destructive button asks once more in place (no modal dialog to dismiss).
+function confirmButton(label, action, cls = 'danger') {
+  const b = h('button', { class: cls, 'data-label': label });
+  b.textContent = label;
+  let armed = false;
+  b.addEventListener('click', async () => {
+    if (!armed) { armed = true; b.textContent = 'Really ' + label.toLowerCase() + '?'; b.classList.add('armed'); setTimeout(() => { armed = false; b.textContent = label; b.classList.remove('armed'); }, 5000); return; }
+    b.disabled = true;
+    try { await action(); } catch (e) { b.disabled = false; flash(e.message); }
+  });
+  return b;
+}
+
+// One line of feedback under the page title.
+function flash(text, ok = false) {
+  const el = $('#flash');
+  if (el) { el.textContent = text; el.className = ok ? 's-success' : 's-failure'; }
+}
+const flashEl = () => h('p', { id: 'flash', role: 'status' });
+const form = (onsubmit, ...kids) => h('form', { class: 'filters', onsubmit: async (e) => {
+  e.preventDefault();
+  try { await onsubmit(e.target); } catch (err) { flash(err.message); }
+} }, ...kids);
+const bytes = (n) => n < 1024 ? n + ' B' : n < 1 << 20 ? (n / 1024).toFixed(1) + ' KiB' : n < 1 << 30 ? (n / (1 << 20)).toFixed(1) + ' MiB' : (n / (1 << 30)).toFixed(2) + ' GiB';
+const table = (cols, rows, id) => h('table', { id }, h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, c)))), h('tbody', {}, rows));
+
 let cleanup = [];
 function onLeave(f) { cleanup.push(f); }
 
 async function route() {
   cleanup.forEach((f) => f());
   cleanup = [];
-  const main = $('#main');
+  // Each route renders into a box of its own: a slower page still loading
+  // when the user moved on writes into a box no longer shown, never over
+  // the page that replaced it.
+  const main = h('div', { class: 'page' });
+  put($('#main'), main);
   const hash = location.hash.replace(/^#/, '') || '/runs';
   try {
     let m;
     if ((m = hash.match(/^\/runs\/(\d+)/))) await runPage(main, +m[1]);
+    else if ((m = hash.match(/^\/repos\/(\d+)\/workflows\/(.+)$/))) await workflowPage(main, +m[1], decodeURIComponent(m[2]));
+    else if ((m = hash.match(/^\/repos\/(\d+)/))) await repoPage(main, +m[1]);
+    else if (hash.startsWith('/repos')) await reposPage(main);
+    else if (hash.startsWith('/tokens')) await tokensPage(main);
+    else if (hash.startsWith('/notifications')) await notificationsPage(main);
+    else if (hash.startsWith('/settings')) await settingsPage(main);
+    else if (hash.startsWith('/delivery')) await deliveryPage(main);
     else if (hash.startsWith('/agents')) await agentsPage(main);
     else if (hash.startsWith('/approvals')) await approvalsPage(main);
     else await runsPage(main);
@@ -83,7 +129,7 @@ async function runsPage(main) {
   const body = h('tbody');
   const dispatch = h('details', { class: 'dispatch' }, h('summary', {}, 'Run workflow'), h('div', { id: 'dispatch-body' }, 'Loading…'));
   dispatch.addEventListener('toggle', () => { if (dispatch.open) dispatchForm($('#dispatch-body', dispatch)); });
-  put(main, h('h1', {}, 'Runs'), dispatch, form, h('table', {}, h('thead', {}, h('tr', {}, ['#', 'workflow', 'event', 'ref', 'commit', 'status', 'started', 'duration'].map((c) => h('th', {}, c)))), body));
+  put(main, h('h1', {}, 'Runs'), dispatch, form, h('table', { id: 'runs' }, h('thead', {}, h('tr', {}, ['#', 'repository', 'workflow', 'branch', 'commit', 'author', 'event', 'status', 'started', 'duration'].map((c) => h('th', {}, c)))), body));
   function save() {
     const v = Object.fromEntries(new FormData(form));
     sessionStorage.setItem('hangar.filters', JSON.stringify(v));
@@ -93,13 +139,16 @@ async function runsPage(main) {
     const v = Object.fromEntries(new FormData(form));
     const q = new URLSearchParams(Object.entries(v).filter(([, x]) => x)).toString();
     const runs = await api('/api/v1/runs?' + q);
-    put(body, ...runs.map((r) => h('tr', {},
+    put(body, ...runs.map((r) => h('tr', { 'data-run': r.id },
       h('td', {}, h('a', { href: '#/runs/' + r.id }, '#' + r.id)),
-      h('td', {}, r.workflow_name), h('td', {}, r.event),
-      h('td', {}, r.git_ref.replace(/^refs\/(heads|tags)\//, '')), h('td', {}, h('code', {}, r.sha.slice(0, 8))),
-      h('td', {}, badge(r.status, r.conclusion), r.waiting_reason ? h('div', { class: 'muted' }, r.waiting_reason) : null),
+      h('td', {}, r.repo ? h('a', { href: '#/repos/' + r.repo_id }, r.repo) : ''),
+      h('td', {}, h('a', { href: `#/repos/${r.repo_id}/workflows/${encodeURIComponent(r.workflow_path)}` }, r.workflow_name)),
+      h('td', {}, r.git_ref.replace(/^refs\/(heads|tags)\//, '')),
+      h('td', {}, h('code', {}, r.sha.slice(0, 8)), r.commit_message ? h('div', { class: 'msg' }, r.commit_message) : null),
+      h('td', {}, r.author || r.actor), h('td', {}, r.event),
+      h('td', { class: 'status' }, badge(r.status, r.conclusion), r.waiting_reason ? h('div', { class: 'muted' }, r.waiting_reason) : null),
       h('td', {}, when(r.created_at)), h('td', {}, dur(r.started_at, r.finished_at)))));
-    if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No runs yet. Push a commit or POST /api/v1/repos/{id}/dispatch.')));
+    if (!runs.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'No runs yet. Push a commit or POST /api/v1/repos/{id}/dispatch.')));
   }
   await load();
   const t = setInterval(() => load().catch(() => {}), 3000);
@@ -212,7 +261,7 @@ async function runPage(main, id) {
     put(head, 
       h('h1', {}, `${run.workflow_name} #${run.run_number || run.id}`),
       h('span', { id: 'run-status', 'data-status': run.status, 'data-conclusion': run.conclusion || '' }, badge(run.status, run.conclusion)),
-      h('span', { class: 'muted' }, `${run.event} · ${run.git_ref} · ${run.sha.slice(0, 10)} · attempt ${run.attempt}`),
+      h('span', { class: 'muted' }, `${run.event} · ${run.git_ref} · ${run.sha.slice(0, 10)} · `, h('span', { id: 'run-attempt' }, `attempt ${run.attempt}`)),
       h('span', { class: 'muted' }, dur(run.started_at, run.finished_at)),
       state.data.held ? act('Approve and run', `/api/v1/runs/${run.id}/approve`, null, 'primary') : null,
       run.status !== 'completed' ? act('Cancel', `/api/v1/runs/${run.id}/cancel`, null, 'danger') : null,
@@ -270,7 +319,7 @@ async function runPage(main, id) {
     let log = state.logs.get(job.id);
     if (!log) { log = new LogView(job.id); state.logs.set(job.id, log); log.load(); }
     const approvals = (job.approvals || []).filter((a) => a.state === 'pending').map((a) => h('div', { class: 'approval' },
-      `Deployment to ${a.environment} needs a reviewer.`,
+      `Deployment of ${job.name} to ${a.environment} needs a reviewer (${state.data.run.git_ref.replace(/^refs\/heads\//, '')} at ${state.data.run.sha.slice(0, 8)}).`,
       h('button', { class: 'primary', onclick: () => decide(a.id, true) }, 'Approve'),
       h('button', { class: 'danger', onclick: () => decide(a.id, false) }, 'Reject')));
     put(panel, 
@@ -409,30 +458,297 @@ class LogView {
 
 // ---- Agents and approvals --------------------------------------------------
 async function agentsPage(main) {
+  const admin = await isAdmin();
   const agents = await api('/api/v1/agents');
-  put(main, h('h1', {}, 'Agents'), h('table', {},
-    h('thead', {}, h('tr', {}, ['name', 'labels', 'capacity', 'free', 'connected', 'last seen'].map((c) => h('th', {}, c)))),
-    h('tbody', {}, agents.map((a) => h('tr', {},
+  const act = (a, path, method = 'POST') => async () => { await api(`/api/v1/agents/${encodeURIComponent(a.id)}${path}`, { method }); route(); };
+  put(main, h('h1', {}, 'Agents'), flashEl(), table(['name', 'labels', 'capacity', 'free', 'connected', 'state', 'last seen', ''],
+    agents.map((a) => h('tr', { 'data-agent': a.id },
       h('td', {}, a.name + (a.embedded ? ' (embedded)' : '')), h('td', {}, a.labels.join(', ')), h('td', {}, a.capacity),
       h('td', {}, a.free_slots ?? ''), h('td', {}, a.connected ? h('span', { class: 's-success' }, 'yes') : h('span', { class: 's-failure' }, 'no')),
-      h('td', {}, when(a.last_seen)))))));
+      h('td', { class: 'state' }, a.drained ? h('span', { class: 's-waiting' }, 'drained') : 'in service'),
+      h('td', {}, when(a.last_seen)),
+      h('td', {}, admin ? [
+        a.drained ? h('button', { class: 'resume', onclick: act(a, '/resume') }, 'Resume') : h('button', { class: 'drain', onclick: act(a, '/drain') }, 'Drain'), ' ',
+        confirmButton('Remove', act(a, '', 'DELETE'))] : null))), 'agents'),
+    h('p', { class: 'muted' }, 'A drained agent finishes its jobs and takes no new one. A removed agent that still polls comes back: revoke its token to keep it out.'));
 }
 
 async function approvalsPage(main) {
   const list = await api('/api/v1/approvals?pending=false');
-  const row = (a) => h('tr', {},
-    h('td', {}, h('a', { href: '#/runs/' + a.run_id }, '#' + a.run_id)), h('td', {}, a.environment), h('td', {}, a.state),
+  // The job, branch and commit each approval is for, from its run.
+  const runs = new Map();
+  for (const id of [...new Set(list.filter((a) => a.state === 'pending').map((a) => a.run_id))]) {
+    try { runs.set(id, await api('/api/v1/runs/' + id)); } catch (e) { /* gone meanwhile */ }
+  }
+  const what = (a) => {
+    const d = runs.get(a.run_id);
+    if (!d) return '';
+    const job = d.jobs.find((j) => j.id === a.job_id);
+    return [h('b', {}, job ? job.name : 'job ' + a.job_id), ' · ', d.run.git_ref.replace(/^refs\/heads\//, ''), ' · ', h('code', {}, d.run.sha.slice(0, 8))];
+  };
+  const row = (a) => h('tr', { 'data-approval': a.id },
+    h('td', {}, h('a', { href: '#/runs/' + a.run_id }, '#' + a.run_id)), h('td', { class: 'what' }, what(a)), h('td', {}, a.environment), h('td', { class: 'state' }, a.state),
     h('td', {}, a.reviewer || ''), h('td', {}, a.comment || ''),
     h('td', {}, a.state === 'pending' ? [
       h('button', { class: 'primary', onclick: () => decide(a.id, true) }, 'Approve'), ' ',
       h('button', { class: 'danger', onclick: () => decide(a.id, false) }, 'Reject')] : when(a.decided_at)));
   async function decide(id, approve) {
     const comment = approve ? '' : (prompt('Reason for rejecting?') || '');
-    try { await api('/api/v1/approvals/' + id, { method: 'POST', body: JSON.stringify({ approve, comment }) }); route(); } catch (e) { alert(e.message); }
+    try { await api('/api/v1/approvals/' + id, { method: 'POST', body: JSON.stringify({ approve, comment }) }); route(); } catch (e) { flash(e.message); }
   }
-  put(main, h('h1', {}, 'Approvals'), h('table', {},
-    h('thead', {}, h('tr', {}, ['run', 'environment', 'state', 'reviewer', 'comment', ''].map((c) => h('th', {}, c)))),
-    h('tbody', {}, list.map(row))));
+  put(main, h('h1', {}, 'Approvals'), flashEl(), table(['run', 'job · branch · commit', 'environment', 'state', 'reviewer', 'comment', ''], list.map(row), 'approvals'));
+}
+
+// ---- Repositories -----------------------------------------------------------
+async function reposPage(main) {
+  const admin = await isAdmin();
+  const repos = await api('/api/v1/repos');
+  const register = form(async (f) => {
+    const v = Object.fromEntries(new FormData(f));
+    const body = { name: v.name, clone_url: v.clone_url, forge: v.forge };
+    if (v.webhook_secret) body.webhook_secret = v.webhook_secret;
+    await api('/api/v1/repos', { method: 'POST', body: JSON.stringify(body) });
+    route();
+  }, h('input', { name: 'name', placeholder: 'owner/name', required: true }), h('input', { name: 'clone_url', placeholder: 'clone URL', required: true, size: 40 }),
+  h('select', { name: 'forge' }, ['github', 'gitea', 'forgejo', 'gitlab', 'local'].map((f) => h('option', { value: f }, f))),
+  h('input', { name: 'webhook_secret', type: 'password', placeholder: 'webhook secret (16+ characters)', autocomplete: 'new-password' }),
+  h('button', { type: 'submit', class: 'primary' }, 'Register'));
+  put(main, h('h1', {}, 'Repositories'), flashEl(), admin ? register : null,
+    table(['name', 'clone URL', 'forge', 'webhooks', 'badges', 'registered', ''], repos.map((r) => h('tr', { 'data-repo': r.name },
+      h('td', {}, h('a', { href: '#/repos/' + r.id }, r.name)), h('td', {}, h('code', {}, r.clone_url)), h('td', {}, r.forge),
+      h('td', {}, r.has_webhook_secret ? 'accepted (signed)' : 'none'), h('td', {}, r.public ? 'public' : 'private'),
+      h('td', {}, when(r.created_at)),
+      h('td', {}, admin ? confirmButton('Delete', async () => { await api('/api/v1/repos/' + r.id, { method: 'DELETE' }); route(); }) : null))), 'repos'));
+}
+
+async function repoPage(main, id) {
+  const admin = await isAdmin();
+  const repo = await api('/api/v1/repos/' + id);
+  const edit = form(async (f) => {
+    const v = Object.fromEntries(new FormData(f));
+    const body = { clone_url: v.clone_url, forge: v.forge, public: f.querySelector('[name=public]').checked };
+    if (v.webhook_secret) body.webhook_secret = v.webhook_secret;
+    if (f.querySelector('[name=no_webhooks]').checked) body.webhook_secret = null;
+    await api('/api/v1/repos/' + id, { method: 'PATCH', body: JSON.stringify(body) });
+    flash('Saved.', true);
+  }, h('label', {}, 'clone URL ', h('input', { name: 'clone_url', value: repo.clone_url, size: 40 })),
+  h('label', {}, 'forge ', h('select', { name: 'forge' }, ['github', 'gitea', 'forgejo', 'gitlab', 'local'].map((f) => h('option', { value: f, selected: f === repo.forge }, f)))),
+  h('label', {}, h('input', { type: 'checkbox', name: 'public', checked: repo.public }), ' public badges'),
+  h('input', { name: 'webhook_secret', type: 'password', placeholder: repo.has_webhook_secret ? 'new webhook secret (kept if empty)' : 'webhook secret', autocomplete: 'new-password' }),
+  h('label', {}, h('input', { type: 'checkbox', name: 'no_webhooks' }), ' accept no webhooks'),
+  h('button', { type: 'submit', class: 'primary' }, 'Save'));
+  const envIn = h('input', { placeholder: 'environment', id: 'env-name' });
+  const envBox = h('div');
+  const showEnv = async () => {
+    const env = envIn.value.trim();
+    if (!env) { put(envBox); return; }
+    put(envBox, await valuesBox(`/api/v1/repos/${id}/environments/${encodeURIComponent(env)}`, 'secrets', admin),
+      await valuesBox(`/api/v1/repos/${id}/environments/${encodeURIComponent(env)}`, 'variables', admin));
+  };
+  let workflows = [];
+  try { workflows = (await api(`/api/v1/repos/${id}/workflows`)).workflows; } catch (e) { /* no HEAD yet */ }
+  put(main, h('h1', {}, repo.name), flashEl(),
+    admin ? edit : h('p', { class: 'muted' }, `${repo.clone_url} · ${repo.forge}`),
+    h('h2', {}, 'Workflows'),
+    table(['workflow', 'file', 'badge'], workflows.map((w) => {
+      const file = w.path.split('/').pop();
+      const src = `/badge/${repo.name}/${file}.svg`;
+      return h('tr', {}, h('td', {}, h('a', { href: `#/repos/${id}/workflows/${encodeURIComponent(w.path)}` }, w.name || file)), h('td', {}, h('code', {}, w.path)),
+        h('td', {}, repo.public ? [h('img', { src, alt: 'status' }), ' ', h('code', {}, `![${w.name || file}](${location.origin}${src}?branch=main)`)] : h('span', { class: 'muted' }, 'private (badges need a public repository)')));
+    })),
+    h('h2', {}, 'Repository secrets and variables'),
+    await valuesBox(`/api/v1/repos/${id}`, 'secrets', admin),
+    await valuesBox(`/api/v1/repos/${id}`, 'variables', admin),
+    h('h2', {}, 'Environment secrets and variables'),
+    h('div', { class: 'filters' }, envIn, h('button', { onclick: showEnv }, 'Show')), envBox);
+}
+
+// Secrets or variables at one level: names, a write-only value field, remove.
+// No value ever comes back from the API, so none can be shown.
+async function valuesBox(base, kind, admin) {
+  const box = h('div', { class: 'values', 'data-kind': kind, 'data-base': base });
+  const render = async () => {
+    const names = (await api(`${base}/${kind}`)).names;
+    const set = form(async (f) => {
+      const v = Object.fromEntries(new FormData(f));
+      await api(`${base}/${kind}/${encodeURIComponent(v.name)}`, { method: 'PUT', body: JSON.stringify({ value: v.value }) });
+      f.reset();
+      await render();
+      flash(`${kind === 'secrets' ? 'Secret' : 'Variable'} ${v.name} saved.`, true);
+    }, h('input', { name: 'name', placeholder: 'NAME', required: true }),
+    h('input', { name: 'value', type: 'password', placeholder: 'value (write-only)', autocomplete: 'new-password' }),
+    h('button', { type: 'submit' }, kind === 'secrets' ? 'Set secret' : 'Set variable'));
+    put(box, h('h3', {}, kind),
+      h('ul', { class: 'names' }, names.map((n) => h('li', { 'data-name': n }, h('code', {}, n), ' ', admin ? confirmButton('Remove', async () => {
+        await api(`${base}/${kind}/${encodeURIComponent(n)}`, { method: 'DELETE' }); await render();
+      }) : null))),
+      names.length ? null : h('p', { class: 'muted' }, 'none'),
+      admin ? set : null);
+  };
+  await render();
+  return box;
+}
+
+// A workflow's history: its runs, newest first, and its badge.
+async function workflowPage(main, repoId, path) {
+  const repo = await api('/api/v1/repos/' + repoId);
+  const file = path.split('/').pop();
+  const runs = await api(`/api/v1/runs?repo=${repoId}&workflow=${encodeURIComponent(path)}&limit=100`);
+  const ok = runs.filter((r) => r.conclusion === 'success').length;
+  const done = runs.filter((r) => r.status === 'completed').length;
+  put(main, h('h1', {}, `${repo.name} · ${runs[0]?.workflow_name || file}`),
+    repo.public ? h('img', { src: `/badge/${repo.name}/${file}.svg`, alt: 'status' }) : null,
+    h('p', { class: 'muted' }, `${runs.length} runs shown; ${ok} of ${done} finished runs succeeded.`),
+    table(['#', 'branch', 'commit', 'author', 'event', 'status', 'attempt', 'started', 'duration'], runs.map((r) => h('tr', {},
+      h('td', {}, h('a', { href: '#/runs/' + r.id }, '#' + (r.run_number || r.id))), h('td', {}, r.git_ref.replace(/^refs\/(heads|tags)\//, '')),
+      h('td', {}, h('code', {}, r.sha.slice(0, 8)), r.commit_message ? h('div', { class: 'msg' }, r.commit_message) : null),
+      h('td', {}, r.author || r.actor), h('td', {}, r.event), h('td', {}, badge(r.status, r.conclusion)), h('td', {}, r.attempt),
+      h('td', {}, when(r.created_at)), h('td', {}, dur(r.started_at, r.finished_at)))), 'history'));
+}
+
+// ---- Tokens -----------------------------------------------------------------
+async function tokensPage(main) {
+  const tokens = await api('/api/v1/tokens');
+  const shown = h('div', { id: 'new-token' });
+  const create = form(async (f) => {
+    const v = Object.fromEntries(new FormData(f));
+    const body = { name: v.name, role: v.role };
+    if (v.days) body.expires_in = Math.round(Number(v.days) * 86400);
+    const t = await api('/api/v1/tokens', { method: 'POST', body: JSON.stringify(body) });
+    await render();
+    // Shown once: the server keeps only its hash.
+    put(shown, h('div', { class: 'once' }, `Token ${t.name} (${t.role}): `, h('code', { id: 'new-token-value' }, t.token),
+      h('div', { class: 'muted' }, 'Copy it now: it is not shown again.')));
+  }, h('input', { name: 'name', placeholder: 'name', required: true }),
+  h('select', { name: 'role' }, ['read', 'write', 'admin', 'agent'].map((r) => h('option', { value: r }, r))),
+  h('input', { name: 'days', type: 'number', min: '1', step: 'any', placeholder: 'expires in days (never if empty)' }),
+  h('button', { type: 'submit', class: 'primary' }, 'Create token'));
+  const body = h('tbody');
+  async function render() {
+    const list = await api('/api/v1/tokens');
+    put(body, list.map((t) => h('tr', { 'data-token': t.name, 'data-id': t.id },
+      h('td', {}, t.name), h('td', {}, t.role), h('td', {}, when(t.created_at)),
+      h('td', {}, t.expires_at ? when(t.expires_at) : 'never'),
+      h('td', { class: 'state' }, t.revoked_at ? 'revoked ' + when(t.revoked_at) : (t.expires_at && t.expires_at < Date.now() ? 'expired' : 'active')),
+      h('td', {}, t.revoked_at ? null : confirmButton('Revoke', async () => { await api('/api/v1/tokens/' + t.id, { method: 'DELETE' }); await render(); flash(`Token ${t.name} revoked.`, true); })))));
+  }
+  void tokens;
+  put(main, h('h1', {}, 'Tokens'), flashEl(), create, shown,
+    h('table', { id: 'tokens' }, h('thead', {}, h('tr', {}, ['name', 'role', 'created', 'expires', 'state', ''].map((c) => h('th', {}, c)))), body));
+  await render();
+}
+
+// ---- Notifications ----------------------------------------------------------
+const EVENTS = ['run_failed', 'run_fixed', 'approval_waiting', 'deployment_started', 'deployment_succeeded', 'deployment_failed', 'agent_lost'];
+async function notificationsPage(main) {
+  const admin = await isAdmin();
+  const [rules, repos] = [await api('/api/v1/notifications'), await api('/api/v1/repos')];
+  const name = (id) => id == null ? 'every repository' : (repos.find((r) => r.id === id)?.name || '#' + id);
+  const add = form(async (f) => {
+    const v = Object.fromEntries(new FormData(f));
+    const events = [...f.querySelectorAll('[name=event]:checked')].map((c) => c.value);
+    const body = { events, channel: v.channel, url: v.url };
+    if (v.repo) body.repo_id = Number(v.repo);
+    if (v.secret) body.secret = v.secret;
+    await api('/api/v1/notifications', { method: 'POST', body: JSON.stringify(body) });
+    route();
+  }, h('select', { name: 'repo' }, h('option', { value: '' }, 'every repository'), repos.map((r) => h('option', { value: r.id }, r.name))),
+  h('select', { name: 'channel' }, ['slack', 'teams', 'webhook', 'email'].map((c) => h('option', { value: c }, c))),
+  h('input', { name: 'url', placeholder: 'webhook URL or smtp://… (write-only)', required: true, size: 36 }),
+  h('input', { name: 'secret', type: 'password', placeholder: 'HMAC secret (webhook)', autocomplete: 'new-password' }),
+  ...EVENTS.map((e) => h('label', {}, h('input', { type: 'checkbox', name: 'event', value: e }), ' ' + e)),
+  h('button', { type: 'submit', class: 'primary' }, 'Add rule'));
+  put(main, h('h1', {}, 'Notification rules'), flashEl(), admin ? add : null,
+    table(['repository', 'events', 'channel', 'to', 'signed', 'added', ''], rules.map((r) => h('tr', { 'data-rule': r.id },
+      h('td', {}, name(r.repo_id)), h('td', {}, r.events.join(', ')), h('td', {}, r.channel), h('td', {}, r.host),
+      h('td', {}, r.signed ? 'yes' : ''), h('td', {}, when(r.created_at)),
+      h('td', {}, admin ? confirmButton('Delete', async () => { await api('/api/v1/notifications/' + r.id, { method: 'DELETE' }); route(); }) : null))), 'rules'),
+    h('p', {}, h('a', { href: '#/settings' }, 'What was sent (outbound log) is under Settings.')));
+}
+
+// ---- Delivery: environments, versions, weights, traffic, history -----------
+async function deliveryPage(main) {
+  const admin = await isAdmin();
+  const box = h('div', { id: 'delivery' });
+  put(main, h('h1', {}, 'Delivery'), flashEl(), box);
+  const ms = (t) => t ? new Date(t).toISOString().replace('T', ' ').replace('Z', ' UTC') : '';
+  const pct = (x) => (100 * x).toFixed(2) + '%';
+  async function act(e, body, label) {
+    flash(`${label}…`, true);
+    const r = await api(`/api/v1/delivery/${encodeURIComponent(e.project)}/${encodeURIComponent(e.env)}`, { method: 'POST', body: JSON.stringify(body) });
+    flash(`${label}: ${typeof r === 'string' ? r : 'done'}`, true);
+    await load();
+  }
+  function service(e, s) {
+    const traffic = new Map(s.traffic || []);
+    return h('div', { class: 'service', 'data-service': s.service },
+      h('h3', {}, s.service, ' ', h('span', { class: 'muted' }, `listening on ${s.listen}`), s.rollout ? h('span', { class: 'badge s-running rollout' }, s.rollout) : null),
+      table(['version', 'weight', 'requests', 'errors', 'error rate', 'p50', 'p95', 'p99'], s.weights.map(([v, w]) => {
+        const t = traffic.get(v) || {};
+        return h('tr', { 'data-version': v, 'data-weight': w },
+          h('td', {}, h('code', {}, v), v === s.stable ? h('span', { class: 'muted' }, ' (stable)') : null),
+          h('td', { class: 'weight' }, w + '%'), h('td', {}, t.requests ?? 0), h('td', {}, t.errors ?? 0),
+          h('td', { class: (t.error_rate || 0) > 0 ? 's-failure' : '' }, pct(t.error_rate || 0)),
+          h('td', {}, (t.p50_ms ?? 0).toFixed(1) + ' ms'), h('td', {}, (t.p95_ms ?? 0).toFixed(1) + ' ms'), h('td', {}, (t.p99_ms ?? 0).toFixed(1) + ' ms'));
+      }), null),
+      table(['instance', 'version', 'port', 'pid', 'phase', 'restarts', 'last health check'], s.instances.map((i) => h('tr', {},
+        h('td', {}, `${i.service}#${i.index}`), h('td', {}, h('code', {}, i.version)), h('td', {}, i.port), h('td', {}, i.pid),
+        h('td', { class: i.phase === 'healthy' ? 's-success' : i.phase === 'starting' ? 's-waiting' : 's-failure' }, i.phase),
+        h('td', {}, i.restarts), h('td', {}, i.last_health || i.last_exit || ''))), null));
+  }
+  function environment(e) {
+    const rolling = e.status && e.status.services.some((s) => s.rollout);
+    const buttons = admin && e.running ? [
+      rolling ? h('button', { class: 'primary promote', onclick: () => act(e, { op: 'promote' }, 'Promote').catch((x) => flash(x.message)) }, 'Promote') : null,
+      rolling ? h('button', { class: 'danger abort', onclick: () => act(e, { op: 'abort' }, 'Abort').catch((x) => flash(x.message)) }, 'Abort') : null,
+      rolling ? null : confirmButton('Rollback', () => act(e, { op: 'rollback', service: null, to: null }, 'Rollback')),
+    ] : [];
+    return h('section', { class: 'env', 'data-env': e.env, 'data-project': e.project },
+      h('h2', {}, `${e.project} · ${e.env} `, e.running ? h('span', { class: 'badge s-success' }, 'controller running') : h('span', { class: 'badge s-skipped' }, 'controller stopped'), ' ', ...buttons),
+      e.status ? e.status.services.map((s) => service(e, s)) : h('p', { class: 'muted' }, 'Stable: ' + Object.entries(e.stable || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
+      h('h3', {}, 'History'),
+      e.history.length ? e.history.map((d) => h('details', { class: 'deployment', 'data-outcome': d.outcome },
+        h('summary', {}, `#${d.id} ${d.service} ${d.previous || '∅'} → ${d.version} · ${d.strategy} · `, h('b', { class: d.outcome === 'succeeded' ? 's-success' : 's-failure' }, d.outcome),
+          ` · ${ms(d.started_ms || d.started * 1000)} · ${d.finished_ms && d.started_ms ? (d.finished_ms - d.started_ms) + ' ms' : (d.finished - d.started) + ' s'}`),
+        h('ol', {}, d.events.map((ev, k) => h('li', {}, d.event_times && d.event_times[k] ? h('span', { class: 'muted' }, ms(d.event_times[k]) + ' ') : null, ev))))) : h('p', { class: 'muted' }, 'No deployment yet.'));
+  }
+  let busy = false;
+  async function load() {
+    if (busy) return;
+    busy = true;
+    try {
+      const envs = await api('/api/v1/delivery');
+      // Keep open history entries open across refreshes.
+      const open = new Set([...box.querySelectorAll('details[open] summary')].map((x) => x.textContent));
+      put(box, envs.length ? envs.map(environment) : h('p', { class: 'muted' }, 'No environment yet. Start hangar serve with --repo DIR and deploy (hangar deploy ENV --server URL).'));
+      box.querySelectorAll('details summary').forEach((x) => { if (open.has(x.textContent)) x.parentElement.open = true; });
+    } finally { busy = false; }
+  }
+  await load();
+  // Live traffic and weights: read again every second while the page is open.
+  const t = setInterval(() => load().catch(() => {}), 1000);
+  onLeave(() => clearInterval(t));
+}
+
+// ---- Settings: retention, disk usage, server-wide secrets, outbound log -----
+async function settingsPage(main) {
+  const admin = await isAdmin();
+  const usage = await api('/api/v1/usage');
+  const rt = usage.retention || {};
+  const outbound = await api('/api/v1/outbound?limit=20');
+  put(main, h('h1', {}, 'Settings'), flashEl(),
+    h('h2', {}, 'Retention'),
+    h('p', { id: 'retention' }, `Logs, artifacts and caches are kept ` + (rt.max_age_days ? `${rt.max_age_days} days` : 'with no age limit') + (rt.max_bytes ? `, within ${bytes(rt.max_bytes)} in all (oldest deleted first)` : ', with no size budget') + '. Set with hangar serve --retention-days and --retention-max-mb.'),
+    h('h2', {}, 'Disk usage'),
+    table(['repository', 'logs', 'artifacts', 'caches', 'total'], [
+      ...usage.repos.map((u) => h('tr', {}, h('td', {}, u.repo || '(none)'), h('td', {}, bytes(u.logs_bytes)), h('td', {}, bytes(u.artifacts_bytes)), h('td', {}, bytes(u.caches_bytes)), h('td', {}, bytes(u.total_bytes)))),
+      h('tr', {}, h('th', {}, 'all'), h('td'), h('td'), h('td'), h('th', {}, bytes(usage.total_bytes)))], 'usage'),
+    h('h2', {}, 'Server-wide secrets and variables (every repository)'),
+    await valuesBox('/api/v1/repos/0', 'secrets', admin),
+    await valuesBox('/api/v1/repos/0', 'variables', admin),
+    h('h2', {}, 'Sent (commit statuses, notifications)'),
+    table(['at', 'kind', 'to', 'subject', 'outcome', 'attempts'], outbound.map((o) => h('tr', {},
+      h('td', {}, when(o.at)), h('td', {}, o.kind), h('td', {}, o.target), h('td', {}, o.subject), h('td', {}, o.outcome + (o.error ? ': ' + o.error : '')), h('td', {}, o.attempts)))));
 }
 
 route();
