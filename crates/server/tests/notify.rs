@@ -396,7 +396,7 @@ async fn e_mail_goes_over_starttls_with_auth_and_never_in_clear() {
     let start = Instant::now();
     let log = loop {
         let log = s.get("/api/v1/outbound?kind=notification").await;
-        if log.as_array().unwrap().len() >= 3 {
+        if log.as_array().unwrap().len() >= 2 {
             break log;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{log:#}");
@@ -495,7 +495,7 @@ async fn rules_in_hangar_yml_deliver_through_the_secrets_they_name() {
     let start = Instant::now();
     let log = loop {
         let log = s.get("/api/v1/outbound?kind=notification").await;
-        if log.as_array().unwrap().len() >= 2 {
+        if log.as_array().unwrap().len() >= 3 {
             break log;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "{log:#}");
