@@ -115,3 +115,160 @@ environments:
         "the deployment itself is there too: {t}"
     );
 }
+
+/// `HTTP/1.0` request to the server (no chunked answers): status and JSON.
+fn http(method: &str, url: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn through_the_server_a_protected_deployment_waits_for_another_reviewer() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    if !common::have_python3() {
+        return;
+    }
+    let repo = hangar_testkit::empty_repo();
+    let dir = repo.path();
+    let port = free_port();
+    hangar_testkit::commit(
+        dir,
+        &[
+            (
+                "hangar.yml",
+                &format!(
+                    r#"services:
+  web:
+    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site
+    artifact: [site]
+    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}
+    stop: {{ drain: 50ms, timeout: 2s }}
+environments:
+  prod:
+    listen: {{ web: 127.0.0.1:{port} }}
+    protection: {{ reviewers: [sre], prevent_self_review: true }}
+"#
+                ),
+            ),
+            ("site/index.html", "v1"),
+            (".gitignore", ".hangar/\n"),
+        ],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .current_dir(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .arg("--repo")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let _serve = Serve(child);
+    let mut admin = String::new();
+    let url = loop {
+        let line = lines.next().expect("hangar serve's address").unwrap();
+        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
+            admin = t.trim().to_string();
+        }
+        if let Some(u) = line.split("listening on ").nth(1) {
+            break u.trim().trim_end_matches("/ui/").to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _down = Down(dir);
+    let (code, sre) = http(
+        "POST",
+        &format!("{url}/api/v1/tokens"),
+        &admin,
+        r#"{"name": "sre", "role": "read"}"#,
+    );
+    assert_eq!(code, 201, "{sre}");
+    let sre = sre["token"].as_str().unwrap().to_string();
+
+    // The administrator asks; the CLI waits for the reviewers.
+    let cli = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(["deploy", "prod", "--dir"])
+        .arg(dir)
+        .args(["--server", &url])
+        .env("HANGAR_TOKEN", &admin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let op_url = format!("{url}/api/v1/delivery/operations/1");
+    let start = Instant::now();
+    loop {
+        let (code, op) = http("GET", &op_url, &admin, "");
+        if code == 200 && op["approval"]["state"] == "pending" {
+            assert_eq!(op["approval"]["requested_by"], "admin", "{op}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{code} {op}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing is deployed before an approval"
+    );
+    // Its own trigger may not approve it, the administrator included.
+    let (code, v) = http(
+        "POST",
+        &format!("{op_url}/approve"),
+        &admin,
+        r#"{"approve": true}"#,
+    );
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (403, Some("self_review")),
+        "{v}"
+    );
+    let (code, v) = http(
+        "POST",
+        &format!("{op_url}/approve"),
+        &sre,
+        r#"{"approve": true, "comment": "go"}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    let out = cli.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("waiting for approval by a reviewer of environment `prod` (sre)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("approved by sre: go"), "{stderr}");
+    let (_, audit) = http("GET", &format!("{url}/api/v1/audit"), &admin, "");
+    assert!(audit.to_string().contains("delivery.approve"), "{audit}");
+}

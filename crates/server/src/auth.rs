@@ -118,13 +118,22 @@ fn write_may(method: &Method, path: &str) -> bool {
         .strip_prefix("/api/v1/repos/")
         .and_then(|rest| rest.strip_suffix("/dispatch"))
         .is_some_and(|id| id.parse::<i64>().is_ok());
-    run_action || dispatch || path.starts_with("/api/v1/approvals/")
+    run_action || dispatch || path.starts_with("/api/v1/approvals/") || delivery_decision(path)
+}
+
+/// A reviewer's decision on a protected environment's delivery operation
+/// (the handler checks that the caller is one of its reviewers).
+fn delivery_decision(path: &str) -> bool {
+    path.strip_prefix("/api/v1/delivery/operations/")
+        .and_then(|rest| rest.strip_suffix("/approve"))
+        .is_some_and(|id| id.parse::<u64>().is_ok())
 }
 
 /// A `read` token's one write: minting the stream token of a run it may read.
 fn read_may(method: &Method, path: &str) -> bool {
     method == Method::GET
         || path.starts_with("/api/v1/approvals/")
+        || (method == Method::POST && delivery_decision(path))
         || (method == Method::POST
             && path.starts_with("/api/v1/runs/")
             && path.ends_with("/events/token"))

@@ -9,14 +9,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hangar_deploy::client::{EnvClient, Started};
 use hangar_deploy::control::{FirstRelease, Request};
 use serde::Serialize;
 
+use hangar_store::{ApprovalState, Protection, Role};
+
 use crate::App;
+use crate::auth::Caller;
 
 /// One deployment (or other request) the server runs for a client.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -29,6 +32,22 @@ pub struct Operation {
     pub done: bool,
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// Set when the environment's hangar.yml `protection:` has reviewers or
+    /// a wait timer: the request waits for them before the controller acts.
+    pub approval: Option<OpApproval>,
+}
+
+/// A protected environment's decision on one operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpApproval {
+    pub reviewers: Vec<String>,
+    pub wait_seconds: i64,
+    pub prevent_self_review: bool,
+    /// The token that asked for the operation.
+    pub requested_by: String,
+    pub state: ApprovalState,
+    pub reviewer: Option<String>,
+    pub comment: String,
 }
 
 #[derive(Default)]
@@ -55,6 +74,7 @@ fn project_dir(app: &App, name: &str) -> Option<PathBuf> {
 /// `GET /api/v1/delivery/operations/{id}`; other requests answer when done.
 pub async fn request(
     State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
     Path((project, env)): Path<(String, String)>,
     Json(mut req): Json<Request>,
 ) -> Response {
@@ -93,24 +113,310 @@ pub async fn request(
             Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
         }
     }
-    let data = dir.join(".hangar");
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    // A protected environment is not changed on request: its reviewers are
+    // asked and its wait timer runs first (hangar.yml of the working tree
+    // the controller deploys from).
+    let acts = matches!(
+        req,
+        Request::Deploy { .. } | Request::Rollback { .. } | Request::Promote
+    );
+    let protection = if acts {
+        match protection_of(&dir, &env) {
+            Ok(p) => p.filter(|p| !p.reviewers.is_empty() || p.wait_seconds > 0),
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        }
+    } else {
+        None
     };
-    let client = EnvClient::new(&exe, &dir, &data, &env);
+    if let Some(p) = protection {
+        let approval = OpApproval {
+            reviewers: p.reviewers.clone(),
+            wait_seconds: p.wait_seconds,
+            prevent_self_review: p.prevent_self_review,
+            requested_by: c.name.clone(),
+            state: if p.reviewers.is_empty() {
+                ApprovalState::Approved
+            } else {
+                ApprovalState::Pending
+            },
+            reviewer: None,
+            comment: String::new(),
+        };
+        let id = new_operation(&app, &project, &env, Some(approval));
+        if !p.reviewers.is_empty() {
+            update(&app, id, &|op| {
+                op.events.push(format!(
+                    "waiting for approval by a reviewer of environment `{env}` ({}): POST /api/v1/delivery/operations/{id}/approve",
+                    p.reviewers.join(", ")
+                ))
+            });
+        }
+        if let Err(e) = app.store.audit(
+            &c.name,
+            "delivery.requested",
+            &format!("delivery/{id}"),
+            &serde_json::json!({"project": project, "environment": env, "reviewers": p.reviewers}),
+        ) {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+        }
+        let app2 = app.clone();
+        tokio::spawn(async move {
+            loop {
+                let state = app2
+                    .operations
+                    .ops
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .and_then(|op| op.approval.as_ref().map(|a| (a.state, a.reviewer.clone())));
+                match state {
+                    Some((ApprovalState::Approved, _)) => break,
+                    Some((ApprovalState::Pending, _)) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                    }
+                    Some((other, who)) => {
+                        update(&app2, id, &|op| {
+                            op.done = true;
+                            op.error = Some(format!(
+                                "the deployment to `{env}` was {other} by {}",
+                                who.clone().unwrap_or_default()
+                            ));
+                        });
+                        return;
+                    }
+                    None => return,
+                }
+            }
+            if p.wait_seconds > 0 {
+                update(&app2, id, &|op| {
+                    op.events.push(format!(
+                        "wait timer of environment `{env}`: {} s",
+                        p.wait_seconds
+                    ))
+                });
+                tokio::time::sleep(std::time::Duration::from_secs(
+                    u64::try_from(p.wait_seconds).unwrap_or(0),
+                ))
+                .await;
+            }
+            let result = perform(&dir, &env, &req, &|e| {
+                update(&app2, id, &|op| op.events.push(e.to_string()))
+            })
+            .await;
+            update(&app2, id, &|op| {
+                op.done = true;
+                match &result {
+                    Ok(v) => op.result = Some(v.clone()),
+                    Err((_, e)) => op.error = Some(e.clone()),
+                }
+            });
+        });
+        return (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
+    }
+    if !matches!(req, Request::Deploy { .. }) {
+        return match perform(&dir, &env, &req, &|_| {}).await {
+            Ok(v) => Json(v).into_response(),
+            Err((status, e)) => error(status, &e),
+        };
+    }
+    let id = new_operation(&app, &project, &env, None);
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        let result = perform(&dir, &env, &req, &|e| {
+            update(&app2, id, &|op| op.events.push(e.to_string()))
+        })
+        .await;
+        update(&app2, id, &|op| {
+            op.done = true;
+            match &result {
+                Ok(v) => op.result = Some(v.clone()),
+                Err((_, e)) => op.error = Some(e.clone()),
+            }
+        });
+    });
+    (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response()
+}
+
+/// The protection hangar.yml gives `env` (names compare without case).
+fn protection_of(dir: &std::path::Path, env: &str) -> Result<Option<Protection>, String> {
+    let Some(text) = ["hangar.yml", "hangar.yaml"]
+        .iter()
+        .find_map(|n| std::fs::read_to_string(dir.join(n)).ok())
+    else {
+        return Ok(None);
+    };
+    let all = crate::app::parse_protections(&text).map_err(|e| format!("hangar.yml:{e}"))?;
+    Ok(all
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(env))
+        .map(|(_, p)| p))
+}
+
+fn new_operation(app: &App, project: &str, env: &str, approval: Option<OpApproval>) -> u64 {
+    let id = {
+        let mut next = app
+            .operations
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *next += 1;
+        *next
+    };
+    app.operations
+        .ops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            id,
+            Operation {
+                id,
+                project: project.to_string(),
+                env: env.to_string(),
+                approval,
+                ..Default::default()
+            },
+        );
+    id
+}
+
+fn update(app: &App, id: u64, f: &dyn Fn(&mut Operation)) {
+    if let Some(op) = app
+        .operations
+        .ops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&id)
+    {
+        f(op);
+    }
+}
+
+/// `POST /api/v1/delivery/operations/{id}/approve` with `{approve, comment}`:
+/// a reviewer of the environment (or an administrator) decides; with
+/// `prevent_self_review`, never the token that asked for the operation.
+pub async fn decide(
+    State(app): State<Arc<App>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<u64>,
+    Json(b): Json<crate::api::DecisionBody>,
+) -> Response {
+    let (env, approval) = {
+        let ops = app.operations.ops.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(op) = ops.get(&id) else {
+            return error(StatusCode::NOT_FOUND, &format!("no operation {id}"));
+        };
+        let Some(a) = op.approval.clone() else {
+            return error(
+                StatusCode::CONFLICT,
+                &format!("operation {id} needs no approval"),
+            );
+        };
+        (op.env.clone(), a)
+    };
+    if c.role != Role::Admin && !approval.reviewers.iter().any(|r| r == &c.name) {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "`{}` is not a reviewer of environment `{env}` ({})",
+                c.name,
+                approval.reviewers.join(", ")
+            ),
+        );
+    }
+    if approval.prevent_self_review && approval.requested_by == c.name {
+        return crate::errors::error_coded(
+            StatusCode::FORBIDDEN,
+            "self_review",
+            &format!(
+                "`{}` asked for operation {id} and environment `{env}` prevents self-review: another reviewer ({}) must decide",
+                c.name,
+                approval.reviewers.join(", ")
+            ),
+        );
+    }
+    let mut decided = None;
+    update(&app, id, &|op| {
+        if let Some(a) = op.approval.as_mut()
+            && a.state == ApprovalState::Pending
+        {
+            a.state = if b.approve {
+                ApprovalState::Approved
+            } else {
+                ApprovalState::Rejected
+            };
+            a.reviewer = Some(c.name.clone());
+            a.comment = b.comment.clone();
+            op.events.push(format!(
+                "{} by {}{}",
+                a.state,
+                c.name,
+                if b.comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", b.comment)
+                }
+            ));
+        }
+    });
+    if let Some(op) = app
+        .operations
+        .ops
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        && op.approval.as_ref().and_then(|a| a.reviewer.as_deref()) == Some(c.name.as_str())
+    {
+        decided = Some(op.clone());
+    }
+    let Some(op) = decided else {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("operation {id} was already {}", approval.state),
+        );
+    };
+    if let Err(e) = app.store.audit(
+        &c.name,
+        if b.approve {
+            "delivery.approve"
+        } else {
+            "delivery.reject"
+        },
+        &format!("delivery/{id}"),
+        &serde_json::json!({"project": op.project, "environment": env, "comment": b.comment}),
+    ) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+    }
+    Json(op).into_response()
+}
+
+/// Starts the environment's controller when none runs (its first release
+/// is the deployment asked for) and sends it the request.
+async fn perform(
+    dir: &std::path::Path,
+    env: &str,
+    req: &Request,
+    on_event: &(dyn Fn(&str) + Send + Sync),
+) -> Result<serde_json::Value, (StatusCode, String)> {
+    let data = dir.join(".hangar");
+    let exe =
+        std::env::current_exe().map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let client = EnvClient::new(&exe, dir, &data, env);
     let files = client.files().clone();
     if !client.running().await {
         if matches!(
             req,
             Request::Status | Request::Promote | Request::Abort | Request::Down
         ) {
-            return error(
+            let project = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Err((
                 StatusCode::CONFLICT,
-                &format!("environment `{env}` of `{project}` is not running"),
-            );
+                format!("environment `{env}` of `{project}` is not running"),
+            ));
         }
-        let first = match &req {
+        let first = match req {
             Request::Deploy {
                 commit,
                 from_commit,
@@ -134,68 +440,17 @@ pub async fn request(
             }) if matches!(req, Request::Deploy { .. }) => {
                 // The controller's start was this deployment (its first release).
                 let made: Vec<_> = files.history().into_iter().skip(before).collect();
-                return Json(made).into_response();
+                return serde_json::to_value(made)
+                    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
             }
             Ok(_) => {}
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+            Err(e) => return Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))),
         }
     }
-    if !matches!(req, Request::Deploy { .. }) {
-        return match client.call(&req, |_| {}).await {
-            Ok(v) => Json(v).into_response(),
-            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}")),
-        };
-    }
-    let id = {
-        let mut next = app
-            .operations
-            .next
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *next += 1;
-        *next
-    };
-    app.operations
-        .ops
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            id,
-            Operation {
-                id,
-                project: project.clone(),
-                env: env.clone(),
-                ..Default::default()
-            },
-        );
-    let app2 = app.clone();
-    tokio::spawn(async move {
-        let update = |f: &dyn Fn(&mut Operation)| {
-            if let Some(op) = app2
-                .operations
-                .ops
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&id)
-            {
-                f(op);
-            }
-        };
-        let result = client
-            .call(&req, |e| {
-                let e = e.to_string();
-                update(&|op| op.events.push(e.clone()));
-            })
-            .await;
-        update(&|op| {
-            op.done = true;
-            match &result {
-                Ok(v) => op.result = Some(v.clone()),
-                Err(e) => op.error = Some(format!("{e:#}")),
-            }
-        });
-    });
-    (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response()
+    client
+        .call(req, |e| on_event(e))
+        .await
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))
 }
 
 /// `GET /api/v1/delivery/operations/{id}`.

@@ -266,6 +266,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/delivery/operations/{id}", get(delivery::operation))
         .route(
+            "/api/v1/delivery/operations/{id}/approve",
+            post(delivery::decide),
+        )
+        .route(
             "/api/v1/tokens",
             get(api::list_tokens).post(api::create_token),
         )

@@ -317,6 +317,9 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).ok("200", "a request other than a deployment: the controller's answer", json!({})).err("404", "no such project").err("409", "busy").err("502", "the controller failed").err("503", "the controller cannot be reached")),
         ]),
         ("/api/v1/delivery/operations/{id}", vec![("get", op("A delivery operation's progress", "delivery").ok("200", "the operation", json!({"type": "object"})).err("404", "no such operation"))]),
+        ("/api/v1/delivery/operations/{id}/approve", vec![("post", op("A reviewer approves or rejects a protected environment's delivery operation (never the token that asked for it when the environment prevents self-review)", "delivery")
+            .body(json!({"type": "object", "required": ["approve"], "properties": {"approve": {"type": "boolean"}, "comment": string()}}), true)
+            .ok("200", "the operation", json!({"type": "object"})).err("403", "not a reviewer, or self-review (code `self_review`)").err("404", "no such operation").err("409", "no approval to decide"))]),
         ("/api/v1/agent/poll", vec![("post", op("Agent: long-poll for a job (up to its `wait`)", "agent").body(json!({"type": "object"}), true)
             .ok("200", "a job", json!({"type": "object"})).empty("204", "no job within the wait"))]),
         ("/api/v1/agent/jobs/{id}/heartbeat", vec![("post", agent("Agent: extend the lease").body(json!({"type": "object", "required": ["fence"], "properties": {"fence": int()}}), true).ok("200", "extended", json!({"type": "object"})))]),
