@@ -1347,3 +1347,60 @@ print('CX ' + json.dumps(out, sort_keys=True))
         json!({"level": "high", "flag": true, "count": 3})
     );
 }
+
+/// An agent's conclusion is one of the four the store knows: another word is
+/// refused when its JSON is read (it once became `failure`), and the job
+/// stays the agent's to complete properly.
+#[tokio::test]
+async fn an_unknown_conclusion_from_an_agent_is_refused() {
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo hi}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let (_, t) = s
+        .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
+        .await;
+    let agent = t["token"].as_str().unwrap().to_string();
+    let poll = json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "a1",
+        "name": "a1", "labels": ["ubuntu-latest"], "capacity": 1, "free_slots": 1, "wait_ms": 0});
+    let start = Instant::now();
+    let lease = loop {
+        let (code, a) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll.clone()).await;
+        if code == 200 {
+            break a;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no job leased");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let job = lease["job_id"].as_i64().unwrap();
+    let key = lease["lease_key"].as_str().unwrap_or_default();
+    let complete = format!("/api/v1/agent/jobs/{job}/complete");
+    let (code, e) = as_agent(
+        &s,
+        &agent,
+        key,
+        &complete,
+        json!({"fence": lease["fence"], "conclusion": "succeeded", "outputs": {}}),
+    )
+    .await;
+    assert!((400..500).contains(&code), "{code}: {e}");
+    assert!(
+        e["error"].as_str().unwrap_or("").contains("succeeded"),
+        "{e}"
+    );
+    let run = s.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["jobs"][0]["status"], "running", "{run:#}");
+    let (code, _) = as_agent(
+        &s,
+        &agent,
+        key,
+        &complete,
+        json!({"fence": lease["fence"], "conclusion": "success", "outputs": {}}),
+    )
+    .await;
+    assert_eq!(code, 204);
+    let run = s.wait_run(run_id, Duration::from_secs(10)).await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+}
