@@ -271,4 +271,40 @@ environments:
     assert!(stderr.contains("approved by sre: go"), "{stderr}");
     let (_, audit) = http("GET", &format!("{url}/api/v1/audit"), &admin, "");
     assert!(audit.to_string().contains("delivery.approve"), "{audit}");
+
+    // A rejection ends the request: the CLI fails with who decided.
+    let cli = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(["rollback", "prod", "--dir"])
+        .arg(dir)
+        .args(["--server", &url])
+        .env("HANGAR_TOKEN", &admin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let op_url = format!("{url}/api/v1/delivery/operations/2");
+    let start = Instant::now();
+    while http("GET", &op_url, &admin, "").1["approval"]["state"] != "pending" {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = http(
+        "POST",
+        &format!("{op_url}/approve"),
+        &sre,
+        r#"{"approve": false}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    // Decided once.
+    let (code, _) = http(
+        "POST",
+        &format!("{op_url}/approve"),
+        &sre,
+        r#"{"approve": true}"#,
+    );
+    assert_eq!(code, 409);
+    let out = cli.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("was rejected by sre"), "{stderr}");
 }

@@ -334,11 +334,14 @@ pub async fn decide(
             ),
         );
     }
-    let mut decided = None;
-    update(&app, id, &|op| {
-        if let Some(a) = op.approval.as_mut()
-            && a.state == ApprovalState::Pending
-        {
+    // Decided under the lock, once: a second decision is a conflict.
+    let decided = {
+        let mut ops = app.operations.ops.lock().unwrap_or_else(|e| e.into_inner());
+        ops.get_mut(&id).and_then(|op| {
+            let a = op.approval.as_mut()?;
+            if a.state != ApprovalState::Pending {
+                return None;
+            }
             a.state = if b.approve {
                 ApprovalState::Approved
             } else {
@@ -346,7 +349,7 @@ pub async fn decide(
             };
             a.reviewer = Some(c.name.clone());
             a.comment = b.comment.clone();
-            op.events.push(format!(
+            let line = format!(
                 "{} by {}{}",
                 a.state,
                 c.name,
@@ -355,23 +358,15 @@ pub async fn decide(
                 } else {
                     format!(": {}", b.comment)
                 }
-            ));
-        }
-    });
-    if let Some(op) = app
-        .operations
-        .ops
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        && op.approval.as_ref().and_then(|a| a.reviewer.as_deref()) == Some(c.name.as_str())
-    {
-        decided = Some(op.clone());
-    }
+            );
+            op.events.push(line);
+            Some(op.clone())
+        })
+    };
     let Some(op) = decided else {
         return error(
             StatusCode::CONFLICT,
-            &format!("operation {id} was already {}", approval.state),
+            &format!("operation {id} was already decided"),
         );
     };
     if let Err(e) = app.store.audit(
