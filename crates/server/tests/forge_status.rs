@@ -222,7 +222,10 @@ fn fast_retries(cfg: &mut hangar_server::ServeConfig) {
         attempts: 3,
         first_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
-        timeout: Duration::from_millis(400),
+        // Well above what a loopback answer takes on a loaded 2-core machine
+        // (at 400 ms a slow but successful request was sent twice, and the
+        // contract saw its status twice), well below the stall below.
+        timeout: Duration::from_millis(1500),
     };
 }
 
@@ -249,7 +252,7 @@ async fn every_job_reaches_each_forge_as_its_documented_status() {
     // client's timeout: both are retried.
     c.lock().unwrap().faults.insert(
         "acme/gh".into(),
-        VecDeque::from([Fault::Status(502), Fault::Stall(Duration::from_secs(2))]),
+        VecDeque::from([Fault::Status(502), Fault::Stall(Duration::from_secs(4))]),
     );
     let s = start_with(fast_retries).await;
     let mut runs = Vec::new();
