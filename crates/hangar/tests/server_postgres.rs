@@ -417,3 +417,87 @@ fn a_starting_server_settles_only_dead_servers_jobs() {
     let runs = get_json(&runs_url, &token);
     assert_eq!(runs[0]["conclusion"], "failure", "{runs}");
 }
+
+/// The periodic work fails over: the first server leads it; once that server
+/// is killed with -9 (its embedded agent with it), the second server takes the
+/// lead and reaps the job whose lease then expires.
+#[test]
+fn the_periodic_work_fails_over_to_a_surviving_server() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database();
+    let (repo, _) = hangar_testkit::repo_with(&[("README", "x")]);
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = serve(
+        data_a.path(),
+        &[
+            "--repo",
+            &repo_arg,
+            "--poll-ms",
+            "100",
+            "--sandbox",
+            "none",
+            "--lease-timeout",
+            "2",
+        ],
+        &url,
+    );
+    let token = a.token.clone().unwrap();
+    std::fs::copy(
+        data_a.path().join("secret.key"),
+        data_b.path().join("secret.key"),
+    )
+    .unwrap();
+    let b = serve(
+        data_b.path(),
+        &["--agent-capacity", "0", "--lease-timeout", "2"],
+        &url,
+    );
+    let marker = data_a.path().join("started");
+    let pidfile = data_a.path().join("step.pid");
+    hangar_testkit::commit(
+        repo.path(),
+        &[(
+            ".github/workflows/slow.yml",
+            &format!(
+                "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo $$ > '{}'; touch '{}'; sleep 60\n",
+                pidfile.display(),
+                marker.display()
+            ),
+        )],
+    );
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the job did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+    }
+    let runs_url = format!("{}/api/v1/runs", b.url);
+    let start = Instant::now();
+    let run = loop {
+        let runs = get_json(&runs_url, &token);
+        if runs[0]["status"] == "completed" {
+            break runs[0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the surviving server did not reap the dead server's job: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["conclusion"], "failure", "{run}");
+    let detail = get_json(&format!("{}/api/v1/runs/{}", b.url, run["id"]), &token);
+    let reason = detail["jobs"][0]["waiting_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("lease expired"), "{detail}");
+}

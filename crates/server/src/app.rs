@@ -96,6 +96,10 @@ pub fn default_branch_refs() -> [&'static str; 2] {
     ["refs/heads/main", "refs/heads/master"]
 }
 
+/// The role whose leader does the database-wide periodic work (reaping expired
+/// leases, retention, schedules) when several servers share one database.
+pub(crate) const PERIODIC: &str = "periodic";
+
 impl App {
     /// Wakes agents waiting for work: this server's, and (PostgreSQL) every
     /// other server's on the same database, through the store's announcement.
@@ -1424,7 +1428,13 @@ impl App {
 
     /// Expired leases: retried when attempts remain, otherwise failed with the reason.
     pub async fn reap(&self) -> anyhow::Result<usize> {
-        let expired = self.store.expired_leases(now_ms())?;
+        // Expired leases are the database's, not this process's: of several
+        // servers on one database, the leader of the periodic work reaps them.
+        let expired = if matches!(self.store.leads(PERIODIC), Ok(true)) {
+            self.store.expired_leases(now_ms())?
+        } else {
+            Vec::new()
+        };
         let n = expired.len();
         for job in expired {
             self.lose_job(

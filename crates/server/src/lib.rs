@@ -603,6 +603,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             header_timeout,
         )));
     }
+    // Start waiting to lead the periodic work (PostgreSQL: an advisory lock;
+    // another server takes over when this one is gone).
+    app.store.leads(app::PERIODIC)?;
     app::spawn_reaper(app.clone(), cfg.reap_every);
     retention::spawn(app.clone(), cfg.retention.clone());
     workflow_run::spawn(app.clone());

@@ -98,6 +98,10 @@ pub fn spawn(app: Arc<App>, cfg: Retention) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(cfg.every).await;
+            // One server of those sharing a database sweeps.
+            if !matches!(app.store.leads(crate::app::PERIODIC), Ok(true)) {
+                continue;
+            }
             let (a, c) = (app.clone(), cfg.clone());
             match tokio::task::spawn_blocking(move || sweep(&a, &c)).await {
                 Ok(Ok((n, bytes))) if n > 0 => {

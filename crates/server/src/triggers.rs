@@ -115,6 +115,11 @@ pub fn cron(app: Arc<App>) {
             let now = chrono_now_secs();
             let next_minute = (now / 60 + 1) * 60;
             tokio::time::sleep(Duration::from_secs((next_minute - now) as u64)).await;
+            // One server of those sharing a database queues the schedules (the
+            // delivery ids would de-duplicate them anyway; this saves the work).
+            if !matches!(app.store.leads(crate::app::PERIODIC), Ok(true)) {
+                continue;
+            }
             if let Err(e) = tick(&app, next_minute).await {
                 tracing::warn!("schedule: {e:#}");
             }

@@ -342,6 +342,15 @@ pub trait Store: Send + Sync {
         let _ = id;
         Ok(false)
     }
+    /// Whether this process leads `role` now (the periodic work: one of the
+    /// servers on a database does it). PostgreSQL: an advisory lock that a
+    /// task of this process waits for and holds; another server takes over
+    /// when the leader's connection is gone. The first call starts waiting
+    /// and answers `false`. A store only one server uses always leads.
+    fn leads(&self, role: &str) -> Result<bool> {
+        let _ = role;
+        Ok(true)
+    }
 }
 
 /// Opens (creating when needed) the default store under `data_dir`.

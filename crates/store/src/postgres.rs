@@ -278,6 +278,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 pub struct PgStore {
     pool: Pool,
+    /// Roles this process asked to lead, and whether it leads each now.
+    leaders: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
     secrets: SecretBox,
     blobs: BlobDir,
 }
@@ -524,6 +526,7 @@ impl PgStore {
         let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
         Ok(PgStore {
             pool,
+            leaders: Mutex::new(HashMap::new()),
             secrets,
             blobs: BlobDir::new(data_dir.join("blobs")),
         })
@@ -692,19 +695,19 @@ async fn listen_once(
     Ok(())
 }
 
-/// The advisory lock key of an embedded agent's presence.
-fn presence_key(id: &str) -> i64 {
+/// The advisory lock key of a name (an embedded agent's presence, a role).
+fn lock_key(name: &str) -> i64 {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("hangar.presence:{id}").as_bytes());
+    let digest = sha2::Sha256::digest(format!("hangar.{name}").as_bytes());
     i64::from_le_bytes(digest[..8].try_into().expect("8 bytes of a SHA-256"))
 }
 
-/// Connects, takes the advisory lock `key` and holds it until the connection
-/// ends. The first time the lock is held is reported through `ready`.
+/// Connects, takes the advisory lock `key` (waiting for it while another
+/// session holds it), calls `held`, and keeps it until the connection ends.
 async fn hold_lock_once(
     config: &tokio_postgres::Config,
     key: i64,
-    ready: &mut Option<std::sync::mpsc::Sender<Result<()>>>,
+    held: &mut (dyn FnMut(Result<()>) + Send),
 ) -> Result<()> {
     let (client, mut connection) = config
         .connect(NoTls)
@@ -721,9 +724,7 @@ async fn hold_lock_once(
         .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
         .await
         .map_err(|e| anyhow!("taking an advisory lock: {}", error_chain(&e)))?;
-    if let Some(tx) = ready.take() {
-        let _ = tx.send(Ok(()));
-    }
+    held(Ok(()));
     let _ = reader.await;
     drop(client);
     Ok(())
@@ -2431,16 +2432,23 @@ impl Store for PgStore {
 
     fn hold_presence(&self, id: &str) -> Result<()> {
         let config = self.pool.config.clone();
-        let key = presence_key(id);
+        let key = lock_key(&format!("presence:{id}"));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         runtime()?.spawn(async move {
             let mut ready = Some(ready_tx);
             loop {
-                if let Err(e) = hold_lock_once(&config, key, &mut ready).await
-                    && let Some(tx) = ready.take()
-                {
-                    let _ = tx.send(Err(e));
-                    return;
+                let mut held = |r: Result<()>| {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(r);
+                    }
+                };
+                if let Err(e) = hold_lock_once(&config, key, &mut held).await {
+                    // Failing before the lock was first held is the caller's
+                    // error; later failures (the database restarting) are retried.
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
@@ -2450,8 +2458,32 @@ impl Store for PgStore {
             .context("the PostgreSQL presence task stopped before it started")?
     }
 
+    fn leads(&self, role: &str) -> Result<bool> {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flag) = leaders.get(role) {
+            return Ok(flag.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        // First ask: a task waits for the role's lock for as long as the
+        // process runs; the flag says whether it holds it now.
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        leaders.insert(role.to_string(), flag.clone());
+        let config = self.pool.config.clone();
+        let key = lock_key(&format!("leader:{role}"));
+        runtime()?.spawn(async move {
+            loop {
+                let f = flag.clone();
+                let mut held =
+                    move |_: Result<()>| f.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = hold_lock_once(&config, key, &mut held).await;
+                flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        Ok(false)
+    }
+
     fn present(&self, id: &str) -> Result<bool> {
-        let key = presence_key(id);
+        let key = lock_key(&format!("presence:{id}"));
         let mut c = self.c()?;
         let got: bool = col(
             &c.query_one("SELECT pg_try_advisory_lock($1) AS got", &[&key])?,
@@ -2693,6 +2725,43 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         panic!("presence was not lost and taken again (seen gone: {seen_gone})");
+    }
+
+    /// Of two servers asking to lead a role, exactly one does; when its
+    /// connection is gone (its process died), the other takes over.
+    #[test]
+    fn one_leader_at_a_time_with_fail_over() {
+        let Some((db, url)) = database() else { return };
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = PgStore::open(&url, a_dir.path()).unwrap();
+        let b = PgStore::open(&url, b_dir.path()).unwrap();
+        let wait_until = |what: &str, f: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !f() {
+                assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        a.leads("periodic").unwrap();
+        wait_until("a leads", &|| a.leads("periodic").unwrap());
+        b.leads("periodic").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(!b.leads("periodic").unwrap(), "two leaders");
+        assert!(a.leads("periodic").unwrap());
+        // The leader's lock connection dies: the other one takes over.
+        let key = lock_key("leader:periodic");
+        psql(
+            "postgres",
+            &format!(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND s.datname = '{db}' \
+                 AND ((l.classid::bigint << 32) | l.objid::bigint) = {key}"
+            ),
+        );
+        wait_until("b takes over", &|| b.leads("periodic").unwrap());
+        // a's task waits for the lock again; it does not lead while b does.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(!a.leads("periodic").unwrap(), "two leaders after fail-over");
     }
 
     /// A connection the server closed (a restart, an idle timeout) is not
