@@ -39,6 +39,54 @@ use crate::supervisor::{InstanceStatus, Phase, now_unix_ms};
 pub const STATES: &str = "alerts.json";
 /// The silences' file in the environment's directory.
 pub const SILENCES: &str = "alert-silences.json";
+/// Every notice (firing, resolved), one JSON line each, append-only: what
+/// `hangar serve` relays through its notification channels for a project it
+/// watches (the controller does not know whether a server watches it).
+pub const EVENTS: &str = "alert-events.jsonl";
+
+/// Appends one notice to the environment's alert event log.
+pub fn append_event(env_dir: &Path, notice: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(notice)?;
+    line.push(b'\n');
+    // One write of a whole line to a file opened for appending: a reader
+    // never sees half of it mixed with another.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env_dir.join(EVENTS))?
+        .write_all(&line)
+}
+
+/// The notices appended after byte `offset` (whole lines only), and the
+/// offset to read from next time. A log shorter than `offset` (replaced)
+/// is read from its start.
+pub fn events_since(env_dir: &Path, offset: u64) -> (Vec<serde_json::Value>, u64) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(env_dir.join(EVENTS)) else {
+        return (Vec::new(), 0);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let offset = if len < offset { 0 } else { offset };
+    let mut bytes = Vec::new();
+    // At most 1 MiB a call: a huge log is relayed over several calls.
+    if f.seek(SeekFrom::Start(offset)).is_err() || f.take(1 << 20).read_to_end(&mut bytes).is_err()
+    {
+        return (Vec::new(), offset);
+    }
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let events = bytes[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    (events, offset + complete as u64)
+}
+
+/// The size of the alert event log now (where a new reader starts).
+pub fn events_end(env_dir: &Path) -> u64 {
+    std::fs::metadata(env_dir.join(EVENTS)).map_or(0, |m| m.len())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -343,7 +391,15 @@ impl Evaluator {
                         rec.phase = AlertPhase::Resolved;
                         rec.resolved_ms = Some(now_ms);
                         if rec.notified {
-                            send(&self.env, &self.outbox, alerts, rule, rec, "resolved");
+                            send(
+                                &self.env,
+                                &self.dir,
+                                &self.outbox,
+                                alerts,
+                                rule,
+                                rec,
+                                "resolved",
+                            );
                         }
                         rec.notified = false;
                     }
@@ -357,7 +413,15 @@ impl Evaluator {
                 }
                 if rec.phase == AlertPhase::Firing && !rec.notified && !silenced {
                     rec.notified = true;
-                    send(&self.env, &self.outbox, alerts, rule, rec, "firing");
+                    send(
+                        &self.env,
+                        &self.dir,
+                        &self.outbox,
+                        alerts,
+                        rule,
+                        rec,
+                        "firing",
+                    );
                 }
                 if new || rec.phase != before.phase || rec.notified != before.notified {
                     changed = true;
@@ -394,16 +458,17 @@ impl Evaluator {
     }
 }
 
-/// Queues the notice of `rec` becoming `status` (nothing without a webhook).
+/// Records the notice of `rec` becoming `status` in the event log, and
+/// queues it for the webhook when there is one.
 fn send(
     env: &str,
+    dir: &Path,
     outbox: &Outbox,
     alerts: &Alerts,
     rule: &AlertRule,
     rec: &AlertRecord,
     status: &'static str,
 ) {
-    let Some(url) = &alerts.webhook else { return };
     let for_ = format!("{}s", rule.for_.0.as_secs_f64());
     let notice = Notice {
         status,
@@ -428,6 +493,12 @@ fn send(
         started_at_ms: rec.since_ms,
         resolved_at_ms: rec.resolved_ms,
     };
+    if let Ok(value) = serde_json::to_value(&notice)
+        && let Err(e) = append_event(dir, &value)
+    {
+        tracing::warn!("alerts: cannot append to {EVENTS}: {e}");
+    }
+    let Some(url) = &alerts.webhook else { return };
     let secret = alerts
         .secret
         .as_ref()

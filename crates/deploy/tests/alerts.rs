@@ -261,6 +261,30 @@ async fn a_failing_service_fires_after_for_and_resolves_and_a_silenced_rule_noti
     assert_eq!(idle.1["rule"], "idle", "{}", idle.1);
     assert_eq!(idle.1["status"], "firing");
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every announcement is in the environment's event log too (what a
+    // server watching the project relays), in order, the same bodies.
+    let (logged, end) = alerts::events_since(&env_dir, 0);
+    let statuses: Vec<(String, String)> = logged
+        .iter()
+        .map(|e| {
+            (
+                e["rule"].as_str().unwrap().into(),
+                e["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("errors".to_string(), "firing".to_string()),
+            ("errors".into(), "resolved".into()),
+            ("idle".into(), "firing".into())
+        ],
+        "{logged:?}"
+    );
+    assert_eq!(logged[0], firing);
+    assert_eq!(alerts::events_since(&env_dir, end).0.len(), 0);
+    assert_eq!(end, alerts::events_end(&env_dir));
     let rest: Vec<serde_json::Value> = notices.try_iter().map(|(_, b)| b).collect();
     assert!(
         rest.iter().all(|n| n["rule"] != "muted"),

@@ -563,3 +563,69 @@ pub async fn environment(
     }
     Json(environment_view(&project, &dir, &env).await).into_response()
 }
+
+/// How often a watched project's alert event logs are read.
+const ALERT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Relays the alerts of a watched project (its environments' controllers
+/// append every firing and resolved alert to `alert-events.jsonl`) through
+/// the server's notification channels, as the events `alert_firing` and
+/// `alert_resolved`. Reading starts at the logs' ends when the server starts:
+/// an alert announced while no server ran went to the environment's own
+/// webhook only, and is not announced again.
+pub fn relay_alerts(app: Arc<App>, repo_id: i64, repo: String, data: PathBuf) {
+    tokio::spawn(async move {
+        let mut offsets: std::collections::HashMap<String, u64> = environments_with_alerts(&data)
+            .into_iter()
+            .map(|env| {
+                let end = hangar_deploy::alerts::events_end(&data.join("envs").join(&env));
+                (env, end)
+            })
+            .collect();
+        loop {
+            tokio::time::sleep(ALERT_POLL).await;
+            for env in environments_with_alerts(&data) {
+                let dir = data.join("envs").join(&env);
+                let offset = offsets.get(&env).copied().unwrap_or(0);
+                let (events, next) = hangar_deploy::alerts::events_since(&dir, offset);
+                offsets.insert(env.clone(), next);
+                for e in events {
+                    let field =
+                        |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                    let event = match field("status").as_str() {
+                        "firing" => "alert_firing",
+                        "resolved" => "alert_resolved",
+                        _ => continue,
+                    };
+                    app.notifier.notify(
+                        &app.store,
+                        crate::notify::Notice {
+                            event,
+                            repo_id: Some(repo_id),
+                            run_id: None,
+                            title: format!(
+                                "Alert {} {}: {repo} {env}/{}",
+                                field("rule"),
+                                field("status"),
+                                field("service")
+                            ),
+                            text: field("summary"),
+                            data: serde_json::json!({ "project": repo, "alert": e }),
+                        },
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// The environments of a watched project that have an alert event log.
+fn environments_with_alerts(data: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(data.join("envs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(hangar_deploy::alerts::EVENTS).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}

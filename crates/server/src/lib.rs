@@ -628,6 +628,12 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         {
             tracing::warn!("{e:#}");
         }
+        delivery::relay_alerts(
+            app.clone(),
+            repo.id,
+            repo.name.clone(),
+            path.join(".hangar"),
+        );
         triggers::watch_local(app.clone(), repo, path, cfg.watch_every);
     }
     let mut work_dir = None;

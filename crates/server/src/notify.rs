@@ -30,6 +30,9 @@ pub const EVENTS: &[&str] = &[
     "deployment_succeeded",
     "deployment_failed",
     "agent_lost",
+    // hangar.yml's alert rules of a watched project (`delivery::relay_alerts`).
+    "alert_firing",
+    "alert_resolved",
 ];
 
 /// The channels a rule can deliver to.

@@ -542,3 +542,73 @@ async fn rules_in_hangar_yml_deliver_through_the_secrets_they_name() {
     assert_eq!(got.lock().unwrap().len(), 1);
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_watched_projects_alerts_reach_the_servers_channels() {
+    let (url, got) = receiver().await;
+    // A project whose environment's controller already announced an alert
+    // before the server started: that one is not sent again.
+    let (project, _) = repo_with(&[("README", "shop")]);
+    let env_dir = project.path().join(".hangar/envs/prod");
+    std::fs::create_dir_all(&env_dir).unwrap();
+    let old = json!({"status": "firing", "env": "prod", "service": "web", "rule": "old", "summary": "before the server"});
+    hangar_deploy::alerts::append_event(&env_dir, &old).unwrap();
+    let s = start_with(|cfg| cfg.watch = vec![project.path().to_path_buf()]).await;
+    let (code, v) = s
+        .post(
+            "/api/v1/notifications",
+            json!({"events": ["alert_firing", "alert_resolved"], "channel": "webhook", "url": format!("{url}/hook"), "secret": "k"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let (code, v) = s
+        .post(
+            "/api/v1/notifications",
+            json!({"events": ["alert_firing"], "channel": "slack", "url": format!("{url}/slack")}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    // What the controller appends as an alert fires, then resolves.
+    for status in ["firing", "resolved"] {
+        let e = json!({"status": status, "env": "prod", "service": "web", "rule": "web-errors",
+            "kind": "error_rate", "severity": "critical", "value": "43.0%", "threshold": "5%",
+            "summary": format!("prod/web: error_rate {status}")});
+        hangar_deploy::alerts::append_event(&env_dir, &e).unwrap();
+    }
+    let msgs = wait_for(&got, 3).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let msgs_after = got.lock().unwrap().clone();
+    assert_eq!(
+        msgs_after.len(),
+        3,
+        "nothing more (the old alert is not re-sent)"
+    );
+    let hooks: Vec<Value> = msgs
+        .iter()
+        .filter(|(p, _, _)| p == "/hook")
+        .map(|(_, h, b)| {
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"k").unwrap();
+            mac.update(b);
+            let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            assert_eq!(h["x-hangar-signature-256"], sig.as_str());
+            serde_json::from_slice(b).unwrap()
+        })
+        .collect();
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    let text = |v: &Value| v.to_string();
+    assert!(text(&hooks[0]).contains("alert_firing"), "{}", hooks[0]);
+    assert!(text(&hooks[0]).contains("web-errors"), "{}", hooks[0]);
+    assert!(text(&hooks[1]).contains("alert_resolved"), "{}", hooks[1]);
+    assert!(
+        !msgs
+            .iter()
+            .any(|(_, _, b)| String::from_utf8_lossy(b).contains("before the server"))
+    );
+    let slack: Vec<String> = msgs
+        .iter()
+        .filter(|(p, _, _)| p == "/slack")
+        .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(slack.len(), 1, "only firing goes to slack: {slack:?}");
+    assert!(slack[0].contains("Alert web-errors firing"), "{}", slack[0]);
+}
