@@ -851,7 +851,29 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         v["steps"] = json!(steps);
         v["approvals"] = json!(approvals);
         v["log_lines"] = json!(lines);
-        v["attempts"] = json!(tri!(app.store.log_attempts(job.id)));
+        let attempts = tri!(app.store.log_attempts(job.id));
+        // Re-run history: each earlier attempt with its steps and how it ended
+        // (its first failing step's conclusion, or success when none failed).
+        let mut history = Vec::new();
+        for &n in attempts.iter().filter(|&&n| n != job.attempt) {
+            let steps = tri!(app.store.steps_of_job(job.id, Some(n)));
+            let failed = steps.iter().find(|s| {
+                matches!(
+                    s.conclusion,
+                    Some(hangar_store::Conclusion::Failure | hangar_store::Conclusion::Cancelled)
+                )
+            });
+            history.push(json!({
+                "attempt": n,
+                "conclusion": failed.and_then(|s| s.conclusion).or(steps.last().and_then(|s| s.conclusion)),
+                "failed_step": failed.map(|s| s.name.clone()),
+                "started_at": steps.first().and_then(|s| s.started_at),
+                "finished_at": steps.last().and_then(|s| s.finished_at),
+                "steps": steps,
+            }));
+        }
+        v["attempts"] = json!(attempts);
+        v["attempt_history"] = json!(history);
         jobs.push(v);
     }
     let repo = tri!(app.store.get_repo(run.repo_id));

@@ -286,3 +286,41 @@ async fn a_drained_agent_takes_no_job_until_resumed_and_is_forgotten_only_when_i
     assert!(agents.as_array().unwrap().is_empty(), "{agents}");
     assert_eq!(send(del()).await.0, 404);
 }
+
+#[tokio::test]
+async fn a_rerun_keeps_each_earlier_attempt_with_its_steps_and_conclusion() {
+    let (repo, sha) = repo_with(&[(
+        ".github/workflows/ci.yml",
+        "name: build\non: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - {name: ok, run: echo ok}\n      - {name: breaks, run: exit 3}\n",
+    )]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    assert_eq!(s.push("acme/app", repo.path(), &sha, "d0").await.0, 202);
+    let run = s.runs().await[0]["id"].as_i64().unwrap();
+    let first = s.wait_run(run, Duration::from_secs(60)).await;
+    assert_eq!(first["run"]["conclusion"], "failure");
+    assert_eq!(first["jobs"][0]["attempt_history"], json!([]));
+    let (c, v) = s
+        .post(
+            &format!("/api/v1/runs/{run}/rerun"),
+            json!({"jobs": "failed"}),
+        )
+        .await;
+    assert_eq!(c, 202, "{v}");
+    let start = std::time::Instant::now();
+    let again = loop {
+        let v = s.get(&format!("/api/v1/runs/{run}")).await;
+        if v["run"]["status"] == "completed" && v["run"]["attempt"] == 2 {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let job = &again["jobs"][0];
+    let history = job["attempt_history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "{job}");
+    assert_eq!(history[0]["attempt"], 1);
+    assert_eq!(history[0]["conclusion"], "failure");
+    assert_eq!(history[0]["failed_step"], "breaks");
+    assert!(history[0]["steps"].as_array().unwrap().len() >= 2, "{job}");
+}
