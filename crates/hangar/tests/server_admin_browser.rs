@@ -52,7 +52,7 @@ struct Down<'a>(&'a Path);
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = Command::new(BIN)
-            .args(["down", "--env", "prod", "--dir"])
+            .args(["down", "--env", "staging", "--dir"])
             .arg(self.0)
             .output();
     }
@@ -71,7 +71,7 @@ fn admin_and_delivery_pages_work_in_a_browser() {
     let tmp = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let yml = format!(
-        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: canary\n    canary: {{ steps: [50, 100], interval: 60s, step_deadline: 5m }}\n    listen: {{ web: 127.0.0.1:{port} }}\n    protection: {{ reviewers: [admin] }}\n"
+        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    protection: {{ reviewers: [admin] }}\n  staging:\n    strategy: canary\n    canary: {{ steps: [50, 100], interval: 60s, step_deadline: 5m }}\n    listen: {{ web: 127.0.0.1:{port} }}\n"
     );
     let v1 = hangar_testkit::commit(
         repo.path(),
@@ -102,6 +102,13 @@ fn admin_and_delivery_pages_work_in_a_browser() {
         &chrome,
         tmp.path(),
         &format!("{url}#/approvals?token={admin}"),
+    );
+    // The page takes the token from its first URL: moving on before it ran
+    // would leave it without one.
+    cdp.wait(
+        "the UI took the token",
+        20,
+        "(() => { try { return location.origin !== 'null' && localStorage.getItem('hangar.token'); } catch (e) { return false; } })()",
     );
 
     // Approvals: the waiting one names its job, branch and commit, and Approve runs it.
@@ -232,7 +239,8 @@ fn admin_and_delivery_pages_work_in_a_browser() {
         "document.querySelector('tr[data-agent] .state').innerText === 'in service'",
     );
 
-    // Delivery: v1 deployed, then v2 as a canary at 50%, promoted, rolled back.
+    // Delivery (to an environment without reviewers, which the server would
+    // hold for one): v1 deployed, then v2 as a canary at 50%, promoted, rolled back.
     let project = repo
         .path()
         .file_name()
@@ -242,7 +250,7 @@ fn admin_and_delivery_pages_work_in_a_browser() {
     let deploy = |commit: &str| {
         http(
             "POST",
-            &format!("{base}/api/v1/delivery/{project}/prod"),
+            &format!("{base}/api/v1/delivery/{project}/staging"),
             &admin,
             Some(
                 &json!({"op": "deploy", "commit": commit, "no_build": false, "from_commit": true})
@@ -251,7 +259,15 @@ fn admin_and_delivery_pages_work_in_a_browser() {
         )
     };
     let (code, body) = deploy(&v1);
-    assert!(code < 300, "{code} {body}");
+    assert_eq!(code, 202, "{body}");
+    // The deployment runs on the server: followed by its operation's id.
+    let op: Value = serde_json::from_str(&body).unwrap();
+    let op_url = format!("{base}/api/v1/delivery/operations/{}", op["id"]);
+    wait_for("the first deployment", 60, || {
+        get(&op_url, &admin)["done"] == true
+    });
+    let op = get(&op_url, &admin);
+    assert!(op["error"].is_null(), "{op}");
     assert_eq!(page(port).as_deref(), Some("v1"));
     hangar_testkit::commit(repo.path(), &[("site/index.html", "v2")]);
     let (code, body) = deploy("main");
@@ -304,7 +320,7 @@ fn admin_and_delivery_pages_work_in_a_browser() {
     );
     let (code, _) = http(
         "POST",
-        &format!("{base}/api/v1/delivery/{project}/prod"),
+        &format!("{base}/api/v1/delivery/{project}/staging"),
         viewer,
         Some(r#"{"op": "rollback"}"#),
     );
