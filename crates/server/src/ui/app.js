@@ -680,7 +680,14 @@ async function deliveryPage(main) {
   async function act(e, body, label) {
     flash(`${label}…`, true);
     const r = await api(`/api/v1/delivery/${encodeURIComponent(e.project)}/${encodeURIComponent(e.env)}`, { method: 'POST', body: JSON.stringify(body) });
-    flash(`${label}: ${typeof r === 'string' ? r : 'done'}`, true);
+    // A protected environment answers 202 with an operation that waits for
+    // its reviewers (and wait timer) before the controller acts.
+    if (r && typeof r === 'object' && r.id !== undefined && !Array.isArray(r)) {
+      const op = await api('/api/v1/delivery/operations/' + r.id);
+      flash(`${label}: operation ${r.id} ` + (op.approval && op.approval.state === 'pending' ? `waits for a reviewer (${(op.approval.reviewers || []).join(', ')})` : 'accepted'), true);
+    } else {
+      flash(`${label}: ${typeof r === 'string' ? r : 'done'}`, true);
+    }
     await load();
   }
   function service(e, s) {
