@@ -247,19 +247,39 @@ pub(crate) async fn run_job(
         name: display,
         ts: now_ms(),
     });
-    let outcome = match Job::new(engine, run, spec, reporter.clone(), cancel.clone()) {
+    // A job that calls a reusable workflow is run by the local run loop
+    // (`run::call_workflow`), which runs the called workflow's jobs. Compiled
+    // alone, as an agent receives it, it has no steps: running it would
+    // "succeed" with nothing run, so it fails, saying why.
+    let called = spec.job.get("uses").and_then(Value::as_str).map(|uses| {
+        (
+            format!(
+                "job '{}' calls the reusable workflow `{uses}`, which hangar serve does not run yet \
+                 (hangar run does): the job fails rather than pass with nothing run. \
+                 Run the workflow with `hangar run`, or copy the called workflow's jobs into this one",
+                spec.job_id
+            ),
+            spec.location(None, "uses"),
+        )
+    });
+    let job = match called {
+        Some((message, location)) => Err((message, location)),
+        None => Job::new(engine, run, spec, reporter.clone(), cancel.clone())
+            .map_err(|e| (e, Location::default())),
+    };
+    let outcome = match job {
         Ok(mut job) => {
             let outcome = job.execute(cancel).await;
             job.clean_up_orphans();
             outcome
         }
-        Err(e) => {
+        Err((message, location)) => {
             reporter.event(Event::Annotation {
                 job: key.clone(),
                 step: None,
                 level: Level::Error,
-                message: e,
-                location: Location::default(),
+                message,
+                location,
                 ts: now_ms(),
             });
             JobOutcome {
