@@ -31,7 +31,8 @@ pub struct Project {
     pub notifications: Vec<Spanned<Notification>>,
 }
 
-/// The events a notification rule can name (the server's API takes the same).
+/// The events a notification rule can name: the one list, for hangar.yml's
+/// rules and the server's API alike.
 pub const NOTIFICATION_EVENTS: &[&str] = &[
     "run_failed",
     "run_fixed",
@@ -40,6 +41,9 @@ pub const NOTIFICATION_EVENTS: &[&str] = &[
     "deployment_succeeded",
     "deployment_failed",
     "agent_lost",
+    // The alert rules of a project `hangar serve` watches, relayed by it.
+    "alert_firing",
+    "alert_resolved",
 ];
 
 /// The channels a notification rule can deliver to.

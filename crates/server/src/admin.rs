@@ -275,16 +275,12 @@ pub async fn delete_secret(
             &format!("repository {repo} has no secret `{name}`"),
         );
     }
-    tri!(app.store.audit(
+    tri!(app.secret_changed(
         &c.name,
         "secret.delete",
         &format!("repo/{repo}/secret/{name}"),
-        &json!({})
+        None,
     ));
-    app.maskers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -222,6 +222,10 @@ fn assignment(
         }
         (secrets_named_by(&job.spec, secrets), vars)
     };
+    // The job's masker is made now, from the values as they are when the job
+    // gets them: a secret rotated before the job's first log line stays
+    // masked under its old value too.
+    app.masker_for_job(job, run.repo_id);
     let compiled = compile_job(
         &run.workflow_path,
         &s("workflow"),

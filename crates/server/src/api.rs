@@ -516,16 +516,12 @@ pub async fn put_secret(
     }
     let repo = if repo == 0 { None } else { Some(repo) };
     tri!(app.store.set_secret(repo, &name, &b.value));
-    tri!(app.store.audit(
+    tri!(app.secret_changed(
         &c.name,
         "secret.set",
         &format!("repo/{}/secret/{name}", repo.unwrap_or(0)),
-        &json!({})
+        Some(&b.value),
     ));
-    app.maskers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -148,6 +148,29 @@ impl App {
         Ok(self.untrusted(&run.event, &self.store.run_payload(run.id)?))
     }
 
+    /// A secret was set (`value`) or removed (`None`) by `who`: recorded in
+    /// the audit log, and the maskers of running jobs extended with the new
+    /// value. Never rebuilt from the store: a job holds the values it was
+    /// leased with, and a rotated secret's old value must stay masked in its
+    /// log (a removed one too).
+    pub fn secret_changed(
+        &self,
+        who: &str,
+        action: &str,
+        target: &str,
+        value: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.store
+            .audit(who, action, target, &serde_json::json!({}))?;
+        if let Some(value) = value {
+            let mut maskers = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
+            for m in maskers.values_mut() {
+                *m = Arc::new(m.with(value));
+            }
+        }
+        Ok(())
+    }
+
     pub fn masker_for_job(&self, job: &Job, repo_id: i64) -> Arc<Masker> {
         if let Some(m) = self
             .maskers

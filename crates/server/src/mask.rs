@@ -13,12 +13,18 @@ pub const MIN_SECRET_LEN: usize = 4;
 
 pub struct Masker {
     ac: Option<AhoCorasick>,
+    /// The values it masks (their forms are derived again when extended).
+    secrets: Vec<String>,
 }
 
 impl Masker {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a String>) -> Masker {
         let mut pats: Vec<String> = Vec::new();
+        let mut secrets_kept: Vec<String> = Vec::new();
         for s in secrets {
+            if !secrets_kept.contains(s) {
+                secrets_kept.push(s.clone());
+            }
             if s.len() < MIN_SECRET_LEN {
                 continue;
             }
@@ -41,7 +47,17 @@ impl Masker {
                 .build(&pats)
                 .expect("literal patterns build")
         });
-        Masker { ac }
+        Masker {
+            ac,
+            secrets: secrets_kept,
+        }
+    }
+
+    /// This masker and `value` too: what a job's masker becomes when a secret
+    /// is set while the job runs (the job may hold the old value and print it).
+    pub fn with(&self, value: &str) -> Masker {
+        let value = value.to_string();
+        Masker::new(self.secrets.iter().chain(std::iter::once(&value)))
     }
 
     pub fn mask(&self, text: &str) -> String {

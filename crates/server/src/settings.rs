@@ -117,19 +117,15 @@ pub async fn put_env_secret(
         return r;
     }
     tri!(app.store.set_env_secret(repo, &env, &name, &b.value));
-    tri!(app.store.audit(
+    tri!(app.secret_changed(
         &c.name,
         "secret.set",
         &format!(
             "repo/{repo}/environment/{}/secret/{name}",
             env.to_lowercase()
         ),
-        &json!({})
+        Some(&b.value),
     ));
-    app.maskers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -144,14 +140,14 @@ pub async fn delete_env_secret(
             &format!("environment `{env}` of repository {repo} has no secret `{name}`"),
         );
     }
-    tri!(app.store.audit(
+    tri!(app.secret_changed(
         &c.name,
         "secret.delete",
         &format!(
             "repo/{repo}/environment/{}/secret/{name}",
             env.to_lowercase()
         ),
-        &json!({})
+        None,
     ));
     StatusCode::NO_CONTENT.into_response()
 }

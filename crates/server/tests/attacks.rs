@@ -590,6 +590,73 @@ async fn a_log_chunk_over_1_mib_is_refused() {
     s.server.stop().await;
 }
 
+async fn set_secret(s: &TestServer, repo: i64, name: &str, value: &str) {
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/repos/{repo}/secrets/{name}")))
+        .bearer_auth(&s.token)
+        .json(&json!({"value": value}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// A secret rotated while a job runs stays masked under the value the job was
+/// leased with: the server masks again on ingest (an old agent, or a value
+/// the agent's masker missed), and used to rebuild a job's masker from the
+/// store's current values, so the old value went into the stored log in clear.
+#[tokio::test]
+async fn a_secret_rotated_while_a_job_runs_stays_masked_under_its_old_value() {
+    let wf = "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ secrets.TOKEN }}\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let id = s.register("acme/app", repo.path()).await;
+    set_secret(&s, id, "TOKEN", "old-token-1234").await;
+    let agent = agent_token(&s, "box").await;
+    s.push("acme/app", repo.path(), &sha, "rotate-1").await;
+    let a = poll(&s, &agent, "box-1").await.expect("leased");
+    assert_eq!(a["secrets"]["TOKEN"], "old-token-1234", "{a:#}");
+    let (job, fence) = (a["job_id"].as_i64().unwrap(), a["fence"].as_i64().unwrap());
+    let key = a["lease_key"].as_str().unwrap();
+    let path = format!("/api/v1/agent/jobs/{job}/logs");
+    // Rotated before the job's first line, then again between its lines; the
+    // agent here masks nothing, as a step printing the value in a form its
+    // masker missed would.
+    set_secret(&s, id, "TOKEN", "new-token-5678").await;
+    let first = "before old-token-1234\n";
+    let code = agent_call(
+        &s,
+        &agent,
+        Some(key),
+        &path,
+        json!({"fence": fence, "chunk": 0, "first_line": 0, "text": first}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    set_secret(&s, id, "TOKEN", "newer-token-9012").await;
+    let second = "after old-token-1234 new-token-5678 newer-token-9012\n";
+    let code = agent_call(
+        &s,
+        &agent,
+        Some(key),
+        &path,
+        json!({"fence": fence, "chunk": 1, "first_line": 1, "text": second}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(
+        log.contains("before ***") && log.contains("after *** *** ***"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("token-"),
+        "a secret's value is stored in clear: {log}"
+    );
+    s.server.stop().await;
+}
+
 #[tokio::test]
 async fn a_slow_headers_client_is_dropped() {
     let s = start_with(|c| {
