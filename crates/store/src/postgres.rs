@@ -778,6 +778,8 @@ fn migrate(c: &mut PgConn) -> Result<()> {
 
 /// The `WHERE` condition of a run filter (without paging) and its values, `$1`…
 /// Every parameter carries its type: PostgreSQL cannot infer one from `$n IS NULL`.
+/// A run with a pending approval is `waiting` whatever its stored status (see
+/// the SQLite store's filter).
 fn run_filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
     let text = |o: &Option<String>| -> Option<String> {
         o.as_deref().filter(|s| !s.is_empty()).map(str::to_string)
@@ -816,7 +818,11 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync>>) {
         Box::new(text(&f.actor)),
         Box::new(f.pull_request),
     ];
-    let cond = "($1::bigint IS NULL OR repo_id = $1) AND ($2::text IS NULL OR status = $2) \
+    let cond = "($1::bigint IS NULL OR repo_id = $1) \
+         AND ($2::text IS NULL OR ($2 = 'waiting' AND (status = 'waiting' OR (status != 'completed' \
+              AND id IN (SELECT run_id FROM approvals WHERE state = 'pending')))) \
+              OR ($2 != 'waiting' AND status = $2 AND NOT (status != 'completed' \
+              AND id IN (SELECT run_id FROM approvals WHERE state = 'pending')))) \
          AND ($3::text IS NULL OR event = $3) \
          AND ($4::text IS NULL OR git_ref = $4 OR (payload::jsonb #>> '{pull_request,head,ref}') = $5::text) \
          AND ($6::text IS NULL OR workflow_name = $6 OR workflow_path = $6 OR workflow_path = $7::text) \

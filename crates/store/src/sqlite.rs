@@ -1923,6 +1923,10 @@ impl Store for SqliteStore {
 }
 
 /// The `WHERE` condition of a run filter (without paging) and its values, `?1`…
+///
+/// A run with a pending approval is `waiting` (as the runs list shows it and
+/// GitHub names it), whatever its stored status: `status=waiting` finds it,
+/// `status=queued` or `in_progress` does not.
 fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
     let text = |o: &Option<String>| -> V {
@@ -1971,7 +1975,12 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
         text(&f.actor),
         f.pull_request.into(),
     ];
-    let cond = "(?1 IS NULL OR repo_id = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR event = ?3) \
+    let cond = "(?1 IS NULL OR repo_id = ?1) \
+         AND (?2 IS NULL OR (?2 = 'waiting' AND (status = 'waiting' OR (status != 'completed' \
+              AND id IN (SELECT run_id FROM approvals WHERE state = 'pending')))) \
+              OR (?2 != 'waiting' AND status = ?2 AND NOT (status != 'completed' \
+              AND id IN (SELECT run_id FROM approvals WHERE state = 'pending')))) \
+         AND (?3 IS NULL OR event = ?3) \
          AND (?4 IS NULL OR git_ref = ?4 OR json_extract(payload, '$.pull_request.head.ref') = ?5) \
          AND (?6 IS NULL OR workflow_name = ?6 OR workflow_path = ?6 OR workflow_path = ?7) \
          AND (?8 IS NULL OR conclusion = ?8) AND (?9 IS NULL OR sha LIKE ?9 ESCAPE '\\') \

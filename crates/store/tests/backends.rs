@@ -729,6 +729,20 @@ fn run_filters_and_counts(s: &dyn Store) {
             .collect::<Vec<_>>(),
         [push, pr]
     );
+    // A run whose job waits for a reviewer is `waiting`, whatever its stored
+    // status, as the runs list shows it; once decided it is what it was.
+    let stored = s.get_run(pr).unwrap().unwrap().status;
+    let job = s.jobs_of_run(pr).unwrap()[0].id;
+    let approval = s.create_approval(job, pr, "prod").unwrap();
+    let with_status = |status| RunFilter {
+        status: Some(status),
+        ..Default::default()
+    };
+    assert_eq!(ids(with_status(Status::Waiting)), [pr]);
+    assert!(!ids(with_status(stored)).contains(&pr), "{stored}");
+    s.decide_approval(approval, true, "mona", "ok").unwrap();
+    assert!(ids(with_status(Status::Waiting)).is_empty());
+    assert!(ids(with_status(stored)).contains(&pr), "{stored}");
 }
 
 fn job_counts_and_groups(s: &dyn Store) {
