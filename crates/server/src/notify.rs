@@ -12,9 +12,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use hangar_store::{NewOutbound, NotificationRule, Store};
 
@@ -151,13 +149,9 @@ fn record(
     });
 }
 
-/// `sha256=<hex>`: GitHub's `X-Hub-Signature-256` scheme, over the exact body.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+/// The `X-Hangar-Signature-256` of a signed webhook (GitHub's scheme): one
+/// function for the server's channels and the environments' alert webhooks.
+pub use hangar_deploy::alerts::signature;
 
 pub struct Notifier {
     client: reqwest::Client,
@@ -393,16 +387,6 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_matches_githubs_documented_example() {
-        // docs.github.com, "Validating webhook deliveries": secret "It's a Secret
-        // to Everybody", payload "Hello, World!".
-        assert_eq!(
-            signature("It's a Secret to Everybody", b"Hello, World!"),
-            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-        );
-    }
 
     #[test]
     fn the_log_shows_only_the_host_of_a_webhook_url() {
