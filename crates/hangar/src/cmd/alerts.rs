@@ -2,10 +2,9 @@
 //! controller last evaluated them, and silences. The work is
 //! `hangar_deploy::alerts`'s; silences are a file, so no controller need run.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use hangar_deploy::alerts::{self, AlertPhase};
 use hangar_deploy::state::EnvFiles;
@@ -25,15 +24,8 @@ pub struct Args {
     /// The environment to list [default: every environment with alert rules].
     #[arg(value_name = "ENV")]
     env: Option<String>,
-    /// Project directory (holding hangar.yml).
-    #[arg(long, default_value = ".", global = true)]
-    dir: PathBuf,
-    /// Data directory for releases, state and logs [default: <dir>/.hangar].
-    #[arg(long, global = true)]
-    data: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    at: super::ProjectArgs,
 }
 
 #[derive(Subcommand)]
@@ -70,9 +62,7 @@ fn left(now: u64, until: u64) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = std::fs::canonicalize(&args.dir)
-        .with_context(|| format!("project directory {}", args.dir.display()))?;
-    let data = args.data.clone().unwrap_or_else(|| dir.join(".hangar"));
+    let (dir, data) = args.at.resolve()?;
     let (_, project) = hangar_project::load(&dir).map_err(|e| anyhow!("{e}"))?;
     let env_known = |env: &str| -> anyhow::Result<&hangar_project::Environment> {
         match project.environments.get(env) {
@@ -167,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .iter()
                     .filter(|r| r.phase == AlertPhase::Firing)
                     .count();
-                if args.json {
+                if args.at.json {
                     json.push(serde_json::json!({
                         "env": env, "rules": rules, "alerts": records,
                         "silences": silences.iter().map(|(r, u)| serde_json::json!({"rule": r, "until_ms": u})).collect::<Vec<_>>(),
@@ -224,7 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            if args.json {
+            if args.at.json {
                 println!("{}", serde_json::to_string_pretty(&json)?);
             } else if envs.is_empty() {
                 println!(

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args as ClapArgs, Subcommand};
 use hangar_deploy::recovery;
 
@@ -18,15 +17,8 @@ use hangar_deploy::recovery;
 pub struct Args {
     #[command(subcommand)]
     action: Action,
-    /// Project directory (holding hangar.yml).
-    #[arg(long, default_value = ".", global = true)]
-    dir: PathBuf,
-    /// Data directory for releases, state and logs [default: <dir>/.hangar].
-    #[arg(long, global = true)]
-    data: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    at: super::ProjectArgs,
 }
 
 #[derive(Subcommand)]
@@ -65,14 +57,12 @@ fn ms(ms: u64) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = std::fs::canonicalize(&args.dir)
-        .with_context(|| format!("project directory {}", args.dir.display()))?;
-    let data = args.data.clone().unwrap_or_else(|| dir.join(".hangar"));
+    let (dir, data) = args.at.resolve()?;
     let (_, project) = hangar_project::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     match args.action {
         Action::Backup { env } => {
             let set = recovery::backup(&dir, &project, &data, &env)?;
-            if args.json {
+            if args.at.json {
                 println!("{}", serde_json::to_string_pretty(&set.manifest)?);
             } else {
                 println!("backed up `{env}` to {}", set.path.display());
@@ -88,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::List { env } => {
             let all = recovery::list(&dir, &project, &env)?;
-            if args.json {
+            if args.at.json {
                 let v: Vec<_> = all
                     .iter()
                     .map(|s| serde_json::json!({"path": s.path, "manifest": s.manifest}))
@@ -137,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             rt.block_on(async {
                 let (report, ctl) =
                     recovery::drill(&dir, &project, &data, &env, &into, keep).await?;
-                if args.json {
+                if args.at.json {
                     println!(
                         "{}",
                         serde_json::to_string_pretty(
