@@ -112,8 +112,13 @@ impl RunContext {
             .unwrap_or_default();
         let data_dir = default_data_dir();
         let run_id = format!("{}", crate::report::now_ms() % 10_000_000_000);
+        // Unique in this process too: two runs started in the same
+        // millisecond (concurrent tests, a library running several) must not
+        // share a directory that the first to finish removes.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nth = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let run_dir =
-            std::env::temp_dir().join(format!("hangar-run-{run_id}-{}", std::process::id()));
+            std::env::temp_dir().join(format!("hangar-run-{run_id}-{}-{nth}", std::process::id()));
         RunContext {
             workspace: workspace.to_path_buf(),
             event_name: event_name.to_string(),
@@ -534,6 +539,16 @@ pub fn needs_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs started together in one process get run directories of their
+    /// own (one removes its directory when it is dropped).
+    #[test]
+    fn runs_started_together_have_their_own_run_directories() {
+        let dir = std::env::temp_dir();
+        let a = RunContext::new(&dir, "push", None);
+        let b = RunContext::new(&dir, "push", None);
+        assert_ne!(a.run_dir, b.run_dir);
+    }
 
     #[test]
     fn ref_names_are_whole_names() {
