@@ -104,3 +104,18 @@ fn a_broken_config_is_exit_2_with_its_position() {
         "not a repository is an error, not 'no findings'"
     );
 }
+
+/// This repository's own gate, as the README's first command runs it (the
+/// `secrets` job of its CI): a new test fixture that looks like a credential
+/// needs a `hangar:allow` comment or a baseline entry, or that command fails.
+#[test]
+fn this_repository_passes_its_own_secrets_gate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = hangar(&root, &["--baseline", ".ci/secrets-baseline.json"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

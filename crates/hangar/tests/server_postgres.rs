@@ -195,7 +195,7 @@ fn an_unreachable_database_stops_the_server_with_a_clear_error() {
         .arg(data.path())
         .args([
             "--database",
-            &format!("postgres://ci:hunter2@127.0.0.1:{port}/hangar?connect_timeout=5"),
+            &format!("postgres://ci:hunter2@127.0.0.1:{port}/hangar?connect_timeout=5"), // hangar:allow (a fake credential for the test)
         ])
         .output()
         .unwrap();

@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn database_urls_are_logged_without_their_password() {
         assert_eq!(
-            database_label("postgres://ci:s3cret@db.internal:5432/hangar"),
+            database_label("postgres://ci:s3cret@db.internal:5432/hangar"), // hangar:allow (a fake credential for the test)
             "postgres://ci@db.internal:5432/hangar"
         );
         assert_eq!(

@@ -2598,7 +2598,7 @@ mod tests {
         s.set_forge_credential(
             1,
             &ForgeCredential {
-                token: "ghp_forge-token-value-789".into(),
+                token: "ghp_forge-token-value-789".into(), // hangar:allow (a fake credential for the test)
                 ..Default::default()
             },
         )

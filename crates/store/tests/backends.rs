@@ -252,7 +252,7 @@ fn forge_credentials_and_outbound_log(s: &dyn Store) {
         kind: "github".into(),
         api_url: "https://api.github.com".into(),
         project: "acme/app".into(),
-        token: "ghp_forge-token-value-789".into(),
+        token: "ghp_forge-token-value-789".into(), // hangar:allow (a fake credential for the test)
     };
     s.set_forge_credential(7, &cred).unwrap();
     assert_eq!(s.forge_credential(7).unwrap(), Some(cred));
