@@ -160,10 +160,6 @@ pub async fn delete_repo(
     if !tri!(app.store.delete_repo(id)) {
         return error(StatusCode::NOT_FOUND, &format!("no repository {id}"));
     }
-    app.maskers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
     app.env_loads
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -258,8 +254,9 @@ pub async fn whoami(Extension(c): Extension<Caller>) -> Response {
     Json(json!({"name": c.name, "role": c.role.as_str()})).into_response()
 }
 
-/// Repository id 0 is the server's own level, as in the secrets routes.
-fn level(repo: i64) -> Option<i64> {
+/// The level a `{id}` of a secrets or variables route names: 0 is the
+/// server's own, any other a repository's.
+pub(crate) fn level(repo: i64) -> Option<i64> {
     (repo != 0).then_some(repo)
 }
 

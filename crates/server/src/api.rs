@@ -514,7 +514,7 @@ pub async fn put_secret(
     if let Some(r) = crate::settings::bad_name("secret", &name) {
         return r;
     }
-    let repo = if repo == 0 { None } else { Some(repo) };
+    let repo = crate::admin::level(repo);
     tri!(app.store.set_secret(repo, &name, &b.value));
     tri!(app.secret_changed(
         &c.name,
@@ -532,7 +532,7 @@ pub async fn list_secrets(
     Query(p): Query<PageQuery>,
 ) -> Response {
     let page = page_or_400!(p);
-    let repo = if repo == 0 { None } else { Some(repo) };
+    let repo = crate::admin::level(repo);
     names_page(&uri, tri!(app.store.secret_names(repo)), &page)
 }
 
@@ -555,7 +555,7 @@ pub async fn put_variable(
     if let Some(r) = crate::settings::bad_name("variable", &name) {
         return r;
     }
-    let repo = if repo == 0 { None } else { Some(repo) };
+    let repo = crate::admin::level(repo);
     tri!(app.store.set_variable(repo, &name, &b.value));
     tri!(app.store.audit(
         &c.name,
