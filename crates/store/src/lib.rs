@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod fsmode;
 mod migrations;
 pub mod model;
+mod pgtls;
 pub mod postgres;
 pub mod sqlite;
 

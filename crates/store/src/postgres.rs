@@ -8,7 +8,7 @@
 //! panics on a thread that already drives a runtime. So the connections' I/O runs
 //! on one small runtime of this module's own (a thread), and a call waits for its
 //! answer by parking the calling thread ([`block_on`]), which is legal anywhere.
-//! No TLS feature: no OpenSSL; connect over a unix socket or a trusted network.
+//! TLS is rustls's, with libpq's `sslmode` and `sslrootcert` (`pgtls.rs`).
 //!
 //! ## What lives where
 //! Rows (runs, jobs, steps, log chunks LZ4-compressed as in SQLite, secrets sealed
@@ -30,12 +30,13 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 
 use anyhow::{Context, anyhow};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 use crate::blobs::BlobDir;
 use crate::crypto::{SecretBox, random_token, sha256_hex};
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
+use crate::pgtls::Target;
 use crate::{Result, Store};
 
 /// Connections kept per store. Each call holds one for its few statements only.
@@ -171,7 +172,7 @@ struct PoolState {
 /// A small pool written here rather than `r2d2`: a vector of idle connections,
 /// a count of open ones and a condition variable to wait for one.
 struct Pool {
-    config: tokio_postgres::Config,
+    target: Target,
     state: Mutex<PoolState>,
     freed: Condvar,
 }
@@ -214,17 +215,16 @@ impl Drop for Pooled<'_> {
 
 impl Pool {
     fn connect(&self) -> Result<PgConn> {
-        let config = self.config.clone();
+        let target = self.target.clone();
         let handle = runtime()?;
         let client = block_on(handle.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
+            let (client, connection) = target.connect().await?;
             // The connection ends when its client is dropped or the server goes away;
             // the client then reports `is_closed` and the pool drops it.
             tokio::spawn(connection);
-            Ok::<_, tokio_postgres::Error>(client)
+            Ok::<_, anyhow::Error>(client)
         }))
-        .context("the PostgreSQL connection task stopped")?
-        .map_err(|e| anyhow!("connecting to PostgreSQL: {}", error_chain(&e)))?;
+        .context("the PostgreSQL connection task stopped")??;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
@@ -265,7 +265,7 @@ impl Pool {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -499,13 +499,8 @@ impl PgStore {
     /// socket directory as `host=/path` in the query), applies the migrations this
     /// database lacks, and keeps blobs and the sealing key in `data_dir`.
     pub fn open(url: &str, data_dir: &Path) -> Result<PgStore> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            anyhow!(
-                "the database URL is not a PostgreSQL connection string ({}); \
-                 expected postgres://USER:PASSWORD@HOST:PORT/DATABASE",
-                error_chain(&e)
-            )
-        })?;
+        let mut target = Target::parse(url)?;
+        let config = &mut target.config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
@@ -515,7 +510,7 @@ impl PgStore {
         crate::fsmode::create_private_dir(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let pool = Pool {
-            config,
+            target,
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 open: 0,
@@ -655,14 +650,14 @@ pub(crate) fn advance_identity(c: &mut PgConn, table: &str) -> Result<()> {
 /// Connects, `LISTEN`s, and calls `wake` on each notification until the
 /// connection ends. The first successful `LISTEN` is reported through `ready`.
 async fn listen_once(
-    config: &tokio_postgres::Config,
+    target: &Target,
     wake: &(dyn Fn() + Send + Sync),
     ready: &mut Option<std::sync::mpsc::Sender<Result<()>>>,
 ) -> Result<()> {
-    let (client, mut connection) = config
-        .connect(NoTls)
+    let (client, mut connection) = target
+        .connect()
         .await
-        .map_err(|e| anyhow!("connecting to PostgreSQL to listen: {}", error_chain(&e)))?;
+        .context("opening the connection that listens for work")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // The connection must be driven for `LISTEN` to be answered: its messages
     // are read by a task of their own, notifications passed on.
@@ -705,14 +700,11 @@ fn lock_key(name: &str) -> i64 {
 /// Connects, takes the advisory lock `key` (waiting for it while another
 /// session holds it), calls `held`, and keeps it until the connection ends.
 async fn hold_lock_once(
-    config: &tokio_postgres::Config,
+    target: &Target,
     key: i64,
     held: &mut (dyn FnMut(Result<()>) + Send),
 ) -> Result<()> {
-    let (client, mut connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| anyhow!("connecting to PostgreSQL: {}", error_chain(&e)))?;
+    let (client, mut connection) = target.connect().await?;
     let reader = tokio::spawn(async move {
         while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             if m.is_err() {
@@ -2413,14 +2405,14 @@ impl Store for PgStore {
         // A connection of its own, outside the pool, that only listens. When it
         // is lost it is opened again (after a second), and `wake` is called once
         // then: what was announced meanwhile was not heard.
-        let config = self.pool.config.clone();
+        let target = self.pool.target.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         runtime()?.spawn(async move {
             let mut ready = Some(ready_tx);
             loop {
                 // Failing before the first `LISTEN` is the caller's error; later
                 // failures (the database restarting) are retried.
-                if let Err(e) = listen_once(&config, &wake, &mut ready).await
+                if let Err(e) = listen_once(&target, &wake, &mut ready).await
                     && let Some(tx) = ready.take()
                 {
                     let _ = tx.send(Err(e));
@@ -2437,7 +2429,7 @@ impl Store for PgStore {
     }
 
     fn hold_presence(&self, id: &str) -> Result<()> {
-        let config = self.pool.config.clone();
+        let target = self.pool.target.clone();
         let key = lock_key(&format!("presence:{id}"));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         runtime()?.spawn(async move {
@@ -2448,7 +2440,7 @@ impl Store for PgStore {
                         let _ = tx.send(r);
                     }
                 };
-                if let Err(e) = hold_lock_once(&config, key, &mut held).await {
+                if let Err(e) = hold_lock_once(&target, key, &mut held).await {
                     // Failing before the lock was first held is the caller's
                     // error; later failures (the database restarting) are retried.
                     if let Some(tx) = ready.take() {
@@ -2473,14 +2465,14 @@ impl Store for PgStore {
         // process runs; the flag says whether it holds it now.
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
         leaders.insert(role.to_string(), flag.clone());
-        let config = self.pool.config.clone();
+        let target = self.pool.target.clone();
         let key = lock_key(&format!("leader:{role}"));
         runtime()?.spawn(async move {
             loop {
                 let f = flag.clone();
                 let mut held =
                     move |_: Result<()>| f.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = hold_lock_once(&config, key, &mut held).await;
+                let _ = hold_lock_once(&target, key, &mut held).await;
                 flag.store(false, std::sync::atomic::Ordering::SeqCst);
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }

@@ -69,7 +69,7 @@ fn as_owner(root: bool, program: &Path) -> Command {
     }
 }
 
-fn start() -> Cluster {
+fn start(tls: Option<&Path>) -> Cluster {
     let bin = find_bin().expect("checked by the caller");
     let root = is_root();
     let dir = tempfile::Builder::new()
@@ -109,13 +109,40 @@ fn start() -> Cluster {
     );
     let port = crate::free_port();
     // Durability is not what these tests measure: fsync off keeps them fast.
-    let server = format!(
+    let mut server = format!(
         "'{}' -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
         bin.join("postgres").display(),
         data.display(),
         dir.display()
     );
+    if let Some(files) = tls {
+        // The server's key must belong to the server's user and be private.
+        for name in ["server.crt", "server.key"] {
+            let to = data.join(name);
+            std::fs::copy(files.join(name), &to).expect("copy the server's TLS files");
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            if root {
+                let meta = std::fs::metadata(&data).expect("the data directory");
+                std::os::unix::fs::chown(
+                    &to,
+                    Some(std::os::unix::fs::MetadataExt::uid(&meta)),
+                    Some(std::os::unix::fs::MetadataExt::gid(&meta)),
+                )
+                .expect("chown");
+            }
+        }
+        // TCP only with TLS: a client that did not encrypt is refused, so a
+        // connection that works proves it used TLS.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("write pg_hba.conf");
+        server.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+    }
     let script = format!(
         "{server} </dev/null >'{log}' 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid; rm -rf '{dir}'",
         log = dir.join("server.log").display(),
@@ -238,18 +265,124 @@ impl Cluster {
 pub fn cluster() -> Option<&'static Cluster> {
     static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
     CLUSTER
-        .get_or_init(|| {
-            if find_bin().is_none() {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "PostgreSQL (initdb) is missing in CI: install Debian's `postgresql` package"
-                );
-                eprintln!(
-                    "\n!!! SKIPPED: PostgreSQL's initdb not found (install `postgresql` or set HANGAR_PG_BIN) !!!\n"
-                );
-                return None;
-            }
-            Some(start())
-        })
+        .get_or_init(|| installed().then(|| start(None)))
         .as_ref()
+}
+
+/// Whether PostgreSQL's programs are here: fails under `$CI` when they are
+/// not, and prints a loud SKIPPED line elsewhere.
+fn installed() -> bool {
+    if find_bin().is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "PostgreSQL (initdb) is missing in CI: install Debian's `postgresql` package"
+    );
+    eprintln!(
+        "\n!!! SKIPPED: PostgreSQL's initdb not found (install `postgresql` or set HANGAR_PG_BIN) !!!\n"
+    );
+    false
+}
+
+/// A cluster of its own that takes TCP connections only over TLS (`hostssl`;
+/// `hostnossl` is rejected), with a certificate for the name `localhost` only,
+/// signed by a CA made for the test with the `openssl` command-line tool.
+pub struct TlsCluster {
+    pub cluster: Cluster,
+    /// The PEM file of the CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// The PEM file of another CA, which signed nothing the server has.
+    pub other_ca: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+/// Starts a [`TlsCluster`], or `None` (failing under `$CI`, skipping loudly
+/// elsewhere) when PostgreSQL or the `openssl` tool is missing.
+pub fn tls_cluster() -> Option<TlsCluster> {
+    if !installed() {
+        return None;
+    }
+    let openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .map_err(|e| format!("the openssl command-line tool: {e}"))
+        .and_then(|o| {
+            o.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| "`openssl version` failed".to_string())
+        });
+    crate::required_tool("generating a test CA with openssl", openssl)?;
+    let files = tempfile::tempdir().expect("a temporary directory");
+    let d = files.path();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for ca in ["ca", "other-ca"] {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=hangar test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ]);
+    }
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost\n").expect("ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]);
+    Some(TlsCluster {
+        cluster: start(Some(d)),
+        ca: d.join("ca.pem"),
+        other_ca: d.join("other-ca.pem"),
+        _files: files,
+    })
 }

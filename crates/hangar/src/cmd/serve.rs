@@ -25,9 +25,9 @@ pub enum Command {
         #[arg(long, env = "HANGAR_DATA")]
         data: Option<PathBuf>,
         /// Keep the server's state in PostgreSQL instead of SQLite in the data
-        /// directory: postgres://USER:PASSWORD@HOST:PORT/DATABASE (no TLS yet:
-        /// a unix socket or a trusted network). The key file and blobs stay in
-        /// the data directory.
+        /// directory: postgres://USER:PASSWORD@HOST:PORT/DATABASE, with libpq's
+        /// ?sslmode=verify-full&sslrootcert=CA.pem for TLS. The key file and
+        /// blobs stay in the data directory.
         #[arg(long, env = "HANGAR_DATABASE_URL", value_name = "URL")]
         database: Option<String>,
         /// Local git repository to register and watch for new commits (repeatable).
