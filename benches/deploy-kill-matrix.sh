@@ -13,5 +13,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHASES=${1:-1,2,3,4}
-HANGAR_KILL_PHASES=$PHASES cargo test -q -p hangar --test deploy_crash kill_9_m \
+HANGAR_KILL_PHASES=$PHASES cargo test -q -p hangar --test cli deploy_crash::kill_9_m \
   -- --nocapture --test-threads=1 2>&1 | grep -E 'kill-matrix|test result|panicked|FAILED' 

@@ -3,7 +3,7 @@
 //! ways on; `--override-protection --reason` proceeds and the override is in
 //! the environment's history. A real service, the built binary.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! restored into a scratch environment by a drill that reports RPO and RTO,
 //! and the ways a backup goes wrong (a damaged file, a failing command).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! assignments before the command and joined commands work (seed 004's
 //! `run: PORT=... cmd` failed). Real instances behind the real router.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

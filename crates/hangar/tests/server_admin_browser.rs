@@ -6,7 +6,7 @@
 //! drained and resumed; the delivery page shows a canary's weights, promotes
 //! it, rolls it back, and a read token sees none of those buttons.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

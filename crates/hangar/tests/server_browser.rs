@@ -5,7 +5,7 @@
 //! Chromium is driven over the DevTools protocol by `common::browser`, shared
 //! with the admin pages' test (`server_admin_browser.rs`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -290,3 +290,37 @@ fn the_rules_see_the_sources() {
             .any(|(p, t)| p == "crates/git/src/lib.rs" && t.contains("Command::new(\"git\")"))
     );
 }
+
+/// `crates/hangar` builds its tests as one binary (`autotests = false`): a test
+/// file beside `tests/main.rs` that it does not list would never be compiled,
+/// and its tests would pass by not existing.
+#[test]
+fn every_cli_test_file_is_in_the_one_binary() {
+    let dir = workspace().join("crates/hangar/tests");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".rs"))
+        else {
+            continue;
+        };
+        if stem == "main" {
+            continue;
+        }
+        seen += 1;
+        if !main.lines().any(|l| l.trim() == format!("mod {stem};")) {
+            missing.push(format!("crates/hangar/tests/{stem}.rs"));
+        }
+    }
+    assert!(seen > 10, "only {seen} test files found");
+    assert!(
+        missing.is_empty(),
+        "not compiled: add `mod NAME;` to crates/hangar/tests/main.rs for\n  {}",
+        missing.join("\n  ")
+    );
+}

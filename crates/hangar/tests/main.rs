@@ -1,0 +1,30 @@
+//! The CLI's process-level tests, as one test binary: each module is one
+//! file beside this one (one link instead of one per file; the tidy test
+//! checks that every file here is listed, so none is silently left out).
+
+mod common;
+
+mod alerts_cli;
+mod api_contract;
+mod builtin_steps;
+mod deploy_crash;
+mod dry_run;
+mod examples;
+mod init_cli;
+mod job_processes;
+mod protection_cli;
+mod recovery_cli;
+mod results_service;
+mod run_cli;
+mod run_lines;
+mod sandbox;
+mod scan_coverage_cli;
+mod scan_policy_cli;
+mod scan_secrets_cli;
+mod server_admin_browser;
+mod server_browser;
+mod server_postgres;
+mod server_process;
+mod up_logs;
+mod validate_cli;
+mod workspace_cli;
