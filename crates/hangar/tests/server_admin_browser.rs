@@ -89,6 +89,16 @@ fn admin_and_delivery_pages_work_in_a_browser() {
     );
     let base = url.trim_end_matches("/ui/").to_string();
     let _down = Down(repo.path());
+    // A rule whose webhook answers nothing: its failed delivery must show on
+    // the notifications page.
+    let closed = common::free_port();
+    let (code, body) = http(
+        "POST",
+        &format!("{base}/api/v1/notifications"),
+        &admin,
+        Some(&json!({"events": ["approval_waiting"], "channel": "webhook", "url": format!("http://127.0.0.1:{closed}/hook")}).to_string()),
+    );
+    assert_eq!(code, 201, "{body}");
     // Pushed while the server watches: a job deploying to the protected environment.
     hangar_testkit::commit(
         repo.path(),
@@ -125,6 +135,21 @@ fn admin_and_delivery_pages_work_in_a_browser() {
         let r = get(&format!("{base}/api/v1/runs"), &admin);
         r[0]["conclusion"] == "success"
     });
+    // The approval's notification could not be delivered: the notifications
+    // page says so, with the channel's host and the attempts made.
+    wait_for("the notification's delivery is logged", 60, || {
+        let sent = get(&format!("{base}/api/v1/outbound?kind=notification"), &admin);
+        sent.as_array().is_some_and(|a| !a.is_empty())
+    });
+    cdp.go(
+        "#/notifications",
+        "document.querySelector('#deliveries tr[data-outbound].failed')",
+    );
+    let row = cdp.eval("document.querySelector('#deliveries tr[data-outbound]').innerText");
+    let row = row.as_str().unwrap();
+    assert!(row.contains(&format!("127.0.0.1:{closed}")), "{row}");
+    assert!(row.contains("approval_waiting"), "{row}");
+    assert!(row.contains("failed"), "{row}");
     // The runs list shows the repository, commit message and author.
     cdp.go("#/runs", "document.querySelector('#runs tr[data-run]')");
     let row = cdp.eval("document.querySelector('#runs tr[data-run]').innerText");

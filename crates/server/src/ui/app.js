@@ -646,7 +646,7 @@ async function tokensPage(main) {
 const EVENTS = ['run_failed', 'run_fixed', 'approval_waiting', 'deployment_started', 'deployment_succeeded', 'deployment_failed', 'agent_lost'];
 async function notificationsPage(main) {
   const admin = await isAdmin();
-  const [rules, repos] = [await api('/api/v1/notifications'), await api('/api/v1/repos')];
+  const [rules, repos, sent] = [await api('/api/v1/notifications'), await api('/api/v1/repos'), await api('/api/v1/outbound?kind=notification&limit=50')];
   const name = (id) => id == null ? 'every repository' : (repos.find((r) => r.id === id)?.name || '#' + id);
   const add = form(async (f) => {
     const v = Object.fromEntries(new FormData(f));
@@ -667,7 +667,13 @@ async function notificationsPage(main) {
       h('td', {}, name(r.repo_id)), h('td', {}, r.events.join(', ')), h('td', {}, r.channel), h('td', {}, r.host),
       h('td', {}, r.signed ? 'yes' : ''), h('td', {}, when(r.created_at)),
       h('td', {}, admin ? confirmButton('Delete', async () => { await api('/api/v1/notifications/' + r.id, { method: 'DELETE' }); route(); }) : null))), 'rules'),
-    h('p', {}, h('a', { href: '#/settings' }, 'What was sent (outbound log) is under Settings.')));
+    // What the rules sent and how each delivery went: a channel that stopped
+    // answering shows here, not only in the server's log.
+    h('h2', {}, 'Deliveries'),
+    table(['at', 'event', 'run', 'to', 'rule', 'outcome', 'attempts'], sent.map((o) => h('tr', { 'data-outbound': o.id, class: o.outcome === 'delivered' ? '' : 'failed' },
+      h('td', {}, when(o.at)), h('td', {}, o.state), h('td', {}, o.run_id ? h('a', { href: '#/runs/' + o.run_id }, '#' + o.run_id) : ''), h('td', {}, o.target), h('td', {}, o.subject),
+      h('td', { class: 'outcome' }, o.outcome + (o.error ? ': ' + o.error : '')), h('td', {}, o.attempts))), 'deliveries'),
+    h('p', {}, h('a', { href: '#/settings' }, 'Everything sent (commit statuses too) is under Settings.')));
 }
 
 // ---- Delivery: environments, versions, weights, traffic, history -----------
