@@ -66,6 +66,8 @@ struct ServiceRt {
 pub struct ServiceStatus {
     pub service: String,
     pub listen: SocketAddr,
+    /// `http` or `tcp`: what the router speaks on `listen`.
+    pub protocol: hangar_router::tcp::Protocol,
     pub stable: Option<String>,
     pub weights: Vec<(String, u32)>,
     pub rollout: Option<String>,
@@ -710,17 +712,24 @@ impl Controller {
         {
             return Ok(());
         }
-        let listen = {
+        let (listen, protocol) = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
-            p.listen_address(env, svc)
-                .unwrap_or_else(|| "127.0.0.1:0".into())
+            let protocol = match p.services.get(svc).map(|s| s.value.protocol) {
+                Some(hangar_project::Protocol::Tcp) => hangar_router::tcp::Protocol::Tcp,
+                _ => hangar_router::tcp::Protocol::Http,
+            };
+            (
+                p.listen_address(env, svc)
+                    .unwrap_or_else(|| "127.0.0.1:0".into()),
+                protocol,
+            )
         };
         let addr: SocketAddr = listen
             .parse()
             .with_context(|| format!("service `{svc}`: bad listen address `{listen}`"))?;
         let plane = Arc::new(match &self.link {
-            Some(link) => Plane::remote(link.clone(), svc, addr)?,
-            None => Plane::local(svc, addr)?,
+            Some(link) => Plane::remote(link.clone(), svc, addr, protocol)?,
+            None => Plane::local(svc, addr, protocol)?,
         });
         self.services
             .lock()
@@ -1673,6 +1682,7 @@ impl Controller {
                 .map(|(name, s)| ServiceStatus {
                     service: name.clone(),
                     listen: s.plane.addr(),
+                    protocol: s.plane.protocol(),
                     stable: st.stable.get(name).cloned(),
                     weights: s.weights.clone(),
                     rollout: s.rollout.clone(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use hangar_router::daemon::{Link, Request, RouteSpec, ServiceSpec};
 use hangar_router::metrics::InstanceGauge;
+use hangar_router::tcp::Protocol;
 use hangar_router::{Route, Router, RouterHandle, Snapshot, Table};
 
 static ROUTER_EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -198,21 +199,27 @@ pub(crate) enum Plane {
     Local {
         router: Arc<Router>,
         handle: RouterHandle,
+        protocol: Protocol,
     },
     Remote {
         link: Link,
         service: String,
         addr: SocketAddr,
+        protocol: Protocol,
     },
 }
 
 impl Plane {
-    pub(crate) fn local(svc: &str, addr: SocketAddr) -> anyhow::Result<Plane> {
+    pub(crate) fn local(svc: &str, addr: SocketAddr, protocol: Protocol) -> anyhow::Result<Plane> {
         let router = Router::new(svc);
         // The router runs on threads of its own (one event loop each), not on
         // the controller's runtime: see `Router::serve_threads`.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let handle = match router.serve_threads(addr, threads) {
+        let served = match protocol {
+            Protocol::Http => router.serve_threads(addr, threads),
+            Protocol::Tcp => router.serve_tcp(addr),
+        };
+        let handle = match served {
             Ok(h) => h,
             Err(e) => match taken(svc, addr) {
                 Some(why) => return Err(anyhow!(why)),
@@ -223,14 +230,24 @@ impl Plane {
                 }
             },
         };
-        Ok(Plane::Local { router, handle })
+        Ok(Plane::Local {
+            router,
+            handle,
+            protocol,
+        })
     }
 
-    pub(crate) fn remote(link: Link, svc: &str, listen: SocketAddr) -> anyhow::Result<Plane> {
+    pub(crate) fn remote(
+        link: Link,
+        svc: &str,
+        listen: SocketAddr,
+        protocol: Protocol,
+    ) -> anyhow::Result<Plane> {
         let answer = link
             .call(&Request::Listen {
                 service: svc.to_string(),
                 listen,
+                protocol,
             })
             .map_err(|e| match taken(svc, listen) {
                 Some(why) => anyhow!(why),
@@ -246,7 +263,14 @@ impl Plane {
             link,
             service: svc.to_string(),
             addr,
+            protocol,
         })
+    }
+
+    pub(crate) fn protocol(&self) -> Protocol {
+        match self {
+            Plane::Local { protocol, .. } | Plane::Remote { protocol, .. } => *protocol,
+        }
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -278,9 +302,11 @@ impl Plane {
                 link,
                 service,
                 addr,
+                protocol,
             } => {
                 let spec = ServiceSpec {
                     listen: *addr,
+                    protocol: *protocol,
                     routes: routes
                         .into_iter()
                         .map(|(version, weight, backends)| RouteSpec {

@@ -131,6 +131,13 @@ pub struct Service {
     /// An environment may override it under `listen:`.
     #[serde(default)]
     pub listen: Option<String>,
+    /// What the router speaks on `listen`: `http` (the default: weighted,
+    /// sticky routing of requests, measured per answer) or `tcp` (raw
+    /// connections for Postgres, Redis and the like, routed when opened).
+    /// Left out of the serialised form when `http`, so that releases made
+    /// before this key existed keep their fingerprints.
+    #[serde(default, skip_serializing_if = "Protocol::is_http")]
+    pub protocol: Protocol,
     /// Paths (relative to the project) copied into each release as the artifact.
     /// Empty means the whole project directory is the working directory of instances.
     #[serde(default)]
@@ -235,6 +242,21 @@ impl Default for Stop {
             drain: default_drain(),
             timeout: default_grace(),
         }
+    }
+}
+
+/// `protocol:` of a service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Tcp,
+}
+
+impl Protocol {
+    pub fn is_http(&self) -> bool {
+        *self == Protocol::Http
     }
 }
 

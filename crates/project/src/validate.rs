@@ -47,6 +47,13 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
             if kinds > 1 {
                 errors.push(err(&svc.referenced, format!("service `{name}`: health check has more than one of `path`, `tcp`, `command`"), Some("keep one".into())));
             }
+            if svc.value.protocol == crate::Protocol::Tcp && h.path.is_some() {
+                errors.push(err(
+                    &svc.referenced,
+                    format!("service `{name}` has `protocol: tcp` and an HTTP health check (`path`)"),
+                    Some("a tcp service is checked by a connect (`health: { tcp: true }`, the default) or by its own command, e.g. `health: { command: pg_isready -h 127.0.0.1 -p $PORT }`".into()),
+                ));
+            }
             if let Some(path) = &h.path
                 && !path.starts_with('/')
             {

@@ -317,3 +317,24 @@ fn notification_rules_name_secrets_and_known_events_at_their_positions() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn a_tcp_service_with_an_http_health_check_is_refused_at_its_service() {
+    let errs = errors(
+        "services:\n  db:\n    run: postgres -p $PORT\n    protocol: tcp\n    health: { path: /health }\n  cache:\n    run: redis-server --port $PORT\n    protocol: tcp\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].line, 3, "the service, where its errors point");
+    assert!(
+        errs[0].message.contains("service `db` has `protocol: tcp`"),
+        "{errs:#?}"
+    );
+    assert!(errs[0].help.as_deref().unwrap_or("").contains("pg_isready"));
+    let errs = errors("services:\n  db:\n    run: x\n    protocol: udp\n");
+    assert_eq!(errs[0].line, 4, "{errs:#?}");
+    assert_eq!(
+        errs[0].help.as_deref(),
+        Some("use one of: http, tcp"),
+        "{errs:#?}"
+    );
+}

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{InstanceGauge, MetricsServer};
+use crate::tcp::Protocol;
 use crate::{Route, Router, RouterHandle, Table};
 
 /// The socket's file name in the environment's directory.
@@ -35,6 +36,9 @@ pub const STATE: &str = "router.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub listen: SocketAddr,
+    /// HTTP (the default, and what a state file of an older router holds) or raw TCP.
+    #[serde(default)]
+    pub protocol: Protocol,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
     #[serde(default)]
@@ -56,7 +60,12 @@ pub enum Request {
     Ping,
     /// Serves `service` on `listen` unless it already does; its table is kept
     /// (a restarted controller must not blank what is being served).
-    Listen { service: String, listen: SocketAddr },
+    Listen {
+        service: String,
+        listen: SocketAddr,
+        #[serde(default)]
+        protocol: Protocol,
+    },
     /// Replaces `service`'s table (binding its listener first when needed).
     Set { service: String, spec: ServiceSpec },
     /// `service`'s counters for `version`.
@@ -165,12 +174,22 @@ impl Daemon {
     fn handle(self: &Arc<Self>, req: Request) -> Result<serde_json::Value, String> {
         match req {
             Request::Ping => Ok(serde_json::json!({ "pid": std::process::id() })),
-            Request::Listen { service, listen } => {
+            Request::Listen {
+                service,
+                listen,
+                protocol,
+            } => {
                 let existing = self.lock().get(&service).map(|s| s.spec.clone());
                 let spec = match existing {
-                    Some(spec) if spec.listen == listen || listen.port() == 0 => spec,
+                    Some(spec)
+                        if (spec.listen == listen || listen.port() == 0)
+                            && spec.protocol == protocol =>
+                    {
+                        spec
+                    }
                     _ => ServiceSpec {
                         listen,
+                        protocol,
                         routes: Vec::new(),
                         retry_on_stable: None,
                     },
@@ -249,16 +268,21 @@ impl Daemon {
     /// told is applied is also what a restarted router serves.
     fn set(&self, service: &str, spec: ServiceSpec) -> Result<SocketAddr, String> {
         let mut services = self.lock();
-        let bound = services
-            .get(service)
-            .is_some_and(|s| s.spec.listen == spec.listen || s.handle.addr == spec.listen);
+        let bound = services.get(service).is_some_and(|s| {
+            (s.spec.listen == spec.listen || s.handle.addr == spec.listen)
+                && s.spec.protocol == spec.protocol
+        });
         if !bound {
             if let Some(old) = services.remove(service) {
                 old.handle.stop();
             }
             let router = Router::new(service);
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-            let handle = router.serve_threads(spec.listen, threads).map_err(|e| {
+            let served = match spec.protocol {
+                Protocol::Http => router.serve_threads(spec.listen, threads),
+                Protocol::Tcp => router.serve_tcp(spec.listen),
+            };
+            let handle = served.map_err(|e| {
                 format!("service `{service}`: cannot listen on {}: {e}", spec.listen)
             })?;
             services.insert(

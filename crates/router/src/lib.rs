@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod metrics;
 mod pool;
 mod stats;
+pub mod tcp;
 
 pub use stats::{Snapshot, Summary, VersionStats};
 

@@ -273,6 +273,7 @@ fn a_scrape_of_the_router_process_counts_every_request() {
         .call(&Request::Set {
             service: "web".into(),
             spec: ServiceSpec {
+                protocol: Default::default(),
                 listen: "127.0.0.1:0".parse().unwrap(),
                 routes: vec![RouteSpec {
                     version: "v1".into(),
@@ -309,6 +310,7 @@ fn a_scrape_of_the_router_process_counts_every_request() {
         link.call(&Request::Set {
             service: "web".into(),
             spec: ServiceSpec {
+                protocol: Default::default(),
                 listen: web,
                 routes: vec![RouteSpec {
                     version: version.into(),

@@ -613,8 +613,12 @@ async fn up(env: &str, first: &DeployRequest, at: &Where) -> anyhow::Result<Exit
         return Err(e);
     }
     for s in ctl.status().services {
+        let scheme = match s.protocol {
+            hangar_router::tcp::Protocol::Tcp => "tcp",
+            hangar_router::tcp::Protocol::Http => "http",
+        };
         eprintln!(
-            "{}: {} on http://{}",
+            "{}: {} on {scheme}://{}",
             s.service,
             s.stable.unwrap_or_default(),
             s.listen
@@ -715,8 +719,9 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
         outln!("{env} (controller pid {})", s["controller_pid"]);
         for svc in s["services"].as_array().into_iter().flatten() {
             outln!(
-                "  {} on http://{}  stable {}",
+                "  {} on {}://{}  stable {}",
                 svc["service"].as_str().unwrap_or_default(),
+                svc["protocol"].as_str().unwrap_or("http"),
                 svc["listen"].as_str().unwrap_or_default(),
                 svc["stable"].as_str().unwrap_or("-")
             );

@@ -1,0 +1,262 @@
+//! Services that are not HTTP (`protocol: tcp`): databases and the like behind
+//! the environment's router, as `hangar up` / `hangar deploy` run them. Real
+//! processes throughout: the `hangar` binary, a python3 line-echo server, and
+//! a PostgreSQL server with `psql` when they are installed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::free_port;
+
+const HANGAR: &str = env!("CARGO_BIN_EXE_hangar");
+
+/// A line server: each line comes back prefixed with the version it was started as.
+const ECHO: &str = r#"
+import socket, sys, threading
+version, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+def serve(c):
+    for line in c.makefile("rb"):
+        c.sendall(version.encode() + b" " + line)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+fn hangar(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(HANGAR)
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// Stops the environment when the test ends, passed or failed.
+struct Down<'a>(&'a Path, &'a str);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = hangar(self.0, &["down", "--env", self.1]);
+    }
+}
+
+struct Conn(BufReader<TcpStream>);
+
+impl Conn {
+    fn open(port: u16) -> Conn {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Conn(BufReader::new(s))
+    }
+
+    /// The answer to one line; `None` once the connection is closed.
+    fn ask(&mut self, line: &str) -> Option<String> {
+        self.0
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .ok()?;
+        let mut answer = String::new();
+        match self.0.read_line(&mut answer) {
+            Ok(n) if n > 0 => Some(answer.trim().to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn echo_project(dir: &Path, port: u16, version: &str) {
+    std::fs::write(dir.join("echo.py"), ECHO).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  db:\n    run: python3 echo.py {version} $PORT\n    protocol: tcp\n    health: {{ tcp: true, interval: 100ms, deadline: 20s }}\n    stop: {{ drain: 4s, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 1s }}\n    listen: {{ db: 127.0.0.1:{port} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_blue_green_switch_of_a_tcp_service_moves_new_connections_and_drains_open_ones() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir, "prod");
+    echo_project(dir, port, "v1");
+    let out = ok(&hangar(dir, &["deploy", "prod"]));
+    let status = ok(&hangar(dir, &["status", "prod"]));
+    assert!(
+        status.contains(&format!("db on tcp://127.0.0.1:{port}")),
+        "{out}\n{status}"
+    );
+    let mut old = Conn::open(port);
+    assert_eq!(old.ask("a").as_deref(), Some("v1 a"));
+
+    echo_project(dir, port, "v2");
+    ok(&hangar(dir, &["deploy", "prod"]));
+    let switched = Instant::now();
+    let mut new = Conn::open(port);
+    assert_eq!(
+        new.ask("b").as_deref(),
+        Some("v2 b"),
+        "new connections go to v2"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            Conn::open(port).ask("x").as_deref(),
+            Some("v2 x"),
+            "every new connection"
+        );
+    }
+    assert_eq!(
+        old.ask("c").as_deref(),
+        Some("v1 c"),
+        "the open connection stays on v1"
+    );
+    // Past the scale-down delay (1 s) v1 is out of the router and draining
+    // (up to `stop.drain`, 4 s): the open connection still works.
+    while switched.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        old.ask("d").as_deref(),
+        Some("v1 d"),
+        "still served while v1 drains"
+    );
+    // The drain is bounded: v1 is stopped and the connection ends with it.
+    let mut closed = None;
+    while switched.elapsed() < Duration::from_secs(20) {
+        if old.ask("e").is_none() {
+            closed = Some(switched.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let closed = closed.expect("the drain timeout ends the old connection");
+    assert!(
+        closed >= Duration::from_secs(4),
+        "not before scale-down delay + drain: {closed:?}"
+    );
+    assert_eq!(new.ask("f").as_deref(), Some("v2 f"));
+    let history = ok(&hangar(dir, &["history", "prod", "-v"]));
+    assert!(history.contains("switched 100% of traffic to"), "{history}");
+}
+
+/// Debian's PostgreSQL programs (`/usr/lib/postgresql/N/bin`), newest first.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, b)| b)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Seed 001's stack: a PostgreSQL behind `listen:` answered "no response"
+/// while the router spoke only HTTP. Now `psql` reaches it through the router.
+#[test]
+fn psql_reaches_a_postgres_service_through_its_listen_address() {
+    let have = postgres_bin().filter(|_| {
+        Command::new("psql")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(bin) = hangar_testkit::required_tool(
+        "PostgreSQL (postgres, initdb) and psql",
+        have.ok_or_else(|| "not installed".to_string()),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pgdata = dir.join("pgdata");
+    let root = is_root();
+    // PostgreSQL refuses to run as root: as root the cluster is the `postgres` user's.
+    let as_owner = if root { "runuser -u postgres -- " } else { "" };
+    if root {
+        std::fs::create_dir(&pgdata).unwrap();
+        Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&pgdata)
+            .status()
+            .unwrap();
+        Command::new("chmod").arg("755").arg(dir).status().unwrap();
+    }
+    let init = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{as_owner}{}/initdb -D {} -U app --auth=trust -E UTF8",
+            bin.display(),
+            pgdata.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let port = free_port();
+    let _down = Down(dir, "dev");
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  db:\n    run: {as_owner}{}/postgres -D {} -p $PORT -k {} -c listen_addresses=127.0.0.1\n    protocol: tcp\n    health: {{ command: 'psql -h 127.0.0.1 -p $PORT -U app -d postgres -c \"select 1\"', interval: 200ms, timeout: 2s, deadline: 30s }}\n    stop: {{ signal: INT, drain: 100ms, timeout: 10s }}\nenvironments:\n  dev:\n    listen: {{ db: 127.0.0.1:{port} }}\n",
+            bin.display(),
+            pgdata.display(),
+            pgdata.display()
+        ),
+    )
+    .unwrap();
+    ok(&hangar(dir, &["deploy", "dev"]));
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app"])
+            .args(["-d", "postgres", "-tA", "-c", sql])
+            .output()
+            .unwrap()
+    };
+    let out = psql(
+        "create table t (v text); insert into t values ('through the router'); select v from t",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim().lines().last(),
+        Some("through the router")
+    );
+    // A second session (a new connection through the router) sees the data.
+    let out = psql("select count(*) from t");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+}

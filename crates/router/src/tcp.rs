@@ -1,0 +1,310 @@
+//! The router's raw TCP mode (`protocol: tcp` in hangar.yml): Postgres, Redis
+//! and any other protocol that is not HTTP.
+//!
+//! It shares the [`Router`]'s table, per-version counters and per-instance
+//! counts with the HTTP mode, so the controller drives both the same way, but
+//! it has its own listener: a connection is routed once, when it is accepted,
+//! to a version chosen by weight (there is no cookie to keep a client on one
+//! version; a database client's connection is its session), then bytes are
+//! copied both ways until either end closes. A blue-green switch or a rolling
+//! batch therefore sends *new* connections to the new version while the
+//! connections already open stay on the instance they reached: that instance
+//! counts them as in flight, and the controller drains it (waits for them to
+//! close, bounded by the service's `stop.drain`) before stopping it.
+//!
+//! What is counted per version: each connection an instance accepted is one
+//! "request" (class `2xx`), its latency the time the instance took to accept;
+//! a connection no instance of a version accepted is a connect error. Canary
+//! analysis and the alert rules read these as they read HTTP answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{Backend, Router, RouterHandle, Stop, Table};
+
+/// How long connecting to one instance may take before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which listener a service's router runs: HTTP (the default) or raw TCP.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Tcp,
+}
+
+impl Router {
+    /// Binds `addr` and proxies raw TCP connections to the table's instances,
+    /// on a thread of its own (one event loop: a connection costs two socket
+    /// copies, which one thread drives for far more connections than a
+    /// database takes). Stopping stops accepting; open connections get up to
+    /// [`crate::DRAIN`] to close.
+    pub fn serve_tcp(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<RouterHandle> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let router = self.clone();
+        std::thread::Builder::new()
+            .name(format!("router-tcp-{}", self.name))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("tcp router thread: no runtime: {e}");
+                        return;
+                    }
+                };
+                let live = Arc::new(AtomicUsize::new(0));
+                let picker = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
+                rt.block_on(async {
+                    let Ok(listener) = TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let accepting = async {
+                        loop {
+                            let (client, _) = crate::accept(&router, &listener).await;
+                            let _ = client.set_nodelay(true);
+                            live.fetch_add(1, Ordering::Relaxed);
+                            let (router, live, picker) =
+                                (router.clone(), live.clone(), picker.clone());
+                            tokio::spawn(async move {
+                                proxy(&router, client, &picker).await;
+                                live.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        }
+                    };
+                    tokio::select! {
+                        _ = accepting => {}
+                        _ = stop_rx.wait_for(|s| *s) => {}
+                    }
+                });
+                let deadline = Instant::now() + crate::DRAIN;
+                rt.block_on(async {
+                    while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                });
+            })?;
+        Ok(RouterHandle {
+            addr: local,
+            stop: Stop::Threads(stop_tx),
+        })
+    }
+}
+
+/// Routes one client connection and copies its bytes until either end closes.
+async fn proxy(router: &Router, mut client: TcpStream, picker: &AtomicU64) {
+    let table = router.table();
+    let Some((version, backend, mut upstream)) = connect(router, &table, picker).await else {
+        // No instance took it: the client sees the connection closed, as it
+        // would with the service down (no protocol to say more in).
+        tracing::debug!("router {}: no instance accepted a connection", router.name);
+        return;
+    };
+    tracing::trace!(
+        "router {}: connection to {version} at {}",
+        router.name,
+        backend.addr
+    );
+    backend.inflight.fetch_add(1, Ordering::Relaxed);
+    let _ = upstream.set_nodelay(true);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    backend.inflight.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The version chosen by weight first, then the others; within a version
+/// its instances in turn. Each refused or timed-out connect is counted
+/// against its version before the next instance is tried.
+async fn connect(
+    router: &Router,
+    table: &Table,
+    picker: &AtomicU64,
+) -> Option<(String, Arc<Backend>, TcpStream)> {
+    let live: Vec<usize> = (0..table.routes.len())
+        .filter(|i| !table.routes[*i].backends.is_empty())
+        .collect();
+    let ticket = next_random(picker);
+    let first = pick(table, &live, ticket)?;
+    let order = std::iter::once(first).chain(live.iter().copied().filter(|i| *i != first));
+    for ri in order {
+        let route = &table.routes[ri];
+        let stats = router.stats(&route.version);
+        let n = route.backends.len();
+        // Round-robin within a version, from the same random draw.
+        let start = (ticket >> 32) as usize % n;
+        for k in 0..n {
+            let backend = &route.backends[(start + k) % n];
+            let started = Instant::now();
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr)).await {
+                Ok(Ok(stream)) => {
+                    stats.record(started.elapsed(), 200);
+                    // The shared record, whose in-flight count the controller reads.
+                    let shared = router.backend(backend.addr);
+                    return Some((route.version.clone(), shared, stream));
+                }
+                _ => stats.record_connect_error(),
+            }
+        }
+    }
+    None
+}
+
+/// A route among `live` by weight (a live route of weight 0 only when all are 0).
+fn pick(table: &Table, live: &[usize], ticket: u64) -> Option<usize> {
+    let total: u64 = live.iter().map(|i| table.routes[*i].weight as u64).sum();
+    if total == 0 {
+        return live.first().copied();
+    }
+    let mut t = ticket % total;
+    for &i in live {
+        let w = table.routes[i].weight as u64;
+        if t < w {
+            return Some(i);
+        }
+        t -= w;
+    }
+    live.first().copied()
+}
+
+fn next_random(seq: &AtomicU64) -> u64 {
+    // splitmix64, as the HTTP mode draws its weights.
+    let mut z = seq.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Route;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A line-echo server that prefixes each line with `name`.
+    async fn echo(name: &'static str) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (r, mut w) = s.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if w.write_all(format!("{name} {line}\n").as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<Option<String>> {
+        conn.get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .await?;
+        let mut answer = String::new();
+        let n = conn.read_line(&mut answer).await?;
+        Ok((n > 0).then(|| answer.trim().to_string()))
+    }
+
+    fn table(router: &Router, routes: &[(&str, u32, SocketAddr)]) {
+        router.set_table(Table {
+            routes: routes
+                .iter()
+                .map(|(v, w, a)| Route {
+                    version: v.to_string(),
+                    weight: *w,
+                    backends: if *w > 0 || routes.len() == 1 {
+                        vec![router.backend(*a)]
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
+            retry_on_stable: None,
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_switch_sends_new_connections_to_the_new_version_and_keeps_open_ones() {
+        let (v1, v2) = (echo("v1").await, echo("v2").await);
+        let router = Router::new("db");
+        table(&router, &[("v1", 100, v1)]);
+        let handle = router.serve_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut old = BufReader::new(TcpStream::connect(handle.addr).await.unwrap());
+        assert_eq!(ask(&mut old, "a").await.unwrap().as_deref(), Some("v1 a"));
+        assert_eq!(router.inflight(v1), 1, "an open connection is in flight");
+
+        table(&router, &[("v1", 0, v1), ("v2", 100, v2)]);
+        let mut new = BufReader::new(TcpStream::connect(handle.addr).await.unwrap());
+        assert_eq!(ask(&mut new, "b").await.unwrap().as_deref(), Some("v2 b"));
+        assert_eq!(
+            ask(&mut old, "c").await.unwrap().as_deref(),
+            Some("v1 c"),
+            "the open connection stays on the instance it reached"
+        );
+        drop(old);
+        let t0 = Instant::now();
+        while router.inflight(v1) > 0 && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(router.inflight(v1), 0, "drained once the client closed");
+        assert_eq!(router.stats("v2").snapshot().requests, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_instance_is_counted_and_the_next_one_serves() {
+        let good = echo("up").await;
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let router = Router::new("db");
+        router.set_table(Table {
+            routes: vec![Route {
+                version: "v1".into(),
+                weight: 100,
+                backends: vec![router.backend(dead), router.backend(good)],
+            }],
+            retry_on_stable: None,
+        });
+        let handle = router.serve_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        for i in 0..4 {
+            let mut c = BufReader::new(TcpStream::connect(handle.addr).await.unwrap());
+            assert_eq!(
+                ask(&mut c, &i.to_string()).await.unwrap(),
+                Some(format!("up {i}"))
+            );
+        }
+        let snap = router.stats("v1").snapshot();
+        assert_eq!(snap.requests, 4);
+        assert!(snap.connect_errors >= 1, "{snap:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_no_instance_the_connection_is_closed() {
+        let router = Router::new("db");
+        let handle = router.serve_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut c = BufReader::new(TcpStream::connect(handle.addr).await.unwrap());
+        let answer = tokio::time::timeout(Duration::from_secs(5), ask(&mut c, "x"))
+            .await
+            .expect("closed, not left hanging");
+        assert!(matches!(answer, Ok(None) | Err(_)), "{answer:?}");
+    }
+}
