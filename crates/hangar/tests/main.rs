@@ -25,6 +25,7 @@ mod server_admin_browser;
 mod server_browser;
 mod server_postgres;
 mod server_process;
+mod tcp_services;
 mod up_logs;
 mod validate_cli;
 mod workspace_cli;
