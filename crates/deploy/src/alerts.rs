@@ -595,6 +595,7 @@ pub(crate) fn watch(ctl: &Arc<Controller>) {
     };
     tokio::spawn(async move {
         let mut metrics: Option<(std::net::SocketAddr, Option<MetricsServer>)> = None;
+        let mut router_restarts = 0;
         loop {
             let Some(ctl) = weak.upgrade() else { return };
             let env = ctl.env_settings();
@@ -602,7 +603,10 @@ pub(crate) fn watch(ctl: &Arc<Controller>) {
                 .metrics_listen
                 .as_ref()
                 .and_then(|m| m.value.parse::<std::net::SocketAddr>().ok());
-            if metrics.as_ref().map(|m| m.0) != listen {
+            // A restarted router process serves no metrics until told again.
+            let restarted = ctl.router_restarts() != router_restarts;
+            router_restarts = ctl.router_restarts();
+            if restarted || metrics.as_ref().map(|m| m.0) != listen {
                 metrics = listen.map(|addr| (addr, serve_metrics(&ctl, &weak, Some(addr))));
                 if listen.is_none() {
                     serve_metrics(&ctl, &weak, None);

@@ -110,6 +110,19 @@ pub struct Controller {
     saving: Mutex<()>,
     /// The environment's lock, held until this controller shuts down.
     lock: Mutex<Option<std::fs::File>>,
+    /// Started in place of a controller that died (rather than by a first
+    /// `hangar up`/`deploy` or after `hangar down`): it re-adopts, and a
+    /// failure to bring the services up does not take the environment down.
+    restarted: bool,
+    /// Per service: instances of the dead controller this one re-adopted
+    /// and kept (healthy), for history.
+    adopted: Mutex<HashMap<String, usize>>,
+    /// Set by `shutdown`: what retries by itself stops retrying.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Router processes this controller started again after one died: what
+    /// the router does not keep in `router.json` (the metrics listener) is
+    /// sent again when it changes.
+    router_restarts: std::sync::atomic::AtomicU64,
 }
 
 fn env_config(project: &Project, env: &str) -> Environment {
@@ -177,6 +190,9 @@ impl Controller {
             );
         }
         let dead = state.controller_pid.filter(|p| *p != std::process::id());
+        // `controller.json` is removed by a controller that stops as asked:
+        // still there, it names one that died.
+        let restarted = files.supervision().is_some();
         // A router process still answering has served the dead controller's
         // instances all along: they keep serving until ours are healthy.
         let link = match plane::router_exe() {
@@ -283,8 +299,14 @@ impl Controller {
                         String::new()
                     } else {
                         format!(
-                            " (the router kept the last weights meanwhile; {} instance(s) of the dead controller drained and stopped once it serves)",
-                            leftovers.iter().filter(|p| p.service == rec.service).count()
+                            " (the router kept the last weights meanwhile; the dead controller's instances of {} are re-adopted, its {} instance(s) of {} drained and stopped once {} serves alone)",
+                            stable.as_deref().unwrap_or("nothing"),
+                            leftovers
+                                .iter()
+                                .filter(|p| p.service == rec.service && p.version == rec.version)
+                                .count(),
+                            rec.version,
+                            stable.as_deref().unwrap_or("nothing"),
                         )
                     }
                 ));
@@ -297,6 +319,7 @@ impl Controller {
             rec.finished_ms = Some(supervisor::now_unix_ms());
             files.append_history(&rec)?;
         }
+        let restarted = restarted || !leftovers.is_empty();
         let (signal, _) = watch::channel(None);
         let (events, _) = broadcast::channel(1024);
         let ctl = Arc::new_cyclic(|me| Controller {
@@ -317,7 +340,47 @@ impl Controller {
             to_resume: Mutex::new(to_resume),
             lock: Mutex::new(Some(lock)),
             saving: Mutex::new(()),
+            restarted,
+            adopted: Mutex::default(),
+            stopping: Default::default(),
+            router_restarts: Default::default(),
         });
+        if let (Some(exe), Some(_)) = (plane::router_exe(), &ctl.link) {
+            // The controller supervises its router as the router supervises
+            // it (one loop, `plane::supervise`): a killed data plane comes
+            // back without waiting for the next `hangar` command.
+            let exe = exe.to_path_buf();
+            let dir = std::path::absolute(&ctl.files.dir)?;
+            let (done, told) = (Arc::downgrade(&ctl), Arc::downgrade(&ctl));
+            std::thread::Builder::new()
+                .name("router-supervisor".into())
+                .spawn(move || {
+                    plane::supervise_router(
+                        &exe,
+                        &dir,
+                        || {
+                            done.upgrade().is_none_or(|c| {
+                                c.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                            })
+                        },
+                        |pid, down| {
+                            if let Some(c) = told.upgrade() {
+                                c.router_restarts
+                                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                let _ = c.events.send(format!(
+                                    "the router process was down for {} ms; restarted (pid {pid}) with its last tables",
+                                    down.as_millis()
+                                ));
+                                tracing::warn!(
+                                    "{}: router restarted (pid {pid}) after {} ms down",
+                                    c.env,
+                                    down.as_millis()
+                                );
+                            }
+                        },
+                    )
+                })?;
+        }
         tokio::spawn(ctl.clone().refresher());
         crate::alerts::watch(&ctl);
         Ok(ctl)
@@ -378,14 +441,44 @@ impl Controller {
                 None,
                 if first_deployment { "first" } else { "start" },
             );
-            let count = release.config.instances;
-            let started = self.start_instances(&svc, &release, count)?;
-            if let Err(e) = wait_all_healthy(
-                &started,
-                release.config.health.clone().unwrap_or_default().deadline.0,
-            )
-            .await
+            let deadline = release.config.health.clone().unwrap_or_default().deadline.0;
+            // A rollout to go on with (`on_interrupt: resume`) keeps the dead
+            // controller's instances of its version too.
+            let resuming = self
+                .to_resume
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(r, _)| r.service == svc)
+                .map(|(r, _)| r.version.clone());
+            let mut versions = vec![release.version.clone()];
+            versions.extend(resuming.clone());
+            let kept = self.adopt(&svc, &versions, deadline).await;
+            if kept > 0 {
+                self.event(
+                    &mut record,
+                    format!(
+                        "{svc}: re-adopted {kept} running instance(s) of the previous controller (pid, start time and environment checked; healthy)"
+                    ),
+                );
+            }
+            let healthy = |v: &str| -> u32 {
+                self.instances_of(&svc, v)
+                    .iter()
+                    .filter(|i| i.is_healthy())
+                    .count() as u32
+            };
+            // Only what is gone or unhealthy is replaced. A rolling rollout
+            // to resume shares the count between both versions.
+            let mut want = release.config.instances;
+            if let Some(v) = &resuming
+                && env.strategy.value == StrategyKind::Rolling
             {
+                want = want.saturating_sub(healthy(v));
+            }
+            let missing = want.saturating_sub(healthy(&release.version));
+            let started = self.start_instances(&svc, &release, missing)?;
+            if let Err(e) = wait_all_healthy(&started, deadline).await {
                 self.event(
                     &mut record,
                     format!("{svc}: {} did not become healthy: {e}", release.version),
@@ -399,7 +492,29 @@ impl Controller {
                 }
                 bail!("service `{svc}` did not start: {e}");
             }
-            self.set_weights(&svc, vec![(release.version.clone(), 100)], None);
+            // A rollout to resume keeps the weights the router serves (its
+            // step, its batch) for the versions that have healthy instances.
+            let kept_weights: Option<Vec<(String, u32)>> = resuming.as_ref().and_then(|_| {
+                let w: Vec<(String, u32)> = self
+                    .plane(&svc)?
+                    .weights()?
+                    .into_iter()
+                    .filter(|(v, w)| *w > 0 && versions.contains(v) && healthy(v) > 0)
+                    .collect();
+                (!w.is_empty()).then_some(w)
+            });
+            match kept_weights {
+                Some(w) => {
+                    let text = w
+                        .iter()
+                        .map(|(v, w)| format!("{v}: {w}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    self.set_weights(&svc, w, None);
+                    self.event(&mut record, format!("{svc}: weights kept ({text})"));
+                }
+                None => self.set_weights(&svc, vec![(release.version.clone(), 100)], None),
+            }
             self.commit_stable(&svc, &release.version)?;
             self.event(
                 &mut record,
@@ -424,6 +539,80 @@ impl Controller {
             tokio::spawn(async move { me.resume(resume).await });
         }
         Ok(())
+    }
+
+    /// Whether this controller took the place of one that died.
+    pub fn restarted(&self) -> bool {
+        self.restarted
+    }
+
+    /// A restarted controller that could not bring its services up
+    /// (`error`): the environment is not taken down with it. The router keeps
+    /// serving what still answers (the dead controller's instances, the
+    /// re-adopted ones), and the start is retried with the environment's
+    /// backoff until it succeeds or the environment is stopped; the failure
+    /// and the recovery are alerts (`controller-start`, in the alert event
+    /// log `hangar serve` relays).
+    pub fn keep_retrying(self: &Arc<Self>, first: DeployRequest, error: anyhow::Error) {
+        let since = supervisor::now_unix_ms();
+        let env = self.env.clone();
+        let notice = move |status: &str, summary: String| {
+            serde_json::json!({
+                "status": status,
+                "env": env,
+                "service": "*",
+                "rule": "controller-start",
+                "kind": "controller",
+                "severity": "critical",
+                "value": "",
+                "threshold": "",
+                "summary": summary,
+                "for": "0s",
+                "started_at_ms": since,
+                "resolved_at_ms": (status == "resolved").then(supervisor::now_unix_ms),
+            })
+        };
+        let firing = notice(
+            "firing",
+            format!(
+                "{}: the restarted controller cannot bring its services up ({error:#}); the router keeps serving what still answers, retrying with backoff",
+                self.env
+            ),
+        );
+        tracing::error!("{}", firing["summary"]);
+        let _ = crate::alerts::append_event(&self.files.dir, &firing);
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = plane::Backoff::new();
+            let mut attempts = 1u32;
+            loop {
+                tokio::time::sleep(backoff.next_wait()).await;
+                let Some(ctl) = weak.upgrade() else { return };
+                if ctl.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                attempts += 1;
+                match ctl.start_all_with(&first).await {
+                    Ok(()) => {
+                        let resolved = notice(
+                            "resolved",
+                            format!(
+                                "{}: the restarted controller brought its services up after {attempts} attempts",
+                                ctl.env
+                            ),
+                        );
+                        tracing::info!("{}", resolved["summary"]);
+                        let _ = crate::alerts::append_event(&ctl.files.dir, &resolved);
+                        return;
+                    }
+                    Err(e) => tracing::error!(
+                        "{}: attempt {attempts} to bring the services up failed: {e:#}; next in {} ms",
+                        ctl.env,
+                        backoff.peek().as_millis()
+                    ),
+                }
+            }
+        });
     }
 
     /// Goes on with rollouts a dead controller was running (`on_interrupt: resume`).
@@ -454,6 +643,99 @@ impl Controller {
                 Err(e) => tracing::error!("{svc}: resumed rollout failed: {e:#}"),
             }
         }
+    }
+
+    /// Takes over the dead controller's instances of `svc` at `versions`
+    /// that are still the processes recorded ([`supervisor::adoptable`]) and
+    /// whose release is kept, health-checks them, and keeps those that pass
+    /// within `deadline` (the others are stopped: they are replaced). Returns
+    /// how many were kept. The rest of the dead controller's instances stay
+    /// leftovers (drained and stopped once this controller serves).
+    async fn adopt(&self, svc: &str, versions: &[String], deadline: Duration) -> usize {
+        if self.link.is_none() {
+            return 0; // no router kept them serving: they were stopped
+        }
+        let records: Vec<ProcessRecord> = {
+            let mut left = self.leftovers.lock().unwrap_or_else(|e| e.into_inner());
+            let (take, keep): (Vec<_>, Vec<_>) = left.drain(..).partition(|p| {
+                p.service == svc
+                    && versions.contains(&p.version)
+                    && self.releases.get(svc, &p.version).is_some()
+                    && supervisor::adoptable(p)
+            });
+            *left = keep;
+            take
+        };
+        if records.is_empty() {
+            return 0;
+        }
+        let mut adopted = Vec::new();
+        for p in records {
+            let Some(release) = self.releases.get(svc, &p.version) else {
+                continue;
+            };
+            let taken: Vec<u32> = self
+                .instances_of(svc, &p.version)
+                .iter()
+                .map(|i| i.spec.index)
+                .collect();
+            let index = p
+                .index
+                .filter(|i| !taken.contains(i))
+                .unwrap_or_else(|| (0..).find(|i| !taken.contains(i)).unwrap_or(0));
+            let spec = self.spec_for(svc, &release, index);
+            let Some(port) = p.port else { continue };
+            let inst = Instance::adopt(spec, port, p.pid, p.start_time, self.recorder());
+            if let Some(s) = self
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(svc)
+            {
+                s.instances.push(inst.clone());
+            }
+            adopted.push(inst);
+        }
+        let _ = self.save_processes();
+        let waits: Vec<_> = adopted
+            .iter()
+            .map(|i| {
+                let i = i.clone();
+                tokio::spawn(async move { i.wait_healthy(deadline).await })
+            })
+            .collect();
+        let mut unhealthy = Vec::new();
+        for (i, w) in adopted.iter().zip(waits) {
+            match w.await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    tracing::warn!("{svc}: not re-adopted: {why}");
+                    unhealthy.push(i.clone());
+                }
+                Err(_) => unhealthy.push(i.clone()),
+            }
+        }
+        let kept = adopted.len() - unhealthy.len();
+        // Not in the router's table of this controller yet: stopped at once.
+        self.forget(svc, &unhealthy);
+        for i in &unhealthy {
+            i.stop().await;
+        }
+        self.adopted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(svc.to_string(), kept);
+        kept
+    }
+
+    /// How many of the dead controller's instances of `svc` this one kept.
+    fn adopted_count(&self, svc: &str) -> usize {
+        self.adopted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(svc)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Drains and stops the instances a dead controller left, now that the
@@ -754,52 +1036,17 @@ impl Controller {
         count: u32,
     ) -> anyhow::Result<Vec<Arc<Instance>>> {
         let mut started = Vec::new();
-        let base = self
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(svc)
-            .map(|s| {
-                s.instances
-                    .iter()
-                    .filter(|i| i.spec.version == release.version)
-                    .count() as u32
-            })
-            .unwrap_or(0);
-        let env_vars: Vec<(String, String)> = {
-            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
-            env_config(&p, &self.env).vars.into_iter().collect()
-        };
-        for k in 0..count {
-            let index = base + k;
-            let mut env: Vec<(String, String)> = env_vars.clone();
-            env.extend(
-                release
-                    .config
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            // Absolute: instances run in their release's folder, where the
-            // default `./.hangar/envs/ENV` would name a folder that is not there.
-            let data = std::path::absolute(&self.files.dir).unwrap_or(self.files.dir.clone());
-            env.push(("HANGAR_DATA".into(), data.display().to_string()));
-            let spec = InstanceSpec {
-                service: svc.into(),
-                version: release.version.clone(),
-                index,
-                command: release.config.run.clone(),
-                cwd: release.workdir.clone(),
-                env,
-                health: release.config.health.clone().unwrap_or_default(),
-                stop: release.config.stop.clone(),
-                restart: release.config.restart,
-                log_path: self
-                    .files
-                    .dir
-                    .join("logs")
-                    .join(format!("{svc}-{}-{index}.log", release.version)),
-            };
+        // Indexes name log files: a new instance takes the lowest free one
+        // (re-adopted instances keep theirs).
+        let mut taken: Vec<u32> = self
+            .instances_of(svc, &release.version)
+            .iter()
+            .map(|i| i.spec.index)
+            .collect();
+        for _ in 0..count {
+            let index = (0..).find(|i| !taken.contains(i)).unwrap_or(0);
+            taken.push(index);
+            let spec = self.spec_for(svc, release, index);
             let inst = match Instance::start(spec, self.recorder()) {
                 Ok(inst) => inst,
                 Err(e) => {
@@ -822,6 +1069,41 @@ impl Controller {
         }
         self.save_processes()?;
         Ok(started)
+    }
+
+    /// What an instance of `release` at `index` runs with.
+    fn spec_for(&self, svc: &str, release: &Release, index: u32) -> InstanceSpec {
+        let mut env: Vec<(String, String)> = {
+            let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+            env_config(&p, &self.env).vars.into_iter().collect()
+        };
+        env.extend(
+            release
+                .config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        // Absolute: instances run in their release's folder, where the
+        // default `./.hangar/envs/ENV` would name a folder that is not there.
+        let data = std::path::absolute(&self.files.dir).unwrap_or(self.files.dir.clone());
+        env.push(("HANGAR_DATA".into(), data.display().to_string()));
+        InstanceSpec {
+            service: svc.into(),
+            version: release.version.clone(),
+            index,
+            command: release.config.run.clone(),
+            cwd: release.workdir.clone(),
+            env,
+            health: release.config.health.clone().unwrap_or_default(),
+            stop: release.config.stop.clone(),
+            restart: release.config.restart,
+            log_path: self
+                .files
+                .dir
+                .join("logs")
+                .join(format!("{svc}-{}-{index}.log", release.version)),
+        }
     }
 
     /// Records each process of an instance as it is spawned, before its
@@ -860,6 +1142,7 @@ impl Controller {
                 pid: i.pid(),
                 start_time: supervisor::process_start_time(i.pid()),
                 port: Some(i.port),
+                index: Some(i.spec.index),
             })
             .chain(
                 self.leftovers
@@ -1081,9 +1364,9 @@ impl Controller {
     }
 
     /// A rollout, or the rest of an interrupted one (its record, and the
-    /// canary step it had reached): new instances of its release start again
-    /// (the dead controller's were stopped once the stable version served),
-    /// and the canary goes on at the weight it had.
+    /// canary step or rolling batch it had reached): the dead controller's
+    /// healthy instances of its release were re-adopted and only missing ones
+    /// start, and the canary goes on at the step it had.
     async fn rollout_from(
         self: &Arc<Self>,
         svc: &str,
@@ -1092,6 +1375,7 @@ impl Controller {
         resumed: Option<(DeploymentRecord, Option<u32>)>,
     ) -> anyhow::Result<DeploymentRecord> {
         self.signal.send_replace(None);
+        let is_resumed = resumed.is_some();
         let previous = self
             .stable(svc)
             .filter(|v| !self.instances_of(svc, v).is_empty());
@@ -1129,12 +1413,52 @@ impl Controller {
 
         if strategy == "rolling" {
             return self
-                .rolling(svc, env, release, previous.unwrap_or_default(), rec)
+                .rolling(
+                    svc,
+                    env,
+                    release,
+                    previous.unwrap_or_default(),
+                    rec,
+                    is_resumed,
+                )
                 .await;
         }
-        self.set_rollout(svc, Some(format!("starting {count} instance(s) of {new}")));
-        let started = self.start_instances(svc, &release, count)?;
+        // A resumed rollout goes on with the instances of its version the
+        // previous controller started (re-adopted, healthy): only the
+        // missing ones start.
+        let reused = if is_resumed {
+            self.instances_of(svc, &new)
+                .into_iter()
+                .filter(|i| i.is_healthy())
+                .count() as u32
+        } else {
+            0
+        };
+        if is_resumed {
+            let adopted = self.adopted_count(svc);
+            let at = match (strategy, env.canary.as_ref()) {
+                ("canary", Some(c)) => format!(
+                    "at canary step {}/{}",
+                    from_step + 1,
+                    c.steps.value.iter().filter(|w| **w < 100).count()
+                ),
+                _ => "before the switch".to_string(),
+            };
+            self.event(
+                &mut rec,
+                format!(
+                    "{svc}: re-adopted {adopted} instance(s) ({reused} of {new}); resumed {at}"
+                ),
+            );
+        }
+        let missing = count.saturating_sub(reused);
+        self.set_rollout(
+            svc,
+            Some(format!("starting {missing} instance(s) of {new}")),
+        );
+        let started = self.start_instances(svc, &release, missing)?;
         if let Err(report) = wait_all_healthy(&started, deadline).await {
+            let started = self.instances_of(svc, &new);
             self.event(
                 &mut rec,
                 format!(
@@ -1222,6 +1546,9 @@ impl Controller {
         self.finish(rec, Outcome::Succeeded)
     }
 
+    /// Replaces `old`'s instances by `release`'s, batch by batch. A resumed
+    /// rollout goes on from the batch reached: the healthy instances of the
+    /// new version the previous controller started count as replaced.
     async fn rolling(
         self: &Arc<Self>,
         svc: &str,
@@ -1229,6 +1556,7 @@ impl Controller {
         release: Release,
         old: String,
         mut rec: DeploymentRecord,
+        resumed: bool,
     ) -> anyhow::Result<DeploymentRecord> {
         let new = release.version.clone();
         let total = release.config.instances;
@@ -1243,9 +1571,31 @@ impl Controller {
         let unavailable = env.rolling.max_unavailable;
         let deadline = release.config.health.clone().unwrap_or_default().deadline.0;
         let batch = (surge + unavailable).max(1);
+        let batches = total.div_ceil(batch);
         let mut replaced = 0;
+        if resumed {
+            replaced = (self
+                .instances_of(svc, &new)
+                .iter()
+                .filter(|i| i.is_healthy())
+                .count() as u32)
+                .min(total);
+            let adopted = self.adopted_count(svc);
+            let at = if replaced >= total {
+                format!("after its last batch ({batches}/{batches})")
+            } else {
+                format!("at batch {}/{batches}", replaced / batch + 1)
+            };
+            self.event(
+                &mut rec,
+                format!(
+                    "{svc}: re-adopted {adopted} instance(s) ({replaced}/{total} on {new}); resumed {at}"
+                ),
+            );
+        }
         while replaced < total {
             let n = batch.min(total - replaced);
+            self.set_step(rec.id, replaced / batch);
             self.set_rollout(
                 svc,
                 Some(format!(
@@ -1699,6 +2049,8 @@ impl Controller {
 
     /// Stops every instance (dependents first) and releases the environment.
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         // Asked to stop: the router must not start another controller.
         self.files.clear_supervision();
         let order: Vec<String> = {
@@ -1746,6 +2098,12 @@ impl Controller {
 
     pub(crate) fn router_link(&self) -> Option<&Link> {
         self.link.as_ref()
+    }
+
+    /// How many times this controller restarted its router process.
+    pub(crate) fn router_restarts(&self) -> u64 {
+        self.router_restarts
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Each service's counters per version and its instances, for the alert rules.
@@ -1885,7 +2243,8 @@ fn where_interrupted(strategy: &str, step: Option<u32>, env: &Environment) -> St
         }
         ("canary", None) => "before the first canary step".into(),
         ("blue-green", _) => "before the switch".into(),
-        ("rolling", _) => "during the rolling batches".into(),
+        ("rolling", Some(i)) => format!("in rolling batch {}", i + 1),
+        ("rolling", None) => "during the rolling batches".into(),
         _ => "during this deployment".into(),
     }
 }

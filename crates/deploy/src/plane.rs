@@ -39,59 +39,183 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const STAYED_UP: Duration = Duration::from_secs(60);
 
+/// The waits between attempts of everything the environment's processes
+/// retry by themselves (a dead controller or router restarted, a restarted
+/// controller bringing its services up): 250 ms, doubled at each attempt, at
+/// most 30 s.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff {
+            next: FIRST_BACKOFF,
+        }
+    }
+
+    /// The wait before the next attempt (the one after waits twice as long).
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        wait
+    }
+
+    /// The wait `next_wait` would give now.
+    pub(crate) fn peek(&self) -> Duration {
+        self.next
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+}
+
 /// The router process outlives the controller by design (it is the data
 /// plane), so it is the one to notice that the controller died and to start
 /// another, as a process supervisor would: with backoff, and only while
 /// `controller.json` says a controller should run (a controller that stops as
 /// asked removes it). The new controller finds the dead one's instances and
-/// rollout in the state file and applies the environment's `on_interrupt`.
+/// rollout in the state file, re-adopts them and applies the environment's
+/// `on_interrupt`.
 fn supervise_controller(env_dir: &Path) {
     use crate::state::EnvFiles;
     use crate::supervisor::{process_alive, process_start_time};
     let files = EnvFiles {
         dir: env_dir.to_path_buf(),
     };
-    let mut backoff = FIRST_BACKOFF;
+    // The last controller started here (checked and replaced by two closures).
+    let restarted: std::cell::RefCell<Option<std::process::Child>> = Default::default();
+    supervise(
+        "controller",
+        || files.supervision().is_some(),
+        || {
+            let Some(sup) = files.supervision() else {
+                return Up::Alive;
+            };
+            if process_alive(sup.pid) && process_start_time(sup.pid) == sup.start_time {
+                return Up::Alive;
+            }
+            // One we started that is still starting (it writes controller.json
+            // once it has opened the environment), or any controller holding it.
+            let starting = restarted
+                .borrow_mut()
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+                || files.controller_holds();
+            if starting { Up::Starting } else { Up::Dead }
+        },
+        |_| {
+            let Some(sup) = files.supervision() else {
+                return Ok(());
+            };
+            eprintln!(
+                "router: the controller of `{}` (pid {}) is gone; starting another",
+                sup.env, sup.pid
+            );
+            *restarted.borrow_mut() = Some(start_detached(&sup, &files)?);
+            Ok(())
+        },
+        || false,
+    );
+}
+
+/// The controller's side of the mutual supervision: a router process that
+/// died (`kill -9`, a crash) is started again on the same socket, where it
+/// reloads `router.json` and so listens on the same addresses with the same
+/// weights; connections are refused only while it is down. `restarted` is
+/// told each time (with how long it was down); stops when `done`.
+pub(crate) fn supervise_router(
+    exe: &Path,
+    env_dir: &Path,
+    mut done: impl FnMut() -> bool,
+    mut restarted: impl FnMut(u32, Duration),
+) {
+    let link = Link::new(env_dir);
+    supervise(
+        "router",
+        || true,
+        || {
+            if link.ping().is_some() {
+                Up::Alive
+            } else {
+                Up::Dead
+            }
+        },
+        |down| {
+            eprintln!(
+                "controller: the router of {} does not answer; starting another",
+                env_dir.display()
+            );
+            let (_, pid) = ensure_router_process(exe, env_dir).map_err(std::io::Error::other)?;
+            restarted(pid, down);
+            Ok(())
+        },
+        &mut done,
+    );
+}
+
+/// Where a supervised process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Up {
+    Alive,
+    /// Started and not answering yet: not restarted again meanwhile.
+    Starting,
+    Dead,
+}
+
+/// The one supervision loop of the environment's processes: the router
+/// process restarts a dead controller with it, the controller a dead router.
+/// Every 100 ms: while `wanted`, a process that is not `up` is started again
+/// once it has been dead for the [`Backoff`]'s wait (250 ms, doubled after
+/// each start up to 30 s, back to 250 ms once it stayed up for a minute).
+/// `start` is given how long the process had been dead. Returns when `done`.
+pub(crate) fn supervise(
+    what: &str,
+    mut wanted: impl FnMut() -> bool,
+    mut up: impl FnMut() -> Up,
+    mut start: impl FnMut(Duration) -> std::io::Result<()>,
+    mut done: impl FnMut() -> bool,
+) {
+    let mut backoff = Backoff::new();
     let mut dead_since: Option<std::time::Instant> = None;
     let mut up_since = std::time::Instant::now();
-    let mut restarted: Option<std::process::Child> = None;
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        let Some(sup) = files.supervision() else {
+        if done() {
+            return;
+        }
+        if !wanted() {
             dead_since = None;
             continue;
-        };
-        let alive = process_alive(sup.pid) && process_start_time(sup.pid) == sup.start_time;
-        // One we started that is still starting (it writes controller.json
-        // once it has opened the environment), or any controller holding it.
-        let starting = restarted
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-            || files.controller_holds();
-        if alive || starting {
-            if alive && dead_since.is_some() {
-                dead_since = None;
-                up_since = std::time::Instant::now();
+        }
+        match up() {
+            Up::Alive => {
+                if dead_since.take().is_some() {
+                    up_since = std::time::Instant::now();
+                }
+                if up_since.elapsed() >= STAYED_UP {
+                    backoff.reset();
+                }
+                continue;
             }
-            if alive && up_since.elapsed() >= STAYED_UP {
-                backoff = FIRST_BACKOFF;
-            }
-            continue;
+            Up::Starting => continue,
+            Up::Dead => {}
         }
         let since = *dead_since.get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < backoff {
+        if since.elapsed() < backoff.peek() {
             continue;
         }
-        eprintln!(
-            "router: the controller of `{}` (pid {}) is gone; starting another",
-            sup.env, sup.pid
-        );
-        match start_detached(&sup, &files) {
-            Ok(child) => restarted = Some(child),
-            Err(e) => eprintln!("router: cannot restart the controller: {e}"),
+        // Asked to stop while it was found dead: not started again.
+        if done() || !wanted() {
+            continue;
+        }
+        if let Err(e) = start(since.elapsed()) {
+            eprintln!("cannot restart the {what}: {e}");
         }
         dead_since = Some(std::time::Instant::now());
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.next_wait();
     }
 }
 
@@ -323,6 +447,29 @@ impl Plane {
                 }) {
                     tracing::error!("service `{service}`: the router did not take its table: {e}");
                 }
+            }
+        }
+    }
+
+    /// The weights the router serves now, per version (`None` when it
+    /// cannot say: an in-process router starts with the controller).
+    pub(crate) fn weights(&self) -> Option<Vec<(String, u32)>> {
+        match self {
+            Plane::Local { .. } => None,
+            Plane::Remote { link, service, .. } => {
+                let v = link
+                    .call(&Request::Table {
+                        service: service.clone(),
+                    })
+                    .ok()?;
+                let spec: Option<ServiceSpec> = serde_json::from_value(v).ok()?;
+                Some(
+                    spec?
+                        .routes
+                        .into_iter()
+                        .map(|r| (r.version, r.weight))
+                        .collect(),
+                )
             }
         }
     }

@@ -42,6 +42,10 @@ pub struct ProcessRecord {
     /// Where it listens, so that a restarted controller can drain it.
     #[serde(default)]
     pub port: Option<u16>,
+    /// Its index among the version's instances (its log file's name), so
+    /// that a restarted controller that re-adopts it keeps writing there.
+    #[serde(default)]
+    pub index: Option<u32>,
 }
 
 /// One deployment (or rollback), as history and DORA read it.

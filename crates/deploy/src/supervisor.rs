@@ -83,6 +83,14 @@ pub struct Instance {
     recorder: Recorder,
 }
 
+/// The process an instance's keeper watches.
+enum Running {
+    /// Spawned by this controller: waited for.
+    Child(tokio::process::Child),
+    /// Started by a controller that died, re-adopted by this one.
+    Adopted { pid: u32, start_time: Option<u64> },
+}
+
 struct State {
     phase: Phase,
     restarts: u32,
@@ -103,11 +111,37 @@ impl Instance {
         if let Some(dir) = spec.log_path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let inst = Instance::new(spec, port, 0, recorder);
+        let child = inst.spawn_child()?;
+        tokio::spawn(inst.clone().keep(Running::Child(child)));
+        tokio::spawn(inst.clone().check_health());
+        Ok(inst)
+    }
+
+    /// Takes over a process a dead controller started (see [`adoptable`]):
+    /// it keeps running and serving, is health-checked from now on (it is
+    /// `Starting` until its checks pass, so no traffic is trusted to it on
+    /// the dead controller's word), and is restarted on its own port by the
+    /// restart policy when it exits, as if this controller had started it.
+    pub fn adopt(
+        spec: InstanceSpec,
+        port: u16,
+        pid: u32,
+        start_time: Option<u64>,
+        recorder: Recorder,
+    ) -> Arc<Instance> {
+        let inst = Instance::new(spec, port, pid, recorder);
+        tokio::spawn(inst.clone().keep(Running::Adopted { pid, start_time }));
+        tokio::spawn(inst.clone().check_health());
+        inst
+    }
+
+    fn new(spec: InstanceSpec, port: u16, pid: u32, recorder: Recorder) -> Arc<Instance> {
         let (healthy_tx, _) = watch::channel(false);
-        let inst = Arc::new(Instance {
+        Arc::new(Instance {
             spec,
             port,
-            pid: AtomicU32::new(0),
+            pid: AtomicU32::new(pid),
             stopping: AtomicBool::new(false),
             state: Mutex::new(State {
                 phase: Phase::Starting,
@@ -119,11 +153,7 @@ impl Instance {
             started: Instant::now(),
             ever_healthy: AtomicBool::new(false),
             recorder,
-        });
-        let child = inst.spawn_child()?;
-        tokio::spawn(inst.clone().keep(child));
-        tokio::spawn(inst.clone().check_health());
-        Ok(inst)
+        })
     }
 
     fn spawn_child(&self) -> std::io::Result<tokio::process::Child> {
@@ -158,6 +188,7 @@ impl Instance {
             pid,
             start_time: process_start_time(pid),
             port: Some(self.port),
+            index: Some(self.spec.index),
         };
         if let Err(e) = (self.recorder)(record) {
             // Nobody could find it after a crash: it does not run.
@@ -173,13 +204,25 @@ impl Instance {
         Ok(child)
     }
 
-    async fn keep(self: Arc<Self>, mut child: tokio::process::Child) {
+    async fn keep(self: Arc<Self>, mut running: Running) {
         let mut recent: Vec<Instant> = Vec::new();
         loop {
-            let status = child.wait().await;
+            let status = match &mut running {
+                Running::Child(child) => child.wait().await,
+                Running::Adopted { pid, start_time } => {
+                    // Not our child: its exit status goes to whoever
+                    // inherited it, so its end is seen by polling.
+                    while process_alive(*pid) && process_start_time(*pid) == *start_time {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(std::io::Error::other(
+                        "exited (status unknown: started by a previous controller)",
+                    ))
+                }
+            };
             let exit = match &status {
                 Ok(s) => s.to_string(),
-                Err(e) => format!("wait failed: {e}"),
+                Err(e) => e.to_string(),
             };
             let _ = self.healthy_tx.send_replace(false);
             if self.stopping.load(Ordering::SeqCst) {
@@ -193,6 +236,7 @@ impl Instance {
             // The shell's "command not found" (127) or "not executable" (126)
             // on the first start: no restart can fix that, and waiting for the
             // health deadline would only hide it.
+            // (An adopted process ran: `status` is an error then.)
             let unrunnable = matches!(&status, Ok(s) if matches!(s.code(), Some(126 | 127)))
                 && self.set(|s| s.restarts) == 0
                 && !self.ever_healthy.load(Ordering::SeqCst);
@@ -267,7 +311,7 @@ impl Instance {
             }
             match self.spawn_child() {
                 Ok(c) => {
-                    child = c;
+                    running = Running::Child(c);
                     self.set(|s| {
                         s.restarts += 1;
                         s.phase = Phase::Starting;
@@ -457,6 +501,29 @@ impl Drop for Instance {
     }
 }
 
+/// Whether the process `rec` names is still the instance it was recorded
+/// as, so that a restarted controller may adopt it: the pid is alive with
+/// the recorded start time (a pid reused since has another), and the
+/// environment it was started with names the same service, version and port
+/// (a record that does not describe its process is never trusted with traffic).
+pub fn adoptable(rec: &ProcessRecord) -> bool {
+    let Some(port) = rec.port else { return false };
+    if rec.start_time.is_none()
+        || !process_alive(rec.pid)
+        || process_start_time(rec.pid) != rec.start_time
+    {
+        return false;
+    }
+    let Ok(environ) = std::fs::read(format!("/proc/{}/environ", rec.pid)) else {
+        return false;
+    };
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    let has = |k: &str, v: &str| vars.iter().any(|e| *e == format!("{k}={v}").as_bytes());
+    has("HANGAR_SERVICE", &rec.service)
+        && has("HANGAR_VERSION", &rec.version)
+        && has("PORT", &port.to_string())
+}
+
 /// The last `n` lines of a log file.
 pub fn tail(path: &std::path::Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -586,6 +653,51 @@ pub fn now_unix() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record is adopted only by the process it describes: a pid reused
+    /// since (another start time) or another program that happens to have
+    /// the recorded start time but not the instance's environment is not.
+    #[test]
+    fn only_the_recorded_instance_is_adoptable() {
+        let spawn = |service: &str| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .env("HANGAR_SERVICE", service)
+                .env("HANGAR_VERSION", "r1")
+                .env("PORT", "4321")
+                .spawn()
+                .unwrap()
+        };
+        let mut web = spawn("web");
+        let mut other = spawn("api");
+        let record = |pid: u32, start_time: Option<u64>| ProcessRecord {
+            service: "web".into(),
+            version: "r1".into(),
+            pid,
+            start_time,
+            port: Some(4321),
+            index: Some(0),
+        };
+        let start = process_start_time(web.id());
+        assert!(adoptable(&record(web.id(), start)));
+        // The pid reused by another process: its start time differs.
+        assert!(!adoptable(&record(web.id(), start.map(|t| t + 1))));
+        assert!(!adoptable(&record(web.id(), None)));
+        // Right pid and start time, another service's environment.
+        assert!(!adoptable(&record(
+            other.id(),
+            process_start_time(other.id())
+        )));
+        // Another port recorded.
+        let mut moved = record(web.id(), start);
+        moved.port = Some(4322);
+        assert!(!adoptable(&moved));
+        for c in [&mut web, &mut other] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        assert!(!adoptable(&record(web.id(), start)));
+    }
 
     #[test]
     fn run_lines_are_execd_only_when_plain() {

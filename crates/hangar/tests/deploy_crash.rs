@@ -256,17 +256,19 @@ fn kill_9_mid_blue_green_switch_then_restart_serves_one_version() {
         .map(|i| i["version"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(versions.len(), 1, "one version: {versions:?}");
-    // No orphans: every process of the dead controller is gone; only the new instances run.
-    for pid in &before {
-        assert!(
-            !alive(*pid),
-            "orphan {pid} of the killed controller is still running"
-        );
-    }
+    // No orphans: the dead controller's instances of the version served were
+    // re-adopted (same processes), every other one of its processes is gone;
+    // nothing else runs.
     let live: Vec<u64> = instances
         .iter()
         .map(|i| i["pid"].as_u64().unwrap())
         .collect();
+    for pid in &before {
+        assert!(
+            !alive(*pid) || live.contains(pid),
+            "orphan {pid} of the killed controller is still running"
+        );
+    }
     let mut running = instances_of(dir);
     running.sort();
     let mut expected = live.clone();
@@ -1120,4 +1122,340 @@ fn kill_9_with_resume_finishes_blue_green_and_rolling() {
     }
     kill_matrix_case("blue-green", 1, "resume");
     kill_matrix_case("rolling", 2, "resume");
+}
+
+/// Each version's instance pids the state file records that are alive.
+fn recorded_by_version(dir: &Path) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let mut out: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for p in state(dir)["processes"].as_array().into_iter().flatten() {
+        if let (Some(pid), Some(v)) = (p["pid"].as_u64(), p["version"].as_str())
+            && alive(pid)
+        {
+            out.entry(v.to_string()).or_default().push(pid);
+        }
+    }
+    out
+}
+
+/// The pids per version the controller reports.
+fn status_by_version(dir: &Path) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let out = hangar(dir, &["status", "prod", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut by: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for i in v[0]["services"][0]["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        by.entry(i["version"].as_str().unwrap_or("").to_string())
+            .or_default()
+            .push(i["pid"].as_u64().unwrap_or(0));
+    }
+    by
+}
+
+/// kill -9 of the controller mid-rollout (`on_interrupt: resume`) under a
+/// client loop: the controller the router restarts re-adopts the running
+/// instances (the same processes serve on: no instance of either version is
+/// started again), keeps the weights, and goes on from the batch or step
+/// reached; history says how many it re-adopted and where it resumed.
+fn readopt_case(strategy: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    let write = |version: &str| {
+        std::fs::create_dir_all(dir.join("site")).unwrap();
+        std::fs::write(dir.join("site/index.html"), version).unwrap();
+        let extra = if strategy == "canary" {
+            "    canary: { steps: [30, 60, 100], interval: 1s, min_requests: 5, step_deadline: 20s }\n"
+        } else {
+            "    rolling: { max_surge: 1, max_unavailable: 0 }\n"
+        };
+        std::fs::write(
+            dir.join("hangar.yml"),
+            format!(
+                "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    instances: 4\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: {strategy}\n    on_interrupt: resume\n{extra}    listen: {{ web: 127.0.0.1:{port} }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("v1");
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history = hangar(dir, &["history", "prod", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    // Release names (`r1`), not the pages' contents.
+    let v1 = history[0]["version"].as_str().unwrap().to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = load(port, stop.clone());
+    write("v2");
+    let mut deploy = Command::new(HANGAR)
+        .args(["deploy", "prod", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    // Rolling: "deploying", "1/4", "2/4" (two batches done). Canary:
+    // "deploying", "healthy", "step 30%", "passes", "step 60%".
+    let at = if strategy == "canary" { 5 } else { 3 };
+    let t0 = Instant::now();
+    while phase(dir) < at && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    let _ = deploy.wait();
+    let t0 = Instant::now();
+    while alive(controller) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An instance spawned in the instant before the kill, whose gate never
+    // opened, ends by itself: what is alive a moment later was serving.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = recorded_by_version(dir);
+    let v2 = before
+        .keys()
+        .find(|v| **v != v1)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        before.get(&v2).is_some_and(|p| !p.is_empty()),
+        "the kill landed before any v2 instance ran: {before:?}"
+    );
+    assert!(
+        controller_answers(dir, Duration::from_secs(30)),
+        "the controller came back by itself"
+    );
+    let after = status_by_version(dir);
+    // No instance of the stable version was started again: whatever serves
+    // v1 now is what served it before the kill.
+    for pid in after.get(&v1).into_iter().flatten() {
+        assert!(
+            before[&v1].contains(pid),
+            "v1 instance {pid} was started by the restarted controller: before {before:?}, after {after:?}"
+        );
+    }
+    // The rollout ends; the v2 instances that ran before the kill are among
+    // those that serve at the end.
+    let t0 = Instant::now();
+    let mut last = serde_json::Value::Null;
+    while t0.elapsed() < Duration::from_secs(60) {
+        let out = hangar(dir, &["history", "prod", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && v.as_array().is_some_and(|a| a.len() == 2)
+            && phase(dir) == 0
+        {
+            last = v[1].clone();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = client.join().unwrap();
+    println!(
+        "readopt strategy={strategy} requests={} refused={} failed={}",
+        seen.ok + seen.refused + seen.failed,
+        seen.refused,
+        seen.failed
+    );
+    assert_eq!(last["outcome"], "succeeded", "{last}");
+    let end = status_by_version(dir);
+    for pid in &before[&v2] {
+        assert!(
+            end.get(&v2).is_some_and(|p| p.contains(pid)),
+            "v2 instance {pid} was replaced: before {before:?}, at the end {end:?}"
+        );
+    }
+    assert_eq!(end.get(&v2).map(Vec::len), Some(4), "{end:?}");
+    let events: Vec<&str> = last["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    let resumed = events
+        .iter()
+        .position(|e| e.contains("re-adopted") && e.contains("resumed at"))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    let rest = &events[resumed..];
+    if strategy == "rolling" {
+        // Two batches were done (a third maybe started): it goes on at 3 or 4 of 4.
+        assert!(
+            events[resumed].contains("resumed at batch 3/4")
+                || events[resumed].contains("resumed at batch 4/4"),
+            "{}",
+            events[resumed]
+        );
+        for done in ["1/4 instances on", "2/4 instances on"] {
+            assert!(
+                !rest.iter().any(|e| e.contains(done)),
+                "batch redone: {rest:#?}"
+            );
+        }
+        assert!(
+            rest.iter()
+                .any(|e| e.contains(&format!("4/4 instances on {v2}"))),
+            "{rest:#?}"
+        );
+    } else {
+        assert!(
+            events[resumed].contains("resumed at canary step 2/2"),
+            "{}",
+            events[resumed]
+        );
+        assert!(
+            !rest.iter().any(|e| e.contains("canary step 30%")),
+            "{rest:#?}"
+        );
+        assert!(
+            rest.iter().any(|e| e.contains("switched 100% of traffic")),
+            "{rest:#?}"
+        );
+    }
+    assert_eq!(seen.refused, 0, "{seen:?}");
+    assert!(seen.failed <= 1, "{seen:?}");
+    assert_eq!(get(port).as_deref(), Some("v2"));
+}
+
+#[test]
+fn kill_9_mid_rolling_readopts_the_instances_and_resumes_at_the_batch_reached() {
+    if !common::have_python3() {
+        return;
+    }
+    readopt_case("rolling");
+}
+
+#[test]
+fn kill_9_mid_canary_readopts_the_instances_and_keeps_the_step() {
+    if !common::have_python3() {
+        return;
+    }
+    readopt_case("canary");
+}
+
+/// kill -9 of the router process (the data plane) under a client loop: the
+/// controller starts another by itself, on the same address with the same
+/// table, without any `hangar` command; connections are refused only while
+/// it is down. Prints the gap (first to last refused connection) for the
+/// issue's note; the bound asserted is generous on purpose.
+#[test]
+fn kill_9_of_the_router_brings_it_back_on_the_same_address() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    strategy_project(dir, port, "v1", "blue-green", "abort");
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let routers = routers_of(dir);
+    assert_eq!(routers.len(), 1, "{routers:?}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    // One request per connection; the instants of refused connections.
+    let client = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0u64, 0u64);
+        let mut refused: Vec<Instant> = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    refused.push(Instant::now())
+                }
+                Err(_) => failed += 1,
+                Ok(mut s) => {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut out = String::new();
+                    let answered = s
+                        .write_all(
+                            b"GET /index.html HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                        )
+                        .and_then(|()| s.read_to_string(&mut out))
+                        .is_ok();
+                    if answered && out.starts_with("HTTP/1.1 200") {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (ok, failed, refused)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-9", &routers[0].to_string()])
+        .status()
+        .unwrap();
+    let killed = Instant::now();
+    let t0 = Instant::now();
+    let mut back = None;
+    while t0.elapsed() < Duration::from_secs(30) {
+        let now = routers_of(dir);
+        if !now.is_empty() && !now.contains(&routers[0]) && get(port).as_deref() == Some("v1") {
+            back = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, refused) = client.join().unwrap();
+    let back = back.expect("the router came back by itself");
+    let gap = match (refused.first(), refused.last()) {
+        (Some(a), Some(b)) => b.duration_since(*a),
+        _ => Duration::ZERO,
+    };
+    println!(
+        "router-kill requests={} refused={} failed={} refused_gap_ms={} back_after_ms={}",
+        ok + failed + refused.len() as u64,
+        refused.len(),
+        failed,
+        gap.as_millis(),
+        back.as_millis()
+    );
+    assert!(back < Duration::from_secs(15), "back after {back:?}");
+    assert!(gap < Duration::from_secs(15), "refused for {gap:?}");
+    // Refusals only while it was down: none after it answered again.
+    assert!(
+        refused.iter().all(|t| t.duration_since(killed) <= back),
+        "connections refused after the router was back"
+    );
+    // At most the requests in flight when it was killed are lost.
+    assert!(failed <= 2, "{failed} failed");
+    assert!(ok > 100, "{ok} answered");
+    // The controller still drives it: a deployment goes through the new router.
+    strategy_project(dir, port, "v2", "blue-green", "abort");
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(port).as_deref(), Some("v2"));
+    let out = hangar(dir, &["down", "prod"]);
+    assert!(out.status.success());
+    let t0 = Instant::now();
+    while (!instances_of(dir).is_empty() || !routers_of(dir).is_empty())
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(routers_of(dir).is_empty(), "down stops the router for good");
+    assert!(instances_of(dir).is_empty());
 }

@@ -70,6 +70,9 @@ pub enum Request {
     Set { service: String, spec: ServiceSpec },
     /// `service`'s counters for `version`.
     Stats { service: String, version: String },
+    /// `service`'s table as served now (`null` when it is not served): what
+    /// a restarted controller keeps while it re-adopts the instances.
+    Table { service: String },
     /// Requests in flight to these instances.
     Inflight {
         service: String,
@@ -208,6 +211,11 @@ impl Daemon {
                     .map(|s| s.router.stats(&version).snapshot())
                     .unwrap_or_default();
                 serde_json::to_value(snap).map_err(|e| e.to_string())
+            }
+            Request::Table { service } => {
+                let services = self.lock();
+                serde_json::to_value(services.get(&service).map(|s| &s.spec))
+                    .map_err(|e| e.to_string())
             }
             Request::Inflight { service, addrs } => {
                 let services = self.lock();

@@ -607,10 +607,17 @@ async fn up(env: &str, first: &DeployRequest, at: &Where) -> anyhow::Result<Exit
         super::follow::baseline(&files.dir.join("logs")),
     ));
     if let Err(e) = ctl.start_all_with(first).await {
-        ctl.shutdown().await;
-        printer.abort();
-        logs.abort();
-        return Err(e);
+        if ctl.restarted() {
+            // In place of a controller that died: the environment keeps
+            // serving through its router while this one retries.
+            eprintln!("error: {e:#}; retrying with backoff");
+            ctl.keep_retrying(first.clone(), e);
+        } else {
+            ctl.shutdown().await;
+            printer.abort();
+            logs.abort();
+            return Err(e);
+        }
     }
     for s in ctl.status().services {
         let scheme = match s.protocol {
