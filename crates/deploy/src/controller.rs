@@ -683,7 +683,18 @@ impl Controller {
                 .index
                 .filter(|i| !taken.contains(i))
                 .unwrap_or_else(|| (0..).find(|i| !taken.contains(i)).unwrap_or(0));
-            let spec = self.spec_for(svc, &release, index);
+            // Its variables for a restart; the process itself runs with those
+            // it was started with.
+            let service_env = self.service_env(svc, &release).unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                release
+                    .config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect()
+            });
+            let spec = self.spec_for(svc, &release, index, &service_env);
             let Some(port) = p.port else { continue };
             let inst = Instance::adopt(spec, port, p.pid, p.start_time, self.recorder());
             if let Some(s) = self
@@ -1043,10 +1054,11 @@ impl Controller {
             .iter()
             .map(|i| i.spec.index)
             .collect();
+        let service_env = self.service_env(svc, release)?;
         for _ in 0..count {
             let index = (0..).find(|i| !taken.contains(i)).unwrap_or(0);
             taken.push(index);
-            let spec = self.spec_for(svc, release, index);
+            let spec = self.spec_for(svc, release, index, &service_env);
             let inst = match Instance::start(spec, self.recorder()) {
                 Ok(inst) => inst,
                 Err(e) => {
@@ -1072,18 +1084,18 @@ impl Controller {
     }
 
     /// What an instance of `release` at `index` runs with.
-    fn spec_for(&self, svc: &str, release: &Release, index: u32) -> InstanceSpec {
+    fn spec_for(
+        &self,
+        svc: &str,
+        release: &Release,
+        index: u32,
+        service_env: &[(String, String)],
+    ) -> InstanceSpec {
         let mut env: Vec<(String, String)> = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             env_config(&p, &self.env).vars.into_iter().collect()
         };
-        env.extend(
-            release
-                .config
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        env.extend(service_env.iter().cloned());
         // Absolute: instances run in their release's folder, where the
         // default `./.hangar/envs/ENV` would name a folder that is not there.
         let data = std::path::absolute(&self.files.dir).unwrap_or(self.files.dir.clone());
@@ -1103,6 +1115,85 @@ impl Controller {
                 .dir
                 .join("logs")
                 .join(format!("{svc}-{}-{index}.log", release.version)),
+        }
+    }
+
+    /// The addresses of `svc`'s dependencies (`HANGAR_SERVICE_<NAME>_*`) and
+    /// its `env:` with their `${{ services.NAME.FIELD }}` resolved: the same
+    /// for every instance of a start.
+    fn service_env(&self, svc: &str, release: &Release) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for dep in &release.config.depends_on {
+            let name = hangar_project::refs::env_name(&dep.value);
+            for field in hangar_project::refs::SERVICE_FIELDS {
+                if let Ok(v) = self.service_address(&dep.value, field) {
+                    out.push((
+                        format!("HANGAR_SERVICE_{name}_{}", field.to_ascii_uppercase()),
+                        v,
+                    ));
+                }
+            }
+        }
+        for (key, value) in &release.config.env {
+            let v = hangar_project::refs::resolve(&value.value, |s, f| self.service_address(s, f))
+                .map_err(|e| anyhow!("service `{svc}`: env `{key}`: {e}"))?;
+            out.push((key.clone(), v));
+        }
+        Ok(out)
+    }
+
+    /// `host`, `port` or `url` of `svc` as its dependents reach it: its
+    /// router's address in this environment (the bound one: `:0` is known
+    /// only once bound), else the `listen` address hangar.yml gives it (a
+    /// service this environment does not run, started elsewhere).
+    fn service_address(&self, svc: &str, field: &str) -> Result<String, String> {
+        let (listen, protocol) = match self.plane(svc) {
+            Some(plane) => (plane.addr(), plane.protocol()),
+            None => {
+                let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
+                let env = env_config(&p, &self.env);
+                let Some(service) = p.services.get(svc) else {
+                    return Err(format!("no service `{svc}` in hangar.yml"));
+                };
+                let addr = p
+                    .listen_address(&env, svc)
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .filter(|a| a.port() != 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "service `{svc}` does not run in environment `{}` and has no `listen` address to reach it at: list it in the environment's `services:`, deploy with `--with-dependencies`, or give it a `listen:` address",
+                            self.env
+                        )
+                    })?;
+                let protocol = match service.value.protocol {
+                    hangar_project::Protocol::Tcp => hangar_router::tcp::Protocol::Tcp,
+                    hangar_project::Protocol::Http => hangar_router::tcp::Protocol::Http,
+                };
+                (addr, protocol)
+            }
+        };
+        // A router on every interface is reached on loopback from here.
+        let ip = match listen.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        let host = ip.to_string();
+        let scheme = match protocol {
+            hangar_router::tcp::Protocol::Http => "http",
+            hangar_router::tcp::Protocol::Tcp => "tcp",
+        };
+        match field {
+            "host" => Ok(host),
+            "port" => Ok(listen.port().to_string()),
+            "url" => Ok(format!("{scheme}://{}", SocketAddr::new(ip, listen.port()))),
+            other => Err(format!(
+                "`{other}` is not a field of a service (use host, port or url)"
+            )),
         }
     }
 

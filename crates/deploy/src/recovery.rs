@@ -103,7 +103,12 @@ fn command_env(
         out.extend(e.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     if let Some(s) = project.services.get(svc) {
-        out.extend(s.value.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out.extend(
+            s.value
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone())),
+        );
     }
     let listen = environment
         .and_then(|e| e.listen.get(svc).map(|l| l.value.clone()))

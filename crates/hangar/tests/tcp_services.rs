@@ -41,6 +41,15 @@ fn hangar(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `hangar validate` in the project, as a user runs it there.
+fn validate(dir: &Path) -> std::process::Output {
+    Command::new(HANGAR)
+        .arg("validate")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
 fn ok(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -259,4 +268,97 @@ fn psql_reaches_a_postgres_service_through_its_listen_address() {
     // A second session (a new connection through the router) sees the data.
     let out = psql("select count(*) from t");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+}
+
+/// An HTTP service that answers with what its database (a line server at
+/// `$DATABASE_URL`) answered, and the port it was given in its variables.
+const API: &str = r#"
+import os, socket, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlsplit
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = os.environ["DATABASE_URL"]
+        u = urlsplit(url)
+        with socket.create_connection((u.hostname, u.port), timeout=5) as c:
+            c.sendall(b"ping\n")
+            answer = c.makefile("rb").readline().decode().strip()
+        body = f"{answer}|{url}|{os.environ['HANGAR_SERVICE_DB_PORT']}|{os.environ['HANGAR_SERVICE_DB_HOST']}".encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+fn http_get(port: u16) -> String {
+    use std::io::Read;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+/// The api reaches its database through the address hangar gives it: the
+/// db's router, bound on any free port (`listen` unset), known only at start.
+#[test]
+fn a_service_reads_its_dependency_s_url_and_reaches_it() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir, "dev");
+    std::fs::write(dir.join("echo.py"), ECHO).unwrap();
+    std::fs::write(dir.join("api.py"), API).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  db:\n    run: python3 echo.py v1 $PORT\n    protocol: tcp\n    health: {{ interval: 100ms }}\n  api:\n    run: python3 api.py $PORT\n    depends_on: [db]\n    env:\n      DATABASE_URL: ${{{{ services.db.url }}}}\n    health: {{ interval: 100ms }}\nenvironments:\n  dev:\n    listen: {{ api: 127.0.0.1:{port} }}\n"
+        ),
+    )
+    .unwrap();
+    ok(&validate(dir));
+    ok(&hangar(dir, &["deploy", "dev"]));
+    let status: serde_json::Value =
+        serde_json::from_slice(&hangar(dir, &["status", "dev", "--json"]).stdout).unwrap();
+    let db_listen = status[0]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "db")
+        .map(|s| s["listen"].as_str().unwrap().to_string())
+        .expect("db in status");
+    let db_port = db_listen.rsplit(':').next().unwrap().to_string();
+    let body = http_get(port);
+    assert_eq!(
+        body,
+        format!("v1 ping|tcp://{db_listen}|{db_port}|127.0.0.1"),
+        "the api reached the db's router at the address it was given"
+    );
+}
+
+#[test]
+fn validate_names_a_wrong_service_reference_at_its_line_with_did_you_mean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        "services:\n  db:\n    run: x\n  api:\n    run: y\n    depends_on: [db]\n    env:\n      DATABASE_URL: ${{ services.dv.url }}\n",
+    )
+    .unwrap();
+    let out = validate(dir);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("hangar.yml:8:"), "{text}");
+    assert!(text.contains("unknown service `dv`"), "{text}");
+    assert!(text.contains("did you mean `db`?"), "{text}");
 }

@@ -9,6 +9,7 @@
 
 mod duration;
 mod model;
+pub mod refs;
 pub mod starter;
 mod validate;
 

@@ -115,8 +115,10 @@ pub struct Service {
     pub build: Option<String>,
     /// Shell command that starts one instance; `$PORT` is the port it must listen on.
     pub run: String,
+    /// Variables of each instance; a value may hold `${{ services.NAME.host }}`,
+    /// `.port` or `.url` (see [`crate::refs`]), resolved when the instance starts.
     #[serde(default)]
-    pub env: IndexMap<String, String>,
+    pub env: IndexMap<String, Spanned<String>>,
     #[serde(default = "one")]
     pub instances: u32,
     #[serde(default)]

@@ -42,6 +42,69 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
                 ));
             }
         }
+        for (key, value) in &svc.value.env {
+            let refs = match crate::refs::service_refs(&value.value) {
+                Ok(refs) => refs,
+                Err(e) => {
+                    errors.push(err(
+                        &value.referenced,
+                        format!("service `{name}`: env `{key}`: {e}"),
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            for r in refs {
+                let written = &value.value[r.range.clone()];
+                if !p.services.contains_key(&r.service) {
+                    errors.push(err(
+                        &value.referenced,
+                        format!(
+                            "service `{name}`: env `{key}`: `{written}` names unknown service `{}`",
+                            r.service
+                        ),
+                        Some(suggest(&r.service, &names)),
+                    ));
+                    continue;
+                }
+                if !crate::refs::SERVICE_FIELDS.contains(&r.field.as_str()) {
+                    let fields = crate::refs::SERVICE_FIELDS;
+                    errors.push(err(
+                        &value.referenced,
+                        format!(
+                            "service `{name}`: env `{key}`: `{written}`: a service has no field `{}`",
+                            r.field
+                        ),
+                        Some(
+                            match hangar_diag::did_you_mean(&r.field, fields.iter().copied()) {
+                                Some(f) => format!("did you mean `{f}`?"),
+                                None => format!("use one of: {}", fields.join(", ")),
+                            },
+                        ),
+                    ));
+                    continue;
+                }
+                if r.service == *name {
+                    errors.push(err(
+                        &value.referenced,
+                        format!("service `{name}`: env `{key}`: `{written}` is the service itself"),
+                        Some("an instance's own port is `$PORT`".into()),
+                    ));
+                } else if !svc.value.depends_on.iter().any(|d| d.value == r.service) {
+                    errors.push(err(
+                        &value.referenced,
+                        format!(
+                            "service `{name}`: env `{key}`: `{written}` names `{}`, which `{name}` does not depend on",
+                            r.service
+                        ),
+                        Some(format!(
+                            "add `{}` to `depends_on` of `{name}`, so that it starts first",
+                            r.service
+                        )),
+                    ));
+                }
+            }
+        }
         if let Some(h) = &svc.value.health {
             let kinds = h.path.is_some() as u8 + h.command.is_some() as u8 + h.tcp as u8;
             if kinds > 1 {

@@ -338,3 +338,28 @@ fn a_tcp_service_with_an_http_health_check_is_refused_at_its_service() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn service_references_in_env_are_checked_at_their_value_with_did_you_mean() {
+    let text = "services:\n  db:\n    run: x\n    protocol: tcp\n  api:\n    run: y\n    depends_on: [db]\n    env:\n      A: ${{ services.dbb.url }}\n      B: postgres://app@${{ services.db.hots }}/app\n      C: ${{ secrets.X }}\n      D: ${{ services.db.url }}\n  web:\n    run: z\n    env: { E: '${{ services.db.port }}' }\n";
+    let errs = errors(text);
+    let got: Vec<(u32, &str, Option<&str>)> = errs
+        .iter()
+        .map(|e| (e.line, e.message.as_str(), e.help.as_deref()))
+        .collect();
+    assert_eq!(got.len(), 4, "{errs:#?}");
+    assert_eq!(got[0].0, 9);
+    assert!(got[0].1.contains("unknown service `dbb`"), "{got:?}");
+    assert_eq!(got[0].2, Some("did you mean `db`?"));
+    assert_eq!(got[1].0, 10);
+    assert!(got[1].1.contains("no field `hots`"), "{got:?}");
+    assert_eq!(got[1].2, Some("did you mean `host`?"));
+    assert_eq!(got[2].0, 11);
+    assert!(got[2].1.contains("services.NAME.host"), "{got:?}");
+    assert_eq!(got[3].0, 15);
+    assert!(
+        got[3].1.contains("which `web` does not depend on"),
+        "{got:?}"
+    );
+    assert!(got[3].2.unwrap().contains("depends_on"), "{got:?}");
+}
