@@ -501,3 +501,136 @@ fn the_periodic_work_fails_over_to_a_surviving_server() {
         .unwrap_or_default();
     assert!(reason.contains("lease expired"), "{detail}");
 }
+
+/// Reads a server-sent event stream until `done` says enough, or `secs` pass;
+/// returns the `data:` lines read.
+fn read_events(url: &str, token: &str, secs: u64, done: &dyn Fn(&[Value]) -> bool) -> Vec<Value> {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut raw = Vec::new();
+    let mut events = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let mut buf = [0u8; 65536];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        events = String::from_utf8_lossy(&raw)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect();
+        if done(&events) {
+            break;
+        }
+    }
+    events
+}
+
+/// A browser's live stream on one server shows the log lines an agent uploads
+/// to another server on the same database, while the job runs: server A runs
+/// the job on its embedded agent, server B (no agent) streams its lines.
+#[test]
+fn live_logs_reach_a_browser_on_another_server() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database();
+    let (repo, _) = hangar_testkit::repo_with(&[("README", "x")]);
+    let repo_arg = repo.path().to_str().unwrap().to_string();
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve(
+        data_a.path(),
+        &["--repo", &repo_arg, "--poll-ms", "100", "--sandbox", "none"],
+        &url,
+    );
+    let token = a.token.clone().unwrap();
+    std::fs::copy(
+        data_a.path().join("secret.key"),
+        data_b.path().join("secret.key"),
+    )
+    .unwrap();
+    let b = serve(data_b.path(), &["--agent-capacity", "0"], &url);
+    let gate = data_a.path().join("go");
+    // The job prints a line, then waits for the test to have its stream open,
+    // then prints 30 more over about three seconds.
+    hangar_testkit::commit(
+        repo.path(),
+        &[(
+            ".github/workflows/ci.yml",
+            &format!(
+                "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo live-line-0\n          while [ ! -e '{}' ]; do sleep 0.1; done\n          for i in $(seq 1 30); do echo live-line-$i; sleep 0.1; done\n",
+                gate.display()
+            ),
+        )],
+    );
+    let runs_url = format!("{}/api/v1/runs", b.url);
+    let start = Instant::now();
+    let run_id = loop {
+        let runs = get_json(&runs_url, &token);
+        if let Some(r) = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["status"] == "running")
+        {
+            break r["id"].as_i64().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no run started: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let events_url = format!("{}/api/v1/runs/{run_id}/events", b.url);
+    let opener = {
+        let gate = gate.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            std::fs::write(gate, "").unwrap();
+        })
+    };
+    let has = |events: &[Value], needle: &str| {
+        events
+            .iter()
+            .any(|e| e["type"] == "log" && e["text"].as_str().unwrap_or("").contains(needle))
+    };
+    let events = read_events(&events_url, &token, 30, &|evs: &[Value]| {
+        has(evs, "live-line-30\n")
+    });
+    opener.join().unwrap();
+    assert_eq!(
+        events.first().map(|e| e["type"].clone()),
+        Some("hello".into())
+    );
+    for i in [1, 15, 30] {
+        assert!(
+            has(&events, &format!("live-line-{i}\n")),
+            "line {i} did not reach server B's stream: {events:?}"
+        );
+    }
+    // The lines came as the job ran, in several chunks.
+    let logs = events.iter().filter(|e| e["type"] == "log").count();
+    assert!(logs >= 2, "{events:?}");
+    let start = Instant::now();
+    loop {
+        let detail = get_json(&format!("{}/api/v1/runs/{run_id}", a.url), &token);
+        if detail["run"]["status"] == "completed" {
+            assert_eq!(detail["run"]["conclusion"], "success", "{detail}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{detail}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(b);
+}

@@ -544,7 +544,7 @@ pub async fn logs(
                 app.metrics.log_bytes.inc_by(text.len() as u64);
                 app.live.publish(
                     job.run_id,
-                    json!({"type": "log", "job_id": job_id, "chunk": up.chunk, "first_line": up.first_line, "text": text}),
+                    json!({"type": "log", "job_id": job_id, "attempt": job.attempt, "chunk": up.chunk, "first_line": up.first_line, "text": text}),
                 );
             }
             Json(LogAck {

@@ -588,6 +588,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             app.work.notify_waiters();
         }
     }))?;
+    // Live events reach browsers connected to the other servers on the
+    // database (nothing to do when this server is the only one).
+    live::spawn_relay(app.clone())?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     {

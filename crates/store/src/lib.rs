@@ -39,6 +39,14 @@ pub use model::*;
 
 pub type Result<T> = anyhow::Result<T>;
 
+/// The largest payload [`Store::announce_live`] takes: PostgreSQL's `NOTIFY`
+/// refuses 8000 bytes and more.
+pub const LIVE_PAYLOAD_MAX: usize = 7900;
+
+/// What [`Store::listen_for_live`] calls with each payload heard (`None`:
+/// some may have been missed).
+pub type LiveListener = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// Everything the server persists. Methods are short, synchronous and atomic.
 pub trait Store: Send + Sync {
     // Repositories and deliveries.
@@ -328,6 +336,22 @@ pub trait Store: Send + Sync {
     /// `false`: this store has no other servers to hear from (SQLite).
     fn listen_for_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<bool> {
         drop(wake);
+        Ok(false)
+    }
+    /// Hands `payload` (at most [`LIVE_PAYLOAD_MAX`] bytes) to every server
+    /// listening for live events on this database (PostgreSQL: `NOTIFY` on
+    /// `hangar_live`, delivered when the statement commits). A store only one
+    /// server uses has no one to tell.
+    fn announce_live(&self, payload: &str) -> Result<()> {
+        let _ = payload;
+        Ok(())
+    }
+    /// Calls `heard` with each payload another server (or this one) announced
+    /// with [`Store::announce_live`], and with `None` after a lost listening
+    /// connection is back (announcements may have been missed).
+    /// `false`: this store has no other servers to hear from (SQLite).
+    fn listen_for_live(&self, heard: LiveListener) -> Result<bool> {
+        drop(heard);
         Ok(false)
     }
     /// Marks `id` (a server's embedded agent) as alive for as long as this

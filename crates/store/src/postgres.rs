@@ -45,6 +45,10 @@ const POOL_SIZE: usize = 8;
 /// The channel on which servers announce queued jobs to each other.
 const WORK_CHANNEL: &str = "hangar_work";
 
+/// The channel on which servers relay live events (job, step and log changes)
+/// to the browsers connected to the other servers.
+const LIVE_CHANNEL: &str = "hangar_live";
+
 /// The advisory lock key under which servers starting at once migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6861_6e67_6172; // "hangar"
 
@@ -531,6 +535,33 @@ impl PgStore {
         self.pool.get()
     }
 
+    /// Listens on `channel` on a connection of its own, outside the pool. When
+    /// it is lost it is opened again (after a second), and `heard(None)` is
+    /// called then: what was announced meanwhile was not heard.
+    fn listen(&self, channel: &'static str, heard: crate::LiveListener) -> Result<bool> {
+        let target = self.pool.target.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        runtime()?.spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                // Failing before the first `LISTEN` is the caller's error; later
+                // failures (the database restarting) are retried.
+                if let Err(e) = listen_once(&target, channel, &*heard, &mut ready).await
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                heard(None);
+            }
+        });
+        ready_rx
+            .recv()
+            .context("the PostgreSQL listener stopped before it started")??;
+        Ok(true)
+    }
+
     /// Runs `f` on one connection of the pool (the store copy's own statements).
     pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
         f(&mut *self.c()?)
@@ -651,7 +682,8 @@ pub(crate) fn advance_identity(c: &mut PgConn, table: &str) -> Result<()> {
 /// connection ends. The first successful `LISTEN` is reported through `ready`.
 async fn listen_once(
     target: &Target,
-    wake: &(dyn Fn() + Send + Sync),
+    channel: &str,
+    heard: &(dyn Fn(Option<&str>) + Send + Sync),
     ready: &mut Option<std::sync::mpsc::Sender<Result<()>>>,
 ) -> Result<()> {
     let (client, mut connection) = target
@@ -664,8 +696,8 @@ async fn listen_once(
     let reader = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                    if tx.send(()).is_err() {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
                         break;
                     }
                 }
@@ -675,14 +707,14 @@ async fn listen_once(
         }
     });
     client
-        .batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+        .batch_execute(&format!("LISTEN {channel}"))
         .await
-        .map_err(|e| anyhow!("LISTEN {WORK_CHANNEL}: {}", error_chain(&e)))?;
+        .map_err(|e| anyhow!("LISTEN {channel}: {}", error_chain(&e)))?;
     if let Some(tx) = ready.take() {
         let _ = tx.send(Ok(()));
     }
-    while rx.recv().await.is_some() {
-        wake();
+    while let Some(payload) = rx.recv().await {
+        heard(Some(&payload));
     }
     // The reader ended: the connection is gone (the client is dropped here).
     let _ = reader.await;
@@ -2402,30 +2434,23 @@ impl Store for PgStore {
     }
 
     fn listen_for_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<bool> {
-        // A connection of its own, outside the pool, that only listens. When it
-        // is lost it is opened again (after a second), and `wake` is called once
-        // then: what was announced meanwhile was not heard.
-        let target = self.pool.target.clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
-        runtime()?.spawn(async move {
-            let mut ready = Some(ready_tx);
-            loop {
-                // Failing before the first `LISTEN` is the caller's error; later
-                // failures (the database restarting) are retried.
-                if let Err(e) = listen_once(&target, &wake, &mut ready).await
-                    && let Some(tx) = ready.take()
-                {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                wake();
-            }
-        });
-        ready_rx
-            .recv()
-            .context("the PostgreSQL listener stopped before it started")??;
-        Ok(true)
+        self.listen(WORK_CHANNEL, Box::new(move |_| wake()))
+    }
+
+    fn announce_live(&self, payload: &str) -> Result<()> {
+        if payload.len() > crate::LIVE_PAYLOAD_MAX {
+            anyhow::bail!(
+                "a live event of {} bytes is over NOTIFY's limit ({} bytes)",
+                payload.len(),
+                crate::LIVE_PAYLOAD_MAX
+            );
+        }
+        self.execute("SELECT pg_notify($1, $2)", &[&LIVE_CHANNEL, &payload])
+            .map(|_| ())
+    }
+
+    fn listen_for_live(&self, heard: crate::LiveListener) -> Result<bool> {
+        self.listen(LIVE_CHANNEL, heard)
     }
 
     fn hold_presence(&self, id: &str) -> Result<()> {
