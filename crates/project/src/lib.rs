@@ -96,6 +96,17 @@ pub fn parse(file: &str, text: &str) -> Result<Project, ProjectErrors> {
                     break None;
                 }
                 let (message, help) = explain(&raw, text, line, column);
+                // A strategy written as a block mapping fails on a line
+                // under `strategy:`: the error is the `strategy:` line's, and
+                // that line (with what is under it) is what is blanked.
+                let (line, column) = if message.contains(STRATEGY_SHAPE) {
+                    strategy_key_above(&lines, line as usize)
+                        .map(|(l, c)| (l as u32, c as u32))
+                        .filter(|(l, _)| *l != line)
+                        .unwrap_or((line, column))
+                } else {
+                    (line, column)
+                };
                 errors.push(ProjectError {
                     file: file.to_string(),
                     line,
@@ -123,6 +134,27 @@ pub fn parse(file: &str, text: &str) -> Result<Project, ProjectErrors> {
         Some(p) if errors.is_empty() => Ok(p),
         _ => Err(ProjectErrors(errors)),
     }
+}
+
+/// The message of a `strategy:` that is not one word.
+const STRATEGY_SHAPE: &str =
+    "`strategy` is one word: `rolling`, `blue-green` or `canary`, not a mapping or a list";
+
+/// The line (1-based) of the `strategy:` key at or above `line`, and the
+/// column of its value.
+fn strategy_key_above(lines: &[String], line: usize) -> Option<(usize, usize)> {
+    let at = line.checked_sub(1)?;
+    let limit = indent(lines.get(at)?);
+    (0..=at).rev().find_map(|i| {
+        let l = &lines[i];
+        let own = indent(l);
+        (key_of(l) == Some("strategy") && (i == at || own < limit)).then(|| {
+            (
+                i + 1,
+                l.find("strategy:").map_or(own, |c| c + "strategy:".len()) + 2,
+            )
+        })
+    })
 }
 
 /// The text between `start` and the next `end` in `s`.
@@ -255,7 +287,32 @@ fn explain(raw: &str, text: &str, line: u32, column: u32) -> (String, Option<Str
         .and_then(|l| key_before(l, column))
         .or_else(|| path.last().cloned())
         .unwrap_or_else(|| "this value".into());
-    let (message, help) = if let Some(field) = between(raw, "unknown field `", "`") {
+    // `strategy:` is one word; its settings have keys of their own. serde's
+    // words for any other shape ("externally tagged enum", "unit enum
+    // variant") say nothing a user can act on.
+    let strategy_line = text.lines().nth(line.saturating_sub(1)).is_some_and(|l| {
+        l.trim_start()
+            .trim_start_matches("- ")
+            .starts_with("strategy:")
+    });
+    let written_as = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.split_once("strategy:"))
+        .map(|(_, v)| v.trim_start().to_string())
+        .unwrap_or_default();
+    let in_strategy = path.iter().any(|k| k == "strategy") || (strategy_line && key == "strategy");
+    let (message, help) = if in_strategy
+        && (!raw.contains("unknown variant") || written_as.starts_with(['{', '[']))
+    {
+        (
+            STRATEGY_SHAPE.to_string(),
+            Some(
+                "write the strategy's settings under their own key of the environment, e.g.\n    strategy: blue-green\n    blue_green: { scale_down_delay: 30s }\n(or `rolling: { max_surge: 1 }`, `canary: { steps: [10, 50, 100] }`)"
+                    .into(),
+            ),
+        )
+    } else if let Some(field) = between(raw, "unknown field `", "`") {
         let known: Vec<&str> = raw
             .split_once("expected one of ")
             .map(|(_, l)| l.split(", ").map(|k| k.trim_matches('`')).collect())

@@ -363,3 +363,34 @@ fn service_references_in_env_are_checked_at_their_value_with_did_you_mean() {
     );
     assert!(got[3].2.unwrap().contains("depends_on"), "{got:?}");
 }
+
+#[test]
+fn a_strategy_written_as_a_mapping_or_a_list_says_what_shapes_are_allowed() {
+    for (value, column) in [
+        ("{ blue-green: { scale_down_delay: 1s } }", 29),
+        ("[canary]", 15),
+        ("{ type: canary }", 17),
+        ("\n      blue-green: { scale_down_delay: 1s }", 0),
+    ] {
+        let text =
+            format!("services:\n  a:\n    run: x\nenvironments:\n  prod:\n    strategy: {value}\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{value}: {errs:#?}");
+        let e = &errs[0];
+        assert!(e.line == 6 || e.line == 7, "{value}: {e:#?}");
+        if column > 0 {
+            assert_eq!(e.column, column, "{value}: {e:#?}");
+        }
+        assert_eq!(
+            e.message,
+            "environment `prod`: `strategy` is one word: `rolling`, `blue-green` or `canary`, not a mapping or a list",
+            "{value}"
+        );
+        let help = e.help.as_deref().unwrap_or_default();
+        assert!(
+            help.contains("strategy: blue-green\n    blue_green: {"),
+            "{help}"
+        );
+        assert!(!format!("{e:?}").contains("enum"), "no serde words: {e:#?}");
+    }
+}
