@@ -169,6 +169,10 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         } else {
             Some(Arc::new(ServerServices(job.services_env.clone())))
         },
+        environments: None,
+        // The server leases a job only once its environment's reviewers and
+        // wait timer are satisfied.
+        environment_approved: true,
     }
 }
 

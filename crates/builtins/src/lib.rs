@@ -114,9 +114,15 @@ impl BuiltinAction for Release {
     }
 }
 
-/// `hangar/deploy@v1`: inputs `environment` (required), `service`, `artifact`, `no-build`;
-/// outputs `version`, `outcome`. The deployment runs in the environment's controller
-/// (started in the background if none runs), so it outlives the job.
+/// `hangar/deploy@v1`: inputs `environment` (default: the job's
+/// `environment:`, evaluated), `service`, `artifact`, `no-build`; `server`,
+/// `token` and `project` (or `HANGAR_SERVER`/`HANGAR_TOKEN` in the step's
+/// env) to deploy through a hangar server; `override-protection` and
+/// `reason` to set a protected environment's rules aside on the record.
+/// Outputs `version`, `outcome`. A protected environment is decided by
+/// `hangar_deploy::protection`, as for `hangar deploy`. Directly, the
+/// deployment runs in the environment's controller (started in the
+/// background if none runs), so it outlives the job.
 struct Deploy;
 
 impl BuiltinAction for Deploy {
@@ -125,9 +131,12 @@ impl BuiltinAction for Deploy {
     }
 
     fn run(&self, call: &ActionCall) -> ActionResult {
-        let env = call.input("environment").trim().to_string();
+        let env = match call.input("environment").trim() {
+            "" => call.environment.clone().unwrap_or_default(),
+            e => e.to_string(),
+        };
         if env.is_empty() {
-            call.output.error("hangar/deploy: the `environment` input is required (e.g. `with: { environment: staging }`)");
+            call.output.error("hangar/deploy: the `environment` input is required when the job has no `environment:` (e.g. `with: { environment: staging }`)");
             return ActionResult::failed();
         }
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -142,22 +151,90 @@ impl BuiltinAction for Deploy {
         };
         let dir = call.workspace.clone();
         let data = dir.join(".hangar");
+        let from_input_or_env = |input: &str, var: &str| {
+            Some(call.input(input).trim().to_string())
+                .filter(|s| !s.is_empty())
+                .or_else(|| call.env.get(var).map(|v| v.trim().to_string()))
+                .filter(|s| !s.is_empty())
+        };
+        let server = from_input_or_env("server", "HANGAR_SERVER");
+        let ask = hangar_deploy::protection::Ask {
+            server: server.is_some(),
+            override_protection: truthy(call.input("override-protection")),
+            reason: Some(call.input("reason").trim().to_string()).filter(|r| !r.is_empty()),
+            actor: None,
+            // An agent's job runs once the server decided its environment.
+            approved: call.run.environment_approved
+                && call
+                    .environment
+                    .as_deref()
+                    .is_some_and(|e| e.eq_ignore_ascii_case(&env)),
+        };
+        let files = hangar_deploy::state::EnvFiles::new(&data, &env);
+        match hangar_deploy::protection::decide(
+            &dir,
+            &files,
+            &env,
+            hangar_deploy::protection::Caller::Step,
+            &ask,
+        ) {
+            Ok(hangar_deploy::protection::Way::Overridden(line)) => call.output.warning(&line),
+            Ok(_) => {}
+            Err(e) => {
+                call.output.error(&format!("{e:#}"));
+                return ActionResult::failed();
+            }
+        }
         let no_build = truthy(call.input("no-build"));
         let sha = call.env.get("GITHUB_SHA").cloned();
-        let req = hangar_deploy::control::Request::Deploy {
-            service: Some(call.input("service").trim().to_string()).filter(|s| !s.is_empty()),
-            artifact: Some(call.input("artifact").trim().to_string())
-                .filter(|s| !s.is_empty())
-                .map(|a| dir.join(a).display().to_string()),
-            commit: sha,
-            commit_time: None,
-            no_build,
-            // The workspace is the checkout of the commit already.
-            from_commit: false,
+        let service = Some(call.input("service").trim().to_string()).filter(|s| !s.is_empty());
+        let artifact = Some(call.input("artifact").trim().to_string()).filter(|s| !s.is_empty());
+        let result = match &server {
+            Some(server) => {
+                // The server deploys its own checkout of the project: an
+                // artifact path of this workspace means nothing there.
+                if artifact.is_some() {
+                    call.output.error("hangar/deploy: `artifact` cannot go through a server (it builds from its own checkout); leave it out or deploy directly");
+                    return ActionResult::failed();
+                }
+                let project = from_input_or_env("project", "HANGAR_PROJECT").unwrap_or_else(|| {
+                    call.run
+                        .repository
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                });
+                let client = hangar_deploy::client::ServerClient::new(
+                    server,
+                    from_input_or_env("token", "HANGAR_TOKEN"),
+                    &project,
+                );
+                let req = hangar_deploy::control::Request::Deploy {
+                    service,
+                    artifact: None,
+                    commit: sha,
+                    commit_time: None,
+                    no_build,
+                    from_commit: false,
+                };
+                rt.block_on(client.deploy(&env, &req, |e| call.output.line(e)))
+            }
+            None => {
+                let req = hangar_deploy::control::Request::Deploy {
+                    service,
+                    artifact: artifact.map(|a| dir.join(a).display().to_string()),
+                    commit: sha,
+                    commit_time: None,
+                    no_build,
+                    // The workspace is the checkout of the commit already.
+                    from_commit: false,
+                };
+                let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
+                let client = hangar_deploy::client::EnvClient::new(&exe, &dir, &data, &env);
+                rt.block_on(client.deploy(&req, |e| call.output.line(e)))
+            }
         };
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
-        let client = hangar_deploy::client::EnvClient::new(&exe, &dir, &data, &env);
-        let result = rt.block_on(client.deploy(&req, |e| call.output.line(e)));
         match result {
             Ok(recs) => {
                 let recs: Vec<serde_json::Value> = recs

@@ -152,3 +152,97 @@ impl EnvClient {
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 }
+
+/// A hangar server that watches the project (`hangar serve --repo DIR`):
+/// controller requests go through its delivery API, which asks a protected
+/// environment's reviewers and waits before its controller acts. Used by
+/// `hangar deploy|rollback|promote|status|up --server` and by the
+/// `hangar/deploy` step given a `server`.
+#[derive(Debug, Clone)]
+pub struct ServerClient {
+    base: String,
+    token: Option<String>,
+    /// The project's name on the server.
+    project: String,
+}
+
+impl ServerClient {
+    pub fn new(server: &str, token: Option<String>, project: &str) -> ServerClient {
+        ServerClient {
+            base: server.trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+            project: project.to_string(),
+        }
+    }
+
+    /// Sends `req` for environment `env`; an operation the server runs in
+    /// the background (a deployment, or anything waiting for its reviewers)
+    /// is followed until it ends, each of its events handed to `on_event`
+    /// (the wait for approval and who decided included). Its result, or the
+    /// server's error.
+    pub async fn call(
+        &self,
+        env: &str,
+        req: &Request,
+        mut on_event: impl FnMut(&str),
+    ) -> anyhow::Result<serde_json::Value> {
+        let base = &self.base;
+        let client = reqwest::Client::new();
+        let auth = |rb: reqwest::RequestBuilder| match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        };
+        let resp = auth(
+            client
+                .post(format!("{base}/api/v1/delivery/{}/{env}", self.project))
+                .json(req),
+        )
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the hangar server at {base}"))?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{base}: {}", v["error"].as_str().unwrap_or(status.as_str()));
+        }
+        let Some(id) = v["id"]
+            .as_u64()
+            .filter(|_| status == reqwest::StatusCode::ACCEPTED)
+        else {
+            return Ok(v);
+        };
+        let mut shown = 0;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let op: serde_json::Value =
+                auth(client.get(format!("{base}/api/v1/delivery/operations/{id}")))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach the hangar server at {base}"))?
+                    .json()
+                    .await?;
+            let events = op["events"].as_array().cloned().unwrap_or_default();
+            for e in events.iter().skip(shown) {
+                on_event(e.as_str().unwrap_or_default());
+            }
+            shown = events.len();
+            if op["done"].as_bool() == Some(true) {
+                if let Some(e) = op["error"].as_str() {
+                    bail!("{e}");
+                }
+                return Ok(op["result"].clone());
+            }
+        }
+    }
+
+    /// A deployment through the server, as [`EnvClient::deploy`] answers it.
+    pub async fn deploy(
+        &self,
+        env: &str,
+        req: &Request,
+        on_event: impl FnMut(&str),
+    ) -> anyhow::Result<Vec<DeploymentRecord>> {
+        let v = self.call(env, req, on_event).await?;
+        serde_json::from_value(v).context("the server's answer to a deployment")
+    }
+}

@@ -205,7 +205,7 @@ pub async fn start_controller(
         .open(&log_path)?;
     let logged = log.metadata().map(|m| m.len()).unwrap_or(0);
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["up", env, "--dir"])
+    cmd.args(["up", env, "--controller", "--dir"])
         .arg(dir)
         .arg("--data")
         .arg(data)

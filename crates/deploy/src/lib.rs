@@ -20,6 +20,7 @@ pub mod controller;
 pub mod dora;
 pub mod health;
 mod plane;
+pub mod protection;
 pub mod recovery;
 pub mod release;
 pub mod state;

@@ -232,7 +232,7 @@ fn start_detached(
         .append(true)
         .open(files.dir.join("controller.log"))?;
     let mut cmd = std::process::Command::new(&sup.exe);
-    cmd.args(["up", &sup.env, "--no-build", "--dir"])
+    cmd.args(["up", &sup.env, "--controller", "--no-build", "--dir"])
         .arg(&sup.dir)
         .arg("--data")
         .arg(&sup.data)

@@ -51,6 +51,8 @@ pub struct ActionCall {
     pub env: BTreeMap<String, String>,
     pub workspace: PathBuf,
     pub run: Arc<RunContext>,
+    /// The job's `environment:` name, evaluated (`hangar/deploy`'s default target).
+    pub environment: Option<String>,
     /// Values the main part saved (for `post`), empty for `main`.
     pub state: BTreeMap<String, String>,
     /// Did the job succeed so far (for `post` parts that only act on success).

@@ -40,6 +40,16 @@ pub struct RunContext {
     /// Services the run offers its steps over the network (GitHub's cache and
     /// artifact services): the engine only hands their variables to each job.
     pub services: Option<std::sync::Arc<dyn JobServices>>,
+    /// `hangar run`: the environments hangar.yml defines (empty: no
+    /// hangar.yml, any name). A job's `environment:` expression must then
+    /// evaluate to one of them, never to nothing; the job fails before its
+    /// first step otherwise, at the key's line and column. `None` (an
+    /// agent): the server evaluated and decided the environment already.
+    pub environments: Option<Vec<String>>,
+    /// The job runs because a server decided its environment's protection
+    /// (an agent's lease comes after the reviewers and the wait timer): a
+    /// `hangar/deploy` to the job's own environment needs no other approval.
+    pub environment_approved: bool,
 }
 
 /// What a job's steps reach outside the engine, as the runner announces it in
@@ -141,6 +151,8 @@ impl RunContext {
             run_dir,
             debug: false,
             services: None,
+            environments: None,
+            environment_approved: false,
         }
     }
 

@@ -28,6 +28,34 @@ pub fn eval_typed(text: &str, cx: &Contexts, host: &dyn Host) -> Result<Value, S
         .map_err(|e| format!("{e}: in {text:?}"))
 }
 
+/// A job's `environment:` (`NAME` or `{name: NAME, url: ...}`, as the
+/// workflow's JSON tree holds it) evaluated to the environment's name: the
+/// one reading of it for `hangar run` and the server, over the contexts
+/// GitHub offers `jobs.<id>.environment` (`github`, `inputs`, `matrix`,
+/// `needs`, `strategy`, `vars`). `Ok(None)`: no environment. Else the name
+/// evaluated and trimmed (empty when it evaluated to nothing: the server
+/// reads that as no environment, `hangar run` refuses it) and as written.
+pub fn environment_name(
+    environment: &Value,
+    cx: &Contexts,
+    host: &dyn Host,
+) -> Result<Option<(String, String)>, String> {
+    let raw = match environment {
+        Value::Object(m) => match m.get("name") {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+        v => v,
+    };
+    let written = match raw {
+        Value::String(s) => s.clone(),
+        Value::Null => return Ok(None),
+        other => other.to_string(),
+    };
+    let name = eval_scalar(raw, cx, host)?.trim().to_string();
+    Ok(Some((name, written)))
+}
+
 /// A scalar workflow value as text after evaluation (`true`, `3`, templates).
 pub fn eval_scalar(v: &Value, cx: &Contexts, host: &dyn Host) -> Result<String, String> {
     match v {

@@ -229,6 +229,8 @@ pub(crate) struct Job<'e> {
     background_request: bool,
     /// What [`Job::run_uses`] started in the background, for the step to list.
     started: Option<StartedAction>,
+    /// The job's `environment:` name, evaluated before the first step.
+    environment: Option<String>,
 }
 
 /// Entry point used by [`Engine::run_job`].
@@ -659,6 +661,7 @@ impl<'e> Job<'e> {
             post: Vec::new(),
             states: BTreeMap::new(),
             debug,
+            environment: None,
             fetched: HashMap::new(),
             tracking_id,
             background_request: false,
@@ -786,7 +789,63 @@ impl<'e> Job<'e> {
         Ok(timeout.or(hangar_units::DEFAULT_JOB_TIMEOUT))
     }
 
+    /// The job's `environment:` name, evaluated over the job's contexts
+    /// before anything uses it (the `hangar/deploy` step's default target,
+    /// its protection, the deployment's DORA label). Under `hangar run` an
+    /// expression must name an environment hangar.yml defines.
+    fn job_environment(&self) -> Result<Option<String>, String> {
+        let Some(v) = self.doc.get("environment") else {
+            return Ok(None);
+        };
+        let scope = Scope::default();
+        let cx = self.cx(&scope, &self.env);
+        let Some((name, written)) =
+            crate::evaluate::environment_name(v, &cx, &self.host(false, false))?
+        else {
+            return Ok(None);
+        };
+        let Some(known) = &self.run.environments else {
+            return Ok((!name.is_empty()).then_some(name));
+        };
+        if !written.contains("${{") {
+            return Ok((!name.is_empty()).then_some(name));
+        }
+        let listed = || {
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (hangar.yml defines: {})", known.join(", "))
+            }
+        };
+        if name.is_empty() {
+            return Err(format!(
+                "`environment: {written}` evaluated to an empty name: give the input or variable it reads a value{}",
+                listed()
+            ));
+        }
+        if !known.is_empty() && !known.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
+            return Err(format!(
+                "`environment: {written}` evaluated to `{name}`, which is not an environment of hangar.yml{}",
+                listed()
+            ));
+        }
+        Ok(Some(name))
+    }
+
     async fn execute(&mut self, outer: CancellationToken) -> JobOutcome {
+        // The environment's name decides what the steps may deploy to: read
+        // first, and a job whose name cannot be read runs nothing.
+        match self.job_environment() {
+            Ok(e) => self.environment = e,
+            Err(message) => {
+                let location = self.spec.location(None, "environment");
+                self.annotate_at(None, Level::Error, &message, location);
+                return JobOutcome {
+                    result: Conclusion::Failure,
+                    outputs: BTreeMap::new(),
+                };
+            }
+        }
         // The job's timeout and the caller's cancel both cancel the steps.
         let timeout = match self.job_timeout() {
             Ok(t) => t,
@@ -2455,6 +2514,7 @@ impl<'e> Job<'e> {
             env: call.env.clone(),
             workspace: self.run.workspace.clone(),
             run: self.run.clone(),
+            environment: self.environment.clone(),
             state: call.state.clone(),
             job_succeeded: true,
             output,
@@ -2594,6 +2654,7 @@ impl<'e> Job<'e> {
             env: call.env.clone(),
             workspace: self.run.workspace.clone(),
             run: self.run.clone(),
+            environment: self.environment.clone(),
             state,
             job_succeeded,
             output,

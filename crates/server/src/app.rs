@@ -909,18 +909,15 @@ impl App {
             "needs": needs_context(deps, &host),
             "vars": self.store.variables_for_repo(run.repo_id)?,
         }));
-        let name = match hangar_expr::Template::parse(raw) {
-            Ok(t) => match t.eval_to_string(&contexts, &host) {
-                Ok(n) => n.trim().to_string(),
-                Err(e) => {
-                    return Ok(Err(format!("job `{}`: `environment: {raw}`: {e}", job.key)));
-                }
-            },
+        // The engine's reading, the one `hangar run` uses too.
+        let name = match hangar_engine::evaluate::environment_name(
+            &serde_json::Value::String(raw.clone()),
+            &contexts,
+            &host,
+        ) {
+            Ok(n) => n.map(|(name, _)| name).unwrap_or_default(),
             Err(e) => {
-                return Ok(Err(format!(
-                    "job `{}`: `environment: {raw}` is invalid: {}",
-                    job.key, e.message
-                )));
+                return Ok(Err(format!("job `{}`: `environment: {raw}`: {e}", job.key)));
             }
         };
         let name = (!name.is_empty()).then_some(name);

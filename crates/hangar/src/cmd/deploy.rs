@@ -8,12 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use hangar_deploy::client::EnvClient;
+use hangar_deploy::client::{EnvClient, ServerClient};
 use hangar_deploy::control::{self, Request};
 use hangar_deploy::controller::DeployRequest;
-use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome, ProtectionOverride};
+use hangar_deploy::protection;
+use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
 use hangar_deploy::{Controller, dora};
 
 /// `println!` that returns the error instead of panicking when stdout is
@@ -62,68 +63,34 @@ pub struct Override {
     reason: Option<String>,
 }
 
-/// What hangar.yml's `protection:` asks of a direct action on `env`, as
-/// text (`reviewers: sre; wait: 1m`), or `None` when nothing: reviewers and
-/// wait timers are decided by a server; `branches` only applies to runs.
-fn protection_rules(dir: &Path, env: &str) -> anyhow::Result<Option<String>> {
-    let (_, project) = hangar_project::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Environment names compare without case, as on the server.
-    let Some(p) = project
-        .environments
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(env))
-        .and_then(|(_, e)| e.value.protection.as_ref())
-    else {
-        return Ok(None);
+/// A direct action on `env` (`hangar deploy|rollback|promote|up`): the one
+/// decision of `hangar_deploy::protection`, which refuses a protected
+/// environment with no server unless overridden, and records an override
+/// before the action runs.
+fn check_protection(
+    at: &Where,
+    env: &str,
+    command: &str,
+    ov: &Override,
+) -> anyhow::Result<protection::Way> {
+    let ask = protection::Ask {
+        server: at.server.is_some(),
+        override_protection: ov.override_protection,
+        reason: ov.reason.clone(),
+        actor: None,
+        approved: false,
     };
-    let mut rules = Vec::new();
-    if !p.reviewers.is_empty() {
-        rules.push(format!("reviewers: {}", p.reviewers.join(", ")));
+    let way = protection::decide(
+        &at.dir,
+        &at.files(env),
+        env,
+        protection::Caller::Cli(command),
+        &ask,
+    )?;
+    if let protection::Way::Overridden(line) = &way {
+        eprintln!("{line}");
     }
-    if let Some(w) = p.wait.as_ref().filter(|w| !w.0.is_zero()) {
-        rules.push(format!("wait: {}s", w.0.as_secs()));
-    }
-    Ok((!rules.is_empty()).then(|| rules.join("; ")))
-}
-
-/// A direct `deploy`/`rollback`/`promote` of a protected environment: refused
-/// unless overridden, and an override is recorded before the action runs.
-fn check_protection(at: &Where, env: &str, command: &str, ov: &Override) -> anyhow::Result<()> {
-    let Some(rules) = protection_rules(&at.dir, env)? else {
-        return Ok(());
-    };
-    if !ov.override_protection {
-        bail!(
-            "environment `{env}` is protected ({rules}): `hangar {command} {env}` does not act on it directly.\n\
-             Either go through a hangar server that watches this project, which asks the reviewers and waits:\n  \
-             hangar {command} {env} --server URL --token TOKEN   (or HANGAR_SERVER and HANGAR_TOKEN)\n\
-             or, with no server, set the protection aside on the record:\n  \
-             hangar {command} {env} --override-protection --reason \"why\"   (kept in `hangar history {env}`)"
-        );
-    }
-    let reason = ov.reason.clone().unwrap_or_default();
-    if reason.trim().is_empty() {
-        bail!("--override-protection needs a --reason that says why");
-    }
-    let by = std::env::var("HANGAR_ACTOR")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
-    at.files(env)
-        .record_override(&ProtectionOverride {
-            at_ms,
-            by: by.clone(),
-            command: command.into(),
-            reason: reason.clone(),
-            rules: rules.clone(),
-        })
-        .with_context(|| format!("recording the override in {}", at.files(env).dir.display()))?;
-    eprintln!("protection of `{env}` ({rules}) overridden by {by}: {reason}");
-    Ok(())
+    Ok(way)
 }
 
 impl Where {
@@ -142,52 +109,9 @@ impl Where {
                 .map(|n| n.to_string_lossy().into_owned())
                 .context("--project is needed: the directory has no name")?,
         };
-        let base = server.trim_end_matches('/');
-        let client = reqwest::Client::new();
-        let auth = |rb: reqwest::RequestBuilder| match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        };
-        let resp = auth(
-            client
-                .post(format!("{base}/api/v1/delivery/{project}/{env}"))
-                .json(req),
-        )
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the hangar server at {base}"))?;
-        let status = resp.status();
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("{base}: {}", v["error"].as_str().unwrap_or(status.as_str()));
-        }
-        let Some(id) = v["id"]
-            .as_u64()
-            .filter(|_| status == reqwest::StatusCode::ACCEPTED)
-        else {
-            return Ok(v);
-        };
-        let mut shown = 0;
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            let op: serde_json::Value =
-                auth(client.get(format!("{base}/api/v1/delivery/operations/{id}")))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-            let events = op["events"].as_array().cloned().unwrap_or_default();
-            for e in events.iter().skip(shown) {
-                eprintln!("{}", e.as_str().unwrap_or_default());
-            }
-            shown = events.len();
-            if op["done"].as_bool() == Some(true) {
-                if let Some(e) = op["error"].as_str() {
-                    bail!("{e}");
-                }
-                return Ok(op["result"].clone());
-            }
-        }
+        ServerClient::new(server, self.token.clone(), &project)
+            .call(env, req, |e| eprintln!("{e}"))
+            .await
     }
 
     fn data(&self) -> PathBuf {
@@ -228,6 +152,13 @@ pub enum Command {
         /// Services with no release yet get this artifact as their first.
         #[arg(long, value_name = "PATH")]
         artifact: Option<PathBuf>,
+        /// Started by hangar as the environment's background controller
+        /// (`hangar deploy`, `hangar/deploy`, the router process's restart):
+        /// the command that needed it decided the protection already.
+        #[arg(long, hide = true)]
+        controller: bool,
+        #[command(flatten)]
+        ov: Override,
         #[command(flatten)]
         at: Where,
     },
@@ -345,8 +276,38 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             no_build,
             git_ref,
             artifact,
+            controller,
+            ov,
             at,
         } => {
+            let env = env.or(env_flag).unwrap_or_else(|| "local".into());
+            // A protected environment is brought up by the server that asks
+            // its reviewers (its controller then runs there), or on the record.
+            if !controller && check_protection(&at, &env, "up", &ov)? == protection::Way::Server {
+                let server = at.server.clone().unwrap_or_default();
+                let req = Request::Deploy {
+                    service: None,
+                    artifact: artifact.map(|a| a.display().to_string()),
+                    commit: git_ref.clone(),
+                    commit_time: None,
+                    no_build,
+                    from_commit: git_ref.is_some(),
+                };
+                let v = at.remote(&server, &env, &req).await?;
+                let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
+                print_value(&at, &v, |_| {
+                    if recs.is_empty() {
+                        format!("environment `{env}` is up on the server")
+                    } else {
+                        recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+                    }
+                })?;
+                return Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
             let commit = match &git_ref {
                 Some(r) => Some(resolve_commit(&at.dir, r)?),
                 None => None,
@@ -363,7 +324,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 commit,
                 no_build,
             };
-            let env = env.or(env_flag).unwrap_or_else(|| "local".into());
             up(&env, &first, &at).await
         }
         Command::Down { env, env_flag, at } => {
@@ -464,9 +424,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Promote { env, ov, at } => {
-            if at.server.is_none() {
-                check_protection(&at, &env, "promote", &ov)?;
-            }
+            check_protection(&at, &env, "promote", &ov)?;
             simple(&env, &at, Request::Promote).await
         }
         Command::Abort { env, at } => simple(&env, &at, Request::Abort).await,
@@ -477,9 +435,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             ov,
             at,
         } => {
-            if at.server.is_none() {
-                check_protection(&at, &env, "rollback", &ov)?;
-            }
+            check_protection(&at, &env, "rollback", &ov)?;
             let req = Request::Rollback { service, to };
             let v = match &at.server {
                 Some(server) => at.remote(server, &env, &req).await?,

@@ -205,6 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             serde_json::Value::Object(run.inputs.clone()),
         );
     }
+    run.environments = Some(environments(&workspace));
     // Steps run in a private copy of the working tree (uncommitted and
     // untracked files included), as act does, so what they commit, tag,
     // clean or build stays out of the user's repository. Removed when
@@ -511,6 +512,21 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
         ),
     };
     Ok((n * mult) as u64)
+}
+
+/// The environments hangar.yml defines, which a job's `environment:`
+/// expression must name (none without a hangar.yml, or one that does not
+/// load: `hangar validate` and the deploying steps say what is wrong with it).
+fn environments(workspace: &Path) -> Vec<String> {
+    let has_file = ["hangar.yml", "hangar.yaml"]
+        .iter()
+        .any(|f| workspace.join(f).is_file());
+    if !has_file {
+        return Vec::new();
+    }
+    hangar_project::load(workspace)
+        .map(|(_, p)| p.environments.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// `--actions-url` / `HANGAR_ACTIONS_URL`, then `actions.url` in hangar.yml,
