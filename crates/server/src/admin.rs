@@ -157,6 +157,10 @@ pub async fn delete_repo(
             ),
         );
     }
+    // Files first: the rows that name them go with the repository.
+    let (files, bytes) = tri!(crate::retention::remove_repository_files(
+        &app, id, &repo.name
+    ));
     if !tri!(app.store.delete_repo(id)) {
         return error(StatusCode::NOT_FOUND, &format!("no repository {id}"));
     }
@@ -168,7 +172,7 @@ pub async fn delete_repo(
         &c.name,
         "repo.delete",
         &format!("repo/{id}"),
-        &json!({"name": repo.name})
+        &json!({"name": repo.name, "files": files, "bytes": bytes})
     ));
     StatusCode::NO_CONTENT.into_response()
 }

@@ -94,6 +94,33 @@ pub(crate) fn sweep(app: &App, cfg: &Retention) -> anyhow::Result<(usize, i64)> 
     Ok((doomed.len(), freed))
 }
 
+/// A repository being deleted: its artifacts and cache entries go through
+/// the deletions the sweep uses, so their files leave the disk now rather
+/// than at a sweep that would no longer find their rows (a blob another
+/// repository's artifact still names stays). The rows left are the store's
+/// `delete_repo`'s. The number of items and bytes freed.
+pub(crate) fn remove_repository_files(
+    app: &App,
+    repo_id: i64,
+    name: &str,
+) -> anyhow::Result<(usize, i64)> {
+    let mine = app.store.retention_items()?.into_iter().filter(|i| {
+        i.kind != RetentionKind::Logs
+            && (i.repo_id == Some(repo_id) || i.repository.as_deref() == Some(name))
+    });
+    let (mut n, mut freed) = (0, 0);
+    for item in mine {
+        match item.kind {
+            RetentionKind::Artifact => app.store.delete_artifact(item.id)?,
+            RetentionKind::Cache => crate::results_store::remove_entry(&*app.store, item.id)?,
+            RetentionKind::Logs => continue,
+        }
+        n += 1;
+        freed += item.bytes.max(0);
+    }
+    Ok((n, freed))
+}
+
 pub fn spawn(app: Arc<App>, cfg: Retention) {
     tokio::spawn(async move {
         loop {

@@ -165,3 +165,65 @@ async fn past_the_age_logs_and_artifacts_expire() {
     );
     s.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_repository_takes_its_files_but_not_a_blob_another_still_names() {
+    let s = start().await;
+    let (_repo, repo_id, run, _) = completed_run(&s).await;
+    let (other, sha) = repo_with(&[(".github/workflows/ci.yml", WF)]);
+    s.register("acme/other", other.path()).await;
+    let (c, v) = s.push("acme/other", other.path(), &sha, "o1").await;
+    assert_eq!(c, 202, "{v}");
+    let other_run = v["runs"][0].as_i64().unwrap();
+    s.wait_run(other_run, Duration::from_secs(60)).await;
+
+    let own = upload(&s, run, "own", 7, 500).await;
+    let shared = upload(&s, run, "shared", 9, 500).await;
+    assert_eq!(upload(&s, other_run, "same-bytes", 9, 500).await, shared);
+    assert!(blob(&s, &own).exists() && blob(&s, &shared).exists());
+
+    let r = s
+        .http
+        .delete(s.url(&format!("/api/v1/repos/{repo_id}")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        !blob(&s, &own).exists(),
+        "its own artifact's bytes left the disk"
+    );
+    assert!(
+        blob(&s, &shared).exists(),
+        "a blob the other repository names stays"
+    );
+    let r = s
+        .http
+        .get(s.url(&format!("/api/v1/runs/{other_run}/artifacts/same-bytes")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 500);
+    let usage = s.get("/api/v1/usage").await;
+    assert!(
+        !usage["repos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["repo_id"] == repo_id),
+        "{usage}"
+    );
+    let audit = s.get("/api/v1/audit").await;
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "repo.delete")
+        .unwrap_or_else(|| panic!("{audit}"))
+        .clone();
+    assert_eq!(entry["detail"]["files"], 2, "{entry}");
+    s.server.stop().await;
+}
