@@ -13,10 +13,10 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hangar");
 
-struct Serve {
-    child: Child,
-    url: String,
-    token: Option<String>,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) token: Option<String>,
     lines: Vec<String>,
 }
 
@@ -27,7 +27,7 @@ impl Drop for Serve {
     }
 }
 
-fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
+pub(crate) fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
     let mut child = Command::new(BIN)
         .current_dir(data)
         .arg("serve")
@@ -104,7 +104,7 @@ fn get(url: &str, token: &str) -> (u16, String) {
     (status, body)
 }
 
-fn get_json(url: &str, token: &str) -> Value {
+pub(crate) fn get_json(url: &str, token: &str) -> Value {
     let (s, b) = get(url, token);
     assert_eq!(s, 200, "GET {url}: {b}");
     serde_json::from_str(&b).unwrap()
