@@ -249,16 +249,17 @@ pub(crate) async fn run_job(
         name: display,
         ts: now_ms(),
     });
-    // A job that calls a reusable workflow is run by the local run loop
-    // (`run::call_workflow`), which runs the called workflow's jobs. Compiled
-    // alone, as an agent receives it, it has no steps: running it would
-    // "succeed" with nothing run, so it fails, saying why.
+    // A job that calls a reusable workflow is expanded into the called
+    // workflow's jobs by whoever schedules the run (`run::call_workflow`
+    // locally, the server's `calls`), never run as a job itself. Compiled
+    // alone it has no steps: running it would "succeed" with nothing run,
+    // so it fails, saying why.
     let called = spec.job.get("uses").and_then(Value::as_str).map(|uses| {
         (
             format!(
-                "job '{}' calls the reusable workflow `{uses}`, which hangar serve does not run yet \
-                 (hangar run does): the job fails rather than pass with nothing run. \
-                 Run the workflow with `hangar run`, or copy the called workflow's jobs into this one",
+                "job '{}' calls the reusable workflow `{uses}`: its jobs run as jobs of the run \
+                 (`hangar run` and `hangar serve` expand it), so this job alone has nothing to run \
+                 and fails rather than pass with nothing run",
                 spec.job_id
             ),
             spec.location(None, "uses"),

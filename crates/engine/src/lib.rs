@@ -53,6 +53,7 @@
 
 pub mod actions;
 pub mod builtin;
+pub mod call;
 pub mod commands;
 pub mod compiled;
 pub mod context;

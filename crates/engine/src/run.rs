@@ -121,6 +121,7 @@ impl Engine {
                 String::new()
             };
             let only = shared.opts.only_job.clone();
+            let chain = vec![format!("./{}", crate::workflow::repo_path(&wf.path))];
             tasks.push(tokio::spawn(run_graph(
                 shared.clone(),
                 wf,
@@ -128,6 +129,7 @@ impl Engine {
                 only,
                 None,
                 None,
+                chain,
             )));
         }
         let mut ok = true;
@@ -182,6 +184,7 @@ fn run_graph(
     only: Option<String>,
     inputs: Option<Map<String, Value>>,
     secrets: Option<BTreeMap<String, String>>,
+    chain: Vec<String>,
 ) -> BoxFut<Result<HashMap<String, NodeResult>, String>> {
     Box::pin(async move {
         let called = inputs.is_some();
@@ -247,6 +250,7 @@ fn run_graph(
                                 inputs: inputs.clone(),
                                 secrets: secrets.clone(),
                                 called,
+                                chain: chain.clone(),
                             },
                         );
                         running.spawn(async move { (id, fut.await) });
@@ -501,6 +505,8 @@ struct Given {
     secrets: Option<BTreeMap<String, String>>,
     /// Started by a `uses:` job of another workflow.
     called: bool,
+    /// The workflows calling this one, the triggered one first.
+    chain: Vec<String>,
 }
 
 fn run_node(
@@ -517,6 +523,7 @@ fn run_node(
             inputs,
             secrets,
             called,
+            chain,
         } = given;
         let Some(job) = wf.job(&id).cloned() else {
             return node_error(
@@ -559,7 +566,13 @@ fn run_node(
                 _ => None,
             };
             let Some(legs) = legs else {
-                let r = call_workflow(&shared, &job, &uses, &key, &cx, &host).await;
+                let call = Call {
+                    job: &job,
+                    uses: &uses,
+                    secrets: secrets.as_ref(),
+                    chain: &chain,
+                };
+                let r = call_workflow(&shared, &call, &key, &cx, &host).await;
                 return match r {
                     Ok(r) => r,
                     Err(e) => node_error(&shared, &wf, &key, (&id, "uses"), e),
@@ -571,7 +584,13 @@ fn run_node(
                 let leg_key = matrix::display_name(&key, &leg.segments);
                 let mut leg_cx = cx.clone();
                 leg_cx.insert("matrix", EValue::from(&Value::Object(leg.matrix)));
-                match call_workflow(&shared, &job, &uses, &leg_key, &leg_cx, &host).await {
+                let call = Call {
+                    job: &job,
+                    uses: &uses,
+                    secrets: secrets.as_ref(),
+                    chain: &chain,
+                };
+                match call_workflow(&shared, &call, &leg_key, &leg_cx, &host).await {
                     Ok(r) => {
                         conclusions.push(r.result);
                         if !r.outputs.is_empty() {
@@ -958,126 +977,63 @@ async fn called_workflow_path(
     Ok(fetched.path(&r))
 }
 
+/// A `uses:` job's call: what it calls, with what, from where.
+struct Call<'a> {
+    job: &'a Value,
+    uses: &'a str,
+    /// The caller's own secrets (`None`: the run's).
+    secrets: Option<&'a BTreeMap<String, String>>,
+    /// The workflows calling the caller's, the triggered one first, the
+    /// caller's last.
+    chain: &'a [String],
+}
+
 /// `jobs.<id>.uses: ./.github/workflows/x.yml`: runs the called workflow's jobs
 /// with `with:` as `inputs` and the given (or inherited) secrets; its
-/// `on.workflow_call.outputs` become this job's outputs.
+/// `on.workflow_call.outputs` become this job's outputs (the rules are
+/// `call`'s, the server's too).
 async fn call_workflow(
     shared: &Arc<Shared>,
-    job: &Value,
-    uses: &str,
+    call: &Call<'_>,
     key: &str,
     cx: &Contexts,
     host: &NeedsHost<'_>,
 ) -> Result<NodeResult, String> {
+    let Call {
+        job,
+        uses,
+        secrets,
+        chain,
+    } = *call;
+    crate::call::check_chain(chain, uses).map_err(|e| format!("job '{key}': {e}"))?;
     let path = called_workflow_path(shared, uses, key).await?;
     let called = Arc::new(crate::workflow::Workflow::load(&path)?);
-    let call_cfg = called
-        .event_config("workflow_call")
-        .cloned()
-        .unwrap_or(Value::Null);
-    if !called.events().iter().any(|e| e == "workflow_call") {
-        return Err(format!(
-            "{}: the called workflow has no `on: workflow_call`",
-            path.display()
-        ));
-    }
-    // inputs: declared defaults, then `with:` (typed as declared).
-    let mut inputs = Map::new();
-    let with = job.get("with").cloned().unwrap_or(Value::Null);
-    if let Some(Value::Object(defs)) = call_cfg.get("inputs") {
-        for (name, def) in defs {
-            let given = with.as_object().and_then(|w| {
-                w.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            });
-            let raw = match given {
-                Some(v) => eval_tree(&v, cx, host)?,
-                None => match def.get("default") {
-                    Some(d) => eval_tree(d, cx, host)?,
-                    None => {
-                        if def.get("required").and_then(Value::as_bool) == Some(true) {
-                            return Err(format!(
-                                "job '{key}': input '{name}' is required by {uses}"
-                            ));
-                        }
-                        match def.get("type").and_then(Value::as_str) {
-                            Some("boolean") => json!(false),
-                            Some("number") => json!(0),
-                            _ => json!(""),
-                        }
-                    }
-                },
-            };
-            let typed = match (def.get("type").and_then(Value::as_str), &raw) {
-                (Some("boolean"), Value::String(s)) => json!(s == "true"),
-                (Some("number"), Value::String(s)) => {
-                    s.parse::<f64>().map(|n| json!(n)).unwrap_or(raw.clone())
-                }
-                _ => raw,
-            };
-            inputs.insert(name.clone(), typed);
-        }
-    }
-    if let Value::Object(w) = &with {
-        for (k, v) in w {
-            if !inputs.keys().any(|i| i.eq_ignore_ascii_case(k)) {
-                inputs.insert(k.clone(), eval_tree(v, cx, host)?);
-            }
-        }
-    }
-    let parent_secrets = shared.run.secrets.clone();
-    let secrets = match job.get("secrets") {
-        Some(Value::String(s)) if s == "inherit" => parent_secrets,
-        Some(Value::Object(m)) => {
-            let mut scx = cx.clone();
-            let sec: Map<String, Value> = parent_secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            scx.insert("secrets", EValue::from(&Value::Object(sec)));
-            let mut out = BTreeMap::new();
-            for (k, v) in m {
-                out.insert(k.clone(), eval_scalar(v, &scx, host)?);
-            }
-            out
-        }
-        _ => BTreeMap::new(),
-    };
+    crate::call::check_callable(&called)?;
+    let inputs = crate::call::inputs(&called, job.get("with"), cx, host, key, uses)?;
+    let parent = secrets.unwrap_or(&shared.run.secrets);
+    let secrets = crate::call::secrets(job.get("secrets"), parent, cx, host)?;
+    let mut chain = chain.to_vec();
+    chain.push(uses.to_string());
     let results = run_graph(
         shared.clone(),
         called.clone(),
         format!("{key} / "),
         None,
-        Some(inputs),
+        Some(inputs.clone()),
         Some(secrets),
+        chain,
     )
     .await?;
-    let result = if results.values().any(|r| r.result == Conclusion::Failure) {
-        Conclusion::Failure
-    } else if results.values().any(|r| r.result == Conclusion::Cancelled) {
-        Conclusion::Cancelled
-    } else {
-        Conclusion::Success
-    };
-    let mut outputs = BTreeMap::new();
-    if let Some(Value::Object(defs)) = call_cfg.get("outputs") {
-        let jobs: Map<String, Value> = results
-            .iter()
-            .map(|(k, r)| {
-                (
-                    k.clone(),
-                    json!({"result": r.result.as_str(), "outputs": r.outputs}),
-                )
-            })
-            .collect();
-        let mut ocx = cx.clone();
-        ocx.insert("jobs", EValue::from(&Value::Object(jobs)));
-        for (name, def) in defs {
-            if let Some(v) = def.get("value") {
-                outputs.insert(name.clone(), eval_scalar(v, &ocx, host)?);
-            }
-        }
-    }
+    let result = crate::call::conclusion(results.values().map(|r| r.result));
+    let jobs: Map<String, Value> = results
+        .iter()
+        .map(|(k, r)| {
+            (
+                k.clone(),
+                json!({"result": r.result.as_str(), "outputs": r.outputs}),
+            )
+        })
+        .collect();
+    let outputs = crate::call::outputs(&called, &inputs, jobs, cx, host)?;
     Ok(NodeResult { result, outputs })
 }

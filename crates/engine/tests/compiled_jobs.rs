@@ -9,7 +9,7 @@ use hangar_engine::{
 };
 
 /// A job that calls a reusable workflow has no steps of its own: compiled
-/// alone (the server's path, which does not run called workflows yet) it fails
+/// alone (as no scheduler ever hands it to the engine) it fails
 /// at its `uses:` line, never passes with nothing run.
 #[test]
 fn a_job_calling_a_reusable_workflow_fails_at_its_uses_line_when_compiled_alone() {
@@ -43,7 +43,7 @@ fn a_job_calling_a_reusable_workflow_fails_at_its_uses_line_when_compiled_alone(
         .expect("an error annotation");
     assert!(
         message.contains("calls the reusable workflow `./.github/workflows/reusable.yml`")
-            && message.contains("hangar run"),
+            && message.contains("nothing to run"),
         "{message}"
     );
     assert_eq!(

@@ -208,19 +208,25 @@ fn assignment(
     // A fork's code gets neither secrets nor variables (as on GitHub); any other
     // job only the secrets it names.
     let (secrets, vars) = if app.untrusted(&run.event, &payload) {
+        // A called job of such a run holds nothing either: no mapping
+        // passes on what the caller does not hold.
         Default::default()
     } else {
         // Three levels as on GitHub: the server's, overlaid by the
         // repository's, overlaid by the job's environment's. A job is only
         // queued once it passed its environment's protection (approval, wait,
         // branches), so reaching here is what releases them.
-        let mut secrets = app.store.secrets_for_repo(run.repo_id)?;
+        // A called job holds what its callers' `secrets:` pass down to it.
+        let mut secrets =
+            crate::calls::called_secrets(&job.spec, app.store.secrets_for_repo(run.repo_id)?);
         let mut vars = app.store.variables_for_repo(run.repo_id)?;
         if let Some(env) = &job.environment {
             secrets.extend(app.store.env_secrets(run.repo_id, Some(env))?);
             vars.extend(app.store.env_variables(run.repo_id, env)?);
         }
-        (secrets_named_by(&job.spec, secrets), vars)
+        // Named by the job's own mapping, not by the called file around it.
+        let own = crate::calls::own_mapping(&job.spec);
+        (secrets_named_by(&own, secrets), vars)
     };
     // The job's masker is made now, from the values as they are when the job
     // gets them: a secret rotated before the job's first log line stays
@@ -284,21 +290,39 @@ fn compile_job(
     inputs: Option<&Value>,
     needs: Value,
 ) -> hangar_engine::CompiledJob {
+    // A called job is compiled from its called file, with its call's inputs.
+    let call = job.spec.get(crate::calls::CALL);
+    let (path, text, id) = match call {
+        Some(c) => (
+            c["path"].as_str().unwrap_or_default(),
+            c["text"].as_str().unwrap_or_default(),
+            c["job"].as_str().unwrap_or_default(),
+        ),
+        None => (path, text, job.key.as_str()),
+    };
     let compiled =
         hangar_engine::Workflow::parse(std::path::Path::new(path), text).and_then(|wf| {
-            let mut c = hangar_engine::CompiledJob::compile(&wf, &job.key)?;
-            let given = inputs
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            c.inputs = Some(hangar_engine::run::inputs_context(
-                &wf, event_name, payload, &given,
-            ));
+            let mut c = hangar_engine::CompiledJob::compile(&wf, id)?;
+            c.inputs = Some(match call {
+                Some(call) => call
+                    .get("inputs")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                None => {
+                    let given = inputs
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
+                    hangar_engine::run::inputs_context(&wf, event_name, payload, &given)
+                }
+            });
+            c.called = call.is_some();
             Ok(c)
         });
     let mut c = match compiled {
         Ok(c) => c,
-        Err(e) => return hangar_engine::CompiledJob::failed(path, &job.key, e),
+        Err(e) => return hangar_engine::CompiledJob::failed(path, id, e),
     };
     c.key = job.name.clone();
     if let Some(m) = job.spec.get("matrix").and_then(Value::as_object) {

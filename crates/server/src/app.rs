@@ -90,6 +90,8 @@ pub struct App {
     /// Runs requested or completed whose `on: workflow_run` followers are
     /// still to be queued (`workflow_run.rs`).
     pub workflow_runs: crate::workflow_run::Queue,
+    /// Where remote reusable workflows come from (`calls.rs`).
+    pub actions: hangar_engine::actions::ActionSource,
 }
 
 pub fn default_branch_refs() -> [&'static str; 2] {
@@ -554,7 +556,11 @@ impl App {
 
     /// The `github` context of job `job` of `run`, from the builder `hangar run`
     /// uses, over the facts the run holds.
-    fn github_context(&self, run: &hangar_store::Run, job: &str) -> anyhow::Result<Value> {
+    pub(crate) fn github_context(
+        &self,
+        run: &hangar_store::Run,
+        job: &str,
+    ) -> anyhow::Result<Value> {
         let ctx = self.store.run_context(run.id)?;
         let payload = self.store.run_payload(run.id)?;
         let repository = ctx.get("repository").and_then(Value::as_str).unwrap_or("");
@@ -592,12 +598,8 @@ impl App {
         if !template.contains("${{") {
             return Ok(Some((template, cancel)));
         }
-        let ctx = self.store.run_context(run.id)?;
-        let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": self.github_context(run, &job.key)?,
-            "matrix": spec.get("matrix").cloned().unwrap_or(json!({})),
-            "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
-        }));
+        let contexts =
+            hangar_expr::Contexts::from_json(&self.job_contexts(run, job, &spec, &[])?);
         let group = hangar_expr::Template::parse(&template)
             .ok()
             .and_then(|t| t.eval_to_string(&contexts, &hangar_expr::DefaultHost).ok())
@@ -637,15 +639,26 @@ impl App {
         }
         // Most calls follow a job's completion in a run with nothing waiting: then
         // only the counts are read, however many jobs the run has.
-        let jobs = if self
+        // A caller of a reusable workflow running is settled here too, when
+        // its called jobs are done.
+        let mut jobs = if self
             .store
             .jobs_of_run_in(run_id, Status::Waiting)?
             .is_empty()
+            && !self
+                .store
+                .jobs_of_run_in(run_id, Status::Running)?
+                .iter()
+                .any(crate::calls::is_running_caller)
         {
             vec![]
         } else {
             self.store.jobs_of_run(run_id)?
         };
+        // A settled nested caller may complete the caller above it.
+        while self.settle_calls(&run, &jobs)? {
+            jobs = self.store.jobs_of_run(run_id)?;
+        }
         let mut queued_any = false;
         let mut others_to_advance: Vec<i64> = Vec::new();
         // The engine's scheduler decides; this loop carries its decisions out
@@ -677,6 +690,23 @@ impl App {
                     self.finish_job(job, Conclusion::Failure, &msg)?;
                     continue;
                 }
+            }
+            let spec = self
+                .store
+                .get_job(job.id)?
+                .map(|j| j.spec)
+                .unwrap_or_default();
+            if spec.get("uses").is_some() {
+                // A caller: its called jobs are what runs.
+                match self.start_call(&run, job, &spec, &deps).await? {
+                    Ok(()) => self
+                        .pending_advance
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(run_id),
+                    Err(msg) => self.finish_job(job, Conclusion::Failure, &msg)?,
+                }
+                continue;
             }
             // `environment: ${{ inputs.environment }}` names the environment
             // whose protection applies: evaluated before anything is decided.
@@ -901,14 +931,7 @@ impl App {
             .map(|j| j.spec)
             .unwrap_or_default();
         let host = status_host_of(deps);
-        let ctx = self.store.run_context(run.id)?;
-        let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": self.github_context(run, &job.key)?,
-            "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
-            "matrix": spec.get("matrix").cloned().unwrap_or(json!({})),
-            "needs": needs_context(deps, &host),
-            "vars": self.store.variables_for_repo(run.repo_id)?,
-        }));
+        let contexts = hangar_expr::Contexts::from_json(&self.job_contexts(run, job, &spec, deps)?);
         // The engine's reading, the one `hangar run` uses too.
         let name = match hangar_engine::evaluate::environment_name(
             &serde_json::Value::String(raw.clone()),
@@ -1042,14 +1065,10 @@ impl App {
                 .map_err(|e| format!("job `{}`: {e}", job.key)));
         }
         let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
-        let needs = needs_context(&deps, host);
-        let ctx_json = self.store.run_context(run.id)?;
-        let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": self.github_context(run, &job.key)?,
-            "needs": needs,
-            "vars": self.store.variables_for_repo(run.repo_id)?,
-            "inputs": ctx_json.get("inputs").cloned().unwrap_or(json!({})),
-        }));
+        let mut contexts = self.job_contexts(run, job, &spec, &deps)?;
+        // The scheduler's view of the needed jobs, which `host` answers from.
+        contexts["needs"] = needs_context(&deps, host);
+        let contexts = hangar_expr::Contexts::from_json(&contexts);
         Ok(cond
             .eval(&contexts, host)
             .map_err(|e| format!("job `{}`: `if: {text}`: {e}", job.key)))
@@ -1076,14 +1095,7 @@ impl App {
             .cloned()
             .unwrap_or(Value::Null);
         let host = status_host_of(deps);
-        let needs = needs_context(deps, &host);
-        let ctx = self.store.run_context(run.id)?;
-        let contexts = hangar_expr::Contexts::from_json(&json!({
-            "github": self.github_context(run, &job.key)?,
-            "needs": needs,
-            "inputs": ctx.get("inputs").cloned().unwrap_or(json!({})),
-            "vars": self.store.variables_for_repo(run.repo_id)?,
-        }));
+        let contexts = hangar_expr::Contexts::from_json(&self.job_contexts(run, job, &spec, deps)?);
         let evaluated = match hangar_engine::evaluate::eval_tree(&matrix, &contexts, &host) {
             Ok(v) => v,
             Err(e) => {
@@ -1114,6 +1126,10 @@ impl App {
             let mut s = spec.clone();
             if let Value::Object(m) = &mut s {
                 m.remove("matrix_deferred");
+                m.insert(
+                    crate::workflows::LEG_KEY.into(),
+                    json!(hangar_engine::matrix::display_name(&job.key, &leg.segments)),
+                );
                 m.insert("matrix".into(), Value::Object(leg.matrix.clone()));
                 m.insert(
                     crate::workflows::STRATEGY_CONTEXT.into(),

@@ -7,6 +7,7 @@ pub mod agent_api;
 pub mod api;
 pub mod app;
 pub mod auth;
+mod calls;
 pub mod delivery;
 mod errors;
 pub mod forge_status;
@@ -87,6 +88,11 @@ pub struct ServeConfig {
     pub body_idle_timeout: Duration,
     /// How long logs, artifacts and caches are kept, and their size budget.
     pub retention: retention::Retention,
+    /// Where remote reusable workflows (`OWNER/REPO/.github/workflows/F.yml@REF`)
+    /// are fetched from: the source `hangar run` uses (`HANGAR_ACTIONS_URL`,
+    /// else GitHub), fetched by the server into its data directory's action
+    /// cache; agents never fetch workflows.
+    pub actions: hangar_engine::actions::ActionSource,
 }
 
 impl ServeConfig {
@@ -115,6 +121,7 @@ impl ServeConfig {
             max_log_bytes: 64 << 20,
             body_idle_timeout: Duration::from_secs(30),
             retention: Default::default(),
+            actions: Default::default(),
         }
     }
 }
@@ -547,6 +554,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         ),
         env_loads: Default::default(),
         workflow_runs: Default::default(),
+        actions: cfg.actions.clone(),
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;
     // Other servers on the same database see this server's embedded agent as

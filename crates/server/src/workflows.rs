@@ -18,6 +18,10 @@ use hangar_workflow::model::{Input, InputType, LoE, Spanned, Trigger, Workflow a
 /// context (built by the engine's one builder when the leg is planned).
 pub(crate) const STRATEGY_CONTEXT: &str = "strategy_context";
 
+/// The key of a planned leg's spec that holds the key `hangar run` gives
+/// the leg (`call (a, 1)`): a called workflow's jobs are named after it.
+pub(crate) const LEG_KEY: &str = "leg_key";
+
 /// An event normalised across forges.
 #[derive(Debug, Clone, Default)]
 pub struct Event {
@@ -236,6 +240,10 @@ impl Workflow {
                 let combo = leg.matrix;
                 let mut spec = job_json.clone();
                 if let Value::Object(m) = &mut spec {
+                    m.insert(
+                        LEG_KEY.into(),
+                        json!(hangar_engine::matrix::display_name(key, &leg.segments)),
+                    );
                     m.insert("matrix".into(), Value::Object(combo.clone()));
                     m.insert(
                         STRATEGY_CONTEXT.into(),

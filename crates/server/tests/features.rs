@@ -1404,3 +1404,367 @@ async fn an_unknown_conclusion_from_an_agent_is_refused() {
     let run = s.wait_run(run_id, Duration::from_secs(10)).await;
     assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
 }
+
+/// The key and conclusion of every job a run reports, callers that ran left
+/// out (`hangar run` reports their called jobs, not them).
+fn leaf_jobs(run: &Value) -> std::collections::BTreeMap<String, String> {
+    let jobs = run["jobs"].as_array().unwrap();
+    let keys: Vec<String> = jobs
+        .iter()
+        .map(|j| j["key"].as_str().unwrap().to_string())
+        .collect();
+    jobs.iter()
+        .filter(|j| {
+            let name = j["name"].as_str().unwrap();
+            !keys.iter().any(|k| {
+                k.starts_with(&format!("{name} / "))
+                    || k.starts_with(&format!("{} / ", j["key"].as_str().unwrap()))
+            })
+        })
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap().to_string(),
+                j["conclusion"].as_str().unwrap_or("none").to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn logs_of(s: &TestServer, run: &Value, name: &str) -> String {
+    let job = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("no job {name} in {run:#}"));
+    s.get_text(&format!("/api/v1/jobs/{}/logs/raw", job["id"]))
+        .await
+}
+
+const CALLED: &str = "on:
+  workflow_call:
+    inputs:
+      who: {type: string, required: true}
+      n: {type: number, default: 1}
+    outputs:
+      greeting:
+        value: ${{ jobs.hello.outputs.g }}
+jobs:
+  hello:
+    runs-on: ubuntu-latest
+    outputs:
+      g: ${{ steps.s.outputs.g }}
+    steps:
+      - id: s
+        run: |
+          echo \"g=hello-${{ inputs.who }}-${{ inputs.n }}\" >> \"$GITHUB_OUTPUT\"
+          echo \"passed=${{ secrets.passed }} other=${{ secrets.OTHER }} end\"
+  later:
+    needs: hello
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo later n=${{ inputs.n }}'}]
+";
+
+/// A job that calls a reusable workflow runs on `hangar serve` as on
+/// GitHub: the called jobs are jobs of the run named `caller / callee`,
+/// with the caller's `with:` as typed `inputs` (defaults filled), only the
+/// secrets its `secrets:` passes (`inherit`: all of the caller's), their
+/// own `needs`, and the called workflow's `outputs` read by a later job
+/// through `needs.<caller>.outputs`.
+#[tokio::test]
+async fn a_called_workflow_runs_with_inputs_secrets_and_outputs() {
+    let wf = "on: push
+jobs:
+  call:
+    uses: ./.github/workflows/called.yml
+    with:
+      who: world
+      n: 3
+    secrets:
+      passed: ${{ secrets.TOKEN }}
+  inherit:
+    uses: ./.github/workflows/called.yml
+    with: {who: all}
+    secrets: inherit
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo \"got=${{ needs.call.outputs.greeting }} result=${{ needs.call.result }}\"
+";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/workflows/called.yml", CALLED),
+    ]);
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    for (name, value) in [("TOKEN", "tok-value-1"), ("OTHER", "other-value-2")] {
+        let r = s
+            .http
+            .put(s.url(&format!("/api/v1/repos/{id}/secrets/{name}")))
+            .bearer_auth(&s.token)
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let leaves = leaf_jobs(&run);
+    let names: Vec<&str> = leaves.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "after",
+            "call / hello",
+            "call / later",
+            "inherit / hello",
+            "inherit / later"
+        ],
+        "{run:#}"
+    );
+    let log = logs_of(&s, &run, "after").await;
+    assert!(log.contains("got=hello-world-3 result=success"), "{log}");
+    let log = logs_of(&s, &run, "call / hello").await;
+    assert!(log.contains("passed=*** other= end"), "{log}");
+    let log = logs_of(&s, &run, "inherit / hello").await;
+    assert!(log.contains("passed= other=*** end"), "{log}");
+    let log = logs_of(&s, &run, "inherit / later").await;
+    assert!(log.contains("later n=1"), "the declared default: {log}");
+}
+
+/// The same caller/callee pair gives the same jobs and conclusions under
+/// `hangar run` and on `hangar serve`: an `if:` on the caller reading a
+/// needed job's output, a caller skipped by its `if:`, a called job that
+/// fails (the caller fails, its dependents are skipped, an `always()` one
+/// runs), and outputs mapped back.
+#[tokio::test]
+async fn local_and_server_runs_of_a_called_workflow_agree() {
+    let wf = "on: push
+jobs:
+  first:
+    runs-on: ubuntu-latest
+    outputs: {go: yes}
+    steps: [{run: echo first}]
+  call:
+    needs: first
+    if: needs.first.outputs.go == 'yes'
+    uses: ./.github/workflows/r.yml
+    with: {v: one}
+  skipped-call:
+    if: github.ref_name == 'nope'
+    uses: ./.github/workflows/r.yml
+    with: {v: two}
+  failing:
+    uses: ./.github/workflows/fail.yml
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo \"out=${{ needs.call.outputs.o }}\"'}]
+  after-failing:
+    needs: failing
+    runs-on: ubuntu-latest
+    steps: [{run: echo never}]
+  always:
+    needs: failing
+    if: always()
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo \"failing=${{ needs.failing.result }}\"'}]
+";
+    let r = "on:
+  workflow_call:
+    inputs: {v: {type: string}}
+    outputs:
+      o: {value: '${{ jobs.a.outputs.x }}-${{ inputs.v }}'}
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs: {x: '${{ steps.s.outputs.x }}'}
+    steps: [{id: s, run: 'echo x=ex >> \"$GITHUB_OUTPUT\"'}]
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps: [{run: echo b}]
+";
+    let fail = "on: workflow_call
+jobs:
+  bad:
+    runs-on: ubuntu-latest
+    steps: [{run: exit 3}]
+  next:
+    needs: bad
+    runs-on: ubuntu-latest
+    steps: [{run: echo next}]
+";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/workflows/r.yml", r),
+        (".github/workflows/fail.yml", fail),
+    ]);
+
+    // `hangar run` of the push.
+    let dirs = tempfile::tempdir().unwrap();
+    let mut run = hangar_engine::RunContext::new(
+        repo.path(),
+        "push",
+        Some(json!({"ref": "refs/heads/main", "after": sha})),
+    );
+    run.data_dir = dirs.path().join("data");
+    run.run_dir = dirs.path().join("run");
+    let local_wf =
+        hangar_engine::Workflow::load(&repo.path().join(".github/workflows/ci.yml")).unwrap();
+    let reporter = std::sync::Arc::new(hangar_engine::report::MemoryReporter::default());
+    let summary = hangar_engine::Engine::new()
+        .run_workflows(
+            std::sync::Arc::new(run),
+            vec![std::sync::Arc::new(local_wf)],
+            Default::default(),
+            reporter.clone(),
+            hangar_engine::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let local: std::collections::BTreeMap<String, String> = summary
+        .jobs
+        .iter()
+        .map(|j| (j.key.clone(), j.result.as_str().to_string()))
+        .collect();
+    let local_lines = reporter.lines().join("\n");
+
+    // The same push on the server.
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let server_run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    let server = leaf_jobs(&server_run);
+    assert_eq!(local, server, "local {local:#?}\nserver {server_run:#}");
+    assert_eq!(server["call / a"], "success");
+    assert_eq!(server["skipped-call"], "skipped");
+    assert_eq!(server["failing / bad"], "failure");
+    assert_eq!(server["failing / next"], "skipped");
+    assert_eq!(server["after-failing"], "skipped");
+    assert_eq!(server["always"], "success");
+    assert!(!summary.success);
+    assert_eq!(server_run["run"]["conclusion"], "failure");
+    for (name, line) in [("after", "out=ex-one"), ("always", "failing=failure")] {
+        let log = logs_of(&s, &server_run, name).await;
+        assert!(log.contains(line), "server {name}: {log}");
+        assert!(local_lines.contains(line), "local: {local_lines}");
+    }
+}
+
+/// A remote reusable workflow (`OWNER/REPO/.github/workflows/F.yml@REF`)
+/// is fetched by the server, from its action source (here a `file://`
+/// forge), through the action cache `hangar run` uses; its jobs run on the
+/// agent like a local callee's.
+#[tokio::test]
+async fn a_remote_called_workflow_comes_from_the_servers_action_source() {
+    let forge = tempfile::tempdir().unwrap();
+    let shared = forge.path().join("acme").join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    git(&shared, &["init", "-q", "-b", "main"]);
+    commit(&shared, &[(".github/workflows/called.yml", CALLED)]);
+    git(&shared, &["tag", "v1"]);
+    let wf = "on: push
+jobs:
+  remote:
+    uses: acme/shared/.github/workflows/called.yml@v1
+    with: {who: remote}
+  after:
+    needs: remote
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo \"got=${{ needs.remote.outputs.greeting }}\"'}]
+";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let url = format!("file://{}", forge.path().display());
+    let s = start_with(|c| {
+        c.actions = hangar_engine::actions::ActionSource::new(&url, false).unwrap();
+    })
+    .await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let log = logs_of(&s, &run, "after").await;
+    assert!(log.contains("got=hello-remote-1"), "{log}");
+    assert!(leaf_jobs(&run).contains_key("remote / later"), "{run:#}");
+}
+
+/// A workflow that calls itself, and calls nested deeper than GitHub's ten
+/// levels of workflows, are refused at the `uses:` line that would go too
+/// far, naming the chain; nothing of them runs for ever.
+#[tokio::test]
+async fn a_call_cycle_and_too_deep_nesting_are_refused_at_their_line() {
+    let cyc = "on: workflow_call
+jobs:
+  again:
+    uses: ./.github/workflows/cyc.yml
+";
+    let mut files: Vec<(String, String)> = vec![
+        (
+            ".github/workflows/ci.yml".into(),
+            "on: push\njobs:\n  loop:\n    uses: ./.github/workflows/cyc.yml\n  deep:\n    uses: ./.github/workflows/d1.yml\n".into(),
+        ),
+        (".github/workflows/cyc.yml".into(), cyc.into()),
+    ];
+    for i in 1..=10 {
+        files.push((
+            format!(".github/workflows/d{i}.yml"),
+            format!(
+                "on: workflow_call\njobs:\n  down:\n    uses: ./.github/workflows/d{}.yml\n",
+                i + 1
+            ),
+        ));
+    }
+    files.push((
+        ".github/workflows/d11.yml".into(),
+        "on: workflow_call\njobs:\n  leaf:\n    runs-on: ubuntu-latest\n    steps: [{run: echo leaf}]\n".into(),
+    ));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let (repo, sha) = repo_with(&refs);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "failure", "{run:#}");
+    let jobs = run["jobs"].as_array().unwrap();
+    let reason = |key: &str| {
+        jobs.iter()
+            .find(|j| j["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in {run:#}"))["waiting_reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let again = reason("loop / again");
+    assert!(
+        again.starts_with(".github/workflows/cyc.yml:4:11: ") && again.contains("cycle"),
+        "{again}"
+    );
+    let deepest = "deep / down / down / down / down / down / down / down / down / down";
+    let why = reason(deepest);
+    assert!(
+        why.starts_with(".github/workflows/d9.yml:4:11: ")
+            && why.contains("Nested reusable workflow depth exceeded 9"),
+        "{why}"
+    );
+    assert!(
+        !jobs
+            .iter()
+            .any(|j| j["key"].as_str().unwrap().contains("leaf"))
+    );
+    assert!(jobs.iter().all(|j| j["status"] == "completed"), "{run:#}");
+}

@@ -240,6 +240,9 @@ pub struct JobUpdate {
     /// The job's environment once its `${{ }}` name is evaluated (`None`
     /// inside: an empty name, which is no environment, as on GitHub).
     pub environment: Option<Option<String>>,
+    /// Outputs set by the server itself (a job that calls a reusable
+    /// workflow takes the called workflow's outputs, not an agent's).
+    pub outputs: Option<serde_json::Value>,
 }
 
 /// A job handed to one agent: the fencing token must accompany every later call.

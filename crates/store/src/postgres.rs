@@ -1224,6 +1224,12 @@ impl Store for PgStore {
         if let Some(v) = &u.environment {
             c.execute("UPDATE jobs SET environment = $2 WHERE id = $1", &[&id, v])?;
         }
+        if let Some(v) = &u.outputs {
+            c.execute(
+                "UPDATE jobs SET outputs = $2 WHERE id = $1",
+                &[&id, &v.to_string()],
+            )?;
+        }
         Ok(())
     }
 

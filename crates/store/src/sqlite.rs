@@ -688,6 +688,12 @@ impl Store for SqliteStore {
                 params![id, v],
             )?;
         }
+        if let Some(v) = &u.outputs {
+            c.execute(
+                "UPDATE jobs SET outputs = ?2 WHERE id = ?1",
+                params![id, v.to_string()],
+            )?;
+        }
         Ok(())
     }
 

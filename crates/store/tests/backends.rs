@@ -798,6 +798,7 @@ fn job_counts_and_groups(s: &dyn Store) {
             not_before: Some(Some(42)),
             finished_at: Some(43),
             environment: None,
+            outputs: None,
         },
     )
     .unwrap();
@@ -1040,6 +1041,17 @@ fn a_jobs_evaluated_environment_is_stored(s: &dyn Store) {
     let jobs = s.jobs_of_run(id).unwrap();
     assert_eq!(jobs[0].environment.as_deref(), Some("production"));
     assert_eq!(jobs[1].environment, None);
+    // The server sets a caller's outputs (a called workflow's) itself.
+    s.update_job(
+        jobs[1].id,
+        &JobUpdate {
+            outputs: Some(serde_json::json!({"greeting": "hi"})),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let job = s.get_job(jobs[1].id).unwrap().unwrap();
+    assert_eq!(job.outputs, serde_json::json!({"greeting": "hi"}));
 }
 
 fn deleting_a_repository_leaves_nothing_of_it_and_spares_the_others(s: &dyn Store) {
