@@ -14,6 +14,7 @@ mod init_cli;
 mod job_processes;
 mod protection_cli;
 mod recovery_cli;
+mod release_pr;
 mod results_service;
 mod run_cli;
 mod run_lines;

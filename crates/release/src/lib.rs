@@ -10,6 +10,7 @@ pub mod commits;
 pub mod config;
 pub mod files;
 pub mod git;
+pub mod pr;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,10 @@ pub struct Outcome {
     pub explain: Vec<String>,
     /// Why nothing was released, when `released` is false.
     pub reason: Option<String>,
+    /// `--pr`: the branch the release is prepared on.
+    pub branch: Option<String>,
+    /// A merged `--pr` release: the commit its tag is on.
+    pub merge: Option<String>,
 }
 
 struct Unit {
@@ -107,6 +112,30 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
         .lines()
         .map(String::from)
         .collect();
+    // A release prepared with `--pr` and merged: tagged as prepared, with no
+    // new version computed (unless one is asked for explicitly).
+    // Each tag's version and changelog, by the unit whose tag format it has.
+    let unit_of = |tag: &str| {
+        units.iter().find_map(|u| {
+            let (prefix, suffix) = u
+                .tag_format
+                .split_once("{version}")
+                .unwrap_or((u.tag_format.as_str(), ""));
+            let v = tag.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            Version::parse(v).ok()?;
+            Some((v.to_string(), u.changelog.clone()))
+        })
+    };
+    // A release prepared with `--pr` and merged: tagged as prepared, with no
+    // new version computed (unless one is asked for explicitly). A commit
+    // whose subject names tags of another format (another tool's) is not one.
+    if opts.force.is_none()
+        && opts.pre.is_none()
+        && let Some(merged) = pr::merged_release(&opts.dir)?
+        && merged.tags.iter().all(|t| unit_of(t).is_some())
+    {
+        return pr::tag_merged(opts, &unit_of, &merged);
+    }
     let mut outcomes = Vec::new();
     for unit in &units {
         outcomes.push(plan_unit(opts, &config, unit, &tags, repo_url.as_deref())?);
@@ -292,6 +321,8 @@ fn plan_unit(
         warnings,
         explain,
         reason: None,
+        branch: None,
+        merge: None,
     };
     let next = if let Some(v) = &opts.force {
         v.clone()

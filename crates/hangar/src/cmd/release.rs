@@ -30,6 +30,17 @@ pub enum Command {
         no_commit: bool,
         #[arg(long)]
         no_tag: bool,
+        /// Prepare the release for review instead: commit the version files and
+        /// changelog on a branch `release/vX.Y.Z` and push it; once it is
+        /// merged, `hangar release` tags the merge with that version.
+        #[arg(long, conflicts_with_all = ["no_commit", "no_tag", "notes"])]
+        pr: bool,
+        /// The git remote `--pr` pushes the branch to.
+        #[arg(long, default_value = "origin", requires = "pr", value_name = "NAME")]
+        remote: String,
+        /// With `--pr`: keep the branch local.
+        #[arg(long, requires = "pr")]
+        no_push: bool,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         #[arg(long)]
@@ -72,6 +83,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             package,
             no_commit,
             no_tag,
+            pr,
+            remote,
+            no_push,
             dir,
             json,
         } => {
@@ -84,7 +98,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 no_commit,
                 no_tag,
             };
-            let outcomes = hangar_release::run(&opts)?;
+            let outcomes = if pr {
+                hangar_release::pr::prepare(&opts, &remote, !no_push)?
+            } else {
+                hangar_release::run(&opts)?
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcomes)?);
                 return Ok(ExitCode::SUCCESS);
@@ -114,6 +132,38 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                         "{who}nothing to release: {}",
                         o.reason.as_deref().unwrap_or("")
                     );
+                    continue;
+                }
+                if let Some(branch) = &o.branch {
+                    let verb = if dry_run { "would prepare" } else { "prepared" };
+                    println!(
+                        "{who}{verb} {} on branch {branch} (tag {} once merged, {} commits, previous {})",
+                        o.version.as_deref().unwrap_or(""),
+                        o.tag.as_deref().unwrap_or(""),
+                        o.commits,
+                        o.previous.as_deref().unwrap_or("none")
+                    );
+                    for e in &o.explain {
+                        println!("  note: {e}");
+                    }
+                    if dry_run {
+                        println!("\n{}", o.notes);
+                    } else if !o.files.is_empty() {
+                        println!("  updated {}", o.files.join(", "));
+                    }
+                    continue;
+                }
+                if let Some(commit) = &o.merge {
+                    let verb = if dry_run { "would tag" } else { "tagged" };
+                    println!(
+                        "{who}{verb} {} on {} (released {}, prepared for review and merged)",
+                        o.tag.as_deref().unwrap_or(""),
+                        &commit[..7.min(commit.len())],
+                        o.version.as_deref().unwrap_or("")
+                    );
+                    for e in &o.explain {
+                        println!("  note: {e}");
+                    }
                     continue;
                 }
                 let verb = if dry_run { "would release" } else { "released" };

@@ -1,0 +1,326 @@
+//! Releases through review: `hangar release --pr` prepares the release (the
+//! version files and the changelog, committed) on a branch `release/vX.Y.Z`
+//! and pushes it; once that branch is merged, `hangar release` tags the
+//! merge with the version the branch prepared, computing nothing.
+//!
+//! The prepared commit is the ordinary release commit (`chore(release):
+//! TAGS`), so a merged branch is recognised by it on the default branch:
+//! a commit so named, reachable from HEAD and from no tag, whose tags do not
+//! exist yet. A merge commit, a fast-forward and a squash (GitHub names the
+//! squashed commit after the pull request, `... (#12)`) are all found.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::git::git;
+use crate::{Options, Outcome};
+
+/// The subject of a release commit: `chore(release): v1.2.0, web-v0.3.0`.
+pub(crate) const SUBJECT: &str = "chore(release): ";
+
+/// A merged, untagged release: its tags and the commit that carries it onto
+/// the current branch (the merge commit, or the release commit itself when it
+/// was fast-forwarded or squashed).
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub tags: Vec<String>,
+    pub commit: String,
+    /// The release commit as prepared (equal to `commit` unless merged).
+    pub release_commit: String,
+}
+
+/// The tags a release commit's subject names (`chore(release): v1.2.0 (#12)`
+/// names `v1.2.0`).
+fn subject_tags(subject: &str) -> Option<Vec<String>> {
+    let list = subject.strip_prefix(SUBJECT)?;
+    // A squash merge appends the pull request's number.
+    let list = match list.rfind(" (#") {
+        Some(i) if list.ends_with(')') => &list[..i],
+        _ => list,
+    };
+    let tags: Vec<String> = list
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty() && !t.contains(char::is_whitespace))
+        .collect();
+    (!tags.is_empty()).then_some(tags)
+}
+
+/// The current branch's short name, or `None` when HEAD is detached.
+fn current_branch(dir: &Path) -> Option<String> {
+    git(dir, &["symbolic-ref", "-q", "--short", "HEAD"], &[])
+        .ok()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+}
+
+/// A release prepared on a `release/` branch and merged into HEAD, not yet
+/// tagged (the oldest such, when several are). Never on a `release/`
+/// branch itself: that release is still in review.
+pub fn merged_release(dir: &Path) -> anyhow::Result<Option<Merged>> {
+    if current_branch(dir).is_some_and(|b| b.starts_with("release/")) {
+        return Ok(None);
+    }
+    let existing: std::collections::BTreeSet<String> = git(dir, &["tag", "--list"], &[])?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    // Oldest first; commits no tag contains (a tagged release is done).
+    let log = git(
+        dir,
+        &[
+            "log",
+            "--reverse",
+            "--format=%H%x00%s",
+            "HEAD",
+            "--not",
+            "--tags",
+        ],
+        &[],
+    )?;
+    let Some((release_commit, tags)) = log.lines().find_map(|line| {
+        let (sha, subject) = line.split_once('\0')?;
+        let tags = subject_tags(subject)?;
+        tags.iter()
+            .all(|t| !existing.contains(t))
+            .then(|| (sha.to_string(), tags))
+    }) else {
+        return Ok(None);
+    };
+    // On HEAD's first-parent line (fast-forward, squash, rebase): that
+    // commit is the release. Otherwise the first commit of that line that
+    // brought it in is the merge.
+    let first_parent = git(dir, &["rev-list", "--first-parent", "HEAD"], &[])?;
+    let commit = if first_parent.lines().any(|l| l.trim() == release_commit) {
+        release_commit.clone()
+    } else {
+        let range = format!("{release_commit}..HEAD");
+        git(
+            dir,
+            &["rev-list", "--first-parent", "--ancestry-path"],
+            &[&range],
+        )?
+        .lines()
+        .last()
+        .map(|l| l.trim().to_string())
+        .context("the release commit is not in HEAD's history")?
+    };
+    Ok(Some(Merged {
+        tags,
+        commit,
+        release_commit,
+    }))
+}
+
+/// The notes of `version` in the changelog at `path` (its section, heading
+/// included), or empty when the changelog has none.
+fn notes_of(path: &Path, version: &str) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("## ") {
+            if inside {
+                break;
+            }
+            inside = line.contains(version);
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Tags a merged release (unless `dry_run`), as `hangar release` does
+/// once the branch `--pr` prepared is merged.
+pub(crate) fn tag_merged(
+    opts: &Options,
+    unit_of: &dyn Fn(&str) -> Option<(String, String)>,
+    merged: &Merged,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for tag in &merged.tags {
+        let Some((version, changelog)) = unit_of(tag) else {
+            bail!(
+                "commit {} prepared the release {tag}, which matches no tag format of hangar.yml (release.tag_format / packages): tag it by hand, or correct the format",
+                short(&merged.release_commit)
+            );
+        };
+        let notes = notes_of(&opts.dir.join(changelog), &version);
+        if !opts.dry_run && !opts.no_tag {
+            // `-a` makes an annotated tag; git signs it by itself when `tag.gpgSign` is set.
+            hangar_git::Git::new(&opts.dir)
+                .args(&["tag", "-a"])
+                .opt("-m", format!("{tag}\n\n{notes}"))
+                .value(tag)
+                .value(&merged.commit)
+                .output()
+                .with_context(|| format!("tagging {tag}"))?;
+        }
+        outcomes.push(Outcome {
+            package: None,
+            released: true,
+            version: Some(version),
+            tag: Some(tag.clone()),
+            previous: None,
+            bump: crate::Bump::None,
+            commits: 0,
+            notes,
+            nonconforming: Vec::new(),
+            files: Vec::new(),
+            warnings: Vec::new(),
+            explain: vec![format!(
+                "prepared for review in commit {} and merged: tagging {} with the version the branch prepared",
+                short(&merged.release_commit),
+                short(&merged.commit)
+            )],
+            reason: None,
+            branch: None,
+            merge: Some(merged.commit.clone()),
+        });
+    }
+    Ok(outcomes)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..7.min(sha.len())]
+}
+
+/// `hangar release --pr`: plans the release, then (unless `dry_run`) commits
+/// it on `release/<tag>` from HEAD, pushes that branch to `remote`, and
+/// comes back to the branch it started on. The outcomes say which branch.
+pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<Outcome>> {
+    if let Some(m) = merged_release(&opts.dir)? {
+        bail!(
+            "{} was prepared and merged but is not tagged yet: run `hangar release` (without --pr) to tag it first",
+            m.tags.join(", ")
+        );
+    }
+    let planned = crate::run(&Options {
+        dry_run: true,
+        ..opts.clone()
+    })?;
+    let Some(first) = planned.iter().find(|o| o.released) else {
+        return Ok(planned);
+    };
+    let branch = format!("release/{}", first.tag.clone().unwrap_or_default());
+    if opts.dry_run {
+        return Ok(planned
+            .into_iter()
+            .map(|mut o| {
+                if o.released {
+                    o.branch = Some(branch.clone());
+                    o.explain.push(format!(
+                        "would commit it on branch {branch}{}",
+                        if push {
+                            format!(" and push that to {remote}")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+                o
+            })
+            .collect());
+    }
+    let dir = &opts.dir;
+    if push && git(dir, &["remote", "get-url"], &[remote]).is_err() {
+        bail!(
+            "no git remote `{remote}` to push {branch} to: add it (git remote add {remote} URL), name another with --remote, or keep the branch local with --no-push"
+        );
+    }
+    let dirty = git(dir, &["status", "--porcelain", "--untracked-files=no"], &[])?;
+    if !dirty.trim().is_empty() {
+        bail!(
+            "uncommitted changes in {}: commit or set them aside before preparing {branch}, which must hold only the release",
+            dir.display()
+        );
+    }
+    if git(
+        dir,
+        &["rev-parse", "--verify", "--quiet"],
+        &[&format!("refs/heads/{branch}")],
+    )
+    .is_ok()
+    {
+        bail!(
+            "branch {branch} exists already: the release is prepared (merge it, then run `hangar release` to tag it), or delete the branch to prepare it again"
+        );
+    }
+    let back = match current_branch(dir) {
+        Some(b) => b,
+        None => git(dir, &["rev-parse", "HEAD"], &[])?.trim().to_string(),
+    };
+    // `switch -c NAME` would take `--end-of-options` as the name: the branch
+    // is made first, then switched to.
+    git(dir, &["branch"], &[&branch])?;
+    git(dir, &["switch", "--quiet"], &[&branch])?;
+    let made = crate::run(&Options {
+        no_tag: true,
+        no_commit: false,
+        ..opts.clone()
+    });
+    let pushed = match &made {
+        Ok(_) if push => git(
+            dir,
+            &["push", "--quiet", "--set-upstream"],
+            &[remote, &branch],
+        )
+        .map(|_| ())
+        .with_context(|| format!("pushing {branch} to {remote}")),
+        _ => Ok(()),
+    };
+    // Back where the user was, whatever happened on the branch.
+    let switched = git(dir, &["switch", "--quiet"], &[&back])
+        .or_else(|_| git(dir, &["switch", "--quiet", "--detach"], &[&back]));
+    let mut made = made?;
+    pushed?;
+    switched.with_context(|| format!("switching back to {back}"))?;
+    // Where to open the pull request, for a GitHub remote.
+    let compare = (push && remote == "origin")
+        .then(|| crate::git::remote_url(dir))
+        .flatten()
+        .filter(|u| u.starts_with("https://github.com/"))
+        .map(|u| format!("open the pull request: {u}/compare/{back}...{branch}?expand=1"));
+    for o in made.iter_mut().filter(|o| o.released) {
+        o.explain.extend(compare.clone());
+        o.branch = Some(branch.clone());
+        o.explain.push(format!(
+            "committed on branch {branch}{}; merge it, then `hangar release` tags the merge",
+            if push {
+                format!(", pushed to {remote}")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_tags;
+
+    #[test]
+    fn release_subjects_name_their_tags() {
+        assert_eq!(
+            subject_tags("chore(release): v1.2.0"),
+            Some(vec!["v1.2.0".to_string()])
+        );
+        assert_eq!(
+            subject_tags("chore(release): v1.2.0 (#12)"),
+            Some(vec!["v1.2.0".to_string()])
+        );
+        assert_eq!(
+            subject_tags("chore(release): web-v0.3.0, api-v1.0.0"),
+            Some(vec!["web-v0.3.0".to_string(), "api-v1.0.0".to_string()])
+        );
+        assert_eq!(subject_tags("feat: release notes"), None);
+        assert_eq!(subject_tags("chore(release): "), None);
+    }
+}
