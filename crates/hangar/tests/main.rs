@@ -25,6 +25,7 @@ mod scan_secrets_cli;
 mod server_admin_browser;
 mod server_browser;
 mod server_kill;
+mod server_partition;
 mod server_postgres;
 mod server_process;
 mod tcp_services;

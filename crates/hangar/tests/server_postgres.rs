@@ -28,10 +28,16 @@ impl Drop for Serve {
 }
 
 pub(crate) fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
+    serve_on("127.0.0.1:0", data, args, env_url)
+}
+
+/// [`serve`] on another address (`0.0.0.0:0`: reachable from the test's
+/// network namespaces; its `url` is then on 127.0.0.1).
+pub(crate) fn serve_on(listen: &str, data: &Path, args: &[&str], env_url: &str) -> Serve {
     let mut child = Command::new(BIN)
         .current_dir(data)
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--data"])
+        .args(["--listen", listen, "--data"])
         .arg(data)
         .args(args)
         .env("HANGAR_DATABASE_URL", env_url)
@@ -52,7 +58,10 @@ pub(crate) fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
             token = Some(t.trim().to_string());
         }
         if let Some(u) = line.split("listening on ").nth(1) {
-            break u.trim().trim_end_matches("/ui/").to_string();
+            break u
+                .trim()
+                .trim_end_matches("/ui/")
+                .replace("//0.0.0.0:", "//127.0.0.1:");
         }
     };
     std::thread::spawn(move || for _ in lines {});
@@ -64,7 +73,7 @@ pub(crate) fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
     }
 }
 
-fn get(url: &str, token: &str) -> (u16, String) {
+pub(crate) fn get(url: &str, token: &str) -> (u16, String) {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = TcpStream::connect(host).unwrap();

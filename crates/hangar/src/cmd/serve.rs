@@ -300,6 +300,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 labels
             };
+            // The agent's warnings (a lost lease, a failed poll or heartbeat)
+            // go to standard error; HANGAR_LOG=debug (an EnvFilter) shows more.
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("HANGAR_LOG")
+                        .unwrap_or_else(|_| "warn".into()),
+                )
+                .try_init();
             let id = format!("agent-{name}-{}", std::process::id());
             let work_dir = match work_dir {
                 Some(w) => w,
