@@ -28,6 +28,7 @@ mod server_kill;
 mod server_partition;
 mod server_postgres;
 mod server_process;
+mod server_restart;
 mod tcp_services;
 mod up_logs;
 mod validate_cli;

@@ -448,7 +448,7 @@ impl App {
         }
         // Held, it was not yet requested: its followers hear of it now.
         self.workflow_runs
-            .push(run_id, crate::workflow_run::Action::Requested);
+            .push(&*self.store, run_id, crate::workflow_run::Action::Requested);
         self.advance_run(run_id).await;
         Ok(())
     }
@@ -469,7 +469,7 @@ impl App {
                 tracing::warn!(run = id, "concurrency: {e:#}");
             }
             self.workflow_runs
-                .push(id, crate::workflow_run::Action::Requested);
+                .push(&*self.store, id, crate::workflow_run::Action::Requested);
             self.advance_run(id).await;
         }
     }
@@ -1224,8 +1224,11 @@ impl App {
             );
             if status == Status::Completed {
                 self.notify_run_completed(&run, conclusion.unwrap_or(Conclusion::Failure));
-                self.workflow_runs
-                    .push(run_id, crate::workflow_run::Action::Completed);
+                self.workflow_runs.push(
+                    &*self.store,
+                    run_id,
+                    crate::workflow_run::Action::Completed,
+                );
                 let mut m = self.maskers.lock().unwrap_or_else(|e| e.into_inner());
                 for j in self.store.jobs_of_run(run_id)? {
                     m.remove(&j.id);

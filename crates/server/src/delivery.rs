@@ -3,8 +3,11 @@
 //! starts the environment's controller when none runs (as the CLI would) and
 //! speaks to it over its socket; a deployment runs as a server task, so it
 //! outlives the CLI that asked for it, and its progress is read back by id.
+//!
+//! Operations live in the store, not in memory: one waiting for a protected
+//! environment's reviewers (or its wait timer) is still waiting after the
+//! server is killed and restarted, and is carried out when approved.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -14,15 +17,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hangar_deploy::client::{EnvClient, Started};
 use hangar_deploy::control::{FirstRelease, Request};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use hangar_store::{ApprovalState, Protection, Role};
+use hangar_store::{ApprovalState, OperationPhase, Protection, Role};
 
 use crate::App;
 use crate::auth::Caller;
 
 /// One deployment (or other request) the server runs for a client.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Operation {
     pub id: u64,
     pub project: String,
@@ -38,7 +41,7 @@ pub struct Operation {
 }
 
 /// A protected environment's decision on one operation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpApproval {
     pub reviewers: Vec<String>,
     pub wait_seconds: i64,
@@ -50,10 +53,13 @@ pub struct OpApproval {
     pub comment: String,
 }
 
+/// The server's side of the operations kept in the store: one lock making
+/// each read-modify-write of an operation whole (a reviewer's decision and the
+/// controller's progress lines never overwrite each other). One server owns
+/// its watched projects' operations, so a process-wide lock is enough.
 #[derive(Default)]
 pub struct Operations {
-    next: Mutex<u64>,
-    ops: Mutex<HashMap<u64, Operation>>,
+    lock: Mutex<()>,
 }
 
 fn error(status: StatusCode, msg: &str) -> Response {
@@ -142,9 +148,19 @@ pub async fn request(
             reviewer: None,
             comment: String::new(),
         };
-        let id = new_operation(&app, &project, &env, Some(approval));
+        let id = match new_operation(
+            &app,
+            &project,
+            &env,
+            &req,
+            Some(approval),
+            OperationPhase::Waiting,
+        ) {
+            Ok(id) => id,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        };
         if !p.reviewers.is_empty() {
-            update(&app, id, &|op| {
+            update(&app, id, None, &|op| {
                 op.events.push(format!(
                     "waiting for approval by a reviewer of environment `{env}` ({}): POST /api/v1/delivery/operations/{id}/approve",
                     p.reviewers.join(", ")
@@ -159,58 +175,7 @@ pub async fn request(
         ) {
             return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
         }
-        let app2 = app.clone();
-        tokio::spawn(async move {
-            loop {
-                let state = app2
-                    .operations
-                    .ops
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&id)
-                    .and_then(|op| op.approval.as_ref().map(|a| (a.state, a.reviewer.clone())));
-                match state {
-                    Some((ApprovalState::Approved, _)) => break,
-                    Some((ApprovalState::Pending, _)) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await
-                    }
-                    Some((other, who)) => {
-                        update(&app2, id, &|op| {
-                            op.done = true;
-                            op.error = Some(format!(
-                                "the deployment to `{env}` was {other} by {}",
-                                who.clone().unwrap_or_default()
-                            ));
-                        });
-                        return;
-                    }
-                    None => return,
-                }
-            }
-            if p.wait_seconds > 0 {
-                update(&app2, id, &|op| {
-                    op.events.push(format!(
-                        "wait timer of environment `{env}`: {} s",
-                        p.wait_seconds
-                    ))
-                });
-                tokio::time::sleep(std::time::Duration::from_secs(
-                    u64::try_from(p.wait_seconds).unwrap_or(0),
-                ))
-                .await;
-            }
-            let result = perform(&dir, &env, &req, &|e| {
-                update(&app2, id, &|op| op.events.push(e.to_string()))
-            })
-            .await;
-            update(&app2, id, &|op| {
-                op.done = true;
-                match &result {
-                    Ok(v) => op.result = Some(v.clone()),
-                    Err((_, e)) => op.error = Some(e.clone()),
-                }
-            });
-        });
+        wait_then_perform(app.clone(), id, dir, env, req);
         return (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
     }
     if !matches!(req, Request::Deploy { .. }) {
@@ -219,21 +184,12 @@ pub async fn request(
             Err((status, e)) => error(status, &e),
         };
     }
-    let id = new_operation(&app, &project, &env, None);
+    let id = match new_operation(&app, &project, &env, &req, None, OperationPhase::Running) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    };
     let app2 = app.clone();
-    tokio::spawn(async move {
-        let result = perform(&dir, &env, &req, &|e| {
-            update(&app2, id, &|op| op.events.push(e.to_string()))
-        })
-        .await;
-        update(&app2, id, &|op| {
-            op.done = true;
-            match &result {
-                Ok(v) => op.result = Some(v.clone()),
-                Err((_, e)) => op.error = Some(e.clone()),
-            }
-        });
-    });
+    tokio::spawn(async move { run_operation(&app2, id, &dir, &env, &req).await });
     (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response()
 }
 
@@ -252,42 +208,193 @@ fn protection_of(dir: &std::path::Path, env: &str) -> Result<Option<Protection>,
         .map(|(_, p)| p))
 }
 
-fn new_operation(app: &App, project: &str, env: &str, approval: Option<OpApproval>) -> u64 {
-    let id = {
-        let mut next = app
-            .operations
-            .next
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *next += 1;
-        *next
-    };
-    app.operations
-        .ops
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            id,
-            Operation {
-                id,
-                project: project.to_string(),
-                env: env.to_string(),
-                approval,
-                ..Default::default()
-            },
-        );
-    id
+/// Waits for an operation's reviewers and wait timer, then performs it.
+/// Its state is read from the store each time, so the same task resumes an
+/// operation after a restart. A restart starts the wait timer again (never
+/// shortens it).
+fn wait_then_perform(app: Arc<App>, id: u64, dir: PathBuf, env: String, req: Request) {
+    tokio::spawn(async move {
+        let wait_seconds = loop {
+            let state = load(&app, id).map(|(op, _)| {
+                op.approval
+                    .map(|a| (a.state, a.reviewer.clone(), a.wait_seconds))
+            });
+            match state {
+                Some(Some((ApprovalState::Approved, _, wait))) => break wait,
+                Some(Some((ApprovalState::Pending, _, _))) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                Some(Some((other, who, _))) => {
+                    update(&app, id, Some(OperationPhase::Done), &|op| {
+                        op.done = true;
+                        op.error = Some(format!(
+                            "the deployment to `{env}` was {other} by {}",
+                            who.clone().unwrap_or_default()
+                        ));
+                    });
+                    return;
+                }
+                Some(None) => break 0,
+                None => return,
+            }
+        };
+        if wait_seconds > 0 {
+            update(&app, id, None, &|op| {
+                op.events.push(format!(
+                    "wait timer of environment `{env}`: {wait_seconds} s"
+                ))
+            });
+            tokio::time::sleep(std::time::Duration::from_secs(
+                u64::try_from(wait_seconds).unwrap_or(0),
+            ))
+            .await;
+        }
+        update(&app, id, Some(OperationPhase::Running), &|_| {});
+        run_operation(&app, id, &dir, &env, &req).await;
+    });
 }
 
-fn update(app: &App, id: u64, f: &dyn Fn(&mut Operation)) {
-    if let Some(op) = app
+/// Performs an operation's request, recording the controller's progress
+/// lines and the outcome.
+async fn run_operation(app: &App, id: u64, dir: &std::path::Path, env: &str, req: &Request) {
+    let result = perform(dir, env, req, &|e| {
+        update(app, id, None, &|op| op.events.push(e.to_string()));
+    })
+    .await;
+    update(app, id, Some(OperationPhase::Done), &|op| {
+        op.done = true;
+        match &result {
+            Ok(v) => op.result = Some(v.clone()),
+            Err((_, e)) => op.error = Some(e.clone()),
+        }
+    });
+}
+
+/// Picks up the operations a previous server process left: those waiting for
+/// a decision or a wait timer wait again; those whose request was under way
+/// end with an error (the environment's controller recovers or aborts the
+/// deployment itself, and its history says which).
+pub fn resume(app: Arc<App>) -> anyhow::Result<()> {
+    for row in app.store.operations_in(OperationPhase::Running)? {
+        let Ok(id) = u64::try_from(row.id) else {
+            continue;
+        };
+        let env = row.environment.clone();
+        update(&app, id, Some(OperationPhase::Done), &|op| {
+            op.done = true;
+            op.error = Some(format!(
+                "the server stopped while this operation ran; see `hangar history {env}` for what the environment's controller did"
+            ));
+        });
+    }
+    for row in app.store.operations_in(OperationPhase::Waiting)? {
+        let Ok(id) = u64::try_from(row.id) else {
+            continue;
+        };
+        let req: Result<Request, _> = serde_json::from_value(row.request.clone());
+        let (Some(dir), Ok(req)) = (project_dir(&app, &row.project), req) else {
+            let project = row.project.clone();
+            update(&app, id, Some(OperationPhase::Done), &|op| {
+                op.done = true;
+                op.error = Some(format!(
+                    "project `{project}` is no longer watched by this server (start it with `--repo DIR`), or its request could not be read back"
+                ));
+            });
+            continue;
+        };
+        tracing::info!(
+            operation = id,
+            "delivery operation to `{}` of `{}` waits again after a restart",
+            row.environment,
+            row.project
+        );
+        wait_then_perform(app.clone(), id, dir, row.environment, req);
+    }
+    Ok(())
+}
+
+fn new_operation(
+    app: &App,
+    project: &str,
+    env: &str,
+    req: &Request,
+    approval: Option<OpApproval>,
+    phase: OperationPhase,
+) -> anyhow::Result<u64> {
+    let op = Operation {
+        project: project.to_string(),
+        env: env.to_string(),
+        approval,
+        ..Default::default()
+    };
+    let id = app.store.create_operation(
+        project,
+        env,
+        &serde_json::to_value(req)?,
+        &serde_json::to_value(&op)?,
+        phase,
+    )?;
+    Ok(u64::try_from(id)?)
+}
+
+/// The operation as the API shows it, and its phase.
+fn load(app: &App, id: u64) -> Option<(Operation, OperationPhase)> {
+    let row = match app.store.get_operation(i64::try_from(id).ok()?) {
+        Ok(row) => row?,
+        Err(e) => {
+            tracing::warn!(operation = id, "reading a delivery operation: {e:#}");
+            return None;
+        }
+    };
+    match serde_json::from_value::<Operation>(row.state) {
+        Ok(mut op) => {
+            op.id = id;
+            Some((op, row.phase))
+        }
+        Err(e) => {
+            tracing::warn!(operation = id, "reading a delivery operation: {e}");
+            None
+        }
+    }
+}
+
+/// Changes an operation under the operations' lock, and its phase when given;
+/// returns the operation as written.
+fn update(
+    app: &App,
+    id: u64,
+    phase: Option<OperationPhase>,
+    f: &dyn Fn(&mut Operation),
+) -> Option<Operation> {
+    let _g = app
         .operations
-        .ops
+        .lock
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_mut(&id)
-    {
-        f(op);
+        .unwrap_or_else(|e| e.into_inner());
+    write(app, id, phase, f)
+}
+
+/// [`update`] with the lock already held.
+fn write(
+    app: &App,
+    id: u64,
+    phase: Option<OperationPhase>,
+    f: &dyn Fn(&mut Operation),
+) -> Option<Operation> {
+    let (mut op, old) = load(app, id)?;
+    f(&mut op);
+    let result = serde_json::to_value(&op)
+        .map_err(anyhow::Error::from)
+        .and_then(|v| {
+            app.store
+                .update_operation(i64::try_from(id)?, &v, phase.unwrap_or(old))
+        });
+    match result {
+        Ok(_) => Some(op),
+        Err(e) => {
+            tracing::warn!(operation = id, "writing a delivery operation: {e:#}");
+            None
+        }
     }
 }
 
@@ -300,19 +407,16 @@ pub async fn decide(
     Path(id): Path<u64>,
     Json(b): Json<crate::api::DecisionBody>,
 ) -> Response {
-    let (env, approval) = {
-        let ops = app.operations.ops.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(op) = ops.get(&id) else {
-            return error(StatusCode::NOT_FOUND, &format!("no operation {id}"));
-        };
-        let Some(a) = op.approval.clone() else {
-            return error(
-                StatusCode::CONFLICT,
-                &format!("operation {id} needs no approval"),
-            );
-        };
-        (op.env.clone(), a)
+    let Some((op, _)) = load(&app, id) else {
+        return error(StatusCode::NOT_FOUND, &format!("no operation {id}"));
     };
+    let Some(approval) = op.approval.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("operation {id} needs no approval"),
+        );
+    };
+    let env = op.env.clone();
     if c.role != Role::Admin && !approval.reviewers.iter().any(|r| r == &c.name) {
         return error(
             StatusCode::FORBIDDEN,
@@ -336,32 +440,41 @@ pub async fn decide(
     }
     // Decided under the lock, once: a second decision is a conflict.
     let decided = {
-        let mut ops = app.operations.ops.lock().unwrap_or_else(|e| e.into_inner());
-        ops.get_mut(&id).and_then(|op| {
-            let a = op.approval.as_mut()?;
-            if a.state != ApprovalState::Pending {
-                return None;
+        let _g = app
+            .operations
+            .lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match load(&app, id) {
+            Some((op, _))
+                if op.approval.as_ref().map(|a| a.state) == Some(ApprovalState::Pending) =>
+            {
+                write(&app, id, None, &|op| {
+                    let Some(a) = op.approval.as_mut() else {
+                        return;
+                    };
+                    a.state = if b.approve {
+                        ApprovalState::Approved
+                    } else {
+                        ApprovalState::Rejected
+                    };
+                    a.reviewer = Some(c.name.clone());
+                    a.comment = b.comment.clone();
+                    let line = format!(
+                        "{} by {}{}",
+                        a.state,
+                        c.name,
+                        if b.comment.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", b.comment)
+                        }
+                    );
+                    op.events.push(line);
+                })
             }
-            a.state = if b.approve {
-                ApprovalState::Approved
-            } else {
-                ApprovalState::Rejected
-            };
-            a.reviewer = Some(c.name.clone());
-            a.comment = b.comment.clone();
-            let line = format!(
-                "{} by {}{}",
-                a.state,
-                c.name,
-                if b.comment.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", b.comment)
-                }
-            );
-            op.events.push(line);
-            Some(op.clone())
-        })
+            _ => None,
+        }
     };
     let Some(op) = decided else {
         return error(
@@ -450,14 +563,8 @@ async fn perform(
 
 /// `GET /api/v1/delivery/operations/{id}`.
 pub async fn operation(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {
-    match app
-        .operations
-        .ops
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-    {
-        Some(op) => Json(op.clone()).into_response(),
+    match load(&app, id) {
+        Some((op, _)) => Json(op).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("no operation {id}")),
     }
 }

@@ -647,6 +647,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         );
         triggers::watch_local(app.clone(), repo, path, cfg.watch_every);
     }
+    // Deployments waiting for their reviewers when the last server process
+    // stopped wait again (their projects are watched by now).
+    delivery::resume(app.clone())?;
     let mut work_dir = None;
     if cfg.embedded_capacity > 0 {
         // Outside the data directory: a job's workspace never leads into the

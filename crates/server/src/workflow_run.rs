@@ -9,16 +9,20 @@
 //!
 //! Scheduling decisions are taken under the scheduler's lock and reading
 //! workflows needs git, so a decision only queues `(run, action)` here; a
-//! task of its own reads the default branch and creates the runs.
+//! task of its own reads the default branch and creates the runs. The queue
+//! is in the store: a run that completed just before the server was killed
+//! still starts its followers when the server comes back (the delivery
+//! recorded per run, attempt and action keeps a follower from starting
+//! twice when the server dies between creating it and dequeuing).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use hangar_engine::workflow_run::{self as wr, TriggeringRun};
-use hangar_store::{Conclusion, NewRun, Run};
+use hangar_store::{Conclusion, NewRun, Run, Store};
 
 use crate::App;
 use crate::workflows::{self, Event};
@@ -26,6 +30,10 @@ use crate::workflows::{self, Event};
 /// The run context key holding how deep in a `workflow_run` chain a run is
 /// (0 or absent: started by anything else).
 const DEPTH_KEY: &str = "workflow_run_depth";
+
+/// How often the queue is read without a wake-up: another server on the same
+/// PostgreSQL database may have queued, an action put off may be due.
+const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -40,42 +48,109 @@ impl Action {
             Action::Completed => "completed",
         }
     }
+
+    fn parse(s: &str) -> Option<Action> {
+        match s {
+            "requested" => Some(Action::Requested),
+            "completed" => Some(Action::Completed),
+            _ => None,
+        }
+    }
 }
 
-/// Runs whose followers are still to be looked for.
+/// Wakes the task that reads the store's queue of runs whose followers are
+/// still to be looked for.
 #[derive(Default)]
 pub struct Queue {
-    items: Mutex<VecDeque<(i64, Action)>>,
     wake: Notify,
 }
 
 impl Queue {
-    pub fn push(&self, run_id: i64, action: Action) {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((run_id, action));
+    /// Queues in the store, then wakes the task.
+    pub fn push(&self, store: &dyn Store, run_id: i64, action: Action) {
+        if let Err(e) = store.queue_workflow_run(run_id, action.as_str()) {
+            tracing::warn!(
+                run = run_id,
+                "queueing workflow_run ({}): {e:#}",
+                action.as_str()
+            );
+        }
         self.wake.notify_one();
-    }
-
-    fn pop(&self) -> Option<(i64, Action)> {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
     }
 }
 
-/// Starts the task that turns queued `(run, action)` pairs into runs.
+/// Attempts at looking for a run's followers before giving up (the default
+/// branch could not be read: a forge that is down, a repository moved).
+const MAX_ATTEMPTS: i64 = 12;
+
+/// How long a failed attempt puts the action off: doubling from a second,
+/// at most a minute (twelve attempts span about seven minutes).
+fn backoff(attempts: i64) -> Duration {
+    Duration::from_secs((1u64 << attempts.clamp(0, 6)).min(60))
+}
+
+/// Starts the task that turns queued `(run, action)` pairs into runs, first
+/// those a previous server process left.
 pub fn spawn(app: Arc<App>) {
     tokio::spawn(async move {
         loop {
-            while let Some((run_id, action)) = app.workflow_runs.pop() {
-                if let Err(e) = follow(&app, run_id, action).await {
-                    tracing::warn!(run = run_id, "workflow_run ({}): {e:#}", action.as_str());
+            loop {
+                let batch = match app.store.queued_workflow_runs(hangar_store::now_ms(), 100) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!("reading the workflow_run queue: {e:#}");
+                        break;
+                    }
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                for q in batch {
+                    let done = match Action::parse(&q.action) {
+                        None => true,
+                        Some(action) => match follow(&app, q.run_id, action).await {
+                            Ok(_) => true,
+                            Err(e) if q.attempts + 1 >= MAX_ATTEMPTS => {
+                                tracing::warn!(
+                                    run = q.run_id,
+                                    "workflow_run ({}): giving up after {} attempts: {e:#}",
+                                    q.action,
+                                    q.attempts + 1
+                                );
+                                let _ = app.store.audit(
+                                    "hangar",
+                                    "workflow_run.failed",
+                                    &format!("run/{}", q.run_id),
+                                    &json!({"action": q.action, "attempts": q.attempts + 1, "error": format!("{e:#}")}),
+                                );
+                                true
+                            }
+                            Err(e) => {
+                                let wait = backoff(q.attempts);
+                                tracing::warn!(
+                                    run = q.run_id,
+                                    "workflow_run ({}): {e:#}; trying again in {} s",
+                                    q.action,
+                                    wait.as_secs()
+                                );
+                                let at = hangar_store::now_ms()
+                                    + i64::try_from(wait.as_millis()).unwrap_or(60_000);
+                                if let Err(e) = app.store.retry_workflow_run(q.id, at) {
+                                    tracing::warn!("putting off workflow_run {}: {e:#}", q.id);
+                                }
+                                false
+                            }
+                        },
+                    };
+                    if done && let Err(e) = app.store.dequeue_workflow_run(q.id) {
+                        tracing::warn!("dequeueing workflow_run {}: {e:#}", q.id);
+                    }
                 }
             }
-            app.workflow_runs.wake.notified().await;
+            tokio::select! {
+                _ = app.workflow_runs.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
         }
     });
 }

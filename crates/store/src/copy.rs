@@ -38,6 +38,8 @@ const TABLES: &[&str] = &[
     "forge_credentials",
     "outbound_deliveries",
     "notification_rules",
+    "delivery_operations",
+    "workflow_run_queue",
 ];
 
 /// One table as copied: its rows on each side and the hash both agreed on.
@@ -435,6 +437,15 @@ mod tests {
         })
         .unwrap();
         s.set_run_held(run_id, true).unwrap();
+        s.create_operation(
+            "app",
+            "prod",
+            &serde_json::json!({"deploy": {}}),
+            &serde_json::json!({"events": []}),
+            OperationPhase::Waiting,
+        )
+        .unwrap();
+        s.queue_workflow_run(run_id, "completed").unwrap();
         (token, run_id, job)
     }
 

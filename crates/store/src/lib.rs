@@ -290,6 +290,36 @@ pub trait Store: Send + Sync {
     /// Newest first; `kind` `None` lists every kind.
     fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>>;
 
+    // Delivery operations (deployments the server runs for clients) and the
+    // `on: workflow_run` queue: what a server waits for survives its restart.
+    /// Stores a new operation; returns its id (ids start at 1 and are never reused).
+    fn create_operation(
+        &self,
+        project: &str,
+        environment: &str,
+        request: &serde_json::Value,
+        state: &serde_json::Value,
+        phase: OperationPhase,
+    ) -> Result<i64>;
+    fn get_operation(&self, id: i64) -> Result<Option<DeliveryOperation>>;
+    /// Replaces an operation's state and phase; false when there is no such operation.
+    fn update_operation(
+        &self,
+        id: i64,
+        state: &serde_json::Value,
+        phase: OperationPhase,
+    ) -> Result<bool>;
+    /// The operations in `phase`, oldest first.
+    fn operations_in(&self, phase: OperationPhase) -> Result<Vec<DeliveryOperation>>;
+    /// Queues a run's `workflow_run` action (`requested`, `completed`).
+    fn queue_workflow_run(&self, run_id: i64, action: &str) -> Result<i64>;
+    /// The oldest queued actions due at `now` (not put off past it), at most `limit`.
+    fn queued_workflow_runs(&self, now: Millis, limit: i64) -> Result<Vec<QueuedWorkflowRun>>;
+    /// Counts a failed attempt and puts the action off until `not_before`.
+    fn retry_workflow_run(&self, id: i64, not_before: Millis) -> Result<()>;
+    /// Removes a queued action once its followers were looked for.
+    fn dequeue_workflow_run(&self, id: i64) -> Result<()>;
+
     // Retention: what may expire, and deleting it.
     /// Every completed run's logs, every artifact and every cache entry with its size.
     fn retention_items(&self) -> Result<Vec<RetentionItem>>;

@@ -493,3 +493,63 @@ pub struct RetentionItem {
     pub at: Millis,
     pub bytes: i64,
 }
+
+/// Where a delivery operation (a deployment the server runs for a client)
+/// stands, as far as a restarted server must know: one still waiting for its
+/// reviewers or wait timer is resumed; one whose controller request was under
+/// way when the server died is ended (the controller recovers the deployment
+/// itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationPhase {
+    Waiting,
+    Running,
+    Done,
+}
+
+impl OperationPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationPhase::Waiting => "waiting",
+            OperationPhase::Running => "running",
+            OperationPhase::Done => "done",
+        }
+    }
+}
+
+impl std::str::FromStr for OperationPhase {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "waiting" => OperationPhase::Waiting,
+            "running" => OperationPhase::Running,
+            "done" => OperationPhase::Done,
+            other => anyhow::bail!("unknown operation phase `{other}`"),
+        })
+    }
+}
+
+/// A delivery operation as kept: the controller request to perform and the
+/// operation as the API shows it (both JSON the server owns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryOperation {
+    pub id: i64,
+    pub project: String,
+    pub environment: String,
+    pub request: serde_json::Value,
+    pub state: serde_json::Value,
+    pub phase: OperationPhase,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A run whose `on: workflow_run` followers are still to be looked for
+/// (`action`: `requested` or `completed`, GitHub's event action).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedWorkflowRun {
+    pub id: i64,
+    pub run_id: i64,
+    pub action: String,
+    /// Earlier attempts that failed (the default branch could not be read).
+    pub attempts: i64,
+}

@@ -2174,6 +2174,106 @@ impl Store for PgStore {
         )
     }
 
+    fn create_operation(
+        &self,
+        project: &str,
+        environment: &str,
+        request: &serde_json::Value,
+        state: &serde_json::Value,
+        phase: OperationPhase,
+    ) -> Result<i64> {
+        let now = now_ms();
+        col(
+            &self.query_one(
+                "INSERT INTO delivery_operations (project, environment, request, state, phase, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                &[
+                    &project,
+                    &environment,
+                    &request.to_string(),
+                    &state.to_string(),
+                    &phase.as_str(),
+                    &now,
+                ],
+            )?,
+            "id",
+        )
+    }
+
+    fn get_operation(&self, id: i64) -> Result<Option<DeliveryOperation>> {
+        self.query_opt(
+            &format!("SELECT {OPERATION_COLS} FROM delivery_operations WHERE id = $1"),
+            &[&id],
+        )?
+        .map(|r| operation_from_row(&r))
+        .transpose()
+    }
+
+    fn update_operation(
+        &self,
+        id: i64,
+        state: &serde_json::Value,
+        phase: OperationPhase,
+    ) -> Result<bool> {
+        Ok(self.execute(
+            "UPDATE delivery_operations SET state = $2, phase = $3, updated_at = $4 WHERE id = $1",
+            &[&id, &state.to_string(), &phase.as_str(), &now_ms()],
+        )? > 0)
+    }
+
+    fn operations_in(&self, phase: OperationPhase) -> Result<Vec<DeliveryOperation>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT {OPERATION_COLS} FROM delivery_operations WHERE phase = $1 ORDER BY id"
+                ),
+                &[&phase.as_str()],
+            )?,
+            operation_from_row,
+        )
+    }
+
+    fn queue_workflow_run(&self, run_id: i64, action: &str) -> Result<i64> {
+        col(
+            &self.query_one(
+                "INSERT INTO workflow_run_queue (run_id, action, queued_at) VALUES ($1, $2, $3) RETURNING id",
+                &[&run_id, &action, &now_ms()],
+            )?,
+            "id",
+        )
+    }
+
+    fn queued_workflow_runs(&self, now: Millis, limit: i64) -> Result<Vec<QueuedWorkflowRun>> {
+        rows(
+            self.query(
+                "SELECT id, run_id, action, attempts FROM workflow_run_queue WHERE not_before <= $1 \
+                 ORDER BY id LIMIT $2",
+                &[&now, &limit],
+            )?,
+            |r| {
+                Ok(QueuedWorkflowRun {
+                    id: col(r, "id")?,
+                    run_id: col(r, "run_id")?,
+                    action: col(r, "action")?,
+                    attempts: col(r, "attempts")?,
+                })
+            },
+        )
+    }
+
+    fn retry_workflow_run(&self, id: i64, not_before: Millis) -> Result<()> {
+        self.execute(
+            "UPDATE workflow_run_queue SET attempts = attempts + 1, not_before = $2 WHERE id = $1",
+            &[&id, &not_before],
+        )?;
+        Ok(())
+    }
+
+    fn dequeue_workflow_run(&self, id: i64) -> Result<()> {
+        self.execute("DELETE FROM workflow_run_queue WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
     fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>> {
         rows(
             self.query(
@@ -2531,6 +2631,28 @@ impl Store for PgStore {
              `pg_dump --format=custom` (and copy the data directory's secret.key and blobs/)"
         )
     }
+}
+
+const OPERATION_COLS: &str =
+    "id, project, environment, request, state, phase, created_at, updated_at";
+
+fn operation_from_row(r: &Row) -> Result<DeliveryOperation> {
+    let id: i64 = col(r, "id")?;
+    let request: String = col(r, "request")?;
+    let state: String = col(r, "state")?;
+    let phase: String = col(r, "phase")?;
+    Ok(DeliveryOperation {
+        id,
+        project: col(r, "project")?,
+        environment: col(r, "environment")?,
+        request: serde_json::from_str(&request)
+            .with_context(|| format!("the request of delivery operation {id}"))?,
+        state: serde_json::from_str(&state)
+            .with_context(|| format!("the state of delivery operation {id}"))?,
+        phase: phase.parse()?,
+        created_at: col(r, "created_at")?,
+        updated_at: col(r, "updated_at")?,
+    })
 }
 
 #[cfg(test)]

@@ -1651,6 +1651,106 @@ impl Store for SqliteStore {
         Ok(c.last_insert_rowid())
     }
 
+    fn create_operation(
+        &self,
+        project: &str,
+        environment: &str,
+        request: &serde_json::Value,
+        state: &serde_json::Value,
+        phase: OperationPhase,
+    ) -> Result<i64> {
+        let c = self.c();
+        let now = now_ms();
+        c.execute(
+            "INSERT INTO delivery_operations (project, environment, request, state, phase, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![
+                project,
+                environment,
+                request.to_string(),
+                state.to_string(),
+                phase.as_str(),
+                now
+            ],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn get_operation(&self, id: i64) -> Result<Option<DeliveryOperation>> {
+        let c = self.c();
+        let row = c
+            .query_row(
+                &format!("SELECT {OPERATION_COLS} FROM delivery_operations WHERE id = ?1"),
+                [id],
+                operation_columns,
+            )
+            .optional()?;
+        row.map(operation_from_columns).transpose()
+    }
+
+    fn update_operation(
+        &self,
+        id: i64,
+        state: &serde_json::Value,
+        phase: OperationPhase,
+    ) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE delivery_operations SET state = ?2, phase = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, state.to_string(), phase.as_str(), now_ms()],
+        )? > 0)
+    }
+
+    fn operations_in(&self, phase: OperationPhase) -> Result<Vec<DeliveryOperation>> {
+        let c = self.c();
+        let mut s = c.prepare(&format!(
+            "SELECT {OPERATION_COLS} FROM delivery_operations WHERE phase = ?1 ORDER BY id"
+        ))?;
+        let rows = s
+            .query_map([phase.as_str()], operation_columns)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(operation_from_columns).collect()
+    }
+
+    fn queue_workflow_run(&self, run_id: i64, action: &str) -> Result<i64> {
+        let c = self.c();
+        c.execute(
+            "INSERT INTO workflow_run_queue (run_id, action, queued_at) VALUES (?1, ?2, ?3)",
+            params![run_id, action, now_ms()],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    fn queued_workflow_runs(&self, now: Millis, limit: i64) -> Result<Vec<QueuedWorkflowRun>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT id, run_id, action, attempts FROM workflow_run_queue WHERE not_before <= ?1 \
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = s.query_map(params![now, limit], |r| {
+            Ok(QueuedWorkflowRun {
+                id: r.get(0)?,
+                run_id: r.get(1)?,
+                action: r.get(2)?,
+                attempts: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn retry_workflow_run(&self, id: i64, not_before: Millis) -> Result<()> {
+        self.c().execute(
+            "UPDATE workflow_run_queue SET attempts = attempts + 1, not_before = ?2 WHERE id = ?1",
+            params![id, not_before],
+        )?;
+        Ok(())
+    }
+
+    fn dequeue_workflow_run(&self, id: i64) -> Result<()> {
+        self.c()
+            .execute("DELETE FROM workflow_run_queue WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
     fn list_outbound(&self, kind: Option<&str>, limit: i64) -> Result<Vec<Outbound>> {
         let c = self.c();
         let mut s = c.prepare(
@@ -1995,6 +2095,41 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
               OR git_ref IN ('refs/pull/' || ?11 || '/merge', 'refs/pull/' || ?11 || '/head'))"
         .to_string();
     (cond, values)
+}
+
+const OPERATION_COLS: &str =
+    "id, project, environment, request, state, phase, created_at, updated_at";
+
+type OperationColumns = (i64, String, String, String, String, String, i64, i64);
+
+fn operation_columns(r: &Row) -> rusqlite::Result<OperationColumns> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn operation_from_columns(
+    (id, project, environment, request, state, phase, created_at, updated_at): OperationColumns,
+) -> Result<DeliveryOperation> {
+    Ok(DeliveryOperation {
+        id,
+        project,
+        environment,
+        request: serde_json::from_str(&request)
+            .with_context(|| format!("the request of delivery operation {id}"))?,
+        state: serde_json::from_str(&state)
+            .with_context(|| format!("the state of delivery operation {id}"))?,
+        phase: phase.parse()?,
+        created_at,
+        updated_at,
+    })
 }
 
 #[cfg(test)]

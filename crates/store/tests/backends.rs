@@ -49,6 +49,8 @@ macro_rules! on_both {
 }
 
 on_both!(
+    delivery_operations_round_trip_by_phase,
+    workflow_run_queue_is_first_in_first_out,
     results_cache_entries_are_immutable_per_slot,
     tokens_verify_by_plaintext_only,
     expired_and_revoked_tokens_verify_as_none,
@@ -1170,4 +1172,80 @@ fn repositories_change_and_agents_drain(s: &dyn Store) {
     assert!(s.delete_agent("a1").unwrap());
     assert!(s.list_agents().unwrap().is_empty());
     assert!(!s.agent_drained("a1").unwrap());
+}
+
+fn delivery_operations_round_trip_by_phase(s: &dyn Store) {
+    let req = serde_json::json!({"deploy": {"no_build": true}});
+    let a = s
+        .create_operation(
+            "app",
+            "prod",
+            &req,
+            &serde_json::json!({"events": ["waiting"]}),
+            OperationPhase::Waiting,
+        )
+        .unwrap();
+    let b = s
+        .create_operation(
+            "app",
+            "staging",
+            &req,
+            &serde_json::json!({}),
+            OperationPhase::Running,
+        )
+        .unwrap();
+    assert_eq!(a, 1, "ids start at 1 (the API's first operation is 1)");
+    assert!(b > a);
+    let op = s.get_operation(a).unwrap().unwrap();
+    assert_eq!(
+        (op.project.as_str(), op.environment.as_str()),
+        ("app", "prod")
+    );
+    assert_eq!(op.request, req);
+    assert_eq!(op.state["events"][0], "waiting");
+    assert_eq!(op.phase, OperationPhase::Waiting);
+    let waiting: Vec<i64> = s
+        .operations_in(OperationPhase::Waiting)
+        .unwrap()
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(waiting, vec![a]);
+    assert!(
+        s.update_operation(a, &serde_json::json!({"done": true}), OperationPhase::Done)
+            .unwrap()
+    );
+    assert!(s.operations_in(OperationPhase::Waiting).unwrap().is_empty());
+    let op = s.get_operation(a).unwrap().unwrap();
+    assert_eq!(
+        (op.phase, op.state["done"].as_bool()),
+        (OperationPhase::Done, Some(true))
+    );
+    assert!(
+        !s.update_operation(99, &serde_json::json!({}), OperationPhase::Done)
+            .unwrap()
+    );
+    assert!(s.get_operation(99).unwrap().is_none());
+}
+
+fn workflow_run_queue_is_first_in_first_out(s: &dyn Store) {
+    let a = s.queue_workflow_run(7, "requested").unwrap();
+    let b = s.queue_workflow_run(7, "completed").unwrap();
+    s.queue_workflow_run(8, "requested").unwrap();
+    let now = 1_000;
+    let q = s.queued_workflow_runs(now, 2).unwrap();
+    assert_eq!(
+        q.iter()
+            .map(|q| (q.id, q.run_id, q.action.as_str(), q.attempts))
+            .collect::<Vec<_>>(),
+        vec![(a, 7, "requested", 0), (b, 7, "completed", 0)]
+    );
+    s.dequeue_workflow_run(a).unwrap();
+    // A failed attempt puts it off, and counts.
+    s.retry_workflow_run(b, now + 500).unwrap();
+    let q = s.queued_workflow_runs(now, 10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].run_id, 8);
+    let q = s.queued_workflow_runs(now + 500, 10).unwrap();
+    assert_eq!((q[0].id, q[0].attempts), (b, 1));
 }
