@@ -36,6 +36,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pool::{Local, Pool, SendError};
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
 
 /// The cookie that pins a client to one version during a rollout.
@@ -246,8 +247,12 @@ impl Router {
     /// its idle workers (measured with perf under benches/router-vs-nginx.sh),
     /// while here a connection lives and dies on one thread. The first thread
     /// accepts and deals connections round-robin, which keeps the threads evenly
-    /// loaded; one listening socket (not `SO_REUSEPORT`) keeps a second hangar
-    /// from binding the same address and quietly taking half the traffic.
+    /// loaded however long connections live (threads racing to accept take
+    /// connections by who woke first); one listening socket (not `SO_REUSEPORT`)
+    /// keeps a second hangar from binding the same address and quietly taking
+    /// half the traffic. A connection is accepted unregistered and joins the
+    /// event loop of the thread it is dealt to once, so dealing it costs one
+    /// wake-up of that thread, not a registration moved between two.
     /// Stopping stops accepting; connections in flight get up to [`DRAIN`].
     pub fn serve_threads(
         self: &Arc<Self>,
@@ -298,9 +303,7 @@ impl Router {
                     Box::pin(async move {
                         // Ends when the acceptor stops (it drops the senders).
                         while let Some((stream, addr)) = rx.recv().await {
-                            if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                                serve_connection(router.clone(), stream, addr, live.clone());
-                            }
+                            serve_std(&router, stream, addr, &live);
                         }
                     })
                 }),
@@ -312,18 +315,25 @@ impl Router {
             0,
             Box::new(move |live| {
                 Box::pin(async move {
-                    let Ok(listener) = TcpListener::from_std(listener) else {
-                        return;
+                    let listener = match watch_listener(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(
+                                "router {}: cannot watch the listener: {e}",
+                                router.name
+                            );
+                            return;
+                        }
                     };
                     let accepting = async {
                         let mut turn = 0usize;
                         loop {
-                            let (stream, addr) = accept(&router, &listener).await;
+                            let (stream, addr) = accept_raw(&router, &listener).await;
                             turn = (turn + 1) % (inboxes.len() + 1);
                             if turn == 0 {
-                                serve_connection(router.clone(), stream, addr, live.clone());
-                            } else if let Ok(std_stream) = stream.into_std() {
-                                let _ = inboxes[turn - 1].send((std_stream, addr));
+                                serve_std(&router, stream, addr, &live);
+                            } else {
+                                let _ = inboxes[turn - 1].send((stream, addr));
                             }
                         }
                     };
@@ -401,16 +411,14 @@ impl Router {
         strip_hop_by_hop(&mut parts.headers);
         let forwarded = match parts
             .headers
-            .get("x-forwarded-for")
+            .get(X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
         {
             Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
             None => peer.ip_header.clone(),
         };
         if let Some(v) = forwarded {
-            parts
-                .headers
-                .insert(HeaderName::from_static("x-forwarded-for"), v);
+            parts.headers.insert(X_FORWARDED_FOR, v);
         }
         let idempotent = matches!(
             parts.method,
@@ -511,9 +519,7 @@ impl Router {
         // not downgrade the client's keep-alive connection.
         parts.version = hyper::Version::HTTP_11;
         if let Some(v) = &t.routes[ri].version_header {
-            parts
-                .headers
-                .insert(HeaderName::from_static(VERSION_HEADER), v.clone());
+            parts.headers.insert(X_HANGAR_VERSION, v.clone());
         }
         if t.sticky
             && set_cookie
@@ -576,6 +582,59 @@ async fn accept(router: &Router, listener: &TcpListener) -> (tokio::net::TcpStre
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// The next connection, accepted (non-blocking) but registered with no event
+/// loop yet: the thread it is dealt to registers it. Failures back off as in [`accept`].
+async fn accept_raw(
+    router: &Router,
+    listener: &AsyncFd<mio::net::TcpListener>,
+) -> (std::net::TcpStream, SocketAddr) {
+    loop {
+        let mut ready = match listener.readable().await {
+            Ok(ready) => ready,
+            Err(err) => {
+                tracing::warn!("router {}: listener failed: {err}", router.name);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match ready.try_io(|l| l.get_ref().accept()) {
+            Ok(Ok((stream, addr))) => return (stream.into(), addr),
+            Ok(Err(err)) => {
+                tracing::warn!("router {}: accept failed: {err}", router.name);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            // Nothing left to accept: wait for the next readiness.
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// The listening socket in the current thread's event loop, for [`accept_raw`].
+#[allow(unsafe_code)] // tokio's safe constructor is deprecated for an I/O-safety hole; see SAFETY.
+fn watch_listener(
+    listener: std::net::TcpListener,
+) -> std::io::Result<AsyncFd<mio::net::TcpListener>> {
+    let listener = mio::net::TcpListener::from_std(listener);
+    // SAFETY: the mio listener owns its descriptor and is moved into the
+    // AsyncFd, which lends it out only by reference: the descriptor stays open,
+    // and the same one, until the AsyncFd is dropped, as `register` requires.
+    unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
+/// Serves a connection accepted by [`accept_raw`] on the current thread's event loop.
+fn serve_std(
+    router: &Arc<Router>,
+    stream: std::net::TcpStream,
+    addr: SocketAddr,
+    live: &Arc<AtomicUsize>,
+) {
+    match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => serve_connection(router.clone(), stream, addr, live.clone()),
+        Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
     }
 }
 
@@ -669,16 +728,23 @@ fn sticky_cookie(req: &Request<Incoming>) -> Option<String> {
     None
 }
 
+/// Hop-by-hop headers (RFC 9110 7.6.1 and the legacy ones): a proxy does not forward them.
+/// Names built at compile time: removing by a `&str` parses and hashes it each time,
+/// twice per proxied request.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    hyper::header::UPGRADE,
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_HANGAR_VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
+
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
