@@ -81,13 +81,19 @@ impl Client {
                 let theirs = v.get("protocol_version").and_then(|p| p.as_u64());
                 if theirs != Some(u64::from(PROTOCOL_VERSION)) {
                     let server = v.get("hangar_version").and_then(|h| h.as_str());
-                    return Err(Refused(version_mismatch(
+                    let why = version_mismatch(
                         PROTOCOL_VERSION,
                         HANGAR_VERSION,
                         theirs.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
                         server.unwrap_or(""),
-                    ))
-                    .into());
+                    );
+                    // The job is this agent's until told: say so now, so
+                    // the server queues it again (or fails it saying why)
+                    // rather than wait for the lease to expire.
+                    if let Err(e) = self.refuse_assignment(&v, &why).await {
+                        tracing::warn!("telling the server the job is refused failed: {e:#}");
+                    }
+                    return Err(Refused(why).into());
                 }
                 Ok(Some(
                     serde_json::from_value(v).context("reading the server's assignment")?,
@@ -103,6 +109,33 @@ impl Client {
                 bail!("poll answered {s}: {text}")
             }
         }
+    }
+
+    /// Gives back the job of an assignment (read as loosely as another
+    /// version's may be written: its id, fence and lease key) this agent
+    /// will not run.
+    async fn refuse_assignment(&self, v: &serde_json::Value, why: &str) -> anyhow::Result<()> {
+        let job_id = v
+            .get("job_id")
+            .and_then(|j| j.as_i64())
+            .context("the assignment names no job")?;
+        let req = RefuseRequest {
+            fence: v.get("fence").and_then(|f| f.as_i64()).unwrap_or(0),
+            protocol_version: PROTOCOL_VERSION,
+            hangar_version: HANGAR_VERSION.to_string(),
+            reason: why.to_string(),
+        };
+        let key = v.get("lease_key").and_then(|k| k.as_str()).unwrap_or("");
+        let resp = self
+            .with_lease(key)
+            .post(&format!("/api/v1/agent/jobs/{job_id}/refuse"))
+            .json(&req)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("refuse answered {}", resp.status());
+        }
+        Ok(())
     }
 
     /// `None` when the lease was lost (409).

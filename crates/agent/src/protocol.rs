@@ -13,6 +13,7 @@
 //! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk; idempotent on `chunk`; the answer acknowledges it |
 //! | step | `POST /api/v1/agent/jobs/{id}/steps` | a step started or finished |
 //! | complete | `POST /api/v1/agent/jobs/{id}/complete` | the job's conclusion and outputs |
+//! | refuse | `POST /api/v1/agent/jobs/{id}/refuse` | the agent will not run an assignment of another [`PROTOCOL_VERSION`] ([`RefuseRequest`]): the job goes back to the queue at once, or fails saying why when no other agent can take it |
 
 use std::collections::BTreeMap;
 
@@ -127,6 +128,21 @@ pub struct Assignment {
     /// no merge commit). Absent from older servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+}
+
+/// An agent's refusal of an assignment it cannot run: the server's
+/// [`PROTOCOL_VERSION`] is not its own. Sent at once, so the job does not
+/// stay leased to an agent that will never run it until the lease expires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefuseRequest {
+    pub fence: i64,
+    /// The agent's [`PROTOCOL_VERSION`] and [`HANGAR_VERSION`].
+    pub protocol_version: u32,
+    #[serde(default)]
+    pub hangar_version: String,
+    /// Why, in words (the agent's [`version_mismatch`]).
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// The code of the server's refusal of an agent of another protocol

@@ -667,6 +667,89 @@ pub async fn complete(
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// An agent will not run its assignment: the server speaks another
+/// protocol version. The job goes back to the queue at once when another
+/// agent of this server's version, offering its labels, has been seen in
+/// the last minute; otherwise it fails, naming both versions, rather than
+/// stay leased to an agent that will never run it until the lease expires.
+pub async fn refuse(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(job_id): Path<i64>,
+    Json(req): Json<RefuseRequest>,
+) -> Response {
+    let job = match held(&app, job_id, req.fence, &caller, &headers) {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let refuser = job.lease_owner.clone().unwrap_or_default();
+    let theirs = version_mismatch(
+        req.protocol_version,
+        &req.hangar_version,
+        PROTOCOL_VERSION,
+        HANGAR_VERSION,
+    );
+    // The refuser is not an agent of this version, whatever it polled with.
+    let others = {
+        let mut agents = app.agents.lock().unwrap_or_else(|e| e.into_inner());
+        agents.remove(&refuser);
+        let now = now_ms();
+        agents
+            .values()
+            .filter(|a| now - a.last_seen < 60_000)
+            .filter(|a| !app.store.agent_drained(&a.id).unwrap_or(false))
+            .filter(|a| {
+                job.labels
+                    .iter()
+                    .all(|l| a.labels.iter().any(|o| o.eq_ignore_ascii_case(l)))
+            })
+            .count()
+    };
+    let requeue = others > 0;
+    let reason = if requeue {
+        format!("agent {refuser} refused the job ({theirs}); back in the queue for another agent")
+    } else {
+        format!(
+            "agent {refuser} refused the job ({theirs}); no other agent of protocol {PROTOCOL_VERSION}              offering {} is connected, so the job fails rather than wait",
+            if job.labels.is_empty() {
+                "any labels".to_string()
+            } else {
+                job.labels.join(", ")
+            }
+        )
+    };
+    match app.store.release_lease(job.id, job.fence, requeue, &reason) {
+        Ok(true) => {}
+        Ok(false) => return error(StatusCode::CONFLICT, "the lease is no longer yours"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    }
+    tracing::warn!(job = job.id, "{reason}");
+    if !requeue {
+        let _ = app.store.append_log_chunk(
+            job.id,
+            job.attempt,
+            1_000_000,
+            10_000_000,
+            &format!("##[error]{reason}\n"),
+        );
+    }
+    let _ = app.store.audit(
+        &caller.name,
+        "job.refused",
+        &format!("job/{}", job.id),
+        &json!({"agent": refuser, "protocol_version": req.protocol_version,
+            "hangar_version": req.hangar_version, "requeued": requeue}),
+    );
+    app.publish_job(job.run_id, job.id);
+    if requeue {
+        app.wake_agents();
+    }
+    app.advance_run(job.run_id).await;
+    app.wake_group(job.id).await;
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// The run of a job the caller holds the lease of: an agent reads the
 /// artifacts of its own job's run only.
 #[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call

@@ -287,6 +287,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/agent/jobs/{id}/logs", post(agent_api::logs))
         .route("/api/v1/agent/jobs/{id}/steps", post(agent_api::step))
+        .route("/api/v1/agent/jobs/{id}/refuse", post(agent_api::refuse))
         .route(
             "/api/v1/agent/jobs/{id}/complete",
             post(agent_api::complete),

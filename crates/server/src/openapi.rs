@@ -325,6 +325,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/agent/jobs/{id}/heartbeat", vec![("post", agent("Agent: extend the lease").body(json!({"type": "object", "required": ["fence"], "properties": {"fence": int()}}), true).ok("200", "extended", json!({"type": "object"})))]),
         ("/api/v1/agent/jobs/{id}/logs", vec![("post", agent("Agent: one log chunk").body(json!({"type": "object"}), true).ok("200", "stored", json!({"type": "object"})))]),
         ("/api/v1/agent/jobs/{id}/steps", vec![("post", agent("Agent: a step started or finished").body(json!({"type": "object"}), true).ok("200", "stored", json!({"type": "object"})))]),
+        ("/api/v1/agent/jobs/{id}/refuse", vec![("post", agent("Agent: refuse an assignment of another protocol version (the job is queued again, or fails when no agent of this version can take it)").body(json!({"type": "object", "required": ["fence", "protocol_version"], "properties": {"fence": int(), "protocol_version": int(), "hangar_version": {"type": "string"}, "reason": {"type": "string"}}}), true).empty("204", "given back"))]),
         ("/api/v1/agent/jobs/{id}/complete", vec![("post", agent("Agent: the job's conclusion and outputs").body(json!({"type": "object"}), true).ok("200", "stored", json!({"type": "object"})))]),
         ("/api/v1/agent/jobs/{id}/artifacts", vec![("get", agent("Agent: artifact names of the job's run").ok("200", "names", json!({})))]),
         ("/api/v1/agent/jobs/{id}/artifacts/{name}", vec![

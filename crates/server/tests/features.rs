@@ -1539,7 +1539,9 @@ jobs:
 
 /// The same caller/callee pair gives the same jobs and conclusions under
 /// `hangar run` and on `hangar serve`: an `if:` on the caller reading a
-/// needed job's output, a caller skipped by its `if:`, a called job that
+/// needed job's output, called jobs' `if:` reading the call's `inputs`
+/// (the server's job-level contexts, built as `hangar run` builds them), a
+/// caller skipped by its `if:`, a called job that
 /// fails (the caller fails, its dependents are skipped, an `always()` one
 /// runs), and outputs mapped back.
 #[tokio::test]
@@ -1587,8 +1589,14 @@ jobs:
     steps: [{id: s, run: 'echo x=ex >> \"$GITHUB_OUTPUT\"'}]
   b:
     needs: a
+    if: inputs.v == 'one'
     runs-on: ubuntu-latest
     steps: [{run: echo b}]
+  c:
+    needs: a
+    if: inputs.v != 'one'
+    runs-on: ubuntu-latest
+    steps: [{run: echo c}]
 ";
     let fail = "on: workflow_call
 jobs:
@@ -1645,6 +1653,9 @@ jobs:
     let server = leaf_jobs(&server_run);
     assert_eq!(local, server, "local {local:#?}\nserver {server_run:#}");
     assert_eq!(server["call / a"], "success");
+    // A called job's `if:` reads the call's inputs, on both sides.
+    assert_eq!(server["call / b"], "success");
+    assert_eq!(server["call / c"], "skipped");
     assert_eq!(server["skipped-call"], "skipped");
     assert_eq!(server["failing / bad"], "failure");
     assert_eq!(server["failing / next"], "skipped");
@@ -1767,4 +1778,105 @@ jobs:
             .any(|j| j["key"].as_str().unwrap().contains("leaf"))
     );
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{run:#}");
+}
+
+/// The version check goes both ways: an agent handed a job by a server of
+/// another protocol version refuses it at once (`refuse`), and the job is
+/// not left leased until the lease expires. With another agent of the
+/// server's version connected it goes back to the queue and that agent
+/// runs it; with none it fails at once, naming both versions.
+#[tokio::test]
+async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo hi}]\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    // A long lease: anything that happens below happens because of the
+    // refusal, not because a lease expired.
+    let s = start_with(|c| {
+        c.embedded_capacity = 0;
+        c.lease = Duration::from_secs(600);
+    })
+    .await;
+    s.register("acme/app", repo.path()).await;
+    let (_, t) = s
+        .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
+        .await;
+    let agent = t["token"].as_str().unwrap().to_string();
+    let ours = hangar_agent::PROTOCOL_VERSION;
+    let poll = |id: &str| {
+        json!({"protocol_version": ours, "agent_id": id, "name": id, "labels": ["ubuntu-latest"],
+            "capacity": 1, "free_slots": 1, "wait_ms": 0})
+    };
+    let lease = async |id: &str| {
+        let start = Instant::now();
+        loop {
+            let (code, a) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll(id)).await;
+            if code == 200 {
+                return a;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no job leased");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let refuse = async |a: &Value| {
+        let job = a["job_id"].as_i64().unwrap();
+        as_agent(
+            &s,
+            &agent,
+            a["lease_key"].as_str().unwrap(),
+            &format!("/api/v1/agent/jobs/{job}/refuse"),
+            json!({"fence": a["fence"], "protocol_version": ours + 1, "hangar_version": "9.9.9",
+                "reason": "another version"}),
+        )
+        .await
+    };
+
+    // Another agent of this version is connected (it polled, found nothing).
+    let (code, _) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll("b2")).await;
+    assert_eq!(code, 204);
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let first = lease("b1").await;
+    // A refusal without the lease's key is not the holder's.
+    let job = first["job_id"].as_i64().unwrap();
+    let (code, _) = as_agent(
+        &s,
+        &agent,
+        "",
+        &format!("/api/v1/agent/jobs/{job}/refuse"),
+        json!({"fence": first["fence"], "protocol_version": ours + 1}),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, e) = refuse(&first).await;
+    assert_eq!(code, 204, "{e}");
+    let run = s.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["jobs"][0]["status"], "queued", "{run:#}");
+    let audit = s.get("/api/v1/audit").await;
+    let refused: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "job.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{audit:#}");
+    assert!(
+        refused[0].to_string().contains("\"requeued\":true"),
+        "{audit:#}"
+    );
+    let second = lease("b2").await;
+    assert_eq!(second["job_id"], first["job_id"]);
+
+    // No other agent of this version: the job fails at once, saying why.
+    let (code, e) = refuse(&second).await;
+    assert_eq!(code, 204, "{e}");
+    let run = s.wait_run(run_id, Duration::from_secs(10)).await;
+    assert_eq!(run["run"]["conclusion"], "failure", "{run:#}");
+    let why = run["jobs"][0]["waiting_reason"].as_str().unwrap_or("");
+    for part in [
+        "agent b2 refused".to_string(),
+        format!("agent protocol {} (hangar 9.9.9)", ours + 1),
+        format!("no other agent of protocol {ours}"),
+    ] {
+        assert!(why.contains(&part), "{why} lacks {part}");
+    }
 }
