@@ -27,4 +27,4 @@ pub mod state;
 pub mod supervisor;
 
 pub use controller::{Controller, DeployRequest, EnvStatus, Signal};
-pub use plane::{run_router, use_router_process};
+pub use plane::{routers_openmetrics, run_router, use_router_process};

@@ -620,3 +620,319 @@ fn deployments_go_through_the_server_and_outlive_the_cli() {
     let out = cli(&["status", "prod", "--project", "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no watched project `nope`"));
 }
+
+/// A sample of an OpenMetrics exposition: name, labels, value.
+type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// OpenMetrics 1.0 text, read strictly: it ends with `# EOF`; every sample's
+/// family has its `# TYPE` (and `# HELP`) once, before its samples, and its
+/// samples are together; sample names are the family's (`_total` of a
+/// counter, `_bucket`/`_sum`/`_count` of a histogram); names, label names
+/// and escapes are valid; no series twice; histogram buckets cumulative with
+/// `+Inf` equal to `_count`.
+fn parse_openmetrics(text: &str) -> Result<Vec<Sample>, String> {
+    use std::collections::{BTreeMap, HashSet};
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let body = text
+        .strip_suffix("# EOF\n")
+        .or_else(|| text.strip_suffix("# EOF"))
+        .ok_or("the exposition does not end with `# EOF`")?;
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut helped = HashSet::new();
+    let mut done = HashSet::new();
+    let mut current: Option<String> = None;
+    let mut seen = HashSet::new();
+    let mut samples = Vec::new();
+    for (n, line) in body.lines().enumerate() {
+        let at = |m: String| format!("line {}: {m}: {line}", n + 1);
+        if line.is_empty() {
+            return Err(at("empty line".into()));
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut p = rest.splitn(3, ' ');
+            let (kw, name) = (p.next().unwrap_or(""), p.next().unwrap_or(""));
+            if !name_ok(name) {
+                return Err(at(format!("bad family name `{name}`")));
+            }
+            if done.contains(name) || current.as_deref() == Some(name) {
+                return Err(at("metadata after the family's samples".into()));
+            }
+            match kw {
+                "HELP" => {
+                    if !helped.insert(name.to_string()) {
+                        return Err(at("second HELP".into()));
+                    }
+                }
+                "TYPE" => {
+                    let ty = p.next().unwrap_or("");
+                    let known = [
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "gaugehistogram",
+                        "stateset",
+                        "info",
+                        "summary",
+                        "unknown",
+                    ];
+                    if !known.contains(&ty) {
+                        return Err(at(format!("bad type `{ty}`")));
+                    }
+                    if ty == "counter" && name.ends_with("_total") {
+                        return Err(at("a counter family named with `_total`".into()));
+                    }
+                    if types.insert(name.to_string(), ty.to_string()).is_some() {
+                        return Err(at("second TYPE".into()));
+                    }
+                }
+                "UNIT" => {}
+                _ => return Err(at(format!("unknown `# {kw}`"))),
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').ok_or_else(|| at("no value".into()))?;
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().map_err(|_| at(format!("bad value `{v}`")))?,
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), BTreeMap::new()),
+            Some((name, rest)) => {
+                let inner = rest
+                    .strip_suffix('}')
+                    .ok_or_else(|| at("unclosed labels".into()))?;
+                let mut labels = BTreeMap::new();
+                let mut chars = inner.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    if !name_ok(&key) || key.contains(':') {
+                        return Err(at(format!("bad label name `{key}`")));
+                    }
+                    if chars.next() != Some('"') {
+                        return Err(at("label value not quoted".into()));
+                    }
+                    let mut v = String::new();
+                    loop {
+                        match chars.next() {
+                            None => return Err(at("unterminated label value".into())),
+                            Some('"') => break,
+                            Some('\\') => match chars.next() {
+                                Some('\\') => v.push('\\'),
+                                Some('"') => v.push('"'),
+                                Some('n') => v.push('\n'),
+                                other => return Err(at(format!("bad escape {other:?}"))),
+                            },
+                            Some(c) => v.push(c),
+                        }
+                    }
+                    if labels.insert(key.clone(), v).is_some() {
+                        return Err(at(format!("label `{key}` twice")));
+                    }
+                    match chars.next() {
+                        None => break,
+                        Some(',') => {}
+                        Some(c) => return Err(at(format!("`{c}` after a label"))),
+                    }
+                }
+                (name.to_string(), labels)
+            }
+        };
+        let family = types
+            .iter()
+            .find(|(f, ty)| {
+                let suffixes: &[&str] = match ty.as_str() {
+                    "counter" => &["_total", "_created"],
+                    "histogram" | "gaugehistogram" => {
+                        &["_bucket", "_sum", "_count", "_created", "_gcount", "_gsum"]
+                    }
+                    "summary" => &["", "_sum", "_count", "_created"],
+                    "info" => &["_info"],
+                    _ => &[""],
+                };
+                suffixes.iter().any(|s| name == format!("{f}{s}"))
+            })
+            .map(|(f, _)| f.clone())
+            .ok_or_else(|| at(format!("sample `{name}` of no declared family")))?;
+        if current.as_deref() != Some(family.as_str()) {
+            if let Some(prev) = current.replace(family.clone()) {
+                done.insert(prev);
+            }
+            if done.contains(&family) {
+                return Err(at(format!("samples of `{family}` are not together")));
+            }
+        }
+        if !seen.insert(format!("{name}{labels:?}")) {
+            return Err(at("the same series twice".into()));
+        }
+        samples.push((name, labels, value));
+    }
+    for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
+        let mut buckets: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut counts = BTreeMap::new();
+        for (name, labels, value) in &samples {
+            let mut rest = labels.clone();
+            let le = rest.remove("le");
+            let key = format!("{rest:?}");
+            if *name == format!("{family}_bucket") {
+                let le = le.ok_or("a bucket without `le`")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().map_err(|_| format!("bad le `{le}`"))?
+                };
+                buckets.entry(key).or_default().push((le, *value));
+            } else if *name == format!("{family}_count") {
+                counts.insert(key, *value);
+            }
+        }
+        for (key, b) in buckets {
+            if !b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1) {
+                return Err(format!("{family}{key}: buckets not cumulative: {b:?}"));
+            }
+            if b.last().map(|l| l.0) != Some(f64::INFINITY)
+                || counts.get(&key) != b.last().map(|l| &l.1)
+            {
+                return Err(format!("{family}{key}: +Inf bucket is not _count"));
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// `hangar serve --repo DIR` merges into its `/metrics` the router
+/// measurements of the project's environments (two here), each series
+/// labelled with the project (`source`), `env`, `service` and `version`,
+/// in OpenMetrics as the rest of the exposition, read by a strict parser.
+#[test]
+fn serve_metrics_merge_the_routers_of_the_watched_environments() {
+    if !common::have_python3() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let repo = new_repo();
+    let (prod, staging) = (common::free_port(), common::free_port());
+    let yml = format!(
+        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    listen: {{ web: 127.0.0.1:{prod} }}\n  staging:\n    listen: {{ web: 127.0.0.1:{staging} }}\n"
+    );
+    commit(
+        repo.path(),
+        &[
+            ("hangar.yml", &yml),
+            ("site/index.html", "v1"),
+            (".gitignore", ".hangar/\n"),
+        ],
+    );
+    let repo_arg = repo.path().display().to_string();
+    struct Down<'a>(&'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            for env in ["prod", "staging"] {
+                let _ = Command::new(BIN)
+                    .args(["down", env, "--dir", self.0])
+                    .output();
+            }
+        }
+    }
+    let _down = Down(&repo_arg);
+    for env in ["prod", "staging"] {
+        let out = Command::new(BIN)
+            .args(["deploy", env, "--dir", &repo_arg])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let get = |port: u16| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /index.html HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    };
+    for _ in 0..7 {
+        get(prod);
+    }
+    for _ in 0..3 {
+        get(staging);
+    }
+    let s = serve(data.path(), &["--repo", &repo_arg]);
+    let token = s.token.clone().unwrap();
+    let source = std::fs::canonicalize(repo.path())
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let value = |samples: &[Sample], name: &str, env: &str, extra: &[(&str, &str)]| {
+        samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && l.get("source").map(String::as_str) == Some(source.as_str())
+                    && l.get("env").map(String::as_str) == Some(env)
+                    && l.get("service").map(String::as_str) == Some("web")
+                    && extra
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect::<Vec<f64>>()
+    };
+    let mut samples = Vec::new();
+    // The instance counts reach the router within a second of the deploy.
+    wait_for(
+        "the routers' instance gauges",
+        Duration::from_secs(20),
+        || {
+            let (status, text) = http("GET", &format!("{}/metrics", s.url), &token, None);
+            assert_eq!(status, 200, "{text}");
+            samples = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            value(&samples, "hangar_instances", "staging", &[("state", "up")]) == [1.0]
+        },
+    );
+    for (env, requests) in [("prod", 7.0), ("staging", 3.0)] {
+        assert_eq!(
+            value(
+                &samples,
+                "hangar_router_requests_total",
+                env,
+                &[("code", "2xx")]
+            ),
+            [requests],
+            "{env}"
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "hangar_router_request_duration_seconds_count",
+                env,
+                &[]
+            ),
+            [requests],
+            "{env}"
+        );
+        assert_eq!(value(&samples, "hangar_router_weight", env, &[]), [100.0]);
+        assert_eq!(value(&samples, "hangar_router_backends", env, &[]), [1.0]);
+        assert_eq!(
+            value(&samples, "hangar_instances", env, &[("state", "up")]),
+            [1.0]
+        );
+    }
+    // The server's own families are still there, in the same exposition.
+    assert!(
+        samples
+            .iter()
+            .any(|(n, _, _)| n.starts_with("hangar_dora_")),
+        "the DORA gauges are kept"
+    );
+}

@@ -84,6 +84,9 @@ pub enum Request {
         env: String,
         listen: Option<SocketAddr>,
     },
+    /// Every service's series (`metrics::Series`), labelled with `env`: what
+    /// `hangar serve` merges into its own `/metrics`, with no listener needed.
+    Series { env: String },
     /// What the controller knows of `service`'s instances, for `/metrics`.
     Instances {
         service: String,
@@ -256,6 +259,14 @@ impl Daemon {
                     );
                 }
                 Ok(serde_json::json!({ "addr": metrics.as_ref().map(|m| m.addr) }))
+            }
+            Request::Series { env } => {
+                let services = self.lock();
+                let list: Vec<(&str, &Router)> = services
+                    .iter()
+                    .map(|(name, s)| (name.as_str(), &*s.router))
+                    .collect();
+                serde_json::to_value(crate::metrics::series(&env, &list)).map_err(|e| e.to_string())
             }
             Request::Instances { service, instances } => {
                 if let Some(s) = self.lock().get(&service) {

@@ -106,53 +106,93 @@ fn float(v: f64) -> String {
     }
 }
 
-/// The exposition of every service of one environment, families in the order of [`METRICS`].
-pub fn render(env: &str, services: &[(&str, &Router)]) -> String {
-    // (labels, service's router, version) once, shared by every family.
-    struct Series<'a> {
-        labels: String,
-        router: &'a Router,
-        version: String,
-    }
-    let mut series = Vec::new();
+/// One version of one service as the exposition shows it: its labels
+/// (`env`, `service`, `version`, plus whatever a merging scraper adds in
+/// front, such as `hangar serve`'s `source`) and its numbers at one moment.
+/// It is also what the router process answers a `Series` request with, so
+/// a server merging several environments renders from the same data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub labels: Vec<(String, String)>,
+    pub snapshot: crate::Snapshot,
+    pub weight: u32,
+    pub backends: usize,
+    #[serde(default)]
+    pub instances: InstanceGauge,
+}
+
+/// The series of every service of one environment, each version once.
+pub fn series(env: &str, services: &[(&str, &Router)]) -> Vec<Series> {
+    let mut out = Vec::new();
     for (service, router) in services {
         let mut versions = router.versions();
         versions.sort();
+        let table = router.table();
+        let gauges = router.instance_gauges();
         for version in versions {
-            series.push(Series {
-                labels: format!(
-                    "env=\"{}\",service=\"{}\",version=\"{}\"",
-                    escape_label(env),
-                    escape_label(service),
-                    escape_label(&version)
-                ),
-                router,
-                version,
+            let route = table.routes.iter().find(|r| r.version == version);
+            out.push(Series {
+                snapshot: router.stats(&version).snapshot(),
+                weight: route.map_or(0, |r| r.weight),
+                backends: route.map_or(0, |r| r.backends.len()),
+                instances: gauges
+                    .iter()
+                    .find(|g| g.version == version)
+                    .cloned()
+                    .unwrap_or_default(),
+                labels: vec![
+                    ("env".into(), env.to_string()),
+                    ("service".into(), service.to_string()),
+                    ("version".into(), version),
+                ],
             });
         }
     }
-    let snapshots: Vec<_> = series
+    out
+}
+
+/// Which text format an exposition is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus' text format 0.0.4 (the router's own `/metrics`).
+    Prometheus,
+    /// OpenMetrics 1.0 (`hangar serve`'s `/metrics`): a counter family is
+    /// named without its samples' `_total` suffix. The caller writes `# EOF`.
+    OpenMetrics,
+}
+
+/// The exposition of every service of one environment, families in the order of [`METRICS`].
+pub fn render(env: &str, services: &[(&str, &Router)]) -> String {
+    render_series(&series(env, services), Format::Prometheus)
+}
+
+/// Writes `series`, families in the order of [`METRICS`], each family's
+/// samples together; a series whose labels were already written is skipped
+/// (two sources must not make one series twice).
+pub fn render_series(series: &[Series], format: Format) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let series: Vec<(String, &Series)> = series
         .iter()
-        .map(|s| s.router.stats(&s.version).snapshot())
-        .collect();
-    let tables: Vec<_> = series.iter().map(|s| s.router.table()).collect();
-    let gauges: Vec<Option<InstanceGauge>> = series
-        .iter()
-        .map(|s| {
-            s.router
-                .instance_gauges()
-                .into_iter()
-                .find(|g| g.version == s.version)
+        .filter_map(|s| {
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            seen.insert(labels.clone()).then_some((labels, s))
         })
         .collect();
     let mut out = String::new();
     for (name, kind, help) in METRICS {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (i, s) in series.iter().enumerate() {
-            let l = &s.labels;
-            let snap = &snapshots[i];
-            let route = tables[i].routes.iter().find(|r| r.version == s.version);
+        let family = match format {
+            Format::OpenMetrics if kind == "counter" => name.trim_end_matches("_total"),
+            _ => name,
+        };
+        let _ = writeln!(out, "# HELP {family} {help}");
+        let _ = writeln!(out, "# TYPE {family} {kind}");
+        for (l, s) in &series {
+            let snap = &s.snapshot;
             match name {
                 "hangar_router_requests_total" => {
                     for (class, count) in CLASSES.iter().zip(snap.classes) {
@@ -177,23 +217,17 @@ pub fn render(env: &str, services: &[(&str, &Router)]) -> String {
                     let _ = writeln!(out, "{name}_count{{{l}}} {}", snap.requests);
                 }
                 "hangar_router_weight" => {
-                    let _ = writeln!(out, "{name}{{{l}}} {}", route.map_or(0, |r| r.weight));
+                    let _ = writeln!(out, "{name}{{{l}}} {}", s.weight);
                 }
                 "hangar_router_backends" => {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{{l}}} {}",
-                        route.map_or(0, |r| r.backends.len())
-                    );
+                    let _ = writeln!(out, "{name}{{{l}}} {}", s.backends);
                 }
                 "hangar_instances" => {
-                    let g = gauges[i].clone().unwrap_or_default();
-                    let _ = writeln!(out, "{name}{{{l},state=\"up\"}} {}", g.up);
-                    let _ = writeln!(out, "{name}{{{l},state=\"down\"}} {}", g.down);
+                    let _ = writeln!(out, "{name}{{{l},state=\"up\"}} {}", s.instances.up);
+                    let _ = writeln!(out, "{name}{{{l},state=\"down\"}} {}", s.instances.down);
                 }
                 "hangar_instance_restarts_total" => {
-                    let restarts = gauges[i].as_ref().map_or(0, |g| g.restarts);
-                    let _ = writeln!(out, "{name}{{{l}}} {restarts}");
+                    let _ = writeln!(out, "{name}{{{l}}} {}", s.instances.restarts);
                 }
                 _ => {}
             }

@@ -46,11 +46,23 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     }
     let mut text = app.metrics.render();
     // The DORA gauges are computed per scrape from the deployment histories;
-    // they go before the exposition's closing `# EOF`.
-    let dora = dora_metrics(&app);
+    // they and the routers' series go before the exposition's closing `# EOF`.
+    let mut delivery = dora_metrics(&app);
+    // The routers of the watched projects' environments, merged: each is
+    // asked over its control socket (blocking, so off the async threads).
+    let sources = app
+        .delivery_data
+        .iter()
+        .map(|data| (source_name(data), data.clone()))
+        .collect::<Vec<_>>();
+    if let Ok(routers) =
+        tokio::task::spawn_blocking(move || hangar_deploy::routers_openmetrics(&sources)).await
+    {
+        delivery.push_str(&routers);
+    }
     match text.rfind("# EOF") {
-        Some(at) => text.insert_str(at, &dora),
-        None => text.push_str(&dora),
+        Some(at) => text.insert_str(at, &delivery),
+        None => text.push_str(&delivery),
     }
     (
         [(
@@ -60,6 +72,15 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// How a watched project's delivery metrics name it (`source`): its
+/// directory's name (the data directory is `PROJECT/.hangar`).
+fn source_name(data: &std::path::Path) -> String {
+    data.parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// DORA's four keys over the last 30 days, for every environment hangar knows:
@@ -73,11 +94,7 @@ fn dora_metrics(app: &App) -> String {
     let now = (hangar_store::now_ms() / 1000) as u64;
     let mut rows: Vec<(String, dora::Dora)> = Vec::new();
     for data in &app.delivery_data {
-        let source = data
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let source = source_name(data);
         for env in dora::environments(data) {
             let history = EnvFiles::new(data, &env).history();
             rows.push((source.clone(), dora::compute(&env, &history, now, WINDOW)));
