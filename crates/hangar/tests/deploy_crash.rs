@@ -1459,3 +1459,74 @@ fn kill_9_of_the_router_brings_it_back_on_the_same_address() {
     assert!(routers_of(dir).is_empty(), "down stops the router for good");
     assert!(instances_of(dir).is_empty());
 }
+
+/// A restarted controller that cannot bring the stable version up (its
+/// release's files gone, its instances killed with the controller) does not
+/// take the environment down: the router process keeps running, the
+/// controller answers and raises a `controller-start` alert, retries with
+/// backoff, and resolves the alert once the service starts again.
+#[test]
+fn a_restarted_controller_that_cannot_start_keeps_the_router_and_retries() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir);
+    std::fs::create_dir_all(dir.join("site")).unwrap();
+    std::fs::write(dir.join("site/index.html"), "v1").unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 2s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    listen: {{ web: 127.0.0.1:{port} }}\n"
+        ),
+    )
+    .unwrap();
+    let out = hangar(dir, &["deploy", "prod"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let controller = state(dir)["controller_pid"].as_u64().unwrap();
+    let page = std::fs::read_dir(dir.join(".hangar/releases/web"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("artifact/site/index.html"))
+        .find(|p| p.exists())
+        .expect("the release's page");
+    std::fs::rename(&page, page.with_extension("gone")).unwrap();
+    let router = routers_of(dir);
+    Command::new("kill")
+        .args(["-9", &controller.to_string()])
+        .status()
+        .unwrap();
+    for pid in instances_of(dir) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let events = dir.join(".hangar/envs/prod/alert-events.jsonl");
+    let has = |status: &str| {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("\"controller-start\"")
+                    && l.contains(&format!("\"status\":\"{status}\""))
+            })
+    };
+    let t0 = Instant::now();
+    while !has("firing") && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(has("firing"), "no controller-start alert");
+    assert_eq!(routers_of(dir), router, "the router keeps running");
+    assert!(controller_answers(dir, Duration::from_secs(10)));
+    std::fs::rename(page.with_extension("gone"), &page).unwrap();
+    let t0 = Instant::now();
+    while !has("resolved") && t0.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(has("resolved"), "the retries never brought the service up");
+    assert_eq!(get(port).as_deref(), Some("v1"));
+}
