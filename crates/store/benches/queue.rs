@@ -55,14 +55,18 @@ fn fill(s: &dyn Store) {
     }
 }
 
-/// Drains the queue with `AGENTS` threads; (seconds, claim attempts).
-fn drain(s: &dyn Store) -> (f64, u64) {
+/// Drains the queue with `AGENTS` threads, agent `a` through `stores[a % n]`
+/// (several stores on one database: the servers agents talk to, each with
+/// its own pool); (seconds, claim attempts).
+fn drain(stores: &[&dyn Store]) -> (f64, u64) {
+    let s = stores[0];
     let attempts = AtomicU64::new(0);
     let labels = vec!["linux".to_string()];
     let start = Instant::now();
     std::thread::scope(|scope| {
         for a in 0..AGENTS {
             let (attempts, labels) = (&attempts, &labels);
+            let s = stores[a % stores.len()];
             scope.spawn(move || {
                 let agent = format!("agent-{a}");
                 loop {
@@ -117,7 +121,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = sqlite::SqliteStore::open(dir.path()).unwrap();
     fill(&sqlite);
-    let (secs, attempts) = drain(&sqlite);
+    let (secs, attempts) = drain(&[&sqlite]);
     let sqlite_rate = JOBS as f64 / secs;
     println!(
         "sqlite      {JOBS} jobs, {AGENTS} agents: {secs:>6.2} s = {sqlite_rate:>7.0} jobs/s, {:.2} claim attempts per job",
@@ -130,7 +134,7 @@ fn main() {
     let pg = postgres::PgStore::open(&cluster.database(), pg_dir.path()).unwrap();
     fill(&pg);
     let before = postgres::round_trips();
-    let (secs, attempts) = drain(&pg);
+    let (secs, attempts) = drain(&[&pg]);
     let trips = postgres::round_trips() - before;
     let pg_rate = JOBS as f64 / secs;
     println!(
@@ -139,5 +143,27 @@ fn main() {
         attempts as f64 / JOBS as f64,
         trips as f64 / JOBS as f64,
         pg_rate / sqlite_rate
+    );
+    // Three servers on one database: three stores (three pools of
+    // connections, as three `hangar serve` processes have), the 20 agents
+    // spread over them.
+    let url = cluster.database();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let three: Vec<postgres::PgStore> = dirs
+        .iter()
+        .map(|d| postgres::PgStore::open(&url, d.path()).unwrap())
+        .collect();
+    fill(&three[0]);
+    let refs: Vec<&dyn Store> = three.iter().map(|s| s as &dyn Store).collect();
+    let before = postgres::round_trips();
+    let (secs, attempts) = drain(&refs);
+    let trips = postgres::round_trips() - before;
+    let rate = JOBS as f64 / secs;
+    println!(
+        "postgresql  {JOBS} jobs, {AGENTS} agents over 3 servers: {secs:>6.2} s = {rate:>7.0} jobs/s, \
+         {:.2} claim attempts per job, {:.2} round trips per job (x{:.2} SQLite's rate)",
+        attempts as f64 / JOBS as f64,
+        trips as f64 / JOBS as f64,
+        rate / sqlite_rate
     );
 }

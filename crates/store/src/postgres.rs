@@ -2625,11 +2625,25 @@ impl Store for PgStore {
         Ok(!got)
     }
 
-    fn backup_to(&self, _dest: &Path) -> Result<()> {
-        anyhow::bail!(
-            "`hangar backup` copies a SQLite store; back a PostgreSQL store up with \
-             `pg_dump --format=custom` (and copy the data directory's secret.key and blobs/)"
-        )
+    fn backup_to(&self, dest: &Path) -> Result<()> {
+        // A SQLite store beside the key file and blobs: the backup is a data
+        // directory (see `copy::postgres_to_sqlite` for why not pg_dump).
+        let out = dest
+            .parent()
+            .context("the backup's database file has no directory")?;
+        if dest.file_name().is_none_or(|n| n != "hangar.db") {
+            anyhow::bail!(
+                "a PostgreSQL store is backed up as DIR/hangar.db, not {}",
+                dest.display()
+            );
+        }
+        let data_dir = self
+            .blobs
+            .root()
+            .parent()
+            .context("the blob directory has no data directory")?;
+        crate::copy::postgres_to_sqlite(self, &data_dir.join("secret.key"), out)?;
+        Ok(())
     }
 }
 

@@ -113,10 +113,17 @@ pub enum Command {
         #[arg(long, default_value = "auto", value_parser = parse_sandbox)]
         sandbox: SandboxMode,
     },
-    /// Copy the server's data directory (online SQLite backup, key file and blobs).
+    /// Copy the server's data directory (online SQLite backup, key file and
+    /// blobs). With --database postgres://…: the whole PostgreSQL store as of
+    /// one moment, written as a SQLite store in the copy (every table's count
+    /// and hash verified); restore it with `hangar restore`, or into an empty
+    /// PostgreSQL database with `hangar migrate --from sqlite://OUT`.
     Backup {
         #[arg(long, env = "HANGAR_DATA")]
         data: Option<PathBuf>,
+        /// The server's PostgreSQL database (as `hangar serve --database`).
+        #[arg(long, env = "HANGAR_DATABASE_URL", value_name = "URL")]
+        database: Option<String>,
         /// Directory to create with the copy.
         out: PathBuf,
     },
@@ -345,9 +352,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Backup { data, out } => {
+        Command::Backup {
+            data,
+            database,
+            out,
+        } => {
             let data = data_dir(data);
-            backup(&data, &out)?;
+            backup(&data, database.as_deref(), &out)?;
             println!("hangar backup: {} -> {}", data.display(), out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -402,18 +413,24 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn backup(data: &Path, out: &Path) -> anyhow::Result<()> {
-    if !data.join("hangar.db").exists() {
+fn backup(data: &Path, database: Option<&str>, out: &Path) -> anyhow::Result<()> {
+    let database = database.map(str::trim).filter(|d| !d.is_empty());
+    if database.is_none() && !data.join("hangar.db").exists() {
         bail!("{} holds no hangar database", data.display());
     }
     if out.exists() {
         bail!("{} already exists; choose a new directory", out.display());
     }
+    let store = hangar_store::open_database(data, database)?;
     std::fs::create_dir_all(out)?;
-    let store = hangar_store::open(data)?;
     store.backup_to(&out.join("hangar.db"))?;
     std::fs::copy(data.join("secret.key"), out.join("secret.key"))
         .context("copying the key file")?;
+    // Servers sharing one database share this key too (agents' lease keys).
+    if data.join("lease.key").exists() {
+        std::fs::copy(data.join("lease.key"), out.join("lease.key"))
+            .context("copying the lease key file")?;
+    }
     copy_dir(&data.join("blobs"), &out.join("blobs"))?;
     Ok(())
 }
@@ -436,6 +453,9 @@ fn restore(from: &Path, data: &Path, force: bool) -> anyhow::Result<()> {
     }
     std::fs::copy(from.join("hangar.db"), data.join("hangar.db"))?;
     std::fs::copy(from.join("secret.key"), data.join("secret.key"))?;
+    if from.join("lease.key").exists() {
+        std::fs::copy(from.join("lease.key"), data.join("lease.key"))?;
+    }
     copy_dir(&from.join("blobs"), &data.join("blobs"))?;
     // Opening runs the migrations and checks the key decrypts.
     let store = hangar_store::open(data)?;
