@@ -885,11 +885,21 @@ impl App {
                     continue;
                 }
             }
+            // `runs-on: ${{ inputs.os }}` names the agents that may take
+            // it: evaluated before it is queued, over its job-level contexts.
+            let labels = match self.job_labels(&run, job, &deps)? {
+                Ok(l) => l,
+                Err(msg) => {
+                    self.finish_job(job, Conclusion::Failure, &msg)?;
+                    continue;
+                }
+            };
             self.store.update_job(
                 job.id,
                 &JobUpdate {
                     status: Some(Status::Queued),
                     waiting_reason: Some(None),
+                    labels,
                     ..Default::default()
                 },
             )?;
@@ -952,6 +962,41 @@ impl App {
             },
         )?;
         Ok(Ok(name))
+    }
+
+    /// The job's `runs-on` labels with their `${{ }}` evaluated over its
+    /// job-level contexts (an expression may give a list); `None` inside
+    /// when none holds an expression. `Err` inside: why they cannot be.
+    fn job_labels(
+        &self,
+        run: &hangar_store::Run,
+        job: &Job,
+        deps: &[&Job],
+    ) -> anyhow::Result<Result<Option<Vec<String>>, String>> {
+        if !job.labels.iter().any(|l| l.contains("${{")) {
+            return Ok(Ok(None));
+        }
+        let spec = self
+            .store
+            .get_job(job.id)?
+            .map(|j| j.spec)
+            .unwrap_or_default();
+        let host = status_host_of(deps);
+        let contexts = hangar_expr::Contexts::from_json(&self.job_contexts(run, job, &spec, deps)?);
+        let mut out = Vec::new();
+        for raw in &job.labels {
+            match hangar_engine::evaluate::eval_typed(raw, &contexts, &host) {
+                Ok(Value::Array(items)) => out.extend(items.iter().map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })),
+                Ok(Value::String(s)) => out.push(s),
+                Ok(other) => out.push(other.to_string()),
+                Err(e) => return Ok(Err(format!("job `{}`: `runs-on: {raw}`: {e}", job.key))),
+            }
+        }
+        out.retain(|l| !l.trim().is_empty());
+        Ok(Ok(Some(out)))
     }
 
     /// Asks the scheduler about the run's waiting jobs and persists what it

@@ -1880,3 +1880,41 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
         assert!(why.contains(&part), "{why} lacks {part}");
     }
 }
+
+/// `runs-on` with expressions names the agents that may take the job once
+/// evaluated over the job's contexts (`inputs` through the engine's one
+/// builder, with the declared default; `matrix`): the server once queued the
+/// labels as written, which no agent offers, and the job waited for ever.
+#[tokio::test]
+async fn runs_on_with_expressions_is_evaluated_before_the_job_is_queued() {
+    let wf = "on:
+  workflow_dispatch:
+    inputs:
+      os: {type: string, default: ubuntu-latest}
+jobs:
+  by-input:
+    runs-on: ${{ inputs.os }}
+    steps: [{run: echo by-input}]
+  by-matrix:
+    strategy: {matrix: {os: [ubuntu-latest]}}
+    runs-on: ${{ matrix.os }}
+    steps: [{run: echo by-matrix}]
+";
+    let (repo, _sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/repos/{id}/dispatch"),
+            json!({"workflow": "ci.yml", "ref": "main"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let run = s
+        .wait_run(v["run"].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    for j in run["jobs"].as_array().unwrap() {
+        assert_eq!(j["labels"], json!(["ubuntu-latest"]), "{run:#}");
+    }
+}

@@ -243,6 +243,8 @@ pub struct JobUpdate {
     /// Outputs set by the server itself (a job that calls a reusable
     /// workflow takes the called workflow's outputs, not an agent's).
     pub outputs: Option<serde_json::Value>,
+    /// The job's `runs-on` labels once their `${{ }}` are evaluated.
+    pub labels: Option<Vec<String>>,
 }
 
 /// A job handed to one agent: the fencing token must accompany every later call.

@@ -1230,6 +1230,12 @@ impl Store for PgStore {
                 &[&id, &v.to_string()],
             )?;
         }
+        if let Some(v) = &u.labels {
+            c.execute(
+                "UPDATE jobs SET labels = $2 WHERE id = $1",
+                &[&id, &serde_json::to_string(v)?],
+            )?;
+        }
         Ok(())
     }
 

@@ -694,6 +694,12 @@ impl Store for SqliteStore {
                 params![id, v.to_string()],
             )?;
         }
+        if let Some(v) = &u.labels {
+            c.execute(
+                "UPDATE jobs SET labels = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(v)?],
+            )?;
+        }
         Ok(())
     }
 

@@ -801,6 +801,7 @@ fn job_counts_and_groups(s: &dyn Store) {
             finished_at: Some(43),
             environment: None,
             outputs: None,
+            labels: None,
         },
     )
     .unwrap();
@@ -1054,6 +1055,19 @@ fn a_jobs_evaluated_environment_is_stored(s: &dyn Store) {
     .unwrap();
     let job = s.get_job(jobs[1].id).unwrap().unwrap();
     assert_eq!(job.outputs, serde_json::json!({"greeting": "hi"}));
+    // And a job's `runs-on` once evaluated.
+    s.update_job(
+        jobs[1].id,
+        &JobUpdate {
+            labels: Some(vec!["self-hosted".into(), "linux".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.get_job(jobs[1].id).unwrap().unwrap().labels,
+        ["self-hosted", "linux"]
+    );
 }
 
 fn deleting_a_repository_leaves_nothing_of_it_and_spares_the_others(s: &dyn Store) {
