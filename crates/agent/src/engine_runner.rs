@@ -44,11 +44,14 @@ impl hangar_engine::Reporter for Sink {
                 conclusion,
                 ..
             } => self.reporter.step_finished(step as i64, &name, conclusion),
-            Event::Log { line, .. } => self.reporter.line(&line),
+            Event::Log { step, line, .. } => self.reporter.line(step_of(step), &line),
             // Workflow-command spelling, which the UI folds and highlights.
-            Event::GroupStart { title, .. } => self.reporter.line(&format!("::group::{title}")),
-            Event::GroupEnd { .. } => self.reporter.line("::endgroup::"),
+            Event::GroupStart { step, title, .. } => self
+                .reporter
+                .line(step_of(step), &format!("::group::{title}")),
+            Event::GroupEnd { step, .. } => self.reporter.line(step_of(step), "::endgroup::"),
             Event::Annotation {
+                step,
                 level,
                 message,
                 location,
@@ -90,13 +93,15 @@ impl hangar_engine::Reporter for Sink {
                     format!(" {}", props.join(","))
                 };
                 let message = escape_data(&message);
-                self.reporter.line(&format!("::{level}{props}::{message}"));
+                self.reporter
+                    .line(step_of(step), &format!("::{level}{props}::{message}"));
             }
             // As GitHub's job log says it, so the job page shows which commit
             // each `uses:` ran.
-            Event::ActionResolved { uses, commit, .. } => self.reporter.line(&format!(
-                "Download action repository '{uses}' (SHA:{commit})"
-            )),
+            Event::ActionResolved { uses, commit, .. } => self.reporter.line(
+                None,
+                &format!("Download action repository '{uses}' (SHA:{commit})"),
+            ),
             Event::JobOutputs { outputs, .. } => {
                 self.outputs
                     .lock()
@@ -106,6 +111,11 @@ impl hangar_engine::Reporter for Sink {
             _ => {}
         }
     }
+}
+
+/// The engine's step number as the protocol's step index.
+fn step_of(step: Option<usize>) -> Option<i64> {
+    step.and_then(|s| i64::try_from(s).ok())
 }
 
 /// `%`, CR and LF as the runner escapes a command's message.

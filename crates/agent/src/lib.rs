@@ -146,7 +146,7 @@ async fn run_one(
         a.secrets.values().cloned().collect(),
     );
     for n in &a.notices {
-        reporter.line(&format!("##[notice]{n}"));
+        reporter.line(None, &format!("##[notice]{n}"));
     }
     let ws = work_dir.join(format!("job-{}-{}", a.job_id, a.attempt));
     let _ = tokio::fs::remove_dir_all(&ws).await;
@@ -155,9 +155,10 @@ async fn run_one(
     let had = match artifacts::download_all(&client, a.job_id, &run_dir).await {
         Ok(names) => names,
         Err(e) => {
-            reporter.line(&format!(
-                "##[warning]could not fetch the run's artifacts: {e:#}"
-            ));
+            reporter.line(
+                None,
+                &format!("##[warning]could not fetch the run's artifacts: {e:#}"),
+            );
             vec![]
         }
     };
@@ -171,7 +172,10 @@ async fn run_one(
                 .await
         }
         Err(e) => {
-            reporter.line(&format!("##[error]could not prepare the workspace: {e:#}"));
+            reporter.line(
+                None,
+                &format!("##[error]could not prepare the workspace: {e:#}"),
+            );
             JobOutcome {
                 conclusion: Conclusion::Failure,
                 outputs: Default::default(),
@@ -187,7 +191,7 @@ async fn run_one(
         outcome
     };
     if let Err(e) = artifacts::upload_new(&client, a.job_id, a.fence, &run_dir, &had).await {
-        reporter.line(&format!("##[error]uploading artifacts failed: {e:#}"));
+        reporter.line(None, &format!("##[error]uploading artifacts failed: {e:#}"));
     }
     reporter.finish().await;
     heartbeat.abort();

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | poll | `POST /api/v1/agent/poll` | long-poll up to `wait_ms`; 200 with an [`Assignment`] or 204; 409 `protocol_mismatch` for an agent of another [`PROTOCOL_VERSION`]. Idle polls write nothing. |
 //! | heartbeat | `POST /api/v1/agent/jobs/{id}/heartbeat` | extends the lease; answers whether a cancel was requested |
-//! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk; idempotent on `chunk`; the answer acknowledges it |
+//! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk of one step's lines (`step`; none for the job's own); idempotent on `chunk`; the answer acknowledges it |
 //! | step | `POST /api/v1/agent/jobs/{id}/steps` | a step started or finished |
 //! | complete | `POST /api/v1/agent/jobs/{id}/complete` | the job's conclusion and outputs |
 //! | refuse | `POST /api/v1/agent/jobs/{id}/refuse` | the agent will not run an assignment of another [`PROTOCOL_VERSION`] ([`RefuseRequest`]): the job goes back to the queue at once, or fails saying why when no other agent can take it |
@@ -166,7 +166,13 @@ pub struct HeartbeatResponse {
 pub struct LogUpload {
     pub fence: i64,
     pub chunk: i64,
+    /// The number of the chunk's first line in the job's whole log (from 0).
     pub first_line: i64,
+    /// The step every line of the chunk belongs to ([`StepReport::idx`]);
+    /// absent for the job's own lines (set-up) and from agents older than
+    /// step logs, whose chunks the server keeps as lines of no step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
     /// Newline-terminated lines.
     pub text: String,
 }
@@ -192,4 +198,25 @@ pub struct CompleteRequest {
     pub fence: i64,
     pub conclusion: Conclusion,
     pub outputs: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk of an agent from before step logs (no `step`) is still read,
+    /// as lines of no step; a chunk of no step is sent as one of those was.
+    #[test]
+    fn a_chunk_without_a_step_is_read_as_lines_of_no_step() {
+        let old: LogUpload =
+            serde_json::from_str(r#"{"fence":1,"chunk":0,"first_line":0,"text":"a\n"}"#).unwrap();
+        assert_eq!(old.step, None);
+        let sent = serde_json::to_value(&old).unwrap();
+        assert!(sent.get("step").is_none(), "{sent}");
+        let new = LogUpload {
+            step: Some(3),
+            ..old
+        };
+        assert_eq!(serde_json::to_value(&new).unwrap()["step"], 3);
+    }
 }

@@ -2,6 +2,13 @@
 //! chunks (flushed every 50 ms or 256 KiB, well inside the 250 ms live-log budget)
 //! and uploaded with their index until acknowledged; step events go through the same
 //! queue so a step never finishes before its last lines are stored.
+//!
+//! A chunk holds the lines of one step (its `step`; none for the job's own
+//! lines): steps running at once (`background:`, `parallel:`) each gather
+//! their own lines, so the server files every line under its step without
+//! one upload per line when two steps interleave. Within a step the lines
+//! keep their order; the job's whole log has each step's lines of one flush
+//! together.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +19,7 @@ use crate::client::Client;
 use crate::protocol::{Conclusion, LogUpload, Status, StepReport};
 
 enum Msg {
-    Line(String),
+    Line(Option<i64>, String),
     Step(StepReport),
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -43,16 +50,16 @@ impl Reporter {
         }
     }
 
-    /// One line of output (without its newline); secrets are masked here, before
-    /// the line leaves this process.
-    pub fn line(&self, line: &str) {
+    /// One line of output (without its newline) of a step (`None`: of the
+    /// job itself); secrets are masked here, before the line leaves this process.
+    pub fn line(&self, step: Option<i64>, line: &str) {
         let mut l = line.trim_end_matches(['\n', '\r']).to_string();
         for m in self.masks.iter() {
             if l.contains(m.as_str()) {
                 l = l.replace(m.as_str(), "***");
             }
         }
-        let _ = self.tx.send(Msg::Line(l));
+        let _ = self.tx.send(Msg::Line(step, l));
     }
 
     pub fn step_started(&self, idx: i64, name: &str) {
@@ -87,70 +94,92 @@ impl Reporter {
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 const MAX_CHUNK: usize = 256 * 1024;
 
+/// Lines gathered for one chunk of one step.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    lines: i64,
+}
+
 async fn upload_loop(
     client: Client,
     job_id: i64,
     fence: i64,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
-    let mut buf = String::new();
-    let mut buf_lines = 0i64;
+    // By step, in the order each step's first pending line came.
+    let mut bufs: Vec<(Option<i64>, Pending)> = Vec::new();
     let mut next_line = 0i64;
     let mut chunk = 0i64;
     let mut dead = false;
-    let mut flush = async |buf: &mut String, buf_lines: &mut i64, dead: &mut bool| {
-        if buf.is_empty() || *dead {
-            buf.clear();
-            *buf_lines = 0;
+    let mut upload = async |step: Option<i64>, p: Pending, dead: &mut bool| {
+        if p.text.is_empty() || *dead {
             return;
         }
         let up = LogUpload {
             fence,
             chunk,
             first_line: next_line,
-            text: std::mem::take(buf),
+            step,
+            text: p.text,
         };
         if let Err(e) = client.upload_logs(job_id, &up).await {
             tracing::warn!(job_id, "log upload failed, dropping further logs: {e:#}");
             *dead = true;
         }
         chunk += 1;
-        next_line += *buf_lines;
-        *buf_lines = 0;
+        next_line += p.lines;
     };
     loop {
-        let msg = if buf.is_empty() {
+        let msg = if bufs.is_empty() {
             rx.recv().await
         } else {
             match tokio::time::timeout(FLUSH_EVERY, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    flush(&mut buf, &mut buf_lines, &mut dead).await;
+                    for (step, p) in std::mem::take(&mut bufs) {
+                        upload(step, p, &mut dead).await;
+                    }
                     continue;
                 }
             }
         };
         match msg {
-            Some(Msg::Line(l)) => {
-                buf.push_str(&l);
-                buf.push('\n');
-                buf_lines += 1;
-                if buf.len() >= MAX_CHUNK {
-                    flush(&mut buf, &mut buf_lines, &mut dead).await;
+            Some(Msg::Line(step, l)) => {
+                let i = match bufs.iter().position(|(s, _)| *s == step) {
+                    Some(i) => i,
+                    None => {
+                        bufs.push((step, Pending::default()));
+                        bufs.len() - 1
+                    }
+                };
+                let p = &mut bufs[i].1;
+                p.text.push_str(&l);
+                p.text.push('\n');
+                p.lines += 1;
+                if p.text.len() >= MAX_CHUNK {
+                    let (step, p) = bufs.remove(i);
+                    upload(step, p, &mut dead).await;
                 }
             }
             Some(Msg::Step(s)) => {
-                flush(&mut buf, &mut buf_lines, &mut dead).await;
+                for (step, p) in std::mem::take(&mut bufs) {
+                    upload(step, p, &mut dead).await;
+                }
                 if !dead && let Err(e) = client.step(job_id, &s).await {
                     tracing::warn!(job_id, "step report failed: {e:#}");
                 }
             }
             Some(Msg::Flush(done)) => {
-                flush(&mut buf, &mut buf_lines, &mut dead).await;
+                for (step, p) in std::mem::take(&mut bufs) {
+                    upload(step, p, &mut dead).await;
+                }
                 let _ = done.send(());
             }
             None => {
-                flush(&mut buf, &mut buf_lines, &mut dead).await;
+                for (step, p) in std::mem::take(&mut bufs) {
+                    upload(step, p, &mut dead).await;
+                }
                 return;
             }
         }

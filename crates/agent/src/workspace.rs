@@ -150,9 +150,10 @@ impl Workspaces {
         {
             // Fetch exactly the commit (protocol v2 serves any reachable object).
             if let Err(e) = git(&dir, &["fetch", "-q", "--no-tags"], &[clone_url, sha]).await {
-                reporter.line(&format!(
-                    "fetching {sha} by id failed ({e:#}); fetching all branches"
-                ));
+                reporter.line(
+                    None,
+                    &format!("fetching {sha} by id failed ({e:#}); fetching all branches"),
+                );
                 git(
                     &dir,
                     &["fetch", "-q", "--no-tags"],

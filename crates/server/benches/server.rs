@@ -378,6 +378,7 @@ async fn ingestion() {
             fence: lease.fence,
             chunk: i,
             first_line,
+            step: Some(0),
             text: chunk.clone(),
         };
         first_line += chunk.lines().count() as i64;

@@ -521,6 +521,12 @@ pub async fn logs(
             &format!("a log chunk is at most {MAX_LOG_CHUNK} bytes; send smaller chunks"),
         );
     }
+    if let Some(step) = up.step.filter(|&s| s < 0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("a chunk's step is the step's index (0 or more), not {step}"),
+        );
+    }
     let repo_id = app
         .store
         .get_run(job.run_id)
@@ -559,16 +565,20 @@ pub async fn logs(
     } else {
         text
     };
-    match app
-        .store
-        .append_log_chunk(job_id, job.attempt, up.chunk, up.first_line, &text)
-    {
+    match app.store.append_step_log_chunk(
+        job_id,
+        job.attempt,
+        up.chunk,
+        up.first_line,
+        up.step,
+        &text,
+    ) {
         Ok(stored) => {
             if stored {
                 app.metrics.log_bytes.inc_by(text.len() as u64);
                 app.live.publish(
                     job.run_id,
-                    json!({"type": "log", "job_id": job_id, "attempt": job.attempt, "chunk": up.chunk, "first_line": up.first_line, "text": text}),
+                    json!({"type": "log", "job_id": job_id, "attempt": job.attempt, "chunk": up.chunk, "first_line": up.first_line, "step": up.step, "text": text}),
                 );
             }
             Json(LogAck {

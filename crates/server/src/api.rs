@@ -864,6 +864,15 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         v["steps"] = json!(steps);
         v["approvals"] = json!(approvals);
         v["log_lines"] = json!(lines);
+        // Which steps wrote lines, and how many (`null`: lines of no step):
+        // the job page shows a log whose lines know no step as one log.
+        let by_step = tri!(app.store.log_lines_by_step(job.id, None));
+        v["log_steps"] = json!(
+            by_step
+                .iter()
+                .map(|(step, lines)| json!({"step": step, "lines": lines}))
+                .collect::<Vec<_>>()
+        );
         let attempts = tri!(app.store.log_attempts(job.id));
         // Re-run history: each earlier attempt with its steps and how it ended
         // (its first failing step's conclusion, or success when none failed).
@@ -988,6 +997,10 @@ pub struct LinesQuery {
     pub to: Option<i64>,
     /// An earlier attempt of the job (a retry or a re-run); default the latest.
     pub attempt: Option<i64>,
+    /// Only this step's lines (its index, as in the job's `steps`), numbered
+    /// from 0 within the step; `none`: the lines of no step (the job's own,
+    /// and every line of a log written before lines knew their step).
+    pub step: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1005,6 +1018,23 @@ pub async fn job_log_lines(
     let to =
         q.to.unwrap_or(from.saturating_add(1000))
             .min(from.saturating_add(10_000));
+    if let Some(step) = &q.step {
+        let step = match step.as_str() {
+            "none" => None,
+            s => match s.parse::<i64>() {
+                Ok(n) if n >= 0 => Some(n),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                            "`step` is a step's index (0 or more, as in the job's `steps`) or `none`, not `{s}`"
+                        ),
+                    );
+                }
+            },
+        };
+        return step_log_lines(&app, id, q.attempt, step, from, to);
+    }
     let chunks = tri!(app.store.log_chunks_for_lines(id, q.attempt, from, to));
     let mut lines = Vec::new();
     for c in chunks {
@@ -1012,12 +1042,43 @@ pub async fn job_log_lines(
         for (i, l) in text.lines().enumerate() {
             let n = c.first_line + i as i64;
             if n >= from && n < to {
-                lines.push(json!([n, l]));
+                lines.push(json!([n, l, c.step]));
             }
         }
     }
     let (_, total) = tri!(app.store.log_stats(id, q.attempt));
     Json(json!({"from": from, "total": total, "lines": lines})).into_response()
+}
+
+/// One step's lines `[from, to)`, numbered within the step (a chunk holds
+/// the lines of one step, in order): `[number, text, number in the job's log]`.
+fn step_log_lines(
+    app: &App,
+    job: i64,
+    attempt: Option<i64>,
+    step: Option<i64>,
+    from: i64,
+    to: i64,
+) -> Response {
+    let chunks = tri!(app.store.log_chunks_of_step(job, attempt, step));
+    let mut lines = Vec::new();
+    let mut n = 0i64;
+    for c in chunks {
+        if n + c.line_count <= from || n >= to {
+            n += c.line_count;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&c.data).into_owned();
+        for (i, l) in text.lines().enumerate() {
+            if n >= from && n < to {
+                // The line's number in the job's whole log too: the page
+                // matches live chunks (numbered so) against what it read.
+                lines.push(json!([n, l, c.first_line + i as i64]));
+            }
+            n += 1;
+        }
+    }
+    Json(json!({"step": step, "from": from, "total": n, "lines": lines})).into_response()
 }
 
 pub async fn job_log_raw(

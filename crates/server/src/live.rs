@@ -137,7 +137,7 @@ impl LiveHub {
 fn relayed(event: &Value) -> Value {
     if event["type"] == "log" {
         json!({"type": "log", "job_id": event["job_id"], "attempt": event["attempt"],
-               "chunk": event["chunk"], "first_line": event["first_line"]})
+               "chunk": event["chunk"], "first_line": event["first_line"], "step": event["step"]})
     } else if event.to_string().len() > MAX_EVENT_BYTES {
         json!({"type": "resync"})
     } else {

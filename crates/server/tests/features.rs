@@ -1918,3 +1918,84 @@ jobs:
         assert_eq!(j["labels"], json!(["ubuntu-latest"]), "{run:#}");
     }
 }
+
+/// Two background steps writing at the same time, their lines interleaved
+/// in time (each waits for the other's marker file before its next line):
+/// every line is filed under its step, `?step=N` gives that step's lines
+/// alone and in order, numbered within the step, and the job's own log
+/// still has them all.
+#[tokio::test]
+async fn lines_of_parallel_steps_are_kept_by_step() {
+    let wf = "on: push\njobs:\n  par:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo before\n      - name: left\n        background: true\n        run: |\n          for i in 1 2 3; do echo left-$i; touch \"$RUNNER_TEMP/left-$i\"; while [ ! -e \"$RUNNER_TEMP/right-$i\" ]; do sleep 0.01; done; done\n      - name: right\n        background: true\n        run: |\n          for i in 1 2 3; do while [ ! -e \"$RUNNER_TEMP/left-$i\" ]; do sleep 0.01; done; echo right-$i; touch \"$RUNNER_TEMP/right-$i\"; done\n      - wait-all:\n      - run: echo after\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let job = &run["jobs"][0];
+    let id = job["id"].as_i64().unwrap();
+    let step_of = |name: &str| {
+        job["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {job:#}"))["idx"]
+            .as_i64()
+            .unwrap()
+    };
+    let lines = async |step: &str| -> Vec<(i64, String)> {
+        let v = s.get(&format!("/api/v1/jobs/{id}/logs?step={step}")).await;
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l[0].as_i64().unwrap(), l[1].as_str().unwrap().to_string()))
+            .filter(|(_, t)| !t.starts_with("::") && !t.starts_with("##["))
+            .collect()
+    };
+    let texts = |v: &[(i64, String)]| v.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    let left = lines(&step_of("left").to_string()).await;
+    let right = lines(&step_of("right").to_string()).await;
+    assert_eq!(texts(&left), ["left-1", "left-2", "left-3"], "{left:?}");
+    assert_eq!(
+        texts(&right),
+        ["right-1", "right-2", "right-3"],
+        "{right:?}"
+    );
+    assert_eq!(left[0].0, 0, "numbered within the step");
+    let after = lines(&step_of("Run echo after").to_string()).await;
+    assert_eq!(texts(&after), ["after"]);
+    // Every step that wrote is listed with its count on the run's job.
+    let counted: Vec<i64> = job["log_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_i64())
+        .collect();
+    assert!(counted.contains(&step_of("left")), "{job:#}");
+    // The whole log has every line, each with its step.
+    let all = s.get(&format!("/api/v1/jobs/{id}/logs?from=0")).await;
+    let left_idx = step_of("left");
+    let tagged: Vec<&Value> = all["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l[1].as_str().unwrap().starts_with("left-"))
+        .collect();
+    assert_eq!(tagged.len(), 3, "{all:#}");
+    assert!(tagged.iter().all(|l| l[2] == left_idx), "{all:#}");
+    // A step index that is not one is refused, saying what it takes.
+    let r = s
+        .http
+        .get(s.url(&format!("/api/v1/jobs/{id}/logs?step=-1")))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("`none`"));
+}

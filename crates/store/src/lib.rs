@@ -155,7 +155,33 @@ pub trait Store: Send + Sync {
         idx: i64,
         first_line: i64,
         lines: &str,
+    ) -> Result<bool> {
+        self.append_step_log_chunk(job_id, attempt, idx, first_line, None, lines)
+    }
+    /// [`Store::append_log_chunk`] for the lines of one step (`None`: lines of
+    /// no step). `first_line` numbers the line in the job's whole log.
+    fn append_step_log_chunk(
+        &self,
+        job_id: i64,
+        attempt: i64,
+        idx: i64,
+        first_line: i64,
+        step: Option<i64>,
+        lines: &str,
     ) -> Result<bool>;
+    /// The chunks of one step (`None`: the lines of no step), in order.
+    fn log_chunks_of_step(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        step: Option<i64>,
+    ) -> Result<Vec<LogChunk>>;
+    /// How many lines each step wrote (`None`: lines of no step), by step.
+    fn log_lines_by_step(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+    ) -> Result<Vec<(Option<i64>, i64)>>;
     /// Chunks with index >= `from_idx`, decompressed.
     fn log_chunks(&self, job_id: i64, attempt: Option<i64>, from_idx: i64)
     -> Result<Vec<LogChunk>>;

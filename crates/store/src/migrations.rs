@@ -345,4 +345,18 @@ CREATE TABLE workflow_run_queue (
 "#,
         ),
     },
+    // Log lines know their step: each chunk holds lines of one step (the
+    // step's index in the job as the engine numbers it, as in `steps.idx`).
+    // Chunks stored before, and chunks of an agent that sends no step, have
+    // none: they are shown as one log, as they always were.
+    Migration {
+        sqlite: r#"
+ALTER TABLE log_chunks ADD COLUMN step INTEGER;
+"#,
+        postgres: Some(
+            r#"
+ALTER TABLE log_chunks ADD COLUMN step BIGINT;
+"#,
+        ),
+    },
 ];

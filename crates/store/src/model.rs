@@ -281,6 +281,9 @@ pub struct LogChunk {
     pub idx: i64,
     pub first_line: i64,
     pub line_count: i64,
+    /// The step whose lines these are (`Step::idx`); `None` for the job's own
+    /// lines (set-up) and for every chunk of an agent that sends no step.
+    pub step: Option<i64>,
     pub data: Vec<u8>,
 }
 

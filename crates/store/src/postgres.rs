@@ -414,6 +414,7 @@ fn chunk_from_row(r: &Row) -> Result<LogChunk> {
         idx: col(r, "idx")?,
         first_line: col(r, "first_line")?,
         line_count: col(r, "line_count")?,
+        step: col(r, "step")?,
         data: decompress(&col::<Vec<u8>>(r, "data")?),
     })
 }
@@ -1457,19 +1458,20 @@ impl Store for PgStore {
         )
     }
 
-    fn append_log_chunk(
+    fn append_step_log_chunk(
         &self,
         job_id: i64,
         attempt: i64,
         idx: i64,
         first_line: i64,
+        step: Option<i64>,
         lines: &str,
     ) -> Result<bool> {
         let line_count = lines.lines().count() as i64;
         let data = compress(lines);
         let changed = self.execute(
-            "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT(job_id, attempt, idx) DO NOTHING",
+            "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data, step) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT(job_id, attempt, idx) DO NOTHING",
             &[
                 &job_id,
                 &attempt,
@@ -1478,6 +1480,7 @@ impl Store for PgStore {
                 &line_count,
                 &(lines.len() as i64),
                 &data,
+                &step,
             ],
         )?;
         Ok(changed == 1)
@@ -1492,7 +1495,7 @@ impl Store for PgStore {
         rows(
             self.query(
                 &format!(
-                    "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = $1 \
+                    "SELECT idx, first_line, line_count, step, data FROM log_chunks WHERE job_id = $1 \
                      AND idx >= $3 AND attempt = {LATEST_ATTEMPT} ORDER BY idx"
                 ),
                 &[&job_id, &attempt, &from_idx],
@@ -1511,13 +1514,50 @@ impl Store for PgStore {
         rows(
             self.query(
                 &format!(
-                    "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = $1 \
+                    "SELECT idx, first_line, line_count, step, data FROM log_chunks WHERE job_id = $1 \
                      AND first_line < $4 AND first_line + line_count > $3 \
                      AND attempt = {LATEST_ATTEMPT} ORDER BY idx"
                 ),
                 &[&job_id, &attempt, &from, &to],
             )?,
             chunk_from_row,
+        )
+    }
+
+    fn log_chunks_of_step(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        step: Option<i64>,
+    ) -> Result<Vec<LogChunk>> {
+        // `IS NOT DISTINCT FROM`: NULL matches the chunks of no step.
+        rows(
+            self.query(
+                &format!(
+                    "SELECT idx, first_line, line_count, step, data FROM log_chunks WHERE job_id = $1 \
+                     AND step IS NOT DISTINCT FROM $3::bigint \
+                     AND attempt = {LATEST_ATTEMPT} ORDER BY idx"
+                ),
+                &[&job_id, &attempt, &step],
+            )?,
+            chunk_from_row,
+        )
+    }
+
+    fn log_lines_by_step(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+    ) -> Result<Vec<(Option<i64>, i64)>> {
+        rows(
+            self.query(
+                &format!(
+                    "SELECT step, sum(line_count)::bigint AS lines FROM log_chunks WHERE job_id = $1 \
+                     AND attempt = {LATEST_ATTEMPT} GROUP BY step ORDER BY step NULLS FIRST"
+                ),
+                &[&job_id, &attempt],
+            )?,
+            |r| Ok((col(r, "step")?, col(r, "lines")?)),
         )
     }
 
@@ -2710,6 +2750,42 @@ mod tests {
             MIGRATIONS.len().to_string()
         );
         assert_eq!(psql(&db, "SELECT count(*) FROM hangar_schema"), "1");
+    }
+
+    /// A database from before log lines knew their step keeps its chunks:
+    /// they belong to no step, and read as before.
+    #[test]
+    fn a_database_from_before_step_logs_keeps_its_lines() {
+        let Some((db, url)) = database() else { return };
+        let mut sql = String::from("CREATE TABLE hangar_schema (version BIGINT NOT NULL);\n");
+        for m in MIGRATIONS[..10].iter().filter_map(|m| m.postgres) {
+            sql.push_str(m);
+        }
+        let data: String = compress("old\nlog\n")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sql.push_str(&format!(
+            "INSERT INTO hangar_schema VALUES (10);\n\
+             INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data) \
+             VALUES (5, 1, 0, 0, 2, 8, '\\x{data}');\n"
+        ));
+        psql(&db, &sql);
+        let dir = tempfile::tempdir().unwrap();
+        let s = PgStore::open(&url, dir.path()).unwrap();
+        let chunks = s.log_chunks(5, Some(1), 0).unwrap();
+        assert_eq!(
+            (chunks[0].step, &chunks[0].data[..]),
+            (None, &b"old\nlog\n"[..])
+        );
+        assert_eq!(s.log_lines_by_step(5, Some(1)).unwrap(), [(None, 2)]);
+        assert_eq!(s.log_chunks_of_step(5, Some(1), None).unwrap().len(), 1);
+        s.append_step_log_chunk(5, 1, 1, 2, Some(0), "new\n")
+            .unwrap();
+        assert_eq!(
+            s.log_lines_by_step(5, Some(1)).unwrap(),
+            [(None, 2), (Some(0), 1)]
+        );
     }
 
     /// A database migrated by a newer hangar is refused with what to do.

@@ -273,6 +273,32 @@ fn decompress(data: &[u8]) -> Vec<u8> {
     lz4_flex::decompress_size_prepended(data).unwrap_or_else(|_| b"<corrupt log chunk>\n".to_vec())
 }
 
+impl SqliteStore {
+    /// Log chunks of a query selecting `idx, first_line, line_count, step,
+    /// data`, decompressed outside the connection's lock.
+    fn chunks(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<LogChunk>> {
+        type Raw = (i64, i64, i64, Option<i64>, Vec<u8>);
+        let raw: Vec<Raw> = {
+            let c = self.c();
+            let mut s = c.prepare_cached(sql)?;
+            s.query_map(params, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        Ok(raw
+            .into_iter()
+            .map(|(idx, first_line, line_count, step, d)| LogChunk {
+                idx,
+                first_line,
+                line_count,
+                step,
+                data: decompress(&d),
+            })
+            .collect())
+    }
+}
+
 impl Store for SqliteStore {
     fn create_repo(&self, repo: &NewRepo) -> Result<Repo> {
         let sealed = match &repo.webhook_secret {
@@ -896,20 +922,21 @@ impl Store for SqliteStore {
         )?)
     }
 
-    fn append_log_chunk(
+    fn append_step_log_chunk(
         &self,
         job_id: i64,
         attempt: i64,
         idx: i64,
         first_line: i64,
+        step: Option<i64>,
         lines: &str,
     ) -> Result<bool> {
         let line_count = lines.lines().count() as i64;
         // Compress outside the lock so concurrent uploads overlap.
         let data = compress(lines);
         let changed = self.c().execute(
-            "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(job_id, attempt, idx) DO NOTHING",
+            "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data, step) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(job_id, attempt, idx) DO NOTHING",
             params![
                 job_id,
                 attempt,
@@ -917,7 +944,8 @@ impl Store for SqliteStore {
                 first_line,
                 line_count,
                 lines.len() as i64,
-                data
+                data,
+                step
             ],
         )?;
         Ok(changed == 1)
@@ -929,26 +957,11 @@ impl Store for SqliteStore {
         attempt: Option<i64>,
         from_idx: i64,
     ) -> Result<Vec<LogChunk>> {
-        let raw: Vec<(i64, i64, i64, Vec<u8>)> = {
-            let c = self.c();
-            let mut s = c.prepare_cached(
-                "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 AND idx >= ?2 \
-                 AND attempt = COALESCE(?3, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
-            )?;
-            s.query_map(params![job_id, from_idx, attempt], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        Ok(raw
-            .into_iter()
-            .map(|(idx, first_line, line_count, d)| LogChunk {
-                idx,
-                first_line,
-                line_count,
-                data: decompress(&d),
-            })
-            .collect())
+        self.chunks(
+            "SELECT idx, first_line, line_count, step, data FROM log_chunks WHERE job_id = ?1 AND idx >= ?2 \
+             AND attempt = COALESCE(?3, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
+            params![job_id, from_idx, attempt],
+        )
     }
 
     fn log_chunks_for_lines(
@@ -958,27 +971,44 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<LogChunk>> {
-        let raw: Vec<(i64, i64, i64, Vec<u8>)> = {
-            let c = self.c();
-            let mut s = c.prepare_cached(
-                "SELECT idx, first_line, line_count, data FROM log_chunks WHERE job_id = ?1 \
-                 AND first_line < ?3 AND first_line + line_count > ?2 \
-                 AND attempt = COALESCE(?4, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
-            )?;
-            s.query_map(params![job_id, from, to, attempt], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        Ok(raw
-            .into_iter()
-            .map(|(idx, first_line, line_count, d)| LogChunk {
-                idx,
-                first_line,
-                line_count,
-                data: decompress(&d),
-            })
-            .collect())
+        self.chunks(
+            "SELECT idx, first_line, line_count, step, data FROM log_chunks WHERE job_id = ?1 \
+             AND first_line < ?3 AND first_line + line_count > ?2 \
+             AND attempt = COALESCE(?4, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
+            params![job_id, from, to, attempt],
+        )
+    }
+
+    fn log_chunks_of_step(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+        step: Option<i64>,
+    ) -> Result<Vec<LogChunk>> {
+        // `IS`: NULL matches the chunks of no step.
+        self.chunks(
+            "SELECT idx, first_line, line_count, step, data FROM log_chunks WHERE job_id = ?1 \
+             AND step IS ?3 \
+             AND attempt = COALESCE(?2, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) ORDER BY idx",
+            params![job_id, attempt, step],
+        )
+    }
+
+    fn log_lines_by_step(
+        &self,
+        job_id: i64,
+        attempt: Option<i64>,
+    ) -> Result<Vec<(Option<i64>, i64)>> {
+        let c = self.c();
+        let mut s = c.prepare_cached(
+            "SELECT step, sum(line_count) FROM log_chunks WHERE job_id = ?1 \
+             AND attempt = COALESCE(?2, (SELECT max(attempt, 1) FROM jobs WHERE id = ?1)) \
+             GROUP BY step ORDER BY step",
+        )?;
+        Ok(
+            s.query_map(params![job_id, attempt], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?,
+        )
     }
 
     fn log_attempts(&self, job_id: i64) -> Result<Vec<i64>> {
@@ -2391,6 +2421,41 @@ mod tests {
             .map(|id| s.get_run(id).unwrap().unwrap().run_number)
             .collect();
         assert_eq!(numbers, [1, 1, 2], "runs kept, numbered per workflow");
+    }
+
+    /// A database from before log lines knew their step keeps its chunks:
+    /// they belong to no step, and read as before.
+    #[test]
+    fn a_database_from_before_step_logs_keeps_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("hangar.db")).unwrap();
+            for m in &MIGRATIONS[..10] {
+                c.execute_batch(m.sqlite).unwrap();
+            }
+            c.pragma_update(None, "user_version", 10).unwrap();
+            c.execute(
+                "INSERT INTO log_chunks (job_id, attempt, idx, first_line, line_count, raw_len, data) \
+                 VALUES (5, 1, 0, 0, 2, 8, ?1)",
+                [compress("old\nlog\n")],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let chunks = s.log_chunks(5, Some(1), 0).unwrap();
+        assert_eq!(
+            (chunks[0].step, &chunks[0].data[..]),
+            (None, &b"old\nlog\n"[..])
+        );
+        assert_eq!(s.log_lines_by_step(5, Some(1)).unwrap(), [(None, 2)]);
+        assert_eq!(s.log_chunks_of_step(5, Some(1), None).unwrap().len(), 1);
+        // New chunks of the same job take their step.
+        s.append_step_log_chunk(5, 1, 1, 2, Some(0), "new\n")
+            .unwrap();
+        assert_eq!(
+            s.log_lines_by_step(5, Some(1)).unwrap(),
+            [(None, 2), (Some(0), 1)]
+        );
     }
 
     #[test]

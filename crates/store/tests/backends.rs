@@ -51,6 +51,7 @@ macro_rules! on_both {
 on_both!(
     delivery_operations_round_trip_by_phase,
     workflow_run_queue_is_first_in_first_out,
+    log_chunks_know_their_step,
     results_cache_entries_are_immutable_per_slot,
     tokens_verify_by_plaintext_only,
     expired_and_revoked_tokens_verify_as_none,
@@ -516,6 +517,61 @@ fn log_chunks_are_idempotent_and_paged(s: &dyn Store) {
     assert_eq!(s.log_chunks(7, Some(1), 1).unwrap()[0].first_line, 2);
     assert_eq!(s.log_bytes(7, 1).unwrap(), 6);
     assert_eq!(s.log_bytes(7, 2).unwrap(), 0);
+}
+
+/// Chunks carry their step: two steps writing at once (their chunks
+/// interleaved) read back apart, each in order; lines of no step (the job's
+/// own, or an agent that sends none) are their own group.
+fn log_chunks_know_their_step(s: &dyn Store) {
+    assert!(s.append_log_chunk(9, 1, 0, 0, "set up\n").unwrap());
+    assert!(
+        s.append_step_log_chunk(9, 1, 1, 1, Some(0), "a1\na2\n")
+            .unwrap()
+    );
+    assert!(
+        s.append_step_log_chunk(9, 1, 2, 3, Some(1), "b1\n")
+            .unwrap()
+    );
+    assert!(
+        s.append_step_log_chunk(9, 1, 3, 4, Some(0), "a3\n")
+            .unwrap()
+    );
+    assert!(
+        s.append_step_log_chunk(9, 1, 4, 5, Some(1), "b2\nb3\n")
+            .unwrap()
+    );
+    // A retried upload of a chunk is still one chunk, whatever step it names.
+    assert!(
+        !s.append_step_log_chunk(9, 1, 4, 5, Some(0), "b2\nb3\n")
+            .unwrap()
+    );
+    let text = |step| -> String {
+        s.log_chunks_of_step(9, Some(1), step)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert_eq!(c.step, step);
+                String::from_utf8_lossy(&c.data).into_owned()
+            })
+            .collect()
+    };
+    assert_eq!(text(Some(0)), "a1\na2\na3\n");
+    assert_eq!(text(Some(1)), "b1\nb2\nb3\n");
+    assert_eq!(text(None), "set up\n");
+    assert_eq!(text(Some(7)), "");
+    assert_eq!(
+        s.log_lines_by_step(9, Some(1)).unwrap(),
+        [(None, 1), (Some(0), 3), (Some(1), 3)]
+    );
+    let all = s.log_chunks(9, Some(1), 0).unwrap();
+    let steps: Vec<Option<i64>> = all.iter().map(|c| c.step).collect();
+    assert_eq!(steps, [None, Some(0), Some(1), Some(0), Some(1)]);
+    assert_eq!(
+        s.log_chunks_for_lines(9, Some(1), 3, 4).unwrap()[0].step,
+        Some(1)
+    );
+    // Another attempt's steps are its own.
+    assert!(s.log_lines_by_step(9, Some(2)).unwrap().is_empty());
 }
 
 /// A retried job's second attempt writes its own chunk 0 and step 0; reads
