@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,7 +66,7 @@ struct Files {
 }
 
 /// A step list being executed: the job's, or a composite action's.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Scope {
     steps: Map<String, Value>,
     failed: bool,
@@ -129,6 +130,11 @@ struct StepEnd {
 /// - `cancel:` stops its process group (SIGINT, then SIGTERM, then SIGKILL,
 ///   `process::GRACE` apart) and waits for it; it ends `cancelled`, which
 ///   does not fail the job: stopping a service is what `cancel` is for;
+/// - a composite action or a built-in action runs in the background too:
+///   a copy of the job ([`Job::fork`]) runs it on a task of its own, with the
+///   step's own files, and its env, PATH, state and post steps are taken in
+///   when it is waited for; `cancel:` stops the step it is running and the
+///   composite's later steps are skipped;
 /// - a `parallel:` group starts its members as background steps and waits
 ///   for all of them at its end;
 /// - the job waits for the background steps still running when its steps
@@ -141,7 +147,7 @@ struct Background {
     /// `cancel:` stopped it: it ends cancelled rather than failed.
     stopped: bool,
     files: Files,
-    handle: BackgroundTask,
+    handle: BackgroundWork,
     /// A JavaScript action's: where what it saves with `GITHUB_STATE` goes
     /// (its `post` reads it), as [`Job::run_node`] keys it.
     state_key: Option<String>,
@@ -149,12 +155,65 @@ struct Background {
 
 type BackgroundTask = tokio::task::JoinHandle<(StepSink, process::Exit, Instant, u64)>;
 
+/// What runs in the background for a step: one process (a `run:` step, a
+/// JavaScript action's main), or a composite or built-in action run by a
+/// copy of the job ([`Job::fork`]).
+enum BackgroundWork {
+    Process(BackgroundTask),
+    Steps(tokio::task::JoinHandle<Forked>),
+}
+
+/// What a copy of the job that ran a background `uses:` step hands back when
+/// it is waited for: the step's result and the job state its steps changed.
+struct Forked {
+    result: Result<StepResult, String>,
+    /// The job's env and added PATH entries as the fork left them, and what
+    /// they were when it started (only its own changes are taken).
+    env: IndexMap<String, String>,
+    env_before: IndexMap<String, String>,
+    path_prepend: Vec<String>,
+    path_before: usize,
+    states: BTreeMap<String, BTreeMap<String, String>>,
+    post: Vec<Post>,
+    fetched: HashMap<String, Result<crate::actions::Fetched, String>>,
+    ended: (Instant, u64),
+}
+
 /// A JavaScript action's main started in the background by [`Job::run_uses`].
 struct StartedAction {
     files: Files,
     cancel: CancellationToken,
     handle: BackgroundTask,
     state_key: String,
+}
+
+/// The copy of a job's state a background composite or built-in step runs
+/// with: everything a step reads, its own step files, its own cancel token.
+struct ForkState {
+    run: Arc<RunContext>,
+    spec: CompiledJob,
+    doc: Value,
+    reporter: Arc<dyn Reporter>,
+    masker: Masker,
+    tmp_dir: Arc<tempfile::TempDir>,
+    tmp: PathBuf,
+    jail: Option<Arc<process::JobJail>>,
+    files: Files,
+    base_env: IndexMap<String, String>,
+    env: IndexMap<String, String>,
+    path_prepend: Vec<String>,
+    base_cx: Contexts,
+    counter: Arc<AtomicUsize>,
+    action: String,
+    matchers: crate::matcher::Matchers,
+    step_index: Option<usize>,
+    cancel: CancellationToken,
+    no_cancel: CancellationToken,
+    states: BTreeMap<String, BTreeMap<String, String>>,
+    debug: bool,
+    environment: Option<String>,
+    fetched: HashMap<String, Result<crate::actions::Fetched, String>>,
+    tracking_id: String,
 }
 
 /// How a step runs: in order, or started in the background into the list.
@@ -190,7 +249,7 @@ pub(crate) struct Job<'e> {
     doc: Value,
     reporter: Arc<dyn Reporter>,
     masker: Masker,
-    _tmp: tempfile::TempDir,
+    _tmp: Arc<tempfile::TempDir>,
     tmp: PathBuf,
     /// The job's jail (its PID namespace and bubblewrap's options) when the
     /// engine's sandbox jails steps.
@@ -200,7 +259,10 @@ pub(crate) struct Job<'e> {
     env: IndexMap<String, String>,
     path_prepend: Vec<String>,
     base_cx: Contexts,
-    counter: usize,
+    /// The next step number: shared with the copies of this job that run
+    /// a background composite or built-in step ([`Job::fork`]), so every
+    /// step of the job, wherever it runs, has a number of its own.
+    counter: Arc<AtomicUsize>,
     /// The running step's id as GitHub names it (`github.action`,
     /// `GITHUB_ACTION`): its own `id`, or a generated `__run`, `__run_2`,
     /// `__actions_checkout`…
@@ -231,6 +293,46 @@ pub(crate) struct Job<'e> {
     started: Option<StartedAction>,
     /// The job's `environment:` name, evaluated before the first step.
     environment: Option<String>,
+    /// [`Job::run_uses`] found a composite or built-in action asked to run
+    /// in the background: the step runs it in a copy of the job instead.
+    fork_wanted: bool,
+}
+
+impl ForkState {
+    fn into_job(self, engine: &Engine) -> Job<'_> {
+        Job {
+            engine,
+            run: self.run,
+            spec: self.spec,
+            doc: self.doc,
+            reporter: self.reporter,
+            masker: self.masker,
+            _tmp: self.tmp_dir,
+            tmp: self.tmp,
+            jail: self.jail,
+            files: self.files,
+            base_env: self.base_env,
+            env: self.env,
+            path_prepend: self.path_prepend,
+            base_cx: self.base_cx,
+            counter: self.counter,
+            action: self.action,
+            job_failed: false,
+            matchers: self.matchers,
+            step_index: self.step_index,
+            cancel: self.cancel,
+            no_cancel: self.no_cancel,
+            post: Vec::new(),
+            states: self.states,
+            debug: self.debug,
+            environment: self.environment,
+            fetched: self.fetched,
+            tracking_id: self.tracking_id,
+            background_request: false,
+            started: None,
+            fork_wanted: false,
+        }
+    }
 }
 
 /// Entry point used by [`Engine::run_job`].
@@ -631,7 +733,7 @@ impl<'e> Job<'e> {
             doc,
             reporter,
             masker,
-            _tmp: tmp,
+            _tmp: Arc::new(tmp),
             jail: {
                 let mut readable = vec![actions_dir.clone(), crate::toolcache::dir(&run.data_dir)];
                 readable.extend(git_alternates(&run.workspace));
@@ -652,7 +754,7 @@ impl<'e> Job<'e> {
                 .collect(),
             path_prepend: Vec::new(),
             base_cx: cx,
-            counter: 0,
+            counter: Arc::new(AtomicUsize::new(0)),
             action: String::new(),
             job_failed: false,
             matchers: Default::default(),
@@ -667,6 +769,7 @@ impl<'e> Job<'e> {
             tracking_id,
             background_request: false,
             started: None,
+            fork_wanted: false,
         };
         process::watch(&job.tracking_id);
         // env: workflow env, then job env, each evaluated against what came before.
@@ -713,6 +816,10 @@ impl<'e> Job<'e> {
 
     fn cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    fn next_number(&self) -> usize {
+        self.counter.fetch_add(1, Ordering::SeqCst)
     }
 
     fn cx(&self, scope: &Scope, env: &IndexMap<String, String>) -> Contexts {
@@ -993,8 +1100,7 @@ impl<'e> Job<'e> {
     }
 
     async fn run_step(&mut self, scope: &mut Scope, step: &Value, mode: Mode<'_>) {
-        let number = self.counter;
-        self.counter += 1;
+        let number = self.next_number();
         let key = self.spec.key.clone();
         let id = step.get("id").and_then(scalar_string);
         let started = Instant::now();
@@ -1205,30 +1311,54 @@ impl<'e> Job<'e> {
                 .run_uses(scope, step, &env, with_cx, number, timeout, &cancel, &name)
                 .await;
             self.background_request = false;
-            if let Some(started) = self.started.take()
-                && let Some(list) = bg_list
-            {
-                list.push(Background {
-                    end,
-                    continue_on_error,
-                    cancel: started.cancel,
-                    stopped: false,
-                    files: started.files,
-                    handle: started.handle,
-                    state_key: Some(started.state_key),
-                });
-                return;
-            }
-            if bg_list.is_some() && r.is_ok() {
-                // A composite's steps and a built-in action share the job's
-                // files and state: they run in order.
-                let location = self.step_location("background");
-                self.annotate_at(
-                    Some(number),
-                    Level::Warning,
-                    "hangar runs `run:` steps and JavaScript actions in the background: this action ran before the next step started",
-                    location,
-                );
+            let fork = std::mem::take(&mut self.fork_wanted);
+            if let Some(list) = bg_list {
+                if let Some(started) = self.started.take() {
+                    list.push(Background {
+                        end,
+                        continue_on_error,
+                        cancel: started.cancel,
+                        stopped: false,
+                        files: started.files,
+                        handle: BackgroundWork::Process(started.handle),
+                        state_key: Some(started.state_key),
+                    });
+                    return;
+                }
+                if fork {
+                    // A composite or built-in action: its steps run in a copy
+                    // of the job, concluded like any background step.
+                    match self.fork(scope, step, &env, &cx, number, timeout, &cancel, &name) {
+                        Ok((own, files, handle)) => list.push(Background {
+                            end,
+                            continue_on_error,
+                            cancel: own,
+                            stopped: false,
+                            files,
+                            handle: BackgroundWork::Steps(handle),
+                            state_key: None,
+                        }),
+                        Err(e) => {
+                            let location = self.step_location("uses");
+                            self.annotate_at(Some(number), Level::Error, &e, location);
+                            let conclusion = if continue_on_error {
+                                Conclusion::Success
+                            } else {
+                                scope.failed = true;
+                                self.job_failed |= !scope.composite;
+                                Conclusion::Failure
+                            };
+                            self.end_step(
+                                scope,
+                                &end,
+                                Conclusion::Failure,
+                                conclusion,
+                                &BTreeMap::new(),
+                            );
+                        }
+                    }
+                    return;
+                }
             }
             r
         };
@@ -1459,7 +1589,7 @@ impl<'e> Job<'e> {
             cancel: own,
             stopped: false,
             files,
-            handle,
+            handle: BackgroundWork::Process(handle),
             state_key: None,
         })
     }
@@ -1527,6 +1657,26 @@ impl<'e> Job<'e> {
             ..
         } = bg;
         let number = end.number;
+        let handle = match handle {
+            BackgroundWork::Process(handle) => handle,
+            BackgroundWork::Steps(handle) => {
+                let result = match handle.await {
+                    Ok(forked) => {
+                        end.ended = Some(forked.ended);
+                        self.take_forked(number, forked, stopped)
+                    }
+                    Err(e) => {
+                        self.annotate(
+                            Some(number),
+                            Level::Error,
+                            &format!("the step's task failed: {e}"),
+                        );
+                        StepResult::failed()
+                    }
+                };
+                return self.conclude_background(scope, &end, result, continue_on_error, stopped);
+            }
+        };
         let result = match handle.await {
             Ok((sink, exit, at, ts)) => {
                 end.ended = Some((at, ts));
@@ -1558,6 +1708,18 @@ impl<'e> Job<'e> {
                 StepResult::failed()
             }
         };
+        self.conclude_background(scope, &end, result, continue_on_error, stopped);
+    }
+
+    /// A background step's end, as a step that ran in order would end here.
+    fn conclude_background(
+        &mut self,
+        scope: &mut Scope,
+        end: &StepEnd,
+        result: StepResult,
+        continue_on_error: bool,
+        stopped: bool,
+    ) {
         let outcome = if result.success {
             Conclusion::Success
         } else if result.cancelled {
@@ -1574,7 +1736,133 @@ impl<'e> Job<'e> {
             scope.failed = true;
             self.job_failed |= !scope.composite;
         }
-        self.end_step(scope, &end, outcome, conclusion, &result.outputs);
+        self.end_step(scope, end, outcome, conclusion, &result.outputs);
+    }
+
+    /// Starts a composite or built-in `uses:` step in the background: a copy
+    /// of the job runs it as [`Job::run_uses`] would in order, with the
+    /// step's own env, path, output, state and summary files (as a
+    /// background `run:` step has) and a cancel token of its own, on a task
+    /// of its own; step numbers come from the job's one counter.
+    #[allow(clippy::too_many_arguments)]
+    fn fork(
+        &mut self,
+        scope: &Scope,
+        step: &Value,
+        env: &IndexMap<String, String>,
+        cx: &Contexts,
+        number: usize,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        name: &str,
+    ) -> Result<(CancellationToken, Files, tokio::task::JoinHandle<Forked>), String> {
+        let files = self.background_files(number)?;
+        // A temporary directory of its own: steps that run in order write
+        // their script to one file per directory, rewritten for each step.
+        let tmp = self.tmp.join(format!("fork-{number}"));
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| format!("cannot create the step's directory: {e}"))?;
+        // The job's env names its files: the copy's steps write to the step's.
+        let mut base_env = self.base_env.clone();
+        for (k, p) in [
+            ("GITHUB_ENV", &files.env),
+            ("GITHUB_PATH", &files.path),
+            ("GITHUB_OUTPUT", &files.output),
+            ("GITHUB_STATE", &files.state),
+            ("GITHUB_STEP_SUMMARY", &files.summary),
+        ] {
+            base_env.insert(k.to_string(), p.to_string_lossy().into_owned());
+        }
+        let own = cancel.child_token();
+        let state = ForkState {
+            run: self.run.clone(),
+            spec: self.spec.clone(),
+            doc: self.doc.clone(),
+            reporter: self.reporter.clone(),
+            masker: self.masker.clone(),
+            tmp_dir: self._tmp.clone(),
+            tmp,
+            jail: self.jail.clone(),
+            files: files.clone(),
+            base_env,
+            env: self.env.clone(),
+            path_prepend: self.path_prepend.clone(),
+            base_cx: self.base_cx.clone(),
+            counter: self.counter.clone(),
+            action: self.action.clone(),
+            matchers: self.matchers.clone(),
+            step_index: self.step_index,
+            cancel: own.clone(),
+            no_cancel: self.no_cancel.clone(),
+            states: self.states.clone(),
+            debug: self.debug,
+            environment: self.environment.clone(),
+            fetched: self.fetched.clone(),
+            tracking_id: self.tracking_id.clone(),
+        };
+        let engine = self.engine.clone();
+        let (mut scope, step, env, mut cx) = (scope.clone(), step.clone(), env.clone(), cx.clone());
+        let name = name.to_string();
+        let token = own.clone();
+        let handle = tokio::spawn(async move {
+            let mut job = state.into_job(&engine);
+            let env_before = job.env.clone();
+            let path_before = job.path_prepend.len();
+            let result = job
+                .run_uses(
+                    &mut scope, &step, &env, &mut cx, number, timeout, &token, &name,
+                )
+                .await;
+            Forked {
+                result,
+                env: std::mem::take(&mut job.env),
+                env_before,
+                path_prepend: std::mem::take(&mut job.path_prepend),
+                path_before,
+                states: std::mem::take(&mut job.states),
+                post: std::mem::take(&mut job.post),
+                fetched: std::mem::take(&mut job.fetched),
+                ended: (Instant::now(), now_ms()),
+            }
+        });
+        Ok((own, files, handle))
+    }
+
+    /// Takes in what a background composite or built-in step's copy of the
+    /// job changed, now that it is waited for: its env and PATH changes,
+    /// the state and post steps of the actions it ran, and its result.
+    fn take_forked(&mut self, number: usize, forked: Forked, stopped: bool) -> StepResult {
+        for (k, v) in forked.env {
+            if forked.env_before.get(&k) != Some(&v) {
+                self.env.insert(k, v);
+            }
+        }
+        // Entries it added went to the front of its list.
+        let added = forked.path_prepend.len().saturating_sub(forked.path_before);
+        for p in forked.path_prepend.into_iter().take(added).rev() {
+            self.path_prepend.insert(0, p);
+        }
+        for (k, v) in forked.states {
+            self.states.entry(k).or_default().extend(v);
+        }
+        self.post.extend(forked.post);
+        for (k, v) in forked.fetched {
+            self.fetched.entry(k).or_insert(v);
+        }
+        match forked.result {
+            // `cancel:` asked for it: not a failure of the step's own.
+            _ if stopped => StepResult {
+                success: false,
+                cancelled: true,
+                outputs: BTreeMap::new(),
+            },
+            Ok(r) => r,
+            Err(e) => {
+                let location = self.step_location("uses");
+                self.annotate_at(Some(number), Level::Error, &e, location);
+                StepResult::failed()
+            }
+        }
     }
 
     /// `wait: ID | [IDS]`, `wait-all:` and `cancel: ID`: a step of their own
@@ -1593,8 +1881,7 @@ impl<'e> Job<'e> {
             (None, None) => None,
         };
         let cancel = step.get("cancel").is_some();
-        let number = self.counter;
-        self.counter += 1;
+        let number = self.next_number();
         let name = match (step.get("name").and_then(scalar_string), &ids) {
             (Some(n), _) => n,
             (None, Some(ids)) if cancel => format!("Cancel {}", ids.join(", ")),
@@ -1905,6 +2192,11 @@ impl<'e> Job<'e> {
                 .or_else(|| self.engine.builtin(&base))
                 .filter(|_| self.engine.action_dir(&base, version).is_none());
             if let Some(b) = builtin {
+                if background {
+                    // Run by a copy of the job (see `Job::fork`).
+                    self.fork_wanted = true;
+                    return Ok(StepResult::failed());
+                }
                 return self
                     .run_builtin(b, &lower, version, with, env, number, timeout, cancel, name)
                     .await;
@@ -1933,6 +2225,11 @@ impl<'e> Job<'e> {
             .to_ascii_lowercase();
         let inputs = action_inputs(&action, &with);
         match using.as_str() {
+            "composite" if background => {
+                // Run by a copy of the job (see `Job::fork`).
+                self.fork_wanted = true;
+                Ok(StepResult::failed())
+            }
             "composite" => {
                 let mut inner = Scope {
                     inputs: None,
@@ -2201,7 +2498,7 @@ impl<'e> Job<'e> {
                 .and_then(scalar_string)
                 .unwrap_or_else(|| "always()".into());
             let env = self.env.clone();
-            let number = self.counter;
+            let number = self.counter.load(Ordering::SeqCst);
             let started = Instant::now();
             let name = format!(
                 "Pre {}",
@@ -2238,7 +2535,7 @@ impl<'e> Job<'e> {
                 Ok(Some(e)) => Ok(e),
                 Err(e) => Err(e),
             };
-            self.counter += 1;
+            self.next_number();
             self.reporter.event(Event::StepStarted {
                 job: self.spec.key.clone(),
                 step: number,
@@ -2545,8 +2842,7 @@ impl<'e> Job<'e> {
     async fn run_posts(&mut self, scope: &mut Scope) {
         let posts = std::mem::take(&mut self.post);
         for post in posts.into_iter().rev() {
-            let number = self.counter;
-            self.counter += 1;
+            let number = self.next_number();
             let started = Instant::now();
             let (name, result) = match post {
                 Post::Js {

@@ -25,6 +25,14 @@ impl Fixture {
 
     /// Runs a one-job workflow made of `steps` (YAML lines under `steps:`).
     fn run(&self, steps: &str) -> (hangar_engine::RunSummary, Arc<MemoryReporter>) {
+        self.run_with(Engine::new(), steps)
+    }
+
+    fn run_with(
+        &self,
+        engine: Engine,
+        steps: &str,
+    ) -> (hangar_engine::RunSummary, Arc<MemoryReporter>) {
         let text = format!("on: push\njobs:\n  a:\n    steps:\n{steps}");
         let wf = Arc::new(Workflow::parse(&self.dir.path().join("w.yml"), &text).unwrap());
         let mut run = RunContext::new(self.dir.path(), "push", None);
@@ -35,7 +43,7 @@ impl Fixture {
             .enable_all()
             .build()
             .unwrap();
-        let r = rt.block_on(Engine::new().run_workflows(
+        let r = rt.block_on(engine.run_workflows(
             Arc::new(run),
             vec![wf],
             RunOptions::default(),
@@ -396,25 +404,171 @@ fn a_javascript_action_runs_in_the_background_like_a_run_step() {
     assert!(!warned);
 }
 
+/// Waits (in the shell) for a marker file of the workspace for up to 20 s.
+const AWAIT: &str = "for i in $(seq 400); do [ -e \"$GITHUB_WORKSPACE/$1\" ] && break; sleep 0.05; done; [ -e \"$GITHUB_WORKSPACE/$1\" ]";
+
+/// A composite action marked `background: true` runs beside the steps after
+/// it: its first step waits for a marker file that only the next step of
+/// the job writes, after seeing the composite's own marker, so neither can
+/// finish unless both run at once. Its env and outputs are seen after its
+/// `wait`, not before, as for a `run:` step.
 #[test]
-fn a_composite_action_marked_background_runs_in_order_with_a_warning() {
+fn a_composite_action_marked_background_runs_beside_the_next_steps() {
     let f = Fixture::new();
     let dir = f.path("comp");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("action.yml"),
-        "name: comp\nruns:\n  using: composite\n  steps:\n    - {run: 'sleep 0.5; echo comp', shell: bash}\n",
+        format!(
+            concat!(
+                "name: comp\noutputs:\n  said: {{value: '${{{{ steps.s.outputs.said }}}}'}}\n",
+                "runs:\n  using: composite\n  steps:\n",
+                "    - name: comp-meets\n      shell: bash\n      run: |\n",
+                "        touch \"$GITHUB_WORKSPACE/comp-started\"\n",
+                "        set -- next-ran; if {await}; then echo comp saw next; else echo comp ran alone; exit 1; fi\n",
+                "    - name: comp-sets\n      id: s\n      shell: bash\n      run: |\n",
+                "        echo COMP_ENV=from-comp >> \"$GITHUB_ENV\"\n",
+                "        echo said=42 >> \"$GITHUB_OUTPUT\"\n",
+            ),
+            await = AWAIT
+        ),
+    )
+    .unwrap();
+    let (s, rep) = f.run(&format!(
+        concat!(
+            "      - {{name: c, id: c, uses: ./comp, background: true}}\n",
+            "      - name: next\n        run: |\n",
+            "          set -- comp-started; {await}\n",
+            "          touch \"$GITHUB_WORKSPACE/next-ran\"\n",
+            "          echo \"early ${{COMP_ENV:-unset}} [${{{{ steps.c.outputs.said }}}}]\"\n",
+            "      - wait: c\n",
+            "      - {{name: late, run: 'echo \"late $COMP_ENV [${{{{ steps.c.outputs.said }}}}]\"'}}\n",
+        ),
+        await = AWAIT
+    ));
+    assert!(
+        s.success,
+        "{:?} {:?}",
+        conclusions(&rep),
+        rep.events.lock().unwrap()
+    );
+    assert_eq!(log_of(&rep, "comp-meets"), ["comp saw next"]);
+    assert_eq!(log_of(&rep, "next"), ["early unset []"]);
+    assert_eq!(
+        log_of(&rep, "late"),
+        ["late from-comp [42]"],
+        "{:?}",
+        rep.events.lock().unwrap()
+    );
+    let c = conclusions(&rep);
+    assert_eq!(c["c"], (Conclusion::Success, Conclusion::Success));
+    // Every step has a number of its own, the composite's inner steps too.
+    let events = rep.events.lock().unwrap();
+    let mut numbers: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    let n = numbers.len();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), n, "step numbers repeat");
+    // No "runs in order" warning any more.
+    assert!(!events.iter().any(
+        |e| matches!(e, Event::Annotation { message, .. } if message.contains("ran before the next step"))
+    ));
+}
+
+/// `cancel:` stops a background composite's running step (SIGINT first) and
+/// skips the steps it had not reached; the job goes on and succeeds.
+#[test]
+fn cancel_stops_a_background_composite() {
+    let f = Fixture::new();
+    let dir = f.path("svc");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("action.yml"),
+        concat!(
+            "name: svc\nruns:\n  using: composite\n  steps:\n",
+            "    - name: serve\n      shell: bash\n      run: |\n",
+            "        trap 'echo INT > \"$GITHUB_WORKSPACE/signal\"; exit 130' INT\n",
+            "        echo $$ > \"$GITHUB_WORKSPACE/svc.pid\"\n",
+            "        while true; do sleep 0.1; done\n",
+            "    - {name: never, shell: bash, run: 'touch \"$GITHUB_WORKSPACE/never\"'}\n",
+        ),
     )
     .unwrap();
     let (s, rep) = f.run(concat!(
-        "      - {name: c, id: c, uses: ./comp, background: true}\n",
-        "      - {name: next, run: 'echo next'}\n",
+        "      - {name: svc, id: svc, uses: ./svc, background: true}\n",
+        "      - {name: use, run: 'while [ ! -s svc.pid ]; do sleep 0.05; done; echo ready'}\n",
+        "      - {name: stop, cancel: svc}\n",
+        "      - {name: after, run: 'echo after ${{ steps.svc.outcome }}'}\n",
     ));
     assert!(s.success, "{:?}", conclusions(&rep));
-    let t = times(&rep);
-    assert!(t["next"].0 >= t["c"].1, "{t:?}");
-    let warned = rep.events.lock().unwrap().iter().any(|e| {
-        matches!(e, Event::Annotation { message, .. } if message.contains("this action ran before the next step started"))
-    });
-    assert!(warned);
+    let c = conclusions(&rep);
+    assert_eq!(c["svc"], (Conclusion::Cancelled, Conclusion::Cancelled));
+    assert_eq!(log_of(&rep, "after"), ["after cancelled"]);
+    assert_eq!(
+        std::fs::read_to_string(f.path("signal")).unwrap().trim(),
+        "INT"
+    );
+    let pid = std::fs::read_to_string(f.path("svc.pid")).unwrap();
+    assert!(!std::path::Path::new("/proc").join(pid.trim()).exists());
+    assert!(!f.path("never").exists(), "the composite's next step ran");
+}
+
+/// A built-in action that meets the step after it: it writes a marker file
+/// and waits for the one the next step writes after seeing it.
+struct Rendezvous;
+
+impl hangar_engine::BuiltinAction for Rendezvous {
+    fn name(&self) -> &str {
+        "hangar/rendezvous"
+    }
+
+    fn run(&self, call: &hangar_engine::ActionCall) -> hangar_engine::ActionResult {
+        std::fs::write(call.workspace.join("builtin-started"), "").unwrap();
+        let start = Instant::now();
+        while !call.workspace.join("next-ran").exists() && start.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let saw = call.workspace.join("next-ran").exists();
+        call.output.line(&format!("builtin saw next: {saw}"));
+        let mut r = hangar_engine::ActionResult::ok();
+        r.outputs.insert("saw".into(), saw.to_string());
+        r.success = saw;
+        r
+    }
+}
+
+/// A built-in `uses: hangar/...` step marked `background: true` runs beside
+/// the next step (they meet through marker files), and its outputs are seen
+/// after `wait-all`.
+#[test]
+fn a_builtin_action_marked_background_runs_beside_the_next_steps() {
+    let f = Fixture::new();
+    let mut engine = Engine::new();
+    engine.register(Arc::new(Rendezvous));
+    let (s, rep) = f.run_with(
+        engine,
+        &format!(
+            concat!(
+                "      - {{name: b, id: b, uses: hangar/rendezvous@v1, background: true}}\n",
+                "      - name: next\n        run: |\n",
+                "          set -- builtin-started; {await}\n",
+                "          touch next-ran\n",
+                "          echo \"early [${{{{ steps.b.outputs.saw }}}}]\"\n",
+                "      - wait-all:\n",
+                "      - {{name: late, run: 'echo \"late [${{{{ steps.b.outputs.saw }}}}]\"'}}\n",
+            ),
+            await = AWAIT
+        ),
+    );
+    assert!(s.success, "{:?}", conclusions(&rep));
+    assert_eq!(log_of(&rep, "b"), ["builtin saw next: true"]);
+    assert_eq!(log_of(&rep, "next"), ["early []"]);
+    assert_eq!(log_of(&rep, "late"), ["late [true]"]);
 }
