@@ -115,7 +115,7 @@ impl BuiltinAction for Release {
 }
 
 /// `hangar/deploy@v1`: inputs `environment` (default: the job's
-/// `environment:`, evaluated), `service`, `artifact`, `no-build`; `server`,
+/// `environment:`, evaluated), `service`, `artifact`, `no-build`, `with-dependencies`; `server`,
 /// `token` and `project` (or `HANGAR_SERVER`/`HANGAR_TOKEN` in the step's
 /// env) to deploy through a hangar server; `override-protection` and
 /// `reason` to set a protected environment's rules aside on the record.
@@ -187,6 +187,7 @@ impl BuiltinAction for Deploy {
         }
         let no_build = truthy(call.input("no-build"));
         let sha = call.env.get("GITHUB_SHA").cloned();
+        let with_dependencies = truthy(call.input("with-dependencies"));
         let service = Some(call.input("service").trim().to_string()).filter(|s| !s.is_empty());
         let artifact = Some(call.input("artifact").trim().to_string()).filter(|s| !s.is_empty());
         let result = match &server {
@@ -217,6 +218,7 @@ impl BuiltinAction for Deploy {
                     commit_time: None,
                     no_build,
                     from_commit: false,
+                    with_dependencies,
                 };
                 rt.block_on(client.deploy(&env, &req, |e| call.output.line(e)))
             }
@@ -229,6 +231,7 @@ impl BuiltinAction for Deploy {
                     no_build,
                     // The workspace is the checkout of the commit already.
                     from_commit: false,
+                    with_dependencies,
                 };
                 let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
                 let client = hangar_deploy::client::EnvClient::new(&exe, &dir, &data, &env);

@@ -95,6 +95,7 @@ impl EnvClient {
             commit,
             no_build,
             from_commit,
+            with_dependencies,
             ..
         } = req
         else {
@@ -104,6 +105,7 @@ impl EnvClient {
         let first = FirstRelease {
             git_ref: commit.clone().filter(|_| *from_commit),
             artifact: artifact.as_ref().map(PathBuf::from),
+            with_dependencies: *with_dependencies,
         };
         if let Started::Now {
             pid,

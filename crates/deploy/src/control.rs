@@ -24,6 +24,9 @@ pub enum Request {
         /// Build `commit` itself rather than the working tree (`--ref`).
         #[serde(default)]
         from_commit: bool,
+        /// Also the services the environment's `services:` depend on.
+        #[serde(default)]
+        with_dependencies: bool,
     },
     Promote,
     Abort,
@@ -96,6 +99,7 @@ async fn handle(
                     commit_time,
                     no_build,
                     from_commit,
+                    with_dependencies,
                 } => json(
                     ctl.deploy(DeployRequest {
                         service,
@@ -103,6 +107,7 @@ async fn handle(
                         commit: commit.map(|c| (c, commit_time.unwrap_or(0))),
                         no_build,
                         from_commit,
+                        with_dependencies,
                     })
                     .await
                     .and_then(|r| Ok(serde_json::to_value(r)?)),
@@ -183,6 +188,8 @@ pub struct FirstRelease {
     /// A commit to build (`hangar deploy --ref`).
     pub git_ref: Option<String>,
     pub artifact: Option<std::path::PathBuf>,
+    /// Start the dependencies the environment's `services:` leaves out too.
+    pub with_dependencies: bool,
 }
 
 /// Starts `EXE up --env ENV` detached (its own process group, logging to the
@@ -222,6 +229,9 @@ pub async fn start_controller(
     }
     if let Some(a) = &first.artifact {
         cmd.arg("--artifact").arg(a);
+    }
+    if first.with_dependencies {
+        cmd.arg("--with-dependencies");
     }
     cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)

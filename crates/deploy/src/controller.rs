@@ -50,6 +50,9 @@ pub struct DeployRequest {
     pub from_commit: bool,
     /// Skip the services' build commands.
     pub no_build: bool,
+    /// Also the services the environment's `services:` depend on but do
+    /// not list (`--with-dependencies`).
+    pub with_dependencies: bool,
 }
 
 struct ServiceRt {
@@ -407,7 +410,23 @@ impl Controller {
         let (order, env) = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             let env = env_config(&p, &self.env);
-            (p.services_in_order(Some(&env)), env)
+            let listed = p.services_in_order(Some(&env));
+            // What the environment lists, and what was deployed here before
+            // (a dependency deployed `--with-dependencies` is started again).
+            let deployed: Vec<String> = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .stable
+                .keys()
+                .cloned()
+                .collect();
+            let order: Vec<String> = p
+                .services_with_dependencies(Some(&env))
+                .into_iter()
+                .filter(|s| first.with_dependencies || listed.contains(s) || deployed.contains(s))
+                .collect();
+            (order, env)
         };
         // Every listener first: a `listen` address in use fails the start at
         // once, naming who has it, before anything is built or started.
@@ -847,6 +866,7 @@ impl Controller {
                 bail!("unknown service `{s}` in hangar.yml")
             }
             Some(s) => vec![s.clone()],
+            None if req.with_dependencies => project.services_with_dependencies(Some(&env)),
             None => project.services_in_order(Some(&env)),
         };
         // Every listener first, as in `start_all_with`.
@@ -1472,6 +1492,8 @@ impl Controller {
             .filter(|v| !self.instances_of(svc, v).is_empty());
         let strategy = match (env.strategy.value, &previous) {
             (_, None) => "first",
+            // Never two instances on one service's data.
+            _ if release.config.stateful => "restart",
             (StrategyKind::Rolling, _) => "rolling",
             (StrategyKind::BlueGreen, _) => "blue-green",
             (StrategyKind::Canary, _) => "canary",
@@ -1512,6 +1534,11 @@ impl Controller {
                     rec,
                     is_resumed,
                 )
+                .await;
+        }
+        if strategy == "restart" {
+            return self
+                .restart_in_place(svc, release, previous.unwrap_or_default(), rec)
                 .await;
         }
         // A resumed rollout goes on with the instances of its version the
@@ -1640,6 +1667,79 @@ impl Controller {
     /// Replaces `old`'s instances by `release`'s, batch by batch. A resumed
     /// rollout goes on from the batch reached: the healthy instances of the
     /// new version the previous controller started count as replaced.
+    /// A `stateful: true` service: the old instance is stopped (out of the
+    /// router, drained, stopped) before the new one starts on the same data,
+    /// so never two at once. A new version that does not become healthy is
+    /// stopped and the old one started again in its place.
+    async fn restart_in_place(
+        self: &Arc<Self>,
+        svc: &str,
+        release: Release,
+        old: String,
+        mut rec: DeploymentRecord,
+    ) -> anyhow::Result<DeploymentRecord> {
+        let new = release.version.clone();
+        let deadline = release.config.health.clone().unwrap_or_default().deadline.0;
+        let olds = self.instances_of(svc, &old);
+        self.set_rollout(svc, Some(format!("restarting in place: stopping {old}")));
+        self.event(
+            &mut rec,
+            format!(
+                "{svc}: stateful: stopping {old} ({} instance(s)) before starting {new} on the same data (restarted in place, never two at once)",
+                olds.len()
+            ),
+        );
+        self.retire(svc, olds).await;
+        self.event(&mut rec, format!("{svc}: {old} stopped"));
+        self.set_rollout(svc, Some(format!("restarting in place: starting {new}")));
+        let started = match self.start_instances(svc, &release, release.config.instances) {
+            Ok(s) => s,
+            Err(e) => {
+                self.event(&mut rec, format!("{svc}: {new} cannot start: {e:#}"));
+                Vec::new()
+            }
+        };
+        let healthy = if started.is_empty() {
+            Err("not started".to_string())
+        } else {
+            wait_all_healthy(&started, deadline).await
+        };
+        match healthy {
+            Ok(()) => {
+                self.set_weights(svc, vec![(new.clone(), 100)], None);
+                self.commit_stable(svc, &new)?;
+                self.event(
+                    &mut rec,
+                    format!("{svc}: {new} restarted in place and serving"),
+                );
+                self.finish(rec, Outcome::Succeeded)
+            }
+            Err(report) => {
+                self.event(
+                    &mut rec,
+                    format!("{svc}: {new} never became healthy; stopping it and restarting {old} in place. {report}"),
+                );
+                self.retire(svc, started).await;
+                if let Some(old_release) = self.releases.get(svc, &old) {
+                    let back =
+                        self.start_instances(svc, &old_release, old_release.config.instances)?;
+                    if let Err(e) = wait_all_healthy(&back, deadline).await {
+                        self.event(
+                            &mut rec,
+                            format!("{svc}: {old} did not come back healthy: {e}"),
+                        );
+                    }
+                    self.set_weights(svc, vec![(old.clone(), 100)], None);
+                    self.event(
+                        &mut rec,
+                        format!("{svc}: {old} restarted in place and serving"),
+                    );
+                }
+                self.finish(rec, Outcome::RolledBack)
+            }
+        }
+    }
+
     async fn rolling(
         self: &Arc<Self>,
         svc: &str,
@@ -2004,6 +2104,24 @@ impl Controller {
             let mut rec = self.record(&svc, &target, Some(current.clone()), "rollback");
             rec.rollback_from = Some(current.clone());
             let t0 = Instant::now();
+            // A stateful service's current instance goes first: never two
+            // instances on its data (and so never a warm one to switch to).
+            let stateful = target.config.stateful
+                || self
+                    .releases
+                    .get(&svc, &current)
+                    .is_some_and(|r| r.config.stateful);
+            if stateful {
+                self.event(
+                    &mut rec,
+                    format!(
+                        "{svc}: stateful: stopping {current} before starting {} on the same data",
+                        target.version
+                    ),
+                );
+                let running = self.instances_of(&svc, &current);
+                self.retire(&svc, running).await;
+            }
             let mut warm: Vec<_> = self
                 .instances_of(&svc, &target.version)
                 .into_iter()
@@ -2146,7 +2264,7 @@ impl Controller {
         self.files.clear_supervision();
         let order: Vec<String> = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
-            p.services_in_order(Some(&env_config(&p, &self.env)))
+            p.services_with_dependencies(Some(&env_config(&p, &self.env)))
         };
         for svc in order.iter().rev() {
             let all: Vec<Arc<Instance>> = self

@@ -362,3 +362,115 @@ fn validate_names_a_wrong_service_reference_at_its_line_with_did_you_mean() {
     assert!(text.contains("unknown service `dv`"), "{text}");
     assert!(text.contains("did you mean `db`?"), "{text}");
 }
+
+/// A database stand-in: a line server that holds an exclusive lock on its
+/// data while it runs, and records a second one started on the same data.
+const STATEFUL: &str = r#"
+import fcntl, os, socket, sys
+version, port, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.makedirs(data, exist_ok=True)
+lock = open(os.path.join(data, "lock"), "w")
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    open(os.path.join(data, "CONFLICT"), "a").write(version + " started while another ran\n")
+    sys.exit(1)
+open(os.path.join(data, "starts"), "a").write(version + "\n")
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    for line in c.makefile("rb"):
+        c.sendall(version.encode() + b" " + line)
+    c.close()
+"#;
+
+fn stateful_project(dir: &Path, db_port: u16, api_port: u16, db_version: &str) {
+    std::fs::write(dir.join("db.py"), STATEFUL).unwrap();
+    std::fs::write(dir.join("api.py"), API).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  db:\n    run: python3 db.py {db_version} $PORT $HANGAR_DATA/db\n    protocol: tcp\n    stateful: true\n    listen: 127.0.0.1:{db_port}\n    health: {{ interval: 100ms, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 5s }}\n  api:\n    run: python3 api.py $PORT\n    depends_on: [db]\n    env: {{ DATABASE_URL: '${{{{ services.db.url }}}}' }}\n    health: {{ interval: 100ms }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 0s }}\n    services: [api]\n    listen: {{ api: 127.0.0.1:{api_port} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn history(dir: &Path) -> Vec<serde_json::Value> {
+    let out = hangar(dir, &["history", "prod", "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Seed 001: `services: [api]` also blue-greened the database through
+/// `depends_on`. Now the listed services alone are deployed unless
+/// `--with-dependencies`, and a `stateful: true` service is restarted in
+/// place: the old instance stopped before the new one starts on its data.
+#[test]
+fn a_stateful_dependency_is_deployed_only_when_asked_and_restarted_in_place() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (db_port, api_port) = (free_port(), free_port());
+    let _down = Down(dir, "prod");
+    // In git, as a project is: what a service runs from is fingerprinted
+    // (outside git every service is redeployed every time).
+    hangar_testkit::git(dir, &["init", "-q"]);
+    stateful_project(dir, db_port, api_port, "v1");
+    ok(&validate(dir));
+
+    // The environment lists only api: its dependency is not deployed.
+    ok(&hangar(dir, &["deploy", "prod"]));
+    let h = history(dir);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["service"], "api");
+    assert!(
+        TcpStream::connect(("127.0.0.1", db_port)).is_err(),
+        "db was not started"
+    );
+
+    // Asked for, the dependency is deployed; api, unchanged, is left alone.
+    ok(&hangar(dir, &["deploy", "prod", "--with-dependencies"]));
+    let h = history(dir);
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert_eq!(h[1]["service"], "db");
+    assert_eq!(http_get(api_port).split('|').next(), Some("v1 ping"));
+
+    // A new db version: restarted in place, never two at once.
+    stateful_project(dir, db_port, api_port, "v2");
+    let out = ok(&hangar(dir, &["deploy", "prod", "--with-dependencies"]));
+    let h = history(dir);
+    assert_eq!(h.len(), 3, "{out}\n{h:?}");
+    let rec = &h[2];
+    assert_eq!(rec["service"], "db");
+    assert_eq!(rec["strategy"], "restart", "not blue-green: {rec}");
+    assert_eq!(rec["outcome"], "succeeded", "{rec}");
+    let events = rec["events"].to_string();
+    assert!(events.contains("restarted in place"), "{events}");
+    // The db's data, under the environment's directory (`$HANGAR_DATA`).
+    let data = dir.join(".hangar/envs/prod/db");
+    assert!(
+        !data.join("CONFLICT").exists(),
+        "two db instances ran at once: {}",
+        std::fs::read_to_string(data.join("CONFLICT")).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("starts")).unwrap(),
+        "v1\nv2\n"
+    );
+    assert_eq!(http_get(api_port).split('|').next(), Some("v2 ping"));
+
+    // Without the flag, a changed dependency is not redeployed.
+    stateful_project(dir, db_port, api_port, "v3");
+    ok(&hangar(dir, &["deploy", "prod"]));
+    assert_eq!(history(dir).len(), 3);
+    assert_eq!(http_get(api_port).split('|').next(), Some("v2 ping"));
+}

@@ -312,6 +312,17 @@ fn explain(raw: &str, text: &str, line: u32, column: u32) -> (String, Option<Str
                     .into(),
             ),
         )
+    } else if let Some(field) = between(raw, "unknown field `", "`")
+        && matches!(field, "strategy" | "rolling" | "blue_green" | "canary")
+        && path.first().is_some_and(|s| s == "services")
+    {
+        (
+            format!("`{field}` is not a key of a service"),
+            Some(
+                "a deployment strategy is set per environment (`environments: { prod: { strategy: blue-green } }`); a service holding data is marked `stateful: true` instead, and is restarted in place, never blue-greened or canaried"
+                    .to_string(),
+            ),
+        )
     } else if let Some(field) = between(raw, "unknown field `", "`") {
         let known: Vec<&str> = raw
             .split_once("expected one of ")

@@ -147,6 +147,12 @@ pub struct Service {
     /// How `hangar recovery` backs up and restores this service's data.
     #[serde(default)]
     pub backup: Option<Backup>,
+    /// Holds data (a database): restarted in place on a deployment (the old
+    /// instance stopped, then the new one started on the same data), never
+    /// two at once, never blue-greened or canaried. Left out of the
+    /// serialised form when false, so older releases keep their fingerprints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stateful: bool,
 }
 
 fn one() -> u32 {
@@ -607,8 +613,25 @@ pub struct Protection {
 }
 
 impl Project {
-    /// The services an environment deploys, in dependency order (dependencies first).
+    /// The services an environment deploys, in dependency order (dependencies
+    /// first): those its `services:` lists (all when it lists none), without
+    /// the services they depend on that it does not list.
     pub fn services_in_order(&self, env: Option<&Environment>) -> Vec<String> {
+        let listed: Vec<&str> = match env {
+            Some(e) if !e.services.is_empty() => {
+                e.services.iter().map(|s| s.value.as_str()).collect()
+            }
+            _ => return self.services_with_dependencies(env),
+        };
+        self.services_with_dependencies(env)
+            .into_iter()
+            .filter(|s| listed.contains(&s.as_str()))
+            .collect()
+    }
+
+    /// As [`Project::services_in_order`], with every service they depend on
+    /// (`--with-dependencies`).
+    pub fn services_with_dependencies(&self, env: Option<&Environment>) -> Vec<String> {
         let wanted: Vec<&str> = match env {
             Some(e) if !e.services.is_empty() => {
                 e.services.iter().map(|s| s.value.as_str()).collect()

@@ -23,6 +23,16 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
                 Some("use at least 1".into()),
             ));
         }
+        if svc.value.stateful && svc.value.instances > 1 {
+            errors.push(err(
+                &svc.referenced,
+                format!(
+                    "service `{name}` is `stateful: true` with `instances: {}`",
+                    svc.value.instances
+                ),
+                Some("a stateful service runs one instance on its data, never two at once: use `instances: 1`".into()),
+            ));
+        }
         if svc.value.run.trim().is_empty() {
             errors.push(err(
                 &svc.referenced,
@@ -181,7 +191,7 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
         }
         // Two services behind one address: the second router could not listen.
         let mut taken: HashMap<std::net::SocketAddr, &str> = HashMap::new();
-        for svc in p.services_in_order(Some(e)) {
+        for svc in p.services_with_dependencies(Some(e)) {
             let Some(addr) = p.listen_address(e, &svc) else {
                 continue;
             };

@@ -394,3 +394,31 @@ fn a_strategy_written_as_a_mapping_or_a_list_says_what_shapes_are_allowed() {
         assert!(!format!("{e:?}").contains("enum"), "no serde words: {e:#?}");
     }
 }
+
+#[test]
+fn a_stateful_service_runs_one_instance_and_takes_no_strategy() {
+    let errs = errors(
+        "services:\n  db:\n    run: x\n    stateful: true\n    instances: 2\n    strategy: blue-green\n",
+    );
+    let got: Vec<(u32, &str)> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+    assert_eq!(got.len(), 2, "{errs:#?}");
+    assert!(
+        got.iter()
+            .any(|(l, m)| *l == 6 && m.contains("`strategy` is not a key of a service")),
+        "{got:?}"
+    );
+    let strategy = errs.iter().find(|e| e.line == 6).unwrap();
+    assert!(
+        strategy
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("restarted in place"),
+        "{strategy:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(_, m)| m.contains("`stateful: true` with `instances: 2`")),
+        "{got:?}"
+    );
+}

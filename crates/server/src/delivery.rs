@@ -529,10 +529,12 @@ async fn perform(
                 commit,
                 from_commit,
                 artifact,
+                with_dependencies,
                 ..
             } if files.load().stable.is_empty() => FirstRelease {
                 git_ref: commit.clone().filter(|_| *from_commit),
                 artifact: artifact.as_ref().map(PathBuf::from),
+                with_dependencies: *with_dependencies,
             },
             _ => FirstRelease::default(),
         };

@@ -157,6 +157,9 @@ pub enum Command {
         /// the command that needed it decided the protection already.
         #[arg(long, hide = true)]
         controller: bool,
+        /// Also start the services the environment's `services:` list depends on.
+        #[arg(long)]
+        with_dependencies: bool,
         #[command(flatten)]
         ov: Override,
         #[command(flatten)]
@@ -187,6 +190,10 @@ pub enum Command {
         git_ref: Option<String>,
         #[arg(long)]
         no_build: bool,
+        /// Also deploy the services the environment's `services:` list
+        /// depends on (by default only the listed ones are deployed).
+        #[arg(long)]
+        with_dependencies: bool,
         #[command(flatten)]
         ov: Override,
         #[command(flatten)]
@@ -278,6 +285,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             artifact,
             controller,
             ov,
+            with_dependencies,
             at,
         } => {
             let env = env.or(env_flag).unwrap_or_else(|| "local".into());
@@ -292,6 +300,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     commit_time: None,
                     no_build,
                     from_commit: git_ref.is_some(),
+                    with_dependencies,
                 };
                 let v = at.remote(&server, &env, &req).await?;
                 let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
@@ -323,6 +332,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 from_commit: commit.is_some(),
                 commit,
                 no_build,
+                with_dependencies,
             };
             up(&env, &first, &at).await
         }
@@ -364,6 +374,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             artifact,
             git_ref,
             no_build,
+            with_dependencies,
             ov,
             at,
         } => {
@@ -375,6 +386,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     commit_time: None,
                     no_build,
                     from_commit: git_ref.is_some(),
+                    with_dependencies,
                 };
                 let v = at.remote(&server, &env, &req).await?;
                 let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
@@ -405,6 +417,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 commit_time: commit.map(|c| c.1),
                 no_build,
                 from_commit,
+                with_dependencies,
             };
             let recs = at.client(&env)?.deploy(&req, |e| eprintln!("{e}")).await?;
             let v = serde_json::to_value(&recs)?;
