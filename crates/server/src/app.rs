@@ -90,6 +90,8 @@ pub struct App {
     /// Runs requested or completed whose `on: workflow_run` followers are
     /// still to be queued (`workflow_run.rs`).
     pub workflow_runs: crate::workflow_run::Queue,
+    /// Each recent commit's workflows, read and parsed once (`workflows::Cache`).
+    pub workflow_cache: crate::workflows::Cache,
     /// Where remote reusable workflows come from (`calls.rs`).
     pub actions: hangar_engine::actions::ActionSource,
 }
@@ -217,7 +219,8 @@ impl App {
         } else {
             vec![]
         };
-        let files = self.git.workflows_at(&repo.clone_url, &ev.sha).await?;
+        let files =
+            workflows::at_commit(&self.workflow_cache, &self.git, &repo.clone_url, &ev.sha).await?;
         let mut runs = Vec::new();
         let mut errors = Vec::new();
         if ev.changed_files.is_none() && ev.name == "push" {
@@ -227,18 +230,18 @@ impl App {
                     .await,
             );
         }
-        for (path, text) in files {
-            let wf = match workflows::parse(&path, &text) {
+        for (_, wf) in files.iter() {
+            let wf = match wf {
                 Ok(w) => w,
                 Err(e) => {
-                    errors.push(e);
+                    errors.push(e.clone());
                     continue;
                 }
             };
             if !wf.triggered_by(&ev) {
                 continue;
             }
-            match self.new_run(repo, &wf, &ev, json!({})) {
+            match self.new_run(repo, wf, &ev, json!({})) {
                 Ok(mut r) => {
                     if !notices.is_empty() {
                         r.context["notices"] = json!(notices);

@@ -555,6 +555,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         ),
         env_loads: Default::default(),
         workflow_runs: Default::default(),
+        workflow_cache: Default::default(),
         actions: cfg.actions.clone(),
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;

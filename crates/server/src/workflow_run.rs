@@ -190,10 +190,10 @@ pub async fn follow(app: &App, run_id: i64, action: Action) -> anyhow::Result<Ve
     app.git
         .repo_with_ref(&repo.clone_url, &sha, Some(&default_ref))
         .await?;
-    let files = app.git.workflows_at(&repo.clone_url, &sha).await?;
+    let files = workflows::at_commit(&app.workflow_cache, &app.git, &repo.clone_url, &sha).await?;
     let mut runs: Vec<NewRun> = Vec::new();
-    for (path, text) in files {
-        let Ok(wf) = workflows::parse(&path, &text) else {
+    for (path, wf) in files.iter() {
+        let Ok(wf) = wf else {
             continue;
         };
         let Some(trigger) = wf.model.trigger("workflow_run") else {
@@ -222,7 +222,7 @@ pub async fn follow(app: &App, run_id: i64, action: Action) -> anyhow::Result<Ve
             actor: run.actor.clone(),
             ..Default::default()
         };
-        match app.new_run(&repo, &wf, &ev, json!({})) {
+        match app.new_run(&repo, wf, &ev, json!({})) {
             Ok(mut r) => {
                 if let Value::Object(m) = &mut r.context {
                     m.insert(DEPTH_KEY.into(), json!(depth + 1));

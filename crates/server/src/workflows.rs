@@ -8,7 +8,9 @@
 
 use serde_json::{Map, Value, json};
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use hangar_engine::context::GithubFacts;
 use hangar_store::{NewJob, Run};
@@ -49,6 +51,74 @@ pub struct Workflow {
     pub doc: Value,
     /// What the server reads: triggers, concurrency, jobs.
     pub model: Model,
+}
+
+/// A commit's workflows: each file's path, and its parsed workflow or what is
+/// wrong with it.
+pub type CommitWorkflows = Arc<Vec<(String, Result<Arc<Workflow>, String>)>>;
+
+/// How many commits' workflows are kept.
+const CACHED_COMMITS: usize = 256;
+
+/// The workflows of recent commits, read from git and parsed once per
+/// (clone URL, commit): a commit's files never change, so an entry is never
+/// stale, and a new commit is a new key. Bounded; the oldest entry leaves
+/// first. Every webhook of a push, and every `workflow_run` request and
+/// completion of its runs, read the same commit.
+#[derive(Default)]
+pub struct Cache {
+    inner: Mutex<Entries>,
+}
+
+/// The cached commits, and their keys oldest first.
+type Entries = (
+    HashMap<(String, String), CommitWorkflows>,
+    VecDeque<(String, String)>,
+);
+
+impl Cache {
+    fn get(&self, clone_url: &str, sha: &str) -> Option<CommitWorkflows> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.get(&(clone_url.to_string(), sha.to_string())).cloned()
+    }
+
+    fn put(&self, clone_url: &str, sha: &str, wfs: CommitWorkflows) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (clone_url.to_string(), sha.to_string());
+        if g.0.insert(key.clone(), wfs).is_none() {
+            g.1.push_back(key);
+        }
+        while g.1.len() > CACHED_COMMITS {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+    }
+}
+
+/// The workflows of `sha` in the repository at `clone_url`, read and parsed
+/// at most once while the commit stays in the cache.
+pub async fn at_commit(
+    cache: &Cache,
+    git: &crate::git::GitReader,
+    clone_url: &str,
+    sha: &str,
+) -> anyhow::Result<CommitWorkflows> {
+    if let Some(hit) = cache.get(clone_url, sha) {
+        return Ok(hit);
+    }
+    let files = git.workflows_at(clone_url, sha).await?;
+    let parsed: CommitWorkflows = Arc::new(
+        files
+            .into_iter()
+            .map(|(path, text)| {
+                let wf = parse(&path, &text).map(Arc::new);
+                (path, wf)
+            })
+            .collect(),
+    );
+    cache.put(clone_url, sha, parsed.clone());
+    Ok(parsed)
 }
 
 pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
@@ -716,5 +786,38 @@ mod tests {
     fn yaml_errors_have_positions() {
         let e = parse("ci.yml", "on: [push\njobs:").unwrap_err();
         assert!(e.starts_with("ci.yml:"), "{e}");
+    }
+
+    /// A commit's workflows are read from git and parsed once: the second
+    /// read is the same parsed value and needs no repository (here, deleted);
+    /// another commit is read afresh; the oldest commit leaves past the bound.
+    #[tokio::test]
+    async fn workflows_are_read_once_per_commit() {
+        let ci = "on: push\njobs:\n  a:\n    runs-on: x\n    steps: [{run: 'true'}]\n";
+        let (repo, first) = hangar_testkit::repo_with(&[(".github/workflows/ci.yml", ci)]);
+        let second = hangar_testkit::commit(repo.path(), &[(".github/workflows/bad.yml", "on: [")]);
+        let mirrors = tempfile::tempdir().unwrap();
+        let git = crate::git::GitReader::new(mirrors.path().to_path_buf());
+        let cache = Cache::default();
+        let url = repo.path().to_str().unwrap().to_string();
+        let a = at_commit(&cache, &git, &url, &first).await.unwrap();
+        let b = at_commit(&cache, &git, &url, &second).await.unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(b.len(), 2, "a new commit is read afresh");
+        assert!(b.iter().any(|(p, w)| p.ends_with("bad.yml") && w.is_err()));
+        drop(repo);
+        let again = at_commit(&cache, &git, &url, &first).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "served from the cache");
+        for i in 0..CACHED_COMMITS {
+            cache.put("other", &format!("{i:040x}"), Arc::new(vec![]));
+        }
+        assert!(
+            cache.get(&url, &first).is_none(),
+            "bounded: the oldest left"
+        );
+        assert!(
+            at_commit(&cache, &git, &url, &first).await.is_err(),
+            "read again from git, which no longer has it"
+        );
     }
 }
