@@ -176,6 +176,9 @@ fn browser_shows_live_log_and_final_status() {
     cdp.eval("document.querySelector('.approval button.primary').click(); 1");
     let start = Instant::now();
     loop {
+        // A step that passed is shown closed, as on GitHub: open them all
+        // (each then reads its lines) to see the log.
+        cdp.eval("document.querySelectorAll('details.step').forEach((d) => { d.open = true; }); 1");
         state = read(&mut cdp);
         if state["conclusion"] == "success"
             && state["log"]
@@ -191,4 +194,157 @@ fn browser_shows_live_log_and_final_status() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The job page by step: two background steps write at the same time (each
+/// waits for the other's marker file before its next line, and both wait
+/// for the test's go signal halfway), and each step's section holds only
+/// its own lines, in order, the first of them live; the failing step's
+/// section is open, and `#step-N:L` opens step N at line L.
+#[test]
+fn job_page_groups_lines_by_step() {
+    let Some(chrome) = chromium("job_page_groups_lines_by_step") else {
+        return;
+    };
+    let repo = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.path().join("README"), "x").unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "init"]);
+    // The server watches for new commits: it starts before the workflow's.
+    let (_server, url, token) = common::browser::serve(
+        BIN,
+        data.path(),
+        &[
+            "--poll-ms",
+            "100",
+            "--sandbox",
+            "none",
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
+    );
+    let go = tmp.path().join("go");
+    // Each side prints line i only after the other printed line i - 1 (its
+    // marker file), so the two steps' lines reach the server interleaved.
+    let side = |me: &str, other: &str| {
+        format!(
+            "        run: |\n          for i in 1 2 3 4; do\n            if [ $i -gt 1 ]; then while [ ! -e \"$RUNNER_TEMP/{other}-$((i-1))\" ]; do sleep 0.01; done; fi\n            if [ $i -eq 3 ]; then while [ ! -e {go} ]; do sleep 0.05; done; fi\n            echo {me}-$i\n            touch \"$RUNNER_TEMP/{me}-$i\"\n          done\n",
+            go = go.display()
+        )
+    };
+    let wf = format!(
+        "name: steps\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - name: quiet\n        run: echo quiet-line\n      - name: left\n        background: true\n{}      - name: right\n        background: true\n{}      - wait-all:\n      - name: broken\n        run: |\n          echo broken-line\n          exit 3\n",
+        side("left", "right"),
+        side("right", "left"),
+    );
+    std::fs::create_dir_all(repo.path().join(".github/workflows")).unwrap();
+    std::fs::write(repo.path().join(".github/workflows/steps.yml"), wf).unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "workflow"]);
+    let mut cdp = Cdp::launch(&chrome, tmp.path(), &format!("{url}#/runs/1?token={token}"));
+    // The texts of a step's section, by the step's name, in the order shown.
+    let texts = |cdp: &mut Cdp, name: &str| -> Vec<String> {
+        let v = cdp.eval(&format!(
+            "(() => {{ const d = [...document.querySelectorAll('details.step')].find((d) => d.querySelector('summary .name')?.textContent === {}); \
+             if (!d) return null; return [...d.querySelectorAll('.row')].map((r) => r.lastChild.textContent); }})()",
+            json!(name)
+        ));
+        serde_json::from_value(v).unwrap_or_default()
+    };
+    // The run appears when the watcher sees the commit: reload until it does.
+    let start = Instant::now();
+    loop {
+        let (l, r) = (texts(&mut cdp, "left"), texts(&mut cdp, "right"));
+        if l.contains(&"left-2".to_string()) && r.contains(&"right-2".to_string()) {
+            // Live, halfway: the steps wait for the go signal.
+            assert_eq!(l, ["left-1", "left-2"], "{r:?}");
+            assert_eq!(r, ["right-1", "right-2"], "{l:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the running steps' sections never showed their lines: {l:?} {r:?}"
+        );
+        if cdp.eval("!!document.querySelector('#error') || !document.querySelector('#run-status')")
+            == json!(true)
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            cdp.eval("location.reload(); 1");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&go, "").unwrap();
+    cdp.wait(
+        "the run to fail at its broken step",
+        60,
+        "document.querySelector('#run-status')?.dataset.conclusion === 'failure'",
+    );
+    cdp.wait(
+        "the rest of the lines, live",
+        20,
+        "[...document.querySelectorAll('details.step .row')].some((r) => r.lastChild.textContent === 'broken-line')",
+    );
+    assert_eq!(
+        texts(&mut cdp, "left"),
+        ["left-1", "left-2", "left-3", "left-4"]
+    );
+    assert_eq!(
+        texts(&mut cdp, "right"),
+        ["right-1", "right-2", "right-3", "right-4"]
+    );
+    let open = |cdp: &mut Cdp, name: &str| {
+        cdp.eval(&format!(
+            "[...document.querySelectorAll('details.step')].find((d) => d.querySelector('summary .name')?.textContent === {}).open",
+            json!(name)
+        ))
+    };
+    assert_eq!(
+        open(&mut cdp, "broken"),
+        json!(true),
+        "the failing step is open"
+    );
+    // One section per step, in the job's order.
+    let names = cdp.eval(
+        "[...document.querySelectorAll('details.step summary .name')].map((n) => n.textContent)",
+    );
+    let names: Vec<String> = serde_json::from_value(names).unwrap();
+    let at = |n: &str| names.iter().position(|x| x == n).unwrap_or(usize::MAX);
+    assert!(
+        at("quiet") < at("left") && at("left") < at("right") && at("right") < at("broken"),
+        "{names:?}"
+    );
+    assert!(at("broken") < names.len(), "{names:?}");
+    // Each section's header says how its step ended.
+    let conclusion = cdp.eval(
+        "[...document.querySelectorAll('details.step')].find((d) => d.querySelector('summary .name')?.textContent === 'broken').dataset.conclusion",
+    );
+    assert_eq!(conclusion, "failure");
+    // A link to a line of a closed step opens it there, the line marked.
+    let (job, quiet) = (
+        cdp.eval("document.querySelector('.jobbox').dataset.job"),
+        cdp.eval(
+            "[...document.querySelectorAll('details.step')].find((d) => d.querySelector('summary .name')?.textContent === 'quiet').dataset.step",
+        ),
+    );
+    let (job, quiet) = (job.as_str().unwrap(), quiet.as_str().unwrap());
+    cdp.eval(&format!(
+        "document.getElementById('step-{quiet}').open = false; 1"
+    ));
+    cdp.eval(&format!(
+        "location.hash = '#/runs/1/jobs/{job}#step-{quiet}:1'; 1"
+    ));
+    cdp.wait(
+        "the linked line",
+        20,
+        &format!(
+            "document.getElementById('step-{quiet}:1')?.classList.contains('hl') && document.getElementById('step-{quiet}').open"
+        ),
+    );
+    let line = cdp.eval(&format!(
+        "document.getElementById('step-{quiet}:1').lastChild.textContent"
+    ));
+    assert_eq!(line, "quiet-line");
 }

@@ -235,16 +235,24 @@ async function runPage(main, id) {
     const ev = JSON.parse(m.data);
     if (ev.type === 'log') {
       const log = state.logs.get(ev.job_id);
-      if (log) log.addChunk(ev.first_line, ev.text);
+      if (log) log.addChunk(ev.first_line, ev.text, ev.step ?? null);
     } else {
       // `hello` too: what happened before the stream opened is read again.
       reload();
     }
   };
 
+  // `#/runs/R/jobs/J#step-N:L`: job J, its step N open at line L.
+  const linked = location.hash.match(/^#\/runs\/\d+\/jobs\/(\d+)(?:#step-(\d+|none):(\d+))?/);
+  if (linked) {
+    state.selected = +linked[1];
+    if (linked[2] !== undefined) state.anchor = { step: linked[2], line: +linked[3] };
+  }
+
   async function load() {
     state.data = await api('/api/v1/runs/' + id);
     const { run, jobs } = state.data;
+    if (state.selected !== null && !jobs.some((j) => j.id === state.selected)) state.selected = null;
     if (state.selected === null && jobs.length) {
       state.selected = (jobs.find((j) => j.status === 'running') || jobs[0]).id;
     }
@@ -316,8 +324,19 @@ async function runPage(main, id) {
 
   function renderJob(job) {
     if (!job) { put(panel, h('p', { class: 'muted' }, 'This run has no jobs.')); return; }
+    // A log whose lines know their step is shown by step, as GitHub shows
+    // it; a finished job's log written before lines knew their step (or by
+    // an agent that sends none) is shown as one log, as it always was.
+    const stepped = !(job.status === 'completed' && (job.log_steps || []).length && (job.log_steps || []).every((s) => s.step === null));
     let log = state.logs.get(job.id);
-    if (!log) { log = new LogView(job.id); state.logs.set(job.id, log); log.load(); }
+    if (log && (log instanceof StepsView) !== stepped) log = null;
+    if (!log) {
+      log = stepped ? new StepsView(job, id) : new LogView(job.id);
+      state.logs.set(job.id, log);
+      if (!stepped) log.load();
+    }
+    if (stepped) log.update(job, state.anchor);
+    state.anchor = null;
     const approvals = (job.approvals || []).filter((a) => a.state === 'pending').map((a) => h('div', { class: 'approval' },
       `Deployment of ${job.name} to ${a.environment} needs a reviewer (${state.data.run.git_ref.replace(/^refs\/heads\//, '')} at ${state.data.run.sha.slice(0, 8)}).`,
       h('button', { class: 'primary', onclick: () => decide(a.id, true) }, 'Approve'),
@@ -326,7 +345,7 @@ async function runPage(main, id) {
       h('h2', {}, job.name, ' ', badge(job.status, job.conclusion)),
       job.waiting_reason ? h('p', { class: 'muted', id: 'waiting-reason' }, job.waiting_reason) : null,
       ...approvals,
-      h('ul', { class: 'steps' }, (job.steps || []).map((s) => h('li', {}, badge(s.status, s.conclusion), s.name, h('span', { class: 't' }, dur(s.started_at, s.finished_at))))),
+      stepped ? null : h('ul', { class: 'steps' }, (job.steps || []).map((s) => h('li', {}, badge(s.status, s.conclusion), s.name, h('span', { class: 't' }, dur(s.started_at, s.finished_at))))),
       (job.attempt_history || []).length ? h('div', { class: 'attempts', id: 'attempt-history' }, h('b', {}, 'Earlier attempts'),
         h('ul', {}, job.attempt_history.map((a) => h('li', { 'data-attempt': a.attempt }, `Attempt ${a.attempt}: `, badge('completed', a.conclusion),
           a.failed_step ? ` at step “${a.failed_step}”` : '', ' ', h('span', { class: 'muted' }, dur(a.started_at, a.finished_at)), ' ',
@@ -372,12 +391,21 @@ async function download(path, name) {
 // at once. `::group::`/`::endgroup::` fold; `::error`/`::warning` are annotations.
 const ROW = 18;
 class LogView {
-  constructor(jobId) {
+  // `section`: one step's lines in a StepsView ({ step, href }), numbered
+  // within the step, each line linkable as `#step-N:L`.
+  constructor(jobId, section = null) {
     this.jobId = jobId;
+    this.section = section;
     this.lines = [];
+    // Step mode: the number in the job's whole log of the last line held,
+    // to take from a live chunk only the lines not read yet.
+    this.lastGlobal = -1;
+    this.globals = [];
+    this.loaded = false;
+    this.mark = -1;
     this.collapsed = new Set();
     this.visible = [];
-    this.el = h('div', { class: 'log', id: 'log' });
+    this.el = section ? h('div', { class: 'log steplog', 'data-step': section.step }) : h('div', { class: 'log', id: 'log' });
     this.spacer = h('div', { class: 'spacer' });
     this.el.append(this.spacer);
     this.el.addEventListener('scroll', () => this.paint());
@@ -387,13 +415,47 @@ class LogView {
     this.pending = false;
   }
   async load() {
+    if (this.section) return this.loadStep();
     const text = await api(`/api/v1/jobs/${this.jobId}/logs/raw`);
     const lines = text ? text.replace(/\n$/, '').split('\n') : [];
     // Live chunks may have arrived meanwhile; the stored text is authoritative up to its length.
     if (lines.length >= this.lines.length) this.lines = lines;
     this.reindex();
   }
+  // A step's lines, page by page; live chunks that arrive meanwhile are
+  // matched by their numbers in the job's log, so none is shown twice.
+  async loadStep() {
+    // Live chunks that come while the pages are read wait here (a section
+    // read again keeps taking them live meanwhile).
+    this.early = this.loaded ? null : [];
+    this.reading = true;
+    const lines = [];
+    const globals = [];
+    for (let from = 0; ; from += 10000) {
+      const page = await api(`/api/v1/jobs/${this.jobId}/logs?step=${this.section.step}&from=${from}&to=${from + 10000}`);
+      for (const [, text, global] of page.lines) { lines.push(text); globals.push(global); }
+      if (page.lines.length === 0 || from + 10000 >= page.total) break;
+    }
+    // What was read, then the live lines that came after it.
+    const last = globals.length ? globals[globals.length - 1] : -1;
+    this.globals.forEach((g, k) => { if (g > last) { lines.push(this.lines[k]); globals.push(g); } });
+    this.lines = lines;
+    this.globals = globals;
+    this.lastGlobal = Math.max(last, this.lastGlobal);
+    this.loaded = true;
+    this.reading = false;
+    for (const [first, text] of this.early || []) this.addChunk(first, text);
+    this.early = null;
+    this.reindex();
+  }
   addChunk(firstLine, text) {
+    if (this.section) {
+      if (!this.loaded) { if (this.early) this.early.push([firstLine, text]); return; }
+      const lines = text.replace(/\n$/, '').split('\n');
+      lines.forEach((l, k) => { if (firstLine + k > this.lastGlobal) { this.lines.push(l); this.globals.push(firstLine + k); this.lastGlobal = firstLine + k; } });
+      this.reindex();
+      return;
+    }
     if (firstLine > this.lines.length) { this.load(); return; }
     const lines = text.replace(/\n$/, '').split('\n');
     const skip = this.lines.length - firstLine;
@@ -425,6 +487,8 @@ class LogView {
     }
     this.visible = vis;
     this.spacer.style.height = vis.length * ROW + 'px';
+    // A step's box is as tall as its lines, up to the page's log height.
+    if (this.section) this.el.style.height = Math.min(vis.length * ROW + 6, Math.round(window.innerHeight * 0.6)) + 'px';
     this.countEl.textContent = `${this.lines.length} lines`;
     put(this.annotationsEl, ...ann.map(([kind, msg, i]) => h('div', { class: kind, onclick: () => this.scrollToLine(i) }, `${kind}: ${msg}`)));
     const atBottom = this.el.scrollTop + this.el.clientHeight >= this.el.scrollHeight - 2 * ROW;
@@ -433,7 +497,7 @@ class LogView {
   }
   scrollToLine(i) {
     const idx = this.visible.indexOf(i);
-    if (idx >= 0) this.el.scrollTop = idx * ROW;
+    if (idx >= 0) this.el.scrollTop = Math.max(0, idx * ROW - 3 * ROW);
   }
   render() { this.build(); }
   paint() {
@@ -449,7 +513,16 @@ class LogView {
       if (l.startsWith('::group::')) { cls += ' group'; text = (this.collapsed.has(i) ? '▸ ' : '▾ ') + l.slice(9); }
       else if (/^(::error|##\[error\])/.test(l)) cls += ' err';
       else if (/^(::warning|##\[warning\])/.test(l)) cls += ' warn';
-      const row = h('div', { class: cls, style: `top:${k * ROW}px`, 'data-line': i + 1 }, h('span', { class: 'n' }, i + 1), text);
+      let row;
+      if (this.section) {
+        const anchor = `step-${this.section.step}:${i + 1}`;
+        const n = h('a', { class: 'n', href: this.section.href + '#' + anchor }, i + 1);
+        // Linkable without leaving the page: the address changes, no reload.
+        n.addEventListener('click', (e) => { e.preventDefault(); history.replaceState(null, '', n.getAttribute('href')); this.mark = i; this.paint(); });
+        row = h('div', { class: cls + (i === this.mark ? ' hl' : ''), style: `top:${k * ROW}px`, id: anchor, 'data-line': i + 1 }, n, text);
+      } else {
+        row = h('div', { class: cls, style: `top:${k * ROW}px`, 'data-line': i + 1 }, h('span', { class: 'n' }, i + 1), text);
+      }
       if (cls.includes('group')) row.addEventListener('click', () => {
         if (this.collapsed.has(i)) this.collapsed.delete(i); else this.collapsed.add(i);
         this.build();
@@ -459,6 +532,96 @@ class LogView {
     put(this.spacer, ...rows);
   }
 }
+
+// A job's log by step, as GitHub shows it: one collapsible section per step
+// (its name, conclusion and duration), the lines of no step first as "Set
+// up job"; a failed or running step opens by itself; each section reads its
+// own lines (`?step=N`) when first opened, and live lines go to their step.
+class StepsView {
+  constructor(job, runId) {
+    this.jobId = job.id;
+    this.href = `#/runs/${runId}/jobs/${job.id}`;
+    this.sections = new Map();
+    this.el = h('div', { class: 'steps-log', id: 'log' });
+    this.annotationsEl = h('div', { class: 'annotations', id: 'annotations' });
+    this.countEl = h('span', { class: 'muted', id: 'log-count' });
+  }
+  section(step, name) {
+    const key = step === null ? 'none' : String(step);
+    let sec = this.sections.get(key);
+    if (sec) return sec;
+    const view = new LogView(this.jobId, { step: key, href: this.href });
+    const head = h('summary', {});
+    const box = h('details', { class: 'step', id: 'step-' + key, 'data-step': key }, head, view.annotationsEl, view.el);
+    sec = { key, view, box, head, opened: false, autoOpened: false };
+    box.addEventListener('toggle', () => {
+      if (box.open && !sec.opened) { sec.opened = true; view.load().catch(() => {}); }
+      if (box.open) view.reindex();
+    });
+    this.sections.set(key, sec);
+    return sec;
+  }
+  open(sec) { if (!sec.box.open) sec.box.open = true; }
+  update(job, anchor) {
+    const counts = new Map((job.log_steps || []).map((s) => [s.step === null ? 'none' : String(s.step), s.lines]));
+    const order = [];
+    if (counts.has('none')) {
+      // The job's own lines: its set-up (actions resolved, the workspace,
+      // notices), and what the agent or server said of the job as a whole.
+      const sec = this.section(null);
+      put(sec.head, h('span', { class: 'badge s-success' }, '·'), ' Set up job', h('span', { class: 'lines muted' }, ` ${counts.get('none')} lines`));
+      // A job that failed with no failed step failed here: show why.
+      const why = job.conclusion === 'failure' && !(job.steps || []).some((st) => st.conclusion === 'failure');
+      if (why && !sec.autoOpened) { sec.autoOpened = true; this.open(sec); }
+      order.push(sec);
+    }
+    for (const st of (job.steps || []).slice().sort((a, b) => a.idx - b.idx)) {
+      const sec = this.section(st.idx);
+      put(sec.head, badge(st.status, st.conclusion), ' ', h('span', { class: 'name' }, st.name),
+        h('span', { class: 't' }, dur(st.started_at, st.finished_at)));
+      sec.box.dataset.conclusion = st.conclusion || '';
+      sec.box.dataset.status = st.status;
+      // The failing step is open, and a running one (its lines arrive live);
+      // once: a section the user closed stays closed.
+      const wants = st.status === 'running' || st.conclusion === 'failure';
+      if (wants && !sec.autoOpened) { sec.autoOpened = true; this.open(sec); }
+      order.push(sec);
+    }
+    // Lines of a step the job's step list does not name (yet).
+    for (const [key] of counts) if (key !== 'none' && !order.some((s) => s.key === key)) {
+      const sec = this.section(+key);
+      put(sec.head, h('span', { class: 'badge s-running' }, '…'), ` step ${+key + 1}`);
+      order.push(sec);
+    }
+    put(this.el, ...order.map((s) => s.box));
+    // A section that holds fewer lines than its step wrote missed live
+    // chunks (the stream dropped them, or it was behind): read it again.
+    for (const sec of order) {
+      const v = sec.view;
+      if (v.loaded && !v.reading && v.lines.length < (counts.get(sec.key) || 0)) v.load().catch(() => {});
+    }
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    this.countEl.textContent = `${total} lines`;
+    if (anchor) {
+      const sec = this.sections.get(anchor.step);
+      if (sec) {
+        sec.view.mark = anchor.line - 1;
+        this.open(sec);
+        const go = () => { sec.box.scrollIntoView(); sec.view.scrollToLine(anchor.line - 1); sec.view.paint(); };
+        // Opening loads the lines; jump once they are in.
+        const wait = () => (sec.view.loaded ? requestAnimationFrame(() => requestAnimationFrame(go)) : setTimeout(wait, 50));
+        wait();
+      }
+    }
+  }
+  addChunk(firstLine, text, step) {
+    const sec = this.sections.get(step === null ? 'none' : String(step));
+    if (sec) sec.view.addChunk(firstLine, text);
+  }
+  foldAll(collapse) { for (const s of this.sections.values()) s.view.foldAll(collapse); }
+  render() { for (const s of this.sections.values()) if (s.box.open) s.view.reindex(); }
+}
+
 
 // ---- Agents and approvals --------------------------------------------------
 async function agentsPage(main) {
