@@ -621,8 +621,7 @@ fn deployments_go_through_the_server_and_outlive_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no watched project `nope`"));
 }
 
-/// A sample of an OpenMetrics exposition: name, labels, value.
-type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+use hangar_testkit::exposition::{Sample, check_histograms, name_ok, parse_sample};
 
 /// OpenMetrics 1.0 text, read strictly: it ends with `# EOF`; every sample's
 /// family has its `# TYPE` (and `# HELP`) once, before its samples, and its
@@ -632,12 +631,6 @@ type Sample = (String, std::collections::BTreeMap<String, String>, f64);
 /// `+Inf` equal to `_count`.
 fn parse_openmetrics(text: &str) -> Result<Vec<Sample>, String> {
     use std::collections::{BTreeMap, HashSet};
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| {
-                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-            })
-    };
     let body = text
         .strip_suffix("# EOF\n")
         .or_else(|| text.strip_suffix("# EOF"))
@@ -695,54 +688,7 @@ fn parse_openmetrics(text: &str) -> Result<Vec<Sample>, String> {
             }
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').ok_or_else(|| at("no value".into()))?;
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().map_err(|_| at(format!("bad value `{v}`")))?,
-        };
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), BTreeMap::new()),
-            Some((name, rest)) => {
-                let inner = rest
-                    .strip_suffix('}')
-                    .ok_or_else(|| at("unclosed labels".into()))?;
-                let mut labels = BTreeMap::new();
-                let mut chars = inner.chars().peekable();
-                while chars.peek().is_some() {
-                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-                    if !name_ok(&key) || key.contains(':') {
-                        return Err(at(format!("bad label name `{key}`")));
-                    }
-                    if chars.next() != Some('"') {
-                        return Err(at("label value not quoted".into()));
-                    }
-                    let mut v = String::new();
-                    loop {
-                        match chars.next() {
-                            None => return Err(at("unterminated label value".into())),
-                            Some('"') => break,
-                            Some('\\') => match chars.next() {
-                                Some('\\') => v.push('\\'),
-                                Some('"') => v.push('"'),
-                                Some('n') => v.push('\n'),
-                                other => return Err(at(format!("bad escape {other:?}"))),
-                            },
-                            Some(c) => v.push(c),
-                        }
-                    }
-                    if labels.insert(key.clone(), v).is_some() {
-                        return Err(at(format!("label `{key}` twice")));
-                    }
-                    match chars.next() {
-                        None => break,
-                        Some(',') => {}
-                        Some(c) => return Err(at(format!("`{c}` after a label"))),
-                    }
-                }
-                (name.to_string(), labels)
-            }
-        };
+        let (name, labels, value) = parse_sample(line).map_err(at)?;
         let family = types
             .iter()
             .find(|(f, ty)| {
@@ -772,36 +718,7 @@ fn parse_openmetrics(text: &str) -> Result<Vec<Sample>, String> {
         }
         samples.push((name, labels, value));
     }
-    for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
-        let mut buckets: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        let mut counts = BTreeMap::new();
-        for (name, labels, value) in &samples {
-            let mut rest = labels.clone();
-            let le = rest.remove("le");
-            let key = format!("{rest:?}");
-            if *name == format!("{family}_bucket") {
-                let le = le.ok_or("a bucket without `le`")?;
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().map_err(|_| format!("bad le `{le}`"))?
-                };
-                buckets.entry(key).or_default().push((le, *value));
-            } else if *name == format!("{family}_count") {
-                counts.insert(key, *value);
-            }
-        }
-        for (key, b) in buckets {
-            if !b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1) {
-                return Err(format!("{family}{key}: buckets not cumulative: {b:?}"));
-            }
-            if b.last().map(|l| l.0) != Some(f64::INFINITY)
-                || counts.get(&key) != b.last().map(|l| &l.1)
-            {
-                return Err(format!("{family}{key}: +Inf bucket is not _count"));
-            }
-        }
-    }
+    check_histograms(&types, &samples)?;
     Ok(samples)
 }
 

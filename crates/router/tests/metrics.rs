@@ -60,20 +60,13 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     )
 }
 
-/// A sample: name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
+use hangar_testkit::exposition::{Sample, check_histograms, name_ok, parse_sample};
 
 /// Prometheus' text format 0.0.4, read strictly: every sample's family has
 /// `# HELP` and `# TYPE` before it, a family's samples are together, names
 /// and label names are valid, label values are properly escaped, no series
 /// twice, histograms cumulative with `+Inf` equal to `_count`.
 fn parse(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>), String> {
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| {
-                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-            })
-    };
     let mut types = BTreeMap::new();
     let mut helped = HashSet::new();
     let mut done_families = HashSet::new();
@@ -111,54 +104,7 @@ fn parse(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>), String> 
         if line.is_empty() {
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').ok_or_else(|| at("no value".into()))?;
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().map_err(|_| at(format!("bad value `{v}`")))?,
-        };
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), BTreeMap::new()),
-            Some((name, rest)) => {
-                let body = rest
-                    .strip_suffix('}')
-                    .ok_or_else(|| at("unclosed labels".into()))?;
-                let mut labels = BTreeMap::new();
-                let mut chars = body.chars().peekable();
-                while chars.peek().is_some() {
-                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-                    if !name_ok(&key) || key.contains(':') {
-                        return Err(at(format!("bad label name `{key}`")));
-                    }
-                    if chars.next() != Some('"') {
-                        return Err(at("label value not quoted".into()));
-                    }
-                    let mut v = String::new();
-                    loop {
-                        match chars.next() {
-                            None => return Err(at("unterminated label value".into())),
-                            Some('"') => break,
-                            Some('\\') => match chars.next() {
-                                Some('\\') => v.push('\\'),
-                                Some('"') => v.push('"'),
-                                Some('n') => v.push('\n'),
-                                other => return Err(at(format!("bad escape {other:?}"))),
-                            },
-                            Some(c) => v.push(c),
-                        }
-                    }
-                    if labels.insert(key.clone(), v).is_some() {
-                        return Err(at(format!("label `{key}` twice")));
-                    }
-                    match chars.next() {
-                        None => break,
-                        Some(',') => {}
-                        Some(c) => return Err(at(format!("`{c}` after a label"))),
-                    }
-                }
-                (name.to_string(), labels)
-            }
-        };
+        let (name, labels, value) = parse_sample(line).map_err(at)?;
         let family = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|s| {
@@ -183,41 +129,7 @@ fn parse(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>), String> 
         }
         samples.push((name, labels, value));
     }
-    // Histograms: cumulative buckets ending at +Inf = _count.
-    for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
-        let mut per_series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        let mut counts = BTreeMap::new();
-        for (name, labels, value) in &samples {
-            let mut rest = labels.clone();
-            let le = rest.remove("le");
-            let key = format!("{rest:?}");
-            if *name == format!("{family}_bucket") {
-                let le = le.ok_or("a bucket without `le`")?;
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().map_err(|_| format!("bad le `{le}`"))?
-                };
-                per_series.entry(key).or_default().push((le, *value));
-            } else if *name == format!("{family}_count") {
-                counts.insert(key, *value);
-            }
-        }
-        for (key, buckets) in per_series {
-            if !buckets
-                .windows(2)
-                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
-            {
-                return Err(format!(
-                    "{family}{key}: buckets not cumulative: {buckets:?}"
-                ));
-            }
-            let last = buckets.last().copied().unwrap_or_default();
-            if last.0 != f64::INFINITY || counts.get(&key) != Some(&last.1) {
-                return Err(format!("{family}{key}: +Inf bucket is not _count"));
-            }
-        }
-    }
+    check_histograms(&types, &samples)?;
     Ok((types, samples))
 }
 

@@ -3,6 +3,7 @@
 //! missing), a free loopback port, and real git repositories in temporary
 //! directories. Only ever a dev-dependency.
 
+pub mod exposition;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
