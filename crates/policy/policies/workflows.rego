@@ -55,16 +55,34 @@ triggers contains t if {
 	some t, _ in input.on
 }
 
-head_ref_expr := `github\.event\.pull_request\.head\.(sha|ref)|github\.head_ref|refs/pull/`
+# The triggers that run with the base repository's secrets and a write
+# token while a pull request can name the code ("pwn requests").
+privileged := {"pull_request_target", "workflow_run"}
+
+privileged_triggers := concat(", ", sort([t | some t in triggers; t in privileged]))
+
+head_ref_expr := `github\.event\.pull_request\.head\.(sha|ref)|github\.head_ref|refs/pull/|github\.event\.workflow_run\.head_(sha|branch)`
+
+head_repo_expr := `github\.event\.(pull_request\.head\.repo\.full_name|workflow_run\.head_repository\.full_name)`
 
 deny contains {"id": "GHA002", "msg": msg, "locate": step.with.ref} if {
 	is_workflow
-	"pull_request_target" in triggers
+	privileged_triggers != ""
 	some job_id, job in input.jobs
 	some step in job.steps
 	startswith(step.uses, "actions/checkout@")
 	regex.match(head_ref_expr, step.with.ref)
-	msg := sprintf("job %q: pull_request_target checks out the pull request's head (%s): untrusted code runs with the base repository's secrets", [job_id, step.with.ref])
+	msg := sprintf("job %q: %s checks out the pull request's head (%s): untrusted code runs with the base repository's secrets", [job_id, privileged_triggers, step.with.ref])
+}
+
+deny contains {"id": "GHA002", "msg": msg, "locate": step.with.repository} if {
+	is_workflow
+	privileged_triggers != ""
+	some job_id, job in input.jobs
+	some step in job.steps
+	startswith(step.uses, "actions/checkout@")
+	regex.match(head_repo_expr, step.with.repository)
+	msg := sprintf("job %q: %s checks out the pull request's repository (%s): untrusted code runs with the base repository's secrets", [job_id, privileged_triggers, step.with.repository])
 }
 
 untrusted := `\$\{\{[^}]*github\.(event\.(issue\.(title|body)|pull_request\.(title|body|head\.ref|head\.label|head\.repo\.default_branch)|comment\.body|review\.body|review_comment\.body|discussion\.(title|body)|pages\.[^}]*\.page_name|commits\.[^}]*\.(message|author\.(email|name))|head_commit\.(message|author\.(email|name))|workflow_run\.(head_branch|head_commit\.message|display_title))|head_ref)[^}]*\}\}`

@@ -302,6 +302,52 @@ jobs:
             ("GHA003".into(), 14),
         ]
     );
+    // workflow_run is privileged too, and a checkout of the pull request's
+    // repository is as untrusted as one of its head; `pull_request` runs
+    // without secrets, so the same checkout is fine there.
+    let checkout = |on: &str, with: &str| {
+        format!(
+            "on: {on}\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n        with:\n          {with}\n"
+        )
+    };
+    for (on, with) in [
+        (
+            "{workflow_run: {workflows: [ci]}}",
+            "ref: ${{ github.event.workflow_run.head_sha }}",
+        ),
+        (
+            "[push, workflow_run]",
+            "ref: ${{ github.event.workflow_run.head_branch }}",
+        ),
+        (
+            "pull_request_target",
+            "repository: ${{ github.event.pull_request.head.repo.full_name }}",
+        ),
+        (
+            "[pull_request_target, workflow_run]",
+            "ref: ${{ github.head_ref }}",
+        ),
+    ] {
+        assert_eq!(
+            bundled_ids("ci.yml", &checkout(on, with)),
+            [("GHA002".into(), 8)],
+            "on: {on}, {with}"
+        );
+    }
+    assert_eq!(
+        bundled_ids(
+            "ci.yml",
+            &checkout(
+                "pull_request",
+                "ref: ${{ github.event.pull_request.head.sha }}"
+            )
+        ),
+        []
+    );
+    assert_eq!(
+        bundled_ids("ci.yml", &checkout("workflow_run", "fetch-depth: 0")),
+        []
+    );
     // Seed 003: hangar's own steps (`hangar/scan@v1`) are not third-party actions.
     let good = "on: [push]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n      - uses: hangar/scan@v1\n      - uses: hangar/release@v1\n      - run: echo hi\n        env:\n          T: ${{ github.event.issue.title }}\n";
     assert_eq!(bundled_ids("ok.yaml", good), []);
