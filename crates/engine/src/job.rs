@@ -1270,22 +1270,7 @@ impl<'e> Job<'e> {
                         list.push(bg);
                     }
                     Err((end, e)) => {
-                        let location = self.step_location("run");
-                        self.annotate_at(Some(number), Level::Error, &e, location);
-                        let conclusion = if continue_on_error {
-                            Conclusion::Success
-                        } else {
-                            scope.failed = true;
-                            self.job_failed |= !scope.composite;
-                            Conclusion::Failure
-                        };
-                        self.end_step(
-                            scope,
-                            &end,
-                            Conclusion::Failure,
-                            conclusion,
-                            &BTreeMap::new(),
-                        );
+                        self.fail_step_start(scope, &end, "run", &e, continue_on_error)
                     }
                 }
                 return;
@@ -1338,24 +1323,7 @@ impl<'e> Job<'e> {
                             handle: BackgroundWork::Steps(handle),
                             state_key: None,
                         }),
-                        Err(e) => {
-                            let location = self.step_location("uses");
-                            self.annotate_at(Some(number), Level::Error, &e, location);
-                            let conclusion = if continue_on_error {
-                                Conclusion::Success
-                            } else {
-                                scope.failed = true;
-                                self.job_failed |= !scope.composite;
-                                Conclusion::Failure
-                            };
-                            self.end_step(
-                                scope,
-                                &end,
-                                Conclusion::Failure,
-                                conclusion,
-                                &BTreeMap::new(),
-                            );
-                        }
+                        Err(e) => self.fail_step_start(scope, &end, "uses", &e, continue_on_error),
                     }
                     return;
                 }
@@ -1399,15 +1367,34 @@ impl<'e> Job<'e> {
     /// or `timeout-minutes:` could not be evaluated): the error is annotated on
     /// the step, and the job goes on as after any failed step.
     fn fail_before_run(&mut self, scope: &mut Scope, end: &StepEnd, key: &str, message: &str) {
+        self.fail_step_start(scope, end, key, message, false);
+    }
+
+    /// A step that could not start: the error at its `key`, and the step
+    /// concluded failed, or, under `continue-on-error`, a success whose
+    /// outcome is a failure (as GitHub reports it).
+    fn fail_step_start(
+        &mut self,
+        scope: &mut Scope,
+        end: &StepEnd,
+        key: &str,
+        message: &str,
+        continue_on_error: bool,
+    ) {
         let location = self.step_location(key);
         self.annotate_at(Some(end.number), Level::Error, message, location);
-        scope.failed = true;
-        self.job_failed |= !scope.composite;
+        let conclusion = if continue_on_error {
+            Conclusion::Success
+        } else {
+            scope.failed = true;
+            self.job_failed |= !scope.composite;
+            Conclusion::Failure
+        };
         self.end_step(
             scope,
             end,
             Conclusion::Failure,
-            Conclusion::Failure,
+            conclusion,
             &BTreeMap::new(),
         );
     }
