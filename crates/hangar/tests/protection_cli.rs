@@ -3,7 +3,7 @@
 //! ways on; `--override-protection --reason` proceeds and the override is in
 //! the environment's history. A real service, the built binary.
 
-use crate::common;
+use crate::common::{self, http_json as http};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -114,29 +114,6 @@ environments:
         t.contains("succeeded"),
         "the deployment itself is there too: {t}"
     );
-}
-
-/// `HTTP/1.0` request to the server (no chunked answers): status and JSON.
-fn http(method: &str, url: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 struct Serve(std::process::Child, #[allow(dead_code)] tempfile::TempDir);

@@ -4,7 +4,7 @@
 //! workflow_run` followers were still to be queued start them. Real server
 //! processes, real git repositories, a real service.
 
-use crate::common;
+use crate::common::{self, http_json as http};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -72,29 +72,6 @@ fn serve(data: &Path, args: &[&str]) -> Serve {
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Serve { child, url, token }
-}
-
-/// `HTTP/1.0` request (no chunked answers): status and JSON.
-fn http(method: &str, url: &str, token: &str, body: &str) -> (u16, Value) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
