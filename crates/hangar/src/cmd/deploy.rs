@@ -293,29 +293,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             // its reviewers (its controller then runs there), or on the record.
             if !controller && check_protection(&at, &env, "up", &ov)? == protection::Way::Server {
                 let server = at.server.clone().unwrap_or_default();
-                let req = Request::Deploy {
-                    service: None,
-                    artifact: artifact.map(|a| a.display().to_string()),
-                    commit: git_ref.clone(),
-                    commit_time: None,
-                    no_build,
-                    from_commit: git_ref.is_some(),
-                    with_dependencies,
-                };
+                let req = server_deploy(None, artifact, git_ref, no_build, with_dependencies);
                 let v = at.remote(&server, &env, &req).await?;
-                let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
-                print_value(&at, &v, |_| {
-                    if recs.is_empty() {
-                        format!("environment `{env}` is up on the server")
-                    } else {
-                        recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
-                    }
-                })?;
-                return Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                let empty = format!("environment `{env}` is up on the server");
+                return report(&at, &v, Outcome::Succeeded, &empty);
             }
             let commit = match &git_ref {
                 Some(r) => Some(resolve_commit(&at.dir, r)?),
@@ -379,25 +360,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             at,
         } => {
             if let Some(server) = at.server.clone() {
-                let req = Request::Deploy {
-                    service,
-                    artifact: artifact.map(|a| a.display().to_string()),
-                    commit: git_ref.clone(),
-                    commit_time: None,
-                    no_build,
-                    from_commit: git_ref.is_some(),
-                    with_dependencies,
-                };
+                let req = server_deploy(service, artifact, git_ref, no_build, with_dependencies);
                 let v = at.remote(&server, &env, &req).await?;
-                let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
-                print_value(&at, &v, |_| {
-                    recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
-                })?;
-                return Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                return report(&at, &v, Outcome::Succeeded, "");
             }
             check_protection(&at, &env, "deploy", &ov)?;
             let from_commit = git_ref.is_some() && artifact.is_none();
@@ -420,21 +385,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 with_dependencies,
             };
             let recs = at.client(&env)?.deploy(&req, |e| eprintln!("{e}")).await?;
-            let v = serde_json::to_value(&recs)?;
-            print_value(&at, &v, |_| {
-                if recs.is_empty() {
-                    format!(
-                        "nothing changed since the last deployment to `{env}`: no service deployed (name one with --service to deploy it anyway)"
-                    )
-                } else {
-                    recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
-                }
-            })?;
-            Ok(if recs.iter().all(|r| r.outcome == Outcome::Succeeded) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            let empty = format!(
+                "nothing changed since the last deployment to `{env}`: no service deployed (name one with --service to deploy it anyway)"
+            );
+            report(
+                &at,
+                &serde_json::to_value(&recs)?,
+                Outcome::Succeeded,
+                &empty,
+            )
         }
         Command::Promote { env, ov, at } => {
             check_protection(&at, &env, "promote", &ov)?;
@@ -458,15 +417,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         .await?,
                 )?,
             };
-            let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
-            print_value(&at, &v, |_| {
-                recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
-            })?;
-            Ok(if recs.iter().all(|r| r.outcome == Outcome::Rollback) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            report(&at, &v, Outcome::Rollback, "")
         }
         Command::Status { env, at } => status(env, &at).await,
         Command::History { env, verbose, at } => {
@@ -793,6 +744,50 @@ fn summary_head(r: &DeploymentRecord) -> String {
             .map(|c| format!(" commit {}", &c[..c.len().min(7)]))
             .unwrap_or_default(),
     )
+}
+
+/// What `deploy`/`up` ask a server for: the server resolves the ref in its
+/// own checkout, so the commit goes as given and its time is the server's to find.
+fn server_deploy(
+    service: Option<String>,
+    artifact: Option<PathBuf>,
+    git_ref: Option<String>,
+    no_build: bool,
+    with_dependencies: bool,
+) -> Request {
+    Request::Deploy {
+        service,
+        artifact: artifact.map(|a| a.display().to_string()),
+        from_commit: git_ref.is_some(),
+        commit: git_ref,
+        commit_time: None,
+        no_build,
+        with_dependencies,
+    }
+}
+
+/// Prints the deployment records a command produced (one line each, or
+/// `empty` when there are none and it is not blank) and exits non-zero
+/// unless every record ended as `want`.
+fn report(
+    at: &Where,
+    v: &serde_json::Value,
+    want: Outcome,
+    empty: &str,
+) -> anyhow::Result<ExitCode> {
+    let recs: Vec<DeploymentRecord> = serde_json::from_value(v.clone())?;
+    print_value(at, v, |_| {
+        if recs.is_empty() && !empty.is_empty() {
+            empty.to_string()
+        } else {
+            recs.iter().map(summary_line).collect::<Vec<_>>().join("\n")
+        }
+    })?;
+    Ok(if recs.iter().all(|r| r.outcome == want) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn summary_line(r: &DeploymentRecord) -> String {
