@@ -128,7 +128,6 @@ impl Drop for Serve {
 /// A real `hangar serve` watching the project in `dir`: the server, its URL
 /// and its administrator's token.
 fn serve(dir: &Path) -> (Serve, String, String) {
-    use std::io::BufRead;
     use std::process::Stdio;
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hangar"))
@@ -141,20 +140,9 @@ fn serve(dir: &Path) -> (Serve, String, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let banner = crate::common::serve_banner(&mut child);
     let serve = Serve(child, data);
-    let mut admin = String::new();
-    let url = loop {
-        let line = lines.next().expect("hangar serve's address").unwrap();
-        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
-            admin = t.trim().to_string();
-        }
-        if let Some(u) = line.split("listening on ").nth(1) {
-            break u.trim().trim_end_matches("/ui/").to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (serve, url, admin)
+    (serve, banner.url, banner.token.unwrap_or_default())
 }
 
 /// A read token named `name` (a reviewer).

@@ -3,7 +3,7 @@
 //! embedded agent, the state is in PostgreSQL (no SQLite file), and a server
 //! killed with -9 and started again finds the run, its logs and its token.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -45,26 +45,11 @@ pub(crate) fn serve_on(listen: &str, data: &Path, args: &[&str], env_url: &str) 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut token = None;
-    let mut seen = Vec::new();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("hangar serve printed its address")
-            .unwrap();
-        seen.push(line.clone());
-        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
-            token = Some(t.trim().to_string());
-        }
-        if let Some(u) = line.split("listening on ").nth(1) {
-            break u
-                .trim()
-                .trim_end_matches("/ui/")
-                .replace("//0.0.0.0:", "//127.0.0.1:");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let crate::common::Banner {
+        url,
+        token,
+        lines: seen,
+    } = crate::common::serve_banner(&mut child);
     Serve {
         child,
         url,

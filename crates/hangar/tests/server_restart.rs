@@ -6,7 +6,7 @@
 
 use crate::common::{self, http_json as http};
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,22 +55,7 @@ fn serve(data: &Path, args: &[&str]) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut token = None;
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("hangar serve printed its address")
-            .unwrap();
-        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
-            token = Some(t.trim().to_string());
-        }
-        if let Some(u) = line.split("listening on ").nth(1) {
-            break u.trim().trim_end_matches("/ui/").to_string();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let crate::common::Banner { url, token, .. } = crate::common::serve_banner(&mut child);
     Serve { child, url, token }
 }
 

@@ -46,23 +46,10 @@ pub fn serve(bin: &str, data: &Path, args: &[&str]) -> (Kill, String, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let banner = super::serve_banner(&mut server);
     let server = Kill(server);
-    let mut token = String::new();
-    let url = loop {
-        let l = lines
-            .next()
-            .expect("hangar serve printed its address")
-            .unwrap();
-        if let Some(t) = l.split("keep it): ").nth(1) {
-            token = t.trim().to_string();
-        }
-        if let Some(u) = l.split("listening on ").nth(1) {
-            break u.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (server, url, token)
+    let url = format!("{}/ui/", banner.url);
+    (server, url, banner.token.unwrap_or_default())
 }
 
 pub struct Cdp {

@@ -49,3 +49,44 @@ pub fn http_json(method: &str, url: &str, token: &str, body: &str) -> (u16, serd
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or_default())
 }
+
+/// What a starting `hangar serve` says on stdout before it answers.
+pub struct Banner {
+    /// Its base URL (no `/ui/`; a wildcard listen address made loopback).
+    pub url: String,
+    /// The admin token, printed on the data directory's first start only.
+    pub token: Option<String>,
+    /// Every line up to the address, for tests of what the start says.
+    pub lines: Vec<String>,
+}
+
+/// Reads a starting `hangar serve`'s stdout (piped) up to its address, then
+/// keeps draining it on a thread so the server never blocks on a full pipe.
+pub fn serve_banner(child: &mut std::process::Child) -> Banner {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("hangar serve's stdout is piped");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let (mut token, mut seen) = (None, Vec::new());
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("hangar serve printed its address")
+            .unwrap();
+        seen.push(line.clone());
+        if let Some(t) = line.split("admin token (shown once; keep it): ").nth(1) {
+            token = Some(t.trim().to_string());
+        }
+        if let Some(u) = line.split("listening on ").nth(1) {
+            break u
+                .trim()
+                .trim_end_matches("/ui/")
+                .replace("//0.0.0.0:", "//127.0.0.1:");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Banner {
+        url,
+        token,
+        lines: seen,
+    }
+}
