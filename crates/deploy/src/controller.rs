@@ -1016,15 +1016,11 @@ impl Controller {
             .map(Some)
     }
 
+    /// The service's router, as hangar.yml now says it listens: started when
+    /// the service has none yet, rebound when its `protocol:` or `listen:`
+    /// changed since (a `hangar deploy` after the edit), with the instances
+    /// and weights it serves kept.
     async fn ensure_router(&self, svc: &str, env: &Environment) -> anyhow::Result<()> {
-        if self
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(svc)
-        {
-            return Ok(());
-        }
         let (listen, protocol) = {
             let p = self.project.lock().unwrap_or_else(|e| e.into_inner());
             let protocol = match p.services.get(svc).map(|s| s.value.protocol) {
@@ -1040,10 +1036,37 @@ impl Controller {
         let addr: SocketAddr = listen
             .parse()
             .with_context(|| format!("service `{svc}`: bad listen address `{listen}`"))?;
+        let serving = self.plane(svc);
+        if let Some(plane) = &serving {
+            // `:0` is whatever port was bound: not a change.
+            let same_addr =
+                addr == plane.addr() || (addr.port() == 0 && addr.ip() == plane.addr().ip());
+            if same_addr && plane.protocol() == protocol {
+                return Ok(());
+            }
+            let _ = self.events.send(format!(
+                "{svc}: the router now listens on {} ({}, was {} on {})",
+                addr,
+                protocol.scheme(),
+                plane.protocol().scheme(),
+                plane.addr()
+            ));
+            // One socket per address: the old listener goes first.
+            plane.stop_listening();
+        }
+        let replacing = serving.is_some();
         let plane = Arc::new(match &self.link {
             Some(link) => Plane::remote(link.clone(), svc, addr, protocol)?,
-            None => Plane::local(svc, addr, protocol)?,
+            None => Plane::local(svc, addr, protocol, replacing)?,
         });
+        if replacing {
+            let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = services.get_mut(svc) {
+                s.plane = plane;
+                apply(s);
+                return Ok(());
+            }
+        }
         self.services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1203,10 +1226,7 @@ impl Controller {
             ip => ip,
         };
         let host = ip.to_string();
-        let scheme = match protocol {
-            hangar_router::tcp::Protocol::Http => "http",
-            hangar_router::tcp::Protocol::Tcp => "tcp",
-        };
+        let scheme = protocol.scheme();
         match field {
             "host" => Ok(host),
             "port" => Ok(listen.port().to_string()),

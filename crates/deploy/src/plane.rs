@@ -373,15 +373,19 @@ pub(crate) enum Plane {
 }
 
 impl Plane {
-    pub(crate) fn local(svc: &str, addr: SocketAddr, protocol: Protocol) -> anyhow::Result<Plane> {
+    /// `replacing`: this service's previous listener was just stopped (see
+    /// `Router::serve_protocol`).
+    pub(crate) fn local(
+        svc: &str,
+        addr: SocketAddr,
+        protocol: Protocol,
+        replacing: bool,
+    ) -> anyhow::Result<Plane> {
         let router = Router::new(svc);
         // The router runs on threads of its own (one event loop each), not on
         // the controller's runtime: see `Router::serve_threads`.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let served = match protocol {
-            Protocol::Http => router.serve_threads(addr, threads),
-            Protocol::Tcp => router.serve_tcp(addr),
-        };
+        let served = router.serve_protocol(addr, protocol, threads, replacing);
         let handle = match served {
             Ok(h) => h,
             Err(e) => match taken(svc, addr) {
@@ -428,6 +432,15 @@ impl Plane {
             addr,
             protocol,
         })
+    }
+
+    /// Stops accepting on the service's address (its router is about to be
+    /// replaced). The router process replaces its own listener when told the
+    /// new one, so only an in-process router is stopped here.
+    pub(crate) fn stop_listening(&self) {
+        if let Plane::Local { handle, .. } = self {
+            handle.stop();
+        }
     }
 
     pub(crate) fn protocol(&self) -> Protocol {

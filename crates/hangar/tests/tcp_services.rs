@@ -474,3 +474,118 @@ fn a_stateful_dependency_is_deployed_only_when_asked_and_restarted_in_place() {
     assert_eq!(history(dir).len(), 3);
     assert_eq!(http_get(api_port).split('|').next(), Some("v2 ping"));
 }
+
+/// A server that speaks both: HTTP to a request line starting `GET `, the
+/// line protocol of [`ECHO`] to anything else (so one program can be declared
+/// `protocol: http`, then `protocol: tcp`, and back).
+const BOTH: &str = r#"
+import socket, sys, threading
+version, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+def serve(c):
+    f = c.makefile("rb")
+    for line in f:
+        if line.startswith(b"GET "):
+            while f.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            body = version.encode() + b" http"
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        else:
+            c.sendall(version.encode() + b" " + line)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+fn both_project(dir: &Path, port: u16, version: &str, protocol: &str) {
+    std::fs::write(dir.join("both.py"), BOTH).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n  db:\n    run: python3 both.py {version} $PORT\n    protocol: {protocol}\n    health: {{ tcp: true, interval: 100ms, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 0s }}\n    listen: {{ db: 127.0.0.1:{port} }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// Connects to `port` every 2 ms until told to stop; the instants at which a
+/// connect was refused (nothing listening on the address).
+fn count_refusals(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<Instant>)> {
+    std::thread::spawn(move || {
+        let (mut tried, mut refused) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tried += 1;
+            if TcpStream::connect(("127.0.0.1", port)).is_err() {
+                refused.push(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (tried, refused)
+    })
+}
+
+/// Seed 001 declared its Postgres without `protocol: tcp` first: the change
+/// of `protocol:` on a running service must rebind its address (the router's
+/// old listener closed, the new one bound on the same port) within a
+/// `hangar deploy`, refusing connections for a moment at most, and back.
+#[test]
+fn changing_the_protocol_of_a_running_service_rebinds_its_address() {
+    if !common::have_python3() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _down = Down(dir, "prod");
+    both_project(dir, port, "v1", "http");
+    ok(&hangar(dir, &["deploy", "prod"]));
+    assert!(
+        ok(&hangar(dir, &["status", "prod"])).contains(&format!("db on http://127.0.0.1:{port}"))
+    );
+    assert_eq!(http_get(port), "v1 http");
+
+    for (version, protocol) in [("v2", "tcp"), ("v3", "http"), ("v4", "tcp")] {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let prober = count_refusals(port, stop.clone());
+        both_project(dir, port, version, protocol);
+        let out = ok(&hangar(dir, &["deploy", "prod"]));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (tried, refused) = prober.join().unwrap();
+        let status = ok(&hangar(dir, &["status", "prod"]));
+        assert!(
+            status.contains(&format!("db on {protocol}://127.0.0.1:{port}")),
+            "{out}\n{status}"
+        );
+        match protocol {
+            // Raw bytes through: the line protocol reaches the program.
+            "tcp" => assert_eq!(
+                Conn::open(port).ask("x").as_deref(),
+                Some(format!("{version} x").as_str())
+            ),
+            // The HTTP router in front again: its answer is the program's.
+            _ => assert_eq!(http_get(port), format!("{version} http")),
+        }
+        // Refused only while the old listener closes and the new one binds:
+        // a few milliseconds (the bound leaves room for a loaded machine).
+        let window = match (refused.first(), refused.last()) {
+            (Some(a), Some(b)) => *b - *a,
+            _ => Duration::ZERO,
+        };
+        assert!(
+            window < Duration::from_millis(500),
+            "to {protocol}: {} of {tried} connects refused over {window:?}\n{out}",
+            refused.len()
+        );
+        eprintln!(
+            "to {protocol}: {} of {tried} connects refused over {window:?}",
+            refused.len()
+        );
+    }
+}

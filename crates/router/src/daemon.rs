@@ -187,11 +187,11 @@ impl Daemon {
             } => {
                 let existing = self.lock().get(&service).map(|s| s.spec.clone());
                 let spec = match existing {
-                    Some(spec)
-                        if (spec.listen == listen || listen.port() == 0)
-                            && spec.protocol == protocol =>
-                    {
-                        spec
+                    // A changed `protocol:` on the same address keeps the
+                    // table: the instances are the same, only the listener
+                    // in front of them is replaced.
+                    Some(spec) if spec.listen == listen || listen.port() == 0 => {
+                        ServiceSpec { protocol, ..spec }
                     }
                     _ => ServiceSpec {
                         listen,
@@ -292,15 +292,16 @@ impl Daemon {
                 && s.spec.protocol == spec.protocol
         });
         if !bound {
-            if let Some(old) = services.remove(service) {
-                old.handle.stop();
-            }
+            let replacing = match services.remove(service) {
+                Some(old) => {
+                    old.handle.stop();
+                    true
+                }
+                None => false,
+            };
             let router = Router::new(service);
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-            let served = match spec.protocol {
-                Protocol::Http => router.serve_threads(spec.listen, threads),
-                Protocol::Tcp => router.serve_tcp(spec.listen),
-            };
+            let served = router.serve_protocol(spec.listen, spec.protocol, threads, replacing);
             let handle = served.map_err(|e| {
                 format!("service `{service}`: cannot listen on {}: {e}", spec.listen)
             })?;

@@ -40,7 +40,59 @@ pub enum Protocol {
     Tcp,
 }
 
+impl Protocol {
+    /// The scheme of a service's address: `http` or `tcp`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// How long a stopped listener's thread may take to close its socket before
+/// the address it held is reported as taken: the thread wakes within a few
+/// milliseconds, but on a loaded machine it may wait for a core.
+const REBIND: Duration = Duration::from_secs(2);
+
 impl Router {
+    /// Serves `protocol` on `addr`: [`Router::serve_threads`] with `threads`
+    /// event loops for HTTP, [`Router::serve_tcp`] for raw TCP.
+    ///
+    /// `replacing`: a listener of this process on `addr` was just stopped (the
+    /// service's `protocol:` changed, or its router is being replaced). Its
+    /// thread closes the socket only once it wakes up, and until then the
+    /// address is in use (`SO_REUSEADDR` does not let two sockets listen on
+    /// one address), so binding at once fails about every time; the bind is
+    /// then tried again every millisecond for up to [`REBIND`]. Clients are
+    /// refused only between the old socket's close and the new one's listen:
+    /// about a millisecond.
+    pub fn serve_protocol(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        protocol: Protocol,
+        threads: usize,
+        replacing: bool,
+    ) -> std::io::Result<RouterHandle> {
+        let deadline = Instant::now() + REBIND;
+        loop {
+            let served = match protocol {
+                Protocol::Http => self.serve_threads(addr, threads),
+                Protocol::Tcp => self.serve_tcp(addr),
+            };
+            match served {
+                Err(e)
+                    if replacing
+                        && e.kind() == std::io::ErrorKind::AddrInUse
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Binds `addr` and proxies raw TCP connections to the table's instances,
     /// on a thread of its own (one event loop: a connection costs two socket
     /// copies, which one thread drives for far more connections than a
@@ -295,6 +347,44 @@ mod tests {
         let snap = router.stats("v1").snapshot();
         assert_eq!(snap.requests, 4);
         assert!(snap.connect_errors >= 1, "{snap:?}");
+    }
+
+    /// A `protocol:` change: the HTTP listener is stopped and a TCP one takes
+    /// its address at once (the stopped one closes its socket only when its
+    /// thread wakes, so a plain bind fails with the address in use), then back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_listener_s_address_is_taken_over_by_the_other_protocol() {
+        let v1 = echo("v1").await;
+        let router = Router::new("db");
+        table(&router, &[("v1", 100, v1)]);
+        let http = router
+            .serve_protocol("127.0.0.1:0".parse().unwrap(), Protocol::Http, 2, false)
+            .unwrap();
+        let addr = http.addr;
+        // Without `replacing`, a taken address fails at once, as it must
+        // when another program holds it.
+        let t0 = Instant::now();
+        let err = router
+            .serve_protocol(addr, Protocol::Tcp, 1, false)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(t0.elapsed() < Duration::from_millis(500));
+        let mut current = http;
+        for round in 0..20 {
+            let protocol = if round % 2 == 0 {
+                Protocol::Tcp
+            } else {
+                Protocol::Http
+            };
+            current.stop();
+            current = router.serve_protocol(addr, protocol, 2, true).unwrap();
+            assert_eq!(current.addr, addr);
+            let mut c = BufReader::new(TcpStream::connect(addr).await.unwrap());
+            if protocol == Protocol::Tcp {
+                assert_eq!(ask(&mut c, "a").await.unwrap().as_deref(), Some("v1 a"));
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
