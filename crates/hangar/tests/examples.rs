@@ -536,6 +536,8 @@ fn ai_code_platform() {
         None,
     );
 
+    api_over_its_cache(&p, "production");
+
     let out = p.ok(&["release", "--dry-run"]);
     assert!(out.contains("would release 1.1.0"), "{out}");
     let out = p.ok(&["release"]);
@@ -545,8 +547,110 @@ fn ai_code_platform() {
         p.read("package-lock.json")
             .contains("\"version\": \"1.1.0\"")
     );
+    // The cache's and the api's first deployments, the api's bad one, its fix.
     let out = p.ok(&["dora", "production"]);
-    assert!(out.contains("2 deployments"), "{out}");
+    assert!(out.contains("4 deployments"), "{out}");
+    assert!(out.contains("change failure rate       25.0%"), "{out}");
+}
+
+/// The pid of `service`'s one instance in `env`, from `hangar status --json`.
+fn instance_pids(p: &Project, env: &str, service: &str) -> Vec<u64> {
+    let out = p.hangar(&["status", env, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status as JSON");
+    status[0]["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| s["service"] == service)
+        .flat_map(|s| s["instances"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["pid"].as_u64())
+        .collect()
+}
+
+/// Seed 001's API over its Redis (`protocol: tcp`, `stateful: true`): it
+/// reaches the cache at `${{ services.cache.url }}`, and a new version of the
+/// API deployed blue-green under steady traffic leaves the cache alone (the
+/// same process, its count going on) with no request failed.
+fn api_over_its_cache(p: &Project, env: &str) {
+    let port = p.port(18013);
+    let first = get(port, "/visits").expect("the api reaches its cache");
+    assert!(first.starts_with("visits "), "{first}");
+    let cache = instance_pids(p, env, "cache");
+    assert_eq!(cache.len(), 1, "one cache instance: {cache:?}");
+    let status = p.ok(&["status", env]);
+    assert!(status.contains("cache on tcp://127.0.0.1:"), "{status}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut counts, mut failed) = (Vec::new(), Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(port, "/visits") {
+                    Some(body) => counts.push(body),
+                    None => failed.push(counts.len()),
+                }
+            }
+            (counts, failed)
+        })
+    };
+    p.change(
+        "src/server.js",
+        "// One Redis command on a connection of its own; the reply's first line.",
+        "// One Redis command per connection (the cache is local); its reply's first line.",
+        "fix(api): one cache connection per command",
+    );
+    let out = p.ok(&[
+        "deploy",
+        env,
+        "--override-protection",
+        "--reason",
+        "example run without a server",
+    ]);
+    assert!(out.contains("api") && out.contains("succeeded"), "{out}");
+    assert!(
+        out.contains("cache: unchanged"),
+        "the cache is not redeployed: {out}"
+    );
+    // A moment on the new version before the load stops.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (counts, failed) = load.join().expect("the load thread");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the deployment (after {failed:?})",
+        failed.len(),
+        counts.len() + failed.len()
+    );
+    assert!(counts.len() >= 10, "{counts:?}");
+    eprintln!(
+        "{} requests through the api to its cache during the deployment, none failed",
+        counts.len()
+    );
+    // One count, going up across the switch: the cache kept its data.
+    let numbers: Vec<u64> = counts
+        .iter()
+        .map(|b| {
+            b.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{b}"))
+        })
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert!(
+        numbers[0]
+            > first
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+    );
+    assert_eq!(
+        instance_pids(p, env, "cache"),
+        cache,
+        "the cache's process is the same"
+    );
 }
 
 /// CODE (seed 002): conventional commits and release-please's version marker;
