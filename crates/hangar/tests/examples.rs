@@ -536,7 +536,18 @@ fn ai_code_platform() {
         None,
     );
 
-    api_over_its_cache(&p, "production");
+    api_over_its_cache(
+        &p,
+        "production",
+        18013,
+        "/visits",
+        (
+            "src/server.js",
+            "// One Redis command on a connection of its own; the reply's first line.",
+            "// One Redis command per connection (the cache is local); its reply's first line.",
+            "fix(api): one cache connection per command",
+        ),
+    );
 
     let out = p.ok(&["release", "--dry-run"]);
     assert!(out.contains("would release 1.1.0"), "{out}");
@@ -567,14 +578,33 @@ fn instance_pids(p: &Project, env: &str, service: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Seed 001's API over its Redis (`protocol: tcp`, `stateful: true`): it
-/// reaches the cache at `${{ services.cache.url }}`, and a new version of the
-/// API deployed blue-green under steady traffic leaves the cache alone (the
+/// The count in an answer of `/visits`: the number after `visits`.
+fn visits(body: &str) -> u64 {
+    let after = body.split_once("visits").map_or("", |(_, a)| a);
+    let digits: String = after
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no count in {body:?}"))
+}
+
+/// An API over its Redis (`protocol: tcp`, `stateful: true`, seeds 001 and
+/// 004): it reaches the cache at `${{ services.cache.url }}` (GET `path`
+/// counts in it), and a new version of the API (`change` = file, from, to,
+/// commit message) deployed under steady traffic leaves the cache alone (the
 /// same process, its count going on) with no request failed.
-fn api_over_its_cache(p: &Project, env: &str) {
-    let port = p.port(18013);
-    let first = get(port, "/visits").expect("the api reaches its cache");
-    assert!(first.starts_with("visits "), "{first}");
+fn api_over_its_cache(
+    p: &Project,
+    env: &str,
+    port: u16,
+    path: &'static str,
+    change: (&str, &str, &str, &str),
+) {
+    let port = p.port(port);
+    let first = visits(&get(port, path).expect("the api reaches its cache"));
     let cache = instance_pids(p, env, "cache");
     assert_eq!(cache.len(), 1, "one cache instance: {cache:?}");
     let status = p.ok(&["status", env]);
@@ -586,7 +616,7 @@ fn api_over_its_cache(p: &Project, env: &str) {
         std::thread::spawn(move || {
             let (mut counts, mut failed) = (Vec::new(), Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match get(port, "/visits") {
+                match get(port, path) {
                     Some(body) => counts.push(body),
                     None => failed.push(counts.len()),
                 }
@@ -594,12 +624,8 @@ fn api_over_its_cache(p: &Project, env: &str) {
             (counts, failed)
         })
     };
-    p.change(
-        "src/server.js",
-        "// One Redis command on a connection of its own; the reply's first line.",
-        "// One Redis command per connection (the cache is local); its reply's first line.",
-        "fix(api): one cache connection per command",
-    );
+    let (file, from, to, message) = change;
+    p.change(file, from, to, message);
     let out = p.ok(&[
         "deploy",
         env,
@@ -628,24 +654,9 @@ fn api_over_its_cache(p: &Project, env: &str) {
         counts.len()
     );
     // One count, going up across the switch: the cache kept its data.
-    let numbers: Vec<u64> = counts
-        .iter()
-        .map(|b| {
-            b.split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{b}"))
-        })
-        .collect();
+    let numbers: Vec<u64> = counts.iter().map(|b| visits(b)).collect();
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
-    assert!(
-        numbers[0]
-            > first
-                .split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-    );
+    assert!(numbers[0] > first, "{first} then {numbers:?}");
     assert_eq!(
         instance_pids(p, env, "cache"),
         cache,
@@ -980,10 +991,22 @@ fn echoes() {
         None,
     );
     assert!(get(p.port(18047), "/index.html").is_some_and(|b| b.contains("Echoes")));
+    api_over_its_cache(
+        &p,
+        "prod",
+        18048,
+        "/api/visits",
+        (
+            "backend/app.py",
+            "\"\"\"INCR visits in the cache, on a connection of its own.\"\"\"",
+            "\"\"\"INCR visits in the cache (one connection per command).\"\"\"",
+            "fix(api): one cache connection per command",
+        ),
+    );
     let out = p.ok(&["release", "--dry-run"]);
     assert!(out.contains("would release"), "{out}");
-    // web and api first, then api's failed release.
+    // cache, web and api first, then api's failed release, then its fix.
     let out = p.ok(&["dora", "prod"]);
-    assert!(out.contains("3 deployments"), "{out}");
-    assert!(out.contains("change failure rate       33.3%"), "{out}");
+    assert!(out.contains("5 deployments"), "{out}");
+    assert!(out.contains("change failure rate       20.0%"), "{out}");
 }
