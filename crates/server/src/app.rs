@@ -58,8 +58,6 @@ pub struct App {
     /// Delivery data directories (`<repo>/.hangar`) of watched repositories,
     /// whose deployment histories feed the DORA gauges on `/metrics`.
     pub delivery_data: Vec<std::path::PathBuf>,
-    /// Deployments the server runs for clients (`hangar deploy --server`).
-    pub operations: crate::delivery::Operations,
     /// GitHub's cache and artifact services for every agent's jobs (caches
     /// are shared between agents).
     pub results: hangar_results::Service,

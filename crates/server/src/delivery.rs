@@ -9,7 +9,7 @@
 //! server is killed and restarted, and is carried out when approved.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
@@ -38,6 +38,11 @@ pub struct Operation {
     /// Set when the environment's hangar.yml `protection:` has reviewers or
     /// a wait timer: the request waits for them before the controller acts.
     pub approval: Option<OpApproval>,
+    /// The server carrying the operation out (its embedded agent's id, whose
+    /// presence the store keeps): a server that starts settles only the
+    /// running operations of servers that are gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// A protected environment's decision on one operation.
@@ -53,14 +58,9 @@ pub struct OpApproval {
     pub comment: String,
 }
 
-/// The server's side of the operations kept in the store: one lock making
-/// each read-modify-write of an operation whole (a reviewer's decision and the
-/// controller's progress lines never overwrite each other). One server owns
-/// its watched projects' operations, so a process-wide lock is enough.
-#[derive(Default)]
-pub struct Operations {
-    lock: Mutex<()>,
-}
+/// How many times a write that lost a race with another writer of the same
+/// operation reads it again before giving up.
+const WRITE_TRIES: usize = 64;
 
 fn error(status: StatusCode, msg: &str) -> Response {
     crate::errors::error(status, msg)
@@ -225,12 +225,13 @@ fn wait_then_perform(app: Arc<App>, id: u64, dir: PathBuf, env: String, req: Req
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await
                 }
                 Some(Some((other, who, _))) => {
-                    update(&app, id, Some(OperationPhase::Done), &|op| {
+                    write_if(&app, id, Some(OperationPhase::Done), &|op, phase| {
                         op.done = true;
                         op.error = Some(format!(
                             "the deployment to `{env}` was {other} by {}",
                             who.clone().unwrap_or_default()
                         ));
+                        phase == OperationPhase::Waiting
                     });
                     return;
                 }
@@ -249,7 +250,21 @@ fn wait_then_perform(app: Arc<App>, id: u64, dir: PathBuf, env: String, req: Req
             ))
             .await;
         }
-        update(&app, id, Some(OperationPhase::Running), &|_| {});
+        // The claim: of the servers waiting on this operation (its own, and
+        // any that resumed it), the one whose write moves it from waiting to
+        // running carries it out; the others stop here.
+        let me = app.embedded_agent_id.clone();
+        let claimed = write_if(&app, id, Some(OperationPhase::Running), &|op, phase| {
+            op.server = Some(me.clone());
+            phase == OperationPhase::Waiting
+        });
+        if claimed.is_none() {
+            tracing::info!(
+                operation = id,
+                "delivery operation taken by another server (or no longer waiting)"
+            );
+            return;
+        }
         run_operation(&app, id, &dir, &env, &req).await;
     });
 }
@@ -279,12 +294,21 @@ pub fn resume(app: Arc<App>) -> anyhow::Result<()> {
         let Ok(id) = u64::try_from(row.id) else {
             continue;
         };
+        // Another server on the same database that is alive carries it on.
+        let server = row.state.get("server").and_then(|s| s.as_str());
+        if let Some(server) = server
+            && server != app.embedded_agent_id
+            && app.store.present(server)?
+        {
+            continue;
+        }
         let env = row.environment.clone();
-        update(&app, id, Some(OperationPhase::Done), &|op| {
+        write_if(&app, id, Some(OperationPhase::Done), &|op, phase| {
             op.done = true;
             op.error = Some(format!(
                 "the server stopped while this operation ran; see `hangar history {env}` for what the environment's controller did"
             ));
+            phase == OperationPhase::Running
         });
     }
     for row in app.store.operations_in(OperationPhase::Waiting)? {
@@ -325,6 +349,7 @@ fn new_operation(
         project: project.to_string(),
         env: env.to_string(),
         approval,
+        server: (phase == OperationPhase::Running).then(|| app.embedded_agent_id.clone()),
         ..Default::default()
     };
     let id = app.store.create_operation(
@@ -339,6 +364,11 @@ fn new_operation(
 
 /// The operation as the API shows it, and its phase.
 fn load(app: &App, id: u64) -> Option<(Operation, OperationPhase)> {
+    load_versioned(app, id).map(|(op, phase, _)| (op, phase))
+}
+
+/// [`load`] with the version the store keeps for conditional writes.
+fn load_versioned(app: &App, id: u64) -> Option<(Operation, OperationPhase, i64)> {
     let row = match app.store.get_operation(i64::try_from(id).ok()?) {
         Ok(row) => row?,
         Err(e) => {
@@ -349,7 +379,7 @@ fn load(app: &App, id: u64) -> Option<(Operation, OperationPhase)> {
     match serde_json::from_value::<Operation>(row.state) {
         Ok(mut op) => {
             op.id = id;
-            Some((op, row.phase))
+            Some((op, row.phase, row.version))
         }
         Err(e) => {
             tracing::warn!(operation = id, "reading a delivery operation: {e}");
@@ -358,44 +388,59 @@ fn load(app: &App, id: u64) -> Option<(Operation, OperationPhase)> {
     }
 }
 
-/// Changes an operation under the operations' lock, and its phase when given;
-/// returns the operation as written.
+/// Changes an operation, and its phase when given; returns the operation as
+/// written.
 fn update(
     app: &App,
     id: u64,
     phase: Option<OperationPhase>,
     f: &dyn Fn(&mut Operation),
 ) -> Option<Operation> {
-    let _g = app
-        .operations
-        .lock
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    write(app, id, phase, f)
+    write_if(app, id, phase, &|op, _| {
+        f(op);
+        true
+    })
 }
 
-/// [`update`] with the lock already held.
-fn write(
+/// Changes an operation (and its phase when given) if `f`, shown the
+/// operation and its phase as they are, says so; returns the operation as
+/// written, `None` when `f` declined or the write failed. The write is
+/// conditional on the version read (`Store::update_operation`): when another
+/// writer came first — a task of this server, or another server on the same
+/// database — the operation is read again and `f` decides again, so a
+/// reviewer's decision and the controller's progress lines never overwrite
+/// each other, and a decision or a claim is taken once.
+fn write_if(
     app: &App,
     id: u64,
     phase: Option<OperationPhase>,
-    f: &dyn Fn(&mut Operation),
+    f: &dyn Fn(&mut Operation, OperationPhase) -> bool,
 ) -> Option<Operation> {
-    let (mut op, old) = load(app, id)?;
-    f(&mut op);
-    let result = serde_json::to_value(&op)
-        .map_err(anyhow::Error::from)
-        .and_then(|v| {
-            app.store
-                .update_operation(i64::try_from(id)?, &v, phase.unwrap_or(old))
-        });
-    match result {
-        Ok(_) => Some(op),
-        Err(e) => {
-            tracing::warn!(operation = id, "writing a delivery operation: {e:#}");
-            None
+    for _ in 0..WRITE_TRIES {
+        let (mut op, old, version) = load_versioned(app, id)?;
+        if !f(&mut op, old) {
+            return None;
+        }
+        let result = serde_json::to_value(&op)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| {
+                app.store
+                    .update_operation(i64::try_from(id)?, version, &v, phase.unwrap_or(old))
+            });
+        match result {
+            Ok(true) => return Some(op),
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(operation = id, "writing a delivery operation: {e:#}");
+                return None;
+            }
         }
     }
+    tracing::warn!(
+        operation = id,
+        "writing a delivery operation: other writers came first {WRITE_TRIES} times"
+    );
+    None
 }
 
 /// `POST /api/v1/delivery/operations/{id}/approve` with `{approve, comment}`:
@@ -438,44 +483,35 @@ pub async fn decide(
             ),
         );
     }
-    // Decided under the lock, once: a second decision is a conflict.
-    let decided = {
-        let _g = app
-            .operations
-            .lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match load(&app, id) {
-            Some((op, _))
-                if op.approval.as_ref().map(|a| a.state) == Some(ApprovalState::Pending) =>
-            {
-                write(&app, id, None, &|op| {
-                    let Some(a) = op.approval.as_mut() else {
-                        return;
-                    };
-                    a.state = if b.approve {
-                        ApprovalState::Approved
-                    } else {
-                        ApprovalState::Rejected
-                    };
-                    a.reviewer = Some(c.name.clone());
-                    a.comment = b.comment.clone();
-                    let line = format!(
-                        "{} by {}{}",
-                        a.state,
-                        c.name,
-                        if b.comment.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", b.comment)
-                        }
-                    );
-                    op.events.push(line);
-                })
-            }
-            _ => None,
+    // Decided once, whichever server the reviewers reach: the decision is a
+    // write conditional on the operation still pending as read.
+    let decided = write_if(&app, id, None, &|op, _| {
+        let Some(a) = op.approval.as_mut() else {
+            return false;
+        };
+        if a.state != ApprovalState::Pending {
+            return false;
         }
-    };
+        a.state = if b.approve {
+            ApprovalState::Approved
+        } else {
+            ApprovalState::Rejected
+        };
+        a.reviewer = Some(c.name.clone());
+        a.comment = b.comment.clone();
+        let line = format!(
+            "{} by {}{}",
+            a.state,
+            c.name,
+            if b.comment.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", b.comment)
+            }
+        );
+        op.events.push(line);
+        true
+    });
     let Some(op) = decided else {
         return error(
             StatusCode::CONFLICT,

@@ -532,7 +532,6 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
                     .join(".hangar")
             })
             .collect(),
-        operations: Default::default(),
         results: {
             let cache = results_store::StoreCache::open(store.clone())
                 .context("opening the cache under the data directory")?;

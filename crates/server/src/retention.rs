@@ -65,7 +65,18 @@ pub(crate) fn plan(items: &[RetentionItem], now: Millis, cfg: &Retention) -> Vec
 /// One sweep: deletes what [`plan`] says; the number of items and bytes freed.
 pub(crate) fn sweep(app: &App, cfg: &Retention) -> anyhow::Result<(usize, i64)> {
     let items = app.store.retention_items()?;
-    let doomed = plan(&items, hangar_store::now_ms(), cfg);
+    let now = hangar_store::now_ms();
+    let doomed = plan(&items, now, cfg);
+    // Delivery operations that are over (carried out, failed, rejected) go
+    // with the logs of their age: only a waiting or running one is of use
+    // to a server, and the history of what was deployed is the
+    // environment's own (`hangar history`).
+    let operations = match cfg.max_age {
+        Some(age) => app.store.delete_operations_done_before(
+            now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+        )?,
+        None => 0,
+    };
     let mut freed = 0;
     for item in &doomed {
         match item.kind {
@@ -77,7 +88,7 @@ pub(crate) fn sweep(app: &App, cfg: &Retention) -> anyhow::Result<(usize, i64)> 
         }
         freed += item.bytes.max(0);
     }
-    if !doomed.is_empty() {
+    if !doomed.is_empty() || operations > 0 {
         let count = |k: RetentionKind| doomed.iter().filter(|i| i.kind == k).count();
         app.store.audit(
             "retention",
@@ -87,11 +98,15 @@ pub(crate) fn sweep(app: &App, cfg: &Retention) -> anyhow::Result<(usize, i64)> 
                 "logs": count(RetentionKind::Logs),
                 "artifacts": count(RetentionKind::Artifact),
                 "caches": count(RetentionKind::Cache),
+                "delivery_operations": operations,
                 "bytes": freed,
             }),
         )?;
     }
-    Ok((doomed.len(), freed))
+    Ok((
+        doomed.len() + usize::try_from(operations).unwrap_or(0),
+        freed,
+    ))
 }
 
 /// A repository being deleted: its artifacts and cache entries go through

@@ -227,3 +227,60 @@ async fn a_deleted_repository_takes_its_files_but_not_a_blob_another_still_names
     assert_eq!(entry["detail"]["files"], 2, "{entry}");
     s.server.stop().await;
 }
+
+/// Delivery operations that are over (here one carried out and one
+/// rejected) are deleted by the sweep once past the age; one waiting for
+/// its reviewers and one under way stay, however old.
+#[tokio::test]
+async fn finished_delivery_operations_expire_and_pending_ones_stay() {
+    use hangar_store::OperationPhase;
+    let s = start_with(|c| {
+        c.retention = Retention {
+            max_age: Some(Duration::from_millis(1500)),
+            max_bytes: None,
+            every: Duration::from_millis(100),
+        }
+    })
+    .await;
+    let store = s.server.app.store.clone();
+    let req = serde_json::json!({"op": "deploy"});
+    let op = |phase| {
+        store
+            .create_operation("app", "prod", &req, &serde_json::json!({}), phase)
+            .unwrap()
+    };
+    let (waiting, running) = (op(OperationPhase::Waiting), op(OperationPhase::Running));
+    let mut finished = vec![];
+    for state in [
+        serde_json::json!({"done": true, "result": []}),
+        serde_json::json!({"done": true, "error": "rejected"}),
+    ] {
+        let id = op(OperationPhase::Waiting);
+        let v = store.get_operation(id).unwrap().unwrap().version;
+        assert!(
+            store
+                .update_operation(id, v, &state, OperationPhase::Done)
+                .unwrap()
+        );
+        finished.push(id);
+    }
+    eventually("finished operations are deleted", async || {
+        finished
+            .iter()
+            .all(|id| store.get_operation(*id).unwrap().is_none())
+    })
+    .await;
+    for id in [waiting, running] {
+        assert!(store.get_operation(id).unwrap().is_some(), "{id} stays");
+    }
+    let audit = s.get("/api/v1/audit").await;
+    let swept: i64 = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "retention.sweep")
+        .filter_map(|e| e["detail"]["delivery_operations"].as_i64())
+        .sum();
+    assert_eq!(swept, 2, "{audit}");
+    s.server.stop().await;
+}

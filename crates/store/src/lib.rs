@@ -328,13 +328,21 @@ pub trait Store: Send + Sync {
         phase: OperationPhase,
     ) -> Result<i64>;
     fn get_operation(&self, id: i64) -> Result<Option<DeliveryOperation>>;
-    /// Replaces an operation's state and phase; false when there is no such operation.
+    /// Replaces an operation's state and phase if it is still at `version`
+    /// (the one its writer read), and moves its version on: one conditional
+    /// update, so of two writers (two servers on one database) that read the
+    /// same version only one succeeds. False when another write came first,
+    /// or there is no such operation.
     fn update_operation(
         &self,
         id: i64,
+        version: i64,
         state: &serde_json::Value,
         phase: OperationPhase,
     ) -> Result<bool>;
+    /// Deletes the operations that are done (carried out, failed, rejected)
+    /// and last changed before `before`; how many.
+    fn delete_operations_done_before(&self, before: Millis) -> Result<i64>;
     /// The operations in `phase`, oldest first.
     fn operations_in(&self, phase: OperationPhase) -> Result<Vec<DeliveryOperation>>;
     /// Queues a run's `workflow_run` action (`requested`, `completed`).

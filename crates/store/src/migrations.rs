@@ -359,4 +359,19 @@ ALTER TABLE log_chunks ADD COLUMN step BIGINT;
 "#,
         ),
     },
+    // A delivery operation's version: every write names the version it read
+    // and moves it on, so two servers on one database cannot both decide
+    // or both start the same operation (the loser reads again).
+    Migration {
+        sqlite: r#"
+ALTER TABLE delivery_operations ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX delivery_operations_done ON delivery_operations(phase, updated_at);
+"#,
+        postgres: Some(
+            r#"
+ALTER TABLE delivery_operations ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX delivery_operations_done ON delivery_operations(phase, updated_at);
+"#,
+        ),
+    },
 ];

@@ -546,6 +546,8 @@ pub struct DeliveryOperation {
     pub phase: OperationPhase,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Moved on by every write (see `Store::update_operation`).
+    pub version: i64,
 }
 
 /// A run whose `on: workflow_run` followers are still to be looked for

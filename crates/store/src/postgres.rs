@@ -2258,13 +2258,24 @@ impl Store for PgStore {
     fn update_operation(
         &self,
         id: i64,
+        version: i64,
         state: &serde_json::Value,
         phase: OperationPhase,
     ) -> Result<bool> {
+        // Under READ COMMITTED a concurrent writer of the row waits for the
+        // first and then sees the moved version: 0 rows, never both.
         Ok(self.execute(
-            "UPDATE delivery_operations SET state = $2, phase = $3, updated_at = $4 WHERE id = $1",
-            &[&id, &state.to_string(), &phase.as_str(), &now_ms()],
+            "UPDATE delivery_operations SET state = $2, phase = $3, updated_at = $4, version = version + 1 \
+             WHERE id = $1 AND version = $5",
+            &[&id, &state.to_string(), &phase.as_str(), &now_ms(), &version],
         )? > 0)
+    }
+
+    fn delete_operations_done_before(&self, before: Millis) -> Result<i64> {
+        Ok(i64::try_from(self.execute(
+            "DELETE FROM delivery_operations WHERE phase = $1 AND updated_at < $2",
+            &[&OperationPhase::Done.as_str(), &before],
+        )?)?)
     }
 
     fn operations_in(&self, phase: OperationPhase) -> Result<Vec<DeliveryOperation>> {
@@ -2694,7 +2705,7 @@ impl Store for PgStore {
 }
 
 const OPERATION_COLS: &str =
-    "id, project, environment, request, state, phase, created_at, updated_at";
+    "id, project, environment, request, state, phase, created_at, updated_at, version";
 
 fn operation_from_row(r: &Row) -> Result<DeliveryOperation> {
     let id: i64 = col(r, "id")?;
@@ -2712,6 +2723,7 @@ fn operation_from_row(r: &Row) -> Result<DeliveryOperation> {
         phase: phase.parse()?,
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
+        version: col(r, "version")?,
     })
 }
 

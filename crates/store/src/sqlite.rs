@@ -1727,13 +1727,23 @@ impl Store for SqliteStore {
     fn update_operation(
         &self,
         id: i64,
+        version: i64,
         state: &serde_json::Value,
         phase: OperationPhase,
     ) -> Result<bool> {
         Ok(self.c().execute(
-            "UPDATE delivery_operations SET state = ?2, phase = ?3, updated_at = ?4 WHERE id = ?1",
-            params![id, state.to_string(), phase.as_str(), now_ms()],
+            "UPDATE delivery_operations SET state = ?2, phase = ?3, updated_at = ?4, version = version + 1 \
+             WHERE id = ?1 AND version = ?5",
+            params![id, state.to_string(), phase.as_str(), now_ms(), version],
         )? > 0)
+    }
+
+    fn delete_operations_done_before(&self, before: Millis) -> Result<i64> {
+        let n = self.c().execute(
+            "DELETE FROM delivery_operations WHERE phase = ?1 AND updated_at < ?2",
+            params![OperationPhase::Done.as_str(), before],
+        )?;
+        Ok(i64::try_from(n)?)
     }
 
     fn operations_in(&self, phase: OperationPhase) -> Result<Vec<DeliveryOperation>> {
@@ -2134,9 +2144,9 @@ fn run_filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
 }
 
 const OPERATION_COLS: &str =
-    "id, project, environment, request, state, phase, created_at, updated_at";
+    "id, project, environment, request, state, phase, created_at, updated_at, version";
 
-type OperationColumns = (i64, String, String, String, String, String, i64, i64);
+type OperationColumns = (i64, String, String, String, String, String, i64, i64, i64);
 
 fn operation_columns(r: &Row) -> rusqlite::Result<OperationColumns> {
     Ok((
@@ -2148,11 +2158,12 @@ fn operation_columns(r: &Row) -> rusqlite::Result<OperationColumns> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 fn operation_from_columns(
-    (id, project, environment, request, state, phase, created_at, updated_at): OperationColumns,
+    (id, project, environment, request, state, phase, created_at, updated_at, version): OperationColumns,
 ) -> Result<DeliveryOperation> {
     Ok(DeliveryOperation {
         id,
@@ -2165,6 +2176,7 @@ fn operation_from_columns(
         phase: phase.parse()?,
         created_at,
         updated_at,
+        version,
     })
 }
 
