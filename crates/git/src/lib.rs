@@ -168,6 +168,39 @@ pub fn commit_id<'a>(what: &str, s: &'a str) -> anyhow::Result<&'a str> {
     }
 }
 
+/// `s` when it is a branch name git accepts (`git check-ref-format --branch`
+/// rules, checked here so a hostile payload's name never reaches git), else an
+/// error naming `what`. Branch names come from payloads (a pull request's base)
+/// and become `refs/heads/<name>`.
+pub fn branch_name<'a>(what: &str, s: &'a str) -> anyhow::Result<&'a str> {
+    let bad = |why: &str| -> anyhow::Result<&'a str> {
+        bail!(
+            "{what} `{}` is not a branch name: {why}",
+            s.chars().take(80).collect::<String>()
+        )
+    };
+    if s.is_empty() || s.len() > 255 {
+        return bad("it is empty or longer than 255 bytes");
+    }
+    if s.starts_with('-') || s.starts_with('/') || s.ends_with('/') || s.ends_with('.') {
+        return bad("it starts with `-` or `/`, or ends with `/` or `.`");
+    }
+    if s.contains("..") || s.contains("//") || s.contains("@{") || s == "@" {
+        return bad("it holds `..`, `//` or `@{`, or is `@`");
+    }
+    if s.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+    {
+        return bad("it holds a space, a control character or one of ~ ^ : ? * [ \\");
+    }
+    if s.split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return bad("a component starts with `.` or ends with `.lock`");
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +213,38 @@ mod tests {
         assert!(!is_commit_id(&"g".repeat(40)));
         assert!(!is_commit_id("--upload-pack=touch /tmp/x;aaaaaaaaaaaaaaaa"));
         assert!(commit_id("`after`", "--output=x").is_err());
+    }
+
+    #[test]
+    fn branch_names_are_what_git_accepts() {
+        for ok in ["main", "release/1.x", "feature/a-b_c", "v1.2"] {
+            assert!(branch_name("base", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "--upload-pack=x",
+            "-x",
+            "a..b",
+            "a b",
+            "a\nb",
+            "x~1",
+            "x^",
+            "a:b",
+            "a*",
+            "a[b",
+            "a\\b",
+            "/a",
+            "a/",
+            "a.",
+            "a//b",
+            ".hidden",
+            "a/.b",
+            "x.lock",
+            "a@{1}",
+            "@",
+        ] {
+            assert!(branch_name("base", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

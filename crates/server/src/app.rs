@@ -94,6 +94,18 @@ pub struct App {
     pub actions: hangar_engine::actions::ActionSource,
 }
 
+/// Whether a run of `event` executes the pull request's own code, so the
+/// fork rules (no secrets, no variables, not on the embedded agent, "approve
+/// and run") apply to it: `pull_request` and the review events run the head's
+/// workflows; `pull_request_target` runs the base branch's, trusted as any
+/// branch of the repository (GitHub's rule).
+pub(crate) fn runs_pull_request_code(event: &str) -> bool {
+    matches!(
+        event,
+        "pull_request" | "pull_request_review" | "pull_request_review_comment"
+    )
+}
+
 pub fn default_branch_refs() -> [&'static str; 2] {
     ["refs/heads/main", "refs/heads/master"]
 }
@@ -117,9 +129,8 @@ impl App {
     /// configured, one from a first-time contributor.
     pub fn untrusted(&self, event: &str, payload: &Value) -> bool {
         let s = |p: &str| payload.pointer(p).and_then(Value::as_str);
-        match event {
-            "pull_request" | "pull_request_review" | "pull_request_review_comment" => {}
-            _ => return false,
+        if !runs_pull_request_code(event) {
+            return false;
         }
         if let Some(mr) = payload.get("object_attributes") {
             // GitLab: a merge request from another project.
@@ -144,7 +155,7 @@ impl App {
         let Some(run) = self.store.get_run(job.run_id)? else {
             return Ok(false);
         };
-        if !run.event.starts_with("pull_request") {
+        if !runs_pull_request_code(&run.event) {
             return Ok(false);
         }
         Ok(self.untrusted(&run.event, &self.store.run_payload(run.id)?))
@@ -212,15 +223,29 @@ impl App {
             .repo_with_ref(&repo.clone_url, &ev.sha, Some(&ev.git_ref))
             .await?;
         let mut ev = ev.clone();
+        let mut runs = Vec::new();
+        let mut errors = Vec::new();
+        let mut target = None;
         let notices = if ev.name == "pull_request" {
+            // One pull request, two events as on GitHub: `pull_request` runs
+            // the head's workflows on the merge commit, `pull_request_target`
+            // the base branch's on its last commit. Both filter on the files
+            // the pull request changes.
+            match self.pull_request_target(repo, &ev).await {
+                Ok(t) => {
+                    if ev.changed_files.is_none() {
+                        ev.changed_files = t.changed_files.clone();
+                    }
+                    target = Some(t);
+                }
+                Err(e) => errors.push(format!(
+                    "pull_request_target workflows were not read: {e:#}"
+                )),
+            }
             self.pull_request_merge(repo, &mut ev).await
         } else {
             vec![]
         };
-        let files =
-            workflows::at_commit(&self.workflow_cache, &self.git, &repo.clone_url, &ev.sha).await?;
-        let mut runs = Vec::new();
-        let mut errors = Vec::new();
         if ev.changed_files.is_none() && ev.name == "push" {
             ev.changed_files = Some(
                 self.git
@@ -228,6 +253,66 @@ impl App {
                     .await,
             );
         }
+        self.add_triggered_runs(repo, &ev, &notices, &mut runs, &mut errors)
+            .await?;
+        if let Some(t) = target {
+            // The base's files, never the head's: a pull request cannot change
+            // what runs with the repository's secrets.
+            if let Err(e) = self
+                .add_triggered_runs(repo, &t, &[], &mut runs, &mut errors)
+                .await
+            {
+                errors.push(format!("pull_request_target workflows at {}: {e:#}", t.sha));
+            }
+        }
+        Ok((runs, errors))
+    }
+
+    /// The `pull_request_target` event of a pull request event `ev`: the base
+    /// branch's ref and last commit (fetched from the registered URL), the
+    /// same payload, action and changed files.
+    async fn pull_request_target(&self, repo: &Repo, ev: &Event) -> anyhow::Result<Event> {
+        let base = ev
+            .base_ref
+            .as_deref()
+            .context("the payload names no base branch")?;
+        let sha = self.git.branch_head(&repo.clone_url, base).await?;
+        // The files the pull request changes: its head since it left the base.
+        let merge_base_of = ev
+            .payload
+            .pointer("/pull_request/base/sha")
+            .and_then(Value::as_str)
+            .filter(|s| hangar_git::is_commit_id(s))
+            .unwrap_or(&sha);
+        let changed_files = self
+            .git
+            .pull_request_files(&repo.clone_url, merge_base_of, &ev.sha)
+            .await;
+        Ok(Event {
+            name: "pull_request_target".into(),
+            git_ref: format!("refs/heads/{base}"),
+            sha,
+            before: String::new(),
+            base_ref: ev.base_ref.clone(),
+            action: ev.action.clone(),
+            changed_files,
+            deleted: false,
+            payload: ev.payload.clone(),
+            actor: ev.actor.clone(),
+        })
+    }
+
+    /// The runs `ev` triggers among the workflows of its commit.
+    async fn add_triggered_runs(
+        &self,
+        repo: &Repo,
+        ev: &Event,
+        notices: &[String],
+        runs: &mut Vec<NewRun>,
+        errors: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let files =
+            workflows::at_commit(&self.workflow_cache, &self.git, &repo.clone_url, &ev.sha).await?;
         for (_, wf) in files.iter() {
             let wf = match wf {
                 Ok(w) => w,
@@ -236,10 +321,10 @@ impl App {
                     continue;
                 }
             };
-            if !wf.triggered_by(&ev) {
+            if !wf.triggered_by(ev) {
                 continue;
             }
-            match self.new_run(repo, wf, &ev, json!({})) {
+            match self.new_run(repo, wf, ev, json!({})) {
                 Ok(mut r) => {
                     if !notices.is_empty() {
                         r.context["notices"] = json!(notices);
@@ -249,7 +334,7 @@ impl App {
                 Err(e) => errors.push(e),
             }
         }
-        Ok((runs, errors))
+        Ok(())
     }
 
     /// A pull request builds the merge commit GitHub builds: `ev` moves to
@@ -346,7 +431,9 @@ impl App {
     /// Whether a run must wait for an approval before any of its jobs is
     /// leased ("approve and run"), and why, from the repository's policy.
     fn needs_approval_to_run(&self, run: &hangar_store::Run) -> anyhow::Result<Option<String>> {
-        if !run.event.starts_with("pull_request") {
+        // GitHub: `pull_request_target` runs the base branch's trusted
+        // workflow, so "approve and run" never holds it.
+        if !runs_pull_request_code(&run.event) {
             return Ok(None);
         }
         let payload = self.store.run_payload(run.id)?;
@@ -1894,6 +1981,30 @@ pub fn spawn_reaper(app: Arc<App>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_runs_of_the_pull_requests_own_workflows_take_the_fork_rules() {
+        for event in [
+            "pull_request",
+            "pull_request_review",
+            "pull_request_review_comment",
+        ] {
+            assert!(runs_pull_request_code(event), "{event}");
+        }
+        // The base branch's workflow, trusted as GitHub trusts it, and
+        // everything else that runs a branch of the repository.
+        for event in [
+            "pull_request_target",
+            "push",
+            "workflow_run",
+            "workflow_dispatch",
+            "schedule",
+            "pull_requests",
+            "",
+        ] {
+            assert!(!runs_pull_request_code(event), "{event}");
+        }
+    }
 
     #[test]
     fn protections_from_hangar_yml() {

@@ -221,6 +221,41 @@ impl GitReader {
         (second_parent == head_sha).then_some(merge)
     }
 
+    /// The last commit of branch `branch` at the registered URL, fetched into
+    /// the mirror (read in place for a local repository). `branch` comes from
+    /// a payload: it must be a branch name git accepts.
+    pub async fn branch_head(&self, clone_url: &str, branch: &str) -> anyhow::Result<String> {
+        hangar_git::branch_name("the base branch", branch)?;
+        let sha = self
+            .resolve(clone_url, &format!("refs/heads/{branch}"))
+            .await
+            .with_context(|| format!("branch `{branch}`"))?;
+        self.repo_with(clone_url, &sha).await?;
+        Ok(sha)
+    }
+
+    /// The files a pull request changes as GitHub's `paths` filters see them:
+    /// what `head` changes since it left `base` (`git diff base...head`).
+    /// `None` when either commit cannot be read (the filters then let the
+    /// workflow run rather than drop it).
+    pub async fn pull_request_files(
+        &self,
+        clone_url: &str,
+        base: &str,
+        head: &str,
+    ) -> Option<Vec<String>> {
+        commit_id("commit", base).ok()?;
+        commit_id("commit", head).ok()?;
+        let dir = self.repo_with(clone_url, head).await.ok()?;
+        let out = Git::new(&dir)
+            .args(&["diff", "--name-only", "--no-renames"])
+            .value(format!("{base}...{head}"))
+            .output_async()
+            .await
+            .ok()?;
+        Some(out.lines().map(String::from).collect())
+    }
+
     pub async fn repo_with(&self, clone_url: &str, sha: &str) -> anyhow::Result<PathBuf> {
         self.repo_with_ref(clone_url, sha, None).await
     }

@@ -590,6 +590,116 @@ async fn a_log_chunk_over_1_mib_is_refused() {
     s.server.stop().await;
 }
 
+/// `pull_request_target` runs the base branch's workflow, at the base
+/// branch's last commit, with the repository's secrets, even for a fork (as
+/// on GitHub): a fork whose head rewrites that workflow to print the secret
+/// changes nothing that runs, and "approve and run" does not hold it. The
+/// same pull request's `pull_request` workflow is held, then runs without
+/// secrets on a remote agent.
+#[tokio::test]
+async fn a_fork_cannot_rewrite_the_pull_request_target_workflow() {
+    let target = "on: pull_request_target\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - env: {T: '${{ secrets.TOKEN }}'}\n        run: echo \"WHO event=$GITHUB_EVENT_NAME sha=$GITHUB_SHA ref=$GITHUB_REF len=${#T} checkout=$(git rev-parse HEAD) pr=${{ github.event.pull_request.number }} from=${{ github.event.pull_request.head.repo.full_name }}\"\n";
+    let pr_wf = "on: pull_request\njobs:\n  p:\n    runs-on: ubuntu-latest\n    steps:\n      - env: {T: '${{ secrets.TOKEN }}'}\n        run: echo \"len=${#T}\"\n";
+    let (repo, base_then) = repo_with(&[
+        (
+            ".github/workflows/target.yml",
+            &target.replace("WHO", "BASE-VERSION"),
+        ),
+        (".github/workflows/pr.yml", pr_wf),
+    ]);
+    // The fork's head rewrites the trusted workflow to leak the secret.
+    git(repo.path(), &["checkout", "-q", "-b", "fork"]);
+    let head = commit(
+        repo.path(),
+        &[(
+            ".github/workflows/target.yml",
+            "on: pull_request_target\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"HEAD-VERSION ${{ secrets.TOKEN }}\" | base64\n",
+        )],
+    )
+    .unwrap();
+    git(repo.path(), &["update-ref", "refs/pull/1/head", &head]);
+    // main moves on after the fork branched: the run takes main's last commit,
+    // not the payload's `base.sha`.
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let base_now = commit(repo.path(), &[("README.md", "later\n")]).unwrap();
+    let s = start().await;
+    let id = s.register("acme/app", repo.path()).await;
+    set_secret(&s, id, "TOKEN", "tok-value-1234").await;
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/repos/{id}/settings")))
+        .bearer_auth(&s.token)
+        .json(&json!({"approval_policy": "untrusted"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let body = body_of(json!({
+        "action": "opened", "number": 1,
+        "pull_request": {"number": 1, "user": {"login": "outsider"},
+                         "head": {"sha": head, "ref": "fork", "repo": {"full_name": "outsider/app", "fork": true}},
+                         "base": {"sha": base_then, "ref": "main", "repo": {"full_name": "acme/app"}}},
+        "repository": {"full_name": "acme/app"}, "sender": {"login": "outsider"}
+    }));
+    let (code, v) = s
+        .hook(
+            "github",
+            &body,
+            &sign(&body),
+            "fork-target-1",
+            "pull_request",
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let ids: Vec<i64> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "a pull_request and a pull_request_target run: {v}"
+    );
+    let mut by_event = std::collections::HashMap::new();
+    for id in ids {
+        let run = s.get(&format!("/api/v1/runs/{id}")).await;
+        by_event.insert(run["run"]["event"].as_str().unwrap().to_string(), id);
+    }
+    let target_run = by_event["pull_request_target"];
+    let pr_run = by_event["pull_request"];
+    let run = s.wait_run(target_run, Duration::from_secs(30)).await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    assert_eq!(run["run"]["git_ref"], "refs/heads/main", "{run:#}");
+    assert_eq!(run["run"]["sha"], base_now.as_str(), "{run:#}");
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", run["jobs"][0]["id"]))
+        .await;
+    assert!(
+        log.contains(&format!(
+            "BASE-VERSION event=pull_request_target sha={base_now} ref=refs/heads/main len=14 checkout={base_now} pr=1 from=outsider/app"
+        )),
+        "the base's workflow with the secret, at main's last commit: {log}"
+    );
+    assert!(!log.contains("HEAD-VERSION"), "{log}");
+    // The pull request's own workflow waits for an approval, then gets no secret.
+    let held = s.get(&format!("/api/v1/runs/{pr_run}")).await;
+    assert_eq!(held["run"]["status"], "waiting", "{held:#}");
+    let (code, v) = s
+        .post(&format!("/api/v1/runs/{pr_run}/approve"), json!({}))
+        .await;
+    assert!((200..300).contains(&code), "{code} {v}");
+    let agent = agent_token(&s, "fork-box").await;
+    let a = poll(&s, &agent, "box-1")
+        .await
+        .expect("a remote agent gets the pull request's job");
+    assert_eq!(a["event_name"], "pull_request", "{a:#}");
+    assert_eq!(a["secrets"], json!({}), "{a:#}");
+    assert_eq!(a["vars"], json!({}));
+    s.server.stop().await;
+}
+
 async fn set_secret(s: &TestServer, repo: i64, name: &str, value: &str) {
     let r = s
         .http

@@ -571,6 +571,82 @@ async fn pull_request_types_and_branches() {
     assert_eq!(v["ignored"], "ping");
 }
 
+/// `pull_request_target` is chosen as GitHub chooses it: its `types` (here
+/// `closed` and `labeled`, none of the defaults), its `branches` matched
+/// against the pull request's BASE branch, and its `paths` against the files
+/// the pull request changes (its head since it left the base). A run's ref is
+/// the base branch.
+#[tokio::test]
+async fn pull_request_target_types_base_branches_and_paths() {
+    let wf = "on:\n  pull_request_target:\n    types: [closed, labeled]\n    branches: [main]\n    paths: ['src/**']\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo target $GITHUB_REF'}]\n";
+    let (repo, base) = repo_with(&[
+        (".github/workflows/target.yml", wf),
+        ("src/a.txt", "1\n"),
+        ("docs/a.md", "1\n"),
+    ]);
+    git(repo.path(), &["branch", "release"]);
+    git(repo.path(), &["checkout", "-q", "-b", "feature"]);
+    let src = commit(repo.path(), &[("src/a.txt", "2\n")]).unwrap();
+    git(repo.path(), &["checkout", "-q", "-b", "docs", "main"]);
+    let docs = commit(repo.path(), &[("docs/a.md", "2\n")]).unwrap();
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let pr = |action: &str, base_ref: &str, head: &str| {
+        serde_json::to_vec(&json!({
+            "action": action, "number": 9,
+            "pull_request": {"number": 9, "head": {"sha": head, "ref": "feature", "repo": {"full_name": "acme/app"}},
+                             "base": {"sha": base, "ref": base_ref}},
+            "repository": {"full_name": "acme/app"},
+            "sender": {"login": "dev"}
+        }))
+        .unwrap()
+    };
+    let mut runs = vec![];
+    for (n, (action, base_ref, head, expected)) in [
+        ("closed", "main", &src, 1),
+        ("labeled", "main", &src, 1),
+        ("opened", "main", &src, 0),
+        ("synchronize", "main", &src, 0),
+        ("closed", "release", &src, 0),
+        ("closed", "main", &docs, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = pr(action, base_ref, head);
+        let (code, v) = s
+            .hook(
+                "github",
+                &body,
+                &sign(&body),
+                &format!("t-{n}"),
+                "pull_request",
+            )
+            .await;
+        assert_eq!(code, 202, "{v}");
+        let got = v["runs"].as_array().unwrap();
+        assert_eq!(
+            got.len(),
+            expected,
+            "{action} into {base_ref} changing {}: {v}",
+            if head == &src { "src" } else { "docs" }
+        );
+        runs.extend(got.iter().map(|r| r.as_i64().unwrap()));
+    }
+    for id in runs {
+        let run = s.wait_run(id, Duration::from_secs(30)).await;
+        assert_eq!(run["run"]["event"], "pull_request_target", "{run:#}");
+        assert_eq!(run["run"]["git_ref"], "refs/heads/main", "{run:#}");
+        assert_eq!(run["run"]["sha"], base.as_str(), "{run:#}");
+        assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+        let log = s
+            .get_text(&format!("/api/v1/jobs/{}/logs/raw", run["jobs"][0]["id"]))
+            .await;
+        assert!(log.contains("target refs/heads/main"), "{log}");
+    }
+}
+
 #[tokio::test]
 async fn job_level_concurrency_serialises_jobs_across_runs() {
     let gate = tempfile::tempdir().unwrap();
