@@ -97,11 +97,22 @@ impl RunContext {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            if let Some(n) = event.get("number").or_else(|| pr.get("number")) {
-                git_ref = format!("refs/pull/{n}/merge");
-            }
-            if let Some(s) = pr.pointer("/head/sha").and_then(Value::as_str) {
-                sha = s.to_string();
+            if event_name == "pull_request_target" {
+                // GitHub runs the base branch's workflow at the base branch:
+                // its ref and commit, never the pull request's.
+                if !base_ref.is_empty() {
+                    git_ref = format!("refs/heads/{base_ref}");
+                }
+                if let Some(s) = pr.pointer("/base/sha").and_then(Value::as_str) {
+                    sha = s.to_string();
+                }
+            } else {
+                if let Some(n) = event.get("number").or_else(|| pr.get("number")) {
+                    git_ref = format!("refs/pull/{n}/merge");
+                }
+                if let Some(s) = pr.pointer("/head/sha").and_then(Value::as_str) {
+                    sha = s.to_string();
+                }
             }
         } else if let Some(s) = event.get("after").and_then(Value::as_str)
             && s.len() == 40
@@ -560,6 +571,30 @@ mod tests {
         let a = RunContext::new(&dir, "push", None);
         let b = RunContext::new(&dir, "push", None);
         assert_ne!(a.run_dir, b.run_dir);
+    }
+
+    #[test]
+    fn pull_request_target_runs_at_the_base_branch() {
+        let dir = std::env::temp_dir();
+        let (base, head) = ("b".repeat(40), "a".repeat(40));
+        let payload = json!({"number": 7, "pull_request": {
+            "number": 7,
+            "head": {"sha": head, "ref": "feature"},
+            "base": {"sha": base, "ref": "main"}}});
+        let t = RunContext::new(&dir, "pull_request_target", Some(payload.clone()));
+        assert_eq!(
+            (t.git_ref.as_str(), t.sha.as_str()),
+            ("refs/heads/main", base.as_str())
+        );
+        assert_eq!(
+            (t.head_ref.as_str(), t.base_ref.as_str()),
+            ("feature", "main")
+        );
+        let p = RunContext::new(&dir, "pull_request", Some(payload));
+        assert_eq!(
+            (p.git_ref.as_str(), p.sha.as_str()),
+            ("refs/pull/7/merge", head.as_str())
+        );
     }
 
     #[test]

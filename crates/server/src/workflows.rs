@@ -27,7 +27,7 @@ pub(crate) const LEG_KEY: &str = "leg_key";
 /// An event normalised across forges.
 #[derive(Debug, Clone, Default)]
 pub struct Event {
-    /// `push`, `pull_request`, `workflow_dispatch` or `schedule`.
+    /// `push`, `pull_request`, `pull_request_target`, `workflow_dispatch` or `schedule`.
     pub name: String,
     /// Full ref: `refs/heads/main`, `refs/tags/v1`, `refs/pull/3/merge`.
     pub git_ref: String,
