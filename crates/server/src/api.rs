@@ -371,6 +371,10 @@ pub async fn put_forge(
 }
 
 pub async fn get_forge(State(app): State<Arc<App>>, Path(repo_id): Path<i64>) -> Response {
+    // Level 0 holds the server-wide App (`/api/v1/github-app`), no repository's.
+    if repo_id == crate::github_app::SERVER_LEVEL {
+        return error(StatusCode::NOT_FOUND, "no repository 0");
+    }
     match tri!(app.store.forge_credential(repo_id)) {
         Some(c) => Json(forge_view(repo_id, &c)).into_response(),
         None => error(
@@ -385,6 +389,9 @@ pub async fn delete_forge(
     Extension(c): Extension<Caller>,
     Path(repo_id): Path<i64>,
 ) -> Response {
+    if repo_id == crate::github_app::SERVER_LEVEL {
+        return error(StatusCode::NOT_FOUND, "no repository 0");
+    }
     if !tri!(app.store.delete_forge_credential(repo_id)) {
         return error(
             StatusCode::NOT_FOUND,

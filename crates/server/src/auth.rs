@@ -91,9 +91,13 @@ fn stream_token_opens(app: &App, token: &str, path: &str) -> bool {
 }
 
 /// Paths only an administrator reaches, whatever the method: the tokens
-/// (a `read` token must not learn who else holds one) and the audit log.
+/// (a `read` token must not learn who else holds one), the audit log and the
+/// server-wide GitHub App's settings.
 fn admin_only(path: &str) -> bool {
-    path == "/api/v1/tokens" || path.starts_with("/api/v1/tokens/") || path == "/api/v1/audit"
+    path == "/api/v1/tokens"
+        || path.starts_with("/api/v1/tokens/")
+        || path == "/api/v1/audit"
+        || path == "/api/v1/github-app"
 }
 
 /// What a `write` token may change: runs (dispatch, cancel, re-run, approve

@@ -152,6 +152,30 @@ pub(crate) fn reported_sha(store: &Arc<dyn Store>, run: &Run) -> String {
     run.sha.clone()
 }
 
+/// A GitHub repository's credential through the server-wide App: the App's
+/// API root, the repository's `owner/name`, the App (its installation found
+/// per repository).
+fn server_app_credential(store: &Arc<dyn Store>, repo_id: i64) -> Option<ForgeCredential> {
+    use crate::github_app::{ServerApp, github_project};
+    let repo = store.get_repo(repo_id).ok()??;
+    if repo.forge != "github" {
+        return None;
+    }
+    let (app, api_url) = match ServerApp::load(store) {
+        Ok(a) => a?,
+        Err(e) => {
+            tracing::warn!("{e:#}");
+            return None;
+        }
+    };
+    Some(ForgeCredential {
+        kind: "github".into(),
+        api_url,
+        project: github_project(&repo.name, &repo.clone_url)?,
+        token: app.checks().encode(),
+    })
+}
+
 /// What a job's state means on the forge, in hangar's words.
 pub fn job_status(run: &Run, job: &Job, base_url: &str) -> Status {
     use hangar_store::{Conclusion as C, Status as S};
@@ -442,7 +466,12 @@ impl Reporter {
         run.sha = reported_sha(store, &run);
         let cred = match store.forge_credential(run.repo_id) {
             Ok(Some(c)) => c,
-            Ok(None) => return,
+            // A repository's own credential wins; without one, a GitHub
+            // repository reports through the server-wide App, if any.
+            Ok(None) => match server_app_credential(store, run.repo_id) {
+                Some(c) => c,
+                None => return,
+            },
             Err(e) => {
                 tracing::warn!(repo = run.repo_id, "reading the forge credential: {e:#}");
                 return;

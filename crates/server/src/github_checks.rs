@@ -167,12 +167,22 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Installation tokens by (API root, App id and key, installation id), and
-/// installation ids found by repository.
+/// How long an installation found by `GET /repos/{o}/{r}/installation` is
+/// trusted before it is asked again (an installation's id is stable; a
+/// missed `installation` webhook must not make a moved one stick for ever).
+pub const INSTALLATION_TTL: Duration = Duration::from_secs(3600);
+/// How long "the App is not installed there" is remembered after GitHub
+/// answered 404, so a repository without the App costs one request per ten
+/// minutes rather than one per job update.
+pub const NOT_INSTALLED_TTL: Duration = Duration::from_secs(600);
+
+/// Installation tokens by (API root, App identity, installation id), and
+/// installations by (API root, App identity, repository in lower case):
+/// `Some(id)`, or `None` where the App is known not to be installed.
 #[derive(Default)]
 pub struct TokenCache {
     tokens: HashMap<(String, String, u64), (String, Instant)>,
-    installations: HashMap<(String, String, String), u64>,
+    installations: HashMap<(String, String, String), (Option<u64>, Instant)>,
 }
 
 impl TokenCache {
@@ -199,13 +209,98 @@ impl TokenCache {
         self.tokens.remove(key);
     }
 
-    pub fn installation(&self, key: &(String, String, String)) -> Option<u64> {
-        self.installations.get(key).copied()
+    /// `Some(Some(id))`: installed; `Some(None)`: known not to be; `None`:
+    /// unknown or expired, to be asked.
+    pub fn installation(&self, key: &(String, String, String)) -> Option<Option<u64>> {
+        self.installations
+            .get(&lower(key))
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(id, _)| *id)
     }
 
-    pub fn keep_installation(&mut self, key: (String, String, String), id: u64) {
-        self.installations.insert(key, id);
+    pub fn keep_installation(
+        &mut self,
+        key: (String, String, String),
+        id: Option<u64>,
+        ttl: Duration,
+    ) {
+        self.installations
+            .insert(lower(&key), (id, Instant::now() + ttl));
     }
+
+    /// The repositories known to have an installation of the App `ident`.
+    pub fn known(&self, api: &str, ident: &str) -> Vec<(String, u64)> {
+        let now = Instant::now();
+        let mut v: Vec<(String, u64)> = self
+            .installations
+            .iter()
+            .filter(|((a, i, _), (id, until))| {
+                a == api && i == ident && id.is_some() && now < *until
+            })
+            .filter_map(|((_, _, r), (id, _))| Some((r.clone(), (*id)?)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn forget_installation(&mut self, key: &(String, String, String)) {
+        self.installations.remove(&lower(key));
+    }
+
+    /// What an `installation` or `installation_repositories` webhook says:
+    /// repositories the installation now covers, repositories it no longer
+    /// covers, or (`gone`) the whole installation deleted or suspended, its
+    /// tokens dropped with it.
+    pub fn installation_changed(
+        &mut self,
+        api: &str,
+        ident: &str,
+        id: u64,
+        added: &[String],
+        removed: &[String],
+        gone: bool,
+    ) {
+        for r in added {
+            self.keep_installation(
+                (api.to_string(), ident.to_string(), r.clone()),
+                Some(id),
+                INSTALLATION_TTL,
+            );
+        }
+        for r in removed {
+            self.keep_installation(
+                (api.to_string(), ident.to_string(), r.clone()),
+                None,
+                INSTALLATION_TTL,
+            );
+        }
+        if gone {
+            let until = Instant::now() + INSTALLATION_TTL;
+            for ((a, i, _), entry) in self.installations.iter_mut() {
+                if a == api && i == ident && entry.0 == Some(id) {
+                    *entry = (None, until);
+                }
+            }
+            self.tokens
+                .remove(&(api.to_string(), ident.to_string(), id));
+        }
+    }
+}
+
+/// GitHub compares repository names without case.
+fn lower(key: &(String, String, String)) -> (String, String, String) {
+    (key.0.clone(), key.1.clone(), key.2.to_ascii_lowercase())
+}
+
+/// Which App (and which of its keys) a cached token belongs to: a
+/// repository whose key GitHub refuses must not ride on another
+/// repository's token of the same App.
+pub fn app_ident(app_id: &str, pem: &str) -> String {
+    use sha2::Digest as _;
+    format!(
+        "{app_id}#{}",
+        hex::encode(&sha2::Sha256::digest(pem.as_bytes())[..8])
+    )
 }
 
 /// One annotation as the Checks API takes it.
@@ -569,18 +664,16 @@ impl Reporter {
         // Held across the exchange: the other jobs of the run wait for it and
         // then find the token in the cache.
         let mut cache = self.tokens.lock().await;
-        // Cached per key as well: a repository whose key GitHub refuses must
-        // not ride on another repository's token of the same App.
-        let ident = {
-            use sha2::Digest as _;
-            format!(
-                "{app_id}#{}",
-                hex::encode(&sha2::Sha256::digest(pem.as_bytes())[..8])
-            )
-        };
+        let ident = app_ident(app_id, pem);
+        let repo_key = (api.to_string(), ident.clone(), cred.project.clone());
         let key = match checks.installation_id {
             Some(id) => Some(id),
-            None => cache.installation(&(api.to_string(), ident.clone(), cred.project.clone())),
+            None => match cache.installation(&repo_key) {
+                // Known not to be installed there: nothing to send.
+                Some(None) => return None,
+                Some(Some(id)) => Some(id),
+                None => None,
+            },
         };
         if let Some(id) = key
             && let Some(t) = cache.token(&(api.to_string(), ident.clone(), id))
@@ -616,14 +709,19 @@ impl Reporter {
                 )
                 .await;
                 let id = answer.as_ref().and_then(|a| a["id"].as_u64());
+                let not_installed = out.http_status == Some(404);
                 sent.push(Sent {
                     target: url,
                     subject: format!("GitHub App {app_id}"),
                     state: "installation".into(),
                     out,
                 });
+                if not_installed {
+                    cache.keep_installation(repo_key.clone(), None, NOT_INSTALLED_TTL);
+                    return None;
+                }
                 let id = id?;
-                cache.keep_installation((api.to_string(), ident.clone(), cred.project.clone()), id);
+                cache.keep_installation(repo_key.clone(), Some(id), INSTALLATION_TTL);
                 id
             }
         };
@@ -641,6 +739,10 @@ impl Reporter {
             .as_ref()
             .and_then(|a| a["token"].as_str())
             .map(String::from);
+        if out.http_status == Some(404) && checks.installation_id.is_none() {
+            // Uninstalled since it was found: looked up again next time.
+            cache.forget_installation(&repo_key);
+        }
         sent.push(Sent {
             target: url,
             subject: format!("GitHub App {app_id}"),

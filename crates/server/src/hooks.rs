@@ -1,5 +1,6 @@
 //! `POST /hooks/{github|gitea|forgejo|gitlab}`: forge webhooks. Authenticated by
-//! the repository's webhook secret (forges cannot send bearer tokens).
+//! the repository's webhook secret (forges cannot send bearer tokens), or on
+//! GitHub by the server-wide App's (`github_app`).
 
 use std::sync::Arc;
 
@@ -148,6 +149,20 @@ pub async fn receive(
         return too_large();
     };
     let json = json_of(&headers, &body);
+    // The server-wide GitHub App's deliveries are signed with its own secret;
+    // its installation events name no repository and are answered here.
+    let mut by_app = false;
+    if forge == Forge::GitHub {
+        match crate::github_app::delivery(&app, &headers, &body, &json, || {
+            unauthenticated(&app, "bad_signature")
+        })
+        .await
+        {
+            crate::github_app::Delivery::Answered(r) => return r,
+            crate::github_app::Delivery::Verified => by_app = true,
+            crate::github_app::Delivery::NotTheApp => {}
+        }
+    }
     // Which repository? `?repo=` or the payload's own name (untrusted until verified).
     let name = match q.repo {
         Some(n) => n,
@@ -201,7 +216,7 @@ pub async fn receive(
             .as_deref()
             .unwrap_or("hangar-no-such-repository-secret"),
     );
-    let (Some(repo), Some(_), true) = (repo, secret, verified) else {
+    let (Some(repo), true) = (repo, by_app || (secret.is_some() && verified)) else {
         return unauthenticated(&app, "bad_signature");
     };
     let parsed = match webhook::parse(forge, &headers, &json) {

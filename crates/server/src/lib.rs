@@ -12,6 +12,7 @@ pub mod delivery;
 mod errors;
 pub mod forge_status;
 pub mod git;
+pub mod github_app;
 pub mod github_checks;
 pub mod hooks;
 pub mod live;
@@ -203,6 +204,12 @@ pub fn router(app: Arc<App>) -> Router {
             get(api::get_forge)
                 .put(api::put_forge)
                 .delete(api::delete_forge),
+        )
+        .route(
+            "/api/v1/github-app",
+            get(github_app::get_app)
+                .put(github_app::put_app)
+                .delete(github_app::delete_app),
         )
         .route("/api/v1/outbound", get(api::list_outbound))
         .route(

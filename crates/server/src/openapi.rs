@@ -164,6 +164,9 @@ fn schemas() -> Value {
         "TokenCreated": object(&[("id", int()), ("token", json!({"type": "string", "description": "shown once"})), ("name", string()), ("role", string()), ("expires_at", opt("integer"))]),
         "NotificationRule": object(&[("id", int()), ("repo_id", opt("integer")), ("events", array(string())), ("channel", string()), ("host", string()), ("signed", json!({"type": "boolean"})), ("created_at", millis)]),
         "Forge": forge,
+        "GitHubApp": object(&[("app_id", string()), ("api_url", string()), ("has_private_key", json!({"type": "boolean"})), ("has_webhook_secret", json!({"type": "boolean"})),
+            ("webhook_url", json!({"type": "string", "description": "where the App's webhook must point"})),
+            ("installations", array(object(&[("repository", string()), ("installation_id", int())])))]),
         "Names": names,
         "DeliveryEnvironment": object(&[("project", string()), ("env", string()), ("running", json!({"type": "boolean"})),
             ("status", json!({"type": ["object", "null"], "description": "the controller's status (services: versions, weights, rollout, instances, traffic per version); null when it does not run"})),
@@ -226,6 +229,13 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
                     "report": {"type": "string", "enum": ["statuses", "checks"]}, "app_id": {"type": ["string", "integer"]}, "installation_id": {"type": "integer", "minimum": 0}, "private_key": string()}}), true)
                 .ok("200", "stored", r("Forge")).err("404", "no such repository").err("422", "a credential the forge cannot take")),
             ("delete", op("Stop reporting commit statuses", "repos").empty("204", "removed").err("404", "none set"))]),
+        ("/api/v1/github-app", vec![
+            ("get", op("The server-wide GitHub App (admin): every GitHub repository it is installed on and that has no credential of its own reports check runs through it", "repos").ok("200", "the App", r("GitHubApp")).err("404", "none registered")),
+            ("put", op("Register or replace the server-wide GitHub App (admin); the key and the webhook secret are sealed and write-only (absent: the stored ones are kept; `webhook_secret: null` removes it)", "repos")
+                .body(json!({"type": "object", "required": ["app_id"], "additionalProperties": false, "properties": {"app_id": {"type": ["string", "integer"]}, "private_key": string(),
+                    "webhook_secret": {"type": ["string", "null"], "minLength": 16}, "api_url": string()}}), true)
+                .ok("200", "stored", r("GitHubApp")).err("422", "a key that does not sign, a short webhook secret, a bad API root")),
+            ("delete", op("Remove the server-wide GitHub App (admin)", "repos").empty("204", "removed").err("404", "none registered"))]),
         ("/api/v1/repos/{id}/settings", vec![
             ("get", op("The repository's settings", "repos").ok("200", "settings", object(&[("approval_policy", string())])).err("404", "no such repository")),
             ("put", op("Which untrusted pull requests wait for an approval before they run", "repos")

@@ -497,6 +497,10 @@ struct CheckCall {
     /// The check run's id (assigned on create).
     id: u64,
     body: Value,
+    /// `owner/name` of the path.
+    repo: String,
+    /// The bearer token it came with.
+    token: String,
 }
 
 #[derive(Default)]
@@ -511,6 +515,21 @@ struct GitHubApp {
     violations: Vec<String>,
     faults: VecDeque<u16>,
     next_id: u64,
+    /// Where the App is installed: repository → installation id.
+    installed: HashMap<String, u64>,
+    /// `GET /repos/{o}/{r}/installation` requests.
+    lookups: usize,
+    /// Tokens that are not the App's (a repository's own), accepted anywhere.
+    static_tokens: Vec<String>,
+}
+
+/// The installation token the contract hands out for an installation.
+fn installation_token(id: u64) -> String {
+    if id == 77 {
+        "ghs_installation".into()
+    } else {
+        format!("ghs_inst{id}")
+    }
 }
 
 type App = Arc<Mutex<GitHubApp>>;
@@ -640,27 +659,66 @@ async fn github_app(
     if headers.get("accept").and_then(|v| v.to_str().ok()) != Some("application/vnd.github+json") {
         g.violations.push(format!("{path}: accept header"));
     }
-    if path.starts_with("/app/installations/") {
+    // GitHub's App endpoints take the App's JWT only.
+    let jwt_checked = |g: &GitHubApp| -> Result<(), (StatusCode, String)> {
+        let Some(jwt) = auth.strip_prefix("Bearer ") else {
+            return Err((StatusCode::UNAUTHORIZED, "{}".into()));
+        };
+        verify_jwt(g, jwt)
+            .map_err(|e| (StatusCode::UNAUTHORIZED, json!({"message": e}).to_string()))
+    };
+    if let Some(id) = path
+        .strip_prefix("/app/installations/")
+        .and_then(|r| r.strip_suffix("/access_tokens"))
+    {
         g.exchanges += 1;
-        if method != "POST" || path != "/app/installations/77/access_tokens" {
+        let id = id
+            .parse::<u64>()
+            .ok()
+            .filter(|id| g.installed.values().any(|i| i == id));
+        let (Some(id), "POST") = (id, method.as_str()) else {
             return (
                 StatusCode::NOT_FOUND,
                 json!({"message": "Not Found"}).to_string(),
             );
-        }
-        let Some(jwt) = auth.strip_prefix("Bearer ") else {
-            return (StatusCode::UNAUTHORIZED, "{}".into());
         };
-        if let Err(e) = verify_jwt(&g, jwt) {
-            return (StatusCode::UNAUTHORIZED, json!({"message": e}).to_string());
+        if let Err(e) = jwt_checked(&g) {
+            return e;
         }
         let expires = chrono::Utc::now() + chrono::Duration::hours(1);
         return (
             StatusCode::CREATED,
-            json!({"token": "ghs_installation", "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}).to_string(),
+            json!({"token": installation_token(id), "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}).to_string(),
         );
     }
-    let Some(rest) = path.strip_prefix("/repos/acme/checks/check-runs") else {
+    let Some((repo, rest)) = path.strip_prefix("/repos/").and_then(|r| {
+        let mut p = r.splitn(3, '/');
+        let (o, n, rest) = (p.next()?, p.next()?, p.next()?);
+        Some((format!("{o}/{n}"), rest.to_string()))
+    }) else {
+        return (StatusCode::NOT_FOUND, format!("no route {path}"));
+    };
+    if rest == "installation" {
+        g.lookups += 1;
+        if method != "GET" {
+            return (StatusCode::NOT_FOUND, "{}".into());
+        }
+        if let Err(e) = jwt_checked(&g) {
+            return e;
+        }
+        return match g.installed.get(&repo) {
+            Some(id) => (
+                StatusCode::OK,
+                json!({"id": id, "account": {"login": repo.split('/').next()}, "app_id": g.app_id})
+                    .to_string(),
+            ),
+            None => (
+                StatusCode::NOT_FOUND,
+                json!({"message": "Not Found"}).to_string(),
+            ),
+        };
+    }
+    let Some(rest) = rest.strip_prefix("check-runs") else {
         return (StatusCode::NOT_FOUND, format!("no route {path}"));
     };
     g.check_requests += 1;
@@ -670,7 +728,12 @@ async fn github_app(
             "{\"message\":\"injected\"}".into(),
         );
     }
-    if auth != "Bearer ghs_installation" {
+    let token = auth.strip_prefix("Bearer ").unwrap_or("").to_string();
+    let installation_may = g
+        .installed
+        .get(&repo)
+        .is_some_and(|id| installation_token(*id) == token);
+    if !installation_may && !g.static_tokens.contains(&token) {
         return (
             StatusCode::UNAUTHORIZED,
             json!({"message": "Bad credentials"}).to_string(),
@@ -703,6 +766,8 @@ async fn github_app(
         method: method.to_string(),
         id,
         body: b,
+        repo,
+        token,
     });
     (StatusCode::OK, json!({"id": id}).to_string())
 }
@@ -729,6 +794,7 @@ async fn a_github_app_reports_each_job_as_a_check_run_with_its_annotations() {
         app_id: "4242".into(),
         // The first create answers 502: retried.
         faults: VecDeque::from([502]),
+        installed: HashMap::from([("acme/checks".to_string(), 77)]),
         ..Default::default()
     }));
     let api = github_app_server(app.clone()).await;
@@ -950,6 +1016,342 @@ async fn a_github_app_reports_each_job_as_a_check_run_with_its_annotations() {
         );
     }
     s.server.stop().await;
+}
+
+const APP_SECRET: &str = "the-apps-own-webhook-secret";
+
+fn sign_with(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn put_app(s: &TestServer, body: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .put(s.url("/api/v1/github-app"))
+        .bearer_auth(&s.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `repo`'s check runs with `token` include `completed` ones for
+/// every job of `WORKFLOW` (build and test) since call `from`.
+async fn until_checks(app: &App, repo: &str, token: &str, from: usize) {
+    let start = Instant::now();
+    loop {
+        {
+            let g = app.lock().unwrap();
+            let done = g.calls[from.min(g.calls.len())..]
+                .iter()
+                .filter(|c| c.repo == repo && c.token == token && c.body["status"] == "completed")
+                .count();
+            if done == 2 {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{repo}: {:#?}",
+                g.calls
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A push signed with `secret`, for `sha` of the repository at `clone`.
+async fn push_signed(
+    s: &TestServer,
+    secret: &str,
+    repo: &str,
+    clone: &std::path::Path,
+    sha: &str,
+    delivery: &str,
+) -> i64 {
+    let mut body: Value = serde_json::from_slice(&push_body(repo, clone, sha)).unwrap();
+    body["head_commit"] = json!({"id": sha, "message": delivery});
+    let body = serde_json::to_vec(&body).unwrap();
+    let (code, v) = s
+        .hook("github", &body, &sign_with(secret, &body), delivery, "push")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let run = v["runs"][0].as_i64().unwrap();
+    let v = s.wait_run(run, Duration::from_secs(60)).await;
+    assert_eq!(v["run"]["conclusion"], "success", "{v:#}");
+    run
+}
+
+#[tokio::test]
+async fn a_server_wide_github_app_reports_for_every_repository_it_is_installed_on() {
+    let keys = tempfile::tempdir().unwrap();
+    let (pem, public_key) = app_key(keys.path(), "app");
+    let app: App = Arc::new(Mutex::new(GitHubApp {
+        public_key,
+        app_id: "4242".into(),
+        installed: HashMap::from([("acme/one".to_string(), 77), ("acme/own".to_string(), 77)]),
+        static_tokens: vec!["ghs_own".into()],
+        ..Default::default()
+    }));
+    let api = github_app_server(app.clone()).await;
+    let s = start_with(fast_retries).await;
+
+    // The settings are checked before they are stored.
+    for (body, needle) in [
+        (json!({"app_id": 4242}), "private_key"),
+        (json!({"app_id": 4242, "private_key": "nope"}), "PEM"),
+        (
+            json!({"app_id": 4242, "private_key": pem, "webhook_secret": "short"}),
+            "webhook_secret",
+        ),
+        (
+            json!({"app_id": 4242, "private_key": pem, "api_url": "api.github.com"}),
+            "api_url",
+        ),
+    ] {
+        let (code, v) = put_app(&s, body).await;
+        assert_eq!(code, 422, "{needle}: {v}");
+        assert!(v.to_string().contains(needle), "{needle}: {v}");
+    }
+    let r = s
+        .http
+        .get(s.url("/api/v1/github-app"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "none registered yet");
+    let (code, v) = put_app(
+        &s,
+        json!({"app_id": 4242, "private_key": pem, "webhook_secret": APP_SECRET, "api_url": api}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (
+            &v["app_id"],
+            &v["has_private_key"],
+            &v["has_webhook_secret"]
+        ),
+        (&json!("4242"), &json!(true), &json!(true))
+    );
+    assert_eq!(v["webhook_url"], s.url("/hooks/github").as_str());
+
+    // A repository with no credential of its own, where the App is installed:
+    // its installation is looked up once, one token is minted, every job's
+    // check run goes through it.
+    let (one, sha1) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    s.register("acme/one", one.path()).await;
+    push_signed(&s, SECRET, "acme/one", one.path(), &sha1, "d-one").await;
+    until_checks(&app, "acme/one", "ghs_installation", 0).await;
+    {
+        let g = app.lock().unwrap();
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+        assert_eq!((g.lookups, g.exchanges), (1, 1), "found once, minted once");
+        let names: std::collections::BTreeSet<&str> = g
+            .calls
+            .iter()
+            .filter(|c| c.method == "POST")
+            .filter_map(|c| c.body["name"].as_str())
+            .collect();
+        assert_eq!(names, ["ci / build", "ci / test"].into());
+    }
+    let v = s.get("/api/v1/github-app").await;
+    assert_eq!(
+        v["installations"],
+        json!([{"repository": "acme/one", "installation_id": 77}])
+    );
+
+    // Where the App is not installed: one lookup (404), remembered, and no
+    // check run.
+    let (two, sha2) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    s.register("acme/two", two.path()).await;
+    let run2 = push_signed(&s, SECRET, "acme/two", two.path(), &sha2, "d-two").await;
+    let start = Instant::now();
+    while app.lock().unwrap().lookups < 2 {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let g = app.lock().unwrap();
+        assert_eq!(g.lookups, 2, "six job updates, one lookup");
+        assert!(g.calls.iter().all(|c| c.repo != "acme/two"));
+    }
+    let log = s.get("/api/v1/outbound?kind=check").await;
+    let lookups: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["run_id"] == run2)
+        .collect();
+    assert_eq!(lookups.len(), 1, "{log:#}");
+    assert_eq!(
+        (&lookups[0]["state"], &lookups[0]["http_status"]),
+        (&json!("installation"), &json!(404))
+    );
+
+    // The owner adds the repository to an installation: GitHub's
+    // installation_repositories webhook says so. A forged one is refused.
+    app.lock().unwrap().installed.insert("acme/two".into(), 78);
+    let added = serde_json::to_vec(&json!({
+        "action": "added", "installation": {"id": 78, "account": {"login": "acme"}},
+        "repository_selection": "selected",
+        "repositories_added": [{"id": 2, "name": "two", "full_name": "acme/two", "private": true}],
+        "repositories_removed": [],
+    }))
+    .unwrap();
+    for (sig, code) in [(sign(&added), 401), (sign_with(APP_SECRET, &added), 200)] {
+        let (got, v) = s
+            .hook(
+                "github",
+                &added,
+                &sig,
+                "d-added",
+                "installation_repositories",
+            )
+            .await;
+        assert_eq!(got, code, "{v}");
+    }
+    // The App's delivery of a push is signed with the App's secret.
+    let sha2b = commit(two.path(), &[("b.txt", "b")]).unwrap();
+    let from = app.lock().unwrap().calls.len();
+    push_signed(&s, APP_SECRET, "acme/two", two.path(), &sha2b, "d-two-b").await;
+    until_checks(&app, "acme/two", "ghs_inst78", from).await;
+    assert_eq!(app.lock().unwrap().lookups, 2, "the webhook told where");
+
+    // The installation is deleted: nothing more is sent for its repositories.
+    let deleted = serde_json::to_vec(&json!({
+        "action": "deleted", "installation": {"id": 77, "account": {"login": "acme"}},
+        "repositories": [{"full_name": "acme/one"}],
+    }))
+    .unwrap();
+    let (code, v) = s
+        .hook(
+            "github",
+            &deleted,
+            &sign_with(APP_SECRET, &deleted),
+            "d-deleted",
+            "installation",
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    app.lock().unwrap().installed.remove("acme/one");
+    let (before_lookups, before_checks, before_ex) = {
+        let g = app.lock().unwrap();
+        (g.lookups, g.check_requests, g.exchanges)
+    };
+    let sha1b = commit(one.path(), &[("b.txt", "b")]).unwrap();
+    push_signed(&s, SECRET, "acme/one", one.path(), &sha1b, "d-one-b").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    {
+        let g = app.lock().unwrap();
+        assert_eq!(
+            (g.lookups, g.check_requests, g.exchanges),
+            (before_lookups, before_checks, before_ex),
+            "uninstalled: nothing asked, nothing sent"
+        );
+    }
+    let v = s.get("/api/v1/github-app").await;
+    assert_eq!(
+        v["installations"],
+        json!([{"repository": "acme/two", "installation_id": 78}])
+    );
+
+    // A repository's own credential wins over the App.
+    let (own, sha3) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let own_id = s.register("acme/own", own.path()).await;
+    let (code, v) = put_forge(
+        &s,
+        own_id,
+        json!({"api_url": api, "report": "checks", "token": "ghs_own"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let from = app.lock().unwrap().calls.len();
+    push_signed(&s, SECRET, "acme/own", own.path(), &sha3, "d-own").await;
+    until_checks(&app, "acme/own", "ghs_own", from).await;
+    assert!(
+        app.lock().unwrap().calls[from..]
+            .iter()
+            .all(|c| c.token == "ghs_own"),
+        "the App is not used where the repository has its own credential"
+    );
+
+    // The key and the webhook secret are write-only: in no answer, in no
+    // audit entry, and sealed on disk.
+    let key_line = pem.lines().nth(1).unwrap().to_string();
+    for path in [
+        "/api/v1/github-app",
+        "/api/v1/audit",
+        "/api/v1/outbound",
+        "/api/v1/deliveries",
+        "/api/v1/repos/0/forge",
+    ] {
+        let text = s.get_text(path).await;
+        for secret in [key_line.as_str(), APP_SECRET, "PRIVATE KEY"] {
+            assert!(!text.contains(secret), "{path} shows `{secret}`: {text}");
+        }
+    }
+    let audit = s.get("/api/v1/audit").await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "github_app.set"),
+        "{audit:#}"
+    );
+    for entry in walk(s.data.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        for secret in [key_line.as_bytes(), APP_SECRET.as_bytes()] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{} holds a secret in the clear",
+                entry.display()
+            );
+        }
+    }
+
+    // Removed: repositories without a credential report nothing any more.
+    let r = s
+        .http
+        .delete(s.url("/api/v1/github-app"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = s
+        .http
+        .get(s.url("/api/v1/github-app"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    s.server.stop().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------

@@ -911,6 +911,33 @@ async function deliveryPage(main) {
 }
 
 // ---- Settings: retention, disk usage, server-wide secrets, outbound log -----
+// The server-wide GitHub App: registered once, used by every GitHub
+// repository that installed it and has no credential of its own. Its key and
+// webhook secret are write-only.
+async function githubAppBox() {
+  let cur = null;
+  try { cur = await api('/api/v1/github-app'); } catch (e) { cur = null; }
+  const save = form(async (f) => {
+    const v = Object.fromEntries(new FormData(f));
+    const body = { app_id: v.app_id };
+    if (v.private_key) body.private_key = v.private_key;
+    if (v.webhook_secret) body.webhook_secret = v.webhook_secret;
+    if (v.api_url) body.api_url = v.api_url;
+    try { await api('/api/v1/github-app', { method: 'PUT', body: JSON.stringify(body) }); flash('GitHub App saved.', true); route(); } catch (e) { flash(e.message); }
+  }, h('input', { name: 'app_id', placeholder: 'App ID', required: true, value: cur ? cur.app_id : '' }),
+  h('input', { name: 'api_url', placeholder: 'API root (https://api.github.com)', size: 30, value: cur ? cur.api_url : '' }),
+  h('textarea', { name: 'private_key', rows: 3, cols: 40, placeholder: cur ? 'private key (stored; paste a new .pem to replace it)' : 'private key (.pem)', autocomplete: 'off' }),
+  h('input', { name: 'webhook_secret', type: 'password', placeholder: cur && cur.has_webhook_secret ? 'webhook secret (stored)' : 'webhook secret (16+ characters)', autocomplete: 'new-password' }),
+  h('button', { type: 'submit', class: 'primary' }, cur ? 'Update' : 'Register'));
+  return h('div', { id: 'github-app' }, h('h2', {}, 'GitHub App (every repository that installs it)'),
+    cur ? h('p', {}, `App ${cur.app_id} at ${cur.api_url}; webhook: `, h('code', {}, cur.webhook_url),
+      cur.has_webhook_secret ? ' (signed)' : ' (no secret: its installation events are refused)', ' ',
+      confirmButton('Remove', async () => { await api('/api/v1/github-app', { method: 'DELETE' }); route(); })) :
+      h('p', { class: 'muted' }, 'No App registered: repositories report to GitHub only with a credential of their own.'),
+    cur && cur.installations.length ? table(['repository', 'installation'], cur.installations.map((i) => h('tr', {}, h('td', {}, i.repository), h('td', {}, i.installation_id))), 'github-app-installations') : null,
+    save);
+}
+
 async function settingsPage(main) {
   const admin = await isAdmin();
   const usage = await api('/api/v1/usage');
@@ -923,6 +950,7 @@ async function settingsPage(main) {
     table(['repository', 'logs', 'artifacts', 'caches', 'total'], [
       ...usage.repos.map((u) => h('tr', {}, h('td', {}, u.repo || '(none)'), h('td', {}, bytes(u.logs_bytes)), h('td', {}, bytes(u.artifacts_bytes)), h('td', {}, bytes(u.caches_bytes)), h('td', {}, bytes(u.total_bytes)))),
       h('tr', {}, h('th', {}, 'all'), h('td'), h('td'), h('td'), h('th', {}, bytes(usage.total_bytes)))], 'usage'),
+    admin ? await githubAppBox() : null,
     h('h2', {}, 'Server-wide secrets and variables (every repository)'),
     await valuesBox('/api/v1/repos/0', 'secrets', admin),
     await valuesBox('/api/v1/repos/0', 'variables', admin),
