@@ -1,6 +1,7 @@
-//! `hangar-router-bench LISTEN BACKEND`: the router with one route, nothing else,
+//! `hangar-router-bench LISTEN BACKEND [tcp]`: the router with one route, nothing else,
 //! so `benches/router-vs-nginx.sh` measures proxying alone (nginx runs 2 workers;
-//! the router serves on 2 threads, as `hangar deploy` runs it).
+//! the router serves on 2 threads, as `hangar deploy` runs it). With `tcp`, the
+//! raw TCP mode of `protocol: tcp` services, for `benches/tcp-proxy-vs-haproxy.sh`.
 
 use hangar_router::{Route, Router, Table};
 
@@ -25,7 +26,10 @@ fn main() -> std::io::Result<()> {
         }],
         retry_on_stable: None,
     });
-    let _handle = router.serve_threads(listen, 2)?;
+    let _handle = match args.get(3).map(String::as_str) {
+        Some("tcp") => router.serve_tcp(listen)?,
+        _ => router.serve_threads(listen, 2)?,
+    };
     loop {
         std::thread::park();
     }
