@@ -180,6 +180,10 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
             Some(Arc::new(ServerServices(job.services_env.clone())))
         },
         environments: None,
+        // The server sent the environment's secrets and variables in
+        // `secrets`/`vars` already.
+        environment_secrets: BTreeMap::new(),
+        environment_vars: BTreeMap::new(),
         // The server leases a job only once its environment's reviewers and
         // wait timer are satisfied.
         environment_approved: true,

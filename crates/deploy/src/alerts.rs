@@ -127,8 +127,11 @@ impl AlertRecord {
 }
 
 /// The alerts of an environment as last evaluated, and its silences (rule → until, unix ms).
+/// The scheduled backups' alerts that fire are listed with the rules'.
 pub fn list(env_dir: &Path) -> (Vec<AlertRecord>, BTreeMap<String, u64>) {
-    (load_states(env_dir), load_silences(env_dir))
+    let mut states = load_states(env_dir);
+    states.extend(crate::recovery::firing_alerts(env_dir));
+    (states, load_silences(env_dir))
 }
 
 fn load_states(env_dir: &Path) -> Vec<AlertRecord> {

@@ -1215,26 +1215,11 @@ impl Controller {
                 (addr, protocol)
             }
         };
-        // A router on every interface is reached on loopback from here.
-        let ip = match listen.ip() {
-            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
-                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-            }
-            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
-                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-            }
-            ip => ip,
-        };
-        let host = ip.to_string();
-        let scheme = protocol.scheme();
-        match field {
-            "host" => Ok(host),
-            "port" => Ok(listen.port().to_string()),
-            "url" => Ok(format!("{scheme}://{}", SocketAddr::new(ip, listen.port()))),
-            other => Err(format!(
-                "`{other}` is not a field of a service (use host, port or url)"
-            )),
-        }
+        hangar_project::refs::address_field(
+            listen,
+            protocol == hangar_router::tcp::Protocol::Tcp,
+            field,
+        )
     }
 
     /// Records each process of an instance as it is spawned, before its

@@ -8,6 +8,21 @@
 //! under a temporary name and renamed when complete, so a failed backup leaves
 //! nothing that looks like one; the oldest beyond `recovery.keep` are removed.
 //!
+//! `recovery.every` puts backups on a schedule that `hangar serve` keeps for
+//! the projects it watches ([`scheduled`]): a backup is due once the newest
+//! one (or the last attempt) is `every` old, so a restarted server neither
+//! repeats one nor waits a whole period again. A failed scheduled backup
+//! raises the `backup` alert, resolved by the next success, and an RPO
+//! breach (the newest backup older than `recovery.rpo`) the `backup-rpo`
+//! alert; both go to the environment's alert event log, which the server
+//! relays as `alert_firing`/`alert_resolved`, and `hangar alerts` lists them
+//! while they fire. The schedule's memory is `backup-schedule.json` in the
+//! environment's directory.
+//!
+//! A command may name `${{ services.NAME.host|port|url }}` (checked by
+//! `hangar validate` as in `env:`): the address the environment's router
+//! gives that service, as [`hangar_project::refs::address_field`] spells it.
+//!
 //! A drill restores the newest backup of one environment into a scratch
 //! environment (its own listen addresses in hangar.yml), starts it, and
 //! reports the recovery point achieved (the backup's age) and the recovery
@@ -119,9 +134,14 @@ fn command_env(
                 .and_then(|s| s.value.listen.clone())
         });
     if let Some(addr) = listen {
-        if let Some((host, port)) = addr.rsplit_once(':') {
-            out.push(("HANGAR_HOST".into(), host.trim_matches(['[', ']']).into()));
-            out.push(("HANGAR_PORT".into(), port.into()));
+        // Spelled as `${{ services.NAME.host }}` is: a router on every
+        // interface is reached on loopback.
+        if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+            for (name, field) in [("HANGAR_HOST", "host"), ("HANGAR_PORT", "port")] {
+                if let Ok(v) = hangar_project::refs::address_field(sock, false, field) {
+                    out.push((name.into(), v));
+                }
+            }
         }
         out.push(("HANGAR_ADDRESS".into(), addr));
     }
@@ -133,6 +153,50 @@ fn command_env(
     out.push(("HANGAR_DATA".into(), dir.display().to_string()));
     out.push(("HANGAR_BACKUP_DIR".into(), folder.display().to_string()));
     out
+}
+
+/// `host`, `port` or `url` of `svc` in `env` as a backup command reaches it:
+/// the router address hangar.yml gives it there.
+fn service_address(project: &Project, env: &str, svc: &str, field: &str) -> Result<String, String> {
+    let Some(service) = project.services.get(svc) else {
+        return Err(format!("no service `{svc}` in hangar.yml"));
+    };
+    let listen = project
+        .environments
+        .get(env)
+        .and_then(|e| project.listen_address(&e.value, svc))
+        .or_else(|| service.value.listen.clone())
+        .ok_or_else(|| {
+            format!(
+                "service `{svc}` has no `listen` address in environment `{env}` for the command to reach it at"
+            )
+        })?;
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("`{listen}` is not an address like `127.0.0.1:5432`"))?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "service `{svc}` listens on any free port (`{listen}`) in environment `{env}`: give it a fixed `listen:` address to back it up"
+        ));
+    }
+    hangar_project::refs::address_field(
+        addr,
+        service.value.protocol == hangar_project::Protocol::Tcp,
+        field,
+    )
+}
+
+/// A service's `backup.run` or `backup.restore` (`what`) with its
+/// `${{ services.… }}` references resolved for `env`.
+fn command_for(
+    project: &Project,
+    env: &str,
+    svc: &str,
+    what: &str,
+    command: &str,
+) -> anyhow::Result<String> {
+    hangar_project::refs::resolve(command, |s, f| service_address(project, env, s, f))
+        .map_err(|e| anyhow!("service `{svc}`: backup.{what}: {e}"))
 }
 
 /// Runs one backup or restore command; its output goes to `log`, and a failure
@@ -234,8 +298,9 @@ pub fn backup(
             let folder = partial.join("services").join(svc);
             std::fs::create_dir_all(&folder)?;
             let env_vars = command_env(project, data, env, svc, &folder);
+            let command = command_for(project, env, svc, "run", &b.run.value)?;
             let log = partial.join(format!("{svc}.backup.log"));
-            let took = run_command(project_dir, "backup", svc, &b.run, &env_vars, &log)?;
+            let took = run_command(project_dir, "backup", svc, &command, &env_vars, &log)?;
             services.push((svc.clone(), took.as_millis() as u64));
         }
         let mut hashed = Vec::new();
@@ -353,10 +418,236 @@ pub fn restore_data(
         };
         let folder = set.path.join("services").join(svc);
         let env_vars = command_env(project, data, env, svc, &folder);
+        let command = command_for(project, env, svc, "restore", &b.restore.value)?;
         let log = files.dir.join(format!("{svc}.restore.log"));
-        run_command(project_dir, "restore", svc, &b.restore, &env_vars, &log)?;
+        run_command(project_dir, "restore", svc, &command, &env_vars, &log)?;
     }
     Ok(())
+}
+
+/// The schedule's memory of one environment, in its directory.
+pub const SCHEDULE: &str = "backup-schedule.json";
+
+/// A failed scheduled backup is tried again after `every`, but never later
+/// than this: a day-long period must not leave a transient failure standing.
+const RETRY_AT_MOST: Duration = Duration::from_secs(600);
+
+/// What the schedule remembers of an environment between looks (and restarts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// When the schedule first looked at the environment (unix ms): with no
+    /// backup yet, the recovery point is counted from here.
+    pub since_ms: u64,
+    pub last_attempt_ms: Option<u64>,
+    pub last_success_ms: Option<u64>,
+    /// Why the last scheduled backup failed, until one succeeds.
+    pub last_error: Option<String>,
+    /// Since when the `backup` alert fires (the last scheduled backup failed).
+    pub failing_since_ms: Option<u64>,
+    /// Since when the `backup-rpo` alert fires.
+    pub rpo_breached_since_ms: Option<u64>,
+}
+
+/// The schedule's state of `env` (default when it never looked).
+pub fn schedule_state(data: &Path, env: &str) -> Option<ScheduleState> {
+    let bytes = std::fs::read(EnvFiles::new(data, env).dir.join(SCHEDULE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What one look at an environment's schedule did.
+#[derive(Debug)]
+pub struct Tick {
+    /// The backup that was due, and how it went (the error in words).
+    pub backup: Option<Result<BackupSet, String>>,
+    /// The alert notices appended to the environment's alert event log.
+    pub notices: Vec<serde_json::Value>,
+}
+
+/// One look at `env`'s schedule at `now_ms`: the backup when one is due, the
+/// `backup` alert raised by a failure and resolved by the next success, and
+/// the `backup-rpo` alert while the newest backup is older than
+/// `recovery.rpo`. Nothing happens without `recovery.every`.
+pub fn scheduled(
+    project_dir: &Path,
+    project: &Project,
+    data: &Path,
+    env: &str,
+    now_ms: u64,
+) -> anyhow::Result<Tick> {
+    let mut tick = Tick {
+        backup: None,
+        notices: Vec::new(),
+    };
+    let Some(recovery) = &project.recovery else {
+        return Ok(tick);
+    };
+    let Some(every) = recovery.every.as_ref().map(|e| e.value.0) else {
+        return Ok(tick);
+    };
+    let dir = EnvFiles::new(data, env).dir;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut state = schedule_state(data, env).unwrap_or(ScheduleState {
+        since_ms: now_ms,
+        ..Default::default()
+    });
+    let newest = list(project_dir, project, env)?
+        .first()
+        .map(|s| s.manifest.created_ms);
+    let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+    // After a failure the next try is counted from it; otherwise from the
+    // newest backup (made by the schedule or by hand); none yet: now.
+    let due = match (newest, state.last_attempt_ms, state.last_error.is_some()) {
+        (_, Some(attempt), true) => now_ms >= attempt.saturating_add(ms(every.min(RETRY_AT_MOST))),
+        (Some(t), _, _) => now_ms >= t.saturating_add(ms(every)),
+        (None, _, _) => true,
+    };
+    let mut newest = newest;
+    let notice = |rule: &str,
+                  status: &str,
+                  since: u64,
+                  value: String,
+                  threshold: String,
+                  summary: String| {
+        serde_json::json!({
+            "status": status,
+            "env": env,
+            "service": "*",
+            "rule": rule,
+            "kind": "backup",
+            "severity": "critical",
+            "value": value,
+            "threshold": threshold,
+            "summary": summary,
+            "for": "0s",
+            "started_at_ms": since,
+            "resolved_at_ms": (status == "resolved").then_some(now_ms),
+        })
+    };
+    if due {
+        state.last_attempt_ms = Some(now_ms);
+        match backup(project_dir, project, data, env) {
+            Ok(set) => {
+                newest = Some(set.manifest.created_ms);
+                state.last_success_ms = Some(set.manifest.created_ms);
+                state.last_error = None;
+                if let Some(since) = state.failing_since_ms.take() {
+                    tick.notices.push(notice(
+                        "backup",
+                        "resolved",
+                        since,
+                        "succeeded".into(),
+                        "every scheduled backup succeeds".into(),
+                        format!(
+                            "{env}: the scheduled backup succeeded again ({})",
+                            set.path.display()
+                        ),
+                    ));
+                }
+                tick.backup = Some(Ok(set));
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                state.last_error = Some(error.clone());
+                if state.failing_since_ms.is_none() {
+                    state.failing_since_ms = Some(now_ms);
+                    tick.notices.push(notice(
+                        "backup",
+                        "firing",
+                        now_ms,
+                        "failed".into(),
+                        "every scheduled backup succeeds".into(),
+                        format!("{env}: the scheduled backup failed: {error}"),
+                    ));
+                }
+                tick.backup = Some(Err(error));
+            }
+        }
+    }
+    if let Some(rpo) = recovery.rpo.map(|r| r.0) {
+        let age = now_ms.saturating_sub(newest.unwrap_or(state.since_ms));
+        let threshold = format!("{} s", rpo.as_secs_f64());
+        let value = format!("{:.1} s", age as f64 / 1000.0);
+        match (age > ms(rpo), state.rpo_breached_since_ms) {
+            (true, None) => {
+                state.rpo_breached_since_ms = Some(now_ms);
+                tick.notices.push(notice(
+                    "backup-rpo",
+                    "firing",
+                    now_ms,
+                    value.clone(),
+                    threshold,
+                    match newest {
+                        Some(_) => format!("{env}: the newest backup is {value} old, beyond the recovery point objective"),
+                        None => format!("{env}: no backup for {value}, beyond the recovery point objective"),
+                    },
+                ));
+            }
+            (false, Some(since)) => {
+                state.rpo_breached_since_ms = None;
+                tick.notices.push(notice(
+                    "backup-rpo",
+                    "resolved",
+                    since,
+                    value.clone(),
+                    threshold,
+                    format!("{env}: the newest backup is {value} old, within the recovery point objective again"),
+                ));
+            }
+            _ => {}
+        }
+    } else {
+        state.rpo_breached_since_ms = None;
+    }
+    for n in &tick.notices {
+        if let Err(e) = crate::alerts::append_event(&dir, n) {
+            tracing::warn!("recovery: cannot append to {}: {e}", crate::alerts::EVENTS);
+        }
+    }
+    crate::state::write_atomic(&dir.join(SCHEDULE), &serde_json::to_vec_pretty(&state)?)
+        .with_context(|| format!("writing {}", dir.join(SCHEDULE).display()))?;
+    Ok(tick)
+}
+
+/// The schedule's alerts that fire now, as `hangar alerts` lists them.
+pub(crate) fn firing_alerts(env_dir: &Path) -> Vec<crate::alerts::AlertRecord> {
+    let Some(state) = std::fs::read(env_dir.join(SCHEDULE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ScheduleState>(&b).ok())
+    else {
+        return Vec::new();
+    };
+    let record =
+        |rule: &str, since: u64, value: String, threshold: &str| crate::alerts::AlertRecord {
+            rule: rule.into(),
+            service: "*".into(),
+            kind: "backup".into(),
+            severity: hangar_project::Severity::Critical,
+            phase: crate::alerts::AlertPhase::Firing,
+            since_ms: Some(since),
+            fired_ms: Some(since),
+            resolved_ms: None,
+            value,
+            threshold: threshold.into(),
+            notified: true,
+        };
+    let mut out = Vec::new();
+    if let Some(since) = state.failing_since_ms {
+        out.push(record(
+            "backup",
+            since,
+            state.last_error.clone().unwrap_or_else(|| "failed".into()),
+            "every scheduled backup succeeds",
+        ));
+    }
+    if let Some(since) = state.rpo_breached_since_ms {
+        out.push(record(
+            "backup-rpo",
+            since,
+            "breached".into(),
+            "recovery.rpo",
+        ));
+    }
+    out
 }
 
 /// What a drill achieved.

@@ -46,6 +46,13 @@ pub struct RunContext {
     /// first step otherwise, at the key's line and column. `None` (an
     /// agent): the server evaluated and decided the environment already.
     pub environments: Option<Vec<String>>,
+    /// `hangar run`: each environment's own secrets, by its name in lower
+    /// case (GitHub's environment names ignore case), laid over `secrets`
+    /// for a job whose `environment:` names it, as GitHub does. Empty for an
+    /// agent: the server sends a job its environment's secrets already.
+    pub environment_secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// The same for variables, laid over `vars`.
+    pub environment_vars: BTreeMap<String, BTreeMap<String, String>>,
     /// The job runs because a server decided its environment's protection
     /// (an agent's lease comes after the reviewers and the wait timer): a
     /// `hangar/deploy` to the job's own environment needs no other approval.
@@ -163,6 +170,8 @@ impl RunContext {
             debug: false,
             services: None,
             environments: None,
+            environment_secrets: BTreeMap::new(),
+            environment_vars: BTreeMap::new(),
             environment_approved: false,
         }
     }

@@ -772,6 +772,13 @@ impl<'e> Job<'e> {
             fork_wanted: false,
         };
         process::watch(&job.tracking_id);
+        // The environment's own secrets and variables (`hangar run`) over
+        // the run's, as on GitHub: in place before the job's `env:` is
+        // evaluated, which may read them. The name is read again, with its
+        // error if it has one, when the job starts.
+        if let Ok(Some(name)) = job.job_environment() {
+            job.overlay_environment(&name, &secrets);
+        }
         // env: workflow env, then job env, each evaluated against what came before.
         let wf_env = job.spec.workflow.env.clone();
         let job_env = job.doc.get("env").cloned();
@@ -895,6 +902,31 @@ impl<'e> Job<'e> {
             self.annotate_at(None, Level::Warning, &warning, location);
         }
         Ok(timeout.or(hangar_units::DEFAULT_JOB_TIMEOUT))
+    }
+
+    /// Lays environment `name`'s own secrets and variables from the run
+    /// (`hangar run`'s `.secrets.ENV`, `--environment-secret`…) over the
+    /// job's `secrets` and the run's `vars`, its secrets masked. An agent's
+    /// run has none: the server sent the job its environment's already.
+    fn overlay_environment(&mut self, name: &str, secrets: &BTreeMap<String, String>) {
+        let key = name.to_ascii_lowercase();
+        let to_context = |all: BTreeMap<String, String>| {
+            let obj: Map<String, Value> = all.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            to_evalue(&Value::Object(obj))
+        };
+        if let Some(own) = self.run.environment_secrets.get(&key) {
+            let mut all = secrets.clone();
+            for (k, v) in own {
+                self.masker.add(v);
+                all.insert(k.clone(), v.clone());
+            }
+            self.base_cx.insert("secrets", to_context(all));
+        }
+        if let Some(own) = self.run.environment_vars.get(&key) {
+            let mut all = self.run.vars.clone();
+            all.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            self.base_cx.insert("vars", to_context(all));
+        }
     }
 
     /// The job's `environment:` name, evaluated over the job's contexts

@@ -273,6 +273,8 @@ pub fn local_context(
     run.actor = parent.actor.clone();
     run.secrets = parent.secrets.clone();
     run.vars = parent.vars.clone();
+    run.environment_secrets = parent.environment_secrets.clone();
+    run.environment_vars = parent.environment_vars.clone();
     run.env = parent.env.clone();
     run.data_dir = parent.data_dir.clone();
     run.services = parent.services.clone();

@@ -6,6 +6,7 @@ mod common;
 
 mod alerts_cli;
 mod api_contract;
+mod backup_schedule;
 mod builtin_steps;
 mod deploy_crash;
 mod dry_run;

@@ -188,3 +188,77 @@ fn backup_drill_and_what_goes_wrong() {
         text(&out)
     );
 }
+
+/// `${{ services.db.host|port }}` in `backup:` commands: a real PostgreSQL
+/// dumped with `pg_dump` through the environment's router address and
+/// restored with `psql`, with no address written twice in hangar.yml.
+#[test]
+fn pg_dump_and_psql_reach_the_database_through_its_service_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Some(db) = crate::tcp_services::postgres_service(dir) else {
+        return;
+    };
+    let port = free_port();
+    struct DownDev<'a>(&'a Path);
+    impl Drop for DownDev<'_> {
+        fn drop(&mut self) {
+            let _ = hangar(self.0, &["down", "dev"]);
+        }
+    }
+    let _down = DownDev(dir);
+    let at = "-h ${{ services.db.host }} -p ${{ services.db.port }} -U app";
+    std::fs::write(
+        dir.join("hangar.yml"),
+        format!(
+            "services:\n{db}    backup:\n      run: pg_dump {at} -d postgres -f \"$HANGAR_BACKUP_DIR/db.sql\"\n      restore: psql {at} -d postgres -v ON_ERROR_STOP=1 -f \"$HANGAR_BACKUP_DIR/db.sql\"\nenvironments:\n  dev:\n    listen: {{ db: 0.0.0.0:{port} }}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .arg("validate")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hangar(dir, &["deploy", "dev"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app"])
+            .args(["-d", "postgres", "-tA", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql("create table notes (v text); insert into notes values ('kept by pg_dump')");
+
+    let out = hangar(dir, &["recovery", "backup", "dev", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hangar(dir, &["recovery", "list", "dev", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let newest = std::path::PathBuf::from(list[0]["path"].as_str().unwrap());
+    let dump = std::fs::read_to_string(newest.join("services/db/db.sql")).unwrap();
+    assert!(dump.contains("kept by pg_dump"), "{dump}");
+
+    psql("drop table notes");
+    let out = hangar(dir, &["recovery", "restore", "dev"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(psql("select v from notes"), "kept by pg_dump");
+
+    // A reference the environment cannot resolve is named before anything runs.
+    let yml = std::fs::read_to_string(dir.join("hangar.yml")).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        yml.replace(&format!("0.0.0.0:{port}"), "127.0.0.1:0"),
+    )
+    .unwrap();
+    let out = hangar(dir, &["recovery", "backup", "dev"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("service `db`: backup.run: service `db` listens on any free port"),
+        "{}",
+        text(&out)
+    );
+}

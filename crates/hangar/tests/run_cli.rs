@@ -541,3 +541,68 @@ fn workflow_run_chains_stop_after_three_levels() {
         "{stderr}"
     );
 }
+
+/// A job with `environment:` sees that environment's secrets and variables
+/// over the repository's (as on GitHub), from `.secrets.ENV`/`.vars.ENV` and
+/// from `--environment-secret`/`--environment-var`, in its `env:` too, and
+/// masked; a job without one sees the repository's.
+#[test]
+fn environment_secrets_and_vars_win_over_the_repository_s_for_its_jobs_only() {
+    let dir = repo(concat!(
+        "on: push\njobs:\n",
+        "  build:\n    runs-on: ubuntu-latest\n",
+        "    steps: [{run: 'echo \"build=${{ secrets.DB_PASSWORD }} ${{ vars.TARGET }}\"; echo \"${{ secrets.DB_PASSWORD }}\" > build.txt'}]\n",
+        "  deploy:\n    runs-on: ubuntu-latest\n    environment: prod\n",
+        "    env: { FROM_ENV: '${{ secrets.DB_PASSWORD }}' }\n",
+        "    steps: [{run: 'echo \"deploy=${{ vars.TARGET }} $FROM_ENV\"; echo \"$FROM_ENV\" > deploy.txt'}]\n",
+        "  staging:\n    runs-on: ubuntu-latest\n    environment: { name: Staging }\n",
+        "    steps: [{run: 'echo \"staging=${{ vars.TARGET }} ${{ vars.ONLY_REPO }}\"; echo \"${{ secrets.DB_PASSWORD }}\" > staging.txt'}]\n",
+    ));
+    let d = dir.path();
+    std::fs::write(d.join(".secrets"), "DB_PASSWORD=repo-pass-000\n").unwrap();
+    std::fs::write(d.join(".vars"), "TARGET=repo-target\nONLY_REPO=kept\n").unwrap();
+    std::fs::write(d.join(".secrets.prod"), "DB_PASSWORD=prod-pass-123\n").unwrap();
+    std::fs::write(d.join(".vars.prod"), "TARGET=prod-target\n").unwrap();
+    let out = hangar(
+        d,
+        &[
+            "--json",
+            "--environment-secret",
+            "staging:DB_PASSWORD=staging-pass-456",
+            "--environment-var",
+            "STAGING:TARGET=staging-target",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("build=*** repo-target"), "{text}");
+    assert!(text.contains("deploy=prod-target ***"), "{text}");
+    assert!(text.contains("staging=staging-target kept"), "{text}");
+    for secret in ["repo-pass-000", "prod-pass-123", "staging-pass-456"] {
+        assert!(!text.contains(secret), "{secret} unmasked: {text}");
+    }
+    let read = |f: &str| {
+        std::fs::read_to_string(d.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("build.txt"), "repo-pass-000");
+    assert_eq!(read("deploy.txt"), "prod-pass-123", "in the job's env: too");
+    assert_eq!(read("staging.txt"), "staging-pass-456");
+
+    let out = hangar(d, &["--environment-secret", "DB_PASSWORD=x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected ENV:NAME=VALUE"),
+        "{out:?}"
+    );
+}

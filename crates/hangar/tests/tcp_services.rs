@@ -196,24 +196,21 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Seed 001's stack: a PostgreSQL behind `listen:` answered "no response"
-/// while the router spoke only HTTP. Now `psql` reaches it through the router.
-#[test]
-fn psql_reaches_a_postgres_service_through_its_listen_address() {
+/// A PostgreSQL cluster initialised under `dir` (user `app`, trust), as the
+/// `db:` service of a hangar.yml (its `run`, `protocol`, `health` and `stop`
+/// lines, indented for `services:`), or None when PostgreSQL is not here
+/// (skipped loudly; a failure under CI).
+pub(crate) fn postgres_service(dir: &Path) -> Option<String> {
     let have = postgres_bin().filter(|_| {
         Command::new("psql")
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    let Some(bin) = hangar_testkit::required_tool(
+    let bin = hangar_testkit::required_tool(
         "PostgreSQL (postgres, initdb) and psql",
         have.ok_or_else(|| "not installed".to_string()),
-    ) else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+    )?;
     let pgdata = dir.join("pgdata");
     let root = is_root();
     // PostgreSQL refuses to run as root: as root the cluster is the `postgres` user's.
@@ -237,16 +234,28 @@ fn psql_reaches_a_postgres_service_through_its_listen_address() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{init:?}");
+    Some(format!(
+        "  db:\n    run: {as_owner}{}/postgres -D {} -p $PORT -k {} -c listen_addresses=127.0.0.1\n    protocol: tcp\n    health: {{ command: 'psql -h 127.0.0.1 -p $PORT -U app -d postgres -c \"select 1\"', interval: 200ms, timeout: 2s, deadline: 30s }}\n    stop: {{ signal: INT, drain: 100ms, timeout: 10s }}\n",
+        bin.display(),
+        pgdata.display(),
+        pgdata.display()
+    ))
+}
+
+/// Seed 001's stack: a PostgreSQL behind `listen:` answered "no response"
+/// while the router spoke only HTTP. Now `psql` reaches it through the router.
+#[test]
+fn psql_reaches_a_postgres_service_through_its_listen_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Some(db) = postgres_service(dir) else {
+        return;
+    };
     let port = free_port();
     let _down = Down(dir, "dev");
     std::fs::write(
         dir.join("hangar.yml"),
-        format!(
-            "services:\n  db:\n    run: {as_owner}{}/postgres -D {} -p $PORT -k {} -c listen_addresses=127.0.0.1\n    protocol: tcp\n    health: {{ command: 'psql -h 127.0.0.1 -p $PORT -U app -d postgres -c \"select 1\"', interval: 200ms, timeout: 2s, deadline: 30s }}\n    stop: {{ signal: INT, drain: 100ms, timeout: 10s }}\nenvironments:\n  dev:\n    listen: {{ db: 127.0.0.1:{port} }}\n",
-            bin.display(),
-            pgdata.display(),
-            pgdata.display()
-        ),
+        format!("services:\n{db}environments:\n  dev:\n    listen: {{ db: 127.0.0.1:{port} }}\n"),
     )
     .unwrap();
     ok(&hangar(dir, &["deploy", "dev"]));

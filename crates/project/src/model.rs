@@ -44,6 +44,8 @@ pub const NOTIFICATION_EVENTS: &[&str] = &[
     // The alert rules of a project `hangar serve` watches, relayed by it.
     "alert_firing",
     "alert_resolved",
+    // A scheduled backup of a watched project failed (`recovery.every`).
+    "backup_failed",
 ];
 
 /// The channels a notification rule can deliver to.
@@ -81,6 +83,15 @@ pub struct Recovery {
     /// Where backups go, relative to the project (default `.hangar/backups`).
     #[serde(default)]
     pub dir: Option<String>,
+    /// `hangar serve` backs up each of `environments` this often (measured
+    /// from the newest backup, so a restarted server neither repeats one nor
+    /// waits a whole period again).
+    #[serde(default)]
+    pub every: Option<Spanned<Dur>>,
+    /// The environments scheduled backups cover (required with `every`: a
+    /// drill's scratch environment is deployed too, and is not one to back up).
+    #[serde(default)]
+    pub environments: Vec<Spanned<String>>,
 }
 
 fn default_keep_backups() -> u32 {
@@ -88,12 +99,14 @@ fn default_keep_backups() -> u32 {
 }
 
 /// A stateful service's `backup:`: shell commands that write its data into
-/// `$HANGAR_BACKUP_DIR` and read it back.
+/// `$HANGAR_BACKUP_DIR` and read it back. Either may hold
+/// `${{ services.NAME.host }}`, `.port` or `.url` (see [`crate::refs`]),
+/// resolved to the environment's address of that service when it runs.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backup {
-    pub run: String,
-    pub restore: String,
+    pub run: Spanned<String>,
+    pub restore: Spanned<String>,
 }
 
 /// `actions:`: the forge remote `uses:` are fetched from.

@@ -71,6 +71,36 @@ pub fn resolve(
     Ok(out)
 }
 
+/// `host`, `port` or `url` of a service whose router listens on `listen`
+/// (`tcp`: a `protocol: tcp` service, whose URL is `tcp://…`): the one
+/// spelling of an address, for the controller (instances' `env:`) and for
+/// `backup:` commands alike. A router on every interface is reached on
+/// loopback from this machine.
+pub fn address_field(
+    listen: std::net::SocketAddr,
+    tcp: bool,
+    field: &str,
+) -> Result<String, String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let scheme = if tcp { "tcp" } else { "http" };
+    match field {
+        "host" => Ok(ip.to_string()),
+        "port" => Ok(listen.port().to_string()),
+        "url" => Ok(format!(
+            "{scheme}://{}",
+            std::net::SocketAddr::new(ip, listen.port())
+        )),
+        other => Err(format!(
+            "`{other}` is not a field of a service (use host, port or url)"
+        )),
+    }
+}
+
 /// The variable-name part for a service: `my-db` → `MY_DB`
 /// (`HANGAR_SERVICE_MY_DB_URL`).
 pub fn env_name(service: &str) -> String {
@@ -114,5 +144,22 @@ mod tests {
                 .contains("closing")
         );
         assert_eq!(env_name("my-db.2"), "MY_DB_2");
+    }
+
+    #[test]
+    fn an_address_on_every_interface_is_reached_on_loopback() {
+        let any: std::net::SocketAddr = "0.0.0.0:5432".parse().unwrap();
+        assert_eq!(
+            address_field(any, true, "url").unwrap(),
+            "tcp://127.0.0.1:5432"
+        );
+        assert_eq!(address_field(any, false, "host").unwrap(), "127.0.0.1");
+        let v6: std::net::SocketAddr = "[::]:80".parse().unwrap();
+        assert_eq!(address_field(v6, false, "url").unwrap(), "http://[::1]:80");
+        assert!(
+            address_field(any, false, "path")
+                .unwrap_err()
+                .contains("host, port or url")
+        );
     }
 }

@@ -53,66 +53,19 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
             }
         }
         for (key, value) in &svc.value.env {
-            let refs = match crate::refs::service_refs(&value.value) {
-                Ok(refs) => refs,
-                Err(e) => {
-                    errors.push(err(
-                        &value.referenced,
-                        format!("service `{name}`: env `{key}`: {e}"),
-                        None,
-                    ));
-                    continue;
-                }
-            };
-            for r in refs {
-                let written = &value.value[r.range.clone()];
-                if !p.services.contains_key(&r.service) {
-                    errors.push(err(
-                        &value.referenced,
-                        format!(
-                            "service `{name}`: env `{key}`: `{written}` names unknown service `{}`",
-                            r.service
-                        ),
-                        Some(suggest(&r.service, &names)),
-                    ));
-                    continue;
-                }
-                if !crate::refs::SERVICE_FIELDS.contains(&r.field.as_str()) {
-                    let fields = crate::refs::SERVICE_FIELDS;
-                    errors.push(err(
-                        &value.referenced,
-                        format!(
-                            "service `{name}`: env `{key}`: `{written}`: a service has no field `{}`",
-                            r.field
-                        ),
-                        Some(
-                            match hangar_diag::did_you_mean(&r.field, fields.iter().copied()) {
-                                Some(f) => format!("did you mean `{f}`?"),
-                                None => format!("use one of: {}", fields.join(", ")),
-                            },
-                        ),
-                    ));
-                    continue;
-                }
-                if r.service == *name {
-                    errors.push(err(
-                        &value.referenced,
-                        format!("service `{name}`: env `{key}`: `{written}` is the service itself"),
-                        Some("an instance's own port is `$PORT`".into()),
-                    ));
-                } else if !svc.value.depends_on.iter().any(|d| d.value == r.service) {
-                    errors.push(err(
-                        &value.referenced,
-                        format!(
-                            "service `{name}`: env `{key}`: `{written}` names `{}`, which `{name}` does not depend on",
-                            r.service
-                        ),
-                        Some(format!(
-                            "add `{}` to `depends_on` of `{name}`, so that it starts first",
-                            r.service
-                        )),
-                    ));
-                }
+            check_refs(
+                file,
+                p,
+                name,
+                &format!("env `{key}`"),
+                value,
+                RefsIn::Env,
+                &mut errors,
+            );
+        }
+        if let Some(b) = &svc.value.backup {
+            for (what, value) in [("backup.run", &b.run), ("backup.restore", &b.restore)] {
+                check_refs(file, p, name, what, value, RefsIn::Backup, &mut errors);
             }
         }
         if let Some(h) = &svc.value.health {
@@ -299,8 +252,145 @@ pub fn validate(file: &str, p: &Project) -> Vec<ProjectError> {
             ));
         }
     }
+    if let Some(r) = &p.recovery {
+        validate_recovery(file, p, r, &mut errors);
+    }
     errors.extend(validate_notifications(file, p));
     errors
+}
+
+/// Where `${{ services.… }}` references are read, which decides who they may name.
+#[derive(Clone, Copy, PartialEq)]
+enum RefsIn {
+    /// An instance's `env:`: the address is resolved when the instance
+    /// starts, so the service named must be a dependency (started first),
+    /// never the service itself (`$PORT` is its own).
+    Env,
+    /// A `backup:` command: run against the running environment, so any
+    /// service may be named, the one backed up first of all.
+    Backup,
+}
+
+/// The `${{ services.NAME.FIELD }}` references of one value of service
+/// `owner` (`what`: `env `KEY`` or `backup.run`): the one check for every
+/// place hangar.yml allows them.
+fn check_refs(
+    file: &str,
+    p: &Project,
+    owner: &str,
+    what: &str,
+    value: &crate::Spanned<String>,
+    place: RefsIn,
+    errors: &mut Vec<ProjectError>,
+) {
+    let names: Vec<&str> = p.services.keys().map(String::as_str).collect();
+    let mut err = |message: String, help: Option<String>| {
+        errors.push(ProjectError {
+            file: file.to_string(),
+            line: value.referenced.line() as u32,
+            column: value.referenced.column() as u32,
+            message: format!("service `{owner}`: {what}: {message}"),
+            help,
+        })
+    };
+    let refs = match crate::refs::service_refs(&value.value) {
+        Ok(refs) => refs,
+        Err(e) => return err(e, None),
+    };
+    for r in refs {
+        let written = &value.value[r.range.clone()];
+        if !p.services.contains_key(&r.service) {
+            err(
+                format!("`{written}` names unknown service `{}`", r.service),
+                Some(suggest(&r.service, &names)),
+            );
+            continue;
+        }
+        if !crate::refs::SERVICE_FIELDS.contains(&r.field.as_str()) {
+            let fields = crate::refs::SERVICE_FIELDS;
+            err(
+                format!("`{written}`: a service has no field `{}`", r.field),
+                Some(
+                    match hangar_diag::did_you_mean(&r.field, fields.iter().copied()) {
+                        Some(f) => format!("did you mean `{f}`?"),
+                        None => format!("use one of: {}", fields.join(", ")),
+                    },
+                ),
+            );
+            continue;
+        }
+        if place == RefsIn::Backup {
+            continue;
+        }
+        let deps = &p.services[owner].value.depends_on;
+        if r.service == owner {
+            err(
+                format!("`{written}` is the service itself"),
+                Some("an instance's own port is `$PORT`".into()),
+            );
+        } else if !deps.iter().any(|d| d.value == r.service) {
+            err(
+                format!(
+                    "`{written}` names `{}`, which `{owner}` does not depend on",
+                    r.service
+                ),
+                Some(format!(
+                    "add `{}` to `depends_on` of `{owner}`, so that it starts first",
+                    r.service
+                )),
+            );
+        }
+    }
+}
+
+/// `recovery:`: a schedule needs a period above zero and the environments it
+/// covers, each one hangar.yml defines.
+fn validate_recovery(file: &str, p: &Project, r: &crate::Recovery, errors: &mut Vec<ProjectError>) {
+    let err = |loc: &Location, message: String, help: Option<String>| ProjectError {
+        file: file.to_string(),
+        line: loc.line() as u32,
+        column: loc.column() as u32,
+        message,
+        help,
+    };
+    let envs: Vec<&str> = p.environments.keys().map(String::as_str).collect();
+    if let Some(every) = &r.every {
+        if every.value.0.is_zero() {
+            errors.push(err(
+                &every.referenced,
+                "`recovery.every` must be more than 0".into(),
+                Some("for example `every: 1h`".into()),
+            ));
+        }
+        if r.environments.is_empty() {
+            errors.push(err(
+                &every.referenced,
+                "`recovery.every` needs the environments it backs up".into(),
+                Some(format!(
+                    "add `environments: [{}]` under `recovery:`",
+                    envs.first().copied().unwrap_or("prod")
+                )),
+            ));
+        }
+    }
+    for e in &r.environments {
+        if !p.environments.contains_key(&e.value) {
+            errors.push(err(
+                &e.referenced,
+                format!(
+                    "`recovery.environments` names unknown environment `{}`",
+                    e.value
+                ),
+                Some(
+                    match hangar_diag::did_you_mean(&e.value, envs.iter().copied()) {
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None if envs.is_empty() => "no environments are defined".into(),
+                        None => format!("known environments: {}", envs.join(", ")),
+                    },
+                ),
+            ));
+        }
+    }
 }
 
 /// A secret's name as the server stores it: letters, digits and `_`, not

@@ -422,3 +422,78 @@ fn a_stateful_service_runs_one_instance_and_takes_no_strategy() {
         "{got:?}"
     );
 }
+
+#[test]
+fn service_references_in_backup_commands_are_checked_as_in_env_and_may_name_the_service_itself() {
+    let text = "services:\n  db:\n    run: x\n    protocol: tcp\n    backup:\n      run: pg_dump -h ${{ services.db.host }} -p ${{ services.db.port }} > $HANGAR_BACKUP_DIR/db.sql\n      restore: psql ${{ services.dbb.url }}\n  api:\n    run: y\n    backup:\n      run: curl ${{ services.db.hots }}\n      restore: echo ${{ env.X }}\n";
+    let errs = errors(text);
+    let got: Vec<(u32, &str, Option<&str>)> = errs
+        .iter()
+        .map(|e| (e.line, e.message.as_str(), e.help.as_deref()))
+        .collect();
+    assert_eq!(got.len(), 3, "{errs:#?}");
+    assert_eq!(got[0].0, 7);
+    assert!(
+        got[0].1.starts_with(
+            "service `db`: backup.restore: `${{ services.dbb.url }}` names unknown service `dbb`"
+        ),
+        "{got:?}"
+    );
+    assert_eq!(got[0].2, Some("did you mean `db`?"));
+    assert_eq!(got[1].0, 11);
+    assert!(got[1].1.contains("backup.run"), "{got:?}");
+    assert_eq!(got[1].2, Some("did you mean `host`?"));
+    assert_eq!(got[2].0, 12);
+    assert!(got[2].1.contains("services.NAME.host"), "{got:?}");
+}
+
+#[test]
+fn a_backup_schedule_needs_a_period_and_known_environments() {
+    let env = "environments:\n  prod: {}\n  drill: {}\n";
+    let ok = format!(
+        "services:\n  a:\n    run: x\n{env}recovery:\n  every: 1h\n  environments: [prod]\n"
+    );
+    let p = hangar_project::parse("hangar.yml", &ok).unwrap();
+    let r = p.recovery.unwrap();
+    assert_eq!(
+        r.every.unwrap().value.0,
+        std::time::Duration::from_secs(3600)
+    );
+    assert_eq!(r.environments[0].value, "prod");
+
+    let errs = errors(&format!(
+        "services:\n  a:\n    run: x\n{env}recovery:\n  every: 1h\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!((errs[0].line, errs[0].column), (8, 10), "{errs:#?}");
+    assert!(
+        errs[0].message.contains("needs the environments"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("environments: [prod]")
+    );
+
+    let errs = errors(&format!(
+        "services:\n  a:\n    run: x\n{env}recovery:\n  every: 0s\n  environments: [prd]\n"
+    ));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].message.contains("must be more than 0"), "{errs:#?}");
+    assert_eq!(errs[1].line, 9, "{errs:#?}");
+    assert!(
+        errs[1].message.contains("unknown environment `prd`"),
+        "{errs:#?}"
+    );
+    assert_eq!(errs[1].help.as_deref(), Some("did you mean `prod`?"));
+
+    let errs = errors(&format!(
+        "services:\n  a:\n    run: x\n{env}recovery:\n  every: daily\n  environments: [prod]\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].line, 8, "{errs:#?}");
+    assert!(errs[0].message.contains("duration"), "{errs:#?}");
+}

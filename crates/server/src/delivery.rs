@@ -622,8 +622,8 @@ fn resolve(dir: &std::path::Path, r: &str) -> Result<(String, u64), String> {
     ))
 }
 
-/// The environments of a watched project: those with a state or a history
-/// under its `.hangar/envs/`.
+/// The environments of a watched project: those with a state, a history or
+/// a backup schedule under its `.hangar/envs/`.
 fn environments_of(data: &std::path::Path) -> Vec<String> {
     let mut envs: Vec<String> = std::fs::read_dir(data.join("envs"))
         .into_iter()
@@ -631,7 +631,9 @@ fn environments_of(data: &std::path::Path) -> Vec<String> {
         .flatten()
         .filter(|e| {
             let p = e.path();
-            p.join("history.jsonl").is_file() || p.join("state.json").is_file()
+            p.join("history.jsonl").is_file()
+                || p.join("state.json").is_file()
+                || p.join(hangar_deploy::recovery::SCHEDULE).is_file()
         })
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
@@ -666,6 +668,35 @@ async fn environment_view(project: &str, dir: &std::path::Path, env: &str) -> se
         "status": status,
         "stable": stable,
         "history": history,
+        "backups": backups_view(dir, env),
+    })
+}
+
+/// An environment's backups as the delivery page shows them: how many are
+/// kept, the newest, the schedule and its alerts (null without `recovery:`).
+fn backups_view(dir: &std::path::Path, env: &str) -> serde_json::Value {
+    use hangar_deploy::recovery;
+    let Ok((_, project)) = hangar_project::load(dir) else {
+        return serde_json::Value::Null;
+    };
+    let Some(r) = &project.recovery else {
+        return serde_json::Value::Null;
+    };
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let all = recovery::list(dir, &project, env).unwrap_or_default();
+    let state = recovery::schedule_state(&dir.join(".hangar"), env).unwrap_or_default();
+    let scheduled = r.environments.iter().any(|e| e.value == env);
+    serde_json::json!({
+        "count": all.len(),
+        "keep": r.keep,
+        "newest_ms": all.first().map(|s| s.manifest.created_ms),
+        "newest": all.first().map(|s| s.path.display().to_string()),
+        "every_ms": r.every.as_ref().filter(|_| scheduled).map(|e| ms(e.value.0)),
+        "rpo_ms": r.rpo.map(|d| ms(d.0)),
+        "last_attempt_ms": state.last_attempt_ms,
+        "last_error": state.last_error,
+        "failing_since_ms": state.failing_since_ms,
+        "rpo_breached_since_ms": state.rpo_breached_since_ms,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod agent_api;
 pub mod api;
 pub mod app;
 pub mod auth;
+mod backups;
 mod calls;
 pub mod delivery;
 mod errors;
@@ -653,6 +654,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             repo.name.clone(),
             path.join(".hangar"),
         );
+        backups::spawn(app.clone(), repo.id, repo.name.clone(), path.clone());
         triggers::watch_local(app.clone(), repo, path, cfg.watch_every);
     }
     // Deployments waiting for their reviewers when the last server process

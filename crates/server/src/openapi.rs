@@ -180,7 +180,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
     let name_rule = "1 to 100 of A-Z a-z 0-9 . _ - (no `..`); 400 otherwise";
     let notification = json!({"type": "object", "required": ["events", "channel", "url"], "additionalProperties": false, "properties": {
         "repo_id": int(),
-        "events": array(json!({"type": "string", "enum": ["run_failed", "run_fixed", "approval_waiting", "deployment_started", "deployment_succeeded", "deployment_failed", "agent_lost", "alert_firing", "alert_resolved"]})),
+        "events": array(json!({"type": "string", "enum": hangar_project::NOTIFICATION_EVENTS})),
         "channel": {"type": "string", "enum": ["slack", "teams", "webhook", "email"]},
         "url": string(), "secret": string()}});
     let agent = |summary: &str| {

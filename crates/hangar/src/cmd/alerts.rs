@@ -165,6 +165,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 println!("{env}");
+                // Alerts of no rule of hangar.yml's (the scheduled backups'
+                // `backup` and `backup-rpo`) are listed after the rules'.
+                let mut rules = rules;
+                for r in &records {
+                    if !rules.contains(&r.rule) {
+                        rules.push(r.rule.clone());
+                    }
+                }
                 if rules.is_empty() {
                     println!(
                         "  no alert rules (add `alerts: rules:` to the environment in hangar.yml)"

@@ -35,6 +35,17 @@ pub struct Args {
     /// Variables in dotenv format (default: `.vars` when it exists).
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_file: Option<PathBuf>,
+    /// A secret of one environment, ENV:NAME=VALUE (or ENV:NAME to take it
+    /// from the environment): a job with `environment: ENV` sees it over the
+    /// repository's secret of that name, as on GitHub. Each environment's
+    /// secrets are also read from the secret file's name plus `.ENV`
+    /// (`.secrets.prod`).
+    #[arg(long = "environment-secret", value_name = "ENV:NAME=VALUE")]
+    pub environment_secrets: Vec<String>,
+    /// A variable of one environment, ENV:NAME=VALUE, over the repository's
+    /// for a job with `environment: ENV`; also read from `.vars.ENV`.
+    #[arg(long = "environment-var", value_name = "ENV:NAME=VALUE")]
+    pub environment_vars: Vec<String>,
     /// Environment for every step in dotenv format (default: `.env` when it exists).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
@@ -189,6 +200,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--var {s}: expected NAME=VALUE"))?;
         run.vars.insert(k.to_string(), v.to_string());
     }
+    let known = environments(&workspace);
+    load_environment_pairs(
+        &workspace,
+        args.secret_file.as_deref(),
+        ".secrets",
+        &args.environment_secrets,
+        "--environment-secret",
+        &known,
+        &mut run.environment_secrets,
+    )?;
+    load_environment_pairs(
+        &workspace,
+        args.var_file.as_deref(),
+        ".vars",
+        &args.environment_vars,
+        "--environment-var",
+        &known,
+        &mut run.environment_vars,
+    )?;
     load_pairs(&workspace, args.env_file.as_deref(), ".env", &mut run.env)?;
     for s in &args.inputs {
         let (k, v) = s
@@ -205,7 +235,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             serde_json::Value::Object(run.inputs.clone()),
         );
     }
-    run.environments = Some(environments(&workspace));
+    run.environments = Some(known);
     // Steps run in a private copy of the working tree (uncommitted and
     // untracked files included), as act does, so what they commit, tag,
     // clean or build stays out of the user's repository. Removed when
@@ -585,6 +615,71 @@ fn load_pairs(
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
     {
         into.insert(k, v);
+    }
+    Ok(())
+}
+
+/// Each environment's own secrets (or variables): the files named as the
+/// run-wide one plus `.ENV` (`.secrets.prod` beside `.secrets`, or
+/// `FILE.prod` beside `--secret-file FILE`), then the `ENV:NAME=VALUE`
+/// flags. Environment names are kept in lower case, as GitHub compares them.
+fn load_environment_pairs(
+    workspace: &Path,
+    file: Option<&Path>,
+    default: &str,
+    flags: &[String],
+    flag: &str,
+    known: &[String],
+    into: &mut BTreeMap<String, BTreeMap<String, String>>,
+) -> anyhow::Result<()> {
+    let base = file.map_or_else(|| workspace.join(default), Path::to_path_buf);
+    let (Some(parent), Some(name)) = (base.parent(), base.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let env = n.strip_prefix(&prefix)?.to_string();
+            (!env.is_empty()).then(|| (env, e.path()))
+        })
+        .collect();
+    files.sort();
+    for (env, path) in files {
+        load_pairs(
+            workspace,
+            Some(&path),
+            default,
+            into.entry(env.to_ascii_lowercase()).or_default(),
+        )?;
+    }
+    for s in flags {
+        let (env, pair) = s
+            .split_once(':')
+            .filter(|(e, p)| !e.is_empty() && !p.is_empty())
+            .with_context(|| format!("{flag} {s}: expected ENV:NAME=VALUE"))?;
+        let (k, v) = match pair.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (pair.to_string(), std::env::var(pair).unwrap_or_default()),
+        };
+        if !known.is_empty() && !known.iter().any(|e| e.eq_ignore_ascii_case(env)) {
+            eprintln!(
+                "warning: {flag} {env}:{k}: hangar.yml defines no environment `{env}` ({}); only a job naming it sees the value",
+                known.join(", ")
+            );
+        }
+        into.entry(env.to_ascii_lowercase())
+            .or_default()
+            .insert(k, v);
     }
     Ok(())
 }

@@ -876,6 +876,18 @@ async function deliveryPage(main) {
         h('td', { class: i.phase === 'healthy' ? 's-success' : i.phase === 'starting' ? 's-waiting' : 's-failure' }, i.phase),
         h('td', {}, i.restarts), h('td', {}, i.last_health || i.last_exit || ''))), null));
   }
+  // Backups (`recovery:` in hangar.yml): the newest, how many are kept,
+  // the schedule, and its alerts while they fire.
+  function backups(b) {
+    const age = b.newest_ms ? Math.round((Date.now() - b.newest_ms) / 1000) + ' s ago' : 'none yet';
+    return h('div', { class: 'backups' },
+      h('h3', {}, 'Backups'),
+      h('p', {}, `newest: ${age} · ${b.count} kept of ${b.keep}`,
+        b.every_ms ? ` · every ${b.every_ms / 1000} s` : ' · not scheduled',
+        b.rpo_ms ? ` · RPO ${b.rpo_ms / 1000} s` : ''),
+      b.failing_since_ms ? h('p', { class: 's-failure backup-failing' }, `scheduled backup failing since ${ms(b.failing_since_ms)}: ${b.last_error || ''}`) : null,
+      b.rpo_breached_since_ms ? h('p', { class: 's-failure backup-rpo' }, `RPO breached since ${ms(b.rpo_breached_since_ms)}`) : null);
+  }
   function environment(e) {
     const rolling = e.status && e.status.services.some((s) => s.rollout);
     const buttons = admin && e.running ? [
@@ -886,6 +898,7 @@ async function deliveryPage(main) {
     return h('section', { class: 'env', 'data-env': e.env, 'data-project': e.project },
       h('h2', {}, `${e.project} · ${e.env} `, e.running ? h('span', { class: 'badge s-success' }, 'controller running') : h('span', { class: 'badge s-skipped' }, 'controller stopped'), ' ', ...buttons),
       e.status ? e.status.services.map((s) => service(e, s)) : h('p', { class: 'muted' }, 'Stable: ' + Object.entries(e.stable || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
+      e.backups ? backups(e.backups) : null,
       h('h3', {}, 'History'),
       e.history.length ? e.history.map((d) => h('details', { class: 'deployment', 'data-outcome': d.outcome },
         h('summary', {}, `#${d.id} ${d.service} ${d.previous || '∅'} → ${d.version} · ${d.strategy} · `, h('b', { class: d.outcome === 'succeeded' ? 's-success' : 's-failure' }, d.outcome),
