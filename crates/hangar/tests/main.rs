@@ -15,6 +15,7 @@ mod init_cli;
 mod job_processes;
 mod protection_cli;
 mod recovery_cli;
+mod release_forge;
 mod release_pr;
 mod results_service;
 mod run_cli;

@@ -13,6 +13,9 @@ fn hangar(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .arg("--dir")
         .arg(dir)
+        // No forge is asked to open a pull request here (release_forge.rs).
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("HANGAR_FORGE_TOKEN")
         .output()
         .unwrap()
 }

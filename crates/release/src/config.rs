@@ -38,6 +38,11 @@ pub struct Config {
     /// Web URL of the repository for commit links (default: from `git remote get-url origin`).
     #[serde(default)]
     pub repository_url: Option<String>,
+    /// `hangar serve` tags a release prepared with `hangar release --pr` when
+    /// a push to the default branch merges it (opt-in: the server then
+    /// writes tags to the repository).
+    #[serde(default)]
+    pub tag_on_merge: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -109,6 +114,7 @@ impl Default for Config {
             version_files: Vec::new(),
             packages: Vec::new(),
             repository_url: None,
+            tag_on_merge: false,
         }
     }
 }
@@ -136,28 +142,33 @@ impl Config {
 
     /// Reads the `release:` section of `hangar.yml` in `dir`, if any; other sections are ignored.
     pub fn load(dir: &std::path::Path) -> anyhow::Result<Config> {
+        for name in ["hangar.yml", "hangar.yaml"] {
+            let path = dir.join(name);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return Config::parse(&path.display().to_string(), &text);
+            }
+        }
+        Ok(Config::default())
+    }
+
+    /// The `release:` section of a hangar.yml's text (`name` is what errors
+    /// call the file): the server reads it at a pushed commit.
+    pub fn parse(name: &str, text: &str) -> anyhow::Result<Config> {
         #[derive(Deserialize)]
         struct File {
             #[serde(default)]
             release: Option<Config>,
         }
-        for name in ["hangar.yml", "hangar.yaml"] {
-            let path = dir.join(name);
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let file: File = serde_saphyr::from_str(&text).map_err(|e| {
-                    let at = e
-                        .location()
-                        .map(|l| format!("{}:{}", l.line(), l.column()))
-                        .unwrap_or_else(|| "1:1".into());
-                    anyhow::anyhow!(
-                        "{}:{at}: {}",
-                        path.display(),
-                        e.to_string().lines().next().unwrap_or_default()
-                    )
-                })?;
-                return Ok(file.release.unwrap_or_default());
-            }
-        }
-        Ok(Config::default())
+        let file: File = serde_saphyr::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("{}:{}", l.line(), l.column()))
+                .unwrap_or_else(|| "1:1".into());
+            anyhow::anyhow!(
+                "{name}:{at}: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
+        Ok(file.release.unwrap_or_default())
     }
 }

@@ -57,6 +57,10 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// `--pr`: the branch the release is prepared on.
     pub branch: Option<String>,
+    /// `--pr`: the branch it was prepared from, which the pull request
+    /// merges it into (none when HEAD was detached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// A merged `--pr` release: the commit its tag is on.
     pub merge: Option<String>,
 }
@@ -68,12 +72,9 @@ struct Unit {
     changelog: String,
 }
 
-/// Plans and (unless `dry_run`) performs the release.
-pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
-    let config = Config::load(&opts.dir)?;
-    git::git(&opts.dir, &["rev-parse", "--git-dir"], &[])
-        .map_err(|_| anyhow::anyhow!("{} is not a git repository", opts.dir.display()))?;
-    let units: Vec<Unit> = if config.packages.is_empty() {
+/// The units released: the repository, or each package (only `package`, when named).
+fn units(config: &Config, package: Option<&str>) -> Vec<Unit> {
+    if config.packages.is_empty() {
         vec![Unit {
             name: None,
             path: None,
@@ -84,7 +85,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
         config
             .packages
             .iter()
-            .filter(|p| opts.package.as_deref().is_none_or(|n| n == p.name))
+            .filter(|p| package.is_none_or(|n| n == p.name))
             .map(|p| Unit {
                 name: Some(p.name.clone()),
                 path: Some(p.path.trim_end_matches('/').to_string()),
@@ -98,7 +99,28 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
                     .unwrap_or_else(|| format!("{}/CHANGELOG.md", p.path.trim_end_matches('/'))),
             })
             .collect()
-    };
+    }
+}
+
+/// A tag's version and changelog, by the unit whose tag format it has.
+fn unit_of(units: &[Unit], tag: &str) -> Option<(String, String)> {
+    units.iter().find_map(|u| {
+        let (prefix, suffix) = u
+            .tag_format
+            .split_once("{version}")
+            .unwrap_or((u.tag_format.as_str(), ""));
+        let v = tag.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        Version::parse(v).ok()?;
+        Some((v.to_string(), u.changelog.clone()))
+    })
+}
+
+/// Plans and (unless `dry_run`) performs the release.
+pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
+    let config = Config::load(&opts.dir)?;
+    git::git(&opts.dir, &["rev-parse", "--git-dir"], &[])
+        .map_err(|_| anyhow::anyhow!("{} is not a git repository", opts.dir.display()))?;
+    let units = units(&config, opts.package.as_deref());
     if let Some(p) = &opts.package
         && units.is_empty()
     {
@@ -115,17 +137,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
     // A release prepared with `--pr` and merged: tagged as prepared, with no
     // new version computed (unless one is asked for explicitly).
     // Each tag's version and changelog, by the unit whose tag format it has.
-    let unit_of = |tag: &str| {
-        units.iter().find_map(|u| {
-            let (prefix, suffix) = u
-                .tag_format
-                .split_once("{version}")
-                .unwrap_or((u.tag_format.as_str(), ""));
-            let v = tag.strip_prefix(prefix)?.strip_suffix(suffix)?;
-            Version::parse(v).ok()?;
-            Some((v.to_string(), u.changelog.clone()))
-        })
-    };
+    let unit_of = |tag: &str| unit_of(&units, tag);
     // A release prepared with `--pr` and merged: tagged as prepared, with no
     // new version computed (unless one is asked for explicitly). A commit
     // whose subject names tags of another format (another tool's) is not one.
@@ -181,7 +193,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Vec<Outcome>> {
         let names: Vec<String> = tags_made.iter().filter_map(|o| o.tag.clone()).collect();
         hangar_git::Git::new(&opts.dir)
             .arg("commit")
-            .opt("-m", format!("chore(release): {}", names.join(", ")))
+            .opt("-m", pr::title(&names))
             .output()?;
     }
     if !opts.no_tag {
@@ -322,6 +334,7 @@ fn plan_unit(
         explain,
         reason: None,
         branch: None,
+        base: None,
         merge: None,
     };
     let next = if let Some(v) = &opts.force {

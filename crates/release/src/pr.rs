@@ -62,6 +62,12 @@ pub fn merged_release(dir: &Path) -> anyhow::Result<Option<Merged>> {
     if current_branch(dir).is_some_and(|b| b.starts_with("release/")) {
         return Ok(None);
     }
+    merged_release_at(dir, "HEAD")
+}
+
+/// [`merged_release`] on the history of `rev` (a commit id, in a bare
+/// repository too): what `hangar serve` asks of a push to the default branch.
+pub fn merged_release_at(dir: &Path, rev: &str) -> anyhow::Result<Option<Merged>> {
     let existing: std::collections::BTreeSet<String> = git(dir, &["tag", "--list"], &[])?
         .lines()
         .map(|l| l.trim().to_string())
@@ -73,11 +79,12 @@ pub fn merged_release(dir: &Path) -> anyhow::Result<Option<Merged>> {
             "log",
             "--reverse",
             "--format=%H%x00%s",
-            "HEAD",
+            // `rev --not --tags`, with `rev` last where it cannot be an option.
             "--not",
             "--tags",
+            "--not",
         ],
-        &[],
+        &[rev],
     )?;
     let Some((release_commit, tags)) = log.lines().find_map(|line| {
         let (sha, subject) = line.split_once('\0')?;
@@ -91,11 +98,11 @@ pub fn merged_release(dir: &Path) -> anyhow::Result<Option<Merged>> {
     // On HEAD's first-parent line (fast-forward, squash, rebase): that
     // commit is the release. Otherwise the first commit of that line that
     // brought it in is the merge.
-    let first_parent = git(dir, &["rev-list", "--first-parent", "HEAD"], &[])?;
+    let first_parent = git(dir, &["rev-list", "--first-parent"], &[rev])?;
     let commit = if first_parent.lines().any(|l| l.trim() == release_commit) {
         release_commit.clone()
     } else {
-        let range = format!("{release_commit}..HEAD");
+        let range = format!("{release_commit}..{rev}");
         git(
             dir,
             &["rev-list", "--first-parent", "--ancestry-path"],
@@ -104,7 +111,7 @@ pub fn merged_release(dir: &Path) -> anyhow::Result<Option<Merged>> {
         .lines()
         .last()
         .map(|l| l.trim().to_string())
-        .context("the release commit is not in HEAD's history")?
+        .with_context(|| format!("the release commit is not in {rev}'s history"))?
     };
     Ok(Some(Merged {
         tags,
@@ -116,9 +123,13 @@ pub fn merged_release(dir: &Path) -> anyhow::Result<Option<Merged>> {
 /// The notes of `version` in the changelog at `path` (its section, heading
 /// included), or empty when the changelog has none.
 fn notes_of(path: &Path, version: &str) -> String {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return String::new();
-    };
+    std::fs::read_to_string(path)
+        .map(|text| notes_in(&text, version))
+        .unwrap_or_default()
+}
+
+/// The section of `version` in a changelog's text.
+fn notes_in(text: &str, version: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     for line in text.lines() {
@@ -134,6 +145,54 @@ fn notes_of(path: &Path, version: &str) -> String {
         }
     }
     out
+}
+
+/// An annotated tag of a merged release, as `hangar serve` makes it.
+#[derive(Debug, Clone)]
+pub struct MergedTag {
+    pub tag: String,
+    pub version: String,
+    /// The tag's message: the tag, then its notes.
+    pub message: String,
+}
+
+/// The tags of `merged` with their messages, the notes read from the
+/// changelogs as committed in the merge (no work tree needed: the server
+/// reads a bare repository). An error when a tag matches no tag format of
+/// `config`, as `hangar release` says.
+pub fn merged_tags(
+    dir: &Path,
+    config: &crate::Config,
+    merged: &Merged,
+) -> anyhow::Result<Vec<MergedTag>> {
+    let units = crate::units(config, None);
+    let mut out = Vec::new();
+    for tag in &merged.tags {
+        let Some((version, changelog)) = crate::unit_of(&units, tag) else {
+            bail!(
+                "commit {} prepared the release {tag}, which matches no tag format of hangar.yml (release.tag_format / packages)",
+                short(&merged.release_commit)
+            );
+        };
+        let text =
+            git(dir, &["show"], &[&format!("{}:{changelog}", merged.commit)]).unwrap_or_default();
+        let notes = notes_in(&text, &version);
+        out.push(MergedTag {
+            message: format!("{tag}\n\n{notes}"),
+            tag: tag.clone(),
+            version,
+        });
+    }
+    Ok(out)
+}
+
+/// `git tag -a -m MESSAGE TAG COMMIT` (git signs it when `tag.gpgSign` is set).
+pub fn annotated_tag(dir: &Path, tag: &str, commit: &str, message: &str) -> hangar_git::Git {
+    hangar_git::Git::new(dir)
+        .args(&["tag", "-a"])
+        .opt("-m", message)
+        .value(tag)
+        .value(commit)
 }
 
 /// Tags a merged release (unless `dry_run`), as `hangar release` does
@@ -154,11 +213,7 @@ pub(crate) fn tag_merged(
         let notes = notes_of(&opts.dir.join(changelog), &version);
         if !opts.dry_run && !opts.no_tag {
             // `-a` makes an annotated tag; git signs it by itself when `tag.gpgSign` is set.
-            hangar_git::Git::new(&opts.dir)
-                .args(&["tag", "-a"])
-                .opt("-m", format!("{tag}\n\n{notes}"))
-                .value(tag)
-                .value(&merged.commit)
+            annotated_tag(&opts.dir, tag, &merged.commit, &format!("{tag}\n\n{notes}"))
                 .output()
                 .with_context(|| format!("tagging {tag}"))?;
         }
@@ -181,10 +236,27 @@ pub(crate) fn tag_merged(
             )],
             reason: None,
             branch: None,
+            base: None,
             merge: Some(merged.commit.clone()),
         });
     }
     Ok(outcomes)
+}
+
+/// Where to open the pull request by hand, for a GitHub remote: what is
+/// printed when no forge token lets hangar open it.
+pub fn compare_link(dir: &Path, remote: &str, base: &str, branch: &str) -> Option<String> {
+    (remote == "origin")
+        .then(|| crate::git::remote_url(dir))
+        .flatten()
+        .filter(|u| u.starts_with("https://github.com/"))
+        .map(|u| format!("{u}/compare/{base}...{branch}?expand=1"))
+}
+
+/// The subject of the release commit of `tags`, which is also the release
+/// pull request's title: `chore(release): v1.2.0`.
+pub fn title(tags: &[String]) -> String {
+    format!("{SUBJECT}{}", tags.join(", "))
 }
 
 fn short(sha: &str) -> &str {
@@ -252,8 +324,9 @@ pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<O
             "branch {branch} exists already: the release is prepared (merge it, then run `hangar release` to tag it), or delete the branch to prepare it again"
         );
     }
-    let back = match current_branch(dir) {
-        Some(b) => b,
+    let base = current_branch(dir);
+    let back = match &base {
+        Some(b) => b.clone(),
         None => git(dir, &["rev-parse", "HEAD"], &[])?.trim().to_string(),
     };
     // `switch -c NAME` would take `--end-of-options` as the name: the branch
@@ -281,15 +354,9 @@ pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<O
     let mut made = made?;
     pushed?;
     switched.with_context(|| format!("switching back to {back}"))?;
-    // Where to open the pull request, for a GitHub remote.
-    let compare = (push && remote == "origin")
-        .then(|| crate::git::remote_url(dir))
-        .flatten()
-        .filter(|u| u.starts_with("https://github.com/"))
-        .map(|u| format!("open the pull request: {u}/compare/{back}...{branch}?expand=1"));
     for o in made.iter_mut().filter(|o| o.released) {
-        o.explain.extend(compare.clone());
         o.branch = Some(branch.clone());
+        o.base = base.clone();
         o.explain.push(format!(
             "committed on branch {branch}{}; merge it, then `hangar release` tags the merge",
             if push {

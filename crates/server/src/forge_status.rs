@@ -67,6 +67,21 @@ impl Forge {
         }
     }
 
+    /// The headers every request to this forge carries: its way of sending
+    /// the token (`Bearer` on GitHub, `token` on Gitea and Forgejo,
+    /// `PRIVATE-TOKEN` on GitLab) and GitHub's media type and API version.
+    pub fn headers(self, token: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Forge::GitHub => vec![
+                ("authorization", format!("Bearer {token}")),
+                ("accept", "application/vnd.github+json".into()),
+                ("x-github-api-version", "2022-11-28".into()),
+            ],
+            Forge::Gitea => vec![("authorization", format!("token {token}"))],
+            Forge::GitLab => vec![("private-token", token.to_string())],
+        }
+    }
+
     pub fn default_api_url(self) -> Option<&'static str> {
         match self {
             Forge::GitHub => Some("https://api.github.com"),
@@ -222,11 +237,7 @@ pub fn request_for(
                 "failure" => "failure",
                 _ => "error",
             };
-            let auth = if forge == Forge::GitHub {
-                ("authorization", format!("Bearer {}", cred.token))
-            } else {
-                ("authorization", format!("token {}", cred.token))
-            };
+            let auth = forge.headers(&cred.token).swap_remove(0);
             (
                 format!("{api}/repos/{}/statuses/{}", cred.project, s.sha),
                 auth,
@@ -266,7 +277,7 @@ pub fn request_for(
                     cred.project.replace('/', "%2F"),
                     s.sha
                 ),
-                ("private-token", cred.token.clone()),
+                forge.headers(&cred.token).swap_remove(0),
                 body,
             )
         }
@@ -509,17 +520,13 @@ impl Reporter {
             if me.superseded(&key, seq) {
                 return; // superseded by a newer state of the same context
             }
-            let (url, auth, body) = request_for(forge, &cred, &status);
+            let (url, _, body) = request_for(forge, &cred, &status);
             let wire_state = body["state"].as_str().unwrap_or_default();
             if slot.delivered.is_some_and(|d| d == wire_state) {
                 return;
             }
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
-            let mut headers = vec![(auth.0, auth.1)];
-            if forge == Forge::GitHub {
-                headers.push(("accept", "application/vnd.github+json".into()));
-                headers.push(("x-github-api-version", "2022-11-28".into()));
-            }
+            let headers = forge.headers(&cred.token);
             let out = send_with_retries(&me.client, &me.policy, &url, &headers, &bytes).await;
             if out.outcome == "delivered" {
                 slot.delivered = Some(match wire_state {

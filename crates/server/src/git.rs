@@ -256,6 +256,30 @@ impl GitReader {
         Some(out.lines().map(String::from).collect())
     }
 
+    /// [`GitReader::repo_with`], with the clone URL's tags as they are now
+    /// (a mirror fetches none otherwise): what decides whether a release is
+    /// tagged already. Tags the URL no longer has are pruned from the mirror.
+    pub async fn repo_with_tags(&self, clone_url: &str, sha: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.repo_with(clone_url, sha).await?;
+        if local_path(clone_url).is_some() {
+            return Ok(dir);
+        }
+        let name = hangar_store::crypto::sha256_hex(clone_url.as_bytes());
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(name).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        fetch_git(&dir)
+            .args(&["fetch", "-q", "--prune", "--no-write-fetch-head"])
+            .value(clone_url)
+            .value("+refs/tags/*:refs/tags/*")
+            .run_async()
+            .await
+            .with_context(|| format!("fetching the tags of {clone_url}"))?;
+        Ok(dir)
+    }
+
     pub async fn repo_with(&self, clone_url: &str, sha: &str) -> anyhow::Result<PathBuf> {
         self.repo_with_ref(clone_url, sha, None).await
     }

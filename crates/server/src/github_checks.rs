@@ -446,11 +446,7 @@ pub fn check_body(run: &Run, job: &Job, base_url: &str) -> (Value, &'static str)
 
 /// The request headers GitHub's REST API wants.
 fn github_headers(token: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("authorization", format!("Bearer {token}")),
-        ("accept", "application/vnd.github+json".into()),
-        ("x-github-api-version", "2022-11-28".into()),
-    ]
+    crate::forge_status::Forge::GitHub.headers(token)
 }
 
 /// A request's outcome for the outbound log.

@@ -276,7 +276,7 @@ pub async fn receive(
 
 /// Shared by webhooks and the local repository watcher.
 pub async fn queue_event(
-    app: &App,
+    app: &Arc<App>,
     repo: &hangar_store::Repo,
     event: &crate::workflows::Event,
     delivery_id: &str,
@@ -341,6 +341,8 @@ pub async fn queue_event(
                 tracing::warn!("{e:#}");
             }
             app.start_runs(&ids).await;
+            // A fresh delivery only: a redelivery (answered above) tags nothing.
+            crate::release_tag::after_push(app, repo, event, delivery_id);
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"runs": ids, "workflow_errors": errors})),

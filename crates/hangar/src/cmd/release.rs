@@ -41,6 +41,19 @@ pub enum Command {
         /// With `--pr`: keep the branch local.
         #[arg(long, requires = "pr")]
         no_push: bool,
+        /// With `--pr`: the forge to open the pull request on (github, gitea,
+        /// forgejo, gitlab) [default: from the remote's host, github.com or
+        /// gitlab.com]. The pull request is opened only with a token in
+        /// HANGAR_FORGE_TOKEN or GITHUB_TOKEN; without one the compare link is printed.
+        #[arg(long, env = "HANGAR_FORGE", value_name = "KIND")]
+        forge: Option<String>,
+        /// With `--pr`: the forge's API root, e.g. https://git.example/api/v1
+        /// [default: the forge's documented one on the remote's host].
+        #[arg(long, env = "HANGAR_FORGE_API_URL", value_name = "URL")]
+        forge_api: Option<String>,
+        /// With `--pr`: the repository on the forge, owner/name [default: from the remote URL].
+        #[arg(long, env = "HANGAR_FORGE_PROJECT", value_name = "OWNER/NAME")]
+        forge_project: Option<String>,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         #[arg(long)]
@@ -58,6 +71,91 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where `--pr` opens its pull request, as the user named it.
+struct ForgeArgs {
+    kind: Option<String>,
+    api_url: Option<String>,
+    project: Option<String>,
+}
+
+enum Proposed {
+    Opened(hangar_server::forge_pr::Opened),
+    /// No token: the link to open it by hand, for a GitHub remote.
+    Compare(Option<String>),
+    Failed(String),
+}
+
+/// Opens (or updates) the pull request of the release branch `--pr` pushed,
+/// with the token from the environment; without one, the compare link.
+fn propose(
+    dir: &std::path::Path,
+    remote: &str,
+    args: &ForgeArgs,
+    outcomes: &[hangar_release::Outcome],
+) -> Proposed {
+    let released: Vec<&hangar_release::Outcome> = outcomes.iter().filter(|o| o.released).collect();
+    let Some(first) = released.first() else {
+        return Proposed::Compare(None);
+    };
+    let (Some(branch), Some(base)) = (first.branch.clone(), first.base.clone()) else {
+        return Proposed::Compare(None);
+    };
+    let token = ["HANGAR_FORGE_TOKEN", "GITHUB_TOKEN"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|t| !t.trim().is_empty()));
+    let Some(token) = token else {
+        return Proposed::Compare(hangar_release::pr::compare_link(
+            dir, remote, &base, &branch,
+        ));
+    };
+    let pushed = |why: String| {
+        Proposed::Failed(format!(
+            "{branch} is pushed to {remote}, but its pull request was not opened: {why}"
+        ))
+    };
+    let url = match hangar_release::git::git(dir, &["remote", "get-url"], &[remote]) {
+        Ok(u) => u.trim().to_string(),
+        Err(e) => return pushed(format!("{e:#}")),
+    };
+    let cred = match hangar_server::forge_pr::credential_for_remote(
+        &url,
+        args.kind.as_deref(),
+        args.api_url.as_deref(),
+        args.project.as_deref(),
+        &token,
+    ) {
+        Ok(c) => c,
+        Err(e) => return pushed(e),
+    };
+    let tags: Vec<String> = released.iter().filter_map(|o| o.tag.clone()).collect();
+    let body: String = released
+        .iter()
+        .map(|o| o.notes.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let pr = hangar_server::forge_pr::ReleasePr {
+        head: branch.clone(),
+        base,
+        title: hangar_release::pr::title(&tags),
+        body,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return pushed(e.to_string()),
+    };
+    let client = reqwest::Client::new();
+    let policy = hangar_server::forge_status::RetryPolicy::default();
+    match runtime.block_on(hangar_server::forge_pr::open_release_pr(
+        &client, &policy, &cred, &pr,
+    )) {
+        Ok(o) => Proposed::Opened(o),
+        Err(e) => pushed(format!("{e:#}")),
+    }
 }
 
 mod semver_arg {
@@ -86,9 +184,17 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             pr,
             remote,
             no_push,
+            forge,
+            forge_api,
+            forge_project,
             dir,
             json,
         } => {
+            let forge_args = ForgeArgs {
+                kind: forge,
+                api_url: forge_api,
+                project: forge_project,
+            };
             let opts = Options {
                 dir,
                 dry_run: dry_run || notes,
@@ -103,9 +209,31 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 hangar_release::run(&opts)?
             };
+            // The pushed release branch becomes a pull request on the forge.
+            let proposed = if pr && !opts.dry_run && !no_push {
+                Some(propose(&opts.dir, &remote, &forge_args, &outcomes))
+            } else {
+                None
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&outcomes)?);
-                return Ok(ExitCode::SUCCESS);
+                let mut v = serde_json::to_value(&outcomes)?;
+                if let (Some(Proposed::Opened(o)), Some(list)) = (&proposed, v.as_array_mut()) {
+                    for item in list.iter_mut().filter(|i| i["released"] == true) {
+                        item["pull_request"] = serde_json::json!({
+                            "number": o.number,
+                            "url": o.url,
+                            "created": o.created,
+                        });
+                    }
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(match proposed {
+                    Some(Proposed::Failed(e)) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                    _ => ExitCode::SUCCESS,
+                });
             }
             for o in &outcomes {
                 let who = o
@@ -183,7 +311,26 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     println!("  updated {}", o.files.join(", "));
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(match proposed {
+                Some(Proposed::Opened(o)) => {
+                    let verb = if o.created {
+                        "opened"
+                    } else {
+                        "updated the open"
+                    };
+                    println!("{verb} pull request #{}: {}", o.number, o.url);
+                    ExitCode::SUCCESS
+                }
+                Some(Proposed::Compare(Some(link))) => {
+                    println!("open the pull request: {link}");
+                    ExitCode::SUCCESS
+                }
+                Some(Proposed::Failed(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                Some(Proposed::Compare(None)) | None => ExitCode::SUCCESS,
+            })
         }
         Command::Commitlint {
             range,
