@@ -2,6 +2,8 @@
 # hangar's router against nginx, reverse-proxying the same backend on loopback.
 #   bash benches/router-vs-nginx.sh [SECONDS] [ROUNDS]
 #   CONNS="16 64 256" bash benches/router-vs-nginx.sh     # the concurrencies measured
+#   MODES="keepalive" ...                                  # keepalive, close or both
+#   ROUTER=path/to/hangar-router-bench ...                 # another build (before/after)
 #
 # One backend (hangar's test service: hyper, one thread), nginx in front of it
 # (2 workers, upstream keep-alive, access log off) and the router in front of it
@@ -19,12 +21,14 @@ cd "$(dirname "$0")/.."
 DUR=${1:-3}
 ROUNDS=${2:-3}
 CONNS=${CONNS:-"16 64 256"}
+MODES=${MODES:-"keepalive close"}
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
 need nginx nginx
 export PATH="$PATH:/usr/sbin"
 cargo build --release -q -p hangar-deploy --bin hangar-testsvc -p hangar-router --bin hangar-router-bench
+ROUTER=${ROUTER:-./target/release/hangar-router-bench}
 
 work=$(mktemp -d)
 pids=()
@@ -68,7 +72,7 @@ NGINX
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 NGINX_PID=$!
 
-./target/release/hangar-router-bench "127.0.0.1:$HGR" "127.0.0.1:$BACK" >/dev/null 2>&1 & pids+=($!)
+"$ROUTER" "127.0.0.1:$HGR" "127.0.0.1:$BACK" >/dev/null 2>&1 & pids+=($!)
 ROUTER_PID=$!
 
 # Both answer with the backend's body before anything is measured.
@@ -120,7 +124,7 @@ echo "hangar router vs nginx, same backend, wrk -t2, ${DUR}s per run, $ROUNDS in
 printf '%-5s %-9s %8s %8s %8s %6s | %8s %8s %6s | %5s %5s %6s | %s\n' \
   conns mode backend nginx router ratio "p99 ngx" "p99 hgr" ratio "cpu/r" "cpu/r" ratio errors
 results=$work/results
-for mode in keepalive close; do
+for mode in $MODES; do
   for c in $CONNS; do
     direct=$(run "127.0.0.1:$BACK" "$c" "$mode" "$BACK_PID")
     : > "$results"

@@ -96,6 +96,7 @@ mod tests {
             p50_ms: 1.0,
             p95_ms,
             p99_ms: p95_ms,
+            since_ms: 0,
         }
     }
 

@@ -313,16 +313,27 @@ pub(crate) fn ensure_router_process(exe: &Path, env_dir: &Path) -> anyhow::Resul
     ))
 }
 
+/// How long a scrape waits for one environment's router: a router answers a
+/// `Series` request in microseconds, so one that has not answered within this
+/// is stopped, hung or swamped, and is reported down rather than holding the
+/// whole scrape (Prometheus gives up on a target after 10 s by default).
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The routers' measurements of every environment under each data directory
 /// (`(source, data)`: `source` names the project, as the DORA gauges do), as
 /// one OpenMetrics block for `hangar serve`'s `/metrics`: each environment's
 /// router process is asked over its control socket (a few microseconds of
-/// its time, no file read), its series labelled `source` in front of `env`,
-/// `service` and `version`. An environment whose router does not run has no
-/// series. The caller ends the exposition (`# EOF`).
+/// its time, no file read), all at once, each for at most
+/// [`SCRAPE_TIMEOUT`]; its series are labelled `source` in front of `env`,
+/// `service` and `version`. Every environment with a router socket gets
+/// `hangar_router_up` (1 when its router answered, 0 when it did not: its
+/// series are then absent, not stale, as Prometheus' own `up` reports a
+/// target). An environment whose router was stopped (`hangar down` removes
+/// the socket) has no series. The caller ends the exposition (`# EOF`).
 pub fn routers_openmetrics(sources: &[(String, PathBuf)]) -> String {
-    use hangar_router::metrics::{Format, Series, render_series};
-    let mut all: Vec<Series> = Vec::new();
+    use hangar_router::metrics::{Format, Series, escape_label, render_series};
+    use std::fmt::Write as _;
+    let mut targets: Vec<(&str, String, PathBuf)> = Vec::new();
     for (source, data) in sources {
         let Ok(envs) = std::fs::read_dir(data.join("envs")) else {
             continue;
@@ -333,23 +344,52 @@ pub fn routers_openmetrics(sources: &[(String, PathBuf)]) -> String {
             .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
             .collect();
         envs.sort();
-        for (env, dir) in envs {
-            let Ok(answer) = Link::new(&dir).call(&Request::Series { env }) else {
-                continue; // a router that died leaves its socket file
-            };
-            let Ok(series) = serde_json::from_value::<Vec<Series>>(answer) else {
-                continue;
-            };
-            for mut s in series {
-                s.labels.insert(0, ("source".into(), source.clone()));
-                all.push(s);
-            }
-        }
+        targets.extend(
+            envs.into_iter()
+                .map(|(env, dir)| (source.as_str(), env, dir)),
+        );
     }
-    if all.is_empty() {
+    if targets.is_empty() {
         return String::new();
     }
-    render_series(&all, Format::OpenMetrics)
+    // One thread per router: a scrape takes as long as the slowest router
+    // within the timeout, not the sum of them.
+    let answers: Vec<Option<Vec<Series>>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = targets
+            .iter()
+            .map(|(_, env, dir)| {
+                scope.spawn(move || {
+                    let answer = Link::new(dir)
+                        .call_within(&Request::Series { env: env.clone() }, SCRAPE_TIMEOUT)
+                        .ok()?;
+                    serde_json::from_value::<Vec<Series>>(answer).ok()
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .map(|ask| ask.join().ok().flatten())
+            .collect()
+    });
+    let mut all: Vec<Series> = Vec::new();
+    let mut up = String::from(
+        "# HELP hangar_router_up Whether the environment's router answered this scrape (0: stopped, hung or gone; its series are left out).\n# TYPE hangar_router_up gauge\n",
+    );
+    for ((source, env, _), answer) in targets.iter().zip(answers) {
+        let _ = writeln!(
+            up,
+            "hangar_router_up{{source=\"{}\",env=\"{}\"}} {}",
+            escape_label(source),
+            escape_label(env),
+            u8::from(answer.is_some())
+        );
+        for mut s in answer.unwrap_or_default() {
+            s.labels.insert(0, ("source".into(), source.to_string()));
+            all.push(s);
+        }
+    }
+    let mut out = render_series(&all, Format::OpenMetrics);
+    out.push_str(&up);
+    out
 }
 
 /// Stops the environment's router process when one answers (`hangar down`).

@@ -838,3 +838,195 @@ fn serve_metrics_merge_the_routers_of_the_watched_environments() {
         "the DORA gauges are kept"
     );
 }
+
+/// An environment's router process, started as its controller starts it
+/// (`hangar __router --dir ENVDIR`), serving `web` with one version and no
+/// instance: enough for its series to be on `/metrics`. Stopped (and let go
+/// of a SIGSTOP first) when dropped.
+struct RouterProcess(Child);
+
+impl RouterProcess {
+    fn start(project: &Path, env: &str) -> RouterProcess {
+        let dir = project.join(".hangar/envs").join(env);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(BIN)
+            .args(["__router", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let router = RouterProcess(child);
+        let socket = dir.join("router.sock");
+        let set = r#"{"op":"set","service":"web","spec":{"listen":"127.0.0.1:0","routes":[{"version":"v1","weight":100,"backends":[]}]}}"#;
+        wait_for("the router's socket", Duration::from_secs(10), || {
+            let Ok(mut c) = std::os::unix::net::UnixStream::connect(&socket) else {
+                return false;
+            };
+            writeln!(c, "{set}").unwrap();
+            let mut answer = String::new();
+            BufReader::new(c).read_line(&mut answer).unwrap();
+            assert!(answer.contains("\"addr\""), "{answer}");
+            true
+        });
+        router
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two watched projects in directories of the same name (`shop`) keep a
+/// `source` each on the merged `/metrics` (the folder name and 8 hex digits
+/// of the SHA-256 of its absolute path, the same at every start; before, the
+/// second's series were dropped as duplicates), while a project whose name
+/// is its own keeps it plain. A router that does not answer (stopped with
+/// SIGSTOP) costs the scrape at most about a second instead of ten, and is
+/// reported with `hangar_router_up 0` and no series, the others with 1.
+#[test]
+fn serve_metrics_name_projects_apart_and_do_not_wait_for_a_hung_router() {
+    use sha2::Digest;
+    let data = tempfile::tempdir().unwrap();
+    let (one, two, three) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut projects = Vec::new();
+    for (parent, name) in [(&one, "shop"), (&two, "shop"), (&three, "books")] {
+        let dir = parent.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        commit(&dir, &[("README", "x")]);
+        projects.push(std::fs::canonicalize(dir).unwrap());
+    }
+    let routers: Vec<RouterProcess> = projects
+        .iter()
+        .map(|p| RouterProcess::start(p, "prod"))
+        .collect();
+    let mut args = Vec::new();
+    for p in &projects {
+        args.extend(["--repo".to_string(), p.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = serve(data.path(), &args);
+    let token = s.token.clone().unwrap();
+    let hashed = |p: &Path| {
+        let digest = sha2::Sha256::digest(p.as_os_str().as_encoded_bytes());
+        format!("shop-{}", &hex::encode(digest)[..8])
+    };
+    let sources = [
+        hashed(&projects[0]),
+        hashed(&projects[1]),
+        "books".to_string(),
+    ];
+    assert_ne!(sources[0], sources[1]);
+    let scrape = || {
+        let started = Instant::now();
+        let (status, text) = http("GET", &format!("{}/metrics", s.url), &token, None);
+        assert_eq!(status, 200, "{text}");
+        let samples = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        (samples, started.elapsed())
+    };
+    let of = |samples: &[Sample], name: &str, source: &str| {
+        samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && l.get("source").map(String::as_str) == Some(source)
+                    && l.get("env").map(String::as_str) == Some("prod")
+            })
+            .map(|(_, _, v)| *v)
+            .collect::<Vec<f64>>()
+    };
+    let (samples, _) = scrape();
+    for source in &sources {
+        assert_eq!(
+            of(&samples, "hangar_router_weight", source),
+            [100.0],
+            "{source}"
+        );
+        assert_eq!(of(&samples, "hangar_router_up", source), [1.0], "{source}");
+    }
+
+    routers[1].signal("-STOP");
+    let (samples, took) = scrape();
+    assert!(
+        took < Duration::from_secs(5),
+        "a stopped router held the scrape for {took:?}"
+    );
+    assert_eq!(of(&samples, "hangar_router_up", &sources[1]), [0.0]);
+    assert!(
+        of(&samples, "hangar_router_weight", &sources[1]).is_empty(),
+        "a router that did not answer has no series"
+    );
+    for source in [&sources[0], &sources[2]] {
+        assert_eq!(of(&samples, "hangar_router_up", source), [1.0], "{source}");
+        assert_eq!(
+            of(&samples, "hangar_router_weight", source),
+            [100.0],
+            "{source}"
+        );
+    }
+    // Back when it answers again.
+    routers[1].signal("-CONT");
+    let (samples, _) = scrape();
+    assert_eq!(of(&samples, "hangar_router_up", &sources[1]), [1.0]);
+
+    // Each counter says when its router started counting (`_created`), so a
+    // restarted router's counters, back at zero, read as a reset, not a drop.
+    let created = |samples: &[Sample]| {
+        let c = of(samples, "hangar_router_connect_errors_created", &sources[2]);
+        assert_eq!(c.len(), 1, "one `_created` per series");
+        assert_eq!(
+            of(
+                samples,
+                "hangar_router_request_duration_seconds_created",
+                &sources[2]
+            ),
+            c
+        );
+        assert_eq!(
+            of(samples, "hangar_router_requests_created", &sources[2]),
+            [c[0]; 5]
+        );
+        c[0]
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let first = created(&samples);
+    assert!(first > now() - 120.0 && first <= now(), "{first}");
+    let mut routers = routers;
+    let books = routers.pop().unwrap();
+    drop(books);
+    std::thread::sleep(Duration::from_millis(50));
+    let _books = RouterProcess::start(&projects[2], "prod");
+    let (samples, _) = scrape();
+    let again = created(&samples);
+    assert!(
+        again > first,
+        "a restarted router's counters: created {again} after {first}"
+    );
+}

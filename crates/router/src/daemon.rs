@@ -382,9 +382,34 @@ impl Link {
 
     /// Sends one request and reads its answer (a local socket: well under a millisecond).
     pub fn call(&self, req: &Request) -> Result<serde_json::Value, String> {
-        let mut conn = UnixStream::connect(&self.socket)
+        let conn = UnixStream::connect(&self.socket)
             .map_err(|e| format!("router socket {}: {e}", self.socket.display()))?;
         let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        self.exchange(conn, req)
+    }
+
+    /// [`Link::call`] for a reader that must not wait on a router that is
+    /// stopped, hung or swamped (a scrape): the connection is made without
+    /// blocking (a router that accepts nothing fills its socket's backlog,
+    /// where a blocking connect would wait), and writing the request and
+    /// reading the answer each get at most `timeout`.
+    pub fn call_within(
+        &self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let conn: UnixStream = mio::net::UnixStream::connect(&self.socket)
+            .map_err(|e| format!("router socket {}: {e}", self.socket.display()))?
+            .into();
+        let setup = conn
+            .set_nonblocking(false)
+            .and_then(|()| conn.set_read_timeout(Some(timeout)))
+            .and_then(|()| conn.set_write_timeout(Some(timeout)));
+        setup.map_err(|e| format!("router socket: {e}"))?;
+        self.exchange(conn, req)
+    }
+
+    fn exchange(&self, mut conn: UnixStream, req: &Request) -> Result<serde_json::Value, String> {
         let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
         line.push('\n');
         conn.write_all(line.as_bytes())

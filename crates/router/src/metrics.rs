@@ -195,12 +195,20 @@ pub fn render_series(series: &[Series], format: Format) -> String {
             let snap = &s.snapshot;
             match name {
                 "hangar_router_requests_total" => {
+                    let at = created(format, snap);
                     for (class, count) in CLASSES.iter().zip(snap.classes) {
                         let _ = writeln!(out, "{name}{{{l},code=\"{class}\"}} {count}");
+                        if let Some(at) = &at {
+                            // A series' samples together, as OpenMetrics asks.
+                            let _ = writeln!(out, "{family}_created{{{l},code=\"{class}\"}} {at}");
+                        }
                     }
                 }
                 "hangar_router_connect_errors_total" => {
                     let _ = writeln!(out, "{name}{{{l}}} {}", snap.connect_errors);
+                    if let Some(at) = created(format, snap) {
+                        let _ = writeln!(out, "{family}_created{{{l}}} {at}");
+                    }
                 }
                 "hangar_router_request_duration_seconds" => {
                     for bound in LATENCY_BOUNDS {
@@ -215,6 +223,9 @@ pub fn render_series(series: &[Series], format: Format) -> String {
                         float(snap.sum_micros as f64 / 1e6)
                     );
                     let _ = writeln!(out, "{name}_count{{{l}}} {}", snap.requests);
+                    if let Some(at) = created(format, snap) {
+                        let _ = writeln!(out, "{name}_created{{{l}}} {at}");
+                    }
                 }
                 "hangar_router_weight" => {
                     let _ = writeln!(out, "{name}{{{l}}} {}", s.weight);
@@ -234,6 +245,22 @@ pub fn render_series(series: &[Series], format: Format) -> String {
         }
     }
     out
+}
+
+/// The `_created` sample's value of a series' counters (OpenMetrics only:
+/// the 0.0.4 text format has no such sample, a reader would take it for a
+/// metric of its own): the Unix time, in seconds, its router started
+/// counting. A restarted router's counters start again from zero with a
+/// later `_created`, so a reader tells a restart from a drop, and Prometheus
+/// (with `created-timestamp-zero-ingestion`) records the zero at the
+/// restart. Counters are not carried over a restart instead: what a killed
+/// router counted since it last saved them would be lost anyway, and a
+/// counter that resets with its process is what every Prometheus client
+/// library does. `hangar_instance_restarts_total` has none: the controller
+/// sums it over instances that come and go.
+fn created(format: Format, snap: &crate::Snapshot) -> Option<String> {
+    (format == Format::OpenMetrics && snap.created_ms > 0)
+        .then(|| float(snap.created_ms as f64 / 1000.0))
 }
 
 /// The exposition's content type.

@@ -25,6 +25,10 @@ pub struct VersionStats {
     /// Total latency in microseconds (a Prometheus histogram's `_sum`).
     sum_micros: AtomicU64,
     buckets: Box<[AtomicU64]>,
+    /// When counting started (Unix milliseconds): the counters' `_created`
+    /// in OpenMetrics, which tells a reader that a restarted router's
+    /// counters started again from zero.
+    created_ms: u64,
 }
 
 impl Default for VersionStats {
@@ -36,6 +40,9 @@ impl Default for VersionStats {
             classes: Default::default(),
             sum_micros: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            created_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 }
@@ -95,6 +102,7 @@ impl VersionStats {
                 .iter()
                 .map(|b| b.load(Ordering::Relaxed))
                 .collect(),
+            created_ms: self.created_ms,
         }
     }
 }
@@ -114,6 +122,9 @@ pub struct Snapshot {
     #[serde(default)]
     pub sum_micros: u64,
     buckets: Vec<u64>,
+    /// When these counters started (Unix milliseconds; 0 in snapshots of older routers).
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 /// What analysis reads off a window.
@@ -126,11 +137,26 @@ pub struct Summary {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// When the counters summed here started (Unix milliseconds, 0 if unknown):
+    /// a restarted router counts again from zero.
+    pub since_ms: u64,
 }
 
 impl Snapshot {
-    /// The counts accumulated since `earlier`.
+    /// The counts accumulated since `earlier`. Counters that started again
+    /// in between (a restarted router: another creation time, or fewer
+    /// requests) count whole, as Prometheus' `rate()` treats a counter
+    /// reset: what was counted before the restart is not known, but is not
+    /// negative, and a window is not emptied by it.
     pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let restarted = (self.created_ms != earlier.created_ms
+            && self.created_ms != 0
+            && earlier.created_ms != 0)
+            || self.requests < earlier.requests
+            || self.connect_errors < earlier.connect_errors;
+        if restarted {
+            return self.clone();
+        }
         Snapshot {
             requests: self.requests.saturating_sub(earlier.requests),
             errors: self.errors.saturating_sub(earlier.errors),
@@ -143,6 +169,7 @@ impl Snapshot {
                 .enumerate()
                 .map(|(i, b)| b.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
                 .collect(),
+            created_ms: self.created_ms,
         }
     }
 
@@ -161,6 +188,8 @@ impl Snapshot {
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
         }
+        // The sum counts since the latest start of its parts.
+        self.created_ms = self.created_ms.max(other.created_ms);
     }
 
     /// Answers whose latency is at most `micros`, counted from the buckets
@@ -207,6 +236,7 @@ impl Snapshot {
             p50_ms: self.quantile(0.50).as_secs_f64() * 1000.0,
             p95_ms: self.quantile(0.95).as_secs_f64() * 1000.0,
             p99_ms: self.quantile(0.99).as_secs_f64() * 1000.0,
+            since_ms: self.created_ms,
         }
     }
 }
@@ -264,5 +294,30 @@ mod tests {
         let mut total = before.clone();
         total.add(&snap.since(&before));
         assert_eq!(total, snap);
+    }
+
+    /// A window across a restart of the router counts what the restarted
+    /// one counted, never a negative nor an empty difference.
+    #[test]
+    fn a_window_across_a_restart_counts_the_new_counters() {
+        let old = VersionStats::default();
+        for _ in 0..100 {
+            old.record(Duration::from_millis(1), 200);
+        }
+        let before = old.snapshot();
+        let restarted = VersionStats {
+            created_ms: before.created_ms + 1,
+            ..VersionStats::default()
+        };
+        for _ in 0..10 {
+            restarted.record(Duration::from_millis(1), 503);
+        }
+        let window = restarted.snapshot().since(&before).summary();
+        assert_eq!((window.requests, window.error_rate), (10, 1.0));
+        assert_eq!(window.since_ms, before.created_ms + 1);
+        // From a router too old to say when it started: fewer requests tell.
+        let (mut a, mut b) = (before.clone(), restarted.snapshot());
+        (a.created_ms, b.created_ms) = (0, 0);
+        assert_eq!(b.since(&a).summary().requests, 10);
     }
 }

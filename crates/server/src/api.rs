@@ -50,10 +50,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut delivery = dora_metrics(&app);
     // The routers of the watched projects' environments, merged: each is
     // asked over its control socket (blocking, so off the async threads).
-    let sources = app
-        .delivery_data
-        .iter()
-        .map(|data| (source_name(data), data.clone()))
+    let sources = source_names(&app.delivery_data)
+        .into_iter()
+        .zip(app.delivery_data.iter().cloned())
         .collect::<Vec<_>>();
     if let Ok(routers) =
         tokio::task::spawn_blocking(move || hangar_deploy::routers_openmetrics(&sources)).await
@@ -74,14 +73,47 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-/// How a watched project's delivery metrics name it (`source`): its
-/// directory's name (the data directory is `PROJECT/.hangar`).
-fn source_name(data: &std::path::Path) -> String {
-    data.parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// How the watched projects' delivery metrics name each of them (`source`),
+/// in the order of `delivery_data` (each is `PROJECT/.hangar`): the
+/// project's directory name, as the delivery API and page name it, when no
+/// other watched project has that name (nor is it `workflow`, the DORA
+/// gauges' source of environments workflow jobs deploy to); otherwise that
+/// name, `-` and 8 hex digits of the SHA-256 of the directory's absolute
+/// path. Two checkouts named `web` then keep a series each (with one label
+/// the second's series were dropped as duplicates), and the label depends
+/// only on the path, so it is the same at every start of the server. A
+/// single project keeps its plain name: dashboards filtering on it see no
+/// change.
+pub(crate) fn source_names(delivery_data: &[std::path::PathBuf]) -> Vec<String> {
+    use sha2::Digest;
+    let dirs: Vec<std::path::PathBuf> = delivery_data
+        .iter()
+        .map(|data| {
+            let dir = data.parent().unwrap_or(data);
+            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+        })
+        .collect();
+    let name = |dir: &std::path::Path| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let names: Vec<String> = dirs.iter().map(|d| name(d)).collect();
+    dirs.iter()
+        .zip(&names)
+        .map(|(dir, n)| {
+            let shared = n == WORKFLOW_SOURCE || names.iter().filter(|m| *m == n).count() > 1;
+            if !shared {
+                return n.clone();
+            }
+            let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+            format!("{n}-{}", &hex::encode(digest)[..8])
+        })
+        .collect()
 }
+
+/// The DORA gauges' `source` of the environments workflow jobs deploy to.
+const WORKFLOW_SOURCE: &str = "workflow";
 
 /// DORA's four keys over the last 30 days, for every environment hangar knows:
 /// those `hangar deploy` manages in watched repositories (source = the
@@ -93,8 +125,11 @@ fn dora_metrics(app: &App) -> String {
     const WINDOW: u64 = 30 * 86_400;
     let now = (hangar_store::now_ms() / 1000) as u64;
     let mut rows: Vec<(String, dora::Dora)> = Vec::new();
-    for data in &app.delivery_data {
-        let source = source_name(data);
+    for (data, source) in app
+        .delivery_data
+        .iter()
+        .zip(source_names(&app.delivery_data))
+    {
         for env in dora::environments(data) {
             let history = EnvFiles::new(data, &env).history();
             rows.push((source.clone(), dora::compute(&env, &history, now, WINDOW)));
@@ -131,7 +166,7 @@ fn dora_metrics(app: &App) -> String {
     }
     for (env, records) in by_env {
         rows.push((
-            "workflow".into(),
+            WORKFLOW_SOURCE.into(),
             dora::compute(&env, &records, now, WINDOW),
         ));
     }

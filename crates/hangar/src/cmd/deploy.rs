@@ -664,8 +664,14 @@ async fn status(env: Option<String>, at: &Where) -> anyhow::Result<ExitCode> {
             }
             for t in svc["traffic"].as_array().into_iter().flatten() {
                 let m = &t[1];
+                // Counted since the router started: a restarted one counts
+                // from zero again, which the date shows.
+                let since = match m["since_ms"].as_u64() {
+                    Some(ms) if ms > 0 => format!(" since {} UTC", date_ms(ms)),
+                    _ => String::new(),
+                };
                 outln!(
-                    "    traffic {}: {} requests, {} errors ({:.2}%), p95 {:.1} ms",
+                    "    traffic {}: {} requests, {} errors ({:.2}%), p95 {:.1} ms{since}",
                     t[0].as_str().unwrap_or_default(),
                     m["requests"],
                     m["errors"],
