@@ -194,3 +194,45 @@ fn local_composite_actions_are_found_and_checked() {
         "{err}"
     );
 }
+
+/// The `release:` section is checked as `hangar release` and `hangar serve`
+/// read it: `tag_on_merge` must be a boolean, and an unknown key is named.
+#[test]
+fn the_release_section_is_validated_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "hangar.yml",
+        "release:\n  tag_format: \"v{version}\"\n  tag_on_merge: yes please\n",
+    );
+    let out = hangar(dir.path(), &["hangar.yml"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("hangar.yml:3:"), "{text}");
+    assert!(text.contains("release:"), "{text}");
+    write(dir.path(), "hangar.yml", "release:\n  tag_on_merge: true\n");
+    let out = hangar(dir.path(), &["hangar.yml"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(
+        dir.path(),
+        "hangar.yml",
+        "release:\n  tag_on_merge: true\n  tags_on_merge: true\n",
+    );
+    let out = hangar(dir.path(), &["hangar.yml"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("tags_on_merge"), "{text}");
+}

@@ -154,19 +154,27 @@ impl Config {
     /// The `release:` section of a hangar.yml's text (`name` is what errors
     /// call the file): the server reads it at a pushed commit.
     pub fn parse(name: &str, text: &str) -> anyhow::Result<Config> {
+        Config::parse_positioned(text)
+            .map_err(|(line, col, msg)| anyhow::anyhow!("{name}:{line}:{col}: {msg}"))
+    }
+
+    /// [`Config::parse`] with the error's line, column and message apart,
+    /// for `hangar validate`'s diagnostics.
+    pub fn parse_positioned(text: &str) -> Result<Config, (usize, usize, String)> {
         #[derive(Deserialize)]
         struct File {
             #[serde(default)]
             release: Option<Config>,
         }
         let file: File = serde_saphyr::from_str(text).map_err(|e| {
-            let at = e
+            let (line, col) = e
                 .location()
-                .map(|l| format!("{}:{}", l.line(), l.column()))
-                .unwrap_or_else(|| "1:1".into());
-            anyhow::anyhow!(
-                "{name}:{at}: {}",
-                e.to_string().lines().next().unwrap_or_default()
+                .map(|l| (l.line() as usize, l.column() as usize))
+                .unwrap_or((1, 1));
+            (
+                line,
+                col,
+                e.to_string().lines().next().unwrap_or_default().to_string(),
             )
         })?;
         Ok(file.release.unwrap_or_default())

@@ -154,7 +154,17 @@ fn template(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn project_diagnostics(name: &str, text: &str) -> Vec<Diagnostic> {
     match hangar_project::parse(name, text) {
-        Ok(_) => Vec::new(),
+        // The `release:` section is the release crate's: checked as
+        // `hangar release` and `hangar serve` (`tag_on_merge`) read it.
+        Ok(_) => match hangar_release::Config::parse_positioned(text) {
+            Ok(_) => Vec::new(),
+            Err((line, column, message)) => vec![Diagnostic::error(
+                name,
+                line,
+                column,
+                format!("release: {message}"),
+            )],
+        },
         Err(errs) => errs
             .0
             .into_iter()
