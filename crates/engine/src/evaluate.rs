@@ -111,3 +111,142 @@ pub fn eval_tree(v: &Value, cx: &Contexts, host: &dyn Host) -> Result<Value, Str
         other => other.clone(),
     })
 }
+
+/// What GitHub evaluates of a job (one matrix leg) as it starts, over its
+/// job-level contexts (`github`, `needs`, `vars`, `inputs`, `matrix`,
+/// `strategy`): the one reading of `name:` and `continue-on-error:` for
+/// `hangar run` and the server, so both show the same names and conclude
+/// alike. (`timeout-minutes` and `env` are read where the job runs, by the
+/// engine on both paths.)
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobStart {
+    /// The name shown: `name:` evaluated when it holds an expression, else
+    /// the name planned with the leg (`name (v1, v2)`); `None`: the job id.
+    pub name: Option<String>,
+    /// A failure of this job (leg) is shown, but neither fails the run nor
+    /// the jobs that need it: they see `success`.
+    pub continue_on_error: bool,
+}
+
+/// A job-level key that could not be evaluated: the key (for its line and
+/// column in the workflow) and why, as the job's error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobKeyError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// [`JobStart`] of job `job_id` (its mapping `job`, as the workflow's JSON
+/// tree holds it), `planned` being the name planned for the leg. An error
+/// fails the job before anything runs, at the key it names.
+pub fn job_start(
+    job: &Value,
+    job_id: &str,
+    planned: Option<String>,
+    cx: &Contexts,
+    host: &dyn Host,
+) -> Result<JobStart, JobKeyError> {
+    let fail = |key: &'static str, e: String| JobKeyError {
+        key,
+        message: format!("job '{job_id}': `{key}`: {e}"),
+    };
+    let name = match job.get("name") {
+        Some(Value::String(n)) if n.contains("${{") => {
+            Some(eval_string(n, cx, host).map_err(|e| fail("name", e))?)
+        }
+        _ => planned,
+    };
+    let continue_on_error = match job.get("continue-on-error") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => {
+            match eval_typed(s, cx, host).map_err(|e| fail("continue-on-error", e))? {
+                Value::Bool(b) => b,
+                // `${{ matrix.experimental }}` on a leg that does not set it.
+                Value::Null => false,
+                Value::String(t) if t.is_empty() || t == "false" => false,
+                Value::String(t) if t == "true" => true,
+                Value::String(t) => {
+                    return Err(fail(
+                        "continue-on-error",
+                        format!("expected true or false, got `{t}`"),
+                    ));
+                }
+                other => {
+                    return Err(fail(
+                        "continue-on-error",
+                        format!("expected true or false, got `{other}`"),
+                    ));
+                }
+            }
+        }
+        Some(other) => {
+            return Err(fail(
+                "continue-on-error",
+                format!("expected true or false, got `{other}`"),
+            ));
+        }
+    };
+    Ok(JobStart {
+        name,
+        continue_on_error,
+    })
+}
+
+#[cfg(test)]
+mod job_start_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn start(job: Value) -> Result<JobStart, JobKeyError> {
+        let cx = Contexts::from_json(&json!({
+            "matrix": {"os": "linux", "experimental": true},
+            "github": {"ref_name": "feature/x"},
+        }));
+        job_start(
+            &job,
+            "build",
+            Some("planned".into()),
+            &cx,
+            &hangar_expr::DefaultHost,
+        )
+    }
+
+    #[test]
+    fn names_and_continue_on_error_are_evaluated_per_leg() {
+        let s = start(
+            json!({"name": "build (${{ matrix.os }}, ${{ github.ref_name }})",
+            "continue-on-error": "${{ matrix.experimental }}"}),
+        )
+        .unwrap();
+        assert_eq!(s.name.as_deref(), Some("build (linux, feature/x)"));
+        assert!(s.continue_on_error);
+        // A plain name keeps the planned one (with the leg's values).
+        let s = start(json!({"name": "build", "continue-on-error": false})).unwrap();
+        assert_eq!(s.name.as_deref(), Some("planned"));
+        assert!(!s.continue_on_error);
+        // A leg without the value does not continue on error.
+        let s = start(json!({"continue-on-error": "${{ matrix.missing }}"})).unwrap();
+        assert!(!s.continue_on_error);
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_evaluated_is_named() {
+        let e = start(json!({"name": "${{ fromJSON('{') }}"})).unwrap_err();
+        assert_eq!(e.key, "name");
+        assert!(
+            e.message.starts_with("job 'build': `name`: "),
+            "{}",
+            e.message
+        );
+        let e = start(json!({"continue-on-error": "${{ matrix.os }}"})).unwrap_err();
+        assert_eq!(e.key, "continue-on-error");
+        assert!(
+            e.message.contains("expected true or false, got `linux`"),
+            "{}",
+            e.message
+        );
+        let e = start(json!({"continue-on-error": 3})).unwrap_err();
+        assert_eq!(e.key, "continue-on-error");
+    }
+}

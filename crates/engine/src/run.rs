@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Engine;
 use crate::compiled::CompiledJob;
 use crate::context::RunContext;
-use crate::evaluate::{eval_scalar, eval_tree};
+use crate::evaluate::eval_tree;
 use crate::job::JobOutcome;
 use crate::matrix;
 use crate::plan;
@@ -689,25 +689,35 @@ fn run_node(
                 "strategy",
                 EValue::from(&Value::Object(strategy_cx.clone())),
             );
-            let display = match &name_text {
-                Some(n) if n.contains("${{") => Some(
-                    crate::evaluate::eval_string(n, &leg_cx, &host).unwrap_or_else(|_| n.clone()),
-                ),
+            let planned = match &name_text {
                 Some(n) if has_matrix => Some(matrix::display_name(n, &segments)),
                 Some(n) => Some(n.clone()),
                 None if has_matrix => Some(leg_key.clone()),
                 None => None,
             };
-            // `continue-on-error` may differ per leg (`${{ matrix.experimental }}`):
-            // such a leg failing neither fails the job nor cancels the others.
-            let leg_coe = job
-                .get("continue-on-error")
-                .map(|v| {
-                    eval_scalar(v, &leg_cx, &host)
-                        .map(|s| s == "true")
-                        .unwrap_or(false)
-                })
-                .unwrap_or(false);
+            // `name:` and `continue-on-error` are evaluated for each leg
+            // (`${{ matrix.experimental }}`), by the reading the server uses;
+            // a leg whose keys cannot be read fails at the key.
+            let start = match crate::evaluate::job_start(&job, &id, planned, &leg_cx, &host) {
+                Ok(s) => s,
+                Err(e) => {
+                    let failed = node_error(&shared, &wf, &leg_key, (&id, e.key), e.message);
+                    if fail_fast {
+                        legs_cancel.cancel();
+                    }
+                    set.spawn(async move {
+                        JobOutcome {
+                            result: failed.result,
+                            outputs: BTreeMap::new(),
+                        }
+                    });
+                    continue;
+                }
+            };
+            let display = start.name;
+            // A leg that continues on error failing neither fails the job
+            // nor cancels the others.
+            let leg_coe = start.continue_on_error;
             // What the server sends an agent for this leg: compiled alike,
             // so a local run and an agent run the same job.
             let spec = CompiledJob {

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod agent_refusal;
 mod alerts_cli;
 mod api_contract;
 mod backup_schedule;
@@ -12,6 +13,7 @@ mod deploy_crash;
 mod dry_run;
 mod examples;
 mod init_cli;
+mod job_level;
 mod job_processes;
 mod protection_cli;
 mod recovery_cli;

@@ -325,6 +325,8 @@ fn compile_job(
         Err(e) => return hangar_engine::CompiledJob::failed(path, id, e),
     };
     c.key = job.name.clone();
+    // The name the run shows (`name:` evaluated when the job was queued).
+    c.name = Some(job.name.clone());
     if let Some(m) = job.spec.get("matrix").and_then(Value::as_object) {
         c.matrix = m.clone();
     }
@@ -721,7 +723,7 @@ pub async fn refuse(
         format!("agent {refuser} refused the job ({theirs}); back in the queue for another agent")
     } else {
         format!(
-            "agent {refuser} refused the job ({theirs}); no other agent of protocol {PROTOCOL_VERSION}              offering {} is connected, so the job fails rather than wait",
+            "agent {refuser} refused the job ({theirs}); no other agent of protocol {PROTOCOL_VERSION} offering {} is connected, so the job fails rather than wait",
             if job.labels.is_empty() {
                 "any labels".to_string()
             } else {

@@ -779,6 +779,15 @@ impl App {
                     continue;
                 }
             }
+            // Its name and `continue-on-error`, as `hangar run` reads them.
+            let started = match self.job_start(&run, job, &deps)? {
+                Ok(j) => j,
+                Err(msg) => {
+                    self.finish_job(job, Conclusion::Failure, &msg)?;
+                    continue;
+                }
+            };
+            let job = &started;
             let spec = self
                 .store
                 .get_job(job.id)?
@@ -1004,6 +1013,75 @@ impl App {
                 .extend(others_to_advance);
         }
         self.conclude_run(run_id)
+    }
+
+    /// The job (leg) as it starts: its `name:` and `continue-on-error`
+    /// evaluated over its job-level contexts by the engine's one reading
+    /// (`evaluate::job_start`, which `hangar run` uses), stored so the run
+    /// page, the agent and the scheduler see them. `Err` inside: why a key
+    /// cannot be read, at its file, line and column.
+    fn job_start(
+        &self,
+        run: &hangar_store::Run,
+        job: &Job,
+        deps: &[&Job],
+    ) -> anyhow::Result<Result<Job, String>> {
+        let spec = self
+            .store
+            .get_job(job.id)?
+            .map(|j| j.spec)
+            .unwrap_or_default();
+        let own = crate::calls::own_mapping(&spec);
+        let written = |k: &str| own.get(k).is_some_and(|v| !v.is_null());
+        if !written("name") && !written("continue-on-error") {
+            return Ok(Ok(job.clone()));
+        }
+        let host = status_host_of(deps);
+        let contexts = hangar_expr::Contexts::from_json(&self.job_contexts(run, job, &spec, deps)?);
+        // A called job is shown under its caller: `caller / name`.
+        let prefix = spec
+            .pointer(&format!("/{}/caller_name", crate::calls::CALL))
+            .and_then(Value::as_str)
+            .map(|c| format!("{c} / "));
+        let planned = job.name.clone();
+        let start = match hangar_engine::evaluate::job_start(
+            &own,
+            &job.key,
+            Some(planned.clone()),
+            &contexts,
+            &host,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                let ctx = self.store.run_context(run.id)?;
+                let text = ctx.get("workflow").and_then(Value::as_str).unwrap_or("");
+                let at = crate::calls::key_place(run, text, job, &spec, e.key);
+                return Ok(Err(format!("{at}{}", e.message)));
+            }
+        };
+        let name = match start.name {
+            Some(n) if n != planned => match &prefix {
+                Some(p) => format!("{p}{n}"),
+                None => n,
+            },
+            _ => planned,
+        };
+        let mut job = job.clone();
+        if name != job.name {
+            self.store.set_job_spec(job.id, &name, &spec)?;
+            job.name = name;
+        }
+        if start.continue_on_error != job.continue_on_error {
+            self.store.update_job(
+                job.id,
+                &JobUpdate {
+                    continue_on_error: Some(start.continue_on_error),
+                    ..Default::default()
+                },
+            )?;
+            job.continue_on_error = start.continue_on_error;
+        }
+        Ok(Ok(job))
     }
 
     /// The job's environment name with its `${{ }}` evaluated over the
@@ -1843,8 +1921,19 @@ fn job_state(j: &Job) -> hangar_engine::schedule::State {
         Status::Waiting => State::Waiting,
         // A completed job always has a conclusion; should a row lack one,
         // the jobs that need it must not run as if it had succeeded.
-        Status::Completed => State::Done(j.conclusion.unwrap_or(Conclusion::Failure)),
+        Status::Completed => State::Done(scheduled_conclusion(j)),
         Status::Queued | Status::Running => State::Running,
+    }
+}
+
+/// A completed job's conclusion as the jobs after it and its run see it: a
+/// failure under `continue-on-error` is a success (it is still shown as a
+/// failure). A row lacking a conclusion must not count as a success.
+pub(crate) fn scheduled_conclusion(j: &Job) -> Conclusion {
+    match j.conclusion {
+        Some(Conclusion::Failure) if j.continue_on_error => Conclusion::Success,
+        Some(c) => c,
+        None => Conclusion::Failure,
     }
 }
 

@@ -51,6 +51,13 @@ fn defined_in(run: &Run, run_text: &str, job: &Job, spec: &Value) -> (String, St
     }
 }
 
+/// `path:line:col: ` of `key` of `job` (a called job's in its called file),
+/// `run_text` being the run's workflow.
+pub(crate) fn key_place(run: &Run, run_text: &str, job: &Job, spec: &Value, key: &str) -> String {
+    let (path, text, id) = defined_in(run, run_text, job, spec);
+    place(&path, &text, &id, key)
+}
+
 /// `path:line:col: ` of `key` of job `id` in `text`, when it reads.
 fn place(path: &str, text: &str, id: &str, key: &str) -> String {
     let Ok(wf) = hangar_engine::Workflow::parse(Path::new(path), text) else {
@@ -113,8 +120,14 @@ impl App {
         deps: &[&Job],
     ) -> anyhow::Result<Value> {
         let host = status_host_of(deps);
+        // `github.job` is the job's id in its own file: a called job's is
+        // the callee's (`build`), not its key in the run (`call / build`).
+        let id = spec
+            .pointer(&format!("/{CALL}/job"))
+            .and_then(Value::as_str)
+            .unwrap_or(&job.key);
         Ok(json!({
-            "github": self.github_context(run, &job.key)?,
+            "github": self.github_context(run, id)?,
             "needs": needs_context(deps, &host),
             "vars": self.store.variables_for_repo(run.repo_id)?,
             "inputs": self.job_inputs(run, spec)?,
@@ -222,6 +235,7 @@ impl App {
                 "inputs": inputs,
                 "secrets": levels,
                 "chain": chain_below,
+                "caller_name": job.name,
             })
         };
         let existing = self.store.jobs_of_run(run.id)?;
@@ -343,7 +357,7 @@ impl App {
                     continue;
                 }
                 let e = direct.entry(id.to_string()).or_default();
-                e.0.push(j.conclusion.unwrap_or(Conclusion::Failure));
+                e.0.push(crate::app::scheduled_conclusion(j));
                 if let Value::Object(o) = &j.outputs {
                     e.1.extend(o.clone());
                 }

@@ -152,7 +152,7 @@ fn schemas() -> Value {
             "repo": opt("string"), "commit_message": {"type": ["string", "null"], "description": "the first line of the head commit's message, or the pull request's title"},
             "author": {"type": "string", "description": "the head commit's author, the pull request's author, or who triggered the run"}}}]},
         "RunDetail": object(&[("run", r("Run")), ("repo", json!({"oneOf": [r("Repo"), {"type": "null"}]})), ("jobs", array(r("Job"))), ("artifacts", array(r("Artifact"))), ("held", json!({"type": "boolean"}))]),
-        "Job": object(&[("id", int()), ("run_id", int()), ("key", string()), ("name", string()), ("status", string()), ("conclusion", opt("string")), ("attempt", int())]),
+        "Job": object(&[("id", int()), ("run_id", int()), ("key", string()), ("name", string()), ("status", string()), ("conclusion", opt("string")), ("attempt", int()), ("continue_on_error", json!({"type": "boolean", "description": "`continue-on-error` as evaluated when the job was queued: its failure is shown as one, but neither fails the run nor the jobs that need it"}))]),
         "Artifact": object(&[("id", int()), ("run_id", int()), ("name", string()), ("digest", string()), ("size", int()), ("created_at", millis.clone())]),
         "Approval": object(&[("id", int()), ("job_id", int()), ("run_id", int()), ("environment", string()), ("state", string()), ("reviewer", opt("string")), ("comment", opt("string")), ("created_at", millis.clone()), ("decided_at", opt("integer"))]),
         "Agent": object(&[("id", string()), ("name", string()), ("labels", array(string())), ("capacity", int()), ("connected", json!({"type": "boolean"})), ("embedded", json!({"type": "boolean"})), ("drained", json!({"type": "boolean"}))]),

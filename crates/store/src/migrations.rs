@@ -374,4 +374,16 @@ CREATE INDEX delivery_operations_done ON delivery_operations(phase, updated_at);
 "#,
         ),
     },
+    // A job's `continue-on-error`, evaluated when it is queued: its failure
+    // is shown, but neither fails the run nor the jobs that need it.
+    Migration {
+        sqlite: r#"
+ALTER TABLE jobs ADD COLUMN continue_on_error INTEGER NOT NULL DEFAULT 0;
+"#,
+        postgres: Some(
+            r#"
+ALTER TABLE jobs ADD COLUMN continue_on_error BOOLEAN NOT NULL DEFAULT FALSE;
+"#,
+        ),
+    },
 ];

@@ -224,6 +224,11 @@ pub struct Job {
     pub created_at: Millis,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
+    /// The job's `continue-on-error`, evaluated when it was queued: a
+    /// failure is shown as such, but counts as a success for the jobs that
+    /// need it and for the run's conclusion (as on GitHub and `hangar run`).
+    #[serde(default)]
+    pub continue_on_error: bool,
     #[serde(skip_serializing)]
     pub spec: serde_json::Value,
 }
@@ -245,6 +250,8 @@ pub struct JobUpdate {
     pub outputs: Option<serde_json::Value>,
     /// The job's `runs-on` labels once their `${{ }}` are evaluated.
     pub labels: Option<Vec<String>>,
+    /// The job's `continue-on-error` once evaluated.
+    pub continue_on_error: Option<bool>,
 }
 
 /// A job handed to one agent: the fencing token must accompany every later call.

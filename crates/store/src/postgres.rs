@@ -290,7 +290,7 @@ pub struct PgStore {
 
 const JOB_COLS: &str = "id, run_id, key, name, needs, labels, status, conclusion, waiting_reason, \
     environment, outputs, lease_owner, lease_expires_at, fence, attempt, max_attempts, \
-    cancel_requested, approved, not_before, created_at, started_at, finished_at, spec";
+    cancel_requested, approved, not_before, created_at, started_at, finished_at, continue_on_error, spec";
 
 const RUN_COLS: &str = "id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
     conclusion, waiting_reason, concurrency_group, cancel_in_progress, attempt, created_at, \
@@ -356,6 +356,7 @@ fn job_from_row(r: &Row) -> Result<Job> {
         created_at: col(r, "created_at")?,
         started_at: col(r, "started_at")?,
         finished_at: col(r, "finished_at")?,
+        continue_on_error: col(r, "continue_on_error")?,
         spec: json_value(r, "spec")?,
     })
 }
@@ -1172,7 +1173,7 @@ impl Store for PgStore {
             "SELECT count(*) AS total, \
              count(*) FILTER (WHERE status = 'completed') AS completed, \
              count(*) FILTER (WHERE status = 'running') AS running, \
-             count(*) FILTER (WHERE status = 'completed' AND conclusion = 'failure') AS failed, \
+             count(*) FILTER (WHERE status = 'completed' AND conclusion = 'failure' AND NOT continue_on_error) AS failed, \
              count(*) FILTER (WHERE status = 'completed' AND conclusion = 'cancelled') AS cancelled \
              FROM jobs WHERE run_id = $1",
             &[&run_id],
@@ -1216,6 +1217,12 @@ impl Store for PgStore {
         if let Some(v) = u.not_before {
             c.execute("UPDATE jobs SET not_before = $2 WHERE id = $1", &[&id, &v])?;
         }
+        if let Some(v) = u.continue_on_error {
+            c.execute(
+                "UPDATE jobs SET continue_on_error = $2 WHERE id = $1",
+                &[&id, &v],
+            )?;
+        }
         if let Some(v) = u.finished_at {
             c.execute(
                 "UPDATE jobs SET finished_at = $2, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
@@ -1255,7 +1262,7 @@ impl Store for PgStore {
                 c.execute(
                     "UPDATE jobs SET status = 'waiting', conclusion = NULL, waiting_reason = 'waiting for the scheduler', \
                      outputs = '{}', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = FALSE, \
-                     approved = FALSE, not_before = NULL, started_at = NULL, finished_at = NULL, \
+                     approved = FALSE, continue_on_error = FALSE, not_before = NULL, started_at = NULL, finished_at = NULL, \
                      max_attempts = attempt + $3 WHERE id = $1 AND run_id = $2",
                     &[id, &run_id, &more],
                 )?;

@@ -24,7 +24,7 @@ pub struct SqliteStore {
 
 const JOB_COLS: &str = "id, run_id, key, name, needs, labels, status, conclusion, waiting_reason, \
     environment, outputs, lease_owner, lease_expires_at, fence, attempt, max_attempts, \
-    cancel_requested, approved, not_before, created_at, started_at, finished_at, spec";
+    cancel_requested, approved, not_before, created_at, started_at, finished_at, continue_on_error, spec";
 
 const RUN_COLS: &str = "id, repo_id, workflow_path, workflow_name, event, git_ref, sha, status, \
     conclusion, waiting_reason, concurrency_group, cancel_in_progress, attempt, created_at, \
@@ -81,7 +81,8 @@ fn job_from_row(r: &Row) -> rusqlite::Result<Job> {
         created_at: r.get(19)?,
         started_at: r.get(20)?,
         finished_at: r.get(21)?,
-        spec: serde_json::from_str(&r.get::<_, String>(22)?).unwrap_or_default(),
+        continue_on_error: r.get(22)?,
+        spec: serde_json::from_str(&r.get::<_, String>(23)?).unwrap_or_default(),
     })
 }
 
@@ -659,7 +660,7 @@ impl Store for SqliteStore {
         Ok(self.c().query_row(
             "SELECT count(*), \
              COALESCE(sum(status = 'completed'), 0), COALESCE(sum(status = 'running'), 0), \
-             COALESCE(sum(status = 'completed' AND conclusion = 'failure'), 0), \
+             COALESCE(sum(status = 'completed' AND conclusion = 'failure' AND continue_on_error = 0), 0), \
              COALESCE(sum(status = 'completed' AND conclusion = 'cancelled'), 0) FROM jobs WHERE run_id = ?1",
             [run_id],
             |r| Ok(JobCounts { total: r.get(0)?, completed: r.get(1)?, running: r.get(2)?, failed: r.get(3)?, cancelled: r.get(4)? }),
@@ -699,6 +700,12 @@ impl Store for SqliteStore {
         if let Some(v) = u.not_before {
             c.execute(
                 "UPDATE jobs SET not_before = ?2 WHERE id = ?1",
+                params![id, v],
+            )?;
+        }
+        if let Some(v) = u.continue_on_error {
+            c.execute(
+                "UPDATE jobs SET continue_on_error = ?2 WHERE id = ?1",
                 params![id, v],
             )?;
         }
@@ -744,7 +751,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "UPDATE jobs SET status = 'waiting', conclusion = NULL, waiting_reason = 'waiting for the scheduler', \
                  outputs = '{}', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, approved = 0, \
-                 not_before = NULL, started_at = NULL, finished_at = NULL, max_attempts = attempt + ?3 \
+                 continue_on_error = 0, not_before = NULL, started_at = NULL, finished_at = NULL, max_attempts = attempt + ?3 \
                  WHERE id = ?1 AND run_id = ?2",
                 params![id, run_id, max_attempts.max(1)],
             )?;

@@ -72,6 +72,7 @@ on_both!(
     statuses_round_trip,
     run_filters_and_counts,
     job_counts_and_groups,
+    a_failure_that_continues_on_error_is_not_counted,
     reset_jobs_starts_a_new_attempt,
     approvals_belong_to_an_attempt,
     deployments_agents_and_audit,
@@ -859,6 +860,7 @@ fn job_counts_and_groups(s: &dyn Store) {
             environment: None,
             outputs: None,
             labels: None,
+            continue_on_error: None,
         },
     )
     .unwrap();
@@ -873,6 +875,33 @@ fn job_counts_and_groups(s: &dyn Store) {
         ),
         (Some(Conclusion::Skipped), None, true, Some(42), Some(43))
     );
+}
+
+/// A failure under `continue-on-error` is kept as a failure, but the run's
+/// counts do not take it for one; a re-run evaluates the key again.
+fn a_failure_that_continues_on_error_is_not_counted(s: &dyn Store) {
+    let run = s.create_run(&run_with_jobs(1, 2)).unwrap();
+    let jobs = s.jobs_of_run(run).unwrap();
+    assert!(!jobs[0].continue_on_error);
+    for (j, coe) in jobs.iter().zip([true, false]) {
+        s.update_job(
+            j.id,
+            &JobUpdate {
+                status: Some(Status::Completed),
+                conclusion: Some(Some(Conclusion::Failure)),
+                continue_on_error: Some(coe),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let c = s.job_counts(run).unwrap();
+    assert_eq!((c.completed, c.failed), (2, 1));
+    let light = s.jobs_of_run(run).unwrap();
+    assert!(light[0].continue_on_error && !light[1].continue_on_error);
+    assert_eq!(light[0].conclusion, Some(Conclusion::Failure));
+    s.reset_jobs(run, &[jobs[0].id], 1).unwrap();
+    assert!(!s.get_job(jobs[0].id).unwrap().unwrap().continue_on_error);
 }
 
 fn reset_jobs_starts_a_new_attempt(s: &dyn Store) {
