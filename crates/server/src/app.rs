@@ -1642,8 +1642,33 @@ impl App {
                 vec![id]
             }
         };
+        // A caller of a reusable workflow concludes from its called jobs:
+        // re-running one of them reopens it (and so, below, the jobs that
+        // need it), as GitHub re-runs a called job's caller with it.
+        let mut callers: Vec<(i64, String)> = Vec::new();
+        for j in &jobs {
+            if let Some(prefix) = self
+                .store
+                .get_job(j.id)?
+                .and_then(|full| crate::calls::called_prefix(&full.spec))
+            {
+                callers.push((j.id, prefix));
+            }
+        }
         // Jobs downstream of a re-run job run again too (their inputs change).
         loop {
+            let reopened: Vec<i64> = callers
+                .iter()
+                .filter(|(id, prefix)| {
+                    !chosen.contains(id)
+                        && jobs
+                            .iter()
+                            .any(|j| chosen.contains(&j.id) && j.key.starts_with(prefix.as_str()))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let reopened_any = !reopened.is_empty();
+            chosen.extend(reopened);
             let keys: Vec<&str> = jobs
                 .iter()
                 .filter(|j| chosen.contains(&j.id))
@@ -1656,7 +1681,7 @@ impl App {
                 })
                 .map(|j| j.id)
                 .collect();
-            if more.is_empty() {
+            if more.is_empty() && !reopened_any {
                 break;
             }
             chosen.extend(more);

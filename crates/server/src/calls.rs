@@ -70,6 +70,12 @@ fn place(path: &str, text: &str, id: &str, key: &str) -> String {
     }
 }
 
+/// The key prefix (`caller / `) of the called jobs of a caller that was
+/// expanded; `None` for any other job.
+pub(crate) fn called_prefix(spec: &Value) -> Option<String> {
+    spec.get(CALLING)?.get("prefix")?.as_str().map(String::from)
+}
+
 /// The spec without the keys the server adds: the job's own mapping.
 pub(crate) fn own_mapping(spec: &Value) -> Value {
     let mut s = spec.clone();

@@ -1746,6 +1746,90 @@ jobs:
     }
 }
 
+/// Re-running one called job reopens its caller, whose conclusion and
+/// outputs are its called workflow's, and the jobs that need the caller;
+/// the other called jobs keep their results. (The caller once stayed
+/// concluded and `after` kept what it had read.) `github.job` in a called
+/// job's `if:` is the callee's id, as on GitHub.
+#[tokio::test]
+async fn rerunning_a_called_job_reopens_its_caller_and_what_needs_it() {
+    let wf = "on: push
+jobs:
+  call:
+    uses: ./.github/workflows/r.yml
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo after-ran'}]
+";
+    let r = "on: workflow_call
+jobs:
+  a:
+    if: github.job == 'a'
+    runs-on: ubuntu-latest
+    steps: [{run: echo a}]
+  b:
+    runs-on: ubuntu-latest
+    steps: [{run: echo b}]
+";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/workflows/r.yml", r),
+    ]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run = s.wait_run(run_id, Duration::from_secs(60)).await;
+    let job = |r: &Value, key: &str| {
+        r["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in {r:#}"))
+            .clone()
+    };
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    assert_eq!(job(&run, "call / a")["conclusion"], "success", "{run:#}");
+    let b = job(&run, "call / b")["id"].as_i64().unwrap();
+    let (code, v) = s
+        .post(&format!("/api/v1/runs/{run_id}/rerun"), json!({"jobs": b}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let mut rerun: Vec<i64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_i64().unwrap())
+        .collect();
+    rerun.sort();
+    let mut expected = vec![
+        b,
+        job(&run, "call")["id"].as_i64().unwrap(),
+        job(&run, "after")["id"].as_i64().unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(rerun, expected, "{v}");
+    let again = s.wait_run(run_id, Duration::from_secs(60)).await;
+    assert_eq!(again["run"]["conclusion"], "success", "{again:#}");
+    assert_eq!(again["run"]["attempt"], 2);
+    for key in ["call", "after", "call / b"] {
+        let j = job(&again, key);
+        assert_eq!(j["conclusion"], "success", "{again:#}");
+        assert_ne!(
+            j["finished_at"],
+            job(&run, key)["finished_at"],
+            "{key} ran again"
+        );
+    }
+    assert_eq!(
+        job(&again, "call / a")["finished_at"],
+        job(&run, "call / a")["finished_at"],
+        "the other called job keeps its result"
+    );
+}
+
 /// A remote reusable workflow (`OWNER/REPO/.github/workflows/F.yml@REF`)
 /// is fetched by the server, from its action source (here a `file://`
 /// forge), through the action cache `hangar run` uses; its jobs run on the
