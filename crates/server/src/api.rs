@@ -895,7 +895,19 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         return error(StatusCode::NOT_FOUND, "no such run");
     };
     let mut jobs = Vec::new();
-    for job in tri!(app.store.jobs_of_run(id)) {
+    let all = tri!(app.store.jobs_of_run(id));
+    let calls = all.iter().any(|j| j.key.contains(" / "));
+    for job in all {
+        // A caller of a reusable workflow that was expanded is not shown as
+        // a job, as on GitHub: its called jobs are, named `caller / callee`.
+        // It stays in the run for its conclusion and outputs. (Never leased,
+        // it never started.)
+        if calls && job.started_at.is_none() && job.status != Status::Waiting {
+            let spec = tri!(app.store.get_job(job.id)).map(|j| j.spec);
+            if spec.is_some_and(|s| crate::calls::called_prefix(&s).is_some()) {
+                continue;
+            }
+        }
         let steps = tri!(app.store.steps_of_job(job.id, None));
         let approvals = tri!(app.store.approvals_of_job(job.id));
         let (_, lines) = tri!(app.store.log_stats(job.id, None));

@@ -260,7 +260,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .query("actor", string(), "who triggered the run")
             .query("pull_request", int(), "the pull request's number")
             .paged("runs", array(r("RunRow"))))]),
-        ("/api/v1/runs/{id}", vec![("get", op("A run with its jobs, steps, approvals and why each job waits", "runs").ok("200", "the run", r("RunDetail")).err("404", "no such run"))]),
+        ("/api/v1/runs/{id}", vec![("get", op("A run with its jobs, steps, approvals and why each job waits; a job that called a reusable workflow is not listed (as on GitHub): its called jobs are, keyed and named `caller / callee`", "runs").ok("200", "the run", r("RunDetail")).err("404", "no such run"))]),
         ("/api/v1/runs/{id}/cancel", vec![("post", op("Cancel a run (reaches running processes)", "runs").empty("202", "cancelling").err("404", "no such run"))]),
         ("/api/v1/runs/{id}/rerun", vec![("post", op("Re-run all jobs, the failed ones, or one", "runs")
             .body(json!({"type": "object", "properties": {"jobs": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}}), false)
