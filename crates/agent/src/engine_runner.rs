@@ -44,6 +44,8 @@ impl hangar_engine::Reporter for Sink {
                 conclusion,
                 ..
             } => self.reporter.step_finished(step as i64, &name, conclusion),
+            // The job's own lines from here on are its "Complete job".
+            Event::JobCompleting { .. } => self.reporter.completing(),
             Event::Log { step, line, .. } => self.reporter.line(step_of(step), &line),
             // Workflow-command spelling, which the UI folds and highlights.
             Event::GroupStart { step, title, .. } => self

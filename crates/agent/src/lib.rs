@@ -182,6 +182,8 @@ async fn run_one(
             }
         }
     };
+    // Whatever the runner left unsaid, what follows ends the job.
+    reporter.completing();
     let outcome = if cancel.is_cancelled() && outcome.conclusion != Conclusion::Success {
         JobOutcome {
             conclusion: Conclusion::Cancelled,

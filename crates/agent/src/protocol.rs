@@ -162,14 +162,19 @@ pub struct HeartbeatResponse {
     pub cancel: bool,
 }
 
+/// The `step` of the job's own lines once its steps are done (its timeout,
+/// its orphans ended, what the agent says after the run): GitHub's
+/// "Complete job", kept apart from the set-up lines (no step).
+pub const COMPLETE_JOB_STEP: i64 = -1;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogUpload {
     pub fence: i64,
     pub chunk: i64,
     /// The number of the chunk's first line in the job's whole log (from 0).
     pub first_line: i64,
-    /// The step every line of the chunk belongs to ([`StepReport::idx`]);
-    /// absent for the job's own lines (set-up) and from agents older than
+    /// The step every line of the chunk belongs to ([`StepReport::idx`], or
+    /// [`COMPLETE_JOB_STEP`]); absent for the job's set-up lines and from agents older than
     /// step logs, whose chunks the server keeps as lines of no step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<i64>,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::client::Client;
-use crate::protocol::{Conclusion, LogUpload, Status, StepReport};
+use crate::protocol::{COMPLETE_JOB_STEP, Conclusion, LogUpload, Status, StepReport};
 
 enum Msg {
     Line(Option<i64>, String),
@@ -29,6 +29,8 @@ pub struct Reporter {
     tx: mpsc::UnboundedSender<Msg>,
     fence: i64,
     masks: Arc<Vec<String>>,
+    /// The steps are done: the job's own lines are its "Complete job".
+    completing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Secrets shorter than this are not masked: masking "a" or "1" would blank whole logs.
@@ -47,7 +49,15 @@ impl Reporter {
             tx,
             fence,
             masks: Arc::new(masks),
+            completing: Default::default(),
         }
+    }
+
+    /// Every step has run: the job's own lines from now on are filed under
+    /// [`COMPLETE_JOB_STEP`] rather than with its set-up.
+    pub fn completing(&self) {
+        self.completing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// One line of output (without its newline) of a step (`None`: of the
@@ -59,6 +69,12 @@ impl Reporter {
                 l = l.replace(m.as_str(), "***");
             }
         }
+        let step = match step {
+            None if self.completing.load(std::sync::atomic::Ordering::SeqCst) => {
+                Some(COMPLETE_JOB_STEP)
+            }
+            s => s,
+        };
         let _ = self.tx.send(Msg::Line(step, l));
     }
 

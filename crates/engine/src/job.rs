@@ -1022,6 +1022,10 @@ impl<'e> Job<'e> {
         self.run_pre_steps(&mut scope, &steps).await;
         self.run_steps(&mut scope, &steps).await;
         self.run_posts(&mut scope).await;
+        self.reporter.event(Event::JobCompleting {
+            job: self.spec.key.clone(),
+            ts: now_ms(),
+        });
         let was_timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
         let was_cancelled = self.cancel.is_cancelled() && !was_timed_out;
         job_cancel.cancel();

@@ -66,6 +66,13 @@ pub enum Event {
         duration_ms: u64,
         ts: u64,
     },
+    /// Every step, post steps included, has run: what the job says from
+    /// now on (its timeout, its orphans ended, its outputs) is GitHub's
+    /// "Complete job", not its set-up.
+    JobCompleting {
+        job: String,
+        ts: u64,
+    },
     Log {
         job: String,
         step: Option<usize>,
@@ -129,6 +136,7 @@ impl Event {
             Event::JobStarted { job, .. }
             | Event::StepStarted { job, .. }
             | Event::StepFinished { job, .. }
+            | Event::JobCompleting { job, .. }
             | Event::Log { job, .. }
             | Event::Annotation { job, .. }
             | Event::GroupStart { job, .. }

@@ -523,7 +523,7 @@ pub async fn logs(
             &format!("a log chunk is at most {MAX_LOG_CHUNK} bytes; send smaller chunks"),
         );
     }
-    if let Some(step) = up.step.filter(|&s| s < 0) {
+    if let Some(step) = up.step.filter(|&s| s < 0 && s != COMPLETE_JOB_STEP) {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("a chunk's step is the step's index (0 or more), not {step}"),

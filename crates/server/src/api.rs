@@ -918,7 +918,8 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
         v["steps"] = json!(steps);
         v["approvals"] = json!(approvals);
         v["log_lines"] = json!(lines);
-        // Which steps wrote lines, and how many (`null`: lines of no step):
+        // Which steps wrote lines, and how many (`null`: lines of no step,
+        // -1: the job's "Complete job"):
         // the job page shows a log whose lines know no step as one log.
         let by_step = tri!(app.store.log_lines_by_step(job.id, None));
         v["log_steps"] = json!(
@@ -1052,8 +1053,10 @@ pub struct LinesQuery {
     /// An earlier attempt of the job (a retry or a re-run); default the latest.
     pub attempt: Option<i64>,
     /// Only this step's lines (its index, as in the job's `steps`), numbered
-    /// from 0 within the step; `none`: the lines of no step (the job's own,
-    /// and every line of a log written before lines knew their step).
+    /// from 0 within the step; `none`: the lines of no step (the job's set-up,
+    /// and every line of a log written before lines knew their step);
+    /// `complete` (or -1): the job's own lines once its steps were done
+    /// (GitHub's "Complete job": its timeout, its orphans ended).
     pub step: Option<String>,
 }
 
@@ -1073,15 +1076,17 @@ pub async fn job_log_lines(
         q.to.unwrap_or(from.saturating_add(1000))
             .min(from.saturating_add(10_000));
     if let Some(step) = &q.step {
+        let complete = hangar_agent::protocol::COMPLETE_JOB_STEP;
         let step = match step.as_str() {
             "none" => None,
+            "complete" => Some(complete),
             s => match s.parse::<i64>() {
-                Ok(n) if n >= 0 => Some(n),
+                Ok(n) if n >= 0 || n == complete => Some(n),
                 _ => {
                     return error(
                         StatusCode::BAD_REQUEST,
                         &format!(
-                            "`step` is a step's index (0 or more, as in the job's `steps`) or `none`, not `{s}`"
+                            "`step` is a step's index (0 or more, as in the job's `steps`), `none` (the job's set-up) or `complete` (its \"Complete job\", also -1), not `{s}`"
                         ),
                     );
                 }

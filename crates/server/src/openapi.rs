@@ -279,7 +279,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             ("post", op("Upload an artifact (body = bytes)", "artifacts").raw_body().ok("201", "stored", object(&[("id", int()), ("digest", string())])).err("404", "no such run"))]),
         ("/api/v1/jobs/{id}/logs", vec![("get", op("Log lines [from, to) as JSON: each [number, text, step] (step null: a line of no step); with `step`, that step's lines numbered from 0 within it as [number, text, number in the job's log]", "logs")
             .query("from", int(), "first line").query("to", int(), "line after the last (at most from + 10000)").query("attempt", int(), "an earlier attempt; default the latest")
-            .query("step", string(), "only this step's lines: its index in the job's steps, or `none` for the lines of no step")
+            .query("step", string(), "only this step's lines: its index in the job's steps, `none` for the lines of no step (the job's set-up), `complete` (or -1) for its \"Complete job\"")
             .ok("200", "lines", object(&[("from", int()), ("total", int()), ("lines", array(json!({"type": "array"})))])).err("400", "`step` is neither an index nor `none`"))]),
         ("/api/v1/jobs/{id}/logs/raw", vec![("get", op("The whole log as text", "logs").query("attempt", int(), "an earlier attempt; default the latest")
             .ok_as("200", "the log", "text/plain", string()))]),

@@ -2083,6 +2083,54 @@ jobs:
     }
 }
 
+/// What a job says once its steps are done (here: the orphan a step left
+/// running, ended) is its "Complete job", as on GitHub: `?step=complete`
+/// (also -1) has it, the set-up lines (`?step=none`) do not, and the job
+/// lists it among the steps that wrote.
+#[tokio::test]
+async fn the_end_of_a_job_is_its_complete_job_section() {
+    let wf = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo first\n      - name: leaves a daemon\n        run: sleep 300 > /dev/null 2>&1 &\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let job = &run["jobs"][0];
+    let id = job["id"].as_i64().unwrap();
+    let texts = async |step: &str| -> Vec<String> {
+        let v = s.get(&format!("/api/v1/jobs/{id}/logs?step={step}")).await;
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l[1].as_str().unwrap().to_string())
+            .collect()
+    };
+    let complete = texts("complete").await;
+    assert!(
+        complete
+            .iter()
+            .any(|l| l.starts_with("Cleaning up orphan processes: terminated 1")),
+        "{complete:?}"
+    );
+    assert_eq!(complete, texts("-1").await);
+    let setup = texts("none").await;
+    assert!(
+        !setup.iter().any(|l| l.contains("orphan")),
+        "not in the set-up lines: {setup:?}"
+    );
+    let wrote: Vec<&Value> = job["log_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["step"])
+        .collect();
+    assert!(wrote.contains(&&json!(-1)), "{job:#}");
+}
+
 /// Two background steps writing at the same time, their lines interleaved
 /// in time (each waits for the other's marker file before its next line):
 /// every line is filed under its step, `?step=N` gives that step's lines
@@ -2155,7 +2203,7 @@ async fn lines_of_parallel_steps_are_kept_by_step() {
     // A step index that is not one is refused, saying what it takes.
     let r = s
         .http
-        .get(s.url(&format!("/api/v1/jobs/{id}/logs?step=-1")))
+        .get(s.url(&format!("/api/v1/jobs/{id}/logs?step=-2")))
         .bearer_auth(&s.token)
         .send()
         .await

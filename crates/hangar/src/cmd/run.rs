@@ -925,6 +925,8 @@ impl Reporter for TerminalReporter {
                 };
                 writeln!(out, "{p}< {name}: {mark} [{}]", fmt_ms(*duration_ms))
             }
+            // GitHub's last section of a job's log.
+            Event::JobCompleting { .. } => writeln!(out, "{p}> Complete job"),
             Event::Log {
                 line, job, step, ..
             } => {

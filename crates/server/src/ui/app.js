@@ -537,6 +537,8 @@ class LogView {
 // (its name, conclusion and duration), the lines of no step first as "Set
 // up job"; a failed or running step opens by itself; each section reads its
 // own lines (`?step=N`) when first opened, and live lines go to their step.
+// The `step` of a job's "Complete job" lines (the agent protocol's COMPLETE_JOB_STEP).
+const COMPLETE = '-1';
 class StepsView {
   constructor(job, runId) {
     this.jobId = job.id;
@@ -575,7 +577,7 @@ class StepsView {
       if (why && !sec.autoOpened) { sec.autoOpened = true; this.open(sec); }
       order.push(sec);
     }
-    for (const st of (job.steps || []).slice().sort((a, b) => a.idx - b.idx)) {
+    for (const st of (job.steps || []).slice().sort((a, b) => a.idx - b.idx).filter((st) => st.idx >= 0)) {
       const sec = this.section(st.idx);
       put(sec.head, badge(st.status, st.conclusion), ' ', h('span', { class: 'name' }, st.name),
         h('span', { class: 't' }, dur(st.started_at, st.finished_at)));
@@ -588,9 +590,16 @@ class StepsView {
       order.push(sec);
     }
     // Lines of a step the job's step list does not name (yet).
-    for (const [key] of counts) if (key !== 'none' && !order.some((s) => s.key === key)) {
+    for (const [key] of counts) if (key !== 'none' && key !== COMPLETE && !order.some((s) => s.key === key)) {
       const sec = this.section(+key);
       put(sec.head, h('span', { class: 'badge s-running' }, '…'), ` step ${+key + 1}`);
+      order.push(sec);
+    }
+    if (counts.has(COMPLETE)) {
+      // What the job said once its steps were done (its timeout, its orphans
+      // ended): last, as GitHub's "Complete job".
+      const sec = this.section(+COMPLETE);
+      put(sec.head, h('span', { class: 'badge s-success' }, '·'), ' ', h('span', { class: 'name' }, 'Complete job'), h('span', { class: 'lines muted' }, ` ${counts.get(COMPLETE)} lines`));
       order.push(sec);
     }
     put(this.el, ...order.map((s) => s.box));
