@@ -123,18 +123,50 @@ async fn run_one(
         // At least every second, so a cancel reaches the job's processes quickly; the
         // server writes the lease only when a third of it is used.
         let every = Duration::from_millis((a.lease_ms / 3).clamp(100, 1_000) as u64);
+        let lease = Duration::from_millis(a.lease_ms.max(0) as u64);
         tokio::spawn(async move {
+            // When the last heartbeat the server answered was sent: the
+            // lease runs at least until then plus two thirds of it (the
+            // server extends it once a third is used).
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
-                match client.heartbeat(job_id, fence).await {
-                    Ok(Some(r)) if r.cancel => cancel.cancel(),
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
+                let sent = tokio::time::Instant::now();
+                // The server may count the lease as expired once two thirds
+                // of it passed since the last renewal, and give the job to
+                // another agent (it may itself be cut off from its database
+                // and unable to renew anything): the job stops then rather
+                // than run twice at once, even while a heartbeat is still
+                // on its way.
+                let expires = renewed + lease * 2 / 3;
+                let answer =
+                    tokio::time::timeout_at(expires, client.heartbeat(job_id, fence)).await;
+                match answer {
+                    Ok(Ok(Some(r))) => {
+                        renewed = sent;
+                        if r.cancel {
+                            cancel.cancel();
+                        }
+                    }
+                    Ok(Ok(None)) => {
                         lost.cancel();
                         cancel.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(job_id, "heartbeat failed: {e:#}"),
+                    Ok(Err(e)) if tokio::time::Instant::now() < expires => {
+                        tracing::warn!(job_id, "heartbeat failed: {e:#}");
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        tracing::warn!(
+                            job_id,
+                            "lost the lease of job {job_id}: no heartbeat was answered for {} ms; \
+                             stopping it, as it may be given to another agent",
+                            renewed.elapsed().as_millis()
+                        );
+                        lost.cancel();
+                        cancel.cancel();
+                        return;
+                    }
                 }
             }
         })

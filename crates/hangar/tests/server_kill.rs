@@ -14,10 +14,15 @@ use serde_json::json;
 
 use super::server_postgres::{Serve, get_json, serve};
 
-const SECRET: &str = "kill-test-secret";
+pub(crate) const SECRET: &str = "kill-test-secret";
 
 /// POSTs `body` as JSON; `None` when the server did not answer.
-fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<(u16, String)> {
+pub(crate) fn post(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     let host = base.strip_prefix("http://")?;
     let mut s = TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -38,7 +43,12 @@ fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option
 }
 
 /// POSTs a signed GitHub push delivery; `None` when the server did not answer.
-fn deliver(base: &str, body: &[u8], delivery: &str) -> Option<u16> {
+pub(crate) fn deliver(base: &str, body: &[u8], delivery: &str) -> Option<u16> {
+    deliver_answer(base, body, delivery).map(|(code, _)| code)
+}
+
+/// [`deliver`], with the whole answer (status line, headers, body).
+pub(crate) fn deliver_answer(base: &str, body: &[u8], delivery: &str) -> Option<(u16, String)> {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
     let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
@@ -47,7 +57,7 @@ fn deliver(base: &str, body: &[u8], delivery: &str) -> Option<u16> {
         ("X-GitHub-Delivery", delivery),
         ("X-Hub-Signature-256", sig.as_str()),
     ];
-    post(base, "/hooks/github", &headers, body).map(|(code, _)| code)
+    post(base, "/hooks/github", &headers, body)
 }
 
 /// Sends to the servers in turn from `first` until one answers 2xx, as

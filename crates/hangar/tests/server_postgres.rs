@@ -34,7 +34,27 @@ pub(crate) fn serve(data: &Path, args: &[&str], env_url: &str) -> Serve {
 /// [`serve`] on another address (`0.0.0.0:0`: reachable from the test's
 /// network namespaces; its `url` is then on 127.0.0.1).
 pub(crate) fn serve_on(listen: &str, data: &Path, args: &[&str], env_url: &str) -> Serve {
-    let mut child = Command::new(BIN)
+    serve_in(&[], listen, data, args, env_url)
+}
+
+/// [`serve_on`] run under `wrapper` (`ip netns exec NAME`: in a network
+/// namespace; it execs hangar, so the child is the server itself).
+pub(crate) fn serve_in(
+    wrapper: &[&str],
+    listen: &str,
+    data: &Path,
+    args: &[&str],
+    env_url: &str,
+) -> Serve {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd
         .current_dir(data)
         .arg("serve")
         .args(["--listen", listen, "--data"])

@@ -129,6 +129,47 @@ pub async fn json_errors(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// How long a client is asked to wait before retrying a server that cannot
+/// reach its database (about one reconnection attempt's worth).
+const DATABASE_RETRY_AFTER: &str = "5";
+
+/// A server that cannot reach its database (PostgreSQL behind a network that
+/// dropped) answers at once with 503 `database_unavailable` and a
+/// `Retry-After`, instead of holding requests on a dead connection: a load
+/// balancer sends the request to another server (`proxy_next_upstream
+/// http_503`), an agent backs off and polls again. Liveness (`/healthz`)
+/// still answers: the process is alive and recovers by itself when the
+/// network is back. A request that found the database gone on its way (an
+/// error the handler turned into 500) is answered the same way.
+pub(crate) async fn database_gate(
+    axum::extract::State(app): axum::extract::State<std::sync::Arc<crate::app::App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    if let Some(why) = app.store.unavailable() {
+        return database_unavailable(&why);
+    }
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && let Some(why) = app.store.unavailable()
+    {
+        return database_unavailable(&why);
+    }
+    resp
+}
+
+fn database_unavailable(why: &str) -> Response {
+    let mut resp = error_coded(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", why);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(DATABASE_RETRY_AFTER),
+    );
+    resp
+}
+
 /// Unknown routes.
 pub async fn not_found() -> Response {
     error(

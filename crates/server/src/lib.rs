@@ -328,6 +328,10 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ui::routes().layer(axum::middleware::map_response(security_headers)))
         .merge(api)
         .fallback(errors::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            errors::database_gate,
+        ))
         .layer(axum::middleware::map_response(errors::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .layer(axum::middleware::from_fn_with_state(
@@ -680,11 +684,42 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
             poll_wait: Duration::from_secs(30),
         };
         let runner = cfg.runner.clone();
-        let shutdown = shutdown.clone();
+        // The agent stops with the server, and also when the server's
+        // runtime goes away without `stop` (the guard below is dropped with
+        // its task).
+        let agent_stop = shutdown.child_token();
+        let guard = agent_stop.clone().drop_guard();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        // The embedded agent runs on a runtime of its own, as a remote agent
+        // would in its own process: a server whose workers are held by store
+        // calls (a database that stopped answering) must not stall the
+        // agent's heartbeats, nor the deadline at which it stops a job whose
+        // lease it can no longer renew.
+        std::thread::Builder::new()
+            .name("hangar-embedded-agent".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("hangar-agent")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("embedded agent: starting its runtime: {e:#}");
+                        return;
+                    }
+                };
+                if let Err(e) = rt.block_on(hangar_agent::run_agent(agent, runner, agent_stop)) {
+                    tracing::error!("embedded agent stopped: {e:#}");
+                }
+                rt.shutdown_timeout(Duration::from_secs(5));
+                let _ = done_tx.send(());
+            })
+            .context("starting the embedded agent's thread")?;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = hangar_agent::run_agent(agent, runner, shutdown).await {
-                tracing::error!("embedded agent stopped: {e:#}");
-            }
+            let _guard = guard;
+            let _ = done_rx.await;
         }));
     }
     Ok(Server {

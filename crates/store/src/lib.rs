@@ -440,7 +440,28 @@ pub trait Store: Send + Sync {
         let _ = role;
         Ok(true)
     }
+    /// Why the database cannot be reached now, while it cannot (PostgreSQL:
+    /// a connection could not be opened, or one was lost, and no new one has
+    /// been opened since). Calls made meanwhile fail at once with
+    /// [`Unavailable`] instead of waiting on a dead network. A store in a file
+    /// of this machine is always reachable: `None`.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
+
+/// The error of a call made while the database cannot be reached (see
+/// [`Store::unavailable`]): the server answers it with 503, not 500.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
 
 /// Opens (creating when needed) the default store under `data_dir`.
 pub fn open(data_dir: &Path) -> Result<sqlite::SqliteStore> {

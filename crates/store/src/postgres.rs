@@ -27,6 +27,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use tokio_postgres::types::ToSql;
@@ -41,6 +42,16 @@ use crate::{Result, Store};
 
 /// Connections kept per store. Each call holds one for its few statements only.
 const POOL_SIZE: usize = 8;
+
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection idle this long is probed by TCP keepalives...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// ...every this often...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// ...and this many unanswered probes end it: a dead peer is found in 8 s.
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The channel on which servers announce queued jobs to each other.
 const WORK_CHANNEL: &str = "hangar_work";
@@ -171,7 +182,25 @@ impl PgConn {
 struct PoolState {
     idle: Vec<PgConn>,
     open: usize,
+    /// While the database cannot be reached: since when and why. Every
+    /// idle connection was dropped then; a new one is tried at most once per
+    /// [`PROBE_EVERY`], by one caller, and the others are refused at once.
+    down: Option<Down>,
 }
+
+struct Down {
+    since: Instant,
+    why: String,
+    next_probe: Instant,
+    probing: bool,
+}
+
+/// How often a store that lost its database tries to connect again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a caller waits for one of the pool's connections to be free
+/// before it is told the database is too slow or unreachable.
+const POOL_WAIT: Duration = Duration::from_secs(15);
 
 /// A small pool written here rather than `r2d2`: a vector of idle connections,
 /// a count of open ones and a condition variable to wait for one.
@@ -205,15 +234,9 @@ impl std::ops::DerefMut for Pooled<'_> {
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        match self.conn.take() {
-            Some(c) if !c.client.is_closed() => state.idle.push(c),
-            // A broken connection is forgotten; the next caller opens a new one.
-            Some(_) => state.open -= 1,
-            // Already forgotten (a transaction that could not be rolled back).
-            None => {}
+        if let Some(c) = self.conn.take() {
+            self.pool.put_back(c);
         }
-        self.pool.freed.notify_one();
     }
 }
 
@@ -235,9 +258,115 @@ impl Pool {
         })
     }
 
+    /// Takes back a connection after use. One that ended (the server closed
+    /// it, or the network dropped it and its keepalive or write timeout
+    /// noticed) is forgotten, and the pool counts the database as lost until
+    /// a new connection opens: the others were opened the same way and are
+    /// likely as dead, so waiting on each in turn would cost every caller a
+    /// timeout.
+    fn put_back(&self, c: PgConn) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if c.client.is_closed() {
+            state.open -= 1;
+            Self::mark_down(
+                &mut state,
+                "the connection to PostgreSQL was lost",
+                Instant::now(),
+            );
+            self.freed.notify_all();
+        } else {
+            state.idle.push(c);
+            self.freed.notify_one();
+        }
+    }
+
+    /// Forgets a connection in an unknown state (a transaction that could
+    /// not be rolled back).
+    fn forget(&self, c: PgConn) {
+        let closed = c.client.is_closed();
+        drop(c);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.open -= 1;
+        if closed {
+            Self::mark_down(
+                &mut state,
+                "the connection to PostgreSQL was lost",
+                Instant::now(),
+            );
+        }
+        self.freed.notify_all();
+    }
+
+    /// Counts the database as lost (keeping the first loss's time), drops the
+    /// idle connections, and lets the next caller after `next_probe` try a
+    /// new one.
+    fn mark_down(state: &mut PoolState, why: &str, next_probe: Instant) {
+        state.open -= state.idle.len();
+        state.idle.clear();
+        match &mut state.down {
+            Some(d) => {
+                d.why = why.to_string();
+                d.next_probe = d.next_probe.max(next_probe);
+            }
+            None => {
+                state.down = Some(Down {
+                    since: Instant::now(),
+                    why: why.to_string(),
+                    next_probe,
+                    probing: false,
+                })
+            }
+        }
+    }
+
+    fn unavailable(state: &PoolState) -> Option<String> {
+        state.down.as_ref().map(|d| {
+            format!(
+                "the database has been unreachable for {} s ({}); this server \
+                 answers again as soon as it can connect: retry, or send the \
+                 request to another server",
+                d.since.elapsed().as_secs(),
+                d.why
+            )
+        })
+    }
+
     fn get(&self) -> Result<Pooled<'_>> {
+        let deadline = Instant::now() + POOL_WAIT;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            if let Some(d) = &mut state.down {
+                // One caller at a time tries a new connection, at most once
+                // per PROBE_EVERY; the others are refused at once.
+                if d.probing || Instant::now() < d.next_probe {
+                    let why = Self::unavailable(&state).unwrap_or_default();
+                    return Err(crate::Unavailable(why).into());
+                }
+                d.probing = true;
+                state.open += 1;
+                drop(state);
+                let tried = self.connect();
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                return match tried {
+                    Ok(c) => {
+                        state.down = None;
+                        Ok(Pooled {
+                            pool: self,
+                            conn: Some(c),
+                        })
+                    }
+                    Err(e) => {
+                        state.open -= 1;
+                        let why = format!("{e:#}");
+                        Self::mark_down(&mut state, &why, Instant::now() + PROBE_EVERY);
+                        if let Some(d) = &mut state.down {
+                            d.probing = false;
+                        }
+                        let why = Self::unavailable(&state).unwrap_or_default();
+                        Err(crate::Unavailable(why).into())
+                    }
+                };
+            }
             if let Some(c) = state.idle.pop() {
                 if c.client.is_closed() {
                     state.open -= 1;
@@ -259,12 +388,27 @@ impl Pool {
                     Err(e) => {
                         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                         state.open -= 1;
-                        self.freed.notify_one();
-                        Err(e)
+                        let why = format!("{e:#}");
+                        Self::mark_down(&mut state, &why, Instant::now() + PROBE_EVERY);
+                        self.freed.notify_all();
+                        Err(crate::Unavailable(Self::unavailable(&state).unwrap_or(why)).into())
                     }
                 };
             }
-            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(crate::Unavailable(format!(
+                    "all {POOL_SIZE} connections to PostgreSQL stayed busy for {} s; \
+                     the database is overloaded or unreachable",
+                    POOL_WAIT.as_secs()
+                ))
+                .into());
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -508,7 +652,38 @@ impl PgStore {
         let mut target = Target::parse(url)?;
         let config = &mut target.config;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(std::time::Duration::from_secs(10));
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A server cut off from the database by the network must find out in
+        // seconds, not after TCP's defaults (two hours idle, fifteen minutes
+        // of retransmissions): keepalives on idle connections, and a bound
+        // on data left unacknowledged. Both are answered by the peer's
+        // kernel, so a slow query never trips them. A URL's own settings win.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES);
+        }
+        // The same on PostgreSQL's side, so the sessions of a server that
+        // vanished end there too, and the advisory locks they hold (which
+        // server leads the periodic work, which embedded agents are alive)
+        // and their row locks pass to the other servers.
+        if config.get_options().is_none() {
+            config.options(format!(
+                "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} \
+                 -c tcp_keepalives_count={} -c tcp_user_timeout={}",
+                KEEPALIVE_IDLE.as_secs(),
+                KEEPALIVE_INTERVAL.as_secs(),
+                KEEPALIVE_RETRIES,
+                (KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES).as_millis()
+            ));
         }
         if config.get_application_name().is_none() {
             config.application_name("hangar");
@@ -520,10 +695,19 @@ impl PgStore {
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 open: 0,
+                down: None,
             }),
             freed: Condvar::new(),
         };
-        migrate(&mut *pool.get()?)?;
+        // The first connection is opened directly: failing here is a
+        // configuration error to report as it is, not an outage to wait out.
+        let mut first = pool.connect()?;
+        migrate(&mut first)?;
+        {
+            let mut state = pool.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.open = 1;
+            state.idle.push(first);
+        }
         let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
         Ok(PgStore {
             pool,
@@ -582,9 +766,7 @@ impl PgStore {
                 if c.batch("ROLLBACK").is_err() {
                     // A connection in an unknown state does not go back to the pool.
                     if let Some(conn) = c.conn.take() {
-                        drop(conn);
-                        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-                        state.open -= 1;
+                        self.pool.forget(conn);
                     }
                 }
                 Err(e)
@@ -2673,6 +2855,11 @@ impl Store for PgStore {
             }
         });
         Ok(false)
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        let state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        Pool::unavailable(&state)
     }
 
     fn present(&self, id: &str) -> Result<bool> {

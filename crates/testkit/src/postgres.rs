@@ -69,7 +69,9 @@ fn as_owner(root: bool, program: &Path) -> Command {
     }
 }
 
-fn start(tls: Option<&Path>) -> Cluster {
+/// Starts a cluster: with TLS files from `tls`, and listening as well on
+/// `also.0` (an address of this host) for clients of network `also.1`.
+fn start(tls: Option<&Path>, also: Option<(&str, &str)>) -> Cluster {
     let bin = find_bin().expect("checked by the caller");
     let root = is_root();
     let dir = tempfile::Builder::new()
@@ -109,13 +111,23 @@ fn start(tls: Option<&Path>) -> Cluster {
     );
     let port = crate::free_port();
     // Durability is not what these tests measure: fsync off keeps them fast.
+    let listen = match also {
+        Some((addr, _)) => format!("127.0.0.1,{addr}"),
+        None => "127.0.0.1".to_string(),
+    };
     let mut server = format!(
-        "'{}' -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off \
+        "'{}' -D '{}' -p {port} -k '{}' -c listen_addresses={listen} -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
         bin.join("postgres").display(),
         data.display(),
         dir.display()
     );
+    if let Some((_, net)) = also {
+        let hba = data.join("pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).expect("initdb's pg_hba.conf");
+        text.push_str(&format!("host all all {net} trust\n"));
+        std::fs::write(&hba, text).expect("write pg_hba.conf");
+    }
     if let Some(files) = tls {
         // The server's key must belong to the server's user and be private.
         for name in ["server.crt", "server.key"] {
@@ -265,8 +277,17 @@ impl Cluster {
 pub fn cluster() -> Option<&'static Cluster> {
     static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
     CLUSTER
-        .get_or_init(|| installed().then(|| start(None)))
+        .get_or_init(|| installed().then(|| start(None, None)))
         .as_ref()
+}
+
+/// A cluster of its own that also listens on `addr` (an address of this
+/// host, such as the host's end of a veth pair into a network namespace) and
+/// lets clients of network `net` (`10.214.3.0/30`) in without a password;
+/// `None` (failing under `$CI`, skipping loudly elsewhere) without PostgreSQL.
+/// Stopped when the test process exits.
+pub fn cluster_also_on(addr: &str, net: &str) -> Option<Cluster> {
+    installed().then(|| start(None, Some((addr, net))))
 }
 
 /// Whether PostgreSQL's programs are here: fails under `$CI` when they are
@@ -380,7 +401,7 @@ pub fn tls_cluster() -> Option<TlsCluster> {
         "server.crt",
     ]);
     Some(TlsCluster {
-        cluster: start(Some(d)),
+        cluster: start(Some(d), None),
         ca: d.join("ca.pem"),
         other_ca: d.join("other-ca.pem"),
         _files: files,
