@@ -200,7 +200,8 @@ fn browser_shows_live_log_and_final_status() {
 /// waits for the other's marker file before its next line, and both wait
 /// for the test's go signal halfway), and each step's section holds only
 /// its own lines, in order, the first of them live; the failing step's
-/// section is open, and `#step-N:L` opens step N at line L.
+/// section is open, the job's end (a daemon ended) is its last section,
+/// "Complete job", and `#step-N:L` opens step N at line L.
 #[test]
 fn job_page_groups_lines_by_step() {
     let Some(chrome) = chromium("job_page_groups_lines_by_step") else {
@@ -236,7 +237,7 @@ fn job_page_groups_lines_by_step() {
         )
     };
     let wf = format!(
-        "name: steps\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - name: quiet\n        run: echo quiet-line\n      - name: left\n        background: true\n{}      - name: right\n        background: true\n{}      - wait-all:\n      - name: broken\n        run: |\n          echo broken-line\n          exit 3\n",
+        "name: steps\non: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - name: quiet\n        run: |\n          echo quiet-line\n          sleep 300 > /dev/null 2>&1 &\n      - name: left\n        background: true\n{}      - name: right\n        background: true\n{}      - wait-all:\n      - name: broken\n        run: |\n          echo broken-line\n          exit 3\n",
         side("left", "right"),
         side("right", "left"),
     );
@@ -317,6 +318,33 @@ fn job_page_groups_lines_by_step() {
         "{names:?}"
     );
     assert!(at("broken") < names.len(), "{names:?}");
+    // What the job said once its steps were done (the daemon `quiet` left,
+    // ended) is its last section, "Complete job", as on GitHub.
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("Complete job"),
+        "{names:?}"
+    );
+    cdp.eval("[...document.querySelectorAll('details.step')].at(-1).open = true; 1");
+    cdp.wait(
+        "the Complete job section's lines",
+        20,
+        "[...document.querySelectorAll('details.step')].at(-1).querySelectorAll('.row').length > 0",
+    );
+    let complete = texts(&mut cdp, "Complete job");
+    assert!(
+        complete
+            .iter()
+            .any(|l| l.starts_with("Cleaning up orphan processes: terminated 1")),
+        "{complete:?}"
+    );
+    let setup = cdp.eval(
+        "[...(document.getElementById('step-none')?.querySelectorAll('.row') || [])].map((r) => r.lastChild.textContent).join('\\n')",
+    );
+    assert!(
+        !setup.as_str().unwrap_or("").contains("orphan"),
+        "not in Set up job: {setup}"
+    );
     // Each section's header says how its step ended.
     let conclusion = cdp.eval(
         "[...document.querySelectorAll('details.step')].find((d) => d.querySelector('summary .name')?.textContent === 'broken').dataset.conclusion",
