@@ -392,9 +392,23 @@ pub fn routers_openmetrics(sources: &[(String, PathBuf)]) -> String {
     out
 }
 
-/// Stops the environment's router process when one answers (`hangar down`).
+/// Stops the environment's router process when one answers (`hangar down`),
+/// and waits (at most 5 s) until that process is gone: the router answers
+/// before it exits, and `down` must not return while it is still exiting
+/// (a script that reuses the port right after would find it taken).
 pub(crate) fn stop_router_process(env_dir: &Path) -> bool {
-    Link::new(env_dir).call(&Request::Stop).is_ok()
+    let link = Link::new(env_dir);
+    let pid = link.ping();
+    if link.call(&Request::Stop).is_err() {
+        return false;
+    }
+    if let Some(pid) = pid {
+        let t0 = std::time::Instant::now();
+        while crate::supervisor::process_alive(pid) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    true
 }
 
 /// One service's router.
