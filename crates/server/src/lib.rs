@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
@@ -174,6 +175,17 @@ impl Server {
     }
 }
 
+/// The body limit of every API route that takes a document (a repository,
+/// a secret, a token, a dispatch, a decision): far above what any of them
+/// needs (GitHub caps a secret at 48 KB), far below what would let a holder
+/// of any token make the server buffer large bodies.
+pub const API_BODY_LIMIT: usize = 1024 * 1024;
+/// An agent's log chunk (at most 1 MiB of text, which JSON escaping can
+/// inflate) and its job's completion (outputs: GitHub keeps 1 MB per job).
+const AGENT_UPLOAD_LIMIT: usize = 8 * 1024 * 1024;
+/// An artifact file an agent uploads for its job.
+const ARTIFACT_UPLOAD_LIMIT: usize = 64 * 1024 * 1024;
+
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/metrics", get(api::metrics))
@@ -295,12 +307,15 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/agent/jobs/{id}/heartbeat",
             post(agent_api::heartbeat),
         )
-        .route("/api/v1/agent/jobs/{id}/logs", post(agent_api::logs))
+        .route(
+            "/api/v1/agent/jobs/{id}/logs",
+            post(agent_api::logs).layer(DefaultBodyLimit::max(AGENT_UPLOAD_LIMIT)),
+        )
         .route("/api/v1/agent/jobs/{id}/steps", post(agent_api::step))
         .route("/api/v1/agent/jobs/{id}/refuse", post(agent_api::refuse))
         .route(
             "/api/v1/agent/jobs/{id}/complete",
-            post(agent_api::complete),
+            post(agent_api::complete).layer(DefaultBodyLimit::max(AGENT_UPLOAD_LIMIT)),
         )
         .route(
             "/api/v1/agent/jobs/{id}/artifacts",
@@ -308,7 +323,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/api/v1/agent/jobs/{id}/artifacts/{name}",
-            get(agent_api::artifact_download).post(agent_api::artifact_upload),
+            get(agent_api::artifact_download)
+                .post(agent_api::artifact_upload)
+                .layer(DefaultBodyLimit::max(ARTIFACT_UPLOAD_LIMIT)),
         )
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -323,7 +340,7 @@ pub fn router(app: Arc<App>) -> Router {
         // length is announced; this limit only has to let that through.
         .route(
             "/hooks/{forge}",
-            post(hooks::receive).layer(axum::extract::DefaultBodyLimit::disable()),
+            post(hooks::receive).layer(DefaultBodyLimit::disable()),
         )
         .merge(ui::routes().layer(axum::middleware::map_response(security_headers)))
         .merge(api)
@@ -333,7 +350,7 @@ pub fn router(app: Arc<App>) -> Router {
             errors::database_gate,
         ))
         .layer(axum::middleware::map_response(errors::json_errors))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             app.body_idle_timeout,
             body_idle_timeout,

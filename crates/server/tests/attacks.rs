@@ -590,6 +590,53 @@ async fn a_log_chunk_over_1_mib_is_refused() {
     s.server.stop().await;
 }
 
+/// Every API route that takes a document refuses one over 1 MiB with 413 and
+/// stores nothing, whatever the token may do; the agent's uploads keep the
+/// room they need: a log chunk of exactly 1 MiB of text (over 1 MiB once
+/// wrapped in JSON) is taken.
+#[tokio::test]
+async fn an_api_document_over_1_mib_is_refused_and_agent_uploads_keep_their_room() {
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WORKFLOW)]);
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let padding = "x".repeat(hangar_server::API_BODY_LIMIT);
+    let big = json!({"name": "acme/big", "clone_url": repo.path().to_string_lossy(),
+                     "webhook_secret": "a-long-enough-webhook-secret", "description": padding});
+    let (code, answer) = s.post("/api/v1/repos", big).await;
+    assert_eq!(code, 413, "{answer}");
+    assert_eq!(answer["code"], "payload_too_large", "{answer}");
+    let (code, answer) = s
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "t", "role": "read", "note": "y".repeat(hangar_server::API_BODY_LIMIT)}),
+        )
+        .await;
+    assert_eq!(code, 413, "{answer}");
+    let repos = s.get("/api/v1/repos").await;
+    assert_eq!(
+        repos.as_array().unwrap().len(),
+        0,
+        "nothing stored: {repos}"
+    );
+
+    s.register("acme/app", repo.path()).await;
+    let agent = agent_token(&s, "box").await;
+    s.push("acme/app", repo.path(), &sha, "room-1").await;
+    let a = poll(&s, &agent, "box-1").await.expect("leased");
+    let (job, fence) = (a["job_id"].as_i64().unwrap(), a["fence"].as_i64().unwrap());
+    let key = a["lease_key"].as_str().unwrap();
+    let text = format!("{}\n", "x".repeat(1024 * 1024 - 1));
+    let code = agent_call(
+        &s,
+        &agent,
+        Some(key),
+        &format!("/api/v1/agent/jobs/{job}/logs"),
+        json!({"fence": fence, "chunk": 0, "first_line": 0, "text": text}),
+    )
+    .await;
+    assert_eq!(code, 200, "a whole 1 MiB chunk is an agent's right");
+    s.server.stop().await;
+}
+
 /// `pull_request_target` runs the base branch's workflow, at the base
 /// branch's last commit, with the repository's secrets, even for a fork (as
 /// on GitHub): a fork whose head rewrites that workflow to print the secret
