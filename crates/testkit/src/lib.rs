@@ -53,12 +53,22 @@ pub fn required_tool<T>(what: &str, probe: Result<T, String>) -> Option<T> {
     }
 }
 
-/// A port that was free on loopback a moment ago.
+/// A port that was free on loopback a moment ago, and never one this process
+/// handed out before: the tests of one binary run side by side, and the
+/// kernel may give a port just released to the next caller, so two tests
+/// could otherwise be given one port before either binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a loopback port")
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a loopback port")
+            .port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Runs git in `dir` with a fixed identity and no user or system
@@ -120,6 +130,16 @@ pub fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Drawn many times in one process, no port comes twice (the kernel
+    /// alone hands a just-released port out again: about 1 in 16 draws here).
+    #[test]
+    fn free_port_never_gives_a_port_twice() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            assert!(seen.insert(free_port()), "a port given twice");
+        }
+    }
 
     #[test]
     fn a_repository_has_its_files_committed() {
