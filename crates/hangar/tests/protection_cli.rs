@@ -186,32 +186,14 @@ fn through_the_server_a_protected_deployment_waits_for_another_reviewer() {
     if !common::have_python3() {
         return;
     }
-    let repo = hangar_testkit::empty_repo();
-    let dir = repo.path();
     let port = free_port();
-    hangar_testkit::commit(
-        dir,
-        &[
-            (
-                "hangar.yml",
-                &format!(
-                    r#"services:
-  web:
-    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site
-    artifact: [site]
-    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}
-    stop: {{ drain: 50ms, timeout: 2s }}
-environments:
-  prod:
-    listen: {{ web: 127.0.0.1:{port} }}
-    protection: {{ reviewers: [sre], prevent_self_review: true }}
-"#
-                ),
-            ),
-            ("site/index.html", "v1"),
-            (".gitignore", ".hangar/\n"),
-        ],
+    let repo = common::site_project(
+        &format!(
+            "  prod:\n    listen: {{ web: 127.0.0.1:{port} }}\n    protection: {{ reviewers: [sre], prevent_self_review: true }}\n"
+        ),
+        &[],
     );
+    let dir = repo.path();
     let (_serve, url, admin) = serve(dir);
     let _down = Down(dir);
     let (code, sre) = http(
@@ -322,34 +304,15 @@ environments:
 /// job's environment (no `environment` input), through a server or on the
 /// record when the inputs say so.
 fn deploying_project() -> (tempfile::TempDir, u16, u16) {
-    let repo = hangar_testkit::empty_repo();
     let (staging, prod) = (free_port(), free_port());
-    hangar_testkit::commit(
-        repo.path(),
-        &[
-            (
-                "hangar.yml",
-                &format!(
-                    r#"services:
-  web:
-    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site
-    artifact: [site]
-    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}
-    stop: {{ drain: 50ms, timeout: 2s }}
-environments:
-  staging:
-    listen: {{ web: 127.0.0.1:{staging} }}
-  prod:
-    listen: {{ web: 127.0.0.1:{prod} }}
-    protection: {{ reviewers: [sre] }}
-"#
-                ),
-            ),
-            ("site/index.html", "v1"),
-            (".gitignore", ".hangar/\n"),
-            (
-                ".github/workflows/deploy.yml",
-                r#"name: Deploy
+    let environments = format!(
+        "  staging:\n    listen: {{ web: 127.0.0.1:{staging} }}\n  prod:\n    listen: {{ web: 127.0.0.1:{prod} }}\n    protection: {{ reviewers: [sre] }}\n"
+    );
+    let repo = common::site_project(
+        &environments,
+        &[(
+            ".github/workflows/deploy.yml",
+            r#"name: Deploy
 on:
   workflow_dispatch:
     inputs:
@@ -368,8 +331,7 @@ jobs:
           override-protection: ${{ inputs.override }}
           reason: incident 7, the server is down
 "#,
-            ),
-        ],
+        )],
     );
     (repo, staging, prod)
 }

@@ -521,18 +521,10 @@ fn deployments_go_through_the_server_and_outlive_the_cli() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let repo = new_repo();
     let port = common::free_port();
-    let yml = format!(
-        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    listen: {{ web: 127.0.0.1:{port} }}\n"
-    );
-    commit(
-        repo.path(),
-        &[
-            ("hangar.yml", &yml),
-            ("site/index.html", "v1"),
-            (".gitignore", ".hangar/\n"),
-        ],
+    let repo = common::site_project(
+        &format!("  prod:\n    strategy: blue-green\n    listen: {{ web: 127.0.0.1:{port} }}\n"),
+        &[],
     );
     commit(repo.path(), &[("site/index.html", "v2")]);
     let repo_arg = repo.path().display().to_string();
@@ -717,18 +709,12 @@ fn serve_metrics_merge_the_routers_of_the_watched_environments() {
         return;
     }
     let data = tempfile::tempdir().unwrap();
-    let repo = new_repo();
     let (prod, staging) = (common::free_port(), common::free_port());
-    let yml = format!(
-        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 200ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 100ms, timeout: 2s }}\nenvironments:\n  prod:\n    listen: {{ web: 127.0.0.1:{prod} }}\n  staging:\n    listen: {{ web: 127.0.0.1:{staging} }}\n"
-    );
-    commit(
-        repo.path(),
-        &[
-            ("hangar.yml", &yml),
-            ("site/index.html", "v1"),
-            (".gitignore", ".hangar/\n"),
-        ],
+    let repo = common::site_project(
+        &format!(
+            "  prod:\n    listen: {{ web: 127.0.0.1:{prod} }}\n  staging:\n    listen: {{ web: 127.0.0.1:{staging} }}\n"
+        ),
+        &[],
     );
     let repo_arg = repo.path().display().to_string();
     struct Down<'a>(&'a str);

@@ -87,32 +87,14 @@ fn a_pending_deployment_approval_survives_kill_9_and_is_carried_out_after_restar
     if !common::have_python3() {
         return;
     }
-    let repo = hangar_testkit::empty_repo();
-    let dir = repo.path();
     let port = common::free_port();
-    hangar_testkit::commit(
-        dir,
-        &[
-            (
-                "hangar.yml",
-                &format!(
-                    r#"services:
-  web:
-    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site
-    artifact: [site]
-    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}
-    stop: {{ drain: 50ms, timeout: 2s }}
-environments:
-  prod:
-    listen: {{ web: 127.0.0.1:{port} }}
-    protection: {{ reviewers: [sre] }}
-"#
-                ),
-            ),
-            ("site/index.html", "v1"),
-            (".gitignore", ".hangar/\n"),
-        ],
+    let repo = common::site_project(
+        &format!(
+            "  prod:\n    listen: {{ web: 127.0.0.1:{port} }}\n    protection: {{ reviewers: [sre] }}\n"
+        ),
+        &[],
     );
+    let dir = repo.path();
     let project = dir.file_name().unwrap().to_str().unwrap().to_string();
     let repo_arg = dir.to_str().unwrap().to_string();
     let data = tempfile::tempdir().unwrap();

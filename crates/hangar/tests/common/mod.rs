@@ -90,3 +90,23 @@ pub fn serve_banner(child: &mut std::process::Child) -> Banner {
         lines: seen,
     }
 }
+
+/// The delivery tests' usual project, committed on `main`: one `web` service
+/// (python3 serving `site/`, whose `index.html` says "v1"), the given
+/// `environments:` block (indented by two spaces, as under the key), `.hangar/`
+/// ignored, and `extra` files. One place, so the service's health and stop
+/// timings stay alike across the tests that only differ in environments.
+pub fn site_project(environments: &str, extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let yml = format!(
+        "services:\n  web:\n    run: python3 -m http.server $PORT --bind 127.0.0.1 --directory site\n    artifact: [site]\n    health: {{ path: /index.html, interval: 100ms, timeout: 1s, deadline: 20s }}\n    stop: {{ drain: 50ms, timeout: 2s }}\nenvironments:\n{environments}"
+    );
+    let repo = hangar_testkit::empty_repo();
+    let mut files = vec![
+        ("hangar.yml", yml.as_str()),
+        ("site/index.html", "v1"),
+        (".gitignore", ".hangar/\n"),
+    ];
+    files.extend_from_slice(extra);
+    hangar_testkit::commit(repo.path(), &files);
+    repo
+}
