@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common;
+
 fn shared() -> Option<PathBuf> {
     hangar_testkit::shared("actions/actions/cache.bundle")
 }
@@ -487,4 +489,94 @@ fn a_cache_that_cannot_be_opened_warns_and_the_run_goes_on() {
     let (out, text) = hangar_run(&dir, &data, &["--artifacts", keep.to_str().unwrap()]);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("cannot open the cache under"), "{text}");
+}
+
+/// `hangar serve --actions-url`: the embedded agent fetches the marketplace
+/// action from that forge (the real `actions/cache`, against the server's own
+/// cache service), and a URL hangar cannot use stops the server at start, naming the flag.
+#[test]
+fn serve_fetches_marketplace_actions_from_its_actions_url() {
+    use std::time::{Duration, Instant};
+    let Some(shared) = shared() else { return };
+    if !have("node") || !have("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let forge = tmp.path().join("forge");
+    std::fs::create_dir_all(forge.join("actions")).unwrap();
+    let bundle = shared.join("actions/actions/cache.bundle");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--end-of-options",
+            bundle.to_str().unwrap(),
+            forge.join("actions/cache.git").to_str().unwrap(),
+        ],
+    );
+    let dir = repo(tmp.path(), CACHE_WORKFLOW);
+    let bin = env!("CARGO_BIN_EXE_hangar");
+
+    let bad = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--actions-url",
+            "ftp://forge",
+        ])
+        .arg("--data")
+        .arg(tmp.path().join("bad"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{err}");
+    assert!(
+        err.contains("--actions-url") && err.contains("ftp://forge"),
+        "{err}"
+    );
+
+    let url = format!("file://{}", forge.display());
+    let repo_arg = dir.display().to_string();
+    let (_serve, ui, admin) = common::browser::serve(
+        bin,
+        &tmp.path().join("data"),
+        &["--repo", &repo_arg, "--actions-url", &url],
+    );
+    let base = ui.trim_end_matches("/ui/");
+    // The server builds what is pushed after it watches.
+    std::fs::write(dir.join("README"), "pushed\n").unwrap();
+    git(&dir, &["add", "README"]);
+    git(&dir, &["commit", "-q", "-m", "push"]);
+    let start = Instant::now();
+    let run = loop {
+        let (_, runs) = common::http_json("GET", &format!("{base}/api/v1/runs"), &admin, "");
+        let first = runs[0].clone();
+        if first["status"] == "completed" {
+            let (_, r) = common::http_json(
+                "GET",
+                &format!("{base}/api/v1/runs/{}", first["id"]),
+                &admin,
+                "",
+            );
+            break r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no run ended: {runs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let job = &run["jobs"][0];
+    let (_, log) = common::browser::http(
+        "GET",
+        &format!("{base}/api/v1/jobs/{}/logs/raw", job["id"]),
+        &admin,
+        None,
+    );
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}\n{log}");
+    assert!(log.contains("Cache saved with key: deps-"), "{log}");
+    assert!(log.contains("[command]") && log.contains("tar"), "{log}");
 }

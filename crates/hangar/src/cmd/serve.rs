@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use hangar_agent::{AgentConfig, CancellationToken, EngineRunner, JobRunner};
+use hangar_engine::actions::ActionSource;
 use hangar_engine::process::{Sandbox, SandboxMode};
 use hangar_server::ServeConfig;
 use hangar_store::Store;
@@ -82,6 +83,11 @@ pub enum Command {
         /// Total megabytes of logs, artifacts and caches; past it the oldest go first (default: no budget).
         #[arg(long, value_name = "MB")]
         retention_max_mb: Option<u64>,
+        /// Where marketplace actions and remote reusable workflows are fetched
+        /// from: a forge's base URL (https://, http://, ssh://, git:// or
+        /// file://). Default: GitHub.
+        #[arg(long = "actions-url", value_name = "URL", env = "HANGAR_ACTIONS_URL")]
+        actions_url: Option<String>,
         /// How the embedded agent isolates jobs: auto (bubblewrap when it works
         /// here, else plain processes with a warning), bwrap (refuse to start
         /// without it), none.
@@ -108,6 +114,10 @@ pub enum Command {
         /// Where job workspaces go (default: a directory under the system temp dir).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Where marketplace actions are fetched from: a forge's base URL
+        /// (https://, http://, ssh://, git:// or file://). Default: GitHub.
+        #[arg(long = "actions-url", value_name = "URL", env = "HANGAR_ACTIONS_URL")]
+        actions_url: Option<String>,
         /// How jobs are isolated: auto (bubblewrap when it works here, else
         /// plain processes with a warning), bwrap (refuse to start without it), none.
         #[arg(long, default_value = "auto", value_parser = parse_sandbox)]
@@ -165,11 +175,23 @@ fn sandbox(mode: SandboxMode, hide: Vec<PathBuf>) -> anyhow::Result<Sandbox> {
     Ok(sandbox)
 }
 
+/// `--actions-url` (or `HANGAR_ACTIONS_URL`), checked before anything starts,
+/// else GitHub: the same rule as `hangar run`'s, minus hangar.yml, which a
+/// server or agent has no single one of.
+fn action_source(url: Option<String>) -> anyhow::Result<ActionSource> {
+    match url.filter(|u| !u.trim().is_empty()) {
+        Some(u) => ActionSource::new(&u, false).map_err(|e| anyhow::anyhow!("--actions-url: {e}")),
+        None => ActionSource::new(hangar_engine::actions::DEFAULT_URL, false)
+            .map_err(anyhow::Error::msg),
+    }
+}
+
 /// The job runner agents use: the workflow engine.
-fn runner(sandbox: Sandbox) -> Arc<dyn JobRunner> {
+fn runner(sandbox: Sandbox, actions: ActionSource) -> Arc<dyn JobRunner> {
     // hangar's own steps (hangar/release, hangar/deploy) run in server jobs too.
     let mut engine = hangar_engine::Engine::new();
     engine.set_sandbox(sandbox);
+    engine.set_action_source(actions);
     for action in hangar_builtins::all() {
         engine.register(action);
     }
@@ -232,12 +254,15 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             public_url,
             retention_days,
             retention_max_mb,
+            actions_url,
             sandbox: mode,
         } => {
             let data = data_dir(data);
+            let actions = action_source(actions_url)?;
             // No step sees the database, the key file or the blobs.
             let jobs = sandbox(mode, vec![data.clone()])?;
-            let mut cfg = ServeConfig::new(data.clone(), runner(jobs));
+            let mut cfg = ServeConfig::new(data.clone(), runner(jobs, actions.clone()));
+            cfg.actions = actions;
             cfg.listen = listen;
             let database_label = database.as_deref().map(hangar_store::database_label);
             cfg.database = database;
@@ -295,8 +320,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             capacity,
             name,
             work_dir,
+            actions_url,
             sandbox: mode,
         } => {
+            let actions = action_source(actions_url)?;
             let name = name.unwrap_or_else(|| {
                 std::fs::read_to_string("/etc/hostname")
                     .map(|s| s.trim().to_string())
@@ -348,7 +375,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     cfg.name,
                     cfg.labels.join(",")
                 );
-                hangar_agent::run_agent(cfg, runner(jobs), shutdown).await?;
+                hangar_agent::run_agent(cfg, runner(jobs, actions), shutdown).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
