@@ -41,6 +41,7 @@ const TABLES: &[&str] = &[
     "notification_rules",
     "delivery_operations",
     "workflow_run_queue",
+    "env_deployments",
 ];
 
 /// One table as copied: its rows on each side and the hash both agreed on.
@@ -555,6 +556,16 @@ mod tests {
         )
         .unwrap();
         s.queue_workflow_run(run_id, "completed").unwrap();
+        s.put_env_deployments(&[EnvDeployment {
+            project: "0123456789ab".into(),
+            project_name: "shop".into(),
+            environment: "prod".into(),
+            service: "web".into(),
+            record_id: 1,
+            started: 1_700_000_000,
+            record: serde_json::json!({"id": 1, "outcome": "succeeded"}),
+        }])
+        .unwrap();
         (token, run_id, job)
     }
 

@@ -354,6 +354,19 @@ pub trait Store: Send + Sync {
     /// Removes a queued action once its followers were looked for.
     fn dequeue_workflow_run(&self, id: i64) -> Result<()>;
 
+    // Deployments of the watched projects' environments: their controllers'
+    // histories (files, so the CLI works with no server) read into the store,
+    // which is what the server's metrics, API and page read.
+    /// Stores each record once per (project, environment, record id,
+    /// service): a record seen again unchanged writes nothing; changed (a
+    /// controller recorded how an interrupted deployment ended) it replaces
+    /// the stored one. Returns how many rows were added or changed.
+    fn put_env_deployments(&self, rows: &[EnvDeployment]) -> Result<usize>;
+    /// Oldest first (by record id, then service).
+    fn env_deployments(&self, filter: &EnvDeploymentFilter) -> Result<Vec<EnvDeployment>>;
+    /// The environments a project has deployments in, sorted.
+    fn env_deployment_environments(&self, project: &str) -> Result<Vec<String>>;
+
     // Retention: what may expire, and deleting it.
     /// Every completed run's logs, every artifact and every cache entry with its size.
     fn retention_items(&self) -> Result<Vec<RetentionItem>>;

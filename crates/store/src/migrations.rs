@@ -386,4 +386,28 @@ ALTER TABLE jobs ADD COLUMN continue_on_error BOOLEAN NOT NULL DEFAULT FALSE;
 "#,
         ),
     },
+    // Deployments of the watched projects' environments, read from their
+    // controllers' histories: what `/metrics` and the delivery API read, so
+    // neither opens a history file per request, and a project whose folder
+    // is gone still counts.
+    Migration {
+        sqlite: r#"
+CREATE TABLE env_deployments (
+  project TEXT NOT NULL, project_name TEXT NOT NULL, environment TEXT NOT NULL,
+  service TEXT NOT NULL, record_id INTEGER NOT NULL, started INTEGER NOT NULL,
+  record TEXT NOT NULL, ingested_at INTEGER NOT NULL,
+  PRIMARY KEY (project, environment, record_id, service));
+CREATE INDEX env_deployments_started ON env_deployments(started);
+"#,
+        postgres: Some(
+            r#"
+CREATE TABLE env_deployments (
+  project TEXT NOT NULL, project_name TEXT NOT NULL, environment TEXT NOT NULL,
+  service TEXT NOT NULL, record_id BIGINT NOT NULL, started BIGINT NOT NULL,
+  record TEXT NOT NULL, ingested_at BIGINT NOT NULL,
+  PRIMARY KEY (project, environment, record_id, service));
+CREATE INDEX env_deployments_started ON env_deployments(started);
+"#,
+        ),
+    },
 ];

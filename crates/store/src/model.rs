@@ -557,6 +557,37 @@ pub struct DeliveryOperation {
     pub version: i64,
 }
 
+/// One deployment (or rollback) of a watched project's environment, as its
+/// controller recorded it in the environment's history: the columns it is
+/// found by, and the record itself (JSON the deploy crate owns). One row per
+/// (project, environment, record id, service): two services deployed at once
+/// may share a record id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvDeployment {
+    /// The project's stable id (a hash of its directory's path, see the
+    /// server's delivery API), not its folder name.
+    pub project: String,
+    /// Its folder name when the record was read (what metrics label it with).
+    pub project_name: String,
+    pub environment: String,
+    pub service: String,
+    pub record_id: i64,
+    /// When the deployment started (unix seconds), for DORA's window.
+    pub started: i64,
+    pub record: serde_json::Value,
+}
+
+/// Which [`EnvDeployment`]s to list.
+#[derive(Debug, Clone, Default)]
+pub struct EnvDeploymentFilter<'a> {
+    pub project: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    /// Only deployments started at or after (unix seconds).
+    pub started_since: Option<i64>,
+    /// Only the newest this many (still listed oldest first).
+    pub last: Option<i64>,
+}
+
 /// A run whose `on: workflow_run` followers are still to be looked for
 /// (`action`: `requested` or `completed`, GitHub's event action).
 #[derive(Debug, Clone, PartialEq, Eq)]

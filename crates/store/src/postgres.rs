@@ -2479,6 +2479,80 @@ impl Store for PgStore {
         )
     }
 
+    fn put_env_deployments(&self, rows: &[EnvDeployment]) -> Result<usize> {
+        let now = now_ms();
+        self.tx(|c| {
+            let mut changed = 0;
+            for d in rows {
+                // Unchanged rows are not written: ingesting a history again is free.
+                changed += c.execute(
+                    "INSERT INTO env_deployments (project, project_name, environment, service, record_id, started, record, ingested_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (project, environment, record_id, service) DO UPDATE SET \
+                     project_name = excluded.project_name, started = excluded.started, \
+                     record = excluded.record, ingested_at = excluded.ingested_at \
+                     WHERE env_deployments.record <> excluded.record \
+                     OR env_deployments.project_name <> excluded.project_name",
+                    &[
+                        &d.project,
+                        &d.project_name,
+                        &d.environment,
+                        &d.service,
+                        &d.record_id,
+                        &d.started,
+                        &d.record.to_string(),
+                        &now,
+                    ],
+                )?;
+            }
+            Ok(usize::try_from(changed)?)
+        })
+    }
+
+    fn env_deployments(&self, f: &EnvDeploymentFilter) -> Result<Vec<EnvDeployment>> {
+        rows(
+            self.query(
+                "SELECT * FROM (SELECT project, project_name, environment, service, record_id, started, record \
+                 FROM env_deployments WHERE ($1::text IS NULL OR project = $1::text) \
+                 AND ($2::text IS NULL OR environment = $2::text) \
+                 AND ($3::bigint IS NULL OR started >= $3::bigint) \
+                 ORDER BY record_id DESC, service DESC LIMIT $4::bigint) AS newest \
+                 ORDER BY record_id, service",
+                &[&f.project, &f.environment, &f.started_since, &f.last],
+            )?,
+            |r| {
+                let project: String = col(r, "project")?;
+                let environment: String = col(r, "environment")?;
+                let service: String = col(r, "service")?;
+                let record_id: i64 = col(r, "record_id")?;
+                let record: String = col(r, "record")?;
+                Ok(EnvDeployment {
+                    record: serde_json::from_str(&record).with_context(|| {
+                        format!(
+                            "the record of deployment {record_id} of `{service}` to `{environment}` of project {project}"
+                        )
+                    })?,
+                    project_name: col(r, "project_name")?,
+                    started: col(r, "started")?,
+                    project,
+                    environment,
+                    service,
+                    record_id,
+                })
+            },
+        )
+    }
+
+    fn env_deployment_environments(&self, project: &str) -> Result<Vec<String>> {
+        rows(
+            self.query(
+                "SELECT DISTINCT environment FROM env_deployments WHERE project = $1 ORDER BY environment",
+                &[&project],
+            )?,
+            |r| col(r, "environment"),
+        )
+    }
+
     fn queue_workflow_run(&self, run_id: i64, action: &str) -> Result<i64> {
         col(
             &self.query_one(

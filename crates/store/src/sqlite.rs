@@ -1764,6 +1764,100 @@ impl Store for SqliteStore {
         rows.into_iter().map(operation_from_columns).collect()
     }
 
+    fn put_env_deployments(&self, rows: &[EnvDeployment]) -> Result<usize> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let mut changed = 0;
+        {
+            // Unchanged rows are not written: ingesting a history again is free.
+            let mut upsert = tx.prepare(
+                "INSERT INTO env_deployments (project, project_name, environment, service, record_id, started, record, ingested_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (project, environment, record_id, service) DO UPDATE SET \
+                 project_name = excluded.project_name, started = excluded.started, \
+                 record = excluded.record, ingested_at = excluded.ingested_at \
+                 WHERE env_deployments.record <> excluded.record \
+                 OR env_deployments.project_name <> excluded.project_name",
+            )?;
+            let now = now_ms();
+            for d in rows {
+                changed += upsert.execute(params![
+                    d.project,
+                    d.project_name,
+                    d.environment,
+                    d.service,
+                    d.record_id,
+                    d.started,
+                    d.record.to_string(),
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    fn env_deployments(&self, f: &EnvDeploymentFilter) -> Result<Vec<EnvDeployment>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT * FROM (SELECT project, project_name, environment, service, record_id, started, record \
+             FROM env_deployments WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR environment = ?2) \
+             AND (?3 IS NULL OR started >= ?3) ORDER BY record_id DESC, service DESC LIMIT ?4) \
+             ORDER BY record_id, service",
+        )?;
+        let rows = s
+            .query_map(
+                params![
+                    f.project,
+                    f.environment,
+                    f.started_since,
+                    f.last.unwrap_or(-1)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, String>("project")?,
+                        r.get::<_, String>("project_name")?,
+                        r.get::<_, String>("environment")?,
+                        r.get::<_, String>("service")?,
+                        r.get::<_, i64>("record_id")?,
+                        r.get::<_, i64>("started")?,
+                        r.get::<_, String>("record")?,
+                    ))
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(
+                |(project, project_name, environment, service, record_id, started, record)| {
+                    Ok(EnvDeployment {
+                        record: serde_json::from_str(&record).with_context(|| {
+                            format!(
+                                "the record of deployment {record_id} of `{service}` to `{environment}` of project {project}"
+                            )
+                        })?,
+                        project,
+                        project_name,
+                        environment,
+                        service,
+                        record_id,
+                        started,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn env_deployment_environments(&self, project: &str) -> Result<Vec<String>> {
+        let c = self.c();
+        let mut s = c.prepare(
+            "SELECT DISTINCT environment FROM env_deployments WHERE project = ?1 ORDER BY environment",
+        )?;
+        Ok(
+            s.query_map([project], |r| r.get::<_, String>("environment"))?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        )
+    }
+
     fn queue_workflow_run(&self, run_id: i64, action: &str) -> Result<i64> {
         let c = self.c();
         c.execute(

@@ -49,6 +49,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    env_deployments_are_stored_once_and_the_last_record_wins,
     delivery_operations_round_trip_by_phase,
     done_operations_are_deleted_after_the_cutoff,
     workflow_run_queue_is_first_in_first_out,
@@ -1343,6 +1344,99 @@ fn delivery_operations_round_trip_by_phase(s: &dyn Store) {
             .unwrap()
     );
     assert!(s.get_operation(99).unwrap().is_none());
+}
+
+/// A history ingested twice is stored once; a record written again (a
+/// controller recorded how an interrupted deployment ended) replaces the
+/// stored one; two services sharing a record id stay two; filters and the
+/// newest-N window list oldest first.
+fn env_deployments_are_stored_once_and_the_last_record_wins(s: &dyn Store) {
+    let row = |project: &str, env: &str, id: i64, service: &str, started: i64, outcome: &str| {
+        EnvDeployment {
+            project: project.into(),
+            project_name: "web".into(),
+            environment: env.into(),
+            service: service.into(),
+            record_id: id,
+            started,
+            record: serde_json::json!({"id": id, "service": service, "outcome": outcome}),
+        }
+    };
+    let history = vec![
+        row("aaa", "prod", 1, "api", 100, "succeeded"),
+        row("aaa", "prod", 2, "api", 200, "succeeded"),
+        row("aaa", "prod", 2, "worker", 200, "succeeded"),
+        row("aaa", "staging", 1, "api", 150, "failed"),
+        row("bbb", "prod", 1, "api", 300, "succeeded"),
+    ];
+    assert_eq!(s.put_env_deployments(&history).unwrap(), 5);
+    assert_eq!(
+        s.put_env_deployments(&history).unwrap(),
+        0,
+        "the same history again writes nothing"
+    );
+    let all = s.env_deployments(&EnvDeploymentFilter::default()).unwrap();
+    assert_eq!(all.len(), 5);
+    // Record 2 of `api` ended otherwise: its last record wins, once.
+    assert_eq!(
+        s.put_env_deployments(&[row("aaa", "prod", 2, "api", 200, "aborted")])
+            .unwrap(),
+        1
+    );
+    let prod = s
+        .env_deployments(&EnvDeploymentFilter {
+            project: Some("aaa"),
+            environment: Some("prod"),
+            ..Default::default()
+        })
+        .unwrap();
+    let seen: Vec<(i64, &str, &str)> = prod
+        .iter()
+        .map(|d| {
+            (
+                d.record_id,
+                d.service.as_str(),
+                d.record["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, "api", "succeeded"),
+            (2, "api", "aborted"),
+            (2, "worker", "succeeded")
+        ]
+    );
+    assert_eq!(prod[0].project_name, "web");
+    assert_eq!(prod[0].started, 100);
+    let newest = s
+        .env_deployments(&EnvDeploymentFilter {
+            project: Some("aaa"),
+            environment: Some("prod"),
+            last: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        newest
+            .iter()
+            .map(|d| (d.record_id, d.service.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, "api"), (2, "worker")]
+    );
+    let recent = s
+        .env_deployments(&EnvDeploymentFilter {
+            started_since: Some(150),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(recent.len(), 4);
+    assert_eq!(
+        s.env_deployment_environments("aaa").unwrap(),
+        vec!["prod".to_string(), "staging".to_string()]
+    );
+    assert!(s.env_deployment_environments("ccc").unwrap().is_empty());
 }
 
 /// Done operations last changed before the cut-off are deleted; newer ones,
