@@ -446,12 +446,13 @@ fn codecraft_ai() {
     assert!(out.contains("change failure rate       50.0%"), "{out}");
 }
 
-/// AI Code Platform (seed 001): a Node.js API; CI on main, develop and
-/// feature branches with a dependency gate that fails on high and critical
-/// advisories only; rolling staging, blue-green production.
+/// AI Code Platform (seed 001): a Node.js API over a real PostgreSQL and a
+/// Redis stand-in; CI on main, develop and feature branches with a dependency
+/// gate that fails on high and critical advisories only; rolling staging,
+/// blue-green production of the API alone (`services: [api]`).
 #[test]
 fn ai_code_platform() {
-    if !have("python3") || !have("node") {
+    if !have("python3") || !have("node") || !have_postgres() {
         return;
     }
     let mut p = project(
@@ -465,12 +466,19 @@ fn ai_code_platform() {
             ("ci: CI, deploy and security pipelines", &[]),
         ],
     );
+    // Run as root, db/postgres.sh runs PostgreSQL as the `postgres` user,
+    // which must reach the data directory under the project (a temporary
+    // directory is private to its owner).
+    std::fs::set_permissions(p.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     p.ok(&["validate"]);
     let out = p.ok(&["run"]);
     assert_jobs_succeeded(
         &out,
         &["ci/quality", "ci/test", "ci/security", "security/scan"],
     );
+    // The PostgreSQL client's own unit tests ran in CI's `npm test`.
+    assert!(out.contains("startup message"), "{out}");
     // The deploy workflow waits for CI (`workflow_run`), which `hangar run`
     // does not trigger today: it must not have run beside CI either.
     assert!(!out.contains("deploy/"), "{out}");
@@ -506,7 +514,15 @@ fn ai_code_platform() {
     std::fs::write(p.dir().join("package-lock.json"), lock).unwrap();
     p.ok(&["scan", "policy", ".github/workflows"]);
 
+    // The local stack: the API healthy means it queried its PostgreSQL,
+    // created on this first start; Ctrl-C stopped PostgreSQL too.
     p.up_local(18011, "/", "aicode-api 1.0.0");
+    let local = p.dir().join(".hangar/envs/local");
+    assert!(local.join("db/PG_VERSION").is_file(), "no cluster made");
+    assert_eq!(
+        gone_within(Duration::from_secs(10), || processes_under(&local)),
+        Vec::<u32>::new()
+    );
     p.deploy_and_roll_back(
         "staging",
         18012,
@@ -523,6 +539,25 @@ fn ai_code_platform() {
         p.ok(&["history", "staging"])
             .contains("(rolling) rolled-back")
     );
+    // Production deploys the API's releases alone (`services: [api]`): its
+    // database and cache are deployed once, on their own schedule.
+    let out = p.fails(&["deploy", "production"], 2);
+    assert!(out.contains("is protected"), "{out}");
+    let out = p.ok(&[
+        "deploy",
+        "production",
+        "--with-dependencies",
+        "--override-protection",
+        "--reason",
+        "example run without a server",
+    ]);
+    for svc in ["db", "cache", "api"] {
+        assert!(
+            out.contains(&format!("{svc} - -> ")),
+            "{svc} deployed: {out}"
+        );
+    }
+    p.envs.push("production".into());
     p.deploy_and_roll_back(
         "production",
         18013,
@@ -549,6 +584,18 @@ fn ai_code_platform() {
         ),
     );
 
+    api_over_its_database(
+        &p,
+        "production",
+        (18013, 18016),
+        (
+            "src/server.js",
+            "// GET /health: the process and its database (a query, not just a connect).",
+            "// GET /health: the process and its database (a query: a connect proves little).",
+            "fix(api): health check wording",
+        ),
+    );
+
     let out = p.ok(&["release", "--dry-run"]);
     assert!(out.contains("would release 1.1.0"), "{out}");
     let out = p.ok(&["release"]);
@@ -558,10 +605,233 @@ fn ai_code_platform() {
         p.read("package-lock.json")
             .contains("\"version\": \"1.1.0\"")
     );
-    // The cache's and the api's first deployments, the api's bad one, its fix.
+    // The db's, the cache's and the api's first deployments, the api's bad
+    // one, its fix, the api deployed over its database.
     let out = p.ok(&["dora", "production"]);
-    assert!(out.contains("4 deployments"), "{out}");
-    assert!(out.contains("change failure rate       25.0%"), "{out}");
+    assert!(out.contains("6 deployments"), "{out}");
+    assert!(out.contains("change failure rate       16.7%"), "{out}");
+
+    // `down` stops each environment's PostgreSQL: the postmaster is gone.
+    for env in ["staging", "production"] {
+        let db = instance_pids(&p, env, "db");
+        assert_eq!(db.len(), 1, "{env}: {db:?}");
+        p.ok(&["down", env]);
+        p.envs.retain(|e| e != env);
+        let pid = db[0] as u32;
+        assert_eq!(
+            gone_within(Duration::from_secs(10), || [pid]
+                .into_iter()
+                .filter(|p| alive(*p))
+                .collect()),
+            Vec::<u32>::new(),
+            "{env}: PostgreSQL outlived hangar down"
+        );
+    }
+}
+
+/// PostgreSQL's server and the client programs hangar.yml's health check
+/// and backup commands run (`.ci/run` installs them).
+fn have_postgres() -> bool {
+    let server = Command::new("sh")
+        .args([
+            "-c",
+            "command -v postgres || ls /usr/lib/postgresql/*/bin/postgres || ls \"$(pg_config --bindir)/postgres\"",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let clients = ["psql", "pg_dump", "pg_isready"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    hangar_testkit::required_tool(
+        "PostgreSQL (postgres, initdb, psql, pg_dump, pg_isready)",
+        if server && clients {
+            Ok(())
+        } else {
+            Err("not installed".to_string())
+        },
+    )
+    .is_some()
+}
+
+/// Whether `pid` runs (a zombie, stopped but not yet reaped, does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// What `left()` still finds after `wait` (empty as soon as it is).
+fn gone_within(wait: Duration, left: impl Fn() -> Vec<u32>) -> Vec<u32> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let found = left();
+        if found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How many deployments of `service` `env`'s history holds.
+fn deployments_of(p: &Project, env: &str, service: &str) -> usize {
+    let out = p.hangar(&["history", env, "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history as JSON");
+    history
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["service"] == service)
+        .count()
+}
+
+/// POST `body` to `path` on loopback `port`: the answer's status and body.
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// `sql` run by psql through the database's router on `port`; its output.
+fn psql(port: u16, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-U",
+            "aicode",
+            "-d",
+            "aicode",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The API over its PostgreSQL (seed 001): a note written through the API is
+/// in the database, and stays readable through a new version of the API
+/// (`change` = file, from, to, commit message) deployed under steady traffic:
+/// no request failed, every answer held the note, and the database was not
+/// redeployed (the environment lists `services: [api]`): the same postmaster.
+/// Then `hangar recovery`: a backup (pg_dump), the note deleted by hand, and
+/// a restore (psql) brings it back. `ports` = the api's and the db's.
+fn api_over_its_database(
+    p: &Project,
+    env: &str,
+    ports: (u16, u16),
+    change: (&str, &str, &str, &str),
+) {
+    let (port, db_port) = (p.port(ports.0), p.port(ports.1));
+    let (status, answer) = post(port, "/notes", "first note");
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(get(port, "/notes").as_deref(), Some("first note\n"));
+    assert_eq!(psql(db_port, "SELECT body FROM notes"), "first note");
+    let db = instance_pids(p, env, "db");
+    assert_eq!(db.len(), 1, "one db instance: {db:?}");
+    // The instance is PostgreSQL itself (db/postgres.sh execs it), as its
+    // own lock file says.
+    let postmaster = || {
+        p.read(&format!(".hangar/envs/{env}/db/postmaster.pid"))
+            .lines()
+            .next()
+            .and_then(|l| l.parse::<u64>().ok())
+    };
+    assert_eq!(postmaster(), Some(db[0]));
+    let db_deployments = deployments_of(p, env, "db");
+    let status = p.ok(&["status", env]);
+    assert!(status.contains("db on tcp://127.0.0.1:"), "{status}");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut answers, mut failed) = (Vec::new(), Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(port, "/notes") {
+                    Some(body) => answers.push(body),
+                    None => failed.push(answers.len()),
+                }
+            }
+            (answers, failed)
+        })
+    };
+    let (file, from, to, message) = change;
+    p.change(file, from, to, message);
+    // The database's files changed too: it would be restarted were it
+    // deployed with the api.
+    p.change(
+        "db/schema.sql",
+        "-- The API's tables",
+        "-- The API's tables (notes)",
+        "chore(db): name the tables",
+    );
+    let out = p.ok(&[
+        "deploy",
+        env,
+        "--override-protection",
+        "--reason",
+        "example run without a server",
+    ]);
+    assert!(out.contains("api") && out.contains("succeeded"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answers, failed) = load.join().expect("the load thread");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the deployment (after {failed:?})",
+        failed.len(),
+        answers.len() + failed.len()
+    );
+    assert!(answers.len() >= 10, "{answers:?}");
+    assert!(answers.iter().all(|a| a == "first note\n"), "{answers:?}");
+    eprintln!(
+        "{} requests through the api to its database during the deployment, none failed",
+        answers.len()
+    );
+    assert_eq!(
+        instance_pids(p, env, "db"),
+        db,
+        "the db's process is the same"
+    );
+    assert_eq!(postmaster(), Some(db[0]));
+    assert_eq!(
+        deployments_of(p, env, "db"),
+        db_deployments,
+        "db redeployed: {out}"
+    );
+
+    // Disaster recovery: pg_dump through the db's router, a row lost, psql
+    // restores it.
+    let out = p.ok(&["recovery", "backup", env]);
+    assert!(out.contains("db: backup.run took"), "{out}");
+    assert_eq!(
+        psql(db_port, "DELETE FROM notes WHERE body = 'first note'"),
+        "DELETE 1"
+    );
+    assert_eq!(get(port, "/notes").as_deref(), Some(""));
+    p.ok(&["recovery", "restore", env]);
+    assert_eq!(get(port, "/notes").as_deref(), Some("first note\n"));
+    assert_eq!(instance_pids(p, env, "db"), db, "restored in place");
 }
 
 /// The pid of `service`'s one instance in `env`, from `hangar status --json`.
@@ -607,6 +877,7 @@ fn api_over_its_cache(
     let first = visits(&get(port, path).expect("the api reaches its cache"));
     let cache = instance_pids(p, env, "cache");
     assert_eq!(cache.len(), 1, "one cache instance: {cache:?}");
+    let cache_deployments = deployments_of(p, env, "cache");
     let status = p.ok(&["status", env]);
     assert!(status.contains("cache on tcp://127.0.0.1:"), "{status}");
 
@@ -634,8 +905,9 @@ fn api_over_its_cache(
         "example run without a server",
     ]);
     assert!(out.contains("api") && out.contains("succeeded"), "{out}");
-    assert!(
-        out.contains("cache: unchanged"),
+    assert_eq!(
+        deployments_of(p, env, "cache"),
+        cache_deployments,
         "the cache is not redeployed: {out}"
     );
     // A moment on the new version before the load stops.

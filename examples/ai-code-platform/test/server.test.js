@@ -3,10 +3,6 @@ const test = require('node:test');
 const assert = require('node:assert');
 const { answer } = require('../src/server.js');
 
-test('health answers ok', () => {
-  assert.deepStrictEqual(answer('/health'), [200, 'ok\n']);
-});
-
 test('root names the version', () => {
   const [status, body] = answer('/');
   assert.strictEqual(status, 200);
