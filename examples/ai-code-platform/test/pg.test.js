@@ -41,3 +41,40 @@ test('literals double quotes and keep backslashes', () => {
   assert.strictEqual(pg.literal('a\\b'), "'a\\b'");
   assert.throws(() => pg.literal('a\0b'));
 });
+
+// A server that answers the startup with `reply` (a real socket on loopback).
+function fakeServer(reply) {
+  const net = require('node:net');
+  const server = net.createServer((c) => c.once('data', () => c.write(reply)));
+  // Unreferenced: a failed assertion does not keep the test process alive.
+  server.unref();
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+test('a server asking for a password is refused, saying so', async () => {
+  // AuthenticationSASL (10) offering SCRAM-SHA-256, as PostgreSQL 14+ asks by default.
+  const mechanisms = Buffer.from('SCRAM-SHA-256\0\0', 'latin1');
+  const reply = Buffer.alloc(9);
+  reply.write('R', 0, 'latin1');
+  reply.writeInt32BE(8 + mechanisms.length, 1);
+  reply.writeInt32BE(10, 5);
+  const server = await fakeServer(Buffer.concat([reply, mechanisms]));
+  const { port } = server.address();
+  await assert.rejects(pg.query(`postgres://aicode@127.0.0.1:${port}/aicode`, 'SELECT 1'), /asks for SASL \(SCRAM\).*trust authentication only/);
+  server.close();
+});
+
+test('an error before the query ends the session with its message and code', async () => {
+  const fields = Buffer.from('SFATAL\0C3D000\0Mdatabase "x" does not exist\0\0', 'latin1');
+  const head = Buffer.alloc(5);
+  head.write('E', 0, 'latin1');
+  head.writeInt32BE(4 + fields.length, 1);
+  const server = await fakeServer(Buffer.concat([head, fields]));
+  const { port } = server.address();
+  await assert.rejects(pg.query(`postgres://aicode@127.0.0.1:${port}/x`, 'SELECT 1'), (e) => {
+    assert.strictEqual(e.code, '3D000');
+    assert.match(e.message, /database "x" does not exist/);
+    return true;
+  });
+  server.close();
+});
