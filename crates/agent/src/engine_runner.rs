@@ -189,6 +189,7 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         // The server leases a job only once its environment's reviewers and
         // wait timer are satisfied.
         environment_approved: true,
+        deploy_home: None,
     }
 }
 

@@ -149,7 +149,18 @@ impl BuiltinAction for Deploy {
                 return ActionResult::failed();
             }
         };
-        let dir = call.workspace.clone();
+        // A direct deployment outlives the job: under `hangar run`'s private
+        // copy it belongs to the user's checkout (see `RunContext::deploy_home`).
+        let dir = match &call.run.deploy_home {
+            Some(home) if home != &call.workspace => {
+                call.output.line(&format!(
+                    "hangar/deploy: deploying the project in {} (the run's private copy ends with the run; --bind runs in place)",
+                    home.display()
+                ));
+                home.clone()
+            }
+            _ => call.workspace.clone(),
+        };
         let data = dir.join(".hangar");
         let from_input_or_env = |input: &str, var: &str| {
             Some(call.input(input).trim().to_string())
@@ -225,7 +236,8 @@ impl BuiltinAction for Deploy {
             None => {
                 let req = hangar_deploy::control::Request::Deploy {
                     service,
-                    artifact: artifact.map(|a| dir.join(a).display().to_string()),
+                    // A path of the job's workspace, where earlier steps built it.
+                    artifact: artifact.map(|a| call.workspace.join(a).display().to_string()),
                     commit: sha,
                     commit_time: None,
                     no_build,

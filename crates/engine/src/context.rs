@@ -57,6 +57,12 @@ pub struct RunContext {
     /// (an agent's lease comes after the reviewers and the wait timer): a
     /// `hangar/deploy` to the job's own environment needs no other approval.
     pub environment_approved: bool,
+    /// The project a direct `hangar/deploy` deploys when the job's workspace
+    /// does not outlive the run: `hangar run`'s private copy is removed when
+    /// the run ends, but the environment's controller, releases and history
+    /// must stay where `hangar status|down|rollback` find them, the user's
+    /// checkout. `None`: the workspace itself (`--bind`, an agent).
+    pub deploy_home: Option<PathBuf>,
 }
 
 /// What a job's steps reach outside the engine, as the runner announces it in
@@ -173,6 +179,7 @@ impl RunContext {
             environment_secrets: BTreeMap::new(),
             environment_vars: BTreeMap::new(),
             environment_approved: false,
+            deploy_home: None,
         }
     }
 

@@ -280,6 +280,7 @@ pub fn local_context(
     run.services = parent.services.clone();
     run.server_url = parent.server_url.clone();
     run.debug = parent.debug;
+    run.deploy_home = parent.deploy_home.clone();
     run.run_id = format!("{}{seq}", parent.run_id);
     run.run_dir = parent.run_dir.with_file_name(format!(
         "{}-workflow-run-{seq}",

@@ -217,3 +217,69 @@ jobs:
         "{text}"
     );
 }
+
+/// `hangar run` without `--bind` runs the steps in a private copy that is
+/// removed when the run ends; a `hangar/deploy` step still deploys the user's
+/// project, so the environment keeps serving after the run, and `hangar
+/// status` and `hangar down` in the checkout find it. Before, the controller
+/// ran in the vanished copy: the address answered 404, `status` said "not
+/// running", and `down` could not stop it.
+#[test]
+fn a_deploy_step_under_a_private_copy_deploys_the_users_checkout() {
+    if !crate::common::have_python3() {
+        return;
+    }
+    let port = crate::common::free_port();
+    let repo = crate::common::site_project(
+        &format!("  staging:\n    listen: {{ web: 127.0.0.1:{port} }}\n"),
+        &[(
+            ".github/workflows/deploy.yml",
+            "on: push\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    environment: staging\n    steps:\n      - uses: hangar/deploy@v1\n",
+        )],
+    );
+    let dir = repo.path();
+    let hangar = |args: &[&str]| {
+        let out = Command::new(HANGAR)
+            .args(args)
+            .current_dir(dir)
+            .env_remove("HANGAR_SERVER")
+            .env_remove("HANGAR_TOKEN")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    struct Down<'a>(&'a std::path::Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(HANGAR)
+                .args(["down", "staging", "--dir"])
+                .arg(self.0)
+                .output();
+        }
+    }
+    let _down = Down(dir);
+    let (ok, text) = hangar(&["run"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("deploying the project in"), "{text}");
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(s, "GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    };
+    // The run is over and its copy gone; the environment still serves.
+    assert_eq!(get().as_deref(), Some("v1"));
+    assert!(dir.join(".hangar/envs/staging").is_dir());
+    let (ok, status) = hangar(&["status", "staging"]);
+    assert!(ok && !status.contains("not running"), "{status}");
+    let (ok, text) = hangar(&["down", "staging"]);
+    assert!(ok, "{text}");
+    assert!(get().is_none(), "still served after `hangar down`");
+}

@@ -263,6 +263,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         run.workspace = ws.path().to_path_buf();
+        run.deploy_home = Some(workspace.clone());
         _copy = Some(ws);
     }
     let mut engine = Engine::new();
