@@ -13,6 +13,7 @@
 //! version, still counted against the canary.
 
 pub mod daemon;
+mod fast;
 pub mod metrics;
 mod pool;
 mod stats;
@@ -55,7 +56,10 @@ type Body = Either<Incoming, Full<Bytes>>;
 pub struct Backend {
     pub addr: SocketAddr,
     inflight: AtomicUsize,
+    /// hyper's connections (for the requests the fast path leaves to hyper).
     pool: Arc<Pool>,
+    /// The fast path's connections.
+    idle: fast::Idle,
 }
 
 impl Backend {
@@ -64,6 +68,7 @@ impl Backend {
             addr,
             inflight: AtomicUsize::new(0),
             pool: Arc::default(),
+            idle: fast::Idle::default(),
         })
     }
 }
@@ -721,64 +726,88 @@ fn serve_std(
     addr: SocketAddr,
     live: &Arc<AtomicUsize>,
 ) {
-    match tokio::net::TcpStream::from_std(stream) {
-        Ok(stream) => serve_connection(router.clone(), stream, addr, live.clone()),
-        Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
-    }
+    serve_connection(router.clone(), stream, addr, live.clone());
 }
 
 async fn accept_loop(router: Arc<Router>, listener: TcpListener) {
     let live = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, addr) = accept(&router, &listener).await;
-        serve_connection(router.clone(), stream, addr, live.clone());
+        match stream.into_std() {
+            Ok(stream) => serve_connection(router.clone(), stream, addr, live.clone()),
+            Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
+        }
     }
 }
 
-/// Serves one client connection on a task of the current runtime; `live`
+/// Serves one client connection on a task of the current runtime (the fast
+/// path, then hyper if the fast path hands the connection over); `live`
 /// counts the connections being served.
 fn serve_connection(
     router: Arc<Router>,
-    stream: tokio::net::TcpStream,
+    stream: std::net::TcpStream,
     addr: SocketAddr,
     live: Arc<AtomicUsize>,
 ) {
+    live.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let peer = Peer::new(addr);
+        match fast::Sock::new(stream) {
+            Ok(sock) => {
+                if let Some((stream, read)) = fast::serve(&router, sock, &peer).await {
+                    serve_hyper(router, peer, stream, read).await;
+                }
+            }
+            Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
+        }
+        live.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// Serves the rest of a connection with hyper; `read` is what the fast path
+/// read from it and did not use (it is read first).
+async fn serve_hyper(router: Arc<Router>, peer: Peer, stream: std::net::TcpStream, read: Vec<u8>) {
+    let stream = match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!("router {}: cannot serve a connection: {err}", router.name);
+            return;
+        }
+    };
     let conn = Arc::new(Conn {
         router,
-        peer: Peer::new(addr),
+        peer,
         local: Arc::new(Local::default()),
         request_read: AtomicBool::new(false),
     });
-    live.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(async move {
-        let drive = conn.local.drive();
-        let io = ClientIo {
-            stream,
-            conn: conn.clone(),
-            wrote: false,
-            nodelay: false,
-        };
-        let svc = {
+    let drive = conn.local.drive();
+    let io = ClientIo {
+        stream,
+        conn: conn.clone(),
+        wrote: false,
+        nodelay: false,
+        read,
+        at: 0,
+    };
+    let svc = {
+        let conn = conn.clone();
+        service_fn(move |req| {
             let conn = conn.clone();
-            service_fn(move |req| {
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(conn.router.handle(req, &conn).await) }
-            })
-        };
-        let served = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(io), svc);
-        // The instances' side first: in one wake-up an answer is read from
-        // the instance, then written to the client by the server connection
-        // polled next, instead of in two wake-ups when the order is random.
-        tokio::select! {
-            biased;
-            _ = drive => {}
-            _ = served => {}
-        }
-        conn.local.release();
-        live.fetch_sub(1, Ordering::Relaxed);
-    });
+            async move { Ok::<_, Infallible>(conn.router.handle(req, &conn).await) }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc);
+    // The instances' side first: in one wake-up an answer is read from
+    // the instance, then written to the client by the server connection
+    // polled next, instead of in two wake-ups when the order is random.
+    tokio::select! {
+        biased;
+        _ = drive => {}
+        _ = served => {}
+    }
+    conn.local.release();
 }
 
 /// The client's socket, with two system calls per connection saved where
@@ -790,6 +819,9 @@ struct ClientIo {
     wrote: bool,
     /// `TCP_NODELAY` is set.
     nodelay: bool,
+    /// Bytes the fast path read before handing the connection over, from `at` on.
+    read: Vec<u8>,
+    at: usize,
 }
 
 impl ClientIo {
@@ -813,6 +845,12 @@ impl tokio::io::AsyncRead for ClientIo {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if self.at < self.read.len() {
+            let n = buf.remaining().min(self.read.len() - self.at);
+            buf.put_slice(&self.read[self.at..self.at + n]);
+            self.at += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
         std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
