@@ -3,6 +3,7 @@
 # proxying the same backend on loopback.
 #   bash benches/tcp-proxy-vs-haproxy.sh [SECONDS] [ROUNDS]
 #   CONNS="16 64" GIB=1 bash benches/tcp-proxy-vs-haproxy.sh
+#   ROUTER=path/to/hangar-router-bench ...                 # another build (before/after)
 #
 # One backend (hangar-tcp-bench: an echo port and a sink port, one event loop),
 # HAProxy in front of it (`mode tcp`, one thread, logging off) and the router
@@ -31,6 +32,7 @@ export PATH="$PATH:/usr/sbin"
 need haproxy haproxy
 cargo build --release -q -p hangar-router --bin hangar-router-bench --bin hangar-tcp-bench
 BENCH=./target/release/hangar-tcp-bench
+ROUTER=${ROUTER:-./target/release/hangar-router-bench}
 
 work=$(mktemp -d)
 pids=()
@@ -72,9 +74,9 @@ HAP_PID=$!
 
 # The router's TCP mode, once per backend port (one process each: the CPU of
 # both is counted).
-./target/release/hangar-router-bench "127.0.0.1:$HGR_E" "127.0.0.1:$ECHO" tcp >/dev/null 2>&1 & pids+=($!)
+"$ROUTER" "127.0.0.1:$HGR_E" "127.0.0.1:$ECHO" tcp >/dev/null 2>&1 & pids+=($!)
 HGR_E_PID=$!
-./target/release/hangar-router-bench "127.0.0.1:$HGR_S" "127.0.0.1:$SINK" tcp >/dev/null 2>&1 & pids+=($!)
+"$ROUTER" "127.0.0.1:$HGR_S" "127.0.0.1:$SINK" tcp >/dev/null 2>&1 & pids+=($!)
 HGR_S_PID=$!
 
 for p in "$HAP_E" "$HGR_E"; do

@@ -50,7 +50,7 @@ const MAX_HEADERS: usize = 100;
 /// hyper answers 414 to a request target longer than this.
 const MAX_URI: usize = 65534;
 /// Each connection's read buffer (grown only for a head that needs more).
-const BUF: usize = 16 * 1024;
+pub(crate) const BUF: usize = 16 * 1024;
 /// Body bytes gathered before they are written on.
 const FLUSH_AT: usize = 64 * 1024;
 /// A chunk-size line, extensions included.
@@ -69,9 +69,10 @@ pub(crate) struct Sock {
 }
 
 impl Sock {
+    /// A non-blocking socket (accepted or connected through mio, or taken
+    /// from tokio) in the current thread's event loop.
     #[allow(unsafe_code)] // tokio's safe constructor is deprecated for an I/O-safety hole; see SAFETY.
     pub(crate) fn new(stream: std::net::TcpStream) -> std::io::Result<Sock> {
-        stream.set_nonblocking(true)?;
         // SAFETY: the stream owns its descriptor and is moved into the
         // AsyncFd, which lends it out only by reference: the descriptor stays
         // open, and the same one, until the AsyncFd is dropped or taken apart
@@ -87,6 +88,18 @@ impl Sock {
         })
     }
 
+    /// A connection to `addr`, made without blocking and registered once
+    /// (tokio's `connect` registers a socket its `into_std` then deregisters).
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Sock> {
+        let sock = Sock::new(mio::net::TcpStream::connect(addr)?.into())?;
+        // Writable once connected or failed; the error, if any, says which.
+        drop(sock.fd.writable().await?);
+        if let Some(err) = sock.fd.get_ref().take_error()? {
+            return Err(err);
+        }
+        Ok(sock)
+    }
+
     pub(crate) fn into_std(self) -> std::net::TcpStream {
         self.fd.into_inner()
     }
@@ -95,7 +108,7 @@ impl Sock {
     /// fill `buf` emptied the socket: its readiness is cleared then, so the
     /// next read waits for the next event instead of asking the kernel first
     /// (nginx's `ready = 0` after a short `recv`).
-    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let mut ready = self.fd.readable().await?;
             match ready.try_io(|fd| (&mut fd.get_ref()).read(buf)) {
@@ -119,7 +132,7 @@ impl Sock {
     /// one is unacknowledged, so a connection's first (often only) answer goes
     /// out at once without the system call, as nginx sets it only when a
     /// connection goes keep-alive.
-    async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
         // Relaxed: only the connection's task uses it.
         if self.wrote.load(Ordering::Relaxed) && !self.nodelay.load(Ordering::Relaxed) {
             self.nodelay.store(true, Ordering::Relaxed);
@@ -158,7 +171,7 @@ impl Sock {
         }
     }
 
-    fn shutdown_write(&self) {
+    pub(crate) fn shutdown_write(&self) {
         let _ = self.fd.get_ref().shutdown(std::net::Shutdown::Write);
     }
 }
@@ -168,16 +181,16 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn take_buf() -> Vec<u8> {
+pub(crate) fn take_buf() -> Vec<u8> {
     SPARE
         .with_borrow_mut(|s| s.pop())
         .unwrap_or_else(|| vec![0; BUF])
 }
 
-fn give_buf(buf: Vec<u8>) {
+pub(crate) fn give_buf(buf: Vec<u8>) {
     if buf.len() == BUF || (buf.is_empty() && buf.capacity() <= 2 * FLUSH_AT) {
         SPARE.with_borrow_mut(|s| {
-            if s.len() < 256 {
+            if s.len() < 64 {
                 s.push(buf);
             }
         });
@@ -314,9 +327,8 @@ impl Idle {
 }
 
 async fn connect(backend: &Arc<Backend>) -> std::io::Result<Upstream> {
-    let stream = tokio::net::TcpStream::connect(backend.addr).await?;
-    let _ = stream.set_nodelay(true);
-    let sock = Sock::new(stream.into_std()?)?;
+    let sock = Sock::connect(backend.addr).await?;
+    let _ = sock.fd.get_ref().set_nodelay(true);
     sock.nodelay.store(true, Ordering::Relaxed);
     Ok(Upstream {
         sock,

@@ -22,23 +22,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
-
-use crate::{Backend, Router, RouterHandle, Stop, Table};
+use crate::fast::{self, Sock};
+use crate::{Backend, Router, RouterHandle, Stop, TableRt};
 
 /// How long connecting to one instance may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The buffer of each direction of a connection: it starts at
-/// [`COPY_START`] and grows to [`COPY_MAX`] once a read fills it. tokio's
-/// `copy_bidirectional` keeps 8 KiB per direction, which costs a bulk
-/// transfer (a dump, a bulk load) a read and a write system call per 8 KiB:
-/// benches/tcp-proxy-vs-haproxy.sh measured the router at 1.16-1.24x the CPU
-/// per GiB of HAProxy with it, and 0.47-0.55x with 64 KiB. Its 64 KiB buffers
-/// are allocated zeroed when a connection opens, which made a short
-/// connection (connect, a query, close) pay a 128 KiB memset (6% of the
-/// router's CPU under perf); these grow, uninitialised, only when used.
-const COPY_START: usize = 8 * 1024;
+/// The buffer of each direction of a connection: a 16 KiB one reused from
+/// the thread's spares (`fast::take_buf`), grown to [`COPY_MAX`] once a read
+/// fills it. tokio's `copy_bidirectional` keeps 8 KiB per direction, which
+/// costs a bulk transfer (a dump, a bulk load) a read and a write system call
+/// per 8 KiB: benches/tcp-proxy-vs-haproxy.sh measured the router at
+/// 1.16-1.24x the CPU per GiB of HAProxy with it, and 0.47-0.55x with 64 KiB.
+/// Buffers allocated (and zeroed) per connection made a short connection
+/// (connect, a query, close) pay for them (6% of the router's CPU under
+/// perf); reused, they cost nothing per connection.
 const COPY_MAX: usize = 64 * 1024;
 
 /// Which listener a service's router runs: HTTP (the default) or raw TCP.
@@ -132,13 +130,22 @@ impl Router {
                 let live = Arc::new(AtomicUsize::new(0));
                 let picker = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
                 rt.block_on(async {
-                    let Ok(listener) = TcpListener::from_std(listener) else {
-                        return;
+                    let listener = match crate::watch_listener(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(
+                                "router {}: cannot watch the listener: {e}",
+                                router.name
+                            );
+                            return;
+                        }
                     };
+                    // Accepted unregistered (`accept_raw`: accept4 until the
+                    // queue is empty, then one wait), registered once as the
+                    // proxy's own socket.
                     let accepting = async {
                         loop {
-                            let (client, _) = crate::accept(&router, &listener).await;
-                            let _ = client.set_nodelay(true);
+                            let (client, _) = crate::accept_raw(&router, &listener).await;
                             live.fetch_add(1, Ordering::Relaxed);
                             let (router, live, picker) =
                                 (router.clone(), live.clone(), picker.clone());
@@ -167,108 +174,101 @@ impl Router {
     }
 }
 
-/// Routes one client connection and copies its bytes until either end closes.
-async fn proxy(router: &Router, mut client: TcpStream, picker: &AtomicU64) {
-    let table = router.table();
-    let Some((version, backend, mut upstream)) = connect(router, &table, picker).await else {
+/// Routes one client connection and copies its bytes until either end
+/// closes: both directions in the connection's one task, over sockets that
+/// skip the read that would only say "nothing more" (`fast::Sock`), with
+/// `TCP_NODELAY` set only on a socket written to twice, through buffers
+/// reused from the thread's spares; nothing is allocated per connection
+/// beyond its task.
+async fn proxy(router: &Router, client: std::net::TcpStream, picker: &AtomicU64) {
+    let table = router.table.load_full();
+    let Some((backend, upstream)) = connect(&table, picker).await else {
         // No instance took it: the client sees the connection closed, as it
         // would with the service down (no protocol to say more in).
         tracing::debug!("router {}: no instance accepted a connection", router.name);
         return;
     };
-    tracing::trace!(
-        "router {}: connection to {version} at {}",
-        router.name,
-        backend.addr
-    );
+    let client = match Sock::new(client) {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::warn!("router {}: cannot serve a connection: {err}", router.name);
+            return;
+        }
+    };
     backend.inflight.fetch_add(1, Ordering::Relaxed);
-    let _ = upstream.set_nodelay(true);
-    let (from_client, to_client) = client.split();
-    let (from_upstream, to_upstream) = upstream.split();
-    let _ = tokio::try_join!(
-        pipe(from_client, to_upstream),
-        pipe(from_upstream, to_client)
-    );
+    let _ = tokio::try_join!(pipe(&client, &upstream), pipe(&upstream, &client));
     backend.inflight.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Copies what `from` reads to `to` until `from` ends, then ends `to`'s
 /// writing side (a half-close goes through: the other direction goes on until
 /// it ends too, as `copy_bidirectional` does).
-async fn pipe(
-    mut from: tokio::net::tcp::ReadHalf<'_>,
-    mut to: tokio::net::tcp::WriteHalf<'_>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // Capacity, not length: `read_buf` fills uninitialised memory.
-    let mut buf = Vec::with_capacity(COPY_START);
-    loop {
-        buf.clear();
-        let n = from.read_buf(&mut buf).await?;
-        if n == 0 {
-            break;
+async fn pipe(from: &Sock, to: &Sock) -> std::io::Result<()> {
+    let mut buf = fast::take_buf();
+    let copied = async {
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            to.write_all(&buf[..n]).await?;
+            if n == buf.len() && n < COPY_MAX {
+                buf.resize(COPY_MAX, 0);
+            }
         }
-        to.write_all(&buf).await?;
-        if n == buf.capacity() && n < COPY_MAX {
-            buf.clear();
-            buf.reserve(COPY_MAX);
-        }
+        to.shutdown_write();
+        Ok(())
     }
-    to.shutdown().await
+    .await;
+    buf.truncate(fast::BUF);
+    fast::give_buf(buf);
+    copied
 }
 
 /// The version chosen by weight first, then the others; within a version
 /// its instances in turn. Each refused or timed-out connect is counted
 /// against its version before the next instance is tried.
-async fn connect(
-    router: &Router,
-    table: &Table,
-    picker: &AtomicU64,
-) -> Option<(String, Arc<Backend>, TcpStream)> {
-    let live: Vec<usize> = (0..table.routes.len())
-        .filter(|i| !table.routes[*i].backends.is_empty())
-        .collect();
+async fn connect<'t>(t: &'t TableRt, picker: &AtomicU64) -> Option<(&'t Arc<Backend>, Sock)> {
     let ticket = next_random(picker);
-    let first = pick(table, &live, ticket)?;
-    let order = std::iter::once(first).chain(live.iter().copied().filter(|i| *i != first));
+    let first = pick(t, ticket)?;
+    let order = std::iter::once(first).chain(
+        (0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()),
+    );
     for ri in order {
-        let route = &table.routes[ri];
-        let stats = router.stats(&route.version);
-        let n = route.backends.len();
+        let route = &t.routes[ri];
+        let n = route.route.backends.len();
         // Round-robin within a version, from the same random draw.
         let start = (ticket >> 32) as usize % n;
         for k in 0..n {
-            let backend = &route.backends[(start + k) % n];
+            let backend = &route.route.backends[(start + k) % n];
             let started = Instant::now();
-            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr)).await {
-                Ok(Ok(stream)) => {
-                    stats.record(started.elapsed(), 200);
-                    // The shared record, whose in-flight count the controller reads.
-                    let shared = router.backend(backend.addr);
-                    return Some((route.version.clone(), shared, stream));
+            match tokio::time::timeout(CONNECT_TIMEOUT, Sock::connect(backend.addr)).await {
+                Ok(Ok(sock)) => {
+                    route.stats.record(started.elapsed(), 200);
+                    return Some((backend, sock));
                 }
-                _ => stats.record_connect_error(),
+                _ => route.stats.record_connect_error(),
             }
         }
     }
     None
 }
 
-/// A route among `live` by weight (a live route of weight 0 only when all are 0).
-fn pick(table: &Table, live: &[usize], ticket: u64) -> Option<usize> {
-    let total: u64 = live.iter().map(|i| table.routes[*i].weight as u64).sum();
-    if total == 0 {
-        return live.first().copied();
+/// A route with instances by weight (the first one when all weigh 0).
+fn pick(t: &TableRt, ticket: u64) -> Option<usize> {
+    let live = |i: &usize| !t.routes[*i].route.backends.is_empty();
+    if t.total_weight == 0 {
+        return (0..t.routes.len()).find(live);
     }
-    let mut t = ticket % total;
-    for &i in live {
-        let w = table.routes[i].weight as u64;
-        if t < w {
+    let mut left = ticket % t.total_weight;
+    for i in (0..t.routes.len()).filter(live) {
+        let w = t.routes[i].route.weight as u64;
+        if left < w {
             return Some(i);
         }
-        t -= w;
+        left -= w;
     }
-    live.first().copied()
+    (0..t.routes.len()).find(live)
 }
 
 fn next_random(seq: &AtomicU64) -> u64 {
@@ -282,8 +282,9 @@ fn next_random(seq: &AtomicU64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Route;
+    use crate::{Route, Table};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
 
     /// A line-echo server that prefixes each line with `name`.
     async fn echo(name: &'static str) -> SocketAddr {
