@@ -177,36 +177,48 @@ impl Sock {
 }
 
 thread_local! {
-    /// Read buffers of connections that ended, for the next ones of this thread.
-    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Buffers of connections that ended, for the next ones of this thread:
+    /// read buffers (`BUF` bytes, initialised) and output buffers (empty).
+    static SPARE: std::cell::RefCell<(Vec<Vec<u8>>, Vec<Vec<u8>>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// Spare buffers kept per thread, of each kind.
+const SPARES: usize = 64;
+
+/// A read buffer: `BUF` initialised bytes.
 pub(crate) fn take_buf() -> Vec<u8> {
     SPARE
-        .with_borrow_mut(|s| s.pop())
+        .with_borrow_mut(|(bufs, _)| bufs.pop())
         .unwrap_or_else(|| vec![0; BUF])
 }
 
+/// Gives back a read buffer (`BUF` long; one grown further may keep its capacity).
 pub(crate) fn give_buf(buf: Vec<u8>) {
-    if buf.len() == BUF || (buf.is_empty() && buf.capacity() <= 2 * FLUSH_AT) {
-        SPARE.with_borrow_mut(|s| {
-            if s.len() < 64 {
-                s.push(buf);
+    if buf.len() == BUF {
+        SPARE.with_borrow_mut(|(bufs, _)| {
+            if bufs.len() < SPARES {
+                bufs.push(buf);
             }
         });
     }
 }
 
 fn take_out() -> Vec<u8> {
-    let mut v = SPARE
-        .with_borrow_mut(|s| {
-            s.iter()
-                .position(|b| b.is_empty())
-                .map(|i| s.swap_remove(i))
-        })
-        .unwrap_or_else(|| Vec::with_capacity(BUF));
-    v.clear();
-    v
+    SPARE
+        .with_borrow_mut(|(_, outs)| outs.pop())
+        .unwrap_or_else(|| Vec::with_capacity(BUF))
+}
+
+fn give_out(mut out: Vec<u8>) {
+    if out.capacity() <= 2 * FLUSH_AT {
+        out.clear();
+        SPARE.with_borrow_mut(|(_, outs)| {
+            if outs.len() < SPARES {
+                outs.push(out);
+            }
+        });
+    }
 }
 
 /// Bytes read from a socket and not used yet: `buf[start..end]`. `buf` is all
@@ -1001,7 +1013,7 @@ pub(crate) async fn serve(
         up.release();
     }
     let Client { sock, input, out } = c;
-    give_buf(out);
+    give_out(out);
     match next {
         Next::Fallback => {
             let rest = input.data().to_vec();
@@ -1703,5 +1715,30 @@ mod tests {
         let long = format!("5;{}\r\n", "a".repeat(MAX_CHUNK_LINE));
         assert_eq!(Chunks::default().step(long.as_bytes()), Err(BadChunk));
         assert_eq!(Chunks::default().step(b"5;aaa"), Ok(Step::Need));
+    }
+}
+
+#[cfg(test)]
+mod spare_tests {
+    use super::*;
+
+    /// An output buffer given back is never handed out as a read buffer (an
+    /// empty read buffer reads 0 bytes: the TCP mode would take it for the
+    /// end of the stream).
+    #[test]
+    fn spare_buffers_keep_their_kind() {
+        give_out(Vec::with_capacity(10));
+        give_buf(vec![0; BUF]);
+        give_out(Vec::new());
+        for _ in 0..3 {
+            assert_eq!(take_buf().len(), BUF);
+        }
+        assert!(take_out().is_empty());
+        give_buf(vec![0; 10]);
+        assert_eq!(
+            take_buf().len(),
+            BUF,
+            "a buffer of another size is not kept"
+        );
     }
 }
