@@ -176,11 +176,12 @@ impl Sock {
     }
 }
 
+/// Buffers of connections that ended, for the next ones of this thread:
+/// read buffers (`BUF` bytes, initialised) and output buffers (empty).
+type Spares = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 thread_local! {
-    /// Buffers of connections that ended, for the next ones of this thread:
-    /// read buffers (`BUF` bytes, initialised) and output buffers (empty).
-    static SPARE: std::cell::RefCell<(Vec<Vec<u8>>, Vec<Vec<u8>>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SPARE: std::cell::RefCell<Spares> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Spare buffers kept per thread, of each kind.
