@@ -896,25 +896,35 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
     };
     let mut jobs = Vec::new();
     let all = tri!(app.store.jobs_of_run(id));
-    let calls = all.iter().any(|j| j.key.contains(" / "));
-    for job in all {
-        // A caller of a reusable workflow that was expanded is not shown as
-        // a job, as on GitHub: its called jobs are, named `caller / callee`.
-        // It stays in the run for its conclusion and outputs. (Never leased,
-        // it never started.)
-        if calls && job.started_at.is_none() && job.status != Status::Waiting {
+    // A caller of a reusable workflow that was expanded is not shown as a
+    // job, as on GitHub: its called jobs are, named `caller / callee`. It
+    // stays in the run for its conclusion and outputs. (Never leased, it
+    // never started.)
+    let mut hidden: Vec<(&hangar_store::Job, String)> = Vec::new();
+    if all.iter().any(|j| j.key.contains(" / ")) {
+        for job in all.iter().filter(|j| j.started_at.is_none()) {
             let spec = tri!(app.store.get_job(job.id)).map(|j| j.spec);
-            if spec.is_some_and(|s| crate::calls::called_prefix(&s).is_some()) {
-                continue;
+            if let Some(prefix) = spec.and_then(|s| crate::calls::called_prefix(&s))
+                && all.iter().any(|j| j.key.starts_with(&prefix))
+            {
+                hidden.push((job, prefix));
             }
         }
+    }
+    let mut graph = crate::calls::graph_needs(&all, &hidden);
+    for job in all
+        .iter()
+        .filter(|j| !hidden.iter().any(|(h, _)| h.id == j.id))
+    {
         let steps = tri!(app.store.steps_of_job(job.id, None));
         let approvals = tri!(app.store.approvals_of_job(job.id));
         let (_, lines) = tri!(app.store.log_stats(job.id, None));
-        let mut v = serde_json::to_value(&job).unwrap_or_default();
+        let mut v = serde_json::to_value(job).unwrap_or_default();
         if job.status == Status::Queued {
-            v["waiting_reason"] = json!(app.queued_reason(&job));
+            v["waiting_reason"] = json!(app.queued_reason(job));
         }
+        // What the run graph draws its lines from (see `graph_needs`).
+        v["graph_needs"] = json!(graph.remove(&job.id).unwrap_or_default());
         v["steps"] = json!(steps);
         v["approvals"] = json!(approvals);
         v["log_lines"] = json!(lines);

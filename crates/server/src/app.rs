@@ -747,12 +747,24 @@ impl App {
         while self.settle_calls(&run, &jobs)? {
             jobs = self.store.jobs_of_run(run_id)?;
         }
+        // Called jobs a re-run reset wait for their caller to start again.
+        let held = {
+            let waiting = self.called_jobs_waiting_on_callers(&jobs)?;
+            for (job, why) in &waiting.orphaned {
+                self.finish_job(job, Conclusion::Skipped, why)?;
+            }
+            let held = waiting.held;
+            if !waiting.orphaned.is_empty() {
+                jobs = self.store.jobs_of_run(run_id)?;
+            }
+            held
+        };
         let mut queued_any = false;
         let mut others_to_advance: Vec<i64> = Vec::new();
         // The engine's scheduler decides; this loop carries its decisions out
         // and persists them. Jobs here are matrix legs; the graph's nodes are
         // their keys.
-        let to_run = match self.decide_jobs(&run, &jobs)? {
+        let to_run = match self.decide_jobs(&run, &jobs, &held)? {
             Ok(ids) => ids,
             Err(graph_error) => {
                 // Runs stored before cycles were refused at creation.
@@ -1170,10 +1182,13 @@ impl App {
     /// the jobs (legs) that may go on (matrix expansion, environments,
     /// concurrency, queue), or the graph's error for a run whose `needs` cannot
     /// be scheduled.
+    /// `held`: waiting called jobs whose caller has not started; they wait,
+    /// whatever the graph would decide.
     fn decide_jobs(
         &self,
         run: &hangar_store::Run,
         jobs: &[Job],
+        held: &[i64],
     ) -> anyhow::Result<Result<Vec<i64>, String>> {
         use hangar_engine::schedule::{Decision, Graph, State};
         let mut nodes: Vec<(String, Vec<String>)> = Vec::new();
@@ -1203,7 +1218,7 @@ impl App {
             .filter(|k| states[*k] == State::Running)
             .flat_map(|k| {
                 legs(jobs, k)
-                    .filter(|j| j.status == Status::Waiting)
+                    .filter(|j| j.status == Status::Waiting && !held.contains(&j.id))
                     .map(|j| j.id)
             })
             .collect();
@@ -1225,6 +1240,10 @@ impl App {
         }
         for (key, decision) in decisions {
             for job in legs(jobs, &key).filter(|j| j.status == Status::Waiting) {
+                if held.contains(&job.id) {
+                    self.set_waiting(job, "waiting for its caller to start")?;
+                    continue;
+                }
                 match &decision {
                     Decision::Run => to_run.push(job.id),
                     Decision::Wait(on) => self
@@ -1233,6 +1252,16 @@ impl App {
                         self.finish_job(job, Conclusion::Skipped, &format!("skipped: {why}"))?
                     }
                     Decision::Fail(e) => self.finish_job(job, Conclusion::Failure, e)?,
+                }
+                // A called job concluded here may be its caller's last: the
+                // run is looked at again to settle the caller (nothing else
+                // would, when no job of the run is left to complete).
+                if !matches!(decision, Decision::Run | Decision::Wait(_)) && job.key.contains(" / ")
+                {
+                    self.pending_advance
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(run.id);
                 }
             }
         }
@@ -1620,31 +1649,22 @@ impl App {
     }
 
     /// Re-runs jobs: `which` is `all`, `failed` or a job id.
+    ///
+    /// As on GitHub, the jobs that need a re-run job run again too (their
+    /// inputs change); the others keep their results. A caller of a
+    /// reusable workflow stands for its called jobs: re-run by itself (by
+    /// its id, or because it needs a re-run job) it re-runs every job it
+    /// called, nested calls included; a called job re-run alone reopens its
+    /// caller (whose conclusion and outputs are its called jobs'), and so
+    /// what needs the caller. "Failed" re-runs the failed called jobs and
+    /// reopens their callers; a caller that failed by itself (its outputs)
+    /// while every job it called succeeded is re-run whole.
     pub async fn rerun(&self, run_id: i64, which: &str, actor: &str) -> anyhow::Result<Vec<i64>> {
         let jobs = self.store.jobs_of_run(run_id)?;
         if jobs.iter().any(|j| j.status != Status::Completed) {
             anyhow::bail!("the run is still in progress; cancel it or wait for it to finish");
         }
-        let mut chosen: Vec<i64> = match which {
-            "all" => jobs.iter().map(|j| j.id).collect(),
-            "failed" => jobs
-                .iter()
-                .filter(|j| j.conclusion != Some(Conclusion::Success))
-                .map(|j| j.id)
-                .collect(),
-            id => {
-                let id: i64 = id
-                    .parse()
-                    .context("re-run takes `all`, `failed` or a job id")?;
-                if !jobs.iter().any(|j| j.id == id) {
-                    anyhow::bail!("job {id} is not part of run {run_id}");
-                }
-                vec![id]
-            }
-        };
-        // A caller of a reusable workflow concludes from its called jobs:
-        // re-running one of them reopens it (and so, below, the jobs that
-        // need it), as GitHub re-runs a called job's caller with it.
+        // The expanded callers, each with the key prefix of its called jobs.
         let mut callers: Vec<(i64, String)> = Vec::new();
         for j in &jobs {
             if let Some(prefix) = self
@@ -1655,36 +1675,73 @@ impl App {
                 callers.push((j.id, prefix));
             }
         }
-        // Jobs downstream of a re-run job run again too (their inputs change).
+        let failed = |j: &Job| j.conclusion != Some(Conclusion::Success);
+        // `whole`: the callers whose every called job runs again.
+        let (mut chosen, mut whole): (Vec<i64>, Vec<i64>) = match which {
+            "all" => (jobs.iter().map(|j| j.id).collect(), Vec::new()),
+            "failed" => {
+                let chosen: Vec<i64> = jobs.iter().filter(|j| failed(j)).map(|j| j.id).collect();
+                let whole = callers
+                    .iter()
+                    .filter(|(id, prefix)| {
+                        chosen.contains(id)
+                            && !jobs
+                                .iter()
+                                .any(|j| j.key.starts_with(prefix.as_str()) && failed(j))
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                (chosen, whole)
+            }
+            id => {
+                let id: i64 = id
+                    .parse()
+                    .context("re-run takes `all`, `failed` or a job id")?;
+                if !jobs.iter().any(|j| j.id == id) {
+                    anyhow::bail!("job {id} is not part of run {run_id}");
+                }
+                (vec![id], vec![id])
+            }
+        };
         loop {
-            let reopened: Vec<i64> = callers
-                .iter()
-                .filter(|(id, prefix)| {
-                    !chosen.contains(id)
-                        && jobs
-                            .iter()
-                            .any(|j| chosen.contains(&j.id) && j.key.starts_with(prefix.as_str()))
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            let reopened_any = !reopened.is_empty();
-            chosen.extend(reopened);
+            let before = (chosen.len(), whole.len());
+            for (id, prefix) in &callers {
+                if whole.contains(id) {
+                    for j in jobs.iter().filter(|j| j.key.starts_with(prefix.as_str())) {
+                        if !chosen.contains(&j.id) {
+                            chosen.push(j.id);
+                        }
+                    }
+                } else if !chosen.contains(id)
+                    && jobs
+                        .iter()
+                        .any(|j| chosen.contains(&j.id) && j.key.starts_with(prefix.as_str()))
+                {
+                    chosen.push(*id);
+                }
+            }
             let keys: Vec<&str> = jobs
                 .iter()
                 .filter(|j| chosen.contains(&j.id))
                 .map(|j| j.key.as_str())
                 .collect();
-            let more: Vec<i64> = jobs
+            // What needs a re-run job runs again, whole: its inputs change.
+            let needing: Vec<i64> = jobs
                 .iter()
                 .filter(|j| {
-                    !chosen.contains(&j.id) && j.needs.iter().any(|n| keys.contains(&n.as_str()))
+                    !whole.contains(&j.id) && j.needs.iter().any(|n| keys.contains(&n.as_str()))
                 })
                 .map(|j| j.id)
                 .collect();
-            if more.is_empty() && !reopened_any {
+            for id in needing {
+                if !chosen.contains(&id) {
+                    chosen.push(id);
+                }
+                whole.push(id);
+            }
+            if (chosen.len(), whole.len()) == before {
                 break;
             }
-            chosen.extend(more);
         }
         self.store.reset_jobs(run_id, &chosen, self.max_attempts)?;
         self.store.audit(

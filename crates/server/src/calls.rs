@@ -86,6 +86,16 @@ pub(crate) fn own_mapping(spec: &Value) -> Value {
     s
 }
 
+/// Waiting called jobs whose caller is not running (see
+/// [`App::called_jobs_waiting_on_callers`]).
+#[derive(Default)]
+pub(crate) struct CalledWaiting<'j> {
+    /// Their caller has not started yet: they wait for it.
+    pub(crate) held: Vec<i64>,
+    /// Their caller ended without running them: each with why it is skipped.
+    pub(crate) orphaned: Vec<(&'j Job, String)>,
+}
+
 impl App {
     /// The `inputs` context of a job: a called job's from its call, any
     /// other's from the run's inputs through the engine's one builder (the
@@ -337,6 +347,64 @@ impl App {
         Ok((display, text))
     }
 
+    /// The waiting called jobs whose caller is not running. A re-run resets called jobs with (or without) their
+    /// caller, but the rows stay: `held` ones wait for their caller to start
+    /// (its `needs` and `if:` gate them, as they gated the first attempt,
+    /// whose rows did not exist before the caller ran); `orphaned` ones have
+    /// a caller that ended without running them (skipped by its `if:`,
+    /// failed before its call) and are skipped with it.
+    pub(crate) fn called_jobs_waiting_on_callers<'j>(
+        &self,
+        jobs: &'j [Job],
+    ) -> anyhow::Result<CalledWaiting<'j>> {
+        let waiting: Vec<&Job> = jobs
+            .iter()
+            .filter(|j| j.status == Status::Waiting && j.key.contains(" / "))
+            .collect();
+        let mut out = CalledWaiting::default();
+        if waiting.is_empty() {
+            return Ok(out);
+        }
+        // A caller is never leased, so never started: only those rows can be.
+        let mut callers: Vec<(String, &Job)> = Vec::new();
+        for j in jobs.iter().filter(|j| j.started_at.is_none()) {
+            if let Some(prefix) = self
+                .store
+                .get_job(j.id)?
+                .and_then(|full| called_prefix(&full.spec))
+            {
+                callers.push((prefix, j));
+            }
+        }
+        for j in waiting {
+            // The nearest caller: a nested call's own, not the one above it.
+            let Some((_, caller)) = callers
+                .iter()
+                .filter(|(p, _)| j.key.starts_with(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+            else {
+                continue;
+            };
+            match caller.status {
+                Status::Running => {}
+                Status::Completed => {
+                    let c = caller
+                        .conclusion
+                        .map_or("without a conclusion".to_string(), |c| c.to_string());
+                    out.orphaned.push((
+                        j,
+                        format!(
+                            "skipped: its caller `{}` ended {c} without calling it",
+                            caller.name
+                        ),
+                    ))
+                }
+                Status::Waiting | Status::Queued => out.held.push(j.id),
+            }
+        }
+        Ok(out)
+    }
+
     /// Completes every running caller whose called jobs are all done, with
     /// their conclusion and the called workflow's outputs. Whether any was.
     pub(crate) fn settle_calls(&self, run: &Run, jobs: &[Job]) -> anyhow::Result<bool> {
@@ -416,6 +484,89 @@ impl App {
         }
         Ok(settled)
     }
+}
+
+/// The lines the run graph draws into each job shown, by id: its `needs`,
+/// where an expanded caller (not shown: it is no job of its own, as on
+/// GitHub) stands for the jobs it called. A job that needs a caller is
+/// drawn from the called jobs that end the called workflow (those no other
+/// job of it needs; a nested caller among them, from its own), and a
+/// called job that needs nothing in its workflow is drawn from what its
+/// caller needs. `hidden`: each expanded caller with its called jobs'
+/// key prefix.
+pub(crate) fn graph_needs(jobs: &[Job], hidden: &[(&Job, String)]) -> BTreeMap<i64, Vec<String>> {
+    // Nesting is bounded by GitHub's ten levels; the bound here only keeps
+    // a key that happens to look nested (a matrix value with ` / `) finite.
+    const DEPTH: usize = 12;
+    fn push(out: &mut Vec<String>, key: String) {
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    // The keys drawn for one `needs` entry.
+    fn drawn(
+        jobs: &[Job],
+        hidden: &[(&Job, String)],
+        need: &str,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) {
+        let callers: Vec<&String> = hidden
+            .iter()
+            .filter(|(c, _)| c.key == need)
+            .map(|(_, p)| p)
+            .collect();
+        if callers.is_empty() || depth == 0 {
+            push(out, need.to_string());
+            return;
+        }
+        for prefix in callers {
+            // The called workflow's own jobs (legs share a key).
+            let own: Vec<&Job> = jobs
+                .iter()
+                .filter(|j| {
+                    j.key
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| !rest.contains(" / "))
+                })
+                .collect();
+            for end in own
+                .iter()
+                .filter(|j| !own.iter().any(|o| o.needs.contains(&j.key)))
+            {
+                drawn(jobs, hidden, &end.key, depth - 1, out);
+            }
+        }
+    }
+    // The keys drawn into a job (or a caller) with these `needs`.
+    fn into(
+        jobs: &[Job],
+        hidden: &[(&Job, String)],
+        key: &str,
+        needs: &[String],
+        depth: usize,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if depth == 0 {
+            return out;
+        }
+        for n in needs {
+            drawn(jobs, hidden, n, DEPTH, &mut out);
+        }
+        if needs.is_empty()
+            && let Some((caller, _)) = hidden
+                .iter()
+                .filter(|(_, p)| key.starts_with(p.as_str()))
+                .max_by_key(|(_, p)| p.len())
+        {
+            out = into(jobs, hidden, &caller.key, &caller.needs, depth - 1);
+        }
+        out
+    }
+    jobs.iter()
+        .filter(|j| !hidden.iter().any(|(c, _)| c.id == j.id))
+        .map(|j| (j.id, into(jobs, hidden, &j.key, &j.needs, DEPTH)))
+        .collect()
 }
 
 /// The secrets a called job holds: `base` (what the run may give, nothing

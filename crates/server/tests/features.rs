@@ -1834,6 +1834,301 @@ jobs:
     );
 }
 
+/// A job of a run's report by key.
+fn job_by_key(run: &Value, key: &str) -> Value {
+    run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {run:#}"))
+        .clone()
+}
+
+/// Re-running a caller by its id (it is not listed, but the API takes it)
+/// re-runs every job it called, through a nested call, as GitHub re-runs
+/// a reusable workflow's caller: each gets a new attempt, in the called
+/// workflows' order (the nested one's job only after the job its caller
+/// needs), and what needs the caller runs again; the jobs around keep
+/// their results. (The caller once settled at once on its called jobs'
+/// old results.) The run graph's data draws the lines the hidden callers
+/// stood in: from the called workflow's last job to what needs the
+/// caller, and from what the caller needs to the called workflow's first.
+#[tokio::test]
+async fn rerunning_a_caller_reruns_every_job_it_called() {
+    let wf = "on: push
+jobs:
+  first:
+    runs-on: ubuntu-latest
+    steps: [{run: echo first}]
+  call:
+    needs: first
+    uses: ./.github/workflows/outer.yml
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo \"after out=${{ needs.call.outputs.o }}\"'}]
+  other:
+    runs-on: ubuntu-latest
+    steps: [{run: echo other}]
+";
+    let outer = "on:
+  workflow_call:
+    outputs:
+      o: {value: '${{ jobs.inner.outputs.x }}'}
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps: [{run: echo a}]
+  inner:
+    needs: a
+    uses: ./.github/workflows/inner.yml
+";
+    let inner = "on:
+  workflow_call:
+    outputs:
+      x: {value: '${{ jobs.x.outputs.n }}'}
+jobs:
+  x:
+    runs-on: ubuntu-latest
+    outputs: {n: '${{ steps.s.outputs.n }}'}
+    steps: [{id: s, run: 'echo \"n=attempt-${{ github.run_attempt }}\" >> \"$GITHUB_OUTPUT\"'}]
+";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/workflows/outer.yml", outer),
+        (".github/workflows/inner.yml", inner),
+    ]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run = s.wait_run(run_id, Duration::from_secs(60)).await;
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let keys: Vec<&str> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["first", "after", "other", "call / a", "call / inner / x"],
+        "callers are not listed: {run:#}"
+    );
+    // The graph's lines, through both hidden callers.
+    let graph = |key: &str| job_by_key(&run, key)["graph_needs"].clone();
+    assert_eq!(graph("after"), json!(["call / inner / x"]), "{run:#}");
+    assert_eq!(graph("call / a"), json!(["first"]), "{run:#}");
+    assert_eq!(graph("call / inner / x"), json!(["call / a"]), "{run:#}");
+    assert_eq!(graph("other"), json!([]), "{run:#}");
+    assert_eq!(job_by_key(&run, "after")["needs"], json!(["call"]));
+
+    let rows = s.server.app.store.jobs_of_run(run_id).unwrap();
+    let id_of = |key: &str| rows.iter().find(|j| j.key == key).unwrap().id;
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/runs/{run_id}/rerun"),
+            json!({"jobs": id_of("call")}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let mut rerun: Vec<i64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_i64().unwrap())
+        .collect();
+    rerun.sort();
+    let mut expected: Vec<i64> = [
+        "call",
+        "call / a",
+        "call / inner",
+        "call / inner / x",
+        "after",
+    ]
+    .iter()
+    .map(|k| id_of(k))
+    .collect();
+    expected.sort();
+    assert_eq!(rerun, expected, "{v}");
+    let again = s.wait_run(run_id, Duration::from_secs(60)).await;
+    assert_eq!(again["run"]["conclusion"], "success", "{again:#}");
+    assert_eq!(again["run"]["attempt"], 2);
+    for key in ["call / a", "call / inner / x", "after"] {
+        let j = job_by_key(&again, key);
+        assert_eq!(j["conclusion"], "success", "{key}: {again:#}");
+        assert_eq!(j["attempt"], 2, "{key} ran again: {again:#}");
+    }
+    for key in ["first", "other"] {
+        assert_eq!(
+            job_by_key(&again, key)["attempt"],
+            1,
+            "{key} keeps its result: {again:#}"
+        );
+    }
+    // The nested call's job waited for the job its caller needs.
+    let (a, x) = (
+        job_by_key(&again, "call / a"),
+        job_by_key(&again, "call / inner / x"),
+    );
+    assert!(
+        x["started_at"].as_i64().unwrap() >= a["finished_at"].as_i64().unwrap(),
+        "call / inner / x started before call / a finished: {again:#}"
+    );
+    // The outputs come up from the new attempt.
+    let log = logs_of(&s, &again, "after").await;
+    assert!(log.contains("after out=attempt-2"), "{log}");
+}
+
+/// A re-run whose caller is skipped this time (its `if:` reads the run's
+/// attempt) skips the jobs it called the first time, saying why; they do
+/// not run without their caller. (They once ran at once, their caller
+/// not started.)
+#[tokio::test]
+async fn a_caller_skipped_on_a_rerun_skips_the_jobs_it_called() {
+    let wf = "on: push
+jobs:
+  call:
+    if: github.run_attempt == '1'
+    uses: ./.github/workflows/r.yml
+";
+    let r = "on: workflow_call
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps: [{run: echo a}]
+";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/workflows/r.yml", r),
+    ]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run = s.wait_run(run_id, Duration::from_secs(60)).await;
+    assert_eq!(job_by_key(&run, "call / a")["conclusion"], "success");
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/runs/{run_id}/rerun"),
+            json!({"jobs": "all"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let again = s.wait_run(run_id, Duration::from_secs(60)).await;
+    let a = job_by_key(&again, "call / a");
+    assert_eq!(a["conclusion"], "skipped", "{again:#}");
+    assert_eq!(a["attempt"], 1, "it did not run again: {again:#}");
+    let why = a["waiting_reason"].as_str().unwrap_or("");
+    assert!(why.contains("its caller `call` ended skipped"), "{why}");
+}
+
+/// "Re-run failed jobs" on a run that failed inside a called workflow
+/// (nested) re-runs the failed called job and what needs it there, and
+/// reopens its callers and what needs them; the called job that passed
+/// and the jobs outside keep their results.
+#[tokio::test]
+async fn rerunning_failed_jobs_reopens_the_failed_called_jobs_and_their_callers() {
+    let wf = "on: push
+jobs:
+  call:
+    uses: ./.github/workflows/outer.yml
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps: [{run: 'echo \"after result=${{ needs.call.result }}\"'}]
+  other:
+    runs-on: ubuntu-latest
+    steps: [{run: echo other}]
+";
+    let outer = "on: workflow_call
+jobs:
+  ok:
+    runs-on: ubuntu-latest
+    steps: [{run: echo ok}]
+  inner:
+    uses: ./.github/workflows/flaky.yml
+  next:
+    needs: inner
+    runs-on: ubuntu-latest
+    steps: [{run: echo next}]
+";
+    // Fails on the run's first attempt only.
+    let flaky = "on: workflow_call
+jobs:
+  flaky:
+    runs-on: ubuntu-latest
+    steps: [{run: 'test \"${{ github.run_attempt }}\" -gt 1'}]
+";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", wf),
+        (".github/workflows/outer.yml", outer),
+        (".github/workflows/flaky.yml", flaky),
+    ]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
+    let run_id = v["runs"][0].as_i64().unwrap();
+    let run = s.wait_run(run_id, Duration::from_secs(60)).await;
+    assert_eq!(run["run"]["conclusion"], "failure", "{run:#}");
+    let first = leaf_jobs(&run);
+    assert_eq!(first["call / inner / flaky"], "failure", "{run:#}");
+    assert_eq!(first["call / next"], "skipped", "{run:#}");
+    assert_eq!(first["after"], "skipped", "{run:#}");
+
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/runs/{run_id}/rerun"),
+            json!({"jobs": "failed"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let rows = s.server.app.store.jobs_of_run(run_id).unwrap();
+    let mut rerun: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            let id = id.as_i64().unwrap();
+            rows.iter().find(|j| j.id == id).unwrap().key.as_str()
+        })
+        .collect();
+    rerun.sort();
+    assert_eq!(
+        rerun,
+        [
+            "after",
+            "call",
+            "call / inner",
+            "call / inner / flaky",
+            "call / next"
+        ],
+        "{v}"
+    );
+    let again = s.wait_run(run_id, Duration::from_secs(60)).await;
+    assert_eq!(again["run"]["conclusion"], "success", "{again:#}");
+    // Skipped before, `call / next` and `after` run for the first time.
+    let ended = run["run"]["finished_at"].as_i64().unwrap();
+    for key in ["call / inner / flaky", "call / next", "after"] {
+        let j = job_by_key(&again, key);
+        assert_eq!(j["conclusion"], "success", "{key}: {again:#}");
+        assert!(
+            j["started_at"].as_i64().unwrap() >= ended,
+            "{key} ran again: {again:#}"
+        );
+    }
+    for key in ["call / ok", "other"] {
+        assert_eq!(
+            job_by_key(&again, key)["finished_at"],
+            job_by_key(&run, key)["finished_at"],
+            "{key} keeps its result: {again:#}"
+        );
+    }
+    let log = logs_of(&s, &again, "after").await;
+    assert!(log.contains("after result=success"), "{log}");
+}
+
 /// A remote reusable workflow (`OWNER/REPO/.github/workflows/F.yml@REF`)
 /// is fetched by the server, from its action source (here a `file://`
 /// forge), through the action cache `hangar run` uses; its jobs run on the

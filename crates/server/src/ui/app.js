@@ -279,6 +279,9 @@ async function runPage(main, id) {
   }
 
   // Columns by depth in the `needs` graph; lines from each job to its needs.
+  // `graph_needs` is `needs` with a called workflow's jobs standing for
+  // their caller, which is not shown (as on GitHub).
+  const drawnNeeds = (j) => j.graph_needs || j.needs;
   function renderGraph(jobs) {
     const byKey = new Map();
     jobs.forEach((j) => { if (!byKey.has(j.key)) byKey.set(j.key, []); byKey.get(j.key).push(j); });
@@ -288,7 +291,7 @@ async function runPage(main, id) {
       if (seen.has(key)) return 0;
       seen.add(key);
       const js = byKey.get(key) || [];
-      const v = js.length ? Math.max(0, ...js[0].needs.map((n) => d(n, seen) + 1)) : 0;
+      const v = js.length ? Math.max(0, ...drawnNeeds(js[0]).map((n) => d(n, seen) + 1)) : 0;
       depth.set(key, v);
       return v;
     };
@@ -307,7 +310,7 @@ async function runPage(main, id) {
       svg.setAttribute('height', graph.scrollHeight);
       for (const j of jobs) {
         const to = graph.querySelector(`[data-job="${j.id}"]`);
-        for (const n of j.needs) {
+        for (const n of drawnNeeds(j)) {
           for (const from of graph.querySelectorAll(`[data-key="${CSS.escape(n)}"]`)) {
             const a = from.getBoundingClientRect(), b = to.getBoundingClientRect();
             const x1 = a.right - base.left, y1 = a.top + a.height / 2 - base.top;
@@ -315,6 +318,7 @@ async function runPage(main, id) {
             const p = document.createElementNS('http://www.w3.org/2000/svg', 'path');
             p.setAttribute('d', `M${x1},${y1} C${x1 + 30},${y1} ${x2 - 30},${y2} ${x2},${y2}`);
             p.setAttribute('stroke', '#58a6ff'); p.setAttribute('fill', 'none');
+            p.dataset.from = n; p.dataset.to = j.key;
             svg.append(p);
           }
         }
