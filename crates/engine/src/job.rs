@@ -187,32 +187,54 @@ struct StartedAction {
     state_key: String,
 }
 
-/// The copy of a job's state a background composite or built-in step runs
-/// with: everything a step reads, its own step files, its own cancel token.
-struct ForkState {
+/// What a step reads and changes of its job: held by the job, and cloned
+/// (with the step's own files, directory and cancel token) by the copy of
+/// the job that runs a background composite or built-in step
+/// ([`Job::fork`]). One struct for both, so a copy never misses a field.
+#[derive(Clone)]
+struct JobState {
     run: Arc<RunContext>,
     spec: CompiledJob,
     doc: Value,
     reporter: Arc<dyn Reporter>,
     masker: Masker,
-    tmp_dir: Arc<tempfile::TempDir>,
+    /// The job's temporary directory, kept while any copy lives.
+    _tmp: Arc<tempfile::TempDir>,
+    /// Where steps write their scripts (a copy has a directory of its own).
     tmp: PathBuf,
+    /// The job's jail (its PID namespace and bubblewrap's options) when the
+    /// engine's sandbox jails steps.
     jail: Option<Arc<process::JobJail>>,
     files: Files,
     base_env: IndexMap<String, String>,
     env: IndexMap<String, String>,
     path_prepend: Vec<String>,
     base_cx: Contexts,
+    /// The next step number: shared with the copies of this job that run
+    /// a background composite or built-in step ([`Job::fork`]), so every
+    /// step of the job, wherever it runs, has a number of its own.
     counter: Arc<AtomicUsize>,
+    /// The running step's id as GitHub names it (`github.action`,
+    /// `GITHUB_ACTION`): its own `id`, or a generated `__run`, `__run_2`,
+    /// `__actions_checkout`…
     action: String,
+    /// Problem matchers registered by earlier steps.
     matchers: crate::matcher::Matchers,
+    /// The running step's index in the job's `steps:` (none inside a
+    /// composite action, whose steps are in another file).
     step_index: Option<usize>,
     cancel: CancellationToken,
+    /// Never cancelled: `always()` steps after a cancel run to completion.
     no_cancel: CancellationToken,
     states: BTreeMap<String, BTreeMap<String, String>>,
     debug: bool,
+    /// The job's `environment:` name, evaluated before the first step.
     environment: Option<String>,
+    /// Remote `uses:` of this job already resolved (or that failed to), by
+    /// `owner/repo@ref`: resolved once per job, as GitHub's "Set up job" does.
     fetched: HashMap<String, Result<crate::actions::Fetched, String>>,
+    /// `RUNNER_TRACKING_ID` of this job's processes: what is killed when the
+    /// job ends (its orphans).
     tracking_id: String,
 }
 
@@ -244,95 +266,20 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub(crate) struct Job<'e> {
     engine: &'e Engine,
-    run: Arc<RunContext>,
-    spec: CompiledJob,
-    doc: Value,
-    reporter: Arc<dyn Reporter>,
-    masker: Masker,
-    _tmp: Arc<tempfile::TempDir>,
-    tmp: PathBuf,
-    /// The job's jail (its PID namespace and bubblewrap's options) when the
-    /// engine's sandbox jails steps.
-    jail: Option<Arc<process::JobJail>>,
-    files: Files,
-    base_env: IndexMap<String, String>,
-    env: IndexMap<String, String>,
-    path_prepend: Vec<String>,
-    base_cx: Contexts,
-    /// The next step number: shared with the copies of this job that run
-    /// a background composite or built-in step ([`Job::fork`]), so every
-    /// step of the job, wherever it runs, has a number of its own.
-    counter: Arc<AtomicUsize>,
-    /// The running step's id as GitHub names it (`github.action`,
-    /// `GITHUB_ACTION`): its own `id`, or a generated `__run`, `__run_2`,
-    /// `__actions_checkout`…
-    action: String,
+    /// What its steps read and change; a copy running a background step
+    /// has a clone of it.
+    state: JobState,
     /// A step of the job (not only of the composite being run) has failed.
     job_failed: bool,
-    /// Problem matchers registered by earlier steps.
-    matchers: crate::matcher::Matchers,
-    /// The running step's index in the job's `steps:` (none inside a
-    /// composite action, whose steps are in another file).
-    step_index: Option<usize>,
-    cancel: CancellationToken,
-    /// Never cancelled: `always()` steps after a cancel run to completion.
-    no_cancel: CancellationToken,
     post: Vec<Post>,
-    states: BTreeMap<String, BTreeMap<String, String>>,
-    debug: bool,
-    /// Remote `uses:` of this job already resolved (or that failed to), by
-    /// `owner/repo@ref`: resolved once per job, as GitHub's "Set up job" does.
-    fetched: HashMap<String, Result<crate::actions::Fetched, String>>,
-    /// `RUNNER_TRACKING_ID` of this job's processes: what is killed when the
-    /// job ends (its orphans).
-    tracking_id: String,
     /// The step being started is a `background` `uses:` step: [`Job::run_uses`]
     /// takes this on entry, so a composite's own steps never see it.
     background_request: bool,
     /// What [`Job::run_uses`] started in the background, for the step to list.
     started: Option<StartedAction>,
-    /// The job's `environment:` name, evaluated before the first step.
-    environment: Option<String>,
     /// [`Job::run_uses`] found a composite or built-in action asked to run
     /// in the background: the step runs it in a copy of the job instead.
     fork_wanted: bool,
-}
-
-impl ForkState {
-    fn into_job(self, engine: &Engine) -> Job<'_> {
-        Job {
-            engine,
-            run: self.run,
-            spec: self.spec,
-            doc: self.doc,
-            reporter: self.reporter,
-            masker: self.masker,
-            _tmp: self.tmp_dir,
-            tmp: self.tmp,
-            jail: self.jail,
-            files: self.files,
-            base_env: self.base_env,
-            env: self.env,
-            path_prepend: self.path_prepend,
-            base_cx: self.base_cx,
-            counter: self.counter,
-            action: self.action,
-            job_failed: false,
-            matchers: self.matchers,
-            step_index: self.step_index,
-            cancel: self.cancel,
-            no_cancel: self.no_cancel,
-            post: Vec::new(),
-            states: self.states,
-            debug: self.debug,
-            environment: self.environment,
-            fetched: self.fetched,
-            tracking_id: self.tracking_id,
-            background_request: false,
-            started: None,
-            fork_wanted: false,
-        }
-    }
 }
 
 /// Entry point used by [`Engine::run_job`].
@@ -443,14 +390,14 @@ impl<'e> Job<'e> {
     /// that emptied its environment included) with no scan of `/proc`;
     /// without it, they are found by their `RUNNER_TRACKING_ID`.
     fn clean_up_orphans(&mut self) {
-        let killed = match &self.jail {
+        let killed = match &self.state.jail {
             Some(jail) => jail.end(),
-            None => process::kill_job_processes(&self.tracking_id),
+            None => process::kill_job_processes(&self.state.tracking_id),
         };
-        process::unwatch(&self.tracking_id);
+        process::unwatch(&self.state.tracking_id);
         if !killed.is_empty() {
-            self.reporter.event(Event::Log {
-                job: self.spec.key.clone(),
+            self.state.reporter.event(Event::Log {
+                job: self.state.spec.key.clone(),
                 step: None,
                 line: format!(
                     "Cleaning up orphan processes: terminated {} ({})",
@@ -463,6 +410,19 @@ impl<'e> Job<'e> {
                 ),
                 ts: now_ms(),
             });
+        }
+    }
+
+    /// A job (or a copy of one) over `state`, no step of it run yet.
+    fn with_state(engine: &'e Engine, state: JobState) -> Job<'e> {
+        Job {
+            engine,
+            state,
+            job_failed: false,
+            post: Vec::new(),
+            background_request: false,
+            started: None,
+            fork_wanted: false,
         }
     }
 
@@ -726,52 +686,50 @@ impl<'e> Job<'e> {
         // Created now so a jail can bind it (read-only) before the first `uses:` fills it.
         let actions_dir = run.data_dir.join("actions");
         let _ = std::fs::create_dir_all(&actions_dir);
-        let mut job = Job {
+        let mut job = Job::with_state(
             engine,
-            run: run.clone(),
-            spec,
-            doc,
-            reporter,
-            masker,
-            _tmp: Arc::new(tmp),
-            jail: {
-                let mut readable = vec![actions_dir.clone(), crate::toolcache::dir(&run.data_dir)];
-                readable.extend(git_alternates(&run.workspace));
-                let readable: Vec<&std::path::Path> =
-                    readable.iter().map(|p| p.as_path()).collect();
-                engine
-                    .sandbox()
-                    .jail(&[&run.workspace, &run.run_dir, &t], &readable)?
+            JobState {
+                run: run.clone(),
+                spec,
+                doc,
+                reporter,
+                masker,
+                _tmp: Arc::new(tmp),
+                jail: {
+                    let mut readable =
+                        vec![actions_dir.clone(), crate::toolcache::dir(&run.data_dir)];
+                    readable.extend(git_alternates(&run.workspace));
+                    let readable: Vec<&std::path::Path> =
+                        readable.iter().map(|p| p.as_path()).collect();
+                    engine
+                        .sandbox()
+                        .jail(&[&run.workspace, &run.run_dir, &t], &readable)?
+                },
+                tmp: t,
+                files,
+                base_env,
+                // The run's extra env (`.env`) is the lowest layer of the env context.
+                env: run
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                path_prepend: Vec::new(),
+                base_cx: cx,
+                counter: Arc::new(AtomicUsize::new(0)),
+                action: String::new(),
+                matchers: Default::default(),
+                step_index: None,
+                cancel,
+                no_cancel: CancellationToken::new(),
+                states: BTreeMap::new(),
+                debug,
+                environment: None,
+                fetched: HashMap::new(),
+                tracking_id,
             },
-            tmp: t,
-            files,
-            base_env,
-            // The run's extra env (`.env`) is the lowest layer of the env context.
-            env: run
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            path_prepend: Vec::new(),
-            base_cx: cx,
-            counter: Arc::new(AtomicUsize::new(0)),
-            action: String::new(),
-            job_failed: false,
-            matchers: Default::default(),
-            step_index: None,
-            cancel,
-            no_cancel: CancellationToken::new(),
-            post: Vec::new(),
-            states: BTreeMap::new(),
-            debug,
-            environment: None,
-            fetched: HashMap::new(),
-            tracking_id,
-            background_request: false,
-            started: None,
-            fork_wanted: false,
-        };
-        process::watch(&job.tracking_id);
+        );
+        process::watch(&job.state.tracking_id);
         // The environment's own secrets and variables (`hangar run`) over
         // the run's, as on GitHub: in place before the job's `env:` is
         // evaluated, which may read them. The name is read again, with its
@@ -780,8 +738,8 @@ impl<'e> Job<'e> {
             job.overlay_environment(&name, &secrets);
         }
         // env: workflow env, then job env, each evaluated against what came before.
-        let wf_env = job.spec.workflow.env.clone();
-        let job_env = job.doc.get("env").cloned();
+        let wf_env = job.state.spec.workflow.env.clone();
+        let job_env = job.state.doc.get("env").cloned();
         for layer in [wf_env, job_env].into_iter().flatten() {
             job.apply_env_layer(&layer)?;
         }
@@ -790,20 +748,21 @@ impl<'e> Job<'e> {
 
     fn apply_env_layer(&mut self, layer: &Value) -> Result<(), String> {
         let host = self.host(false, false);
-        let mut cx = self.base_cx.clone();
-        cx.insert("env", map_value(&self.env));
+        let mut cx = self.state.base_cx.clone();
+        cx.insert("env", map_value(&self.state.env));
         match layer {
             Value::Object(m) => {
                 let mut out = Vec::new();
                 for (k, v) in m {
                     out.push((k.clone(), eval_scalar(v, &cx, &host)?));
                 }
-                self.env.extend(out);
+                self.state.env.extend(out);
             }
             Value::String(s) => {
                 if let Value::Object(m) = crate::evaluate::eval_typed(s, &cx, &host)? {
                     for (k, v) in m {
-                        self.env
+                        self.state
+                            .env
                             .insert(k, scalar_string(&v).unwrap_or_else(|| v.to_string()));
                     }
                 }
@@ -817,25 +776,25 @@ impl<'e> Job<'e> {
         StepHost {
             failed,
             cancelled,
-            workspace: &self.run.workspace,
+            workspace: &self.state.run.workspace,
         }
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.state.cancel.is_cancelled()
     }
 
     fn next_number(&self) -> usize {
-        self.counter.fetch_add(1, Ordering::SeqCst)
+        self.state.counter.fetch_add(1, Ordering::SeqCst)
     }
 
     fn cx(&self, scope: &Scope, env: &IndexMap<String, String>) -> Contexts {
-        let mut cx = self.base_cx.clone();
+        let mut cx = self.state.base_cx.clone();
         // `github` differs per step only in `action` (and `action_path` in a
         // composite): a shallow copy of its top level, the payload shared.
         if let Some(EValue::Object(github)) = cx.get("github") {
             let mut github = (**github).clone();
-            github.insert("action", EValue::from(self.action.as_str()));
+            github.insert("action", EValue::from(self.state.action.as_str()));
             if let Some(p) = &scope.action_path {
                 github.insert("action_path", EValue::from(p.to_string_lossy().as_ref()));
             }
@@ -866,11 +825,11 @@ impl<'e> Job<'e> {
     }
 
     fn annotate_at(&self, step: Option<usize>, level: Level, message: &str, location: Location) {
-        self.reporter.event(Event::Annotation {
-            job: self.spec.key.clone(),
+        self.state.reporter.event(Event::Annotation {
+            job: self.state.spec.key.clone(),
             step,
             level,
-            message: self.masker.mask(message).into_owned(),
+            message: self.state.masker.mask(message).into_owned(),
             location,
             ts: now_ms(),
         });
@@ -880,8 +839,8 @@ impl<'e> Job<'e> {
     /// error about it (as GitHub's `(Line: L, Col: C)`); nothing inside a
     /// composite action.
     fn step_location(&self, key: &str) -> Location {
-        match self.step_index {
-            Some(index) => self.spec.location(Some(index), key),
+        match self.state.step_index {
+            Some(index) => self.state.spec.location(Some(index), key),
             None => Location::default(),
         }
     }
@@ -890,15 +849,15 @@ impl<'e> Job<'e> {
     /// parser: GitHub's default when absent, capped at the longest a job may
     /// run (with a warning), an error when it is not a number.
     fn job_timeout(&self) -> Result<Duration, String> {
-        let Some(v) = self.doc.get("timeout-minutes") else {
+        let Some(v) = self.state.doc.get("timeout-minutes") else {
             return Ok(hangar_units::DEFAULT_JOB_TIMEOUT);
         };
         let scope = Scope::default();
-        let cx = self.cx(&scope, &self.env);
+        let cx = self.cx(&scope, &self.state.env);
         let text = eval_scalar(v, &cx, &self.host(false, false))?;
         let timeout = hangar_units::timeout_minutes(&text)?;
         if let Some(warning) = timeout.warning(&text) {
-            let location = self.spec.location(None, "timeout-minutes");
+            let location = self.state.spec.location(None, "timeout-minutes");
             self.annotate_at(None, Level::Warning, &warning, location);
         }
         Ok(timeout.or(hangar_units::DEFAULT_JOB_TIMEOUT))
@@ -914,18 +873,18 @@ impl<'e> Job<'e> {
             let obj: Map<String, Value> = all.into_iter().map(|(k, v)| (k, json!(v))).collect();
             to_evalue(&Value::Object(obj))
         };
-        if let Some(own) = self.run.environment_secrets.get(&key) {
+        if let Some(own) = self.state.run.environment_secrets.get(&key) {
             let mut all = secrets.clone();
             for (k, v) in own {
-                self.masker.add(v);
+                self.state.masker.add(v);
                 all.insert(k.clone(), v.clone());
             }
-            self.base_cx.insert("secrets", to_context(all));
+            self.state.base_cx.insert("secrets", to_context(all));
         }
-        if let Some(own) = self.run.environment_vars.get(&key) {
-            let mut all = self.run.vars.clone();
+        if let Some(own) = self.state.run.environment_vars.get(&key) {
+            let mut all = self.state.run.vars.clone();
             all.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-            self.base_cx.insert("vars", to_context(all));
+            self.state.base_cx.insert("vars", to_context(all));
         }
     }
 
@@ -934,17 +893,17 @@ impl<'e> Job<'e> {
     /// its protection, the deployment's DORA label). Under `hangar run` an
     /// expression must name an environment hangar.yml defines.
     fn job_environment(&self) -> Result<Option<String>, String> {
-        let Some(v) = self.doc.get("environment") else {
+        let Some(v) = self.state.doc.get("environment") else {
             return Ok(None);
         };
         let scope = Scope::default();
-        let cx = self.cx(&scope, &self.env);
+        let cx = self.cx(&scope, &self.state.env);
         let Some((name, written)) =
             crate::evaluate::environment_name(v, &cx, &self.host(false, false))?
         else {
             return Ok(None);
         };
-        let Some(known) = &self.run.environments else {
+        let Some(known) = &self.state.run.environments else {
             return Ok((!name.is_empty()).then_some(name));
         };
         if !written.contains("${{") {
@@ -976,9 +935,9 @@ impl<'e> Job<'e> {
         // The environment's name decides what the steps may deploy to: read
         // first, and a job whose name cannot be read runs nothing.
         match self.job_environment() {
-            Ok(e) => self.environment = e,
+            Ok(e) => self.state.environment = e,
             Err(message) => {
-                let location = self.spec.location(None, "environment");
+                let location = self.state.spec.location(None, "environment");
                 self.annotate_at(None, Level::Error, &message, location);
                 return JobOutcome {
                     result: Conclusion::Failure,
@@ -991,7 +950,7 @@ impl<'e> Job<'e> {
             Ok(t) => t,
             Err(message) => {
                 // GitHub fails a job whose timeout cannot be read before any step runs.
-                let location = self.spec.location(None, "timeout-minutes");
+                let location = self.state.spec.location(None, "timeout-minutes");
                 self.annotate_at(None, Level::Error, &message, location);
                 return JobOutcome {
                     result: Conclusion::Failure,
@@ -1015,19 +974,19 @@ impl<'e> Job<'e> {
                 job_cancel.cancel();
             })
         };
-        self.cancel = job_cancel.clone();
-        let steps: Vec<Value> = job_steps(&self.doc).to_vec();
+        self.state.cancel = job_cancel.clone();
+        let steps: Vec<Value> = job_steps(&self.state.doc).to_vec();
         self.prefetch_actions(&steps).await;
         let mut scope = Scope::default();
         self.run_pre_steps(&mut scope, &steps).await;
         self.run_steps(&mut scope, &steps).await;
         self.run_posts(&mut scope).await;
-        self.reporter.event(Event::JobCompleting {
-            job: self.spec.key.clone(),
+        self.state.reporter.event(Event::JobCompleting {
+            job: self.state.spec.key.clone(),
             ts: now_ms(),
         });
         let was_timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
-        let was_cancelled = self.cancel.is_cancelled() && !was_timed_out;
+        let was_cancelled = self.state.cancel.is_cancelled() && !was_timed_out;
         job_cancel.cancel();
         let _ = watcher.await;
         if was_timed_out {
@@ -1053,15 +1012,15 @@ impl<'e> Job<'e> {
 
     fn job_outputs(&self, scope: &Scope) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        let Some(Value::Object(defs)) = self.doc.get("outputs") else {
+        let Some(Value::Object(defs)) = self.state.doc.get("outputs") else {
             return out;
         };
-        let cx = self.cx(scope, &self.env);
+        let cx = self.cx(scope, &self.state.env);
         let host = self.host(scope.failed, self.cancelled());
         for (k, v) in defs {
             match eval_scalar(v, &cx, &host) {
                 Ok(value) => {
-                    if self.masker.mask(&value) != value {
+                    if self.state.masker.mask(&value) != value {
                         self.annotate(
                             None,
                             Level::Warning,
@@ -1086,11 +1045,11 @@ impl<'e> Job<'e> {
                     run: step.get("run").is_some(),
                 }
             }));
-            let outer = self.step_index;
+            let outer = self.state.step_index;
             let mut background: Vec<Background> = Vec::new();
             for (i, (step, action)) in steps.iter().zip(actions).enumerate() {
-                self.action = action;
-                self.step_index = (!scope.composite).then_some(i);
+                self.state.action = action;
+                self.state.step_index = (!scope.composite).then_some(i);
                 if step.get("wait").is_some()
                     || step.get("wait-all").is_some()
                     || step.get("cancel").is_some()
@@ -1116,7 +1075,7 @@ impl<'e> Job<'e> {
             for bg in background {
                 self.finish_background(scope, bg).await;
             }
-            self.step_index = outer;
+            self.state.step_index = outer;
         })
     }
 
@@ -1137,14 +1096,14 @@ impl<'e> Job<'e> {
 
     async fn run_step(&mut self, scope: &mut Scope, step: &Value, mode: Mode<'_>) {
         let number = self.next_number();
-        let key = self.spec.key.clone();
+        let key = self.state.spec.key.clone();
         let id = step.get("id").and_then(scalar_string);
         let started = Instant::now();
         let is_cancelled = self.cancelled();
 
         // The step's environment: job env, the composite caller's env, then the
         // step's own env (evaluated against the env before it).
-        let mut env = self.env.clone();
+        let mut env = self.state.env.clone();
         env.extend(scope.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let has_exprs = step_has_expressions(step);
         let mut cx = if has_exprs || step.get("if").is_some() {
@@ -1161,7 +1120,7 @@ impl<'e> Job<'e> {
             Some(n) => n,
             None => Self::default_name(step),
         };
-        let name = self.masker.mask(&name).into_owned();
+        let name = self.state.masker.mask(&name).into_owned();
 
         let condition = match step.get("if") {
             None => Ok(!scope.failed && !is_cancelled),
@@ -1179,7 +1138,7 @@ impl<'e> Job<'e> {
                 }
             }
         };
-        self.reporter.event(Event::StepStarted {
+        self.state.reporter.event(Event::StepStarted {
             job: key,
             step: number,
             name: name.clone(),
@@ -1283,9 +1242,9 @@ impl<'e> Job<'e> {
         let mut cx = cx.unwrap_or_else(|| self.cx(scope, &env));
 
         let cancel = if is_cancelled {
-            self.no_cancel.clone()
+            self.state.no_cancel.clone()
         } else {
-            self.cancel.clone()
+            self.state.cancel.clone()
         };
         let mode = if background { mode } else { Mode::Foreground };
         let mut bg_list = None;
@@ -1450,8 +1409,8 @@ impl<'e> Job<'e> {
                 json!({"outputs": outputs, "outcome": outcome.as_str(), "conclusion": conclusion.as_str()}),
             );
         }
-        self.reporter.event(Event::StepFinished {
-            job: self.spec.key.clone(),
+        self.state.reporter.event(Event::StepFinished {
+            job: self.state.spec.key.clone(),
             step: end.number,
             name: end.name.clone(),
             outcome,
@@ -1462,7 +1421,7 @@ impl<'e> Job<'e> {
                 .as_millis() as u64,
             ts: end.ended.map_or_else(now_ms, |(_, ts)| ts),
         });
-        self.reporter.flush();
+        self.state.reporter.flush();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1501,10 +1460,12 @@ impl<'e> Job<'e> {
             if scope.composite {
                 return None;
             }
-            self.doc
+            self.state
+                .doc
                 .pointer(&format!("/defaults/run/{key}"))
                 .or_else(|| {
-                    self.spec
+                    self.state
+                        .spec
                         .workflow
                         .defaults
                         .as_ref()
@@ -1524,11 +1485,11 @@ impl<'e> Job<'e> {
         let cwd = match wd_v {
             Some(v) => {
                 let wd = eval_scalar(&v, cx, &host)?;
-                self.run.workspace.join(wd)
+                self.state.run.workspace.join(wd)
             }
-            None => self.run.workspace.clone(),
+            None => self.state.run.workspace.clone(),
         };
-        let mut extra = vec![("GITHUB_ACTION".to_string(), self.action.clone())];
+        let mut extra = vec![("GITHUB_ACTION".to_string(), self.state.action.clone())];
         if let Some((_, files)) = own {
             for (k, p) in [
                 ("GITHUB_ENV", &files.env),
@@ -1556,8 +1517,11 @@ impl<'e> Job<'e> {
         // ext4 (its allocator scans for recently deleted inodes), and a step's
         // script is done with once its process has exited.
         let script_path = match own {
-            Some((number, _)) => self.tmp.join(format!("step-{number}{}", shell.extension)),
-            None => self.tmp.join(format!("step{}", shell.extension)),
+            Some((number, _)) => self
+                .state
+                .tmp
+                .join(format!("step-{number}{}", shell.extension)),
+            None => self.state.tmp.join(format!("step{}", shell.extension)),
         };
         // 0600 in the job's 0700 temporary directory: another user of the
         // machine can neither read the script (it may hold evaluated secrets)
@@ -1577,7 +1541,7 @@ impl<'e> Job<'e> {
             args,
             cwd,
             env: process_env.into_iter().collect(),
-            jail: self.jail.clone(),
+            jail: self.state.jail.clone(),
         })
     }
 
@@ -1621,7 +1585,7 @@ impl<'e> Job<'e> {
     /// so that it and the steps running beside it never read or empty
     /// each other's.
     fn background_files(&self, number: usize) -> Result<Files, String> {
-        let dir = self.tmp.join(format!("step-{number}"));
+        let dir = self.state.tmp.join(format!("step-{number}"));
         let files = Files {
             env: dir.join("set_env"),
             path: dir.join("add_path"),
@@ -1656,7 +1620,7 @@ impl<'e> Job<'e> {
         cancel: &CancellationToken,
     ) -> (CancellationToken, BackgroundTask) {
         let mut sink = self.step_sink(number, env);
-        sink.matchers = self.matchers.clone();
+        sink.matchers = self.state.matchers.clone();
         let own = cancel.child_token();
         let token = own.clone();
         let handle = tokio::spawn(async move {
@@ -1715,9 +1679,9 @@ impl<'e> Job<'e> {
                 } else {
                     let r = self.finish_exec(sink, exit, number, &files, false);
                     if let Some(key) = state_key
-                        && let Some(saved) = self.states.remove(&number.to_string())
+                        && let Some(saved) = self.state.states.remove(&number.to_string())
                     {
-                        self.states.entry(key).or_default().extend(saved);
+                        self.state.states.entry(key).or_default().extend(saved);
                     }
                     r
                 }
@@ -1782,11 +1746,11 @@ impl<'e> Job<'e> {
         let files = self.background_files(number)?;
         // A temporary directory of its own: steps that run in order write
         // their script to one file per directory, rewritten for each step.
-        let tmp = self.tmp.join(format!("fork-{number}"));
+        let tmp = self.state.tmp.join(format!("fork-{number}"));
         std::fs::create_dir_all(&tmp)
             .map_err(|e| format!("cannot create the step's directory: {e}"))?;
         // The job's env names its files: the copy's steps write to the step's.
-        let mut base_env = self.base_env.clone();
+        let mut base_env = self.state.base_env.clone();
         for (k, p) in [
             ("GITHUB_ENV", &files.env),
             ("GITHUB_PATH", &files.path),
@@ -1797,40 +1761,21 @@ impl<'e> Job<'e> {
             base_env.insert(k.to_string(), p.to_string_lossy().into_owned());
         }
         let own = cancel.child_token();
-        let state = ForkState {
-            run: self.run.clone(),
-            spec: self.spec.clone(),
-            doc: self.doc.clone(),
-            reporter: self.reporter.clone(),
-            masker: self.masker.clone(),
-            tmp_dir: self._tmp.clone(),
+        let state = JobState {
             tmp,
-            jail: self.jail.clone(),
             files: files.clone(),
             base_env,
-            env: self.env.clone(),
-            path_prepend: self.path_prepend.clone(),
-            base_cx: self.base_cx.clone(),
-            counter: self.counter.clone(),
-            action: self.action.clone(),
-            matchers: self.matchers.clone(),
-            step_index: self.step_index,
             cancel: own.clone(),
-            no_cancel: self.no_cancel.clone(),
-            states: self.states.clone(),
-            debug: self.debug,
-            environment: self.environment.clone(),
-            fetched: self.fetched.clone(),
-            tracking_id: self.tracking_id.clone(),
+            ..self.state.clone()
         };
         let engine = self.engine.clone();
         let (mut scope, step, env, mut cx) = (scope.clone(), step.clone(), env.clone(), cx.clone());
         let name = name.to_string();
         let token = own.clone();
         let handle = tokio::spawn(async move {
-            let mut job = state.into_job(&engine);
-            let env_before = job.env.clone();
-            let path_before = job.path_prepend.len();
+            let mut job = Job::with_state(&engine, state);
+            let env_before = job.state.env.clone();
+            let path_before = job.state.path_prepend.len();
             let result = job
                 .run_uses(
                     &mut scope, &step, &env, &mut cx, number, timeout, &token, &name,
@@ -1838,13 +1783,13 @@ impl<'e> Job<'e> {
                 .await;
             Forked {
                 result,
-                env: std::mem::take(&mut job.env),
+                env: std::mem::take(&mut job.state.env),
                 env_before,
-                path_prepend: std::mem::take(&mut job.path_prepend),
+                path_prepend: std::mem::take(&mut job.state.path_prepend),
                 path_before,
-                states: std::mem::take(&mut job.states),
+                states: std::mem::take(&mut job.state.states),
                 post: std::mem::take(&mut job.post),
-                fetched: std::mem::take(&mut job.fetched),
+                fetched: std::mem::take(&mut job.state.fetched),
                 ended: (Instant::now(), now_ms()),
             }
         });
@@ -1857,20 +1802,20 @@ impl<'e> Job<'e> {
     fn take_forked(&mut self, number: usize, forked: Forked, stopped: bool) -> StepResult {
         for (k, v) in forked.env {
             if forked.env_before.get(&k) != Some(&v) {
-                self.env.insert(k, v);
+                self.state.env.insert(k, v);
             }
         }
         // Entries it added went to the front of its list.
         let added = forked.path_prepend.len().saturating_sub(forked.path_before);
         for p in forked.path_prepend.into_iter().take(added).rev() {
-            self.path_prepend.insert(0, p);
+            self.state.path_prepend.insert(0, p);
         }
         for (k, v) in forked.states {
-            self.states.entry(k).or_default().extend(v);
+            self.state.states.entry(k).or_default().extend(v);
         }
         self.post.extend(forked.post);
         for (k, v) in forked.fetched {
-            self.fetched.entry(k).or_insert(v);
+            self.state.fetched.entry(k).or_insert(v);
         }
         match forked.result {
             // `cancel:` asked for it: not a failure of the step's own.
@@ -1911,8 +1856,8 @@ impl<'e> Job<'e> {
             (None, Some(ids)) => format!("Wait for {}", ids.join(", ")),
             (None, None) => "Wait for all background steps".to_string(),
         };
-        self.reporter.event(Event::StepStarted {
-            job: self.spec.key.clone(),
+        self.state.reporter.event(Event::StepStarted {
+            job: self.state.spec.key.clone(),
             step: number,
             name: name.clone(),
             ts: now_ms(),
@@ -1974,16 +1919,16 @@ impl<'e> Job<'e> {
         env: &IndexMap<String, String>,
         extra: &[(String, String)],
     ) -> IndexMap<String, String> {
-        let mut out = self.base_env.clone();
+        let mut out = self.state.base_env.clone();
         for (k, v) in env {
             out.insert(k.clone(), v.clone());
         }
         for (k, v) in extra {
             out.insert(k.clone(), v.clone());
         }
-        if !self.path_prepend.is_empty() {
+        if !self.state.path_prepend.is_empty() {
             let base = out.get("PATH").cloned().unwrap_or_default();
-            let mut parts = self.path_prepend.clone();
+            let mut parts = self.state.path_prepend.clone();
             if !base.is_empty() {
                 parts.push(base);
             }
@@ -2002,29 +1947,29 @@ impl<'e> Job<'e> {
         env: &IndexMap<String, String>,
     ) -> Result<StepResult, String> {
         let mut sink = self.step_sink(number, env);
-        sink.matchers = std::mem::take(&mut self.matchers);
+        sink.matchers = std::mem::take(&mut self.state.matchers);
         let (sink, exit) = process::run(spec, sink, cancel, timeout).await;
-        let files = self.files.clone();
+        let files = self.state.files.clone();
         Ok(self.finish_exec(sink, exit, number, &files, true))
     }
 
     /// Where a step's output goes: its own log, masked, with its workflow commands.
     fn step_sink(&self, number: usize, env: &IndexMap<String, String>) -> StepSink {
         let mut sink = StepSink::new(
-            &self.spec.key,
+            &self.state.spec.key,
             number,
-            self.reporter.clone(),
-            self.masker.clone(),
+            self.state.reporter.clone(),
+            self.state.masker.clone(),
         );
         let allowed = |name: &str| {
             env.get(name)
-                .or_else(|| self.base_env.get(name))
+                .or_else(|| self.state.base_env.get(name))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         };
         sink.allow_unsecure = allowed("ACTIONS_ALLOW_UNSECURE_COMMANDS");
         sink.allow_unsecure_stop = allowed("ACTIONS_ALLOW_UNSECURE_STOPCOMMAND_TOKENS");
-        sink.debug = self.debug;
-        sink.workspace = self.run.workspace.clone();
+        sink.debug = self.state.debug;
+        sink.workspace = self.state.run.workspace.clone();
         sink
     }
 
@@ -2041,7 +1986,7 @@ impl<'e> Job<'e> {
     ) -> StepResult {
         sink.finish();
         if keep_matchers {
-            self.matchers = std::mem::take(&mut sink.matchers);
+            self.state.matchers = std::mem::take(&mut sink.matchers);
         }
         if let Some(e) = &exit.error {
             self.annotate(Some(number), Level::Error, e);
@@ -2069,7 +2014,7 @@ impl<'e> Job<'e> {
             success = false;
         }
         for (k, v) in sink.env.drain(..) {
-            self.env.insert(k, v);
+            self.state.env.insert(k, v);
         }
         for p in sink.paths.drain(..) {
             self.prepend_path(p);
@@ -2079,7 +2024,7 @@ impl<'e> Job<'e> {
         match self.collect_files(number, files) {
             Ok((file_outputs, file_state)) => {
                 outputs.extend(file_outputs);
-                self.states.insert(
+                self.state.states.insert(
                     format!("{number}"),
                     state.into_iter().chain(file_state).collect(),
                 );
@@ -2097,8 +2042,8 @@ impl<'e> Job<'e> {
     }
 
     fn prepend_path(&mut self, p: String) {
-        self.path_prepend.retain(|x| *x != p);
-        self.path_prepend.insert(0, p);
+        self.state.path_prepend.retain(|x| *x != p);
+        self.state.path_prepend.insert(0, p);
     }
 
     /// Reads and empties the env files after a process.
@@ -2132,7 +2077,7 @@ impl<'e> Job<'e> {
                     );
                     continue;
                 }
-                self.env.insert(k, v);
+                self.state.env.insert(k, v);
             }
         }
         if let Some(text) = take(&files.path)? {
@@ -2149,10 +2094,10 @@ impl<'e> Job<'e> {
             state.extend(envfile::parse_key_values(&text).map_err(|e| failed("state", e))?);
         }
         if let Some(text) = take(&files.summary)? {
-            self.reporter.event(Event::Summary {
-                job: self.spec.key.clone(),
+            self.state.reporter.event(Event::Summary {
+                job: self.state.spec.key.clone(),
                 step: number,
-                markdown: self.masker.mask(&text).into_owned(),
+                markdown: self.state.masker.mask(&text).into_owned(),
                 ts: now_ms(),
             });
         }
@@ -2188,12 +2133,12 @@ impl<'e> Job<'e> {
             ));
         }
         let (dir, action_ref) = if uses.starts_with("./") || uses.starts_with('/') {
-            (self.run.workspace.join(&uses), uses.clone())
+            (self.state.run.workspace.join(&uses), uses.clone())
         } else if let Some(rest) = uses.strip_prefix("$/") {
             // GitHub's self-repository syntax: the action in this repository
             // at the workflow's commit, which is the workspace hangar runs in.
             (
-                crate::actions::self_path(&self.run.workspace, rest, &uses)?,
+                crate::actions::self_path(&self.state.run.workspace, rest, &uses)?,
                 uses.clone(),
             )
         } else {
@@ -2291,7 +2236,7 @@ impl<'e> Job<'e> {
                 self.run_steps(&mut inner, &steps).await;
                 let mut outputs = BTreeMap::new();
                 if let Some(Value::Object(defs)) = action.get("outputs") {
-                    let mut out_env = self.env.clone();
+                    let mut out_env = self.state.env.clone();
                     out_env.extend(inner.env.iter().map(|(k, v)| (k.clone(), v.clone())));
                     let cx2 = self.cx(&inner, &out_env);
                     let host = self.host(inner.failed, self.cancelled());
@@ -2323,7 +2268,7 @@ impl<'e> Job<'e> {
                 // Pre, main and post of one action share its state
                 // (`GITHUB_STATE` → `STATE_*`); a step of the job's own list
                 // is keyed by its index, since its `pre` ran before any step.
-                let state_key = match (self.step_index, scope.composite) {
+                let state_key = match (self.state.step_index, scope.composite) {
                     (Some(i), false) => format!("step-{i}"),
                     _ => format!("{number}"),
                 };
@@ -2337,7 +2282,7 @@ impl<'e> Job<'e> {
                             Level::Warning,
                             &format!("`pre` execution is not supported for local action from '{action_ref}'"),
                         );
-                    } else if self.step_index.is_none() || scope.composite {
+                    } else if self.state.step_index.is_none() || scope.composite {
                         // Inside a composite there is no job start to run it
                         // at: it runs right before its main.
                         let cond = runs
@@ -2453,7 +2398,7 @@ impl<'e> Job<'e> {
         if wanted.is_empty() {
             return;
         }
-        let cache = crate::actions::ActionCache::new(&self.run.data_dir);
+        let cache = crate::actions::ActionCache::new(&self.state.run.data_dir);
         let tasks: Vec<_> = wanted
             .iter()
             .map(|uses| {
@@ -2473,7 +2418,7 @@ impl<'e> Job<'e> {
                 .await
                 .unwrap_or_else(|e| Err(format!("fetching `{uses}` stopped: {e}")));
             self.record_fetch(&uses, &r);
-            self.fetched.insert(uses, r);
+            self.state.fetched.insert(uses, r);
         }
     }
 
@@ -2494,7 +2439,7 @@ impl<'e> Job<'e> {
                 continue;
             };
             let (Some(Ok(fetched)), Ok(r)) = (
-                self.fetched.get(uses).cloned(),
+                self.state.fetched.get(uses).cloned(),
                 crate::actions::RemoteRef::parse(uses),
             ) else {
                 continue;
@@ -2514,14 +2459,14 @@ impl<'e> Job<'e> {
             ) else {
                 continue;
             };
-            self.action = action_id;
-            self.step_index = Some(i);
+            self.state.action = action_id;
+            self.state.step_index = Some(i);
             let cond = runs
                 .get("pre-if")
                 .and_then(scalar_string)
                 .unwrap_or_else(|| "always()".into());
-            let env = self.env.clone();
-            let number = self.counter.load(Ordering::SeqCst);
+            let env = self.state.env.clone();
+            let number = self.state.counter.load(Ordering::SeqCst);
             let started = Instant::now();
             let name = format!(
                 "Pre {}",
@@ -2559,13 +2504,13 @@ impl<'e> Job<'e> {
                 Err(e) => Err(e),
             };
             self.next_number();
-            self.reporter.event(Event::StepStarted {
-                job: self.spec.key.clone(),
+            self.state.reporter.event(Event::StepStarted {
+                job: self.state.spec.key.clone(),
                 step: number,
                 name: name.clone(),
                 ts: now_ms(),
             });
-            let cancel = self.cancel.clone();
+            let cancel = self.state.cancel.clone();
             let result = match action_env {
                 Ok(action_env) => self
                     .run_node(
@@ -2595,8 +2540,8 @@ impl<'e> Job<'e> {
                 scope.failed = true;
                 self.job_failed = true;
             }
-            self.reporter.event(Event::StepFinished {
-                job: self.spec.key.clone(),
+            self.state.reporter.event(Event::StepFinished {
+                job: self.state.spec.key.clone(),
                 step: number,
                 name,
                 outcome: c,
@@ -2605,7 +2550,7 @@ impl<'e> Job<'e> {
                 ts: now_ms(),
             });
         }
-        self.step_index = None;
+        self.state.step_index = None;
     }
 
     /// A `uses:` that names a remote action hangar fetches (not a local path,
@@ -2629,10 +2574,10 @@ impl<'e> Job<'e> {
     }
 
     async fn fetch_action(&mut self, uses: &str) -> Result<crate::actions::Fetched, String> {
-        if let Some(r) = self.fetched.get(uses) {
+        if let Some(r) = self.state.fetched.get(uses) {
             return r.clone();
         }
-        let cache = crate::actions::ActionCache::new(&self.run.data_dir);
+        let cache = crate::actions::ActionCache::new(&self.state.run.data_dir);
         let source = self.engine.action_source().clone();
         let owned = uses.to_string();
         let r = tokio::task::spawn_blocking(move || {
@@ -2642,14 +2587,14 @@ impl<'e> Job<'e> {
         .await
         .unwrap_or_else(|e| Err(format!("fetching `{uses}` stopped: {e}")));
         self.record_fetch(uses, &r);
-        self.fetched.insert(uses.to_string(), r.clone());
+        self.state.fetched.insert(uses.to_string(), r.clone());
         r
     }
 
     fn record_fetch(&self, uses: &str, r: &Result<crate::actions::Fetched, String>) {
         if let Ok(f) = r {
-            self.reporter.event(Event::ActionResolved {
-                job: self.spec.key.clone(),
+            self.state.reporter.event(Event::ActionResolved {
+                job: self.state.spec.key.clone(),
                 uses: uses.to_string(),
                 commit: f.commit.clone(),
                 source: self.engine.action_source().display_url(),
@@ -2680,7 +2625,7 @@ impl<'e> Job<'e> {
             "GITHUB_ACTION_PATH".into(),
             dir.to_string_lossy().into_owned(),
         );
-        action_env.insert("GITHUB_ACTION".into(), self.action.clone());
+        action_env.insert("GITHUB_ACTION".into(), self.state.action.clone());
         let (repository, git_ref) = if is_local_uses(uses) {
             (String::new(), String::new())
         } else {
@@ -2708,8 +2653,9 @@ impl<'e> Job<'e> {
     ) -> Result<StepResult, String> {
         let spec = self.node_spec(runtime, dir, file, env, number, state_key, None)?;
         let r = self.exec(spec, number, timeout, cancel, env).await;
-        if let Some(saved) = self.states.remove(&number.to_string()) {
-            self.states
+        if let Some(saved) = self.state.states.remove(&number.to_string()) {
+            self.state
+                .states
                 .entry(state_key.to_string())
                 .or_default()
                 .extend(saved);
@@ -2738,7 +2684,12 @@ impl<'e> Job<'e> {
         if let Some(w) = node.warning(runtime) {
             self.annotate(Some(number), Level::Warning, &w);
         }
-        let state = self.states.get(state_key).cloned().unwrap_or_default();
+        let state = self
+            .state
+            .states
+            .get(state_key)
+            .cloned()
+            .unwrap_or_default();
         let mut extra: Vec<(String, String)> = state
             .iter()
             .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
@@ -2758,9 +2709,9 @@ impl<'e> Job<'e> {
         Ok(Spec {
             program: node.program.to_string_lossy().into_owned(),
             args: vec![dir.join(file).to_string_lossy().into_owned()],
-            cwd: self.run.workspace.clone(),
+            cwd: self.state.run.workspace.clone(),
             env: process_env.into_iter().collect(),
-            jail: self.jail.clone(),
+            jail: self.state.jail.clone(),
         })
     }
 
@@ -2818,10 +2769,10 @@ impl<'e> Job<'e> {
         post: bool,
     ) -> (ActionResult, Vec<String>) {
         let sink = Arc::new(Mutex::new(StepSink::new(
-            &self.spec.key,
+            &self.state.spec.key,
             number,
-            self.reporter.clone(),
-            self.masker.clone(),
+            self.state.reporter.clone(),
+            self.state.masker.clone(),
         )));
         let sink2 = sink.clone();
         let output = OutputSink::new(move |line: &str| {
@@ -2833,9 +2784,9 @@ impl<'e> Job<'e> {
             version: call.version.clone(),
             inputs: call.inputs.clone(),
             env: call.env.clone(),
-            workspace: self.run.workspace.clone(),
-            run: self.run.clone(),
-            environment: self.environment.clone(),
+            workspace: self.state.run.workspace.clone(),
+            run: self.state.run.clone(),
+            environment: self.state.environment.clone(),
             state: call.state.clone(),
             job_succeeded: true,
             output,
@@ -2888,26 +2839,26 @@ impl<'e> Job<'e> {
                     if !run {
                         continue;
                     }
-                    self.reporter.event(Event::StepStarted {
-                        job: self.spec.key.clone(),
+                    self.state.reporter.event(Event::StepStarted {
+                        job: self.state.spec.key.clone(),
                         step: number,
                         name: name.clone(),
                         ts: now_ms(),
                     });
-                    let token = self.no_cancel.clone();
+                    let token = self.state.no_cancel.clone();
                     let r = self
                         .run_node(runtime, &dir, &file, &env, number, None, &token, &state_key)
                         .await;
                     (name, r.map(|r| r.success).unwrap_or(false))
                 }
                 Post::Builtin { name, action, call } => {
-                    self.reporter.event(Event::StepStarted {
-                        job: self.spec.key.clone(),
+                    self.state.reporter.event(Event::StepStarted {
+                        job: self.state.spec.key.clone(),
                         step: number,
                         name: name.clone(),
                         ts: now_ms(),
                     });
-                    let token = self.no_cancel.clone();
+                    let token = self.state.no_cancel.clone();
                     let failed = scope.failed;
                     let mut call = *call;
                     call.env
@@ -2935,8 +2886,8 @@ impl<'e> Job<'e> {
             if !result {
                 scope.failed = true;
             }
-            self.reporter.event(Event::StepFinished {
-                job: self.spec.key.clone(),
+            self.state.reporter.event(Event::StepFinished {
+                job: self.state.spec.key.clone(),
                 step: number,
                 name,
                 outcome: c,
@@ -2956,10 +2907,10 @@ impl<'e> Job<'e> {
         job_succeeded: bool,
     ) -> (ActionResult, Vec<String>) {
         let sink = Arc::new(Mutex::new(StepSink::new(
-            &self.spec.key,
+            &self.state.spec.key,
             number,
-            self.reporter.clone(),
-            self.masker.clone(),
+            self.state.reporter.clone(),
+            self.state.masker.clone(),
         )));
         let sink2 = sink.clone();
         let output = OutputSink::new(move |line: &str| {
@@ -2972,9 +2923,9 @@ impl<'e> Job<'e> {
             version: call.version.clone(),
             inputs: call.inputs.clone(),
             env: call.env.clone(),
-            workspace: self.run.workspace.clone(),
-            run: self.run.clone(),
-            environment: self.environment.clone(),
+            workspace: self.state.run.workspace.clone(),
+            run: self.state.run.clone(),
+            environment: self.state.environment.clone(),
             state,
             job_succeeded,
             output,
