@@ -28,6 +28,8 @@ struct Pr {
     base: String,
     title: String,
     body: String,
+    /// `open`, `merged` or `closed`.
+    state: &'static str,
 }
 
 #[derive(Default)]
@@ -46,7 +48,7 @@ fn pr_json(forge: &str, base_url: &str, p: &Pr) -> Value {
     if forge == "gitlab" {
         json!({
             "iid": p.number,
-            "state": "opened",
+            "state": if p.state == "open" { "opened" } else { p.state },
             "source_branch": p.head,
             "target_branch": p.base,
             "title": p.title,
@@ -56,7 +58,9 @@ fn pr_json(forge: &str, base_url: &str, p: &Pr) -> Value {
     } else {
         json!({
             "number": p.number,
-            "state": "open",
+            "state": if p.state == "open" { "open" } else { "closed" },
+            "merged": p.state == "merged",
+            "merged_at": if p.state == "merged" { json!("2026-01-01T00:00:00Z") } else { Value::Null },
             "head": {"ref": p.head},
             "base": {"ref": p.base},
             "title": p.title,
@@ -146,10 +150,16 @@ async fn handle(
     match (method.as_str(), item.as_str()) {
         ("GET", "") => {
             let open = if forge == "gitlab" { "opened" } else { "open" };
-            if query.get("state").map(String::as_str) != Some(open) {
-                return bad(&mut g, StatusCode::BAD_REQUEST, "state filter".into());
-            }
-            let mut list: Vec<&Pr> = g.prs.iter().filter(|p| p.project == project).collect();
+            let all = match query.get("state").map(String::as_str) {
+                Some(s) if s == open => false,
+                Some("all") => true,
+                _ => return bad(&mut g, StatusCode::BAD_REQUEST, "state filter".into()),
+            };
+            let mut list: Vec<&Pr> = g
+                .prs
+                .iter()
+                .filter(|p| p.project == project && (all || p.state == "open"))
+                .collect();
             match forge {
                 "github" => {
                     // GitHub's `head` is `user:ref-name`; a bare branch matches nothing.
@@ -221,7 +231,10 @@ async fn handle(
                     format!("head `{head}` is not a branch of {project}"),
                 );
             }
-            if g.prs.iter().any(|p| p.project == project && p.head == head) {
+            if g.prs
+                .iter()
+                .any(|p| p.project == project && p.head == head && p.state == "open")
+            {
                 let code = if forge == "github" {
                     StatusCode::UNPROCESSABLE_ENTITY
                 } else {
@@ -248,6 +261,7 @@ async fn handle(
                 base,
                 title,
                 body: text,
+                state: "open",
             };
             let out = pr_json(forge, &base_url, &pr);
             g.prs.push(pr);
@@ -430,6 +444,7 @@ async fn the_release_branch_becomes_one_pull_request_on_each_forge() {
             base: main.clone(),
             title: "wip".into(),
             body: String::new(),
+            state: "open",
         });
     }
     let dir = repo.path().to_path_buf();
@@ -464,6 +479,7 @@ async fn the_release_branch_becomes_one_pull_request_on_each_forge() {
         base: main.clone(),
         title: "a feature".into(),
         body: "keep".into(),
+        state: "open",
     });
     let dir = repo.path().to_path_buf();
     let api = format!("{forge}/gitea/api/v1/");
@@ -494,6 +510,7 @@ async fn the_release_branch_becomes_one_pull_request_on_each_forge() {
         base: main.clone(),
         title: "Draft".into(),
         body: String::new(),
+        state: "open",
     });
     let dir = repo.path().to_path_buf();
     let api = format!("{forge}/gitlab/api/v4");
@@ -582,4 +599,105 @@ async fn the_release_branch_becomes_one_pull_request_on_each_forge() {
         text(&o)
     );
     assert!(git(remote.path(), &["branch", "--list", "release/v1.1.0"]).contains("release/v1.1.0"));
+}
+
+/// `hangar release --pr` run again while its branch exists: the branch is
+/// rebuilt from HEAD and pushed with a lease, and the open pull request
+/// updated; once that pull request is merged or closed, it stops and says
+/// what to do, changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_release_branch_is_refreshed_while_its_pull_request_is_open() {
+    let (forge, c) = contract().await;
+    let (repo, remote, main) = project(Some("https://github.com/acme/refresh.git"));
+    c.lock()
+        .unwrap()
+        .remotes
+        .insert("acme/refresh".into(), remote.path().into());
+    let api = format!("{forge}/github");
+    let run = |dir: PathBuf, api: String| {
+        blocking(move || {
+            release_pr(
+                &dir,
+                &[("GITHUB_TOKEN", "gh-token")],
+                &["--forge-api", &api],
+            )
+        })
+    };
+    let o = run(repo.path().into(), api.clone()).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("opened pull request #1"), "{}", text(&o));
+    let first = git(remote.path(), &["rev-parse", "release/v1.1.0"]);
+
+    // A fix lands on main while the release is reviewed: run again.
+    let dir = repo.path();
+    hangar_testkit::write(dir, "fix.txt", "fixed");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "fix: a late fix"]);
+    let o = run(dir.into(), api.clone()).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("refreshed 1.1.0 on branch release/v1.1.0"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("--force-with-lease"), "{}", text(&o));
+    assert!(
+        text(&o).contains("updated the open pull request #1"),
+        "{}",
+        text(&o)
+    );
+    let r = remote.path();
+    let second = git(r, &["rev-parse", "release/v1.1.0"]);
+    assert_ne!(first, second);
+    assert!(git(r, &["show", "release/v1.1.0:CHANGELOG.md"]).contains("a late fix"));
+    assert_eq!(
+        git(r, &["log", "-1", "--format=%s", "release/v1.1.0"]).trim(),
+        "chore(release): v1.1.0"
+    );
+    // Rebuilt on main's HEAD, not stacked on the old release commit.
+    assert_eq!(
+        git(r, &["rev-parse", "release/v1.1.0^"]).trim(),
+        git(dir, &["rev-parse", "HEAD"]).trim()
+    );
+    {
+        let g = c.lock().unwrap();
+        let prs: Vec<&Pr> = g
+            .prs
+            .iter()
+            .filter(|p| p.project == "acme/refresh")
+            .collect();
+        assert_eq!(prs.len(), 1, "{prs:#?}");
+        assert!(prs[0].body.contains("a late fix"), "{}", prs[0].body);
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+    }
+    assert_eq!(git(dir, &["symbolic-ref", "--short", "HEAD"]).trim(), main);
+
+    // The pull request was merged (and the merge not pulled yet), then
+    // closed: each stops with advice, and the branch stays as it was.
+    for (state, says) in [
+        ("merged", "was merged"),
+        ("closed", "was closed without merging"),
+    ] {
+        c.lock().unwrap().prs[0..]
+            .iter_mut()
+            .filter(|p| p.project == "acme/refresh")
+            .for_each(|p| p.state = state);
+        hangar_testkit::write(dir, &format!("{state}.txt"), state);
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", &format!("fix: after {state}")]);
+        let o = run(dir.into(), api.clone()).await;
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!("pull request #1 {says}")),
+            "{}",
+            text(&o)
+        );
+        assert!(
+            text(&o).contains("git push origin --delete release/v1.1.0"),
+            "{}",
+            text(&o)
+        );
+        assert_eq!(git(r, &["rev-parse", "release/v1.1.0"]), second);
+        assert_eq!(git(dir, &["symbolic-ref", "--short", "HEAD"]).trim(), main);
+    }
 }

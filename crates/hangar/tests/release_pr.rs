@@ -91,13 +91,18 @@ fn a_release_prepared_on_a_branch_is_tagged_on_its_merge() {
         git(r, &["log", "-1", "--format=%s", "release/v1.1.0"]).trim(),
         "chore(release): v1.1.0"
     );
-    // Prepared once.
+    // Run again, the branch is refreshed (rebuilt from HEAD, pushed with a
+    // lease), not refused and not doubled.
     let o = hangar(dir, &["release", "--pr"]);
-    assert!(!o.status.success());
+    assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("branch release/v1.1.0 exists already"),
+        text(&o).contains("refreshed 1.1.0 on branch release/v1.1.0"),
         "{}",
         text(&o)
+    );
+    assert_eq!(
+        git(r, &["rev-parse", "release/v1.1.0^"]).trim(),
+        head.trim()
     );
 
     // Meanwhile main moves on; then the reviewed branch is merged.

@@ -43,6 +43,20 @@ pub struct Config {
     /// writes tags to the repository).
     #[serde(default)]
     pub tag_on_merge: bool,
+    /// How `hangar serve` writes those tags: `git` pushes them to the clone
+    /// URL, `api` creates them through the forge's API with the repository's
+    /// credential. Unset: git, except over ssh when the repository has a
+    /// forge credential (the server's token cannot authenticate ssh).
+    #[serde(default)]
+    pub tag_via: Option<TagVia>,
+}
+
+/// How the server writes a merged release's tags (`release.tag_via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagVia {
+    Git,
+    Api,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -115,6 +129,7 @@ impl Default for Config {
             packages: Vec::new(),
             repository_url: None,
             tag_on_merge: false,
+            tag_via: None,
         }
     }
 }

@@ -63,6 +63,10 @@ pub struct Outcome {
     pub base: Option<String>,
     /// A merged `--pr` release: the commit its tag is on.
     pub merge: Option<String>,
+    /// `--pr`: the branch existed already and was rebuilt (its open pull
+    /// request is updated rather than a new one opened).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed: bool,
 }
 
 struct Unit {
@@ -336,6 +340,7 @@ fn plan_unit(
         branch: None,
         base: None,
         merge: None,
+        refreshed: false,
     };
     let next = if let Some(v) = &opts.force {
         v.clone()

@@ -238,6 +238,7 @@ pub(crate) fn tag_merged(
             branch: None,
             base: None,
             merge: Some(merged.commit.clone()),
+            refreshed: false,
         });
     }
     Ok(outcomes)
@@ -267,6 +268,31 @@ fn short(sha: &str) -> &str {
 /// it on `release/<tag>` from HEAD, pushes that branch to `remote`, and
 /// comes back to the branch it started on. The outcomes say which branch.
 pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<Outcome>> {
+    prepare_with(opts, remote, push, &|_| Ok(()))
+}
+
+/// The release branch as it stood before `--pr` refreshed it.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub branch: String,
+    /// Its commit on the remote (what the push's lease expects), when pushed.
+    pub remote_commit: Option<String>,
+    /// Its local commit, when the branch exists here.
+    pub local_commit: Option<String>,
+}
+
+/// [`prepare`], where a release branch that exists already (here or on the
+/// remote) is refreshed rather than refused: rebuilt from HEAD and pushed
+/// with `--force-with-lease` against the commit the remote had, so a push
+/// someone made to it meanwhile is never overwritten. `check` is asked first
+/// (the CLI asks the forge whether the branch's pull request was merged or
+/// closed, and stops then); an error from it changes nothing.
+pub fn prepare_with(
+    opts: &Options,
+    remote: &str,
+    push: bool,
+    check: &dyn Fn(&Existing) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Outcome>> {
     if let Some(m) = merged_release(&opts.dir)? {
         bail!(
             "{} was prepared and merged but is not tagged yet: run `hangar release` (without --pr) to tag it first",
@@ -281,30 +307,70 @@ pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<O
         return Ok(planned);
     };
     let branch = format!("release/{}", first.tag.clone().unwrap_or_default());
+    let dir = &opts.dir;
+    if push && git(dir, &["remote", "get-url"], &[remote]).is_err() {
+        bail!(
+            "no git remote `{remote}` to push {branch} to: add it (git remote add {remote} URL), name another with --remote, or keep the branch local with --no-push"
+        );
+    }
+    let local_commit = git(
+        dir,
+        &["rev-parse", "--verify", "--quiet"],
+        &[&format!("refs/heads/{branch}")],
+    )
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty());
+    let remote_commit = if push {
+        remote_branch(dir, remote, &branch)?
+    } else {
+        None
+    };
+    let existing = (local_commit.is_some() || remote_commit.is_some()).then(|| Existing {
+        branch: branch.clone(),
+        remote_commit: remote_commit.clone(),
+        local_commit: local_commit.clone(),
+    });
+    if let Some(e) = &existing {
+        check(e)?;
+    }
+    let refreshing = existing.as_ref().map(|e| {
+        match &e.remote_commit {
+            Some(c) => format!(
+                "branch {branch} existed on {remote} at {}: rebuilt from HEAD and pushed with --force-with-lease against it",
+                short(c)
+            ),
+            None => format!("branch {branch} existed here: rebuilt from HEAD"),
+        }
+    });
     if opts.dry_run {
         return Ok(planned
             .into_iter()
             .map(|mut o| {
                 if o.released {
                     o.branch = Some(branch.clone());
-                    o.explain.push(format!(
-                        "would commit it on branch {branch}{}",
-                        if push {
-                            format!(" and push that to {remote}")
-                        } else {
-                            String::new()
-                        }
-                    ));
+                    o.explain.push(match &refreshing {
+                        Some(_) => format!(
+                            "would refresh branch {branch}, which exists already (rebuilt from HEAD{})",
+                            if push {
+                                format!(", pushed to {remote} with --force-with-lease")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                        None => format!(
+                            "would commit it on branch {branch}{}",
+                            if push {
+                                format!(" and push that to {remote}")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    });
                 }
                 o
             })
             .collect());
-    }
-    let dir = &opts.dir;
-    if push && git(dir, &["remote", "get-url"], &[remote]).is_err() {
-        bail!(
-            "no git remote `{remote}` to push {branch} to: add it (git remote add {remote} URL), name another with --remote, or keep the branch local with --no-push"
-        );
     }
     let dirty = git(dir, &["status", "--porcelain", "--untracked-files=no"], &[])?;
     if !dirty.trim().is_empty() {
@@ -313,25 +379,23 @@ pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<O
             dir.display()
         );
     }
-    if git(
-        dir,
-        &["rev-parse", "--verify", "--quiet"],
-        &[&format!("refs/heads/{branch}")],
-    )
-    .is_ok()
-    {
+    let base = current_branch(dir);
+    if base.as_deref() == Some(branch.as_str()) {
         bail!(
-            "branch {branch} exists already: the release is prepared (merge it, then run `hangar release` to tag it), or delete the branch to prepare it again"
+            "you are on {branch}: switch to the branch the release is cut from (the default branch), then run `hangar release --pr` again"
         );
     }
-    let base = current_branch(dir);
     let back = match &base {
         Some(b) => b.clone(),
         None => git(dir, &["rev-parse", "HEAD"], &[])?.trim().to_string(),
     };
     // `switch -c NAME` would take `--end-of-options` as the name: the branch
-    // is made first, then switched to.
-    git(dir, &["branch"], &[&branch])?;
+    // is made (or moved back to HEAD) first, then switched to.
+    if local_commit.is_some() {
+        git(dir, &["branch", "--force"], &[&branch, "HEAD"])?;
+    } else {
+        git(dir, &["branch"], &[&branch])?;
+    }
     git(dir, &["switch", "--quiet"], &[&branch])?;
     let made = crate::run(&Options {
         no_tag: true,
@@ -339,24 +403,52 @@ pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<O
         ..opts.clone()
     });
     let pushed = match &made {
-        Ok(_) if push => git(
-            dir,
-            &["push", "--quiet", "--set-upstream"],
-            &[remote, &branch],
-        )
-        .map(|_| ())
-        .with_context(|| format!("pushing {branch} to {remote}")),
+        Ok(_) if push => {
+            // The lease: the remote's branch must still be where it was seen
+            // (absent, when it was), or the push is refused.
+            let lease = format!(
+                "--force-with-lease=refs/heads/{branch}:{}",
+                remote_commit.as_deref().unwrap_or("")
+            );
+            git(
+                dir,
+                &["push", "--quiet", "--set-upstream", &lease],
+                &[remote, &format!("refs/heads/{branch}:refs/heads/{branch}")],
+            )
+            .map(|_| ())
+            .with_context(|| {
+                format!(
+                    "pushing {branch} to {remote}{}",
+                    if remote_commit.is_some() {
+                        " (someone may have pushed to it since it was read: look at it, then run again)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        }
         _ => Ok(()),
     };
     // Back where the user was, whatever happened on the branch.
     let switched = git(dir, &["switch", "--quiet"], &[&back])
         .or_else(|_| git(dir, &["switch", "--quiet", "--detach"], &[&back]));
+    if made.is_err() || pushed.is_err() {
+        // The local branch as it was: nothing half-made is left behind.
+        let _ = match &local_commit {
+            Some(c) => git(dir, &["branch", "--force"], &[&branch, c]),
+            None => git(dir, &["branch", "-D"], &[&branch]),
+        };
+    }
     let mut made = made?;
     pushed?;
     switched.with_context(|| format!("switching back to {back}"))?;
     for o in made.iter_mut().filter(|o| o.released) {
         o.branch = Some(branch.clone());
         o.base = base.clone();
+        o.refreshed = existing.is_some();
+        if let Some(r) = &refreshing {
+            o.explain.push(r.clone());
+        }
         o.explain.push(format!(
             "committed on branch {branch}{}; merge it, then `hangar release` tags the merge",
             if push {
@@ -367,6 +459,23 @@ pub fn prepare(opts: &Options, remote: &str, push: bool) -> anyhow::Result<Vec<O
         ));
     }
     Ok(made)
+}
+
+/// The commit of `branch` where `remote` pushes (its push URL, which may
+/// differ from the one it fetches from), as it is now.
+fn remote_branch(dir: &Path, remote: &str, branch: &str) -> anyhow::Result<Option<String>> {
+    let url = git(dir, &["remote", "get-url", "--push"], &[remote])?;
+    let out = git(
+        dir,
+        &["ls-remote", "--heads"],
+        &[url.trim(), &format!("refs/heads/{branch}")],
+    )
+    .with_context(|| format!("reading the branches of {remote}"))?;
+    Ok(out
+        .lines()
+        .find_map(|l| l.split_whitespace().next())
+        .filter(|c| hangar_git::is_commit_id(c))
+        .map(String::from))
 }
 
 #[cfg(test)]

@@ -283,6 +283,111 @@ pub async fn open_release_pr(
     })
 }
 
+/// Where the pull request of a release branch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrState {
+    Open,
+    Merged,
+    Closed,
+}
+
+/// The release branch's pull request as the forge has it: the open one from
+/// `head` into `base` if there is one, else the latest merged or closed one;
+/// `None` when the branch never had one. `hangar release --pr` asks before it
+/// refreshes a branch that exists already.
+pub async fn release_pr_state(
+    client: &reqwest::Client,
+    policy: &RetryPolicy,
+    cred: &ForgeCredential,
+    head: &str,
+    base: &str,
+) -> anyhow::Result<Option<(PrState, Opened)>> {
+    let forge = Forge::parse(&cred.kind).context("unknown forge")?;
+    let api = cred.api_url.trim_end_matches('/');
+    let owner = cred.project.split('/').next().unwrap_or_default();
+    let url = match forge {
+        Forge::GitHub => reqwest::Url::parse_with_params(
+            &format!("{api}/repos/{}/pulls", cred.project),
+            &[
+                ("state", "all"),
+                ("head", &format!("{owner}:{head}")),
+                ("base", base),
+            ],
+        )?,
+        Forge::Gitea => reqwest::Url::parse_with_params(
+            &format!("{api}/repos/{}/pulls", cred.project),
+            &[("state", "all"), ("limit", "50")],
+        )?,
+        Forge::GitLab => reqwest::Url::parse_with_params(
+            &format!(
+                "{api}/projects/{}/merge_requests",
+                cred.project.replace('/', "%2F")
+            ),
+            &[
+                ("state", "all"),
+                ("source_branch", head),
+                ("target_branch", base),
+            ],
+        )?,
+    };
+    let (out, listed) = send(
+        client,
+        policy,
+        reqwest::Method::GET,
+        url.as_str(),
+        &forge.headers(&cred.token),
+        None,
+    )
+    .await;
+    let Some(Value::Array(listed)) = listed else {
+        bail!(
+            "listing the pull requests of {} on {api}: {}",
+            cred.project,
+            out.error.as_deref().unwrap_or("the answer is not a list")
+        );
+    };
+    let (number_key, url_key) = if forge == Forge::GitLab {
+        ("iid", "web_url")
+    } else {
+        ("number", "html_url")
+    };
+    let mut found: Vec<(PrState, Opened)> = listed
+        .iter()
+        .filter(|p| match forge {
+            Forge::GitHub | Forge::Gitea => {
+                p.pointer("/head/ref").and_then(Value::as_str) == Some(head)
+                    && p.pointer("/base/ref").and_then(Value::as_str) == Some(base)
+            }
+            Forge::GitLab => {
+                p["source_branch"].as_str() == Some(head)
+                    && p["target_branch"].as_str() == Some(base)
+            }
+        })
+        .filter_map(|p| {
+            let state = match (forge, p["state"].as_str()?) {
+                (Forge::GitLab, "opened") => PrState::Open,
+                (Forge::GitLab, "merged") => PrState::Merged,
+                (Forge::GitLab, _) => PrState::Closed,
+                (_, "open") => PrState::Open,
+                // GitHub says `merged_at`, Gitea `merged` too.
+                (_, _) if p["merged"] == true || !p["merged_at"].is_null() => PrState::Merged,
+                (_, _) => PrState::Closed,
+            };
+            Some((
+                state,
+                Opened {
+                    created: false,
+                    number: p[number_key].as_u64()?,
+                    url: p[url_key].as_str().unwrap_or_default().to_string(),
+                },
+            ))
+        })
+        .collect();
+    // The open one first, then the latest.
+    found.sort_by_key(|(s, o)| (*s != PrState::Open, std::cmp::Reverse(o.number)));
+    Ok(found.into_iter().next())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,7 +170,10 @@ pub(crate) fn reported_sha(store: &Arc<dyn Store>, run: &Run) -> String {
 /// A GitHub repository's credential through the server-wide App: the App's
 /// API root, the repository's `owner/name`, the App (its installation found
 /// per repository).
-fn server_app_credential(store: &Arc<dyn Store>, repo_id: i64) -> Option<ForgeCredential> {
+pub(crate) fn server_app_credential(
+    store: &Arc<dyn Store>,
+    repo_id: i64,
+) -> Option<ForgeCredential> {
     use crate::github_app::{ServerApp, github_project};
     let repo = store.get_repo(repo_id).ok()??;
     if repo.forge != "github" {

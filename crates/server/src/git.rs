@@ -15,6 +15,9 @@ use tokio::sync::Mutex;
 #[derive(Default)]
 pub struct GitReader {
     mirrors_dir: PathBuf,
+    /// The PEM bundle git trusts for https clone URLs (`--git-ca-file`):
+    /// a self-hosted forge's private CA. Verification is never turned off.
+    ca_file: Option<PathBuf>,
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -99,17 +102,29 @@ pub fn check_clone_url(url: &str, data_dir: &Path, local: &LocalRepos) -> Result
     bad("it is neither a URL nor an absolute path")
 }
 
-/// Git run for a fetch from a clone URL: only these transports, whatever the
-/// URL says (a redirect or submodule cannot switch to `ext::` or `git://`).
-fn fetch_git(dir: &Path) -> Git {
-    Git::new(dir).env("GIT_ALLOW_PROTOCOL", "https:ssh:file")
-}
-
 impl GitReader {
     pub fn new(mirrors_dir: PathBuf) -> GitReader {
         GitReader {
             mirrors_dir,
+            ca_file: None,
             locks: Default::default(),
+        }
+    }
+
+    /// Trusts `ca_file` (PEM) for https clone URLs instead of the system's roots.
+    pub fn with_ca_file(mut self, ca_file: Option<PathBuf>) -> GitReader {
+        self.ca_file = ca_file;
+        self
+    }
+
+    /// Git run against a clone URL (fetch, push): only these transports,
+    /// whatever the URL says (a redirect or submodule cannot switch to
+    /// `ext::` or `git://`), and the configured CA for https.
+    pub(crate) fn remote_git(&self, dir: &Path) -> Git {
+        let git = Git::new(dir).env("GIT_ALLOW_PROTOCOL", "https:ssh:file");
+        match &self.ca_file {
+            Some(ca) => git.env("GIT_SSL_CAINFO", ca),
+            None => git,
         }
     }
 
@@ -146,14 +161,16 @@ impl GitReader {
             return Ok(dir);
         }
         let target = if sha.is_empty() { "HEAD" } else { sha };
-        let direct = fetch_git(&dir)
+        let direct = self
+            .remote_git(&dir)
             .args(&["fetch", "-q", "--no-tags", "--no-write-fetch-head"])
             .value(clone_url)
             .value(target)
             .run_async()
             .await;
         if direct.is_err() {
-            let mut fetch = fetch_git(&dir)
+            let mut fetch = self
+                .remote_git(&dir)
                 .args(&["fetch", "-q", "--no-tags"])
                 .value(clone_url)
                 .value("+refs/heads/*:refs/heads/*");
@@ -193,7 +210,7 @@ impl GitReader {
                     locks.entry(name).or_default().clone()
                 };
                 let _guard = lock.lock().await;
-                fetch_git(&dir)
+                self.remote_git(&dir)
                     .args(&["fetch", "-q", "--no-tags"])
                     .value(clone_url)
                     .value(format!("+{merge_ref}:{merge_ref}"))
@@ -270,7 +287,7 @@ impl GitReader {
             locks.entry(name).or_default().clone()
         };
         let _guard = lock.lock().await;
-        fetch_git(&dir)
+        self.remote_git(&dir)
             .args(&["fetch", "-q", "--prune", "--no-write-fetch-head"])
             .value(clone_url)
             .value("+refs/tags/*:refs/tags/*")
@@ -346,7 +363,8 @@ impl GitReader {
                 .trim()
                 .to_string()
         } else {
-            let out = fetch_git(&self.mirrors_dir)
+            let out = self
+                .remote_git(&self.mirrors_dir)
                 .arg("ls-remote")
                 .value(clone_url)
                 .value(rev)

@@ -450,11 +450,11 @@ fn github_headers(token: &str) -> Vec<(&'static str, String)> {
 }
 
 /// A request's outcome for the outbound log.
-struct Sent {
-    target: String,
-    subject: String,
-    state: String,
-    out: Outcome,
+pub(crate) struct Sent {
+    pub(crate) target: String,
+    pub(crate) subject: String,
+    pub(crate) state: String,
+    pub(crate) out: Outcome,
 }
 
 impl Reporter {
@@ -644,7 +644,7 @@ impl Reporter {
     /// The token for check runs: the given one, or the App's installation
     /// token from the cache or a fresh exchange. `None` when GitHub refused or
     /// could not be reached (recorded in `sent`).
-    async fn installation_token(
+    pub(crate) async fn installation_token(
         &self,
         api: &str,
         cred: &ForgeCredential,

@@ -87,6 +87,10 @@ pub struct ServeConfig {
     /// A PEM certificate trusted for e-mail notifications' SMTP servers besides
     /// the web's roots (an internal CA).
     pub smtp_ca_file: Option<PathBuf>,
+    /// A PEM bundle git trusts for https clone URLs (the server's fetches and
+    /// its release tag pushes) instead of the system's roots: a self-hosted
+    /// forge's private CA.
+    pub git_ca_file: Option<PathBuf>,
     /// The most log one attempt of a job keeps (64 MiB by default).
     pub max_log_bytes: u64,
     /// A request body that sends nothing for this long is cut off.
@@ -123,6 +127,7 @@ impl ServeConfig {
             public_url: None,
             status_retry: Default::default(),
             smtp_ca_file: None,
+            git_ca_file: None,
             max_log_bytes: 64 << 20,
             body_idle_timeout: Duration::from_secs(30),
             retention: Default::default(),
@@ -539,7 +544,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
     let embedded_agent_id = format!("embedded-{}", &hangar_store::crypto::random_token()?[4..16]);
     let app = Arc::new(App {
         store: store.clone(),
-        git: git::GitReader::new(cfg.data_dir.join("mirrors")),
+        git: git::GitReader::new(cfg.data_dir.join("mirrors"))
+            .with_ca_file(cfg.git_ca_file.clone()),
         live: Default::default(),
         metrics: Default::default(),
         work: Default::default(),

@@ -782,6 +782,71 @@ async fn github_app_server(app: App) -> String {
     format!("http://{addr}")
 }
 
+/// The server-wide App's installation token pushes a merged release's tag
+/// over https: minted for the push (the contract checks the App's JWT),
+/// given to git in its environment, taken by the forge as Basic
+/// `x-access-token`, as GitHub takes it.
+#[tokio::test]
+async fn a_github_apps_installation_token_pushes_the_release_tag() {
+    let Some(forge) = hangar_testkit::git_https::git_https(&installation_token(91)) else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let (pem, public_key) = app_key(keys.path(), "app");
+    let app: App = Arc::new(Mutex::new(GitHubApp {
+        public_key,
+        app_id: "4242".into(),
+        installed: HashMap::from([("acme/tagged".to_string(), 91)]),
+        ..Default::default()
+    }));
+    let api = github_app_server(app.clone()).await;
+    let ca = forge.ca().to_path_buf();
+    let s = start_with(|cfg| cfg.git_ca_file = Some(ca)).await;
+    let (code, v) = put_app(
+        &s,
+        json!({"app_id": 4242, "private_key": pem, "webhook_secret": APP_SECRET, "api_url": api}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let bare = forge.bare("acme/tagged.git");
+    let (_work, merge) = merged_release_into(&bare, "release:\n  tag_on_merge: true\n", None);
+    let url = forge.url("acme/tagged.git");
+    register_url(&s, "acme/tagged", &url).await;
+    let (code, v) = s
+        .push("acme/tagged", std::path::Path::new(&url), &merge, "app-1")
+        .await;
+    assert!(code == 202 || code == 200, "{code} {v}");
+    eventually("v1.1.0 pushed with the installation token", || async {
+        tag_of(&bare, "v1.1.0").is_some()
+    })
+    .await;
+    assert_eq!(git(&bare, &["rev-list", "-n", "1", "v1.1.0"]).trim(), merge);
+    {
+        let g = app.lock().unwrap();
+        assert_eq!(
+            (g.lookups, g.exchanges),
+            (1, 1),
+            "one lookup, one token minted"
+        );
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+    }
+    let seen = forge.seen();
+    let pushes = seen.pushes();
+    assert_eq!(pushes.len(), 1, "{seen:#?}");
+    assert!(
+        pushes[0].authenticated && pushes[0].status == 200,
+        "{seen:#?}"
+    );
+    assert_eq!(pushes[0].user.as_deref(), Some("x-access-token"));
+    assert!(seen.token_on_argv.is_empty(), "{:#?}", seen.token_on_argv);
+    let tagged = audits(&s, "release.tag").await;
+    assert_eq!(tagged.len(), 1, "{tagged:#?}");
+    // The exchange is in the outbound log, as the check runs' are.
+    let out = s.get("/api/v1/outbound?limit=50").await;
+    assert!(out.to_string().contains("access_tokens"), "{out:#}");
+    s.server.stop().await;
+}
+
 const LINT: &str = "name: ci\non: push\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          for i in $(seq 1 119); do echo \"::error file=src/f$i.rs,line=$i,endLine=$((i+1)),title=E$i::problem $i\"; done\n          echo '::warning::no file'\n  build:\n    needs: lint\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo built\n";
 
 #[tokio::test]

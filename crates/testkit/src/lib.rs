@@ -4,7 +4,9 @@
 //! directories. Only ever a dev-dependency.
 
 pub mod exposition;
+pub mod git_https;
 pub mod postgres;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -324,86 +324,11 @@ pub fn tls_cluster() -> Option<TlsCluster> {
     if !installed() {
         return None;
     }
-    let openssl = Command::new("openssl")
-        .arg("version")
-        .output()
-        .map_err(|e| format!("the openssl command-line tool: {e}"))
-        .and_then(|o| {
-            o.status
-                .success()
-                .then_some(())
-                .ok_or_else(|| "`openssl version` failed".to_string())
-        });
-    crate::required_tool("generating a test CA with openssl", openssl)?;
-    let files = tempfile::tempdir().expect("a temporary directory");
-    let d = files.path();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    for ca in ["ca", "other-ca"] {
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=hangar test {ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-        ]);
-    }
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost\n").expect("ext.cnf");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.crt",
-    ]);
+    let certs = crate::tls::localhost_certs()?;
     Some(TlsCluster {
-        cluster: start(Some(d), None),
-        ca: d.join("ca.pem"),
-        other_ca: d.join("other-ca.pem"),
-        _files: files,
+        cluster: start(Some(certs.dir.path()), None),
+        ca: certs.ca,
+        other_ca: certs.other_ca,
+        _files: certs.dir,
     })
 }

@@ -174,6 +174,8 @@ fn git_is_spawned_by_its_wrapper_only() {
         "crates/git/src/lib.rs",
         // Builds the tests' fixture repositories; only tests link it.
         "crates/testkit/src/lib.rs",
+        // Runs `git http-backend` as the test forge's CGI; only tests link it.
+        "crates/testkit/src/git_https.rs",
     ];
     let found: Vec<String> = sources()
         .into_iter()

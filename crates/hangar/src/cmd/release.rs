@@ -87,6 +87,84 @@ enum Proposed {
     Failed(String),
 }
 
+/// The forge token from the environment, if any.
+fn forge_token() -> Option<String> {
+    ["HANGAR_FORGE_TOKEN", "GITHUB_TOKEN"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|t| !t.trim().is_empty()))
+}
+
+/// The forge credential of `remote` with `token`, as the user named it.
+fn credential(
+    dir: &std::path::Path,
+    remote: &str,
+    args: &ForgeArgs,
+    token: &str,
+) -> Result<hangar_store::ForgeCredential, String> {
+    let url = hangar_release::git::git(dir, &["remote", "get-url"], &[remote])
+        .map_err(|e| format!("{e:#}"))?
+        .trim()
+        .to_string();
+    hangar_server::forge_pr::credential_for_remote(
+        &url,
+        args.kind.as_deref(),
+        args.api_url.as_deref(),
+        args.project.as_deref(),
+        token,
+    )
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Before an existing release branch is refreshed: with a forge token, its
+/// pull request must not be merged or closed already (a refresh would then
+/// reopen nothing and prepare a release nobody reviews). Without a token
+/// the branch is refreshed as asked.
+fn check_existing(
+    dir: &std::path::Path,
+    remote: &str,
+    args: &ForgeArgs,
+    existing: &hangar_release::pr::Existing,
+) -> anyhow::Result<()> {
+    use hangar_server::forge_pr::PrState;
+    let Some(token) = forge_token() else {
+        return Ok(());
+    };
+    let branch = &existing.branch;
+    let cred = credential(dir, remote, args, &token).map_err(|e| {
+        anyhow::anyhow!("{branch} exists already, and its pull request cannot be looked up: {e}")
+    })?;
+    let base = hangar_release::git::git(dir, &["symbolic-ref", "-q", "--short", "HEAD"], &[])
+        .map(|b| b.trim().to_string())
+        .unwrap_or_default();
+    let client = reqwest::Client::new();
+    let policy = hangar_server::forge_status::RetryPolicy::default();
+    let state = runtime()?
+        .block_on(hangar_server::forge_pr::release_pr_state(
+            &client, &policy, &cred, branch, &base,
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!("{branch} exists already, and the forge did not say whether its pull request is still open: {e:#}")
+        })?;
+    match state {
+        Some((PrState::Merged, pr)) => anyhow::bail!(
+            "{branch} exists already and its pull request #{} was merged ({}): pull {base} and run `hangar release` there to tag the merge; to release again, delete the branch (git push {remote} --delete {branch}) first",
+            pr.number,
+            pr.url
+        ),
+        Some((PrState::Closed, pr)) => anyhow::bail!(
+            "{branch} exists already and its pull request #{} was closed without merging ({}): reopen it and run again to refresh it, or delete the branch (git push {remote} --delete {branch}) to prepare the release anew",
+            pr.number,
+            pr.url
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Opens (or updates) the pull request of the release branch `--pr` pushed,
 /// with the token from the environment; without one, the compare link.
 fn propose(
@@ -102,10 +180,7 @@ fn propose(
     let (Some(branch), Some(base)) = (first.branch.clone(), first.base.clone()) else {
         return Proposed::Compare(None);
     };
-    let token = ["HANGAR_FORGE_TOKEN", "GITHUB_TOKEN"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|t| !t.trim().is_empty()));
-    let Some(token) = token else {
+    let Some(token) = forge_token() else {
         return Proposed::Compare(hangar_release::pr::compare_link(
             dir, remote, &base, &branch,
         ));
@@ -115,17 +190,7 @@ fn propose(
             "{branch} is pushed to {remote}, but its pull request was not opened: {why}"
         ))
     };
-    let url = match hangar_release::git::git(dir, &["remote", "get-url"], &[remote]) {
-        Ok(u) => u.trim().to_string(),
-        Err(e) => return pushed(format!("{e:#}")),
-    };
-    let cred = match hangar_server::forge_pr::credential_for_remote(
-        &url,
-        args.kind.as_deref(),
-        args.api_url.as_deref(),
-        args.project.as_deref(),
-        &token,
-    ) {
+    let cred = match credential(dir, remote, args, &token) {
         Ok(c) => c,
         Err(e) => return pushed(e),
     };
@@ -141,10 +206,7 @@ fn propose(
         title: hangar_release::pr::title(&tags),
         body,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => return pushed(e.to_string()),
     };
@@ -205,7 +267,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 no_tag,
             };
             let outcomes = if pr {
-                hangar_release::pr::prepare(&opts, &remote, !no_push)?
+                let (dir, remote, args) = (&opts.dir, remote.as_str(), &forge_args);
+                hangar_release::pr::prepare_with(&opts, remote, !no_push, &|e| {
+                    check_existing(dir, remote, args, e)
+                })?
             } else {
                 hangar_release::run(&opts)?
             };
@@ -263,7 +328,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 if let Some(branch) = &o.branch {
-                    let verb = if dry_run { "would prepare" } else { "prepared" };
+                    let verb = match (dry_run, o.refreshed) {
+                        (true, _) => "would prepare",
+                        (false, true) => "refreshed",
+                        (false, false) => "prepared",
+                    };
                     println!(
                         "{who}{verb} {} on branch {branch} (tag {} once merged, {} commits, previous {})",
                         o.version.as_deref().unwrap_or(""),

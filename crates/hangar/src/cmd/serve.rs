@@ -66,6 +66,10 @@ pub enum Command {
         /// besides the web's roots (an internal CA).
         #[arg(long, value_name = "FILE", env = "HANGAR_SMTP_CA_FILE")]
         smtp_ca_file: Option<PathBuf>,
+        /// A PEM bundle git trusts for https clone URLs (fetches, release tag
+        /// pushes) instead of the system's roots: a self-hosted forge's CA.
+        #[arg(long, value_name = "FILE", env = "HANGAR_GIT_CA_FILE")]
+        git_ca_file: Option<PathBuf>,
         /// The most log one attempt of a job keeps, in MiB; later lines are
         /// dropped after a marker line.
         #[arg(long, value_name = "MIB", default_value_t = 64)]
@@ -249,6 +253,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             first_time_untrusted,
             local_repos,
             smtp_ca_file,
+            git_ca_file,
             max_log_mib,
             poll_ms,
             public_url,
@@ -277,6 +282,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             cfg.untrusted_on_embedded = untrusted_on_embedded;
             cfg.first_time_untrusted = first_time_untrusted;
             cfg.smtp_ca_file = smtp_ca_file;
+            cfg.git_ca_file = git_ca_file;
             cfg.max_log_bytes = max_log_mib.clamp(1, 1 << 20) << 20;
             if !local_repos.is_empty() {
                 cfg.local_repos = hangar_server::git::LocalRepos::Under(local_repos);

@@ -186,3 +186,121 @@ pub fn hangar_bin() -> Option<PathBuf> {
     let bin = dir.join("hangar");
     bin.exists().then_some(bin)
 }
+
+/// A project released as 1.0.0 whose `feat:` commit is prepared as 1.1.0 by
+/// `hangar release --pr`'s own code on `release/v1.1.0` and merged into
+/// `main` with a merge commit, everything pushed to the bare repository
+/// `bare`. Returns (work tree, merge commit). `later_yml` replaces
+/// hangar.yml on main while the release is reviewed.
+pub fn merged_release_into(
+    bare: &Path,
+    hangar_yml: &str,
+    later_yml: Option<&str>,
+) -> (tempfile::TempDir, String) {
+    let work = hangar_testkit::empty_repo();
+    let dir = work.path();
+    hangar_testkit::commit(
+        dir,
+        &[("version.txt", "1.0.0\n"), ("hangar.yml", hangar_yml)],
+    );
+    git(dir, &["tag", "-a", "v1.0.0", "-m", "v1.0.0"]);
+    hangar_testkit::write(dir, "src.txt", "feature");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "feat: a feature"]);
+    git(
+        dir,
+        &["remote", "add", "origin", &bare.display().to_string()],
+    );
+    git(dir, &["push", "-q", "origin", "main", "--tags"]);
+    let opts = hangar_release::Options {
+        dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    let prepared = hangar_release::pr::prepare(&opts, "origin", true).unwrap();
+    assert_eq!(prepared[0].branch.as_deref(), Some("release/v1.1.0"));
+    // Main moves on while the release is reviewed, then it is merged.
+    hangar_testkit::write(dir, "other.txt", "x");
+    if let Some(text) = later_yml {
+        hangar_testkit::write(dir, "hangar.yml", text);
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "fix: another change"]);
+    git(
+        dir,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-m",
+            "Merge pull request #3 from acme/release/v1.1.0",
+            "release/v1.1.0",
+        ],
+    );
+    git(dir, &["push", "-q", "origin", "main"]);
+    let merge = git(dir, &["rev-parse", "HEAD"]).trim().to_string();
+    (work, merge)
+}
+
+/// The commit a tag of the repository at `bare` points at, if it exists.
+pub fn tag_of(bare: &Path, tag: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(["rev-parse", "--verify", "-q"])
+        .arg(format!("refs/tags/{tag}"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The audit entries of `action`.
+pub async fn audits(s: &TestServer, action: &str) -> Vec<Value> {
+    s.get("/api/v1/audit?limit=200")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == action)
+        .cloned()
+        .collect()
+}
+
+/// Registers `name` with an https (or any) clone URL: its id.
+pub async fn register_url(s: &TestServer, name: &str, clone_url: &str) -> i64 {
+    let (code, v) = s
+        .post(
+            "/api/v1/repos",
+            json!({"name": name, "clone_url": clone_url, "forge": "github", "webhook_secret": SECRET}),
+        )
+        .await;
+    assert_eq!(code, 201, "{v}");
+    v["id"].as_i64().unwrap()
+}
+
+/// Sets a repository's forge credential (`PUT /api/v1/repos/{id}/forge`).
+pub async fn put_forge_credential(s: &TestServer, repo: i64, body: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/repos/{repo}/forge")))
+        .bearer_auth(&s.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits up to 20 s for `what` to hold.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
