@@ -417,6 +417,8 @@ fn a_server_cut_off_from_the_database_hands_its_work_over_and_answers_503_until_
         .map(|l| l.split(' ').next().unwrap().to_string())
         .collect();
 
+    let probe = |path: &str| super::server_postgres::get(&format!("{}{path}", cut.url), "");
+    assert_eq!(probe("/readyz").0, 200, "ready before the cut");
     ns.db_link(false);
     let cut_at = Instant::now();
     // Agents for the other servers (the cut server's jobs need somewhere to go).
@@ -476,6 +478,12 @@ fn a_server_cut_off_from_the_database_hands_its_work_over_and_answers_503_until_
         took < Duration::from_secs(2),
         "a known outage took {took:?}"
     );
+    // Readiness says so too, so a load balancer passes it over; liveness
+    // does not, so nothing restarts a process that recovers by itself.
+    let (code, body) = probe("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("database_unavailable"), "{body}");
+    assert_eq!(probe("/healthz").0, 200);
     let during = push_body(repo.path(), &sha, "during");
     let (code, answer) = deliver_answer(&cut.url, &during, "during").expect("an answer");
     assert_eq!(code, 503, "{answer}");
@@ -523,6 +531,9 @@ fn a_server_cut_off_from_the_database_hands_its_work_over_and_answers_503_until_
         "answering again {:?} after the link returned",
         back_at.elapsed()
     );
+    wait("the cut server to be ready again", 30, &mut || {
+        probe("/readyz").0 == 200
+    });
     let after = push_body(repo.path(), &sha, "after");
     assert_eq!(deliver(&cut.url, &after, "after"), Some(202));
     wait("the fourth run to complete", 60, &mut || {

@@ -701,3 +701,87 @@ fn a_postgres_store_backs_up_and_restores_on_both_backends() {
     let db = again.rsplit('/').next().unwrap();
     assert_eq!(cluster.psql(db, "SELECT name FROM api_tokens"), "admin");
 }
+
+/// `/readyz` says whether to send this server work, `/healthz` only that it
+/// lives: 200 with the schema version on a database at this build's version;
+/// 503 `schema_mismatch` once another build migrated the shared database past
+/// it (and 200 again when it is back); from SIGTERM until the stop
+/// (`--drain-seconds`) 503 `draining` while the API is still served; a second
+/// signal stops at once.
+#[test]
+fn readiness_follows_the_schema_version_and_the_drain() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let db_url = cluster.database();
+    let db = db_url.rsplit('/').next().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let mut s = serve(
+        data.path(),
+        &["--agent-capacity", "0", "--drain-seconds", "120"],
+        &db_url,
+    );
+    let token = s.token.clone().unwrap();
+    let ready = format!("{}/readyz", s.url);
+    let healthy = format!("{}/healthz", s.url);
+    let (code, body) = get(&ready, "");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let version = v["schema_version"].as_i64().expect("a version");
+    assert_eq!(v["ready"], true, "{v}");
+    assert_eq!(
+        cluster.psql(&db, "SELECT version FROM hangar_schema"),
+        version.to_string()
+    );
+
+    // A newer build migrated the database this server shares.
+    cluster.psql(&db, "UPDATE hangar_schema SET version = version + 1");
+    let (code, body) = get(&ready, "");
+    assert_eq!(code, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "schema_mismatch", "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(
+        why.contains(&(version + 1).to_string()) && why.contains(&version.to_string()),
+        "{why}"
+    );
+    assert_eq!(get(&healthy, "").0, 200);
+    cluster.psql(
+        &db,
+        &format!("UPDATE hangar_schema SET version = {version}"),
+    );
+    assert_eq!(get(&ready, "").0, 200);
+
+    // SIGTERM: not ready, still serving.
+    let pid = s.child.id().to_string();
+    let term = || {
+        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(st.success());
+    };
+    term();
+    let start = Instant::now();
+    loop {
+        let (code, body) = get(&ready, "");
+        if code == 503 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["code"], "draining", "{v}");
+            break;
+        }
+        assert_eq!(code, 200, "{body}");
+        assert!(start.elapsed() < Duration::from_secs(10), "never draining");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(&healthy, "").0, 200);
+    let (code, body) = get(&format!("{}/api/v1/runs", s.url), &token);
+    assert_eq!(code, 200, "the API is still served while draining: {body}");
+    // A second signal ends the drain at once.
+    term();
+    let start = Instant::now();
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "a second SIGTERM did not stop the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -40,6 +40,48 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness (no token): 200 only when this server should be sent work: its
+/// database answers, at the schema version this build migrates to (a newer
+/// server may have migrated a shared database past it), and it is not
+/// shutting down. Otherwise 503 with the reason's `code`
+/// (`draining`, `database_unavailable`, `schema_mismatch`). `/healthz` stays
+/// liveness: a server cut off from its database is alive and recovers by
+/// itself, so it must not be restarted, only passed over.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return crate::errors::error_coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down: it finishes what it holds and takes nothing new",
+        );
+    }
+    if let Some(why) = app.store.unavailable() {
+        return crate::errors::database_unavailable(&why);
+    }
+    let store = app.store.clone();
+    let version = match tokio::task::spawn_blocking(move || store.schema_version()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return crate::errors::database_unavailable(&format!(
+                "the database did not answer: {e:#}"
+            ));
+        }
+        Err(e) => return internal(e.into()),
+    };
+    if version != hangar_store::SCHEMA_VERSION {
+        return crate::errors::error_coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "schema_mismatch",
+            &format!(
+                "the database is at schema version {version} and this server's is {}: \
+                 run the same hangar version on every server of a database",
+                hangar_store::SCHEMA_VERSION
+            ),
+        );
+    }
+    Json(json!({"ready": true, "schema_version": version})).into_response()
+}
+
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Ok(d) = app.store.queue_depth() {
         app.metrics.queue_depth.set(d);

@@ -92,6 +92,10 @@ pub struct App {
     pub workflow_cache: crate::workflows::Cache,
     /// Where remote reusable workflows come from (`calls.rs`).
     pub actions: hangar_engine::actions::ActionSource,
+    /// Set when the server begins to shut down: `/readyz` answers 503 from
+    /// then on, so a load balancer stops sending it new work while what it
+    /// holds finishes.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Whether a run of `event` executes the pull request's own code, so the
@@ -109,6 +113,19 @@ pub(crate) fn runs_pull_request_code(event: &str) -> bool {
 pub fn default_branch_refs() -> [&'static str; 2] {
     ["refs/heads/main", "refs/heads/master"]
 }
+
+/// What an event queues: its runs, the workflows that could not be read,
+/// and, for a pull request whose head could not be fetched, why (its base's
+/// `pull_request_target` runs are queued all the same).
+#[derive(Default)]
+pub struct Intake {
+    pub runs: Vec<NewRun>,
+    pub errors: Vec<String>,
+    pub head_unreadable: Option<String>,
+}
+
+/// The spec key of the one job of [`App::unreadable_head_run`]: its reason.
+pub(crate) const UNREADABLE_HEAD: &str = "unreadable_head";
 
 /// The role whose leader does the database-wide periodic work (reaping expired
 /// leases, retention, schedules) when several servers share one database.
@@ -132,11 +149,9 @@ impl App {
         if !runs_pull_request_code(event) {
             return false;
         }
-        if let Some(mr) = payload.get("object_attributes") {
-            // GitLab: a merge request from another project.
-            let src = mr.get("source_project_id");
-            return src.is_none() || src != mr.get("target_project_id");
-        }
+        // One rule for every forge: a GitLab merge request reaches here in
+        // GitHub's shape, its head repository marked `fork` when it comes
+        // from another project (`webhook::gitlab_mr`).
         let head = s("/pull_request/head/repo/full_name");
         let fork = payload
             .pointer("/pull_request/head/repo/fork")
@@ -213,59 +228,140 @@ impl App {
     }
 
     /// Reads the workflows at the event's commit and builds the runs it triggers.
-    pub async fn runs_for_event(
-        &self,
-        repo: &Repo,
-        ev: &Event,
-    ) -> anyhow::Result<(Vec<NewRun>, Vec<String>)> {
-        // Always the registered URL; a pull request's head from that same URL.
-        self.git
-            .repo_with_ref(&repo.clone_url, &ev.sha, Some(&ev.git_ref))
-            .await?;
-        let mut ev = ev.clone();
-        let mut runs = Vec::new();
-        let mut errors = Vec::new();
-        let mut target = None;
-        let notices = if ev.name == "pull_request" {
-            // One pull request, two events as on GitHub: `pull_request` runs
-            // the head's workflows on the merge commit, `pull_request_target`
-            // the base branch's on its last commit. Both filter on the files
-            // the pull request changes.
-            match self.pull_request_target(repo, &ev).await {
-                Ok(t) => {
-                    if ev.changed_files.is_none() {
-                        ev.changed_files = t.changed_files.clone();
-                    }
-                    target = Some(t);
-                }
-                Err(e) => errors.push(format!(
-                    "pull_request_target workflows were not read: {e:#}"
-                )),
+    ///
+    /// A pull request's head and its base are read apart: the head of a fork
+    /// may be gone (force-pushed away, the fork deleted, a forge that does not
+    /// serve it), while the base branch's `pull_request_target` workflows
+    /// never need it. Then the base's runs are queued and the head's failure
+    /// is `Intake::head_unreadable`. Only when neither can be read (the
+    /// registered repository itself is unreachable) is the whole event an error.
+    pub async fn runs_for_event(&self, repo: &Repo, ev: &Event) -> anyhow::Result<Intake> {
+        if ev.name != "pull_request" {
+            // Always the registered URL.
+            self.git
+                .repo_with_ref(&repo.clone_url, &ev.sha, Some(&ev.git_ref))
+                .await?;
+            let mut ev = ev.clone();
+            if ev.changed_files.is_none() && ev.name == "push" {
+                ev.changed_files = Some(
+                    self.git
+                        .changed_files(&repo.clone_url, &ev.before, &ev.sha)
+                        .await,
+                );
             }
-            self.pull_request_merge(repo, &mut ev).await
-        } else {
-            vec![]
-        };
-        if ev.changed_files.is_none() && ev.name == "push" {
-            ev.changed_files = Some(
-                self.git
-                    .changed_files(&repo.clone_url, &ev.before, &ev.sha)
-                    .await,
-            );
+            let mut intake = Intake::default();
+            self.add_triggered_runs(repo, &ev, &[], &mut intake.runs, &mut intake.errors)
+                .await?;
+            return Ok(intake);
         }
-        self.add_triggered_runs(repo, &ev, &notices, &mut runs, &mut errors)
-            .await?;
+        // One pull request, two events as on GitHub: `pull_request` runs the
+        // head's workflows on the merge commit, `pull_request_target` the
+        // base branch's on its last commit. Both filter on the files the pull
+        // request changes. The head first: once fetched (with its review ref
+        // from the registered URL), the base's diff against it is local.
+        let head = self
+            .git
+            .repo_with_ref(&repo.clone_url, &ev.sha, Some(&ev.git_ref))
+            .await;
+        let mut intake = Intake::default();
+        let mut ev = ev.clone();
+        let target = match self.pull_request_target(repo, &ev).await {
+            Ok(t) => {
+                if ev.changed_files.is_none() {
+                    ev.changed_files = t.changed_files.clone();
+                }
+                Some(t)
+            }
+            Err(e) => {
+                intake.errors.push(format!(
+                    "pull_request_target workflows were not read: {e:#}"
+                ));
+                None
+            }
+        };
+        let head = match head {
+            Ok(_) => {
+                let notices = self.pull_request_merge(repo, &mut ev).await;
+                self.add_triggered_runs(repo, &ev, &notices, &mut intake.runs, &mut intake.errors)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = head {
+            if target.is_none() {
+                // Neither side could be read: the repository, not the head.
+                return Err(e.context(format!(
+                    "neither the pull request's head {} nor its base branch could be read",
+                    ev.sha
+                )));
+            }
+            intake.head_unreadable = Some(format!(
+                "the pull request's head commit {} could not be read from {} ({}): {e:#}. \
+                 Its `pull_request` workflows did not run; the base branch's \
+                 `pull_request_target` workflows did. Push to the pull request again to retry.",
+                ev.sha, repo.clone_url, ev.git_ref
+            ));
+        }
         if let Some(t) = target {
             // The base's files, never the head's: a pull request cannot change
             // what runs with the repository's secrets.
             if let Err(e) = self
-                .add_triggered_runs(repo, &t, &[], &mut runs, &mut errors)
+                .add_triggered_runs(repo, &t, &[], &mut intake.runs, &mut intake.errors)
                 .await
             {
-                errors.push(format!("pull_request_target workflows at {}: {e:#}", t.sha));
+                intake
+                    .errors
+                    .push(format!("pull_request_target workflows at {}: {e:#}", t.sha));
             }
         }
-        Ok((runs, errors))
+        Ok(intake)
+    }
+
+    /// The run that stands for a pull request whose head could not be read:
+    /// one job, failed at once with `why` (see [`App::fail_unreadable_head`]),
+    /// so the run list, the forge's checks and the notifications show it.
+    pub fn unreadable_head_run(&self, repo: &Repo, ev: &Event, why: &str) -> NewRun {
+        NewRun {
+            repo_id: repo.id,
+            workflow_path: String::new(),
+            workflow_name: "hangar".into(),
+            event: ev.name.clone(),
+            git_ref: ev.git_ref.clone(),
+            sha: ev.sha.clone(),
+            payload: ev.payload.clone(),
+            concurrency_group: None,
+            cancel_in_progress: false,
+            actor: ev.actor.clone(),
+            context: json!({"clone_url": repo.clone_url, "repository": repo.name}),
+            jobs: vec![hangar_store::NewJob {
+                key: "head".into(),
+                name: "read the pull request's head".into(),
+                max_attempts: 1,
+                spec: json!({ UNREADABLE_HEAD: why }),
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Fails the run of [`App::unreadable_head_run`] with its reason, on the
+    /// record: never held for an approval or leased (there is nothing to run).
+    pub async fn fail_unreadable_head(&self, run_id: i64, why: &str) -> anyhow::Result<()> {
+        {
+            let _g = self.sched.lock().await;
+            for job in self.store.jobs_of_run(run_id)? {
+                if job.status != Status::Completed {
+                    self.finish_job(&job, Conclusion::Failure, why)?;
+                }
+            }
+            self.conclude_run(run_id)?;
+        }
+        self.store.audit(
+            "hangar",
+            "pull_request.head_unreadable",
+            &format!("run/{run_id}"),
+            &json!({"reason": why}),
+        )?;
+        Ok(())
     }
 
     /// The `pull_request_target` event of a pull request event `ev`: the base
@@ -775,6 +871,12 @@ impl App {
             }
         };
         for job in jobs.iter().filter(|j| to_run.contains(&j.id)) {
+            // The stand-in of an unreadable pull request head (a server that
+            // stopped before failing it): failed, never leased.
+            if let Some(why) = job.spec.get(UNREADABLE_HEAD).and_then(Value::as_str) {
+                self.finish_job(job, Conclusion::Failure, why)?;
+                continue;
+            }
             let deps: Vec<&Job> = jobs.iter().filter(|d| job.needs.contains(&d.key)).collect();
             match self.expand_deferred_matrix(&run, job, &deps)? {
                 MatrixStep::Ready => {}

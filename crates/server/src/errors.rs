@@ -146,7 +146,8 @@ pub(crate) async fn database_gate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if req.uri().path() == "/healthz" {
+    // Liveness answers whatever the database does; readiness says why not itself.
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
         return next.run(req).await;
     }
     if let Some(why) = app.store.unavailable() {
@@ -161,7 +162,7 @@ pub(crate) async fn database_gate(
     resp
 }
 
-fn database_unavailable(why: &str) -> Response {
+pub(crate) fn database_unavailable(why: &str) -> Response {
     let mut resp = error_coded(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", why);
     resp.headers_mut().insert(
         header::RETRY_AFTER,

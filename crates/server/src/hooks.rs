@@ -296,7 +296,7 @@ pub async fn queue_event(
         )
             .into_response();
     }
-    let (runs, errors) = match app.runs_for_event(repo, event).await {
+    let intake = match app.runs_for_event(repo, event).await {
         Ok(x) => x,
         Err(e) => {
             app.metrics.delivery("fetch_failed");
@@ -315,7 +315,22 @@ pub async fn queue_event(
             );
         }
     };
-    let outcome = if runs.is_empty() {
+    let crate::app::Intake {
+        mut runs,
+        errors,
+        head_unreadable,
+    } = intake;
+    // A pull request whose head cannot be read still answers 2xx: the base's
+    // `pull_request_target` runs are queued, and the head's failure is a
+    // failed run (on the forge as a failed check) rather than a delivery the
+    // forge would retry for ever (GitLab disables a hook that keeps failing).
+    let head_run = head_unreadable.as_ref().map(|why| {
+        runs.push(app.unreadable_head_run(repo, event, why));
+        runs.len() - 1
+    });
+    let outcome = if head_unreadable.is_some() {
+        "head_unreadable"
+    } else if runs.is_empty() {
         "no_workflows"
     } else {
         "queued"
@@ -332,7 +347,7 @@ pub async fn queue_event(
             )
                 .into_response()
         }
-        Ok(Some(ids)) => {
+        Ok(Some(mut ids)) => {
             app.metrics.delivery(outcome);
             if event.name == "push"
                 && default_branch_refs().contains(&event.git_ref.as_str())
@@ -340,14 +355,21 @@ pub async fn queue_event(
             {
                 tracing::warn!("{e:#}");
             }
+            let failed = head_run.map(|i| ids.remove(i));
+            if let (Some(run), Some(why)) = (failed, &head_unreadable) {
+                tracing::warn!(run, "{why}");
+                if let Err(e) = app.fail_unreadable_head(run, why).await {
+                    tracing::warn!(run, "failing the run of an unreadable head: {e:#}");
+                }
+            }
             app.start_runs(&ids).await;
             // A fresh delivery only: a redelivery (answered above) tags nothing.
             crate::release_tag::after_push(app, repo, event, delivery_id);
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"runs": ids, "workflow_errors": errors})),
-            )
-                .into_response()
+            let mut answer = json!({"runs": ids, "workflow_errors": errors});
+            if let (Some(run), Some(why)) = (failed, head_unreadable) {
+                answer["head_unreadable"] = json!({"run": run, "error": why});
+            }
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     }

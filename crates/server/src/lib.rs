@@ -169,7 +169,17 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// Begins to shut down: `/readyz` answers 503 `draining` from now on,
+    /// everything else as before, so a load balancer that checks readiness
+    /// moves new requests to the other servers before [`Server::stop`].
+    pub fn drain(&self) {
+        self.app
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub async fn stop(self) {
+        self.drain();
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -338,6 +348,7 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
         // Badges need no token (an image in a README cannot send one); only
         // public repositories have them.
         .route("/badge/{*path}", get(admin::badge))
@@ -593,6 +604,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         workflow_runs: Default::default(),
         workflow_cache: Default::default(),
         actions: cfg.actions.clone(),
+        draining: Default::default(),
     });
     hangar_store::fsmode::create_private_dir(&cfg.data_dir.join("mirrors"))?;
     // Other servers on the same database see this server's embedded agent as

@@ -190,6 +190,9 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
     };
     vec![
         ("/healthz", vec![("get", op("Liveness (no token)", "ops").public().ok_as("200", "ok", "text/plain", string()))]),
+        ("/readyz", vec![("get", op("Readiness (no token): the database answers at this build's schema version and the server is not shutting down", "ops").public()
+            .ok("200", "ready", object(&[("ready", json!({"type": "boolean", "const": true})), ("schema_version", int())]))
+            .err("503", "not ready: `draining`, `database_unavailable` or `schema_mismatch`, with why"))]),
         ("/metrics", vec![("get", op("OpenMetrics: queue, agents, jobs, DORA gauges", "ops").ok_as("200", "metrics", "application/openmetrics-text", string()))]),
         ("/api/v1/openapi.json", vec![("get", op("This document", "ops").ok("200", "the OpenAPI document", json!({"type": "object"})))]),
         ("/hooks/{forge}", vec![("post", op("Forge webhook (github, gitea, forgejo, gitlab); authenticated by its signature or token", "hooks").public()

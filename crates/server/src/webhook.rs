@@ -3,7 +3,7 @@
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -233,32 +233,143 @@ fn gitlab_push(p: &Value) -> Result<Event, String> {
     })
 }
 
+/// A GitLab merge request event (`Merge Request Hook`) as the `pull_request`
+/// (and `pull_request_target`) event workflows read: `github.event` has
+/// GitHub's keys (`action`, `number`, `pull_request`, `repository`,
+/// `sender`) built from GitLab's documented fields, beside GitLab's own keys
+/// (`object_attributes`, `project`, `user`, `changes`...), which stay as sent
+/// (GitLab's deprecated `repository` gives way to GitHub's). The mapping is
+/// documented in the README ("GitLab merge requests").
 fn gitlab_mr(p: &Value) -> Result<Event, String> {
-    let iid = p
-        .pointer("/object_attributes/iid")
+    let oa = p
+        .get("object_attributes")
+        .filter(|v| v.is_object())
+        .ok_or("merge request payload has no `object_attributes`")?;
+    let iid = oa
+        .get("iid")
         .and_then(Value::as_i64)
         .ok_or("merge request payload has no `object_attributes.iid`")?;
-    let action = match s(p, "/object_attributes/action").as_deref() {
-        Some("open") => "opened",
-        Some("update") => "synchronize",
-        Some("reopen") => "reopened",
-        Some("close") => "closed",
-        Some(other) => other,
-        None => "opened",
+    let sha = commit(
+        p,
+        "/object_attributes/last_commit/id",
+        "merge request's last commit",
+    )?;
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+    // `update` is sent for new commits (with `oldrev`, the previous head)
+    // and for edits of the title, labels, assignees (without): GitHub's
+    // `synchronize` and `edited`. A merge closes the pull request.
+    let new_commits = oa
+        .get("oldrev")
+        .and_then(Value::as_str)
+        .is_some_and(|r| !r.is_empty());
+    let action = match text(oa, "action").as_deref() {
+        Some("open") | None => "opened".to_string(),
+        Some("reopen") => "reopened".into(),
+        Some("close") | Some("merge") => "closed".into(),
+        Some("update") if new_commits => "synchronize".into(),
+        Some("update") => "edited".into(),
+        // approved, unapproved, approval, unapproval: no GitHub
+        // `pull_request` action; kept as GitLab names them, so only a
+        // workflow that lists them in `types` runs.
+        Some(other) => other.to_string(),
+    };
+    // A merge request from another project is a fork's (the fork rule of
+    // `app::untrusted`); a missing source project is one too.
+    let source_id = oa.get("source_project_id").filter(|v| !v.is_null());
+    let target_id = oa.get("target_project_id").filter(|v| !v.is_null());
+    let fork = source_id.is_none() || source_id != target_id;
+    let repo = |project: Option<&Value>, id: Option<&Value>, fork: bool| {
+        let project = project.cloned().unwrap_or(Value::Null);
+        let full = text(&project, "path_with_namespace");
+        let owner = full
+            .as_deref()
+            .and_then(|f| f.rsplit_once('/'))
+            .map(|(o, _)| o.to_string());
+        json!({
+            "id": id.cloned().or_else(|| project.get("id").cloned()),
+            "name": full.as_deref().map(|f| f.rsplit('/').next().unwrap_or(f)),
+            "full_name": full,
+            "owner": {"login": owner},
+            "html_url": text(&project, "web_url"),
+            "clone_url": text(&project, "git_http_url"),
+            "ssh_url": text(&project, "git_ssh_url"),
+            "default_branch": text(&project, "default_branch"),
+            "fork": fork,
+        })
+    };
+    let state = match text(oa, "state").as_deref() {
+        Some("opened") => "open",
+        _ => "closed",
+    };
+    let labels: Vec<Value> = oa
+        .get("labels")
+        .and_then(Value::as_array)
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l.get("title").and_then(Value::as_str))
+                .map(|t| json!({"name": t}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let user = p.get("user").cloned().unwrap_or(Value::Null);
+    let mut pull_request = json!({
+        "id": oa.get("id"),
+        "number": iid,
+        "title": text(oa, "title"),
+        "body": text(oa, "description"),
+        "state": state,
+        "draft": oa.get("draft").and_then(Value::as_bool)
+            .or_else(|| oa.get("work_in_progress").and_then(Value::as_bool))
+            .unwrap_or(false),
+        "merged": text(oa, "state").as_deref() == Some("merged")
+            || text(oa, "action").as_deref() == Some("merge"),
+        "html_url": text(oa, "url"),
+        "created_at": oa.get("created_at"),
+        "updated_at": oa.get("updated_at"),
+        "labels": labels,
+        // GitLab names the author by id only; `sender` is who acted.
+        "user": {"id": oa.get("author_id")},
+        "head": {
+            "ref": text(oa, "source_branch"),
+            "sha": sha,
+            // A merge request within one project: its source is the project.
+            "repo": repo(
+                oa.get("source").or(if fork { None } else { p.get("project") }),
+                source_id,
+                fork,
+            ),
+        },
+        "base": {
+            "ref": text(oa, "target_branch"),
+            "repo": repo(oa.get("target").or(p.get("project")), target_id, false),
+        },
+    });
+    if oa.get("first_contribution").and_then(Value::as_bool) == Some(true) {
+        pull_request["author_association"] = json!("FIRST_TIME_CONTRIBUTOR");
     }
-    .to_string();
+    let mut payload = p.clone();
+    let obj = payload
+        .as_object_mut()
+        .ok_or("the payload must be a JSON object")?;
+    obj.insert("action".into(), json!(action));
+    obj.insert("number".into(), json!(iid));
+    obj.insert("pull_request".into(), pull_request);
+    obj.insert(
+        "repository".into(),
+        repo(p.get("project"), target_id, false),
+    );
+    obj.insert(
+        "sender".into(),
+        json!({"login": text(&user, "username"), "id": user.get("id"), "name": text(&user, "name")}),
+    );
     Ok(Event {
         name: "pull_request".into(),
         git_ref: format!("refs/merge-requests/{iid}/head"),
-        sha: commit(
-            p,
-            "/object_attributes/last_commit/id",
-            "merge request's last commit",
-        )?,
-        base_ref: s(p, "/object_attributes/target_branch"),
+        sha,
+        base_ref: text(oa, "target_branch"),
         action: Some(action),
-        actor: s(p, "/user/username").unwrap_or_default(),
-        payload: p.clone(),
+        actor: text(&user, "username").unwrap_or_default(),
+        payload,
         ..Default::default()
     })
 }

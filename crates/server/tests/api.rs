@@ -281,3 +281,25 @@ async fn runs_page_with_a_cursor_and_filter_like_githubs_list() {
     assert_eq!((deliveries.len() as i64, total), (total, 7));
     s.server.stop().await;
 }
+
+/// `/readyz` needs no token and answers 200 with the schema version while the
+/// database answers at this build's version; once the server drains it
+/// answers 503 `draining`, while `/healthz` and the API are still served.
+#[tokio::test]
+async fn readiness_is_public_and_ends_when_the_server_drains() {
+    let s = start().await;
+    let r = s.http.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["ready"], true, "{v}");
+    assert_eq!(v["schema_version"], hangar_store::SCHEMA_VERSION, "{v}");
+    s.server.drain();
+    let r = s.http.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "draining", "{v}");
+    let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(s.get("/api/v1/runs").await.is_array());
+    s.server.stop().await;
+}

@@ -2506,3 +2506,216 @@ async fn lines_of_parallel_steps_are_kept_by_step() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("`none`"));
 }
+
+/// GitLab's `Merge Request Hook`, as GitLab's webhook documentation shows it
+/// (its example payload, with the project, branch and commit of this test's
+/// repository), reaches workflows in GitHub's `pull_request` shape, and a
+/// merge request from another project takes the fork rule: its
+/// `pull_request` run gets no secret, its `pull_request_target` run (the
+/// base's workflow) does; one from the same project gets it in both. An edit
+/// of the title (`update` without `oldrev`) is GitHub's `edited`, which does
+/// not start the default types.
+#[tokio::test]
+async fn gitlab_merge_requests_look_like_github_pull_requests_and_forks_take_the_fork_rule() {
+    let show = "steps:\n      - run: |\n          echo \"event=${{ github.event_name }} action=${{ github.event.action }} number=${{ github.event.number }}\"\n          echo \"head=${{ github.event.pull_request.head.ref }} base=${{ github.event.pull_request.base.ref }} head_ref=${{ github.head_ref }} base_ref=${{ github.base_ref }}\"\n          echo \"sha=${{ github.event.pull_request.head.sha }} fork=${{ github.event.pull_request.head.repo.fork }} from=${{ github.event.pull_request.head.repo.full_name }} repo=${{ github.event.repository.full_name }}\"\n          echo \"title=${{ github.event.pull_request.title }} sender=${{ github.event.sender.login }} kept=${{ github.event.object_attributes.iid }}\"\n          echo \"has-secret=${{ secrets.TOKEN != '' }}\"\n";
+    let ci = format!("on: pull_request\njobs:\n  ci:\n    runs-on: ubuntu-latest\n    {show}");
+    let target = format!(
+        "on: pull_request_target\njobs:\n  target:\n    runs-on: ubuntu-latest\n    {show}"
+    );
+    let (repo, _base) = repo_with(&[
+        (".github/workflows/ci.yml", &ci),
+        (".github/workflows/target.yml", &target),
+    ]);
+    git(repo.path(), &["checkout", "-q", "-b", "ms-viewport"]);
+    let head = commit(repo.path(), &[("README.md", "viewport\n")]).unwrap();
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let s = start_with(|c| c.untrusted_on_embedded = true).await;
+    let id = s.register("gitlabhq/gitlab-test", repo.path()).await;
+    let r = s
+        .http
+        .put(s.url(&format!("/api/v1/repos/{id}/secrets/TOKEN")))
+        .bearer_auth(&s.token)
+        .json(&json!({"value": "a-secret-value-42"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // GitLab's documented example ("Merge request events"), trimmed of the
+    // fields hangar does not read only where they are long (avatars, labels'
+    // colours); the project, branches and commit are this test's.
+    // GitLab's project objects (`project`, `object_attributes.source` and
+    // `.target`) have one shape.
+    let project = |name: &str, path: &str| {
+        json!({
+          "id": 14, "name": name, "description": "Aut reprehenderit ut est.",
+          "web_url": format!("http://example.com/{path}"), "avatar_url": null,
+          "git_ssh_url": format!("git@example.com:{path}.git"),
+          "git_http_url": format!("http://example.com/{path}.git"),
+          "namespace": "GitlabHQ", "visibility_level": 20,
+          "path_with_namespace": path, "default_branch": "main",
+          "ci_config_path": "", "homepage": format!("http://example.com/{path}"),
+          "url": format!("http://example.com/{path}.git"),
+          "ssh_url": format!("git@example.com:{path}.git"),
+          "http_url": format!("http://example.com/{path}.git")
+        })
+    };
+    let mr = |iid: i64,
+              source_project_id: i64,
+              source_path: &str,
+              action: &str,
+              oldrev: Option<&str>| {
+        let mut attributes = json!({
+            "id": 99, "iid": iid, "target_branch": "main", "source_branch": "ms-viewport",
+            "source_project_id": source_project_id, "author_id": 51, "assignee_ids": [6],
+            "assignee_id": 6, "reviewer_ids": [6], "title": "MS-Viewport",
+            "created_at": "2013-12-03T17:23:34Z", "updated_at": "2013-12-03T17:23:34Z",
+            "last_edited_at": "2013-12-03T17:23:34Z", "last_edited_by_id": 1,
+            "milestone_id": null, "state_id": 1, "state": "opened",
+            "blocking_discussions_resolved": true, "work_in_progress": false, "draft": false,
+            "first_contribution": true, "merge_status": "unchecked", "target_project_id": 14,
+            "description": "", "total_time_spent": 1800, "time_change": 30,
+            "human_total_time_spent": "30m", "human_time_change": "30s",
+            "human_time_estimate": "30m",
+            "url": format!("http://example.com/gitlabhq/gitlab-test/-/merge_requests/{iid}"),
+            "action": action,
+            "detailed_merge_status": "mergeable"
+        });
+        attributes["source"] = project("Awesome Project", source_path);
+        attributes["target"] = project("Gitlab Test", "gitlabhq/gitlab-test");
+        attributes["last_commit"] = json!({
+            "id": head, "message": "fixed readme", "title": "Update file README.md",
+            "timestamp": "2012-01-03T23:36:29+02:00",
+            "url": format!("http://example.com/awesome_space/awesome_project/commits/{head}"),
+            "author": {"name": "GitLab dev user", "email": "gitlabdev@dv6700.(none)"}
+        });
+        attributes["labels"] = json!([{"id": 206, "title": "API", "color": "#ffffff",
+            "project_id": 14, "created_at": "2013-12-03T17:15:43Z",
+            "updated_at": "2013-12-03T17:15:43Z", "template": false,
+            "description": "API related issues", "type": "ProjectLabel", "group_id": 41}]);
+        if let Some(old) = oldrev {
+            attributes["oldrev"] = json!(old);
+        }
+        let mut p = json!({
+          "object_kind": "merge_request",
+          "event_type": "merge_request",
+          "user": {"id": 1, "name": "Administrator", "username": "root",
+                   "avatar_url": "http://www.gravatar.com/avatar/e64c7d89f26bd1972efa854d13d7dd61?s=40&d=identicon",
+                   "email": "admin@example.com"},
+          "repository": {"name": "Gitlab Test", "url": "http://example.com/gitlabhq/gitlab-test.git",
+                         "description": "Aut reprehenderit ut est.",
+                         "homepage": "http://example.com/gitlabhq/gitlab-test"},
+          "labels": [{"id": 206, "title": "API"}],
+          "changes": {},
+          "assignees": [{"id": 6, "name": "User1", "username": "user1"}],
+          "reviewers": [{"id": 6, "name": "User1", "username": "user1"}]
+        });
+        p["project"] = project("Gitlab Test", "gitlabhq/gitlab-test");
+        p["object_attributes"] = attributes;
+        serde_json::to_vec(&p).unwrap()
+    };
+    let send = |body: Vec<u8>, uuid: &'static str| {
+        s.http
+            .post(s.url("/hooks/gitlab"))
+            .header("x-gitlab-event", "Merge Request Hook")
+            .header("x-gitlab-token", SECRET)
+            .header("x-gitlab-event-uuid", uuid)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let runs_of = async |body: Vec<u8>, uuid: &'static str| -> Vec<Value> {
+        let r = send(body, uuid).await.unwrap();
+        assert_eq!(r.status(), 202, "{uuid}");
+        let v: Value = r.json().await.unwrap();
+        let mut out = vec![];
+        for id in v["runs"].as_array().unwrap() {
+            out.push(
+                s.wait_run(id.as_i64().unwrap(), Duration::from_secs(60))
+                    .await,
+            );
+        }
+        out
+    };
+    let log_of = async |run: &Value| -> String {
+        assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+        s.get_text(&format!("/api/v1/jobs/{}/logs/raw", run["jobs"][0]["id"]))
+            .await
+    };
+
+    // From a fork (another project): two runs, only the base's has the secret.
+    let fork = runs_of(
+        mr(1, 15, "contributor/gitlab-test", "open", None),
+        "mr-fork",
+    )
+    .await;
+    assert_eq!(fork.len(), 2, "{fork:#?}");
+    for run in &fork {
+        let log = log_of(run).await;
+        let event = run["run"]["event"].as_str().unwrap();
+        assert!(
+            log.contains(&format!("event={event} action=opened number=1")),
+            "{log}"
+        );
+        assert!(
+            log.contains("head=ms-viewport base=main head_ref=ms-viewport base_ref=main"),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "sha={head} fork=true from=contributor/gitlab-test repo=gitlabhq/gitlab-test"
+            )),
+            "{log}"
+        );
+        assert!(
+            log.contains("title=MS-Viewport sender=root kept=1"),
+            "{log}"
+        );
+        let trusted = event == "pull_request_target";
+        assert!(
+            log.contains(&format!("has-secret={trusted}")),
+            "{event} from a fork: {log}"
+        );
+        if trusted {
+            assert_eq!(run["run"]["git_ref"], "refs/heads/main", "{run:#}");
+        } else {
+            assert_eq!(
+                run["run"]["git_ref"], "refs/merge-requests/1/head",
+                "{run:#}"
+            );
+            assert_eq!(run["run"]["sha"], head.as_str(), "{run:#}");
+        }
+    }
+
+    // Within the project: both runs have it.
+    let own = runs_of(mr(2, 14, "gitlabhq/gitlab-test", "open", None), "mr-own").await;
+    assert_eq!(own.len(), 2, "{own:#?}");
+    for run in &own {
+        let log = log_of(run).await;
+        assert!(
+            log.contains("fork=false from=gitlabhq/gitlab-test"),
+            "{log}"
+        );
+        assert!(log.contains("has-secret=true"), "{log}");
+    }
+
+    // A title edit starts nothing; new commits are `synchronize`.
+    assert!(
+        runs_of(mr(2, 14, "gitlabhq/gitlab-test", "update", None), "mr-edit")
+            .await
+            .is_empty()
+    );
+    let pushed = runs_of(
+        mr(
+            2,
+            14,
+            "gitlabhq/gitlab-test",
+            "update",
+            Some("0123456789abcdef0123456789abcdef01234567"),
+        ),
+        "mr-push",
+    )
+    .await;
+    assert_eq!(pushed.len(), 2, "{pushed:#?}");
+    assert!(log_of(&pushed[0]).await.contains("action=synchronize"));
+}

@@ -339,3 +339,82 @@ async fn commits_pushed_while_the_server_was_down_are_built_when_it_starts_again
     );
     server.stop().await;
 }
+
+/// A fork's pull request whose head commit the registered repository cannot
+/// serve (force-pushed away, the fork deleted): the base branch's
+/// `pull_request_target` workflow, which never needs the head, runs all the
+/// same; the head's `pull_request` workflows are one failed run saying why,
+/// on the audit log; and the forge gets a 2xx, so it does not retry (GitLab
+/// disables a hook that keeps failing).
+#[tokio::test]
+async fn an_unfetchable_pull_request_head_still_runs_the_bases_pull_request_target() {
+    let target = "on: pull_request_target\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps: [{run: 'echo target ran on $GITHUB_REF'}]\n";
+    let ci = "on: pull_request\njobs:\n  ci:\n    runs-on: ubuntu-latest\n    steps: [{run: echo head ran}]\n";
+    let (repo, base) = repo_with(&[
+        (".github/workflows/target.yml", target),
+        (".github/workflows/ci.yml", ci),
+    ]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let body = serde_json::to_vec(&json!({
+        "action": "opened", "number": 7,
+        "pull_request": {"number": 7,
+            "head": {"sha": missing, "ref": "feature",
+                     "repo": {"full_name": "mallory/app", "fork": true,
+                              "clone_url": "https://forge.invalid/mallory/app.git"}},
+            "base": {"sha": base, "ref": "main", "repo": {"full_name": "acme/app"}}},
+        "repository": {"full_name": "acme/app"},
+        "sender": {"login": "mallory"}
+    }))
+    .unwrap();
+    let (status, v) = s
+        .hook("github", &body, &sign(&body), "pr-gone", "pull_request")
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let queued = v["runs"].as_array().unwrap();
+    assert_eq!(queued.len(), 1, "the base's pull_request_target run: {v}");
+    let run = s
+        .wait_run(queued[0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(run["run"]["event"], "pull_request_target", "{run:#}");
+    assert_eq!(run["run"]["sha"], base.as_str(), "{run:#}");
+    assert_eq!(run["run"]["conclusion"], "success", "{run:#}");
+    let log = s
+        .get_text(&format!("/api/v1/jobs/{}/logs/raw", run["jobs"][0]["id"]))
+        .await;
+    assert!(log.contains("target ran on refs/heads/main"), "{log}");
+
+    // The head's side: one failed run that says what could not be read.
+    let failed = v["head_unreadable"]["run"]
+        .as_i64()
+        .expect("the head's run");
+    let head = s.wait_run(failed, Duration::from_secs(10)).await;
+    assert_eq!(head["run"]["event"], "pull_request", "{head:#}");
+    assert_eq!(head["run"]["sha"], missing, "{head:#}");
+    assert_eq!(head["run"]["conclusion"], "failure", "{head:#}");
+    let why = head["jobs"][0]["waiting_reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains(missing) && why.contains("could not be read") && why.contains("Push"),
+        "{head:#}"
+    );
+    let audit = s.get_text("/api/v1/audit").await;
+    assert!(
+        audit.contains("pull_request.head_unreadable") && audit.contains(&format!("run/{failed}")),
+        "{audit}"
+    );
+    let deliveries = s.get("/api/v1/deliveries").await;
+    assert_eq!(
+        deliveries[0]["outcome"], "head_unreadable",
+        "{deliveries:#}"
+    );
+    // Only those two: nothing ran the head's workflow.
+    assert_eq!(s.runs().await.len(), 2);
+    // The forge's redelivery of the same id is a duplicate, not a second pair.
+    let (status, v) = s
+        .hook("github", &body, &sign(&body), "pr-gone", "pull_request")
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.runs().await.len(), 2);
+    s.server.stop().await;
+}

@@ -292,6 +292,10 @@ pub trait Store: Send + Sync {
     fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>>;
     fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
     fn token_count(&self) -> Result<i64>;
+    /// The schema version the database is at (the last migration applied),
+    /// read from the database in one round trip: whether it answers, and
+    /// whether another build migrated it past [`SCHEMA_VERSION`] since.
+    fn schema_version(&self) -> Result<i64>;
 
     // Audit.
     fn audit(
@@ -462,6 +466,9 @@ pub trait Store: Send + Sync {
         None
     }
 }
+
+/// The schema version this build migrates a database to (its last migration).
+pub const SCHEMA_VERSION: i64 = migrations::MIGRATIONS.len() as i64;
 
 /// The error of a call made while the database cannot be reached (see
 /// [`Store::unavailable`]): the server answers it with 503, not 500.

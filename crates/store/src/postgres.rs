@@ -2263,6 +2263,13 @@ impl Store for PgStore {
         )
     }
 
+    fn schema_version(&self) -> Result<i64> {
+        col(
+            &self.query_one("SELECT version FROM hangar_schema", &[])?,
+            "version",
+        )
+    }
+
     fn audit(
         &self,
         actor: &str,

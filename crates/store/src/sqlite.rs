@@ -1523,6 +1523,12 @@ impl Store for SqliteStore {
             .query_row("SELECT count(*) FROM api_tokens", [], |r| r.get(0))?)
     }
 
+    fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .c()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
     fn audit(
         &self,
         actor: &str,

@@ -56,6 +56,7 @@ on_both!(
     log_chunks_know_their_step,
     results_cache_entries_are_immutable_per_slot,
     tokens_verify_by_plaintext_only,
+    a_migrated_store_is_at_this_builds_schema_version,
     expired_and_revoked_tokens_verify_as_none,
     secrets_overlay_and_environment_levels,
     environment_names_compare_without_case,
@@ -153,6 +154,10 @@ fn results_cache_entries_are_immutable_per_slot(s: &dyn Store) {
     assert!(s.results_caches(Some("o/other")).unwrap().is_empty());
     s.delete_results_cache(10).unwrap();
     assert_eq!(s.results_caches(None).unwrap().len(), 1);
+}
+
+fn a_migrated_store_is_at_this_builds_schema_version(s: &dyn Store) {
+    assert_eq!(s.schema_version().unwrap(), hangar_store::SCHEMA_VERSION);
 }
 
 fn tokens_verify_by_plaintext_only(s: &dyn Store) {

@@ -97,6 +97,13 @@ pub enum Command {
         /// without it), none.
         #[arg(long, default_value = "auto", value_parser = parse_sandbox)]
         sandbox: SandboxMode,
+        /// Seconds between SIGTERM (or Ctrl-C) and the stop, during which
+        /// /readyz answers 503 `draining` and everything else is served as
+        /// before: at least a load balancer's readiness interval, so no new
+        /// request is sent to a server that is about to stop. A second signal
+        /// stops at once.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+        drain_seconds: u64,
     },
     /// Take jobs from a hangar server and run them on this machine.
     Agent {
@@ -261,6 +268,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             retention_max_mb,
             actions_url,
             sandbox: mode,
+            drain_seconds,
         } => {
             let data = data_dir(data);
             let actions = action_source(actions_url)?;
@@ -314,6 +322,16 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
                 println!("hangar serve: listening on {}/ui/", server.url());
                 shutdown_signal().await;
+                if drain_seconds > 0 {
+                    server.drain();
+                    eprintln!(
+                        "hangar serve: draining for {drain_seconds} s (/readyz answers 503); a second signal stops at once"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(drain_seconds)) => {}
+                        _ = shutdown_signal() => {}
+                    }
+                }
                 eprintln!("hangar serve: shutting down");
                 server.stop().await;
                 Ok(ExitCode::SUCCESS)
