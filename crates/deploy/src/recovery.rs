@@ -8,10 +8,12 @@
 //! under a temporary name and renamed when complete, so a failed backup leaves
 //! nothing that looks like one; the oldest beyond `recovery.keep` are removed.
 //!
-//! `recovery.every` puts backups on a schedule that `hangar serve` keeps for
-//! the projects it watches ([`scheduled`]): a backup is due once the newest
-//! one (or the last attempt) is `every` old, so a restarted server neither
-//! repeats one nor waits a whole period again. A failed scheduled backup
+//! `recovery.every` or `recovery.schedule` (cron, UTC) puts backups on a
+//! schedule that `hangar serve` keeps for the projects it watches
+//! ([`scheduled`], [`Rule`]): with `every` a backup is due once the newest one
+//! (or the last attempt) is `every` old, with `schedule` at each due time, so
+//! a restarted server neither repeats one nor waits a whole period again (a
+//! due time missed while it was down is made up once). A failed scheduled backup
 //! raises the `backup` alert, resolved by the next success, and an RPO
 //! breach (the newest backup older than `recovery.rpo`) the `backup-rpo`
 //! alert; both go to the environment's alert event log, which the server
@@ -428,9 +430,84 @@ pub fn restore_data(
 /// The schedule's memory of one environment, in its directory.
 pub const SCHEDULE: &str = "backup-schedule.json";
 
-/// A failed scheduled backup is tried again after `every`, but never later
-/// than this: a day-long period must not leave a transient failure standing.
+/// A failed scheduled backup is tried again after `every` (at the next due
+/// time of a `schedule`), but never later than this: a day-long period must
+/// not leave a transient failure standing.
 const RETRY_AT_MOST: Duration = Duration::from_secs(600);
+
+/// The lock file a look at an environment's schedule holds: servers sharing a
+/// database lead one at a time, and servers watching one project directory
+/// also share its backups, so a hand-over while one is still backing up
+/// cannot make the same backup twice.
+const SCHEDULE_LOCK: &str = "backup-schedule.lock";
+
+/// How `recovery:` puts an environment on a schedule.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    /// `every`: this long after the newest backup.
+    Every(Duration),
+    /// `schedule`: at each due time of the cron expression (UTC).
+    Cron(Box<hangar_units::cron::Cron>),
+}
+
+impl Rule {
+    /// The project's schedule, if it has one (`hangar validate` has refused
+    /// both keys at once and an expression that does not parse).
+    pub fn of(project: &Project) -> Option<Rule> {
+        let r = project.recovery.as_ref()?;
+        if let Some(every) = &r.every {
+            return Some(Rule::Every(every.value.0));
+        }
+        let text = &r.schedule.as_ref()?.value;
+        hangar_units::cron::parse(text, hangar_units::cron::Seconds::Allowed)
+            .ok()
+            .map(|c| Rule::Cron(Box::new(c)))
+    }
+
+    /// When the next scheduled backup is due (unix ms; `None`: never again),
+    /// from what the schedule remembers and the newest backup on disk.
+    ///
+    /// `every`: after a failure, `every` or ten minutes after the attempt,
+    /// whichever is sooner; otherwise `every` after the newest backup (made
+    /// by the schedule or by hand); with none yet, now.
+    ///
+    /// `schedule`: after a failure, the next due time or ten minutes after
+    /// the attempt, whichever is sooner; otherwise the first due time after
+    /// the last backup or attempt (or, never having looked before, after the
+    /// first look), so a due time missed while no server ran is made up once
+    /// at start, however many were missed, and none is made twice.
+    pub fn next_due_ms(&self, state: &ScheduleState, newest_ms: Option<u64>) -> Option<u64> {
+        let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+        let failed = state.last_attempt_ms.filter(|_| state.last_error.is_some());
+        match self {
+            Rule::Every(every) => Some(match (failed, newest_ms) {
+                (Some(attempt), _) => attempt.saturating_add(ms((*every).min(RETRY_AT_MOST))),
+                (None, Some(t)) => t.saturating_add(ms(*every)),
+                (None, None) => 0,
+            }),
+            Rule::Cron(cron) => {
+                let after = |t_ms: u64| {
+                    cron.next_after((t_ms / 1000).min(i64::MAX as u64) as i64)
+                        .map(|s| (s.max(0) as u64).saturating_mul(1000))
+                };
+                match failed {
+                    Some(attempt) => {
+                        let retry = attempt.saturating_add(ms(RETRY_AT_MOST));
+                        Some(after(attempt).map_or(retry, |t| t.min(retry)))
+                    }
+                    None => {
+                        let since = [Some(state.since_ms), newest_ms, state.last_attempt_ms]
+                            .into_iter()
+                            .flatten()
+                            .max()
+                            .unwrap_or(0);
+                        after(since)
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// What the schedule remembers of an environment between looks (and restarts).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -463,10 +540,12 @@ pub struct Tick {
     pub notices: Vec<serde_json::Value>,
 }
 
-/// One look at `env`'s schedule at `now_ms`: the backup when one is due, the
-/// `backup` alert raised by a failure and resolved by the next success, and
-/// the `backup-rpo` alert while the newest backup is older than
-/// `recovery.rpo`. Nothing happens without `recovery.every`.
+/// One look at `env`'s schedule at `now_ms`: the backup when one is due
+/// ([`Rule::next_due_ms`]), the `backup` alert raised by a failure and
+/// resolved by the next success, and the `backup-rpo` alert while the newest
+/// backup is older than `recovery.rpo`. Nothing happens without
+/// `recovery.every` or `recovery.schedule`, nor while another process looks
+/// at the same environment's schedule.
 pub fn scheduled(
     project_dir: &Path,
     project: &Project,
@@ -481,11 +560,17 @@ pub fn scheduled(
     let Some(recovery) = &project.recovery else {
         return Ok(tick);
     };
-    let Some(every) = recovery.every.as_ref().map(|e| e.value.0) else {
+    let Some(rule) = Rule::of(project) else {
         return Ok(tick);
     };
     let dir = EnvFiles::new(data, env).dir;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = std::fs::File::create(dir.join(SCHEDULE_LOCK))
+        .with_context(|| format!("creating {}", dir.join(SCHEDULE_LOCK).display()))?;
+    if lock.try_lock().is_err() {
+        // Another process is at this schedule now; it decides.
+        return Ok(tick);
+    }
     let mut state = schedule_state(data, env).unwrap_or(ScheduleState {
         since_ms: now_ms,
         ..Default::default()
@@ -494,13 +579,9 @@ pub fn scheduled(
         .first()
         .map(|s| s.manifest.created_ms);
     let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
-    // After a failure the next try is counted from it; otherwise from the
-    // newest backup (made by the schedule or by hand); none yet: now.
-    let due = match (newest, state.last_attempt_ms, state.last_error.is_some()) {
-        (_, Some(attempt), true) => now_ms >= attempt.saturating_add(ms(every.min(RETRY_AT_MOST))),
-        (Some(t), _, _) => now_ms >= t.saturating_add(ms(every)),
-        (None, _, _) => true,
-    };
+    let due = rule
+        .next_due_ms(&state, newest)
+        .is_some_and(|t| now_ms >= t);
     let mut newest = newest;
     let notice = |rule: &str,
                   status: &str,
@@ -750,6 +831,166 @@ mod tests {
             let err = verify(&backup).unwrap_err().to_string();
             assert!(err.contains("outside the backup"), "{rel}: {err}");
         }
+    }
+
+    /// 2024-01-01T00:00:00Z, a Monday; hours and minutes in milliseconds.
+    const MONDAY: u64 = 1_704_067_200_000;
+    const H: u64 = 3_600_000;
+    const M: u64 = 60_000;
+
+    fn cron(text: &str) -> Rule {
+        Rule::Cron(Box::new(
+            hangar_units::cron::parse(text, hangar_units::cron::Seconds::Allowed).unwrap(),
+        ))
+    }
+
+    fn looked_at(since_ms: u64) -> ScheduleState {
+        ScheduleState {
+            since_ms,
+            ..Default::default()
+        }
+    }
+
+    fn made(mut state: ScheduleState, at: u64) -> ScheduleState {
+        state.last_attempt_ms = Some(at);
+        state.last_success_ms = Some(at);
+        state.last_error = None;
+        state
+    }
+
+    fn failed(mut state: ScheduleState, at: u64) -> ScheduleState {
+        state.last_attempt_ms = Some(at);
+        state.last_error = Some("exit status 1".into());
+        state
+    }
+
+    #[test]
+    fn a_cron_schedule_is_due_at_each_due_time_and_once_for_those_missed() {
+        let daily = cron("0 3 * * *");
+        // First looked at at 01:00: the first due time after that, not at once.
+        let state = looked_at(MONDAY + H);
+        assert_eq!(daily.next_due_ms(&state, None), Some(MONDAY + 3 * H));
+        // A backup made by hand at 02:00 does not move 03:00.
+        assert_eq!(
+            daily.next_due_ms(&state, Some(MONDAY + 2 * H)),
+            Some(MONDAY + 3 * H)
+        );
+        // Made at 03:00:00.4: the next is Tuesday's.
+        let state = made(state, MONDAY + 3 * H + 400);
+        assert_eq!(
+            daily.next_due_ms(&state, Some(MONDAY + 3 * H + 450)),
+            Some(MONDAY + 27 * H)
+        );
+        // No server ran from Monday 04:00 to Thursday 05:00: three due times
+        // were missed; the one made at start is the last until Friday's.
+        let thursday = MONDAY + 3 * 24 * H + 5 * H;
+        let due = daily.next_due_ms(&state, Some(MONDAY + 3 * H)).unwrap();
+        assert!(due <= thursday, "due at start");
+        let state = made(state, thursday);
+        assert_eq!(
+            daily.next_due_ms(&state, Some(thursday + 300)),
+            Some(MONDAY + 4 * 24 * H + 3 * H),
+            "once for the three missed"
+        );
+        // Seconds lead: every two seconds, from the last backup.
+        let fast = cron("*/2 * * * * *");
+        let state = made(looked_at(MONDAY), MONDAY + 2_100);
+        assert_eq!(fast.next_due_ms(&state, None), Some(MONDAY + 4_000));
+        // Never due again: no backup, and no loop looking for one.
+        assert_eq!(
+            cron("0 0 31 2 *").next_due_ms(&looked_at(MONDAY), None),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_backup_is_retried_at_the_next_due_time_or_ten_minutes_later() {
+        let state = looked_at(MONDAY);
+        // Daily: ten minutes later is sooner.
+        let after = failed(state.clone(), MONDAY + 3 * H);
+        assert_eq!(
+            cron("0 3 * * *").next_due_ms(&after, None),
+            Some(MONDAY + 3 * H + 10 * M)
+        );
+        // Every two minutes: the next due time is sooner.
+        assert_eq!(
+            cron("*/2 * * * *").next_due_ms(&after, None),
+            Some(MONDAY + 3 * H + 2 * M)
+        );
+        // A failure at 02:55 of a 03:00 schedule: 03:00 comes first.
+        let before = failed(state.clone(), MONDAY + 3 * H - 5 * M);
+        assert_eq!(
+            cron("0 3 * * *").next_due_ms(&before, Some(MONDAY)),
+            Some(MONDAY + 3 * H)
+        );
+        // `every` keeps its rule: `every` or ten minutes, whichever is sooner.
+        let every = |d: u64| Rule::Every(Duration::from_millis(d));
+        assert_eq!(
+            every(H).next_due_ms(&after, Some(MONDAY)),
+            Some(MONDAY + 3 * H + 10 * M)
+        );
+        assert_eq!(
+            every(2 * M).next_due_ms(&after, Some(MONDAY)),
+            Some(MONDAY + 3 * H + 2 * M)
+        );
+        assert_eq!(
+            every(H).next_due_ms(&made(state, MONDAY + H), Some(MONDAY + H)),
+            Some(MONDAY + 2 * H)
+        );
+    }
+
+    /// A project whose one service's backup copies `notes.txt` (failing while
+    /// it is missing), on `schedule`, with `rpo`.
+    fn project(dir: &Path, schedule: &str) -> Project {
+        let text = format!(
+            "services:\n  notes:\n    run: sleep 600\n    backup:\n      run: cp notes.txt \"$HANGAR_BACKUP_DIR/\"\n      restore: 'true'\nenvironments:\n  prod: {{}}\nrecovery:\n  keep: 100\n  schedule: \"{schedule}\"\n  environments: [prod]\n"
+        );
+        std::fs::write(dir.join("hangar.yml"), &text).unwrap();
+        hangar_project::parse("hangar.yml", &text).unwrap()
+    }
+
+    #[test]
+    fn scheduled_backs_up_at_due_times_once_after_a_gap_and_not_beside_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, data) = (dir.path(), dir.path().join(".hangar"));
+        std::fs::write(d.join("notes.txt"), "n").unwrap();
+        let p = project(d, "0 * * * *");
+        // The clock is fixed and ahead of the real one (which only names the
+        // backup folders): from the next whole hour a day from now.
+        let t0 = (now_ms() / H + 25) * H;
+        let look = |at: u64| {
+            scheduled(d, &p, &data, "prod", at)
+                .unwrap()
+                .backup
+                .map(|b| b.map(|_| ()))
+        };
+        assert!(look(t0 - 30 * M).is_none(), "first look: not at once");
+        assert!(look(t0 - 1000).is_none());
+        assert_eq!(look(t0), Some(Ok(())), "due at the hour");
+        assert!(look(t0 + 1000).is_none());
+        assert!(look(t0 + 59 * M).is_none());
+        assert_eq!(look(t0 + H), Some(Ok(())));
+        // Down for four hours and a half: one backup at start, not four.
+        assert_eq!(look(t0 + 5 * H + 30 * M), Some(Ok(())));
+        assert!(look(t0 + 5 * H + 31 * M).is_none());
+        assert!(look(t0 + 5 * H + 59 * M).is_none());
+        // A failure is retried ten minutes later (sooner than the next hour).
+        std::fs::remove_file(d.join("notes.txt")).unwrap();
+        assert!(matches!(look(t0 + 6 * H), Some(Err(_))));
+        assert!(look(t0 + 6 * H + 9 * M).is_none());
+        std::fs::write(d.join("notes.txt"), "n").unwrap();
+        assert_eq!(look(t0 + 6 * H + 10 * M), Some(Ok(())));
+        assert!(look(t0 + 6 * H + 11 * M).is_none(), "back on the hour");
+        assert_eq!(list(d, &p, "prod").unwrap().len(), 4);
+        // While another process holds the environment's schedule, a due
+        // time is its to keep.
+        let lock =
+            std::fs::File::open(EnvFiles::new(&data, "prod").dir.join(SCHEDULE_LOCK)).unwrap();
+        lock.lock().unwrap();
+        assert!(look(t0 + 7 * H).is_none());
+        lock.unlock().unwrap();
+        assert_eq!(look(t0 + 7 * H), Some(Ok(())));
+        assert_eq!(list(d, &p, "prod").unwrap().len(), 5);
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! Scheduled backups (`recovery.every`) kept by a real `hangar serve` for a
-//! project it watches: retention proven by counting, a failing command
-//! audited, notified as `backup_failed` and raised as an alert that the next
-//! success resolves, and an RPO breach raised as an alert.
+//! Scheduled backups (`recovery.every`, `recovery.schedule`) kept by a real
+//! `hangar serve` for a project it watches: retention proven by counting, a
+//! failing command audited, notified as `backup_failed` and raised as an
+//! alert that the next success resolves, and an RPO breach raised as an
+//! alert; a cron schedule backs up once at each due time; two servers on one
+//! PostgreSQL database make one backup per period between them, the leader
+//! only, and the survivor of a `kill -9` keeps the schedule without a double.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -31,6 +34,12 @@ fn git(dir: &Path, args: &[&str]) {
 /// The project: one service whose data is `notes.txt` in the project, copied
 /// by its `backup.run`; `every`, `rpo` as given, two backups kept.
 fn write_project(dir: &Path, every: &str, rpo: &str) {
+    write_schedule(dir, &format!("every: {every}"), rpo, 2);
+}
+
+/// [`write_project`] with the schedule line (`every: 2s`, `schedule: "…"`)
+/// and `keep` given.
+fn write_schedule(dir: &Path, when: &str, rpo: &str, keep: u32) {
     std::fs::write(
         dir.join("hangar.yml"),
         format!(
@@ -43,14 +52,79 @@ fn write_project(dir: &Path, every: &str, rpo: &str) {
 environments:
   prod: {{}}
 recovery:
-  every: {every}
+  {when}
   rpo: {rpo}
-  keep: 2
+  keep: {keep}
   environments: [prod]
 "#
         ),
     )
     .unwrap();
+}
+
+/// A watched project with `when` as its schedule, committed.
+fn scheduled_project(when: &str) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    write_schedule(dir, when, "1h", 1000);
+    std::fs::write(dir.join("notes.txt"), "meeting at noon\n").unwrap();
+    std::fs::write(dir.join(".gitignore"), ".hangar/\n").unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "init"]);
+    repo
+}
+
+/// The `backup.succeeded` audit entries, oldest first.
+fn audited_backups(base: &str, token: &str) -> Vec<Value> {
+    let (code, v) = common::http_json("GET", &format!("{base}/api/v1/audit?limit=1000"), token, "");
+    assert_eq!(code, 200, "{v}");
+    let mut made: Vec<Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "backup.succeeded")
+        .cloned()
+        .collect();
+    made.sort_by_key(|e| e["detail"]["created_ms"].as_u64());
+    made
+}
+
+/// The complete backups of prod on disk under each of `dirs`.
+fn backups_on_disk(dirs: &[&Path]) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<std::path::PathBuf> = dirs
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir.join(".hangar/backups/prod"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                        .map(|e| e.path())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Every audited backup is one folder on disk and the other way round: no
+/// backup made twice, none unaudited.
+fn audit_matches_disk(made: &[Value], dirs: &[&Path]) {
+    let mut audited: Vec<std::path::PathBuf> = made
+        .iter()
+        .map(|e| std::fs::canonicalize(e["detail"]["path"].as_str().unwrap()).unwrap())
+        .collect();
+    audited.sort();
+    let mut unique = audited.clone();
+    unique.dedup();
+    assert_eq!(audited, unique, "a backup audited twice");
+    let on_disk: Vec<std::path::PathBuf> = backups_on_disk(dirs)
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap())
+        .collect();
+    assert_eq!(audited, on_disk, "audit and disk differ");
 }
 
 /// What the receiver got: each `X-Hangar-Event` header and JSON body.
@@ -262,4 +336,145 @@ fn the_server_backs_up_on_schedule_keeps_the_newest_and_alerts_on_failure_and_rp
             .iter()
             .any(|(e, b)| e == "alert_firing" && b.to_string().contains("\"rule\":\"backup-rpo\""))
     });
+}
+
+/// `schedule: "*/2 * * * * *"` (a leading seconds field): one backup at each
+/// due time, none between, each audited once.
+#[test]
+fn a_cron_schedule_backs_up_once_at_each_due_time() {
+    let data = tempfile::tempdir().unwrap();
+    let repo = scheduled_project(r#"schedule: "*/2 * * * * *""#);
+    let dir = repo.path();
+    let repo_arg = dir.display().to_string();
+    let (_server, url, token) = common::browser::serve(
+        BIN,
+        data.path(),
+        &["--repo", &repo_arg, "--agent-capacity", "0"],
+    );
+    let base = url.trim_end_matches("/ui/").to_string();
+    wait_for("five scheduled backups", 40, || {
+        audited_backups(&base, &token).len() >= 5
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let made = audited_backups(&base, &token);
+    audit_matches_disk(&made, &[dir]);
+    // Each backup belongs to the due time (an even second) at or before its
+    // start; no due time has two.
+    let due: Vec<u64> = made
+        .iter()
+        .map(|e| e["detail"]["created_ms"].as_u64().unwrap() / 2000)
+        .collect();
+    let mut distinct = due.clone();
+    distinct.dedup();
+    assert_eq!(due, distinct, "one backup per due time: {made:#?}");
+}
+
+/// Two `hangar serve` processes on one PostgreSQL database watch the same
+/// project, each its own checkout as two hosts would, backed up every two
+/// seconds: between them one backup per due time, made by the leader of the
+/// periodic work only; `kill -9` of the leader, and the other takes the lead
+/// and keeps the schedule, still one backup per due time. Separate
+/// checkouts, because servers sharing one directory also share its backups
+/// and its schedule lock, which would hide a follower that did not defer to
+/// the leader; a cron schedule, because its due times are the same for both.
+#[test]
+fn two_servers_make_one_backup_per_period_and_the_survivor_keeps_the_schedule() {
+    let Some(cluster) = hangar_testkit::postgres::cluster() else {
+        return;
+    };
+    let db = cluster.database();
+    let origin = scheduled_project(r#"schedule: "*/2 * * * * *""#);
+    let hosts = tempfile::tempdir().unwrap();
+    let checkout = |host: &str| {
+        let dir = hosts.path().join(host).join("app");
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        git(
+            hosts.path(),
+            &[
+                "clone",
+                "-q",
+                origin.path().to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        );
+        std::fs::write(dir.join("notes.txt"), "meeting at noon\n").unwrap();
+        dir
+    };
+    let (dir_a, dir_b) = (checkout("a"), checkout("b"));
+    let (arg_a, arg_b) = (dir_a.display().to_string(), dir_b.display().to_string());
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = crate::server_postgres::serve(
+        data_a.path(),
+        &["--repo", &arg_a, "--agent-capacity", "0"],
+        &db,
+    );
+    let token = a.token.clone().unwrap();
+    let a_pid = u64::from(a.child.id());
+    // The first backup is made before the second server starts: the first
+    // server leads.
+    wait_for("the first server's first backup", 30, || {
+        !audited_backups(&a.url, &token).is_empty()
+    });
+    // Both servers seal with one key: the second gets the first's key file.
+    std::fs::copy(
+        data_a.path().join("secret.key"),
+        data_b.path().join("secret.key"),
+    )
+    .unwrap();
+    let b = crate::server_postgres::serve(
+        data_b.path(),
+        &["--repo", &arg_b, "--agent-capacity", "0"],
+        &db,
+    );
+    let b_pid = u64::from(b.child.id());
+    let both_from = audited_backups(&b.url, &token).len();
+    wait_for("four more periods with both servers up", 40, || {
+        audited_backups(&b.url, &token).len() >= both_from + 4
+    });
+    let pid = |e: &Value| e["detail"]["server"]["pid"].as_u64().unwrap();
+    let made = audited_backups(&b.url, &token);
+    assert!(
+        made.iter().all(|e| pid(e) == a_pid),
+        "only the leader backs up while both run: {made:#?}"
+    );
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    wait_for("three backups by the survivor", 40, || {
+        audited_backups(&b.url, &token)
+            .iter()
+            .filter(|e| pid(e) == b_pid)
+            .count()
+            >= 3
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let made = audited_backups(&b.url, &token);
+    audit_matches_disk(&made, &[&dir_a, &dir_b]);
+    // One per due time (an even second), across the hand-over too.
+    let due: Vec<u64> = made
+        .iter()
+        .map(|e| e["detail"]["created_ms"].as_u64().unwrap() / 2000)
+        .collect();
+    let mut distinct = due.clone();
+    distinct.dedup();
+    assert_eq!(due, distinct, "two backups for one due time: {made:#?}");
+    let survivor: Vec<&Value> = made.iter().filter(|e| pid(e) == b_pid).collect();
+    assert!(
+        made.iter().all(|e| pid(e) == a_pid || pid(e) == b_pid),
+        "{made:#?}"
+    );
+    // The survivor's backups all come after the kill, the first within the
+    // period plus the hand-over (the dead server's lock ends with its
+    // connection; the survivor looks each second).
+    let first = survivor[0]["detail"]["created_ms"].as_u64().unwrap();
+    assert!(first >= killed_ms - 100, "{made:#?}");
+    assert!(
+        first - killed_ms <= 2000 + 5000,
+        "the survivor took {} ms to make its first backup",
+        first - killed_ms
+    );
 }

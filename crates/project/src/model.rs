@@ -44,7 +44,7 @@ pub const NOTIFICATION_EVENTS: &[&str] = &[
     // The alert rules of a project `hangar serve` watches, relayed by it.
     "alert_firing",
     "alert_resolved",
-    // A scheduled backup of a watched project failed (`recovery.every`).
+    // A scheduled backup of a watched project failed (`recovery.every` or `.schedule`).
     "backup_failed",
 ];
 
@@ -88,8 +88,15 @@ pub struct Recovery {
     /// waits a whole period again).
     #[serde(default)]
     pub every: Option<Spanned<Dur>>,
-    /// The environments scheduled backups cover (required with `every`: a
-    /// drill's scratch environment is deployed too, and is not one to back up).
+    /// Or `hangar serve` backs them up at the due times of this cron
+    /// expression (UTC, as GitHub's schedules; a sixth field of seconds may
+    /// lead), checked by `hangar_units::cron`. Exactly one of `every` and
+    /// `schedule` puts the environments on a schedule.
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// The environments scheduled backups cover (required with `every` or
+    /// `schedule`: a drill's scratch environment is deployed too, and is not
+    /// one to back up).
     #[serde(default)]
     pub environments: Vec<Spanned<String>>,
 }

@@ -343,8 +343,9 @@ fn check_refs(
     }
 }
 
-/// `recovery:`: a schedule needs a period above zero and the environments it
-/// covers, each one hangar.yml defines.
+/// `recovery:`: one schedule at most (`every` or `schedule`), a period above
+/// zero or a cron expression `hangar_units::cron` reads, and the environments
+/// it covers, each one hangar.yml defines.
 fn validate_recovery(file: &str, p: &Project, r: &crate::Recovery, errors: &mut Vec<ProjectError>) {
     let err = |loc: &Location, message: String, help: Option<String>| ProjectError {
         file: file.to_string(),
@@ -354,24 +355,54 @@ fn validate_recovery(file: &str, p: &Project, r: &crate::Recovery, errors: &mut 
         help,
     };
     let envs: Vec<&str> = p.environments.keys().map(String::as_str).collect();
-    if let Some(every) = &r.every {
-        if every.value.0.is_zero() {
+    if let Some(every) = &r.every
+        && every.value.0.is_zero()
+    {
+        errors.push(err(
+            &every.referenced,
+            "`recovery.every` must be more than 0".into(),
+            Some("for example `every: 1h`".into()),
+        ));
+    }
+    if let Some(schedule) = &r.schedule {
+        if r.every.is_some() {
             errors.push(err(
-                &every.referenced,
-                "`recovery.every` must be more than 0".into(),
-                Some("for example `every: 1h`".into()),
+                &schedule.referenced,
+                "`recovery` has both `every` and `schedule`: backups keep one schedule".into(),
+                Some(
+                    "keep `every: 1h` (a period from the newest backup) or `schedule: \"0 3 * * *\"` (fixed times, UTC)"
+                        .into(),
+                ),
+            ));
+        } else if let Err(e) =
+            hangar_units::cron::parse(&schedule.value, hangar_units::cron::Seconds::Allowed)
+        {
+            errors.push(err(
+                &schedule.referenced,
+                format!("`recovery.schedule`: {e}"),
+                Some(
+                    "minute hour day-of-month month day-of-week, in UTC: `0 3 * * *` is every day at 03:00, `0 * * * *` every hour"
+                        .into(),
+                ),
             ));
         }
-        if r.environments.is_empty() {
-            errors.push(err(
-                &every.referenced,
-                "`recovery.every` needs the environments it backs up".into(),
-                Some(format!(
-                    "add `environments: [{}]` under `recovery:`",
-                    envs.first().copied().unwrap_or("prod")
-                )),
-            ));
-        }
+    }
+    let scheduled = match (&r.every, &r.schedule) {
+        (Some(e), _) => Some(("every", &e.referenced)),
+        (None, Some(s)) => Some(("schedule", &s.referenced)),
+        (None, None) => None,
+    };
+    if let Some((key, at)) = scheduled
+        && r.environments.is_empty()
+    {
+        errors.push(err(
+            at,
+            format!("`recovery.{key}` needs the environments it backs up"),
+            Some(format!(
+                "add `environments: [{}]` under `recovery:`",
+                envs.first().copied().unwrap_or("prod")
+            )),
+        ));
     }
     for e in &r.environments {
         if !p.environments.contains_key(&e.value) {

@@ -497,3 +497,68 @@ fn a_backup_schedule_needs_a_period_and_known_environments() {
     assert_eq!(errs[0].line, 8, "{errs:#?}");
     assert!(errs[0].message.contains("duration"), "{errs:#?}");
 }
+
+#[test]
+fn a_cron_backup_schedule_is_checked_at_its_line_and_column() {
+    let env = "environments:\n  prod: {}\n";
+    let head = format!("services:\n  a:\n    run: x\n{env}recovery:\n");
+    let p = hangar_project::parse(
+        "hangar.yml",
+        &format!("{head}  schedule: \"0 3 * * *\"\n  environments: [prod]\n"),
+    )
+    .unwrap();
+    let r = p.recovery.unwrap();
+    assert_eq!(r.schedule.unwrap().value, "0 3 * * *");
+    assert!(r.every.is_none());
+    // Seconds may lead, for schedules under a minute.
+    hangar_project::parse(
+        "hangar.yml",
+        &format!("{head}  schedule: \"*/2 * * * * *\"\n  environments: [prod]\n"),
+    )
+    .unwrap();
+
+    // Explained as the workflow validator explains a schedule's cron, at the value.
+    let errs = errors(&format!(
+        "{head}  schedule: \"61 3 * * *\"\n  environments: [prod]\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!((errs[0].line, errs[0].column), (7, 13), "{errs:#?}");
+    assert_eq!(
+        errs[0].message,
+        "`recovery.schedule`: cron `61 3 * * *`: minute `61` is out of range 0-59"
+    );
+    assert!(
+        errs[0].help.as_deref().unwrap().contains("UTC"),
+        "{errs:#?}"
+    );
+    let errs = errors(&format!(
+        "{head}  schedule: \"@daily\"\n  environments: [prod]\n"
+    ));
+    assert!(
+        errs[0]
+            .message
+            .contains("must have 5 fields (minute hour day month weekday)"),
+        "{errs:#?}"
+    );
+
+    // Exactly one of `every` and `schedule`.
+    let errs = errors(&format!(
+        "{head}  every: 1h\n  schedule: \"0 3 * * *\"\n  environments: [prod]\n"
+    ));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!((errs[0].line, errs[0].column), (8, 13), "{errs:#?}");
+    assert!(
+        errs[0].message.contains("both `every` and `schedule`"),
+        "{errs:#?}"
+    );
+
+    // A schedule needs its environments.
+    let errs = errors(&format!("{head}  schedule: \"0 3 * * *\"\n"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0]
+            .message
+            .contains("`recovery.schedule` needs the environments"),
+        "{errs:#?}"
+    );
+}

@@ -2,7 +2,11 @@
 //! second the leader (one server of those sharing a database, as for the
 //! other periodic work) reads the project's hangar.yml and lets
 //! `hangar_deploy::recovery::scheduled` back up each environment of
-//! `recovery.environments` whose backup is due, with `keep:` retention. The
+//! `recovery.environments` whose backup is due (`every:` after the newest
+//! backup, or at each due time of the cron `schedule:`, UTC), with `keep:`
+//! retention. A look holds the environment's schedule lock, so servers that
+//! watch one project never make one backup twice, even while the lead
+//! passes from one to another. The
 //! outcome goes to the audit log (`backup.succeeded` / `backup.failed`) and
 //! a failure to the notification rules as `backup_failed`; the alerts the
 //! schedule raises (`backup`, `backup-rpo`) are in the environment's alert
@@ -48,7 +52,7 @@ pub fn spawn(app: Arc<App>, repo_id: i64, repo: String, dir: PathBuf) {
             let Some(envs) = project
                 .recovery
                 .as_ref()
-                .filter(|r| r.every.is_some())
+                .filter(|_| recovery::Rule::of(&project).is_some())
                 .map(|r| {
                     r.environments
                         .iter()
@@ -101,6 +105,9 @@ fn report(app: &App, repo_id: i64, repo: &str, env: &str, tick: recovery::Tick) 
                     "created_ms": set.manifest.created_ms,
                     "services": set.manifest.services,
                     "files": set.manifest.files.len(),
+                    // Which of the servers sharing the database made it
+                    // (the one leading the periodic work).
+                    "server": {"id": app.embedded_agent_id, "pid": std::process::id()},
                 }),
             );
         }

@@ -186,17 +186,14 @@ pub async fn tick(app: &App, minute_secs: i64) -> anyhow::Result<usize> {
 
 /// Whether a five-field cron expression (UTC) fires at this minute.
 pub fn cron_matches(expr: &str, when: std::time::SystemTime) -> bool {
-    let Ok(cron) = croner::Cron::new(expr).parse() else {
+    let Ok(cron) = hangar_units::cron::parse(expr, hangar_units::cron::Seconds::Refused) else {
         return false;
     };
     let secs = when
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0) else {
-        return false;
-    };
-    cron.is_time_matching(&t).unwrap_or(false)
+    cron.matches(secs)
 }
 
 #[cfg(test)]

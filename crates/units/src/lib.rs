@@ -1,4 +1,4 @@
-//! Numbers and durations a user writes (workflow `timeout-minutes`, hangar.yml
+//! Numbers, durations and cron schedules a user writes (workflow `timeout-minutes`, hangar.yml
 //! intervals, deadlines, percentages), read by one checked parser.
 //!
 //! Every reader of a number that came from a file goes through here, so that no
@@ -7,8 +7,12 @@
 //! than `humantime`: the accepted forms are few, bare numbers must mean seconds
 //! (YAML writes `30` and `30s` alike), and the errors must say how to write the
 //! value, which callers then place at the file's line and column.
+//!
+//! [`cron`] does the same for cron schedules.
 
 use std::time::Duration;
+
+pub mod cron;
 
 /// The longest duration hangar.yml accepts anywhere (a year): longer than any
 /// sensible interval or deadline, far below where `Duration` arithmetic overflows.

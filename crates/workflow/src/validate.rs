@@ -1049,10 +1049,17 @@ fn check_on(c: &mut Checker, on: &Node) {
                 check_event(c, k);
                 if k.name == "schedule" {
                     for item in v.items() {
-                        match item.get("cron").and_then(Node::as_str) {
-                            Some(cron) if cron.split_whitespace().count() == 5 => {}
-                            Some(cron) => {
-                                c.err(item.pos, format!("cron `{cron}` must have 5 fields (minute hour day month weekday)"));
+                        let cron = item.get("cron");
+                        match cron.and_then(|n| Some((n.pos, n.as_str()?))) {
+                            // The parser the server's schedules run on: what
+                            // validates here is what fires there.
+                            Some((pos, text)) => {
+                                if let Err(e) = hangar_units::cron::parse(
+                                    text,
+                                    hangar_units::cron::Seconds::Refused,
+                                ) {
+                                    c.err(pos, e);
+                                }
                             }
                             None => {
                                 c.err(item.pos, "each schedule entry needs a `cron:` string");

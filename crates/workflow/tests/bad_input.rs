@@ -268,3 +268,29 @@ fn called_workflows_may_not_ask_for_more_token_permissions_than_the_caller_has()
         "the workflow's read-all is all the job has"
     );
 }
+
+/// A schedule's cron is read by the parser the server's schedules run on:
+/// a value out of range, a croner-only extension or a nickname GitHub does
+/// not accept is an error at the value, naming the field.
+#[test]
+fn cron_mistakes_name_the_field_at_the_value() {
+    let wf = |cron: &str| {
+        format!(
+            "on:\n  schedule:\n    - cron: '{cron}'\njobs:\n  a:\n    runs-on: x\n    steps: [{{run: x}}]\n"
+        )
+    };
+    has(
+        &wf("0 24 * * *"),
+        "3:14 cron `0 24 * * *`: hour `24` is out of range 0-23",
+    );
+    has(
+        &wf("0 0 L * *"),
+        "3:14 cron `0 0 L * *`: day of month `L` is not cron",
+    );
+    has(
+        &wf("@daily"),
+        "3:14 cron `@daily` must have 5 fields (minute hour day month weekday)",
+    );
+    has(&wf("0 0 * * * *"), "must have 5 fields");
+    assert!(validate("ci.yml", &wf("*/15 9-17 * JAN-MAR mon-fri")).is_empty());
+}
