@@ -59,6 +59,11 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Idle connections kept per instance and thread.
 const MAX_IDLE: usize = 512;
+/// How long, and how much, a refused client's remaining bytes are read
+/// before its connection closes, and the silence that ends it sooner.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+const LINGER_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// A socket read and written with edge-triggered readiness.
 pub(crate) struct Sock {
@@ -1022,8 +1027,26 @@ pub(crate) async fn serve(
             Some((sock.into_std(), rest))
         }
         Next::Abort => {
-            give_buf(input.buf);
+            // A refusal may leave part of the request unread, and closing a
+            // socket with unread bytes resets the connection, which can
+            // destroy the answer before the client reads it. So, as nginx's
+            // lingering close: the writing side is shut, and what the client
+            // still sends is read and dropped for a while before closing.
             sock.shutdown_write();
+            let mut buf = input.buf;
+            let mut left = LINGER_BYTES;
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Ok(Ok(n @ 1..)) =
+                    tokio::time::timeout(LINGER_QUIET, sock.read(&mut buf)).await
+                {
+                    left = left.saturating_sub(n);
+                    if left == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            give_buf(buf);
             None
         }
         // Everything the client sent was read: closing sends the FIN after
