@@ -155,6 +155,17 @@ impl EnvClient {
     }
 }
 
+/// A watched project's id on a server: 12 hex digits of the SHA-256 of its
+/// directory's absolute path (resolved when it still exists). The same at
+/// every start of the server and on any store, and distinct for two
+/// checkouts that share a folder name, which the folder name is not.
+pub fn project_id(dir: &Path) -> String {
+    use sha2::Digest;
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    hex::encode(digest)[..12].to_string()
+}
+
 /// A hangar server that watches the project (`hangar serve --repo DIR`):
 /// controller requests go through its delivery API, which asks a protected
 /// environment's reviewers and waits before its controller acts. Used by
@@ -164,8 +175,12 @@ impl EnvClient {
 pub struct ServerClient {
     base: String,
     token: Option<String>,
-    /// The project's name on the server.
+    /// The project's name (or id) on the server.
     project: String,
+    /// The project's directory here, when the name was taken from it: if
+    /// the server watches several projects of that name, the one at this
+    /// path (the same id) is meant.
+    dir: Option<PathBuf>,
 }
 
 impl ServerClient {
@@ -174,7 +189,16 @@ impl ServerClient {
             base: server.trim_end_matches('/').to_string(),
             token: token.filter(|t| !t.is_empty()),
             project: project.to_string(),
+            dir: None,
         }
+    }
+
+    /// The project is the one at `dir` (on a server of this machine that
+    /// watches several projects of the same folder name, it is told apart
+    /// by its id).
+    pub fn at_dir(mut self, dir: &Path) -> ServerClient {
+        self.dir = Some(dir.to_path_buf());
+        self
     }
 
     /// Sends `req` for environment `env`; an operation the server runs in
@@ -194,16 +218,37 @@ impl ServerClient {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         };
-        let resp = auth(
-            client
-                .post(format!("{base}/api/v1/delivery/{}/{env}", self.project))
-                .json(req),
-        )
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the hangar server at {base}"))?;
-        let status = resp.status();
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        let post = |project: String| {
+            auth(
+                client
+                    .post(format!("{base}/api/v1/delivery/{project}/{env}"))
+                    .json(req),
+            )
+            .send()
+        };
+        let resp = post(self.project.clone())
+            .await
+            .with_context(|| format!("cannot reach the hangar server at {base}"))?;
+        let mut status = resp.status();
+        let mut v: serde_json::Value = resp.json().await.unwrap_or_default();
+        // Several watched projects share the folder name: the one at this
+        // directory's path is meant, when the server watches it.
+        if status == reqwest::StatusCode::CONFLICT
+            && v["code"] == "ambiguous_project"
+            && let Some(dir) = &self.dir
+        {
+            let id = project_id(dir);
+            let ours = v["candidates"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|p| p["id"] == id.as_str()));
+            if ours {
+                let resp = post(id)
+                    .await
+                    .with_context(|| format!("cannot reach the hangar server at {base}"))?;
+                status = resp.status();
+                v = resp.json().await.unwrap_or_default();
+            }
+        }
         if !status.is_success() {
             bail!("{base}: {}", v["error"].as_str().unwrap_or(status.as_str()));
         }

@@ -4,8 +4,9 @@
 //! Kept as JSON files under `<data>/envs/<env>/`, written atomically (write to a
 //! temporary file, fsync, rename), so a `kill -9` at any moment leaves either the
 //! old or the new file, never a torn one. The history is append-only JSON lines.
-//! A small trait would let this move into `hangar-store` when deployments go
-//! through the server; files keep `hangar deploy` usable with no server at all.
+//! Files keep `hangar deploy` usable with no server at all; a server that
+//! watches the project reads the history into its store and serves history
+//! and DORA from there.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -274,3 +274,146 @@ fn a_queued_workflow_run_follower_starts_after_kill_9_and_restart() {
         1
     );
 }
+
+/// Deployments made through `hangar serve` and with the CLI directly are in
+/// the server's store once each, across a `kill -9` of the server in the
+/// middle of a deployment and a restart on the same store: the environment's
+/// controller finishes the deployment on its own, the restarted server reads
+/// it in, and nothing read in before is lost or counted twice.
+#[test]
+fn deployments_are_in_the_store_once_each_across_kill_9_of_the_server() {
+    if !common::have_python3() {
+        return;
+    }
+    let port = common::free_port();
+    let repo = common::site_project(
+        &format!("  prod:\n    listen: {{ web: 127.0.0.1:{port} }}\n"),
+        &[],
+    );
+    let dir = std::fs::canonicalize(repo.path()).unwrap();
+    let id = hangar_deploy::client::project_id(&dir);
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let repo_arg = dir.to_str().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--repo", repo_arg.as_str(), "--agent-capacity", "0"];
+    let s = serve(data.path(), &args);
+    let _down = Down(&dir);
+    let admin = s.token.clone().unwrap();
+    let files = hangar_deploy::state::EnvFiles::new(&dir.join(".hangar"), "prod");
+    let recorded = || -> Vec<u64> { files.history().iter().map(|r| r.id).collect() };
+    let listed = |s: &Serve| -> Vec<u64> {
+        let (code, v) = http(
+            "GET",
+            &format!("{}/api/v1/delivery/{id}/prod", s.url),
+            &admin,
+            "",
+        );
+        assert_eq!(code, 200, "{v}");
+        let mut ids: Vec<u64> = v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect();
+        ids.reverse();
+        ids
+    };
+    let deploy = |s: &Serve| -> String {
+        let (code, v) = http(
+            "POST",
+            &format!("{}/api/v1/delivery/{id}/prod", s.url),
+            &admin,
+            r#"{"op": "deploy", "service": null, "artifact": null, "commit": null, "commit_time": null, "no_build": false}"#,
+        );
+        assert_eq!(code, 202, "{v}");
+        format!("{}/api/v1/delivery/operations/{}", s.url, v["id"])
+    };
+
+    // Through the server: in the store when the operation is done.
+    let op = deploy(&s);
+    let done = wait_for("the first deployment", Duration::from_secs(60), || {
+        let (_, v) = http("GET", &op, &admin, "");
+        (v["done"] == true).then_some(v)
+    });
+    assert!(done["error"].is_null(), "{done}");
+    assert_eq!(listed(&s), recorded());
+    assert_eq!(recorded().len(), 1);
+
+    // With the CLI directly (no server): read in by the periodic check.
+    hangar_testkit::commit(&dir, &[("site/index.html", "v2")]);
+    let out = Command::new(BIN)
+        .args(["deploy", "prod", "--dir"])
+        .arg(&dir)
+        .env_remove("HANGAR_SERVER")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(recorded().len(), 2);
+    wait_for(
+        "the CLI's deployment in the store",
+        Duration::from_secs(10),
+        || (listed(&s) == recorded()).then_some(()),
+    );
+
+    // Through the server again, killed while the controller deploys.
+    hangar_testkit::commit(&dir, &[("site/index.html", "v3")]);
+    let op = deploy(&s);
+    wait_for(
+        "the deployment to be under way",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = http("GET", &op, &admin, "");
+            (!v["events"].as_array().unwrap().is_empty()).then_some(())
+        },
+    );
+    s.kill_9();
+    wait_for(
+        "the controller to record the deployment it was running",
+        Duration::from_secs(60),
+        || (recorded().len() == 3).then_some(()),
+    );
+
+    let s = serve(data.path(), &args);
+    assert_eq!(
+        listed(&s),
+        recorded(),
+        "read in at the restart, each deployment once"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let want = hangar_deploy::dora::compute("prod", &files.history(), now, 30 * 86_400);
+    let text = {
+        let rest = s.url.strip_prefix("http://").unwrap().to_string();
+        let mut c = std::net::TcpStream::connect(&rest).unwrap();
+        write!(
+            c,
+            "GET /metrics HTTP/1.0\r\nHost: {rest}\r\nAuthorization: Bearer {admin}\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        text
+    };
+    let line = format!(
+        "hangar_dora_deployments{{source=\"{name}\",env=\"prod\",window_days=\"30\"}} {}\n",
+        want.deployments
+    );
+    assert!(text.contains(&line), "missing {line} in\n{text}");
+    s.kill_9();
+    let store = hangar_store::open(data.path()).unwrap();
+    let rows = store
+        .env_deployments(&hangar_store::EnvDeploymentFilter::default())
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.record_id as u64).collect::<Vec<_>>(),
+        recorded(),
+        "nothing lost, nothing doubled"
+    );
+    assert!(rows.iter().all(|r| r.project == id), "{rows:?}");
+}

@@ -87,14 +87,37 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.metrics.queue_depth.set(d);
     }
     let mut text = app.metrics.render();
-    // The DORA gauges are computed per scrape from the deployment histories;
-    // they and the routers' series go before the exposition's closing `# EOF`.
-    let mut delivery = dora_metrics(&app);
+    // The DORA gauges are computed per scrape from the deployments in the
+    // store (no history file is read here); they and the routers' series go
+    // before the exposition's closing `# EOF`.
+    let projects = crate::delivery_history::watched(&app);
+    let now = (hangar_store::now_ms() / 1000) as u64;
+    let stored = app
+        .store
+        .env_deployments(&hangar_store::EnvDeploymentFilter {
+            started_since: i64::try_from(now.saturating_sub(DORA_WINDOW)).ok(),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| {
+            tracing::warn!("reading deployments for /metrics: {e:#}");
+            Vec::new()
+        });
+    let mut named: Vec<(String, String)> = projects
+        .iter()
+        .map(|p| (p.id.clone(), p.name.clone()))
+        .collect();
+    for d in &stored {
+        if !named.iter().any(|(id, _)| *id == d.project) {
+            named.push((d.project.clone(), d.project_name.clone()));
+        }
+    }
+    let labels = source_labels(&named);
+    let mut delivery = dora_metrics(&app, &labels, &stored, now);
     // The routers of the watched projects' environments, merged: each is
     // asked over its control socket (blocking, so off the async threads).
-    let sources = source_names(&app.delivery_data)
-        .into_iter()
-        .zip(app.delivery_data.iter().cloned())
+    let sources = projects
+        .iter()
+        .map(|p| (labels[&p.id].clone(), p.data()))
         .collect::<Vec<_>>();
     if let Ok(routers) =
         tokio::task::spawn_blocking(move || hangar_deploy::routers_openmetrics(&sources)).await
@@ -115,41 +138,29 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-/// How the watched projects' delivery metrics name each of them (`source`),
-/// in the order of `delivery_data` (each is `PROJECT/.hangar`): the
-/// project's directory name, as the delivery API and page name it, when no
-/// other watched project has that name (nor is it `workflow`, the DORA
-/// gauges' source of environments workflow jobs deploy to); otherwise that
-/// name, `-` and 8 hex digits of the SHA-256 of the directory's absolute
-/// path. Two checkouts named `web` then keep a series each (with one label
-/// the second's series were dropped as duplicates), and the label depends
-/// only on the path, so it is the same at every start of the server. A
-/// single project keeps its plain name: dashboards filtering on it see no
-/// change.
-pub(crate) fn source_names(delivery_data: &[std::path::PathBuf]) -> Vec<String> {
-    use sha2::Digest;
-    let dirs: Vec<std::path::PathBuf> = delivery_data
+/// How the delivery metrics name each project (`source`), by project id
+/// (`(id, folder name)` pairs: the watched projects and those with
+/// deployments in the store): the folder name, as the delivery page shows
+/// it, when no other of these projects has that name (nor is it `workflow`,
+/// the DORA gauges' source of environments workflow jobs deploy to);
+/// otherwise that name, `-` and the first 8 hex digits of the project's id
+/// (the SHA-256 of its directory's absolute path). Two checkouts named `web`
+/// then keep a series each (with one label the second's series were dropped
+/// as duplicates), and the label depends only on the path, so it is the
+/// same at every start of the server. A single project keeps its plain
+/// name: dashboards filtering on it see no change.
+pub(crate) fn source_labels(projects: &[(String, String)]) -> BTreeMap<String, String> {
+    projects
         .iter()
-        .map(|data| {
-            let dir = data.parent().unwrap_or(data);
-            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
-        })
-        .collect();
-    let name = |dir: &std::path::Path| {
-        dir.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let names: Vec<String> = dirs.iter().map(|d| name(d)).collect();
-    dirs.iter()
-        .zip(&names)
-        .map(|(dir, n)| {
-            let shared = n == WORKFLOW_SOURCE || names.iter().filter(|m| *m == n).count() > 1;
-            if !shared {
-                return n.clone();
-            }
-            let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-            format!("{n}-{}", &hex::encode(digest)[..8])
+        .map(|(id, name)| {
+            let shared = name == WORKFLOW_SOURCE
+                || projects.iter().filter(|(_, other)| other == name).count() > 1;
+            let label = if shared {
+                format!("{name}-{}", &id[..id.len().min(8)])
+            } else {
+                name.clone()
+            };
+            (id.clone(), label)
         })
         .collect()
 }
@@ -157,25 +168,34 @@ pub(crate) fn source_names(delivery_data: &[std::path::PathBuf]) -> Vec<String> 
 /// The DORA gauges' `source` of the environments workflow jobs deploy to.
 const WORKFLOW_SOURCE: &str = "workflow";
 
+/// DORA's window: the last 30 days.
+const DORA_WINDOW: u64 = 30 * 86_400;
+
 /// DORA's four keys over the last 30 days, for every environment hangar knows:
-/// those `hangar deploy` manages in watched repositories (source = the
-/// repository's directory name) and the environments workflow jobs deploy to
-/// (source = `workflow`).
-fn dora_metrics(app: &App) -> String {
+/// those `hangar deploy` manages in projects the server watches or watched
+/// (from the store's deployments, `source` labelled by [`source_labels`]) and
+/// the environments workflow jobs deploy to (source = `workflow`).
+fn dora_metrics(
+    app: &App,
+    labels: &BTreeMap<String, String>,
+    stored: &[hangar_store::EnvDeployment],
+    now: u64,
+) -> String {
     use hangar_deploy::dora;
-    use hangar_deploy::state::{DeploymentRecord, EnvFiles, Outcome};
-    const WINDOW: u64 = 30 * 86_400;
-    let now = (hangar_store::now_ms() / 1000) as u64;
+    use hangar_deploy::state::{DeploymentRecord, Outcome};
     let mut rows: Vec<(String, dora::Dora)> = Vec::new();
-    for (data, source) in app
-        .delivery_data
-        .iter()
-        .zip(source_names(&app.delivery_data))
-    {
-        for env in dora::environments(data) {
-            let history = EnvFiles::new(data, &env).history();
-            rows.push((source.clone(), dora::compute(&env, &history, now, WINDOW)));
+    let mut by_env: BTreeMap<(String, String), Vec<DeploymentRecord>> = BTreeMap::new();
+    for d in stored {
+        match crate::delivery_history::record(d) {
+            Ok(rec) => by_env
+                .entry((labels[&d.project].clone(), d.environment.clone()))
+                .or_default()
+                .push(rec),
+            Err(e) => tracing::warn!("{e:#}"),
         }
+    }
+    for ((source, env), history) in by_env {
+        rows.push((source, dora::compute(&env, &history, now, DORA_WINDOW)));
     }
     let mut by_env: BTreeMap<String, Vec<DeploymentRecord>> = BTreeMap::new();
     for d in app.store.list_deployments(None).unwrap_or_default() {
@@ -209,7 +229,7 @@ fn dora_metrics(app: &App) -> String {
     for (env, records) in by_env {
         rows.push((
             WORKFLOW_SOURCE.into(),
-            dora::compute(&env, &records, now, WINDOW),
+            dora::compute(&env, &records, now, DORA_WINDOW),
         ));
     }
     let refs: Vec<(&str, &dora::Dora)> = rows.iter().map(|(s, d)| (s.as_str(), d)).collect();

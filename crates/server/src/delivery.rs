@@ -23,6 +23,7 @@ use hangar_store::{ApprovalState, OperationPhase, Protection, Role};
 
 use crate::App;
 use crate::auth::Caller;
+use crate::delivery_history::Project;
 
 /// One deployment (or other request) the server runs for a client.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -66,13 +67,50 @@ fn error(status: StatusCode, msg: &str) -> Response {
     crate::errors::error(status, msg)
 }
 
-/// The directory of a watched repository, by its name.
-fn project_dir(app: &App, name: &str) -> Option<PathBuf> {
-    app.delivery_data
-        .iter()
-        .filter_map(|data| data.parent())
-        .find(|dir| dir.file_name().is_some_and(|n| n == name))
-        .map(PathBuf::from)
+/// A watched project by its id (`hangar_deploy::client::project_id`), or by
+/// its folder name when exactly one watched project has that name: two
+/// checkouts named `web` answer 409 naming both, with their ids, rather
+/// than one of them being picked.
+#[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
+fn find_project(app: &App, key: &str) -> Result<Project, Response> {
+    let projects = crate::delivery_history::watched(app);
+    if let Some(p) = projects.iter().find(|p| p.id == key) {
+        return Ok(p.clone());
+    }
+    let named: Vec<&Project> = projects.iter().filter(|p| p.name == key).collect();
+    match named.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no watched project `{key}` (start the server with `--repo DIR`); known: {}",
+                projects
+                    .iter()
+                    .map(|p| format!("{} (id {})", p.name, p.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+        many => Err((
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({
+                "error": format!(
+                    "`{key}` names {} watched projects: address one by its id: {}",
+                    many.len(),
+                    many.iter()
+                        .map(|p| format!("{} ({})", p.id, p.dir.display()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "code": "ambiguous_project",
+                "candidates": many
+                    .iter()
+                    .map(|p| serde_json::json!({"id": p.id, "name": p.name, "path": p.dir}))
+                    .collect::<Vec<_>>(),
+            })),
+        )
+            .into_response()),
+    }
 }
 
 /// `POST /api/v1/delivery/{project}/{env}` with a controller request: a
@@ -84,24 +122,13 @@ pub async fn request(
     Path((project, env)): Path<(String, String)>,
     Json(mut req): Json<Request>,
 ) -> Response {
-    let Some(dir) = project_dir(&app, &project) else {
-        let known: Vec<String> = app
-            .delivery_data
-            .iter()
-            .filter_map(|d| {
-                d.parent()?
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .collect();
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "no watched project `{project}` (start the server with `--repo DIR`); known: {}",
-                known.join(", ")
-            ),
-        );
+    let found = match find_project(&app, &project) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
+    let dir = found.dir.clone();
+    // Operations name the project by its id: the name may be shared.
+    let project = found.id.clone();
     // A ref names a commit of the watched repository: resolved here, with
     // its time (for DORA's lead time).
     if let Request::Deploy {
@@ -171,7 +198,7 @@ pub async fn request(
             &c.name,
             "delivery.requested",
             &format!("delivery/{id}"),
-            &serde_json::json!({"project": project, "environment": env, "reviewers": p.reviewers}),
+            &serde_json::json!({"project": found.name, "project_id": project, "environment": env, "reviewers": p.reviewers}),
         ) {
             return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
         }
@@ -179,7 +206,11 @@ pub async fn request(
         return (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response();
     }
     if !matches!(req, Request::Deploy { .. }) {
-        return match perform(&dir, &env, &req, &|_| {}).await {
+        let result = perform(&dir, &env, &req, &|_| {}).await;
+        if acts {
+            crate::delivery_history::ingest_after(&app, &dir, &env);
+        }
+        return match result {
             Ok(v) => Json(v).into_response(),
             Err((status, e)) => error(status, &e),
         };
@@ -276,6 +307,9 @@ async fn run_operation(app: &App, id: u64, dir: &std::path::Path, env: &str, req
         update(app, id, None, &|op| op.events.push(e.to_string()));
     })
     .await;
+    // In the store before the operation says it is done: a client that
+    // follows it and then reads the history or `/metrics` sees it.
+    crate::delivery_history::ingest_after(app, dir, env);
     update(app, id, Some(OperationPhase::Done), &|op| {
         op.done = true;
         match &result {
@@ -316,7 +350,8 @@ pub fn resume(app: Arc<App>) -> anyhow::Result<()> {
             continue;
         };
         let req: Result<Request, _> = serde_json::from_value(row.request.clone());
-        let (Some(dir), Ok(req)) = (project_dir(&app, &row.project), req) else {
+        let dir = find_project(&app, &row.project).ok().map(|p| p.dir);
+        let (Some(dir), Ok(req)) = (dir, req) else {
             let project = row.project.clone();
             update(&app, id, Some(OperationPhase::Done), &|op| {
                 op.done = true;
@@ -642,14 +677,34 @@ fn environments_of(data: &std::path::Path) -> Vec<String> {
 }
 
 /// How many deployments of an environment the delivery page shows.
-const HISTORY_SHOWN: usize = 50;
+const HISTORY_SHOWN: i64 = 50;
+
+/// The environments of a watched project: those under its `.hangar/envs/`
+/// (a state, a history or a backup schedule) and those the store has
+/// deployments of (its folder may be gone).
+fn environments(app: &App, project: &Project) -> Vec<String> {
+    let mut envs = environments_of(&project.data());
+    match app.store.env_deployment_environments(&project.id) {
+        Ok(stored) => envs.extend(stored),
+        Err(e) => tracing::warn!("listing environments of {}: {e:#}", project.name),
+    }
+    envs.sort();
+    envs.dedup();
+    envs
+}
 
 /// One environment as the delivery page shows it: the controller's live
 /// status when it runs (versions, weights, instances and their health, each
-/// version's traffic and errors), and its history, newest first, with every
-/// decision and when it was taken.
-async fn environment_view(project: &str, dir: &std::path::Path, env: &str) -> serde_json::Value {
-    let data = dir.join(".hangar");
+/// version's traffic and errors), and its history from the store, newest
+/// first, with every decision and when it was taken.
+#[allow(clippy::result_large_err)] // the Err is the answer itself, built once per call
+async fn environment_view(
+    app: &App,
+    project: &Project,
+    env: &str,
+) -> Result<serde_json::Value, Response> {
+    let dir = &project.dir;
+    let data = project.data();
     let exe = std::env::current_exe().unwrap_or_default();
     let client = EnvClient::new(&exe, dir, &data, env);
     let status = if client.running().await {
@@ -657,19 +712,21 @@ async fn environment_view(project: &str, dir: &std::path::Path, env: &str) -> se
     } else {
         None
     };
-    let mut history = client.files().history();
+    let mut history =
+        crate::delivery_history::history(app.store.as_ref(), &project.id, env, Some(HISTORY_SHOWN))
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")))?;
     history.reverse();
-    history.truncate(HISTORY_SHOWN);
     let stable = client.files().load().stable;
-    serde_json::json!({
-        "project": project,
+    Ok(serde_json::json!({
+        "project": project.name,
+        "project_id": project.id,
         "env": env,
         "running": status.is_some(),
         "status": status,
         "stable": stable,
         "history": history,
         "backups": backups_view(dir, env),
-    })
+    }))
 }
 
 /// An environment's backups as the delivery page shows them: how many are
@@ -704,20 +761,19 @@ fn backups_view(dir: &std::path::Path, env: &str) -> serde_json::Value {
 /// delivery page (read tokens too: it changes nothing).
 pub async fn overview(State(app): State<Arc<App>>) -> Response {
     let mut out = Vec::new();
-    for data in &app.delivery_data {
-        let Some(dir) = data.parent() else { continue };
-        let project = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for env in environments_of(data) {
-            out.push(environment_view(&project, dir, &env).await);
+    for project in crate::delivery_history::watched(&app) {
+        for env in environments(&app, &project) {
+            match environment_view(&app, &project, &env).await {
+                Ok(v) => out.push(v),
+                Err(r) => return r,
+            }
         }
     }
     Json(out).into_response()
 }
 
-/// `GET /api/v1/delivery/{project}/{env}`: one environment (see [`overview`]).
+/// `GET /api/v1/delivery/{project}/{env}`: one environment (see [`overview`]);
+/// the project by its id, or by its folder name when that is unambiguous.
 pub async fn environment(
     State(app): State<Arc<App>>,
     Path((project, env)): Path<(String, String)>,
@@ -725,19 +781,23 @@ pub async fn environment(
     if let Some(r) = crate::settings::bad_name("environment", &env) {
         return r;
     }
-    let Some(dir) = project_dir(&app, &project) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!("no watched project `{project}`"),
-        );
+    let project = match find_project(&app, &project) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
-    if !environments_of(&dir.join(".hangar")).contains(&env) {
+    if !environments(&app, &project).contains(&env) {
         return error(
             StatusCode::NOT_FOUND,
-            &format!("project `{project}` has no deployed environment `{env}`"),
+            &format!(
+                "project `{}` has no deployed environment `{env}`",
+                project.name
+            ),
         );
     }
-    Json(environment_view(&project, &dir, &env).await).into_response()
+    match environment_view(&app, &project, &env).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// How often a watched project's alert event logs are read.

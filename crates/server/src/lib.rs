@@ -10,6 +10,7 @@ pub mod auth;
 mod backups;
 mod calls;
 pub mod delivery;
+mod delivery_history;
 mod errors;
 pub mod forge_pr;
 pub mod forge_status;
@@ -698,6 +699,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         backups::spawn(app.clone(), repo.id, repo.name.clone(), path.clone());
         triggers::watch_local(app.clone(), repo, path, cfg.watch_every);
     }
+    // The watched projects' deployment histories into the store (what was
+    // deployed while no server ran first), then checked every second.
+    delivery_history::spawn(app.clone());
     // Deployments waiting for their reviewers when the last server process
     // stopped wait again (their projects are watched by now).
     delivery::resume(app.clone())?;

@@ -168,7 +168,7 @@ fn schemas() -> Value {
             ("webhook_url", json!({"type": "string", "description": "where the App's webhook must point"})),
             ("installations", array(object(&[("repository", string()), ("installation_id", int())])))]),
         "Names": names,
-        "DeliveryEnvironment": object(&[("project", string()), ("env", string()), ("running", json!({"type": "boolean"})),
+        "DeliveryEnvironment": object(&[("project", string()), ("project_id", string()), ("env", string()), ("running", json!({"type": "boolean"})),
             ("status", json!({"type": ["object", "null"], "description": "the controller's status (services: versions, weights, rollout, instances, traffic per version); null when it does not run"})),
             ("stable", json!({"type": "object"})), ("history", array(json!({"type": "object"})))]),
         "Value": {"type": "object", "required": ["value"], "properties": {"value": string()}},
@@ -325,10 +325,10 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/delivery", vec![("get", op("Every watched project's environments: live status (versions, weights, instances, traffic and errors per version) and history", "delivery")
             .ok("200", "environments", array(r("DeliveryEnvironment"))))]),
         ("/api/v1/delivery/{project}/{env}", vec![
-            ("get", op("One environment: live status and its last 50 deployments, newest first, with every decision", "delivery")
-                .ok("200", "the environment", r("DeliveryEnvironment")).err("404", "no such project or environment")),
+            ("get", op("One environment: live status and its last 50 deployments, newest first, with every decision. `project` is the watched project's id (`project_id`), or its folder name when no other watched project shares it", "delivery")
+                .ok("200", "the environment", r("DeliveryEnvironment")).err("404", "no such project or environment").err("409", "the folder name names several watched projects: `candidates` lists their ids")),
             ("post", op("Deploy, roll back or promote a watched project's environment through its controller", "delivery")
-            .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).ok("200", "a request other than a deployment: the controller's answer", json!({})).err("404", "no such project").err("409", "busy").err("502", "the controller failed").err("503", "the controller cannot be reached")),
+            .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).ok("200", "a request other than a deployment: the controller's answer", json!({})).err("404", "no such project").err("409", "busy, or the folder name names several watched projects (`candidates`)").err("502", "the controller failed").err("503", "the controller cannot be reached")),
         ]),
         ("/api/v1/delivery/operations/{id}", vec![("get", op("A delivery operation's progress", "delivery").ok("200", "the operation", json!({"type": "object"})).err("404", "no such operation"))]),
         ("/api/v1/delivery/operations/{id}/approve", vec![("post", op("A reviewer approves or rejects a protected environment's delivery operation (never the token that asked for it when the environment prevents self-review)", "delivery")

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -832,6 +833,194 @@ async fn dora_keys_on_metrics_for_workflow_and_delivery_environments() {
         assert!(metrics.contains(&expected), "missing {expected} in\n{metrics}");
     }
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+}
+
+/// A deployment record as an environment's controller writes it.
+fn history_line(env: &str, id: u64, outcome: &str, started: u64) -> String {
+    json!({
+        "id": id, "env": env, "service": "web", "version": format!("v{id}"),
+        "previous": null, "strategy": "canary", "commit": "abc", "commit_time": started - 600,
+        "started": started, "finished": started + 40, "outcome": outcome,
+        "rollback_from": null, "events": [format!("deployment {id}")]
+    })
+    .to_string()
+        + "\n"
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `/metrics` and the delivery API read deployments from the store: the
+/// history a controller journals is read in at start-up, a deployment the
+/// CLI appends later shows up after the periodic check, and once the
+/// project's folder is deleted (a workspace cleanup) every deployment still
+/// counts and is still listed. Reading the files per scrape would show
+/// nothing after the deletion.
+#[tokio::test]
+async fn delivery_metrics_and_history_read_the_store_not_the_history_files() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("shop");
+    std::fs::create_dir(&project).unwrap();
+    hangar_testkit::git(&project, &["init", "-q", "-b", "main"]);
+    hangar_testkit::commit(&project, &[("README", "shop")]);
+    let project = std::fs::canonicalize(&project).unwrap();
+    let env_dir = project.join(".hangar/envs/staging");
+    std::fs::create_dir_all(&env_dir).unwrap();
+    let now = unix_now();
+    let history = env_dir.join("history.jsonl");
+    std::fs::write(
+        &history,
+        history_line("staging", 1, "succeeded", now - 7200)
+            + &history_line("staging", 2, "rolled-back", now - 3600),
+    )
+    .unwrap();
+    let watch = vec![project.clone()];
+    let s = start_with(move |cfg| cfg.watch = watch).await;
+    let deployments = async |s: &TestServer| -> Option<u64> {
+        let metrics = s.get_text("/metrics").await;
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "hangar_dora_deployments{source=\"shop\",env=\"staging\",window_days=\"30\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(deployments(&s).await, Some(2), "read in at start-up");
+
+    // A deployment made with the CLI directly (no server): the controller
+    // appends it to the history; the periodic check reads it in.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&history)
+        .unwrap()
+        .write_all(history_line("staging", 3, "succeeded", now - 60).as_bytes())
+        .unwrap();
+    wait_until(
+        "the CLI's deployment to be read in",
+        Duration::from_secs(10),
+        async || deployments(&s).await == Some(3),
+    )
+    .await;
+    let id = hangar_deploy::client::project_id(&project);
+    let env = s.get(&format!("/api/v1/delivery/{id}/staging")).await;
+    assert_eq!(env["project"], "shop");
+    assert_eq!(env["project_id"], id.as_str());
+    let ids: Vec<u64> = env["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![3, 2, 1], "newest first: {env:#}");
+
+    // The workspace is cleaned up: nothing of the project is left on disk.
+    std::fs::remove_dir_all(&project).unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            deployments(&s).await,
+            Some(3),
+            "no history file is read per scrape, and a deleted folder's deployments still count"
+        );
+    }
+    let metrics = s.get_text("/metrics").await;
+    assert!(
+        metrics.contains(
+            "hangar_dora_change_failure_ratio{source=\"shop\",env=\"staging\",window_days=\"30\"} 0.3333333333333333\n"
+        ),
+        "{metrics}"
+    );
+    let env = s.get("/api/v1/delivery/shop/staging").await;
+    assert_eq!(env["history"].as_array().unwrap().len(), 3, "{env:#}");
+    s.server.stop().await;
+}
+
+/// Two watched projects that share a folder name are addressed by their
+/// ids; the folder name alone answers 409 naming both (it used to reach
+/// whichever was watched first), and each keeps its own history and DORA
+/// series.
+#[tokio::test]
+async fn two_watched_projects_of_one_folder_name_are_addressed_by_id() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let now = unix_now();
+    let mut dirs = Vec::new();
+    for (root, records) in [(&a, 1), (&b, 2)] {
+        let dir = root.path().join("web");
+        std::fs::create_dir(&dir).unwrap();
+        hangar_testkit::git(&dir, &["init", "-q", "-b", "main"]);
+        hangar_testkit::commit(&dir, &[("README", "web")]);
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        let env_dir = dir.join(".hangar/envs/prod");
+        std::fs::create_dir_all(&env_dir).unwrap();
+        let lines: String = (1..=records)
+            .map(|id| history_line("prod", id, "succeeded", now - 100 * id))
+            .collect();
+        std::fs::write(env_dir.join("history.jsonl"), lines).unwrap();
+        dirs.push(dir);
+    }
+    let watch = dirs.clone();
+    let s = start_with(move |cfg| cfg.watch = watch).await;
+    let ids: Vec<String> = dirs
+        .iter()
+        .map(|d| hangar_deploy::client::project_id(d))
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+
+    for (method, body) in [("GET", None), ("POST", Some(json!({"op": "status"})))] {
+        let mut req = s
+            .http
+            .request(method.parse().unwrap(), s.url("/api/v1/delivery/web/prod"))
+            .bearer_auth(&s.token);
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 409, "{method}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], "ambiguous_project", "{v:#}");
+        let candidates: Vec<&str> = v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(candidates.len(), 2, "{v:#}");
+        for id in &ids {
+            assert!(candidates.contains(&id.as_str()), "{v:#}");
+            assert!(v["error"].as_str().unwrap().contains(id.as_str()), "{v:#}");
+        }
+    }
+    for (id, n) in ids.iter().zip([1, 2]) {
+        let env = s.get(&format!("/api/v1/delivery/{id}/prod")).await;
+        assert_eq!(env["project_id"], id.as_str());
+        assert_eq!(env["history"].as_array().unwrap().len(), n, "{env:#}");
+    }
+    let all = s.get("/api/v1/delivery").await;
+    let mut seen: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["project_id"].as_str().unwrap())
+        .collect();
+    seen.sort();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(seen, want);
+    let metrics = s.get_text("/metrics").await;
+    for (id, n) in ids.iter().zip([1, 2]) {
+        let line = format!(
+            "hangar_dora_deployments{{source=\"web-{}\",env=\"prod\",window_days=\"30\"}} {n}\n",
+            &id[..8]
+        );
+        assert!(metrics.contains(&line), "missing {line} in\n{metrics}");
+    }
+    s.server.stop().await;
 }
 
 /// A job after a skipped job is skipped too, at once: the run completes.

@@ -44,7 +44,9 @@ pub struct Where {
     /// API token for `--server`.
     #[arg(long, global = true, env = "HANGAR_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// The project's name on the server [default: the name of --dir].
+    /// The project on the server: its id (`project_id` in the delivery API)
+    /// or its folder name [default: the name of --dir; when the server
+    /// watches several projects of that name, the one at --dir's path].
     #[arg(long, global = true)]
     project: Option<String>,
 }
@@ -102,16 +104,18 @@ impl Where {
         env: &str,
         req: &Request,
     ) -> anyhow::Result<serde_json::Value> {
-        let project = match &self.project {
-            Some(p) => p.clone(),
-            None => std::fs::canonicalize(&self.dir)?
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .context("--project is needed: the directory has no name")?,
+        let client = match &self.project {
+            Some(p) => ServerClient::new(server, self.token.clone(), p),
+            None => {
+                let dir = std::fs::canonicalize(&self.dir)?;
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .context("--project is needed: the directory has no name")?;
+                ServerClient::new(server, self.token.clone(), &name).at_dir(&dir)
+            }
         };
-        ServerClient::new(server, self.token.clone(), &project)
-            .call(env, req, |e| eprintln!("{e}"))
-            .await
+        client.call(env, req, |e| eprintln!("{e}")).await
     }
 
     fn data(&self) -> PathBuf {

@@ -861,7 +861,7 @@ async function deliveryPage(main) {
   const pct = (x) => (100 * x).toFixed(2) + '%';
   async function act(e, body, label) {
     flash(`${label}…`, true);
-    const r = await api(`/api/v1/delivery/${encodeURIComponent(e.project)}/${encodeURIComponent(e.env)}`, { method: 'POST', body: JSON.stringify(body) });
+    const r = await api(`/api/v1/delivery/${encodeURIComponent(e.project_id || e.project)}/${encodeURIComponent(e.env)}`, { method: 'POST', body: JSON.stringify(body) });
     // A protected environment answers 202 with an operation that waits for
     // its reviewers (and wait timer) before the controller acts.
     if (r && typeof r === 'object' && r.id !== undefined && !Array.isArray(r)) {
@@ -908,7 +908,7 @@ async function deliveryPage(main) {
       rolling ? h('button', { class: 'danger abort', onclick: () => act(e, { op: 'abort' }, 'Abort').catch((x) => flash(x.message)) }, 'Abort') : null,
       rolling ? null : confirmButton('Rollback', () => act(e, { op: 'rollback', service: null, to: null }, 'Rollback')),
     ] : [];
-    return h('section', { class: 'env', 'data-env': e.env, 'data-project': e.project },
+    return h('section', { class: 'env', 'data-env': e.env, 'data-project': e.project, 'data-project-id': e.project_id },
       h('h2', {}, `${e.project} · ${e.env} `, e.running ? h('span', { class: 'badge s-success' }, 'controller running') : h('span', { class: 'badge s-skipped' }, 'controller stopped'), ' ', ...buttons),
       e.status ? e.status.services.map((s) => service(e, s)) : h('p', { class: 'muted' }, 'Stable: ' + Object.entries(e.stable || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
       e.backups ? backups(e.backups) : null,
