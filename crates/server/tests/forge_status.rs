@@ -839,8 +839,11 @@ async fn a_github_apps_installation_token_pushes_the_release_tag() {
     );
     assert_eq!(pushes[0].user.as_deref(), Some("x-access-token"));
     assert!(seen.token_on_argv.is_empty(), "{:#?}", seen.token_on_argv);
-    let tagged = audits(&s, "release.tag").await;
-    assert_eq!(tagged.len(), 1, "{tagged:#?}");
+    // Audited once the push returned (the tag can be seen a moment before).
+    eventually("the tag audited", || async {
+        audits(&s, "release.tag").await.len() == 1
+    })
+    .await;
     // The exchange is in the outbound log, as the check runs' are.
     let out = s.get("/api/v1/outbound?limit=50").await;
     assert!(out.to_string().contains("access_tokens"), "{out:#}");

@@ -65,8 +65,12 @@ async fn the_push_that_merges_a_release_tags_it_once() {
         !body.contains("another change"),
         "only the prepared notes: {body}"
     );
+    // Audited once the tag is made (it can be seen a moment before).
+    eventually("the tag audited", || async {
+        release_audits(&s).await.len() == 1
+    })
+    .await;
     let audits = release_audits(&s).await;
-    assert_eq!(audits.len(), 1, "{audits:#?}");
     assert_eq!(audits[0]["target"], format!("repo/{id}"));
     assert_eq!(audits[0]["detail"]["tag"], "v1.1.0");
     assert_eq!(audits[0]["detail"]["commit"], merge);
@@ -139,8 +143,12 @@ async fn an_https_clone_url_gets_the_tag_pushed_with_the_token_in_gits_environme
     assert_eq!(pushes[0].user.as_deref(), Some("x-access-token"));
     // While git pushed, no process had the token on its command line.
     assert!(seen.token_on_argv.is_empty(), "{:#?}", seen.token_on_argv);
+    // Audited once the push returned (the tag can be seen a moment before).
+    eventually("the tag audited", || async {
+        release_audits(&s).await.len() == 1
+    })
+    .await;
     let tagged = release_audits(&s).await;
-    assert_eq!(tagged.len(), 1, "{tagged:#?}");
     assert_eq!(tagged[0]["detail"]["via"], "git");
 
     // A token the forge refuses: nothing is tagged, the refusal is audited
@@ -550,8 +558,11 @@ async fn tag_via_api_creates_the_tag_on_each_forge_once() {
             ]
         );
     }
+    eventually("three tags audited", || async {
+        release_audits(&s).await.len() == 3
+    })
+    .await;
     let tagged = release_audits(&s).await;
-    assert_eq!(tagged.len(), 3, "{tagged:#?}");
     assert!(tagged.iter().all(|a| a["detail"]["via"] == "api"));
 
     // A token that may not write tags: one request (no retry on a 4xx), the
