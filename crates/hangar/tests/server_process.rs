@@ -1016,3 +1016,62 @@ fn serve_metrics_name_projects_apart_and_do_not_wait_for_a_hung_router() {
         "a restarted router's counters: created {again} after {first}"
     );
 }
+
+/// Two projects named `web` watched by one server: `--project web` is
+/// refused naming both ids, `--project ID` reaches that one, and without
+/// `--project` the command reaches the one at `--dir`'s path (here: its
+/// environment does not run, which only a resolved project can answer).
+#[test]
+fn the_cli_reaches_the_watched_project_at_its_dir_when_names_collide() {
+    let data = tempfile::tempdir().unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dirs: Vec<std::path::PathBuf> = [&a, &b]
+        .iter()
+        .map(|root| {
+            let dir = root.path().join("web");
+            std::fs::create_dir(&dir).unwrap();
+            git(&dir, &["init", "-q", "-b", "main"]);
+            commit(&dir, &[("README", "web")]);
+            std::fs::canonicalize(&dir).unwrap()
+        })
+        .collect();
+    let args: Vec<&str> = dirs
+        .iter()
+        .flat_map(|d| ["--repo", d.to_str().unwrap()])
+        .chain(["--agent-capacity", "0"])
+        .collect();
+    let s = serve(data.path(), &args);
+    let token = s.token.clone().unwrap();
+    let ids: Vec<String> = dirs
+        .iter()
+        .map(|d| hangar_deploy::client::project_id(d))
+        .collect();
+    let status = |dir: &Path, project: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["status", "prod", "--dir"])
+            .arg(dir)
+            .args(["--server", &s.url])
+            .env("HANGAR_TOKEN", &token);
+        if let Some(p) = project {
+            cmd.args(["--project", p]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = status(&dirs[0], Some("web"));
+    assert!(
+        err.contains("names 2 watched projects") && ids.iter().all(|id| err.contains(id.as_str())),
+        "{err}"
+    );
+    for (dir, id) in dirs.iter().zip(&ids) {
+        for project in [None, Some(id.as_str())] {
+            let err = status(dir, project);
+            assert!(
+                err.contains("environment `prod` of `web` is not running")
+                    && !err.contains("names 2"),
+                "{project:?}: {err}"
+            );
+        }
+    }
+}
