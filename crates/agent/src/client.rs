@@ -20,6 +20,36 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// The server no longer accepts this agent (HTTP 401 to its credential): it
+/// was removed, or its registration token revoked. Retrying cannot help;
+/// the agent stops and says how to register again.
+#[derive(Debug)]
+pub struct Removed(pub String);
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server no longer accepts this agent ({}): it was removed, or the token that \
+             registered it was revoked. To register again, start `hangar agent` with a new \
+             agent token (an administrator creates one with POST /api/v1/tokens)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Removed {}
+
+/// What a registration answered that retrying cannot change.
+fn registration_refused(status: StatusCode, text: &str) -> anyhow::Error {
+    let body: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let said = body.get("error").and_then(|e| e.as_str()).unwrap_or(text);
+    Refused(format!(
+        "the server refused to register this agent ({status}): {said}"
+    ))
+    .into()
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -42,6 +72,41 @@ impl Client {
             token: token.to_string(),
             lease: None,
         })
+    }
+
+    /// Registers this agent with the client's token; the server's answer
+    /// (an id and a credential). A refusal (bad or used token, another
+    /// protocol version) is [`Refused`]; a server error or an unreachable
+    /// server is an error to retry.
+    pub async fn register(&self, req: &RegisterRequest) -> anyhow::Result<RegisterResponse> {
+        let resp = self
+            .post("/api/v1/agents/register")
+            .timeout(Duration::from_secs(30))
+            .json(req)
+            .send()
+            .await
+            .with_context(|| format!("registering with {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp
+                .json()
+                .await
+                .context("reading the server's registration");
+        }
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+            return Err(registration_refused(status, &text));
+        }
+        bail!("registration answered {status}: {text}")
+    }
+
+    /// This client, authenticating with a registered agent's credential
+    /// instead of the token it registered with.
+    pub fn with_credential(&self, credential: &str) -> Client {
+        Client {
+            token: credential.to_string(),
+            ..self.clone()
+        }
     }
 
     /// This client, proving the lease `key` on every call.
@@ -99,6 +164,12 @@ impl Client {
                     serde_json::from_value(v).context("reading the server's assignment")?,
                 ))
             }
+            StatusCode::UNAUTHORIZED => {
+                let text = resp.text().await.unwrap_or_default();
+                let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let said = body.get("error").and_then(|e| e.as_str()).unwrap_or(&text);
+                Err(Removed(format!("401: {said}")).into())
+            }
             s => {
                 let text = resp.text().await.unwrap_or_default();
                 let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -138,7 +209,7 @@ impl Client {
         Ok(())
     }
 
-    /// `None` when the lease was lost (409).
+    /// `None` when the lease was lost (409), or the agent removed (401).
     pub async fn heartbeat(
         &self,
         job_id: i64,
@@ -151,7 +222,7 @@ impl Client {
             .send()
             .await?;
         match resp.status() {
-            StatusCode::CONFLICT => Ok(None),
+            StatusCode::CONFLICT | StatusCode::UNAUTHORIZED => Ok(None),
             s if s.is_success() => Ok(Some(resp.json().await?)),
             s => bail!("heartbeat answered {s}"),
         }
@@ -167,7 +238,11 @@ impl Client {
                 .json(up)
                 .send()
                 .await?;
-            if resp.status() == StatusCode::CONFLICT {
+            // 401: the agent was removed, and its job handed back.
+            if matches!(
+                resp.status(),
+                StatusCode::CONFLICT | StatusCode::UNAUTHORIZED
+            ) {
                 bail!("lease lost");
             }
             Ok(resp.error_for_status()?.json::<LogAck>().await?)
@@ -177,12 +252,16 @@ impl Client {
 
     pub async fn step(&self, job_id: i64, step: &StepReport) -> anyhow::Result<()> {
         self.retrying(|| async {
-            self.post(&format!("/api/v1/agent/jobs/{job_id}/steps"))
+            let resp = self
+                .post(&format!("/api/v1/agent/jobs/{job_id}/steps"))
                 .timeout(Duration::from_secs(10))
                 .json(step)
                 .send()
-                .await?
-                .error_for_status()?;
+                .await?;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                bail!("lease lost: this agent was removed and the job handed back");
+            }
+            resp.error_for_status()?;
             Ok(())
         })
         .await
@@ -198,6 +277,9 @@ impl Client {
                 .await?;
             if resp.status() == StatusCode::CONFLICT {
                 bail!("lease lost: the job was reassigned or finished elsewhere");
+            }
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                bail!("lease lost: this agent was removed and the job handed back");
             }
             resp.error_for_status()?;
             Ok(())

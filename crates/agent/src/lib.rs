@@ -30,7 +30,10 @@ pub use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub server: String,
+    /// The token the agent registers with; every later call uses the
+    /// credential the registration hands out.
     pub token: String,
+    /// The id the agent asks for (the server may give another).
     pub id: String,
     pub name: String,
     pub labels: Vec<String>,
@@ -40,7 +43,47 @@ pub struct AgentConfig {
     pub poll_wait: Duration,
 }
 
-/// Runs the pull loop until `shutdown` is cancelled.
+/// Registers with the server, retrying while it cannot be reached or
+/// answers a server error; a refusal (a bad or used token, another protocol
+/// version) ends the agent. `None` when `shutdown` came first.
+async fn register(
+    client: &Client,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<RegisterResponse>> {
+    let req = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        hangar_version: HANGAR_VERSION.to_string(),
+        agent_id: config.id.clone(),
+        name: config.name.clone(),
+        labels: config.labels.clone(),
+        capacity: config.capacity as i64,
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let answer = tokio::select! {
+            r = client.register(&req) => r,
+            _ = shutdown.cancelled() => return Ok(None),
+        };
+        match answer {
+            Ok(r) => return Ok(Some(r)),
+            Err(e) if e.downcast_ref::<client::Refused>().is_some() => return Err(e),
+            Err(e) => {
+                tracing::warn!("registering failed: {e:#}; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Registers, then runs the pull loop until `shutdown` is cancelled. Ends
+/// with [`client::Removed`] when the server stops accepting the agent's
+/// credential (the agent was removed): its running jobs are stopped, as the
+/// server has handed them back to the queue.
 pub async fn run_agent(
     config: AgentConfig,
     runner: Arc<dyn JobRunner>,
@@ -49,6 +92,14 @@ pub async fn run_agent(
     let client = Client::new(&config.server, &config.token)?;
     workspace::make_private(&config.work_dir)
         .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
+    let Some(registered) = register(&client, &config, &shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(agent = %registered.agent_id, "registered");
+    let client = client.with_credential(&registered.credential);
+    // Jobs stop with the agent: at shutdown, and when it was removed.
+    let shutdown = shutdown.child_token();
+    let _stop_jobs = shutdown.clone().drop_guard();
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
     let workspaces = Arc::new(workspace::Workspaces::new(&config.work_dir));
     let mut backoff = Duration::from_millis(100);
@@ -60,7 +111,7 @@ pub async fn run_agent(
         let req = PollRequest {
             protocol_version: PROTOCOL_VERSION,
             hangar_version: HANGAR_VERSION.to_string(),
-            agent_id: config.id.clone(),
+            agent_id: registered.agent_id.clone(),
             name: config.name.clone(),
             labels: config.labels.clone(),
             capacity: config.capacity as i64,
@@ -90,7 +141,12 @@ pub async fn run_agent(
                 });
             }
             Ok(None) => drop(permit),
-            Err(e) if e.downcast_ref::<client::Refused>().is_some() => return Err(e),
+            Err(e)
+                if e.downcast_ref::<client::Refused>().is_some()
+                    || e.downcast_ref::<client::Removed>().is_some() =>
+            {
+                return Err(e);
+            }
             Err(e) => {
                 drop(permit);
                 tracing::warn!("poll failed: {e:#}; retrying in {backoff:?}");

@@ -1,5 +1,10 @@
 //! The agent ↔ server contract, shared by remote agents and the embedded one.
 //!
+//! An agent first registers with a token (`POST /api/v1/agents/register`)
+//! and is given an id and a credential of its own; every later call
+//! authenticates with that credential, never the token. Removing the agent
+//! deletes the credential: its next call is answered 401, and the agent stops.
+//!
 //! Every call after a poll carries the job's fencing token (`fence`) and the
 //! lease's key in the `X-Hangar-Lease` header. The server refuses calls with a
 //! stale fence with HTTP 409: the lease was taken away (the agent was presumed
@@ -8,6 +13,7 @@
 //!
 //! | call | path | semantics |
 //! |---|---|---|
+//! | register | `POST /api/v1/agents/register` | with an `agent` (or admin) token: 201 with a [`RegisterResponse`]; 409 `token_used` for a single-use token that registered an agent already, 409 `protocol_mismatch` as for a poll |
 //! | poll | `POST /api/v1/agent/poll` | long-poll up to `wait_ms`; 200 with an [`Assignment`] or 204; 409 `protocol_mismatch` for an agent of another [`PROTOCOL_VERSION`]. Idle polls write nothing. |
 //! | heartbeat | `POST /api/v1/agent/jobs/{id}/heartbeat` | extends the lease; answers whether a cancel was requested |
 //! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk of one step's lines (`step`; none for the job's own); idempotent on `chunk`; the answer acknowledges it |
@@ -27,7 +33,8 @@ pub use hangar_status::{Conclusion, Status};
 /// engine, so a server refuses the poll of an agent speaking another
 /// version, naming both, rather than lease it a job it would misread.
 /// Raise it with any change of [`Assignment`] or [`CompiledJob`].
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: agents register and authenticate with their own credential.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The hangar release this binary is, said beside [`PROTOCOL_VERSION`] so a
 /// refusal names what to upgrade.
@@ -49,6 +56,33 @@ pub struct PollRequest {
     pub free_slots: i64,
     pub wait_ms: u64,
 }
+
+/// `POST /api/v1/agents/register`, with the registration token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    #[serde(default)]
+    pub protocol_version: u32,
+    #[serde(default)]
+    pub hangar_version: String,
+    /// The id the agent would like (the server may give another: one taken,
+    /// or not made of letters, digits, `.`, `_` and `-`, is not used).
+    #[serde(default)]
+    pub agent_id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: i64,
+}
+
+/// The registered agent: its id and its credential, which the server keeps
+/// only as a hash and shows this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub agent_id: String,
+    pub credential: String,
+}
+
+/// The code of a single-use token's second registration (HTTP 409).
+pub const TOKEN_USED: &str = "token_used";
 
 /// Why a server refuses an agent of another protocol version, naming both.
 pub fn version_mismatch(

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod agent_identity;
 mod agent_refusal;
 mod alerts_cli;
 mod api_contract;
@@ -26,6 +27,7 @@ mod sandbox;
 mod scan_coverage_cli;
 mod scan_policy_cli;
 mod scan_secrets_cli;
+mod serve_logs;
 mod server_admin_browser;
 mod server_browser;
 mod server_kill;

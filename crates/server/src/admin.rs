@@ -217,38 +217,61 @@ pub async fn resume_agent(
     set_drained(&app, &c, &id, false).await
 }
 
-/// `DELETE /api/v1/agents/{agent}`: forgets an agent that holds no job. One
-/// that still polls registers again: revoke its token to keep it out.
+/// `DELETE /api/v1/agents/{agent}`: removes an agent for good. Its
+/// credential goes with its row, so its next call is answered 401 and
+/// `hangar agent` stops; the jobs it held go back to the queue for another
+/// agent; a single-use token that registered it is revoked, so the process
+/// cannot register again with it (a reusable token can register a new agent).
 pub async fn delete_agent(
     State(app): State<Arc<App>>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    let holding: Vec<String> = tri!(app.store.jobs_leased_by_prefix(&id))
-        .into_iter()
-        .filter(|j| j.lease_owner.as_deref() == Some(id.as_str()))
-        .map(|j| format!("job {}", j.id))
-        .collect();
-    if !holding.is_empty() {
+    // The embedded agent is part of a running server: it would only register
+    // again with the server's next start.
+    if id == app.embedded_agent_id || (id.starts_with("embedded-") && tri!(app.store.present(&id)))
+    {
         return error(
             StatusCode::CONFLICT,
             &format!(
-                "agent `{id}` holds {}: drain it and let them finish (or cancel their runs) first",
-                holding.join(", ")
+                "`{id}` is the embedded agent of a running server: start that server with --agent-capacity 0 to run none"
             ),
         );
     }
-    if !tri!(app.store.delete_agent(&id)) {
+    let Some(agent) = tri!(app.store.remove_agent(&id)) else {
         return error(StatusCode::NOT_FOUND, &format!("no agent `{id}`"));
+    };
+    crate::agent_api::forget(&app, &id);
+    let mut requeued = Vec::new();
+    for job in tri!(app.store.jobs_leased_by_prefix(&id)) {
+        if job.lease_owner.as_deref() != Some(id.as_str()) {
+            continue;
+        }
+        let why = format!("agent `{id}` was removed; back in the queue for another agent");
+        if tri!(app.store.release_lease(job.id, job.fence, true, &why)) {
+            app.publish_job(job.run_id, job.id);
+            requeued.push(job.id);
+        }
     }
-    app.agents
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
-    tri!(
-        app.store
-            .audit(&c.name, "agent.delete", &format!("agent/{id}"), &json!({}))
-    );
+    // Waiting polls look again now: the removed agent's is answered 401 at
+    // once, and another agent takes what it held.
+    app.wake_agents();
+    let mut revoked = None;
+    if let Some(token) = agent.token_id {
+        let single_use = tri!(app.store.list_tokens())
+            .into_iter()
+            .any(|t| t.id == token && !t.reusable);
+        if single_use && tri!(app.store.revoke_token(token)) {
+            revoked = Some(token);
+        }
+    }
+    tri!(app.store.audit(
+        &c.name,
+        "agent.removed",
+        &format!("agent/{id}"),
+        &json!({"name": agent.name, "token_id": agent.token_id,
+            "token_revoked": revoked.is_some(), "jobs_requeued": requeued})
+    ));
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -23,7 +23,9 @@ const MAX_LOG_CHUNK: usize = 1024 * 1024;
 /// most this often.
 const PERSIST_AGENT_EVERY_MS: i64 = 60_000;
 
-fn seen(app: &App, req: &PollRequest) {
+/// Notes an agent's poll; `false` when the agent is no longer registered
+/// (removed while its poll was on its way): a poll never registers one.
+fn seen(app: &App, req: &PollRequest) -> bool {
     let now = now_ms();
     let mut agents = app.agents.lock().unwrap_or_else(|e| e.into_inner());
     let prev = agents.get(&req.agent_id).cloned();
@@ -58,7 +60,7 @@ fn seen(app: &App, req: &PollRequest) {
     );
     drop(agents);
     if persist {
-        let _ = app.store.upsert_agent(&hangar_store::Agent {
+        let touched = app.store.touch_agent(&hangar_store::Agent {
             id: req.agent_id.clone(),
             name: req.name.clone(),
             labels: req.labels.clone(),
@@ -66,16 +68,203 @@ fn seen(app: &App, req: &PollRequest) {
             last_seen: now,
             created_at: now,
             drained: false,
+            token_id: None,
         });
+        if let Ok(false) = touched {
+            forget(app, &req.agent_id);
+            return false;
+        }
     }
+    true
+}
+
+/// Drops an agent from the live list (it was removed).
+pub(crate) fn forget(app: &App, id: &str) {
+    app.agents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id);
+}
+
+/// The answer to a call of an agent that is no longer registered.
+fn removed(id: &str) -> Response {
+    crate::errors::error_coded(
+        StatusCode::UNAUTHORIZED,
+        "agent_removed",
+        &format!("agent `{id}` was removed; register again with a new agent token"),
+    )
+}
+
+/// The most labels an agent may offer, and the longest name or label.
+const MAX_LABELS: usize = 64;
+const MAX_NAME: usize = 100;
+
+/// Whether an id an agent asks for may be used: letters, digits, `.`, `_`
+/// and `-` (it is a path segment of the API), not the embedded agents'
+/// prefix (their jobs are recovered by it) and not a route's name.
+fn usable_id(id: &str) -> bool {
+    (1..=MAX_NAME).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !id.starts_with("embedded-")
+        && !matches!(id, "register" | "." | "..")
+}
+
+/// A fresh id for an agent named `name`: `agent-<name>-<8 hex>`.
+fn fresh_id(name: &str) -> anyhow::Result<String> {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let random = hangar_store::crypto::random_token()?;
+    Ok(format!(
+        "agent-{}-{}",
+        clean.trim_matches('-'),
+        &random[4..12]
+    ))
+}
+
+/// `POST /api/v1/agents/register`: an agent token (or an admin's, or the
+/// embedded agent's) registers one agent process, which is given an id and a
+/// credential; the agent protocol takes that credential only. A single-use
+/// token registers once.
+pub async fn register(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<RegisterRequest>,
+) -> Response {
+    if req.protocol_version != PROTOCOL_VERSION {
+        return crate::errors::error_coded(
+            StatusCode::CONFLICT,
+            PROTOCOL_MISMATCH,
+            &version_mismatch(
+                req.protocol_version,
+                &req.hangar_version,
+                PROTOCOL_VERSION,
+                HANGAR_VERSION,
+            ),
+        );
+    }
+    let bad =
+        |s: &str| s.trim().is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control);
+    if bad(&req.name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("an agent's `name` is 1 to {MAX_NAME} characters without control characters"),
+        );
+    }
+    if req.labels.len() > MAX_LABELS || req.labels.iter().any(|l| bad(l)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "an agent offers at most {MAX_LABELS} `labels`, each 1 to {MAX_NAME} characters without control characters"
+            ),
+        );
+    }
+    if !(1..=1024).contains(&req.capacity) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("`capacity` is 1 to 1024 jobs at once, not {}", req.capacity),
+        );
+    }
+    let embedded = caller.name == crate::auth::EMBEDDED_AGENT && caller.token_id.is_none();
+    if caller.single_use
+        && let Some(id) = caller.token_id
+    {
+        match app.store.use_token_once(id) {
+            Ok(true) => {}
+            Ok(false) => {
+                return crate::errors::error_coded(
+                    StatusCode::CONFLICT,
+                    TOKEN_USED,
+                    &format!(
+                        "the token `{}` is single-use and has registered an agent already: ask an administrator for a new one",
+                        caller.name
+                    ),
+                );
+            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        }
+    }
+    let now = now_ms();
+    let mut id = if embedded {
+        app.embedded_agent_id.clone()
+    } else if usable_id(&req.agent_id) {
+        req.agent_id.clone()
+    } else {
+        match fresh_id(&req.name) {
+            Ok(id) => id,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        }
+    };
+    // An id taken by another agent is never handed over: a new one is made.
+    let mut credential = None;
+    for _ in 0..8 {
+        let agent = hangar_store::Agent {
+            id: id.clone(),
+            name: req.name.clone(),
+            labels: req.labels.clone(),
+            capacity: req.capacity,
+            last_seen: now,
+            created_at: now,
+            drained: false,
+            token_id: caller.token_id,
+        };
+        match app.store.register_agent(&agent) {
+            Ok(Some(c)) => {
+                credential = Some(c);
+                break;
+            }
+            Ok(None) if !embedded => match fresh_id(&req.name) {
+                Ok(next) => id = next,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+            },
+            Ok(None) => break,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        }
+    }
+    let Some(credential) = credential else {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("agent `{id}` is registered already"),
+        );
+    };
+    let _ = app.store.audit(
+        &caller.name,
+        "agent.registered",
+        &format!("agent/{id}"),
+        &json!({"name": req.name, "labels": req.labels, "capacity": req.capacity,
+            "token_id": caller.token_id, "single_use": caller.single_use}),
+    );
+    (
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            agent_id: id,
+            credential,
+        }),
+    )
+        .into_response()
 }
 
 pub async fn poll(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     headers: axum::http::HeaderMap,
-    Json(req): Json<PollRequest>,
+    Json(mut req): Json<PollRequest>,
 ) -> Response {
+    // The agent is the one its credential names, whatever the body says.
+    let Some(agent) = caller.agent.clone() else {
+        return removed(&req.agent_id);
+    };
+    req.agent_id = agent;
     // The agent reached the server at this host: its jobs' steps reach the
     // cache and artifact services there too.
     let host = headers
@@ -97,7 +286,9 @@ pub async fn poll(
             ),
         );
     }
-    seen(&app, &req);
+    if !seen(&app, &req) {
+        return removed(&req.agent_id);
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(60_000));
     loop {
         // Register interest before looking, so a job queued in between still wakes us.
@@ -105,8 +296,12 @@ pub async fn poll(
         tokio::pin!(notified);
         notified.as_mut().enable();
         match try_claim(&app, &req, &host, &caller) {
-            Ok(Some(a)) => return Json(a).into_response(),
-            Ok(None) => {}
+            Ok(Claim::Job(a)) => return Json(*a).into_response(),
+            Ok(Claim::Removed) => {
+                forget(&app, &req.agent_id);
+                return removed(&req.agent_id);
+            }
+            Ok(Claim::Nothing) => {}
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         }
         // Backstop re-check every 5 s in case a wake-up was missed.
@@ -126,15 +321,28 @@ pub async fn poll(
     }
 }
 
-fn try_claim(
-    app: &App,
-    req: &PollRequest,
-    host: &str,
-    caller: &Caller,
-) -> anyhow::Result<Option<Assignment>> {
-    // A drained agent finishes what it holds and is given nothing new.
+/// What one look at the queue gave a polling agent.
+enum Claim {
+    Job(Box<Assignment>),
+    Nothing,
+    /// The agent was removed while it waited.
+    Removed,
+}
+
+fn try_claim(app: &App, req: &PollRequest, host: &str, caller: &Caller) -> anyhow::Result<Claim> {
+    // A drained agent finishes what it holds and is given nothing new; a
+    // removed one (drained too, to the store) is told so.
     if app.store.agent_drained(&req.agent_id)? {
-        return Ok(None);
+        let removed = !app
+            .store
+            .list_agents()?
+            .iter()
+            .any(|a| a.id == req.agent_id);
+        return Ok(if removed {
+            Claim::Removed
+        } else {
+            Claim::Nothing
+        });
     }
     let embedded = caller.name == crate::auth::EMBEDDED_AGENT;
     // A scoped agent token claims only its labels, whatever the agent says it
@@ -167,6 +375,19 @@ fn try_claim(
             continue;
         }
         if let Some(lease) = app.store.claim_job(job.id, &req.agent_id, app.lease_ms)? {
+            // Removed (or drained) between the look above and this claim:
+            // the job goes straight back rather than wait for its lease to
+            // run out; the next look tells the agent which.
+            if app.store.agent_drained(&req.agent_id)? {
+                app.store.release_lease(
+                    lease.job.id,
+                    lease.fence,
+                    true,
+                    "its agent was removed or drained as it took the job",
+                )?;
+                app.wake_agents();
+                return Ok(Claim::Nothing);
+            }
             if let Some(run) = app.store.get_run(lease.job.run_id)?
                 && run.status == Status::Queued
             {
@@ -179,10 +400,16 @@ fn try_claim(
             }
             app.publish_job(lease.job.run_id, lease.job.id);
             let key = lease_key(app, lease.job.id, lease.fence, &req.agent_id, &caller.name);
-            return Ok(Some(assignment(app, &lease.job, lease.fence, host, key)?));
+            return Ok(Claim::Job(Box::new(assignment(
+                app,
+                &lease.job,
+                lease.fence,
+                host,
+                key,
+            )?)));
         }
     }
-    Ok(None)
+    Ok(Claim::Nothing)
 }
 
 fn assignment(
@@ -441,6 +668,10 @@ fn proves_lease(app: &App, job: &Job, caller: &Caller, headers: &HeaderMap) -> b
     let Some(owner) = job.lease_owner.as_deref() else {
         return false;
     };
+    // The credential names its agent: only the lease's owner speaks of it.
+    if caller.agent.as_deref() != Some(owner) {
+        return false;
+    }
     let Some(given) = headers.get(LEASE_HEADER).and_then(|v| v.to_str().ok()) else {
         return false;
     };

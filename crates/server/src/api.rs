@@ -1441,6 +1441,10 @@ pub struct TokenBody {
     /// all its `runs-on` labels are among them.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// `agent` tokens only: `false` makes a single-use token, which registers
+    /// one agent and is revoked when that agent is removed. Default `true`.
+    #[serde(default)]
+    pub reusable: Option<bool>,
 }
 
 /// The longest `expires_in`: ten years, far beyond any sensible lifetime,
@@ -1497,19 +1501,26 @@ pub async fn create_token(
             "`repos` and `labels` hold at most 1000 non-empty names of up to 200 characters",
         );
     }
+    if b.reusable.is_some() && role != Role::Agent {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`reusable` applies to agent tokens only (a single-use token registers one agent)",
+        );
+    }
+    let reusable = b.reusable.unwrap_or(true);
     let (id, token) = tri!(
         app.store
-            .create_token_scoped(&b.name, role, expires_at, &scope)
+            .create_token_with(&b.name, role, expires_at, &scope, reusable)
     );
     tri!(app.store.audit(
         &c.name,
         "token.create",
         &format!("token/{id}"),
-        &json!({"name": b.name, "role": b.role, "expires_at": expires_at, "scope": scope})
+        &json!({"name": b.name, "role": b.role, "expires_at": expires_at, "scope": scope, "reusable": reusable})
     ));
     (
         StatusCode::CREATED,
-        Json(json!({"id": id, "token": token, "name": b.name, "role": b.role, "expires_at": expires_at, "scope": scope})),
+        Json(json!({"id": id, "token": token, "name": b.name, "role": b.role, "expires_at": expires_at, "scope": scope, "reusable": reusable})),
     )
         .into_response()
 }

@@ -19,7 +19,29 @@ pub struct Caller {
     pub role: Role,
     /// An agent token's limits (repositories, labels); empty for everyone else.
     pub scope: hangar_store::TokenScope,
+    /// The token's id (none for the embedded agent's and the stream token).
+    pub token_id: Option<i64>,
+    /// A token that registers one agent (`reusable: false` at creation).
+    pub single_use: bool,
+    /// The registered agent whose credential this is; `None` for a token.
+    pub agent: Option<String>,
 }
+
+impl Caller {
+    fn of_token(name: String, role: Role) -> Caller {
+        Caller {
+            name,
+            role,
+            scope: Default::default(),
+            token_id: None,
+            single_use: false,
+            agent: None,
+        }
+    }
+}
+
+/// The one path a token (not a credential) reaches as an agent.
+pub(crate) const REGISTER_PATH: &str = "/api/v1/agents/register";
 
 /// The bearer token of the `Authorization` header. A token anywhere else (a
 /// query string lands in proxies' logs, browser history and `Referer`) is
@@ -162,11 +184,8 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
                 "`access_token` must be a live stream token of this run (POST /api/v1/runs/{id}/events/token mints one; it lasts a minute)",
             );
         }
-        req.extensions_mut().insert(Caller {
-            name: "stream-token".into(),
-            role: Role::Read,
-            scope: Default::default(),
-        });
+        req.extensions_mut()
+            .insert(Caller::of_token("stream-token".into(), Role::Read));
         return next.run(req).await;
     }
     let Some(token) = bearer_of(&req) else {
@@ -175,18 +194,56 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
             "a bearer token is required in the Authorization header (Authorization: Bearer <token>); tokens in the URL are refused",
         );
     };
-    let caller = if bool::from(token.as_bytes().ct_eq(app.internal_token.as_bytes())) {
-        Caller {
-            name: EMBEDDED_AGENT.into(),
-            role: Role::Agent,
-            scope: Default::default(),
+    let agent_path = path.starts_with("/api/v1/agent/");
+    // A registered agent: its credential opens the agent routes and nothing
+    // else, for as long as its row exists (removal deletes it) and the token
+    // that registered it is not revoked.
+    if token.starts_with(hangar_store::crypto::CREDENTIAL_PREFIX) {
+        let found = match app.store.verify_agent_credential(&token) {
+            Ok(f) => f,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        };
+        let Some(found) = found else {
+            return crate::errors::error_coded(
+                StatusCode::UNAUTHORIZED,
+                "agent_removed",
+                "this agent credential is unknown: the agent was removed, or the token that registered it revoked; register again with a new agent token",
+            );
+        };
+        if !agent_path {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "agent `{}`'s credential reaches the agent protocol (/api/v1/agent/…) only, not {path}",
+                    found.agent.id
+                ),
+            );
         }
+        let (name, scope) = match found.token {
+            Some(t) => (t.name, t.scope),
+            None => (EMBEDDED_AGENT.to_string(), Default::default()),
+        };
+        req.extensions_mut().insert(Caller {
+            name,
+            role: Role::Agent,
+            scope,
+            token_id: found.agent.token_id,
+            single_use: false,
+            agent: Some(found.agent.id),
+        });
+        return next.run(req).await;
+    }
+    let caller = if bool::from(token.as_bytes().ct_eq(app.internal_token.as_bytes())) {
+        Caller::of_token(EMBEDDED_AGENT.into(), Role::Agent)
     } else {
         match app.store.verify_token(&token) {
             Ok(Some(t)) => Caller {
                 name: t.name,
                 role: t.role,
                 scope: t.scope,
+                token_id: Some(t.id),
+                single_use: !t.reusable,
+                agent: None,
             },
             Ok(None) => {
                 return error(
@@ -197,12 +254,33 @@ pub async fn require_token(State(app): State<Arc<App>>, mut req: Request, next: 
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         }
     };
-    let agent_path = path.starts_with("/api/v1/agent/");
+    // Agents speak the protocol with their credential only: a token there is
+    // an agent of an older version (which polled with its token, and came
+    // back after its removal). Answered as another protocol version, which
+    // such an agent stops at, saying why.
+    if agent_path && matches!(caller.role, Role::Agent | Role::Admin) {
+        return crate::errors::error_coded(
+            StatusCode::CONFLICT,
+            hangar_agent::PROTOCOL_MISMATCH,
+            &format!(
+                "this agent speaks to the server with a token, as agents before protocol {} did; \
+                 agents now register (POST {REGISTER_PATH}) and use the credential it hands out: \
+                 run the same hangar version on the server and its agents (hangar {})",
+                hangar_agent::PROTOCOL_VERSION,
+                hangar_agent::HANGAR_VERSION
+            ),
+        );
+    }
+    let register = path == REGISTER_PATH && req.method() == Method::POST;
     let allowed = match caller.role {
         Role::Admin => true,
-        Role::Agent => agent_path,
-        Role::Write => !agent_path && !admin_only(&path) && write_may(req.method(), &path),
-        Role::Read => !agent_path && !admin_only(&path) && read_may(req.method(), &path),
+        Role::Agent => register,
+        Role::Write => {
+            !agent_path && !register && !admin_only(&path) && write_may(req.method(), &path)
+        }
+        Role::Read => {
+            !agent_path && !register && !admin_only(&path) && read_may(req.method(), &path)
+        }
     };
     if !allowed {
         return error(

@@ -225,6 +225,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/v1/agents/{agent}",
             axum::routing::delete(admin::delete_agent),
         )
+        .route(crate::auth::REGISTER_PATH, post(agent_api::register))
         .route("/api/v1/agents/{agent}/drain", post(admin::drain_agent))
         .route("/api/v1/agents/{agent}/resume", post(admin::resume_agent))
         .route("/api/v1/repos/{id}/dispatch", post(api::dispatch))

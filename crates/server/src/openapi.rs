@@ -160,7 +160,7 @@ fn schemas() -> Value {
         "AuditEntry": object(&[("id", int()), ("at", millis.clone()), ("actor", string()), ("action", string()), ("target", string()), ("detail", json!({}))]),
         "Deployment": object(&[("id", int()), ("run_id", int()), ("job_id", int()), ("environment", string()), ("sha", string()), ("status", string()), ("created_at", millis.clone())]),
         "Outbound": object(&[("id", int()), ("kind", string()), ("repo_id", opt("integer")), ("run_id", opt("integer")), ("target", string()), ("subject", string()), ("state", string()), ("attempts", int()), ("outcome", string()), ("http_status", opt("integer")), ("error", opt("string")), ("at", millis.clone())]),
-        "Token": object(&[("id", int()), ("name", string()), ("role", json!({"type": "string", "enum": ["admin", "write", "read", "agent"]})), ("created_at", millis.clone()), ("expires_at", opt("integer")), ("revoked_at", opt("integer"))]),
+        "Token": object(&[("id", int()), ("name", string()), ("role", json!({"type": "string", "enum": ["admin", "write", "read", "agent"]})), ("created_at", millis.clone()), ("expires_at", opt("integer")), ("revoked_at", opt("integer")), ("reusable", json!({"type": "boolean"})), ("used_at", opt("integer"))]),
         "TokenCreated": object(&[("id", int()), ("token", json!({"type": "string", "description": "shown once"})), ("name", string()), ("role", string()), ("expires_at", opt("integer"))]),
         "NotificationRule": object(&[("id", int()), ("repo_id", opt("integer")), ("events", array(string())), ("channel", string()), ("host", string()), ("signed", json!({"type": "boolean"})), ("created_at", millis)]),
         "Forge": forge,
@@ -292,8 +292,13 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             .body(json!({"type": "object", "required": ["approve"], "properties": {"approve": {"type": "boolean"}, "comment": string()}}), true)
             .ok("200", "decided", r("Approval")).err("404", "no such approval").err("409", "already decided, or the run is completed"))]),
         ("/api/v1/agents", vec![("get", op("Agents", "agents").paged("agents", array(r("Agent"))))]),
-        ("/api/v1/agents/{agent}", vec![("delete", op("Forget an agent that holds no job (one that still polls registers again: revoke its token)", "agents")
-            .empty("204", "removed").err("404", "no such agent").err("409", "it holds jobs"))]),
+        ("/api/v1/agents/register", vec![("post", op("Register an agent (an agent or admin token): its id and its credential, shown once; the agent protocol takes that credential only", "agent")
+            .body(json!({"type": "object", "required": ["name", "labels", "capacity"], "properties": {"protocol_version": int(), "hangar_version": string(),
+                "agent_id": string(), "name": string(), "labels": array(string()), "capacity": int()}}), true)
+            .ok("201", "registered", object(&[("agent_id", string()), ("credential", string())]))
+            .err("400", "a bad name, label or capacity").err("409", "a single-use token already used (code `token_used`), or another protocol version (code `protocol_mismatch`)"))]),
+        ("/api/v1/agents/{agent}", vec![("delete", op("Remove an agent for good: its credential is deleted (its next call answers 401), its jobs go back to the queue, a single-use token that registered it is revoked", "agents")
+            .empty("204", "removed").err("404", "no such agent").err("409", "the embedded agent of a running server"))]),
         ("/api/v1/agents/{agent}/drain", vec![("post", op("Drain an agent: it finishes its jobs and is given no new one", "agents")
             .ok("200", "drained", object(&[("id", string()), ("name", string()), ("drained", json!({"type": "boolean"}))])).err("404", "no such agent"))]),
         ("/api/v1/agents/{agent}/resume", vec![("post", op("Put a drained agent back in service", "agents")
@@ -318,7 +323,8 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
             ("get", op("Tokens (never values; admin)", "ops").paged("tokens", array(r("Token")))),
             ("post", op("Create a token (admin)", "ops").body(json!({"type": "object", "required": ["name", "role"], "properties": {
                 "name": string(), "role": {"type": "string", "enum": ["admin", "write", "read", "agent"]},
-                "expires_in": {"type": "integer", "description": "seconds"}, "repos": array(string()), "labels": array(string())}}), true)
+                "expires_in": {"type": "integer", "description": "seconds"}, "repos": array(string()), "labels": array(string()),
+                "reusable": {"type": "boolean", "description": "agent tokens: false registers one agent, and is revoked when it is removed (default true)"}}}), true)
                 .ok("201", "created: the value is shown once", r("TokenCreated")))]),
         ("/api/v1/tokens/{id}", vec![("delete", op("Revoke a token: it answers 401 from now on", "ops").empty("204", "revoked").err("404", "no such token, or already revoked"))]),
         ("/api/v1/whoami", vec![("get", op("The caller's token name and role", "ops").ok("200", "the caller", object(&[("name", string()), ("role", json!({"type": "string", "enum": ["admin", "write", "read", "agent"]}))])))]),

@@ -431,10 +431,14 @@ async fn approve_and_run_holds_a_forks_pull_request_until_a_writer_approves() {
     )
     .await;
     assert_eq!(code, 200, "{v}");
-    let agent = new_token(&s, "remote-box", "agent", None).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let agent = s
+        .agent_credential(
+            new_token(&s, "remote-box", "agent", None).await["token"]
+                .as_str()
+                .unwrap(),
+            "box-1",
+        )
+        .await;
 
     let run = pull_request(&s, 7, &sha, "outsider/app", "CONTRIBUTOR").await;
     let v = s.get(&format!("/api/v1/runs/{run}")).await;
@@ -618,10 +622,14 @@ async fn a_forks_runtime_token_cannot_poison_the_default_branchs_cache() {
     let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", wf)]);
     let s = start_with(|c| c.embedded_capacity = 0).await;
     s.register("acme/app", repo.path()).await;
-    let agent = new_token(&s, "remote-box", "agent", None).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let agent = s
+        .agent_credential(
+            new_token(&s, "remote-box", "agent", None).await["token"]
+                .as_str()
+                .unwrap(),
+            "box-1",
+        )
+        .await;
     pull_request(&s, 3, &sha, "outsider/app", "CONTRIBUTOR").await;
     let fork = poll(&s, &agent, "box-1", 5000)
         .await
@@ -718,10 +726,14 @@ async fn environment_secrets_reach_only_a_job_that_passed_its_protection() {
         json!(["DEPLOY_KEY", "REPO_KEY"]),
         "names without case"
     );
-    let agent = new_token(&s, "remote-box", "agent", None).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let agent = s
+        .agent_credential(
+            new_token(&s, "remote-box", "agent", None).await["token"]
+                .as_str()
+                .unwrap(),
+            "box-1",
+        )
+        .await;
     // No push to main happened: the rules are read because the repository
     // was registered.
     let (code, v) = s.push("acme/app", repo.path(), &sha, "deploy-1").await;
@@ -807,10 +819,14 @@ async fn a_job_naming_an_environment_waits_while_the_rules_are_unread() {
         .await;
     assert_eq!(code, 202, "{v}");
     let run = v["runs"][0].as_i64().unwrap();
-    let agent = new_token(&s, "remote-box", "agent", None).await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let agent = s
+        .agent_credential(
+            new_token(&s, "remote-box", "agent", None).await["token"]
+                .as_str()
+                .unwrap(),
+            "box-1",
+        )
+        .await;
     let build = poll(&s, &agent, "box-1", 5000).await.expect("build runs");
     assert_eq!(build["job_key"], "build");
     assert!(

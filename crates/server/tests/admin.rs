@@ -235,12 +235,13 @@ async fn poll(s: &TestServer, token: &str, agent: &str, wait_ms: u64) -> Option<
 }
 
 #[tokio::test]
-async fn a_drained_agent_takes_no_job_until_resumed_and_is_forgotten_only_when_idle() {
+async fn a_drained_agent_takes_no_job_until_resumed_and_a_removed_one_hands_its_job_back() {
     let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", WF)]);
     let s = start_with(|c| c.embedded_capacity = 0).await;
     s.register("acme/app", repo.path()).await;
-    let agent = token(&s, "agent").await;
-    // A first poll registers the agent (nothing is queued yet).
+    let token = token(&s, "agent").await;
+    // Registering lists the agent; a poll alone never does.
+    let agent = s.agent_credential(&token, "remote-1").await;
     assert!(poll(&s, &agent, "remote-1", 10).await.is_none());
     assert_eq!(s.push("acme/app", repo.path(), &sha, "d0").await.0, 202);
 
@@ -260,31 +261,57 @@ async fn a_drained_agent_takes_no_job_until_resumed_and_is_forgotten_only_when_i
     let job = poll(&s, &agent, "remote-1", 2000)
         .await
         .expect("a job once resumed");
-    assert!(job["job_id"].is_i64());
+    let job_id = job["job_id"].as_i64().unwrap();
 
-    // It holds a job: it cannot be forgotten yet.
+    // Removed while it holds the job: the job goes back to the queue and
+    // the agent's credential opens nothing, so it cannot finish it.
     let del = || {
         s.http
             .delete(s.url("/api/v1/agents/remote-1"))
             .bearer_auth(&s.token)
     };
     let (c, v) = send(del()).await;
-    assert_eq!(c, 409, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("holds job"), "{v}");
-    // The agent finishes its job: now it can go.
+    assert_eq!(c, 204, "{v}");
     let (c, v) = send(
         s.http
-            .post(s.url(&format!("/api/v1/agent/jobs/{}/complete", job["job_id"])))
+            .post(s.url(&format!("/api/v1/agent/jobs/{job_id}/complete")))
             .bearer_auth(&agent)
             .header("x-hangar-lease", job["lease_key"].as_str().unwrap())
             .json(&json!({"fence": job["fence"], "conclusion": "success", "outputs": {}})),
     )
     .await;
-    assert!(c < 300, "{c} {v}");
-    assert_eq!(send(del()).await.0, 204);
+    assert_eq!(c, 401, "{v}");
+    assert_eq!(v["code"], "agent_removed", "{v}");
+    let run = s.runs().await[0]["id"].as_i64().unwrap();
+    let jobs = s.get(&format!("/api/v1/runs/{run}")).await["jobs"].clone();
+    assert_eq!(jobs[0]["status"], "queued", "{jobs:#}");
+    // Its polls do not bring it back.
+    assert!(poll(&s, &agent, "remote-1", 200).await.is_none());
     let agents = s.get("/api/v1/agents").await;
     assert!(agents.as_array().unwrap().is_empty(), "{agents}");
     assert_eq!(send(del()).await.0, 404);
+    // The token is reusable: it registers a new agent, which takes the job.
+    let second = s.agent_credential(&token, "remote-2").await;
+    let again = poll(&s, &second, "remote-2", 2000)
+        .await
+        .expect("the handed-back job");
+    assert_eq!(again["job_id"], job_id);
+    let audit = s.get("/api/v1/audit").await;
+    let removed = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "agent.removed")
+        .expect("the removal is audited");
+    assert_eq!(removed["target"], "agent/remote-1");
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "agent.registered" && e["target"] == "agent/remote-2"),
+        "{audit:#}"
+    );
 }
 
 #[tokio::test]

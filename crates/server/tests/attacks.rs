@@ -303,13 +303,14 @@ async fn a_50mb_unauthenticated_webhook_is_refused_with_memory_bounded() {
     s.server.stop().await;
 }
 
-/// An agent token made through the API (as `hangar agent` gets one).
+/// An agent registered with a token made through the API (as `hangar
+/// agent` does): its credential, agent id `name`.
 async fn agent_token(s: &TestServer, name: &str) -> String {
     let (code, v) = s
         .post("/api/v1/tokens", json!({"name": name, "role": "agent"}))
         .await;
     assert_eq!(code, 201, "{v}");
-    v["token"].as_str().unwrap().to_string()
+    s.agent_credential(v["token"].as_str().unwrap(), name).await
 }
 
 /// One long poll as an agent; the assignment, if any.
@@ -874,7 +875,10 @@ async fn a_scoped_agent_token_takes_only_its_repositories_and_labels() {
         .await;
     assert_eq!(code, 201, "{v}");
     assert_eq!(v["scope"]["repos"], json!(["acme/a", "acme/c"]));
-    let scoped = v["token"].as_str().unwrap().to_string();
+    // The scope follows the token to the agents it registers.
+    let scoped = s
+        .agent_credential(v["token"].as_str().unwrap(), "box-a")
+        .await;
     // acme/b's job is queued first: the scoped agent looks past it.
     for (name, repo, sha, id) in [
         ("acme/b", &b, &sha_b, "b-1"),

@@ -1147,7 +1147,7 @@ async fn a_retried_job_keeps_each_attempts_logs_and_steps() {
     let (_, t) = s
         .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
         .await;
-    let agent = t["token"].as_str().unwrap().to_string();
+    let agent = s.agent_credential(t["token"].as_str().unwrap(), "a1").await;
     let poll = json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "a1", "name": "a1", "labels": ["ubuntu-latest"],
         "capacity": 1, "free_slots": 1, "wait_ms": 0});
     let mut leases = Vec::new();
@@ -1386,7 +1386,7 @@ async fn an_agent_of_another_protocol_version_is_refused_naming_both() {
     let (_, t) = s
         .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
         .await;
-    let agent = t["token"].as_str().unwrap().to_string();
+    let agent = s.agent_credential(t["token"].as_str().unwrap(), "a1").await;
     let ours = hangar_agent::PROTOCOL_VERSION;
     let theirs = ours + 1;
     let poll = |v: Value| {
@@ -1627,7 +1627,7 @@ async fn an_unknown_conclusion_from_an_agent_is_refused() {
     let (_, t) = s
         .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
         .await;
-    let agent = t["token"].as_str().unwrap().to_string();
+    let agent = s.agent_credential(t["token"].as_str().unwrap(), "a1").await;
     let poll = json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "a1",
         "name": "a1", "labels": ["ubuntu-latest"], "capacity": 1, "free_slots": 1, "wait_ms": 0});
     let start = Instant::now();
@@ -2448,7 +2448,10 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
     let (_, t) = s
         .post("/api/v1/tokens", json!({"name": "runner", "role": "agent"}))
         .await;
-    let agent = t["token"].as_str().unwrap().to_string();
+    let token = t["token"].as_str().unwrap().to_string();
+    let b1 = s.agent_credential(&token, "b1").await;
+    let b2 = s.agent_credential(&token, "b2").await;
+    let cred = |id: &str| if id == "b1" { b1.clone() } else { b2.clone() };
     let ours = hangar_agent::PROTOCOL_VERSION;
     let poll = |id: &str| {
         json!({"protocol_version": ours, "agent_id": id, "name": id, "labels": ["ubuntu-latest"],
@@ -2457,7 +2460,7 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
     let lease = async |id: &str| {
         let start = Instant::now();
         loop {
-            let (code, a) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll(id)).await;
+            let (code, a) = as_agent(&s, &cred(id), "", "/api/v1/agent/poll", poll(id)).await;
             if code == 200 {
                 return a;
             }
@@ -2465,11 +2468,11 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let refuse = async |a: &Value| {
+    let refuse = async |id: &str, a: &Value| {
         let job = a["job_id"].as_i64().unwrap();
         as_agent(
             &s,
-            &agent,
+            &cred(id),
             a["lease_key"].as_str().unwrap(),
             &format!("/api/v1/agent/jobs/{job}/refuse"),
             json!({"fence": a["fence"], "protocol_version": ours + 1, "hangar_version": "9.9.9",
@@ -2479,7 +2482,7 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
     };
 
     // Another agent of this version is connected (it polled, found nothing).
-    let (code, _) = as_agent(&s, &agent, "", "/api/v1/agent/poll", poll("b2")).await;
+    let (code, _) = as_agent(&s, &b2, "", "/api/v1/agent/poll", poll("b2")).await;
     assert_eq!(code, 204);
     let (_, v) = s.push("acme/app", repo.path(), &sha, "d1").await;
     let run_id = v["runs"][0].as_i64().unwrap();
@@ -2488,14 +2491,14 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
     let job = first["job_id"].as_i64().unwrap();
     let (code, _) = as_agent(
         &s,
-        &agent,
+        &b1,
         "",
         &format!("/api/v1/agent/jobs/{job}/refuse"),
         json!({"fence": first["fence"], "protocol_version": ours + 1}),
     )
     .await;
     assert_eq!(code, 403);
-    let (code, e) = refuse(&first).await;
+    let (code, e) = refuse("b1", &first).await;
     assert_eq!(code, 204, "{e}");
     let run = s.get(&format!("/api/v1/runs/{run_id}")).await;
     assert_eq!(run["jobs"][0]["status"], "queued", "{run:#}");
@@ -2515,7 +2518,7 @@ async fn an_agent_refusing_another_versions_job_gives_it_back_at_once() {
     assert_eq!(second["job_id"], first["job_id"]);
 
     // No other agent of this version: the job fails at once, saying why.
-    let (code, e) = refuse(&second).await;
+    let (code, e) = refuse("b2", &second).await;
     assert_eq!(code, 204, "{e}");
     let run = s.wait_run(run_id, Duration::from_secs(10)).await;
     assert_eq!(run["run"]["conclusion"], "failure", "{run:#}");

@@ -503,6 +503,7 @@ mod tests {
             last_seen: 5,
             created_at: 1,
             drained: false,
+            token_id: None,
         })
         .unwrap();
         let token = s.create_token("admin", Role::Admin).unwrap();

@@ -90,3 +90,14 @@ pub fn random_token() -> anyhow::Result<String> {
     getrandom::getrandom(&mut b).context("no randomness for a token")?;
     Ok(format!("hgr_{}", hex::encode(b)))
 }
+
+/// The prefix of an agent's credential (a token's is `hgr_`): the server
+/// tells the two apart before looking either up.
+pub const CREDENTIAL_PREFIX: &str = "hga_";
+
+/// A registered agent's credential: 256 random bits, kept only as its hash.
+pub fn random_credential() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).context("no randomness for an agent credential")?;
+    Ok(format!("{CREDENTIAL_PREFIX}{}", hex::encode(b)))
+}

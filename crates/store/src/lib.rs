@@ -264,9 +264,28 @@ pub trait Store: Send + Sync {
     fn list_agents(&self) -> Result<Vec<Agent>>;
     /// Drains an agent (no new jobs) or puts it back in service; `false` when unknown.
     fn set_agent_drained(&self, id: &str, drained: bool) -> Result<bool>;
+    /// Whether the agent is given no new job: drained, or unknown (removed).
     fn agent_drained(&self, id: &str) -> Result<bool>;
     /// Forgets an agent; `false` when unknown.
     fn delete_agent(&self, id: &str) -> Result<bool>;
+    /// Registers an agent (its row, `agent.token_id` naming the token that
+    /// registered it) with a new credential of which only the hash is kept;
+    /// returns the credential's plaintext, the only time it exists. `None`
+    /// when the id is taken.
+    fn register_agent(&self, agent: &Agent) -> Result<Option<String>>;
+    /// The registered agent a credential belongs to, with the token that
+    /// registered it (`None` for a server's embedded agent). `None` when the
+    /// credential is unknown (its agent was removed) or its token was revoked.
+    fn verify_agent_credential(&self, plaintext: &str) -> Result<Option<AgentCredential>>;
+    /// Records what a registered agent's poll says (name, labels, capacity,
+    /// `last_seen`); `false` when it is not registered (removed): a poll never
+    /// creates an agent.
+    fn touch_agent(&self, agent: &Agent) -> Result<bool>;
+    /// Removes an agent and its credential; the row as it was, `None` when unknown.
+    fn remove_agent(&self, id: &str) -> Result<Option<Agent>>;
+    /// Marks a single-use token used; `true` the first time only, so two
+    /// registrations racing with one token get one agent.
+    fn use_token_once(&self, id: i64) -> Result<bool>;
     /// Creates a token and returns its plaintext, the only time it exists.
     fn create_token(&self, name: &str, role: Role) -> Result<String>;
     /// Creates a token that stops authenticating at `expires_at`; returns its id and plaintext.
@@ -285,6 +304,18 @@ pub trait Store: Send + Sync {
         role: Role,
         expires_at: Option<Millis>,
         scope: &TokenScope,
+    ) -> Result<(i64, String)> {
+        self.create_token_with(name, role, expires_at, scope, true)
+    }
+    /// As [`Store::create_token_scoped`]; `reusable: false` makes a
+    /// registration token that registers one agent ([`Store::use_token_once`]).
+    fn create_token_with(
+        &self,
+        name: &str,
+        role: Role,
+        expires_at: Option<Millis>,
+        scope: &TokenScope,
+        reusable: bool,
     ) -> Result<(i64, String)>;
     /// `false` when there is no such token or it was already revoked.
     fn revoke_token(&self, id: i64) -> Result<bool>;

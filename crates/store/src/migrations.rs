@@ -410,4 +410,28 @@ CREATE INDEX env_deployments_started ON env_deployments(started);
 "#,
         ),
     },
+    // Agent identity: an agent is registered by a token and authenticates
+    // with a credential of its own (only its hash kept), so removing its row
+    // removes its way in; a poll no longer creates an agent. A token may be
+    // single-use (`reusable` 0): it registers one agent (`used_at`) and is
+    // revoked when that agent is removed. Older agent rows have neither and
+    // are listed until removed.
+    Migration {
+        sqlite: r#"
+ALTER TABLE agents ADD COLUMN token_id INTEGER;
+ALTER TABLE agents ADD COLUMN credential_hash TEXT;
+CREATE UNIQUE INDEX agents_credential ON agents(credential_hash);
+ALTER TABLE api_tokens ADD COLUMN reusable INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE api_tokens ADD COLUMN used_at INTEGER;
+"#,
+        postgres: Some(
+            r#"
+ALTER TABLE agents ADD COLUMN token_id BIGINT;
+ALTER TABLE agents ADD COLUMN credential_hash TEXT;
+CREATE UNIQUE INDEX agents_credential ON agents(credential_hash);
+ALTER TABLE api_tokens ADD COLUMN reusable BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE api_tokens ADD COLUMN used_at BIGINT;
+"#,
+        ),
+    },
 ];

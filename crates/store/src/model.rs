@@ -305,6 +305,19 @@ pub struct Agent {
     /// Drained: it finishes the jobs it holds and is given no new one.
     #[serde(default)]
     pub drained: bool,
+    /// The token that registered it (`POST /api/v1/agents/register`); none for
+    /// a server's embedded agent and for rows older than registration.
+    #[serde(default)]
+    pub token_id: Option<i64>,
+}
+
+/// A registered agent as its credential finds it.
+#[derive(Debug, Clone)]
+pub struct AgentCredential {
+    pub agent: Agent,
+    /// The token that registered it, live (not revoked); `None` for a
+    /// server's embedded agent.
+    pub token: Option<TokenInfo>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,6 +363,17 @@ pub struct TokenInfo {
     /// What an agent token may take (empty lists: anything).
     #[serde(default)]
     pub scope: TokenScope,
+    /// An agent token that registers any number of agents (the default);
+    /// `false`: it registers one, and is revoked when that agent is removed.
+    #[serde(default = "yes")]
+    pub reusable: bool,
+    /// When a single-use token registered its agent.
+    #[serde(default)]
+    pub used_at: Option<Millis>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The jobs an agent token may lease: of these repositories (by name) and

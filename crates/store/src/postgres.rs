@@ -34,7 +34,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::blobs::BlobDir;
-use crate::crypto::{SecretBox, random_token, sha256_hex};
+use crate::crypto::{SecretBox, random_credential, random_token, sha256_hex};
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
 use crate::pgtls::Target;
@@ -2129,20 +2129,10 @@ impl Store for PgStore {
     fn list_agents(&self) -> Result<Vec<Agent>> {
         rows(
             self.query(
-                "SELECT id, name, labels, capacity, last_seen, created_at, drained FROM agents ORDER BY last_seen DESC",
+                "SELECT id, name, labels, capacity, last_seen, created_at, drained, token_id FROM agents ORDER BY last_seen DESC",
                 &[],
             )?,
-            |r| {
-                Ok(Agent {
-                    id: col(r, "id")?,
-                    name: col(r, "name")?,
-                    labels: json_list(r, "labels")?,
-                    capacity: col(r, "capacity")?,
-                    last_seen: col(r, "last_seen")?,
-                    created_at: col(r, "created_at")?,
-                    drained: col(r, "drained")?,
-                })
-            },
+            agent_row,
         )
     }
 
@@ -2156,7 +2146,7 @@ impl Store for PgStore {
     fn agent_drained(&self, id: &str) -> Result<bool> {
         match self.query_opt("SELECT drained FROM agents WHERE id = $1", &[&id])? {
             Some(r) => col(&r, "drained"),
-            None => Ok(false),
+            None => Ok(true),
         }
     }
 
@@ -2164,22 +2154,115 @@ impl Store for PgStore {
         Ok(self.execute("DELETE FROM agents WHERE id = $1", &[&id])? == 1)
     }
 
+    fn register_agent(&self, a: &Agent) -> Result<Option<String>> {
+        let credential = random_credential()?;
+        let added = self.execute(
+            "INSERT INTO agents (id, name, labels, capacity, last_seen, created_at, drained, token_id, credential_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT(id) DO NOTHING",
+            &[
+                &a.id,
+                &a.name,
+                &serde_json::to_string(&a.labels)?,
+                &a.capacity,
+                &a.last_seen,
+                &a.created_at,
+                &a.drained,
+                &a.token_id,
+                &sha256_hex(credential.as_bytes()),
+            ],
+        )?;
+        Ok((added == 1).then_some(credential))
+    }
+
+    fn verify_agent_credential(&self, plaintext: &str) -> Result<Option<AgentCredential>> {
+        let hash = sha256_hex(plaintext.as_bytes());
+        // A revoked token's agents are out with it; an expired one's stay (a
+        // registration token may be made to expire once used).
+        let Some(r) = self.query_opt(
+            "SELECT a.id, a.name, a.labels, a.capacity, a.last_seen, a.created_at, a.drained, a.token_id, \
+             t.id AS t_id, t.name AS t_name, t.role AS t_role, t.created_at AS t_created_at, \
+             t.expires_at AS t_expires_at, t.scope AS t_scope, t.reusable AS t_reusable, t.used_at AS t_used_at \
+             FROM agents a LEFT JOIN api_tokens t ON t.id = a.token_id \
+             WHERE a.credential_hash = $1 \
+             AND (a.token_id IS NULL OR (t.id IS NOT NULL AND t.revoked_at IS NULL))",
+            &[&hash],
+        )?
+        else {
+            return Ok(None);
+        };
+        let agent = agent_row(&r)?;
+        let token = match col::<Option<i64>>(&r, "t_id")? {
+            None => None,
+            Some(id) => {
+                let scope: TokenScope = serde_json::from_str(&col::<String>(&r, "t_scope")?)
+                    .map_err(|e| anyhow!("token {id}: unreadable scope column: {e}"))?;
+                let Some(role) = Role::parse(&col::<String>(&r, "t_role")?) else {
+                    return Ok(None);
+                };
+                Some(TokenInfo {
+                    id,
+                    name: col(&r, "t_name")?,
+                    role,
+                    created_at: col(&r, "t_created_at")?,
+                    expires_at: col(&r, "t_expires_at")?,
+                    revoked_at: None,
+                    scope,
+                    reusable: col(&r, "t_reusable")?,
+                    used_at: col(&r, "t_used_at")?,
+                })
+            }
+        };
+        Ok(Some(AgentCredential { agent, token }))
+    }
+
+    fn touch_agent(&self, a: &Agent) -> Result<bool> {
+        Ok(self.execute(
+            "UPDATE agents SET name = $2, labels = $3, capacity = $4, last_seen = $5 WHERE id = $1",
+            &[
+                &a.id,
+                &a.name,
+                &serde_json::to_string(&a.labels)?,
+                &a.capacity,
+                &a.last_seen,
+            ],
+        )? == 1)
+    }
+
+    fn remove_agent(&self, id: &str) -> Result<Option<Agent>> {
+        match self.query_opt(
+            "DELETE FROM agents WHERE id = $1 \
+             RETURNING id, name, labels, capacity, last_seen, created_at, drained, token_id",
+            &[&id],
+        )? {
+            Some(r) => Ok(Some(agent_row(&r)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn use_token_once(&self, id: i64) -> Result<bool> {
+        Ok(self.execute(
+            "UPDATE api_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL",
+            &[&id, &now_ms()],
+        )? == 1)
+    }
+
     fn create_token(&self, name: &str, role: Role) -> Result<String> {
         Ok(self.create_token_expiring(name, role, None)?.1)
     }
 
-    fn create_token_scoped(
+    fn create_token_with(
         &self,
         name: &str,
         role: Role,
         expires_at: Option<Millis>,
         scope: &TokenScope,
+        reusable: bool,
     ) -> Result<(i64, String)> {
         let token = random_token()?;
         let id = col(
             &self.query_one(
-                "INSERT INTO api_tokens (name, role, hash, created_at, expires_at, scope) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO api_tokens (name, role, hash, created_at, expires_at, scope, reusable) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 &[
                     &name,
                     &role.as_str(),
@@ -2187,6 +2270,7 @@ impl Store for PgStore {
                     &now_ms(),
                     &expires_at,
                     &serde_json::to_string(scope)?,
+                    &reusable,
                 ],
             )?,
             "id",
@@ -2205,7 +2289,7 @@ impl Store for PgStore {
         let hash = sha256_hex(plaintext.as_bytes());
         // An expired or revoked token is no token.
         let Some(r) = self.query_opt(
-            "SELECT id, name, role, created_at, expires_at, scope FROM api_tokens WHERE hash = $1 \
+            "SELECT id, name, role, created_at, expires_at, scope, reusable, used_at FROM api_tokens WHERE hash = $1 \
              AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
             &[&hash, &now_ms()],
         )?
@@ -2226,6 +2310,8 @@ impl Store for PgStore {
                 expires_at: col(&r, "expires_at")?,
                 revoked_at: None,
                 scope,
+                reusable: col(&r, "reusable")?,
+                used_at: col(&r, "used_at")?,
             }),
             None => None,
         })
@@ -2233,7 +2319,7 @@ impl Store for PgStore {
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let found = self.query(
-            "SELECT id, name, role, created_at, expires_at, revoked_at, scope FROM api_tokens ORDER BY id",
+            "SELECT id, name, role, created_at, expires_at, revoked_at, scope, reusable, used_at FROM api_tokens ORDER BY id",
             &[],
         )?;
         let mut out = Vec::new();
@@ -2250,6 +2336,8 @@ impl Store for PgStore {
                     expires_at: col(&r, "expires_at")?,
                     revoked_at: col(&r, "revoked_at")?,
                     scope,
+                    reusable: col(&r, "reusable")?,
+                    used_at: col(&r, "used_at")?,
                 });
             }
         }
@@ -2999,6 +3087,21 @@ fn operation_from_row(r: &Row) -> Result<DeliveryOperation> {
         created_at: col(r, "created_at")?,
         updated_at: col(r, "updated_at")?,
         version: col(r, "version")?,
+    })
+}
+
+/// An `agents` row (`id, name, labels, capacity, last_seen, created_at,
+/// drained, token_id`).
+fn agent_row(r: &Row) -> Result<Agent> {
+    Ok(Agent {
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        labels: json_list(r, "labels")?,
+        capacity: col(r, "capacity")?,
+        last_seen: col(r, "last_seen")?,
+        created_at: col(r, "created_at")?,
+        drained: col(r, "drained")?,
+        token_id: col(r, "token_id")?,
     })
 }
 

@@ -10,7 +10,7 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::blobs::BlobDir;
-use crate::crypto::{SecretBox, random_token, sha256_hex};
+use crate::crypto::{SecretBox, random_credential, random_token, sha256_hex};
 use crate::migrations::MIGRATIONS;
 use crate::model::*;
 use crate::{Result, Store};
@@ -1378,18 +1378,8 @@ impl Store for SqliteStore {
     fn list_agents(&self) -> Result<Vec<Agent>> {
         let c = self.c();
         let mut s =
-            c.prepare("SELECT id, name, labels, capacity, last_seen, created_at, drained FROM agents ORDER BY last_seen DESC")?;
-        let rows = s.query_map([], |r| {
-            Ok(Agent {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                labels: json_list(r.get(2)?),
-                capacity: r.get(3)?,
-                last_seen: r.get(4)?,
-                created_at: r.get(5)?,
-                drained: r.get(6)?,
-            })
-        })?;
+            c.prepare("SELECT id, name, labels, capacity, last_seen, created_at, drained, token_id FROM agents ORDER BY last_seen DESC")?;
+        let rows = s.query_map([], agent_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1407,36 +1397,151 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .optional()?
-            .unwrap_or(false))
+            .unwrap_or(true))
     }
 
     fn delete_agent(&self, id: &str) -> Result<bool> {
         Ok(self.c().execute("DELETE FROM agents WHERE id = ?1", [id])? == 1)
     }
 
+    fn register_agent(&self, a: &Agent) -> Result<Option<String>> {
+        let credential = random_credential()?;
+        let added = self.c().execute(
+            "INSERT INTO agents (id, name, labels, capacity, last_seen, created_at, drained, token_id, credential_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
+            params![
+                a.id,
+                a.name,
+                serde_json::to_string(&a.labels)?,
+                a.capacity,
+                a.last_seen,
+                a.created_at,
+                a.drained,
+                a.token_id,
+                sha256_hex(credential.as_bytes())
+            ],
+        )?;
+        Ok((added == 1).then_some(credential))
+    }
+
+    fn verify_agent_credential(&self, plaintext: &str) -> Result<Option<AgentCredential>> {
+        let hash = sha256_hex(plaintext.as_bytes());
+        let c = self.c();
+        // A revoked token's agents are out with it; an expired one's stay (a
+        // registration token may be made to expire once used).
+        let found = c
+            .query_row(
+                "SELECT a.id, a.name, a.labels, a.capacity, a.last_seen, a.created_at, a.drained, a.token_id, \
+                 t.id, t.name, t.role, t.created_at, t.expires_at, t.scope, t.reusable, t.used_at \
+                 FROM agents a LEFT JOIN api_tokens t ON t.id = a.token_id \
+                 WHERE a.credential_hash = ?1 \
+                 AND (a.token_id IS NULL OR (t.id IS NOT NULL AND t.revoked_at IS NULL))",
+                [hash],
+                |r| {
+                    let agent = agent_row(r)?;
+                    let token: Option<TokenCols> =
+                        match r.get::<_, Option<i64>>(8)? {
+                            None => None,
+                            Some(id) => Some((
+                                id,
+                                r.get(9)?,
+                                r.get(10)?,
+                                r.get(11)?,
+                                r.get(12)?,
+                                r.get(13)?,
+                                r.get(14)?,
+                                r.get(15)?,
+                            )),
+                        };
+                    Ok((agent, token))
+                },
+            )
+            .optional()?;
+        let Some((agent, token)) = found else {
+            return Ok(None);
+        };
+        let token = match token {
+            None => None,
+            Some((id, name, role, created_at, expires_at, scope, reusable, used_at)) => {
+                let scope: TokenScope = serde_json::from_str(&scope)
+                    .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
+                let Some(role) = Role::parse(&role) else {
+                    return Ok(None);
+                };
+                Some(TokenInfo {
+                    id,
+                    name,
+                    role,
+                    created_at,
+                    expires_at,
+                    revoked_at: None,
+                    scope,
+                    reusable,
+                    used_at,
+                })
+            }
+        };
+        Ok(Some(AgentCredential { agent, token }))
+    }
+
+    fn touch_agent(&self, a: &Agent) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE agents SET name = ?2, labels = ?3, capacity = ?4, last_seen = ?5 WHERE id = ?1",
+            params![
+                a.id,
+                a.name,
+                serde_json::to_string(&a.labels)?,
+                a.capacity,
+                a.last_seen
+            ],
+        )? == 1)
+    }
+
+    fn remove_agent(&self, id: &str) -> Result<Option<Agent>> {
+        let row = self
+            .c()
+            .query_row(
+                "DELETE FROM agents WHERE id = ?1 \
+                 RETURNING id, name, labels, capacity, last_seen, created_at, drained, token_id",
+                [id],
+                agent_row,
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    fn use_token_once(&self, id: i64) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE api_tokens SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+            params![id, now_ms()],
+        )? == 1)
+    }
+
     fn create_token(&self, name: &str, role: Role) -> Result<String> {
         Ok(self.create_token_expiring(name, role, None)?.1)
     }
 
-    fn create_token_scoped(
+    fn create_token_with(
         &self,
         name: &str,
         role: Role,
         expires_at: Option<Millis>,
         scope: &TokenScope,
+        reusable: bool,
     ) -> Result<(i64, String)> {
         let token = random_token()?;
         let c = self.c();
         c.execute(
-            "INSERT INTO api_tokens (name, role, hash, created_at, expires_at, scope) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO api_tokens (name, role, hash, created_at, expires_at, scope, reusable) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 name,
                 role.as_str(),
                 sha256_hex(token.as_bytes()),
                 now_ms(),
                 expires_at,
-                serde_json::to_string(scope)?
+                serde_json::to_string(scope)?,
+                reusable
             ],
         )?;
         Ok((c.last_insert_rowid(), token))
@@ -1455,16 +1560,37 @@ impl Store for SqliteStore {
         let hash = sha256_hex(plaintext.as_bytes());
         // An expired or revoked token is no token: the caller sees the same
         // answer as for an unknown one.
-        let row: Option<(i64, String, String, i64, Option<i64>, String)> = self
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            String,
+            bool,
+            Option<i64>,
+        );
+        let row: Option<Row> = self
             .c()
             .query_row(
-                "SELECT id, name, role, created_at, expires_at, scope FROM api_tokens WHERE hash = ?1 \
+                "SELECT id, name, role, created_at, expires_at, scope, reusable, used_at FROM api_tokens WHERE hash = ?1 \
                  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
                 params![hash, now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
             )
             .optional()?;
-        let Some((id, name, role, created_at, expires_at, scope)) = row else {
+        let Some((id, name, role, created_at, expires_at, scope, reusable, used_at)) = row else {
             return Ok(None);
         };
         // A scope that cannot be read must not widen into "anything".
@@ -1478,28 +1604,34 @@ impl Store for SqliteStore {
             expires_at,
             revoked_at: None,
             scope,
+            reusable,
+            used_at,
         }))
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
         let c = self.c();
         let mut s = c.prepare(
-            "SELECT id, name, role, created_at, expires_at, revoked_at, scope FROM api_tokens ORDER BY id",
+            "SELECT id, name, role, created_at, expires_at, revoked_at, scope, reusable, used_at FROM api_tokens ORDER BY id",
         )?;
         let rows = s.query_map([], |r| {
             Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get::<_, String>(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get::<_, String>(6)?,
+                (
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get::<_, String>(6)?,
+                ),
+                (r.get::<_, bool>(7)?, r.get::<_, Option<i64>>(8)?),
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, role, created_at, expires_at, revoked_at, scope) = row?;
+            let ((id, name, role, created_at, expires_at, revoked_at, scope), (reusable, used_at)) =
+                row?;
             let scope = serde_json::from_str(&scope)
                 .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
             if let Some(role) = Role::parse(&role) {
@@ -1511,6 +1643,8 @@ impl Store for SqliteStore {
                     expires_at,
                     revoked_at,
                     scope,
+                    reusable,
+                    used_at,
                 });
             }
         }
@@ -2284,6 +2418,34 @@ fn operation_from_columns(
         created_at,
         updated_at,
         version,
+    })
+}
+
+/// A token's `id, name, role, created_at, expires_at, scope, reusable,
+/// used_at` as read, before its role and scope are parsed.
+type TokenCols = (
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    bool,
+    Option<i64>,
+);
+
+/// An `agents` row read as `id, name, labels, capacity, last_seen, created_at,
+/// drained, token_id` (the order every query of it selects).
+fn agent_row(r: &Row) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        labels: json_list(r.get(2)?),
+        capacity: r.get(3)?,
+        last_seen: r.get(4)?,
+        created_at: r.get(5)?,
+        drained: r.get(6)?,
+        token_id: r.get(7)?,
     })
 }
 

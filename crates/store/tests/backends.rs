@@ -84,6 +84,7 @@ on_both!(
     a_jobs_evaluated_environment_is_stored,
     deleting_a_repository_leaves_nothing_of_it_and_spares_the_others,
     repositories_change_and_agents_drain,
+    agents_register_with_a_credential_and_stay_removed,
 );
 
 fn repo(s: &dyn Store, name: &str) -> Repo {
@@ -984,6 +985,7 @@ fn deployments_agents_and_audit(s: &dyn Store) {
         last_seen: seen,
         created_at: 1,
         drained: false,
+        token_id: None,
     };
     s.upsert_agent(&agent(5)).unwrap();
     s.upsert_agent(&agent(9)).unwrap();
@@ -1267,6 +1269,7 @@ fn repositories_change_and_agents_drain(s: &dyn Store) {
         last_seen: 1,
         created_at: 1,
         drained: false,
+        token_id: None,
     };
     s.upsert_agent(&agent).unwrap();
     assert!(s.set_agent_drained("a1", true).unwrap());
@@ -1277,7 +1280,94 @@ fn repositories_change_and_agents_drain(s: &dyn Store) {
     assert!(!s.set_agent_drained("nobody", true).unwrap());
     assert!(s.delete_agent("a1").unwrap());
     assert!(s.list_agents().unwrap().is_empty());
-    assert!(!s.agent_drained("a1").unwrap());
+    // A removed agent is given nothing, as a drained one.
+    assert!(s.agent_drained("a1").unwrap());
+}
+
+/// An agent registered by a token authenticates with its credential alone
+/// (kept hashed), a poll cannot bring a removed one back, revoking the token
+/// shuts its agents out, and a single-use token registers once.
+fn agents_register_with_a_credential_and_stay_removed(s: &dyn Store) {
+    let (tid, token) = s
+        .create_token_with("ci-box", Role::Agent, None, &TokenScope::default(), false)
+        .unwrap();
+    let t = s.verify_token(&token).unwrap().unwrap();
+    assert!(!t.reusable && t.used_at.is_none());
+    assert!(s.use_token_once(tid).unwrap());
+    assert!(
+        !s.use_token_once(tid).unwrap(),
+        "a single-use token is used once"
+    );
+    assert!(s.list_tokens().unwrap()[0].used_at.is_some());
+    let agent = Agent {
+        id: "box-1".into(),
+        name: "box".into(),
+        labels: vec!["linux".into()],
+        capacity: 2,
+        last_seen: 1,
+        created_at: 1,
+        drained: false,
+        token_id: Some(tid),
+    };
+    let cred = s.register_agent(&agent).unwrap().unwrap();
+    assert!(cred.starts_with("hga_"), "{cred}");
+    assert!(
+        s.register_agent(&agent).unwrap().is_none(),
+        "an id is registered once"
+    );
+    let found = s.verify_agent_credential(&cred).unwrap().unwrap();
+    assert_eq!(found.agent.id, "box-1");
+    assert_eq!(found.agent.token_id, Some(tid));
+    assert_eq!(
+        found.token.as_ref().map(|t| t.name.as_str()),
+        Some("ci-box")
+    );
+    assert!(s.verify_agent_credential("hga_0000").unwrap().is_none());
+    // The credential is no token, and the token no credential.
+    assert!(s.verify_token(&cred).unwrap().is_none());
+    assert!(s.verify_agent_credential(&token).unwrap().is_none());
+    assert!(
+        s.touch_agent(&Agent {
+            last_seen: 9,
+            ..agent.clone()
+        })
+        .unwrap()
+    );
+    assert_eq!(s.list_agents().unwrap()[0].last_seen, 9);
+    // Removed: the credential opens nothing and a poll's touch creates nothing.
+    let gone = s.remove_agent("box-1").unwrap().unwrap();
+    assert_eq!(gone.token_id, Some(tid));
+    assert!(s.remove_agent("box-1").unwrap().is_none());
+    assert!(s.verify_agent_credential(&cred).unwrap().is_none());
+    assert!(!s.touch_agent(&agent).unwrap());
+    assert!(s.list_agents().unwrap().is_empty());
+    // A reusable token's agents go when the token is revoked.
+    let (rid, _) = s
+        .create_token_with("fleet", Role::Agent, None, &TokenScope::default(), true)
+        .unwrap();
+    let other = Agent {
+        id: "fleet-1".into(),
+        token_id: Some(rid),
+        ..agent.clone()
+    };
+    let cred = s.register_agent(&other).unwrap().unwrap();
+    assert!(s.verify_agent_credential(&cred).unwrap().is_some());
+    assert!(s.revoke_token(rid).unwrap());
+    assert!(s.verify_agent_credential(&cred).unwrap().is_none());
+    // The embedded agent has no token.
+    let embedded = Agent {
+        id: "embedded-1".into(),
+        token_id: None,
+        ..agent
+    };
+    let cred = s.register_agent(&embedded).unwrap().unwrap();
+    assert!(
+        s.verify_agent_credential(&cred)
+            .unwrap()
+            .unwrap()
+            .token
+            .is_none()
+    );
 }
 
 fn delivery_operations_round_trip_by_phase(s: &dyn Store) {

@@ -237,6 +237,19 @@ fn current_repo() -> Option<PathBuf> {
     (!top.is_empty()).then(|| PathBuf::from(top))
 }
 
+/// The server's and the agent's log on standard error: warnings, or what
+/// `HANGAR_LOG` (an `EnvFilter`, e.g. `debug` or `trace`) asks for. No
+/// secret, key or token is written at any level (`serve_logs` checks it).
+fn log_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HANGAR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
+}
+
 fn data_dir(d: Option<PathBuf>) -> PathBuf {
     d.unwrap_or_else(hangar_server::app::data_dir_default)
 }
@@ -271,6 +284,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             drain_seconds,
         } => {
             let data = data_dir(data);
+            log_to_stderr();
             let actions = action_source(actions_url)?;
             // No step sees the database, the key file or the blobs.
             let jobs = sandbox(mode, vec![data.clone()])?;
@@ -360,13 +374,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             // The agent's warnings (a lost lease, a failed poll or heartbeat)
             // go to standard error; HANGAR_LOG=debug (an EnvFilter) shows more.
-            let _ = tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("HANGAR_LOG")
-                        .unwrap_or_else(|_| "warn".into()),
-                )
-                .try_init();
+            log_to_stderr();
             let id = format!("agent-{name}-{}", std::process::id());
             let work_dir = match work_dir {
                 Some(w) => w,

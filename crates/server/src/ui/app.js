@@ -650,7 +650,7 @@ async function agentsPage(main) {
       h('td', {}, admin ? [
         a.drained ? h('button', { class: 'resume', onclick: act(a, '/resume') }, 'Resume') : h('button', { class: 'drain', onclick: act(a, '/drain') }, 'Drain'), ' ',
         confirmButton('Remove', act(a, '', 'DELETE'))] : null))), 'agents'),
-    h('p', { class: 'muted' }, 'A drained agent finishes its jobs and takes no new one. A removed agent that still polls comes back: revoke its token to keep it out.'));
+    h('p', { class: 'muted' }, 'A drained agent finishes its jobs and takes no new one. A removed agent is out for good: its jobs go back to the queue, its process stops, and a single-use token that registered it is revoked.'));
 }
 
 async function approvalsPage(main) {

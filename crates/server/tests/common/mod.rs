@@ -98,6 +98,25 @@ impl TestServer {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Registers an agent with `token` (as `hangar agent` does first) under
+    /// `id`; its credential, the only key the agent protocol takes.
+    pub async fn agent_credential(&self, token: &str, id: &str) -> String {
+        let r = self
+            .http
+            .post(self.url("/api/v1/agents/register"))
+            .bearer_auth(token)
+            .json(&json!({"protocol_version": hangar_agent::PROTOCOL_VERSION,
+                "agent_id": id, "name": id, "labels": ["ubuntu-latest"], "capacity": 1}))
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(code, 201, "registering {id}: {v}");
+        assert_eq!(v["agent_id"], id, "{v}");
+        v["credential"].as_str().unwrap().to_string()
+    }
+
     pub async fn register(&self, name: &str, path: &Path) -> i64 {
         let (s, v) = self
             .post(

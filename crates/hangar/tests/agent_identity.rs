@@ -1,0 +1,228 @@
+//! An agent's identity against a real `hangar serve` and real `hangar agent`
+//! processes: an agent registers with a token and speaks with a credential of
+//! its own, so removing it is final. The removed process stops with a message
+//! saying how to register again, never comes back in the agents list, its
+//! credential opens no agent route, and a single-use token registers once.
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Banner, http_json, serve_banner};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hangar");
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `hangar agent` with `token`, its standard error piped.
+fn agent(url: &str, token: &str, name: &str, work: &std::path::Path) -> Kill {
+    Kill(
+        Command::new(BIN)
+            .args(["agent", "--server", url, "--token", token, "--name", name])
+            .args(["--capacity", "1", "--sandbox", "none", "--work-dir"])
+            .arg(work)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The exit status and standard error of an agent that ends within `within`.
+fn exited(a: &mut Kill, within: Duration) -> Option<(ExitStatus, String)> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(status) = a.0.try_wait().unwrap() {
+            let mut err = String::new();
+            a.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return Some((status, err));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn agents(url: &str, admin: &str) -> Vec<Value> {
+    let (code, v) = http_json("GET", &format!("{url}/api/v1/agents"), admin, "");
+    assert_eq!(code, 200, "{v}");
+    v.as_array().unwrap().clone()
+}
+
+fn token(url: &str, admin: &str, body: Value) -> (i64, String) {
+    let (code, v) = http_json(
+        "POST",
+        &format!("{url}/api/v1/tokens"),
+        admin,
+        &body.to_string(),
+    );
+    assert_eq!(code, 201, "{v}");
+    (
+        v["id"].as_i64().unwrap(),
+        v["token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_removed_agent_stops_and_stays_removed_and_a_single_use_token_registers_once() {
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(BIN)
+        .current_dir(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--agent-capacity", "0"])
+        .arg("--data")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let Banner {
+        url, token: admin, ..
+    } = serve_banner(&mut serve);
+    let _serve = Kill(serve);
+    let admin = admin.unwrap();
+    let (once_id, once) = token(
+        &url,
+        &admin,
+        json!({"name": "box-once", "role": "agent", "reusable": false}),
+    );
+
+    // A real agent registers with the single-use token and is listed.
+    let mut first = agent(&url, &once, "box", &data.path().join("w1"));
+    let start = Instant::now();
+    let id = loop {
+        if let Some(a) = agents(&url, &admin)
+            .into_iter()
+            .find(|a| a["name"] == "box")
+        {
+            break a["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the agent never registered: {:?}",
+            exited(&mut first, Duration::ZERO)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // The same token cannot register a second process.
+    let mut second = agent(&url, &once, "box-again", &data.path().join("w2"));
+    let (status, err) =
+        exited(&mut second, Duration::from_secs(30)).expect("the second agent stops");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("single-use"), "{err}");
+    assert!(
+        agents(&url, &admin)
+            .iter()
+            .all(|a| a["name"] != "box-again")
+    );
+
+    // Removed: the process stops, non-zero, saying what happened and what to do.
+    let (code, v) = http_json("DELETE", &format!("{url}/api/v1/agents/{id}"), &admin, "");
+    assert_eq!(code, 204, "{v}");
+    let Some((status, err)) = exited(&mut first, Duration::from_secs(20)) else {
+        let _ = first.0.kill();
+        let mut err = String::new();
+        let _ = first.0.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("the removed agent did not stop: {err}");
+    };
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("removed") && err.contains("new agent token"),
+        "{err}"
+    );
+    // It never comes back (an agent used to register again on its next poll).
+    for _ in 0..30 {
+        let listed = agents(&url, &admin);
+        assert!(listed.iter().all(|a| a["id"] != id.as_str()), "{listed:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its single-use token was revoked with it, and the removal audited.
+    let (_, tokens) = http_json("GET", &format!("{url}/api/v1/tokens"), &admin, "");
+    let t = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == once_id)
+        .unwrap();
+    assert!(t["revoked_at"].is_i64(), "{t}");
+    assert_eq!(t["reusable"], false, "{t}");
+    let (_, audit) = http_json("GET", &format!("{url}/api/v1/audit"), &admin, "");
+    for action in ["agent.registered", "agent.removed"] {
+        assert!(
+            audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == action && e["target"] == format!("agent/{id}").as_str()),
+            "{action}: {audit:#}"
+        );
+    }
+
+    // A credential taken from a removed agent opens no agent route.
+    let (_, reusable) = token(&url, &admin, json!({"name": "fleet", "role": "agent"}));
+    let (code, reg) = http_json(
+        "POST",
+        &format!("{url}/api/v1/agents/register"),
+        &reusable,
+        &json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "stolen",
+            "name": "stolen", "labels": ["linux"], "capacity": 1})
+        .to_string(),
+    );
+    assert_eq!(code, 201, "{reg}");
+    let credential = reg["credential"].as_str().unwrap().to_string();
+    let poll = json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "stolen",
+        "name": "stolen", "labels": ["linux"], "capacity": 1, "free_slots": 1, "wait_ms": 0})
+    .to_string();
+    let (code, v) = http_json(
+        "POST",
+        &format!("{url}/api/v1/agent/poll"),
+        &credential,
+        &poll,
+    );
+    assert_eq!(code, 204, "a live credential polls: {v}");
+    // It is no token: no other route takes it.
+    let (code, _) = http_json("GET", &format!("{url}/api/v1/runs"), &credential, "");
+    assert_eq!(code, 403);
+    let (code, v) = http_json("DELETE", &format!("{url}/api/v1/agents/stolen"), &admin, "");
+    assert_eq!(code, 204, "{v}");
+    let fence = r#"{"fence": 1, "chunk": 0, "first_line": 0, "text": "x\n", "idx": 0, "name": "s", "status": "completed", "conclusion": "success", "outputs": {}, "protocol_version": 1}"#;
+    for (method, path, body) in [
+        ("POST", "/api/v1/agent/poll".to_string(), poll.as_str()),
+        ("POST", "/api/v1/agent/jobs/1/heartbeat".into(), fence),
+        ("POST", "/api/v1/agent/jobs/1/logs".into(), fence),
+        ("POST", "/api/v1/agent/jobs/1/steps".into(), fence),
+        ("POST", "/api/v1/agent/jobs/1/complete".into(), fence),
+        ("POST", "/api/v1/agent/jobs/1/refuse".into(), fence),
+        ("GET", "/api/v1/agent/jobs/1/artifacts".into(), ""),
+        ("GET", "/api/v1/agent/jobs/1/artifacts/a".into(), ""),
+        (
+            "POST",
+            "/api/v1/agent/jobs/1/artifacts/a?fence=1".into(),
+            "x",
+        ),
+    ] {
+        let (code, v) = http_json(method, &format!("{url}{path}"), &credential, body);
+        assert_eq!(code, 401, "{method} {path}: {v}");
+        assert_eq!(v["code"], "agent_removed", "{method} {path}: {v}");
+    }
+    assert!(agents(&url, &admin).iter().all(|a| a["id"] != "stolen"));
+    // The reusable token still registers a new agent.
+    let mut third = agent(&url, &reusable, "box-new", &data.path().join("w3"));
+    let start = Instant::now();
+    while !agents(&url, &admin).iter().any(|a| a["name"] == "box-new") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            exited(&mut third, Duration::ZERO)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
