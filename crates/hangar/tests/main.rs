@@ -10,6 +10,7 @@ mod alerts_cli;
 mod api_contract;
 mod backup_schedule;
 mod builtin_steps;
+mod corpus_agree;
 mod deploy_crash;
 mod dry_run;
 mod examples;

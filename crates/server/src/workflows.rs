@@ -129,6 +129,17 @@ pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    // What `hangar run` and `hangar validate` refuse, the server refuses too,
+    // at the same line and column (GitHub: "Invalid workflow file"): a file
+    // that one side runs and the other does not is two models again.
+    let invalid: Vec<String> = hangar_workflow::validate(path, text)
+        .into_iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    if !invalid.is_empty() {
+        return Err(invalid.join("\n"));
+    }
     let doc = model.root.to_json();
     let name = model
         .name
@@ -570,7 +581,7 @@ mod tests {
         assert!(!w.triggered_by(&push("refs/heads/dev", &["src/a.rs"])));
         // Only branches are filtered, so tags do not trigger.
         assert!(!w.triggered_by(&push("refs/tags/v1", &[])));
-        let t = wf("on:\n  push:\n    tags: ['v*']\njobs: {}");
+        let t = wf("on:\n  push:\n    tags: ['v*']\njobs:\n  a: {runs-on: x, steps: [{run: x}]}");
         assert!(t.triggered_by(&push("refs/tags/v1.2", &[])));
         assert!(!t.triggered_by(&push("refs/heads/main", &[])));
     }
@@ -578,7 +589,7 @@ mod tests {
     #[test]
     fn pull_request_types() {
         let w = wf(
-            "on:\n  pull_request:\n    types: [opened, labeled]\n    branches: [main]\njobs: {}",
+            "on:\n  pull_request:\n    types: [opened, labeled]\n    branches: [main]\njobs:\n  a: {runs-on: x, steps: [{run: x}]}",
         );
         let mut ev = Event {
             name: "pull_request".into(),
@@ -589,7 +600,7 @@ mod tests {
         assert!(w.triggered_by(&ev));
         ev.action = Some("synchronize".into());
         assert!(!w.triggered_by(&ev));
-        let d = wf("on: pull_request\njobs: {}");
+        let d = wf("on: pull_request\njobs:\n  a: {runs-on: x, steps: [{run: x}]}");
         assert!(d.triggered_by(&ev));
     }
 
@@ -603,8 +614,15 @@ mod tests {
         assert_eq!(jobs[0].labels, vec!["self-hosted", "linux"]);
         assert_eq!(jobs[3].needs, vec!["build"]);
         assert_eq!(jobs[3].environment.as_deref(), Some("prod"));
-        let bad = wf("on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n");
-        assert!(bad.plan_jobs(1).unwrap_err().contains("needs `nope`"));
+        // Refused as `hangar validate` refuses it, before any planning.
+        let bad = parse(
+            "ci.yml",
+            "on: push\njobs:\n  a:\n    needs: nope\n    runs-on: x\n",
+        );
+        assert!(
+            bad.unwrap_err()
+                .contains("ci.yml:4:12: error: job `a` needs unknown job `nope`")
+        );
     }
 
     /// The server plans the legs `hangar run` runs: GitHub's include rules and
@@ -631,7 +649,7 @@ mod tests {
     #[test]
     fn typed_inputs() {
         let w = wf(
-            "on:\n  workflow_dispatch:\n    inputs:\n      n: {type: number, required: true}\n      flag: {type: boolean, default: false}\n      level: {type: choice, options: [a, b]}\njobs: {}",
+            "on:\n  workflow_dispatch:\n    inputs:\n      n: {type: number, required: true}\n      flag: {type: boolean, default: false}\n      level: {type: choice, options: [a, b]}\njobs:\n  a: {runs-on: x, steps: [{run: x}]}",
         );
         let decl = w.dispatch_inputs().unwrap();
         let ok = check_inputs(decl, json!({"n": "3", "level": "a"}).as_object().unwrap()).unwrap();
@@ -649,13 +667,13 @@ mod tests {
     #[test]
     fn concurrency_group_substitution() {
         let w = wf(
-            "on: push\nconcurrency:\n  group: ci-${{ github.ref }}\n  cancel-in-progress: true\njobs: {}",
+            "on: push\nconcurrency:\n  group: ci-${{ github.ref }}\n  cancel-in-progress: true\njobs:\n  a: {runs-on: x, steps: [{run: x}]}",
         );
         let (g, c) = w.concurrency(&push("refs/heads/main", &[]), "r").unwrap();
         assert_eq!(g, "ci-refs/heads/main");
         assert!(c);
         let w = wf(
-            "on: push\nconcurrency: ${{ github.workflow }}-${{ github.head_ref || github.ref }}\njobs: {}",
+            "on: push\nconcurrency: ${{ github.workflow }}-${{ github.head_ref || github.ref }}\njobs:\n  a: {runs-on: x, steps: [{run: x}]}",
         );
         let (g, c) = w.concurrency(&push("refs/heads/dev", &[]), "r").unwrap();
         assert_eq!(g, "ci.yml-refs/heads/dev");
@@ -684,7 +702,7 @@ mod tests {
     #[test]
     fn dispatch_inputs_as_the_ui_reads_them() {
         let w = wf(
-            "on:\n  workflow_dispatch:\n    inputs:\n      level: {type: choice, options: [a, b], default: a, description: L}\n      plain:\njobs: {}",
+            "on:\n  workflow_dispatch:\n    inputs:\n      level: {type: choice, options: [a, b], default: a, description: L}\n      plain:\njobs:\n  a: {runs-on: x, steps: [{run: x}]}",
         );
         assert_eq!(
             w.dispatch_inputs_json().unwrap(),
@@ -693,7 +711,11 @@ mod tests {
                 "plain": {"type": "string", "required": false},
             })
         );
-        assert!(wf("on: push\njobs: {}").dispatch_inputs_json().is_none());
+        assert!(
+            wf("on: push\njobs:\n  a: {runs-on: x, steps: [{run: x}]}")
+                .dispatch_inputs_json()
+                .is_none()
+        );
     }
 
     /// The same workflow and event give the same `github` context under
