@@ -376,3 +376,83 @@ fn job_page_groups_lines_by_step() {
     ));
     assert_eq!(line, "quiet-line");
 }
+
+/// The run graph draws `needs` through a called workflow, whose caller is
+/// not a box of its own (as on GitHub): a line from the job the caller
+/// needs to the called workflow's first job, and from its last job to the
+/// job that needs the caller, which stands in a column after it. (The line
+/// into `after` once went to the hidden caller, so it was not drawn, and
+/// `after` stood beside `call / b`.)
+#[test]
+fn run_graph_draws_needs_through_a_called_workflow() {
+    let Some(chrome) = chromium("run_graph_draws_needs_through_a_called_workflow") else {
+        return;
+    };
+    let repo = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.path().join("README"), "x").unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "init"]);
+    let (_server, url, token) = common::browser::serve(
+        BIN,
+        data.path(),
+        &["--poll-ms", "100", "--repo", repo.path().to_str().unwrap()],
+    );
+    let wf = "name: calls\non: push\njobs:\n  first:\n    runs-on: ubuntu-latest\n    steps: [{run: echo first}]\n  call:\n    needs: first\n    uses: ./.github/workflows/r.yml\n  after:\n    needs: call\n    runs-on: ubuntu-latest\n    steps: [{run: echo after}]\n";
+    let called = "on: workflow_call\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo a}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo b}]\n";
+    std::fs::create_dir_all(repo.path().join(".github/workflows")).unwrap();
+    std::fs::write(repo.path().join(".github/workflows/ci.yml"), wf).unwrap();
+    std::fs::write(repo.path().join(".github/workflows/r.yml"), called).unwrap();
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "workflow"]);
+    let mut cdp = Cdp::launch(&chrome, tmp.path(), &format!("{url}#/runs/1?token={token}"));
+    // The run appears when the watcher sees the commit: reload until it does.
+    let start = Instant::now();
+    while cdp.eval("document.querySelector('#run-status')?.dataset.conclusion || ''") != "success" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never succeeded on the page"
+        );
+        if cdp.eval("!!document.querySelector('#error') || !document.querySelector('#run-status')")
+            == json!(true)
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            cdp.eval("location.reload(); 1");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cdp.wait(
+        "the graph's lines",
+        20,
+        "document.querySelectorAll('#graph svg path').length >= 3",
+    );
+    let lines = cdp.eval(
+        "[...document.querySelectorAll('#graph svg path')].map((p) => p.dataset.from + ' -> ' + p.dataset.to).sort()",
+    );
+    assert_eq!(
+        lines,
+        json!([
+            "call / a -> call / b",
+            "call / b -> after",
+            "first -> call / a"
+        ]),
+    );
+    // Boxes left to right in `needs` order; no box for the caller.
+    let left = cdp.eval(
+        "Object.fromEntries([...document.querySelectorAll('#graph .jobbox')].map((b) => [b.dataset.key, b.getBoundingClientRect().left]))",
+    );
+    let at = |k: &str| {
+        left[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no box {k}: {left}"))
+    };
+    assert!(
+        at("first") < at("call / a")
+            && at("call / a") < at("call / b")
+            && at("call / b") < at("after"),
+        "{left}"
+    );
+    assert!(left.get("call").is_none(), "{left}");
+}
