@@ -195,7 +195,11 @@ pub async fn register(
         }
     }
     let now = now_ms();
-    let mut id = if embedded {
+    // The server's own embedded agent keeps its id (crash recovery finds its
+    // jobs by it); any other agent, one in-process included, gets the id it
+    // asks for when usable and free, else a fresh one.
+    let pinned = embedded && req.agent_id == app.embedded_agent_id;
+    let mut id = if pinned {
         app.embedded_agent_id.clone()
     } else if usable_id(&req.agent_id) {
         req.agent_id.clone()
@@ -223,7 +227,7 @@ pub async fn register(
                 credential = Some(c);
                 break;
             }
-            Ok(None) if !embedded => match fresh_id(&req.name) {
+            Ok(None) if !pinned => match fresh_id(&req.name) {
                 Ok(next) => id = next,
                 Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
             },
