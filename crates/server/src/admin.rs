@@ -101,6 +101,9 @@ pub async fn patch_repo(
         webhook_secret: b.webhook_secret.clone(),
         public: b.public,
     };
+    // The server-wide App's credential is made from the repository's name,
+    // forge and clone URL.
+    app.forge.forget_credentials();
     let Some(repo) = tri!(app.store.update_repo(id, &update)) else {
         return error(StatusCode::NOT_FOUND, &format!("no repository {id}"));
     };
@@ -161,6 +164,7 @@ pub async fn delete_repo(
     let (files, bytes) = tri!(crate::retention::remove_repository_files(
         &app, id, &repo.name
     ));
+    app.forge.forget_credentials();
     if !tri!(app.store.delete_repo(id)) {
         return error(StatusCode::NOT_FOUND, &format!("no repository {id}"));
     }
@@ -255,7 +259,7 @@ pub async fn delete_agent(
     }
     // Waiting polls look again now: the removed agent's is answered 401 at
     // once, and another agent takes what it held.
-    app.wake_agents();
+    app.wake_all_agents();
     let mut revoked = None;
     if let Some(token) = agent.token_id {
         let single_use = tri!(app.store.list_tokens())

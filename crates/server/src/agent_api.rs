@@ -294,11 +294,12 @@ pub async fn poll(
         return removed(&req.agent_id);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(60_000));
+    // Listed with the labels it may take, so a queued job wakes this poll
+    // alone when it is the one to take it (`app::Waiting`).
+    let ticket = app.work.ticket(&claimable_labels(&req, &caller));
     loop {
-        // Register interest before looking, so a job queued in between still wakes us.
-        let notified = app.work.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        // Listed before looking, so a job queued in between still wakes us.
+        ticket.wait();
         match try_claim(&app, &req, &host, &caller) {
             Ok(Claim::Job(a)) => return Json(*a).into_response(),
             Ok(Claim::Removed) => {
@@ -308,10 +309,14 @@ pub async fn poll(
             Ok(Claim::Nothing) => {}
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         }
+        // Woken for a job this poll could not take: the others look once.
+        if ticket.wake.take_targeted() {
+            app.work.ring_all();
+        }
         // Backstop re-check every 5 s in case a wake-up was missed.
         let backstop = tokio::time::Instant::now() + Duration::from_secs(5);
         tokio::select! {
-            _ = &mut notified => {}
+            _ = ticket.wake.notify.notified() => {}
             _ = tokio::time::sleep_until(backstop.min(deadline)) => {}
         }
         if tokio::time::Instant::now() >= deadline {
@@ -322,6 +327,22 @@ pub async fn poll(
             }
             return StatusCode::NO_CONTENT.into_response();
         }
+    }
+}
+
+/// The labels a poll may claim jobs by: a scoped agent token claims only its
+/// labels, whatever the agent says it has (and only its repositories' jobs,
+/// looking further down the queue past jobs it may not take).
+fn claimable_labels(req: &PollRequest, caller: &Caller) -> Vec<String> {
+    let scope = &caller.scope;
+    if scope.labels.is_empty() {
+        req.labels.clone()
+    } else {
+        req.labels
+            .iter()
+            .filter(|l| scope.labels.iter().any(|s| s.eq_ignore_ascii_case(l)))
+            .cloned()
+            .collect()
     }
 }
 
@@ -349,19 +370,8 @@ fn try_claim(app: &App, req: &PollRequest, host: &str, caller: &Caller) -> anyho
         });
     }
     let embedded = caller.name == crate::auth::EMBEDDED_AGENT;
-    // A scoped agent token claims only its labels, whatever the agent says it
-    // has, and only its repositories' jobs; it looks further down the queue,
-    // past jobs it may not take.
     let scope = &caller.scope;
-    let labels: Vec<String> = if scope.labels.is_empty() {
-        req.labels.clone()
-    } else {
-        req.labels
-            .iter()
-            .filter(|l| scope.labels.iter().any(|s| s.eq_ignore_ascii_case(l)))
-            .cloned()
-            .collect()
-    };
+    let labels = claimable_labels(req, caller);
     let window = if scope.repos.is_empty() { 4 } else { 64 };
     for job in app.store.runnable_jobs(&labels, window)? {
         if !scope.repos.is_empty() {
@@ -389,14 +399,18 @@ fn try_claim(app: &App, req: &PollRequest, host: &str, caller: &Caller) -> anyho
                     true,
                     "its agent was removed or drained as it took the job",
                 )?;
-                app.wake_agents();
+                app.wake_agents(std::slice::from_ref(&lease.job.labels));
                 return Ok(Claim::Nothing);
             }
-            if let Some(run) = app.store.get_run(lease.job.run_id)?
-                && run.status == Status::Queued
-            {
+            // Read once, for the run's status and for the assignment.
+            let mut run = app
+                .store
+                .get_run(lease.job.run_id)?
+                .ok_or_else(|| anyhow::anyhow!("run {} vanished", lease.job.run_id))?;
+            if run.status == Status::Queued {
                 app.store
                     .set_run_status(run.id, Status::Running, None, None)?;
+                run.status = Status::Running;
                 app.live.publish(
                     run.id,
                     json!({"type": "run", "status": Status::Running, "conclusion": null}),
@@ -406,6 +420,7 @@ fn try_claim(app: &App, req: &PollRequest, host: &str, caller: &Caller) -> anyho
             let key = lease_key(app, lease.job.id, lease.fence, &req.agent_id, &caller.name);
             return Ok(Claim::Job(Box::new(assignment(
                 app,
+                &run,
                 &lease.job,
                 lease.fence,
                 host,
@@ -418,15 +433,12 @@ fn try_claim(app: &App, req: &PollRequest, host: &str, caller: &Caller) -> anyho
 
 fn assignment(
     app: &App,
+    run: &hangar_store::Run,
     job: &Job,
     fence: i64,
     host: &str,
     lease_key: String,
 ) -> anyhow::Result<Assignment> {
-    let run = app
-        .store
-        .get_run(job.run_id)?
-        .ok_or_else(|| anyhow::anyhow!("run {} vanished", job.run_id))?;
     let ctx = app.store.run_context(run.id)?;
     let payload = app.store.run_payload(run.id)?;
     // The needed jobs as the scheduler saw them: a matrix job's result is its
@@ -435,7 +447,7 @@ fn assignment(
     let deps: Vec<&Job> = all.iter().filter(|d| job.needs.contains(&d.key)).collect();
     let needs = crate::app::needs_context(&deps, &crate::app::status_host_of(&deps));
     let s = |k: &str| ctx.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let services_env = results_env(app, &run, job, &payload, &s("repository"), host);
+    let services_env = results_env(app, run, job, &payload, &s("repository"), host);
     // A fork's code gets neither secrets nor variables (as on GitHub); any other
     // job only the secrets it names.
     let (secrets, vars) = if app.untrusted(&run.event, &payload) {
@@ -462,7 +474,7 @@ fn assignment(
     // The job's masker is made now, from the values as they are when the job
     // gets them: a secret rotated before the job's first log line stays
     // masked under its old value too.
-    app.masker_for_job(job, run.repo_id);
+    app.masker_for_job(job, || run.repo_id);
     let compiled = compile_job(
         &run.workflow_path,
         &s("workflow"),
@@ -764,13 +776,14 @@ pub async fn logs(
             &format!("a chunk's step is the step's index (0 or more), not {step}"),
         );
     }
-    let repo_id = app
-        .store
-        .get_run(job.run_id)
-        .ok()
-        .flatten()
-        .map(|r| r.repo_id)
-        .unwrap_or(0);
+    let repo_id = || {
+        app.store
+            .get_run(job.run_id)
+            .ok()
+            .flatten()
+            .map(|r| r.repo_id)
+            .unwrap_or(0)
+    };
     let text = app.masker_for_job(&job, repo_id).mask(&up.text);
     // A job's log has a ceiling: a step printing without end must not fill
     // the server's disk. The chunk that crosses it keeps the lines that fit
@@ -878,7 +891,7 @@ pub async fn complete(
     };
     let run = app.store.get_run(job.run_id).ok().flatten();
     let repo_id = run.as_ref().map(|r| r.repo_id).unwrap_or(0);
-    let masker = app.masker_for_job(&job, repo_id);
+    let masker = app.masker_for_job(&job, || repo_id);
     let outputs: serde_json::Map<String, Value> = req
         .outputs
         .iter()
@@ -990,7 +1003,7 @@ pub async fn refuse(
     );
     app.publish_job(job.run_id, job.id);
     if requeue {
-        app.wake_agents();
+        app.wake_agents(std::slice::from_ref(&job.labels));
     }
     app.advance_run(job.run_id).await;
     app.wake_group(job.id).await;

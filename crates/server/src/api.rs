@@ -458,6 +458,7 @@ pub async fn put_forge(
         return error(StatusCode::UNPROCESSABLE_ENTITY, &msg);
     }
     tri!(app.store.set_forge_credential(repo_id, &cred));
+    app.forge.forget_credentials();
     tri!(app.store.audit(
         &c.name,
         "repo.forge.set",
@@ -495,6 +496,7 @@ pub async fn delete_forge(
             &format!("repository {repo_id} reports to no forge"),
         );
     }
+    app.forge.forget_credentials();
     tri!(app.store.audit(
         &c.name,
         "repo.forge.delete",

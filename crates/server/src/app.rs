@@ -38,8 +38,9 @@ pub struct App {
     pub git: GitReader,
     pub live: LiveHub,
     pub metrics: Metrics,
-    /// Woken whenever a job becomes queued: long-polling agents re-check at once.
-    pub work: Notify,
+    /// Agents' long polls waiting for work: a queued job wakes one that can
+    /// take it, not all of them (`Waiting`).
+    pub work: Waiting,
     pub agents: Mutex<HashMap<String, AgentSeen>>,
     /// Serialises scheduling decisions (one server process owns the schedule).
     pub sched: tokio::sync::Mutex<()>,
@@ -127,6 +128,106 @@ pub struct Intake {
 /// The spec key of the one job of [`App::unreadable_head_run`]: its reason.
 pub(crate) const UNREADABLE_HEAD: &str = "unreadable_head";
 
+/// Agents' long polls waiting for a job, oldest first, each with the labels
+/// it offers. A queued job wakes one poll that can take it ([`Waiting::ring`]):
+/// waking every poll for one job cost each of them a look at the queue, and all
+/// but one found nothing. A poll woken for a job it then cannot take (another
+/// server's agent was faster, a repository scope, an untrusted job on the
+/// embedded agent) wakes the others once ([`Waiting::ring_all`]), so no job
+/// waits for the 5 s backstop because the wrong poll was asked.
+#[derive(Default)]
+pub struct Waiting {
+    next: std::sync::atomic::AtomicU64,
+    polls: Mutex<Vec<WaitingPoll>>,
+}
+
+/// A waiting poll: its ticket's id, the labels it offers, how to wake it.
+type WaitingPoll = (u64, Vec<String>, Arc<PollWake>);
+
+/// How a waiting poll is woken.
+#[derive(Default)]
+pub struct PollWake {
+    pub notify: Notify,
+    /// Woken for one queued job meant for it (not by [`Waiting::ring_all`]).
+    targeted: std::sync::atomic::AtomicBool,
+}
+
+impl PollWake {
+    /// Whether the last wake was meant for this poll alone (and forgets it).
+    pub fn take_targeted(&self) -> bool {
+        self.targeted
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A poll's place among the waiting ones; leaving it (dropping) takes the poll off.
+pub struct WaitingTicket<'a> {
+    waiting: &'a Waiting,
+    id: u64,
+    labels: Vec<String>,
+    pub wake: Arc<PollWake>,
+}
+
+impl WaitingTicket<'_> {
+    /// Lists the poll as waiting (again, after a wake took it off).
+    pub fn wait(&self) {
+        let mut polls = self.waiting.polls.lock().unwrap_or_else(|e| e.into_inner());
+        if !polls.iter().any(|(id, _, _)| *id == self.id) {
+            polls.push((self.id, self.labels.clone(), self.wake.clone()));
+        }
+    }
+}
+
+impl Drop for WaitingTicket<'_> {
+    fn drop(&mut self) {
+        self.waiting
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+impl Waiting {
+    /// A ticket for a poll offering `labels`, not listed until [`WaitingTicket::wait`].
+    pub fn ticket(&self, labels: &[String]) -> WaitingTicket<'_> {
+        WaitingTicket {
+            waiting: self,
+            id: self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            labels: labels.to_vec(),
+            wake: Default::default(),
+        }
+    }
+
+    /// A job needing `labels` was queued: the oldest waiting poll offering
+    /// them all is taken off the list and woken. `false` when none waits.
+    pub fn ring(&self, labels: &[String]) -> bool {
+        let mut polls = self.polls.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = polls.iter().position(|(_, offered, _)| {
+            labels
+                .iter()
+                .all(|l| offered.iter().any(|o| o.eq_ignore_ascii_case(l)))
+        }) else {
+            return false;
+        };
+        let (_, _, wake) = polls.remove(i);
+        drop(polls);
+        wake.targeted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        wake.notify.notify_one();
+        true
+    }
+
+    /// Every waiting poll looks again (work announced by another server,
+    /// whose labels are not told; a woken poll that could not take its job).
+    pub fn ring_all(&self) {
+        let polls = std::mem::take(&mut *self.polls.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, _, wake) in polls {
+            wake.notify.notify_one();
+        }
+    }
+}
+
 /// The role whose leader does the database-wide periodic work (reaping expired
 /// leases, retention, schedules) when several servers share one database.
 pub(crate) const PERIODIC: &str = "periodic";
@@ -134,9 +235,22 @@ pub(crate) const PERIODIC: &str = "periodic";
 impl App {
     /// Wakes agents waiting for work: this server's, and (PostgreSQL) every
     /// other server's on the same database, through the store's announcement.
-    pub(crate) fn wake_agents(&self) {
-        self.work.notify_waiters();
-        if let Err(e) = self.store.announce_work() {
+    /// Every waiting poll, here and on the other servers, looks again.
+    pub(crate) fn wake_all_agents(&self) {
+        self.work.ring_all();
+        if let Err(e) = self.store.announce_work(&self.embedded_agent_id) {
+            tracing::warn!("announcing to other servers: {e:#}");
+        }
+    }
+
+    /// Jobs with these labels (one entry each) were queued: for each, the
+    /// oldest waiting poll here that offers all its labels is woken, and
+    /// (PostgreSQL) the other servers on the database hear of it.
+    pub(crate) fn wake_agents(&self, queued: &[Vec<String>]) {
+        for labels in queued {
+            self.work.ring(labels);
+        }
+        if let Err(e) = self.store.announce_work(&self.embedded_agent_id) {
             tracing::warn!("announcing queued jobs to other servers: {e:#}");
         }
     }
@@ -199,7 +313,10 @@ impl App {
         Ok(())
     }
 
-    pub fn masker_for_job(&self, job: &Job, repo_id: i64) -> Arc<Masker> {
+    /// The masker of `job`, made once (from the values its repository holds
+    /// then) and kept while it runs; `repo_id` is asked only to make it, so a
+    /// log chunk of a running job costs no read of its run.
+    pub fn masker_for_job(&self, job: &Job, repo_id: impl FnOnce() -> i64) -> Arc<Masker> {
         if let Some(m) = self
             .maskers
             .lock()
@@ -208,6 +325,7 @@ impl App {
         {
             return m.clone();
         }
+        let repo_id = repo_id();
         let secrets = self.store.secrets_for_repo(repo_id).unwrap_or_default();
         let mut values: Vec<String> = secrets.into_values().collect();
         values.extend(
@@ -855,7 +973,7 @@ impl App {
             }
             held
         };
-        let mut queued_any = false;
+        let mut queued: Vec<Vec<String>> = Vec::new();
         let mut others_to_advance: Vec<i64> = Vec::new();
         // The engine's scheduler decides; this loop carries its decisions out
         // and persists them. Jobs here are matrix legs; the graph's nodes are
@@ -1105,6 +1223,7 @@ impl App {
                     continue;
                 }
             };
+            queued.push(labels.clone().unwrap_or_else(|| job.labels.clone()));
             self.store.update_job(
                 job.id,
                 &JobUpdate {
@@ -1114,11 +1233,10 @@ impl App {
                     ..Default::default()
                 },
             )?;
-            queued_any = true;
             self.publish_job(run_id, job.id);
         }
-        if queued_any {
-            self.wake_agents();
+        if !queued.is_empty() {
+            self.wake_agents(&queued);
         }
         if !others_to_advance.is_empty() {
             self.pending_advance
@@ -2002,7 +2120,7 @@ impl App {
             }
             self.publish_job(job.run_id, job.id);
             if retry {
-                self.wake_agents();
+                self.wake_agents(std::slice::from_ref(&job.labels));
             }
             self.advance_run(job.run_id).await;
             self.wake_group(job.id).await;

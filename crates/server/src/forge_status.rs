@@ -417,7 +417,23 @@ pub struct Reporter {
     /// GitHub App installation tokens; held across an exchange so that the jobs
     /// of a run starting together cost one exchange.
     pub(crate) tokens: tokio::sync::Mutex<crate::github_checks::TokenCache>,
+    /// Each repository's resolved credential (its own, the server-wide App's,
+    /// or none), reused for [`CREDENTIAL_TTL`]: every change of every job asks,
+    /// and two lookups a change were a good share of a job's database trips.
+    credentials: Mutex<HashMap<i64, (std::time::Instant, Option<ForgeCredential>)>>,
+    /// What a status needs of its run (ids, commit as reported, ref, names),
+    /// none of which changes once the run exists: read once per run.
+    runs: Mutex<HashMap<i64, Run>>,
 }
+
+/// How long a repository's credential, or its absence, is reused. One set or
+/// removed through this server's API is seen at once
+/// ([`Reporter::forget_credentials`]); one changed through another server on
+/// the same database, within this long.
+const CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs remembered by [`Reporter::run`] at most (forgotten all at once past it).
+const RUNS_REMEMBERED: usize = 4096;
 
 impl Reporter {
     pub fn new(policy: RetryPolicy) -> Reporter {
@@ -429,7 +445,61 @@ impl Reporter {
             seq: Default::default(),
             newest: Default::default(),
             tokens: Default::default(),
+            credentials: Default::default(),
+            runs: Default::default(),
         }
+    }
+
+    /// A forge credential or the server-wide App was set or removed.
+    pub fn forget_credentials(&self) {
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The credential `repo_id` reports with, if any (see `credentials`).
+    fn credential(&self, store: &Arc<dyn Store>, repo_id: i64) -> Option<ForgeCredential> {
+        if let Some((at, c)) = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&repo_id)
+            && at.elapsed() < CREDENTIAL_TTL
+        {
+            return c.clone();
+        }
+        let cred = match store.forge_credential(repo_id) {
+            Ok(Some(c)) => Some(c),
+            // A repository's own credential wins; without one, a GitHub
+            // repository reports through the server-wide App, if any.
+            Ok(None) => server_app_credential(store, repo_id),
+            Err(e) => {
+                // Not remembered: the next change asks again.
+                tracing::warn!(repo = repo_id, "reading the forge credential: {e:#}");
+                return None;
+            }
+        };
+        self.credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(repo_id, (std::time::Instant::now(), cred.clone()));
+        cred
+    }
+
+    /// Run `id` as its statuses show it, its commit the one reported.
+    fn run(&self, store: &Arc<dyn Store>, id: i64) -> Option<Run> {
+        if let Some(r) = self.runs.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Some(r.clone());
+        }
+        let mut run = store.get_run(id).ok()??;
+        run.sha = reported_sha(store, &run);
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if runs.len() >= RUNS_REMEMBERED {
+            runs.clear();
+        }
+        runs.insert(id, run.clone());
+        Some(run)
     }
 
     /// Takes a sequence number for a new state of `key` and the key's slot.
@@ -474,22 +544,12 @@ impl Reporter {
     /// Called whenever a job changed: queues the status its state means, when
     /// the repository reports to a forge. Returns at once.
     pub fn job_changed(self: &Arc<Self>, store: &Arc<dyn Store>, job: &Job) {
-        let Ok(Some(mut run)) = store.get_run(job.run_id) else {
+        // Only the run's fields that never change are read (see `run`).
+        let Some(run) = self.run(store, job.run_id) else {
             return;
         };
-        run.sha = reported_sha(store, &run);
-        let cred = match store.forge_credential(run.repo_id) {
-            Ok(Some(c)) => c,
-            // A repository's own credential wins; without one, a GitHub
-            // repository reports through the server-wide App, if any.
-            Ok(None) => match server_app_credential(store, run.repo_id) {
-                Some(c) => c,
-                None => return,
-            },
-            Err(e) => {
-                tracing::warn!(repo = run.repo_id, "reading the forge credential: {e:#}");
-                return;
-            }
+        let Some(cred) = self.credential(store, run.repo_id) else {
+            return;
         };
         let Some(forge) = Forge::parse(&cred.kind) else {
             return;

@@ -274,6 +274,7 @@ pub async fn put_app(
         app.store
             .set_forge_credential(SERVER_LEVEL, &s.credential(&api_url))
     );
+    app.forge.forget_credentials();
     tri!(app.store.audit(
         &c.name,
         "github_app.set",
@@ -291,6 +292,7 @@ pub async fn delete_app(State(app): State<Arc<App>>, Extension(c): Extension<Cal
     {
         return error(StatusCode::NOT_FOUND, "no GitHub App is registered");
     }
+    app.forge.forget_credentials();
     tri!(
         app.store
             .audit(&c.name, "github_app.delete", "github-app", &json!({}))

@@ -642,10 +642,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Server> {
         .unwrap_or_else(|e| e.into_inner()) = base_url;
     // Jobs queued by another server on the same database wake the agents
     // waiting here too (a store only this server uses has nothing to hear).
+    // Its own announcements come back too: those woke their poll already.
     let weak = Arc::downgrade(&app);
-    app.store.listen_for_work(Box::new(move || {
-        if let Some(app) = weak.upgrade() {
-            app.work.notify_waiters();
+    app.store.listen_for_work(Box::new(move |from| {
+        if let Some(app) = weak.upgrade()
+            && from != Some(app.embedded_agent_id.as_str())
+        {
+            app.work.ring_all();
         }
     }))?;
     // Live events reach browsers connected to the other servers on the

@@ -47,6 +47,10 @@ pub const LIVE_PAYLOAD_MAX: usize = 7900;
 /// some may have been missed).
 pub type LiveListener = Box<dyn Fn(Option<&str>) + Send + Sync>;
 
+/// What [`Store::listen_for_work`] calls with each announcement's origin
+/// (`None`: some may have been missed).
+pub type WorkListener = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// Everything the server persists. Methods are short, synchronous and atomic.
 pub trait Store: Send + Sync {
     // Repositories and deliveries.
@@ -439,14 +443,18 @@ pub trait Store: Send + Sync {
 
     // Wake-ups across servers sharing one database.
     /// Tells every server listening on this database that jobs were queued
-    /// (PostgreSQL: `NOTIFY`). A store only one server uses has no one to tell.
-    fn announce_work(&self) -> Result<()> {
+    /// by `origin` (PostgreSQL: `NOTIFY` with `origin` as its payload, so
+    /// the announcing server can tell its own announcement from the others').
+    /// A store only one server uses has no one to tell.
+    fn announce_work(&self, origin: &str) -> Result<()> {
+        let _ = origin;
         Ok(())
     }
-    /// Calls `wake` whenever any server announces work (and after a lost
-    /// listening connection is back, as announcements may have been missed).
+    /// Calls `wake` whenever any server announces work, with its `origin`
+    /// (`None` after a lost listening connection is back, as announcements
+    /// may have been missed).
     /// `false`: this store has no other servers to hear from (SQLite).
-    fn listen_for_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<bool> {
+    fn listen_for_work(&self, wake: WorkListener) -> Result<bool> {
         drop(wake);
         Ok(false)
     }

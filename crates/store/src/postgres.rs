@@ -2950,12 +2950,13 @@ impl Store for PgStore {
         self.blobs.root()
     }
 
-    fn announce_work(&self) -> Result<()> {
-        self.c()?.batch(&format!("NOTIFY {WORK_CHANNEL}"))
+    fn announce_work(&self, origin: &str) -> Result<()> {
+        self.execute("SELECT pg_notify($1, $2)", &[&WORK_CHANNEL, &origin])
+            .map(|_| ())
     }
 
-    fn listen_for_work(&self, wake: Box<dyn Fn() + Send + Sync>) -> Result<bool> {
-        self.listen(WORK_CHANNEL, Box::new(move |_| wake()))
+    fn listen_for_work(&self, wake: crate::WorkListener) -> Result<bool> {
+        self.listen(WORK_CHANNEL, wake)
     }
 
     fn announce_live(&self, payload: &str) -> Result<()> {
@@ -3294,14 +3295,20 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
         assert!(
-            b.listen_for_work(Box::new(move || {
-                let _ = tx.lock().unwrap().send(());
+            b.listen_for_work(Box::new(move |from| {
+                let _ = tx.lock().unwrap().send(from.map(String::from));
             }))
             .unwrap()
         );
         let wait = std::time::Duration::from_secs(10);
-        a.announce_work().unwrap();
-        rx.recv_timeout(wait).expect("the other server woke");
+        a.announce_work("server-a").unwrap();
+        // The announcer is named, so a server can tell its own announcements.
+        assert_eq!(
+            rx.recv_timeout(wait)
+                .expect("the other server woke")
+                .as_deref(),
+            Some("server-a")
+        );
         // Cut every connection of the database: the listener reconnects and
         // wakes once for what it may have missed, then hears new announcements.
         psql(
@@ -3315,7 +3322,7 @@ mod tests {
         while rx.try_recv().is_ok() {}
         let deadline = std::time::Instant::now() + wait;
         loop {
-            a.announce_work().unwrap();
+            a.announce_work("server-a").unwrap();
             if rx
                 .recv_timeout(std::time::Duration::from_millis(300))
                 .is_ok()
