@@ -190,6 +190,13 @@ fn run_context(job: &Assignment, ws: &Path) -> RunContext {
         // wait timer are satisfied.
         environment_approved: true,
         deploy_home: None,
+        // A job's workspace ends with it: its deployments go through the
+        // server (or are refused, saying why).
+        job_deploy: Some(job.deploy.clone().unwrap_or_else(|| {
+            hangar_engine::JobDeploy::Refused(
+                "the server that leased this job sent no deployment grant".into(),
+            )
+        })),
     }
 }
 

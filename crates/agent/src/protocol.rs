@@ -19,13 +19,14 @@
 //! | logs | `POST /api/v1/agent/jobs/{id}/logs` | one chunk of one step's lines (`step`; none for the job's own); idempotent on `chunk`; the answer acknowledges it |
 //! | step | `POST /api/v1/agent/jobs/{id}/steps` | a step started or finished |
 //! | complete | `POST /api/v1/agent/jobs/{id}/complete` | the job's conclusion and outputs |
+//! | deploy | `POST /api/v1/jobs/{id}/deploy`, `GET .../deploy/{op}` | a `hangar/deploy` step of the job, authenticated by [`Assignment::deploy`]'s key in `X-Hangar-Deploy` (no bearer token): the server deploys the job's own environment of its watched project at the job's commit |
 //! | refuse | `POST /api/v1/agent/jobs/{id}/refuse` | the agent will not run an assignment of another [`PROTOCOL_VERSION`] ([`RefuseRequest`]): the job goes back to the queue at once, or fails saying why when no other agent can take it |
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use hangar_engine::CompiledJob;
+pub use hangar_engine::{CompiledJob, JobDeploy};
 pub use hangar_status::{Conclusion, Status};
 
 /// The version of this contract. Server and agent are the same binary
@@ -34,7 +35,8 @@ pub use hangar_status::{Conclusion, Status};
 /// version, naming both, rather than lease it a job it would misread.
 /// Raise it with any change of [`Assignment`] or [`CompiledJob`].
 /// 3: agents register and authenticate with their own credential.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: assignments carry the job's deployment grant (`deploy`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The hangar release this binary is, said beside [`PROTOCOL_VERSION`] so a
 /// refusal names what to upgrade.
@@ -162,6 +164,11 @@ pub struct Assignment {
     /// no merge commit). Absent from older servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// How the job's `hangar/deploy` steps deploy (protocol 4): through
+    /// this server with a key for this attempt alone, or not at all, and
+    /// why. Never a general token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<JobDeploy>,
 }
 
 /// An agent's refusal of an assignment it cannot run: the server's

@@ -122,7 +122,11 @@ impl BuiltinAction for Release {
 /// Outputs `version`, `outcome`. A protected environment is decided by
 /// `hangar_deploy::protection`, as for `hangar deploy`. Directly, the
 /// deployment runs in the environment's controller (started in the
-/// background if none runs), so it outlives the job.
+/// background if none runs), so it outlives the job. In a job a server
+/// leased (`RunContext::job_deploy`), no `server` means the server that
+/// leased it: the job's own environment of the server's watched checkout,
+/// at the job's commit, with the key the server gave that attempt (the
+/// workspace ends with the job, so nothing may live there).
 struct Deploy;
 
 impl BuiltinAction for Deploy {
@@ -149,6 +153,33 @@ impl BuiltinAction for Deploy {
                 return ActionResult::failed();
             }
         };
+        let from_input_or_env = |input: &str, var: &str| {
+            Some(call.input(input).trim().to_string())
+                .filter(|s| !s.is_empty())
+                .or_else(|| call.env.get(var).map(|v| v.trim().to_string()))
+                .filter(|s| !s.is_empty())
+        };
+        let server = from_input_or_env("server", "HANGAR_SERVER");
+        // A server's job without `server:` deploys through the server that
+        // leased it: its workspace ends with the job, so a controller started
+        // there would serve from a deleted directory (see `JobDeploy`).
+        let via_job = match (&server, &call.run.job_deploy) {
+            (None, Some(hangar_engine::JobDeploy::Refused(why))) => {
+                call.output.error(&format!(
+                    "hangar/deploy: this job cannot deploy `{env}` through the server that runs it: {why}"
+                ));
+                return ActionResult::failed();
+            }
+            (
+                None,
+                Some(hangar_engine::JobDeploy::Server {
+                    url, job_id, key, ..
+                }),
+            ) => Some(hangar_deploy::client::ServerClient::for_job(
+                url, *job_id, key,
+            )),
+            _ => None,
+        };
         // A direct deployment outlives the job: under `hangar run`'s private
         // copy it belongs to the user's checkout (see `RunContext::deploy_home`).
         let dir = match &call.run.deploy_home {
@@ -162,38 +193,33 @@ impl BuiltinAction for Deploy {
             _ => call.workspace.clone(),
         };
         let data = dir.join(".hangar");
-        let from_input_or_env = |input: &str, var: &str| {
-            Some(call.input(input).trim().to_string())
-                .filter(|s| !s.is_empty())
-                .or_else(|| call.env.get(var).map(|v| v.trim().to_string()))
-                .filter(|s| !s.is_empty())
-        };
-        let server = from_input_or_env("server", "HANGAR_SERVER");
-        let ask = hangar_deploy::protection::Ask {
-            server: server.is_some(),
-            override_protection: truthy(call.input("override-protection")),
-            reason: Some(call.input("reason").trim().to_string()).filter(|r| !r.is_empty()),
-            actor: None,
-            // An agent's job runs once the server decided its environment.
-            approved: call.run.environment_approved
-                && call
-                    .environment
-                    .as_deref()
-                    .is_some_and(|e| e.eq_ignore_ascii_case(&env)),
-        };
-        let files = hangar_deploy::state::EnvFiles::new(&data, &env);
-        match hangar_deploy::protection::decide(
-            &dir,
-            &files,
-            &env,
-            hangar_deploy::protection::Caller::Step,
-            &ask,
-        ) {
-            Ok(hangar_deploy::protection::Way::Overridden(line)) => call.output.warning(&line),
-            Ok(_) => {}
-            Err(e) => {
-                call.output.error(&format!("{e:#}"));
-                return ActionResult::failed();
+        if via_job.is_none() {
+            let ask = hangar_deploy::protection::Ask {
+                server: server.is_some(),
+                override_protection: truthy(call.input("override-protection")),
+                reason: Some(call.input("reason").trim().to_string()).filter(|r| !r.is_empty()),
+                actor: None,
+                // An agent's job runs once the server decided its environment.
+                approved: call.run.environment_approved
+                    && call
+                        .environment
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(&env)),
+            };
+            let files = hangar_deploy::state::EnvFiles::new(&data, &env);
+            match hangar_deploy::protection::decide(
+                &dir,
+                &files,
+                &env,
+                hangar_deploy::protection::Caller::Step,
+                &ask,
+            ) {
+                Ok(hangar_deploy::protection::Way::Overridden(line)) => call.output.warning(&line),
+                Ok(_) => {}
+                Err(e) => {
+                    call.output.error(&format!("{e:#}"));
+                    return ActionResult::failed();
+                }
             }
         }
         let no_build = truthy(call.input("no-build"));
@@ -201,14 +227,32 @@ impl BuiltinAction for Deploy {
         let with_dependencies = truthy(call.input("with-dependencies"));
         let service = Some(call.input("service").trim().to_string()).filter(|s| !s.is_empty());
         let artifact = Some(call.input("artifact").trim().to_string()).filter(|s| !s.is_empty());
-        let result = match &server {
-            Some(server) => {
-                // The server deploys its own checkout of the project: an
-                // artifact path of this workspace means nothing there.
-                if artifact.is_some() {
-                    call.output.error("hangar/deploy: `artifact` cannot go through a server (it builds from its own checkout); leave it out or deploy directly");
-                    return ActionResult::failed();
-                }
+        if via_job.is_some() || server.is_some() {
+            // The server deploys its own checkout of the project: an
+            // artifact path of this workspace means nothing there.
+            if artifact.is_some() {
+                call.output.error("hangar/deploy: `artifact` cannot go through a server (it builds from its own checkout); leave it out or deploy directly");
+                return ActionResult::failed();
+            }
+        }
+        let result = match (&via_job, &server) {
+            (Some(client), _) => {
+                call.output.line(&format!(
+                    "hangar/deploy: deploying `{env}` through the server that runs this job (its watched checkout, at the job's commit)"
+                ));
+                let req = hangar_deploy::control::Request::Deploy {
+                    service,
+                    artifact: None,
+                    // The server deploys the job's own commit, whatever is sent.
+                    commit: sha,
+                    commit_time: None,
+                    no_build,
+                    from_commit: true,
+                    with_dependencies,
+                };
+                rt.block_on(client.deploy(&env, &req, |e| call.output.line(e)))
+            }
+            (None, Some(server)) => {
                 let project = from_input_or_env("project", "HANGAR_PROJECT").unwrap_or_else(|| {
                     call.run
                         .repository
@@ -233,7 +277,7 @@ impl BuiltinAction for Deploy {
                 };
                 rt.block_on(client.deploy(&env, &req, |e| call.output.line(e)))
             }
-            None => {
+            (None, None) => {
                 let req = hangar_deploy::control::Request::Deploy {
                     service,
                     // A path of the job's workspace, where earlier steps built it.

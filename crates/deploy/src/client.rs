@@ -181,6 +181,28 @@ pub struct ServerClient {
     /// the server watches several projects of that name, the one at this
     /// path (the same id) is meant.
     dir: Option<PathBuf>,
+    /// A server's job deploying with its deployment key instead of a token.
+    job: Option<JobKey>,
+}
+
+/// The header of a server's job's deployment key (the agent's
+/// `JobDeploy::Server`): the job deploys without a token.
+pub const JOB_DEPLOY_HEADER: &str = "x-hangar-deploy";
+
+/// A leased job's id and deployment key (`X-Hangar-Deploy`).
+#[derive(Clone)]
+struct JobKey {
+    id: i64,
+    key: String,
+}
+
+impl std::fmt::Debug for JobKey {
+    // The key is a credential: never in a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerClient {
@@ -190,6 +212,24 @@ impl ServerClient {
             token: token.filter(|t| !t.is_empty()),
             project: project.to_string(),
             dir: None,
+            job: None,
+        }
+    }
+
+    /// The `hangar/deploy` step of a job that `server` leased: the job's
+    /// deployment key instead of a token, and the server's job routes, where
+    /// the job's own environment, repository and commit are the only ones it
+    /// reaches.
+    pub fn for_job(server: &str, job_id: i64, key: &str) -> ServerClient {
+        ServerClient {
+            base: server.trim_end_matches('/').to_string(),
+            token: None,
+            project: String::new(),
+            dir: None,
+            job: Some(JobKey {
+                id: job_id,
+                key: key.to_string(),
+            }),
         }
     }
 
@@ -214,17 +254,21 @@ impl ServerClient {
     ) -> anyhow::Result<serde_json::Value> {
         let base = &self.base;
         let client = reqwest::Client::new();
-        let auth = |rb: reqwest::RequestBuilder| match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
+        let auth = |rb: reqwest::RequestBuilder| match (&self.job, &self.token) {
+            (Some(j), _) => rb.header(JOB_DEPLOY_HEADER, &j.key),
+            (None, Some(t)) => rb.bearer_auth(t),
+            (None, None) => rb,
+        };
+        let operations = match &self.job {
+            Some(j) => format!("{base}/api/v1/jobs/{}/deploy/operations", j.id),
+            None => format!("{base}/api/v1/delivery/operations"),
         };
         let post = |project: String| {
-            auth(
-                client
-                    .post(format!("{base}/api/v1/delivery/{project}/{env}"))
-                    .json(req),
-            )
-            .send()
+            let url = match &self.job {
+                Some(j) => format!("{base}/api/v1/jobs/{}/deploy/{env}", j.id),
+                None => format!("{base}/api/v1/delivery/{project}/{env}"),
+            };
+            auth(client.post(url).json(req)).send()
         };
         let resp = post(self.project.clone())
             .await
@@ -261,13 +305,12 @@ impl ServerClient {
         let mut shown = 0;
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            let op: serde_json::Value =
-                auth(client.get(format!("{base}/api/v1/delivery/operations/{id}")))
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach the hangar server at {base}"))?
-                    .json()
-                    .await?;
+            let op: serde_json::Value = auth(client.get(format!("{operations}/{id}")))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the hangar server at {base}"))?
+                .json()
+                .await?;
             let events = op["events"].as_array().cloned().unwrap_or_default();
             for e in events.iter().skip(shown) {
                 on_event(e.as_str().unwrap_or_default());

@@ -63,6 +63,52 @@ pub struct RunContext {
     /// must stay where `hangar status|down|rollback` find them, the user's
     /// checkout. `None`: the workspace itself (`--bind`, an agent).
     pub deploy_home: Option<PathBuf>,
+    /// A server's job: how its `hangar/deploy` deploys without a `server:`
+    /// input (`None`: not a server's job; see [`JobDeploy`]).
+    pub job_deploy: Option<JobDeploy>,
+}
+
+/// How `hangar/deploy` deploys in a job a server leased. The job's
+/// workspace is removed when the job ends, so a controller started there
+/// would serve from a deleted directory and clash with the next one for the
+/// environment's addresses: the deployment belongs to the server's own view
+/// of the project (the watched checkout whose environments its delivery API,
+/// `hangar status|down --server` and `/metrics` read).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobDeploy {
+    /// Through the server that leased the job, with a key it derived for
+    /// this attempt of this job alone: the server deploys the job's own
+    /// (already approved) environment of the job's repository at the job's
+    /// commit, and refuses anything else.
+    Server {
+        /// The server's base URL as the agent reached it.
+        url: String,
+        job_id: i64,
+        fence: i64,
+        /// Sent as `X-Hangar-Deploy`; valid while this attempt runs.
+        key: String,
+    },
+    /// The server will not deploy for this job, and why (a fork's pull
+    /// request, no `environment:`, a repository it does not watch).
+    Refused(String),
+}
+
+impl std::fmt::Debug for JobDeploy {
+    // The key is a credential: never in a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobDeploy::Server {
+                url, job_id, fence, ..
+            } => f
+                .debug_struct("Server")
+                .field("url", url)
+                .field("job_id", job_id)
+                .field("fence", fence)
+                .finish_non_exhaustive(),
+            JobDeploy::Refused(why) => f.debug_tuple("Refused").field(why).finish(),
+        }
+    }
 }
 
 /// What a job's steps reach outside the engine, as the runner announces it in
@@ -180,6 +226,7 @@ impl RunContext {
             environment_vars: BTreeMap::new(),
             environment_approved: false,
             deploy_home: None,
+            job_deploy: None,
         }
     }
 

@@ -83,7 +83,7 @@ use std::sync::Arc;
 
 pub use builtin::{ActionCall, ActionResult, BuiltinAction, OutputSink};
 pub use compiled::CompiledJob;
-pub use context::{JobServices, RunContext};
+pub use context::{JobDeploy, JobServices, RunContext};
 pub use job::JobOutcome;
 pub use report::{Conclusion, Event, Reporter};
 pub use run::{JobSummary, RunOptions, RunSummary};

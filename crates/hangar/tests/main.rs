@@ -15,6 +15,7 @@ mod deploy_crash;
 mod dry_run;
 mod examples;
 mod init_cli;
+mod job_deploy;
 mod job_level;
 mod job_processes;
 mod protection_cli;

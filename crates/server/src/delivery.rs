@@ -44,6 +44,10 @@ pub struct Operation {
     /// running operations of servers that are gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The job whose `hangar/deploy` asked for it, with its deployment key
+    /// (no token): only that job reads it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<i64>,
 }
 
 /// A protected environment's decision on one operation.
@@ -864,4 +868,268 @@ fn environments_with_alerts(data: &std::path::Path) -> Vec<String> {
         .filter(|e| e.path().join(hangar_deploy::alerts::EVENTS).is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect()
+}
+
+/// The watched checkout of a repository, by its clone URL (a watched
+/// repository is registered with its directory's canonical path): the
+/// server's own view of the project, whose environments its delivery API,
+/// `/metrics` and `hangar status|down --server` read.
+fn watched_dir_of(app: &App, clone_url: &str) -> Option<PathBuf> {
+    let path = std::path::Path::new(clone_url);
+    if !path.is_absolute() {
+        return None;
+    }
+    let path = std::fs::canonicalize(path).ok()?;
+    app.delivery_data
+        .iter()
+        .filter_map(|data| data.parent())
+        .find(|dir| *dir == path)
+        .map(PathBuf::from)
+}
+
+/// The key of a job's deployments (see `JobDeploy::Server`): HMAC-SHA256
+/// under the server's lease secret of the purpose, the job and the
+/// attempt's fence, cut to 128 bits. Derived rather than stored, like the
+/// lease key: it dies with the attempt (a new fence) and names nothing the
+/// caller could change — the environment, the repository and the commit are
+/// the job's own, read from the store when it is used.
+fn deploy_key(app: &App, job_id: i64, fence: i64) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(&app.lease_secret).expect("any key length");
+    mac.update(format!("deploy\0{job_id}\0{fence}").as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// What a leased job's `hangar/deploy` may do (option (a) of deploying from
+/// a server's job: through the server that leased it). Chosen over a deploy
+/// home per agent because the server already has the project's one view —
+/// its watched checkout, where `hangar down --server`, the delivery page and
+/// `/metrics` look — and already decided the environment's protection before
+/// leasing the job, so the deployment is the job's approved environment and
+/// nothing else, for remote agents as for the embedded one.
+pub(crate) fn job_grant(
+    app: &App,
+    run: &hangar_store::Run,
+    job: &hangar_store::Job,
+    fence: i64,
+    host: &str,
+    payload: &serde_json::Value,
+) -> hangar_engine::JobDeploy {
+    use hangar_engine::JobDeploy::{Refused, Server};
+    if app.untrusted(&run.event, payload) {
+        return Refused(
+            "a pull request from a fork (untrusted code) cannot deploy through the server".into(),
+        );
+    }
+    let Some(env) = &job.environment else {
+        return Refused(
+            "the job names no `environment:`: a server's job deploys its own environment, which \
+             the server's protection decided before leasing it (add `environment: NAME` to the job)"
+                .into(),
+        );
+    };
+    let watched = app
+        .store
+        .get_repo(run.repo_id)
+        .ok()
+        .flatten()
+        .and_then(|r| watched_dir_of(app, &r.clone_url));
+    if watched.is_none() {
+        return Refused(format!(
+            "the server watches no checkout of this repository (`hangar serve --repo DIR`), so \
+             environment `{env}` has no home outlasting the job's workspace; give the step \
+             `server:` and `token:` of a server that watches it"
+        ));
+    }
+    if host.is_empty() {
+        return Refused("the agent reached the server without a Host header".into());
+    }
+    Server {
+        url: format!("http://{host}"),
+        job_id: job.id,
+        fence,
+        key: deploy_key(app, job.id, fence),
+    }
+}
+
+/// The job whose running attempt `headers` prove with its deployment key,
+/// its run and the checkout its deployments go to. Every refusal is a 403
+/// of the same shape whatever was wrong with the key, so the route tells an
+/// outsider nothing about which jobs exist.
+#[allow(clippy::result_large_err)] // the Err is the answer itself
+fn deploying_job(
+    app: &App,
+    job_id: i64,
+    headers: &axum::http::HeaderMap,
+) -> Result<(hangar_store::Job, hangar_store::Run, PathBuf), Response> {
+    use subtle::ConstantTimeEq;
+    let refused = || {
+        error(
+            StatusCode::FORBIDDEN,
+            "not the deployment key of a running job: a job's `hangar/deploy` gets it from the server that leased the job, for that attempt only",
+        )
+    };
+    let given = headers
+        .get(hangar_deploy::client::JOB_DEPLOY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(refused)?;
+    let job = match app.store.get_job(job_id) {
+        Ok(Some(j)) if j.status == hangar_store::Status::Running => j,
+        Ok(_) => return Err(refused()),
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))),
+    };
+    let expected = deploy_key(app, job.id, job.fence);
+    if !(given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))) {
+        return Err(refused());
+    }
+    let internal = |e: anyhow::Error| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+    let run = app
+        .store
+        .get_run(job.run_id)
+        .map_err(internal)?
+        .ok_or_else(refused)?;
+    // Checked again at use, not only when the key was handed out.
+    let payload = app.store.run_payload(run.id).map_err(internal)?;
+    if app.untrusted(&run.event, &payload) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "a pull request from a fork (untrusted code) cannot deploy through the server",
+        ));
+    }
+    let dir = app
+        .store
+        .get_repo(run.repo_id)
+        .map_err(internal)?
+        .and_then(|r| watched_dir_of(app, &r.clone_url))
+        .ok_or_else(|| {
+            error(
+                StatusCode::FORBIDDEN,
+                "the server watches no checkout of this job's repository",
+            )
+        })?;
+    Ok((job, run, dir))
+}
+
+/// `POST /api/v1/jobs/{id}/deploy/{env}` with a controller `Deploy`
+/// request, authenticated by the job's deployment key (`X-Hangar-Deploy`):
+/// a `hangar/deploy` step of a running job. The server deploys the job's
+/// own environment of its repository's watched checkout at the job's
+/// commit (the request's commit and artifact are not read); any other
+/// environment is refused. The environment's reviewers and wait timer are
+/// not asked again: the job was leased only once they were satisfied.
+/// Accepted at once (202, `{id}`), followed with
+/// `GET /api/v1/jobs/{id}/deploy/operations/{op}`.
+pub async fn job_deploy(
+    State(app): State<Arc<App>>,
+    Path((job_id, env)): Path<(i64, String)>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<Request>,
+) -> Response {
+    let (job, run, dir) = match deploying_job(&app, job_id, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(own) = job.environment.clone() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this job names no `environment:`, so it deploys none",
+        );
+    };
+    if !own.eq_ignore_ascii_case(&env) {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this job deploys its own environment `{own}` only (its `environment:`), not `{env}`"
+            ),
+        );
+    }
+    let Request::Deploy {
+        service,
+        no_build,
+        with_dependencies,
+        ..
+    } = req
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a job's deployment key deploys; other requests need a token",
+        );
+    };
+    let (commit, time) = match resolve(&dir, &run.sha) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("the job's commit is not in the watched checkout: {e}"),
+            );
+        }
+    };
+    let req = Request::Deploy {
+        service,
+        artifact: None,
+        commit: Some(commit.clone()),
+        commit_time: Some(time),
+        no_build,
+        // The job's commit, exported from the watched repository: what the
+        // job built and tested, whatever the checkout's working tree holds.
+        from_commit: true,
+        with_dependencies,
+    };
+    // Operations name the project by its id: the folder name may be shared.
+    let found = Project::at(&dir);
+    let project = found.id.clone();
+    let op = Operation {
+        project: project.clone(),
+        env: own.clone(),
+        job: Some(job.id),
+        server: Some(app.embedded_agent_id.clone()),
+        ..Default::default()
+    };
+    let id = match serde_json::to_value(&req)
+        .map_err(anyhow::Error::from)
+        .and_then(|r| {
+            app.store.create_operation(
+                &project,
+                &own,
+                &r,
+                &serde_json::to_value(&op)?,
+                OperationPhase::Running,
+            )
+        })
+        .and_then(|id| Ok(u64::try_from(id)?))
+    {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    };
+    if let Err(e) = app.store.audit(
+        &format!("job {}", job.id),
+        "delivery.job_deploy",
+        &format!("delivery/{id}"),
+        &serde_json::json!({"project": found.name, "project_id": project, "environment": own, "run": run.id, "commit": commit}),
+    ) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"));
+    }
+    let app2 = app.clone();
+    tokio::spawn(async move { run_operation(&app2, id, &dir, &own, &req).await });
+    (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response()
+}
+
+/// `GET /api/v1/jobs/{id}/deploy/operations/{op}`: a job's own deployment,
+/// with its deployment key.
+pub async fn job_operation(
+    State(app): State<Arc<App>>,
+    Path((job_id, id)): Path<(i64, u64)>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(r) = deploying_job(&app, job_id, &headers) {
+        return r;
+    }
+    match load(&app, id) {
+        Some((op, _)) if op.job == Some(job_id) => Json(op).into_response(),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no deployment {id} of job {job_id}"),
+        ),
+    }
 }

@@ -354,6 +354,13 @@ pub fn router(app: Arc<App>) -> Router {
         // Badges need no token (an image in a README cannot send one); only
         // public repositories have them.
         .route("/badge/{*path}", get(admin::badge))
+        // A job's `hangar/deploy`: authenticated by the key the server gave
+        // that job's attempt (`X-Hangar-Deploy`), not by a token.
+        .route("/api/v1/jobs/{id}/deploy/{env}", post(delivery::job_deploy))
+        .route(
+            "/api/v1/jobs/{id}/deploy/operations/{op}",
+            get(delivery::job_operation),
+        )
         // The handler enforces GitHub's 25 MB itself, refusing unread when the
         // length is announced; this limit only has to let that through.
         .route(
