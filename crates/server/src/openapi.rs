@@ -340,6 +340,10 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/delivery/operations/{id}/approve", vec![("post", op("A reviewer approves or rejects a protected environment's delivery operation (never the token that asked for it when the environment prevents self-review)", "delivery")
             .body(json!({"type": "object", "required": ["approve"], "properties": {"approve": {"type": "boolean"}, "comment": string()}}), true)
             .ok("200", "the operation", json!({"type": "object"})).err("403", "not a reviewer, or self-review (code `self_review`)").err("404", "no such operation").err("409", "no approval to decide"))]),
+        ("/api/v1/jobs/{id}/deploy/{env}", vec![("post", op("A running job's `hangar/deploy`: deploys the job's own environment of its repository's watched checkout at the job's commit (no token: the deployment key of the job's attempt in `X-Hangar-Deploy`; the request's commit and artifact are not read)", "delivery").public()
+            .body(json!({"type": "object"}), true).ok("202", "the operation", json!({"type": "object"})).err("400", "not a deployment").err("403", "not the key of a running job, another environment, a fork's job, or a repository the server does not watch").err("422", "the job's commit is not in the watched checkout"))]),
+        ("/api/v1/jobs/{id}/deploy/operations/{op}", vec![("get", op("A job's own deployment's progress (the job's deployment key in `X-Hangar-Deploy`)", "delivery").public()
+            .ok("200", "the operation", json!({"type": "object"})).err("403", "not the key of a running job").err("404", "no such deployment of this job"))]),
         ("/api/v1/agent/poll", vec![("post", op("Agent: long-poll for a job (up to its `wait`)", "agent").body(json!({"type": "object"}), true)
             .ok("200", "a job", json!({"type": "object"})).empty("204", "no job within the wait"))]),
         ("/api/v1/agent/jobs/{id}/heartbeat", vec![("post", agent("Agent: extend the lease").body(json!({"type": "object", "required": ["fence"], "properties": {"fence": int()}}), true).ok("200", "extended", json!({"type": "object"})))]),

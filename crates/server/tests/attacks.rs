@@ -1133,3 +1133,169 @@ async fn a_fork_pull_request_in_the_jail_cannot_reach_the_data_directory() {
     assert!(!data_dir.join("pwned").exists());
     s.server.stop().await;
 }
+
+/// `X-Hangar-Deploy` for a job, derived as the server derives it from the
+/// lease secret in its data directory: what a rogue holding the server's
+/// secret — or the server handing a key out by mistake — would send.
+fn derived_deploy_key(data: &std::path::Path, job: i64, fence: i64) -> String {
+    use hmac::Mac;
+    let secret = hex::decode(
+        std::fs::read_to_string(data.join("lease.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).unwrap();
+    mac.update(format!("deploy\0{job}\0{fence}").as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// A server's job deploys through the server with the key of its lease
+/// (`Assignment::deploy`), and that key reaches its own environment only:
+/// another environment, another repository's job, a job that ended and a
+/// fork's pull request are refused, even a fork's job holding a correctly
+/// derived key.
+#[tokio::test]
+async fn a_job_deploy_key_deploys_its_own_environment_only() {
+    let wf = "on: [push, pull_request]\njobs:\n  ship:\n    runs-on: ubuntu-latest\n    environment: staging\n    steps: [{run: echo ok}]\n";
+    let yml =
+        "services:\n  web:\n    run: sleep 60\nenvironments:\n  staging: {}\n  production: {}\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ship.yml", wf), ("hangar.yml", yml)]);
+    let (other, other_sha) = repo_with(&[(".github/workflows/ship.yml", wf), ("hangar.yml", yml)]);
+    let watched = std::fs::canonicalize(repo.path()).unwrap();
+    let s = start_with(|c| {
+        c.embedded_capacity = 0;
+        c.watch = vec![watched.clone()];
+    })
+    .await;
+    // The watched checkout as a forge repository too (its pull requests come
+    // by webhook); the other repository is not watched.
+    s.register("acme/app", &watched).await;
+    s.register("acme/other", other.path()).await;
+    let agent = agent_token(&s, "deployer").await;
+    let deploy = |job: i64, env: &str, key: Option<String>, body: Value| {
+        let mut r = s
+            .http
+            .post(s.url(&format!("/api/v1/jobs/{job}/deploy/{env}")))
+            .json(&body);
+        if let Some(k) = key {
+            r = r.header("x-hangar-deploy", k);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let status_req = json!({"op": "status"});
+    let deploy_req = json!({"op": "deploy", "service": null, "artifact": "/etc", "commit": "0000000000000000000000000000000000000000", "commit_time": null, "no_build": false});
+
+    // The watched repository's own push: a key for its staging.
+    let (code, v) = s.push("acme/app", &watched, &sha, "ship-1").await;
+    assert_eq!(code, 202, "{v}");
+    let a = poll(&s, &agent, "box-1").await.expect("the push's job");
+    let (job_a, fence_a) = (a["job_id"].as_i64().unwrap(), a["fence"].as_i64().unwrap());
+    let key_a = a["deploy"]["server"]["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a trusted job of a watched repository gets a key: {a:#}"))
+        .to_string();
+    assert_eq!(a["deploy"]["server"]["job_id"], job_a);
+    assert_eq!(
+        key_a,
+        derived_deploy_key(s.data.path(), job_a, fence_a),
+        "the key is the attempt's"
+    );
+    // Accepted for its own environment (names compare without case): a
+    // request that is not a deployment gets past the key and is refused
+    // for what it asks.
+    let (code, v) = deploy(job_a, "STAGING", Some(key_a.clone()), status_req.clone()).await;
+    assert_eq!(code, 400, "{v}");
+    // Another environment, with the right key.
+    let (code, v) = deploy(job_a, "production", Some(key_a.clone()), deploy_req.clone()).await;
+    assert_eq!(code, 403, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("own environment `staging`"),
+        "{v}"
+    );
+    // No key, a guessed key, and the header's value for another job.
+    for k in [None, Some("0".repeat(32)), Some(key_a.to_uppercase())] {
+        let (code, v) = deploy(job_a, "staging", k.clone(), deploy_req.clone()).await;
+        assert_eq!(code, 403, "{k:?}: {v}");
+    }
+
+    // Another repository (not watched): its job gets no key, and job A's
+    // key does not reach it.
+    let (code, v) = s
+        .push("acme/other", other.path(), &other_sha, "other-1")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let c = poll(&s, &agent, "box-2")
+        .await
+        .expect("the other repository's job");
+    let job_c = c["job_id"].as_i64().unwrap();
+    let why = c["deploy"]["refused"].as_str().unwrap_or_default();
+    assert!(why.contains("watches no checkout"), "{c:#}");
+    let (code, v) = deploy(job_c, "staging", Some(key_a.clone()), deploy_req.clone()).await;
+    assert_eq!(code, 403, "{v}");
+    let key_c = derived_deploy_key(s.data.path(), job_c, c["fence"].as_i64().unwrap());
+    let (code, v) = deploy(job_c, "staging", Some(key_c), deploy_req.clone()).await;
+    assert_eq!(
+        code, 403,
+        "an unwatched repository has nowhere to deploy: {v}"
+    );
+
+    // A fork's pull request of the watched repository: no key is handed
+    // out, and a correctly derived one is refused.
+    let body = body_of(json!({
+        "action": "opened", "number": 7,
+        "pull_request": {"number": 7, "head": {"sha": sha, "ref": "f", "repo": {"full_name": "outsider/app", "fork": true}},
+                         "base": {"ref": "main"}},
+        "repository": {"full_name": "acme/app"}, "sender": {"login": "outsider"}
+    }));
+    let (code, v) = s
+        .hook(
+            "github",
+            &body,
+            &sign(&body),
+            "fork-deploy-1",
+            "pull_request",
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let b = poll(&s, &agent, "box-3").await.expect("the fork's job");
+    let job_b = b["job_id"].as_i64().unwrap();
+    assert!(
+        b["deploy"]["server"].is_null(),
+        "a fork's job got a key: {b:#}"
+    );
+    assert!(
+        b["deploy"]["refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fork"),
+        "{b:#}"
+    );
+    let key_b = derived_deploy_key(s.data.path(), job_b, b["fence"].as_i64().unwrap());
+    let (code, v) = deploy(job_b, "staging", Some(key_b), deploy_req.clone()).await;
+    assert_eq!(code, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("fork"), "{v}");
+
+    // Once the job is over, its key deploys nothing.
+    let code = agent_call(
+        &s,
+        &agent,
+        a["lease_key"].as_str(),
+        &format!("/api/v1/agent/jobs/{job_a}/complete"),
+        json!({"fence": fence_a, "conclusion": "success", "outputs": {}}),
+    )
+    .await;
+    assert_eq!(code, 204);
+    let (code, v) = deploy(job_a, "staging", Some(key_a), status_req).await;
+    assert_eq!(code, 403, "{v}");
+    // Nothing was deployed by any of it.
+    assert!(!watched.join(".hangar/envs").exists());
+    s.server.stop().await;
+}
