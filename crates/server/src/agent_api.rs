@@ -475,7 +475,7 @@ fn assignment(
     // gets them: a secret rotated before the job's first log line stays
     // masked under its old value too.
     app.masker_for_job(job, || run.repo_id);
-    let deploy = crate::delivery::job_grant(app, &run, job, fence, host, &payload);
+    let deploy = crate::delivery::job_grant(app, run, job, fence, host, &payload);
     let compiled = compile_job(
         &run.workflow_path,
         &s("workflow"),
