@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::common::http_json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hangar");
-const INSTALLATION_TOKEN: &str = "ghs_installationtokenthatmustnotbelogged0";
+const INSTALLATION_TOKEN: &str = "ghs_installationtokenthatmustnotbelogged0"; // hangar:allow (a fake credential for the test)
 const WEBHOOK_SECRET: &str = "app-webhook-secret-that-must-not-be-logged";
 
 /// What the contract saw: JWTs presented and check-run requests answered.

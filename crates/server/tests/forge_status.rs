@@ -830,6 +830,12 @@ async fn a_github_apps_installation_token_pushes_the_release_tag() {
         );
         assert!(g.violations.is_empty(), "{:#?}", g.violations);
     }
+    // The test forge records a request once git's backend has finished it,
+    // which is a moment after the tag is visible in the repository.
+    eventually("the push recorded by the forge", || async {
+        !forge.seen().pushes().is_empty()
+    })
+    .await;
     let seen = forge.seen();
     let pushes = seen.pushes();
     assert_eq!(pushes.len(), 1, "{seen:#?}");

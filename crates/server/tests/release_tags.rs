@@ -157,7 +157,7 @@ async fn an_https_clone_url_gets_the_tag_pushed_with_the_token_in_gits_environme
     let (_work2, merge2) = merged_release_into(&bare2, OPT_IN, None);
     let url2 = forge.url("acme/wrong.git");
     let id2 = register_url(&s, "acme/wrong", &url2).await;
-    let cred = json!({"kind": "github", "api_url": "https://api.github.com", "project": "acme/wrong", "token": "ghp-expired-t0ken"});
+    let cred = json!({"kind": "github", "api_url": "https://api.github.com", "project": "acme/wrong", "token": "ghp-expired-t0ken"}); // hangar:allow (a fake credential for the test)
     put_forge_credential(&s, id2, cred).await;
     push_url(&s, "acme/wrong", &url2, &merge2, "h-2").await;
     eventually("the refusal audited", || async {

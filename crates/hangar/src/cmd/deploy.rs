@@ -336,20 +336,33 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
-            if !controller_running(&files).await {
-                // A controller that died (kill -9, OOM) leaves its instances
-                // running in their own process groups: down stops them too.
-                let n = hangar_deploy::controller::stop_leftovers(&files)?;
-                if n > 0 {
-                    eprintln!(
-                        "environment `{env}` had no controller; stopped the {n} instance(s) it left running"
-                    );
-                } else {
-                    eprintln!("environment `{env}` is not running");
+            // A controller that its supervisor is restarting can accept the
+            // call and go away under it (the reset of a half-started
+            // process): then it is asked again, or its leftovers stopped.
+            let mut attempts = 0;
+            let v = loop {
+                if !controller_running(&files).await {
+                    // A controller that died (kill -9, OOM) leaves its instances
+                    // running in their own process groups: down stops them too.
+                    let n = hangar_deploy::controller::stop_leftovers(&files)?;
+                    if n > 0 {
+                        eprintln!(
+                            "environment `{env}` had no controller; stopped the {n} instance(s) it left running"
+                        );
+                    } else {
+                        eprintln!("environment `{env}` is not running");
+                    }
+                    return Ok(ExitCode::SUCCESS);
                 }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let v = control::call(&files.socket(), &Request::Down, |e| eprintln!("{e}")).await?;
+                match control::call(&files.socket(), &Request::Down, |e| eprintln!("{e}")).await {
+                    Ok(v) => break v,
+                    Err(e) if attempts < 3 && connection_lost(&e) => {
+                        attempts += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             print_value(&at, &v, |_| format!("environment `{env}` stopped"))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -591,6 +604,20 @@ impl StopSignals {
             _ = self.term.recv() => {}
         }
     }
+}
+
+/// The controller's socket went away during a call (as opposed to the
+/// controller answering with an error).
+fn connection_lost(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::*;
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionRefused | NotFound | UnexpectedEof
+            )
+        })
 }
 
 async fn controller_running(files: &EnvFiles) -> bool {
