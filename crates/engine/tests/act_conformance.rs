@@ -19,19 +19,6 @@ fn shared() -> Option<PathBuf> {
     hangar_testkit::shared("conformance/act-cases.json")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
-
 /// Values of files act's tests read that were not copied (see MANIFEST §1).
 fn extra_inputs(case: &Value, run: &mut RunContext, dir: &Path) {
     let wp = case["workflow_path"].as_str().unwrap_or("");
@@ -134,7 +121,7 @@ fn run_case(root: &Path, case: &Value) -> Result<bool, String> {
     let wp = case["workflow_path"].as_str().unwrap_or("");
     let event = case["event"].as_str().unwrap_or("push");
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    copy_dir(root, tmp.path());
+    hangar_testkit::copy_dir(root, tmp.path());
     let ws = tmp.path();
     let path = ws.join(wp);
     let event_json = std::fs::read_to_string(path.join("event.json"))

@@ -75,24 +75,11 @@ fn cases(testdata: &Path, table: &Value) -> Vec<Case> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
-
 /// A repository like act's workdir for the case: its testdata tree (what
 /// steps may read) with the case's workflow files in `.github/workflows`.
 fn case_repo(root: &Path, testdata: &Path, case: &Case, n: usize) -> PathBuf {
     let dir = root.join(format!("case-{n}"));
-    copy_dir(testdata, &dir);
+    hangar_testkit::copy_dir(testdata, &dir);
     let wf = dir.join(".github/workflows");
     std::fs::create_dir_all(&wf).unwrap();
     for w in &case.workflows {

@@ -66,6 +66,26 @@ fn action(shared: &Path, repo: &str, tag: &str, into: &Path) -> PathBuf {
     dir
 }
 
+/// A forge as a folder of bare repositories, over file://, holding the real
+/// `actions/cache` (from the shared bundles): its URL.
+fn cache_forge(shared: &Path, root: &Path) -> String {
+    let forge = root.join("forge");
+    std::fs::create_dir_all(forge.join("actions")).unwrap();
+    let bundle = shared.join("actions/actions/cache.bundle");
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--end-of-options",
+            bundle.to_str().unwrap(),
+            forge.join("actions/cache.git").to_str().unwrap(),
+        ],
+    );
+    format!("file://{}", forge.display())
+}
+
 /// A repository on `main` holding `workflow`.
 fn repo(root: &Path, workflow: &str) -> PathBuf {
     let dir = root.join("repo");
@@ -435,24 +455,9 @@ fn actions_cache_is_fetched_and_runs_as_itself_not_the_look_alike() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // A forge as a folder of bare repositories, over file://.
-    let forge = tmp.path().join("forge");
-    std::fs::create_dir_all(forge.join("actions")).unwrap();
-    let bundle = shared.join("actions/actions/cache.bundle");
-    git(
-        tmp.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            "--end-of-options",
-            bundle.to_str().unwrap(),
-            forge.join("actions/cache.git").to_str().unwrap(),
-        ],
-    );
+    let url = cache_forge(&shared, tmp.path());
     let dir = repo(tmp.path(), CACHE_WORKFLOW);
     let data = tmp.path().join("data");
-    let url = format!("file://{}", forge.display());
     let args = ["--actions-url", url.as_str()];
     let (out, text) = hangar_run(&dir, &data, &args);
     assert!(out.status.success(), "{text}");
@@ -502,20 +507,7 @@ fn serve_fetches_marketplace_actions_from_its_actions_url() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let forge = tmp.path().join("forge");
-    std::fs::create_dir_all(forge.join("actions")).unwrap();
-    let bundle = shared.join("actions/actions/cache.bundle");
-    git(
-        tmp.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            "--end-of-options",
-            bundle.to_str().unwrap(),
-            forge.join("actions/cache.git").to_str().unwrap(),
-        ],
-    );
+    let url = cache_forge(&shared, tmp.path());
     let dir = repo(tmp.path(), CACHE_WORKFLOW);
     let bin = env!("CARGO_BIN_EXE_hangar");
 
@@ -538,7 +530,6 @@ fn serve_fetches_marketplace_actions_from_its_actions_url() {
         "{err}"
     );
 
-    let url = format!("file://{}", forge.display());
     let repo_arg = dir.display().to_string();
     let (_serve, ui, admin) = common::browser::serve(
         bin,

@@ -1128,36 +1128,24 @@ async fn request(
     // The chosen version first, then the others, each instance in turn: only
     // a connection that could not be made moves on (nothing was sent then).
     let mut last_err = None;
-    let candidates = std::iter::once(first).chain(
-        (0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()),
-    );
-    for ri in candidates {
+    for (_, ri, backend) in t.try_order(first) {
         let route = &t.routes[ri];
-        let n = route.route.backends.len();
-        let start_at = if n > 1 {
-            route.next.fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
+        let up = match acquire(held, backend).await {
+            Ok(up) => up,
+            Err(err) => {
+                route.stats.record_connect_error();
+                last_err = Some(err);
+                continue;
+            }
         };
-        for k in 0..n {
-            let backend = &route.route.backends[(start_at + k) % n];
-            let up = match acquire(held, backend).await {
-                Ok(up) => up,
-                Err(err) => {
-                    route.stats.record_connect_error();
-                    last_err = Some(err);
-                    continue;
-                }
-            };
-            backend.inflight.fetch_add(1, Ordering::Relaxed);
-            let next = exchange(c, up, &req, rest, replayable, &t, ri, close, held).await;
-            backend.inflight.fetch_sub(1, Ordering::Relaxed);
-            match next {
-                Exchanged::Next(next) => return next,
-                Exchanged::NotSent(err) => {
-                    route.stats.record_connect_error();
-                    last_err = Some(err);
-                }
+        backend.inflight.fetch_add(1, Ordering::Relaxed);
+        let next = exchange(c, up, &req, rest, replayable, &t, ri, close, held).await;
+        backend.inflight.fetch_sub(1, Ordering::Relaxed);
+        match next {
+            Exchanged::Next(next) => return next,
+            Exchanged::NotSent(err) => {
+                route.stats.record_connect_error();
+                last_err = Some(err);
             }
         }
     }

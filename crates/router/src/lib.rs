@@ -108,6 +108,32 @@ struct TableRt {
     live: usize,
 }
 
+impl TableRt {
+    /// Where a request that reached no instance goes next, in order: the
+    /// chosen route `first`, then every other route that has instances;
+    /// within a route each instance once, from its round-robin position
+    /// (taken only when the route is reached). Yields (how many routes were
+    /// tried before, route index, instance). One order for both HTTP paths.
+    fn try_order(&self, first: usize) -> impl Iterator<Item = (usize, usize, &Arc<Backend>)> {
+        std::iter::once(first)
+            .chain(
+                (0..self.routes.len())
+                    .filter(move |i| *i != first && !self.routes[*i].route.backends.is_empty()),
+            )
+            .enumerate()
+            .flat_map(move |(attempt, ri)| {
+                let route = &self.routes[ri];
+                let n = route.route.backends.len();
+                let start_at = if n > 1 {
+                    route.next.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    0
+                };
+                (0..n).map(move |k| (attempt, ri, &route.route.backends[(start_at + k) % n]))
+            })
+    }
+}
+
 /// A reverse proxy for one service.
 pub struct Router {
     name: String,
@@ -457,48 +483,29 @@ impl Router {
         }
 
         // Candidates: the chosen version first, then the others (only for requests that never reached an instance).
-        let order = std::iter::once(first).chain(
-            (0..t.routes.len()).filter(|i| *i != first && !t.routes[*i].route.backends.is_empty()),
-        );
         let mut last_connect_error = None;
-        for (attempt, ri) in order.enumerate() {
+        for (attempt, ri, backend) in t.try_order(first) {
             let route = &t.routes[ri];
-            let n = route.route.backends.len();
-            let start_at = if n > 1 {
-                route.next.fetch_add(1, Ordering::Relaxed)
-            } else {
-                0
-            };
-            for k in 0..n {
-                let backend = &route.route.backends[(start_at + k) % n];
-                match self.forward(local, backend, &parts, body.clone()).await {
-                    Ok((resp, latency)) => {
-                        let failed = resp.status().is_server_error();
-                        route.stats.record(latency, resp.status().as_u16());
-                        if failed && idempotent && t.retry_on_stable.map(|(c, _)| c) == Some(ri) {
-                            let (_, stable) = t.retry_on_stable.unwrap_or((ri, ri));
-                            if let Some(resp) =
-                                self.try_route(local, &t, stable, &parts, &body).await
-                            {
-                                return self.finish(
-                                    resp,
-                                    &t,
-                                    stable,
-                                    attempt > 0 || cookie.is_none(),
-                                );
-                            }
+            match self.forward(local, backend, &parts, body.clone()).await {
+                Ok((resp, latency)) => {
+                    let failed = resp.status().is_server_error();
+                    route.stats.record(latency, resp.status().as_u16());
+                    if failed && idempotent && t.retry_on_stable.map(|(c, _)| c) == Some(ri) {
+                        let (_, stable) = t.retry_on_stable.unwrap_or((ri, ri));
+                        if let Some(resp) = self.try_route(local, &t, stable, &parts, &body).await {
+                            return self.finish(resp, &t, stable, attempt > 0 || cookie.is_none());
                         }
-                        return self.finish(
-                            resp,
-                            &t,
-                            ri,
-                            cookie.as_deref() != Some(route.route.version.as_str()),
-                        );
                     }
-                    Err(err) => {
-                        route.stats.record_connect_error();
-                        last_connect_error = Some(err);
-                    }
+                    return self.finish(
+                        resp,
+                        &t,
+                        ri,
+                        cookie.as_deref() != Some(route.route.version.as_str()),
+                    );
+                }
+                Err(err) => {
+                    route.stats.record_connect_error();
+                    last_connect_error = Some(err);
                 }
             }
         }

@@ -111,6 +111,25 @@ pub fn empty_repo() -> tempfile::TempDir {
     dir
 }
 
+/// Copies the tree at `from` to `to` (created), files and folders only:
+/// test data read from `../shared` is copied into a temporary place, never
+/// changed where it lies.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("a directory to copy into");
+    for e in std::fs::read_dir(from)
+        .expect("a directory to copy")
+        .flatten()
+    {
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).expect("a file copied");
+        }
+    }
+}
+
 /// Writes `files` into the repository at `dir` and commits them (an empty
 /// commit when there are none); returns the new commit id.
 pub fn commit(dir: &Path, files: &[(&str, &str)]) -> String {
