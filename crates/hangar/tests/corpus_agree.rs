@@ -261,6 +261,7 @@ fn local_runs_and_the_server_agree_over_acts_corpus() {
             .unwrap_or_else(|| panic!("{} is not registered: {listed:#}", dir.display()))
     };
     // A push of each: the server builds what is pushed after it watches.
+    crate::common::wait_until_watched(&base, &admin, repos.len());
     for r in &repos {
         hangar_testkit::commit(r, &[("pushed.txt", "pushed\n")]);
     }

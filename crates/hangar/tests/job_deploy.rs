@@ -137,10 +137,7 @@ fn two_pushes_deploy_v1_then_v2_through_the_server_that_runs_the_jobs() {
     };
     // The server's first look at the repository takes its refs as they are
     // (a baseline, no build); the pushes come after it.
-    wait_for("the watch's baseline", Duration::from_secs(30), || {
-        let (_, v) = http("GET", &format!("{}/api/v1/deliveries", s.url), &s.token, "");
-        v.as_array().is_some_and(|d| !d.is_empty()).then_some(())
-    });
+    common::wait_until_watched(&s.url, &s.token, 1);
     // First push: v1.
     hangar_testkit::commit(dir, &[("README.md", "the site\n")]);
     let first = finished(1);

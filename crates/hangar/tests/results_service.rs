@@ -538,6 +538,7 @@ fn serve_fetches_marketplace_actions_from_its_actions_url() {
     );
     let base = ui.trim_end_matches("/ui/");
     // The server builds what is pushed after it watches.
+    common::wait_until_watched(base, &admin, 1);
     std::fs::write(dir.join("README"), "pushed\n").unwrap();
     git(&dir, &["add", "README"]);
     git(&dir, &["commit", "-q", "-m", "push"]);

@@ -110,3 +110,35 @@ pub fn site_project(environments: &str, extra: &[(&str, &str)]) -> tempfile::Tem
     hangar_testkit::commit(repo.path(), &files);
     repo
 }
+
+/// Waits until a starting `hangar serve` has taken its first look at each of
+/// the `repos` repositories it watches (one `baseline` delivery each, with
+/// a fresh data directory). A commit made before that look is the baseline
+/// and is never built, so a test that pushes right after start waits here.
+pub fn wait_until_watched(base: &str, token: &str, repos: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, v) = http_json(
+            "GET",
+            &format!("{base}/api/v1/deliveries?limit=500"),
+            token,
+            "",
+        );
+        let list = v.as_array().or_else(|| v["items"].as_array());
+        let watched: std::collections::BTreeSet<i64> = list
+            .into_iter()
+            .flatten()
+            .filter(|d| d["outcome"] == "baseline")
+            .filter_map(|d| d["repo_id"].as_i64())
+            .collect();
+        if watched.len() >= repos {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{} of {repos} repositories watched: {v:#}",
+            watched.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
