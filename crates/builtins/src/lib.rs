@@ -235,21 +235,26 @@ impl BuiltinAction for Deploy {
                 return ActionResult::failed();
             }
         }
+        // The one deployment request, sent three ways below: what differs is
+        // the artifact (a direct deployment only) and whether the commit is
+        // built from itself (the server's own checkout) or is the workspace.
+        let request =
+            |artifact: Option<String>, from_commit: bool| hangar_deploy::control::Request::Deploy {
+                service: service.clone(),
+                artifact,
+                commit: sha.clone(),
+                commit_time: None,
+                no_build,
+                from_commit,
+                with_dependencies,
+            };
         let result = match (&via_job, &server) {
             (Some(client), _) => {
                 call.output.line(&format!(
                     "hangar/deploy: deploying `{env}` through the server that runs this job (its watched checkout, at the job's commit)"
                 ));
-                let req = hangar_deploy::control::Request::Deploy {
-                    service,
-                    artifact: None,
-                    // The server deploys the job's own commit, whatever is sent.
-                    commit: sha,
-                    commit_time: None,
-                    no_build,
-                    from_commit: true,
-                    with_dependencies,
-                };
+                // The server deploys the job's own commit, whatever is sent.
+                let req = request(None, true);
                 rt.block_on(client.deploy(&env, &req, |e| call.output.line(e)))
             }
             (None, Some(server)) => {
@@ -266,29 +271,18 @@ impl BuiltinAction for Deploy {
                     from_input_or_env("token", "HANGAR_TOKEN"),
                     &project,
                 );
-                let req = hangar_deploy::control::Request::Deploy {
-                    service,
-                    artifact: None,
-                    commit: sha,
-                    commit_time: None,
-                    no_build,
-                    from_commit: false,
-                    with_dependencies,
-                };
+                let req = request(None, false);
                 rt.block_on(client.deploy(&env, &req, |e| call.output.line(e)))
             }
             (None, None) => {
-                let req = hangar_deploy::control::Request::Deploy {
-                    service,
-                    // A path of the job's workspace, where earlier steps built it.
-                    artifact: artifact.map(|a| call.workspace.join(a).display().to_string()),
-                    commit: sha,
-                    commit_time: None,
-                    no_build,
-                    // The workspace is the checkout of the commit already.
-                    from_commit: false,
-                    with_dependencies,
-                };
+                // A path of the job's workspace, where earlier steps built it;
+                // the workspace is the checkout of the commit already.
+                let req = request(
+                    artifact
+                        .as_ref()
+                        .map(|a| call.workspace.join(a).display().to_string()),
+                    false,
+                );
                 let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hangar"));
                 let client = hangar_deploy::client::EnvClient::new(&exe, &dir, &data, &env);
                 rt.block_on(client.deploy(&req, |e| call.output.line(e)))

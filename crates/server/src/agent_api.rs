@@ -132,6 +132,18 @@ fn fresh_id(name: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// The 409 an agent of another protocol version gets, naming both versions
+/// (an agent stops at it, saying why); `None` for this version's agents.
+fn other_protocol(version: u32, hangar_version: &str) -> Option<Response> {
+    (version != PROTOCOL_VERSION).then(|| {
+        crate::errors::error_coded(
+            StatusCode::CONFLICT,
+            PROTOCOL_MISMATCH,
+            &version_mismatch(version, hangar_version, PROTOCOL_VERSION, HANGAR_VERSION),
+        )
+    })
+}
+
 /// `POST /api/v1/agents/register`: an agent token (or an admin's, or the
 /// embedded agent's) registers one agent process, which is given an id and a
 /// credential; the agent protocol takes that credential only. A single-use
@@ -141,17 +153,8 @@ pub async fn register(
     Extension(caller): Extension<Caller>,
     Json(req): Json<RegisterRequest>,
 ) -> Response {
-    if req.protocol_version != PROTOCOL_VERSION {
-        return crate::errors::error_coded(
-            StatusCode::CONFLICT,
-            PROTOCOL_MISMATCH,
-            &version_mismatch(
-                req.protocol_version,
-                &req.hangar_version,
-                PROTOCOL_VERSION,
-                HANGAR_VERSION,
-            ),
-        );
+    if let Some(refused) = other_protocol(req.protocol_version, &req.hangar_version) {
+        return refused;
     }
     let bad =
         |s: &str| s.trim().is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control);
@@ -278,17 +281,8 @@ pub async fn poll(
         .to_string();
     // Another version's agent would misread the compiled job: it is told
     // why and stops, rather than failing every job it takes.
-    if req.protocol_version != PROTOCOL_VERSION {
-        return crate::errors::error_coded(
-            StatusCode::CONFLICT,
-            PROTOCOL_MISMATCH,
-            &version_mismatch(
-                req.protocol_version,
-                &req.hangar_version,
-                PROTOCOL_VERSION,
-                HANGAR_VERSION,
-            ),
-        );
+    if let Some(refused) = other_protocol(req.protocol_version, &req.hangar_version) {
+        return refused;
     }
     if !seen(&app, &req) {
         return removed(&req.agent_id);

@@ -457,6 +457,24 @@ pub(crate) struct Sent {
     pub(crate) out: Outcome,
 }
 
+impl Sent {
+    /// Its line of the outbound log, as `kind` (`check`, `release-tag`).
+    pub(crate) fn outbound(self, kind: &str, repo_id: i64, run_id: Option<i64>) -> NewOutbound {
+        NewOutbound {
+            kind: kind.into(),
+            repo_id: Some(repo_id),
+            run_id,
+            target: self.target,
+            subject: self.subject,
+            state: self.state,
+            attempts: self.out.attempts as i64,
+            outcome: self.out.outcome.into(),
+            http_status: self.out.http_status.map(i64::from),
+            error: self.out.error,
+        }
+    }
+}
+
 impl Reporter {
     /// A job changed on a repository that reports check runs: creates or
     /// updates its check run in the background, in order per job.
@@ -507,18 +525,7 @@ impl Reporter {
                         s.out.error.as_deref().unwrap_or(s.out.outcome)
                     );
                 }
-                let _ = store.record_outbound(&NewOutbound {
-                    kind: "check".into(),
-                    repo_id: Some(run.repo_id),
-                    run_id: Some(run.id),
-                    target: s.target,
-                    subject: s.subject,
-                    state: s.state,
-                    attempts: s.out.attempts as i64,
-                    outcome: s.out.outcome.into(),
-                    http_status: s.out.http_status.map(i64::from),
-                    error: s.out.error,
-                });
+                let _ = store.record_outbound(&s.outbound("check", run.repo_id, Some(run.id)));
             }
         });
     }

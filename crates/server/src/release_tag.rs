@@ -37,7 +37,7 @@ use base64::Engine;
 use hangar_git::Git;
 use hangar_release::config::TagVia;
 use hangar_release::pr::MergedTag;
-use hangar_store::{ForgeCredential, NewOutbound, Repo};
+use hangar_store::{ForgeCredential, Repo};
 use serde_json::{Value, json};
 
 use crate::app::App;
@@ -504,18 +504,9 @@ async fn post_once(
 /// The forge requests of one tagging, in the outbound log.
 fn record(app: &App, repo: &Repo, sent: Vec<Sent>) {
     for s in sent {
-        let _ = app.store.record_outbound(&NewOutbound {
-            kind: "release-tag".into(),
-            repo_id: Some(repo.id),
-            run_id: None,
-            target: s.target,
-            subject: s.subject,
-            state: s.state,
-            attempts: s.out.attempts as i64,
-            outcome: s.out.outcome.into(),
-            http_status: s.out.http_status.map(i64::from),
-            error: s.out.error,
-        });
+        let _ = app
+            .store
+            .record_outbound(&s.outbound("release-tag", repo.id, None));
     }
 }
 
