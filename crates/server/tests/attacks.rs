@@ -1220,6 +1220,18 @@ async fn a_job_deploy_key_deploys_its_own_environment_only() {
             .contains("own environment `staging`"),
         "{v}"
     );
+    // Names that are not the job's environment however they are spelled: an
+    // option, a path out of the environments, an oversized one.
+    let huge = "s".repeat(4000);
+    for env in [
+        "--help",
+        "..%2Fstaging",
+        "staging%2F..%2Fproduction",
+        huge.as_str(),
+    ] {
+        let (code, v) = deploy(job_a, env, Some(key_a.clone()), deploy_req.clone()).await;
+        assert!(code == 400 || code == 403, "{env}: {code} {v}");
+    }
     // No key, a guessed key, and the header's value for another job.
     for k in [None, Some("0".repeat(32)), Some(key_a.to_uppercase())] {
         let (code, v) = deploy(job_a, "staging", k.clone(), deploy_req.clone()).await;
@@ -1298,4 +1310,67 @@ async fn a_job_deploy_key_deploys_its_own_environment_only() {
     // Nothing was deployed by any of it.
     assert!(!watched.join(".hangar/envs").exists());
     s.server.stop().await;
+}
+
+/// Registration takes a name and an id from the agent. An empty, oversized
+/// or control-character name is refused with 400 and no agent appears; an
+/// oversized body is refused before it is read; an id that is not a safe
+/// path segment (empty, huge, a path, an option) is never used: the agent is
+/// given a fresh one.
+#[tokio::test]
+async fn agent_registration_refuses_hostile_names_and_replaces_hostile_ids() {
+    let s = start_with(|c| c.embedded_capacity = 0).await;
+    let (code, v) = s
+        .post("/api/v1/tokens", json!({"name": "box", "role": "agent"}))
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let register = |id: &str, name: &str, labels: Vec<String>| {
+        let r = s
+            .http
+            .post(s.url("/api/v1/agents/register"))
+            .bearer_auth(&token)
+            .json(&json!({"protocol_version": hangar_agent::PROTOCOL_VERSION,
+                "agent_id": id, "name": name, "labels": labels, "capacity": 1}));
+        async move {
+            let r = r.send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let labels = || vec!["ubuntu-latest".to_string()];
+    let huge = "n".repeat(10_000);
+    for name in [
+        "",
+        "   ",
+        huge.as_str(),
+        "box\n[fake] log line",
+        "box\u{1b}[2J",
+    ] {
+        let (code, v) = register("ok-id", name, labels()).await;
+        assert_eq!(code, 400, "name {name:.40?}: {v}");
+    }
+    let (code, _) = register("big", "big", vec!["x".repeat(1024); 2048]).await;
+    assert_eq!(code, 413, "a body over the route's limit");
+    let agents = s.get("/api/v1/agents").await;
+    assert_eq!(
+        agents.as_array().map(Vec::len),
+        Some(0),
+        "nothing registered: {agents:#}"
+    );
+    for id in ["", huge.as_str(), "../../etc", "a/b", "a b", "embedded-1"] {
+        let (code, v) = register(id, "box", labels()).await;
+        assert_eq!(code, 201, "id {id:.40?}: {v}");
+        let given = v["agent_id"].as_str().unwrap();
+        assert_ne!(given, id);
+        assert!(
+            !given.is_empty()
+                && given.len() <= 100
+                && !given.starts_with("embedded-")
+                && given
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "id {id:.40?} became {given:?}"
+        );
+    }
 }
