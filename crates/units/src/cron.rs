@@ -1,6 +1,7 @@
 //! Cron schedules a user writes: a workflow's `on.schedule[].cron` and
 //! hangar.yml's `recovery.schedule`, read by one parser and evaluated by one
-//! engine (croner), always in UTC as GitHub runs its schedules.
+//! engine (croner), in UTC as GitHub runs its schedules unless a workflow's
+//! entry names a `timezone:` ([`zone`], [`Cron::in_zone`]).
 //!
 //! GitHub accepts POSIX cron: five fields (minute, hour, day of month, month,
 //! day of week), each a list of `*`, numbers, ranges and `/` steps, months and
@@ -11,6 +12,8 @@
 //! hangar.yml schedules shorter than a minute; workflows keep GitHub's five.
 
 use chrono::{DateTime, Utc};
+use jiff::Timestamp;
+use jiff::tz::{AmbiguousOffset, TimeZone, TimeZoneDatabase};
 
 /// Whether a leading seconds field may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +24,98 @@ pub enum Seconds {
     Allowed,
 }
 
-/// A checked cron expression.
+/// A checked cron expression, evaluated in UTC or in the zone it was given.
 #[derive(Debug, Clone)]
 pub struct Cron {
     text: String,
     cron: croner::Cron,
+    zone: Option<Zone>,
+}
+
+/// An IANA time zone a schedule runs in (`America/New_York`), found in the
+/// time zone database by [`zone`].
+#[derive(Debug, Clone)]
+pub struct Zone {
+    name: String,
+    tz: TimeZone,
+}
+
+impl Zone {
+    /// The name as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Why a time zone name was refused, and a close name when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneError {
+    pub message: String,
+    pub suggestion: Option<String>,
+}
+
+/// The IANA time zone `name` (as GitHub's `timezone:` takes it: `Europe/Paris`,
+/// `Asia/Kolkata`, `UTC`). Looked up as the database does, letter case aside.
+///
+/// The database is the system's (`TZDIR`, `/usr/share/zoneinfo`), else the
+/// copy built in: jiff picks it once per process.
+pub fn zone(name: &str) -> Result<Zone, ZoneError> {
+    zone_in(jiff::tz::db(), name)
+}
+
+fn zone_in(db: &TimeZoneDatabase, name: &str) -> Result<Zone, ZoneError> {
+    let refuse = |message: String| {
+        Err(ZoneError {
+            suggestion: suggest_zone(db, name),
+            message,
+        })
+    };
+    if name.trim().is_empty() {
+        return Err(ZoneError {
+            message: "a time zone must not be empty: write an IANA name such as `America/New_York`, or leave `timezone:` out for UTC".into(),
+            suggestion: None,
+        });
+    }
+    // The names are the database's file names: a workflow is hostile, and
+    // nothing else (`..`, absolute paths, odd bytes) reaches the lookup.
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b))
+        && name.split('/').all(|part| !part.is_empty());
+    if !plain {
+        return refuse(format!(
+            "`{name}` is not an IANA time zone name (letters, digits, `/`, `_`, `+`, `-`), such as `America/New_York`"
+        ));
+    }
+    match db.get(name) {
+        Ok(tz) => Ok(Zone {
+            name: name.to_string(),
+            tz,
+        }),
+        Err(_) => refuse(format!(
+            "unknown time zone `{name}`: write an IANA name such as `America/New_York`"
+        )),
+    }
+}
+
+/// A zone of the database close to `name`: a slip of a few letters
+/// (`America/New_Yrok`), or the city alone (`Kolkata` for `Asia/Kolkata`).
+fn suggest_zone(db: &TimeZoneDatabase, name: &str) -> Option<String> {
+    let names: Vec<String> = db.available().map(|n| n.to_string()).collect();
+    if let Some(close) = hangar_diag::did_you_mean(name, names.iter().map(String::as_str)) {
+        return Some(close.to_string());
+    }
+    let city = name.rsplit('/').next().unwrap_or(name);
+    let mut same_city = names.iter().filter(|n| {
+        n.rsplit('/')
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(city))
+    });
+    // Only an answer that is one name: `Kolkata`, not `UTC` (several links).
+    match (same_city.next(), same_city.next()) {
+        (Some(one), None) => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// One field: its name, its bounds, and the names it also accepts (index =
@@ -121,6 +211,7 @@ pub fn parse(text: &str, seconds: Seconds) -> Result<Cron, String> {
     Ok(Cron {
         text: text.trim().to_string(),
         cron,
+        zone: None,
     })
 }
 
@@ -202,20 +293,86 @@ impl Cron {
         &self.text
     }
 
-    /// Whether the schedule fires at this second (unix seconds, UTC).
+    /// The same schedule read on the wall clock of `zone`.
+    pub fn in_zone(mut self, zone: Zone) -> Cron {
+        self.zone = Some(zone);
+        self
+    }
+
+    /// The zone the schedule runs in; `None` for UTC.
+    pub fn zone(&self) -> Option<&Zone> {
+        self.zone.as_ref()
+    }
+
+    /// Whether the schedule fires at this second (unix seconds).
     pub fn matches(&self, unix_secs: i64) -> bool {
+        if self.zone.is_some() {
+            return unix_secs
+                .checked_sub(1)
+                .and_then(|before| self.next_after(before))
+                == Some(unix_secs);
+        }
         DateTime::<Utc>::from_timestamp(unix_secs, 0)
             .is_some_and(|t| self.cron.is_time_matching(&t).unwrap_or(false))
     }
 
-    /// The first time the schedule fires strictly after `unix_secs` (UTC),
-    /// or `None` when it never does again (`0 0 30 2 *`).
+    /// The first time the schedule fires strictly after `unix_secs`, or
+    /// `None` when it never does again (`0 0 30 2 *`).
     pub fn next_after(&self, unix_secs: i64) -> Option<i64> {
+        if let Some(zone) = &self.zone {
+            return self.next_in_zone(&zone.tz, unix_secs);
+        }
         let t = DateTime::<Utc>::from_timestamp(unix_secs, 0)?;
         self.cron
             .find_next_occurrence(&t, false)
             .ok()
             .map(|t| t.timestamp())
+    }
+
+    /// The next firing in `tz`: croner walks the zone's wall clock (kept as
+    /// a UTC `DateTime`, which has no gaps or repeats), and each wall time
+    /// it finds becomes the instant it stands for, with GitHub's rule for a
+    /// DST gap: "scheduled workflows in skipped hours advance to the next
+    /// valid time" (2:30 on the spring-forward night fires at 3:00, the
+    /// instant of the change; several skipped times fire once there). For
+    /// the repeated hour of a fall-back GitHub says nothing; each wall time
+    /// fires once, at its first occurrence, as cron daemons do for a time
+    /// written out, so a nightly job never runs twice.
+    fn next_in_zone(&self, tz: &TimeZone, after: i64) -> Option<i64> {
+        let offset = tz.to_offset(Timestamp::from_second(after).ok()?).seconds();
+        let mut wall = DateTime::<Utc>::from_timestamp(after.checked_add(offset.into())?, 0)?;
+        // Candidates at or before `after` come only from a repeated hour
+        // already fired (at most an hour of minutes, or of seconds for a
+        // six-field cron); the bound only stops a runaway.
+        for _ in 0..4_000 {
+            wall = self.cron.find_next_occurrence(&wall, false).ok()?;
+            let at = instant_of(tz, wall.timestamp())?;
+            if at > after {
+                return Some(at);
+            }
+        }
+        None
+    }
+}
+
+/// The instant (unix seconds) at which `tz`'s wall clock shows `wall` (the
+/// wall time's fields read as UTC): the one instant; in a gap, the instant
+/// the clock skips it (the next valid time); in a repeat, the first.
+fn instant_of(tz: &TimeZone, wall: i64) -> Option<i64> {
+    let civil = TimeZone::UTC.to_datetime(Timestamp::from_second(wall).ok()?);
+    match tz.to_ambiguous_timestamp(civil).offset() {
+        AmbiguousOffset::Unambiguous { offset } => Some(wall - i64::from(offset.seconds())),
+        AmbiguousOffset::Gap { after, .. } => {
+            // Read with the later offset, the wall time lands before the
+            // change; the change is the first transition after it.
+            let before_change = Timestamp::from_second(wall - i64::from(after.seconds())).ok()?;
+            tz.following(before_change)
+                .next()
+                .map(|t| t.timestamp().as_second())
+        }
+        AmbiguousOffset::Fold { before, after } => {
+            Some((wall - i64::from(before.seconds())).min(wall - i64::from(after.seconds())))
+        }
     }
 }
 
@@ -260,6 +417,185 @@ mod tests {
                 .unwrap()
                 .next_after(MONDAY),
             None
+        );
+    }
+
+    /// Unix seconds of an RFC 3339 instant.
+    fn at(rfc3339: &str) -> i64 {
+        rfc3339.parse::<Timestamp>().unwrap().as_second()
+    }
+
+    fn in_zone(cron: &str, name: &str) -> Cron {
+        parse(cron, Seconds::Refused)
+            .unwrap()
+            .in_zone(zone(name).unwrap())
+    }
+
+    /// The firings strictly after `from`, `n` of them.
+    fn firings(c: &Cron, from: &str, n: usize) -> Vec<i64> {
+        let mut t = at(from);
+        (0..n)
+            .map(|_| {
+                t = c.next_after(t).unwrap();
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_york_mornings_follow_the_offset_of_the_season() {
+        // GitHub's own example: 5:30 on weekdays in New York.
+        let c = in_zone("30 5 * * 1-5", "America/New_York");
+        // Monday 2024-01-08 is winter time (UTC-5), Monday 2024-07-08
+        // summer time (UTC-4).
+        assert_eq!(
+            c.next_after(at("2024-01-08T00:00:00Z")),
+            Some(at("2024-01-08T10:30:00Z"))
+        );
+        assert_eq!(
+            c.next_after(at("2024-07-08T00:00:00Z")),
+            Some(at("2024-07-08T09:30:00Z"))
+        );
+        assert!(c.matches(at("2024-01-08T10:30:00Z")));
+        assert!(!c.matches(at("2024-01-08T05:30:00Z")), "not in UTC");
+        assert!(!c.matches(at("2024-01-08T10:31:00Z")));
+        // Friday's run, then Monday's: the weekdays are New York's.
+        assert_eq!(
+            firings(&c, "2024-01-12T11:00:00Z", 1),
+            [at("2024-01-15T10:30:00Z")]
+        );
+        // The same text without a zone keeps to UTC.
+        let utc = parse("30 5 * * 1-5", Seconds::Refused).unwrap();
+        assert!(utc.zone().is_none());
+        assert_eq!(
+            utc.next_after(at("2024-01-08T00:00:00Z")),
+            Some(at("2024-01-08T05:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_time_the_spring_forward_skips_fires_at_the_change() {
+        // 2024-03-10 in New York: 02:00 EST became 03:00 EDT (07:00Z), so
+        // 02:30 does not exist that night: it fires at 03:00, as GitHub says.
+        let c = in_zone("30 2 * * *", "America/New_York");
+        assert_eq!(
+            firings(&c, "2024-03-09T00:00:00Z", 3),
+            [
+                at("2024-03-09T07:30:00Z"),
+                at("2024-03-10T07:00:00Z"),
+                at("2024-03-11T06:30:00Z"),
+            ]
+        );
+        assert!(c.matches(at("2024-03-10T07:00:00Z")));
+        // Several skipped times, and 03:00 itself, are one firing at the
+        // change; the schedule goes on at 03:15.
+        let c = in_zone("*/15 * * * *", "America/New_York");
+        assert_eq!(
+            firings(&c, "2024-03-10T06:40:00Z", 3),
+            [
+                at("2024-03-10T06:45:00Z"),
+                at("2024-03-10T07:00:00Z"),
+                at("2024-03-10T07:15:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_repeated_fall_back_hour_fires_once() {
+        // 2024-11-03 in New York: 02:00 EDT became 01:00 EST (06:00Z), so
+        // 01:30 happens twice; it fires the first time only.
+        let c = in_zone("30 1 * * *", "America/New_York");
+        assert_eq!(
+            firings(&c, "2024-11-03T00:00:00Z", 2),
+            [at("2024-11-03T05:30:00Z"), at("2024-11-04T06:30:00Z")]
+        );
+        assert!(c.matches(at("2024-11-03T05:30:00Z")));
+        assert!(!c.matches(at("2024-11-03T06:30:00Z")), "the repeat");
+        // Asked from inside the repeat, the next firing is after it.
+        assert_eq!(
+            c.next_after(at("2024-11-03T06:10:00Z")),
+            Some(at("2024-11-04T06:30:00Z"))
+        );
+        // Every half hour: 01:00 and 01:30 once each, then 02:00 EST.
+        let c = in_zone("*/30 * * * *", "America/New_York");
+        assert_eq!(
+            firings(&c, "2024-11-03T04:45:00Z", 3),
+            [
+                at("2024-11-03T05:00:00Z"),
+                at("2024-11-03T05:30:00Z"),
+                at("2024-11-03T07:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn half_hour_offsets_and_utc_zones() {
+        // Kolkata is UTC+05:30 all year.
+        let c = in_zone("30 5 * * *", "Asia/Kolkata");
+        assert_eq!(
+            c.next_after(at("2024-07-07T12:00:00Z")),
+            Some(at("2024-07-08T00:00:00Z"))
+        );
+        let c = in_zone("0 3 * * *", "UTC");
+        assert_eq!(
+            c.next_after(at("2024-01-01T00:00:00Z")),
+            Some(at("2024-01-01T03:00:00Z"))
+        );
+        assert_eq!(c.zone().map(Zone::name), Some("UTC"));
+    }
+
+    #[test]
+    fn unknown_zones_say_what_to_write() {
+        let e = zone("America/New_Yrok").unwrap_err();
+        assert_eq!(
+            e.message,
+            "unknown time zone `America/New_Yrok`: write an IANA name such as `America/New_York`"
+        );
+        assert_eq!(e.suggestion.as_deref(), Some("America/New_York"));
+        assert_eq!(
+            zone("Kolkata").unwrap_err().suggestion.as_deref(),
+            Some("Asia/Kolkata")
+        );
+        assert_eq!(zone("Mars/Olympus_Mons").unwrap_err().suggestion, None);
+        assert!(zone("").unwrap_err().message.contains("must not be empty"));
+        // A workflow names files of the database by this: nothing else
+        // reaches the lookup.
+        for hostile in [
+            "../../etc/passwd",
+            "/etc/localtime",
+            "America//New_York",
+            "Europe/Paris\n",
+        ] {
+            assert!(
+                zone(hostile)
+                    .unwrap_err()
+                    .message
+                    .contains("is not an IANA time zone name"),
+                "{hostile}"
+            );
+        }
+        assert!(zone("Europe/Paris").is_ok());
+    }
+
+    /// A machine without a system database (a fresh Debian without
+    /// `tzdata`) gets the copy built in, which has the zones and their rules.
+    #[test]
+    fn the_built_in_database_has_the_zones_and_their_rules() {
+        let db = TimeZoneDatabase::bundled();
+        assert!(!db.is_definitively_empty());
+        let c = parse("30 2 * * *", Seconds::Refused)
+            .unwrap()
+            .in_zone(zone_in(&db, "America/New_York").unwrap());
+        assert_eq!(
+            c.next_after(at("2024-03-10T00:00:00Z")),
+            Some(at("2024-03-10T07:00:00Z"))
+        );
+        assert_eq!(
+            zone_in(&db, "Asia/Kolkatta")
+                .unwrap_err()
+                .suggestion
+                .as_deref(),
+            Some("Asia/Kolkata")
         );
     }
 
