@@ -508,6 +508,7 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
         // Codings before chunked: hyper decodes the chunks and keeps the rest.
         (None, 1..) if te_last_chunked => return Prepared::Fallback,
         (None, 1..) => return Prepared::Reject(400),
+        (Some(n), _) if n > crate::MAX_BODY as u64 => return Prepared::Reject(413),
         (Some(n), _) => Framing::Length(n),
         (None, _) => Framing::Empty,
     };
@@ -859,6 +860,8 @@ impl Chunks {
 enum Broken {
     /// The sender ended early, sent bad framing, or its socket failed.
     Src,
+    /// A chunked body grew past the limit it was relayed under.
+    TooLarge,
     /// The receiver's socket failed.
     Dst,
 }
@@ -875,13 +878,15 @@ async fn flush(dst: &Sock, out: &mut Vec<u8>) -> Result<(), Broken> {
 /// `out` holds already (a head): a length as is, chunks re-chunked (trailers
 /// dropped, as hyper's server drops them unless asked), a body delimited by
 /// its end as chunks. Written on whenever the sender has nothing more yet, so
-/// a streamed body flows.
+/// a streamed body flows. A chunked body stops at the chunk that takes it past
+/// `limit` bytes (a length is checked against it before the relay starts).
 async fn relay(
     body: Framing,
     src_sock: &Sock,
     src: &mut Input,
     dst: &Sock,
     out: &mut Vec<u8>,
+    limit: u64,
 ) -> Result<(), Broken> {
     match body {
         Framing::Empty => {}
@@ -908,6 +913,7 @@ async fn relay(
         },
         Framing::Chunked => {
             let mut chunks = Chunks::default();
+            let mut total = 0u64;
             loop {
                 match chunks.step(src.data()).map_err(|_| Broken::Src)? {
                     Step::Need => {
@@ -918,6 +924,10 @@ async fn relay(
                     }
                     Step::Size { used, size } => {
                         src.consume(used);
+                        total = total.saturating_add(size);
+                        if total > limit {
+                            return Err(Broken::TooLarge);
+                        }
                         if size > 0 {
                             let _ = write!(out, "{size:x}\r\n");
                         }
@@ -964,6 +974,7 @@ async fn relay(
 fn own_answer(out: &mut Vec<u8>, status: u16, msg: &str, close: bool) {
     let reason = match status {
         400 => "Bad Request",
+        413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
@@ -978,6 +989,8 @@ fn own_answer(out: &mut Vec<u8>, status: u16, msg: &str, close: bool) {
         if close { "connection: close\r\n" } else { "" },
     );
 }
+
+const TOO_LARGE: &str = "hangar: request body too large (the limit is 16 MiB)\n";
 
 /// What to do after a request.
 enum Next {
@@ -1081,6 +1094,7 @@ async fn request(
             Prepared::Reject(status) => {
                 c.out.clear();
                 let msg = match status {
+                    413 => TOO_LARGE,
                     414 => "hangar: request target too long\n",
                     431 => "hangar: request header fields too large\n",
                     _ => "hangar: malformed request\n",
@@ -1230,8 +1244,18 @@ async fn exchange(
         }
         if !replayable {
             c.out.clear();
-            match relay(rest, &c.sock, &mut c.input, &up.sock, &mut c.out).await {
+            let limit = crate::MAX_BODY as u64;
+            match relay(rest, &c.sock, &mut c.input, &up.sock, &mut c.out, limit).await {
                 Ok(()) => {}
+                Err(Broken::TooLarge) => {
+                    // Refused as nginx refuses it: the instance's connection
+                    // is mid-request and is dropped (closed), the client gets
+                    // 413 and its connection closes after a lingering read.
+                    c.out.clear();
+                    own_answer(&mut c.out, 413, TOO_LARGE, true);
+                    let _ = c.sock.write_all(&c.out).await;
+                    return Exchanged::Next(Next::Abort);
+                }
                 Err(Broken::Src) => {
                     // The client's body broke off or was malformed: the
                     // instance's connection is mid-request and is dropped.
@@ -1302,7 +1326,7 @@ async fn exchange(
     };
     route.stats.record(started.elapsed(), status);
     up.input.consume(len);
-    if relay(body, &up.sock, &mut up.input, &c.sock, &mut c.out)
+    if relay(body, &up.sock, &mut up.input, &c.sock, &mut c.out, u64::MAX)
         .await
         .is_err()
     {
@@ -1737,6 +1761,11 @@ mod spare_tests {
     /// An output buffer given back is never handed out as a read buffer (an
     /// empty read buffer reads 0 bytes: the TCP mode would take it for the
     /// end of the stream).
+    #[test]
+    fn the_refusal_of_a_large_body_names_the_limit() {
+        assert!(TOO_LARGE.contains(&format!(" {} MiB", crate::MAX_BODY >> 20)));
+    }
+
     #[test]
     fn spare_buffers_keep_their_kind() {
         give_out(Vec::with_capacity(10));

@@ -44,8 +44,12 @@ use tokio::net::TcpListener;
 pub const STICKY_COOKIE: &str = "hangar_version";
 /// Response header naming the version that answered (for clients and tests).
 pub const VERSION_HEADER: &str = "x-hangar-version";
-/// Request bodies are buffered (so a request can be retried) up to this size.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The largest request body either HTTP path takes (nginx's
+/// `client_max_body_size`, 413 beyond it). The hyper path buffers bodies up
+/// to it (so a request can be retried); the fast path streams them and
+/// refuses a Content-Length over it before forwarding anything, and a chunked
+/// body that grows past it as soon as it does.
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// An answer: the instance's body streamed through, or the router's own
 /// message. An enum, not a boxed body: one allocation less per request.
@@ -434,6 +438,13 @@ impl Router {
         // Buffered so that a request that never reached an instance can be sent again.
         let body = if hyper::body::Body::is_end_stream(&body) {
             Bytes::new()
+        } else if hyper::body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
+            // A Content-Length over the limit is refused before the body is
+            // read (and before `100 Continue` is sent to an `Expect`), as nginx does.
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "hangar: request body too large (the limit is 16 MiB)\n",
+            );
         } else {
             match Limited::new(body, MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),

@@ -355,3 +355,91 @@ async fn bodies_are_streamed_both_ways() {
         "{sent}"
     );
 }
+
+/// 16 MiB, the one request-body limit of both HTTP paths.
+const LIMIT: usize = 16 * 1024 * 1024;
+
+/// A body over the limit is refused with 413 on both paths: by its
+/// Content-Length before anything reaches the instance, chunked as soon as
+/// the chunks announced pass the limit (the instance's connection is closed
+/// mid-request then). A body of exactly the limit goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_over_the_limit_are_refused_with_413() {
+    let (backend, seen) = echo().await;
+    let (_router, h) = serve(backend);
+    let over = LIMIT + 1;
+    // Only the head is sent: the refusal cannot wait for the body.
+    for head in [
+        // The fast path.
+        format!("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {over}\r\n\r\n"),
+        // hyper's path (HTTP/1.0), and `Expect`, which must not get `100 Continue` first.
+        format!("POST /big HTTP/1.0\r\nContent-Length: {over}\r\n\r\n"),
+        format!(
+            "POST /big HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {over}\r\n\r\n"
+        ),
+    ] {
+        let out = exchange(h.addr, head.as_bytes()).await;
+        // hyper answers an HTTP/1.0 client in HTTP/1.0.
+        assert!(
+            out.starts_with("HTTP/1.") && out[8..].starts_with(" 413 "),
+            "{head:?} got {out:?}"
+        );
+        assert!(out.contains("16 MiB"), "the answer says the limit: {out}");
+        assert_eq!(out.matches("HTTP/1.").count(), 1, "{out}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    // Exactly the limit is taken, with its length.
+    let mut exact = format!(
+        "PUT /exact HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    exact.resize(exact.len() + LIMIT, b'x');
+    let out = exchange(h.addr, &exact).await;
+    assert!(
+        out.starts_with("HTTP/1.1 200 "),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    assert!(
+        out.contains(&format!("PUT /exact {LIMIT}\n")),
+        "{}",
+        &out[..200]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_growing_past_the_limit_gets_413_and_both_connections_close() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = l.local_addr().unwrap();
+    let instance = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut got = Vec::new();
+        // Until the router closes its side: it must, the request cannot end.
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+            .await
+            .expect("the router left the instance's connection open mid-request")
+            .ok();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let (_router, h) = serve(backend);
+    // Ten bytes, then a chunk that would take the body to the limit plus
+    // nine: refused at its size line, its data never needed.
+    let raw = format!(
+        "POST /chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n{:x}\r\n",
+        LIMIT - 1
+    );
+    let out = exchange(h.addr, raw.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+    assert!(out.contains("connection: close\r\n"), "{out}");
+    let sent = instance.await.unwrap();
+    assert!(sent.starts_with("POST /chunks HTTP/1.1\r\n"), "{sent}");
+    assert!(
+        !sent.contains(&format!("{:x}\r\n", LIMIT - 1)),
+        "the chunk over the limit was forwarded: {sent}"
+    );
+}
