@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod client;
 pub mod engine_runner;
+pub mod identity;
 pub mod protocol;
 pub mod reporter;
 pub mod runner;
@@ -89,13 +90,117 @@ pub async fn run_agent(
     runner: Arc<dyn JobRunner>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_agent_keeping(config, None, runner, shutdown).await
+}
+
+/// Where a `hangar agent` keeps its identity, and whether to drop it.
+pub struct Keep {
+    pub state: identity::StateFile,
+    /// Register with the token even when the state file holds an identity
+    /// for this server, and keep the new one instead.
+    pub reregister: bool,
+}
+
+/// [`run_agent`], keeping the agent's id and credential in `keep`'s state
+/// file: a restart at the same server polls as the same agent without
+/// registering, so a single-use token is needed once. A 401 to a stored
+/// credential ends the agent as any removal does: it never registers again
+/// by itself, as an operator removed it.
+pub async fn run_agent_keeping(
+    config: AgentConfig,
+    keep: Option<Keep>,
+    runner: Arc<dyn JobRunner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let client = Client::new(&config.server, &config.token)?;
     workspace::make_private(&config.work_dir)
         .with_context(|| format!("creating the work directory {}", config.work_dir.display()))?;
-    let Some(registered) = register(&client, &config, &shutdown).await? else {
-        return Ok(());
+    let server = identity::server_key(&config.server);
+    let stored = match &keep {
+        Some(k) if !k.reregister => match k.state.load()? {
+            Some(id) if id.server == server => Some(id),
+            Some(id) => {
+                tracing::warn!(
+                    "{} holds agent {} of {}, not of {server}: registering with {server} and \
+                     keeping that identity instead",
+                    k.state.path().display(),
+                    id.agent_id,
+                    id.server
+                );
+                None
+            }
+            None => None,
+        },
+        _ => None,
     };
-    tracing::info!(agent = %registered.agent_id, "registered");
+    let registered = match stored {
+        Some(id) => {
+            tracing::info!(agent = %id.agent_id, "using the identity kept in {}", keep.as_ref().map(|k| k.state.path().display().to_string()).unwrap_or_default());
+            RegisterResponse {
+                agent_id: id.agent_id,
+                credential: id.credential,
+            }
+        }
+        None => {
+            if config.token.trim().is_empty() {
+                match &keep {
+                    Some(k) => anyhow::bail!(
+                        "no agent token to register with: {} holds no identity for {server}; \
+                         pass --token (or HANGAR_TOKEN) with an `agent` token from POST /api/v1/tokens",
+                        k.state.path().display()
+                    ),
+                    None => anyhow::bail!("no agent token to register with"),
+                }
+            }
+            let Some(registered) = register(&client, &config, &shutdown).await? else {
+                return Ok(());
+            };
+            tracing::info!(agent = %registered.agent_id, "registered");
+            if let Some(k) = &keep {
+                k.state
+                    .save(&identity::Identity {
+                        server: server.clone(),
+                        agent_id: registered.agent_id.clone(),
+                        credential: registered.credential.clone(),
+                    })
+                    .with_context(|| {
+                        format!(
+                            "registered as agent {} but could not keep its credential: remove \
+                             that agent on the server, then start again",
+                            registered.agent_id
+                        )
+                    })?;
+            }
+            registered
+        }
+    };
+    let removed_note = keep.as_ref().map(|k| {
+        format!(
+            "agent {} (its credential kept in {}) does not register again by itself; to \
+             register this machine anew, delete that file or start with --reregister, with a \
+             new agent token",
+            registered.agent_id,
+            k.state.path().display()
+        )
+    });
+    pull(config, client, registered, runner, shutdown)
+        .await
+        .map_err(
+            |e| match (&removed_note, e.downcast_ref::<client::Removed>()) {
+                (Some(note), Some(_)) => e.context(note.clone()),
+                _ => e,
+            },
+        )
+}
+
+/// The pull loop of a registered agent.
+async fn pull(
+    config: AgentConfig,
+    client: Client,
+    registered: RegisterResponse,
+    runner: Arc<dyn JobRunner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let client = client.with_credential(&registered.credential);
     // Jobs stop with the agent: at shutdown, and when it was removed.
     let shutdown = shutdown.child_token();

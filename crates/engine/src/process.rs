@@ -120,7 +120,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// The sandbox of an agent's jobs. `hide` lists what no step may see (the
     /// server's data directory, the agent's work directory with other jobs'
-    /// workspaces). Returns a warning to print when `auto` found no working
+    /// workspaces, its state file). Returns a warning to print when `auto` found no working
     /// bubblewrap; `bwrap` without a working bubblewrap is an error.
     pub fn for_agent(
         mode: SandboxMode,
@@ -170,7 +170,7 @@ impl Sandbox {
     /// their environment are not there), the hidden directories replaced by
     /// empty ones, then `writable` (workspace, run and temporary directories)
     /// and `readable` (action and tool caches) bound back in. `None` when the
-    /// sandbox does not jail.
+    /// sandbox does not jail. A hidden file is covered by `/dev/null`.
     pub(crate) fn jail(
         &self,
         writable: &[&Path],
@@ -194,6 +194,13 @@ impl Sandbox {
             // A directory that does not exist cannot be mounted over (and shows nothing).
             if h.is_dir() {
                 opt("--tmpfs", &[h]);
+            }
+        }
+        // A hidden file (an agent's state file with its credential) reads as
+        // nothing, unless a hidden directory holds it already.
+        for h in &self.hide {
+            if h.is_file() && !self.hide.iter().any(|d| d != h && h.starts_with(d)) {
+                opt("--ro-bind", &[Path::new("/dev/null"), h]);
             }
         }
         for p in readable {

@@ -226,3 +226,225 @@ fn a_removed_agent_stops_and_stays_removed_and_a_single_use_token_registers_once
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `hangar agent` keeping its identity in `state`, with `extra` arguments.
+fn kept(url: &str, token: &str, state: &std::path::Path, extra: &[&str]) -> Kill {
+    Kill(
+        Command::new(BIN)
+            .args([
+                "agent", "--server", url, "--token", token, "--name", "keeper",
+            ])
+            .args(["--capacity", "1", "--sandbox", "none", "--state-file"])
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The agents named `name` once one is listed.
+fn listed(url: &str, admin: &str, name: &str, a: &mut Kill) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let found: Vec<Value> = agents(url, admin)
+            .into_iter()
+            .filter(|x| x["name"] == name)
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no agent `{name}` listed: {:?}",
+            exited(a, Duration::ZERO)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops an agent as a service manager would (SIGTERM) and waits for it.
+fn stop(mut a: Kill) {
+    let pid = a.0.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = exited(&mut a, Duration::from_secs(20));
+}
+
+#[test]
+fn a_restarted_agent_keeps_its_identity_and_a_removed_one_does_not_come_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = hangar_testkit::empty_repo();
+    hangar_testkit::commit(repo.path(), &[("README", "x")]);
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(BIN)
+        .current_dir(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--agent-capacity", "0"])
+        .args(["--poll-ms", "100", "--repo"])
+        .arg(repo.path())
+        .arg("--data")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let Banner {
+        url, token: admin, ..
+    } = serve_banner(&mut serve);
+    let _serve = Kill(serve);
+    let admin = admin.unwrap();
+    crate::common::wait_until_watched(&url, &admin, 1);
+    let (_, once) = token(
+        &url,
+        &admin,
+        json!({"name": "keeper-once", "role": "agent", "reusable": false}),
+    );
+    let state = data.path().join("agent/state.json");
+
+    // Registered with a single-use token: the identity is kept, private.
+    let mut first = kept(&url, &once, &state, &[]);
+    let id = listed(&url, &admin, "keeper", &mut first)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains(&id) && text.contains("hga_"), "{text}");
+    stop(first);
+
+    // Restarted with the same (now used) single-use token: the same agent,
+    // one row, and it runs a job.
+    let mut again = kept(&url, &once, &state, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        exited(&mut again, Duration::ZERO).is_none(),
+        "the restarted agent stopped"
+    );
+    let rows = listed(&url, &admin, "keeper", &mut again);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], id.as_str(), "{rows:?}");
+    assert_eq!(agents(&url, &admin).len(), 1);
+    hangar_testkit::commit(
+        repo.path(),
+        &[(
+            ".github/workflows/ci.yml",
+            "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps: [{run: echo kept}]\n",
+        )],
+    );
+    let start = Instant::now();
+    loop {
+        let (_, runs) = http_json("GET", &format!("{url}/api/v1/runs"), &admin, "");
+        if runs[0]["conclusion"] == "success" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the restarted agent ran no job: {runs:#} {:?}",
+            exited(&mut again, Duration::ZERO)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Removed by an operator: the running process stops, and a restart with
+    // a token that would register stops too (exit 2) rather than come back.
+    let (_, fleet) = token(&url, &admin, json!({"name": "fleet", "role": "agent"}));
+    let (code, v) = http_json("DELETE", &format!("{url}/api/v1/agents/{id}"), &admin, "");
+    assert_eq!(code, 204, "{v}");
+    let (status, _) = exited(&mut again, Duration::from_secs(20)).expect("the removed agent stops");
+    assert_eq!(status.code(), Some(2));
+    let mut removed = kept(&url, &fleet, &state, &[]);
+    let (status, err) =
+        exited(&mut removed, Duration::from_secs(30)).expect("the removed agent's restart stops");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("removed")
+            && err.contains(&state.display().to_string())
+            && err.contains("--reregister"),
+        "{err}"
+    );
+    assert!(agents(&url, &admin).is_empty(), "it registered again");
+
+    // --reregister makes a new agent with the token, and keeps that one.
+    let mut fresh = kept(&url, &fleet, &state, &["--reregister"]);
+    let new_id = listed(&url, &admin, "keeper", &mut fresh)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_id, id);
+    stop(fresh);
+    assert!(std::fs::read_to_string(&state).unwrap().contains(&new_id));
+
+    // An identity kept for another server is not used there: the agent
+    // registers with this one's token and keeps the new identity.
+    let other = data.path().join("other/state.json");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&state)
+            .unwrap()
+            .replace(&url, "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, other_token) = token(&url, &admin, json!({"name": "other", "role": "agent"}));
+    let mut moved = kept(&url, &other_token, &other, &[]);
+    let start = Instant::now();
+    let moved_id = loop {
+        let ids: Vec<String> = listed(&url, &admin, "keeper", &mut moved)
+            .iter()
+            .filter_map(|a| a["id"].as_str().map(str::to_string))
+            .filter(|i| *i != new_id)
+            .collect();
+        if let Some(i) = ids.first() {
+            break i.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            exited(&mut moved, Duration::ZERO)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop(moved);
+    let kept_text = std::fs::read_to_string(&other).unwrap();
+    assert!(
+        kept_text.contains(&moved_id) && kept_text.contains(&url),
+        "{kept_text}"
+    );
+
+    // A state file others may read, or one that is not what hangar wrote,
+    // is refused with a clear error naming it, and nothing registers.
+    let before = agents(&url, &admin).len();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut open = kept(&url, &fleet, &state, &[]);
+    let (status, err) = exited(&mut open, Duration::from_secs(30)).expect("refused");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&state.display().to_string()) && err.contains("0644"),
+        "{err}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let good = std::fs::read_to_string(&state).unwrap();
+    for bad in [
+        "garbage".to_string(),
+        good.replace("hga_", "hgr_"),
+        good[..good.len() / 2].to_string(),
+    ] {
+        std::fs::write(&state, &bad).unwrap();
+        let mut damaged = kept(&url, &fleet, &state, &[]);
+        let (status, err) = exited(&mut damaged, Duration::from_secs(30)).expect("refused");
+        assert_eq!(status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&state.display().to_string())
+                && err.contains("damaged")
+                && err.contains("--reregister"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        agents(&url, &admin).len(),
+        before,
+        "a refused file registered"
+    );
+}

@@ -128,7 +128,9 @@ impl Netns {
                 "netns", "exec", &self.name, BIN, "agent", "--server", server,
             ])
             .args(["--token", token, "--name", name, "--capacity", "1"])
-            .args(["--sandbox", "none"])
+            .args(["--sandbox", "none", "--state-file"])
+            // Beside its log, never in the user's state directory.
+            .arg(log.with_extension("state.json"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
@@ -430,7 +432,8 @@ fn a_server_cut_off_from_the_database_hands_its_work_over_and_answers_503_until_
                 Command::new(BIN)
                     .args(["agent", "--server", &s.url, "--token", &token])
                     .args(["--name", &format!("host-{i}"), "--capacity", "1"])
-                    .args(["--sandbox", "none"])
+                    .args(["--sandbox", "none", "--state-file"])
+                    .arg(work.path().join(format!("host-{i}.json")))
                     .current_dir(work.path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

@@ -110,9 +110,22 @@ pub enum Command {
         /// The server's URL, e.g. http://ci.example:8420.
         #[arg(long, env = "HANGAR_SERVER")]
         server: String,
-        /// An `agent` (or admin) token from `POST /api/v1/tokens`.
-        #[arg(long, env = "HANGAR_TOKEN")]
-        token: String,
+        /// An `agent` (or admin) token from `POST /api/v1/tokens`, to register
+        /// with. Needed once: the agent keeps the id and credential the
+        /// registration gives in its state file and uses them after a restart.
+        #[arg(long, env = "HANGAR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Where the agent keeps its id and credential (mode 0600). Default:
+        /// agent-state.json in --work-dir when given, else
+        /// $XDG_STATE_HOME/hangar/agent/NAME.json (~/.local/state when unset).
+        /// An identity kept for another --server is replaced.
+        #[arg(long, value_name = "FILE", env = "HANGAR_AGENT_STATE")]
+        state_file: Option<PathBuf>,
+        /// Register with --token even though the state file holds an identity
+        /// for this server (after the agent was removed on the server), and
+        /// keep the new one.
+        #[arg(long)]
+        reregister: bool,
         /// Labels this agent offers to `runs-on`, comma-separated.
         #[arg(long, value_delimiter = ',')]
         labels: Vec<String>,
@@ -170,6 +183,38 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// The agent's state file when `--state-file` is not given: beside the
+/// workspaces of a chosen `--work-dir` (a directory jobs never see), else in
+/// the user's state directory under the agent's name, so agents of other
+/// names on one machine keep identities of their own.
+fn default_state_file(work_dir: Option<&Path>, name: &str) -> anyhow::Result<PathBuf> {
+    if let Some(w) = work_dir {
+        return Ok(w.join("agent-state.json"));
+    }
+    let base = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+        Some(x) if x.is_absolute() => x,
+        _ => match std::env::var_os("HOME").map(PathBuf::from) {
+            Some(h) if h.is_absolute() => h.join(".local/state"),
+            _ => bail!(
+                "no home directory (HOME) to keep the agent's identity in: pass --state-file FILE or --work-dir DIR"
+            ),
+        },
+    };
+    let file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let file = file.trim_start_matches('.');
+    let file = if file.is_empty() { "agent" } else { file };
+    Ok(base.join("hangar/agent").join(format!("{file}.json")))
 }
 
 fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
@@ -354,6 +399,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agent {
             server,
             token,
+            state_file,
+            reregister,
             labels,
             capacity,
             name,
@@ -376,17 +423,26 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             // go to standard error; HANGAR_LOG=debug (an EnvFilter) shows more.
             log_to_stderr();
             let id = format!("agent-{name}-{}", std::process::id());
+            let state_path = match state_file {
+                Some(f) => f,
+                None => default_state_file(work_dir.as_deref(), &name)?,
+            };
+            if reregister && token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                bail!("--reregister registers with an agent token: pass --token (or HANGAR_TOKEN)");
+            }
+            let state = hangar_agent::identity::StateFile::open(&state_path)?;
             let work_dir = match work_dir {
                 Some(w) => w,
                 None => hangar_agent::workspace::private_work_dir("hangar-agent")
                     .context("creating the agent's work directory")?,
             };
-            // Other jobs' workspaces and the agent's git mirrors stay out of sight;
-            // the job's own workspace is bound back in.
-            let jobs = sandbox(mode, vec![work_dir.clone()])?;
+            // Other jobs' workspaces, the agent's git mirrors and its
+            // credential stay out of sight; the job's own workspace is bound
+            // back in.
+            let jobs = sandbox(mode, vec![work_dir.clone(), state_path])?;
             let cfg = AgentConfig {
                 server,
-                token,
+                token: token.unwrap_or_default(),
                 id,
                 name,
                 labels,
@@ -394,6 +450,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 work_dir,
                 poll_wait: Duration::from_secs(30),
             };
+            let keep = hangar_agent::Keep { state, reregister };
             rt.block_on(async move {
                 let shutdown = CancellationToken::new();
                 let s2 = shutdown.clone();
@@ -402,12 +459,14 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     s2.cancel();
                 });
                 eprintln!(
-                    "hangar agent: polling {} as {} with labels {}",
+                    "hangar agent: polling {} as {} with labels {} (identity kept in {})",
                     cfg.server,
                     cfg.name,
-                    cfg.labels.join(",")
+                    cfg.labels.join(","),
+                    keep.state.path().display()
                 );
-                hangar_agent::run_agent(cfg, runner(jobs, actions), shutdown).await?;
+                hangar_agent::run_agent_keeping(cfg, Some(keep), runner(jobs, actions), shutdown)
+                    .await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
