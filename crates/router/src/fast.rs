@@ -25,11 +25,15 @@
 //! any malformed header gets 400, a head over hyper's limit 431, a target
 //! over 64 KiB 414, and a malformed chunk size ends the connection.
 //!
+//! An upgrade (WebSocket) is forwarded with its `Upgrade` header and, on
+//! `101`, the two connections are spliced in this task until either closes
+//! (`splice`); request bodies are limited to `MAX_BODY`, as on hyper's path.
+//!
 //! What this path does not handle goes to hyper for the rest of the
-//! connection, with the bytes already read: HTTP/1.0 clients, upgrades
-//! (WebSocket), `Expect`, CONNECT, absolute-form targets, a Transfer-Encoding
-//! with codings before chunked, and a table that retries a failed canary on
-//! stable (that needs the request body kept for a second send).
+//! connection, with the bytes already read: HTTP/1.0 clients, `Expect`,
+//! CONNECT, absolute-form targets, a Transfer-Encoding with codings before
+//! chunked, and a table that retries a failed canary on stable (that needs
+//! the request body kept for a second send; its upgrades stay here).
 
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
@@ -67,6 +71,9 @@ const LINGER_BYTES: usize = 1024 * 1024;
 
 /// A socket read and written with edge-triggered readiness.
 pub(crate) struct Sock {
+    /// A client's socket under the idle and head timeouts. The first field:
+    /// dropped before the socket closes (see `sweep`).
+    watch: Option<crate::sweep::Guard>,
     fd: AsyncFd<std::net::TcpStream>,
     /// Something was written already (for `TCP_NODELAY`, see `write_all`).
     wrote: AtomicBool,
@@ -87,6 +94,7 @@ impl Sock {
         }
         .map_err(std::io::Error::from)?;
         Ok(Sock {
+            watch: None,
             fd,
             wrote: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),
@@ -105,8 +113,22 @@ impl Sock {
         Ok(sock)
     }
 
-    pub(crate) fn into_std(self) -> std::net::TcpStream {
-        self.fd.into_inner()
+    /// Puts this (client) socket under the router's idle and head timeouts.
+    pub(crate) fn watch(&mut self, timeouts: crate::sweep::ClientTimeouts) {
+        use std::os::fd::AsRawFd;
+        self.watch = Some(crate::sweep::watch(self.fd.as_raw_fd(), timeouts));
+    }
+
+    /// The socket, with its timeouts' registration (which must be dropped
+    /// before it, see `sweep`).
+    pub(crate) fn into_std(self) -> (std::net::TcpStream, Option<crate::sweep::Guard>) {
+        (self.fd.into_inner(), self.watch)
+    }
+
+    fn mark(&self, f: impl FnOnce(&crate::sweep::Slot)) {
+        if let Some(g) = &self.watch {
+            f(g.slot());
+        }
     }
 
     /// Reads what is there (0 at the end of the stream). A read that did not
@@ -386,6 +408,8 @@ struct Req {
     close: bool,
     /// A HEAD request: the answer has no body whatever it says.
     head: bool,
+    /// An upgrade (WebSocket) was asked for and forwarded: a 101 answer splices the connections.
+    upgrade: bool,
     /// The route chosen, `None` when no version has an instance.
     route: Option<usize>,
     /// The client's cookie does not name the version chosen.
@@ -458,8 +482,7 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
     if path.len() > MAX_URI {
         return Prepared::Reject(414);
     }
-    if version != 1 || method == "CONNECT" || !path.starts_with('/') || t.retry_on_stable.is_some()
-    {
+    if version != 1 || method == "CONNECT" || !path.starts_with('/') {
         return Prepared::Fallback;
     }
     let mut length = None;
@@ -469,6 +492,11 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
     let mut close = false;
     let mut cookie = None;
     let mut forwarded_for = false;
+    // `Connection: upgrade` and an `Upgrade` header: both, or it is no
+    // upgrade (RFC 9110 7.8; a 1.0 proxy on the way may have forwarded one).
+    let mut connection_upgrade = false;
+    let mut upgrade_header = false;
+    let mut h2c = false;
     for h in req.headers.iter() {
         let name = h.name;
         if is(name, "content-length") {
@@ -489,10 +517,17 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Prepared::Fallback;
+                    connection_upgrade = true;
                 }
             }
-        } else if is(name, "upgrade") || is(name, "expect") {
+        } else if is(name, "upgrade") {
+            upgrade_header = true;
+            h2c |= h.value.split(|b| *b == b',').any(|p| {
+                let p = p.trim_ascii();
+                p.eq_ignore_ascii_case(b"h2c")
+                    || p.len() > 3 && p[..4].eq_ignore_ascii_case(b"h2c/")
+            });
+        } else if is(name, "expect") {
             return Prepared::Fallback;
         } else if is(name, "cookie") {
             if cookie.is_none() {
@@ -512,6 +547,19 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
         (Some(n), _) => Framing::Length(n),
         (None, _) => Framing::Empty,
     };
+    // An upgrade (WebSocket) is forwarded with its Upgrade header and spliced
+    // on 101, as nginx's and kamal-proxy's WebSocket proxying does, whatever
+    // the method. Not `h2c`: a 101 to it would hand the client an HTTP/2
+    // connection straight to one instance, past the router's routing and
+    // counting for every request on it ("h2c smuggling"); it goes as a plain
+    // request with the upgrade dropped, which RFC 9113 3.1 tells a server that
+    // does not speak h2c to answer in HTTP/1.1.
+    let upgrade = connection_upgrade && upgrade_header && !h2c;
+    // A retry on stable needs the request kept for a second send: hyper's
+    // path. An upgrade is never retried there, and stays here.
+    if t.retry_on_stable.is_some() && !upgrade {
+        return Prepared::Fallback;
+    }
     let route = router.pick_route(t, cookie);
     let set_cookie = route.is_some_and(|ri| cookie != Some(t.routes[ri].route.version.as_str()));
 
@@ -520,10 +568,18 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
-        if hop_by_hop(h.name) || is(h.name, "content-length") || is(h.name, "x-forwarded-for") {
+        let keep_upgrade = upgrade && is(h.name, "upgrade");
+        if (hop_by_hop(h.name) && !keep_upgrade)
+            || is(h.name, "content-length")
+            || is(h.name, "x-forwarded-for")
+            || (h2c && is(h.name, "http2-settings"))
+        {
             continue;
         }
         header(out, h.name.as_bytes(), h.value);
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
     }
     // The client's address appended to what earlier proxies said (every
     // X-Forwarded-For line of the request, in order).
@@ -554,6 +610,7 @@ fn prepare(router: &Router, t: &TableRt, data: &[u8], peer: &Peer, out: &mut Vec
         body,
         close,
         head: method == "HEAD",
+        upgrade,
         route,
         set_cookie,
     })
@@ -611,10 +668,11 @@ fn answer(
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
         return Answer::Bad("malformed answer");
     };
-    if status == 101 {
+    let switch = status == 101;
+    if switch && !req.upgrade {
         return Answer::Bad("switched protocols unasked");
     }
-    if (100..200).contains(&status) {
+    if (100..200).contains(&status) && !switch {
         return Answer::Informational(len);
     }
     let mut length = None;
@@ -644,8 +702,13 @@ fn answer(
             has_date = true;
         }
     }
-    let no_body = req.head || status == 204 || status == 304;
+    let no_body = req.head || status == 204 || status == 304 || switch;
     let body = match (te, length) {
+        // What follows a 101 is the new protocol's, not a body.
+        _ if switch => {
+            reusable = false;
+            Framing::Empty
+        }
         _ if no_body => Framing::Empty,
         (Some(true), l) => {
             // Both: Transfer-Encoding wins (RFC 9112 6.3), and a connection
@@ -665,7 +728,7 @@ fn answer(
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
-        if hop_by_hop(h.name)
+        if (hop_by_hop(h.name) && !(switch && is(h.name, "upgrade")))
             || (is(h.name, "content-length") && !no_body)
             || (ours.is_some() && is(h.name, crate::VERSION_HEADER))
         {
@@ -700,7 +763,9 @@ fn answer(
             httpdate::HttpDate::from(SystemTime::now())
         );
     }
-    if close {
+    if switch {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    } else if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -1015,7 +1080,7 @@ pub(crate) async fn serve(
     router: &Router,
     sock: Sock,
     peer: &Peer,
-) -> Option<(std::net::TcpStream, Vec<u8>)> {
+) -> Option<(std::net::TcpStream, Option<crate::sweep::Guard>, Vec<u8>)> {
     let mut c = Client {
         sock,
         input: Input::new(),
@@ -1024,7 +1089,7 @@ pub(crate) async fn serve(
     let mut held: Option<Upstream> = None;
     let next = loop {
         match request(router, &mut c, peer, &mut held).await {
-            Next::KeepAlive => {}
+            Next::KeepAlive => c.sock.mark(crate::sweep::Slot::idle),
             other => break other,
         }
     };
@@ -1037,7 +1102,8 @@ pub(crate) async fn serve(
         Next::Fallback => {
             let rest = input.data().to_vec();
             give_buf(input.buf);
-            Some((sock.into_std(), rest))
+            let (stream, watch) = sock.into_std();
+            Some((stream, watch, rest))
         }
         Next::Abort => {
             // A refusal may leave part of the request unread, and closing a
@@ -1082,11 +1148,21 @@ async fn request(
     let req = loop {
         c.out.clear();
         match prepare(router, &t, c.input.data(), peer, &mut c.out) {
-            Prepared::Forward(req) => break req,
-            Prepared::Partial => match c.input.fill(&c.sock).await {
-                Ok(0) | Err(_) => return Next::Close,
-                Ok(_) => {}
-            },
+            Prepared::Forward(req) => {
+                c.sock.mark(crate::sweep::Slot::busy);
+                break req;
+            }
+            Prepared::Partial => {
+                if !c.input.data().is_empty() {
+                    // The head deadline runs from a head's first byte.
+                    c.sock.mark(crate::sweep::Slot::head_started);
+                }
+                match c.input.fill(&c.sock).await {
+                    // Also how a connection the sweeper shut for a timeout ends.
+                    Ok(0) | Err(_) => return Next::Close,
+                    Ok(_) => {}
+                }
+            }
             Prepared::Fallback => {
                 c.out.clear();
                 return Next::Fallback;
@@ -1326,6 +1402,11 @@ async fn exchange(
     };
     route.stats.record(started.elapsed(), status);
     up.input.consume(len);
+    if status == 101 {
+        // Counted once, as the request it was; in flight (the caller's count)
+        // until either side closes, so a drain waits for it.
+        return Exchanged::Next(splice(c, up).await);
+    }
     if relay(body, &up.sock, &mut up.input, &c.sock, &mut c.out, u64::MAX)
         .await
         .is_err()
@@ -1339,6 +1420,41 @@ async fn exchange(
         *held = Some(up);
     }
     Exchanged::Next(if close { Next::Close } else { Next::KeepAlive })
+}
+
+/// After `101 Switching Protocols` (in `c.out`): the connections carry the
+/// new protocol, copied both ways until both ends have closed (an end of
+/// stream is passed on as a half-close) or either fails. Bytes either side
+/// sent after its head go first. The connections' read buffers are the copy
+/// buffers: nothing is allocated.
+async fn splice(c: &mut Client, mut up: Upstream) -> Next {
+    c.out.extend_from_slice(up.input.data());
+    up.input.consume(up.input.data().len());
+    if c.sock.write_all(&c.out).await.is_err() {
+        return Next::Close;
+    }
+    c.out.clear();
+    if !c.input.data().is_empty() {
+        if up.sock.write_all(c.input.data()).await.is_err() {
+            return Next::Close;
+        }
+        c.input.consume(c.input.data().len());
+    }
+    async fn pipe(src: &Sock, buf: &mut [u8], dst: &Sock) -> std::io::Result<()> {
+        loop {
+            let n = src.read(buf).await?;
+            if n == 0 {
+                dst.shutdown_write();
+                return Ok(());
+            }
+            dst.write_all(&buf[..n]).await?;
+        }
+    }
+    let _ = tokio::try_join!(
+        pipe(&c.sock, &mut c.input.buf, &up.sock),
+        pipe(&up.sock, &mut up.input.buf, &c.sock),
+    );
+    Next::Close
 }
 
 #[cfg(test)]
@@ -1488,8 +1604,6 @@ mod tests {
     fn what_this_path_does_not_handle_goes_to_hyper() {
         for raw in [
             "GET / HTTP/1.0\r\n\r\n",
-            "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
             "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
             "GET http://example.com/ HTTP/1.1\r\n\r\n",
             "OPTIONS * HTTP/1.1\r\n\r\n",
@@ -1516,6 +1630,55 @@ mod tests {
     }
 
     #[test]
+    fn upgrades_are_forwarded_with_their_headers_and_h2c_is_not() {
+        let (req, out) = forwarded(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+        );
+        assert!(req.upgrade && !req.close);
+        assert_eq!(
+            out,
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nconnection: upgrade\r\nx-forwarded-for: 10.0.0.7\r\n\r\n"
+        );
+        // Half an upgrade, or h2c: a plain request, its upgrade dropped.
+        for raw in [
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n\r\n",
+        ] {
+            let (req, out) = forwarded(raw);
+            assert!(!req.upgrade, "{raw:?}");
+            let lower = out.to_ascii_lowercase();
+            assert!(
+                !lower.contains("upgrade") && !lower.contains("http2-settings"),
+                "{raw:?} became {out:?}"
+            );
+        }
+        // The answer to an upgrade keeps its Upgrade header and says so in Connection.
+        let (_router, t) = router(&["v1"]);
+        let req = Req {
+            head_len: 0,
+            body: Framing::Empty,
+            close: false,
+            head: false,
+            upgrade: true,
+            route: Some(0),
+            set_cookie: false,
+        };
+        let mut out = Vec::new();
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: a\r\nDate: d\r\n\r\nFRAME";
+        let a = answer(raw, &req, &t, 0, false, &mut out);
+        assert!(
+            matches!(a, Answer::Head { status: 101, body: Framing::Empty, reusable: false, len } if len == raw.len() - 5),
+            "{a:?}"
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: a\r\nDate: d\r\nx-hangar-version: v1\r\nconnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn the_sticky_cookie_picks_the_version() {
         let (router, t) = router(&["blue", "green"]);
         let peer = Peer::new(SocketAddr::from(([127, 0, 0, 1], 1)));
@@ -1537,6 +1700,7 @@ mod tests {
             body: Framing::Empty,
             close: false,
             head,
+            upgrade: false,
             route: Some(0),
             set_cookie: true,
         };

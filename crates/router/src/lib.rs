@@ -17,9 +17,11 @@ mod fast;
 pub mod metrics;
 mod pool;
 mod stats;
+mod sweep;
 pub mod tcp;
 
 pub use stats::{Snapshot, Summary, VersionStats};
+pub use sweep::ClientTimeouts;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -147,11 +149,14 @@ pub struct Router {
     seq: AtomicU64,
     /// The controller's word on each version's instances, repeated on `/metrics`.
     instances: Mutex<Vec<metrics::InstanceGauge>>,
+    /// Client connections' timeouts (milliseconds), read as each one opens.
+    idle_ms: AtomicU64,
+    head_ms: AtomicU64,
 }
 
 impl Router {
     pub fn new(name: impl Into<String>) -> Arc<Router> {
-        Arc::new(Router {
+        let router = Arc::new(Router {
             name: name.into(),
             table: ArcSwap::from_pointee(TableRt {
                 routes: Vec::new(),
@@ -164,7 +169,28 @@ impl Router {
             backends: Mutex::default(),
             seq: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             instances: Mutex::default(),
-        })
+            idle_ms: AtomicU64::new(0),
+            head_ms: AtomicU64::new(0),
+        });
+        router.set_client_timeouts(ClientTimeouts::default());
+        router
+    }
+
+    /// How long client connections may be idle between requests or take to
+    /// send a request head (nginx's defaults unless set); applies to
+    /// connections opened from now on.
+    pub fn set_client_timeouts(&self, t: ClientTimeouts) {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.idle_ms.store(ms(t.idle), Ordering::Relaxed);
+        self.head_ms.store(ms(t.head), Ordering::Relaxed);
+    }
+
+    pub fn client_timeouts(&self) -> ClientTimeouts {
+        let d = |a: &AtomicU64| std::time::Duration::from_millis(a.load(Ordering::Relaxed));
+        ClientTimeouts {
+            idle: d(&self.idle_ms),
+            head: d(&self.head_ms),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -679,6 +705,16 @@ struct Conn {
     /// The last request's body was read whole: nothing the client sent is
     /// left unread, so the connection can be closed without a shutdown.
     request_read: AtomicBool,
+    /// What the idle and head timeouts see of this connection.
+    slot: Option<Arc<sweep::Slot>>,
+}
+
+impl Conn {
+    fn mark(&self, f: impl FnOnce(&sweep::Slot)) {
+        if let Some(s) = &self.slot {
+            f(s);
+        }
+    }
 }
 
 /// How long connections in flight may finish after a threaded router stops.
@@ -771,9 +807,10 @@ fn serve_connection(
     tokio::spawn(async move {
         let peer = Peer::new(addr);
         match fast::Sock::new(stream) {
-            Ok(sock) => {
-                if let Some((stream, read)) = fast::serve(&router, sock, &peer).await {
-                    serve_hyper(router, peer, stream, read).await;
+            Ok(mut sock) => {
+                sock.watch(router.client_timeouts());
+                if let Some((stream, watch, read)) = fast::serve(&router, sock, &peer).await {
+                    serve_hyper(router, peer, stream, watch, read).await;
                 }
             }
             Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
@@ -784,7 +821,13 @@ fn serve_connection(
 
 /// Serves the rest of a connection with hyper; `read` is what the fast path
 /// read from it and did not use (it is read first).
-async fn serve_hyper(router: Arc<Router>, peer: Peer, stream: std::net::TcpStream, read: Vec<u8>) {
+async fn serve_hyper(
+    router: Arc<Router>,
+    peer: Peer,
+    stream: std::net::TcpStream,
+    watch: Option<sweep::Guard>,
+    read: Vec<u8>,
+) {
     let stream = match tokio::net::TcpStream::from_std(stream) {
         Ok(stream) => stream,
         Err(err) => {
@@ -797,9 +840,11 @@ async fn serve_hyper(router: Arc<Router>, peer: Peer, stream: std::net::TcpStrea
         peer,
         local: Arc::new(Local::default()),
         request_read: AtomicBool::new(false),
+        slot: watch.as_ref().map(|g| g.slot().clone()),
     });
     let drive = conn.local.drive();
     let io = ClientIo {
+        _watch: watch,
         stream,
         conn: conn.clone(),
         wrote: false,
@@ -811,7 +856,13 @@ async fn serve_hyper(router: Arc<Router>, peer: Peer, stream: std::net::TcpStrea
         let conn = conn.clone();
         service_fn(move |req| {
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(conn.router.handle(req, &conn).await) }
+            async move {
+                conn.mark(sweep::Slot::busy);
+                let resp = conn.router.handle(req, &conn).await;
+                // The answer's head is written next (its body may follow).
+                conn.mark(sweep::Slot::idle);
+                Ok::<_, Infallible>(resp)
+            }
         })
     };
     let served = hyper::server::conn::http1::Builder::new()
@@ -831,6 +882,9 @@ async fn serve_hyper(router: Arc<Router>, peer: Peer, stream: std::net::TcpStrea
 /// The client's socket, with two system calls per connection saved where
 /// nginx saves them too.
 struct ClientIo {
+    /// The idle and head timeouts' registration: the first field, dropped
+    /// before the socket closes (see `sweep`). Held, never read.
+    _watch: Option<sweep::Guard>,
     stream: tokio::net::TcpStream,
     conn: Arc<Conn>,
     /// Something was written already.
@@ -869,7 +923,12 @@ impl tokio::io::AsyncRead for ClientIo {
             self.at += n;
             return std::task::Poll::Ready(Ok(()));
         }
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.conn.mark(sweep::Slot::head_started);
+        }
+        polled
     }
 }
 
@@ -882,6 +941,7 @@ impl tokio::io::AsyncWrite for ClientIo {
         self.before_write();
         let polled = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
         self.wrote |= polled.is_ready();
+        self.conn.mark(sweep::Slot::wrote);
         polled
     }
 
@@ -893,6 +953,7 @@ impl tokio::io::AsyncWrite for ClientIo {
         self.before_write();
         let polled = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.wrote |= polled.is_ready();
+        self.conn.mark(sweep::Slot::wrote);
         polled
     }
 
