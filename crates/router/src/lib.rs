@@ -859,9 +859,8 @@ async fn serve_hyper(
             async move {
                 conn.mark(sweep::Slot::busy);
                 let resp = conn.router.handle(req, &conn).await;
-                // The answer's head is written next (its body may follow).
-                conn.mark(sweep::Slot::idle);
-                Ok::<_, Infallible>(resp)
+                let slot = conn.slot.clone();
+                Ok::<_, Infallible>(resp.map(|body| Sent { body, slot }))
             }
         })
     };
@@ -877,6 +876,44 @@ async fn serve_hyper(
         _ = served => {}
     }
     conn.local.release();
+}
+
+/// An answer's body on hyper's path: the connection is busy until it has
+/// been sent whole (or given up), so a streamed answer is never cut by the
+/// idle timeout, however long it pauses.
+struct Sent {
+    body: Body,
+    slot: Option<Arc<sweep::Slot>>,
+}
+
+impl http_body::Body for Sent {
+    type Data = Bytes;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Sent {
+    /// hyper drops an answer's body once it is written whole (or the
+    /// connection failed): the wait for the next request starts.
+    fn drop(&mut self) {
+        if let Some(s) = &self.slot {
+            s.idle();
+        }
+    }
 }
 
 /// The client's socket, with two system calls per connection saved where

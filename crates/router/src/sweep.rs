@@ -6,8 +6,8 @@
 //! around every head read costs a timer-wheel insertion and removal each
 //! time. Here a connection only writes what it is doing and since when (one
 //! relaxed store of a coarse clock, read from memory, no system call) at the
-//! two moments a request starts and ends; a thread wakes every `PERIOD`,
-//! advances the coarse clock and shuts down (`shutdown(2)`) the sockets of
+//! two moments a request starts and ends; a thread wakes every period (an
+//! eighth of the shortest timeout, at most a second), advances the coarse clock and shuts down (`shutdown(2)`) the sockets of
 //! connections idle or stuck in a head for too long. The connection's pending
 //! read then returns the end of the stream and it closes the way it closes
 //! when the client leaves, on both HTTP paths, with no code of its own.
@@ -22,8 +22,11 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// How often the sweeper looks; a timeout fires up to this much late.
-const PERIOD: Duration = Duration::from_millis(100);
+/// How often the sweeper looks (a timeout fires up to two periods late): an
+/// eighth of the shortest timeout in use, within these bounds, so nginx's
+/// defaults cost one wake-up a second.
+const MIN_PERIOD: Duration = Duration::from_millis(10);
+const MAX_PERIOD: Duration = Duration::from_secs(1);
 
 /// How long a client connection may wait, as nginx bounds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +138,12 @@ type Registry = Mutex<Vec<Arc<Slot>>>;
 
 struct Sweeper {
     epoch: Instant,
-    /// Milliseconds since `epoch`, advanced every `PERIOD`.
+    /// Milliseconds since `epoch`, advanced every period.
     now_ms: AtomicU64,
+    /// The shortest timeout any connection was given, in milliseconds.
+    shortest_ms: AtomicU64,
+    /// The sweeper's thread, woken when a shorter timeout shortens its period.
+    thread: Option<std::thread::Thread>,
     /// Each thread's connections, apart so that registering takes a lock
     /// only the sweeper shares.
     registries: Mutex<Vec<Arc<Registry>>>,
@@ -148,17 +155,27 @@ fn sweeper() -> &'static Sweeper {
         let spawned = std::thread::Builder::new()
             .name("router-sweep".into())
             .spawn(|| {
+                let s = sweeper();
+                let mut period = MAX_PERIOD;
                 loop {
-                    std::thread::sleep(PERIOD);
-                    sweep(sweeper());
+                    std::thread::park_timeout(period);
+                    let eighth = Duration::from_millis(s.shortest_ms.load(Ordering::Relaxed) / 8);
+                    let next = eighth.clamp(MIN_PERIOD, MAX_PERIOD);
+                    // A connection's mark may be up to a period stale (the
+                    // coarse clock it read), so one more period is waited:
+                    // a timeout fires late, never early.
+                    sweep(s, period.max(next));
+                    period = next;
                 }
             });
-        if let Err(e) = spawned {
+        if let Err(e) = &spawned {
             tracing::error!("router: no sweeper thread, client timeouts are off: {e}");
         }
         Sweeper {
+            thread: spawned.ok().map(|h| h.thread().clone()),
             epoch: Instant::now(),
             now_ms: AtomicU64::new(0),
+            shortest_ms: AtomicU64::new(u64::MAX),
             registries: Mutex::default(),
         }
     })
@@ -184,6 +201,14 @@ thread_local! {
 /// guard lives) under `timeouts`, waiting for its first head from now.
 pub(crate) fn watch(fd: RawFd, timeouts: ClientTimeouts) -> Guard {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let shortest = ms(timeouts.idle.min(timeouts.head));
+    let s = sweeper();
+    if shortest < s.shortest_ms.load(Ordering::Relaxed) {
+        s.shortest_ms.fetch_min(shortest, Ordering::Relaxed);
+        if let Some(t) = &s.thread {
+            t.unpark();
+        }
+    }
     let slot = Arc::new(Slot {
         word: AtomicU64::new(now_ms() << 2 | HEAD),
         kill: AtomicU8::new(OPEN),
@@ -199,7 +224,10 @@ pub(crate) fn watch(fd: RawFd, timeouts: ClientTimeouts) -> Guard {
     Guard(slot)
 }
 
-fn sweep(s: &Sweeper) {
+/// Advances the coarse clock and shuts down the sockets over their limit by
+/// more than `slack` (how stale a mark may be).
+fn sweep(s: &Sweeper, slack: Duration) {
+    let slack = u64::try_from(slack.as_millis()).unwrap_or(u64::MAX);
     let now = u64::try_from(s.epoch.elapsed().as_millis()).unwrap_or(u64::MAX >> 2);
     s.now_ms.store(now, Ordering::Relaxed);
     let registries: Vec<Arc<Registry>> = {
@@ -223,7 +251,7 @@ fn sweep(s: &Sweeper) {
                 IDLE => slot.idle_ms,
                 _ => return true,
             };
-            if now.saturating_sub(word >> 2) >= limit
+            if now.saturating_sub(word >> 2) >= limit.saturating_add(slack)
                 && slot
                     .kill
                     .compare_exchange(OPEN, SHUTTING, Ordering::AcqRel, Ordering::Acquire)

@@ -15,7 +15,7 @@ const IDLE: Duration = Duration::from_millis(700);
 const HEAD: Duration = Duration::from_millis(1200);
 
 /// An instance answering `ok` at once, or after 2 s for `/slow` (longer than both
-/// limits); keep-alive, HTTP/1.1. `/ws` switches protocols and then echoes bytes.
+/// limits), or `ab`, 2 s of nothing and `cd` for `/pause`; keep-alive, HTTP/1.1. `/ws` switches protocols and then echoes bytes.
 async fn instance() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -43,6 +43,15 @@ async fn instance() -> SocketAddr {
                         }
                         if head.starts_with("GET /slow ") {
                             tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        if head.starts_with("GET /pause ") {
+                            // Half the body, a pause longer than both limits, the rest.
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nab")
+                                .await;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            let _ = s.write_all(b"cd").await;
+                            continue;
                         }
                         if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                             .await
@@ -208,6 +217,27 @@ async fn a_busy_connection_is_never_cut() {
         s.write_all(req.replace("GET / ", "GET /slow ").as_bytes())
             .await
             .unwrap();
+        answer(&mut s).await;
+        // An answer that pauses mid-body for longer than both limits.
+        s.write_all(req.replace("GET / ", "GET /pause ").as_bytes())
+            .await
+            .unwrap();
+        let mut acc = Vec::new();
+        let mut buf = [0u8; 256];
+        while !acc.ends_with(b"abcd") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("the paused answer never ended")
+                .unwrap();
+            assert!(
+                n > 0,
+                "{req:?}: the paused answer was cut: {:?}",
+                String::from_utf8_lossy(&acc)
+            );
+            acc.extend_from_slice(&buf[..n]);
+        }
+        // And the connection still serves.
+        s.write_all(req.as_bytes()).await.unwrap();
         answer(&mut s).await;
     }
     let mut ws = TcpStream::connect(h.addr).await.unwrap();
