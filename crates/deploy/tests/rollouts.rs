@@ -589,3 +589,97 @@ async fn a_missing_command_fails_at_once_not_at_the_health_deadline() {
     );
     ctl.shutdown().await;
 }
+
+/// Opens a connection through the router switched to the test service's echo
+/// protocol (an upgrade, as a WebSocket is one).
+async fn upgraded(addr: SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+            .await
+            .expect("no answer to the upgrade")
+            .unwrap();
+        assert_eq!(n, 1, "closed: {}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+async fn echo(s: &mut tokio::net::TcpStream, msg: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(msg.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no echo")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// An upgraded connection (a WebSocket) open across a blue-green deployment:
+/// new connections go to the new version at the switch, the open one stays on
+/// the old version, whose retirement waits for it (the router counts it in
+/// flight) until `stop.drain` passes; stopping the instance then ends it.
+#[test]
+fn an_open_upgraded_connection_holds_its_version_until_the_drain_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let drain = Duration::from_secs(2);
+    let yml = |v: &str| {
+        format!(
+            "services:\n  api:\n    run: {SVC}\n    env: {{ TESTSVC_VERSION: {v} }}\n    health: {{ path: /health, interval: 100ms, timeout: 500ms, deadline: 3s }}\n    stop: {{ drain: 2s, timeout: 2s }}\nenvironments:\n  prod:\n    strategy: blue-green\n    blue_green: {{ scale_down_delay: 0s }}\n"
+        )
+    };
+    std::fs::write(dir.path().join("hangar.yml"), yml("v1")).unwrap();
+    bounded(60, async move {
+        let ctl = open(dir.path()).await;
+        let addr = ctl.listen_addr("api").unwrap();
+        let mut old = upgraded(addr).await;
+        assert_eq!(echo(&mut old, "a").await, "v1:a");
+
+        std::fs::write(dir.path().join("hangar.yml"), yml("v2")).unwrap();
+        let deploy = tokio::spawn({
+            let ctl = ctl.clone();
+            async move { ctl.deploy(DeployRequest::default()).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while body(addr).await != "v2" {
+            assert!(Instant::now() < deadline, "traffic never switched to v2");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let switched = Instant::now();
+        let mut new = upgraded(addr).await;
+        assert_eq!(echo(&mut new, "b").await, "v2:b");
+        assert_eq!(echo(&mut old, "c").await, "v1:c", "the open one moved");
+
+        let recs = deploy.await.unwrap().unwrap();
+        assert_eq!(recs[0].outcome, Outcome::Succeeded, "{:?}", recs[0].events);
+        assert!(
+            switched.elapsed() >= drain - Duration::from_millis(300),
+            "v1 was retired {:?} after the switch, with a connection open and a {drain:?} drain",
+            switched.elapsed()
+        );
+        // v1 is stopped: its connection ended with it.
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = old.write_all(b"d").await;
+            old.read(&mut buf).await.unwrap_or(0)
+        })
+        .await
+        .expect("the old version's connection outlived its instance");
+        assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+        assert_eq!(echo(&mut new, "e").await, "v2:e");
+        ctl.shutdown().await;
+    });
+}

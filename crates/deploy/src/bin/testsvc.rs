@@ -6,6 +6,8 @@
 //! `TESTSVC_CRASH_AFTER_MS` makes it exit(1) after that long (a crash loop).
 //! While the file `$TESTSVC_FAIL_FILE` exists, every other path answers 500
 //! (a service that starts failing in production, and recovers).
+//! A request with `Connection: upgrade` is switched (101) to an echo protocol:
+//! each read is answered with `$TESTSVC_VERSION:` and the bytes read.
 #![allow(clippy::print_stdout)]
 
 use std::convert::Infallible;
@@ -59,11 +61,26 @@ async fn main() {
         let counter = counter.clone();
         let fail_file = fail_file.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let version = version.clone();
                 let counter = counter.clone();
                 let failing = fail_file.as_ref().is_some_and(|f| f.exists());
                 async move {
+                    if req.headers().contains_key(hyper::header::UPGRADE) {
+                        let on = hyper::upgrade::on(&mut req);
+                        tokio::spawn(echo(on, version.clone()));
+                        let mut resp = Response::new(Full::new(Bytes::new()));
+                        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                        resp.headers_mut().insert(
+                            hyper::header::UPGRADE,
+                            hyper::header::HeaderValue::from_static("echo"),
+                        );
+                        resp.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("upgrade"),
+                        );
+                        return Ok::<_, Infallible>(resp);
+                    }
                     if latency_ms > 0 {
                         tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
                     }
@@ -97,7 +114,27 @@ async fn main() {
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
                 .await;
         });
+    }
+}
+
+/// The echo protocol of a switched connection, until the client closes it.
+async fn echo(on: hyper::upgrade::OnUpgrade, version: Arc<str>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(upgraded) = on.await else { return };
+    let mut io = TokioIo::new(upgraded);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match io.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut out = format!("{version}:").into_bytes();
+        out.extend_from_slice(&buf[..n]);
+        if io.write_all(&out).await.is_err() {
+            return;
+        }
     }
 }
