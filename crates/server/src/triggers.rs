@@ -1,5 +1,6 @@
 //! Triggers that do not come from a forge: `--repo PATH` (watching a local git
-//! repository's branches and tags) and `schedule:` cron entries (UTC).
+//! repository's branches and tags) and `schedule:` cron entries (UTC, or
+//! the entry's `timezone:`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -107,8 +108,9 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "local".into())
 }
 
-/// Once a minute (UTC), runs the `schedule:` workflows of each repository's default
-/// branch. Delivery ids name the minute, so a restart never runs a tick twice.
+/// Once a minute, runs the `schedule:` workflows of each repository's default
+/// branch whose cron (in UTC or its entry's `timezone:`) fires that minute.
+/// Delivery ids name the minute, so a restart never runs a tick twice.
 pub fn cron(app: Arc<App>) {
     tokio::spawn(async move {
         loop {
@@ -152,8 +154,8 @@ pub async fn tick(app: &App, minute_secs: i64) -> anyhow::Result<usize> {
             let Ok(wf) = workflows::parse(&path, &text) else {
                 continue;
             };
-            for expr in wf.schedules() {
-                if !cron_matches(&expr, when) {
+            for (expr, zone) in wf.schedules() {
+                if !cron_matches(&expr, zone.as_deref(), when) {
                     continue;
                 }
                 let ev = Event {
@@ -161,13 +163,21 @@ pub async fn tick(app: &App, minute_secs: i64) -> anyhow::Result<usize> {
                     git_ref: head.clone(),
                     sha: sha.clone(),
                     actor: "schedule".into(),
+                    // GitHub's payload names the cron as written, not its
+                    // zone: `github.event.schedule` tells entries apart.
                     payload: json!({"schedule": expr}),
                     ..Default::default()
                 };
                 let Ok(run) = app.new_run(&repo, &wf, &ev, json!({})) else {
                     continue;
                 };
-                let delivery = format!("schedule:{}:{path}:{expr}:{minute_secs}", repo.id);
+                // The zone is part of the entry: one cron written for two
+                // zones that fire the same minute is two runs.
+                let entry = match &zone {
+                    Some(zone) => format!("{expr}@{zone}"),
+                    None => expr.clone(),
+                };
+                let delivery = format!("schedule:{}:{path}:{entry}:{minute_secs}", repo.id);
                 if let Some(ids) = app.store.record_delivery(
                     &delivery,
                     Some(repo.id),
@@ -184,11 +194,24 @@ pub async fn tick(app: &App, minute_secs: i64) -> anyhow::Result<usize> {
     Ok(queued)
 }
 
-/// Whether a five-field cron expression (UTC) fires at this minute.
-pub fn cron_matches(expr: &str, when: std::time::SystemTime) -> bool {
-    let Ok(cron) = hangar_units::cron::parse(expr, hangar_units::cron::Seconds::Refused) else {
+/// Whether a five-field cron expression fires at this minute, read in UTC
+/// or in the IANA time zone `zone` (`hangar_units::cron`, the evaluation
+/// `hangar validate` checked the entry against).
+pub fn cron_matches(expr: &str, zone: Option<&str>, when: std::time::SystemTime) -> bool {
+    let Ok(mut cron) = hangar_units::cron::parse(expr, hangar_units::cron::Seconds::Refused) else {
         return false;
     };
+    if let Some(name) = zone {
+        // The server refuses a workflow whose zone the validator refuses;
+        // a database that lost the name since fires nothing, and says so.
+        match hangar_units::cron::zone(name) {
+            Ok(z) => cron = cron.in_zone(z),
+            Err(e) => {
+                tracing::warn!("schedule `{expr}`: {}", e.message);
+                return false;
+            }
+        }
+    }
     let secs = when
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -204,9 +227,20 @@ mod tests {
     fn cron_in_utc() {
         // 2024-01-01T00:00:00Z was a Monday.
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
-        assert!(cron_matches("0 0 * * *", t));
-        assert!(cron_matches("0 0 * * 1", t));
-        assert!(!cron_matches("30 0 * * *", t));
-        assert!(!cron_matches("not a cron", t));
+        assert!(cron_matches("0 0 * * *", None, t));
+        assert!(cron_matches("0 0 * * 1", None, t));
+        assert!(!cron_matches("30 0 * * *", None, t));
+        assert!(!cron_matches("not a cron", None, t));
+    }
+
+    #[test]
+    fn cron_in_a_zone() {
+        // 2024-01-01T00:00:00Z was 19:00 on Sunday in New York (UTC-5) and
+        // 05:30 on Monday in Kolkata (UTC+05:30).
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
+        assert!(cron_matches("0 19 * * 0", Some("America/New_York"), t));
+        assert!(!cron_matches("0 0 * * *", Some("America/New_York"), t));
+        assert!(cron_matches("30 5 * * 1", Some("Asia/Kolkata"), t));
+        assert!(!cron_matches("0 0 * * *", Some("Mars/Olympus_Mons"), t));
     }
 }

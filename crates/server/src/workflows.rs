@@ -195,10 +195,22 @@ impl Workflow {
         }
     }
 
-    pub fn schedules(&self) -> Vec<String> {
+    /// The `schedule:` entries: each cron with the IANA time zone it is read
+    /// in (`None`: UTC).
+    pub fn schedules(&self) -> Vec<(String, Option<String>)> {
         self.model
             .trigger("schedule")
-            .map(|t| t.crons.iter().map(|c| c.value.clone()).collect())
+            .map(|t| {
+                t.schedules
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.cron.value.clone(),
+                            s.timezone.as_ref().map(|z| z.value.clone()),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -419,6 +419,91 @@ async fn schedule_ticks_queue_once_per_minute() {
     assert_eq!(r["run"]["conclusion"], "success");
 }
 
+/// A schedule entry's `timezone:` is read on that zone's wall clock, through
+/// the tick the server's minute timer drives: New York's 05:30 is 10:30Z in
+/// winter and 09:30Z in summer, Kolkata's is the previous day's 00:00Z, and
+/// a time the spring-forward skips fires at the change. Two zones with the
+/// same offset are two entries, so both run; `github.event.schedule` stays
+/// the cron as written, as in GitHub's payload.
+#[tokio::test]
+async fn schedules_fire_on_the_wall_clock_of_their_time_zone() {
+    let weekdays = concat!(
+        "on:\n",
+        "  schedule:\n",
+        "    - cron: '30 5 * * 1-5'\n",
+        "      timezone: America/New_York\n",
+        "    - cron: '30 5 * * 1-5'\n",
+        "      timezone: America/Toronto\n",
+        "    - cron: '30 5 * * 1-5'\n",
+        "      timezone: Asia/Kolkata\n",
+        "    - cron: '30 5 * * 1-5'\n",
+        "jobs:\n",
+        "  nightly:\n",
+        "    runs-on: ubuntu-latest\n",
+        "    steps: [{run: 'echo \"schedule=${{ github.event.schedule }}\"'}]\n",
+    );
+    let gap = "on:\n  schedule:\n    - cron: '30 2 * * *'\n      timezone: America/New_York\njobs:\n  gap:\n    runs-on: ubuntu-latest\n    steps: [{run: echo gap}]\n";
+    let (repo, _sha) = repo_with(&[
+        (".github/workflows/weekdays.yml", weekdays),
+        (".github/workflows/gap.yml", gap),
+    ]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let app = &s.server.app;
+    let at = |rfc3339: &str| {
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp()
+    };
+    for (minute, queued, what) in [
+        ("2024-01-08T10:30:00Z", 2, "05:30 EST: New York and Toronto"),
+        (
+            "2024-01-08T05:30:00Z",
+            1,
+            "05:30 UTC: the entry without a zone",
+        ),
+        ("2024-01-08T00:00:00Z", 1, "05:30 IST: Kolkata"),
+        ("2024-07-08T09:30:00Z", 2, "05:30 EDT"),
+        ("2024-07-08T10:30:00Z", 0, "06:30 EDT"),
+        (
+            "2024-03-10T07:00:00Z",
+            1,
+            "02:30 skipped: fired at 03:00 EDT",
+        ),
+        ("2024-03-10T07:30:00Z", 0, "03:30 EDT"),
+        ("2024-03-11T06:30:00Z", 1, "02:30 EDT the next night"),
+    ] {
+        assert_eq!(
+            hangar_server::triggers::tick(app, at(minute))
+                .await
+                .unwrap(),
+            queued,
+            "{minute}: {what}"
+        );
+    }
+    assert_eq!(
+        hangar_server::triggers::tick(app, at("2024-01-08T10:30:00Z"))
+            .await
+            .unwrap(),
+        0,
+        "a tick is never run twice"
+    );
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 8);
+    assert!(runs.iter().all(|r| r["event"] == "schedule"));
+    let nightly = runs
+        .iter()
+        .find(|r| r["workflow_path"] == ".github/workflows/weekdays.yml")
+        .unwrap();
+    let r = s
+        .wait_run(nightly["id"].as_i64().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(r["run"]["conclusion"], "success");
+    let job = r["jobs"][0]["id"].as_i64().unwrap();
+    let log = s.get_text(&format!("/api/v1/jobs/{job}/logs/raw")).await;
+    assert!(log.contains("schedule=30 5 * * 1-5"), "{log}");
+}
+
 #[tokio::test]
 async fn idle_agents_do_not_write_to_the_store() {
     let s = start_with(|c| c.embedded_capacity = 0).await;

@@ -47,11 +47,20 @@ impl Zone {
     }
 }
 
-/// Why a time zone name was refused, and a close name when there is one.
+/// Why a time zone name was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneError {
     pub message: String,
-    pub suggestion: Option<String>,
+}
+
+/// The names of the time zone database [`zone`] looks names up in, for a
+/// "did you mean" (a checker's; this crate stays below the diagnostics).
+pub fn zone_names() -> Vec<String> {
+    names_in(jiff::tz::db())
+}
+
+fn names_in(db: &TimeZoneDatabase) -> Vec<String> {
+    db.available().map(|n| n.to_string()).collect()
 }
 
 /// The IANA time zone `name` (as GitHub's `timezone:` takes it: `Europe/Paris`,
@@ -64,17 +73,11 @@ pub fn zone(name: &str) -> Result<Zone, ZoneError> {
 }
 
 fn zone_in(db: &TimeZoneDatabase, name: &str) -> Result<Zone, ZoneError> {
-    let refuse = |message: String| {
-        Err(ZoneError {
-            suggestion: suggest_zone(db, name),
-            message,
-        })
-    };
+    let refuse = |message: String| Err(ZoneError { message });
     if name.trim().is_empty() {
-        return Err(ZoneError {
-            message: "a time zone must not be empty: write an IANA name such as `America/New_York`, or leave `timezone:` out for UTC".into(),
-            suggestion: None,
-        });
+        return refuse(
+            "a time zone must not be empty: write an IANA name such as `America/New_York`, or leave `timezone:` out for UTC".into(),
+        );
     }
     // The names are the database's file names: a workflow is hostile, and
     // nothing else (`..`, absolute paths, odd bytes) reaches the lookup.
@@ -95,26 +98,6 @@ fn zone_in(db: &TimeZoneDatabase, name: &str) -> Result<Zone, ZoneError> {
         Err(_) => refuse(format!(
             "unknown time zone `{name}`: write an IANA name such as `America/New_York`"
         )),
-    }
-}
-
-/// A zone of the database close to `name`: a slip of a few letters
-/// (`America/New_Yrok`), or the city alone (`Kolkata` for `Asia/Kolkata`).
-fn suggest_zone(db: &TimeZoneDatabase, name: &str) -> Option<String> {
-    let names: Vec<String> = db.available().map(|n| n.to_string()).collect();
-    if let Some(close) = hangar_diag::did_you_mean(name, names.iter().map(String::as_str)) {
-        return Some(close.to_string());
-    }
-    let city = name.rsplit('/').next().unwrap_or(name);
-    let mut same_city = names.iter().filter(|n| {
-        n.rsplit('/')
-            .next()
-            .is_some_and(|c| c.eq_ignore_ascii_case(city))
-    });
-    // Only an answer that is one name: `Kolkata`, not `UTC` (several links).
-    match (same_city.next(), same_city.next()) {
-        (Some(one), None) => Some(one.clone()),
-        _ => None,
     }
 }
 
@@ -551,12 +534,7 @@ mod tests {
             e.message,
             "unknown time zone `America/New_Yrok`: write an IANA name such as `America/New_York`"
         );
-        assert_eq!(e.suggestion.as_deref(), Some("America/New_York"));
-        assert_eq!(
-            zone("Kolkata").unwrap_err().suggestion.as_deref(),
-            Some("Asia/Kolkata")
-        );
-        assert_eq!(zone("Mars/Olympus_Mons").unwrap_err().suggestion, None);
+        assert!(zone_names().iter().any(|n| n == "America/New_York"));
         assert!(zone("").unwrap_err().message.contains("must not be empty"));
         // A workflow names files of the database by this: nothing else
         // reaches the lookup.
@@ -590,13 +568,9 @@ mod tests {
             c.next_after(at("2024-03-10T00:00:00Z")),
             Some(at("2024-03-10T07:00:00Z"))
         );
-        assert_eq!(
-            zone_in(&db, "Asia/Kolkatta")
-                .unwrap_err()
-                .suggestion
-                .as_deref(),
-            Some("Asia/Kolkata")
-        );
+        let names = names_in(&db);
+        assert!(names.len() > 300, "{}", names.len());
+        assert!(names.iter().any(|n| n == "Asia/Kolkata"));
     }
 
     #[test]

@@ -137,10 +137,19 @@ pub struct Trigger {
     pub outputs: Vec<CallOutput>,
     /// `workflow_call` secrets.
     pub secrets: Vec<CallSecret>,
-    /// `schedule` crons.
-    pub crons: Vec<Spanned<String>>,
+    /// `schedule` entries.
+    pub schedules: Vec<Schedule>,
     /// `workflow_run: {workflows: [...]}`.
     pub workflows: Option<Vec<Spanned<String>>>,
+}
+
+/// One entry of `on.schedule`.
+#[derive(Debug, Clone, Default)]
+pub struct Schedule {
+    pub cron: Spanned<String>,
+    /// The IANA time zone the cron is read in (`America/New_York`); UTC
+    /// when absent. Checked against the time zone database by `validate`.
+    pub timezone: Option<Spanned<String>>,
 }
 
 impl Default for Spanned<String> {
@@ -700,8 +709,14 @@ impl Reader {
             match &config.kind {
                 Kind::Seq(items) => {
                     for item in items {
+                        let timezone = item
+                            .get("timezone")
+                            .and_then(|z| self.string(z, "timezone"));
                         match item.get("cron") {
-                            Some(c) => t.crons.extend(self.string(c, "cron")),
+                            Some(c) => t.schedules.extend(
+                                self.string(c, "cron")
+                                    .map(|cron| Schedule { cron, timezone }),
+                            ),
                             None => self.err(
                                 item.pos,
                                 "a schedule entry needs a `cron`: `- cron: '0 5 * * *'`",
@@ -1103,6 +1118,7 @@ mod tests {
             "  schedule:\n",
             "    - cron: '0 5 * * *'\n",
             "    - cron: '*/15 * * * 1'\n",
+            "      timezone: America/New_York\n",
             "  workflow_run:\n",
             "    workflows: [CI]\n",
             "    types: [completed]\n",
@@ -1119,15 +1135,16 @@ mod tests {
         assert_eq!(values(&pr.types), ["opened", "labeled"]);
         assert_eq!(values(&pr.branches_ignore), ["wip"]);
         assert_eq!(values(&pr.paths_ignore), ["docs/**"]);
-        let crons: Vec<_> = w
-            .trigger("schedule")
-            .unwrap()
-            .crons
-            .iter()
-            .map(|c| c.value.as_str())
-            .collect();
+        let schedules = &w.trigger("schedule").unwrap().schedules;
+        let crons: Vec<_> = schedules.iter().map(|s| s.cron.value.as_str()).collect();
         assert_eq!(crons, ["0 5 * * *", "*/15 * * * 1"]);
-        assert_eq!(w.trigger("schedule").unwrap().crons[0].pos, at(11, 14));
+        assert_eq!(schedules[0].cron.pos, at(11, 14));
+        assert!(schedules[0].timezone.is_none(), "UTC");
+        let zone = schedules[1].timezone.as_ref().unwrap();
+        assert_eq!(
+            (zone.value.as_str(), zone.pos),
+            ("America/New_York", at(13, 17))
+        );
         let run = w.trigger("workflow_run").unwrap();
         assert_eq!(values(&run.workflows), ["CI"]);
         assert_eq!(values(&run.types), ["completed"]);
@@ -1535,6 +1552,11 @@ mod tests {
             for k in ["matrix", "fail-fast", "max-parallel"] {
                 texts.push(format!(
                     "on: push\njobs:\n  a:\n    strategy:\n      {k}: {v}\n"
+                ));
+            }
+            for k in ["cron", "timezone"] {
+                texts.push(format!(
+                    "on:\n  schedule:\n    - cron: '0 5 * * *'\n      {k}: {v}\njobs: {{}}\n"
                 ));
             }
         }

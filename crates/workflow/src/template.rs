@@ -1011,12 +1011,20 @@ fn scalar_text(node: &Node) -> Option<String> {
     }
 }
 
+/// Each entry as GitHub's converter keeps it: `cron`, and `timezone` when
+/// one is written.
 fn schedule(config: &Node) -> Value {
     config
         .items()
         .iter()
-        .filter_map(|item| item.get("cron").and_then(Node::as_str))
-        .map(|cron| json!({ "cron": cron }))
+        .filter_map(|item| {
+            let mut entry = Map::new();
+            entry.insert("cron".into(), json!(item.get("cron")?.as_str()?));
+            if let Some(zone) = item.get("timezone").and_then(Node::as_str) {
+                entry.insert("timezone".into(), json!(zone));
+            }
+            Some(Value::Object(entry))
+        })
         .collect()
 }
 
@@ -1423,14 +1431,14 @@ mod tests {
 
     #[test]
     fn events_list_every_trigger_with_its_filters_as_lists() {
-        let text = "on:\n  push:\n    branches: main\n    paths-ignore: [docs/**]\n  pull_request:\n    types: [opened]\n  schedule:\n    - cron: '0 5 * * 1'\n  workflow_dispatch:\n    inputs:\n      flag: {type: boolean, default: true, description: Flag}\n      who: {default: 3}\n  issues:\njobs:\n  a: {runs-on: x, steps: [{run: echo}]}\n";
+        let text = "on:\n  push:\n    branches: main\n    paths-ignore: [docs/**]\n  pull_request:\n    types: [opened]\n  schedule:\n    - cron: '0 5 * * 1'\n    - cron: '0 6 * * *'\n      timezone: Asia/Tokyo\n  workflow_dispatch:\n    inputs:\n      flag: {type: boolean, default: true, description: Flag}\n      who: {default: 3}\n  issues:\njobs:\n  a: {runs-on: x, steps: [{run: echo}]}\n";
         let v = convert("w.yml", text, &|_: &str| None, &Options::default()).unwrap();
         assert_eq!(
             v["events"],
             json!({
                 "push": {"branches": ["main"], "paths-ignore": ["docs/**"]},
                 "pull_request": {"types": ["opened"]},
-                "schedule": [{"cron": "0 5 * * 1"}],
+                "schedule": [{"cron": "0 5 * * 1"}, {"cron": "0 6 * * *", "timezone": "Asia/Tokyo"}],
                 "workflow_dispatch": {"inputs": {
                     "flag": {"type": "boolean", "description": "Flag", "default": true},
                     "who": {"type": "string", "default": "3"}

@@ -1001,6 +1001,48 @@ fn by_position(mut out: Vec<Diagnostic>) -> Vec<Diagnostic> {
     out
 }
 
+/// A schedule entry's `timezone:`: a name of the time zone database, the
+/// one the server's scheduler reads it with (`hangar_units::cron::zone`).
+fn schedule_timezone(c: &mut Checker, item: &Node) {
+    let Some(zone) = item.get("timezone") else {
+        return;
+    };
+    let Some(name) = zone.as_str() else {
+        c.err(
+            zone.pos,
+            format!(
+                "`timezone` must be a string, found {}: write an IANA name such as `America/New_York`",
+                zone.type_name()
+            ),
+        );
+        return;
+    };
+    if let Err(e) = hangar_units::cron::zone(name) {
+        c.err(zone.pos, e.message).help =
+            close_zone(name).map(|close| format!("did you mean `{close}`?"));
+    }
+}
+
+/// A zone of the database close to `name`: a slip of a few letters
+/// (`America/New_Yrok`), or the city alone (`Kolkata` for `Asia/Kolkata`).
+fn close_zone(name: &str) -> Option<String> {
+    let names = hangar_units::cron::zone_names();
+    if let Some(close) = did_you_mean(name, names.iter().map(String::as_str)) {
+        return Some(close.to_string());
+    }
+    let city = name.rsplit('/').next().unwrap_or(name);
+    let mut same_city = names.iter().filter(|n| {
+        n.rsplit('/')
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(city))
+    });
+    // Only an answer that is one name.
+    match (same_city.next(), same_city.next()) {
+        (Some(one), None) => Some(one.clone()),
+        _ => None,
+    }
+}
+
 fn check_on(c: &mut Checker, on: &Node) {
     let check_event = |c: &mut Checker, k: &Key| {
         if k.name.contains("${{") {
@@ -1049,6 +1091,9 @@ fn check_on(c: &mut Checker, on: &Node) {
                 check_event(c, k);
                 if k.name == "schedule" {
                     for item in v.items() {
+                        // GitHub's `cron-mapping`: these two keys, others refused.
+                        c.keys(item, &["cron", "timezone"], "a schedule entry");
+                        schedule_timezone(c, item);
                         let cron = item.get("cron");
                         match cron.and_then(|n| Some((n.pos, n.as_str()?))) {
                             // The parser the server's schedules run on: what

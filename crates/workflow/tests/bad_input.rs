@@ -294,3 +294,61 @@ fn cron_mistakes_name_the_field_at_the_value() {
     has(&wf("0 0 * * * *"), "must have 5 fields");
     assert!(validate("ci.yml", &wf("*/15 9-17 * JAN-MAR mon-fri")).is_empty());
 }
+
+/// A schedule entry's `timezone:` (GitHub's `cron-mapping`: `cron` and
+/// `timezone`, nothing else) is a name of the time zone database the
+/// server's scheduler reads it with.
+#[test]
+fn schedule_timezones_are_checked_at_the_value() {
+    let wf = |entry: &str| {
+        format!(
+            "on:\n  schedule:\n    - cron: '30 5 * * 1-5'\n{entry}jobs:\n  a:\n    runs-on: x\n    steps: [{{run: x}}]\n"
+        )
+    };
+    for ok in [
+        "      timezone: 'America/New_York'\n",
+        "      timezone: Asia/Kolkata\n",
+        "      timezone: UTC\n",
+        "",
+    ] {
+        let d = validate("ci.yml", &wf(ok));
+        assert!(d.is_empty(), "{ok}: {d:?}");
+    }
+    let typo = wf("      timezone: America/New_Yrok\n");
+    has(
+        &typo,
+        "4:17 unknown time zone `America/New_Yrok`: write an IANA name such as `America/New_York`",
+    );
+    let help = |entry: &str| validate("ci.yml", &wf(entry))[0].help.clone();
+    assert_eq!(
+        help("      timezone: America/New_Yrok\n").as_deref(),
+        Some("did you mean `America/New_York`?")
+    );
+    assert_eq!(
+        help("      timezone: Kolkata\n").as_deref(),
+        Some("did you mean `Asia/Kolkata`?"),
+        "the city alone"
+    );
+    assert_eq!(help("      timezone: Mars/Olympus_Mons\n"), None);
+    has(
+        &wf("      timezone: [America/New_York]\n"),
+        "4:17 `timezone` must be a string, found a sequence",
+    );
+    has(
+        &wf("      timezone:\n"),
+        "`timezone` must be a string, found null",
+    );
+    has(
+        &wf("      timezone: ''\n"),
+        "4:18 a time zone must not be empty",
+    );
+    has(
+        &wf("      timezone: ../../etc/passwd\n"),
+        "4:17 `../../etc/passwd` is not an IANA time zone name",
+    );
+    // GitHub refuses any other key of an entry ("Invalid schedule key").
+    let other = wf("      timzone: Europe/Paris\n");
+    has(&other, "4:7 unknown key `timzone` in a schedule entry");
+    let d = validate("ci.yml", &other);
+    assert_eq!(d[0].help.as_deref(), Some("did you mean `timezone`?"));
+}
