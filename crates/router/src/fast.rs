@@ -119,10 +119,11 @@ impl Sock {
         self.watch = Some(crate::sweep::watch(self.fd.as_raw_fd(), timeouts));
     }
 
-    /// The socket, with its timeouts' registration (which must be dropped
-    /// before it, see `sweep`).
-    pub(crate) fn into_std(self) -> (std::net::TcpStream, Option<crate::sweep::Guard>) {
-        (self.fd.into_inner(), self.watch)
+    /// The socket, out of its timeouts (ended first, while it is open: see
+    /// `sweep`; hyper's path puts it under them again).
+    pub(crate) fn into_std(mut self) -> std::net::TcpStream {
+        drop(self.watch.take());
+        self.fd.into_inner()
     }
 
     fn mark(&self, f: impl FnOnce(&crate::sweep::Slot)) {
@@ -1080,7 +1081,7 @@ pub(crate) async fn serve(
     router: &Router,
     sock: Sock,
     peer: &Peer,
-) -> Option<(std::net::TcpStream, Option<crate::sweep::Guard>, Vec<u8>)> {
+) -> Option<(std::net::TcpStream, Vec<u8>)> {
     let mut c = Client {
         sock,
         input: Input::new(),
@@ -1102,8 +1103,7 @@ pub(crate) async fn serve(
         Next::Fallback => {
             let rest = input.data().to_vec();
             give_buf(input.buf);
-            let (stream, watch) = sock.into_std();
-            Some((stream, watch, rest))
+            Some((sock.into_std(), rest))
         }
         Next::Abort => {
             // A refusal may leave part of the request unread, and closing a

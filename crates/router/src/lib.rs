@@ -809,8 +809,8 @@ fn serve_connection(
         match fast::Sock::new(stream) {
             Ok(mut sock) => {
                 sock.watch(router.client_timeouts());
-                if let Some((stream, watch, read)) = fast::serve(&router, sock, &peer).await {
-                    serve_hyper(router, peer, stream, watch, read).await;
+                if let Some((stream, read)) = fast::serve(&router, sock, &peer).await {
+                    serve_hyper(router, peer, stream, read).await;
                 }
             }
             Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
@@ -821,13 +821,7 @@ fn serve_connection(
 
 /// Serves the rest of a connection with hyper; `read` is what the fast path
 /// read from it and did not use (it is read first).
-async fn serve_hyper(
-    router: Arc<Router>,
-    peer: Peer,
-    stream: std::net::TcpStream,
-    watch: Option<sweep::Guard>,
-    read: Vec<u8>,
-) {
+async fn serve_hyper(router: Arc<Router>, peer: Peer, stream: std::net::TcpStream, read: Vec<u8>) {
     let stream = match tokio::net::TcpStream::from_std(stream) {
         Ok(stream) => stream,
         Err(err) => {
@@ -835,12 +829,18 @@ async fn serve_hyper(
             return;
         }
     };
+    // Registered again (the fast path's registration ended before its socket
+    // changed hands), now that the socket is owned by what closes it.
+    let watch = {
+        use std::os::fd::AsRawFd;
+        sweep::watch(stream.as_raw_fd(), router.client_timeouts())
+    };
     let conn = Arc::new(Conn {
         router,
         peer,
         local: Arc::new(Local::default()),
         request_read: AtomicBool::new(false),
-        slot: watch.as_ref().map(|g| g.slot().clone()),
+        slot: Some(watch.slot().clone()),
     });
     let drive = conn.local.drive();
     let io = ClientIo {
@@ -921,7 +921,7 @@ impl Drop for Sent {
 struct ClientIo {
     /// The idle and head timeouts' registration: the first field, dropped
     /// before the socket closes (see `sweep`). Held, never read.
-    _watch: Option<sweep::Guard>,
+    _watch: sweep::Guard,
     stream: tokio::net::TcpStream,
     conn: Arc<Conn>,
     /// Something was written already.
