@@ -265,6 +265,89 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Whether `name` is what [`backup`] names its folder while writing it,
+/// `.20261204T121530.123Z.partial`, and nothing else.
+fn is_partial_name(name: &str) -> bool {
+    let Some(stamp) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".partial"))
+    else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 => *c == b'T',
+            15 => *c == b'.',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// The lock of an environment's backup directory: the directory itself
+/// (`flock`), so nothing but backups appears in it. Held shared by every
+/// backup while it writes its `.STAMP.partial` folder, and exclusively while
+/// leftovers are removed: a folder whose backup still runs (another
+/// process's, a `hangar recovery backup` beside the server's schedule) is
+/// never taken for one a crash left. A killed process's lock goes with it.
+fn backup_lock(root: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::open(root).with_context(|| format!("opening {}", root.display()))
+}
+
+/// Removes the `.partial` folders of `root` that no running backup holds
+/// (the caller holds [`backup_lock`] exclusively): what a backup killed
+/// mid-way left. Only folders named as [`backup`] names them, never through
+/// a link; each removal is logged.
+fn sweep_partials(root: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // The entry's own type: a link named like a leftover is not followed.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_partial_name(name) || !is_dir {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::warn!(
+                    "recovery: removed {}, an incomplete backup an interrupted run left",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => tracing::warn!(
+                "recovery: cannot remove {}, an incomplete backup an interrupted run left: {e}",
+                path.display()
+            ),
+        }
+    }
+    removed
+}
+
+/// Removes what backups of `env` killed mid-way left (`.STAMP.partial`
+/// folders in its backup directory), unless a backup runs now, whose own
+/// folder must stay (the next look removes the rest). What was removed.
+pub fn remove_stale_partials(
+    project_dir: &Path,
+    project: &Project,
+    env: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let root = backups_dir(project_dir, project, env);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let lock = backup_lock(&root)?;
+    if lock.try_lock().is_err() {
+        return Ok(Vec::new());
+    }
+    Ok(sweep_partials(&root))
+}
+
 /// Backs up `env`: its history and state, and each service's data.
 pub fn backup(
     project_dir: &Path,
@@ -281,6 +364,14 @@ pub fn backup(
     }
     let root = backups_dir(project_dir, project, env);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    // Leftovers of killed backups go first, when no other backup runs; then
+    // this one holds the lock shared until its folder is complete.
+    let lock = backup_lock(&root)?;
+    if lock.try_lock().is_ok() {
+        sweep_partials(&root);
+    }
+    lock.lock_shared()
+        .with_context(|| format!("locking {}", root.display()))?;
     let created_ms = now_ms();
     let name = stamp(created_ms);
     let partial = root.join(format!(".{name}.partial"));
@@ -331,6 +422,7 @@ pub fn backup(
     };
     let path = root.join(&name);
     std::fs::rename(&partial, &path)?;
+    drop(lock);
     // Retention: the newest `keep` stay.
     let all = list(project_dir, project, env)?;
     for old in all.iter().skip(keep as usize) {
@@ -991,6 +1083,61 @@ mod tests {
         lock.unlock().unwrap();
         assert_eq!(look(t0 + 7 * H), Some(Ok(())));
         assert_eq!(list(d, &p, "prod").unwrap().len(), 5);
+    }
+
+    #[test]
+    fn only_folders_named_as_a_backup_writes_them_are_leftovers() {
+        assert!(is_partial_name(&format!(
+            ".{}.partial",
+            stamp(1_795_000_000_123)
+        )));
+        for other in [
+            "20261118T110640.123Z",
+            ".20261118T110640.123Z",
+            "20261118T110640.123Z.partial",
+            ".2026111xT110640.123Z.partial",
+            ".20261118T110640.1234Z.partial",
+            "..partial",
+            ".././20261118T1106.partial",
+        ] {
+            assert!(!is_partial_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_removes_leftovers_only_and_never_a_running_backups_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let leftover = root.join(".20260101T000000.000Z.partial");
+        std::fs::create_dir_all(leftover.join("services/db")).unwrap();
+        std::fs::write(leftover.join("services/db/dump"), "x").unwrap();
+        let complete = root.join("20260101T000000.000Z");
+        std::fs::create_dir_all(&complete).unwrap();
+        std::fs::write(complete.join("manifest.json"), "{}").unwrap();
+        let decoy = root.join(".notes.partial");
+        std::fs::create_dir_all(&decoy).unwrap();
+        // A link named like a leftover, to a folder that must survive.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "x").unwrap();
+        let link = root.join(".20260102T000000.000Z.partial");
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+
+        // While a backup holds the lock shared, nothing is removed.
+        let running = backup_lock(root).unwrap();
+        running.lock_shared().unwrap();
+        let lock = backup_lock(root).unwrap();
+        assert!(lock.try_lock().is_err());
+        drop(lock);
+        drop(running);
+
+        let lock = backup_lock(root).unwrap();
+        lock.try_lock().unwrap();
+        assert_eq!(sweep_partials(root), vec![leftover.clone()]);
+        assert!(!leftover.exists());
+        assert!(complete.join("manifest.json").is_file());
+        assert!(decoy.is_dir());
+        assert!(link.symlink_metadata().is_ok());
+        assert!(outside.path().join("keep").is_file());
     }
 
     #[test]

@@ -478,3 +478,88 @@ fn two_servers_make_one_backup_per_period_and_the_survivor_keeps_the_schedule() 
         first - killed_ms
     );
 }
+
+/// A `hangar serve` killed (`kill -9`) while its scheduled backup runs
+/// leaves the backup's `.STAMP.partial` folder; the restarted server removes
+/// it at start (audited), before any backup is due, and leaves the complete
+/// backup and every other folder alone.
+#[test]
+fn a_restarted_server_removes_what_a_backup_killed_mid_way_left() {
+    let data = tempfile::tempdir().unwrap();
+    let repo = scheduled_project("every: 1h");
+    let dir = repo.path();
+    let repo_arg = dir.display().to_string();
+    // A complete backup, made before any server runs.
+    let out = Command::new(BIN)
+        .args(["recovery", "backup", "prod", "--dir", &repo_arg])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let complete = backups_on_disk(&[dir]);
+    assert_eq!(complete.len(), 1, "{complete:?}");
+    let manifest = std::fs::read(complete[0].join("manifest.json")).unwrap();
+    // Folders that are not a backup's leftovers, though they look close.
+    let backups = dir.join(".hangar/backups/prod");
+    for other in [".notes.partial", "20260101T000000.000Z.partial"] {
+        std::fs::create_dir_all(backups.join(other)).unwrap();
+        std::fs::write(backups.join(other).join("keep"), "x").unwrap();
+    }
+    let partials = || -> Vec<String> {
+        std::fs::read_dir(&backups)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".2") && n.ends_with(".partial"))
+            .collect()
+    };
+
+    // A backup due every second whose command takes long: killed in it.
+    write_schedule(dir, "every: 1s", "1h", 1000);
+    let yml = std::fs::read_to_string(dir.join("hangar.yml")).unwrap();
+    std::fs::write(
+        dir.join("hangar.yml"),
+        yml.replace("notes.txt\"\n", "notes.txt\" && sleep 5\n"),
+    )
+    .unwrap();
+    let (server, _, token) = common::browser::serve(
+        BIN,
+        data.path(),
+        &["--repo", &repo_arg, "--agent-capacity", "0"],
+    );
+    wait_for("a backup in progress", 30, || !partials().is_empty());
+    drop(server); // kill -9
+    let left = partials();
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    // Restarted with no backup due for an hour: only the start removes it.
+    write_schedule(dir, "every: 1h", "1h", 1000);
+    let (_server, again, _) = common::browser::serve(
+        BIN,
+        data.path(),
+        &["--repo", &repo_arg, "--agent-capacity", "0"],
+    );
+    let base = again.trim_end_matches("/ui/").to_string();
+    wait_for("the leftover removed", 30, || partials().is_empty());
+    let now: Vec<_> = backups_on_disk(&[dir])
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert_eq!(now, complete, "no backup was made");
+    assert_eq!(
+        std::fs::read(complete[0].join("manifest.json")).unwrap(),
+        manifest
+    );
+    for other in [".notes.partial", "20260101T000000.000Z.partial"] {
+        assert!(backups.join(other).join("keep").is_file(), "{other}");
+    }
+    wait_for("the removal audited", 10, || {
+        let (_, v) =
+            common::http_json("GET", &format!("{base}/api/v1/audit?limit=500"), &token, "");
+        v.as_array().unwrap().iter().any(|e| {
+            e["action"] == "backup.leftover_removed"
+                && e["detail"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&left[0]))
+        })
+    });
+}

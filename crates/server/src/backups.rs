@@ -10,7 +10,10 @@
 //! outcome goes to the audit log (`backup.succeeded` / `backup.failed`) and
 //! a failure to the notification rules as `backup_failed`; the alerts the
 //! schedule raises (`backup`, `backup-rpo`) are in the environment's alert
-//! event log, which `delivery::relay_alerts` relays.
+//! event log, which `delivery::relay_alerts` relays. A backup killed mid-way
+//! leaves a `.STAMP.partial` folder: the first look at each environment after
+//! start removes such leftovers (`backup.leftover_removed` in the audit log),
+//! as each backup does before it starts.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,9 @@ pub fn spawn(app: Arc<App>, repo_id: i64, repo: String, dir: PathBuf) {
     tokio::spawn(async move {
         // The last hangar.yml problem logged, so a broken file is said once.
         let mut said = String::new();
+        // Environments whose leftovers of killed backups were looked for
+        // since this server started (each backup looks again before it runs).
+        let mut swept = std::collections::HashSet::new();
         loop {
             tokio::time::sleep(TICK).await;
             if !matches!(app.store.leads(crate::app::PERIODIC), Ok(true)) {
@@ -64,6 +70,35 @@ pub fn spawn(app: Arc<App>, repo_id: i64, repo: String, dir: PathBuf) {
             };
             let project = Arc::new(project);
             for env in envs {
+                if swept.insert(env.clone()) {
+                    let (d, p, e) = (dir.clone(), project.clone(), env.clone());
+                    let removed = tokio::task::spawn_blocking(move || {
+                        recovery::remove_stale_partials(&d, &p, &e)
+                    })
+                    .await;
+                    match removed {
+                        Ok(Ok(removed)) => {
+                            for path in removed {
+                                tracing::warn!(
+                                    "backups of {repo} {env}: removed {}, left by a backup that was interrupted",
+                                    path.display()
+                                );
+                                let target = format!("backup/{repo}/{env}");
+                                let detail = serde_json::json!({"project": repo, "environment": env, "path": path});
+                                if let Err(e) = app.store.audit(
+                                    ACTOR,
+                                    "backup.leftover_removed",
+                                    &target,
+                                    &detail,
+                                ) {
+                                    tracing::warn!("audit of {target}: {e:#}");
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!("backups of {repo} {env}: {e:#}"),
+                        Err(e) => tracing::warn!("backups of {repo} {env}: {e}"),
+                    }
+                }
                 let (d, p, e) = (dir.clone(), project.clone(), env.clone());
                 let tick = tokio::task::spawn_blocking(move || {
                     recovery::scheduled(
