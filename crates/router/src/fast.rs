@@ -729,8 +729,10 @@ fn answer(
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in resp.headers.iter() {
+        // A 101 has no content, so no Content-Length either (HEAD, 204 and
+        // 304 keep theirs: it tells the length the content would have).
         if (hop_by_hop(h.name) && !(switch && is(h.name, "upgrade")))
-            || (is(h.name, "content-length") && !no_body)
+            || (is(h.name, "content-length") && (!no_body || switch))
             || (ours.is_some() && is(h.name, crate::VERSION_HEADER))
         {
             continue;
@@ -1666,7 +1668,7 @@ mod tests {
             set_cookie: false,
         };
         let mut out = Vec::new();
-        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: a\r\nDate: d\r\n\r\nFRAME";
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 0\r\nSec-WebSocket-Accept: a\r\nDate: d\r\n\r\nFRAME";
         let a = answer(raw, &req, &t, 0, false, &mut out);
         assert!(
             matches!(a, Answer::Head { status: 101, body: Framing::Empty, reusable: false, len } if len == raw.len() - 5),
