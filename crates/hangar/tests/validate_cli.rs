@@ -236,3 +236,57 @@ fn the_release_section_is_validated_with_its_position() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("tags_on_merge"), "{text}");
 }
+
+/// A schedule entry's `timezone:` (the IANA zone GitHub reads its cron in)
+/// is accepted by `hangar validate`, kept in the converted template and run
+/// by `hangar run`; a misspelt zone is refused at its place, naming the zone
+/// meant.
+#[test]
+fn schedule_timezones_are_accepted_and_misspellings_named_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let nightly = |zone: &str| {
+        format!(
+            "on:\n  schedule:\n    - cron: '30 5 * * 1-5'\n      timezone: {zone}\njobs:\n  nightly:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo nightly-ran\n"
+        )
+    };
+    write(
+        dir.path(),
+        ".github/workflows/nightly.yml",
+        &nightly("America/New_York"),
+    );
+    let out = hangar(dir.path(), &[".github/workflows/nightly.yml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hangar(dir.path(), &["--template", ".github/workflows/nightly.yml"]);
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        t["events"]["schedule"],
+        serde_json::json!([{"cron": "30 5 * * 1-5", "timezone": "America/New_York"}])
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_hangar"))
+        .args(["run", "--bind", "schedule"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success() && String::from_utf8_lossy(&run.stdout).contains("nightly-ran"),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    write(dir.path(), "typo.yml", &nightly("America/New_Yrok"));
+    let out = hangar(dir.path(), &["typo.yml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "typo.yml:4:17",
+        "unknown time zone `America/New_Yrok`",
+        "did you mean `America/New_York`?",
+    ] {
+        assert!(err.contains(expected), "`{expected}` in:\n{err}");
+    }
+}
