@@ -308,14 +308,21 @@ impl Router {
     /// single-threaded runtime, as an event-driven proxy runs one loop per
     /// worker: a multi-threaded runtime spends a fifth of a proxy's time waking
     /// its idle workers (measured with perf under benches/router-vs-nginx.sh),
-    /// while here a connection lives and dies on one thread. The first thread
-    /// accepts and deals connections round-robin, which keeps the threads evenly
-    /// loaded however long connections live (threads racing to accept take
-    /// connections by who woke first); one listening socket (not `SO_REUSEPORT`)
-    /// keeps a second hangar from binding the same address and quietly taking
-    /// half the traffic. A connection is accepted unregistered and joins the
-    /// event loop of the thread it is dealt to once, so dealing it costs one
-    /// wake-up of that thread, not a registration moved between two.
+    /// while here a connection lives and dies on one thread.
+    ///
+    /// Every thread accepts from the one listening socket, as nginx's workers
+    /// do: a connection usually starts on the thread that took it, with no
+    /// hand-over and no wake-up of another thread. Dealing every connection
+    /// from one accepting thread made that thread the bottleneck at low
+    /// concurrency (p99 1.6-1.8x nginx's at 16 connections with
+    /// `Connection: close`), and an accept-only thread cost a wake-up per
+    /// connection (CPU per request 1.07-1.15x nginx's). A thread serving more
+    /// connections than another lets that one accept first
+    /// ([`accept_balanced`]), and one serving far more deals what it accepts
+    /// to it ([`least_loaded`]), so a burst of long-lived connections does not
+    /// stay with whichever thread woke first. One listening socket (not
+    /// `SO_REUSEPORT`) keeps a second hangar from binding the same address and
+    /// quietly taking half the traffic.
     /// Stopping stops accepting; connections in flight get up to [`DRAIN`].
     pub fn serve_threads(
         self: &Arc<Self>,
@@ -326,90 +333,59 @@ impl Router {
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let threads = threads.max(1);
+        // Each thread's count of live connections, read by the others.
+        let lives: Arc<[Arc<AtomicUsize>]> = (0..threads)
+            .map(|_| Arc::new(AtomicUsize::new(0)))
+            .collect();
         let mut inboxes = Vec::new();
         let mut receivers = Vec::new();
-        for _ in 1..threads.max(1) {
+        for _ in 0..threads {
             let (tx, rx) =
                 tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
             inboxes.push(tx);
             receivers.push(rx);
         }
-        let spawn = |i: usize, work: ThreadWork| {
-            let name = format!("router-{}-{i}", self.name);
-            std::thread::Builder::new().name(name).spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("router thread: no runtime: {e}");
-                        return;
-                    }
-                };
-                let live = Arc::new(AtomicUsize::new(0));
-                rt.block_on(work(live.clone()));
-                // Connections in flight finish (bounded) before the thread ends.
-                let deadline = Instant::now() + DRAIN;
-                rt.block_on(async {
-                    while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                });
-            })
-        };
-        for (i, mut rx) in receivers.into_iter().enumerate() {
+        let inboxes: Arc<[_]> = inboxes.into();
+        for (me, mut inbox) in receivers.into_iter().enumerate() {
             let router = self.clone();
-            spawn(
-                i + 1,
-                Box::new(move |live| {
-                    Box::pin(async move {
-                        // Ends when the acceptor stops (it drops the senders).
-                        while let Some((stream, addr)) = rx.recv().await {
-                            serve_std(&router, stream, addr, &live);
+            let (lives, inboxes) = (lives.clone(), inboxes.clone());
+            spawn_serving_thread(
+                format!("router-{}-{me}", self.name),
+                self.clone(),
+                listener.try_clone()?,
+                stop_rx.clone(),
+                lives[me].clone(),
+                move |listener, live| async move {
+                    // Connections dealt by the other threads; ends when they
+                    // all stop accepting (they drop the senders).
+                    let dealt = router.clone();
+                    tokio::spawn(async move {
+                        while let Some((stream, addr)) = inbox.recv().await {
+                            serve_connection(dealt.clone(), stream, addr, live.clone());
                         }
-                    })
-                }),
+                    });
+                    loop {
+                        let (stream, addr) = accept_balanced(&router, &listener, &lives, me).await;
+                        let to = least_loaded(&lives, me);
+                        // Counted by the dealer, so that the next choice sees it.
+                        lives[to].fetch_add(1, Ordering::Relaxed);
+                        if to == me {
+                            serve_connection(router.clone(), stream, addr, lives[me].clone());
+                        } else if let Err(back) = inboxes[to].send((stream, addr)) {
+                            // That thread has stopped: serve it here.
+                            lives[to].fetch_sub(1, Ordering::Relaxed);
+                            lives[me].fetch_add(1, Ordering::Relaxed);
+                            let (stream, addr) = back.0;
+                            serve_connection(router.clone(), stream, addr, lives[me].clone());
+                        }
+                    }
+                },
             )?;
         }
-        let router = self.clone();
-        let mut stop_rx = stop_rx;
-        spawn(
-            0,
-            Box::new(move |live| {
-                Box::pin(async move {
-                    let listener = match watch_listener(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(
-                                "router {}: cannot watch the listener: {e}",
-                                router.name
-                            );
-                            return;
-                        }
-                    };
-                    let accepting = async {
-                        let mut turn = 0usize;
-                        loop {
-                            let (stream, addr) = accept_raw(&router, &listener).await;
-                            turn = (turn + 1) % (inboxes.len() + 1);
-                            if turn == 0 {
-                                serve_std(&router, stream, addr, &live);
-                            } else {
-                                let _ = inboxes[turn - 1].send((stream, addr));
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        _ = accepting => {}
-                        _ = stop_rx.wait_for(|s| *s) => {}
-                    }
-                })
-            }),
-        )?;
         Ok(RouterHandle {
             addr: local,
-            stop: Stop::Threads(stop_tx),
+            stop: Stop::Threads(stop_tx, lives),
         })
     }
 
@@ -663,11 +639,6 @@ fn outgoing(mut parts: hyper::http::request::Parts, body: Bytes) -> Request<Full
     Request::from_parts(parts, Full::new(body))
 }
 
-/// What a router thread runs, given its count of live connections.
-type ThreadWork = Box<
-    dyn FnOnce(Arc<AtomicUsize>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send,
->;
-
 /// The client end of a connection, with its `x-forwarded-for` value built once.
 struct Peer {
     addr: SocketAddr,
@@ -734,11 +705,28 @@ async fn accept(router: &Router, listener: &TcpListener) -> (tokio::net::TcpStre
 }
 
 /// The next connection, accepted (non-blocking) but registered with no event
-/// loop yet: the thread it is dealt to registers it. Failures back off as in [`accept`].
+/// loop yet: the thread that serves it registers it. Failures back off as in [`accept`].
 async fn accept_raw(
     router: &Router,
     listener: &AsyncFd<mio::net::TcpListener>,
 ) -> (std::net::TcpStream, SocketAddr) {
+    accept_balanced(router, listener, &[], 0).await
+}
+
+/// [`accept_raw`] for thread `me` of several accepting from one listener,
+/// `lives` being each thread's count of live connections. A new connection
+/// wakes every waiting thread; one that serves more connections than another
+/// first lets its event loop turn once, so that the less loaded thread takes
+/// the connection, then accepts whatever is still there. A thread is never
+/// kept from accepting, only made second, so a busy peer delays no
+/// connection by more than one turn of this thread's loop.
+async fn accept_balanced(
+    router: &Router,
+    listener: &AsyncFd<mio::net::TcpListener>,
+    lives: &[Arc<AtomicUsize>],
+    me: usize,
+) -> (std::net::TcpStream, SocketAddr) {
+    let mut deferred = false;
     loop {
         let mut ready = match listener.readable().await {
             Ok(ready) => ready,
@@ -748,6 +736,21 @@ async fn accept_raw(
                 continue;
             }
         };
+        if !deferred && let Some(mine) = lives.get(me) {
+            let mine = mine.load(Ordering::Relaxed);
+            let less_loaded_peer = lives
+                .iter()
+                .enumerate()
+                .any(|(i, l)| i != me && l.load(Ordering::Relaxed) < mine);
+            if less_loaded_peer {
+                // The readiness stays set: the next look finds it at once.
+                drop(ready);
+                deferred = true;
+                tokio::task::yield_now().await;
+                continue;
+            }
+        }
+        deferred = false;
         match ready.try_io(|l| l.get_ref().accept()) {
             Ok(Ok((stream, addr))) => return (stream.into(), addr),
             Ok(Err(err)) => {
@@ -758,6 +761,78 @@ async fn accept_raw(
             Err(_would_block) => {}
         }
     }
+}
+
+/// The thread that should serve the connection thread `me` just accepted:
+/// `me`, unless it serves more than twice as many connections as another
+/// thread, and at least 3 more. Threads racing to accept take a burst of
+/// connections by who woke first (a burst of 16 keep-alive connections
+/// went 15 to 1); dealing then keeps long-lived connections spread, at the
+/// cost of a wake-up of the other thread. Connections that come and go
+/// (`Connection: close`) keep the counts a few apart all the time: dealing
+/// at a difference of 3 or a quarter of all connections cost 10-20% more
+/// p99 at 16 connections (benches/router-vs-nginx.sh) for no gain.
+fn least_loaded(lives: &[Arc<AtomicUsize>], me: usize) -> usize {
+    let mine = lives[me].load(Ordering::Relaxed);
+    let (least, count) = lives
+        .iter()
+        .map(|l| l.load(Ordering::Relaxed))
+        .enumerate()
+        .min_by_key(|(_, n)| *n)
+        .unwrap_or((me, mine));
+    if mine > 2 * count + 3 { least } else { me }
+}
+
+/// Runs `accepting` (given the listener, watched by this thread's event
+/// loop, and the thread's count of live connections) on a thread of its own
+/// with a single-threaded runtime, until the stop signal; then lets the
+/// connections in flight finish, for up to [`DRAIN`].
+pub(crate) fn spawn_serving_thread<F, Fut>(
+    name: String,
+    router: Arc<Router>,
+    listener: std::net::TcpListener,
+    mut stop_rx: tokio::sync::watch::Receiver<bool>,
+    live: Arc<AtomicUsize>,
+    accepting: F,
+) -> std::io::Result<()>
+where
+    F: FnOnce(AsyncFd<mio::net::TcpListener>, Arc<AtomicUsize>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new().name(name).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("router {}: no runtime for a thread: {e}", router.name);
+                return;
+            }
+        };
+        rt.block_on(async {
+            let listener = match watch_listener(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("router {}: cannot watch the listener: {e}", router.name);
+                    return;
+                }
+            };
+            // The listener is dropped when accepting stops: the socket closes
+            // once every thread holding it has seen the stop.
+            tokio::select! {
+                _ = accepting(listener, live.clone()) => {}
+                _ = stop_rx.wait_for(|s| *s) => {}
+            }
+        });
+        let deadline = Instant::now() + DRAIN;
+        rt.block_on(async {
+            while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
+    })?;
+    Ok(())
 }
 
 /// The listening socket in the current thread's event loop, for [`accept_raw`].
@@ -773,22 +848,15 @@ fn watch_listener(
         .map_err(std::io::Error::from)
 }
 
-/// Serves a connection accepted by [`accept_raw`] on the current thread's event loop.
-fn serve_std(
-    router: &Arc<Router>,
-    stream: std::net::TcpStream,
-    addr: SocketAddr,
-    live: &Arc<AtomicUsize>,
-) {
-    serve_connection(router.clone(), stream, addr, live.clone());
-}
-
 async fn accept_loop(router: Arc<Router>, listener: TcpListener) {
     let live = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, addr) = accept(&router, &listener).await;
         match stream.into_std() {
-            Ok(stream) => serve_connection(router.clone(), stream, addr, live.clone()),
+            Ok(stream) => {
+                live.fetch_add(1, Ordering::Relaxed);
+                serve_connection(router.clone(), stream, addr, live.clone())
+            }
             Err(err) => tracing::warn!("router {}: cannot serve a connection: {err}", router.name),
         }
     }
@@ -796,14 +864,13 @@ async fn accept_loop(router: Arc<Router>, listener: TcpListener) {
 
 /// Serves one client connection on a task of the current runtime (the fast
 /// path, then hyper if the fast path hands the connection over); `live`
-/// counts the connections being served.
+/// counts the connections being served, and the caller has counted this one.
 fn serve_connection(
     router: Arc<Router>,
     stream: std::net::TcpStream,
     addr: SocketAddr,
     live: Arc<AtomicUsize>,
 ) {
-    live.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         let peer = Peer::new(addr);
         match fast::Sock::new(stream) {
@@ -1029,15 +1096,26 @@ pub struct RouterHandle {
 
 enum Stop {
     Task(tokio::task::JoinHandle<()>),
-    Threads(tokio::sync::watch::Sender<bool>),
+    /// The stop signal, and each thread's count of live connections.
+    Threads(tokio::sync::watch::Sender<bool>, Arc<[Arc<AtomicUsize>]>),
 }
 
 impl RouterHandle {
+    /// The client connections each thread of a threaded router serves now
+    /// (none for a router on the caller's runtime): how evenly the threads
+    /// share the work.
+    pub fn connections_per_thread(&self) -> Vec<usize> {
+        match &self.stop {
+            Stop::Task(_) => Vec::new(),
+            Stop::Threads(_, lives) => lives.iter().map(|l| l.load(Ordering::Relaxed)).collect(),
+        }
+    }
+
     /// Stops accepting connections.
     pub fn stop(&self) {
         match &self.stop {
             Stop::Task(t) => t.abort(),
-            Stop::Threads(tx) => {
+            Stop::Threads(tx, _) => {
                 let _ = tx.send(true);
             }
         }

@@ -112,64 +112,33 @@ impl Router {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let live = Arc::new(AtomicUsize::new(0));
         let router = self.clone();
-        std::thread::Builder::new()
-            .name(format!("router-tcp-{}", self.name))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("tcp router thread: no runtime: {e}");
-                        return;
-                    }
-                };
-                let live = Arc::new(AtomicUsize::new(0));
-                let picker = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
-                rt.block_on(async {
-                    let listener = match crate::watch_listener(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(
-                                "router {}: cannot watch the listener: {e}",
-                                router.name
-                            );
-                            return;
-                        }
-                    };
-                    // Accepted unregistered (`accept_raw`: accept4 until the
-                    // queue is empty, then one wait), registered once as the
-                    // proxy's own socket.
-                    let accepting = async {
-                        loop {
-                            let (client, _) = crate::accept_raw(&router, &listener).await;
-                            live.fetch_add(1, Ordering::Relaxed);
-                            let (router, live, picker) =
-                                (router.clone(), live.clone(), picker.clone());
-                            tokio::spawn(async move {
-                                proxy(&router, client, &picker).await;
-                                live.fetch_sub(1, Ordering::Relaxed);
-                            });
-                        }
-                    };
-                    tokio::select! {
-                        _ = accepting => {}
-                        _ = stop_rx.wait_for(|s| *s) => {}
-                    }
-                });
-                let deadline = Instant::now() + crate::DRAIN;
-                rt.block_on(async {
-                    while live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                });
-            })?;
+        let picker = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
+        // Accepted unregistered (`accept_raw`: accept4 until the queue is
+        // empty, then one wait), registered once as the proxy's own socket.
+        crate::spawn_serving_thread(
+            format!("router-tcp-{}", self.name),
+            self.clone(),
+            listener,
+            stop_rx,
+            live.clone(),
+            move |listener, live| async move {
+                loop {
+                    let (client, _) = crate::accept_raw(&router, &listener).await;
+                    live.fetch_add(1, Ordering::Relaxed);
+                    let (router, live, picker) = (router.clone(), live.clone(), picker.clone());
+                    tokio::spawn(async move {
+                        proxy(&router, client, &picker).await;
+                        live.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+            },
+        )?;
         Ok(RouterHandle {
             addr: local,
-            stop: Stop::Threads(stop_tx),
+            stop: Stop::Threads(stop_tx, Arc::from([live])),
         })
     }
 }

@@ -228,3 +228,76 @@ async fn threaded_router_serves_keeps_its_address_and_stops() {
     }
     assert!(refused, "a stopped router no longer accepts");
 }
+
+/// A burst of long-lived keep-alive connections is shared by the threads
+/// that all accept from one listener: a thread that took more than twice
+/// the other's (and 3 more) deals the next to it, so a burst is not served
+/// by whichever thread woke first while the other idles (it went 15 to 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_share_a_burst_of_keep_alive_connections_evenly() {
+    let a = backend("a", 200).await;
+    let router = Router::new("web");
+    router.set_table(Table {
+        routes: vec![route(&router, "a", 100, &[a])],
+        retry_on_stable: None,
+    });
+    let handle = router
+        .serve_threads("127.0.0.1:0".parse().unwrap(), 2)
+        .unwrap();
+    let addr = handle.addr;
+    for round in 0..5 {
+        // 16 clients connect at once, each with one request answered and the
+        // connection then kept open.
+        let clients = open_keep_alive(addr, 16).await;
+        let mut per_thread = handle.connections_per_thread();
+        for _ in 0..100 {
+            if per_thread.iter().sum::<usize>() == 16 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            per_thread = handle.connections_per_thread();
+        }
+        assert_eq!(per_thread.iter().sum::<usize>(), 16, "round {round}");
+        let (low, high) = (
+            per_thread[0].min(per_thread[1]),
+            per_thread[0].max(per_thread[1]),
+        );
+        assert!(
+            high <= 2 * low + 4,
+            "round {round}: 16 keep-alive connections split {per_thread:?} over two threads"
+        );
+        drop(clients);
+        for _ in 0..200 {
+            if handle.connections_per_thread().iter().sum::<usize>() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// `n` keep-alive connections to `addr` opened at once, each after one answered request.
+async fn open_keep_alive(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !got.ends_with(b"a") {
+                let k = s.read(&mut buf).await.unwrap();
+                assert!(k > 0, "the router closed a keep-alive connection");
+                got.extend_from_slice(&buf[..k]);
+            }
+            s
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
