@@ -351,3 +351,128 @@ fn admin_and_delivery_pages_work_in_a_browser() {
     );
     assert_eq!(code, 403);
 }
+
+/// The tokens page makes a single-use agent token (the checkbox offered for
+/// the agent role only), and its list says which agent tokens are
+/// single-use and whether one has registered its agent; a read token gets
+/// no form.
+#[test]
+fn the_token_form_makes_a_single_use_agent_token_and_the_list_shows_its_use() {
+    let Some(chrome) =
+        chromium("the_token_form_makes_a_single_use_agent_token_and_the_list_shows_its_use")
+    else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, url, admin) = serve(BIN, data.path(), &["--agent-capacity", "0"]);
+    let base = url.trim_end_matches("/ui/").to_string();
+    let mut cdp = Cdp::launch(&chrome, tmp.path(), &format!("{url}#/tokens?token={admin}"));
+    cdp.wait(
+        "the UI took the token",
+        20,
+        "(() => { try { return location.origin !== 'null' && localStorage.getItem('hangar.token'); } catch (e) { return false; } })()",
+    );
+    cdp.go(
+        "#/tokens",
+        "document.querySelector('main form [name=single_use]')",
+    );
+    // As a user would: choose the role, then tick the box; for another role
+    // the box is disabled.
+    let choose = |cdp: &mut Cdp, role: &str| {
+        cdp.eval(&format!(
+            "(() => {{ const s = document.querySelector('main form [name=role]'); s.value = {}; s.dispatchEvent(new Event('change')); return 1; }})()",
+            json!(role)
+        ));
+    };
+    assert_eq!(
+        cdp.eval("document.querySelector('main form [name=single_use]').disabled"),
+        json!(true),
+        "read is the first role"
+    );
+    choose(&mut cdp, "agent");
+    assert_eq!(
+        cdp.eval("document.querySelector('main form [name=single_use]').disabled"),
+        json!(false)
+    );
+    cdp.eval("document.querySelector('main form [name=name]').value = 'box-once'; document.querySelector('main form [name=single_use]').click(); document.querySelector('main form').requestSubmit(); 1");
+    cdp.wait(
+        "the new token is shown",
+        10,
+        "document.querySelector('#new-token-value')",
+    );
+    let once = cdp.eval("document.querySelector('#new-token-value').innerText");
+    let once = once.as_str().unwrap().to_string();
+    cdp.wait(
+        "its row says single-use, unused",
+        10,
+        "document.querySelector('tr[data-token=\"box-once\"] .use')?.innerText === 'single-use, unused'",
+    );
+    let (_, list) = http("GET", &format!("{base}/api/v1/tokens"), &admin, None);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let made = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "box-once")
+        .unwrap();
+    assert_eq!(made["reusable"], false, "{made}");
+    assert_eq!(made["role"], "agent", "{made}");
+
+    // A reusable agent token (box left unticked), and a read token whose
+    // box was ticked while the role was agent: the box is cleared with it.
+    cdp.click("main form [name=single_use]");
+    cdp.submit("main form", &[("name", "fleet")]);
+    cdp.wait(
+        "the reusable one's row",
+        10,
+        "document.querySelector('tr[data-token=\"fleet\"] .use')?.innerText === 'reusable'",
+    );
+    choose(&mut cdp, "agent");
+    cdp.click("main form [name=single_use]");
+    choose(&mut cdp, "read");
+    assert_eq!(
+        cdp.eval("document.querySelector('main form [name=single_use]').checked"),
+        json!(false)
+    );
+    cdp.submit("main form", &[("name", "reader")]);
+    cdp.wait(
+        "the read token's row",
+        10,
+        "document.querySelector('tr[data-token=\"reader\"] .use')?.innerText === ''",
+    );
+
+    // The single-use token registers one agent; the list then says so.
+    let register = json!({"protocol_version": hangar_agent::PROTOCOL_VERSION, "agent_id": "box",
+        "name": "box", "labels": ["linux"], "capacity": 1})
+    .to_string();
+    let url_reg = format!("{base}/api/v1/agents/register");
+    assert_eq!(http("POST", &url_reg, &once, Some(&register)).0, 201);
+    assert_eq!(http("POST", &url_reg, &once, Some(&register)).0, 409);
+    cdp.go("#/runs", "document.querySelector('#runs')");
+    cdp.go(
+        "#/tokens",
+        "document.querySelector('tr[data-token=\"box-once\"] .use')?.innerText.startsWith('single-use, used ')",
+    );
+
+    // A read token gets the page's error, not the form.
+    let (_, body) = http(
+        "POST",
+        &format!("{base}/api/v1/tokens"),
+        &admin,
+        Some(r#"{"name": "viewer", "role": "read"}"#),
+    );
+    let viewer: Value = serde_json::from_str(&body).unwrap();
+    // Each request reads the stored token: moving between pages is enough
+    // (a reload could race the next evaluation).
+    cdp.eval(&format!(
+        "localStorage.setItem('hangar.token', {}); 1",
+        json!(viewer["token"])
+    ));
+    cdp.go("#/runs", "document.querySelector('#runs')");
+    cdp.go("#/tokens", "document.querySelector('#main #error')");
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('main form [name=single_use]').length"),
+        json!(0)
+    );
+}

@@ -790,18 +790,24 @@ async function workflowPage(main, repoId, path) {
 async function tokensPage(main) {
   const tokens = await api('/api/v1/tokens');
   const shown = h('div', { id: 'new-token' });
+  const singleUse = h('input', { type: 'checkbox', name: 'single_use', disabled: true });
   const create = form(async (f) => {
     const v = Object.fromEntries(new FormData(f));
     const body = { name: v.name, role: v.role };
     if (v.days) body.expires_in = Math.round(Number(v.days) * 86400);
+    // Agent tokens only (the checkbox is disabled for other roles): the
+    // token registers one agent and is revoked when that agent is removed.
+    if (v.role === 'agent' && v.single_use) body.reusable = false;
     const t = await api('/api/v1/tokens', { method: 'POST', body: JSON.stringify(body) });
     await render();
     // Shown once: the server keeps only its hash.
     put(shown, h('div', { class: 'once' }, `Token ${t.name} (${t.role}): `, h('code', { id: 'new-token-value' }, t.token),
       h('div', { class: 'muted' }, 'Copy it now: it is not shown again.')));
   }, h('input', { name: 'name', placeholder: 'name', required: true }),
-  h('select', { name: 'role' }, ['read', 'write', 'admin', 'agent'].map((r) => h('option', { value: r }, r))),
+  h('select', { name: 'role', onchange: (e) => { singleUse.disabled = e.target.value !== 'agent'; if (singleUse.disabled) singleUse.checked = false; } },
+    ['read', 'write', 'admin', 'agent'].map((r) => h('option', { value: r }, r))),
   h('input', { name: 'days', type: 'number', min: '1', step: 'any', placeholder: 'expires in days (never if empty)' }),
+  h('label', { title: 'An agent token that registers one agent, and is revoked when that agent is removed' }, singleUse, ' single-use (agent)'),
   h('button', { type: 'submit', class: 'primary' }, 'Create token'));
   const body = h('tbody');
   async function render() {
@@ -809,12 +815,13 @@ async function tokensPage(main) {
     put(body, list.map((t) => h('tr', { 'data-token': t.name, 'data-id': t.id },
       h('td', {}, t.name), h('td', {}, t.role), h('td', {}, when(t.created_at)),
       h('td', {}, t.expires_at ? when(t.expires_at) : 'never'),
+      h('td', { class: 'use' }, t.role !== 'agent' ? '' : t.reusable ? 'reusable' : t.used_at ? 'single-use, used ' + when(t.used_at) : 'single-use, unused'),
       h('td', { class: 'state' }, t.revoked_at ? 'revoked ' + when(t.revoked_at) : (t.expires_at && t.expires_at < Date.now() ? 'expired' : 'active')),
       h('td', {}, t.revoked_at ? null : confirmButton('Revoke', async () => { await api('/api/v1/tokens/' + t.id, { method: 'DELETE' }); await render(); flash(`Token ${t.name} revoked.`, true); })))));
   }
   void tokens;
   put(main, h('h1', {}, 'Tokens'), flashEl(), create, shown,
-    h('table', { id: 'tokens' }, h('thead', {}, h('tr', {}, ['name', 'role', 'created', 'expires', 'state', ''].map((c) => h('th', {}, c)))), body));
+    h('table', { id: 'tokens' }, h('thead', {}, h('tr', {}, ['name', 'role', 'created', 'expires', 'registers', 'state', ''].map((c) => h('th', {}, c)))), body));
   await render();
 }
 
