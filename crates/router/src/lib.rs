@@ -96,6 +96,21 @@ pub struct Table {
     pub retry_on_stable: Option<(String, String)>,
 }
 
+impl Table {
+    /// Every request to `version`, served by `instances` of `router`: what a
+    /// service with one version running routes.
+    pub fn one_version(router: &Router, version: &str, instances: &[SocketAddr]) -> Table {
+        Table {
+            routes: vec![Route {
+                version: version.into(),
+                weight: 100,
+                backends: instances.iter().map(|a| router.backend(*a)).collect(),
+            }],
+            retry_on_stable: None,
+        }
+    }
+}
+
 struct RouteRt {
     route: Route,
     stats: Arc<VersionStats>,

@@ -340,14 +340,7 @@ mod tests {
             l.local_addr().unwrap()
         };
         let router = Router::new("db");
-        router.set_table(Table {
-            routes: vec![Route {
-                version: "v1".into(),
-                weight: 100,
-                backends: vec![router.backend(dead), router.backend(good)],
-            }],
-            retry_on_stable: None,
-        });
+        router.set_table(Table::one_version(&router, "v1", &[dead, good]));
         let handle = router.serve_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         for i in 0..4 {
             let mut c = BufReader::new(TcpStream::connect(handle.addr).await.unwrap());

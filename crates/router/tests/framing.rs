@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hangar_router::{Route, Router, RouterHandle, Table};
+use hangar_router::{Router, RouterHandle, Table};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,14 +55,7 @@ async fn echo() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 
 fn serve(backend: SocketAddr) -> (Arc<Router>, RouterHandle) {
     let router = Router::new("api");
-    router.set_table(Table {
-        routes: vec![Route {
-            version: "v1".into(),
-            weight: 100,
-            backends: vec![router.backend(backend)],
-        }],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "v1", &[backend]));
     // The threaded router, as the router process runs it.
     let h = router
         .serve_threads("127.0.0.1:0".parse().unwrap(), 2)

@@ -88,10 +88,7 @@ async fn weights_sticky_cookie_and_atomic_switch() {
     let blue = backend("blue", 200).await;
     let green = backend("green", 200).await;
     let router = Router::new("api");
-    router.set_table(Table {
-        routes: vec![route(&router, "blue", 100, &[blue])],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "blue", &[blue]));
     let h = router.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
 
     let (status, body, cookie) = get(h.addr, None).await;
@@ -124,10 +121,7 @@ async fn weights_sticky_cookie_and_atomic_switch() {
         assert_eq!(body, "green", "a pinned client stays on its version");
     }
 
-    router.set_table(Table {
-        routes: vec![route(&router, "green", 100, &[green])],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "green", &[green]));
     for _ in 0..20 {
         let (_, body, _) = get(h.addr, Some("hangar_version=blue")).await;
         assert_eq!(
@@ -147,10 +141,7 @@ async fn connect_failures_retry_elsewhere_and_count() {
         l.local_addr().unwrap()
     }; // bound then dropped: connections are refused
     let router = Router::new("api");
-    router.set_table(Table {
-        routes: vec![route(&router, "v1", 100, &[dead, live])],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "v1", &[dead, live]));
     let h = router.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     for _ in 0..10 {
         let (status, body, _) = get(h.addr, None).await;
@@ -163,10 +154,7 @@ async fn connect_failures_retry_elsewhere_and_count() {
         "refused connections are counted: {s:?}"
     );
 
-    router.set_table(Table {
-        routes: vec![route(&router, "v1", 100, &[dead])],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "v1", &[dead]));
     let (status, _, _) = get(h.addr, None).await;
     assert_eq!(status, 502);
 }
@@ -196,10 +184,7 @@ async fn canary_failures_retry_on_stable_but_count_against_canary() {
 async fn threaded_router_serves_keeps_its_address_and_stops() {
     let a = backend("a", 200).await;
     let router = Router::new("web");
-    router.set_table(Table {
-        routes: vec![route(&router, "a", 100, &[a])],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "a", &[a]));
     let handle = router
         .serve_threads("127.0.0.1:0".parse().unwrap(), 3)
         .unwrap();
@@ -237,10 +222,7 @@ async fn threaded_router_serves_keeps_its_address_and_stops() {
 async fn threads_share_a_burst_of_keep_alive_connections_evenly() {
     let a = backend("a", 200).await;
     let router = Router::new("web");
-    router.set_table(Table {
-        routes: vec![route(&router, "a", 100, &[a])],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "a", &[a]));
     let handle = router
         .serve_threads("127.0.0.1:0".parse().unwrap(), 2)
         .unwrap();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangar_router::{ClientTimeouts, Route, Router, RouterHandle, Table};
+use hangar_router::{ClientTimeouts, Router, RouterHandle, Table};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,14 +78,7 @@ async fn serve() -> (Arc<Router>, RouterHandle) {
         idle: IDLE,
         head: HEAD,
     });
-    router.set_table(Table {
-        routes: vec![Route {
-            version: "v1".into(),
-            weight: 100,
-            backends: vec![router.backend(backend)],
-        }],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "v1", &[backend]));
     let h = router
         .serve_threads("127.0.0.1:0".parse().unwrap(), 2)
         .unwrap();

@@ -3,7 +3,7 @@
 //! the router serves on 2 threads, as `hangar deploy` runs it). With `tcp`, the
 //! raw TCP mode of `protocol: tcp` services, for `benches/tcp-proxy-vs-haproxy.sh`.
 
-use hangar_router::{Route, Router, Table};
+use hangar_router::{Router, Table};
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -18,14 +18,7 @@ fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::other(format!("{backend}: {e}")))?;
     let router = Router::new("bench");
-    router.set_table(Table {
-        routes: vec![Route {
-            version: "v1".into(),
-            weight: 100,
-            backends: vec![router.backend(backend)],
-        }],
-        retry_on_stable: None,
-    });
+    router.set_table(Table::one_version(&router, "v1", &[backend]));
     let _handle = match args.get(3).map(String::as_str) {
         Some("tcp") => router.serve_tcp(listen)?,
         _ => router.serve_threads(listen, 2)?,
