@@ -5,7 +5,8 @@
 //! --json` and once pushed to a real `hangar serve` whose jobs a real `hangar
 //! agent` process runs. Per workflow, both sides must show the same jobs and
 //! matrix legs with the same conclusions, the same `needs` graph, and the
-//! same run conclusion; a workflow file that cannot run fails on both.
+//! same run conclusion; a workflow file that cannot run fails on both (on
+//! the server as GitHub's "Invalid workflow file": one failed run, no jobs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -298,13 +299,34 @@ fn local_runs_and_the_server_agree_over_acts_corpus() {
         let (case, dir) = (&cases[n], &repos[n]);
         let theirs = server_runs(&base, &admin, repo_id(dir), mine.len());
         let server_ok = theirs.values().all(|r| r["run"]["conclusion"] == "success");
+        // A file hangar refuses is, on the server, GitHub's "Invalid
+        // workflow file": a failed run named after it, no job, its errors.
+        let refused = |r: &Value| {
+            r["jobs"].as_array().is_some_and(Vec::is_empty)
+                && r["run"]["conclusion"] == "failure"
+                && r["run"]["workflow_name"] == r["run"]["workflow_path"]
+                && r["errors"][0]["line"].is_u64()
+        };
         if mine.is_empty() {
             // Nothing ran here (no workflow on `push`, or none hangar can
-            // read): nothing runs there either.
-            if !theirs.is_empty() {
+            // read): nothing runs there either, but a refused file's failed
+            // run, which hangar run's failure must match.
+            let ran: Vec<&String> = theirs
+                .iter()
+                .filter(|(_, r)| !refused(r))
+                .map(|(k, _)| k)
+                .collect();
+            if !ran.is_empty() {
                 disagree.push(format!(
-                    "{}: nothing ran under hangar run, the server ran {:?}: {text}",
+                    "{}: nothing ran under hangar run, the server ran {ran:?}: {text}",
+                    case.name
+                ));
+            }
+            if theirs.is_empty() != local_ok {
+                disagree.push(format!(
+                    "{}: hangar run {}, the server's refused runs: {:?}: {text}",
                     case.name,
+                    if local_ok { "passed" } else { "failed" },
                     theirs.keys().collect::<Vec<_>>()
                 ));
             }

@@ -15,6 +15,7 @@ mod deploy_crash;
 mod dry_run;
 mod examples;
 mod init_cli;
+mod invalid_workflows;
 mod job_deploy;
 mod job_level;
 mod job_processes;

@@ -730,7 +730,22 @@ pub async fn dispatch(
     };
     let wf = match workflows::parse(&path, &text) {
         Ok(w) => w,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        // GitHub answers a dispatch of an invalid file 422, and starts nothing.
+        Err(invalid) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": format!(
+                        "Invalid workflow file: {path}#L{}\n{}",
+                        invalid.first_line(),
+                        workflows::errors_text(&invalid.errors)
+                    ),
+                    "code": "invalid_workflow",
+                    "errors": invalid.errors,
+                })),
+            )
+                .into_response();
+        }
     };
     let Some(declared) = wf.dispatch_inputs() else {
         return error(
@@ -814,7 +829,9 @@ pub async fn list_workflows(
             Ok(wf) => {
                 json!({"path": path, "name": wf.name, "dispatch_inputs": wf.dispatch_inputs_json()})
             }
-            Err(e) => json!({"path": path, "error": e}),
+            Err(invalid) => {
+                json!({"path": path, "error": invalid.to_string(), "errors": invalid.errors})
+            }
         })
         .collect();
     Json(json!({"ref": rev, "sha": sha, "workflows": out})).into_response()
@@ -1031,8 +1048,25 @@ pub async fn get_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Respon
     let artifacts = tri!(app.store.list_artifacts(id));
     // `held`: an untrusted run waiting for "approve and run".
     let held = tri!(app.store.run_held(id));
-    Json(json!({"run": run, "repo": repo, "jobs": jobs, "artifacts": artifacts, "held": held}))
-        .into_response()
+    // A run refused at intake (no jobs): its errors, and its title
+    // ("Invalid workflow file: PATH#L7").
+    let context = if all.is_empty() {
+        tri!(app.store.run_context(id))
+    } else {
+        Value::Null
+    };
+    let errors = &context[crate::app::REFUSED_ERRORS];
+    let refused = &context[crate::app::REFUSED];
+    Json(json!({
+        "run": run,
+        "repo": repo,
+        "jobs": jobs,
+        "artifacts": artifacts,
+        "held": held,
+        "errors": if errors.is_array() { errors.clone() } else { json!([]) },
+        "refused": refused.get("title").map(|t| json!({"title": t, "rerun": refused["rerun"]})),
+    }))
+    .into_response()
 }
 
 pub async fn cancel_run(

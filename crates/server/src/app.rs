@@ -19,7 +19,7 @@ use crate::git::GitReader;
 use crate::live::LiveHub;
 use crate::mask::Masker;
 use crate::metrics::Metrics;
-use crate::workflows::{self, Event};
+use crate::workflows::{self, Event, FileError, Invalid};
 
 #[derive(Debug, Clone)]
 pub struct AgentSeen {
@@ -115,18 +115,45 @@ pub fn default_branch_refs() -> [&'static str; 2] {
     ["refs/heads/main", "refs/heads/master"]
 }
 
-/// What an event queues: its runs, the workflows that could not be read,
-/// and, for a pull request whose head could not be fetched, why (its base's
-/// `pull_request_target` runs are queued all the same).
+/// What an event queues: its runs, the runs that stand for what could not
+/// run (each invalid workflow file the event would have triggered), the
+/// errors of every workflow that could not be read or planned (the webhook's
+/// answer), and, for a pull request whose head could not be fetched, why
+/// (its base's `pull_request_target` runs are queued all the same).
 #[derive(Default)]
 pub struct Intake {
     pub runs: Vec<NewRun>,
+    pub refused: Vec<NewRun>,
     pub errors: Vec<String>,
     pub head_unreadable: Option<String>,
 }
 
-/// The spec key of the one job of [`App::unreadable_head_run`]: its reason.
+/// The spec key of the one job a run of an unreadable pull request head had
+/// before such runs had no jobs ([`App::refused_run`]): runs stored then
+/// are still failed with it, never leased.
 pub(crate) const UNREADABLE_HEAD: &str = "unreadable_head";
+
+/// The context key of a run refused at intake ([`App::refused_run`]): what
+/// it is audited as, its title on the forge, and what a re-run is told.
+pub(crate) const REFUSED: &str = "refused";
+/// The context key of a refused run's errors ([`FileError`]s), which the
+/// run API and the run page show.
+pub(crate) const REFUSED_ERRORS: &str = "errors";
+
+/// Why a run is refused at intake: it stands for something that could not
+/// run, has no jobs, and fails as soon as it is stored.
+pub struct Refusal {
+    /// The run's name: an invalid file's path, as GitHub names its run.
+    pub name: String,
+    pub path: String,
+    pub errors: Vec<FileError>,
+    /// What the audit log calls it.
+    pub action: &'static str,
+    /// One line for the forge's status or check run.
+    pub title: String,
+    /// Why re-running it would not help, and what does.
+    pub rerun: String,
+}
 
 /// Agents' long polls waiting for a job, oldest first, each with the labels
 /// it offers. A queued job wakes one poll that can take it ([`Waiting::ring`]):
@@ -368,8 +395,7 @@ impl App {
                 );
             }
             let mut intake = Intake::default();
-            self.add_triggered_runs(repo, &ev, &[], &mut intake.runs, &mut intake.errors)
-                .await?;
+            self.add_triggered_runs(repo, &ev, &[], &mut intake).await?;
             return Ok(intake);
         }
         // One pull request, two events as on GitHub: `pull_request` runs the
@@ -400,7 +426,7 @@ impl App {
         let head = match head {
             Ok(_) => {
                 let notices = self.pull_request_merge(repo, &mut ev).await;
-                self.add_triggered_runs(repo, &ev, &notices, &mut intake.runs, &mut intake.errors)
+                self.add_triggered_runs(repo, &ev, &notices, &mut intake)
                     .await
             }
             Err(e) => Err(e),
@@ -423,10 +449,7 @@ impl App {
         if let Some(t) = target {
             // The base's files, never the head's: a pull request cannot change
             // what runs with the repository's secrets.
-            if let Err(e) = self
-                .add_triggered_runs(repo, &t, &[], &mut intake.runs, &mut intake.errors)
-                .await
-            {
+            if let Err(e) = self.add_triggered_runs(repo, &t, &[], &mut intake).await {
                 intake
                     .errors
                     .push(format!("pull_request_target workflows at {}: {e:#}", t.sha));
@@ -435,14 +458,14 @@ impl App {
         Ok(intake)
     }
 
-    /// The run that stands for a pull request whose head could not be read:
-    /// one job, failed at once with `why` (see [`App::fail_unreadable_head`]),
-    /// so the run list, the forge's checks and the notifications show it.
-    pub fn unreadable_head_run(&self, repo: &Repo, ev: &Event, why: &str) -> NewRun {
+    /// A run that stands for what could not run: no jobs, its errors on the
+    /// run, failed by [`App::fail_refused`] as soon as it is stored, so the
+    /// run list, the forge's checks and the notifications show it.
+    pub fn refused_run(&self, repo: &Repo, ev: &Event, r: Refusal) -> NewRun {
         NewRun {
             repo_id: repo.id,
-            workflow_path: String::new(),
-            workflow_name: "hangar".into(),
+            workflow_path: r.path,
+            workflow_name: r.name,
             event: ev.name.clone(),
             git_ref: ev.git_ref.clone(),
             sha: ev.sha.clone(),
@@ -450,34 +473,76 @@ impl App {
             concurrency_group: None,
             cancel_in_progress: false,
             actor: ev.actor.clone(),
-            context: json!({"clone_url": repo.clone_url, "repository": repo.name}),
-            jobs: vec![hangar_store::NewJob {
-                key: "head".into(),
-                name: "read the pull request's head".into(),
-                max_attempts: 1,
-                spec: json!({ UNREADABLE_HEAD: why }),
-                ..Default::default()
-            }],
+            context: json!({
+                "clone_url": repo.clone_url,
+                "repository": repo.name,
+                REFUSED: {"action": r.action, "title": r.title, "rerun": r.rerun},
+                REFUSED_ERRORS: r.errors,
+            }),
+            jobs: Vec::new(),
         }
     }
 
-    /// Fails the run of [`App::unreadable_head_run`] with its reason, on the
-    /// record: never held for an approval or leased (there is nothing to run).
-    pub async fn fail_unreadable_head(&self, run_id: i64, why: &str) -> anyhow::Result<()> {
+    /// The run of a pull request whose head could not be read (`why`).
+    pub fn unreadable_head_run(&self, repo: &Repo, ev: &Event, why: &str) -> NewRun {
+        let r = Refusal {
+            name: "hangar".into(),
+            path: String::new(),
+            errors: vec![FileError::unplaced(why)],
+            action: "pull_request.head_unreadable",
+            title: "The pull request's head commit could not be read".into(),
+            rerun: "the pull request's head commit could not be read: push to the pull request \
+                    again to run its workflows"
+                .into(),
+        };
+        self.refused_run(repo, ev, r)
+    }
+
+    /// The run of an invalid workflow file that `ev` would have triggered,
+    /// as GitHub shows it: named after the file, failed, no jobs,
+    /// "Invalid workflow file: PATH#L7" with the errors.
+    pub fn invalid_workflow_run(&self, repo: &Repo, ev: &Event, inv: &Invalid) -> NewRun {
+        let r = Refusal {
+            name: inv.path.clone(),
+            path: inv.path.clone(),
+            errors: inv.errors.clone(),
+            action: "workflow.invalid",
+            title: format!("Invalid workflow file: {}#L{}", inv.path, inv.first_line()),
+            rerun: format!(
+                "{} is not a valid workflow at this commit, and a re-run reads the same \
+                 file: fix it in a new commit (`hangar validate` shows what is wrong)",
+                inv.path
+            ),
+        };
+        self.refused_run(repo, ev, r)
+    }
+
+    /// Fails a run of [`App::refused_run`], on the record: never held for
+    /// an approval or leased (there is nothing to run), reported to the
+    /// forge with its errors, audited. Also what a restart does with one
+    /// the previous process stored but did not fail.
+    pub async fn fail_refused(&self, run_id: i64) -> anyhow::Result<()> {
         {
             let _g = self.sched.lock().await;
-            for job in self.store.jobs_of_run(run_id)? {
-                if job.status != Status::Completed {
-                    self.finish_job(&job, Conclusion::Failure, why)?;
-                }
-            }
             self.conclude_run(run_id)?;
         }
+        let Some(run) = self.store.get_run(run_id)? else {
+            return Ok(());
+        };
+        let context = self.store.run_context(run_id)?;
+        let errors: Vec<FileError> =
+            serde_json::from_value(context[REFUSED_ERRORS].clone()).unwrap_or_default();
+        let refused = &context[REFUSED];
+        let title = refused["title"].as_str().unwrap_or("refused");
+        let text = workflows::errors_text(&errors);
+        tracing::warn!(run = run_id, "{title}: {text}");
+        self.forge
+            .run_refused(&self.store, &run, title, &text, &errors);
         self.store.audit(
             "hangar",
-            "pull_request.head_unreadable",
+            refused["action"].as_str().unwrap_or("run.refused"),
             &format!("run/{run_id}"),
-            &json!({"reason": why}),
+            &json!({"workflow": run.workflow_path, "reason": text, "errors": errors}),
         )?;
         Ok(())
     }
@@ -522,16 +587,24 @@ impl App {
         repo: &Repo,
         ev: &Event,
         notices: &[String],
-        runs: &mut Vec<NewRun>,
-        errors: &mut Vec<String>,
+        intake: &mut Intake,
     ) -> anyhow::Result<()> {
+        let Intake {
+            runs,
+            refused,
+            errors,
+            ..
+        } = intake;
         let files =
             workflows::at_commit(&self.workflow_cache, &self.git, &repo.clone_url, &ev.sha).await?;
-        for (_, wf) in files.iter() {
+        for (path, wf) in files.iter() {
             let wf = match wf {
                 Ok(w) => w,
-                Err(e) => {
-                    errors.push(e.clone());
+                Err(invalid) => {
+                    errors.push(invalid.to_string());
+                    if invalid.triggered_by(ev) {
+                        refused.push(self.invalid_workflow_run(repo, ev, invalid));
+                    }
                     continue;
                 }
             };
@@ -545,7 +618,20 @@ impl App {
                     }
                     runs.push(r)
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    // Valid but not plannable (a matrix that cannot be
+                    // expanded): as invalid as a refused file to GitHub.
+                    let invalid = Invalid {
+                        path: path.clone(),
+                        errors: vec![FileError {
+                            file: Some(path.clone()),
+                            ..FileError::unplaced(&e)
+                        }],
+                        on: None,
+                    };
+                    refused.push(self.invalid_workflow_run(repo, ev, &invalid));
+                    errors.push(e);
+                }
             }
         }
         Ok(())
@@ -989,8 +1075,8 @@ impl App {
             }
         };
         for job in jobs.iter().filter(|j| to_run.contains(&j.id)) {
-            // The stand-in of an unreadable pull request head (a server that
-            // stopped before failing it): failed, never leased.
+            // The stand-in job of an unreadable pull request head, stored
+            // before such runs had no jobs: failed, never leased.
             if let Some(why) = job.spec.get(UNREADABLE_HEAD).and_then(Value::as_str) {
                 self.finish_job(job, Conclusion::Failure, why)?;
                 continue;
@@ -1661,7 +1747,11 @@ impl App {
             return Ok(None);
         }
         let n = self.store.job_counts(run_id)?;
-        let (status, conclusion) = if n.completed == n.total {
+        // A run refused at intake has no jobs, and failed.
+        let refused = n.total == 0 && self.store.run_context(run_id)?.get(REFUSED).is_some();
+        let (status, conclusion) = if refused {
+            (Status::Completed, Some(Conclusion::Failure))
+        } else if n.completed == n.total {
             let c = if n.failed > 0 {
                 Conclusion::Failure
             } else if n.cancelled > 0 {
@@ -1880,6 +1970,12 @@ impl App {
     /// reopens their callers; a caller that failed by itself (its outputs)
     /// while every job it called succeeded is re-run whole.
     pub async fn rerun(&self, run_id: i64, which: &str, actor: &str) -> anyhow::Result<Vec<i64>> {
+        // A refused run has nothing to run again: its commit is what is wrong.
+        if self.store.get_run(run_id)?.is_some()
+            && let Some(why) = self.store.run_context(run_id)?[REFUSED]["rerun"].as_str()
+        {
+            anyhow::bail!("run {run_id} cannot be re-run: {why}");
+        }
         let jobs = self.store.jobs_of_run(run_id)?;
         if jobs.iter().any(|j| j.status != Status::Completed) {
             anyhow::bail!("the run is still in progress; cancel it or wait for it to finish");
@@ -2145,6 +2241,15 @@ impl App {
             }
         }
         for run in self.store.active_runs()? {
+            if self.store.job_counts(run.id)?.total == 0
+                && self.store.run_context(run.id)?.get(REFUSED).is_some()
+            {
+                // Stored by a process that stopped before failing it.
+                if let Err(e) = self.fail_refused(run.id).await {
+                    tracing::warn!(run = run.id, "failing a refused run: {e:#}");
+                }
+                continue;
+            }
             self.advance_run(run.id).await;
         }
         Ok(())

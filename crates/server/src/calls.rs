@@ -216,17 +216,19 @@ impl App {
             Ok(i) => i,
             Err(e) => return Ok(Err(format!("{at}{e}"))),
         };
-        let planned = crate::workflows::parse(&path, &text).and_then(|w| {
-            let jobs = w.plan_jobs(self.max_attempts)?;
-            let mut nodes: Vec<(String, Vec<String>)> = Vec::new();
-            for j in &jobs {
-                if !nodes.iter().any(|(k, _)| *k == j.key) {
-                    nodes.push((j.key.clone(), j.needs.clone()));
+        let planned = crate::workflows::parse(&path, &text)
+            .map_err(|invalid| invalid.to_string())
+            .and_then(|w| {
+                let jobs = w.plan_jobs(self.max_attempts)?;
+                let mut nodes: Vec<(String, Vec<String>)> = Vec::new();
+                for j in &jobs {
+                    if !nodes.iter().any(|(k, _)| *k == j.key) {
+                        nodes.push((j.key.clone(), j.needs.clone()));
+                    }
                 }
-            }
-            hangar_engine::schedule::Graph::new(nodes).map_err(|e| format!("{path}: {e}"))?;
-            Ok(jobs)
-        });
+                hangar_engine::schedule::Graph::new(nodes).map_err(|e| format!("{path}: {e}"))?;
+                Ok(jobs)
+            });
         let planned = match planned {
             Ok(p) => p,
             Err(e) => return Ok(Err(format!("{at}{e}"))),

@@ -572,6 +572,71 @@ impl Reporter {
             return;
         }
         let status = job_status(&run, job, &base);
+        self.deliver_status(store, &run, forge, cred, status);
+    }
+
+    /// Called once for a run refused at intake, which has no jobs (an
+    /// invalid workflow file, an unreadable pull request head): one failed
+    /// status named after the run (`PATH (push)`), or on GitHub with the
+    /// Checks API one failed check run named after it, whose annotation is
+    /// `title` with `text` at the first error's line, as GitHub shows an
+    /// invalid workflow file. Returns at once.
+    pub fn run_refused(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        run: &Run,
+        title: &str,
+        text: &str,
+        errors: &[crate::workflows::FileError],
+    ) {
+        let Some(cred) = self.credential(store, run.repo_id) else {
+            return;
+        };
+        let Some(forge) = Forge::parse(&cred.kind) else {
+            return;
+        };
+        let mut run = run.clone();
+        run.sha = reported_sha(store, &run);
+        if !(run.sha.len() == 40 || run.sha.len() == 64)
+            || !run.sha.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return;
+        }
+        let base = self
+            .base_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if forge == Forge::GitHub
+            && let Some(checks) = crate::github_checks::ChecksCredential::decode(&cred.token)
+        {
+            let line = errors
+                .iter()
+                .find(|e| e.file.as_deref() == Some(run.workflow_path.as_str()))
+                .and_then(|e| e.line);
+            self.refused_check(store, run, cred, checks, base, title, text, line);
+            return;
+        }
+        let status = Status {
+            sha: run.sha.clone(),
+            git_ref: run.git_ref.clone(),
+            context: format!("{} ({})", run.workflow_name, run.event),
+            state: "failure",
+            description: title.to_string(),
+            target_url: format!("{}/ui/#/runs/{}", base.trim_end_matches('/'), run.id),
+        };
+        self.deliver_status(store, &run, forge, cred, status);
+    }
+
+    /// Sends `status` of `run` in the background, in order per context.
+    fn deliver_status(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        run: &Run,
+        forge: Forge,
+        cred: ForgeCredential,
+        status: Status,
+    ) {
         let key: Key = (run.repo_id, status.sha.clone(), status.context.clone());
         let (seq, slot) = self.enqueue(&key);
         let me = self.clone();

@@ -444,6 +444,14 @@ pub fn check_body(run: &Run, job: &Job, base_url: &str) -> (Value, &'static str)
     (body, status)
 }
 
+/// Where a completed check run's annotations come from.
+pub(crate) enum Annotations {
+    /// The `::error`/`::warning`/`::notice` commands of this job's log.
+    Log(i64),
+    /// These, made by the server (a refused run's errors).
+    Given(Vec<Value>),
+}
+
 /// The request headers GitHub's REST API wants.
 fn github_headers(token: &str) -> Vec<(&'static str, String)> {
     crate::forge_status::Forge::GitHub.headers(token)
@@ -509,25 +517,105 @@ impl Reporter {
             let mut sent = Vec::new();
             let final_state = status == "completed";
             me.deliver_check(
-                &store, &run, &job, &cred, &checks, &mut slot, &mut body, status, &mut sent,
+                &store,
+                &run,
+                Annotations::Log(job.id),
+                &cred,
+                &checks,
+                &mut slot,
+                &mut body,
+                status,
+                &mut sent,
             )
             .await;
             if final_state {
                 me.forget(&key, seq);
             }
-            for s in sent {
-                if s.out.outcome != "delivered" {
-                    tracing::warn!(
-                        repo = run.repo_id,
-                        check = %s.subject,
-                        "check run update not delivered after {} attempt(s): {}",
-                        s.out.attempts,
-                        s.out.error.as_deref().unwrap_or(s.out.outcome)
-                    );
-                }
-                let _ = store.record_outbound(&s.outbound("check", run.repo_id, Some(run.id)));
-            }
+            me.record_checks(&store, &run, sent);
         });
+    }
+
+    /// The one check run of a run refused at intake (no jobs): completed,
+    /// failed, named after the run, with one annotation on the workflow
+    /// file at `line` (when the errors are in it), titled `title` and
+    /// saying `text`, as GitHub shows an invalid workflow file.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn refused_check(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        run: Run,
+        cred: ForgeCredential,
+        checks: ChecksCredential,
+        base: String,
+        title: &str,
+        text: &str,
+        line: Option<usize>,
+    ) {
+        let key: Key = (run.repo_id, run.sha.clone(), format!("{}#refused", run.id));
+        let (seq, slot) = self.enqueue(&key);
+        let now = chrono::Utc::now().timestamp_millis();
+        // GitHub's bounds: a title of 255 characters, texts of 64 KiB.
+        let mut body = json!({
+            "name": run.workflow_name,
+            "details_url": format!("{}/ui/#/runs/{}", base.trim_end_matches('/'), run.id),
+            "external_id": format!("run-{}", run.id),
+            "status": "completed",
+            "conclusion": "failure",
+            "started_at": iso8601(run.created_at),
+            "completed_at": iso8601(run.finished_at.unwrap_or(now)),
+            "output": {"title": truncate(title, 255), "summary": truncate(text, 64 * 1024)},
+        });
+        let annotations = match line {
+            Some(l) if !run.workflow_path.is_empty() => vec![json!({
+                "path": run.workflow_path,
+                "start_line": l,
+                "end_line": l,
+                "annotation_level": "failure",
+                "title": truncate(title, 255),
+                "message": truncate(text, 64 * 1024),
+            })],
+            _ => Vec::new(),
+        };
+        let me = self.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut slot = slot.lock().await;
+            if me.superseded(&key, seq) || slot.delivered.is_some() {
+                return;
+            }
+            let mut sent = Vec::new();
+            me.deliver_check(
+                &store,
+                &run,
+                Annotations::Given(annotations),
+                &cred,
+                &checks,
+                &mut slot,
+                &mut body,
+                "completed",
+                &mut sent,
+            )
+            .await;
+            me.forget(&key, seq);
+            me.record_checks(&store, &run, sent);
+        });
+    }
+
+    /// The outbound log's lines of a check run's requests, a warning for each
+    /// one not delivered.
+    fn record_checks(&self, store: &Arc<dyn Store>, run: &Run, sent: Vec<Sent>) {
+        for s in sent {
+            if s.out.outcome != "delivered" {
+                tracing::warn!(
+                    repo = run.repo_id,
+                    check = %s.subject,
+                    "check run update not delivered after {} attempt(s): {}",
+                    s.out.attempts,
+                    s.out.error.as_deref().unwrap_or(s.out.outcome)
+                );
+            }
+            let _ = store.record_outbound(&s.outbound("check", run.repo_id, Some(run.id)));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -535,7 +623,7 @@ impl Reporter {
         &self,
         store: &Arc<dyn Store>,
         run: &Run,
-        job: &Job,
+        annotations: Annotations,
         cred: &ForgeCredential,
         checks: &ChecksCredential,
         slot: &mut Slot,
@@ -552,14 +640,18 @@ impl Reporter {
         // The annotations go with the completion, 50 per request.
         let mut batches: Vec<Vec<Value>> = Vec::new();
         if status == "completed" {
-            let mut log = Vec::new();
-            if let Ok(chunks) = store.log_chunks(job.id, None, 0) {
-                for c in chunks {
-                    log.extend_from_slice(&c.data);
+            let (all, dropped) = match annotations {
+                Annotations::Log(job) => {
+                    let mut log = Vec::new();
+                    if let Ok(chunks) = store.log_chunks(job, None, 0) {
+                        for c in chunks {
+                            log.extend_from_slice(&c.data);
+                        }
+                    }
+                    annotations_from_log(&String::from_utf8_lossy(&log), &run.workflow_path)
                 }
-            }
-            let (all, dropped) =
-                annotations_from_log(&String::from_utf8_lossy(&log), &run.workflow_path);
+                Annotations::Given(all) => (all, 0),
+            };
             if dropped > 0 {
                 let summary = body["output"]["summary"].as_str().unwrap_or_default();
                 body["output"]["summary"] = json!(format!(

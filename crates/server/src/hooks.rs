@@ -317,6 +317,7 @@ pub async fn queue_event(
     };
     let crate::app::Intake {
         mut runs,
+        mut refused,
         errors,
         head_unreadable,
     } = intake;
@@ -325,13 +326,20 @@ pub async fn queue_event(
     // failed run (on the forge as a failed check) rather than a delivery the
     // forge would retry for ever (GitLab disables a hook that keeps failing).
     let head_run = head_unreadable.as_ref().map(|why| {
-        runs.push(app.unreadable_head_run(repo, event, why));
-        runs.len() - 1
+        refused.push(app.unreadable_head_run(repo, event, why));
+        refused.len() - 1
     });
+    // Stored with the runs, in the one transaction of the delivery: a
+    // redelivery doubles neither. Refused runs come last.
+    let to_start = runs.len();
+    runs.append(&mut refused);
     let outcome = if head_unreadable.is_some() {
         "head_unreadable"
     } else if runs.is_empty() {
         "no_workflows"
+    } else if to_start == 0 {
+        // Only invalid files' failed runs: nothing will run.
+        "invalid_workflows"
     } else {
         "queued"
     };
@@ -355,17 +363,26 @@ pub async fn queue_event(
             {
                 tracing::warn!("{e:#}");
             }
-            let failed = head_run.map(|i| ids.remove(i));
-            if let (Some(run), Some(why)) = (failed, &head_unreadable) {
-                tracing::warn!(run, "{why}");
-                if let Err(e) = app.fail_unreadable_head(run, why).await {
-                    tracing::warn!(run, "failing the run of an unreadable head: {e:#}");
+            let refused = ids.split_off(to_start);
+            for &run in &refused {
+                if let Err(e) = app.fail_refused(run).await {
+                    tracing::warn!(run, "failing a refused run: {e:#}");
                 }
             }
+            let failed = head_run.map(|i| refused[i]);
             app.start_runs(&ids).await;
             // A fresh delivery only: a redelivery (answered above) tags nothing.
             crate::release_tag::after_push(app, repo, event, delivery_id);
-            let mut answer = json!({"runs": ids, "workflow_errors": errors});
+            let invalid: Vec<i64> = refused
+                .iter()
+                .copied()
+                .filter(|r| Some(*r) != failed)
+                .collect();
+            let mut answer = json!({
+                "runs": ids,
+                "workflow_errors": errors,
+                "invalid_workflow_runs": invalid,
+            });
             if let (Some(run), Some(why)) = (failed, head_unreadable) {
                 answer["head_unreadable"] = json!({"run": run, "error": why});
             }

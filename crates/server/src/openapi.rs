@@ -151,7 +151,10 @@ fn schemas() -> Value {
         "RunRow": {"allOf": [r("Run"), {"type": "object", "required": ["repo", "commit_message", "author"], "properties": {
             "repo": opt("string"), "commit_message": {"type": ["string", "null"], "description": "the first line of the head commit's message, or the pull request's title"},
             "author": {"type": "string", "description": "the head commit's author, the pull request's author, or who triggered the run"}}}]},
-        "RunDetail": object(&[("run", r("Run")), ("repo", json!({"oneOf": [r("Repo"), {"type": "null"}]})), ("jobs", array(json!({"allOf": [r("Job"), object(&[("needs", array(string())), ("graph_needs", json!({"type": "array", "items": string(), "description": "the job keys the run graph draws a line from: `needs`, with a called workflow's last jobs standing for a caller (callers are not listed), and a called workflow's first jobs drawn from what their caller needs"}))])]}))), ("artifacts", array(r("Artifact"))), ("held", json!({"type": "boolean"}))]),
+        "RunDetail": object(&[("run", r("Run")), ("repo", json!({"oneOf": [r("Repo"), {"type": "null"}]})), ("jobs", array(json!({"allOf": [r("Job"), object(&[("needs", array(string())), ("graph_needs", json!({"type": "array", "items": string(), "description": "the job keys the run graph draws a line from: `needs`, with a called workflow's last jobs standing for a caller (callers are not listed), and a called workflow's first jobs drawn from what their caller needs"}))])]}))), ("artifacts", array(r("Artifact"))), ("held", json!({"type": "boolean"})),
+            ("errors", json!({"type": "array", "items": r("WorkflowError"), "description": "a run refused at intake (an invalid workflow file the event would have triggered, a pull request head that could not be read), which has no jobs: what is wrong; empty for other runs"})),
+            ("refused", json!({"oneOf": [object(&[("title", string()), ("rerun", string())]), {"type": "null"}], "description": "a refused run's title (`Invalid workflow file: PATH#L7`) and why re-running it does not help"}))]),
+        "WorkflowError": object(&[("file", opt("string")), ("line", opt("integer")), ("column", opt("integer")), ("message", string())]),
         "Job": object(&[("id", int()), ("run_id", int()), ("key", string()), ("name", string()), ("status", string()), ("conclusion", opt("string")), ("attempt", int()), ("continue_on_error", json!({"type": "boolean", "description": "`continue-on-error` as evaluated when the job was queued: its failure is shown as one, but neither fails the run nor the jobs that need it"}))]),
         "Artifact": object(&[("id", int()), ("run_id", int()), ("name", string()), ("digest", string()), ("size", int()), ("created_at", millis.clone())]),
         "Approval": object(&[("id", int()), ("job_id", int()), ("run_id", int()), ("environment", string()), ("state", string()), ("reviewer", opt("string")), ("comment", opt("string")), ("created_at", millis.clone()), ("decided_at", opt("integer"))]),
@@ -213,7 +216,8 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
                 .empty("204", "removed").err("404", "no such repository").err("409", "it has runs in progress, or this server watches it"))]),
         ("/api/v1/repos/{id}/dispatch", vec![("post", op("workflow_dispatch: start a workflow at a ref with typed inputs", "runs")
             .body(json!({"type": "object", "required": ["workflow"], "properties": {"workflow": string(), "ref": string(), "inputs": {"type": "object"}}}), true)
-            .ok("201", "the run", object(&[("run", int())])).err("404", "no such repository or workflow"))]),
+            .ok("201", "the run", object(&[("run", int())])).err("404", "no such repository or workflow")
+            .ok("422", "an invalid workflow file (`invalid_workflow`), with its errors; nothing started", json!({"allOf": [r("Error"), object(&[("errors", array(r("WorkflowError")))])]})))]),
         ("/api/v1/repos/{id}/workflows", vec![("get", op("Workflows at a ref (default: HEAD) with their workflow_dispatch inputs", "runs")
             .query("ref", string(), "a branch, tag or commit")
             .ok("200", "workflows", object(&[("ref", string()), ("sha", string()), ("workflows", array(json!({"type": "object"})))])).err("404", "no such repository"))]),
@@ -267,7 +271,7 @@ fn paths() -> Vec<(&'static str, Vec<(&'static str, Op)>)> {
         ("/api/v1/runs/{id}/cancel", vec![("post", op("Cancel a run (reaches running processes)", "runs").empty("202", "cancelling").err("404", "no such run"))]),
         ("/api/v1/runs/{id}/rerun", vec![("post", op("Re-run all jobs, the failed ones, or one", "runs")
             .body(json!({"type": "object", "properties": {"jobs": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}}), false)
-            .ok("202", "re-run", object(&[("jobs", array(int()))])).err("409", "nothing to re-run"))]),
+            .ok("202", "re-run", object(&[("jobs", array(int()))])).err("409", "nothing to re-run, the run is in progress, or it is a refused run (an invalid workflow file: fix it in a new commit)"))]),
         ("/api/v1/runs/{id}/approve", vec![("post", op("Approve and run: start a run held for approval (an untrusted pull request)", "runs")
             .empty("202", "started").err("404", "no such run").err("409", "not held, or completed"))]),
         ("/api/v1/runs/{id}/events", vec![("get", op("Server-sent events: job, step, log and run changes (an endless stream)", "runs")

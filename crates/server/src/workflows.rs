@@ -55,7 +55,158 @@ pub struct Workflow {
 
 /// A commit's workflows: each file's path, and its parsed workflow or what is
 /// wrong with it.
-pub type CommitWorkflows = Arc<Vec<(String, Result<Arc<Workflow>, String>)>>;
+pub type CommitWorkflows = Arc<Vec<(String, Result<Arc<Workflow>, Arc<Invalid>>)>>;
+
+/// The most errors kept of one file: a file of a million wrong keys is shown
+/// by its first ones, and says how many more there were.
+pub(crate) const MAX_FILE_ERRORS: usize = 50;
+/// The most characters kept of one error's message (the message may quote
+/// the file's text, which is anyone's).
+pub(crate) const MAX_ERROR_CHARS: usize = 1000;
+
+/// One reason a workflow file cannot run, where it is: a `hangar validate`
+/// error as the run page and the run API show it. The place is absent for a
+/// failed run whose reason is not in a file (a pull request head that could
+/// not be fetched).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FileError {
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl FileError {
+    /// An error without a place in a file, bounded as every error is.
+    pub fn unplaced(message: &str) -> FileError {
+        FileError {
+            file: None,
+            line: None,
+            column: None,
+            message: bounded(message),
+        }
+    }
+
+    fn at(file: &str, line: usize, column: usize, message: &str) -> FileError {
+        FileError {
+            file: Some(bounded(file)),
+            line: Some(line),
+            column: Some(column),
+            message: bounded(message),
+        }
+    }
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line, self.column) {
+            (Some(file), Some(l), Some(c)) => write!(f, "{file}:{l}:{c}: {}", self.message),
+            (Some(file), _, _) => write!(f, "{file}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Errors as GitHub words them under an invalid file's "Invalid workflow
+/// file" annotation: `The workflow is not valid. PATH (Line: 7, Col: 13):
+/// message`, one error a line; an error with no place as it is.
+pub fn errors_text(errors: &[FileError]) -> String {
+    let mut out = String::new();
+    let mut said = false;
+    for e in errors {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        match (&e.file, e.line, e.column) {
+            (Some(file), Some(l), Some(c)) => {
+                if !std::mem::replace(&mut said, true) {
+                    out.push_str("The workflow is not valid. ");
+                }
+                out.push_str(&format!("{file} (Line: {l}, Col: {c}): {}", e.message));
+            }
+            (Some(file), _, _) => out.push_str(&format!("{file}: {}", e.message)),
+            _ => out.push_str(&e.message),
+        }
+    }
+    out
+}
+
+/// `s` cut to [`MAX_ERROR_CHARS`] characters, saying so.
+fn bounded(s: &str) -> String {
+    match s.char_indices().nth(MAX_ERROR_CHARS) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}… (cut at {MAX_ERROR_CHARS} characters)", &s[..end]),
+    }
+}
+
+/// A workflow file the server refuses (what `hangar validate` refuses): its
+/// errors in file order, and its triggers when they could be read apart
+/// from what is wrong (GitHub shows an invalid file's failed run for an
+/// event that would have triggered it, or when it cannot tell).
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub path: String,
+    pub errors: Vec<FileError>,
+    /// `None`: not known (not YAML, or `on:` itself is wrong).
+    pub on: Option<Vec<Trigger>>,
+}
+
+impl Invalid {
+    fn new(path: &str, text: &str, mut errors: Vec<FileError>) -> Invalid {
+        let lines: Vec<usize> = errors.iter().filter_map(|e| e.line).collect();
+        let on = Model::triggers_despite_errors(text, &lines);
+        if errors.len() > MAX_FILE_ERRORS {
+            let more = errors.len() - MAX_FILE_ERRORS;
+            errors.truncate(MAX_FILE_ERRORS);
+            errors.push(FileError {
+                file: Some(bounded(path)),
+                line: None,
+                column: None,
+                message: format!("{more} more errors are not shown"),
+            });
+        }
+        Invalid {
+            path: path.to_string(),
+            errors,
+            on,
+        }
+    }
+
+    /// Whether `ev` would have started this file, had it been valid: a
+    /// push or a pull request its `on:` matches, or any of them when its
+    /// `on:` could not be read. Other events never show an invalid file
+    /// (a manual dispatch is answered 422 instead).
+    pub fn triggered_by(&self, ev: &Event) -> bool {
+        if !matches!(
+            ev.name.as_str(),
+            "push" | "pull_request" | "pull_request_target"
+        ) {
+            return false;
+        }
+        match &self.on {
+            None => !(ev.name == "push" && ev.deleted),
+            Some(on) => trigger_matches(on.iter().find(|t| t.event.value == ev.name), ev),
+        }
+    }
+
+    /// The first error's line: where GitHub's "Invalid workflow file"
+    /// annotation points (`path#L7`).
+    pub fn first_line(&self) -> usize {
+        self.errors.iter().find_map(|e| e.line).unwrap_or(1)
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
 
 /// How many commits' workflows are kept.
 const CACHED_COMMITS: usize = 256;
@@ -112,7 +263,7 @@ pub async fn at_commit(
         files
             .into_iter()
             .map(|(path, text)| {
-                let wf = parse(&path, &text).map(Arc::new);
+                let wf = parse(&path, &text).map(Arc::new).map_err(Arc::new);
                 (path, wf)
             })
             .collect(),
@@ -121,24 +272,30 @@ pub async fn at_commit(
     Ok(parsed)
 }
 
-pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
+pub fn parse(path: &str, text: &str) -> Result<Workflow, Invalid> {
     let model = Model::parse(text).map_err(|errors| {
-        errors
+        let errors = errors
             .iter()
-            .map(|e| format!("{path}:{e}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .map(|e| FileError::at(path, e.pos.line, e.pos.column, &e.message))
+            .collect();
+        Invalid::new(path, text, errors)
     })?;
     // What `hangar run` and `hangar validate` refuse, the server refuses too,
     // at the same line and column (GitHub: "Invalid workflow file"): a file
     // that one side runs and the other does not is two models again.
-    let invalid: Vec<String> = hangar_workflow::validate(path, text)
+    let invalid: Vec<FileError> = hangar_workflow::validate(path, text)
         .into_iter()
         .filter(|d| d.is_error())
-        .map(|d| d.to_string())
+        .map(|d| {
+            let message = match &d.help {
+                Some(help) => format!("{} ({help})", d.message),
+                None => d.message.clone(),
+            };
+            FileError::at(&d.file, d.line, d.column, &message)
+        })
         .collect();
     if !invalid.is_empty() {
-        return Err(invalid.join("\n"));
+        return Err(Invalid::new(path, text, invalid));
     }
     let doc = model.root.to_json();
     let name = model
@@ -157,42 +314,7 @@ pub fn parse(path: &str, text: &str) -> Result<Workflow, String> {
 
 impl Workflow {
     pub fn triggered_by(&self, ev: &Event) -> bool {
-        let Some(filter) = self.model.trigger(&ev.name) else {
-            return false;
-        };
-        match ev.name.as_str() {
-            "push" => {
-                if ev.deleted {
-                    return false;
-                }
-                let (kind, short) = split_ref(&ev.git_ref);
-                let has_branch = filter.branches.is_some() || filter.branches_ignore.is_some();
-                let has_tag = filter.tags.is_some() || filter.tags_ignore.is_some();
-                let ref_ok = match kind {
-                    "branch" if has_tag && !has_branch => false,
-                    "tag" if has_branch && !has_tag => false,
-                    "branch" => ref_filter(&filter.branches, &filter.branches_ignore, short),
-                    "tag" => ref_filter(&filter.tags, &filter.tags_ignore, short),
-                    _ => true,
-                };
-                ref_ok && (kind == "tag" || path_filter(filter, ev.changed_files.as_deref()))
-            }
-            "pull_request" | "pull_request_target" => {
-                let action = ev.action.clone().unwrap_or_default();
-                let type_ok = match &filter.types {
-                    Some(types) if !types.is_empty() => types.iter().any(|t| t.value == action),
-                    _ => ["opened", "synchronize", "reopened"].contains(&action.as_str()),
-                };
-                type_ok
-                    && ref_filter(
-                        &filter.branches,
-                        &filter.branches_ignore,
-                        ev.base_ref.as_deref().unwrap_or(""),
-                    )
-                    && path_filter(filter, ev.changed_files.as_deref())
-            }
-            _ => true,
-        }
+        trigger_matches(self.model.trigger(&ev.name), ev)
     }
 
     /// The `schedule:` entries: each cron with the IANA time zone it is read
@@ -359,6 +481,48 @@ impl Workflow {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether `ev` passes `filter`, its workflow's entry for the event (none:
+/// the workflow does not listen to it): refs, paths and activity types as
+/// GitHub filters them.
+fn trigger_matches(filter: Option<&Trigger>, ev: &Event) -> bool {
+    let Some(filter) = filter else {
+        return false;
+    };
+    match ev.name.as_str() {
+        "push" => {
+            if ev.deleted {
+                return false;
+            }
+            let (kind, short) = split_ref(&ev.git_ref);
+            let has_branch = filter.branches.is_some() || filter.branches_ignore.is_some();
+            let has_tag = filter.tags.is_some() || filter.tags_ignore.is_some();
+            let ref_ok = match kind {
+                "branch" if has_tag && !has_branch => false,
+                "tag" if has_branch && !has_tag => false,
+                "branch" => ref_filter(&filter.branches, &filter.branches_ignore, short),
+                "tag" => ref_filter(&filter.tags, &filter.tags_ignore, short),
+                _ => true,
+            };
+            ref_ok && (kind == "tag" || path_filter(filter, ev.changed_files.as_deref()))
+        }
+        "pull_request" | "pull_request_target" => {
+            let action = ev.action.clone().unwrap_or_default();
+            let type_ok = match &filter.types {
+                Some(types) if !types.is_empty() => types.iter().any(|t| t.value == action),
+                _ => ["opened", "synchronize", "reopened"].contains(&action.as_str()),
+            };
+            type_ok
+                && ref_filter(
+                    &filter.branches,
+                    &filter.branches_ignore,
+                    ev.base_ref.as_deref().unwrap_or(""),
+                )
+                && path_filter(filter, ev.changed_files.as_deref())
+        }
+        _ => true,
     }
 }
 
@@ -633,7 +797,8 @@ mod tests {
         );
         assert!(
             bad.unwrap_err()
-                .contains("ci.yml:4:12: error: job `a` needs unknown job `nope`")
+                .to_string()
+                .contains("ci.yml:4:12: job `a` needs unknown job `nope`")
         );
     }
 
@@ -701,13 +866,15 @@ mod tests {
             "ci.yml",
             "on: push\njobs:\n  a:\n    runs-on: x\n  b:\n    needs: {a: 1}\n    runs-on: x\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert_eq!(e, "ci.yml:6:12: `needs` must be a string, found a mapping");
         let e = parse(
             "ci.yml",
             "on:\n  push:\n    branches: {main: 1}\njobs: {}\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("ci.yml:3:15: "), "{e}");
     }
 
@@ -818,8 +985,76 @@ mod tests {
 
     #[test]
     fn yaml_errors_have_positions() {
-        let e = parse("ci.yml", "on: [push\njobs:").unwrap_err();
+        let e = parse("ci.yml", "on: [push\njobs:").unwrap_err().to_string();
         assert!(e.starts_with("ci.yml:"), "{e}");
+    }
+
+    /// GitHub shows an invalid file's failed run for an event that would
+    /// have triggered it, or when its `on:` cannot be read.
+    #[test]
+    fn an_invalid_file_counts_as_triggered_by_what_its_on_would_match() {
+        let invalid = |text: &str| parse(".github/workflows/ci.yml", text).unwrap_err();
+        let main = push("refs/heads/main", &["src/a.rs"]);
+        // Wrong in its jobs, `on:` readable: its filters decide.
+        let only_dev = invalid("on:\n  push:\n    branches: [dev]\njobs:\n  a:\n    bogus: 1\n");
+        assert!(only_dev.on.is_some());
+        assert!(!only_dev.triggered_by(&main));
+        assert!(only_dev.triggered_by(&push("refs/heads/dev", &["x"])));
+        let dispatch_only = invalid("on: workflow_dispatch\njobs:\n  a:\n    bogus: 1\n");
+        assert!(!dispatch_only.triggered_by(&main));
+        // Not YAML, or `on:` itself wrong: not known, so shown.
+        assert!(invalid("on: [push\njobs: {").triggered_by(&main));
+        // No `on:`: nothing triggers it (as `hangar run` reads it).
+        assert!(
+            !invalid("jobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n").triggered_by(&main)
+        );
+        let on_wrong = invalid("on:\n  push:\n    branches: {main: 1}\njobs: {}\n");
+        assert!(on_wrong.on.is_none() && on_wrong.triggered_by(&main));
+        // Never for another event, nor for a deleted branch.
+        let mut cron = main.clone();
+        cron.name = "schedule".into();
+        assert!(!on_wrong.triggered_by(&cron));
+        let mut gone = main.clone();
+        gone.deleted = true;
+        assert!(!on_wrong.triggered_by(&gone));
+    }
+
+    #[test]
+    fn errors_are_worded_as_github_words_them_and_bounded() {
+        let e = parse(
+            ".github/workflows/ci.yml",
+            "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.first_line(), 6);
+        let text = errors_text(&e.errors);
+        assert!(
+            text.starts_with("The workflow is not valid. .github/workflows/ci.yml (Line: 6, Col: "),
+            "{text}"
+        );
+        // A file of many wrong keys, each a long one: the first 50 errors,
+        // each cut, and how many more there were.
+        let mut text = "on: push\njobs:\n  a:\n    runs-on: x\n    steps: [{run: x}]\n".to_string();
+        for i in 0..80 {
+            // YAML's simple keys end at 1024 characters.
+            text.push_str(&format!("    k{i}{}: 1\n", "x".repeat(1010)));
+        }
+        let e = parse("ci.yml", &text).unwrap_err();
+        assert_eq!(e.errors.len(), MAX_FILE_ERRORS + 1, "{e}");
+        assert!(
+            e.errors[0]
+                .message
+                .ends_with(&format!("(cut at {MAX_ERROR_CHARS} characters)"))
+        );
+        assert!(
+            e.errors
+                .iter()
+                .all(|e| e.message.chars().count() < MAX_ERROR_CHARS + 50)
+        );
+        assert_eq!(
+            e.errors[MAX_FILE_ERRORS].message,
+            "30 more errors are not shown"
+        );
     }
 
     /// A commit's workflows are read from git and parsed once: the second

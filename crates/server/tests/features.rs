@@ -1139,7 +1139,8 @@ async fn a_chain_after_a_failed_job_is_skipped_and_the_run_completes() {
     );
 }
 
-/// A `needs` cycle is refused when the event arrives, named as validate names it.
+/// A `needs` cycle is refused when the event arrives, named as validate
+/// names it: no job runs, and the file's failed run says why.
 #[tokio::test]
 async fn a_needs_cycle_is_refused_when_the_run_would_be_created() {
     let cyclic = "on: push\njobs:\n  a:\n    needs: b\n    runs-on: ubuntu-latest\n    steps: [{run: echo a}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: echo b}]\n";
@@ -1153,7 +1154,15 @@ async fn a_needs_cycle_is_refused_when_the_run_would_be_created() {
         errors.contains("loop.yml") && errors.contains("a -> b -> a"),
         "{v:#}"
     );
-    assert!(s.runs().await.is_empty());
+    let runs = s.runs().await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let run = s
+        .wait_run(runs[0]["id"].as_i64().unwrap(), Duration::from_secs(10))
+        .await;
+    assert_eq!(run["run"]["workflow_name"], ".github/workflows/loop.yml");
+    assert_eq!(run["run"]["conclusion"], "failure");
+    assert_eq!(run["jobs"], json!([]));
+    assert!(run["errors"].to_string().contains("a -> b -> a"), "{run:#}");
 }
 
 /// Cancelling a run settles its pending approval; deciding it later is a 409.

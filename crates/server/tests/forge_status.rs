@@ -1552,3 +1552,58 @@ async fn a_pull_request_builds_githubs_merge_commit_and_reports_on_its_head() {
     }
     s.server.stop().await;
 }
+
+/// An invalid workflow file's run, which has no jobs, reaches the forge as
+/// one failed status named after the file, saying "Invalid workflow file"
+/// at the error's line, as GitHub shows it.
+#[tokio::test]
+async fn an_invalid_workflow_files_run_is_one_failed_status() {
+    let (forge, c) = contract().await;
+    let s = start_with(fast_retries).await;
+    let bad = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout\n";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ci.yml", WORKFLOW),
+        (".github/workflows/bad.yml", bad),
+    ]);
+    let id = s.register("acme/gh", repo.path()).await;
+    let (code, v) = put_forge(
+        &s,
+        id,
+        json!({"kind": "github", "api_url": format!("{forge}/github"), "token": "gh-token"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = s.push("acme/gh", repo.path(), &sha, "d-bad").await;
+    assert_eq!(code, 202, "{v}");
+    let failed = v["invalid_workflow_runs"][0].as_i64().unwrap();
+    let context = ".github/workflows/bad.yml (push)";
+    until(&c, "the invalid file's status", |g| {
+        g.received.iter().any(|r| r.context == context)
+    })
+    .await;
+    // The valid workflow of the same commit reports as always.
+    until(&c, "ci's jobs", |g| {
+        g.received.iter().filter(|r| r.state == "success").count() == 2
+    })
+    .await;
+    {
+        let g = c.lock().unwrap();
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+        let mine: Vec<&Received> = g.received.iter().filter(|r| r.context == context).collect();
+        assert_eq!(mine.len(), 1, "{mine:#?}");
+        assert_eq!(mine[0].state, "failure");
+        assert_eq!(mine[0].sha, sha);
+        assert_eq!(mine[0].target_url, s.url(&format!("/ui/#/runs/{failed}")));
+    }
+    let log = s.get("/api/v1/outbound?kind=status").await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["subject"] == context
+                && d["outcome"] == "delivered"
+                && d["run_id"] == failed),
+        "{log:#}"
+    );
+    s.server.stop().await;
+}

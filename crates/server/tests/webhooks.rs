@@ -393,10 +393,23 @@ async fn an_unfetchable_pull_request_head_still_runs_the_bases_pull_request_targ
     assert_eq!(head["run"]["event"], "pull_request", "{head:#}");
     assert_eq!(head["run"]["sha"], missing, "{head:#}");
     assert_eq!(head["run"]["conclusion"], "failure", "{head:#}");
-    let why = head["jobs"][0]["waiting_reason"].as_str().unwrap_or("");
+    assert_eq!(head["jobs"], json!([]), "nothing ran: {head:#}");
+    let why = head["errors"][0]["message"].as_str().unwrap_or("");
     assert!(
         why.contains(missing) && why.contains("could not be read") && why.contains("Push"),
         "{head:#}"
+    );
+    // Re-running it would read the same missing commit.
+    let (code, v) = s
+        .post(&format!("/api/v1/runs/{failed}/rerun"), json!({}))
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("push to the pull request"),
+        "{v}"
     );
     let audit = s.get_text("/api/v1/audit").await;
     assert!(
@@ -416,5 +429,125 @@ async fn an_unfetchable_pull_request_head_still_runs_the_bases_pull_request_targ
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(s.runs().await.len(), 2);
+    s.server.stop().await;
+}
+
+/// GitHub's "Invalid workflow file": a push whose commit holds workflow files
+/// the validator refuses shows, for each one the push would have triggered
+/// (or whose `on:` cannot be read), one failed run named after the file,
+/// with no jobs and its errors at their lines; the valid file of the same
+/// commit runs. A redelivery doubles nothing, a re-run is refused, and a
+/// manual dispatch of an invalid file is a 422 that starts nothing.
+#[tokio::test]
+async fn invalid_workflow_files_are_one_failed_run_each_and_valid_ones_still_run() {
+    let ok = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo fine}]\n";
+    // act's `uses-github-noref`: an action with no version.
+    let noref = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout\n";
+    let syntax = "on: push\njobs:\n  a:\n    runs-on: [ubuntu-latest\n    steps: {run: x\n";
+    let unknown = "on: [push]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    '<img src=x onerror=alert(1)>': 1\n    steps: [{run: echo}]\n";
+    // Invalid, but the push would not have triggered them.
+    let manual = "on: workflow_dispatch\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout\n";
+    let dev = "on:\n  push:\n    branches: [dev]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    bogus: 1\n    steps: [{run: x}]\n";
+    let (repo, sha) = repo_with(&[
+        (".github/workflows/ok.yml", ok),
+        (".github/workflows/noref.yml", noref),
+        (".github/workflows/syntax.yml", syntax),
+        (".github/workflows/unknown.yml", unknown),
+        (".github/workflows/manual.yml", manual),
+        (".github/workflows/dev.yml", dev),
+    ]);
+    let s = start().await;
+    let repo_id = s.register("acme/app", repo.path()).await;
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "d-invalid").await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 1, "ok.yml runs: {v:#}");
+    assert_eq!(
+        v["workflow_errors"].as_array().unwrap().len(),
+        5,
+        "the webhook's answer still names every invalid file: {v:#}"
+    );
+    let invalid: Vec<i64> = v["invalid_workflow_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_i64().unwrap())
+        .collect();
+    assert_eq!(invalid.len(), 3, "{v:#}");
+    let good = s
+        .wait_run(v["runs"][0].as_i64().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(good["run"]["conclusion"], "success", "{good:#}");
+
+    let mut seen = std::collections::BTreeMap::new();
+    for id in &invalid {
+        let r = s.wait_run(*id, Duration::from_secs(10)).await;
+        let path = r["run"]["workflow_path"].as_str().unwrap().to_string();
+        assert_eq!(r["run"]["workflow_name"], path.as_str(), "{r:#}");
+        assert_eq!(r["run"]["event"], "push");
+        assert_eq!(r["run"]["sha"], sha.as_str());
+        assert_eq!(r["run"]["conclusion"], "failure");
+        assert_eq!(r["jobs"], json!([]), "{r:#}");
+        let first = &r["errors"][0];
+        assert_eq!(first["file"], path.as_str(), "{r:#}");
+        let line = first["line"].as_i64().expect("a line");
+        assert!(first["column"].as_i64().is_some(), "{r:#}");
+        assert_eq!(
+            r["refused"]["title"],
+            format!("Invalid workflow file: {path}#L{line}"),
+            "{r:#}"
+        );
+        seen.insert(path, (line, first["message"].as_str().unwrap().to_string()));
+    }
+    let keys: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            ".github/workflows/noref.yml",
+            ".github/workflows/syntax.yml",
+            ".github/workflows/unknown.yml"
+        ]
+    );
+    assert_eq!(seen[".github/workflows/noref.yml"].0, 6, "{seen:#?}");
+    assert!(
+        seen[".github/workflows/unknown.yml"]
+            .1
+            .contains("<img src=x onerror=alert(1)>"),
+        "stored as written (the UI escapes it): {seen:#?}"
+    );
+
+    // The forge's redelivery of the same id is a duplicate: nothing doubled.
+    let (code, v) = s.push("acme/app", repo.path(), &sha, "d-invalid").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["duplicate"], true, "{v}");
+    assert_eq!(s.runs().await.len(), 4);
+
+    // A re-run reads the same file: refused, saying what to do.
+    let (code, v) = s
+        .post(&format!("/api/v1/runs/{}/rerun", invalid[0]), json!({}))
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("new commit"), "{v}");
+
+    // A manual dispatch of an invalid file: 422 with its errors, no run.
+    let (code, v) = s
+        .post(
+            &format!("/api/v1/repos/{repo_id}/dispatch"),
+            json!({"workflow": "manual.yml", "ref": "main"}),
+        )
+        .await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["code"], "invalid_workflow", "{v}");
+    assert_eq!(v["errors"][0]["line"], 6, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid workflow file: .github/workflows/manual.yml#L6\nThe workflow is not valid. .github/workflows/manual.yml (Line: 6, Col: "),
+        "{v}"
+    );
+    assert_eq!(s.runs().await.len(), 4);
+
+    let audit = s.get_text("/api/v1/audit").await;
+    assert_eq!(audit.matches("workflow.invalid").count(), 3, "{audit}");
     s.server.stop().await;
 }

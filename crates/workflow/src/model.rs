@@ -380,6 +380,31 @@ impl Workflow {
     pub fn events(&self) -> impl Iterator<Item = &str> {
         self.on.iter().map(|t| t.event.value.as_str())
     }
+
+    /// The `on:` of a file that is wrong somewhere (its errors at
+    /// `error_lines`), read alone: whether an invalid workflow would have
+    /// been triggered, which is when GitHub shows its failed run (a file
+    /// with no `on:` is triggered by nothing, as `hangar run` reads it).
+    /// `None` when that cannot be known: the text is not YAML or not a
+    /// mapping, or an error lies within `on:` (from its key's line to the
+    /// next top-level key's).
+    pub fn triggers_despite_errors(text: &str, error_lines: &[usize]) -> Option<Vec<Trigger>> {
+        let root = yaml::parse(text).ok()?;
+        let Kind::Map(m) = &root.kind else {
+            return None;
+        };
+        let Some(at) = m.iter().position(|(k, _)| k.name == "on") else {
+            return Some(Vec::new());
+        };
+        let from = m[at].0.pos.line;
+        let to = m.get(at + 1).map_or(usize::MAX, |(k, _)| k.pos.line);
+        if error_lines.iter().any(|l| (from..to).contains(l)) {
+            return None;
+        }
+        let mut r = Reader::default();
+        let on = r.triggers(&m[at].1);
+        r.errors.is_empty().then_some(on)
+    }
 }
 
 impl Job {
@@ -1070,6 +1095,29 @@ mod tests {
 
     fn wf(text: &str) -> Workflow {
         Workflow::parse(text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn the_triggers_of_a_file_wrong_elsewhere_are_read_alone() {
+        let events = |text: &str, lines: &[usize]| {
+            Workflow::triggers_despite_errors(text, lines)
+                .map(|on| on.iter().map(|t| t.event.value.clone()).collect::<Vec<_>>())
+        };
+        // Wrong in its jobs (line 4): its `on:` still says when it runs.
+        let jobs_wrong = "name: x\non:\n  workflow_dispatch:\njobs:\n  a:\n    bogus: 1\n";
+        assert_eq!(
+            events(jobs_wrong, &[6]),
+            Some(vec!["workflow_dispatch".to_string()])
+        );
+        // No `on:`: triggered by nothing.
+        assert_eq!(events("jobs: {}\n", &[1]), Some(vec![]));
+        // An error within `on:` (or no YAML): not known.
+        assert_eq!(events(jobs_wrong, &[3]), None);
+        assert_eq!(events("on: [push\njobs: {", &[1]), None);
+        assert_eq!(
+            events("on: {push: {branches: {a: 1}}}\njobs: {}\n", &[]),
+            None
+        );
     }
 
     fn errors(text: &str) -> Vec<ModelError> {

@@ -209,7 +209,9 @@ async function runPage(main, id) {
   const graph = h('div', { class: 'graph', id: 'graph' });
   const panel = h('div', { class: 'jobpanel', id: 'jobpanel' });
   const arts = h('div', { class: 'artifacts', id: 'artifacts' });
-  put(main, head, graph, arts, panel);
+  // A run refused at intake (an invalid workflow file): its errors, no jobs.
+  const errs = h('div', { class: 'run-errors', id: 'run-errors', hidden: true });
+  put(main, head, errs, graph, arts, panel);
 
   // EventSource sends no Authorization header: the stream's URL carries a
   // token minted for this run that lasts a minute; a reconnect mints another.
@@ -257,6 +259,7 @@ async function runPage(main, id) {
       state.selected = (jobs.find((j) => j.status === 'running') || jobs[0]).id;
     }
     renderHead(run);
+    renderErrors(state.data);
     renderGraph(jobs);
     put(arts, ...(state.data.artifacts || []).map((a) => h('a', { class: 'artifact', href: '#', onclick: (e) => { e.preventDefault(); download(`/api/v1/runs/${id}/artifacts/${encodeURIComponent(a.name)}`, a.name); } }, `⬇ ${a.name} (${a.size} B)`)));
     renderJob(jobs.find((j) => j.id === state.selected));
@@ -273,9 +276,22 @@ async function runPage(main, id) {
       h('span', { class: 'muted' }, dur(run.started_at, run.finished_at)),
       state.data.held ? act('Approve and run', `/api/v1/runs/${run.id}/approve`, null, 'primary') : null,
       run.status !== 'completed' ? act('Cancel', `/api/v1/runs/${run.id}/cancel`, null, 'danger') : null,
-      run.status === 'completed' ? act('Re-run all jobs', `/api/v1/runs/${run.id}/rerun`, { jobs: 'all' }) : null,
-      run.status === 'completed' && run.conclusion !== 'success' ? act('Re-run failed jobs', `/api/v1/runs/${run.id}/rerun`, { jobs: 'failed' }) : null,
+      run.status === 'completed' && !state.data.refused ? act('Re-run all jobs', `/api/v1/runs/${run.id}/rerun`, { jobs: 'all' }) : null,
+      run.status === 'completed' && !state.data.refused && run.conclusion !== 'success' ? act('Re-run failed jobs', `/api/v1/runs/${run.id}/rerun`, { jobs: 'failed' }) : null,
     );
+  }
+
+  // Each error at its file:line:col, as text: a workflow file is anyone's.
+  function renderErrors({ refused, errors }) {
+    errors = errors || [];
+    errs.hidden = !refused && !errors.length;
+    const where = (e) => [e.file, e.line, e.column].filter((x) => x !== null && x !== undefined).join(':');
+    put(errs,
+      refused ? h('h2', { class: 'run-errors-title' }, refused.title) : null,
+      h('ul', {}, errors.map((e) => h('li', { class: 'run-error' },
+        e.file ? h('code', { class: 'where' }, where(e)) : null, e.file ? ' ' : null,
+        h('span', { class: 'message' }, e.message)))),
+      refused ? h('p', { class: 'muted' }, refused.rerun) : null);
   }
 
   // Columns by depth in the `needs` graph; lines from each job to its needs.
@@ -327,7 +343,7 @@ async function runPage(main, id) {
   }
 
   function renderJob(job) {
-    if (!job) { put(panel, h('p', { class: 'muted' }, 'This run has no jobs.')); return; }
+    if (!job) { put(panel, state.data.refused ? null : h('p', { class: 'muted' }, 'This run has no jobs.')); return; }
     // A log whose lines know their step is shown by step, as GitHub shows
     // it; a finished job's log written before lines knew their step (or by
     // an agent that sends none) is shown as one log, as it always was.
