@@ -1607,3 +1607,71 @@ async fn an_invalid_workflow_files_run_is_one_failed_status() {
     );
     s.server.stop().await;
 }
+
+/// Through a GitHub App, an invalid workflow file's run is one completed,
+/// failed check run named after the file, whose one annotation sits at the
+/// error's line of that file, titled "Invalid workflow file: PATH#L6" and
+/// saying "The workflow is not valid. PATH (Line: 6, Col: …): …", as GitHub
+/// shows it.
+#[tokio::test]
+async fn a_github_app_reports_an_invalid_workflow_file_as_one_failed_check_run() {
+    let keys = tempfile::tempdir().unwrap();
+    let (pem, public_key) = app_key(keys.path(), "app");
+    let app: App = Arc::new(Mutex::new(GitHubApp {
+        public_key,
+        app_id: "4242".into(),
+        installed: HashMap::from([("acme/checks".to_string(), 77)]),
+        ..Default::default()
+    }));
+    let api = github_app_server(app.clone()).await;
+    let s = start_with(fast_retries).await;
+    let bad = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/bad.yml", bad)]);
+    let id = s.register("acme/checks", repo.path()).await;
+    let (code, v) = put_forge(
+        &s,
+        id,
+        json!({"api_url": api, "project": "acme/checks", "app_id": 4242, "installation_id": 77, "private_key": pem}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = s
+        .push("acme/checks", repo.path(), &sha, "d-bad-check")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let run = v["invalid_workflow_runs"][0].as_i64().unwrap();
+    let start = Instant::now();
+    while app.lock().unwrap().calls.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no check run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let g = app.lock().unwrap();
+    assert!(g.violations.is_empty(), "{:#?}", g.violations);
+    assert_eq!(g.calls.len(), 1, "one request: {:#?}", g.calls);
+    let b = &g.calls[0].body;
+    assert_eq!(g.calls[0].method, "POST");
+    assert_eq!(b["name"], ".github/workflows/bad.yml", "{b:#}");
+    assert_eq!(b["head_sha"], sha.as_str());
+    assert_eq!(
+        (&b["status"], &b["conclusion"]),
+        (&json!("completed"), &json!("failure"))
+    );
+    assert_eq!(b["details_url"], s.url(&format!("/ui/#/runs/{run}")));
+    let title = "Invalid workflow file: .github/workflows/bad.yml#L6";
+    assert_eq!(b["output"]["title"], title, "{b:#}");
+    let anns = b["output"]["annotations"].as_array().unwrap();
+    assert_eq!(anns.len(), 1, "{b:#}");
+    assert_eq!(anns[0]["path"], ".github/workflows/bad.yml");
+    assert_eq!(anns[0]["start_line"], 6);
+    assert_eq!(anns[0]["annotation_level"], "failure");
+    assert_eq!(anns[0]["title"], title);
+    assert!(
+        anns[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The workflow is not valid. .github/workflows/bad.yml (Line: 6, Col: "),
+        "{b:#}"
+    );
+    drop(g);
+    s.server.stop().await;
+}

@@ -551,3 +551,34 @@ async fn invalid_workflow_files_are_one_failed_run_each_and_valid_ones_still_run
     assert_eq!(audit.matches("workflow.invalid").count(), 3, "{audit}");
     s.server.stop().await;
 }
+
+/// A pull request whose head holds an invalid workflow file on
+/// `pull_request`: its failed run carries the event as delivered.
+#[tokio::test]
+async fn an_invalid_workflow_file_of_a_pull_request_is_a_failed_pull_request_run() {
+    let bad = "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout\n";
+    let (repo, sha) = repo_with(&[(".github/workflows/ci.yml", bad)]);
+    let s = start().await;
+    s.register("acme/app", repo.path()).await;
+    let body = serde_json::to_vec(&json!({
+        "action": "opened", "number": 3,
+        "pull_request": {"number": 3,
+            "head": {"sha": sha, "ref": "feature", "repo": {"full_name": "acme/app"}},
+            "base": {"sha": sha, "ref": "main", "repo": {"full_name": "acme/app"}}},
+        "repository": {"full_name": "acme/app"},
+        "sender": {"login": "alice"}
+    }))
+    .unwrap();
+    let (code, v) = s
+        .hook("github", &body, &sign(&body), "pr-invalid", "pull_request")
+        .await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["runs"], json!([]), "{v:#}");
+    let failed = v["invalid_workflow_runs"][0].as_i64().expect("its run");
+    let r = s.wait_run(failed, Duration::from_secs(10)).await;
+    assert_eq!(r["run"]["event"], "pull_request", "{r:#}");
+    assert_eq!(r["run"]["workflow_name"], ".github/workflows/ci.yml");
+    assert_eq!(r["run"]["conclusion"], "failure");
+    assert_eq!(r["errors"][0]["line"], 6, "{r:#}");
+    s.server.stop().await;
+}
