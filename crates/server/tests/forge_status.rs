@@ -1645,33 +1645,33 @@ async fn a_github_app_reports_an_invalid_workflow_file_as_one_failed_check_run()
         assert!(start.elapsed() < Duration::from_secs(20), "no check run");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let g = app.lock().unwrap();
-    assert!(g.violations.is_empty(), "{:#?}", g.violations);
-    assert_eq!(g.calls.len(), 1, "one request: {:#?}", g.calls);
-    let b = &g.calls[0].body;
-    assert_eq!(g.calls[0].method, "POST");
-    assert_eq!(b["name"], ".github/workflows/bad.yml", "{b:#}");
-    assert_eq!(b["head_sha"], sha.as_str());
-    assert_eq!(
-        (&b["status"], &b["conclusion"]),
-        (&json!("completed"), &json!("failure"))
-    );
-    assert_eq!(b["details_url"], s.url(&format!("/ui/#/runs/{run}")));
-    let title = "Invalid workflow file: .github/workflows/bad.yml#L6";
-    assert_eq!(b["output"]["title"], title, "{b:#}");
-    let anns = b["output"]["annotations"].as_array().unwrap();
-    assert_eq!(anns.len(), 1, "{b:#}");
-    assert_eq!(anns[0]["path"], ".github/workflows/bad.yml");
-    assert_eq!(anns[0]["start_line"], 6);
-    assert_eq!(anns[0]["annotation_level"], "failure");
-    assert_eq!(anns[0]["title"], title);
-    assert!(
-        anns[0]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("The workflow is not valid. .github/workflows/bad.yml (Line: 6, Col: "),
-        "{b:#}"
-    );
-    drop(g);
+    {
+        let g = app.lock().unwrap();
+        assert!(g.violations.is_empty(), "{:#?}", g.violations);
+        assert_eq!(g.calls.len(), 1, "one request: {:#?}", g.calls);
+        let b = &g.calls[0].body;
+        assert_eq!(g.calls[0].method, "POST");
+        assert_eq!(b["name"], ".github/workflows/bad.yml", "{b:#}");
+        assert_eq!(b["head_sha"], sha.as_str());
+        assert_eq!(
+            (&b["status"], &b["conclusion"]),
+            (&json!("completed"), &json!("failure"))
+        );
+        assert_eq!(b["details_url"], s.url(&format!("/ui/#/runs/{run}")));
+        let title = "Invalid workflow file: .github/workflows/bad.yml#L6";
+        assert_eq!(b["output"]["title"], title, "{b:#}");
+        let anns = b["output"]["annotations"].as_array().unwrap();
+        assert_eq!(anns.len(), 1, "{b:#}");
+        assert_eq!(anns[0]["path"], ".github/workflows/bad.yml");
+        assert_eq!(anns[0]["start_line"], 6);
+        assert_eq!(anns[0]["annotation_level"], "failure");
+        assert_eq!(anns[0]["title"], title);
+        assert!(
+            anns[0]["message"].as_str().unwrap().starts_with(
+                "The workflow is not valid. .github/workflows/bad.yml (Line: 6, Col: "
+            ),
+            "{b:#}"
+        );
+    }
     s.server.stop().await;
 }
