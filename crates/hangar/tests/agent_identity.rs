@@ -448,3 +448,98 @@ fn a_restarted_agent_keeps_its_identity_and_a_removed_one_does_not_come_back() {
         "a refused file registered"
     );
 }
+
+/// In the bubblewrap jail a job cannot read the agent's state file, even
+/// when it lies outside the work directory: the credential in it would let a
+/// step poll as the agent and take other jobs with their secrets.
+#[test]
+fn a_jailed_job_cannot_read_the_agent_state_file() {
+    use hangar_engine::process::{Sandbox, SandboxMode};
+    if hangar_testkit::required_tool(
+        "the bubblewrap jail",
+        Sandbox::for_agent(SandboxMode::Bwrap, vec![]),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let repo = hangar_testkit::empty_repo();
+    hangar_testkit::commit(repo.path(), &[("README", "x")]);
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(BIN)
+        .current_dir(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--agent-capacity", "0"])
+        .args(["--poll-ms", "100", "--repo"])
+        .arg(repo.path())
+        .arg("--data")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let Banner {
+        url, token: admin, ..
+    } = serve_banner(&mut serve);
+    let _serve = Kill(serve);
+    let admin = admin.unwrap();
+    crate::common::wait_until_watched(&url, &admin, 1);
+    let (_, fleet) = token(&url, &admin, json!({"name": "fleet", "role": "agent"}));
+    // Not under /tmp, which the jail replaces whole anyway.
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let state = outside.path().join("state/agent.json");
+    let work = tempfile::tempdir().unwrap();
+    let mut a = Kill(
+        Command::new(BIN)
+            .args([
+                "agent", "--server", &url, "--token", &fleet, "--name", "jailed",
+            ])
+            .args(["--capacity", "1", "--sandbox", "bwrap", "--state-file"])
+            .arg(&state)
+            .arg("--work-dir")
+            .arg(work.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    listed(&url, &admin, "jailed", &mut a);
+    assert!(std::fs::read_to_string(&state).unwrap().contains("hga_"));
+    hangar_testkit::commit(
+        repo.path(),
+        &[(
+            ".github/workflows/ci.yml",
+            &format!(
+                "on: push\njobs:\n  peek:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo \"seen:$(cat '{}' 2>/dev/null)\"\n          echo done-peeking\n",
+                state.display()
+            ),
+        )],
+    );
+    let start = Instant::now();
+    let job = loop {
+        let (_, runs) = http_json("GET", &format!("{url}/api/v1/runs"), &admin, "");
+        if runs[0]["status"] == "completed" {
+            let (_, run) = http_json(
+                "GET",
+                &format!("{url}/api/v1/runs/{}", runs[0]["id"]),
+                &admin,
+                "",
+            );
+            break run["jobs"][0]["id"].as_i64().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no run completed: {runs:#} {:?}",
+            exited(&mut a, Duration::ZERO)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = crate::common::browser::http(
+        "GET",
+        &format!("{url}/api/v1/jobs/{job}/logs/raw"),
+        &admin,
+        None,
+    )
+    .1;
+    assert!(log.contains("done-peeking"), "{log}");
+    assert!(log.contains("seen:") && !log.contains("hga_"), "{log}");
+}
