@@ -582,3 +582,68 @@ async fn an_invalid_workflow_file_of_a_pull_request_is_a_failed_pull_request_run
     assert_eq!(r["errors"][0]["line"], 6, "{r:#}");
     s.server.stop().await;
 }
+
+/// An invalid file's run stored by a server that stopped before failing it
+/// (it has no jobs, so nothing else would ever settle it) is failed,
+/// reported and audited by the next server's start-up, never concluded a
+/// success for having no failed job.
+#[tokio::test]
+async fn a_refused_run_left_queued_by_a_stopped_server_is_failed_at_start_up() {
+    let (repo, sha) = repo_with(&[("README", "x\n")]);
+    let s = start().await;
+    let repo_id = s.register("acme/app", repo.path()).await;
+    let (data, token) = (s.data, s.token);
+    s.server.stop().await;
+    let store = hangar_store::open(data.path()).unwrap();
+    let run = hangar_store::NewRun {
+        repo_id,
+        workflow_path: ".github/workflows/ci.yml".into(),
+        workflow_name: ".github/workflows/ci.yml".into(),
+        event: "push".into(),
+        git_ref: "refs/heads/main".into(),
+        sha: sha.clone(),
+        payload: json!({}),
+        actor: "tester".into(),
+        context: json!({
+            "refused": {"action": "workflow.invalid",
+                "title": "Invalid workflow file: .github/workflows/ci.yml#L6",
+                "rerun": "fix it in a new commit"},
+            "errors": [{"file": ".github/workflows/ci.yml", "line": 6, "column": 15,
+                "message": "the action has no version"}],
+        }),
+        ..Default::default()
+    };
+    let id = hangar_store::Store::create_run(&store, &run).unwrap();
+    drop(store);
+    let mut cfg = hangar_server::ServeConfig::new(
+        data.path().to_path_buf(),
+        std::sync::Arc::new(hangar_agent::EngineRunner::default()),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.cron = false;
+    let server = hangar_server::start(cfg).await.unwrap();
+    let http = reqwest::Client::new();
+    let get = async |path: &str| -> serde_json::Value {
+        let r = http
+            .get(format!("{}{path}", server.url()))
+            .bearer_auth(&token);
+        r.send().await.unwrap().json().await.unwrap_or_default()
+    };
+    let start = std::time::Instant::now();
+    let r = loop {
+        let r = get(&format!("/api/v1/runs/{id}")).await;
+        if r["run"]["status"] == "completed" {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{r:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r["run"]["conclusion"], "failure", "{r:#}");
+    assert_eq!(r["errors"][0]["line"], 6, "{r:#}");
+    let audit = get("/api/v1/audit").await.to_string();
+    assert!(
+        audit.contains("workflow.invalid") && audit.contains(&format!("run/{id}")),
+        "{audit}"
+    );
+    server.stop().await;
+}
