@@ -435,6 +435,14 @@ const CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Runs remembered by [`Reporter::run`] at most (forgotten all at once past it).
 const RUNS_REMEMBERED: usize = 4096;
 
+/// What [`Reporter::reporting`] found for a run.
+struct Reporting {
+    cred: ForgeCredential,
+    forge: Forge,
+    base: String,
+    checks: Option<crate::github_checks::ChecksCredential>,
+}
+
 impl Reporter {
     pub fn new(policy: RetryPolicy) -> Reporter {
         Reporter {
@@ -548,31 +556,50 @@ impl Reporter {
         let Some(run) = self.run(store, job.run_id) else {
             return;
         };
-        let Some(cred) = self.credential(store, run.repo_id) else {
+        let Some(Reporting {
+            cred,
+            forge,
+            base,
+            checks,
+        }) = self.reporting(store, &run)
+        else {
             return;
         };
-        let Some(forge) = Forge::parse(&cred.kind) else {
+        if let Some(checks) = checks {
+            self.check_changed(store, run, job.clone(), cred, checks, base);
             return;
-        };
-        // Commit ids come from webhooks: only a hex id reaches a URL.
-        if !(run.sha.len() == 40 || run.sha.len() == 64)
-            || !run.sha.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return;
+        }
+        let status = job_status(&run, job, &base);
+        self.deliver_status(store, &run, forge, cred, status);
+    }
+
+    /// How `run` is reported, if at all: its repository's forge credential
+    /// (and on GitHub with an App, the Checks API's), and this server's
+    /// address for the links. None when the repository reports to no forge,
+    /// or when the run's commit id is not one: commit ids come from
+    /// webhooks, and only a hex id reaches a URL.
+    fn reporting(&self, store: &Arc<dyn Store>, run: &Run) -> Option<Reporting> {
+        let cred = self.credential(store, run.repo_id)?;
+        let forge = Forge::parse(&cred.kind)?;
+        if !hangar_git::is_commit_id(&run.sha) {
+            return None;
         }
         let base = self
             .base_url
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if forge == Forge::GitHub
-            && let Some(checks) = crate::github_checks::ChecksCredential::decode(&cred.token)
-        {
-            self.check_changed(store, run, job.clone(), cred, checks, base);
-            return;
-        }
-        let status = job_status(&run, job, &base);
-        self.deliver_status(store, &run, forge, cred, status);
+        let checks = if forge == Forge::GitHub {
+            crate::github_checks::ChecksCredential::decode(&cred.token)
+        } else {
+            None
+        };
+        Some(Reporting {
+            cred,
+            forge,
+            base,
+            checks,
+        })
     }
 
     /// Called once for a run refused at intake, which has no jobs (an
@@ -589,27 +616,18 @@ impl Reporter {
         text: &str,
         errors: &[crate::workflows::FileError],
     ) {
-        let Some(cred) = self.credential(store, run.repo_id) else {
-            return;
-        };
-        let Some(forge) = Forge::parse(&cred.kind) else {
-            return;
-        };
         let mut run = run.clone();
         run.sha = reported_sha(store, &run);
-        if !(run.sha.len() == 40 || run.sha.len() == 64)
-            || !run.sha.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        let Some(Reporting {
+            cred,
+            forge,
+            base,
+            checks,
+        }) = self.reporting(store, &run)
+        else {
             return;
-        }
-        let base = self
-            .base_url
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if forge == Forge::GitHub
-            && let Some(checks) = crate::github_checks::ChecksCredential::decode(&cred.token)
-        {
+        };
+        if let Some(checks) = checks {
             let line = errors
                 .iter()
                 .find(|e| e.file.as_deref() == Some(run.workflow_path.as_str()))
