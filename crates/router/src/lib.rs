@@ -890,6 +890,7 @@ fn serve_connection(
         let peer = Peer::new(addr);
         match fast::Sock::new(stream) {
             Ok(mut sock) => {
+                sock.expect_data();
                 sock.watch(router.client_timeouts());
                 if let Some((stream, read)) = fast::serve(&router, sock, &peer).await {
                     serve_hyper(router, peer, stream, read).await;
