@@ -350,6 +350,43 @@ impl Role {
     }
 }
 
+/// An `api_tokens` row as both backends read it (`id, name, role,
+/// created_at, expires_at, revoked_at, scope, reusable, used_at`), before its
+/// role and scope are parsed.
+pub(crate) struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+    pub scope: String,
+    pub reusable: bool,
+    pub used_at: Option<Millis>,
+}
+
+impl TokenRow {
+    /// The token the row holds: `None` for a role this build does not know
+    /// (such a token authenticates nothing), an error for a scope that cannot
+    /// be read, which must not widen into "anything".
+    pub(crate) fn into_info(self) -> anyhow::Result<Option<TokenInfo>> {
+        let id = self.id;
+        let scope: TokenScope = serde_json::from_str(&self.scope)
+            .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
+        Ok(Role::parse(&self.role).map(|role| TokenInfo {
+            id,
+            name: self.name,
+            role,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            scope,
+            reusable: self.reusable,
+            used_at: self.used_at,
+        }))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenInfo {
     pub id: i64,

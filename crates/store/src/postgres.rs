@@ -446,6 +446,47 @@ const APPROVAL_COLS: &str =
     "id, job_id, run_id, environment, state, reviewer, comment, created_at, decided_at";
 
 /// A column by name, with the column named in the error.
+/// The columns of a token as [`token_row`] reads them: from `api_tokens`, and
+/// as `verify_agent_credential` names them in its join.
+const TOKEN_COLUMNS: [&str; 9] = [
+    "id",
+    "name",
+    "role",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "scope",
+    "reusable",
+    "used_at",
+];
+const JOINED_TOKEN_COLUMNS: [&str; 9] = [
+    "t_id",
+    "t_name",
+    "t_role",
+    "t_created_at",
+    "t_expires_at",
+    "t_revoked_at",
+    "t_scope",
+    "t_reusable",
+    "t_used_at",
+];
+
+/// A token's `id, name, role, created_at, expires_at, revoked_at, scope,
+/// reusable, used_at`, read from the columns `names` gives them.
+fn token_row(r: &Row, names: &[&str; 9]) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: col(r, names[0])?,
+        name: col(r, names[1])?,
+        role: col(r, names[2])?,
+        created_at: col(r, names[3])?,
+        expires_at: col(r, names[4])?,
+        revoked_at: col(r, names[5])?,
+        scope: col(r, names[6])?,
+        reusable: col(r, names[7])?,
+        used_at: col(r, names[8])?,
+    })
+}
+
 fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, name: &str) -> Result<T> {
     r.try_get(name)
         .map_err(|e| anyhow!("reading column `{name}`: {}", error_chain(&e)))
@@ -2181,7 +2222,8 @@ impl Store for PgStore {
         let Some(r) = self.query_opt(
             "SELECT a.id, a.name, a.labels, a.capacity, a.last_seen, a.created_at, a.drained, a.token_id, \
              t.id AS t_id, t.name AS t_name, t.role AS t_role, t.created_at AS t_created_at, \
-             t.expires_at AS t_expires_at, t.scope AS t_scope, t.reusable AS t_reusable, t.used_at AS t_used_at \
+             t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, t.scope AS t_scope, \
+             t.reusable AS t_reusable, t.used_at AS t_used_at \
              FROM agents a LEFT JOIN api_tokens t ON t.id = a.token_id \
              WHERE a.credential_hash = $1 \
              AND (a.token_id IS NULL OR (t.id IS NOT NULL AND t.revoked_at IS NULL))",
@@ -2193,24 +2235,11 @@ impl Store for PgStore {
         let agent = agent_row(&r)?;
         let token = match col::<Option<i64>>(&r, "t_id")? {
             None => None,
-            Some(id) => {
-                let scope: TokenScope = serde_json::from_str(&col::<String>(&r, "t_scope")?)
-                    .map_err(|e| anyhow!("token {id}: unreadable scope column: {e}"))?;
-                let Some(role) = Role::parse(&col::<String>(&r, "t_role")?) else {
-                    return Ok(None);
-                };
-                Some(TokenInfo {
-                    id,
-                    name: col(&r, "t_name")?,
-                    role,
-                    created_at: col(&r, "t_created_at")?,
-                    expires_at: col(&r, "t_expires_at")?,
-                    revoked_at: None,
-                    scope,
-                    reusable: col(&r, "t_reusable")?,
-                    used_at: col(&r, "t_used_at")?,
-                })
-            }
+            // A token of a role this build does not know admits no agent.
+            Some(_) => match token_row(&r, &JOINED_TOKEN_COLUMNS)?.into_info()? {
+                None => return Ok(None),
+                known => known,
+            },
         };
         Ok(Some(AgentCredential { agent, token }))
     }
@@ -2288,33 +2317,15 @@ impl Store for PgStore {
     fn verify_token(&self, plaintext: &str) -> Result<Option<TokenInfo>> {
         let hash = sha256_hex(plaintext.as_bytes());
         // An expired or revoked token is no token.
-        let Some(r) = self.query_opt(
-            "SELECT id, name, role, created_at, expires_at, scope, reusable, used_at FROM api_tokens WHERE hash = $1 \
+        match self.query_opt(
+            "SELECT id, name, role, created_at, expires_at, revoked_at, scope, reusable, used_at \
+             FROM api_tokens WHERE hash = $1 \
              AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
             &[&hash, &now_ms()],
-        )?
-        else {
-            return Ok(None);
-        };
-        let id: i64 = col(&r, "id")?;
-        // A scope that cannot be read must not widen into "anything".
-        let scope: TokenScope = serde_json::from_str(&col::<String>(&r, "scope")?)
-            .map_err(|e| anyhow!("token {id}: unreadable scope column: {e}"))?;
-        let role: String = col(&r, "role")?;
-        Ok(match Role::parse(&role) {
-            Some(role) => Some(TokenInfo {
-                id,
-                name: col(&r, "name")?,
-                role,
-                created_at: col(&r, "created_at")?,
-                expires_at: col(&r, "expires_at")?,
-                revoked_at: None,
-                scope,
-                reusable: col(&r, "reusable")?,
-                used_at: col(&r, "used_at")?,
-            }),
-            None => None,
-        })
+        )? {
+            Some(r) => token_row(&r, &TOKEN_COLUMNS)?.into_info(),
+            None => Ok(None),
+        }
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
@@ -2324,22 +2335,8 @@ impl Store for PgStore {
         )?;
         let mut out = Vec::new();
         for r in found {
-            let id: i64 = col(&r, "id")?;
-            let scope = serde_json::from_str(&col::<String>(&r, "scope")?)
-                .map_err(|e| anyhow!("token {id}: unreadable scope column: {e}"))?;
-            if let Some(role) = Role::parse(&col::<String>(&r, "role")?) {
-                out.push(TokenInfo {
-                    id,
-                    name: col(&r, "name")?,
-                    role,
-                    created_at: col(&r, "created_at")?,
-                    expires_at: col(&r, "expires_at")?,
-                    revoked_at: col(&r, "revoked_at")?,
-                    scope,
-                    reusable: col(&r, "reusable")?,
-                    used_at: col(&r, "used_at")?,
-                });
-            }
+            // A token of a role this build does not know is not listed.
+            out.extend(token_row(&r, &TOKEN_COLUMNS)?.into_info()?);
         }
         Ok(out)
     }

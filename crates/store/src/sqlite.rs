@@ -1432,27 +1432,17 @@ impl Store for SqliteStore {
         let found = c
             .query_row(
                 "SELECT a.id, a.name, a.labels, a.capacity, a.last_seen, a.created_at, a.drained, a.token_id, \
-                 t.id, t.name, t.role, t.created_at, t.expires_at, t.scope, t.reusable, t.used_at \
+                 t.id, t.name, t.role, t.created_at, t.expires_at, t.revoked_at, t.scope, t.reusable, t.used_at \
                  FROM agents a LEFT JOIN api_tokens t ON t.id = a.token_id \
                  WHERE a.credential_hash = ?1 \
                  AND (a.token_id IS NULL OR (t.id IS NOT NULL AND t.revoked_at IS NULL))",
                 [hash],
                 |r| {
                     let agent = agent_row(r)?;
-                    let token: Option<TokenCols> =
-                        match r.get::<_, Option<i64>>(8)? {
-                            None => None,
-                            Some(id) => Some((
-                                id,
-                                r.get(9)?,
-                                r.get(10)?,
-                                r.get(11)?,
-                                r.get(12)?,
-                                r.get(13)?,
-                                r.get(14)?,
-                                r.get(15)?,
-                            )),
-                        };
+                    let token = match r.get::<_, Option<i64>>(8)? {
+                        None => None,
+                        Some(_) => Some(token_row(r, 8)?),
+                    };
                     Ok((agent, token))
                 },
             )
@@ -1462,24 +1452,11 @@ impl Store for SqliteStore {
         };
         let token = match token {
             None => None,
-            Some((id, name, role, created_at, expires_at, scope, reusable, used_at)) => {
-                let scope: TokenScope = serde_json::from_str(&scope)
-                    .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
-                let Some(role) = Role::parse(&role) else {
-                    return Ok(None);
-                };
-                Some(TokenInfo {
-                    id,
-                    name,
-                    role,
-                    created_at,
-                    expires_at,
-                    revoked_at: None,
-                    scope,
-                    reusable,
-                    used_at,
-                })
-            }
+            // A token of a role this build does not know admits no agent.
+            Some(row) => match row.into_info()? {
+                None => return Ok(None),
+                known => known,
+            },
         };
         Ok(Some(AgentCredential { agent, token }))
     }
@@ -1560,53 +1537,20 @@ impl Store for SqliteStore {
         let hash = sha256_hex(plaintext.as_bytes());
         // An expired or revoked token is no token: the caller sees the same
         // answer as for an unknown one.
-        type Row = (
-            i64,
-            String,
-            String,
-            i64,
-            Option<i64>,
-            String,
-            bool,
-            Option<i64>,
-        );
-        let row: Option<Row> = self
+        let row = self
             .c()
             .query_row(
-                "SELECT id, name, role, created_at, expires_at, scope, reusable, used_at FROM api_tokens WHERE hash = ?1 \
+                "SELECT id, name, role, created_at, expires_at, revoked_at, scope, reusable, used_at \
+                 FROM api_tokens WHERE hash = ?1 \
                  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
                 params![hash, now_ms()],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                    ))
-                },
+                |r| token_row(r, 0),
             )
             .optional()?;
-        let Some((id, name, role, created_at, expires_at, scope, reusable, used_at)) = row else {
-            return Ok(None);
-        };
-        // A scope that cannot be read must not widen into "anything".
-        let scope: TokenScope = serde_json::from_str(&scope)
-            .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
-        Ok(Role::parse(&role).map(|role| TokenInfo {
-            id,
-            name,
-            role,
-            created_at,
-            expires_at,
-            revoked_at: None,
-            scope,
-            reusable,
-            used_at,
-        }))
+        match row {
+            Some(row) => row.into_info(),
+            None => Ok(None),
+        }
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
@@ -1614,39 +1558,11 @@ impl Store for SqliteStore {
         let mut s = c.prepare(
             "SELECT id, name, role, created_at, expires_at, revoked_at, scope, reusable, used_at FROM api_tokens ORDER BY id",
         )?;
-        let rows = s.query_map([], |r| {
-            Ok((
-                (
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get::<_, String>(6)?,
-                ),
-                (r.get::<_, bool>(7)?, r.get::<_, Option<i64>>(8)?),
-            ))
-        })?;
+        let rows = s.query_map([], |r| token_row(r, 0))?;
         let mut out = Vec::new();
         for row in rows {
-            let ((id, name, role, created_at, expires_at, revoked_at, scope), (reusable, used_at)) =
-                row?;
-            let scope = serde_json::from_str(&scope)
-                .map_err(|e| anyhow::anyhow!("token {id}: unreadable scope column: {e}"))?;
-            if let Some(role) = Role::parse(&role) {
-                out.push(TokenInfo {
-                    id,
-                    name,
-                    role,
-                    created_at,
-                    expires_at,
-                    revoked_at,
-                    scope,
-                    reusable,
-                    used_at,
-                });
-            }
+            // A token of a role this build does not know is not listed.
+            out.extend(row?.into_info()?);
         }
         Ok(out)
     }
@@ -2421,18 +2337,21 @@ fn operation_from_columns(
     })
 }
 
-/// A token's `id, name, role, created_at, expires_at, scope, reusable,
-/// used_at` as read, before its role and scope are parsed.
-type TokenCols = (
-    i64,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    String,
-    bool,
-    Option<i64>,
-);
+/// A token's `id, name, role, created_at, expires_at, revoked_at, scope,
+/// reusable, used_at`, read from column `at` on.
+fn token_row(r: &Row, at: usize) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(at)?,
+        name: r.get(at + 1)?,
+        role: r.get(at + 2)?,
+        created_at: r.get(at + 3)?,
+        expires_at: r.get(at + 4)?,
+        revoked_at: r.get(at + 5)?,
+        scope: r.get(at + 6)?,
+        reusable: r.get(at + 7)?,
+        used_at: r.get(at + 8)?,
+    })
+}
 
 /// An `agents` row read as `id, name, labels, capacity, last_seen, created_at,
 /// drained, token_id` (the order every query of it selects).
