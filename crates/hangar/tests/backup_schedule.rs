@@ -308,18 +308,15 @@ fn the_server_backs_up_on_schedule_keeps_the_newest_and_alerts_on_failure_and_rp
     // has its `.partial` folder until it fails: a listing taken during one
     // shows it. What a failed attempt leaves must be gone, so some listing
     // within a few attempts holds the two kept backups and nothing else.
+    let only_kept =
+        |names: &[String]| names.len() == 2 && !names.iter().any(|n| n.starts_with('.'));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut listing = kept();
-    while !(listing.len() == 2 && !listing.iter().any(|n| n.starts_with('.')))
-        && Instant::now() < deadline
-    {
+    while !only_kept(&listing) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
         listing = kept();
     }
-    assert!(
-        listing.len() == 2 && !listing.iter().any(|n| n.starts_with('.')),
-        "{listing:?}"
-    );
+    assert!(only_kept(&listing), "{listing:?}");
     assert_eq!(
         got.lock()
             .unwrap()
